@@ -489,3 +489,77 @@ flag_family! {
         IORING_ZCRX_AREA_DMABUF => DMABUF = 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each family's bits are distinct powers of two (a copy-paste slip in a
+    /// shift would make two flags equal).
+    fn distinct_single_bits<T: bitflags::Flags>()
+    where
+        T::Bits: Into<u64>,
+    {
+        let mut seen = 0u64;
+        for flag in T::FLAGS {
+            let bits: u64 = flag.value().bits().into();
+            assert_eq!(bits.count_ones(), 1, "{} is not a single bit", flag.name());
+            assert_eq!(seen & bits, 0, "{} repeats a bit", flag.name());
+            seen |= bits;
+        }
+    }
+
+    #[test]
+    fn every_family_has_distinct_single_bits() {
+        distinct_single_bits::<SqeFlags>();
+        distinct_single_bits::<SetupFlags>();
+        distinct_single_bits::<Features>();
+        distinct_single_bits::<EnterFlags>();
+        distinct_single_bits::<SqFlags>();
+        distinct_single_bits::<CqFlags>();
+        distinct_single_bits::<CqeFlags>();
+        distinct_single_bits::<FsyncFlags>();
+        distinct_single_bits::<TimeoutFlags>();
+        distinct_single_bits::<SpliceFlags>();
+        distinct_single_bits::<PollFlags>();
+        distinct_single_bits::<AsyncCancelFlags>();
+        distinct_single_bits::<RecvSendFlags>();
+        distinct_single_bits::<AcceptFlags>();
+        distinct_single_bits::<MsgRingFlags>();
+        distinct_single_bits::<FixedFdInstallFlags>();
+        distinct_single_bits::<NopFlags>();
+        distinct_single_bits::<UringCmdFlags>();
+        distinct_single_bits::<RwAttrFlags>();
+        distinct_single_bits::<RsrcRegisterFlags>();
+        distinct_single_bits::<ProbeOpFlags>();
+        distinct_single_bits::<CloneBuffersFlags>();
+        distinct_single_bits::<PbufRingFlags>();
+        distinct_single_bits::<RegWaitFlags>();
+        distinct_single_bits::<RegionDescFlags>();
+        distinct_single_bits::<MemRegionRegFlags>();
+        distinct_single_bits::<ZcrxAreaFlags>();
+    }
+
+    #[test]
+    fn families_are_contiguous_from_bit_zero_where_the_header_is() {
+        assert_eq!(
+            SetupFlags::all().bits(),
+            (1 << 19) - 1,
+            "IORING_SETUP_* of 6.18 are bits 0..=18"
+        );
+        assert_eq!(
+            Features::all().bits(),
+            (1 << 18) - 1,
+            "IORING_FEAT_* of 6.18 are bits 0..=17"
+        );
+        assert_eq!(EnterFlags::all().bits(), 0xff);
+        assert_eq!(SqeFlags::all().bits(), 0x7f);
+    }
+
+    #[test]
+    fn unknown_kernel_bits_are_retained_not_lost() {
+        let flags = CqeFlags::from_bits_retain(IORING_CQE_F_MORE | (7 << IORING_CQE_BUFFER_SHIFT));
+        assert!(flags.contains(CqeFlags::MORE));
+        assert_eq!(flags.bits() >> IORING_CQE_BUFFER_SHIFT, 7);
+    }
+}

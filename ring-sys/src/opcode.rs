@@ -89,3 +89,41 @@ opcodes! {
 /// `IORING_OP_LAST`: one past the last opcode of Linux 6.18 (`IORING_OP_PIPE`).
 /// The kernel's value grows with each release; this is 6.18's.
 pub const IORING_OP_LAST: u8 = 63;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_opcode_from_nop_to_last_is_named_once() {
+        assert_eq!(IORING_OPS.len(), usize::from(IORING_OP_LAST));
+        for (i, &(value, name, _)) in IORING_OPS.iter().enumerate() {
+            assert_eq!(
+                usize::from(value),
+                i,
+                "{name} is out of place: no gap or duplicate allowed"
+            );
+            assert!(name.starts_with("IORING_OP_"), "{name}");
+        }
+        assert_eq!(IORING_OPS[usize::from(IORING_OP_PIPE)].1, "IORING_OP_PIPE");
+        assert_eq!(IORING_OPS.last().map(|op| op.0), Some(IORING_OP_LAST - 1));
+    }
+
+    #[test]
+    fn first_kernels_never_decrease() {
+        // Opcodes are appended as kernels add them, so the first-kernel
+        // column never decreases; a decrease means a mistyped version.
+        for pair in IORING_OPS.windows(2) {
+            assert!(
+                pair[0].2 <= pair[1].2,
+                "{} ({:?}) after {} ({:?})",
+                pair[1].1,
+                pair[1].2,
+                pair[0].1,
+                pair[0].2
+            );
+        }
+        assert_eq!(IORING_OPS[0].2, (5, 1));
+        assert_eq!(IORING_OPS[usize::from(IORING_OP_PIPE)].2, (6, 16));
+    }
+}

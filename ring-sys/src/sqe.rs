@@ -341,3 +341,37 @@ pub struct io_uring_attr_pi {
     #[doc(hidden)]
     pub rsvd: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_entries_are_zero_in_every_byte() {
+        let sqe = io_uring_sqe::zeroed();
+        // SAFETY: `zeroed` initialises every union through its widest member
+        // and the struct has no padding (asserted in layout.rs), so all 64
+        // bytes are initialised.
+        let bytes: [u8; 64] = unsafe { core::mem::transmute(sqe) };
+        assert_eq!(bytes, [0; 64]);
+        let big = io_uring_sqe128::default();
+        // SAFETY: as above, plus 64 zeroed bytes of `cmd_ext`.
+        let bytes: [u8; 128] = unsafe { core::mem::transmute(big) };
+        assert_eq!(bytes, [0; 128]);
+    }
+
+    #[test]
+    fn union_members_alias_the_same_bytes() {
+        let mut sqe = io_uring_sqe::zeroed();
+        sqe.off_addr2.cmd_op = sqe_cmd_op {
+            cmd_op: 0xdead_beef,
+            __pad1: 0,
+        };
+        // SAFETY: the union was fully initialised by `zeroed`; reading the
+        // wider member sees the bytes the narrower one wrote (little endian).
+        assert_eq!(unsafe { sqe.off_addr2.off } & 0xffff_ffff, 0xdead_beef);
+        sqe.op_flags.poll_events = 0x1234;
+        // SAFETY: as above.
+        assert_eq!(unsafe { sqe.op_flags.poll32_events } & 0xffff, 0x1234);
+    }
+}

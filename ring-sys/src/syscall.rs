@@ -374,3 +374,31 @@ mod raw {
     target_arch = "riscv64"
 )))]
 compile_error!("ring-sys: raw syscalls are written for x86_64, aarch64 and riscv64 only");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_returns_split_into_values_and_errnos() {
+        assert_eq!(check(0), Ok(0));
+        assert_eq!(check(42), Ok(42));
+        assert_eq!(check(-22), Err(Errno::EINVAL));
+        assert_eq!(check(-4095), Err(Errno(4095)));
+        assert_eq!(Errno::from_result(-4), Some(Errno::EINTR));
+        assert_eq!(Errno::from_result(3), None);
+    }
+
+    #[test]
+    fn errnos_name_themselves() {
+        extern crate std;
+        use std::format;
+        assert_eq!(Errno::EBUSY.name(), Some("EBUSY"));
+        assert_eq!(
+            format!("{}", Errno::EINVAL),
+            "invalid argument (EINVAL, errno 22)"
+        );
+        assert_eq!(format!("{:?}", Errno::EAGAIN), "Errno(EAGAIN)");
+        assert_eq!(format!("{}", Errno(4000)), "errno 4000");
+    }
+}
