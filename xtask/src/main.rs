@@ -1,19 +1,557 @@
-//! Project automation for the ring workspace.
+//! Project automation for the ring workspace: `cargo xtask <command>`.
 //!
-//! `cargo xtask <command>`; commands are added as their issues land.
+//! - `test-kernel`: the kernel tests on other kernels, each in a qemu VM
+//!   (or on this machine with `--kernel host`), with a summary per kernel.
+//! - `fuzz`: every cargo-fuzz target for a bounded time.
+//! - `ci`: what `.ci/run` runs, in one command.
+//!
+//! Standard library only: the initramfs (cpio), the JSON of cargo's messages
+//! and the arguments are handled here. Built for musl, the same binary is the
+//! VM's `/init` (it knows by being PID 1).
 
-use std::process::ExitCode;
+mod cpio;
+mod guest;
+mod json;
+mod kernels;
+mod runner;
+mod summary;
+mod testbins;
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use summary::{MARK, Summary};
+use vm::Accel;
+
+/// Errors are reported as text and end the command.
+pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  test-kernel [--kernel K]... [--accel kvm|tcg|auto] [--timeout SECS] [-p PACKAGE]... [-v]
+        run the kernel tests on each K: 5.10, 6.1, 6.12 (Debian's kernels, downloaded
+        once into target/xtask/kernels), all (those three), host (this machine, no VM),
+        or the path of a bzImage; K may be a comma-separated list; default: all.
+        --accel: default tcg; auto tries KVM and falls back to TCG.
+        --timeout: seconds a guest may run before it counts as hung (default 600).
+        -p: test these packages instead of the kernel-test list; -v: show the console.
+  fuzz [--seconds N]
+        run every [[bin]] target of fuzz/Cargo.toml for N seconds (default 30) with
+        `cargo +nightly fuzz run`; needs the nightly toolchain and cargo-fuzz.
+  ci [--no-kernel] [--accel A] [--fuzz-seconds N]
+        what .ci/run runs: fmt, clippy, tests, the main example, fuzz smoke (if there
+        are targets; N default 10), the kernel matrix (all).
+  help  this text";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("help" | "--help" | "-h") => {
-            println!("usage: cargo xtask <command>\n\ncommands:\n  help    this text");
-            ExitCode::SUCCESS
+    if std::process::id() == 1 {
+        guest::init();
+    }
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let command = args.remove(0);
+    let args = Args(args);
+    let result = match command.as_str() {
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(true)
         }
-        Some(other) => {
-            eprintln!("xtask: unknown command `{other}` (try `cargo xtask help`)");
+        "test-kernel" => test_kernel(args),
+        "fuzz" => fuzz(args),
+        "ci" => ci(args),
+        other => Err(format!("unknown command `{other}` (try `cargo xtask help`)").into()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The workspace root.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The cargo that runs this xtask, in the workspace root.
+pub(crate) fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Command-line arguments, taken one option at a time.
+struct Args(Vec<String>);
+
+impl Args {
+    /// Removes `name` if present.
+    fn flag(&mut self, names: &[&str]) -> bool {
+        let before = self.0.len();
+        self.0.retain(|a| !names.contains(&a.as_str()));
+        before != self.0.len()
+    }
+
+    /// Removes every `name VALUE` and `name=VALUE`, returning the values.
+    fn values(&mut self, names: &[&str]) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let mut i = 0;
+        while i < self.0.len() {
+            let a = &self.0[i];
+            if names.contains(&a.as_str()) {
+                if i + 1 >= self.0.len() {
+                    return Err(format!("{a} needs a value").into());
+                }
+                found.push(self.0.remove(i + 1));
+                self.0.remove(i);
+            } else if let Some(v) = names
+                .iter()
+                .find_map(|n| a.strip_prefix(n).and_then(|r| r.strip_prefix('=')))
+            {
+                found.push(v.to_string());
+                self.0.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The last `name VALUE`, if any.
+    fn value(&mut self, names: &[&str]) -> Result<Option<String>> {
+        Ok(self.values(names)?.pop())
+    }
+
+    /// A number option.
+    fn number(&mut self, names: &[&str], default: u64) -> Result<u64> {
+        match self.value(names)? {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{} takes a number, not `{v}`", names[0]).into()),
+        }
+    }
+
+    /// Fails on anything not taken.
+    fn finish(self) -> Result<()> {
+        match self.0.first() {
+            None => Ok(()),
+            Some(a) => Err(format!("unexpected argument `{a}` (try `cargo xtask help`)").into()),
+        }
+    }
+}
+
+/// A kernel to test on.
+enum Kernel {
+    /// This machine, no VM.
+    Host,
+    /// A Debian long-term series.
+    Series(&'static kernels::Series),
+    /// A bzImage the user passed.
+    Image(PathBuf),
+}
+
+impl Kernel {
+    fn name(&self) -> String {
+        match self {
+            Kernel::Host => "host".into(),
+            Kernel::Series(s) => s.name.into(),
+            Kernel::Image(p) => p.display().to_string(),
+        }
+    }
+}
+
+fn parse_kernels(specs: &[String]) -> Result<Vec<Kernel>> {
+    let mut out = Vec::new();
+    for spec in specs
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
+        match spec {
+            "all" => out.extend(kernels::SERIES.iter().map(Kernel::Series)),
+            "host" => out.push(Kernel::Host),
+            _ => match kernels::SERIES.iter().find(|s| s.name == spec) {
+                Some(s) => out.push(Kernel::Series(s)),
+                None if Path::new(spec).is_file() => out.push(Kernel::Image(spec.into())),
+                None => {
+                    return Err(format!(
+                        "--kernel `{spec}`: not 5.10, 6.1, 6.12, all, host, nor a kernel image file"
+                    )
+                    .into());
+                }
+            },
+        }
+    }
+    if out.is_empty() {
+        out.extend(kernels::SERIES.iter().map(Kernel::Series));
+    }
+    Ok(out)
+}
+
+/// The last `n` lines of `text`, indented.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..]
+        .iter()
+        .map(|l| format!("    | {}\n", l.trim_end_matches('\r')))
+        .collect()
+}
+
+/// `cargo xtask test-kernel`: returns whether every kernel passed.
+fn test_kernel(mut args: Args) -> Result<bool> {
+    let kernels = parse_kernels(&args.values(&["--kernel", "-k"])?)?;
+    let mut accel = Accel::parse(args.value(&["--accel"])?.as_deref().unwrap_or("tcg"))?;
+    let timeout = Duration::from_secs(args.number(&["--timeout"], 600)?);
+    let mut packages = args.values(&["--package", "-p"])?;
+    let verbose = args.flag(&["--verbose", "-v"]);
+    args.finish()?;
+    if packages.is_empty() {
+        packages = testbins::KERNEL_TESTS
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+    }
+    let any_vm = kernels.iter().any(|k| !matches!(k, Kernel::Host));
+    if any_vm {
+        vm::check_qemu()?;
+    }
+
+    let t0 = Instant::now();
+    testbins::ensure_musl()?;
+    let tests = testbins::build_tests(&packages)?;
+    let work = root().join("target/xtask");
+    let stage = work.join("stage").join(guest::TESTS_DIR);
+    testbins::stage(&tests, &stage)?;
+    let initrd = work.join("initramfs.cpio");
+    if any_vm {
+        let init = testbins::build_init()?;
+        vm::initramfs(&init, &stage, &initrd)?;
+    }
+    eprintln!(
+        "xtask: built {} test binaries in {:.1} s: {}",
+        tests.len(),
+        t0.elapsed().as_secs_f64(),
+        tests
+            .iter()
+            .map(|t| t.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut results = Vec::new();
+    for kernel in &kernels {
+        let name = kernel.name();
+        let start = Instant::now();
+        let mut notes = String::new();
+        let (transcript, mut summary) = match kernel {
+            Kernel::Host => {
+                let release =
+                    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+                let mut t = format!("{MARK} kernel {}\n", release.trim());
+                runner::run_dir(&stage, Some((&mut t, verbose)));
+                t.push_str(&format!("{MARK} done\n"));
+                let s = Summary::parse(&t);
+                (t, s)
+            }
+            Kernel::Series(_) | Kernel::Image(_) => {
+                let image = match kernel {
+                    Kernel::Series(s) => kernels::obtain(s)?,
+                    Kernel::Image(p) => p.clone(),
+                    Kernel::Host => unreachable!("handled above"),
+                };
+                eprintln!("xtask: booting {name} ({})", image.display());
+                let probe = Duration::from_secs(30);
+                let mut boot = vm::boot(
+                    &image,
+                    &initrd,
+                    accel != Accel::Tcg,
+                    timeout,
+                    probe,
+                    verbose,
+                )?;
+                if boot.kvm_failed {
+                    let why = format!("KVM failed ({}), using TCG", tail(&boot.stderr, 1).trim());
+                    eprintln!("xtask: {why}");
+                    if accel == Accel::Kvm {
+                        notes.push_str(&format!("  {why}\n"));
+                    }
+                    accel = Accel::Tcg;
+                    boot = vm::boot(&image, &initrd, false, timeout, probe, verbose)?;
+                }
+                let mut s = Summary::parse(&boot.console);
+                if boot.timed_out {
+                    s.failed
+                        .push(format!("the guest timed out after {} s", timeout.as_secs()));
+                }
+                let transcript =
+                    format!("{}\n---- qemu stderr ----\n{}", boot.console, boot.stderr);
+                (transcript, s)
+            }
+        };
+        let took = start.elapsed();
+        let log = logs.join(format!("{}.log", name.replace('/', "_")));
+        std::fs::write(&log, &transcript)?;
+        if !summary.ok() {
+            notes.push_str(&format!(
+                "  console tail ({}):\n{}",
+                log.display(),
+                tail(&transcript, 30)
+            ));
+        }
+        summary
+            .release
+            .get_or_insert_with(|| "release unknown".into());
+        let report = format!("{}{notes}", summary.report(&name, took));
+        print!("{report}");
+        results.push((summary.ok(), report));
+    }
+    if results.len() > 1 {
+        println!("\n==== summary");
+        for (_, report) in &results {
+            print!(
+                "{}",
+                report
+                    .lines()
+                    .next()
+                    .map(|l| format!("{l}\n"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(results.iter().all(|(ok, _)| *ok))
+}
+
+/// The `[[bin]]` names of a cargo-fuzz manifest.
+fn fuzz_targets(manifest: &str) -> Vec<String> {
+    let mut in_bin = false;
+    let mut names = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.trim() == "name" {
+                    names.push(value.trim().trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// `cargo +nightly <args>` without the variables of the cargo running us, so
+/// the nightly toolchain is the one used throughout.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly")
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    cmd
+}
+
+fn fuzz_run(seconds: u64) -> Result<bool> {
+    let dir = root().join("fuzz");
+    let targets = fuzz_targets(&std::fs::read_to_string(dir.join("Cargo.toml"))?);
+    if targets.is_empty() {
+        println!("xtask fuzz: fuzz/Cargo.toml lists no [[bin]] target: nothing to fuzz");
+        return Ok(true);
+    }
+    if !nightly_cargo()
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Err(
+            "fuzzing needs the nightly toolchain: `rustup toolchain install nightly`".into(),
+        );
+    }
+    if !nightly_cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Err("fuzzing needs cargo-fuzz: `cargo install cargo-fuzz`".into());
+    }
+    let mut failed = Vec::new();
+    for t in &targets {
+        println!("==== fuzz {t} for {seconds} s");
+        let ok = nightly_cargo()
+            .args([
+                "fuzz",
+                "run",
+                t,
+                "--",
+                &format!("-max_total_time={seconds}"),
+            ])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            failed.push(t.as_str());
+        }
+    }
+    if failed.is_empty() {
+        println!(
+            "xtask fuzz: {} targets ran {seconds} s each without a finding",
+            targets.len()
+        );
+    } else {
+        println!("xtask fuzz: FAILED: {}", failed.join(", "));
+    }
+    Ok(failed.is_empty())
+}
+
+/// `cargo xtask fuzz`.
+fn fuzz(mut args: Args) -> Result<bool> {
+    let seconds = args.number(&["--seconds"], 30)?;
+    args.finish()?;
+    fuzz_run(seconds)
+}
+
+/// Runs `cmd` as a CI step.
+fn step(cmd: &mut Command) -> Result<bool> {
+    Ok(cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?.success())
+}
+
+/// `cargo xtask ci`: the steps of `.ci/run`, stopping at the first failure.
+fn ci(mut args: Args) -> Result<bool> {
+    let no_kernel = args.flag(&["--no-kernel"]);
+    let accel = args.value(&["--accel"])?.unwrap_or_else(|| "tcg".into());
+    let fuzz_seconds = args.number(&["--fuzz-seconds"], 10)?;
+    args.finish()?;
+    type Step = Box<dyn FnOnce() -> Result<bool>>;
+    let mut steps: Vec<(&str, Step)> = vec![
+        (
+            "fmt",
+            Box::new(|| step(cargo().args(["fmt", "--all", "--check"]))),
+        ),
+        (
+            "clippy",
+            Box::new(|| {
+                step(cargo().args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))
+            }),
+        ),
+        (
+            "tests",
+            Box::new(|| step(cargo().args(["test", "--workspace"]))),
+        ),
+        (
+            "main example",
+            Box::new(|| {
+                step(cargo().args(["run", "-q", "-p", "ring-sys", "--example", "features"]))
+            }),
+        ),
+        // Hooks: Miri (`cargo +nightly miri test -p ring-core`) and loom
+        // (`RUSTFLAGS="--cfg loom" cargo test -p ring-core --release` in its own
+        // target dir) go here as .ci/run gains them.
+        ("fuzz smoke", Box::new(move || fuzz_run(fuzz_seconds))),
+    ];
+    if !no_kernel {
+        steps.push((
+            "kernel matrix",
+            Box::new(move || {
+                test_kernel(Args(vec![
+                    "--kernel".into(),
+                    "all".into(),
+                    "--accel".into(),
+                    accel,
+                ]))
+            }),
+        ));
+    }
+    let start = Instant::now();
+    for (name, run) in steps {
+        let t = Instant::now();
+        println!("\n==== {name}");
+        let ok = run()?;
+        println!(
+            "==== {name}: {} in {:.1} s",
+            if ok { "ok" } else { "FAILED" },
+            t.elapsed().as_secs_f64()
+        );
+        if !ok {
+            return Ok(false);
+        }
+    }
+    println!(
+        "\n==== all checks passed in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, fuzz_targets, parse_kernels};
+
+    #[test]
+    fn options_take_both_spellings_and_leftovers_fail() {
+        let mut a = Args(
+            [
+                "--kernel",
+                "6.1",
+                "-v",
+                "--kernel=5.10,host",
+                "--timeout",
+                "9",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(a.values(&["--kernel"]).unwrap(), ["6.1", "5.10,host"]);
+        assert_eq!(a.number(&["--timeout"], 1).unwrap(), 9);
+        assert!(a.flag(&["-v"]));
+        assert!(a.finish().is_ok());
+        let mut b = Args(vec!["--seconds".into()]);
+        assert!(b.value(&["--seconds"]).is_err());
+        let mut c = Args(vec!["--seconds".into(), "x".into()]);
+        assert!(c.number(&["--seconds"], 1).is_err());
+        assert!(Args(vec!["stray".into()]).finish().is_err());
+    }
+
+    #[test]
+    fn kernel_specs_expand() {
+        let names = |s: &[&str]| {
+            let specs: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+            parse_kernels(&specs).map(|k| k.iter().map(|k| k.name()).collect::<Vec<_>>())
+        };
+        assert_eq!(names(&["all"]).unwrap(), ["5.10", "6.1", "6.12"]);
+        assert_eq!(names(&[]).unwrap(), ["5.10", "6.1", "6.12"]);
+        assert_eq!(
+            names(&["host,6.12", "5.10"]).unwrap(),
+            ["host", "6.12", "5.10"]
+        );
+        assert!(names(&["4.19"]).is_err());
+    }
+
+    #[test]
+    fn finds_the_fuzz_bins() {
+        let manifest = "[package]\nname = \"ring-fuzz\"\n\n[[bin]]\nname = \"sq_ring\"\npath = \"fuzz_targets/sq_ring.rs\"\n\
+                        test = false\n\n[dependencies]\nname = \"no\"\n[[bin]]\nname=\"cq\"\n";
+        assert_eq!(fuzz_targets(manifest), ["sq_ring", "cq"]);
+        assert!(fuzz_targets("[package]\nname = \"x\"\n").is_empty());
     }
 }

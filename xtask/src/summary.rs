@@ -1,0 +1,319 @@
+//! Reads the transcript of a test run (a VM's serial console, or the same
+//! lines produced on the host) and counts passed, failed and skipped tests.
+//!
+//! The transcript is what the runner prints around libtest's own output:
+//!
+//! ```text
+//! ring-xtask: kernel 6.1.0-56-cloud-amd64
+//! ring-xtask: begin ring-sys.kernel
+//! test nop_round_trip ... ring-skip: nop_round_trip: no SINGLE_MMAP
+//! ok
+//! test result: ok. 1 passed; 0 failed; ...
+//! ring-xtask: end ring-sys.kernel exit=0
+//! ring-xtask: done
+//! ```
+//!
+//! Tests run with `--test-threads=1 --nocapture`, so a test's own output sits
+//! between `test NAME ... ` and its result, possibly on the same line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The marker that starts every line the runner itself prints.
+pub(crate) const MARK: &str = "ring-xtask:";
+/// The prefix of a kernel test's skip line (on stderr).
+pub(crate) const SKIP: &str = "ring-skip: ";
+
+/// The outcome of one run on one kernel.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Summary {
+    /// `uname -r` as the runner saw it.
+    pub(crate) release: Option<String>,
+    /// `binary: test` of every test that passed without skipping.
+    pub(crate) passed: Vec<String>,
+    /// `binary: test: why` of every failure, including binaries that crashed.
+    pub(crate) failed: Vec<String>,
+    /// `(binary: test, reason)` of every skipped test.
+    pub(crate) skipped: Vec<(String, String)>,
+    /// How many test binaries ran to their end marker.
+    pub(crate) binaries: usize,
+    /// Whether the run reached its final `done` marker.
+    pub(crate) complete: bool,
+}
+
+#[derive(Default)]
+struct Binary {
+    label: String,
+    /// The test that has started but not reported yet, and its skip reason.
+    pending: Option<(String, Option<String>)>,
+    failures: usize,
+}
+
+impl Summary {
+    /// Parses a transcript.
+    pub(crate) fn parse(transcript: &str) -> Summary {
+        let mut s = Summary::default();
+        let mut bin: Option<Binary> = None;
+        for raw in transcript.lines() {
+            let line = raw.trim_end_matches('\r');
+            // A skip line may follow `test NAME ... ` on the same line.
+            let (head, skip) = match line.find(SKIP) {
+                Some(i) => (&line[..i], Some(&line[i + SKIP.len()..])),
+                None => (line, None),
+            };
+            s.line(&mut bin, head);
+            if let Some(skip) = skip {
+                let (name, reason) = skip.split_once(": ").unwrap_or((skip, "(no reason)"));
+                match bin.as_mut() {
+                    Some(Binary {
+                        pending: Some((_, why)),
+                        ..
+                    }) => *why = Some(reason.trim().to_string()),
+                    _ => s
+                        .skipped
+                        .push((name.trim().to_string(), reason.trim().to_string())),
+                }
+            }
+        }
+        if let Some(b) = bin {
+            let at = b
+                .pending
+                .map(|(t, _)| format!(" during `{t}`"))
+                .unwrap_or_default();
+            s.failed.push(format!(
+                "{}: no end marker{at} (the binary or the guest died, or timed out)",
+                b.label
+            ));
+        }
+        s
+    }
+
+    fn line(&mut self, bin: &mut Option<Binary>, line: &str) {
+        if let Some(rest) = line.strip_prefix(MARK) {
+            let rest = rest.trim();
+            if let Some(release) = rest.strip_prefix("kernel ") {
+                self.release = Some(release.to_string());
+            } else if let Some(label) = rest.strip_prefix("begin ") {
+                *bin = Some(Binary {
+                    label: label.to_string(),
+                    ..Binary::default()
+                });
+            } else if let Some(end) = rest.strip_prefix("end ") {
+                let (label, exit) = end.split_once(" exit=").unwrap_or((end, "?"));
+                let b = bin.take().unwrap_or_default();
+                if let Some((t, _)) = b.pending {
+                    self.failed
+                        .push(format!("{label}: {t}: no result (exit={exit})"));
+                } else if exit != "0" && b.failures == 0 {
+                    self.failed.push(format!("{label}: exited with {exit}"));
+                }
+                self.binaries += 1;
+            } else if rest == "done" {
+                self.complete = true;
+            }
+            return;
+        }
+        let Some(b) = bin.as_mut() else { return };
+        let result = if let Some(rest) = line.strip_prefix("test ") {
+            let Some((name, outcome)) = rest.split_once(" ... ") else {
+                return; // `test result: ...` and other lines
+            };
+            b.pending = Some((name.to_string(), None));
+            outcome.trim()
+        } else if b.pending.is_some() {
+            line.trim()
+        } else {
+            return;
+        };
+        let outcome = match result {
+            "ok" => Outcome::Ok,
+            "FAILED" => Outcome::Failed,
+            r if r.starts_with("ignored") => Outcome::Ignored,
+            _ => return, // the test's own output
+        };
+        let (name, skip) = b.pending.take().expect("a pending test");
+        let who = format!("{}: {name}", b.label);
+        match (outcome, skip) {
+            (Outcome::Failed, _) => {
+                b.failures += 1;
+                self.failed.push(who);
+            }
+            (Outcome::Ok, None) => self.passed.push(who),
+            (Outcome::Ok, Some(reason)) => self.skipped.push((who, reason)),
+            (Outcome::Ignored, _) => self.skipped.push((who, "#[ignore]".to_string())),
+        }
+    }
+
+    /// Whether everything ran and nothing failed.
+    pub(crate) fn ok(&self) -> bool {
+        self.complete && self.failed.is_empty() && self.binaries > 0
+    }
+
+    /// The report of one kernel: a headline and the failures and skip reasons.
+    pub(crate) fn report(&self, kernel: &str, took: Duration) -> Report<'_> {
+        Report {
+            s: self,
+            kernel: kernel.to_string(),
+            took,
+        }
+    }
+}
+
+enum Outcome {
+    Ok,
+    Failed,
+    Ignored,
+}
+
+/// [`Summary::report`], for display.
+pub(crate) struct Report<'a> {
+    s: &'a Summary,
+    kernel: String,
+    took: Duration,
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.s;
+        let verdict = if s.ok() { "ok" } else { "FAILED" };
+        write!(f, "kernel {}", self.kernel)?;
+        if let Some(r) = &s.release {
+            write!(f, " ({r})")?;
+        }
+        writeln!(
+            f,
+            ": {verdict}: {} passed, {} failed, {} skipped, {} binaries, {:.1} s",
+            s.passed.len(),
+            s.failed.len(),
+            s.skipped.len(),
+            s.binaries,
+            self.took.as_secs_f64()
+        )?;
+        if !s.complete {
+            writeln!(f, "  incomplete: the run never reached its end")?;
+        }
+        if s.binaries == 0 && s.complete {
+            writeln!(f, "  no test binary ran")?;
+        }
+        for fail in &s.failed {
+            writeln!(f, "  failed: {fail}")?;
+        }
+        // Group skips by reason: one reason, every test it covers.
+        let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (test, reason) in &s.skipped {
+            by_reason.entry(reason).or_default().push(test);
+        }
+        for (reason, tests) in by_reason {
+            writeln!(f, "  skipped ({}): {reason}", tests.len())?;
+            for t in tests {
+                writeln!(f, "      {t}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Summary;
+    use std::time::Duration;
+
+    const RUN: &str = "\
+[    1.234] random kernel message\r
+ring-xtask: kernel 5.10.0-46-cloud-amd64\r
+ring-xtask: begin ring-sys.kernel\r
+\r
+running 4 tests\r
+test setup_works ... ok\r
+test multishot ... ring-skip: multishot: IORING_OP_RECV multishot needs 6.0\r
+ok\r
+test defer ... \r
+ring-skip: defer: DEFER_TASKRUN needs 6.1\r
+ok\r
+test broken ... thread 'broken' panicked at tests/kernel.rs:10:5:\r
+assertion failed\r
+FAILED\r
+\r
+failures:\r
+    broken\r
+\r
+test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\r
+ring-xtask: end ring-sys.kernel exit=101\r
+ring-xtask: begin ring-driver.setup\r
+test a::b ... ok\r
+test c ... ignored, slow\r
+ring-xtask: end ring-driver.setup exit=0\r
+ring-xtask: done\r
+";
+
+    #[test]
+    fn counts_passes_failures_and_skips_with_reasons() {
+        let s = Summary::parse(RUN);
+        assert_eq!(s.release.as_deref(), Some("5.10.0-46-cloud-amd64"));
+        assert_eq!(
+            s.passed,
+            ["ring-sys.kernel: setup_works", "ring-driver.setup: a::b"]
+        );
+        assert_eq!(s.failed, ["ring-sys.kernel: broken"]);
+        assert_eq!(
+            s.skipped,
+            [
+                (
+                    "ring-sys.kernel: multishot".to_string(),
+                    "IORING_OP_RECV multishot needs 6.0".to_string()
+                ),
+                (
+                    "ring-sys.kernel: defer".to_string(),
+                    "DEFER_TASKRUN needs 6.1".to_string()
+                ),
+                ("ring-driver.setup: c".to_string(), "#[ignore]".to_string()),
+            ]
+        );
+        assert_eq!(s.binaries, 2);
+        assert!(s.complete);
+        assert!(!s.ok());
+        let report = s.report("5.10", Duration::from_millis(1500)).to_string();
+        assert!(report.starts_with(
+            "kernel 5.10 (5.10.0-46-cloud-amd64): FAILED: 2 passed, 1 failed, 3 skipped, 2 binaries, 1.5 s\n"
+        ));
+        assert!(
+            report
+                .contains("  skipped (1): DEFER_TASKRUN needs 6.1\n      ring-sys.kernel: defer\n")
+        );
+    }
+
+    #[test]
+    fn same_reason_is_listed_once() {
+        let t = "ring-xtask: begin b\ntest x ... ring-skip: x: old kernel\nok\n\
+                 test y ... ring-skip: y: old kernel\nok\nring-xtask: end b exit=0\nring-xtask: done\n";
+        let s = Summary::parse(t);
+        assert!(s.ok());
+        let report = s.report("k", Duration::ZERO).to_string();
+        assert_eq!(report.matches("old kernel").count(), 1);
+        assert!(report.contains("skipped (2): old kernel\n      b: x\n      b: y\n"));
+    }
+
+    #[test]
+    fn a_crash_a_bad_exit_and_a_hang_are_failures() {
+        // The binary dies by a signal in the middle of a test.
+        let crash = "ring-xtask: begin b\ntest x ... \nring-xtask: end b exit=signal 11\nring-xtask: done\n";
+        let s = Summary::parse(crash);
+        assert_eq!(s.failed, ["b: x: no result (exit=signal 11)"]);
+        // Every test passed, yet the binary exited non-zero.
+        let bad =
+            "ring-xtask: begin b\ntest x ... ok\nring-xtask: end b exit=3\nring-xtask: done\n";
+        let s = Summary::parse(bad);
+        assert_eq!(s.passed, ["b: x"]);
+        assert_eq!(s.failed, ["b: exited with 3"]);
+        // The guest hangs: no end marker, no done.
+        let hang = "ring-xtask: begin b\ntest x ... ok\ntest y ... ";
+        let s = Summary::parse(hang);
+        assert!(!s.complete);
+        assert_eq!(s.failed.len(), 1);
+        assert!(s.failed[0].contains("during `y`"), "{:?}", s.failed);
+        assert!(!s.ok());
+        // Nothing ran at all.
+        assert!(!Summary::parse("ring-xtask: done\n").ok());
+    }
+}

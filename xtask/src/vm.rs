@@ -1,0 +1,185 @@
+//! Boots a kernel with the test initramfs in qemu and collects its serial
+//! console, killing the guest at a deadline.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::cpio::Cpio;
+use crate::guest::TESTS_DIR;
+use crate::summary::MARK;
+
+/// The qemu binary.
+pub(crate) const QEMU: &str = "qemu-system-x86_64";
+
+/// How the guest's CPU is run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Accel {
+    /// Hardware virtualisation.
+    Kvm,
+    /// Emulation: slower, works everywhere.
+    Tcg,
+    /// KVM if a boot shows it works, else TCG.
+    Auto,
+}
+
+impl Accel {
+    /// Parses `kvm`, `tcg` or `auto`.
+    pub(crate) fn parse(s: &str) -> Result<Accel> {
+        match s {
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            "auto" => Ok(Accel::Auto),
+            _ => Err(format!("--accel takes kvm, tcg or auto, not `{s}`").into()),
+        }
+    }
+}
+
+/// Fails with the install command if qemu is missing.
+pub(crate) fn check_qemu() -> Result<()> {
+    match Command::new(QEMU).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err(format!(
+            "{QEMU} not found: install it (`apt-get install -y qemu-system-x86`), or use --kernel host"
+        )
+        .into()),
+    }
+}
+
+/// Writes the initramfs: `/init` and the test binaries of `stage`.
+pub(crate) fn initramfs(init: &Path, stage: &Path, out: &Path) -> Result<()> {
+    let mut c = Cpio::new();
+    for d in ["dev", "proc", "sys", "tmp", "bin", TESTS_DIR] {
+        c.dir(d, 0o755);
+    }
+    c.char_dev("dev/console", 0o600, 5, 1);
+    c.char_dev("dev/null", 0o666, 1, 3);
+    c.file("init", 0o755, &std::fs::read(init)?);
+    for bin in crate::runner::binaries(stage) {
+        let name = bin
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        c.file(&format!("{TESTS_DIR}/{name}"), 0o755, &std::fs::read(&bin)?);
+    }
+    std::fs::write(out, c.finish())?;
+    Ok(())
+}
+
+/// What one boot produced.
+pub(crate) struct Boot {
+    /// The serial console.
+    pub(crate) console: String,
+    /// qemu's own stderr.
+    pub(crate) stderr: String,
+    /// Whether the deadline killed the guest.
+    pub(crate) timed_out: bool,
+    /// Whether KVM failed (internal error, or no sign of life): retry with TCG.
+    pub(crate) kvm_failed: bool,
+}
+
+fn pump(
+    mut from: impl Read + Send + 'static,
+    to: Arc<Mutex<Vec<u8>>>,
+    echo: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if echo {
+                let _ = std::io::stdout().write_all(&buf[..n]);
+                let _ = std::io::stdout().flush();
+            }
+            to.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+/// Boots `kernel` with `initrd` and waits for it to power off, at most `timeout`.
+/// With `kvm`, a guest that shows no sign of life within `probe` is given up
+/// (`kvm_failed`).
+pub(crate) fn boot(
+    kernel: &Path,
+    initrd: &Path,
+    kvm: bool,
+    timeout: Duration,
+    probe: Duration,
+    echo: bool,
+) -> Result<Boot> {
+    let mut cmd = Command::new(QEMU);
+    if kvm {
+        cmd.args(["-accel", "kvm", "-cpu", "host"]);
+    } else {
+        cmd.args(["-accel", "tcg", "-cpu", "max"]);
+    }
+    cmd.args([
+        "-m",
+        "1G",
+        "-smp",
+        "2",
+        "-nodefaults",
+        "-no-reboot",
+        "-display",
+        "none",
+    ])
+    .args(["-serial", "stdio", "-monitor", "none"])
+    .arg("-kernel")
+    .arg(kernel)
+    .arg("-initrd")
+    .arg(initrd)
+    .args([
+        "-append",
+        "console=ttyS0 panic=-1 oops=panic quiet loglevel=3 rdinit=/init",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("{QEMU}: {e}"))?;
+    let console = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let t1 = pump(child.stdout.take().expect("piped"), console.clone(), echo);
+    let t2 = pump(child.stderr.take().expect("piped"), stderr.clone(), false);
+    let start = Instant::now();
+    let mut timed_out = false;
+    let mut kvm_failed = false;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        let elapsed = start.elapsed();
+        if kvm {
+            let dead =
+                String::from_utf8_lossy(&stderr.lock().unwrap()).contains("KVM internal error");
+            let alive = String::from_utf8_lossy(&console.lock().unwrap()).contains(MARK);
+            if dead || (!alive && elapsed > probe) {
+                kvm_failed = true;
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+        }
+        if elapsed > timeout {
+            timed_out = true;
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = (t1.join(), t2.join());
+    let console = String::from_utf8_lossy(&console.lock().unwrap()).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+    Ok(Boot {
+        console,
+        stderr,
+        timed_out,
+        kvm_failed,
+    })
+}
