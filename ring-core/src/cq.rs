@@ -1,0 +1,375 @@
+//! The completion queue, single-threaded.
+
+use ring_sys::{IORING_CQE_F_32, IORING_CQE_F_SKIP};
+
+use crate::error::moved_backwards;
+use crate::{CoreError, Geometry};
+
+/// A run of CQEs handed out by [`CompletionQueue::reap_batch`]: ring indices
+/// `start .. start + len` (wrapping); read each at [`Geometry::cqe_offset`].
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CqBatch {
+    start: u32,
+    len: u32,
+}
+
+impl CqBatch {
+    pub(crate) const fn new(start: u32, len: u32) -> Self {
+        CqBatch { start, len }
+    }
+
+    /// The first ring index.
+    pub const fn start(&self) -> u32 {
+        self.start
+    }
+
+    /// The number of CQEs.
+    pub const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether it is empty (never, as returned by `reap_batch`).
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The ring indices, in order (wrapping).
+    pub fn indices(&self) -> impl Iterator<Item = u32> + use<> {
+        let start = self.start;
+        (0..self.len).map(move |i| start.wrapping_add(i))
+    }
+}
+
+/// What [`CompletionQueue::reap_mixed`] consumed in an
+/// `IORING_SETUP_CQE_MIXED` ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MixedCqe {
+    /// A 16-byte CQE at this index (one slot).
+    Small(u32),
+    /// A 32-byte CQE (`IORING_CQE_F_32`) at this index (two slots).
+    Big(u32),
+    /// A padding entry (`IORING_CQE_F_SKIP`, Linux 6.18) the kernel posts
+    /// before a wrap; not a completion, consumed and to be ignored.
+    Skip(u32),
+}
+
+/// The application's side of the completion queue, as a sans-io state
+/// machine: which CQE to read next, which head to hand back to the kernel.
+///
+/// # Indices
+///
+/// Three wrapping `u32` indices, `released <= head <= tail`,
+/// `tail - released <= entries` (see [`check_invariants`](Self::check_invariants)):
+/// - `released`: the head last returned by
+///   [`poll_release_head`](Self::poll_release_head), what the kernel sees in
+///   `cq.head`: slots below it may be overwritten;
+/// - `head`: the next CQE to reap; `released..head` are reaped but still
+///   owned by the caller (it may still be reading them);
+/// - `tail`: the kernel's `cq.tail`, as last handled.
+///
+/// # Call order
+///
+/// 1. [`handle_tail(cq.tail)`](Self::handle_tail), loaded with acquire
+///    ordering (pairs with the kernel's `smp_store_release(&rings->cq.tail)`
+///    in `io_commit_cqring`: every CQE below the tail is written);
+/// 2. [`peek`](Self::peek) (nothing consumed; the `io-uring` crate cannot,
+///    its issue #262), [`reap`](Self::reap), [`reap_batch`](Self::reap_batch)
+///    or, in a `CQE_MIXED` ring, [`reap_mixed`](Self::reap_mixed) with the
+///    CQE's flags; read each CQE at [`Geometry::cqe_offset`];
+/// 3. once the reaped CQEs are copied out,
+///    [`poll_release_head()`](Self::poll_release_head) until `None`: store
+///    the value to `cq.head` with release ordering (the kernel reads it with
+///    `READ_ONCE` and a control dependency before overwriting a slot:
+///    the CQE reads happen before the slot is reused).
+///
+/// The overflow counter (`cq.overflow`, completions the kernel dropped) is
+/// recorded with [`handle_overflow`](Self::handle_overflow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionQueue {
+    entries: u32,
+    mask: u32,
+    mixed: bool,
+    released: u32,
+    head: u32,
+    tail: u32,
+    overflow: u32,
+}
+
+impl CompletionQueue {
+    /// An empty CQ of this geometry, indices at 0 as after `io_uring_setup`.
+    pub fn new(geometry: &Geometry) -> Self {
+        Self::with_start(geometry, 0)
+    }
+
+    /// An empty CQ whose indices all start at `start`.
+    pub fn with_start(geometry: &Geometry, start: u32) -> Self {
+        CompletionQueue {
+            entries: geometry.cq_entries(),
+            mask: geometry.cq_mask(),
+            mixed: geometry.cqe_mixed(),
+            released: start,
+            head: start,
+            tail: start,
+            overflow: 0,
+        }
+    }
+
+    /// Ring size in slots.
+    pub const fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// The next index to reap.
+    pub const fn head(&self) -> u32 {
+        self.head
+    }
+
+    /// The head the kernel was last given.
+    pub const fn released(&self) -> u32 {
+        self.released
+    }
+
+    /// The kernel's tail, as last handled.
+    pub const fn tail(&self) -> u32 {
+        self.tail
+    }
+
+    /// Slots ready to reap: `tail - head` (liburing's `io_uring_cq_ready`).
+    pub const fn ready(&self) -> u32 {
+        self.tail.wrapping_sub(self.head)
+    }
+
+    /// Slots reaped but not yet released to the kernel.
+    pub const fn unreleased(&self) -> u32 {
+        self.head.wrapping_sub(self.released)
+    }
+
+    /// Free slots as the kernel sees them: `entries - (tail - released)`.
+    pub const fn space(&self) -> u32 {
+        self.entries - self.tail.wrapping_sub(self.released)
+    }
+
+    /// The kernel's `cq.overflow` counter, as last handled: completions it
+    /// could not post (dropped without `IORING_FEAT_NODROP`, or when the
+    /// backlog could not be allocated).
+    pub const fn overflow(&self) -> u32 {
+        self.overflow
+    }
+
+    /// The kernel's `cq.tail` was observed. A tail that moves backwards, or
+    /// more than `entries` past the released head, is an error and changes
+    /// nothing.
+    pub fn handle_tail(&mut self, tail: u32) -> Result<(), CoreError> {
+        let seen = tail.wrapping_sub(self.released);
+        let known = self.tail.wrapping_sub(self.released);
+        if seen > self.entries {
+            return Err(if moved_backwards(self.tail, tail) {
+                CoreError::TailBackwards {
+                    known: self.tail,
+                    observed: tail,
+                }
+            } else {
+                CoreError::TailPastCapacity {
+                    head: self.released,
+                    tail,
+                    entries: self.entries,
+                }
+            });
+        }
+        if seen < known {
+            return Err(CoreError::TailBackwards {
+                known: self.tail,
+                observed: tail,
+            });
+        }
+        self.tail = tail;
+        self.debug_check();
+        Ok(())
+    }
+
+    /// The kernel's `cq.overflow` counter was observed.
+    pub fn handle_overflow(&mut self, overflow: u32) {
+        self.overflow = overflow;
+    }
+
+    /// The index of the next CQE, without consuming it.
+    #[must_use]
+    pub fn peek(&self) -> Option<u32> {
+        (self.head != self.tail).then_some(self.head)
+    }
+
+    /// Consume the next CQE (one slot) and return its index. In a
+    /// `CQE_MIXED` ring use [`reap_mixed`](Self::reap_mixed) instead.
+    #[must_use]
+    pub fn reap(&mut self) -> Option<u32> {
+        let idx = self.peek()?;
+        self.head = self.head.wrapping_add(1);
+        self.debug_check();
+        Some(idx)
+    }
+
+    /// Consume up to `max` CQEs at once (fixed-size rings).
+    #[must_use]
+    pub fn reap_batch(&mut self, max: u32) -> Option<CqBatch> {
+        let len = self.ready().min(max);
+        if len == 0 {
+            return None;
+        }
+        let batch = CqBatch {
+            start: self.head,
+            len,
+        };
+        self.head = self.head.wrapping_add(len);
+        self.debug_check();
+        Some(batch)
+    }
+
+    /// In an `IORING_SETUP_CQE_MIXED` ring: consume the CQE at
+    /// [`peek`](Self::peek), whose `flags` the caller read, taking two slots
+    /// if it has `IORING_CQE_F_32` (liburing's `io_uring_cqe_nr`). `Ok(None)`
+    /// when nothing is ready; a big CQE cut by the tail is an error and
+    /// consumes nothing. In other rings every CQE is one slot.
+    pub fn reap_mixed(&mut self, flags: u32) -> Result<Option<MixedCqe>, CoreError> {
+        let Some(idx) = self.peek() else {
+            return Ok(None);
+        };
+        let cqe = if !self.mixed {
+            MixedCqe::Small(idx)
+        } else if flags & IORING_CQE_F_SKIP != 0 {
+            MixedCqe::Skip(idx)
+        } else if flags & IORING_CQE_F_32 != 0 {
+            if self.ready() < 2 {
+                return Err(CoreError::TruncatedCqe { index: idx });
+            }
+            MixedCqe::Big(idx)
+        } else {
+            MixedCqe::Small(idx)
+        };
+        let slots = if matches!(cqe, MixedCqe::Big(_)) {
+            2
+        } else {
+            1
+        };
+        self.head = self.head.wrapping_add(slots);
+        self.debug_check();
+        Ok(Some(cqe))
+    }
+
+    /// The new head to store to the kernel's `cq.head`, if reaped CQEs wait
+    /// to be released. Call only once they are copied out; call until `None`.
+    #[must_use]
+    pub fn poll_release_head(&mut self) -> Option<u32> {
+        if self.released == self.head {
+            return None;
+        }
+        self.released = self.head;
+        self.debug_check();
+        Some(self.released)
+    }
+
+    /// Check `released <= head <= tail` (as wrapping distances from
+    /// `released`) and `tail - released <= entries`.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        if !self.entries.is_power_of_two() || self.mask != self.entries - 1 {
+            return Err("CQ: mask is not entries - 1");
+        }
+        let h = self.head.wrapping_sub(self.released);
+        let t = self.tail.wrapping_sub(self.released);
+        if t > self.entries {
+            return Err("CQ: tail more than entries past the released head");
+        }
+        if h > t {
+            return Err("CQ: head past tail");
+        }
+        Ok(())
+    }
+
+    fn debug_check(&self) {
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
+
+    fn cq(start: u32, flags: SetupFlags) -> CompletionQueue {
+        let g = Geometry::new(4, 4, flags, Features::empty()).unwrap();
+        CompletionQueue::with_start(&g, start)
+    }
+
+    #[test]
+    fn reap_peek_release() {
+        let mut q = cq(0, SetupFlags::empty());
+        assert_eq!(q.peek(), None);
+        q.handle_tail(3).unwrap();
+        assert_eq!(q.peek(), Some(0));
+        assert_eq!(q.peek(), Some(0));
+        assert_eq!(q.reap(), Some(0));
+        assert_eq!(q.reap_batch(8).map(|b| (b.start(), b.len())), Some((1, 2)));
+        assert_eq!(q.reap(), None);
+        assert_eq!(q.reap_batch(8), None);
+        assert_eq!((q.unreleased(), q.space()), (3, 1));
+        assert_eq!(q.poll_release_head(), Some(3));
+        assert_eq!(q.poll_release_head(), None);
+        assert_eq!(q.space(), 4);
+    }
+
+    #[test]
+    fn bad_tails_are_errors() {
+        let mut q = cq(u32::MAX, SetupFlags::empty());
+        q.handle_tail(1).unwrap();
+        assert_eq!(q.ready(), 2);
+        assert_eq!(
+            q.handle_tail(0),
+            Err(CoreError::TailBackwards {
+                known: 1,
+                observed: 0
+            })
+        );
+        assert_eq!(
+            q.handle_tail(4),
+            Err(CoreError::TailPastCapacity {
+                head: u32::MAX,
+                tail: 4,
+                entries: 4
+            })
+        );
+        assert_eq!(
+            q.handle_tail(u32::MAX - 3),
+            Err(CoreError::TailBackwards {
+                known: 1,
+                observed: u32::MAX - 3
+            })
+        );
+        assert_eq!(q.tail(), 1);
+        q.handle_tail(3).unwrap();
+        q.handle_overflow(7);
+        assert_eq!(q.overflow(), 7);
+    }
+
+    #[test]
+    fn mixed_sizes() {
+        let mut q = cq(0, SetupFlags::CQE_MIXED);
+        q.handle_tail(4).unwrap();
+        assert_eq!(q.reap_mixed(0), Ok(Some(MixedCqe::Small(0))));
+        assert_eq!(q.reap_mixed(IORING_CQE_F_32), Ok(Some(MixedCqe::Big(1))));
+        assert_eq!(q.reap_mixed(IORING_CQE_F_SKIP), Ok(Some(MixedCqe::Skip(3))));
+        assert_eq!(q.reap_mixed(0), Ok(None));
+        let _ = q.poll_release_head();
+        q.handle_tail(5).unwrap();
+        assert_eq!(
+            q.reap_mixed(IORING_CQE_F_32 | IORING_CQE_F_MORE),
+            Err(CoreError::TruncatedCqe { index: 4 })
+        );
+        assert_eq!(q.head(), 4);
+        let mut plain = cq(0, SetupFlags::empty());
+        plain.handle_tail(1).unwrap();
+        assert_eq!(
+            plain.reap_mixed(IORING_CQE_F_32),
+            Ok(Some(MixedCqe::Small(0)))
+        );
+    }
+}

@@ -1,0 +1,367 @@
+//! The concurrent claim -> fill -> commit-in-order protocol, for many
+//! producers on the SQ and many consumers on the CQ.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use crate::sync::{AtomicU32, Ordering};
+use crate::{ClaimError, CoreError, CqBatch, Geometry, Reservation, SqFull};
+
+/// Per-slot marks: slot `s` holds the ring index last marked in it. Starts
+/// with, for every slot, the index it had one lap before `start`, so no
+/// index of the current lap reads as marked.
+fn marks(entries: u32, start: u32) -> Box<[AtomicU32]> {
+    let mask = entries - 1;
+    (0..entries)
+        .map(|s| {
+            let lap_before = start
+                .wrapping_sub(entries)
+                .wrapping_add(s.wrapping_sub(start) & mask);
+            AtomicU32::new(lap_before)
+        })
+        .collect::<Vec<_>>()
+        .into_boxed_slice()
+}
+
+/// Advance `index` (the kernel-visible SQ tail or CQ head) over the run of
+/// consecutive indices marked in `marks`, by compare-and-swap so that
+/// concurrent advancers never move it backwards. Returns its value after.
+fn advance_over_marks(index: &AtomicU32, marks: &[AtomicU32], entries: u32) -> u32 {
+    let mask = entries - 1;
+    // Acquire: see the marks (and data) published by whichever thread
+    // advanced the index last, so the scan starts from the newest value.
+    let mut cur = index.load(Ordering::Acquire);
+    loop {
+        let mut end = cur;
+        // Acquire on the mark: pairs with the Release store in
+        // commit/release; everything the marking thread did before (the SQE
+        // writes, or the CQE reads) happens before our index store.
+        while end.wrapping_sub(cur) < entries
+            && marks[(end & mask) as usize].load(Ordering::Acquire) == end
+        {
+            end = end.wrapping_add(1);
+        }
+        if end == cur {
+            return cur;
+        }
+        // Release (as part of AcqRel): the index store the kernel reads.
+        // Being a read-modify-write it continues the release sequence of
+        // every earlier advance, so the kernel's acquire load of the index
+        // synchronizes with all of them. Acquire: on failure we rescan from
+        // the newer value with its marks visible.
+        match index.compare_exchange(cur, end, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => cur = end,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// The SQ shared by many producer threads: claim -> fill -> commit in order.
+///
+/// 1. [`claim(n, sq_head)`](Self::claim): `n` consecutive slots, all or
+///    nothing, by compare-and-swap on a shared reservation tail. The
+///    kernel's `sq.head` is loaded with `Acquire`, pairing with its
+///    `smp_store_release(&rings->sq.head)` in `io_commit_sqring`: the kernel
+///    has finished reading every SQE below it, so claimed slots may be
+///    overwritten.
+/// 2. The caller writes its SQEs (at [`Geometry::sqe_offset`] of each index).
+/// 3. [`commit(claim, sq_tail)`](Self::commit): marks each slot committed
+///    (`Release`: the SQE writes before the mark) and advances the
+///    kernel-visible `sq.tail` itself, by CAS, over the longest run of
+///    consecutive committed slots. The tail store is a `Release` RMW,
+///    pairing with the kernel's `smp_load_acquire(&rings->sq.tail)` in
+///    `io_sqring_entries`: no SQE is visible to the kernel before it is
+///    filled, and the tail never moves backwards.
+///
+/// A claimed slot that is never committed stalls the tail for everyone:
+/// fill an abandoned claim with a NOP and commit it. The caller then enters
+/// the kernel as [`decide_enter`](crate::decide_enter) says (with
+/// `sq.tail - sq.head` to submit; under SQPOLL after a `SeqCst` fence).
+#[derive(Debug)]
+pub struct SharedSq {
+    entries: u32,
+    mask: u32,
+    claimed: AtomicU32,
+    committed: Box<[AtomicU32]>,
+}
+
+impl SharedSq {
+    /// For a fresh ring (kernel indices 0).
+    pub fn new(geometry: &Geometry) -> Self {
+        Self::with_start(geometry.sq_entries(), 0)
+    }
+
+    /// For a ring of `entries` (a power of two) whose SQ head and tail are
+    /// both `start`.
+    pub fn with_start(entries: u32, start: u32) -> Self {
+        assert!(entries.is_power_of_two(), "entries must be a power of two");
+        SharedSq {
+            entries,
+            mask: entries - 1,
+            claimed: AtomicU32::new(start),
+            committed: marks(entries, start),
+        }
+    }
+
+    /// Claim `n` consecutive slots, all or nothing. `sq_head` is the
+    /// kernel's `sq.head`.
+    pub fn claim(&self, n: u32, sq_head: &AtomicU32) -> Result<Reservation, ClaimError> {
+        loop {
+            // Acquire: pairs with the kernel's smp_store_release of sq.head
+            // (io_commit_sqring): it finished reading the SQEs below it.
+            // Loaded before `claimed`, so head <= claimed holds for the pair
+            // (the claim that put the tail there happens before this load).
+            let head = sq_head.load(Ordering::Acquire);
+            // Relaxed: the claim publishes nothing; exclusive ownership of
+            // the slots comes from the CAS below.
+            let claimed = self.claimed.load(Ordering::Relaxed);
+            let used = claimed.wrapping_sub(head);
+            if used > self.entries {
+                return Err(ClaimError::Kernel(CoreError::HeadPastTail {
+                    head,
+                    tail: claimed,
+                }));
+            }
+            let space = self.entries - used;
+            if n > space {
+                return Err(ClaimError::Full(SqFull {
+                    requested: n,
+                    space,
+                }));
+            }
+            if self
+                .claimed
+                .compare_exchange_weak(
+                    claimed,
+                    claimed.wrapping_add(n),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok(Reservation::new(claimed, n, self.mask));
+            }
+        }
+    }
+
+    /// Mark a claim's SQEs as written and advance the kernel-visible
+    /// `sq_tail` over every consecutive committed slot. Returns the tail
+    /// after (possibly unchanged, if an earlier claim is still being
+    /// filled: its committer will advance over this one).
+    pub fn commit(&self, claim: Reservation, sq_tail: &AtomicU32) -> u32 {
+        for idx in claim.indices() {
+            // Release: the caller's SQE writes happen before the mark, read
+            // with Acquire by whichever thread advances the tail.
+            self.committed[(idx & self.mask) as usize].store(idx, Ordering::Release);
+        }
+        self.advance(sq_tail)
+    }
+
+    /// Advance `sq_tail` over committed slots (what `commit` does last).
+    pub fn advance(&self, sq_tail: &AtomicU32) -> u32 {
+        advance_over_marks(sq_tail, &self.committed, self.entries)
+    }
+
+    /// The reservation tail (a snapshot).
+    pub fn claimed(&self) -> u32 {
+        self.claimed.load(Ordering::Relaxed)
+    }
+}
+
+/// The CQ shared by many consumer threads: claim -> copy out -> release in
+/// order.
+///
+/// 1. [`claim(max, cq_tail)`](Self::claim): up to `max` ready CQEs by CAS
+///    on a shared claim index. The kernel's `cq.tail` is loaded with
+///    `Acquire`, pairing with its `smp_store_release(&rings->cq.tail)` in
+///    `io_commit_cqring`: the CQEs below it are written.
+/// 2. The caller copies the CQEs out.
+/// 3. [`release(batch, cq_head)`](Self::release): marks each slot done
+///    (`Release`: the CQE reads before the mark) and advances the
+///    kernel-visible `cq.head` by CAS over the longest run of consecutive
+///    done slots (`Release` RMW; the kernel reads `cq.head` with
+///    `READ_ONCE` and only writes a slot after seeing the head past it), so
+///    the kernel never overwrites a CQE being read.
+#[derive(Debug)]
+pub struct SharedCq {
+    entries: u32,
+    mask: u32,
+    claimed: AtomicU32,
+    done: Box<[AtomicU32]>,
+}
+
+impl SharedCq {
+    /// For a fresh ring (kernel indices 0).
+    pub fn new(geometry: &Geometry) -> Self {
+        Self::with_start(geometry.cq_entries(), 0)
+    }
+
+    /// For a ring of `entries` (a power of two) whose CQ head and tail are
+    /// both `start`.
+    pub fn with_start(entries: u32, start: u32) -> Self {
+        assert!(entries.is_power_of_two(), "entries must be a power of two");
+        SharedCq {
+            entries,
+            mask: entries - 1,
+            claimed: AtomicU32::new(start),
+            done: marks(entries, start),
+        }
+    }
+
+    /// Claim up to `max` ready CQEs. `cq_tail` is the kernel's `cq.tail`.
+    /// `Ok(None)` when none is ready.
+    pub fn claim(&self, max: u32, cq_tail: &AtomicU32) -> Result<Option<CqBatch>, CoreError> {
+        loop {
+            // Acquire: pairs with the Release of another consumer's claim
+            // CAS, whose load of cq.tail then happens before ours, so the
+            // tail we read is never behind the claim index.
+            let claimed = self.claimed.load(Ordering::Acquire);
+            // Acquire: pairs with the kernel's smp_store_release(&cq.tail)
+            // (io_commit_cqring): CQEs below the tail are written.
+            let tail = cq_tail.load(Ordering::Acquire);
+            let ready = tail.wrapping_sub(claimed);
+            if ready > self.entries {
+                return Err(CoreError::TailPastCapacity {
+                    head: claimed,
+                    tail,
+                    entries: self.entries,
+                });
+            }
+            let n = ready.min(max);
+            if n == 0 {
+                return Ok(None);
+            }
+            // AcqRel: Release publishes our tail observation to the next
+            // claimer (see the load above); Acquire for symmetry with it.
+            if self
+                .claimed
+                .compare_exchange_weak(
+                    claimed,
+                    claimed.wrapping_add(n),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return Ok(Some(CqBatch::new(claimed, n)));
+            }
+        }
+    }
+
+    /// Mark a batch's CQEs as copied out and advance the kernel-visible
+    /// `cq_head` over every consecutive done slot. Returns the head after.
+    pub fn release(&self, batch: CqBatch, cq_head: &AtomicU32) -> u32 {
+        for idx in batch.indices() {
+            // Release: the caller's CQE reads happen before the mark, read
+            // with Acquire by whichever thread advances the head.
+            self.done[(idx & self.mask) as usize].store(idx, Ordering::Release);
+        }
+        advance_over_marks(cq_head, &self.done, self.entries)
+    }
+
+    /// The claim index (a snapshot).
+    pub fn claimed(&self) -> u32 {
+        self.claimed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::sync::Arc;
+    use std::vec::Vec;
+
+    #[test]
+    fn sq_out_of_order_commit_publishes_in_order() {
+        let q = SharedSq::with_start(4, u32::MAX - 1);
+        let head = AtomicU32::new(u32::MAX - 1);
+        let tail = AtomicU32::new(u32::MAX - 1);
+        let a = q.claim(1, &head).unwrap();
+        let b = q.claim(2, &head).unwrap();
+        assert!(matches!(
+            q.claim(2, &head),
+            Err(ClaimError::Full(SqFull {
+                requested: 2,
+                space: 1
+            }))
+        ));
+        assert_eq!(q.commit(b, &tail), u32::MAX - 1);
+        assert_eq!(q.commit(a, &tail), 1);
+        assert_eq!(tail.load(Ordering::Relaxed), 1);
+        head.store(1, Ordering::Relaxed);
+        let c = q.claim(4, &head).unwrap();
+        assert_eq!(c.start(), 1);
+        head.store(7, Ordering::Relaxed);
+        assert!(matches!(q.claim(1, &head), Err(ClaimError::Kernel(_))));
+        assert_eq!(q.claimed(), 5);
+    }
+
+    #[test]
+    fn cq_out_of_order_release() {
+        let q = SharedCq::with_start(4, 0);
+        let head = AtomicU32::new(0);
+        let tail = AtomicU32::new(0);
+        assert_eq!(q.claim(4, &tail), Ok(None));
+        tail.store(3, Ordering::Relaxed);
+        let a = q.claim(1, &tail).unwrap().unwrap();
+        let b = q.claim(8, &tail).unwrap().unwrap();
+        assert_eq!((b.start(), b.len()), (1, 2));
+        assert_eq!(q.release(b, &head), 0);
+        assert_eq!(q.release(a, &head), 3);
+        tail.store(9, Ordering::Relaxed);
+        assert!(q.claim(1, &tail).is_err());
+        assert_eq!(q.claimed(), 3);
+    }
+
+    /// Real threads on the real atomics: producers and a kernel thread.
+    #[test]
+    fn sq_threads_deliver_everything_once() {
+        const PER: u64 = 2000;
+        const PRODUCERS: u64 = 3;
+        let q = Arc::new(SharedSq::with_start(8, u32::MAX - 20));
+        let head = Arc::new(AtomicU32::new(u32::MAX - 20));
+        let tail = Arc::new(AtomicU32::new(u32::MAX - 20));
+        let slots: Arc<Vec<crate::sync::AtomicU64>> =
+            Arc::new((0..8).map(|_| crate::sync::AtomicU64::new(0)).collect());
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let (q, head, tail, slots) = (q.clone(), head.clone(), tail.clone(), slots.clone());
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        let r = loop {
+                            match q.claim(1, &head) {
+                                Ok(r) => break r,
+                                Err(ClaimError::Full(_)) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        };
+                        let v = (p << 32) | (i + 1);
+                        slots[(r.start() & 7) as usize].store(v, Ordering::Relaxed);
+                        q.commit(r, &tail);
+                    }
+                })
+            })
+            .collect();
+        let mut next = [1u64; PRODUCERS as usize];
+        let mut h = u32::MAX - 20;
+        let mut seen = 0;
+        while seen < PER * PRODUCERS {
+            let t = tail.load(Ordering::Acquire);
+            while h != t {
+                let v = slots[(h & 7) as usize].load(Ordering::Relaxed);
+                let p = (v >> 32) as usize;
+                assert_eq!(v & 0xffff_ffff, next[p], "per-producer order");
+                next[p] += 1;
+                h = h.wrapping_add(1);
+                seen += 1;
+            }
+            head.store(h, Ordering::Release);
+            std::thread::yield_now();
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(next, [PER + 1; PRODUCERS as usize]);
+    }
+}

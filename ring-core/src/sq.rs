@@ -1,0 +1,381 @@
+//! The submission queue, single-threaded.
+
+use core::ops::Range;
+
+use crate::error::moved_backwards;
+use crate::{CoreError, Geometry, SqFull};
+
+/// Slots reserved in the SQ by [`SubmissionQueue::reserve`]: ring indices
+/// `start .. start + len` (wrapping). The caller writes one SQE per index at
+/// [`Geometry::sqe_offset`] and then commits the reservation.
+#[must_use = "a reservation must be committed or cancelled, or the SQ stalls"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reservation {
+    start: u32,
+    len: u32,
+    mask: u32,
+}
+
+impl Reservation {
+    pub(crate) const fn new(start: u32, len: u32, mask: u32) -> Self {
+        Reservation { start, len, mask }
+    }
+
+    /// The first ring index.
+    pub const fn start(&self) -> u32 {
+        self.start
+    }
+
+    /// The number of slots.
+    pub const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether it has no slot.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// One past the last ring index (wrapping).
+    pub const fn end(&self) -> u32 {
+        self.start.wrapping_add(self.len)
+    }
+
+    /// The ring indices, in order (wrapping).
+    pub fn indices(&self) -> impl Iterator<Item = u32> + use<> {
+        let start = self.start;
+        (0..self.len).map(move |i| start.wrapping_add(i))
+    }
+
+    /// The slots (`index & mask`), in order.
+    pub fn slots(&self) -> impl Iterator<Item = u32> + use<> {
+        let mask = self.mask;
+        self.indices().map(move |i| i & mask)
+    }
+
+    /// The offsets `0..len`, for callers that keep their own array.
+    pub const fn offsets(&self) -> Range<u32> {
+        0..self.len
+    }
+}
+
+/// The application's side of the submission queue, as a sans-io state
+/// machine: it decides which slot the next SQE goes to and which tail to
+/// publish; the caller writes SQEs and does the atomic loads and stores.
+///
+/// # Indices
+///
+/// Four wrapping `u32` indices, always in this order around the ring:
+/// `head <= published <= committed <= reserved`, with
+/// `reserved - head <= entries` (see [`check_invariants`](Self::check_invariants)):
+/// - `head`: how far the kernel has consumed (`sq.head`, kernel-written);
+/// - `published`: the tail last returned by [`poll_publish`](Self::poll_publish),
+///   i.e. what the kernel can see (`sq.tail`);
+/// - `committed`: entries filled and committed, not yet published;
+/// - `reserved`: slots handed out by [`reserve`](Self::reserve).
+///
+/// # Call order
+///
+/// 1. [`reserve(n)`](Self::reserve): all `n` slots or none
+///    ([`SqFull`] says how many are free);
+/// 2. the caller writes the SQEs into the reserved slots;
+/// 3. [`commit(reservation)`](Self::commit), in reservation order
+///    (or [`cancel`](Self::cancel) the latest reservation);
+/// 4. [`poll_publish()`](Self::poll_publish) until `None`: store the returned
+///    value to the kernel's `sq.tail` with release ordering (pairs with the
+///    kernel's `smp_load_acquire(&rings->sq.tail)`: SQE contents before the
+///    tail);
+/// 5. enter the kernel if [`decide_enter`](crate::decide_enter) says so, with
+///    `to_submit = `[`pending()`](Self::pending);
+/// 6. [`handle_head(sq.head)`](Self::handle_head) with the head loaded with
+///    acquire ordering (pairs with the kernel's `smp_store_release` of
+///    `sq.head` in `io_commit_sqring`: the kernel has finished reading every
+///    SQE below it, so those slots may be rewritten).
+///
+/// The SQ index array, when present, is filled once with the identity (see
+/// [`Geometry::sq_array_entry`]), as liburing does; ring index `i` then
+/// always goes through array slot `i & mask` to SQE `i & mask`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmissionQueue {
+    entries: u32,
+    mask: u32,
+    head: u32,
+    published: u32,
+    committed: u32,
+    reserved: u32,
+    dropped: u32,
+}
+
+impl SubmissionQueue {
+    /// An empty SQ of this geometry, every index at 0 as after
+    /// `io_uring_setup`.
+    pub fn new(geometry: &Geometry) -> Self {
+        Self::with_start(geometry, 0)
+    }
+
+    /// An empty SQ whose indices all start at `start` (tests use values near
+    /// `u32::MAX` to cross the wrap).
+    pub fn with_start(geometry: &Geometry, start: u32) -> Self {
+        SubmissionQueue {
+            entries: geometry.sq_entries(),
+            mask: geometry.sq_mask(),
+            head: start,
+            published: start,
+            committed: start,
+            reserved: start,
+            dropped: 0,
+        }
+    }
+
+    /// Ring size.
+    pub const fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// The kernel's head, as last handled.
+    pub const fn head(&self) -> u32 {
+        self.head
+    }
+
+    /// The tail last published (what the kernel sees as `sq.tail`).
+    pub const fn tail(&self) -> u32 {
+        self.published
+    }
+
+    /// Free slots: `entries - (reserved - head)`.
+    pub const fn space(&self) -> u32 {
+        self.entries - self.reserved.wrapping_sub(self.head)
+    }
+
+    /// Entries published but not yet consumed by the kernel: the `to_submit`
+    /// of `io_uring_enter` (liburing's `sq_ready`).
+    pub const fn pending(&self) -> u32 {
+        self.published.wrapping_sub(self.head)
+    }
+
+    /// Entries committed but not yet published.
+    pub const fn unpublished(&self) -> u32 {
+        self.committed.wrapping_sub(self.published)
+    }
+
+    /// Slots reserved but not yet committed.
+    pub const fn uncommitted(&self) -> u32 {
+        self.reserved.wrapping_sub(self.committed)
+    }
+
+    /// The kernel's `sq.dropped` counter, as last handled: entries it
+    /// skipped because their SQ-array index was invalid.
+    pub const fn dropped(&self) -> u32 {
+        self.dropped
+    }
+
+    /// Reserve `n` consecutive slots, all or nothing. When fewer than `n`
+    /// are free, nothing changes and [`SqFull`] hands the request back.
+    pub fn reserve(&mut self, n: u32) -> Result<Reservation, SqFull> {
+        let space = self.space();
+        if n > space {
+            return Err(SqFull {
+                requested: n,
+                space,
+            });
+        }
+        let r = Reservation {
+            start: self.reserved,
+            len: n,
+            mask: self.mask,
+        };
+        self.reserved = self.reserved.wrapping_add(n);
+        self.debug_check();
+        Ok(r)
+    }
+
+    /// Mark a reservation's SQEs as written. Reservations are committed in
+    /// the order they were made; anything else is an error and changes
+    /// nothing.
+    pub fn commit(&mut self, r: Reservation) -> Result<(), CoreError> {
+        if r.start != self.committed || r.len > self.reserved.wrapping_sub(self.committed) {
+            return Err(CoreError::ReservationOutOfOrder {
+                expected: self.committed,
+                got: r.start,
+            });
+        }
+        self.committed = r.end();
+        self.debug_check();
+        Ok(())
+    }
+
+    /// Give back the most recent uncommitted reservation (its slots are
+    /// reused by the next [`reserve`](Self::reserve)).
+    pub fn cancel(&mut self, r: Reservation) -> Result<(), CoreError> {
+        let within = self.reserved.wrapping_sub(self.committed);
+        if r.end() != self.reserved || r.len > within {
+            return Err(CoreError::ReservationOutOfOrder {
+                expected: self.reserved,
+                got: r.end(),
+            });
+        }
+        self.reserved = r.start;
+        self.debug_check();
+        Ok(())
+    }
+
+    /// The new tail to store to the kernel's `sq.tail`, if committed entries
+    /// wait to be published. Call until `None`.
+    #[must_use]
+    pub fn poll_publish(&mut self) -> Option<u32> {
+        if self.committed == self.published {
+            return None;
+        }
+        self.published = self.committed;
+        self.debug_check();
+        Some(self.published)
+    }
+
+    /// The kernel's `sq.head` was observed. A head that moves backwards or
+    /// past the published tail is an error and changes nothing.
+    pub fn handle_head(&mut self, head: u32) -> Result<(), CoreError> {
+        let advanced = head.wrapping_sub(self.head);
+        if advanced > self.pending() {
+            return Err(if moved_backwards(self.head, head) {
+                CoreError::HeadBackwards {
+                    known: self.head,
+                    observed: head,
+                }
+            } else {
+                CoreError::HeadPastTail {
+                    head,
+                    tail: self.published,
+                }
+            });
+        }
+        self.head = head;
+        self.debug_check();
+        Ok(())
+    }
+
+    /// The kernel's `sq.dropped` counter was observed.
+    pub fn handle_dropped(&mut self, dropped: u32) {
+        self.dropped = dropped;
+    }
+
+    /// Check `head <= published <= committed <= reserved` (as wrapping
+    /// distances from `head`) and `reserved - head <= entries`.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        if !self.entries.is_power_of_two() || self.mask != self.entries - 1 {
+            return Err("SQ: mask is not entries - 1");
+        }
+        let p = self.published.wrapping_sub(self.head);
+        let c = self.committed.wrapping_sub(self.head);
+        let r = self.reserved.wrapping_sub(self.head);
+        if r > self.entries {
+            return Err("SQ: more than entries reserved beyond the head");
+        }
+        if !(p <= c && c <= r) {
+            return Err("SQ: indices out of order (head <= published <= committed <= reserved)");
+        }
+        Ok(())
+    }
+
+    fn debug_check(&self) {
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring_sys::{Features, SetupFlags};
+
+    fn sq(start: u32) -> SubmissionQueue {
+        let g = Geometry::new(4, 8, SetupFlags::empty(), Features::empty()).unwrap();
+        SubmissionQueue::with_start(&g, start)
+    }
+
+    #[test]
+    fn reserve_commit_publish_consume() {
+        let mut q = sq(0);
+        let r = q.reserve(3).unwrap();
+        assert_eq!((r.start(), r.len()), (0, 3));
+        assert_eq!(q.space(), 1);
+        assert_eq!(q.poll_publish(), None);
+        q.commit(r).unwrap();
+        assert_eq!(q.unpublished(), 3);
+        assert_eq!(q.poll_publish(), Some(3));
+        assert_eq!(q.poll_publish(), None);
+        assert_eq!(q.pending(), 3);
+        q.handle_head(2).unwrap();
+        assert_eq!((q.pending(), q.space()), (1, 3));
+    }
+
+    #[test]
+    fn all_or_nothing() {
+        let mut q = sq(0);
+        let _a = q.reserve(3).unwrap();
+        assert_eq!(
+            q.reserve(2),
+            Err(SqFull {
+                requested: 2,
+                space: 1
+            })
+        );
+        assert_eq!(q.space(), 1);
+        assert!(q.reserve(5).is_err());
+    }
+
+    #[test]
+    fn wraps_around_u32() {
+        let mut q = sq(u32::MAX - 1);
+        let r = q.reserve(4).unwrap();
+        let idx: alloc::vec::Vec<u32> = r.indices().collect();
+        assert_eq!(idx, [u32::MAX - 1, u32::MAX, 0, 1]);
+        let slots: alloc::vec::Vec<u32> = r.slots().collect();
+        assert_eq!(slots, [2, 3, 0, 1]);
+        q.commit(r).unwrap();
+        assert_eq!(q.poll_publish(), Some(2));
+        q.handle_head(1).unwrap();
+        assert_eq!(q.space(), 3);
+    }
+
+    #[test]
+    fn bad_heads_are_errors() {
+        let mut q = sq(10);
+        let r = q.reserve(2).unwrap();
+        q.commit(r).unwrap();
+        let _ = q.poll_publish();
+        assert_eq!(
+            q.handle_head(13),
+            Err(CoreError::HeadPastTail { head: 13, tail: 12 })
+        );
+        q.handle_head(11).unwrap();
+        assert_eq!(
+            q.handle_head(10),
+            Err(CoreError::HeadBackwards {
+                known: 11,
+                observed: 10
+            })
+        );
+        assert_eq!(q.head(), 11);
+    }
+
+    #[test]
+    fn commit_order_and_cancel() {
+        let mut q = sq(0);
+        let a = q.reserve(1).unwrap();
+        let b = q.reserve(2).unwrap();
+        assert!(matches!(
+            q.commit(b),
+            Err(CoreError::ReservationOutOfOrder {
+                expected: 0,
+                got: 1
+            })
+        ));
+        assert!(q.cancel(a).is_err());
+        q.cancel(b).unwrap();
+        assert_eq!(q.space(), 3);
+        q.commit(a).unwrap();
+        assert!(q.commit(a).is_err());
+        let c = q.reserve(3).unwrap();
+        assert_eq!(c.start(), 1);
+        assert_eq!(q.uncommitted(), 3);
+    }
+}
