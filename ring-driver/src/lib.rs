@@ -1,8 +1,31 @@
 //! Real io_uring rings.
 //!
-//! **Status: skeleton.** This crate will hold the bridge to the kernel:
-//! `Builder` and `Ring` (setup with every flag, mmap'd queues), `Submitter`,
-//! registration, `Probe`, `SharedRing` (many threads, one ring) and `Proactor`
-//! (a safe, owned-buffer, future-based API). Every ring decision is delegated to
-//! `ring-core`; every entry is built by `ring-ops`.
+//! **Status: in progress.** Available now: [`Builder`] (ring setup with every
+//! setup flag of Linux 6.18, fast defaults chosen from what the running kernel
+//! supports, errors that name a refused flag), [`Params`], [`Probe`] and
+//! [`KernelVersion`]. To come: `Ring` with its mmap'd queues (every index
+//! decision delegated to `ring-core`), `Submitter`, registration, `SharedRing`
+//! (many threads, one ring) and `Proactor` (a safe, owned-buffer,
+//! future-based API).
+//!
+//! ```
+//! use ring_driver::Probe;
+//!
+//! let probe = Probe::current()?;
+//! assert!(probe.supports(ring_sys::IORING_OP_NOP));
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![deny(unsafe_code)]
+
+mod error;
+mod probe;
+mod register;
+mod ring;
+mod setup;
+mod sys;
+
+pub use error::{SetupError, Unsupported};
+pub use probe::{KernelVersion, Probe, ProbeReport};
+pub use register::{CancelTarget, Registrar, Restriction};
+pub use ring::Ring;
+pub use setup::{Builder, Params, SETUP_FLAGS};

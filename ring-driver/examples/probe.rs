@@ -1,0 +1,25 @@
+//! What this kernel's io_uring supports: version, features, the defaults
+//! ring picks here, and every opcode of Linux 6.18 with the kernel it needs.
+//!
+//! Run: `cargo run -p ring-driver --example probe`
+
+use ring_driver::{KernelVersion, Ring};
+use ring_sys::Features;
+
+fn main() -> std::io::Result<()> {
+    match KernelVersion::current() {
+        Some(v) => println!("kernel {v}"),
+        None => println!("kernel version unknown"),
+    }
+    let ring = Ring::new(8)?;
+    let features = ring.params().features();
+    let names: Vec<&str> = Features::all()
+        .iter_names()
+        .filter(|(_, f)| features.contains(*f))
+        .map(|(name, _)| name)
+        .collect();
+    println!("features: {}", names.join(" "));
+    println!("defaults picked: {:?}", ring.defaults());
+    print!("{}", ring.probe()?.report());
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Errors of the driver: small, specific, and convertible to `io::Error`.
+
+use std::fmt;
+use std::io;
+
+use ring_sys::Errno;
+
+use crate::probe::KernelVersion;
+
+/// Something the running kernel does not support: an opcode, a setup flag, a
+/// registration. Names the thing, the kernel that introduced it and the
+/// running kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// What is unsupported (`"IORING_OP_RECV_ZC"`, `"IORING_SETUP_DEFER_TASKRUN"`).
+    pub what: &'static str,
+    /// The first kernel that has it, `(major, minor)`, if known.
+    pub needs: Option<(u16, u16)>,
+    /// The running kernel, if known.
+    pub kernel: Option<KernelVersion>,
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.needs {
+            Some((major, minor)) => write!(f, "{} needs Linux {major}.{minor}", self.what)?,
+            None => write!(f, "{} is not supported", self.what)?,
+        }
+        match self.kernel {
+            Some(k) => write!(f, "; this kernel is {k}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl From<Unsupported> for io::Error {
+    fn from(e: Unsupported) -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, e)
+    }
+}
+
+/// Why a ring could not be set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The kernel rejected a setup flag this kernel does not have.
+    Unsupported(Unsupported),
+    /// The builder's options contradict each other (checked before the
+    /// kernel is asked): the text says which.
+    Invalid(&'static str),
+    /// `io_uring_setup(2)` failed for another reason (`ENOMEM`, `EPERM` when
+    /// io_uring is disabled, `EMFILE`, ...).
+    Setup(Errno),
+    /// Mapping or registering the ring failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Unsupported(u) => write!(f, "cannot set up the ring: {u}"),
+            SetupError::Invalid(why) => write!(f, "invalid ring configuration: {why}"),
+            SetupError::Setup(e) => write!(f, "io_uring_setup failed: {e}"),
+            SetupError::Io(e) => write!(f, "cannot map the ring: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Unsupported(u) => Some(u),
+            SetupError::Setup(e) => Some(e),
+            SetupError::Io(e) => Some(e),
+            SetupError::Invalid(_) => None,
+        }
+    }
+}
+
+impl From<SetupError> for io::Error {
+    fn from(e: SetupError) -> io::Error {
+        let kind = match &e {
+            SetupError::Unsupported(_) => io::ErrorKind::Unsupported,
+            SetupError::Invalid(_) => io::ErrorKind::InvalidInput,
+            SetupError::Setup(errno) => io::Error::from_raw_os_error(errno.0).kind(),
+            SetupError::Io(io) => io.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// An `Errno` as an `io::Error` with the same OS error code.
+pub(crate) fn os(errno: Errno) -> io::Error {
+    io::Error::from_raw_os_error(errno.0)
+}

@@ -1,0 +1,249 @@
+//! What the running kernel supports: its version, and the opcodes
+//! `IORING_REGISTER_PROBE` reports.
+
+use std::fmt;
+use std::os::fd::RawFd;
+
+use ring_sys::{IORING_OPS, ProbeOpFlags};
+
+use crate::error::Unsupported;
+use crate::sys;
+
+/// A kernel version, `major.minor[.patch]`, as `uname -r` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KernelVersion {
+    /// Major version (`6` in 6.1.90).
+    pub major: u16,
+    /// Minor version (`1` in 6.1.90).
+    pub minor: u16,
+    /// Patch level (`90` in 6.1.90), 0 if absent.
+    pub patch: u16,
+}
+
+impl KernelVersion {
+    /// A version from its parts.
+    pub const fn new(major: u16, minor: u16, patch: u16) -> Self {
+        Self {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// Parses the leading `major.minor[.patch]` of a release string such as
+    /// `"6.1.0-35-amd64"` or `"5.10.237"`.
+    ///
+    /// ```
+    /// use ring_driver::KernelVersion;
+    /// assert_eq!(KernelVersion::parse("6.1.0-35-amd64"), Some(KernelVersion::new(6, 1, 0)));
+    /// assert_eq!(KernelVersion::parse("5.10"), Some(KernelVersion::new(5, 10, 0)));
+    /// assert_eq!(KernelVersion::parse("linux"), None);
+    /// ```
+    pub fn parse(release: &str) -> Option<Self> {
+        let mut parts = release
+            .split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map(|p| p.parse::<u16>().ok());
+        let major = parts.next()??;
+        let minor = parts.next()??;
+        let patch = parts.next().flatten().unwrap_or(0);
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
+    }
+
+    /// The running kernel's version (from `uname(2)`), or `None` if it
+    /// cannot be parsed.
+    pub fn current() -> Option<Self> {
+        Self::parse(&sys::kernel_release())
+    }
+
+    /// True if this version is at least `major.minor`.
+    pub const fn at_least(self, major: u16, minor: u16) -> bool {
+        self.major > major || (self.major == major && self.minor >= minor)
+    }
+}
+
+impl fmt::Display for KernelVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The opcodes the kernel supports, from `IORING_REGISTER_PROBE`.
+///
+/// ```
+/// use ring_driver::Probe;
+/// use ring_sys::IORING_OP_RECV_ZC;
+///
+/// let probe = Probe::current()?;
+/// if let Err(unsupported) = probe.check(IORING_OP_RECV_ZC) {
+///     println!("{unsupported}"); // "IORING_OP_RECV_ZC needs Linux 6.15; this kernel is 6.1.0"
+/// }
+/// print!("{}", probe.report());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Probe {
+    last_op: u8,
+    supported: [u64; 4],
+    kernel: Option<KernelVersion>,
+}
+
+impl Probe {
+    /// Probes through the ring `fd`.
+    pub(crate) fn new(fd: RawFd) -> Result<Self, ring_sys::Errno> {
+        let buf = sys::probe(fd)?;
+        let mut supported = [0u64; 4];
+        let len = usize::from(buf.head.ops_len).min(256);
+        for op in &buf.ops[..len] {
+            if ProbeOpFlags::from_bits_retain(op.flags).contains(ProbeOpFlags::SUPPORTED) {
+                supported[usize::from(op.op) / 64] |= 1 << (op.op % 64);
+            }
+        }
+        Ok(Self {
+            last_op: buf.head.last_op,
+            supported,
+            kernel: KernelVersion::current(),
+        })
+    }
+
+    /// Probes the running kernel through a small temporary ring.
+    pub fn current() -> std::io::Result<Self> {
+        let mut params = ring_sys::io_uring_params::default();
+        let fd = sys::setup(2, &mut params).map_err(crate::error::os)?;
+        let probe = Self::new(fd);
+        sys::close(fd);
+        probe.map_err(crate::error::os)
+    }
+
+    /// A probe from known facts (for tests and simulated kernels): every
+    /// opcode in `supported` is supported.
+    pub fn from_supported(supported: &[u8], kernel: Option<KernelVersion>) -> Self {
+        let mut bits = [0u64; 4];
+        for &op in supported {
+            bits[usize::from(op) / 64] |= 1 << (op % 64);
+        }
+        Self {
+            last_op: supported.iter().copied().max().unwrap_or(0),
+            supported: bits,
+            kernel,
+        }
+    }
+
+    /// The last opcode the kernel knows.
+    pub fn last_op(&self) -> u8 {
+        self.last_op
+    }
+
+    /// The kernel version, if known.
+    pub fn kernel(&self) -> Option<KernelVersion> {
+        self.kernel
+    }
+
+    /// True if the kernel supports `opcode` (an `IORING_OP_*`).
+    pub fn supports(&self, opcode: u8) -> bool {
+        self.supported[usize::from(opcode) / 64] & (1 << (opcode % 64)) != 0
+    }
+
+    /// `Ok` if the kernel supports `opcode`, else an error naming the op, the
+    /// kernel it needs and the running kernel.
+    pub fn check(&self, opcode: u8) -> Result<(), Unsupported> {
+        if self.supports(opcode) {
+            return Ok(());
+        }
+        let (name, since) = op_info(opcode);
+        Err(Unsupported {
+            what: name,
+            needs: since,
+            kernel: self.kernel,
+        })
+    }
+
+    /// A readable table of every opcode of Linux 6.18: supported or not, and
+    /// since which kernel.
+    pub fn report(&self) -> ProbeReport<'_> {
+        ProbeReport(self)
+    }
+}
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let supported: Vec<&str> = IORING_OPS
+            .iter()
+            .filter(|op| self.supports(op.0))
+            .map(|op| op.1)
+            .collect();
+        f.debug_struct("Probe")
+            .field("last_op", &self.last_op)
+            .field("kernel", &self.kernel)
+            .field("supported", &supported)
+            .finish()
+    }
+}
+
+/// The name and first kernel of an opcode, from ring-sys's table.
+pub(crate) fn op_info(opcode: u8) -> (&'static str, Option<(u16, u16)>) {
+    match IORING_OPS.get(usize::from(opcode)) {
+        Some(&(_, name, (major, minor))) => (name, Some((u16::from(major), u16::from(minor)))),
+        None => ("an opcode newer than Linux 6.18", None),
+    }
+}
+
+/// [`Probe::report`]'s table.
+pub struct ProbeReport<'a>(&'a Probe);
+
+impl fmt::Display for ProbeReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let probe = self.0;
+        match probe.kernel {
+            Some(k) => writeln!(f, "kernel {k}, last opcode {}", probe.last_op)?,
+            None => writeln!(f, "kernel unknown, last opcode {}", probe.last_op)?,
+        }
+        let mut count = 0;
+        for &(op, name, (major, minor)) in IORING_OPS {
+            let yes = probe.supports(op);
+            count += usize::from(yes);
+            writeln!(
+                f,
+                "  {op:>2} {:<20} {:<3}  since {major}.{minor}",
+                name.trim_start_matches("IORING_OP_"),
+                if yes { "yes" } else { "no" }
+            )?;
+        }
+        writeln!(f, "{count} of {} opcodes supported", IORING_OPS.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_major_then_minor() {
+        let v = KernelVersion::new(5, 10, 200);
+        assert!(v.at_least(5, 10));
+        assert!(v.at_least(5, 4));
+        assert!(!v.at_least(5, 11));
+        assert!(!v.at_least(6, 0));
+        assert!(KernelVersion::new(6, 1, 0) > v);
+    }
+
+    #[test]
+    fn unsupported_ops_name_the_op_and_both_kernels() {
+        let probe = Probe::from_supported(&[0, 1, 2], Some(KernelVersion::new(6, 1, 0)));
+        assert!(probe.supports(1));
+        assert!(!probe.supports(ring_sys::IORING_OP_RECV_ZC));
+        let err = probe.check(ring_sys::IORING_OP_RECV_ZC).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "IORING_OP_RECV_ZC needs Linux 6.15; this kernel is 6.1.0"
+        );
+        assert!(probe.check(2).is_ok());
+        let report = probe.report().to_string();
+        assert!(report.contains("RECV_ZC"), "{report}");
+        assert!(report.ends_with("3 of 63 opcodes supported\n"), "{report}");
+    }
+}

@@ -1,0 +1,691 @@
+//! Registration: everything `io_uring_register(2)` does, typed.
+//!
+//! [`Registrar`] is borrowed from a ring and works from any thread. Calls
+//! that hand the kernel memory it keeps using (buffers) are `unsafe`; the
+//! rest are safe: the kernel takes its own references to files and eventfds.
+//!
+//! This is one of the driver's syscall modules, so it may use `unsafe`: each
+//! block passes `io_uring_register` an argument of the type and count its
+//! opcode expects, valid for the call.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use ring_sys::{
+    AsyncCancelFlags, Errno, Features, io_uring_clone_buffers, io_uring_napi, io_uring_restriction,
+    io_uring_rsrc_update, io_uring_sync_cancel_reg, restriction_op_flags,
+};
+
+use crate::error::{Unsupported, os};
+use crate::probe::{KernelVersion, Probe};
+use crate::sys;
+
+/// The ring an operation is registered on: its fd, and the registered index
+/// of that fd when the calling thread registered one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingFd {
+    pub(crate) fd: RawFd,
+    pub(crate) features: Features,
+}
+
+/// What a ring may be restricted to (`IORING_REGISTER_RESTRICTIONS`, on a
+/// ring set up with `IORING_SETUP_R_DISABLED`, before enabling it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    /// Allow this `io_uring_register` opcode.
+    RegisterOp(u8),
+    /// Allow this SQE opcode.
+    SqeOp(u8),
+    /// Allow these SQE flags (`IOSQE_*`).
+    SqeFlagsAllowed(u8),
+    /// Require these SQE flags on every SQE.
+    SqeFlagsRequired(u8),
+}
+
+impl Restriction {
+    fn raw(self) -> io_uring_restriction {
+        let (opcode, value) = match self {
+            Restriction::RegisterOp(op) => (ring_sys::IORING_RESTRICTION_REGISTER_OP, op),
+            Restriction::SqeOp(op) => (ring_sys::IORING_RESTRICTION_SQE_OP, op),
+            Restriction::SqeFlagsAllowed(f) => (ring_sys::IORING_RESTRICTION_SQE_FLAGS_ALLOWED, f),
+            Restriction::SqeFlagsRequired(f) => {
+                (ring_sys::IORING_RESTRICTION_SQE_FLAGS_REQUIRED, f)
+            }
+        };
+        io_uring_restriction {
+            opcode,
+            op_flags: restriction_op_flags { register_op: value },
+            ..Default::default()
+        }
+    }
+}
+
+/// How a synchronous cancel matches requests (`IORING_REGISTER_SYNC_CANCEL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelTarget {
+    /// Requests with this `user_data`.
+    UserData(u64),
+    /// Requests on this file descriptor.
+    Fd(RawFd),
+    /// Requests on this fixed (registered) file.
+    FixedFd(u32),
+    /// Every request.
+    Any,
+}
+
+/// Registration on a ring, from any thread.
+///
+/// ```
+/// use ring_driver::Ring;
+///
+/// let ring = Ring::new(8)?;
+/// let reg = ring.registrar();
+/// let probe = reg.probe()?;
+/// assert!(probe.supports(ring_sys::IORING_OP_NOP));
+/// reg.register_files_sparse(16)?;
+/// reg.register_files_update(0, &[0])?; // stdin into slot 0
+/// reg.unregister_files()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Registrar<'r> {
+    ring: RingFd,
+    _ring: std::marker::PhantomData<&'r ()>,
+}
+
+impl<'r> Registrar<'r> {
+    pub(crate) fn new(ring: RingFd) -> Self {
+        Self {
+            ring,
+            _ring: std::marker::PhantomData,
+        }
+    }
+
+    fn unsupported(&self, what: &'static str, needs: (u16, u16)) -> io::Error {
+        Unsupported {
+            what,
+            needs: Some(needs),
+            kernel: KernelVersion::current(),
+        }
+        .into()
+    }
+
+    /// Maps `EINVAL` (an unknown register opcode) to [`Unsupported`] when the
+    /// kernel is older than the opcode.
+    fn explain(&self, e: Errno, what: &'static str, needs: (u16, u16)) -> io::Error {
+        let old = KernelVersion::current().is_some_and(|v| !v.at_least(needs.0, needs.1));
+        if e == Errno::EINVAL && old {
+            self.unsupported(what, needs)
+        } else {
+            os(e)
+        }
+    }
+
+    /// The opcodes the kernel supports (`IORING_REGISTER_PROBE`, 5.6).
+    pub fn probe(&self) -> io::Result<Probe> {
+        Probe::new(self.ring.fd).map_err(|e| self.explain(e, "IORING_REGISTER_PROBE", (5, 6)))
+    }
+
+    /// Registers fixed buffers (`IORING_REGISTER_BUFFERS`, 5.1).
+    ///
+    /// # Safety
+    ///
+    /// The memory of every buffer must stay valid (not freed, not unmapped)
+    /// until [`unregister_buffers`](Self::unregister_buffers) or until the
+    /// ring is closed, and must not be accessed in ways that race with the
+    /// I/O the kernel does into it.
+    pub unsafe fn register_buffers(&self, bufs: &[libc::iovec]) -> io::Result<()> {
+        // SAFETY: the caller keeps the buffers alive while registered.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_BUFFERS,
+                bufs.as_ptr(),
+                len(bufs.len())?,
+            )
+        }
+        .map(drop)
+        .map_err(os)
+    }
+
+    /// Registers fixed buffers with tags (`IORING_REGISTER_BUFFERS2`, 5.13):
+    /// when a tagged buffer is later replaced or unregistered, a CQE with
+    /// `user_data` = its tag is posted once the kernel no longer uses it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`register_buffers`](Self::register_buffers).
+    pub unsafe fn register_buffers_tags(
+        &self,
+        bufs: &[libc::iovec],
+        tags: &[u64],
+    ) -> io::Result<()> {
+        if bufs.len() != tags.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "one tag per buffer",
+            ));
+        }
+        let reg = ring_sys::io_uring_rsrc_register {
+            nr: len(bufs.len())?,
+            data: bufs.as_ptr() as u64,
+            tags: tags.as_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: `reg` describes slices valid for the call; the caller keeps
+        // the buffer memory alive while registered.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_BUFFERS2,
+                &reg,
+                size_of_val(&reg) as u32,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_BUFFERS2", (5, 13)))
+    }
+
+    /// Registers `nr` empty buffer slots (`IORING_RSRC_REGISTER_SPARSE`, 5.19),
+    /// to be filled with [`register_buffers_update`](Self::register_buffers_update).
+    pub fn register_buffers_sparse(&self, nr: u32) -> io::Result<()> {
+        let reg = ring_sys::io_uring_rsrc_register {
+            nr,
+            flags: ring_sys::IORING_RSRC_REGISTER_SPARSE,
+            ..Default::default()
+        };
+        // SAFETY: a sparse registration carries no pointers.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_BUFFERS2,
+                &reg,
+                size_of_val(&reg) as u32,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_RSRC_REGISTER_SPARSE", (5, 19)))
+    }
+
+    /// Replaces registered buffers from slot `offset` on
+    /// (`IORING_REGISTER_BUFFERS_UPDATE`, 5.13); `tags` may be empty.
+    ///
+    /// # Safety
+    ///
+    /// As for [`register_buffers`](Self::register_buffers).
+    pub unsafe fn register_buffers_update(
+        &self,
+        offset: u32,
+        bufs: &[libc::iovec],
+        tags: &[u64],
+    ) -> io::Result<()> {
+        if !tags.is_empty() && tags.len() != bufs.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "one tag per buffer, or none",
+            ));
+        }
+        let up = ring_sys::io_uring_rsrc_update2 {
+            offset,
+            data: bufs.as_ptr() as u64,
+            tags: if tags.is_empty() {
+                0
+            } else {
+                tags.as_ptr() as u64
+            },
+            nr: len(bufs.len())?,
+            ..Default::default()
+        };
+        // SAFETY: `up` describes slices valid for the call; the caller keeps
+        // the buffers alive while registered.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_BUFFERS_UPDATE,
+                &up,
+                size_of_val(&up) as u32,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_BUFFERS_UPDATE", (5, 13)))
+    }
+
+    /// Unregisters all fixed buffers (`IORING_UNREGISTER_BUFFERS`).
+    pub fn unregister_buffers(&self) -> io::Result<()> {
+        // SAFETY: no argument.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_UNREGISTER_BUFFERS,
+                std::ptr::null(),
+                0,
+            )
+        }
+        .map(drop)
+        .map_err(os)
+    }
+
+    /// Clones the registered buffers of the ring `src` into this one
+    /// (`IORING_REGISTER_CLONE_BUFFERS`, 6.12); `replace` drops buffers this
+    /// ring already has (`IORING_REGISTER_DST_REPLACE`, 6.13).
+    pub fn clone_buffers_from(&self, src: &impl AsRawFd, replace: bool) -> io::Result<()> {
+        let arg = io_uring_clone_buffers {
+            src_fd: src.as_raw_fd() as u32,
+            flags: if replace {
+                ring_sys::IORING_REGISTER_DST_REPLACE
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        // SAFETY: `arg` is valid for the call and carries no pointers; the
+        // source ring keeps its buffers' memory alive by its own contract.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_CLONE_BUFFERS,
+                &arg,
+                1,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_CLONE_BUFFERS", (6, 12)))
+    }
+
+    /// Registers fixed files (`IORING_REGISTER_FILES`, 5.1). `-1` leaves a
+    /// slot empty. Raises `RLIMIT_NOFILE` once and retries on `EMFILE`, as
+    /// liburing does.
+    pub fn register_files(&self, fds: &[RawFd]) -> io::Result<()> {
+        let nr = len(fds.len())?;
+        self.retry_emfile(nr, || {
+            // SAFETY: `fds` is valid for the call; the kernel takes its own
+            // references to the files.
+            unsafe {
+                sys::register(
+                    self.ring.fd,
+                    ring_sys::IORING_REGISTER_FILES,
+                    fds.as_ptr(),
+                    nr,
+                )
+            }
+        })
+    }
+
+    /// Registers `nr` empty file slots (`IORING_RSRC_REGISTER_SPARSE`, 5.19).
+    pub fn register_files_sparse(&self, nr: u32) -> io::Result<()> {
+        let reg = ring_sys::io_uring_rsrc_register {
+            nr,
+            flags: ring_sys::IORING_RSRC_REGISTER_SPARSE,
+            ..Default::default()
+        };
+        self.retry_emfile(nr, || {
+            // SAFETY: a sparse registration carries no pointers.
+            unsafe {
+                sys::register(
+                    self.ring.fd,
+                    ring_sys::IORING_REGISTER_FILES2,
+                    &reg,
+                    size_of_val(&reg) as u32,
+                )
+            }
+        })
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) => {
+                self.explain(Errno::EINVAL, "IORING_RSRC_REGISTER_SPARSE", (5, 19))
+            }
+            _ => e,
+        })
+    }
+
+    /// Replaces fixed files from slot `offset` on (`IORING_REGISTER_FILES_UPDATE`,
+    /// 5.5); `-1` empties a slot, `IORING_REGISTER_FILES_SKIP` (-2) leaves it.
+    /// Returns how many slots were updated.
+    pub fn register_files_update(&self, offset: u32, fds: &[RawFd]) -> io::Result<u32> {
+        let up = ring_sys::io_uring_files_update {
+            offset,
+            fds: fds.as_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: `up` points at `fds`, valid for the call.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_FILES_UPDATE,
+                &up,
+                len(fds.len())?,
+            )
+        }
+        .map_err(os)
+    }
+
+    /// Unregisters all fixed files.
+    pub fn unregister_files(&self) -> io::Result<()> {
+        // SAFETY: no argument.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_UNREGISTER_FILES,
+                std::ptr::null(),
+                0,
+            )
+        }
+        .map(drop)
+        .map_err(os)
+    }
+
+    /// Restricts automatic fixed-file allocation (`IORING_FILE_INDEX_ALLOC`)
+    /// to slots `[offset, offset + len)` (`IORING_REGISTER_FILE_ALLOC_RANGE`, 6.0).
+    pub fn register_file_alloc_range(&self, offset: u32, len: u32) -> io::Result<()> {
+        let range = ring_sys::io_uring_file_index_range {
+            off: offset,
+            len,
+            resv: 0,
+        };
+        // SAFETY: `range` is valid for the call.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_FILE_ALLOC_RANGE,
+                &range,
+                0,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_FILE_ALLOC_RANGE", (6, 0)))
+    }
+
+    /// Signals `eventfd` on every completion (`IORING_REGISTER_EVENTFD`, 5.2),
+    /// or with `async_only` only on completions that did not complete inline
+    /// (`IORING_REGISTER_EVENTFD_ASYNC`, 5.6).
+    pub fn register_eventfd(&self, eventfd: RawFd, async_only: bool) -> io::Result<()> {
+        let op = if async_only {
+            ring_sys::IORING_REGISTER_EVENTFD_ASYNC
+        } else {
+            ring_sys::IORING_REGISTER_EVENTFD
+        };
+        // SAFETY: one fd, valid for the call; the kernel takes a reference.
+        unsafe { sys::register(self.ring.fd, op, &eventfd, 1) }
+            .map(drop)
+            .map_err(os)
+    }
+
+    /// Removes the eventfd.
+    pub fn unregister_eventfd(&self) -> io::Result<()> {
+        // SAFETY: no argument.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_UNREGISTER_EVENTFD,
+                std::ptr::null(),
+                0,
+            )
+        }
+        .map(drop)
+        .map_err(os)
+    }
+
+    /// Registers the calling thread's credentials; SQEs whose `personality`
+    /// is the returned id run with them (`IORING_REGISTER_PERSONALITY`, 5.6).
+    pub fn register_personality(&self) -> io::Result<u16> {
+        // SAFETY: no argument.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_PERSONALITY,
+                std::ptr::null(),
+                0,
+            )
+        }
+        .map(|id| id as u16)
+        .map_err(os)
+    }
+
+    /// Unregisters a personality id.
+    pub fn unregister_personality(&self, id: u16) -> io::Result<()> {
+        // SAFETY: no pointer; the id travels in `nr_args`.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_UNREGISTER_PERSONALITY,
+                std::ptr::null(),
+                u32::from(id),
+            )
+        }
+        .map(drop)
+        .map_err(os)
+    }
+
+    /// Restricts a ring set up with `IORING_SETUP_R_DISABLED`
+    /// (`IORING_REGISTER_RESTRICTIONS`, 5.10). Call before
+    /// [`enable_rings`](Self::enable_rings).
+    pub fn register_restrictions(&self, restrictions: &[Restriction]) -> io::Result<()> {
+        let raw: Vec<io_uring_restriction> = restrictions.iter().map(|r| r.raw()).collect();
+        // SAFETY: `raw` is valid for the call.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_RESTRICTIONS,
+                raw.as_ptr(),
+                len(raw.len())?,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_RESTRICTIONS", (5, 10)))
+    }
+
+    /// Enables a ring set up with `IORING_SETUP_R_DISABLED`
+    /// (`IORING_REGISTER_ENABLE_RINGS`, 5.10).
+    pub fn enable_rings(&self) -> io::Result<()> {
+        // SAFETY: no argument.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_ENABLE_RINGS,
+                std::ptr::null(),
+                0,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_ENABLE_RINGS", (5, 10)))
+    }
+
+    /// Sets the CPU affinity of the ring's async workers
+    /// (`IORING_REGISTER_IOWQ_AFF`, 5.14): `cpus` is a bit mask, bit `n` of
+    /// word `n / 64` for CPU `n`.
+    pub fn register_iowq_affinity(&self, cpus: &[u64]) -> io::Result<()> {
+        // SAFETY: `cpus` is valid for the call; nr_args is its size in bytes.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_IOWQ_AFF,
+                cpus.as_ptr(),
+                len(size_of_val(cpus))?,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_IOWQ_AFF", (5, 14)))
+    }
+
+    /// Clears the async workers' CPU affinity.
+    pub fn unregister_iowq_affinity(&self) -> io::Result<()> {
+        // SAFETY: no argument.
+        unsafe {
+            sys::register::<()>(
+                self.ring.fd,
+                ring_sys::IORING_UNREGISTER_IOWQ_AFF,
+                std::ptr::null(),
+                0,
+            )
+        }
+        .map(drop)
+        .map_err(os)
+    }
+
+    /// Sets the maximum number of `[bounded, unbounded]` async workers (0
+    /// leaves a value unchanged) and returns the previous limits
+    /// (`IORING_REGISTER_IOWQ_MAX_WORKERS`, 5.15).
+    pub fn register_iowq_max_workers(&self, max: [u32; 2]) -> io::Result<[u32; 2]> {
+        let mut values = max;
+        // SAFETY: two u32s, valid and writable for the call.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
+                &raw mut values,
+                2,
+            )
+        }
+        .map_err(|e| self.explain(e, "IORING_REGISTER_IOWQ_MAX_WORKERS", (5, 15)))?;
+        Ok(values)
+    }
+
+    /// Cancels matching requests and waits for them (up to `timeout`, or
+    /// forever with `None`) (`IORING_REGISTER_SYNC_CANCEL`, 6.0). With `all`,
+    /// every match is cancelled, not just the first, and the count is
+    /// returned (0 if none matched); without it, a request that matches
+    /// nothing fails with `ENOENT`.
+    pub fn cancel_sync(
+        &self,
+        target: CancelTarget,
+        all: bool,
+        timeout: Option<std::time::Duration>,
+    ) -> io::Result<u32> {
+        let mut reg = io_uring_sync_cancel_reg {
+            timeout: match timeout {
+                Some(t) => ring_sys::__kernel_timespec {
+                    tv_sec: t.as_secs() as i64,
+                    tv_nsec: i64::from(t.subsec_nanos()),
+                },
+                None => ring_sys::__kernel_timespec {
+                    tv_sec: -1,
+                    tv_nsec: -1,
+                },
+            },
+            ..Default::default()
+        };
+        let mut flags = if all {
+            AsyncCancelFlags::ALL
+        } else {
+            AsyncCancelFlags::empty()
+        };
+        match target {
+            CancelTarget::UserData(ud) => reg.addr = ud,
+            CancelTarget::Fd(fd) => {
+                reg.fd = fd;
+                flags |= AsyncCancelFlags::FD;
+            }
+            CancelTarget::FixedFd(slot) => {
+                reg.fd = slot as i32;
+                flags |= AsyncCancelFlags::FD | AsyncCancelFlags::FD_FIXED;
+            }
+            CancelTarget::Any => flags |= AsyncCancelFlags::ANY,
+        }
+        reg.flags = flags.bits();
+        // SAFETY: `reg` is valid for the call.
+        unsafe { sys::register(self.ring.fd, ring_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1) }
+            .map_err(|e| self.explain(e, "IORING_REGISTER_SYNC_CANCEL", (6, 0)))
+    }
+
+    /// Enables NAPI busy polling for the ring's sockets
+    /// (`IORING_REGISTER_NAPI`, 6.9): poll for `busy_poll_us` microseconds,
+    /// preferring busy polling over interrupts if `prefer`.
+    pub fn register_napi(&self, busy_poll_us: u32, prefer: bool) -> io::Result<()> {
+        let mut napi = io_uring_napi {
+            busy_poll_to: busy_poll_us,
+            prefer_busy_poll: u8::from(prefer),
+            ..Default::default()
+        };
+        // SAFETY: `napi` is valid and writable for the call.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_NAPI,
+                &raw mut napi,
+                1,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_REGISTER_NAPI", (6, 9)))
+    }
+
+    /// Disables NAPI busy polling.
+    pub fn unregister_napi(&self) -> io::Result<()> {
+        let mut napi = io_uring_napi::default();
+        // SAFETY: `napi` is valid and writable for the call.
+        unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_UNREGISTER_NAPI,
+                &raw mut napi,
+                1,
+            )
+        }
+        .map(drop)
+        .map_err(|e| self.explain(e, "IORING_UNREGISTER_NAPI", (6, 9)))
+    }
+
+    /// Registers the ring fd itself for the calling thread
+    /// (`IORING_REGISTER_RING_FDS`, 5.18) and returns its index, for
+    /// `IORING_ENTER_REGISTERED_RING`. The index is valid only on this thread.
+    #[allow(dead_code, reason = "the submitter (next) registers its ring fd")]
+    pub(crate) fn register_ring_fd(&self) -> io::Result<u32> {
+        let mut up = io_uring_rsrc_update {
+            offset: u32::MAX,
+            data: self.ring.fd as u64,
+            ..Default::default()
+        };
+        // SAFETY: one update, valid and writable for the call.
+        let n = unsafe {
+            sys::register(
+                self.ring.fd,
+                ring_sys::IORING_REGISTER_RING_FDS,
+                &raw mut up,
+                1,
+            )
+        }
+        .map_err(|e| self.explain(e, "IORING_REGISTER_RING_FDS", (5, 18)))?;
+        if n != 1 {
+            return Err(io::Error::other(
+                "IORING_REGISTER_RING_FDS registered nothing",
+            ));
+        }
+        Ok(up.offset)
+    }
+
+    /// True if the ring can register its fd (5.18) and use it for
+    /// `io_uring_register` as well (`IORING_FEAT_REG_REG_RING`, 6.3).
+    pub fn can_register_ring_fd(&self) -> bool {
+        self.ring.features.contains(Features::REG_REG_RING)
+    }
+
+    fn retry_emfile(
+        &self,
+        nr: u32,
+        mut call: impl FnMut() -> Result<u32, Errno>,
+    ) -> io::Result<()> {
+        match call() {
+            Ok(_) => Ok(()),
+            Err(Errno::EMFILE) => {
+                raise_nofile_limit(nr);
+                call().map(drop).map_err(os)
+            }
+            Err(e) => Err(os(e)),
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` by `nr` (up to the hard limit), as
+/// liburing does before retrying a file registration that hit `EMFILE`.
+fn raise_nofile_limit(nr: u32) {
+    sys::raise_nofile_limit(u64::from(nr));
+}
+
+fn len(n: usize) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many entries for one registration",
+        )
+    })
+}

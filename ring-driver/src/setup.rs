@@ -1,0 +1,684 @@
+//! `Builder`: ring setup with every flag of Linux 6.18, fast defaults picked
+//! from what the running kernel supports, and errors that name the flag.
+
+use std::fmt;
+use std::os::fd::RawFd;
+
+use ring_sys::{Errno, Features, SetupFlags, io_uring_params};
+
+use crate::error::{SetupError, Unsupported};
+use crate::probe::KernelVersion;
+use crate::sys::{self, Mmap};
+
+/// The first kernel of each setup flag of Linux 6.18, `(flag, C name, (major, minor))`.
+pub const SETUP_FLAGS: &[(SetupFlags, &str, (u16, u16))] = &[
+    (SetupFlags::IOPOLL, "IORING_SETUP_IOPOLL", (5, 1)),
+    (SetupFlags::SQPOLL, "IORING_SETUP_SQPOLL", (5, 1)),
+    (SetupFlags::SQ_AFF, "IORING_SETUP_SQ_AFF", (5, 1)),
+    (SetupFlags::CQSIZE, "IORING_SETUP_CQSIZE", (5, 5)),
+    (SetupFlags::CLAMP, "IORING_SETUP_CLAMP", (5, 6)),
+    (SetupFlags::ATTACH_WQ, "IORING_SETUP_ATTACH_WQ", (5, 6)),
+    (SetupFlags::R_DISABLED, "IORING_SETUP_R_DISABLED", (5, 10)),
+    (SetupFlags::SUBMIT_ALL, "IORING_SETUP_SUBMIT_ALL", (5, 18)),
+    (
+        SetupFlags::COOP_TASKRUN,
+        "IORING_SETUP_COOP_TASKRUN",
+        (5, 19),
+    ),
+    (
+        SetupFlags::TASKRUN_FLAG,
+        "IORING_SETUP_TASKRUN_FLAG",
+        (5, 19),
+    ),
+    (SetupFlags::SQE128, "IORING_SETUP_SQE128", (5, 19)),
+    (SetupFlags::CQE32, "IORING_SETUP_CQE32", (5, 19)),
+    (
+        SetupFlags::SINGLE_ISSUER,
+        "IORING_SETUP_SINGLE_ISSUER",
+        (6, 0),
+    ),
+    (
+        SetupFlags::DEFER_TASKRUN,
+        "IORING_SETUP_DEFER_TASKRUN",
+        (6, 1),
+    ),
+    (SetupFlags::NO_MMAP, "IORING_SETUP_NO_MMAP", (6, 5)),
+    (
+        SetupFlags::REGISTERED_FD_ONLY,
+        "IORING_SETUP_REGISTERED_FD_ONLY",
+        (6, 5),
+    ),
+    (SetupFlags::NO_SQARRAY, "IORING_SETUP_NO_SQARRAY", (6, 6)),
+    (
+        SetupFlags::HYBRID_IOPOLL,
+        "IORING_SETUP_HYBRID_IOPOLL",
+        (6, 13),
+    ),
+    (SetupFlags::CQE_MIXED, "IORING_SETUP_CQE_MIXED", (6, 18)),
+];
+
+/// The C name and first kernel of a single setup flag.
+pub(crate) fn flag_info(flag: SetupFlags) -> (&'static str, (u16, u16)) {
+    SETUP_FLAGS
+        .iter()
+        .find(|f| f.0 == flag)
+        .map(|f| (f.1, f.2))
+        .unwrap_or(("an unknown IORING_SETUP flag", (0, 0)))
+}
+
+/// Flags another flag cannot be set without (kernel rule in the comment).
+fn companions(flag: SetupFlags) -> SetupFlags {
+    match flag {
+        // io_uring_setup: SQ_AFF is only valid with SQPOLL.
+        SetupFlags::SQ_AFF => SetupFlags::SQPOLL,
+        // TASKRUN_FLAG requires COOP_TASKRUN or DEFER_TASKRUN.
+        SetupFlags::TASKRUN_FLAG => SetupFlags::COOP_TASKRUN,
+        // DEFER_TASKRUN requires SINGLE_ISSUER.
+        SetupFlags::DEFER_TASKRUN => SetupFlags::SINGLE_ISSUER,
+        // HYBRID_IOPOLL requires IOPOLL.
+        SetupFlags::HYBRID_IOPOLL => SetupFlags::IOPOLL,
+        _ => SetupFlags::empty(),
+    }
+}
+
+/// The typed view of `io_uring_params` after setup: sizes, flags in effect
+/// and the kernel's features.
+#[derive(Clone, Copy)]
+pub struct Params {
+    raw: io_uring_params,
+}
+
+impl Params {
+    /// Wraps raw params (as filled in by `io_uring_setup`).
+    pub fn from_raw(raw: io_uring_params) -> Self {
+        Self { raw }
+    }
+
+    /// The raw struct.
+    pub fn raw(&self) -> &io_uring_params {
+        &self.raw
+    }
+
+    /// Number of SQ entries (a power of two).
+    pub fn sq_entries(&self) -> u32 {
+        self.raw.sq_entries
+    }
+
+    /// Number of CQ entries (a power of two).
+    pub fn cq_entries(&self) -> u32 {
+        self.raw.cq_entries
+    }
+
+    /// The setup flags the ring was created with.
+    pub fn flags(&self) -> SetupFlags {
+        SetupFlags::from_bits_retain(self.raw.flags)
+    }
+
+    /// The kernel's features (`IORING_FEAT_*`), unknown bits kept.
+    pub fn features(&self) -> Features {
+        Features::from_bits_retain(self.raw.features)
+    }
+
+    /// True if every feature in `f` is present.
+    pub fn has(&self, f: Features) -> bool {
+        self.features().contains(f)
+    }
+
+    /// SQPOLL idle time in milliseconds (when `SQPOLL`).
+    pub fn sq_thread_idle(&self) -> u32 {
+        self.raw.sq_thread_idle
+    }
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Params")
+            .field("sq_entries", &self.sq_entries())
+            .field("cq_entries", &self.cq_entries())
+            .field("flags", &self.flags())
+            .field("features", &self.features())
+            .finish()
+    }
+}
+
+/// What a [`Builder`] decided and the kernel accepted: the ring fd, its
+/// params and its mappings, before any ring logic is attached.
+#[derive(Debug)]
+pub(crate) struct RawRing {
+    pub(crate) fd: RawFd,
+    pub(crate) params: Params,
+    /// The SQ ring (and, with a single mmap or NO_MMAP, the CQ ring).
+    pub(crate) sq_ring: Mmap,
+    /// The CQ ring when the kernel needs a second mapping (before 5.4).
+    pub(crate) cq_ring: Option<Mmap>,
+    pub(crate) sqes: Mmap,
+    /// Defaults that were applied (not asked for by the caller).
+    pub(crate) defaults: SetupFlags,
+}
+
+impl RawRing {
+    /// The mapping that holds the CQ ring.
+    pub(crate) fn cq_map(&self) -> &Mmap {
+        self.cq_ring.as_ref().unwrap_or(&self.sq_ring)
+    }
+
+    /// Checks every ring offset against the mappings.
+    fn check_offsets(&self) -> std::io::Result<()> {
+        use std::sync::atomic::AtomicU32;
+        let p = self.params.raw();
+        let flags = self.params.flags();
+        let sq = &self.sq_ring;
+        for off in [
+            p.sq_off.head,
+            p.sq_off.tail,
+            p.sq_off.ring_mask,
+            p.sq_off.ring_entries,
+            p.sq_off.flags,
+            p.sq_off.dropped,
+        ] {
+            sq.check::<AtomicU32>(off, 1)?;
+        }
+        if !flags.contains(SetupFlags::NO_SQARRAY) {
+            sq.check::<u32>(p.sq_off.array, p.sq_entries as usize)?;
+        }
+        let cq = self.cq_map();
+        for off in [
+            p.cq_off.head,
+            p.cq_off.tail,
+            p.cq_off.ring_mask,
+            p.cq_off.ring_entries,
+            p.cq_off.overflow,
+        ] {
+            cq.check::<AtomicU32>(off, 1)?;
+        }
+        if p.cq_off.flags != 0 {
+            cq.check::<AtomicU32>(p.cq_off.flags, 1)?;
+        }
+        let cqe = if flags.contains(SetupFlags::CQE32) {
+            2
+        } else {
+            1
+        };
+        cq.check::<ring_sys::io_uring_cqe>(p.cq_off.cqes, p.cq_entries as usize * cqe)?;
+        let sqe = if flags.contains(SetupFlags::SQE128) {
+            2
+        } else {
+            1
+        };
+        self.sqes
+            .check::<ring_sys::io_uring_sqe>(0, p.sq_entries as usize * sqe)?;
+        // The ring's own view of its size must agree with the params.
+        if sq
+            .atomic_u32(p.sq_off.ring_entries)
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != p.sq_entries
+            || cq
+                .atomic_u32(p.cq_off.ring_entries)
+                .load(std::sync::atomic::Ordering::Relaxed)
+                != p.cq_entries
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "ring entry counts disagree with the params",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RawRing {
+    fn drop(&mut self) {
+        if !self.params.flags().contains(SetupFlags::REGISTERED_FD_ONLY) {
+            sys::close(self.fd);
+        }
+    }
+}
+
+/// Sets up an io_uring instance.
+///
+/// `Builder::new(entries)` picks fast defaults for the running kernel: each
+/// is applied only if the kernel supports it, and dropped (newest first) if
+/// the kernel refuses it, so a default never makes setup fail:
+///
+/// | default | kernel | why |
+/// |---|---|---|
+/// | `IORING_SETUP_SUBMIT_ALL` | 5.18 | a bad entry does not stall the ones after it: every pushed entry is consumed and gets a CQE |
+/// | `IORING_SETUP_COOP_TASKRUN` + `TASKRUN_FLAG` | 5.19 | no inter-processor interrupt per completion; the kernel flags when an enter is needed (not with SQPOLL, whose thread runs task work itself) |
+/// | `IORING_SETUP_NO_SQARRAY` | 6.6 | one less indirection (and cache line) per submission |
+/// | single mmap (`IORING_FEAT_SINGLE_MMAP`) | 5.4 | one mapping for both rings |
+///
+/// Registering the ring fd (`IORING_REGISTER_RING_FDS`, 5.18) is done by the
+/// ring after setup. Flags the caller asks for are never dropped: if the
+/// kernel lacks one, [`Builder::build`] fails with
+/// [`SetupError::Unsupported`] naming it. [`Builder::no_defaults`] gives a
+/// plain ring, like liburing's `io_uring_queue_init`.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    entries: u32,
+    params: io_uring_params,
+    defaults: bool,
+}
+
+macro_rules! flag_setters {
+    ($( $(#[doc = $doc:literal])* $fn:ident => $flag:ident; )*) => {
+        $(
+            $(#[doc = $doc])*
+            pub fn $fn(mut self) -> Self {
+                self.params.flags |= SetupFlags::$flag.bits();
+                self
+            }
+        )*
+    };
+}
+
+impl Builder {
+    /// A builder for a ring of `entries` submission slots (rounded up to a
+    /// power of two by the kernel), with fast defaults.
+    pub fn new(entries: u32) -> Self {
+        Self {
+            entries,
+            params: io_uring_params::default(),
+            defaults: true,
+        }
+    }
+
+    /// Do not apply the fast defaults: the ring gets exactly the flags asked for.
+    pub fn no_defaults(mut self) -> Self {
+        self.defaults = false;
+        self
+    }
+
+    flag_setters! {
+        /// `IORING_SETUP_IOPOLL`: busy-poll for completions of O_DIRECT I/O on
+        /// devices that support polling; other files fail with `EOPNOTSUPP`. 5.1.
+        iopoll => IOPOLL;
+        /// `IORING_SETUP_CLAMP`: clamp entry counts to the kernel's maximum
+        /// instead of failing. 5.6.
+        clamp => CLAMP;
+        /// `IORING_SETUP_R_DISABLED`: start disabled; register restrictions,
+        /// then enable. 5.10.
+        r_disabled => R_DISABLED;
+        /// `IORING_SETUP_SUBMIT_ALL` (also a default). 5.18.
+        submit_all => SUBMIT_ALL;
+        /// `IORING_SETUP_COOP_TASKRUN` (also a default). 5.19.
+        coop_taskrun => COOP_TASKRUN;
+        /// `IORING_SETUP_TASKRUN_FLAG`: the kernel sets `IORING_SQ_TASKRUN`
+        /// when task work waits. 5.19.
+        taskrun_flag => TASKRUN_FLAG;
+        /// `IORING_SETUP_SQE128`: 128-byte SQEs (80-byte `URING_CMD` payloads). 5.19.
+        sqe128 => SQE128;
+        /// `IORING_SETUP_CQE32`: 32-byte CQEs. 5.19.
+        cqe32 => CQE32;
+        /// `IORING_SETUP_SINGLE_ISSUER`: only one task submits. 6.0.
+        single_issuer => SINGLE_ISSUER;
+        /// `IORING_SETUP_NO_SQARRAY` (also a default). 6.6.
+        no_sqarray => NO_SQARRAY;
+        /// `IORING_SETUP_CQE_MIXED`: 16- and 32-byte CQEs in one ring. 6.18.
+        cqe_mixed => CQE_MIXED;
+    }
+
+    /// `IORING_SETUP_DEFER_TASKRUN` (with the `SINGLE_ISSUER` it requires):
+    /// completions are processed only when the issuer waits. 6.1.
+    pub fn defer_taskrun(mut self) -> Self {
+        self.params.flags |= (SetupFlags::DEFER_TASKRUN | SetupFlags::SINGLE_ISSUER).bits();
+        self
+    }
+
+    /// `IORING_SETUP_HYBRID_IOPOLL` (with the `IOPOLL` it requires): sleep
+    /// before polling. 6.13.
+    pub fn hybrid_iopoll(mut self) -> Self {
+        self.params.flags |= (SetupFlags::HYBRID_IOPOLL | SetupFlags::IOPOLL).bits();
+        self
+    }
+
+    /// `IORING_SETUP_SQPOLL`: a kernel thread polls the SQ, sleeping after
+    /// `idle_ms` milliseconds without work. 5.1 (unprivileged since 5.11).
+    pub fn sqpoll(mut self, idle_ms: u32) -> Self {
+        self.params.flags |= SetupFlags::SQPOLL.bits();
+        self.params.sq_thread_idle = idle_ms;
+        self
+    }
+
+    /// `IORING_SETUP_SQ_AFF`: pin the SQPOLL thread to `cpu` (implies SQPOLL). 5.1.
+    pub fn sqpoll_cpu(mut self, cpu: u32) -> Self {
+        self.params.flags |= (SetupFlags::SQPOLL | SetupFlags::SQ_AFF).bits();
+        self.params.sq_thread_cpu = cpu;
+        self
+    }
+
+    /// `IORING_SETUP_CQSIZE`: a CQ of `entries` (at least the SQ's). 5.5.
+    pub fn cq_entries(mut self, entries: u32) -> Self {
+        self.params.flags |= SetupFlags::CQSIZE.bits();
+        self.params.cq_entries = entries;
+        self
+    }
+
+    /// `IORING_SETUP_ATTACH_WQ`: share the async worker pool of the ring `fd`. 5.6.
+    pub fn attach_wq(mut self, fd: RawFd) -> Self {
+        self.params.flags |= SetupFlags::ATTACH_WQ.bits();
+        self.params.wq_fd = fd as u32;
+        self
+    }
+
+    /// `IORING_SETUP_NO_MMAP`: the rings live in memory this library
+    /// allocates (anonymous, page-aligned) and passes to the kernel, instead
+    /// of memory the kernel allocates and the process maps. 6.5. On kernels
+    /// before 6.13 the kernel needs each region to be one page or one huge
+    /// page, which limits this to small rings there.
+    pub fn no_mmap(mut self) -> Self {
+        self.params.flags |= SetupFlags::NO_MMAP.bits();
+        self
+    }
+
+    /// `IORING_SETUP_REGISTERED_FD_ONLY` (with the `NO_MMAP` it requires): the
+    /// ring has no fd, only a registered index. 6.5.
+    pub fn registered_fd_only(mut self) -> Self {
+        self.params.flags |= (SetupFlags::REGISTERED_FD_ONLY | SetupFlags::NO_MMAP).bits();
+        self
+    }
+
+    /// The flags asked for so far (defaults not included).
+    pub fn flags(&self) -> SetupFlags {
+        SetupFlags::from_bits_retain(self.params.flags)
+    }
+
+    /// The defaults this builder would add on a kernel of `version`.
+    fn default_flags(&self, version: Option<KernelVersion>) -> SetupFlags {
+        if !self.defaults {
+            return SetupFlags::empty();
+        }
+        let asked = self.flags();
+        let mut d = SetupFlags::SUBMIT_ALL | SetupFlags::NO_SQARRAY;
+        if !asked.intersects(SetupFlags::SQPOLL | SetupFlags::DEFER_TASKRUN) {
+            d |= SetupFlags::COOP_TASKRUN | SetupFlags::TASKRUN_FLAG;
+        }
+        if asked.contains(SetupFlags::DEFER_TASKRUN) {
+            // TASKRUN_FLAG is valid with DEFER_TASKRUN and tells us when to
+            // enter to run deferred work.
+            d |= SetupFlags::TASKRUN_FLAG;
+        }
+        // Only what this kernel has; unknown version: let the retry loop decide.
+        d.iter()
+            .filter(|f| {
+                version.is_none_or(|v| {
+                    let (_, (major, minor)) = flag_info(*f);
+                    v.at_least(major, minor)
+                })
+            })
+            .collect::<SetupFlags>()
+            - asked
+    }
+
+    /// Checks combinations the kernel would reject with a bare `EINVAL`.
+    fn validate(&self) -> Result<(), SetupError> {
+        let f = self.flags();
+        if self.entries == 0 {
+            return Err(SetupError::Invalid("a ring needs at least one entry"));
+        }
+        if f.contains(SetupFlags::CQSIZE)
+            && self.params.cq_entries < self.entries.next_power_of_two()
+        {
+            return Err(SetupError::Invalid(
+                "the CQ must have at least as many entries as the SQ",
+            ));
+        }
+        if f.contains(SetupFlags::SQPOLL) && f.contains(SetupFlags::DEFER_TASKRUN) {
+            return Err(SetupError::Invalid(
+                "DEFER_TASKRUN cannot be combined with SQPOLL",
+            ));
+        }
+        if f.contains(SetupFlags::COOP_TASKRUN) && f.contains(SetupFlags::SQPOLL) {
+            // The kernel accepts it and ignores COOP_TASKRUN: say nothing.
+        }
+        Ok(())
+    }
+
+    /// Sets up the ring, maps it, and applies what the ring does after
+    /// setup.
+    pub fn build(&self) -> Result<crate::Ring, SetupError> {
+        self.build_raw().map(crate::Ring::from_raw)
+    }
+
+    /// Sets up the ring and maps it.
+    pub(crate) fn build_raw(&self) -> Result<RawRing, SetupError> {
+        self.validate()?;
+        let version = KernelVersion::current();
+        let mut defaults = self.default_flags(version);
+        loop {
+            match self.try_setup(defaults) {
+                Ok(mut raw) => {
+                    raw.defaults = defaults;
+                    return Ok(raw);
+                }
+                Err(SetupError::Setup(Errno::EINVAL)) if !defaults.is_empty() => {
+                    // Drop the newest default and try again.
+                    let newest = defaults
+                        .iter()
+                        .max_by_key(|f| flag_info(*f).1)
+                        .expect("defaults is not empty");
+                    defaults.remove(newest);
+                }
+                Err(SetupError::Setup(Errno::EINVAL)) => {
+                    return Err(self.explain_einval(version));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_setup(&self, defaults: SetupFlags) -> Result<RawRing, SetupError> {
+        let mut p = self.params;
+        p.flags |= defaults.bits();
+        let flags = SetupFlags::from_bits_retain(p.flags);
+        let memory = if flags.contains(SetupFlags::NO_MMAP) {
+            let (rings, sqes) = no_mmap_sizes(self.entries, &p);
+            let rings = Mmap::anonymous(rings).map_err(SetupError::Io)?;
+            let sqes = Mmap::anonymous(sqes).map_err(SetupError::Io)?;
+            p.cq_off.user_addr = rings.base() as u64;
+            p.sq_off.user_addr = sqes.base() as u64;
+            Some((rings, sqes))
+        } else {
+            None
+        };
+        let fd = sys::setup(self.entries, &mut p).map_err(SetupError::Setup)?;
+        let params = Params::from_raw(p);
+        let close_on_err = |e: std::io::Error| {
+            if !flags.contains(SetupFlags::REGISTERED_FD_ONLY) {
+                sys::close(fd);
+            }
+            SetupError::Io(e)
+        };
+        let (sq_ring, cq_ring, sqes) = match memory {
+            Some((rings, sqes)) => (rings, None, sqes),
+            None => map_rings(fd, &params).map_err(close_on_err)?,
+        };
+        let raw = RawRing {
+            fd,
+            params,
+            sq_ring,
+            cq_ring,
+            sqes,
+            defaults: SetupFlags::empty(),
+        };
+        // Every offset the kernel reported must lie inside what was mapped,
+        // so the queue views can use them without further checks. (`raw`
+        // closes the fd if this fails.)
+        raw.check_offsets().map_err(SetupError::Io)?;
+        Ok(raw)
+    }
+
+    /// After `EINVAL` with no defaults left: find the flag the kernel lacks,
+    /// or report a combination it refuses.
+    fn explain_einval(&self, version: Option<KernelVersion>) -> SetupError {
+        let asked = self.flags();
+        let supported = query_setup_flags();
+        // Highest bit first: a flag's companions (SQ_AFF's SQPOLL, DEFER_TASKRUN's
+        // SINGLE_ISSUER, REGISTERED_FD_ONLY's NO_MMAP, ...) all have lower bits,
+        // so the flag the caller's option is named after is reported.
+        let mut flags: Vec<SetupFlags> = asked.iter().collect();
+        flags.reverse();
+        for flag in flags {
+            let (name, since) = flag_info(flag);
+            let lacks = match supported {
+                // IORING_REGISTER_QUERY (6.18) lists the supported flags.
+                Some(mask) => !mask.contains(flag),
+                // Otherwise try the flag alone on a tiny ring, where it can be
+                // tried alone; else judge by the version.
+                None => match flag {
+                    SetupFlags::ATTACH_WQ
+                    | SetupFlags::NO_MMAP
+                    | SetupFlags::REGISTERED_FD_ONLY => {
+                        version.is_some_and(|v| !v.at_least(since.0, since.1))
+                    }
+                    _ => {
+                        let mut p = io_uring_params {
+                            flags: (flag | companions(flag)).bits(),
+                            ..Default::default()
+                        };
+                        match sys::setup(1, &mut p) {
+                            Ok(fd) => {
+                                sys::close(fd);
+                                false
+                            }
+                            Err(e) => e == Errno::EINVAL,
+                        }
+                    }
+                },
+            };
+            if lacks {
+                return SetupError::Unsupported(Unsupported {
+                    what: name,
+                    needs: Some(since),
+                    kernel: version,
+                });
+            }
+        }
+        SetupError::Setup(Errno::EINVAL)
+    }
+}
+
+/// The kernel's supported setup flags from `IORING_REGISTER_QUERY` (6.18+).
+fn query_setup_flags() -> Option<SetupFlags> {
+    sys::query_opcodes().map(|q| SetupFlags::from_bits_retain(q.ring_setup_flags as u32))
+}
+
+/// Sizes of the two regions an `IORING_SETUP_NO_MMAP` ring needs: the rings
+/// (header, CQEs, SQ array) and the SQEs, page-rounded, with room to spare
+/// for the kernel's header (which is well under a page).
+fn no_mmap_sizes(entries: u32, p: &io_uring_params) -> (usize, usize) {
+    let flags = SetupFlags::from_bits_retain(p.flags);
+    let sq = entries.next_power_of_two().max(1) as usize;
+    let cq = if flags.contains(SetupFlags::CQSIZE) {
+        p.cq_entries.next_power_of_two() as usize
+    } else {
+        2 * sq
+    };
+    let cqe = if flags.contains(SetupFlags::CQE32) {
+        32
+    } else {
+        16
+    };
+    let sqe = if flags.contains(SetupFlags::SQE128) {
+        128
+    } else {
+        64
+    };
+    let page = 4096;
+    let round = |n: usize| n.div_ceil(page) * page;
+    let array = if flags.contains(SetupFlags::NO_SQARRAY) {
+        0
+    } else {
+        sq * 4
+    };
+    (round(page + cq * cqe + array), round(sq * sqe))
+}
+
+/// Maps the SQ ring, CQ ring (once, with `IORING_FEAT_SINGLE_MMAP`) and SQEs.
+fn map_rings(fd: RawFd, params: &Params) -> std::io::Result<(Mmap, Option<Mmap>, Mmap)> {
+    let p = params.raw();
+    let flags = params.flags();
+    let cqe = if flags.contains(SetupFlags::CQE32) {
+        32
+    } else {
+        16
+    };
+    let sqe = if flags.contains(SetupFlags::SQE128) {
+        128
+    } else {
+        64
+    };
+    let sq_len = p.sq_off.array as usize + p.sq_entries as usize * 4;
+    let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * cqe;
+    let (sq_ring, cq_ring) = if params.has(Features::SINGLE_MMAP) {
+        (
+            Mmap::map_ring(fd, ring_sys::IORING_OFF_SQ_RING, sq_len.max(cq_len))?,
+            None,
+        )
+    } else {
+        (
+            Mmap::map_ring(fd, ring_sys::IORING_OFF_SQ_RING, sq_len)?,
+            Some(Mmap::map_ring(fd, ring_sys::IORING_OFF_CQ_RING, cq_len)?),
+        )
+    };
+    let sqes = Mmap::map_ring(fd, ring_sys::IORING_OFF_SQES, p.sq_entries as usize * sqe)?;
+    Ok((sq_ring, cq_ring, sqes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_of_the_header_has_a_name_and_kernel() {
+        let named: SetupFlags = SETUP_FLAGS.iter().map(|f| f.0).collect();
+        assert_eq!(named, SetupFlags::all());
+        for &(flag, name, _) in SETUP_FLAGS {
+            let short = SetupFlags::all()
+                .iter_names()
+                .find(|(_, f)| *f == flag)
+                .unwrap()
+                .0;
+            assert_eq!(name, format!("IORING_SETUP_{short}"));
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_kernel_version_and_the_asked_flags() {
+        let b = Builder::new(8);
+        assert_eq!(
+            b.default_flags(Some(KernelVersion::new(5, 10, 0))),
+            SetupFlags::empty()
+        );
+        assert_eq!(
+            b.default_flags(Some(KernelVersion::new(6, 1, 0))),
+            SetupFlags::SUBMIT_ALL | SetupFlags::COOP_TASKRUN | SetupFlags::TASKRUN_FLAG
+        );
+        assert!(
+            b.default_flags(Some(KernelVersion::new(6, 6, 0)))
+                .contains(SetupFlags::NO_SQARRAY)
+        );
+        let sqpoll = Builder::new(8).sqpoll(10);
+        assert!(
+            !sqpoll
+                .default_flags(None)
+                .contains(SetupFlags::COOP_TASKRUN)
+        );
+        assert!(Builder::new(8).no_defaults().default_flags(None).is_empty());
+    }
+
+    #[test]
+    fn contradictions_are_refused_before_the_kernel_is_asked() {
+        let err = Builder::new(8)
+            .sqpoll(1)
+            .defer_taskrun()
+            .build_raw()
+            .unwrap_err();
+        assert!(matches!(err, SetupError::Invalid(_)), "{err}");
+        let err = Builder::new(64).cq_entries(8).build_raw().unwrap_err();
+        assert!(err.to_string().contains("at least as many"), "{err}");
+        assert!(matches!(
+            Builder::new(0).build_raw(),
+            Err(SetupError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,123 @@
+//! Ring setup against the running kernel: every setup flag, the defaults,
+//! and the errors for flags the kernel lacks.
+
+mod common;
+
+use ring_driver::{Builder, SETUP_FLAGS, SetupError};
+use ring_sys::{Features, SetupFlags};
+
+/// Each builder option of Linux 6.18, paired with the flag it must set.
+fn every_option() -> Vec<(SetupFlags, Builder)> {
+    let b = || Builder::new(8).no_defaults();
+    vec![
+        (SetupFlags::IOPOLL, b().iopoll()),
+        (SetupFlags::SQPOLL, b().sqpoll(10)),
+        (SetupFlags::SQ_AFF, b().sqpoll_cpu(0)),
+        (SetupFlags::CQSIZE, b().cq_entries(64)),
+        (SetupFlags::CLAMP, b().clamp()),
+        (SetupFlags::R_DISABLED, b().r_disabled()),
+        (SetupFlags::SUBMIT_ALL, b().submit_all()),
+        (SetupFlags::COOP_TASKRUN, b().coop_taskrun()),
+        (SetupFlags::TASKRUN_FLAG, b().coop_taskrun().taskrun_flag()),
+        (SetupFlags::SQE128, b().sqe128()),
+        (SetupFlags::CQE32, b().cqe32()),
+        (SetupFlags::SINGLE_ISSUER, b().single_issuer()),
+        (SetupFlags::DEFER_TASKRUN, b().defer_taskrun()),
+        (SetupFlags::NO_MMAP, b().no_mmap()),
+        (SetupFlags::REGISTERED_FD_ONLY, b().registered_fd_only()),
+        (SetupFlags::NO_SQARRAY, b().no_sqarray()),
+        (SetupFlags::HYBRID_IOPOLL, b().hybrid_iopoll()),
+        (SetupFlags::CQE_MIXED, b().cqe_mixed()),
+    ]
+}
+
+#[test]
+fn every_setup_flag_is_set_up_or_named_as_unsupported() {
+    let kernel = common::kernel();
+    let mut tried = SetupFlags::empty();
+    for (flag, builder) in every_option() {
+        tried |= flag;
+        let (name, since) = SETUP_FLAGS
+            .iter()
+            .find(|f| f.0 == flag)
+            .map(|f| (f.1, f.2))
+            .unwrap();
+        match builder.build() {
+            Ok(ring) => {
+                assert!(
+                    ring.params().flags().contains(flag),
+                    "{name} asked, {:?} in effect",
+                    ring.params().flags()
+                );
+                assert!(
+                    kernel.at_least(since.0, since.1) || flag == SetupFlags::SQ_AFF,
+                    "{name} worked on {kernel}, before {since:?}?"
+                );
+            }
+            Err(SetupError::Unsupported(u)) => {
+                assert_eq!(u.what, name, "the error must name the flag asked for");
+                assert_eq!(u.needs, Some(since));
+                assert!(
+                    !kernel.at_least(since.0, since.1),
+                    "{name} refused on {kernel}: {u}"
+                );
+                eprintln!("ring-skip: every_setup_flag/{name}: {u}");
+            }
+            Err(e) => panic!("{name}: unexpected error {e}"),
+        }
+    }
+    // ATTACH_WQ needs a ring to attach to.
+    let first = Builder::new(4).build().expect("plain ring");
+    let attached = Builder::new(4)
+        .attach_wq(std::os::fd::AsRawFd::as_raw_fd(&first))
+        .build()
+        .expect("ATTACH_WQ (5.6)");
+    assert!(attached.params().flags().contains(SetupFlags::ATTACH_WQ));
+    tried |= SetupFlags::ATTACH_WQ;
+    assert_eq!(
+        tried,
+        SetupFlags::all(),
+        "a setup flag of the header has no test"
+    );
+}
+
+#[test]
+fn defaults_are_what_this_kernel_supports_and_never_fail() {
+    let kernel = common::kernel();
+    let ring = Builder::new(16)
+        .build()
+        .expect("defaults never make setup fail");
+    let d = ring.defaults();
+    assert_eq!(d.contains(SetupFlags::SUBMIT_ALL), kernel.at_least(5, 18));
+    assert_eq!(d.contains(SetupFlags::COOP_TASKRUN), kernel.at_least(5, 19));
+    assert_eq!(d.contains(SetupFlags::NO_SQARRAY), kernel.at_least(6, 6));
+    assert!(ring.params().flags().contains(d));
+    assert!(ring.params().has(Features::SINGLE_MMAP) || !kernel.at_least(5, 4));
+    let plain = Builder::new(16).no_defaults().build().unwrap();
+    assert!(plain.defaults().is_empty());
+    assert_eq!(plain.params().flags(), SetupFlags::empty());
+}
+
+#[test]
+fn contradictory_options_are_refused_with_a_reason() {
+    let err = Builder::new(8)
+        .sqpoll(5)
+        .defer_taskrun()
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, SetupError::Invalid(_)));
+    assert!(err.to_string().contains("SQPOLL"), "{err}");
+    let io: std::io::Error = err.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn an_unknown_entry_count_is_clamped_or_refused_not_crashed() {
+    match Builder::new(1 << 20).build() {
+        Ok(_) => panic!("a 1M-entry SQ is over the kernel's limit of 32768"),
+        Err(SetupError::Setup(e)) => assert_eq!(e, ring_sys::Errno::EINVAL),
+        Err(e) => panic!("unexpected {e}"),
+    }
+    let clamped = Builder::new(1 << 20).clamp().build().expect("CLAMP clamps");
+    assert_eq!(clamped.params().sq_entries(), 32768);
+}
