@@ -64,12 +64,14 @@ fn version_key(s: &str) -> Vec<u64> {
         .collect()
 }
 
-/// The newest package of `apt-cache search` output.
-fn newest(search_output: &str) -> Option<&str> {
-    search_output
+/// The packages of `apt-cache search` output, newest first.
+fn newest_first(search_output: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = search_output
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .max_by_key(|name| version_key(name))
+        .collect();
+    names.sort_by_key(|name| std::cmp::Reverse(version_key(name)));
+    names
 }
 
 /// apt-get/apt-cache options that confine apt to `state` (its own sources,
@@ -135,22 +137,39 @@ pub(crate) fn obtain(series: &Series) -> Result<PathBuf> {
         "--names-only",
         series.pattern,
     ]))?;
-    let package = newest(&found)
-        .ok_or_else(|| {
-            format!(
-                "kernel {}: no package matches {}",
-                series.name, series.pattern
-            )
-        })?
-        .to_string();
-    eprintln!("xtask: downloading {package}");
+    // Newest first; a mirror may have dropped the newest file its index still
+    // lists (bullseye-security does), so fall back to older ones.
+    let candidates = newest_first(&found);
+    if candidates.is_empty() {
+        return Err(format!(
+            "kernel {}: no package matches {}",
+            series.name, series.pattern
+        )
+        .into());
+    }
     let work = dir.join("download");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    run(Command::new("apt-get")
-        .args(&opts)
-        .args(["download", &package])
-        .current_dir(&work))?;
+    let mut package = None;
+    for name in candidates.iter().take(8) {
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        eprintln!("xtask: downloading {name}");
+        match run(Command::new("apt-get")
+            .args(&opts)
+            .args(["download", name])
+            .current_dir(&work))
+        {
+            Ok(_) => {
+                package = Some(name.to_string());
+                break;
+            }
+            Err(e) => eprintln!(
+                "xtask: {name}: download failed, trying an older one: {}",
+                e.to_string().lines().last().unwrap_or_default()
+            ),
+        }
+    }
+    let package =
+        package.ok_or_else(|| format!("kernel {}: no package could be downloaded", series.name))?;
     let deb = std::fs::read_dir(&work)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -181,7 +200,7 @@ pub(crate) fn obtain(series: &Series) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::{SERIES, newest, version_key};
+    use super::{SERIES, newest_first, version_key};
 
     #[test]
     fn picks_the_newest_package_numerically() {
@@ -190,10 +209,15 @@ mod tests {
                    linux-image-6.12.111+deb12-cloud-amd64-unsigned - Linux 6.12\n\
                    linux-image-6.12.38+deb12-cloud-amd64-unsigned - Linux 6.12\n";
         assert_eq!(
-            newest(out),
-            Some("linux-image-6.12.111+deb12-cloud-amd64-unsigned")
+            newest_first(out),
+            [
+                "linux-image-6.12.111+deb12-cloud-amd64-unsigned",
+                "linux-image-6.12.43+deb12-cloud-amd64-unsigned",
+                "linux-image-6.12.38+deb12-cloud-amd64-unsigned",
+                "linux-image-6.12.9+deb12-cloud-amd64-unsigned",
+            ]
         );
-        assert_eq!(newest(""), None);
+        assert!(newest_first("").is_empty());
         assert!(version_key("5.10.0-9") < version_key("5.10.0-10"));
     }
 

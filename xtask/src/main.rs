@@ -234,12 +234,17 @@ fn test_kernel(mut args: Args) -> Result<bool> {
     testbins::ensure_musl()?;
     let tests = testbins::build_tests(&packages)?;
     let work = root().join("target/xtask");
-    let stage = work.join("stage").join(guest::TESTS_DIR);
+    // Per run, so that runs beside each other (a shared tree) do not mix.
+    let run_dir = work.join("run").join(std::process::id().to_string());
+    let stage = run_dir.join(guest::TESTS_DIR);
     testbins::stage(&tests, &stage)?;
-    let initrd = work.join("initramfs.cpio");
+    let initrd = run_dir.join("initramfs.cpio");
     if any_vm {
         let init = testbins::build_init()?;
         vm::initramfs(&init, &stage, &initrd)?;
+    }
+    if accel == Accel::Auto && !vm::kvm_usable() {
+        accel = Accel::Tcg;
     }
     eprintln!(
         "xtask: built {} test binaries in {:.1} s: {}",
@@ -272,27 +277,25 @@ fn test_kernel(mut args: Args) -> Result<bool> {
             Kernel::Series(_) | Kernel::Image(_) => {
                 let image = match kernel {
                     Kernel::Series(s) => kernels::obtain(s)?,
-                    Kernel::Image(p) => p.clone(),
-                    Kernel::Host => unreachable!("handled above"),
+                    _ => PathBuf::from(&name),
                 };
                 eprintln!("xtask: booting {name} ({})", image.display());
-                let probe = Duration::from_secs(30);
-                let mut boot = vm::boot(
-                    &image,
-                    &initrd,
-                    accel != Accel::Tcg,
-                    timeout,
-                    probe,
-                    verbose,
-                )?;
+                // A KVM guest reaches init in about a second where KVM works.
+                let probe = Duration::from_secs(15);
+                let kvm = accel != Accel::Tcg;
+                let mut boot = vm::boot(&image, &initrd, kvm, timeout, probe, verbose)?;
                 if boot.kvm_failed {
-                    let why = format!("KVM failed ({}), using TCG", tail(&boot.stderr, 1).trim());
-                    eprintln!("xtask: {why}");
-                    if accel == Accel::Kvm {
-                        notes.push_str(&format!("  {why}\n"));
+                    let why = match tail(&boot.stderr, 1).trim() {
+                        "" => format!("no sign of life within {} s", probe.as_secs()),
+                        err => err.to_string(),
+                    };
+                    if accel == Accel::Auto {
+                        eprintln!("xtask: KVM does not work here ({why}): using TCG from now on");
+                        accel = Accel::Tcg;
+                        boot = vm::boot(&image, &initrd, false, timeout, probe, verbose)?;
+                    } else {
+                        notes.push_str(&format!("  KVM failed: {why} (try --accel tcg)\n"));
                     }
-                    accel = Accel::Tcg;
-                    boot = vm::boot(&image, &initrd, false, timeout, probe, verbose)?;
                 }
                 let mut s = Summary::parse(&boot.console);
                 if boot.timed_out {
@@ -307,7 +310,7 @@ fn test_kernel(mut args: Args) -> Result<bool> {
         let took = start.elapsed();
         let log = logs.join(format!("{}.log", name.replace('/', "_")));
         std::fs::write(&log, &transcript)?;
-        if !summary.ok() {
+        if !summary.complete || summary.binaries == 0 {
             notes.push_str(&format!(
                 "  console tail ({}):\n{}",
                 log.display(),
@@ -319,8 +322,12 @@ fn test_kernel(mut args: Args) -> Result<bool> {
             .get_or_insert_with(|| "release unknown".into());
         let report = format!("{}{notes}", summary.report(&name, took));
         print!("{report}");
+        if !summary.ok() {
+            println!("  full log: {}", log.display());
+        }
         results.push((summary.ok(), report));
     }
+    let _ = std::fs::remove_dir_all(&run_dir);
     if results.len() > 1 {
         println!("\n==== summary");
         for (_, report) in &results {

@@ -24,17 +24,24 @@ use std::time::Duration;
 pub(crate) const MARK: &str = "ring-xtask:";
 /// The prefix of a kernel test's skip line (on stderr).
 pub(crate) const SKIP: &str = "ring-skip: ";
+/// How many lines of a failed test's output a report shows.
+const FAILURE_LINES: usize = 8;
 
 /// The outcome of one run on one kernel.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Summary {
     /// `uname -r` as the runner saw it.
     pub(crate) release: Option<String>,
-    /// `binary: test` of every test that passed without skipping.
+    /// `binary: test` of every test that ran and passed (possibly with
+    /// skipped cases inside it).
     pub(crate) passed: Vec<String>,
-    /// `binary: test: why` of every failure, including binaries that crashed.
+    /// `binary: test` or `binary: what went wrong` of every failure,
+    /// including binaries that crashed.
     pub(crate) failed: Vec<String>,
-    /// `(binary: test, reason)` of every skipped test.
+    /// The output of each failed test, by its `failed` entry.
+    pub(crate) output: BTreeMap<String, Vec<String>>,
+    /// `(binary: test, reason)` of every skip line: a whole test when the
+    /// line names the test, else a case within it (`test/case`).
     pub(crate) skipped: Vec<(String, String)>,
     /// How many test binaries ran to their end marker.
     pub(crate) binaries: usize,
@@ -45,9 +52,22 @@ pub(crate) struct Summary {
 #[derive(Default)]
 struct Binary {
     label: String,
-    /// The test that has started but not reported yet, and its skip reason.
-    pending: Option<(String, Option<String>)>,
+    /// The test that has started but not reported yet.
+    pending: Option<Pending>,
     failures: usize,
+}
+
+struct Pending {
+    name: String,
+    /// Why the whole test skipped, if it did.
+    skip: Option<String>,
+    /// What it printed so far.
+    output: Vec<String>,
+}
+
+/// Whether a skip line's name is libtest's test name (`a::b::name` or `name`).
+fn names_the_test(skip_name: &str, test: &str) -> bool {
+    skip_name == test || test.rsplit("::").next() == Some(skip_name)
 }
 
 impl Summary {
@@ -65,21 +85,18 @@ impl Summary {
             s.line(&mut bin, head);
             if let Some(skip) = skip {
                 let (name, reason) = skip.split_once(": ").unwrap_or((skip, "(no reason)"));
-                match bin.as_mut() {
-                    Some(Binary {
-                        pending: Some((_, why)),
-                        ..
-                    }) => *why = Some(reason.trim().to_string()),
-                    _ => s
-                        .skipped
-                        .push((name.trim().to_string(), reason.trim().to_string())),
+                let (name, reason) = (name.trim(), reason.trim().to_string());
+                let label = bin.as_ref().map_or("?".to_string(), |b| b.label.clone());
+                match bin.as_mut().and_then(|b| b.pending.as_mut()) {
+                    Some(p) if names_the_test(name, &p.name) => p.skip = Some(reason),
+                    _ => s.skipped.push((format!("{label}: {name}"), reason)),
                 }
             }
         }
         if let Some(b) = bin {
             let at = b
                 .pending
-                .map(|(t, _)| format!(" during `{t}`"))
+                .map(|p| format!(" during `{}`", p.name))
                 .unwrap_or_default();
             s.failed.push(format!(
                 "{}: no end marker{at} (the binary or the guest died, or timed out)",
@@ -102,9 +119,10 @@ impl Summary {
             } else if let Some(end) = rest.strip_prefix("end ") {
                 let (label, exit) = end.split_once(" exit=").unwrap_or((end, "?"));
                 let b = bin.take().unwrap_or_default();
-                if let Some((t, _)) = b.pending {
-                    self.failed
-                        .push(format!("{label}: {t}: no result (exit={exit})"));
+                if let Some(p) = b.pending {
+                    let who = format!("{label}: {}: no result (exit={exit})", p.name);
+                    self.output.insert(who.clone(), p.output);
+                    self.failed.push(who);
                 } else if exit != "0" && b.failures == 0 {
                     self.failed.push(format!("{label}: exited with {exit}"));
                 }
@@ -119,7 +137,11 @@ impl Summary {
             let Some((name, outcome)) = rest.split_once(" ... ") else {
                 return; // `test result: ...` and other lines
             };
-            b.pending = Some((name.to_string(), None));
+            b.pending = Some(Pending {
+                name: name.to_string(),
+                skip: None,
+                output: Vec::new(),
+            });
             outcome.trim()
         } else if b.pending.is_some() {
             line.trim()
@@ -130,13 +152,27 @@ impl Summary {
             "ok" => Outcome::Ok,
             "FAILED" => Outcome::Failed,
             r if r.starts_with("ignored") => Outcome::Ignored,
-            _ => return, // the test's own output
+            _ => {
+                // The test's own output.
+                if let Some(p) = b.pending.as_mut() {
+                    if !result.is_empty() {
+                        let text = if line.starts_with("test ") {
+                            result
+                        } else {
+                            line.trim_end()
+                        };
+                        p.output.push(text.to_string());
+                    }
+                }
+                return;
+            }
         };
-        let (name, skip) = b.pending.take().expect("a pending test");
-        let who = format!("{}: {name}", b.label);
-        match (outcome, skip) {
+        let p = b.pending.take().expect("a pending test");
+        let who = format!("{}: {}", b.label, p.name);
+        match (outcome, p.skip) {
             (Outcome::Failed, _) => {
                 b.failures += 1;
+                self.output.insert(who.clone(), p.output);
                 self.failed.push(who);
             }
             (Outcome::Ok, None) => self.passed.push(who),
@@ -198,6 +234,10 @@ impl fmt::Display for Report<'_> {
         }
         for fail in &s.failed {
             writeln!(f, "  failed: {fail}")?;
+            // The panic message comes first; the backtrace is in the log.
+            for line in s.output.get(fail).into_iter().flatten().take(FAILURE_LINES) {
+                writeln!(f, "    | {line}")?;
+            }
         }
         // Group skips by reason: one reason, every test it covers.
         let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -292,6 +332,47 @@ ring-xtask: done\r
         let report = s.report("k", Duration::ZERO).to_string();
         assert_eq!(report.matches("old kernel").count(), 1);
         assert!(report.contains("skipped (2): old kernel\n      b: x\n      b: y\n"));
+    }
+
+    #[test]
+    fn a_skip_line_naming_a_case_skips_only_that_case() {
+        let t = "ring-xtask: begin d.setup\n\
+                 test every_flag ... ring-skip: every_flag/NO_MMAP: NO_MMAP needs Linux 6.5\n\
+                 ring-skip: every_flag/CQE_MIXED: CQE_MIXED needs Linux 6.18\n\
+                 ok\n\
+                 test m::whole ... ring-skip: whole: needs 6.0\n\
+                 ok\n\
+                 ring-xtask: end d.setup exit=0\nring-xtask: done\n";
+        let s = Summary::parse(t);
+        assert_eq!(s.passed, ["d.setup: every_flag"]);
+        assert_eq!(
+            s.skipped,
+            [
+                (
+                    "d.setup: every_flag/NO_MMAP".to_string(),
+                    "NO_MMAP needs Linux 6.5".to_string()
+                ),
+                (
+                    "d.setup: every_flag/CQE_MIXED".to_string(),
+                    "CQE_MIXED needs Linux 6.18".to_string()
+                ),
+                ("d.setup: m::whole".to_string(), "needs 6.0".to_string()),
+            ]
+        );
+        assert!(s.ok());
+    }
+
+    #[test]
+    fn a_failed_test_shows_its_output() {
+        let t = "ring-xtask: begin b\ntest x ... \nthread 'x' panicked at a.rs:1:1:\nboom\nFAILED\n\
+                 ring-xtask: end b exit=101\nring-xtask: done\n";
+        let s = Summary::parse(t);
+        assert_eq!(s.failed, ["b: x"]);
+        let report = s.report("k", Duration::ZERO).to_string();
+        assert!(
+            report.contains("  failed: b: x\n    | thread 'x' panicked at a.rs:1:1:\n    | boom\n"),
+            "{report}"
+        );
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub(crate) fn check_qemu() -> Result<()> {
     }
 }
 
+/// Whether `/dev/kvm` can be opened for reading and writing.
+pub(crate) fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
 /// Writes the initramfs: `/init` and the test binaries of `stage`.
 pub(crate) fn initramfs(init: &Path, stage: &Path, out: &Path) -> Result<()> {
     let mut c = Cpio::new();
