@@ -114,6 +114,6 @@ pub use ops::{
     OPEN_HOW_SIZE, OpenAt, OpenAt2, Pipe, PollAdd, PollRemove, PollUpdate, ProvideBuffers, Read,
     ReadFixed, ReadMulti, Readv, ReadvFixed, Recv, RecvMsg, RecvZc, RemoveBuffers, RenameAt, Send,
     SendMsg, SendMsgZc, SendZc, SetXattr, Shutdown, Socket, SocketCmd, Splice, Statx, SymlinkAt,
-    Tee, Timeout, TimeoutRemove, TimeoutUpdate, UnlinkAt, UringCmd16, UringCmd80, WaitId, Write,
-    WriteFixed, Writev, WritevFixed,
+    SyncFileRange, Tee, Timeout, TimeoutRemove, TimeoutUpdate, UnlinkAt, UringCmd16, UringCmd80,
+    WaitId, Write, WriteFixed, Writev, WritevFixed,
 };

@@ -657,12 +657,11 @@ op! {
         sqe.fd = -1;
         sqe.off_addr2.off = addr(self.timespec);
         sqe.addr_splice_off_in.addr = self.target_user_data;
+        // Like liburing's io_uring_prep_timeout_update: UPDATE always, plus
+        // LINK_TIMEOUT_UPDATE for a linked timeout (either bit selects update).
         sqe.op_flags.timeout_flags = self.flags
-            | if self.link {
-                IORING_LINK_TIMEOUT_UPDATE
-            } else {
-                IORING_TIMEOUT_UPDATE
-            };
+            | IORING_TIMEOUT_UPDATE
+            | if self.link { IORING_LINK_TIMEOUT_UPDATE } else { 0 };
     }
 }
 
