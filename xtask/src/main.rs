@@ -39,9 +39,9 @@ commands:
         --accel: default tcg; auto tries KVM and falls back to TCG.
         --timeout: seconds a guest may run before it counts as hung (default 600).
         -p: test these packages instead of the kernel-test list; -v: show the console.
-  fuzz [--seconds N]
-        run every [[bin]] target of fuzz/Cargo.toml for N seconds (default 30) with
-        `cargo +nightly fuzz run`; needs the nightly toolchain and cargo-fuzz.
+  fuzz [--seconds N] [--dir DIR]
+        run every [[bin]] target of DIR/Cargo.toml (default: fuzz/) for N seconds each
+        (default 30) with `cargo +nightly fuzz run`; needs nightly and cargo-fuzz.
   ci [--no-kernel] [--accel A] [--fuzz-seconds N]
         what .ci/run runs: fmt, clippy, tests, the main example, fuzz smoke (if there
         are targets; N default 10), the kernel matrix (all).
@@ -372,11 +372,13 @@ fn nightly_cargo() -> Command {
     cmd
 }
 
-fn fuzz_run(seconds: u64) -> Result<bool> {
-    let dir = root().join("fuzz");
+fn fuzz_run(dir: &Path, seconds: u64) -> Result<bool> {
     let targets = fuzz_targets(&std::fs::read_to_string(dir.join("Cargo.toml"))?);
     if targets.is_empty() {
-        println!("xtask fuzz: fuzz/Cargo.toml lists no [[bin]] target: nothing to fuzz");
+        println!(
+            "xtask fuzz: {} lists no [[bin]] target: nothing to fuzz",
+            dir.join("Cargo.toml").display()
+        );
         return Ok(true);
     }
     if !nightly_cargo()
@@ -399,14 +401,10 @@ fn fuzz_run(seconds: u64) -> Result<bool> {
     for t in &targets {
         println!("==== fuzz {t} for {seconds} s");
         let ok = nightly_cargo()
-            .args([
-                "fuzz",
-                "run",
-                t,
-                "--",
-                &format!("-max_total_time={seconds}"),
-            ])
-            .current_dir(&dir)
+            .args(["fuzz", "run", "--fuzz-dir"])
+            .arg(dir)
+            .args([t, "--", &format!("-max_total_time={seconds}")])
+            .current_dir(root())
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
@@ -427,8 +425,11 @@ fn fuzz_run(seconds: u64) -> Result<bool> {
 /// `cargo xtask fuzz`.
 fn fuzz(mut args: Args) -> Result<bool> {
     let seconds = args.number(&["--seconds"], 30)?;
+    let dir = args
+        .value(&["--dir"])?
+        .map_or_else(|| root().join("fuzz"), PathBuf::from);
     args.finish()?;
-    fuzz_run(seconds)
+    fuzz_run(&dir, seconds)
 }
 
 /// Runs `cmd` as a CI step.
@@ -474,7 +475,10 @@ fn ci(mut args: Args) -> Result<bool> {
         // Hooks: Miri (`cargo +nightly miri test -p ring-core`) and loom
         // (`RUSTFLAGS="--cfg loom" cargo test -p ring-core --release` in its own
         // target dir) go here as .ci/run gains them.
-        ("fuzz smoke", Box::new(move || fuzz_run(fuzz_seconds))),
+        (
+            "fuzz smoke",
+            Box::new(move || fuzz_run(&root().join("fuzz"), fuzz_seconds)),
+        ),
     ];
     if !no_kernel {
         steps.push((
