@@ -1922,9 +1922,9 @@ uring_cmd_setters!(UringCmd80);
 
 op! {
     /// A socket command (`IORING_OP_URING_CMD` with a
-    /// `SOCKET_URING_OP_*` `cmd_op`): `SIOCINQ` / `SIOCOUTQ` (Linux 6.7),
-    /// `getsockopt` / `setsockopt` (Linux 6.7), transmit timestamps
-    /// (Linux 6.17). Build one with [`SocketCmd::siocinq`],
+    /// `SOCKET_URING_OP_*` `cmd_op`): `ioctl(2)` `SIOCINQ` / `SIOCOUTQ`,
+    /// `getsockopt(2)` / `setsockopt(2)`, and (Linux 6.17) transmit
+    /// timestamps. Since Linux 6.7. Build one with [`SocketCmd::siocinq`],
     /// [`SocketCmd::siocoutq`], [`SocketCmd::getsockopt`],
     /// [`SocketCmd::setsockopt`] or [`SocketCmd::tx_timestamp`].
     pub struct SocketCmd = IORING_OP_URING_CMD {
