@@ -35,11 +35,10 @@
 //!
 //! # Example
 //!
-//! A whole cycle on `SimKernel`: reserve and fill two SQEs, publish them,
+//! A whole cycle on `SimKernel` (feature `sim`): reserve and fill two SQEs, publish them,
 //! enter as decided, let the kernel's time pass, reap the completions.
 //!
 //! ```
-//! # #[cfg(feature = "sim")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use ring_core::{
 //!     decide_enter, CompletionQueue, EnterInput, Geometry, SimConfig, SimKernel,
@@ -94,8 +93,6 @@
 //! assert_eq!(done, [100, 101]);
 //! # Ok(())
 //! # }
-//! # #[cfg(not(feature = "sim"))]
-//! # fn main() {}
 //! ```
 #![cfg_attr(not(loom), no_std)]
 #![forbid(unsafe_code)]
