@@ -6,11 +6,26 @@
 use std::ffi::{CString, c_char, c_int, c_ulong, c_void};
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::summary::MARK;
 
 /// Where the initramfs keeps the test binaries.
 pub(crate) const TESTS_DIR: &str = "tests";
+/// The kernel parameter that tells init how long each test binary may run.
+pub(crate) const TIMEOUT_PARAM: &str = "ring.timeout";
+/// Seconds a test binary may run when the command line does not say.
+pub(crate) const DEFAULT_TIMEOUT: u64 = 120;
+
+/// The value of `ring.timeout=SECS` on a kernel command line.
+fn timeout_from_cmdline(cmdline: &str) -> Option<u64> {
+    cmdline.split_whitespace().find_map(|p| {
+        p.strip_prefix(TIMEOUT_PARAM)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
+    })
+}
 
 unsafe extern "C" {
     fn mount(
@@ -108,7 +123,9 @@ pub(crate) fn init() -> ! {
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("{MARK} kernel {}", release.trim());
-    crate::runner::run_dir(Path::new("/").join(TESTS_DIR).as_path(), None);
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let timeout = Duration::from_secs(timeout_from_cmdline(&cmdline).unwrap_or(DEFAULT_TIMEOUT));
+    crate::runner::run_dir(Path::new("/").join(TESTS_DIR).as_path(), timeout, None);
     println!("{MARK} done");
     let _ = std::io::stdout().flush();
     // SAFETY: sync(2) and reboot(2) take no pointers; PID 1 may power off.
@@ -119,4 +136,23 @@ pub(crate) fn init() -> ! {
     // reboot only returns on failure; with `panic=-1` the kernel then restarts
     // and `-no-reboot` makes qemu exit.
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timeout_from_cmdline;
+
+    #[test]
+    fn reads_the_timeout_parameter() {
+        assert_eq!(
+            timeout_from_cmdline("console=ttyS0 ring.timeout=45 quiet\n"),
+            Some(45)
+        );
+        assert_eq!(
+            timeout_from_cmdline("console=ttyS0 ring.timeoutx=4 quiet"),
+            None
+        );
+        assert_eq!(timeout_from_cmdline("ring.timeout=x"), None);
+        assert_eq!(timeout_from_cmdline(""), None);
+    }
 }

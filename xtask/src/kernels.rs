@@ -103,6 +103,34 @@ fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Downloads the newest package of `series` that the mirror has into `work`
+/// (emptied first); `None` if none could be.
+fn download(series: &Series, opts: &[String], work: &Path) -> Result<Option<String>> {
+    let found =
+        run(Command::new("apt-cache")
+            .args(opts)
+            .args(["search", "--names-only", series.pattern]))?;
+    // Newest first; a mirror may have dropped the newest file its index still
+    // lists (bullseye-security does), so fall back to older ones.
+    for name in newest_first(&found).iter().take(8) {
+        let _ = std::fs::remove_dir_all(work);
+        std::fs::create_dir_all(work)?;
+        eprintln!("xtask: downloading {name}");
+        match run(Command::new("apt-get")
+            .args(opts)
+            .args(["download", name])
+            .current_dir(work))
+        {
+            Ok(_) => return Ok(Some(name.to_string())),
+            Err(e) => eprintln!(
+                "xtask: {name}: download failed, trying an older one: {}",
+                e.to_string().lines().last().unwrap_or_default()
+            ),
+        }
+    }
+    Ok(None)
+}
+
 /// The kernel image of `series`, downloaded on first use.
 pub(crate) fn obtain(series: &Series) -> Result<PathBuf> {
     let dir = kernels_dir().join(series.name);
@@ -127,46 +155,26 @@ pub(crate) fn obtain(series: &Series) -> Result<PathBuf> {
         .collect();
     std::fs::write(state.join("sources.list"), list)?;
     let opts = apt_options(&state);
-    if !state.join("updated").exists() {
-        eprintln!("xtask: apt-get update ({})", series.dist);
-        run(Command::new("apt-get").args(&opts).arg("update"))?;
-        std::fs::write(state.join("updated"), "")?;
-    }
-    let found = run(Command::new("apt-cache").args(&opts).args([
-        "search",
-        "--names-only",
-        series.pattern,
-    ]))?;
-    // Newest first; a mirror may have dropped the newest file its index still
-    // lists (bullseye-security does), so fall back to older ones.
-    let candidates = newest_first(&found);
-    if candidates.is_empty() {
-        return Err(format!(
-            "kernel {}: no package matches {}",
-            series.name, series.pattern
-        )
-        .into());
-    }
-    let work = dir.join("download");
+    // Per process, so that two runs in one tree do not collide.
+    let work = dir.join(format!("download.{}", std::process::id()));
+    let stamp = state.join("updated");
     let mut package = None;
-    for name in candidates.iter().take(8) {
-        let _ = std::fs::remove_dir_all(&work);
-        std::fs::create_dir_all(&work)?;
-        eprintln!("xtask: downloading {name}");
-        match run(Command::new("apt-get")
-            .args(&opts)
-            .args(["download", name])
-            .current_dir(&work))
-        {
-            Ok(_) => {
-                package = Some(name.to_string());
-                break;
-            }
-            Err(e) => eprintln!(
-                "xtask: {name}: download failed, trying an older one: {}",
-                e.to_string().lines().last().unwrap_or_default()
-            ),
+    for fresh_lists in [false, true] {
+        if fresh_lists || !stamp.exists() {
+            eprintln!("xtask: apt-get update ({})", series.dist);
+            run(Command::new("apt-get").args(&opts).arg("update"))?;
+            std::fs::write(&stamp, "")?;
+        } else {
+            eprintln!(
+                "xtask: using the apt lists of an earlier run ({})",
+                series.dist
+            );
         }
+        package = download(series, &opts, &work)?;
+        if package.is_some() || fresh_lists {
+            break;
+        }
+        // The lists were old: the archive has moved on. Refresh them once.
     }
     let package =
         package.ok_or_else(|| format!("kernel {}: no package could be downloaded", series.name))?;
@@ -185,8 +193,9 @@ pub(crate) fn obtain(series: &Series) -> Result<PathBuf> {
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
         })
         .ok_or_else(|| format!("{package} has no boot/vmlinuz-*"))?;
-    std::fs::copy(&vmlinuz, dir.join("vmlinuz.part"))?;
-    std::fs::rename(dir.join("vmlinuz.part"), &image)?;
+    let part = work.join("vmlinuz");
+    std::fs::copy(&vmlinuz, &part)?;
+    std::fs::rename(&part, &image)?;
     std::fs::write(
         dir.join("package"),
         format!(

@@ -37,14 +37,16 @@ commands:
         once into target/xtask/kernels), all (those three), host (this machine, no VM),
         or the path of a bzImage; K may be a comma-separated list; default: all.
         --accel: default tcg; auto tries KVM and falls back to TCG.
-        --timeout: seconds a guest may run before it counts as hung (default 600).
+        --timeout: seconds each test binary may run before it counts as hung
+        (default 120); a guest gets 60 s plus that per binary.
         -p: test these packages instead of the kernel-test list; -v: show the console.
   fuzz [--seconds N] [--dir DIR]
         run every [[bin]] target of DIR/Cargo.toml (default: fuzz/) for N seconds each
         (default 30) with `cargo +nightly fuzz run`; needs nightly and cargo-fuzz.
-  ci [--no-kernel] [--accel A] [--fuzz-seconds N]
+  ci [--no-kernel] [--keep-going] [--accel A] [--fuzz-seconds N]
         what .ci/run runs: fmt, clippy, tests, the main example, fuzz smoke (if there
-        are targets; N default 10), the kernel matrix (all).
+        are targets; N default 10), the kernel matrix (all); stops at the first
+        failure unless --keep-going.
   help  this text";
 
 fn main() -> ExitCode {
@@ -211,11 +213,20 @@ fn tail(text: &str, n: usize) -> String {
         .collect()
 }
 
+/// A directory removed when the run ends, however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `cargo xtask test-kernel`: returns whether every kernel passed.
 fn test_kernel(mut args: Args) -> Result<bool> {
     let kernels = parse_kernels(&args.values(&["--kernel", "-k"])?)?;
     let mut accel = Accel::parse(args.value(&["--accel"])?.as_deref().unwrap_or("tcg"))?;
-    let timeout = Duration::from_secs(args.number(&["--timeout"], 600)?);
+    let timeout = Duration::from_secs(args.number(&["--timeout"], guest::DEFAULT_TIMEOUT)?);
     let mut packages = args.values(&["--package", "-p"])?;
     let verbose = args.flag(&["--verbose", "-v"]);
     args.finish()?;
@@ -235,10 +246,10 @@ fn test_kernel(mut args: Args) -> Result<bool> {
     let tests = testbins::build_tests(&packages)?;
     let work = root().join("target/xtask");
     // Per run, so that runs beside each other (a shared tree) do not mix.
-    let run_dir = work.join("run").join(std::process::id().to_string());
-    let stage = run_dir.join(guest::TESTS_DIR);
+    let run_dir = RemoveOnDrop(work.join("run").join(std::process::id().to_string()));
+    let stage = run_dir.0.join(guest::TESTS_DIR);
     testbins::stage(&tests, &stage)?;
-    let initrd = run_dir.join("initramfs.cpio");
+    let initrd = run_dir.0.join("initramfs.cpio");
     if any_vm {
         let init = testbins::build_init()?;
         vm::initramfs(&init, &stage, &initrd)?;
@@ -259,48 +270,64 @@ fn test_kernel(mut args: Args) -> Result<bool> {
 
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs)?;
+    let limits = vm::Limits {
+        // Boot and power-off take seconds; the rest is the binaries.
+        guest: Duration::from_secs(60) + timeout * u32::try_from(tests.len()).unwrap_or(u32::MAX),
+        per_binary: timeout,
+        // A KVM guest reaches init in about a second where KVM works.
+        probe: Duration::from_secs(15),
+    };
     let mut results = Vec::new();
     for kernel in &kernels {
         let name = kernel.name();
-        let start = Instant::now();
         let mut notes = String::new();
-        let (transcript, mut summary) = match kernel {
-            Kernel::Host => {
+        let image = match kernel {
+            Kernel::Host => None,
+            Kernel::Series(s) => match kernels::obtain(s) {
+                Ok(image) => Some(image),
+                Err(e) => {
+                    let report = format!("kernel {name}: FAILED: could not obtain it: {e}\n");
+                    print!("{report}");
+                    results.push((false, report));
+                    continue;
+                }
+            },
+            Kernel::Image(p) => Some(p.clone()),
+        };
+        let start = Instant::now();
+        let (transcript, mut summary) = match image {
+            None => {
                 let release =
                     std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
                 let mut t = format!("{MARK} kernel {}\n", release.trim());
-                runner::run_dir(&stage, Some((&mut t, verbose)));
+                runner::run_dir(&stage, timeout, Some((&mut t, verbose)));
                 t.push_str(&format!("{MARK} done\n"));
                 let s = Summary::parse(&t);
                 (t, s)
             }
-            Kernel::Series(_) | Kernel::Image(_) => {
-                let image = match kernel {
-                    Kernel::Series(s) => kernels::obtain(s)?,
-                    _ => PathBuf::from(&name),
-                };
+            Some(image) => {
                 eprintln!("xtask: booting {name} ({})", image.display());
-                // A KVM guest reaches init in about a second where KVM works.
-                let probe = Duration::from_secs(15);
                 let kvm = accel != Accel::Tcg;
-                let mut boot = vm::boot(&image, &initrd, kvm, timeout, probe, verbose)?;
+                let mut boot = vm::boot(&image, &initrd, kvm, &limits, verbose)?;
                 if boot.kvm_failed {
                     let why = match tail(&boot.stderr, 1).trim() {
-                        "" => format!("no sign of life within {} s", probe.as_secs()),
+                        "" => format!("no sign of life within {} s", limits.probe.as_secs()),
                         err => err.to_string(),
                     };
                     if accel == Accel::Auto {
                         eprintln!("xtask: KVM does not work here ({why}): using TCG from now on");
                         accel = Accel::Tcg;
-                        boot = vm::boot(&image, &initrd, false, timeout, probe, verbose)?;
+                        boot = vm::boot(&image, &initrd, false, &limits, verbose)?;
                     } else {
                         notes.push_str(&format!("  KVM failed: {why} (try --accel tcg)\n"));
                     }
                 }
                 let mut s = Summary::parse(&boot.console);
                 if boot.timed_out {
-                    s.failed
-                        .push(format!("the guest timed out after {} s", timeout.as_secs()));
+                    s.failed.push(format!(
+                        "the guest timed out after {} s",
+                        limits.guest.as_secs()
+                    ));
                 }
                 let transcript =
                     format!("{}\n---- qemu stderr ----\n{}", boot.console, boot.stderr);
@@ -327,7 +354,7 @@ fn test_kernel(mut args: Args) -> Result<bool> {
         }
         results.push((summary.ok(), report));
     }
-    let _ = std::fs::remove_dir_all(&run_dir);
+    drop(run_dir);
     if results.len() > 1 {
         println!("\n==== summary");
         for (_, report) in &results {
@@ -437,81 +464,88 @@ fn step(cmd: &mut Command) -> Result<bool> {
     Ok(cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?.success())
 }
 
-/// `cargo xtask ci`: the steps of `.ci/run`, stopping at the first failure.
+fn ci_fmt() -> Result<bool> {
+    step(cargo().args(["fmt", "--all", "--check"]))
+}
+
+fn ci_clippy() -> Result<bool> {
+    step(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn ci_test() -> Result<bool> {
+    step(cargo().args(["test", "--workspace"]))
+}
+
+/// The README's run command, as `.ci/run` runs it.
+fn ci_main_example() -> Result<bool> {
+    step(cargo().args(["run", "-q", "-p", "ring-sys", "--example", "features"]))
+}
+
+/// One CI step: a name and what it runs.
+type Step = (&'static str, Box<dyn FnOnce() -> Result<bool>>);
+
+/// `cargo xtask ci`: the steps of `.ci/run`, stopping at the first failure
+/// unless `--keep-going`.
 fn ci(mut args: Args) -> Result<bool> {
     let no_kernel = args.flag(&["--no-kernel"]);
+    let keep_going = args.flag(&["--keep-going"]);
     let accel = args.value(&["--accel"])?.unwrap_or_else(|| "tcg".into());
     let fuzz_seconds = args.number(&["--fuzz-seconds"], 10)?;
     args.finish()?;
-    type Step = Box<dyn FnOnce() -> Result<bool>>;
-    let mut steps: Vec<(&str, Step)> = vec![
-        (
-            "fmt",
-            Box::new(|| step(cargo().args(["fmt", "--all", "--check"]))),
-        ),
-        (
-            "clippy",
-            Box::new(|| {
-                step(cargo().args([
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ]))
-            }),
-        ),
-        (
-            "tests",
-            Box::new(|| step(cargo().args(["test", "--workspace"]))),
-        ),
-        (
-            "main example",
-            Box::new(|| {
-                step(cargo().args(["run", "-q", "-p", "ring-sys", "--example", "features"]))
-            }),
-        ),
+    let mut steps: Vec<Step> = vec![
+        ("fmt", Box::new(ci_fmt)),
+        ("clippy", Box::new(ci_clippy)),
+        ("tests", Box::new(ci_test)),
+        ("main example", Box::new(ci_main_example)),
         // Hooks: Miri (`cargo +nightly miri test -p ring-core`) and loom
         // (`RUSTFLAGS="--cfg loom" cargo test -p ring-core --release` in its own
-        // target dir) go here as .ci/run gains them.
+        // target dir) go here, each a function like the above, as .ci/run gains them.
         (
             "fuzz smoke",
             Box::new(move || fuzz_run(&root().join("fuzz"), fuzz_seconds)),
         ),
     ];
     if !no_kernel {
-        steps.push((
-            "kernel matrix",
-            Box::new(move || {
-                test_kernel(Args(vec![
-                    "--kernel".into(),
-                    "all".into(),
-                    "--accel".into(),
-                    accel,
-                ]))
-            }),
-        ));
+        let args = ["--kernel", "all", "--accel", &accel]
+            .map(String::from)
+            .to_vec();
+        steps.push(("kernel matrix", Box::new(move || test_kernel(Args(args)))));
     }
     let start = Instant::now();
+    let mut failed = Vec::new();
     for (name, run) in steps {
         let t = Instant::now();
         println!("\n==== {name}");
-        let ok = run()?;
+        let ok = run().unwrap_or_else(|e| {
+            eprintln!("xtask: {name}: {e}");
+            false
+        });
+        let verdict = if ok { "ok" } else { "FAILED" };
         println!(
-            "==== {name}: {} in {:.1} s",
-            if ok { "ok" } else { "FAILED" },
+            "==== {name}: {verdict} in {:.1} s",
             t.elapsed().as_secs_f64()
         );
         if !ok {
-            return Ok(false);
+            failed.push(name);
+            if !keep_going {
+                break;
+            }
         }
     }
-    println!(
-        "\n==== all checks passed in {:.0} s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(true)
+    let took = start.elapsed().as_secs_f64();
+    if failed.is_empty() {
+        println!("\n==== all checks passed in {took:.0} s");
+    } else {
+        println!("\n==== FAILED in {took:.0} s: {}", failed.join(", "));
+    }
+    Ok(failed.is_empty())
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::summary::MARK;
 
@@ -23,21 +24,38 @@ pub(crate) fn binaries(dir: &Path) -> Vec<PathBuf> {
     bins
 }
 
-fn exit_text(status: std::io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(c), _) => c.to_string(),
-            (None, Some(sig)) => format!("signal {sig}"),
-            (None, None) => "unknown".to_string(),
-        },
-        Err(e) => format!("spawn error: {e}"),
+/// Runs `cmd` to its end, or kills it after `timeout`; returns its exit as
+/// the transcript writes it (`0`, `101`, `signal 11`, `timeout after 60 s`).
+fn run_one(cmd: &mut Command, timeout: Duration) -> String {
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return format!("spawn error: {e}"),
+    };
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return format!("timeout after {} s", timeout.as_secs());
+            }
+            Err(e) => return format!("wait error: {e}"),
+        }
+    };
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(sig)) => format!("signal {sig}"),
+        (None, None) => "unknown".to_string(),
     }
 }
 
-/// Runs each binary of `dir` in turn. With `capture`, the transcript is
-/// appended there (and echoed to stdout when `echo`); without, it goes to this
-/// process's stdout and the binaries inherit stdout and stderr.
-pub(crate) fn run_dir(dir: &Path, mut capture: Option<(&mut String, bool)>) {
+/// Runs each binary of `dir` in turn, each for at most `timeout`. With
+/// `capture`, the transcript is appended there (and echoed to stdout when
+/// `echo`); without, it goes to this process's stdout and the binaries
+/// inherit stdout and stderr.
+pub(crate) fn run_dir(dir: &Path, timeout: Duration, mut capture: Option<(&mut String, bool)>) {
     let bins = binaries(dir);
     for bin in &bins {
         let label = bin.file_name().unwrap_or_default().to_string_lossy();
@@ -47,26 +65,26 @@ pub(crate) fn run_dir(dir: &Path, mut capture: Option<(&mut String, bool)>) {
             None => {
                 println!("{MARK} begin {label}");
                 let _ = std::io::stdout().flush();
-                let status = cmd.status();
+                let exit = run_one(&mut cmd, timeout);
                 let _ = std::io::stdout().flush();
-                println!("{MARK} end {label} exit={}", exit_text(status));
+                println!("\n{MARK} end {label} exit={exit}");
             }
             Some((out, echo)) => {
                 let begin = format!("{MARK} begin {label}\n");
                 // One file for stdout and stderr keeps their order.
                 let log = dir.with_extension(format!("{label}.log"));
-                let (output, status) =
-                    match File::create(&log).and_then(|f| Ok((f.try_clone()?, f))) {
-                        Ok((o, e)) => {
-                            let status = cmd.stdout(o).stderr(e).status();
-                            let mut bytes = Vec::new();
-                            let _ = File::open(&log).and_then(|mut f| f.read_to_end(&mut bytes));
-                            let _ = std::fs::remove_file(&log);
-                            (String::from_utf8_lossy(&bytes).into_owned(), status)
-                        }
-                        Err(e) => (String::new(), Err(e)),
-                    };
-                let end = format!("\n{MARK} end {label} exit={}\n", exit_text(status));
+                let (output, exit) = match File::create(&log).and_then(|f| Ok((f.try_clone()?, f)))
+                {
+                    Ok((o, e)) => {
+                        let exit = run_one(cmd.stdout(o).stderr(e), timeout);
+                        let mut bytes = Vec::new();
+                        let _ = File::open(&log).and_then(|mut f| f.read_to_end(&mut bytes));
+                        let _ = std::fs::remove_file(&log);
+                        (String::from_utf8_lossy(&bytes).into_owned(), exit)
+                    }
+                    Err(e) => (String::new(), format!("cannot capture: {e}")),
+                };
+                let end = format!("\n{MARK} end {label} exit={exit}\n");
                 if *echo {
                     print!("{begin}{output}{end}");
                 }
@@ -75,5 +93,71 @@ pub(crate) fn run_dir(dir: &Path, mut capture: Option<(&mut String, bool)>) {
                 out.push_str(&end);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{run_dir, run_one};
+    use crate::summary::Summary;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+    use std::time::Duration;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn exits_signals_and_timeouts_are_told_apart() {
+        let long = Duration::from_secs(30);
+        assert_eq!(run_one(&mut sh("exit 0"), long), "0");
+        assert_eq!(run_one(&mut sh("exit 3"), long), "3");
+        assert_eq!(run_one(&mut sh("kill -SEGV $$"), long), "signal 11");
+        let t = std::time::Instant::now();
+        assert_eq!(
+            run_one(&mut sh("sleep 30"), Duration::from_millis(200)),
+            "timeout after 0 s"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(run_one(&mut Command::new("/nonexistent/x"), long).starts_with("spawn error"));
+    }
+
+    #[test]
+    fn a_captured_run_parses_like_the_guest_console() {
+        let dir = std::env::temp_dir().join(format!("xtask-runner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = |name: &str, body: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // stdout and stderr interleave in order, as on a console.
+        fake(
+            "a.kernel",
+            "[ \"$1 $2\" = '--test-threads=1 --nocapture' ] || exit 9\n\
+             printf 'test one ... ok\\ntest two ... '\n\
+             echo 'ring-skip: two: too old' >&2\n\
+             echo ok",
+        );
+        fake("b.hang", "printf 'test stuck ... '\nsleep 30");
+        let mut t = String::new();
+        run_dir(&dir, Duration::from_millis(300), Some((&mut t, false)));
+        t.push_str("ring-xtask: done\n");
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = Summary::parse(&t);
+        assert_eq!(s.passed, ["a.kernel: one"], "{t}");
+        assert_eq!(
+            s.skipped,
+            [("a.kernel: two".to_string(), "too old".to_string())]
+        );
+        assert_eq!(
+            s.failed,
+            ["b.hang: stuck: no result (exit=timeout after 0 s)"]
+        );
+        assert_eq!(s.binaries, 2);
     }
 }

@@ -235,7 +235,11 @@ impl fmt::Display for Report<'_> {
         for fail in &s.failed {
             writeln!(f, "  failed: {fail}")?;
             // The panic message comes first; the backtrace is in the log.
-            for line in s.output.get(fail).into_iter().flatten().take(FAILURE_LINES) {
+            let output = s.output.get(fail).into_iter().flatten();
+            for line in output
+                .take_while(|l| !l.starts_with("stack backtrace:"))
+                .take(FAILURE_LINES)
+            {
                 writeln!(f, "    | {line}")?;
             }
         }

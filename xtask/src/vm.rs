@@ -111,45 +111,49 @@ fn pump(
     })
 }
 
-/// Boots `kernel` with `initrd` and waits for it to power off, at most `timeout`.
-/// With `kvm`, a guest that shows no sign of life within `probe` is given up
-/// (`kvm_failed`).
+/// How long a boot may take.
+pub(crate) struct Limits {
+    /// The whole guest, from boot to power-off: a backstop for a hung kernel.
+    pub(crate) guest: Duration,
+    /// Each test binary (the guest's init kills one that runs longer).
+    pub(crate) per_binary: Duration,
+    /// With KVM: how soon the guest must show a sign of life.
+    pub(crate) probe: Duration,
+}
+
+/// Boots `kernel` with `initrd` and waits for it to power off, at most
+/// `limits.guest`. With `kvm`, a guest that shows no sign of life within
+/// `limits.probe` is given up (`kvm_failed`).
 pub(crate) fn boot(
     kernel: &Path,
     initrd: &Path,
     kvm: bool,
-    timeout: Duration,
-    probe: Duration,
+    limits: &Limits,
     echo: bool,
 ) -> Result<Boot> {
+    let (timeout, probe) = (limits.guest, limits.probe);
     let mut cmd = Command::new(QEMU);
     if kvm {
         cmd.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
         cmd.args(["-accel", "tcg", "-cpu", "max"]);
     }
-    cmd.args([
-        "-m",
-        "1G",
-        "-smp",
-        "2",
-        "-nodefaults",
-        "-no-reboot",
-        "-display",
-        "none",
-    ])
-    .args(["-serial", "stdio", "-monitor", "none"])
-    .arg("-kernel")
-    .arg(kernel)
-    .arg("-initrd")
-    .arg(initrd)
-    .args([
-        "-append",
-        "console=ttyS0 panic=-1 oops=panic quiet loglevel=3 rdinit=/init",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let append = format!(
+        "console=ttyS0 panic=-1 oops=panic quiet loglevel=3 rdinit=/init {}={}",
+        crate::guest::TIMEOUT_PARAM,
+        limits.per_binary.as_secs()
+    );
+    cmd.args(["-m", "1G", "-smp", "2", "-nodefaults", "-no-reboot"])
+        .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(append)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("{QEMU}: {e}"))?;
     let console = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
