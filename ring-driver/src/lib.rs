@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod kernel;
 mod probe;
 mod register;
 mod ring;
@@ -25,7 +26,8 @@ mod setup;
 mod sys;
 
 pub use error::{SetupError, Unsupported};
+pub use kernel::{Kernel, Linux};
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
-pub use ring::Ring;
+pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};
 pub use setup::{Builder, Params, SETUP_FLAGS};

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use ring_sys::{
     AsyncCancelFlags, Errno, Features, io_uring_clone_buffers, io_uring_napi, io_uring_restriction,
-    io_uring_rsrc_update, io_uring_sync_cancel_reg, restriction_op_flags,
+    io_uring_sync_cancel_reg, restriction_op_flags,
 };
 
 use crate::error::{Unsupported, os};
@@ -270,6 +270,10 @@ impl<'r> Registrar<'r> {
     /// (`IORING_REGISTER_CLONE_BUFFERS`, 6.12); `replace` drops buffers this
     /// ring already has (`IORING_REGISTER_DST_REPLACE`, 6.13).
     pub fn clone_buffers_from(&self, src: &impl AsRawFd, replace: bool) -> io::Result<()> {
+        // Kernels before 6.13 ignore the flag and fail with EBUSY: say why.
+        if replace && KernelVersion::current().is_some_and(|v| !v.at_least(6, 13)) {
+            return Err(self.unsupported("IORING_REGISTER_DST_REPLACE", (6, 13)));
+        }
         let arg = io_uring_clone_buffers {
             src_fd: src.as_raw_fd() as u32,
             flags: if replace {
@@ -623,34 +627,6 @@ impl<'r> Registrar<'r> {
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_UNREGISTER_NAPI", (6, 9)))
-    }
-
-    /// Registers the ring fd itself for the calling thread
-    /// (`IORING_REGISTER_RING_FDS`, 5.18) and returns its index, for
-    /// `IORING_ENTER_REGISTERED_RING`. The index is valid only on this thread.
-    #[allow(dead_code, reason = "the submitter (next) registers its ring fd")]
-    pub(crate) fn register_ring_fd(&self) -> io::Result<u32> {
-        let mut up = io_uring_rsrc_update {
-            offset: u32::MAX,
-            data: self.ring.fd as u64,
-            ..Default::default()
-        };
-        // SAFETY: one update, valid and writable for the call.
-        let n = unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_RING_FDS,
-                &raw mut up,
-                1,
-            )
-        }
-        .map_err(|e| self.explain(e, "IORING_REGISTER_RING_FDS", (5, 18)))?;
-        if n != 1 {
-            return Err(io::Error::other(
-                "IORING_REGISTER_RING_FDS registered nothing",
-            ));
-        }
-        Ok(up.offset)
     }
 
     /// True if the ring can register its fd (5.18) and use it for

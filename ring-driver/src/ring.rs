@@ -1,30 +1,157 @@
-//! `Ring`: one io_uring instance, set up and mapped.
+//! `Ring`: one io_uring instance for one thread at a time, with its
+//! submission and completion queue views and its submitter.
+//!
+//! Every index decision is ring-core's: [`ring_core::SubmissionQueue`] says
+//! which slot an entry goes to and which tail to publish,
+//! [`ring_core::CompletionQueue`] which CQE to read and which head to hand
+//! back, [`ring_core::decide_enter`] whether and how to enter the kernel.
+//! This module moves the bytes and makes the calls.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
-use ring_sys::SetupFlags;
+use ring_core::{EnterInput, decide_enter};
+use ring_ops::{Entry, Entry128};
+use ring_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
 
+use crate::error::os;
+use crate::kernel::{Kernel, Linux};
 use crate::probe::Probe;
 use crate::register::{Registrar, RingFd};
-use crate::setup::{Builder, Params, RawRing};
+use crate::setup::{Builder, Params};
 
-/// An io_uring instance: the ring fd, its parameters and its mapped queues.
+/// A completion: what the kernel posted for a request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cqe {
+    raw: io_uring_cqe32,
+}
+
+impl Cqe {
+    /// The request's `user_data`.
+    pub fn user_data(&self) -> u64 {
+        self.raw.cqe.user_data
+    }
+
+    /// The raw result: non-negative on success, `-errno` on failure.
+    pub fn res(&self) -> i32 {
+        self.raw.cqe.res
+    }
+
+    /// The result as `Ok(value)` or `Err(errno)`.
+    pub fn result(&self) -> Result<u32, Errno> {
+        if self.raw.cqe.res < 0 {
+            Err(Errno(-self.raw.cqe.res))
+        } else {
+            Ok(self.raw.cqe.res as u32)
+        }
+    }
+
+    /// The flags, unknown bits kept (the upper 16 hold a buffer id when
+    /// [`CqeFlags::BUFFER`] is set).
+    pub fn flags(&self) -> CqeFlags {
+        CqeFlags::from_bits_retain(self.raw.cqe.flags)
+    }
+
+    /// True if the request will post more completions (multishot).
+    pub fn more(&self) -> bool {
+        self.flags().contains(CqeFlags::MORE)
+    }
+
+    /// The provided buffer the kernel picked, if any.
+    pub fn buffer_id(&self) -> Option<u16> {
+        self.flags()
+            .contains(CqeFlags::BUFFER)
+            .then_some((self.raw.cqe.flags >> ring_sys::IORING_CQE_BUFFER_SHIFT) as u16)
+    }
+
+    /// The extra 16 bytes of a 32-byte CQE (zero in 16-byte rings).
+    pub fn big(&self) -> [u64; 2] {
+        self.raw.big_cqe
+    }
+
+    /// The raw 16-byte CQE.
+    pub fn raw(&self) -> io_uring_cqe {
+        self.raw.cqe
+    }
+}
+
+impl From<io_uring_cqe> for Cqe {
+    fn from(cqe: io_uring_cqe) -> Cqe {
+        Cqe {
+            raw: io_uring_cqe32 {
+                cqe,
+                big_cqe: [0; 2],
+            },
+        }
+    }
+}
+
+impl From<io_uring_cqe32> for Cqe {
+    fn from(raw: io_uring_cqe32) -> Cqe {
+        Cqe { raw }
+    }
+}
+
+impl fmt::Debug for Cqe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cqe")
+            .field("user_data", &self.user_data())
+            .field("res", &self.res())
+            .field("flags", &self.flags())
+            .finish()
+    }
+}
+
+/// A submission queue with no room: the entry is handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full<T>(pub T);
+
+impl<T> fmt::Display for Full<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the submission queue is full; submit, then push again")
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for Full<T> {}
+
+impl<T> From<Full<T>> for io::Error {
+    fn from(_: Full<T>) -> io::Error {
+        io::Error::new(io::ErrorKind::WouldBlock, "the submission queue is full")
+    }
+}
+
+/// An io_uring instance: the kernel's rings and the application's side of
+/// them (from ring-core).
+///
+/// A `Ring` is used by one thread at a time (`&mut self`); it may move
+/// between threads. For many threads on one ring, see `SharedRing`.
 ///
 /// ```
 /// use ring_driver::Ring;
+/// use ring_ops::Nop;
 ///
-/// let ring = Ring::new(32)?;
-/// assert!(ring.params().sq_entries() >= 32);
-/// println!("defaults picked on this kernel: {:?}", ring.defaults());
+/// let mut ring = Ring::new(8)?;
+/// // SAFETY: a NOP carries no pointers.
+/// unsafe { ring.sq().push(Nop::new().build().user_data(42)) }?;
+/// ring.submitter().submit_and_wait(1)?;
+/// let cqe = ring.cq().next().expect("one completion");
+/// assert_eq!((cqe.user_data(), cqe.result()), (42, Ok(0)));
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct Ring {
-    raw: RawRing,
+pub struct Ring<K: Kernel = Linux> {
+    kernel: K,
+    sq: ring_core::SubmissionQueue,
+    cq: ring_core::CompletionQueue,
+    /// Completions taken out of the CQ while resolving `EBUSY`, delivered
+    /// before the CQ's own.
+    stash: VecDeque<Cqe>,
+    defaults: SetupFlags,
 }
 
-impl Ring {
+impl Ring<Linux> {
     /// A ring of `entries` submission slots with the fast defaults of
     /// [`Builder::new`].
     pub fn new(entries: u32) -> io::Result<Ring> {
@@ -36,26 +163,37 @@ impl Ring {
         Builder::new(entries)
     }
 
-    pub(crate) fn from_raw(raw: RawRing) -> Ring {
-        Ring { raw }
+    pub(crate) fn from_linux(kernel: Linux, register_fd: bool) -> Ring {
+        let defaults = kernel.raw.defaults;
+        let mut ring = Ring::with_kernel(kernel);
+        ring.defaults = defaults;
+        if register_fd {
+            ring.kernel.register_fd();
+        }
+        ring
     }
 
     /// The parameters the kernel filled in.
     pub fn params(&self) -> &Params {
-        &self.raw.params
+        &self.kernel.raw.params
     }
 
-    /// The setup flags the builder added as defaults on this kernel (a
-    /// subset of [`Params::flags`]).
+    /// The setup flags the builder added as defaults on this kernel.
     pub fn defaults(&self) -> SetupFlags {
-        self.raw.defaults
+        self.defaults
+    }
+
+    /// True if `io_uring_enter` uses the registered ring index (on the thread
+    /// that set the ring up).
+    pub fn uses_registered_fd(&self) -> bool {
+        self.kernel.registered_here()
     }
 
     /// Registration on this ring.
     pub fn registrar(&self) -> Registrar<'_> {
         Registrar::new(RingFd {
-            fd: self.raw.fd,
-            features: self.raw.params.features(),
+            fd: self.kernel.raw.fd,
+            features: self.kernel.raw.params.features(),
         })
     }
 
@@ -65,19 +203,443 @@ impl Ring {
     }
 }
 
-impl AsRawFd for Ring {
-    /// The ring's fd (with `IORING_SETUP_REGISTERED_FD_ONLY`, its registered
-    /// index, which is not a file descriptor).
-    fn as_raw_fd(&self) -> RawFd {
-        self.raw.fd
+impl<K: Kernel> Ring<K> {
+    /// A ring over any [`Kernel`] (for tests: [`Sim`](crate::Sim)).
+    pub fn with_kernel(kernel: K) -> Ring<K> {
+        let geometry = *kernel.geometry();
+        Ring {
+            sq: ring_core::SubmissionQueue::with_start(&geometry, kernel.sq_head()),
+            cq: ring_core::CompletionQueue::with_start(&geometry, kernel.cq_tail()),
+            kernel,
+            stash: VecDeque::new(),
+            defaults: SetupFlags::empty(),
+        }
+    }
+
+    /// The kernel behind this ring.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The kernel behind this ring, mutably (for simulated kernels).
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// The submission queue.
+    pub fn sq(&mut self) -> SubmissionQueue<'_, K> {
+        SubmissionQueue { ring: self }
+    }
+
+    /// The completion queue: loads the kernel's tail once; hands the head
+    /// back when dropped.
+    pub fn cq(&mut self) -> CompletionQueue<'_, K> {
+        self.sync_cq();
+        CompletionQueue { ring: self }
+    }
+
+    /// The submitter: `io_uring_enter` as ring-core decides.
+    pub fn submitter(&mut self) -> Submitter<'_, K> {
+        Submitter { ring: self }
+    }
+
+    /// Completions the kernel dropped because the CQ was full (`cq.overflow`;
+    /// stays 0 with `IORING_FEAT_NODROP`, where they wait in a backlog).
+    pub fn overflow(&mut self) -> u32 {
+        self.cq.handle_overflow(self.kernel.cq_overflow());
+        self.cq.overflow()
+    }
+
+    fn publish(&mut self) {
+        while let Some(tail) = self.sq.poll_publish() {
+            self.kernel.set_sq_tail(tail);
+        }
+    }
+
+    fn sync_sq_head(&mut self) {
+        // A head the kernel could not have written is a broken ring: the
+        // state machine refuses it and keeps its own view, which is safe
+        // (it only makes fewer slots free).
+        let _refused = self.sq.handle_head(self.kernel.sq_head());
+        debug_assert!(
+            _refused.is_ok(),
+            "kernel SQ head out of range: {_refused:?}"
+        );
+    }
+
+    fn sync_cq(&mut self) {
+        let _refused = self.cq.handle_tail(self.kernel.cq_tail());
+        debug_assert!(
+            _refused.is_ok(),
+            "kernel CQ tail out of range: {_refused:?}"
+        );
+    }
+
+    fn release_cq(&mut self) {
+        while let Some(head) = self.cq.poll_release_head() {
+            self.kernel.set_cq_head(head);
+        }
+    }
+
+    fn read_cqe(&self, index: u32) -> Cqe {
+        let raw = if self.kernel.geometry().cqe_size() == 32 {
+            self.kernel.cqe32(index)
+        } else {
+            io_uring_cqe32 {
+                cqe: self.kernel.cqe(index),
+                big_cqe: [0; 2],
+            }
+        };
+        Cqe { raw }
+    }
+
+    /// Moves every ready CQE into the stash (so the kernel can flush its
+    /// backlog into the freed slots) and returns how many moved.
+    fn stash_ready(&mut self) -> usize {
+        self.sync_cq();
+        let before = self.stash.len();
+        while let Some(index) = self.cq.reap() {
+            let cqe = self.read_cqe(index);
+            self.stash.push_back(cqe);
+        }
+        self.release_cq();
+        self.stash.len() - before
+    }
+
+    /// Enter as ring-core decides until the kernel accepts, retrying
+    /// `EINTR`, and resolving `EBUSY`/`EAGAIN` by moving ready completions
+    /// out of the CQ (into the stash, delivered first) and retrying.
+    fn enter(&mut self, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
+        self.publish();
+        let mut submitted = 0;
+        loop {
+            self.sync_cq();
+            let geometry = *self.kernel.geometry();
+            let mut input = EnterInput {
+                to_submit: self.sq.pending(),
+                wait_nr,
+                cq_ready: self.cq.ready() + self.stash.len() as u32,
+                setup: geometry.setup_flags(),
+                features: geometry.features(),
+                timeout: timeout.is_some(),
+                registered_ring: self.kernel.registered_here(),
+                ..EnterInput::default()
+            };
+            input.sq_flags = self.kernel.sq_flags(input.flags_read());
+            if timeout.is_some()
+                && wait_nr > input.cq_ready
+                && ring_core::timeout_needs_sqe(input.features)
+            {
+                return Err(crate::error::Unsupported {
+                    what: "a wait with a timeout (IORING_FEAT_EXT_ARG)",
+                    needs: Some((5, 11)),
+                    kernel: crate::probe::KernelVersion::current(),
+                }
+                .into());
+            }
+            let Some(decision) = decide_enter(&input) else {
+                return Ok(submitted);
+            };
+            match self.kernel.enter(&decision, timeout) {
+                Ok(n) => {
+                    submitted += n;
+                    self.sync_sq_head();
+                    // The kernel may return before `min_complete` CQEs are
+                    // visible (a wait ended by task work, a drained request
+                    // posted late); without a deadline, wait again until
+                    // they are. The next decision has nothing to submit.
+                    if timeout.is_none() && decision.min_complete > 0 {
+                        continue;
+                    }
+                    return Ok(submitted);
+                }
+                // Interrupted by a signal before doing anything: retry.
+                Err(Errno::EINTR) => continue,
+                // The CQ is full and the kernel cannot post (EBUSY: overflow
+                // backlog without NODROP room; EAGAIN: no memory for it):
+                // make room and retry; nothing is lost, the moved CQEs are
+                // delivered first.
+                Err(e @ (Errno::EBUSY | Errno::EAGAIN)) => {
+                    if self.stash_ready() == 0 {
+                        return Err(os(e));
+                    }
+                }
+                Err(Errno::ETIME) if timeout.is_some() => {
+                    self.sync_sq_head();
+                    return Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                Err(e) => return Err(os(e)),
+            }
+        }
     }
 }
 
-impl fmt::Debug for Ring {
+impl<K: Kernel> fmt::Debug for Ring<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ring")
-            .field("fd", &self.raw.fd)
-            .field("params", &self.raw.params)
+            .field("sq", &self.sq)
+            .field("cq", &self.cq)
+            .field("stashed", &self.stash.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl AsRawFd for Ring<Linux> {
+    /// The ring's fd (with `IORING_SETUP_REGISTERED_FD_ONLY`, its registered
+    /// index, which is not a file descriptor).
+    fn as_raw_fd(&self) -> RawFd {
+        self.kernel.raw.fd
+    }
+}
+
+/// The submission queue of a [`Ring`]. Entries pushed are published to the
+/// kernel when the view is dropped or the ring submits.
+pub struct SubmissionQueue<'r, K: Kernel = Linux> {
+    ring: &'r mut Ring<K>,
+}
+
+impl<K: Kernel> SubmissionQueue<'_, K> {
+    /// Pushes one entry, or hands it back if the queue is full.
+    ///
+    /// # Safety
+    ///
+    /// Every buffer, path, iovec, timespec or other pointer the entry
+    /// carries, and every fd it names, must stay valid until its completion
+    /// has been reaped (for multishot requests: the last one, without
+    /// `IORING_CQE_F_MORE`).
+    #[inline]
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the body does nothing unsafe"
+    )]
+    pub unsafe fn push(&mut self, entry: Entry) -> Result<(), Full<Entry>> {
+        let reservation = match self.ring.sq.reserve(1) {
+            Ok(r) => r,
+            Err(_) => {
+                // Maybe the kernel consumed entries since the head was last read.
+                self.ring.sync_sq_head();
+                self.ring.sq.reserve(1).map_err(|_| Full(entry))?
+            }
+        };
+        self.ring
+            .kernel
+            .write_sqe(reservation.start(), entry.as_sqe());
+        self.ring
+            .sq
+            .commit(reservation)
+            .expect("reservations are committed in order");
+        Ok(())
+    }
+
+    /// Pushes all the entries or none (handing the count of free slots back).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push), for every entry.
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the body does nothing unsafe"
+    )]
+    pub unsafe fn push_batch(&mut self, entries: &[Entry]) -> Result<(), Full<u32>> {
+        let n = u32::try_from(entries.len()).map_err(|_| Full(self.space()))?;
+        let reservation = match self.ring.sq.reserve(n) {
+            Ok(r) => r,
+            Err(_) => {
+                self.ring.sync_sq_head();
+                self.ring.sq.reserve(n).map_err(|e| Full(e.space))?
+            }
+        };
+        for (index, entry) in reservation.indices().zip(entries) {
+            self.ring.kernel.write_sqe(index, entry.as_sqe());
+        }
+        self.ring
+            .sq
+            .commit(reservation)
+            .expect("reservations are committed in order");
+        Ok(())
+    }
+
+    /// Pushes a 128-byte entry (rings set up with `sqe128`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push).
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the body does nothing unsafe"
+    )]
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refused entry is handed back by value, as DESIGN asks"
+    )]
+    pub unsafe fn push128(&mut self, entry: Entry128) -> Result<(), Full<Entry128>> {
+        if self.ring.kernel.geometry().sqe_size() != 128 {
+            return Err(Full(entry));
+        }
+        let reservation = match self.ring.sq.reserve(1) {
+            Ok(r) => r,
+            Err(_) => {
+                self.ring.sync_sq_head();
+                self.ring.sq.reserve(1).map_err(|_| Full(entry))?
+            }
+        };
+        self.ring
+            .kernel
+            .write_sqe128(reservation.start(), entry.as_sqe128());
+        self.ring
+            .sq
+            .commit(reservation)
+            .expect("reservations are committed in order");
+        Ok(())
+    }
+
+    /// Free slots (as last known; more may have been freed by the kernel).
+    pub fn space(&self) -> u32 {
+        self.ring.sq.space()
+    }
+
+    /// Entries pushed and not yet consumed by the kernel.
+    pub fn len(&self) -> u32 {
+        self.ring.sq.entries() - self.ring.sq.space()
+    }
+
+    /// True if no entry waits for the kernel.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of slots.
+    pub fn capacity(&self) -> u32 {
+        self.ring.sq.entries()
+    }
+
+    /// Entries the kernel skipped because their SQ-array index was invalid.
+    pub fn dropped(&mut self) -> u32 {
+        self.ring.sq.handle_dropped(self.ring.kernel.sq_dropped());
+        self.ring.sq.dropped()
+    }
+}
+
+impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
+    fn drop(&mut self) {
+        self.ring.publish();
+    }
+}
+
+/// The completion queue of a [`Ring`]: an iterator of [`Cqe`]s. The CQEs
+/// read are handed back to the kernel when the view is dropped.
+pub struct CompletionQueue<'r, K: Kernel = Linux> {
+    ring: &'r mut Ring<K>,
+}
+
+impl<K: Kernel> CompletionQueue<'_, K> {
+    /// The next completion without consuming it.
+    pub fn peek(&self) -> Option<Cqe> {
+        if let Some(cqe) = self.ring.stash.front() {
+            return Some(*cqe);
+        }
+        self.ring.cq.peek().map(|index| self.ring.read_cqe(index))
+    }
+
+    /// Completions ready to be read.
+    pub fn len(&self) -> usize {
+        self.ring.stash.len() + self.ring.cq.ready() as usize
+    }
+
+    /// True if none is ready.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads up to `out.len()` completions into `out`; returns how many.
+    pub fn reap_batch(&mut self, out: &mut [Cqe]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(cqe) = self.ring.stash.pop_front() else {
+                break;
+            };
+            out[n] = cqe;
+            n += 1;
+        }
+        let want = u32::try_from(out.len() - n).unwrap_or(u32::MAX);
+        if let Some(batch) = self.ring.cq.reap_batch(want) {
+            for index in batch.indices() {
+                out[n] = self.ring.read_cqe(index);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Loads the kernel's tail again (completions that arrived since the
+    /// view was made become readable).
+    pub fn sync(&mut self) {
+        self.ring.release_cq();
+        self.ring.sync_cq();
+    }
+}
+
+impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
+    type Item = Cqe;
+
+    #[inline]
+    fn next(&mut self) -> Option<Cqe> {
+        if let Some(cqe) = self.ring.stash.pop_front() {
+            return Some(cqe);
+        }
+        let index = self.ring.cq.reap()?;
+        Some(self.ring.read_cqe(index))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.len();
+        (n, Some(n))
+    }
+}
+
+impl<K: Kernel> Drop for CompletionQueue<'_, K> {
+    fn drop(&mut self) {
+        self.ring.release_cq();
+    }
+}
+
+/// Calls into the kernel for a [`Ring`]: submit and wait.
+pub struct Submitter<'r, K: Kernel = Linux> {
+    ring: &'r mut Ring<K>,
+}
+
+impl<K: Kernel> Submitter<'_, K> {
+    /// Submits the pushed entries; returns how many the kernel consumed.
+    pub fn submit(&mut self) -> io::Result<u32> {
+        self.ring.enter(0, None)
+    }
+
+    /// Submits and waits until at least `want` completions are ready.
+    pub fn submit_and_wait(&mut self, want: u32) -> io::Result<u32> {
+        self.ring.enter(want, None)
+    }
+
+    /// Submits and waits for `want` completions, at most `timeout`
+    /// (`IORING_ENTER_EXT_ARG`, Linux 5.11); `ErrorKind::TimedOut` if the
+    /// time passed first.
+    pub fn submit_and_wait_timeout(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
+        self.ring.enter(want, Some(timeout))
+    }
+
+    /// Flushes completions the kernel holds back (overflow backlog, pending
+    /// task work) into the CQ without waiting.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.ring.sync_cq();
+        if self.ring.cq.ready() == 0 {
+            // With nothing ready, decide_enter adds GETEVENTS when the
+            // kernel flags overflow or task work.
+            self.ring.enter(0, None)?;
+        }
+        Ok(())
+    }
+
+    /// Entries pushed and published but not yet consumed by the kernel.
+    pub fn pending(&self) -> u32 {
+        self.ring.sq.pending()
     }
 }

@@ -257,6 +257,7 @@ pub struct Builder {
     entries: u32,
     params: io_uring_params,
     defaults: bool,
+    register_ring_fd: bool,
 }
 
 macro_rules! flag_setters {
@@ -279,12 +280,14 @@ impl Builder {
             entries,
             params: io_uring_params::default(),
             defaults: true,
+            register_ring_fd: true,
         }
     }
 
     /// Do not apply the fast defaults: the ring gets exactly the flags asked for.
     pub fn no_defaults(mut self) -> Self {
         self.defaults = false;
+        self.register_ring_fd = false;
         self
     }
 
@@ -436,7 +439,19 @@ impl Builder {
     /// Sets up the ring, maps it, and applies what the ring does after
     /// setup.
     pub fn build(&self) -> Result<crate::Ring, SetupError> {
-        self.build_raw().map(crate::Ring::from_raw)
+        let raw = self.build_raw()?;
+        let linux = crate::kernel::Linux::new(raw).map_err(SetupError::Io)?;
+        Ok(crate::Ring::from_linux(linux, self.register_ring_fd))
+    }
+
+    /// Whether to register the ring fd (`IORING_REGISTER_RING_FDS`, 5.18) in
+    /// the table of the thread that builds the ring, so its enters skip the
+    /// fd lookup (default: yes, where supported). The index is per thread:
+    /// other threads use the plain fd, and a ring dropped on another thread
+    /// leaves its entry until the registering thread exits.
+    pub fn register_ring_fd(mut self, yes: bool) -> Self {
+        self.register_ring_fd = yes;
+        self
     }
 
     /// Sets up the ring and maps it.

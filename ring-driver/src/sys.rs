@@ -104,7 +104,6 @@ impl Mmap {
     }
 
     /// A raw pointer to `T` at byte `offset`, after a bounds check.
-    #[allow(dead_code, reason = "the queue views (next) use it")]
     pub(crate) fn ptr<T>(&self, offset: u32, count: usize) -> io::Result<NonNull<T>> {
         self.check::<T>(offset, count)?;
         // SAFETY: in bounds (checked above), so the add stays inside the mapping.
@@ -179,6 +178,34 @@ pub(crate) fn query_opcodes() -> Option<ring_sys::io_uring_query_opcode> {
     // SAFETY: `hdr` points at `out`; both outlive the call. No ring is used.
     let res = unsafe { register(-1, ring_sys::IORING_REGISTER_QUERY, &raw mut hdr, 0) };
     (res.is_ok() && hdr.result == 0).then_some(out)
+}
+
+/// `IORING_REGISTER_RING_FDS` of the ring's own fd in the calling thread's
+/// table; returns the index.
+pub(crate) fn register_ring_fd(fd: RawFd) -> Result<u32, ring_sys::Errno> {
+    let mut up = ring_sys::io_uring_rsrc_update {
+        offset: u32::MAX,
+        data: fd as u64,
+        ..Default::default()
+    };
+    // SAFETY: one update, valid and writable for the call.
+    let n = unsafe { register(fd, ring_sys::IORING_REGISTER_RING_FDS, &raw mut up, 1) }?;
+    if n == 1 {
+        Ok(up.offset)
+    } else {
+        Err(ring_sys::Errno::EINVAL)
+    }
+}
+
+/// `IORING_UNREGISTER_RING_FDS` of `index` from the calling thread's table.
+pub(crate) fn unregister_ring_fd(fd: RawFd, index: u32) {
+    let up = ring_sys::io_uring_rsrc_update {
+        offset: index,
+        ..Default::default()
+    };
+    // SAFETY: one update, valid for the call. A failure leaves the entry,
+    // which the kernel drops when the thread exits.
+    let _ = unsafe { register(fd, ring_sys::IORING_UNREGISTER_RING_FDS, &raw const up, 1) };
 }
 
 /// Raises the soft `RLIMIT_NOFILE` by `by`, up to the hard limit.

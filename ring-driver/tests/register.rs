@@ -121,7 +121,13 @@ fn buffers_clone_between_rings() {
     dst.registrar().clone_buffers_from(&src, false).unwrap();
     // Cloning again onto a ring that has buffers needs DST_REPLACE.
     assert!(dst.registrar().clone_buffers_from(&src, false).is_err());
-    dst.registrar().clone_buffers_from(&src, true).unwrap();
+    match dst.registrar().clone_buffers_from(&src, true) {
+        Ok(()) => {}
+        Err(e) if unsupported(&e) => {
+            eprintln!("ring-skip: buffers_clone_between_rings/replace: {e}")
+        }
+        Err(e) => panic!("{e}"),
+    }
     dst.registrar().unregister_buffers().unwrap();
     src.registrar().unregister_buffers().unwrap();
     drop(a);

@@ -1,0 +1,360 @@
+//! The `Kernel` trait: what the driver needs from a kernel (the shared ring
+//! words, the entry arrays, `io_uring_enter`), with the Linux implementation
+//! over the mmap'd rings.
+//!
+//! This is the driver's mmap module: it turns the validated ring offsets into
+//! pointers and performs the atomic loads and stores the kernel pairs with.
+//! Each ordering is commented with the kernel operation it pairs with.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+use ring_core::{Enter, FlagsRead, Geometry};
+use ring_sys::{
+    __kernel_timespec, EnterFlags, Errno, SetupFlags, SqFlags, io_uring_cqe, io_uring_cqe32,
+    io_uring_getevents_arg, io_uring_sqe, io_uring_sqe128,
+};
+
+use crate::setup::RawRing;
+
+/// What the driver needs from a kernel, as plain operations.
+///
+/// [`Linux`] is the real one; [`SimKernel`](crate::Sim) adapts ring-core's
+/// simulated kernel so the driver's loops (retry on `EINTR`, reap and retry
+/// on `EBUSY`, short submits) are tested without a kernel. All index
+/// arithmetic stays in ring-core; implementations only move words and bytes.
+pub trait Kernel {
+    /// The ring's geometry.
+    fn geometry(&self) -> &Geometry;
+    /// Load the SQ head (acquire).
+    fn sq_head(&self) -> u32;
+    /// Store the SQ tail (release).
+    fn set_sq_tail(&mut self, tail: u32);
+    /// Load the SQ flags word as `read` says.
+    fn sq_flags(&self, read: FlagsRead) -> SqFlags;
+    /// Load the dropped counter.
+    fn sq_dropped(&self) -> u32;
+    /// Load the CQ tail (acquire).
+    fn cq_tail(&self) -> u32;
+    /// Store the CQ head (release).
+    fn set_cq_head(&mut self, head: u32);
+    /// Load the overflow counter.
+    fn cq_overflow(&self) -> u32;
+    /// Write a 64-byte SQE into the slot of ring index `index`.
+    fn write_sqe(&mut self, index: u32, sqe: &io_uring_sqe);
+    /// Write a 128-byte SQE into the slot of ring index `index` (SQE128 rings).
+    fn write_sqe128(&mut self, index: u32, sqe: &io_uring_sqe128);
+    /// Read the CQE at ring index `index`.
+    fn cqe(&self, index: u32) -> io_uring_cqe;
+    /// Read the 32-byte CQE at ring index `index` (CQE32 rings).
+    fn cqe32(&self, index: u32) -> io_uring_cqe32;
+    /// `io_uring_enter(2)` as decided, with an optional timeout for
+    /// `IORING_ENTER_EXT_ARG`.
+    fn enter(&mut self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno>;
+    /// True if the ring fd is registered in the calling thread's table, so
+    /// enters may pass `IORING_ENTER_REGISTERED_RING`.
+    fn registered_here(&self) -> bool {
+        false
+    }
+}
+
+/// An id for the current thread that is cheap to read: the registered ring
+/// table is per thread (`current->io_uring->registered_rings`).
+pub(crate) fn thread_tag() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TAG: Cell<u64> = const { Cell::new(0) });
+    TAG.with(|tag| {
+        if tag.get() == 0 {
+            tag.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        tag.get()
+    })
+}
+
+/// The Linux kernel: a ring set up by [`Builder`](crate::Builder), with
+/// pointers into its mappings resolved once.
+pub struct Linux {
+    geometry: Geometry,
+    /// The ring fd's registered index and the thread whose table holds it.
+    registered: Option<(u32, u64)>,
+    sq_head: NonNull<AtomicU32>,
+    sq_tail: NonNull<AtomicU32>,
+    sq_flags: NonNull<AtomicU32>,
+    sq_dropped: NonNull<AtomicU32>,
+    cq_head: NonNull<AtomicU32>,
+    cq_tail: NonNull<AtomicU32>,
+    cq_overflow: NonNull<AtomicU32>,
+    sqes: NonNull<u8>,
+    cqes: NonNull<u8>,
+    // Last: keeps the mappings (and the fd) alive as long as the pointers.
+    pub(crate) raw: RawRing,
+}
+
+// SAFETY: the pointers point into `raw`'s mappings, owned by this value and
+// moved with it; nothing is tied to the creating thread.
+unsafe impl Send for Linux {}
+
+impl Linux {
+    pub(crate) fn new(raw: RawRing) -> std::io::Result<Linux> {
+        let p = *raw.params.raw();
+        let geometry = Geometry::from_params(&p)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let sq = &raw.sq_ring;
+        let cq = raw.cq_map();
+        let word = |map: &crate::sys::Mmap, off: u32| map.ptr::<AtomicU32>(off, 1);
+        let linux = Linux {
+            sq_head: word(sq, p.sq_off.head)?,
+            sq_tail: word(sq, p.sq_off.tail)?,
+            sq_flags: word(sq, p.sq_off.flags)?,
+            sq_dropped: word(sq, p.sq_off.dropped)?,
+            cq_head: word(cq, p.cq_off.head)?,
+            cq_tail: word(cq, p.cq_off.tail)?,
+            cq_overflow: word(cq, p.cq_off.overflow)?,
+            sqes: raw
+                .sqes
+                .ptr::<u8>(0, geometry.sqe_size() * geometry.sq_entries() as usize)?,
+            cqes: cq.ptr::<u8>(
+                p.cq_off.cqes,
+                geometry.cqe_size() * geometry.cq_entries() as usize,
+            )?,
+            registered: None,
+            geometry,
+            raw,
+        };
+        // Check what the ring itself says against the geometry, then fill
+        // the SQ index array with the identity, as ring-core prescribes.
+        let load = |off: u32, map: &crate::sys::Mmap| map.atomic_u32(off).load(Ordering::Relaxed);
+        linux
+            .geometry
+            .check_mapped(
+                load(p.sq_off.ring_entries, &linux.raw.sq_ring),
+                load(p.sq_off.ring_mask, &linux.raw.sq_ring),
+                load(p.cq_off.ring_entries, linux.raw.cq_map()),
+                load(p.cq_off.ring_mask, linux.raw.cq_map()),
+            )
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        if linux.geometry.has_sq_array() {
+            let array = linux
+                .raw
+                .sq_ring
+                .ptr::<u32>(p.sq_off.array, linux.geometry.sq_entries() as usize)?;
+            for slot in 0..linux.geometry.sq_entries() {
+                if let Some(value) = linux.geometry.sq_array_entry(slot) {
+                    // SAFETY: `array` holds sq_entries u32s (checked by
+                    // `ptr`); the kernel reads the array only for published
+                    // entries and none is published yet.
+                    unsafe { array.as_ptr().add(slot as usize).write(value) };
+                }
+            }
+        }
+        Ok(linux)
+    }
+
+    fn load(word: NonNull<AtomicU32>, order: Ordering) -> u32 {
+        // SAFETY: `word` points into a live mapping, aligned (checked at setup).
+        unsafe { word.as_ref() }.load(order)
+    }
+
+    fn store(word: NonNull<AtomicU32>, value: u32, order: Ordering) {
+        // SAFETY: as in `load`.
+        unsafe { word.as_ref() }.store(value, order)
+    }
+}
+
+impl Kernel for Linux {
+    fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    fn sq_head(&self) -> u32 {
+        // Pairs with the kernel's smp_store_release(&rings->sq.head) in
+        // io_commit_sqring: it is done reading the SQEs below the head.
+        Self::load(self.sq_head, Ordering::Acquire)
+    }
+
+    fn set_sq_tail(&mut self, tail: u32) {
+        // Pairs with the kernel's smp_load_acquire(&rings->sq.tail) in
+        // io_sqring_entries: the SQE writes become visible before the tail.
+        Self::store(self.sq_tail, tail, Ordering::Release)
+    }
+
+    fn sq_flags(&self, read: FlagsRead) -> SqFlags {
+        if read == FlagsRead::FullFenceThenLoad {
+            // Pairs with the smp_mb__after_atomic() the SQPOLL thread issues
+            // after setting IORING_SQ_NEED_WAKEUP and before re-reading the
+            // tail (io_sqpoll_wait / io_sq_thread): liburing's io_uring_smp_mb().
+            fence(Ordering::SeqCst);
+        }
+        // A plain READ_ONCE on the kernel side (atomic_or / atomic_andnot of
+        // the flags): relaxed is what liburing's IO_URING_READ_ONCE is.
+        SqFlags::from_bits_retain(Self::load(self.sq_flags, Ordering::Relaxed))
+    }
+
+    fn sq_dropped(&self) -> u32 {
+        // Written with WRITE_ONCE; a statistic, no ordering needed.
+        Self::load(self.sq_dropped, Ordering::Relaxed)
+    }
+
+    fn cq_tail(&self) -> u32 {
+        // Pairs with the kernel's smp_store_release(&rings->cq.tail) in
+        // io_commit_cqring: every CQE below the tail is written.
+        Self::load(self.cq_tail, Ordering::Acquire)
+    }
+
+    fn set_cq_head(&mut self, head: u32) {
+        // The kernel reads cq.head with READ_ONCE before overwriting a slot
+        // (io_get_cqe_overflow); release orders our CQE reads before it.
+        Self::store(self.cq_head, head, Ordering::Release)
+    }
+
+    fn cq_overflow(&self) -> u32 {
+        // Written with WRITE_ONCE; a statistic.
+        Self::load(self.cq_overflow, Ordering::Relaxed)
+    }
+
+    fn write_sqe(&mut self, index: u32, sqe: &io_uring_sqe) {
+        let offset = self.geometry.sqe_offset(index);
+        // SAFETY: `sqe_offset` masks the index into the SQE array whose size
+        // was checked at setup; ring-core handed this slot to the caller
+        // (reserved, not yet published, above the kernel's head), so the
+        // kernel is not reading it.
+        unsafe {
+            self.sqes
+                .as_ptr()
+                .add(offset)
+                .cast::<io_uring_sqe>()
+                .write(*sqe)
+        }
+    }
+
+    fn write_sqe128(&mut self, index: u32, sqe: &io_uring_sqe128) {
+        assert!(
+            self.geometry.sqe_size() == 128,
+            "a 128-byte SQE needs an IORING_SETUP_SQE128 ring"
+        );
+        let offset = self.geometry.sqe_offset(index);
+        // SAFETY: as in `write_sqe`; the stride is 128 bytes (asserted).
+        unsafe {
+            self.sqes
+                .as_ptr()
+                .add(offset)
+                .cast::<io_uring_sqe128>()
+                .write(*sqe)
+        }
+    }
+
+    fn cqe(&self, index: u32) -> io_uring_cqe {
+        let offset = self.geometry.cqe_offset(index);
+        // SAFETY: `cqe_offset` masks into the CQE array (size checked at
+        // setup); the index is below the acquired tail and above the released
+        // head, so the kernel wrote it and will not overwrite it yet.
+        unsafe { self.cqes.as_ptr().add(offset).cast::<io_uring_cqe>().read() }
+    }
+
+    fn cqe32(&self, index: u32) -> io_uring_cqe32 {
+        assert!(
+            self.geometry.cqe_size() == 32,
+            "a 32-byte CQE needs an IORING_SETUP_CQE32 ring"
+        );
+        let offset = self.geometry.cqe_offset(index);
+        // SAFETY: as in `cqe`; the stride is 32 bytes (asserted).
+        unsafe {
+            self.cqes
+                .as_ptr()
+                .add(offset)
+                .cast::<io_uring_cqe32>()
+                .read()
+        }
+    }
+
+    fn registered_here(&self) -> bool {
+        self.registered.is_some_and(|(_, tag)| tag == thread_tag())
+    }
+
+    fn enter(&mut self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno> {
+        let fd = match self.registered {
+            Some((index, _)) if enter.flags.contains(EnterFlags::REGISTERED_RING) => index as i32,
+            _ => self.raw.fd,
+        };
+        if enter.ext_arg {
+            let ts = timeout.map(|t| __kernel_timespec {
+                tv_sec: t.as_secs() as i64,
+                tv_nsec: i64::from(t.subsec_nanos()),
+            });
+            let arg = io_uring_getevents_arg {
+                ts: ts
+                    .as_ref()
+                    .map_or(0, |ts| ts as *const __kernel_timespec as u64),
+                ..Default::default()
+            };
+            // SAFETY: every published SQE was fully written before its tail
+            // store; the pointers SQEs carry are the pusher's promise
+            // (`push` is unsafe). `arg` and `ts` outlive the call.
+            unsafe {
+                ring_sys::io_uring_enter2(
+                    fd,
+                    enter.to_submit,
+                    enter.min_complete,
+                    enter.flags.bits(),
+                    (&raw const arg).cast::<c_void>(),
+                    size_of::<io_uring_getevents_arg>(),
+                )
+            }
+        } else {
+            // SAFETY: as above; no argument.
+            unsafe {
+                ring_sys::io_uring_enter(
+                    fd,
+                    enter.to_submit,
+                    enter.min_complete,
+                    enter.flags.bits(),
+                    std::ptr::null(),
+                )
+            }
+        }
+    }
+}
+
+impl Linux {
+    /// Registers the ring fd in the calling thread's table
+    /// (`IORING_REGISTER_RING_FDS`, 5.18), best effort: without it the
+    /// plain fd is used. With `IORING_SETUP_REGISTERED_FD_ONLY` the "fd" is
+    /// already an index in this thread's table.
+    pub(crate) fn register_fd(&mut self) {
+        if self
+            .raw
+            .params
+            .flags()
+            .contains(SetupFlags::REGISTERED_FD_ONLY)
+        {
+            self.registered = Some((self.raw.fd as u32, thread_tag()));
+            return;
+        }
+        if let Ok(index) = crate::sys::register_ring_fd(self.raw.fd) {
+            self.registered = Some((index, thread_tag()));
+        }
+    }
+}
+
+impl Drop for Linux {
+    fn drop(&mut self) {
+        // The registered index holds a reference to the ring file in the
+        // registering thread's table; only that thread can drop it. On
+        // another thread it lasts until that thread exits (as in liburing).
+        if let Some((index, tag)) = self.registered {
+            let own_fd = !self
+                .raw
+                .params
+                .flags()
+                .contains(SetupFlags::REGISTERED_FD_ONLY);
+            if tag == thread_tag() && own_fd {
+                crate::sys::unregister_ring_fd(self.raw.fd, index);
+            }
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The ring mechanics liburing's own tests cover, on the running kernel:
+//! NOPs under every setup flag, a full SQ, a full CQ with and without
+//! NODROP, links and hardlinks with a failing member, drain, timeouts,
+//! poll, eventfd, fixed files and buffers, SQE128/CQE32, SQPOLL, IOPOLL,
+//! single issuer and ops in flight at close.
+
+mod common;
+
+use std::io::{self, Write as _};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use ring_driver::{Builder, Cqe, Ring};
+use ring_ops::{
+    Fd, Fixed, LinkTimeout, Nop, PollAdd, PollRemove, Read, ReadFixed, Timeout, TimeoutRemove,
+    Write, WriteFixed,
+};
+use ring_sys::{__kernel_timespec, Errno};
+
+fn nop(user_data: u64) -> ring_ops::Entry {
+    Nop::new().build().user_data(user_data)
+}
+
+/// Pushes NOPs with these user_data values (they carry no pointers).
+fn push_nops(ring: &mut Ring, ids: impl IntoIterator<Item = u64>) {
+    let mut sq = ring.sq();
+    for id in ids {
+        // SAFETY: a NOP carries no pointers.
+        unsafe { sq.push(nop(id)) }.expect("room in the SQ");
+    }
+}
+
+fn reap_all(ring: &mut Ring) -> Vec<Cqe> {
+    ring.cq().collect()
+}
+
+fn ts(ms: u64) -> __kernel_timespec {
+    __kernel_timespec {
+        tv_sec: (ms / 1000) as i64,
+        tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+    }
+}
+
+#[test]
+fn nop_under_every_setup_flag_combination_that_the_kernel_has() {
+    let kernel = common::kernel();
+    let options: Vec<(&str, Builder)> = vec![
+        ("defaults", Builder::new(8)),
+        ("no_defaults", Builder::new(8).no_defaults()),
+        ("sqpoll", Builder::new(8).sqpoll(50)),
+        ("cq_entries", Builder::new(8).cq_entries(64)),
+        ("submit_all", Builder::new(8).submit_all()),
+        (
+            "coop_taskrun",
+            Builder::new(8).coop_taskrun().taskrun_flag(),
+        ),
+        ("sqe128", Builder::new(8).sqe128()),
+        ("cqe32", Builder::new(8).cqe32()),
+        ("single_issuer", Builder::new(8).single_issuer()),
+        ("defer_taskrun", Builder::new(8).defer_taskrun()),
+        ("no_mmap", Builder::new(8).no_mmap()),
+        ("registered_fd_only", Builder::new(8).registered_fd_only()),
+        ("no_sqarray", Builder::new(8).no_sqarray()),
+        ("cqe_mixed", Builder::new(8).cqe_mixed()),
+    ];
+    for (name, builder) in options {
+        let mut ring = match builder.build() {
+            Ok(ring) => ring,
+            Err(ring_driver::SetupError::Unsupported(u)) => {
+                eprintln!("ring-skip: nop_under_every_setup_flag/{name}: {u}");
+                continue;
+            }
+            Err(e) => panic!("{name} on {kernel}: {e}"),
+        };
+        // Wrap the ring twice.
+        for round in 0..3u64 {
+            push_nops(&mut ring, (0..8).map(|i| round * 100 + i));
+            ring.submitter()
+                .submit_and_wait(8)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut got: Vec<u64> = Vec::new();
+            while got.len() < 8 {
+                let cqes = reap_all(&mut ring);
+                assert!(cqes.iter().all(|c| c.result() == Ok(0)), "{name}: {cqes:?}");
+                got.extend(cqes.iter().map(Cqe::user_data));
+                if got.len() < 8 {
+                    ring.submitter().submit_and_wait(1).unwrap();
+                }
+            }
+            got.sort_unstable();
+            assert_eq!(
+                got,
+                (0..8).map(|i| round * 100 + i).collect::<Vec<_>>(),
+                "{name}"
+            );
+        }
+        assert_eq!(ring.overflow(), 0, "{name}");
+    }
+}
+
+#[test]
+fn a_full_sq_hands_the_entry_back() {
+    let mut ring = Ring::new(4).unwrap();
+    push_nops(&mut ring, 0..4);
+    {
+        let mut sq = ring.sq();
+        assert_eq!(sq.space(), 0);
+        // SAFETY: a NOP carries no pointers.
+        let refused = unsafe { sq.push(nop(99)) }.unwrap_err();
+        assert_eq!(
+            refused.0.get_user_data(),
+            99,
+            "the entry comes back unchanged"
+        );
+        // SAFETY: as above.
+        let refused = unsafe { sq.push_batch(&[nop(1), nop(2)]) }.unwrap_err();
+        assert_eq!(refused.0, 0, "no free slot");
+    }
+    assert_eq!(ring.submitter().submit().unwrap(), 4);
+    ring.submitter().submit_and_wait(4).unwrap();
+    // The kernel consumed the SQ: the next push finds room again.
+    // SAFETY: as above.
+    unsafe { ring.sq().push(nop(5)) }.unwrap();
+    ring.submitter().submit_and_wait(5).unwrap();
+    let ids: Vec<u64> = reap_all(&mut ring).iter().map(Cqe::user_data).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 5]);
+}
+
+#[test]
+fn cq_overflow_with_nodrop_loses_nothing() {
+    // CQ of 8, 40 NOPs without reaping: the kernel keeps the excess in its
+    // backlog (IORING_FEAT_NODROP) and flushes it as the CQ is emptied.
+    let mut ring = Builder::new(8).cq_entries(8).build().unwrap();
+    if !ring.params().has(ring_sys::Features::NODROP) {
+        skip!(
+            "cq_overflow_with_nodrop_loses_nothing",
+            "kernel lacks IORING_FEAT_NODROP (5.5)"
+        );
+    }
+    for batch in 0..5u64 {
+        push_nops(&mut ring, (0..8).map(|i| batch * 8 + i));
+        ring.submitter().submit().unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen.extend(reap_all(&mut ring).iter().map(Cqe::user_data));
+        if seen.len() == 40 {
+            break;
+        }
+        ring.submitter().flush().unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    assert_eq!(ring.overflow(), 0, "NODROP: nothing dropped");
+}
+
+#[test]
+fn peek_does_not_consume_and_batches_reap_in_order() {
+    let mut ring = Ring::new(8).unwrap();
+    push_nops(&mut ring, 10..16);
+    ring.submitter().submit_and_wait(6).unwrap();
+    let mut cq = ring.cq();
+    assert_eq!(cq.len(), 6);
+    assert_eq!(cq.peek().map(|c| c.user_data()), Some(10));
+    assert_eq!(
+        cq.peek().map(|c| c.user_data()),
+        Some(10),
+        "peek consumes nothing"
+    );
+    let mut out = [Cqe::from(ring_sys::io_uring_cqe::default()); 4];
+    assert_eq!(cq.reap_batch(&mut out), 4);
+    assert_eq!(out.map(|c| c.user_data()), [10, 11, 12, 13]);
+    assert_eq!(cq.map(|c| c.user_data()).collect::<Vec<_>>(), [14, 15]);
+}
+
+#[test]
+fn a_failing_link_member_cancels_the_rest_but_a_hardlink_does_not() {
+    let mut ring = Ring::new(8).unwrap();
+    // A member that fails when it runs (not at submission, where kernels
+    // before 5.17 fail a bad fd and with it the whole chain): a timeout's
+    // -ETIME is a failure for links.
+    let expire = ts(1);
+    let failing = Timeout::new(&expire).build();
+    {
+        let mut sq = ring.sq();
+        // SAFETY: `expire` outlives every completion, all reaped below.
+        unsafe {
+            sq.push(nop(1).link()).unwrap();
+            sq.push(failing.user_data(2).link()).unwrap();
+            sq.push(nop(3).link()).unwrap();
+            sq.push(nop(4)).unwrap();
+            // The same chain with a hardlink: the failure does not sever it.
+            sq.push(failing.user_data(5).hardlink()).unwrap();
+            sq.push(nop(6)).unwrap();
+        }
+    }
+    ring.submitter().submit_and_wait(6).unwrap();
+    let mut results: Vec<(u64, Result<u32, Errno>)> = reap_all(&mut ring)
+        .iter()
+        .map(|c| (c.user_data(), c.result()))
+        .collect();
+    results.sort_by_key(|r| r.0);
+    assert_eq!(
+        results,
+        [
+            (1, Ok(0)),
+            (2, Err(Errno::ETIME)),
+            (3, Err(Errno::ECANCELED)),
+            (4, Err(Errno::ECANCELED)),
+            (5, Err(Errno::ETIME)),
+            (6, Ok(0)),
+        ]
+    );
+}
+
+#[test]
+fn drain_waits_for_everything_before_it() {
+    let mut ring = Ring::new(8).unwrap();
+    let slow = ts(30);
+    {
+        let mut sq = ring.sq();
+        // SAFETY: `slow` outlives the wait below, which reaps the timeout.
+        unsafe {
+            sq.push(Timeout::new(&slow).build().user_data(1)).unwrap();
+            sq.push(nop(2).drain()).unwrap();
+            sq.push(nop(3)).unwrap();
+        }
+    }
+    // submit_and_wait returns only once all 3 are ready, even though the
+    // kernel posts the drained ones late.
+    ring.submitter().submit_and_wait(3).unwrap();
+    let order: Vec<u64> = reap_all(&mut ring).iter().map(Cqe::user_data).collect();
+    // The drained NOP starts only after the timeout before it completed;
+    // the NOP after it may or may not wait too (it does since 6.x's
+    // drain_active, not on 6.1).
+    let pos = |id| order.iter().position(|&x| x == id).unwrap();
+    assert_eq!(order.len(), 3);
+    assert!(
+        pos(1) < pos(2),
+        "the drained NOP ran before the timeout completed: {order:?}"
+    );
+}
+
+#[test]
+fn timeouts_relative_count_remove_and_linked() {
+    let mut ring = Ring::new(8).unwrap();
+    let long = ts(10_000);
+    let short = ts(20);
+    {
+        let mut sq = ring.sq();
+        // SAFETY: the timespecs outlive every completion reaped below.
+        unsafe {
+            // Expires: -ETIME.
+            sq.push(Timeout::new(&short).build().user_data(1)).unwrap();
+            // Completes after 1 other completion: 0 (count).
+            sq.push(Timeout::new(&long).count(1).build().user_data(2))
+                .unwrap();
+            sq.push(nop(3)).unwrap();
+        }
+    }
+    ring.submitter().submit_and_wait(3).unwrap();
+    let mut got: Vec<(u64, Result<u32, Errno>)> = Vec::new();
+    while got.len() < 3 {
+        got.extend(
+            reap_all(&mut ring)
+                .iter()
+                .map(|c| (c.user_data(), c.result())),
+        );
+        if got.len() < 3 {
+            ring.submitter().submit_and_wait(1).unwrap();
+        }
+    }
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got, [(1, Err(Errno::ETIME)), (2, Ok(0)), (3, Ok(0))]);
+
+    // Remove a pending timeout: it completes with -ECANCELED, the remove with 0.
+    // SAFETY: `long` outlives both completions.
+    unsafe {
+        let mut sq = ring.sq();
+        sq.push(Timeout::new(&long).build().user_data(10)).unwrap();
+        sq.push(TimeoutRemove::new(10).build().user_data(11))
+            .unwrap();
+    }
+    ring.submitter().submit_and_wait(2).unwrap();
+    let mut got: Vec<(u64, Result<u32, Errno>)> = reap_all(&mut ring)
+        .iter()
+        .map(|c| (c.user_data(), c.result()))
+        .collect();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got, [(10, Err(Errno::ECANCELED)), (11, Ok(0))]);
+
+    // A link timeout cancels a read that never completes.
+    let (r, _w) = std::io::pipe().unwrap();
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf`, the pipe and `short` outlive both completions.
+    unsafe {
+        let mut sq = ring.sq();
+        sq.push(
+            Read::new(Fd(r.as_raw_fd()), buf.as_mut_ptr(), 8)
+                .build()
+                .user_data(20)
+                .link(),
+        )
+        .unwrap();
+        sq.push(LinkTimeout::new(&short).build().user_data(21))
+            .unwrap();
+    }
+    ring.submitter().submit_and_wait(2).unwrap();
+    let mut got: Vec<(u64, Result<u32, Errno>)> = Vec::new();
+    while got.len() < 2 {
+        got.extend(
+            reap_all(&mut ring)
+                .iter()
+                .map(|c| (c.user_data(), c.result())),
+        );
+        if got.len() < 2 {
+            ring.submitter().submit_and_wait(1).unwrap();
+        }
+    }
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got, [(20, Err(Errno::ECANCELED)), (21, Err(Errno::ETIME))]);
+}
+
+#[test]
+fn wait_with_a_timeout_times_out() {
+    let mut ring = Ring::new(4).unwrap();
+    if !ring.params().has(ring_sys::Features::EXT_ARG) {
+        let err = ring
+            .submitter()
+            .submit_and_wait_timeout(1, Duration::from_millis(5))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+        skip!("wait_with_a_timeout_times_out", "{err}");
+    }
+    let start = std::time::Instant::now();
+    let err = ring
+        .submitter()
+        .submit_and_wait_timeout(1, Duration::from_millis(20))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(15));
+}
+
+#[test]
+fn poll_single_and_multishot() {
+    let mut ring = Ring::new(8).unwrap();
+    let (r, mut w) = std::io::pipe().unwrap();
+    let events = libc::POLLIN as u32;
+    // SAFETY: poll entries carry no pointers; the pipe outlives them.
+    unsafe {
+        let mut sq = ring.sq();
+        sq.push(PollAdd::new(Fd(r.as_raw_fd()), events).build().user_data(1))
+            .unwrap();
+        sq.push(
+            PollAdd::new(Fd(r.as_raw_fd()), events)
+                .multishot()
+                .build()
+                .user_data(2),
+        )
+        .unwrap();
+    }
+    ring.submitter().submit().unwrap();
+    assert!(reap_all(&mut ring).is_empty(), "nothing to read yet");
+    w.write_all(b"x").unwrap();
+    ring.submitter().submit_and_wait(2).unwrap();
+    let mut cqes = reap_all(&mut ring);
+    cqes.sort_by_key(Cqe::user_data);
+    assert_eq!(cqes.len(), 2);
+    assert_eq!(cqes[0].result(), Ok(events));
+    assert!(!cqes[0].more(), "single-shot poll is done");
+    if common::kernel().at_least(5, 13) {
+        assert!(cqes[1].more(), "multishot poll stays armed");
+        // SAFETY: as above.
+        unsafe { ring.sq().push(PollRemove::new(2).build().user_data(3)) }.unwrap();
+        ring.submitter().submit_and_wait(2).unwrap();
+        let mut last: Vec<(u64, bool)> = reap_all(&mut ring)
+            .iter()
+            .map(|c| (c.user_data(), c.more()))
+            .collect();
+        last.sort_unstable();
+        assert_eq!(
+            last,
+            [(2, false), (3, false)],
+            "the multishot ends with a CQE without MORE"
+        );
+    }
+}
+
+#[test]
+fn eventfd_is_signalled_on_completion() {
+    let mut ring = Ring::new(4).unwrap();
+    // SAFETY: plain syscall; closed below.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    ring.registrar().register_eventfd(efd, false).unwrap();
+    push_nops(&mut ring, [1]);
+    ring.submitter().submit_and_wait(1).unwrap();
+    let mut count = 0u64;
+    // SAFETY: reading 8 bytes into a u64.
+    let n = unsafe { libc::read(efd, (&raw mut count).cast(), 8) };
+    assert_eq!(n, 8);
+    assert!(count >= 1);
+    // SAFETY: closing our eventfd.
+    unsafe { libc::close(efd) };
+}
+
+#[test]
+fn fixed_files_and_buffers_read_and_write() {
+    let dir = std::env::temp_dir().join(format!("ring-fixed-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&dir)
+        .unwrap();
+    let mut ring = Ring::new(8).unwrap();
+    ring.registrar()
+        .register_files(&[file.as_raw_fd()])
+        .unwrap();
+    let mut bufs = vec![vec![0u8; 4096], vec![0u8; 4096]];
+    let iov: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    // SAFETY: `bufs` outlives the registration (unregistered below).
+    unsafe { ring.registrar().register_buffers(&iov) }.unwrap();
+    bufs[0][..5].copy_from_slice(b"hello");
+    // SAFETY: the fixed buffers and the file outlive the completions.
+    unsafe {
+        ring.sq()
+            .push(
+                WriteFixed::new(Fixed(0), bufs[0].as_ptr(), 5, 0)
+                    .build()
+                    .user_data(1)
+                    .link(),
+            )
+            .unwrap();
+        ring.sq()
+            .push(
+                ReadFixed::new(Fixed(0), bufs[1].as_mut_ptr(), 5, 1)
+                    .build()
+                    .user_data(2),
+            )
+            .unwrap();
+    }
+    ring.submitter().submit_and_wait(2).unwrap();
+    let results: Vec<_> = reap_all(&mut ring)
+        .iter()
+        .map(|c| (c.user_data(), c.result()))
+        .collect();
+    assert_eq!(results, [(1, Ok(5)), (2, Ok(5))]);
+    assert_eq!(&bufs[1][..5], b"hello");
+    // Plain fd write through the ring too.
+    let data = *b"world";
+    // SAFETY: `data` outlives the completion.
+    unsafe {
+        ring.sq().push(
+            Write::new(Fd(file.as_raw_fd()), data.as_ptr(), 5)
+                .offset(5)
+                .build()
+                .user_data(3),
+        )
+    }
+    .unwrap();
+    ring.submitter().submit_and_wait(1).unwrap();
+    assert_eq!(reap_all(&mut ring)[0].result(), Ok(5));
+    assert_eq!(std::fs::read(&dir).unwrap(), b"helloworld");
+    ring.registrar().unregister_buffers().unwrap();
+    drop(bufs);
+    std::fs::remove_file(&dir).unwrap();
+}
+
+#[test]
+fn cqe32_rings_carry_big_completions() {
+    let mut ring = match Builder::new(4).cqe32().build() {
+        Ok(ring) => ring,
+        Err(e) => skip!("cqe32_rings_carry_big_completions", "{e}"),
+    };
+    push_nops(&mut ring, [7]);
+    ring.submitter().submit_and_wait(1).unwrap();
+    let cqe = reap_all(&mut ring)[0];
+    assert_eq!(
+        (cqe.user_data(), cqe.result(), cqe.big()),
+        (7, Ok(0), [0, 0])
+    );
+}
+
+#[test]
+fn sqpoll_submits_without_enter_and_wakes_after_idle() {
+    let mut ring = match Builder::new(8).sqpoll(10).build() {
+        Ok(ring) => ring,
+        Err(e) => skip!("sqpoll_submits_without_enter_and_wakes_after_idle", "{e}"),
+    };
+    for round in 0..3u64 {
+        push_nops(&mut ring, [round]);
+        ring.submitter().submit_and_wait(1).unwrap();
+        let cqes = reap_all(&mut ring);
+        assert_eq!(cqes.iter().map(Cqe::user_data).collect::<Vec<_>>(), [round]);
+        // Let the thread go idle (10 ms) so the next round must wake it.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn iopoll_on_a_file_that_cannot_poll_is_a_clear_error() {
+    let mut ring = Builder::new(4).iopoll().build().unwrap();
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let mut buf = [0u8; 16];
+    // SAFETY: `buf` and `file` outlive the completion.
+    unsafe {
+        ring.sq().push(
+            Read::new(Fd(file.as_raw_fd()), buf.as_mut_ptr(), 16)
+                .build()
+                .user_data(1),
+        )
+    }
+    .unwrap();
+    ring.submitter().submit_and_wait(1).unwrap();
+    let cqe = reap_all(&mut ring)[0];
+    // Not O_DIRECT on a pollable block device: the kernel refuses.
+    assert!(
+        matches!(cqe.result(), Err(Errno::EOPNOTSUPP) | Err(Errno::EINVAL)),
+        "{cqe:?}"
+    );
+}
+
+#[test]
+fn single_issuer_refuses_a_second_thread() {
+    let mut ring = match Builder::new(4).single_issuer().build() {
+        Ok(ring) => ring,
+        Err(e) => skip!("single_issuer_refuses_a_second_thread", "{e}"),
+    };
+    push_nops(&mut ring, [1]);
+    ring.submitter().submit_and_wait(1).unwrap();
+    reap_all(&mut ring);
+    let err = std::thread::scope(|s| {
+        s.spawn(|| {
+            push_nops(&mut ring, [2]);
+            ring.submitter().submit()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(err.unwrap_err().raw_os_error(), Some(libc::EEXIST));
+}
+
+#[test]
+fn defer_taskrun_completes_only_when_the_issuer_waits() {
+    let mut ring = match Builder::new(4).defer_taskrun().build() {
+        Ok(ring) => ring,
+        Err(e) => skip!("defer_taskrun_completes_only_when_the_issuer_waits", "{e}"),
+    };
+    let (r, mut w) = std::io::pipe().unwrap();
+    let mut buf = [0u8; 4];
+    // SAFETY: `buf` and the pipe outlive the completion.
+    unsafe {
+        ring.sq().push(
+            Read::new(Fd(r.as_raw_fd()), buf.as_mut_ptr(), 4)
+                .build()
+                .user_data(1),
+        )
+    }
+    .unwrap();
+    ring.submitter().submit().unwrap();
+    w.write_all(b"ping").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        reap_all(&mut ring).is_empty(),
+        "task work is deferred until the issuer enters"
+    );
+    ring.submitter().submit_and_wait(1).unwrap();
+    assert_eq!(reap_all(&mut ring)[0].result(), Ok(4));
+    assert_eq!(&buf, b"ping");
+}
+
+#[test]
+fn closing_a_ring_with_ops_in_flight_cancels_them() {
+    let (r, w) = std::io::pipe().unwrap();
+    let mut buf = [0u8; 8];
+    {
+        let mut ring = Ring::new(4).unwrap();
+        // SAFETY: `buf` outlives the ring: dropping the ring cancels the read
+        // and the kernel waits for it before releasing the ring.
+        unsafe {
+            ring.sq().push(
+                Read::new(Fd(r.as_raw_fd()), buf.as_mut_ptr(), 8)
+                    .build()
+                    .user_data(1),
+            )
+        }
+        .unwrap();
+        ring.submitter().submit().unwrap();
+    }
+    drop(w);
+    // The pipe's reader is not consumed by a zombie request: a plain read
+    // now sees EOF.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut &r, &mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(buf, [0; 8]);
+}
+
+#[test]
+fn registered_ring_fd_is_used_on_the_building_thread_only() {
+    let mut ring = Ring::new(4).unwrap();
+    let kernel = common::kernel();
+    assert_eq!(ring.uses_registered_fd(), kernel.at_least(5, 18));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(!ring.uses_registered_fd());
+            push_nops(&mut ring, [1]);
+            ring.submitter().submit_and_wait(1).unwrap();
+            assert_eq!(reap_all(&mut ring)[0].user_data(), 1);
+        });
+    });
+    assert_eq!(ring.uses_registered_fd(), kernel.at_least(5, 18));
+}
