@@ -97,7 +97,26 @@
 //! # In place or by value
 //!
 //! Both exist: `build()` returns an [`Entry`] by value; `encode(&mut slot)`
-//! zeroes a slot and writes the op into it. (Measurement: pending.)
+//! zeroes a slot and writes the op into it.
+//! **In place is faster, and is what a driver should use to push**
+//! (`op.encode(slot)`, then set `user_data` / flags on the slot); `build()`
+//! stays for entries that are stored or passed around before pushing.
+//!
+//! Measured with `examples/encode_bench.rs` (release build, alternating
+//! `Read` and `Send` into a 256-slot array, `user_data` set on each), under
+//! `valgrind --tool=callgrind`, instructions per entry as the slope between
+//! 1 M and 2 M entries:
+//!
+//! | mode | instructions / entry | minus the bare loop (11.0) |
+//! |---|---|---|
+//! | by value: `*slot = op.build().user_data(i).into_sqe()` | 30.0 | 19.0 |
+//! | in place: `op.encode(slot); slot.user_data = i` | 22.5 | **11.5** |
+//!
+//! By value, the compiler builds the 64 bytes on the stack and then copies
+//! them into the slot (four 16-byte loads and stores more); in place, it
+//! zeroes the slot and writes the fields there. Wall-clock time on this
+//! shared 2-core machine (load ~4.8) was within noise: medians of five runs
+//! of 50 M entries, 3.5 ns (by value) and 3.3 ns (in place) per entry.
 #![no_std]
 #![forbid(unsafe_code)]
 
