@@ -23,6 +23,8 @@ mod probe;
 mod register;
 mod ring;
 mod setup;
+#[cfg(feature = "sim")]
+mod sim;
 mod sys;
 
 pub use error::{SetupError, Unsupported};
@@ -31,3 +33,5 @@ pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};
 pub use setup::{Builder, Params, SETUP_FLAGS};
+#[cfg(feature = "sim")]
+pub use sim::Sim;
