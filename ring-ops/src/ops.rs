@@ -1177,7 +1177,6 @@ op! {
         dest_len: u16 = 0,
         ioprio: u16 = 0,
         group: Option<u16> = None,
-        buf_index: u16 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -1187,7 +1186,6 @@ op! {
         sqe.len = self.len;
         sqe.ioprio = self.ioprio;
         sqe.op_flags.msg_flags = self.flags as u32;
-        sqe.buf_index_group.buf_index = self.buf_index;
         select(sqe, self.group);
     }
 }
@@ -1218,15 +1216,6 @@ impl Send {
     #[inline]
     pub const fn poll_first(mut self) -> Self {
         self.ioprio |= IORING_RECVSEND_POLL_FIRST;
-        self
-    }
-
-    /// `IORING_RECVSEND_FIXED_BUF`: `buf` lies in registered buffer
-    /// `buf_index`. Since Linux 6.10.
-    #[inline]
-    pub const fn fixed_buffer(mut self, buf_index: u16) -> Self {
-        self.ioprio |= IORING_RECVSEND_FIXED_BUF;
-        self.buf_index = buf_index;
         self
     }
 }
@@ -2064,7 +2053,7 @@ macro_rules! zc_setters {
             }
 
             /// `IORING_RECVSEND_FIXED_BUF`: the data lies in registered
-            /// buffer `buf_index`. Since Linux 6.0 (`SendMsgZc`: 6.16).
+            /// buffer `buf_index`. Since Linux 6.0 (`SendMsgZc`: 6.15).
             #[inline]
             pub const fn fixed_buffer(mut self, buf_index: u16) -> Self {
                 self.ioprio |= IORING_RECVSEND_FIXED_BUF;

@@ -204,7 +204,7 @@ proptest! {
     }
 
     /// `io_uring_prep_sendmsg_zc_fixed`: `ioprio |= IORING_RECVSEND_FIXED_BUF`,
-    /// `buf_index`; the same two fields for `Send::fixed_buffer`.
+    /// `buf_index`.
     #[test]
     fn fixed_buffer_sends(fd: i32, msg: u64, flags: u32, idx: u16) {
         let want = F {
@@ -214,13 +214,6 @@ proptest! {
             ..prep_rw(IORING_OP_SENDMSG_ZC, fd, msg, 1, 0)
         };
         prop_assert_eq!(fields(SendMsgZc::new(Fd(fd), p(msg)).flags(flags).fixed_buffer(idx).build()), want);
-        let want = F {
-            ioprio: IORING_RECVSEND_FIXED_BUF,
-            op_flags: flags,
-            buf_index: idx,
-            ..prep_rw(IORING_OP_SEND, fd, msg, 7, 0)
-        };
-        prop_assert_eq!(fields(Send::new(Fd(fd), p(msg), 7).flags(flags as i32).fixed_buffer(idx).build()), want);
     }
 
     /// `io_uring_prep_cmd_sock(sqe, cmd_op, fd, level, optname, optval, optlen)`:
