@@ -425,7 +425,7 @@ fuzz_target!(|input: (Desc, Common)| {
             run(op, th.build(), c)
         }),
         Desc::SendBundle { t, group, flags, len } => both!(t, |f, g| run(
-            o::Send::bundle(f, group, len).flags(flags),
+            o::Send::select(f, group, len).flags(flags).bundle(),
             q::SendBundle::new(g, group).flags(flags).len(len).build(),
             c
         )),

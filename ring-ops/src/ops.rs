@@ -1163,8 +1163,8 @@ op! {
     /// [`dest_addr`](Self::dest_addr) (Linux 6.0), `sendto(2)`.
     /// Since Linux 5.6.
     ///
-    /// [`Send::bundle`] (Linux 6.10) sends many provided buffers of a group
-    /// at once.
+    /// [`Send::select`] (Linux 6.10) sends from a provided buffer of a
+    /// group; with [`bundle`](Self::bundle) many of them at once.
     pub struct Send = IORING_OP_SEND {
         fd: { impl Target },
         buf: { *const u8 },
@@ -1191,15 +1191,23 @@ op! {
 }
 
 impl Send {
-    /// A bundle send (`IORING_RECVSEND_BUNDLE` with buffer select): send as
-    /// many buffers of provided-buffer group `group` as are queued, in one
-    /// request. `len` 0 means no limit. Since Linux 6.10.
+    /// Send from a buffer the kernel picks from provided-buffer group
+    /// `group` (`IOSQE_BUFFER_SELECT`), at most `len` bytes (0: the whole
+    /// buffer). Since Linux 6.10.
     #[inline]
-    pub fn bundle(fd: impl Target, group: u16, len: u32) -> Self {
+    pub fn select(fd: impl Target, group: u16, len: u32) -> Self {
         let mut op = Self::new(fd, core::ptr::null(), len);
         op.group = Some(group);
-        op.ioprio = IORING_RECVSEND_BUNDLE;
         op
+    }
+
+    /// `IORING_RECVSEND_BUNDLE`: send as many queued buffers of the group
+    /// as there are, in one request (needs [`Send::select`]).
+    /// Since Linux 6.10.
+    #[inline]
+    pub const fn bundle(mut self) -> Self {
+        self.ioprio |= IORING_RECVSEND_BUNDLE;
+        self
     }
 
     /// Destination address (`sendto(2)`): `addr2` and `addr_len`.

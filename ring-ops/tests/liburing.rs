@@ -216,6 +216,23 @@ proptest! {
         prop_assert_eq!(fields(SendMsgZc::new(Fd(fd), p(msg)).flags(flags).fixed_buffer(idx).build()), want);
     }
 
+    /// `io_uring_prep_send(sqe, fd, NULL, len, flags)` with
+    /// `IOSQE_BUFFER_SELECT` and `buf_group` (liburing test/recvsend_bundle.c,
+    /// without and with `IORING_RECVSEND_BUNDLE`).
+    #[test]
+    fn send_select(fd: i32, group: u16, len: u32, flags: i32, bundle: bool) {
+        let op = Send::select(Fd(fd), group, len).flags(flags);
+        let (op, ioprio) = if bundle { (op.bundle(), IORING_RECVSEND_BUNDLE) } else { (op, 0) };
+        let want = F {
+            flags: IOSQE_BUFFER_SELECT,
+            ioprio,
+            op_flags: flags as u32,
+            buf_index: group,
+            ..prep_rw(IORING_OP_SEND, fd, 0, len, 0)
+        };
+        prop_assert_eq!(fields(op.build()), want);
+    }
+
     /// `io_uring_prep_cmd_sock(sqe, cmd_op, fd, level, optname, optval, optlen)`:
     /// `cmd_op` at 8 (`__pad1` 0), `level`/`optname` at 16/20, `len` 0,
     /// `optlen` at 44, `optval` at 48.

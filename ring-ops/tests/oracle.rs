@@ -458,7 +458,7 @@ proptest! {
     #[test]
     fn send_bundle(t in tgt(), grp: u16, flags: i32, len: u32, c in common()) {
         both!(t, |f, g| check(
-            o::Send::bundle(f, grp, len).flags(flags),
+            o::Send::select(f, grp, len).flags(flags).bundle(),
             q::SendBundle::new(g, grp).flags(flags).len(len).build(),
             c,
         ))?;
