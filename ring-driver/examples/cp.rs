@@ -129,7 +129,7 @@ fn main() -> io::Result<()> {
             }
         }
         if progress {
-            let pct = if size == 0 { 100 } else { copied * 100 / size };
+            let pct = (copied * 100).checked_div(size).unwrap_or(100);
             let bar = "#".repeat((pct / 4) as usize);
             eprint!("\r[{bar:<25}] {pct:>3}% {copied}/{size} bytes");
         }
