@@ -251,6 +251,13 @@ macro_rules! common_setters {
             SqeFlags::from_bits_retain(self.$($p)+.flags)
         }
 
+        /// The metadata of the entry's opcode (`None` for an opcode newer
+        /// than Linux 6.18).
+        #[inline]
+        pub const fn info(&self) -> Option<OpInfo> {
+            crate::meta::info_of(self.$($p)+.opcode)
+        }
+
         /// The `user_data` of the built entry.
         #[inline]
         pub const fn get_user_data(&self) -> u64 {

@@ -18,12 +18,12 @@ use ring_sys::{
     IORING_NOP_INJECT_RESULT, IORING_POLL_ADD_LEVEL, IORING_POLL_ADD_MULTI,
     IORING_POLL_UPDATE_EVENTS, IORING_POLL_UPDATE_USER_DATA, IORING_RECV_MULTISHOT,
     IORING_RECVSEND_BUNDLE, IORING_RECVSEND_FIXED_BUF, IORING_RECVSEND_POLL_FIRST,
-    IORING_SEND_ZC_REPORT_USAGE, IORING_TIMEOUT_ABS, IORING_TIMEOUT_ETIME_SUCCESS,
-    IORING_TIMEOUT_MULTISHOT, IORING_TIMEOUT_UPDATE, IORING_URING_CMD_FIXED,
-    IORING_URING_CMD_MULTISHOT, IOSQE_BUFFER_SELECT, IOSQE_FIXED_FILE, SOCKET_URING_OP_GETSOCKOPT,
-    SOCKET_URING_OP_SETSOCKOPT, SOCKET_URING_OP_SIOCINQ, SOCKET_URING_OP_SIOCOUTQ,
-    SOCKET_URING_OP_TX_TIMESTAMP, SPLICE_F_FD_IN_FIXED, io_uring_sqe, io_uring_sqe128, sqe_addr3,
-    sqe_cmd_op, sqe_level_optname,
+    IORING_SEND_VECTORIZED, IORING_SEND_ZC_REPORT_USAGE, IORING_TIMEOUT_ABS,
+    IORING_TIMEOUT_ETIME_SUCCESS, IORING_TIMEOUT_MULTISHOT, IORING_TIMEOUT_UPDATE,
+    IORING_URING_CMD_FIXED, IORING_URING_CMD_MULTISHOT, IOSQE_BUFFER_SELECT, IOSQE_FIXED_FILE,
+    SOCKET_URING_OP_GETSOCKOPT, SOCKET_URING_OP_SETSOCKOPT, SOCKET_URING_OP_SIOCINQ,
+    SOCKET_URING_OP_SIOCOUTQ, SOCKET_URING_OP_TX_TIMESTAMP, SPLICE_F_FD_IN_FIXED, io_uring_sqe,
+    io_uring_sqe128, sqe_addr3, sqe_cmd_op, sqe_level_optname,
 };
 
 use crate::entry::{Clock, DirectSlot, Entry, Entry128, File, Fixed, Op, Target};
@@ -1201,6 +1201,16 @@ impl Send {
         op
     }
 
+    /// Send `nr_vecs` buffers described by the `struct iovec` array at
+    /// `iovecs` (`IORING_SEND_VECTORIZED`: `addr` is the array, `len` its
+    /// length), like `sendmsg(2)` without a `msghdr`. Since Linux 6.17.
+    #[inline]
+    pub fn vectored(fd: impl Target, iovecs: *const c_void, nr_vecs: u32) -> Self {
+        let mut op = Self::new(fd, iovecs.cast(), nr_vecs);
+        op.ioprio = IORING_SEND_VECTORIZED;
+        op
+    }
+
     /// `IORING_RECVSEND_BUNDLE`: send as many queued buffers of the group
     /// as there are, in one request (needs [`Send::select`]).
     /// Since Linux 6.10.
@@ -2075,6 +2085,15 @@ macro_rules! zc_setters {
 zc_setters!(SendZc);
 
 impl SendZc {
+    /// Zero-copy send of `nr_vecs` buffers described by the `struct iovec`
+    /// array at `iovecs` (`IORING_SEND_VECTORIZED`). Since Linux 6.17.
+    #[inline]
+    pub fn vectored(fd: impl Target, iovecs: *const c_void, nr_vecs: u32) -> Self {
+        let mut op = Self::new(fd, iovecs.cast(), nr_vecs);
+        op.ioprio = IORING_SEND_VECTORIZED;
+        op
+    }
+
     /// Destination address (`sendto(2)`). Since Linux 6.0.
     #[inline]
     pub const fn dest_addr(mut self, sockaddr: *const c_void, len: u16) -> Self {

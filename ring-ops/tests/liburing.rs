@@ -233,6 +233,19 @@ proptest! {
         prop_assert_eq!(fields(op.build()), want);
     }
 
+    /// `IORING_SEND_VECTORIZED` (io_uring_prep_send.3): `addr` is an iovec
+    /// array and `len` its length, the flag in `ioprio`; for SEND and SEND_ZC.
+    #[test]
+    fn send_vectored(fd: i32, iov: u64, n: u32, flags: i32) {
+        let want = |op| F {
+            ioprio: IORING_SEND_VECTORIZED,
+            op_flags: flags as u32,
+            ..prep_rw(op, fd, iov, n, 0)
+        };
+        prop_assert_eq!(fields(Send::vectored(Fd(fd), p(iov), n).flags(flags).build()), want(IORING_OP_SEND));
+        prop_assert_eq!(fields(SendZc::vectored(Fd(fd), p(iov), n).flags(flags).build()), want(IORING_OP_SEND_ZC));
+    }
+
     /// `io_uring_prep_cmd_sock(sqe, cmd_op, fd, level, optname, optval, optlen)`:
     /// `cmd_op` at 8 (`__pad1` 0), `level`/`optname` at 16/20, `len` 0,
     /// `optlen` at 44, `optval` at 48.
@@ -322,6 +335,7 @@ proptest! {
         prop_assert_eq!(f.user_data, ud);
         prop_assert_eq!(f.personality, pers);
         prop_assert_eq!(e.get_user_data(), ud);
+        prop_assert_eq!(e.info().map(|i| i.builder), Some("Read"));
         prop_assert_eq!(e.sqe_flags(), SqeFlags::all());
         prop_assert!(e.selects_buffer());
     }
