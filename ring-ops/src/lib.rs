@@ -92,7 +92,15 @@
 //!   `build()`, byte for byte; `tests/liburing.rs` checks the variants it
 //!   lacks against liburing's `io_uring_prep_*` field placement; the fuzz
 //!   targets `sqe_encode` and `sqe128_encode` do the same with arbitrary
-//!   inputs.
+//!   inputs; `tests/kernel.rs` runs a sample of entries (linked I/O,
+//!   timeouts, multishot poll and cancel, direct descriptors, provided
+//!   buffers, MSG_RING, futex, pipe) on the running kernel.
+//!
+//! Found on the way: the oracle's `ReadMulti` drops `IOSQE_FIXED_FILE` for
+//! a fixed file (io-uring 0.7.15 assigns `flags = BUFFER_SELECT` after
+//! setting it); ring-ops keeps it. Not covered yet: read/write attributes
+//! (`attr_ptr`, protection information, Linux 6.14) and the `NOP` test
+//! flags other than `IORING_NOP_INJECT_RESULT`.
 //!
 //! # In place or by value
 //!

@@ -295,3 +295,99 @@ fn running_kernel() -> KernelVersion {
     let minor = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     KernelVersion::new(major, minor)
 }
+
+#[test]
+fn direct_descriptors_and_fixed_files() {
+    let Some(mut ring) = ring() else { return };
+    if !supported(&ring, FixedFdInstall::INFO) {
+        return;
+    }
+    ring.submitter()
+        .register_files_sparse(4)
+        .expect("sparse file table");
+    let path = CString::new("/dev/null").unwrap();
+    let out = run(
+        &mut ring,
+        &[
+            // Kernel-chosen slot, returned in res.
+            Socket::new(libc::AF_INET, libc::SOCK_DGRAM, 0)
+                .direct(DirectSlot::ALLOC)
+                .build()
+                .user_data(1),
+            // Slot 3, chosen here: res 0.
+            OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
+                .direct(DirectSlot::at(3).unwrap())
+                .build()
+                .user_data(2),
+        ],
+        2,
+    );
+    let slot = out[&1].0;
+    assert!((0..3).contains(&slot), "allocated slot {slot}");
+    assert_eq!(out[&2].0, 0);
+    let mut buf = [1u8; 4];
+    let out = run(
+        &mut ring,
+        &[
+            // Reading /dev/null through fixed file 3: end of file.
+            Read::new(Fixed(3), buf.as_mut_ptr(), 4)
+                .build()
+                .user_data(3),
+            FixedFdInstall::new(Fixed(3)).build().user_data(4),
+            Close::new(Fixed(slot as u32)).build().user_data(5),
+        ],
+        3,
+    );
+    assert_eq!(out[&3].0, 0);
+    let installed = out[&4].0;
+    assert!(installed >= 0, "installed fd {installed}");
+    close(installed);
+    assert_eq!(out[&5].0, 0);
+}
+
+#[test]
+fn provided_buffers_are_selected_by_group() {
+    let Some(mut ring) = ring() else { return };
+    let (r, w) = pipe();
+    let mut pool = [0u8; 4 * 16];
+    let msg = *b"provided";
+    let out = run(
+        &mut ring,
+        &[
+            ProvideBuffers::new(pool.as_mut_ptr(), 16, 4, 7, 100)
+                .build()
+                .user_data(1),
+            Write::new(Fd(w), msg.as_ptr(), 8)
+                .offset(u64::MAX)
+                .build()
+                .user_data(2),
+        ],
+        2,
+    );
+    assert_eq!(out[&1].0, 0);
+    assert_eq!(out[&2].0, 8);
+    let out = run(
+        &mut ring,
+        &[Read::new(Fd(r), core::ptr::null_mut(), 16)
+            .offset(u64::MAX)
+            .buffer_select(7)
+            .build()
+            .user_data(3)],
+        1,
+    );
+    let (res, flags) = out[&3];
+    assert_eq!(res, 8);
+    assert_ne!(flags & ring_sys::IORING_CQE_F_BUFFER, 0);
+    let bid = (flags >> ring_sys::IORING_CQE_BUFFER_SHIFT) as usize;
+    assert!((100..104).contains(&bid), "buffer id {bid}");
+    let start = (bid - 100) * 16;
+    assert_eq!(&pool[start..start + 8], b"provided");
+    let out = run(
+        &mut ring,
+        &[RemoveBuffers::new(4, 7).build().user_data(4)],
+        1,
+    );
+    assert_eq!(out[&4].0, 3, "the three unused buffers are removed");
+    close(r);
+    close(w);
+}
