@@ -51,13 +51,32 @@ pub trait Kernel {
     fn cqe(&self, index: u32) -> io_uring_cqe;
     /// Read the 32-byte CQE at ring index `index` (CQE32 rings).
     fn cqe32(&self, index: u32) -> io_uring_cqe32;
-    /// `io_uring_enter(2)` as decided, with an optional timeout for
-    /// `IORING_ENTER_EXT_ARG`.
-    fn enter(&mut self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno>;
+    /// `io_uring_enter(2)` as decided; with `IORING_ENTER_EXT_ARG`, `wait`
+    /// says what the `io_uring_getevents_arg` carries.
+    fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno>;
     /// True if the ring fd is registered in the calling thread's table, so
     /// enters may pass `IORING_ENTER_REGISTERED_RING`.
     fn registered_here(&self) -> bool {
         false
+    }
+}
+
+/// What a wait is bounded by (the `io_uring_getevents_arg` of an enter with
+/// `IORING_ENTER_EXT_ARG`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitArgs {
+    /// Give up after this long (`ts`); `None`: no deadline.
+    pub timeout: Option<Duration>,
+    /// After this long, return as soon as one completion is ready even if
+    /// fewer than `min_complete` are (`min_wait_usec`,
+    /// `IORING_FEAT_MIN_TIMEOUT`, Linux 6.12).
+    pub min_wait: Option<Duration>,
+}
+
+impl WaitArgs {
+    /// True if the enter needs an extended argument.
+    pub fn any(&self) -> bool {
+        self.timeout.is_some() || self.min_wait.is_some()
     }
 }
 
@@ -276,13 +295,13 @@ impl Kernel for Linux {
         self.registered.is_some_and(|(_, tag)| tag == thread_tag())
     }
 
-    fn enter(&mut self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno> {
+    fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
         let fd = match self.registered {
             Some((index, _)) if enter.flags.contains(EnterFlags::REGISTERED_RING) => index as i32,
             _ => self.raw.fd,
         };
         if enter.ext_arg {
-            let ts = timeout.map(|t| __kernel_timespec {
+            let ts = wait.timeout.map(|t| __kernel_timespec {
                 tv_sec: t.as_secs() as i64,
                 tv_nsec: i64::from(t.subsec_nanos()),
             });
@@ -290,6 +309,9 @@ impl Kernel for Linux {
                 ts: ts
                     .as_ref()
                     .map_or(0, |ts| ts as *const __kernel_timespec as u64),
+                min_wait_usec: wait
+                    .min_wait
+                    .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
                 ..Default::default()
             };
             // SAFETY: every published SQE was fully written before its tail

@@ -28,7 +28,7 @@ mod sim;
 mod sys;
 
 pub use error::{SetupError, Unsupported};
-pub use kernel::{Kernel, Linux};
+pub use kernel::{Kernel, Linux, WaitArgs};
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};

@@ -18,7 +18,7 @@ use ring_ops::{Entry, Entry128};
 use ring_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
 
 use crate::error::os;
-use crate::kernel::{Kernel, Linux};
+use crate::kernel::{Kernel, Linux, WaitArgs};
 use crate::probe::Probe;
 use crate::register::{Registrar, RingFd};
 use crate::setup::{Builder, Params};
@@ -309,7 +309,7 @@ impl<K: Kernel> Ring<K> {
     /// Enter as ring-core decides until the kernel accepts, retrying
     /// `EINTR`, and resolving `EBUSY`/`EAGAIN` by moving ready completions
     /// out of the CQ (into the stash, delivered first) and retrying.
-    fn enter(&mut self, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
+    fn enter(&mut self, wait_nr: u32, wait: WaitArgs) -> io::Result<u32> {
         self.publish();
         let mut submitted = 0;
         loop {
@@ -321,12 +321,21 @@ impl<K: Kernel> Ring<K> {
                 cq_ready: self.cq.ready() + self.stash.len() as u32,
                 setup: geometry.setup_flags(),
                 features: geometry.features(),
-                timeout: timeout.is_some(),
+                timeout: wait.any(),
                 registered_ring: self.kernel.registered_here(),
                 ..EnterInput::default()
             };
             input.sq_flags = self.kernel.sq_flags(input.flags_read());
-            if timeout.is_some()
+            if wait.min_wait.is_some() && !input.features.contains(ring_sys::Features::MIN_TIMEOUT)
+            {
+                return Err(crate::error::Unsupported {
+                    what: "a minimum wait (IORING_FEAT_MIN_TIMEOUT)",
+                    needs: Some((6, 12)),
+                    kernel: crate::probe::KernelVersion::current(),
+                }
+                .into());
+            }
+            if wait.any()
                 && wait_nr > input.cq_ready
                 && ring_core::timeout_needs_sqe(input.features)
             {
@@ -340,7 +349,7 @@ impl<K: Kernel> Ring<K> {
             let Some(decision) = decide_enter(&input) else {
                 return Ok(submitted);
             };
-            match self.kernel.enter(&decision, timeout) {
+            match self.kernel.enter(&decision, &wait) {
                 Ok(n) => {
                     submitted += n;
                     self.sync_sq_head();
@@ -348,7 +357,7 @@ impl<K: Kernel> Ring<K> {
                     // visible (a wait ended by task work, a drained request
                     // posted late); without a deadline, wait again until
                     // they are. The next decision has nothing to submit.
-                    if timeout.is_none() && decision.min_complete > 0 {
+                    if !wait.any() && decision.min_complete > 0 {
                         continue;
                     }
                     return Ok(submitted);
@@ -364,10 +373,43 @@ impl<K: Kernel> Ring<K> {
                         return Err(os(e));
                     }
                 }
-                Err(Errno::ETIME) if timeout.is_some() => {
+                Err(Errno::ETIME) if wait.timeout.is_some() => {
                     self.sync_sq_head();
                     return Err(io::Error::from(io::ErrorKind::TimedOut));
                 }
+                Err(e) => return Err(os(e)),
+            }
+        }
+    }
+}
+
+impl<K: Kernel> Ring<K> {
+    fn sq_wait(&mut self) -> io::Result<()> {
+        self.publish();
+        loop {
+            self.sync_sq_head();
+            let geometry = *self.kernel.geometry();
+            let mut input = EnterInput {
+                to_submit: self.sq.pending(),
+                want_sq_space: self.sq.space() == 0,
+                cq_ready: self.cq.ready(),
+                setup: geometry.setup_flags(),
+                features: geometry.features(),
+                registered_ring: self.kernel.registered_here(),
+                ..EnterInput::default()
+            };
+            input.sq_flags = self.kernel.sq_flags(input.flags_read());
+            let Some(decision) = decide_enter(&input) else {
+                return Ok(());
+            };
+            match self.kernel.enter(&decision, &WaitArgs::default()) {
+                Ok(_) => {
+                    self.sync_sq_head();
+                    if self.sq.space() > 0 {
+                        return Ok(());
+                    }
+                }
+                Err(Errno::EINTR) => {}
                 Err(e) => return Err(os(e)),
             }
         }
@@ -611,19 +653,52 @@ pub struct Submitter<'r, K: Kernel = Linux> {
 impl<K: Kernel> Submitter<'_, K> {
     /// Submits the pushed entries; returns how many the kernel consumed.
     pub fn submit(&mut self) -> io::Result<u32> {
-        self.ring.enter(0, None)
+        self.ring.enter(0, WaitArgs::default())
     }
 
     /// Submits and waits until at least `want` completions are ready.
     pub fn submit_and_wait(&mut self, want: u32) -> io::Result<u32> {
-        self.ring.enter(want, None)
+        self.ring.enter(want, WaitArgs::default())
     }
 
     /// Submits and waits for `want` completions, at most `timeout`
     /// (`IORING_ENTER_EXT_ARG`, Linux 5.11); `ErrorKind::TimedOut` if the
     /// time passed first.
     pub fn submit_and_wait_timeout(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
-        self.ring.enter(want, Some(timeout))
+        self.ring.enter(
+            want,
+            WaitArgs {
+                timeout: Some(timeout),
+                min_wait: None,
+            },
+        )
+    }
+
+    /// Submits and waits for `want` completions, but once `min_wait` has
+    /// passed returns as soon as at least one is ready; gives up after
+    /// `timeout` if one is given (`ErrorKind::TimedOut`). Batches
+    /// completions under load without delaying a lone one for long
+    /// (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12).
+    pub fn submit_and_wait_min(
+        &mut self,
+        want: u32,
+        min_wait: Duration,
+        timeout: Option<Duration>,
+    ) -> io::Result<u32> {
+        self.ring.enter(
+            want,
+            WaitArgs {
+                timeout,
+                min_wait: Some(min_wait),
+            },
+        )
+    }
+
+    /// Under SQPOLL, waits until the kernel thread has consumed entries and
+    /// the SQ has room (`IORING_ENTER_SQ_WAIT`, Linux 5.10); elsewhere,
+    /// submits, which is what frees room.
+    pub fn sq_wait(&mut self) -> io::Result<()> {
+        self.ring.sq_wait()
     }
 
     /// Flushes completions the kernel holds back (overflow backlog, pending
@@ -633,7 +708,7 @@ impl<K: Kernel> Submitter<'_, K> {
         if self.ring.cq.ready() == 0 {
             // With nothing ready, decide_enter adds GETEVENTS when the
             // kernel flags overflow or task work.
-            self.ring.enter(0, None)?;
+            self.ring.enter(0, WaitArgs::default())?;
         }
         Ok(())
     }

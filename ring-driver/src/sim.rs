@@ -3,12 +3,10 @@
 //! reaping, short submits, overflow) are tested without a kernel, and users
 //! can test their ring code the same way.
 
-use std::time::Duration;
-
 use ring_core::{Enter, FlagsRead, Geometry, SimConfig, SimKernel};
 use ring_sys::{Errno, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_sqe, io_uring_sqe128};
 
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, WaitArgs};
 use crate::ring::Ring;
 
 /// A simulated kernel (ring-core's [`SimKernel`]) as a [`Kernel`].
@@ -125,7 +123,7 @@ impl Kernel for Sim {
         self.kernel.cqe32(index)
     }
 
-    fn enter(&mut self, enter: &Enter, _timeout: Option<Duration>) -> Result<u32, Errno> {
+    fn enter(&mut self, enter: &Enter, _wait: &WaitArgs) -> Result<u32, Errno> {
         self.enters += 1;
         self.kernel
             .enter(enter.to_submit, enter.min_complete, enter.flags)

@@ -618,3 +618,81 @@ fn registered_ring_fd_is_used_on_the_building_thread_only() {
     });
     assert_eq!(ring.uses_registered_fd(), kernel.at_least(5, 18));
 }
+
+#[test]
+fn min_wait_returns_with_what_is_ready_once_it_has_passed() {
+    let mut ring = Ring::new(4).unwrap();
+    if !ring.params().has(ring_sys::Features::MIN_TIMEOUT) {
+        let err = ring
+            .submitter()
+            .submit_and_wait_min(1, Duration::from_millis(1), None)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+        skip!(
+            "min_wait_returns_with_what_is_ready_once_it_has_passed",
+            "{err}"
+        );
+    }
+    let long = ts(5_000);
+    // SAFETY: `long` outlives the timeout, cancelled when the ring drops.
+    unsafe {
+        let mut sq = ring.sq();
+        sq.push(Timeout::new(&long).build().user_data(1)).unwrap();
+        sq.push(nop(2)).unwrap();
+    }
+    let start = std::time::Instant::now();
+    ring.submitter()
+        .submit_and_wait_min(2, Duration::from_millis(20), Some(Duration::from_secs(3)))
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "returned after min_wait, not the 5 s timeout: {waited:?}"
+    );
+    assert_eq!(
+        reap_all(&mut ring)
+            .iter()
+            .map(Cqe::user_data)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+#[test]
+fn msg_ring_posts_a_completion_on_another_ring() {
+    let mut a = Ring::new(4).unwrap();
+    let mut b = Ring::new(4).unwrap();
+    if let Err(e) = a.probe().unwrap().check(ring_sys::IORING_OP_MSG_RING) {
+        skip!("msg_ring_posts_a_completion_on_another_ring", "{e}");
+    }
+    let msg = ring_ops::MsgRingData::new(Fd(b.as_raw_fd()), 42, 0xfeed)
+        .build()
+        .user_data(1);
+    // SAFETY: MSG_RING data carries no pointers; ring `b` outlives it.
+    unsafe { a.sq().push(msg) }.unwrap();
+    a.submitter().submit_and_wait(1).unwrap();
+    assert_eq!(reap_all(&mut a)[0].result(), Ok(0));
+    b.submitter().submit_and_wait(1).unwrap();
+    let got = reap_all(&mut b);
+    assert_eq!((got[0].user_data(), got[0].res()), (0xfeed, 42));
+}
+
+#[test]
+fn sq_wait_under_sqpoll_returns_once_there_is_room() {
+    let mut ring = match Builder::new(4).sqpoll(100).build() {
+        Ok(ring) => ring,
+        Err(e) => skip!("sq_wait_under_sqpoll_returns_once_there_is_room", "{e}"),
+    };
+    push_nops(&mut ring, 0..4);
+    ring.submitter().sq_wait().unwrap();
+    assert!(ring.sq().space() > 0);
+    ring.submitter().submit_and_wait(4).unwrap();
+    let mut got: Vec<u64> = Vec::new();
+    while got.len() < 4 {
+        got.extend(reap_all(&mut ring).iter().map(Cqe::user_data));
+        if got.len() < 4 {
+            ring.submitter().submit_and_wait(1).unwrap();
+        }
+    }
+    assert_eq!(got, [0, 1, 2, 3]);
+}
