@@ -98,9 +98,8 @@
 //!
 //! Found on the way: the oracle's `ReadMulti` drops `IOSQE_FIXED_FILE` for
 //! a fixed file (io-uring 0.7.15 assigns `flags = BUFFER_SELECT` after
-//! setting it); ring-ops keeps it. Not covered yet: read/write attributes
-//! (`attr_ptr`, protection information, Linux 6.14) and the `NOP` test
-//! flags other than `IORING_NOP_INJECT_RESULT`.
+//! setting it); ring-ops keeps it. Not covered yet: the `NOP` test flags
+//! other than `IORING_NOP_INJECT_RESULT` (`IORING_NOP_FILE`, ...).
 //!
 //! # In place or by value
 //!

@@ -18,12 +18,13 @@ use ring_sys::{
     IORING_NOP_INJECT_RESULT, IORING_POLL_ADD_LEVEL, IORING_POLL_ADD_MULTI,
     IORING_POLL_UPDATE_EVENTS, IORING_POLL_UPDATE_USER_DATA, IORING_RECV_MULTISHOT,
     IORING_RECVSEND_BUNDLE, IORING_RECVSEND_FIXED_BUF, IORING_RECVSEND_POLL_FIRST,
-    IORING_SEND_VECTORIZED, IORING_SEND_ZC_REPORT_USAGE, IORING_TIMEOUT_ABS,
-    IORING_TIMEOUT_ETIME_SUCCESS, IORING_TIMEOUT_MULTISHOT, IORING_TIMEOUT_UPDATE,
-    IORING_URING_CMD_FIXED, IORING_URING_CMD_MULTISHOT, IOSQE_BUFFER_SELECT, IOSQE_FIXED_FILE,
-    SOCKET_URING_OP_GETSOCKOPT, SOCKET_URING_OP_SETSOCKOPT, SOCKET_URING_OP_SIOCINQ,
-    SOCKET_URING_OP_SIOCOUTQ, SOCKET_URING_OP_TX_TIMESTAMP, SPLICE_F_FD_IN_FIXED, io_uring_sqe,
-    io_uring_sqe128, sqe_addr3, sqe_cmd_op, sqe_level_optname,
+    IORING_RW_ATTR_FLAG_PI, IORING_SEND_VECTORIZED, IORING_SEND_ZC_REPORT_USAGE,
+    IORING_TIMEOUT_ABS, IORING_TIMEOUT_ETIME_SUCCESS, IORING_TIMEOUT_MULTISHOT,
+    IORING_TIMEOUT_UPDATE, IORING_URING_CMD_FIXED, IORING_URING_CMD_MULTISHOT, IOSQE_BUFFER_SELECT,
+    IOSQE_FIXED_FILE, SOCKET_URING_OP_GETSOCKOPT, SOCKET_URING_OP_SETSOCKOPT,
+    SOCKET_URING_OP_SIOCINQ, SOCKET_URING_OP_SIOCOUTQ, SOCKET_URING_OP_TX_TIMESTAMP,
+    SPLICE_F_FD_IN_FIXED, io_uring_sqe, io_uring_sqe128, sqe_addr3, sqe_attr, sqe_cmd_op,
+    sqe_level_optname,
 };
 
 use crate::entry::{Clock, DirectSlot, Entry, Entry128, File, Fixed, Op, Target};
@@ -158,6 +159,34 @@ fn direct(sqe: &mut io_uring_sqe, slot: Option<DirectSlot>) {
     }
 }
 
+/// Read/write attributes: protection information at `attr_ptr`.
+#[inline(always)]
+fn pi_attr(sqe: &mut io_uring_sqe, pi: u64) {
+    if pi != 0 {
+        sqe.addr3_cmd.attr = sqe_attr {
+            attr_ptr: pi,
+            attr_type_mask: IORING_RW_ATTR_FLAG_PI,
+        };
+    }
+}
+
+/// The `pi` setter of the read/write ops.
+macro_rules! pi_setter {
+    ($($Name:ident),*) => {$(
+        impl $Name {
+            /// Protection information for the I/O (`attr_ptr` pointing to
+            /// an [`io_uring_attr_pi`](ring_sys::io_uring_attr_pi),
+            /// `attr_type_mask = IORING_RW_ATTR_FLAG_PI`), for block devices
+            /// with integrity metadata. Since Linux 6.14.
+            #[inline]
+            pub fn pi(mut self, pi: &ring_sys::io_uring_attr_pi) -> Self {
+                self.pi = addr(pi);
+                self
+            }
+        }
+    )*};
+}
+
 /// Sets `bit` in `ioprio` when `on`.
 #[inline(always)]
 const fn bit(on: bool, bit: u16) -> u16 {
@@ -223,6 +252,7 @@ op! {
         ioprio: u16 = 0,
         ;;
         group: Option<u16> = None,
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -232,6 +262,7 @@ op! {
         sqe.off_addr2.off = self.offset;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         select(sqe, self.group);
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -262,6 +293,7 @@ op! {
         /// Write stream (data placement hint; 0 = none). Since Linux 6.16.
         write_stream: u8 = 0,
         ;;
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -271,6 +303,7 @@ op! {
         sqe.off_addr2.off = self.offset;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         sqe.splice_fd_in_file_index.write_stream.write_stream = self.write_stream;
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -313,6 +346,7 @@ op! {
         /// I/O priority.
         ioprio: u16 = 0,
         ;;
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -322,6 +356,7 @@ op! {
         sqe.off_addr2.off = self.offset;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         sqe.buf_index_group.buf_index = self.buf_index;
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -342,6 +377,7 @@ op! {
         /// Write stream (0 = none). Since Linux 6.16.
         write_stream: u8 = 0,
         ;;
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -352,6 +388,7 @@ op! {
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         sqe.splice_fd_in_file_index.write_stream.write_stream = self.write_stream;
         sqe.buf_index_group.buf_index = self.buf_index;
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -1070,6 +1107,7 @@ op! {
         ioprio: u16 = 0,
         ;;
         group: Option<u16> = None,
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -1079,6 +1117,7 @@ op! {
         sqe.off_addr2.off = self.offset;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         select(sqe, self.group);
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -1108,6 +1147,7 @@ op! {
         /// Write stream (0 = none). Since Linux 6.16.
         write_stream: u8 = 0,
         ;;
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -1117,6 +1157,7 @@ op! {
         sqe.off_addr2.off = self.offset;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         sqe.splice_fd_in_file_index.write_stream.write_stream = self.write_stream;
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -2373,6 +2414,7 @@ op! {
         /// I/O priority.
         ioprio: u16 = 0,
         ;;
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -2382,6 +2424,7 @@ op! {
         sqe.buf_index_group.buf_index = self.buf_index;
         sqe.ioprio = self.ioprio;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -2403,6 +2446,7 @@ op! {
         /// Write stream (0 = none). Since Linux 6.16.
         write_stream: u8 = 0,
         ;;
+        pi: u64 = 0,
     }
     fn fill(&self, sqe) {
         self.fd.set(sqe);
@@ -2413,6 +2457,7 @@ op! {
         sqe.ioprio = self.ioprio;
         sqe.op_flags.rw_flags = self.rw_flags as u32;
         sqe.splice_fd_in_file_index.write_stream.write_stream = self.write_stream;
+        pi_attr(sqe, self.pi);
     }
 }
 
@@ -2443,3 +2488,14 @@ impl Pipe {
         self
     }
 }
+
+pi_setter!(
+    Readv,
+    Writev,
+    ReadFixed,
+    WriteFixed,
+    Read,
+    Write,
+    ReadvFixed,
+    WritevFixed
+);

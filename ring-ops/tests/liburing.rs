@@ -246,6 +246,34 @@ proptest! {
         prop_assert_eq!(fields(SendZc::vectored(Fd(fd), p(iov), n).flags(flags).build()), want(IORING_OP_SEND_ZC));
     }
 
+    /// Read/write attributes (io_uring.h, Linux 6.14): `attr_ptr` at 48 and
+    /// `attr_type_mask = IORING_RW_ATTR_FLAG_PI` at 56, on every read/write
+    /// op, next to the other fields (the write stream at 44 included).
+    #[test]
+    fn rw_protection_information(fd: i32, buf: u64, len: u32, off: u64, idx: u16, ws: u8) {
+        let pi = io_uring_attr_pi::default();
+        let at = &pi as *const io_uring_attr_pi as usize as u64;
+        let with_pi = |f: F| F { addr3: at, pad2: IORING_RW_ATTR_FLAG_PI, ..f };
+        prop_assert_eq!(
+            fields(Read::new(Fd(fd), mp(buf), len).offset(off).pi(&pi).build()),
+            with_pi(fields(Read::new(Fd(fd), mp(buf), len).offset(off).build()))
+        );
+        prop_assert_eq!(
+            fields(Writev::new(Fd(fd), p(buf), len).offset(off).write_stream(ws).pi(&pi).build()),
+            with_pi(fields(Writev::new(Fd(fd), p(buf), len).offset(off).write_stream(ws).build()))
+        );
+        prop_assert_eq!(
+            fields(WriteFixed::new(Fd(fd), p(buf), len, idx).pi(&pi).build()),
+            with_pi(fields(WriteFixed::new(Fd(fd), p(buf), len, idx).build()))
+        );
+        prop_assert_eq!(
+            fields(ReadvFixed::new(Fd(fd), p(buf), len, idx).pi(&pi).build()),
+            with_pi(fields(ReadvFixed::new(Fd(fd), p(buf), len, idx).build()))
+        );
+        let base = fields(Readv::new(Fd(fd), p(buf), len).build());
+        prop_assert_eq!((base.addr3, base.pad2), (0, 0));
+    }
+
     /// `io_uring_prep_cmd_sock(sqe, cmd_op, fd, level, optname, optval, optlen)`:
     /// `cmd_op` at 8 (`__pad1` 0), `level`/`optname` at 16/20, `len` 0,
     /// `optlen` at 44, `optval` at 48.
