@@ -1,0 +1,168 @@
+//! Side-by-side benchmarks: ring and the io-uring crate on the same
+//! workloads, in one run, alternating, so their ratio is measured under the
+//! same conditions. `cargo xtask bench` runs this and writes BENCHMARKS.md.
+//!
+//! `ring-bench [--quick] [ROW...]`: prints one line per row,
+//! `row<TAB>ring ns/op<TAB>io-uring ns/op<TAB>ratio` (ratio = io-uring time /
+//! ring time: above 1 means ring is faster), medians of alternating rounds.
+//! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
+//! instruction counting under valgrind.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use io_uring::{IoUring, opcode};
+use ring_driver::{Builder, Ring};
+use ring_ops::Nop;
+
+/// NOPs per timed sample.
+const OPS: u64 = 1 << 16;
+
+/// One NOP loop: push `batch`, submit and wait for them, reap them; `ops` in all.
+fn ring_nops(ring: &mut Ring, batch: u32, ops: u64) {
+    let entry = Nop::new().build();
+    let mut done = 0;
+    while done < ops {
+        {
+            let mut sq = ring.sq();
+            for i in 0..batch {
+                // SAFETY: a NOP carries no pointers.
+                unsafe { sq.push(entry.user_data(u64::from(i))) }.expect("batch fits the SQ");
+            }
+        }
+        ring.submitter().submit_and_wait(batch).expect("enter");
+        let mut reaped = 0;
+        for cqe in ring.cq() {
+            black_box(cqe.user_data());
+            reaped += 1;
+        }
+        assert_eq!(reaped, batch);
+        done += u64::from(batch);
+    }
+}
+
+fn uring_nops(ring: &mut IoUring, batch: u32, ops: u64) {
+    let entry = opcode::Nop::new().build();
+    let mut done = 0;
+    while done < ops {
+        {
+            let mut sq = ring.submission();
+            for i in 0..batch {
+                // SAFETY: a NOP carries no pointers.
+                unsafe { sq.push(&entry.clone().user_data(u64::from(i))) }
+                    .expect("batch fits the SQ");
+            }
+        }
+        ring.submit_and_wait(batch as usize).expect("enter");
+        let mut reaped = 0;
+        for cqe in ring.completion() {
+            black_box(cqe.user_data());
+            reaped += 1;
+        }
+        assert_eq!(reaped, batch);
+        done += u64::from(batch);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `a` and `b` alternately `rounds` times; returns their median ns/op.
+fn alternate(
+    rounds: usize,
+    ops: u64,
+    mut a: impl FnMut(u64),
+    mut b: impl FnMut(u64),
+) -> (f64, f64) {
+    // Warm up both.
+    a(ops / 8);
+    b(ops / 8);
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let time = |f: &mut dyn FnMut(u64)| {
+            let start = Instant::now();
+            f(ops);
+            start.elapsed().as_nanos() as f64 / ops as f64
+        };
+        // Alternate which goes first, so neither always follows the other.
+        if round % 2 == 0 {
+            ta.push(time(&mut a));
+            tb.push(time(&mut b));
+        } else {
+            tb.push(time(&mut b));
+            ta.push(time(&mut a));
+        }
+    }
+    (median(ta), median(tb))
+}
+
+fn nop_row(name: &str, batch: u32, defaults: bool, rounds: usize) {
+    let entries = batch.max(8).next_power_of_two();
+    let mut ring = if defaults {
+        Builder::new(entries).build()
+    } else {
+        Builder::new(entries).no_defaults().build()
+    }
+    .expect("ring setup");
+    let mut theirs = if defaults {
+        // The io-uring crate's equivalent of ring's defaults where it has
+        // them: COOP_TASKRUN + TASKRUN_FLAG, SUBMIT_ALL, NO_SQARRAY.
+        let mut b = IoUring::builder();
+        b.setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_submit_all();
+        b.setup_no_sqarray();
+        b.build(entries).expect("io-uring setup")
+    } else {
+        IoUring::new(entries).expect("io-uring setup")
+    };
+    if defaults {
+        // Same registered-fd advantage for both.
+        let _ = theirs.submitter().register_ring_fd();
+    }
+    let (ours, other) = alternate(
+        rounds,
+        OPS,
+        |n| ring_nops(&mut ring, batch, n),
+        |n| uring_nops(&mut theirs, batch, n),
+    );
+    println!("{name}\t{ours:.1}\t{other:.1}\t{:.3}", other / ours);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--callgrind") {
+        let lib = args.get(1).expect("LIB");
+        let batch: u32 = args.get(2).and_then(|b| b.parse().ok()).expect("BATCH");
+        let ops: u64 = args.get(3).and_then(|b| b.parse().ok()).expect("OPS");
+        let entries = batch.max(8).next_power_of_two();
+        match lib.as_str() {
+            "ring" => ring_nops(
+                &mut Builder::new(entries).no_defaults().build().expect("setup"),
+                batch,
+                ops,
+            ),
+            "io-uring" => uring_nops(&mut IoUring::new(entries).expect("setup"), batch, ops),
+            other => panic!("unknown lib {other}"),
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let rounds = if quick { 5 } else { 21 };
+    let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let want = |row: &str| wanted.is_empty() || wanted.iter().any(|w| row.starts_with(w.as_str()));
+    println!("row\tring ns/op\tio-uring ns/op\tratio");
+    for batch in [1, 32, 256] {
+        for defaults in [false, true] {
+            let name = format!(
+                "nop/batch{batch}/{}",
+                if defaults { "defaults" } else { "plain" }
+            );
+            if want(&name) {
+                nop_row(&name, batch, defaults, rounds);
+            }
+        }
+    }
+}
