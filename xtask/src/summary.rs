@@ -55,6 +55,26 @@ struct Binary {
     /// The test that has started but not reported yet.
     pending: Option<Pending>,
     failures: usize,
+    /// How many results the transcript showed.
+    results: usize,
+    /// How many libtest's `test result:` line counted (passed, failed, ignored).
+    announced: Option<usize>,
+}
+
+/// The passed + failed + ignored counts of a `test result:` line.
+fn announced_count(line: &str) -> Option<usize> {
+    let counts = line.strip_prefix("test result: ")?.split_once(". ")?.1;
+    let mut total = 0;
+    for part in counts.split(';') {
+        let mut words = part.split_whitespace();
+        let (Some(n), Some(what)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if matches!(what, "passed" | "failed" | "ignored") {
+            total += n.parse::<usize>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 struct Pending {
@@ -125,6 +145,13 @@ impl Summary {
                     self.failed.push(who);
                 } else if exit != "0" && b.failures == 0 {
                     self.failed.push(format!("{label}: exited with {exit}"));
+                } else if let Some(n) = b.announced.filter(|n| *n != b.results) {
+                    // Never pass silently: every test libtest counted must
+                    // have been seen and counted here.
+                    self.failed.push(format!(
+                        "{label}: libtest counted {n} tests, the transcript shows {}",
+                        b.results
+                    ));
                 }
                 self.binaries += 1;
             } else if rest == "done" {
@@ -135,7 +162,12 @@ impl Summary {
         let Some(b) = bin.as_mut() else { return };
         let result = if let Some(rest) = line.strip_prefix("test ") {
             let Some((name, outcome)) = rest.split_once(" ... ") else {
-                return; // `test result: ...` and other lines
+                if b.pending.is_none() {
+                    if let Some(n) = announced_count(line) {
+                        b.announced = Some(n);
+                    }
+                }
+                return;
             };
             b.pending = Some(Pending {
                 name: name.to_string(),
@@ -168,6 +200,7 @@ impl Summary {
             }
         };
         let p = b.pending.take().expect("a pending test");
+        b.results += 1;
         let who = format!("{}: {}", b.label, p.name);
         match (outcome, p.skip) {
             (Outcome::Failed, _) => {
@@ -376,6 +409,29 @@ ring-xtask: done\r
         assert!(
             report.contains("  failed: b: x\n    | thread 'x' panicked at a.rs:1:1:\n    | boom\n"),
             "{report}"
+        );
+    }
+
+    #[test]
+    fn a_result_line_must_match_what_was_seen() {
+        let line = "test result: ok. 3 passed; 1 failed; 2 ignored; 4 measured; 5 filtered out; finished in 0.04s";
+        assert_eq!(super::announced_count(line), Some(6));
+        assert_eq!(super::announced_count("test result: garbled"), None);
+        // libtest counted two tests, but kernel noise mangled one test's line.
+        let t = "ring-xtask: begin b\ntest x ... ok\n[  3.1] noisetest y ... ok\n\
+                 test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
+                 ring-xtask: end b exit=0\nring-xtask: done\n";
+        let s = Summary::parse(t);
+        assert_eq!(
+            s.failed,
+            ["b: libtest counted 2 tests, the transcript shows 1"]
+        );
+        // The sample run is consistent: no such failure there.
+        assert!(
+            !Summary::parse(RUN)
+                .failed
+                .iter()
+                .any(|f| f.contains("counted"))
         );
     }
 
