@@ -124,10 +124,11 @@
 //! | by value: `*slot = op.build().user_data(i).into_sqe()` | 30.0 | 19.0 |
 //! | in place: `op.encode(slot); slot.user_data = i` | 22.5 | **11.5** |
 //!
-//! The 7.5-instruction difference is what copying the 64 bytes from a
-//! stack temporary into the slot costs (four 16-byte loads and four
-//! stores): in place, the slot is zeroed and the fields written there
-//! directly. Reproduce with `cargo build --release -p ring-ops --example
+//! The disassembly shows why: by value, the compiler stored the whole
+//! 64-byte value field by field into the slot, zero fields included (here
+//! choosing between the two ops without a branch); in place, it cleared the
+//! slot with four 16-byte stores and then wrote only the fields the op
+//! sets. Reproduce with `cargo build --release -p ring-ops --example
 //! encode_bench` and `valgrind --tool=callgrind
 //! target/release/examples/encode_bench in-place 1000000` (modes
 //! `by-value`, `in-place`, `baseline`). Wall-clock time on this
