@@ -19,6 +19,9 @@
 //! - [`decide_enter`]: whether to call `io_uring_enter(2)`, with which
 //!   `to_submit`, `min_complete` and flags, as liburing decides, and when a
 //!   full fence must precede reading the SQ flags ([`FlagsRead`]).
+//! - [`BufRing`]: the application's side of a provided-buffer ring (which
+//!   slot a returned buffer goes to, which tail to publish, which buffers
+//!   the kernel holds).
 //! - [`CqCredit`] / [`AtomicCqCredit`]: back-pressure keeping completions in
 //!   flight within the CQ, so it cannot overflow.
 //! - [`SharedSq`] / [`SharedCq`]: the concurrent claim -> fill -> commit in
@@ -99,6 +102,7 @@
 
 extern crate alloc;
 
+mod bufring;
 mod cq;
 mod credit;
 mod enter;
@@ -110,6 +114,7 @@ mod sim;
 mod sq;
 pub mod sync;
 
+pub use bufring::{BufRing, BufRingError};
 pub use cq::{CompletionQueue, CqBatch, MixedCqe};
 pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
 pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};
