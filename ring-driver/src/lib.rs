@@ -17,6 +17,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod bufring;
 mod error;
 mod kernel;
 mod probe;
@@ -27,6 +28,7 @@ mod setup;
 mod sim;
 mod sys;
 
+pub use bufring::{BufGuard, BufRing};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs};
 pub use probe::{KernelVersion, Probe, ProbeReport};

@@ -223,6 +223,17 @@ pub(crate) fn raise_nofile_limit(by: u64) {
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
 }
 
+/// Duplicates `fd` (close-on-exec).
+pub(crate) fn dup(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on an fd the caller holds; the result is checked.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(new)
+    }
+}
+
 /// Closes an fd this crate owns.
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: callers pass an fd they own and never use again.

@@ -696,3 +696,70 @@ fn sq_wait_under_sqpoll_returns_once_there_is_room() {
     }
     assert_eq!(got, [0, 1, 2, 3]);
 }
+
+#[test]
+fn buffer_ring_feeds_a_multishot_recv_and_recycles() {
+    use ring_driver::BufRing;
+    let mut ring = Ring::new(8).unwrap();
+    // SAFETY: the multishot recv using group 3 is cancelled and its last
+    // completion reaped before `bufs` drops (end of the test).
+    let mut bufs = match unsafe { BufRing::new(&ring, 3, 4, 16) } {
+        Ok(bufs) => bufs,
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            skip!("buffer_ring_feeds_a_multishot_recv_and_recycles", "{e}")
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let multishot =
+        ring.probe().unwrap().supports(ring_sys::IORING_OP_RECV) && common::kernel().at_least(6, 0);
+    let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let recv = ring_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0);
+    let recv = if multishot { recv.multishot() } else { recv };
+    // SAFETY: the buffers come from the group, alive until the end.
+    unsafe { ring.sq().push(recv.build().user_data(9)) }.unwrap();
+    ring.submitter().submit().unwrap();
+    // Ten messages through four 16-byte buffers: recycling is required.
+    let mut received = Vec::new();
+    for i in 0..10u8 {
+        let msg = [b'a' + i; 10];
+        a.write_all(&msg).unwrap();
+        ring.submitter().submit_and_wait(1).unwrap();
+        let cqes: Vec<Cqe> = ring.cq().collect();
+        for cqe in cqes {
+            assert_eq!(cqe.user_data(), 9);
+            let data = bufs.take(&cqe).unwrap().expect("recv picked a buffer");
+            received.extend_from_slice(&data);
+            if !multishot {
+                drop(data);
+                // SAFETY: as above.
+                unsafe { ring.sq().push(recv.build().user_data(9)) }.unwrap();
+                ring.submitter().submit().unwrap();
+            } else {
+                assert!(cqe.more(), "multishot recv stays armed: {cqe:?}");
+            }
+        }
+    }
+    let want: Vec<u8> = (0..10u8).flat_map(|i| [b'a' + i; 10]).collect();
+    assert_eq!(received, want);
+    assert_eq!(bufs.available(), 4, "every buffer is back in the ring");
+    // Stop the receive and reap its last completion before dropping `bufs`.
+    drop(a);
+    drop(b);
+    let mut last = None;
+    for _ in 0..10 {
+        ring.submitter().submit_and_wait(1).unwrap();
+        last = ring.cq().last();
+        if last.is_some_and(|c| !c.more()) {
+            break;
+        }
+    }
+    assert!(
+        last.is_some_and(|c| !c.more()),
+        "the receive ended: {last:?}"
+    );
+    if !multishot {
+        eprintln!(
+            "ring-skip: buffer_ring_feeds_a_multishot_recv_and_recycles/multishot: multishot recv needs Linux 6.0"
+        );
+    }
+}
