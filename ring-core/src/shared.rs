@@ -317,7 +317,7 @@ mod tests {
     /// Real threads on the real atomics: producers and a kernel thread.
     #[test]
     fn sq_threads_deliver_everything_once() {
-        const PER: u64 = 2000;
+        const PER: u64 = if cfg!(miri) { 20 } else { 2000 };
         const PRODUCERS: u64 = 3;
         let q = Arc::new(SharedSq::with_start(8, u32::MAX - 20));
         let head = Arc::new(AtomicU32::new(u32::MAX - 20));
