@@ -11,12 +11,22 @@ use io_uring::IoUring;
 use ring_ops::*;
 use ring_sys::{__kernel_timespec, io_uring_sqe};
 
+/// Reports a skipped test the way `cargo xtask test-kernel` counts it:
+/// `ring-skip: <test>: <reason>` on stderr (libtest names the test's thread
+/// after the test).
+fn skip(reason: std::fmt::Arguments<'_>) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("unknown-test");
+    let test = test.rsplit("::").next().unwrap_or(test);
+    eprintln!("ring-skip: {test}: {reason}");
+}
+
 /// A ring, or `None` (with the reason printed) where io_uring is unavailable.
 fn ring() -> Option<IoUring> {
     match IoUring::new(16) {
         Ok(ring) => Some(ring),
         Err(err) => {
-            println!("skipped: io_uring_setup failed here: {err}");
+            skip(format_args!("io_uring_setup failed here: {err}"));
             None
         }
     }
@@ -26,15 +36,15 @@ fn ring() -> Option<IoUring> {
 fn supported(ring: &IoUring, info: OpInfo) -> bool {
     let mut probe = io_uring::Probe::new();
     if ring.submitter().register_probe(&mut probe).is_err() {
-        println!("skipped {}: IORING_REGISTER_PROBE failed", info.name);
+        skip(format_args!(
+            "IORING_REGISTER_PROBE failed (for {})",
+            info.name
+        ));
         return false;
     }
     let ok = probe.is_supported(info.code);
     if !ok {
-        println!(
-            "skipped {}: not supported by this kernel (needs {})",
-            info.name, info.since
-        );
+        skip(format_args!("{} needs Linux {}", info.name, info.since));
     }
     ok
 }
@@ -110,7 +120,7 @@ fn nop_write_read_through_a_pipe() {
 fn nop_injects_its_result() {
     let Some(mut ring) = ring() else { return };
     if running_kernel() < KernelVersion::new(6, 10) {
-        println!("skipped: IORING_NOP_INJECT_RESULT needs Linux 6.10");
+        skip(format_args!("IORING_NOP_INJECT_RESULT needs Linux 6.10"));
         return;
     }
     let out = run(
@@ -166,7 +176,7 @@ fn timeouts_expire_and_link_timeouts_cancel() {
 fn multishot_poll_is_cancelled_by_user_data() {
     let Some(mut ring) = ring() else { return };
     if running_kernel() < KernelVersion::new(5, 13) {
-        println!("skipped: multishot poll needs Linux 5.13");
+        skip(format_args!("multishot poll needs Linux 5.13"));
         return;
     }
     let (r, w) = pipe();

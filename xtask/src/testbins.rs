@@ -12,8 +12,11 @@ pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 /// The packages whose tests run against a kernel, with their test targets
 /// (empty: every test target of the package, `cargo test --tests`).
 /// Extend this list as crates gain kernel tests.
-pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] =
-    &[("ring-sys", &["kernel"]), ("ring-driver", &[])];
+pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] = &[
+    ("ring-sys", &["kernel"]),
+    ("ring-ops", &["kernel"]),
+    ("ring-driver", &[]),
+];
 
 /// The cargo target directory of the musl builds, apart from the shared one.
 pub(crate) fn target_dir() -> PathBuf {
