@@ -21,12 +21,22 @@ fn nop(user_data: u64) -> ring_ops::Entry {
     Nop::new().build().user_data(user_data)
 }
 
-/// Pushes NOPs with these user_data values (they carry no pointers).
+/// Pushes NOPs with these user_data values (they carry no pointers). A full
+/// SQ is waited out with `sq_wait`: under SQPOLL the kernel thread can post
+/// the CQEs of a batch before it stores the SQ head that frees its slots.
 fn push_nops(ring: &mut Ring, ids: impl IntoIterator<Item = u64>) {
-    let mut sq = ring.sq();
     for id in ids {
-        // SAFETY: a NOP carries no pointers.
-        unsafe { sq.push(nop(id)) }.expect("room in the SQ");
+        let mut entry = nop(id);
+        loop {
+            // SAFETY: a NOP carries no pointers.
+            match unsafe { ring.sq().push(entry) } {
+                Ok(()) => break,
+                Err(full) => {
+                    entry = full.0;
+                    ring.submitter().sq_wait().expect("room in the SQ");
+                }
+            }
+        }
     }
 }
 
@@ -762,4 +772,122 @@ fn buffer_ring_feeds_a_multishot_recv_and_recycles() {
             "ring-skip: buffer_ring_feeds_a_multishot_recv_and_recycles/multishot: multishot recv needs Linux 6.0"
         );
     }
+}
+
+fn monotonic_now() -> __kernel_timespec {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is valid and writable.
+    let res = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    assert_eq!(res, 0);
+    __kernel_timespec {
+        tv_sec: now.tv_sec,
+        tv_nsec: now.tv_nsec,
+    }
+}
+
+#[test]
+fn absolute_timeouts_and_timeout_updates() {
+    let mut ring = Ring::new(8).unwrap();
+    // Absolute: 30 ms from now on CLOCK_MONOTONIC.
+    let mut at = monotonic_now();
+    at.tv_nsec += 30_000_000;
+    if at.tv_nsec >= 1_000_000_000 {
+        at.tv_sec += 1;
+        at.tv_nsec -= 1_000_000_000;
+    }
+    let start = std::time::Instant::now();
+    // SAFETY: `at` outlives the completion reaped below.
+    unsafe {
+        ring.sq()
+            .push(Timeout::new(&at).absolute().build().user_data(1))
+    }
+    .unwrap();
+    ring.submitter().submit_and_wait(1).unwrap();
+    assert_eq!(reap_all(&mut ring)[0].result(), Err(Errno::ETIME));
+    assert!(
+        start.elapsed() >= Duration::from_millis(20),
+        "{:?}",
+        start.elapsed()
+    );
+
+    if !common::kernel().at_least(5, 11) {
+        skip!(
+            "absolute_timeouts_and_timeout_updates/update",
+            "IORING_TIMEOUT_UPDATE needs Linux 5.11"
+        );
+    }
+    // Update: a 10 s timeout shortened to 10 ms.
+    let long = ts(10_000);
+    let short = ts(10);
+    let start = std::time::Instant::now();
+    // SAFETY: both timespecs outlive the completions reaped below.
+    unsafe {
+        let mut sq = ring.sq();
+        sq.push(Timeout::new(&long).build().user_data(2)).unwrap();
+        sq.push(ring_ops::TimeoutUpdate::new(2, &short).build().user_data(3))
+            .unwrap();
+    }
+    ring.submitter().submit_and_wait(2).unwrap();
+    let mut got: Vec<(u64, Result<u32, Errno>)> = reap_all(&mut ring)
+        .iter()
+        .map(|c| (c.user_data(), c.result()))
+        .collect();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(got, [(2, Err(Errno::ETIME)), (3, Ok(0))]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the update took effect"
+    );
+}
+
+#[test]
+fn sqe128_rings_take_128_byte_entries() {
+    let mut ring = match Builder::new(4).sqe128().build() {
+        Ok(ring) => ring,
+        Err(e) => skip!("sqe128_rings_take_128_byte_entries", "{e}"),
+    };
+    // A 64-byte entry in a 128-byte slot, and a 64-byte push on this ring.
+    // SAFETY: NOPs carry no pointers.
+    unsafe {
+        ring.sq().push128(ring_ops::Entry128::from(nop(1))).unwrap();
+        ring.sq().push(nop(2)).unwrap();
+    }
+    ring.submitter().submit_and_wait(2).unwrap();
+    let results: Vec<_> = reap_all(&mut ring)
+        .iter()
+        .map(|c| (c.user_data(), c.result()))
+        .collect();
+    assert_eq!(results, [(1, Ok(0)), (2, Ok(0))]);
+    // An 80-byte socket command: SIOCINQ on a socket pair with 5 bytes queued.
+    if !common::kernel().at_least(6, 7) {
+        skip!(
+            "sqe128_rings_take_128_byte_entries/socket_cmd",
+            "socket uring_cmd needs Linux 6.7"
+        );
+    }
+    let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.write_all(b"12345").unwrap();
+    let cmd = ring_ops::UringCmd80::new(Fd(b.as_raw_fd()), ring_sys::SOCKET_URING_OP_SIOCINQ)
+        .build()
+        .user_data(3);
+    // SAFETY: SIOCINQ carries no pointers; the socket outlives the completion.
+    unsafe { ring.sq().push128(cmd) }.unwrap();
+    ring.submitter().submit_and_wait(1).unwrap();
+    let cqe = reap_all(&mut ring)[0];
+    match cqe.result() {
+        Ok(n) => assert_eq!(n, 5),
+        // AF_UNIX sockets gained SIOCINQ through uring_cmd later than TCP.
+        Err(Errno::EOPNOTSUPP) => eprintln!(
+            "ring-skip: sqe128_rings_take_128_byte_entries/socket_cmd: SIOCINQ on AF_UNIX unsupported here"
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    // A 128-byte entry on a 64-byte ring is handed back.
+    let mut plain = Ring::new(4).unwrap();
+    // SAFETY: never submitted.
+    let back = unsafe { plain.sq().push128(cmd) }.unwrap_err();
+    assert_eq!(back.0.get_user_data(), 3);
 }
