@@ -19,7 +19,8 @@ fn main() -> std::io::Result<()> {
         .map(|(name, _)| name)
         .collect();
     println!("features: {}", names.join(" "));
-    println!("defaults picked: {:?}", ring.defaults());
+    let defaults: Vec<&str> = ring.defaults().iter_names().map(|(name, _)| name).collect();
+    println!("defaults picked: {}", defaults.join(" "));
     print!("{}", ring.probe()?.report());
     Ok(())
 }

@@ -80,7 +80,7 @@ impl fmt::Display for KernelVersion {
 ///
 /// let probe = Probe::current()?;
 /// if let Err(unsupported) = probe.check(IORING_OP_RECV_ZC) {
-///     println!("{unsupported}"); // "IORING_OP_RECV_ZC needs Linux 6.15; this kernel is 6.1.0"
+///     println!("{unsupported}"); // "RecvZc needs Linux 6.15; this kernel is 6.1.0"
 /// }
 /// print!("{}", probe.report());
 /// # Ok::<(), std::io::Error>(())
@@ -184,10 +184,14 @@ impl fmt::Debug for Probe {
     }
 }
 
-/// The name and first kernel of an opcode, from ring-sys's table.
+/// The builder name (`"RecvZc"`) and first kernel of an opcode, from
+/// ring-ops's table.
 pub(crate) fn op_info(opcode: u8) -> (&'static str, Option<(u16, u16)>) {
-    match IORING_OPS.get(usize::from(opcode)) {
-        Some(&(_, name, (major, minor))) => (name, Some((u16::from(major), u16::from(minor)))),
+    match ring_ops::info_of(opcode) {
+        Some(info) => (
+            info.builder,
+            Some((u16::from(info.since.major), u16::from(info.since.minor))),
+        ),
         None => ("an opcode newer than Linux 6.18", None),
     }
 }
@@ -203,14 +207,17 @@ impl fmt::Display for ProbeReport<'_> {
             None => writeln!(f, "kernel unknown, last opcode {}", probe.last_op)?,
         }
         let mut count = 0;
-        for &(op, name, (major, minor)) in IORING_OPS {
-            let yes = probe.supports(op);
+        for op in ring_ops::ALL.iter() {
+            let yes = probe.supports(op.code);
             count += usize::from(yes);
             writeln!(
                 f,
-                "  {op:>2} {:<20} {:<3}  since {major}.{minor}",
-                name.trim_start_matches("IORING_OP_"),
-                if yes { "yes" } else { "no" }
+                "  {:>2} {:<14} {:<22} {:<3}  since {}",
+                op.code,
+                op.builder,
+                op.name,
+                if yes { "yes" } else { "no" },
+                op.since
             )?;
         }
         writeln!(f, "{count} of {} opcodes supported", IORING_OPS.len())
@@ -239,7 +246,7 @@ mod tests {
         let err = probe.check(ring_sys::IORING_OP_RECV_ZC).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "IORING_OP_RECV_ZC needs Linux 6.15; this kernel is 6.1.0"
+            "RecvZc needs Linux 6.15; this kernel is 6.1.0"
         );
         assert!(probe.check(2).is_ok());
         let report = probe.report().to_string();
