@@ -24,6 +24,11 @@ mod probe;
 mod register;
 mod ring;
 mod setup;
+#[cfg(not(loom))]
+mod shared;
+#[cfg(not(loom))]
+mod shared_map;
+mod shared_release;
 #[cfg(feature = "sim")]
 mod sim;
 mod sys;
@@ -35,5 +40,7 @@ pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};
 pub use setup::{Builder, Params, SETUP_FLAGS};
+#[cfg(not(loom))]
+pub use shared::{PushError, SharedRing};
 #[cfg(feature = "sim")]
 pub use sim::Sim;

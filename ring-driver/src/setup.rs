@@ -454,6 +454,11 @@ impl Builder {
         self
     }
 
+    /// Whether the fast defaults are on (not [`no_defaults`](Self::no_defaults)).
+    pub(crate) fn uses_defaults(&self) -> bool {
+        self.defaults
+    }
+
     /// Sets up the ring and maps it.
     pub(crate) fn build_raw(&self) -> Result<RawRing, SetupError> {
         self.validate()?;

@@ -1,0 +1,620 @@
+//! `SharedRing`: one io_uring, many threads, no lock.
+//!
+//! The kernel's side of each ring is single-producer/single-consumer. A
+//! [`SharedRing`] lets any number of threads push and reap at once through
+//! ring-core's claim -> fill -> commit-in-order protocol
+//! ([`ring_core::SharedSq`], [`ring_core::SharedCq`]); this module moves the
+//! bytes, makes the calls, and decides the points below.
+//!
+//! # Submission
+//!
+//! [`push`](SharedRing::push) takes a CQ credit, claims an SQ slot (CAS on a
+//! shared reservation tail), writes the SQE into the mapped slot and
+//! commits it; the commit advances the kernel-visible `sq.tail` over every
+//! consecutive committed slot, so the kernel never sees a slot before it is
+//! filled. A commit behind a slot another thread is still filling does not
+//! move the tail: that thread's commit will move it over both.
+//!
+//! **Who calls `io_uring_enter`: any thread.** [`submit`](SharedRing::submit)
+//! asks the kernel to consume `sq.tail - sq.head` (both loaded just before);
+//! the kernel serialises submitters on its ring lock and consumes
+//! `min(to_submit, entries it sees)`, so a stale, too-large count is
+//! harmless and two threads submitting at once never submit an entry twice.
+//! Producers never block each other: pushing is lock-free, and a submit
+//! holds nothing of ours. The rule for liveness: **after pushing, call
+//! `submit`** (or let another thread's later `submit` take the entry).
+//! Every published entry is consumed by the first `submit` that runs after
+//! its publication, whoever calls it; an entry whose commit could not move
+//! the tail is published by the commit of the earlier claim, whose pusher
+//! then submits. Under `IORING_SETUP_SQPOLL` the kernel thread consumes the
+//! entries and `submit` only wakes it when it sleeps (after a full fence,
+//! [`FlagsRead::FullFenceThenLoad`]). The ring fd is never registered:
+//! registered ring fds live in a per-thread table.
+//!
+//! # Completion
+//!
+//! [`reap`](SharedRing::reap) claims up to `max` ready CQEs (CAS on a shared
+//! claim index), copies them out, marks them done; `cq.head` only advances
+//! over consecutive copied-out slots, so the kernel never overwrites a CQE a
+//! thread is still reading. Any thread may reap any completion: route them by
+//! `user_data` if threads must get their own.
+//!
+//! **Waiting.** [`submit_and_wait(n)`](SharedRing::submit_and_wait) returns
+//! once the kernel sees `n` CQEs in the CQ, *including those other threads
+//! have claimed or will take*: a waiter may wake and find nothing to reap
+//! (call it again), and may sleep on when another thread took the
+//! completion it woke for. With several waiters and a finite amount of
+//! work, bound the wait with
+//! [`submit_and_wait_timeout`](SharedRing::submit_and_wait_timeout).
+//!
+//! # Back-pressure
+//!
+//! Each pushed entry takes one credit of a [`ring_core::AtomicCqCredit`]
+//! whose budget is the CQ size minus one (the one is kept for the cancel
+//! sent at close). A push past the budget is refused with
+//! [`PushError::NoCredit`], the entry handed back: reap, then push again.
+//! The credit of a completion comes back when `cq.head` moves past its slot
+//! (not merely when it is read: a slot read out of order is still full for
+//! the kernel), so completions can never outnumber the CQ's slots, and the
+//! CQ cannot overflow. A CQE with `IORING_CQE_F_MORE` (multishot) keeps its
+//! request's credit; a multishot request may post several CQEs before they
+//! are reaped, so leave headroom for such bursts. An entry with
+//! `IOSQE_CQE_SKIP_SUCCESS` posts nothing on success and its credit is then
+//! never returned: do not use it on a `SharedRing`.
+//!
+//! # Setup flags
+//!
+//! Refused, with [`SetupError::Invalid`] naming the flag:
+//! `IORING_SETUP_SINGLE_ISSUER` and `IORING_SETUP_DEFER_TASKRUN` (the kernel
+//! binds the ring to one task), `IORING_SETUP_COOP_TASKRUN` and
+//! `IORING_SETUP_TASKRUN_FLAG` (completions would wait, without interrupting
+//! it, for the next system call of whichever thread submitted the request,
+//! while another thread sleeps waiting for them; the fast default is
+//! dropped for shared rings), `IORING_SETUP_REGISTERED_FD_ONLY` (the index
+//! is per thread), `IORING_SETUP_CQE_MIXED` (a 32-byte CQE spans two slots,
+//! the shared claim is per slot).
+//!
+//! # Closing
+//!
+//! Handles are `Clone + Send + Sync` ([`Arc`] inside). When the last one
+//! drops, entries still unsubmitted are submitted, everything in flight is
+//! cancelled (`IORING_OP_ASYNC_CANCEL` with `ANY | ALL`, Linux 5.19; on older
+//! kernels in-flight requests are waited for), and completions are reaped
+//! and discarded until no credit is out; only then is the ring unmapped and
+//! closed, so the kernel never writes into memory a request named after the
+//! ring is gone.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ring_driver::SharedRing;
+//! use ring_ops::Nop;
+//!
+//! let ring = SharedRing::new(64)?;
+//! let threads: Vec<_> = (0..4u64)
+//!     .map(|t| {
+//!         let ring = ring.clone();
+//!         std::thread::spawn(move || {
+//!             // SAFETY: a NOP carries no pointers.
+//!             unsafe { ring.push(Nop::new().build().user_data(t)) }.unwrap();
+//!             ring.submit().unwrap();
+//!         })
+//!     })
+//!     .collect();
+//! threads.into_iter().for_each(|t| t.join().unwrap());
+//! let mut done = Vec::new();
+//! while done.len() < 4 {
+//!     ring.reap(&mut done, 16);
+//! }
+//! let mut ids: Vec<u64> = done.iter().map(|c| c.user_data()).collect();
+//! ids.sort();
+//! assert_eq!(ids, [0, 1, 2, 3]);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! [`FlagsRead::FullFenceThenLoad`]: ring_core::FlagsRead::FullFenceThenLoad
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::time::Duration;
+
+use ring_core::{
+    AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, decide_enter,
+    timeout_needs_sqe,
+};
+use ring_ops::{AsyncCancel, Entry};
+use ring_sys::{Errno, SetupFlags, SqFlags};
+
+use crate::error::{SetupError, Unsupported, os};
+use crate::kernel::Linux;
+use crate::probe::KernelVersion;
+use crate::ring::Cqe;
+use crate::setup::{Builder, Params};
+use crate::shared_map::SharedMap;
+use crate::shared_release::CqRelease;
+
+/// The `user_data` of the cancel sent when the ring closes.
+const CLOSE_CANCEL: u64 = u64::MAX;
+
+/// A push refused: the entry is handed back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError<T> {
+    /// The SQ has no free slot: [`submit`](SharedRing::submit), then push again.
+    SqFull(T),
+    /// The CQ credit is spent (as many requests in flight as the CQ can
+    /// hold completions): [`reap`](SharedRing::reap), then push again.
+    NoCredit(T),
+}
+
+impl<T> PushError<T> {
+    /// The refused entry.
+    pub fn into_inner(self) -> T {
+        match self {
+            PushError::SqFull(t) | PushError::NoCredit(t) => t,
+        }
+    }
+}
+
+impl<T> fmt::Display for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushError::SqFull(_) => f.write_str("the submission queue is full; submit, then push again"),
+            PushError::NoCredit(_) => f.write_str(
+                "as many requests are in flight as the completion queue holds; reap, then push again",
+            ),
+        }
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for PushError<T> {}
+
+impl<T> From<PushError<T>> for io::Error {
+    fn from(e: PushError<T>) -> io::Error {
+        io::Error::new(io::ErrorKind::WouldBlock, e.to_string())
+    }
+}
+
+/// One io_uring shared by many threads without a lock: see the
+/// [module doc](self) for who enters the kernel, how waiting works,
+/// back-pressure and closing.
+///
+/// Cloning makes another handle to the same ring; the ring closes when the
+/// last handle drops.
+#[derive(Clone)]
+pub struct SharedRing {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sq: SharedSq,
+    cq: SharedCq,
+    release: CqRelease,
+    credit: AtomicCqCredit,
+    defaults: SetupFlags,
+    // Last: the mappings outlive every use above.
+    map: SharedMap,
+}
+
+/// The flags a shared ring refuses, and why.
+const REFUSED: &[(SetupFlags, &str)] = &[
+    (
+        SetupFlags::SINGLE_ISSUER,
+        "IORING_SETUP_SINGLE_ISSUER binds the ring to one task; a SharedRing is used by many threads",
+    ),
+    (
+        SetupFlags::DEFER_TASKRUN,
+        "IORING_SETUP_DEFER_TASKRUN runs completions only in the one issuer task; a SharedRing is used by many threads",
+    ),
+    (
+        SetupFlags::COOP_TASKRUN,
+        "IORING_SETUP_COOP_TASKRUN delays completions until the submitting thread's next system call, while other threads wait for them; a SharedRing cannot use it",
+    ),
+    (
+        SetupFlags::TASKRUN_FLAG,
+        "IORING_SETUP_TASKRUN_FLAG goes with COOP_TASKRUN or DEFER_TASKRUN, which a SharedRing cannot use",
+    ),
+    (
+        SetupFlags::REGISTERED_FD_ONLY,
+        "IORING_SETUP_REGISTERED_FD_ONLY leaves only a per-thread ring index; a SharedRing is entered from many threads",
+    ),
+    (
+        SetupFlags::CQE_MIXED,
+        "IORING_SETUP_CQE_MIXED puts 32-byte CQEs across two slots; a SharedRing claims CQEs slot by slot",
+    ),
+];
+
+impl Builder {
+    /// Sets up a ring to be shared by many threads: a [`SharedRing`].
+    ///
+    /// Refuses (with [`SetupError::Invalid`] saying why) the flags that bind
+    /// a ring to one thread or one slot layout: `SINGLE_ISSUER`,
+    /// `DEFER_TASKRUN`, `COOP_TASKRUN`, `TASKRUN_FLAG`, `REGISTERED_FD_ONLY`,
+    /// `CQE_MIXED`. Of the fast defaults it keeps `SUBMIT_ALL` and
+    /// `NO_SQARRAY` (where the kernel has them) and drops `COOP_TASKRUN`; the
+    /// ring fd is not registered.
+    pub fn build_shared(&self) -> Result<SharedRing, SetupError> {
+        let asked = self.flags();
+        for &(flag, why) in REFUSED {
+            if asked.contains(flag) {
+                return Err(SetupError::Invalid(why));
+            }
+        }
+        let (raw, defaults) = if self.uses_defaults() {
+            let version = KernelVersion::current();
+            let has = |major, minor| version.is_some_and(|v| v.at_least(major, minor));
+            let mut defaults = SetupFlags::empty();
+            if has(5, 18) {
+                defaults |= SetupFlags::SUBMIT_ALL;
+            }
+            if has(6, 6) {
+                defaults |= SetupFlags::NO_SQARRAY;
+            }
+            let mut plain = self.clone().no_defaults();
+            if defaults.contains(SetupFlags::SUBMIT_ALL) {
+                plain = plain.submit_all();
+            }
+            if defaults.contains(SetupFlags::NO_SQARRAY) {
+                plain = plain.no_sqarray();
+            }
+            match plain.build_raw() {
+                Ok(raw) => (raw, defaults - asked),
+                // A kernel without what its version promises: plain setup.
+                Err(SetupError::Unsupported(_)) if !defaults.is_empty() => {
+                    (self.clone().no_defaults().build_raw()?, SetupFlags::empty())
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            (self.build_raw()?, SetupFlags::empty())
+        };
+        let linux = Linux::new(raw).map_err(SetupError::Io)?;
+        let map = SharedMap::new(linux).map_err(SetupError::Io)?;
+        SharedRing::from_map(map, defaults).map_err(SetupError::Io)
+    }
+}
+
+impl SharedRing {
+    /// A shared ring of `entries` submission slots (see
+    /// [`Builder::build_shared`]).
+    pub fn new(entries: u32) -> io::Result<SharedRing> {
+        Ok(Builder::new(entries).build_shared()?)
+    }
+
+    fn from_map(map: SharedMap, defaults: SetupFlags) -> io::Result<SharedRing> {
+        let geometry = *map.geometry();
+        // Start from what the kernel shows (0 on a fresh ring).
+        let sq_start = map.sq_head().load(Ordering::Acquire);
+        let cq_start = map.cq_tail().load(Ordering::Acquire);
+        let credit = AtomicCqCredit::new(geometry.cq_entries() - 1, &geometry)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(SharedRing {
+            inner: Arc::new(Inner {
+                sq: SharedSq::with_start(geometry.sq_entries(), sq_start),
+                cq: SharedCq::with_start(geometry.cq_entries(), cq_start),
+                release: CqRelease::new(geometry.cq_entries(), cq_start),
+                credit,
+                defaults,
+                map,
+            }),
+        })
+    }
+
+    /// Pushes one entry without a lock: takes a CQ credit, claims a slot,
+    /// writes the entry, commits. The entry reaches the kernel at the next
+    /// [`submit`](Self::submit) of any thread (or the SQPOLL thread). Refused
+    /// entries are handed back ([`PushError`]).
+    ///
+    /// # Safety
+    ///
+    /// Every buffer, path, iovec, timespec or other pointer the entry
+    /// carries, and every fd it names, must stay valid until its completion
+    /// has been reaped (for multishot requests: the last one, without
+    /// `IORING_CQE_F_MORE`), or until the last handle of the ring has been
+    /// dropped (which waits for everything in flight).
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the slot write is the map's"
+    )]
+    pub unsafe fn push(&self, entry: Entry) -> Result<(), PushError<Entry>> {
+        self.inner
+            .push_batch(std::slice::from_ref(&entry))
+            .map_err(|e| match e {
+                PushError::SqFull(()) => PushError::SqFull(entry),
+                PushError::NoCredit(()) => PushError::NoCredit(entry),
+            })
+    }
+
+    /// Pushes all the entries as one claim (consecutive slots) or none.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push), for every entry.
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the slot write is the map's"
+    )]
+    pub unsafe fn push_batch(&self, entries: &[Entry]) -> Result<(), PushError<()>> {
+        self.inner.push_batch(entries)
+    }
+
+    /// Submits everything published (by any thread); returns how many
+    /// entries this call's `io_uring_enter` consumed (0 if another thread's
+    /// submit took them first).
+    pub fn submit(&self) -> io::Result<u32> {
+        self.inner.enter(0, None)
+    }
+
+    /// Submits, then waits until the kernel sees at least `want` completions
+    /// in the CQ, counting those other threads have claimed and not yet
+    /// handed back: see the module doc on waiting.
+    pub fn submit_and_wait(&self, want: u32) -> io::Result<u32> {
+        self.inner.enter(want, None)
+    }
+
+    /// As [`submit_and_wait`](Self::submit_and_wait), giving up after
+    /// `timeout` with `ErrorKind::TimedOut` (`IORING_FEAT_EXT_ARG`, Linux
+    /// 5.11).
+    pub fn submit_and_wait_timeout(&self, want: u32, timeout: Duration) -> io::Result<u32> {
+        self.inner.enter(want, Some(timeout))
+    }
+
+    /// Reaps up to `max` completions, appending them to `out`; returns how
+    /// many. Never blocks.
+    pub fn reap(&self, out: &mut Vec<Cqe>, max: usize) -> usize {
+        self.inner.reap(out, max)
+    }
+
+    /// Reaps one completion, if one is ready and no other thread takes it
+    /// first.
+    pub fn pop(&self) -> Option<Cqe> {
+        let mut one = Vec::with_capacity(1);
+        self.inner.reap(&mut one, 1);
+        one.pop()
+    }
+
+    /// Requests pushed whose final completion has not been handed back to
+    /// the kernel yet (a snapshot).
+    pub fn in_flight(&self) -> u32 {
+        self.inner.credit.in_flight()
+    }
+
+    /// How many requests may be in flight at once: the CQ size minus one.
+    pub fn credit_budget(&self) -> u32 {
+        self.inner.credit.budget()
+    }
+
+    /// Completions the kernel dropped because the CQ was full (`cq.overflow`).
+    pub fn overflow(&self) -> u32 {
+        // Written by the kernel with WRITE_ONCE; a statistic.
+        self.inner.map.cq_overflow().load(Ordering::Relaxed)
+    }
+
+    /// Entries the kernel skipped as invalid (`sq.dropped`).
+    pub fn dropped(&self) -> u32 {
+        // Written by the kernel with WRITE_ONCE; a statistic.
+        self.inner.map.sq_dropped().load(Ordering::Relaxed)
+    }
+
+    /// The parameters the kernel filled in.
+    pub fn params(&self) -> &Params {
+        self.inner.map.params()
+    }
+
+    /// The setup flags the builder added as defaults on this kernel.
+    pub fn defaults(&self) -> SetupFlags {
+        self.inner.defaults
+    }
+
+    /// Entries published and not yet consumed by the kernel (a snapshot).
+    pub fn pending(&self) -> u32 {
+        self.inner.sq_pending()
+    }
+}
+
+impl Inner {
+    #[allow(unsafe_code, reason = "writes the slots it claimed")]
+    fn push_batch(&self, entries: &[Entry]) -> Result<(), PushError<()>> {
+        let n = u32::try_from(entries.len()).map_err(|_| PushError::SqFull(()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.credit
+            .acquire_n(n, ())
+            .map_err(|_| PushError::NoCredit(()))?;
+        let claim = match self.sq.claim(n, self.map.sq_head()) {
+            Ok(claim) => claim,
+            Err(e) => {
+                debug_assert!(matches!(e, ClaimError::Full(_)), "SQ claim: {e}");
+                // Release: nothing was published with the credit.
+                let _ = self.credit.release(n);
+                return Err(PushError::SqFull(()));
+            }
+        };
+        for (index, entry) in claim.indices().zip(entries) {
+            // SAFETY: `index` is ours: claimed above and not yet committed,
+            // so neither the kernel nor another thread touches its slot.
+            unsafe { self.map.write_sqe(index, entry.as_sqe()) };
+        }
+        self.sq.commit(claim, self.map.sq_tail());
+        Ok(())
+    }
+
+    fn sq_pending(&self) -> u32 {
+        // Acquire on the head: pairs with the kernel's smp_store_release in
+        // io_commit_sqring. The tail is ours (the committers' CAS); a stale
+        // pair only over- or under-asks, which the kernel clamps (see the
+        // module doc).
+        let head = self.map.sq_head().load(Ordering::Acquire);
+        let tail = self.map.sq_tail().load(Ordering::Acquire);
+        let pending = tail.wrapping_sub(head);
+        pending.min(self.map.geometry().sq_entries())
+    }
+
+    /// Ready completions no thread has claimed yet (a snapshot).
+    fn cq_unclaimed(&self) -> u32 {
+        let claimed = self.cq.claimed();
+        // Pairs with the kernel's smp_store_release(&cq.tail).
+        let tail = self.map.cq_tail().load(Ordering::Acquire);
+        let ready = tail.wrapping_sub(claimed);
+        // Another thread's claim can run ahead of our (older) tail load.
+        if ready > self.map.geometry().cq_entries() {
+            0
+        } else {
+            ready
+        }
+    }
+
+    fn sq_flags(&self, read: FlagsRead) -> SqFlags {
+        if read == FlagsRead::FullFenceThenLoad {
+            // Pairs with the smp_mb__after_atomic() the SQPOLL thread issues
+            // after setting IORING_SQ_NEED_WAKEUP and before re-reading the
+            // tail (io_sq_thread): liburing's io_uring_smp_mb().
+            fence(Ordering::SeqCst);
+        }
+        // atomic_or / atomic_andnot on the kernel side; a hint: relaxed.
+        SqFlags::from_bits_retain(self.map.sq_flags().load(Ordering::Relaxed))
+    }
+
+    /// `io_uring_enter` as ring-core decides, retrying `EINTR`.
+    fn enter(&self, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
+        let geometry = *self.map.geometry();
+        loop {
+            let mut input = EnterInput {
+                to_submit: self.sq_pending(),
+                wait_nr,
+                cq_ready: self.cq_unclaimed(),
+                setup: geometry.setup_flags(),
+                features: geometry.features(),
+                timeout: timeout.is_some(),
+                registered_ring: false,
+                ..EnterInput::default()
+            };
+            input.sq_flags = self.sq_flags(input.flags_read());
+            if timeout.is_some() && wait_nr > input.cq_ready && timeout_needs_sqe(input.features) {
+                return Err(Unsupported {
+                    what: "a wait with a timeout (IORING_FEAT_EXT_ARG)",
+                    needs: Some((5, 11)),
+                    kernel: KernelVersion::current(),
+                }
+                .into());
+            }
+            let Some(decision) = decide_enter(&input) else {
+                return Ok(0);
+            };
+            match self.map.enter(&decision, timeout) {
+                Ok(n) => return Ok(n),
+                // Interrupted by a signal before doing anything: retry.
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ETIME) if timeout.is_some() => {
+                    return Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                // EBUSY/EAGAIN (no room to post completions: only possible
+                // past the credit, with multishot bursts) and the rest: the
+                // caller reaps and retries, or gives up.
+                Err(e) => return Err(os(e)),
+            }
+        }
+    }
+
+    #[allow(unsafe_code, reason = "reads the slots it claimed")]
+    fn reap(&self, out: &mut Vec<Cqe>, max: usize) -> usize {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        if max == 0 {
+            return 0;
+        }
+        let batch = match self.cq.claim(max, self.map.cq_tail()) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return 0,
+            Err(_e) => {
+                // A tail more than a ring ahead: the kernel broke the
+                // protocol. Take nothing (safe: no slot is read).
+                debug_assert!(false, "kernel CQ tail out of range: {_e}");
+                return 0;
+            }
+        };
+        out.reserve(batch.len() as usize);
+        for index in batch.indices() {
+            // SAFETY: `index` is ours: claimed above below the acquired
+            // tail, not released yet, so the kernel wrote it and will not
+            // overwrite it.
+            let cqe = unsafe { self.map.read_cqe(index) };
+            self.release.note(index, cqe.raw().flags);
+            out.push(cqe);
+        }
+        self.release
+            .release(&self.cq, batch, self.map.cq_head(), &self.credit);
+        batch.len() as usize
+    }
+
+    /// The close protocol of the module doc; `&mut self`: no other handle
+    /// is left.
+    fn close(&mut self) {
+        let mut scratch = Vec::new();
+        self.reap(&mut scratch, usize::MAX);
+        if self.credit.in_flight() == 0 && self.sq_pending() == 0 {
+            return;
+        }
+        // One more credit than users may take, for the cancel: the CQ has
+        // room for budget + 1 completions.
+        let geometry = *self.map.geometry();
+        let in_flight = self.credit.in_flight();
+        if let Ok(credit) = AtomicCqCredit::new(geometry.cq_entries(), &geometry) {
+            if credit.acquire_n(in_flight, ()).is_ok() {
+                self.credit = credit;
+            }
+        }
+        let cancel = AsyncCancel::any().all().build().user_data(CLOSE_CANCEL);
+        let mut cancel_sent = false;
+        let mut spins = 0u32;
+        loop {
+            scratch.clear();
+            self.reap(&mut scratch, usize::MAX);
+            if self.credit.in_flight() == 0 {
+                break;
+            }
+            if !cancel_sent {
+                // Cancels every request in flight (5.19: -EINVAL before,
+                // and then what is in flight is waited for).
+                cancel_sent = self.push_batch(std::slice::from_ref(&cancel)).is_ok();
+            }
+            match self.enter(1, None) {
+                Ok(_) => {}
+                Err(_) => {
+                    // The kernel refuses to run anything (a disabled ring,
+                    // a dead fd): nothing more will complete; what was not
+                    // consumed never reached the kernel.
+                    spins += 1;
+                    if spins > 3 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for SharedRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedRing")
+            .field("sq_claimed", &self.inner.sq.claimed())
+            .field("cq_claimed", &self.inner.cq.claimed())
+            .field("in_flight", &self.in_flight())
+            .field("params", self.params())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsRawFd for SharedRing {
+    /// The ring's fd.
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.map.fd()
+    }
+}

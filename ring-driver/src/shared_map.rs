@@ -1,0 +1,216 @@
+//! A `&self` view of a mapped ring, for [`SharedRing`](crate::SharedRing):
+//! the shared ring words as atomics, SQE writes and CQE reads by ring index,
+//! and `io_uring_enter`. Where [`Linux`] needs `&mut self` (one thread at a
+//! time), this view is `Sync`: who may touch which slot is decided by
+//! ring-core's claim protocol, which the `unsafe fn`s here make the caller
+//! promise.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use ring_core::{Enter, Geometry};
+use ring_sys::{
+    __kernel_timespec, Errno, io_uring_cqe, io_uring_cqe32, io_uring_getevents_arg, io_uring_sqe,
+};
+
+use crate::kernel::{Kernel, Linux};
+use crate::ring::Cqe;
+use crate::setup::Params;
+
+/// The mapped rings of one io_uring, shared by reference.
+pub(crate) struct SharedMap {
+    geometry: Geometry,
+    sq_head: NonNull<AtomicU32>,
+    sq_tail: NonNull<AtomicU32>,
+    sq_flags: NonNull<AtomicU32>,
+    sq_dropped: NonNull<AtomicU32>,
+    cq_head: NonNull<AtomicU32>,
+    cq_tail: NonNull<AtomicU32>,
+    cq_overflow: NonNull<AtomicU32>,
+    sqes: NonNull<u8>,
+    cqes: NonNull<u8>,
+    // Last: owns the mappings and the fd the pointers above point into.
+    // Only its `raw` part is used (never its `&mut` kernel methods).
+    linux: Linux,
+}
+
+// SAFETY: the pointers point into `linux`'s mappings, owned by this value
+// and moved with it; nothing is tied to the creating thread.
+unsafe impl Send for SharedMap {}
+// SAFETY: `&self` methods only load and store the ring words atomically,
+// and touch SQE/CQE slots through `unsafe fn`s whose callers own the slot
+// (ring-core's SharedSq / SharedCq claims). `linux` is only read.
+unsafe impl Sync for SharedMap {}
+
+impl SharedMap {
+    /// Resolves the pointers of a ring `Linux::new` validated (offsets
+    /// checked against the mappings, SQ array filled).
+    pub(crate) fn new(linux: Linux) -> std::io::Result<SharedMap> {
+        let geometry = *linux.geometry();
+        let raw = &linux.raw;
+        let p = *raw.params.raw();
+        let sq = &raw.sq_ring;
+        let cq = raw.cq_map();
+        let word = |map: &crate::sys::Mmap, off: u32| map.ptr::<AtomicU32>(off, 1);
+        Ok(SharedMap {
+            sq_head: word(sq, p.sq_off.head)?,
+            sq_tail: word(sq, p.sq_off.tail)?,
+            sq_flags: word(sq, p.sq_off.flags)?,
+            sq_dropped: word(sq, p.sq_off.dropped)?,
+            cq_head: word(cq, p.cq_off.head)?,
+            cq_tail: word(cq, p.cq_off.tail)?,
+            cq_overflow: word(cq, p.cq_off.overflow)?,
+            sqes: raw
+                .sqes
+                .ptr::<u8>(0, geometry.sqe_size() * geometry.sq_entries() as usize)?,
+            cqes: cq.ptr::<u8>(
+                p.cq_off.cqes,
+                geometry.cqe_size() * geometry.cq_entries() as usize,
+            )?,
+            geometry,
+            linux,
+        })
+    }
+
+    fn word(&self, word: NonNull<AtomicU32>) -> &AtomicU32 {
+        // SAFETY: `word` points into a mapping `self.linux` keeps alive as
+        // long as `self`, aligned and in bounds (checked by `ptr` at setup);
+        // the kernel accesses these words atomically too.
+        unsafe { word.as_ref() }
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    pub(crate) fn params(&self) -> &Params {
+        &self.linux.raw.params
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        self.linux.raw.fd
+    }
+
+    /// `sq.head`, written by the kernel (`smp_store_release`).
+    pub(crate) fn sq_head(&self) -> &AtomicU32 {
+        self.word(self.sq_head)
+    }
+
+    /// `sq.tail`, read by the kernel (`smp_load_acquire`).
+    pub(crate) fn sq_tail(&self) -> &AtomicU32 {
+        self.word(self.sq_tail)
+    }
+
+    /// `sq.flags` (`NEED_WAKEUP`, `CQ_OVERFLOW`, `TASKRUN`).
+    pub(crate) fn sq_flags(&self) -> &AtomicU32 {
+        self.word(self.sq_flags)
+    }
+
+    /// `sq.dropped`.
+    pub(crate) fn sq_dropped(&self) -> &AtomicU32 {
+        self.word(self.sq_dropped)
+    }
+
+    /// `cq.head`, read by the kernel (`READ_ONCE`).
+    pub(crate) fn cq_head(&self) -> &AtomicU32 {
+        self.word(self.cq_head)
+    }
+
+    /// `cq.tail`, written by the kernel (`smp_store_release`).
+    pub(crate) fn cq_tail(&self) -> &AtomicU32 {
+        self.word(self.cq_tail)
+    }
+
+    /// `cq.overflow`.
+    pub(crate) fn cq_overflow(&self) -> &AtomicU32 {
+        self.word(self.cq_overflow)
+    }
+
+    /// Writes `sqe` into the slot of ring index `index`.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the slot: it claimed `index` from the ring's
+    /// `SharedSq` and has not committed it yet, so neither the kernel (the
+    /// index is at or above the published tail, below head + entries) nor
+    /// another thread reads or writes it.
+    pub(crate) unsafe fn write_sqe(&self, index: u32, sqe: &io_uring_sqe) {
+        let offset = self.geometry.sqe_offset(index);
+        // SAFETY: `sqe_offset` masks the index into the SQE array whose size
+        // was checked at setup (a 64-byte write fits a 64- or 128-byte
+        // stride); the caller owns the slot (see above).
+        unsafe {
+            self.sqes
+                .as_ptr()
+                .add(offset)
+                .cast::<io_uring_sqe>()
+                .write(*sqe)
+        }
+    }
+
+    /// Reads the CQE at ring index `index`.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the slot: it claimed `index` from the ring's
+    /// `SharedCq` (below the acquired `cq.tail`) and has not released it, so
+    /// the kernel wrote it and does not overwrite it yet.
+    pub(crate) unsafe fn read_cqe(&self, index: u32) -> Cqe {
+        let at = self.geometry.cqe_offset(index);
+        if self.geometry.cqe_size() == 32 {
+            // SAFETY: `cqe_offset` masks into the CQE array (size checked at
+            // setup) with a 32-byte stride; the caller owns the slot.
+            Cqe::from(unsafe { self.cqes.as_ptr().add(at).cast::<io_uring_cqe32>().read() })
+        } else {
+            // SAFETY: as above, 16-byte stride.
+            Cqe::from(unsafe { self.cqes.as_ptr().add(at).cast::<io_uring_cqe>().read() })
+        }
+    }
+
+    /// `io_uring_enter(2)` on the plain ring fd (registered ring fds are per
+    /// thread, so a shared ring never uses them); with
+    /// `IORING_ENTER_EXT_ARG`, bounded by `timeout`.
+    pub(crate) fn enter(&self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno> {
+        let fd = self.linux.raw.fd;
+        if enter.ext_arg {
+            let ts = timeout.map(|t| __kernel_timespec {
+                tv_sec: t.as_secs() as i64,
+                tv_nsec: i64::from(t.subsec_nanos()),
+            });
+            let arg = io_uring_getevents_arg {
+                ts: ts
+                    .as_ref()
+                    .map_or(0, |ts| ts as *const __kernel_timespec as u64),
+                ..Default::default()
+            };
+            // SAFETY: every published SQE was fully written before the tail
+            // moved over it (ring-core's commit); the pointers SQEs carry
+            // are the pusher's promise (`push` is unsafe). `arg` and `ts`
+            // outlive the call.
+            unsafe {
+                ring_sys::io_uring_enter2(
+                    fd,
+                    enter.to_submit,
+                    enter.min_complete,
+                    enter.flags.bits(),
+                    (&raw const arg).cast::<c_void>(),
+                    size_of::<io_uring_getevents_arg>(),
+                )
+            }
+        } else {
+            // SAFETY: as above; no argument.
+            unsafe {
+                ring_sys::io_uring_enter(
+                    fd,
+                    enter.to_submit,
+                    enter.min_complete,
+                    enter.flags.bits(),
+                    std::ptr::null(),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The one ordering [`SharedRing`](crate::SharedRing) adds to ring-core's
+//! claim -> copy out -> release protocol: handing a CQ slot back to the
+//! kernel and returning its CQ credit in the same step.
+//!
+//! ring-core's [`SharedCq::release`] advances the index it is given over
+//! consecutive copied-out slots. If that index were the kernel's `cq.head`
+//! and each consumer returned its credits right after its own release, a
+//! consumer whose batch sits behind a slower one would return credit for a
+//! slot the kernel still counts as full: a new request could then complete
+//! into a full CQ. So the release is done in two stages:
+//!
+//! 1. [`SharedCq::release`] advances a private index, `read`: every slot
+//!    below it has been copied out (and its credit noted with
+//!    [`CqRelease::note`]);
+//! 2. [`CqRelease::advance`] moves the kernel-visible `cq.head` up to `read`
+//!    by compare-and-swap, and the thread whose CAS succeeds returns the
+//!    credits of exactly the slots it moved the head over. The notes of
+//!    those slots are read while the head is still below them (the CAS
+//!    proves it did not move), so the kernel cannot have posted into them
+//!    again, and no consumer can have overwritten a note.
+//!
+//! Only ring-core's atomics facade is used, so this module runs under loom
+//! (`tests/shared_loom.rs`) exactly as in the driver.
+
+use ring_core::sync::{AtomicU32, Ordering};
+use ring_core::{AtomicCqCredit, CqBatch, SharedCq, cqe_returns_credit};
+
+/// The consumers' side of a shared CQ's head: see the module doc.
+#[derive(Debug)]
+pub(crate) struct CqRelease {
+    mask: u32,
+    /// Every slot below this index has been copied out.
+    read: AtomicU32,
+    /// Per slot: 1 if the CQE copied out of it returns a credit.
+    credits: Box<[AtomicU32]>,
+}
+
+impl CqRelease {
+    /// For a CQ of `entries` (a power of two) whose head is `start`.
+    pub(crate) fn new(entries: u32, start: u32) -> CqRelease {
+        assert!(entries.is_power_of_two(), "entries must be a power of two");
+        CqRelease {
+            mask: entries - 1,
+            read: AtomicU32::new(start),
+            credits: (0..entries).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// Note, for the claimed CQE at `index`, whether it returns a credit
+    /// (its `flags`: see [`cqe_returns_credit`]). Call before releasing its
+    /// batch.
+    pub(crate) fn note(&self, index: u32, flags: u32) {
+        // Relaxed: published by the Release store of the slot's done mark in
+        // SharedCq::release, which the advancer of `read` acquires.
+        self.credits[(index & self.mask) as usize]
+            .store(u32::from(cqe_returns_credit(flags)), Ordering::Relaxed);
+    }
+
+    /// Mark `batch` copied out and hand what is contiguous back to the
+    /// kernel (`cq_head`), returning the credits of the slots handed back.
+    /// Returns the kernel-visible head after.
+    pub(crate) fn release(
+        &self,
+        cq: &SharedCq,
+        batch: CqBatch,
+        cq_head: &AtomicU32,
+        credit: &AtomicCqCredit,
+    ) -> u32 {
+        cq.release(batch, &self.read);
+        self.advance(cq_head, credit)
+    }
+
+    /// Stage 2: move `cq_head` up to `read`, returning the credits of the
+    /// slots passed. Every thread that moves `read` calls this afterwards,
+    /// so the head always catches up with the last move.
+    pub(crate) fn advance(&self, cq_head: &AtomicU32, credit: &AtomicCqCredit) -> u32 {
+        loop {
+            // Acquire: the successful CAS of the previous advancer (which
+            // read `read` at least this far), so the load of `read` below
+            // is not behind it: head <= read.
+            let head = cq_head.load(Ordering::Acquire);
+            // Acquire: pairs with the AcqRel CAS in SharedCq::release's
+            // advance, which acquired the done marks that each consumer
+            // stored (Release) after its CQE reads and its note: those
+            // happen before our note reads and our head store.
+            let read = self.read.load(Ordering::Acquire);
+            if read == head {
+                return head;
+            }
+            let mut n = 0;
+            let mut idx = head;
+            while idx != read {
+                // Relaxed: ordered by the acquire of `read` above.
+                n += self.credits[(idx & self.mask) as usize].load(Ordering::Relaxed);
+                idx = idx.wrapping_add(1);
+            }
+            // Release (in AcqRel): the store of cq.head the kernel reads
+            // with READ_ONCE before it overwrites a slot
+            // (io_get_cqe_overflow): every consumer's CQE reads happen
+            // before it. An RMW, so it continues the release sequence of
+            // earlier advances. Acquire on failure: retry from the newer
+            // head with what its advancer saw.
+            match cq_head.compare_exchange(head, read, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if n > 0 {
+                        // After the head store: the slots are free before
+                        // the credits let new requests in (Release inside,
+                        // paired with the Acquire of AtomicCqCredit::acquire).
+                        let _underflow = credit.release(n);
+                        debug_assert!(_underflow.is_ok(), "CQE without credit");
+                    }
+                    return read;
+                }
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Every slot below this index has been copied out (a snapshot).
+    #[cfg(test)]
+    pub(crate) fn read(&self) -> u32 {
+        self.read.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use ring_core::Geometry;
+    use ring_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
+
+    #[test]
+    fn credit_comes_back_only_when_the_head_passes() {
+        let geo = Geometry::new(2, 4, SetupFlags::empty(), Features::empty()).unwrap();
+        let credit = AtomicCqCredit::new(4, &geo).unwrap();
+        for _ in 0..3 {
+            credit.acquire(()).unwrap();
+        }
+        let start = u32::MAX - 1; // cross the wrap
+        let cq = SharedCq::with_start(4, start);
+        let rel = CqRelease::new(4, start);
+        let head = AtomicU32::new(start);
+        let tail = AtomicU32::new(start.wrapping_add(3));
+        let a = cq.claim(1, &tail).unwrap().unwrap();
+        let b = cq.claim(2, &tail).unwrap().unwrap();
+        for idx in b.indices() {
+            rel.note(
+                idx,
+                if idx == b.start() {
+                    IORING_CQE_F_MORE
+                } else {
+                    0
+                },
+            );
+        }
+        // b is copied out first: a is still being read, nothing moves.
+        assert_eq!(rel.release(&cq, b, &head, &credit), start);
+        assert_eq!(credit.in_flight(), 3);
+        assert_eq!(rel.read(), start);
+        rel.note(a.start(), 0);
+        // a done: the head passes all three, and two credits come back
+        // (the F_MORE CQE keeps its request's).
+        assert_eq!(rel.release(&cq, a, &head, &credit), start.wrapping_add(3));
+        assert_eq!(head.load(Ordering::Relaxed), 1);
+        assert_eq!(credit.in_flight(), 1);
+        // Nothing more to do: advance is idempotent.
+        assert_eq!(rel.advance(&head, &credit), 1);
+        assert_eq!(credit.in_flight(), 1);
+    }
+}
