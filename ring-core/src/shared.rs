@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, Ordering, fence};
 use crate::{ClaimError, CoreError, CqBatch, Geometry, Reservation, SqFull};
 
 /// Per-slot marks: slot `s` holds the ring index last marked in it. Starts
@@ -26,8 +26,24 @@ fn marks(entries: u32, start: u32) -> Box<[AtomicU32]> {
 /// Advance `index` (the kernel-visible SQ tail or CQ head) over the run of
 /// consecutive indices marked in `marks`, by compare-and-swap so that
 /// concurrent advancers never move it backwards. Returns its value after.
+///
+/// # Why the two `SeqCst` fences
+///
+/// Two committers race as in Dekker's store-buffering pattern: A marks slot
+/// 0, B marks slot 1; A loads the index, sees slot 0 marked but not (yet)
+/// slot 1, and moves the index to 1; B loads the index, still sees 0 (A's
+/// CAS not yet visible), so slot 0 looks uncommitted and B returns. Slot 1
+/// is then committed and never published: the loom model found exactly
+/// this. With a `SeqCst` fence between each thread's mark store and its
+/// index load, and between a successful CAS and the rescan, one of the two
+/// fences comes first in the single total order of `SeqCst` fences: either
+/// B's index load sees A's CAS (and B advances over slot 1 itself), or A's
+/// rescan after its CAS sees B's mark. The caller's mark stores come
+/// right before this function, so its first fence covers them.
 fn advance_over_marks(index: &AtomicU32, marks: &[AtomicU32], entries: u32) -> u32 {
     let mask = entries - 1;
+    // Orders our mark stores before the index load (see above).
+    fence(Ordering::SeqCst);
     // Acquire: see the marks (and data) published by whichever thread
     // advanced the index last, so the scan starts from the newest value.
     let mut cur = index.load(Ordering::Acquire);
@@ -50,7 +66,11 @@ fn advance_over_marks(index: &AtomicU32, marks: &[AtomicU32], entries: u32) -> u
         // synchronizes with all of them. Acquire: on failure we rescan from
         // the newer value with its marks visible.
         match index.compare_exchange(cur, end, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => cur = end,
+            Ok(_) => {
+                // Orders our CAS before the rescan's mark loads (see above).
+                fence(Ordering::SeqCst);
+                cur = end;
+            }
             Err(now) => cur = now,
         }
     }
@@ -107,16 +127,24 @@ impl SharedSq {
     /// kernel's `sq.head`.
     pub fn claim(&self, n: u32, sq_head: &AtomicU32) -> Result<Reservation, ClaimError> {
         loop {
+            // Acquire: pairs with the Release of the claim CAS below, so the
+            // claimer's load of sq.head happens before our load of it and we
+            // never see a head older than the one that claim was sized by:
+            // `claimed - head <= entries` for a well-behaved kernel.
+            let claimed = self.claimed.load(Ordering::Acquire);
             // Acquire: pairs with the kernel's smp_store_release of sq.head
-            // (io_commit_sqring): it finished reading the SQEs below it.
-            // Loaded before `claimed`, so head <= claimed holds for the pair
-            // (the claim that put the tail there happens before this load).
+            // (io_commit_sqring): it finished reading the SQEs below it, so
+            // those slots may be overwritten.
             let head = sq_head.load(Ordering::Acquire);
-            // Relaxed: the claim publishes nothing; exclusive ownership of
-            // the slots comes from the CAS below.
-            let claimed = self.claimed.load(Ordering::Relaxed);
             let used = claimed.wrapping_sub(head);
             if used > self.entries {
+                // The head is ahead of our claim snapshot. Either the
+                // snapshot is stale (the claims the kernel consumed happen
+                // before our head load, so a reload sees them) or the
+                // kernel's head is past every claim: a protocol error.
+                if self.claimed.load(Ordering::Acquire) != claimed {
+                    continue;
+                }
                 return Err(ClaimError::Kernel(CoreError::HeadPastTail {
                     head,
                     tail: claimed,
@@ -131,10 +159,14 @@ impl SharedSq {
             }
             if self
                 .claimed
+                // Release: publishes our head observation to the next
+                // claimer (see the first load). Ownership of the slots comes
+                // from the CAS's atomicity; the slot data is ordered by the
+                // head Acquire above and the commit marks.
                 .compare_exchange_weak(
                     claimed,
                     claimed.wrapping_add(n),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                     Ordering::Relaxed,
                 )
                 .is_ok()
@@ -214,13 +246,25 @@ impl SharedCq {
         loop {
             // Acquire: pairs with the Release of another consumer's claim
             // CAS, whose load of cq.tail then happens before ours, so the
-            // tail we read is never behind the claim index.
+            // tail we read is never behind the claim index we read. (It may
+            // be far ahead of a stale claim index: see below.)
             let claimed = self.claimed.load(Ordering::Acquire);
             // Acquire: pairs with the kernel's smp_store_release(&cq.tail)
             // (io_commit_cqring): CQEs below the tail are written.
             let tail = cq_tail.load(Ordering::Acquire);
             let ready = tail.wrapping_sub(claimed);
             if ready > self.entries {
+                // Either our `claimed` is stale (another consumer claimed
+                // and released, and the kernel posted more since), or the
+                // kernel broke the protocol. A no-op RMW reads the latest
+                // claim index: if it moved, retry with fresh values.
+                if self
+                    .claimed
+                    .compare_exchange(claimed, claimed, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    continue;
+                }
                 return Err(CoreError::TailPastCapacity {
                     head: claimed,
                     tail,

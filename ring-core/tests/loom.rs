@@ -1,0 +1,260 @@
+//! Loom models of the concurrent protocols, with one more thread playing the
+//! kernel. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p ring-core --release --test loom`
+//! (`LOOM_MAX_PREEMPTIONS` defaults to 2 here).
+//!
+//! Slots are atomics written and read `Relaxed`, so a missing happens-before
+//! edge lets loom return a stale value: an entry published before it is
+//! filled shows up as a zero, a stale or a duplicated value; an entry lost
+//! by the commit-in-order protocol shows up as missing.
+//!
+//! What loom cannot check: an entry overwritten before it is read through a
+//! load-buffering reordering (the reader's load seeing a store that comes
+//! after it), which loom does not model. That direction rests on the
+//! Acquire loads of `sq.head` / Release stores of `cq.head` argued in the
+//! comments of `shared.rs`, mirroring liburing and the kernel's barriers.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use ring_core::sync::{AtomicU32, AtomicU64, Ordering, fence};
+use ring_core::{ClaimError, SharedCq, SharedSq};
+
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+/// Producers try to push `per` values each through a SharedSq of `entries`
+/// slots (a claim refused as full is skipped: no spinning, so the model
+/// stays finite); the kernel thread makes `passes` passes as the kernel
+/// does (acquire the tail, read the SQEs, release the head), and after the
+/// joins a last pass consumes the rest.
+fn sq_model(producers: u64, per: u64, entries: u32, start: u32, passes: usize) {
+    model(move || {
+        let q = Arc::new(SharedSq::with_start(entries, start));
+        let head = Arc::new(AtomicU32::new(start));
+        let tail = Arc::new(AtomicU32::new(start));
+        let slots: Arc<Vec<AtomicU64>> =
+            Arc::new((0..entries).map(|_| AtomicU64::new(0)).collect());
+        let mask = entries - 1;
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                let (q, head, tail, slots) = (q.clone(), head.clone(), tail.clone(), slots.clone());
+                thread::spawn(move || {
+                    let mut pushed = Vec::new();
+                    for i in 0..per {
+                        let r = match q.claim(1, &head) {
+                            Ok(r) => r,
+                            Err(ClaimError::Full(_)) => continue,
+                            Err(e) => panic!("claim: {e}"),
+                        };
+                        // Fill: a plain (Relaxed) write of the "SQE".
+                        let v = (p << 8) | (i + 1);
+                        slots[(r.start() & mask) as usize].store(v, Ordering::Relaxed);
+                        q.commit(r, &tail);
+                        pushed.push(v);
+                    }
+                    pushed
+                })
+            })
+            .collect();
+
+        // The kernel, as one more thread: smp_load_acquire(&sq.tail), read
+        // the SQEs, smp_store_release(&sq.head). Its passes may run at any
+        // point, free of the preemption bound since main only joins.
+        let kernel_pass = {
+            let (head, tail, slots) = (head.clone(), tail.clone(), slots.clone());
+            move |h: &mut u32, last_tail: &mut u32, seen: &mut Vec<u64>| {
+                let t = tail.load(Ordering::Acquire);
+                assert!(
+                    t.wrapping_sub(*last_tail) <= entries,
+                    "SQ tail moved backwards: {last_tail} -> {t}"
+                );
+                assert!(t.wrapping_sub(*h) <= entries, "SQ tail past head + entries");
+                *last_tail = t;
+                while *h != t {
+                    let v = slots[(*h & mask) as usize].load(Ordering::Relaxed);
+                    assert_ne!(v, 0, "entry {h} published before it was filled");
+                    seen.push(v);
+                    *h = h.wrapping_add(1);
+                }
+                head.store(*h, Ordering::Release);
+            }
+        };
+        let kernel_pass = Arc::new(kernel_pass);
+        let kernel = {
+            let kernel_pass = kernel_pass.clone();
+            thread::spawn(move || {
+                let (mut h, mut last_tail, mut seen) = (start, start, Vec::new());
+                for _ in 0..passes {
+                    kernel_pass(&mut h, &mut last_tail, &mut seen);
+                }
+                (h, last_tail, seen)
+            })
+        };
+        let pushed: Vec<Vec<u64>> = handles.into_iter().map(|j| j.join().unwrap()).collect();
+        let (mut h, mut last_tail, mut seen) = kernel.join().unwrap();
+        kernel_pass(&mut h, &mut last_tail, &mut seen);
+        // Each producer's values, once each, in its order; nothing stale.
+        for (p, want) in pushed.iter().enumerate() {
+            let mine: Vec<u64> = seen
+                .iter()
+                .copied()
+                .filter(|v| v >> 8 == p as u64)
+                .collect();
+            assert_eq!(
+                &mine, want,
+                "producer {p}: lost, duplicated or stale entries"
+            );
+        }
+        let total: usize = pushed.iter().map(Vec::len).sum();
+        assert_eq!(seen.len(), total);
+        assert_eq!(
+            tail.load(Ordering::Relaxed),
+            start.wrapping_add(total as u32)
+        );
+    });
+}
+
+#[test]
+fn sq_two_producers_wrap_and_reuse_slots() {
+    // Up to 4 entries through 2 slots, across u32::MAX: slots are reused
+    // in the interleavings where the kernel consumed in between.
+    sq_model(2, 2, 2, u32::MAX, 1);
+}
+
+#[test]
+fn sq_three_producers_one_slot_each() {
+    sq_model(3, 1, 2, u32::MAX - 1, 1);
+}
+
+/// The kernel posts up to `total` CQEs into a CQ of `entries` slots (reading
+/// the head before overwriting a slot, as the kernel does; a full CQ ends
+/// its run); consumers make `attempts` claims each through a SharedCq, and
+/// after the joins the main thread claims the rest. Every posted CQE must
+/// be read once, with the value it was posted with.
+fn cq_model(consumers: usize, total: u64, entries: u32, start: u32, batch: u32, attempts: usize) {
+    model(move || {
+        let q = Arc::new(SharedCq::with_start(entries, start));
+        let head = Arc::new(AtomicU32::new(start));
+        let tail = Arc::new(AtomicU32::new(start));
+        let slots: Arc<Vec<AtomicU64>> =
+            Arc::new((0..entries).map(|_| AtomicU64::new(0)).collect());
+        let mask = entries - 1;
+        let consume = {
+            let (q, head, tail, slots) = (q.clone(), head.clone(), tail.clone(), slots.clone());
+            move |got: &mut Vec<(u32, u64)>, last_head: &mut u32| -> bool {
+                match q.claim(batch, &tail) {
+                    Ok(Some(b)) => {
+                        for idx in b.indices() {
+                            // Copy the CQE out: a plain read.
+                            got.push((idx, slots[(idx & mask) as usize].load(Ordering::Relaxed)));
+                        }
+                        let h = q.release(b, &head);
+                        assert!(h.wrapping_sub(*last_head) <= total as u32, "head backwards");
+                        *last_head = h;
+                        true
+                    }
+                    Ok(None) => false,
+                    Err(e) => panic!("claim: {e}"),
+                }
+            }
+        };
+        let consume = Arc::new(consume);
+        let handles: Vec<_> = (0..consumers)
+            .map(|_| {
+                let consume = consume.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut last_head = start;
+                    for _ in 0..attempts {
+                        consume(&mut got, &mut last_head);
+                    }
+                    got
+                })
+            })
+            .collect();
+
+        // The kernel, as one more thread: READ_ONCE(cq.head) before
+        // overwriting a slot (modelled as Acquire: the control dependency
+        // orders the slot write after it), write the CQE,
+        // smp_store_release(&cq.tail).
+        let kernel = {
+            let (head, tail, slots) = (head.clone(), tail.clone(), slots.clone());
+            thread::spawn(move || {
+                let mut t = start;
+                let mut posted = 0;
+                for i in 0..total {
+                    let h = head.load(Ordering::Acquire);
+                    assert!(t.wrapping_sub(h) <= entries, "CQ head past the tail");
+                    if t.wrapping_sub(h) == entries {
+                        break;
+                    }
+                    slots[(t & mask) as usize].store(i + 1, Ordering::Relaxed);
+                    t = t.wrapping_add(1);
+                    tail.store(t, Ordering::Release);
+                    posted += 1;
+                }
+                (t, posted)
+            })
+        };
+        let mut all: Vec<(u32, u64)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let (t, posted) = kernel.join().unwrap();
+        let mut last_head = start;
+        while consume(&mut all, &mut last_head) {}
+        all.sort_by_key(|&(idx, _)| idx.wrapping_sub(start));
+        let want: Vec<(u32, u64)> = (0..posted)
+            .map(|i| (start.wrapping_add(i as u32), i + 1))
+            .collect();
+        assert_eq!(
+            all, want,
+            "a CQE was lost, duplicated, or read after being overwritten"
+        );
+        assert_eq!(head.load(Ordering::Relaxed), t);
+    });
+}
+
+#[test]
+fn cq_two_consumers_wrap_and_reuse_slots() {
+    cq_model(2, 4, 2, u32::MAX, 1, 2);
+}
+
+#[test]
+fn cq_two_consumers_batches() {
+    cq_model(2, 3, 2, u32::MAX - 1, 2, 1);
+}
+
+/// The SQPOLL wakeup rule (`FlagsRead::FullFenceThenLoad`): the application
+/// stores the SQ tail, fences, reads NEED_WAKEUP; the kernel thread sets
+/// NEED_WAKEUP, fences (`smp_mb__after_atomic`), re-reads the tail. With
+/// both fences, at least one side sees the other: never "thread asleep and
+/// application does not wake it" with an entry pending.
+#[test]
+fn sqpoll_wakeup_needs_the_full_fence() {
+    model(|| {
+        let tail = Arc::new(AtomicU32::new(0));
+        let flags = Arc::new(AtomicU32::new(0));
+        let (t2, f2) = (tail.clone(), flags.clone());
+        let kernel = thread::spawn(move || {
+            f2.fetch_or(ring_sys::IORING_SQ_NEED_WAKEUP, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            // Sleeps if it still sees no entry.
+            t2.load(Ordering::Relaxed) == 0
+        });
+        tail.store(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        let app_sees_wakeup = flags.load(Ordering::Relaxed) & ring_sys::IORING_SQ_NEED_WAKEUP != 0;
+        let kernel_sleeps = kernel.join().unwrap();
+        assert!(
+            app_sees_wakeup || !kernel_sleeps,
+            "lost wakeup: the thread sleeps and the application does not wake it"
+        );
+    });
+}
