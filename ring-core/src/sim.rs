@@ -61,6 +61,11 @@ pub struct SimConfig {
     /// Steps the SQPOLL thread spins with nothing to do before it sets
     /// `IORING_SQ_NEED_WAKEUP` and sleeps. Default 2.
     pub sqpoll_idle: u32,
+    /// Post the completions that become due together (in one step, or one
+    /// enter) in reverse order of submission, as a real kernel may: code
+    /// must match completions by `user_data`, never by position. Default
+    /// false.
+    pub reorder: bool,
 }
 
 impl SimConfig {
@@ -71,6 +76,7 @@ impl SimConfig {
             max_submit: None,
             lag: 0,
             sqpoll_idle: 2,
+            reorder: false,
         }
     }
 }
@@ -123,6 +129,9 @@ struct Posted {
 /// Not simulated: `IORING_SETUP_CQE_MIXED` (refused), the second half of
 /// 128-byte SQEs, the contents of SQEs beyond `user_data` and `flags`,
 /// linked requests, registered resources.
+///
+/// With [`SimConfig::reorder`], each batch of completions that become due
+/// together is posted in reverse order.
 #[derive(Debug, Clone)]
 pub struct SimKernel {
     geo: Geometry,
@@ -553,11 +562,18 @@ impl SimKernel {
     }
 
     fn complete_due(&mut self) {
+        let mut due_now = Vec::new();
         while let Some(&(due, p)) = self.in_flight.front() {
             if due > self.tick {
                 break;
             }
             self.in_flight.pop_front();
+            due_now.push(p);
+        }
+        if self.cfg.reorder {
+            due_now.reverse();
+        }
+        for p in due_now {
             match self.task_work_mode() {
                 Some(flag) => {
                     self.task_work.push_back(p);

@@ -396,3 +396,17 @@ fn cqe_mixed_is_refused() {
     let geo = Geometry::new(4, 8, SetupFlags::CQE_MIXED, Features::empty()).unwrap();
     assert!(SimKernel::new(geo, SimConfig::new(&geo)).is_err());
 }
+
+#[test]
+fn reorder_posts_a_batch_in_reverse() {
+    let geo = Geometry::new(4, 8, SetupFlags::empty(), Features::empty()).unwrap();
+    let cfg = SimConfig {
+        reorder: true,
+        ..SimConfig::new(&geo)
+    };
+    let mut app = App::with(geo, cfg, 0);
+    app.push(&[1, 2, 3], 0);
+    assert_eq!(app.enter(3).unwrap().1, Ok(3));
+    assert_eq!(App::user_data(&app.reap()), [3, 2, 1]);
+    assert_eq!(app.k.consumed(), &[1, 2, 3], "consumed in order");
+}

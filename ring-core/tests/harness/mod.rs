@@ -549,7 +549,13 @@ impl Harness {
             self.apply(Action::Commit)?;
         }
         self.apply(Action::Publish)?;
-        let rounds = 4 * self.geo.sq_entries() + 64 + self.faults.len() as u32;
+        // Enough rounds for everything outstanding to drain, a CQ slot at a
+        // time (every CQE expected, every entry left in the SQ, every fault).
+        let rounds = 4 * self.geo.sq_entries()
+            + 64
+            + self.faults.len() as u32
+            + 2 * (self.published.len() as u32 + self.expected.len() as u32)
+            + 8 * self.scripts.len() as u32;
         for _ in 0..rounds {
             // Wait for one completion while any is due: with DEFER_TASKRUN
             // or IOPOLL only a waiting enter makes completions visible.
