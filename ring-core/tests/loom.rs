@@ -258,3 +258,51 @@ fn sqpoll_wakeup_needs_the_full_fence() {
         );
     });
 }
+
+/// AtomicCqCredit's orderings: a consumer stores the new CQ head, then
+/// returns the credit; a producer that gets that credit must see the head
+/// store (it then publishes an SQE whose CQE the kernel places by that
+/// head), and the budget is never exceeded.
+#[test]
+fn credit_return_orders_the_head_store() {
+    use ring_core::{AtomicCqCredit, Geometry};
+    use ring_sys::{Features, SetupFlags};
+    model(|| {
+        let geo = Geometry::new(1, 1, SetupFlags::empty(), Features::empty()).unwrap();
+        let credit = Arc::new(AtomicCqCredit::new(1, &geo).unwrap());
+        credit.acquire(()).unwrap();
+        let cq_head = Arc::new(AtomicU32::new(0));
+        let (c2, h2) = (credit.clone(), cq_head.clone());
+        let consumer = thread::spawn(move || {
+            h2.store(1, Ordering::Relaxed);
+            c2.handle_cqe(0).unwrap();
+        });
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, h) = (credit.clone(), cq_head.clone());
+                thread::spawn(move || {
+                    if c.acquire(()).is_ok() {
+                        assert_eq!(
+                            h.load(Ordering::Relaxed),
+                            1,
+                            "credit without the head store"
+                        );
+                        assert_eq!(c.in_flight(), 1, "budget exceeded");
+                        true
+                    } else {
+                        false
+                    }
+                })
+            })
+            .collect();
+        consumer.join().unwrap();
+        let got = producers
+            .into_iter()
+            .filter(|_| true)
+            .map(|p| p.join().unwrap());
+        assert!(
+            got.filter(|&g| g).count() <= 1,
+            "two credits out of a budget of one"
+        );
+    });
+}
