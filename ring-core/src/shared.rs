@@ -91,7 +91,13 @@ fn advance_over_marks(index: &AtomicU32, marks: &[AtomicU32], entries: u32) -> u
 ///    consecutive committed slots. The tail store is a `Release` RMW,
 ///    pairing with the kernel's `smp_load_acquire(&rings->sq.tail)` in
 ///    `io_sqring_entries`: no SQE is visible to the kernel before it is
-///    filled, and the tail never moves backwards.
+///    filled, and the tail never moves backwards. Two `SeqCst` fences make
+///    sure that of two racing committers at least one advances over both
+///    (see `advance_over_marks` in the source; loom found the race).
+///
+/// Commit only claims made by this queue's [`claim`](Self::claim), each
+/// once: the marks are trusted, so a foreign or repeated claim could
+/// publish slots nobody filled.
 ///
 /// A claimed slot that is never committed stalls the tail for everyone:
 /// fill an abandoned claim with a NOP and commit it. The caller then enters
@@ -111,8 +117,11 @@ impl SharedSq {
         Self::with_start(geometry.sq_entries(), 0)
     }
 
-    /// For a ring of `entries` (a power of two) whose SQ head and tail are
-    /// both `start`.
+    /// For a ring of `entries` whose SQ head and tail are both `start`.
+    ///
+    /// # Panics
+    ///
+    /// If `entries` is not a power of two (a [`Geometry`] never has one).
     pub fn with_start(entries: u32, start: u32) -> Self {
         assert!(entries.is_power_of_two(), "entries must be a power of two");
         SharedSq {
@@ -213,7 +222,14 @@ impl SharedSq {
 ///    kernel-visible `cq.head` by CAS over the longest run of consecutive
 ///    done slots (`Release` RMW; the kernel reads `cq.head` with
 ///    `READ_ONCE` and only writes a slot after seeing the head past it), so
-///    the kernel never overwrites a CQE being read.
+///    the kernel never overwrites a CQE being read. The same `SeqCst`
+///    fences as [`SharedSq`] keep racing releasers from stranding a done
+///    slot.
+///
+/// Every slot is one CQE here: `IORING_SETUP_CQE32` rings work (the stride
+/// is the caller's), `IORING_SETUP_CQE_MIXED` rings need the
+/// single-threaded [`CompletionQueue::reap_mixed`](crate::CompletionQueue::reap_mixed).
+/// Release only batches this queue's [`claim`](Self::claim) returned, each once.
 #[derive(Debug)]
 pub struct SharedCq {
     entries: u32,
@@ -228,8 +244,11 @@ impl SharedCq {
         Self::with_start(geometry.cq_entries(), 0)
     }
 
-    /// For a ring of `entries` (a power of two) whose CQ head and tail are
-    /// both `start`.
+    /// For a ring of `entries` whose CQ head and tail are both `start`.
+    ///
+    /// # Panics
+    ///
+    /// If `entries` is not a power of two (a [`Geometry`] never has one).
     pub fn with_start(entries: u32, start: u32) -> Self {
         assert!(entries.is_power_of_two(), "entries must be a power of two");
         SharedCq {
