@@ -154,6 +154,7 @@ impl AtomicCqCredit {
 
     /// Credits taken and not yet returned (a snapshot).
     pub fn in_flight(&self) -> u32 {
+        // Relaxed: a snapshot; acquire/release decide with RMWs.
         self.taken.load(Ordering::Relaxed)
     }
 

@@ -60,7 +60,10 @@ fn advance_over_marks(index: &AtomicU32, marks: &[AtomicU32], entries: u32) -> u
         if end == cur {
             return cur;
         }
-        // Release (as part of AcqRel): the index store the kernel reads.
+        // Release (as part of AcqRel): the index store the kernel reads,
+        // with smp_load_acquire(&rings->sq.tail) (io_sqring_entries) for
+        // the SQ tail, with READ_ONCE(rings->cq.head) plus a control
+        // dependency (io_get_cqe_overflow's space check) for the CQ head.
         // Being a read-modify-write it continues the release sequence of
         // every earlier advance, so the kernel's acquire load of the index
         // synchronizes with all of them. Acquire: on failure we rescan from
@@ -151,6 +154,7 @@ impl SharedSq {
                 // snapshot is stale (the claims the kernel consumed happen
                 // before our head load, so a reload sees them) or the
                 // kernel's head is past every claim: a protocol error.
+                // Acquire, as the first load: coherence after our head load.
                 if self.claimed.load(Ordering::Acquire) != claimed {
                     continue;
                 }
@@ -205,6 +209,7 @@ impl SharedSq {
 
     /// The reservation tail (a snapshot).
     pub fn claimed(&self) -> u32 {
+        // Relaxed: a snapshot for diagnostics; no decision rests on it.
         self.claimed.load(Ordering::Relaxed)
     }
 }
@@ -324,6 +329,7 @@ impl SharedCq {
 
     /// The claim index (a snapshot).
     pub fn claimed(&self) -> u32 {
+        // Relaxed: a snapshot for diagnostics; no decision rests on it.
         self.claimed.load(Ordering::Relaxed)
     }
 }
