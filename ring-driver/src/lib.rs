@@ -20,6 +20,7 @@
 mod bufring;
 mod error;
 mod kernel;
+mod proactor;
 mod probe;
 mod register;
 mod ring;
@@ -28,7 +29,7 @@ mod setup;
 mod shared;
 #[cfg(not(loom))]
 mod shared_map;
-mod shared_release;
+mod shared_sync;
 #[cfg(feature = "sim")]
 mod sim;
 mod sys;
@@ -36,6 +37,7 @@ mod sys;
 pub use bufring::{BufGuard, BufRing};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs};
+pub use proactor::{Op, Proactor, ProactorConfig, ProactorStats, block_on};
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};

@@ -1,0 +1,1193 @@
+//! `Proactor`: a safe, owned-buffer, future-based API over one ring driven
+//! by a submitter thread.
+//!
+//! # How it works
+//!
+//! [`Proactor::new`] spawns one thread that sets up and owns a [`Ring`].
+//! Every operation (`proactor.read(fd, buf, offset)`, ...) returns an
+//! [`Op`], a `Future` that works on any executor (it needs nothing but the
+//! std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
+//! does nothing until first polled; then it takes a *slot* in the
+//! Proactor's slab (the SQE's `user_data` is the slot index plus a
+//! generation) and queues its entry for the thread.
+//!
+//! The thread loop: take every queued entry (one lock), push them, submit
+//! them with one `io_uring_enter` (a batch is everything queued since the
+//! last enter, cut at [`ProactorConfig::batch`]); when nothing is queued it
+//! sleeps in `io_uring_enter` waiting for a completion. A read of an eventfd
+//! is always armed on the ring, and a caller that queues work while the
+//! thread sleeps writes the eventfd, so new work ends the wait (one write
+//! per sleep, not per op). Each CQE is dispatched to its slot, and the
+//! slot's `Waker` is woken.
+//!
+//! # Owned buffers
+//!
+//! Each op takes its buffers by value and gives them back with the result:
+//! `read` returns `(io::Result<usize>, Vec<u8>)`. A read fills the vector's
+//! *spare capacity* (`buf.capacity() - buf.len()` bytes after its length)
+//! and extends its length by what was read; a write sends `buf[..]`.
+//!
+//! # Dropping an op before it completes
+//!
+//! The kernel may still write into the buffer. Dropping a submitted,
+//! unfinished [`Op`] moves its buffers (and every path, iovec, sockaddr or
+//! timespec the entry points to) into its slab slot and asks the thread to
+//! cancel the request (`IORING_OP_ASYNC_CANCEL` by `user_data`). The
+//! buffers are freed only when the request's own CQE arrives: never while
+//! the kernel may touch them.
+//!
+//! # Back-pressure
+//!
+//! The CQ can never overflow. Every request the ring carries holds one CQ
+//! credit (ring-core's [`CqCredit`]) from its push until its CQE has been
+//! reaped and the CQ head handed back: at most
+//! [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
+//! most one cancel per user op, and the eventfd read, which together never
+//! exceed the CQ size. An op past the budget stays pending (its `wait()`
+//! blocks) until an earlier one completes; nothing fails.
+//!
+//! # Shutdown
+//!
+//! Dropping the [`Proactor`] asks every request still in flight to cancel,
+//! waits (on the thread) for every CQE, frees the buffers of dropped ops,
+//! and joins the thread. Ops still alive complete with their kernel result
+//! (usually `ECANCELED`); ops polled after that fail with
+//! `ErrorKind::NotConnected`.
+//!
+//! # Unsupported ops
+//!
+//! The thread probes the kernel once; an op the kernel lacks completes at
+//! once with an error of kind `Unsupported` wrapping [`Unsupported`]
+//! (naming the op and the kernel it needs).
+//!
+//! [`Unsupported`]: crate::Unsupported
+//!
+//! # Example
+//!
+//! ```
+//! use std::io::Write;
+//! use ring_driver::{Proactor, ProactorConfig};
+//!
+//! let proactor = Proactor::new(ProactorConfig::new(32))?;
+//! let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
+//! tx.write_all(b"hello")?;
+//! // The buffer moves in, and comes back with the result.
+//! let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), u64::MAX).wait();
+//! assert_eq!(n?, 5);
+//! assert_eq!(buf, b"hello");
+//! proactor.nop().wait()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![allow(unsafe_code)]
+
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::mem::ManuallyDrop;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use ring_core::CqCredit;
+use ring_ops::{Entry, Fd};
+use ring_sys::{__kernel_timespec, FsyncFlags};
+
+use crate::kernel::Kernel;
+use crate::probe::Probe;
+use crate::ring::{Cqe, Ring};
+use crate::setup::Builder;
+
+/// `user_data` of the eventfd read that wakes the thread.
+const WAKE: u64 = u64::MAX;
+/// `user_data` of the cancellations the thread sends.
+const CANCEL: u64 = u64::MAX - 1;
+
+/// How a [`Proactor`] sets up its ring and batches.
+#[derive(Debug, Clone)]
+pub struct ProactorConfig {
+    entries: u32,
+    cq_entries: Option<u32>,
+    batch: u32,
+    max_in_flight: Option<u32>,
+    defaults: bool,
+}
+
+impl ProactorConfig {
+    /// A ring of `entries` SQ slots (the CQ gets the kernel's default, twice
+    /// as many), batches of up to `entries`, and the largest safe budget.
+    pub fn new(entries: u32) -> Self {
+        ProactorConfig {
+            entries,
+            cq_entries: None,
+            batch: entries,
+            max_in_flight: None,
+            defaults: true,
+        }
+    }
+
+    /// The CQ size (`IORING_SETUP_CQSIZE`): at least `entries`.
+    pub fn cq_entries(mut self, cq_entries: u32) -> Self {
+        self.cq_entries = Some(cq_entries);
+        self
+    }
+
+    /// Submit as soon as this many entries are pushed, even if more are
+    /// queued (default: the SQ size).
+    pub fn batch(mut self, batch: u32) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The most user ops in flight at once (default and maximum:
+    /// `(cq_entries - 1) / 2`, leaving room in the CQ for one cancellation
+    /// per op and for the thread's wake-up read).
+    pub fn max_in_flight(mut self, max: u32) -> Self {
+        self.max_in_flight = Some(max.max(1));
+        self
+    }
+
+    /// Set the ring up without the [`Builder`]'s fast defaults.
+    pub fn no_defaults(mut self) -> Self {
+        self.defaults = false;
+        self
+    }
+
+    fn builder(&self) -> Builder {
+        let mut b = Builder::new(self.entries);
+        if !self.defaults {
+            b = b.no_defaults();
+        }
+        if let Some(cq) = self.cq_entries {
+            b = b.cq_entries(cq);
+        }
+        b
+    }
+}
+
+/// Counters of a [`Proactor`] (for tests and tuning).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProactorStats {
+    /// Ops completed (their CQE dispatched).
+    pub completed: u64,
+    /// `io_uring_enter` calls that submitted or waited.
+    pub enters: u64,
+    /// Cancellations sent for dropped ops (or at shutdown).
+    pub cancels: u64,
+    /// The kernel's `cq.overflow` counter, as last read (stays 0).
+    pub cq_overflow: u32,
+    /// The most requests (ops, cancellations, wake-up read) in the ring at once.
+    pub max_in_ring: u32,
+    /// The CQ size.
+    pub cq_entries: u32,
+    /// Dropped ops whose resources were freed when their CQE arrived.
+    pub orphans_freed: u64,
+}
+
+/// A safe, owned-buffer, future-based io_uring driver; see the
+/// [module documentation](self) for how it works.
+pub struct Proactor {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Written by callers to end the thread's wait.
+    wake: File,
+    probe: Probe,
+    budget: u32,
+}
+
+enum SlotState {
+    Free,
+    /// Submitted; the op's future is alive.
+    Waiting(Option<Waker>),
+    /// The CQE arrived: `(res, flags)`.
+    Done(i32, u32),
+    /// The op's future was dropped: its resources wait here for the CQE.
+    Orphan(
+        #[allow(dead_code, reason = "held, not read: dropped after the CQE")] Box<dyn Any + Send>,
+    ),
+}
+
+struct Slot {
+    generation: u32,
+    /// A cancellation was queued for this request.
+    cancelled: bool,
+    state: SlotState,
+}
+
+#[derive(Default)]
+struct State {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Entries queued for the thread, `user_data` already set.
+    queue: Vec<Entry>,
+    /// `user_data` of requests to cancel.
+    cancels: Vec<u64>,
+    /// User ops holding credit (queued, or in the ring until their CQE).
+    in_flight: u32,
+    /// Ops waiting for credit, by ticket (first come, first served).
+    credit_waiters: BTreeMap<u64, Waker>,
+    next_ticket: u64,
+    /// The thread is (about to be) blocked in `io_uring_enter`.
+    sleeping: bool,
+    shutdown: bool,
+    stopped: bool,
+    stats: ProactorStats,
+}
+
+fn user_data(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+impl State {
+    fn alloc(&mut self, waker: Waker) -> u64 {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    cancelled: false,
+                    state: SlotState::Free,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.state = SlotState::Waiting(Some(waker));
+        user_data(index, slot.generation)
+    }
+
+    fn slot(&mut self, ud: u64) -> Option<&mut Slot> {
+        let slot = self.slots.get_mut((ud & 0xffff_ffff) as usize)?;
+        (u64::from(slot.generation) == ud >> 32).then_some(slot)
+    }
+
+    fn free(&mut self, ud: u64) {
+        let index = (ud & 0xffff_ffff) as u32;
+        let slot = &mut self.slots[index as usize];
+        slot.state = SlotState::Free;
+        slot.cancelled = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+    }
+
+    /// Credit of a user op came back: wake the first waiter(s).
+    fn release_credit(&mut self, n: u32, wakers: &mut Vec<Waker>) {
+        self.in_flight -= n;
+        for _ in 0..n {
+            match self.credit_waiters.pop_first() {
+                Some((_, w)) => wakers.push(w),
+                None => break,
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent (every
+        // update is a few plain stores), so a poisoned lock is still used.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the thread's wait if it sleeps (called after unlocking).
+    fn wake_thread(&self) {
+        // A failed write means the eventfd counter is saturated, which only
+        // happens if the thread already has a wake-up pending.
+        let _ = (&self.wake).write(&1u64.to_ne_bytes());
+    }
+}
+
+impl Proactor {
+    /// Sets up a ring as `config` says on a new thread and starts it.
+    pub fn new(config: ProactorConfig) -> io::Result<Proactor> {
+        // SAFETY: eventfd(2) takes no pointers; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new fd that nothing else owns.
+        let efd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let thread_efd = efd.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("ring-proactor".into())
+            .spawn(move || {
+                // The ring is set up on its own thread (SINGLE_ISSUER and the
+                // registered ring fd both belong to the thread that submits).
+                let setup = config
+                    .builder()
+                    .build()
+                    .map_err(io::Error::from)
+                    .and_then(|ring| Ok((ring.probe()?, ring)));
+                let (probe, ring) = match setup {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let cq = ring.params().cq_entries();
+                let limit = (cq - 1) / 2;
+                let budget = config.max_in_flight.map_or(limit, |m| m.min(limit));
+                let mut state = State::default();
+                state.stats.cq_entries = cq;
+                let shared = Arc::new(Shared {
+                    state: Mutex::new(state),
+                    wake: File::from(efd),
+                    probe,
+                    budget,
+                });
+                if tx.send(Ok(shared.clone())).is_err() {
+                    return;
+                }
+                Driver::new(ring, shared, thread_efd, config.batch).run();
+            })?;
+        match rx.recv() {
+            Ok(Ok(shared)) => Ok(Proactor {
+                shared,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(io::Error::other("the proactor thread died during setup"))
+            }
+        }
+    }
+
+    /// The opcodes the kernel supports (probed once at start).
+    pub fn probe(&self) -> &Probe {
+        &self.shared.probe
+    }
+
+    /// The most user ops in flight at once.
+    pub fn max_in_flight(&self) -> u32 {
+        self.shared.budget
+    }
+
+    /// Counters, as of now.
+    pub fn stats(&self) -> ProactorStats {
+        self.shared.lock().stats
+    }
+
+    fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> Op<O> {
+        Op {
+            shared: self.shared.clone(),
+            entry,
+            stage: Stage::New,
+            finish: Some(Box::new(finish)),
+        }
+    }
+
+    /// `IORING_OP_NOP`: completes with `Ok(())`.
+    pub fn nop(&self) -> Op<io::Result<()>> {
+        self.op(ring_ops::Nop::new().build(), |res: io::Result<u32>, _| {
+            res.map(drop)
+        })
+    }
+
+    /// Reads into the spare capacity of `buf` at `offset` (`u64::MAX`: the
+    /// file position), like `pread(2)`; the length grows by what was read.
+    pub fn read(
+        &self,
+        fd: impl AsFd,
+        mut buf: Vec<u8>,
+        offset: u64,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let spare = buf.spare_capacity_mut();
+        let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
+        let entry = ring_ops::Read::new(raw(&fd), spare.as_mut_ptr().cast(), len)
+            .offset(offset)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            let res = res.map(|n| {
+                // SAFETY: the kernel wrote `n <= len` bytes into the spare
+                // capacity, which starts at `buf.len()`.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                n as usize
+            });
+            (res, buf)
+        })
+    }
+
+    /// Writes `buf` at `offset` (`u64::MAX`: the file position), like
+    /// `pwrite(2)`.
+    pub fn write(
+        &self,
+        fd: impl AsFd,
+        buf: Vec<u8>,
+        offset: u64,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let entry = ring_ops::Write::new(raw(&fd), buf.as_ptr(), len)
+            .offset(offset)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            (res.map(|n| n as usize), buf)
+        })
+    }
+
+    /// Reads into the spare capacity of each buffer in turn, like
+    /// `preadv(2)`; each length grows by what landed in it.
+    pub fn readv(
+        &self,
+        fd: impl AsFd,
+        mut bufs: Vec<Vec<u8>>,
+        offset: u64,
+    ) -> Op<(io::Result<usize>, Vec<Vec<u8>>)> {
+        let iovecs: Iovecs = bufs
+            .iter_mut()
+            .map(|b| {
+                let spare = b.spare_capacity_mut();
+                libc::iovec {
+                    iov_base: spare.as_mut_ptr().cast(),
+                    iov_len: spare.len(),
+                }
+            })
+            .collect();
+        let entry = ring_ops::Readv::new(raw(&fd), iovecs.0.as_ptr().cast(), iovecs.0.len() as u32)
+            .offset(offset)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            let res = res.map(|n| {
+                let mut left = n as usize;
+                for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
+                    let k = left.min(iov.iov_len);
+                    // SAFETY: the kernel filled the iovecs in order, `k`
+                    // bytes of this one, which is this vector's spare
+                    // capacity.
+                    unsafe { b.set_len(b.len() + k) };
+                    left -= k;
+                }
+                n as usize
+            });
+            drop(iovecs);
+            (res, bufs)
+        })
+    }
+
+    /// Writes the buffers in turn, like `pwritev(2)`.
+    pub fn writev(
+        &self,
+        fd: impl AsFd,
+        bufs: Vec<Vec<u8>>,
+        offset: u64,
+    ) -> Op<(io::Result<usize>, Vec<Vec<u8>>)> {
+        let iovecs: Iovecs = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr().cast_mut().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let entry =
+            ring_ops::Writev::new(raw(&fd), iovecs.0.as_ptr().cast(), iovecs.0.len() as u32)
+                .offset(offset)
+                .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(iovecs);
+            (res.map(|n| n as usize), bufs)
+        })
+    }
+
+    /// `fsync(2)`, or `fdatasync(2)` with `datasync`.
+    pub fn fsync(&self, fd: impl AsFd, datasync: bool) -> Op<io::Result<()>> {
+        let flags = if datasync {
+            FsyncFlags::DATASYNC
+        } else {
+            FsyncFlags::empty()
+        };
+        let entry = ring_ops::Fsync::new(raw(&fd)).flags(flags).build();
+        self.op(entry, |res: io::Result<u32>, _| res.map(drop))
+    }
+
+    /// Completes after `duration` (`IORING_OP_TIMEOUT`).
+    pub fn timeout(&self, duration: Duration) -> Op<io::Result<()>> {
+        let ts = Box::new(__kernel_timespec {
+            tv_sec: duration.as_secs() as i64,
+            tv_nsec: i64::from(duration.subsec_nanos()),
+        });
+        let entry = ring_ops::Timeout::new(&*ts).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(ts);
+            match res {
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+                other => other.map(drop),
+            }
+        })
+    }
+
+    /// Opens `path` (relative to the current directory) with `O_*` `flags`
+    /// (`O_CLOEXEC` is added) and `mode`, like `openat(2)`.
+    pub fn open(&self, path: impl AsRef<Path>, flags: i32, mode: u32) -> Op<io::Result<OwnedFd>> {
+        let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return self.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
+        };
+        let entry = ring_ops::OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
+            .flags(flags | libc::O_CLOEXEC)
+            .mode(mode)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(path);
+            // SAFETY: a successful open returns a new fd that nothing owns.
+            res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        })
+    }
+
+    /// Closes `fd`, like `close(2)`.
+    pub fn close(&self, fd: OwnedFd) -> Op<io::Result<()>> {
+        let entry = ring_ops::Close::new(Fd(fd.into_raw_fd())).build();
+        self.op(entry, |res: io::Result<u32>, _| res.map(drop))
+    }
+
+    /// `statx(2)` of `path` (relative to the current directory) with `AT_*`
+    /// `flags` and `STATX_*` `mask`.
+    pub fn statx(
+        &self,
+        path: impl AsRef<Path>,
+        flags: i32,
+        mask: u32,
+    ) -> Op<io::Result<Box<libc::statx>>> {
+        let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
+            Ok(p) => p,
+            Err(e) => return self.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
+        };
+        // SAFETY: `statx` is plain integers, for which zero is valid.
+        let mut buf: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
+        let entry = ring_ops::Statx::new(Fd(libc::AT_FDCWD), path.as_ptr(), (&raw mut *buf).cast())
+            .flags(flags)
+            .mask(mask)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(path);
+            res.map(|_| buf)
+        })
+    }
+
+    /// Accepts a connection on the listening socket `fd` (`SOCK_CLOEXEC`).
+    pub fn accept(&self, fd: impl AsFd) -> Op<io::Result<OwnedFd>> {
+        let entry = ring_ops::Accept::new(raw(&fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build();
+        self.op(entry, |res: io::Result<u32>, _| {
+            // SAFETY: a successful accept returns a new fd that nothing owns.
+            res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        })
+    }
+
+    /// Connects the socket `fd` to `addr`, like `connect(2)`.
+    pub fn connect(&self, fd: impl AsFd, addr: SocketAddr) -> Op<io::Result<()>> {
+        let (storage, len) = sockaddr(addr);
+        let entry = ring_ops::Connect::new(raw(&fd), (&raw const *storage).cast(), len).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(storage);
+            res.map(drop)
+        })
+    }
+
+    /// Sends `buf` on the socket `fd` with `MSG_*` `flags`, like `send(2)`.
+    pub fn send(
+        &self,
+        fd: impl AsFd,
+        buf: Vec<u8>,
+        flags: i32,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let entry = ring_ops::Send::new(raw(&fd), buf.as_ptr(), len)
+            .flags(flags)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            (res.map(|n| n as usize), buf)
+        })
+    }
+
+    /// Receives into the spare capacity of `buf` from the socket `fd` with
+    /// `MSG_*` `flags`, like `recv(2)`; the length grows by what arrived
+    /// (0 at end of stream).
+    pub fn recv(
+        &self,
+        fd: impl AsFd,
+        mut buf: Vec<u8>,
+        flags: i32,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let spare = buf.spare_capacity_mut();
+        let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
+        let entry = ring_ops::Recv::new(raw(&fd), spare.as_mut_ptr().cast(), len)
+            .flags(flags)
+            .build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            let res = res.map(|n| {
+                // SAFETY: the kernel wrote `n <= len` bytes into the spare
+                // capacity.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                n as usize
+            });
+            (res, buf)
+        })
+    }
+
+    /// Waits until `fd` is ready for `events` (`POLLIN`, `POLLOUT`, ...);
+    /// returns the ready events.
+    pub fn poll(&self, fd: impl AsFd, events: u32) -> Op<io::Result<u32>> {
+        let entry = ring_ops::PollAdd::new(raw(&fd), events).build();
+        self.op(entry, |res: io::Result<u32>, _| res)
+    }
+
+    /// Moves up to `len` bytes from `fd_in` to `fd_out` (one must be a
+    /// pipe), like `splice(2)`; an offset of `None` uses the file position.
+    pub fn splice(
+        &self,
+        fd_in: impl AsFd,
+        off_in: Option<u64>,
+        fd_out: impl AsFd,
+        off_out: Option<u64>,
+        len: u32,
+    ) -> Op<io::Result<usize>> {
+        let off = |o: Option<u64>| o.map_or(-1, |o| o as i64);
+        let entry =
+            ring_ops::Splice::new(raw(&fd_in), off(off_in), raw(&fd_out), off(off_out), len)
+                .build();
+        self.op(entry, |res: io::Result<u32>, _| res.map(|n| n as usize))
+    }
+
+    /// An op that fails at once with `error` (an argument the kernel would
+    /// never see, such as a path with a NUL byte).
+    fn failed<T: 'static>(&self, error: io::Error) -> Op<io::Result<T>> {
+        let mut op = self.op(ring_ops::Nop::new().build(), |res: io::Result<u32>, _| {
+            res.and_then(|_| Err(io::Error::other("unreachable")))
+        });
+        op.stage = Stage::Failed(error);
+        op
+    }
+}
+
+impl fmt::Debug for Proactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proactor")
+            .field("max_in_flight", &self.shared.budget)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Proactor {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake_thread();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The iovecs of a vectored op, pointing into the op's own buffers.
+struct Iovecs(Vec<libc::iovec>);
+
+// SAFETY: the pointers target the heap memory of buffers the same op owns
+// and moves together with these iovecs; nothing is shared.
+unsafe impl Send for Iovecs {}
+
+impl FromIterator<libc::iovec> for Iovecs {
+    fn from_iter<I: IntoIterator<Item = libc::iovec>>(iter: I) -> Self {
+        Iovecs(iter.into_iter().collect())
+    }
+}
+
+fn raw(fd: &impl AsFd) -> Fd {
+    Fd(fd.as_fd().as_raw_fd())
+}
+
+fn sockaddr(addr: SocketAddr) -> (Box<libc::sockaddr_storage>, u32) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: Box<libc::sockaddr_storage> = Box::new(unsafe { std::mem::zeroed() });
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in.
+            unsafe { (&raw mut *storage).cast::<libc::sockaddr_in>().write(sin) };
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for
+            // sockaddr_in6.
+            unsafe { (&raw mut *storage).cast::<libc::sockaddr_in6>().write(sin6) };
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as u32)
+}
+
+/// What turns an op's completion into its output; owns every resource the
+/// entry points to.
+trait Finish<O>: Send + 'static {
+    fn finish(self: Box<Self>, res: io::Result<u32>, flags: u32) -> O;
+}
+
+impl<O, F: FnOnce(io::Result<u32>, u32) -> O + Send + 'static> Finish<O> for F {
+    fn finish(self: Box<Self>, res: io::Result<u32>, flags: u32) -> O {
+        self(res, flags)
+    }
+}
+
+enum Stage {
+    /// Not yet polled.
+    New,
+    /// Waiting for credit with this ticket.
+    Credit(u64),
+    /// In the Proactor (queued or in the ring) with this `user_data`.
+    Submitted(u64),
+    /// Fails with this error when polled.
+    Failed(io::Error),
+    /// The output was returned.
+    Finished,
+}
+
+/// An operation of a [`Proactor`]: a `Future` of its output (the result
+/// and the buffers moved in), usable on any executor, or
+/// [`wait`](Op::wait)ed on. Submitted when first polled; dropping it before
+/// it completes cancels the request, and its buffers stay with the
+/// Proactor until the kernel is done with them.
+#[must_use = "an op does nothing until it is polled or waited on"]
+pub struct Op<O: 'static> {
+    shared: Arc<Shared>,
+    entry: Entry,
+    stage: Stage,
+    finish: Option<Box<dyn Finish<O>>>,
+}
+
+impl<O: 'static> Op<O> {
+    /// Blocks the calling thread until the op completes.
+    pub fn wait(self) -> O {
+        block_on(self)
+    }
+
+    fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
+        self.stage = Stage::Finished;
+        self.finish
+            .take()
+            .expect("an op completes once")
+            .finish(res, flags)
+    }
+}
+
+impl<O: 'static> Unpin for Op<O> {}
+
+impl<O: 'static> Future for Op<O> {
+    type Output = O;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let this = &mut *self;
+        match std::mem::replace(&mut this.stage, Stage::Finished) {
+            Stage::Finished => panic!("an Op polled after it completed"),
+            Stage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
+            stage @ (Stage::New | Stage::Credit(_)) => {
+                let opcode = this.entry.opcode();
+                if let Err(unsupported) = this.shared.probe.check(opcode) {
+                    return Poll::Ready(this.complete(Err(unsupported.into()), 0));
+                }
+                let shared = this.shared.clone();
+                let mut st = shared.lock();
+                if st.shutdown {
+                    drop(st);
+                    return Poll::Ready(this.complete(Err(shut_down()), 0));
+                }
+                if st.in_flight >= shared.budget {
+                    let ticket = match stage {
+                        Stage::Credit(t) => t,
+                        _ => {
+                            st.next_ticket += 1;
+                            st.next_ticket
+                        }
+                    };
+                    st.credit_waiters.insert(ticket, cx.waker().clone());
+                    this.stage = Stage::Credit(ticket);
+                    return Poll::Pending;
+                }
+                if let Stage::Credit(ticket) = stage {
+                    st.credit_waiters.remove(&ticket);
+                }
+                st.in_flight += 1;
+                let ud = st.alloc(cx.waker().clone());
+                st.queue.push(this.entry.user_data(ud));
+                this.stage = Stage::Submitted(ud);
+                let sleeping = std::mem::take(&mut st.sleeping);
+                drop(st);
+                if sleeping {
+                    shared.wake_thread();
+                }
+                Poll::Pending
+            }
+            Stage::Submitted(ud) => {
+                let shared = this.shared.clone();
+                let mut st = shared.lock();
+                let slot = st.slot(ud).expect("a submitted op keeps its slot");
+                match &mut slot.state {
+                    SlotState::Done(res, flags) => {
+                        let (res, flags) = (*res, *flags);
+                        st.free(ud);
+                        drop(st);
+                        let res = if res < 0 {
+                            Err(io::Error::from_raw_os_error(-res))
+                        } else {
+                            Ok(res as u32)
+                        };
+                        Poll::Ready(this.complete(res, flags))
+                    }
+                    SlotState::Waiting(waker) => {
+                        match waker {
+                            Some(w) if w.will_wake(cx.waker()) => {}
+                            _ => *waker = Some(cx.waker().clone()),
+                        }
+                        this.stage = Stage::Submitted(ud);
+                        Poll::Pending
+                    }
+                    SlotState::Free | SlotState::Orphan(_) => {
+                        unreachable!("a live op's slot is neither free nor orphaned")
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<O: 'static> Drop for Op<O> {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.stage, Stage::Finished) {
+            Stage::Submitted(ud) => {
+                let mut st = self.shared.lock();
+                let shutdown = st.shutdown;
+                let slot = st.slot(ud).expect("a submitted op keeps its slot");
+                if let SlotState::Done(..) = slot.state {
+                    // The kernel is done: the resources drop with `self`.
+                    st.free(ud);
+                    return;
+                }
+                // The kernel may still use the resources: they move into the
+                // slab, freed when the CQE arrives.
+                let finish = self
+                    .finish
+                    .take()
+                    .expect("a submitted op owns its resources");
+                slot.state = SlotState::Orphan(Box::new(finish));
+                // At shutdown the thread cancels every request itself.
+                if !slot.cancelled && !shutdown {
+                    slot.cancelled = true;
+                    st.cancels.push(ud);
+                }
+                let sleeping = std::mem::take(&mut st.sleeping);
+                drop(st);
+                if sleeping {
+                    self.shared.wake_thread();
+                }
+            }
+            Stage::Credit(ticket) => {
+                let mut st = self.shared.lock();
+                if st.credit_waiters.remove(&ticket).is_none() {
+                    // This op was woken for credit it will never take: pass
+                    // the wake-up on.
+                    let next = st.credit_waiters.pop_first();
+                    drop(st);
+                    if let Some((_, w)) = next {
+                        w.wake();
+                    }
+                }
+            }
+            Stage::New | Stage::Failed(_) | Stage::Finished => {}
+        }
+    }
+}
+
+impl<O: 'static> fmt::Debug for Op<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::New => "new",
+            Stage::Credit(_) => "waiting for credit",
+            Stage::Submitted(_) => "submitted",
+            Stage::Failed(_) => "failed",
+            Stage::Finished => "finished",
+        };
+        f.debug_struct("Op")
+            .field("opcode", &self.entry.opcode())
+            .field("stage", &stage)
+            .finish()
+    }
+}
+
+fn shut_down() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the proactor has shut down")
+}
+
+/// Runs `future` to completion on the calling thread, parking it while the
+/// future is pending (a minimal executor for [`Op::wait`] and tests).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}
+
+/// The submitter thread's state.
+struct Driver<K: Kernel> {
+    ring: Ring<K>,
+    shared: Arc<Shared>,
+    /// The eventfd the wake-up read targets (kept open while it is armed).
+    efd: OwnedFd,
+    /// The wake-up read's buffer (lives in the heap while it is armed).
+    wake_buf: ManuallyDrop<Box<u64>>,
+    wake_armed: bool,
+    /// CQ credit of every request in the ring (ops, cancellations, the
+    /// wake-up read): the last gate before the SQ, so the CQ cannot
+    /// overflow whatever the callers do.
+    credit: CqCredit,
+    batch: u32,
+    /// Entries waiting for credit, in order.
+    pending: VecDeque<Entry>,
+    cqes: Vec<Cqe>,
+    wakers: Vec<Waker>,
+}
+
+impl<K: Kernel> Driver<K> {
+    fn new(ring: Ring<K>, shared: Arc<Shared>, efd: OwnedFd, batch: u32) -> Self {
+        let geometry = *ring.kernel().geometry();
+        Driver {
+            credit: CqCredit::for_geometry(&geometry),
+            ring,
+            shared,
+            efd,
+            wake_buf: ManuallyDrop::new(Box::new(0)),
+            wake_armed: false,
+            batch,
+            pending: VecDeque::new(),
+            cqes: Vec::new(),
+            wakers: Vec::new(),
+        }
+    }
+
+    /// Pushes an entry, submitting to make room if the SQ is full, and takes
+    /// its CQ credit; hands it back if there is no credit.
+    fn push(&mut self, entry: Entry) -> Result<(), Entry> {
+        let mut entry = self.credit.acquire(entry).map_err(|refused| refused.0)?;
+        loop {
+            // SAFETY: every pointer in `entry` targets memory owned by its
+            // op's resources, which stay alive (in the op, or orphaned in the
+            // slab, or `wake_buf` here) until its CQE is reaped.
+            match unsafe { self.ring.sq().push(entry) } {
+                Ok(()) => return Ok(()),
+                Err(full) => {
+                    entry = full.0;
+                    self.submit(false);
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, wait: bool) {
+        let res = if wait {
+            self.ring.submitter().submit_and_wait(1)
+        } else {
+            self.ring.submitter().submit()
+        };
+        self.shared.lock().stats.enters += 1;
+        if let Err(e) = res {
+            // Nothing to do but retry: the requests in the ring own memory
+            // the thread must not abandon. Back off a little.
+            eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let ptr: *mut u64 = &mut **self.wake_buf;
+        let entry = ring_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
+            .build()
+            .user_data(WAKE);
+        self.wake_armed = self.push(entry).is_ok();
+    }
+
+    fn run(mut self) {
+        let mut shutdown_sent = false;
+        loop {
+            let shutdown;
+            let cancels;
+            {
+                let mut st = self.shared.lock();
+                cancels = st.cancels.len();
+                let cancel = |ud| ring_ops::AsyncCancel::new(ud).build().user_data(CANCEL);
+                let State {
+                    queue,
+                    cancels: to_cancel,
+                    ..
+                } = &mut *st;
+                // Ops before cancellations: a cancel must meet its target
+                // in the kernel, so it never goes ahead of it.
+                self.pending.extend(queue.drain(..));
+                self.pending.extend(to_cancel.drain(..).map(cancel));
+                shutdown = st.shutdown;
+                if shutdown && !shutdown_sent {
+                    // Cancel everything in flight not yet asked; ops whose
+                    // futures are alive get their CQE (usually ECANCELED).
+                    let mut n = 0;
+                    for (i, slot) in st.slots.iter_mut().enumerate() {
+                        if matches!(slot.state, SlotState::Waiting(_) | SlotState::Orphan(_))
+                            && !slot.cancelled
+                        {
+                            slot.cancelled = true;
+                            self.pending
+                                .push_back(cancel(user_data(i as u32, slot.generation)));
+                            n += 1;
+                        }
+                    }
+                    st.stats.cancels += n;
+                }
+                st.stats.cancels += cancels as u64;
+            }
+            if shutdown && !shutdown_sent {
+                shutdown_sent = true;
+                if self.wake_armed {
+                    // End the wake-up read: the thread writes its own eventfd.
+                    self.shared.wake_thread();
+                }
+            }
+            if !self.wake_armed && !shutdown {
+                self.arm_wake();
+            }
+            let mut pushed = 0;
+            while let Some(entry) = self.pending.pop_front() {
+                if let Err(entry) = self.push(entry) {
+                    // No credit: wait for completions first.
+                    self.pending.push_front(entry);
+                    break;
+                }
+                pushed += 1;
+                if pushed % self.batch == 0 {
+                    self.submit(false);
+                }
+            }
+            let in_ring = self.credit.in_flight();
+            {
+                let mut st = self.shared.lock();
+                st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+            }
+            if shutdown && in_ring == 0 && self.pending.is_empty() {
+                break;
+            }
+            // Sleep only if nothing arrived meanwhile; callers that queue
+            // work after this see `sleeping` and write the eventfd. Blocked
+            // on credit, wait for a completion (there are `in_ring` coming).
+            let wait = {
+                let mut st = self.shared.lock();
+                let idle = st.queue.is_empty() && st.cancels.is_empty();
+                st.sleeping = idle && self.wake_armed;
+                (st.sleeping || !self.pending.is_empty() || (shutdown && idle)) && in_ring > 0
+            };
+            self.submit(wait);
+            self.reap();
+        }
+        let mut st = self.shared.lock();
+        st.stopped = true;
+        st.sleeping = false;
+        st.stats.cq_overflow = self.ring.overflow();
+        drop(st);
+        // SAFETY: the wake-up read has completed (no credit is held, so no
+        // request is in the ring): the kernel no longer writes the buffer.
+        unsafe { ManuallyDrop::drop(&mut self.wake_buf) };
+    }
+
+    fn reap(&mut self) {
+        self.cqes.clear();
+        self.cqes.extend(self.ring.cq());
+        // The CQ view is dropped: the head is handed back, so the credit of
+        // these CQEs may return.
+        if self.cqes.is_empty() {
+            return;
+        }
+        let mut st = self.shared.lock();
+        st.sleeping = false;
+        let mut released = 0;
+        for cqe in &self.cqes {
+            let _ = self.credit.handle_cqe(cqe.flags().bits());
+            match cqe.user_data() {
+                WAKE => self.wake_armed = false,
+                CANCEL => {}
+                ud => {
+                    released += 1;
+                    st.stats.completed += 1;
+                    let Some(slot) = st.slot(ud) else {
+                        debug_assert!(false, "a CQE for an unknown slot: {cqe:?}");
+                        continue;
+                    };
+                    match std::mem::replace(&mut slot.state, SlotState::Free) {
+                        SlotState::Waiting(waker) => {
+                            slot.state = SlotState::Done(cqe.res(), cqe.flags().bits());
+                            self.wakers.extend(waker);
+                        }
+                        SlotState::Orphan(resources) => {
+                            // The kernel is done with them: free now.
+                            st.free(ud);
+                            st.stats.orphans_freed += 1;
+                            drop(resources);
+                        }
+                        other => {
+                            slot.state = other;
+                            debug_assert!(false, "a second CQE for a slot: {cqe:?}");
+                        }
+                    }
+                }
+            }
+        }
+        st.release_credit(released, &mut self.wakers);
+        st.stats.cq_overflow = self.ring.overflow();
+        drop(st);
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+}

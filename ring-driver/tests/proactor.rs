@@ -1,0 +1,441 @@
+//! The Proactor on the running kernel: every op it offers, drop
+//! cancellation, back-pressure through a small CQ, and shutdown.
+
+mod common;
+
+use std::future::Future;
+use std::io::{self, Read as _, Write as _};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ring_driver::{Op, Proactor, ProactorConfig};
+
+fn proactor() -> Proactor {
+    Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    unsafe {
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+fn temp_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ring-proactor-{}-{name}", std::process::id()))
+}
+
+/// Polls a future once with a waker that counts wake-ups.
+fn poll_once<F: Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut Context::from_waker(waker))
+}
+
+struct Flag(Mutex<u32>);
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        *self.0.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn nop_completes() {
+    let p = proactor();
+    p.nop().wait().unwrap();
+    let stats = p.stats();
+    assert_eq!(stats.completed, 1);
+    assert_eq!(stats.cq_overflow, 0);
+}
+
+#[test]
+fn write_then_read_a_file_with_owned_buffers() {
+    let p = proactor();
+    let path = temp_path("rw");
+    let file = std::fs::File::create_new(&path).unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+    let (n, back) = p.write(&file, data.clone(), 0).wait();
+    assert_eq!(n.unwrap(), data.len());
+    assert_eq!(back, data, "the write hands its buffer back unchanged");
+    p.fsync(&file, false).wait().unwrap();
+    p.fsync(&file, true).wait().unwrap();
+    // Read into the spare capacity after a prefix that must stay.
+    let mut buf = Vec::with_capacity(3 + 20_000);
+    buf.extend_from_slice(b"abc");
+    let (n, buf) = p.read(&file, buf, 100).wait();
+    assert_eq!(n.unwrap(), data.len() - 100);
+    assert_eq!(&buf[..3], b"abc");
+    assert_eq!(&buf[3..], &data[100..]);
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_pending_read_completes_when_data_arrives() {
+    let p = proactor();
+    let (r, w) = pipe();
+    let mut op = p.read(&r, Vec::with_capacity(64), u64::MAX);
+    let flag = Arc::new(Flag(Mutex::new(0)));
+    let waker = Waker::from(flag.clone());
+    assert!(poll_once(&mut op, &waker).is_pending());
+    thread::sleep(Duration::from_millis(20));
+    assert!(poll_once(&mut op, &waker).is_pending(), "no data yet");
+    assert_eq!(
+        *flag.0.lock().unwrap(),
+        0,
+        "no wake-up without a completion"
+    );
+    std::fs::File::from(w).write_all(b"ping").unwrap();
+    let (n, buf) = op.wait();
+    assert_eq!(n.unwrap(), 4);
+    assert_eq!(buf, b"ping");
+}
+
+#[test]
+fn errors_come_back_as_io_errors_with_the_buffer() {
+    let p = proactor();
+    let (r, _w) = pipe();
+    // Writing to the read end of a pipe fails with EBADF.
+    let (n, buf) = p.write(&r, b"xyz".to_vec(), u64::MAX).wait();
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(buf, b"xyz");
+}
+
+#[test]
+fn dropping_a_pending_read_cancels_it_and_frees_its_buffer_after_the_cqe() {
+    let p = proactor();
+    let (r, w) = pipe();
+    let mut w = std::fs::File::from(w);
+    let flag = Arc::new(Flag(Mutex::new(0)));
+    let waker = Waker::from(flag);
+    for round in 0..50u32 {
+        let mut op = p.read(&r, Vec::with_capacity(4096), u64::MAX);
+        assert!(poll_once(&mut op, &waker).is_pending());
+        if round % 2 == 1 {
+            // Give the thread time to submit it, so the cancel meets it in
+            // the kernel.
+            thread::sleep(Duration::from_millis(2));
+        }
+        drop(op);
+    }
+    // Every dropped read's CQE arrives (cancelled), and only then its
+    // buffer is freed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().orphans_freed < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "orphans not freed: {:?}",
+            p.stats()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let stats = p.stats();
+    assert_eq!(stats.orphans_freed, 50);
+    assert_eq!(stats.cancels, 50);
+    // No cancelled read consumed data: what is written now is all read.
+    w.write_all(b"after the cancels").unwrap();
+    let (n, buf) = p.read(&r, Vec::with_capacity(64), u64::MAX).wait();
+    assert_eq!(n.unwrap(), 17);
+    assert_eq!(buf, b"after the cancels");
+}
+
+#[test]
+fn dropped_reads_racing_with_writes_lose_no_bytes_to_live_reads() {
+    // Reads are dropped while a writer fills the pipe: a dropped read may
+    // have taken bytes (into its orphaned buffer, freed after its CQE), but
+    // the bytes the live reads return are in order and unchanged.
+    let p = proactor();
+    let (r, w) = pipe();
+    let writer = thread::spawn(move || {
+        let mut w = std::fs::File::from(w);
+        for i in 0..2000u32 {
+            w.write_all(&i.to_le_bytes()).unwrap();
+        }
+    });
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    let mut live = Vec::new();
+    for i in 0..200 {
+        let mut op = p.read(&r, Vec::with_capacity(4), u64::MAX);
+        let _ = poll_once(&mut op, &waker);
+        if i % 2 == 0 {
+            drop(op);
+        } else {
+            let (n, buf) = op.wait();
+            let n = n.unwrap();
+            assert_eq!(buf.len(), n);
+            live.push(buf);
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(live.len(), 100);
+    assert!(live.iter().all(|b| !b.is_empty() && b.len() <= 4));
+    drop(p);
+}
+
+#[test]
+fn a_million_nops_through_a_64_entry_cq_never_overflow() {
+    let total: u64 = std::env::var("RING_PROACTOR_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if cfg!(debug_assertions) {
+            100_000
+        } else {
+            1_000_000
+        });
+    let p = Proactor::new(ProactorConfig::new(32).cq_entries(64)).unwrap();
+    assert_eq!(p.stats().cq_entries, 64);
+    assert_eq!(p.max_in_flight(), 31);
+    // A tiny executor: 256 ops at once, far past the budget of 31, so most
+    // wait for credit. Each waker records its index.
+    const LIVE: usize = 256;
+    struct Ready {
+        queue: Mutex<Vec<usize>>,
+        thread: thread::Thread,
+    }
+    struct Slot(Arc<Ready>, usize);
+    impl Wake for Slot {
+        fn wake(self: Arc<Self>) {
+            self.0.queue.lock().unwrap().push(self.1);
+            self.0.thread.unpark();
+        }
+    }
+    let ready = Arc::new(Ready {
+        queue: Mutex::new((0..LIVE).collect()),
+        thread: thread::current(),
+    });
+    let wakers: Vec<Waker> = (0..LIVE)
+        .map(|i| Waker::from(Arc::new(Slot(ready.clone(), i))))
+        .collect();
+    let mut ops: Vec<Option<Op<io::Result<()>>>> = (0..LIVE).map(|_| Some(p.nop())).collect();
+    let mut started = LIVE as u64;
+    let mut done = 0u64;
+    let start = Instant::now();
+    while done < total {
+        let batch = std::mem::take(&mut *ready.queue.lock().unwrap());
+        if batch.is_empty() {
+            thread::park_timeout(Duration::from_millis(100));
+            continue;
+        }
+        for i in batch {
+            let Some(op) = ops[i].as_mut() else { continue };
+            if let Poll::Ready(res) = poll_once(op, &wakers[i]) {
+                res.unwrap();
+                done += 1;
+                ops[i] = None;
+                if started < total {
+                    ops[i] = Some(p.nop());
+                    started += 1;
+                    ready.queue.lock().unwrap().push(i);
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "stuck at {done}"
+        );
+    }
+    let stats = p.stats();
+    eprintln!("{total} NOPs in {:?}: {stats:?}", start.elapsed());
+    assert_eq!(stats.completed, total);
+    assert_eq!(stats.cq_overflow, 0);
+    assert!(stats.max_in_ring <= 64, "{stats:?}");
+    assert!(stats.max_in_ring >= 2, "some batching happened: {stats:?}");
+    assert!(stats.enters < total, "batched submissions: {stats:?}");
+}
+
+#[test]
+fn blocking_waits_from_many_threads_past_the_budget() {
+    let p = Arc::new(Proactor::new(ProactorConfig::new(4).max_in_flight(2)).unwrap());
+    assert_eq!(p.max_in_flight(), 2);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let p = p.clone();
+            thread::spawn(move || {
+                for _ in 0..500 {
+                    p.nop().wait().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = p.stats();
+    assert_eq!(stats.completed, 4000);
+    // Two user ops plus their cancels (none here) plus the wake-up read.
+    assert!(stats.max_in_ring <= 3, "{stats:?}");
+}
+
+#[test]
+fn timeout_waits_at_least_its_duration() {
+    let p = proactor();
+    let start = Instant::now();
+    p.timeout(Duration::from_millis(30)).wait().unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn open_statx_close() {
+    let p = proactor();
+    let path = temp_path("open");
+    let fd = p
+        .open(&path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
+        .wait()
+        .unwrap();
+    let (n, _) = p.write(&fd, vec![7; 1234], 0).wait();
+    assert_eq!(n.unwrap(), 1234);
+    let st = p.statx(&path, 0, libc::STATX_SIZE).wait().unwrap();
+    assert_eq!(st.stx_size, 1234);
+    assert_eq!(u32::from(st.stx_mode) & 0o777, 0o600);
+    p.close(fd).wait().unwrap();
+    let err = p
+        .open(&path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    let err = p.open("/no/such\0path", 0, 0).wait().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    std::fs::remove_file(&path).unwrap();
+    let err = p.statx(&path, 0, libc::STATX_SIZE).wait().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+}
+
+#[test]
+fn accept_connect_send_recv_on_loopback() {
+    let p = proactor();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Futures are lazy: poll the accept once so it is in flight before
+    // the connect is waited on.
+    let mut accept = p.accept(&listener);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(poll_once(&mut accept, &waker).is_pending());
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(raw >= 0);
+    // SAFETY: a new fd nothing else owns.
+    let client = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let connect = p.connect(&client, addr);
+    connect.wait().unwrap();
+    let server = accept.wait().unwrap();
+    let (n, _) = p.send(&client, b"hello over tcp".to_vec(), 0).wait();
+    assert_eq!(n.unwrap(), 14);
+    let mut got = Vec::new();
+    while got.len() < 14 {
+        let (n, buf) = p.recv(&server, Vec::with_capacity(64), 0).wait();
+        assert!(n.unwrap() > 0);
+        got.extend_from_slice(&buf);
+    }
+    assert_eq!(got, b"hello over tcp");
+    drop(client);
+    let (n, _) = p.recv(&server, Vec::with_capacity(64), 0).wait();
+    assert_eq!(n.unwrap(), 0, "end of stream");
+    // Connection refused is an error, not a hang.
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = free.local_addr().unwrap();
+    drop(free);
+    // SAFETY: as above.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    // SAFETY: as above.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let err = p.connect(&sock, closed).wait().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn readv_and_writev_split_across_buffers() {
+    let p = proactor();
+    let (a, b) = UnixStream::pair().unwrap();
+    let bufs = vec![b"one-".to_vec(), b"two-".to_vec(), b"three".to_vec()];
+    let (n, back) = p.writev(&a, bufs.clone(), u64::MAX).wait();
+    assert_eq!(n.unwrap(), 13);
+    assert_eq!(back, bufs);
+    let mut first = Vec::with_capacity(6);
+    first.extend_from_slice(b"<");
+    let read = vec![first, Vec::with_capacity(3), Vec::with_capacity(100)];
+    let (n, got) = p.readv(&b, read, u64::MAX).wait();
+    assert_eq!(n.unwrap(), 13);
+    assert_eq!(got[0], b"<one-t");
+    assert_eq!(got[1], b"wo-");
+    assert_eq!(got[2], b"three");
+}
+
+#[test]
+fn poll_reports_readiness() {
+    let p = proactor();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let events = p.poll(&a, libc::POLLOUT as u32).wait().unwrap();
+    assert_ne!(events & libc::POLLOUT as u32, 0);
+    let mut op = p.poll(&a, libc::POLLIN as u32);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(poll_once(&mut op, &waker).is_pending());
+    b.write_all(b"x").unwrap();
+    let events = op.wait().unwrap();
+    assert_ne!(events & libc::POLLIN as u32, 0);
+}
+
+#[test]
+fn splice_moves_bytes_through_a_pipe() {
+    let p = proactor();
+    let path = temp_path("splice");
+    std::fs::write(&path, b"spliced bytes").unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let (r, w) = pipe();
+    let n = p.splice(&file, Some(0), &w, None, 64).wait().unwrap();
+    assert_eq!(n, 13);
+    let mut out = [0; 13];
+    std::fs::File::from(r).read_exact(&mut out).unwrap();
+    assert_eq!(&out, b"spliced bytes");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn dropping_the_proactor_cancels_what_is_in_flight() {
+    let p = proactor();
+    let (r, _w) = pipe();
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    let mut live = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    assert!(poll_once(&mut live, &waker).is_pending());
+    let mut dropped = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    assert!(poll_once(&mut dropped, &waker).is_pending());
+    drop(dropped);
+    let unpolled = p.nop();
+    thread::sleep(Duration::from_millis(10));
+    let start = Instant::now();
+    drop(p);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let (n, buf) = live.wait();
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert!(buf.is_empty());
+    assert_eq!(
+        unpolled.wait().unwrap_err().kind(),
+        io::ErrorKind::NotConnected
+    );
+}
+
+#[test]
+fn ops_are_futures_for_any_executor() {
+    // Join several ops in one future, driven by block_on.
+    let p = proactor();
+    let (a, b) = UnixStream::pair().unwrap();
+    let out = ring_driver::block_on(async {
+        let read = p.read(&b, Vec::with_capacity(8), u64::MAX);
+        let (n, _) = p.write(&a, b"async".to_vec(), u64::MAX).await;
+        n.unwrap();
+        p.nop().await.unwrap();
+        read.await
+    });
+    let (n, buf) = out;
+    assert_eq!(n.unwrap(), 5);
+    assert_eq!(buf, b"async");
+    let _ = a.as_fd().as_raw_fd();
+}
