@@ -439,3 +439,51 @@ fn ops_are_futures_for_any_executor() {
     assert_eq!(buf, b"async");
     let _ = a.as_fd().as_raw_fd();
 }
+
+#[path = "../examples/echo.rs"]
+mod echo;
+
+#[test]
+fn echo_server_returns_every_byte_to_several_clients() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A small ring: 8 clients share a budget of 15 ops.
+    let p = Arc::new(Proactor::new(ProactorConfig::new(8).cq_entries(32)).unwrap());
+    const CLIENTS: usize = 8;
+    const BYTES: usize = 256 * 1024;
+    let server = {
+        let p = p.clone();
+        thread::spawn(move || echo::serve(p, listener, Some(CLIENTS)))
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            thread::spawn(move || {
+                let data: Vec<u8> = (0..BYTES).map(|i| (i * 31 + c * 7) as u8).collect();
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                let mut r = s.try_clone().unwrap();
+                let expect = data.clone();
+                let reader = thread::spawn(move || {
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).unwrap();
+                    got
+                });
+                // Odd-sized writes so reads and writes interleave.
+                for chunk in data.chunks(7919) {
+                    s.write_all(chunk).unwrap();
+                }
+                s.shutdown(std::net::Shutdown::Write).unwrap();
+                let got = reader.join().unwrap();
+                assert_eq!(got.len(), expect.len(), "client {c}");
+                assert!(got == expect, "client {c}: the bytes differ");
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let echoed = server.join().unwrap().unwrap();
+    assert_eq!(echoed, (CLIENTS * BYTES) as u64);
+    let stats = p.stats();
+    assert_eq!(stats.cq_overflow, 0);
+    assert!(stats.max_in_ring <= 32, "{stats:?}");
+}

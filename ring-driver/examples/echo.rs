@@ -1,0 +1,163 @@
+//! A TCP echo server on the [`Proactor`]: every connection is a task of a
+//! tiny single-threaded executor written below (the Proactor's futures need
+//! nothing but the std `Waker`), and every accept, recv and send is an
+//! io_uring request with an owned buffer.
+//!
+//! ```text
+//! cargo run -p ring-driver --example echo -- 127.0.0.1:7000
+//! ```
+//!
+//! `tests/proactor.rs` includes this file and runs [`serve`] against
+//! several client threads.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
+use std::thread;
+
+use ring_driver::{Proactor, ProactorConfig};
+
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Tasks spawned while the executor runs, picked up on its next turn.
+#[derive(Clone, Default)]
+struct Spawner(Rc<RefCell<Vec<Task>>>);
+
+impl Spawner {
+    fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        self.0.borrow_mut().push(Box::pin(task));
+    }
+}
+
+/// The indices of the tasks to poll, filled by their wakers.
+struct Ready {
+    queue: Mutex<VecDeque<usize>>,
+    thread: thread::Thread,
+}
+
+struct TaskWaker(Arc<Ready>, usize);
+
+impl Wake for TaskWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.queue.lock().unwrap().push_back(self.1);
+        self.0.thread.unpark();
+    }
+}
+
+/// Runs `first` and every task it spawns until all have finished.
+fn run(spawner: &Spawner, first: impl Future<Output = ()> + 'static) {
+    let ready = Arc::new(Ready {
+        queue: Mutex::new(VecDeque::new()),
+        thread: thread::current(),
+    });
+    let mut tasks: Vec<Option<(Task, Waker)>> = Vec::new();
+    let mut live = 0;
+    spawner.spawn(first);
+    loop {
+        for task in spawner.0.borrow_mut().drain(..) {
+            let index = tasks.len();
+            let waker = Waker::from(Arc::new(TaskWaker(ready.clone(), index)));
+            tasks.push(Some((task, waker)));
+            ready.queue.lock().unwrap().push_back(index);
+            live += 1;
+        }
+        if live == 0 {
+            return;
+        }
+        let Some(index) = ready.queue.lock().unwrap().pop_front() else {
+            thread::park();
+            continue;
+        };
+        let Some((task, waker)) = tasks[index].as_mut() else {
+            continue;
+        };
+        if task
+            .as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_ready()
+        {
+            tasks[index] = None;
+            live -= 1;
+        }
+    }
+}
+
+/// Echoes one connection until the peer closes it: recv into a buffer,
+/// send it back whole, reuse it.
+async fn echo(proactor: Arc<Proactor>, conn: std::os::fd::OwnedFd) -> io::Result<u64> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut total = 0;
+    loop {
+        buf.clear();
+        let (n, back) = proactor.recv(&conn, buf, 0).await;
+        buf = back;
+        if n? == 0 {
+            proactor.close(conn).await?;
+            return Ok(total);
+        }
+        // Send it all back (a short send leaves the rest at the front).
+        while !buf.is_empty() {
+            let (n, back) = proactor.send(&conn, buf, libc::MSG_NOSIGNAL).await;
+            buf = back;
+            let n = n?;
+            total += n as u64;
+            buf.drain(..n);
+        }
+    }
+}
+
+/// Serves `listener`: accepts connections and echoes each. Returns after
+/// `connections` connections have been served (forever if `None`), with the
+/// bytes echoed.
+pub(crate) fn serve(
+    proactor: Arc<Proactor>,
+    listener: TcpListener,
+    connections: Option<usize>,
+) -> io::Result<u64> {
+    let spawner = Spawner::default();
+    let result = Rc::new(RefCell::new(Ok(0u64)));
+    let (s, r) = (spawner.clone(), result.clone());
+    run(&spawner, async move {
+        let mut accepted = 0;
+        while connections.is_none_or(|n| accepted < n) {
+            let conn = match proactor.accept(&listener).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    *r.borrow_mut() = Err(e);
+                    return;
+                }
+            };
+            accepted += 1;
+            let (p, r) = (proactor.clone(), r.clone());
+            s.spawn(async move {
+                let echoed = echo(p, conn).await;
+                let mut r = r.borrow_mut();
+                match (echoed, &mut *r) {
+                    (Ok(n), Ok(total)) => *total += n,
+                    (Err(e), r @ Ok(_)) => *r = Err(e),
+                    (_, Err(_)) => {}
+                }
+            });
+        }
+    });
+    Rc::try_unwrap(result)
+        .map_err(|_| io::Error::other("tasks still hold the result"))?
+        .into_inner()
+}
+
+#[allow(dead_code, reason = "the tests include this file for `serve`")]
+fn main() -> io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7000".into());
+    let listener = TcpListener::bind(&addr)?;
+    println!("echoing on {}", listener.local_addr()?);
+    let proactor = Arc::new(Proactor::new(ProactorConfig::new(256))?);
+    serve(proactor, listener, None).map(drop)
+}
