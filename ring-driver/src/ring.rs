@@ -358,7 +358,10 @@ impl<K: Kernel> Ring<K> {
                     // posted late); without a deadline, wait again until
                     // they are. The next decision has nothing to submit.
                     if !wait.any() && decision.min_complete > 0 {
-                        continue;
+                        self.sync_cq();
+                        if self.cq.ready() + (self.stash.len() as u32) < wait_nr {
+                            continue;
+                        }
                     }
                     return Ok(submitted);
                 }

@@ -4,11 +4,13 @@
 //!   (or on this machine with `--kernel host`), with a summary per kernel.
 //! - `fuzz`: every cargo-fuzz target for a bounded time.
 //! - `ci`: what `.ci/run` runs, in one command.
+//! - `bench`: ring beside the io-uring crate; writes BENCHMARKS.md.
 //!
 //! Standard library only: the initramfs (cpio), the JSON of cargo's messages
 //! and the arguments are handled here. Built for musl, the same binary is the
 //! VM's `/init` (it knows by being PID 1).
 
+mod bench;
 mod cpio;
 mod guest;
 mod json;
@@ -47,6 +49,9 @@ commands:
         what .ci/run runs: fmt, clippy, tests, the main example, fuzz smoke (if there
         are targets; N default 10), the kernel matrix (all); stops at the first
         failure unless --keep-going.
+  bench [--quick]
+        ring and the io-uring crate side by side (ring-bench, alternating rounds,
+        medians, ratios) plus callgrind instruction counts; writes BENCHMARKS.md.
   help  this text";
 
 fn main() -> ExitCode {
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         "test-kernel" => test_kernel(args),
         "fuzz" => fuzz(args),
         "ci" => ci(args),
+        "bench" => bench::bench(args),
         other => Err(format!("unknown command `{other}` (try `cargo xtask help`)").into()),
     };
     match result {
@@ -485,7 +491,7 @@ fn ci_test() -> Result<bool> {
 
 /// The README's run command, as `.ci/run` runs it.
 fn ci_main_example() -> Result<bool> {
-    step(cargo().args(["run", "-q", "-p", "ring-sys", "--example", "features"]))
+    step(cargo().args(["run", "-q", "--example", "tour"]))
 }
 
 /// One CI step: a name and what it runs.

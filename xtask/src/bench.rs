@@ -1,0 +1,181 @@
+//! `cargo xtask bench`: runs `ring-bench` (ring and the io-uring crate side
+//! by side, alternating, in one run), counts user-space instructions per op
+//! with callgrind, and writes BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::{Args, Result, cargo, root};
+
+/// One measured row: ring's and the io-uring crate's ns/op and their ratio.
+struct Row {
+    name: String,
+    ours: f64,
+    theirs: f64,
+    ratio: f64,
+}
+
+/// Parses ring-bench's tab-separated output (a header line, then rows).
+fn parse_rows(out: &str) -> Vec<Row> {
+    out.lines()
+        .skip_while(|l| !l.starts_with("row\t"))
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let [name, ours, theirs, ratio] = f.as_slice() else {
+                return None;
+            };
+            Some(Row {
+                name: name.to_string(),
+                ours: ours.parse().ok()?,
+                theirs: theirs.parse().ok()?,
+                ratio: ratio.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The "Collected : N" total of a callgrind run's stderr.
+fn collected(stderr: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// User-space instructions per NOP: the difference of two run lengths, so
+/// start-up and setup cancel.
+fn instructions_per_op(bin: &str, lib: &str, batch: u32) -> Result<f64> {
+    let (short, long) = (20_000u64, 40_000u64);
+    let mut totals = Vec::new();
+    for ops in [short, long] {
+        let out = Command::new("valgrind")
+            .args([
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                bin,
+                "--callgrind",
+                lib,
+            ])
+            .arg(batch.to_string())
+            .arg(ops.to_string())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(format!("callgrind {lib} batch {batch}: {}", stderr.trim()).into());
+        }
+        totals.push(collected(&stderr).ok_or("no callgrind total")?);
+    }
+    Ok((totals[1] - totals[0]) as f64 / (long - short) as f64)
+}
+
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let release = read("/proc/sys/kernel/osrelease").trim().to_string();
+    format!("{cpu}, {cores} cores, Linux {release}")
+}
+
+/// `cargo xtask bench [--quick]`.
+pub(crate) fn bench(mut args: Args) -> Result<bool> {
+    let quick = args.flag(&["--quick"]);
+    args.finish()?;
+    let start = Instant::now();
+    if !cargo()
+        .args(["build", "--release", "-q", "-p", "ring-bench"])
+        .status()?
+        .success()
+    {
+        return Ok(false);
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), Into::into);
+    let bin = target.join("release/ring-bench");
+    let bin = bin.to_str().ok_or("non-UTF-8 path")?.to_string();
+    let mut run = Command::new(&bin);
+    if quick {
+        run.arg("--quick");
+    }
+    let out = run.output()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return Ok(false);
+    }
+    let rows = parse_rows(&String::from_utf8_lossy(&out.stdout));
+    let mut md = String::new();
+    writeln!(md, "# Benchmarks\n")?;
+    writeln!(
+        md,
+        "Written by `cargo xtask bench{}` on {}. ring and the io-uring crate (0.7) run the same \
+         workloads in one process, alternating rounds; each number is the median of the rounds. \
+         ratio = io-uring time / ring time: above 1.00 means ring is faster.\n",
+        if quick { " --quick" } else { "" },
+        machine()
+    )?;
+    writeln!(md, "| workload | ring ns/op | io-uring ns/op | ratio |")?;
+    writeln!(md, "|---|---:|---:|---:|")?;
+    for r in &rows {
+        writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {:.3} |",
+            r.name, r.ours, r.theirs, r.ratio
+        )?;
+    }
+    writeln!(md, "\n## User-space instructions per NOP (callgrind)\n")?;
+    if Command::new("valgrind").arg("--version").output().is_ok() {
+        writeln!(
+            md,
+            "Difference of a 20k- and a 40k-NOP run, plain setup (start-up cancels). \
+             ratio = ring / io-uring: below 1.00 means ring executes fewer instructions.\n"
+        )?;
+        writeln!(md, "| loop | ring | io-uring | ratio |")?;
+        writeln!(md, "|---|---:|---:|---:|")?;
+        for batch in [1, 32] {
+            let ours = instructions_per_op(&bin, "ring", batch)?;
+            let theirs = instructions_per_op(&bin, "io-uring", batch)?;
+            writeln!(
+                md,
+                "| NOP batch {batch} | {ours:.1} | {theirs:.1} | {:.3} |",
+                ours / theirs
+            )?;
+        }
+    } else {
+        writeln!(md, "valgrind is not installed here: no instruction counts.")?;
+    }
+    writeln!(
+        md,
+        "\n(The whole run took {:.0} s.)",
+        start.elapsed().as_secs_f64()
+    )?;
+    std::fs::write(root().join("BENCHMARKS.md"), &md)?;
+    print!("{md}");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{collected, parse_rows};
+
+    #[test]
+    fn rows_and_totals_parse() {
+        let rows = parse_rows(
+            "noise\nrow\tring ns/op\tio-uring ns/op\tratio\nnop/batch1/plain\t200.5\t210.0\t1.047\nbad line\n",
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name, "nop/batch1/plain");
+        assert!((rows[0].ratio - 1.047).abs() < 1e-9);
+        assert_eq!(
+            collected("==1== Events : Ir\n==1== Collected : 4718669\n"),
+            Some(4_718_669)
+        );
+        assert_eq!(collected("nothing"), None);
+    }
+}
