@@ -100,7 +100,7 @@ use std::time::Duration;
 
 use ring_core::CqCredit;
 use ring_ops::{Entry, Fd};
-use ring_sys::{__kernel_timespec, FsyncFlags};
+use ring_sys::{__kernel_timespec, FsyncFlags, SqeFlags};
 
 use crate::kernel::Kernel;
 use crate::probe::Probe;
@@ -206,6 +206,7 @@ struct Shared {
     wake: File,
     probe: Probe,
     budget: u32,
+    sq_entries: u32,
 }
 
 enum SlotState {
@@ -349,6 +350,7 @@ impl Proactor {
                     wake: File::from(efd),
                     probe,
                     budget,
+                    sq_entries: ring.params().sq_entries(),
                 });
                 if tx.send(Ok(shared.clone())).is_err() {
                     return;
@@ -667,6 +669,31 @@ impl Proactor {
         self.op(entry, |res: io::Result<u32>, _| res.map(|n| n as usize))
     }
 
+    /// A timeout for the op it is linked after (`IORING_OP_LINK_TIMEOUT`):
+    /// `p.read(..).link(p.link_timeout(d))`. If `duration` passes first
+    /// the op fails with `ECANCELED` and this completes with `ETIME`;
+    /// otherwise this completes with `ECANCELED` (the kernel's results,
+    /// as they are). Alone, it fails with `EINVAL`.
+    pub fn link_timeout(&self, duration: Duration) -> Op<io::Result<()>> {
+        let ts = Box::new(__kernel_timespec {
+            tv_sec: duration.as_secs() as i64,
+            tv_nsec: i64::from(duration.subsec_nanos()),
+        });
+        let entry = ring_ops::LinkTimeout::new(&*ts).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(ts);
+            res.map(drop)
+        })
+    }
+
+    /// Cancels every request on `fd` (`IORING_ASYNC_CANCEL_FD |
+    /// IORING_ASYNC_CANCEL_ALL`, Linux 5.19): returns how many were
+    /// cancelled; they complete with `ECANCELED`.
+    pub fn cancel_fd(&self, fd: impl AsFd) -> Op<io::Result<u32>> {
+        let entry = ring_ops::AsyncCancel::by_fd(raw(&fd)).all().build();
+        self.op(entry, |res: io::Result<u32>, _| res)
+    }
+
     /// An op that fails at once with `error` (an argument the kernel would
     /// never see, such as a path with a NUL byte).
     fn failed<T: 'static>(&self, error: io::Error) -> Op<io::Result<T>> {
@@ -815,41 +842,12 @@ impl<O: 'static> Future for Op<O> {
             Stage::Finished => panic!("an Op polled after it completed"),
             Stage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
             stage @ (Stage::New | Stage::Credit(_)) => {
-                let opcode = this.entry.opcode();
-                if let Err(unsupported) = this.shared.probe.check(opcode) {
-                    return Poll::Ready(this.complete(Err(unsupported.into()), 0));
-                }
+                this.stage = stage;
                 let shared = this.shared.clone();
-                let mut st = shared.lock();
-                if st.shutdown {
-                    drop(st);
-                    return Poll::Ready(this.complete(Err(shut_down()), 0));
+                match submit(&shared, &mut [(this.entry, &mut this.stage)], cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(this.complete(Err(e), 0)),
+                    Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
                 }
-                if st.in_flight >= shared.budget {
-                    let ticket = match stage {
-                        Stage::Credit(t) => t,
-                        _ => {
-                            st.next_ticket += 1;
-                            st.next_ticket
-                        }
-                    };
-                    st.credit_waiters.insert(ticket, cx.waker().clone());
-                    this.stage = Stage::Credit(ticket);
-                    return Poll::Pending;
-                }
-                if let Stage::Credit(ticket) = stage {
-                    st.credit_waiters.remove(&ticket);
-                }
-                st.in_flight += 1;
-                let ud = st.alloc(cx.waker().clone());
-                st.queue.push(this.entry.user_data(ud));
-                this.stage = Stage::Submitted(ud);
-                let sleeping = std::mem::take(&mut st.sleeping);
-                drop(st);
-                if sleeping {
-                    shared.wake_thread();
-                }
-                Poll::Pending
             }
             Stage::Submitted(ud) => {
                 let shared = this.shared.clone();
@@ -949,6 +947,155 @@ impl<O: 'static> fmt::Debug for Op<O> {
 
 fn shut_down() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the proactor has shut down")
+}
+
+/// Takes credit for `parts` and queues their entries as one linked chain
+/// (each but the last with `IOSQE_IO_LINK`); each part's stage becomes
+/// `Submitted`. The first part's stage holds the credit ticket while the
+/// budget is spent. `Ready(Err)` if the kernel lacks an op, the chain can
+/// never fit the budget, or the Proactor has shut down.
+fn submit(
+    shared: &Arc<Shared>,
+    parts: &mut [(Entry, &mut Stage)],
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    for (entry, _) in parts.iter() {
+        if let Err(unsupported) = shared.probe.check(entry.opcode()) {
+            return Poll::Ready(Err(unsupported.into()));
+        }
+    }
+    let n = parts.len() as u32;
+    if n > shared.budget || n > shared.sq_entries {
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a linked chain longer than the Proactor's budget or SQ",
+        )));
+    }
+    let mut st = shared.lock();
+    if st.shutdown {
+        return Poll::Ready(Err(shut_down()));
+    }
+    let ticket = match *parts[0].1 {
+        Stage::Credit(t) => Some(t),
+        _ => None,
+    };
+    if st.in_flight + n > shared.budget {
+        let ticket = ticket.unwrap_or_else(|| {
+            st.next_ticket += 1;
+            st.next_ticket
+        });
+        st.credit_waiters.insert(ticket, cx.waker().clone());
+        *parts[0].1 = Stage::Credit(ticket);
+        return Poll::Pending;
+    }
+    if let Some(ticket) = ticket {
+        st.credit_waiters.remove(&ticket);
+    }
+    st.in_flight += n;
+    let last = parts.len() - 1;
+    for (i, (entry, stage)) in parts.iter_mut().enumerate() {
+        let ud = st.alloc(cx.waker().clone());
+        let entry = if i < last { entry.link() } else { *entry };
+        st.queue.push(entry.user_data(ud));
+        **stage = Stage::Submitted(ud);
+    }
+    let sleeping = std::mem::take(&mut st.sleeping);
+    drop(st);
+    if sleeping {
+        shared.wake_thread();
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Two ops linked (`IOSQE_IO_LINK`): the second starts only after the first
+/// succeeds, and fails with `ECANCELED` if it does not. Made by
+/// [`Op::link`]; the output is both ops' outputs. Chains nest:
+/// `a.link(b).link(c)` is not supported (link `b` and `c` first is not
+/// either); use a [`Proactor::link_timeout`] as the second op to bound the
+/// first.
+#[must_use = "linked ops do nothing until polled or waited on"]
+pub struct Link<A: 'static, B: 'static> {
+    first: Op<A>,
+    second: Op<B>,
+    a: Option<A>,
+    b: Option<B>,
+}
+
+impl<A: 'static> Op<A> {
+    /// Links `next` after this op: `next` runs only if this op succeeds
+    /// (a short read or write counts as a failure for the kernel). Both
+    /// must come from the same Proactor.
+    pub fn link<B: 'static>(self, next: Op<B>) -> Link<A, B> {
+        assert!(
+            Arc::ptr_eq(&self.shared, &next.shared),
+            "linked ops must come from the same Proactor"
+        );
+        Link {
+            first: self,
+            second: next,
+            a: None,
+            b: None,
+        }
+    }
+}
+
+impl<A: 'static, B: 'static> Link<A, B> {
+    /// Blocks the calling thread until both ops complete.
+    pub fn wait(self) -> (A, B) {
+        block_on(self)
+    }
+}
+
+impl<A: 'static, B: 'static> Unpin for Link<A, B> {}
+
+impl<A: 'static, B: 'static> Future for Link<A, B> {
+    type Output = (A, B);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(A, B)> {
+        let this = &mut *self;
+        if matches!(this.first.stage, Stage::New | Stage::Credit(_)) {
+            let shared = this.first.shared.clone();
+            let (e1, e2) = (this.first.entry, this.second.entry);
+            let parts = &mut [(e1, &mut this.first.stage), (e2, &mut this.second.stage)];
+            match submit(&shared, parts, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    let canceled = io::Error::new(e.kind(), e.to_string());
+                    let a = this.first.complete(Err(e), 0);
+                    let b = this.second.complete(Err(canceled), 0);
+                    return Poll::Ready((a, b));
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        if this.a.is_none() {
+            if let Poll::Ready(a) = Pin::new(&mut this.first).poll(cx) {
+                this.a = Some(a);
+            }
+        }
+        if this.b.is_none() {
+            if let Poll::Ready(b) = Pin::new(&mut this.second).poll(cx) {
+                this.b = Some(b);
+            }
+        }
+        match (this.a.take(), this.b.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                this.a = a;
+                this.b = b;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<A: 'static, B: 'static> fmt::Debug for Link<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link")
+            .field("first", &self.first)
+            .field("second", &self.second)
+            .finish()
+    }
 }
 
 /// Runs `future` to completion on the calling thread, parking it while the
@@ -1100,14 +1247,31 @@ impl<K: Kernel> Driver<K> {
                 self.arm_wake();
             }
             let mut pushed = 0;
-            while let Some(entry) = self.pending.pop_front() {
-                if let Err(entry) = self.push(entry) {
+            while !self.pending.is_empty() {
+                // A linked chain goes in whole: all its credit, and room in
+                // the SQ for all of it (a submit between its members would
+                // cut the link).
+                let n = 1 + self
+                    .pending
+                    .iter()
+                    .take_while(|e| e.sqe_flags().contains(SqeFlags::IO_LINK))
+                    .count() as u32;
+                if self.credit.available() < n {
                     // No credit: wait for completions first.
-                    self.pending.push_front(entry);
                     break;
                 }
-                pushed += 1;
-                if pushed % self.batch == 0 {
+                if n > 1 && self.ring.sq().space() < n {
+                    self.submit(false);
+                }
+                for _ in 0..n {
+                    let entry = self.pending.pop_front().expect("counted above");
+                    if self.push(entry).is_err() {
+                        unreachable!("credit for the whole chain was checked");
+                    }
+                }
+                pushed += n;
+                if pushed >= self.batch {
+                    pushed = 0;
                     self.submit(false);
                 }
             }

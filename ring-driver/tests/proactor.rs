@@ -487,3 +487,75 @@ fn echo_server_returns_every_byte_to_several_clients() {
     assert_eq!(stats.cq_overflow, 0);
     assert!(stats.max_in_ring <= 32, "{stats:?}");
 }
+
+#[test]
+fn linked_write_then_read_run_in_order() {
+    let p = proactor();
+    let path = temp_path("link");
+    let file = std::fs::File::create_new(&path).unwrap();
+    let ((w, _), (r, buf)) = p
+        .write(&file, b"linked".to_vec(), 0)
+        .link(p.read(&file, Vec::with_capacity(16), 0))
+        .wait();
+    assert_eq!(w.unwrap(), 6);
+    assert_eq!(r.unwrap(), 6);
+    assert_eq!(buf, b"linked");
+    // A failing head cancels the rest of the chain.
+    let (r, _w) = pipe();
+    let ((w, _), n) = p.write(&r, b"x".to_vec(), u64::MAX).link(p.nop()).wait();
+    assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_link_timeout_bounds_a_read_that_never_completes() {
+    let p = proactor();
+    let (r, _w) = pipe();
+    let start = Instant::now();
+    let ((n, buf), timeout) = p
+        .read(&r, Vec::with_capacity(8), u64::MAX)
+        .link(p.link_timeout(Duration::from_millis(30)))
+        .wait();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert!(buf.is_empty());
+    assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ETIME));
+    // Completing first cancels the timeout.
+    let (a, b) = UnixStream::pair().unwrap();
+    (&a).write_all(b"quick").unwrap();
+    let ((n, buf), timeout) = p
+        .read(&b, Vec::with_capacity(8), u64::MAX)
+        .link(p.link_timeout(Duration::from_secs(10)))
+        .wait();
+    assert_eq!(n.unwrap(), 5);
+    assert_eq!(buf, b"quick");
+    assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(p.stats().cq_overflow, 0);
+}
+
+#[test]
+fn cancel_fd_cancels_pending_reads() {
+    let p = proactor();
+    if !common::kernel().at_least(5, 19) {
+        skip!(
+            "cancel_fd_cancels_pending_reads",
+            "IORING_ASYNC_CANCEL_FD needs Linux 5.19"
+        );
+    }
+    let (r, _w) = pipe();
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    let mut ops: Vec<_> = (0..3)
+        .map(|_| p.read(&r, Vec::with_capacity(8), u64::MAX))
+        .collect();
+    for op in &mut ops {
+        assert!(poll_once(op, &waker).is_pending());
+    }
+    thread::sleep(Duration::from_millis(10));
+    assert_eq!(p.cancel_fd(&r).wait().unwrap(), 3);
+    for op in ops {
+        let (n, _) = op.wait();
+        assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    }
+}
