@@ -669,6 +669,56 @@ impl Proactor {
         self.op(entry, |res: io::Result<u32>, _| res.map(|n| n as usize))
     }
 
+    /// Sends `buf` to `addr` on the datagram socket `fd`, like `sendmsg(2)`
+    /// with one iovec and a destination.
+    pub fn send_to(
+        &self,
+        fd: impl AsFd,
+        buf: Vec<u8>,
+        addr: SocketAddr,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let (storage, len) = sockaddr(addr);
+        let mut msg = Msg::new(buf.as_ptr().cast_mut(), buf.len(), storage, len);
+        let entry = ring_ops::SendMsg::new(raw(&fd), (&raw mut msg.hdr).cast()).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(msg);
+            (res.map(|n| n as usize), buf)
+        })
+    }
+
+    /// Receives one message into the spare capacity of `buf` from the
+    /// socket `fd`, like `recvmsg(2)`: the length and the sender (`None`
+    /// if not an IP address).
+    #[allow(
+        clippy::type_complexity,
+        reason = "the result and the buffer, as every op"
+    )]
+    pub fn recv_from(
+        &self,
+        fd: impl AsFd,
+        mut buf: Vec<u8>,
+    ) -> Op<(io::Result<(usize, Option<SocketAddr>)>, Vec<u8>)> {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let storage = Box::new(unsafe { std::mem::zeroed() });
+        let mut msg = Msg::new(
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            storage,
+            size_of::<libc::sockaddr_storage>() as u32,
+        );
+        let entry = ring_ops::RecvMsg::new(raw(&fd), (&raw mut msg.hdr).cast()).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            let res = res.map(|n| {
+                // SAFETY: the kernel wrote `n` bytes into the spare capacity.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                (n as usize, from_sockaddr(&msg.addr, msg.hdr.msg_namelen))
+            });
+            drop(msg);
+            (res, buf)
+        })
+    }
+
     /// A timeout for the op it is linked after (`IORING_OP_LINK_TIMEOUT`):
     /// `p.read(..).link(p.link_timeout(d))`. If `duration` passes first
     /// the op fails with `ECANCELED` and this completes with `ETIME`;
@@ -721,6 +771,67 @@ impl Drop for Proactor {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// A `msghdr` with one iovec and an address, all in one heap block the
+/// header points into.
+struct Msg {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    addr: Box<libc::sockaddr_storage>,
+}
+
+// SAFETY: the pointers target this block, the address box it owns, and the
+// buffer of the op that owns it; they move together.
+unsafe impl Send for Msg {}
+
+impl Msg {
+    fn new(
+        base: *mut u8,
+        len: usize,
+        mut addr: Box<libc::sockaddr_storage>,
+        addr_len: u32,
+    ) -> Box<Msg> {
+        // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = (&raw mut *addr).cast();
+        hdr.msg_namelen = addr_len;
+        let mut msg = Box::new(Msg {
+            hdr,
+            iov: libc::iovec {
+                iov_base: base.cast(),
+                iov_len: len,
+            },
+            addr,
+        });
+        msg.hdr.msg_iov = &raw mut msg.iov;
+        msg.hdr.msg_iovlen = 1;
+        msg
+    }
+}
+
+fn from_sockaddr(storage: &libc::sockaddr_storage, len: u32) -> Option<SocketAddr> {
+    let p: *const libc::sockaddr_storage = storage;
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len as usize >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*p.cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len as usize >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*p.cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
     }
 }
 

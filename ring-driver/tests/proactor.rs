@@ -559,3 +559,32 @@ fn cancel_fd_cancels_pending_reads() {
         assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     }
 }
+
+#[test]
+fn send_to_and_recv_from_on_udp() {
+    let p = proactor();
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let mut recv = p.recv_from(&b, Vec::with_capacity(64));
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(poll_once(&mut recv, &waker).is_pending());
+    let (n, buf) = p.send_to(&a, b"datagram".to_vec(), b_addr).wait();
+    assert_eq!(n.unwrap(), 8);
+    assert_eq!(buf, b"datagram");
+    let (res, buf) = recv.wait();
+    let (n, from) = res.unwrap();
+    assert_eq!(n, 8);
+    assert_eq!(buf, b"datagram");
+    assert_eq!(from, Some(a_addr));
+    // IPv6 loopback, where the host has it.
+    if let Ok(c) = std::net::UdpSocket::bind("[::1]:0") {
+        let c_addr = c.local_addr().unwrap();
+        let d = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let (n, _) = p.send_to(&d, b"six".to_vec(), c_addr).wait();
+        assert_eq!(n.unwrap(), 3);
+        let (res, buf) = p.recv_from(&c, Vec::with_capacity(8)).wait();
+        assert_eq!(res.unwrap(), (3, Some(d.local_addr().unwrap())));
+        assert_eq!(buf, b"six");
+    }
+}
