@@ -119,6 +119,7 @@ pub struct ProactorConfig {
     cq_entries: Option<u32>,
     batch: u32,
     max_in_flight: Option<u32>,
+    stream_credit: u32,
     defaults: bool,
 }
 
@@ -131,6 +132,7 @@ impl ProactorConfig {
             cq_entries: None,
             batch: entries,
             max_in_flight: None,
+            stream_credit: 8,
             defaults: true,
         }
     }
@@ -156,6 +158,13 @@ impl ProactorConfig {
         self
     }
 
+    /// CQ credits a multishot accept holds (default 8, at most the
+    /// budget): headroom for the CQEs it may post between two reaps.
+    pub fn stream_credit(mut self, credits: u32) -> Self {
+        self.stream_credit = credits.max(1);
+        self
+    }
+
     /// Set the ring up without the [`Builder`]'s fast defaults.
     pub fn no_defaults(mut self) -> Self {
         self.defaults = false;
@@ -177,7 +186,7 @@ impl ProactorConfig {
 /// Counters of a [`Proactor`] (for tests and tuning).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProactorStats {
-    /// Ops completed (their CQE dispatched).
+    /// Completions dispatched to ops and streams.
     pub completed: u64,
     /// `io_uring_enter` calls that submitted or waited.
     pub enters: u64,
@@ -191,6 +200,8 @@ pub struct ProactorStats {
     pub cq_entries: u32,
     /// Dropped ops whose resources were freed when their CQE arrived.
     pub orphans_freed: u64,
+    /// Multishot requests re-armed after running out of buffers.
+    pub stream_restarts: u64,
 }
 
 /// A safe, owned-buffer, future-based io_uring driver; see the
@@ -206,7 +217,10 @@ struct Shared {
     wake: File,
     probe: Probe,
     budget: u32,
+    stream_credit: u32,
     sq_entries: u32,
+    /// A duplicate of the ring's fd, to register buffer rings.
+    ring_fd: OwnedFd,
 }
 
 enum SlotState {
@@ -215,6 +229,13 @@ enum SlotState {
     Waiting(Option<Waker>),
     /// The CQE arrived: `(res, flags)`.
     Done(i32, u32),
+    /// A multishot request: its CQEs not yet taken, and whether the last
+    /// one (without `IORING_CQE_F_MORE`) has arrived.
+    Stream {
+        cqes: VecDeque<(i32, u32)>,
+        waker: Option<Waker>,
+        ended: bool,
+    },
     /// The op's future was dropped: its resources wait here for the CQE.
     Orphan(
         #[allow(dead_code, reason = "held, not read: dropped after the CQE")] Box<dyn Any + Send>,
@@ -225,6 +246,8 @@ struct Slot {
     generation: u32,
     /// A cancellation was queued for this request.
     cancelled: bool,
+    /// CQ credits the request holds (1, or a stream's headroom).
+    credits: u32,
     state: SlotState,
 }
 
@@ -232,8 +255,9 @@ struct Slot {
 struct State {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// Entries queued for the thread, `user_data` already set.
-    queue: Vec<Entry>,
+    /// Entries queued for the thread, `user_data` already set, with the
+    /// CQ credits each takes.
+    queue: Vec<(Entry, u32)>,
     /// `user_data` of requests to cancel.
     cancels: Vec<u64>,
     /// User ops holding credit (queued, or in the ring until their CQE).
@@ -245,6 +269,8 @@ struct State {
     sleeping: bool,
     shutdown: bool,
     stopped: bool,
+    /// The next buffer group id for a stream's buffer ring.
+    next_bgid: u16,
     stats: ProactorStats,
 }
 
@@ -253,20 +279,30 @@ fn user_data(index: u32, generation: u32) -> u64 {
 }
 
 impl State {
-    fn alloc(&mut self, waker: Waker) -> u64 {
+    fn alloc(&mut self, waker: Waker, credits: u32, stream: bool) -> u64 {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
                 self.slots.push(Slot {
                     generation: 0,
                     cancelled: false,
+                    credits: 1,
                     state: SlotState::Free,
                 });
                 (self.slots.len() - 1) as u32
             }
         };
         let slot = &mut self.slots[index as usize];
-        slot.state = SlotState::Waiting(Some(waker));
+        slot.credits = credits;
+        slot.state = if stream {
+            SlotState::Stream {
+                cqes: VecDeque::new(),
+                waker: Some(waker),
+                ended: false,
+            }
+        } else {
+            SlotState::Waiting(Some(waker))
+        };
         user_data(index, slot.generation)
     }
 
@@ -340,6 +376,17 @@ impl Proactor {
                         return;
                     }
                 };
+                // SAFETY: the ring's fd is open while `ring` lives; it is
+                // duplicated at once.
+                let ring_fd = match unsafe { std::os::fd::BorrowedFd::borrow_raw(ring.as_raw_fd()) }
+                    .try_clone_to_owned()
+                {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
                 let cq = ring.params().cq_entries();
                 let limit = (cq - 1) / 2;
                 let budget = config.max_in_flight.map_or(limit, |m| m.min(limit));
@@ -350,7 +397,9 @@ impl Proactor {
                     wake: File::from(efd),
                     probe,
                     budget,
+                    stream_credit: config.stream_credit.clamp(1, budget),
                     sq_entries: ring.params().sq_entries(),
+                    ring_fd,
                 });
                 if tx.send(Ok(shared.clone())).is_err() {
                     return;
@@ -719,6 +768,114 @@ impl Proactor {
         })
     }
 
+    /// Accepts connections on the listening socket `fd` with one multishot
+    /// request (`IORING_ACCEPT_MULTISHOT`, Linux 5.19): a [`Multi`] of new
+    /// sockets (`SOCK_CLOEXEC`).
+    ///
+    /// The request holds [`ProactorConfig::stream_credit`] CQ credits. The
+    /// kernel posts one CQE per connection with nothing to bound how many
+    /// arrive between two reaps of the thread, so a burst of more
+    /// connections than that headroom in one thread turn can exceed the
+    /// budget (the kernel then keeps the excess in its overflow backlog,
+    /// `IORING_FEAT_NODROP`, or ends the request; the stream ends with the
+    /// error). Single-shot [`accept`](Self::accept) in a loop has no such
+    /// gap.
+    pub fn accept_multi(&self, fd: impl AsFd) -> Multi<OwnedFd> {
+        if let Some(e) = self.needs(5, 19, "multishot accept (IORING_ACCEPT_MULTISHOT)") {
+            return Multi::failed(self, e);
+        }
+        let entry = ring_ops::Accept::new(raw(&fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .multishot()
+            .build();
+        Multi::new(
+            self,
+            entry,
+            self.shared.stream_credit,
+            |res: io::Result<u32>, _| {
+                // SAFETY: a successful accept returns a new fd nothing owns.
+                Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+            },
+        )
+    }
+
+    /// Receives from the socket `fd` with one multishot request
+    /// (`IORING_RECV_MULTISHOT`, Linux 6.0) into a buffer ring the stream
+    /// owns: `buffers` buffers (a power of two) of `buf_len` bytes. A
+    /// [`Multi`] of received chunks, copied out so the buffer goes back to
+    /// the kernel at once; it ends at end of stream.
+    ///
+    /// The CQ cannot overflow: the request holds `buffers + 1` credits and
+    /// each of its CQEs but the last consumes a buffer, which comes back
+    /// only after the CQE has been taken. When the kernel runs out of
+    /// buffers (`ENOBUFS`, the consumer being slow) the stream re-arms the
+    /// request once its queued chunks are taken.
+    pub fn recv_multi(&self, fd: impl AsFd, buffers: u16, buf_len: u32) -> Multi<Vec<u8>> {
+        if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
+            return Multi::failed(self, e);
+        }
+        let credits = u32::from(buffers) + 1;
+        if credits > self.shared.budget {
+            return Multi::failed(
+                self,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "more buffers than the Proactor's budget of in-flight ops",
+                ),
+            );
+        }
+        let bgid = {
+            let mut st = self.shared.lock();
+            st.next_bgid = st.next_bgid.wrapping_add(1);
+            0x8000 | (st.next_bgid & 0x7fff)
+        };
+        // SAFETY: the BufRing moves into the stream's resources, which stay
+        // alive (in the stream, or orphaned in the slab) until the last CQE
+        // of the only request that selects from group `bgid`.
+        let bufs = match unsafe {
+            crate::BufRing::new(&self.shared.ring_fd, bgid, u32::from(buffers), buf_len)
+        } {
+            Ok(b) => b,
+            Err(e) => return Multi::failed(self, e),
+        };
+        let entry = ring_ops::Recv::select(raw(&fd), bgid, 0)
+            .multishot()
+            .build();
+        let mut bufs = bufs;
+        let mut multi = Multi::new(self, entry, credits, move |res: io::Result<u32>, flags| {
+            let n = match res {
+                Ok(n) => n,
+                Err(e) => return Some(Err(e)),
+            };
+            let cqe = Cqe::from(ring_sys::io_uring_cqe {
+                res: n as i32,
+                flags,
+                ..Default::default()
+            });
+            match bufs.take(&cqe) {
+                Ok(Some(data)) => Some(Ok(data.to_vec())),
+                // End of stream: no buffer, no data.
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }
+        });
+        multi.restart_on = Some(libc::ENOBUFS);
+        multi
+    }
+
+    /// An error if the running kernel is older than `major.minor`.
+    fn needs(&self, major: u16, minor: u16, what: &'static str) -> Option<io::Error> {
+        let kernel = self.shared.probe.kernel()?;
+        (!kernel.at_least(major, minor)).then(|| {
+            crate::Unsupported {
+                what,
+                needs: Some((major, minor)),
+                kernel: Some(kernel),
+            }
+            .into()
+        })
+    }
+
     /// A timeout for the op it is linked after (`IORING_OP_LINK_TIMEOUT`):
     /// `p.read(..).link(p.link_timeout(d))`. If `duration` passes first
     /// the op fails with `ECANCELED` and this completes with `ETIME`;
@@ -984,7 +1141,7 @@ impl<O: 'static> Future for Op<O> {
                         this.stage = Stage::Submitted(ud);
                         Poll::Pending
                     }
-                    SlotState::Free | SlotState::Orphan(_) => {
+                    SlotState::Free | SlotState::Orphan(_) | SlotState::Stream { .. } => {
                         unreachable!("a live op's slot is neither free nor orphaned")
                     }
                 }
@@ -1070,13 +1227,25 @@ fn submit(
     parts: &mut [(Entry, &mut Stage)],
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
+    submit_with(shared, parts, 1, false, cx)
+}
+
+/// [`submit`], each part taking `credits` CQ credits, as a stream (a
+/// multishot request) if `stream`.
+fn submit_with(
+    shared: &Arc<Shared>,
+    parts: &mut [(Entry, &mut Stage)],
+    credits: u32,
+    stream: bool,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
     for (entry, _) in parts.iter() {
         if let Err(unsupported) = shared.probe.check(entry.opcode()) {
             return Poll::Ready(Err(unsupported.into()));
         }
     }
-    let n = parts.len() as u32;
-    if n > shared.budget || n > shared.sq_entries {
+    let n = parts.len() as u32 * credits;
+    if n > shared.budget || parts.len() as u32 > shared.sq_entries {
         return Poll::Ready(Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a linked chain longer than the Proactor's budget or SQ",
@@ -1105,9 +1274,9 @@ fn submit(
     st.in_flight += n;
     let last = parts.len() - 1;
     for (i, (entry, stage)) in parts.iter_mut().enumerate() {
-        let ud = st.alloc(cx.waker().clone());
+        let ud = st.alloc(cx.waker().clone(), credits, stream);
         let entry = if i < last { entry.link() } else { *entry };
-        st.queue.push(entry.user_data(ud));
+        st.queue.push((entry.user_data(ud), credits));
         **stage = Stage::Submitted(ud);
     }
     let sleeping = std::mem::take(&mut st.sleeping);
@@ -1209,6 +1378,177 @@ impl<A: 'static, B: 'static> fmt::Debug for Link<A, B> {
     }
 }
 
+/// Turns one CQE of a stream into an item (`None`: skip it).
+type Convert<T> = Box<dyn FnMut(io::Result<u32>, u32) -> Option<io::Result<T>> + Send>;
+
+/// A multishot request of a [`Proactor`]: a stream of `io::Result<T>`,
+/// one per completion, taken with [`next_item`](Multi::next_item) (a future) or
+/// [`wait_next`](Multi::wait_next) (blocking); `None` once the request has
+/// ended. Submitted when first polled; dropping it cancels the request, and
+/// what the kernel may still write into (a buffer ring) stays with the
+/// Proactor until the last CQE.
+#[must_use = "a stream does nothing until polled"]
+pub struct Multi<T: 'static> {
+    shared: Arc<Shared>,
+    entry: Entry,
+    credits: u32,
+    stage: Stage,
+    convert: Option<Convert<T>>,
+    /// Re-arm the request when it ends with this errno.
+    restart_on: Option<i32>,
+    restart: bool,
+}
+
+impl<T: 'static> Multi<T> {
+    fn new(
+        proactor: &Proactor,
+        entry: Entry,
+        credits: u32,
+        convert: impl FnMut(io::Result<u32>, u32) -> Option<io::Result<T>> + Send + 'static,
+    ) -> Self {
+        Multi {
+            shared: proactor.shared.clone(),
+            entry,
+            credits,
+            stage: Stage::New,
+            convert: Some(Box::new(convert)),
+            restart_on: None,
+            restart: false,
+        }
+    }
+
+    fn failed(proactor: &Proactor, error: io::Error) -> Self {
+        let mut multi = Multi::new(proactor, ring_ops::Nop::new().build(), 1, |_, _| None);
+        multi.stage = Stage::Failed(error);
+        multi
+    }
+
+    /// The next item, or `None` when the stream has ended.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
+        loop {
+            match std::mem::replace(&mut self.stage, Stage::Finished) {
+                Stage::Finished => return Poll::Ready(None),
+                Stage::Failed(e) => return Poll::Ready(Some(Err(e))),
+                stage @ (Stage::New | Stage::Credit(_)) => {
+                    self.stage = stage;
+                    let shared = self.shared.clone();
+                    let parts = &mut [(self.entry, &mut self.stage)];
+                    match submit_with(&shared, parts, self.credits, true, cx) {
+                        Poll::Ready(Err(e)) => {
+                            self.stage = Stage::Finished;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        Poll::Ready(Ok(())) | Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Stage::Submitted(ud) => {
+                    let shared = self.shared.clone();
+                    let mut st = shared.lock();
+                    let slot = st.slot(ud).expect("a submitted stream keeps its slot");
+                    let SlotState::Stream { cqes, waker, ended } = &mut slot.state else {
+                        unreachable!("a live stream's slot is a stream");
+                    };
+                    if let Some((res, flags)) = cqes.pop_front() {
+                        let last = cqes.is_empty() && *ended;
+                        drop(st);
+                        self.stage = Stage::Submitted(ud);
+                        if last && self.restart_on.is_some_and(|e| res == -e) {
+                            self.restart = true;
+                            continue;
+                        }
+                        let res = if res < 0 {
+                            Err(io::Error::from_raw_os_error(-res))
+                        } else {
+                            Ok(res as u32)
+                        };
+                        let convert = self.convert.as_mut().expect("a live stream converts");
+                        match convert(res, flags) {
+                            Some(item) => return Poll::Ready(Some(item)),
+                            None => continue,
+                        }
+                    }
+                    if *ended {
+                        st.free(ud);
+                        drop(st);
+                        if std::mem::take(&mut self.restart) {
+                            shared.lock().stats.stream_restarts += 1;
+                            self.stage = Stage::New;
+                            continue;
+                        }
+                        return Poll::Ready(None);
+                    }
+                    match waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => *waker = Some(cx.waker().clone()),
+                    }
+                    self.stage = Stage::Submitted(ud);
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// The next item (a future), or `None` when the stream has ended.
+    pub fn next_item(&mut self) -> impl Future<Output = Option<io::Result<T>>> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
+    /// Blocks until the next item, or `None` when the stream has ended.
+    pub fn wait_next(&mut self) -> Option<io::Result<T>> {
+        block_on(self.next_item())
+    }
+}
+
+impl<T: 'static> Drop for Multi<T> {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.stage, Stage::Finished) {
+            Stage::Submitted(ud) => {
+                let mut st = self.shared.lock();
+                let shutdown = st.shutdown;
+                let slot = st.slot(ud).expect("a submitted stream keeps its slot");
+                if let SlotState::Stream { ended: true, .. } = slot.state {
+                    st.free(ud);
+                    return;
+                }
+                let convert = self
+                    .convert
+                    .take()
+                    .expect("a live stream owns its resources");
+                slot.state = SlotState::Orphan(Box::new(convert));
+                if !slot.cancelled && !shutdown {
+                    slot.cancelled = true;
+                    st.cancels.push(ud);
+                }
+                let sleeping = std::mem::take(&mut st.sleeping);
+                drop(st);
+                if sleeping {
+                    self.shared.wake_thread();
+                }
+            }
+            Stage::Credit(ticket) => {
+                let mut st = self.shared.lock();
+                if st.credit_waiters.remove(&ticket).is_none() {
+                    let next = st.credit_waiters.pop_first();
+                    drop(st);
+                    if let Some((_, w)) = next {
+                        w.wake();
+                    }
+                }
+            }
+            Stage::New | Stage::Failed(_) | Stage::Finished => {}
+        }
+    }
+}
+
+impl<T: 'static> fmt::Debug for Multi<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Multi")
+            .field("opcode", &self.entry.opcode())
+            .field("credits", &self.credits)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs `future` to completion on the calling thread, parking it while the
 /// future is pending (a minimal executor for [`Op::wait`] and tests).
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -1246,8 +1586,8 @@ struct Driver<K: Kernel> {
     /// overflow whatever the callers do.
     credit: CqCredit,
     batch: u32,
-    /// Entries waiting for credit, in order.
-    pending: VecDeque<Entry>,
+    /// Entries waiting for credit, in order, with the credits each takes.
+    pending: VecDeque<(Entry, u32)>,
     cqes: Vec<Cqe>,
     wakers: Vec<Waker>,
 }
@@ -1271,8 +1611,11 @@ impl<K: Kernel> Driver<K> {
 
     /// Pushes an entry, submitting to make room if the SQ is full, and takes
     /// its CQ credit; hands it back if there is no credit.
-    fn push(&mut self, entry: Entry) -> Result<(), Entry> {
-        let mut entry = self.credit.acquire(entry).map_err(|refused| refused.0)?;
+    fn push(&mut self, entry: Entry, credits: u32) -> Result<(), Entry> {
+        let mut entry = self
+            .credit
+            .acquire_n(credits, entry)
+            .map_err(|refused| refused.0)?;
         loop {
             // SAFETY: every pointer in `entry` targets memory owned by its
             // op's resources, which stay alive (in the op, or orphaned in the
@@ -1307,7 +1650,7 @@ impl<K: Kernel> Driver<K> {
         let entry = ring_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
             .build()
             .user_data(WAKE);
-        self.wake_armed = self.push(entry).is_ok();
+        self.wake_armed = self.push(entry, 1).is_ok();
     }
 
     fn run(mut self) {
@@ -1318,7 +1661,7 @@ impl<K: Kernel> Driver<K> {
             {
                 let mut st = self.shared.lock();
                 cancels = st.cancels.len();
-                let cancel = |ud| ring_ops::AsyncCancel::new(ud).build().user_data(CANCEL);
+                let cancel = |ud| (ring_ops::AsyncCancel::new(ud).build().user_data(CANCEL), 1);
                 let State {
                     queue,
                     cancels: to_cancel,
@@ -1334,8 +1677,12 @@ impl<K: Kernel> Driver<K> {
                     // futures are alive get their CQE (usually ECANCELED).
                     let mut n = 0;
                     for (i, slot) in st.slots.iter_mut().enumerate() {
-                        if matches!(slot.state, SlotState::Waiting(_) | SlotState::Orphan(_))
-                            && !slot.cancelled
+                        if matches!(
+                            slot.state,
+                            SlotState::Waiting(_)
+                                | SlotState::Orphan(_)
+                                | SlotState::Stream { ended: false, .. }
+                        ) && !slot.cancelled
                         {
                             slot.cancelled = true;
                             self.pending
@@ -1365,9 +1712,10 @@ impl<K: Kernel> Driver<K> {
                 let n = 1 + self
                     .pending
                     .iter()
-                    .take_while(|e| e.sqe_flags().contains(SqeFlags::IO_LINK))
+                    .take_while(|(e, _)| e.sqe_flags().contains(SqeFlags::IO_LINK))
                     .count() as u32;
-                if self.credit.available() < n {
+                let need: u32 = self.pending.iter().take(n as usize).map(|(_, c)| c).sum();
+                if self.credit.available() < need {
                     // No credit: wait for completions first.
                     break;
                 }
@@ -1375,8 +1723,8 @@ impl<K: Kernel> Driver<K> {
                     self.submit(false);
                 }
                 for _ in 0..n {
-                    let entry = self.pending.pop_front().expect("counted above");
-                    if self.push(entry).is_err() {
+                    let (entry, credits) = self.pending.pop_front().expect("counted above");
+                    if self.push(entry, credits).is_err() {
                         unreachable!("credit for the whole chain was checked");
                     }
                 }
@@ -1433,22 +1781,48 @@ impl<K: Kernel> Driver<K> {
                 WAKE => self.wake_armed = false,
                 CANCEL => {}
                 ud => {
-                    released += 1;
                     st.stats.completed += 1;
                     let Some(slot) = st.slot(ud) else {
                         debug_assert!(false, "a CQE for an unknown slot: {cqe:?}");
                         continue;
                     };
+                    let last = ring_core::cqe_returns_credit(cqe.flags().bits());
+                    let credits = slot.credits;
+                    if last && credits > 1 {
+                        // A stream's headroom comes back with its last CQE
+                        // (handle_cqe returned one).
+                        let _ = self.credit.release(credits - 1);
+                    }
+                    if last {
+                        released += credits;
+                    }
                     match std::mem::replace(&mut slot.state, SlotState::Free) {
                         SlotState::Waiting(waker) => {
                             slot.state = SlotState::Done(cqe.res(), cqe.flags().bits());
                             self.wakers.extend(waker);
                         }
-                        SlotState::Orphan(resources) => {
+                        SlotState::Stream {
+                            mut cqes,
+                            mut waker,
+                            ended,
+                        } => {
+                            cqes.push_back((cqe.res(), cqe.flags().bits()));
+                            self.wakers.extend(waker.take());
+                            slot.state = SlotState::Stream {
+                                cqes,
+                                waker,
+                                ended: ended || last,
+                            };
+                        }
+                        SlotState::Orphan(resources) if last => {
                             // The kernel is done with them: free now.
                             st.free(ud);
                             st.stats.orphans_freed += 1;
                             drop(resources);
+                        }
+                        SlotState::Orphan(resources) => {
+                            // More CQEs of a dropped stream are coming.
+                            slot.state = SlotState::Orphan(resources);
                         }
                         other => {
                             slot.state = other;

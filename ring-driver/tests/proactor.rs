@@ -588,3 +588,127 @@ fn send_to_and_recv_from_on_udp() {
         assert_eq!(buf, b"six");
     }
 }
+
+#[test]
+fn multishot_accept_yields_every_connection() {
+    if !common::kernel().at_least(5, 19) {
+        skip!(
+            "multishot_accept_yields_every_connection",
+            "multishot accept needs Linux 5.19"
+        );
+    }
+    let p = proactor();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut conns = p.accept_multi(&listener);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(
+        conns
+            .poll_next(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    let clients: Vec<_> = (0..5u8)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(&[i]).unwrap();
+                s
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let conn = conns.wait_next().expect("a connection").unwrap();
+        let (n, buf) = p.recv(&conn, Vec::with_capacity(4), 0).wait();
+        assert_eq!(n.unwrap(), 1);
+        seen.push(buf[0]);
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+    let _clients: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let before = p.stats().orphans_freed;
+    drop(conns);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed == before {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped stream's last CQE never came"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(p.stats().cq_overflow, 0);
+}
+
+#[test]
+fn multishot_recv_with_a_library_buffer_ring_gets_every_byte() {
+    if !common::kernel().at_least(6, 0) {
+        skip!(
+            "multishot_recv_with_a_library_buffer_ring_gets_every_byte",
+            "multishot recv needs Linux 6.0"
+        );
+    }
+    let p = Proactor::new(ProactorConfig::new(16)).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    const LEN: usize = 1 << 20;
+    let data: Vec<u8> = (0..LEN).map(|i| (i * 131 % 251) as u8).collect();
+    let expect = data.clone();
+    let writer = thread::spawn(move || {
+        let mut a = a;
+        for chunk in data.chunks(10_007) {
+            a.write_all(chunk).unwrap();
+        }
+    });
+    let mut stream = p.recv_multi(&b, 4, 4096);
+    let mut got = Vec::with_capacity(LEN);
+    let mut turns = 0u32;
+    while let Some(chunk) = stream.wait_next() {
+        let chunk = chunk.unwrap();
+        assert!(!chunk.is_empty() && chunk.len() <= 4096);
+        got.extend_from_slice(&chunk);
+        turns += 1;
+        if turns % 50 == 0 {
+            // A slow consumer: the kernel runs out of buffers (ENOBUFS) and
+            // the stream re-arms.
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(got.len(), LEN);
+    assert!(got == expect, "the bytes differ");
+    let stats = p.stats();
+    assert!(
+        stats.stream_restarts > 0,
+        "the slow consumer ran the ring dry: {stats:?}"
+    );
+    assert_eq!(stats.cq_overflow, 0);
+    assert!(stats.max_in_ring <= stats.cq_entries, "{stats:?}");
+}
+
+#[test]
+fn dropping_a_multishot_recv_frees_its_buffer_ring_after_the_last_cqe() {
+    if !common::kernel().at_least(6, 0) {
+        skip!(
+            "dropping_a_multishot_recv_frees_its_buffer_ring_after_the_last_cqe",
+            "multishot recv needs Linux 6.0"
+        );
+    }
+    let p = proactor();
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let mut stream = p.recv_multi(&b, 8, 64);
+    a.write_all(b"first").unwrap();
+    assert_eq!(stream.wait_next().unwrap().unwrap(), b"first");
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped stream's last CQE never came"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Nothing reads the socket any more: the bytes stay there.
+    a.write_all(b"second").unwrap();
+    let (n, buf) = p.recv(&b, Vec::with_capacity(16), 0).wait();
+    assert_eq!(n.unwrap(), 6);
+    assert_eq!(buf, b"second");
+}
