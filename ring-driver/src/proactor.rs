@@ -1,83 +1,8 @@
 //! `Proactor`: a safe, owned-buffer, future-based API over one ring driven
-//! by a submitter thread.
-//!
-//! # How it works
-//!
-//! [`Proactor::new`] spawns one thread that sets up and owns a [`Ring`].
-//! Every operation (`proactor.read(fd, buf, offset)`, ...) returns an
-//! [`Op`], a `Future` that works on any executor (it needs nothing but the
-//! std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
-//! does nothing until first polled; then it takes a *slot* in the
-//! Proactor's slab (the SQE's `user_data` is the slot index plus a
-//! generation) and queues its entry for the thread.
-//!
-//! The thread loop: take every queued entry (one lock), push them, submit
-//! them with one `io_uring_enter` (a batch is everything queued since the
-//! last enter, cut at [`ProactorConfig::batch`]); when nothing is queued it
-//! sleeps in `io_uring_enter` waiting for a completion. A read of an eventfd
-//! is always armed on the ring, and a caller that queues work while the
-//! thread sleeps writes the eventfd, so new work ends the wait (one write
-//! per sleep, not per op). Each CQE is dispatched to its slot, and the
-//! slot's `Waker` is woken.
-//!
-//! # Owned buffers
-//!
-//! Each op takes its buffers by value and gives them back with the result:
-//! `read` returns `(io::Result<usize>, Vec<u8>)`. A read fills the vector's
-//! *spare capacity* (`buf.capacity() - buf.len()` bytes after its length)
-//! and extends its length by what was read; a write sends `buf[..]`.
-//!
-//! # Dropping an op before it completes
-//!
-//! The kernel may still write into the buffer. Dropping a submitted,
-//! unfinished [`Op`] moves its buffers (and every path, iovec, sockaddr or
-//! timespec the entry points to) into its slab slot and asks the thread to
-//! cancel the request (`IORING_OP_ASYNC_CANCEL` by `user_data`). The
-//! buffers are freed only when the request's own CQE arrives: never while
-//! the kernel may touch them.
-//!
-//! # Back-pressure
-//!
-//! The CQ can never overflow. Every request the ring carries holds one CQ
-//! credit (ring-core's [`CqCredit`]) from its push until its CQE has been
-//! reaped and the CQ head handed back: at most
-//! [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
-//! most one cancel per user op, and the eventfd read, which together never
-//! exceed the CQ size. An op past the budget stays pending (its `wait()`
-//! blocks) until an earlier one completes; nothing fails.
-//!
-//! # Shutdown
-//!
-//! Dropping the [`Proactor`] asks every request still in flight to cancel,
-//! waits (on the thread) for every CQE, frees the buffers of dropped ops,
-//! and joins the thread. Ops still alive complete with their kernel result
-//! (usually `ECANCELED`); ops polled after that fail with
-//! `ErrorKind::NotConnected`.
-//!
-//! # Unsupported ops
-//!
-//! The thread probes the kernel once; an op the kernel lacks completes at
-//! once with an error of kind `Unsupported` wrapping [`Unsupported`]
-//! (naming the op and the kernel it needs).
-//!
-//! [`Unsupported`]: crate::Unsupported
-//!
-//! # Example
-//!
-//! ```
-//! use std::io::Write;
-//! use ring_driver::{Proactor, ProactorConfig};
-//!
-//! let proactor = Proactor::new(ProactorConfig::new(32))?;
-//! let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
-//! tx.write_all(b"hello")?;
-//! // The buffer moves in, and comes back with the result.
-//! let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), u64::MAX).wait();
-//! assert_eq!(n?, 5);
-//! assert_eq!(buf, b"hello");
-//! proactor.nop().wait()?;
-//! # Ok::<(), std::io::Error>(())
-//! ```
+//! by a submitter thread. The design is documented on [`Proactor`].
+// The one module outside mmap/syscalls that opts into unsafe: it pushes
+// entries whose pointers target buffers it keeps alive until their CQEs, and
+// hands the kernel's results back as lengths and fds. Each block says why.
 #![allow(unsafe_code)]
 
 use std::any::Any;
@@ -204,8 +129,100 @@ pub struct ProactorStats {
     pub stream_restarts: u64,
 }
 
-/// A safe, owned-buffer, future-based io_uring driver; see the
-/// [module documentation](self) for how it works.
+/// A safe, owned-buffer, future-based io_uring driver: a submitter thread
+/// that owns a [`Ring`], and futures for the operations.
+///
+/// # How it works
+///
+/// [`Proactor::new`] spawns one thread that sets up and owns a [`Ring`].
+/// Every operation (`proactor.read(fd, buf, offset)`, ...) returns an
+/// [`Op`], a `Future` that works on any executor (it needs nothing but the
+/// std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
+/// does nothing until first polled; then it takes a *slot* in the
+/// Proactor's slab (the SQE's `user_data` is the slot index plus a
+/// generation) and queues its entry for the thread.
+///
+/// The thread loop: take every queued entry (one lock), push them, submit
+/// them with one `io_uring_enter` (a batch is everything queued since the
+/// last enter, cut at [`ProactorConfig::batch`]); when nothing is queued it
+/// sleeps in `io_uring_enter` waiting for a completion. A read of an eventfd
+/// is always armed on the ring, and a caller that queues work while the
+/// thread sleeps writes the eventfd, so new work ends the wait (one write
+/// per sleep, not per op). Each CQE is dispatched to its slot, and the
+/// slot's `Waker` is woken.
+///
+/// # Owned buffers
+///
+/// Each op takes its buffers by value and gives them back with the result:
+/// `read` returns `(io::Result<usize>, Vec<u8>)`. A read fills the vector's
+/// *spare capacity* (`buf.capacity() - buf.len()` bytes after its length)
+/// and extends its length by what was read; a write sends `buf[..]`.
+///
+/// # Dropping an op before it completes
+///
+/// The kernel may still write into the buffer. Dropping a submitted,
+/// unfinished [`Op`] moves its buffers (and every path, iovec, sockaddr or
+/// timespec the entry points to) into its slab slot and asks the thread to
+/// cancel the request (`IORING_OP_ASYNC_CANCEL` by `user_data`). The
+/// buffers are freed only when the request's own CQE arrives: never while
+/// the kernel may touch them.
+///
+/// # Back-pressure
+///
+/// The CQ can never overflow. Every request the ring carries holds one CQ
+/// credit (ring-core's [`CqCredit`]) from its push until its CQE has been
+/// reaped and the CQ head handed back: at most
+/// [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
+/// most one cancel per user op, and the eventfd read, which together never
+/// exceed the CQ size. An op past the budget stays pending (its `wait()`
+/// blocks) until an earlier one completes; nothing fails.
+///
+/// # Linked ops, timeouts, cancellation
+///
+/// [`Op::link`] submits two ops as a chain (`IOSQE_IO_LINK`), pushed
+/// whole; [`Proactor::link_timeout`] linked after an op bounds it;
+/// [`Proactor::cancel_fd`] cancels every request on a file.
+///
+/// # Streams
+///
+/// [`Proactor::accept_multi`] and [`Proactor::recv_multi`] are multishot
+/// requests returning a [`Multi`]: items one per completion, with
+/// [`Multi::next_item`] (a future) or [`Multi::wait_next`]. The multishot
+/// recv selects from a buffer ring the stream owns and copies each chunk
+/// out, so its buffer goes back to the kernel at once.
+///
+/// # Shutdown
+///
+/// Dropping the [`Proactor`] asks every request still in flight to cancel,
+/// waits (on the thread) for every CQE, frees the buffers of dropped ops,
+/// and joins the thread. Ops still alive complete with their kernel result
+/// (usually `ECANCELED`); ops polled after that fail with
+/// `ErrorKind::NotConnected`.
+///
+/// # Unsupported ops
+///
+/// The thread probes the kernel once; an op the kernel lacks completes at
+/// once with an error of kind `Unsupported` wrapping [`Unsupported`]
+/// (naming the op and the kernel it needs).
+///
+/// [`Unsupported`]: crate::Unsupported
+///
+/// # Example
+///
+/// ```
+/// use std::io::Write;
+/// use ring_driver::{Proactor, ProactorConfig};
+///
+/// let proactor = Proactor::new(ProactorConfig::new(32))?;
+/// let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
+/// tx.write_all(b"hello")?;
+/// // The buffer moves in, and comes back with the result.
+/// let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), u64::MAX).wait();
+/// assert_eq!(n?, 5);
+/// assert_eq!(buf, b"hello");
+/// proactor.nop().wait()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Proactor {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
