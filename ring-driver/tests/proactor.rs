@@ -712,3 +712,25 @@ fn dropping_a_multishot_recv_frees_its_buffer_ring_after_the_last_cqe() {
     assert_eq!(n.unwrap(), 6);
     assert_eq!(buf, b"second");
 }
+
+#[path = "../examples/cp_proactor.rs"]
+mod cp;
+
+#[test]
+fn cp_on_the_proactor_copies_every_byte() {
+    let p = proactor();
+    let (src, dst) = (temp_path("cp-src"), temp_path("cp-dst"));
+    // Not a multiple of the 128 KiB block, more blocks than tasks.
+    let data: Vec<u8> = (0..(5 << 20) + 12_345u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&src, &data).unwrap();
+    let copied = cp::copy(&p, &src, &dst).unwrap();
+    assert_eq!(copied, data.len() as u64);
+    let back = std::fs::read(&dst).unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "the copy differs");
+    std::fs::remove_file(&src).unwrap();
+    std::fs::remove_file(&dst).unwrap();
+    assert_eq!(p.stats().cq_overflow, 0);
+}
