@@ -207,6 +207,17 @@ pub struct ProactorStats {
 ///
 /// [`Unsupported`]: crate::Unsupported
 ///
+/// # Limits (today)
+///
+/// - Batching is "everything queued since the last enter, cut at
+///   [`ProactorConfig::batch`]"; there is no configurable delay to wait for
+///   a fuller batch yet.
+/// - One mutex guards the slab and the queue; every op takes it about three
+///   times.
+/// - [`Proactor::accept_multi`] can exceed its CQ headroom under a burst
+///   of connections (see there); everything else is bounded.
+/// - If the thread panics (a broken invariant), pending ops never complete.
+///
 /// # Example
 ///
 /// ```
