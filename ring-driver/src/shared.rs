@@ -13,7 +13,8 @@
 //! commits it; the commit advances the kernel-visible `sq.tail` over every
 //! consecutive committed slot, so the kernel never sees a slot before it is
 //! filled. A commit behind a slot another thread is still filling does not
-//! move the tail: that thread's commit will move it over both.
+//! move the tail: that thread's commit will move it over both.  (ring-core's
+//! `SeqCst` fences make sure two racing committers never both leave it.)
 //!
 //! **Who calls `io_uring_enter`: any thread.** [`submit`](SharedRing::submit)
 //! asks the kernel to consume `sq.tail - sq.head` (both loaded just before);
@@ -36,7 +37,9 @@
 //! [`reap`](SharedRing::reap) claims up to `max` ready CQEs (CAS on a shared
 //! claim index), copies them out, marks them done; `cq.head` only advances
 //! over consecutive copied-out slots, so the kernel never overwrites a CQE a
-//! thread is still reading. Any thread may reap any completion: route them by
+//! thread is still reading. ring-core's release moves a private index; a second
+//! compare-and-swap moves `cq.head` up to it and returns the CQ credit of
+//! exactly the slots it passed (`shared_sync.rs`, loom-checked). Any thread may reap any completion: route them by
 //! `user_data` if threads must get their own.
 //!
 //! **Waiting.** [`submit_and_wait(n)`](SharedRing::submit_and_wait) returns
@@ -133,7 +136,7 @@ use crate::probe::KernelVersion;
 use crate::ring::Cqe;
 use crate::setup::{Builder, Params};
 use crate::shared_map::SharedMap;
-use crate::shared_release::CqRelease;
+use crate::shared_sync::CqRelease;
 
 /// The `user_data` of the cancel sent when the ring closes.
 const CLOSE_CANCEL: u64 = u64::MAX;

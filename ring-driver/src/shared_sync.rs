@@ -1,23 +1,31 @@
 //! The one ordering [`SharedRing`](crate::SharedRing) adds to ring-core's
-//! claim -> copy out -> release protocol: handing a CQ slot back to the
-//! kernel and returning its CQ credit in the same step.
+//! claim -> copy out -> release protocol: handing CQ slots back to the
+//! kernel and returning their CQ credit in the same step.
 //!
 //! ring-core's [`SharedCq::release`] advances the index it is given over
 //! consecutive copied-out slots. If that index were the kernel's `cq.head`
 //! and each consumer returned its credits right after its own release, a
-//! consumer whose batch sits behind a slower one would return credit for a
-//! slot the kernel still counts as full: a new request could then complete
-//! into a full CQ. So the release is done in two stages:
+//! consumer whose batch sits behind a slower one would return credit for
+//! slots the kernel still counts as full, and a new request could complete
+//! into a full CQ (`tests/shared_loom.rs` shows loom finding exactly that).
+//! So the release is done in two stages:
 //!
 //! 1. [`SharedCq::release`] advances a private index, `read`: every slot
 //!    below it has been copied out (and its credit noted with
-//!    [`CqRelease::note`]);
+//!    [`CqRelease::note`] before);
 //! 2. [`CqRelease::advance`] moves the kernel-visible `cq.head` up to `read`
 //!    by compare-and-swap, and the thread whose CAS succeeds returns the
-//!    credits of exactly the slots it moved the head over. The notes of
-//!    those slots are read while the head is still below them (the CAS
-//!    proves it did not move), so the kernel cannot have posted into them
-//!    again, and no consumer can have overwritten a note.
+//!    credits of exactly the slots it moved the head over. It read the notes
+//!    of those slots while the head was still below them (the successful CAS
+//!    proves the head did not move meanwhile), so the kernel could not have
+//!    posted into them again and no consumer could have overwritten a note;
+//!    a failed CAS discards the count and starts over.
+//!
+//! Liveness: every thread that moves `read` runs stage 2 afterwards, and
+//! stage 2 only returns once the head is at least the `read` it loaded (its
+//! own move or a later one), so the head always catches up with the last
+//! move. Stage 1's own liveness (racing releasers never strand a done slot)
+//! is ring-core's, with its `SeqCst` fences.
 //!
 //! Only ring-core's atomics facade is used, so this module runs under loom
 //! (`tests/shared_loom.rs`) exactly as in the driver.

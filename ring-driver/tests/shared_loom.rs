@@ -1,0 +1,232 @@
+//! Loom models of the one ordering `SharedRing` adds to ring-core's shared
+//! queues (`src/shared_sync.rs`, included here as is): the CQ credit that
+//! moves with the kernel-visible `cq.head`, in a second stage after
+//! ring-core's release. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p ring-driver --release --test shared_loom`
+//! in its own `CARGO_TARGET_DIR` (needs `loom` as a `cfg(loom)`
+//! dev-dependency of ring-driver).
+//!
+//! The main thread plays the submitter and the kernel: it takes a credit
+//! for each request, then posts its CQE as the kernel does (read `cq.head`,
+//! write the slot, `smp_store_release` the tail) and asserts the CQ has
+//! room: credit must never let a completion meet a full CQ. Consumers claim,
+//! copy out and release. A naive variant, returning credit as soon as a
+//! consumer's own CQE is copied out, must fail (and does).
+#![cfg(loom)]
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../src/shared_sync.rs"]
+mod shared_sync;
+
+use loom::sync::Arc;
+use loom::thread;
+use ring_core::sync::{AtomicU32, AtomicU64, Ordering};
+use ring_core::{AtomicCqCredit, Geometry, SharedCq};
+use ring_sys::{Features, SetupFlags};
+use shared_sync::CqRelease;
+
+/// Checks `f` under every interleaving loom generates with up to
+/// `preemptions` preemptions (`LOOM_MAX_PREEMPTIONS` overrides; `None`:
+/// unbounded, for the two-thread models).
+fn model_bounded<F: Fn() + Sync + Send + 'static>(preemptions: Option<usize>, f: F) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = preemptions;
+    }
+    b.check(f);
+}
+
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    model_bounded(None, f)
+}
+
+/// The kernel (the main thread) posts up to `total` CQEs into a CQ of
+/// `entries`, each only after taking a credit (budget: the whole CQ),
+/// asserting the CQ has room for it; `consumers` threads each make
+/// `attempts` claims of up to `batch` CQEs, copy out (checking the value
+/// is the CQE of that index, not a stale or overwritten one) and release.
+/// No thread spins: a refused credit or an empty CQ just ends that step.
+/// Afterwards the main thread drains what is left, and the head, the
+/// credit and the set of CQEs seen are checked.
+fn cq_credit_model(consumers: usize, total: u32, entries: u32, batch: u32) {
+    model_bounded(Some(3), move || {
+        let start = u32::MAX - 1;
+        let geo = Geometry::new(entries, entries, SetupFlags::empty(), Features::empty()).unwrap();
+        let credit = Arc::new(AtomicCqCredit::new(entries, &geo).unwrap());
+        let cq = Arc::new(SharedCq::with_start(entries, start));
+        let rel = Arc::new(CqRelease::new(entries, start));
+        let head = Arc::new(AtomicU32::new(start));
+        let tail = Arc::new(AtomicU32::new(start));
+        let slots: Arc<Vec<AtomicU64>> =
+            Arc::new((0..entries).map(|_| AtomicU64::new(0)).collect());
+        let mask = entries - 1;
+        let consume = {
+            let (credit, cq, rel, head, tail, slots) = (
+                credit.clone(),
+                cq.clone(),
+                rel.clone(),
+                head.clone(),
+                tail.clone(),
+                slots.clone(),
+            );
+            move |attempts: usize| {
+                let mut got = Vec::new();
+                for _ in 0..attempts {
+                    let b = match cq.claim(batch, &tail) {
+                        Ok(Some(b)) => b,
+                        Ok(None) => continue,
+                        Err(e) => panic!("claim: {e}"),
+                    };
+                    for idx in b.indices() {
+                        // Copy the CQE out: a plain read; its value names
+                        // its index.
+                        let v = slots[(idx & mask) as usize].load(Ordering::Relaxed);
+                        assert_eq!(v, u64::from(idx) + 1, "CQE {idx} read stale or overwritten");
+                        got.push(v);
+                        rel.note(idx, 0);
+                    }
+                    rel.release(&cq, b, &head, &credit);
+                }
+                got
+            }
+        };
+        let handles: Vec<_> = (0..consumers)
+            .map(|_| {
+                let consume = consume.clone();
+                thread::spawn(move || consume(2))
+            })
+            .collect();
+
+        // Submitter + kernel.
+        let mut t = start;
+        for _ in 0..total {
+            if credit.acquire(()).is_err() {
+                continue;
+            }
+            // The kernel's space check: READ_ONCE(cq.head) then the slot
+            // write under a control dependency (modelled as Acquire).
+            let h = head.load(Ordering::Acquire);
+            assert!(
+                t.wrapping_sub(h) < entries,
+                "CQ overflow: a credited completion met a full CQ (head {h}, tail {t})"
+            );
+            slots[(t & mask) as usize].store(u64::from(t) + 1, Ordering::Relaxed);
+            t = t.wrapping_add(1);
+            // smp_store_release(&cq.tail)
+            tail.store(t, Ordering::Release);
+        }
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.extend(consume(total as usize));
+        all.sort();
+        let mut want: Vec<u64> = (0..t.wrapping_sub(start))
+            .map(|i| u64::from(start.wrapping_add(i)) + 1)
+            .collect();
+        want.sort();
+        assert_eq!(all, want, "lost or duplicated CQEs");
+        assert_eq!(head.load(Ordering::Relaxed), t, "head did not catch up");
+        assert_eq!(credit.in_flight(), 0, "credit not returned");
+    });
+}
+
+#[test]
+fn two_consumers_credit_follows_the_head() {
+    cq_credit_model(2, 4, 2, 1);
+}
+
+#[test]
+fn two_consumers_batches_credit_follows_the_head() {
+    cq_credit_model(2, 4, 2, 2);
+}
+
+/// Two CQEs posted (the whole budget), claimed by two consumers; a third
+/// thread plays the submitter and the kernel: if it gets a credit, its
+/// completion must find room in the CQ. `naive`: each consumer returns its
+/// credit right after ring-core's release of its own CQE.
+fn credit_vs_kernel_model(naive: bool) {
+    model(move || {
+        let geo = Geometry::new(2, 2, SetupFlags::empty(), Features::empty()).unwrap();
+        let credit = Arc::new(AtomicCqCredit::new(2, &geo).unwrap());
+        credit.acquire_n(2, ()).unwrap();
+        let cq = Arc::new(SharedCq::with_start(2, 0));
+        let rel = Arc::new(CqRelease::new(2, 0));
+        let head = Arc::new(AtomicU32::new(0));
+        let tail = AtomicU32::new(2);
+        let a = cq.claim(1, &tail).unwrap().unwrap();
+        let b = cq.claim(1, &tail).unwrap().unwrap();
+        let release = move |cq: &SharedCq,
+                            rel: &CqRelease,
+                            batch,
+                            head: &AtomicU32,
+                            credit: &AtomicCqCredit| {
+            if naive {
+                cq.release(batch, head);
+                credit.release(1).unwrap();
+            } else {
+                rel.note(batch.start(), 0);
+                rel.release(cq, batch, head, credit);
+            }
+        };
+        let consumer = {
+            let (cq, rel, head, credit) = (cq.clone(), rel.clone(), head.clone(), credit.clone());
+            thread::spawn(move || release(&cq, &rel, b, &head, &credit))
+        };
+        let kernel = {
+            let (head, credit) = (head.clone(), credit.clone());
+            thread::spawn(move || {
+                if credit.acquire(()).is_ok() {
+                    // READ_ONCE(cq.head) before posting CQE 2.
+                    let h = head.load(Ordering::Acquire);
+                    assert!(
+                        2u32.wrapping_sub(h) < 2,
+                        "CQ overflow: a credited completion met a full CQ (head {h})"
+                    );
+                }
+            })
+        };
+        release(&cq, &rel, a, &head, &credit);
+        consumer.join().unwrap();
+        kernel.join().unwrap();
+        assert_eq!(head.load(Ordering::Relaxed), 2, "head did not catch up");
+    });
+}
+
+#[test]
+fn credit_is_back_only_when_the_cq_has_room() {
+    credit_vs_kernel_model(false);
+}
+
+#[test]
+#[should_panic(expected = "CQ overflow")]
+fn naive_credit_return_overflows_the_cq() {
+    credit_vs_kernel_model(true);
+}
+
+/// Two consumers release out of order; afterwards the head is past both
+/// and both credits are back, whatever the interleaving.
+#[test]
+fn out_of_order_releases_return_all_credit() {
+    model(|| {
+        let geo = Geometry::new(2, 2, SetupFlags::empty(), Features::empty()).unwrap();
+        let credit = Arc::new(AtomicCqCredit::new(2, &geo).unwrap());
+        credit.acquire_n(2, ()).unwrap();
+        let cq = Arc::new(SharedCq::with_start(2, u32::MAX));
+        let rel = Arc::new(CqRelease::new(2, u32::MAX));
+        let head = Arc::new(AtomicU32::new(u32::MAX));
+        let tail = AtomicU32::new(1);
+        let a = cq.claim(1, &tail).unwrap().unwrap();
+        let b = cq.claim(1, &tail).unwrap().unwrap();
+        rel.note(a.start(), 0);
+        let (cq2, rel2, head2, credit2) = (cq.clone(), rel.clone(), head.clone(), credit.clone());
+        let t = thread::spawn(move || {
+            rel2.note(b.start(), 0);
+            rel2.release(&cq2, b, &head2, &credit2);
+        });
+        rel.release(&cq, a, &head, &credit);
+        t.join().unwrap();
+        assert_eq!(head.load(Ordering::Relaxed), 1, "head did not catch up");
+        assert_eq!(credit.in_flight(), 0, "credit not returned");
+    });
+}
