@@ -1868,3 +1868,93 @@ impl<K: Kernel> Driver<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::KernelVersion;
+
+    /// A Proactor's shared state with no thread, over a probe that supports
+    /// only `ops`.
+    fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
+        let null = || File::open("/dev/null").unwrap();
+        Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: null(),
+            probe: Probe::from_supported(ops, Some(KernelVersion::new(5, 10, 0))),
+            budget,
+            stream_credit: 1,
+            sq_entries: 4,
+            ring_fd: OwnedFd::from(null()),
+        })
+    }
+
+    fn op(shared: &Arc<Shared>, entry: Entry) -> Op<io::Result<u32>> {
+        Op {
+            shared: shared.clone(),
+            entry,
+            stage: Stage::New,
+            finish: Some(Box::new(|res: io::Result<u32>, _| res)),
+        }
+    }
+
+    #[test]
+    fn an_op_the_kernel_lacks_fails_with_unsupported_and_queues_nothing() {
+        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 2);
+        let entry = ring_ops::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0).build();
+        let err = op(&shared, entry).wait().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(
+            err.to_string(),
+            "Socket needs Linux 5.19; this kernel is 5.10.0"
+        );
+        let st = shared.lock();
+        assert!(st.queue.is_empty());
+        assert_eq!(st.in_flight, 0);
+    }
+
+    #[test]
+    fn ops_past_the_budget_wait_for_credit_and_are_woken_in_order() {
+        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 2);
+        let mut cx = Context::from_waker(Waker::noop());
+        let nop = || op(&shared, ring_ops::Nop::new().build());
+        let mut ops: Vec<_> = (0..4).map(|_| nop()).collect();
+        for op in &mut ops {
+            assert!(Pin::new(op).poll(&mut cx).is_pending());
+        }
+        {
+            let st = shared.lock();
+            assert_eq!(st.queue.len(), 2, "the budget is 2");
+            assert_eq!(st.in_flight, 2);
+            assert_eq!(st.credit_waiters.len(), 2);
+        }
+        // A dropped waiter leaves the queue.
+        drop(ops.pop());
+        assert_eq!(shared.lock().credit_waiters.len(), 1);
+        // A chain of two waits for two credits.
+        let mut chain = nop().link(nop());
+        assert!(Pin::new(&mut chain).poll(&mut cx).is_pending());
+        assert_eq!(shared.lock().credit_waiters.len(), 2);
+        // The thread reaps both queued ops: the two waiters are woken,
+        // first come first.
+        let mut wakers = Vec::new();
+        shared.lock().release_credit(2, &mut wakers);
+        assert_eq!(wakers.len(), 2);
+        assert!(shared.lock().credit_waiters.is_empty());
+        // The waiting op takes its credit when polled again.
+        assert!(Pin::new(&mut ops[2]).poll(&mut cx).is_pending());
+        assert_eq!(shared.lock().queue.len(), 3);
+        drop(chain);
+    }
+
+    #[test]
+    fn a_chain_longer_than_the_budget_fails_at_once() {
+        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 1);
+        let (a, b) = op(&shared, ring_ops::Nop::new().build())
+            .link(op(&shared, ring_ops::Nop::new().build()))
+            .wait();
+        assert_eq!(a.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(b.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert!(shared.lock().queue.is_empty());
+    }
+}
