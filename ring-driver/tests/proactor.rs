@@ -734,3 +734,27 @@ fn cp_on_the_proactor_copies_every_byte() {
     std::fs::remove_file(&dst).unwrap();
     assert_eq!(p.stats().cq_overflow, 0);
 }
+
+#[test]
+fn a_submit_delay_gathers_a_batch() {
+    let delay = Duration::from_millis(40);
+    let p = Proactor::new(ProactorConfig::new(16).batch(4).submit_delay(delay)).unwrap();
+    // A lone op waits out the delay: its batch never fills.
+    let start = Instant::now();
+    p.nop().wait().unwrap();
+    assert!(start.elapsed() >= delay, "{:?}", start.elapsed());
+    // Four ops queued together fill the batch and go in one push.
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    let mut ops: Vec<_> = (0..4).map(|_| p.nop()).collect();
+    for op in &mut ops {
+        assert!(poll_once(op, &waker).is_pending());
+    }
+    for op in ops {
+        op.wait().unwrap();
+    }
+    let stats = p.stats();
+    assert_eq!(
+        stats.max_in_ring, 5,
+        "four ops and the wake-up read: {stats:?}"
+    );
+}
