@@ -131,6 +131,100 @@ fn nop_row(name: &str, batch: u32, defaults: bool, rounds: usize) {
     println!("{name}\t{ours:.1}\t{other:.1}\t{:.3}", other / ours);
 }
 
+/// NOPs per push and per locked round in the `shared` rows.
+const SHARED_BATCH: usize = 16;
+
+/// `threads` threads push `ops` NOPs in all (in batches) to one
+/// `SharedRing`, each submitting its own and reaping whatever completions
+/// it finds, until all `ops` are reaped.
+fn shared_nops(ring: &ring_driver::SharedRing, threads: u64, ops: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let done = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let quota = ops / threads + u64::from(t < ops % threads);
+            let done = &done;
+            s.spawn(move || {
+                let entries = vec![Nop::new().build().user_data(t); SHARED_BATCH];
+                let mut pushed = 0;
+                let mut got = Vec::with_capacity(256);
+                while done.load(Ordering::Relaxed) < ops {
+                    if pushed < quota {
+                        let k = (SHARED_BATCH as u64).min(quota - pushed);
+                        // SAFETY: NOPs carry no pointers.
+                        if unsafe { ring.push_batch(&entries[..k as usize]) }.is_ok() {
+                            pushed += k;
+                        }
+                        ring.submit().expect("enter");
+                    }
+                    got.clear();
+                    let n = ring.reap(&mut got, 256);
+                    black_box(&got);
+                    if n > 0 {
+                        done.fetch_add(n as u64, Ordering::Relaxed);
+                    } else if pushed >= quota {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The same work on `Mutex<IoUring>`: each thread locks the ring, pushes a
+/// batch, submits and waits for it, reaps it, unlocks.
+fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, ops: u64) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let quota = ops / threads + u64::from(t < ops % threads);
+            s.spawn(move || {
+                let entry = opcode::Nop::new().build().user_data(t);
+                let mut pushed = 0;
+                while pushed < quota {
+                    let k = (SHARED_BATCH as u64).min(quota - pushed);
+                    let mut ring = ring.lock().expect("lock");
+                    {
+                        let mut sq = ring.submission();
+                        for _ in 0..k {
+                            // SAFETY: a NOP carries no pointers.
+                            unsafe { sq.push(&entry) }.expect("batch fits the SQ");
+                        }
+                    }
+                    ring.submit_and_wait(k as usize).expect("enter");
+                    let mut reaped = 0;
+                    for cqe in ring.completion() {
+                        black_box(cqe.user_data());
+                        reaped += 1;
+                    }
+                    assert_eq!(reaped, k);
+                    pushed += k;
+                }
+            });
+        }
+    });
+}
+
+/// `shared/threadsN`: N threads submitting NOPs to one ring, `SharedRing`
+/// (ring column) against `Mutex<io_uring::IoUring>` (io-uring column), both
+/// with SUBMIT_ALL and NO_SQARRAY (a shared ring does not take COOP_TASKRUN).
+fn shared_row(name: &str, threads: u64, rounds: usize) {
+    let entries = 64;
+    let ring = Builder::new(entries)
+        .build_shared()
+        .expect("shared ring setup");
+    let mut b = IoUring::builder();
+    b.setup_submit_all();
+    b.setup_no_sqarray();
+    let theirs = std::sync::Mutex::new(b.build(entries).expect("io-uring setup"));
+    let (ours, other) = alternate(
+        rounds,
+        OPS,
+        |n| shared_nops(&ring, threads, n),
+        |n| mutex_nops(&theirs, threads, n),
+    );
+    println!("{name}\t{ours:.1}\t{other:.1}\t{:.3}", other / ours);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--callgrind") {
@@ -163,6 +257,12 @@ fn main() {
             if want(&name) {
                 nop_row(&name, batch, defaults, rounds);
             }
+        }
+    }
+    for threads in [1, 2, 4] {
+        let name = format!("shared/threads{threads}");
+        if want(&name) {
+            shared_row(&name, threads, rounds);
         }
     }
 }
