@@ -409,3 +409,76 @@ fn drop_submits_what_was_pushed_but_not_submitted() {
     }
     assert_eq!(&back[..3], b"abc");
 }
+
+#[test]
+fn a_blocked_submitters_completion_reaches_a_waiter_on_another_thread() {
+    // Thread A submits a read on an empty pipe (the kernel arms a poll; the
+    // completion runs as task work of A) and then blocks in a futex. The
+    // main thread writes to the pipe and waits on the ring. Without
+    // COOP_TASKRUN (refused for shared rings) the kernel interrupts A to run
+    // the task work, and the completion arrives; with it, it would wait for
+    // A's next system call.
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let [rd, wr] = fds;
+    let ring = SharedRing::new(8).unwrap();
+    let (submitted_tx, submitted_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let a = {
+        let ring = ring.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4];
+            // SAFETY: `buf` lives until `done_rx` says the completion has
+            // been reaped.
+            unsafe { ring.push(Read::new(Fd(rd), buf.as_mut_ptr(), 4).build().user_data(9)) }
+                .unwrap();
+            assert_eq!(ring.submit().unwrap(), 1);
+            submitted_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            buf
+        })
+    };
+    submitted_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: a valid buffer; `wr` is owned by this test.
+    assert_eq!(unsafe { libc::write(wr, b"ping".as_ptr().cast(), 4) }, 4);
+    let t0 = Instant::now();
+    let cqe = loop {
+        if let Some(cqe) = ring.pop() {
+            break cqe;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the completion never reached the waiting thread"
+        );
+        match ring.submit_and_wait_timeout(1, Duration::from_millis(500)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("wait: {e}"),
+        }
+    };
+    assert_eq!((cqe.user_data(), cqe.result()), (9, Ok(4)));
+    done_tx.send(()).unwrap();
+    assert_eq!(&a.join().unwrap(), b"ping");
+    // SAFETY: fds owned by this test.
+    unsafe {
+        libc::close(rd);
+        libc::close(wr);
+    }
+}
+
+#[test]
+fn no_defaults_gives_a_plain_shared_ring() {
+    let ring = Builder::new(8).no_defaults().build_shared().unwrap();
+    assert_eq!(ring.defaults(), ring_sys::SetupFlags::empty());
+    assert!(
+        ring.params().flags().is_empty(),
+        "{:?}",
+        ring.params().flags()
+    );
+    // SAFETY: NOPs carry no pointers.
+    unsafe { ring.push(nop(1)) }.unwrap();
+    ring.submit_and_wait(1).unwrap();
+    assert_eq!(ring.pop().map(|c| c.user_data()), Some(1));
+}
