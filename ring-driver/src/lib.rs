@@ -29,6 +29,7 @@ mod setup;
 mod shared;
 #[cfg(not(loom))]
 mod shared_map;
+#[cfg(not(loom))]
 mod shared_sync;
 #[cfg(feature = "sim")]
 mod sim;

@@ -455,6 +455,7 @@ impl Builder {
     }
 
     /// Whether the fast defaults are on (not [`no_defaults`](Self::no_defaults)).
+    #[cfg(not(loom))]
     pub(crate) fn uses_defaults(&self) -> bool {
         self.defaults
     }
