@@ -372,9 +372,9 @@ impl SharedRing {
     /// Reaps one completion, if one is ready and no other thread takes it
     /// first.
     pub fn pop(&self) -> Option<Cqe> {
-        let mut one = Vec::with_capacity(1);
-        self.inner.reap(&mut one, 1);
-        one.pop()
+        let mut one = None;
+        self.inner.reap_with(1, |cqe| one = Some(cqe));
+        one
     }
 
     /// Requests pushed whose final completion has not been handed back to
@@ -521,8 +521,15 @@ impl Inner {
         }
     }
 
-    #[allow(unsafe_code, reason = "reads the slots it claimed")]
     fn reap(&self, out: &mut Vec<Cqe>, max: usize) -> usize {
+        self.reap_with(max, |cqe| out.push(cqe))
+    }
+
+    /// Claims up to `max` CQEs, hands each to `f` as it is copied out, then
+    /// releases them. `f` runs while the batch is claimed: it must be short
+    /// (other threads' releases wait behind this batch for the head).
+    #[allow(unsafe_code, reason = "reads the slots it claimed")]
+    fn reap_with(&self, max: usize, mut f: impl FnMut(Cqe)) -> usize {
         let max = u32::try_from(max).unwrap_or(u32::MAX);
         if max == 0 {
             return 0;
@@ -537,14 +544,13 @@ impl Inner {
                 return 0;
             }
         };
-        out.reserve(batch.len() as usize);
         for index in batch.indices() {
             // SAFETY: `index` is ours: claimed above below the acquired
             // tail, not released yet, so the kernel wrote it and will not
             // overwrite it.
             let cqe = unsafe { self.map.read_cqe(index) };
             self.release.note(index, cqe.raw().flags);
-            out.push(cqe);
+            f(cqe);
         }
         self.release
             .release(&self.cq, batch, self.map.cq_head(), &self.credit);
@@ -584,10 +590,13 @@ impl Inner {
             }
             match self.enter(1, None) {
                 Ok(_) => {}
+                // No room to post (a multishot burst): the reap at the top
+                // of the loop makes room.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {}
                 Err(_) => {
-                    // The kernel refuses to run anything (a disabled ring,
-                    // a dead fd): nothing more will complete; what was not
-                    // consumed never reached the kernel.
+                    // The kernel refuses to run anything (EBADFD: a ring
+                    // still disabled; a dead fd): what it did not consume
+                    // never reached it, and nothing more will complete.
                     spins += 1;
                     if spins > 3 {
                         break;
