@@ -482,3 +482,35 @@ fn no_defaults_gives_a_plain_shared_ring() {
     ring.submit_and_wait(1).unwrap();
     assert_eq!(ring.pop().map(|c| c.user_data()), Some(1));
 }
+
+#[test]
+fn sqe128_and_cqe32_strides_across_the_wrap() {
+    for (name, builder) in [
+        ("sqe128", Builder::new(4).sqe128()),
+        ("cqe32", Builder::new(4).cqe32()),
+    ] {
+        let ring = match builder.build_shared() {
+            Ok(r) => r,
+            Err(SetupError::Unsupported(u)) => skip!("sqe128_and_cqe32_strides", "{name}: {u}"),
+            Err(e) => panic!("{name}: {e}"),
+        };
+        let mut out = Vec::new();
+        // 4-slot SQ, 8-slot CQ: five rounds wrap both several times.
+        for round in 0..5u64 {
+            let ids: Vec<u64> = (0..4).map(|i| round * 10 + i).collect();
+            let entries: Vec<Entry> = ids.iter().map(|&id| nop(id)).collect();
+            // SAFETY: NOPs carry no pointers.
+            unsafe { ring.push_batch(&entries) }.unwrap();
+            ring.submit_and_wait(4).unwrap();
+            out.clear();
+            while ring.reap(&mut out, 3) > 0 {}
+            let got: Vec<u64> = out.iter().map(|c| c.user_data()).collect();
+            assert_eq!(got, ids, "{name} round {round}");
+            assert!(
+                out.iter().all(|c| c.result() == Ok(0) && c.big() == [0, 0]),
+                "{name}"
+            );
+        }
+        assert_eq!(ring.in_flight(), 0, "{name}");
+    }
+}
