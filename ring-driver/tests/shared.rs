@@ -423,6 +423,12 @@ fn a_blocked_submitters_completion_reaches_a_waiter_on_another_thread() {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let [rd, wr] = fds;
     let ring = SharedRing::new(8).unwrap();
+    if !ring.params().has(ring_sys::Features::EXT_ARG) {
+        skip!(
+            "a_blocked_submitters_completion",
+            "bounded waits need IORING_FEAT_EXT_ARG (5.11)"
+        );
+    }
     let (submitted_tx, submitted_rx) = std::sync::mpsc::channel::<()>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let a = {
