@@ -46,9 +46,9 @@ commands:
         run every [[bin]] target of DIR/Cargo.toml (default: fuzz/) for N seconds each
         (default 30) with `cargo +nightly fuzz run`; needs nightly and cargo-fuzz.
   ci [--no-kernel] [--keep-going] [--accel A] [--fuzz-seconds N]
-        what .ci/run runs: fmt, clippy, tests, the main example, fuzz smoke (if there
-        are targets; N default 10), the kernel matrix (all); stops at the first
-        failure unless --keep-going.
+        what .ci/run runs: fmt, clippy, tests, the main example, Miri, loom, fuzz
+        smoke (if there are targets; N default 10), the kernel matrix (all); stops
+        at the first failure unless --keep-going.
   bench [--quick]
         ring and the io-uring crate side by side (ring-bench, alternating rounds,
         medians, ratios) plus callgrind instruction counts; writes BENCHMARKS.md.
@@ -494,6 +494,25 @@ fn ci_main_example() -> Result<bool> {
     step(cargo().args(["run", "-q", "--example", "tour"]))
 }
 
+/// Miri over ring-core's tests, in its own target directory.
+fn ci_miri() -> Result<bool> {
+    step(
+        nightly_cargo()
+            .args(["miri", "test", "-p", "ring-core"])
+            .env("CARGO_TARGET_DIR", root().join("target/miri")),
+    )
+}
+
+/// loom over ring-core's concurrent protocols (`--cfg loom`, own target dir).
+fn ci_loom() -> Result<bool> {
+    step(
+        cargo()
+            .args(["test", "-p", "ring-core", "--release", "--test", "loom"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", root().join("target/loom")),
+    )
+}
+
 /// One CI step: a name and what it runs.
 type Step = (&'static str, Box<dyn FnOnce() -> Result<bool>>);
 
@@ -510,9 +529,8 @@ fn ci(mut args: Args) -> Result<bool> {
         ("clippy", Box::new(ci_clippy)),
         ("tests", Box::new(ci_test)),
         ("main example", Box::new(ci_main_example)),
-        // Hooks: Miri (`cargo +nightly miri test -p ring-core`) and loom
-        // (`RUSTFLAGS="--cfg loom" cargo test -p ring-core --release` in its own
-        // target dir) go here, each a function like the above, as .ci/run gains them.
+        ("miri", Box::new(ci_miri)),
+        ("loom", Box::new(ci_loom)),
         (
             "fuzz smoke",
             Box::new(move || fuzz_run(&root().join("fuzz"), fuzz_seconds)),
