@@ -758,3 +758,77 @@ fn a_submit_delay_gathers_a_batch() {
         "four ops and the wake-up read: {stats:?}"
     );
 }
+
+#[test]
+fn proactor_ops_and_streams_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Proactor>();
+    send::<Op<(io::Result<usize>, Vec<u8>)>>();
+    send::<ring_driver::Link<io::Result<()>, io::Result<()>>>();
+    send::<ring_driver::Multi<Vec<u8>>>();
+    // An op made on one thread completes on another.
+    let p = proactor();
+    let (a, b) = UnixStream::pair().unwrap();
+    let op = p.read(&b, Vec::with_capacity(8), u64::MAX);
+    let t = thread::spawn(move || op.wait());
+    (&a).write_all(b"moved").unwrap();
+    let (n, buf) = t.join().unwrap();
+    assert_eq!(n.unwrap(), 5);
+    assert_eq!(buf, b"moved");
+}
+
+#[test]
+fn many_threads_dropping_and_completing_ops_leave_nothing_behind() {
+    // Dropped ops are reads that only a cancellation ends (nothing is ever
+    // written); live ops are NOPs and linked write/read pairs.
+    let p = Arc::new(Proactor::new(ProactorConfig::new(8).cq_entries(16)).unwrap());
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let p = p.clone();
+            let waker = waker.clone();
+            thread::spawn(move || {
+                let (idle, _keep) = pipe();
+                let (a, b) = UnixStream::pair().unwrap();
+                let mut got = 0usize;
+                for i in 0..300u32 {
+                    let mut dropped = p.read(&idle, Vec::with_capacity(16), u64::MAX);
+                    let _ = poll_once(&mut dropped, &waker);
+                    if (i + t) % 2 == 0 {
+                        drop(dropped);
+                        p.nop().wait().unwrap();
+                    } else {
+                        let ((w, _), (r, buf)) = p
+                            .write(&a, b"0123456789".to_vec(), u64::MAX)
+                            .link(p.read(&b, Vec::with_capacity(16), u64::MAX))
+                            .wait();
+                        assert_eq!(w.unwrap(), 10);
+                        assert_eq!(r.unwrap(), buf.len());
+                        got += buf.len();
+                        drop(dropped);
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    for t in threads {
+        let got = t.join().unwrap();
+        assert!(got > 0);
+    }
+    // Every dropped op's CQE arrives and frees its buffer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = p.stats();
+        if s.orphans_freed == s.cancels {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let s = p.stats();
+    assert!(s.cancels > 0, "{s:?}");
+    assert_eq!(s.cq_overflow, 0);
+    assert!(s.max_in_ring <= 16, "{s:?}");
+}
