@@ -35,7 +35,9 @@ use crate::setup::Builder;
 /// `user_data` of the eventfd read that wakes the thread.
 const WAKE: u64 = u64::MAX;
 /// `user_data` of the cancellations the thread sends.
-const CANCEL: u64 = u64::MAX - 1;
+/// Set in the `user_data` of a cancellation, whose low bits name its
+/// target (generations are 31 bits, so no op's `user_data` has it).
+const CANCEL_BIT: u64 = 1 << 63;
 
 /// How a [`Proactor`] sets up its ring and batches.
 #[derive(Debug, Clone)]
@@ -134,7 +136,8 @@ pub struct ProactorStats {
     pub max_in_ring: u32,
     /// The CQ size.
     pub cq_entries: u32,
-    /// Dropped ops whose resources were freed when their CQE arrived.
+    /// Dropped ops whose resources were freed when their CQE arrived and
+    /// whose slot was freed when their cancellation's did.
     pub orphans_freed: u64,
     /// Multishot requests re-armed after running out of buffers.
     pub stream_restarts: u64,
@@ -185,9 +188,11 @@ pub struct ProactorStats {
 /// credit (ring-core's [`CqCredit`]) from its push until its CQE has been
 /// reaped and the CQ head handed back: at most
 /// [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
-/// most one cancel per user op, and the eventfd read, which together never
-/// exceed the CQ size. An op past the budget stays pending (its `wait()`
-/// blocks) until an earlier one completes; nothing fails.
+/// most one cancellation per user op (a dropped op keeps its budget until
+/// its cancellation's CQE too has come), and the eventfd read, which
+/// together never exceed the CQ size; the thread pushes nothing without
+/// credit. An op past the budget stays pending (its `wait()` blocks) until
+/// an earlier one completes; nothing fails.
 ///
 /// # Linked ops, timeouts, cancellation
 ///
@@ -279,12 +284,18 @@ enum SlotState {
     Orphan(
         #[allow(dead_code, reason = "held, not read: dropped after the CQE")] Box<dyn Any + Send>,
     ),
+    /// A dropped op whose last CQE has arrived (its resources are freed)
+    /// and whose cancellation's CQE has not: it keeps its credit until
+    /// then, so cancellations in the ring never outnumber the budget.
+    Reaped,
 }
 
 struct Slot {
     generation: u32,
     /// A cancellation was queued for this request.
     cancelled: bool,
+    /// The CQE of that cancellation has not arrived yet.
+    cancel_owed: bool,
     /// CQ credits the request holds (1, or a stream's headroom).
     credits: u32,
     state: SlotState,
@@ -316,7 +327,7 @@ struct State {
 }
 
 fn user_data(index: u32, generation: u32) -> u64 {
-    (u64::from(generation) << 32) | u64::from(index)
+    (u64::from(generation & 0x7fff_ffff) << 32) | u64::from(index)
 }
 
 impl State {
@@ -327,6 +338,7 @@ impl State {
                 self.slots.push(Slot {
                     generation: 0,
                     cancelled: false,
+                    cancel_owed: false,
                     credits: 1,
                     state: SlotState::Free,
                 });
@@ -349,7 +361,7 @@ impl State {
 
     fn slot(&mut self, ud: u64) -> Option<&mut Slot> {
         let slot = self.slots.get_mut((ud & 0xffff_ffff) as usize)?;
-        (u64::from(slot.generation) == ud >> 32).then_some(slot)
+        (u64::from(slot.generation & 0x7fff_ffff) == ud >> 32).then_some(slot)
     }
 
     fn free(&mut self, ud: u64) {
@@ -357,6 +369,7 @@ impl State {
         let slot = &mut self.slots[index as usize];
         slot.state = SlotState::Free;
         slot.cancelled = false;
+        slot.cancel_owed = false;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index);
     }
@@ -1183,7 +1196,10 @@ impl<O: 'static> Future for Op<O> {
                         this.stage = Stage::Submitted(ud);
                         Poll::Pending
                     }
-                    SlotState::Free | SlotState::Orphan(_) | SlotState::Stream { .. } => {
+                    SlotState::Free
+                    | SlotState::Orphan(_)
+                    | SlotState::Reaped
+                    | SlotState::Stream { .. } => {
                         unreachable!("a live op's slot is neither free nor orphaned")
                     }
                 }
@@ -1214,6 +1230,7 @@ impl<O: 'static> Drop for Op<O> {
                 // At shutdown the thread cancels every request itself.
                 if !slot.cancelled && !shutdown {
                     slot.cancelled = true;
+                    slot.cancel_owed = true;
                     st.cancels.push(ud);
                 }
                 let sleeping = std::mem::take(&mut st.sleeping);
@@ -1562,6 +1579,7 @@ impl<T: 'static> Drop for Multi<T> {
                 slot.state = SlotState::Orphan(Box::new(convert));
                 if !slot.cancelled && !shutdown {
                     slot.cancelled = true;
+                    slot.cancel_owed = true;
                     st.cancels.push(ud);
                 }
                 let sleeping = std::mem::take(&mut st.sleeping);
@@ -1730,7 +1748,10 @@ impl<K: Kernel> Driver<K> {
                     st.gathering = false;
                 }
                 cancels = st.cancels.len();
-                let cancel = |ud| (ring_ops::AsyncCancel::new(ud).build().user_data(CANCEL), 1);
+                let cancel = |ud| {
+                    let entry = ring_ops::AsyncCancel::new(ud).build();
+                    (entry.user_data(CANCEL_BIT | ud), 1)
+                };
                 let State {
                     queue,
                     cancels: to_cancel,
@@ -1754,6 +1775,7 @@ impl<K: Kernel> Driver<K> {
                         ) && !slot.cancelled
                         {
                             slot.cancelled = true;
+                            slot.cancel_owed = true;
                             self.pending
                                 .push_back(cancel(user_data(i as u32, slot.generation)));
                             n += 1;
@@ -1848,7 +1870,20 @@ impl<K: Kernel> Driver<K> {
             let _ = self.credit.handle_cqe(cqe.flags().bits());
             match cqe.user_data() {
                 WAKE => self.wake_armed = false,
-                CANCEL => {}
+                ud if ud & CANCEL_BIT != 0 => {
+                    let target = ud & !CANCEL_BIT;
+                    let Some(slot) = st.slot(target) else {
+                        // The target's slot was freed and reused (a live op
+                        // cancelled at shutdown): nothing is owed.
+                        continue;
+                    };
+                    slot.cancel_owed = false;
+                    if let SlotState::Reaped = slot.state {
+                        released += slot.credits;
+                        st.free(target);
+                        st.stats.orphans_freed += 1;
+                    }
+                }
                 ud => {
                     st.stats.completed += 1;
                     let Some(slot) = st.slot(ud) else {
@@ -1862,7 +1897,7 @@ impl<K: Kernel> Driver<K> {
                         // (handle_cqe returned one).
                         let _ = self.credit.release(credits - 1);
                     }
-                    if last {
+                    if last && !matches!(slot.state, SlotState::Orphan(_)) {
                         released += credits;
                     }
                     match std::mem::replace(&mut slot.state, SlotState::Free) {
@@ -1884,10 +1919,17 @@ impl<K: Kernel> Driver<K> {
                             };
                         }
                         SlotState::Orphan(resources) if last => {
-                            // The kernel is done with them: free now.
-                            st.free(ud);
-                            st.stats.orphans_freed += 1;
+                            // The kernel is done with them: free now. The
+                            // slot and its credit wait for the cancellation's
+                            // CQE if it is still owed.
                             drop(resources);
+                            if slot.cancel_owed {
+                                slot.state = SlotState::Reaped;
+                            } else {
+                                released += credits;
+                                st.free(ud);
+                                st.stats.orphans_freed += 1;
+                            }
                         }
                         SlotState::Orphan(resources) => {
                             // More CQEs of a dropped stream are coming.
