@@ -258,6 +258,15 @@ pub struct Builder {
     params: io_uring_params,
     defaults: bool,
     register_ring_fd: bool,
+    lent: Option<LentMemory>,
+}
+
+/// Memory the caller lent for a `NO_MMAP` ring: `(address, length)` of each
+/// region (addresses as integers, so the builder stays `Send`).
+#[derive(Debug, Clone, Copy)]
+struct LentMemory {
+    rings: (usize, usize),
+    sqes: (usize, usize),
 }
 
 macro_rules! flag_setters {
@@ -281,6 +290,7 @@ impl Builder {
             params: io_uring_params::default(),
             defaults: true,
             register_ring_fd: true,
+            lent: None,
         }
     }
 
@@ -371,6 +381,42 @@ impl Builder {
     pub fn no_mmap(mut self) -> Self {
         self.params.flags |= SetupFlags::NO_MMAP.bits();
         self
+    }
+
+    /// `IORING_SETUP_NO_MMAP` with memory the caller provides: `rings` for
+    /// the SQ/CQ rings and `sqes` for the entries, each page-aligned and at
+    /// least [`no_mmap_sizes`](Self::no_mmap_sizes) long (a huge page
+    /// lets kernels before 6.13 accept more than one page per region).
+    /// Setup fails with [`SetupError::Invalid`] if a region is too small.
+    ///
+    /// # Safety
+    ///
+    /// Both regions must be valid for reads and writes for their whole
+    /// length, page-aligned, and used for nothing else until the ring built
+    /// from this builder has been dropped. The ring never frees them.
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the body does nothing unsafe"
+    )]
+    pub unsafe fn no_mmap_memory(
+        mut self,
+        rings: (std::ptr::NonNull<u8>, usize),
+        sqes: (std::ptr::NonNull<u8>, usize),
+    ) -> Self {
+        self.params.flags |= SetupFlags::NO_MMAP.bits();
+        self.lent = Some(LentMemory {
+            rings: (rings.0.as_ptr() as usize, rings.1),
+            sqes: (sqes.0.as_ptr() as usize, sqes.1),
+        });
+        self
+    }
+
+    /// The sizes of the two regions a `NO_MMAP` ring of this builder needs:
+    /// `(rings, sqes)` in bytes, page-rounded.
+    pub fn no_mmap_sizes(&self) -> (usize, usize) {
+        let mut p = self.params;
+        p.flags |= self.default_flags(KernelVersion::current()).bits();
+        no_mmap_sizes(self.entries, &p)
     }
 
     /// `IORING_SETUP_REGISTERED_FD_ONLY` (with the `NO_MMAP` it requires): the
@@ -492,9 +538,34 @@ impl Builder {
         p.flags |= defaults.bits();
         let flags = SetupFlags::from_bits_retain(p.flags);
         let memory = if flags.contains(SetupFlags::NO_MMAP) {
-            let (rings, sqes) = no_mmap_sizes(self.entries, &p);
-            let rings = Mmap::anonymous(rings).map_err(SetupError::Io)?;
-            let sqes = Mmap::anonymous(sqes).map_err(SetupError::Io)?;
+            let (rings, sqes) = match self.lent {
+                Some(lent) => {
+                    let (rings_len, sqes_len) = no_mmap_sizes(self.entries, &p);
+                    if lent.rings.1 < rings_len || lent.sqes.1 < sqes_len {
+                        return Err(SetupError::Invalid(
+                            "the memory lent for NO_MMAP is smaller than Builder::no_mmap_sizes says",
+                        ));
+                    }
+                    let region = |(addr, len): (usize, usize)| {
+                        let ptr =
+                            std::ptr::NonNull::new(addr as *mut u8).expect("lent from a NonNull");
+                        // SAFETY: `no_mmap_memory`'s caller promised the region
+                        // stays valid and otherwise unused while the ring lives.
+                        #[allow(unsafe_code, reason = "upholds no_mmap_memory's contract")]
+                        unsafe {
+                            Mmap::lent(ptr, len)
+                        }
+                    };
+                    (region(lent.rings), region(lent.sqes))
+                }
+                None => {
+                    let (rings, sqes) = no_mmap_sizes(self.entries, &p);
+                    (
+                        Mmap::anonymous(rings).map_err(SetupError::Io)?,
+                        Mmap::anonymous(sqes).map_err(SetupError::Io)?,
+                    )
+                }
+            };
             p.cq_off.user_addr = rings.base() as u64;
             p.sq_off.user_addr = sqes.base() as u64;
             Some((rings, sqes))

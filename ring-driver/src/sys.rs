@@ -13,6 +13,8 @@ use std::sync::atomic::AtomicU32;
 pub(crate) struct Mmap {
     ptr: NonNull<u8>,
     len: usize,
+    /// False for memory the caller lent (never unmapped here).
+    owned: bool,
 }
 
 // SAFETY: a mapping is plain memory; who may touch which bytes when is
@@ -63,7 +65,25 @@ impl Mmap {
         }
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mmap { ptr, len })
+        Ok(Mmap {
+            ptr,
+            len,
+            owned: true,
+        })
+    }
+
+    /// Memory the caller provides and keeps valid (never unmapped here).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for reads and writes of `len` bytes, used for
+    /// nothing else, until this value (and every ring built on it) is dropped.
+    pub(crate) unsafe fn lent(ptr: NonNull<u8>, len: usize) -> Mmap {
+        Mmap {
+            ptr,
+            len,
+            owned: false,
+        }
     }
 
     /// Start of the mapping.
@@ -114,9 +134,11 @@ impl Mmap {
 
 impl Drop for Mmap {
     fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `mmap` returned; nothing borrowed
-        // from `self` outlives it.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        if self.owned {
+            // SAFETY: unmapping exactly what `mmap` returned; nothing
+            // borrowed from `self` outlives it.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
     }
 }
 

@@ -891,3 +891,60 @@ fn sqe128_rings_take_128_byte_entries() {
     let back = unsafe { plain.sq().push128(cmd) }.unwrap_err();
     assert_eq!(back.0.get_user_data(), 3);
 }
+
+#[test]
+fn no_mmap_with_caller_provided_memory() {
+    if !common::kernel().at_least(6, 5) {
+        skip!(
+            "no_mmap_with_caller_provided_memory",
+            "IORING_SETUP_NO_MMAP needs Linux 6.5"
+        );
+    }
+    let builder = Builder::new(8);
+    let (rings_len, sqes_len) = builder.no_mmap_sizes();
+    let map = |len: usize| {
+        // SAFETY: a fresh private anonymous mapping; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::NonNull::new(p.cast::<u8>()).unwrap()
+    };
+    let (rings, sqes) = (map(rings_len), map(sqes_len));
+    // Too small: refused before the kernel sees it.
+    // SAFETY: the regions outlive every ring built here (unmapped at the end).
+    let small = unsafe { Builder::new(8).no_mmap_memory((rings, 4096 / 2), (sqes, sqes_len)) };
+    assert!(matches!(
+        small.build(),
+        Err(ring_driver::SetupError::Invalid(_))
+    ));
+    {
+        // SAFETY: as above.
+        let mut ring = unsafe { builder.no_mmap_memory((rings, rings_len), (sqes, sqes_len)) }
+            .build()
+            .unwrap();
+        assert!(
+            ring.params()
+                .flags()
+                .contains(ring_sys::SetupFlags::NO_MMAP)
+        );
+        push_nops(&mut ring, 0..8);
+        ring.submitter().submit_and_wait(8).unwrap();
+        assert_eq!(reap_all(&mut ring).len(), 8);
+    }
+    // The ring did not unmap the caller's memory: it is still writable.
+    // SAFETY: both regions are still mapped and ours again.
+    unsafe {
+        rings.as_ptr().write_bytes(0xab, rings_len);
+        sqes.as_ptr().write_bytes(0xcd, sqes_len);
+        libc::munmap(rings.as_ptr().cast(), rings_len);
+        libc::munmap(sqes.as_ptr().cast(), sqes_len);
+    }
+}
