@@ -253,17 +253,7 @@ impl<'r> Registrar<'r> {
 
     /// Unregisters all fixed buffers (`IORING_UNREGISTER_BUFFERS`).
     pub fn unregister_buffers(&self) -> io::Result<()> {
-        // SAFETY: no argument.
-        unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_UNREGISTER_BUFFERS,
-                std::ptr::null(),
-                0,
-            )
-        }
-        .map(drop)
-        .map_err(os)
+        self.no_arg(ring_sys::IORING_UNREGISTER_BUFFERS)
     }
 
     /// Clones the registered buffers of the ring `src` into this one
@@ -365,17 +355,7 @@ impl<'r> Registrar<'r> {
 
     /// Unregisters all fixed files.
     pub fn unregister_files(&self) -> io::Result<()> {
-        // SAFETY: no argument.
-        unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_UNREGISTER_FILES,
-                std::ptr::null(),
-                0,
-            )
-        }
-        .map(drop)
-        .map_err(os)
+        self.no_arg(ring_sys::IORING_UNREGISTER_FILES)
     }
 
     /// Restricts automatic fixed-file allocation (`IORING_FILE_INDEX_ALLOC`)
@@ -416,17 +396,7 @@ impl<'r> Registrar<'r> {
 
     /// Removes the eventfd.
     pub fn unregister_eventfd(&self) -> io::Result<()> {
-        // SAFETY: no argument.
-        unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_UNREGISTER_EVENTFD,
-                std::ptr::null(),
-                0,
-            )
-        }
-        .map(drop)
-        .map_err(os)
+        self.no_arg(ring_sys::IORING_UNREGISTER_EVENTFD)
     }
 
     /// Registers the calling thread's credentials; SQEs whose `personality`
@@ -513,17 +483,7 @@ impl<'r> Registrar<'r> {
 
     /// Clears the async workers' CPU affinity.
     pub fn unregister_iowq_affinity(&self) -> io::Result<()> {
-        // SAFETY: no argument.
-        unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_UNREGISTER_IOWQ_AFF,
-                std::ptr::null(),
-                0,
-            )
-        }
-        .map(drop)
-        .map_err(os)
+        self.no_arg(ring_sys::IORING_UNREGISTER_IOWQ_AFF)
     }
 
     /// Sets the maximum number of `[bounded, unbounded]` async workers (0
@@ -633,6 +593,14 @@ impl<'r> Registrar<'r> {
     /// `io_uring_register` as well (`IORING_FEAT_REG_REG_RING`, 6.3).
     pub fn can_register_ring_fd(&self) -> bool {
         self.ring.features.contains(Features::REG_REG_RING)
+    }
+
+    /// A register opcode that takes no argument.
+    fn no_arg(&self, opcode: u32) -> io::Result<()> {
+        // SAFETY: the opcodes passed here take no argument (null, 0).
+        unsafe { sys::register::<()>(self.ring.fd, opcode, std::ptr::null(), 0) }
+            .map(drop)
+            .map_err(os)
     }
 
     fn retry_emfile(

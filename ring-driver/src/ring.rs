@@ -267,6 +267,19 @@ impl<K: Kernel> Ring<K> {
         );
     }
 
+    /// Reserves `n` SQ slots; when full, reads the kernel's head once (it
+    /// may have consumed entries since) and tries again.
+    #[inline]
+    fn reserve(&mut self, n: u32) -> Result<ring_core::Reservation, ring_core::SqFull> {
+        match self.sq.reserve(n) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.sync_sq_head();
+                self.sq.reserve(n)
+            }
+        }
+    }
+
     fn sync_cq(&mut self) {
         let _refused = self.cq.handle_tail(self.kernel.cq_tail());
         debug_assert!(
@@ -458,14 +471,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         reason = "declares the caller's contract; the body does nothing unsafe"
     )]
     pub unsafe fn push(&mut self, entry: Entry) -> Result<(), Full<Entry>> {
-        let reservation = match self.ring.sq.reserve(1) {
-            Ok(r) => r,
-            Err(_) => {
-                // Maybe the kernel consumed entries since the head was last read.
-                self.ring.sync_sq_head();
-                self.ring.sq.reserve(1).map_err(|_| Full(entry))?
-            }
-        };
+        let reservation = self.ring.reserve(1).map_err(|_| Full(entry))?;
         self.ring
             .kernel
             .write_sqe(reservation.start(), entry.as_sqe());
@@ -487,13 +493,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     )]
     pub unsafe fn push_batch(&mut self, entries: &[Entry]) -> Result<(), Full<u32>> {
         let n = u32::try_from(entries.len()).map_err(|_| Full(self.space()))?;
-        let reservation = match self.ring.sq.reserve(n) {
-            Ok(r) => r,
-            Err(_) => {
-                self.ring.sync_sq_head();
-                self.ring.sq.reserve(n).map_err(|e| Full(e.space))?
-            }
-        };
+        let reservation = self.ring.reserve(n).map_err(|e| Full(e.space))?;
         for (index, entry) in reservation.indices().zip(entries) {
             self.ring.kernel.write_sqe(index, entry.as_sqe());
         }
@@ -521,13 +521,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         if self.ring.kernel.geometry().sqe_size() != 128 {
             return Err(Full(entry));
         }
-        let reservation = match self.ring.sq.reserve(1) {
-            Ok(r) => r,
-            Err(_) => {
-                self.ring.sync_sq_head();
-                self.ring.sq.reserve(1).map_err(|_| Full(entry))?
-            }
-        };
+        let reservation = self.ring.reserve(1).map_err(|_| Full(entry))?;
         self.ring
             .kernel
             .write_sqe128(reservation.start(), entry.as_sqe128());
