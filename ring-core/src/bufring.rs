@@ -230,7 +230,10 @@ mod tests {
             assert_eq!(r.handle_cqe(cqe_flags(bid, false)), Ok(Some(bid)));
             let slot = r.add(bid).unwrap();
             assert_eq!(slot, start.wrapping_add(4).wrapping_add(i) & 3);
-            assert_eq!(r.poll_publish(), Some(start.wrapping_add(5).wrapping_add(i)));
+            assert_eq!(
+                r.poll_publish(),
+                Some(start.wrapping_add(5).wrapping_add(i))
+            );
             r.check_invariants().unwrap();
         }
         assert_eq!(r.in_ring(), 4);
