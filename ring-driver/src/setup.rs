@@ -549,9 +549,9 @@ impl Builder {
                     let region = |(addr, len): (usize, usize)| {
                         let ptr =
                             std::ptr::NonNull::new(addr as *mut u8).expect("lent from a NonNull");
+                        #[allow(unsafe_code, reason = "upholds no_mmap_memory's contract")]
                         // SAFETY: `no_mmap_memory`'s caller promised the region
                         // stays valid and otherwise unused while the ring lives.
-                        #[allow(unsafe_code, reason = "upholds no_mmap_memory's contract")]
                         unsafe {
                             Mmap::lent(ptr, len)
                         }

@@ -210,7 +210,7 @@ impl Summary {
             }
             (Outcome::Ok, None) => self.passed.push(who),
             (Outcome::Ok, Some(reason)) => self.skipped.push((who, reason)),
-            (Outcome::Ignored, _) => self.skipped.push((who, "#[ignore]".to_string())),
+            (Outcome::Ignored, _) => self.skipped.push((who, "ignored by libtest".to_string())),
         }
     }
 
@@ -344,7 +344,7 @@ ring-xtask: done\r
                     "ring-sys.kernel: defer".to_string(),
                     "DEFER_TASKRUN needs 6.1".to_string()
                 ),
-                ("ring-driver.setup: c".to_string(), "#[ignore]".to_string()),
+                ("ring-driver.setup: c".to_string(), "ignored by libtest".to_string()),
             ]
         );
         assert_eq!(s.binaries, 2);
