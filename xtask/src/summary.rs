@@ -344,7 +344,10 @@ ring-xtask: done\r
                     "ring-sys.kernel: defer".to_string(),
                     "DEFER_TASKRUN needs 6.1".to_string()
                 ),
-                ("ring-driver.setup: c".to_string(), "ignored by libtest".to_string()),
+                (
+                    "ring-driver.setup: c".to_string(),
+                    "ignored by libtest".to_string()
+                ),
             ]
         );
         assert_eq!(s.binaries, 2);
