@@ -27,6 +27,12 @@ pub struct Geometry {
     cq_entries: u32,
     setup: SetupFlags,
     features: Features,
+    // Derived once from the above, because the push and reap paths use
+    // them per entry: `entries - 1`, and log2 of the entry sizes in bytes.
+    sq_mask: u32,
+    cq_mask: u32,
+    sqe_bytes_shift: u32,
+    cqe_bytes_shift: u32,
 }
 
 impl Geometry {
@@ -82,6 +88,10 @@ impl Geometry {
             cq_entries,
             setup,
             features,
+            sq_mask: sq_entries - 1,
+            cq_mask: cq_entries - 1,
+            sqe_bytes_shift: 6 + setup.contains(SetupFlags::SQE128) as u32,
+            cqe_bytes_shift: 4 + setup.contains(SetupFlags::CQE32) as u32,
         })
     }
 
@@ -132,7 +142,7 @@ impl Geometry {
 
     /// SQ mask, `sq_entries - 1` (what the kernel stores at `sq_off.ring_mask`).
     pub const fn sq_mask(&self) -> u32 {
-        self.sq_entries - 1
+        self.sq_mask
     }
 
     /// CQ entries (`cq_entries`), in slots.
@@ -142,7 +152,7 @@ impl Geometry {
 
     /// CQ mask, `cq_entries - 1` (what the kernel stores at `cq_off.ring_mask`).
     pub const fn cq_mask(&self) -> u32 {
-        self.cq_entries - 1
+        self.cq_mask
     }
 
     /// The setup flags.
@@ -162,7 +172,7 @@ impl Geometry {
 
     /// 0, or 1 with `IORING_SETUP_SQE128` (liburing's `io_uring_sqe_shift`).
     pub const fn sqe_shift(&self) -> u32 {
-        self.setup.contains(SetupFlags::SQE128) as u32
+        self.sqe_bytes_shift - 6
     }
 
     /// CQE slot size in bytes: 16, or 32 with `IORING_SETUP_CQE32`.
@@ -172,7 +182,7 @@ impl Geometry {
 
     /// 0, or 1 with `IORING_SETUP_CQE32` (liburing's `io_uring_cqe_shift`).
     pub const fn cqe_shift(&self) -> u32 {
-        self.setup.contains(SetupFlags::CQE32) as u32
+        self.cqe_bytes_shift - 4
     }
 
     /// Whether the ring has the SQ index array (not `IORING_SETUP_NO_SQARRAY`).
@@ -197,7 +207,7 @@ impl Geometry {
 
     /// Byte offset in the SQE array of the SQE of ring index `index`.
     pub const fn sqe_offset(&self, index: u32) -> usize {
-        self.sqe_index(index) * 64
+        ((index & self.sq_mask) as usize) << self.sqe_bytes_shift
     }
 
     /// Index, in units of 16-byte CQEs, of the CQE of ring index `index`.
@@ -207,7 +217,7 @@ impl Geometry {
 
     /// Byte offset in the CQE array of the CQE of ring index `index`.
     pub const fn cqe_offset(&self, index: u32) -> usize {
-        self.cqe_index(index) * 16
+        ((index & self.cq_mask) as usize) << self.cqe_bytes_shift
     }
 
     /// The value to store in SQ array slot `slot` at setup: liburing fills the
