@@ -300,44 +300,59 @@ impl Kernel for Linux {
             Some((index, _)) if enter.flags.contains(EnterFlags::REGISTERED_RING) => index as i32,
             _ => self.raw.fd,
         };
-        if enter.ext_arg {
-            let ts = wait.timeout.map(|t| __kernel_timespec {
-                tv_sec: t.as_secs() as i64,
-                tv_nsec: i64::from(t.subsec_nanos()),
-            });
-            let arg = io_uring_getevents_arg {
-                ts: ts
-                    .as_ref()
-                    .map_or(0, |ts| ts as *const __kernel_timespec as u64),
-                min_wait_usec: wait
-                    .min_wait
-                    .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
-                ..Default::default()
-            };
-            // SAFETY: every published SQE was fully written before its tail
-            // store; the pointers SQEs carry are the pusher's promise
-            // (`push` is unsafe). `arg` and `ts` outlive the call.
-            unsafe {
-                ring_sys::io_uring_enter2(
-                    fd,
-                    enter.to_submit,
-                    enter.min_complete,
-                    enter.flags.bits(),
-                    (&raw const arg).cast::<c_void>(),
-                    size_of::<io_uring_getevents_arg>(),
-                )
-            }
-        } else {
-            // SAFETY: as above; no argument.
-            unsafe {
-                ring_sys::io_uring_enter(
-                    fd,
-                    enter.to_submit,
-                    enter.min_complete,
-                    enter.flags.bits(),
-                    std::ptr::null(),
-                )
-            }
+        // SAFETY: every published SQE was fully written before its tail
+        // store; the pointers SQEs carry are the pusher's promise (`push` is
+        // unsafe).
+        unsafe { enter_ring(fd, enter, wait) }
+    }
+}
+
+/// `io_uring_enter(2)` on `fd` as `enter` says: with `IORING_ENTER_EXT_ARG`,
+/// an `io_uring_getevents_arg` built from `wait` (timeout, minimum wait);
+/// otherwise no argument. Shared by [`Linux`] and the shared ring's map.
+///
+/// # Safety
+///
+/// As for [`ring_sys::io_uring_enter`]: `fd` is an io_uring (or, with
+/// `IORING_ENTER_REGISTERED_RING`, a registered index of this thread) whose
+/// published SQEs are fully written and whose pointers stay valid until
+/// their completions are reaped.
+pub(crate) unsafe fn enter_ring(fd: i32, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
+    if enter.ext_arg {
+        let ts = wait.timeout.map(|t| __kernel_timespec {
+            tv_sec: t.as_secs() as i64,
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        let arg = io_uring_getevents_arg {
+            ts: ts
+                .as_ref()
+                .map_or(0, |ts| ts as *const __kernel_timespec as u64),
+            min_wait_usec: wait
+                .min_wait
+                .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX)),
+            ..Default::default()
+        };
+        // SAFETY: the caller's contract; `arg` and `ts` outlive the call.
+        unsafe {
+            ring_sys::io_uring_enter2(
+                fd,
+                enter.to_submit,
+                enter.min_complete,
+                enter.flags.bits(),
+                (&raw const arg).cast::<c_void>(),
+                size_of::<io_uring_getevents_arg>(),
+            )
+        }
+    } else {
+        // SAFETY: the caller's contract; no argument.
+        unsafe {
+            ring_sys::io_uring_enter(
+                fd,
+                enter.to_submit,
+                enter.min_complete,
+                enter.flags.bits(),
+                std::ptr::null(),
+            )
         }
     }
 }

@@ -6,17 +6,14 @@
 //! promise.
 #![allow(unsafe_code)]
 
-use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use ring_core::{Enter, Geometry};
-use ring_sys::{
-    __kernel_timespec, Errno, io_uring_cqe, io_uring_cqe32, io_uring_getevents_arg, io_uring_sqe,
-};
+use ring_sys::{Errno, io_uring_cqe, io_uring_cqe32, io_uring_sqe};
 
-use crate::kernel::{Kernel, Linux};
+use crate::kernel::{Kernel, Linux, WaitArgs, enter_ring};
 use crate::ring::Cqe;
 use crate::setup::Params;
 
@@ -174,43 +171,13 @@ impl SharedMap {
     /// thread, so a shared ring never uses them); with
     /// `IORING_ENTER_EXT_ARG`, bounded by `timeout`.
     pub(crate) fn enter(&self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno> {
-        let fd = self.linux.raw.fd;
-        if enter.ext_arg {
-            let ts = timeout.map(|t| __kernel_timespec {
-                tv_sec: t.as_secs() as i64,
-                tv_nsec: i64::from(t.subsec_nanos()),
-            });
-            let arg = io_uring_getevents_arg {
-                ts: ts
-                    .as_ref()
-                    .map_or(0, |ts| ts as *const __kernel_timespec as u64),
-                ..Default::default()
-            };
-            // SAFETY: every published SQE was fully written before the tail
-            // moved over it (ring-core's commit); the pointers SQEs carry
-            // are the pusher's promise (`push` is unsafe). `arg` and `ts`
-            // outlive the call.
-            unsafe {
-                ring_sys::io_uring_enter2(
-                    fd,
-                    enter.to_submit,
-                    enter.min_complete,
-                    enter.flags.bits(),
-                    (&raw const arg).cast::<c_void>(),
-                    size_of::<io_uring_getevents_arg>(),
-                )
-            }
-        } else {
-            // SAFETY: as above; no argument.
-            unsafe {
-                ring_sys::io_uring_enter(
-                    fd,
-                    enter.to_submit,
-                    enter.min_complete,
-                    enter.flags.bits(),
-                    std::ptr::null(),
-                )
-            }
-        }
+        let wait = WaitArgs {
+            timeout,
+            min_wait: None,
+        };
+        // SAFETY: every published SQE was fully written before the tail
+        // moved over it (ring-core's commit); the pointers SQEs carry are the
+        // pusher's promise (`push` is unsafe). The plain fd is used.
+        unsafe { enter_ring(self.linux.raw.fd, enter, &wait) }
     }
 }
