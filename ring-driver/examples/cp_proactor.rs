@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -54,8 +55,8 @@ impl<F: Future> Future for JoinAll<F> {
 /// into `output` at the same offsets; returns the bytes copied.
 async fn copy_blocks(
     p: &Proactor,
-    input: &File,
-    output: &File,
+    input: &Arc<File>,
+    output: &Arc<File>,
     size: u64,
     first: usize,
 ) -> io::Result<u64> {
@@ -97,13 +98,17 @@ async fn copy_blocks(
 /// Copies `src` to `dst` (created or truncated) on `p`; returns the bytes
 /// copied.
 pub(crate) fn copy(p: &Proactor, src: &Path, dst: &Path) -> io::Result<u64> {
-    let input = File::open(src)?;
+    // Each op holds a clone of the `Arc` until the kernel is done with the
+    // file (see `OpFd`).
+    let input = Arc::new(File::open(src)?);
     let size = input.metadata()?.len();
-    let output = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dst)?;
+    let output = Arc::new(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dst)?,
+    );
     let (input, output) = (&input, &output);
     let tasks = (0..TASKS)
         .map(|first| (Box::pin(copy_blocks(p, input, output, size, first)), None))

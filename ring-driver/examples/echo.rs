@@ -91,6 +91,9 @@ fn run(spawner: &Spawner, first: impl Future<Output = ()> + 'static) {
 /// Echoes one connection until the peer closes it: recv into a buffer,
 /// send it back whole, reuse it.
 async fn echo(proactor: Arc<Proactor>, conn: std::os::fd::OwnedFd) -> io::Result<u64> {
+    // Each op holds a clone of the `Arc` until the kernel is done with the
+    // socket (see `OpFd`).
+    let conn = Arc::new(conn);
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut total = 0;
     loop {
@@ -98,6 +101,8 @@ async fn echo(proactor: Arc<Proactor>, conn: std::os::fd::OwnedFd) -> io::Result
         let (n, back) = proactor.recv(&conn, buf, 0).await;
         buf = back;
         if n? == 0 {
+            // Every op on it has finished: this is the last handle.
+            let conn = Arc::try_unwrap(conn).expect("no op holds the socket now");
             proactor.close(conn).await?;
             return Ok(total);
         }
@@ -120,6 +125,7 @@ pub(crate) fn serve(
     listener: TcpListener,
     connections: Option<usize>,
 ) -> io::Result<u64> {
+    let listener = Arc::new(listener);
     let spawner = Spawner::default();
     let result = Rc::new(RefCell::new(Ok(0u64)));
     let (s, r) = (spawner.clone(), result.clone());

@@ -68,7 +68,9 @@ mod sys;
 pub use bufring::{BufGuard, BufRing};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs};
-pub use proactor::{Link, Multi, Op, Proactor, ProactorConfig, ProactorStats, block_on};
+pub use proactor::{
+    IntoOpFd, Link, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, block_on,
+};
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};

@@ -62,6 +62,7 @@ fn write_then_read_a_file_with_owned_buffers() {
     let p = proactor();
     let path = temp_path("rw");
     let file = std::fs::File::create_new(&path).unwrap();
+    let file = Arc::new(file);
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
     let (n, back) = p.write(&file, data.clone(), 0).wait();
     assert_eq!(n.unwrap(), data.len());
@@ -83,6 +84,7 @@ fn write_then_read_a_file_with_owned_buffers() {
 fn a_pending_read_completes_when_data_arrives() {
     let p = proactor();
     let (r, w) = pipe();
+    let r = Arc::new(r);
     let mut op = p.read(&r, Vec::with_capacity(64), u64::MAX);
     let flag = Arc::new(Flag(Mutex::new(0)));
     let waker = Waker::from(flag.clone());
@@ -101,9 +103,75 @@ fn a_pending_read_completes_when_data_arrives() {
 }
 
 #[test]
+fn a_file_passed_by_value_stays_open_until_the_op_finishes() {
+    let p = proactor();
+    // The read end moves into the op; the op is pending when it is made.
+    let (r, w) = pipe();
+    let mut op = p.read(r, Vec::with_capacity(16), u64::MAX);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(poll_once(&mut op, &waker).is_pending());
+    thread::sleep(Duration::from_millis(5));
+    std::fs::File::from(w).write_all(b"by value").unwrap();
+    let (n, buf) = op.wait();
+    assert_eq!(n.unwrap(), 8, "the op's file was not closed under it");
+    assert_eq!(buf, b"by value");
+    // The same for a write to a file that is not polled until later.
+    let path = temp_path("by-value");
+    let op = p.write(
+        std::fs::File::create_new(&path).unwrap(),
+        b"kept".to_vec(),
+        0,
+    );
+    thread::sleep(Duration::from_millis(5));
+    assert_eq!(op.wait().0.unwrap(), 4);
+    assert_eq!(std::fs::read(&path).unwrap(), b"kept");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn an_op_holds_a_shared_file_until_its_last_cqe() {
+    let p = proactor();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    // The caller lets go of its handle while the read is pending: the op's
+    // clone keeps the pipe open.
+    let op = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    assert_eq!(Arc::strong_count(&r), 2);
+    drop(r);
+    thread::sleep(Duration::from_millis(5));
+    std::fs::File::from(w).write_all(b"still open").unwrap();
+    let (n, buf) = op.wait();
+    assert_eq!(n.unwrap(), 10);
+    assert_eq!(buf, b"still open");
+    // A dropped op lets the file go only after its CQE (the cancel's).
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let mut op = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(poll_once(&mut op, &waker).is_pending());
+    thread::sleep(Duration::from_millis(5));
+    drop(op);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed == 0 {
+        assert_eq!(Arc::strong_count(&r), 2, "let go before the CQE");
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled read's CQE never came"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(Arc::strong_count(&r), 1, "let go after the CQE");
+    // A completed op lets it go at once.
+    let (n, _) = p.write(&r, b"x".to_vec(), u64::MAX).wait();
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(Arc::strong_count(&r), 1);
+}
+
+#[test]
 fn errors_come_back_as_io_errors_with_the_buffer() {
     let p = proactor();
     let (r, _w) = pipe();
+    let r = Arc::new(r);
     // Writing to the read end of a pipe fails with EBADF.
     let (n, buf) = p.write(&r, b"xyz".to_vec(), u64::MAX).wait();
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
@@ -114,6 +182,7 @@ fn errors_come_back_as_io_errors_with_the_buffer() {
 fn dropping_a_pending_read_cancels_it_and_frees_its_buffer_after_the_cqe() {
     let p = proactor();
     let (r, w) = pipe();
+    let r = Arc::new(r);
     let mut w = std::fs::File::from(w);
     let flag = Arc::new(Flag(Mutex::new(0)));
     let waker = Waker::from(flag);
@@ -155,6 +224,7 @@ fn dropped_reads_racing_with_writes_lose_no_bytes_to_live_reads() {
     // the bytes the live reads return are in order and unchanged.
     let p = proactor();
     let (r, w) = pipe();
+    let r = Arc::new(r);
     let writer = thread::spawn(move || {
         let mut w = std::fs::File::from(w);
         for i in 0..2000u32 {
@@ -291,11 +361,13 @@ fn open_statx_close() {
         .open(&path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
         .wait()
         .unwrap();
+    let fd = Arc::new(fd);
     let (n, _) = p.write(&fd, vec![7; 1234], 0).wait();
     assert_eq!(n.unwrap(), 1234);
     let st = p.statx(&path, 0, libc::STATX_SIZE).wait().unwrap();
     assert_eq!(st.stx_size, 1234);
     assert_eq!(u32::from(st.stx_mode) & 0o777, 0o600);
+    let fd = Arc::try_unwrap(fd).expect("the write has finished with it");
     p.close(fd).wait().unwrap();
     let err = p
         .open(&path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
@@ -313,6 +385,7 @@ fn open_statx_close() {
 fn accept_connect_send_recv_on_loopback() {
     let p = proactor();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = Arc::new(listener);
     let addr = listener.local_addr().unwrap();
     // Futures are lazy: poll the accept once so it is in flight before
     // the connect is waited on.
@@ -324,9 +397,11 @@ fn accept_connect_send_recv_on_loopback() {
     assert!(raw >= 0);
     // SAFETY: a new fd nothing else owns.
     let client = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let client = Arc::new(client);
     let connect = p.connect(&client, addr);
     connect.wait().unwrap();
     let server = accept.wait().unwrap();
+    let server = Arc::new(server);
     let (n, _) = p.send(&client, b"hello over tcp".to_vec(), 0).wait();
     assert_eq!(n.unwrap(), 14);
     let mut got = Vec::new();
@@ -347,6 +422,7 @@ fn accept_connect_send_recv_on_loopback() {
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     // SAFETY: as above.
     let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let sock = Arc::new(sock);
     let err = p.connect(&sock, closed).wait().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
 }
@@ -355,6 +431,8 @@ fn accept_connect_send_recv_on_loopback() {
 fn readv_and_writev_split_across_buffers() {
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();
+    let a = Arc::new(a);
+    let b = Arc::new(b);
     let bufs = vec![b"one-".to_vec(), b"two-".to_vec(), b"three".to_vec()];
     let (n, back) = p.writev(&a, bufs.clone(), u64::MAX).wait();
     assert_eq!(n.unwrap(), 13);
@@ -373,6 +451,7 @@ fn readv_and_writev_split_across_buffers() {
 fn poll_reports_readiness() {
     let p = proactor();
     let (a, mut b) = UnixStream::pair().unwrap();
+    let a = Arc::new(a);
     let events = p.poll(&a, libc::POLLOUT as u32).wait().unwrap();
     assert_ne!(events & libc::POLLOUT as u32, 0);
     let mut op = p.poll(&a, libc::POLLIN as u32);
@@ -389,7 +468,9 @@ fn splice_moves_bytes_through_a_pipe() {
     let path = temp_path("splice");
     std::fs::write(&path, b"spliced bytes").unwrap();
     let file = std::fs::File::open(&path).unwrap();
+    let file = Arc::new(file);
     let (r, w) = pipe();
+    let w = Arc::new(w);
     let n = p.splice(&file, Some(0), &w, None, 64).wait().unwrap();
     assert_eq!(n, 13);
     let mut out = [0; 13];
@@ -402,6 +483,7 @@ fn splice_moves_bytes_through_a_pipe() {
 fn dropping_the_proactor_cancels_what_is_in_flight() {
     let p = proactor();
     let (r, _w) = pipe();
+    let r = Arc::new(r);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     let mut live = p.read(&r, Vec::with_capacity(16), u64::MAX);
     assert!(poll_once(&mut live, &waker).is_pending());
@@ -427,6 +509,8 @@ fn ops_are_futures_for_any_executor() {
     // Join several ops in one future, driven by block_on.
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
+    let a = Arc::new(a);
     let out = ring_driver::block_on(async {
         let read = p.read(&b, Vec::with_capacity(8), u64::MAX);
         let (n, _) = p.write(&a, b"async".to_vec(), u64::MAX).await;
@@ -493,6 +577,7 @@ fn linked_write_then_read_run_in_order() {
     let p = proactor();
     let path = temp_path("link");
     let file = std::fs::File::create_new(&path).unwrap();
+    let file = Arc::new(file);
     let ((w, _), (r, buf)) = p
         .write(&file, b"linked".to_vec(), 0)
         .link(p.read(&file, Vec::with_capacity(16), 0))
@@ -502,6 +587,7 @@ fn linked_write_then_read_run_in_order() {
     assert_eq!(buf, b"linked");
     // A failing head cancels the rest of the chain.
     let (r, _w) = pipe();
+    let r = Arc::new(r);
     let ((w, _), n) = p.write(&r, b"x".to_vec(), u64::MAX).link(p.nop()).wait();
     assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EBADF));
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
@@ -513,6 +599,7 @@ fn linked_write_then_read_run_in_order() {
 fn a_link_timeout_bounds_a_read_that_never_completes() {
     let p = proactor();
     let (r, _w) = pipe();
+    let r = Arc::new(r);
     let start = Instant::now();
     let ((n, buf), timeout) = p
         .read(&r, Vec::with_capacity(8), u64::MAX)
@@ -524,6 +611,7 @@ fn a_link_timeout_bounds_a_read_that_never_completes() {
     assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ETIME));
     // Completing first cancels the timeout.
     let (a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
     (&a).write_all(b"quick").unwrap();
     let ((n, buf), timeout) = p
         .read(&b, Vec::with_capacity(8), u64::MAX)
@@ -545,6 +633,7 @@ fn cancel_fd_cancels_pending_reads() {
         );
     }
     let (r, _w) = pipe();
+    let r = Arc::new(r);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     let mut ops: Vec<_> = (0..3)
         .map(|_| p.read(&r, Vec::with_capacity(8), u64::MAX))
@@ -564,7 +653,9 @@ fn cancel_fd_cancels_pending_reads() {
 fn send_to_and_recv_from_on_udp() {
     let p = proactor();
     let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let a = Arc::new(a);
     let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = Arc::new(b);
     let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
     let mut recv = p.recv_from(&b, Vec::with_capacity(64));
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
@@ -579,8 +670,10 @@ fn send_to_and_recv_from_on_udp() {
     assert_eq!(from, Some(a_addr));
     // IPv6 loopback, where the host has it.
     if let Ok(c) = std::net::UdpSocket::bind("[::1]:0") {
+        let c = Arc::new(c);
         let c_addr = c.local_addr().unwrap();
         let d = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let d = Arc::new(d);
         let (n, _) = p.send_to(&d, b"six".to_vec(), c_addr).wait();
         assert_eq!(n.unwrap(), 3);
         let (res, buf) = p.recv_from(&c, Vec::with_capacity(8)).wait();
@@ -599,6 +692,7 @@ fn multishot_accept_yields_every_connection() {
     }
     let p = proactor();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = Arc::new(listener);
     let addr = listener.local_addr().unwrap();
     let mut conns = p.accept_multi(&listener);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
@@ -619,6 +713,7 @@ fn multishot_accept_yields_every_connection() {
     let mut seen = Vec::new();
     for _ in 0..5 {
         let conn = conns.wait_next().expect("a connection").unwrap();
+        let conn = Arc::new(conn);
         let (n, buf) = p.recv(&conn, Vec::with_capacity(4), 0).wait();
         assert_eq!(n.unwrap(), 1);
         seen.push(buf[0]);
@@ -627,6 +722,11 @@ fn multishot_accept_yields_every_connection() {
     assert_eq!(seen, [0, 1, 2, 3, 4]);
     let _clients: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let before = p.stats().orphans_freed;
+    assert_eq!(
+        Arc::strong_count(&listener),
+        2,
+        "the stream holds the socket"
+    );
     drop(conns);
     let deadline = Instant::now() + Duration::from_secs(5);
     while p.stats().orphans_freed == before {
@@ -636,6 +736,11 @@ fn multishot_accept_yields_every_connection() {
         );
         thread::sleep(Duration::from_millis(1));
     }
+    assert_eq!(
+        Arc::strong_count(&listener),
+        1,
+        "the socket is let go after the last CQE"
+    );
     assert_eq!(p.stats().cq_overflow, 0);
 }
 
@@ -649,6 +754,7 @@ fn multishot_recv_with_a_library_buffer_ring_gets_every_byte() {
     }
     let p = Proactor::new(ProactorConfig::new(16)).unwrap();
     let (a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
     const LEN: usize = 1 << 20;
     let data: Vec<u8> = (0..LEN).map(|i| (i * 131 % 251) as u8).collect();
     let expect = data.clone();
@@ -694,6 +800,7 @@ fn dropping_a_multishot_recv_frees_its_buffer_ring_after_the_last_cqe() {
     }
     let p = proactor();
     let (mut a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
     let mut stream = p.recv_multi(&b, 8, 64);
     a.write_all(b"first").unwrap();
     assert_eq!(stream.wait_next().unwrap().unwrap(), b"first");
@@ -770,6 +877,7 @@ fn proactor_ops_and_streams_cross_threads() {
     // An op made on one thread completes on another.
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
     let op = p.read(&b, Vec::with_capacity(8), u64::MAX);
     let t = thread::spawn(move || op.wait());
     (&a).write_all(b"moved").unwrap();
@@ -790,7 +898,10 @@ fn many_threads_dropping_and_completing_ops_leave_nothing_behind() {
             let waker = waker.clone();
             thread::spawn(move || {
                 let (idle, _keep) = pipe();
+                let idle = Arc::new(idle);
                 let (a, b) = UnixStream::pair().unwrap();
+                let a = Arc::new(a);
+                let b = Arc::new(b);
                 let mut got = 0usize;
                 for i in 0..300u32 {
                     let mut dropped = p.read(&idle, Vec::with_capacity(16), u64::MAX);

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io::{self, Write as _};
 use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::pin::{Pin, pin};
@@ -31,6 +31,9 @@ use crate::kernel::Kernel;
 use crate::probe::Probe;
 use crate::ring::{Cqe, Ring};
 use crate::setup::Builder;
+
+mod fd;
+pub use fd::{IntoOpFd, OpFd};
 
 /// `user_data` of the eventfd read that wakes the thread.
 const WAKE: u64 = u64::MAX;
@@ -173,6 +176,14 @@ pub struct ProactorStats {
 /// *spare capacity* (`buf.capacity() - buf.len()` bytes after its length)
 /// and extends its length by what was read; a write sends `buf[..]`.
 ///
+/// # Files
+///
+/// An op names its file by number, and the kernel resolves the number when
+/// it issues the request (for a linked op, only after the ops before it).
+/// So ops take files as [`IntoOpFd`], which keeps the file open until the
+/// kernel is done: `&Arc<File>` (the op holds a clone), or a file by value
+/// (closed when the op finishes). A plain `&File` does not compile.
+///
 /// # Dropping an op before it completes
 ///
 /// The kernel may still write into the buffer. Dropping a submitted,
@@ -236,10 +247,13 @@ pub struct ProactorStats {
 ///
 /// ```
 /// use std::io::Write;
+/// use std::sync::Arc;
 /// use ring_driver::{Proactor, ProactorConfig};
 ///
 /// let proactor = Proactor::new(ProactorConfig::new(32))?;
 /// let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
+/// // Ops keep their files open until the kernel is done: share them by `Arc`.
+/// let rx = Arc::new(rx);
 /// tx.write_all(b"hello")?;
 /// // The buffer moves in, and comes back with the result.
 /// let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), u64::MAX).wait();
@@ -501,6 +515,22 @@ impl Proactor {
         }
     }
 
+    /// [`op`](Self::op) for an entry naming files: `keep` (the [`OpFd`]s)
+    /// stays alive until the op finishes, or, if its future is dropped,
+    /// until its last CQE.
+    fn op_with<O: 'static>(
+        &self,
+        entry: Entry,
+        keep: impl Send + 'static,
+        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
+    ) -> Op<O> {
+        self.op(entry, move |res: io::Result<u32>, flags| {
+            let out = finish(res, flags);
+            drop(keep);
+            out
+        })
+    }
+
     /// `IORING_OP_NOP`: completes with `Ok(())`.
     pub fn nop(&self) -> Op<io::Result<()>> {
         self.op(ring_ops::Nop::new().build(), |res: io::Result<u32>, _| {
@@ -512,16 +542,17 @@ impl Proactor {
     /// file position), like `pread(2)`; the length grows by what was read.
     pub fn read(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         mut buf: Vec<u8>,
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let fd = fd.into_op_fd();
         let spare = buf.spare_capacity_mut();
         let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Read::new(raw(&fd), spare.as_mut_ptr().cast(), len)
+        let entry = ring_ops::Read::new(Fd(fd.raw()), spare.as_mut_ptr().cast(), len)
             .offset(offset)
             .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.map(|n| {
                 // SAFETY: the kernel wrote `n <= len` bytes into the spare
                 // capacity, which starts at `buf.len()`.
@@ -536,15 +567,16 @@ impl Proactor {
     /// `pwrite(2)`.
     pub fn write(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         buf: Vec<u8>,
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let fd = fd.into_op_fd();
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Write::new(raw(&fd), buf.as_ptr(), len)
+        let entry = ring_ops::Write::new(Fd(fd.raw()), buf.as_ptr(), len)
             .offset(offset)
             .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             (res.map(|n| n as usize), buf)
         })
     }
@@ -553,10 +585,11 @@ impl Proactor {
     /// `preadv(2)`; each length grows by what landed in it.
     pub fn readv(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         mut bufs: Vec<Vec<u8>>,
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<Vec<u8>>)> {
+        let fd = fd.into_op_fd();
         let iovecs: Iovecs = bufs
             .iter_mut()
             .map(|b| {
@@ -567,10 +600,14 @@ impl Proactor {
                 }
             })
             .collect();
-        let entry = ring_ops::Readv::new(raw(&fd), iovecs.0.as_ptr().cast(), iovecs.0.len() as u32)
-            .offset(offset)
-            .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        let entry = ring_ops::Readv::new(
+            Fd(fd.raw()),
+            iovecs.0.as_ptr().cast(),
+            iovecs.0.len() as u32,
+        )
+        .offset(offset)
+        .build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.map(|n| {
                 let mut left = n as usize;
                 for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
@@ -591,10 +628,11 @@ impl Proactor {
     /// Writes the buffers in turn, like `pwritev(2)`.
     pub fn writev(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         bufs: Vec<Vec<u8>>,
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<Vec<u8>>)> {
+        let fd = fd.into_op_fd();
         let iovecs: Iovecs = bufs
             .iter()
             .map(|b| libc::iovec {
@@ -602,25 +640,29 @@ impl Proactor {
                 iov_len: b.len(),
             })
             .collect();
-        let entry =
-            ring_ops::Writev::new(raw(&fd), iovecs.0.as_ptr().cast(), iovecs.0.len() as u32)
-                .offset(offset)
-                .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        let entry = ring_ops::Writev::new(
+            Fd(fd.raw()),
+            iovecs.0.as_ptr().cast(),
+            iovecs.0.len() as u32,
+        )
+        .offset(offset)
+        .build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(iovecs);
             (res.map(|n| n as usize), bufs)
         })
     }
 
     /// `fsync(2)`, or `fdatasync(2)` with `datasync`.
-    pub fn fsync(&self, fd: impl AsFd, datasync: bool) -> Op<io::Result<()>> {
+    pub fn fsync(&self, fd: impl IntoOpFd, datasync: bool) -> Op<io::Result<()>> {
+        let fd = fd.into_op_fd();
         let flags = if datasync {
             FsyncFlags::DATASYNC
         } else {
             FsyncFlags::empty()
         };
-        let entry = ring_ops::Fsync::new(raw(&fd)).flags(flags).build();
-        self.op(entry, |res: io::Result<u32>, _| res.map(drop))
+        let entry = ring_ops::Fsync::new(Fd(fd.raw())).flags(flags).build();
+        self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
     }
 
     /// Completes after `duration` (`IORING_OP_TIMEOUT`).
@@ -688,21 +730,23 @@ impl Proactor {
     }
 
     /// Accepts a connection on the listening socket `fd` (`SOCK_CLOEXEC`).
-    pub fn accept(&self, fd: impl AsFd) -> Op<io::Result<OwnedFd>> {
-        let entry = ring_ops::Accept::new(raw(&fd))
+    pub fn accept(&self, fd: impl IntoOpFd) -> Op<io::Result<OwnedFd>> {
+        let fd = fd.into_op_fd();
+        let entry = ring_ops::Accept::new(Fd(fd.raw()))
             .flags(libc::SOCK_CLOEXEC)
             .build();
-        self.op(entry, |res: io::Result<u32>, _| {
+        self.op_with(entry, fd, |res: io::Result<u32>, _| {
             // SAFETY: a successful accept returns a new fd that nothing owns.
             res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
         })
     }
 
     /// Connects the socket `fd` to `addr`, like `connect(2)`.
-    pub fn connect(&self, fd: impl AsFd, addr: SocketAddr) -> Op<io::Result<()>> {
+    pub fn connect(&self, fd: impl IntoOpFd, addr: SocketAddr) -> Op<io::Result<()>> {
+        let fd = fd.into_op_fd();
         let (storage, len) = sockaddr(addr);
-        let entry = ring_ops::Connect::new(raw(&fd), (&raw const *storage).cast(), len).build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        let entry = ring_ops::Connect::new(Fd(fd.raw()), (&raw const *storage).cast(), len).build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(storage);
             res.map(drop)
         })
@@ -711,15 +755,16 @@ impl Proactor {
     /// Sends `buf` on the socket `fd` with `MSG_*` `flags`, like `send(2)`.
     pub fn send(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         buf: Vec<u8>,
         flags: i32,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let fd = fd.into_op_fd();
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Send::new(raw(&fd), buf.as_ptr(), len)
+        let entry = ring_ops::Send::new(Fd(fd.raw()), buf.as_ptr(), len)
             .flags(flags)
             .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             (res.map(|n| n as usize), buf)
         })
     }
@@ -729,16 +774,17 @@ impl Proactor {
     /// (0 at end of stream).
     pub fn recv(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         mut buf: Vec<u8>,
         flags: i32,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let fd = fd.into_op_fd();
         let spare = buf.spare_capacity_mut();
         let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Recv::new(raw(&fd), spare.as_mut_ptr().cast(), len)
+        let entry = ring_ops::Recv::new(Fd(fd.raw()), spare.as_mut_ptr().cast(), len)
             .flags(flags)
             .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.map(|n| {
                 // SAFETY: the kernel wrote `n <= len` bytes into the spare
                 // capacity.
@@ -751,40 +797,51 @@ impl Proactor {
 
     /// Waits until `fd` is ready for `events` (`POLLIN`, `POLLOUT`, ...);
     /// returns the ready events.
-    pub fn poll(&self, fd: impl AsFd, events: u32) -> Op<io::Result<u32>> {
-        let entry = ring_ops::PollAdd::new(raw(&fd), events).build();
-        self.op(entry, |res: io::Result<u32>, _| res)
+    pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> Op<io::Result<u32>> {
+        let fd = fd.into_op_fd();
+        let entry = ring_ops::PollAdd::new(Fd(fd.raw()), events).build();
+        self.op_with(entry, fd, |res: io::Result<u32>, _| res)
     }
 
     /// Moves up to `len` bytes from `fd_in` to `fd_out` (one must be a
     /// pipe), like `splice(2)`; an offset of `None` uses the file position.
     pub fn splice(
         &self,
-        fd_in: impl AsFd,
+        fd_in: impl IntoOpFd,
         off_in: Option<u64>,
-        fd_out: impl AsFd,
+        fd_out: impl IntoOpFd,
         off_out: Option<u64>,
         len: u32,
     ) -> Op<io::Result<usize>> {
+        let fd_in = fd_in.into_op_fd();
+        let fd_out = fd_out.into_op_fd();
         let off = |o: Option<u64>| o.map_or(-1, |o| o as i64);
-        let entry =
-            ring_ops::Splice::new(raw(&fd_in), off(off_in), raw(&fd_out), off(off_out), len)
-                .build();
-        self.op(entry, |res: io::Result<u32>, _| res.map(|n| n as usize))
+        let entry = ring_ops::Splice::new(
+            Fd(fd_in.raw()),
+            off(off_in),
+            Fd(fd_out.raw()),
+            off(off_out),
+            len,
+        )
+        .build();
+        self.op_with(entry, (fd_in, fd_out), |res: io::Result<u32>, _| {
+            res.map(|n| n as usize)
+        })
     }
 
     /// Sends `buf` to `addr` on the datagram socket `fd`, like `sendmsg(2)`
     /// with one iovec and a destination.
     pub fn send_to(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         buf: Vec<u8>,
         addr: SocketAddr,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let fd = fd.into_op_fd();
         let (storage, len) = sockaddr(addr);
         let mut msg = Msg::new(buf.as_ptr().cast_mut(), buf.len(), storage, len);
-        let entry = ring_ops::SendMsg::new(raw(&fd), (&raw mut msg.hdr).cast()).build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        let entry = ring_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(msg);
             (res.map(|n| n as usize), buf)
         })
@@ -799,9 +856,10 @@ impl Proactor {
     )]
     pub fn recv_from(
         &self,
-        fd: impl AsFd,
+        fd: impl IntoOpFd,
         mut buf: Vec<u8>,
     ) -> Op<(io::Result<(usize, Option<SocketAddr>)>, Vec<u8>)> {
+        let fd = fd.into_op_fd();
         let spare = buf.spare_capacity_mut();
         // SAFETY: all-zero is a valid sockaddr_storage.
         let storage = Box::new(unsafe { std::mem::zeroed() });
@@ -811,8 +869,8 @@ impl Proactor {
             storage,
             size_of::<libc::sockaddr_storage>() as u32,
         );
-        let entry = ring_ops::RecvMsg::new(raw(&fd), (&raw mut msg.hdr).cast()).build();
-        self.op(entry, move |res: io::Result<u32>, _| {
+        let entry = ring_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.map(|n| {
                 // SAFETY: the kernel wrote `n` bytes into the spare capacity.
                 unsafe { buf.set_len(buf.len() + n as usize) };
@@ -835,11 +893,12 @@ impl Proactor {
     /// `IORING_FEAT_NODROP`, or ends the request; the stream ends with the
     /// error). Single-shot [`accept`](Self::accept) in a loop has no such
     /// gap.
-    pub fn accept_multi(&self, fd: impl AsFd) -> Multi<OwnedFd> {
+    pub fn accept_multi(&self, fd: impl IntoOpFd) -> Multi<OwnedFd> {
+        let fd = fd.into_op_fd();
         if let Some(e) = self.needs(5, 19, "multishot accept (IORING_ACCEPT_MULTISHOT)") {
             return Multi::failed(self, e);
         }
-        let entry = ring_ops::Accept::new(raw(&fd))
+        let entry = ring_ops::Accept::new(Fd(fd.raw()))
             .flags(libc::SOCK_CLOEXEC)
             .multishot()
             .build();
@@ -847,7 +906,9 @@ impl Proactor {
             self,
             entry,
             self.shared.stream_credit,
-            |res: io::Result<u32>, _| {
+            move |res: io::Result<u32>, _| {
+                // The listener stays open while the request lives.
+                let _ = &fd;
                 // SAFETY: a successful accept returns a new fd nothing owns.
                 Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
             },
@@ -865,7 +926,8 @@ impl Proactor {
     /// only after the CQE has been taken. When the kernel runs out of
     /// buffers (`ENOBUFS`, the consumer being slow) the stream re-arms the
     /// request once its queued chunks are taken.
-    pub fn recv_multi(&self, fd: impl AsFd, buffers: u16, buf_len: u32) -> Multi<Vec<u8>> {
+    pub fn recv_multi(&self, fd: impl IntoOpFd, buffers: u16, buf_len: u32) -> Multi<Vec<u8>> {
+        let fd = fd.into_op_fd();
         if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
             return Multi::failed(self, e);
         }
@@ -893,11 +955,13 @@ impl Proactor {
             Ok(b) => b,
             Err(e) => return Multi::failed(self, e),
         };
-        let entry = ring_ops::Recv::select(raw(&fd), bgid, 0)
+        let entry = ring_ops::Recv::select(Fd(fd.raw()), bgid, 0)
             .multishot()
             .build();
         let mut bufs = bufs;
         let mut multi = Multi::new(self, entry, credits, move |res: io::Result<u32>, flags| {
+            // The socket stays open while the request lives.
+            let _ = &fd;
             let n = match res {
                 Ok(n) => n,
                 Err(e) => return Some(Err(e)),
@@ -951,9 +1015,10 @@ impl Proactor {
     /// Cancels every request on `fd` (`IORING_ASYNC_CANCEL_FD |
     /// IORING_ASYNC_CANCEL_ALL`, Linux 5.19): returns how many were
     /// cancelled; they complete with `ECANCELED`.
-    pub fn cancel_fd(&self, fd: impl AsFd) -> Op<io::Result<u32>> {
-        let entry = ring_ops::AsyncCancel::by_fd(raw(&fd)).all().build();
-        self.op(entry, |res: io::Result<u32>, _| res)
+    pub fn cancel_fd(&self, fd: impl IntoOpFd) -> Op<io::Result<u32>> {
+        let fd = fd.into_op_fd();
+        let entry = ring_ops::AsyncCancel::by_fd(Fd(fd.raw())).all().build();
+        self.op_with(entry, fd, |res: io::Result<u32>, _| res)
     }
 
     /// An op that fails at once with `error` (an argument the kernel would
@@ -1058,10 +1123,6 @@ impl FromIterator<libc::iovec> for Iovecs {
     fn from_iter<I: IntoIterator<Item = libc::iovec>>(iter: I) -> Self {
         Iovecs(iter.into_iter().collect())
     }
-}
-
-fn raw(fd: &impl AsFd) -> Fd {
-    Fd(fd.as_fd().as_raw_fd())
 }
 
 fn sockaddr(addr: SocketAddr) -> (Box<libc::sockaddr_storage>, u32) {
