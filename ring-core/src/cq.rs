@@ -20,11 +20,13 @@ impl CqBatch {
     }
 
     /// The first ring index.
+    #[inline]
     pub const fn start(&self) -> u32 {
         self.start
     }
 
     /// The number of CQEs.
+    #[inline]
     pub const fn len(&self) -> u32 {
         self.len
     }
@@ -35,6 +37,7 @@ impl CqBatch {
     }
 
     /// The ring indices, in order (wrapping).
+    #[inline]
     pub fn indices(&self) -> impl Iterator<Item = u32> + use<> {
         let start = self.start;
         (0..self.len).map(move |i| start.wrapping_add(i))
@@ -136,6 +139,7 @@ impl CompletionQueue {
     }
 
     /// Slots ready to reap: `tail - head` (liburing's `io_uring_cq_ready`).
+    #[inline]
     pub const fn ready(&self) -> u32 {
         self.tail.wrapping_sub(self.head)
     }
@@ -160,6 +164,7 @@ impl CompletionQueue {
     /// The kernel's `cq.tail` was observed. A tail that moves backwards, or
     /// more than `entries` past the released head, is an error and changes
     /// nothing.
+    #[inline]
     pub fn handle_tail(&mut self, tail: u32) -> Result<(), CoreError> {
         let seen = tail.wrapping_sub(self.released);
         let known = self.tail.wrapping_sub(self.released);
@@ -195,6 +200,7 @@ impl CompletionQueue {
 
     /// The index of the next CQE, without consuming it.
     #[must_use]
+    #[inline]
     pub fn peek(&self) -> Option<u32> {
         (self.head != self.tail).then_some(self.head)
     }
@@ -202,6 +208,7 @@ impl CompletionQueue {
     /// Consume the next CQE (one slot) and return its index. In a
     /// `CQE_MIXED` ring use [`reap_mixed`](Self::reap_mixed) instead.
     #[must_use]
+    #[inline]
     pub fn reap(&mut self) -> Option<u32> {
         let idx = self.peek()?;
         self.head = self.head.wrapping_add(1);
@@ -211,6 +218,7 @@ impl CompletionQueue {
 
     /// Consume up to `max` CQEs at once (fixed-size rings).
     #[must_use]
+    #[inline]
     pub fn reap_batch(&mut self, max: u32) -> Option<CqBatch> {
         let len = self.ready().min(max);
         if len == 0 {
@@ -259,6 +267,7 @@ impl CompletionQueue {
     /// The new head to store to the kernel's `cq.head`, if reaped CQEs wait
     /// to be released. Call only once they are copied out; call until `None`.
     #[must_use]
+    #[inline]
     pub fn poll_release_head(&mut self) -> Option<u32> {
         if self.released == self.head {
             return None;

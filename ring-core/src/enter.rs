@@ -66,6 +66,7 @@ impl EnterInput {
     /// How to read `sq.flags` for this input: under SQPOLL with something to
     /// submit, a full fence must separate the SQ tail store from the flags
     /// load (see [`FlagsRead::FullFenceThenLoad`]).
+    #[inline]
     pub fn flags_read(&self) -> FlagsRead {
         if self.setup.contains(SetupFlags::SQPOLL) && self.to_submit > 0 {
             FlagsRead::FullFenceThenLoad
@@ -79,6 +80,7 @@ impl EnterInput {
 /// Linux 5.11). Without it, liburing queues an `IORING_OP_TIMEOUT` SQE
 /// instead (`__io_uring_submit_timeout`): the caller must reserve and fill
 /// that SQE itself before deciding; [`decide_enter`] then ignores `timeout`.
+#[inline]
 pub fn timeout_needs_sqe(features: Features) -> bool {
     !features.contains(Features::EXT_ARG)
 }
@@ -109,6 +111,7 @@ pub fn timeout_needs_sqe(features: Features) -> bool {
 ///   `IORING_FEAT_EXT_ARG`;
 /// - `IORING_ENTER_REGISTERED_RING` on every call when the fd is registered.
 #[must_use]
+#[inline]
 pub fn decide_enter(input: &EnterInput) -> Option<Enter> {
     let sqpoll = input.setup.contains(SetupFlags::SQPOLL);
     let mut flags = EnterFlags::empty();

@@ -136,66 +136,79 @@ impl Geometry {
     }
 
     /// SQ entries (`sq_entries`).
+    #[inline]
     pub const fn sq_entries(&self) -> u32 {
         self.sq_entries
     }
 
     /// SQ mask, `sq_entries - 1` (what the kernel stores at `sq_off.ring_mask`).
+    #[inline]
     pub const fn sq_mask(&self) -> u32 {
         self.sq_mask
     }
 
     /// CQ entries (`cq_entries`), in slots.
+    #[inline]
     pub const fn cq_entries(&self) -> u32 {
         self.cq_entries
     }
 
     /// CQ mask, `cq_entries - 1` (what the kernel stores at `cq_off.ring_mask`).
+    #[inline]
     pub const fn cq_mask(&self) -> u32 {
         self.cq_mask
     }
 
     /// The setup flags.
+    #[inline]
     pub const fn setup_flags(&self) -> SetupFlags {
         self.setup
     }
 
     /// The features the kernel reported.
+    #[inline]
     pub const fn features(&self) -> Features {
         self.features
     }
 
     /// SQE size in bytes: 64, or 128 with `IORING_SETUP_SQE128`.
+    #[inline]
     pub const fn sqe_size(&self) -> usize {
         64 << self.sqe_shift()
     }
 
     /// 0, or 1 with `IORING_SETUP_SQE128` (liburing's `io_uring_sqe_shift`).
+    #[inline]
     pub const fn sqe_shift(&self) -> u32 {
         self.sqe_bytes_shift - 6
     }
 
     /// CQE slot size in bytes: 16, or 32 with `IORING_SETUP_CQE32`.
+    #[inline]
     pub const fn cqe_size(&self) -> usize {
         16 << self.cqe_shift()
     }
 
     /// 0, or 1 with `IORING_SETUP_CQE32` (liburing's `io_uring_cqe_shift`).
+    #[inline]
     pub const fn cqe_shift(&self) -> u32 {
         self.cqe_bytes_shift - 4
     }
 
     /// Whether the ring has the SQ index array (not `IORING_SETUP_NO_SQARRAY`).
+    #[inline]
     pub const fn has_sq_array(&self) -> bool {
         !self.setup.contains(SetupFlags::NO_SQARRAY)
     }
 
     /// Whether CQEs may be 16 or 32 bytes (`IORING_SETUP_CQE_MIXED`).
+    #[inline]
     pub const fn cqe_mixed(&self) -> bool {
         self.setup.contains(SetupFlags::CQE_MIXED)
     }
 
     /// Whether a kernel thread polls the SQ (`IORING_SETUP_SQPOLL`).
+    #[inline]
     pub const fn sqpoll(&self) -> bool {
         self.setup.contains(SetupFlags::SQPOLL)
     }
@@ -206,6 +219,7 @@ impl Geometry {
     }
 
     /// Byte offset in the SQE array of the SQE of ring index `index`.
+    #[inline]
     pub const fn sqe_offset(&self, index: u32) -> usize {
         ((index & self.sq_mask) as usize) << self.sqe_bytes_shift
     }
@@ -216,6 +230,7 @@ impl Geometry {
     }
 
     /// Byte offset in the CQE array of the CQE of ring index `index`.
+    #[inline]
     pub const fn cqe_offset(&self, index: u32) -> usize {
         ((index & self.cq_mask) as usize) << self.cqe_bytes_shift
     }

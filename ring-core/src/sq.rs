@@ -22,11 +22,13 @@ impl Reservation {
     }
 
     /// The first ring index.
+    #[inline]
     pub const fn start(&self) -> u32 {
         self.start
     }
 
     /// The number of slots.
+    #[inline]
     pub const fn len(&self) -> u32 {
         self.len
     }
@@ -37,6 +39,7 @@ impl Reservation {
     }
 
     /// One past the last ring index (wrapping).
+    #[inline]
     pub const fn end(&self) -> u32 {
         self.start.wrapping_add(self.len)
     }
@@ -128,6 +131,7 @@ impl SubmissionQueue {
     }
 
     /// Ring size.
+    #[inline]
     pub const fn entries(&self) -> u32 {
         self.entries
     }
@@ -143,12 +147,14 @@ impl SubmissionQueue {
     }
 
     /// Free slots: `entries - (reserved - head)`.
+    #[inline]
     pub const fn space(&self) -> u32 {
         self.entries - self.reserved.wrapping_sub(self.head)
     }
 
     /// Entries published but not yet consumed by the kernel: the `to_submit`
     /// of `io_uring_enter` (liburing's `sq_ready`).
+    #[inline]
     pub const fn pending(&self) -> u32 {
         self.published.wrapping_sub(self.head)
     }
@@ -171,6 +177,7 @@ impl SubmissionQueue {
 
     /// Reserve `n` consecutive slots, all or nothing. When fewer than `n`
     /// are free, nothing changes and [`SqFull`] hands the request back.
+    #[inline]
     pub fn reserve(&mut self, n: u32) -> Result<Reservation, SqFull> {
         let space = self.space();
         if n > space {
@@ -192,6 +199,7 @@ impl SubmissionQueue {
     /// Mark a reservation's SQEs as written. Reservations are committed in
     /// the order they were made; anything else is an error and changes
     /// nothing.
+    #[inline]
     pub fn commit(&mut self, r: Reservation) -> Result<(), CoreError> {
         if r.start != self.committed || r.len > self.reserved.wrapping_sub(self.committed) {
             return Err(CoreError::ReservationOutOfOrder {
@@ -222,6 +230,7 @@ impl SubmissionQueue {
     /// The new tail to store to the kernel's `sq.tail`, if committed entries
     /// wait to be published. Call until `None`.
     #[must_use]
+    #[inline]
     pub fn poll_publish(&mut self) -> Option<u32> {
         if self.committed == self.published {
             return None;
@@ -233,6 +242,7 @@ impl SubmissionQueue {
 
     /// The kernel's `sq.head` was observed. A head that moves backwards or
     /// past the published tail is an error and changes nothing.
+    #[inline]
     pub fn handle_head(&mut self, head: u32) -> Result<(), CoreError> {
         let advanced = head.wrapping_sub(self.head);
         if advanced > self.pending() {

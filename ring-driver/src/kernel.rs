@@ -56,6 +56,7 @@ pub trait Kernel {
     fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno>;
     /// True if the ring fd is registered in the calling thread's table, so
     /// enters may pass `IORING_ENTER_REGISTERED_RING`.
+    #[inline]
     fn registered_here(&self) -> bool {
         false
     }
@@ -75,6 +76,7 @@ pub struct WaitArgs {
 
 impl WaitArgs {
     /// True if the enter needs an extended argument.
+    #[inline]
     pub fn any(&self) -> bool {
         self.timeout.is_some() || self.min_wait.is_some()
     }
@@ -82,6 +84,7 @@ impl WaitArgs {
 
 /// An id for the current thread that is cheap to read: the registered ring
 /// table is per thread (`current->io_uring->registered_rings`).
+#[inline]
 pub(crate) fn thread_tag() -> u64 {
     use std::cell::Cell;
     use std::sync::atomic::AtomicU64;
@@ -174,11 +177,13 @@ impl Linux {
         Ok(linux)
     }
 
+    #[inline]
     fn load(word: NonNull<AtomicU32>, order: Ordering) -> u32 {
         // SAFETY: `word` points into a live mapping, aligned (checked at setup).
         unsafe { word.as_ref() }.load(order)
     }
 
+    #[inline]
     fn store(word: NonNull<AtomicU32>, value: u32, order: Ordering) {
         // SAFETY: as in `load`.
         unsafe { word.as_ref() }.store(value, order)
@@ -186,22 +191,26 @@ impl Linux {
 }
 
 impl Kernel for Linux {
+    #[inline]
     fn geometry(&self) -> &Geometry {
         &self.geometry
     }
 
+    #[inline]
     fn sq_head(&self) -> u32 {
         // Pairs with the kernel's smp_store_release(&rings->sq.head) in
         // io_commit_sqring: it is done reading the SQEs below the head.
         Self::load(self.sq_head, Ordering::Acquire)
     }
 
+    #[inline]
     fn set_sq_tail(&mut self, tail: u32) {
         // Pairs with the kernel's smp_load_acquire(&rings->sq.tail) in
         // io_sqring_entries: the SQE writes become visible before the tail.
         Self::store(self.sq_tail, tail, Ordering::Release)
     }
 
+    #[inline]
     fn sq_flags(&self, read: FlagsRead) -> SqFlags {
         if read == FlagsRead::FullFenceThenLoad {
             // Pairs with the smp_mb__after_atomic() the SQPOLL thread issues
@@ -214,28 +223,33 @@ impl Kernel for Linux {
         SqFlags::from_bits_retain(Self::load(self.sq_flags, Ordering::Relaxed))
     }
 
+    #[inline]
     fn sq_dropped(&self) -> u32 {
         // Written with WRITE_ONCE; a statistic, no ordering needed.
         Self::load(self.sq_dropped, Ordering::Relaxed)
     }
 
+    #[inline]
     fn cq_tail(&self) -> u32 {
         // Pairs with the kernel's smp_store_release(&rings->cq.tail) in
         // io_commit_cqring: every CQE below the tail is written.
         Self::load(self.cq_tail, Ordering::Acquire)
     }
 
+    #[inline]
     fn set_cq_head(&mut self, head: u32) {
         // The kernel reads cq.head with READ_ONCE before overwriting a slot
         // (io_get_cqe_overflow); release orders our CQE reads before it.
         Self::store(self.cq_head, head, Ordering::Release)
     }
 
+    #[inline]
     fn cq_overflow(&self) -> u32 {
         // Written with WRITE_ONCE; a statistic.
         Self::load(self.cq_overflow, Ordering::Relaxed)
     }
 
+    #[inline]
     fn write_sqe(&mut self, index: u32, sqe: &io_uring_sqe) {
         let offset = self.geometry.sqe_offset(index);
         // SAFETY: `sqe_offset` masks the index into the SQE array whose size
@@ -251,6 +265,7 @@ impl Kernel for Linux {
         }
     }
 
+    #[inline]
     fn write_sqe128(&mut self, index: u32, sqe: &io_uring_sqe128) {
         assert!(
             self.geometry.sqe_size() == 128,
@@ -267,6 +282,7 @@ impl Kernel for Linux {
         }
     }
 
+    #[inline]
     fn cqe(&self, index: u32) -> io_uring_cqe {
         let offset = self.geometry.cqe_offset(index);
         // SAFETY: `cqe_offset` masks into the CQE array (size checked at
@@ -275,6 +291,7 @@ impl Kernel for Linux {
         unsafe { self.cqes.as_ptr().add(offset).cast::<io_uring_cqe>().read() }
     }
 
+    #[inline]
     fn cqe32(&self, index: u32) -> io_uring_cqe32 {
         assert!(
             self.geometry.cqe_size() == 32,
@@ -291,10 +308,12 @@ impl Kernel for Linux {
         }
     }
 
+    #[inline]
     fn registered_here(&self) -> bool {
         self.registered.is_some_and(|(_, tag)| tag == thread_tag())
     }
 
+    #[inline]
     fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
         let fd = match self.registered {
             Some((index, _)) if enter.flags.contains(EnterFlags::REGISTERED_RING) => index as i32,
@@ -317,6 +336,7 @@ impl Kernel for Linux {
 /// `IORING_ENTER_REGISTERED_RING`, a registered index of this thread) whose
 /// published SQEs are fully written and whose pointers stay valid until
 /// their completions are reaped.
+#[inline]
 pub(crate) unsafe fn enter_ring(fd: i32, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
     if enter.ext_arg {
         let ts = wait.timeout.map(|t| __kernel_timespec {

@@ -319,26 +319,101 @@ impl<K: Kernel> Ring<K> {
         self.stash.len() - before
     }
 
+    /// The input of [`decide_enter`] for a submit that waits for `wait_nr`
+    /// completions (`timeout`: bounded by an extended argument), with the SQ
+    /// flags read as ring-core says.
+    #[inline]
+    fn enter_input(&self, wait_nr: u32, timeout: bool) -> EnterInput {
+        let geometry = self.kernel.geometry();
+        let mut input = EnterInput {
+            to_submit: self.sq.pending(),
+            wait_nr,
+            cq_ready: self.cq.ready() + self.stash.len() as u32,
+            setup: geometry.setup_flags(),
+            features: geometry.features(),
+            timeout,
+            registered_ring: self.kernel.registered_here(),
+            ..EnterInput::default()
+        };
+        input.sq_flags = self.kernel.sq_flags(input.flags_read());
+        input
+    }
+
     /// Enter as ring-core decides until the kernel accepts, retrying
     /// `EINTR`, and resolving `EBUSY`/`EAGAIN` by moving ready completions
     /// out of the CQ (into the stash, delivered first) and retrying.
+    ///
+    /// The first attempt of a wait without a deadline is inline (the hot
+    /// path of `submit` and `submit_and_wait`); anything else, a retry or
+    /// an error, goes to [`enter_loop`](Self::enter_loop), which is the
+    /// same loop from its top.
+    #[inline]
     fn enter(&mut self, wait_nr: u32, wait: WaitArgs) -> io::Result<u32> {
+        if wait.any() {
+            self.publish();
+            return self.enter_loop(wait_nr, wait, 0);
+        }
         self.publish();
-        let mut submitted = 0;
+        self.sync_cq();
+        let input = self.enter_input(wait_nr, false);
+        let Some(decision) = decide_enter(&input) else {
+            return Ok(0);
+        };
+        match self.kernel.enter(&decision, &wait) {
+            Ok(n) => {
+                self.sync_sq_head();
+                // See enter_loop: without a deadline, wait until
+                // `min_complete` CQEs are visible.
+                if decision.min_complete > 0 {
+                    self.sync_cq();
+                    if self.cq.ready() + (self.stash.len() as u32) < wait_nr {
+                        return self.enter_loop(wait_nr, wait, n);
+                    }
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.enter_failed(e, &wait)?;
+                self.enter_loop(wait_nr, wait, 0)
+            }
+        }
+    }
+
+    /// What an enter that failed with `e` means: `Ok` to retry, or the
+    /// error to return.
+    #[cold]
+    #[inline(never)]
+    fn enter_failed(&mut self, e: Errno, wait: &WaitArgs) -> io::Result<()> {
+        match e {
+            // Interrupted by a signal before doing anything: retry.
+            Errno::EINTR => Ok(()),
+            // The CQ is full and the kernel cannot post (EBUSY: overflow
+            // backlog without NODROP room; EAGAIN: no memory for it):
+            // make room and retry; nothing is lost, the moved CQEs are
+            // delivered first.
+            Errno::EBUSY | Errno::EAGAIN => {
+                if self.stash_ready() == 0 {
+                    Err(os(e))
+                } else {
+                    Ok(())
+                }
+            }
+            Errno::ETIME if wait.timeout.is_some() => {
+                self.sync_sq_head();
+                Err(io::Error::from(io::ErrorKind::TimedOut))
+            }
+            e => Err(os(e)),
+        }
+    }
+
+    /// The general enter loop (after [`publish`](Self::publish)), having
+    /// submitted `submitted` entries already.
+    #[cold]
+    #[inline(never)]
+    fn enter_loop(&mut self, wait_nr: u32, wait: WaitArgs, mut submitted: u32) -> io::Result<u32> {
         loop {
             self.sync_cq();
-            let geometry = *self.kernel.geometry();
-            let mut input = EnterInput {
-                to_submit: self.sq.pending(),
-                wait_nr,
-                cq_ready: self.cq.ready() + self.stash.len() as u32,
-                setup: geometry.setup_flags(),
-                features: geometry.features(),
-                timeout: wait.any(),
-                registered_ring: self.kernel.registered_here(),
-                ..EnterInput::default()
-            };
-            input.sq_flags = self.kernel.sq_flags(input.flags_read());
+            let input = self.enter_input(wait_nr, wait.any());
             if wait.min_wait.is_some() && !input.features.contains(ring_sys::Features::MIN_TIMEOUT)
             {
                 return Err(crate::error::Unsupported {
@@ -378,22 +453,7 @@ impl<K: Kernel> Ring<K> {
                     }
                     return Ok(submitted);
                 }
-                // Interrupted by a signal before doing anything: retry.
-                Err(Errno::EINTR) => continue,
-                // The CQ is full and the kernel cannot post (EBUSY: overflow
-                // backlog without NODROP room; EAGAIN: no memory for it):
-                // make room and retry; nothing is lost, the moved CQEs are
-                // delivered first.
-                Err(e @ (Errno::EBUSY | Errno::EAGAIN)) => {
-                    if self.stash_ready() == 0 {
-                        return Err(os(e));
-                    }
-                }
-                Err(Errno::ETIME) if wait.timeout.is_some() => {
-                    self.sync_sq_head();
-                    return Err(io::Error::from(io::ErrorKind::TimedOut));
-                }
-                Err(e) => return Err(os(e)),
+                Err(e) => self.enter_failed(e, &wait)?,
             }
         }
     }
