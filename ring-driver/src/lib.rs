@@ -69,7 +69,7 @@ pub use bufring::{BufGuard, BufRing};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs};
 pub use proactor::{
-    IntoOpFd, Link, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, block_on,
+    IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, block_on,
 };
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};

@@ -596,6 +596,42 @@ fn linked_write_then_read_run_in_order() {
 }
 
 #[test]
+fn chains_of_any_length_run_in_order_and_stop_at_the_first_failure() {
+    let p = proactor();
+    let path = temp_path("chain");
+    let file = Arc::new(std::fs::File::create_new(&path).unwrap());
+    // write -> write -> fsync -> read, built left to right.
+    let ((((w1, _), (w2, _)), sync), (r, buf)) = p
+        .write(&file, b"one,".to_vec(), 0)
+        .link(p.write(&file, b"two".to_vec(), 4))
+        .link(p.fsync(&file, false))
+        .link(p.read(&file, Vec::with_capacity(16), 0))
+        .wait();
+    assert_eq!((w1.unwrap(), w2.unwrap()), (4, 3));
+    sync.unwrap();
+    assert_eq!(r.unwrap(), 7);
+    assert_eq!(buf, b"one,two");
+    // A chain linked after an op (right-nested) is one chain too; a failing
+    // op in the middle cancels every op after it and none before.
+    let (r_end, _w_end) = pipe();
+    let r_end = Arc::new(r_end);
+    let (first, (failing, (third, fourth))) = p
+        .nop()
+        .link(
+            p.write(&r_end, b"x".to_vec(), u64::MAX)
+                .link(p.nop().link(p.read(&file, Vec::with_capacity(4), 0))),
+        )
+        .wait();
+    first.unwrap();
+    assert_eq!(failing.0.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(third.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(fourth.0.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(p.stats().cq_overflow, 0);
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
 fn a_link_timeout_bounds_a_read_that_never_completes() {
     let p = proactor();
     let (r, _w) = pipe();
@@ -872,7 +908,7 @@ fn proactor_ops_and_streams_cross_threads() {
     fn send<T: Send>() {}
     send_sync::<Proactor>();
     send::<Op<(io::Result<usize>, Vec<u8>)>>();
-    send::<ring_driver::Link<io::Result<()>, io::Result<()>>>();
+    send::<ring_driver::Link<Op<io::Result<()>>, Op<io::Result<()>>>>();
     send::<ring_driver::Multi<Vec<u8>>>();
     // An op made on one thread completes on another.
     let p = proactor();

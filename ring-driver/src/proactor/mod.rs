@@ -33,7 +33,9 @@ use crate::ring::{Cqe, Ring};
 use crate::setup::Builder;
 
 mod fd;
+mod link;
 pub use fd::{IntoOpFd, OpFd};
+pub use link::{Link, Linkable};
 
 /// `user_data` of the eventfd read that wakes the thread.
 const WAKE: u64 = u64::MAX;
@@ -207,8 +209,9 @@ pub struct ProactorStats {
 ///
 /// # Linked ops, timeouts, cancellation
 ///
-/// [`Op::link`] submits two ops as a chain (`IOSQE_IO_LINK`), pushed
-/// whole; [`Proactor::link_timeout`] linked after an op bounds it;
+/// [`Op::link`] and [`Link::link`] make a chain of any length
+/// (`IOSQE_IO_LINK`), queued and pushed whole; [`Proactor::link_timeout`]
+/// linked after an op bounds it;
 /// [`Proactor::cancel_fd`] cancels every request on a file.
 ///
 /// # Streams
@@ -267,7 +270,7 @@ pub struct Proactor {
     thread: Option<JoinHandle<()>>,
 }
 
-struct Shared {
+pub struct Shared {
     state: Mutex<State>,
     /// Signalled when an op is queued while the thread gathers a batch.
     more: Condvar,
@@ -1174,7 +1177,7 @@ impl<O, F: FnOnce(io::Result<u32>, u32) -> O + Send + 'static> Finish<O> for F {
     }
 }
 
-enum Stage {
+pub enum Stage {
     /// Not yet polled.
     New,
     /// Waiting for credit with this ticket.
@@ -1408,97 +1411,6 @@ fn submit_with(
         shared.wake_thread();
     }
     Poll::Ready(Ok(()))
-}
-
-/// Two ops linked (`IOSQE_IO_LINK`): the second starts only after the first
-/// succeeds, and fails with `ECANCELED` if it does not. Made by
-/// [`Op::link`]; the output is both ops' outputs. Chains nest:
-/// `a.link(b).link(c)` is not supported (link `b` and `c` first is not
-/// either); use a [`Proactor::link_timeout`] as the second op to bound the
-/// first.
-#[must_use = "linked ops do nothing until polled or waited on"]
-pub struct Link<A: 'static, B: 'static> {
-    first: Op<A>,
-    second: Op<B>,
-    a: Option<A>,
-    b: Option<B>,
-}
-
-impl<A: 'static> Op<A> {
-    /// Links `next` after this op: `next` runs only if this op succeeds
-    /// (a short read or write counts as a failure for the kernel). Both
-    /// must come from the same Proactor.
-    pub fn link<B: 'static>(self, next: Op<B>) -> Link<A, B> {
-        assert!(
-            Arc::ptr_eq(&self.shared, &next.shared),
-            "linked ops must come from the same Proactor"
-        );
-        Link {
-            first: self,
-            second: next,
-            a: None,
-            b: None,
-        }
-    }
-}
-
-impl<A: 'static, B: 'static> Link<A, B> {
-    /// Blocks the calling thread until both ops complete.
-    pub fn wait(self) -> (A, B) {
-        block_on(self)
-    }
-}
-
-impl<A: 'static, B: 'static> Unpin for Link<A, B> {}
-
-impl<A: 'static, B: 'static> Future for Link<A, B> {
-    type Output = (A, B);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(A, B)> {
-        let this = &mut *self;
-        if matches!(this.first.stage, Stage::New | Stage::Credit(_)) {
-            let shared = this.first.shared.clone();
-            let (e1, e2) = (this.first.entry, this.second.entry);
-            let parts = &mut [(e1, &mut this.first.stage), (e2, &mut this.second.stage)];
-            match submit(&shared, parts, cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    let canceled = io::Error::new(e.kind(), e.to_string());
-                    let a = this.first.complete(Err(e), 0);
-                    let b = this.second.complete(Err(canceled), 0);
-                    return Poll::Ready((a, b));
-                }
-                Poll::Ready(Ok(())) => {}
-            }
-        }
-        if this.a.is_none() {
-            if let Poll::Ready(a) = Pin::new(&mut this.first).poll(cx) {
-                this.a = Some(a);
-            }
-        }
-        if this.b.is_none() {
-            if let Poll::Ready(b) = Pin::new(&mut this.second).poll(cx) {
-                this.b = Some(b);
-            }
-        }
-        match (this.a.take(), this.b.take()) {
-            (Some(a), Some(b)) => Poll::Ready((a, b)),
-            (a, b) => {
-                this.a = a;
-                this.b = b;
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl<A: 'static, B: 'static> fmt::Debug for Link<A, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Link")
-            .field("first", &self.first)
-            .field("second", &self.second)
-            .finish()
-    }
 }
 
 /// Turns one CQE of a stream into an item (`None`: skip it).
