@@ -16,6 +16,7 @@ use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -244,7 +245,14 @@ pub struct ProactorStats {
 ///   times.
 /// - [`Proactor::accept_multi`] can exceed its CQ headroom under a burst
 ///   of connections (see there); everything else is bounded.
-/// - If the thread panics (a broken invariant), pending ops never complete.
+///
+/// # If the thread panics
+///
+/// A panic of the thread is a bug (a broken invariant), but it does not
+/// leave anyone hanging: ops waiting for a CQE panic too (their output
+/// would carry buffers the kernel may still write, so those buffers, and
+/// the ring, are leaked, never freed), and new ops fail with
+/// `ErrorKind::NotConnected`, "the proactor's thread panicked".
 ///
 /// # Example
 ///
@@ -338,6 +346,12 @@ struct State {
     gathering: bool,
     shutdown: bool,
     stopped: bool,
+    /// The thread panicked (a bug): ops still in the kernel never complete,
+    /// and their resources are leaked rather than freed.
+    panicked: bool,
+    /// Tests: the thread panics at the top of its next turn.
+    #[cfg(test)]
+    inject_panic: bool,
     /// The next buffer group id for a stream's buffer ring.
     next_bgid: u16,
     stats: ProactorStats,
@@ -410,6 +424,40 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// After the thread panicked: wakes every waiting op (each panics in
+    /// turn, see [`panicked`]), leaks the resources of dropped ops (the
+    /// kernel may still use them; the ring is leaked too), and refuses new
+    /// ops.
+    fn fail_all(&self) {
+        let mut st = self.lock();
+        st.panicked = true;
+        st.shutdown = true;
+        st.stopped = true;
+        st.sleeping = false;
+        let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
+            .into_values()
+            .collect();
+        for slot in &mut st.slots {
+            match &mut slot.state {
+                SlotState::Waiting(waker) | SlotState::Stream { waker, .. } => {
+                    wakers.extend(waker.take());
+                }
+                SlotState::Orphan(_) => {
+                    if let SlotState::Orphan(resources) =
+                        std::mem::replace(&mut slot.state, SlotState::Reaped)
+                    {
+                        std::mem::forget(resources);
+                    }
+                }
+                SlotState::Free | SlotState::Done(..) | SlotState::Reaped => {}
+            }
+        }
+        drop(st);
+        for w in wakers {
+            w.wake();
+        }
+    }
+
     /// Ends the thread's wait if it sleeps (called after unlocking).
     fn wake_thread(&self) {
         // A failed write means the eventfd counter is saturated, which only
@@ -476,7 +524,12 @@ impl Proactor {
                 if tx.send(Ok(shared.clone())).is_err() {
                     return;
                 }
-                Driver::new(ring, shared, thread_efd, config.batch, config.delay).run();
+                let driver =
+                    Driver::new(ring, shared.clone(), thread_efd, config.batch, config.delay);
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| driver.run())) {
+                    shared.fail_all();
+                    std::panic::resume_unwind(panic);
+                }
             })?;
         match rx.recv() {
             Ok(Ok(shared)) => Ok(Proactor {
@@ -1239,6 +1292,7 @@ impl<O: 'static> Future for Op<O> {
             Stage::Submitted(ud) => {
                 let shared = this.shared.clone();
                 let mut st = shared.lock();
+                let thread_panicked = st.panicked;
                 let slot = st.slot(ud).expect("a submitted op keeps its slot");
                 match &mut slot.state {
                     SlotState::Done(res, flags) => {
@@ -1251,6 +1305,10 @@ impl<O: 'static> Future for Op<O> {
                             Ok(res as u32)
                         };
                         Poll::Ready(this.complete(res, flags))
+                    }
+                    SlotState::Waiting(_) if thread_panicked => {
+                        drop(st);
+                        panicked(this.finish.take())
                     }
                     SlotState::Waiting(waker) => {
                         match waker {
@@ -1278,10 +1336,16 @@ impl<O: 'static> Drop for Op<O> {
             Stage::Submitted(ud) => {
                 let mut st = self.shared.lock();
                 let shutdown = st.shutdown;
+                let thread_panicked = st.panicked;
                 let slot = st.slot(ud).expect("a submitted op keeps its slot");
                 if let SlotState::Done(..) = slot.state {
                     // The kernel is done: the resources drop with `self`.
                     st.free(ud);
+                    return;
+                }
+                if thread_panicked {
+                    // Nothing will reap its CQE: leak what the kernel may use.
+                    std::mem::forget(self.finish.take());
                     return;
                 }
                 // The kernel may still use the resources: they move into the
@@ -1336,8 +1400,24 @@ impl<O: 'static> fmt::Debug for Op<O> {
     }
 }
 
-fn shut_down() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "the proactor has shut down")
+fn shut_down(panicked: bool) -> io::Error {
+    let what = if panicked {
+        "the proactor's thread panicked"
+    } else {
+        "the proactor has shut down"
+    };
+    io::Error::new(io::ErrorKind::NotConnected, what)
+}
+
+/// What an op or stream still in the kernel does when the thread has
+/// panicked: its output would carry buffers the kernel may still write, so
+/// it leaks them and panics too (as a poisoned lock would).
+fn panicked(resources: impl Sized) -> ! {
+    std::mem::forget(resources);
+    panic!(
+        "the Proactor's thread panicked while this op was in flight; \
+         its buffers are leaked, not freed, as the kernel may still use them"
+    )
 }
 
 /// Takes credit for `parts` and queues their entries as one linked chain
@@ -1376,7 +1456,7 @@ fn submit_with(
     }
     let mut st = shared.lock();
     if st.shutdown {
-        return Poll::Ready(Err(shut_down()));
+        return Poll::Ready(Err(shut_down(st.panicked)));
     }
     let ticket = match *parts[0].1 {
         Stage::Credit(t) => Some(t),
@@ -1479,6 +1559,7 @@ impl<T: 'static> Multi<T> {
                 Stage::Submitted(ud) => {
                     let shared = self.shared.clone();
                     let mut st = shared.lock();
+                    let thread_panicked = st.panicked;
                     let slot = st.slot(ud).expect("a submitted stream keeps its slot");
                     let SlotState::Stream { cqes, waker, ended } = &mut slot.state else {
                         unreachable!("a live stream's slot is a stream");
@@ -1512,6 +1593,10 @@ impl<T: 'static> Multi<T> {
                         }
                         return Poll::Ready(None);
                     }
+                    if thread_panicked {
+                        drop(st);
+                        panicked(self.convert.take())
+                    }
                     match waker {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => *waker = Some(cx.waker().clone()),
@@ -1540,9 +1625,14 @@ impl<T: 'static> Drop for Multi<T> {
             Stage::Submitted(ud) => {
                 let mut st = self.shared.lock();
                 let shutdown = st.shutdown;
+                let thread_panicked = st.panicked;
                 let slot = st.slot(ud).expect("a submitted stream keeps its slot");
                 if let SlotState::Stream { ended: true, .. } = slot.state {
                     st.free(ud);
+                    return;
+                }
+                if thread_panicked {
+                    std::mem::forget(self.convert.take());
                     return;
                 }
                 let convert = self
@@ -1610,7 +1700,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 /// The submitter thread's state.
 struct Driver<K: Kernel> {
-    ring: Ring<K>,
+    /// Leaked if the thread panics: requests may still be in the kernel.
+    ring: ManuallyDrop<Ring<K>>,
     shared: Arc<Shared>,
     /// The eventfd the wake-up read targets (kept open while it is armed).
     efd: OwnedFd,
@@ -1634,7 +1725,7 @@ impl<K: Kernel> Driver<K> {
         let geometry = *ring.kernel().geometry();
         Driver {
             credit: CqCredit::for_geometry(&geometry),
-            ring,
+            ring: ManuallyDrop::new(ring),
             shared,
             efd,
             wake_buf: ManuallyDrop::new(Box::new(0)),
@@ -1694,6 +1785,10 @@ impl<K: Kernel> Driver<K> {
     fn run(mut self) {
         let mut shutdown_sent = false;
         loop {
+            #[cfg(test)]
+            if self.shared.lock().inject_panic {
+                panic!("a panic injected by a test");
+            }
             let shutdown;
             let cancels;
             {
@@ -1826,6 +1921,10 @@ impl<K: Kernel> Driver<K> {
         // SAFETY: the wake-up read has completed (no credit is held, so no
         // request is in the ring): the kernel no longer writes the buffer.
         unsafe { ManuallyDrop::drop(&mut self.wake_buf) };
+        // SAFETY: as above, no request is in the ring; `self.ring` is not
+        // used again (`self` is dropped next, and a ManuallyDrop is not
+        // dropped with it). On a panic this is never reached: leaked.
+        unsafe { ManuallyDrop::drop(&mut self.ring) };
     }
 
     fn reap(&mut self) {
@@ -1929,6 +2028,7 @@ impl<K: Kernel> Driver<K> {
 mod tests {
     use super::*;
     use crate::probe::KernelVersion;
+    use std::os::fd::FromRawFd;
 
     /// A Proactor's shared state with no thread, over a probe that supports
     /// only `ops`.
@@ -1953,6 +2053,46 @@ mod tests {
             stage: Stage::New,
             finish: Some(Box::new(|res: io::Result<u32>, _| res)),
         }
+    }
+
+    #[test]
+    fn a_panic_of_the_thread_fails_waiters_and_leaks_what_the_kernel_may_use() {
+        let p = Proactor::new(ProactorConfig::new(8)).expect("a proactor");
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two fds pipe2 writes.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: pipe2 returned two new fds that nothing else owns.
+        let (r, _w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let r = Arc::new(r);
+        let mut cx = Context::from_waker(Waker::noop());
+        // Two reads in the kernel that nothing will complete.
+        let mut waited = p.read(&r, Vec::with_capacity(8), u64::MAX);
+        let mut dropped = p.read(&r, Vec::with_capacity(8), u64::MAX);
+        assert!(Pin::new(&mut waited).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut dropped).poll(&mut cx).is_pending());
+        while p.stats().max_in_ring < 3 {
+            thread::sleep(Duration::from_millis(1));
+        }
+        p.shared.lock().inject_panic = true;
+        p.shared.wake_thread();
+        while !p.shared.lock().panicked {
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The waiter panics instead of hanging, and leaks its buffer (and
+        // so its clone of the file).
+        let panic = std::panic::catch_unwind(AssertUnwindSafe(|| waited.wait()))
+            .expect_err("waiting on an op of a dead thread panics");
+        let msg = panic.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(msg.contains("thread panicked"), "{msg}");
+        // A dropped op leaks its resources too: the kernel may still use them.
+        drop(dropped);
+        assert_eq!(Arc::strong_count(&r), 3, "both reads' resources are leaked");
+        // New ops fail at once with a clear error.
+        let err = p.nop().wait().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotConnected);
+        assert_eq!(err.to_string(), "the proactor's thread panicked");
+        // Dropping the Proactor does not hang.
+        drop(p);
     }
 
     #[test]
