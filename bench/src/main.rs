@@ -8,6 +8,9 @@
 //! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
 //! instruction counting under valgrind.
 
+mod io;
+mod proactor;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -265,4 +268,6 @@ fn main() {
             shared_row(&name, threads, rounds);
         }
     }
+    io::rows(rounds, &want);
+    proactor::rows(rounds, quick, &want);
 }

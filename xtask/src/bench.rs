@@ -8,32 +8,67 @@ use std::time::Instant;
 
 use crate::{Args, Result, cargo, root};
 
-/// One measured row: ring's and the io-uring crate's ns/op and their ratio.
-struct Row {
-    name: String,
-    ours: f64,
-    theirs: f64,
-    ratio: f64,
+/// One table of ring-bench's output: its heading (none for the first,
+/// the ns/op table of ring against the io-uring crate), column names, rows
+/// (a name, then the numbers as ring-bench formatted them) and the notes
+/// to print under it.
+#[derive(Debug, Default)]
+struct Table {
+    heading: Option<String>,
+    columns: Vec<String>,
+    rows: Vec<Vec<String>>,
+    notes: Vec<String>,
 }
 
-/// Parses ring-bench's tab-separated output (a header line, then rows).
-fn parse_rows(out: &str) -> Vec<Row> {
-    out.lines()
-        .skip_while(|l| !l.starts_with("row\t"))
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            let [name, ours, theirs, ratio] = f.as_slice() else {
-                return None;
-            };
-            Some(Row {
-                name: name.to_string(),
-                ours: ours.parse().ok()?,
-                theirs: theirs.parse().ok()?,
-                ratio: ratio.parse().ok()?,
-            })
-        })
-        .collect()
+/// Parses ring-bench's tab-separated output: `table<TAB>heading` starts a
+/// table, `row<TAB>column...` names its columns, `note<TAB>text` adds a
+/// line under it, and every line of a name and as many numbers as there
+/// are columns is a row; anything else is ignored.
+fn parse_tables(out: &str) -> Vec<Table> {
+    let mut tables: Vec<Table> = Vec::new();
+    let mut heading = None;
+    for line in out.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["table", h] => heading = Some(h.to_string()),
+            ["row", columns @ ..] => tables.push(Table {
+                heading: heading.take(),
+                columns: columns.iter().map(|c| c.to_string()).collect(),
+                ..Table::default()
+            }),
+            ["note", text] => {
+                if let Some(t) = tables.last_mut() {
+                    t.notes.push(text.to_string());
+                }
+            }
+            [_, values @ ..] => {
+                if let Some(t) = tables.last_mut()
+                    && values.len() == t.columns.len()
+                    && values.iter().all(|v| v.parse::<f64>().is_ok())
+                {
+                    t.rows.push(f.iter().map(|v| v.to_string()).collect());
+                }
+            }
+            [] => {}
+        }
+    }
+    tables
+}
+
+/// Writes `t` as a Markdown table, its heading above, its notes below.
+fn write_table(md: &mut String, t: &Table) -> Result<()> {
+    if let Some(h) = &t.heading {
+        writeln!(md, "\n## {h}\n")?;
+    }
+    writeln!(md, "| workload | {} |", t.columns.join(" | "))?;
+    writeln!(md, "|---|{}", "---:|".repeat(t.columns.len()))?;
+    for r in &t.rows {
+        writeln!(md, "| {} |", r.join(" | "))?;
+    }
+    for n in &t.notes {
+        writeln!(md, "\n{n}")?;
+    }
+    Ok(())
 }
 
 /// The "Collected : N" total of a callgrind run's stderr.
@@ -109,7 +144,7 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         return Ok(false);
     }
-    let rows = parse_rows(&String::from_utf8_lossy(&out.stdout));
+    let tables = parse_tables(&String::from_utf8_lossy(&out.stdout));
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
     writeln!(
@@ -120,14 +155,8 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
         if quick { " --quick" } else { "" },
         machine()
     )?;
-    writeln!(md, "| workload | ring ns/op | io-uring ns/op | ratio |")?;
-    writeln!(md, "|---|---:|---:|---:|")?;
-    for r in &rows {
-        writeln!(
-            md,
-            "| {} | {:.1} | {:.1} | {:.3} |",
-            r.name, r.ours, r.theirs, r.ratio
-        )?;
+    for t in &tables {
+        write_table(&mut md, t)?;
     }
     writeln!(md, "\n## User-space instructions per NOP (callgrind)\n")?;
     if Command::new("valgrind").arg("--version").output().is_ok() {
@@ -162,16 +191,32 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{collected, parse_rows};
+    use super::{collected, parse_tables, write_table};
 
     #[test]
-    fn rows_and_totals_parse() {
-        let rows = parse_rows(
-            "noise\nrow\tring ns/op\tio-uring ns/op\tratio\nnop/batch1/plain\t200.5\t210.0\t1.047\nbad line\n",
+    fn tables_and_totals_parse() {
+        let tables = parse_tables(
+            "noise\nrow\tring ns/op\tio-uring ns/op\tratio\nnop/batch1/plain\t200.5\t210.0\t1.047\n\
+             bad line\nnop/x\t1.0\tnan?\t1.0\ntable\tReads\nrow\ta\tb\nread/qd1\t1.5\t2\n\
+             note\tWhat is measured.\n",
         );
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].name, "nop/batch1/plain");
-        assert!((rows[0].ratio - 1.047).abs() < 1e-9);
+        assert_eq!(tables.len(), 2);
+        assert_eq!(tables[0].heading, None);
+        assert_eq!(tables[0].columns, ["ring ns/op", "io-uring ns/op", "ratio"]);
+        assert_eq!(
+            tables[0].rows,
+            [["nop/batch1/plain", "200.5", "210.0", "1.047"]]
+        );
+        assert!(tables[0].notes.is_empty());
+        assert_eq!(tables[1].heading.as_deref(), Some("Reads"));
+        assert_eq!(tables[1].rows, [["read/qd1", "1.5", "2"]]);
+        assert_eq!(tables[1].notes, ["What is measured."]);
+        let mut md = String::new();
+        write_table(&mut md, &tables[1]).unwrap();
+        assert_eq!(
+            md,
+            "\n## Reads\n\n| workload | a | b |\n|---|---:|---:|\n| read/qd1 | 1.5 | 2 |\n\nWhat is measured.\n"
+        );
         assert_eq!(
             collected("==1== Events : Ir\n==1== Collected : 4718669\n"),
             Some(4_718_669)

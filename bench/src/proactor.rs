@@ -1,0 +1,484 @@
+//! The `proactor/*` rows: the Proactor's futures against the raw
+//! [`Ring`] on the same work, and the echo example against an echo server
+//! written on the raw ring.
+//!
+//! Depth 32 on the Proactor: 32 futures in flight, driven by the minimal
+//! executor below ([`Exec`]: a waker per slot sets the slot's bit and
+//! unparks the thread; the thread polls only the slots whose bits are set),
+//! either refilling a slot with a new op as soon as its op completes
+//! (`qd32`) or in batches of 32 (`batch32`). The raw ring runs the loop of
+//! the `read4k` rows ([`file_io::ring_depth`]), refilling or in batches.
+
+use std::future::Future;
+use std::io::{self, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use ring_driver::{Builder, Op, Proactor, ProactorConfig};
+use ring_ops::{Fd, Nop};
+
+use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
+use crate::median;
+
+#[path = "../../ring-driver/examples/echo.rs"]
+#[allow(dead_code, reason = "only `serve` is used here")]
+mod echo;
+
+/// Ops per timed sample in the NOP and read rows.
+const OPS: u64 = 1 << 14;
+/// Client threads of the echo rows.
+const CLIENTS: usize = 4;
+/// Bytes per echo round trip.
+const MSG: usize = 64;
+
+/// The bits of the slots whose wakers fired, and the thread to unpark.
+struct Ready {
+    bits: AtomicU64,
+    thread: Thread,
+}
+
+/// The waker of one slot.
+struct SlotWaker {
+    ready: Arc<Ready>,
+    bit: u64,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Release: pairs with the Acquire swap in `drive`. (The op's result
+        // itself is published under the Proactor's mutex.)
+        self.ready.bits.fetch_or(self.bit, Ordering::Release);
+        self.ready.thread.unpark();
+    }
+}
+
+/// A minimal executor for up to 64 Proactor ops in flight, one slot each:
+/// a waker per slot sets the slot's bit and unparks the thread, which polls
+/// only the slots whose bits are set.
+struct Exec<O: 'static> {
+    ready: Arc<Ready>,
+    wakers: Vec<Waker>,
+    slots: Vec<Option<(u64, Op<O>)>>,
+}
+
+impl<O: 'static> Exec<O> {
+    fn new(depth: usize) -> Self {
+        assert!((1..=64).contains(&depth));
+        let ready = Arc::new(Ready {
+            bits: AtomicU64::new(0),
+            thread: thread::current(),
+        });
+        let wakers = (0..depth)
+            .map(|slot| {
+                Waker::from(Arc::new(SlotWaker {
+                    ready: ready.clone(),
+                    bit: 1 << slot,
+                }))
+            })
+            .collect();
+        Exec {
+            ready,
+            wakers,
+            slots: (0..depth).map(|_| None).collect(),
+        }
+    }
+
+    /// Runs ops `first..end`, as many in flight as there are slots, each
+    /// slot refilled as soon as its op completes: `make(state, k, slot)`
+    /// creates op `k`, `finish(state, k, slot, output)` takes its output.
+    /// Returns when every op has completed.
+    fn run<S: ?Sized>(
+        &mut self,
+        state: &mut S,
+        ops: std::ops::Range<u64>,
+        make: &mut impl FnMut(&mut S, u64, usize) -> Op<O>,
+        finish: &mut impl FnMut(&mut S, u64, usize, O),
+    ) {
+        let (mut issued, mut done) = (ops.start, ops.start);
+        let depth = self.slots.len();
+        // Every slot is polled first (which submits its op).
+        let mut first = u64::MAX >> (64 - depth);
+        while done < ops.end {
+            // Acquire: pairs with the Release fetch_or of the wakers.
+            let mut mask = self.ready.bits.swap(0, Ordering::Acquire) | std::mem::take(&mut first);
+            if mask == 0 {
+                thread::park();
+                continue;
+            }
+            while mask != 0 {
+                let slot = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                loop {
+                    if self.slots[slot].is_none() {
+                        if issued == ops.end {
+                            break;
+                        }
+                        self.slots[slot] = Some((issued, make(state, issued, slot)));
+                        issued += 1;
+                    }
+                    let (k, op) = self.slots[slot].as_mut().expect("filled above");
+                    let k = *k;
+                    match Pin::new(op).poll(&mut Context::from_waker(&self.wakers[slot])) {
+                        Poll::Ready(out) => {
+                            self.slots[slot] = None;
+                            finish(state, k, slot, out);
+                            done += 1;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `ops` Proactor ops, `depth` in flight, refilled as they complete
+/// (`batch`: in batches of `depth`, each submitted whole and waited for
+/// whole). See [`Exec::run`] for `make` and `finish`.
+fn drive<S: ?Sized, O: 'static>(
+    state: &mut S,
+    depth: usize,
+    batch: bool,
+    ops: u64,
+    mut make: impl FnMut(&mut S, u64, usize) -> Op<O>,
+    mut finish: impl FnMut(&mut S, u64, usize, O),
+) {
+    let mut exec = Exec::new(depth);
+    if batch {
+        for start in (0..ops).step_by(depth) {
+            let end = ops.min(start + depth as u64);
+            exec.run(state, start..end, &mut make, &mut finish);
+        }
+    } else {
+        exec.run(state, 0..ops, &mut make, &mut finish);
+    }
+}
+
+/// `ops` NOPs through the Proactor's futures, `depth` in flight.
+fn proactor_nops(p: &Proactor, depth: usize, batch: bool, ops: u64) {
+    drive(
+        &mut (),
+        depth,
+        batch,
+        ops,
+        |_, _, _| p.nop(),
+        |_, _, _, res: io::Result<()>| res.expect("nop"),
+    );
+}
+
+/// `ops` NOPs on the raw ring, `depth` in flight (the loop of the read4k
+/// rows).
+fn ring_nops(ring: &mut ring_driver::Ring, depth: usize, batch: bool, ops: u64) {
+    // SAFETY: a NOP carries no pointers.
+    unsafe {
+        file_io::ring_depth(
+            ring,
+            depth,
+            batch,
+            ops,
+            |_, _| Nop::new().build(),
+            |_, _, cqe| assert_eq!(cqe.res(), 0),
+        );
+    }
+}
+
+/// One Proactor read (the one place that names its signature).
+fn read_op(
+    p: &Proactor,
+    f: &TestFile,
+    buf: Vec<u8>,
+    offset: u64,
+) -> Op<(io::Result<usize>, Vec<u8>)> {
+    p.read(&f.file, buf, offset)
+}
+
+/// `ops` 4 KiB reads through the Proactor's futures, `depth` in flight,
+/// into `bufs` (one per slot, allocated once).
+fn proactor_reads(
+    p: &Proactor,
+    f: &TestFile,
+    bufs: &mut [Vec<u8>],
+    depth: usize,
+    batch: bool,
+    ops: u64,
+) {
+    let at = |k: u64| f.offsets[(k % READS) as usize];
+    drive(
+        bufs,
+        depth,
+        batch,
+        ops,
+        |bufs, k, slot| {
+            let mut buf = std::mem::take(&mut bufs[slot]);
+            buf.clear();
+            read_op(p, f, buf, at(k))
+        },
+        |bufs, k, slot, (res, buf)| {
+            assert_eq!(res.expect("read"), BLOCK, "a short read");
+            let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+            assert_eq!(head, at(k), "read the wrong block");
+            bufs[slot] = buf;
+        },
+    );
+}
+
+/// Runs `CLIENTS` client threads against `addr`, each doing `trips`
+/// blocking write + read round trips of `MSG` bytes; returns the time all
+/// took.
+fn clients(addr: SocketAddr, trips: usize) -> Duration {
+    let start = Instant::now();
+    thread::scope(|s| {
+        for c in 0..CLIENTS {
+            s.spawn(move || {
+                let mut conn = TcpStream::connect(addr).expect("connect");
+                conn.set_nodelay(true).expect("nodelay");
+                let mut msg = [c as u8; MSG];
+                let mut back = [0u8; MSG];
+                for t in 0..trips {
+                    msg[1] = t as u8;
+                    conn.write_all(&msg).expect("write");
+                    conn.read_exact(&mut back).expect("read");
+                    assert_eq!(back, msg, "echoed back unchanged");
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// Round trips per second of the echo example (`examples/echo.rs`,
+/// `serve`) on a Proactor.
+fn proactor_echo(trips: usize) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let p = Arc::new(Proactor::new(ProactorConfig::new(256)).expect("proactor"));
+    let server = thread::spawn(move || echo::serve(p, listener, Some(CLIENTS)));
+    let took = clients(addr, trips);
+    let echoed = server.join().expect("server").expect("echo");
+    assert_eq!(echoed, (CLIENTS * trips * MSG) as u64);
+    (CLIENTS * trips) as f64 / took.as_secs_f64()
+}
+
+/// The echo server on the raw ring: accepts `conns` connections (accept
+/// SQEs, one at a time), then per connection a recv SQE into its own 16 KiB
+/// buffer, a send SQE of what arrived (again for the rest of a short send),
+/// and a recv again; closes a connection when its recv returns 0. Returns
+/// the bytes echoed.
+fn ring_echo_server(
+    listener: TcpListener,
+    conns: usize,
+    ready: std::sync::mpsc::Sender<()>,
+) -> io::Result<u64> {
+    struct Conn {
+        fd: OwnedFd,
+        buf: Vec<u8>,
+        len: usize,
+        sent: usize,
+    }
+    const ACCEPT: u64 = u64::MAX;
+    let recv = |i: usize, c: &mut Conn| {
+        ring_ops::Recv::new(Fd(c.fd.as_raw_fd()), c.buf.as_mut_ptr(), c.buf.len() as u32)
+            .build()
+            .user_data((i as u64) << 1)
+    };
+    let send = |i: usize, c: &Conn| {
+        ring_ops::Send::new(
+            Fd(c.fd.as_raw_fd()),
+            c.buf[c.sent..c.len].as_ptr(),
+            (c.len - c.sent) as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(((i as u64) << 1) | 1)
+    };
+    let accept = ring_ops::Accept::new(Fd(listener.as_raw_fd()))
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(ACCEPT);
+    let mut ring = Builder::new(256).build()?;
+    let _ = ready.send(());
+    // Each connection has one request in flight at a time, and its buffer
+    // (on the heap, so it stays put when `all` grows) lives until its recv
+    // returns 0, or forever after an error.
+    let mut all: Vec<Option<Conn>> = Vec::with_capacity(conns);
+    // SAFETY: an accept without a peer address carries no pointers.
+    unsafe { ring.sq().push(accept) }.expect("fits the SQ");
+    let (mut accepted, mut open, mut total) = (0, 0, 0u64);
+    let mut cqes = Vec::with_capacity(256);
+    let result = (|| {
+        while accepted < conns || open > 0 {
+            ring.submitter().submit_and_wait(1)?;
+            cqes.clear();
+            cqes.extend(ring.cq().map(|c| (c.user_data(), c.res())));
+            let mut sq = ring.sq();
+            for &(ud, res) in &cqes {
+                if res < 0 {
+                    return Err(io::Error::from_raw_os_error(-res));
+                }
+                if ud == ACCEPT {
+                    // SAFETY: the accept returned a new fd that nothing else owns.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    let i = all.len();
+                    all.push(Some(Conn {
+                        fd,
+                        buf: vec![0; 16 * 1024],
+                        len: 0,
+                        sent: 0,
+                    }));
+                    let c = all[i].as_mut().expect("just pushed");
+                    // SAFETY: the recv targets the connection's own buffer
+                    // (see `all`).
+                    unsafe { sq.push(recv(i, c)) }.expect("fits the SQ");
+                    accepted += 1;
+                    open += 1;
+                    if accepted < conns {
+                        // SAFETY: as above.
+                        unsafe { sq.push(accept) }.expect("fits the SQ");
+                    }
+                    continue;
+                }
+                let i = (ud >> 1) as usize;
+                let c = all[i].as_mut().expect("a live connection");
+                if ud & 1 == 0 {
+                    if res == 0 {
+                        all[i] = None;
+                        open -= 1;
+                        continue;
+                    }
+                    (c.len, c.sent) = (res as usize, 0);
+                } else {
+                    c.sent += res as usize;
+                    total += res as u64;
+                }
+                let next = if c.sent < c.len {
+                    send(i, c)
+                } else {
+                    recv(i, c)
+                };
+                // SAFETY: the connection's previous request has completed;
+                // the next targets its own buffer (see `all`).
+                unsafe { sq.push(next) }.expect("fits the SQ");
+            }
+        }
+        Ok(total)
+    })();
+    if result.is_err() {
+        // Requests may still be in flight: their buffers must not be freed.
+        std::mem::forget(all);
+    }
+    result
+}
+
+/// Round trips per second of [`ring_echo_server`].
+fn ring_echo(trips: usize) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || ring_echo_server(listener, CLIENTS, tx));
+    rx.recv().expect("the server started");
+    let took = clients(addr, trips);
+    let echoed = server.join().expect("server").expect("echo");
+    assert_eq!(echoed, (CLIENTS * trips * MSG) as u64);
+    (CLIENTS * trips) as f64 / took.as_secs_f64()
+}
+
+/// Prints the Proactor tables.
+pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
+    let names = [
+        "proactor/nop/qd32",
+        "proactor/nop/batch32",
+        "proactor/read4k/qd32",
+        "proactor/read4k/batch32",
+    ];
+    if names.iter().any(|n| want(n)) {
+        // A CQ of 4 x 32: the Proactor's budget, (cq - 1) / 2, must reach 32.
+        let p = Proactor::new(ProactorConfig::new(DEPTH as u32).cq_entries(4 * DEPTH as u32))
+            .expect("proactor");
+        let mut ring = Builder::new(DEPTH as u32).build().expect("ring setup");
+        let raw_bufs = file_io::Buffers::new();
+        let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
+        println!("table\tThe Proactor's futures against the raw ring");
+        println!("row\tProactor ns/op\tring ns/op\tratio ring/Proactor");
+        for (name, (read, batch)) in
+            names
+                .into_iter()
+                .zip([(false, false), (false, true), (true, false), (true, true)])
+        {
+            if !want(name) {
+                continue;
+            }
+            let t = if read {
+                let f = file_io::test_file();
+                file_io::alternate_n(
+                    rounds,
+                    OPS,
+                    &mut [
+                        &mut |n| proactor_reads(&p, f, &mut bufs, DEPTH, batch, n),
+                        &mut |n| file_io::ring_reads(&mut ring, f, &raw_bufs, DEPTH, batch, n),
+                    ],
+                )
+            } else {
+                file_io::alternate_n(
+                    rounds,
+                    OPS,
+                    &mut [&mut |n| proactor_nops(&p, DEPTH, batch, n), &mut |n| {
+                        ring_nops(&mut ring, DEPTH, batch, n)
+                    }],
+                )
+            };
+            println!("{name}\t{:.1}\t{:.1}\t{:.3}", t[0], t[1], t[1] / t[0]);
+        }
+        println!(
+            "note\tNOPs and 4 KiB reads (the read4k file and offsets): on the Proactor, futures \
+             (`nop()`, `read(&Arc<File>, Vec, offset)` with one buffer per slot, reused) polled by a \
+             minimal executor with a waker per slot; on the raw ring, the loop of the read4k \
+             rows. qd{DEPTH}: {DEPTH} in flight, each refilled as it completes (the ring waits \
+             for one completion per enter); batch{DEPTH}: {DEPTH} submitted, all waited for, \
+             then the next {DEPTH}. Both with the fast defaults. ratio = ring time / Proactor \
+             time, the Proactor's share of the raw ring's ops/s (target: at least 0.5)."
+        );
+    }
+    let name = "proactor/echo";
+    if want(name) {
+        let (echo_rounds, trips) = if quick { (3, 500) } else { (7, 2000) };
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        proactor_echo(trips / 8);
+        ring_echo(trips / 8);
+        for round in 0..echo_rounds {
+            if round % 2 == 0 {
+                ours.push(proactor_echo(trips));
+                raw.push(ring_echo(trips));
+            } else {
+                raw.push(ring_echo(trips));
+                ours.push(proactor_echo(trips));
+            }
+        }
+        let (ours, raw) = (median(ours), median(raw));
+        println!("table\tEcho round trips");
+        println!("row\tProactor round trips/s\tring round trips/s\tratio Proactor/ring");
+        println!(
+            "{name}/{CLIENTS}x{MSG}B\t{ours:.0}\t{raw:.0}\t{:.3}",
+            ours / raw
+        );
+        println!(
+            "note\tA loopback TCP echo server: the echo example (`examples/echo.rs`: a \
+             Proactor, one task per connection on a tiny executor, recv/send futures) against \
+             a single-threaded loop on the raw ring (accept, recv and send SQEs, one request in \
+             flight per connection). The same driver for both: {CLIENTS} client threads, each \
+             doing {trips} blocking write + read round trips of {MSG} bytes; round trips/s = \
+             all round trips / time from the first connect to the last close. Median of \
+             {echo_rounds} alternating rounds, each with a new server. ratio = Proactor / ring \
+             (target: at least 0.5)."
+        );
+    }
+}
