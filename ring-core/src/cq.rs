@@ -42,6 +42,17 @@ impl CqBatch {
         let start = self.start;
         (0..self.len).map(move |i| start.wrapping_add(i))
     }
+    /// Takes the first index off the batch (`None` once it is empty).
+    #[inline]
+    pub fn pop_front(&mut self) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let index = self.start;
+        self.start = self.start.wrapping_add(1);
+        self.len -= 1;
+        Some(index)
+    }
 }
 
 /// What [`CompletionQueue::reap_mixed`] consumed in an
@@ -164,33 +175,37 @@ impl CompletionQueue {
     /// The kernel's `cq.tail` was observed. A tail that moves backwards, or
     /// more than `entries` past the released head, is an error and changes
     /// nothing.
+    ///
+    /// One wrapping compare on the accepted path: the tail may advance by at
+    /// most the free slots ([`space`](Self::space)); a tail that went back
+    /// wraps to a larger advance than that.
     #[inline]
     pub fn handle_tail(&mut self, tail: u32) -> Result<(), CoreError> {
-        let seen = tail.wrapping_sub(self.released);
-        let known = self.tail.wrapping_sub(self.released);
-        if seen > self.entries {
-            return Err(if moved_backwards(self.tail, tail) {
-                CoreError::TailBackwards {
-                    known: self.tail,
-                    observed: tail,
-                }
-            } else {
-                CoreError::TailPastCapacity {
-                    head: self.released,
-                    tail,
-                    entries: self.entries,
-                }
-            });
-        }
-        if seen < known {
-            return Err(CoreError::TailBackwards {
-                known: self.tail,
-                observed: tail,
-            });
+        if tail.wrapping_sub(self.tail) > self.space() {
+            return Err(self.bad_tail(tail));
         }
         self.tail = tail;
         self.debug_check();
         Ok(())
+    }
+
+    /// Why `tail` was refused by [`handle_tail`](Self::handle_tail).
+    #[cold]
+    #[inline(never)]
+    fn bad_tail(&self, tail: u32) -> CoreError {
+        let seen = tail.wrapping_sub(self.released);
+        if seen > self.entries && !moved_backwards(self.tail, tail) {
+            CoreError::TailPastCapacity {
+                head: self.released,
+                tail,
+                entries: self.entries,
+            }
+        } else {
+            CoreError::TailBackwards {
+                known: self.tail,
+                observed: tail,
+            }
+        }
     }
 
     /// The kernel's `cq.overflow` counter was observed.
@@ -233,6 +248,34 @@ impl CompletionQueue {
         Some(batch)
     }
 
+    /// The CQEs ready now, up to `max`, without consuming them (fixed-size
+    /// rings): read some or all of them, then [`advance`](Self::advance) by
+    /// how many were read (liburing's `io_uring_for_each_cqe` and
+    /// `io_uring_cq_advance`). Empty when none is ready.
+    #[inline]
+    pub fn peek_batch(&self, max: u32) -> CqBatch {
+        CqBatch {
+            start: self.head,
+            len: self.ready().min(max),
+        }
+    }
+
+    /// Consume `n` CQEs at the head, read through [`peek`](Self::peek) or
+    /// [`peek_batch`](Self::peek_batch). More than are ready is an error
+    /// and changes nothing.
+    #[inline]
+    pub fn advance(&mut self, n: u32) -> Result<(), CoreError> {
+        if n > self.ready() {
+            return Err(CoreError::HeadPastTail {
+                head: self.head.wrapping_add(n),
+                tail: self.tail,
+            });
+        }
+        self.head = self.head.wrapping_add(n);
+        self.debug_check();
+        Ok(())
+    }
+
     /// In an `IORING_SETUP_CQE_MIXED` ring: consume the CQE at
     /// [`peek`](Self::peek), whose `flags` the caller read, taking two slots
     /// if it has `IORING_CQE_F_32` (liburing's `io_uring_cqe_nr`). `Ok(None)`
@@ -265,7 +308,9 @@ impl CompletionQueue {
     }
 
     /// The new head to store to the kernel's `cq.head`, if reaped CQEs wait
-    /// to be released. Call only once they are copied out; call until `None`.
+    /// to be released. Call only once they are copied out; call until `None`
+    /// (here one call releases everything reaped: a second one without a
+    /// reap in between returns `None`).
     #[must_use]
     #[inline]
     pub fn poll_release_head(&mut self) -> Option<u32> {
@@ -324,6 +369,29 @@ mod tests {
         assert_eq!(q.poll_release_head(), Some(3));
         assert_eq!(q.poll_release_head(), None);
         assert_eq!(q.space(), 4);
+    }
+
+    #[test]
+    fn peek_batch_then_advance() {
+        let mut q = cq(u32::MAX - 1, SetupFlags::empty());
+        assert!(q.peek_batch(8).is_empty());
+        q.handle_tail(1).unwrap();
+        let mut b = q.peek_batch(8);
+        assert_eq!((b.start(), b.len()), (u32::MAX - 1, 3));
+        assert_eq!(q.peek_batch(2).len(), 2);
+        assert_eq!(b.pop_front(), Some(u32::MAX - 1));
+        assert_eq!(b.pop_front(), Some(u32::MAX));
+        assert_eq!(b.pop_front(), Some(0));
+        assert_eq!(b.pop_front(), None);
+        assert_eq!(q.ready(), 3, "peeking consumes nothing");
+        q.advance(2).unwrap();
+        assert_eq!((q.head(), q.ready()), (0, 1));
+        assert_eq!(
+            q.advance(2),
+            Err(CoreError::HeadPastTail { head: 2, tail: 1 })
+        );
+        assert_eq!(q.head(), 0);
+        assert_eq!(q.poll_release_head(), Some(0));
     }
 
     #[test]

@@ -110,9 +110,50 @@ pub fn timeout_needs_sqe(features: Features) -> bool {
 /// - `IORING_ENTER_EXT_ARG` when waiting with a timeout and the kernel has
 ///   `IORING_FEAT_EXT_ARG`;
 /// - `IORING_ENTER_REGISTERED_RING` on every call when the fd is registered.
+///
+/// The common case is decided first, in a few compares: no SQPOLL, no
+/// IOPOLL, no SQ wait, no timeout, and nothing only the kernel can flush
+/// (`CQ_OVERFLOW`, `TASKRUN`). Everything else goes through the general
+/// rules below; both give the same answer (a proptest checks).
 #[must_use]
 #[inline]
 pub fn decide_enter(input: &EnterInput) -> Option<Enter> {
+    let plain = !input
+        .setup
+        .intersects(SetupFlags::SQPOLL | SetupFlags::IOPOLL)
+        && !input
+            .sq_flags
+            .intersects(SqFlags::CQ_OVERFLOW | SqFlags::TASKRUN)
+        && !input.want_sq_space
+        && !input.timeout;
+    if !plain {
+        return decide_enter_general(input);
+    }
+    // Entries are consumed only inside io_uring_enter (io_submit_sqes);
+    // GETEVENTS with min_complete = wait_nr when fewer are ready.
+    let must_wait = input.wait_nr > input.cq_ready;
+    if input.to_submit == 0 && !must_wait {
+        return None;
+    }
+    let mut flags = EnterFlags::empty();
+    if must_wait {
+        flags |= EnterFlags::GETEVENTS;
+    }
+    if input.registered_ring {
+        flags |= EnterFlags::REGISTERED_RING;
+    }
+    Some(Enter {
+        to_submit: input.to_submit,
+        min_complete: if must_wait { input.wait_nr } else { 0 },
+        flags,
+        ext_arg: false,
+    })
+}
+
+/// [`decide_enter`] for every input.
+#[cold]
+#[inline(never)]
+fn decide_enter_general(input: &EnterInput) -> Option<Enter> {
     let sqpoll = input.setup.contains(SetupFlags::SQPOLL);
     let mut flags = EnterFlags::empty();
     let mut enter = false;
@@ -316,6 +357,30 @@ mod tests {
             ..input()
         };
         assert_eq!(decide_enter(&both), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: if cfg!(miri) { 16 } else { 4096 },
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// The fast path of `decide_enter` answers as the general rules do.
+        #[test]
+        fn fast_path_agrees_with_general(
+            to_submit in 0u32..4, wait_nr in 0u32..4, cq_ready in 0u32..4,
+            want_sq_space: bool, timeout: bool, registered_ring: bool,
+            setup: u32, sq_flags: u8, features: u32,
+        ) {
+            let input = EnterInput {
+                to_submit, wait_nr, cq_ready, want_sq_space, timeout, registered_ring,
+                setup: SetupFlags::from_bits_retain(setup),
+                sq_flags: SqFlags::from_bits_retain(u32::from(sq_flags)),
+                features: Features::from_bits_retain(features),
+            };
+            proptest::prop_assert_eq!(decide_enter(&input), decide_enter_general(&input));
+        }
     }
 
     #[test]

@@ -196,6 +196,40 @@ impl SubmissionQueue {
         Ok(r)
     }
 
+    /// Reserve `n` consecutive slots and mark them committed at once, all
+    /// or nothing: the single-threaded push, for a caller that writes the
+    /// SQEs into the slots before its next
+    /// [`poll_publish`](Self::poll_publish) (nothing else can publish in
+    /// between). While an earlier [`reserve`](Self::reserve) is uncommitted
+    /// nothing can be committed past it, so this reports no space
+    /// ([`SqFull`] with `space: 0`) until that one is committed or
+    /// cancelled. (An empty reservation needs no commit: this passes over
+    /// it, after which committing it is refused as out of order.)
+    #[inline]
+    pub fn reserve_committed(&mut self, n: u32) -> Result<Reservation, SqFull> {
+        let space = if self.reserved == self.committed {
+            self.space()
+        } else {
+            0
+        };
+        if n > space {
+            return Err(SqFull {
+                requested: n,
+                space,
+            });
+        }
+        let r = Reservation {
+            start: self.reserved,
+            len: n,
+            mask: self.mask,
+        };
+        // committed == reserved here unless n == 0 (then nothing moves).
+        self.reserved = self.reserved.wrapping_add(n);
+        self.committed = self.committed.wrapping_add(n);
+        self.debug_check();
+        Ok(r)
+    }
+
     /// Mark a reservation's SQEs as written. Reservations are committed in
     /// the order they were made; anything else is an error and changes
     /// nothing.
@@ -228,7 +262,9 @@ impl SubmissionQueue {
     }
 
     /// The new tail to store to the kernel's `sq.tail`, if committed entries
-    /// wait to be published. Call until `None`.
+    /// wait to be published. Call until `None` (here one call publishes
+    /// everything committed: a second one without a commit in between
+    /// returns `None`).
     #[must_use]
     #[inline]
     pub fn poll_publish(&mut self) -> Option<u32> {
@@ -241,26 +277,33 @@ impl SubmissionQueue {
     }
 
     /// The kernel's `sq.head` was observed. A head that moves backwards or
-    /// past the published tail is an error and changes nothing.
+    /// past the published tail is an error and changes nothing (one wrapping
+    /// compare on the accepted path).
     #[inline]
     pub fn handle_head(&mut self, head: u32) -> Result<(), CoreError> {
-        let advanced = head.wrapping_sub(self.head);
-        if advanced > self.pending() {
-            return Err(if moved_backwards(self.head, head) {
-                CoreError::HeadBackwards {
-                    known: self.head,
-                    observed: head,
-                }
-            } else {
-                CoreError::HeadPastTail {
-                    head,
-                    tail: self.published,
-                }
-            });
+        if head.wrapping_sub(self.head) > self.pending() {
+            return Err(self.bad_head(head));
         }
         self.head = head;
         self.debug_check();
         Ok(())
+    }
+
+    /// Why `head` was refused by [`handle_head`](Self::handle_head).
+    #[cold]
+    #[inline(never)]
+    fn bad_head(&self, head: u32) -> CoreError {
+        if moved_backwards(self.head, head) {
+            CoreError::HeadBackwards {
+                known: self.head,
+                observed: head,
+            }
+        } else {
+            CoreError::HeadPastTail {
+                head,
+                tail: self.published,
+            }
+        }
     }
 
     /// The kernel's `sq.dropped` counter was observed.
@@ -365,6 +408,33 @@ mod tests {
             })
         );
         assert_eq!(q.head(), 11);
+    }
+
+    #[test]
+    fn reserve_committed_needs_no_commit() {
+        let mut q = sq(u32::MAX);
+        let r = q.reserve_committed(3).unwrap();
+        assert_eq!((r.start(), r.len()), (u32::MAX, 3));
+        assert_eq!((q.unpublished(), q.uncommitted(), q.space()), (3, 0, 1));
+        assert_eq!(q.poll_publish(), Some(2));
+        assert_eq!(
+            q.reserve_committed(2),
+            Err(SqFull {
+                requested: 2,
+                space: 1
+            })
+        );
+        let open = q.reserve(1).unwrap();
+        assert_eq!(
+            q.reserve_committed(1),
+            Err(SqFull {
+                requested: 1,
+                space: 0
+            })
+        );
+        q.commit(open).unwrap();
+        q.handle_head(2).unwrap();
+        assert_eq!(q.reserve_committed(3).map(|r| r.start()), Ok(3));
     }
 
     #[test]

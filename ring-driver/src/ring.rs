@@ -227,18 +227,30 @@ impl<K: Kernel> Ring<K> {
     }
 
     /// The submission queue.
+    #[inline]
     pub fn sq(&mut self) -> SubmissionQueue<'_, K> {
         SubmissionQueue { ring: self }
     }
 
     /// The completion queue: loads the kernel's tail once; hands the head
     /// back when dropped.
+    #[inline]
     pub fn cq(&mut self) -> CompletionQueue<'_, K> {
         self.sync_cq();
-        CompletionQueue { ring: self }
+        let batch = self.cq.peek_batch(u32::MAX);
+        let stashed = !self.stash.is_empty();
+        let cqe32 = self.kernel.geometry().cqe_size() == 32;
+        CompletionQueue {
+            ring: self,
+            batch,
+            read: 0,
+            stashed,
+            cqe32,
+        }
     }
 
     /// The submitter: `io_uring_enter` as ring-core decides.
+    #[inline]
     pub fn submitter(&mut self) -> Submitter<'_, K> {
         Submitter { ring: self }
     }
@@ -250,12 +262,15 @@ impl<K: Kernel> Ring<K> {
         self.cq.overflow()
     }
 
+    #[inline]
     fn publish(&mut self) {
-        while let Some(tail) = self.sq.poll_publish() {
+        // One call publishes everything committed (single-threaded SQ).
+        if let Some(tail) = self.sq.poll_publish() {
             self.kernel.set_sq_tail(tail);
         }
     }
 
+    #[inline]
     fn sync_sq_head(&mut self) {
         // A head the kernel could not have written is a broken ring: the
         // state machine refuses it and keeps its own view, which is safe
@@ -267,19 +282,27 @@ impl<K: Kernel> Ring<K> {
         );
     }
 
-    /// Reserves `n` SQ slots; when full, reads the kernel's head once (it
-    /// may have consumed entries since) and tries again.
+    /// Reserves `n` SQ slots, committed at once: the caller fills them
+    /// before anything publishes (every push writes its SQEs right away,
+    /// and nothing between the reservation and the writes can fail). When
+    /// full, reads the kernel's head once (it may have consumed entries
+    /// since) and tries again.
     #[inline]
     fn reserve(&mut self, n: u32) -> Result<ring_core::Reservation, ring_core::SqFull> {
-        match self.sq.reserve(n) {
+        match self.sq.reserve_committed(n) {
             Ok(r) => Ok(r),
-            Err(_) => {
-                self.sync_sq_head();
-                self.sq.reserve(n)
-            }
+            Err(_) => self.reserve_again(n),
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn reserve_again(&mut self, n: u32) -> Result<ring_core::Reservation, ring_core::SqFull> {
+        self.sync_sq_head();
+        self.sq.reserve_committed(n)
+    }
+
+    #[inline]
     fn sync_cq(&mut self) {
         let _refused = self.cq.handle_tail(self.kernel.cq_tail());
         debug_assert!(
@@ -288,14 +311,23 @@ impl<K: Kernel> Ring<K> {
         );
     }
 
+    #[inline]
     fn release_cq(&mut self) {
-        while let Some(head) = self.cq.poll_release_head() {
+        // One call releases everything reaped (single-threaded CQ).
+        if let Some(head) = self.cq.poll_release_head() {
             self.kernel.set_cq_head(head);
         }
     }
 
+    #[inline]
     fn read_cqe(&self, index: u32) -> Cqe {
-        let raw = if self.kernel.geometry().cqe_size() == 32 {
+        self.read_cqe_sized(index, self.kernel.geometry().cqe_size() == 32)
+    }
+
+    /// The CQE at `index`, 32 bytes if `cqe32` (as the geometry says).
+    #[inline]
+    fn read_cqe_sized(&self, index: u32, cqe32: bool) -> Cqe {
+        let raw = if cqe32 {
             self.kernel.cqe32(index)
         } else {
             io_uring_cqe32 {
@@ -535,10 +567,6 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         self.ring
             .kernel
             .write_sqe(reservation.start(), entry.as_sqe());
-        self.ring
-            .sq
-            .commit(reservation)
-            .expect("reservations are committed in order");
         Ok(())
     }
 
@@ -557,10 +585,6 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         for (index, entry) in reservation.indices().zip(entries) {
             self.ring.kernel.write_sqe(index, entry.as_sqe());
         }
-        self.ring
-            .sq
-            .commit(reservation)
-            .expect("reservations are committed in order");
         Ok(())
     }
 
@@ -585,10 +609,6 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         self.ring
             .kernel
             .write_sqe128(reservation.start(), entry.as_sqe128());
-        self.ring
-            .sq
-            .commit(reservation)
-            .expect("reservations are committed in order");
         Ok(())
     }
 
@@ -620,15 +640,27 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
 }
 
 impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
+    #[inline]
     fn drop(&mut self) {
         self.ring.publish();
     }
 }
 
 /// The completion queue of a [`Ring`]: an iterator of [`Cqe`]s. The CQEs
-/// read are handed back to the kernel when the view is dropped.
+/// read are handed back to the kernel when the view is dropped (a view
+/// leaked with `mem::forget` hands nothing back: its CQEs are read again).
 pub struct CompletionQueue<'r, K: Kernel = Linux> {
     ring: &'r mut Ring<K>,
+    /// The CQEs ready when the view was made (or last synced) and not read
+    /// yet; kept here, so reading one touches no shared state.
+    batch: ring_core::CqBatch,
+    /// How many CQEs of the ring's CQ were read through this view (ring-core
+    /// consumes them when the view is dropped or synced).
+    read: u32,
+    /// Whether stashed CQEs may remain (they are delivered first).
+    stashed: bool,
+    /// 32-byte CQEs (`IORING_SETUP_CQE32`).
+    cqe32: bool,
 }
 
 impl<K: Kernel> CompletionQueue<'_, K> {
@@ -637,12 +669,12 @@ impl<K: Kernel> CompletionQueue<'_, K> {
         if let Some(cqe) = self.ring.stash.front() {
             return Some(*cqe);
         }
-        self.ring.cq.peek().map(|index| self.ring.read_cqe(index))
+        (!self.batch.is_empty()).then(|| self.ring.read_cqe_sized(self.batch.start(), self.cqe32))
     }
 
     /// Completions ready to be read.
     pub fn len(&self) -> usize {
-        self.ring.stash.len() + self.ring.cq.ready() as usize
+        self.ring.stash.len() + self.batch.len() as usize
     }
 
     /// True if none is ready.
@@ -654,18 +686,11 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     pub fn reap_batch(&mut self, out: &mut [Cqe]) -> usize {
         let mut n = 0;
         while n < out.len() {
-            let Some(cqe) = self.ring.stash.pop_front() else {
+            let Some(cqe) = self.next() else {
                 break;
             };
             out[n] = cqe;
             n += 1;
-        }
-        let want = u32::try_from(out.len() - n).unwrap_or(u32::MAX);
-        if let Some(batch) = self.ring.cq.reap_batch(want) {
-            for index in batch.indices() {
-                out[n] = self.ring.read_cqe(index);
-                n += 1;
-            }
         }
         n
     }
@@ -673,8 +698,18 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     /// Loads the kernel's tail again (completions that arrived since the
     /// view was made become readable).
     pub fn sync(&mut self) {
-        self.ring.release_cq();
+        self.hand_back();
         self.ring.sync_cq();
+        self.batch = self.ring.cq.peek_batch(u32::MAX);
+    }
+
+    /// Has ring-core consume the CQEs read and hands their slots back to
+    /// the kernel.
+    #[inline]
+    fn hand_back(&mut self) {
+        let _refused = self.ring.cq.advance(std::mem::take(&mut self.read));
+        debug_assert!(_refused.is_ok(), "read more CQEs than ready: {_refused:?}");
+        self.ring.release_cq();
     }
 }
 
@@ -683,11 +718,15 @@ impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
 
     #[inline]
     fn next(&mut self) -> Option<Cqe> {
-        if let Some(cqe) = self.ring.stash.pop_front() {
-            return Some(cqe);
+        if self.stashed {
+            if let Some(cqe) = self.ring.stash.pop_front() {
+                return Some(cqe);
+            }
+            self.stashed = false;
         }
-        let index = self.ring.cq.reap()?;
-        Some(self.ring.read_cqe(index))
+        let index = self.batch.pop_front()?;
+        self.read += 1;
+        Some(self.ring.read_cqe_sized(index, self.cqe32))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -697,8 +736,9 @@ impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
 }
 
 impl<K: Kernel> Drop for CompletionQueue<'_, K> {
+    #[inline]
     fn drop(&mut self) {
-        self.ring.release_cq();
+        self.hand_back();
     }
 }
 

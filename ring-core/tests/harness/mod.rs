@@ -78,8 +78,9 @@ impl Config {
 /// One thing the application, the kernel or the test does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Reserve this many SQ slots and fill them.
-    Reserve(u32),
+    /// Reserve this many SQ slots and fill them; `true`: with
+    /// `reserve_committed` (no commit needed).
+    Reserve(u32, bool),
     /// Commit the oldest open reservation.
     Commit,
     /// Cancel the newest open reservation.
@@ -92,8 +93,8 @@ pub(crate) enum Action {
     Step,
     /// Peek at the next CQE.
     Peek,
-    /// Reap up to this many CQEs.
-    Reap(u32),
+    /// Reap up to this many CQEs; `true`: with `peek_batch` and `advance`.
+    Reap(u32, bool),
     /// Release reaped CQEs to the kernel (store the CQ head).
     Release,
     /// Inject a fault into the next enter.
@@ -107,14 +108,14 @@ pub(crate) enum Action {
 impl Action {
     pub(crate) fn decode(tag: u8, arg: u8) -> Action {
         match tag % 16 {
-            0 | 1 => Action::Reserve(u32::from(arg % 5)),
+            0 | 1 => Action::Reserve(u32::from(arg % 5), arg & 0x80 != 0),
             2 | 3 => Action::Commit,
             4 => Action::Cancel,
             5 | 6 => Action::Publish,
             7 | 8 => Action::Enter(u32::from(arg % 4)),
             9 => Action::Step,
             10 => Action::Peek,
-            11 | 12 => Action::Reap(u32::from(arg % 6)),
+            11 | 12 => Action::Reap(u32::from(arg % 6), arg & 0x80 != 0),
             13 => Action::Release,
             14 => match arg % 8 {
                 0..=5 => Action::Fault(arg),
@@ -205,7 +206,7 @@ impl Harness {
 
     pub(crate) fn apply(&mut self, action: Action) -> Result<(), String> {
         match action {
-            Action::Reserve(n) => self.reserve(n)?,
+            Action::Reserve(n, committed) => self.reserve(n, committed)?,
             Action::Commit => {
                 if let Some((r, uds)) = self.open.pop_front() {
                     self.sq.commit(r).map_err(|e| format!("commit: {e}"))?;
@@ -261,7 +262,7 @@ impl Harness {
                     }
                 }
             }
-            Action::Reap(max) => self.reap(max)?,
+            Action::Reap(max, peek) => self.reap(max, peek)?,
             Action::Release => {
                 while let Some(h) = self.cq.poll_release_head() {
                     self.k.set_cq_head(h);
@@ -289,12 +290,24 @@ impl Harness {
         self.sync()
     }
 
-    fn reserve(&mut self, n: u32) -> Result<(), String> {
+    fn reserve(&mut self, n: u32, committed: bool) -> Result<(), String> {
         if self.cfg.credit && self.credit.acquire_n(n, ()).is_err() {
             return Ok(());
         }
-        let before = self.sq.space();
-        let r = match self.sq.reserve(n) {
+        // With an uncommitted reservation open, reserve_committed sees no space.
+        let space_before = self.sq.space();
+        let uncommitted_before = self.sq.uncommitted();
+        let before = if committed && uncommitted_before != 0 {
+            0
+        } else {
+            space_before
+        };
+        let got = if committed {
+            self.sq.reserve_committed(n)
+        } else {
+            self.sq.reserve(n)
+        };
+        let r = match got {
             Ok(r) => r,
             Err(full) => {
                 if full.space != before || n <= before {
@@ -306,8 +319,11 @@ impl Harness {
                 return Ok(());
             }
         };
-        if self.sq.space() != before - n {
+        if self.sq.space() != space_before - n {
             return Err("reserve did not take n slots".into());
+        }
+        if committed && self.sq.uncommitted() != uncommitted_before {
+            return Err("reserve_committed left slots uncommitted".into());
         }
         let mut uds = Vec::new();
         for idx in r.indices() {
@@ -338,7 +354,17 @@ impl Harness {
             }
             uds.push(ud);
         }
-        self.open.push_back((r, uds));
+        if committed {
+            // The SQEs are written above, before anything publishes. Open
+            // reservations can only be empty here (nothing was uncommitted)
+            // and are passed over: an empty one needs no commit.
+            if uncommitted_before == 0 {
+                self.open.clear();
+            }
+            self.committed.extend(uds);
+        } else {
+            self.open.push_back((r, uds));
+        }
         Ok(())
     }
 
@@ -411,12 +437,39 @@ impl Harness {
         Ok(())
     }
 
-    fn reap(&mut self, max: u32) -> Result<(), String> {
+    fn reap(&mut self, max: u32, peek: bool) -> Result<(), String> {
         self.cq
             .handle_tail(self.k.cq_tail())
             .map_err(|e| format!("{e}"))?;
         let ready = self.cq.ready();
-        let Some(batch) = self.cq.reap_batch(max) else {
+        let batch = if peek {
+            // Read through peek_batch, then advance: nothing is consumed
+            // before advance, and advancing past the tail is refused.
+            let before = self.cq.clone();
+            let mut batch = self.cq.peek_batch(max);
+            if self.cq != before || batch.len() != ready.min(max) {
+                return Err("peek_batch consumed, or its length is wrong".into());
+            }
+            if !batch.is_empty() && self.cq.peek() != Some(batch.start()) {
+                return Err("peek_batch disagrees with peek".into());
+            }
+            let whole = batch;
+            let mut n = 0;
+            while let Some(i) = batch.pop_front() {
+                if i != whole.start().wrapping_add(n) {
+                    return Err("pop_front out of order".into());
+                }
+                n += 1;
+            }
+            if self.cq.advance(ready + 1).is_ok() || self.cq != before {
+                return Err("advance past the tail accepted".into());
+            }
+            self.cq.advance(n).map_err(|e| format!("advance: {e}"))?;
+            (n > 0).then_some(whole)
+        } else {
+            self.cq.reap_batch(max)
+        };
+        let Some(batch) = batch else {
             if ready != 0 && max != 0 {
                 return Err("reap_batch returned nothing with CQEs ready".into());
             }
@@ -564,7 +617,7 @@ impl Harness {
             let wait = u32::from(defer && !self.expected.is_empty() && self.cq.ready() == 0);
             self.apply(Action::Enter(wait))?;
             self.apply(Action::Step)?;
-            self.apply(Action::Reap(u32::MAX))?;
+            self.apply(Action::Reap(u32::MAX, false))?;
             self.apply(Action::Release)?;
             if self.published.is_empty()
                 && self.k.in_flight() == 0
