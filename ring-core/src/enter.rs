@@ -150,9 +150,10 @@ pub fn decide_enter(input: &EnterInput) -> Option<Enter> {
     })
 }
 
-/// [`decide_enter`] for every input.
-#[cold]
-#[inline(never)]
+/// [`decide_enter`] for every input (inline too: taking the input's
+/// address for an out-of-line call would keep it in memory on the fast
+/// path).
+#[inline]
 fn decide_enter_general(input: &EnterInput) -> Option<Enter> {
     let sqpoll = input.setup.contains(SetupFlags::SQPOLL);
     let mut flags = EnterFlags::empty();

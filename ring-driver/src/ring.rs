@@ -386,7 +386,16 @@ impl<K: Kernel> Ring<K> {
             return self.enter_loop(wait_nr, wait, 0);
         }
         self.publish();
-        self.sync_cq();
+        // With entries to submit (and no SQPOLL thread that may have
+        // consumed them already) the ring is entered anyway, so the CQ tail
+        // as last loaded will do: it is a lower bound of what is ready, so
+        // at most it adds GETEVENTS to this enter, and the kernel returns
+        // at once if `min_complete` CQEs are already there. Otherwise the
+        // enter would only be for completions: load the tail first, they
+        // may be there and spare the syscall.
+        if self.sq.pending() == 0 || self.kernel.geometry().sqpoll() {
+            self.sync_cq();
+        }
         let input = self.enter_input(wait_nr, false);
         let Some(decision) = decide_enter(&input) else {
             return Ok(0);
@@ -405,17 +414,17 @@ impl<K: Kernel> Ring<K> {
                 Ok(n)
             }
             Err(e) => {
-                self.enter_failed(e, &wait)?;
+                self.enter_failed(e, false)?;
                 self.enter_loop(wait_nr, wait, 0)
             }
         }
     }
 
     /// What an enter that failed with `e` means: `Ok` to retry, or the
-    /// error to return.
+    /// error to return (`timeout`: the wait had a deadline).
     #[cold]
     #[inline(never)]
-    fn enter_failed(&mut self, e: Errno, wait: &WaitArgs) -> io::Result<()> {
+    fn enter_failed(&mut self, e: Errno, timeout: bool) -> io::Result<()> {
         match e {
             // Interrupted by a signal before doing anything: retry.
             Errno::EINTR => Ok(()),
@@ -430,7 +439,7 @@ impl<K: Kernel> Ring<K> {
                     Ok(())
                 }
             }
-            Errno::ETIME if wait.timeout.is_some() => {
+            Errno::ETIME if timeout => {
                 self.sync_sq_head();
                 Err(io::Error::from(io::ErrorKind::TimedOut))
             }
@@ -485,7 +494,7 @@ impl<K: Kernel> Ring<K> {
                     }
                     return Ok(submitted);
                 }
-                Err(e) => self.enter_failed(e, &wait)?,
+                Err(e) => self.enter_failed(e, wait.timeout.is_some())?,
             }
         }
     }

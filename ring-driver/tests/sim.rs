@@ -185,3 +185,32 @@ fn a_full_sq_hands_back_and_a_reaped_head_frees_it() {
     // SAFETY: as above.
     unsafe { ring.sq().push(Nop::new().build().user_data(3)) }.unwrap();
 }
+
+#[test]
+fn a_completion_posted_since_the_last_look_satisfies_a_submit_and_wait() {
+    // Entering to submit, the driver decides with the CQ tail it loaded
+    // last (the kernel may have posted more since): GETEVENTS then counts
+    // what is already there, and the wait ends at once.
+    let g = geometry(4, 8, SetupFlags::empty(), Features::NODROP);
+    let mut ring = Ring::simulated(
+        g,
+        SimConfig {
+            lag: 1,
+            ..SimConfig::new(&g)
+        },
+    )
+    .unwrap();
+    push(&mut ring, [1]);
+    assert_eq!(ring.submitter().submit().unwrap(), 1);
+    ring.kernel_mut().inner_mut().step();
+    assert_eq!(ring.kernel().inner().cq_tail(), 1, "posted, not yet seen");
+    push(&mut ring, [2]);
+    assert_eq!(ring.submitter().submit_and_wait(1).unwrap(), 1);
+    assert_eq!(ring.kernel().enters(), 2);
+    assert_eq!(ids(&mut ring), [1], "2 is still in flight");
+    // Nothing to submit: the tail is loaded before deciding to wait.
+    assert_eq!(ring.submitter().submit_and_wait(1).unwrap(), 0);
+    assert_eq!(ids(&mut ring), [2]);
+    assert_eq!(ring.submitter().submit_and_wait(0).unwrap(), 0);
+    assert_eq!(ring.kernel().enters(), 3, "no enter without work");
+}
