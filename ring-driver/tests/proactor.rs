@@ -168,6 +168,44 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
 }
 
 #[test]
+fn started_ops_run_together_before_they_are_polled() {
+    // A budget of 7 ops: (16 - 1) / 2.
+    let p = Proactor::new(ProactorConfig::new(8).cq_entries(16)).unwrap();
+    assert_eq!(p.max_in_flight(), 7);
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let reads: Vec<_> = (0..10)
+        .map(|_| p.read(&r, Vec::with_capacity(4), u64::MAX).start())
+        .collect();
+    // Seven are in the kernel (with the wake-up read) before any is polled;
+    // the other three wait for the budget and go in when polled.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().max_in_ring < 8 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(10));
+    assert_eq!(p.stats().max_in_ring, 8, "no more than the budget");
+    let mut w = std::fs::File::from(w);
+    w.write_all(&[7; 40]).unwrap();
+    let mut total = 0;
+    for read in reads {
+        let (n, buf) = read.wait();
+        assert_eq!(n.unwrap(), buf.len());
+        assert!(buf.iter().all(|&b| b == 7));
+        total += buf.len();
+    }
+    assert_eq!(total, 40);
+}
+
+#[test]
+#[should_panic(expected = "a started or polled op cannot be linked")]
+fn a_started_op_cannot_be_linked() {
+    let p = proactor();
+    drop(p.nop().start().link(p.nop()));
+}
+
+#[test]
 fn errors_come_back_as_io_errors_with_the_buffer() {
     let p = proactor();
     let (r, _w) = pipe();

@@ -124,6 +124,10 @@ impl<A: Linkable, B: Linkable> Link<A, B> {
             Arc::ptr_eq(first.shared(), second.shared()),
             "linked ops must come from the same Proactor"
         );
+        assert!(
+            !first.queued() && !second.queued(),
+            "a started or polled op cannot be linked"
+        );
         Link {
             first,
             second,
@@ -199,7 +203,7 @@ impl<A: Linkable, B: Linkable> Future for Link<A, B> {
             let shared = this.shared().clone();
             let mut parts = Vec::new();
             this.collect(&mut parts);
-            match submit(&shared, &mut parts, cx) {
+            match submit(&shared, &mut parts, Some(cx.waker())) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => this.fail(&e),
                 Poll::Ready(Ok(())) => {}

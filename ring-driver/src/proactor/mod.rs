@@ -158,7 +158,8 @@ pub struct ProactorStats {
 /// Every operation (`proactor.read(fd, buf, offset)`, ...) returns an
 /// [`Op`], a `Future` that works on any executor (it needs nothing but the
 /// std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
-/// does nothing until first polled; then it takes a *slot* in the
+/// does nothing until first polled (or [`Op::start`]ed, which queues it at
+/// once, so ops made in a row run together); then it takes a *slot* in the
 /// Proactor's slab (the SQE's `user_data` is the slot index plus a
 /// generation) and queues its entry for the thread.
 ///
@@ -362,7 +363,7 @@ fn user_data(index: u32, generation: u32) -> u64 {
 }
 
 impl State {
-    fn alloc(&mut self, waker: Waker, credits: u32, stream: bool) -> u64 {
+    fn alloc(&mut self, waker: Option<Waker>, credits: u32, stream: bool) -> u64 {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -381,11 +382,11 @@ impl State {
         slot.state = if stream {
             SlotState::Stream {
                 cqes: VecDeque::new(),
-                waker: Some(waker),
+                waker,
                 ended: false,
             }
         } else {
-            SlotState::Waiting(Some(waker))
+            SlotState::Waiting(waker)
         };
         user_data(index, slot.generation)
     }
@@ -1257,6 +1258,40 @@ pub struct Op<O: 'static> {
 }
 
 impl<O: 'static> Op<O> {
+    /// Queues the op for the kernel now rather than when first polled, if
+    /// the budget has room (otherwise it is queued when polled, as usual).
+    ///
+    /// Like every Rust future an op does nothing until polled, so
+    /// `let a = p.read(..); let b = p.read(..);` then `a.wait()` and
+    /// `b.wait()` runs the reads one after the other. Started, they run
+    /// together:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ring_driver::{Proactor, ProactorConfig};
+    /// let p = Proactor::new(ProactorConfig::new(16))?;
+    /// let zero = Arc::new(std::fs::File::open("/dev/zero")?);
+    /// let reads: Vec<_> = (0..8)
+    ///     .map(|i| p.read(&zero, Vec::with_capacity(512), i * 512).start())
+    ///     .collect();
+    /// for read in reads {
+    ///     assert_eq!(read.wait().0?, 512);
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// A started op can no longer be [`link`](Op::link)ed: that panics.
+    pub fn start(mut self) -> Self {
+        if let Stage::New = self.stage {
+            let shared = self.shared.clone();
+            if let Poll::Ready(Err(e)) = submit(&shared, &mut [(self.entry, &mut self.stage)], None)
+            {
+                self.stage = Stage::Failed(e);
+            }
+        }
+        self
+    }
+
     /// Blocks the calling thread until the op completes.
     pub fn wait(self) -> O {
         block_on(self)
@@ -1284,7 +1319,11 @@ impl<O: 'static> Future for Op<O> {
             stage @ (Stage::New | Stage::Credit(_)) => {
                 this.stage = stage;
                 let shared = this.shared.clone();
-                match submit(&shared, &mut [(this.entry, &mut this.stage)], cx) {
+                match submit(
+                    &shared,
+                    &mut [(this.entry, &mut this.stage)],
+                    Some(cx.waker()),
+                ) {
                     Poll::Ready(Err(e)) => Poll::Ready(this.complete(Err(e), 0)),
                     Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
                 }
@@ -1424,13 +1463,15 @@ fn panicked(resources: impl Sized) -> ! {
 /// (each but the last with `IOSQE_IO_LINK`); each part's stage becomes
 /// `Submitted`. The first part's stage holds the credit ticket while the
 /// budget is spent. `Ready(Err)` if the kernel lacks an op, the chain can
-/// never fit the budget, or the Proactor has shut down.
+/// never fit the budget, or the Proactor has shut down. Without a `waker`
+/// ([`Op::start`]), an op past the budget is left as it was (not waiting
+/// for credit: no wake-up could reach it).
 fn submit(
     shared: &Arc<Shared>,
     parts: &mut [(Entry, &mut Stage)],
-    cx: &mut Context<'_>,
+    waker: Option<&Waker>,
 ) -> Poll<io::Result<()>> {
-    submit_with(shared, parts, 1, false, cx)
+    submit_with(shared, parts, 1, false, waker)
 }
 
 /// [`submit`], each part taking `credits` CQ credits, as a stream (a
@@ -1440,7 +1481,7 @@ fn submit_with(
     parts: &mut [(Entry, &mut Stage)],
     credits: u32,
     stream: bool,
-    cx: &mut Context<'_>,
+    waker: Option<&Waker>,
 ) -> Poll<io::Result<()>> {
     for (entry, _) in parts.iter() {
         if let Err(unsupported) = shared.probe.check(entry.opcode()) {
@@ -1463,11 +1504,14 @@ fn submit_with(
         _ => None,
     };
     if st.in_flight + n > shared.budget {
+        let Some(waker) = waker else {
+            return Poll::Pending;
+        };
         let ticket = ticket.unwrap_or_else(|| {
             st.next_ticket += 1;
             st.next_ticket
         });
-        st.credit_waiters.insert(ticket, cx.waker().clone());
+        st.credit_waiters.insert(ticket, waker.clone());
         *parts[0].1 = Stage::Credit(ticket);
         return Poll::Pending;
     }
@@ -1477,7 +1521,7 @@ fn submit_with(
     st.in_flight += n;
     let last = parts.len() - 1;
     for (i, (entry, stage)) in parts.iter_mut().enumerate() {
-        let ud = st.alloc(cx.waker().clone(), credits, stream);
+        let ud = st.alloc(waker.cloned(), credits, stream);
         let entry = if i < last { entry.link() } else { *entry };
         st.queue.push((entry.user_data(ud), credits));
         **stage = Stage::Submitted(ud);
@@ -1548,7 +1592,7 @@ impl<T: 'static> Multi<T> {
                     self.stage = stage;
                     let shared = self.shared.clone();
                     let parts = &mut [(self.entry, &mut self.stage)];
-                    match submit_with(&shared, parts, self.credits, true, cx) {
+                    match submit_with(&shared, parts, self.credits, true, Some(cx.waker())) {
                         Poll::Ready(Err(e)) => {
                             self.stage = Stage::Finished;
                             return Poll::Ready(Some(Err(e)));
