@@ -466,6 +466,47 @@ fn accept_connect_send_recv_on_loopback() {
 }
 
 #[test]
+fn socket_connect_and_shutdown_or_a_clear_unsupported_error() {
+    let p = proactor();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let kernel = common::kernel();
+    let sock = match p.socket(libc::AF_INET, libc::SOCK_STREAM, 0).wait() {
+        Ok(sock) => Arc::new(sock),
+        Err(e) => {
+            // Before 5.19 the op is refused up front, naming what it needs.
+            assert!(!kernel.at_least(5, 19), "{e}");
+            assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+            assert!(e.to_string().starts_with("Socket needs Linux 5.19"), "{e}");
+            // SAFETY: socket(2) takes no pointers; the result is checked.
+            let raw =
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            assert!(raw >= 0);
+            // SAFETY: a new fd nothing else owns.
+            Arc::new(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+        }
+    };
+    p.connect(&sock, addr).wait().unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    match p.shutdown(&sock, std::net::Shutdown::Write).wait() {
+        Ok(()) => {
+            // The peer reads end of stream.
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+        }
+        Err(e) => {
+            assert!(!kernel.at_least(5, 11), "{e}");
+            assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+            assert!(
+                e.to_string().starts_with("Shutdown needs Linux 5.11"),
+                "{e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn readv_and_writev_split_across_buffers() {
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();

@@ -852,6 +852,30 @@ impl Proactor {
         })
     }
 
+    /// Shuts down part of the full-duplex connection on the socket `fd`,
+    /// like `shutdown(2)` (`IORING_OP_SHUTDOWN`, Linux 5.11).
+    pub fn shutdown(&self, fd: impl IntoOpFd, how: std::net::Shutdown) -> Op<io::Result<()>> {
+        let fd = fd.into_op_fd();
+        let how = match how {
+            std::net::Shutdown::Read => libc::SHUT_RD,
+            std::net::Shutdown::Write => libc::SHUT_WR,
+            std::net::Shutdown::Both => libc::SHUT_RDWR,
+        };
+        let entry = ring_ops::Shutdown::new(Fd(fd.raw()), how).build();
+        self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
+    }
+
+    /// A new socket, like `socket(2)` with `SOCK_CLOEXEC` added
+    /// (`IORING_OP_SOCKET`, Linux 5.19).
+    pub fn socket(&self, domain: i32, socket_type: i32, protocol: i32) -> Op<io::Result<OwnedFd>> {
+        let entry =
+            ring_ops::Socket::new(domain, socket_type | libc::SOCK_CLOEXEC, protocol).build();
+        self.op(entry, |res: io::Result<u32>, _| {
+            // SAFETY: a successful socket returns a new fd that nothing owns.
+            res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        })
+    }
+
     /// Waits until `fd` is ready for `events` (`POLLIN`, `POLLOUT`, ...);
     /// returns the ready events.
     pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> Op<io::Result<u32>> {
