@@ -123,4 +123,4 @@ pub use geometry::Geometry;
 pub use shared::{SharedCq, SharedSq};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimCompletion, SimConfig, SimKernel};
-pub use sq::{Reservation, SubmissionQueue};
+pub use sq::{Reservation, SqCursor, SubmissionQueue};

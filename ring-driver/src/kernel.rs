@@ -315,9 +315,11 @@ impl Kernel for Linux {
 
     #[inline]
     fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
-        let fd = match self.registered {
-            Some((index, _)) if enter.flags.contains(EnterFlags::REGISTERED_RING) => index as i32,
-            _ => self.raw.fd,
+        let fd = if enter.flags.contains(EnterFlags::REGISTERED_RING) {
+            self.registered
+                .map_or(self.raw.fd, |(index, _)| index as i32)
+        } else {
+            self.raw.fd
         };
         // SAFETY: every published SQE was fully written before its tail
         // store; the pointers SQEs carry are the pusher's promise (`push` is

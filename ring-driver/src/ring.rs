@@ -229,7 +229,8 @@ impl<K: Kernel> Ring<K> {
     /// The submission queue.
     #[inline]
     pub fn sq(&mut self) -> SubmissionQueue<'_, K> {
-        SubmissionQueue { ring: self }
+        let cursor = self.sq.cursor().expect("a Ring leaves no reservation open");
+        SubmissionQueue { ring: self, cursor }
     }
 
     /// The completion queue: loads the kernel's tail once; hands the head
@@ -237,16 +238,19 @@ impl<K: Kernel> Ring<K> {
     #[inline]
     pub fn cq(&mut self) -> CompletionQueue<'_, K> {
         self.sync_cq();
-        let batch = self.cq.peek_batch(u32::MAX);
         let stashed = !self.stash.is_empty();
         let cqe32 = self.kernel.geometry().cqe_size() == 32;
-        CompletionQueue {
+        let empty = self.cq.peek_batch(0);
+        let mut cq = CompletionQueue {
             ring: self,
-            batch,
+            fast: empty,
+            general: empty,
             read: 0,
             stashed,
             cqe32,
-        }
+        };
+        cq.take_ready();
+        cq
     }
 
     /// The submitter: `io_uring_enter` as ring-core decides.
@@ -280,26 +284,6 @@ impl<K: Kernel> Ring<K> {
             _refused.is_ok(),
             "kernel SQ head out of range: {_refused:?}"
         );
-    }
-
-    /// Reserves `n` SQ slots, committed at once: the caller fills them
-    /// before anything publishes (every push writes its SQEs right away,
-    /// and nothing between the reservation and the writes can fail). When
-    /// full, reads the kernel's head once (it may have consumed entries
-    /// since) and tries again.
-    #[inline]
-    fn reserve(&mut self, n: u32) -> Result<ring_core::Reservation, ring_core::SqFull> {
-        match self.sq.reserve_committed(n) {
-            Ok(r) => Ok(r),
-            Err(_) => self.reserve_again(n),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn reserve_again(&mut self, n: u32) -> Result<ring_core::Reservation, ring_core::SqFull> {
-        self.sync_sq_head();
-        self.sq.reserve_committed(n)
     }
 
     #[inline]
@@ -555,9 +539,41 @@ impl AsRawFd for Ring<Linux> {
 /// kernel when the view is dropped or the ring submits.
 pub struct SubmissionQueue<'r, K: Kernel = Linux> {
     ring: &'r mut Ring<K>,
+    /// The free slots, as ring-core's cursor hands them out (a small value
+    /// kept in registers); ring-core reserves and commits the ones used
+    /// when the view is dropped or refills. A view leaked with
+    /// `mem::forget` pushes nothing: its slots are reused.
+    cursor: ring_core::SqCursor,
+}
+
+/// Hands a used-up cursor's slots to ring-core, reads the kernel's head
+/// once (it may have consumed entries since) and takes a new cursor. Out
+/// of line and by value, so the view's cursor stays in registers.
+#[cold]
+#[inline(never)]
+fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_core::SqCursor) -> ring_core::SqCursor {
+    let _refused = ring.sq.finish_cursor(cursor);
+    debug_assert!(
+        _refused.is_ok(),
+        "the view's cursor is the queue's: {_refused:?}"
+    );
+    ring.sync_sq_head();
+    ring.sq.cursor().expect("a Ring leaves no reservation open")
 }
 
 impl<K: Kernel> SubmissionQueue<'_, K> {
+    /// The ring index of a free slot for one SQE, which the caller writes
+    /// at once (nothing between can fail); `None` if the SQ is full even
+    /// after reading the kernel's head again.
+    #[inline]
+    fn next_index(&mut self) -> Option<u32> {
+        if let Some(index) = self.cursor.next_index() {
+            return Some(index);
+        }
+        self.cursor = refill(self.ring, self.cursor);
+        self.cursor.next_index()
+    }
+
     /// Pushes one entry, or hands it back if the queue is full.
     ///
     /// # Safety
@@ -572,10 +588,10 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         reason = "declares the caller's contract; the body does nothing unsafe"
     )]
     pub unsafe fn push(&mut self, entry: Entry) -> Result<(), Full<Entry>> {
-        let reservation = self.ring.reserve(1).map_err(|_| Full(entry))?;
-        self.ring
-            .kernel
-            .write_sqe(reservation.start(), entry.as_sqe());
+        let Some(index) = self.next_index() else {
+            return Err(Full(entry));
+        };
+        self.ring.kernel.write_sqe(index, entry.as_sqe());
         Ok(())
     }
 
@@ -590,8 +606,16 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     )]
     pub unsafe fn push_batch(&mut self, entries: &[Entry]) -> Result<(), Full<u32>> {
         let n = u32::try_from(entries.len()).map_err(|_| Full(self.space()))?;
-        let reservation = self.ring.reserve(n).map_err(|e| Full(e.space))?;
-        for (index, entry) in reservation.indices().zip(entries) {
+        if self.cursor.space() < n {
+            self.cursor = refill(self.ring, self.cursor);
+            if self.cursor.space() < n {
+                return Err(Full(self.cursor.space()));
+            }
+        }
+        for entry in entries {
+            let Some(index) = self.cursor.next_index() else {
+                unreachable!("the cursor has room for every entry");
+            };
             self.ring.kernel.write_sqe(index, entry.as_sqe());
         }
         Ok(())
@@ -614,21 +638,21 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         if self.ring.kernel.geometry().sqe_size() != 128 {
             return Err(Full(entry));
         }
-        let reservation = self.ring.reserve(1).map_err(|_| Full(entry))?;
-        self.ring
-            .kernel
-            .write_sqe128(reservation.start(), entry.as_sqe128());
+        let Some(index) = self.next_index() else {
+            return Err(Full(entry));
+        };
+        self.ring.kernel.write_sqe128(index, entry.as_sqe128());
         Ok(())
     }
 
     /// Free slots (as last known; more may have been freed by the kernel).
     pub fn space(&self) -> u32 {
-        self.ring.sq.space()
+        self.cursor.space()
     }
 
     /// Entries pushed and not yet consumed by the kernel.
     pub fn len(&self) -> u32 {
-        self.ring.sq.entries() - self.ring.sq.space()
+        self.ring.sq.entries() - self.cursor.space()
     }
 
     /// True if no entry waits for the kernel.
@@ -651,6 +675,11 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
 impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
     #[inline]
     fn drop(&mut self) {
+        let _refused = self.ring.sq.finish_cursor(self.cursor);
+        debug_assert!(
+            _refused.is_ok(),
+            "the view's cursor is the queue's: {_refused:?}"
+        );
         self.ring.publish();
     }
 }
@@ -661,8 +690,11 @@ impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
 pub struct CompletionQueue<'r, K: Kernel = Linux> {
     ring: &'r mut Ring<K>,
     /// The CQEs ready when the view was made (or last synced) and not read
-    /// yet; kept here, so reading one touches no shared state.
-    batch: ring_core::CqBatch,
+    /// yet, kept here so reading one touches no shared state: in `fast`
+    /// when nothing is stashed and CQEs are 16 bytes (the loop then checks
+    /// one length per CQE), otherwise in `general`; the other is empty.
+    fast: ring_core::CqBatch,
+    general: ring_core::CqBatch,
     /// How many CQEs of the ring's CQ were read through this view (ring-core
     /// consumes them when the view is dropped or synced).
     read: u32,
@@ -673,17 +705,39 @@ pub struct CompletionQueue<'r, K: Kernel = Linux> {
 }
 
 impl<K: Kernel> CompletionQueue<'_, K> {
+    /// Takes the CQEs ready in the ring's CQ (as its tail was last
+    /// loaded) into the view's batches.
+    #[inline]
+    fn take_ready(&mut self) {
+        let batch = self.ring.cq.peek_batch(u32::MAX);
+        if self.stashed || self.cqe32 {
+            self.general = batch;
+        } else {
+            self.fast = batch;
+        }
+    }
+
+    /// The batch the next CQE of the ring's CQ comes from.
+    fn batch(&self) -> &ring_core::CqBatch {
+        if self.fast.is_empty() {
+            &self.general
+        } else {
+            &self.fast
+        }
+    }
+
     /// The next completion without consuming it.
     pub fn peek(&self) -> Option<Cqe> {
         if let Some(cqe) = self.ring.stash.front() {
             return Some(*cqe);
         }
-        (!self.batch.is_empty()).then(|| self.ring.read_cqe_sized(self.batch.start(), self.cqe32))
+        let batch = self.batch();
+        (!batch.is_empty()).then(|| self.ring.read_cqe_sized(batch.start(), self.cqe32))
     }
 
     /// Completions ready to be read.
     pub fn len(&self) -> usize {
-        self.ring.stash.len() + self.batch.len() as usize
+        self.ring.stash.len() + self.fast.len() as usize + self.general.len() as usize
     }
 
     /// True if none is ready.
@@ -709,7 +763,7 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     pub fn sync(&mut self) {
         self.hand_back();
         self.ring.sync_cq();
-        self.batch = self.ring.cq.peek_batch(u32::MAX);
+        self.take_ready();
     }
 
     /// Has ring-core consume the CQEs read and hands their slots back to
@@ -720,6 +774,22 @@ impl<K: Kernel> CompletionQueue<'_, K> {
         debug_assert!(_refused.is_ok(), "read more CQEs than ready: {_refused:?}");
         self.ring.release_cq();
     }
+
+    /// [`next`](Iterator::next) off the fast path: stashed CQEs first, then
+    /// the general batch. Inline like the rest: a call taking the view's
+    /// address would keep its batches in memory.
+    #[inline]
+    fn next_general(&mut self) -> Option<Cqe> {
+        if self.stashed {
+            if let Some(cqe) = self.ring.stash.pop_front() {
+                return Some(cqe);
+            }
+            self.stashed = false;
+        }
+        let index = self.general.pop_front()?;
+        self.read += 1;
+        Some(self.ring.read_cqe_sized(index, self.cqe32))
+    }
 }
 
 impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
@@ -727,15 +797,11 @@ impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
 
     #[inline]
     fn next(&mut self) -> Option<Cqe> {
-        if self.stashed {
-            if let Some(cqe) = self.ring.stash.pop_front() {
-                return Some(cqe);
-            }
-            self.stashed = false;
+        if let Some(index) = self.fast.pop_front() {
+            self.read += 1;
+            return Some(self.ring.read_cqe_sized(index, false));
         }
-        let index = self.batch.pop_front()?;
-        self.read += 1;
-        Some(self.ring.read_cqe_sized(index, self.cqe32))
+        self.next_general()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

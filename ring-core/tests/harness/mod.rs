@@ -78,9 +78,8 @@ impl Config {
 /// One thing the application, the kernel or the test does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Reserve this many SQ slots and fill them; `true`: with
-    /// `reserve_committed` (no commit needed).
-    Reserve(u32, bool),
+    /// Reserve this many SQ slots and fill them, as the mode says.
+    Reserve(u32, ReserveMode),
     /// Commit the oldest open reservation.
     Commit,
     /// Cancel the newest open reservation.
@@ -105,10 +104,28 @@ pub(crate) enum Action {
     MultishotNext(u8),
 }
 
+/// How [`Action::Reserve`] takes its slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReserveMode {
+    /// `reserve`, committed later by [`Action::Commit`].
+    Open,
+    /// `reserve_committed`: no commit needed.
+    Committed,
+    /// A `cursor`'s `next_index`, then `finish_cursor`.
+    Cursor,
+}
+
 impl Action {
     pub(crate) fn decode(tag: u8, arg: u8) -> Action {
         match tag % 16 {
-            0 | 1 => Action::Reserve(u32::from(arg % 5), arg & 0x80 != 0),
+            0 | 1 => Action::Reserve(
+                u32::from(arg % 5),
+                match arg >> 6 {
+                    0 | 1 => ReserveMode::Open,
+                    2 => ReserveMode::Committed,
+                    _ => ReserveMode::Cursor,
+                },
+            ),
             2 | 3 => Action::Commit,
             4 => Action::Cancel,
             5 | 6 => Action::Publish,
@@ -206,7 +223,8 @@ impl Harness {
 
     pub(crate) fn apply(&mut self, action: Action) -> Result<(), String> {
         match action {
-            Action::Reserve(n, committed) => self.reserve(n, committed)?,
+            Action::Reserve(n, ReserveMode::Cursor) => self.push_with_cursor(n)?,
+            Action::Reserve(n, mode) => self.reserve(n, mode == ReserveMode::Committed)?,
             Action::Commit => {
                 if let Some((r, uds)) = self.open.pop_front() {
                     self.sq.commit(r).map_err(|e| format!("commit: {e}"))?;
@@ -325,8 +343,80 @@ impl Harness {
         if committed && self.sq.uncommitted() != uncommitted_before {
             return Err("reserve_committed left slots uncommitted".into());
         }
+        let uds = self.fill(r.indices());
+        if committed {
+            // The SQEs are written above, before anything publishes. Open
+            // reservations can only be empty here (nothing was uncommitted)
+            // and are passed over: an empty one needs no commit.
+            if uncommitted_before == 0 {
+                self.open.clear();
+            }
+            self.committed.extend(uds);
+        } else {
+            self.open.push_back((r, uds));
+        }
+        Ok(())
+    }
+
+    /// Push `n` entries through a cursor (all or none, as the driver's
+    /// `push_batch` does), then finish it.
+    fn push_with_cursor(&mut self, n: u32) -> Result<(), String> {
+        if self.cfg.credit && self.credit.acquire_n(n, ()).is_err() {
+            return Ok(());
+        }
+        let space_before = self.sq.space();
+        let give_back = |h: &mut Self| -> Result<(), String> {
+            if h.cfg.credit {
+                h.credit.release(n).map_err(|e| format!("{e}"))?;
+            }
+            Ok(())
+        };
+        let Some(mut c) = self.sq.cursor() else {
+            if self.sq.uncommitted() == 0 {
+                return Err("cursor refused with nothing uncommitted".into());
+            }
+            return give_back(self);
+        };
+        if c.space() != space_before {
+            return Err(format!("cursor space {} != {space_before}", c.space()));
+        }
+        if n > c.space() {
+            return give_back(self);
+        }
+        let indices: Vec<u32> = (0..n).map_while(|_| c.next_index()).collect();
+        let start = self.sq.tail().wrapping_add(self.sq.unpublished());
+        if indices.len() != n as usize
+            || indices
+                .iter()
+                .enumerate()
+                .any(|(i, &idx)| idx != start.wrapping_add(i as u32))
+        {
+            return Err(format!("cursor gave {indices:?} from {start}"));
+        }
+        if self.sq.space() != space_before {
+            return Err("a cursor moved the queue before finish".into());
+        }
+        let uds = self.fill(indices.into_iter());
+        self.sq
+            .finish_cursor(c)
+            .map_err(|e| format!("finish_cursor: {e}"))?;
+        if self.sq.space() != space_before - n || self.sq.uncommitted() != 0 {
+            return Err("finish_cursor did not commit n slots".into());
+        }
+        if self.sq.finish_cursor(c).is_err() || self.sq.space() != space_before - n {
+            return Err("finishing a cursor again must change nothing".into());
+        }
+        // Open reservations can only be empty (nothing was uncommitted).
+        self.open.clear();
+        self.committed.extend(uds);
+        Ok(())
+    }
+
+    /// Write one SQE per index (user_data, SQ array, scripts) and return
+    /// their user_data.
+    fn fill(&mut self, indices: impl Iterator<Item = u32>) -> Vec<u64> {
         let mut uds = Vec::new();
-        for idx in r.indices() {
+        for idx in indices {
             let ud = self.next_ud;
             self.next_ud += 1;
             let sqe = self.k.sqe_mut(idx);
@@ -354,18 +444,7 @@ impl Harness {
             }
             uds.push(ud);
         }
-        if committed {
-            // The SQEs are written above, before anything publishes. Open
-            // reservations can only be empty here (nothing was uncommitted)
-            // and are passed over: an empty one needs no commit.
-            if uncommitted_before == 0 {
-                self.open.clear();
-            }
-            self.committed.extend(uds);
-        } else {
-            self.open.push_back((r, uds));
-        }
-        Ok(())
+        uds
     }
 
     fn enter(&mut self, wait: u32) -> Result<(), String> {
