@@ -280,7 +280,7 @@ pub struct Proactor {
 }
 
 pub struct Shared {
-    state: Mutex<State>,
+    state: CacheLine<Mutex<State>>,
     /// Signalled when an op is queued while the thread gathers a batch.
     more: Condvar,
     /// Written by callers to end the thread's wait.
@@ -291,6 +291,19 @@ pub struct Shared {
     sq_entries: u32,
     /// A duplicate of the ring's fd, to register buffer rings.
     ring_fd: OwnedFd,
+}
+
+/// A value on cache lines of its own: the lock every op and the thread
+/// take must not share a line with the `Arc` counts (every op clones the
+/// `Arc`) or with read-mostly fields.
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 enum SlotState {
@@ -513,7 +526,7 @@ impl Proactor {
                 let mut state = State::default();
                 state.stats.cq_entries = cq;
                 let shared = Arc::new(Shared {
-                    state: Mutex::new(state),
+                    state: CacheLine(Mutex::new(state)),
                     more: Condvar::new(),
                     wake: File::from(efd),
                     probe,
@@ -1307,8 +1320,8 @@ impl<O: 'static> Op<O> {
     /// A started op can no longer be [`link`](Op::link)ed: that panics.
     pub fn start(mut self) -> Self {
         if let Stage::New = self.stage {
-            let shared = self.shared.clone();
-            if let Poll::Ready(Err(e)) = submit(&shared, &mut [(self.entry, &mut self.stage)], None)
+            if let Poll::Ready(Err(e)) =
+                submit(&self.shared, &mut [(self.entry, &mut self.stage)], None)
             {
                 self.stage = Stage::Failed(e);
             }
@@ -1342,9 +1355,11 @@ impl<O: 'static> Future for Op<O> {
             Stage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
             stage @ (Stage::New | Stage::Credit(_)) => {
                 this.stage = stage;
-                let shared = this.shared.clone();
+                // Borrowed, not cloned: the count shares a cache line's
+                // traffic with every other op and the thread.
+                let shared = &this.shared;
                 match submit(
-                    &shared,
+                    shared,
                     &mut [(this.entry, &mut this.stage)],
                     Some(cx.waker()),
                 ) {
@@ -1353,8 +1368,7 @@ impl<O: 'static> Future for Op<O> {
                 }
             }
             Stage::Submitted(ud) => {
-                let shared = this.shared.clone();
-                let mut st = shared.lock();
+                let mut st = this.shared.lock();
                 let thread_panicked = st.panicked;
                 let slot = st.slot(ud).expect("a submitted op keeps its slot");
                 match &mut slot.state {
@@ -1766,6 +1780,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Adds `waker` to the wake-ups to send, unless it wakes the same task as
+/// the last one (ops joined in one task share a waker: a batch of them then
+/// costs one wake-up, not one per op, each of which may be a futex call).
+fn push_waker(wakers: &mut Vec<Waker>, waker: Option<Waker>) {
+    if let Some(w) = waker {
+        if !wakers.last().is_some_and(|last| last.will_wake(&w)) {
+            wakers.push(w);
+        }
+    }
+}
+
 /// The submitter thread's state.
 struct Driver<K: Kernel> {
     /// Leaked if the thread panics: requests may still be in the kernel.
@@ -2043,7 +2068,7 @@ impl<K: Kernel> Driver<K> {
                     match std::mem::replace(&mut slot.state, SlotState::Free) {
                         SlotState::Waiting(waker) => {
                             slot.state = SlotState::Done(cqe.res(), cqe.flags().bits());
-                            self.wakers.extend(waker);
+                            push_waker(&mut self.wakers, waker);
                         }
                         SlotState::Stream {
                             mut cqes,
@@ -2051,7 +2076,7 @@ impl<K: Kernel> Driver<K> {
                             ended,
                         } => {
                             cqes.push_back((cqe.res(), cqe.flags().bits()));
-                            self.wakers.extend(waker.take());
+                            push_waker(&mut self.wakers, waker.take());
                             slot.state = SlotState::Stream {
                                 cqes,
                                 waker,
@@ -2103,7 +2128,7 @@ mod tests {
     fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
         let null = || File::open("/dev/null").unwrap();
         Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: CacheLine(Mutex::new(State::default())),
             more: Condvar::new(),
             wake: null(),
             probe: Probe::from_supported(ops, Some(KernelVersion::new(5, 10, 0))),
