@@ -799,6 +799,47 @@ fn send_to_and_recv_from_on_udp() {
 }
 
 #[test]
+fn a_burst_of_connections_past_the_accept_streams_headroom_loses_none() {
+    if !common::kernel().at_least(5, 19) {
+        skip!(
+            "a_burst_of_connections_past_the_accept_streams_headroom_loses_none",
+            "multishot accept needs Linux 5.19"
+        );
+    }
+    // A 16-entry CQ and a stream headroom of 2: 100 connections arrive
+    // while nobody takes them. The kernel posts one CQE each; past the CQ's
+    // room they wait in its overflow backlog (IORING_FEAT_NODROP), which
+    // the thread flushes.
+    let p = Proactor::new(ProactorConfig::new(8).cq_entries(16).stream_credit(2)).unwrap();
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut conns = p.accept_multi(&listener);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(
+        conns
+            .poll_next(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    thread::sleep(Duration::from_millis(10));
+    const N: usize = 100;
+    let clients: Vec<_> = (0..N)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    let mut peers = std::collections::HashSet::new();
+    for _ in 0..N {
+        let conn = conns.wait_next().expect("a connection").unwrap();
+        let conn = std::net::TcpStream::from(conn);
+        assert!(peers.insert(conn.peer_addr().unwrap()));
+    }
+    let mine: std::collections::HashSet<_> =
+        clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    assert_eq!(peers, mine, "every client accepted once");
+    let stats = p.stats();
+    assert_eq!(stats.cq_overflow, 0, "nothing dropped: {stats:?}");
+}
+
+#[test]
 fn multishot_accept_yields_every_connection() {
     if !common::kernel().at_least(5, 19) {
         skip!(

@@ -145,7 +145,8 @@ pub struct ProactorStats {
     /// Dropped ops whose resources were freed when their CQE arrived and
     /// whose slot was freed when their cancellation's did.
     pub orphans_freed: u64,
-    /// Multishot requests re-armed after running out of buffers.
+    /// Multishot requests re-armed: a recv that ran out of buffers, an
+    /// accept the kernel ended on a full CQ.
     pub stream_restarts: u64,
 }
 
@@ -244,8 +245,9 @@ pub struct ProactorStats {
 ///
 /// - One mutex guards the slab and the queue; every op takes it about three
 ///   times.
-/// - [`Proactor::accept_multi`] can exceed its CQ headroom under a burst
-///   of connections (see there); everything else is bounded.
+/// - [`Proactor::accept_multi`] can meet a full CQ under a burst of
+///   connections; it loses none (see there), but it is the one request
+///   whose CQEs are not all covered by credit.
 ///
 /// # If the thread panics
 ///
@@ -980,13 +982,15 @@ impl Proactor {
     /// sockets (`SOCK_CLOEXEC`).
     ///
     /// The request holds [`ProactorConfig::stream_credit`] CQ credits. The
-    /// kernel posts one CQE per connection with nothing to bound how many
-    /// arrive between two reaps of the thread, so a burst of more
-    /// connections than that headroom in one thread turn can exceed the
-    /// budget (the kernel then keeps the excess in its overflow backlog,
-    /// `IORING_FEAT_NODROP`, or ends the request; the stream ends with the
-    /// error). Single-shot [`accept`](Self::accept) in a loop has no such
-    /// gap.
+    /// kernel posts one CQE per connection, and nothing bounds how many
+    /// arrive between two reaps of the thread: a burst of more connections
+    /// than that headroom can find the CQ full. No connection is lost: the
+    /// kernel then ends the request with a last, successful CQE (newer
+    /// kernels), and the stream delivers it and re-arms the request (counted
+    /// in [`ProactorStats::stream_restarts`]); or it keeps the CQE in its
+    /// overflow backlog (`IORING_FEAT_NODROP`), which the thread flushes.
+    /// Either way the CQ overflow counter stays 0. Single-shot
+    /// [`accept`](Self::accept) in a loop never exceeds its credit.
     pub fn accept_multi(&self, fd: impl IntoOpFd) -> Multi<OwnedFd> {
         let fd = fd.into_op_fd();
         if let Some(e) = self.needs(5, 19, "multishot accept (IORING_ACCEPT_MULTISHOT)") {
@@ -996,7 +1000,7 @@ impl Proactor {
             .flags(libc::SOCK_CLOEXEC)
             .multishot()
             .build();
-        Multi::new(
+        let mut multi = Multi::new(
             self,
             entry,
             self.shared.stream_credit,
@@ -1006,7 +1010,9 @@ impl Proactor {
                 // SAFETY: a successful accept returns a new fd nothing owns.
                 Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
             },
-        )
+        );
+        multi.restart_after_success = true;
+        multi
     }
 
     /// Receives from the socket `fd` with one multishot request
@@ -1593,6 +1599,9 @@ pub struct Multi<T: 'static> {
     convert: Option<Convert<T>>,
     /// Re-arm the request when it ends with this errno.
     restart_on: Option<i32>,
+    /// Re-arm the request when its last CQE is a success: the kernel ended
+    /// a multishot request it could not post more CQEs for (a full CQ).
+    restart_after_success: bool,
     restart: bool,
 }
 
@@ -1610,6 +1619,7 @@ impl<T: 'static> Multi<T> {
             stage: Stage::New,
             convert: Some(Box::new(convert)),
             restart_on: None,
+            restart_after_success: false,
             restart: false,
         }
     }
@@ -1653,6 +1663,11 @@ impl<T: 'static> Multi<T> {
                         if last && self.restart_on.is_some_and(|e| res == -e) {
                             self.restart = true;
                             continue;
+                        }
+                        if last && res >= 0 && self.restart_after_success {
+                            // The item is delivered below; then the request
+                            // is re-armed.
+                            self.restart = true;
                         }
                         let res = if res < 0 {
                             Err(io::Error::from_raw_os_error(-res))
