@@ -10,13 +10,17 @@ use crate::{CoreError, Geometry};
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CqBatch {
+    // Start and end (not length), so taking an index moves one word.
     start: u32,
-    len: u32,
+    end: u32,
 }
 
 impl CqBatch {
     pub(crate) const fn new(start: u32, len: u32) -> Self {
-        CqBatch { start, len }
+        CqBatch {
+            start,
+            end: start.wrapping_add(len),
+        }
     }
 
     /// The first ring index.
@@ -28,29 +32,30 @@ impl CqBatch {
     /// The number of CQEs.
     #[inline]
     pub const fn len(&self) -> u32 {
-        self.len
+        self.end.wrapping_sub(self.start)
     }
 
     /// Whether it is empty (never, as returned by `reap_batch`).
+    #[inline]
     pub const fn is_empty(&self) -> bool {
-        self.len == 0
+        self.start == self.end
     }
 
     /// The ring indices, in order (wrapping).
     #[inline]
     pub fn indices(&self) -> impl Iterator<Item = u32> + use<> {
         let start = self.start;
-        (0..self.len).map(move |i| start.wrapping_add(i))
+        (0..self.len()).map(move |i| start.wrapping_add(i))
     }
+
     /// Takes the first index off the batch (`None` once it is empty).
     #[inline]
     pub fn pop_front(&mut self) -> Option<u32> {
-        if self.len == 0 {
+        if self.start == self.end {
             return None;
         }
         let index = self.start;
-        self.start = self.start.wrapping_add(1);
-        self.len -= 1;
+        self.start = index.wrapping_add(1);
         Some(index)
     }
 }
@@ -239,10 +244,7 @@ impl CompletionQueue {
         if len == 0 {
             return None;
         }
-        let batch = CqBatch {
-            start: self.head,
-            len,
-        };
+        let batch = CqBatch::new(self.head, len);
         self.head = self.head.wrapping_add(len);
         self.debug_check();
         Some(batch)
@@ -254,10 +256,7 @@ impl CompletionQueue {
     /// `io_uring_cq_advance`). Empty when none is ready.
     #[inline]
     pub fn peek_batch(&self, max: u32) -> CqBatch {
-        CqBatch {
-            start: self.head,
-            len: self.ready().min(max),
-        }
+        CqBatch::new(self.head, self.ready().min(max))
     }
 
     /// Consume `n` CQEs at the head, read through [`peek`](Self::peek) or

@@ -245,7 +245,7 @@ impl<K: Kernel> Ring<K> {
             ring: self,
             fast: empty,
             general: empty,
-            read: 0,
+            taken: 0,
             stashed,
             cqe32,
         };
@@ -695,9 +695,10 @@ pub struct CompletionQueue<'r, K: Kernel = Linux> {
     /// one length per CQE), otherwise in `general`; the other is empty.
     fast: ring_core::CqBatch,
     general: ring_core::CqBatch,
-    /// How many CQEs of the ring's CQ were read through this view (ring-core
-    /// consumes them when the view is dropped or synced).
-    read: u32,
+    /// How many CQEs the batches held when taken: those read (`taken`
+    /// less what the batches still hold) are consumed by ring-core when the
+    /// view is dropped or synced.
+    taken: u32,
     /// Whether stashed CQEs may remain (they are delivered first).
     stashed: bool,
     /// 32-byte CQEs (`IORING_SETUP_CQE32`).
@@ -710,6 +711,7 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     #[inline]
     fn take_ready(&mut self) {
         let batch = self.ring.cq.peek_batch(u32::MAX);
+        self.taken = batch.len();
         if self.stashed || self.cqe32 {
             self.general = batch;
         } else {
@@ -770,7 +772,8 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     /// the kernel.
     #[inline]
     fn hand_back(&mut self) {
-        let _refused = self.ring.cq.advance(std::mem::take(&mut self.read));
+        let read = self.taken - (self.fast.len() + self.general.len());
+        let _refused = self.ring.cq.advance(read);
         debug_assert!(_refused.is_ok(), "read more CQEs than ready: {_refused:?}");
         self.ring.release_cq();
     }
@@ -787,7 +790,6 @@ impl<K: Kernel> CompletionQueue<'_, K> {
             self.stashed = false;
         }
         let index = self.general.pop_front()?;
-        self.read += 1;
         Some(self.ring.read_cqe_sized(index, self.cqe32))
     }
 }
@@ -798,7 +800,6 @@ impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
     #[inline]
     fn next(&mut self) -> Option<Cqe> {
         if let Some(index) = self.fast.pop_front() {
-            self.read += 1;
             return Some(self.ring.read_cqe_sized(index, false));
         }
         self.next_general()
