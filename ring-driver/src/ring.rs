@@ -369,7 +369,10 @@ impl<K: Kernel> Ring<K> {
             self.publish();
             return self.enter_loop(wait_nr, wait, 0);
         }
-        self.publish();
+        // Nothing to publish here: entries are committed only by the SQ
+        // view's cursor, which publishes when it is dropped (a leaked view
+        // commits nothing).
+        debug_assert_eq!(self.sq.unpublished(), 0);
         // With entries to submit (and no SQPOLL thread that may have
         // consumed them already) the ring is entered anyway, so the CQ tail
         // as last loaded will do: it is a lower bound of what is ready, so
