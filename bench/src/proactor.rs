@@ -2,24 +2,25 @@
 //! [`Ring`] on the same work, and the echo example against an echo server
 //! written on the raw ring.
 //!
-//! Depth 32 on the Proactor: 32 futures in flight, driven by the minimal
-//! executor below ([`drive`]: one waker that unparks the thread, every op
-//! in flight polled at each wake-up), either refilling a slot with a new op
-//! as soon as its op completes (`qd32`) or in batches of 32 (`batch32`). The raw ring runs the loop of
-//! the `read4k` rows ([`file_io::ring_depth`]), refilling or in batches.
+//! Depth 32 on the Proactor: 32 futures in flight, driven by [`drive`] on
+//! `ring_driver::block_on` (one waker that unparks the thread, every op in
+//! flight polled at each wake-up), either refilling a slot with a new op as
+//! soon as its op completes (`qd32`) or in batches of 32 (`batch32`). The
+//! raw ring runs the loop of the `read4k` rows ([`file_io::ring_depth`]),
+//! refilling or in batches.
 
 use std::future::Future;
 use std::future::poll_fn;
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::Poll;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_driver::{Builder, Op, Proactor, ProactorConfig};
+use ring_driver::{Builder, Op, Proactor, ProactorConfig, block_on};
 use ring_ops::{Fd, Nop};
 
 use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
@@ -35,29 +36,6 @@ const OPS: u64 = 1 << 14;
 const CLIENTS: usize = 4;
 /// Bytes per echo round trip.
 const MSG: usize = 64;
-
-/// Runs `future` on this thread, parking while it is pending (a waker
-/// that unparks the thread: std only).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
-    }
-}
 
 /// Runs `ops` Proactor ops, `depth` in flight, each slot refilled as soon
 /// as its op completes (`batch`: in batches of `depth`, each submitted

@@ -322,9 +322,7 @@ enum SlotState {
         ended: bool,
     },
     /// The op's future was dropped: its resources wait here for the CQE.
-    Orphan(
-        #[allow(dead_code, reason = "held, not read: dropped after the CQE")] Box<dyn Any + Send>,
-    ),
+    Orphan(#[allow(dead_code, reason = "held, not read: dropped after the CQE")] Resources),
     /// A dropped op whose last CQE has arrived (its resources are freed)
     /// and whose cancellation's CQE has not: it keeps its credit until
     /// then, so cancellations in the ring never outnumber the budget.
@@ -1415,55 +1413,70 @@ impl<O: 'static> Future for Op<O> {
 
 impl<O: 'static> Drop for Op<O> {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.stage, Stage::Finished) {
-            Stage::Submitted(ud) => {
-                let mut st = self.shared.lock();
-                let shutdown = st.shutdown;
-                let thread_panicked = st.panicked;
-                let slot = st.slot(ud).expect("a submitted op keeps its slot");
-                if let SlotState::Done(..) = slot.state {
-                    // The kernel is done: the resources drop with `self`.
-                    st.free(ud);
-                    return;
-                }
-                if thread_panicked {
-                    // Nothing will reap its CQE: leak what the kernel may use.
-                    std::mem::forget(self.finish.take());
-                    return;
-                }
-                // The kernel may still use the resources: they move into the
-                // slab, freed when the CQE arrives.
-                let finish = self
-                    .finish
-                    .take()
-                    .expect("a submitted op owns its resources");
-                slot.state = SlotState::Orphan(Box::new(finish));
-                // At shutdown the thread cancels every request itself.
-                if !slot.cancelled && !shutdown {
-                    slot.cancelled = true;
-                    slot.cancel_owed = true;
-                    st.cancels.push(ud);
-                }
-                let sleeping = std::mem::take(&mut st.sleeping);
-                drop(st);
-                if sleeping {
-                    self.shared.wake_thread();
-                }
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        let finish = self.finish.take().map(|f| Box::new(f) as Resources);
+        abandon(&self.shared, stage, finish, |s| {
+            matches!(s, SlotState::Done(..))
+        });
+    }
+}
+
+/// What an op or a stream owns that its entry points to.
+type Resources = Box<dyn Any + Send>;
+
+/// Drops an op or stream at `stage`. Submitted: if the kernel is done with
+/// it (`done(slot)`), its `resources` are freed now; if the thread
+/// panicked, they are leaked (nothing will reap the CQE); otherwise they
+/// move into the slot, freed when the last CQE arrives, and a cancellation
+/// is queued. Waiting for credit: it leaves the queue, passing on a
+/// wake-up it was given.
+fn abandon(
+    shared: &Shared,
+    stage: Stage,
+    resources: Option<Resources>,
+    done: fn(&SlotState) -> bool,
+) {
+    match stage {
+        Stage::Submitted(ud) => {
+            let mut st = shared.lock();
+            let shutdown = st.shutdown;
+            let thread_panicked = st.panicked;
+            let slot = st.slot(ud).expect("a submitted op keeps its slot");
+            if done(&slot.state) {
+                // The kernel is done: the resources drop here.
+                st.free(ud);
+                return;
             }
-            Stage::Credit(ticket) => {
-                let mut st = self.shared.lock();
-                if st.credit_waiters.remove(&ticket).is_none() {
-                    // This op was woken for credit it will never take: pass
-                    // the wake-up on.
-                    let next = st.credit_waiters.pop_first();
-                    drop(st);
-                    if let Some((_, w)) = next {
-                        w.wake();
-                    }
-                }
+            if thread_panicked {
+                std::mem::forget(resources);
+                return;
             }
-            Stage::New | Stage::Failed(_) | Stage::Finished => {}
+            let resources = resources.expect("a submitted op owns its resources");
+            slot.state = SlotState::Orphan(resources);
+            // At shutdown the thread cancels every request itself.
+            if !slot.cancelled && !shutdown {
+                slot.cancelled = true;
+                slot.cancel_owed = true;
+                st.cancels.push(ud);
+            }
+            let sleeping = std::mem::take(&mut st.sleeping);
+            drop(st);
+            if sleeping {
+                shared.wake_thread();
+            }
         }
+        Stage::Credit(ticket) => {
+            let mut st = shared.lock();
+            if st.credit_waiters.remove(&ticket).is_none() {
+                // Woken for credit it will never take: pass the wake-up on.
+                let next = st.credit_waiters.pop_first();
+                drop(st);
+                if let Some((_, w)) = next {
+                    w.wake();
+                }
+            }
+        }
+        Stage::New | Stage::Failed(_) | Stage::Finished => {}
     }
 }
 
@@ -1718,48 +1731,11 @@ impl<T: 'static> Multi<T> {
 
 impl<T: 'static> Drop for Multi<T> {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.stage, Stage::Finished) {
-            Stage::Submitted(ud) => {
-                let mut st = self.shared.lock();
-                let shutdown = st.shutdown;
-                let thread_panicked = st.panicked;
-                let slot = st.slot(ud).expect("a submitted stream keeps its slot");
-                if let SlotState::Stream { ended: true, .. } = slot.state {
-                    st.free(ud);
-                    return;
-                }
-                if thread_panicked {
-                    std::mem::forget(self.convert.take());
-                    return;
-                }
-                let convert = self
-                    .convert
-                    .take()
-                    .expect("a live stream owns its resources");
-                slot.state = SlotState::Orphan(Box::new(convert));
-                if !slot.cancelled && !shutdown {
-                    slot.cancelled = true;
-                    slot.cancel_owed = true;
-                    st.cancels.push(ud);
-                }
-                let sleeping = std::mem::take(&mut st.sleeping);
-                drop(st);
-                if sleeping {
-                    self.shared.wake_thread();
-                }
-            }
-            Stage::Credit(ticket) => {
-                let mut st = self.shared.lock();
-                if st.credit_waiters.remove(&ticket).is_none() {
-                    let next = st.credit_waiters.pop_first();
-                    drop(st);
-                    if let Some((_, w)) = next {
-                        w.wake();
-                    }
-                }
-            }
-            Stage::New | Stage::Failed(_) | Stage::Finished => {}
-        }
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        let convert = self.convert.take().map(|c| Box::new(c) as Resources);
+        abandon(&self.shared, stage, convert, |s| {
+            matches!(s, SlotState::Stream { ended: true, .. })
+        });
     }
 }
 
