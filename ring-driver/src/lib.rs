@@ -69,7 +69,8 @@ pub use bufring::{BufGuard, BufRing};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs};
 pub use proactor::{
-    IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, block_on,
+    FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats,
+    block_on,
 };
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};

@@ -206,6 +206,69 @@ fn a_started_op_cannot_be_linked() {
 }
 
 #[test]
+fn fixed_buffers_write_read_and_go_back_to_the_pool() {
+    let p = Proactor::new(ProactorConfig::new(16).fixed_buffers(4, 4096)).unwrap();
+    assert!(proactor().fixed_buffer().is_none(), "none registered");
+    let mut bufs: Vec<_> = (0..4).map(|_| p.fixed_buffer().unwrap()).collect();
+    assert!(p.fixed_buffer().is_none(), "all four taken");
+    let mut indices: Vec<u16> = bufs.iter().map(|b| b.index()).collect();
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2, 3]);
+    let mut out = bufs.pop().unwrap();
+    let back = bufs.pop().unwrap();
+    drop(bufs);
+    // Write from one, read into another after a prefix.
+    let path = temp_path("fixed");
+    let file = Arc::new(std::fs::File::create_new(&path).unwrap());
+    assert_eq!(out.extend_from_slice(&[9; 5000]), 4096, "as much as fits");
+    out.truncate(3000);
+    out[..5].copy_from_slice(b"fixed");
+    let (n, out) = p.write_fixed(&file, out, 0).wait();
+    assert_eq!(n.unwrap(), 3000);
+    assert_eq!(out.len(), 3000, "handed back unchanged");
+    drop(out);
+    let mut into = back;
+    into.clear();
+    into.extend_from_slice(b"<>");
+    let (n, into) = p.read_fixed(&file, into, 0).wait();
+    assert_eq!(n.unwrap(), 3000);
+    assert_eq!(&into[..7], b"<>fixed");
+    assert_eq!(into.len(), 3002);
+    assert!(into[7..].iter().all(|&b| b == 9));
+    drop(into);
+    // A dropped read keeps its buffer out of the pool until its CQE.
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let taken: Vec<_> = (0..3).map(|_| p.fixed_buffer().unwrap()).collect();
+    let mut op = p.read_fixed(&r, p.fixed_buffer().unwrap(), u64::MAX);
+    let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+    assert!(poll_once(&mut op, &waker).is_pending());
+    thread::sleep(Duration::from_millis(5));
+    drop(op);
+    drop(taken);
+    // Every free buffer, held until the count is taken.
+    let free = || {
+        std::iter::from_fn(|| p.fixed_buffer())
+            .collect::<Vec<_>>()
+            .len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled read's CQE never came"
+        );
+        let n = free();
+        if p.stats().orphans_freed == 0 {
+            assert_eq!(n, 3, "the read's buffer came back before its CQE");
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(free(), 4);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
 fn errors_come_back_as_io_errors_with_the_buffer() {
     let p = proactor();
     let (r, _w) = pipe();

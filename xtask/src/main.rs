@@ -495,8 +495,8 @@ fn ci_main_example() -> Result<bool> {
     step(cargo().args(["run", "-q", "--example", "tour"]))
 }
 
-/// Miri over ring-core's tests and SharedRing's credit release, in its own
-/// target directory.
+/// Miri over ring-core's tests, SharedRing's credit release and the
+/// Proactor's fixed-buffer pool, in its own target directory.
 fn ci_miri() -> Result<bool> {
     let miri = |args: &[&str]| {
         step(
@@ -507,7 +507,15 @@ fn ci_miri() -> Result<bool> {
         )
     };
     Ok(miri(&["test", "-p", "ring-core"])?
-        && miri(&["test", "-p", "ring-driver", "--lib", "shared_sync"])?)
+        && miri(&[
+            "test",
+            "-p",
+            "ring-driver",
+            "--lib",
+            "--",
+            "shared_sync",
+            "proactor::fixed",
+        ])?)
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit

@@ -34,8 +34,11 @@ use crate::ring::{Cqe, Ring};
 use crate::setup::Builder;
 
 mod fd;
+mod fixed;
 mod link;
 pub use fd::{IntoOpFd, OpFd};
+pub use fixed::FixedBuf;
+use fixed::Pool;
 pub use link::{Link, Linkable};
 
 /// `user_data` of the eventfd read that wakes the thread.
@@ -54,6 +57,7 @@ pub struct ProactorConfig {
     max_in_flight: Option<u32>,
     stream_credit: u32,
     delay: Duration,
+    fixed: Option<(u16, usize)>,
     defaults: bool,
 }
 
@@ -68,6 +72,7 @@ impl ProactorConfig {
             max_in_flight: None,
             stream_credit: 8,
             delay: Duration::ZERO,
+            fixed: None,
             defaults: true,
         }
     }
@@ -99,6 +104,17 @@ impl ProactorConfig {
     /// threads submit.
     pub fn submit_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Registers `count` buffers of `size` bytes with the ring
+    /// (`IORING_REGISTER_BUFFERS`): one page-aligned block the kernel pins
+    /// once. Take them with [`Proactor::fixed_buffer`], use them with
+    /// [`Proactor::read_fixed`] and [`Proactor::write_fixed`]. Registration
+    /// counts against `RLIMIT_MEMLOCK`; [`Proactor::new`] fails if the kernel
+    /// refuses it.
+    pub fn fixed_buffers(mut self, count: u16, size: usize) -> Self {
+        self.fixed = Some((count, size));
         self
     }
 
@@ -188,6 +204,14 @@ pub struct ProactorStats {
 /// So ops take files as [`IntoOpFd`], which keeps the file open until the
 /// kernel is done: `&Arc<File>` (the op holds a clone), or a file by value
 /// (closed when the op finishes). A plain `&File` does not compile.
+///
+/// # Fixed buffers
+///
+/// With [`ProactorConfig::fixed_buffers`] the Proactor registers a pool of
+/// buffers with the ring; [`Proactor::fixed_buffer`] takes one (a
+/// [`FixedBuf`], back to the pool when dropped), and
+/// [`Proactor::read_fixed`] / [`Proactor::write_fixed`] move it in and hand
+/// it back, sparing the kernel the page mapping of each op.
 ///
 /// # Dropping an op before it completes
 ///
@@ -293,6 +317,8 @@ pub struct Shared {
     sq_entries: u32,
     /// A duplicate of the ring's fd, to register buffer rings.
     ring_fd: OwnedFd,
+    /// The fixed buffers registered with the ring, if any.
+    fixed: Option<Arc<Pool>>,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread
@@ -495,13 +521,33 @@ impl Proactor {
         let thread = thread::Builder::new()
             .name("ring-proactor".into())
             .spawn(move || {
+                // The fixed buffers first: declared before the ring, they are
+                // dropped after it on every path out of here.
+                let pool = match config.fixed.map(|(n, size)| Pool::new(n, size)) {
+                    None => None,
+                    Some(Ok(pool)) => Some(pool),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
                 // The ring is set up on its own thread (SINGLE_ISSUER and the
                 // registered ring fd both belong to the thread that submits).
                 let setup = config
                     .builder()
                     .build()
                     .map_err(io::Error::from)
-                    .and_then(|ring| Ok((ring.probe()?, ring)));
+                    .and_then(|ring| {
+                        if let Some(pool) = &pool {
+                            // SAFETY: the pool's memory stays allocated while
+                            // the ring lives: `pool` (and the shared state,
+                            // which holds it too) outlives the ring here and
+                            // in the driver, whose ring is dropped (or
+                            // leaked, after a panic) before its `shared`.
+                            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }?;
+                        }
+                        Ok((ring.probe()?, ring))
+                    });
                 let (probe, ring) = match setup {
                     Ok(ok) => ok,
                     Err(e) => {
@@ -534,6 +580,7 @@ impl Proactor {
                     stream_credit: config.stream_credit.clamp(1, budget),
                     sq_entries: ring.params().sq_entries(),
                     ring_fd,
+                    fixed: pool.clone(),
                 });
                 if tx.send(Ok(shared.clone())).is_err() {
                     return;
@@ -630,6 +677,56 @@ impl Proactor {
                 n as usize
             });
             (res, buf)
+        })
+    }
+
+    /// A free fixed buffer (empty), or `None` if all are taken or none were
+    /// registered ([`ProactorConfig::fixed_buffers`]). It goes back to the
+    /// pool when dropped.
+    pub fn fixed_buffer(&self) -> Option<FixedBuf> {
+        self.shared.fixed.as_ref()?.take()
+    }
+
+    /// [`read`](Self::read) into a fixed buffer (`IORING_OP_READ_FIXED`):
+    /// fills the space after its first `len()` bytes.
+    pub fn read_fixed(
+        &self,
+        fd: impl IntoOpFd,
+        mut buf: FixedBuf,
+        offset: u64,
+    ) -> Op<(io::Result<usize>, FixedBuf)> {
+        let fd = fd.into_op_fd();
+        let len = u32::try_from(buf.capacity() - buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: `len()` is at most the capacity: still inside the buffer.
+        let at = unsafe { buf.start().add(buf.len()) };
+        let entry = ring_ops::ReadFixed::new(Fd(fd.raw()), at, len, buf.index())
+            .offset(offset)
+            .build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
+            let res = res.map(|n| {
+                // SAFETY: the kernel wrote `n <= len` bytes after `len()`.
+                unsafe { buf.grow(n as usize) };
+                n as usize
+            });
+            (res, buf)
+        })
+    }
+
+    /// [`write`](Self::write) from a fixed buffer (`IORING_OP_WRITE_FIXED`):
+    /// writes its first `len()` bytes.
+    pub fn write_fixed(
+        &self,
+        fd: impl IntoOpFd,
+        buf: FixedBuf,
+        offset: u64,
+    ) -> Op<(io::Result<usize>, FixedBuf)> {
+        let fd = fd.into_op_fd();
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let entry = ring_ops::WriteFixed::new(Fd(fd.raw()), buf.start(), len, buf.index())
+            .offset(offset)
+            .build();
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
+            (res.map(|n| n as usize), buf)
         })
     }
 
@@ -2127,6 +2224,7 @@ mod tests {
             stream_credit: 1,
             sq_entries: 4,
             ring_fd: OwnedFd::from(null()),
+            fixed: None,
         })
     }
 

@@ -1,0 +1,223 @@
+//! [`FixedBuf`]: buffers registered with the Proactor's ring.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+/// The registered memory: `count` buffers of `size` bytes in one
+/// page-aligned block, and which of them are free.
+pub(super) struct Pool {
+    base: NonNull<u8>,
+    layout: Layout,
+    size: usize,
+    free: Mutex<Vec<u16>>,
+}
+
+// SAFETY: the block is plain memory owned by the pool; each buffer in it is
+// reachable through at most one `FixedBuf` at a time (the free list hands
+// out each index once), so threads never share a buffer's bytes.
+unsafe impl Send for Pool {}
+// SAFETY: as above; the free list is behind a mutex.
+unsafe impl Sync for Pool {}
+
+impl Pool {
+    /// `count` zeroed buffers of `size` bytes (page-aligned block).
+    pub(super) fn new(count: u16, size: usize) -> std::io::Result<Arc<Pool>> {
+        let bytes = usize::from(count)
+            .checked_mul(size)
+            .filter(|&b| b > 0 && size <= u32::MAX as usize)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "fixed buffers: count and size must be non-zero, size at most 4 GiB",
+                )
+            })?;
+        let layout = Layout::from_size_align(bytes, 4096)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: the layout has a non-zero size.
+        let base = NonNull::new(unsafe { alloc_zeroed(layout) })
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        Ok(Arc::new(Pool {
+            base,
+            layout,
+            size,
+            free: Mutex::new((0..count).rev().collect()),
+        }))
+    }
+
+    /// The iovecs to register, buffer `i` at index `i`.
+    pub(super) fn iovecs(&self) -> Vec<libc::iovec> {
+        (0..self.layout.size() / self.size)
+            .map(|i| libc::iovec {
+                iov_base: self.ptr(i as u16).cast(),
+                iov_len: self.size,
+            })
+            .collect()
+    }
+
+    fn ptr(&self, index: u16) -> *mut u8 {
+        // SAFETY: index < count, so the offset stays inside the block.
+        unsafe { self.base.as_ptr().add(usize::from(index) * self.size) }
+    }
+
+    /// A free buffer, empty, or `None` if all are taken.
+    pub(super) fn take(self: &Arc<Self>) -> Option<FixedBuf> {
+        let index = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        Some(FixedBuf {
+            pool: self.clone(),
+            index,
+            len: 0,
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; no FixedBuf is left
+        // (each holds the Arc), and the ring that registered the block is
+        // gone: the Proactor's shared state, which holds the Arc too, outlives
+        // the thread's ring (or, after a panic, is leaked with it).
+        unsafe { dealloc(self.base.as_ptr(), self.layout) }
+    }
+}
+
+/// A buffer registered with a [`Proactor`](crate::Proactor)'s ring
+/// ([`ProactorConfig::fixed_buffers`](crate::ProactorConfig::fixed_buffers)),
+/// taken with [`Proactor::fixed_buffer`](crate::Proactor::fixed_buffer) and
+/// given back to the pool when dropped. Used by
+/// [`read_fixed`](crate::Proactor::read_fixed) and
+/// [`write_fixed`](crate::Proactor::write_fixed), which move it in and hand
+/// it back: the kernel pinned its pages once, at registration, instead of
+/// mapping them on every op.
+///
+/// Like a `Vec<u8>` with a fixed capacity: it derefs to its first `len()`
+/// bytes; a fixed read fills the space after them.
+pub struct FixedBuf {
+    pool: Arc<Pool>,
+    index: u16,
+    len: usize,
+}
+
+impl FixedBuf {
+    /// Its index in the ring's buffer table (`buf_index` of the SQE).
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// Bytes it can hold.
+    pub fn capacity(&self) -> usize {
+        self.pool.size
+    }
+
+    /// Empties it.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps the first `len` bytes (no-op if it holds fewer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Appends as much of `data` as fits; returns how many bytes that was.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.capacity() - self.len);
+        // SAFETY: `len + n <= capacity`: the bytes are inside this buffer,
+        // which only this FixedBuf reaches; `data` cannot overlap it (it is
+        // borrowed while this is borrowed mutably).
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.start().add(self.len), n);
+        }
+        self.len += n;
+        n
+    }
+
+    /// The start of the buffer's memory.
+    pub(super) fn start(&self) -> *mut u8 {
+        self.pool.ptr(self.index)
+    }
+
+    /// The kernel wrote `n` more bytes after the first `len()`.
+    ///
+    /// # Safety
+    ///
+    /// `len() + n <= capacity()`, and the bytes were written.
+    pub(super) unsafe fn grow(&mut self, n: usize) {
+        debug_assert!(self.len + n <= self.capacity());
+        self.len += n;
+    }
+}
+
+impl Deref for FixedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of this buffer, initialized (the
+        // block was zeroed), reachable only through this FixedBuf.
+        unsafe { std::slice::from_raw_parts(self.start(), self.len) }
+    }
+}
+
+impl DerefMut for FixedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`, and borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.start(), self.len) }
+    }
+}
+
+impl Drop for FixedBuf {
+    fn drop(&mut self) {
+        self.pool
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.index);
+    }
+}
+
+impl fmt::Debug for FixedBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FixedBuf")
+            .field("index", &self.index)
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_hands_out_each_buffer_once_and_takes_it_back() {
+        let pool = Pool::new(2, 8).unwrap();
+        let iov = pool.iovecs();
+        assert_eq!(iov.len(), 2);
+        assert_eq!(iov[0].iov_base as usize % 4096, 0, "page-aligned");
+        assert_eq!(iov[1].iov_base as usize - iov[0].iov_base as usize, 8);
+        let mut a = pool.take().unwrap();
+        let mut b = pool.take().unwrap();
+        assert!(pool.take().is_none());
+        assert_ne!(a.index(), b.index());
+        assert_eq!((a.len(), a.capacity()), (0, 8));
+        assert_eq!(a.extend_from_slice(b"0123456789"), 8, "as much as fits");
+        assert_eq!(&a[..], b"01234567");
+        a.truncate(3);
+        a[0] = b'x';
+        assert_eq!(&a[..], b"x12");
+        assert_eq!(b.extend_from_slice(b"b"), 1);
+        assert_eq!(&b[..], b"b", "buffers do not overlap");
+        // SAFETY: 2 more bytes fit, and the pool's memory is initialized.
+        unsafe { b.grow(2) };
+        assert_eq!(&b[..], b"b\0\0");
+        let index = a.index();
+        drop(a);
+        let again = pool.take().unwrap();
+        assert_eq!(again.index(), index);
+        assert!(again.is_empty(), "taken empty");
+        assert!(Pool::new(0, 8).is_err());
+        assert!(Pool::new(1, 0).is_err());
+    }
+}
