@@ -148,7 +148,8 @@ impl ProactorConfig {
 pub struct ProactorStats {
     /// Completions dispatched to ops and streams.
     pub completed: u64,
-    /// `io_uring_enter` calls that submitted or waited.
+    /// Times the thread submitted or waited (at most one `io_uring_enter`
+    /// each; counted by the thread, published at its next update).
     pub enters: u64,
     /// Cancellations sent for dropped ops (or at shutdown).
     pub cancels: u64,
@@ -1897,6 +1898,8 @@ struct Driver<K: Kernel> {
     delay: Duration,
     /// Entries waiting for credit, in order, with the credits each takes.
     pending: VecDeque<(Entry, u32)>,
+    /// `ProactorStats::enters`, published with other updates.
+    enters: u64,
     cqes: Vec<Cqe>,
     wakers: Vec<Waker>,
 }
@@ -1914,6 +1917,7 @@ impl<K: Kernel> Driver<K> {
             batch,
             delay,
             pending: VecDeque::new(),
+            enters: 0,
             cqes: Vec::new(),
             wakers: Vec::new(),
         }
@@ -1946,7 +1950,8 @@ impl<K: Kernel> Driver<K> {
         } else {
             self.ring.submitter().submit()
         };
-        self.shared.lock().stats.enters += 1;
+        // Published with the next stats update (no lock per enter).
+        self.enters += 1;
         if let Err(e) = res {
             // Nothing to do but retry: the requests in the ring own memory
             // the thread must not abandon. Back off a little.
@@ -2075,10 +2080,6 @@ impl<K: Kernel> Driver<K> {
                 }
             }
             let in_ring = self.credit.in_flight();
-            {
-                let mut st = self.shared.lock();
-                st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
-            }
             if shutdown && in_ring == 0 && self.pending.is_empty() {
                 break;
             }
@@ -2087,6 +2088,8 @@ impl<K: Kernel> Driver<K> {
             // on credit, wait for a completion (there are `in_ring` coming).
             let wait = {
                 let mut st = self.shared.lock();
+                st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+                st.stats.enters = self.enters;
                 let idle = st.queue.is_empty() && st.cancels.is_empty();
                 st.sleeping = idle && self.wake_armed;
                 (st.sleeping || !self.pending.is_empty() || (shutdown && idle)) && in_ring > 0
@@ -2095,6 +2098,7 @@ impl<K: Kernel> Driver<K> {
             self.reap();
         }
         let mut st = self.shared.lock();
+        st.stats.enters = self.enters;
         st.stopped = true;
         st.sleeping = false;
         st.stats.cq_overflow = self.ring.overflow();
