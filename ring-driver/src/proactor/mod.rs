@@ -661,15 +661,26 @@ impl Proactor {
     pub fn read(
         &self,
         fd: impl IntoOpFd,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        let fd = fd.into_op_fd();
+        self.fill_spare(fd.into_op_fd(), buf, |fd, at, len| {
+            ring_ops::Read::new(fd, at, len).offset(offset).build()
+        })
+    }
+
+    /// An op that fills the spare capacity of `buf`, whose entry `make`
+    /// builds from the fd, the spare capacity's start and its length; the
+    /// vector's length grows by what the kernel wrote.
+    fn fill_spare(
+        &self,
+        fd: OpFd,
+        mut buf: Vec<u8>,
+        make: impl FnOnce(Fd, *mut u8, u32) -> Entry,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
         let spare = buf.spare_capacity_mut();
         let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Read::new(Fd(fd.raw()), spare.as_mut_ptr().cast(), len)
-            .offset(offset)
-            .build();
+        let entry = make(Fd(fd.raw()), spare.as_mut_ptr().cast(), len);
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.map(|n| {
                 // SAFETY: the kernel wrote `n <= len` bytes into the spare
@@ -678,6 +689,21 @@ impl Proactor {
                 n as usize
             });
             (res, buf)
+        })
+    }
+
+    /// An op that writes or sends `buf`, whose entry `make` builds from the
+    /// fd, the bytes' start and their length.
+    fn send_bytes(
+        &self,
+        fd: OpFd,
+        buf: Vec<u8>,
+        make: impl FnOnce(Fd, *const u8, u32) -> Entry,
+    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let entry = make(Fd(fd.raw()), buf.as_ptr(), len);
+        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
+            (res.map(|n| n as usize), buf)
         })
     }
 
@@ -739,13 +765,8 @@ impl Proactor {
         buf: Vec<u8>,
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        let fd = fd.into_op_fd();
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Write::new(Fd(fd.raw()), buf.as_ptr(), len)
-            .offset(offset)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            (res.map(|n| n as usize), buf)
+        self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
+            ring_ops::Write::new(fd, at, len).offset(offset).build()
         })
     }
 
@@ -927,13 +948,8 @@ impl Proactor {
         buf: Vec<u8>,
         flags: i32,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        let fd = fd.into_op_fd();
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Send::new(Fd(fd.raw()), buf.as_ptr(), len)
-            .flags(flags)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            (res.map(|n| n as usize), buf)
+        self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
+            ring_ops::Send::new(fd, at, len).flags(flags).build()
         })
     }
 
@@ -943,23 +959,11 @@ impl Proactor {
     pub fn recv(
         &self,
         fd: impl IntoOpFd,
-        mut buf: Vec<u8>,
+        buf: Vec<u8>,
         flags: i32,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        let fd = fd.into_op_fd();
-        let spare = buf.spare_capacity_mut();
-        let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::Recv::new(Fd(fd.raw()), spare.as_mut_ptr().cast(), len)
-            .flags(flags)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.map(|n| {
-                // SAFETY: the kernel wrote `n <= len` bytes into the spare
-                // capacity.
-                unsafe { buf.set_len(buf.len() + n as usize) };
-                n as usize
-            });
-            (res, buf)
+        self.fill_spare(fd.into_op_fd(), buf, |fd, at, len| {
+            ring_ops::Recv::new(fd, at, len).flags(flags).build()
         })
     }
 
