@@ -160,6 +160,16 @@ impl CompletionQueue {
         self.tail.wrapping_sub(self.head)
     }
 
+    /// Slots that would be ready were the kernel's tail `tail`, without
+    /// handling it: for deciding whether to wait again, never for reading
+    /// (a tail out of range is not refused here; at worst the answer is
+    /// wrong, and [`handle_tail`](Self::handle_tail) refuses it before any
+    /// CQE is read).
+    #[inline]
+    pub const fn ready_at(&self, tail: u32) -> u32 {
+        tail.wrapping_sub(self.head)
+    }
+
     /// Slots reaped but not yet released to the kernel.
     pub const fn unreleased(&self) -> u32 {
         self.head.wrapping_sub(self.released)
@@ -357,6 +367,8 @@ mod tests {
     fn reap_peek_release() {
         let mut q = cq(0, SetupFlags::empty());
         assert_eq!(q.peek(), None);
+        assert_eq!(q.ready_at(3), 3, "nothing handled yet");
+        assert_eq!(q.ready(), 0);
         q.handle_tail(3).unwrap();
         assert_eq!(q.peek(), Some(0));
         assert_eq!(q.peek(), Some(0));

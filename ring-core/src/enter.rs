@@ -68,7 +68,7 @@ impl EnterInput {
     /// load (see [`FlagsRead::FullFenceThenLoad`]).
     #[inline]
     pub fn flags_read(&self) -> FlagsRead {
-        if self.setup.contains(SetupFlags::SQPOLL) && self.to_submit > 0 {
+        if self.to_submit > 0 && self.setup.contains(SetupFlags::SQPOLL) {
             FlagsRead::FullFenceThenLoad
         } else {
             FlagsRead::Load

@@ -148,6 +148,10 @@ pub struct Ring<K: Kernel = Linux> {
     /// Completions taken out of the CQ while resolving `EBUSY`, delivered
     /// before the CQ's own.
     stash: VecDeque<Cqe>,
+    /// Whether CQ views read through their general path: 32-byte CQEs, or
+    /// CQEs in the stash (delivered first). Kept up to date by the stash's
+    /// users, so a view is set up with one test.
+    cq_general: bool,
     defaults: SetupFlags,
 }
 
@@ -212,6 +216,7 @@ impl<K: Kernel> Ring<K> {
             cq: ring_core::CompletionQueue::with_start(&geometry, kernel.cq_tail()),
             kernel,
             stash: VecDeque::new(),
+            cq_general: geometry.cqe_size() == 32,
             defaults: SetupFlags::empty(),
         }
     }
@@ -238,16 +243,12 @@ impl<K: Kernel> Ring<K> {
     #[inline]
     pub fn cq(&mut self) -> CompletionQueue<'_, K> {
         self.sync_cq();
-        let stashed = !self.stash.is_empty();
-        let cqe32 = self.kernel.geometry().cqe_size() == 32;
         let empty = self.cq.peek_batch(0);
         let mut cq = CompletionQueue {
             ring: self,
             fast: empty,
             general: empty,
             taken: 0,
-            stashed,
-            cqe32,
         };
         cq.take_ready();
         cq
@@ -331,6 +332,7 @@ impl<K: Kernel> Ring<K> {
             let cqe = self.read_cqe(index);
             self.stash.push_back(cqe);
         }
+        self.cq_general |= !self.stash.is_empty();
         self.release_cq();
         self.stash.len() - before
     }
@@ -391,12 +393,13 @@ impl<K: Kernel> Ring<K> {
             Ok(n) => {
                 self.sync_sq_head();
                 // See enter_loop: without a deadline, wait until
-                // `min_complete` CQEs are visible.
-                if decision.min_complete > 0 {
-                    self.sync_cq();
-                    if self.cq.ready() + (self.stash.len() as u32) < wait_nr {
-                        return self.enter_loop(wait_nr, wait, n);
-                    }
+                // `min_complete` CQEs are visible. A look at the tail is
+                // enough to decide; it is handled (checked) before any CQE
+                // is read, by the CQ view or the loop.
+                if decision.min_complete > 0
+                    && self.cq.ready_at(self.kernel.cq_tail()) + (self.stash.len() as u32) < wait_nr
+                {
+                    return self.enter_loop(wait_nr, wait, n);
                 }
                 Ok(n)
             }
@@ -552,8 +555,7 @@ pub struct SubmissionQueue<'r, K: Kernel = Linux> {
 /// Hands a used-up cursor's slots to ring-core, reads the kernel's head
 /// once (it may have consumed entries since) and takes a new cursor. Out
 /// of line and by value, so the view's cursor stays in registers.
-#[cold]
-#[inline(never)]
+#[inline(always)]
 fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_core::SqCursor) -> ring_core::SqCursor {
     let _refused = ring.sq.finish_cursor(cursor);
     debug_assert!(
@@ -702,10 +704,6 @@ pub struct CompletionQueue<'r, K: Kernel = Linux> {
     /// less what the batches still hold) are consumed by ring-core when the
     /// view is dropped or synced.
     taken: u32,
-    /// Whether stashed CQEs may remain (they are delivered first).
-    stashed: bool,
-    /// 32-byte CQEs (`IORING_SETUP_CQE32`).
-    cqe32: bool,
 }
 
 impl<K: Kernel> CompletionQueue<'_, K> {
@@ -714,12 +712,15 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     #[inline]
     fn take_ready(&mut self) {
         let batch = self.ring.cq.peek_batch(u32::MAX);
+        let empty = self.ring.cq.peek_batch(0);
         self.taken = batch.len();
-        if self.stashed || self.cqe32 {
-            self.general = batch;
+        // Both set: after a sync the path may have changed (the stash ran
+        // dry), and what is left of the old batch is in the new one.
+        (self.fast, self.general) = if self.ring.cq_general {
+            (empty, batch)
         } else {
-            self.fast = batch;
-        }
+            (batch, empty)
+        };
     }
 
     /// The batch the next CQE of the ring's CQ comes from.
@@ -737,7 +738,7 @@ impl<K: Kernel> CompletionQueue<'_, K> {
             return Some(*cqe);
         }
         let batch = self.batch();
-        (!batch.is_empty()).then(|| self.ring.read_cqe_sized(batch.start(), self.cqe32))
+        (!batch.is_empty()).then(|| self.ring.read_cqe(batch.start()))
     }
 
     /// Completions ready to be read.
@@ -786,14 +787,14 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     /// address would keep its batches in memory.
     #[inline]
     fn next_general(&mut self) -> Option<Cqe> {
-        if self.stashed {
-            if let Some(cqe) = self.ring.stash.pop_front() {
-                return Some(cqe);
+        if let Some(cqe) = self.ring.stash.pop_front() {
+            if self.ring.stash.is_empty() {
+                self.ring.cq_general = self.ring.kernel.geometry().cqe_size() == 32;
             }
-            self.stashed = false;
+            return Some(cqe);
         }
         let index = self.general.pop_front()?;
-        Some(self.ring.read_cqe_sized(index, self.cqe32))
+        Some(self.ring.read_cqe(index))
     }
 }
 
