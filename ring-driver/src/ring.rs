@@ -541,8 +541,8 @@ impl AsRawFd for Ring<Linux> {
     }
 }
 
-/// The submission queue of a [`Ring`]. Entries pushed are published to the
-/// kernel when the view is dropped or the ring submits.
+/// The submission queue of a [`Ring`]. Entries pushed are committed and
+/// published to the kernel when the view is dropped.
 pub struct SubmissionQueue<'r, K: Kernel = Linux> {
     ring: &'r mut Ring<K>,
     /// The free slots, as ring-core's cursor hands them out (a small value
@@ -553,8 +553,10 @@ pub struct SubmissionQueue<'r, K: Kernel = Linux> {
 }
 
 /// Hands a used-up cursor's slots to ring-core, reads the kernel's head
-/// once (it may have consumed entries since) and takes a new cursor. Out
-/// of line and by value, so the view's cursor stays in registers.
+/// once (it may have consumed entries since) and takes a new cursor. By
+/// value and inline: a call that took the view's address would move its
+/// cursor out of registers, and an out-of-line call in the push loop costs
+/// the loop its constants.
 #[inline(always)]
 fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_core::SqCursor) -> ring_core::SqCursor {
     let _refused = ring.sq.finish_cursor(cursor);
@@ -568,8 +570,11 @@ fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_core::SqCursor) -> ring_co
 
 impl<K: Kernel> SubmissionQueue<'_, K> {
     /// The ring index of a free slot for one SQE, which the caller writes
-    /// at once (nothing between can fail); `None` if the SQ is full even
-    /// after reading the kernel's head again.
+    /// at once; `None` if the SQ is full even after reading the kernel's
+    /// head again. The slot is committed when the cursor is finished (on
+    /// drop), so nothing between this and the write may unwind: for
+    /// [`Linux`] nothing can (a `Kernel` whose `write_sqe` panics would
+    /// leave the slot's old contents to be submitted).
     #[inline]
     fn next_index(&mut self) -> Option<u32> {
         if let Some(index) = self.cursor.next_index() {

@@ -260,3 +260,38 @@ fn thirty_two_byte_cqes_are_read_whole() {
         );
     }
 }
+
+#[test]
+fn a_full_view_reloads_the_head_once_the_sqpoll_thread_consumed() {
+    let g = geometry(4, 8, SetupFlags::SQPOLL, Features::NODROP);
+    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+    push(&mut ring, 0..4);
+    // Awake, the thread takes the entries without an enter; the ring has
+    // not looked at the head since.
+    assert_eq!(ring.submitter().submit().unwrap(), 0);
+    ring.kernel_mut().inner_mut().step();
+    assert_eq!(ring.kernel().inner().sq_head(), 4, "consumed by the thread");
+    {
+        let mut sq = ring.sq();
+        assert_eq!(sq.space(), 0, "as last known");
+        // Full as far as the view knows: it reads the head and finds room,
+        // for single entries and for a batch that fits.
+        // SAFETY: NOPs carry no pointers.
+        unsafe { sq.push(Nop::new().build().user_data(4)) }.unwrap();
+        let batch = [
+            Nop::new().build().user_data(5),
+            Nop::new().build().user_data(6),
+        ];
+        // SAFETY: as above.
+        unsafe { sq.push_batch(&batch) }.unwrap();
+        assert_eq!(sq.space(), 1);
+        // SAFETY: as above.
+        let refused = unsafe { sq.push_batch(&[batch[0], batch[1]]) }.unwrap_err();
+        assert_eq!(refused.0, 1, "one slot left: all or nothing");
+    }
+    assert_eq!(ring.submitter().submit().unwrap(), 0);
+    while ring.kernel_mut().inner_mut().step() {}
+    let mut got = ids(&mut ring);
+    got.sort_unstable();
+    assert_eq!(got, (0..7).collect::<Vec<_>>());
+}
