@@ -372,9 +372,9 @@ impl<K: Kernel> Ring<K> {
             return self.enter_loop(wait_nr, wait, 0);
         }
         // Nothing to publish here: entries are committed only by the SQ
-        // view's cursor, which publishes when it is dropped (a leaked view
-        // commits nothing).
-        debug_assert_eq!(self.sq.unpublished(), 0);
+        // view's cursor, which publishes when the view is dropped. (A view
+        // leaked with `mem::forget` after refilling its cursor leaves what
+        // it committed to the next view's drop.)
         // With entries to submit (and no SQPOLL thread that may have
         // consumed them already) the ring is entered anyway, so the CQ tail
         // as last loaded will do: it is a lower bound of what is ready, so

@@ -295,3 +295,22 @@ fn a_full_view_reloads_the_head_once_the_sqpoll_thread_consumed() {
     got.sort_unstable();
     assert_eq!(got, (0..7).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_leaked_sq_view_pushes_nothing_and_the_ring_goes_on() {
+    let mut ring = ring(4, 8);
+    {
+        let mut sq = ring.sq();
+        // SAFETY: a NOP carries no pointers.
+        unsafe { sq.push(Nop::new().build().user_data(1)) }.unwrap();
+        std::mem::forget(sq);
+    }
+    assert_eq!(
+        ring.submitter().submit().unwrap(),
+        0,
+        "nothing was committed"
+    );
+    push(&mut ring, [2, 3]);
+    assert_eq!(ring.submitter().submit_and_wait(2).unwrap(), 2);
+    assert_eq!(ids(&mut ring), [2, 3]);
+}
