@@ -6,7 +6,8 @@
 //! `row<TAB>ring ns/op<TAB>io-uring ns/op<TAB>ratio` (ratio = io-uring time /
 //! ring time: above 1 means ring is faster), medians of alternating rounds.
 //! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
-//! instruction counting under valgrind.
+//! instruction counting under valgrind (LIB `shared` or `mutex`: the
+//! `shared` rows' loops, with BATCH threads).
 
 mod io;
 mod proactor;
@@ -134,48 +135,69 @@ fn nop_row(name: &str, batch: u32, defaults: bool, rounds: usize) {
     println!("{name}\t{ours:.1}\t{other:.1}\t{:.3}", other / ours);
 }
 
-/// NOPs per push and per locked round in the `shared` rows.
+/// NOPs per batch in the `shared` rows.
 const SHARED_BATCH: usize = 16;
 
-/// `threads` threads push `ops` NOPs in all (in batches) to one
-/// `SharedRing`, each submitting its own and reaping whatever completions
-/// it finds, until all `ops` are reaped.
+/// SQ entries of both rings in the `shared` rows (the CQ is twice that):
+/// room for every thread's batch at once, so a push is never refused for
+/// want of space or credit.
+const SHARED_ENTRIES: u32 = 128;
+
+/// The `shared` rows' workload, on a `SharedRing`.
+///
+/// Both sides do the same logical work, as a multi-threaded user of one
+/// ring would: each of `threads` threads, `ops / threads` NOPs in all, in
+/// rounds of `SHARED_BATCH`: push a batch, submit it, then wait until
+/// it has taken as many completions back as it pushed, reap them, and only
+/// then push the next batch. So each thread has at most one batch in
+/// flight, on both sides.
+///
+/// - SharedRing ([`shared_nops`]): lock-free push of the batch, `submit`
+///   (one thread at a time enters the kernel to submit, and takes the
+///   entries other threads publish meanwhile), then reap; while fewer
+///   completions than pushed were reaped, `submit_and_wait(1)`: the
+///   thread sleeps in the kernel until a completion is posted. A shared
+///   ring hands a completion to whichever thread reaps it first, so a
+///   thread counts completions, not its own `user_data`s (the totals
+///   match: every completion is reaped by a thread still owed one).
+/// - `Mutex<io_uring::IoUring>` ([`mutex_nops`]): lock, push the batch,
+///   `submit_and_wait(batch)`, reap it, unlock: the lock is held across
+///   the whole round, so the completions reaped are the thread's own.
 fn shared_nops(ring: &ring_driver::SharedRing, threads: u64, ops: u64) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let done = AtomicU64::new(0);
     std::thread::scope(|s| {
         for t in 0..threads {
             let quota = ops / threads + u64::from(t < ops % threads);
-            let done = &done;
             s.spawn(move || {
                 let entries = vec![Nop::new().build().user_data(t); SHARED_BATCH];
+                let mut got = Vec::with_capacity(SHARED_BATCH);
                 let mut pushed = 0;
-                let mut got = Vec::with_capacity(256);
-                while done.load(Ordering::Relaxed) < ops {
-                    if pushed < quota {
-                        let k = (SHARED_BATCH as u64).min(quota - pushed);
-                        // SAFETY: NOPs carry no pointers.
-                        if unsafe { ring.push_batch(&entries[..k as usize]) }.is_ok() {
-                            pushed += k;
-                        }
-                        ring.submit().expect("enter");
-                    }
-                    got.clear();
-                    let n = ring.reap(&mut got, 256);
-                    black_box(&got);
-                    if n > 0 {
-                        done.fetch_add(n as u64, Ordering::Relaxed);
-                    } else if pushed >= quota {
+                while pushed < quota {
+                    let k = (SHARED_BATCH as u64).min(quota - pushed) as usize;
+                    // SAFETY: NOPs carry no pointers.
+                    while unsafe { ring.push_batch(&entries[..k]) }.is_err() {
+                        // Only while another thread's reaped slots wait for
+                        // an earlier slot's release to hand their credit back.
                         std::thread::yield_now();
                     }
+                    ring.submit().expect("enter");
+                    let mut owed = k;
+                    loop {
+                        got.clear();
+                        owed -= ring.reap(&mut got, owed);
+                        black_box(&got);
+                        if owed == 0 {
+                            break;
+                        }
+                        ring.submit_and_wait(1).expect("enter");
+                    }
+                    pushed += k as u64;
                 }
             });
         }
     });
 }
 
-/// The same work on `Mutex<IoUring>`: each thread locks the ring, pushes a
-/// batch, submits and waits for it, reaps it, unlocks.
+/// The `shared` rows' workload on `Mutex<IoUring>` (see [`shared_nops`]).
 fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, ops: u64) {
     std::thread::scope(|s| {
         for t in 0..threads {
@@ -207,18 +229,25 @@ fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, ops: u64) {
     });
 }
 
+fn shared_ring() -> ring_driver::SharedRing {
+    Builder::new(SHARED_ENTRIES)
+        .build_shared()
+        .expect("shared ring setup")
+}
+
+fn mutex_ring() -> std::sync::Mutex<IoUring> {
+    let mut b = IoUring::builder();
+    b.setup_submit_all();
+    b.setup_no_sqarray();
+    std::sync::Mutex::new(b.build(SHARED_ENTRIES).expect("io-uring setup"))
+}
+
 /// `shared/threadsN`: N threads submitting NOPs to one ring, `SharedRing`
 /// (ring column) against `Mutex<io_uring::IoUring>` (io-uring column), both
 /// with SUBMIT_ALL and NO_SQARRAY (a shared ring does not take COOP_TASKRUN).
 fn shared_row(name: &str, threads: u64, rounds: usize) {
-    let entries = 64;
-    let ring = Builder::new(entries)
-        .build_shared()
-        .expect("shared ring setup");
-    let mut b = IoUring::builder();
-    b.setup_submit_all();
-    b.setup_no_sqarray();
-    let theirs = std::sync::Mutex::new(b.build(entries).expect("io-uring setup"));
+    let ring = shared_ring();
+    let theirs = mutex_ring();
     let (ours, other) = alternate(
         rounds,
         OPS,
@@ -242,6 +271,9 @@ fn main() {
                 ops,
             ),
             "io-uring" => uring_nops(&mut IoUring::new(entries).expect("setup"), batch, ops),
+            // BATCH is the number of threads here.
+            "shared" => shared_nops(&shared_ring(), u64::from(batch), ops),
+            "mutex" => mutex_nops(&mutex_ring(), u64::from(batch), ops),
             other => panic!("unknown lib {other}"),
         }
         return;

@@ -25,8 +25,10 @@
 //! - [`CqCredit`] / [`AtomicCqCredit`]: back-pressure keeping completions in
 //!   flight within the CQ, so it cannot overflow.
 //! - [`SharedSq`] / [`SharedCq`]: the concurrent claim -> fill -> commit in
-//!   order protocol for many threads on one ring, over the [`sync`] facade
-//!   (checked with loom under `--cfg loom`).
+//!   order protocol for many threads on one ring, and [`SubmitGate`]: one
+//!   submitter at a time, taking every thread's published entries (flat
+//!   combining); over the [`sync`] facade (checked with loom under
+//!   `--cfg loom`).
 //! - `SimKernel` (feature `sim`): a deterministic in-memory kernel for tests,
 //!   for the driver's fault injection, and for users' own tests.
 //!
@@ -120,7 +122,7 @@ pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
 pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};
 pub use error::{ClaimError, CoreError, CreditRefused, GeometryError, SqFull};
 pub use geometry::Geometry;
-pub use shared::{SharedCq, SharedSq};
+pub use shared::{SharedCq, SharedSq, SubmitGate};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimCompletion, SimConfig, SimKernel};
 pub use sq::{Reservation, SqCursor, SubmissionQueue};

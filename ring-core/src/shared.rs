@@ -334,6 +334,119 @@ impl SharedCq {
     }
 }
 
+/// Flat-combining submission for a shared SQ: one thread at a time enters
+/// the kernel to submit, and it submits what other threads publish
+/// meanwhile, so no published entry is left unsubmitted.
+///
+/// Why: the kernel serialises `io_uring_enter` submissions on the ring's
+/// `uring_lock`, a sleeping mutex. Two threads submitting at once make the
+/// second spin (`mutex_spin_on_owner`) or sleep in the kernel while the
+/// first submits; through the gate, the second returns at once and the
+/// first submits both threads' entries, in fewer, larger batches.
+///
+/// Call order, after [`SharedSq::commit`] (or after a commit of another
+/// thread moved the tail over this thread's entries, which that thread then
+/// submits):
+///
+/// 1. [`try_enter`](Self::try_enter): `false` means another thread holds
+///    the gate and will submit this thread's entries (its
+///    [`leave`](Self::leave) sees them): done. `true`: this thread is the
+///    submitter.
+/// 2. The submitter enters the kernel with `sq.tail - sq.head` to submit,
+///    without waiting for completions (a wait would hold back the entries
+///    others publish meanwhile, whose completions it may be waiting for).
+/// 3. [`leave`](Self::leave) gives the gate up, then looks at the SQ: if
+///    entries are pending it tries to take the gate again; `true` means it
+///    holds it again and goes back to 2.
+///
+/// The guarantee (checked by loom, `tests/loom.rs`): every entry published
+/// before a `try_enter` is consumed by an enter of a submitter that holds
+/// the gate afterwards, provided each enter consumes what it is asked to.
+/// A submitter whose enter fails calls [`abandon`](Self::abandon) and
+/// reports the error: entries other threads published meanwhile stay
+/// pending for the next submit of any thread.
+///
+/// Under `IORING_SETUP_SQPOLL` the kernel thread submits: the gate is not
+/// used.
+#[derive(Debug, Default)]
+pub struct SubmitGate {
+    held: AtomicU32,
+}
+
+impl SubmitGate {
+    /// An open gate.
+    pub fn new() -> Self {
+        SubmitGate {
+            held: AtomicU32::new(0),
+        }
+    }
+
+    /// After publishing: become the submitter (`true`), or leave the
+    /// entries to the thread that holds the gate (`false`).
+    pub fn try_enter(&self) -> bool {
+        // SeqCst fence: orders the caller's publication (the sq.tail CAS in
+        // SharedSq::commit) before the load of `held` below. Pairs with the
+        // fence in `leave`, between its store of `held` and its load of
+        // sq.tail: of the two fences one comes first in their single total
+        // order, so either we see the gate open, or the leaving submitter
+        // sees our tail.
+        fence(Ordering::SeqCst);
+        // Relaxed: a cheap look before the CAS; the decision is the CAS's.
+        if self.held.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        self.try_take()
+    }
+
+    fn try_take(&self) -> bool {
+        self.held
+            // Acquire: pairs with the Release store in `leave`/`abandon`:
+            // the previous submitter's enter (and the kernel's sq.head
+            // store it observed) happens before ours.
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The submitter's enter returned: give the gate up, and take it again
+    /// (`true`: enter again, then `leave` again) if entries are pending
+    /// that a thread may have left to us. `sq_head` and `sq_tail` are the
+    /// kernel's `sq.head` and the published `sq.tail`.
+    pub fn leave(&self, sq_head: &AtomicU32, sq_tail: &AtomicU32) -> bool {
+        // Release: pairs with the Acquire CAS of the next submitter.
+        self.held.store(0, Ordering::Release);
+        // SeqCst fence: orders the store above before the tail load below;
+        // pairs with the fence in `try_enter` (see there).
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the committers' AcqRel tail CAS (the
+        // entries are filled); the value is what we compare, the kernel
+        // reads the entries itself.
+        let tail = sq_tail.load(Ordering::Acquire);
+        // Acquire: pairs with the kernel's smp_store_release(&sq.head)
+        // (io_commit_sqring) in the enter that just returned.
+        let head = sq_head.load(Ordering::Acquire);
+        if tail == head {
+            return false;
+        }
+        // Pending entries: take the gate again unless another thread took
+        // it, which then submits them (it enters after its CAS, so it loads
+        // the tail after ours).
+        self.try_take()
+    }
+
+    /// Give the gate up without looking for pending entries (after a
+    /// failed enter: looping would repeat the failure).
+    pub fn abandon(&self) {
+        // Release: pairs with the Acquire CAS of the next submitter.
+        self.held.store(0, Ordering::Release);
+    }
+
+    /// Whether a thread holds the gate, i.e. is submitting (a snapshot).
+    pub fn is_held(&self) -> bool {
+        // Relaxed: a hint (a waiter's choice to spin or sleep).
+        self.held.load(Ordering::Relaxed) != 0
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     extern crate std;
@@ -381,6 +494,30 @@ mod tests {
         tail.store(9, Ordering::Relaxed);
         assert!(q.claim(1, &tail).is_err());
         assert_eq!(q.claimed(), 3);
+    }
+
+    #[test]
+    fn gate_one_submitter_and_pending_recheck() {
+        let gate = SubmitGate::new();
+        let head = AtomicU32::new(5);
+        let tail = AtomicU32::new(5);
+        assert!(gate.try_enter());
+        assert!(gate.is_held());
+        assert!(!gate.try_enter(), "a second submitter");
+        // Nothing pending: the gate opens.
+        assert!(!gate.leave(&head, &tail));
+        assert!(!gate.is_held());
+        assert!(gate.try_enter());
+        // Published meanwhile: the submitter takes the gate again.
+        tail.store(7, Ordering::Relaxed);
+        assert!(gate.leave(&head, &tail));
+        assert!(gate.is_held());
+        head.store(7, Ordering::Relaxed);
+        assert!(!gate.leave(&head, &tail));
+        assert!(gate.try_enter());
+        tail.store(8, Ordering::Relaxed);
+        gate.abandon();
+        assert!(!gate.is_held());
     }
 
     /// Real threads on the real atomics: producers and a kernel thread.

@@ -18,7 +18,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use ring_core::sync::{AtomicU32, AtomicU64, Ordering, fence};
-use ring_core::{ClaimError, SharedCq, SharedSq};
+use ring_core::{ClaimError, SharedCq, SharedSq, SubmitGate};
 
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     let mut b = loom::model::Builder::new();
@@ -305,4 +305,112 @@ fn credit_return_orders_the_head_store() {
             "two credits out of a budget of one"
         );
     });
+}
+
+/// `SubmitGate` (flat-combining submission): `producers` threads each push
+/// `per` entries (claim, fill, commit) and then submit through the gate;
+/// the thread holding the gate plays the kernel as its `io_uring_enter`
+/// does for a ring without SQPOLL (acquire the tail, read the SQEs, release
+/// the head), then leaves, and enters again while `leave` says so. No
+/// kernel thread and no final drain: after the joins every pushed entry
+/// must have been consumed, once, by some submitter, and no two threads
+/// were ever submitting at once. `naive`: the submitter leaves without
+/// looking for entries published meanwhile, which loom must catch
+/// stranding an entry.
+fn gate_model(producers: u64, per: u64, entries: u32, start: u32, naive: bool) {
+    model(move || {
+        let q = Arc::new(SharedSq::with_start(entries, start));
+        let gate = Arc::new(SubmitGate::new());
+        let head = Arc::new(AtomicU32::new(start));
+        let tail = Arc::new(AtomicU32::new(start));
+        let inside = Arc::new(AtomicU32::new(0));
+        let slots: Arc<Vec<AtomicU64>> =
+            Arc::new((0..entries).map(|_| AtomicU64::new(0)).collect());
+        let mask = entries - 1;
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                let (q, gate, head, tail, inside, slots) = (
+                    q.clone(),
+                    gate.clone(),
+                    head.clone(),
+                    tail.clone(),
+                    inside.clone(),
+                    slots.clone(),
+                );
+                thread::spawn(move || {
+                    let (mut pushed, mut consumed) = (Vec::new(), Vec::new());
+                    for i in 0..per {
+                        let r = match q.claim(1, &head) {
+                            Ok(r) => r,
+                            Err(ClaimError::Full(_)) => continue,
+                            Err(e) => panic!("claim: {e}"),
+                        };
+                        let v = (p << 8) | (i + 1);
+                        slots[(r.start() & mask) as usize].store(v, Ordering::Relaxed);
+                        q.commit(r, &tail);
+                        pushed.push(v);
+                        if !gate.try_enter() {
+                            continue;
+                        }
+                        loop {
+                            assert_eq!(
+                                inside.fetch_add(1, Ordering::Relaxed),
+                                0,
+                                "two submitters at once"
+                            );
+                            // The enter: the kernel under uring_lock.
+                            let t = tail.load(Ordering::Acquire);
+                            let mut h = head.load(Ordering::Relaxed);
+                            while h != t {
+                                let v = slots[(h & mask) as usize].load(Ordering::Relaxed);
+                                assert_ne!(v, 0, "entry {h} published before it was filled");
+                                consumed.push(v);
+                                h = h.wrapping_add(1);
+                            }
+                            head.store(h, Ordering::Release);
+                            inside.fetch_sub(1, Ordering::Relaxed);
+                            if naive {
+                                gate.abandon();
+                                break;
+                            }
+                            if !gate.leave(&head, &tail) {
+                                break;
+                            }
+                        }
+                    }
+                    (pushed, consumed)
+                })
+            })
+            .collect();
+        let (mut pushed, mut consumed) = (Vec::new(), Vec::new());
+        for h in handles {
+            let (p, c) = h.join().unwrap();
+            pushed.extend(p);
+            consumed.extend(c);
+        }
+        assert_eq!(
+            head.load(Ordering::Relaxed),
+            tail.load(Ordering::Relaxed),
+            "an entry was left unsubmitted"
+        );
+        pushed.sort_unstable();
+        consumed.sort_unstable();
+        assert_eq!(pushed, consumed, "lost or duplicated entries");
+    });
+}
+
+#[test]
+fn gate_two_producers_leave_nothing_behind() {
+    gate_model(2, 2, 2, u32::MAX, false);
+}
+
+#[test]
+fn gate_three_producers_leave_nothing_behind() {
+    gate_model(3, 1, 4, u32::MAX - 1, false);
+}
+
+#[test]
+#[should_panic(expected = "left unsubmitted")]
+fn gate_without_the_recheck_strands_an_entry() {
+    gate_model(2, 1, 2, 0, true);
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
 
 use ring_core::{
-    AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, decide_enter,
-    timeout_needs_sqe,
+    AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, SubmitGate,
+    decide_enter, timeout_needs_sqe,
 };
 use ring_ops::{AsyncCancel, Entry};
 use ring_sys::{Errno, SetupFlags, SqFlags};
@@ -85,22 +85,28 @@ impl<T> From<PushError<T>> for io::Error {
 /// move the tail: that thread's commit will move it over both (ring-core's
 /// `SeqCst` fences make sure two racing committers never both leave it).
 ///
-/// **Who calls `io_uring_enter`: any thread.** [`submit`](SharedRing::submit)
-/// asks the kernel to consume `sq.tail - sq.head` (both loaded just before);
-/// the kernel serialises submitters on its ring lock and consumes
-/// `min(to_submit, entries it sees)`, so a stale, too-large count is
-/// harmless and two threads submitting at once never submit an entry twice.
-/// Producers never block each other: pushing is lock-free, and a submit
-/// holds nothing of ours. The rule for liveness: **after pushing, call
-/// `submit`** (or let another thread's later `submit` take the entry).
-/// Every published entry is consumed by the first `submit` that runs after
-/// its publication, whoever calls it; an entry whose commit could not move
-/// the tail is published by the commit of the earlier claim, whose pusher
-/// then submits. Under `IORING_SETUP_SQPOLL` the kernel thread consumes the
-/// entries and `submit` only wakes it when it sleeps (after a full fence,
-/// [`FlagsRead::FullFenceThenLoad`]); with the SQ full, pushers retry until
-/// the thread has consumed entries. The ring fd is never registered:
-/// registered ring fds live in a per-thread table.
+/// **Who calls `io_uring_enter` to submit: one thread at a time** (flat
+/// combining, ring-core's [`ring_core::SubmitGate`]). The kernel
+/// serialises submissions on the ring's `uring_lock`, a sleeping mutex:
+/// two threads entering at once make the second spin or sleep in the
+/// kernel. So [`submit`](SharedRing::submit) first tries to take the gate:
+/// a thread that gets it enters with `sq.tail - sq.head` to submit, and
+/// enters again while entries other threads published meanwhile are
+/// pending; a thread that finds the gate taken returns at once (0): the
+/// holder submits its entries. loom checks (ring-core's `tests/loom.rs`)
+/// that no published entry is left behind and that without the recheck
+/// one would be. Producers never block each other: pushing is lock-free,
+/// and no thread waits for the gate. The rule for liveness: **after
+/// pushing, call `submit`** (or let another thread's later `submit` take
+/// the entry). An entry whose commit could not move the tail is published
+/// by the commit of the earlier claim, whose pusher then submits. If the
+/// holder's enter fails, it gets the error and entries others left to it
+/// stay pending until the next `submit` of any thread. Under
+/// `IORING_SETUP_SQPOLL` the kernel thread consumes the entries and
+/// `submit` only wakes it when it sleeps (after a full fence,
+/// [`FlagsRead::FullFenceThenLoad`]), without the gate; with the SQ full,
+/// pushers retry until the thread has consumed entries. The ring fd is
+/// never registered: registered ring fds live in a per-thread table.
 ///
 /// # Completion
 ///
@@ -113,13 +119,24 @@ impl<T> From<PushError<T>> for io::Error {
 /// Any thread may reap any completion: route them by `user_data` if threads
 /// must get their own.
 ///
-/// **Waiting.** [`submit_and_wait(n)`](SharedRing::submit_and_wait) returns
-/// once the kernel sees `n` CQEs in the CQ, *including those other threads
-/// have claimed or will take*: a waiter may wake and find nothing to reap
-/// (call it again), and may sleep on when another thread took the
-/// completion it woke for. With several waiters and a finite amount of
-/// work, bound the wait with
-/// [`submit_and_wait_timeout`](SharedRing::submit_and_wait_timeout).
+/// **Waiting.** [`submit_and_wait(n)`](SharedRing::submit_and_wait)
+/// submits (as above), then waits in a second `io_uring_enter` that
+/// submits nothing (so it never holds the gate while blocked: entries
+/// published meanwhile, whose completions it may be waiting for, are
+/// submitted by others), until the kernel sees `n` CQEs in the CQ,
+/// *including those other threads have claimed or will take*: a waiter may
+/// wake and find nothing to reap (call it again), and may sleep on when
+/// another thread took the completion it woke for. With several waiters
+/// and a finite amount of work, bound the wait with
+/// [`submit_and_wait_timeout`](SharedRing::submit_and_wait_timeout), or
+/// have each thread reap no more than it is owed (as the `shared` rows of
+/// the benchmarks do). The kernel decides against its own `cq.head`, which
+/// only moves when completions are handed back, so a wakeup is never lost.
+/// Before sleeping, a waiter spins briefly (a few microseconds at most)
+/// while another thread holds the submit gate and too few completions are
+/// ready: that thread's enter may be about to post them (NOPs and other
+/// requests that complete inline), and a sleep and wakeup in the kernel
+/// cost more than such an enter.
 ///
 /// # Back-pressure
 ///
@@ -203,11 +220,26 @@ pub struct SharedRing {
     inner: Arc<Inner>,
 }
 
+/// Keeps a shared word on cache lines of its own (128 bytes: the adjacent
+/// line prefetcher pulls lines in pairs), so threads writing different
+/// words (pushers the SQ claim, reapers the CQ claim) do not bounce one
+/// line between cores.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 struct Inner {
-    sq: SharedSq,
-    cq: SharedCq,
-    release: CqRelease,
-    credit: AtomicCqCredit,
+    sq: Padded<SharedSq>,
+    cq: Padded<SharedCq>,
+    release: Padded<CqRelease>,
+    credit: Padded<AtomicCqCredit>,
+    gate: Padded<SubmitGate>,
     defaults: SetupFlags,
     // Last: the mappings outlive every use above.
     map: SharedMap,
@@ -307,10 +339,11 @@ impl SharedRing {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         Ok(SharedRing {
             inner: Arc::new(Inner {
-                sq: SharedSq::with_start(geometry.sq_entries(), sq_start),
-                cq: SharedCq::with_start(geometry.cq_entries(), cq_start),
-                release: CqRelease::new(geometry.cq_entries(), cq_start),
-                credit,
+                sq: Padded(SharedSq::with_start(geometry.sq_entries(), sq_start)),
+                cq: Padded(SharedCq::with_start(geometry.cq_entries(), cq_start)),
+                release: Padded(CqRelease::new(geometry.cq_entries(), cq_start)),
+                credit: Padded(credit),
+                gate: Padded(SubmitGate::new()),
                 defaults,
                 map,
             }),
@@ -356,8 +389,9 @@ impl SharedRing {
     }
 
     /// Submits everything published (by any thread); returns how many
-    /// entries this call's `io_uring_enter` consumed (0 if another thread's
-    /// submit took them first).
+    /// entries this call's `io_uring_enter`s consumed (0 if another thread
+    /// is submitting: it takes this thread's entries too, see the type's
+    /// doc).
     pub fn submit(&self) -> io::Result<u32> {
         self.inner.enter(0, None)
     }
@@ -493,12 +527,84 @@ impl Inner {
         SqFlags::from_bits_retain(self.map.sq_flags().load(Ordering::Relaxed))
     }
 
-    /// `io_uring_enter` as ring-core decides, retrying `EINTR`.
+    /// Submits (through the gate, see [`SharedRing`]'s doc), then, if
+    /// `wait_nr > 0`, waits for completions in a second `io_uring_enter`
+    /// that submits nothing. Under SQPOLL one enter does both, as the
+    /// kernel thread submits.
     fn enter(&self, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
+        if self
+            .map
+            .geometry()
+            .setup_flags()
+            .contains(SetupFlags::SQPOLL)
+        {
+            return self.enter_once(true, wait_nr, timeout);
+        }
+        let submitted = self.submit_gated()?;
+        if wait_nr == 0 {
+            return Ok(submitted);
+        }
+        self.spin_while_submitting(wait_nr);
+        self.enter_once(false, wait_nr, timeout)?;
+        Ok(submitted)
+    }
+
+    /// Before sleeping in the kernel for `wait_nr` completions: while
+    /// another thread holds the submit gate, its enter may be about to post
+    /// them (requests that complete inline, such as NOPs, or data already
+    /// there), and a sleep plus wakeup costs far more than that enter. So
+    /// spin, boundedly, while the gate is held and too few are ready.
+    fn spin_while_submitting(&self, wait_nr: u32) {
+        const SPINS: u32 = 4096;
+        let mut spins = 0;
+        while spins < SPINS && self.gate.is_held() && self.cq_unclaimed() < wait_nr {
+            spins += 1;
+            if spins % 128 == 0 {
+                // Let the submitter run if it shares our core.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Flat-combining submission (ring-core's [`SubmitGate`]): one thread at
+    /// a time enters the kernel to submit, and enters again while entries
+    /// published meanwhile are pending; the others return at once (0).
+    fn submit_gated(&self) -> io::Result<u32> {
+        if !self.gate.try_enter() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        loop {
+            match self.enter_once(true, 0, None) {
+                Ok(n) if n > 0 => total += n,
+                // Nothing consumed with entries pending (the gate's `leave`
+                // saw them) is the kernel refusing: do not spin on it.
+                Ok(_) => {
+                    self.gate.abandon();
+                    return Ok(total);
+                }
+                Err(e) => {
+                    // Entries others left to us stay pending for the next
+                    // submit of any thread (SubmitGate's doc).
+                    self.gate.abandon();
+                    return Err(e);
+                }
+            }
+            if !self.gate.leave(self.map.sq_head(), self.map.sq_tail()) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One `io_uring_enter` as ring-core decides (submitting the pending
+    /// entries if `submit`, waiting for `wait_nr`), retrying `EINTR`.
+    fn enter_once(&self, submit: bool, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
         let geometry = *self.map.geometry();
         loop {
             let mut input = EnterInput {
-                to_submit: self.sq_pending(),
+                to_submit: if submit { self.sq_pending() } else { 0 },
                 wait_nr,
                 cq_ready: self.cq_unclaimed(),
                 setup: geometry.setup_flags(),
@@ -584,7 +690,7 @@ impl Inner {
         let in_flight = self.credit.in_flight();
         if let Ok(credit) = AtomicCqCredit::new(geometry.cq_entries(), &geometry) {
             if credit.acquire_n(in_flight, ()).is_ok() {
-                self.credit = credit;
+                self.credit = Padded(credit);
             }
         }
         let cancel = AsyncCancel::any().all().build().user_data(CLOSE_CANCEL);
