@@ -23,6 +23,30 @@ fn marks(entries: u32, start: u32) -> Box<[AtomicU32]> {
         .into_boxed_slice()
 }
 
+/// Mark the run of `n <= marks.len()` indices from `start`: store each
+/// index, with `Release`, in its slot's mark. The caller's writes (SQEs)
+/// or reads (CQEs) of those slots happen before the marks, which whoever
+/// advances over them loads with `Acquire` (see `advance_over_marks`).
+/// Walks at most two contiguous pieces of the slice (the run may wrap), so
+/// no per-slot masking or bounds check.
+fn mark_run(marks: &[AtomicU32], start: u32, n: u32) {
+    let len = marks.len();
+    let first_slot = start as usize & (len - 1);
+    let n = n as usize;
+    let first = n.min(len - first_slot);
+    let mut idx = start;
+    for mark in &marks[first_slot..first_slot + first] {
+        // Release: see above.
+        mark.store(idx, Ordering::Release);
+        idx = idx.wrapping_add(1);
+    }
+    for mark in &marks[..n - first] {
+        // Release: see above.
+        mark.store(idx, Ordering::Release);
+        idx = idx.wrapping_add(1);
+    }
+}
+
 /// Advance `index` (the kernel-visible SQ tail or CQ head) over the run of
 /// consecutive indices marked in `marks`, by compare-and-swap so that
 /// concurrent advancers never move it backwards. Returns its value after.
@@ -40,15 +64,57 @@ fn marks(entries: u32, start: u32) -> Box<[AtomicU32]> {
 /// B's index load sees A's CAS (and B advances over slot 1 itself), or A's
 /// rescan after its CAS sees B's mark. The caller's mark stores come
 /// right before this function, so its first fence covers them.
-fn advance_over_marks(index: &AtomicU32, marks: &[AtomicU32], entries: u32) -> u32 {
+///
+/// `own`: the range `[start, end)` the caller just marked, if any. When the
+/// index stands at its start, the scan jumps to its end without loading
+/// those marks (they are the caller's own stores, earlier in program
+/// order), and goes on from there.
+///
+/// The fast path, taken when a first load finds the index at the start of
+/// `own` (nobody before the caller still filling): compare-and-swap it
+/// straight to the end of `own`, without the first fence. The fence's job
+/// is the case where the caller does not advance and relies on an earlier
+/// committer's rescan; a successful CAS means the caller advances itself,
+/// and the fence after it pairs with later committers' first fences as
+/// above. If the CAS fails (another thread advanced over the caller's
+/// marks), or the index is elsewhere, the slow path starts over with the
+/// fence.
+///
+/// Every successful CAS is followed by a `SeqCst` fence, the last one
+/// before the function returns: [`SubmitGate::try_enter`] relies on it.
+fn advance_over_marks(
+    index: &AtomicU32,
+    marks: &[AtomicU32],
+    entries: u32,
+    own: Option<(u32, u32)>,
+) -> u32 {
     let mask = entries - 1;
-    // Orders our mark stores before the index load (see above).
-    fence(Ordering::SeqCst);
     // Acquire: see the marks (and data) published by whichever thread
     // advanced the index last, so the scan starts from the newest value.
     let mut cur = index.load(Ordering::Acquire);
+    let fast = match own {
+        // AcqRel/Acquire: as for the CAS in the loop below.
+        Some((start, end)) if start == cur => index
+            .compare_exchange(cur, end, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok_and(|_| {
+                // Orders our CAS before the rescan's mark loads (see above).
+                fence(Ordering::SeqCst);
+                cur = end;
+                true
+            }),
+        _ => false,
+    };
+    if !fast {
+        // Orders our mark stores before the index load (see above).
+        fence(Ordering::SeqCst);
+        // Acquire: as the first load.
+        cur = index.load(Ordering::Acquire);
+    }
     loop {
-        let mut end = cur;
+        let mut end = match own {
+            Some((start, own_end)) if start == cur => own_end,
+            _ => cur,
+        };
         // Acquire on the mark: pairs with the Release store in
         // commit/release; everything the marking thread did before (the SQE
         // writes, or the CQE reads) happens before our index store.
@@ -194,17 +260,16 @@ impl SharedSq {
     /// after (possibly unchanged, if an earlier claim is still being
     /// filled: its committer will advance over this one).
     pub fn commit(&self, claim: Reservation, sq_tail: &AtomicU32) -> u32 {
-        for idx in claim.indices() {
-            // Release: the caller's SQE writes happen before the mark, read
-            // with Acquire by whichever thread advances the tail.
-            self.committed[(idx & self.mask) as usize].store(idx, Ordering::Release);
-        }
-        self.advance(sq_tail)
+        // Release marks: the caller's SQE writes happen before them, read
+        // with Acquire by whichever thread advances the tail.
+        mark_run(&self.committed, claim.start(), claim.len());
+        let own = (claim.start(), claim.start().wrapping_add(claim.len()));
+        advance_over_marks(sq_tail, &self.committed, self.entries, Some(own))
     }
 
     /// Advance `sq_tail` over committed slots (what `commit` does last).
     pub fn advance(&self, sq_tail: &AtomicU32) -> u32 {
-        advance_over_marks(sq_tail, &self.committed, self.entries)
+        advance_over_marks(sq_tail, &self.committed, self.entries, None)
     }
 
     /// The reservation tail (a snapshot).
@@ -238,7 +303,6 @@ impl SharedSq {
 #[derive(Debug)]
 pub struct SharedCq {
     entries: u32,
-    mask: u32,
     claimed: AtomicU32,
     done: Box<[AtomicU32]>,
 }
@@ -258,7 +322,6 @@ impl SharedCq {
         assert!(entries.is_power_of_two(), "entries must be a power of two");
         SharedCq {
             entries,
-            mask: entries - 1,
             claimed: AtomicU32::new(start),
             done: marks(entries, start),
         }
@@ -319,12 +382,11 @@ impl SharedCq {
     /// Mark a batch's CQEs as copied out and advance the kernel-visible
     /// `cq_head` over every consecutive done slot. Returns the head after.
     pub fn release(&self, batch: CqBatch, cq_head: &AtomicU32) -> u32 {
-        for idx in batch.indices() {
-            // Release: the caller's CQE reads happen before the mark, read
-            // with Acquire by whichever thread advances the head.
-            self.done[(idx & self.mask) as usize].store(idx, Ordering::Release);
-        }
-        advance_over_marks(cq_head, &self.done, self.entries)
+        // Release marks: the caller's CQE reads happen before them, read
+        // with Acquire by whichever thread advances the head.
+        mark_run(&self.done, batch.start(), batch.len());
+        let own = (batch.start(), batch.start().wrapping_add(batch.len()));
+        advance_over_marks(cq_head, &self.done, self.entries, Some(own))
     }
 
     /// The claim index (a snapshot).
@@ -383,14 +445,19 @@ impl SubmitGate {
 
     /// After publishing: become the submitter (`true`), or leave the
     /// entries to the thread that holds the gate (`false`).
+    ///
+    /// Call it after [`SharedSq::commit`] or [`SharedSq::advance`]: it
+    /// relies on the `SeqCst` fence those issue after each compare-and-swap
+    /// that moves `sq.tail` (a thread whose commit moved nothing has its
+    /// entries published, and submitted, by the thread that moves the
+    /// tail over them).
     pub fn try_enter(&self) -> bool {
-        // SeqCst fence: orders the caller's publication (the sq.tail CAS in
-        // SharedSq::commit) before the load of `held` below. Pairs with the
-        // fence in `leave`, between its store of `held` and its load of
-        // sq.tail: of the two fences one comes first in their single total
-        // order, so either we see the gate open, or the leaving submitter
-        // sees our tail.
-        fence(Ordering::SeqCst);
+        // No fence of our own: the SeqCst fence SharedSq::commit/advance
+        // issued after its sq.tail CAS orders that publication before the
+        // load of `held` below. It pairs with the fence in `leave`, between
+        // its store of `held` and its load of sq.tail: of the two fences
+        // one comes first in their single total order, so either we see
+        // the gate open, or the leaving submitter sees our tail.
         // Relaxed: a cheap look before the CAS; the decision is the CAS's.
         if self.held.load(Ordering::Relaxed) != 0 {
             return false;

@@ -184,7 +184,9 @@ impl<T> From<PushError<T>> for io::Error {
 /// overflow counter 0, all credit back; the same on a 4-slot ring and under
 /// SQPOLL; concurrent submitters; waiters on several threads; close with
 /// work in flight. `tests/shared_loom.rs`: loom models of the credit stage
-/// (with `--cfg loom`), including a naive variant loom shows overflowing.
+/// (with `--cfg loom`), including a naive variant loom shows overflowing;
+/// ring-core's `tests/loom.rs` models the claim/commit queues and the
+/// submit gate (nothing left unsubmitted, one submitter at a time).
 /// `shared_sync`'s unit tests run under Miri; `tests/shared.rs` runs under
 /// ThreadSanitizer (which cannot see the kernel's side of the mappings).
 ///

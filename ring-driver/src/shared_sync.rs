@@ -95,13 +95,22 @@ impl CqRelease {
             if read == head {
                 return head;
             }
-            let mut n = 0;
-            let mut idx = head;
-            while idx != read {
-                // Relaxed: ordered by the acquire of `read` above.
-                n += self.credits[(idx & self.mask) as usize].load(Ordering::Relaxed);
-                idx = idx.wrapping_add(1);
+            // The notes of head .. read: at most two contiguous pieces of
+            // the slice (the run may wrap). Relaxed: ordered by the acquire
+            // of `read` above.
+            let count = read.wrapping_sub(head) as usize;
+            if count > self.credits.len() {
+                // Our head is stale: others moved `read` and the head more
+                // than a ring on meanwhile. The CAS below would fail.
+                continue;
             }
+            let first_slot = (head & self.mask) as usize;
+            let first = count.min(self.credits.len() - first_slot);
+            let n: u32 = self.credits[first_slot..first_slot + first]
+                .iter()
+                .chain(&self.credits[..count - first])
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum();
             // Release (in AcqRel): the store of cq.head the kernel reads
             // with READ_ONCE before it overwrites a slot
             // (io_get_cqe_overflow): every consumer's CQE reads happen

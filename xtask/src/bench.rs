@@ -176,6 +176,15 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
                 ours / theirs
             )?;
         }
+        // The `shared` rows' loop on one thread: SharedRing against
+        // Mutex<IoUring> (ring-bench's `--callgrind shared|mutex`).
+        let ours = instructions_per_op(&bin, "shared", 1)?;
+        let theirs = instructions_per_op(&bin, "mutex", 1)?;
+        writeln!(
+            md,
+            "| shared loop, 1 thread (SharedRing / Mutex<IoUring>) | {ours:.1} | {theirs:.1} | {:.3} |",
+            ours / theirs
+        )?;
     } else {
         writeln!(md, "valgrind is not installed here: no instruction counts.")?;
     }
