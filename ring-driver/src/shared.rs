@@ -24,6 +24,10 @@ use crate::setup::{Builder, Params};
 use crate::shared_map::SharedMap;
 use crate::shared_sync::CqRelease;
 
+/// How long a waiter spins, at most, while another thread submits, before
+/// it sleeps in the kernel (see [`SharedRing`]'s doc on waiting).
+const SPIN_LIMIT: Duration = Duration::from_micros(20);
+
 /// The `user_data` of the cancel sent when the ring closes.
 const CLOSE_CANCEL: u64 = u64::MAX;
 
@@ -132,7 +136,7 @@ impl<T> From<PushError<T>> for io::Error {
 /// have each thread reap no more than it is owed (as the `shared` rows of
 /// the benchmarks do). The kernel decides against its own `cq.head`, which
 /// only moves when completions are handed back, so a wakeup is never lost.
-/// Before sleeping, a waiter spins briefly (a few microseconds at most)
+/// Before sleeping, a waiter spins briefly (20 microseconds at most)
 /// while another thread holds the submit gate and too few completions are
 /// ready: that thread's enter may be about to post them (NOPs and other
 /// requests that complete inline), and a sleep and wakeup in the kernel
@@ -555,14 +559,20 @@ impl Inner {
     /// another thread holds the submit gate, its enter may be about to post
     /// them (requests that complete inline, such as NOPs, or data already
     /// there), and a sleep plus wakeup costs far more than that enter. So
-    /// spin, boundedly, while the gate is held and too few are ready.
+    /// spin, for at most [`SPIN_LIMIT`], while the gate is held and too few
+    /// are ready.
     fn spin_while_submitting(&self, wait_nr: u32) {
-        const SPINS: u32 = 4096;
-        let mut spins = 0;
-        while spins < SPINS && self.gate.is_held() && self.cq_unclaimed() < wait_nr {
-            spins += 1;
-            if spins % 128 == 0 {
-                // Let the submitter run if it shares our core.
+        let mut deadline = None;
+        let mut spins = 0u32;
+        while self.gate.is_held() && self.cq_unclaimed() < wait_nr {
+            spins = spins.wrapping_add(1);
+            if spins % 64 == 0 {
+                // The clock only now and then; yield so that a submitter
+                // sharing our core runs.
+                let now = std::time::Instant::now();
+                if now >= *deadline.get_or_insert(now + SPIN_LIMIT) {
+                    return;
+                }
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
