@@ -152,8 +152,14 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
     thread::sleep(Duration::from_millis(5));
     drop(op);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while p.stats().orphans_freed == 0 {
-        assert_eq!(Arc::strong_count(&r), 2, "let go before the CQE");
+    loop {
+        // The count first: the thread frees the resources and counts them
+        // in one locked step, so a count of 1 is seen only after that.
+        let count = Arc::strong_count(&r);
+        if p.stats().orphans_freed > 0 {
+            break;
+        }
+        assert_eq!(count, 2, "let go before the CQE");
         assert!(
             Instant::now() < deadline,
             "the cancelled read's CQE never came"
@@ -258,6 +264,7 @@ fn fixed_buffers_write_read_and_go_back_to_the_pool() {
             Instant::now() < deadline,
             "the cancelled read's CQE never came"
         );
+        // The count first (see an_op_holds_a_shared_file_until_its_last_cqe).
         let n = free();
         if p.stats().orphans_freed == 0 {
             assert_eq!(n, 3, "the read's buffer came back before its CQE");

@@ -159,8 +159,9 @@ pub struct ProactorStats {
     pub max_in_ring: u32,
     /// The CQ size.
     pub cq_entries: u32,
-    /// Dropped ops whose resources were freed when their CQE arrived and
-    /// whose slot was freed when their cancellation's did.
+    /// Dropped ops whose resources (buffers, files) were freed, which
+    /// happens when their last CQE arrives (their slot and credit come back
+    /// when their cancellation's CQE has arrived too).
     pub orphans_freed: u64,
     /// Multishot requests re-armed: a recv that ran out of buffers, an
     /// accept the kernel ended on a full CQ.
@@ -2142,7 +2143,6 @@ impl<K: Kernel> Driver<K> {
                     if let SlotState::Reaped = slot.state {
                         released += slot.credits;
                         st.free(target);
-                        st.stats.orphans_freed += 1;
                     }
                 }
                 ud => {
@@ -2189,8 +2189,8 @@ impl<K: Kernel> Driver<K> {
                             } else {
                                 released += credits;
                                 st.free(ud);
-                                st.stats.orphans_freed += 1;
                             }
+                            st.stats.orphans_freed += 1;
                         }
                         SlotState::Orphan(resources) => {
                             // More CQEs of a dropped stream are coming.
