@@ -148,22 +148,34 @@ impl SharedMap {
         }
     }
 
-    /// Reads the CQE at ring index `index`.
+    /// Reads the `n` CQEs from ring index `index` on, a run that does not
+    /// wrap the ring, handing each to `f` in order.
     ///
     /// # Safety
     ///
-    /// The caller owns the slot: it claimed `index` from the ring's
-    /// `SharedCq` (below the acquired `cq.tail`) and has not released it, so
-    /// the kernel wrote it and does not overwrite it yet.
-    pub(crate) unsafe fn read_cqe(&self, index: u32) -> Cqe {
-        let at = self.geometry.cqe_offset(index);
+    /// The caller owns the slots: it claimed `index .. index + n` from the
+    /// ring's `SharedCq` (below the acquired `cq.tail`) and has not released
+    /// them, so the kernel wrote them and does not overwrite them yet; and
+    /// the run does not wrap: `(index & mask) + n <= cq_entries`.
+    pub(crate) unsafe fn read_cqes(&self, index: u32, n: u32, mut f: impl FnMut(Cqe)) {
+        let n = n as usize;
+        // SAFETY: `cqe_offset` masks into the CQE array, whose size was
+        // checked at setup: the offset pointer stays inside it.
+        let base = unsafe { self.cqes.as_ptr().add(self.geometry.cqe_offset(index)) };
         if self.geometry.cqe_size() == 32 {
-            // SAFETY: `cqe_offset` masks into the CQE array (size checked at
-            // setup) with a 32-byte stride; the caller owns the slot.
-            Cqe::from(unsafe { self.cqes.as_ptr().add(at).cast::<io_uring_cqe32>().read() })
+            let base = base.cast::<io_uring_cqe32>();
+            for i in 0..n {
+                // SAFETY: the run lies inside the CQE array (the caller's
+                // promise that it does not wrap), 32-byte stride; the caller
+                // owns its slots.
+                f(Cqe::from(unsafe { base.add(i).read() }));
+            }
         } else {
-            // SAFETY: as above, 16-byte stride.
-            Cqe::from(unsafe { self.cqes.as_ptr().add(at).cast::<io_uring_cqe>().read() })
+            let base = base.cast::<io_uring_cqe>();
+            for i in 0..n {
+                // SAFETY: as above, 16-byte stride.
+                f(Cqe::from(unsafe { base.add(i).read() }));
+            }
         }
     }
 

@@ -12,7 +12,7 @@
 //!
 //! 1. [`SharedCq::release`] advances a private index, `read`: every slot
 //!    below it has been copied out (and its credit noted with
-//!    [`CqRelease::note`] before);
+//!    [`CqRelease::note_in`] before);
 //! 2. [`CqRelease::advance`] moves the kernel-visible `cq.head` up to `read`
 //!    by compare-and-swap, and the thread whose CAS succeeds returns the
 //!    credits of exactly the slots it moved the head over. It read the notes
@@ -57,11 +57,25 @@ impl CqRelease {
     /// Note, for the claimed CQE at `index`, whether it returns a credit
     /// (its `flags`: see [`cqe_returns_credit`]). Call before releasing its
     /// batch.
+    #[cfg(test)]
     pub(crate) fn note(&self, index: u32, flags: u32) {
+        Self::note_in(&self.credits[(index & self.mask) as usize], flags);
+    }
+
+    /// The note slots of the claimed CQEs `index .. index + n`, a run that
+    /// does not wrap the ring: note each with [`note_in`](Self::note_in)
+    /// (what `note` does one index at a time, in tests).
+    pub(crate) fn notes(&self, index: u32, n: u32) -> &[AtomicU32] {
+        let first = (index & self.mask) as usize;
+        &self.credits[first..first + n as usize]
+    }
+
+    /// Note in `slot` (of [`notes`](Self::notes)) whether the CQE copied
+    /// out of it, with `flags`, returns a credit.
+    pub(crate) fn note_in(slot: &AtomicU32, flags: u32) {
         // Relaxed: published by the Release store of the slot's done mark in
         // SharedCq::release, which the advancer of `read` acquires.
-        self.credits[(index & self.mask) as usize]
-            .store(u32::from(cqe_returns_credit(flags)), Ordering::Relaxed);
+        slot.store(u32::from(cqe_returns_credit(flags)), Ordering::Relaxed);
     }
 
     /// Mark `batch` copied out and hand what is contiguous back to the
