@@ -587,24 +587,35 @@ impl Inner {
         if !self.gate.try_enter() {
             return Ok(0);
         }
-        let mut total = 0;
-        loop {
-            match self.enter_once(true, 0, None) {
-                Ok(n) if n > 0 => total += n,
-                // Nothing consumed with entries pending (the gate's `leave`
-                // saw them) is the kernel refusing: do not spin on it.
-                Ok(_) => {
-                    self.gate.abandon();
-                    return Ok(total);
-                }
-                Err(e) => {
-                    // Entries others left to us stay pending for the next
-                    // submit of any thread (SubmitGate's doc).
-                    self.gate.abandon();
-                    return Err(e);
-                }
+        // Opens the gate if we unwind while holding it (no submit would
+        // ever run again otherwise); forgotten once `leave` has opened it.
+        struct Held<'a>(&'a SubmitGate);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.abandon();
             }
+        }
+        let held = Held(&self.gate);
+        let mut total = 0;
+        let mut idle = false;
+        loop {
+            // On an error, `held` opens the gate: entries others left to us
+            // stay pending for the next submit of any thread (SubmitGate's
+            // doc).
+            let n = self.enter_once(true, 0, None)?;
+            total += n;
+            if n == 0 && idle {
+                // Twice nothing consumed, the second time with entries
+                // pending (`leave` saw them): the kernel refuses them; do
+                // not spin on it.
+                return Ok(total);
+            }
+            // Nothing to submit (another submitter took our entries before
+            // we got the gate) still goes through `leave`: entries published
+            // while we held the gate are ours to submit.
+            idle = n == 0;
             if !self.gate.leave(self.map.sq_head(), self.map.sq_tail()) {
+                std::mem::forget(held);
                 return Ok(total);
             }
         }
