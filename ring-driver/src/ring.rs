@@ -148,9 +148,10 @@ pub struct Ring<K: Kernel = Linux> {
     /// Completions taken out of the CQ while resolving `EBUSY`, delivered
     /// before the CQ's own.
     stash: VecDeque<Cqe>,
-    /// Whether CQ views read through their general path: 32-byte CQEs, or
-    /// CQEs in the stash (delivered first). Kept up to date by the stash's
-    /// users, so a view is set up with one test.
+    /// Whether CQ views read through their general path: 32-byte CQEs
+    /// (`CQE32`, or `CQE_MIXED` where a CQE may take two slots or be
+    /// padding), or CQEs in the stash (delivered first). Kept up to date by
+    /// the stash's users, so a view is set up with one test.
     cq_general: bool,
     defaults: SetupFlags,
 }
@@ -216,7 +217,7 @@ impl<K: Kernel> Ring<K> {
             cq: ring_core::CompletionQueue::with_start(&geometry, kernel.cq_tail()),
             kernel,
             stash: VecDeque::new(),
-            cq_general: geometry.cqe_size() == 32,
+            cq_general: geometry.cqe_size() == 32 || geometry.cqe_mixed(),
             defaults: SetupFlags::empty(),
         }
     }
@@ -323,11 +324,64 @@ impl<K: Kernel> Ring<K> {
         Cqe { raw }
     }
 
+    /// In a `CQE_MIXED` ring, the CQE at the head of `batch`: `Ok(Some)`
+    /// with the CQE and the slots it takes (2 for a 32-byte one), `Ok(None)`
+    /// for a padding slot (`IORING_CQE_F_SKIP`, one slot, no CQE), or
+    /// `Err(())` if `batch` is empty or ends inside a 32-byte CQE (the rest
+    /// is not visible yet: nothing is consumed).
+    #[inline]
+    fn mixed_cqe(&self, batch: &ring_core::CqBatch) -> Result<Option<(Cqe, u32)>, ()> {
+        if batch.is_empty() {
+            return Err(());
+        }
+        let index = batch.start();
+        let cqe = self.kernel.cqe(index);
+        let flags = CqeFlags::from_bits_retain(cqe.flags);
+        if flags.contains(CqeFlags::SKIP) {
+            return Ok(None);
+        }
+        if !flags.contains(CqeFlags::BIG) {
+            let raw = io_uring_cqe32 {
+                cqe,
+                big_cqe: [0; 2],
+            };
+            return Ok(Some((Cqe { raw }, 1)));
+        }
+        if batch.len() < 2 {
+            return Err(());
+        }
+        // The second 16-byte slot holds the two extra words (the kernel
+        // never lets a 32-byte CQE wrap: it pads with a SKIP instead).
+        let second = self.kernel.cqe(index.wrapping_add(1));
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&second.user_data.to_ne_bytes());
+        bytes[8..12].copy_from_slice(&second.res.to_ne_bytes());
+        bytes[12..].copy_from_slice(&second.flags.to_ne_bytes());
+        let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let raw = io_uring_cqe32 {
+            cqe,
+            big_cqe: [word(0), word(8)],
+        };
+        Ok(Some((Cqe { raw }, 2)))
+    }
+
     /// Moves every ready CQE into the stash (so the kernel can flush its
     /// backlog into the freed slots) and returns how many moved.
     fn stash_ready(&mut self) -> usize {
         self.sync_cq();
         let before = self.stash.len();
+        if self.kernel.geometry().cqe_mixed() {
+            loop {
+                let batch = self.cq.peek_batch(u32::MAX);
+                let Ok(found) = self.mixed_cqe(&batch) else {
+                    break;
+                };
+                let slots = found.map_or(1, |(_, slots)| slots);
+                let _refused = self.cq.advance(slots);
+                debug_assert!(_refused.is_ok(), "{_refused:?}");
+                self.stash.extend(found.map(|(cqe, _)| cqe));
+            }
+        }
         while let Some(index) = self.cq.reap() {
             let cqe = self.read_cqe(index);
             self.stash.push_back(cqe);
@@ -743,10 +797,23 @@ impl<K: Kernel> CompletionQueue<'_, K> {
             return Some(*cqe);
         }
         let batch = self.batch();
+        if self.ring.kernel.geometry().cqe_mixed() {
+            let mut batch = *batch;
+            loop {
+                match self.ring.mixed_cqe(&batch) {
+                    Ok(Some((cqe, _))) => return Some(cqe),
+                    Ok(None) => {
+                        let _ = batch.pop_front();
+                    }
+                    Err(()) => return None,
+                }
+            }
+        }
         (!batch.is_empty()).then(|| self.ring.read_cqe(batch.start()))
     }
 
-    /// Completions ready to be read.
+    /// Completions ready to be read (in a `CQE_MIXED` ring, the slots
+    /// ready: at most that many CQEs).
     pub fn len(&self) -> usize {
         self.ring.stash.len() + self.fast.len() as usize + self.general.len() as usize
     }
@@ -794,9 +861,22 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     fn next_general(&mut self) -> Option<Cqe> {
         if let Some(cqe) = self.ring.stash.pop_front() {
             if self.ring.stash.is_empty() {
-                self.ring.cq_general = self.ring.kernel.geometry().cqe_size() == 32;
+                let geometry = self.ring.kernel.geometry();
+                self.ring.cq_general = geometry.cqe_size() == 32 || geometry.cqe_mixed();
             }
             return Some(cqe);
+        }
+        if self.ring.kernel.geometry().cqe_mixed() {
+            loop {
+                let found = self.ring.mixed_cqe(&self.general).ok()?;
+                let slots = found.map_or(1, |(_, slots)| slots);
+                for _ in 0..slots {
+                    let _ = self.general.pop_front();
+                }
+                if let Some((cqe, _)) = found {
+                    return Some(cqe);
+                }
+            }
         }
         let index = self.general.pop_front()?;
         Some(self.ring.read_cqe(index))
@@ -816,7 +896,12 @@ impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = self.len();
-        (n, Some(n))
+        if self.ring.kernel.geometry().cqe_mixed() {
+            // Slots: a 32-byte CQE takes two, padding none.
+            (self.ring.stash.len(), Some(n))
+        } else {
+            (n, Some(n))
+        }
     }
 }
 

@@ -499,6 +499,51 @@ fn cqe32_rings_carry_big_completions() {
 }
 
 #[test]
+fn cqe_mixed_rings_carry_small_and_big_completions_and_hide_padding() {
+    // A 16-slot CQ of mixed 16- and 32-byte CQEs, wrapped many times: the
+    // kernel pads with a SKIP slot where a big CQE would wrap. Every CQE
+    // comes out once, in order, with its extra words; no padding does.
+    let mut ring = match Builder::new(8).cq_entries(16).cqe_mixed().build() {
+        Ok(ring) => ring,
+        Err(e) => skip!(
+            "cqe_mixed_rings_carry_small_and_big_completions_and_hide_padding",
+            "{e}"
+        ),
+    };
+    let big = |i: u64| i % 3 != 0;
+    let mut next = 0u64;
+    let mut seen = 0u64;
+    for round in 0..40u64 {
+        // Five per round (at most ten slots, plus padding): 3 rounds' worth
+        // wraps the ring.
+        for _ in 0..5 {
+            let op = if big(next) {
+                ring_ops::Nop::new().cqe32(next, !next)
+            } else {
+                ring_ops::Nop::new()
+            };
+            // SAFETY: a NOP carries no pointers.
+            unsafe { ring.sq().push(op.build().user_data(next)) }.expect("room for five");
+            next += 1;
+        }
+        ring.submitter().submit_and_wait(5).unwrap();
+        let peeked = ring.cq().peek().map(|c| c.user_data());
+        assert_eq!(peeked, Some(seen), "round {round}: peek sees the next CQE");
+        for cqe in ring.cq() {
+            assert_eq!(cqe.user_data(), seen, "round {round}");
+            assert_eq!(cqe.result(), Ok(0));
+            let flagged = cqe.flags().contains(ring_sys::CqeFlags::BIG);
+            assert_eq!(flagged, big(seen), "CQE {seen}: {cqe:?}");
+            let extra = if big(seen) { [seen, !seen] } else { [0, 0] };
+            assert_eq!(cqe.big(), extra, "CQE {seen}");
+            seen += 1;
+        }
+        assert_eq!(seen, next, "round {round}: every CQE, nothing more");
+    }
+    assert_eq!(ring.overflow(), 0);
+}
+
+#[test]
 fn sqpoll_submits_without_enter_and_wakes_after_idle() {
     let mut ring = match Builder::new(8).sqpoll(10).build() {
         Ok(ring) => ring,

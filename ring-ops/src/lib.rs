@@ -103,8 +103,10 @@
 //!
 //! Found on the way: the oracle's `ReadMulti` drops `IOSQE_FIXED_FILE` for
 //! a fixed file (io-uring 0.7.15 assigns `flags = BUFFER_SELECT` after
-//! setting it); ring-ops keeps it. Not covered yet: the `NOP` test flags
-//! other than `IORING_NOP_INJECT_RESULT` (`IORING_NOP_FILE`, ...).
+//! setting it); ring-ops keeps it. Of the `NOP` test flags only
+//! `IORING_NOP_INJECT_RESULT` and `IORING_NOP_CQE32` have setters (not
+//! `IORING_NOP_FILE`, `IORING_NOP_FIXED_FILE`, `IORING_NOP_FIXED_BUFFER`,
+//! `IORING_NOP_TW`).
 //!
 //! # In place or by value
 //!

@@ -15,7 +15,7 @@ use ring_sys::{
     IORING_ASYNC_CANCEL_FD, IORING_ASYNC_CANCEL_FD_FIXED, IORING_ASYNC_CANCEL_OP,
     IORING_ASYNC_CANCEL_USERDATA, IORING_FIXED_FD_NO_CLOEXEC, IORING_LINK_TIMEOUT_UPDATE,
     IORING_MSG_DATA, IORING_MSG_RING_CQE_SKIP, IORING_MSG_RING_FLAGS_PASS, IORING_MSG_SEND_FD,
-    IORING_NOP_INJECT_RESULT, IORING_POLL_ADD_LEVEL, IORING_POLL_ADD_MULTI,
+    IORING_NOP_CQE32, IORING_NOP_INJECT_RESULT, IORING_POLL_ADD_LEVEL, IORING_POLL_ADD_MULTI,
     IORING_POLL_UPDATE_EVENTS, IORING_POLL_UPDATE_USER_DATA, IORING_RECV_MULTISHOT,
     IORING_RECVSEND_BUNDLE, IORING_RECVSEND_FIXED_BUF, IORING_RECVSEND_POLL_FIRST,
     IORING_RW_ATTR_FLAG_PI, IORING_SEND_VECTORIZED, IORING_SEND_ZC_REPORT_USAGE,
@@ -214,12 +214,22 @@ op! {
         ;;
         ;;
         inject: Option<i32> = None,
+        big: Option<[u64; 2]> = None,
     }
     fn fill(&self, sqe) {
         sqe.fd = -1;
+        let mut flags = 0;
         if let Some(res) = self.inject {
-            sqe.op_flags.nop_flags = IORING_NOP_INJECT_RESULT;
+            flags |= IORING_NOP_INJECT_RESULT;
             sqe.len = res as u32;
+        }
+        if let Some([extra1, extra2]) = self.big {
+            flags |= IORING_NOP_CQE32;
+            sqe.off_addr2.off = extra1;
+            sqe.addr_splice_off_in.addr = extra2;
+        }
+        if flags != 0 {
+            sqe.op_flags.nop_flags = flags;
         }
     }
 }
@@ -230,6 +240,16 @@ impl Nop {
     #[inline]
     pub const fn inject_result(mut self, res: i32) -> Self {
         self.inject = Some(res);
+        self
+    }
+
+    /// `IORING_NOP_CQE32`: post a 32-byte CQE whose extra words are
+    /// `extra1` and `extra2` (from `sqe->off` and `sqe->addr`), flagged
+    /// `IORING_CQE_F_32` in an `IORING_SETUP_CQE_MIXED` ring. Since Linux
+    /// 6.18.
+    #[inline]
+    pub const fn cqe32(mut self, extra1: u64, extra2: u64) -> Self {
+        self.big = Some([extra1, extra2]);
         self
     }
 }

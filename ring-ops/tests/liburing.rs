@@ -87,6 +87,22 @@ proptest! {
         prop_assert_eq!(fields(Nop::new().inject_result(res).build()), want);
     }
 
+    /// liburing test/nop32.c: `io_uring_prep_nop`, then `nop_flags =
+    /// IORING_NOP_CQE32`, `off` and `addr` the CQE's two extra words (the
+    /// kernel's `io_nop_prep` reads them there); with an injected result
+    /// both flags and `len`.
+    #[test]
+    fn nop_cqe32(extra1: u64, extra2: u64, inject: Option<i32>) {
+        let mut op = Nop::new().cqe32(extra1, extra2);
+        let mut want = F { op_flags: IORING_NOP_CQE32, ..prep_rw(IORING_OP_NOP, -1, extra2, 0, extra1) };
+        if let Some(res) = inject {
+            op = op.inject_result(res);
+            want.op_flags |= IORING_NOP_INJECT_RESULT;
+            want.len = res as u32;
+        }
+        prop_assert_eq!(fields(op.build()), want);
+    }
+
     /// `io_uring_prep_poll_multishot`: `len = IORING_POLL_ADD_MULTI`; level
     /// triggering adds `IORING_POLL_ADD_LEVEL` to `len`.
     #[test]
