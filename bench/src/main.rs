@@ -258,32 +258,48 @@ fn shared_row(name: &str, threads: u64, rounds: usize) -> f64 {
     other
 }
 
-/// CPU time of the calling thread so far: (user, system), in ns.
-fn thread_cpu_ns() -> (f64, f64) {
-    // SAFETY: getrusage writes the struct it is given.
-    let ru = unsafe {
-        let mut ru = std::mem::zeroed::<libc::rusage>();
-        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
-        ru
-    };
-    let ns = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
-    (ns(ru.ru_utime), ns(ru.ru_stime))
-}
-
 /// The kernel's share of a one-thread NOP loop of `batch` (the io-uring
-/// crate's, as in the mutex column without the lock): system, user and
-/// wall ns per NOP over one long run (the kernel samples user and system
-/// time at its tick: a long run keeps that error small).
-fn kernel_floor(batch: u32, ops: u64) -> (f64, f64, f64) {
+/// crate's, as in the mutex column without the lock): ns per NOP spent
+/// inside `io_uring_enter` (each call timed by the clock, ~20 ns a read,
+/// against a call of `batch` NOPs) and ns per NOP of the whole loop.
+/// Medians of `rounds` runs of `ops` NOPs.
+fn kernel_floor(batch: u32, ops: u64, rounds: usize) -> (f64, f64) {
     let mut ring = IoUring::new(SHARED_ENTRIES.max(batch)).expect("io-uring setup");
-    uring_nops(&mut ring, batch, ops / 16);
-    let (u0, s0) = thread_cpu_ns();
-    let start = Instant::now();
-    uring_nops(&mut ring, batch, ops);
-    let wall = start.elapsed().as_nanos() as f64;
-    let (u1, s1) = thread_cpu_ns();
-    let per = ops as f64;
-    ((s1 - s0) / per, (u1 - u0) / per, wall / per)
+    let entry = opcode::Nop::new().build();
+    let mut run = |ops: u64| {
+        let (mut inside, mut done) = (0u128, 0u64);
+        let start = Instant::now();
+        while done < ops {
+            {
+                let mut sq = ring.submission();
+                for i in 0..batch {
+                    // SAFETY: a NOP carries no pointers.
+                    unsafe { sq.push(&entry.clone().user_data(u64::from(i))) }
+                        .expect("batch fits the SQ");
+                }
+            }
+            let enter = Instant::now();
+            ring.submit_and_wait(batch as usize).expect("enter");
+            inside += enter.elapsed().as_nanos();
+            let mut reaped = 0;
+            for cqe in ring.completion() {
+                black_box(cqe.user_data());
+                reaped += 1;
+            }
+            assert_eq!(reaped, batch);
+            done += u64::from(batch);
+        }
+        let per = done as f64;
+        (inside as f64 / per, start.elapsed().as_nanos() as f64 / per)
+    };
+    run(ops / 8);
+    let (mut kernel, mut wall) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (k, w) = run(ops);
+        kernel.push(k);
+        wall.push(w);
+    }
+    (median(kernel), median(wall))
 }
 
 /// The note under the `shared` rows: what bounds them, with this run's
@@ -291,12 +307,11 @@ fn kernel_floor(batch: u32, ops: u64) -> (f64, f64, f64) {
 /// The kernel submits under the ring's `uring_lock`, so the kernel time
 /// per NOP of one thread bounds what any number of threads sharing one
 /// ring can reach.
-fn shared_note(mutex: f64, quick: bool) {
-    let ops = OPS * if quick { 8 } else { 64 };
-    let (sys, user, wall) = kernel_floor(SHARED_BATCH as u32, ops);
-    let (sys_big, _, _) = kernel_floor(256, ops);
+fn shared_note(mutex: f64, rounds: usize) {
+    let (kernel, wall) = kernel_floor(SHARED_BATCH as u32, OPS, rounds);
+    let (kernel_big, _) = kernel_floor(256, OPS, rounds);
     // The smaller kernel time: the most a shared ring could hope for.
-    let bound = mutex / sys.min(sys_big);
+    let bound = mutex / kernel.min(kernel_big);
     let reach = if bound < 1.5 {
         " (so 1.5x is out of reach for NOPs on this machine)"
     } else {
@@ -308,23 +323,23 @@ fn shared_note(mutex: f64, quick: bool) {
          pushed; ring: one `SharedRing` (lock-free push and reap, one thread at a time \
          entering the kernel to submit for all), io-uring: `Mutex<IoUring>` held for the \
          whole round. The kernel submits under the ring's `uring_lock`, so submissions to one \
-         ring never run in parallel, whoever makes them. A one-thread loop spends {sys:.1} ns \
-         per NOP in the kernel at batch {SHARED_BATCH} ({user:.1} ns in user space, {wall:.1} ns \
-         wall) and {sys_big:.1} ns at batch 256, where the per-call part is spread thin and \
-         what is left is mostly the work under the lock (`getrusage`, this run). No number of \
-         threads gets NOPs through one ring faster than that, so against the mutex's fastest \
-         multi-thread time ({mutex:.1} ns/op) a shared ring can gain at most about \
-         {bound:.2}x (the mutex's time over the smaller kernel time){reach}. The mutex column stays near its \
-         one-thread time because the lock runs whole rounds on one core at a time (the \
-         unlocking thread re-takes it before a sleeping one wakes), keeping SQEs, CQEs and the \
-         kernel's ring state in that core's cache. A `SharedRing`'s threads work on both cores \
-         at once: every SQE written on one core and consumed by the kernel on the other, and \
-         every CQE reaped on the other, is a cache-line transfer, and the lock-free protocol \
-         runs more user-space instructions and atomic read-modify-writes per NOP than a locked \
-         ring (see the callgrind table); together they cost about what overlapping the \
-         threads' user-space work saves. Requests whose cost lies outside the submitting \
-         `io_uring_enter` (device I/O, io-wq work) hold the lock for a smaller share of their \
-         time, and there threads sharing a ring overlap more."
+         ring never run in parallel, whoever makes them. A one-thread loop spends {kernel:.1} \
+         ns per NOP inside `io_uring_enter` at batch {SHARED_BATCH} (of {wall:.1} ns per NOP in \
+         all) and {kernel_big:.1} ns at batch 256, where the per-call part is spread thin and \
+         what is left is mostly the work under the lock (each call timed, this run). No \
+         number of threads gets NOPs through one ring faster than that, so against the \
+         mutex's fastest multi-thread time ({mutex:.1} ns/op) a shared ring can gain at most \
+         about {bound:.2}x (the mutex's time over the smaller kernel time){reach}. The mutex \
+         column stays near its one-thread time because the lock runs whole rounds on one core \
+         at a time (the unlocking thread re-takes it before a sleeping one wakes), keeping \
+         SQEs, CQEs and the kernel's ring state in that core's cache. A `SharedRing`'s threads \
+         work on both cores at once: every SQE written on one core and consumed by the kernel \
+         on the other, and every CQE reaped on the other, is a cache-line transfer, and the \
+         lock-free protocol runs more user-space instructions and atomic read-modify-writes \
+         per NOP than a locked ring (see the callgrind table); together they cost about what \
+         overlapping the threads' user-space work saves. Requests whose cost lies outside the \
+         submitting `io_uring_enter` (device I/O, io-wq work) hold the lock for a smaller \
+         share of their time, and there threads sharing a ring overlap more."
     );
 }
 
@@ -376,7 +391,7 @@ fn main() {
         }
     }
     if let Some(mutex) = mutex_best {
-        shared_note(mutex, quick);
+        shared_note(mutex, rounds);
     }
     io::rows(rounds, &want);
     proactor::rows(rounds, quick, &want);
