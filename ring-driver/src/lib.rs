@@ -74,7 +74,7 @@ pub use proactor::{
 };
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
-pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter};
+pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter, TIMEOUT_USER_DATA};
 pub use setup::{Builder, Params, SETUP_FLAGS};
 #[cfg(not(loom))]
 pub use shared::{PushError, SharedRing};
