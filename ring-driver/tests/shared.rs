@@ -263,6 +263,64 @@ fn concurrent_submitters_never_submit_an_entry_twice() {
 }
 
 #[test]
+fn one_submit_per_push_leaves_nothing_unsubmitted() {
+    // Each thread pushes one entry and calls submit once for it, never
+    // again: a submit that finds another thread submitting returns at once
+    // and leaves the entry to it (the submit gate). When all are done, no
+    // entry may be left pending, and every completion is there without a
+    // further submit.
+    const THREADS: u64 = 4;
+    const PER: u64 = if cfg!(debug_assertions) { 500 } else { 5000 };
+    let ring = SharedRing::new(64).unwrap();
+    let reaped = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (ring, reaped) = (ring.clone(), reaped.clone());
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for i in 0..PER {
+                    let mut refused_since = None;
+                    // SAFETY: NOPs carry no pointers.
+                    while unsafe { ring.push(nop((t << 32) | i)) }.is_err() {
+                        // Out of SQ slots or credit: completions of entries
+                        // other threads submit will come; take them. If none
+                        // come for long, entries were stranded in the SQ.
+                        got.clear();
+                        let n = ring.reap(&mut got, 64);
+                        reaped.fetch_add(n as u64, Ordering::Relaxed);
+                        let since = *refused_since.get_or_insert_with(Instant::now);
+                        if n > 0 {
+                            refused_since = None;
+                        } else if since.elapsed() > Duration::from_secs(5) {
+                            panic!(
+                                "an entry was left unsubmitted: pushes refused for 5 s, \
+                                 {} pending",
+                                ring.pending()
+                            );
+                        }
+                        std::thread::yield_now();
+                    }
+                    ring.submit().unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(ring.pending(), 0, "an entry was left unsubmitted");
+    let mut out = Vec::new();
+    while ring.reap(&mut out, 64) > 0 {}
+    assert_eq!(
+        reaped.load(Ordering::Relaxed) + out.len() as u64,
+        THREADS * PER,
+        "completions missing"
+    );
+    assert_eq!(ring.in_flight(), 0);
+    assert_eq!(ring.overflow(), 0);
+}
+
+#[test]
 fn several_threads_wait_for_completions_pushed_by_another() {
     // Waiters block in io_uring_enter(GETEVENTS); a producer pushes timeouts
     // that fire later. Each completion is taken exactly once; waiters time
