@@ -336,10 +336,11 @@ fn shared_note(mutex: f64, rounds: usize) {
          work on both cores at once: every SQE written on one core and consumed by the kernel \
          on the other, and every CQE reaped on the other, is a cache-line transfer, and the \
          lock-free protocol runs more user-space instructions and atomic read-modify-writes \
-         per NOP than a locked ring (see the callgrind table); together they cost about what \
-         overlapping the threads' user-space work saves. Requests whose cost lies outside the \
-         submitting `io_uring_enter` (device I/O, io-wq work) hold the lock for a smaller \
-         share of their time, and there threads sharing a ring overlap more."
+         per NOP than a locked ring (see the callgrind table); together they cost at least \
+         what overlapping the threads' user-space work (a few ns per NOP) saves. Requests \
+         whose cost lies outside the submitting `io_uring_enter` (device I/O, io-wq work) \
+         hold the lock for a smaller share of their time, and there threads sharing a ring \
+         overlap more."
     );
 }
 
