@@ -358,36 +358,38 @@ fn wake_up_ns(n: u64) -> f64 {
 
 /// Prints the Proactor tables.
 pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
-    let names = [
-        "proactor/nop/qd32",
-        "proactor/nop/batch32",
-        "proactor/read4k/qd32",
-        "proactor/read4k/batch32",
+    // (name, (reads, in batches, with ProactorConfig::spin)).
+    let rows = [
+        ("proactor/nop/qd32", (false, false, false)),
+        ("proactor/nop/batch32", (false, true, false)),
+        ("proactor/read4k/qd32", (true, false, false)),
+        ("proactor/read4k/batch32", (true, true, false)),
+        ("proactor/nop/qd32/spin50us", (false, false, true)),
+        ("proactor/read4k/qd32/spin50us", (true, false, true)),
     ];
+    let names = rows.map(|(n, _)| n);
     if names.iter().any(|n| want(n)) {
         // A CQ of 4 x 32: the Proactor's budget, (cq - 1) / 2, must reach 32.
-        let p = Proactor::new(ProactorConfig::new(DEPTH as u32).cq_entries(4 * DEPTH as u32))
-            .expect("proactor");
+        let config = ProactorConfig::new(DEPTH as u32).cq_entries(4 * DEPTH as u32);
+        let plain = Proactor::new(config.clone()).expect("proactor");
+        let spinning = Proactor::new(config.spin(Duration::from_micros(50))).expect("proactor");
         let mut ring = Builder::new(DEPTH as u32).build().expect("ring setup");
         let raw_bufs = file_io::Buffers::new();
         let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
         println!("table\tThe Proactor's futures against the raw ring");
         println!("row\tProactor ns/op\tring ns/op\tratio ring/Proactor");
-        for (name, (read, batch)) in
-            names
-                .into_iter()
-                .zip([(false, false), (false, true), (true, false), (true, true)])
-        {
+        for (name, (read, batch, spin)) in rows {
             if !want(name) {
                 continue;
             }
+            let p = if spin { &spinning } else { &plain };
             let t = if read {
                 let f = file_io::test_file();
                 file_io::alternate_n(
                     rounds,
                     OPS,
                     &mut [
-                        &mut |n| proactor_reads(&p, f, &mut bufs, DEPTH, batch, n),
+                        &mut |n| proactor_reads(p, f, &mut bufs, DEPTH, batch, n),
                         &mut |n| file_io::ring_reads(&mut ring, f, &raw_bufs, DEPTH, batch, n),
                     ],
                 )
@@ -395,7 +397,7 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
                 file_io::alternate_n(
                     rounds,
                     OPS,
-                    &mut [&mut |n| proactor_nops(&p, DEPTH, batch, n), &mut |n| {
+                    &mut [&mut |n| proactor_nops(p, DEPTH, batch, n), &mut |n| {
                         ring_nops(&mut ring, DEPTH, batch, n)
                     }],
                 )
@@ -423,8 +425,11 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
              this 2-vCPU VM puts about two thirds of the Proactor's NOP time in the \
              scheduler's wake-up path (finish_task_switch and the unlocks after it) and about \
              a fifth in the Proactor's own code. Real I/O dilutes it (the read and echo \
-             rows). Spinning instead of sleeping was tried: on this machine, with other \
-             processes running, it was 5-10x slower, so the Proactor does not spin."
+             rows). The /spin50us rows run the same with ProactorConfig::spin(50 us): the \
+             thread polls for work that long before it sleeps, so callers wake nobody. \
+             That pays only with a core to spare: measured with two busy processes beside \
+             the bench, the same rows were more than 10x slower than without the spin, so \
+             the default is not to spin."
         );
     }
     let name = "proactor/echo";

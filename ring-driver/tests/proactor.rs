@@ -1070,6 +1070,44 @@ fn cp_on_the_proactor_copies_every_byte() {
 }
 
 #[test]
+fn a_spinning_thread_serves_work_queued_while_it_polls_and_after_it_sleeps() {
+    let spin = Duration::from_millis(20);
+    let p = Proactor::new(ProactorConfig::new(16).spin(spin)).unwrap();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut w = std::fs::File::from(w);
+    for round in 0..6u32 {
+        // Alternately within the spin (the thread polls, nobody wakes it)
+        // and well after it (the thread sleeps in the kernel, the caller
+        // writes its eventfd).
+        let pause = if round % 2 == 0 {
+            Duration::from_millis(1)
+        } else {
+            spin * 3
+        };
+        thread::sleep(pause);
+        p.nop().wait().unwrap();
+        let read = p.read(&r, Vec::with_capacity(8), u64::MAX).start();
+        thread::sleep(pause);
+        w.write_all(&round.to_le_bytes()).unwrap();
+        let (n, buf) = read.wait();
+        assert_eq!(n.unwrap(), 4);
+        assert_eq!(buf, round.to_le_bytes());
+        // A dropped op is cancelled the same way.
+        let mut op = p.read(&r, Vec::with_capacity(8), u64::MAX);
+        let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+        assert!(poll_once(&mut op, &waker).is_pending());
+        drop(op);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed < 6 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(p.stats().cq_overflow, 0);
+}
+
+#[test]
 fn a_submit_delay_gathers_a_batch() {
     let delay = Duration::from_millis(40);
     let p = Proactor::new(ProactorConfig::new(16).batch(4).submit_delay(delay)).unwrap();
