@@ -213,24 +213,18 @@ op! {
     pub struct Nop = IORING_OP_NOP {
         ;;
         ;;
-        inject: Option<i32> = None,
-        big: Option<[u64; 2]> = None,
+        // The SQE fields the options set, as the kernel reads them (plain
+        // integers, zero when unset: a prebuilt NOP stays a constant).
+        nop_flags: u32 = 0,
+        len: u32 = 0,
+        extra: [u64; 2] = [0, 0],
     }
     fn fill(&self, sqe) {
         sqe.fd = -1;
-        let mut flags = 0;
-        if let Some(res) = self.inject {
-            flags |= IORING_NOP_INJECT_RESULT;
-            sqe.len = res as u32;
-        }
-        if let Some([extra1, extra2]) = self.big {
-            flags |= IORING_NOP_CQE32;
-            sqe.off_addr2.off = extra1;
-            sqe.addr_splice_off_in.addr = extra2;
-        }
-        if flags != 0 {
-            sqe.op_flags.nop_flags = flags;
-        }
+        sqe.op_flags.nop_flags = self.nop_flags;
+        sqe.len = self.len;
+        sqe.off_addr2.off = self.extra[0];
+        sqe.addr_splice_off_in.addr = self.extra[1];
     }
 }
 
@@ -239,7 +233,8 @@ impl Nop {
     /// Since Linux 6.10.
     #[inline]
     pub const fn inject_result(mut self, res: i32) -> Self {
-        self.inject = Some(res);
+        self.nop_flags |= IORING_NOP_INJECT_RESULT;
+        self.len = res as u32;
         self
     }
 
@@ -249,7 +244,8 @@ impl Nop {
     /// 6.18.
     #[inline]
     pub const fn cqe32(mut self, extra1: u64, extra2: u64) -> Self {
-        self.big = Some([extra1, extra2]);
+        self.nop_flags |= IORING_NOP_CQE32;
+        self.extra = [extra1, extra2];
         self
     }
 }
