@@ -153,21 +153,13 @@ pub struct Ring<K: Kernel = Linux> {
     /// padding), or CQEs in the stash (delivered first). Kept up to date by
     /// the stash's users, so a view is set up with one test.
     cq_general: bool,
-    /// Timeouts queued by [`Submitter::submit_and_wait_timeout`] on kernels
-    /// without `IORING_FEAT_EXT_ARG` whose CQEs (`user_data`
-    /// [`TIMEOUT_USER_DATA`]) have not been filtered out yet.
-    timeouts_pending: u32,
-    /// Their timespecs, boxed so they stay put, all kept until the last of
-    /// those CQEs (under SQPOLL the kernel reads one when its thread gets
-    /// to the entry, and timeouts may complete out of order).
-    #[allow(clippy::vec_box, reason = "the kernel holds the boxes' addresses")]
-    timeouts: Vec<Box<__kernel_timespec>>,
     defaults: SetupFlags,
 }
 
-/// The `user_data` of the `IORING_OP_TIMEOUT` entries that
-/// [`Submitter::submit_and_wait_timeout`] queues on kernels before 5.11
-/// (liburing's `LIBURING_UDATA_TIMEOUT`); their CQEs never reach the caller.
+/// The `user_data` of the `IORING_OP_TIMEOUT` (and `IORING_OP_TIMEOUT_REMOVE`)
+/// entries that [`Submitter::submit_and_wait_timeout`] queues on kernels
+/// before 5.11 (liburing's `LIBURING_UDATA_TIMEOUT`); their CQEs are taken
+/// out before the call returns and never reach the caller.
 pub const TIMEOUT_USER_DATA: u64 = u64::MAX;
 
 impl Ring<Linux> {
@@ -232,8 +224,6 @@ impl<K: Kernel> Ring<K> {
             kernel,
             stash: VecDeque::new(),
             cq_general: geometry.cqe_size() == 32 || geometry.cqe_mixed(),
-            timeouts_pending: 0,
-            timeouts: Vec::new(),
             defaults: SetupFlags::empty(),
         }
     }
@@ -340,130 +330,6 @@ impl<K: Kernel> Ring<K> {
         Cqe { raw }
     }
 
-    /// Sets `cq_general` from what needs the general path now.
-    fn update_cq_general(&mut self) {
-        let geometry = self.kernel.geometry();
-        self.cq_general = geometry.cqe_size() == 32
-            || geometry.cqe_mixed()
-            || !self.stash.is_empty()
-            || self.timeouts_pending > 0;
-    }
-
-    /// The ready CQEs (stash first, then the CQ up to its tail as last
-    /// loaded), without consuming any, to `f` until it returns `false`.
-    fn scan_ready(&self, f: impl FnMut(&Cqe) -> bool) {
-        self.scan(self.cq.peek_batch(u32::MAX), f);
-    }
-
-    /// The stashed CQEs, then those of `batch`, without consuming any, to
-    /// `f` until it returns `false` (padding skipped, big CQEs whole).
-    fn scan(&self, mut batch: ring_core::CqBatch, mut f: impl FnMut(&Cqe) -> bool) {
-        for cqe in &self.stash {
-            if !f(cqe) {
-                return;
-            }
-        }
-        while !batch.is_empty() {
-            let cqe = if self.kernel.geometry().cqe_mixed() {
-                match self.mixed_cqe(&batch) {
-                    Ok(Some((cqe, slots))) => {
-                        for _ in 0..slots {
-                            let _ = batch.pop_front();
-                        }
-                        cqe
-                    }
-                    Ok(None) => {
-                        let _ = batch.pop_front();
-                        continue;
-                    }
-                    Err(()) => return,
-                }
-            } else {
-                let index = batch.pop_front().expect("not empty");
-                self.read_cqe(index)
-            };
-            if !f(&cqe) {
-                return;
-            }
-        }
-    }
-
-    /// [`Submitter::submit_and_wait_timeout`] on a kernel without
-    /// `IORING_FEAT_EXT_ARG` (before 5.11), as liburing does it: queue an
-    /// `IORING_OP_TIMEOUT` that completes after `want` other CQEs or when
-    /// `timeout` has passed (`ETIME`), and wait until its CQE is there.
-    #[cold]
-    #[inline(never)]
-    #[allow(
-        unsafe_code,
-        reason = "pushes the one entry the ring itself makes, whose pointer it keeps valid"
-    )]
-    fn wait_with_timeout_sqe(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
-        // The caller's CQEs ready (not ours), and whether our last one has
-        // come and how it ended.
-        let ready = |ring: &Self| {
-            let (mut timeout, mut others) = (None, 0u32);
-            ring.scan_ready(|cqe| {
-                if cqe.user_data() == TIMEOUT_USER_DATA && ring.timeouts_pending > 0 {
-                    timeout = Some(cqe.res());
-                } else {
-                    others += 1;
-                }
-                true
-            });
-            (others, timeout)
-        };
-        self.sync_cq();
-        if ready(self).0 >= want {
-            return self.enter(0, WaitArgs::default());
-        }
-        let ts = Box::new(__kernel_timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        });
-        let entry = ring_ops::Timeout::new(&*ts)
-            .count(want)
-            .build()
-            .user_data(TIMEOUT_USER_DATA);
-        let mut submitted = 0;
-        // SAFETY: the timespec is kept in `self.timeouts` until the
-        // timeout's CQE has been filtered out, long after the kernel read it.
-        while let Err(full) = unsafe { self.sq().push(entry) } {
-            let _ = full;
-            if self.kernel.geometry().sqpoll() {
-                self.sq_wait()?;
-            } else {
-                submitted += self.enter(0, WaitArgs::default())?;
-            }
-        }
-        self.timeouts.push(ts);
-        self.timeouts_pending += 1;
-        self.update_cq_general();
-        // Entries submitted from here on, ours (the first) included.
-        let mut after = 0u32;
-        loop {
-            // Done when `want` of the caller's CQEs are ready (CQEs posted
-            // before the timeout was armed do not count for it), or when
-            // the timeout's CQE says the time is up. Its CQE, whenever it
-            // comes, is filtered out by the CQ views.
-            let (others, timeout) = ready(self);
-            let callers = submitted + after.saturating_sub(1);
-            if others >= want {
-                return Ok(callers);
-            }
-            if let Some(res) = timeout {
-                return if res == -libc::ETIME {
-                    Err(io::Error::from(io::ErrorKind::TimedOut))
-                } else {
-                    Ok(callers)
-                };
-            }
-            // Wait for one more CQE than is ready now.
-            let slots = self.cq.ready() + self.stash.len() as u32;
-            after += self.enter(slots + 1, WaitArgs::default())?;
-        }
-    }
-
     /// In a `CQE_MIXED` ring, the CQE at the head of `batch`: `Ok(Some)`
     /// with the CQE and the slots it takes (2 for a 32-byte one), `Ok(None)`
     /// for a padding slot (`IORING_CQE_F_SKIP`, one slot, no CQE), or
@@ -508,8 +374,16 @@ impl<K: Kernel> Ring<K> {
     /// Moves every ready CQE into the stash (so the kernel can flush its
     /// backlog into the freed slots) and returns how many moved.
     fn stash_ready(&mut self) -> usize {
+        self.stash_ready_except(|_| false)
+    }
+
+    /// [`stash_ready`](Self::stash_ready), dropping the CQEs `drop` picks
+    /// (they count as moved).
+    fn stash_ready_except(&mut self, drop: impl Fn(&Cqe) -> bool) -> usize {
         self.sync_cq();
+        self.stash.retain(|cqe| !drop(cqe));
         let before = self.stash.len();
+        let mut dropped = 0;
         if self.kernel.geometry().cqe_mixed() {
             loop {
                 let batch = self.cq.peek_batch(u32::MAX);
@@ -519,16 +393,156 @@ impl<K: Kernel> Ring<K> {
                 let slots = found.map_or(1, |(_, slots)| slots);
                 let _refused = self.cq.advance(slots);
                 debug_assert!(_refused.is_ok(), "{_refused:?}");
-                self.stash.extend(found.map(|(cqe, _)| cqe));
+                if let Some((cqe, _)) = found {
+                    if drop(&cqe) {
+                        dropped += 1;
+                    } else {
+                        self.stash.push_back(cqe);
+                    }
+                }
             }
         }
         while let Some(index) = self.cq.reap() {
             let cqe = self.read_cqe(index);
-            self.stash.push_back(cqe);
+            if drop(&cqe) {
+                dropped += 1;
+            } else {
+                self.stash.push_back(cqe);
+            }
         }
         self.cq_general |= !self.stash.is_empty();
         self.release_cq();
-        self.stash.len() - before
+        self.stash.len() - before + dropped
+    }
+
+    /// How many ready CQEs (stash, then the CQ up to its tail as last
+    /// loaded) `count` picks, and how many it does not.
+    fn count_ready(&self, count: impl Fn(&Cqe) -> bool) -> (u32, u32) {
+        let (mut yes, mut no) = (0, 0);
+        let mut tally = |cqe: &Cqe| {
+            if count(cqe) {
+                yes += 1;
+            } else {
+                no += 1;
+            }
+        };
+        self.stash.iter().for_each(&mut tally);
+        let mut batch = self.cq.peek_batch(u32::MAX);
+        while !batch.is_empty() {
+            if self.kernel.geometry().cqe_mixed() {
+                match self.mixed_cqe(&batch) {
+                    Ok(found) => {
+                        let slots = found.map_or(1, |(_, slots)| slots);
+                        for _ in 0..slots {
+                            let _ = batch.pop_front();
+                        }
+                        if let Some((cqe, _)) = found {
+                            tally(&cqe);
+                        }
+                    }
+                    Err(()) => break,
+                }
+            } else {
+                let index = batch.pop_front().expect("not empty");
+                tally(&self.read_cqe(index));
+            }
+        }
+        (yes, no)
+    }
+
+    /// [`Submitter::submit_and_wait_timeout`] on a kernel without
+    /// `IORING_FEAT_EXT_ARG` (before 5.11), as liburing does it: queue an
+    /// `IORING_OP_TIMEOUT` that completes after `want` CQEs or when
+    /// `timeout` has passed (`ETIME`), wait, then take its CQE out (after
+    /// an `IORING_OP_TIMEOUT_REMOVE` if it has not fired), so that nothing
+    /// of it outlives the call: the CQ views never see it.
+    #[cold]
+    #[inline(never)]
+    #[allow(
+        unsafe_code,
+        reason = "pushes the entries the ring itself makes, whose pointer it keeps valid"
+    )]
+    fn wait_with_timeout_sqe(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
+        let ours = |cqe: &Cqe| cqe.user_data() == TIMEOUT_USER_DATA;
+        self.sync_cq();
+        if self.count_ready(ours).1 >= want {
+            return self.enter(0, WaitArgs::default());
+        }
+        let ts = Box::new(__kernel_timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        });
+        let entry = ring_ops::Timeout::new(&*ts)
+            .count(want)
+            .build()
+            .user_data(TIMEOUT_USER_DATA);
+        let mut submitted = 0;
+        // SAFETY: `ts` outlives the request: this function returns only
+        // once the timeout's CQE is in, and leaks `ts` on the error paths.
+        while unsafe { self.sq().push(entry) }.is_err() {
+            match self.make_room() {
+                Ok(n) => submitted += n,
+                Err(e) => return Err(e),
+            }
+        }
+        // Entries submitted from here on: ours first.
+        let mut after = 0u32;
+        let result = loop {
+            // Done when `want` of the caller's CQEs are ready (CQEs posted
+            // before the timeout was armed do not count for it), or when
+            // the timeout's CQE says the time is up.
+            let (mine, others) = self.count_ready(ours);
+            if others >= want {
+                break Ok(());
+            }
+            if mine > 0 {
+                break Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
+            // Wait for one more CQE than is ready now.
+            let slots = self.cq.ready() + self.stash.len() as u32;
+            match self.enter(slots + 1, WaitArgs::default()) {
+                Ok(n) => after += n,
+                Err(e) => {
+                    // The timeout may still be armed: its timespec must stay.
+                    Box::leak(ts);
+                    return Err(e);
+                }
+            }
+        };
+        // Take the timeout's CQE out, cancelling it first if it has not
+        // fired (the removal's CQE comes after the cancelled timeout's).
+        if self.count_ready(ours).0 == 0 {
+            let remove = ring_ops::TimeoutRemove::new(TIMEOUT_USER_DATA)
+                .build()
+                .user_data(TIMEOUT_USER_DATA);
+            // SAFETY: a removal carries no pointers.
+            while unsafe { self.sq().push(remove) }.is_err() {
+                if let Err(e) = self.make_room() {
+                    Box::leak(ts);
+                    return Err(e);
+                }
+            }
+            while self.count_ready(ours).0 < 2 {
+                let slots = self.cq.ready() + self.stash.len() as u32;
+                if let Err(e) = self.enter(slots + 1, WaitArgs::default()) {
+                    Box::leak(ts);
+                    return Err(e);
+                }
+            }
+        }
+        drop(ts);
+        self.stash_ready_except(ours);
+        result.map(|()| submitted + after.saturating_sub(1))
+    }
+
+    /// Frees an SQ slot: submits (or, under SQPOLL, waits for the kernel
+    /// thread); returns what it submitted.
+    fn make_room(&mut self) -> io::Result<u32> {
+        if self.kernel.geometry().sqpoll() {
+            self.sq_wait().map(|()| 0)
+        } else {
+            self.enter(0, WaitArgs::default())
+        }
     }
 
     /// The input of [`decide_enter`] for a submit that waits for `wait_nr`
@@ -933,16 +947,23 @@ impl<K: Kernel> CompletionQueue<'_, K> {
 
     /// The next completion without consuming it.
     pub fn peek(&self) -> Option<Cqe> {
-        let mut next = None;
-        let filter = self.ring.timeouts_pending > 0;
-        self.ring.scan(*self.batch(), |cqe| {
-            if filter && cqe.user_data() == TIMEOUT_USER_DATA {
-                return true;
+        if let Some(cqe) = self.ring.stash.front() {
+            return Some(*cqe);
+        }
+        let batch = self.batch();
+        if self.ring.kernel.geometry().cqe_mixed() {
+            let mut batch = *batch;
+            loop {
+                match self.ring.mixed_cqe(&batch) {
+                    Ok(Some((cqe, _))) => return Some(cqe),
+                    Ok(None) => {
+                        let _ = batch.pop_front();
+                    }
+                    Err(()) => return None,
+                }
             }
-            next = Some(*cqe);
-            false
-        });
-        next
+        }
+        (!batch.is_empty()).then(|| self.ring.read_cqe(batch.start()))
     }
 
     /// Completions ready to be read (in a `CQE_MIXED` ring, the slots
@@ -992,26 +1013,10 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     /// address would keep its batches in memory.
     #[inline]
     fn next_general(&mut self) -> Option<Cqe> {
-        loop {
-            let cqe = self.next_slow()?;
-            if self.ring.timeouts_pending == 0 || cqe.user_data() != TIMEOUT_USER_DATA {
-                return Some(cqe);
-            }
-            // One of submit_and_wait_timeout's: not the caller's.
-            self.ring.timeouts_pending -= 1;
-            if self.ring.timeouts_pending == 0 {
-                self.ring.timeouts.clear();
-            }
-            self.ring.update_cq_general();
-        }
-    }
-
-    /// [`next_general`](Self::next_general) before the timeout filter.
-    #[inline]
-    fn next_slow(&mut self) -> Option<Cqe> {
         if let Some(cqe) = self.ring.stash.pop_front() {
             if self.ring.stash.is_empty() {
-                self.ring.update_cq_general();
+                let geometry = self.ring.kernel.geometry();
+                self.ring.cq_general = geometry.cqe_size() == 32 || geometry.cqe_mixed();
             }
             return Some(cqe);
         }
@@ -1082,10 +1087,9 @@ impl<K: Kernel> Submitter<'_, K> {
     /// time passed first.
     ///
     /// Before Linux 5.11 (no `IORING_FEAT_EXT_ARG`) this queues an
-    /// `IORING_OP_TIMEOUT` entry with `user_data` [`TIMEOUT_USER_DATA`]
-    /// (needing one SQ slot and, until it is reaped, one CQ slot), as
-    /// liburing does; the CQ views filter its CQE out, so that `user_data`
-    /// is reserved while one is pending.
+    /// `IORING_OP_TIMEOUT` entry (needing an SQ slot and a CQ slot), as
+    /// liburing does, and takes its CQE out before returning; `user_data`
+    /// [`TIMEOUT_USER_DATA`] is reserved during the call.
     pub fn submit_and_wait_timeout(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
         if ring_core::timeout_needs_sqe(self.ring.kernel.geometry().features()) {
             return self.ring.wait_with_timeout_sqe(want, timeout);
