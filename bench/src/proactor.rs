@@ -421,11 +421,14 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
              and a thread with nothing to do sleeps, so every batch pays for waking a sleeping \
              thread at least twice: an eventfd write that ends the Proactor thread's wait in \
              io_uring_enter (through io_uring's own poll and task work), and a futex wake of \
-             the caller. A bare park/unpark wake-up costs {wake:.0} ns in this run; perf on \
-             this 2-vCPU VM puts about two thirds of the Proactor's NOP time in the \
-             scheduler's wake-up path (finish_task_switch and the unlocks after it) and about \
-             a fifth in the Proactor's own code. Real I/O dilutes it (the read and echo \
-             rows). The /spin50us rows run the same with ProactorConfig::spin(50 us): the \
+             the caller. A wake-up costs {wake:.0} ns in this run between two threads \
+             that take turns at once (a park/unpark ping-pong), and far more, up to tens of \
+             microseconds, when the woken thread's vCPU has gone idle, as the Proactor's do \
+             between batches (this VM idles vCPUs with haltpoll; the same rows ran 5-8x \
+             faster while other processes kept both vCPUs busy). perf on this VM puts about \
+             two thirds of the Proactor's NOP time in the scheduler's wake-up path \
+             (finish_task_switch and the unlocks after it) and about a fifth in the \
+             Proactor's own code. Real I/O dilutes it (the read and echo rows). The /spin50us rows run the same with ProactorConfig::spin(50 us): the \
              thread polls for work that long before it sleeps, so callers wake nobody. \
              That pays only with a core to spare: measured with two busy processes beside \
              the bench, the same rows were more than 10x slower than without the spin, so \
