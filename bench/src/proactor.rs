@@ -424,8 +424,9 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
              the caller. A wake-up costs {wake:.0} ns in this run between two threads \
              that take turns at once (a park/unpark ping-pong), and far more, up to tens of \
              microseconds, when the woken thread's vCPU has gone idle, as the Proactor's do \
-             between batches (this VM idles vCPUs with haltpoll; the same rows ran 5-8x \
-             faster while other processes kept both vCPUs busy). perf on this VM puts about \
+             between batches (this VM idles vCPUs with haltpoll; the same rows ran 4-7x \
+             faster while parallel builds kept its vCPUs from idling, and slower again \
+             beside two CPU-bound processes). perf on this VM puts about \
              two thirds of the Proactor's NOP time in the scheduler's wake-up path \
              (finish_task_switch and the unlocks after it) and about a fifth in the \
              Proactor's own code. Real I/O dilutes it (the read and echo rows). The /spin50us rows run the same with ProactorConfig::spin(50 us): the \
