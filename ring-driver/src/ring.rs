@@ -551,10 +551,12 @@ impl<K: Kernel> Ring<K> {
     #[inline]
     fn enter_input(&self, wait_nr: u32, timeout: bool) -> EnterInput {
         let geometry = self.kernel.geometry();
+        // Stashed CQEs count toward `wait_nr` but are no longer in the
+        // ring: the kernel, which counts the ring's CQEs, waits for the rest.
         let mut input = EnterInput {
             to_submit: self.sq.pending(),
-            wait_nr,
-            cq_ready: self.cq.ready() + self.stash.len() as u32,
+            wait_nr: wait_nr.saturating_sub(self.stash.len() as u32),
+            cq_ready: self.cq.ready(),
             setup: geometry.setup_flags(),
             features: geometry.features(),
             timeout,

@@ -314,3 +314,31 @@ fn a_leaked_sq_view_pushes_nothing_and_the_ring_goes_on() {
     assert_eq!(ring.submitter().submit_and_wait(2).unwrap(), 2);
     assert_eq!(ids(&mut ring), [2, 3]);
 }
+
+#[test]
+fn a_wait_counts_stashed_completions_and_asks_the_kernel_only_for_the_rest() {
+    // Requests complete a step after they are consumed, so a wait really
+    // waits.
+    let g = geometry(4, 8, SetupFlags::empty(), Features::NODROP);
+    let mut ring = Ring::simulated(
+        g,
+        SimConfig {
+            lag: 1,
+            ..SimConfig::new(&g)
+        },
+    )
+    .unwrap();
+    push(&mut ring, [0, 1]);
+    ring.submitter().submit_and_wait(2).unwrap();
+    // EBUSY on the next enter moves the two ready CQEs into the stash.
+    ring.kernel_mut()
+        .inner_mut()
+        .inject(Fault::Error(Errno::EBUSY));
+    push(&mut ring, [2]);
+    assert_eq!(ring.submitter().submit().unwrap(), 1);
+    // Three wanted: two stashed, one in flight. The kernel must be asked
+    // for one, not three (which it could never reach: a real kernel would
+    // sleep forever, the simulated one reports ETIME).
+    ring.submitter().submit_and_wait(3).unwrap();
+    assert_eq!(ids(&mut ring), [0, 1, 2]);
+}
