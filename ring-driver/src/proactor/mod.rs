@@ -289,6 +289,13 @@ pub struct ProactorStats {
 ///
 /// # Limits (today)
 ///
+/// - Speed: every batch hands work to the thread and completions back, so
+///   it wakes the thread and then the waiting task. On an idle machine,
+///   and on virtual machines above all, a wake-up can cost tens of
+///   microseconds: a NOP through the Proactor then costs tens of times a
+///   NOP on a raw [`Ring`], and a 4 KiB page-cached read about five times
+///   (BENCHMARKS.md). Real I/O amortizes it; with a core to spare,
+///   [`ProactorConfig::spin`] avoids it.
 /// - One mutex guards the slab and the queue; every op takes it about three
 ///   times.
 /// - [`Proactor::accept_multi`] can meet a full CQ under a burst of
