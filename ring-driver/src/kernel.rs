@@ -104,15 +104,17 @@ pub struct Linux {
     geometry: Geometry,
     /// The ring fd's registered index and the thread whose table holds it.
     registered: Option<(u32, u64)>,
-    sq_head: NonNull<AtomicU32>,
-    sq_tail: NonNull<AtomicU32>,
-    sq_flags: NonNull<AtomicU32>,
-    sq_dropped: NonNull<AtomicU32>,
-    cq_head: NonNull<AtomicU32>,
-    cq_tail: NonNull<AtomicU32>,
-    cq_overflow: NonNull<AtomicU32>,
-    sqes: NonNull<u8>,
-    cqes: NonNull<u8>,
+    // The ring words and arrays, resolved and bounds-checked at setup
+    // (crate-visible: SharedMap uses them through `&self`).
+    pub(crate) sq_head: NonNull<AtomicU32>,
+    pub(crate) sq_tail: NonNull<AtomicU32>,
+    pub(crate) sq_flags: NonNull<AtomicU32>,
+    pub(crate) sq_dropped: NonNull<AtomicU32>,
+    pub(crate) cq_head: NonNull<AtomicU32>,
+    pub(crate) cq_tail: NonNull<AtomicU32>,
+    pub(crate) cq_overflow: NonNull<AtomicU32>,
+    pub(crate) sqes: NonNull<u8>,
+    pub(crate) cqes: NonNull<u8>,
     // Last: keeps the mappings (and the fd) alive as long as the pointers.
     pub(crate) raw: RawRing,
 }

@@ -324,7 +324,7 @@ impl Builder {
             (self.build_raw()?, SetupFlags::empty())
         };
         let linux = Linux::new(raw).map_err(SetupError::Io)?;
-        let map = SharedMap::new(linux).map_err(SetupError::Io)?;
+        let map = SharedMap::new(linux);
         SharedRing::from_map(map, defaults).map_err(SetupError::Io)
     }
 }

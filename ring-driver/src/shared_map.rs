@@ -17,25 +17,16 @@ use crate::kernel::{Kernel, Linux, WaitArgs, enter_ring};
 use crate::ring::Cqe;
 use crate::setup::Params;
 
-/// The mapped rings of one io_uring, shared by reference.
+/// The mapped rings of one io_uring, shared by reference: the pointers
+/// [`Linux`] resolved and validated, used through `&self` (never its `&mut`
+/// kernel methods).
 pub(crate) struct SharedMap {
     geometry: Geometry,
-    sq_head: NonNull<AtomicU32>,
-    sq_tail: NonNull<AtomicU32>,
-    sq_flags: NonNull<AtomicU32>,
-    sq_dropped: NonNull<AtomicU32>,
-    cq_head: NonNull<AtomicU32>,
-    cq_tail: NonNull<AtomicU32>,
-    cq_overflow: NonNull<AtomicU32>,
-    sqes: NonNull<u8>,
-    cqes: NonNull<u8>,
-    // Last: owns the mappings and the fd the pointers above point into.
-    // Only its `raw` part is used (never its `&mut` kernel methods).
     linux: Linux,
 }
 
-// SAFETY: the pointers point into `linux`'s mappings, owned by this value
-// and moved with it; nothing is tied to the creating thread.
+// SAFETY: the pointers in `linux` point into its own mappings, moved with
+// it; nothing is tied to the creating thread.
 unsafe impl Send for SharedMap {}
 // SAFETY: `&self` methods only load and store the ring words atomically,
 // and touch SQE/CQE slots through `unsafe fn`s whose callers own the slot
@@ -43,33 +34,13 @@ unsafe impl Send for SharedMap {}
 unsafe impl Sync for SharedMap {}
 
 impl SharedMap {
-    /// Resolves the pointers of a ring `Linux::new` validated (offsets
+    /// A shared view of a ring `Linux::new` set up and validated (offsets
     /// checked against the mappings, SQ array filled).
-    pub(crate) fn new(linux: Linux) -> std::io::Result<SharedMap> {
-        let geometry = *linux.geometry();
-        let raw = &linux.raw;
-        let p = *raw.params.raw();
-        let sq = &raw.sq_ring;
-        let cq = raw.cq_map();
-        let word = |map: &crate::sys::Mmap, off: u32| map.ptr::<AtomicU32>(off, 1);
-        Ok(SharedMap {
-            sq_head: word(sq, p.sq_off.head)?,
-            sq_tail: word(sq, p.sq_off.tail)?,
-            sq_flags: word(sq, p.sq_off.flags)?,
-            sq_dropped: word(sq, p.sq_off.dropped)?,
-            cq_head: word(cq, p.cq_off.head)?,
-            cq_tail: word(cq, p.cq_off.tail)?,
-            cq_overflow: word(cq, p.cq_off.overflow)?,
-            sqes: raw
-                .sqes
-                .ptr::<u8>(0, geometry.sqe_size() * geometry.sq_entries() as usize)?,
-            cqes: cq.ptr::<u8>(
-                p.cq_off.cqes,
-                geometry.cqe_size() * geometry.cq_entries() as usize,
-            )?,
-            geometry,
+    pub(crate) fn new(linux: Linux) -> SharedMap {
+        SharedMap {
+            geometry: *linux.geometry(),
             linux,
-        })
+        }
     }
 
     fn word(&self, word: NonNull<AtomicU32>) -> &AtomicU32 {
@@ -93,37 +64,37 @@ impl SharedMap {
 
     /// `sq.head`, written by the kernel (`smp_store_release`).
     pub(crate) fn sq_head(&self) -> &AtomicU32 {
-        self.word(self.sq_head)
+        self.word(self.linux.sq_head)
     }
 
     /// `sq.tail`, read by the kernel (`smp_load_acquire`).
     pub(crate) fn sq_tail(&self) -> &AtomicU32 {
-        self.word(self.sq_tail)
+        self.word(self.linux.sq_tail)
     }
 
     /// `sq.flags` (`NEED_WAKEUP`, `CQ_OVERFLOW`, `TASKRUN`).
     pub(crate) fn sq_flags(&self) -> &AtomicU32 {
-        self.word(self.sq_flags)
+        self.word(self.linux.sq_flags)
     }
 
     /// `sq.dropped`.
     pub(crate) fn sq_dropped(&self) -> &AtomicU32 {
-        self.word(self.sq_dropped)
+        self.word(self.linux.sq_dropped)
     }
 
     /// `cq.head`, read by the kernel (`READ_ONCE`).
     pub(crate) fn cq_head(&self) -> &AtomicU32 {
-        self.word(self.cq_head)
+        self.word(self.linux.cq_head)
     }
 
     /// `cq.tail`, written by the kernel (`smp_store_release`).
     pub(crate) fn cq_tail(&self) -> &AtomicU32 {
-        self.word(self.cq_tail)
+        self.word(self.linux.cq_tail)
     }
 
     /// `cq.overflow`.
     pub(crate) fn cq_overflow(&self) -> &AtomicU32 {
-        self.word(self.cq_overflow)
+        self.word(self.linux.cq_overflow)
     }
 
     /// Writes `sqe` into the slot of ring index `index`.
@@ -140,7 +111,8 @@ impl SharedMap {
         // was checked at setup (a 64-byte write fits a 64- or 128-byte
         // stride); the caller owns the slot (see above).
         unsafe {
-            self.sqes
+            self.linux
+                .sqes
                 .as_ptr()
                 .add(offset)
                 .cast::<io_uring_sqe>()
@@ -161,7 +133,12 @@ impl SharedMap {
         let n = n as usize;
         // SAFETY: `cqe_offset` masks into the CQE array, whose size was
         // checked at setup: the offset pointer stays inside it.
-        let base = unsafe { self.cqes.as_ptr().add(self.geometry.cqe_offset(index)) };
+        let base = unsafe {
+            self.linux
+                .cqes
+                .as_ptr()
+                .add(self.geometry.cqe_offset(index))
+        };
         if self.geometry.cqe_size() == 32 {
             let base = base.cast::<io_uring_cqe32>();
             for i in 0..n {
