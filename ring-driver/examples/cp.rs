@@ -1,15 +1,24 @@
 //! `cp SRC DST` through the ring: up to 16 reads in flight, each followed by
 //! the write of what it read, with a progress bar when stderr is a terminal.
+//! A source that is not a regular file (a pipe, a terminal), or whose size
+//! says less than it holds (a procfs file), is copied in order until a read
+//! returns 0. Errors name the path and exit with status 1; nothing is
+//! truncated before both files are checked (`cp_common/mod.rs`).
 //!
 //! Run: `cargo run --release -p ring-driver --example cp -- SRC DST`
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, IsTerminal, Write as _};
-use std::os::fd::AsRawFd;
-use std::time::Instant;
+#[path = "cp_common/mod.rs"]
+mod common;
 
+use std::collections::VecDeque;
+use std::io::{self, IsTerminal};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::ExitCode;
+
+use common::{Error, Files};
 use ring_driver::Ring;
-use ring_ops::{Fd, Read, Write};
+use ring_ops::{Entry, Fd, Read, Write};
 
 const BLOCK: usize = 128 * 1024;
 const DEPTH: usize = 16;
@@ -29,31 +38,48 @@ enum Slot {
     },
 }
 
-fn main() -> io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [src, dst] = args.as_slice() else {
-        eprintln!("usage: cp SRC DST");
-        std::process::exit(2);
-    };
-    let input = File::open(src)?;
-    let size = input.metadata()?.len();
-    let output = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dst)?;
-    let (ifd, ofd) = (Fd(input.as_raw_fd()), Fd(output.as_raw_fd()));
+fn main() -> ExitCode {
+    common::main("cp", copy)
+}
 
-    let mut ring = Ring::new(2 * DEPTH as u32)?;
-    let mut bufs = vec![vec![0u8; BLOCK]; DEPTH];
+/// Copies `src` to `dst`; returns the bytes copied.
+fn copy(src: &Path, dst: &Path) -> Result<u64, Error> {
+    // Leaked, as the buffers: they stay valid for every request the ring
+    // may still hold when an error returns early (the process ends right
+    // after).
+    let files: &'static Files = Box::leak(Box::new(Files::open(src, dst)?));
+    let bufs: &'static mut [Vec<u8>] = vec![vec![0u8; BLOCK]; DEPTH].leak();
+    let mut ring = Ring::new(2 * DEPTH as u32)
+        .map_err(|e| Error::new(format!("cannot set up a ring: {e}")))?;
+    let progress = io::stderr().is_terminal();
+    let (end, mut copied) = copy_blocks(&mut ring, files, bufs, progress)?;
+    files.resume_at(end)?;
+    copied += copy_rest(&mut ring, files, copied, progress)?;
+    files.sync()?;
+    if progress {
+        eprintln!();
+    }
+    Ok(copied)
+}
+
+/// Copies the blocks below `files.size` at their offsets, `DEPTH` at a time;
+/// returns where the source ended (its size, or less if a read returned 0
+/// first) and the bytes copied.
+fn copy_blocks(
+    ring: &mut Ring,
+    files: &'static Files,
+    bufs: &'static mut [Vec<u8>],
+    progress: bool,
+) -> Result<(u64, u64), Error> {
+    let (ifd, ofd) = (Fd(files.input.as_raw_fd()), Fd(files.output.as_raw_fd()));
+    let size = files.size;
+    let mut end = size;
     let mut slots = [Slot::Free; DEPTH];
     let (mut next_read, mut copied) = (0u64, 0u64);
     // Ranges left over by short reads, read again first.
-    let mut again: std::collections::VecDeque<(u64, usize)> = Default::default();
-    let progress = io::stderr().is_terminal();
-    let start = Instant::now();
-
-    while copied < size {
+    let mut again: VecDeque<(u64, usize)> = VecDeque::new();
+    let mut done = Vec::with_capacity(2 * DEPTH);
+    loop {
         // Start reads into free buffers.
         {
             let mut sq = ring.sq();
@@ -63,8 +89,8 @@ fn main() -> io::Result<()> {
                 }
                 let (offset, len) = match again.pop_front() {
                     Some(range) => range,
-                    None if next_read < size => {
-                        let len = BLOCK.min((size - next_read) as usize);
+                    None if next_read < end => {
+                        let len = BLOCK.min((end - next_read) as usize);
                         next_read += len as u64;
                         (next_read - len as u64, len)
                     }
@@ -74,38 +100,50 @@ fn main() -> io::Result<()> {
                     .offset(offset)
                     .build()
                     .user_data(i as u64);
-                // SAFETY: `bufs[i]` is not touched until this read completes,
-                // and `bufs` and the files outlive the ring's use of them
-                // (every request is reaped before the loop ends).
-                unsafe { sq.push(read) }.map_err(io::Error::from)?;
+                // SAFETY: `bufs[i]` is used by no other request until this
+                // one completes (its slot says so), and the buffers and the
+                // files are leaked: valid until the process ends.
+                unsafe { sq.push(read) }.map_err(Error::new)?;
                 *slot = Slot::Reading { offset, want: len };
             }
         }
-        ring.submitter().submit_and_wait(1)?;
-        let done: Vec<_> = ring.cq().collect();
-        for cqe in done {
+        if slots.iter().all(|s| *s == Slot::Free) {
+            // Nothing in flight and nothing left to read below `end`.
+            return Ok((end, copied));
+        }
+        ring.submitter()
+            .submit_and_wait(1)
+            .map_err(|e| Error::new(format!("io_uring_enter: {e}")))?;
+        done.clear();
+        done.extend(ring.cq());
+        for cqe in &done {
             let i = cqe.user_data() as usize;
-            let n = cqe
-                .result()
-                .map_err(|e| io::Error::from_raw_os_error(e.0))? as usize;
-            slots[i] = match slots[i] {
-                Slot::Reading { offset, .. } if n == 0 => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("{src} shrank at {offset}"),
-                    ));
-                }
+            let Some(&slot) = slots.get(i) else {
+                return Err(Error::new(format!("a completion for no request: {i}")));
+            };
+            let n = cqe.result().map_err(|e| io::Error::from_raw_os_error(e.0));
+            slots[i] = match slot {
                 Slot::Reading { offset, want } => {
-                    if n < want {
-                        again.push_back((offset + n as u64, want - n));
-                    }
-                    Slot::Writing {
-                        offset,
-                        len: n,
-                        done: 0,
+                    let n = files.read_len(n.map_err(|e| files.reading(e))? as usize, want)?;
+                    if n == 0 {
+                        // The end of the source, before its size said.
+                        end = end.min(offset);
+                        again.retain(|&(at, _)| at < end);
+                        Slot::Free
+                    } else {
+                        if n < want && offset + (n as u64) < end {
+                            again.push_back((offset + n as u64, want - n));
+                        }
+                        Slot::Writing {
+                            offset,
+                            len: n,
+                            done: 0,
+                        }
                     }
                 }
                 Slot::Writing { offset, len, done } => {
+                    let n = n.map_err(|e| files.writing(e))? as usize;
+                    let n = files.written_len(n, len - done)?;
                     copied += n as u64;
                     if done + n == len {
                         Slot::Free
@@ -117,15 +155,17 @@ fn main() -> io::Result<()> {
                         }
                     }
                 }
-                Slot::Free => unreachable!("a completion for a free buffer"),
+                Slot::Free => {
+                    return Err(Error::new(format!("a completion for no request: {i}")));
+                }
             };
             if let Slot::Writing { offset, len, done } = slots[i] {
                 let write = Write::new(ofd, bufs[i][done..].as_ptr(), (len - done) as u32)
                     .offset(offset + done as u64)
                     .build()
                     .user_data(i as u64);
-                // SAFETY: as above: the buffer stays put until the write completes.
-                unsafe { ring.sq().push(write) }.map_err(io::Error::from)?;
+                // SAFETY: as above: the buffer is this slot's and leaked.
+                unsafe { ring.sq().push(write) }.map_err(Error::new)?;
             }
         }
         if progress {
@@ -134,14 +174,61 @@ fn main() -> io::Result<()> {
             eprint!("\r[{bar:<25}] {pct:>3}% {copied}/{size} bytes");
         }
     }
-    output.sync_all()?;
-    let secs = start.elapsed().as_secs_f64();
-    if progress {
-        eprintln!();
+}
+
+/// Copies the rest of the source, at the file positions, one block at a
+/// time, until a read returns 0; returns the bytes copied. `before` bytes
+/// were copied already (for the progress line).
+fn copy_rest(
+    ring: &mut Ring,
+    files: &'static Files,
+    before: u64,
+    progress: bool,
+) -> Result<u64, Error> {
+    let (ifd, ofd) = (Fd(files.input.as_raw_fd()), Fd(files.output.as_raw_fd()));
+    // Leaked, as in `copy` (untouched pages cost nothing where a read
+    // returns 0 at once).
+    let buf: &'static mut [u8] = vec![0u8; BLOCK].leak();
+    let mut copied = 0;
+    loop {
+        // `u64::MAX`: at (and moving) the file position.
+        let read = Read::new(ifd, buf.as_mut_ptr(), BLOCK as u32).offset(u64::MAX);
+        // SAFETY: `buf` and the files are leaked, and nothing else is in
+        // flight (every block request was reaped).
+        let n = unsafe { complete(ring, read.build()) }.map_err(|e| files.reading(e))?;
+        let n = files.read_len(n as usize, BLOCK)?;
+        if n == 0 {
+            return Ok(copied);
+        }
+        let mut done = 0;
+        while done < n {
+            let write = Write::new(ofd, buf[done..n].as_ptr(), (n - done) as u32).offset(u64::MAX);
+            // SAFETY: as for the read.
+            let w = unsafe { complete(ring, write.build()) }.map_err(|e| files.writing(e))?;
+            done += files.written_len(w as usize, n - done)?;
+        }
+        copied += n as u64;
+        if progress {
+            eprint!("\r{} bytes", before + copied);
+        }
     }
-    eprintln!(
-        "copied {copied} bytes in {secs:.3} s ({:.1} MiB/s)",
-        copied as f64 / secs.max(1e-9) / (1 << 20) as f64
-    );
-    io::stderr().flush()
+}
+
+/// Pushes `entry` and waits for its completion, the only one the ring
+/// holds; returns its result.
+///
+/// # Safety
+///
+/// As for `SubmissionQueue::push`: every buffer and fd of `entry` stays
+/// valid until its completion is reaped, which an error may leave for later
+/// (or never).
+unsafe fn complete(ring: &mut Ring, entry: Entry) -> io::Result<u32> {
+    // SAFETY: the caller keeps the entry's buffers and fds valid.
+    unsafe { ring.sq().push(entry) }.map_err(io::Error::from)?;
+    ring.submitter().submit_and_wait(1)?;
+    let cqe = ring
+        .cq()
+        .next()
+        .ok_or_else(|| io::Error::other("no completion after waiting for one"))?;
+    cqe.result().map_err(|e| io::Error::from_raw_os_error(e.0))
 }

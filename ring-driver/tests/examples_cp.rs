@@ -1,0 +1,419 @@
+//! The copy examples (`examples/cp.rs` on the raw ring, `examples/cp_proactor.rs`
+//! on the Proactor) run as programs: they never destroy data (the same file
+//! under any name, a directory or a missing source leave the destination as it
+//! was, with an error naming the path and a non-zero exit), and they copy what
+//! `st_size` does not announce (procfs files, pipes) until EOF.
+//!
+//! The examples are built with the `cargo` that runs this test; where there is
+//! none (the kernel VMs), the tests skip.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The two examples under test.
+const EXAMPLES: [&str; 2] = ["cp", "cp_proactor"];
+
+/// How long one run of an example may take before the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(10);
+
+/// The examples' executables, built once (`None`, with the reason, where
+/// there is no cargo to build them).
+fn binaries() -> Result<&'static [PathBuf; 2], &'static str> {
+    static BUILT: OnceLock<Result<[PathBuf; 2], String>> = OnceLock::new();
+    BUILT
+        .get_or_init(build)
+        .as_ref()
+        .map_err(|reason| reason.as_str())
+}
+
+fn build() -> Result<[PathBuf; 2], String> {
+    let cargo = env!("CARGO");
+    if !Path::new(cargo).exists() {
+        return Err(format!("no cargo at {cargo} to build the examples"));
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "--message-format=json", "--manifest-path"])
+        .arg(&manifest)
+        .args(["--example", EXAMPLES[0], "--example", EXAMPLES[1]]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
+    assert!(out.status.success(), "cargo build of the examples failed");
+    let json = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
+    let find = |name: &str| -> PathBuf {
+        // One JSON object per line; the example's has `"name":"<name>"` in
+        // its target and the path of the executable it built.
+        let line = json
+            .lines()
+            .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+            .filter(|l| l.contains("\"kind\":[\"example\"]"))
+            .find(|l| l.contains(&format!("\"name\":\"{name}\"")))
+            .unwrap_or_else(|| panic!("cargo reported no build of the example {name}"));
+        let key = "\"executable\":\"";
+        let at = line.find(key).expect("an executable path") + key.len();
+        let end = line[at..].find('"').expect("a closing quote") + at;
+        PathBuf::from(&line[at..end])
+    };
+    Ok([find(EXAMPLES[0]), find(EXAMPLES[1])])
+}
+
+/// A fresh directory for one test.
+fn scratch(test: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ring-examples-cp-{}-{}-{test}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits for `child` at most [`RUN_LIMIT`] (killing it and failing after).
+fn finish(mut child: Child, what: &str) -> Output {
+    let deadline = Instant::now() + RUN_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {RUN_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `bin SRC DST` with nothing on stdin.
+fn run(bin: &Path, src: &Path, dst: &Path) -> Output {
+    let child = Command::new(bin)
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish(child, &format!("{} {src:?} {dst:?}", bin.display()))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that the run failed with a message naming `path` (quoted, as the
+/// user typed it) and no `Debug` output.
+fn assert_refused(out: &Output, bin: &Path, path: &Path) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "{}: exited with success; stderr: {err}",
+        bin.display()
+    );
+    assert!(
+        err.contains(&format!("'{}'", path.display())),
+        "{}: the message does not name '{}': {err}",
+        bin.display(),
+        path.display()
+    );
+    assert!(
+        !err.contains("Os {") && !err.contains("Custom {"),
+        "{}: Debug output instead of a message: {err}",
+        bin.display()
+    );
+}
+
+/// Bytes that differ from block to block and are not a repeated pattern.
+fn data(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+macro_rules! binaries_or_skip {
+    ($test:expr) => {
+        match binaries() {
+            Ok(bins) => bins,
+            Err(reason) => skip!($test, "{reason}"),
+        }
+    };
+}
+
+#[test]
+fn the_same_file_is_refused_and_left_intact() {
+    let bins = binaries_or_skip!("the_same_file_is_refused_and_left_intact");
+    let dir = scratch("same");
+    let keep = b"the only copy of these bytes\n".repeat(100);
+    for bin in bins {
+        let file = dir.join("same.bin");
+        std::fs::write(&file, &keep).unwrap();
+        let out = run(bin, &file, &file);
+        assert_eq!(std::fs::read(&file).unwrap(), keep, "{}", bin.display());
+        assert_refused(&out, bin, &file);
+        // The same file written another way (`./same.bin` vs `same.bin`).
+        let dotted = dir.join(".").join("same.bin");
+        let out = run(bin, &file, &dotted);
+        assert!(!out.status.success(), "{}: {}", bin.display(), stderr(&out));
+        assert_eq!(std::fs::read(&file).unwrap(), keep, "{}", bin.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_same_file_through_a_hard_link_is_refused() {
+    let bins = binaries_or_skip!("the_same_file_through_a_hard_link_is_refused");
+    let dir = scratch("hardlink");
+    let keep = data(300 << 10);
+    let (file, link) = (dir.join("a.bin"), dir.join("b.bin"));
+    std::fs::write(&file, &keep).unwrap();
+    std::fs::hard_link(&file, &link).unwrap();
+    for bin in bins {
+        for (src, dst) in [(&file, &link), (&link, &file)] {
+            let out = run(bin, src, dst);
+            assert!(std::fs::read(&file).unwrap() == keep, "{}", bin.display());
+            assert!(!out.status.success(), "{}: {}", bin.display(), stderr(&out));
+            assert!(stderr(&out).contains("same file"), "{}", stderr(&out));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_same_file_through_a_symlink_is_refused() {
+    let bins = binaries_or_skip!("the_same_file_through_a_symlink_is_refused");
+    let dir = scratch("symlink");
+    let keep = data(300 << 10);
+    let (file, link) = (dir.join("a.bin"), dir.join("link.bin"));
+    std::fs::write(&file, &keep).unwrap();
+    std::os::unix::fs::symlink("a.bin", &link).unwrap();
+    for bin in bins {
+        for (src, dst) in [(&file, &link), (&link, &file), (&link, &link)] {
+            let out = run(bin, src, dst);
+            assert!(std::fs::read(&file).unwrap() == keep, "{}", bin.display());
+            assert!(!out.status.success(), "{}: {}", bin.display(), stderr(&out));
+            assert!(stderr(&out).contains("same file"), "{}", stderr(&out));
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_directory_source_leaves_the_destination_untouched() {
+    let bins = binaries_or_skip!("a_directory_source_leaves_the_destination_untouched");
+    let dir = scratch("dir");
+    let (src, dst) = (dir.join("DIR"), dir.join("keep.txt"));
+    std::fs::create_dir(&src).unwrap();
+    for bin in bins {
+        std::fs::write(&dst, "keep me\n").unwrap();
+        let out = run(bin, &src, &dst);
+        assert_eq!(
+            std::fs::read(&dst).unwrap(),
+            b"keep me\n",
+            "{}",
+            bin.display()
+        );
+        assert_refused(&out, bin, &src);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_source_is_named_and_the_destination_untouched() {
+    let bins = binaries_or_skip!("a_missing_source_is_named_and_the_destination_untouched");
+    let dir = scratch("missing");
+    let (src, dst) = (dir.join("missing.bin"), dir.join("keep.txt"));
+    for bin in bins {
+        std::fs::write(&dst, "keep me\n").unwrap();
+        let out = run(bin, &src, &dst);
+        assert_refused(&out, bin, &src);
+        assert!(stderr(&out).contains("No such file or directory"));
+        assert_eq!(std::fs::read(&dst).unwrap(), b"keep me\n");
+        // Nor is a destination created for nothing.
+        let fresh = dir.join("fresh.txt");
+        let out = run(bin, &src, &fresh);
+        assert_refused(&out, bin, &src);
+        assert!(!fresh.exists(), "{}: created {fresh:?}", bin.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_procfs_file_is_copied_although_its_size_says_zero() {
+    let bins = binaries_or_skip!("a_procfs_file_is_copied_although_its_size_says_zero");
+    let dir = scratch("procfs");
+    let dst = dir.join("status");
+    for bin in bins {
+        let out = run(bin, Path::new("/proc/self/status"), &dst);
+        assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
+        let copied = std::fs::read_to_string(&dst).unwrap();
+        // The copy is the example's own status: whole, not cut at a block.
+        assert!(copied.starts_with("Name:"), "{}: {copied:?}", bin.display());
+        assert!(copied.contains("\nPid:"), "{}: {copied:?}", bin.display());
+        assert!(copied.ends_with('\n'), "{}: {copied:?}", bin.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_sysfs_file_is_copied_although_its_size_says_more() {
+    let test = "a_sysfs_file_is_copied_although_its_size_says_more";
+    let bins = binaries_or_skip!(test);
+    // Sysfs files say 4096 bytes and hold a few: a read returns 0 early.
+    let src = Path::new("/sys/devices/system/cpu/online");
+    let (Ok(meta), Ok(want)) = (std::fs::metadata(src), std::fs::read(src)) else {
+        skip!(test, "no {} to read", src.display());
+    };
+    if meta.len() <= want.len() as u64 {
+        skip!(
+            test,
+            "{} says its size ({} bytes)",
+            src.display(),
+            meta.len()
+        );
+    }
+    let dir = scratch("sysfs");
+    let dst = dir.join("online");
+    for bin in bins {
+        let out = run(bin, src, &dst);
+        assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
+        assert_eq!(std::fs::read(&dst).unwrap(), want, "{}", bin.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_pipe_on_stdin_is_copied_until_eof() {
+    let bins = binaries_or_skip!("a_pipe_on_stdin_is_copied_until_eof");
+    let dir = scratch("stdin");
+    let dst = dir.join("out.bin");
+    // More than a pipe's buffer and more than a block: many short reads.
+    let input = data((1 << 20) + 4321);
+    for bin in bins {
+        std::fs::write(&dst, "old contents, longer than nothing").unwrap();
+        let mut child = Command::new(bin)
+            .arg("/dev/stdin")
+            .arg(&dst)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        let feed = input.clone();
+        // Fed in pieces with pauses: the copy sees the pipe empty, not only
+        // full, and must keep reading until the writer closes it.
+        let writer = thread::spawn(move || {
+            for piece in feed.chunks(100_000) {
+                pipe.write_all(piece)?;
+                thread::sleep(Duration::from_millis(3));
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let out = finish(child, &format!("{} /dev/stdin", bin.display()));
+        let fed = writer.join().unwrap();
+        assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
+        let copied = std::fs::read(&dst).unwrap();
+        assert_eq!(copied.len(), input.len(), "{}", bin.display());
+        assert!(copied == input, "{}: the copy differs", bin.display());
+        fed.unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_pipe_destination_gets_every_byte_in_order() {
+    let bins = binaries_or_skip!("a_pipe_destination_gets_every_byte_in_order");
+    let dir = scratch("stdout");
+    let src = dir.join("src.bin");
+    let input = data((2 << 20) + 77);
+    std::fs::write(&src, &input).unwrap();
+    for bin in bins {
+        let mut child = Command::new(bin)
+            .arg(&src)
+            .arg("/dev/stdout")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut all = Vec::new();
+            pipe.read_to_end(&mut all).map(|_| all)
+        });
+        let out = finish(child, &format!("{} {src:?} /dev/stdout", bin.display()));
+        let copied = reader.join().unwrap().unwrap();
+        assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
+        assert_eq!(copied.len(), input.len(), "{}", bin.display());
+        assert!(copied == input, "{}: the copy differs", bin.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_regular_file_is_copied_byte_for_byte() {
+    let bins = binaries_or_skip!("a_regular_file_is_copied_byte_for_byte");
+    let dir = scratch("regular");
+    let (src, dst) = (dir.join("src.bin"), dir.join("dst.bin"));
+    for len in [1 << 20, (1 << 20) + 12_345, 0] {
+        let input = data(len);
+        std::fs::write(&src, &input).unwrap();
+        for bin in bins {
+            // An old, longer destination is replaced, not overwritten in part.
+            std::fs::write(&dst, data(len + 1000)).unwrap();
+            let out = run(bin, &src, &dst);
+            assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
+            let copied = std::fs::read(&dst).unwrap();
+            assert_eq!(copied.len(), input.len(), "{}", bin.display());
+            assert!(copied == input, "{}: the copy differs", bin.display());
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_write_error_names_the_destination() {
+    let bins = binaries_or_skip!("a_write_error_names_the_destination");
+    let dir = scratch("full");
+    let src = dir.join("src.bin");
+    std::fs::write(&src, data(300 << 10)).unwrap();
+    // Every write to /dev/full fails with ENOSPC.
+    let dst = Path::new("/dev/full");
+    for bin in bins {
+        let out = run(bin, &src, dst);
+        assert_refused(&out, bin, dst);
+        assert!(
+            stderr(&out).contains("No space left on device"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn paths_that_are_not_utf8_are_copied() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bins = binaries_or_skip!("paths_that_are_not_utf8_are_copied");
+    let dir = scratch("utf8");
+    let src = dir.join(std::ffi::OsStr::from_bytes(b"src-\xff.bin"));
+    let dst = dir.join(std::ffi::OsStr::from_bytes(b"dst-\xfe.bin"));
+    let input = data(5000);
+    std::fs::write(&src, &input).unwrap();
+    for bin in bins {
+        let _ = std::fs::remove_file(&dst);
+        let out = run(bin, &src, &dst);
+        assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
+        assert!(std::fs::read(&dst).unwrap() == input, "{}", bin.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
