@@ -66,8 +66,24 @@ fn build() -> Result<[PathBuf; 2], String> {
     Ok([find(EXAMPLES[0]), find(EXAMPLES[1])])
 }
 
-/// A fresh directory for one test.
-fn scratch(test: &str) -> PathBuf {
+/// A fresh directory for one test, removed when dropped (also when the test
+/// fails).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn scratch(test: &str) -> Scratch {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "ring-examples-cp-{}-{}-{test}",
@@ -76,7 +92,7 @@ fn scratch(test: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Waits for `child` at most [`RUN_LIMIT`] (killing it and failing after).
@@ -165,7 +181,6 @@ fn the_same_file_is_refused_and_left_intact() {
         assert!(!out.status.success(), "{}: {}", bin.display(), stderr(&out));
         assert_eq!(std::fs::read(&file).unwrap(), keep, "{}", bin.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -184,7 +199,6 @@ fn the_same_file_through_a_hard_link_is_refused() {
             assert!(stderr(&out).contains("same file"), "{}", stderr(&out));
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -203,7 +217,6 @@ fn the_same_file_through_a_symlink_is_refused() {
             assert!(stderr(&out).contains("same file"), "{}", stderr(&out));
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -223,7 +236,6 @@ fn a_directory_source_leaves_the_destination_untouched() {
         );
         assert_refused(&out, bin, &src);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -243,7 +255,6 @@ fn a_missing_source_is_named_and_the_destination_untouched() {
         assert_refused(&out, bin, &src);
         assert!(!fresh.exists(), "{}: created {fresh:?}", bin.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -260,7 +271,6 @@ fn a_procfs_file_is_copied_although_its_size_says_zero() {
         assert!(copied.contains("\nPid:"), "{}: {copied:?}", bin.display());
         assert!(copied.ends_with('\n'), "{}: {copied:?}", bin.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -287,7 +297,6 @@ fn a_sysfs_file_is_copied_although_its_size_says_more() {
         assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
         assert_eq!(std::fs::read(&dst).unwrap(), want, "{}", bin.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -326,7 +335,6 @@ fn a_pipe_on_stdin_is_copied_until_eof() {
         assert!(copied == input, "{}: the copy differs", bin.display());
         fed.unwrap();
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -356,7 +364,6 @@ fn a_pipe_destination_gets_every_byte_in_order() {
         assert_eq!(copied.len(), input.len(), "{}", bin.display());
         assert!(copied == input, "{}: the copy differs", bin.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -377,7 +384,6 @@ fn a_regular_file_is_copied_byte_for_byte() {
             assert!(copied == input, "{}: the copy differs", bin.display());
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -397,7 +403,6 @@ fn a_write_error_names_the_destination() {
             stderr(&out)
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -415,5 +420,4 @@ fn paths_that_are_not_utf8_are_copied() {
         assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
         assert!(std::fs::read(&dst).unwrap() == input, "{}", bin.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
