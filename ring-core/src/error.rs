@@ -196,14 +196,17 @@ pub enum GeometryError {
 impl fmt::Display for GeometryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            GeometryError::NotPowerOfTwo { which, entries: 0 } => {
+                write!(f, "{which} = 0: there must be at least one entry")
+            }
             GeometryError::NotPowerOfTwo { which, entries } => {
-                write!(f, "{which} = {entries} is not a non-zero power of two")
+                write!(f, "{which} = {entries} is not a power of two")
             }
             GeometryError::TooLarge {
                 which,
                 entries,
                 max,
-            } => write!(f, "{which} = {entries} exceeds the maximum {max}"),
+            } => write!(f, "{which} = {entries} exceeds the kernel's maximum of {max}"),
             GeometryError::CqSmallerThanSq {
                 sq_entries,
                 cq_entries,

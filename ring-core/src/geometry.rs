@@ -12,7 +12,9 @@ use crate::GeometryError;
 /// Every constructor validates like the kernel: entry counts are non-zero
 /// powers of two no larger than `IORING_MAX_ENTRIES` (SQ, 32768) and
 /// `IORING_MAX_CQ_ENTRIES` (CQ, 65536), the CQ is at least as large as the
-/// SQ, and `IORING_SETUP_CQE32` excludes `IORING_SETUP_CQE_MIXED`.
+/// SQ, `IORING_SETUP_CQE32` excludes `IORING_SETUP_CQE_MIXED`, and a
+/// `CQE_MIXED` CQ has at least 2 entries. [`Geometry::for_setup`] is the one
+/// place that turns a setup request into sizes, as the kernel does.
 ///
 /// Indices are wrapping `u32`; the slot of index `i` is `i & mask`. Strides:
 /// - SQE: 64 bytes, or 128 with `IORING_SETUP_SQE128`; slot `s` starts at
@@ -73,6 +75,12 @@ impl Geometry {
                 "IORING_SETUP_CQE32 with IORING_SETUP_CQE_MIXED",
             ));
         }
+        if setup.contains(SetupFlags::CQE_MIXED) && cq_entries < 2 {
+            // rings_size: a 32-byte CQE takes two slots (EOVERFLOW).
+            return Err(GeometryError::IncompatibleFlags(
+                "IORING_SETUP_CQE_MIXED with a 1-entry CQ (a 32-byte CQE takes two slots)",
+            ));
+        }
         if setup.contains(SetupFlags::DEFER_TASKRUN) && !setup.contains(SetupFlags::SINGLE_ISSUER) {
             return Err(GeometryError::IncompatibleFlags(
                 "IORING_SETUP_DEFER_TASKRUN without IORING_SETUP_SINGLE_ISSUER",
@@ -95,11 +103,27 @@ impl Geometry {
         })
     }
 
-    /// Sizes as `io_uring_setup(2)` computes them from a requested entry
-    /// count: the SQ rounded up to a power of two, the CQ twice the SQ unless
-    /// `cq_entries` is given (`IORING_SETUP_CQSIZE`, also rounded up).
-    /// Without `IORING_SETUP_CLAMP` a too-large request is an error, with it
-    /// the sizes are clamped, as the kernel does.
+    /// The ring `io_uring_setup(2)` makes from a request, decided exactly as
+    /// the kernel decides (`io_uring_fill_params` and `rings_size` of Linux
+    /// 5.10 to 6.18), so a request this accepts is one the kernel accepts and
+    /// one this refuses the kernel refuses:
+    ///
+    /// 1. `entries` = 0 is refused; above `IORING_MAX_ENTRIES` (32768) it is
+    ///    refused, or with `IORING_SETUP_CLAMP` clamped to 32768; the SQ is
+    ///    then rounded up to a power of two.
+    /// 2. With `cq_entries` (`IORING_SETUP_CQSIZE`; `setup` containing
+    ///    `CQSIZE` without a `cq_entries` is a request for 0): 0 is refused;
+    ///    above `IORING_MAX_CQ_ENTRIES` (65536) it is refused or clamped, then
+    ///    rounded up to a power of two, and refused if smaller than the
+    ///    (rounded) SQ. Both are rounded before they are compared: 100 SQ
+    ///    and 100 CQ entries make a 128/128 ring. Without it the CQ is twice
+    ///    the SQ.
+    /// 3. `IORING_SETUP_CQE_MIXED` needs at least 2 CQ entries (one 32-byte
+    ///    CQE takes two slots; the kernel fails with `EOVERFLOW`).
+    ///
+    /// Every step is checked arithmetic on values no larger than 65536: no
+    /// request, however large, overflows. The setup flags are also checked
+    /// as [`Geometry::new`] does.
     pub fn for_setup(
         entries: u32,
         cq_entries: Option<u32>,
@@ -107,30 +131,50 @@ impl Geometry {
         features: Features,
     ) -> Result<Self, GeometryError> {
         let clamp = setup.contains(SetupFlags::CLAMP);
+        // The kernel's order: the SQ count is checked, clamped and rounded
+        // first, then the CQ count, then they are compared.
         let fit = |which, n: u32, max: u32| -> Result<u32, GeometryError> {
             if n == 0 {
                 return Err(GeometryError::NotPowerOfTwo { which, entries: n });
             }
-            if n > max {
-                if clamp {
-                    return Ok(max);
+            let n = if n > max {
+                if !clamp {
+                    return Err(GeometryError::TooLarge {
+                        which,
+                        entries: n,
+                        max,
+                    });
                 }
-                return Err(GeometryError::TooLarge {
+                max
+            } else {
+                n
+            };
+            // n <= max <= 65536 here, so rounding up cannot overflow.
+            n.checked_next_power_of_two()
+                .ok_or(GeometryError::TooLarge {
                     which,
                     entries: n,
                     max,
-                });
-            }
-            Ok(n.next_power_of_two())
+                })
         };
         let sq = fit("sq_entries", entries, Self::MAX_SQ_ENTRIES)?;
         let mut setup = setup;
-        let cq = match cq_entries {
-            Some(n) => {
-                setup |= SetupFlags::CQSIZE;
-                fit("cq_entries", n, Self::MAX_CQ_ENTRIES)?
-            }
-            None => 2 * sq,
+        if cq_entries.is_some() {
+            setup |= SetupFlags::CQSIZE;
+        }
+        let cq = if setup.contains(SetupFlags::CQSIZE) {
+            fit(
+                "cq_entries",
+                cq_entries.unwrap_or(0),
+                Self::MAX_CQ_ENTRIES,
+            )?
+        } else {
+            // sq <= 32768: twice is at most 65536.
+            sq.checked_mul(2).ok_or(GeometryError::TooLarge {
+                which: "sq_entries",
+                entries: sq,
+                max: Self::MAX_SQ_ENTRIES,
+            })?
         };
         Self::new(sq, cq, setup, features)
     }
@@ -372,6 +416,28 @@ mod tests {
         assert!(Geometry::for_setup(40000, None, SetupFlags::empty(), f).is_err());
         let g = Geometry::for_setup(40000, None, SetupFlags::CLAMP, f).unwrap();
         assert_eq!((g.sq_entries(), g.cq_entries()), (32768, 65536));
+        // Both counts are rounded before they are compared (the kernel
+        // accepts these; the driver used to refuse them).
+        for (sq, cq, want) in [(100, 100, (128, 128)), (5, 6, (8, 8)), (3, 3, (4, 4))] {
+            let g = Geometry::for_setup(sq, Some(cq), SetupFlags::empty(), f).unwrap();
+            assert_eq!((g.sq_entries(), g.cq_entries()), want, "{sq}/{cq}");
+        }
+        assert!(matches!(
+            Geometry::for_setup(100, Some(64), SetupFlags::empty(), f),
+            Err(GeometryError::CqSmallerThanSq { .. })
+        ));
+        // Huge requests are refused (or clamped), never overflowed.
+        assert!(matches!(
+            Geometry::for_setup(u32::MAX, Some(u32::MAX), SetupFlags::empty(), f),
+            Err(GeometryError::TooLarge { max: 32768, .. })
+        ));
+        let g = Geometry::for_setup(u32::MAX, Some(u32::MAX), SetupFlags::CLAMP, f).unwrap();
+        assert_eq!((g.sq_entries(), g.cq_entries()), (32768, 65536));
+        assert!(Geometry::for_setup(0x8000_0001, None, SetupFlags::empty(), f).is_err());
+        // CQSIZE asked without a count is a request for 0 CQ entries.
+        assert!(Geometry::for_setup(4, None, SetupFlags::CQSIZE, f).is_err());
+        assert!(Geometry::for_setup(1, Some(1), SetupFlags::CQE_MIXED, f).is_err());
+        assert!(Geometry::for_setup(1, None, SetupFlags::CQE_MIXED, f).is_ok());
         let g = Geometry::new(8, 16, SetupFlags::empty(), f).unwrap();
         assert!(g.check_mapped(8, 7, 16, 15).is_ok());
         assert!(g.check_mapped(8, 3, 16, 15).is_err());

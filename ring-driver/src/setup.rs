@@ -4,6 +4,7 @@
 use std::fmt;
 use std::os::fd::RawFd;
 
+use ring_core::{Geometry, GeometryError};
 use ring_sys::{Errno, Features, SetupFlags, io_uring_params};
 
 use crate::error::{SetupError, Unsupported};
@@ -412,11 +413,11 @@ impl Builder {
     }
 
     /// The sizes of the two regions a `NO_MMAP` ring of this builder needs:
-    /// `(rings, sqes)` in bytes, page-rounded.
-    pub fn no_mmap_sizes(&self) -> (usize, usize) {
-        let mut p = self.params;
-        p.flags |= self.default_flags(KernelVersion::current()).bits();
-        no_mmap_sizes(self.entries, &p)
+    /// `(rings, sqes)` in bytes, page-rounded; or why the kernel would
+    /// refuse the entry counts.
+    pub fn no_mmap_sizes(&self) -> Result<(usize, usize), SetupError> {
+        let flags = self.flags() | self.default_flags(KernelVersion::current());
+        no_mmap_sizes(&self.geometry(flags)?)
     }
 
     /// `IORING_SETUP_REGISTERED_FD_ONLY` (with the `NO_MMAP` it requires): the
@@ -458,28 +459,30 @@ impl Builder {
             - asked
     }
 
-    /// Checks combinations the kernel would reject with a bare `EINVAL`.
+    /// Checks combinations the kernel would reject with a bare `EINVAL`,
+    /// and the entry counts by the kernel's own rules
+    /// ([`Geometry::for_setup`], the one place they are written).
     fn validate(&self) -> Result<(), SetupError> {
         let f = self.flags();
-        if self.entries == 0 {
-            return Err(SetupError::Invalid("a ring needs at least one entry"));
-        }
-        if f.contains(SetupFlags::CQSIZE)
-            && self.params.cq_entries < self.entries.next_power_of_two()
-        {
-            return Err(SetupError::Invalid(
-                "the CQ must have at least as many entries as the SQ",
-            ));
-        }
         if f.contains(SetupFlags::SQPOLL) && f.contains(SetupFlags::DEFER_TASKRUN) {
             return Err(SetupError::Invalid(
                 "DEFER_TASKRUN cannot be combined with SQPOLL",
             ));
         }
-        if f.contains(SetupFlags::COOP_TASKRUN) && f.contains(SetupFlags::SQPOLL) {
-            // The kernel accepts it and ignores COOP_TASKRUN: say nothing.
-        }
-        Ok(())
+        // The kernel accepts COOP_TASKRUN with SQPOLL and ignores it: say nothing.
+        self.geometry(f).map(drop)
+    }
+
+    /// The ring the kernel would make of this builder with `flags`: sizes
+    /// rounded, clamped and checked exactly as `io_uring_setup` does.
+    fn geometry(&self, flags: SetupFlags) -> Result<Geometry, SetupError> {
+        let cq = flags
+            .contains(SetupFlags::CQSIZE)
+            .then_some(self.params.cq_entries);
+        Geometry::for_setup(self.entries, cq, flags, Features::empty()).map_err(|e| match e {
+            GeometryError::IncompatibleFlags(why) => SetupError::Invalid(why),
+            e => SetupError::Size(e),
+        })
     }
 
     /// Sets up the ring, maps it, and applies what the ring does after
@@ -540,7 +543,7 @@ impl Builder {
         let memory = if flags.contains(SetupFlags::NO_MMAP) {
             let (rings, sqes) = match self.lent {
                 Some(lent) => {
-                    let (rings_len, sqes_len) = no_mmap_sizes(self.entries, &p);
+                    let (rings_len, sqes_len) = no_mmap_sizes(&self.geometry(flags)?)?;
                     if lent.rings.1 < rings_len || lent.sqes.1 < sqes_len {
                         return Err(SetupError::Invalid(
                             "the memory lent for NO_MMAP is smaller than Builder::no_mmap_sizes says",
@@ -559,7 +562,7 @@ impl Builder {
                     (region(lent.rings), region(lent.sqes))
                 }
                 None => {
-                    let (rings, sqes) = no_mmap_sizes(self.entries, &p);
+                    let (rings, sqes) = no_mmap_sizes(&self.geometry(flags)?)?;
                     (
                         Mmap::anonymous(rings).map_err(SetupError::Io)?,
                         Mmap::anonymous(sqes).map_err(SetupError::Io)?,
@@ -654,35 +657,29 @@ fn query_setup_flags() -> Option<SetupFlags> {
     sys::query_opcodes().map(|q| SetupFlags::from_bits_retain(q.ring_setup_flags as u32))
 }
 
-/// Sizes of the two regions an `IORING_SETUP_NO_MMAP` ring needs: the rings
-/// (header, CQEs, SQ array) and the SQEs, page-rounded, with room to spare
-/// for the kernel's header (which is well under a page).
-fn no_mmap_sizes(entries: u32, p: &io_uring_params) -> (usize, usize) {
-    let flags = SetupFlags::from_bits_retain(p.flags);
-    let sq = entries.next_power_of_two().max(1) as usize;
-    let cq = if flags.contains(SetupFlags::CQSIZE) {
-        p.cq_entries.next_power_of_two() as usize
-    } else {
-        2 * sq
-    };
-    let cqe = if flags.contains(SetupFlags::CQE32) {
-        32
-    } else {
-        16
-    };
-    let sqe = if flags.contains(SetupFlags::SQE128) {
-        128
-    } else {
-        64
-    };
-    let page = 4096;
-    let round = |n: usize| n.div_ceil(page) * page;
-    let array = if flags.contains(SetupFlags::NO_SQARRAY) {
-        0
-    } else {
-        sq * 4
-    };
-    (round(page + cq * cqe + array), round(sq * sqe))
+/// Sizes of the two regions an `IORING_SETUP_NO_MMAP` ring of `geometry`
+/// needs: the rings (header, CQEs, SQ array) and the SQEs, page-rounded, with
+/// a page for the kernel's header (which is well under one). Checked
+/// arithmetic: entry counts come from [`Geometry::for_setup`] and are small,
+/// but no value here can overflow.
+fn no_mmap_sizes(geometry: &Geometry) -> Result<(usize, usize), SetupError> {
+    const PAGE: usize = 4096;
+    let sq = geometry.sq_entries() as usize;
+    let cq = geometry.cq_entries() as usize;
+    let array = if geometry.has_sq_array() { sq * 4 } else { 0 };
+    let round = |n: Option<usize>| n.and_then(|n| n.checked_next_multiple_of(PAGE));
+    let rings = round(
+        cq.checked_mul(geometry.cqe_size())
+            .and_then(|c| c.checked_add(PAGE))
+            .and_then(|c| c.checked_add(array)),
+    );
+    let sqes = round(sq.checked_mul(geometry.sqe_size()));
+    match (rings, sqes) {
+        (Some(rings), Some(sqes)) => Ok((rings, sqes)),
+        _ => Err(SetupError::Invalid(
+            "the NO_MMAP regions of this ring do not fit in memory",
+        )),
+    }
 }
 
 /// Maps the SQ ring, CQ ring (once, with `IORING_FEAT_SINGLE_MMAP`) and SQEs.
@@ -767,10 +764,76 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SetupError::Invalid(_)), "{err}");
         let err = Builder::new(64).cq_entries(8).build_raw().unwrap_err();
-        assert!(err.to_string().contains("at least as many"), "{err}");
+        assert!(err.to_string().contains("smaller than"), "{err}");
         assert!(matches!(
             Builder::new(0).build_raw(),
-            Err(SetupError::Invalid(_))
+            Err(SetupError::Size(_))
         ));
+    }
+
+    #[test]
+    fn sizes_follow_the_kernel_and_never_overflow() {
+        // Refused by the kernel's rules, with the maximum and the way out
+        // named (these overflowed: a panic in debug, a wrong error in release).
+        let err = Builder::new(u32::MAX)
+            .cq_entries(u32::MAX)
+            .validate()
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SetupError::Size(_)), "{text}");
+        assert!(text.contains("32768") && text.contains("clamp()"), "{text}");
+        assert!(matches!(
+            Builder::new(0x8000_0001).no_mmap_sizes(),
+            Err(SetupError::Size(_))
+        ));
+        assert!(Builder::new(u32::MAX).no_mmap_sizes().is_err());
+        // With CLAMP the kernel clamps, and so do the sizes.
+        let clamped = Builder::new(u32::MAX).cq_entries(u32::MAX).clamp();
+        assert!(clamped.validate().is_ok());
+        let (rings, sqes) = clamped.no_defaults().no_mmap_sizes().unwrap();
+        assert_eq!(sqes, 32768 * 64);
+        assert!(rings >= 65536 * 16 + 32768 * 4);
+        // The kernel rounds both counts up before comparing them.
+        for (sq, cq) in [(100, 100), (5, 6), (3, 3)] {
+            let b = Builder::new(sq).cq_entries(cq);
+            assert!(b.validate().is_ok(), "{sq}/{cq}");
+            assert!(b.no_mmap_sizes().is_ok(), "{sq}/{cq}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn the_builder_judges_sizes_as_geometry_does_and_never_panics(
+            entries in proptest::prelude::any::<u32>(),
+            cq in proptest::option::of(proptest::prelude::any::<u32>()),
+            clamp in proptest::prelude::any::<bool>(),
+            small in proptest::prelude::any::<bool>(),
+        ) {
+            // Half the cases near the limits, where rounding matters.
+            let (entries, cq) = if small {
+                (entries % 70_000, cq.map(|c| c % 140_000))
+            } else {
+                (entries, cq)
+            };
+            let mut b = Builder::new(entries).no_defaults();
+            let mut flags = SetupFlags::empty();
+            if let Some(cq) = cq {
+                b = b.cq_entries(cq);
+            }
+            if clamp {
+                b = b.clamp();
+                flags |= SetupFlags::CLAMP;
+            }
+            let model = Geometry::for_setup(entries, cq, flags, Features::empty());
+            proptest::prop_assert_eq!(b.validate().is_ok(), model.is_ok());
+            let sizes = b.no_mmap_sizes();
+            proptest::prop_assert_eq!(sizes.is_ok(), model.is_ok());
+            if let (Ok((rings, sqes)), Ok(g)) = (sizes, model) {
+                proptest::prop_assert!(rings >= g.cq_entries() as usize * 16 + 4096);
+                proptest::prop_assert_eq!(sqes, (g.sq_entries() as usize * 64).next_multiple_of(4096));
+            }
+        }
     }
 }

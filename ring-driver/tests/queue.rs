@@ -970,7 +970,7 @@ fn no_mmap_with_caller_provided_memory() {
         );
     }
     let builder = Builder::new(8);
-    let (rings_len, sqes_len) = builder.no_mmap_sizes();
+    let (rings_len, sqes_len) = builder.no_mmap_sizes().expect("an 8-entry ring has sizes");
     let map = |len: usize| {
         // SAFETY: a fresh private anonymous mapping; checked below.
         let p = unsafe {

@@ -115,9 +115,127 @@ fn contradictory_options_are_refused_with_a_reason() {
 fn an_unknown_entry_count_is_clamped_or_refused_not_crashed() {
     match Builder::new(1 << 20).build() {
         Ok(_) => panic!("a 1M-entry SQ is over the kernel's limit of 32768"),
-        Err(SetupError::Setup(e)) => assert_eq!(e, ring_sys::Errno::EINVAL),
+        Err(e @ SetupError::Size(_)) => {
+            let text = e.to_string();
+            assert!(text.contains("32768") && text.contains("clamp()"), "{text}");
+        }
         Err(e) => panic!("unexpected {e}"),
     }
     let clamped = Builder::new(1 << 20).clamp().build().expect("CLAMP clamps");
     assert_eq!(clamped.params().sq_entries(), 32768);
+}
+
+/// What `io_uring_setup(2)` itself says of a request: the sizes it made, or
+/// its error.
+fn kernel_verdict(entries: u32, cq: Option<u32>, clamp: bool) -> Result<(u32, u32), i32> {
+    let mut p = ring_sys::io_uring_params::default();
+    if let Some(cq) = cq {
+        p.flags |= SetupFlags::CQSIZE.bits();
+        p.cq_entries = cq;
+    }
+    if clamp {
+        p.flags |= SetupFlags::CLAMP.bits();
+    }
+    // SAFETY: `p` is a valid io_uring_params without NO_MMAP: the kernel
+    // allocates the rings; the fd is closed below.
+    match unsafe { ring_sys::io_uring_setup(entries, &mut p) } {
+        Ok(fd) => {
+            // SAFETY: the fd was just returned to us and is closed once.
+            unsafe { libc::close(fd) };
+            Ok((p.sq_entries, p.cq_entries))
+        }
+        Err(e) => Err(e.0),
+    }
+}
+
+#[test]
+fn the_library_accepts_exactly_the_sizes_the_kernel_accepts() {
+    let counts = [
+        0,
+        1,
+        2,
+        3,
+        5,
+        6,
+        100,
+        4096,
+        32767,
+        32768,
+        32769,
+        65535,
+        65536,
+        65537,
+        0x8000_0000,
+        0x8000_0001,
+        u32::MAX,
+    ];
+    let mut cqs: Vec<Option<u32>> = vec![None];
+    cqs.extend(counts.iter().copied().map(Some));
+    let mut accepted = 0;
+    for &entries in &counts {
+        for &cq in &cqs {
+            for clamp in [false, true] {
+                let kernel = kernel_verdict(entries, cq, clamp);
+                let mut b = Builder::new(entries).no_defaults();
+                if let Some(cq) = cq {
+                    b = b.cq_entries(cq);
+                }
+                if clamp {
+                    b = b.clamp();
+                }
+                let ours = b.build();
+                let what = format!("{entries} SQ, {cq:?} CQ, clamp {clamp}");
+                match (&ours, kernel) {
+                    (Ok(ring), Ok(sizes)) => {
+                        accepted += 1;
+                        let p = ring.params();
+                        assert_eq!((p.sq_entries(), p.cq_entries()), sizes, "{what}");
+                    }
+                    (Err(SetupError::Size(_)), Err(errno)) => {
+                        assert_eq!(errno, libc::EINVAL, "{what}");
+                    }
+                    (Err(e), Ok(sizes)) => {
+                        panic!("{what}: the kernel makes {sizes:?}, the library refuses: {e}")
+                    }
+                    (Ok(ring), Err(errno)) => panic!(
+                        "{what}: the kernel refuses (errno {errno}), the library made {:?}",
+                        ring.params()
+                    ),
+                    (Err(e), Err(errno)) => {
+                        panic!("{what}: refused by both, but not for its size: {e} / errno {errno}")
+                    }
+                }
+            }
+        }
+    }
+    // The reported pairs are among the accepted ones.
+    for (sq, cq) in [(100, 100), (5, 6), (3, 3)] {
+        let ring = Builder::new(sq).cq_entries(cq).build().expect("the kernel makes it");
+        assert!(ring.params().cq_entries() >= ring.params().sq_entries());
+    }
+    assert!(accepted > 50, "only {accepted} accepted");
+}
+
+#[test]
+fn a_cqe_mixed_ring_needs_two_cq_entries() {
+    if !common::kernel().at_least(6, 18) {
+        skip!(
+            "a_cqe_mixed_ring_needs_two_cq_entries",
+            "IORING_SETUP_CQE_MIXED needs Linux 6.18"
+        );
+    }
+    let mut p = ring_sys::io_uring_params {
+        flags: (SetupFlags::CQSIZE | SetupFlags::CQE_MIXED).bits(),
+        cq_entries: 1,
+        ..Default::default()
+    };
+    // SAFETY: valid params; a ring fd returned is closed at once.
+    let kernel = unsafe { ring_sys::io_uring_setup(1, &mut p) };
+    if let Ok(fd) = kernel {
+        // SAFETY: closing the fd just returned.
+        unsafe { libc::close(fd) };
+    }
+    let ours = Builder::new(1).no_defaults().cq_entries(1).cqe_mixed().build();
+    assert_eq!(kernel.is_ok(), ours.is_ok(), "{kernel:?} / {ours:?}");
+    assert!(Builder::new(1).no_defaults().cqe_mixed().build().is_ok());
 }
