@@ -47,7 +47,8 @@ use crate::sys::{self, Mmap};
 ///
 /// let mut ring = Ring::new(8)?;
 /// // SAFETY: the only request using group 7 is reaped before `bufs` drops.
-/// let mut bufs = match unsafe { BufRing::new(&ring, 7, 4, 64) } {
+/// let fd = ring.fd().expect("a ring set up without REGISTERED_FD_ONLY has an fd");
+/// let mut bufs = match unsafe { BufRing::new(&fd, 7, 4, 64) } {
 ///     Ok(bufs) => bufs,
 ///     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => return Ok(()), // before 5.19
 ///     Err(e) => return Err(e),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ring_core::{Enter, FlagsRead, Geometry};
 use ring_sys::{
-    __kernel_timespec, EnterFlags, Errno, SetupFlags, SqFlags, io_uring_cqe, io_uring_cqe32,
+    __kernel_timespec, Errno, SqFlags, io_uring_cqe, io_uring_cqe32,
     io_uring_getevents_arg, io_uring_sqe, io_uring_sqe128,
 };
 
@@ -82,28 +82,10 @@ impl WaitArgs {
     }
 }
 
-/// An id for the current thread that is cheap to read: the registered ring
-/// table is per thread (`current->io_uring->registered_rings`).
-#[inline]
-pub(crate) fn thread_tag() -> u64 {
-    use std::cell::Cell;
-    use std::sync::atomic::AtomicU64;
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local!(static TAG: Cell<u64> = const { Cell::new(0) });
-    TAG.with(|tag| {
-        if tag.get() == 0 {
-            tag.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        tag.get()
-    })
-}
-
 /// The Linux kernel: a ring set up by [`Builder`](crate::Builder), with
 /// pointers into its mappings resolved once.
 pub struct Linux {
     geometry: Geometry,
-    /// The ring fd's registered index and the thread whose table holds it.
-    registered: Option<(u32, u64)>,
     // The ring words and arrays, resolved and bounds-checked at setup
     // (crate-visible: SharedMap uses them through `&self`).
     pub(crate) sq_head: NonNull<AtomicU32>,
@@ -146,7 +128,6 @@ impl Linux {
                 p.cq_off.cqes,
                 geometry.cqe_size() * geometry.cq_entries() as usize,
             )?,
-            registered: None,
             geometry,
             raw,
         };
@@ -312,36 +293,35 @@ impl Kernel for Linux {
 
     #[inline]
     fn registered_here(&self) -> bool {
-        self.registered.is_some_and(|(_, tag)| tag == thread_tag())
+        self.raw.ring.registered_here()
     }
 
     #[inline]
     fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
-        let fd = if enter.flags.contains(EnterFlags::REGISTERED_RING) {
-            self.registered
-                .map_or(self.raw.fd, |(index, _)| index as i32)
-        } else {
-            self.raw.fd
-        };
         // SAFETY: every published SQE was fully written before its tail
         // store; the pointers SQEs carry are the pusher's promise (`push` is
         // unsafe).
-        unsafe { enter_ring(fd, enter, wait) }
+        unsafe { enter_ring(&self.raw.ring, enter, wait) }
     }
 }
 
-/// `io_uring_enter(2)` on `fd` as `enter` says: with `IORING_ENTER_EXT_ARG`,
+/// `io_uring_enter(2)` on `ring` as `enter` says: with `IORING_ENTER_EXT_ARG`,
 /// an `io_uring_getevents_arg` built from `wait` (timeout, minimum wait);
 /// otherwise no argument. Shared by [`Linux`] and the shared ring's map.
+/// `ring` picks the number and `IORING_ENTER_REGISTERED_RING` (whatever
+/// `enter.flags` says of it), and refuses with `EBADF`, without entering, a
+/// `REGISTERED_FD_ONLY` ring on a thread other than its own.
 ///
 /// # Safety
 ///
-/// As for [`ring_sys::io_uring_enter`]: `fd` is an io_uring (or, with
-/// `IORING_ENTER_REGISTERED_RING`, a registered index of this thread) whose
-/// published SQEs are fully written and whose pointers stay valid until
-/// their completions are reaped.
+/// As for [`ring_sys::io_uring_enter`]: the ring's published SQEs are fully
+/// written and their pointers stay valid until their completions are reaped.
 #[inline]
-pub(crate) unsafe fn enter_ring(fd: i32, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
+pub(crate) unsafe fn enter_ring(
+    ring: &crate::sys::RingFd,
+    enter: &Enter,
+    wait: &WaitArgs,
+) -> Result<u32, Errno> {
     if enter.ext_arg {
         let ts = wait.timeout.map(|t| __kernel_timespec {
             tv_sec: t.as_secs() as i64,
@@ -358,24 +338,23 @@ pub(crate) unsafe fn enter_ring(fd: i32, enter: &Enter, wait: &WaitArgs) -> Resu
         };
         // SAFETY: the caller's contract; `arg` and `ts` outlive the call.
         unsafe {
-            ring_sys::io_uring_enter2(
-                fd,
+            ring.enter(
                 enter.to_submit,
                 enter.min_complete,
-                enter.flags.bits(),
+                enter.flags,
                 (&raw const arg).cast::<c_void>(),
                 size_of::<io_uring_getevents_arg>(),
             )
         }
     } else {
-        // SAFETY: the caller's contract; no argument.
+        // SAFETY: the caller's contract; no argument (a null sigmask).
         unsafe {
-            ring_sys::io_uring_enter(
-                fd,
+            ring.enter(
                 enter.to_submit,
                 enter.min_complete,
-                enter.flags.bits(),
+                enter.flags,
                 std::ptr::null(),
+                ring_sys::KERNEL_SIGSET_SIZE,
             )
         }
     }
@@ -384,38 +363,9 @@ pub(crate) unsafe fn enter_ring(fd: i32, enter: &Enter, wait: &WaitArgs) -> Resu
 impl Linux {
     /// Registers the ring fd in the calling thread's table
     /// (`IORING_REGISTER_RING_FDS`, 5.18), best effort: without it the
-    /// plain fd is used. With `IORING_SETUP_REGISTERED_FD_ONLY` the "fd" is
-    /// already an index in this thread's table.
+    /// plain fd is used. A `REGISTERED_FD_ONLY` ring is in this thread's
+    /// table already. (Unregistered, on this thread, when the ring drops.)
     pub(crate) fn register_fd(&mut self) {
-        if self
-            .raw
-            .params
-            .flags()
-            .contains(SetupFlags::REGISTERED_FD_ONLY)
-        {
-            self.registered = Some((self.raw.fd as u32, thread_tag()));
-            return;
-        }
-        if let Ok(index) = crate::sys::register_ring_fd(self.raw.fd) {
-            self.registered = Some((index, thread_tag()));
-        }
-    }
-}
-
-impl Drop for Linux {
-    fn drop(&mut self) {
-        // The registered index holds a reference to the ring file in the
-        // registering thread's table; only that thread can drop it. On
-        // another thread it lasts until that thread exits (as in liburing).
-        if let Some((index, tag)) = self.registered {
-            let own_fd = !self
-                .raw
-                .params
-                .flags()
-                .contains(SetupFlags::REGISTERED_FD_ONLY);
-            if tag == thread_tag() && own_fd {
-                crate::sys::unregister_ring_fd(self.raw.fd, index);
-            }
-        }
+        self.raw.ring.register_here();
     }
 }

@@ -2,7 +2,6 @@
 //! `IORING_REGISTER_PROBE` reports.
 
 use std::fmt;
-use std::os::fd::RawFd;
 
 use ring_sys::{IORING_OPS, ProbeOpFlags};
 
@@ -93,9 +92,9 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Probes through the ring `fd`.
-    pub(crate) fn new(fd: RawFd) -> Result<Self, ring_sys::Errno> {
-        let buf = sys::probe(fd)?;
+    /// Probes through `ring`.
+    pub(crate) fn new(ring: &sys::RingFd) -> Result<Self, ring_sys::Errno> {
+        let buf = sys::probe(ring)?;
         let mut supported = [0u64; 4];
         let len = usize::from(buf.head.ops_len).min(256);
         for op in &buf.ops[..len] {
@@ -113,10 +112,9 @@ impl Probe {
     /// Probes the running kernel through a small temporary ring.
     pub fn current() -> std::io::Result<Self> {
         let mut params = ring_sys::io_uring_params::default();
-        let fd = sys::setup(2, &mut params).map_err(crate::error::os)?;
-        let probe = Self::new(fd);
-        sys::close(fd);
-        probe.map_err(crate::error::os)
+        // Closed when `ring` drops, at the end of this function.
+        let ring = sys::setup(2, &mut params).map_err(crate::error::os)?;
+        Self::new(&ring).map_err(crate::error::os)
     }
 
     /// A probe from known facts (for tests and simulated kernels): every

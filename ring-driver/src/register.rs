@@ -10,7 +10,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use ring_sys::{
     AsyncCancelFlags, Errno, Features, io_uring_clone_buffers, io_uring_napi, io_uring_restriction,
@@ -20,14 +20,6 @@ use ring_sys::{
 use crate::error::{Unsupported, os};
 use crate::probe::{KernelVersion, Probe};
 use crate::sys;
-
-/// The ring an operation is registered on: its fd, and the registered index
-/// of that fd when the calling thread registered one.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RingFd {
-    pub(crate) fd: RawFd,
-    pub(crate) features: Features,
-}
 
 /// What a ring may be restricted to (`IORING_REGISTER_RESTRICTIONS`, on a
 /// ring set up with `IORING_SETUP_R_DISABLED`, before enabling it).
@@ -88,18 +80,29 @@ pub enum CancelTarget {
 /// reg.unregister_files()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// A ring set up with `IORING_SETUP_REGISTERED_FD_ONLY` has no fd, only an
+/// index in the table of the thread that set it up: its registrar works on
+/// that thread only, and refuses (without calling the kernel, where the same
+/// index may name another thread's ring) on any other.
 #[derive(Debug, Clone, Copy)]
 pub struct Registrar<'r> {
-    ring: RingFd,
-    _ring: std::marker::PhantomData<&'r ()>,
+    ring: &'r sys::RingFd,
+    features: Features,
 }
 
 impl<'r> Registrar<'r> {
-    pub(crate) fn new(ring: RingFd) -> Self {
-        Self {
-            ring,
-            _ring: std::marker::PhantomData,
+    pub(crate) fn new(ring: &'r sys::RingFd, features: Features) -> Self {
+        Self { ring, features }
+    }
+
+    /// The error of a call the kernel refused with `e`, or, if it was
+    /// refused here because the ring has no name on this thread, why.
+    fn os(&self, e: Errno) -> io::Error {
+        if e == sys::NOT_HERE && !self.ring.usable_here() {
+            return not_here();
         }
+        os(e)
     }
 
     fn unsupported(&self, what: &'static str, needs: (u16, u16)) -> io::Error {
@@ -118,35 +121,42 @@ impl<'r> Registrar<'r> {
         if e == Errno::EINVAL && old {
             self.unsupported(what, needs)
         } else {
-            os(e)
+            self.os(e)
         }
     }
 
     /// The opcodes the kernel supports (`IORING_REGISTER_PROBE`, 5.6).
     pub fn probe(&self) -> io::Result<Probe> {
-        Probe::new(self.ring.fd).map_err(|e| self.explain(e, "IORING_REGISTER_PROBE", (5, 6)))
+        Probe::new(self.ring).map_err(|e| self.explain(e, "IORING_REGISTER_PROBE", (5, 6)))
     }
 
     /// Registers fixed buffers (`IORING_REGISTER_BUFFERS`, 5.1).
     ///
     /// # Safety
     ///
-    /// The memory of every buffer must stay valid (not freed, not unmapped)
-    /// until [`unregister_buffers`](Self::unregister_buffers) or until the
-    /// ring is closed, and must not be accessed in ways that race with the
-    /// I/O the kernel does into it.
+    /// The kernel pins the buffers' pages and reads and writes them for
+    /// every fixed-buffer request, for as long as any ring holds them. So
+    /// the memory of every buffer must not be freed, reused in place (handed
+    /// back to an allocator), or accessed in ways that race with that I/O
+    /// until all of these hold: it has been unregistered from this ring
+    /// ([`unregister_buffers`](Self::unregister_buffers), a replacing
+    /// update) and from every ring it was cloned into
+    /// ([`clone_buffers_from`](Self::clone_buffers_from)), and every request
+    /// that used it has completed. Dropping a ring is not enough: the kernel
+    /// tears a ring down after the drop returns, and requests in flight then
+    /// keep using the buffers until they are cancelled; after such a drop
+    /// the memory may only be unmapped (the kernel keeps its own page
+    /// references), never reused in place.
     pub unsafe fn register_buffers(&self, bufs: &[libc::iovec]) -> io::Result<()> {
         // SAFETY: the caller keeps the buffers alive while registered.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_BUFFERS,
+            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS,
                 bufs.as_ptr(),
                 len(bufs.len())?,
             )
         }
         .map(drop)
-        .map_err(os)
+        .map_err(|e| self.os(e))
     }
 
     /// Registers fixed buffers with tags (`IORING_REGISTER_BUFFERS2`, 5.13):
@@ -176,9 +186,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `reg` describes slices valid for the call; the caller keeps
         // the buffer memory alive while registered.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_BUFFERS2,
+            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS2,
                 &reg,
                 size_of_val(&reg) as u32,
             )
@@ -197,9 +205,7 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: a sparse registration carries no pointers.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_BUFFERS2,
+            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS2,
                 &reg,
                 size_of_val(&reg) as u32,
             )
@@ -240,9 +246,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `up` describes slices valid for the call; the caller keeps
         // the buffers alive while registered.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_BUFFERS_UPDATE,
+            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS_UPDATE,
                 &up,
                 size_of_val(&up) as u32,
             )
@@ -256,29 +260,40 @@ impl<'r> Registrar<'r> {
         self.no_arg(ring_sys::IORING_UNREGISTER_BUFFERS)
     }
 
-    /// Clones the registered buffers of the ring `src` into this one
+    /// Clones the registered buffers of the ring of `src` into this one
     /// (`IORING_REGISTER_CLONE_BUFFERS`, 6.12); `replace` drops buffers this
-    /// ring already has (`IORING_REGISTER_DST_REPLACE`, 6.13).
-    pub fn clone_buffers_from(&self, src: &impl AsRawFd, replace: bool) -> io::Result<()> {
+    /// ring already has (`IORING_REGISTER_DST_REPLACE`, 6.13). A source
+    /// ring without an fd (`REGISTERED_FD_ONLY`) is named by its index, on
+    /// its own thread only.
+    ///
+    /// # Safety
+    ///
+    /// This ring takes its own references to the source's buffers: they
+    /// stay in use here after the source unregisters them or is dropped. The
+    /// contract of [`register_buffers`](Self::register_buffers) under which
+    /// they were registered must therefore hold for this ring too: their
+    /// memory is not freed or reused in place until they are unregistered
+    /// from this ring as well and no request of this ring uses them.
+    pub unsafe fn clone_buffers_from(&self, src: &Registrar<'_>, replace: bool) -> io::Result<()> {
         // Kernels before 6.13 ignore the flag and fail with EBUSY: say why.
         if replace && KernelVersion::current().is_some_and(|v| !v.at_least(6, 13)) {
             return Err(self.unsupported("IORING_REGISTER_DST_REPLACE", (6, 13)));
         }
+        let (src_fd, src_flag) = src.ring.clone_source().map_err(|e| src.os(e))?;
         let arg = io_uring_clone_buffers {
-            src_fd: src.as_raw_fd() as u32,
-            flags: if replace {
-                ring_sys::IORING_REGISTER_DST_REPLACE
-            } else {
-                0
-            },
+            src_fd,
+            flags: src_flag
+                | if replace {
+                    ring_sys::IORING_REGISTER_DST_REPLACE
+                } else {
+                    0
+                },
             ..Default::default()
         };
         // SAFETY: `arg` is valid for the call and carries no pointers; the
-        // source ring keeps its buffers' memory alive by its own contract.
+        // caller extends the buffers' contract to this ring.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_CLONE_BUFFERS,
+            self.ring.register(ring_sys::IORING_REGISTER_CLONE_BUFFERS,
                 &arg,
                 1,
             )
@@ -296,9 +311,7 @@ impl<'r> Registrar<'r> {
             // SAFETY: `fds` is valid for the call; the kernel takes its own
             // references to the files.
             unsafe {
-                sys::register(
-                    self.ring.fd,
-                    ring_sys::IORING_REGISTER_FILES,
+                self.ring.register(ring_sys::IORING_REGISTER_FILES,
                     fds.as_ptr(),
                     nr,
                 )
@@ -316,9 +329,7 @@ impl<'r> Registrar<'r> {
         self.retry_emfile(nr, || {
             // SAFETY: a sparse registration carries no pointers.
             unsafe {
-                sys::register(
-                    self.ring.fd,
-                    ring_sys::IORING_REGISTER_FILES2,
+                self.ring.register(ring_sys::IORING_REGISTER_FILES2,
                     &reg,
                     size_of_val(&reg) as u32,
                 )
@@ -343,14 +354,12 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: `up` points at `fds`, valid for the call.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_FILES_UPDATE,
+            self.ring.register(ring_sys::IORING_REGISTER_FILES_UPDATE,
                 &up,
                 len(fds.len())?,
             )
         }
-        .map_err(os)
+        .map_err(|e| self.os(e))
     }
 
     /// Unregisters all fixed files.
@@ -368,9 +377,7 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: `range` is valid for the call.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_FILE_ALLOC_RANGE,
+            self.ring.register(ring_sys::IORING_REGISTER_FILE_ALLOC_RANGE,
                 &range,
                 0,
             )
@@ -389,9 +396,9 @@ impl<'r> Registrar<'r> {
             ring_sys::IORING_REGISTER_EVENTFD
         };
         // SAFETY: one fd, valid for the call; the kernel takes a reference.
-        unsafe { sys::register(self.ring.fd, op, &eventfd, 1) }
+        unsafe { self.ring.register(op, &eventfd, 1) }
             .map(drop)
-            .map_err(os)
+            .map_err(|e| self.os(e))
     }
 
     /// Removes the eventfd.
@@ -404,30 +411,26 @@ impl<'r> Registrar<'r> {
     pub fn register_personality(&self) -> io::Result<u16> {
         // SAFETY: no argument.
         unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_PERSONALITY,
+            self.ring.register::<()>(ring_sys::IORING_REGISTER_PERSONALITY,
                 std::ptr::null(),
                 0,
             )
         }
         .map(|id| id as u16)
-        .map_err(os)
+        .map_err(|e| self.os(e))
     }
 
     /// Unregisters a personality id.
     pub fn unregister_personality(&self, id: u16) -> io::Result<()> {
         // SAFETY: no pointer; the id travels in `nr_args`.
         unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_UNREGISTER_PERSONALITY,
+            self.ring.register::<()>(ring_sys::IORING_UNREGISTER_PERSONALITY,
                 std::ptr::null(),
                 u32::from(id),
             )
         }
         .map(drop)
-        .map_err(os)
+        .map_err(|e| self.os(e))
     }
 
     /// Restricts a ring set up with `IORING_SETUP_R_DISABLED`
@@ -437,9 +440,7 @@ impl<'r> Registrar<'r> {
         let raw: Vec<io_uring_restriction> = restrictions.iter().map(|r| r.raw()).collect();
         // SAFETY: `raw` is valid for the call.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_RESTRICTIONS,
+            self.ring.register(ring_sys::IORING_REGISTER_RESTRICTIONS,
                 raw.as_ptr(),
                 len(raw.len())?,
             )
@@ -453,9 +454,7 @@ impl<'r> Registrar<'r> {
     pub fn enable_rings(&self) -> io::Result<()> {
         // SAFETY: no argument.
         unsafe {
-            sys::register::<()>(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_ENABLE_RINGS,
+            self.ring.register::<()>(ring_sys::IORING_REGISTER_ENABLE_RINGS,
                 std::ptr::null(),
                 0,
             )
@@ -470,9 +469,7 @@ impl<'r> Registrar<'r> {
     pub fn register_iowq_affinity(&self, cpus: &[u64]) -> io::Result<()> {
         // SAFETY: `cpus` is valid for the call; nr_args is its size in bytes.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_IOWQ_AFF,
+            self.ring.register(ring_sys::IORING_REGISTER_IOWQ_AFF,
                 cpus.as_ptr(),
                 len(size_of_val(cpus))?,
             )
@@ -493,9 +490,7 @@ impl<'r> Registrar<'r> {
         let mut values = max;
         // SAFETY: two u32s, valid and writable for the call.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
+            self.ring.register(ring_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
                 &raw mut values,
                 2,
             )
@@ -517,8 +512,10 @@ impl<'r> Registrar<'r> {
     ) -> io::Result<u32> {
         let mut reg = io_uring_sync_cancel_reg {
             timeout: match timeout {
+                // Saturated: a cast would make Duration::MAX negative,
+                // which the kernel refuses (EINVAL).
                 Some(t) => ring_sys::__kernel_timespec {
-                    tv_sec: t.as_secs() as i64,
+                    tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
                     tv_nsec: i64::from(t.subsec_nanos()),
                 },
                 None => ring_sys::__kernel_timespec {
@@ -540,14 +537,19 @@ impl<'r> Registrar<'r> {
                 flags |= AsyncCancelFlags::FD;
             }
             CancelTarget::FixedFd(slot) => {
-                reg.fd = slot as i32;
+                reg.fd = i32::try_from(slot).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a fixed file slot above i32::MAX does not exist",
+                    )
+                })?;
                 flags |= AsyncCancelFlags::FD | AsyncCancelFlags::FD_FIXED;
             }
             CancelTarget::Any => flags |= AsyncCancelFlags::ANY,
         }
         reg.flags = flags.bits();
         // SAFETY: `reg` is valid for the call.
-        unsafe { sys::register(self.ring.fd, ring_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1) }
+        unsafe { self.ring.register(ring_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1) }
             .map_err(|e| self.explain(e, "IORING_REGISTER_SYNC_CANCEL", (6, 0)))
     }
 
@@ -562,9 +564,7 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: `napi` is valid and writable for the call.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_REGISTER_NAPI,
+            self.ring.register(ring_sys::IORING_REGISTER_NAPI,
                 &raw mut napi,
                 1,
             )
@@ -578,9 +578,7 @@ impl<'r> Registrar<'r> {
         let mut napi = io_uring_napi::default();
         // SAFETY: `napi` is valid and writable for the call.
         unsafe {
-            sys::register(
-                self.ring.fd,
-                ring_sys::IORING_UNREGISTER_NAPI,
+            self.ring.register(ring_sys::IORING_UNREGISTER_NAPI,
                 &raw mut napi,
                 1,
             )
@@ -592,15 +590,15 @@ impl<'r> Registrar<'r> {
     /// True if the ring can register its fd (5.18) and use it for
     /// `io_uring_register` as well (`IORING_FEAT_REG_REG_RING`, 6.3).
     pub fn can_register_ring_fd(&self) -> bool {
-        self.ring.features.contains(Features::REG_REG_RING)
+        self.features.contains(Features::REG_REG_RING)
     }
 
     /// A register opcode that takes no argument.
     fn no_arg(&self, opcode: u32) -> io::Result<()> {
         // SAFETY: the opcodes passed here take no argument (null, 0).
-        unsafe { sys::register::<()>(self.ring.fd, opcode, std::ptr::null(), 0) }
+        unsafe { self.ring.register::<()>(opcode, std::ptr::null(), 0) }
             .map(drop)
-            .map_err(os)
+            .map_err(|e| self.os(e))
     }
 
     fn retry_emfile(
@@ -612,9 +610,9 @@ impl<'r> Registrar<'r> {
             Ok(_) => Ok(()),
             Err(Errno::EMFILE) => {
                 raise_nofile_limit(nr);
-                call().map(drop).map_err(os)
+                call().map(drop).map_err(|e| self.os(e))
             }
-            Err(e) => Err(os(e)),
+            Err(e) => Err(self.os(e)),
         }
     }
 }
@@ -623,6 +621,16 @@ impl<'r> Registrar<'r> {
 /// liburing does before retrying a file registration that hit `EMFILE`.
 fn raise_nofile_limit(nr: u32) {
     sys::raise_nofile_limit(u64::from(nr));
+}
+
+/// Why a call on a `REGISTERED_FD_ONLY` ring from another thread is refused.
+fn not_here() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "this ring was set up with IORING_SETUP_REGISTERED_FD_ONLY: it has no fd, only an index \
+         in the registered-ring table of the thread that set it up, so it can be used on that \
+         thread only",
+    )
 }
 
 fn len(n: usize) -> io::Result<u32> {

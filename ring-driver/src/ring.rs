@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use ring_core::{EnterInput, decide_enter};
@@ -20,7 +20,7 @@ use ring_sys::{__kernel_timespec, CqeFlags, Errno, SetupFlags, io_uring_cqe, io_
 use crate::error::os;
 use crate::kernel::{Kernel, Linux, WaitArgs};
 use crate::probe::Probe;
-use crate::register::{Registrar, RingFd};
+use crate::register::Registrar;
 use crate::setup::{Builder, Params};
 
 /// A completion: what the kernel posted for a request.
@@ -202,10 +202,7 @@ impl Ring<Linux> {
 
     /// Registration on this ring.
     pub fn registrar(&self) -> Registrar<'_> {
-        Registrar::new(RingFd {
-            fd: self.kernel.raw.fd,
-            features: self.kernel.raw.params.features(),
-        })
+        Registrar::new(&self.kernel.raw.ring, self.kernel.raw.params.features())
     }
 
     /// The opcodes the kernel supports.
@@ -743,11 +740,13 @@ impl<K: Kernel> fmt::Debug for Ring<K> {
     }
 }
 
-impl AsRawFd for Ring<Linux> {
-    /// The ring's fd (with `IORING_SETUP_REGISTERED_FD_ONLY`, its registered
-    /// index, which is not a file descriptor).
-    fn as_raw_fd(&self) -> RawFd {
-        self.kernel.raw.fd
+impl Ring<Linux> {
+    /// The ring's file descriptor, or `None` for a ring set up with
+    /// `IORING_SETUP_REGISTERED_FD_ONLY`, which has none: only an index in
+    /// the table of the thread that set it up, which this library uses
+    /// itself (on that thread only) and never hands out.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.kernel.raw.ring.fd()
     }
 }
 

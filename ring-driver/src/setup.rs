@@ -2,7 +2,7 @@
 //! from what the running kernel supports, and errors that name the flag.
 
 use std::fmt;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use ring_core::{Geometry, GeometryError};
 use ring_sys::{Errno, Features, SetupFlags, io_uring_params};
@@ -146,7 +146,12 @@ impl fmt::Debug for Params {
 /// params and its mappings, before any ring logic is attached.
 #[derive(Debug)]
 pub(crate) struct RawRing {
-    pub(crate) fd: RawFd,
+    /// What names the ring to the kernel: its fd, or (with
+    /// `IORING_SETUP_REGISTERED_FD_ONLY`) only an index in one thread's
+    /// table. Closed (and unregistered, on the registering thread) on drop,
+    /// before the mappings go: the kernel holds its own references to the
+    /// ring memory, so the order does not matter to it.
+    pub(crate) ring: sys::RingFd,
     pub(crate) params: Params,
     /// The SQ ring (and, with a single mmap or NO_MMAP, the CQ ring).
     pub(crate) sq_ring: Mmap,
@@ -224,14 +229,6 @@ impl RawRing {
             ));
         }
         Ok(())
-    }
-}
-
-impl Drop for RawRing {
-    fn drop(&mut self) {
-        if !self.params.flags().contains(SetupFlags::REGISTERED_FD_ONLY) {
-            sys::close(self.fd);
-        }
     }
 }
 
@@ -575,20 +572,21 @@ impl Builder {
         } else {
             None
         };
-        let fd = sys::setup(self.entries, &mut p).map_err(SetupError::Setup)?;
+        // On any error below, `ring` is dropped: closed, or unregistered.
+        let ring = sys::setup(self.entries, &mut p).map_err(SetupError::Setup)?;
         let params = Params::from_raw(p);
-        let close_on_err = |e: std::io::Error| {
-            if !flags.contains(SetupFlags::REGISTERED_FD_ONLY) {
-                sys::close(fd);
+        let (sq_ring, cq_ring, sqes) = match (memory, ring.fd()) {
+            (Some((rings, sqes)), _) => (rings, None, sqes),
+            (None, Some(fd)) => map_rings(fd, &params).map_err(SetupError::Io)?,
+            // The kernel refuses REGISTERED_FD_ONLY without NO_MMAP.
+            (None, None) => {
+                return Err(SetupError::Invalid(
+                    "a ring without an fd (REGISTERED_FD_ONLY) cannot be mapped: it needs NO_MMAP",
+                ));
             }
-            SetupError::Io(e)
-        };
-        let (sq_ring, cq_ring, sqes) = match memory {
-            Some((rings, sqes)) => (rings, None, sqes),
-            None => map_rings(fd, &params).map_err(close_on_err)?,
         };
         let raw = RawRing {
-            fd,
+            ring,
             params,
             sq_ring,
             cq_ring,
@@ -597,7 +595,7 @@ impl Builder {
         };
         // Every offset the kernel reported must lie inside what was mapped,
         // so the queue views can use them without further checks. (`raw`
-        // closes the fd if this fails.)
+        // closes the ring if this fails.)
         raw.check_offsets().map_err(SetupError::Io)?;
         Ok(raw)
     }
@@ -630,11 +628,9 @@ impl Builder {
                             flags: (flag | companions(flag)).bits(),
                             ..Default::default()
                         };
+                        // A ring made here is dropped (closed) at once.
                         match sys::setup(1, &mut p) {
-                            Ok(fd) => {
-                                sys::close(fd);
-                                false
-                            }
+                            Ok(_ring) => false,
                             Err(e) => e == Errno::EINVAL,
                         }
                     }
@@ -683,7 +679,7 @@ fn no_mmap_sizes(geometry: &Geometry) -> Result<(usize, usize), SetupError> {
 }
 
 /// Maps the SQ ring, CQ ring (once, with `IORING_FEAT_SINGLE_MMAP`) and SQEs.
-fn map_rings(fd: RawFd, params: &Params) -> std::io::Result<(Mmap, Option<Mmap>, Mmap)> {
+fn map_rings(fd: BorrowedFd<'_>, params: &Params) -> std::io::Result<(Mmap, Option<Mmap>, Mmap)> {
     let p = params.raw();
     let flags = params.flags();
     let cqe = if flags.contains(SetupFlags::CQE32) {

@@ -783,6 +783,8 @@ impl fmt::Debug for SharedRing {
 impl AsRawFd for SharedRing {
     /// The ring's fd.
     fn as_raw_fd(&self) -> RawFd {
-        self.inner.map.fd()
+        // A shared ring always has an fd (it refuses REGISTERED_FD_ONLY);
+        // -1 names no file.
+        self.inner.map.fd().map_or(-1, |fd| fd.as_raw_fd())
     }
 }

@@ -58,8 +58,10 @@ impl SharedMap {
         &self.linux.raw.params
     }
 
-    pub(crate) fn fd(&self) -> i32 {
-        self.linux.raw.fd
+    /// The ring's fd (a shared ring always has one: it refuses
+    /// `REGISTERED_FD_ONLY`).
+    pub(crate) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.linux.raw.ring.fd()
     }
 
     /// `sq.head`, written by the kernel (`smp_store_release`).
@@ -167,6 +169,6 @@ impl SharedMap {
         // SAFETY: every published SQE was fully written before the tail
         // moved over it (ring-core's commit); the pointers SQEs carry are the
         // pusher's promise (`push` is unsafe). The plain fd is used.
-        unsafe { enter_ring(self.linux.raw.fd, enter, &wait) }
+        unsafe { enter_ring(&self.linux.raw.ring, enter, &wait) }
     }
 }

@@ -4,9 +4,11 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use ring_sys::{EnterFlags, Errno, SetupFlags};
 
 /// A shared, read-write memory mapping, unmapped on drop.
 #[derive(Debug)]
@@ -26,7 +28,7 @@ unsafe impl Sync for Mmap {}
 
 impl Mmap {
     /// Maps `len` bytes of the io_uring fd `fd` at the kernel's magic `offset`.
-    pub(crate) fn map_ring(fd: RawFd, offset: u64, len: usize) -> io::Result<Mmap> {
+    pub(crate) fn map_ring(fd: BorrowedFd<'_>, offset: u64, len: usize) -> io::Result<Mmap> {
         // SAFETY: a fresh shared mapping of a file the kernel sized; no
         // existing memory is affected. The result is checked.
         let ptr = unsafe {
@@ -35,7 +37,7 @@ impl Mmap {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
+                fd.as_raw_fd(),
                 offset as libc::off_t,
             )
         };
@@ -142,22 +144,332 @@ impl Drop for Mmap {
     }
 }
 
-/// `io_uring_setup(2)`, with the params checked by type.
+/// `io_uring_setup(2)`, with the params checked by type. What the kernel
+/// returns is typed by the flags asked for: with
+/// `IORING_SETUP_REGISTERED_FD_ONLY` an index in the calling thread's
+/// registered-ring table, otherwise a file descriptor, owned from here on.
 pub(crate) fn setup(
     entries: u32,
     params: &mut ring_sys::io_uring_params,
-) -> Result<RawFd, ring_sys::Errno> {
+) -> Result<RingFd, Errno> {
+    // Decided from the flags passed in (the kernel decides from those too).
+    let index_only = SetupFlags::from_bits_retain(params.flags)
+        .contains(SetupFlags::REGISTERED_FD_ONLY);
     // SAFETY: `params` is a valid, exclusive io_uring_params. For NO_MMAP the
-    // caller (the builder) put live, owned mappings in `user_addr`.
-    unsafe { ring_sys::io_uring_setup(entries, params) }
+    // caller (the builder) put live mappings it gives to the ring in
+    // `user_addr`.
+    let n = unsafe { ring_sys::io_uring_setup(entries, params) }?;
+    if index_only {
+        let index = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
+        Ok(RingFd::IndexOnly(Registered::here(index)))
+    } else {
+        // SAFETY: a new fd the kernel just installed for this ring; nothing
+        // else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(n) };
+        Ok(RingFd::Owned {
+            fd,
+            registered: None,
+        })
+    }
 }
 
-/// `io_uring_register(2)` with an argument slice.
+thread_local!(static TAG: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+/// An id of the calling thread for the registered-ring table, which is per
+/// thread (`current->io_uring->registered_rings`): never reused within the
+/// process (unlike a tid), and renewed in the child of a `fork`, whose table
+/// starts empty.
+#[inline]
+pub(crate) fn thread_tag() -> u64 {
+    TAG.with(|tag| {
+        if tag.get() == 0 {
+            tag.set(NEXT_TAG.fetch_add(1, Ordering::Relaxed));
+        }
+        tag.get()
+    })
+}
+
+/// Makes `fork` give the child's thread a new tag: the child's task has no
+/// registered rings, so an index the parent registered names nothing there,
+/// or a ring the child registers later.
+fn renew_tag_on_fork() {
+    extern "C" fn child() {
+        // The forking thread is the child's only thread. A write to a
+        // const-initialised thread local without destructor: no allocation,
+        // no lock, fine between fork and exec. The next `thread_tag` takes a
+        // number above every tag the parent handed out.
+        let _ = TAG.try_with(|tag| tag.set(0));
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only writes a thread local; it
+        // stays valid for the life of the process (a plain function).
+        unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    });
+}
+
+/// A ring's index in one thread's registered-ring table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Registered {
+    index: u32,
+    thread: u64,
+}
+
+impl Registered {
+    /// `index`, registered by the calling thread.
+    fn here(index: u32) -> Registered {
+        renew_tag_on_fork();
+        Registered {
+            index,
+            thread: thread_tag(),
+        }
+    }
+
+    /// True on the thread whose table holds the index.
+    #[inline]
+    fn is_here(&self) -> bool {
+        self.thread == thread_tag()
+    }
+}
+
+/// What names a ring to the kernel. The type says what the number is, so no
+/// path can pass a registered index where a file descriptor is meant: every
+/// syscall on a ring goes through [`RingFd::enter`] or
+/// [`RingFd::register`], which pick the number and the flag that says what
+/// it is (`IORING_ENTER_REGISTERED_RING`,
+/// `IORING_REGISTER_USE_REGISTERED_RING`).
+#[derive(Debug)]
+pub(crate) enum RingFd {
+    /// A ring fd this value owns (closed on drop), and its index in the
+    /// table of the thread that registered it, if one did.
+    Owned {
+        fd: OwnedFd,
+        registered: Option<Registered>,
+    },
+    /// `IORING_SETUP_REGISTERED_FD_ONLY`: no fd at all, only an index in the
+    /// table of the thread that set the ring up, meaningless on any other
+    /// thread (where the same number may name another thread's ring).
+    IndexOnly(Registered),
+}
+
+/// The ring named for one call: a file descriptor or an index of the calling
+/// thread's table.
+#[derive(Clone, Copy)]
+enum Name {
+    Fd(RawFd),
+    Index(u32),
+}
+
+impl Name {
+    fn number(self) -> i32 {
+        match self {
+            Name::Fd(fd) => fd,
+            // Indices are below 16 (IO_RINGFD_REG_MAX); the kernel takes an
+            // unsigned int either way.
+            Name::Index(i) => i as i32,
+        }
+    }
+}
+
+/// The error of a call on a ring that has no name on the calling thread
+/// (`IORING_SETUP_REGISTERED_FD_ONLY`, used from another thread): refused
+/// here, never sent to the kernel.
+pub(crate) const NOT_HERE: Errno = Errno::EBADF;
+
+impl RingFd {
+    /// The ring's file descriptor; `None` for a ring that has none
+    /// (`IORING_SETUP_REGISTERED_FD_ONLY`).
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            RingFd::Owned { fd, .. } => Some(fd.as_fd()),
+            RingFd::IndexOnly(_) => None,
+        }
+    }
+
+    /// True if the calling thread's table holds the ring (enters skip the
+    /// fd lookup).
+    #[inline]
+    pub(crate) fn registered_here(&self) -> bool {
+        match self {
+            RingFd::Owned { registered, .. } => registered.is_some_and(|r| r.is_here()),
+            RingFd::IndexOnly(r) => r.is_here(),
+        }
+    }
+
+    /// True if the ring can be named on the calling thread at all (false
+    /// only for a `REGISTERED_FD_ONLY` ring on another thread).
+    #[inline]
+    pub(crate) fn usable_here(&self) -> bool {
+        match self {
+            RingFd::Owned { .. } => true,
+            RingFd::IndexOnly(r) => r.is_here(),
+        }
+    }
+
+    /// The name for `io_uring_enter`: the index where this thread
+    /// registered the ring, else the fd.
+    #[inline]
+    fn for_enter(&self) -> Result<Name, Errno> {
+        match self {
+            RingFd::Owned { registered, .. } if registered.is_some_and(|r| r.is_here()) => {
+                Ok(Name::Index(registered.map_or(0, |r| r.index)))
+            }
+            RingFd::Owned { fd, .. } => Ok(Name::Fd(fd.as_raw_fd())),
+            RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index)),
+            RingFd::IndexOnly(_) => Err(NOT_HERE),
+        }
+    }
+
+    /// The name for `io_uring_register`: the fd where there is one (every
+    /// kernel takes it), else the index on its own thread.
+    fn for_register(&self) -> Result<Name, Errno> {
+        match self {
+            RingFd::Owned { fd, .. } => Ok(Name::Fd(fd.as_raw_fd())),
+            RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index)),
+            RingFd::IndexOnly(_) => Err(NOT_HERE),
+        }
+    }
+
+    /// `io_uring_enter(2)` on this ring, with `IORING_ENTER_REGISTERED_RING`
+    /// set exactly when the number passed is an index (whatever `flags`
+    /// says about it). Fails with [`NOT_HERE`] without entering if the ring
+    /// has no name on this thread.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ring_sys::io_uring_enter2`], less the part about `fd`.
+    #[inline]
+    pub(crate) unsafe fn enter(
+        &self,
+        to_submit: u32,
+        min_complete: u32,
+        flags: EnterFlags,
+        arg: *const c_void,
+        argsz: usize,
+    ) -> Result<u32, Errno> {
+        let name = self.for_enter()?;
+        let mut flags = flags;
+        flags.set(EnterFlags::REGISTERED_RING, matches!(name, Name::Index(_)));
+        // SAFETY: the number is this ring's, named as the flag says; the
+        // rest is the caller's contract.
+        unsafe {
+            ring_sys::io_uring_enter2(
+                name.number(),
+                to_submit,
+                min_complete,
+                flags.bits(),
+                arg,
+                argsz,
+            )
+        }
+    }
+
+    /// `io_uring_register(2)` on this ring, with
+    /// `IORING_REGISTER_USE_REGISTERED_RING` set exactly when the number
+    /// passed is an index. Fails with [`NOT_HERE`] without calling the
+    /// kernel if the ring has no name on this thread.
+    ///
+    /// # Safety
+    ///
+    /// As for [`register`].
+    pub(crate) unsafe fn register<T>(
+        &self,
+        opcode: u32,
+        arg: *const T,
+        nr_args: u32,
+    ) -> Result<u32, Errno> {
+        let name = self.for_register()?;
+        let opcode = match name {
+            Name::Index(_) => opcode | ring_sys::IORING_REGISTER_USE_REGISTERED_RING,
+            Name::Fd(_) => opcode,
+        };
+        // SAFETY: the number is this ring's, named as the opcode flag says;
+        // the argument is the caller's contract.
+        unsafe {
+            ring_sys::io_uring_register(name.number(), opcode, arg.cast::<c_void>(), nr_args)
+        }
+    }
+
+    /// How `IORING_REGISTER_CLONE_BUFFERS` names this ring as the source:
+    /// `(src_fd, IORING_REGISTER_SRC_REGISTERED or 0)`.
+    pub(crate) fn clone_source(&self) -> Result<(u32, u32), Errno> {
+        match self.for_register()? {
+            Name::Fd(fd) => Ok((fd as u32, 0)),
+            Name::Index(i) => Ok((i, ring_sys::IORING_REGISTER_SRC_REGISTERED)),
+        }
+    }
+
+    /// Registers the ring's fd in the calling thread's table
+    /// (`IORING_REGISTER_RING_FDS`, 5.18), best effort: without it the fd
+    /// is used. Nothing to do for a ring that has no fd or is registered.
+    pub(crate) fn register_here(&mut self) {
+        if let RingFd::Owned {
+            fd,
+            registered: registered @ None,
+        } = self
+        {
+            let mut up = ring_sys::io_uring_rsrc_update {
+                offset: u32::MAX,
+                data: fd.as_raw_fd() as u64,
+                ..Default::default()
+            };
+            // SAFETY: one update, valid and writable for the call, on the
+            // ring's own fd.
+            let n = unsafe {
+                register(
+                    fd.as_raw_fd(),
+                    ring_sys::IORING_REGISTER_RING_FDS,
+                    &raw mut up,
+                    1,
+                )
+            };
+            if n == Ok(1) {
+                *registered = Some(Registered::here(up.offset));
+            }
+        }
+    }
+}
+
+impl Drop for RingFd {
+    /// Removes the ring from the registering thread's table if this is that
+    /// thread, then closes the fd (if any). On another thread the table
+    /// entry cannot be removed: it keeps the ring alive until the
+    /// registering thread unregisters it or exits (the kernel then frees the
+    /// ring). Nothing of it is touched meanwhile: the index is never used
+    /// again.
+    fn drop(&mut self) {
+        let index = match self {
+            RingFd::Owned {
+                registered: Some(r),
+                ..
+            }
+            | RingFd::IndexOnly(r)
+                if r.is_here() =>
+            {
+                r.index
+            }
+            _ => return,
+        };
+        let up = ring_sys::io_uring_rsrc_update {
+            offset: index,
+            ..Default::default()
+        };
+        // SAFETY: one update, valid for the call, on this ring's own name.
+        // A failure leaves the entry, which the kernel drops when the thread
+        // exits. (The OwnedFd, if any, closes itself after this.)
+        let _ = unsafe { self.register(ring_sys::IORING_UNREGISTER_RING_FDS, &raw const up, 1) };
+    }
+}
+
+/// `io_uring_register(2)` on a ring file descriptor.
 ///
 /// # Safety
 ///
-/// `arg` must be what `opcode` expects, and anything it points to must stay
-/// valid as long as the kernel may use it (for buffers: until unregistered).
+/// `fd` must be an io_uring file descriptor (never a registered index: use
+/// [`RingFd::register`] for a ring this crate set up). `arg` must be what
+/// `opcode` expects, and anything it points to must stay valid as long as
+/// the kernel may use it (for buffers: until unregistered).
 pub(crate) unsafe fn register<T>(
     fd: RawFd,
     opcode: u32,
@@ -175,15 +487,15 @@ pub(crate) struct ProbeBuf {
     pub(crate) ops: [ring_sys::io_uring_probe_op; 256],
 }
 
-/// `IORING_REGISTER_PROBE` on the ring `fd`.
-pub(crate) fn probe(fd: RawFd) -> Result<ProbeBuf, ring_sys::Errno> {
+/// `IORING_REGISTER_PROBE` on `ring`.
+pub(crate) fn probe(ring: &RingFd) -> Result<ProbeBuf, ring_sys::Errno> {
     let mut buf = ProbeBuf {
         head: ring_sys::io_uring_probe::default(),
         ops: [ring_sys::io_uring_probe_op::default(); 256],
     };
     // SAFETY: `buf` has room for the 256 entries `nr_args` announces and
     // outlives the call; the kernel writes only inside it.
-    unsafe { register(fd, ring_sys::IORING_REGISTER_PROBE, &raw mut buf, 256) }?;
+    unsafe { ring.register(ring_sys::IORING_REGISTER_PROBE, &raw mut buf, 256) }?;
     Ok(buf)
 }
 
@@ -197,37 +509,10 @@ pub(crate) fn query_opcodes() -> Option<ring_sys::io_uring_query_opcode> {
         size: size_of::<ring_sys::io_uring_query_opcode>() as u32,
         ..Default::default()
     };
-    // SAFETY: `hdr` points at `out`; both outlive the call. No ring is used.
+    // SAFETY: `hdr` points at `out`; both outlive the call. No ring is
+    // named: -1 is the kernel's "no ring" for this opcode.
     let res = unsafe { register(-1, ring_sys::IORING_REGISTER_QUERY, &raw mut hdr, 0) };
     (res.is_ok() && hdr.result == 0).then_some(out)
-}
-
-/// `IORING_REGISTER_RING_FDS` of the ring's own fd in the calling thread's
-/// table; returns the index.
-pub(crate) fn register_ring_fd(fd: RawFd) -> Result<u32, ring_sys::Errno> {
-    let mut up = ring_sys::io_uring_rsrc_update {
-        offset: u32::MAX,
-        data: fd as u64,
-        ..Default::default()
-    };
-    // SAFETY: one update, valid and writable for the call.
-    let n = unsafe { register(fd, ring_sys::IORING_REGISTER_RING_FDS, &raw mut up, 1) }?;
-    if n == 1 {
-        Ok(up.offset)
-    } else {
-        Err(ring_sys::Errno::EINVAL)
-    }
-}
-
-/// `IORING_UNREGISTER_RING_FDS` of `index` from the calling thread's table.
-pub(crate) fn unregister_ring_fd(fd: RawFd, index: u32) {
-    let up = ring_sys::io_uring_rsrc_update {
-        offset: index,
-        ..Default::default()
-    };
-    // SAFETY: one update, valid for the call. A failure leaves the entry,
-    // which the kernel drops when the thread exits.
-    let _ = unsafe { register(fd, ring_sys::IORING_UNREGISTER_RING_FDS, &raw const up, 1) };
 }
 
 /// Raises the soft `RLIMIT_NOFILE` by `by`, up to the hard limit.

@@ -744,7 +744,7 @@ fn msg_ring_posts_a_completion_on_another_ring() {
     if let Err(e) = a.probe().unwrap().check(ring_sys::IORING_OP_MSG_RING) {
         skip!("msg_ring_posts_a_completion_on_another_ring", "{e}");
     }
-    let msg = ring_ops::MsgRingData::new(Fd(b.as_raw_fd()), 42, 0xfeed)
+    let msg = ring_ops::MsgRingData::new(Fd(b.fd().expect("a ring with an fd").as_raw_fd()), 42, 0xfeed)
         .build()
         .user_data(1);
     // SAFETY: MSG_RING data carries no pointers; ring `b` outlives it.
@@ -782,7 +782,7 @@ fn buffer_ring_feeds_a_multishot_recv_and_recycles() {
     let mut ring = Ring::new(8).unwrap();
     // SAFETY: the multishot recv using group 3 is cancelled and its last
     // completion reaped before `bufs` drops (end of the test).
-    let mut bufs = match unsafe { BufRing::new(&ring, 3, 4, 16) } {
+    let mut bufs = match unsafe { BufRing::new(&ring.fd().expect("a ring with an fd"), 3, 4, 16) } {
         Ok(bufs) => bufs,
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
             skip!("buffer_ring_feeds_a_multishot_recv_and_recycles", "{e}")

@@ -118,10 +118,13 @@ fn buffers_clone_between_rings() {
     }];
     // SAFETY: `a` outlives both registrations (unregistered below).
     unsafe { src.registrar().register_buffers(&iov) }.unwrap();
-    dst.registrar().clone_buffers_from(&src, false).unwrap();
+    // SAFETY: `a` outlives the clone too (unregistered from `dst` below).
+    unsafe { dst.registrar().clone_buffers_from(&src.registrar(), false) }.unwrap();
     // Cloning again onto a ring that has buffers needs DST_REPLACE.
-    assert!(dst.registrar().clone_buffers_from(&src, false).is_err());
-    match dst.registrar().clone_buffers_from(&src, true) {
+    // SAFETY: as above.
+    assert!(unsafe { dst.registrar().clone_buffers_from(&src.registrar(), false) }.is_err());
+    // SAFETY: as above.
+    match unsafe { dst.registrar().clone_buffers_from(&src.registrar(), true) } {
         Ok(()) => {}
         Err(e) if unsupported(&e) => {
             eprintln!("ring-skip: buffers_clone_between_rings/replace: {e}")
@@ -236,4 +239,138 @@ fn napi_register_and_unregister() {
         Err(e) if unsupported(&e) => skip!("napi_register_and_unregister", "{e}"),
         Err(e) => panic!("{e}"),
     }
+}
+
+#[test]
+fn registered_fd_only_rings_are_unregistered_and_freed_on_drop() {
+    let test = "registered_fd_only_rings_are_unregistered_and_freed_on_drop";
+    // A fresh thread: its registered-ring table (16 slots) starts empty.
+    std::thread::spawn(move || {
+        // Each ring takes a slot of this thread's table; a ring that kept
+        // its slot after the drop would make the 17th setup fail (EBUSY).
+        for i in 0..40 {
+            match Builder::new(4).registered_fd_only().build() {
+                Ok(ring) => {
+                    assert!(ring.fd().is_none(), "a REGISTERED_FD_ONLY ring has no fd");
+                    assert!(ring.uses_registered_fd());
+                }
+                Err(e) if i == 0 && !common::kernel().at_least(6, 13) => {
+                    eprintln!("ring-skip: {test}: {e}");
+                    return;
+                }
+                Err(e) => panic!("ring {i}: {e}"),
+            }
+        }
+        // And dropping it frees the ring: its teardown cancels a pending
+        // read and posts the CQE into the (lent) ring memory.
+        let Some((mut ring, base, params)) = common::lent_ring(test, true) else {
+            return;
+        };
+        let (rd, _wr) = common::pipe();
+        common::pending_read(&mut ring, rd.as_raw_fd(), 9);
+        let tail = common::cq_tail(base, &params);
+        drop(ring);
+        assert!(
+            common::wait_until(std::time::Duration::from_secs(2), || {
+                tail.load(std::sync::atomic::Ordering::Acquire) == 1
+            }),
+            "the dropped ring was never freed"
+        );
+        let cqe = common::first_cqe(base, &params);
+        assert_eq!((cqe.user_data, cqe.res), (9, -libc::ECANCELED));
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_registered_fd_only_ring_is_used_by_its_index_and_only_on_its_thread() {
+    let test = "a_registered_fd_only_ring_is_used_by_its_index_and_only_on_its_thread";
+    use std::sync::mpsc;
+    // Thread A makes a plain ring `other` with fd `c`, fills slots 0..c of
+    // its table, then sets up the index-only ring `r`, which gets index `c`:
+    // the same number as `other`'s fd. Any call that passed r's index as an
+    // fd would act on `other`.
+    let (to_test, from_a) = mpsc::channel();
+    let (to_a, from_test) = mpsc::channel::<()>();
+    let a = std::thread::spawn(move || {
+        let other = Builder::new(4).register_ring_fd(false).build().unwrap();
+        let c = other.fd().unwrap().as_raw_fd();
+        if c >= 16 {
+            let _ = to_test.send(Err(format!("fd {c} is past the 16-slot table")));
+            return;
+        }
+        let mut fillers = Vec::new();
+        for _ in 0..c {
+            let filler = Ring::new(1).unwrap();
+            if !filler.uses_registered_fd() {
+                let _ = to_test.send(Err("no IORING_REGISTER_RING_FDS (5.18)".into()));
+                return;
+            }
+            fillers.push(filler);
+        }
+        let Some((mut r, base, params)) = common::lent_ring(test, true) else {
+            let _ = to_test.send(Err("no REGISTERED_FD_ONLY ring here".into()));
+            return;
+        };
+        let (rd, wr) = common::pipe();
+        common::pending_read(&mut r, rd.as_raw_fd(), 3);
+        // On its own thread, registration reaches r, not `other`.
+        let id = r.registrar().register_personality().unwrap();
+        assert_eq!(
+            other
+                .registrar()
+                .unregister_personality(id)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EINVAL),
+            "a registration meant for the index-only ring reached the ring whose fd is its index"
+        );
+        r.registrar().unregister_personality(id).unwrap();
+        assert!(r.probe().is_ok());
+        // Hand r to the test thread; keep `other` and the fillers alive
+        // (and this thread's table) until told to exit.
+        to_test.send(Ok((r, base as usize, params))).unwrap();
+        let _ = from_test.recv();
+        drop((other, fillers, rd, wr));
+    });
+    let (mut r, base, params) = match from_a.recv().unwrap() {
+        Ok(got) => got,
+        Err(why) => {
+            a.join().unwrap();
+            skip!(test, "{why}");
+        }
+    };
+    // On this thread the index names nothing of r's: every call is refused
+    // here, none reaches the kernel (where fd `c` is `other`).
+    assert!(r.fd().is_none());
+    assert!(!r.uses_registered_fd());
+    let (rd, _wr) = common::pipe();
+    let read = ring_ops::Read::new(ring_ops::Fd(rd.as_raw_fd()), std::ptr::null_mut(), 0)
+        .build()
+        .user_data(1);
+    // SAFETY: never submitted (refused below); a zero-length read anyway.
+    unsafe { r.sq().push(read) }.unwrap();
+    let err = r.submitter().submit().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    let err = r.probe().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("REGISTERED_FD_ONLY"), "{err}");
+    assert!(r.registrar().register_personality().is_err());
+    // Dropped here, it cannot be unregistered (only A's table holds it):
+    // it lives on, its read pending, until A exits.
+    let tail = common::cq_tail(base as *mut u8, &params);
+    drop(r);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(tail.load(std::sync::atomic::Ordering::Acquire), 0);
+    to_a.send(()).unwrap();
+    a.join().unwrap();
+    // A exited: the kernel cancelled its requests and dropped its table,
+    // and with it the ring.
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(2), || {
+            tail.load(std::sync::atomic::Ordering::Acquire) == 1
+        }),
+        "the ring outlived the thread whose table held it"
+    );
 }

@@ -587,10 +587,12 @@ impl Proactor {
                         return;
                     }
                 };
-                // SAFETY: the ring's fd is open while `ring` lives; it is
-                // duplicated at once.
-                let ring_fd = match unsafe { std::os::fd::BorrowedFd::borrow_raw(ring.as_raw_fd()) }
-                    .try_clone_to_owned()
+                // The ring's fd, duplicated (the Proactor's builder never
+                // asks for REGISTERED_FD_ONLY, so there is one).
+                let ring_fd = match ring
+                    .fd()
+                    .ok_or_else(|| io::Error::other("the Proactor's ring has no fd"))
+                    .and_then(|fd| fd.try_clone_to_owned())
                 {
                     Ok(fd) => fd,
                     Err(e) => {

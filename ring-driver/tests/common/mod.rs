@@ -15,3 +15,114 @@ macro_rules! skip {
 pub fn kernel() -> ring_driver::KernelVersion {
     ring_driver::KernelVersion::current().expect("uname release parses")
 }
+
+/// Memory lent to a `NO_MMAP` ring by a test: private anonymous pages,
+/// never unmapped (the kernel may write them after the ring is dropped).
+pub fn lend(len: usize) -> std::ptr::NonNull<u8> {
+    // SAFETY: a fresh private anonymous mapping; checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap");
+    std::ptr::NonNull::new(p.cast::<u8>()).expect("mmap returned null")
+}
+
+/// A `NO_MMAP` ring (with `registered_fd_only`: without an fd) on memory
+/// lent by the test: the ring, the base of its rings region and its params.
+/// `None` (after printing why) where the kernel cannot make it.
+pub fn lent_ring(
+    test: &str,
+    registered_fd_only: bool,
+) -> Option<(ring_driver::Ring, *mut u8, ring_sys::io_uring_params)> {
+    if !kernel().at_least(6, 5) {
+        eprintln!("ring-skip: {test}: IORING_SETUP_NO_MMAP needs Linux 6.5");
+        return None;
+    }
+    let mut builder = ring_driver::Builder::new(4).no_mmap();
+    if registered_fd_only {
+        builder = builder.registered_fd_only();
+    }
+    let (rings_len, sqes_len) = builder.no_mmap_sizes().expect("a 4-entry ring has sizes");
+    let (rings, sqes) = (lend(rings_len), lend(sqes_len));
+    // SAFETY: private anonymous memory, never used again by the test except
+    // to watch (atomically) what the kernel writes into it.
+    let builder = unsafe { builder.no_mmap_memory((rings, rings_len), (sqes, sqes_len)) };
+    match builder.build() {
+        Ok(ring) => {
+            let params = *ring.params().raw();
+            Some((ring, rings.as_ptr(), params))
+        }
+        // Before 6.13 a NO_MMAP region must be a single (huge) page.
+        Err(e) if !kernel().at_least(6, 13) => {
+            eprintln!("ring-skip: {test}: {e}");
+            None
+        }
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+/// A pipe `(read end, write end)`.
+pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: two new fds, owned here.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// Queues a read of `fd` (which must have nothing to read) with
+/// `user_data`, into a buffer that is leaked (the kernel may write it until
+/// the request ends, which may be after the ring is dropped).
+pub fn pending_read(ring: &mut ring_driver::Ring, fd: std::os::fd::RawFd, user_data: u64) {
+    let buf: &'static mut [u8; 8] = Box::leak(Box::new([0u8; 8]));
+    let read = ring_ops::Read::new(ring_ops::Fd(fd), buf.as_mut_ptr(), 8)
+        .build()
+        .user_data(user_data);
+    // SAFETY: the buffer is leaked and the fd outlives the test's wait.
+    unsafe { ring.sq().push(read) }.expect("room for one entry");
+    assert_eq!(ring.submitter().submit().expect("submit"), 1);
+}
+
+/// The CQ tail word of a ring whose rings region starts at `base`.
+pub fn cq_tail(base: *mut u8, params: &ring_sys::io_uring_params) -> &'static std::sync::atomic::AtomicU32 {
+    // SAFETY: the region is leaked (never unmapped) and the offset is the
+    // kernel's, inside it; the kernel writes the word atomically.
+    unsafe { &*base.add(params.cq_off.tail as usize).cast() }
+}
+
+/// The first CQE of a ring whose rings region starts at `base`, read after
+/// the tail showed it.
+pub fn first_cqe(base: *mut u8, params: &ring_sys::io_uring_params) -> ring_sys::io_uring_cqe {
+    // SAFETY: in the leaked region; written before the tail that showed it
+    // (acquired by the caller), and not written again.
+    unsafe {
+        base.add(params.cq_off.cqes as usize)
+            .cast::<ring_sys::io_uring_cqe>()
+            .read_volatile()
+    }
+}
+
+/// Waits (up to `limit`) until `cond` holds; true if it did.
+pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    cond()
+}
