@@ -260,11 +260,39 @@ pub struct Builder {
 }
 
 /// Memory the caller lent for a `NO_MMAP` ring: `(address, length)` of each
-/// region (addresses as integers, so the builder stays `Send`).
-#[derive(Debug, Clone, Copy)]
+/// region (addresses as integers, so the builder stays `Send`), and whether
+/// a ring has it already: it is lent once, to one ring, however often the
+/// builder is cloned or built.
+#[derive(Debug, Clone)]
 struct LentMemory {
     rings: (usize, usize),
     sqes: (usize, usize),
+    given: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LentMemory {
+    /// Refuses regions the kernel would misuse: not page-aligned, wrapping
+    /// around the address space, or overlapping (the kernel would read SQEs
+    /// from memory it writes CQEs into).
+    fn check(&self) -> Result<(), SetupError> {
+        let end = |(addr, len): (usize, usize)| addr.checked_add(len);
+        let (Some(rings_end), Some(sqes_end)) = (end(self.rings), end(self.sqes)) else {
+            return Err(SetupError::Invalid(
+                "a region lent for NO_MMAP wraps around the address space",
+            ));
+        };
+        if self.rings.0 % 4096 != 0 || self.sqes.0 % 4096 != 0 {
+            return Err(SetupError::Invalid(
+                "the memory lent for NO_MMAP must be page-aligned",
+            ));
+        }
+        if self.rings.0 < sqes_end && self.sqes.0 < rings_end {
+            return Err(SetupError::Invalid(
+                "the two regions lent for NO_MMAP overlap",
+            ));
+        }
+        Ok(())
+    }
 }
 
 macro_rules! flag_setters {
@@ -385,13 +413,27 @@ impl Builder {
     /// the SQ/CQ rings and `sqes` for the entries, each page-aligned and at
     /// least [`no_mmap_sizes`](Self::no_mmap_sizes) long (a huge page
     /// lets kernels before 6.13 accept more than one page per region).
-    /// Setup fails with [`SetupError::Invalid`] if a region is too small.
+    /// Setup fails with [`SetupError::Invalid`] if a region is too small,
+    /// not page-aligned, overlaps the other, or was already given to a ring
+    /// built from this builder or a clone of it (the memory goes to one ring
+    /// only).
     ///
     /// # Safety
     ///
     /// Both regions must be valid for reads and writes for their whole
-    /// length, page-aligned, and used for nothing else until the ring built
-    /// from this builder has been dropped. The ring never frees them.
+    /// length and be private anonymous memory of this process
+    /// (`MAP_PRIVATE | MAP_ANONYMOUS`, huge pages allowed), not shared with a
+    /// file or another mapping. From this call on they belong to the ring
+    /// for good: the caller must never again read, write, free, or
+    /// otherwise reuse them in place, not even after the ring has been
+    /// dropped. The kernel pins their pages and tears a ring down after the
+    /// drop returns (later still if the ring was dropped on a thread other
+    /// than the one whose registered-ring table holds it): requests still in
+    /// flight are cancelled then and their completions written into these
+    /// pages. The one thing allowed after the drop is unmapping them
+    /// (`munmap`): the kernel holds its own references to the pages, so its
+    /// late writes go to pages no mapping shows. The ring never unmaps or
+    /// frees them itself.
     #[allow(
         unsafe_code,
         reason = "declares the caller's contract; the body does nothing unsafe"
@@ -405,6 +447,7 @@ impl Builder {
         self.lent = Some(LentMemory {
             rings: (rings.0.as_ptr() as usize, rings.1),
             sqes: (sqes.0.as_ptr() as usize, sqes.1),
+            given: Default::default(),
         });
         self
     }
@@ -418,7 +461,18 @@ impl Builder {
     }
 
     /// `IORING_SETUP_REGISTERED_FD_ONLY` (with the `NO_MMAP` it requires): the
-    /// ring has no fd, only a registered index. 6.5.
+    /// ring has no fd, only an index in the registered-ring table of the
+    /// thread that builds it (16 slots per thread), so no other code can
+    /// name it through an fd. 6.5.
+    ///
+    /// Such a ring can be used on that thread only: on any other,
+    /// [`Ring::fd`](crate::Ring::fd) is `None`, enters fail with `EBADF`
+    /// and registrations with an error saying why, without reaching the
+    /// kernel (where the same index may name another thread's ring).
+    /// Dropped on its thread, it is unregistered and freed. Dropped on
+    /// another thread it cannot be unregistered: the kernel frees it (and
+    /// cancels what it still has in flight) only when the thread that built
+    /// it exits, and that thread has one slot less until then.
     pub fn registered_fd_only(mut self) -> Self {
         self.params.flags |= (SetupFlags::REGISTERED_FD_ONLY | SetupFlags::NO_MMAP).bits();
         self
@@ -493,8 +547,11 @@ impl Builder {
     /// Whether to register the ring fd (`IORING_REGISTER_RING_FDS`, 5.18) in
     /// the table of the thread that builds the ring, so its enters skip the
     /// fd lookup (default: yes, where supported). The index is per thread:
-    /// other threads use the plain fd, and a ring dropped on another thread
-    /// leaves its entry until the registering thread exits.
+    /// other threads use the plain fd. A ring dropped on its thread is
+    /// unregistered and closed; one dropped on another thread is closed but
+    /// its entry stays in the registering thread's table, which keeps the
+    /// ring (and any request still in flight on it) alive until that thread
+    /// exits. Turn this off for a ring that is dropped on another thread.
     pub fn register_ring_fd(mut self, yes: bool) -> Self {
         self.register_ring_fd = yes;
         self
@@ -509,6 +566,29 @@ impl Builder {
     /// Sets up the ring and maps it.
     pub(crate) fn build_raw(&self) -> Result<RawRing, SetupError> {
         self.validate()?;
+        let Some(lent) = &self.lent else {
+            return self.setup_with_defaults();
+        };
+        lent.check()?;
+        if lent.given.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(SetupError::Invalid(
+                "the memory lent with no_mmap_memory belongs to a ring already: it is lent to one ring only",
+            ));
+        }
+        let raw = self.setup_with_defaults();
+        // Refused before the kernel accepted it (an `Io` error comes after
+        // a setup that succeeded, whose teardown may still write it): the
+        // memory was never the ring's and may be lent again.
+        if let Err(SetupError::Setup(_) | SetupError::Unsupported(_) | SetupError::Invalid(_)) =
+            &raw
+        {
+            lent.given.store(false, std::sync::atomic::Ordering::Release);
+        }
+        raw
+    }
+
+    /// `io_uring_setup` with the defaults, dropping the newest on `EINVAL`.
+    fn setup_with_defaults(&self) -> Result<RawRing, SetupError> {
         let version = KernelVersion::current();
         let mut defaults = self.default_flags(version);
         loop {
@@ -538,7 +618,7 @@ impl Builder {
         p.flags |= defaults.bits();
         let flags = SetupFlags::from_bits_retain(p.flags);
         let memory = if flags.contains(SetupFlags::NO_MMAP) {
-            let (rings, sqes) = match self.lent {
+            let (rings, sqes) = match &self.lent {
                 Some(lent) => {
                     let (rings_len, sqes_len) = no_mmap_sizes(&self.geometry(flags)?)?;
                     if lent.rings.1 < rings_len || lent.sqes.1 < sqes_len {
@@ -547,16 +627,15 @@ impl Builder {
                         ));
                     }
                     let region = |(addr, len): (usize, usize)| {
-                        let ptr =
-                            std::ptr::NonNull::new(addr as *mut u8).expect("lent from a NonNull");
+                        let ptr = std::ptr::NonNull::new(addr as *mut u8)
+                            .ok_or(SetupError::Invalid("lent memory at address 0"))?;
                         #[allow(unsafe_code, reason = "upholds no_mmap_memory's contract")]
-                        // SAFETY: `no_mmap_memory`'s caller promised the region
-                        // stays valid and otherwise unused while the ring lives.
-                        unsafe {
-                            Mmap::lent(ptr, len)
-                        }
+                        // SAFETY: `no_mmap_memory`'s caller gave the region
+                        // to this ring for good (checked above: to this one
+                        // ring only, regions apart).
+                        Ok::<_, SetupError>(unsafe { Mmap::lent(ptr, len) })
                     };
-                    (region(lent.rings), region(lent.sqes))
+                    (region(lent.rings)?, region(lent.sqes)?)
                 }
                 None => {
                     let (rings, sqes) = no_mmap_sizes(&self.geometry(flags)?)?;

@@ -45,7 +45,10 @@ impl Mmap {
     }
 
     /// Maps `len` bytes of zeroed anonymous memory (for `IORING_SETUP_NO_MMAP`
-    /// rings and provided-buffer rings), page aligned.
+    /// rings and provided-buffer rings), page aligned. Dropping it unmaps it
+    /// (never frees it for reuse in place): the kernel may write a ring's
+    /// memory after the ring is dropped, into pages it holds references to,
+    /// which no mapping shows once this one is gone.
     pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
         // SAFETY: a fresh private anonymous mapping; the result is checked.
         let ptr = unsafe {
@@ -74,12 +77,15 @@ impl Mmap {
         })
     }
 
-    /// Memory the caller provides and keeps valid (never unmapped here).
+    /// Memory the caller provides (never unmapped here).
     ///
     /// # Safety
     ///
-    /// `ptr` must be valid for reads and writes of `len` bytes, used for
-    /// nothing else, until this value (and every ring built on it) is dropped.
+    /// `ptr` must be valid for reads and writes of `len` bytes, private
+    /// anonymous memory, and given to the one ring built on it for good: as
+    /// [`Builder::no_mmap_memory`](crate::Builder::no_mmap_memory) says, never
+    /// reused in place, even after the ring is dropped (the kernel may still
+    /// write it then).
     pub(crate) unsafe fn lent(ptr: NonNull<u8>, len: usize) -> Mmap {
         Mmap {
             ptr,

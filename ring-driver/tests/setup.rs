@@ -354,3 +354,44 @@ fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
     // SAFETY: unmapping the page mapped above.
     unsafe { libc::munmap(fresh, 4096) };
 }
+
+#[test]
+fn lent_no_mmap_memory_goes_to_one_ring_only() {
+    if !common::kernel().at_least(6, 5) {
+        skip!(
+            "lent_no_mmap_memory_goes_to_one_ring_only",
+            "IORING_SETUP_NO_MMAP needs Linux 6.5"
+        );
+    }
+    let sized = Builder::new(4);
+    let (rings_len, sqes_len) = sized.no_mmap_sizes().unwrap();
+    let (rings, sqes) = (common::lend(rings_len), common::lend(sqes_len));
+    // SAFETY: private anonymous memory, leaked, never touched again.
+    let builder = unsafe { Builder::new(4).no_mmap_memory((rings, rings_len), (sqes, sqes_len)) };
+    let first = match builder.clone().build() {
+        Ok(ring) => ring,
+        Err(e) if !common::kernel().at_least(6, 13) => {
+            skip!("lent_no_mmap_memory_goes_to_one_ring_only", "{e}")
+        }
+        Err(e) => panic!("{e}"),
+    };
+    // A second ring on the same memory would have the kernel write both
+    // rings' completions into it (and run one ring's entries twice).
+    for again in [builder.clone(), builder] {
+        match again.build() {
+            Err(SetupError::Invalid(why)) => assert!(why.contains("one ring"), "{why}"),
+            Ok(_) => panic!("a second ring was set up on memory lent to the first"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    drop(first);
+    // Overlapping or misaligned regions are refused before the kernel sees them.
+    let big = common::lend(rings_len + sqes_len);
+    // SAFETY: refused below, so never given to a ring.
+    let overlap = unsafe { Builder::new(4).no_mmap_memory((big, rings_len), (big, sqes_len)) };
+    assert!(matches!(overlap.build(), Err(SetupError::Invalid(_))));
+    let odd = std::ptr::NonNull::new(big.as_ptr().wrapping_add(8)).unwrap();
+    // SAFETY: as above.
+    let misaligned = unsafe { Builder::new(4).no_mmap_memory((odd, rings_len), (sqes, sqes_len)) };
+    assert!(matches!(misaligned.build(), Err(SetupError::Invalid(_))));
+}
