@@ -206,7 +206,10 @@ impl fmt::Display for GeometryError {
                 which,
                 entries,
                 max,
-            } => write!(f, "{which} = {entries} exceeds the kernel's maximum of {max}"),
+            } => write!(
+                f,
+                "{which} = {entries} exceeds the kernel's maximum of {max}"
+            ),
             GeometryError::CqSmallerThanSq {
                 sq_entries,
                 cq_entries,

@@ -163,11 +163,7 @@ impl Geometry {
             setup |= SetupFlags::CQSIZE;
         }
         let cq = if setup.contains(SetupFlags::CQSIZE) {
-            fit(
-                "cq_entries",
-                cq_entries.unwrap_or(0),
-                Self::MAX_CQ_ENTRIES,
-            )?
+            fit("cq_entries", cq_entries.unwrap_or(0), Self::MAX_CQ_ENTRIES)?
         } else {
             // sq <= 32768: twice is at most 65536.
             sq.checked_mul(2).ok_or(GeometryError::TooLarge {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use ring_core::{Enter, FlagsRead, Geometry};
 use ring_sys::{
-    __kernel_timespec, Errno, SqFlags, io_uring_cqe, io_uring_cqe32,
-    io_uring_getevents_arg, io_uring_sqe, io_uring_sqe128,
+    __kernel_timespec, Errno, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_getevents_arg,
+    io_uring_sqe, io_uring_sqe128,
 };
 
 use crate::setup::RawRing;

@@ -150,7 +150,8 @@ impl<'r> Registrar<'r> {
     pub unsafe fn register_buffers(&self, bufs: &[libc::iovec]) -> io::Result<()> {
         // SAFETY: the caller keeps the buffers alive while registered.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_BUFFERS,
                 bufs.as_ptr(),
                 len(bufs.len())?,
             )
@@ -186,7 +187,8 @@ impl<'r> Registrar<'r> {
         // SAFETY: `reg` describes slices valid for the call; the caller keeps
         // the buffer memory alive while registered.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS2,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_BUFFERS2,
                 &reg,
                 size_of_val(&reg) as u32,
             )
@@ -205,7 +207,8 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: a sparse registration carries no pointers.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS2,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_BUFFERS2,
                 &reg,
                 size_of_val(&reg) as u32,
             )
@@ -246,7 +249,8 @@ impl<'r> Registrar<'r> {
         // SAFETY: `up` describes slices valid for the call; the caller keeps
         // the buffers alive while registered.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_BUFFERS_UPDATE,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_BUFFERS_UPDATE,
                 &up,
                 size_of_val(&up) as u32,
             )
@@ -293,10 +297,8 @@ impl<'r> Registrar<'r> {
         // SAFETY: `arg` is valid for the call and carries no pointers; the
         // caller extends the buffers' contract to this ring.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_CLONE_BUFFERS,
-                &arg,
-                1,
-            )
+            self.ring
+                .register(ring_sys::IORING_REGISTER_CLONE_BUFFERS, &arg, 1)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_CLONE_BUFFERS", (6, 12)))
@@ -311,10 +313,8 @@ impl<'r> Registrar<'r> {
             // SAFETY: `fds` is valid for the call; the kernel takes its own
             // references to the files.
             unsafe {
-                self.ring.register(ring_sys::IORING_REGISTER_FILES,
-                    fds.as_ptr(),
-                    nr,
-                )
+                self.ring
+                    .register(ring_sys::IORING_REGISTER_FILES, fds.as_ptr(), nr)
             }
         })
     }
@@ -329,7 +329,8 @@ impl<'r> Registrar<'r> {
         self.retry_emfile(nr, || {
             // SAFETY: a sparse registration carries no pointers.
             unsafe {
-                self.ring.register(ring_sys::IORING_REGISTER_FILES2,
+                self.ring.register(
+                    ring_sys::IORING_REGISTER_FILES2,
                     &reg,
                     size_of_val(&reg) as u32,
                 )
@@ -354,10 +355,8 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: `up` points at `fds`, valid for the call.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_FILES_UPDATE,
-                &up,
-                len(fds.len())?,
-            )
+            self.ring
+                .register(ring_sys::IORING_REGISTER_FILES_UPDATE, &up, len(fds.len())?)
         }
         .map_err(|e| self.os(e))
     }
@@ -377,10 +376,8 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: `range` is valid for the call.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_FILE_ALLOC_RANGE,
-                &range,
-                0,
-            )
+            self.ring
+                .register(ring_sys::IORING_REGISTER_FILE_ALLOC_RANGE, &range, 0)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_FILE_ALLOC_RANGE", (6, 0)))
@@ -411,10 +408,8 @@ impl<'r> Registrar<'r> {
     pub fn register_personality(&self) -> io::Result<u16> {
         // SAFETY: no argument.
         unsafe {
-            self.ring.register::<()>(ring_sys::IORING_REGISTER_PERSONALITY,
-                std::ptr::null(),
-                0,
-            )
+            self.ring
+                .register::<()>(ring_sys::IORING_REGISTER_PERSONALITY, std::ptr::null(), 0)
         }
         .map(|id| id as u16)
         .map_err(|e| self.os(e))
@@ -424,7 +419,8 @@ impl<'r> Registrar<'r> {
     pub fn unregister_personality(&self, id: u16) -> io::Result<()> {
         // SAFETY: no pointer; the id travels in `nr_args`.
         unsafe {
-            self.ring.register::<()>(ring_sys::IORING_UNREGISTER_PERSONALITY,
+            self.ring.register::<()>(
+                ring_sys::IORING_UNREGISTER_PERSONALITY,
                 std::ptr::null(),
                 u32::from(id),
             )
@@ -440,7 +436,8 @@ impl<'r> Registrar<'r> {
         let raw: Vec<io_uring_restriction> = restrictions.iter().map(|r| r.raw()).collect();
         // SAFETY: `raw` is valid for the call.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_RESTRICTIONS,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_RESTRICTIONS,
                 raw.as_ptr(),
                 len(raw.len())?,
             )
@@ -454,10 +451,8 @@ impl<'r> Registrar<'r> {
     pub fn enable_rings(&self) -> io::Result<()> {
         // SAFETY: no argument.
         unsafe {
-            self.ring.register::<()>(ring_sys::IORING_REGISTER_ENABLE_RINGS,
-                std::ptr::null(),
-                0,
-            )
+            self.ring
+                .register::<()>(ring_sys::IORING_REGISTER_ENABLE_RINGS, std::ptr::null(), 0)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_ENABLE_RINGS", (5, 10)))
@@ -469,7 +464,8 @@ impl<'r> Registrar<'r> {
     pub fn register_iowq_affinity(&self, cpus: &[u64]) -> io::Result<()> {
         // SAFETY: `cpus` is valid for the call; nr_args is its size in bytes.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_IOWQ_AFF,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_IOWQ_AFF,
                 cpus.as_ptr(),
                 len(size_of_val(cpus))?,
             )
@@ -490,7 +486,8 @@ impl<'r> Registrar<'r> {
         let mut values = max;
         // SAFETY: two u32s, valid and writable for the call.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
+            self.ring.register(
+                ring_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
                 &raw mut values,
                 2,
             )
@@ -549,8 +546,11 @@ impl<'r> Registrar<'r> {
         }
         reg.flags = flags.bits();
         // SAFETY: `reg` is valid for the call.
-        unsafe { self.ring.register(ring_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1) }
-            .map_err(|e| self.explain(e, "IORING_REGISTER_SYNC_CANCEL", (6, 0)))
+        unsafe {
+            self.ring
+                .register(ring_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1)
+        }
+        .map_err(|e| self.explain(e, "IORING_REGISTER_SYNC_CANCEL", (6, 0)))
     }
 
     /// Enables NAPI busy polling for the ring's sockets
@@ -564,10 +564,8 @@ impl<'r> Registrar<'r> {
         };
         // SAFETY: `napi` is valid and writable for the call.
         unsafe {
-            self.ring.register(ring_sys::IORING_REGISTER_NAPI,
-                &raw mut napi,
-                1,
-            )
+            self.ring
+                .register(ring_sys::IORING_REGISTER_NAPI, &raw mut napi, 1)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_NAPI", (6, 9)))
@@ -578,10 +576,8 @@ impl<'r> Registrar<'r> {
         let mut napi = io_uring_napi::default();
         // SAFETY: `napi` is valid and writable for the call.
         unsafe {
-            self.ring.register(ring_sys::IORING_UNREGISTER_NAPI,
-                &raw mut napi,
-                1,
-            )
+            self.ring
+                .register(ring_sys::IORING_UNREGISTER_NAPI, &raw mut napi, 1)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_UNREGISTER_NAPI", (6, 9)))

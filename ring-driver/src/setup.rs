@@ -582,7 +582,8 @@ impl Builder {
         if let Err(SetupError::Setup(_) | SetupError::Unsupported(_) | SetupError::Invalid(_)) =
             &raw
         {
-            lent.given.store(false, std::sync::atomic::Ordering::Release);
+            lent.given
+                .store(false, std::sync::atomic::Ordering::Release);
         }
         raw
     }

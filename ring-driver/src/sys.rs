@@ -154,13 +154,10 @@ impl Drop for Mmap {
 /// returns is typed by the flags asked for: with
 /// `IORING_SETUP_REGISTERED_FD_ONLY` an index in the calling thread's
 /// registered-ring table, otherwise a file descriptor, owned from here on.
-pub(crate) fn setup(
-    entries: u32,
-    params: &mut ring_sys::io_uring_params,
-) -> Result<RingFd, Errno> {
+pub(crate) fn setup(entries: u32, params: &mut ring_sys::io_uring_params) -> Result<RingFd, Errno> {
     // Decided from the flags passed in (the kernel decides from those too).
-    let index_only = SetupFlags::from_bits_retain(params.flags)
-        .contains(SetupFlags::REGISTERED_FD_ONLY);
+    let index_only =
+        SetupFlags::from_bits_retain(params.flags).contains(SetupFlags::REGISTERED_FD_ONLY);
     // SAFETY: `params` is a valid, exclusive io_uring_params. For NO_MMAP the
     // caller (the builder) put live mappings it gives to the ring in
     // `user_addr`.
@@ -392,9 +389,7 @@ impl RingFd {
         };
         // SAFETY: the number is this ring's, named as the opcode flag says;
         // the argument is the caller's contract.
-        unsafe {
-            ring_sys::io_uring_register(name.number(), opcode, arg.cast::<c_void>(), nr_args)
-        }
+        unsafe { ring_sys::io_uring_register(name.number(), opcode, arg.cast::<c_void>(), nr_args) }
     }
 
     /// How `IORING_REGISTER_CLONE_BUFFERS` names this ring as the source:

@@ -744,9 +744,13 @@ fn msg_ring_posts_a_completion_on_another_ring() {
     if let Err(e) = a.probe().unwrap().check(ring_sys::IORING_OP_MSG_RING) {
         skip!("msg_ring_posts_a_completion_on_another_ring", "{e}");
     }
-    let msg = ring_ops::MsgRingData::new(Fd(b.fd().expect("a ring with an fd").as_raw_fd()), 42, 0xfeed)
-        .build()
-        .user_data(1);
+    let msg = ring_ops::MsgRingData::new(
+        Fd(b.fd().expect("a ring with an fd").as_raw_fd()),
+        42,
+        0xfeed,
+    )
+    .build()
+    .user_data(1);
     // SAFETY: MSG_RING data carries no pointers; ring `b` outlives it.
     unsafe { a.sq().push(msg) }.unwrap();
     a.submitter().submit_and_wait(1).unwrap();

@@ -212,7 +212,10 @@ fn the_library_accepts_exactly_the_sizes_the_kernel_accepts() {
     }
     // The reported pairs are among the accepted ones.
     for (sq, cq) in [(100, 100), (5, 6), (3, 3)] {
-        let ring = Builder::new(sq).cq_entries(cq).build().expect("the kernel makes it");
+        let ring = Builder::new(sq)
+            .cq_entries(cq)
+            .build()
+            .expect("the kernel makes it");
         assert!(ring.params().cq_entries() >= ring.params().sq_entries());
     }
     assert!(accepted > 50, "only {accepted} accepted");
@@ -237,7 +240,11 @@ fn a_cqe_mixed_ring_needs_two_cq_entries() {
         // SAFETY: closing the fd just returned.
         unsafe { libc::close(fd) };
     }
-    let ours = Builder::new(1).no_defaults().cq_entries(1).cqe_mixed().build();
+    let ours = Builder::new(1)
+        .no_defaults()
+        .cq_entries(1)
+        .cqe_mixed()
+        .build();
     assert_eq!(kernel.is_ok(), ours.is_ok(), "{kernel:?} / {ours:?}");
     assert!(Builder::new(1).no_defaults().cqe_mixed().build().is_ok());
 }
@@ -282,10 +289,9 @@ fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
     }
     let mut ring = match Builder::new(4).no_mmap().build() {
         Ok(ring) => ring,
-        Err(e) if !common::kernel().at_least(6, 13) => skip!(
-            "a_no_mmap_ring_hands_its_memory_back_unmapped",
-            "{e}"
-        ),
+        Err(e) if !common::kernel().at_least(6, 13) => {
+            skip!("a_no_mmap_ring_hands_its_memory_back_unmapped", "{e}")
+        }
         Err(e) => panic!("{e}"),
     };
     let p = *ring.params().raw();
@@ -331,7 +337,11 @@ fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
     for _ in 0..200 {
         // SAFETY: plain writes and reads of a pipe this test owns.
         unsafe {
-            libc::write(std::os::fd::AsRawFd::as_raw_fd(&wr), byte.as_ptr().cast(), 1);
+            libc::write(
+                std::os::fd::AsRawFd::as_raw_fd(&wr),
+                byte.as_ptr().cast(),
+                1,
+            );
             let mut got = [0u8; 1];
             let flags = libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&rd), libc::F_GETFL);
             libc::fcntl(
@@ -339,7 +349,12 @@ fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
                 libc::F_SETFL,
                 flags | libc::O_NONBLOCK,
             );
-            if libc::read(std::os::fd::AsRawFd::as_raw_fd(&rd), got.as_mut_ptr().cast(), 1) == 1 {
+            if libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&rd),
+                got.as_mut_ptr().cast(),
+                1,
+            ) == 1
+            {
                 done = true;
                 break;
             }
@@ -350,7 +365,10 @@ fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     // SAFETY: the page just mapped, 4096 bytes.
     let page = unsafe { std::slice::from_raw_parts(fresh.cast::<u8>(), 4096) };
-    assert!(page.iter().all(|&b| b == 0), "the kernel wrote into reused memory");
+    assert!(
+        page.iter().all(|&b| b == 0),
+        "the kernel wrote into reused memory"
+    );
     // SAFETY: unmapping the page mapped above.
     unsafe { libc::munmap(fresh, 4096) };
 }

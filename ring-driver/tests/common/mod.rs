@@ -97,7 +97,10 @@ pub fn pending_read(ring: &mut ring_driver::Ring, fd: std::os::fd::RawFd, user_d
 }
 
 /// The CQ tail word of a ring whose rings region starts at `base`.
-pub fn cq_tail(base: *mut u8, params: &ring_sys::io_uring_params) -> &'static std::sync::atomic::AtomicU32 {
+pub fn cq_tail(
+    base: *mut u8,
+    params: &ring_sys::io_uring_params,
+) -> &'static std::sync::atomic::AtomicU32 {
     // SAFETY: the region is leaked (never unmapped) and the offset is the
     // kernel's, inside it; the kernel writes the word atomically.
     unsafe { &*base.add(params.cq_off.tail as usize).cast() }
