@@ -1,6 +1,7 @@
 //! Registration: everything `io_uring_register(2)` does, typed.
 //!
-//! [`Registrar`] is borrowed from a ring and works from any thread. Calls
+//! [`Registrar`] is borrowed from a ring and works from any thread (a ring
+//! set up with `IORING_SETUP_REGISTERED_FD_ONLY`: from its own only). Calls
 //! that hand the kernel memory it keeps using (buffers) are `unsafe`; the
 //! rest are safe: the kernel takes its own references to files and eventfds.
 //!

@@ -315,9 +315,10 @@ impl RingFd {
     #[inline]
     fn for_enter(&self) -> Result<Name, Errno> {
         match self {
-            RingFd::Owned { registered, .. } if registered.is_some_and(|r| r.is_here()) => {
-                Ok(Name::Index(registered.map_or(0, |r| r.index)))
-            }
+            RingFd::Owned {
+                registered: Some(r),
+                ..
+            } if r.is_here() => Ok(Name::Index(r.index)),
             RingFd::Owned { fd, .. } => Ok(Name::Fd(fd.as_raw_fd())),
             RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index)),
             RingFd::IndexOnly(_) => Err(NOT_HERE),

@@ -229,6 +229,19 @@ fn sync_cancel_with_nothing_in_flight_cancels_nothing() {
             .unwrap(),
         0
     );
+    // The longest timeout is "forever", not a negative time (EINVAL).
+    assert_eq!(
+        ring.registrar()
+            .cancel_sync(CancelTarget::Any, true, Some(std::time::Duration::MAX))
+            .unwrap(),
+        0
+    );
+    // A fixed slot that cannot exist is refused, not wrapped to -1.
+    let err = ring
+        .registrar()
+        .cancel_sync(CancelTarget::FixedFd(u32::MAX), true, None)
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
 }
 
 #[test]
