@@ -116,7 +116,7 @@ mod sim;
 mod sq;
 pub mod sync;
 
-pub use bufring::{BufRing, BufRingError};
+pub use bufring::{BufRing, BufRingError, Taken};
 pub use cq::{CompletionQueue, CqBatch, MixedCqe};
 pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
 pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};

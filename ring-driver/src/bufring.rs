@@ -9,12 +9,12 @@
 
 use std::fmt;
 use std::io;
-use std::ops::Deref;
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use ring_sys::{io_uring_buf, io_uring_buf_reg};
+use ring_core::Taken;
+use ring_sys::{io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
 
 use crate::error::{Unsupported, os};
 use crate::probe::KernelVersion;
@@ -24,9 +24,17 @@ use crate::sys::{self, Mmap};
 /// A ring of `entries` buffers of `buf_len` bytes, registered as buffer
 /// group `bgid` (`IORING_REGISTER_PBUF_RING`, Linux 5.19). Ops that select a
 /// buffer from the group (`Recv::select(fd, bgid, 0)`, multishot recv,
-/// `ReadMulti`, ...) get one of these buffers; [`BufRing::take`] turns their
-/// completion into the received bytes and gives the buffer back to the
-/// kernel when they are dropped.
+/// `ReadMulti`, ...) get one of these buffers (a bundle receive, several
+/// in a row); [`BufRing::take`] turns their completion into the received
+/// bytes and gives the buffers back to the kernel when they are dropped.
+///
+/// The ring tracks every buffer: lent to the kernel (published, or consumed
+/// by a request) or the application's. A completion hands out only buffers
+/// the kernel consumed, each once; since Linux 6.8 the ring checks that
+/// with the kernel's head (`IORING_REGISTER_PBUF_STATUS`). `take` is
+/// `unsafe` all the same: a completion that is not the kernel's (built by
+/// hand, replayed, or another group's) could name a buffer a request still
+/// in flight is writing into, which nothing in user space can see.
 ///
 /// The ring keeps its own reference to the io_uring (a duplicated fd), so it
 /// may outlive the [`Ring`](crate::Ring) it was made for; dropping it
@@ -59,8 +67,9 @@ use crate::sys::{self, Mmap};
 /// unsafe { ring.sq().push(Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0).build()) }?;
 /// ring.submitter().submit_and_wait(1)?;
 /// let cqe = ring.cq().next().unwrap();
-/// let data = bufs.take(&cqe)?.expect("a buffer was selected");
-/// assert_eq!(&*data, b"hello");
+/// // SAFETY: the kernel posted `cqe` for the receive, and it is taken once.
+/// let data = unsafe { bufs.take(&cqe) }?.expect("a buffer was selected");
+/// assert_eq!(data.to_vec(), b"hello");
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct BufRing {
@@ -68,6 +77,8 @@ pub struct BufRing {
     fd: RawFd,
     bgid: u16,
     buf_len: u32,
+    /// The kernel shows its head (`IORING_REGISTER_PBUF_STATUS`, 6.8).
+    verify: bool,
     /// The `io_uring_buf` entries (the tail overlays entry 0's `resv`);
     /// `entries` and `tail` point into it. Kept mapped until after the
     /// group is unregistered in `drop`.
@@ -99,7 +110,7 @@ impl BufRing {
         entries: u32,
         buf_len: u32,
     ) -> io::Result<BufRing> {
-        let state = ring_core::BufRing::new(entries)
+        let mut state = ring_core::BufRing::new(entries, buf_len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if buf_len == 0 {
             return Err(io::Error::new(
@@ -107,10 +118,16 @@ impl BufRing {
                 "buffers must not be empty",
             ));
         }
+        let Some(bufs_len) = (entries as usize).checked_mul(buf_len as usize) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "entries * buf_len overflows the address space",
+            ));
+        };
         let page = 4096;
         let ring_bytes = (entries as usize * size_of::<io_uring_buf>()).div_ceil(page) * page;
         let ring_map = Mmap::anonymous(ring_bytes)?;
-        let bufs = Mmap::anonymous(entries as usize * buf_len as usize)?;
+        let bufs = Mmap::anonymous(bufs_len)?;
         let entries_ptr = ring_map.ptr::<io_uring_buf>(0, entries as usize)?;
         let tail = ring_map
             .ptr::<AtomicU16>(std::mem::offset_of!(ring_sys::buf_ring_hdr, tail) as u32, 1)?;
@@ -137,19 +154,29 @@ impl BufRing {
                 os(e)
             });
         }
+        // Since 6.8 the kernel shows its head: take only what it consumed.
+        let verify = kernel_head(fd, bgid).is_ok();
+        state.verify_head(verify);
+        // Since 6.12 a failed request names the buffer it selected without
+        // consuming it (io_kbuf_commit returns early for `len < 0`).
+        let failures_keep = KernelVersion::current().is_none_or(|v| v.at_least(6, 12));
+        state.failures_keep_buffer(failures_keep);
         let mut ring = BufRing {
             state,
             fd,
             bgid,
             buf_len,
+            verify,
             _ring_mem: ring_map,
             bufs,
             entries: entries_ptr,
             tail,
         };
-        for bid in 0..entries as u16 {
-            ring.give_back(bid)
-                .expect("a fresh ring takes every buffer once");
+        for bid in 0..entries {
+            // A fresh ring takes every buffer once.
+            if let Err(e) = ring.give_back(bid as u16) {
+                return Err(io::Error::other(e));
+            }
         }
         ring.publish();
         Ok(ring)
@@ -165,37 +192,67 @@ impl BufRing {
         self.buf_len
     }
 
-    /// Buffers the kernel may currently pick.
+    /// Buffers lent to the kernel (published, or consumed by a request
+    /// whose completion has not been taken yet).
     pub fn available(&self) -> u32 {
         self.state.in_ring()
     }
 
-    /// The data of a completion that selected a buffer from this group: a
-    /// guard that derefs to the `cqe.res` bytes received and gives the
-    /// buffer back to the kernel when dropped. `Ok(None)` if the completion
-    /// carries no buffer (an error, or end of stream); an error if it names a
-    /// buffer this ring did not lend.
-    pub fn take(&mut self, cqe: &Cqe) -> io::Result<Option<BufGuard<'_>>> {
-        let bid = self
-            .state
-            .handle_cqe(cqe.flags().bits())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let Some(bid) = bid else { return Ok(None) };
-        let len = cqe.result().unwrap_or(0).min(self.buf_len) as usize;
-        Ok(Some(BufGuard {
-            ring: self,
-            bid,
-            len,
-        }))
+    /// The data of a completion that selected buffers from this group: a
+    /// guard over the `cqe.res` bytes received (in one buffer, or in
+    /// several for a bundle receive, `IORING_RECVSEND_BUNDLE`) that gives
+    /// every one of those buffers back to the kernel when dropped.
+    ///
+    /// `Ok(None)` if the completion carries no buffer (an error, or end of
+    /// stream), or is a failed request's (since Linux 6.12 the kernel names
+    /// the buffer a failed request selected without consuming it; the
+    /// buffer stays in the ring). An [`io::ErrorKind::InvalidData`] error
+    /// wrapping a [`ring_core::BufRingError`], with nothing changed, if it
+    /// names a buffer this ring has not lent to the kernel (out of range,
+    /// never published, already taken), a bundle longer than the ring lent
+    /// in a row, an incrementally consumed buffer (`IORING_CQE_F_BUF_MORE`:
+    /// this ring does not use `IOU_PBUF_RING_INC`), or, since Linux 6.8
+    /// (where the ring reads the kernel's head with
+    /// `IORING_REGISTER_PBUF_STATUS`), a buffer the kernel has not consumed.
+    ///
+    /// # Safety
+    ///
+    /// `cqe` is a completion the kernel posted for a request that selected
+    /// its buffer from this ring's group, read from the ring the group is
+    /// registered with, and it is given to `take` at most once. (A
+    /// completion built by hand, posted by another ring with
+    /// `IORING_OP_MSG_RING`, or belonging to another group may name a
+    /// buffer that a request still in flight is writing into, and no check
+    /// can tell: the kernel consumes a buffer when a request starts using
+    /// it. The checks above catch most such mistakes, but not that one.)
+    pub unsafe fn take(&mut self, cqe: &Cqe) -> io::Result<Option<BufGuard<'_>>> {
+        let (flags, res) = (cqe.flags().bits(), cqe.res());
+        let taken = match self.state.handle_cqe(flags, res) {
+            Err(ring_core::BufRingError::NotConsumed(_)) if self.verify => {
+                // The head seen is older than the completion: read it again.
+                let head = kernel_head(self.fd, self.bgid).map_err(os)?;
+                self.state.handle_head(head).map_err(invalid)?;
+                self.state.handle_cqe(flags, res)
+            }
+            other => other,
+        };
+        let Some(taken) = taken.map_err(invalid)? else {
+            return Ok(None);
+        };
+        Ok(Some(BufGuard { ring: self, taken }))
     }
 
-    /// The bytes of buffer `bid` (its whole length).
-    fn buffer(&self, bid: u16) -> &[u8] {
+    /// `len` bytes of buffer `bid`.
+    fn buffer(&self, bid: u16, len: u32) -> &[u8] {
         let start = usize::from(bid) * self.buf_len as usize;
-        // SAFETY: `bid < entries` (checked by ring-core when the CQE named
-        // it), so the range is inside `bufs`; the kernel wrote it before the
-        // CQE was posted and does not touch it until it is given back.
-        unsafe { std::slice::from_raw_parts(self.bufs.base().add(start), self.buf_len as usize) }
+        let len = len.min(self.buf_len) as usize;
+        // SAFETY: `bid < entries` (ring-core checked it when the CQE named
+        // it) and `len <= buf_len`, so the range is inside `bufs`. The
+        // buffer is the application's (ring-core handed it out once, after
+        // the kernel consumed it and, by `take`'s contract, completed the
+        // request that wrote it) and is not given back while the returned
+        // borrow of the guard lives.
+        unsafe { std::slice::from_raw_parts(self.bufs.base().add(start), len) }
     }
 
     /// Gives buffer `bid` back to the kernel (not yet published).
@@ -208,10 +265,10 @@ impl BufRing {
             resv: 0,
         };
         // SAFETY: `slot < entries` (ring-core masks it) so the entry is
-        // inside the ring mapping. ring-core only hands out a slot the
-        // kernel has consumed (the buffer in it came back by a CQE). The
-        // `resv` field of entry 0 is the tail, so write the three other
-        // fields only, never `resv`.
+        // inside the ring mapping. ring-core only hands out a slot whose
+        // entry the kernel has consumed (its head is past it). The `resv`
+        // field of entry 0 is the tail, so write the three other fields
+        // only, never `resv`.
         unsafe {
             let p = self.entries.as_ptr().add(usize::from(slot));
             (&raw mut (*p).addr).write(entry.addr);
@@ -229,6 +286,29 @@ impl BufRing {
             unsafe { self.tail.as_ref() }.store(tail, Ordering::Release);
         }
     }
+}
+
+/// The kernel's head of group `bgid` (`IORING_REGISTER_PBUF_STATUS`, 6.8).
+fn kernel_head(fd: RawFd, bgid: u16) -> Result<u16, ring_sys::Errno> {
+    let mut status = io_uring_buf_status {
+        buf_group: u32::from(bgid),
+        ..Default::default()
+    };
+    // SAFETY: one `io_uring_buf_status`, valid and writable for the call.
+    unsafe {
+        sys::register(
+            fd,
+            ring_sys::IORING_REGISTER_PBUF_STATUS,
+            &raw mut status,
+            1,
+        )
+    }?;
+    // The kernel's head is a u16 (`io_buffer_list.head`).
+    Ok(status.head as u16)
+}
+
+fn invalid(e: ring_core::BufRingError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl fmt::Debug for BufRing {
@@ -259,43 +339,111 @@ impl Drop for BufRing {
     }
 }
 
-/// Received bytes in a buffer of a [`BufRing`]; the buffer goes back to the
-/// kernel when this is dropped.
+/// The bytes a completion received into a [`BufRing`]: one buffer, or
+/// several in ring order for a bundle receive. Every buffer goes back to
+/// the kernel when this is dropped.
 pub struct BufGuard<'a> {
     ring: &'a mut BufRing,
-    bid: u16,
-    len: usize,
+    taken: Taken,
 }
 
 impl BufGuard<'_> {
-    /// The buffer's id in its group.
+    /// The id of the (first) buffer, as the completion named it.
     pub fn bid(&self) -> u16 {
-        self.bid
+        self.taken.bid()
     }
-}
 
-impl Deref for BufGuard<'_> {
-    type Target = [u8];
+    /// How many buffers the bytes span: 1, or more for a bundle.
+    pub fn buffers(&self) -> u16 {
+        self.taken.count()
+    }
 
-    fn deref(&self) -> &[u8] {
-        &self.ring.buffer(self.bid)[..self.len]
+    /// Bytes received.
+    pub fn len(&self) -> usize {
+        self.taken.len() as usize
+    }
+
+    /// True if no bytes were received.
+    pub fn is_empty(&self) -> bool {
+        self.taken.is_empty()
+    }
+
+    /// The bytes, one slice per buffer, in order.
+    pub fn chunks(&self) -> Chunks<'_> {
+        Chunks {
+            ring: self.ring,
+            taken: self.taken,
+            bid: self.taken.bid(),
+            i: 0,
+        }
+    }
+
+    /// The bytes, if they lie in one buffer (always, unless a bundle
+    /// spans several).
+    pub fn as_slice(&self) -> Option<&[u8]> {
+        (self.taken.count() == 1).then(|| self.ring.buffer(self.taken.bid(), self.taken.len()))
+    }
+
+    /// The bytes, copied out.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        for chunk in self.chunks() {
+            v.extend_from_slice(chunk);
+        }
+        v
     }
 }
 
 impl fmt::Debug for BufGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufGuard")
-            .field("bid", &self.bid)
-            .field("len", &self.len)
+            .field("bid", &self.taken.bid())
+            .field("buffers", &self.taken.count())
+            .field("len", &self.taken.len())
             .finish()
     }
 }
 
 impl Drop for BufGuard<'_> {
     fn drop(&mut self) {
-        self.ring
-            .give_back(self.bid)
-            .expect("a buffer taken from a CQE is out of the ring");
+        let mut bid = self.taken.bid();
+        for _ in 0..self.taken.count() {
+            let next = self.ring.state.next_bid(bid);
+            // Cannot fail: the buffer is the application's and ring-core
+            // keeps a consumed slot for it. Were it to, the buffer would
+            // stay out of the ring (never lent twice).
+            let _ = self.ring.give_back(bid);
+            bid = next;
+        }
         self.ring.publish();
+    }
+}
+
+/// The bytes of a [`BufGuard`], one slice per buffer ([`BufGuard::chunks`]).
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    ring: &'a BufRing,
+    taken: Taken,
+    bid: u16,
+    i: u16,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.i >= self.taken.count() {
+            return None;
+        }
+        let len = self.taken.len_in(self.i, self.ring.buf_len);
+        let chunk = self.ring.buffer(self.bid, len);
+        self.bid = self.ring.state.next_bid(self.bid);
+        self.i += 1;
+        Some(chunk)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.taken.count() - self.i);
+        (n, Some(n))
     }
 }

@@ -65,7 +65,7 @@ mod shared_sync;
 mod sim;
 mod sys;
 
-pub use bufring::{BufGuard, BufRing};
+pub use bufring::{BufGuard, BufRing, Chunks};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs};
 pub use proactor::{

@@ -1195,16 +1195,27 @@ impl Proactor {
         let mut multi = Multi::new(self, entry, credits, move |res: io::Result<u32>, flags| {
             // The socket stays open while the request lives.
             let _ = &fd;
-            let n = match res {
-                Ok(n) => n,
-                Err(e) => return Some(Err(e)),
+            // A failed receive may name a buffer too (consumed before
+            // 6.12): take it so it goes back to the ring.
+            let raw = match &res {
+                Ok(n) => i32::try_from(*n).unwrap_or(i32::MAX),
+                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             };
             let cqe = Cqe::from(ring_sys::io_uring_cqe {
-                res: n as i32,
+                res: raw,
                 flags,
                 ..Default::default()
             });
-            match bufs.take(&cqe) {
+            // SAFETY: `res` and `flags` are those of a completion the kernel
+            // posted for this multishot recv (the Proactor matched it by its
+            // user_data), the only request that selects from group `bgid`,
+            // and each of its completions reaches this closure once.
+            let taken = unsafe { bufs.take(&cqe) };
+            if let Err(e) = res {
+                drop(taken);
+                return Some(Err(e));
+            }
+            match taken {
                 Ok(Some(data)) => Some(Ok(data.to_vec())),
                 // End of stream: no buffer, no data.
                 Ok(None) => None,

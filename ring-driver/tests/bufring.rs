@@ -1,0 +1,216 @@
+//! `BufRing` against the real kernel: only buffers the kernel handed out can
+//! be taken, each once; bundles return every buffer; incremental
+//! completions are refused without harm. Each test skips, with its reason,
+//! where the running kernel lacks what it needs.
+
+mod common;
+
+use std::io::{self, Write as _};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use ring_core::BufRingError;
+use ring_driver::{BufRing, Cqe, Ring};
+use ring_ops::Fd;
+use ring_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT, io_uring_cqe};
+
+/// A ring of 8 entries and a buffer ring of `entries` buffers of `len`
+/// bytes as group 5, or the reason they cannot be had.
+fn setup(entries: u32, len: u32) -> Result<(Ring, BufRing), String> {
+    let ring = Ring::new(8).map_err(|e| e.to_string())?;
+    // SAFETY: every test reaps the completions of the requests selecting
+    // from group 5 before dropping the buffer ring.
+    match unsafe { BufRing::new(&ring, 5, entries, len) } {
+        Ok(bufs) => Ok((ring, bufs)),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Err(e.to_string()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A completion naming buffer `bid`, as nobody but a forger would build it.
+fn forged(bid: u16, res: i32, more: bool) -> Cqe {
+    let mut flags = CqeFlags::BUFFER.bits() | (u32::from(bid) << IORING_CQE_BUFFER_SHIFT);
+    if more {
+        flags |= CqeFlags::BUF_MORE.bits();
+    }
+    Cqe::from(io_uring_cqe {
+        user_data: 1,
+        res,
+        flags,
+        ..Default::default()
+    })
+}
+
+/// The ring-core error inside an `io::Error` from `take`.
+fn refusal(e: &io::Error) -> BufRingError {
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    *e.get_ref()
+        .and_then(|e| e.downcast_ref::<BufRingError>())
+        .unwrap_or_else(|| panic!("not a BufRingError: {e}"))
+}
+
+/// Receives once from `b` with a buffer from `bufs` (a bundle if asked)
+/// and returns the completion.
+fn recv(ring: &mut Ring, bufs: &BufRing, b: &UnixStream, bundle: bool) -> Cqe {
+    let recv = ring_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0);
+    let recv = if bundle { recv.bundle() } else { recv };
+    // SAFETY: the buffers come from group 5, which outlives the request
+    // (its completion is reaped here).
+    unsafe { ring.sq().push(recv.build().user_data(7)) }.unwrap();
+    ring.submitter().submit_and_wait(1).unwrap();
+    let cqe = ring.cq().next().expect("the receive completed");
+    assert_eq!(cqe.user_data(), 7);
+    cqe
+}
+
+/// Linux 6.8 shows a buffer ring's head (`IORING_REGISTER_PBUF_STATUS`),
+/// which lets `take` refuse a buffer the kernel has not consumed.
+fn shows_head() -> bool {
+    common::kernel().at_least(6, 8)
+}
+
+#[test]
+fn a_hand_built_completion_is_refused() {
+    let (_ring, mut bufs) = match setup(4, 16) {
+        Ok(r) => r,
+        Err(e) => skip!("a_hand_built_completion_is_refused", "{e}"),
+    };
+    // Out of range: refused on every kernel.
+    // SAFETY: deliberately not the kernel's completion; `take` refuses it
+    // before anything is read, which is what this test checks.
+    let e = unsafe { bufs.take(&forged(9, 4, false)) }.unwrap_err();
+    assert_eq!(refusal(&e), BufRingError::BadId(9));
+    if !shows_head() {
+        skip!(
+            "a_hand_built_completion_is_refused",
+            "Linux {} cannot show a buffer ring's head (IORING_REGISTER_PBUF_STATUS needs 6.8)",
+            common::kernel()
+        );
+    }
+    // Every buffer is published and none consumed: a completion naming
+    // one is not the kernel's, and the kernel may still write that buffer.
+    for bid in 0..4 {
+        // SAFETY: as above.
+        let e = unsafe { bufs.take(&forged(bid, 4, false)) }.unwrap_err();
+        assert_eq!(refusal(&e), BufRingError::NotConsumed(bid));
+    }
+    assert_eq!(bufs.available(), 4, "nothing changed");
+}
+
+#[test]
+fn a_completion_is_taken_once() {
+    let (mut ring, mut bufs) = match setup(4, 16) {
+        Ok(r) => r,
+        Err(e) => skip!("a_completion_is_taken_once", "{e}"),
+    };
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"first").unwrap();
+    let cqe = recv(&mut ring, &bufs, &b, false);
+    // SAFETY: the kernel posted `cqe` for the receive; this is its first take.
+    let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
+    assert_eq!(data.to_vec(), b"first");
+    let bid = data.bid();
+    // While the guard lives the buffer is the application's (and a second
+    // take cannot even be written: the guard borrows the ring).
+    drop(data);
+    assert_eq!(bufs.available(), 4);
+    if !shows_head() {
+        skip!(
+            "a_completion_is_taken_once",
+            "Linux {} cannot show a buffer ring's head (IORING_REGISTER_PBUF_STATUS needs 6.8)",
+            common::kernel()
+        );
+    }
+    // The buffer went back to the ring and the kernel has not picked it
+    // again: the same completion again would lend it twice.
+    // SAFETY: breaks the "at most once" half of the contract on purpose;
+    // `take` refuses it before anything is read.
+    let e = unsafe { bufs.take(&cqe) }.unwrap_err();
+    assert_eq!(refusal(&e), BufRingError::NotConsumed(bid));
+    assert_eq!(bufs.available(), 4, "nothing changed");
+    // The ring still works: the next message lands in the next buffer.
+    a.write_all(b"second").unwrap();
+    let cqe = recv(&mut ring, &bufs, &b, false);
+    // SAFETY: the kernel posted `cqe` for the receive; first take.
+    let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
+    assert_eq!(data.to_vec(), b"second");
+}
+
+#[test]
+fn a_bundle_receive_returns_all_its_bytes() {
+    if !common::kernel().at_least(6, 10) {
+        skip!(
+            "a_bundle_receive_returns_all_its_bytes",
+            "bundle receives (IORING_RECVSEND_BUNDLE) need Linux 6.10, this is {}",
+            common::kernel()
+        );
+    }
+    let (mut ring, mut bufs) = match setup(4, 16) {
+        Ok(r) => r,
+        Err(e) => skip!("a_bundle_receive_returns_all_its_bytes", "{e}"),
+    };
+    let (mut a, b) = UnixStream::pair().unwrap();
+    // Several rounds, so buffers come back in a different ring order than
+    // their ids and the bundle walks the ring, not the ids.
+    let mut next = 0u8;
+    let mut most = 0;
+    for (round, n) in [40usize, 64, 17, 5, 48, 33].into_iter().enumerate() {
+        let msg: Vec<u8> = (0..n)
+            .map(|_| {
+                next = next.wrapping_add(1);
+                next
+            })
+            .collect();
+        a.write_all(&msg).unwrap();
+        // The kernel may split a message over several bundles (it takes
+        // what it mapped, then retries once for the rest).
+        let mut got = Vec::new();
+        while got.len() < n {
+            let cqe = recv(&mut ring, &bufs, &b, true);
+            let len = usize::try_from(cqe.res()).unwrap_or_else(|_| panic!("{cqe:?}"));
+            // SAFETY: the kernel posted `cqe` for the receive; first take.
+            let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
+            assert_eq!(
+                usize::from(data.buffers()),
+                len.div_ceil(16),
+                "round {round}"
+            );
+            assert_eq!(data.len(), len);
+            let lens: Vec<usize> = data.chunks().map(<[u8]>::len).collect();
+            assert!(lens.iter().rev().skip(1).all(|&l| l == 16), "{lens:?}");
+            most = most.max(data.buffers());
+            got.extend_from_slice(&data.to_vec());
+            drop(data);
+            assert_eq!(bufs.available(), 4, "round {round}: every buffer is back");
+        }
+        assert_eq!(got, msg, "round {round}: every byte, in order");
+    }
+    assert!(
+        most >= 2,
+        "a bundle spanned several buffers (at most {most})"
+    );
+}
+
+#[test]
+fn an_incremental_completion_is_refused_cleanly() {
+    let (mut ring, mut bufs) = match setup(4, 16) {
+        Ok(r) => r,
+        Err(e) => skip!("an_incremental_completion_is_refused_cleanly", "{e}"),
+    };
+    // This ring does not use IOU_PBUF_RING_INC, so the kernel never sets
+    // IORING_CQE_F_BUF_MORE on its completions: one that does is refused,
+    // nothing changes (it used to panic when the guard was dropped).
+    for bid in 0..4 {
+        // SAFETY: deliberately not the kernel's completion; `take` refuses
+        // it before anything is read.
+        let e = unsafe { bufs.take(&forged(bid, 4, true)) }.unwrap_err();
+        assert_eq!(refusal(&e), BufRingError::Incremental(bid));
+    }
+    assert_eq!(bufs.available(), 4);
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"still works").unwrap();
+    let cqe = recv(&mut ring, &bufs, &b, false);
+    // SAFETY: the kernel posted `cqe` for the receive; first take.
+    let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
+    assert_eq!(data.to_vec(), b"still works");
+}
