@@ -212,7 +212,8 @@ pub struct BufRing {
     slots: Vec<u16>,
     /// Per buffer: its ring position, or `APP`.
     pos: Vec<u64>,
-    /// Per taken buffer: the next buffer of the same bundle.
+    /// Per taken buffer: the next buffer of the same bundle; per lent
+    /// buffer no longer in the slots: the buffer after it in ring order.
     next: Vec<u16>,
     lent: u32,
 }
@@ -330,6 +331,17 @@ impl BufRing {
         if self.tail - self.head >= u64::from(self.entries) {
             return Err(BufRingError::NoFreeSlot(bid));
         }
+        // The entry leaving the slots may belong to a request still in
+        // flight (consumed, completion not yet seen): remember which buffer
+        // followed it in ring order, for a bundle that starts there.
+        if let Some(old) = self
+            .tail
+            .checked_sub(u64::from(self.entries))
+            .and_then(|p| self.at(p))
+        {
+            let after = self.slots[usize::from((self.tail as u16).wrapping_add(1) & self.mask)];
+            self.next[usize::from(old)] = after;
+        }
         let slot = (self.tail as u16) & self.mask;
         self.slots[usize::from(slot)] = bid;
         self.pos[usize::from(bid)] = self.tail;
@@ -370,6 +382,16 @@ impl BufRing {
         (self.pos[usize::from(bid)] == p).then_some(bid)
     }
 
+    /// The buffer at position `p`, given the buffer `prev` at `p - 1`:
+    /// from the slots, or for a position no longer in them, from the link
+    /// `prev` kept when it left them.
+    fn after(&self, prev: u16, p: u64) -> Option<u16> {
+        self.at(p).or_else(|| {
+            let b = self.next[usize::from(prev)];
+            (self.pos[usize::from(b)] == p).then_some(b)
+        })
+    }
+
     /// A completion's flags and result were read. Returns what it hands to
     /// the application, if it names a buffer (see the type's doc for what
     /// is checked); `Ok(None)` if it names none, or (with
@@ -384,6 +406,11 @@ impl BufRing {
         if u32::from(bid) >= self.entries {
             return Err(BufRingError::BadId(bid));
         }
+        if res < 0 && self.failures_keep && !f.contains(CqeFlags::BUF_MORE) {
+            // Whatever state the buffer is in now (another request may have
+            // consumed it since), this completion hands nothing out.
+            return Ok(None);
+        }
         let first = self.pos[usize::from(bid)];
         if first == APP {
             return Err(BufRingError::NotLent(bid));
@@ -393,9 +420,6 @@ impl BufRing {
         }
         if f.contains(CqeFlags::BUF_MORE) {
             return Err(BufRingError::Incremental(bid));
-        }
-        if res < 0 && self.failures_keep {
-            return Ok(None);
         }
         let len = res.max(0) as u32;
         // Buffers are filled in ring order, each to its length but the
@@ -412,18 +436,24 @@ impl BufRing {
             return Err(BufRingError::NotConsumed(bid));
         }
         // Every buffer of a bundle must be lent at the positions after the
-        // first, and still in the slots to be found.
-        if (first + 1..end).any(|p| self.at(p).is_none()) {
-            return Err(BufRingError::BadBundle {
-                bid,
-                buffers: count,
-            });
+        // first.
+        let mut b = bid;
+        for p in first + 1..end {
+            match self.after(b, p) {
+                Some(nb) => b = nb,
+                None => {
+                    return Err(BufRingError::BadBundle {
+                        bid,
+                        buffers: count,
+                    });
+                }
+            }
         }
         // Take them: chain each to the next, mark them the application's.
         let mut b = bid;
         for p in first..end {
             let nb = if p + 1 < end {
-                self.at(p + 1).unwrap_or(b)
+                self.after(b, p + 1).unwrap_or(b)
             } else {
                 b
             };
