@@ -98,13 +98,13 @@ impl core::error::Error for BufRingError {}
 /// Read the ids with [`BufRing::next_bid`]; give each back with
 /// [`BufRing::add`] when done with its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Taken {
+pub struct TakenBufs {
     bid: u16,
     count: u16,
     len: u32,
 }
 
-impl Taken {
+impl TakenBufs {
     /// The first buffer (the one the completion named).
     pub const fn bid(&self) -> u16 {
         self.bid
@@ -308,7 +308,7 @@ impl BufRing {
     }
 
     /// The buffer after `bid` in the bundle it was taken with (meaningful
-    /// for the first `count - 1` buffers of a [`Taken`], until they are
+    /// for the first `count - 1` buffers of a [`TakenBufs`], until they are
     /// added again).
     pub fn next_bid(&self, bid: u16) -> u16 {
         self.next.get(usize::from(bid)).copied().unwrap_or(bid)
@@ -397,7 +397,7 @@ impl BufRing {
     /// is checked); `Ok(None)` if it names none, or (with
     /// [`failures_keep_buffer`](Self::failures_keep_buffer)) a failed one
     /// names one. Refused completions change nothing.
-    pub fn handle_cqe(&mut self, flags: u32, res: i32) -> Result<Option<Taken>, BufRingError> {
+    pub fn handle_cqe(&mut self, flags: u32, res: i32) -> Result<Option<TakenBufs>, BufRingError> {
         let f = CqeFlags::from_bits_retain(flags);
         if !f.contains(CqeFlags::BUFFER) {
             return Ok(None);
@@ -463,7 +463,7 @@ impl BufRing {
         }
         self.lent -= count;
         self.head = self.head.max(end);
-        Ok(Some(Taken {
+        Ok(Some(TakenBufs {
             bid,
             count: count as u16,
             len,

@@ -20,8 +20,9 @@
 //!   `to_submit`, `min_complete` and flags, as liburing decides, and when a
 //!   full fence must precede reading the SQ flags ([`FlagsRead`]).
 //! - [`BufRing`]: the application's side of a provided-buffer ring (which
-//!   slot a returned buffer goes to, which tail to publish, which buffers
-//!   the kernel holds).
+//!   slot a returned buffer goes to, which tail to publish, which buffers a
+//!   completion may hand out: only those the kernel consumed, each once,
+//!   every buffer of a bundle).
 //! - [`CqCredit`] / [`AtomicCqCredit`]: back-pressure keeping completions in
 //!   flight within the CQ, so it cannot overflow.
 //! - [`SharedSq`] / [`SharedCq`]: the concurrent claim -> fill -> commit in
@@ -116,7 +117,7 @@ mod sim;
 mod sq;
 pub mod sync;
 
-pub use bufring::{BufRing, BufRingError, Taken};
+pub use bufring::{BufRing, BufRingError, TakenBufs};
 pub use cq::{CompletionQueue, CqBatch, MixedCqe};
 pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
 pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};

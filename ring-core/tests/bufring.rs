@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
-use ring_core::{BufRing, BufRingError, Taken};
+use ring_core::{BufRing, BufRingError, TakenBufs};
 use ring_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT};
 
 const LEN: u32 = 8;
@@ -99,9 +99,9 @@ struct Model {
     unpublished: Vec<u16>,
     inflight: Vec<Req>,
     posted: VecDeque<Req>,
-    /// Taken by the application: what the core said, the ids as the model
+    /// TakenBufs by the application: what the core said, the ids as the model
     /// knows them.
-    held: Vec<(Taken, Vec<u16>)>,
+    held: Vec<(TakenBufs, Vec<u16>)>,
     /// Consumed by a failed request whose completion handed nothing out
     /// (6.12 semantics): out of reach until the ring is dropped.
     leaked: Vec<u16>,
@@ -183,7 +183,7 @@ impl Model {
 
     /// What the driver does: on `NotConsumed`, show the kernel's head and
     /// try again.
-    fn handle(&mut self, flags: u32, res: i32) -> Result<Option<Taken>, BufRingError> {
+    fn handle(&mut self, flags: u32, res: i32) -> Result<Option<TakenBufs>, BufRingError> {
         match self.core.handle_cqe(flags, res) {
             Err(BufRingError::NotConsumed(_)) if self.verify => {
                 self.core.handle_head(self.head as u16)?;
@@ -193,7 +193,7 @@ impl Model {
         }
     }
 
-    fn chain(&self, t: &Taken) -> Vec<u16> {
+    fn chain(&self, t: &TakenBufs) -> Vec<u16> {
         let mut bids = vec![t.bid()];
         for _ in 1..t.count() {
             bids.push(self.core.next_bid(*bids.last().unwrap()));

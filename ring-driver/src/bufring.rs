@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use ring_core::Taken;
+use ring_core::TakenBufs;
 use ring_sys::{io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
 
 use crate::error::{Unsupported, os};
@@ -344,7 +344,7 @@ impl Drop for BufRing {
 /// the kernel when this is dropped.
 pub struct BufGuard<'a> {
     ring: &'a mut BufRing,
-    taken: Taken,
+    taken: TakenBufs,
 }
 
 impl BufGuard<'_> {
@@ -423,7 +423,7 @@ impl Drop for BufGuard<'_> {
 #[derive(Debug)]
 pub struct Chunks<'a> {
     ring: &'a BufRing,
-    taken: Taken,
+    taken: TakenBufs,
     bid: u16,
     i: u16,
 }
