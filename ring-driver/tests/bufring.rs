@@ -20,9 +20,12 @@ use ring_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT, io_uring_cqe};
 /// bytes as group 5, or the reason they cannot be had.
 fn setup(entries: u32, len: u32) -> Result<(Ring, BufRing), String> {
     let ring = Ring::new(8).map_err(|e| e.to_string())?;
+    let fd = ring
+        .fd()
+        .ok_or("a ring without an fd (REGISTERED_FD_ONLY)")?;
     // SAFETY: every test reaps the completions of the requests selecting
     // from group 5 before dropping the buffer ring.
-    match unsafe { BufRing::new(&ring, 5, entries, len) } {
+    match unsafe { BufRing::new(&fd, 5, entries, len) } {
         Ok(bufs) => Ok((ring, bufs)),
         Err(e) if e.kind() == io::ErrorKind::Unsupported => Err(e.to_string()),
         Err(e) => panic!("{e}"),
