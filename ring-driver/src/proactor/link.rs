@@ -35,6 +35,14 @@ mod part {
         fn collect<'a>(&'a mut self, out: &mut Vec<(Entry, &'a mut Stage)>);
         /// Every op of the part will complete with (a copy of) `error`.
         fn fail(&mut self, error: &io::Error);
+        /// Every op of the part not yet submitted (nor failed) will
+        /// complete with (a copy of) `error`.
+        fn fail_new(&mut self, error: &io::Error);
+        /// Whether every op of the part is new (never polled or started)
+        /// and from the Proactor `shared`.
+        fn all_new(&self, shared: &Arc<Shared>) -> bool;
+        /// Whether an op of the part has failed before reaching the kernel.
+        fn any_failed(&self) -> bool;
         /// Polls the ops of a queued (or failed) part.
         fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<Self::Out>;
     }
@@ -57,11 +65,21 @@ impl<O: 'static> Part for Op<O> {
     }
 
     fn fail(&mut self, error: &io::Error) {
-        let copy = match error.raw_os_error() {
-            Some(errno) => io::Error::from_raw_os_error(errno),
-            None => io::Error::new(error.kind(), error.to_string()),
-        };
-        self.stage = Stage::Failed(copy);
+        self.stage = Stage::Failed(copy(error));
+    }
+
+    fn fail_new(&mut self, error: &io::Error) {
+        if let Stage::New = self.stage {
+            self.fail(error);
+        }
+    }
+
+    fn all_new(&self, shared: &Arc<Shared>) -> bool {
+        matches!(self.stage, Stage::New) && Arc::ptr_eq(&self.shared, shared)
+    }
+
+    fn any_failed(&self) -> bool {
+        matches!(self.stage, Stage::Failed(_))
     }
 
     fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<O> {
@@ -79,6 +97,13 @@ impl<O: 'static> Part for Op<O> {
 /// and pushed to the SQ in one piece (a submit in the middle of a chain
 /// would cut it). A chain longer than the Proactor's budget or SQ fails at
 /// once with `InvalidInput`. Dropping it drops (and cancels) each op.
+///
+/// A chain that cannot be linked is never submitted, and each of its ops
+/// not yet submitted fails (none panics): if one of its ops already failed
+/// (`p.open("a\0b", ..)`), with `ECANCELED`, as the kernel fails the rest of
+/// a chain; if an op was started or polled on its own (it runs unlinked, and
+/// completes as usual) or the ops come from different Proactors, with
+/// `InvalidInput`.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -119,15 +144,25 @@ impl<O: 'static> Op<O> {
 }
 
 impl<A: Linkable, B: Linkable> Link<A, B> {
-    fn new(first: A, second: B) -> Self {
-        assert!(
-            Arc::ptr_eq(first.shared(), second.shared()),
-            "linked ops must come from the same Proactor"
-        );
-        assert!(
-            !first.queued() && !second.queued(),
-            "a started or polled op cannot be linked"
-        );
+    fn new(mut first: A, mut second: B) -> Self {
+        let shared = first.shared().clone();
+        if !first.all_new(&shared) || !second.all_new(&shared) {
+            let error = if first.any_failed() || second.any_failed() {
+                io::Error::from_raw_os_error(libc::ECANCELED)
+            } else if !Arc::ptr_eq(&shared, second.shared()) {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "linked ops must come from the same Proactor",
+                )
+            } else {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a started or polled op cannot be linked",
+                )
+            };
+            first.fail_new(&error);
+            second.fail_new(&error);
+        }
         Link {
             first,
             second,
@@ -172,6 +207,19 @@ impl<A: Linkable, B: Linkable> Part for Link<A, B> {
         self.second.fail(error);
     }
 
+    fn fail_new(&mut self, error: &io::Error) {
+        self.first.fail_new(error);
+        self.second.fail_new(error);
+    }
+
+    fn all_new(&self, shared: &Arc<Shared>) -> bool {
+        self.first.all_new(shared) && self.second.all_new(shared)
+    }
+
+    fn any_failed(&self) -> bool {
+        self.first.any_failed() || self.second.any_failed()
+    }
+
     fn poll_part(&mut self, cx: &mut Context<'_>) -> Poll<Self::Out> {
         if self.a.is_none() {
             if let Poll::Ready(a) = self.first.poll_part(cx) {
@@ -210,6 +258,14 @@ impl<A: Linkable, B: Linkable> Future for Link<A, B> {
             }
         }
         this.poll_part(cx)
+    }
+}
+
+/// A copy of `error` (errno, or kind and message).
+fn copy(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(errno) => io::Error::from_raw_os_error(errno),
+        None => io::Error::new(error.kind(), error.to_string()),
     }
 }
 

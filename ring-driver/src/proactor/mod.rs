@@ -5,7 +5,6 @@
 // hands the kernel's results back as lengths and fds. Each block says why.
 #![allow(unsafe_code)]
 
-use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::CString;
 use std::fmt;
@@ -43,12 +42,18 @@ pub use fixed::FixedBuf;
 use fixed::Pool;
 pub use link::{Link, Linkable};
 
-/// `user_data` of the eventfd read that wakes the thread.
-const WAKE: u64 = u64::MAX;
-/// `user_data` of the cancellations the thread sends.
-/// Set in the `user_data` of a cancellation, whose low bits name its
-/// target (generations are 31 bits, so no op's `user_data` has it).
-const CANCEL_BIT: u64 = 1 << 63;
+/// The low word of the `user_data` of the eventfd read that wakes the
+/// thread (its high word is a random tag, new at each arming).
+const WAKE_INDEX: u32 = u32::MAX;
+/// Set in the low word of a cancellation's `user_data`, whose other bits
+/// are its target's (slot indexes stay below it).
+const CANCEL_BIT: u32 = 1 << 31;
+/// How long dropping a [`Proactor`] waits for the last CQEs before it
+/// leaves its thread to finish alone.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The first and the longest wait before a failed cancellation is retried.
+const RETRY_FIRST: Duration = Duration::from_millis(1);
+const RETRY_MAX: Duration = Duration::from_millis(64);
 
 /// How a [`Proactor`] sets up its ring and batches.
 #[derive(Debug, Clone)]
@@ -186,6 +191,15 @@ pub struct ProactorStats {
     /// Multishot requests re-armed: a recv that ran out of buffers, an
     /// accept the kernel ended on a full CQ.
     pub stream_restarts: u64,
+    /// Cancellations sent again because the kernel answered the previous
+    /// one with an error (`ENOENT`, `EALREADY`) before the request's own CQE
+    /// arrived.
+    pub cancel_retries: u64,
+    /// CQEs that belong to no request of this Proactor (a `user_data` it
+    /// never used or no longer waits for), ignored. Any code in the process
+    /// that can name the ring's fd can post CQEs into it
+    /// (`IORING_OP_MSG_RING`); they are counted here and change nothing.
+    pub unexpected_cqes: u64,
 }
 
 /// A safe, owned-buffer, future-based io_uring driver: a submitter thread
@@ -338,6 +352,8 @@ pub struct Shared {
     state: CacheLine<Mutex<State>>,
     /// Signalled when an op is queued while the thread gathers a batch.
     more: Condvar,
+    /// Signalled when the thread stops (`State::stopped`).
+    stopped: Condvar,
     /// Written by callers to end the thread's wait.
     wake: File,
     probe: Probe,
@@ -379,29 +395,61 @@ enum SlotState {
         waker: Option<Waker>,
         ended: bool,
     },
-    /// The op's future was dropped: its resources wait here for the CQE.
-    Orphan(#[allow(dead_code, reason = "held, not read: dropped after the CQE")] Resources),
-    /// A dropped op whose last CQE has arrived (its resources are freed)
-    /// and whose cancellation's CQE has not: it keeps its credit until
-    /// then, so cancellations in the ring never outnumber the budget.
+    /// The op's future was dropped: what it owned waits here for the last
+    /// CQE, with the CQEs of a dropped stream that came meanwhile (their
+    /// results, fds say, are released with it).
+    Orphan(Box<dyn Release>, Vec<(i32, u32)>),
+    /// Done with (the last CQE arrived and, for an op, its future took the
+    /// result or was dropped), but a cancellation's CQE is still owed: the
+    /// slot waits for it (a dropped op keeps its credit until then, so
+    /// cancellations in the ring never outnumber the budget).
     Reaped,
 }
 
+/// Where a request stands with its cancellation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    /// None asked for.
+    None,
+    /// A cancellation is queued or in the ring: its CQE is owed.
+    Owed,
+    /// The last cancellation failed before the request's CQE arrived: the
+    /// thread sends another when the backoff has passed.
+    Retry,
+}
+
 struct Slot {
-    generation: u32,
-    /// A cancellation was queued for this request.
-    cancelled: bool,
-    /// The CQE of that cancellation has not arrived yet.
-    cancel_owed: bool,
+    /// The random high word of the request's `user_data`: a CQE must name
+    /// it to be taken for this request's.
+    tag: u32,
+    cancel: Cancel,
+    /// Cancellations sent for this request (the backoff's exponent).
+    attempts: u32,
+    /// A multishot request (posts CQEs with `IORING_CQE_F_MORE`).
+    stream: bool,
     /// CQ credits the request holds (1, or a stream's headroom).
     credits: u32,
+    /// Of those, still counted in `State::in_flight`.
+    held: u32,
     state: SlotState,
+}
+
+impl Slot {
+    /// The request is in the kernel: its last CQE has not arrived.
+    fn armed(&self) -> bool {
+        matches!(
+            self.state,
+            SlotState::Waiting(_) | SlotState::Orphan(..) | SlotState::Stream { ended: false, .. }
+        )
+    }
 }
 
 #[derive(Default)]
 struct State {
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Random tags for new requests.
+    tags: Tags,
     /// Entries queued for the thread, `user_data` already set, with the
     /// CQ credits each takes.
     queue: Vec<(Entry, u32)>,
@@ -429,27 +477,170 @@ struct State {
     stats: ProactorStats,
 }
 
-fn user_data(index: u32, generation: u32) -> u64 {
-    (u64::from(generation & 0x7fff_ffff) << 32) | u64::from(index)
+/// A request's `user_data`: its slot index in the low word, its tag in the
+/// high word.
+fn user_data(index: u32, tag: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(index)
+}
+
+/// Random 32-bit tags, drawn from `getrandom(2)` 64 at a time.
+struct Tags {
+    buf: [u32; 64],
+    next: usize,
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags {
+            buf: [0; 64],
+            next: 64,
+        }
+    }
+}
+
+impl Tags {
+    fn next(&mut self) -> u32 {
+        if self.next == self.buf.len() {
+            fill_random(&mut self.buf);
+            self.next = 0;
+        }
+        self.next += 1;
+        self.buf[self.next - 1]
+    }
+}
+
+/// Fills `words` from the kernel's random source (`getrandom(2)`); if that
+/// fails (a seccomp filter, say), from std's randomly keyed hasher.
+fn fill_random(words: &mut [u32]) {
+    let bytes = std::mem::size_of_val(words);
+    let mut done = 0;
+    while done < bytes {
+        // SAFETY: the range `[done, bytes)` of `words` is writable memory
+        // this function borrows mutably; getrandom writes at most `len`
+        // bytes there.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getrandom,
+                words.as_mut_ptr().cast::<u8>().add(done),
+                bytes - done,
+                0,
+            )
+        };
+        if n > 0 {
+            done += n as usize;
+        } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            use std::hash::{BuildHasher, Hasher};
+            let keyed = std::collections::hash_map::RandomState::new();
+            for (i, w) in words.iter_mut().enumerate() {
+                let mut h = keyed.build_hasher();
+                h.write_usize(i);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                h.write_u128(now.map_or(0, |d| d.as_nanos()));
+                *w ^= h.finish() as u32;
+            }
+            return;
+        }
+    }
+}
+
+/// An op's result from a CQE's `res`.
+fn result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(res.wrapping_neg()))
+    } else {
+        Ok(res as u32)
+    }
+}
+
+/// Runs user code (a waker, a `Drop`) on a thread it must not take down:
+/// a panic ends only this call.
+fn run_user(f: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+}
+
+/// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
+/// one task share a waker: a batch of them then costs one wake-up, not one
+/// per op, each of which may be a futex call). Call with no lock held: a
+/// waker is user code; one that panics does not stop the others.
+fn wake_all(wakers: &mut Vec<Waker>) {
+    let mut last: Option<Waker> = None;
+    for w in wakers.drain(..) {
+        if last.as_ref().is_some_and(|l| l.will_wake(&w)) {
+            run_user(|| drop(w));
+        } else if let Some(l) = last.replace(w) {
+            run_user(|| l.wake());
+        }
+    }
+    if let Some(l) = last {
+        run_user(|| l.wake());
+    }
+}
+
+/// What a dropped op or stream owned, and how to release a result it will
+/// never deliver (close an accepted fd, free a buffer).
+trait Release: Send {
+    /// One CQE of the request arrived for nobody: release what it carries.
+    fn release(&mut self, res: i32, flags: u32);
+}
+
+/// What must be released outside the lock, in this order: CQE results and
+/// the resources that carried them, then the resources' owners.
+#[derive(Default)]
+struct Graveyard {
+    /// Resources with the CQEs to release through them (none: drop only).
+    orphans: Vec<(Box<dyn Release>, Vec<(i32, u32)>)>,
+    /// Slot states dropped for their wakers.
+    states: Vec<SlotState>,
+    wakers: Vec<Waker>,
+}
+
+impl Graveyard {
+    /// Releases everything (call with no lock held).
+    fn bury(&mut self) {
+        for (mut release, cqes) in self.orphans.drain(..) {
+            for (res, flags) in cqes {
+                run_user(|| release.release(res, flags));
+            }
+            run_user(|| drop(release));
+        }
+        for state in self.states.drain(..) {
+            run_user(|| drop(state));
+        }
+        wake_all(&mut self.wakers);
+    }
 }
 
 impl State {
-    fn alloc(&mut self, waker: Option<Waker>, credits: u32, stream: bool) -> u64 {
+    /// A slot for a new request; `None` if the slab is at its largest.
+    fn alloc(&mut self, waker: Option<Waker>, credits: u32, stream: bool) -> Option<u64> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
+                let index = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&i| i < CANCEL_BIT)?;
                 self.slots.push(Slot {
-                    generation: 0,
-                    cancelled: false,
-                    cancel_owed: false,
+                    tag: 0,
+                    cancel: Cancel::None,
+                    attempts: 0,
+                    stream: false,
                     credits: 1,
+                    held: 0,
                     state: SlotState::Free,
                 });
-                (self.slots.len() - 1) as u32
+                index
             }
         };
+        let tag = self.tags.next();
         let slot = &mut self.slots[index as usize];
+        slot.tag = tag;
         slot.credits = credits;
+        slot.stream = stream;
+        slot.held = credits;
+        slot.cancel = Cancel::None;
+        slot.attempts = 0;
         slot.state = if stream {
             SlotState::Stream {
                 cqes: VecDeque::new(),
@@ -459,27 +650,44 @@ impl State {
         } else {
             SlotState::Waiting(waker)
         };
-        user_data(index, slot.generation)
+        Some(user_data(index, tag))
     }
 
+    /// The live slot `ud` names (index and tag), if any.
     fn slot(&mut self, ud: u64) -> Option<&mut Slot> {
-        let slot = self.slots.get_mut((ud & 0xffff_ffff) as usize)?;
-        (u64::from(slot.generation & 0x7fff_ffff) == ud >> 32).then_some(slot)
+        let index = ud as u32;
+        if index >= CANCEL_BIT {
+            return None;
+        }
+        let slot = self.slots.get_mut(index as usize)?;
+        (slot.tag == (ud >> 32) as u32 && !matches!(slot.state, SlotState::Free)).then_some(slot)
     }
 
-    fn free(&mut self, ud: u64) {
-        let index = (ud & 0xffff_ffff) as u32;
+    /// The request of slot `ud` is done with: the slot is freed (and its
+    /// credit returned) unless a cancellation's CQE is still owed, in which
+    /// case it waits for that as `Reaped`. The old state goes to `grave`
+    /// (it may hold a waker: dropped after unlocking).
+    fn finish(&mut self, ud: u64, grave: &mut Graveyard) {
+        let index = ud as u32;
         let slot = &mut self.slots[index as usize];
-        slot.state = SlotState::Free;
-        slot.cancelled = false;
-        slot.cancel_owed = false;
-        slot.generation = slot.generation.wrapping_add(1);
+        if slot.cancel == Cancel::Owed {
+            let old = std::mem::replace(&mut slot.state, SlotState::Reaped);
+            grave.states.push(old);
+            return;
+        }
+        let held = std::mem::take(&mut slot.held);
+        let old = std::mem::replace(&mut slot.state, SlotState::Free);
+        slot.cancel = Cancel::None;
+        // A new tag at once: nothing names the freed slot any more.
+        slot.tag = slot.tag.wrapping_add(1);
+        grave.states.push(old);
         self.free.push(index);
+        self.release_credit(held, &mut grave.wakers);
     }
 
     /// Credit of a user op came back: wake the first waiter(s).
     fn release_credit(&mut self, n: u32, wakers: &mut Vec<Waker>) {
-        self.in_flight -= n;
+        self.in_flight = self.in_flight.saturating_sub(n);
         for _ in 0..n {
             match self.credit_waiters.pop_first() {
                 Some((_, w)) => wakers.push(w),
@@ -514,20 +722,20 @@ impl Shared {
                 SlotState::Waiting(waker) | SlotState::Stream { waker, .. } => {
                     wakers.extend(waker.take());
                 }
-                SlotState::Orphan(_) => {
-                    if let SlotState::Orphan(resources) =
+                SlotState::Orphan(..) => {
+                    if let SlotState::Orphan(resources, cqes) =
                         std::mem::replace(&mut slot.state, SlotState::Reaped)
                     {
                         std::mem::forget(resources);
+                        std::mem::forget(cqes);
                     }
                 }
                 SlotState::Free | SlotState::Done(..) | SlotState::Reaped => {}
             }
         }
         drop(st);
-        for w in wakers {
-            w.wake();
-        }
+        self.stopped.notify_all();
+        wake_all(&mut wakers);
     }
 
     /// Ends the thread's wait if it sleeps (called after unlocking).
@@ -601,13 +809,25 @@ impl Proactor {
                     }
                 };
                 let cq = ring.params().cq_entries();
-                let limit = (cq - 1) / 2;
+                let limit = cq.saturating_sub(1) / 2;
+                if limit == 0 {
+                    let _ = tx.send(Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "a CQ of {cq} entries has no room for an op, its cancellation \
+                             and the thread's wake-up read (3 are needed): ask for at least \
+                             2 entries, or cq_entries(3)"
+                        ),
+                    )));
+                    return;
+                }
                 let budget = config.max_in_flight.map_or(limit, |m| m.min(limit));
                 let mut state = State::default();
                 state.stats.cq_entries = cq;
                 let shared = Arc::new(Shared {
                     state: CacheLine(Mutex::new(state)),
                     more: Condvar::new(),
+                    stopped: Condvar::new(),
                     wake: File::from(efd),
                     probe,
                     budget,
@@ -715,11 +935,11 @@ impl Proactor {
         let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
         let entry = make(Fd(fd.raw()), spare.as_mut_ptr().cast(), len);
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.map(|n| {
-                // SAFETY: the kernel wrote `n <= len` bytes into the spare
-                // capacity, which starts at `buf.len()`.
-                unsafe { buf.set_len(buf.len() + n as usize) };
-                n as usize
+            let res = res.and_then(|n| at_most(n, len as usize)).inspect(|&n| {
+                // SAFETY: the kernel wrote `n` bytes, checked to be at most
+                // the `len` it was given, into the spare capacity, which
+                // starts at `buf.len()`.
+                unsafe { buf.set_len(buf.len() + n) };
             });
             (res, buf)
         })
@@ -736,7 +956,7 @@ impl Proactor {
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
         let entry = make(Fd(fd.raw()), buf.as_ptr(), len);
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            (res.map(|n| n as usize), buf)
+            (res.and_then(|n| at_most(n, len as usize)), buf)
         })
     }
 
@@ -763,10 +983,10 @@ impl Proactor {
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.map(|n| {
-                // SAFETY: the kernel wrote `n <= len` bytes after `len()`.
-                unsafe { buf.grow(n as usize) };
-                n as usize
+            let res = res.and_then(|n| at_most(n, len as usize)).inspect(|&n| {
+                // SAFETY: the kernel wrote `n` bytes, checked to be at most
+                // the `len` it was given, after `len()`.
+                unsafe { buf.grow(n) };
             });
             (res, buf)
         })
@@ -786,7 +1006,7 @@ impl Proactor {
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            (res.map(|n| n as usize), buf)
+            (res.and_then(|n| at_most(n, len as usize)), buf)
         })
     }
 
@@ -822,16 +1042,22 @@ impl Proactor {
                 }
             })
             .collect();
-        let entry = ring_ops::Readv::new(
-            Fd(fd.raw()),
-            iovecs.0.as_ptr().cast(),
-            iovecs.0.len() as u32,
-        )
-        .offset(offset)
-        .build();
+        let Ok(count) = u32::try_from(iovecs.0.len()) else {
+            return self.failed_op(too_many_buffers(), move |res: io::Result<u32>, _| {
+                drop(fd);
+                (res.map(|n| n as usize), bufs)
+            });
+        };
+        let total = iovecs
+            .0
+            .iter()
+            .fold(0usize, |t, v| t.saturating_add(v.iov_len));
+        let entry = ring_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
+            .offset(offset)
+            .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.map(|n| {
-                let mut left = n as usize;
+            let res = res.and_then(|n| at_most(n, total)).map(|n| {
+                let mut left = n;
                 for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
                     let k = left.min(iov.iov_len);
                     // SAFETY: the kernel filled the iovecs in order, `k`
@@ -840,7 +1066,7 @@ impl Proactor {
                     unsafe { b.set_len(b.len() + k) };
                     left -= k;
                 }
-                n as usize
+                n
             });
             drop(iovecs);
             (res, bufs)
@@ -862,16 +1088,22 @@ impl Proactor {
                 iov_len: b.len(),
             })
             .collect();
-        let entry = ring_ops::Writev::new(
-            Fd(fd.raw()),
-            iovecs.0.as_ptr().cast(),
-            iovecs.0.len() as u32,
-        )
-        .offset(offset)
-        .build();
+        let Ok(count) = u32::try_from(iovecs.0.len()) else {
+            return self.failed_op(too_many_buffers(), move |res: io::Result<u32>, _| {
+                drop(fd);
+                (res.map(|n| n as usize), bufs)
+            });
+        };
+        let total = iovecs
+            .0
+            .iter()
+            .fold(0usize, |t, v| t.saturating_add(v.iov_len));
+        let entry = ring_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
+            .offset(offset)
+            .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(iovecs);
-            (res.map(|n| n as usize), bufs)
+            (res.and_then(|n| at_most(n, total)), bufs)
         })
     }
 
@@ -889,10 +1121,7 @@ impl Proactor {
 
     /// Completes after `duration` (`IORING_OP_TIMEOUT`).
     pub fn timeout(&self, duration: Duration) -> Op<io::Result<()>> {
-        let ts = Box::new(__kernel_timespec {
-            tv_sec: duration.as_secs() as i64,
-            tv_nsec: i64::from(duration.subsec_nanos()),
-        });
+        let ts = Box::new(timespec(duration));
         let entry = ring_ops::Timeout::new(&*ts).build();
         self.op(entry, move |res: io::Result<u32>, _| {
             drop(ts);
@@ -921,10 +1150,24 @@ impl Proactor {
         })
     }
 
-    /// Closes `fd`, like `close(2)`.
+    /// Closes `fd`, like `close(2)`. The op owns `fd` until the kernel has
+    /// closed it: dropped before it was submitted, it closes `fd` itself.
     pub fn close(&self, fd: OwnedFd) -> Op<io::Result<()>> {
-        let entry = ring_ops::Close::new(Fd(fd.into_raw_fd())).build();
-        self.op(entry, |res: io::Result<u32>, _| res.map(drop))
+        let entry = ring_ops::Close::new(Fd(fd.as_raw_fd())).build();
+        self.op(entry, move |res: io::Result<u32>, _| match res {
+            // The kernel found no such file to close (it refuses io_uring
+            // fds, say): the fd is still open, and still this op's.
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+                drop(fd);
+                Err(e)
+            }
+            // Closed by the kernel (other errors come from the file's
+            // flush, after the fd was removed): forget the number.
+            other => {
+                let _ = fd.into_raw_fd();
+                other.map(drop)
+            }
+        })
     }
 
     /// `statx(2)` of `path` (relative to the current directory) with `AT_*`
@@ -1053,8 +1296,8 @@ impl Proactor {
             len,
         )
         .build();
-        self.op_with(entry, (fd_in, fd_out), |res: io::Result<u32>, _| {
-            res.map(|n| n as usize)
+        self.op_with(entry, (fd_in, fd_out), move |res: io::Result<u32>, _| {
+            res.and_then(|n| at_most(n, len as usize))
         })
     }
 
@@ -1072,7 +1315,8 @@ impl Proactor {
         let entry = ring_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(msg);
-            (res.map(|n| n as usize), buf)
+            let len = buf.len();
+            (res.and_then(|n| at_most(n, len)), buf)
         })
     }
 
@@ -1099,11 +1343,13 @@ impl Proactor {
             size_of::<libc::sockaddr_storage>() as u32,
         );
         let entry = ring_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+        let len = msg.iov.iov_len;
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.map(|n| {
-                // SAFETY: the kernel wrote `n` bytes into the spare capacity.
-                unsafe { buf.set_len(buf.len() + n as usize) };
-                (n as usize, from_sockaddr(&msg.addr, msg.hdr.msg_namelen))
+            let res = res.and_then(|n| at_most(n, len)).map(|n| {
+                // SAFETY: the kernel wrote `n` bytes, checked to be at most
+                // the spare capacity it was given, into it.
+                unsafe { buf.set_len(buf.len() + n) };
+                (n, from_sockaddr(&msg.addr, msg.hdr.msg_namelen))
             });
             drop(msg);
             (res, buf)
@@ -1245,10 +1491,7 @@ impl Proactor {
     /// otherwise this completes with `ECANCELED` (the kernel's results,
     /// as they are). Alone, it fails with `EINVAL`.
     pub fn link_timeout(&self, duration: Duration) -> Op<io::Result<()>> {
-        let ts = Box::new(__kernel_timespec {
-            tv_sec: duration.as_secs() as i64,
-            tv_nsec: i64::from(duration.subsec_nanos()),
-        });
+        let ts = Box::new(timespec(duration));
         let entry = ring_ops::LinkTimeout::new(&*ts).build();
         self.op(entry, move |res: io::Result<u32>, _| {
             drop(ts);
@@ -1268,9 +1511,19 @@ impl Proactor {
     /// An op that fails at once with `error` (an argument the kernel would
     /// never see, such as a path with a NUL byte).
     fn failed<T: 'static>(&self, error: io::Error) -> Op<io::Result<T>> {
-        let mut op = self.op(ring_ops::Nop::new().build(), |res: io::Result<u32>, _| {
+        self.failed_op(error, |res: io::Result<u32>, _| {
             res.and_then(|_| Err(io::Error::other("unreachable")))
-        });
+        })
+    }
+
+    /// An op that fails at once with `error`: `finish` makes its output
+    /// from `Err(error)`.
+    fn failed_op<O: 'static>(
+        &self,
+        error: io::Error,
+        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
+    ) -> Op<O> {
+        let mut op = self.op(ring_ops::Nop::new().build(), finish);
         op.stage = Stage::Failed(error);
         op
     }
@@ -1287,10 +1540,38 @@ impl fmt::Debug for Proactor {
 
 impl Drop for Proactor {
     fn drop(&mut self) {
-        self.shared.lock().shutdown = true;
+        let mut st = self.shared.lock();
+        st.shutdown = true;
+        // Ops waiting for credit will never get it: each is woken, and
+        // fails with `NotConnected` when polled.
+        let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
+            .into_values()
+            .collect();
+        drop(st);
+        wake_all(&mut wakers);
         self.shared.wake_thread();
+        // Wait for the thread to see every request's last CQE, a bounded
+        // time: a request the kernel will not cancel (a blocking read of a
+        // device, say) must not block the caller. The thread then finishes
+        // alone, freeing what the kernel used only after its CQE.
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut st = self.shared.lock();
+        while !st.stopped {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = match self.shared.stopped.wait_timeout(st, deadline - now) {
+                Ok((st, _)) => st,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let stopped = st.stopped;
+        drop(st);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            if stopped {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -1406,6 +1687,37 @@ fn sockaddr(addr: SocketAddr) -> (Box<libc::sockaddr_storage>, u32) {
     (storage, len as u32)
 }
 
+/// `n`, the bytes a completion reports for an op on `max` bytes, if it is
+/// at most `max`: a larger count is no result the kernel gives (a forged
+/// CQE, say), and is never used as a length.
+fn at_most(n: u32, max: usize) -> io::Result<usize> {
+    let n = n as usize;
+    if n <= max {
+        Ok(n)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a completion reported {n} bytes for an op on {max}"),
+        ))
+    }
+}
+
+fn too_many_buffers() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "more buffers than an iovec count holds (the kernel takes at most 1024)",
+    )
+}
+
+/// `duration` as the kernel's timespec; past `i64::MAX` seconds (292
+/// billion years) it is clamped there.
+fn timespec(duration: Duration) -> __kernel_timespec {
+    __kernel_timespec {
+        tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(duration.subsec_nanos()),
+    }
+}
+
 /// What turns an op's completion into its output; owns every resource the
 /// entry points to.
 trait Finish<O>: Send + 'static {
@@ -1467,7 +1779,8 @@ impl<O: 'static> Op<O> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     ///
-    /// A started op can no longer be [`link`](Op::link)ed: that panics.
+    /// A started op can no longer be [`link`](Op::link)ed: linking it runs
+    /// it unlinked and fails the ops it was linked with (`InvalidInput`).
     pub fn start(mut self) -> Self {
         if let Stage::New = self.stage {
             if let Poll::Ready(Err(e)) =
@@ -1518,38 +1831,49 @@ impl<O: 'static> Future for Op<O> {
                 }
             }
             Stage::Submitted(ud) => {
-                let mut st = this.shared.lock();
-                let thread_panicked = st.panicked;
-                let slot = st.slot(ud).expect("a submitted op keeps its slot");
-                match &mut slot.state {
-                    SlotState::Done(res, flags) => {
-                        let (res, flags) = (*res, *flags);
-                        st.free(ud);
-                        drop(st);
-                        let res = if res < 0 {
-                            Err(io::Error::from_raw_os_error(-res))
-                        } else {
-                            Ok(res as u32)
-                        };
-                        Poll::Ready(this.complete(res, flags))
-                    }
-                    SlotState::Waiting(_) if thread_panicked => {
-                        drop(st);
-                        panicked(this.finish.take())
-                    }
-                    SlotState::Waiting(waker) => {
-                        match waker {
-                            Some(w) if w.will_wake(cx.waker()) => {}
-                            _ => *waker = Some(cx.waker().clone()),
+                // A waker cloned with the lock released (cloning one is
+                // user code), stored on the second pass.
+                let mut fresh: Option<Waker> = None;
+                loop {
+                    let mut st = this.shared.lock();
+                    let thread_panicked = st.panicked;
+                    let slot = st.slot(ud).expect("a submitted op keeps its slot");
+                    match &mut slot.state {
+                        SlotState::Done(res, flags) => {
+                            let (res, flags) = (*res, *flags);
+                            let mut grave = Graveyard::default();
+                            st.finish(ud, &mut grave);
+                            drop(st);
+                            grave.bury();
+                            drop(fresh);
+                            return Poll::Ready(this.complete(result(res), flags));
                         }
-                        this.stage = Stage::Submitted(ud);
-                        Poll::Pending
-                    }
-                    SlotState::Free
-                    | SlotState::Orphan(_)
-                    | SlotState::Reaped
-                    | SlotState::Stream { .. } => {
-                        unreachable!("a live op's slot is neither free nor orphaned")
+                        SlotState::Waiting(_) if thread_panicked => {
+                            drop(st);
+                            panicked(this.finish.take())
+                        }
+                        SlotState::Waiting(waker) => {
+                            this.stage = Stage::Submitted(ud);
+                            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                                drop(st);
+                                drop(fresh);
+                                return Poll::Pending;
+                            }
+                            if let Some(new) = fresh.take() {
+                                let old = waker.replace(new);
+                                drop(st);
+                                drop(old);
+                                return Poll::Pending;
+                            }
+                            drop(st);
+                            fresh = Some(cx.waker().clone());
+                        }
+                        SlotState::Free
+                        | SlotState::Orphan(..)
+                        | SlotState::Reaped
+                        | SlotState::Stream { .. } => {
+                            unreachable!("a live op's slot is neither free nor orphaned")
+                        }
                     }
                 }
             }
@@ -1557,53 +1881,76 @@ impl<O: 'static> Future for Op<O> {
     }
 }
 
-impl<O: 'static> Drop for Op<O> {
-    fn drop(&mut self) {
-        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
-        let finish = self.finish.take().map(|f| Box::new(f) as Resources);
-        abandon(&self.shared, stage, finish, |s| {
-            matches!(s, SlotState::Done(..))
-        });
+/// A dropped op's finishing closure: a result it will never deliver is
+/// turned into its output and dropped, releasing what the result carries
+/// (an opened or accepted fd, the buffers).
+struct OpRelease<O>(Option<Box<dyn Finish<O>>>);
+
+impl<O: 'static> Release for OpRelease<O> {
+    fn release(&mut self, res: i32, flags: u32) {
+        if let Some(finish) = self.0.take() {
+            drop(finish.finish(result(res), flags));
+        }
     }
 }
 
-/// What an op or a stream owns that its entry points to.
-type Resources = Box<dyn Any + Send>;
+impl<O: 'static> Drop for Op<O> {
+    fn drop(&mut self) {
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        let finish = self.finish.take();
+        abandon(
+            &self.shared,
+            stage,
+            finish.map(|f| Box::new(OpRelease(Some(f))) as Box<dyn Release>),
+        );
+    }
+}
 
-/// Drops an op or stream at `stage`. Submitted: if the kernel is done with
-/// it (`done(slot)`), its `resources` are freed now; if the thread
-/// panicked, they are leaked (nothing will reap the CQE); otherwise they
-/// move into the slot, freed when the last CQE arrives, and a cancellation
-/// is queued. Waiting for credit: it leaves the queue, passing on a
-/// wake-up it was given.
-fn abandon(
-    shared: &Shared,
-    stage: Stage,
-    resources: Option<Resources>,
-    done: fn(&SlotState) -> bool,
-) {
+/// Drops an op or stream at `stage`. Submitted: results that arrived and
+/// were never taken are released through `resources` (an fd is closed); if
+/// the kernel is done with the request, `resources` are dropped now; if the
+/// thread panicked, they are leaked (nothing will reap the CQE); otherwise
+/// they move into the slot, released when the last CQE arrives, and a
+/// cancellation is queued. Waiting for credit: it leaves the queue, passing
+/// on a wake-up it was given. All user code (the resources' drops, wakers)
+/// runs after the lock is released.
+fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn Release>>) {
+    let mut grave = Graveyard::default();
     match stage {
         Stage::Submitted(ud) => {
             let mut st = shared.lock();
-            let shutdown = st.shutdown;
             let thread_panicked = st.panicked;
             let slot = st.slot(ud).expect("a submitted op keeps its slot");
-            if done(&slot.state) {
-                // The kernel is done: the resources drop here.
-                st.free(ud);
+            let (arrived, ended) = match &mut slot.state {
+                SlotState::Done(res, flags) => (vec![(*res, *flags)], true),
+                SlotState::Stream { cqes, ended, .. } => {
+                    (std::mem::take(cqes).into_iter().collect(), *ended)
+                }
+                _ => (Vec::new(), false),
+            };
+            if ended {
+                // The kernel is done: release what arrived, free the slot.
+                st.finish(ud, &mut grave);
+                drop(st);
+                if let Some(resources) = resources {
+                    grave.orphans.push((resources, arrived));
+                }
+                grave.bury();
                 return;
             }
             if thread_panicked {
+                drop(st);
                 std::mem::forget(resources);
                 return;
             }
             let resources = resources.expect("a submitted op owns its resources");
-            slot.state = SlotState::Orphan(resources);
-            // At shutdown the thread cancels every request itself.
-            if !slot.cancelled && !shutdown {
-                slot.cancelled = true;
-                slot.cancel_owed = true;
+            let old = std::mem::replace(&mut slot.state, SlotState::Orphan(resources, arrived));
+            grave.states.push(old);
+            if slot.cancel == Cancel::None {
+                slot.cancel = Cancel::Owed;
+                slot.attempts = 1;
                 st.cancels.push(ud);
+                st.stats.cancels += 1;
                 shared.activity.fetch_add(1, Ordering::Relaxed);
             }
             let sleeping = std::mem::take(&mut st.sleeping);
@@ -1614,17 +1961,24 @@ fn abandon(
         }
         Stage::Credit(ticket) => {
             let mut st = shared.lock();
-            if st.credit_waiters.remove(&ticket).is_none() {
-                // Woken for credit it will never take: pass the wake-up on.
-                let next = st.credit_waiters.pop_first();
-                drop(st);
-                if let Some((_, w)) = next {
-                    w.wake();
-                }
+            let own = st.credit_waiters.remove(&ticket);
+            // Woken for credit it will never take: pass the wake-up on.
+            let next = match own {
+                Some(_) => None,
+                None => st.credit_waiters.pop_first().map(|(_, w)| w),
+            };
+            drop(st);
+            if let Some(own) = own {
+                run_user(|| drop(own));
             }
+            if let Some(next) = next {
+                run_user(|| next.wake());
+            }
+            drop(resources);
         }
-        Stage::New | Stage::Failed(_) | Stage::Finished => {}
+        Stage::New | Stage::Failed(_) | Stage::Finished => drop(resources),
     }
+    grave.bury();
 }
 
 impl<O: 'static> fmt::Debug for Op<O> {
@@ -1692,40 +2046,64 @@ fn submit_with(
             return Poll::Ready(Err(unsupported.into()));
         }
     }
-    let n = parts.len() as u32 * credits;
-    if n > shared.budget || parts.len() as u32 > shared.sq_entries {
+    let n = u32::try_from(parts.len())
+        .ok()
+        .and_then(|len| len.checked_mul(credits));
+    let Some(n) = n.filter(|&n| n <= shared.budget && parts.len() <= shared.sq_entries as usize)
+    else {
         return Poll::Ready(Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a linked chain longer than the Proactor's budget or SQ",
         )));
-    }
+    };
+    // Wakers are cloned before locking (a clone is user code), one per
+    // part; the extra ones are dropped after unlocking.
+    let mut wakers: Vec<Waker> = match waker {
+        Some(w) => (0..parts.len()).map(|_| w.clone()).collect(),
+        None => Vec::new(),
+    };
     let mut st = shared.lock();
     if st.shutdown {
-        return Poll::Ready(Err(shut_down(st.panicked)));
+        let e = shut_down(st.panicked);
+        drop(st);
+        drop(wakers);
+        return Poll::Ready(Err(e));
     }
     let ticket = match *parts[0].1 {
         Stage::Credit(t) => Some(t),
         _ => None,
     };
-    if st.in_flight + n > shared.budget {
-        let Some(waker) = waker else {
+    let room = st.free.len() + (CANCEL_BIT as usize).saturating_sub(st.slots.len());
+    if room < parts.len() {
+        drop(st);
+        drop(wakers);
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the Proactor's slab has no free slot (2^31 requests outstanding)",
+        )));
+    }
+    if st.in_flight.saturating_add(n) > shared.budget {
+        let Some(waker) = wakers.pop() else {
             return Poll::Pending;
         };
         let ticket = ticket.unwrap_or_else(|| {
             st.next_ticket += 1;
             st.next_ticket
         });
-        st.credit_waiters.insert(ticket, waker.clone());
+        let old = st.credit_waiters.insert(ticket, waker);
         *parts[0].1 = Stage::Credit(ticket);
+        drop(st);
+        drop(old);
+        drop(wakers);
         return Poll::Pending;
     }
-    if let Some(ticket) = ticket {
-        st.credit_waiters.remove(&ticket);
-    }
+    let old = ticket.and_then(|ticket| st.credit_waiters.remove(&ticket));
     st.in_flight += n;
     let last = parts.len() - 1;
     for (i, (entry, stage)) in parts.iter_mut().enumerate() {
-        let ud = st.alloc(waker.cloned(), credits, stream);
+        let ud = st
+            .alloc(wakers.pop(), credits, stream)
+            .expect("room for every part was checked");
         let entry = if i < last { entry.link() } else { *entry };
         st.queue.push((entry.user_data(ud), credits));
         **stage = Stage::Submitted(ud);
@@ -1736,6 +2114,7 @@ fn submit_with(
     shared.activity.fetch_add(1, Ordering::Relaxed);
     let sleeping = std::mem::take(&mut st.sleeping);
     drop(st);
+    drop(old);
     if sleeping {
         shared.wake_thread();
     }
@@ -1813,6 +2192,7 @@ impl<T: 'static> Multi<T> {
                     let shared = self.shared.clone();
                     let mut st = shared.lock();
                     let thread_panicked = st.panicked;
+                    let mut grave = Graveyard::default();
                     let slot = st.slot(ud).expect("a submitted stream keeps its slot");
                     let SlotState::Stream { cqes, waker, ended } = &mut slot.state else {
                         unreachable!("a live stream's slot is a stream");
@@ -1830,20 +2210,16 @@ impl<T: 'static> Multi<T> {
                             // is re-armed.
                             self.restart = true;
                         }
-                        let res = if res < 0 {
-                            Err(io::Error::from_raw_os_error(-res))
-                        } else {
-                            Ok(res as u32)
-                        };
                         let convert = self.convert.as_mut().expect("a live stream converts");
-                        match convert(res, flags) {
+                        match convert(result(res), flags) {
                             Some(item) => return Poll::Ready(Some(item)),
                             None => continue,
                         }
                     }
                     if *ended {
-                        st.free(ud);
+                        st.finish(ud, &mut grave);
                         drop(st);
+                        grave.bury();
                         if std::mem::take(&mut self.restart) {
                             shared.lock().stats.stream_restarts += 1;
                             self.stage = Stage::New;
@@ -1855,11 +2231,30 @@ impl<T: 'static> Multi<T> {
                         drop(st);
                         panicked(self.convert.take())
                     }
-                    match waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => *waker = Some(cx.waker().clone()),
-                    }
                     self.stage = Stage::Submitted(ud);
+                    if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        return Poll::Pending;
+                    }
+                    // Cloned with the lock released (user code), then
+                    // stored if the stream still waits.
+                    drop(st);
+                    let fresh = cx.waker().clone();
+                    let mut st = shared.lock();
+                    let old = match st.slot(ud).map(|s| &mut s.state) {
+                        Some(SlotState::Stream { waker, cqes, ended }) => {
+                            if cqes.is_empty() && !*ended {
+                                waker.replace(fresh)
+                            } else {
+                                // Something arrived meanwhile: take it now.
+                                drop(st);
+                                drop(fresh);
+                                continue;
+                            }
+                        }
+                        _ => Some(fresh),
+                    };
+                    drop(st);
+                    drop(old);
                     return Poll::Pending;
                 }
             }
@@ -1877,13 +2272,26 @@ impl<T: 'static> Multi<T> {
     }
 }
 
+/// A dropped stream's converter: each item it will never deliver is made
+/// and dropped, releasing what it carries (an accepted fd, a buffer of the
+/// buffer ring).
+struct MultiRelease<T>(Convert<T>);
+
+impl<T: 'static> Release for MultiRelease<T> {
+    fn release(&mut self, res: i32, flags: u32) {
+        drop((self.0)(result(res), flags));
+    }
+}
+
 impl<T: 'static> Drop for Multi<T> {
     fn drop(&mut self) {
         let stage = std::mem::replace(&mut self.stage, Stage::Finished);
-        let convert = self.convert.take().map(|c| Box::new(c) as Resources);
-        abandon(&self.shared, stage, convert, |s| {
-            matches!(s, SlotState::Stream { ended: true, .. })
-        });
+        let convert = self.convert.take();
+        abandon(
+            &self.shared,
+            stage,
+            convert.map(|c| Box::new(MultiRelease(c)) as Box<dyn Release>),
+        );
     }
 }
 
@@ -1919,17 +2327,6 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// Adds `waker` to the wake-ups to send, unless it wakes the same task as
-/// the last one (ops joined in one task share a waker: a batch of them then
-/// costs one wake-up, not one per op, each of which may be a futex call).
-fn push_waker(wakers: &mut Vec<Waker>, waker: Option<Waker>) {
-    if let Some(w) = waker {
-        if !wakers.last().is_some_and(|last| last.will_wake(&w)) {
-            wakers.push(w);
-        }
-    }
-}
-
 /// The submitter thread's state.
 struct Driver<K: Kernel> {
     /// Leaked if the thread panics: requests may still be in the kernel.
@@ -1940,6 +2337,10 @@ struct Driver<K: Kernel> {
     /// The wake-up read's buffer (lives in the heap while it is armed).
     wake_buf: ManuallyDrop<Box<u64>>,
     wake_armed: bool,
+    /// The `user_data` of the armed wake-up read (a random tag each time).
+    wake_ud: u64,
+    /// Cancellations to send again, when, for which request.
+    retries: Vec<(Instant, u64)>,
     /// CQ credit of every request in the ring (ops, cancellations, the
     /// wake-up read): the last gate before the SQ, so the CQ cannot
     /// overflow whatever the callers do.
@@ -1952,7 +2353,7 @@ struct Driver<K: Kernel> {
     /// `ProactorStats::enters`, published with other updates.
     enters: u64,
     cqes: Vec<Cqe>,
-    wakers: Vec<Waker>,
+    grave: Graveyard,
 }
 
 impl<K: Kernel> Driver<K> {
@@ -1965,13 +2366,15 @@ impl<K: Kernel> Driver<K> {
             efd,
             wake_buf: ManuallyDrop::new(Box::new(0)),
             wake_armed: false,
+            wake_ud: 0,
+            retries: Vec::new(),
             batch: config.batch,
             delay: config.delay,
             spin: config.spin,
             pending: VecDeque::new(),
             enters: 0,
             cqes: Vec::new(),
-            wakers: Vec::new(),
+            grave: Graveyard::default(),
         }
     }
 
@@ -1990,34 +2393,51 @@ impl<K: Kernel> Driver<K> {
                 Ok(()) => return Ok(()),
                 Err(full) => {
                     entry = full.0;
-                    self.submit(false);
+                    self.submit(false, None);
                 }
             }
         }
     }
 
-    fn submit(&mut self, wait: bool) {
-        let res = if wait {
-            self.ring.submitter().submit_and_wait(1)
-        } else {
-            self.ring.submitter().submit()
+    /// Submits; with `wait`, waits for a completion, at most `timeout` if
+    /// one is given.
+    fn submit(&mut self, wait: bool, timeout: Option<Duration>) {
+        let res = match (wait, timeout) {
+            (false, _) => self.ring.submitter().submit(),
+            (true, None) => self.ring.submitter().submit_and_wait(1),
+            (true, Some(t)) => self.ring.submitter().submit_and_wait_timeout(1, t),
         };
         // Published with the next stats update (no lock per enter).
         self.enters += 1;
-        if let Err(e) = res {
-            // Nothing to do but retry: the requests in the ring own memory
-            // the thread must not abandon. Back off a little.
-            eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
-            thread::sleep(Duration::from_millis(1));
+        match res {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+            Err(e) => {
+                // Nothing to do but retry: the requests in the ring own
+                // memory the thread must not abandon. Back off a little.
+                eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
+                thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
     fn arm_wake(&mut self) {
         let ptr: *mut u64 = &mut **self.wake_buf;
+        let tag = self.shared.lock().tags.next();
+        let ud = user_data(WAKE_INDEX, tag);
         let entry = ring_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
             .build()
-            .user_data(WAKE);
+            .user_data(ud);
         self.wake_armed = self.push(entry, 1).is_ok();
+        if self.wake_armed {
+            self.wake_ud = ud;
+        }
+    }
+
+    /// A cancellation of the request `ud`, with the credit it takes.
+    fn cancel_entry(ud: u64) -> (Entry, u32) {
+        let entry = ring_ops::AsyncCancel::new(ud).build();
+        (entry.user_data(ud | u64::from(CANCEL_BIT)), 1)
     }
 
     fn run(mut self) {
@@ -2028,7 +2448,6 @@ impl<K: Kernel> Driver<K> {
                 panic!("a panic injected by a test");
             }
             let shutdown;
-            let cancels;
             {
                 let mut st = self.shared.lock();
                 let fresh = st.queue.len() as u32;
@@ -2037,27 +2456,28 @@ impl<K: Kernel> Driver<K> {
                     && fresh > 0
                     && (self.pending.len() as u32) < self.batch
                 {
-                    // A partial batch: give callers `delay` to fill it.
-                    let deadline = Instant::now() + self.delay;
+                    // A partial batch: give callers `delay` to fill it (a
+                    // delay past what an Instant holds waits for a full
+                    // batch or shutdown).
+                    let deadline = Instant::now().checked_add(self.delay);
                     st.gathering = true;
                     loop {
                         let have = self.pending.len() + st.queue.len();
                         let now = Instant::now();
-                        if have as u32 >= self.batch || now >= deadline || st.shutdown {
+                        if have as u32 >= self.batch
+                            || deadline.is_some_and(|d| now >= d)
+                            || st.shutdown
+                        {
                             break;
                         }
-                        st = match self.shared.more.wait_timeout(st, deadline - now) {
+                        let wait = deadline.map_or(Duration::MAX, |d| d - now);
+                        st = match self.shared.more.wait_timeout(st, wait) {
                             Ok((st, _)) => st,
                             Err(poisoned) => poisoned.into_inner().0,
                         };
                     }
                     st.gathering = false;
                 }
-                cancels = st.cancels.len();
-                let cancel = |ud| {
-                    let entry = ring_ops::AsyncCancel::new(ud).build();
-                    (entry.user_data(CANCEL_BIT | ud), 1)
-                };
                 let State {
                     queue,
                     cancels: to_cancel,
@@ -2066,30 +2486,49 @@ impl<K: Kernel> Driver<K> {
                 // Ops before cancellations: a cancel must meet its target
                 // in the kernel, so it never goes ahead of it.
                 self.pending.extend(queue.drain(..));
-                self.pending.extend(to_cancel.drain(..).map(cancel));
+                self.pending
+                    .extend(to_cancel.drain(..).map(Self::cancel_entry));
+                // Cancellations whose backoff has passed, for requests still
+                // in the kernel.
+                if !self.retries.is_empty() {
+                    let now = Instant::now();
+                    let mut i = 0;
+                    while i < self.retries.len() {
+                        let (due, ud) = self.retries[i];
+                        if due > now {
+                            i += 1;
+                            continue;
+                        }
+                        self.retries.swap_remove(i);
+                        if let Some(slot) = st.slot(ud) {
+                            if slot.cancel == Cancel::Retry && slot.armed() {
+                                slot.cancel = Cancel::Owed;
+                                slot.attempts = slot.attempts.saturating_add(1);
+                                self.pending.push_back(Self::cancel_entry(ud));
+                                st.stats.cancel_retries += 1;
+                            } else if slot.cancel == Cancel::Retry {
+                                slot.cancel = Cancel::None;
+                            }
+                        }
+                    }
+                }
                 shutdown = st.shutdown;
                 if shutdown && !shutdown_sent {
                     // Cancel everything in flight not yet asked; ops whose
                     // futures are alive get their CQE (usually ECANCELED).
+                    // Requests whose cancellation failed are retried above.
                     let mut n = 0;
                     for (i, slot) in st.slots.iter_mut().enumerate() {
-                        if matches!(
-                            slot.state,
-                            SlotState::Waiting(_)
-                                | SlotState::Orphan(_)
-                                | SlotState::Stream { ended: false, .. }
-                        ) && !slot.cancelled
-                        {
-                            slot.cancelled = true;
-                            slot.cancel_owed = true;
+                        if slot.armed() && slot.cancel == Cancel::None {
+                            slot.cancel = Cancel::Owed;
+                            slot.attempts = 1;
                             self.pending
-                                .push_back(cancel(user_data(i as u32, slot.generation)));
+                                .push_back(Self::cancel_entry(user_data(i as u32, slot.tag)));
                             n += 1;
                         }
                     }
                     st.stats.cancels += n;
                 }
-                st.stats.cancels += cancels as u64;
             }
             if shutdown && !shutdown_sent {
                 shutdown_sent = true;
@@ -2117,7 +2556,7 @@ impl<K: Kernel> Driver<K> {
                     break;
                 }
                 if n > 1 && self.ring.sq().space() < n {
-                    self.submit(false);
+                    self.submit(false, None);
                 }
                 for _ in 0..n {
                     let (entry, credits) = self.pending.pop_front().expect("counted above");
@@ -2128,7 +2567,7 @@ impl<K: Kernel> Driver<K> {
                 pushed += n;
                 if pushed >= self.batch {
                     pushed = 0;
-                    self.submit(false);
+                    self.submit(false, None);
                 }
             }
             let in_ring = self.credit.in_flight();
@@ -2139,7 +2578,7 @@ impl<K: Kernel> Driver<K> {
                 // Submit what was pushed and hand out what completed, then
                 // poll a while for more work before sleeping
                 // (ProactorConfig::spin).
-                self.submit(false);
+                self.submit(false, None);
                 self.reap();
                 if self.spin_for_work() {
                     continue;
@@ -2148,6 +2587,8 @@ impl<K: Kernel> Driver<K> {
             // Sleep only if nothing arrived meanwhile; callers that queue
             // work after this see `sleeping` and write the eventfd. Blocked
             // on credit, wait for a completion (there are `in_ring` coming).
+            // With cancellations to retry, sleep no longer than their
+            // backoff.
             let wait = {
                 let mut st = self.shared.lock();
                 st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
@@ -2156,7 +2597,17 @@ impl<K: Kernel> Driver<K> {
                 st.sleeping = idle && self.wake_armed;
                 (st.sleeping || !self.pending.is_empty() || (shutdown && idle)) && in_ring > 0
             };
-            self.submit(wait);
+            let timeout = self
+                .retries
+                .iter()
+                .map(|&(due, _)| due)
+                .min()
+                .map(|due| due.saturating_duration_since(Instant::now()));
+            if wait && timeout == Some(Duration::ZERO) {
+                self.submit(false, None);
+            } else {
+                self.submit(wait, timeout);
+            }
             self.reap();
         }
         let mut st = self.shared.lock();
@@ -2165,6 +2616,7 @@ impl<K: Kernel> Driver<K> {
         st.sleeping = false;
         st.stats.cq_overflow = self.ring.overflow();
         drop(st);
+        self.shared.stopped.notify_all();
         // SAFETY: the wake-up read has completed (no credit is held, so no
         // request is in the ring): the kernel no longer writes the buffer.
         unsafe { ManuallyDrop::drop(&mut self.wake_buf) };
@@ -2214,6 +2666,11 @@ impl<K: Kernel> Driver<K> {
         }
     }
 
+    /// Takes every CQE and dispatches it. A CQE is taken for a request's
+    /// only if its `user_data` names a request in the kernel (slot index
+    /// and tag) or the armed wake-up read; anything else (a forged or stray
+    /// CQE) is counted in `unexpected_cqes` and changes nothing, not even
+    /// the credit.
     fn reap(&mut self) {
         self.cqes.clear();
         self.cqes.extend(self.ring.cq());
@@ -2225,88 +2682,98 @@ impl<K: Kernel> Driver<K> {
         let mut st = self.shared.lock();
         st.sleeping = false;
         let mut released = 0;
+        let now = Instant::now();
         for cqe in &self.cqes {
-            let _ = self.credit.handle_cqe(cqe.flags().bits());
-            match cqe.user_data() {
-                WAKE => self.wake_armed = false,
-                ud if ud & CANCEL_BIT != 0 => {
-                    let target = ud & !CANCEL_BIT;
-                    let Some(slot) = st.slot(target) else {
-                        // The target's slot was freed and reused (a live op
-                        // cancelled at shutdown): nothing is owed.
+            let ud = cqe.user_data();
+            let (res, flags) = (cqe.res(), cqe.flags().bits());
+            if self.wake_armed && ud == self.wake_ud {
+                self.wake_armed = false;
+                let _ = self.credit.release(1);
+                continue;
+            }
+            let low = ud as u32;
+            if low != WAKE_INDEX && low & CANCEL_BIT != 0 {
+                // A cancellation's CQE: its target's slot still owes it.
+                let target = ud & !u64::from(CANCEL_BIT);
+                let slot = match st.slot(target) {
+                    Some(slot) if slot.cancel == Cancel::Owed => slot,
+                    _ => {
+                        st.stats.unexpected_cqes += 1;
                         continue;
+                    }
+                };
+                let _ = self.credit.release(1);
+                slot.cancel = Cancel::None;
+                if let SlotState::Reaped = slot.state {
+                    st.finish(target, &mut self.grave);
+                } else if res < 0 && slot.armed() {
+                    // The kernel did not cancel it (ENOENT: not found yet,
+                    // or completing; EALREADY: running) and its CQE has not
+                    // come: ask again after a backoff.
+                    slot.cancel = Cancel::Retry;
+                    let shift = slot.attempts.saturating_sub(1).min(6);
+                    let backoff = (RETRY_FIRST * (1 << shift)).min(RETRY_MAX);
+                    self.retries.push((now + backoff, target));
+                }
+                continue;
+            }
+            let Some(slot) = st.slot(ud).filter(|slot| slot.armed()) else {
+                st.stats.unexpected_cqes += 1;
+                continue;
+            };
+            // Only a multishot request posts CQEs with IORING_CQE_F_MORE.
+            let last = !slot.stream || ring_core::cqe_returns_credit(flags);
+            let credits = slot.credits;
+            if last {
+                let _ = self.credit.release(credits);
+            }
+            let orphan = matches!(slot.state, SlotState::Orphan(..));
+            if last && !orphan {
+                released += std::mem::take(&mut slot.held);
+            }
+            st.stats.completed += 1;
+            let slot = st.slot(ud).expect("looked up above");
+            match std::mem::replace(&mut slot.state, SlotState::Free) {
+                SlotState::Waiting(waker) => {
+                    slot.state = SlotState::Done(res, flags);
+                    self.grave.wakers.extend(waker);
+                }
+                SlotState::Stream {
+                    mut cqes,
+                    mut waker,
+                    ended,
+                } => {
+                    cqes.push_back((res, flags));
+                    self.grave.wakers.extend(waker.take());
+                    slot.state = SlotState::Stream {
+                        cqes,
+                        waker,
+                        ended: ended || last,
                     };
-                    slot.cancel_owed = false;
-                    if let SlotState::Reaped = slot.state {
-                        released += slot.credits;
-                        st.free(target);
+                }
+                SlotState::Orphan(resources, mut cqes) => {
+                    cqes.push((res, flags));
+                    if last {
+                        // The kernel is done with them: released (after
+                        // unlocking). The slot and its credit wait for the
+                        // cancellation's CQE if it is still owed.
+                        self.grave.orphans.push((resources, cqes));
+                        slot.state = SlotState::Reaped;
+                        st.finish(ud, &mut self.grave);
+                        st.stats.orphans_freed += 1;
+                    } else {
+                        // More CQEs of a dropped stream are coming.
+                        slot.state = SlotState::Orphan(resources, cqes);
                     }
                 }
-                ud => {
-                    st.stats.completed += 1;
-                    let Some(slot) = st.slot(ud) else {
-                        debug_assert!(false, "a CQE for an unknown slot: {cqe:?}");
-                        continue;
-                    };
-                    let last = ring_core::cqe_returns_credit(cqe.flags().bits());
-                    let credits = slot.credits;
-                    if last && credits > 1 {
-                        // A stream's headroom comes back with its last CQE
-                        // (handle_cqe returned one).
-                        let _ = self.credit.release(credits - 1);
-                    }
-                    if last && !matches!(slot.state, SlotState::Orphan(_)) {
-                        released += credits;
-                    }
-                    match std::mem::replace(&mut slot.state, SlotState::Free) {
-                        SlotState::Waiting(waker) => {
-                            slot.state = SlotState::Done(cqe.res(), cqe.flags().bits());
-                            push_waker(&mut self.wakers, waker);
-                        }
-                        SlotState::Stream {
-                            mut cqes,
-                            mut waker,
-                            ended,
-                        } => {
-                            cqes.push_back((cqe.res(), cqe.flags().bits()));
-                            push_waker(&mut self.wakers, waker.take());
-                            slot.state = SlotState::Stream {
-                                cqes,
-                                waker,
-                                ended: ended || last,
-                            };
-                        }
-                        SlotState::Orphan(resources) if last => {
-                            // The kernel is done with them: free now. The
-                            // slot and its credit wait for the cancellation's
-                            // CQE if it is still owed.
-                            drop(resources);
-                            if slot.cancel_owed {
-                                slot.state = SlotState::Reaped;
-                            } else {
-                                released += credits;
-                                st.free(ud);
-                            }
-                            st.stats.orphans_freed += 1;
-                        }
-                        SlotState::Orphan(resources) => {
-                            // More CQEs of a dropped stream are coming.
-                            slot.state = SlotState::Orphan(resources);
-                        }
-                        other => {
-                            slot.state = other;
-                            debug_assert!(false, "a second CQE for a slot: {cqe:?}");
-                        }
-                    }
-                }
+                other => slot.state = other,
             }
         }
-        st.release_credit(released, &mut self.wakers);
+        st.release_credit(released, &mut self.grave.wakers);
         st.stats.cq_overflow = self.ring.overflow();
         drop(st);
-        for w in self.wakers.drain(..) {
-            w.wake();
-        }
+        // User code (drops of what dropped ops owned, wakers), unlocked.
+        self.grave.bury();
     }
 }
 
@@ -2323,6 +2790,7 @@ mod tests {
         Arc::new(Shared {
             state: CacheLine(Mutex::new(State::default())),
             more: Condvar::new(),
+            stopped: Condvar::new(),
             wake: null(),
             probe: Probe::from_supported(ops, Some(KernelVersion::new(5, 10, 0))),
             budget,

@@ -1,0 +1,401 @@
+//! The Proactor against hostile code in the same process and hostile user
+//! code: forged completions posted into its ring (`IORING_OP_MSG_RING` from
+//! another ring, which needs nothing but the target's fd), `Drop`s and
+//! wakers that call back into it or panic, ops dropped in every state, and
+//! arguments at the edges of their types. Only the public API is used: these
+//! tests are the regression net for any rewrite of the Proactor.
+//!
+//! The tests run one at a time (a process-wide lock): some find the
+//! Proactor's ring among the process's fds, some count fds.
+
+mod common;
+
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ring_driver::{Proactor, ProactorConfig, Ring};
+
+/// One test at a time: fd scans and fd counts must not see other tests'.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// The process's open fds.
+fn fds() -> Vec<RawFd> {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The fds of io_uring instances, as an attacker finds them: by trying
+/// every fd number.
+fn ring_fds() -> Vec<RawFd> {
+    fds()
+        .into_iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
+        })
+        .collect()
+}
+
+/// Whether `fd` is open.
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointer.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Waits (at most 10 s) until `cond` holds.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Runs `f` on a thread; fails the test if it does not return within
+/// `limit` (the thread is left behind, stuck).
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: still blocked after {limit:?}"),
+    }
+}
+
+/// The attacker: a ring of its own that posts completions into other rings.
+struct Forger {
+    ring: Ring,
+    /// Whether the kernel lets it choose the target CQE's flags (6.3).
+    flags: bool,
+}
+
+impl Forger {
+    /// `None` if the kernel lacks `IORING_OP_MSG_RING` (Linux 5.18).
+    fn new() -> Option<Forger> {
+        let ring = Ring::new(64).expect("a ring");
+        let probe = ring.probe().expect("a probe");
+        if probe.check(ring_sys::IORING_OP_MSG_RING).is_err() {
+            return None;
+        }
+        Some(Forger {
+            ring,
+            flags: common::kernel().at_least(6, 3),
+        })
+    }
+
+    /// Posts a CQE with `user_data`, `res` and `flags` (if the kernel lets
+    /// it pass flags) into the ring `target`; returns whether it landed.
+    fn forge(&mut self, target: RawFd, user_data: u64, res: i32, flags: u32) -> bool {
+        let mut op = ring_ops::MsgRingData::new(ring_ops::Fd(target), res, user_data);
+        if self.flags {
+            op = op.cqe_flags(flags);
+        }
+        // SAFETY: a MSG_RING data entry carries no pointer: the kernel
+        // touches no memory of this process for it.
+        unsafe { self.ring.sq().push(op.build()) }.expect("room in the SQ");
+        self.ring.submitter().submit_and_wait(1).expect("enter");
+        let cqe = self.ring.cq().next().expect("the MSG_RING's own CQE");
+        cqe.res() >= 0
+    }
+
+    /// Posts a CQE for every `user_data` in `guesses` with each `res` in
+    /// `results` into every ring in `targets`; returns how many landed.
+    fn spray(&mut self, targets: &[RawFd], guesses: &[u64], results: &[i32], flags: &[u32]) -> u64 {
+        let mut landed = 0;
+        for &t in targets {
+            for &ud in guesses {
+                for &res in results {
+                    for &f in flags {
+                        landed += u64::from(self.forge(t, ud, res, f));
+                    }
+                }
+            }
+        }
+        landed
+    }
+}
+
+/// `user_data` values worth guessing: small numbers, and slot indexes
+/// combined with small generations and with the high bits set (both
+/// halves of a 64-bit value as an index and a tag).
+fn guesses() -> Vec<u64> {
+    let mut g: Vec<u64> = (0..64).collect();
+    for generation in 0..4u64 {
+        for index in 0..8u64 {
+            for high in [0, 1 << 63, 1 << 31] {
+                g.push(high | (generation << 32) | index);
+            }
+        }
+    }
+    g.extend([u64::MAX, u64::MAX - 1, 1 << 63, u32::MAX as u64]);
+    g.sort_unstable();
+    g.dedup();
+    g
+}
+
+/// The io_uring fds a new Proactor made (the attacker finds them by
+/// comparing scans before and after; its own ring exists before both).
+fn new_proactor(config: ProactorConfig) -> (Proactor, Vec<RawFd>) {
+    let before = ring_fds();
+    let p = Proactor::new(config).expect("a proactor");
+    let after: Vec<RawFd> = ring_fds()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    assert!(!after.is_empty(), "the Proactor's ring is among the fds");
+    (p, after)
+}
+
+#[test]
+fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("forged_completions", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    let (p, targets) = new_proactor(ProactorConfig::new(32));
+    // Reads in flight on idle pipes, each with 16 bytes of spare capacity
+    // after a prefix that must stay.
+    let pipes: Vec<_> = (0..4).map(|_| pipe()).collect();
+    let mut reads: Vec<_> = pipes
+        .iter()
+        .map(|(r, _)| {
+            let mut buf = Vec::with_capacity(20);
+            buf.extend_from_slice(b"keep");
+            let r = Arc::new(r.try_clone().unwrap());
+            p.read(&r, buf, u64::MAX)
+        })
+        .collect();
+    for read in &mut reads {
+        assert!(poll_once(read).is_pending());
+    }
+    eventually("the reads in the ring", || p.stats().max_in_ring >= 5);
+    // Lengths past the capacity, a negative errno, an fd number, zero.
+    let results = [i32::MAX, 1 << 20, 17, 16, 0, -libc::ECANCELED, 1];
+    let flags = [
+        0,
+        ring_sys::IORING_CQE_F_MORE,
+        ring_sys::IORING_CQE_F_BUFFER | (3 << ring_sys::IORING_CQE_BUFFER_SHIFT),
+    ];
+    let landed = forger.spray(&targets, &guesses(), &results, &flags);
+    assert!(landed > 0, "the kernel refused every forged completion");
+    eventually("every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    let stats = p.stats();
+    assert_eq!(stats.unexpected_cqes, landed, "{stats:?}");
+    assert_eq!(
+        stats.completed, 0,
+        "no forged CQE completed an op: {stats:?}"
+    );
+    for read in &mut reads {
+        assert!(poll_once(read).is_pending(), "a read completed early");
+    }
+    // The real completions still arrive, each within its capacity.
+    for (i, (_, w)) in pipes.iter().enumerate() {
+        let mut w = std::fs::File::from(w.try_clone().unwrap());
+        w.write_all(&[b'a' + i as u8; 32]).unwrap();
+    }
+    for (i, read) in reads.into_iter().enumerate() {
+        let (n, buf) = read.wait();
+        assert_eq!(n.unwrap(), 16);
+        assert_eq!(buf.len(), 20);
+        assert_eq!(&buf[..4], b"keep");
+        assert!(buf[4..].iter().all(|&b| b == b'a' + i as u8));
+    }
+    // And new ops work as before.
+    p.nop().wait().unwrap();
+    assert_eq!(p.stats().unexpected_cqes, landed);
+}
+
+#[test]
+fn a_forged_completion_never_hands_out_or_closes_an_fd_it_does_not_own() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("forged_fd", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    let (p, targets) = new_proactor(ProactorConfig::new(32));
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut accept = p.accept(&listener);
+    assert!(poll_once(&mut accept).is_pending());
+    // A file someone else owns: a forged accept must not hand out (and
+    // later close) its number.
+    let (victim, _w) = pipe();
+    let victim_fd = victim.as_raw_fd();
+    eventually("the accept in the ring", || p.stats().max_in_ring >= 2);
+    let landed = forger.spray(&targets, &guesses(), &[victim_fd], &[0]);
+    assert!(landed > 0);
+    eventually("every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    assert!(
+        poll_once(&mut accept).is_pending(),
+        "the accept completed early"
+    );
+    let _client = TcpStream::connect(addr).unwrap();
+    let fd = accept.wait().unwrap();
+    assert_ne!(fd.as_raw_fd(), victim_fd);
+    drop(fd);
+    drop(p);
+    assert!(is_open(victim_fd), "the victim's fd was closed");
+    drop(victim);
+}
+
+#[test]
+fn forged_completions_into_an_idle_proactor_are_counted_not_fatal() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("forged_idle", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    // A small CQ: more forged CQEs than it holds at once.
+    let (p, targets) = new_proactor(ProactorConfig::new(4));
+    p.nop().wait().unwrap();
+    let landed = forger.spray(&targets, &guesses(), &[0, i32::MIN, i32::MAX], &[0]);
+    assert!(landed > 0);
+    eventually("every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    // The Proactor still works, and shuts down.
+    for _ in 0..10 {
+        p.nop().wait().unwrap();
+    }
+    let (r, w) = pipe();
+    std::fs::File::from(w).write_all(b"ok").unwrap();
+    let (n, buf) = p.read(r, Vec::with_capacity(8), u64::MAX).wait();
+    assert_eq!((n.unwrap(), &buf[..]), (2, &b"ok"[..]));
+    within(Duration::from_secs(5), "dropping the Proactor", move || {
+        drop(p)
+    });
+}
+
+/// A file whose `Drop` starts an op on the Proactor.
+struct Reentrant {
+    fd: OwnedFd,
+    proactor: Arc<Proactor>,
+    started: mpsc::Sender<ring_driver::Op<io::Result<()>>>,
+}
+
+impl AsFd for Reentrant {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Reentrant {
+    fn drop(&mut self) {
+        let _ = self.started.send(self.proactor.nop().start());
+    }
+}
+
+#[test]
+fn a_drop_run_by_the_proactor_may_start_ops() {
+    let _serial = serial();
+    let p = Arc::new(Proactor::new(ProactorConfig::new(8)).unwrap());
+    let (r, _w) = pipe();
+    let (tx, rx) = mpsc::channel();
+    let file = Arc::new(Reentrant {
+        fd: r,
+        proactor: p.clone(),
+        started: tx,
+    });
+    let mut read = p.read(&file, Vec::with_capacity(8), u64::MAX);
+    assert!(poll_once(&mut read).is_pending());
+    // The op holds the last reference to the file: dropping the op leaves
+    // the file to the Proactor, which drops it once the read's CQE
+    // (cancelled) has arrived, and its Drop starts a NOP.
+    drop(file);
+    drop(read);
+    let nop = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the file was dropped");
+    within(
+        Duration::from_secs(5),
+        "the NOP started by a Drop",
+        move || nop.wait(),
+    )
+    .unwrap();
+    let q = p.clone();
+    within(Duration::from_secs(5), "a NOP after it", move || {
+        q.nop().wait()
+    })
+    .unwrap();
+}
+
+struct Panicky(AtomicU32);
+
+impl Wake for Panicky {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("a waker that panics");
+    }
+}
+
+#[test]
+fn a_waker_that_panics_harms_only_its_own_task() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let panicky = Arc::new(Panicky(AtomicU32::new(0)));
+    let waker = Waker::from(panicky.clone());
+    let mut read = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    assert!(
+        Pin::new(&mut read)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    // Another task's op, in flight at the same time.
+    let mut other = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    assert!(poll_once(&mut other).is_pending());
+    eventually("both reads in the ring", || p.stats().max_in_ring >= 3);
+    std::fs::File::from(w)
+        .write_all(b"0123456789abcdef")
+        .unwrap();
+    eventually("the waker called", || panicky.0.load(Ordering::SeqCst) > 0);
+    // The op the panicking waker belongs to still completes.
+    let (n, _) = within(
+        Duration::from_secs(5),
+        "the op of the panicking waker",
+        move || read.wait(),
+    );
+    assert_eq!(n.unwrap(), 8);
+    let (n, _) = within(Duration::from_secs(5), "the other op", move || other.wait());
+    assert_eq!(n.unwrap(), 8);
+    // The Proactor lives on for everyone.
+    p.nop().wait().unwrap();
+}
