@@ -1212,3 +1212,91 @@ fn many_threads_dropping_and_completing_ops_leave_nothing_behind() {
     assert_eq!(s.cq_overflow, 0);
     assert!(s.max_in_ring <= 16, "{s:?}");
 }
+
+/// Rounds of the cancel race: on Linux 6.1 the kernel answers some
+/// cancellations with ENOENT or EALREADY while the read is still armed.
+const CANCEL_ROUNDS: u32 = 200;
+
+#[test]
+fn a_dropped_read_never_swallows_later_data_and_the_proactor_drops_promptly() {
+    let mut slowest = Duration::ZERO;
+    let mut retries = 0;
+    for round in 0..CANCEL_ROUNDS {
+        let p = Proactor::new(ProactorConfig::new(8)).expect("a proactor");
+        // A pipe, or a socket (reads of both wait for data by polling).
+        let (r, w): (OwnedFd, OwnedFd) = if round % 2 == 0 {
+            pipe()
+        } else {
+            let (a, b) = UnixStream::pair().unwrap();
+            (a.into(), b.into())
+        };
+        let r = Arc::new(r);
+        let mut w = std::fs::File::from(w);
+        let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+        let mut read = p.read(&r, Vec::with_capacity(16), u64::MAX);
+        assert!(poll_once(&mut read, &waker).is_pending());
+        // Drop it at different points of its way into the kernel.
+        match round / 2 % 4 {
+            0 => {}
+            1 => thread::yield_now(),
+            2 => {
+                while p.stats().max_in_ring < 2 {
+                    thread::yield_now();
+                }
+            }
+            _ => thread::sleep(Duration::from_millis(1)),
+        }
+        drop(read);
+        // The dropped read's CQE arrives without any data written: it was
+        // cancelled, not left armed.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while p.stats().orphans_freed < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the dropped read is still armed: {:?}",
+                p.stats()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        // So data written now goes to a fresh read.
+        w.write_all(b"x").unwrap();
+        let (n, buf) = p.read(&r, Vec::with_capacity(16), u64::MAX).wait();
+        assert_eq!((n.unwrap(), &buf[..]), (1, &b"x"[..]), "round {round}");
+        retries += p.stats().cancel_retries;
+        let start = Instant::now();
+        drop(p);
+        slowest = slowest.max(start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "round {round}: dropping the Proactor took {:?}",
+            start.elapsed()
+        );
+    }
+    eprintln!(
+        "ring-note: cancel race: {CANCEL_ROUNDS} rounds, {retries} cancellations retried, \
+         slowest Proactor drop {slowest:?}"
+    );
+}
+
+#[test]
+fn dropping_the_proactor_with_a_dropped_read_still_armed_returns_promptly() {
+    for _ in 0..20 {
+        let p = proactor();
+        let (r, _w) = pipe();
+        let r = Arc::new(r);
+        let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
+        let mut read = p.read(&r, Vec::with_capacity(16), u64::MAX);
+        assert!(poll_once(&mut read, &waker).is_pending());
+        while p.stats().max_in_ring < 2 {
+            thread::yield_now();
+        }
+        drop(read);
+        let start = Instant::now();
+        drop(p);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

@@ -399,3 +399,147 @@ fn a_waker_that_panics_harms_only_its_own_task() {
     // The Proactor lives on for everyone.
     p.nop().wait().unwrap();
 }
+
+#[test]
+fn dropping_the_proactor_wakes_every_op_waiting_for_credit() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    assert_eq!(p.max_in_flight(), 1);
+    // A read that holds the only credit.
+    let (r, _w) = pipe();
+    let mut read = p.read(Arc::new(r), Vec::with_capacity(8), u64::MAX);
+    assert!(poll_once(&mut read).is_pending());
+    // Three callers wait for credit, each on its own thread.
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..3 {
+        let op = p.nop();
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let _ = tx.send(op.wait());
+        });
+    }
+    thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_recv().is_err(), "no credit yet");
+    within(Duration::from_secs(5), "dropping the Proactor", move || {
+        drop(p)
+    });
+    for i in 0..3 {
+        let res = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("waiter {i} of 3 still waits for credit"));
+        assert_eq!(res.unwrap_err().kind(), io::ErrorKind::NotConnected);
+    }
+    let (n, _) = read.wait();
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+}
+
+#[test]
+fn ops_dropped_in_any_state_leak_no_fd() {
+    let _serial = serial();
+    let before = fds().len();
+    let p = Proactor::new(ProactorConfig::new(32)).unwrap();
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut clients = Vec::new();
+    for i in 0..100 {
+        // Opened, never polled: dropped before or after its CQE.
+        drop(p.open("/dev/null", libc::O_RDONLY, 0).start());
+        // A close never submitted, and one submitted.
+        drop(p.close(OwnedFd::from(std::fs::File::open("/dev/null").unwrap())));
+        drop(
+            p.close(OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
+                .start(),
+        );
+        // An accepted connection nobody takes.
+        if i % 10 == 0 {
+            clients.push(TcpStream::connect(addr).unwrap());
+            drop(p.accept(&listener).start());
+        }
+    }
+    // Completed and dropped unpolled, for sure.
+    let op = p.open("/dev/null", libc::O_RDONLY, 0).start();
+    let done = p.stats().completed;
+    p.nop().wait().unwrap();
+    eventually("the open completed", || p.stats().completed > done);
+    drop(op);
+    // A multishot accept dropped with connections queued.
+    let done = p.stats().completed;
+    let mut multi = p.accept_multi(&listener);
+    match poll_once(&mut multi.next_item()) {
+        Poll::Ready(Some(Err(e))) if e.kind() == io::ErrorKind::Unsupported => {}
+        _ => {
+            for _ in 0..3 {
+                clients.push(TcpStream::connect(addr).unwrap());
+            }
+            eventually("the connections accepted", || {
+                p.stats().completed >= done + 3
+            });
+        }
+    }
+    drop(multi);
+    within(Duration::from_secs(5), "dropping the Proactor", move || {
+        drop(p)
+    });
+    drop(clients);
+    drop(listener);
+    let after = fds().len();
+    assert_eq!(after, before, "fds leaked: {before} before, {after} after");
+}
+
+#[test]
+fn sizes_and_durations_at_their_limits_are_errors_or_clamps_not_panics() {
+    let _serial = serial();
+    // Too small a ring for an op, its cancellation and the wake-up read.
+    for entries in [0, 1] {
+        let err = Proactor::new(ProactorConfig::new(entries)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{entries}: {err}");
+    }
+    let p = Proactor::new(ProactorConfig::new(2)).unwrap();
+    assert_eq!(p.max_in_flight(), 1);
+    p.nop().wait().unwrap();
+    drop(p);
+    // A delay no Instant can hold: batches wait until full.
+    let p = Proactor::new(ProactorConfig::new(8).batch(2).submit_delay(Duration::MAX)).unwrap();
+    let a = p.nop().start();
+    let b = p.nop().start();
+    within(
+        Duration::from_secs(5),
+        "a full batch under an endless delay",
+        move || {
+            a.wait().unwrap();
+            b.wait().unwrap();
+        },
+    );
+    drop(p);
+    let p = Arc::new(Proactor::new(ProactorConfig::new(8).max_in_flight(u32::MAX)).unwrap());
+    // A timeout of Duration::MAX waits (it is clamped, not negative).
+    let mut forever = p.timeout(Duration::MAX);
+    assert!(poll_once(&mut forever).is_pending());
+    thread::sleep(Duration::from_millis(20));
+    assert!(
+        poll_once(&mut forever).is_pending(),
+        "an endless timeout ended"
+    );
+    drop(forever);
+    let (nop, timeout) = p.nop().link(p.link_timeout(Duration::MAX)).wait();
+    nop.unwrap();
+    assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    // Linking an op that already failed fails the chain.
+    let (open, nop) = p.open("a\0b", libc::O_RDONLY, 0).link(p.nop()).wait();
+    assert_eq!(open.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(nop.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    let (nop, open) = p.nop().link(p.open("a\0b", libc::O_RDONLY, 0)).wait();
+    assert_eq!(nop.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(open.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    // Linking ops of two Proactors fails them.
+    let other = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (a, b) = p.nop().link(other.nop()).wait();
+    assert_eq!(a.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(b.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    // Big counts of buffers.
+    let (r, w) = pipe();
+    std::fs::File::from(w).write_all(b"abc").unwrap();
+    let (n, bufs) = p.readv(r, vec![Vec::new(); 3], u64::MAX).wait();
+    assert_eq!(n.unwrap(), 0);
+    assert_eq!(bufs.len(), 3);
+}

@@ -2901,6 +2901,54 @@ mod tests {
     }
 
     #[test]
+    fn a_cancellation_the_kernel_refuses_is_sent_again_until_one_succeeds() {
+        use ring_core::{Geometry, SimCompletion, SimConfig};
+        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 4);
+        // A request the kernel keeps (it posts nothing), dropped: its first
+        // cancellation fails with ENOENT (Linux 6.1 answers so while the
+        // request is still armed), the second succeeds.
+        let mut op = op(&shared, ring_ops::Nop::new().build());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+        let Stage::Submitted(ud) = op.stage else {
+            panic!("submitted")
+        };
+        let cancel = ud | u64::from(CANCEL_BIT);
+        let g = Geometry::new(
+            8,
+            16,
+            ring_sys::SetupFlags::empty(),
+            ring_sys::Features::NODROP,
+        )
+        .unwrap();
+        let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+        let sim = ring.kernel_mut().inner_mut();
+        sim.script(ud, []);
+        sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
+        sim.script(cancel, [SimCompletion::new(0, 0)]);
+        let efd = OwnedFd::from(File::open("/dev/null").unwrap());
+        let driver = Driver::new(ring, shared.clone(), efd, &ProactorConfig::new(8));
+        let thread = thread::spawn(move || driver.run());
+        drop(op);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while shared.lock().stats.cancel_retries < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the cancellation was not retried"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        // The second one succeeded: no third (the backoff is 2 ms).
+        thread::sleep(Duration::from_millis(30));
+        let stats = shared.lock().stats;
+        assert_eq!((stats.cancels, stats.cancel_retries), (1, 1), "{stats:?}");
+        assert_eq!(stats.unexpected_cqes, 0);
+        // The request never ends: stop the thread (its ring is leaked).
+        shared.lock().inject_panic = true;
+        assert!(thread.join().is_err());
+    }
+
+    #[test]
     fn a_chain_longer_than_the_budget_fails_at_once() {
         let shared = shared_with(&[ring_sys::IORING_OP_NOP], 1);
         let (a, b) = op(&shared, ring_ops::Nop::new().build())
