@@ -542,7 +542,15 @@ fn ci_asan() -> Result<bool> {
     step(
         nightly_cargo()
             .args(["test", "-Zbuild-std", "--target", &target])
-            .args(["-p", "ring-driver", "--lib", "--test", "proactor"])
+            .args([
+                "-p",
+                "ring-driver",
+                "--lib",
+                "--test",
+                "proactor",
+                "--test",
+                "proactor_adversarial",
+            ])
             .env("RUSTFLAGS", "-Zsanitizer=address")
             .env("RUSTDOCFLAGS", "-Zsanitizer=address")
             .env("LSAN_OPTIONS", format!("suppressions={}", supp.display()))

@@ -137,7 +137,9 @@ pub struct Link<A: Linkable, B: Linkable> {
 
 impl<O: 'static> Op<O> {
     /// Links `next` (an op or a chain) after this op: it runs only if this
-    /// op succeeds. Both must come from the same Proactor.
+    /// op succeeds. Both must come from the same Proactor, and neither may
+    /// have been started or polled: otherwise the chain is not submitted
+    /// (see [`Link`]).
     pub fn link<N: Linkable>(self, next: N) -> Link<Self, N> {
         Link::new(self, next)
     }

@@ -72,6 +72,9 @@ pub struct ProactorConfig {
 impl ProactorConfig {
     /// A ring of `entries` SQ slots (the CQ gets the kernel's default, twice
     /// as many), batches of up to `entries`, and the largest safe budget.
+    /// [`Proactor::new`] refuses (`InvalidInput`) a CQ of fewer than 3
+    /// entries (`entries` below 2): it could not hold an op, its
+    /// cancellation and the thread's wake-up read.
     pub fn new(entries: u32) -> Self {
         ProactorConfig {
             entries,
@@ -101,7 +104,8 @@ impl ProactorConfig {
 
     /// The most user ops in flight at once (default and maximum:
     /// `(cq_entries - 1) / 2`, leaving room in the CQ for one cancellation
-    /// per op and for the thread's wake-up read).
+    /// per op and for the thread's wake-up read); a larger value is
+    /// clamped to that maximum, 0 is raised to 1.
     pub fn max_in_flight(mut self, max: u32) -> Self {
         self.max_in_flight = Some(max.max(1));
         self
@@ -110,7 +114,8 @@ impl ProactorConfig {
     /// When fewer than [`batch`](Self::batch) new ops are queued, wait up
     /// to `delay` for more before submitting (default: zero, submit at
     /// once). Trades latency for fewer `io_uring_enter` calls when many
-    /// threads submit.
+    /// threads submit. A delay too long to add to the clock
+    /// (`Duration::MAX`) waits until the batch is full.
     pub fn submit_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
@@ -213,8 +218,8 @@ pub struct ProactorStats {
 /// std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
 /// does nothing until first polled (or [`Op::start`]ed, which queues it at
 /// once, so ops made in a row run together); then it takes a *slot* in the
-/// Proactor's slab (the SQE's `user_data` is the slot index plus a
-/// generation) and queues its entry for the thread.
+/// Proactor's slab (the SQE's `user_data` is the slot index plus a random
+/// 32-bit tag, new for every request) and queues its entry for the thread.
 ///
 /// The thread loop: take every queued entry (one lock), push them, submit
 /// them with one `io_uring_enter` (a batch is everything queued since the
@@ -249,18 +254,39 @@ pub struct ProactorStats {
 /// [`Proactor::read_fixed`] / [`Proactor::write_fixed`] move it in and hand
 /// it back, sparing the kernel the page mapping of each op.
 ///
-/// # Dropping an op before it completes
+/// # Dropping an op
 ///
-/// The kernel may still write into the buffer. Dropping a submitted,
-/// unfinished [`Op`] moves its buffers (and every path, iovec, sockaddr or
-/// timespec the entry points to) into its slab slot and asks the thread to
-/// cancel the request (`IORING_OP_ASYNC_CANCEL` by `user_data`). The
-/// buffers are freed only when the request's own CQE arrives: never while
-/// the kernel may touch them.
+/// What happens depends on how far the op got; in every case nothing the
+/// kernel may still touch is freed, and nothing the op's result holds leaks:
+///
+/// - Never polled nor [started](Op::start) (or still waiting for credit):
+///   nothing reached the kernel. Its buffers and files are dropped at once
+///   (a file passed by value is closed; [`Proactor::close`] closes its fd
+///   itself).
+/// - Submitted, result not yet arrived: its buffers (and every path,
+///   iovec, sockaddr or timespec the entry points to) move into its slab
+///   slot, and the thread asks the kernel to cancel the request
+///   (`IORING_OP_ASYNC_CANCEL` by `user_data`), again with a backoff (1 ms
+///   doubling to 64 ms) for as long as the kernel answers `ENOENT` or
+///   `EALREADY` and the request's own CQE has not come. The buffers are
+///   freed only when that CQE arrives: never while the kernel may touch
+///   them.
+/// - Completed, result not taken: the result is released (a new fd from
+///   [`open`](Proactor::open), [`accept`](Proactor::accept) or
+///   [`socket`](Proactor::socket) is closed) and the buffers are freed.
+///
+/// What can be lost: the op's effect is not undone. A cancellation may come
+/// too late, so the request may still run to completion: a dropped read or
+/// receive may have consumed data (lost with its buffer), a dropped write
+/// or send may have written, an open may have created its file, an accept
+/// may have taken a connection (which is then closed). A dropped
+/// [`Multi`] releases items that arrived but were not taken the same way
+/// (accepted connections are closed, received chunks dropped).
 ///
 /// # Back-pressure
 ///
-/// The CQ can never overflow. Every request the ring carries holds one CQ
+/// The CQ can never overflow (but for CQEs other code posts into it, see
+/// below, which the kernel keeps in its overflow backlog). Every request the ring carries holds one CQ
 /// credit (ring-core's [`CqCredit`]) from its push until its CQE has been
 /// reaped and the CQ head handed back: at most
 /// [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
@@ -285,13 +311,37 @@ pub struct ProactorStats {
 /// recv selects from a buffer ring the stream owns and copies each chunk
 /// out, so its buffer goes back to the kernel at once.
 ///
+/// # Completions are input
+///
+/// Any code in the process that can name the ring's fd can post CQEs into
+/// it (`IORING_OP_MSG_RING` from another ring). So a CQE is taken for a
+/// request's only if its `user_data` names a request in flight, tag
+/// included (a guess succeeds with odds of 2^-32 per CQE), and its result
+/// is used only within what the op can return: a read's length at most the
+/// length asked (a larger one fails the op with `InvalidData` and is never
+/// used as a length), an fd only from ops that create one. Anything else is
+/// counted in [`ProactorStats::unexpected_cqes`] and ignored.
+///
+/// # User code
+///
+/// Wakers and the drops of what ops own (an `Arc` of a user's file, say)
+/// run with no lock of the Proactor held, so they may use the Proactor
+/// (start ops) but must not block on an op on the Proactor's thread; a
+/// waker or a drop that panics on the thread ends that call only: the op
+/// still completes, and other ops are not affected.
+///
 /// # Shutdown
 ///
-/// Dropping the [`Proactor`] asks every request still in flight to cancel,
-/// waits (on the thread) for every CQE, frees the buffers of dropped ops,
-/// and joins the thread. Ops still alive complete with their kernel result
-/// (usually `ECANCELED`); ops polled after that fail with
-/// `ErrorKind::NotConnected`.
+/// Dropping the [`Proactor`] wakes every op waiting for credit (each then
+/// fails with `ErrorKind::NotConnected`), asks every request still in
+/// flight to cancel (retrying as above), frees the buffers of dropped ops
+/// as their CQEs arrive, and joins the thread once every CQE has come. Ops
+/// still alive complete with their kernel result (usually `ECANCELED`); ops
+/// polled after that fail with `ErrorKind::NotConnected`. Dropping waits
+/// at most 2 seconds: if the kernel has not ended every request by then (a
+/// blocking read of a device that ignores cancellation, say), it returns
+/// and leaves the thread to finish alone, still freeing each buffer only
+/// after its CQE.
 ///
 /// # Unsupported ops
 ///
@@ -1119,7 +1169,8 @@ impl Proactor {
         self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
     }
 
-    /// Completes after `duration` (`IORING_OP_TIMEOUT`).
+    /// Completes after `duration` (`IORING_OP_TIMEOUT`); a duration past
+    /// `i64::MAX` seconds is clamped there.
     pub fn timeout(&self, duration: Duration) -> Op<io::Result<()>> {
         let ts = Box::new(timespec(duration));
         let entry = ring_ops::Timeout::new(&*ts).build();
