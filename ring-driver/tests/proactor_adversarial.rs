@@ -536,10 +536,67 @@ fn sizes_and_durations_at_their_limits_are_errors_or_clamps_not_panics() {
     let (a, b) = p.nop().link(other.nop()).wait();
     assert_eq!(a.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     assert_eq!(b.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    // An offset past i64::MAX is refused, not taken for "the position".
+    let file = Arc::new(std::fs::File::open("/proc/self/exe").unwrap());
+    let (r, w) = pipe();
+    let err = p
+        .splice(&file, Some(u64::MAX), w, None, 16)
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    drop(r);
     // Big counts of buffers.
     let (r, w) = pipe();
     std::fs::File::from(w).write_all(b"abc").unwrap();
     let (n, bufs) = p.readv(r, vec![Vec::new(); 3], u64::MAX).wait();
     assert_eq!(n.unwrap(), 0);
     assert_eq!(bufs.len(), 3);
+}
+
+/// A file whose `Drop` drops the last handle of the Proactor.
+struct LastHandle {
+    fd: OwnedFd,
+    proactor: Mutex<Option<Proactor>>,
+    done: mpsc::Sender<Duration>,
+}
+
+impl AsFd for LastHandle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for LastHandle {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        drop(self.proactor.lock().unwrap().take());
+        let _ = self.done.send(start.elapsed());
+    }
+}
+
+#[test]
+fn the_proactor_dropped_by_a_drop_it_runs_shuts_down_at_once() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (r, _w) = pipe();
+    let (tx, rx) = mpsc::channel();
+    let file = Arc::new(LastHandle {
+        fd: r,
+        proactor: Mutex::new(None),
+        done: tx,
+    });
+    let mut read = p.read(&file, Vec::with_capacity(8), u64::MAX);
+    assert!(poll_once(&mut read).is_pending());
+    // The Proactor's last handle goes into the file, whose last reference
+    // the dropped op leaves to the Proactor's thread.
+    *file.proactor.lock().unwrap() = Some(p);
+    drop(file);
+    drop(read);
+    let took = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the file was dropped");
+    assert!(
+        took < Duration::from_millis(500),
+        "dropping the Proactor on its thread took {took:?}"
+    );
 }

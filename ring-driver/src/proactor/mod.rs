@@ -1338,15 +1338,20 @@ impl Proactor {
     ) -> Op<io::Result<usize>> {
         let fd_in = fd_in.into_op_fd();
         let fd_out = fd_out.into_op_fd();
-        let off = |o: Option<u64>| o.map_or(-1, |o| o as i64);
-        let entry = ring_ops::Splice::new(
-            Fd(fd_in.raw()),
-            off(off_in),
-            Fd(fd_out.raw()),
-            off(off_out),
-            len,
-        )
-        .build();
+        // -1 is "the file position": an offset past i64::MAX must not
+        // become it.
+        let off = |o: Option<u64>| o.map_or(Some(-1), |o| i64::try_from(o).ok());
+        let (Some(at_in), Some(at_out)) = (off(off_in), off(off_out)) else {
+            return self.failed_op(
+                io::Error::new(io::ErrorKind::InvalidInput, "a splice offset past i64::MAX"),
+                move |res: io::Result<u32>, _| {
+                    drop((fd_in, fd_out));
+                    res.map(|n| n as usize)
+                },
+            );
+        };
+        let entry =
+            ring_ops::Splice::new(Fd(fd_in.raw()), at_in, Fd(fd_out.raw()), at_out, len).build();
         self.op_with(entry, (fd_in, fd_out), move |res: io::Result<u32>, _| {
             res.and_then(|n| at_most(n, len as usize))
         })
@@ -1606,8 +1611,14 @@ impl Drop for Proactor {
         // device, say) must not block the caller. The thread then finishes
         // alone, freeing what the kernel used only after its CQE.
         let deadline = Instant::now() + SHUTDOWN_GRACE;
+        // Dropped on its own thread (by a user's Drop the thread ran): that
+        // thread finishes when this returns.
+        let own_thread = self
+            .thread
+            .as_ref()
+            .is_some_and(|t| t.thread().id() == thread::current().id());
         let mut st = self.shared.lock();
-        while !st.stopped {
+        while !st.stopped && !own_thread {
             let now = Instant::now();
             if now >= deadline {
                 break;
