@@ -448,7 +448,7 @@ enum SlotState {
     /// The op's future was dropped: what it owned waits here for the last
     /// CQE, with the CQEs of a dropped stream that came meanwhile (their
     /// results, fds say, are released with it).
-    Orphan(Box<dyn Release>, Vec<(i32, u32)>),
+    Orphan(Box<dyn Release>, Cqes),
     /// Done with (the last CQE arrived and, for an op, its future took the
     /// result or was dropped), but a cancellation's CQE is still owed: the
     /// slot waits for it (a dropped op keeps its credit until then, so
@@ -635,12 +635,15 @@ trait Release: Send {
     fn release(&mut self, res: i32, flags: u32);
 }
 
+/// CQEs' `(res, flags)`, in order.
+type Cqes = Vec<(i32, u32)>;
+
 /// What must be released outside the lock, in this order: CQE results and
 /// the resources that carried them, then the resources' owners.
 #[derive(Default)]
 struct Graveyard {
     /// Resources with the CQEs to release through them (none: drop only).
-    orphans: Vec<(Box<dyn Release>, Vec<(i32, u32)>)>,
+    orphans: Vec<(Box<dyn Release>, Cqes)>,
     /// Slot states dropped for their wakers.
     states: Vec<SlotState>,
     wakers: Vec<Waker>,
@@ -1106,17 +1109,16 @@ impl Proactor {
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.and_then(|n| at_most(n, total)).map(|n| {
+            let res = res.and_then(|n| at_most(n, total)).inspect(|&n| {
                 let mut left = n;
                 for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
                     let k = left.min(iov.iov_len);
                     // SAFETY: the kernel filled the iovecs in order, `k`
-                    // bytes of this one, which is this vector's spare
-                    // capacity.
+                    // bytes of this one (at most its length), which is this
+                    // vector's spare capacity.
                     unsafe { b.set_len(b.len() + k) };
                     left -= k;
                 }
-                n
             });
             drop(iovecs);
             (res, bufs)
