@@ -2403,6 +2403,8 @@ struct Driver<K: Kernel> {
     wake_armed: bool,
     /// The `user_data` of the armed wake-up read (a random tag each time).
     wake_ud: u64,
+    /// The wake-up read's tags.
+    tags: Tags,
     /// Cancellations to send again, when, for which request.
     retries: Vec<(Instant, u64)>,
     /// CQ credit of every request in the ring (ops, cancellations, the
@@ -2431,6 +2433,7 @@ impl<K: Kernel> Driver<K> {
             wake_buf: ManuallyDrop::new(Box::new(0)),
             wake_armed: false,
             wake_ud: 0,
+            tags: Tags::default(),
             retries: Vec::new(),
             batch: config.batch,
             delay: config.delay,
@@ -2487,8 +2490,7 @@ impl<K: Kernel> Driver<K> {
 
     fn arm_wake(&mut self) {
         let ptr: *mut u64 = &mut **self.wake_buf;
-        let tag = self.shared.lock().tags.next();
-        let ud = user_data(WAKE_INDEX, tag);
+        let ud = user_data(WAKE_INDEX, self.tags.next());
         let entry = ring_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
             .build()
             .user_data(ud);
