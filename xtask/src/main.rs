@@ -550,6 +550,12 @@ fn ci_asan() -> Result<bool> {
                 "proactor",
                 "--test",
                 "proactor_adversarial",
+                "--test",
+                "bufring",
+                "--test",
+                "setup",
+                "--test",
+                "register",
             ])
             .env("RUSTFLAGS", "-Zsanitizer=address")
             .env("RUSTDOCFLAGS", "-Zsanitizer=address")
