@@ -198,6 +198,27 @@ impl AtomicCqCredit {
             .map(|_| ())
             .map_err(|_| CoreError::CreditUnderflow)
     }
+
+    /// Give back up to `n` credits, never more than are taken; returns how
+    /// many of the `n` found no credit to return (0 when all did).
+    ///
+    /// For completions the consumer cannot attribute: a CQE another ring
+    /// posted into this one (`IORING_OP_MSG_RING`) looks like a final
+    /// CQE but answers no request of ours. Returning its "credit" must not
+    /// wrap the count (an underflow would refuse every later request, or
+    /// read as thousands in flight), so the excess is reported instead.
+    pub fn release_saturating(&self, n: u32) -> u32 {
+        // Release: pairs with the Acquire in `acquire_n` (see the type's
+        // doc). The closure always returns Some: the update cannot fail.
+        let before = match self
+            .taken
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(n))
+            }) {
+            Ok(t) | Err(t) => t,
+        };
+        n.saturating_sub(before)
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -241,6 +262,12 @@ mod tests {
         assert_eq!(c.handle_cqe(0), Ok(true));
         assert_eq!(c.in_flight(), 1);
         assert_eq!(c.release(2), Err(CoreError::CreditUnderflow));
+        // Saturating: one credit returned, one CQE found none.
+        assert_eq!(c.release_saturating(2), 1);
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.release_saturating(3), 3);
+        assert_eq!(c.acquire_n(2, ()), Ok(()));
+        assert_eq!(c.release_saturating(1), 0);
         c.release(1).unwrap();
         assert!(AtomicCqCredit::new(9, &geo()).is_err());
         assert_eq!(c.budget(), 2);

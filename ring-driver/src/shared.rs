@@ -6,15 +6,15 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{Ordering, fence};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, Ordering, fence};
+use std::time::{Duration, Instant};
 
 use ring_core::{
     AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, SubmitGate,
     decide_enter, timeout_needs_sqe,
 };
-use ring_ops::{AsyncCancel, Entry};
-use ring_sys::{Errno, SetupFlags, SqFlags};
+use ring_ops::Entry;
+use ring_sys::{Errno, SetupFlags, SqFlags, io_uring_sqe};
 
 use crate::error::{SetupError, Unsupported, os};
 use crate::kernel::Linux;
@@ -28,8 +28,9 @@ use crate::shared_sync::CqRelease;
 /// it sleeps in the kernel (see [`SharedRing`]'s doc on waiting).
 const SPIN_LIMIT: Duration = Duration::from_micros(20);
 
-/// The `user_data` of the cancel sent when the ring closes.
-const CLOSE_CANCEL: u64 = u64::MAX;
+/// The longest single wait handed to the kernel: its timespec has signed
+/// 64-bit seconds; a longer wait is several of these.
+const MAX_WAIT: Duration = Duration::from_secs(i64::MAX as u64);
 
 /// A push refused: the entry is handed back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +40,26 @@ pub enum PushError<T> {
     /// The CQ credit is spent (as many requests in flight as the CQ can
     /// hold completions): [`reap`](SharedRing::reap), then push again.
     NoCredit(T),
+    /// The entry can never be pushed on a [`SharedRing`]: the reason says
+    /// why (an entry whose completions the ring cannot account for, one
+    /// that would touch the ring's fixed-file table, or a ring whose shared
+    /// state the kernel corrupted). For a batch, no entry was pushed.
+    Refused(T, &'static str),
 }
 
 impl<T> PushError<T> {
     /// The refused entry.
     pub fn into_inner(self) -> T {
         match self {
-            PushError::SqFull(t) | PushError::NoCredit(t) => t,
+            PushError::SqFull(t) | PushError::NoCredit(t) | PushError::Refused(t, _) => t,
+        }
+    }
+
+    fn with<U>(self, value: U) -> PushError<U> {
+        match self {
+            PushError::SqFull(_) => PushError::SqFull(value),
+            PushError::NoCredit(_) => PushError::NoCredit(value),
+            PushError::Refused(_, why) => PushError::Refused(value, why),
         }
     }
 }
@@ -57,6 +71,7 @@ impl<T> fmt::Display for PushError<T> {
             PushError::NoCredit(_) => f.write_str(
                 "as many requests are in flight as the completion queue holds; reap, then push again",
             ),
+            PushError::Refused(_, why) => write!(f, "refused by SharedRing: {why}"),
         }
     }
 }
@@ -65,7 +80,11 @@ impl<T: fmt::Debug> std::error::Error for PushError<T> {}
 
 impl<T> From<PushError<T>> for io::Error {
     fn from(e: PushError<T>) -> io::Error {
-        io::Error::new(io::ErrorKind::WouldBlock, e.to_string())
+        let kind = match e {
+            PushError::SqFull(_) | PushError::NoCredit(_) => io::ErrorKind::WouldBlock,
+            PushError::Refused(..) => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e.to_string())
     }
 }
 
@@ -247,8 +266,86 @@ struct Inner {
     credit: Padded<AtomicCqCredit>,
     gate: Padded<SubmitGate>,
     defaults: SetupFlags,
-    // Last: the mappings outlive every use above.
+    /// [`BROKEN_SQ`] / [`BROKEN_CQ`] once the kernel's side of the ring
+    /// was seen out of range; 0 while it is sound.
+    broken: AtomicU8,
+    // Last: the mappings outlive every use above, and dropping them waits
+    // until the kernel has freed the ring (see `shared_map`).
     map: SharedMap,
+}
+
+/// `Inner::broken`: the kernel's `sq.head` was out of range.
+const BROKEN_SQ: u8 = 1;
+/// `Inner::broken`: the kernel's `cq.tail` was more than a ring ahead.
+const BROKEN_CQ: u8 = 2;
+const BROKEN_SQ_WHY: &str =
+    "the kernel's SQ head is out of range (the ring's shared memory is corrupted)";
+const BROKEN_CQ_WHY: &str = "the kernel's CQ tail is more than a ring ahead of the head (the \
+     ring's shared memory is corrupted); no completion was read";
+
+/// Why an entry cannot go on a [`SharedRing`], if it cannot: the shapes
+/// whose completions the CQ credit cannot account for, and the entries
+/// that would touch the fixed-file table (its one slot is the exit barrier
+/// that tells the close when the kernel has let go of every request).
+/// Everything else posts exactly one final CQE (without
+/// `IORING_CQE_F_MORE`) on this ring: a single-shot request its only one,
+/// a multishot request its last, a zero-copy send its notification, a
+/// request cancelled or failed in a chain its error.
+#[allow(unsafe_code, reason = "reads integer members of the entry's unions")]
+fn refusal(sqe: &io_uring_sqe, own_fd: i32) -> Option<&'static str> {
+    use ring_sys::{
+        IORING_MSG_DATA, IORING_OP_ACCEPT, IORING_OP_CLOSE, IORING_OP_FILES_UPDATE,
+        IORING_OP_MSG_RING, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_PIPE,
+        IORING_OP_SOCKET, IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE,
+    };
+    let flags = sqe.flags;
+    if flags & IOSQE_CQE_SKIP_SUCCESS != 0 {
+        return Some(
+            "IOSQE_CQE_SKIP_SUCCESS: the request posts no completion when it succeeds, so a \
+             SharedRing could never return its credit nor tell it is done",
+        );
+    }
+    if flags & IOSQE_FIXED_FILE != 0 {
+        return Some(
+            "IOSQE_FIXED_FILE: a SharedRing has no registered files (its fixed-file table \
+             holds the barrier its close waits on)",
+        );
+    }
+    match sqe.opcode {
+        IORING_OP_MSG_RING => {
+            // SAFETY: every member of these unions is a plain integer of
+            // the union's size: any initialised bytes are a valid value.
+            let command = unsafe { sqe.addr_splice_off_in.addr };
+            if command != IORING_MSG_DATA {
+                return Some(
+                    "IORING_MSG_SEND_FD: a SharedRing has no registered files to send (its one \
+                     fixed file is its close barrier)",
+                );
+            }
+            if sqe.fd == own_fd {
+                return Some(
+                    "IORING_OP_MSG_RING to the ring itself posts a second completion when it \
+                     succeeds and none when it fails, which the CQ credit cannot account for; \
+                     post from another ring, or use a NOP",
+                );
+            }
+            None
+        }
+        IORING_OP_FILES_UPDATE => Some(
+            "IORING_OP_FILES_UPDATE: a SharedRing has no registered files (its fixed-file table \
+             holds its close barrier)",
+        ),
+        IORING_OP_CLOSE | IORING_OP_OPENAT | IORING_OP_OPENAT2 | IORING_OP_ACCEPT
+        | IORING_OP_SOCKET | IORING_OP_PIPE => {
+            // SAFETY: as above.
+            let file_index = unsafe { sqe.splice_fd_in_file_index.file_index };
+            (file_index != 0).then_some(
+                "a direct descriptor (file_index): a SharedRing has no registered files (its \
+                 fixed-file table holds its close barrier)",
+            )
+        }
+        _ => None,
+    }
 }
 
 /// The flags a shared ring refuses, and why.
@@ -324,7 +421,7 @@ impl Builder {
             (self.build_raw()?, SetupFlags::empty())
         };
         let linux = Linux::new(raw).map_err(SetupError::Io)?;
-        let map = SharedMap::new(linux);
+        let map = SharedMap::new(linux).map_err(SetupError::Io)?;
         SharedRing::from_map(map, defaults).map_err(SetupError::Io)
     }
 }
@@ -351,6 +448,7 @@ impl SharedRing {
                 credit: Padded(credit),
                 gate: Padded(SubmitGate::new()),
                 defaults,
+                broken: AtomicU8::new(0),
                 map,
             }),
         })
@@ -375,10 +473,7 @@ impl SharedRing {
     pub unsafe fn push(&self, entry: Entry) -> Result<(), PushError<Entry>> {
         self.inner
             .push_batch(std::slice::from_ref(&entry))
-            .map_err(|e| match e {
-                PushError::SqFull(()) => PushError::SqFull(entry),
-                PushError::NoCredit(()) => PushError::NoCredit(entry),
-            })
+            .map_err(|e| e.with(entry))
     }
 
     /// Pushes all the entries as one claim (consecutive slots) or none.
@@ -402,16 +497,41 @@ impl SharedRing {
         self.inner.enter(0, None)
     }
 
-    /// Submits, then waits until the kernel sees at least `want` completions
-    /// in the CQ, counting those other threads have claimed and not yet
-    /// handed back: see the module doc on waiting.
+    /// Submits, then waits until at least `want` completions are in the
+    /// CQ, counting those other threads have claimed and not yet handed
+    /// back (see the type's doc on waiting); returns how many entries this
+    /// call submitted.
+    ///
+    /// A `want` larger than the CQ returns once the CQ is full; the wait
+    /// also returns when the kernel holds completions back because the CQ
+    /// was full (`IORING_SQ_CQ_OVERFLOW`): reap, then wait again. A wake-up
+    /// with fewer completions (a timeout request firing wakes every
+    /// waiter) waits on.
     pub fn submit_and_wait(&self, want: u32) -> io::Result<u32> {
         self.inner.enter(want, None)
     }
 
-    /// As [`submit_and_wait`](Self::submit_and_wait), giving up after
-    /// `timeout` with `ErrorKind::TimedOut` (`IORING_FEAT_EXT_ARG`, Linux
-    /// 5.11).
+    /// As [`submit_and_wait`](Self::submit_and_wait), bounded by `timeout`
+    /// (`IORING_FEAT_EXT_ARG`, Linux 5.11): `Ok` (the number submitted) if
+    /// `want` completions are ready by then, else
+    /// `Err(ErrorKind::TimedOut)` once `timeout` has passed, with or
+    /// without SQPOLL. On a timeout nothing is lost: the completions that
+    /// did arrive stay in the CQ for [`reap`](Self::reap), and the entries
+    /// were submitted. `Duration::MAX` (any timeout past what a deadline
+    /// can represent) waits as [`submit_and_wait`](Self::submit_and_wait).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ring_driver::SharedRing;
+    ///
+    /// let ring = SharedRing::new(8)?;
+    /// // Nothing was pushed: no completion can come.
+    /// let err = ring
+    ///     .submit_and_wait_timeout(1, Duration::from_millis(5))
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn submit_and_wait_timeout(&self, want: u32, timeout: Duration) -> io::Result<u32> {
         self.inner.enter(want, Some(timeout))
     }
@@ -431,9 +551,24 @@ impl SharedRing {
     }
 
     /// Requests pushed whose final completion has not been handed back to
-    /// the kernel yet (a snapshot).
+    /// the kernel yet (a snapshot): every entry a `SharedRing` accepts
+    /// posts exactly one final CQE here (the shapes that do not are refused
+    /// at push). One exception it cannot see: a CQE another ring posts into
+    /// this one (`IORING_OP_MSG_RING` naming this ring's fd) looks like a
+    /// final CQE and returns the credit of some request still in flight,
+    /// so the count can read low (never below 0: with no credit out, such
+    /// CQEs are counted in [`unexpected`](Self::unexpected)). Nothing
+    /// about memory rests on this count: the close waits for the kernel
+    /// itself (see the type's doc).
     pub fn in_flight(&self) -> u32 {
         self.inner.credit.in_flight()
+    }
+
+    /// Final completions that found no credit to return (a snapshot,
+    /// wrapping): CQEs posted into this ring by something other than a
+    /// request pushed on it, counted instead of trusted.
+    pub fn unexpected(&self) -> u32 {
+        self.inner.release.unexpected()
     }
 
     /// How many requests may be in flight at once: the CQ size minus one.
@@ -476,16 +611,27 @@ impl Inner {
         if n == 0 {
             return Ok(());
         }
+        let own_fd = self.map.fd();
+        for entry in entries {
+            if let Some(why) = refusal(entry.as_sqe(), own_fd) {
+                return Err(PushError::Refused((), why));
+            }
+        }
         self.credit
             .acquire_n(n, ())
             .map_err(|_| PushError::NoCredit(()))?;
         let claim = match self.sq.claim(n, self.map.sq_head()) {
             Ok(claim) => claim,
             Err(e) => {
-                debug_assert!(matches!(e, ClaimError::Full(_)), "SQ claim: {e}");
                 // Release: nothing was published with the credit.
                 let _ = self.credit.release(n);
-                return Err(PushError::SqFull(()));
+                return Err(match e {
+                    ClaimError::Full(_) => PushError::SqFull(()),
+                    ClaimError::Kernel(_) => {
+                        self.broken.store(BROKEN_SQ, Ordering::Relaxed);
+                        PushError::Refused((), BROKEN_SQ_WHY)
+                    }
+                });
             }
         };
         for (index, entry) in claim.indices().zip(entries) {
@@ -533,26 +679,97 @@ impl Inner {
         SqFlags::from_bits_retain(self.map.sq_flags().load(Ordering::Relaxed))
     }
 
+    /// An error if the kernel's side of the ring was seen out of range.
+    fn check_sound(&self) -> io::Result<()> {
+        let why = match self.broken.load(Ordering::Relaxed) {
+            0 => return Ok(()),
+            BROKEN_SQ => BROKEN_SQ_WHY,
+            _ => BROKEN_CQ_WHY,
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidData, why))
+    }
+
+    /// Completions in the CQ as the kernel counts them (`cq.tail -
+    /// cq.head`: including those claimed and not yet handed back), at most
+    /// the CQ size.
+    fn cq_ready(&self) -> u32 {
+        // Acquire: pairs with the kernel's smp_store_release(&cq.tail);
+        // the head is ours (the consumers' CAS).
+        let tail = self.map.cq_tail().load(Ordering::Acquire);
+        let head = self.map.cq_head().load(Ordering::Acquire);
+        tail.wrapping_sub(head)
+            .min(self.map.geometry().cq_entries())
+    }
+
     /// Submits (through the gate, see [`SharedRing`]'s doc), then, if
-    /// `wait_nr > 0`, waits for completions in a second `io_uring_enter`
-    /// that submits nothing. Under SQPOLL one enter does both, as the
-    /// kernel thread submits.
+    /// `wait_nr > 0`, waits for completions in `io_uring_enter`s that
+    /// submit nothing (under SQPOLL too: an enter that submits returns the
+    /// number submitted even when its wait timed out, hiding the timeout).
+    ///
+    /// The wait returns `Ok` once `min(wait_nr, CQ size)` completions are
+    /// in the CQ (a wait for more than the CQ holds returns when it is
+    /// full: the rest can only come once completions are reaped) or the
+    /// kernel flags an overflow backlog; `ErrorKind::TimedOut` once
+    /// `timeout` has passed with fewer (those that arrived stay in the CQ).
+    /// The kernel also ends a wait early (a timeout request firing wakes
+    /// every waiter, a signal): the wait then goes on, for what is left of
+    /// the timeout. A timeout too large for a deadline (`Duration::MAX`)
+    /// waits without one.
     fn enter(&self, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
-        if self
+        self.check_sound()?;
+        let sqpoll = self
             .map
             .geometry()
             .setup_flags()
-            .contains(SetupFlags::SQPOLL)
-        {
-            return self.enter_once(true, wait_nr, timeout);
-        }
-        let submitted = self.submit_gated()?;
+            .contains(SetupFlags::SQPOLL);
+        let submitted = if sqpoll {
+            // Only wakes the kernel thread if it sleeps.
+            self.enter_once(true, 0, None)?
+        } else {
+            self.submit_gated()?
+        };
         if wait_nr == 0 {
             return Ok(submitted);
         }
-        self.spin_while_submitting(wait_nr);
-        self.enter_once(false, wait_nr, timeout)?;
-        Ok(submitted)
+        let want = wait_nr.min(self.map.geometry().cq_entries());
+        let deadline = match timeout {
+            None => None,
+            Some(t) => Instant::now().checked_add(t),
+        };
+        if !sqpoll {
+            self.spin_while_submitting(want);
+        }
+        loop {
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.saturating_duration_since(Instant::now()).min(MAX_WAIT)),
+            };
+            let timed_out = match left {
+                Some(left) if left.is_zero() => true,
+                _ => match self.enter_once(false, want, left) {
+                    Ok(_) => false,
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => true,
+                    Err(e) => return Err(e),
+                },
+            };
+            if self.cq_ready() >= want || self.cq_overflow_pending() {
+                return Ok(submitted);
+            }
+            if timed_out {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the timeout passed with fewer completions ready than asked for (those that \
+                     arrived stay in the completion queue)",
+                ));
+            }
+        }
+    }
+
+    /// Whether the kernel holds completions it could not post because the
+    /// CQ was full (`IORING_SQ_CQ_OVERFLOW`): they come in as slots are
+    /// handed back, so a waiter must return and let its caller reap.
+    fn cq_overflow_pending(&self) -> bool {
+        self.sq_flags(FlagsRead::Load).contains(SqFlags::CQ_OVERFLOW)
     }
 
     /// Before sleeping in the kernel for `wait_nr` completions: while
@@ -650,7 +867,10 @@ impl Inner {
             };
             match self.map.enter(&decision, timeout) {
                 Ok(n) => return Ok(n),
-                // Interrupted by a signal before doing anything: retry.
+                // Interrupted by a signal: a timed wait returns to its
+                // caller's loop, which waits again for what is left of the
+                // timeout; anything else retries.
+                Err(Errno::EINTR) if timeout.is_some() => return Ok(0),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ETIME) if timeout.is_some() => {
                     return Err(io::Error::from(io::ErrorKind::TimedOut));
@@ -679,10 +899,12 @@ impl Inner {
         let batch = match self.cq.claim(max, self.map.cq_tail()) {
             Ok(Some(batch)) => batch,
             Ok(None) => return 0,
-            Err(_e) => {
-                // A tail more than a ring ahead: the kernel broke the
-                // protocol. Take nothing (safe: no slot is read).
-                debug_assert!(false, "kernel CQ tail out of range: {_e}");
+            Err(_) => {
+                // A tail more than a ring ahead: the kernel's side is
+                // corrupted. Take nothing (no slot is read), and make every
+                // later submit and wait fail with the cause instead of
+                // spinning on a CQ that always looks ready.
+                self.broken.store(BROKEN_CQ, Ordering::Relaxed);
                 return 0;
             }
         };
@@ -713,52 +935,15 @@ impl Inner {
         batch.len() as usize
     }
 
-    /// The close protocol of the module doc; `&mut self`: no other handle
-    /// is left.
+    /// The close protocol of [`SharedRing`]'s doc: submit what was pushed
+    /// and not yet submitted; the wait for the kernel to let go of every
+    /// request is the map's, when it drops after this (it closes the ring
+    /// fd first). `&mut self`: no other handle is left.
     fn close(&mut self) {
-        let mut scratch = Vec::new();
-        self.reap(&mut scratch, usize::MAX);
-        if self.credit.in_flight() == 0 && self.sq_pending() == 0 {
-            return;
-        }
-        // One more credit than users may take, for the cancel: the CQ has
-        // room for budget + 1 completions.
-        let geometry = *self.map.geometry();
-        let in_flight = self.credit.in_flight();
-        if let Ok(credit) = AtomicCqCredit::new(geometry.cq_entries(), &geometry) {
-            if credit.acquire_n(in_flight, ()).is_ok() {
-                self.credit = Padded(credit);
-            }
-        }
-        let cancel = AsyncCancel::any().all().build().user_data(CLOSE_CANCEL);
-        let mut cancel_sent = false;
-        let mut spins = 0u32;
-        loop {
-            scratch.clear();
-            self.reap(&mut scratch, usize::MAX);
-            if self.credit.in_flight() == 0 {
-                break;
-            }
-            if !cancel_sent {
-                // Cancels every request in flight (5.19: -EINVAL before,
-                // and then what is in flight is waited for).
-                cancel_sent = self.push_batch(std::slice::from_ref(&cancel)).is_ok();
-            }
-            match self.enter(1, None) {
-                Ok(_) => {}
-                // No room to post (a multishot burst): the reap at the top
-                // of the loop makes room.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {}
-                Err(_) => {
-                    // The kernel refuses to run anything (EBADFD: a ring
-                    // still disabled; a dead fd): what it did not consume
-                    // never reached it, and nothing more will complete.
-                    spins += 1;
-                    if spins > 3 {
-                        break;
-                    }
-                }
-            }
+        if self.sq_pending() > 0 && self.broken.load(Ordering::Relaxed) == 0 {
+            // A failure leaves the entries unconsumed: they never reach
+            // the kernel, and the exit frees them with the ring.
+            let _ = self.enter(0, None);
         }
     }
 }

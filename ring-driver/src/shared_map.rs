@@ -23,6 +23,103 @@ use crate::setup::Params;
 pub(crate) struct SharedMap {
     geometry: Geometry,
     linux: Linux,
+    // After `linux`: fields drop in order, so the ring fd is closed (and
+    // the rings unmapped) before the barrier waits for the kernel.
+    #[allow(dead_code, reason = "used by its Drop only: the wait for the kernel")]
+    barrier: ExitBarrier,
+}
+
+/// Tells when the kernel has freed a ring after its fd was closed.
+///
+/// Closing a ring's last fd does not stop its requests: the kernel queues
+/// `io_ring_exit_work`, which cancels what it can and waits, in the
+/// background, until every request has completed and been freed (the
+/// ring's `refs`, which every request holds); only then does it free the
+/// ring (`io_ring_ctx_free`) and with it the fixed-file table. So: at
+/// setup, the write end of a pipe is registered as the ring's only fixed
+/// file and closed here; the kernel then holds the only reference to it.
+/// When the ring is freed, the pipe loses its last writer and a read of
+/// the read end returns end-of-file: every request is gone, and none can
+/// touch memory any more. This holds for every request the kernel took,
+/// whatever CQEs it did or did not post, on every kernel (5.1+), and does
+/// not trust any count of ours.
+///
+/// What it cannot see through (documented on `SharedRing`): a second
+/// reference to the ring file (a `dup` of its fd, a child forked before
+/// `exec`, another ring's fixed-file table holding it) keeps the ring
+/// alive, and the wait lasts until that reference goes; a file installed
+/// over slot 0 of the table (which the pushes of a `SharedRing` refuse, but
+/// another ring can do with `IORING_MSG_SEND_FD` on Linux 6.0+ if it names
+/// this ring's fd) ends the wait early.
+struct ExitBarrier {
+    /// The pipe's read end; -1 once waited for.
+    read_end: i32,
+}
+
+impl ExitBarrier {
+    /// Registers a pipe's write end as the only fixed file of `ring_fd`.
+    fn register(ring_fd: i32) -> std::io::Result<ExitBarrier> {
+        let mut fds = [-1i32; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let [read_end, write_end] = fds;
+        // SAFETY: IORING_REGISTER_FILES reads `nr_args` (1) i32 fds from
+        // the pointer, which is valid for the call; the kernel takes its
+        // own reference to the file.
+        let r = unsafe {
+            crate::sys::register(
+                ring_fd,
+                ring_sys::IORING_REGISTER_FILES,
+                &raw const fds[1],
+                1,
+            )
+        };
+        // The kernel's reference (if registered) is now the only writer.
+        crate::sys::close(write_end);
+        match r {
+            Ok(_) => Ok(ExitBarrier { read_end }),
+            Err(e) => {
+                crate::sys::close(read_end);
+                Err(std::io::Error::other(format!(
+                    "a SharedRing registers one fixed file (the pipe that tells when the \
+                     kernel has freed the ring on close); IORING_REGISTER_FILES failed: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Blocks until the pipe's write end is released: the ring is freed.
+    /// Call after the ring fd is closed.
+    fn wait(&mut self) {
+        if self.read_end < 0 {
+            return;
+        }
+        let mut sink = [0u8; 64];
+        loop {
+            // SAFETY: `sink` is valid and writable for its length; the fd
+            // is ours.
+            let n = unsafe { libc::read(self.read_end, sink.as_mut_ptr().cast(), sink.len()) };
+            if n == 0 {
+                break; // end-of-file: the ring is freed
+            }
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                // Only EBADF/EFAULT/EIO could land here, none of which a
+                // pipe we own produces; waiting on would never end.
+                break;
+            }
+            // Data (nothing of ours writes it) or EINTR: read on.
+        }
+        crate::sys::close(self.read_end);
+        self.read_end = -1;
+    }
+}
+
+impl Drop for ExitBarrier {
+    fn drop(&mut self) {
+        self.wait();
+    }
 }
 
 // SAFETY: the pointers in `linux` point into its own mappings, moved with
@@ -36,11 +133,15 @@ unsafe impl Sync for SharedMap {}
 impl SharedMap {
     /// A shared view of a ring `Linux::new` set up and validated (offsets
     /// checked against the mappings, SQ array filled).
-    pub(crate) fn new(linux: Linux) -> SharedMap {
-        SharedMap {
+    /// Registers the exit barrier (one fixed file): fails if the kernel
+    /// refuses it.
+    pub(crate) fn new(linux: Linux) -> std::io::Result<SharedMap> {
+        let barrier = ExitBarrier::register(linux.raw.fd)?;
+        Ok(SharedMap {
             geometry: *linux.geometry(),
             linux,
-        }
+            barrier,
+        })
     }
 
     fn word(&self, word: NonNull<AtomicU32>) -> &AtomicU32 {

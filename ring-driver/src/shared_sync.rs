@@ -41,6 +41,9 @@ pub(crate) struct CqRelease {
     read: AtomicU32,
     /// Per slot: 1 if the CQE copied out of it returns a credit.
     credits: Box<[AtomicU32]>,
+    /// Final CQEs handed back while no credit was out: completions no
+    /// request of ours accounts for (see [`unexpected`](Self::unexpected)).
+    unexpected: AtomicU32,
 }
 
 impl CqRelease {
@@ -51,6 +54,7 @@ impl CqRelease {
             mask: entries - 1,
             read: AtomicU32::new(start),
             credits: (0..entries).map(|_| AtomicU32::new(0)).collect(),
+            unexpected: AtomicU32::new(0),
         }
     }
 
@@ -137,14 +141,28 @@ impl CqRelease {
                         // After the head store: the slots are free before
                         // the credits let new requests in (Release inside,
                         // paired with the Acquire of AtomicCqCredit::acquire).
-                        let _underflow = credit.release(n);
-                        debug_assert!(_underflow.is_ok(), "CQE without credit");
+                        // Saturating: a final CQE no request took credit
+                        // for (another ring's IORING_OP_MSG_RING posts
+                        // them at will) is counted, never an underflow.
+                        let excess = credit.release_saturating(n);
+                        if excess > 0 {
+                            // Relaxed: a statistic.
+                            self.unexpected.fetch_add(excess, Ordering::Relaxed);
+                        }
                     }
                     return read;
                 }
                 Err(_) => continue,
             }
         }
+    }
+
+    /// Final CQEs that found no credit to return (a snapshot): completions
+    /// posted into the ring by something other than a request pushed on
+    /// it, counted instead of trusted. Wraps after `u32::MAX`.
+    pub(crate) fn unexpected(&self) -> u32 {
+        // Relaxed: a statistic.
+        self.unexpected.load(Ordering::Relaxed)
     }
 
     /// Every slot below this index has been copied out (a snapshot).
@@ -197,6 +215,17 @@ mod tests {
         // Nothing more to do: advance is idempotent.
         assert_eq!(rel.advance(&head, &credit), 1);
         assert_eq!(credit.in_flight(), 1);
+        assert_eq!(rel.unexpected(), 0);
+        // Three final CQEs nobody took credit for beyond the one out: one
+        // credit comes back, two are counted, nothing wraps or panics.
+        tail.store(4, Ordering::Relaxed);
+        let c = cq.claim(8, &tail).unwrap().unwrap();
+        for idx in c.indices() {
+            rel.note(idx, 0);
+        }
+        assert_eq!(rel.release(&cq, c, &head, &credit), 4);
+        assert_eq!(credit.in_flight(), 0);
+        assert_eq!(rel.unexpected(), 2);
     }
 
     /// Real threads on the real atomics (and, under Miri, its weak-memory
