@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use ring_core::{
@@ -164,17 +164,39 @@ impl<T> From<PushError<T>> for io::Error {
 /// # Back-pressure
 ///
 /// Each pushed entry takes one credit of a [`ring_core::AtomicCqCredit`]
-/// whose budget is the CQ size minus one (the one is kept for the cancel
-/// sent at close). A push past the budget is refused with
-/// [`PushError::NoCredit`], the entry handed back: reap, then push again.
-/// The credit of a completion comes back when `cq.head` moves past its slot
-/// (not merely when it is read: a slot read out of order is still full for
-/// the kernel), so completions can never outnumber the CQ's slots, and the
-/// CQ cannot overflow. A CQE with `IORING_CQE_F_MORE` (multishot) keeps its
-/// request's credit; a multishot request may post several CQEs before they
-/// are reaped, so leave headroom for such bursts. An entry with
-/// `IOSQE_CQE_SKIP_SUCCESS` posts nothing on success and its credit is then
-/// never returned: do not use it on a `SharedRing`.
+/// whose budget is the CQ size minus one (room for one completion no
+/// request accounts for, see below). A push past the budget is refused
+/// with [`PushError::NoCredit`], the entry handed back: reap, then push
+/// again. The credit of a completion comes back when `cq.head` moves past
+/// its slot (not merely when it is read: a slot read out of order is still
+/// full for the kernel), so completions can never outnumber the CQ's
+/// slots, and the CQ cannot overflow. A CQE with `IORING_CQE_F_MORE`
+/// (multishot, the first CQE of a zero-copy send) keeps its request's
+/// credit, which the final CQE (without it: the last multishot CQE, the
+/// `IORING_CQE_F_NOTIF` notification) returns; a multishot request may
+/// post several CQEs before they are reaped, so leave headroom for such
+/// bursts (beyond the CQ they wait in the kernel's overflow backlog).
+///
+/// **One final CQE per entry.** The credit is exact because every entry a
+/// `SharedRing` accepts posts exactly one final CQE on it. Refused at push
+/// with [`PushError::Refused`], the entry handed back, are the shapes that
+/// do not: `IOSQE_CQE_SKIP_SUCCESS` (no CQE on success), and
+/// `IORING_OP_MSG_RING` naming this ring's own fd (two CQEs on success,
+/// one on failure); and everything that would use or change the
+/// fixed-file table, whose one slot is the close barrier (below):
+/// `IOSQE_FIXED_FILE`, `IORING_OP_FILES_UPDATE`, direct descriptors
+/// (`file_index` of open, accept, socket, pipe, close), `IORING_MSG_SEND_FD`.
+///
+/// **Completions nobody asked for.** Any code that can name the ring's fd
+/// can post CQEs into it with `IORING_OP_MSG_RING` from another ring (a
+/// `dup` of the fd reaches it too), with any `user_data`, `res` and flags:
+/// nothing in a CQE tells them apart from the ring's own. Reaped, such a
+/// CQE is handed out like any other; if no credit is out it is counted in
+/// [`unexpected`](SharedRing::unexpected) (never an underflow), otherwise
+/// it returns the credit of a request still in flight, so
+/// [`in_flight`](SharedRing::in_flight) reads low and the CQ may overflow
+/// into the kernel's backlog. Nothing about memory rests on the count: the
+/// close asks the kernel.
 ///
 /// # Setup flags
 ///
@@ -191,14 +213,33 @@ impl<T> From<PushError<T>> for io::Error {
 /// # Closing
 ///
 /// Handles are `Clone + Send + Sync` ([`Arc`] inside). When the last one
-/// drops, entries still unsubmitted are submitted, everything in flight is
-/// cancelled (`IORING_OP_ASYNC_CANCEL` with `ANY | ALL`, Linux 5.19; on older
-/// kernels in-flight requests are waited for), and completions are reaped
-/// and discarded until no credit is out; only then is the ring unmapped and
-/// closed, so the kernel never writes into memory a request named after the
-/// ring is gone. (If the kernel refuses `io_uring_enter` outright, e.g.
-/// `EBADFD` on a ring still disabled, the close gives up after a few tries:
-/// it consumed nothing then.)
+/// drops, entries still unsubmitted are submitted, the ring is unmapped and
+/// its fd closed, and the drop **waits until the kernel has freed the
+/// ring**, which it does only once every request it took has completed or
+/// been cancelled and been freed: the kernel's ring exit
+/// (`io_ring_exit_work`) cancels everything it can and waits for the rest,
+/// but asynchronously (`close` returns at once). So the drop does not
+/// trust a count of completions (which a forged CQE can lower, and a
+/// completion-less request would keep up forever): at setup, the write end
+/// of a pipe is registered as the ring's one fixed file and closed; the
+/// kernel drops its reference only when it frees the ring, and the drop
+/// reads the pipe until end-of-file. Before closing, the drop cancels
+/// everything it can (`IORING_REGISTER_SYNC_CANCEL`, Linux 6.0) to give
+/// the exit a head start. This works on every kernel and costs what the
+/// kernel's teardown costs, typically 10 to 50 milliseconds (an RCU grace
+/// period, more when a request is stuck in an io-wq worker: the exit
+/// retries its cancel every 50 ms); a ring on which no entry was ever
+/// pushed skips the wait. Once the last drop returns, the kernel writes no
+/// memory named by any entry pushed on the ring. Completions not reaped
+/// are discarded.
+///
+/// Limits. The drop waits as long as anything else keeps the ring file
+/// open: a `dup` of its fd, a child process forked (not yet exec'd) while
+/// the ring existed, another ring's fixed-file table; and as long as a
+/// request the kernel cannot cancel has not completed (a read of a
+/// hung network filesystem). A file installed over the table's slot by
+/// another ring (`IORING_MSG_SEND_FD`, Linux 6.0, naming this ring's fd)
+/// would end the wait early: code that does so uses an fd it does not own.
 ///
 /// # Verification
 ///
@@ -206,7 +247,10 @@ impl<T> From<PushError<T>> for io::Error {
 /// (`RING_STRESS_OPS`; 50,000 in debug builds), every `user_data` seen once,
 /// overflow counter 0, all credit back; the same on a 4-slot ring and under
 /// SQPOLL; concurrent submitters; waiters on several threads; close with
-/// work in flight. `tests/shared_loom.rs`: loom models of the credit stage
+/// work in flight; completions forged by another ring (no underflow, and a
+/// drop with an io-wq read in flight whose credit a forged CQE took still
+/// waits for the kernel); the refused entry shapes; timed waits with and
+/// without SQPOLL. `tests/shared_loom.rs`: loom models of the credit stage
 /// (with `--cfg loom`), including a naive variant loom shows overflowing;
 /// ring-core's `tests/loom.rs` models the claim/commit queues and the
 /// submit gate (nothing left unsubmitted, one submitter at a time).
@@ -269,6 +313,9 @@ struct Inner {
     /// [`BROKEN_SQ`] / [`BROKEN_CQ`] once the kernel's side of the ring
     /// was seen out of range; 0 while it is sound.
     broken: AtomicU8,
+    /// Whether an entry was ever published (the close's wait for the
+    /// kernel is skipped for a ring that never had one).
+    used: AtomicBool,
     // Last: the mappings outlive every use above, and dropping them waits
     // until the kernel has freed the ring (see `shared_map`).
     map: SharedMap,
@@ -295,8 +342,8 @@ const BROKEN_CQ_WHY: &str = "the kernel's CQ tail is more than a ring ahead of t
 fn refusal(sqe: &io_uring_sqe, own_fd: i32) -> Option<&'static str> {
     use ring_sys::{
         IORING_MSG_DATA, IORING_OP_ACCEPT, IORING_OP_CLOSE, IORING_OP_FILES_UPDATE,
-        IORING_OP_MSG_RING, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_PIPE,
-        IORING_OP_SOCKET, IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE,
+        IORING_OP_MSG_RING, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_PIPE, IORING_OP_SOCKET,
+        IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE,
     };
     let flags = sqe.flags;
     if flags & IOSQE_CQE_SKIP_SUCCESS != 0 {
@@ -384,7 +431,9 @@ impl Builder {
     /// `DEFER_TASKRUN`, `COOP_TASKRUN`, `TASKRUN_FLAG`, `REGISTERED_FD_ONLY`,
     /// `CQE_MIXED`. Of the fast defaults it keeps `SUBMIT_ALL` and
     /// `NO_SQARRAY` (where the kernel has them) and drops `COOP_TASKRUN`; the
-    /// ring fd is not registered.
+    /// ring fd is not registered. It registers one fixed file, the close
+    /// barrier (see [`SharedRing`], "Closing"): a failure to do so is an
+    /// error ([`SetupError::Io`]).
     pub fn build_shared(&self) -> Result<SharedRing, SetupError> {
         let asked = self.flags();
         for &(flag, why) in REFUSED {
@@ -449,6 +498,7 @@ impl SharedRing {
                 gate: Padded(SubmitGate::new()),
                 defaults,
                 broken: AtomicU8::new(0),
+                used: AtomicBool::new(false),
                 map,
             }),
         })
@@ -462,10 +512,15 @@ impl SharedRing {
     /// # Safety
     ///
     /// Every buffer, path, iovec, timespec or other pointer the entry
-    /// carries, and every fd it names, must stay valid until its completion
-    /// has been reaped (for multishot requests: the last one, without
-    /// `IORING_CQE_F_MORE`), or until the last handle of the ring has been
-    /// dropped (which waits for everything in flight).
+    /// carries, and every fd it names, must stay valid until its final
+    /// completion has been reaped (the one without `IORING_CQE_F_MORE`: for
+    /// multishot requests the last one, for zero-copy sends the
+    /// notification), or until the last handle of the ring has been dropped
+    /// (which waits until the kernel has let go of every request). Only a
+    /// completion this entry posted counts: a CQE with the same
+    /// `user_data` may have been posted by another ring (see the type's
+    /// doc), so code that cannot rule that out keeps the memory until the
+    /// drop.
     #[allow(
         unsafe_code,
         reason = "declares the caller's contract; the slot write is the map's"
@@ -634,6 +689,12 @@ impl Inner {
                 });
             }
         };
+        // Relaxed: read by the close, which the last handle's drop orders
+        // after every push (Arc's release/acquire). A load first: after the
+        // first push the line is only read.
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
         for (index, entry) in claim.indices().zip(entries) {
             // SAFETY: `index` is ours: claimed above and not yet committed,
             // so neither the kernel nor another thread touches its slot.
@@ -740,10 +801,7 @@ impl Inner {
             self.spin_while_submitting(want);
         }
         loop {
-            let left = match deadline {
-                None => None,
-                Some(d) => Some(d.saturating_duration_since(Instant::now()).min(MAX_WAIT)),
-            };
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()).min(MAX_WAIT));
             let timed_out = match left {
                 Some(left) if left.is_zero() => true,
                 _ => match self.enter_once(false, want, left) {
@@ -769,7 +827,8 @@ impl Inner {
     /// CQ was full (`IORING_SQ_CQ_OVERFLOW`): they come in as slots are
     /// handed back, so a waiter must return and let its caller reap.
     fn cq_overflow_pending(&self) -> bool {
-        self.sq_flags(FlagsRead::Load).contains(SqFlags::CQ_OVERFLOW)
+        self.sq_flags(FlagsRead::Load)
+            .contains(SqFlags::CQ_OVERFLOW)
     }
 
     /// Before sleeping in the kernel for `wait_nr` completions: while
@@ -945,6 +1004,14 @@ impl Inner {
             // the kernel, and the exit frees them with the ring.
             let _ = self.enter(0, None);
         }
+        if !self.used.load(Ordering::Relaxed) {
+            // No SQE was ever published: the kernel holds no request of
+            // this ring, and freeing it takes the kernel tens of
+            // milliseconds (an RCU grace period) not worth waiting for.
+            self.map.no_request_was_published();
+            return;
+        }
+        self.map.cancel_all();
     }
 }
 

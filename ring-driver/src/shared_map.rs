@@ -25,7 +25,6 @@ pub(crate) struct SharedMap {
     linux: Linux,
     // After `linux`: fields drop in order, so the ring fd is closed (and
     // the rings unmapped) before the barrier waits for the kernel.
-    #[allow(dead_code, reason = "used by its Drop only: the wait for the kernel")]
     barrier: ExitBarrier,
 }
 
@@ -87,6 +86,15 @@ impl ExitBarrier {
                      kernel has freed the ring on close); IORING_REGISTER_FILES failed: {e}"
                 )))
             }
+        }
+    }
+
+    /// Closes the read end without waiting: for a ring that never
+    /// published an entry, so the kernel has no request to let go of.
+    fn forget(&mut self) {
+        if self.read_end >= 0 {
+            crate::sys::close(self.read_end);
+            self.read_end = -1;
         }
     }
 
@@ -257,6 +265,41 @@ impl SharedMap {
                 f(Cqe::from(unsafe { base.add(i).read() }));
             }
         }
+    }
+
+    /// The drop will not wait for the kernel to free the ring: only for a
+    /// ring on which no entry was ever published (no SQE the kernel could
+    /// have turned into a request; completions other rings post into this
+    /// one are not requests of it).
+    pub(crate) fn no_request_was_published(&mut self) {
+        self.barrier.forget();
+    }
+
+    /// `IORING_REGISTER_SYNC_CANCEL` of every request (`ANY | ALL`, Linux
+    /// 6.0): cancels what can be cancelled now (signalling io-wq workers
+    /// that run one) without waiting. Only a head start for the close: the
+    /// kernel's ring exit cancels everything again and the exit barrier
+    /// waits for it, so a failure (older kernels: `EINVAL`) is ignored.
+    pub(crate) fn cancel_all(&self) {
+        let reg = ring_sys::io_uring_sync_cancel_reg {
+            flags: ring_sys::IORING_ASYNC_CANCEL_ANY | ring_sys::IORING_ASYNC_CANCEL_ALL,
+            fd: -1,
+            timeout: ring_sys::__kernel_timespec {
+                tv_sec: -1,
+                tv_nsec: -1,
+            },
+            ..Default::default()
+        };
+        // SAFETY: one io_uring_sync_cancel_reg, valid for the call; the
+        // kernel only reads it.
+        let _ = unsafe {
+            crate::sys::register(
+                self.linux.raw.fd,
+                ring_sys::IORING_REGISTER_SYNC_CANCEL,
+                &raw const reg,
+                1,
+            )
+        };
     }
 
     /// `io_uring_enter(2)` on the plain ring fd (registered ring fds are per

@@ -645,7 +645,7 @@ fn skip_success_entries_are_refused_and_handed_back() {
     within(
         Duration::from_secs(10),
         "the test and the ring's drop",
-        || skip_success_refused_body(),
+        skip_success_refused_body,
     );
 }
 
@@ -984,7 +984,6 @@ fn duration_max_waits_without_a_deadline() {
         tv_nsec: 10_000_000,
     };
     for (name, ring) in timed_wait_rings() {
-        let ts = ts;
         let ring2 = ring.clone();
         let r = within(Duration::from_secs(10), "a Duration::MAX wait", move || {
             // SAFETY: `ts` lives in this closure until the wait returned
