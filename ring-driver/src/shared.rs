@@ -697,7 +697,8 @@ impl Inner {
         // One branch for the batch: almost every batch has nothing to look at.
         if entries.iter().fold(0, |look, e| look | look_at(e.as_sqe())) != 0 {
             for entry in entries {
-                if let Some(why) = refusal(entry.as_sqe(), self.map.fd()) {
+                let own_fd = self.map.fd().map_or(-1, |fd| fd.as_raw_fd());
+                if let Some(why) = refusal(entry.as_sqe(), own_fd) {
                     return Err(PushError::Refused((), why));
                 }
             }

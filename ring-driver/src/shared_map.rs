@@ -56,8 +56,8 @@ struct ExitBarrier {
 }
 
 impl ExitBarrier {
-    /// Registers a pipe's write end as the only fixed file of `ring_fd`.
-    fn register(ring_fd: i32) -> std::io::Result<ExitBarrier> {
+    /// Registers a pipe's write end as the only fixed file of `ring`.
+    fn register(ring: &crate::sys::RingFd) -> std::io::Result<ExitBarrier> {
         let mut fds = [-1i32; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -67,14 +67,7 @@ impl ExitBarrier {
         // SAFETY: IORING_REGISTER_FILES reads `nr_args` (1) i32 fds from
         // the pointer, which is valid for the call; the kernel takes its
         // own reference to the file.
-        let r = unsafe {
-            crate::sys::register(
-                ring_fd,
-                ring_sys::IORING_REGISTER_FILES,
-                &raw const fds[1],
-                1,
-            )
-        };
+        let r = unsafe { ring.register(ring_sys::IORING_REGISTER_FILES, &raw const fds[1], 1) };
         // The kernel's reference (if registered) is now the only writer.
         crate::sys::close(write_end);
         match r {
@@ -144,7 +137,7 @@ impl SharedMap {
     /// Registers the exit barrier (one fixed file): fails if the kernel
     /// refuses it.
     pub(crate) fn new(linux: Linux) -> std::io::Result<SharedMap> {
-        let barrier = ExitBarrier::register(linux.raw.fd)?;
+        let barrier = ExitBarrier::register(&linux.raw.ring)?;
         Ok(SharedMap {
             geometry: *linux.geometry(),
             linux,
@@ -293,12 +286,10 @@ impl SharedMap {
         // SAFETY: one io_uring_sync_cancel_reg, valid for the call; the
         // kernel only reads it.
         let _ = unsafe {
-            crate::sys::register(
-                self.linux.raw.fd,
-                ring_sys::IORING_REGISTER_SYNC_CANCEL,
-                &raw const reg,
-                1,
-            )
+            self.linux
+                .raw
+                .ring
+                .register(ring_sys::IORING_REGISTER_SYNC_CANCEL, &raw const reg, 1)
         };
     }
 
