@@ -213,7 +213,8 @@ impl<T> From<PushError<T>> for io::Error {
 /// # Closing
 ///
 /// Handles are `Clone + Send + Sync` ([`Arc`] inside). When the last one
-/// drops, entries still unsubmitted are submitted, the ring is unmapped and
+/// drops, entries still unsubmitted are submitted (those that do not
+/// complete at once are cancelled with the rest), the ring is unmapped and
 /// its fd closed, and the drop **waits until the kernel has freed the
 /// ring**, which it does only once every request it took has completed or
 /// been cancelled and been freed: the kernel's ring exit
