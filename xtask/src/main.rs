@@ -556,6 +556,8 @@ fn ci_asan() -> Result<bool> {
                 "setup",
                 "--test",
                 "register",
+                "--test",
+                "shared",
             ])
             .env("RUSTFLAGS", "-Zsanitizer=address")
             .env("RUSTDOCFLAGS", "-Zsanitizer=address")
