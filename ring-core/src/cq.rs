@@ -170,6 +170,20 @@ impl CompletionQueue {
         tail.wrapping_sub(self.head)
     }
 
+    /// How many CQEs a wait for `want` completions can ask of this CQ: at
+    /// most its size. A full CQ ends any wait: the kernel posts nothing
+    /// more until the application releases slots (it clamps
+    /// `min_complete` the same way in `io_cqring_wait` and returns at once),
+    /// so waiting for more than the CQ holds would enter again and again.
+    #[inline]
+    pub const fn wait_target(&self, want: u32) -> u32 {
+        if want < self.entries {
+            want
+        } else {
+            self.entries
+        }
+    }
+
     /// Slots reaped but not yet released to the kernel.
     pub const fn unreleased(&self) -> u32 {
         self.head.wrapping_sub(self.released)
@@ -380,6 +394,22 @@ mod tests {
         assert_eq!(q.poll_release_head(), Some(3));
         assert_eq!(q.poll_release_head(), None);
         assert_eq!(q.space(), 4);
+    }
+
+    #[test]
+    fn a_wait_never_asks_for_more_than_the_cq_holds() {
+        let mut q = cq(0, SetupFlags::empty());
+        assert_eq!(q.wait_target(0), 0);
+        assert_eq!(q.wait_target(3), 3);
+        assert_eq!(q.wait_target(4), 4);
+        assert_eq!(q.wait_target(5), 4);
+        assert_eq!(q.wait_target(u32::MAX), 4);
+        // A full CQ meets any target, even past a wrap of the indices.
+        let mut wrapped = cq(u32::MAX - 1, SetupFlags::empty());
+        wrapped.handle_tail(2).unwrap();
+        assert!(wrapped.ready() >= wrapped.wait_target(100));
+        q.handle_tail(4).unwrap();
+        assert!(q.ready() >= q.wait_target(u32::MAX));
     }
 
     #[test]

@@ -67,14 +67,16 @@ mod sys;
 
 pub use bufring::{BufGuard, BufRing, Chunks};
 pub use error::{SetupError, Unsupported};
-pub use kernel::{Kernel, Linux, WaitArgs};
+pub use kernel::{Kernel, Linux, WaitArgs, WrongRing};
 pub use proactor::{
     FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats,
     block_on,
 };
 pub use probe::{KernelVersion, Probe, ProbeReport};
 pub use register::{CancelTarget, Registrar, Restriction};
-pub use ring::{CompletionQueue, Cqe, Full, Ring, SubmissionQueue, Submitter, TIMEOUT_USER_DATA};
+pub use ring::{
+    CompletionQueue, Cqe, Full, Push128Error, Ring, SubmissionQueue, Submitter, TIMEOUT_USER_DATA,
+};
 pub use setup::{Builder, Params, SETUP_FLAGS};
 #[cfg(not(loom))]
 pub use shared::{PushError, SharedRing};

@@ -5,20 +5,23 @@
 //! which slot an entry goes to and which tail to publish,
 //! [`ring_core::CompletionQueue`] which CQE to read and which head to hand
 //! back, [`ring_core::decide_enter`] whether and how to enter the kernel.
-//! This module moves the bytes and makes the calls.
+//! This module moves the bytes and makes the calls: it is the one caller
+//! of the [`Kernel`] trait's `unsafe` methods, and keeps their contracts
+//! with ring-core's indices (each call says why it holds).
+#![allow(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ring_core::{EnterInput, decide_enter};
+use ring_core::{CoreError, EnterInput, decide_enter};
 use ring_ops::{Entry, Entry128};
-use ring_sys::{__kernel_timespec, CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
+use ring_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
 
 use crate::error::os;
-use crate::kernel::{Kernel, Linux, WaitArgs};
+use crate::kernel::{Kernel, Linux, WaitArgs, WrongRing, timespec};
 use crate::probe::Probe;
 use crate::register::Registrar;
 use crate::setup::{Builder, Params};
@@ -40,12 +43,15 @@ impl Cqe {
         self.raw.cqe.res
     }
 
-    /// The result as `Ok(value)` or `Err(errno)`.
+    /// The result as `Ok(value)` or `Err(errno)`. A `res` no kernel posts
+    /// (`i32::MIN`, whose negation overflows) comes back as
+    /// `Err(Errno(i32::MAX))`, never a panic.
     pub fn result(&self) -> Result<u32, Errno> {
-        if self.raw.cqe.res < 0 {
-            Err(Errno(-self.raw.cqe.res))
+        let res = self.raw.cqe.res;
+        if res < 0 {
+            Err(Errno(res.saturating_neg()))
         } else {
-            Ok(self.raw.cqe.res as u32)
+            Ok(res as u32)
         }
     }
 
@@ -121,6 +127,71 @@ impl<T> From<Full<T>> for io::Error {
     fn from(_: Full<T>) -> io::Error {
         io::Error::new(io::ErrorKind::WouldBlock, "the submission queue is full")
     }
+}
+
+/// Why [`SubmissionQueue::push128`] refused a 128-byte entry, handed back.
+#[derive(Debug, Clone, Copy)]
+pub enum Push128Error {
+    /// The submission queue is full: submit, then push again.
+    Full(Entry128),
+    /// The ring's SQEs are 64 bytes (set up without `IORING_SETUP_SQE128`,
+    /// see [`Builder::sqe128`]): no 128-byte entry ever fits it.
+    NotSqe128(Entry128),
+}
+
+impl Push128Error {
+    /// The refused entry.
+    pub fn into_inner(self) -> Entry128 {
+        match self {
+            Push128Error::Full(entry) | Push128Error::NotSqe128(entry) => entry,
+        }
+    }
+}
+
+impl fmt::Display for Push128Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Push128Error::Full(_) => Full(()).fmt(f),
+            Push128Error::NotSqe128(_) => WrongRing::NotSqe128.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Push128Error {}
+
+impl From<Push128Error> for io::Error {
+    fn from(e: Push128Error) -> io::Error {
+        match e {
+            Push128Error::Full(_) => Full(()).into(),
+            Push128Error::NotSqe128(_) => WrongRing::NotSqe128.into(),
+        }
+    }
+}
+
+/// A value the kernel showed in the shared ring that no kernel keeping the
+/// protocol could have written (a head that went back, a tail past the
+/// ring): the ring keeps its own view and the call fails.
+#[cold]
+#[inline(never)]
+fn broken(what: &str, e: CoreError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the kernel's {what} was refused: {e}"),
+    )
+}
+
+/// An enter that should have consumed entries consumed none, so waiting
+/// for SQ room cannot end.
+#[cold]
+#[inline(never)]
+fn stuck(head: u32, pending: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "the kernel's SQ head was refused: it stays at {head} with {pending} entries \
+             submitted, so no room can come"
+        ),
+    )
 }
 
 /// An io_uring instance: the kernel's rings and the application's side of
@@ -230,8 +301,29 @@ impl<K: Kernel> Ring<K> {
         &self.kernel
     }
 
-    /// The kernel behind this ring, mutably (for simulated kernels).
-    pub fn kernel_mut(&mut self) -> &mut K {
+    /// The kernel behind this ring, mutably. A simulated kernel has the
+    /// safe [`sim_mut`](Ring::sim_mut).
+    ///
+    /// Not for safe code: swapping two rings' kernels, or storing a tail
+    /// through one, would leave the ring's bookkeeping describing another
+    /// ring than the kernel's, and the next push would overwrite or publish
+    /// an SQE the kernel has (or had) with pointers nobody vouches for.
+    ///
+    /// ```compile_fail,E0133
+    /// let mut a = ring_driver::Ring::new(4)?;
+    /// let mut b = ring_driver::Ring::new(4)?;
+    /// std::mem::swap(a.kernel_mut(), b.kernel_mut());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// The kernel stays the one this ring's bookkeeping describes: do not
+    /// replace it (`mem::swap`, `mem::replace`, assignment); call its
+    /// `unsafe` methods only as their contracts allow, and neither store
+    /// the SQ tail nor the CQ head (the ring stores them from its own
+    /// indices) nor write an SQE into a slot below the SQ tail.
+    pub unsafe fn kernel_mut(&mut self) -> &mut K {
         &mut self.kernel
     }
 
@@ -246,7 +338,9 @@ impl<K: Kernel> Ring<K> {
     /// back when dropped.
     #[inline]
     pub fn cq(&mut self) -> CompletionQueue<'_, K> {
-        self.sync_cq();
+        // A tail the kernel could not have written is refused: the view
+        // shows what was known (the submitter's calls report the error).
+        let _ = self.sync_cq();
         let empty = self.cq.peek_batch(0);
         let mut cq = CompletionQueue {
             ring: self,
@@ -275,37 +369,59 @@ impl<K: Kernel> Ring<K> {
     fn publish(&mut self) {
         // One call publishes everything committed (single-threaded SQ).
         if let Some(tail) = self.sq.poll_publish() {
-            self.kernel.set_sq_tail(tail);
+            // SAFETY: ring-core publishes only committed slots, each written
+            // by `push` (whose caller vouches for the entry's pointers) or
+            // by this ring for its own timeout; its indices keep the tail
+            // within `sq_entries` of the head.
+            unsafe { self.kernel.set_sq_tail(tail) };
         }
     }
 
+    /// Loads the kernel's SQ head. A head the kernel could not have
+    /// written (back, or past the tail) is refused: the ring keeps its own
+    /// view (which only makes fewer slots free) and the caller reports the
+    /// error, or, in a push, finds the SQ full.
     #[inline]
-    fn sync_sq_head(&mut self) {
-        // A head the kernel could not have written is a broken ring: the
-        // state machine refuses it and keeps its own view, which is safe
-        // (it only makes fewer slots free).
-        let _refused = self.sq.handle_head(self.kernel.sq_head());
-        debug_assert!(
-            _refused.is_ok(),
-            "kernel SQ head out of range: {_refused:?}"
-        );
+    fn sync_sq_head(&mut self) -> io::Result<()> {
+        self.sq
+            .handle_head(self.kernel.sq_head())
+            .map_err(|e| broken("SQ head", e))
     }
 
+    /// Loads the kernel's CQ tail; one that went back or past the ring is
+    /// refused as in [`sync_sq_head`](Self::sync_sq_head) (no CQE beyond
+    /// the old tail is read).
     #[inline]
-    fn sync_cq(&mut self) {
-        let _refused = self.cq.handle_tail(self.kernel.cq_tail());
-        debug_assert!(
-            _refused.is_ok(),
-            "kernel CQ tail out of range: {_refused:?}"
-        );
+    fn sync_cq(&mut self) -> io::Result<()> {
+        self.cq
+            .handle_tail(self.kernel.cq_tail())
+            .map_err(|e| broken("CQ tail", e))
     }
 
     #[inline]
     fn release_cq(&mut self) {
         // One call releases everything reaped (single-threaded CQ).
         if let Some(head) = self.cq.poll_release_head() {
-            self.kernel.set_cq_head(head);
+            // SAFETY: ring-core releases only reaped CQEs, below the tail
+            // handled; every reader copies a CQE out before it is reaped.
+            unsafe { self.kernel.set_cq_head(head) };
         }
+    }
+
+    /// The number of stashed CQEs, as the `u32` counts of the CQ.
+    #[inline]
+    fn stash_len(&self) -> u32 {
+        u32::try_from(self.stash.len()).unwrap_or(u32::MAX)
+    }
+
+    /// How many CQEs a wait for `want` completions needs in the ring's CQ:
+    /// those not already stashed, and at most what the CQ holds. A full CQ
+    /// ends any wait, since nothing more can be posted until the caller
+    /// reaps (the kernel clamps `min_complete` the same way in
+    /// `io_cqring_wait`, and returns at once).
+    #[inline]
+    fn cq_target(&self, want: u32) -> u32 {
+        self.cq.wait_target(want.saturating_sub(self.stash_len()))
     }
 
     #[inline]
@@ -316,11 +432,25 @@ impl<K: Kernel> Ring<K> {
     /// The CQE at `index`, 32 bytes if `cqe32` (as the geometry says).
     #[inline]
     fn read_cqe_sized(&self, index: u32, cqe32: bool) -> Cqe {
+        // Every caller takes `index` from a batch of ring-core's CQ: at or
+        // above the released head, below the tail handled, which was loaded
+        // from the kernel since (the contract of both reads).
         let raw = if cqe32 {
-            self.kernel.cqe32(index)
+            // SAFETY: as said above.
+            match unsafe { self.kernel.cqe32(index) } {
+                Ok(raw) => raw,
+                // A 16-byte ring (only for a kernel whose geometry
+                // changed): the 16 bytes there are.
+                Err(_) => io_uring_cqe32 {
+                    // SAFETY: as said above.
+                    cqe: unsafe { self.kernel.cqe(index) },
+                    big_cqe: [0; 2],
+                },
+            }
         } else {
             io_uring_cqe32 {
-                cqe: self.kernel.cqe(index),
+                // SAFETY: as said above.
+                cqe: unsafe { self.kernel.cqe(index) },
                 big_cqe: [0; 2],
             }
         };
@@ -338,7 +468,9 @@ impl<K: Kernel> Ring<K> {
             return Err(());
         }
         let index = batch.start();
-        let cqe = self.kernel.cqe(index);
+        // SAFETY: `batch` is ring-core's: at or above the released head,
+        // below the tail handled.
+        let cqe = unsafe { self.kernel.cqe(index) };
         let flags = CqeFlags::from_bits_retain(cqe.flags);
         if flags.contains(CqeFlags::SKIP) {
             return Ok(None);
@@ -355,7 +487,8 @@ impl<K: Kernel> Ring<K> {
         }
         // The second 16-byte slot holds the two extra words (the kernel
         // never lets a 32-byte CQE wrap: it pads with a SKIP instead).
-        let second = self.kernel.cqe(index.wrapping_add(1));
+        // SAFETY: as above; the batch holds two or more.
+        let second = unsafe { self.kernel.cqe(index.wrapping_add(1)) };
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&second.user_data.to_ne_bytes());
         bytes[8..12].copy_from_slice(&second.res.to_ne_bytes());
@@ -370,14 +503,14 @@ impl<K: Kernel> Ring<K> {
 
     /// Moves every ready CQE into the stash (so the kernel can flush its
     /// backlog into the freed slots) and returns how many moved.
-    fn stash_ready(&mut self) -> usize {
+    fn stash_ready(&mut self) -> io::Result<usize> {
         self.stash_ready_except(|_| false)
     }
 
     /// [`stash_ready`](Self::stash_ready), dropping the CQEs `drop` picks
     /// (they count as moved).
-    fn stash_ready_except(&mut self, drop: impl Fn(&Cqe) -> bool) -> usize {
-        self.sync_cq();
+    fn stash_ready_except(&mut self, drop: impl Fn(&Cqe) -> bool) -> io::Result<usize> {
+        self.sync_cq()?;
         self.stash.retain(|cqe| !drop(cqe));
         let before = self.stash.len();
         let mut dropped = 0;
@@ -409,18 +542,18 @@ impl<K: Kernel> Ring<K> {
         }
         self.cq_general |= !self.stash.is_empty();
         self.release_cq();
-        self.stash.len() - before + dropped
+        Ok(self.stash.len() - before + dropped)
     }
 
     /// How many ready CQEs (stash, then the CQ up to its tail as last
     /// loaded) `count` picks, and how many it does not.
     fn count_ready(&self, count: impl Fn(&Cqe) -> bool) -> (u32, u32) {
-        let (mut yes, mut no) = (0, 0);
+        let (mut yes, mut no) = (0u32, 0u32);
         let mut tally = |cqe: &Cqe| {
             if count(cqe) {
-                yes += 1;
+                yes = yes.saturating_add(1);
             } else {
-                no += 1;
+                no = no.saturating_add(1);
             }
         };
         self.stash.iter().for_each(&mut tally);
@@ -439,12 +572,18 @@ impl<K: Kernel> Ring<K> {
                     }
                     Err(()) => break,
                 }
-            } else {
-                let index = batch.pop_front().expect("not empty");
+            } else if let Some(index) = batch.pop_front() {
                 tally(&self.read_cqe(index));
             }
         }
         (yes, no)
+    }
+
+    /// True if the ring's CQ holds as many CQEs as it has slots: the
+    /// kernel can post no more until some are reaped.
+    #[inline]
+    fn cq_full(&self) -> bool {
+        self.cq.ready() >= self.cq.entries()
     }
 
     /// [`Submitter::submit_and_wait_timeout`] on a kernel without
@@ -452,42 +591,40 @@ impl<K: Kernel> Ring<K> {
     /// `IORING_OP_TIMEOUT` that completes after `want` CQEs or when
     /// `timeout` has passed (`ETIME`), wait, then take its CQE out (after
     /// an `IORING_OP_TIMEOUT_REMOVE` if it has not fired), so that nothing
-    /// of it outlives the call: the CQ views never see it.
+    /// of it outlives the call: the CQ views never see it. It ends as the
+    /// wait with `IORING_ENTER_EXT_ARG` does: when `want` are ready or the
+    /// CQ is full (`Ok`), or when the timeout fired first (`TimedOut`).
     #[cold]
     #[inline(never)]
-    #[allow(
-        unsafe_code,
-        reason = "pushes the entries the ring itself makes, whose pointer it keeps valid"
-    )]
     fn wait_with_timeout_sqe(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
         let ours = |cqe: &Cqe| cqe.user_data() == TIMEOUT_USER_DATA;
-        self.sync_cq();
-        if self.count_ready(ours).1 >= want {
+        self.sync_cq()?;
+        if self.count_ready(ours).1 >= want || self.cq_full() {
             return self.enter(0, WaitArgs::default());
         }
-        let ts = Box::new(__kernel_timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        });
+        // Saturated: the kernel's relative timer saturates its own sum, but
+        // a negative `tv_sec` (Duration::MAX cast) is EINVAL.
+        let ts = Box::new(timespec(timeout));
         let entry = ring_ops::Timeout::new(&*ts)
             .count(want)
             .build()
             .user_data(TIMEOUT_USER_DATA);
         let mut submitted = 0;
-        // SAFETY: `ts` outlives the request: this function returns only
-        // once the timeout's CQE is in, and leaks `ts` on the error paths.
-        while unsafe { self.sq().push(entry) }.is_err() {
-            match self.make_room() {
-                Ok(n) => submitted += n,
-                Err(e) => return Err(e),
+        loop {
+            // SAFETY: `ts` outlives the request: this function returns only
+            // once the timeout's CQE is in, and leaks `ts` on the error
+            // paths.
+            if unsafe { self.sq().push(entry) }.is_ok() {
+                break;
             }
+            submitted += self.make_room()?;
         }
         // Entries submitted from here on: ours first.
         let mut after = 0u32;
         let result = loop {
             // Done when `want` of the caller's CQEs are ready (CQEs posted
-            // before the timeout was armed do not count for it), or when
-            // the timeout's CQE says the time is up.
+            // before the timeout was armed do not count for it), or the CQ
+            // is full, or when the timeout's CQE says the time is up.
             let (mine, others) = self.count_ready(ours);
             if others >= want {
                 break Ok(());
@@ -495,9 +632,12 @@ impl<K: Kernel> Ring<K> {
             if mine > 0 {
                 break Err(io::Error::from(io::ErrorKind::TimedOut));
             }
-            // Wait for one more CQE than is ready now.
-            let slots = self.cq.ready() + self.stash.len() as u32;
-            match self.enter(slots + 1, WaitArgs::default()) {
+            if self.cq_full() {
+                break Ok(());
+            }
+            // Wait for one more CQE than is ready now (the CQ has room).
+            let slots = self.cq.ready().saturating_add(self.stash_len());
+            match self.enter(slots.saturating_add(1), WaitArgs::default()) {
                 Ok(n) => after += n,
                 Err(e) => {
                     // The timeout may still be armed: its timespec must stay.
@@ -508,51 +648,67 @@ impl<K: Kernel> Ring<K> {
         };
         // Take the timeout's CQE out, cancelling it first if it has not
         // fired (the removal's CQE comes after the cancelled timeout's).
-        if self.count_ready(ours).0 == 0 {
-            let remove = ring_ops::TimeoutRemove::new(TIMEOUT_USER_DATA)
-                .build()
-                .user_data(TIMEOUT_USER_DATA);
-            // SAFETY: a removal carries no pointers.
-            while unsafe { self.sq().push(remove) }.is_err() {
-                if let Err(e) = self.make_room() {
-                    Box::leak(ts);
-                    return Err(e);
-                }
-            }
-            while self.count_ready(ours).0 < 2 {
-                let slots = self.cq.ready() + self.stash.len() as u32;
-                if let Err(e) = self.enter(slots + 1, WaitArgs::default()) {
-                    Box::leak(ts);
-                    return Err(e);
-                }
-            }
+        if let Err(e) = self.remove_timeout_sqe(ours) {
+            Box::leak(ts);
+            return Err(e);
         }
         drop(ts);
-        self.stash_ready_except(ours);
+        self.stash_ready_except(ours)?;
         result.map(|()| submitted + after.saturating_sub(1))
     }
 
-    /// Frees an SQ slot: submits (or, under SQPOLL, waits for the kernel
-    /// thread); returns what it submitted.
-    fn make_room(&mut self) -> io::Result<u32> {
-        if self.kernel.geometry().sqpoll() {
-            self.sq_wait().map(|()| 0)
-        } else {
-            self.enter(0, WaitArgs::default())
+    /// The end of [`wait_with_timeout_sqe`](Self::wait_with_timeout_sqe):
+    /// unless its timeout's CQE is in, cancels the timeout and waits for
+    /// both CQEs (the cancelled timeout's and the removal's), making room
+    /// in a full CQ by stashing the caller's CQEs.
+    fn remove_timeout_sqe(&mut self, ours: impl Fn(&Cqe) -> bool + Copy) -> io::Result<()> {
+        if self.count_ready(ours).0 > 0 {
+            return Ok(());
         }
+        let remove = ring_ops::TimeoutRemove::new(TIMEOUT_USER_DATA)
+            .build()
+            .user_data(TIMEOUT_USER_DATA);
+        // SAFETY: a removal carries no pointers.
+        while unsafe { self.sq().push(remove) }.is_err() {
+            self.make_room()?;
+        }
+        while self.count_ready(ours).0 < 2 {
+            if self.cq_full() {
+                self.stash_ready()?;
+            }
+            let slots = self.cq.ready().saturating_add(self.stash_len());
+            self.enter(slots.saturating_add(1), WaitArgs::default())?;
+        }
+        Ok(())
     }
 
-    /// The input of [`decide_enter`] for a submit that waits for `wait_nr`
-    /// completions (`timeout`: bounded by an extended argument), with the SQ
-    /// flags read as ring-core says.
+    /// Frees an SQ slot: submits (or, under SQPOLL, waits for the kernel
+    /// thread); returns what it submitted. An error if no slot came free
+    /// (a kernel that consumed nothing it was given: retrying cannot help).
+    fn make_room(&mut self) -> io::Result<u32> {
+        let head = self.sq.head();
+        let n = if self.kernel.geometry().sqpoll() {
+            self.sq_wait().map(|()| 0)?
+        } else {
+            self.enter(0, WaitArgs::default())?
+        };
+        self.sync_sq_head()?;
+        if self.sq.space() == 0 {
+            return Err(stuck(head, self.sq.pending()));
+        }
+        Ok(n)
+    }
+
+    /// The input of [`decide_enter`] for a submit that waits until `target`
+    /// CQEs are in the ring's CQ (from [`cq_target`](Self::cq_target);
+    /// `timeout`: bounded by an extended argument), with the SQ flags read
+    /// as ring-core says.
     #[inline]
-    fn enter_input(&self, wait_nr: u32, timeout: bool) -> EnterInput {
+    fn enter_input(&self, target: u32, timeout: bool) -> EnterInput {
         let geometry = self.kernel.geometry();
-        // Stashed CQEs count toward `wait_nr` but are no longer in the
-        // ring: the kernel, which counts the ring's CQEs, waits for the rest.
         let mut input = EnterInput {
             to_submit: self.sq.pending(),
-            wait_nr: wait_nr.saturating_sub(self.stash.len() as u32),
+            wait_nr: target,
             cq_ready: self.cq.ready(),
             setup: geometry.setup_flags(),
             features: geometry.features(),
@@ -566,7 +722,9 @@ impl<K: Kernel> Ring<K> {
 
     /// Enter as ring-core decides until the kernel accepts, retrying
     /// `EINTR`, and resolving `EBUSY`/`EAGAIN` by moving ready completions
-    /// out of the CQ (into the stash, delivered first) and retrying.
+    /// out of the CQ (into the stash, delivered first) and retrying; wait
+    /// until `wait_nr` completions are ready (stash included) or the CQ is
+    /// full.
     ///
     /// The first attempt of a wait without a deadline is inline (the hot
     /// path of `submit` and `submit_and_wait`); anything else, a retry or
@@ -590,38 +748,45 @@ impl<K: Kernel> Ring<K> {
         // enter would only be for completions: load the tail first, they
         // may be there and spare the syscall.
         if self.sq.pending() == 0 || self.kernel.geometry().sqpoll() {
-            self.sync_cq();
+            self.sync_cq()?;
         }
-        let input = self.enter_input(wait_nr, false);
+        let target = self.cq_target(wait_nr);
+        let input = self.enter_input(target, false);
         let Some(decision) = decide_enter(&input) else {
             return Ok(0);
         };
-        match self.kernel.enter(&decision, &wait) {
+        // SAFETY: every SQE published was written by `push`, whose caller
+        // vouches for its pointers, or by this ring for its own timeout
+        // (kept alive until its CQE is in); see `publish`.
+        match unsafe { self.kernel.enter(&decision, &wait) } {
             Ok(n) => {
-                self.sync_sq_head();
-                // See enter_loop: without a deadline, wait until
-                // `min_complete` CQEs are visible. A look at the tail is
-                // enough to decide; it is handled (checked) before any CQE
-                // is read, by the CQ view or the loop.
-                if decision.min_complete > 0
-                    && self.cq.ready_at(self.kernel.cq_tail()) + (self.stash.len() as u32) < wait_nr
-                {
-                    return self.enter_loop(wait_nr, wait, n);
+                self.sync_sq_head()?;
+                // See enter_loop: without a deadline, wait until `target`
+                // CQEs are visible. A look at the tail is enough to
+                // decide: between `target` and the CQ size the wait is
+                // over; below, or beyond the CQ (a tail no kernel could
+                // have written), the loop handles it (and refuses the
+                // latter) before any CQE is read.
+                if decision.min_complete > 0 {
+                    let ready = self.cq.ready_at(self.kernel.cq_tail());
+                    if ready.wrapping_sub(target) > self.cq.entries() - target {
+                        return self.enter_loop(wait_nr, wait, n);
+                    }
                 }
                 Ok(n)
             }
             Err(e) => {
-                self.enter_failed(e, false)?;
+                self.enter_failed(e)?;
                 self.enter_loop(wait_nr, wait, 0)
             }
         }
     }
 
     /// What an enter that failed with `e` means: `Ok` to retry, or the
-    /// error to return (`timeout`: the wait had a deadline).
+    /// error to return.
     #[cold]
     #[inline(never)]
-    fn enter_failed(&mut self, e: Errno, timeout: bool) -> io::Result<()> {
+    fn enter_failed(&mut self, e: Errno) -> io::Result<()> {
         match e {
             // Interrupted by a signal before doing anything: retry.
             Errno::EINTR => Ok(()),
@@ -630,28 +795,48 @@ impl<K: Kernel> Ring<K> {
             // make room and retry; nothing is lost, the moved CQEs are
             // delivered first.
             Errno::EBUSY | Errno::EAGAIN => {
-                if self.stash_ready() == 0 {
+                if self.stash_ready()? == 0 {
                     Err(os(e))
                 } else {
                     Ok(())
                 }
-            }
-            Errno::ETIME if timeout => {
-                self.sync_sq_head();
-                Err(io::Error::from(io::ErrorKind::TimedOut))
             }
             e => Err(os(e)),
         }
     }
 
     /// The general enter loop (after [`publish`](Self::publish)), having
-    /// submitted `submitted` entries already.
+    /// submitted `submitted` entries already: until `want` completions are
+    /// ready (stash included) or the CQ is full; with a minimum wait, once
+    /// it has passed, until one is; with a timeout, `TimedOut` once the
+    /// deadline has passed first.
+    ///
+    /// A deadline is checked here on the monotonic clock, not left to the
+    /// kernel: `io_uring_enter` returns the number it submitted even when
+    /// the wait that followed timed out, and 0 rather than `ETIME` when the
+    /// CQ is not empty. The deadline is taken before the first enter, so
+    /// the kernel's own (relative to its start) is never earlier.
     #[cold]
     #[inline(never)]
-    fn enter_loop(&mut self, wait_nr: u32, wait: WaitArgs, mut submitted: u32) -> io::Result<u32> {
+    fn enter_loop(&mut self, want: u32, wait: WaitArgs, mut submitted: u32) -> io::Result<u32> {
+        let timed = wait.any();
+        let start = timed.then(Instant::now);
+        // `None` with a duration: past what the clock can represent, never.
+        let deadline = start.zip(wait.timeout).and_then(|(s, t)| s.checked_add(t));
+        let min_deadline = start.zip(wait.min_wait).and_then(|(s, t)| s.checked_add(t));
+        let mut entered = false;
         loop {
-            self.sync_cq();
-            let input = self.enter_input(wait_nr, wait.any());
+            self.sync_cq()?;
+            let now = timed.then(Instant::now);
+            let min_passed = matches!((min_deadline, now), (Some(d), Some(now)) if now >= d);
+            // After a minimum wait one completion is enough.
+            let target = self.cq_target(if min_passed { want.min(1) } else { want });
+            let input = self.enter_input(target, timed);
+            let done = input.cq_ready >= target;
+            let past = matches!((deadline, now), (Some(d), Some(now)) if now >= d);
+            if entered && past && !done && input.to_submit == 0 {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
+            }
             if wait.min_wait.is_some() && !input.features.contains(ring_sys::Features::MIN_TIMEOUT)
             {
                 return Err(crate::error::Unsupported {
@@ -661,10 +846,7 @@ impl<K: Kernel> Ring<K> {
                 }
                 .into());
             }
-            if wait.any()
-                && wait_nr > input.cq_ready
-                && ring_core::timeout_needs_sqe(input.features)
-            {
+            if timed && !done && ring_core::timeout_needs_sqe(input.features) {
                 return Err(crate::error::Unsupported {
                     what: "a wait with a timeout (IORING_FEAT_EXT_ARG)",
                     needs: Some((5, 11)),
@@ -675,23 +857,49 @@ impl<K: Kernel> Ring<K> {
             let Some(decision) = decide_enter(&input) else {
                 return Ok(submitted);
             };
-            match self.kernel.enter(&decision, &wait) {
+            let args = match now {
+                Some(now) => WaitArgs {
+                    // What is left; saturated by `timespec` if unbounded.
+                    timeout: wait
+                        .timeout
+                        .map(|t| deadline.map_or(t, |d| d.saturating_duration_since(now))),
+                    min_wait: wait
+                        .min_wait
+                        .filter(|_| !min_passed)
+                        .map(|m| min_deadline.map_or(m, |d| d.saturating_duration_since(now))),
+                },
+                None => wait,
+            };
+            // SAFETY: as in `enter`: every SQE published was written by
+            // `push` or by this ring for its own timeout.
+            let result = unsafe { self.kernel.enter(&decision, &args) };
+            entered = true;
+            match result {
                 Ok(n) => {
                     submitted += n;
-                    self.sync_sq_head();
-                    // The kernel may return before `min_complete` CQEs are
-                    // visible (a wait ended by task work, a drained request
-                    // posted late); without a deadline, wait again until
-                    // they are. The next decision has nothing to submit.
-                    if !wait.any() && decision.min_complete > 0 {
-                        self.sync_cq();
-                        if self.cq.ready() + (self.stash.len() as u32) < wait_nr {
-                            continue;
-                        }
+                    self.sync_sq_head()?;
+                    // Nothing asked of the wait: done. Otherwise the kernel
+                    // may have returned before `target` CQEs are visible (a
+                    // wait ended by task work or a signal, a drained
+                    // request posted late, a timeout with some ready): the
+                    // top of the loop decides. The next decision has
+                    // nothing to submit.
+                    if decision.min_complete == 0 {
+                        return Ok(submitted);
                     }
-                    return Ok(submitted);
                 }
-                Err(e) => self.enter_failed(e, wait.timeout.is_some())?,
+                // The kernel's deadline passed with the CQ empty (or, for
+                // the simulator, nothing can arrive): what is ready decides.
+                Err(Errno::ETIME) if timed => {
+                    self.sync_sq_head()?;
+                    self.sync_cq()?;
+                    let target = self.cq_target(if min_passed { want.min(1) } else { want });
+                    if self.cq.ready() >= target {
+                        return Ok(submitted);
+                    }
+                    return Err(io::Error::from(io::ErrorKind::TimedOut));
+                }
+                Err(e) => self.enter_failed(e)?,
             }
         }
     }
@@ -701,7 +909,7 @@ impl<K: Kernel> Ring<K> {
     fn sq_wait(&mut self) -> io::Result<()> {
         self.publish();
         loop {
-            self.sync_sq_head();
+            self.sync_sq_head()?;
             let geometry = *self.kernel.geometry();
             let mut input = EnterInput {
                 to_submit: self.sq.pending(),
@@ -716,11 +924,21 @@ impl<K: Kernel> Ring<K> {
             let Some(decision) = decide_enter(&input) else {
                 return Ok(());
             };
-            match self.kernel.enter(&decision, &WaitArgs::default()) {
+            let head = self.sq.head();
+            // SAFETY: as in `enter`: every SQE published was written by
+            // `push` or by this ring for its own timeout.
+            match unsafe { self.kernel.enter(&decision, &WaitArgs::default()) } {
                 Ok(_) => {
-                    self.sync_sq_head();
+                    self.sync_sq_head()?;
                     if self.sq.space() > 0 {
                         return Ok(());
+                    }
+                    // Without SQPOLL, entering is what consumes entries: an
+                    // enter that consumed none will not do better next
+                    // time. (Under SQPOLL, IORING_ENTER_SQ_WAIT sleeps
+                    // until the thread consumed some, or a signal came.)
+                    if !geometry.sqpoll() && self.sq.head() == head {
+                        return Err(stuck(head, self.sq.pending()));
                     }
                 }
                 Err(Errno::EINTR) => {}
@@ -773,7 +991,9 @@ fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_core::SqCursor) -> ring_co
         _refused.is_ok(),
         "the view's cursor is the queue's: {_refused:?}"
     );
-    ring.sync_sq_head();
+    // A head the kernel could not have written is refused: the queue
+    // looks as full as before (the submitter's calls report the error).
+    let _ = ring.sync_sq_head();
     ring.sq.cursor().expect("a Ring leaves no reservation open")
 }
 
@@ -781,9 +1001,8 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     /// The ring index of a free slot for one SQE, which the caller writes
     /// at once; `None` if the SQ is full even after reading the kernel's
     /// head again. The slot is committed when the cursor is finished (on
-    /// drop), so nothing between this and the write may unwind: for
-    /// [`Linux`] nothing can (a `Kernel` whose `write_sqe` panics would
-    /// leave the slot's old contents to be submitted).
+    /// drop), so nothing between this and the write may unwind: a
+    /// [`Kernel`] promises its methods do not.
     #[inline]
     fn next_index(&mut self) -> Option<u32> {
         if let Some(index) = self.cursor.next_index() {
@@ -810,7 +1029,9 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         let Some(index) = self.next_index() else {
             return Err(Full(entry));
         };
-        self.ring.kernel.write_sqe(index, entry.as_sqe());
+        // SAFETY: the cursor hands out free slots only: at or above the
+        // published tail, below the kernel's head plus `sq_entries`.
+        unsafe { self.ring.kernel.write_sqe(index, entry.as_sqe()) };
         Ok(())
     }
 
@@ -835,32 +1056,44 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
             let Some(index) = self.cursor.next_index() else {
                 unreachable!("the cursor has room for every entry");
             };
-            self.ring.kernel.write_sqe(index, entry.as_sqe());
+            // SAFETY: as in `push`: a free slot from the cursor.
+            unsafe { self.ring.kernel.write_sqe(index, entry.as_sqe()) };
         }
         Ok(())
     }
 
-    /// Pushes a 128-byte entry (rings set up with `sqe128`).
+    /// Pushes a 128-byte entry (rings set up with `sqe128`), or hands it
+    /// back with the reason: [`Push128Error::Full`], or
+    /// [`Push128Error::NotSqe128`] on a ring of 64-byte SQEs, where it can
+    /// never fit.
     ///
     /// # Safety
     ///
     /// As for [`push`](Self::push).
     #[allow(
-        unsafe_code,
-        reason = "declares the caller's contract; the body does nothing unsafe"
-    )]
-    #[allow(
         clippy::result_large_err,
         reason = "the refused entry is handed back by value, as DESIGN asks"
     )]
-    pub unsafe fn push128(&mut self, entry: Entry128) -> Result<(), Full<Entry128>> {
+    pub unsafe fn push128(&mut self, entry: Entry128) -> Result<(), Push128Error> {
         if self.ring.kernel.geometry().sqe_size() != 128 {
-            return Err(Full(entry));
+            return Err(Push128Error::NotSqe128(entry));
         }
         let Some(index) = self.next_index() else {
-            return Err(Full(entry));
+            return Err(Push128Error::Full(entry));
         };
-        self.ring.kernel.write_sqe128(index, entry.as_sqe128());
+        // SAFETY: as in `push`: a free slot from the cursor.
+        if let Err(e) = unsafe { self.ring.kernel.write_sqe128(index, entry.as_sqe128()) } {
+            // Only a kernel whose geometry changed gets here, after the
+            // slot was taken: fill it with a NOP, so nothing stale in it
+            // is submitted, and refuse the entry.
+            let nop = ring_ops::Nop::new()
+                .build()
+                .user_data(entry.get_user_data());
+            // SAFETY: as above; a NOP carries no pointers.
+            unsafe { self.ring.kernel.write_sqe(index, nop.as_sqe()) };
+            debug_assert_eq!(e, WrongRing::NotSqe128);
+            return Err(Push128Error::NotSqe128(entry));
+        }
         Ok(())
     }
 
@@ -995,7 +1228,8 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     /// view was made become readable).
     pub fn sync(&mut self) {
         self.hand_back();
-        self.ring.sync_cq();
+        // A refused tail: nothing new (see `Ring::cq`).
+        let _ = self.ring.sync_cq();
         self.take_ready();
     }
 
@@ -1068,6 +1302,24 @@ impl<K: Kernel> Drop for CompletionQueue<'_, K> {
 }
 
 /// Calls into the kernel for a [`Ring`]: submit and wait.
+///
+/// # What a wait returns
+///
+/// Every wait counts the completions ready in the CQ (and any the ring
+/// moved out of it to resolve `EBUSY`, delivered first) and returns `Ok`
+/// with the number of entries the call submitted once `want` are ready, or
+/// once the CQ is full even if fewer than `want` are: a CQ holds at most
+/// its size, and the kernel posts nothing more until the caller reaps (so a
+/// `want` larger than the CQ returns with the CQ full, as liburing does).
+/// A wait with a deadline that passes first fails with
+/// `io::ErrorKind::TimedOut`; nothing is lost then: the completions that
+/// arrived stay in the CQ, and the entries it submitted stay submitted
+/// ([`pending`](Submitter::pending) counts those the kernel has not taken).
+/// A timeout too long for the kernel's clock (over 2^32 seconds, up to
+/// `Duration::MAX`) waits as if unbounded. A ring word the kernel could
+/// not have written (a head that went back, a tail past the ring) fails
+/// the call with `io::ErrorKind::InvalidData`; so does waiting for SQ room
+/// from a kernel that consumes nothing.
 pub struct Submitter<'r, K: Kernel = Linux> {
     ring: &'r mut Ring<K>,
 }
@@ -1078,14 +1330,17 @@ impl<K: Kernel> Submitter<'_, K> {
         self.ring.enter(0, WaitArgs::default())
     }
 
-    /// Submits and waits until at least `want` completions are ready.
+    /// Submits and waits until at least `want` completions are ready, or
+    /// the CQ is full (see [What a wait returns](Submitter#what-a-wait-returns)).
     pub fn submit_and_wait(&mut self, want: u32) -> io::Result<u32> {
         self.ring.enter(want, WaitArgs::default())
     }
 
-    /// Submits and waits for `want` completions, at most `timeout`
-    /// (`IORING_ENTER_EXT_ARG`, Linux 5.11); `ErrorKind::TimedOut` if the
-    /// time passed first.
+    /// Submits and waits for `want` completions (or a full CQ), at most
+    /// `timeout` (`IORING_ENTER_EXT_ARG`, Linux 5.11). If the time passes
+    /// first, `ErrorKind::TimedOut`, even if some but not all of `want` are
+    /// ready: they stay in the CQ, and what was submitted stays submitted
+    /// (see [What a wait returns](Submitter#what-a-wait-returns)).
     ///
     /// Before Linux 5.11 (no `IORING_FEAT_EXT_ARG`) this queues an
     /// `IORING_OP_TIMEOUT` entry (needing an SQ slot and a CQ slot), as
@@ -1104,11 +1359,14 @@ impl<K: Kernel> Submitter<'_, K> {
         )
     }
 
-    /// Submits and waits for `want` completions, but once `min_wait` has
-    /// passed returns as soon as at least one is ready; gives up after
-    /// `timeout` if one is given (`ErrorKind::TimedOut`). Batches
-    /// completions under load without delaying a lone one for long
-    /// (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12).
+    /// Submits and waits for `want` completions (or a full CQ), but once
+    /// `min_wait` has passed returns as soon as at least one is ready;
+    /// gives up after `timeout` if one is given: `ErrorKind::TimedOut` if
+    /// by then `want` are not ready and the minimum wait has not passed
+    /// with one ready (what is ready stays in the CQ). Batches completions
+    /// under load without delaying a lone one for long
+    /// (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12; an `Unsupported` error
+    /// before).
     pub fn submit_and_wait_min(
         &mut self,
         want: u32,
@@ -1134,7 +1392,7 @@ impl<K: Kernel> Submitter<'_, K> {
     /// Flushes completions the kernel holds back (overflow backlog, pending
     /// task work) into the CQ without waiting.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.ring.sync_cq();
+        self.ring.sync_cq()?;
         if self.ring.cq.ready() == 0 {
             // With nothing ready, decide_enter adds GETEVENTS when the
             // kernel flags overflow or task work.

@@ -10,7 +10,7 @@ use std::io::{self, Write as _};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use ring_driver::{Builder, Cqe, Ring};
+use ring_driver::{Builder, Cqe, Kernel as _, Ring};
 use ring_ops::{
     Fd, Fixed, LinkTimeout, Nop, PollAdd, PollRemove, Read, ReadFixed, Timeout, TimeoutRemove,
     Write, WriteFixed,
@@ -962,11 +962,12 @@ fn sqe128_rings_take_128_byte_entries() {
         ),
         Err(e) => panic!("{e}"),
     }
-    // A 128-byte entry on a 64-byte ring is handed back.
+    // A 128-byte entry on a 64-byte ring is handed back, with the reason.
     let mut plain = Ring::new(4).unwrap();
     // SAFETY: never submitted.
     let back = unsafe { plain.sq().push128(cmd) }.unwrap_err();
-    assert_eq!(back.0.get_user_data(), 3);
+    assert!(matches!(back, ring_driver::Push128Error::NotSqe128(_)));
+    assert_eq!(back.into_inner().get_user_data(), 3);
 }
 
 #[test]
@@ -1024,4 +1025,179 @@ fn no_mmap_with_caller_provided_memory() {
         libc::munmap(rings.as_ptr().cast(), rings_len);
         libc::munmap(sqes.as_ptr().cast(), sqes_len);
     }
+}
+
+/// Runs `f` on another thread and fails, instead of hanging, if it has not
+/// returned within `limit` (a loop around enter that makes no progress).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("no return within {limit:?}: a loop around enter makes no progress")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the call panicked"),
+    }
+}
+
+#[test]
+fn a_wait_for_more_than_the_cq_holds_returns_once_it_is_full() {
+    // Twelve NOPs into an 8-entry CQ: eight in the CQ, four in the
+    // kernel's overflow backlog (NODROP). The kernel clamps min_complete to
+    // the CQ size and returns 0 at once; the driver used to enter again
+    // and again at 100% CPU. Now the wait ends when the CQ is full.
+    let mut ring = Ring::new(4).unwrap();
+    if !ring.params().has(ring_sys::Features::NODROP) {
+        skip!(
+            "a_wait_for_more_than_the_cq_holds_returns_once_it_is_full",
+            "no IORING_FEAT_NODROP"
+        );
+    }
+    assert_eq!(ring.params().cq_entries(), 8);
+    for batch in 0..3 {
+        push_nops(&mut ring, batch * 4..batch * 4 + 4);
+        ring.submitter().submit().unwrap();
+    }
+    let mut ring = within(Duration::from_secs(10), move || {
+        let start = std::time::Instant::now();
+        ring.submitter().submit_and_wait(12).unwrap();
+        ring.submitter()
+            .submit_and_wait_timeout(12, Duration::from_secs(5))
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(4));
+        ring
+    });
+    let mut got: Vec<u64> = reap_all(&mut ring).iter().map(Cqe::user_data).collect();
+    assert_eq!(got.len(), 8, "the CQ was full");
+    ring.submitter().flush().unwrap();
+    got.extend(reap_all(&mut ring).iter().map(Cqe::user_data));
+    assert_eq!(got, (0..12).collect::<Vec<_>>(), "nothing lost");
+}
+
+#[test]
+fn a_timed_wait_that_submits_times_out_when_fewer_are_ready_and_keeps_them() {
+    // io_uring_enter returns the number it submitted even when the wait
+    // that follows timed out, and 0 instead of ETIME when the CQ is not
+    // empty: the driver must look at what is ready. Before 5.11 it queues
+    // an IORING_OP_TIMEOUT instead; the outcome is the same.
+    let mut ring = Ring::new(4).unwrap();
+    push_nops(&mut ring, [1]);
+    let start = std::time::Instant::now();
+    let err = ring
+        .submitter()
+        .submit_and_wait_timeout(2, Duration::from_millis(30))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(25));
+    assert_eq!(ring.submitter().pending(), 0, "the NOP was submitted");
+    let got: Vec<u64> = reap_all(&mut ring).iter().map(Cqe::user_data).collect();
+    assert_eq!(got, [1], "what arrived stays in the CQ");
+    // Nothing to submit, one ready, two wanted.
+    push_nops(&mut ring, [2]);
+    ring.submitter().submit().unwrap();
+    let start = std::time::Instant::now();
+    let err = ring
+        .submitter()
+        .submit_and_wait_timeout(2, Duration::from_millis(30))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(start.elapsed() >= Duration::from_millis(25));
+    let got: Vec<u64> = reap_all(&mut ring).iter().map(Cqe::user_data).collect();
+    assert_eq!(got, [2]);
+    // The minimum-wait variant, with an entry that posts nothing
+    // (IOSQE_CQE_SKIP_SUCCESS): no CQE at all when the time is up.
+    if !ring.params().has(ring_sys::Features::MIN_TIMEOUT) {
+        skip!(
+            "a_timed_wait_that_submits_times_out_when_fewer_are_ready_and_keeps_them/min_wait",
+            "no IORING_FEAT_MIN_TIMEOUT"
+        );
+    }
+    // SAFETY: a NOP carries no pointers.
+    unsafe { ring.sq().push(nop(3).skip_success()) }.unwrap();
+    let err = ring
+        .submitter()
+        .submit_and_wait_min(1, Duration::from_millis(5), Some(Duration::from_millis(30)))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert_eq!(ring.submitter().pending(), 0);
+}
+
+#[test]
+fn a_timeout_too_long_for_the_kernel_clock_waits_as_if_unbounded() {
+    // Duration::MAX (and any deadline past the kernel's 64-bit nanosecond
+    // clock) used to become a negative or overflowing timespec: EINVAL, or
+    // a deadline in the past. Saturated, it waits for the completions.
+    let mut ring = Ring::new(4).unwrap();
+    let short = ts(20);
+    for (n, timeout) in [
+        Duration::MAX,
+        Duration::from_secs(i64::MAX as u64),
+        Duration::from_secs(1 << 40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = n as u64 * 10;
+        // SAFETY: `short` outlives the timeout, whose CQE is reaped below.
+        unsafe {
+            let mut sq = ring.sq();
+            sq.push(Timeout::new(&short).build().user_data(n)).unwrap();
+            sq.push(nop(n + 1)).unwrap();
+        }
+        let start = std::time::Instant::now();
+        let r = ring.submitter().submit_and_wait_timeout(2, timeout);
+        assert!(r.is_ok(), "{timeout:?}: {r:?}");
+        assert!(
+            start.elapsed() >= Duration::from_millis(15),
+            "{timeout:?}: returned before the 20 ms timeout completed"
+        );
+        let mut got: Vec<_> = reap_all(&mut ring)
+            .iter()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, [(n, Err(Errno::ETIME)), (n + 1, Ok(0))], "{timeout:?}");
+    }
+    // Nothing to submit, a wait bounded by Duration::MAX.
+    // SAFETY: as above.
+    unsafe { ring.sq().push(Timeout::new(&short).build().user_data(99)) }.unwrap();
+    ring.submitter().submit().unwrap();
+    ring.submitter()
+        .submit_and_wait_timeout(1, Duration::MAX)
+        .unwrap();
+    assert_eq!(reap_all(&mut ring)[0].user_data(), 99);
+    if ring.params().has(ring_sys::Features::MIN_TIMEOUT) {
+        // SAFETY: as above.
+        unsafe { ring.sq().push(Timeout::new(&short).build().user_data(98)) }.unwrap();
+        ring.submitter()
+            .submit_and_wait_min(1, Duration::MAX, Some(Duration::MAX))
+            .unwrap();
+        assert_eq!(reap_all(&mut ring)[0].user_data(), 98);
+    }
+}
+
+#[test]
+fn entries_of_the_wrong_size_are_errors_not_panics() {
+    // Reading a 32-byte CQE from a 16-byte ring, or writing a 128-byte SQE
+    // into a 64-byte one, used to assert!.
+    let mut ring = Ring::new(4).unwrap();
+    push_nops(&mut ring, [1]);
+    ring.submitter().submit_and_wait(1).unwrap();
+    // SAFETY: index 0 holds a posted CQE, not reaped (no view was made);
+    // nothing is written (the size is refused), and the borrow neither
+    // replaces the kernel nor moves its tail or head.
+    unsafe {
+        assert_eq!(
+            ring.kernel().cqe32(0).unwrap_err(),
+            ring_driver::WrongRing::NotCqe32
+        );
+        let kernel = ring.kernel_mut();
+        let sqe = ring_sys::io_uring_sqe128::default();
+        let err = kernel.write_sqe128(1, &sqe).unwrap_err();
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidInput);
+    }
+    assert_eq!(reap_all(&mut ring)[0].user_data(), 1);
 }

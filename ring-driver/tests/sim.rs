@@ -3,11 +3,19 @@
 //! dropped completions, SQPOLL sleeping, indices crossing u32::MAX.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
-use ring_core::{Fault, Geometry, SimConfig, SimKernel};
-use ring_driver::{Cqe, Ring, Sim};
+use ring_core::{Enter, Fault, FlagsRead, Geometry, SimCompletion, SimConfig, SimKernel};
+use ring_driver::{Cqe, Kernel, Push128Error, Ring, Sim, TIMEOUT_USER_DATA, WaitArgs, WrongRing};
 use ring_ops::Nop;
-use ring_sys::{Errno, Features, SetupFlags};
+use ring_sys::{
+    Errno, Features, SetupFlags, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_sqe,
+    io_uring_sqe128,
+};
 
 fn geometry(sq: u32, cq: u32, flags: SetupFlags, features: Features) -> Geometry {
     Geometry::new(sq, cq, flags, features).unwrap()
@@ -34,7 +42,7 @@ fn ids(ring: &mut Ring<Sim>) -> Vec<u64> {
 fn eintr_is_retried() {
     let mut ring = ring(4, 8);
     for _ in 0..3 {
-        ring.kernel_mut()
+        ring.sim_mut()
             .inner_mut()
             .inject(Fault::Error(Errno::EINTR));
     }
@@ -51,7 +59,7 @@ fn eintr_is_retried() {
 #[test]
 fn a_short_submit_leaves_the_rest_pending_then_submits_it() {
     let mut ring = ring(8, 16);
-    ring.kernel_mut().inner_mut().inject(Fault::ShortSubmit(2));
+    ring.sim_mut().inner_mut().inject(Fault::ShortSubmit(2));
     push(&mut ring, 0..5);
     assert_eq!(ring.submitter().submit().unwrap(), 2);
     assert_eq!(ring.submitter().pending(), 3);
@@ -66,7 +74,7 @@ fn ebusy_is_resolved_by_reaping_and_nothing_is_lost() {
     push(&mut ring, 0..4);
     ring.submitter().submit_and_wait(4).unwrap();
     // The kernel refuses the next enter until the CQ has room.
-    ring.kernel_mut()
+    ring.sim_mut()
         .inner_mut()
         .inject(Fault::Error(Errno::EBUSY));
     push(&mut ring, 4..8);
@@ -79,7 +87,7 @@ fn ebusy_is_resolved_by_reaping_and_nothing_is_lost() {
 #[test]
 fn eagain_with_nothing_to_reap_is_reported() {
     let mut ring = ring(4, 8);
-    ring.kernel_mut()
+    ring.sim_mut()
         .inner_mut()
         .inject(Fault::Error(Errno::EAGAIN));
     push(&mut ring, [1]);
@@ -156,7 +164,7 @@ fn sqpoll_needs_an_enter_only_to_wake_the_thread() {
     // The thread is awake: publishing is enough; no enter to submit.
     assert_eq!(ring.submitter().submit().unwrap(), 0);
     assert_eq!(ring.kernel().enters(), 0);
-    while ring.kernel_mut().inner_mut().step() {}
+    while ring.sim_mut().inner_mut().step() {}
     assert_eq!(ids(&mut ring), [1]);
     // Now idle long enough to sleep: the next submit must wake it.
     assert!(
@@ -168,7 +176,7 @@ fn sqpoll_needs_an_enter_only_to_wake_the_thread() {
     push(&mut ring, [2]);
     ring.submitter().submit().unwrap();
     assert_eq!(ring.kernel().enters(), 1, "one enter, with SQ_WAKEUP");
-    while ring.kernel_mut().inner_mut().step() {}
+    while ring.sim_mut().inner_mut().step() {}
     assert_eq!(ids(&mut ring), [2]);
 }
 
@@ -202,7 +210,7 @@ fn a_completion_posted_since_the_last_look_satisfies_a_submit_and_wait() {
     .unwrap();
     push(&mut ring, [1]);
     assert_eq!(ring.submitter().submit().unwrap(), 1);
-    ring.kernel_mut().inner_mut().step();
+    ring.sim_mut().inner_mut().step();
     assert_eq!(ring.kernel().inner().cq_tail(), 1, "posted, not yet seen");
     push(&mut ring, [2]);
     assert_eq!(ring.submitter().submit_and_wait(1).unwrap(), 1);
@@ -220,7 +228,7 @@ fn stashed_completions_come_first_across_views_and_partial_reads() {
     let mut ring = ring(4, 4);
     push(&mut ring, 0..4);
     ring.submitter().submit_and_wait(4).unwrap();
-    ring.kernel_mut()
+    ring.sim_mut()
         .inner_mut()
         .inject(Fault::Error(Errno::EBUSY));
     push(&mut ring, 4..8);
@@ -269,7 +277,7 @@ fn a_full_view_reloads_the_head_once_the_sqpoll_thread_consumed() {
     // Awake, the thread takes the entries without an enter; the ring has
     // not looked at the head since.
     assert_eq!(ring.submitter().submit().unwrap(), 0);
-    ring.kernel_mut().inner_mut().step();
+    ring.sim_mut().inner_mut().step();
     assert_eq!(ring.kernel().inner().sq_head(), 4, "consumed by the thread");
     {
         let mut sq = ring.sq();
@@ -290,7 +298,7 @@ fn a_full_view_reloads_the_head_once_the_sqpoll_thread_consumed() {
         assert_eq!(refused.0, 1, "one slot left: all or nothing");
     }
     assert_eq!(ring.submitter().submit().unwrap(), 0);
-    while ring.kernel_mut().inner_mut().step() {}
+    while ring.sim_mut().inner_mut().step() {}
     let mut got = ids(&mut ring);
     got.sort_unstable();
     assert_eq!(got, (0..7).collect::<Vec<_>>());
@@ -331,7 +339,7 @@ fn a_wait_counts_stashed_completions_and_asks_the_kernel_only_for_the_rest() {
     push(&mut ring, [0, 1]);
     ring.submitter().submit_and_wait(2).unwrap();
     // EBUSY on the next enter moves the two ready CQEs into the stash.
-    ring.kernel_mut()
+    ring.sim_mut()
         .inner_mut()
         .inject(Fault::Error(Errno::EBUSY));
     push(&mut ring, [2]);
@@ -341,4 +349,367 @@ fn a_wait_counts_stashed_completions_and_asks_the_kernel_only_for_the_rest() {
     // sleep forever, the simulated one reports ETIME).
     ring.submitter().submit_and_wait(3).unwrap();
     assert_eq!(ids(&mut ring), [0, 1, 2]);
+}
+
+/// Runs `f` on another thread and fails, instead of hanging, if it has not
+/// returned within `limit` (a loop around enter that makes no progress).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(RecvTimeoutError::Timeout) => {
+            panic!("no return within {limit:?}: a loop around enter makes no progress")
+        }
+        Err(RecvTimeoutError::Disconnected) => panic!("the call panicked"),
+    }
+}
+
+#[test]
+fn a_wait_for_more_than_the_cq_holds_returns_once_it_is_full() {
+    // Four completions in the CQ, four in the overflow backlog: the kernel
+    // can post no more until the caller reaps, so a wait for eight ends
+    // with the four there (the kernel, too, clamps `min_complete` to the
+    // CQ size); it used to enter again and again, forever.
+    for (name, features) in [
+        ("ext_arg", Features::NODROP | Features::EXT_ARG),
+        ("timeout sqe", Features::NODROP),
+    ] {
+        let g = geometry(4, 4, SetupFlags::empty(), features);
+        let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+        push(&mut ring, 0..4);
+        ring.submitter().submit().unwrap();
+        push(&mut ring, 4..8);
+        ring.submitter().submit().unwrap();
+        assert_eq!(ring.kernel().inner().backlog(), 4, "{name}");
+        let (mut ring, untimed, timed) = within(Duration::from_secs(5), move || {
+            let untimed = ring.submitter().submit_and_wait(8);
+            let timed = ring
+                .submitter()
+                .submit_and_wait_timeout(8, Duration::from_secs(1));
+            (ring, untimed, timed)
+        });
+        assert_eq!(untimed.unwrap(), 0, "{name}");
+        timed.unwrap();
+        // Nothing is lost: the rest comes once the CQ has room.
+        let mut got = ids(&mut ring);
+        ring.submitter().flush().unwrap();
+        got.extend(ids(&mut ring));
+        assert_eq!(got, (0..8).collect::<Vec<_>>(), "{name}");
+        assert_eq!(ring.kernel().inner().backlog(), 0, "{name}");
+    }
+}
+
+#[test]
+fn a_timed_wait_that_submits_times_out_when_fewer_are_ready_and_keeps_them() {
+    // The kernel returns the number it submitted even when the wait that
+    // follows timed out (io_uring_enter reports the submission first), and
+    // 0 instead of ETIME when the CQ is not empty; the driver checks what
+    // is ready. Before 5.11 (no EXT_ARG) it queues an IORING_OP_TIMEOUT,
+    // which the simulated kernel fires at once here.
+    for (name, features) in [
+        ("ext_arg", Features::NODROP | Features::EXT_ARG),
+        ("timeout sqe", Features::NODROP),
+    ] {
+        let g = geometry(4, 8, SetupFlags::empty(), features);
+        let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+        for _ in 0..2 {
+            ring.sim_mut()
+                .inner_mut()
+                .script(TIMEOUT_USER_DATA, [SimCompletion::new(-libc::ETIME, 0)]);
+        }
+        push(&mut ring, [1]);
+        let err = ring
+            .submitter()
+            .submit_and_wait_timeout(2, Duration::from_millis(5))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{name}: {err}");
+        assert_eq!(ring.submitter().pending(), 0, "{name}: submitted");
+        assert_eq!(ids(&mut ring), [1], "{name}: what arrived stays");
+        // Nothing to submit, one ready, two wanted.
+        push(&mut ring, [2]);
+        ring.submitter().submit().unwrap();
+        let err = ring
+            .submitter()
+            .submit_and_wait_timeout(2, Duration::from_millis(5))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{name}: {err}");
+        assert_eq!(ids(&mut ring), [2], "{name}");
+    }
+    // The minimum-wait variant: an entry that posts nothing (CQE_SKIP_SUCCESS).
+    let g = geometry(
+        4,
+        8,
+        SetupFlags::empty(),
+        Features::NODROP | Features::EXT_ARG | Features::MIN_TIMEOUT,
+    );
+    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+    // SAFETY: a NOP carries no pointers.
+    unsafe {
+        ring.sq()
+            .push(Nop::new().build().user_data(1).skip_success())
+    }
+    .unwrap();
+    let err = ring
+        .submitter()
+        .submit_and_wait_min(1, Duration::from_millis(1), Some(Duration::from_millis(5)))
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "min wait: {err}");
+    assert_eq!(ring.submitter().pending(), 0);
+}
+
+#[test]
+fn a_result_of_i32_min_is_an_error_not_an_overflow() {
+    let cqe = Cqe::from(ring_sys::io_uring_cqe {
+        user_data: 1,
+        res: i32::MIN,
+        flags: 0,
+        big_cqe: [],
+    });
+    assert_eq!(cqe.result(), Err(Errno(i32::MAX)));
+    let cqe = Cqe::from(ring_sys::io_uring_cqe {
+        res: -libc::EINVAL,
+        ..Default::default()
+    });
+    assert_eq!(cqe.result(), Err(Errno::EINVAL));
+}
+
+/// What [`Hostile`] shows instead of the truth (shared with the test).
+#[derive(Default)]
+struct Lies {
+    /// Added to the CQ tail (wrapping: `u32::MAX` shows it one back).
+    cq_skew: AtomicU32,
+    /// Subtracted from the SQ head (wrapping).
+    sq_back: AtomicU32,
+    /// Show the SQ head stuck where it is once this is set.
+    sq_stuck: AtomicBool,
+    stuck_at: AtomicU32,
+}
+
+/// A kernel that lies about the ring words, over the simulator (which
+/// touches no memory): as a broken kernel or a stray write into the
+/// shared ring would.
+struct Hostile {
+    sim: Sim,
+    lies: Arc<Lies>,
+}
+
+// SAFETY: over the simulator, which acts on no memory: lying about the
+// ring words makes nothing unsound (the ring refuses what it cannot
+// trust); the unsafe methods forward to the simulator's under the same
+// contracts.
+unsafe impl Kernel for Hostile {
+    fn geometry(&self) -> &Geometry {
+        self.sim.geometry()
+    }
+    fn sq_head(&self) -> u32 {
+        let real = self.sim.sq_head();
+        if self.lies.sq_stuck.load(Relaxed) {
+            return self.lies.stuck_at.load(Relaxed);
+        }
+        self.lies.stuck_at.store(real, Relaxed);
+        real.wrapping_sub(self.lies.sq_back.load(Relaxed))
+    }
+    unsafe fn set_sq_tail(&mut self, tail: u32) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.set_sq_tail(tail) }
+    }
+    fn sq_flags(&self, read: FlagsRead) -> SqFlags {
+        self.sim.sq_flags(read)
+    }
+    fn sq_dropped(&self) -> u32 {
+        self.sim.sq_dropped()
+    }
+    fn cq_tail(&self) -> u32 {
+        self.sim
+            .cq_tail()
+            .wrapping_add(self.lies.cq_skew.load(Relaxed))
+    }
+    unsafe fn set_cq_head(&mut self, head: u32) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.set_cq_head(head) }
+    }
+    fn cq_overflow(&self) -> u32 {
+        self.sim.cq_overflow()
+    }
+    unsafe fn write_sqe(&mut self, index: u32, sqe: &io_uring_sqe) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.write_sqe(index, sqe) }
+    }
+    unsafe fn write_sqe128(&mut self, index: u32, sqe: &io_uring_sqe128) -> Result<(), WrongRing> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.write_sqe128(index, sqe) }
+    }
+    unsafe fn cqe(&self, index: u32) -> io_uring_cqe {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.cqe(index) }
+    }
+    unsafe fn cqe32(&self, index: u32) -> Result<io_uring_cqe32, WrongRing> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.cqe32(index) }
+    }
+    unsafe fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.sim.enter(enter, wait) }
+    }
+}
+
+fn hostile(features: Features) -> (Ring<Hostile>, Arc<Lies>) {
+    let g = geometry(4, 8, SetupFlags::empty(), features);
+    let lies = Arc::new(Lies::default());
+    let sim = Sim::new(g, SimConfig::new(&g)).unwrap();
+    let ring = Ring::with_kernel(Hostile {
+        sim,
+        lies: Arc::clone(&lies),
+    });
+    (ring, lies)
+}
+
+fn push_to<K: Kernel>(ring: &mut Ring<K>, ids: impl IntoIterator<Item = u64>) {
+    let mut sq = ring.sq();
+    for id in ids {
+        // SAFETY: NOPs carry no pointers.
+        unsafe { sq.push(Nop::new().build().user_data(id)) }.unwrap();
+    }
+}
+
+fn assert_invalid_data(r: io::Result<u32>, what: &str) {
+    let err = r.expect_err(what);
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}: {err}");
+    assert!(err.to_string().contains(what), "{what}: {err}");
+}
+
+#[test]
+fn a_cq_tail_beyond_the_ring_is_an_error_in_every_wait() {
+    // No debug_assert! to lean on: the same outcome in debug and release.
+    let (ring, lies) = hostile(Features::NODROP | Features::EXT_ARG);
+    let mut ring = within(Duration::from_secs(5), move || {
+        let mut ring = ring;
+        push_to(&mut ring, [1]);
+        ring.submitter().submit_and_wait(1).unwrap();
+        assert_eq!(ring.cq().count(), 1, "the CQE before the lie");
+        lies.cq_skew.store(1000, Relaxed);
+        push_to(&mut ring, [2]);
+        assert_invalid_data(ring.submitter().submit_and_wait(1), "CQ tail");
+        assert_invalid_data(ring.submitter().submit_and_wait(1), "CQ tail");
+        assert_invalid_data(
+            ring.submitter()
+                .submit_and_wait_timeout(1, Duration::from_millis(5)),
+            "CQ tail",
+        );
+        assert_invalid_data(ring.submitter().flush().map(|()| 0), "CQ tail");
+        // The views show nothing they cannot trust.
+        assert_eq!(ring.cq().count(), 0);
+        // A tail that goes back, once the ring has seen the true one.
+        lies.cq_skew.store(0, Relaxed);
+        assert_eq!(ring.cq().len(), 1);
+        lies.cq_skew.store(u32::MAX, Relaxed);
+        assert_invalid_data(ring.submitter().submit_and_wait(2), "CQ tail");
+        lies.cq_skew.store(0, Relaxed);
+        ring
+    });
+    // Once the kernel tells the truth again, nothing was lost.
+    assert_eq!(ring.cq().map(|c| c.user_data()).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn an_sq_head_that_goes_back_or_never_moves_is_an_error_not_a_spin() {
+    let (ring, lies) = hostile(Features::NODROP);
+    within(Duration::from_secs(5), move || {
+        let mut ring = ring;
+        push_to(&mut ring, [1]);
+        ring.submitter().submit_and_wait(1).unwrap();
+        assert_eq!(ring.cq().count(), 1);
+        // Back by two: below the head already seen.
+        lies.sq_back.store(2, Relaxed);
+        push_to(&mut ring, [2]);
+        assert_invalid_data(ring.submitter().submit(), "head");
+        lies.sq_back.store(0, Relaxed);
+        ring.submitter().submit().unwrap();
+        // A head that never moves: the SQ stays full however often the
+        // ring enters; waiting for room must end with an error.
+        lies.sq_stuck.store(true, Relaxed);
+        push_to(&mut ring, [3, 4, 5, 6]);
+        let err = ring.submitter().sq_wait().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("SQ head"), "{err}");
+        // With nothing ready, the timed wait before 5.11 needs a slot for
+        // its timeout entry, which cannot come.
+        assert_eq!(ring.cq().count(), 5);
+        let err = ring
+            .submitter()
+            .submit_and_wait_timeout(1, Duration::from_millis(5))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    });
+}
+
+#[test]
+fn a_128_byte_entry_on_a_64_byte_ring_is_refused_as_such_and_handed_back() {
+    // It used to come back as `Full`, forever: a caller that submits and
+    // pushes again on `Full` never got out.
+    let mut ring = ring(4, 8);
+    let entry = ring_ops::Entry128::from(Nop::new().build().user_data(7));
+    // SAFETY: a NOP carries no pointers (and is refused anyway).
+    let err = unsafe { ring.sq().push128(entry) }.unwrap_err();
+    assert!(matches!(err, Push128Error::NotSqe128(_)), "{err:?}");
+    assert_eq!(err.into_inner().get_user_data(), 7);
+    assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("SQE128"), "{err}");
+    assert_eq!(ring.submitter().submit().unwrap(), 0, "nothing was pushed");
+    // On a 128-byte ring it fits until the SQ is full, then says so.
+    let g = geometry(2, 4, SetupFlags::SQE128, Features::NODROP);
+    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+    for _ in 0..2 {
+        // SAFETY: as above.
+        unsafe { ring.sq().push128(entry) }.unwrap();
+    }
+    // SAFETY: as above.
+    let err = unsafe { ring.sq().push128(entry) }.unwrap_err();
+    assert!(matches!(err, Push128Error::Full(_)), "{err:?}");
+    assert_eq!(io::Error::from(err).kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(ring.submitter().submit_and_wait(2).unwrap(), 2);
+    assert_eq!(ids(&mut ring), [7, 7]);
+}
+
+#[test]
+fn entries_of_the_wrong_size_are_errors_from_the_kernel_trait() {
+    let mut ring = ring(4, 8);
+    push(&mut ring, [1]);
+    ring.submitter().submit_and_wait(1).unwrap();
+    let sim = ring.sim_mut();
+    // SAFETY: index 0 holds a posted CQE, not reaped; slot 1 is free.
+    unsafe {
+        assert_eq!(sim.cqe32(0).unwrap_err(), WrongRing::NotCqe32);
+        assert_eq!(
+            sim.write_sqe128(1, &ring_sys::io_uring_sqe128::default()),
+            Err(WrongRing::NotSqe128)
+        );
+    }
+    assert_eq!(ids(&mut ring), [1]);
+}
+
+#[test]
+fn swapping_two_simulated_kernels_is_an_error_not_a_panic_or_a_spin() {
+    // Safe for the simulator (it acts on no memory); the rings' bookkeeping
+    // then disagrees with their kernels, which they must notice.
+    let (mut a, mut b) = (ring(4, 8), ring(4, 8));
+    push(&mut a, [1, 2, 3]);
+    a.submitter().submit_and_wait(3).unwrap();
+    assert_eq!(a.cq().len(), 3, "seen, not reaped");
+    within(Duration::from_secs(5), move || {
+        std::mem::swap(a.sim_mut(), b.sim_mut());
+        // `a` knows of three CQEs; its kernel now shows none (a tail
+        // that went back); `b` sees three it never asked for (a tail
+        // that moved forward within the ring: nothing to refuse).
+        let err = a.submitter().submit_and_wait(4).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("backwards"), "{err}");
+        // What `a` still shows are its three slots as the other kernel
+        // holds them: nonsense, but nothing worse.
+        assert_eq!(a.cq().count(), 3);
+        assert_eq!(ids(&mut b), [1, 2, 3]);
+    });
 }
