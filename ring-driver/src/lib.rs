@@ -27,9 +27,41 @@
 //! # What it does not
 //!
 //! No ring arithmetic of its own (ring-core), no SQE encoding (ring-ops).
-//! `unsafe` is confined to the mmap and syscall modules; `push` is `unsafe`
-//! because an entry's buffers must outlive the operation, which only the
-//! caller (or the [`Proactor`]) can promise.
+//! `unsafe` is confined to the mmap and syscall modules and to the calls
+//! that keep the [`Kernel`] contracts; `push` is `unsafe` because an
+//! entry's buffers must outlive the operation, which only the caller (or
+//! the [`Proactor`]) can promise.
+//!
+//! # Soundness
+//!
+//! The promise: safe Rust code anywhere in the process, using any public
+//! API of the ring crates (this raw layer included), cannot make the
+//! kernel read or write memory that the caller does not own for the whole
+//! operation, nor make ring hand out a buffer, fd or `&[u8]` the kernel may
+//! still change. Out of scope, as for all Rust: `/proc/self/mem`, ptrace,
+//! other processes.
+//!
+//! What is `unsafe` in this crate, and why:
+//! - [`SubmissionQueue::push`] (`push_batch`, `push128`) and
+//!   [`SharedRing::push`]: an entry's pointers and fds are used by the
+//!   kernel until its completion; only the caller knows they live so long.
+//! - [`Registrar::register_buffers`] (`_tags`, `_update`) and
+//!   [`Registrar::clone_buffers_from`]: the kernel uses registered buffers
+//!   until they are unregistered from every ring that has them.
+//! - [`Builder::no_mmap_memory`] (the rings live in the caller's memory)
+//!   and [`BufRing::new`] (the kernel writes into the buffers it picks).
+//! - The [`Kernel`] trait (`unsafe` to implement) and its methods that
+//!   write an SQE, publish it, enter, or read a CQE slot the kernel may be
+//!   writing, and [`Ring::kernel_mut`]: each is a way to hand the kernel a
+//!   pointer, or to desynchronise a ring from its kernel. A simulated
+//!   ring's kernel is safe to change ([`Ring::sim_mut`]): [`Sim`] acts on no
+//!   memory.
+//!
+//! Everything else is safe, and what the kernel shows is input: a ring
+//! index no kernel could have written (a head that went back, a tail past
+//! the ring) makes the call fail with `io::ErrorKind::InvalidData`, never
+//! a panic, a read past what was posted, or a loop; a wait that can make no
+//! progress ends (see [`Submitter`]).
 //!
 //! # Example
 //!

@@ -271,6 +271,14 @@ impl<'r> Registrar<'r> {
     /// ring without an fd (`REGISTERED_FD_ONLY`) is named by its index, on
     /// its own thread only.
     ///
+    /// Not from safe code:
+    ///
+    /// ```compile_fail,E0133
+    /// let (src, dst) = (ring_driver::Ring::new(4)?, ring_driver::Ring::new(4)?);
+    /// dst.registrar().clone_buffers_from(&src.registrar(), false)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Safety
     ///
     /// This ring takes its own references to the source's buffers: they
@@ -510,12 +518,11 @@ impl<'r> Registrar<'r> {
     ) -> io::Result<u32> {
         let mut reg = io_uring_sync_cancel_reg {
             timeout: match timeout {
-                // Saturated: a cast would make Duration::MAX negative,
-                // which the kernel refuses (EINVAL).
-                Some(t) => ring_sys::__kernel_timespec {
-                    tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-                    tv_nsec: i64::from(t.subsec_nanos()),
-                },
+                // Saturated at 2^32 s: a cast would make Duration::MAX
+                // negative (EINVAL), and i64::MAX seconds overflows the
+                // kernel's clock when it adds the time now (ktime_add_ns in
+                // io_sync_cancel): a deadline in the past.
+                Some(t) => crate::kernel::timespec(t),
                 None => ring_sys::__kernel_timespec {
                     tv_sec: -1,
                     tv_nsec: -1,
