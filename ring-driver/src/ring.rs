@@ -408,10 +408,11 @@ impl<K: Kernel> Ring<K> {
         }
     }
 
-    /// The number of stashed CQEs, as the `u32` counts of the CQ.
+    /// The number of stashed CQEs, as the `u32` counts of the CQ (2^32
+    /// stashed CQEs would take 128 GiB: the cast does not truncate).
     #[inline]
     fn stash_len(&self) -> u32 {
-        u32::try_from(self.stash.len()).unwrap_or(u32::MAX)
+        self.stash.len() as u32
     }
 
     /// How many CQEs a wait for `want` completions needs in the ring's CQ:
@@ -763,15 +764,11 @@ impl<K: Kernel> Ring<K> {
                 self.sync_sq_head()?;
                 // See enter_loop: without a deadline, wait until `target`
                 // CQEs are visible. A look at the tail is enough to
-                // decide: between `target` and the CQ size the wait is
-                // over; below, or beyond the CQ (a tail no kernel could
-                // have written), the loop handles it (and refuses the
-                // latter) before any CQE is read.
-                if decision.min_complete > 0 {
-                    let ready = self.cq.ready_at(self.kernel.cq_tail());
-                    if ready.wrapping_sub(target) > self.cq.entries() - target {
-                        return self.enter_loop(wait_nr, wait, n);
-                    }
+                // decide; it is handled (checked, and a tail no kernel
+                // could have written refused) before any CQE is read, by
+                // the CQ view or by the next call, which reports it.
+                if decision.min_complete > 0 && self.cq.ready_at(self.kernel.cq_tail()) < target {
+                    return self.enter_loop(wait_nr, wait, n);
                 }
                 Ok(n)
             }
@@ -1317,9 +1314,12 @@ impl<K: Kernel> Drop for CompletionQueue<'_, K> {
 /// ([`pending`](Submitter::pending) counts those the kernel has not taken).
 /// A timeout too long for the kernel's clock (over 2^32 seconds, up to
 /// `Duration::MAX`) waits as if unbounded. A ring word the kernel could
-/// not have written (a head that went back, a tail past the ring) fails
-/// the call with `io::ErrorKind::InvalidData`; so does waiting for SQ room
-/// from a kernel that consumes nothing.
+/// not have written (a head that went back, a tail past the ring) is
+/// never used: the call that handles it fails with
+/// `io::ErrorKind::InvalidData` (a submit that also waits, and decided
+/// from a look at the tail that it need not wait again, returns first; the
+/// CQ view shows nothing new and the next call fails); so does waiting for
+/// SQ room from a kernel that consumes nothing.
 pub struct Submitter<'r, K: Kernel = Linux> {
     ring: &'r mut Ring<K>,
 }
