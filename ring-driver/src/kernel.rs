@@ -66,7 +66,9 @@ use crate::setup::RawRing;
 /// its SQE names; and it does not overwrite a CQE slot at or above the
 /// head last stored with [`set_cq_head`](Self::set_cq_head). Its own
 /// memory accesses must be sound for every call that meets the methods'
-/// contracts, whatever it showed before. [`geometry`](Self::geometry)
+/// contracts, whatever it showed before. Its methods do not unwind (a
+/// [`write_sqe`](Self::write_sqe) that did would leave the slot's old SQE,
+/// pointers and all, to be published), and [`geometry`](Self::geometry)
 /// returns the same value on every call.
 ///
 /// The values it shows may be wrong without making anything unsound (the

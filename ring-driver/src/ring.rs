@@ -1079,7 +1079,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
             return Err(Push128Error::Full(entry));
         };
         // SAFETY: as in `push`: a free slot from the cursor.
-        if let Err(e) = unsafe { self.ring.kernel.write_sqe128(index, entry.as_sqe128()) } {
+        if unsafe { self.ring.kernel.write_sqe128(index, entry.as_sqe128()) }.is_err() {
             // Only a kernel whose geometry changed gets here, after the
             // slot was taken: fill it with a NOP, so nothing stale in it
             // is submitted, and refuse the entry.
@@ -1088,7 +1088,6 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
                 .user_data(entry.get_user_data());
             // SAFETY: as above; a NOP carries no pointers.
             unsafe { self.ring.kernel.write_sqe(index, nop.as_sqe()) };
-            debug_assert_eq!(e, WrongRing::NotSqe128);
             return Err(Push128Error::NotSqe128(entry));
         }
         Ok(())
