@@ -2988,7 +2988,7 @@ mod tests {
         )
         .unwrap();
         let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
-        let sim = ring.kernel_mut().inner_mut();
+        let sim = ring.sim_mut().inner_mut();
         sim.script(ud, []);
         sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
         sim.script(cancel, [SimCompletion::new(0, 0)]);
