@@ -48,14 +48,38 @@
 //! - [`Registrar::register_buffers`] (`_tags`, `_update`) and
 //!   [`Registrar::clone_buffers_from`]: the kernel uses registered buffers
 //!   until they are unregistered from every ring that has them.
-//! - [`Builder::no_mmap_memory`] (the rings live in the caller's memory)
-//!   and [`BufRing::new`] (the kernel writes into the buffers it picks).
+//! - [`Builder::no_mmap_memory`] (the rings live in the caller's memory,
+//!   which the kernel's asynchronous teardown may still write after the
+//!   drop) and [`BufRing::new`] (the kernel writes into the buffers it
+//!   picks).
+//! - [`BufRing::take`]: the completion must be one the kernel posted for a
+//!   request on the buffer group. The buffer ring checks what it can (a
+//!   buffer it never lent, one already taken, one the kernel has not
+//!   consumed where the kernel says so) and refuses those, but a forged
+//!   completion naming a buffer a request is still filling cannot be told
+//!   from a real one.
 //! - The [`Kernel`] trait (`unsafe` to implement) and its methods that
 //!   write an SQE, publish it, enter, or read a CQE slot the kernel may be
 //!   writing, and [`Ring::kernel_mut`]: each is a way to hand the kernel a
 //!   pointer, or to desynchronise a ring from its kernel. A simulated
 //!   ring's kernel is safe to change ([`Ring::sim_mut`]): [`Sim`] acts on no
 //!   memory.
+//!
+//! Completions are input. Any code that can name a ring's fd can post a
+//! CQE into it (`IORING_OP_MSG_RING`), with any `user_data`, `res` and
+//! flags. So the safe layers trust no CQE beyond what its op can return:
+//! the [`Proactor`] tags each request with a random 32-bit tag checked on
+//! every CQE, checks each result against what was asked (a length never
+//! past the buffer, an fd only from ops that create one) and counts what
+//! it did not expect ([`ProactorStats`]); [`SharedRing`] refuses entries
+//! whose completions its credit cannot count (`CQE_SKIP_SUCCESS`, a
+//! `MSG_RING` to itself, the fixed-file table it uses), never lets its
+//! credit underflow whatever CQEs arrive, and its last drop waits until
+//! the kernel has freed the ring, so no request outlives it. The limits,
+//! stated where they apply: a forger who guesses a Proactor tag (one in
+//! 2^32 per in-flight request) completes that request early, and a forged
+//! CQE can make [`SharedRing::in_flight`] read low (its drop does not rely
+//! on it).
 //!
 //! Everything else is safe, and what the kernel shows is input: a ring
 //! index no kernel could have written (a head that went back, a tail past

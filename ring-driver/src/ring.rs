@@ -1014,9 +1014,21 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     /// # Safety
     ///
     /// Every buffer, path, iovec, timespec or other pointer the entry
-    /// carries, and every fd it names, must stay valid until its completion
-    /// has been reaped (for multishot requests: the last one, without
-    /// `IORING_CQE_F_MORE`).
+    /// carries, and every fd it names, must stay valid until the kernel has
+    /// finished the request: until its final completion has been reaped
+    /// (the one without `IORING_CQE_F_MORE`: for multishot requests the
+    /// last one, for zero-copy sends the notification).
+    ///
+    /// Two ways that is later than it looks:
+    /// - Only a completion this entry posted counts. A CQE with the same
+    ///   `user_data` can be posted by any code that can name this ring's fd
+    ///   (`IORING_OP_MSG_RING` from another ring); code that cannot rule
+    ///   that out must not treat a CQE as proof the memory is free.
+    /// - If the ring is dropped while the request is in flight, the kernel
+    ///   cancels it during an asynchronous teardown that goes on after
+    ///   `drop` returns: the memory must then stay valid for the rest of
+    ///   the process (leak it), or be reclaimed only through a ring whose
+    ///   drop waits for the kernel, such as [`SharedRing`](crate::SharedRing).
     #[inline]
     #[allow(
         unsafe_code,
