@@ -558,6 +558,8 @@ fn ci_asan() -> Result<bool> {
                 "register",
                 "--test",
                 "shared",
+                "--test",
+                "queue",
             ])
             .env("RUSTFLAGS", "-Zsanitizer=address")
             .env("RUSTDOCFLAGS", "-Zsanitizer=address")
