@@ -189,9 +189,10 @@ pub struct ProactorStats {
     pub max_in_ring: u32,
     /// The CQ size.
     pub cq_entries: u32,
-    /// Dropped ops whose resources (buffers, files) were freed, which
-    /// happens when their last CQE arrives (their slot and credit come back
-    /// when their cancellation's CQE has arrived too).
+    /// Dropped ops whose last CQE has arrived: their resources (buffers,
+    /// files) are freed right after, outside the Proactor's lock (their
+    /// slot and credit come back when their cancellation's CQE has arrived
+    /// too).
     pub orphans_freed: u64,
     /// Multishot requests re-armed: a recv that ran out of buffers, an
     /// accept the kernel ended on a full CQ.
@@ -2826,6 +2827,7 @@ impl<K: Kernel> Driver<K> {
                         self.grave.orphans.push((resources, cqes));
                         slot.state = SlotState::Reaped;
                         st.finish(ud, &mut self.grave);
+                        st.stats.orphans_freed += 1;
                     } else {
                         // More CQEs of a dropped stream are coming.
                         slot.state = SlotState::Orphan(resources, cqes);
@@ -2838,13 +2840,7 @@ impl<K: Kernel> Driver<K> {
         st.stats.cq_overflow = self.ring.overflow();
         drop(st);
         // User code (drops of what dropped ops owned, wakers), unlocked.
-        let freed = self.grave.orphans.len() as u64;
         self.grave.bury();
-        if freed > 0 {
-            // Counted once they are freed (a test may read the count and
-            // then expect the resources back).
-            self.shared.lock().stats.orphans_freed += freed;
-        }
     }
 }
 
