@@ -1,12 +1,36 @@
 //! Loom models of the concurrent protocols, with one more thread playing the
 //! kernel. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p ring-core --release --test loom`
-//! (`LOOM_MAX_PREEMPTIONS` defaults to 2 here).
+//! `RUSTFLAGS="--cfg loom" cargo test -p ring-core --profile loom --test loom`
+//! (`-- --nocapture` prints each model's interleavings and time).
+//!
+//! CI builds and runs it in one cargo invocation with ring-driver's
+//! `tests/shared_loom.rs` (see `.ci/run`).
+//!
+//! A model is a `#[test]` that calls
+//! `check(Bound::preemptions(p).threads(t), || ..)` (or a `*_model`
+//! function that does): its doc comment states what it checks and its
+//! bound (preemptions, threads, and how many interleavings that is),
+//! and a `// Catches:` comment the ordering which, weakened alone in
+//! `src/shared.rs` or `src/credit.rs`, makes it fail. `check` ignores the
+//! `LOOM_*` variables that would change the search; `-- --nocapture` prints
+//! each model's interleavings and time (measure a new model alone:
+//! `-- --exact NAME --test-threads 1`). Preemption bound 2 finds every
+//! mutation listed below within seconds.
 //!
 //! Slots are atomics written and read `Relaxed`, so a missing happens-before
 //! edge lets loom return a stale value: an entry published before it is
 //! filled shows up as a zero, a stale or a duplicated value; an entry lost
 //! by the commit-in-order protocol shows up as missing.
+//!
+//! Two producers (or consumers) and the kernel are enough: the orderings
+//! checked here pair two threads (a release and the acquire that reads it,
+//! or two `SeqCst` fences in a store-buffering race), and a thread that
+//! pushes twice plays a second role after its first. Three-producer models
+//! of the SQ and of the gate (1.3 million interleavings, 4 minutes each)
+//! were dropped: no ordering mutation made them fail that the two-producer
+//! models below do not catch. (One mutation fails no model, dropped or
+//! kept: Acquire -> Relaxed on advance_over_marks's loads of the index,
+//! whose ordering the mark loads and the CAS already give.)
 //!
 //! What loom cannot check: an entry overwritten before it is read through a
 //! load-buffering reordering (the reader's load seeing a store that comes
@@ -20,12 +44,72 @@ use loom::thread;
 use ring_core::sync::{AtomicU32, AtomicU64, Ordering, fence};
 use ring_core::{ClaimError, SharedCq, SharedSq, SubmitGate};
 
-fn model<F: Fn() + Sync + Send + 'static>(f: F) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
+/// How far loom explores one model.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    /// Every interleaving with at most this many preemptions (switches
+    /// away from a thread that could have gone on): loom's
+    /// `preemption_bound`.
+    preemptions: usize,
+    /// Threads, the main thread included (loom's `max_threads`): a model
+    /// that spawns more fails.
+    threads: usize,
+}
+
+impl Bound {
+    /// At most `preemptions` preemptions (and 2 threads: see `threads`).
+    const fn preemptions(preemptions: usize) -> Bound {
+        Bound {
+            preemptions,
+            threads: 2,
+        }
     }
-    b.check(f);
+
+    /// At most `threads` threads, the main thread included.
+    const fn threads(self, threads: usize) -> Bound {
+        Bound { threads, ..self }
+    }
+}
+
+/// Branch points per execution (loom's `max_branches`, its default): an
+/// execution with more, a retry loop that never ends, fails the model.
+const MAX_BRANCHES: usize = 1_000;
+
+/// Checks `f` in every interleaving within `bound`, whatever the `LOOM_*`
+/// variables say, and prints (seen with `--nocapture`) how many
+/// interleavings it ran and how long it took.
+fn check<F: Fn() + Sync + Send + 'static>(bound: Bound, f: F) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    /// Prints the count when the model returns or panics.
+    struct Report(std::sync::Arc<AtomicUsize>, Bound, std::time::Instant);
+    impl Drop for Report {
+        fn drop(&mut self) {
+            println!(
+                "loom {}: {} interleavings in {:.1} s ({:?}){}",
+                std::thread::current().name().unwrap_or("model"),
+                self.0.load(Relaxed),
+                self.2.elapsed().as_secs_f64(),
+                self.1,
+                if std::thread::panicking() {
+                    ", failed"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(bound.preemptions);
+    b.max_threads = bound.threads;
+    b.max_branches = MAX_BRANCHES;
+    b.max_duration = None;
+    b.max_permutations = None;
+    let report = Report(Default::default(), bound, std::time::Instant::now());
+    let count = report.0.clone();
+    b.check(move || {
+        count.fetch_add(1, Relaxed);
+        f()
+    });
 }
 
 /// Producers try to push `per` values each through a SharedSq of `entries`
@@ -33,8 +117,8 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
 /// stays finite); the kernel thread makes `passes` passes as the kernel
 /// does (acquire the tail, read the SQEs, release the head), and after the
 /// joins a last pass consumes the rest.
-fn sq_model(producers: u64, per: u64, entries: u32, start: u32, passes: usize) {
-    model(move || {
+fn sq_model(bound: Bound, producers: u64, per: u64, entries: u32, start: u32, passes: usize) {
+    check(bound, move || {
         let q = Arc::new(SharedSq::with_start(entries, start));
         let head = Arc::new(AtomicU32::new(start));
         let tail = Arc::new(AtomicU32::new(start));
@@ -120,16 +204,19 @@ fn sq_model(producers: u64, per: u64, entries: u32, start: u32, passes: usize) {
     });
 }
 
+/// Two producers push up to 4 entries through 2 slots, across u32::MAX:
+/// slots are reused in the interleavings where the kernel consumed in
+/// between, and each producer's second claim comes after its first commit.
+/// Bound: 2 preemptions, 4 threads (47,354 interleavings).
+// Catches, each alone (src/shared.rs): Release -> Relaxed on the commit
+// marks (mark_run); Acquire -> Relaxed on the mark loads in
+// advance_over_marks; AcqRel -> Acquire on either sq.tail CAS (fast path or
+// loop); either SeqCst fence removed before a committer's CAS or after the
+// fast path's; Acquire/Release -> Relaxed on SharedSq::claim's reservation
+// tail; Acquire -> Relaxed on its sq.head load.
 #[test]
 fn sq_two_producers_wrap_and_reuse_slots() {
-    // Up to 4 entries through 2 slots, across u32::MAX: slots are reused
-    // in the interleavings where the kernel consumed in between.
-    sq_model(2, 2, 2, u32::MAX, 1);
-}
-
-#[test]
-fn sq_three_producers_one_slot_each() {
-    sq_model(3, 1, 2, u32::MAX - 1, 1);
+    sq_model(Bound::preemptions(2).threads(4), 2, 2, 2, u32::MAX, 1);
 }
 
 /// The kernel posts up to `total` CQEs into a CQ of `entries` slots (reading
@@ -137,8 +224,16 @@ fn sq_three_producers_one_slot_each() {
 /// its run); consumers make `attempts` claims each through a SharedCq, and
 /// after the joins the main thread claims the rest. Every posted CQE must
 /// be read once, with the value it was posted with.
-fn cq_model(consumers: usize, total: u64, entries: u32, start: u32, batch: u32, attempts: usize) {
-    model(move || {
+fn cq_model(
+    bound: Bound,
+    consumers: usize,
+    total: u64,
+    entries: u32,
+    start: u32,
+    batch: u32,
+    attempts: usize,
+) {
+    check(bound, move || {
         let q = Arc::new(SharedCq::with_start(entries, start));
         let head = Arc::new(AtomicU32::new(start));
         let tail = Arc::new(AtomicU32::new(start));
@@ -221,14 +316,32 @@ fn cq_model(consumers: usize, total: u64, entries: u32, start: u32, batch: u32, 
     });
 }
 
+/// Two consumers, one CQE per claim, 4 CQEs through 2 slots across
+/// u32::MAX. Bound: 2 preemptions, 4 threads (19,355 interleavings).
+// Catches, each alone (src/shared.rs): Acquire -> Relaxed on
+// SharedCq::claim's cq.tail load; Acquire/AcqRel -> Relaxed on its claim
+// index; either SeqCst fence removed before a releaser's CAS or after the
+// fast path's.
 #[test]
 fn cq_two_consumers_wrap_and_reuse_slots() {
-    cq_model(2, 4, 2, u32::MAX, 1, 2);
+    cq_model(Bound::preemptions(2).threads(4), 2, 4, 2, u32::MAX, 1, 2);
 }
 
+/// Two consumers claiming up to 2 CQEs at once, so that a batch wraps the
+/// ring (the two pieces of mark_run). Bound: 2 preemptions, 4 threads
+/// (2,583 interleavings).
+// Catches: the same four mutations as cq_two_consumers_wrap_and_reuse_slots.
 #[test]
 fn cq_two_consumers_batches() {
-    cq_model(2, 3, 2, u32::MAX - 1, 2, 1);
+    cq_model(
+        Bound::preemptions(2).threads(4),
+        2,
+        3,
+        2,
+        u32::MAX - 1,
+        2,
+        1,
+    );
 }
 
 /// The SQPOLL wakeup rule (`FlagsRead::FullFenceThenLoad`): the application
@@ -236,9 +349,12 @@ fn cq_two_consumers_batches() {
 /// NEED_WAKEUP, fences (`smp_mb__after_atomic`), re-reads the tail. With
 /// both fences, at least one side sees the other: never "thread asleep and
 /// application does not wake it" with an entry pending.
+/// Bound: 2 preemptions, 2 threads (11 interleavings: all of them).
+// Catches: either fence of the model removed (the rule is the driver's,
+// written out here).
 #[test]
 fn sqpoll_wakeup_needs_the_full_fence() {
-    model(|| {
+    check(Bound::preemptions(2).threads(2), || {
         let tail = Arc::new(AtomicU32::new(0));
         let flags = Arc::new(AtomicU32::new(0));
         let (t2, f2) = (tail.clone(), flags.clone());
@@ -263,11 +379,14 @@ fn sqpoll_wakeup_needs_the_full_fence() {
 /// returns the credit; a producer that gets that credit must see the head
 /// store (it then publishes an SQE whose CQE the kernel places by that
 /// head), and the budget is never exceeded.
+/// Bound: 2 preemptions, 4 threads (895 interleavings).
+// Catches, each alone (src/credit.rs): Acquire -> Relaxed in
+// AtomicCqCredit::acquire_n; Release -> Relaxed in AtomicCqCredit::release.
 #[test]
 fn credit_return_orders_the_head_store() {
     use ring_core::{AtomicCqCredit, Geometry};
     use ring_sys::{Features, SetupFlags};
-    model(|| {
+    check(Bound::preemptions(2).threads(4), || {
         let geo = Geometry::new(1, 1, SetupFlags::empty(), Features::empty()).unwrap();
         let credit = Arc::new(AtomicCqCredit::new(1, &geo).unwrap());
         credit.acquire(()).unwrap();
@@ -317,8 +436,8 @@ fn credit_return_orders_the_head_store() {
 /// were ever submitting at once. `naive`: the submitter leaves without
 /// looking for entries published meanwhile, which loom must catch
 /// stranding an entry.
-fn gate_model(producers: u64, per: u64, entries: u32, start: u32, naive: bool) {
-    model(move || {
+fn gate_model(bound: Bound, producers: u64, per: u64, entries: u32, start: u32, naive: bool) {
+    check(bound, move || {
         let q = Arc::new(SharedSq::with_start(entries, start));
         let gate = Arc::new(SubmitGate::new());
         let head = Arc::new(AtomicU32::new(start));
@@ -399,18 +518,25 @@ fn gate_model(producers: u64, per: u64, entries: u32, start: u32, naive: bool) {
     });
 }
 
+/// Two producers, two entries each through 2 slots across u32::MAX: each
+/// entry is submitted by its producer or left to the one holding the gate.
+/// Bound: 2 preemptions, 3 threads (32,004 interleavings).
+// Catches, each alone (src/shared.rs): the SeqCst fence removed from
+// SubmitGate::leave; Acquire -> Relaxed on the gate's CAS; Release ->
+// Relaxed on leave's store of the gate; any SeqCst fence of
+// advance_over_marks removed (the one after the loop's CAS only this model
+// catches); Release -> Relaxed on the commit marks; AcqRel -> Acquire on
+// the fast path's sq.tail CAS; Acquire/Release -> Relaxed on
+// SharedSq::claim's reservation tail; Acquire -> Relaxed on its sq.head load.
 #[test]
 fn gate_two_producers_leave_nothing_behind() {
-    gate_model(2, 2, 2, u32::MAX, false);
+    gate_model(Bound::preemptions(2).threads(3), 2, 2, 2, u32::MAX, false);
 }
 
-#[test]
-fn gate_three_producers_leave_nothing_behind() {
-    gate_model(3, 1, 4, u32::MAX - 1, false);
-}
-
+/// The negative model: a submitter that leaves without the recheck.
+/// Bound: 2 preemptions, 3 threads (fails at the 2nd interleaving).
 #[test]
 #[should_panic(expected = "left unsubmitted")]
 fn gate_without_the_recheck_strands_an_entry() {
-    gate_model(2, 1, 2, 0, true);
+    gate_model(Bound::preemptions(2).threads(3), 2, 1, 2, 0, true);
 }

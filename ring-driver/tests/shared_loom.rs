@@ -2,9 +2,26 @@
 //! queues (`src/shared_sync.rs`, included here as is): the CQ credit that
 //! moves with the kernel-visible `cq.head`, in a second stage after
 //! ring-core's release. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p ring-driver --release --test shared_loom`
+//! `RUSTFLAGS="--cfg loom" cargo test -p ring-driver --profile loom --test shared_loom`
 //! in its own `CARGO_TARGET_DIR` (needs `loom` as a `cfg(loom)`
-//! dev-dependency of ring-driver).
+//! dev-dependency of ring-driver); CI builds and runs it in one cargo
+//! invocation with ring-core's `tests/loom.rs` (see `.ci/run`).
+//!
+//! A model is a `#[test]` that calls
+//! `check(Bound::preemptions(p).threads(t), || ..)` (or a `*_model`
+//! function that does): its doc comment states what it checks and its
+//! bound (preemptions, threads, and how many interleavings that is),
+//! and a `// Catches:` comment the ordering which, weakened alone in
+//! `src/shared_sync.rs` or ring-core, makes it fail. `check` ignores the
+//! `LOOM_*` variables that would change the search; `-- --nocapture` prints
+//! each model's interleavings and time (measure a new model alone:
+//! `-- --exact NAME --test-threads 1`). Preemption bound 2 finds every
+//! mutation listed below within seconds; the former bound-3 and unbounded
+//! runs of these models (4 to 10 minutes each) caught nothing more. No
+//! model fails when the compare-and-swap of `cq.head` in
+//! `CqRelease::advance` loses its Release (the kernel's reads it orders
+//! are the load-buffering direction loom does not model, and the credit it
+//! precedes is returned with Release) or its failure Acquire.
 //!
 //! The main thread plays the submitter and the kernel: it takes a credit
 //! for each request, then posts its CQE as the kernel does (read `cq.head`,
@@ -25,19 +42,73 @@ use ring_core::{AtomicCqCredit, Geometry, SharedCq};
 use ring_sys::{Features, SetupFlags};
 use shared_sync::CqRelease;
 
-/// Checks `f` under every interleaving loom generates with up to
-/// `preemptions` preemptions (`LOOM_MAX_PREEMPTIONS` overrides; `None`:
-/// unbounded, for the two-thread models).
-fn model_bounded<F: Fn() + Sync + Send + 'static>(preemptions: Option<usize>, f: F) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = preemptions;
-    }
-    b.check(f);
+/// How far loom explores one model.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    /// Every interleaving with at most this many preemptions (switches
+    /// away from a thread that could have gone on): loom's
+    /// `preemption_bound`.
+    preemptions: usize,
+    /// Threads, the main thread included (loom's `max_threads`): a model
+    /// that spawns more fails.
+    threads: usize,
 }
 
-fn model<F: Fn() + Sync + Send + 'static>(f: F) {
-    model_bounded(None, f)
+impl Bound {
+    /// At most `preemptions` preemptions (and 2 threads: see `threads`).
+    const fn preemptions(preemptions: usize) -> Bound {
+        Bound {
+            preemptions,
+            threads: 2,
+        }
+    }
+
+    /// At most `threads` threads, the main thread included.
+    const fn threads(self, threads: usize) -> Bound {
+        Bound { threads, ..self }
+    }
+}
+
+/// Branch points per execution (loom's `max_branches`, its default): an
+/// execution with more, a retry loop that never ends, fails the model.
+const MAX_BRANCHES: usize = 1_000;
+
+/// Checks `f` in every interleaving within `bound`, whatever the `LOOM_*`
+/// variables say, and prints (seen with `--nocapture`) how many
+/// interleavings it ran and how long it took. (The same as in ring-core's
+/// `tests/loom.rs`.)
+fn check<F: Fn() + Sync + Send + 'static>(bound: Bound, f: F) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    /// Prints the count when the model returns or panics.
+    struct Report(std::sync::Arc<AtomicUsize>, Bound, std::time::Instant);
+    impl Drop for Report {
+        fn drop(&mut self) {
+            println!(
+                "loom {}: {} interleavings in {:.1} s ({:?}){}",
+                std::thread::current().name().unwrap_or("model"),
+                self.0.load(Relaxed),
+                self.2.elapsed().as_secs_f64(),
+                self.1,
+                if std::thread::panicking() {
+                    ", failed"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(bound.preemptions);
+    b.max_threads = bound.threads;
+    b.max_branches = MAX_BRANCHES;
+    b.max_duration = None;
+    b.max_permutations = None;
+    let report = Report(Default::default(), bound, std::time::Instant::now());
+    let count = report.0.clone();
+    b.check(move || {
+        count.fetch_add(1, Relaxed);
+        f()
+    });
 }
 
 /// The kernel (the main thread) posts up to `total` CQEs into a CQ of
@@ -48,8 +119,8 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
 /// No thread spins: a refused credit or an empty CQ just ends that step.
 /// Afterwards the main thread drains what is left, and the head, the
 /// credit and the set of CQEs seen are checked.
-fn cq_credit_model(consumers: usize, total: u32, entries: u32, batch: u32) {
-    model_bounded(Some(3), move || {
+fn cq_credit_model(bound: Bound, consumers: usize, total: u32, entries: u32, batch: u32) {
+    check(bound, move || {
         let start = u32::MAX - 1;
         let geo = Geometry::new(entries, entries, SetupFlags::empty(), Features::empty()).unwrap();
         let credit = Arc::new(AtomicCqCredit::new(entries, &geo).unwrap());
@@ -131,22 +202,32 @@ fn cq_credit_model(consumers: usize, total: u32, entries: u32, batch: u32) {
     });
 }
 
+/// Two consumers, one CQE per claim, 4 CQEs through a CQ of 2.
+/// Bound: 2 preemptions, 3 threads (135,072 interleavings).
+// Catches, each alone: Acquire -> Relaxed on CqRelease::advance's load of
+// cq.head or of `read` (src/shared_sync.rs); Acquire -> Relaxed in
+// AtomicCqCredit::acquire_n, Release -> Relaxed in AtomicCqCredit::release
+// (ring-core's src/credit.rs).
 #[test]
 fn two_consumers_credit_follows_the_head() {
-    cq_credit_model(2, 4, 2, 1);
+    cq_credit_model(Bound::preemptions(2).threads(3), 2, 4, 2, 1);
 }
 
+/// Two consumers claiming up to 2 CQEs at once: a release that hands
+/// several notes back in one advance. Bound: 2 preemptions, 3 threads
+/// (119,723 interleavings).
+// Catches: the same four mutations as two_consumers_credit_follows_the_head.
 #[test]
 fn two_consumers_batches_credit_follows_the_head() {
-    cq_credit_model(2, 4, 2, 2);
+    cq_credit_model(Bound::preemptions(2).threads(3), 2, 4, 2, 2);
 }
 
 /// Two CQEs posted (the whole budget), claimed by two consumers; a third
 /// thread plays the submitter and the kernel: if it gets a credit, its
 /// completion must find room in the CQ. `naive`: each consumer returns its
 /// credit right after ring-core's release of its own CQE.
-fn credit_vs_kernel_model(naive: bool) {
-    model(move || {
+fn credit_vs_kernel_model(bound: Bound, naive: bool) {
+    check(bound, move || {
         let geo = Geometry::new(2, 2, SetupFlags::empty(), Features::empty()).unwrap();
         let credit = Arc::new(AtomicCqCredit::new(2, &geo).unwrap());
         credit.acquire_n(2, ()).unwrap();
@@ -193,22 +274,34 @@ fn credit_vs_kernel_model(naive: bool) {
     });
 }
 
+/// Bound: 3 preemptions, 3 threads (13,235 interleavings; unbounded, 3.4
+/// million, took 10 minutes and caught nothing more).
+// Catches, each alone: Acquire -> Relaxed on CqRelease::advance's load of
+// cq.head; Acquire -> Relaxed in AtomicCqCredit::acquire_n, Release ->
+// Relaxed in AtomicCqCredit::release.
 #[test]
 fn credit_is_back_only_when_the_cq_has_room() {
-    credit_vs_kernel_model(false);
+    credit_vs_kernel_model(Bound::preemptions(3).threads(3), false);
 }
 
+/// The negative model: credit returned before the head moves.
+/// Bound: 3 preemptions, 3 threads (fails after 4,966 interleavings; it
+/// needs at least 2 preemptions).
 #[test]
 #[should_panic(expected = "CQ overflow")]
 fn naive_credit_return_overflows_the_cq() {
-    credit_vs_kernel_model(true);
+    credit_vs_kernel_model(Bound::preemptions(3).threads(3), true);
 }
 
 /// Two consumers release out of order; afterwards the head is past both
 /// and both credits are back, whatever the interleaving.
+/// Bound: 12 preemptions, 2 threads (4,299 interleavings: all of them, as
+/// unbounded).
+// Catches, each alone: Acquire -> Relaxed on CqRelease::advance's load of
+// cq.head or of `read`.
 #[test]
 fn out_of_order_releases_return_all_credit() {
-    model(|| {
+    check(Bound::preemptions(12).threads(2), || {
         let geo = Geometry::new(2, 2, SetupFlags::empty(), Features::empty()).unwrap();
         let credit = Arc::new(AtomicCqCredit::new(2, &geo).unwrap());
         credit.acquire_n(2, ()).unwrap();

@@ -519,17 +519,18 @@ fn ci_miri() -> Result<bool> {
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit
-/// release (`--cfg loom`, own target dir).
+/// release (`--cfg loom`, own target dir): one cargo invocation, so loom and
+/// ring-core are built once for both test targets (each model's bound is in
+/// its doc comment).
 fn ci_loom() -> Result<bool> {
-    let loom = |package: &str, test: &str| {
-        step(
-            cargo()
-                .args(["test", "-p", package, "--release", "--test", test])
-                .env("RUSTFLAGS", "--cfg loom")
-                .env("CARGO_TARGET_DIR", root().join("target/loom")),
-        )
-    };
-    Ok(loom("ring-core", "loom")? && loom("ring-driver", "shared_loom")?)
+    step(
+        cargo()
+            .args(["test", "--profile", "loom"])
+            .args(["-p", "ring-core", "-p", "ring-driver"])
+            .args(["--test", "loom", "--test", "shared_loom"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", root().join("target/loom")),
+    )
 }
 
 /// The Proactor's tests under AddressSanitizer (nightly, `-Zbuild-std`):
