@@ -206,8 +206,8 @@ fn cq_credit_model(bound: Bound, consumers: usize, total: u32, entries: u32, bat
 /// Bound: 2 preemptions, 3 threads (135,072 interleavings).
 // Catches, each alone: Acquire -> Relaxed on CqRelease::advance's load of
 // cq.head or of `read` (src/shared_sync.rs); Acquire -> Relaxed in
-// AtomicCqCredit::acquire_n, Release -> Relaxed in AtomicCqCredit::release
-// (ring-core's src/credit.rs).
+// AtomicCqCredit::acquire_n, Release -> Relaxed in
+// AtomicCqCredit::release_saturating (ring-core's src/credit.rs).
 #[test]
 fn two_consumers_credit_follows_the_head() {
     cq_credit_model(Bound::preemptions(2).threads(3), 2, 4, 2, 1);
@@ -278,7 +278,7 @@ fn credit_vs_kernel_model(bound: Bound, naive: bool) {
 /// million, took 10 minutes and caught nothing more).
 // Catches, each alone: Acquire -> Relaxed on CqRelease::advance's load of
 // cq.head; Acquire -> Relaxed in AtomicCqCredit::acquire_n, Release ->
-// Relaxed in AtomicCqCredit::release.
+// Relaxed in AtomicCqCredit::release_saturating.
 #[test]
 fn credit_is_back_only_when_the_cq_has_room() {
     credit_vs_kernel_model(Bound::preemptions(3).threads(3), false);
