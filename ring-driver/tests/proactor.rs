@@ -279,7 +279,10 @@ fn fixed_buffers_write_read_and_go_back_to_the_pool() {
     // (outside the lock): the buffer is back a moment later.
     let deadline = Instant::now() + Duration::from_secs(5);
     while free() != 4 {
-        assert!(Instant::now() < deadline, "the read's buffer never came back");
+        assert!(
+            Instant::now() < deadline,
+            "the read's buffer never came back"
+        );
         thread::sleep(Duration::from_millis(1));
     }
     std::fs::remove_file(&path).unwrap();
