@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
-use ring_driver::{Builder, Cqe, Ring};
-use ring_ops::{Entry, Fd};
+use ring_io_driver::{Builder, Cqe, Ring};
+use ring_io_ops::{Entry, Fd};
 
 use crate::median;
 
@@ -264,7 +264,7 @@ pub(crate) fn ring_reads(
             wait_all,
             ops,
             |k, slot| {
-                ring_ops::Read::new(fd, bufs.ptr(slot), BLOCK as u32)
+                ring_io_ops::Read::new(fd, bufs.ptr(slot), BLOCK as u32)
                     .offset(at(k))
                     .build()
             },

@@ -16,8 +16,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use io_uring::{IoUring, opcode};
-use ring_driver::{Builder, Ring};
-use ring_ops::Nop;
+use ring_io_driver::{Builder, Ring};
+use ring_io_ops::Nop;
 
 /// NOPs per timed sample.
 const OPS: u64 = 1 << 16;
@@ -163,7 +163,7 @@ const SHARED_ENTRIES: u32 = 128;
 /// - `Mutex<io_uring::IoUring>` ([`mutex_nops`]): lock, push the batch,
 ///   `submit_and_wait(batch)`, reap it, unlock: the lock is held across
 ///   the whole round, so the completions reaped are the thread's own.
-fn shared_nops(ring: &ring_driver::SharedRing, threads: u64, ops: u64) {
+fn shared_nops(ring: &ring_io_driver::SharedRing, threads: u64, ops: u64) {
     std::thread::scope(|s| {
         for t in 0..threads {
             let quota = ops / threads + u64::from(t < ops % threads);
@@ -229,7 +229,7 @@ fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, ops: u64) {
     });
 }
 
-fn shared_ring() -> ring_driver::SharedRing {
+fn shared_ring() -> ring_io_driver::SharedRing {
     Builder::new(SHARED_ENTRIES)
         .build_shared()
         .expect("shared ring setup")

@@ -3,7 +3,7 @@
 //! written on the raw ring.
 //!
 //! Depth 32 on the Proactor: 32 futures in flight, driven by [`drive`] on
-//! `ring_driver::block_on` (one waker that unparks the thread, every op in
+//! `ring_io_driver::block_on` (one waker that unparks the thread, every op in
 //! flight polled at each wake-up), either refilling a slot with a new op as
 //! soon as its op completes (`qd32`) or in batches of 32 (`batch32`). The
 //! raw ring runs the loop of the `read4k` rows ([`file_io::ring_depth`]),
@@ -20,8 +20,8 @@ use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_driver::{Builder, Op, Proactor, ProactorConfig, block_on};
-use ring_ops::{Fd, Nop};
+use ring_io_driver::{Builder, Op, Proactor, ProactorConfig, block_on};
+use ring_io_ops::{Fd, Nop};
 
 use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
 use crate::median;
@@ -103,7 +103,7 @@ fn proactor_nops(p: &Proactor, depth: usize, batch: bool, ops: u64) {
 
 /// `ops` NOPs on the raw ring, `depth` in flight (the loop of the read4k
 /// rows).
-fn ring_nops(ring: &mut ring_driver::Ring, depth: usize, batch: bool, ops: u64) {
+fn ring_nops(ring: &mut ring_io_driver::Ring, depth: usize, batch: bool, ops: u64) {
     // SAFETY: a NOP carries no pointers.
     unsafe {
         file_io::ring_depth(
@@ -212,12 +212,12 @@ fn ring_echo_server(
     }
     const ACCEPT: u64 = u64::MAX;
     let recv = |i: usize, c: &mut Conn| {
-        ring_ops::Recv::new(Fd(c.fd.as_raw_fd()), c.buf.as_mut_ptr(), c.buf.len() as u32)
+        ring_io_ops::Recv::new(Fd(c.fd.as_raw_fd()), c.buf.as_mut_ptr(), c.buf.len() as u32)
             .build()
             .user_data((i as u64) << 1)
     };
     let send = |i: usize, c: &Conn| {
-        ring_ops::Send::new(
+        ring_io_ops::Send::new(
             Fd(c.fd.as_raw_fd()),
             c.buf[c.sent..c.len].as_ptr(),
             (c.len - c.sent) as u32,
@@ -226,7 +226,7 @@ fn ring_echo_server(
         .build()
         .user_data(((i as u64) << 1) | 1)
     };
-    let accept = ring_ops::Accept::new(Fd(listener.as_raw_fd()))
+    let accept = ring_io_ops::Accept::new(Fd(listener.as_raw_fd()))
         .flags(libc::SOCK_CLOEXEC)
         .build()
         .user_data(ACCEPT);

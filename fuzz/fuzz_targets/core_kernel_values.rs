@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ring_core::{CompletionQueue, Geometry, SubmissionQueue};
-use ring_sys::{Features, SetupFlags};
+use ring_io_core::{CompletionQueue, Geometry, SubmissionQueue};
+use ring_io_sys::{Features, SetupFlags};
 
 fuzz_target!(|data: &[u8]| {
     let Some((head, rest)) = data.split_first_chunk::<5>() else {

@@ -8,8 +8,8 @@
 use arbitrary::Arbitrary;
 use io_uring::{opcode as q, squeue, types};
 use libfuzzer_sys::fuzz_target;
-use ring_ops::{self as o, Entry128};
-use ring_sys::{SqeFlags, io_uring_sqe128};
+use ring_io_ops::{self as o, Entry128};
+use ring_io_sys::{SqeFlags, io_uring_sqe128};
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum T {

@@ -10,8 +10,8 @@ use core::ffi::c_void;
 use arbitrary::Arbitrary;
 use io_uring::{opcode as q, squeue, types};
 use libfuzzer_sys::fuzz_target;
-use ring_ops::{self as o, Clock, DirectSlot, Op};
-use ring_sys::{SqeFlags, io_uring_sqe};
+use ring_io_ops::{self as o, Clock, DirectSlot, Op};
+use ring_io_sys::{SqeFlags, io_uring_sqe};
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum T {
@@ -213,7 +213,7 @@ fn tflags(abs: bool, c: Clk, etime: bool, multi: bool) -> types::TimeoutFlags {
 }
 
 fn pf(on: bool) -> u16 {
-    if on { ring_sys::IORING_RECVSEND_POLL_FIRST } else { 0 }
+    if on { ring_io_sys::IORING_RECVSEND_POLL_FIRST } else { 0 }
 }
 
 fn sel(group: Option<u16>) -> squeue::Flags {
@@ -239,7 +239,7 @@ fuzz_target!(|input: (Desc, Common)| {
             c
         )),
         Desc::Fsync { t, off, len, datasync } => {
-            let ours = if datasync { ring_sys::FsyncFlags::DATASYNC } else { ring_sys::FsyncFlags::empty() };
+            let ours = if datasync { ring_io_sys::FsyncFlags::DATASYNC } else { ring_io_sys::FsyncFlags::empty() };
             let theirs = if datasync { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
             both!(t, |f, g| run(
                 o::Fsync::new(f).offset(off).len(len).flags(ours),
@@ -525,7 +525,7 @@ fuzz_target!(|input: (Desc, Common)| {
             };
             let op = o::MsgRingSendFd::new(o::Fd(ring), o::Fixed(src), ours, ud);
             let op = if skip { op.skip_target_cqe() } else { op };
-            let fl = if skip { ring_sys::IORING_MSG_RING_CQE_SKIP } else { 0 };
+            let fl = if skip { ring_io_sys::IORING_MSG_RING_CQE_SKIP } else { 0 };
             let th = q::MsgRingSendFd::new(types::Fd(ring), types::Fixed(src), theirs, ud).opcode_flags(fl);
             run(op, th.build(), c)
         }
@@ -580,7 +580,7 @@ fuzz_target!(|input: (Desc, Common)| {
             }
             if report {
                 op = op.report_usage();
-                zc |= ring_sys::IORING_SEND_ZC_REPORT_USAGE;
+                zc |= ring_io_sys::IORING_SEND_ZC_REPORT_USAGE;
             }
             if let Some(b) = bi {
                 op = op.fixed_buffer(b);
@@ -600,7 +600,7 @@ fuzz_target!(|input: (Desc, Common)| {
             }
             if report {
                 op = op.report_usage();
-                prio |= ring_sys::IORING_SEND_ZC_REPORT_USAGE;
+                prio |= ring_io_sys::IORING_SEND_ZC_REPORT_USAGE;
             }
             run(op, q::SendMsgZc::new(g, p(msg)).flags(flags).ioprio(prio).build(), c)
         }),
@@ -637,7 +637,7 @@ fuzz_target!(|input: (Desc, Common)| {
         Desc::FixedFdInstall { idx, no_cloexec } => {
             let op = o::FixedFdInstall::new(o::Fixed(idx));
             let op = if no_cloexec { op.no_cloexec() } else { op };
-            let fl = if no_cloexec { ring_sys::IORING_FIXED_FD_NO_CLOEXEC } else { 0 };
+            let fl = if no_cloexec { ring_io_sys::IORING_FIXED_FD_NO_CLOEXEC } else { 0 };
             run(op, q::FixedFdInstall::new(types::Fixed(idx), fl).build(), c)
         }
         Desc::Ftruncate { t, len } => both!(t, |f, g| run(o::Ftruncate::new(f, len), q::Ftruncate::new(g, len).build(), c)),

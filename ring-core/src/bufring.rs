@@ -6,7 +6,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ring_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT};
+use ring_io_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT};
 
 use crate::error::GeometryError;
 

@@ -1,6 +1,6 @@
 //! The completion queue, single-threaded.
 
-use ring_sys::{IORING_CQE_F_32, IORING_CQE_F_SKIP};
+use ring_io_sys::{IORING_CQE_F_32, IORING_CQE_F_SKIP};
 
 use crate::error::moved_backwards;
 use crate::{CoreError, Geometry};
@@ -370,7 +370,7 @@ impl CompletionQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
+    use ring_io_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
 
     fn cq(start: u32, flags: SetupFlags) -> CompletionQueue {
         let g = Geometry::new(4, 4, flags, Features::empty()).unwrap();

@@ -1,6 +1,6 @@
 //! CQ credit: back-pressure that keeps the CQ from overflowing.
 
-use ring_sys::{IORING_CQE_F_MORE, IORING_CQE_F_SKIP};
+use ring_io_sys::{IORING_CQE_F_MORE, IORING_CQE_F_SKIP};
 
 use crate::sync::{AtomicU32, Ordering};
 use crate::{CoreError, CreditRefused, Geometry, GeometryError};
@@ -224,7 +224,7 @@ impl AtomicCqCredit {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use ring_sys::{Features, IORING_CQE_F_NOTIF, SetupFlags};
+    use ring_io_sys::{Features, IORING_CQE_F_NOTIF, SetupFlags};
 
     fn geo() -> Geometry {
         Geometry::new(2, 4, SetupFlags::empty(), Features::empty()).unwrap()

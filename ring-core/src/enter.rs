@@ -1,6 +1,6 @@
 //! When to call `io_uring_enter(2)`, and with what.
 
-use ring_sys::{EnterFlags, Features, SetupFlags, SqFlags};
+use ring_io_sys::{EnterFlags, Features, SetupFlags, SqFlags};
 
 /// How the caller must read the SQ ring's flags word (`sq.flags`) before
 /// calling [`decide_enter`].

@@ -1,6 +1,6 @@
 //! Ring geometry: sizes, masks and strides, from `io_uring_params`.
 
-use ring_sys::{Features, SetupFlags, io_uring_params};
+use ring_io_sys::{Features, SetupFlags, io_uring_params};
 
 use crate::GeometryError;
 
@@ -333,7 +333,7 @@ mod tests {
         let p = io_uring_params {
             sq_entries: 8,
             cq_entries: 16,
-            features: ring_sys::IORING_FEAT_NODROP,
+            features: ring_io_sys::IORING_FEAT_NODROP,
             ..Default::default()
         };
         let g = Geometry::from_params(&p).unwrap();

@@ -1,8 +1,8 @@
 //! The io_uring ring protocol as a pure, sans-io state machine.
 //!
-//! `ring-core` makes every decision about a ring as plain code over plain
+//! `ring-io-core` makes every decision about a ring as plain code over plain
 //! values, so that all of it can be tested with proptest, under Miri, with
-//! loom and by fuzzing, without a kernel. The driver (`ring-driver`) does the
+//! loom and by fuzzing, without a kernel. The driver (`ring-io-driver`) does the
 //! atomic loads and stores on the mapped rings and the system calls; this
 //! crate tells it what to do.
 //!
@@ -37,7 +37,7 @@
 //!
 //! No system call, no mmap, no raw pointer, no clock, no `unsafe`
 //! (`#![forbid(unsafe_code)]`), `no_std` with `alloc`. It does not build
-//! SQEs (that is `ring-ops`) nor touch a real ring (`ring-driver`).
+//! SQEs (that is `ring-io-ops`) nor touch a real ring (`ring-io-driver`).
 //!
 //! # Example
 //!
@@ -46,11 +46,11 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use ring_core::{
+//! use ring_io_core::{
 //!     decide_enter, CompletionQueue, EnterInput, Geometry, SimConfig, SimKernel,
 //!     SubmissionQueue,
 //! };
-//! use ring_sys::{io_uring_sqe, Features, SetupFlags};
+//! use ring_io_sys::{io_uring_sqe, Features, SetupFlags};
 //!
 //! let geo = Geometry::new(4, 8, SetupFlags::empty(), Features::NODROP)?;
 //! let config = SimConfig { lag: 2, ..SimConfig::new(&geo) };

@@ -4,7 +4,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ring_sys::{
+use ring_io_sys::{
     EnterFlags, Errno, IOSQE_CQE_SKIP_SUCCESS, SetupFlags, SqFlags, io_uring_cqe, io_uring_cqe32,
     io_uring_sqe,
 };
@@ -72,7 +72,7 @@ impl SimConfig {
     /// The defaults for a ring of this geometry.
     pub fn new(geometry: &Geometry) -> Self {
         SimConfig {
-            nodrop: geometry.features().contains(ring_sys::Features::NODROP),
+            nodrop: geometry.features().contains(ring_io_sys::Features::NODROP),
             max_submit: None,
             lag: 0,
             sqpoll_idle: 2,

@@ -406,7 +406,7 @@ impl SubmissionQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring_sys::{Features, SetupFlags};
+    use ring_io_sys::{Features, SetupFlags};
 
     fn sq(start: u32) -> SubmissionQueue {
         let g = Geometry::new(4, 8, SetupFlags::empty(), Features::empty()).unwrap();

@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
-use ring_core::{BufRing, BufRingError, TakenBufs};
-use ring_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT};
+use ring_io_core::{BufRing, BufRingError, TakenBufs};
+use ring_io_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT};
 
 const LEN: u32 = 8;
 

@@ -6,8 +6,8 @@
 //! cannot overflow where the library must not either.
 
 use proptest::prelude::*;
-use ring_core::Geometry;
-use ring_sys::{Features, SetupFlags};
+use ring_io_core::Geometry;
+use ring_io_sys::{Features, SetupFlags};
 
 const IORING_MAX_ENTRIES: u64 = 32768;
 const IORING_MAX_CQ_ENTRIES: u64 = 2 * IORING_MAX_ENTRIES;

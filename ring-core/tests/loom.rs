@@ -1,6 +1,6 @@
 //! Loom models of the concurrent protocols, with one more thread playing the
 //! kernel. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p ring-core --profile loom --test loom`
+//! `RUSTFLAGS="--cfg loom" cargo test -p ring-io-core --profile loom --test loom`
 //! (`-- --nocapture` prints each model's interleavings and time).
 //!
 //! CI builds and runs it in one cargo invocation with ring-driver's
@@ -41,8 +41,8 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use ring_core::sync::{AtomicU32, AtomicU64, Ordering, fence};
-use ring_core::{ClaimError, SharedCq, SharedSq, SubmitGate};
+use ring_io_core::sync::{AtomicU32, AtomicU64, Ordering, fence};
+use ring_io_core::{ClaimError, SharedCq, SharedSq, SubmitGate};
 
 /// How far loom explores one model.
 #[derive(Clone, Copy, Debug)]
@@ -359,14 +359,15 @@ fn sqpoll_wakeup_needs_the_full_fence() {
         let flags = Arc::new(AtomicU32::new(0));
         let (t2, f2) = (tail.clone(), flags.clone());
         let kernel = thread::spawn(move || {
-            f2.fetch_or(ring_sys::IORING_SQ_NEED_WAKEUP, Ordering::Relaxed);
+            f2.fetch_or(ring_io_sys::IORING_SQ_NEED_WAKEUP, Ordering::Relaxed);
             fence(Ordering::SeqCst);
             // Sleeps if it still sees no entry.
             t2.load(Ordering::Relaxed) == 0
         });
         tail.store(1, Ordering::Release);
         fence(Ordering::SeqCst);
-        let app_sees_wakeup = flags.load(Ordering::Relaxed) & ring_sys::IORING_SQ_NEED_WAKEUP != 0;
+        let app_sees_wakeup =
+            flags.load(Ordering::Relaxed) & ring_io_sys::IORING_SQ_NEED_WAKEUP != 0;
         let kernel_sleeps = kernel.join().unwrap();
         assert!(
             app_sees_wakeup || !kernel_sleeps,
@@ -384,8 +385,8 @@ fn sqpoll_wakeup_needs_the_full_fence() {
 // AtomicCqCredit::acquire_n; Release -> Relaxed in AtomicCqCredit::release.
 #[test]
 fn credit_return_orders_the_head_store() {
-    use ring_core::{AtomicCqCredit, Geometry};
-    use ring_sys::{Features, SetupFlags};
+    use ring_io_core::{AtomicCqCredit, Geometry};
+    use ring_io_sys::{Features, SetupFlags};
     check(Bound::preemptions(2).threads(4), || {
         let geo = Geometry::new(1, 1, SetupFlags::empty(), Features::empty()).unwrap();
         let credit = Arc::new(AtomicCqCredit::new(1, &geo).unwrap());

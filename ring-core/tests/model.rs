@@ -6,8 +6,8 @@ mod harness;
 
 use harness::{Action, Config, Harness};
 use proptest::prelude::*;
-use ring_core::{CompletionQueue, CoreError, Geometry, SubmissionQueue};
-use ring_sys::{Features, SetupFlags};
+use ring_io_core::{CompletionQueue, CoreError, Geometry, SubmissionQueue};
+use ring_io_sys::{Features, SetupFlags};
 
 /// Fewer cases under Miri, where each one is ~1000x slower.
 fn cases(normal: u32) -> u32 {

@@ -1,11 +1,11 @@
 //! SimKernel driven through the state machines: each kernel behaviour the
 //! simulator promises, observed from the application's side.
 
-use ring_core::{
+use ring_io_core::{
     CompletionQueue, CqCredit, EnterInput, Fault, FlagsRead, Geometry, SimCompletion, SimConfig,
     SimKernel, SubmissionQueue, decide_enter,
 };
-use ring_sys::{
+use ring_io_sys::{
     EnterFlags, Errno, Features, IORING_CQE_F_MORE, IOSQE_CQE_SKIP_SUCCESS, SetupFlags, SqFlags,
 };
 

@@ -5,7 +5,7 @@
 //! returns 0. Errors name the path and exit with status 1; nothing is
 //! truncated before both files are checked (`cp_common/mod.rs`).
 //!
-//! Run: `cargo run --release -p ring-driver --example cp -- SRC DST`
+//! Run: `cargo run --release -p ring-io-driver --example cp -- SRC DST`
 
 #[path = "cp_common/mod.rs"]
 mod common;
@@ -17,8 +17,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use common::{Error, Files};
-use ring_driver::Ring;
-use ring_ops::{Entry, Fd, Read, Write};
+use ring_io_driver::Ring;
+use ring_io_ops::{Entry, Fd, Read, Write};
 
 const BLOCK: usize = 128 * 1024;
 const DEPTH: usize = 16;

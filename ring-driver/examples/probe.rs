@@ -1,10 +1,10 @@
 //! What this kernel's io_uring supports: version, features, the defaults
 //! ring picks here, and every opcode of Linux 6.18 with the kernel it needs.
 //!
-//! Run: `cargo run -p ring-driver --example probe`
+//! Run: `cargo run -p ring-io-driver --example probe`
 
-use ring_driver::{KernelVersion, Ring};
-use ring_sys::Features;
+use ring_io_driver::{KernelVersion, Ring};
+use ring_io_sys::Features;
 
 fn main() -> std::io::Result<()> {
     match KernelVersion::current() {

@@ -2,14 +2,14 @@
 //! `SharedRing`, submits, and reaps whatever completions it finds (anyone's).
 //! Prints the throughput and checks every NOP completed exactly once.
 //!
-//! `cargo run --release -p ring-driver --example shared_nops [THREADS] [NOPS_PER_THREAD]`
+//! `cargo run --release -p ring-io-driver --example shared_nops [THREADS] [NOPS_PER_THREAD]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use ring_driver::SharedRing;
-use ring_ops::Nop;
+use ring_io_driver::SharedRing;
+use ring_io_ops::Nop;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);

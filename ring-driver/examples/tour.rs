@@ -8,9 +8,9 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use ring_driver::{KernelVersion, Ring};
-use ring_ops::{Accept, Fd, Nop, Read, Recv, Send};
-use ring_sys::Features;
+use ring_io_driver::{KernelVersion, Ring};
+use ring_io_ops::{Accept, Fd, Nop, Read, Recv, Send};
+use ring_io_sys::Features;
 
 fn main() -> std::io::Result<()> {
     let kernel = KernelVersion::current().map_or("unknown".into(), |v| v.to_string());
@@ -144,15 +144,15 @@ fn main() -> std::io::Result<()> {
         .filter(|(_, f)| features.contains(*f))
         .map(|(name, _)| name)
         .collect();
-    let missing: Vec<String> = ring_ops::ALL
+    let missing: Vec<String> = ring_io_ops::ALL
         .iter()
         .filter(|op| !probe.supports(op.code))
         .map(|op| format!("{} ({}.{})", op.builder, op.since.major, op.since.minor))
         .collect();
     println!(
         "\n4. this kernel: {} of {} opcodes supported",
-        ring_ops::ALL.len() - missing.len(),
-        ring_ops::ALL.len()
+        ring_io_ops::ALL.len() - missing.len(),
+        ring_io_ops::ALL.len()
     );
     println!("   features: {}", names.join(" "));
     if missing.is_empty() {
@@ -160,6 +160,6 @@ fn main() -> std::io::Result<()> {
     } else {
         println!("   missing: {}", missing.join(", "));
     }
-    println!("\n(cargo run -p ring-driver --example probe prints the full table.)");
+    println!("\n(cargo run -p ring-io-driver --example probe prints the full table.)");
     Ok(())
 }

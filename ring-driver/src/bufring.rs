@@ -4,7 +4,7 @@
 //! This is one of the driver's mmap modules: it writes `io_uring_buf`
 //! entries into the ring's memory and publishes the tail with the ordering
 //! the kernel pairs with. Which slot and which tail is ring-core's
-//! [`ring_core::BufRing`].
+//! [`ring_io_core::BufRing`].
 #![allow(unsafe_code)]
 
 use std::fmt;
@@ -13,8 +13,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use ring_core::TakenBufs;
-use ring_sys::{io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
+use ring_io_core::TakenBufs;
+use ring_io_sys::{io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
 
 use crate::error::{Unsupported, os};
 use crate::probe::KernelVersion;
@@ -50,8 +50,8 @@ use crate::sys::{self, Mmap};
 /// ```
 /// use std::io::Write;
 /// use std::os::fd::AsRawFd;
-/// use ring_driver::{BufRing, Ring};
-/// use ring_ops::{Fd, Recv};
+/// use ring_io_driver::{BufRing, Ring};
+/// use ring_io_ops::{Fd, Recv};
 ///
 /// let mut ring = Ring::new(8)?;
 /// // SAFETY: the only request using group 7 is reaped before `bufs` drops.
@@ -73,7 +73,7 @@ use crate::sys::{self, Mmap};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct BufRing {
-    state: ring_core::BufRing,
+    state: ring_io_core::BufRing,
     fd: RawFd,
     bgid: u16,
     buf_len: u32,
@@ -110,7 +110,7 @@ impl BufRing {
         entries: u32,
         buf_len: u32,
     ) -> io::Result<BufRing> {
-        let mut state = ring_core::BufRing::new(entries, buf_len)
+        let mut state = ring_io_core::BufRing::new(entries, buf_len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if buf_len == 0 {
             return Err(io::Error::new(
@@ -129,8 +129,10 @@ impl BufRing {
         let ring_map = Mmap::anonymous(ring_bytes)?;
         let bufs = Mmap::anonymous(bufs_len)?;
         let entries_ptr = ring_map.ptr::<io_uring_buf>(0, entries as usize)?;
-        let tail = ring_map
-            .ptr::<AtomicU16>(std::mem::offset_of!(ring_sys::buf_ring_hdr, tail) as u32, 1)?;
+        let tail = ring_map.ptr::<AtomicU16>(
+            std::mem::offset_of!(ring_io_sys::buf_ring_hdr, tail) as u32,
+            1,
+        )?;
         let fd = sys::dup(ring.as_raw_fd())?;
         let reg = io_uring_buf_reg {
             ring_addr: ring_map.base() as u64,
@@ -140,10 +142,12 @@ impl BufRing {
         };
         // SAFETY: `reg` describes memory this value owns and keeps mapped
         // until it unregisters the group in `drop`.
-        if let Err(e) = unsafe { sys::register(fd, ring_sys::IORING_REGISTER_PBUF_RING, &reg, 1) } {
+        let registered =
+            unsafe { sys::register(fd, ring_io_sys::IORING_REGISTER_PBUF_RING, &reg, 1) };
+        if let Err(e) = registered {
             sys::close(fd);
             let old = KernelVersion::current().is_some_and(|v| !v.at_least(5, 19));
-            return Err(if e == ring_sys::Errno::EINVAL && old {
+            return Err(if e == ring_io_sys::Errno::EINVAL && old {
                 Unsupported {
                     what: "IORING_REGISTER_PBUF_RING",
                     needs: Some((5, 19)),
@@ -207,7 +211,7 @@ impl BufRing {
     /// stream), or is a failed request's (since Linux 6.12 the kernel names
     /// the buffer a failed request selected without consuming it; the
     /// buffer stays in the ring). An [`io::ErrorKind::InvalidData`] error
-    /// wrapping a [`ring_core::BufRingError`], with nothing changed, if it
+    /// wrapping a [`ring_io_core::BufRingError`], with nothing changed, if it
     /// names a buffer this ring has not lent to the kernel (out of range,
     /// never published, already taken), a bundle longer than the ring lent
     /// in a row, an incrementally consumed buffer (`IORING_CQE_F_BUF_MORE`:
@@ -228,7 +232,7 @@ impl BufRing {
     pub unsafe fn take(&mut self, cqe: &Cqe) -> io::Result<Option<BufGuard<'_>>> {
         let (flags, res) = (cqe.flags().bits(), cqe.res());
         let taken = match self.state.handle_cqe(flags, res) {
-            Err(ring_core::BufRingError::NotConsumed(_)) if self.verify => {
+            Err(ring_io_core::BufRingError::NotConsumed(_)) if self.verify => {
                 // The head seen is older than the completion: read it again.
                 let head = kernel_head(self.fd, self.bgid).map_err(os)?;
                 self.state.handle_head(head).map_err(invalid)?;
@@ -256,7 +260,7 @@ impl BufRing {
     }
 
     /// Gives buffer `bid` back to the kernel (not yet published).
-    fn give_back(&mut self, bid: u16) -> Result<(), ring_core::BufRingError> {
+    fn give_back(&mut self, bid: u16) -> Result<(), ring_io_core::BufRingError> {
         let slot = self.state.add(bid)?;
         let entry = io_uring_buf {
             addr: self.bufs.base() as u64 + u64::from(bid) * u64::from(self.buf_len),
@@ -289,7 +293,7 @@ impl BufRing {
 }
 
 /// The kernel's head of group `bgid` (`IORING_REGISTER_PBUF_STATUS`, 6.8).
-fn kernel_head(fd: RawFd, bgid: u16) -> Result<u16, ring_sys::Errno> {
+fn kernel_head(fd: RawFd, bgid: u16) -> Result<u16, ring_io_sys::Errno> {
     let mut status = io_uring_buf_status {
         buf_group: u32::from(bgid),
         ..Default::default()
@@ -298,7 +302,7 @@ fn kernel_head(fd: RawFd, bgid: u16) -> Result<u16, ring_sys::Errno> {
     unsafe {
         sys::register(
             fd,
-            ring_sys::IORING_REGISTER_PBUF_STATUS,
+            ring_io_sys::IORING_REGISTER_PBUF_STATUS,
             &raw mut status,
             1,
         )
@@ -307,7 +311,7 @@ fn kernel_head(fd: RawFd, bgid: u16) -> Result<u16, ring_sys::Errno> {
     Ok(status.head as u16)
 }
 
-fn invalid(e: ring_core::BufRingError) -> io::Error {
+fn invalid(e: ring_io_core::BufRingError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
@@ -333,7 +337,8 @@ impl Drop for BufRing {
         // reference to the ring's buffer list until they complete, which the
         // kernel waits for before unregistering (io_unregister_pbuf_ring
         // under the uring lock).
-        let _ = unsafe { sys::register(self.fd, ring_sys::IORING_UNREGISTER_PBUF_RING, &reg, 1) };
+        let _ =
+            unsafe { sys::register(self.fd, ring_io_sys::IORING_UNREGISTER_PBUF_RING, &reg, 1) };
         sys::close(self.fd);
         // The mappings are released after this, by their own Drop.
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use ring_sys::Errno;
+use ring_io_sys::Errno;
 
 use crate::probe::KernelVersion;
 
@@ -54,7 +54,7 @@ pub enum SetupError {
     /// large without [`Builder::clamp`](crate::Builder::clamp), or a CQ
     /// smaller than the SQ), checked by the kernel's own rules before it is
     /// asked.
-    Size(ring_core::GeometryError),
+    Size(ring_io_core::GeometryError),
     /// `io_uring_setup(2)` failed for another reason (`ENOMEM`, `EPERM` when
     /// io_uring is disabled, `EMFILE`, ...).
     Setup(Errno),
@@ -67,7 +67,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Unsupported(u) => write!(f, "cannot set up the ring: {u}"),
             SetupError::Invalid(why) => write!(f, "invalid ring configuration: {why}"),
-            SetupError::Size(e @ ring_core::GeometryError::TooLarge { .. }) => write!(
+            SetupError::Size(e @ ring_io_core::GeometryError::TooLarge { .. }) => write!(
                 f,
                 "invalid ring size: {e} (the kernel's limits are 32768 SQ and 65536 CQ entries); \
                  Builder::clamp() sets up a ring of the largest size instead"

@@ -12,8 +12,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
-use ring_core::{Enter, FlagsRead, Geometry};
-use ring_sys::{
+use ring_io_core::{Enter, FlagsRead, Geometry};
+use ring_io_sys::{
     __kernel_timespec, Errno, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_getevents_arg,
     io_uring_sqe, io_uring_sqe128,
 };
@@ -39,17 +39,17 @@ use crate::setup::RawRing;
 /// `unsafe`.
 ///
 /// ```compile_fail,E0133
-/// use ring_driver::{Kernel, WaitArgs};
+/// use ring_io_driver::{Kernel, WaitArgs};
 /// // A safe function cannot enter the kernel...
-/// fn enter<K: Kernel>(kernel: &mut K, enter: &ring_core::Enter) {
+/// fn enter<K: Kernel>(kernel: &mut K, enter: &ring_io_core::Enter) {
 ///     let _ = kernel.enter(enter, &WaitArgs::default());
 /// }
 /// ```
 ///
 /// ```compile_fail,E0133
-/// use ring_driver::Kernel;
+/// use ring_io_driver::Kernel;
 /// // ... nor write and publish an SQE.
-/// fn publish<K: Kernel>(kernel: &mut K, sqe: &ring_sys::io_uring_sqe) {
+/// fn publish<K: Kernel>(kernel: &mut K, sqe: &ring_io_sys::io_uring_sqe) {
 ///     kernel.write_sqe(0, sqe);
 ///     kernel.set_sq_tail(1);
 /// }
@@ -465,7 +465,7 @@ unsafe impl Kernel for Linux {
 ///
 /// # Safety
 ///
-/// As for [`ring_sys::io_uring_enter`]: the ring's published SQEs are fully
+/// As for [`ring_io_sys::io_uring_enter`]: the ring's published SQEs are fully
 /// written and their pointers stay valid until their completions are reaped.
 #[inline]
 pub(crate) unsafe fn enter_ring(
@@ -502,7 +502,7 @@ pub(crate) unsafe fn enter_ring(
                 enter.min_complete,
                 enter.flags,
                 std::ptr::null(),
-                ring_sys::KERNEL_SIGSET_SIZE,
+                ring_io_sys::KERNEL_SIGSET_SIZE,
             )
         }
     }

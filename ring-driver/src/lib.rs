@@ -90,15 +90,15 @@
 //! # Example
 //!
 //! ```
-//! use ring_driver::Ring;
-//! use ring_ops::Nop;
+//! use ring_io_driver::Ring;
+//! use ring_io_ops::Nop;
 //!
 //! let mut ring = Ring::new(8)?;
 //! // SAFETY: a NOP carries no pointers.
 //! unsafe { ring.sq().push(Nop::new().build().user_data(7)) }?;
 //! ring.submitter().submit_and_wait(1)?;
 //! assert_eq!(ring.cq().next().map(|c| c.user_data()), Some(7));
-//! assert!(ring.probe()?.supports(ring_sys::IORING_OP_NOP));
+//! assert!(ring.probe()?.supports(ring_io_sys::IORING_OP_NOP));
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![deny(unsafe_code)]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ring_sys::{IORING_OPS, ProbeOpFlags};
+use ring_io_sys::{IORING_OPS, ProbeOpFlags};
 
 use crate::error::Unsupported;
 use crate::sys;
@@ -33,7 +33,7 @@ impl KernelVersion {
     /// `"6.1.0-35-amd64"` or `"5.10.237"`.
     ///
     /// ```
-    /// use ring_driver::KernelVersion;
+    /// use ring_io_driver::KernelVersion;
     /// assert_eq!(KernelVersion::parse("6.1.0-35-amd64"), Some(KernelVersion::new(6, 1, 0)));
     /// assert_eq!(KernelVersion::parse("5.10"), Some(KernelVersion::new(5, 10, 0)));
     /// assert_eq!(KernelVersion::parse("linux"), None);
@@ -74,8 +74,8 @@ impl fmt::Display for KernelVersion {
 /// The opcodes the kernel supports, from `IORING_REGISTER_PROBE`.
 ///
 /// ```
-/// use ring_driver::Probe;
-/// use ring_sys::IORING_OP_RECV_ZC;
+/// use ring_io_driver::Probe;
+/// use ring_io_sys::IORING_OP_RECV_ZC;
 ///
 /// let probe = Probe::current()?;
 /// if let Err(unsupported) = probe.check(IORING_OP_RECV_ZC) {
@@ -93,7 +93,7 @@ pub struct Probe {
 
 impl Probe {
     /// Probes through `ring`.
-    pub(crate) fn new(ring: &sys::RingFd) -> Result<Self, ring_sys::Errno> {
+    pub(crate) fn new(ring: &sys::RingFd) -> Result<Self, ring_io_sys::Errno> {
         let buf = sys::probe(ring)?;
         let mut supported = [0u64; 4];
         let len = usize::from(buf.head.ops_len).min(256);
@@ -111,7 +111,7 @@ impl Probe {
 
     /// Probes the running kernel through a small temporary ring.
     pub fn current() -> std::io::Result<Self> {
-        let mut params = ring_sys::io_uring_params::default();
+        let mut params = ring_io_sys::io_uring_params::default();
         // Closed when `ring` drops, at the end of this function.
         let ring = sys::setup(2, &mut params).map_err(crate::error::os)?;
         Self::new(&ring).map_err(crate::error::os)
@@ -185,7 +185,7 @@ impl fmt::Debug for Probe {
 /// The builder name (`"RecvZc"`) and first kernel of an opcode, from
 /// ring-ops's table.
 pub(crate) fn op_info(opcode: u8) -> (&'static str, Option<(u16, u16)>) {
-    match ring_ops::info_of(opcode) {
+    match ring_io_ops::info_of(opcode) {
         Some(info) => (
             info.builder,
             Some((u16::from(info.since.major), u16::from(info.since.minor))),
@@ -205,7 +205,7 @@ impl fmt::Display for ProbeReport<'_> {
             None => writeln!(f, "kernel unknown, last opcode {}", probe.last_op)?,
         }
         let mut count = 0;
-        for op in ring_ops::ALL.iter() {
+        for op in ring_io_ops::ALL.iter() {
             let yes = probe.supports(op.code);
             count += usize::from(yes);
             writeln!(
@@ -240,8 +240,8 @@ mod tests {
     fn unsupported_ops_name_the_op_and_both_kernels() {
         let probe = Probe::from_supported(&[0, 1, 2], Some(KernelVersion::new(6, 1, 0)));
         assert!(probe.supports(1));
-        assert!(!probe.supports(ring_sys::IORING_OP_RECV_ZC));
-        let err = probe.check(ring_sys::IORING_OP_RECV_ZC).unwrap_err();
+        assert!(!probe.supports(ring_io_sys::IORING_OP_RECV_ZC));
+        let err = probe.check(ring_io_sys::IORING_OP_RECV_ZC).unwrap_err();
         assert_eq!(
             err.to_string(),
             "RecvZc needs Linux 6.15; this kernel is 6.1.0"

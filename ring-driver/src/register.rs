@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use ring_sys::{
+use ring_io_sys::{
     AsyncCancelFlags, Errno, Features, io_uring_clone_buffers, io_uring_napi, io_uring_restriction,
     io_uring_sync_cancel_reg, restriction_op_flags,
 };
@@ -39,11 +39,13 @@ pub enum Restriction {
 impl Restriction {
     fn raw(self) -> io_uring_restriction {
         let (opcode, value) = match self {
-            Restriction::RegisterOp(op) => (ring_sys::IORING_RESTRICTION_REGISTER_OP, op),
-            Restriction::SqeOp(op) => (ring_sys::IORING_RESTRICTION_SQE_OP, op),
-            Restriction::SqeFlagsAllowed(f) => (ring_sys::IORING_RESTRICTION_SQE_FLAGS_ALLOWED, f),
+            Restriction::RegisterOp(op) => (ring_io_sys::IORING_RESTRICTION_REGISTER_OP, op),
+            Restriction::SqeOp(op) => (ring_io_sys::IORING_RESTRICTION_SQE_OP, op),
+            Restriction::SqeFlagsAllowed(f) => {
+                (ring_io_sys::IORING_RESTRICTION_SQE_FLAGS_ALLOWED, f)
+            }
             Restriction::SqeFlagsRequired(f) => {
-                (ring_sys::IORING_RESTRICTION_SQE_FLAGS_REQUIRED, f)
+                (ring_io_sys::IORING_RESTRICTION_SQE_FLAGS_REQUIRED, f)
             }
         };
         io_uring_restriction {
@@ -70,12 +72,12 @@ pub enum CancelTarget {
 /// Registration on a ring, from any thread.
 ///
 /// ```
-/// use ring_driver::Ring;
+/// use ring_io_driver::Ring;
 ///
 /// let ring = Ring::new(8)?;
 /// let reg = ring.registrar();
 /// let probe = reg.probe()?;
-/// assert!(probe.supports(ring_sys::IORING_OP_NOP));
+/// assert!(probe.supports(ring_io_sys::IORING_OP_NOP));
 /// reg.register_files_sparse(16)?;
 /// reg.register_files_update(0, &[0])?; // stdin into slot 0
 /// reg.unregister_files()?;
@@ -152,7 +154,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: the caller keeps the buffers alive while registered.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_BUFFERS,
+                ring_io_sys::IORING_REGISTER_BUFFERS,
                 bufs.as_ptr(),
                 len(bufs.len())?,
             )
@@ -179,7 +181,7 @@ impl<'r> Registrar<'r> {
                 "one tag per buffer",
             ));
         }
-        let reg = ring_sys::io_uring_rsrc_register {
+        let reg = ring_io_sys::io_uring_rsrc_register {
             nr: len(bufs.len())?,
             data: bufs.as_ptr() as u64,
             tags: tags.as_ptr() as u64,
@@ -189,7 +191,7 @@ impl<'r> Registrar<'r> {
         // the buffer memory alive while registered.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_BUFFERS2,
+                ring_io_sys::IORING_REGISTER_BUFFERS2,
                 &reg,
                 size_of_val(&reg) as u32,
             )
@@ -201,15 +203,15 @@ impl<'r> Registrar<'r> {
     /// Registers `nr` empty buffer slots (`IORING_RSRC_REGISTER_SPARSE`, 5.19),
     /// to be filled with [`register_buffers_update`](Self::register_buffers_update).
     pub fn register_buffers_sparse(&self, nr: u32) -> io::Result<()> {
-        let reg = ring_sys::io_uring_rsrc_register {
+        let reg = ring_io_sys::io_uring_rsrc_register {
             nr,
-            flags: ring_sys::IORING_RSRC_REGISTER_SPARSE,
+            flags: ring_io_sys::IORING_RSRC_REGISTER_SPARSE,
             ..Default::default()
         };
         // SAFETY: a sparse registration carries no pointers.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_BUFFERS2,
+                ring_io_sys::IORING_REGISTER_BUFFERS2,
                 &reg,
                 size_of_val(&reg) as u32,
             )
@@ -236,7 +238,7 @@ impl<'r> Registrar<'r> {
                 "one tag per buffer, or none",
             ));
         }
-        let up = ring_sys::io_uring_rsrc_update2 {
+        let up = ring_io_sys::io_uring_rsrc_update2 {
             offset,
             data: bufs.as_ptr() as u64,
             tags: if tags.is_empty() {
@@ -251,7 +253,7 @@ impl<'r> Registrar<'r> {
         // the buffers alive while registered.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_BUFFERS_UPDATE,
+                ring_io_sys::IORING_REGISTER_BUFFERS_UPDATE,
                 &up,
                 size_of_val(&up) as u32,
             )
@@ -262,7 +264,7 @@ impl<'r> Registrar<'r> {
 
     /// Unregisters all fixed buffers (`IORING_UNREGISTER_BUFFERS`).
     pub fn unregister_buffers(&self) -> io::Result<()> {
-        self.no_arg(ring_sys::IORING_UNREGISTER_BUFFERS)
+        self.no_arg(ring_io_sys::IORING_UNREGISTER_BUFFERS)
     }
 
     /// Clones the registered buffers of the ring of `src` into this one
@@ -274,7 +276,7 @@ impl<'r> Registrar<'r> {
     /// Not from safe code:
     ///
     /// ```compile_fail,E0133
-    /// let (src, dst) = (ring_driver::Ring::new(4)?, ring_driver::Ring::new(4)?);
+    /// let (src, dst) = (ring_io_driver::Ring::new(4)?, ring_io_driver::Ring::new(4)?);
     /// dst.registrar().clone_buffers_from(&src.registrar(), false)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -297,7 +299,7 @@ impl<'r> Registrar<'r> {
             src_fd,
             flags: src_flag
                 | if replace {
-                    ring_sys::IORING_REGISTER_DST_REPLACE
+                    ring_io_sys::IORING_REGISTER_DST_REPLACE
                 } else {
                     0
                 },
@@ -307,7 +309,7 @@ impl<'r> Registrar<'r> {
         // caller extends the buffers' contract to this ring.
         unsafe {
             self.ring
-                .register(ring_sys::IORING_REGISTER_CLONE_BUFFERS, &arg, 1)
+                .register(ring_io_sys::IORING_REGISTER_CLONE_BUFFERS, &arg, 1)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_CLONE_BUFFERS", (6, 12)))
@@ -323,23 +325,23 @@ impl<'r> Registrar<'r> {
             // references to the files.
             unsafe {
                 self.ring
-                    .register(ring_sys::IORING_REGISTER_FILES, fds.as_ptr(), nr)
+                    .register(ring_io_sys::IORING_REGISTER_FILES, fds.as_ptr(), nr)
             }
         })
     }
 
     /// Registers `nr` empty file slots (`IORING_RSRC_REGISTER_SPARSE`, 5.19).
     pub fn register_files_sparse(&self, nr: u32) -> io::Result<()> {
-        let reg = ring_sys::io_uring_rsrc_register {
+        let reg = ring_io_sys::io_uring_rsrc_register {
             nr,
-            flags: ring_sys::IORING_RSRC_REGISTER_SPARSE,
+            flags: ring_io_sys::IORING_RSRC_REGISTER_SPARSE,
             ..Default::default()
         };
         self.retry_emfile(nr, || {
             // SAFETY: a sparse registration carries no pointers.
             unsafe {
                 self.ring.register(
-                    ring_sys::IORING_REGISTER_FILES2,
+                    ring_io_sys::IORING_REGISTER_FILES2,
                     &reg,
                     size_of_val(&reg) as u32,
                 )
@@ -357,28 +359,31 @@ impl<'r> Registrar<'r> {
     /// 5.5); `-1` empties a slot, `IORING_REGISTER_FILES_SKIP` (-2) leaves it.
     /// Returns how many slots were updated.
     pub fn register_files_update(&self, offset: u32, fds: &[RawFd]) -> io::Result<u32> {
-        let up = ring_sys::io_uring_files_update {
+        let up = ring_io_sys::io_uring_files_update {
             offset,
             fds: fds.as_ptr() as u64,
             ..Default::default()
         };
         // SAFETY: `up` points at `fds`, valid for the call.
         unsafe {
-            self.ring
-                .register(ring_sys::IORING_REGISTER_FILES_UPDATE, &up, len(fds.len())?)
+            self.ring.register(
+                ring_io_sys::IORING_REGISTER_FILES_UPDATE,
+                &up,
+                len(fds.len())?,
+            )
         }
         .map_err(|e| self.os(e))
     }
 
     /// Unregisters all fixed files.
     pub fn unregister_files(&self) -> io::Result<()> {
-        self.no_arg(ring_sys::IORING_UNREGISTER_FILES)
+        self.no_arg(ring_io_sys::IORING_UNREGISTER_FILES)
     }
 
     /// Restricts automatic fixed-file allocation (`IORING_FILE_INDEX_ALLOC`)
     /// to slots `[offset, offset + len)` (`IORING_REGISTER_FILE_ALLOC_RANGE`, 6.0).
     pub fn register_file_alloc_range(&self, offset: u32, len: u32) -> io::Result<()> {
-        let range = ring_sys::io_uring_file_index_range {
+        let range = ring_io_sys::io_uring_file_index_range {
             off: offset,
             len,
             resv: 0,
@@ -386,7 +391,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `range` is valid for the call.
         unsafe {
             self.ring
-                .register(ring_sys::IORING_REGISTER_FILE_ALLOC_RANGE, &range, 0)
+                .register(ring_io_sys::IORING_REGISTER_FILE_ALLOC_RANGE, &range, 0)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_FILE_ALLOC_RANGE", (6, 0)))
@@ -397,9 +402,9 @@ impl<'r> Registrar<'r> {
     /// (`IORING_REGISTER_EVENTFD_ASYNC`, 5.6).
     pub fn register_eventfd(&self, eventfd: RawFd, async_only: bool) -> io::Result<()> {
         let op = if async_only {
-            ring_sys::IORING_REGISTER_EVENTFD_ASYNC
+            ring_io_sys::IORING_REGISTER_EVENTFD_ASYNC
         } else {
-            ring_sys::IORING_REGISTER_EVENTFD
+            ring_io_sys::IORING_REGISTER_EVENTFD
         };
         // SAFETY: one fd, valid for the call; the kernel takes a reference.
         unsafe { self.ring.register(op, &eventfd, 1) }
@@ -409,7 +414,7 @@ impl<'r> Registrar<'r> {
 
     /// Removes the eventfd.
     pub fn unregister_eventfd(&self) -> io::Result<()> {
-        self.no_arg(ring_sys::IORING_UNREGISTER_EVENTFD)
+        self.no_arg(ring_io_sys::IORING_UNREGISTER_EVENTFD)
     }
 
     /// Registers the calling thread's credentials; SQEs whose `personality`
@@ -417,8 +422,11 @@ impl<'r> Registrar<'r> {
     pub fn register_personality(&self) -> io::Result<u16> {
         // SAFETY: no argument.
         unsafe {
-            self.ring
-                .register::<()>(ring_sys::IORING_REGISTER_PERSONALITY, std::ptr::null(), 0)
+            self.ring.register::<()>(
+                ring_io_sys::IORING_REGISTER_PERSONALITY,
+                std::ptr::null(),
+                0,
+            )
         }
         .map(|id| id as u16)
         .map_err(|e| self.os(e))
@@ -429,7 +437,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: no pointer; the id travels in `nr_args`.
         unsafe {
             self.ring.register::<()>(
-                ring_sys::IORING_UNREGISTER_PERSONALITY,
+                ring_io_sys::IORING_UNREGISTER_PERSONALITY,
                 std::ptr::null(),
                 u32::from(id),
             )
@@ -446,7 +454,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `raw` is valid for the call.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_RESTRICTIONS,
+                ring_io_sys::IORING_REGISTER_RESTRICTIONS,
                 raw.as_ptr(),
                 len(raw.len())?,
             )
@@ -460,8 +468,11 @@ impl<'r> Registrar<'r> {
     pub fn enable_rings(&self) -> io::Result<()> {
         // SAFETY: no argument.
         unsafe {
-            self.ring
-                .register::<()>(ring_sys::IORING_REGISTER_ENABLE_RINGS, std::ptr::null(), 0)
+            self.ring.register::<()>(
+                ring_io_sys::IORING_REGISTER_ENABLE_RINGS,
+                std::ptr::null(),
+                0,
+            )
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_ENABLE_RINGS", (5, 10)))
@@ -474,7 +485,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `cpus` is valid for the call; nr_args is its size in bytes.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_IOWQ_AFF,
+                ring_io_sys::IORING_REGISTER_IOWQ_AFF,
                 cpus.as_ptr(),
                 len(size_of_val(cpus))?,
             )
@@ -485,7 +496,7 @@ impl<'r> Registrar<'r> {
 
     /// Clears the async workers' CPU affinity.
     pub fn unregister_iowq_affinity(&self) -> io::Result<()> {
-        self.no_arg(ring_sys::IORING_UNREGISTER_IOWQ_AFF)
+        self.no_arg(ring_io_sys::IORING_UNREGISTER_IOWQ_AFF)
     }
 
     /// Sets the maximum number of `[bounded, unbounded]` async workers (0
@@ -496,7 +507,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: two u32s, valid and writable for the call.
         unsafe {
             self.ring.register(
-                ring_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
+                ring_io_sys::IORING_REGISTER_IOWQ_MAX_WORKERS,
                 &raw mut values,
                 2,
             )
@@ -523,7 +534,7 @@ impl<'r> Registrar<'r> {
                 // kernel's clock when it adds the time now (ktime_add_ns in
                 // io_sync_cancel): a deadline in the past.
                 Some(t) => crate::kernel::timespec(t),
-                None => ring_sys::__kernel_timespec {
+                None => ring_io_sys::__kernel_timespec {
                     tv_sec: -1,
                     tv_nsec: -1,
                 },
@@ -556,7 +567,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `reg` is valid for the call.
         unsafe {
             self.ring
-                .register(ring_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1)
+                .register(ring_io_sys::IORING_REGISTER_SYNC_CANCEL, &reg, 1)
         }
         .map_err(|e| self.explain(e, "IORING_REGISTER_SYNC_CANCEL", (6, 0)))
     }
@@ -573,7 +584,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `napi` is valid and writable for the call.
         unsafe {
             self.ring
-                .register(ring_sys::IORING_REGISTER_NAPI, &raw mut napi, 1)
+                .register(ring_io_sys::IORING_REGISTER_NAPI, &raw mut napi, 1)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_REGISTER_NAPI", (6, 9)))
@@ -585,7 +596,7 @@ impl<'r> Registrar<'r> {
         // SAFETY: `napi` is valid and writable for the call.
         unsafe {
             self.ring
-                .register(ring_sys::IORING_UNREGISTER_NAPI, &raw mut napi, 1)
+                .register(ring_io_sys::IORING_UNREGISTER_NAPI, &raw mut napi, 1)
         }
         .map(drop)
         .map_err(|e| self.explain(e, "IORING_UNREGISTER_NAPI", (6, 9)))

@@ -1,10 +1,10 @@
 //! `Ring`: one io_uring instance for one thread at a time, with its
 //! submission and completion queue views and its submitter.
 //!
-//! Every index decision is ring-core's: [`ring_core::SubmissionQueue`] says
+//! Every index decision is ring-core's: [`ring_io_core::SubmissionQueue`] says
 //! which slot an entry goes to and which tail to publish,
-//! [`ring_core::CompletionQueue`] which CQE to read and which head to hand
-//! back, [`ring_core::decide_enter`] whether and how to enter the kernel.
+//! [`ring_io_core::CompletionQueue`] which CQE to read and which head to hand
+//! back, [`ring_io_core::decide_enter`] whether and how to enter the kernel.
 //! This module moves the bytes and makes the calls: it is the one caller
 //! of the [`Kernel`] trait's `unsafe` methods, and keeps their contracts
 //! with ring-core's indices (each call says why it holds).
@@ -16,9 +16,9 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use ring_core::{CoreError, EnterInput, decide_enter};
-use ring_ops::{Entry, Entry128};
-use ring_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
+use ring_io_core::{CoreError, EnterInput, decide_enter};
+use ring_io_ops::{Entry, Entry128};
+use ring_io_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
 
 use crate::error::os;
 use crate::kernel::{Kernel, Linux, WaitArgs, WrongRing, timespec};
@@ -70,7 +70,7 @@ impl Cqe {
     pub fn buffer_id(&self) -> Option<u16> {
         self.flags()
             .contains(CqeFlags::BUFFER)
-            .then_some((self.raw.cqe.flags >> ring_sys::IORING_CQE_BUFFER_SHIFT) as u16)
+            .then_some((self.raw.cqe.flags >> ring_io_sys::IORING_CQE_BUFFER_SHIFT) as u16)
     }
 
     /// The extra 16 bytes of a 32-byte CQE (zero in 16-byte rings).
@@ -201,8 +201,8 @@ fn stuck(head: u32, pending: u32) -> io::Error {
 /// between threads. For many threads on one ring, see `SharedRing`.
 ///
 /// ```
-/// use ring_driver::Ring;
-/// use ring_ops::Nop;
+/// use ring_io_driver::Ring;
+/// use ring_io_ops::Nop;
 ///
 /// let mut ring = Ring::new(8)?;
 /// // SAFETY: a NOP carries no pointers.
@@ -214,8 +214,8 @@ fn stuck(head: u32, pending: u32) -> io::Error {
 /// ```
 pub struct Ring<K: Kernel = Linux> {
     kernel: K,
-    sq: ring_core::SubmissionQueue,
-    cq: ring_core::CompletionQueue,
+    sq: ring_io_core::SubmissionQueue,
+    cq: ring_io_core::CompletionQueue,
     /// Completions taken out of the CQ while resolving `EBUSY`, delivered
     /// before the CQ's own.
     stash: VecDeque<Cqe>,
@@ -287,8 +287,8 @@ impl<K: Kernel> Ring<K> {
     pub fn with_kernel(kernel: K) -> Ring<K> {
         let geometry = *kernel.geometry();
         Ring {
-            sq: ring_core::SubmissionQueue::with_start(&geometry, kernel.sq_head()),
-            cq: ring_core::CompletionQueue::with_start(&geometry, kernel.cq_tail()),
+            sq: ring_io_core::SubmissionQueue::with_start(&geometry, kernel.sq_head()),
+            cq: ring_io_core::CompletionQueue::with_start(&geometry, kernel.cq_tail()),
             kernel,
             stash: VecDeque::new(),
             cq_general: geometry.cqe_size() == 32 || geometry.cqe_mixed(),
@@ -310,8 +310,8 @@ impl<K: Kernel> Ring<K> {
     /// an SQE the kernel has (or had) with pointers nobody vouches for.
     ///
     /// ```compile_fail,E0133
-    /// let mut a = ring_driver::Ring::new(4)?;
-    /// let mut b = ring_driver::Ring::new(4)?;
+    /// let mut a = ring_io_driver::Ring::new(4)?;
+    /// let mut b = ring_io_driver::Ring::new(4)?;
     /// std::mem::swap(a.kernel_mut(), b.kernel_mut());
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -464,7 +464,7 @@ impl<K: Kernel> Ring<K> {
     /// `Err(())` if `batch` is empty or ends inside a 32-byte CQE (the rest
     /// is not visible yet: nothing is consumed).
     #[inline]
-    fn mixed_cqe(&self, batch: &ring_core::CqBatch) -> Result<Option<(Cqe, u32)>, ()> {
+    fn mixed_cqe(&self, batch: &ring_io_core::CqBatch) -> Result<Option<(Cqe, u32)>, ()> {
         if batch.is_empty() {
             return Err(());
         }
@@ -606,7 +606,7 @@ impl<K: Kernel> Ring<K> {
         // Saturated: the kernel's relative timer saturates its own sum, but
         // a negative `tv_sec` (Duration::MAX cast) is EINVAL.
         let ts = Box::new(timespec(timeout));
-        let entry = ring_ops::Timeout::new(&*ts)
+        let entry = ring_io_ops::Timeout::new(&*ts)
             .count(want)
             .build()
             .user_data(TIMEOUT_USER_DATA);
@@ -666,7 +666,7 @@ impl<K: Kernel> Ring<K> {
         if self.count_ready(ours).0 > 0 {
             return Ok(());
         }
-        let remove = ring_ops::TimeoutRemove::new(TIMEOUT_USER_DATA)
+        let remove = ring_io_ops::TimeoutRemove::new(TIMEOUT_USER_DATA)
             .build()
             .user_data(TIMEOUT_USER_DATA);
         // SAFETY: a removal carries no pointers.
@@ -834,7 +834,8 @@ impl<K: Kernel> Ring<K> {
             if entered && past && !done && input.to_submit == 0 {
                 return Err(io::Error::from(io::ErrorKind::TimedOut));
             }
-            if wait.min_wait.is_some() && !input.features.contains(ring_sys::Features::MIN_TIMEOUT)
+            if wait.min_wait.is_some()
+                && !input.features.contains(ring_io_sys::Features::MIN_TIMEOUT)
             {
                 return Err(crate::error::Unsupported {
                     what: "a minimum wait (IORING_FEAT_MIN_TIMEOUT)",
@@ -843,7 +844,7 @@ impl<K: Kernel> Ring<K> {
                 }
                 .into());
             }
-            if timed && !done && ring_core::timeout_needs_sqe(input.features) {
+            if timed && !done && ring_io_core::timeout_needs_sqe(input.features) {
                 return Err(crate::error::Unsupported {
                     what: "a wait with a timeout (IORING_FEAT_EXT_ARG)",
                     needs: Some((5, 11)),
@@ -973,7 +974,7 @@ pub struct SubmissionQueue<'r, K: Kernel = Linux> {
     /// kept in registers); ring-core reserves and commits the ones used
     /// when the view is dropped or refills. A view leaked with
     /// `mem::forget` pushes nothing: its slots are reused.
-    cursor: ring_core::SqCursor,
+    cursor: ring_io_core::SqCursor,
 }
 
 /// Hands a used-up cursor's slots to ring-core, reads the kernel's head
@@ -982,7 +983,7 @@ pub struct SubmissionQueue<'r, K: Kernel = Linux> {
 /// cursor out of registers, and an out-of-line call in the push loop costs
 /// the loop its constants.
 #[inline(always)]
-fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_core::SqCursor) -> ring_core::SqCursor {
+fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_io_core::SqCursor) -> ring_io_core::SqCursor {
     let _refused = ring.sq.finish_cursor(cursor);
     debug_assert!(
         _refused.is_ok(),
@@ -1095,7 +1096,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
             // Only a kernel whose geometry changed gets here, after the
             // slot was taken: fill it with a NOP, so nothing stale in it
             // is submitted, and refuse the entry.
-            let nop = ring_ops::Nop::new()
+            let nop = ring_io_ops::Nop::new()
                 .build()
                 .user_data(entry.get_user_data());
             // SAFETY: as above; a NOP carries no pointers.
@@ -1153,8 +1154,8 @@ pub struct CompletionQueue<'r, K: Kernel = Linux> {
     /// yet, kept here so reading one touches no shared state: in `fast`
     /// when nothing is stashed and CQEs are 16 bytes (the loop then checks
     /// one length per CQE), otherwise in `general`; the other is empty.
-    fast: ring_core::CqBatch,
-    general: ring_core::CqBatch,
+    fast: ring_io_core::CqBatch,
+    general: ring_io_core::CqBatch,
     /// How many CQEs the batches held when taken: those read (`taken`
     /// less what the batches still hold) are consumed by ring-core when the
     /// view is dropped or synced.
@@ -1179,7 +1180,7 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     }
 
     /// The batch the next CQE of the ring's CQ comes from.
-    fn batch(&self) -> &ring_core::CqBatch {
+    fn batch(&self) -> &ring_io_core::CqBatch {
         if self.fast.is_empty() {
             &self.general
         } else {
@@ -1358,7 +1359,7 @@ impl<K: Kernel> Submitter<'_, K> {
     /// liburing does, and takes its CQE out before returning; `user_data`
     /// [`TIMEOUT_USER_DATA`] is reserved during the call.
     pub fn submit_and_wait_timeout(&mut self, want: u32, timeout: Duration) -> io::Result<u32> {
-        if ring_core::timeout_needs_sqe(self.ring.kernel.geometry().features()) {
+        if ring_io_core::timeout_needs_sqe(self.ring.kernel.geometry().features()) {
             return self.ring.wait_with_timeout_sqe(want, timeout);
         }
         self.ring.enter(

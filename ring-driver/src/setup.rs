@@ -4,8 +4,8 @@
 use std::fmt;
 use std::os::fd::{BorrowedFd, RawFd};
 
-use ring_core::{Geometry, GeometryError};
-use ring_sys::{Errno, Features, SetupFlags, io_uring_params};
+use ring_io_core::{Geometry, GeometryError};
+use ring_io_sys::{Errno, Features, SetupFlags, io_uring_params};
 
 use crate::error::{SetupError, Unsupported};
 use crate::probe::KernelVersion;
@@ -205,14 +205,14 @@ impl RawRing {
         } else {
             1
         };
-        cq.check::<ring_sys::io_uring_cqe>(p.cq_off.cqes, p.cq_entries as usize * cqe)?;
+        cq.check::<ring_io_sys::io_uring_cqe>(p.cq_off.cqes, p.cq_entries as usize * cqe)?;
         let sqe = if flags.contains(SetupFlags::SQE128) {
             2
         } else {
             1
         };
         self.sqes
-            .check::<ring_sys::io_uring_sqe>(0, p.sq_entries as usize * sqe)?;
+            .check::<ring_io_sys::io_uring_sqe>(0, p.sq_entries as usize * sqe)?;
         // The ring's own view of its size must agree with the params.
         if sq
             .atomic_u32(p.sq_off.ring_entries)
@@ -776,16 +776,20 @@ fn map_rings(fd: BorrowedFd<'_>, params: &Params) -> std::io::Result<(Mmap, Opti
     let cq_len = p.cq_off.cqes as usize + p.cq_entries as usize * cqe;
     let (sq_ring, cq_ring) = if params.has(Features::SINGLE_MMAP) {
         (
-            Mmap::map_ring(fd, ring_sys::IORING_OFF_SQ_RING, sq_len.max(cq_len))?,
+            Mmap::map_ring(fd, ring_io_sys::IORING_OFF_SQ_RING, sq_len.max(cq_len))?,
             None,
         )
     } else {
         (
-            Mmap::map_ring(fd, ring_sys::IORING_OFF_SQ_RING, sq_len)?,
-            Some(Mmap::map_ring(fd, ring_sys::IORING_OFF_CQ_RING, cq_len)?),
+            Mmap::map_ring(fd, ring_io_sys::IORING_OFF_SQ_RING, sq_len)?,
+            Some(Mmap::map_ring(fd, ring_io_sys::IORING_OFF_CQ_RING, cq_len)?),
         )
     };
-    let sqes = Mmap::map_ring(fd, ring_sys::IORING_OFF_SQES, p.sq_entries as usize * sqe)?;
+    let sqes = Mmap::map_ring(
+        fd,
+        ring_io_sys::IORING_OFF_SQES,
+        p.sq_entries as usize * sqe,
+    )?;
     Ok((sq_ring, cq_ring, sqes))
 }
 

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering, fence};
 use std::time::{Duration, Instant};
 
-use ring_core::{
+use ring_io_core::{
     AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, SubmitGate,
     decide_enter, timeout_needs_sqe,
 };
-use ring_ops::Entry;
-use ring_sys::{Errno, SetupFlags, SqFlags, io_uring_sqe};
+use ring_io_ops::Entry;
+use ring_io_sys::{Errno, SetupFlags, SqFlags, io_uring_sqe};
 
 use crate::error::{SetupError, Unsupported, os};
 use crate::kernel::Linux;
@@ -95,7 +95,7 @@ impl<T> From<PushError<T>> for io::Error {
 /// The kernel's side of each ring is single-producer/single-consumer. A
 /// [`SharedRing`] lets any number of threads push and reap at once through
 /// ring-core's claim -> fill -> commit-in-order protocol
-/// ([`ring_core::SharedSq`], [`ring_core::SharedCq`]); this module moves the
+/// ([`ring_io_core::SharedSq`], [`ring_io_core::SharedCq`]); this module moves the
 /// bytes, makes the calls, and decides the points below.
 ///
 /// # Submission
@@ -109,7 +109,7 @@ impl<T> From<PushError<T>> for io::Error {
 /// `SeqCst` fences make sure two racing committers never both leave it).
 ///
 /// **Who calls `io_uring_enter` to submit: one thread at a time** (flat
-/// combining, ring-core's [`ring_core::SubmitGate`]). The kernel
+/// combining, ring-core's [`ring_io_core::SubmitGate`]). The kernel
 /// serialises submissions on the ring's `uring_lock`, a sleeping mutex:
 /// two threads entering at once make the second spin or sleep in the
 /// kernel. So [`submit`](SharedRing::submit) first tries to take the gate:
@@ -163,7 +163,7 @@ impl<T> From<PushError<T>> for io::Error {
 ///
 /// # Back-pressure
 ///
-/// Each pushed entry takes one credit of a [`ring_core::AtomicCqCredit`]
+/// Each pushed entry takes one credit of a [`ring_io_core::AtomicCqCredit`]
 /// whose budget is the CQ size minus one (room for one completion no
 /// request accounts for, see below). A push past the budget is refused
 /// with [`PushError::NoCredit`], the entry handed back: reap, then push
@@ -259,8 +259,8 @@ impl<T> From<PushError<T>> for io::Error {
 /// ThreadSanitizer (which cannot see the kernel's side of the mappings).
 ///
 /// ```
-/// use ring_driver::SharedRing;
-/// use ring_ops::Nop;
+/// use ring_io_driver::SharedRing;
+/// use ring_io_ops::Nop;
 ///
 /// let ring = SharedRing::new(64)?;
 /// let threads: Vec<_> = (0..4u64)
@@ -284,7 +284,7 @@ impl<T> From<PushError<T>> for io::Error {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
-/// [`FlagsRead::FullFenceThenLoad`]: ring_core::FlagsRead::FullFenceThenLoad
+/// [`FlagsRead::FullFenceThenLoad`]: ring_io_core::FlagsRead::FullFenceThenLoad
 #[derive(Clone)]
 pub struct SharedRing {
     inner: Arc<Inner>,
@@ -333,7 +333,7 @@ const BROKEN_CQ_WHY: &str = "the kernel's CQ tail is more than a ring ahead of t
 
 /// The opcodes [`refusal`] looks into, by opcode.
 static LOOKED_AT: [bool; 256] = {
-    use ring_sys::{
+    use ring_io_sys::{
         IORING_OP_ACCEPT, IORING_OP_CLOSE, IORING_OP_FILES_UPDATE, IORING_OP_MSG_RING,
         IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_PIPE, IORING_OP_SOCKET,
     };
@@ -354,7 +354,7 @@ static LOOKED_AT: [bool; 256] = {
 /// common entry (any other opcode, no refused flag) pays little more.
 #[inline(always)]
 fn look_at(sqe: &io_uring_sqe) -> u8 {
-    use ring_sys::{IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE};
+    use ring_io_sys::{IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE};
     (sqe.flags & (IOSQE_CQE_SKIP_SUCCESS | IOSQE_FIXED_FILE))
         | u8::from(LOOKED_AT[usize::from(sqe.opcode)])
 }
@@ -369,7 +369,7 @@ fn look_at(sqe: &io_uring_sqe) -> u8 {
 /// request cancelled or failed in a chain its error.
 #[allow(unsafe_code, reason = "reads integer members of the entry's unions")]
 fn refusal(sqe: &io_uring_sqe, own_fd: i32) -> Option<&'static str> {
-    use ring_sys::{
+    use ring_io_sys::{
         IORING_MSG_DATA, IORING_OP_ACCEPT, IORING_OP_CLOSE, IORING_OP_FILES_UPDATE,
         IORING_OP_MSG_RING, IORING_OP_OPENAT, IORING_OP_OPENAT2, IORING_OP_PIPE, IORING_OP_SOCKET,
         IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE,
@@ -606,7 +606,7 @@ impl SharedRing {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use ring_driver::SharedRing;
+    /// use ring_io_driver::SharedRing;
     ///
     /// let ring = SharedRing::new(8)?;
     /// // Nothing was pushed: no completion can come.

@@ -10,8 +10,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use ring_core::{Enter, Geometry};
-use ring_sys::{Errno, io_uring_cqe, io_uring_cqe32, io_uring_sqe};
+use ring_io_core::{Enter, Geometry};
+use ring_io_sys::{Errno, io_uring_cqe, io_uring_cqe32, io_uring_sqe};
 
 use crate::kernel::{Kernel, Linux, WaitArgs, enter_ring};
 use crate::ring::Cqe;
@@ -67,7 +67,7 @@ impl ExitBarrier {
         // SAFETY: IORING_REGISTER_FILES reads `nr_args` (1) i32 fds from
         // the pointer, which is valid for the call; the kernel takes its
         // own reference to the file.
-        let r = unsafe { ring.register(ring_sys::IORING_REGISTER_FILES, &raw const fds[1], 1) };
+        let r = unsafe { ring.register(ring_io_sys::IORING_REGISTER_FILES, &raw const fds[1], 1) };
         // The kernel's reference (if registered) is now the only writer.
         crate::sys::close(write_end);
         match r {
@@ -274,10 +274,10 @@ impl SharedMap {
     /// kernel's ring exit cancels everything again and the exit barrier
     /// waits for it, so a failure (older kernels: `EINVAL`) is ignored.
     pub(crate) fn cancel_all(&self) {
-        let reg = ring_sys::io_uring_sync_cancel_reg {
-            flags: ring_sys::IORING_ASYNC_CANCEL_ANY | ring_sys::IORING_ASYNC_CANCEL_ALL,
+        let reg = ring_io_sys::io_uring_sync_cancel_reg {
+            flags: ring_io_sys::IORING_ASYNC_CANCEL_ANY | ring_io_sys::IORING_ASYNC_CANCEL_ALL,
             fd: -1,
-            timeout: ring_sys::__kernel_timespec {
+            timeout: ring_io_sys::__kernel_timespec {
                 tv_sec: -1,
                 tv_nsec: -1,
             },
@@ -286,10 +286,11 @@ impl SharedMap {
         // SAFETY: one io_uring_sync_cancel_reg, valid for the call; the
         // kernel only reads it.
         let _ = unsafe {
-            self.linux
-                .raw
-                .ring
-                .register(ring_sys::IORING_REGISTER_SYNC_CANCEL, &raw const reg, 1)
+            self.linux.raw.ring.register(
+                ring_io_sys::IORING_REGISTER_SYNC_CANCEL,
+                &raw const reg,
+                1,
+            )
         };
     }
 

@@ -30,8 +30,8 @@
 //! Only ring-core's atomics facade is used, so this module runs under loom
 //! (`tests/shared_loom.rs`) exactly as in the driver.
 
-use ring_core::sync::{AtomicU32, Ordering};
-use ring_core::{AtomicCqCredit, CqBatch, SharedCq, cqe_returns_credit};
+use ring_io_core::sync::{AtomicU32, Ordering};
+use ring_io_core::{AtomicCqCredit, CqBatch, SharedCq, cqe_returns_credit};
 
 /// The consumers' side of a shared CQ's head: see the module doc.
 #[derive(Debug)]
@@ -175,8 +175,8 @@ impl CqRelease {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use ring_core::Geometry;
-    use ring_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
+    use ring_io_core::Geometry;
+    use ring_io_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
 
     #[test]
     fn credit_comes_back_only_when_the_head_passes() {

@@ -8,8 +8,8 @@
 //! simulator out of a ring.
 #![allow(unsafe_code)]
 
-use ring_core::{Enter, FlagsRead, Geometry, SimConfig, SimKernel};
-use ring_sys::{Errno, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_sqe, io_uring_sqe128};
+use ring_io_core::{Enter, FlagsRead, Geometry, SimConfig, SimKernel};
+use ring_io_sys::{Errno, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_sqe, io_uring_sqe128};
 
 use crate::kernel::{Kernel, WaitArgs, WrongRing};
 use crate::ring::Ring;
@@ -22,10 +22,10 @@ use crate::ring::Ring;
 /// with `io::ErrorKind::InvalidData`, nothing worse.
 ///
 /// ```
-/// use ring_core::{Fault, Geometry, SimConfig};
-/// use ring_driver::{Ring, Sim};
-/// use ring_ops::Nop;
-/// use ring_sys::{Errno, Features, SetupFlags};
+/// use ring_io_core::{Fault, Geometry, SimConfig};
+/// use ring_io_driver::{Ring, Sim};
+/// use ring_io_ops::Nop;
+/// use ring_io_sys::{Errno, Features, SetupFlags};
 ///
 /// let geometry = Geometry::new(4, 8, SetupFlags::empty(), Features::NODROP)?;
 /// let mut ring = Ring::with_kernel(Sim::new(geometry, SimConfig::new(&geometry))?);
@@ -45,7 +45,7 @@ pub struct Sim {
 
 impl Sim {
     /// A simulated kernel for a fresh ring of this geometry.
-    pub fn new(geometry: Geometry, config: SimConfig) -> Result<Sim, ring_core::GeometryError> {
+    pub fn new(geometry: Geometry, config: SimConfig) -> Result<Sim, ring_io_core::GeometryError> {
         Ok(Sim {
             kernel: SimKernel::new(geometry, config)?,
             enters: 0,
@@ -78,7 +78,7 @@ impl Ring<Sim> {
     pub fn simulated(
         geometry: Geometry,
         config: SimConfig,
-    ) -> Result<Ring<Sim>, ring_core::GeometryError> {
+    ) -> Result<Ring<Sim>, ring_io_core::GeometryError> {
         Ok(Ring::with_kernel(Sim::new(geometry, config)?))
     }
 

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use ring_sys::{EnterFlags, Errno, SetupFlags};
+use ring_io_sys::{EnterFlags, Errno, SetupFlags};
 
 /// A shared, read-write memory mapping, unmapped on drop.
 #[derive(Debug)]
@@ -154,14 +154,17 @@ impl Drop for Mmap {
 /// returns is typed by the flags asked for: with
 /// `IORING_SETUP_REGISTERED_FD_ONLY` an index in the calling thread's
 /// registered-ring table, otherwise a file descriptor, owned from here on.
-pub(crate) fn setup(entries: u32, params: &mut ring_sys::io_uring_params) -> Result<RingFd, Errno> {
+pub(crate) fn setup(
+    entries: u32,
+    params: &mut ring_io_sys::io_uring_params,
+) -> Result<RingFd, Errno> {
     // Decided from the flags passed in (the kernel decides from those too).
     let index_only =
         SetupFlags::from_bits_retain(params.flags).contains(SetupFlags::REGISTERED_FD_ONLY);
     // SAFETY: `params` is a valid, exclusive io_uring_params. For NO_MMAP the
     // caller (the builder) put live mappings it gives to the ring in
     // `user_addr`.
-    let n = unsafe { ring_sys::io_uring_setup(entries, params) }?;
+    let n = unsafe { ring_io_sys::io_uring_setup(entries, params) }?;
     if index_only {
         let index = u32::try_from(n).map_err(|_| Errno::EINVAL)?;
         Ok(RingFd::IndexOnly(Registered::here(index)))
@@ -342,7 +345,7 @@ impl RingFd {
     ///
     /// # Safety
     ///
-    /// As for [`ring_sys::io_uring_enter2`], less the part about `fd`.
+    /// As for [`ring_io_sys::io_uring_enter2`], less the part about `fd`.
     #[inline]
     pub(crate) unsafe fn enter(
         &self,
@@ -358,7 +361,7 @@ impl RingFd {
         // SAFETY: the number is this ring's, named as the flag says; the
         // rest is the caller's contract.
         unsafe {
-            ring_sys::io_uring_enter2(
+            ring_io_sys::io_uring_enter2(
                 name.number(),
                 to_submit,
                 min_complete,
@@ -385,12 +388,14 @@ impl RingFd {
     ) -> Result<u32, Errno> {
         let name = self.for_register()?;
         let opcode = match name {
-            Name::Index(_) => opcode | ring_sys::IORING_REGISTER_USE_REGISTERED_RING,
+            Name::Index(_) => opcode | ring_io_sys::IORING_REGISTER_USE_REGISTERED_RING,
             Name::Fd(_) => opcode,
         };
         // SAFETY: the number is this ring's, named as the opcode flag says;
         // the argument is the caller's contract.
-        unsafe { ring_sys::io_uring_register(name.number(), opcode, arg.cast::<c_void>(), nr_args) }
+        unsafe {
+            ring_io_sys::io_uring_register(name.number(), opcode, arg.cast::<c_void>(), nr_args)
+        }
     }
 
     /// How `IORING_REGISTER_CLONE_BUFFERS` names this ring as the source:
@@ -398,7 +403,7 @@ impl RingFd {
     pub(crate) fn clone_source(&self) -> Result<(u32, u32), Errno> {
         match self.for_register()? {
             Name::Fd(fd) => Ok((fd as u32, 0)),
-            Name::Index(i) => Ok((i, ring_sys::IORING_REGISTER_SRC_REGISTERED)),
+            Name::Index(i) => Ok((i, ring_io_sys::IORING_REGISTER_SRC_REGISTERED)),
         }
     }
 
@@ -411,7 +416,7 @@ impl RingFd {
             registered: registered @ None,
         } = self
         {
-            let mut up = ring_sys::io_uring_rsrc_update {
+            let mut up = ring_io_sys::io_uring_rsrc_update {
                 offset: u32::MAX,
                 data: fd.as_raw_fd() as u64,
                 ..Default::default()
@@ -421,7 +426,7 @@ impl RingFd {
             let n = unsafe {
                 register(
                     fd.as_raw_fd(),
-                    ring_sys::IORING_REGISTER_RING_FDS,
+                    ring_io_sys::IORING_REGISTER_RING_FDS,
                     &raw mut up,
                     1,
                 )
@@ -453,14 +458,14 @@ impl Drop for RingFd {
             }
             _ => return,
         };
-        let up = ring_sys::io_uring_rsrc_update {
+        let up = ring_io_sys::io_uring_rsrc_update {
             offset: index,
             ..Default::default()
         };
         // SAFETY: one update, valid for the call, on this ring's own name.
         // A failure leaves the entry, which the kernel drops when the thread
         // exits. (The OwnedFd, if any, closes itself after this.)
-        let _ = unsafe { self.register(ring_sys::IORING_UNREGISTER_RING_FDS, &raw const up, 1) };
+        let _ = unsafe { self.register(ring_io_sys::IORING_UNREGISTER_RING_FDS, &raw const up, 1) };
     }
 }
 
@@ -477,43 +482,43 @@ pub(crate) unsafe fn register<T>(
     opcode: u32,
     arg: *const T,
     nr_args: u32,
-) -> Result<u32, ring_sys::Errno> {
+) -> Result<u32, ring_io_sys::Errno> {
     // SAFETY: forwarded to the caller's contract.
-    unsafe { ring_sys::io_uring_register(fd, opcode, arg.cast::<c_void>(), nr_args) }
+    unsafe { ring_io_sys::io_uring_register(fd, opcode, arg.cast::<c_void>(), nr_args) }
 }
 
 /// What `IORING_REGISTER_PROBE` fills in: the header and room for every opcode.
 #[repr(C)]
 pub(crate) struct ProbeBuf {
-    pub(crate) head: ring_sys::io_uring_probe,
-    pub(crate) ops: [ring_sys::io_uring_probe_op; 256],
+    pub(crate) head: ring_io_sys::io_uring_probe,
+    pub(crate) ops: [ring_io_sys::io_uring_probe_op; 256],
 }
 
 /// `IORING_REGISTER_PROBE` on `ring`.
-pub(crate) fn probe(ring: &RingFd) -> Result<ProbeBuf, ring_sys::Errno> {
+pub(crate) fn probe(ring: &RingFd) -> Result<ProbeBuf, ring_io_sys::Errno> {
     let mut buf = ProbeBuf {
-        head: ring_sys::io_uring_probe::default(),
-        ops: [ring_sys::io_uring_probe_op::default(); 256],
+        head: ring_io_sys::io_uring_probe::default(),
+        ops: [ring_io_sys::io_uring_probe_op::default(); 256],
     };
     // SAFETY: `buf` has room for the 256 entries `nr_args` announces and
     // outlives the call; the kernel writes only inside it.
-    unsafe { ring.register(ring_sys::IORING_REGISTER_PROBE, &raw mut buf, 256) }?;
+    unsafe { ring.register(ring_io_sys::IORING_REGISTER_PROBE, &raw mut buf, 256) }?;
     Ok(buf)
 }
 
 /// `IORING_REGISTER_QUERY` for `IO_URING_QUERY_OPCODES` (Linux 6.18+), or
 /// `None` on kernels without it.
-pub(crate) fn query_opcodes() -> Option<ring_sys::io_uring_query_opcode> {
-    let mut out = ring_sys::io_uring_query_opcode::default();
-    let mut hdr = ring_sys::io_uring_query_hdr {
+pub(crate) fn query_opcodes() -> Option<ring_io_sys::io_uring_query_opcode> {
+    let mut out = ring_io_sys::io_uring_query_opcode::default();
+    let mut hdr = ring_io_sys::io_uring_query_hdr {
         query_data: (&raw mut out) as u64,
-        query_op: ring_sys::IO_URING_QUERY_OPCODES,
-        size: size_of::<ring_sys::io_uring_query_opcode>() as u32,
+        query_op: ring_io_sys::IO_URING_QUERY_OPCODES,
+        size: size_of::<ring_io_sys::io_uring_query_opcode>() as u32,
         ..Default::default()
     };
     // SAFETY: `hdr` points at `out`; both outlive the call. No ring is
     // named: -1 is the kernel's "no ring" for this opcode.
-    let res = unsafe { register(-1, ring_sys::IORING_REGISTER_QUERY, &raw mut hdr, 0) };
+    let res = unsafe { register(-1, ring_io_sys::IORING_REGISTER_QUERY, &raw mut hdr, 0) };
     (res.is_ok() && hdr.result == 0).then_some(out)
 }
 

@@ -11,10 +11,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use ring_core::BufRingError;
-use ring_driver::{BufRing, Cqe, Ring};
-use ring_ops::Fd;
-use ring_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT, io_uring_cqe};
+use ring_io_core::BufRingError;
+use ring_io_driver::{BufRing, Cqe, Ring};
+use ring_io_ops::Fd;
+use ring_io_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT, io_uring_cqe};
 
 /// A ring of 8 entries and a buffer ring of `entries` buffers of `len`
 /// bytes as group 5, or the reason they cannot be had.
@@ -57,7 +57,7 @@ fn refusal(e: &io::Error) -> BufRingError {
 /// Receives once from `b` with a buffer from `bufs` (a bundle if asked)
 /// and returns the completion.
 fn recv(ring: &mut Ring, bufs: &BufRing, b: &UnixStream, bundle: bool) -> Cqe {
-    let recv = ring_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0);
+    let recv = ring_io_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0);
     let recv = if bundle { recv.bundle() } else { recv };
     // SAFETY: the buffers come from group 5, which outlives the request
     // (its completion is reaped here).
@@ -155,7 +155,7 @@ fn next_cqe(ring: &mut Ring) -> Cqe {
 
 /// Arms a multishot bundle receive on `b` (user_data 8).
 fn arm_bundles(ring: &mut Ring, bufs: &BufRing, b: &TcpStream) {
-    let recv = ring_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0)
+    let recv = ring_io_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0)
         .multishot()
         .bundle();
     // SAFETY: the buffers come from group 5; the test reaps the request's

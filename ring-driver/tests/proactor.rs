@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_driver::{Op, Proactor, ProactorConfig};
+use ring_io_driver::{Op, Proactor, ProactorConfig};
 
 fn proactor() -> Proactor {
     Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
@@ -673,7 +673,7 @@ fn ops_are_futures_for_any_executor() {
     let (a, b) = UnixStream::pair().unwrap();
     let b = Arc::new(b);
     let a = Arc::new(a);
-    let out = ring_driver::block_on(async {
+    let out = ring_io_driver::block_on(async {
         let read = p.read(&b, Vec::with_capacity(8), u64::MAX);
         let (n, _) = p.write(&a, b"async".to_vec(), u64::MAX).await;
         n.unwrap();
@@ -1150,8 +1150,8 @@ fn proactor_ops_and_streams_cross_threads() {
     fn send<T: Send>() {}
     send_sync::<Proactor>();
     send::<Op<(io::Result<usize>, Vec<u8>)>>();
-    send::<ring_driver::Link<Op<io::Result<()>>, Op<io::Result<()>>>>();
-    send::<ring_driver::Multi<Vec<u8>>>();
+    send::<ring_io_driver::Link<Op<io::Result<()>>, Op<io::Result<()>>>>();
+    send::<ring_io_driver::Multi<Vec<u8>>>();
     // An op made on one thread completes on another.
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();

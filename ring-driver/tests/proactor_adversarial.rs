@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_driver::{Proactor, ProactorConfig, Ring};
+use ring_io_driver::{Proactor, ProactorConfig, Ring};
 
 /// One test at a time: fd scans and fd counts must not see other tests'.
 fn serial() -> MutexGuard<'static, ()> {
@@ -106,7 +106,7 @@ impl Forger {
     fn new() -> Option<Forger> {
         let ring = Ring::new(64).expect("a ring");
         let probe = ring.probe().expect("a probe");
-        if probe.check(ring_sys::IORING_OP_MSG_RING).is_err() {
+        if probe.check(ring_io_sys::IORING_OP_MSG_RING).is_err() {
             return None;
         }
         Some(Forger {
@@ -118,7 +118,7 @@ impl Forger {
     /// Posts a CQE with `user_data`, `res` and `flags` (if the kernel lets
     /// it pass flags) into the ring `target`; returns whether it landed.
     fn forge(&mut self, target: RawFd, user_data: u64, res: i32, flags: u32) -> bool {
-        let mut op = ring_ops::MsgRingData::new(ring_ops::Fd(target), res, user_data);
+        let mut op = ring_io_ops::MsgRingData::new(ring_io_ops::Fd(target), res, user_data);
         if self.flags {
             op = op.cqe_flags(flags);
         }
@@ -205,8 +205,8 @@ fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() 
     let results = [i32::MAX, 1 << 20, 17, 16, 0, -libc::ECANCELED, 1];
     let flags = [
         0,
-        ring_sys::IORING_CQE_F_MORE,
-        ring_sys::IORING_CQE_F_BUFFER | (3 << ring_sys::IORING_CQE_BUFFER_SHIFT),
+        ring_io_sys::IORING_CQE_F_MORE,
+        ring_io_sys::IORING_CQE_F_BUFFER | (3 << ring_io_sys::IORING_CQE_BUFFER_SHIFT),
     ];
     let landed = forger.spray(&targets, &guesses(), &results, &flags);
     assert!(landed > 0, "the kernel refused every forged completion");
@@ -304,7 +304,7 @@ fn forged_completions_into_an_idle_proactor_are_counted_not_fatal() {
 struct Reentrant {
     fd: OwnedFd,
     proactor: Arc<Proactor>,
-    started: mpsc::Sender<ring_driver::Op<io::Result<()>>>,
+    started: mpsc::Sender<ring_io_driver::Op<io::Result<()>>>,
 }
 
 impl AsFd for Reentrant {

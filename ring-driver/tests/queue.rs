@@ -10,14 +10,14 @@ use std::io::{self, Write as _};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use ring_driver::{Builder, Cqe, Kernel as _, Ring};
-use ring_ops::{
+use ring_io_driver::{Builder, Cqe, Kernel as _, Ring};
+use ring_io_ops::{
     Fd, Fixed, LinkTimeout, Nop, PollAdd, PollRemove, Read, ReadFixed, Timeout, TimeoutRemove,
     Write, WriteFixed,
 };
-use ring_sys::{__kernel_timespec, Errno};
+use ring_io_sys::{__kernel_timespec, Errno};
 
-fn nop(user_data: u64) -> ring_ops::Entry {
+fn nop(user_data: u64) -> ring_io_ops::Entry {
     Nop::new().build().user_data(user_data)
 }
 
@@ -76,7 +76,7 @@ fn nop_under_every_setup_flag_combination_that_the_kernel_has() {
     for (name, builder) in options {
         let mut ring = match builder.build() {
             Ok(ring) => ring,
-            Err(ring_driver::SetupError::Unsupported(u)) => {
+            Err(ring_io_driver::SetupError::Unsupported(u)) => {
                 eprintln!("ring-skip: nop_under_every_setup_flag/{name}: {u}");
                 continue;
             }
@@ -141,7 +141,7 @@ fn cq_overflow_with_nodrop_loses_nothing() {
     // CQ of 8, 40 NOPs without reaping: the kernel keeps the excess in its
     // backlog (IORING_FEAT_NODROP) and flushes it as the CQ is emptied.
     let mut ring = Builder::new(8).cq_entries(8).build().unwrap();
-    if !ring.params().has(ring_sys::Features::NODROP) {
+    if !ring.params().has(ring_io_sys::Features::NODROP) {
         skip!(
             "cq_overflow_with_nodrop_loses_nothing",
             "kernel lacks IORING_FEAT_NODROP (5.5)"
@@ -177,7 +177,7 @@ fn peek_does_not_consume_and_batches_reap_in_order() {
         Some(10),
         "peek consumes nothing"
     );
-    let mut out = [Cqe::from(ring_sys::io_uring_cqe::default()); 4];
+    let mut out = [Cqe::from(ring_io_sys::io_uring_cqe::default()); 4];
     assert_eq!(cq.reap_batch(&mut out), 4);
     assert_eq!(out.map(|c| c.user_data()), [10, 11, 12, 13]);
     assert_eq!(cq.map(|c| c.user_data()).collect::<Vec<_>>(), [14, 15]);
@@ -337,7 +337,7 @@ fn wait_with_a_timeout_times_out() {
     // before, the driver queues an IORING_OP_TIMEOUT as liburing does, and
     // filters its CQE out. Both behave the same here.
     let mut ring = Ring::new(4).unwrap();
-    let ext_arg = ring.params().has(ring_sys::Features::EXT_ARG);
+    let ext_arg = ring.params().has(ring_io_sys::Features::EXT_ARG);
     let start = std::time::Instant::now();
     let err = ring
         .submitter()
@@ -542,9 +542,9 @@ fn cqe_mixed_rings_carry_small_and_big_completions_and_hide_padding() {
         // wraps the ring.
         for _ in 0..5 {
             let op = if big(next) {
-                ring_ops::Nop::new().cqe32(next, !next)
+                ring_io_ops::Nop::new().cqe32(next, !next)
             } else {
-                ring_ops::Nop::new()
+                ring_io_ops::Nop::new()
             };
             // SAFETY: a NOP carries no pointers.
             unsafe { ring.sq().push(op.build().user_data(next)) }.expect("room for five");
@@ -556,7 +556,7 @@ fn cqe_mixed_rings_carry_small_and_big_completions_and_hide_padding() {
         for cqe in ring.cq() {
             assert_eq!(cqe.user_data(), seen, "round {round}");
             assert_eq!(cqe.result(), Ok(0));
-            let flagged = cqe.flags().contains(ring_sys::CqeFlags::BIG);
+            let flagged = cqe.flags().contains(ring_io_sys::CqeFlags::BIG);
             assert_eq!(flagged, big(seen), "CQE {seen}: {cqe:?}");
             let extra = if big(seen) { [seen, !seen] } else { [0, 0] };
             assert_eq!(cqe.big(), extra, "CQE {seen}");
@@ -701,7 +701,7 @@ fn registered_ring_fd_is_used_on_the_building_thread_only() {
 #[test]
 fn min_wait_returns_with_what_is_ready_once_it_has_passed() {
     let mut ring = Ring::new(4).unwrap();
-    if !ring.params().has(ring_sys::Features::MIN_TIMEOUT) {
+    if !ring.params().has(ring_io_sys::Features::MIN_TIMEOUT) {
         let err = ring
             .submitter()
             .submit_and_wait_min(1, Duration::from_millis(1), None)
@@ -741,10 +741,10 @@ fn min_wait_returns_with_what_is_ready_once_it_has_passed() {
 fn msg_ring_posts_a_completion_on_another_ring() {
     let mut a = Ring::new(4).unwrap();
     let mut b = Ring::new(4).unwrap();
-    if let Err(e) = a.probe().unwrap().check(ring_sys::IORING_OP_MSG_RING) {
+    if let Err(e) = a.probe().unwrap().check(ring_io_sys::IORING_OP_MSG_RING) {
         skip!("msg_ring_posts_a_completion_on_another_ring", "{e}");
     }
-    let msg = ring_ops::MsgRingData::new(
+    let msg = ring_io_ops::MsgRingData::new(
         Fd(b.fd().expect("a ring with an fd").as_raw_fd()),
         42,
         0xfeed,
@@ -782,7 +782,7 @@ fn sq_wait_under_sqpoll_returns_once_there_is_room() {
 
 #[test]
 fn buffer_ring_feeds_a_multishot_recv_and_recycles() {
-    use ring_driver::BufRing;
+    use ring_io_driver::BufRing;
     let mut ring = Ring::new(8).unwrap();
     // SAFETY: the multishot recv using group 3 is cancelled and its last
     // completion reaped before `bufs` drops (end of the test).
@@ -793,10 +793,10 @@ fn buffer_ring_feeds_a_multishot_recv_and_recycles() {
         }
         Err(e) => panic!("{e}"),
     };
-    let multishot =
-        ring.probe().unwrap().supports(ring_sys::IORING_OP_RECV) && common::kernel().at_least(6, 0);
+    let multishot = ring.probe().unwrap().supports(ring_io_sys::IORING_OP_RECV)
+        && common::kernel().at_least(6, 0);
     let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let recv = ring_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0);
+    let recv = ring_io_ops::Recv::select(Fd(b.as_raw_fd()), bufs.bgid(), 0);
     let recv = if multishot { recv.multishot() } else { recv };
     // SAFETY: the buffers come from the group, alive until the end.
     unsafe { ring.sq().push(recv.build().user_data(9)) }.unwrap();
@@ -904,8 +904,12 @@ fn absolute_timeouts_and_timeout_updates() {
     unsafe {
         let mut sq = ring.sq();
         sq.push(Timeout::new(&long).build().user_data(2)).unwrap();
-        sq.push(ring_ops::TimeoutUpdate::new(2, &short).build().user_data(3))
-            .unwrap();
+        sq.push(
+            ring_io_ops::TimeoutUpdate::new(2, &short)
+                .build()
+                .user_data(3),
+        )
+        .unwrap();
     }
     ring.submitter().submit_and_wait(2).unwrap();
     let mut got: Vec<(u64, Result<u32, Errno>)> = reap_all(&mut ring)
@@ -929,7 +933,9 @@ fn sqe128_rings_take_128_byte_entries() {
     // A 64-byte entry in a 128-byte slot, and a 64-byte push on this ring.
     // SAFETY: NOPs carry no pointers.
     unsafe {
-        ring.sq().push128(ring_ops::Entry128::from(nop(1))).unwrap();
+        ring.sq()
+            .push128(ring_io_ops::Entry128::from(nop(1)))
+            .unwrap();
         ring.sq().push(nop(2)).unwrap();
     }
     ring.submitter().submit_and_wait(2).unwrap();
@@ -947,7 +953,7 @@ fn sqe128_rings_take_128_byte_entries() {
     }
     let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     a.write_all(b"12345").unwrap();
-    let cmd = ring_ops::UringCmd80::new(Fd(b.as_raw_fd()), ring_sys::SOCKET_URING_OP_SIOCINQ)
+    let cmd = ring_io_ops::UringCmd80::new(Fd(b.as_raw_fd()), ring_io_sys::SOCKET_URING_OP_SIOCINQ)
         .build()
         .user_data(3);
     // SAFETY: SIOCINQ carries no pointers; the socket outlives the completion.
@@ -966,7 +972,7 @@ fn sqe128_rings_take_128_byte_entries() {
     let mut plain = Ring::new(4).unwrap();
     // SAFETY: never submitted.
     let back = unsafe { plain.sq().push128(cmd) }.unwrap_err();
-    assert!(matches!(back, ring_driver::Push128Error::NotSqe128(_)));
+    assert!(matches!(back, ring_io_driver::Push128Error::NotSqe128(_)));
     assert_eq!(back.into_inner().get_user_data(), 3);
 }
 
@@ -1001,7 +1007,7 @@ fn no_mmap_with_caller_provided_memory() {
     let small = unsafe { Builder::new(8).no_mmap_memory((rings, 4096 / 2), (sqes, sqes_len)) };
     assert!(matches!(
         small.build(),
-        Err(ring_driver::SetupError::Invalid(_))
+        Err(ring_io_driver::SetupError::Invalid(_))
     ));
     {
         // SAFETY: as above.
@@ -1011,7 +1017,7 @@ fn no_mmap_with_caller_provided_memory() {
         assert!(
             ring.params()
                 .flags()
-                .contains(ring_sys::SetupFlags::NO_MMAP)
+                .contains(ring_io_sys::SetupFlags::NO_MMAP)
         );
         push_nops(&mut ring, 0..8);
         ring.submitter().submit_and_wait(8).unwrap();
@@ -1050,7 +1056,7 @@ fn a_wait_for_more_than_the_cq_holds_returns_once_it_is_full() {
     // the CQ size and returns 0 at once; the driver used to enter again
     // and again at 100% CPU. Now the wait ends when the CQ is full.
     let mut ring = Ring::new(4).unwrap();
-    if !ring.params().has(ring_sys::Features::NODROP) {
+    if !ring.params().has(ring_io_sys::Features::NODROP) {
         skip!(
             "a_wait_for_more_than_the_cq_holds_returns_once_it_is_full",
             "no IORING_FEAT_NODROP"
@@ -1109,7 +1115,7 @@ fn a_timed_wait_that_submits_times_out_when_fewer_are_ready_and_keeps_them() {
     assert_eq!(got, [2]);
     // The minimum-wait variant, with an entry that posts nothing
     // (IOSQE_CQE_SKIP_SUCCESS): no CQE at all when the time is up.
-    if !ring.params().has(ring_sys::Features::MIN_TIMEOUT) {
+    if !ring.params().has(ring_io_sys::Features::MIN_TIMEOUT) {
         skip!(
             "a_timed_wait_that_submits_times_out_when_fewer_are_ready_and_keeps_them/min_wait",
             "no IORING_FEAT_MIN_TIMEOUT"
@@ -1169,7 +1175,7 @@ fn a_timeout_too_long_for_the_kernel_clock_waits_as_if_unbounded() {
         .submit_and_wait_timeout(1, Duration::MAX)
         .unwrap();
     assert_eq!(reap_all(&mut ring)[0].user_data(), 99);
-    if ring.params().has(ring_sys::Features::MIN_TIMEOUT) {
+    if ring.params().has(ring_io_sys::Features::MIN_TIMEOUT) {
         // SAFETY: as above.
         unsafe { ring.sq().push(Timeout::new(&short).build().user_data(98)) }.unwrap();
         ring.submitter()
@@ -1192,10 +1198,10 @@ fn entries_of_the_wrong_size_are_errors_not_panics() {
     unsafe {
         assert_eq!(
             ring.kernel().cqe32(0).unwrap_err(),
-            ring_driver::WrongRing::NotCqe32
+            ring_io_driver::WrongRing::NotCqe32
         );
         let kernel = ring.kernel_mut();
-        let sqe = ring_sys::io_uring_sqe128::default();
+        let sqe = ring_io_sys::io_uring_sqe128::default();
         let err = kernel.write_sqe128(1, &sqe).unwrap_err();
         assert_eq!(io::Error::from(err).kind(), io::ErrorKind::InvalidInput);
     }

@@ -6,7 +6,7 @@ mod common;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use ring_driver::{Builder, CancelTarget, Restriction, Ring};
+use ring_io_driver::{Builder, CancelTarget, Restriction, Ring};
 
 fn unsupported(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Unsupported
@@ -168,8 +168,8 @@ fn restrictions_then_enable() {
     let ring = Builder::new(4).r_disabled().build().unwrap();
     let reg = ring.registrar();
     reg.register_restrictions(&[
-        Restriction::SqeOp(ring_sys::IORING_OP_NOP),
-        Restriction::RegisterOp(ring_sys::IORING_REGISTER_PROBE as u8),
+        Restriction::SqeOp(ring_io_sys::IORING_OP_NOP),
+        Restriction::RegisterOp(ring_io_sys::IORING_REGISTER_PROBE as u8),
         Restriction::SqeFlagsAllowed(0),
     ])
     .unwrap();
@@ -359,7 +359,7 @@ fn a_registered_fd_only_ring_is_used_by_its_index_and_only_on_its_thread() {
     assert!(r.fd().is_none());
     assert!(!r.uses_registered_fd());
     let (rd, _wr) = common::pipe();
-    let read = ring_ops::Read::new(ring_ops::Fd(rd.as_raw_fd()), std::ptr::null_mut(), 0)
+    let read = ring_io_ops::Read::new(ring_io_ops::Fd(rd.as_raw_fd()), std::ptr::null_mut(), 0)
         .build()
         .user_data(1);
     // SAFETY: never submitted (refused below); a zero-length read anyway.

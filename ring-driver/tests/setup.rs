@@ -3,8 +3,8 @@
 
 mod common;
 
-use ring_driver::{Builder, SETUP_FLAGS, SetupError};
-use ring_sys::{Features, SetupFlags};
+use ring_io_driver::{Builder, SETUP_FLAGS, SetupError};
+use ring_io_sys::{Features, SetupFlags};
 
 /// Each builder option of Linux 6.18, paired with the flag it must set.
 fn every_option() -> Vec<(SetupFlags, Builder)> {
@@ -130,7 +130,7 @@ fn an_unknown_entry_count_is_clamped_or_refused_not_crashed() {
 /// What `io_uring_setup(2)` itself says of a request: the sizes it made, or
 /// its error.
 fn kernel_verdict(entries: u32, cq: Option<u32>, clamp: bool) -> Result<(u32, u32), i32> {
-    let mut p = ring_sys::io_uring_params::default();
+    let mut p = ring_io_sys::io_uring_params::default();
     if let Some(cq) = cq {
         p.flags |= SetupFlags::CQSIZE.bits();
         p.cq_entries = cq;
@@ -140,7 +140,7 @@ fn kernel_verdict(entries: u32, cq: Option<u32>, clamp: bool) -> Result<(u32, u3
     }
     // SAFETY: `p` is a valid io_uring_params without NO_MMAP: the kernel
     // allocates the rings; the fd is closed below.
-    match unsafe { ring_sys::io_uring_setup(entries, &mut p) } {
+    match unsafe { ring_io_sys::io_uring_setup(entries, &mut p) } {
         Ok(fd) => {
             // SAFETY: the fd was just returned to us and is closed once.
             unsafe { libc::close(fd) };
@@ -229,13 +229,13 @@ fn a_cqe_mixed_ring_needs_two_cq_entries() {
             "IORING_SETUP_CQE_MIXED needs Linux 6.18"
         );
     }
-    let mut p = ring_sys::io_uring_params {
+    let mut p = ring_io_sys::io_uring_params {
         flags: (SetupFlags::CQSIZE | SetupFlags::CQE_MIXED).bits(),
         cq_entries: 1,
         ..Default::default()
     };
     // SAFETY: valid params; a ring fd returned is closed at once.
-    let kernel = unsafe { ring_sys::io_uring_setup(1, &mut p) };
+    let kernel = unsafe { ring_io_sys::io_uring_setup(1, &mut p) };
     if let Ok(fd) = kernel {
         // SAFETY: closing the fd just returned.
         unsafe { libc::close(fd) };

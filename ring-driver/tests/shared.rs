@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::AsRawFd;
 
-use ring_driver::{Builder, Cqe, PushError, SetupError, SharedRing};
-use ring_ops::{
+use ring_io_driver::{Builder, Cqe, PushError, SetupError, SharedRing};
+use ring_io_ops::{
     Close, DirectSlot, Entry, Fd, Fixed, MsgRingData, MsgRingSendFd, Nop, OpenAt, Read, SendZc,
     Timeout,
 };
-use ring_sys::{__kernel_timespec, SqeFlags};
+use ring_io_sys::{__kernel_timespec, SqeFlags};
 
 fn nop(user_data: u64) -> Entry {
     Nop::new().build().user_data(user_data)
@@ -138,15 +138,18 @@ fn one_thread_push_submit_reap() {
     // The fast defaults minus COOP_TASKRUN.
     let flags = ring.params().flags();
     assert!(
-        !flags.contains(ring_sys::SetupFlags::COOP_TASKRUN),
+        !flags.contains(ring_io_sys::SetupFlags::COOP_TASKRUN),
         "{flags:?}"
     );
     assert!(
-        !flags.contains(ring_sys::SetupFlags::SINGLE_ISSUER),
+        !flags.contains(ring_io_sys::SetupFlags::SINGLE_ISSUER),
         "{flags:?}"
     );
     if common::kernel().at_least(5, 18) {
-        assert!(ring.defaults().contains(ring_sys::SetupFlags::SUBMIT_ALL));
+        assert!(
+            ring.defaults()
+                .contains(ring_io_sys::SetupFlags::SUBMIT_ALL)
+        );
     }
 }
 
@@ -332,7 +335,7 @@ fn several_threads_wait_for_completions_pushed_by_another() {
     // out their last wait when the others took everything.
     const N: u64 = 32;
     let ring = SharedRing::new(64).unwrap();
-    if !ring.params().has(ring_sys::Features::EXT_ARG) {
+    if !ring.params().has(ring_io_sys::Features::EXT_ARG) {
         skip!("several_threads_wait", "no IORING_FEAT_EXT_ARG (5.11)");
     }
     let taken = Arc::new(AtomicU64::new(0));
@@ -386,7 +389,7 @@ fn several_threads_wait_for_completions_pushed_by_another() {
     assert_eq!(ids, (0..N).collect::<Vec<_>>());
     assert!(
         all.iter()
-            .all(|c| c.result() == Err(ring_sys::Errno::ETIME)),
+            .all(|c| c.result() == Err(ring_io_sys::Errno::ETIME)),
         "timeouts expire with -ETIME"
     );
     assert!(blocked > 0, "no waiter ever blocked in the kernel");
@@ -473,7 +476,7 @@ fn drop_submits_what_was_pushed_but_not_submitted() {
     // SAFETY: `data` and `tx` outlive the ring, whose drop waits for the send.
     unsafe {
         ring.push(
-            ring_ops::Send::new(Fd(tx.as_raw_fd()), data.as_ptr(), 3)
+            ring_io_ops::Send::new(Fd(tx.as_raw_fd()), data.as_ptr(), 3)
                 .build()
                 .user_data(1),
         )
@@ -501,7 +504,7 @@ fn a_blocked_submitters_completion_reaches_a_waiter_on_another_thread() {
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     let [rd, wr] = fds;
     let ring = SharedRing::new(8).unwrap();
-    if !ring.params().has(ring_sys::Features::EXT_ARG) {
+    if !ring.params().has(ring_io_sys::Features::EXT_ARG) {
         skip!(
             "a_blocked_submitters_completion",
             "bounded waits need IORING_FEAT_EXT_ARG (5.11)"
@@ -555,7 +558,7 @@ fn a_blocked_submitters_completion_reaches_a_waiter_on_another_thread() {
 #[test]
 fn no_defaults_gives_a_plain_shared_ring() {
     let ring = Builder::new(8).no_defaults().build_shared().unwrap();
-    assert_eq!(ring.defaults(), ring_sys::SetupFlags::empty());
+    assert_eq!(ring.defaults(), ring_io_sys::SetupFlags::empty());
     assert!(
         ring.params().flags().is_empty(),
         "{:?}",
@@ -894,11 +897,11 @@ fn zero_copy_send_keeps_its_credit_until_the_notification() {
     let t0 = Instant::now();
     while out
         .iter()
-        .all(|c: &Cqe| c.flags().bits() & ring_sys::IORING_CQE_F_MORE != 0)
+        .all(|c: &Cqe| c.flags().bits() & ring_io_sys::IORING_CQE_F_MORE != 0)
     {
         ring.reap(&mut out, 1);
         if let Some(first) = out.first() {
-            if first.flags().bits() & ring_sys::IORING_CQE_F_MORE != 0 {
+            if first.flags().bits() & ring_io_sys::IORING_CQE_F_MORE != 0 {
                 // The notification is still to come: the credit is out.
                 assert!(ring.in_flight() <= 1);
             }
@@ -910,15 +913,15 @@ fn zero_copy_send_keeps_its_credit_until_the_notification() {
         let _ = ring.submit_and_wait_timeout(1, Duration::from_millis(50));
     }
     let first = out[0];
-    if first.result() == Err(ring_sys::Errno::EOPNOTSUPP)
-        || first.result() == Err(ring_sys::Errno::EINVAL)
+    if first.result() == Err(ring_io_sys::Errno::EOPNOTSUPP)
+        || first.result() == Err(ring_io_sys::Errno::EINVAL)
     {
         skip!("zero_copy_send", "SEND_ZC refused: {first:?}");
     }
     assert_eq!(first.result(), Ok(data.len() as u32), "{out:?}");
     assert_eq!(out.len(), 2, "a completion and a notification: {out:?}");
     assert!(
-        out[1].flags().bits() & ring_sys::IORING_CQE_F_NOTIF != 0,
+        out[1].flags().bits() & ring_io_sys::IORING_CQE_F_NOTIF != 0,
         "{out:?}"
     );
     assert_eq!((ring.in_flight(), ring.unexpected()), (0, 0));
@@ -942,7 +945,7 @@ fn a_timed_wait_that_submits_times_out_with_too_few_ready_and_loses_nothing() {
     // submitted, hiding ETIME (Ok after the deadline with 1 of 2 ready);
     // without SQPOLL, a timeout request firing woke the wait early with Ok.
     let ring0 = SharedRing::new(8).unwrap();
-    if !ring0.params().has(ring_sys::Features::EXT_ARG) {
+    if !ring0.params().has(ring_io_sys::Features::EXT_ARG) {
         skip!("a_timed_wait_that_submits", "no IORING_FEAT_EXT_ARG (5.11)");
     }
     drop(ring0);
@@ -994,7 +997,7 @@ fn duration_max_waits_without_a_deadline() {
     // Before: the seconds of Duration::MAX were cast to a negative i64 and
     // the kernel refused the wait (EINVAL).
     let ring0 = SharedRing::new(8).unwrap();
-    if !ring0.params().has(ring_sys::Features::EXT_ARG) {
+    if !ring0.params().has(ring_io_sys::Features::EXT_ARG) {
         skip!("duration_max_waits", "no IORING_FEAT_EXT_ARG (5.11)");
     }
     drop(ring0);

@@ -2,7 +2,7 @@
 //! queues (`src/shared_sync.rs`, included here as is): the CQ credit that
 //! moves with the kernel-visible `cq.head`, in a second stage after
 //! ring-core's release. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p ring-driver --profile loom --test shared_loom`
+//! `RUSTFLAGS="--cfg loom" cargo test -p ring-io-driver --profile loom --test shared_loom`
 //! in its own `CARGO_TARGET_DIR` (needs `loom` as a `cfg(loom)`
 //! dev-dependency of ring-driver); CI builds and runs it in one cargo
 //! invocation with ring-core's `tests/loom.rs` (see `.ci/run`).
@@ -37,9 +37,9 @@ mod shared_sync;
 
 use loom::sync::Arc;
 use loom::thread;
-use ring_core::sync::{AtomicU32, AtomicU64, Ordering};
-use ring_core::{AtomicCqCredit, Geometry, SharedCq};
-use ring_sys::{Features, SetupFlags};
+use ring_io_core::sync::{AtomicU32, AtomicU64, Ordering};
+use ring_io_core::{AtomicCqCredit, Geometry, SharedCq};
+use ring_io_sys::{Features, SetupFlags};
 use shared_sync::CqRelease;
 
 /// How far loom explores one model.

@@ -9,10 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
-use ring_core::{Enter, Fault, FlagsRead, Geometry, SimCompletion, SimConfig, SimKernel};
-use ring_driver::{Cqe, Kernel, Push128Error, Ring, Sim, TIMEOUT_USER_DATA, WaitArgs, WrongRing};
-use ring_ops::Nop;
-use ring_sys::{
+use ring_io_core::{Enter, Fault, FlagsRead, Geometry, SimCompletion, SimConfig, SimKernel};
+use ring_io_driver::{
+    Cqe, Kernel, Push128Error, Ring, Sim, TIMEOUT_USER_DATA, WaitArgs, WrongRing,
+};
+use ring_io_ops::Nop;
+use ring_io_sys::{
     Errno, Features, SetupFlags, SqFlags, io_uring_cqe, io_uring_cqe32, io_uring_sqe,
     io_uring_sqe128,
 };
@@ -171,7 +173,7 @@ fn sqpoll_needs_an_enter_only_to_wake_the_thread() {
         ring.kernel()
             .inner()
             .sq_flags()
-            .contains(ring_sys::SqFlags::NEED_WAKEUP)
+            .contains(ring_io_sys::SqFlags::NEED_WAKEUP)
     );
     push(&mut ring, [2]);
     ring.submitter().submit().unwrap();
@@ -462,14 +464,14 @@ fn a_timed_wait_that_submits_times_out_when_fewer_are_ready_and_keeps_them() {
 
 #[test]
 fn a_result_of_i32_min_is_an_error_not_an_overflow() {
-    let cqe = Cqe::from(ring_sys::io_uring_cqe {
+    let cqe = Cqe::from(ring_io_sys::io_uring_cqe {
         user_data: 1,
         res: i32::MIN,
         flags: 0,
         big_cqe: [],
     });
     assert_eq!(cqe.result(), Err(Errno(i32::MAX)));
-    let cqe = Cqe::from(ring_sys::io_uring_cqe {
+    let cqe = Cqe::from(ring_io_sys::io_uring_cqe {
         res: -libc::EINVAL,
         ..Default::default()
     });
@@ -656,7 +658,7 @@ fn a_128_byte_entry_on_a_64_byte_ring_is_refused_as_such_and_handed_back() {
     // It used to come back as `Full`, forever: a caller that submits and
     // pushes again on `Full` never got out.
     let mut ring = ring(4, 8);
-    let entry = ring_ops::Entry128::from(Nop::new().build().user_data(7));
+    let entry = ring_io_ops::Entry128::from(Nop::new().build().user_data(7));
     // SAFETY: a NOP carries no pointers (and is refused anyway).
     let err = unsafe { ring.sq().push128(entry) }.unwrap_err();
     assert!(matches!(err, Push128Error::NotSqe128(_)), "{err:?}");
@@ -689,7 +691,7 @@ fn entries_of_the_wrong_size_are_errors_from_the_kernel_trait() {
     unsafe {
         assert_eq!(sim.cqe32(0).unwrap_err(), WrongRing::NotCqe32);
         assert_eq!(
-            sim.write_sqe128(1, &ring_sys::io_uring_sqe128::default()),
+            sim.write_sqe128(1, &ring_io_sys::io_uring_sqe128::default()),
             Err(WrongRing::NotSqe128)
         );
     }

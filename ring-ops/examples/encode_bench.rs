@@ -3,7 +3,7 @@
 //! entry. Run under callgrind for instruction counts:
 //!
 //! ```text
-//! cargo build --release -p ring-ops --example encode_bench
+//! cargo build --release -p ring-io-ops --example encode_bench
 //! valgrind --tool=callgrind target/release/examples/encode_bench by-value 1000000
 //! valgrind --tool=callgrind target/release/examples/encode_bench in-place 1000000
 //! ```
@@ -15,8 +15,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use ring_ops::{Fd, Read, Send};
-use ring_sys::io_uring_sqe;
+use ring_io_ops::{Fd, Read, Send};
+use ring_io_sys::io_uring_sqe;
 
 const SLOTS: usize = 256;
 

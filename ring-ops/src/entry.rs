@@ -2,7 +2,7 @@
 //! argument types shared by many builders: [`Target`] ([`Fd`], [`Fixed`]),
 //! [`DirectSlot`] and [`Clock`].
 
-use ring_sys::{
+use ring_io_sys::{
     IORING_FILE_INDEX_ALLOC, IORING_TIMEOUT_BOOTTIME, IORING_TIMEOUT_REALTIME, IOSQE_ASYNC,
     IOSQE_BUFFER_SELECT, IOSQE_CQE_SKIP_SUCCESS, IOSQE_FIXED_FILE, IOSQE_IO_DRAIN,
     IOSQE_IO_HARDLINK, IOSQE_IO_LINK, SqeFlags, io_uring_sqe, io_uring_sqe128,
@@ -154,7 +154,7 @@ impl Clock {
 /// for a buffer group).
 ///
 /// ```
-/// use ring_ops::{Fd, Read};
+/// use ring_io_ops::{Fd, Read};
 /// let buf = [0u8; 16];
 /// let entry = Read::new(Fd(0), buf.as_ptr().cast_mut(), 16).offset(4).build().user_data(7).link();
 /// assert_eq!(entry.as_sqe().opcode, Read::CODE);

@@ -1,22 +1,22 @@
 //! Typed builders for every io_uring opcode of Linux 6.18.
 //!
 //! One builder per `IORING_OP_*` (NOP through PIPE, opcodes 0 to 62), each
-//! encoding into a [`ring_sys::io_uring_sqe`], with per-op metadata
+//! encoding into a [`ring_io_sys::io_uring_sqe`], with per-op metadata
 //! (opcode, name, first kernel, multishot capability) in [`ALL`].
 //!
 //! # What it does, and what it does not
 //!
 //! Building an entry is safe and does nothing: no syscall, no I/O, no
 //! allocation (`#![no_std]`, `#![forbid(unsafe_code)]`). *Pushing* an entry
-//! to a ring is the `unsafe` part, and belongs to `ring-driver`: the buffers
+//! to a ring is the `unsafe` part, and belongs to `ring-io-driver`: the buffers
 //! and pointers an entry names must stay valid until the kernel is done with
 //! them, which no builder can promise.
 //!
 //! # Example
 //!
 //! ```
-//! use ring_ops::{Accept, DirectSlot, Fd, Fixed, Read, Recv, Timeout};
-//! use ring_sys::__kernel_timespec;
+//! use ring_io_ops::{Accept, DirectSlot, Fd, Fixed, Read, Recv, Timeout};
+//! use ring_io_sys::__kernel_timespec;
 //!
 //! let mut buf = [0u8; 4096];
 //! // A read at offset 512 of fd 3, linked to the next entry.
@@ -25,7 +25,7 @@
 //!
 //! // Multishot accept on registered file 0, into kernel-chosen direct slots.
 //! let accept = Accept::new(Fixed(0)).multishot().direct(DirectSlot::ALLOC).build();
-//! assert!(accept.sqe_flags().contains(ring_sys::SqeFlags::FIXED_FILE));
+//! assert!(accept.sqe_flags().contains(ring_io_sys::SqeFlags::FIXED_FILE));
 //!
 //! // Multishot bundle receive from provided-buffer group 7.
 //! let recv = Recv::select(Fd(4), 7, 0).multishot().bundle().build().user_data(2);
@@ -33,9 +33,9 @@
 //!
 //! // A timeout on CLOCK_BOOTTIME; the version check the driver can make.
 //! let ts = __kernel_timespec { tv_sec: 1, tv_nsec: 0 };
-//! let timeout = Timeout::new(&ts).clock(ring_ops::Clock::Boottime).build();
+//! let timeout = Timeout::new(&ts).clock(ring_io_ops::Clock::Boottime).build();
 //! assert_eq!(timeout.opcode(), Timeout::CODE);
-//! let err = ring_ops::RecvZc::INFO.check(ring_ops::KernelVersion::new(6, 1)).unwrap_err();
+//! let err = ring_io_ops::RecvZc::INFO.check(ring_io_ops::KernelVersion::new(6, 1)).unwrap_err();
 //! assert_eq!(err.to_string(), "RecvZc (IORING_OP_RECV_ZC) needs Linux 6.15; this kernel is 6.1");
 //! ```
 //!
@@ -69,7 +69,7 @@
 //!   (`IORING_FILE_INDEX_ALLOC`).
 //! - **Common fields on the built [`Entry`]**: `user_data`, `personality`
 //!   and the SQE flags (`link`, `hardlink`, `drain`, `force_async`,
-//!   `skip_success`, or any [`ring_sys::SqeFlags`]) are `const fn` setters
+//!   `skip_success`, or any [`ring_io_sys::SqeFlags`]) are `const fn` setters
 //!   of [`Entry`] / [`Entry128`], so they read the same after every op:
 //!   `op.build().user_data(7).link()`. They only add bits, never clear the
 //!   ones the op set.
@@ -130,7 +130,7 @@
 //! 64-byte value field by field into the slot, zero fields included (here
 //! choosing between the two ops without a branch); in place, it cleared the
 //! slot with four 16-byte stores and then wrote only the fields the op
-//! sets. Reproduce with `cargo build --release -p ring-ops --example
+//! sets. Reproduce with `cargo build --release -p ring-io-ops --example
 //! encode_bench` and `valgrind --tool=callgrind
 //! target/release/examples/encode_bench in-place 1000000` (modes
 //! `by-value`, `in-place`, `baseline`). Wall-clock time on this

@@ -1,12 +1,12 @@
 //! Per-opcode metadata: [`OpInfo`], the table [`ALL`], and [`Unsupported`].
 //!
 //! The opcode values, C names and first kernels come from
-//! [`ring_sys::IORING_OPS`], the single source of those facts; this module
+//! [`ring_io_sys::IORING_OPS`], the single source of those facts; this module
 //! adds the builder's name and whether the opcode can be multishot.
 
 use core::fmt;
 
-use ring_sys::IORING_OPS;
+use ring_io_sys::IORING_OPS;
 
 /// A Linux kernel version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,7 +66,7 @@ impl OpInfo {
 /// An op the running kernel does not have.
 ///
 /// ```
-/// use ring_ops::{KernelVersion, RecvZc};
+/// use ring_io_ops::{KernelVersion, RecvZc};
 /// let err = RecvZc::INFO.check(KernelVersion::new(6, 1)).unwrap_err();
 /// assert_eq!(err.to_string(), "RecvZc (IORING_OP_RECV_ZC) needs Linux 6.15; this kernel is 6.1");
 /// ```
@@ -114,7 +114,7 @@ pub const OP_COUNT: usize = 63;
 /// `MsgRingData` / `MsgRingSendFd`, `UringCmd16` / `UringCmd80` /
 /// `SocketCmd`), listed in the crate documentation.
 pub const ALL: [OpInfo; OP_COUNT] = {
-    use ring_sys::*;
+    use ring_io_sys::*;
     [
         info(IORING_OP_NOP, "Nop", false),
         info(IORING_OP_READV, "Readv", false),
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn all_is_indexed_by_opcode_and_matches_ring_sys() {
-        assert_eq!(ALL.len(), usize::from(ring_sys::IORING_OP_LAST));
+        assert_eq!(ALL.len(), usize::from(ring_io_sys::IORING_OP_LAST));
         assert_eq!(ALL.len(), IORING_OPS.len());
         for (i, (op, sys)) in ALL.iter().zip(IORING_OPS).enumerate() {
             assert_eq!(usize::from(op.code), i);
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn check_compares_versions() {
-        let recv_zc = ALL[usize::from(ring_sys::IORING_OP_RECV_ZC)];
+        let recv_zc = ALL[usize::from(ring_io_sys::IORING_OP_RECV_ZC)];
         assert!(recv_zc.check(KernelVersion::new(6, 15)).is_ok());
         assert!(recv_zc.check(KernelVersion::new(7, 0)).is_ok());
         assert!(recv_zc.check(KernelVersion::new(6, 14)).is_err());

@@ -9,7 +9,7 @@
 
 use core::ffi::{c_char, c_void};
 
-use ring_sys::{
+use ring_io_sys::{
     __kernel_timespec, FsyncFlags, IORING_ACCEPT_DONTWAIT, IORING_ACCEPT_MULTISHOT,
     IORING_ACCEPT_POLL_FIRST, IORING_ASYNC_CANCEL_ALL, IORING_ASYNC_CANCEL_ANY,
     IORING_ASYNC_CANCEL_FD, IORING_ASYNC_CANCEL_FD_FIXED, IORING_ASYNC_CANCEL_OP,
@@ -64,10 +64,10 @@ macro_rules! op {
 
         impl $Name {
             #[doc = concat!("`", stringify!($CODE), "`.")]
-            pub const CODE: u8 = ring_sys::$CODE;
+            pub const CODE: u8 = ring_io_sys::$CODE;
 
             /// Name, first kernel and multishot capability of the opcode.
-            pub const INFO: OpInfo = ALL[ring_sys::$CODE as usize];
+            pub const INFO: OpInfo = ALL[ring_io_sys::$CODE as usize];
 
             /// The op with its required arguments; every option starts at
             /// its default (zero, off, none).
@@ -115,8 +115,8 @@ macro_rules! op {
         }
 
         impl Op for $Name {
-            const CODE: u8 = ring_sys::$CODE;
-            const INFO: OpInfo = ALL[ring_sys::$CODE as usize];
+            const CODE: u8 = ring_io_sys::$CODE;
+            const INFO: OpInfo = ALL[ring_io_sys::$CODE as usize];
             #[inline]
             fn encode(&self, slot: &mut io_uring_sqe) {
                 $Name::encode(self, slot)
@@ -175,11 +175,11 @@ macro_rules! pi_setter {
     ($($Name:ident),*) => {$(
         impl $Name {
             /// Protection information for the I/O (`attr_ptr` pointing to
-            /// an [`io_uring_attr_pi`](ring_sys::io_uring_attr_pi),
+            /// an [`io_uring_attr_pi`](ring_io_sys::io_uring_attr_pi),
             /// `attr_type_mask = IORING_RW_ATTR_FLAG_PI`), for block devices
             /// with integrity metadata. Since Linux 6.14.
             #[inline]
-            pub fn pi(mut self, pi: &ring_sys::io_uring_attr_pi) -> Self {
+            pub fn pi(mut self, pi: &ring_io_sys::io_uring_attr_pi) -> Self {
                 self.pi = addr(pi);
                 self
             }
@@ -659,7 +659,7 @@ impl Timeout {
     /// `IORING_TIMEOUT_REALTIME`). Since Linux 5.15.
     #[inline]
     pub const fn clock(mut self, clock: Clock) -> Self {
-        self.flags = (self.flags & !ring_sys::IORING_TIMEOUT_CLOCK_MASK) | clock.timeout_flags();
+        self.flags = (self.flags & !ring_io_sys::IORING_TIMEOUT_CLOCK_MASK) | clock.timeout_flags();
         self
     }
 
@@ -729,7 +729,7 @@ impl TimeoutUpdate {
     /// The clock of the new time. Since Linux 5.15.
     #[inline]
     pub const fn clock(mut self, clock: Clock) -> Self {
-        self.flags = (self.flags & !ring_sys::IORING_TIMEOUT_CLOCK_MASK) | clock.timeout_flags();
+        self.flags = (self.flags & !ring_io_sys::IORING_TIMEOUT_CLOCK_MASK) | clock.timeout_flags();
         self
     }
 
@@ -955,7 +955,7 @@ impl LinkTimeout {
     /// The clock to measure on. Since Linux 5.15.
     #[inline]
     pub const fn clock(mut self, clock: Clock) -> Self {
-        self.flags = (self.flags & !ring_sys::IORING_TIMEOUT_CLOCK_MASK) | clock.timeout_flags();
+        self.flags = (self.flags & !ring_io_sys::IORING_TIMEOUT_CLOCK_MASK) | clock.timeout_flags();
         self
     }
 
@@ -1926,10 +1926,10 @@ pub struct UringCmd80 {
 
 impl UringCmd80 {
     /// `IORING_OP_URING_CMD`.
-    pub const CODE: u8 = ring_sys::IORING_OP_URING_CMD;
+    pub const CODE: u8 = ring_io_sys::IORING_OP_URING_CMD;
 
     /// Name, first kernel and multishot capability of the opcode.
-    pub const INFO: OpInfo = ALL[ring_sys::IORING_OP_URING_CMD as usize];
+    pub const INFO: OpInfo = ALL[ring_io_sys::IORING_OP_URING_CMD as usize];
 
     /// The command `cmd_op` on `fd`, with an all-zero payload.
     #[inline]

@@ -4,8 +4,8 @@
 
 use core::ptr::{null, null_mut};
 
-use ring_ops::*;
-use ring_sys::{__kernel_timespec, IORING_OP_LAST, IORING_OPS};
+use ring_io_ops::*;
+use ring_io_sys::{__kernel_timespec, IORING_OP_LAST, IORING_OPS};
 
 /// One row per builder: name, `CODE`, `INFO`, and the opcode its entry has.
 struct Row {
@@ -116,10 +116,10 @@ fn every_opcode_of_ring_sys_has_a_builder() {
             "ALL[{code}] names builder {main}, which is not a builder of {name}"
         );
     }
-    assert_eq!(UringCmd80::CODE, ring_sys::IORING_OP_URING_CMD);
+    assert_eq!(UringCmd80::CODE, ring_io_sys::IORING_OP_URING_CMD);
     assert_eq!(
         UringCmd80::new(Fd(0), 0).build().opcode(),
-        ring_sys::IORING_OP_URING_CMD
+        ring_io_sys::IORING_OP_URING_CMD
     );
 }
 

@@ -8,8 +8,8 @@ use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
 use io_uring::IoUring;
-use ring_ops::*;
-use ring_sys::{__kernel_timespec, io_uring_sqe};
+use ring_io_ops::*;
+use ring_io_sys::{__kernel_timespec, io_uring_sqe};
 
 /// Reports a skipped test the way `cargo xtask test-kernel` counts it:
 /// `ring-skip: <test>: <reason>` on stderr (libtest names the test's thread
@@ -395,8 +395,8 @@ fn provided_buffers_are_selected_by_group() {
     );
     let (res, flags) = out[&3];
     assert_eq!(res, 8);
-    assert_ne!(flags & ring_sys::IORING_CQE_F_BUFFER, 0);
-    let bid = (flags >> ring_sys::IORING_CQE_BUFFER_SHIFT) as usize;
+    assert_ne!(flags & ring_io_sys::IORING_CQE_F_BUFFER, 0);
+    let bid = (flags >> ring_io_sys::IORING_CQE_BUFFER_SHIFT) as usize;
     assert!((100..104).contains(&bid), "buffer id {bid}");
     let start = (bid - 100) * 16;
     assert_eq!(&pool[start..start + 8], b"provided");

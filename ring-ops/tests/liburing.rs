@@ -11,8 +11,8 @@ mod common;
 
 use common::{garbage_sqe, sqe_bytes, sqe128_bytes};
 use proptest::prelude::*;
-use ring_ops::*;
-use ring_sys::*;
+use ring_io_ops::*;
+use ring_io_sys::*;
 
 /// The fields of an encoded entry, decoded from its bytes.
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]

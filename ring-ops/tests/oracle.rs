@@ -12,8 +12,8 @@ use common::{
 };
 use io_uring::{opcode as q, squeue, types};
 use proptest::prelude::*;
-use ring_ops::{self as o, Clock, DirectSlot, Op};
-use ring_sys::{__kernel_timespec, SqeFlags};
+use ring_io_ops::{self as o, Clock, DirectSlot, Op};
+use ring_io_sys::{__kernel_timespec, SqeFlags};
 
 /// A file target, built as both crates' types by [`both!`].
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +162,7 @@ fn their_timeout_flags(abs: bool, clock: Clock, etime: bool, multi: bool) -> typ
     f
 }
 
-const POLL_FIRST: u16 = ring_sys::IORING_RECVSEND_POLL_FIRST;
+const POLL_FIRST: u16 = ring_io_sys::IORING_RECVSEND_POLL_FIRST;
 
 fn pf(on: bool) -> u16 {
     if on { POLL_FIRST } else { 0 }
@@ -198,7 +198,7 @@ proptest! {
 
     #[test]
     fn fsync(t in tgt(), off: u64, len: u32, datasync: bool, c in common()) {
-        let ours = if datasync { ring_sys::FsyncFlags::DATASYNC } else { ring_sys::FsyncFlags::empty() };
+        let ours = if datasync { ring_io_sys::FsyncFlags::DATASYNC } else { ring_io_sys::FsyncFlags::empty() };
         let theirs = if datasync { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
         both!(t, |f, g| check(
             o::Fsync::new(f).offset(off).len(len).flags(ours),
@@ -616,7 +616,7 @@ proptest! {
         };
         let mut op = o::MsgRingSendFd::new(o::Fd(ring), o::Fixed(src), ours_dest, ud);
         if skip { op = op.skip_target_cqe(); }
-        let flags = if skip { ring_sys::IORING_MSG_RING_CQE_SKIP } else { 0 };
+        let flags = if skip { ring_io_sys::IORING_MSG_RING_CQE_SKIP } else { 0 };
         let theirs = q::MsgRingSendFd::new(types::Fd(ring), types::Fixed(src), their_dest, ud).opcode_flags(flags).build();
         check(op, theirs, c)?;
     }
@@ -728,7 +728,7 @@ proptest! {
             let mut op = o::SendZc::new(f, ptr(buf), len).flags(flags);
             let mut zc = pf(poll_first);
             if poll_first { op = op.poll_first(); }
-            if report { op = op.report_usage(); zc |= ring_sys::IORING_SEND_ZC_REPORT_USAGE; }
+            if report { op = op.report_usage(); zc |= ring_io_sys::IORING_SEND_ZC_REPORT_USAGE; }
             if let Some(bi) = bi { op = op.fixed_buffer(bi); }
             let mut theirs = q::SendZc::new(g, ptr(buf), len).flags(flags).zc_flags(zc).buf_index(bi);
             if let Some((a, l)) = dest {
@@ -745,7 +745,7 @@ proptest! {
             let mut op = o::SendMsgZc::new(f, ptr(msg)).flags(flags);
             let mut prio = pf(poll_first);
             if poll_first { op = op.poll_first(); }
-            if report { op = op.report_usage(); prio |= ring_sys::IORING_SEND_ZC_REPORT_USAGE; }
+            if report { op = op.report_usage(); prio |= ring_io_sys::IORING_SEND_ZC_REPORT_USAGE; }
             check(op, q::SendMsgZc::new(g, ptr(msg)).flags(flags).ioprio(prio).build(), c)
         })?;
     }
@@ -804,7 +804,7 @@ proptest! {
     fn fixed_fd_install(idx: u32, no_cloexec: bool, c in common()) {
         let mut op = o::FixedFdInstall::new(o::Fixed(idx));
         if no_cloexec { op = op.no_cloexec(); }
-        let flags = if no_cloexec { ring_sys::IORING_FIXED_FD_NO_CLOEXEC } else { 0 };
+        let flags = if no_cloexec { ring_io_sys::IORING_FIXED_FD_NO_CLOEXEC } else { 0 };
         check(op, q::FixedFdInstall::new(types::Fixed(idx), flags).build(), c)?;
     }
 

@@ -2,12 +2,12 @@
 //! the kernel's features, which setup flags it accepts, and which opcodes it
 //! supports.
 //!
-//! Run: `cargo run -p ring-sys --example features`
+//! Run: `cargo run -p ring-io-sys --example features`
 
 use core::ffi::c_void;
 use std::ffi::CStr;
 
-use ring_sys::*;
+use ring_io_sys::*;
 
 fn kernel_release() -> String {
     // SAFETY: all-zero is a valid utsname; uname fills it in.

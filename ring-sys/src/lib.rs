@@ -1,6 +1,6 @@
 //! The Linux io_uring kernel ABI, written by hand.
 //!
-//! `ring-sys` is the floor of the `ring` workspace: every struct, union and
+//! `ring-io-sys` is the floor of the `ring` workspace: every struct, union and
 //! constant of Linux 6.18's `include/uapi/linux/io_uring.h` (and of its
 //! companion `linux/io_uring/query.h`), plus three thin `unsafe fn` wrappers of
 //! the io_uring system calls. Nothing else: no logic, no allocation, `no_std`.
@@ -23,15 +23,15 @@
 //!
 //! # What you will not find
 //!
-//! Ring arithmetic (that is `ring-core`), op builders (`ring-ops`), mmap or
-//! any safe wrapper around a real ring (`ring-driver`).
+//! Ring arithmetic (that is `ring-io-core`), op builders (`ring-io-ops`), mmap or
+//! any safe wrapper around a real ring (`ring-io-driver`).
 //!
 //! # Example
 //!
 //! Set up a real ring and read what the kernel reports:
 //!
 //! ```
-//! use ring_sys::{io_uring_params, io_uring_setup, Features};
+//! use ring_io_sys::{io_uring_params, io_uring_setup, Features};
 //!
 //! let mut params = io_uring_params::default();
 //! // SAFETY: `params` is a valid, exclusively borrowed io_uring_params.

@@ -9,7 +9,7 @@
 /// `struct io_uring_sqe`: a submission queue entry, 64 bytes. Since Linux 5.1.
 ///
 /// Build one with [`io_uring_sqe::default`] (all zero) and assign the fields an
-/// op reads; `ring-ops` does this for every opcode.
+/// op reads; `ring-io-ops` does this for every opcode.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct io_uring_sqe {

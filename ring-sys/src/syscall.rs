@@ -373,7 +373,7 @@ mod raw {
     target_arch = "aarch64",
     target_arch = "riscv64"
 )))]
-compile_error!("ring-sys: raw syscalls are written for x86_64, aarch64 and riscv64 only");
+compile_error!("ring-io-sys: raw syscalls are written for x86_64, aarch64 and riscv64 only");
 
 #[cfg(test)]
 mod tests {

@@ -48,9 +48,9 @@ macro_rules! same_field {
 /// both sides) matches.
 macro_rules! same_struct {
     ($name:ident { $($field:ident),* $(,)? }) => {{
-        assert_eq!(size_of::<ring_sys::$name>(), size_of::<lrs::$name>(), "size of {}", stringify!($name));
-        assert_eq!(align_of::<ring_sys::$name>(), align_of::<lrs::$name>(), "align of {}", stringify!($name));
-        $( same_field!(ring_sys::$name, [$field], lrs::$name, [$field]); )*
+        assert_eq!(size_of::<ring_io_sys::$name>(), size_of::<lrs::$name>(), "size of {}", stringify!($name));
+        assert_eq!(align_of::<ring_io_sys::$name>(), align_of::<lrs::$name>(), "align of {}", stringify!($name));
+        $( same_field!(ring_io_sys::$name, [$field], lrs::$name, [$field]); )*
     }};
 }
 
@@ -249,7 +249,7 @@ fn structs_match_linux_raw_sys() {
 #[test]
 fn sqe_and_its_unions_match_linux_raw_sys() {
     use lrs::io_uring_sqe as Theirs;
-    use ring_sys::io_uring_sqe as Ours;
+    use ring_io_sys::io_uring_sqe as Ours;
     assert_eq!(size_of::<Ours>(), size_of::<Theirs>());
     assert_eq!(align_of::<Ours>(), align_of::<Theirs>());
     same_field!(Ours, [opcode], Theirs, [opcode]);
@@ -407,39 +407,39 @@ fn sqe_and_its_unions_match_linux_raw_sys() {
     assert_eq!(field_size!(Ours, addr3_cmd.optval), 8);
     assert_eq!(field_size!(Ours, addr3_cmd.cmd), 0);
     same_field!(
-        ring_sys::sqe_addr3,
+        ring_io_sys::sqe_addr3,
         [addr3],
         lrs::io_uring_sqe__bindgen_ty_6__bindgen_ty_1,
         [addr3]
     );
     same_field!(
-        ring_sys::sqe_addr3,
+        ring_io_sys::sqe_addr3,
         [__pad2],
         lrs::io_uring_sqe__bindgen_ty_6__bindgen_ty_1,
         [__pad2]
     );
     same_field!(
-        ring_sys::sqe_attr,
+        ring_io_sys::sqe_attr,
         [attr_ptr],
         lrs::io_uring_sqe__bindgen_ty_6__bindgen_ty_2,
         [attr_ptr]
     );
     same_field!(
-        ring_sys::sqe_attr,
+        ring_io_sys::sqe_attr,
         [attr_type_mask],
         lrs::io_uring_sqe__bindgen_ty_6__bindgen_ty_2,
         [attr_type_mask]
     );
     assert_eq!(
-        size_of::<ring_sys::sqe_addr3>(),
+        size_of::<ring_io_sys::sqe_addr3>(),
         size_of::<lrs::io_uring_sqe__bindgen_ty_6__bindgen_ty_1>()
     );
     assert_eq!(
-        size_of::<ring_sys::sqe_attr>(),
+        size_of::<ring_io_sys::sqe_attr>(),
         size_of::<lrs::io_uring_sqe__bindgen_ty_6__bindgen_ty_2>()
     );
     assert_eq!(
-        size_of::<ring_sys::sqe_addr3_cmd>(),
+        size_of::<ring_io_sys::sqe_addr3_cmd>(),
         size_of::<lrs::io_uring_sqe__bindgen_ty_6>()
     );
 }
@@ -447,7 +447,7 @@ fn sqe_and_its_unions_match_linux_raw_sys() {
 #[test]
 fn restriction_and_buf_ring_match_linux_raw_sys() {
     use lrs::io_uring_restriction as Theirs;
-    use ring_sys::io_uring_restriction as Ours;
+    use ring_io_sys::io_uring_restriction as Ours;
     assert_eq!(size_of::<Ours>(), size_of::<Theirs>());
     assert_eq!(align_of::<Ours>(), align_of::<Theirs>());
     same_field!(Ours, [opcode], Theirs, [opcode]);
@@ -469,13 +469,13 @@ fn restriction_and_buf_ring_match_linux_raw_sys() {
     same_field!(Ours, [resv2], Theirs, [resv2]);
 
     use lrs::io_uring_buf_ring__bindgen_ty_1__bindgen_ty_1 as TheirHdr;
-    use ring_sys::buf_ring_hdr as Hdr;
+    use ring_io_sys::buf_ring_hdr as Hdr;
     assert_eq!(
-        size_of::<ring_sys::io_uring_buf_ring>(),
+        size_of::<ring_io_sys::io_uring_buf_ring>(),
         size_of::<lrs::io_uring_buf_ring>()
     );
     assert_eq!(
-        align_of::<ring_sys::io_uring_buf_ring>(),
+        align_of::<ring_io_sys::io_uring_buf_ring>(),
         align_of::<lrs::io_uring_buf_ring>()
     );
     assert_eq!(size_of::<Hdr>(), size_of::<TheirHdr>());
@@ -486,7 +486,7 @@ fn restriction_and_buf_ring_match_linux_raw_sys() {
     // The tail overlays entry 0's `resv`, as the header's comment says.
     assert_eq!(
         offset_of!(Hdr, tail),
-        offset_of!(ring_sys::io_uring_buf, resv)
+        offset_of!(ring_io_sys::io_uring_buf, resv)
     );
 }
 
@@ -498,39 +498,42 @@ fn structs_new_in_6_18_match_the_header() {
         "note: linux-raw-sys lacks io_uring_query_hdr and io_uring_query_opcode (Linux 6.18); \
          checked against linux/io_uring/query.h instead"
     );
-    assert_eq!(size_of::<ring_sys::io_uring_query_hdr>(), 40);
-    assert_eq!(offset_of!(ring_sys::io_uring_query_hdr, query_op), 16);
-    assert_eq!(offset_of!(ring_sys::io_uring_query_hdr, result), 24);
-    assert_eq!(size_of::<ring_sys::io_uring_query_opcode>(), 48);
-    assert_eq!(offset_of!(ring_sys::io_uring_query_opcode, sqe_flags), 32);
+    assert_eq!(size_of::<ring_io_sys::io_uring_query_hdr>(), 40);
+    assert_eq!(offset_of!(ring_io_sys::io_uring_query_hdr, query_op), 16);
+    assert_eq!(offset_of!(ring_io_sys::io_uring_query_hdr, result), 24);
+    assert_eq!(size_of::<ring_io_sys::io_uring_query_opcode>(), 48);
     assert_eq!(
-        offset_of!(ring_sys::io_uring_query_opcode, nr_query_opcodes),
+        offset_of!(ring_io_sys::io_uring_query_opcode, sqe_flags),
+        32
+    );
+    assert_eq!(
+        offset_of!(ring_io_sys::io_uring_query_opcode, nr_query_opcodes),
         40
     );
     // The big entries are the base entry plus the header's extra bytes.
     assert_eq!(
-        size_of::<ring_sys::io_uring_sqe128>(),
+        size_of::<ring_io_sys::io_uring_sqe128>(),
         2 * size_of::<lrs::io_uring_sqe>()
     );
     assert_eq!(
-        size_of::<ring_sys::io_uring_cqe32>(),
+        size_of::<ring_io_sys::io_uring_cqe32>(),
         size_of::<lrs::io_uring_cqe>() + 16
     );
     assert_eq!(
-        offset_of!(ring_sys::io_uring_cqe32, big_cqe),
+        offset_of!(ring_io_sys::io_uring_cqe32, big_cqe),
         offset_of!(lrs::io_uring_cqe, big_cqe)
     );
 }
 
 macro_rules! same_consts {
     ($($name:ident),* $(,)?) => {
-        $( assert_eq!(ring_sys::$name as u64, lrs::$name as u64, "{}", stringify!($name)); )*
+        $( assert_eq!(ring_io_sys::$name as u64, lrs::$name as u64, "{}", stringify!($name)); )*
     };
 }
 
 macro_rules! same_enum_consts {
     ($($enum:ident :: $name:ident),* $(,)?) => {
-        $( assert_eq!(ring_sys::$name as u64, lrs::$enum::$name as u64, "{}", stringify!($name)); )*
+        $( assert_eq!(ring_io_sys::$name as u64, lrs::$enum::$name as u64, "{}", stringify!($name)); )*
     };
 }
 
@@ -792,117 +795,121 @@ fn constants_absent_from_linux_raw_sys_match_the_header() {
         // bindgen cannot evaluate `(1U << IOSQE_*_BIT)`; check against the bits it has.
         (
             "IOSQE_FIXED_FILE",
-            ring_sys::IOSQE_FIXED_FILE as u64,
+            ring_io_sys::IOSQE_FIXED_FILE as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_FIXED_FILE_BIT as u64,
         ),
         (
             "IOSQE_IO_DRAIN",
-            ring_sys::IOSQE_IO_DRAIN as u64,
+            ring_io_sys::IOSQE_IO_DRAIN as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_IO_DRAIN_BIT as u64,
         ),
         (
             "IOSQE_IO_LINK",
-            ring_sys::IOSQE_IO_LINK as u64,
+            ring_io_sys::IOSQE_IO_LINK as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_IO_LINK_BIT as u64,
         ),
         (
             "IOSQE_IO_HARDLINK",
-            ring_sys::IOSQE_IO_HARDLINK as u64,
+            ring_io_sys::IOSQE_IO_HARDLINK as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_IO_HARDLINK_BIT as u64,
         ),
         (
             "IOSQE_ASYNC",
-            ring_sys::IOSQE_ASYNC as u64,
+            ring_io_sys::IOSQE_ASYNC as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_ASYNC_BIT as u64,
         ),
         (
             "IOSQE_BUFFER_SELECT",
-            ring_sys::IOSQE_BUFFER_SELECT as u64,
+            ring_io_sys::IOSQE_BUFFER_SELECT as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_BUFFER_SELECT_BIT as u64,
         ),
         (
             "IOSQE_CQE_SKIP_SUCCESS",
-            ring_sys::IOSQE_CQE_SKIP_SUCCESS as u64,
+            ring_io_sys::IOSQE_CQE_SKIP_SUCCESS as u64,
             1 << lrs::io_uring_sqe_flags_bit::IOSQE_CQE_SKIP_SUCCESS_BIT as u64,
         ),
         (
             "IORING_CQE_F_TSTAMP_HW",
-            ring_sys::IORING_CQE_F_TSTAMP_HW as u64,
+            ring_io_sys::IORING_CQE_F_TSTAMP_HW as u64,
             1 << 16,
         ),
         (
             "IORING_ZCRX_AREA_MASK",
-            ring_sys::IORING_ZCRX_AREA_MASK,
+            ring_io_sys::IORING_ZCRX_AREA_MASK,
             0xffff_0000_0000_0000,
         ),
         // New in Linux 6.18.
         (
             "IORING_SETUP_CQE_MIXED",
-            ring_sys::IORING_SETUP_CQE_MIXED as u64,
+            ring_io_sys::IORING_SETUP_CQE_MIXED as u64,
             1 << 18,
         ),
         (
             "IORING_CQE_F_SKIP",
-            ring_sys::IORING_CQE_F_SKIP as u64,
+            ring_io_sys::IORING_CQE_F_SKIP as u64,
             1 << 5,
         ),
-        ("IORING_CQE_F_32", ring_sys::IORING_CQE_F_32 as u64, 1 << 15),
+        (
+            "IORING_CQE_F_32",
+            ring_io_sys::IORING_CQE_F_32 as u64,
+            1 << 15,
+        ),
         (
             "IORING_NOP_CQE32",
-            ring_sys::IORING_NOP_CQE32 as u64,
+            ring_io_sys::IORING_NOP_CQE32 as u64,
             1 << 5,
         ),
         (
             "IORING_URING_CMD_MULTISHOT",
-            ring_sys::IORING_URING_CMD_MULTISHOT as u64,
+            ring_io_sys::IORING_URING_CMD_MULTISHOT as u64,
             1 << 1,
         ),
         (
             "IORING_REGISTER_QUERY",
-            ring_sys::IORING_REGISTER_QUERY as u64,
+            ring_io_sys::IORING_REGISTER_QUERY as u64,
             35,
         ),
         (
             "IO_URING_QUERY_OPCODES",
-            ring_sys::IO_URING_QUERY_OPCODES as u64,
+            ring_io_sys::IO_URING_QUERY_OPCODES as u64,
             0,
         ),
         (
             "__IO_URING_QUERY_MAX",
-            ring_sys::__IO_URING_QUERY_MAX as u64,
+            ring_io_sys::__IO_URING_QUERY_MAX as u64,
             1,
         ),
         // Changed by 6.18: one more register opcode, one more uring_cmd flag.
         (
             "IORING_REGISTER_LAST",
-            ring_sys::IORING_REGISTER_LAST as u64,
+            ring_io_sys::IORING_REGISTER_LAST as u64,
             lrs::io_uring_register_op::IORING_REGISTER_LAST as u64 + 1,
         ),
         (
             "IORING_URING_CMD_MASK",
-            ring_sys::IORING_URING_CMD_MASK as u64,
+            ring_io_sys::IORING_URING_CMD_MASK as u64,
             lrs::IORING_URING_CMD_MASK as u64 | 2,
         ),
         // linux-raw-sys types it `i32` (-1); the field it goes in is a `__u32`.
         (
             "IORING_FILE_INDEX_ALLOC",
-            ring_sys::IORING_FILE_INDEX_ALLOC as u64,
+            ring_io_sys::IORING_FILE_INDEX_ALLOC as u64,
             lrs::IORING_FILE_INDEX_ALLOC as u32 as u64,
         ),
         // Syscall numbers, against libc.
         (
             "SYS_IO_URING_SETUP",
-            ring_sys::SYS_IO_URING_SETUP as u64,
+            ring_io_sys::SYS_IO_URING_SETUP as u64,
             libc::SYS_io_uring_setup as u64,
         ),
         (
             "SYS_IO_URING_ENTER",
-            ring_sys::SYS_IO_URING_ENTER as u64,
+            ring_io_sys::SYS_IO_URING_ENTER as u64,
             libc::SYS_io_uring_enter as u64,
         ),
         (
             "SYS_IO_URING_REGISTER",
-            ring_sys::SYS_IO_URING_REGISTER as u64,
+            ring_io_sys::SYS_IO_URING_REGISTER as u64,
             libc::SYS_io_uring_register as u64,
         ),
     ];

@@ -8,7 +8,7 @@ use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use ring_sys::*;
+use ring_io_sys::*;
 
 macro_rules! skip {
     ($test:literal, $($reason:tt)*) => {{

@@ -506,11 +506,11 @@ fn ci_miri() -> Result<bool> {
                 .env("CARGO_TARGET_DIR", root().join("target/miri")),
         )
     };
-    Ok(miri(&["test", "-p", "ring-core"])?
+    Ok(miri(&["test", "-p", "ring-io-core"])?
         && miri(&[
             "test",
             "-p",
-            "ring-driver",
+            "ring-io-driver",
             "--lib",
             "--",
             "shared_sync",
@@ -526,7 +526,7 @@ fn ci_loom() -> Result<bool> {
     step(
         cargo()
             .args(["test", "--profile", "loom"])
-            .args(["-p", "ring-core", "-p", "ring-driver"])
+            .args(["-p", "ring-io-core", "-p", "ring-io-driver"])
             .args(["--test", "loom", "--test", "shared_loom"])
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", root().join("target/loom")),
@@ -545,7 +545,7 @@ fn ci_asan() -> Result<bool> {
             .args(["test", "-Zbuild-std", "--target", &target])
             .args([
                 "-p",
-                "ring-driver",
+                "ring-io-driver",
                 "--lib",
                 "--test",
                 "proactor",

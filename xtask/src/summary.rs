@@ -5,11 +5,11 @@
 //!
 //! ```text
 //! ring-xtask: kernel 6.1.0-56-cloud-amd64
-//! ring-xtask: begin ring-sys.kernel
+//! ring-xtask: begin ring-io-sys.kernel
 //! test nop_round_trip ... ring-skip: nop_round_trip: no SINGLE_MMAP
 //! ok
 //! test result: ok. 1 passed; 0 failed; ...
-//! ring-xtask: end ring-sys.kernel exit=0
+//! ring-xtask: end ring-io-sys.kernel exit=0
 //! ring-xtask: done
 //! ```
 //!
@@ -299,7 +299,7 @@ mod tests {
     const RUN: &str = "\
 [    1.234] random kernel message\r
 ring-xtask: kernel 5.10.0-46-cloud-amd64\r
-ring-xtask: begin ring-sys.kernel\r
+ring-xtask: begin ring-io-sys.kernel\r
 \r
 running 4 tests\r
 test setup_works ... ok\r
@@ -316,11 +316,11 @@ failures:\r
     broken\r
 \r
 test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\r
-ring-xtask: end ring-sys.kernel exit=101\r
-ring-xtask: begin ring-driver.setup\r
+ring-xtask: end ring-io-sys.kernel exit=101\r
+ring-xtask: begin ring-io-driver.setup\r
 test a::b ... ok\r
 test c ... ignored, slow\r
-ring-xtask: end ring-driver.setup exit=0\r
+ring-xtask: end ring-io-driver.setup exit=0\r
 ring-xtask: done\r
 ";
 
@@ -330,22 +330,25 @@ ring-xtask: done\r
         assert_eq!(s.release.as_deref(), Some("5.10.0-46-cloud-amd64"));
         assert_eq!(
             s.passed,
-            ["ring-sys.kernel: setup_works", "ring-driver.setup: a::b"]
+            [
+                "ring-io-sys.kernel: setup_works",
+                "ring-io-driver.setup: a::b"
+            ]
         );
-        assert_eq!(s.failed, ["ring-sys.kernel: broken"]);
+        assert_eq!(s.failed, ["ring-io-sys.kernel: broken"]);
         assert_eq!(
             s.skipped,
             [
                 (
-                    "ring-sys.kernel: multishot".to_string(),
+                    "ring-io-sys.kernel: multishot".to_string(),
                     "IORING_OP_RECV multishot needs 6.0".to_string()
                 ),
                 (
-                    "ring-sys.kernel: defer".to_string(),
+                    "ring-io-sys.kernel: defer".to_string(),
                     "DEFER_TASKRUN needs 6.1".to_string()
                 ),
                 (
-                    "ring-driver.setup: c".to_string(),
+                    "ring-io-driver.setup: c".to_string(),
                     "ignored by libtest".to_string()
                 ),
             ]
@@ -358,8 +361,9 @@ ring-xtask: done\r
             "kernel 5.10 (5.10.0-46-cloud-amd64): FAILED: 2 passed, 1 failed, 3 skipped, 2 binaries, 1.5 s\n"
         ));
         assert!(
-            report
-                .contains("  skipped (1): DEFER_TASKRUN needs 6.1\n      ring-sys.kernel: defer\n")
+            report.contains(
+                "  skipped (1): DEFER_TASKRUN needs 6.1\n      ring-io-sys.kernel: defer\n"
+            )
         );
     }
 

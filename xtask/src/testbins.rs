@@ -13,15 +13,15 @@ pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 /// (empty: every test target of the package, `cargo test --tests`).
 /// Extend this list as crates gain kernel tests.
 pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] = &[
-    ("ring-sys", &["kernel"]),
-    ("ring-ops", &["kernel"]),
-    ("ring-driver", &[]),
+    ("ring-io-sys", &["kernel"]),
+    ("ring-io-ops", &["kernel"]),
+    ("ring-io-driver", &[]),
 ];
 
 /// Test targets of those packages that are not kernel tests: they run the
 /// example programs through cargo, which the guests do not have (`cargo
 /// test` runs them on the host).
-const NOT_KERNEL_TESTS: &[&str] = &["ring-driver.examples_cp"];
+const NOT_KERNEL_TESTS: &[&str] = &["ring-io-driver.examples_cp"];
 
 /// The cargo target directory of the musl builds, apart from the shared one.
 pub(crate) fn target_dir() -> PathBuf {

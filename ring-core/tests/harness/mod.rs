@@ -16,11 +16,11 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-use ring_core::{
+use ring_io_core::{
     CompletionQueue, CqCredit, EnterInput, Fault, Geometry, Reservation, SimCompletion, SimConfig,
     SimKernel, SubmissionQueue, decide_enter,
 };
-use ring_sys::{EnterFlags, Errno, Features, IORING_CQE_F_MORE, SetupFlags, SqFlags};
+use ring_io_sys::{EnterFlags, Errno, Features, IORING_CQE_F_MORE, SetupFlags, SqFlags};
 
 /// The ring and simulator configuration, decoded from four bytes.
 #[derive(Debug, Clone, Copy)]
@@ -575,7 +575,7 @@ impl Harness {
                 // Without NODROP the kernel may have dropped it.
                 self.skipped += 1;
             }
-            if ring_core::cqe_returns_credit(c.flags) {
+            if ring_io_core::cqe_returns_credit(c.flags) {
                 self.unreleased_credit += 1;
             }
         }

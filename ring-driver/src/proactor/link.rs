@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ring_ops::Entry;
+use ring_io_ops::Entry;
 
 use super::{Op, Shared, Stage, block_on, submit};
 
@@ -107,7 +107,7 @@ impl<O: 'static> Part for Op<O> {
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use ring_driver::{Proactor, ProactorConfig};
+/// # use ring_io_driver::{Proactor, ProactorConfig};
 /// let p = Proactor::new(ProactorConfig::new(16))?;
 /// let file = Arc::new(tempfile_in_tmp()?);
 /// // A short read or write would cancel the rest, so the read goes last.

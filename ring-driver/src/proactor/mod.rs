@@ -24,10 +24,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ring_core::CqCredit;
-use ring_core::FlagsRead;
-use ring_ops::{Entry, Fd};
-use ring_sys::{__kernel_timespec, FsyncFlags, SqFlags, SqeFlags};
+use ring_io_core::CqCredit;
+use ring_io_core::FlagsRead;
+use ring_io_ops::{Entry, Fd};
+use ring_io_sys::{__kernel_timespec, FsyncFlags, SqFlags, SqeFlags};
 
 use crate::kernel::Kernel;
 use crate::probe::Probe;
@@ -380,7 +380,7 @@ pub struct ProactorStats {
 /// ```
 /// use std::io::Write;
 /// use std::sync::Arc;
-/// use ring_driver::{Proactor, ProactorConfig};
+/// use ring_io_driver::{Proactor, ProactorConfig};
 ///
 /// let proactor = Proactor::new(ProactorConfig::new(32))?;
 /// let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
@@ -958,9 +958,10 @@ impl Proactor {
 
     /// `IORING_OP_NOP`: completes with `Ok(())`.
     pub fn nop(&self) -> Op<io::Result<()>> {
-        self.op(ring_ops::Nop::new().build(), |res: io::Result<u32>, _| {
-            res.map(drop)
-        })
+        self.op(
+            ring_io_ops::Nop::new().build(),
+            |res: io::Result<u32>, _| res.map(drop),
+        )
     }
 
     /// Reads into the spare capacity of `buf` at `offset` (`u64::MAX`: the
@@ -972,7 +973,7 @@ impl Proactor {
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
         self.fill_spare(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_ops::Read::new(fd, at, len).offset(offset).build()
+            ring_io_ops::Read::new(fd, at, len).offset(offset).build()
         })
     }
 
@@ -1033,7 +1034,7 @@ impl Proactor {
         let len = u32::try_from(buf.capacity() - buf.len()).unwrap_or(u32::MAX);
         // SAFETY: `len()` is at most the capacity: still inside the buffer.
         let at = unsafe { buf.start().add(buf.len()) };
-        let entry = ring_ops::ReadFixed::new(Fd(fd.raw()), at, len, buf.index())
+        let entry = ring_io_ops::ReadFixed::new(Fd(fd.raw()), at, len, buf.index())
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
@@ -1056,7 +1057,7 @@ impl Proactor {
     ) -> Op<(io::Result<usize>, FixedBuf)> {
         let fd = fd.into_op_fd();
         let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = ring_ops::WriteFixed::new(Fd(fd.raw()), buf.start(), len, buf.index())
+        let entry = ring_io_ops::WriteFixed::new(Fd(fd.raw()), buf.start(), len, buf.index())
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
@@ -1073,7 +1074,7 @@ impl Proactor {
         offset: u64,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
         self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_ops::Write::new(fd, at, len).offset(offset).build()
+            ring_io_ops::Write::new(fd, at, len).offset(offset).build()
         })
     }
 
@@ -1106,7 +1107,7 @@ impl Proactor {
             .0
             .iter()
             .fold(0usize, |t, v| t.saturating_add(v.iov_len));
-        let entry = ring_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
+        let entry = ring_io_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
@@ -1151,7 +1152,7 @@ impl Proactor {
             .0
             .iter()
             .fold(0usize, |t, v| t.saturating_add(v.iov_len));
-        let entry = ring_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
+        let entry = ring_io_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
@@ -1168,7 +1169,7 @@ impl Proactor {
         } else {
             FsyncFlags::empty()
         };
-        let entry = ring_ops::Fsync::new(Fd(fd.raw())).flags(flags).build();
+        let entry = ring_io_ops::Fsync::new(Fd(fd.raw())).flags(flags).build();
         self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
     }
 
@@ -1176,7 +1177,7 @@ impl Proactor {
     /// `i64::MAX` seconds is clamped there.
     pub fn timeout(&self, duration: Duration) -> Op<io::Result<()>> {
         let ts = Box::new(timespec(duration));
-        let entry = ring_ops::Timeout::new(&*ts).build();
+        let entry = ring_io_ops::Timeout::new(&*ts).build();
         self.op(entry, move |res: io::Result<u32>, _| {
             drop(ts);
             match res {
@@ -1193,7 +1194,7 @@ impl Proactor {
             Ok(p) => p,
             Err(e) => return self.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
         };
-        let entry = ring_ops::OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
+        let entry = ring_io_ops::OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
             .flags(flags | libc::O_CLOEXEC)
             .mode(mode)
             .build();
@@ -1207,7 +1208,7 @@ impl Proactor {
     /// Closes `fd`, like `close(2)`. The op owns `fd` until the kernel has
     /// closed it: dropped before it was submitted, it closes `fd` itself.
     pub fn close(&self, fd: OwnedFd) -> Op<io::Result<()>> {
-        let entry = ring_ops::Close::new(Fd(fd.as_raw_fd())).build();
+        let entry = ring_io_ops::Close::new(Fd(fd.as_raw_fd())).build();
         self.op(entry, move |res: io::Result<u32>, _| match res {
             // The kernel found no such file to close (it refuses io_uring
             // fds, say): the fd is still open, and still this op's.
@@ -1238,10 +1239,11 @@ impl Proactor {
         };
         // SAFETY: `statx` is plain integers, for which zero is valid.
         let mut buf: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
-        let entry = ring_ops::Statx::new(Fd(libc::AT_FDCWD), path.as_ptr(), (&raw mut *buf).cast())
-            .flags(flags)
-            .mask(mask)
-            .build();
+        let entry =
+            ring_io_ops::Statx::new(Fd(libc::AT_FDCWD), path.as_ptr(), (&raw mut *buf).cast())
+                .flags(flags)
+                .mask(mask)
+                .build();
         self.op(entry, move |res: io::Result<u32>, _| {
             drop(path);
             res.map(|_| buf)
@@ -1251,7 +1253,7 @@ impl Proactor {
     /// Accepts a connection on the listening socket `fd` (`SOCK_CLOEXEC`).
     pub fn accept(&self, fd: impl IntoOpFd) -> Op<io::Result<OwnedFd>> {
         let fd = fd.into_op_fd();
-        let entry = ring_ops::Accept::new(Fd(fd.raw()))
+        let entry = ring_io_ops::Accept::new(Fd(fd.raw()))
             .flags(libc::SOCK_CLOEXEC)
             .build();
         self.op_with(entry, fd, |res: io::Result<u32>, _| {
@@ -1264,7 +1266,8 @@ impl Proactor {
     pub fn connect(&self, fd: impl IntoOpFd, addr: SocketAddr) -> Op<io::Result<()>> {
         let fd = fd.into_op_fd();
         let (storage, len) = sockaddr(addr);
-        let entry = ring_ops::Connect::new(Fd(fd.raw()), (&raw const *storage).cast(), len).build();
+        let entry =
+            ring_io_ops::Connect::new(Fd(fd.raw()), (&raw const *storage).cast(), len).build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(storage);
             res.map(drop)
@@ -1279,7 +1282,7 @@ impl Proactor {
         flags: i32,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
         self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_ops::Send::new(fd, at, len).flags(flags).build()
+            ring_io_ops::Send::new(fd, at, len).flags(flags).build()
         })
     }
 
@@ -1293,7 +1296,7 @@ impl Proactor {
         flags: i32,
     ) -> Op<(io::Result<usize>, Vec<u8>)> {
         self.fill_spare(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_ops::Recv::new(fd, at, len).flags(flags).build()
+            ring_io_ops::Recv::new(fd, at, len).flags(flags).build()
         })
     }
 
@@ -1306,7 +1309,7 @@ impl Proactor {
             std::net::Shutdown::Write => libc::SHUT_WR,
             std::net::Shutdown::Both => libc::SHUT_RDWR,
         };
-        let entry = ring_ops::Shutdown::new(Fd(fd.raw()), how).build();
+        let entry = ring_io_ops::Shutdown::new(Fd(fd.raw()), how).build();
         self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
     }
 
@@ -1314,7 +1317,7 @@ impl Proactor {
     /// (`IORING_OP_SOCKET`, Linux 5.19).
     pub fn socket(&self, domain: i32, socket_type: i32, protocol: i32) -> Op<io::Result<OwnedFd>> {
         let entry =
-            ring_ops::Socket::new(domain, socket_type | libc::SOCK_CLOEXEC, protocol).build();
+            ring_io_ops::Socket::new(domain, socket_type | libc::SOCK_CLOEXEC, protocol).build();
         self.op(entry, |res: io::Result<u32>, _| {
             // SAFETY: a successful socket returns a new fd that nothing owns.
             res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -1325,7 +1328,7 @@ impl Proactor {
     /// returns the ready events.
     pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> Op<io::Result<u32>> {
         let fd = fd.into_op_fd();
-        let entry = ring_ops::PollAdd::new(Fd(fd.raw()), events).build();
+        let entry = ring_io_ops::PollAdd::new(Fd(fd.raw()), events).build();
         self.op_with(entry, fd, |res: io::Result<u32>, _| res)
     }
 
@@ -1354,7 +1357,7 @@ impl Proactor {
             );
         };
         let entry =
-            ring_ops::Splice::new(Fd(fd_in.raw()), at_in, Fd(fd_out.raw()), at_out, len).build();
+            ring_io_ops::Splice::new(Fd(fd_in.raw()), at_in, Fd(fd_out.raw()), at_out, len).build();
         self.op_with(entry, (fd_in, fd_out), move |res: io::Result<u32>, _| {
             res.and_then(|n| at_most(n, len as usize))
         })
@@ -1371,7 +1374,7 @@ impl Proactor {
         let fd = fd.into_op_fd();
         let (storage, len) = sockaddr(addr);
         let mut msg = Msg::new(buf.as_ptr().cast_mut(), buf.len(), storage, len);
-        let entry = ring_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+        let entry = ring_io_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(msg);
             let len = buf.len();
@@ -1401,7 +1404,7 @@ impl Proactor {
             storage,
             size_of::<libc::sockaddr_storage>() as u32,
         );
-        let entry = ring_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+        let entry = ring_io_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
         let len = msg.iov.iov_len;
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.and_then(|n| at_most(n, len)).map(|n| {
@@ -1434,7 +1437,7 @@ impl Proactor {
         if let Some(e) = self.needs(5, 19, "multishot accept (IORING_ACCEPT_MULTISHOT)") {
             return Multi::failed(self, e);
         }
-        let entry = ring_ops::Accept::new(Fd(fd.raw()))
+        let entry = ring_io_ops::Accept::new(Fd(fd.raw()))
             .flags(libc::SOCK_CLOEXEC)
             .multishot()
             .build();
@@ -1493,7 +1496,7 @@ impl Proactor {
             Ok(b) => b,
             Err(e) => return Multi::failed(self, e),
         };
-        let entry = ring_ops::Recv::select(Fd(fd.raw()), bgid, 0)
+        let entry = ring_io_ops::Recv::select(Fd(fd.raw()), bgid, 0)
             .multishot()
             .build();
         let mut bufs = bufs;
@@ -1506,7 +1509,7 @@ impl Proactor {
                 Ok(n) => i32::try_from(*n).unwrap_or(i32::MAX),
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             };
-            let cqe = Cqe::from(ring_sys::io_uring_cqe {
+            let cqe = Cqe::from(ring_io_sys::io_uring_cqe {
                 res: raw,
                 flags,
                 ..Default::default()
@@ -1551,7 +1554,7 @@ impl Proactor {
     /// as they are). Alone, it fails with `EINVAL`.
     pub fn link_timeout(&self, duration: Duration) -> Op<io::Result<()>> {
         let ts = Box::new(timespec(duration));
-        let entry = ring_ops::LinkTimeout::new(&*ts).build();
+        let entry = ring_io_ops::LinkTimeout::new(&*ts).build();
         self.op(entry, move |res: io::Result<u32>, _| {
             drop(ts);
             res.map(drop)
@@ -1563,7 +1566,7 @@ impl Proactor {
     /// cancelled; they complete with `ECANCELED`.
     pub fn cancel_fd(&self, fd: impl IntoOpFd) -> Op<io::Result<u32>> {
         let fd = fd.into_op_fd();
-        let entry = ring_ops::AsyncCancel::by_fd(Fd(fd.raw())).all().build();
+        let entry = ring_io_ops::AsyncCancel::by_fd(Fd(fd.raw())).all().build();
         self.op_with(entry, fd, |res: io::Result<u32>, _| res)
     }
 
@@ -1582,7 +1585,7 @@ impl Proactor {
         error: io::Error,
         finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
     ) -> Op<O> {
-        let mut op = self.op(ring_ops::Nop::new().build(), finish);
+        let mut op = self.op(ring_io_ops::Nop::new().build(), finish);
         op.stage = Stage::Failed(error);
         op
     }
@@ -1832,7 +1835,7 @@ impl<O: 'static> Op<O> {
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// # use ring_driver::{Proactor, ProactorConfig};
+    /// # use ring_io_driver::{Proactor, ProactorConfig};
     /// let p = Proactor::new(ProactorConfig::new(16))?;
     /// let zero = Arc::new(std::fs::File::open("/dev/zero")?);
     /// let reads: Vec<_> = (0..8)
@@ -2230,7 +2233,7 @@ impl<T: 'static> Multi<T> {
     }
 
     fn failed(proactor: &Proactor, error: io::Error) -> Self {
-        let mut multi = Multi::new(proactor, ring_ops::Nop::new().build(), 1, |_, _| None);
+        let mut multi = Multi::new(proactor, ring_io_ops::Nop::new().build(), 1, |_, _| None);
         multi.stage = Stage::Failed(error);
         multi
     }
@@ -2492,7 +2495,7 @@ impl<K: Kernel> Driver<K> {
     fn arm_wake(&mut self) {
         let ptr: *mut u64 = &mut **self.wake_buf;
         let ud = user_data(WAKE_INDEX, self.tags.next());
-        let entry = ring_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
+        let entry = ring_io_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
             .build()
             .user_data(ud);
         self.wake_armed = self.push(entry, 1).is_ok();
@@ -2503,7 +2506,7 @@ impl<K: Kernel> Driver<K> {
 
     /// A cancellation of the request `ud`, with the credit it takes.
     fn cancel_entry(ud: u64) -> (Entry, u32) {
-        let entry = ring_ops::AsyncCancel::new(ud).build();
+        let entry = ring_io_ops::AsyncCancel::new(ud).build();
         (entry.user_data(ud | u64::from(CANCEL_BIT)), 1)
     }
 
@@ -2789,7 +2792,7 @@ impl<K: Kernel> Driver<K> {
                 continue;
             };
             // Only a multishot request posts CQEs with IORING_CQE_F_MORE.
-            let last = !slot.stream || ring_core::cqe_returns_credit(flags);
+            let last = !slot.stream || ring_io_core::cqe_returns_credit(flags);
             let credits = slot.credits;
             if last {
                 let _ = self.credit.release(credits);
@@ -2920,8 +2923,8 @@ mod tests {
 
     #[test]
     fn an_op_the_kernel_lacks_fails_with_unsupported_and_queues_nothing() {
-        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 2);
-        let entry = ring_ops::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0).build();
+        let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 2);
+        let entry = ring_io_ops::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0).build();
         let err = op(&shared, entry).wait().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert_eq!(
@@ -2935,9 +2938,9 @@ mod tests {
 
     #[test]
     fn ops_past_the_budget_wait_for_credit_and_are_woken_in_order() {
-        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 2);
+        let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 2);
         let mut cx = Context::from_waker(Waker::noop());
-        let nop = || op(&shared, ring_ops::Nop::new().build());
+        let nop = || op(&shared, ring_io_ops::Nop::new().build());
         let mut ops: Vec<_> = (0..4).map(|_| nop()).collect();
         for op in &mut ops {
             assert!(Pin::new(op).poll(&mut cx).is_pending());
@@ -2969,12 +2972,12 @@ mod tests {
 
     #[test]
     fn a_cancellation_the_kernel_refuses_is_sent_again_until_one_succeeds() {
-        use ring_core::{Geometry, SimCompletion, SimConfig};
-        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 4);
+        use ring_io_core::{Geometry, SimCompletion, SimConfig};
+        let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 4);
         // A request the kernel keeps (it posts nothing), dropped: its first
         // cancellation fails with ENOENT (Linux 6.1 answers so while the
         // request is still armed), the second succeeds.
-        let mut op = op(&shared, ring_ops::Nop::new().build());
+        let mut op = op(&shared, ring_io_ops::Nop::new().build());
         let mut cx = Context::from_waker(Waker::noop());
         assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
         let Stage::Submitted(ud) = op.stage else {
@@ -2984,8 +2987,8 @@ mod tests {
         let g = Geometry::new(
             8,
             16,
-            ring_sys::SetupFlags::empty(),
-            ring_sys::Features::NODROP,
+            ring_io_sys::SetupFlags::empty(),
+            ring_io_sys::Features::NODROP,
         )
         .unwrap();
         let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
@@ -3017,9 +3020,9 @@ mod tests {
 
     #[test]
     fn a_chain_longer_than_the_budget_fails_at_once() {
-        let shared = shared_with(&[ring_sys::IORING_OP_NOP], 1);
-        let (a, b) = op(&shared, ring_ops::Nop::new().build())
-            .link(op(&shared, ring_ops::Nop::new().build()))
+        let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 1);
+        let (a, b) = op(&shared, ring_io_ops::Nop::new().build())
+            .link(op(&shared, ring_io_ops::Nop::new().build()))
             .wait();
         assert_eq!(a.unwrap_err().kind(), io::ErrorKind::InvalidInput);
         assert_eq!(b.unwrap_err().kind(), io::ErrorKind::InvalidInput);

@@ -12,8 +12,8 @@ macro_rules! skip {
 }
 
 /// The running kernel's version.
-pub fn kernel() -> ring_driver::KernelVersion {
-    ring_driver::KernelVersion::current().expect("uname release parses")
+pub fn kernel() -> ring_io_driver::KernelVersion {
+    ring_io_driver::KernelVersion::current().expect("uname release parses")
 }
 
 /// Memory lent to a `NO_MMAP` ring by a test: private anonymous pages,
@@ -40,12 +40,12 @@ pub fn lend(len: usize) -> std::ptr::NonNull<u8> {
 pub fn lent_ring(
     test: &str,
     registered_fd_only: bool,
-) -> Option<(ring_driver::Ring, *mut u8, ring_sys::io_uring_params)> {
+) -> Option<(ring_io_driver::Ring, *mut u8, ring_io_sys::io_uring_params)> {
     if !kernel().at_least(6, 5) {
         eprintln!("ring-skip: {test}: IORING_SETUP_NO_MMAP needs Linux 6.5");
         return None;
     }
-    let mut builder = ring_driver::Builder::new(4).no_mmap();
+    let mut builder = ring_io_driver::Builder::new(4).no_mmap();
     if registered_fd_only {
         builder = builder.registered_fd_only();
     }
@@ -86,9 +86,9 @@ pub fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
 /// Queues a read of `fd` (which must have nothing to read) with
 /// `user_data`, into a buffer that is leaked (the kernel may write it until
 /// the request ends, which may be after the ring is dropped).
-pub fn pending_read(ring: &mut ring_driver::Ring, fd: std::os::fd::RawFd, user_data: u64) {
+pub fn pending_read(ring: &mut ring_io_driver::Ring, fd: std::os::fd::RawFd, user_data: u64) {
     let buf: &'static mut [u8; 8] = Box::leak(Box::new([0u8; 8]));
-    let read = ring_ops::Read::new(ring_ops::Fd(fd), buf.as_mut_ptr(), 8)
+    let read = ring_io_ops::Read::new(ring_io_ops::Fd(fd), buf.as_mut_ptr(), 8)
         .build()
         .user_data(user_data);
     // SAFETY: the buffer is leaked and the fd outlives the test's wait.
@@ -99,7 +99,7 @@ pub fn pending_read(ring: &mut ring_driver::Ring, fd: std::os::fd::RawFd, user_d
 /// The CQ tail word of a ring whose rings region starts at `base`.
 pub fn cq_tail(
     base: *mut u8,
-    params: &ring_sys::io_uring_params,
+    params: &ring_io_sys::io_uring_params,
 ) -> &'static std::sync::atomic::AtomicU32 {
     // SAFETY: the region is leaked (never unmapped) and the offset is the
     // kernel's, inside it; the kernel writes the word atomically.
@@ -108,12 +108,15 @@ pub fn cq_tail(
 
 /// The first CQE of a ring whose rings region starts at `base`, read after
 /// the tail showed it.
-pub fn first_cqe(base: *mut u8, params: &ring_sys::io_uring_params) -> ring_sys::io_uring_cqe {
+pub fn first_cqe(
+    base: *mut u8,
+    params: &ring_io_sys::io_uring_params,
+) -> ring_io_sys::io_uring_cqe {
     // SAFETY: in the leaked region; written before the tail that showed it
     // (acquired by the caller), and not written again.
     unsafe {
         base.add(params.cq_off.cqes as usize)
-            .cast::<ring_sys::io_uring_cqe>()
+            .cast::<ring_io_sys::io_uring_cqe>()
             .read_volatile()
     }
 }

@@ -2,7 +2,7 @@
 //! slot full of garbage to check that in-place encoding writes every byte.
 #![allow(dead_code)]
 
-use ring_sys::{io_uring_sqe, io_uring_sqe128};
+use ring_io_sys::{io_uring_sqe, io_uring_sqe128};
 
 /// The 64 bytes of an SQE.
 pub(crate) fn sqe_bytes(sqe: io_uring_sqe) -> [u8; 64] {
