@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ring_io_core::{CompletionQueue, Geometry, SubmissionQueue};
+use ring_io_core::{CqState, Geometry, SqState};
 use ring_io_sys::{Features, SetupFlags};
 
 fuzz_target!(|data: &[u8]| {
@@ -16,8 +16,8 @@ fuzz_target!(|data: &[u8]| {
     let geo = Geometry::new(entries, entries * 2, SetupFlags::empty(), Features::empty())
         .expect("valid geometry");
     let start = u32::from_le_bytes([head[1], head[2], head[3], head[4]]);
-    let mut sq = SubmissionQueue::with_start(&geo, start);
-    let mut cq = CompletionQueue::with_start(&geo, start);
+    let mut sq = SqState::with_start(&geo, start);
+    let mut cq = CqState::with_start(&geo, start);
     let mut open = std::collections::VecDeque::new();
     for chunk in rest.chunks_exact(5) {
         let v = u32::from_le_bytes([chunk[1], chunk[2], chunk[3], chunk[4]]);

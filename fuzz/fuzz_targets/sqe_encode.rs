@@ -10,7 +10,7 @@ use core::ffi::c_void;
 use arbitrary::Arbitrary;
 use io_uring::{opcode as q, squeue, types};
 use libfuzzer_sys::fuzz_target;
-use ring_io_ops::{self as o, Clock, DirectSlot, Op};
+use ring_io_ops::{self as o, Clock, DirectSlot, OpCode};
 use ring_io_sys::{SqeFlags, io_uring_sqe};
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -153,7 +153,7 @@ fn bytes(sqe: io_uring_sqe) -> [u8; 64] {
 }
 
 /// Encodes `op` both ways, applies the common fields, and compares with the oracle.
-fn run<O: Op>(op: O, theirs: squeue::Entry, c: &Common) {
+fn run<O: OpCode>(op: O, theirs: squeue::Entry, c: &Common) {
     let flags = c.flags & 0b0101_1110;
     let theirs = theirs
         .user_data(c.user_data)

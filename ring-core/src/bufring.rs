@@ -25,7 +25,7 @@ pub enum BufRingError {
     NotPublished(u16),
     /// A completion named a buffer (or a bundle reaching a buffer) that the
     /// kernel's head, as last shown with
-    /// [`handle_head`](BufRing::handle_head), has not passed: the kernel may
+    /// [`handle_head`](BufRingState::handle_head), has not passed: the kernel may
     /// still pick it and write into it.
     NotConsumed(u16),
     /// A completion's result spans `buffers` buffers from buffer `bid` on,
@@ -95,8 +95,8 @@ impl core::error::Error for BufRingError {}
 /// kernel consumed in a row from the ring, the first being [`bid`](Self::bid),
 /// holding [`len`](Self::len) bytes (every buffer full but the last).
 ///
-/// Read the ids with [`BufRing::next_bid`]; give each back with
-/// [`BufRing::add`] when done with its data.
+/// Read the ids with [`BufRingState::next_bid`]; give each back with
+/// [`BufRingState::add`] when done with its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TakenBufs {
     bid: u16,
@@ -195,7 +195,7 @@ const APP: u64 = u64::MAX;
 ///    now the application's ([`next_bid`](Self::next_bid) walks a bundle);
 ///    give each back with `add` when done with its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BufRing {
+pub struct BufRingState {
     mask: u16,
     entries: u32,
     buf_len: u32,
@@ -218,7 +218,7 @@ pub struct BufRing {
     lent: u32,
 }
 
-impl BufRing {
+impl BufRingState {
     /// A ring of `entries` slots (a power of two, at most 32768, the
     /// kernel's limit) for buffers of `buf_len` bytes, every buffer the
     /// application's, tail 0.
@@ -241,7 +241,7 @@ impl BufRing {
             });
         }
         let n = entries as usize;
-        Ok(BufRing {
+        Ok(BufRingState {
             mask: (entries - 1) as u16,
             entries,
             buf_len,
@@ -521,8 +521,8 @@ mod tests {
         f
     }
 
-    fn ring(entries: u32, tail: u16) -> BufRing {
-        let mut r = BufRing::with_tail(entries, 16, tail).unwrap();
+    fn ring(entries: u32, tail: u16) -> BufRingState {
+        let mut r = BufRingState::with_tail(entries, 16, tail).unwrap();
         for bid in 0..entries as u16 {
             r.add(bid).unwrap();
         }
@@ -532,10 +532,10 @@ mod tests {
 
     #[test]
     fn sizes_must_be_powers_of_two_up_to_32768() {
-        assert!(BufRing::new(0, 1).is_err());
-        assert!(BufRing::new(3, 1).is_err());
-        assert!(BufRing::new(65536, 1).is_err());
-        assert_eq!(BufRing::new(32768, 1).unwrap().entries(), 32768);
+        assert!(BufRingState::new(0, 1).is_err());
+        assert!(BufRingState::new(3, 1).is_err());
+        assert!(BufRingState::new(65536, 1).is_err());
+        assert_eq!(BufRingState::new(32768, 1).unwrap().entries(), 32768);
     }
 
     #[test]
@@ -543,7 +543,7 @@ mod tests {
         // Start a few steps before the u16 tail wraps (fewer rounds under
         // Miri, still across the wrap).
         let start = u16::MAX - 6;
-        let mut r = BufRing::with_tail(4, 16, start).unwrap();
+        let mut r = BufRingState::with_tail(4, 16, start).unwrap();
         for bid in 0..4 {
             assert_eq!(r.add(bid), Ok((start.wrapping_add(bid)) & 3));
         }
@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn double_adds_unknown_and_unpublished_buffers_are_refused() {
-        let mut r = BufRing::new(8, 16).unwrap();
+        let mut r = BufRingState::new(8, 16).unwrap();
         r.add(3).unwrap();
         assert_eq!(r.add(3), Err(BufRingError::AlreadyInRing(3)));
         assert_eq!(r.add(8), Err(BufRingError::BadId(8)));

@@ -5,7 +5,7 @@ use ring_io_sys::{IORING_CQE_F_32, IORING_CQE_F_SKIP};
 use crate::error::moved_backwards;
 use crate::{CoreError, Geometry};
 
-/// A run of CQEs handed out by [`CompletionQueue::reap_batch`]: ring indices
+/// A run of CQEs handed out by [`CqState::reap_batch`]: ring indices
 /// `start .. start + len` (wrapping); read each at [`Geometry::cqe_offset`].
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +60,7 @@ impl CqBatch {
     }
 }
 
-/// What [`CompletionQueue::reap_mixed`] consumed in an
+/// What [`CqState::reap_mixed`] consumed in an
 /// `IORING_SETUP_CQE_MIXED` ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MixedCqe {
@@ -105,7 +105,7 @@ pub enum MixedCqe {
 /// The overflow counter (`cq.overflow`, completions the kernel dropped) is
 /// recorded with [`handle_overflow`](Self::handle_overflow).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletionQueue {
+pub struct CqState {
     entries: u32,
     mask: u32,
     mixed: bool,
@@ -115,7 +115,7 @@ pub struct CompletionQueue {
     overflow: u32,
 }
 
-impl CompletionQueue {
+impl CqState {
     /// An empty CQ of this geometry, indices at 0 as after `io_uring_setup`.
     pub fn new(geometry: &Geometry) -> Self {
         Self::with_start(geometry, 0)
@@ -123,7 +123,7 @@ impl CompletionQueue {
 
     /// An empty CQ whose indices all start at `start`.
     pub fn with_start(geometry: &Geometry, start: u32) -> Self {
-        CompletionQueue {
+        CqState {
             entries: geometry.cq_entries(),
             mask: geometry.cq_mask(),
             mixed: geometry.cqe_mixed(),
@@ -372,9 +372,9 @@ mod tests {
     use super::*;
     use ring_io_sys::{Features, IORING_CQE_F_MORE, SetupFlags};
 
-    fn cq(start: u32, flags: SetupFlags) -> CompletionQueue {
+    fn cq(start: u32, flags: SetupFlags) -> CqState {
         let g = Geometry::new(4, 4, flags, Features::empty()).unwrap();
-        CompletionQueue::with_start(&g, start)
+        CqState::with_start(&g, start)
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn check_budget(budget: u32, geometry: &Geometry) -> Result<(), GeometryError> {
 ///
 /// With every submitter taking credit and credit returned only once the
 /// CQE's slot is released to the kernel (after
-/// [`CompletionQueue::poll_release_head`](crate::CompletionQueue::poll_release_head)),
+/// [`CqState::poll_release_head`](crate::CqState::poll_release_head)),
 /// single-shot requests can never have more CQEs in the ring than it holds,
 /// so the CQ cannot overflow. A multishot request keeps its one credit
 /// across all its `F_MORE` CQEs, but may post several before the consumer

@@ -24,12 +24,12 @@ pub enum FlagsRead {
 /// The input of [`decide_enter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct EnterInput {
-    /// SQEs published and not yet consumed ([`SubmissionQueue::pending`](crate::SubmissionQueue::pending)).
+    /// SQEs published and not yet consumed ([`SqState::pending`](crate::SqState::pending)).
     pub to_submit: u32,
     /// Completions the caller wants to be ready before returning (0: none,
     /// do not wait).
     pub wait_nr: u32,
-    /// Completions already ready in the CQ ([`CompletionQueue::ready`](crate::CompletionQueue::ready)).
+    /// Completions already ready in the CQ ([`CqState::ready`](crate::CqState::ready)).
     pub cq_ready: u32,
     /// The caller needs SQ space (the SQ is full); only meaningful under
     /// SQPOLL, where the kernel thread frees it.

@@ -22,7 +22,7 @@ use crate::GeometryError;
 /// - CQE: 16 bytes, or 32 with `IORING_SETUP_CQE32`; slot `s` starts at
 ///   16-byte unit `s << cqe_shift`. With `IORING_SETUP_CQE_MIXED` (Linux
 ///   6.18) slots are 16 bytes and a CQE flagged `IORING_CQE_F_32` takes two
-///   of them (see [`CompletionQueue::reap_mixed`](crate::CompletionQueue::reap_mixed)).
+///   of them (see [`CqState::reap_mixed`](crate::CqState::reap_mixed)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Geometry {
     sq_entries: u32,

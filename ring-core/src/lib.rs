@@ -10,7 +10,7 @@
 //!
 //! - [`Geometry`]: entry counts, masks, SQE (64/128) and CQE (16/32) strides,
 //!   with or without the SQ index array, validated from `io_uring_params`.
-//! - [`SubmissionQueue`] and [`CompletionQueue`]: head, tail, mask and
+//! - [`SqState`] and [`CqState`]: head, tail, mask and
 //!   wrap-around arithmetic. What the kernel showed goes in through
 //!   `handle_*` (and is validated: a head that moves backwards or past the
 //!   tail is a [`CoreError`], never a panic); commands (`reserve`, `commit`,
@@ -19,7 +19,7 @@
 //! - [`decide_enter`]: whether to call `io_uring_enter(2)`, with which
 //!   `to_submit`, `min_complete` and flags, as liburing decides, and when a
 //!   full fence must precede reading the SQ flags ([`FlagsRead`]).
-//! - [`BufRing`]: the application's side of a provided-buffer ring (which
+//! - [`BufRingState`]: the application's side of a provided-buffer ring (which
 //!   slot a returned buffer goes to, which tail to publish, which buffers a
 //!   completion may hand out: only those the kernel consumed, each once,
 //!   every buffer of a bundle).
@@ -47,16 +47,16 @@
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use ring_io_core::{
-//!     decide_enter, CompletionQueue, EnterInput, Geometry, SimConfig, SimKernel,
-//!     SubmissionQueue,
+//!     decide_enter, CqState, EnterInput, Geometry, SimConfig, SimKernel,
+//!     SqState,
 //! };
 //! use ring_io_sys::{io_uring_sqe, Features, SetupFlags};
 //!
 //! let geo = Geometry::new(4, 8, SetupFlags::empty(), Features::NODROP)?;
 //! let config = SimConfig { lag: 2, ..SimConfig::new(&geo) };
 //! let mut kernel = SimKernel::new(geo, config)?;
-//! let mut sq = SubmissionQueue::new(&geo);
-//! let mut cq = CompletionQueue::new(&geo);
+//! let mut sq = SqState::new(&geo);
+//! let mut cq = CqState::new(&geo);
 //!
 //! // Submit two NOPs (opcode 0).
 //! let slots = sq.reserve(2)?;
@@ -117,8 +117,8 @@ mod sim;
 mod sq;
 pub mod sync;
 
-pub use bufring::{BufRing, BufRingError, TakenBufs};
-pub use cq::{CompletionQueue, CqBatch, MixedCqe};
+pub use bufring::{BufRingError, BufRingState, TakenBufs};
+pub use cq::{CqBatch, CqState, MixedCqe};
 pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
 pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};
 pub use error::{ClaimError, CoreError, CreditRefused, GeometryError, SqFull};
@@ -126,4 +126,4 @@ pub use geometry::Geometry;
 pub use shared::{SharedCq, SharedSq, SubmitGate};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimCompletion, SimConfig, SimKernel};
-pub use sq::{Reservation, SqCursor, SubmissionQueue};
+pub use sq::{Reservation, SqCursor, SqState};

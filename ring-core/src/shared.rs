@@ -298,7 +298,7 @@ impl SharedSq {
 ///
 /// Every slot is one CQE here: `IORING_SETUP_CQE32` rings work (the stride
 /// is the caller's), `IORING_SETUP_CQE_MIXED` rings need the
-/// single-threaded [`CompletionQueue::reap_mixed`](crate::CompletionQueue::reap_mixed).
+/// single-threaded [`CqState::reap_mixed`](crate::CqState::reap_mixed).
 /// Release only batches this queue's [`claim`](Self::claim) returned, each once.
 #[derive(Debug)]
 pub struct SharedCq {

@@ -5,7 +5,7 @@ use core::ops::Range;
 use crate::error::moved_backwards;
 use crate::{CoreError, Geometry, SqFull};
 
-/// Slots reserved in the SQ by [`SubmissionQueue::reserve`]: ring indices
+/// Slots reserved in the SQ by [`SqState::reserve`]: ring indices
 /// `start .. start + len` (wrapping). The caller writes one SQE per index at
 /// [`Geometry::sqe_offset`] and then commits the reservation.
 #[must_use = "a reservation must be committed or cancelled, or the SQ stalls"]
@@ -63,9 +63,9 @@ impl Reservation {
 }
 
 /// The free SQ slots, handed out one at a time without touching the queue:
-/// the single-threaded push path. Taken with [`SubmissionQueue::cursor`],
+/// the single-threaded push path. Taken with [`SqState::cursor`],
 /// it gives ring indices from [`next_index`](Self::next_index) (the
-/// caller writes an SQE into each at once); [`SubmissionQueue::finish_cursor`]
+/// caller writes an SQE into each at once); [`SqState::finish_cursor`]
 /// then reserves and commits every index it gave, in one step. Being a
 /// small value the caller keeps in registers, it spares a push the loads
 /// and stores of the queue's indices.
@@ -134,7 +134,7 @@ impl SqCursor {
 /// [`Geometry::sq_array_entry`]), as liburing does; ring index `i` then
 /// always goes through array slot `i & mask` to SQE `i & mask`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmissionQueue {
+pub struct SqState {
     entries: u32,
     mask: u32,
     head: u32,
@@ -144,7 +144,7 @@ pub struct SubmissionQueue {
     dropped: u32,
 }
 
-impl SubmissionQueue {
+impl SqState {
     /// An empty SQ of this geometry, every index at 0 as after
     /// `io_uring_setup`.
     pub fn new(geometry: &Geometry) -> Self {
@@ -154,7 +154,7 @@ impl SubmissionQueue {
     /// An empty SQ whose indices all start at `start` (tests use values near
     /// `u32::MAX` to cross the wrap).
     pub fn with_start(geometry: &Geometry, start: u32) -> Self {
-        SubmissionQueue {
+        SqState {
             entries: geometry.sq_entries(),
             mask: geometry.sq_mask(),
             head: start,
@@ -408,9 +408,9 @@ mod tests {
     use super::*;
     use ring_io_sys::{Features, SetupFlags};
 
-    fn sq(start: u32) -> SubmissionQueue {
+    fn sq(start: u32) -> SqState {
         let g = Geometry::new(4, 8, SetupFlags::empty(), Features::empty()).unwrap();
-        SubmissionQueue::with_start(&g, start)
+        SqState::with_start(&g, start)
     }
 
     #[test]

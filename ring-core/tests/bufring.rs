@@ -1,4 +1,4 @@
-//! `BufRing` against a model of the kernel's side (io_uring/kbuf.c): the
+//! `BufRingState` against a model of the kernel's side (io_uring/kbuf.c): the
 //! kernel consumes published entries in ring order (one, or several for a
 //! bundle), its requests complete in any order, a failed one may name a
 //! buffer it did not consume (6.12), and forged or replayed completions
@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use proptest::prelude::*;
-use ring_io_core::{BufRing, BufRingError, TakenBufs};
+use ring_io_core::{BufRingError, BufRingState, TakenBufs};
 use ring_io_sys::{CqeFlags, IORING_CQE_BUFFER_SHIFT};
 
 const LEN: u32 = 8;
@@ -85,7 +85,7 @@ fn buffer_flags(bid: u16) -> u32 {
 }
 
 struct Model {
-    core: BufRing,
+    core: BufRingState,
     entries: u32,
     verify: bool,
     failures_keep: bool,
@@ -110,7 +110,7 @@ struct Model {
 
 impl Model {
     fn new(entries: u32, start: u16, verify: bool, failures_keep: bool) -> Model {
-        let mut core = BufRing::with_tail(entries, LEN, start).unwrap();
+        let mut core = BufRingState::with_tail(entries, LEN, start).unwrap();
         core.verify_head(verify);
         core.failures_keep_buffer(failures_keep);
         let mut m = Model {
@@ -318,7 +318,7 @@ impl Model {
                 // Out of anyone's reach: a forged completion naming a
                 // buffer a request is using, or one that was consumed and
                 // is not lent any more, breaks `take`'s contract and no
-                // check can see it (see `BufRing`'s doc).
+                // check can see it (see `BufRingState`'s doc).
                 let first = (flags >> IORING_CQE_BUFFER_SHIFT) as u16;
                 let kernel = self.kernel_side();
                 let window = self.window();

@@ -6,7 +6,7 @@ mod harness;
 
 use harness::{Action, Config, Harness};
 use proptest::prelude::*;
-use ring_io_core::{CompletionQueue, CoreError, Geometry, SubmissionQueue};
+use ring_io_core::{CoreError, CqState, Geometry, SqState};
 use ring_io_sys::{Features, SetupFlags};
 
 /// Fewer cases under Miri, where each one is ~1000x slower.
@@ -51,7 +51,7 @@ proptest! {
     fn sq_head_validation(start in (u32::MAX - 40)..=u32::MAX, n in 0u32..=8,
                           consumed in 0u32..=8, shown in any::<u32>()) {
         let geo = Geometry::new(8, 8, SetupFlags::empty(), Features::empty()).unwrap();
-        let mut sq = SubmissionQueue::with_start(&geo, start);
+        let mut sq = SqState::with_start(&geo, start);
         let r = sq.reserve(n).unwrap();
         sq.commit(r).unwrap();
         let tail = sq.poll_publish().unwrap_or(start);
@@ -79,7 +79,7 @@ proptest! {
     fn cq_tail_validation(start in (u32::MAX - 40)..=u32::MAX, first in 0u32..=8,
                           reap in 0u32..=8, shown in any::<u32>()) {
         let geo = Geometry::new(8, 8, SetupFlags::empty(), Features::empty()).unwrap();
-        let mut cq = CompletionQueue::with_start(&geo, start);
+        let mut cq = CqState::with_start(&geo, start);
         cq.handle_tail(start.wrapping_add(first)).unwrap();
         let _ = cq.reap_batch(reap);
         let _ = cq.poll_release_head();

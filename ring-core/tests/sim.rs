@@ -2,8 +2,8 @@
 //! simulator promises, observed from the application's side.
 
 use ring_io_core::{
-    CompletionQueue, CqCredit, EnterInput, Fault, FlagsRead, Geometry, SimCompletion, SimConfig,
-    SimKernel, SubmissionQueue, decide_enter,
+    CqCredit, CqState, EnterInput, Fault, FlagsRead, Geometry, SimCompletion, SimConfig, SimKernel,
+    SqState, decide_enter,
 };
 use ring_io_sys::{
     EnterFlags, Errno, Features, IORING_CQE_F_MORE, IOSQE_CQE_SKIP_SUCCESS, SetupFlags, SqFlags,
@@ -12,8 +12,8 @@ use ring_io_sys::{
 /// The application side: the two state machines and the simulated kernel.
 struct App {
     geo: Geometry,
-    sq: SubmissionQueue,
-    cq: CompletionQueue,
+    sq: SqState,
+    cq: CqState,
     k: SimKernel,
 }
 
@@ -26,8 +26,8 @@ impl App {
     fn with(geo: Geometry, cfg: SimConfig, start: u32) -> App {
         App {
             geo,
-            sq: SubmissionQueue::with_start(&geo, start),
-            cq: CompletionQueue::with_start(&geo, start),
+            sq: SqState::with_start(&geo, start),
+            cq: CqState::with_start(&geo, start),
             k: SimKernel::with_start(geo, cfg, start).unwrap(),
         }
     }

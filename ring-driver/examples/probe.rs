@@ -3,11 +3,11 @@
 //!
 //! Run: `cargo run -p ring-io-driver --example probe`
 
-use ring_io_driver::{KernelVersion, Ring};
+use ring_io_driver::Ring;
 use ring_io_sys::Features;
 
 fn main() -> std::io::Result<()> {
-    match KernelVersion::current() {
+    match ring_io_driver::kernel_version() {
         Some(v) => println!("kernel {v}"),
         None => println!("kernel version unknown"),
     }

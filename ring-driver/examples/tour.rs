@@ -8,12 +8,12 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use ring_io_driver::{KernelVersion, Ring};
+use ring_io_driver::Ring;
 use ring_io_ops::{Accept, Fd, Nop, Read, Recv, Send};
 use ring_io_sys::Features;
 
 fn main() -> std::io::Result<()> {
-    let kernel = KernelVersion::current().map_or("unknown".into(), |v| v.to_string());
+    let kernel = ring_io_driver::kernel_version().map_or("unknown".into(), |v| v.to_string());
     let mut ring = Ring::new(64)?;
     println!("ring tour on Linux {kernel}");
     let defaults: Vec<&str> = ring.defaults().iter_names().map(|(name, _)| name).collect();

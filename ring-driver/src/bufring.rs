@@ -4,7 +4,7 @@
 //! This is one of the driver's mmap modules: it writes `io_uring_buf`
 //! entries into the ring's memory and publishes the tail with the ordering
 //! the kernel pairs with. Which slot and which tail is ring-core's
-//! [`ring_io_core::BufRing`].
+//! [`ring_io_core::BufRingState`].
 #![allow(unsafe_code)]
 
 use std::fmt;
@@ -17,7 +17,6 @@ use ring_io_core::TakenBufs;
 use ring_io_sys::{io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
 
 use crate::error::{Unsupported, os};
-use crate::probe::KernelVersion;
 use crate::ring::Cqe;
 use crate::sys::{self, Mmap};
 
@@ -73,7 +72,7 @@ use crate::sys::{self, Mmap};
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub struct BufRing {
-    state: ring_io_core::BufRing,
+    state: ring_io_core::BufRingState,
     fd: RawFd,
     bgid: u16,
     buf_len: u32,
@@ -110,7 +109,7 @@ impl BufRing {
         entries: u32,
         buf_len: u32,
     ) -> io::Result<BufRing> {
-        let mut state = ring_io_core::BufRing::new(entries, buf_len)
+        let mut state = ring_io_core::BufRingState::new(entries, buf_len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if buf_len == 0 {
             return Err(io::Error::new(
@@ -146,12 +145,12 @@ impl BufRing {
             unsafe { sys::register(fd, ring_io_sys::IORING_REGISTER_PBUF_RING, &reg, 1) };
         if let Err(e) = registered {
             sys::close(fd);
-            let old = KernelVersion::current().is_some_and(|v| !v.at_least(5, 19));
+            let old = crate::kernel_version().is_some_and(|v| !v.at_least(5, 19));
             return Err(if e == ring_io_sys::Errno::EINVAL && old {
                 Unsupported {
                     what: "IORING_REGISTER_PBUF_RING",
                     needs: Some((5, 19)),
-                    kernel: KernelVersion::current(),
+                    kernel: crate::kernel_version(),
                 }
                 .into()
             } else {
@@ -163,7 +162,7 @@ impl BufRing {
         state.verify_head(verify);
         // Since 6.12 a failed request names the buffer it selected without
         // consuming it (io_kbuf_commit returns early for `len < 0`).
-        let failures_keep = KernelVersion::current().is_none_or(|v| v.at_least(6, 12));
+        let failures_keep = crate::kernel_version().is_none_or(|v| v.at_least(6, 12));
         state.failures_keep_buffer(failures_keep);
         let mut ring = BufRing {
             state,

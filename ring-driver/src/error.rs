@@ -5,41 +5,7 @@ use std::io;
 
 use ring_io_sys::Errno;
 
-use crate::probe::KernelVersion;
-
-/// Something the running kernel does not support: an opcode, a setup flag, a
-/// registration. Names the thing, the kernel that introduced it and the
-/// running kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsupported {
-    /// What is unsupported (`"IORING_OP_RECV_ZC"`, `"IORING_SETUP_DEFER_TASKRUN"`).
-    pub what: &'static str,
-    /// The first kernel that has it, `(major, minor)`, if known.
-    pub needs: Option<(u16, u16)>,
-    /// The running kernel, if known.
-    pub kernel: Option<KernelVersion>,
-}
-
-impl fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.needs {
-            Some((major, minor)) => write!(f, "{} needs Linux {major}.{minor}", self.what)?,
-            None => write!(f, "{} is not supported", self.what)?,
-        }
-        match self.kernel {
-            Some(k) => write!(f, "; this kernel is {k}"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl std::error::Error for Unsupported {}
-
-impl From<Unsupported> for io::Error {
-    fn from(e: Unsupported) -> io::Error {
-        io::Error::new(io::ErrorKind::Unsupported, e)
-    }
-}
+pub use ring_io_ops::Unsupported;
 
 /// Why a ring could not be set up.
 #[derive(Debug)]

@@ -128,11 +128,12 @@ pub use proactor::{
     FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats,
     block_on,
 };
-pub use probe::{KernelVersion, Probe, ProbeReport};
+pub use probe::{Probe, ProbeReport, kernel_version};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{
     CompletionQueue, Cqe, Full, Push128Error, Ring, SubmissionQueue, Submitter, TIMEOUT_USER_DATA,
 };
+pub use ring_io_ops::KernelVersion;
 pub use setup::{Builder, Params, SETUP_FLAGS};
 #[cfg(not(loom))]
 pub use shared::{PushError, SharedRing};

@@ -5,70 +5,18 @@ use std::fmt;
 
 use ring_io_sys::{IORING_OPS, ProbeOpFlags};
 
-use crate::error::Unsupported;
 use crate::sys;
+use ring_io_ops::{KernelVersion, Unsupported};
 
-/// A kernel version, `major.minor[.patch]`, as `uname -r` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KernelVersion {
-    /// Major version (`6` in 6.1.90).
-    pub major: u16,
-    /// Minor version (`1` in 6.1.90).
-    pub minor: u16,
-    /// Patch level (`90` in 6.1.90), 0 if absent.
-    pub patch: u16,
-}
-
-impl KernelVersion {
-    /// A version from its parts.
-    pub const fn new(major: u16, minor: u16, patch: u16) -> Self {
-        Self {
-            major,
-            minor,
-            patch,
-        }
-    }
-
-    /// Parses the leading `major.minor[.patch]` of a release string such as
-    /// `"6.1.0-35-amd64"` or `"5.10.237"`.
-    ///
-    /// ```
-    /// use ring_io_driver::KernelVersion;
-    /// assert_eq!(KernelVersion::parse("6.1.0-35-amd64"), Some(KernelVersion::new(6, 1, 0)));
-    /// assert_eq!(KernelVersion::parse("5.10"), Some(KernelVersion::new(5, 10, 0)));
-    /// assert_eq!(KernelVersion::parse("linux"), None);
-    /// ```
-    pub fn parse(release: &str) -> Option<Self> {
-        let mut parts = release
-            .split(|c: char| !c.is_ascii_digit())
-            .take(3)
-            .map(|p| p.parse::<u16>().ok());
-        let major = parts.next()??;
-        let minor = parts.next()??;
-        let patch = parts.next().flatten().unwrap_or(0);
-        Some(Self {
-            major,
-            minor,
-            patch,
-        })
-    }
-
-    /// The running kernel's version (from `uname(2)`), or `None` if it
-    /// cannot be parsed.
-    pub fn current() -> Option<Self> {
-        Self::parse(&sys::kernel_release())
-    }
-
-    /// True if this version is at least `major.minor`.
-    pub const fn at_least(self, major: u16, minor: u16) -> bool {
-        self.major > major || (self.major == major && self.minor >= minor)
-    }
-}
-
-impl fmt::Display for KernelVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
+/// The running kernel's version (from `uname(2)`), or `None` if its release
+/// string cannot be parsed.
+///
+/// ```
+/// let v = ring_io_driver::kernel_version().expect("uname release parses");
+/// assert!(v.at_least(5, 1));
+/// ```
+pub fn kernel_version() -> Option<KernelVersion> {
+    KernelVersion::parse(&sys::kernel_release())
 }
 
 /// The opcodes the kernel supports, from `IORING_REGISTER_PROBE`.
@@ -79,7 +27,7 @@ impl fmt::Display for KernelVersion {
 ///
 /// let probe = Probe::current()?;
 /// if let Err(unsupported) = probe.check(IORING_OP_RECV_ZC) {
-///     println!("{unsupported}"); // "RecvZc needs Linux 6.15; this kernel is 6.1.0"
+///     println!("{unsupported}"); // "RecvZc needs Linux 6.15; this kernel is 6.1"
 /// }
 /// print!("{}", probe.report());
 /// # Ok::<(), std::io::Error>(())
@@ -105,7 +53,7 @@ impl Probe {
         Ok(Self {
             last_op: buf.head.last_op,
             supported,
-            kernel: KernelVersion::current(),
+            kernel: kernel_version(),
         })
     }
 
@@ -186,10 +134,7 @@ impl fmt::Debug for Probe {
 /// ring-ops's table.
 pub(crate) fn op_info(opcode: u8) -> (&'static str, Option<(u16, u16)>) {
     match ring_io_ops::info_of(opcode) {
-        Some(info) => (
-            info.builder,
-            Some((u16::from(info.since.major), u16::from(info.since.minor))),
-        ),
+        Some(info) => (info.builder, Some((info.since.major, info.since.minor))),
         None => ("an opcode newer than Linux 6.18", None),
     }
 }
@@ -244,7 +189,7 @@ mod tests {
         let err = probe.check(ring_io_sys::IORING_OP_RECV_ZC).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "RecvZc needs Linux 6.15; this kernel is 6.1.0"
+            "RecvZc needs Linux 6.15; this kernel is 6.1"
         );
         assert!(probe.check(2).is_ok());
         let report = probe.report().to_string();

@@ -19,7 +19,7 @@ use ring_io_sys::{
 };
 
 use crate::error::{Unsupported, os};
-use crate::probe::{KernelVersion, Probe};
+use crate::probe::Probe;
 use crate::sys;
 
 /// What a ring may be restricted to (`IORING_REGISTER_RESTRICTIONS`, on a
@@ -112,7 +112,7 @@ impl<'r> Registrar<'r> {
         Unsupported {
             what,
             needs: Some(needs),
-            kernel: KernelVersion::current(),
+            kernel: crate::kernel_version(),
         }
         .into()
     }
@@ -120,7 +120,7 @@ impl<'r> Registrar<'r> {
     /// Maps `EINVAL` (an unknown register opcode) to [`Unsupported`] when the
     /// kernel is older than the opcode.
     fn explain(&self, e: Errno, what: &'static str, needs: (u16, u16)) -> io::Error {
-        let old = KernelVersion::current().is_some_and(|v| !v.at_least(needs.0, needs.1));
+        let old = crate::kernel_version().is_some_and(|v| !v.at_least(needs.0, needs.1));
         if e == Errno::EINVAL && old {
             self.unsupported(what, needs)
         } else {
@@ -291,7 +291,7 @@ impl<'r> Registrar<'r> {
     /// from this ring as well and no request of this ring uses them.
     pub unsafe fn clone_buffers_from(&self, src: &Registrar<'_>, replace: bool) -> io::Result<()> {
         // Kernels before 6.13 ignore the flag and fail with EBUSY: say why.
-        if replace && KernelVersion::current().is_some_and(|v| !v.at_least(6, 13)) {
+        if replace && crate::kernel_version().is_some_and(|v| !v.at_least(6, 13)) {
             return Err(self.unsupported("IORING_REGISTER_DST_REPLACE", (6, 13)));
         }
         let (src_fd, src_flag) = src.ring.clone_source().map_err(|e| src.os(e))?;

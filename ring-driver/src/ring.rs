@@ -1,9 +1,9 @@
 //! `Ring`: one io_uring instance for one thread at a time, with its
 //! submission and completion queue views and its submitter.
 //!
-//! Every index decision is ring-core's: [`ring_io_core::SubmissionQueue`] says
+//! Every index decision is ring-core's: [`ring_io_core::SqState`] says
 //! which slot an entry goes to and which tail to publish,
-//! [`ring_io_core::CompletionQueue`] which CQE to read and which head to hand
+//! [`ring_io_core::CqState`] which CQE to read and which head to hand
 //! back, [`ring_io_core::decide_enter`] whether and how to enter the kernel.
 //! This module moves the bytes and makes the calls: it is the one caller
 //! of the [`Kernel`] trait's `unsafe` methods, and keeps their contracts
@@ -214,8 +214,8 @@ fn stuck(head: u32, pending: u32) -> io::Error {
 /// ```
 pub struct Ring<K: Kernel = Linux> {
     kernel: K,
-    sq: ring_io_core::SubmissionQueue,
-    cq: ring_io_core::CompletionQueue,
+    sq: ring_io_core::SqState,
+    cq: ring_io_core::CqState,
     /// Completions taken out of the CQ while resolving `EBUSY`, delivered
     /// before the CQ's own.
     stash: VecDeque<Cqe>,
@@ -287,8 +287,8 @@ impl<K: Kernel> Ring<K> {
     pub fn with_kernel(kernel: K) -> Ring<K> {
         let geometry = *kernel.geometry();
         Ring {
-            sq: ring_io_core::SubmissionQueue::with_start(&geometry, kernel.sq_head()),
-            cq: ring_io_core::CompletionQueue::with_start(&geometry, kernel.cq_tail()),
+            sq: ring_io_core::SqState::with_start(&geometry, kernel.sq_head()),
+            cq: ring_io_core::CqState::with_start(&geometry, kernel.cq_tail()),
             kernel,
             stash: VecDeque::new(),
             cq_general: geometry.cqe_size() == 32 || geometry.cqe_mixed(),
@@ -840,7 +840,7 @@ impl<K: Kernel> Ring<K> {
                 return Err(crate::error::Unsupported {
                     what: "a minimum wait (IORING_FEAT_MIN_TIMEOUT)",
                     needs: Some((6, 12)),
-                    kernel: crate::probe::KernelVersion::current(),
+                    kernel: crate::kernel_version(),
                 }
                 .into());
             }
@@ -848,7 +848,7 @@ impl<K: Kernel> Ring<K> {
                 return Err(crate::error::Unsupported {
                     what: "a wait with a timeout (IORING_FEAT_EXT_ARG)",
                     needs: Some((5, 11)),
-                    kernel: crate::probe::KernelVersion::current(),
+                    kernel: crate::kernel_version(),
                 }
                 .into());
             }

@@ -8,8 +8,8 @@ use ring_io_core::{Geometry, GeometryError};
 use ring_io_sys::{Errno, Features, SetupFlags, io_uring_params};
 
 use crate::error::{SetupError, Unsupported};
-use crate::probe::KernelVersion;
 use crate::sys::{self, Mmap};
+use ring_io_ops::KernelVersion;
 
 /// The first kernel of each setup flag of Linux 6.18, `(flag, C name, (major, minor))`.
 pub const SETUP_FLAGS: &[(SetupFlags, &str, (u16, u16))] = &[
@@ -456,7 +456,7 @@ impl Builder {
     /// `(rings, sqes)` in bytes, page-rounded; or why the kernel would
     /// refuse the entry counts.
     pub fn no_mmap_sizes(&self) -> Result<(usize, usize), SetupError> {
-        let flags = self.flags() | self.default_flags(KernelVersion::current());
+        let flags = self.flags() | self.default_flags(crate::kernel_version());
         no_mmap_sizes(&self.geometry(flags)?)
     }
 
@@ -590,7 +590,7 @@ impl Builder {
 
     /// `io_uring_setup` with the defaults, dropping the newest on `EINVAL`.
     fn setup_with_defaults(&self) -> Result<RawRing, SetupError> {
-        let version = KernelVersion::current();
+        let version = crate::kernel_version();
         let mut defaults = self.default_flags(version);
         loop {
             match self.try_setup(defaults) {

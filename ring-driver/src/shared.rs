@@ -18,7 +18,6 @@ use ring_io_sys::{Errno, SetupFlags, SqFlags, io_uring_sqe};
 
 use crate::error::{SetupError, Unsupported, os};
 use crate::kernel::Linux;
-use crate::probe::KernelVersion;
 use crate::ring::Cqe;
 use crate::setup::{Builder, Params};
 use crate::shared_map::SharedMap;
@@ -471,7 +470,7 @@ impl Builder {
             }
         }
         let (raw, defaults) = if self.uses_defaults() {
-            let version = KernelVersion::current();
+            let version = crate::kernel_version();
             let has = |major, minor| version.is_some_and(|v| v.at_least(major, minor));
             let mut defaults = SetupFlags::empty();
             if has(5, 18) {
@@ -949,7 +948,7 @@ impl Inner {
                 return Err(Unsupported {
                     what: "a wait with a timeout (IORING_FEAT_EXT_ARG)",
                     needs: Some((5, 11)),
-                    kernel: KernelVersion::current(),
+                    kernel: crate::kernel_version(),
                 }
                 .into());
             }

@@ -1,4 +1,4 @@
-//! The built entries ([`Entry`], [`Entry128`]), the [`Op`] trait, and the
+//! The built entries ([`Entry`], [`Entry128`]), the [`OpCode`] trait, and the
 //! argument types shared by many builders: [`Target`] ([`Fd`], [`Fixed`]),
 //! [`DirectSlot`] and [`Clock`].
 
@@ -358,7 +358,7 @@ impl core::fmt::Debug for Entry128 {
 ///
 /// Every builder also has the same items as inherent methods and constants,
 /// so the trait is needed only for code generic over ops.
-pub trait Op: Copy {
+pub trait OpCode: Copy {
     /// The `IORING_OP_*` value.
     const CODE: u8;
     /// Name, first kernel and multishot capability of the opcode.

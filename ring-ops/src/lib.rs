@@ -35,8 +35,8 @@
 //! let ts = __kernel_timespec { tv_sec: 1, tv_nsec: 0 };
 //! let timeout = Timeout::new(&ts).clock(ring_io_ops::Clock::Boottime).build();
 //! assert_eq!(timeout.opcode(), Timeout::CODE);
-//! let err = ring_io_ops::RecvZc::INFO.check(ring_io_ops::KernelVersion::new(6, 1)).unwrap_err();
-//! assert_eq!(err.to_string(), "RecvZc (IORING_OP_RECV_ZC) needs Linux 6.15; this kernel is 6.1");
+//! let err = ring_io_ops::RecvZc::INFO.check(ring_io_ops::KernelVersion::new(6, 1, 0)).unwrap_err();
+//! assert_eq!(err.to_string(), "RecvZc needs Linux 6.15; this kernel is 6.1");
 //! ```
 //!
 //! # Design decisions
@@ -139,11 +139,14 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 mod entry;
 mod meta;
 mod ops;
 
-pub use entry::{Clock, DirectSlot, Entry, Entry128, Fd, Fixed, Op, Target};
+pub use entry::{Clock, DirectSlot, Entry, Entry128, Fd, Fixed, OpCode, Target};
 pub use meta::{ALL, KernelVersion, OP_COUNT, OpInfo, Unsupported, info_of};
 pub use ops::{
     Accept, AsyncCancel, Bind, Close, Connect, EpollCtl, EpollWait, FGetXattr, FSetXattr, Fadvise,

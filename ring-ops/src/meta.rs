@@ -8,25 +8,67 @@ use core::fmt;
 
 use ring_io_sys::IORING_OPS;
 
-/// A Linux kernel version, `major.minor`.
+/// A Linux kernel version, `major.minor[.patch]`: the first kernel of an
+/// op ([`OpInfo::since`]) or the running kernel (the driver reads it from
+/// `uname(2)`).
+///
+/// ```
+/// use ring_io_ops::KernelVersion;
+/// let v = KernelVersion::parse("6.1.0-35-amd64").unwrap();
+/// assert_eq!(v, KernelVersion::new(6, 1, 0));
+/// assert!(v.at_least(5, 19) && !v.at_least(6, 2));
+/// assert_eq!(KernelVersion::parse("5.10.237").unwrap().to_string(), "5.10.237");
+/// assert_eq!(v.to_string(), "6.1");
+/// assert_eq!(KernelVersion::parse("linux"), None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KernelVersion {
-    /// The major version (`6` in 6.15).
-    pub major: u8,
-    /// The minor version (`15` in 6.15).
-    pub minor: u8,
+    /// Major version (`6` in 6.1.90).
+    pub major: u16,
+    /// Minor version (`1` in 6.1.90).
+    pub minor: u16,
+    /// Patch level (`90` in 6.1.90), 0 if absent.
+    pub patch: u16,
 }
 
 impl KernelVersion {
-    /// `major.minor`.
-    pub const fn new(major: u8, minor: u8) -> Self {
-        Self { major, minor }
+    /// A version from its parts.
+    pub const fn new(major: u16, minor: u16, patch: u16) -> Self {
+        Self {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// Parses the leading `major.minor[.patch]` of a release string such as
+    /// `"6.1.0-35-amd64"` or `"5.10.237"`; `None` without a major and a
+    /// minor.
+    pub fn parse(release: &str) -> Option<Self> {
+        let mut parts = release
+            .split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map(|p| p.parse::<u16>().ok());
+        let major = parts.next()??;
+        let minor = parts.next()??;
+        let patch = parts.next().flatten().unwrap_or(0);
+        Some(Self::new(major, minor, patch))
+    }
+
+    /// True if this version is at least `major.minor`.
+    pub const fn at_least(self, major: u16, minor: u16) -> bool {
+        self.major > major || (self.major == major && self.minor >= minor)
     }
 }
 
 impl fmt::Display for KernelVersion {
+    /// `major.minor`, then `.patch` unless it is 0.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.major, self.minor)
+        write!(f, "{}.{}", self.major, self.minor)?;
+        if self.patch != 0 {
+            write!(f, ".{}", self.patch)?;
+        }
+        Ok(())
     }
 }
 
@@ -53,42 +95,61 @@ impl OpInfo {
     /// A version check is a first answer only: distribution kernels backport
     /// and sysctls disable; the driver's `Probe` is the authority.
     pub const fn check(self, running: KernelVersion) -> Result<(), Unsupported> {
-        if running.major > self.since.major
-            || (running.major == self.since.major && running.minor >= self.since.minor)
-        {
+        if running.at_least(self.since.major, self.since.minor) {
             Ok(())
         } else {
-            Err(Unsupported { op: self, running })
+            Err(Unsupported {
+                what: self.builder,
+                needs: Some((self.since.major, self.since.minor)),
+                kernel: Some(running),
+            })
         }
     }
 }
 
-/// An op the running kernel does not have.
+/// Something the running kernel does not support: an opcode, a setup flag, a
+/// registration. Names the thing, the kernel that introduced it and the
+/// running kernel.
 ///
 /// ```
 /// use ring_io_ops::{KernelVersion, RecvZc};
-/// let err = RecvZc::INFO.check(KernelVersion::new(6, 1)).unwrap_err();
-/// assert_eq!(err.to_string(), "RecvZc (IORING_OP_RECV_ZC) needs Linux 6.15; this kernel is 6.1");
+/// let err = RecvZc::INFO.check(KernelVersion::new(6, 1, 0)).unwrap_err();
+/// assert_eq!(err.to_string(), "RecvZc needs Linux 6.15; this kernel is 6.1");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unsupported {
-    /// The op that was refused.
-    pub op: OpInfo,
-    /// The kernel that refused it.
-    pub running: KernelVersion,
+    /// What is unsupported: an op by its builder's name (`"RecvZc"`), a
+    /// flag or registration by its C name (`"IORING_SETUP_DEFER_TASKRUN"`).
+    pub what: &'static str,
+    /// The first kernel that has it, `(major, minor)`, if known.
+    pub needs: Option<(u16, u16)>,
+    /// The running kernel, if known.
+    pub kernel: Option<KernelVersion>,
 }
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}) needs Linux {}; this kernel is {}",
-            self.op.builder, self.op.name, self.op.since, self.running
-        )
+        match self.needs {
+            Some((major, minor)) => write!(f, "{} needs Linux {major}.{minor}", self.what)?,
+            None => write!(f, "{} is not supported", self.what)?,
+        }
+        match self.kernel {
+            Some(k) => write!(f, "; this kernel is {k}"),
+            None => Ok(()),
+        }
     }
 }
 
 impl core::error::Error for Unsupported {}
+
+#[cfg(feature = "std")]
+impl From<Unsupported> for std::io::Error {
+    /// An [`ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) error
+    /// carrying the [`Unsupported`].
+    fn from(e: Unsupported) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::Unsupported, e)
+    }
+}
 
 /// Looks `code` up in [`IORING_OPS`] (so name and version cannot drift from
 /// ring-sys) and adds what ring-ops knows.
@@ -99,7 +160,7 @@ const fn info(code: u8, builder: &'static str, multishot: bool) -> OpInfo {
         code,
         name,
         builder,
-        since: KernelVersion::new(major, minor),
+        since: KernelVersion::new(major as u16, minor as u16, 0),
         multishot,
     }
 }
@@ -203,7 +264,10 @@ mod tests {
         for (i, (op, sys)) in ALL.iter().zip(IORING_OPS).enumerate() {
             assert_eq!(usize::from(op.code), i);
             assert_eq!(op.name, sys.1);
-            assert_eq!((op.since.major, op.since.minor), sys.2);
+            assert_eq!(
+                (op.since.major, op.since.minor),
+                (sys.2.0.into(), sys.2.1.into())
+            );
         }
         assert_eq!(info_of(63), None);
         assert_eq!(info_of(22).map(|i| i.builder), Some("Read"));
@@ -212,12 +276,12 @@ mod tests {
     #[test]
     fn check_compares_versions() {
         let recv_zc = ALL[usize::from(ring_io_sys::IORING_OP_RECV_ZC)];
-        assert!(recv_zc.check(KernelVersion::new(6, 15)).is_ok());
-        assert!(recv_zc.check(KernelVersion::new(7, 0)).is_ok());
-        assert!(recv_zc.check(KernelVersion::new(6, 14)).is_err());
-        assert!(recv_zc.check(KernelVersion::new(5, 19)).is_err());
+        assert!(recv_zc.check(KernelVersion::new(6, 15, 0)).is_ok());
+        assert!(recv_zc.check(KernelVersion::new(7, 0, 0)).is_ok());
+        assert!(recv_zc.check(KernelVersion::new(6, 14, 0)).is_err());
+        assert!(recv_zc.check(KernelVersion::new(5, 19, 0)).is_err());
         let nop = ALL[0];
-        assert!(nop.check(KernelVersion::new(5, 1)).is_ok());
-        assert!(nop.check(KernelVersion::new(4, 20)).is_err());
+        assert!(nop.check(KernelVersion::new(5, 1, 0)).is_ok());
+        assert!(nop.check(KernelVersion::new(4, 20, 0)).is_err());
     }
 }

@@ -27,11 +27,11 @@ use ring_io_sys::{
     sqe_level_optname,
 };
 
-use crate::entry::{Clock, DirectSlot, Entry, Entry128, File, Fixed, Op, Target};
+use crate::entry::{Clock, DirectSlot, Entry, Entry128, File, Fixed, OpCode, Target};
 use crate::meta::{ALL, OpInfo};
 
 /// Generates a builder: the struct, `new`, option setters, `CODE`, `INFO`,
-/// `build`, `encode`, the [`Op`] impl and `From<_> for Entry`.
+/// `build`, `encode`, the [`OpCode`] impl and `From<_> for Entry`.
 ///
 /// Sections, separated by `;;`: required arguments (`name: { type }`, where
 /// `impl Target` is stored type-erased), options with a plain setter
@@ -114,7 +114,7 @@ macro_rules! op {
             }
         }
 
-        impl Op for $Name {
+        impl OpCode for $Name {
             const CODE: u8 = ring_io_sys::$CODE;
             const INFO: OpInfo = ALL[ring_io_sys::$CODE as usize];
             #[inline]
@@ -1912,7 +1912,7 @@ uring_cmd_setters!(UringCmd16);
 /// `IORING_OP_URING_CMD` with an 80-byte payload, in a 128-byte entry (the
 /// ring must be set up with `IORING_SETUP_SQE128`). Since Linux 5.19.
 ///
-/// Builds an [`Entry128`]; it is not an [`Op`] (whose entries are 64 bytes).
+/// Builds an [`Entry128`]; it is not an [`OpCode`] (whose entries are 64 bytes).
 #[derive(Debug, Clone, Copy)]
 #[must_use = "an op does nothing until it is built and pushed to a ring"]
 pub struct UringCmd80 {

@@ -119,7 +119,7 @@ fn nop_write_read_through_a_pipe() {
 #[test]
 fn nop_injects_its_result() {
     let Some(mut ring) = ring() else { return };
-    if running_kernel() < KernelVersion::new(6, 10) {
+    if running_kernel() < KernelVersion::new(6, 10, 0) {
         skip(format_args!("IORING_NOP_INJECT_RESULT needs Linux 6.10"));
         return;
     }
@@ -141,7 +141,7 @@ fn timeouts_expire_and_link_timeouts_cancel() {
     let (r, w) = pipe();
     let mut buf = [0u8; 8];
     // Clock choice needs Linux 5.15; older kernels run the monotonic default.
-    let clock = if running_kernel() >= KernelVersion::new(5, 15) {
+    let clock = if running_kernel() >= KernelVersion::new(5, 15, 0) {
         Clock::Boottime
     } else {
         println!("note: Linux < 5.15, the timeout runs on the default clock");
@@ -175,7 +175,7 @@ fn timeouts_expire_and_link_timeouts_cancel() {
 #[test]
 fn multishot_poll_is_cancelled_by_user_data() {
     let Some(mut ring) = ring() else { return };
-    if running_kernel() < KernelVersion::new(5, 13) {
+    if running_kernel() < KernelVersion::new(5, 13, 0) {
         skip(format_args!("multishot poll needs Linux 5.13"));
         return;
     }
@@ -311,7 +311,7 @@ fn running_kernel() -> KernelVersion {
         .filter(|s| !s.is_empty());
     let major = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let minor = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    KernelVersion::new(major, minor)
+    KernelVersion::new(major, minor, 0)
 }
 
 #[test]

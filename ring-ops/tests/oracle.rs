@@ -12,7 +12,7 @@ use common::{
 };
 use io_uring::{opcode as q, squeue, types};
 use proptest::prelude::*;
-use ring_io_ops::{self as o, Clock, DirectSlot, Op};
+use ring_io_ops::{self as o, Clock, DirectSlot, OpCode};
 use ring_io_sys::{__kernel_timespec, SqeFlags};
 
 /// A file target, built as both crates' types by [`both!`].
@@ -84,7 +84,7 @@ fn mptr<T>(addr: u64) -> *mut T {
 }
 
 /// Asserts that `op` encodes like `theirs`, by value and in place.
-fn check<O: Op>(op: O, theirs: squeue::Entry, c: Common) -> Result<(), TestCaseError> {
+fn check<O: OpCode>(op: O, theirs: squeue::Entry, c: Common) -> Result<(), TestCaseError> {
     let theirs = oracle_bytes(
         theirs
             .user_data(c.user_data)

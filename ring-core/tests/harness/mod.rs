@@ -1,7 +1,7 @@
 //! A model-checking harness shared by the proptests (`tests/model.rs`) and
 //! the fuzz target `core_actions` (which includes this file by path).
 //!
-//! It drives `SubmissionQueue`, `CompletionQueue`, `CqCredit`,
+//! It drives `SqState`, `CqState`, `CqCredit`,
 //! `decide_enter` and `SimKernel` with a sequence of [`Action`]s and checks
 //! them against a plain `VecDeque` model: every SQE published is consumed
 //! once, in order (or dropped, if its SQ-array entry was corrupted), every
@@ -17,8 +17,8 @@ use std::string::String;
 use std::vec::Vec;
 
 use ring_io_core::{
-    CompletionQueue, CqCredit, EnterInput, Fault, Geometry, Reservation, SimCompletion, SimConfig,
-    SimKernel, SubmissionQueue, decide_enter,
+    CqCredit, CqState, EnterInput, Fault, Geometry, Reservation, SimCompletion, SimConfig,
+    SimKernel, SqState, decide_enter,
 };
 use ring_io_sys::{EnterFlags, Errno, Features, IORING_CQE_F_MORE, SetupFlags, SqFlags};
 
@@ -154,8 +154,8 @@ struct Expected {
 pub(crate) struct Harness {
     cfg: Config,
     geo: Geometry,
-    sq: SubmissionQueue,
-    cq: CompletionQueue,
+    sq: SqState,
+    cq: CqState,
     credit: CqCredit,
     k: SimKernel,
     next_ud: u64,
@@ -198,8 +198,8 @@ impl Harness {
         };
         Ok(Harness {
             cfg,
-            sq: SubmissionQueue::with_start(&geo, cfg.start),
-            cq: CompletionQueue::with_start(&geo, cfg.start),
+            sq: SqState::with_start(&geo, cfg.start),
+            cq: CqState::with_start(&geo, cfg.start),
             credit: CqCredit::for_geometry(&geo),
             k: SimKernel::with_start(geo, sim_cfg, cfg.start).map_err(|e| format!("{e}"))?,
             geo,

@@ -2850,7 +2850,7 @@ impl<K: Kernel> Driver<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::KernelVersion;
+    use ring_io_ops::KernelVersion;
     use std::os::fd::FromRawFd;
 
     /// A Proactor's shared state with no thread, over a probe that supports
@@ -2929,7 +2929,7 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert_eq!(
             err.to_string(),
-            "Socket needs Linux 5.19; this kernel is 5.10.0"
+            "Socket needs Linux 5.19; this kernel is 5.10"
         );
         let st = shared.lock();
         assert!(st.queue.is_empty());
