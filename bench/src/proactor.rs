@@ -1,5 +1,5 @@
 //! The `proactor/*` rows: the Proactor's futures against the raw
-//! [`Ring`] on the same work, and the echo example against an echo server
+//! [`Ring`](ring_io_driver::Ring) on the same work, and the echo example against an echo server
 //! written on the raw ring.
 //!
 //! Depth 32 on the Proactor: 32 futures in flight, driven by [`drive`] on

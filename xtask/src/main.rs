@@ -46,10 +46,10 @@ commands:
         run every [[bin]] target of DIR/Cargo.toml (default: fuzz/) for N seconds each
         (default 30) with `cargo +nightly fuzz run`; needs nightly and cargo-fuzz.
   ci [--no-kernel] [--keep-going] [--accel A] [--fuzz-seconds N]
-        what .ci/run runs: fmt, clippy, tests, the main example, Miri, loom, fuzz
-        smoke (if there are targets; N default 10), AddressSanitizer on the Proactor,
-        the kernel matrix (all); stops
-        at the first failure unless --keep-going.
+        what .ci/run runs: fmt, clippy, docs (rustdoc -D warnings), tests, the main
+        example, Miri, loom, fuzz smoke (if there are targets; N default 10),
+        AddressSanitizer on the Proactor, the kernel matrix (all); stops at the
+        first failure unless --keep-going.
   bench [--quick]
         ring and the io-uring crate side by side (ring-bench, alternating rounds,
         medians, ratios) plus callgrind instruction counts; writes BENCHMARKS.md.
@@ -475,6 +475,16 @@ fn ci_fmt() -> Result<bool> {
     step(cargo().args(["fmt", "--all", "--check"]))
 }
 
+/// The docs of every crate, with rustdoc's warnings (unresolved links,
+/// bare URLs) as errors.
+fn ci_doc() -> Result<bool> {
+    step(
+        cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )
+}
+
 fn ci_clippy() -> Result<bool> {
     step(cargo().args([
         "clippy",
@@ -583,6 +593,7 @@ fn ci(mut args: Args) -> Result<bool> {
     let mut steps: Vec<Step> = vec![
         ("fmt", Box::new(ci_fmt)),
         ("clippy", Box::new(ci_clippy)),
+        ("doc", Box::new(ci_doc)),
         ("tests", Box::new(ci_test)),
         ("main example", Box::new(ci_main_example)),
         ("miri", Box::new(ci_miri)),
