@@ -85,7 +85,13 @@ fn flags() -> impl Strategy<Value = SetupFlags> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20_000))]
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 8 } else { 20_000 },
+        // No regression files: Miri's isolation forbids the file system;
+        // the cases proptest once found are fixed in `the_reported_pairs`.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn for_setup_decides_as_the_kernel_does(
@@ -111,4 +117,9 @@ fn the_reported_pairs() {
     let err = Geometry::for_setup(u32::MAX, Some(u32::MAX), SetupFlags::empty(), f).unwrap_err();
     assert!(err.to_string().contains("32768"), "{err}");
     assert!(Geometry::for_setup(0x8000_0001, None, SetupFlags::empty(), f).is_err());
+    // Found by the proptest: CQSIZE without a CQ count is refused (the
+    // kernel reads a CQ size of 0).
+    let ours = Geometry::for_setup(1, None, SetupFlags::CQSIZE, f).map(|g| g.sq_entries());
+    assert_eq!(ours.ok(), None);
+    assert_eq!(kernel(1, None, SetupFlags::CQSIZE), None);
 }
