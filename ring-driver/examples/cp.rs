@@ -121,7 +121,7 @@ fn copy_blocks(
             let Some(&slot) = slots.get(i) else {
                 return Err(Error::new(format!("a completion for no request: {i}")));
             };
-            let n = cqe.result().map_err(|e| io::Error::from_raw_os_error(e.0));
+            let n = cqe.result().map_err(io::Error::from);
             slots[i] = match slot {
                 Slot::Reading { offset, want } => {
                     let n = files.read_len(n.map_err(|e| files.reading(e))? as usize, want)?;
@@ -230,5 +230,5 @@ unsafe fn complete(ring: &mut Ring, entry: Entry) -> io::Result<u32> {
         .cq()
         .next()
         .ok_or_else(|| io::Error::other("no completion after waiting for one"))?;
-    cqe.result().map_err(|e| io::Error::from_raw_os_error(e.0))
+    cqe.result().map_err(io::Error::from)
 }

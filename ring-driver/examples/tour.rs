@@ -63,9 +63,7 @@ fn main() -> std::io::Result<()> {
     .expect("room");
     ring.submitter().submit_and_wait(1)?;
     let cqe = ring.cq().next().expect("one completion");
-    let n = cqe
-        .result()
-        .map_err(|e| std::io::Error::from_raw_os_error(e.0))? as usize;
+    let n = cqe.result()? as usize;
     let first_line = String::from_utf8_lossy(&buf[..n])
         .lines()
         .next()
@@ -90,12 +88,7 @@ fn main() -> std::io::Result<()> {
     }
     .expect("room");
     ring.submitter().submit_and_wait(1)?;
-    let conn = ring
-        .cq()
-        .next()
-        .expect("accept")
-        .result()
-        .map_err(|e| std::io::Error::from_raw_os_error(e.0))? as i32;
+    let conn = ring.cq().next().expect("accept").result()? as i32;
     let mut msg = [0u8; 64];
     // SAFETY: `msg` outlives the recv completion reaped below.
     unsafe {
@@ -107,12 +100,7 @@ fn main() -> std::io::Result<()> {
     }
     .expect("room");
     ring.submitter().submit_and_wait(1)?;
-    let got = ring
-        .cq()
-        .next()
-        .expect("recv")
-        .result()
-        .map_err(|e| std::io::Error::from_raw_os_error(e.0))? as usize;
+    let got = ring.cq().next().expect("recv").result()? as usize;
     // SAFETY: `msg` outlives the send completion reaped below.
     unsafe {
         ring.sq().push(
@@ -123,12 +111,7 @@ fn main() -> std::io::Result<()> {
     }
     .expect("room");
     ring.submitter().submit_and_wait(1)?;
-    let sent = ring
-        .cq()
-        .next()
-        .expect("send")
-        .result()
-        .map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
+    let sent = ring.cq().next().expect("send").result()?;
     let echoed = client.join().expect("client thread")?;
     // SAFETY: closing the accepted connection, owned here.
     unsafe { libc::close(conn) };

@@ -20,7 +20,7 @@ use ring_io_core::{CoreError, EnterInput, decide_enter};
 use ring_io_ops::{Entry, Entry128};
 use ring_io_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
 
-use crate::error::os;
+use crate::error::{SetupError, os};
 use crate::kernel::{Kernel, Linux, WaitArgs, WrongRing, timespec};
 use crate::probe::Probe;
 use crate::register::Registrar;
@@ -46,6 +46,32 @@ impl Cqe {
     /// The result as `Ok(value)` or `Err(errno)`. A `res` no kernel posts
     /// (`i32::MIN`, whose negation overflows) comes back as
     /// `Err(Errno(i32::MAX))`, never a panic.
+    ///
+    /// An [`Errno`] converts to an `io::Error` of the same
+    /// [`raw_os_error()`](io::Error::raw_os_error), so `?` works in a
+    /// function returning `io::Result`:
+    ///
+    /// ```
+    /// use std::io;
+    /// use ring_io_driver::Ring;
+    /// use ring_io_ops::{Fd, Read};
+    ///
+    /// fn read_from_bad_fd(ring: &mut Ring) -> io::Result<u32> {
+    ///     let mut buf = [0u8; 8];
+    ///     let read = Read::new(Fd(-1), buf.as_mut_ptr(), 8).build().user_data(1);
+    ///     // SAFETY: `buf` outlives the completion reaped below.
+    ///     unsafe { ring.sq().push(read) }.expect("an empty SQ has room");
+    ///     ring.submitter().submit_and_wait(1)?;
+    ///     let cqe = ring.cq().next().expect("one completion");
+    ///     let n = cqe.result()?;
+    ///     Ok(n)
+    /// }
+    ///
+    /// let mut ring = Ring::new(4)?;
+    /// let err = read_from_bad_fd(&mut ring).unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+    /// # Ok::<(), io::Error>(())
+    /// ```
     pub fn result(&self) -> Result<u32, Errno> {
         let res = self.raw.cqe.res;
         if res < 0 {
@@ -235,9 +261,15 @@ pub const TIMEOUT_USER_DATA: u64 = u64::MAX;
 
 impl Ring<Linux> {
     /// A ring of `entries` submission slots with the fast defaults of
-    /// [`Builder::new`].
-    pub fn new(entries: u32) -> io::Result<Ring> {
-        Ok(Builder::new(entries).build()?)
+    /// [`Builder::new`]: `Builder::new(entries).build()`.
+    ///
+    /// The error says why, with what to do: `Ring::new(100_000)` names the
+    /// kernel's maximum of 32768 entries and [`Builder::clamp`]; `EPERM`
+    /// names the sysctl, seccomp filter or container that disables
+    /// io_uring. It converts to an `io::Error` (so `?` works in a function
+    /// returning `io::Result`) that keeps the OS error code.
+    pub fn new(entries: u32) -> Result<Ring, SetupError> {
+        Builder::new(entries).build()
     }
 
     /// A builder with every setup option.

@@ -504,10 +504,12 @@ impl Builder {
 }
 
 impl SharedRing {
-    /// A shared ring of `entries` submission slots (see
-    /// [`Builder::build_shared`]).
-    pub fn new(entries: u32) -> io::Result<SharedRing> {
-        Ok(Builder::new(entries).build_shared()?)
+    /// A shared ring of `entries` submission slots:
+    /// `Builder::new(entries).build_shared()` (see
+    /// [`Builder::build_shared`]). The error explains itself as
+    /// [`Ring::new`](crate::Ring::new)'s does.
+    pub fn new(entries: u32) -> Result<SharedRing, SetupError> {
+        Builder::new(entries).build_shared()
     }
 
     fn from_map(map: SharedMap, defaults: SetupFlags) -> io::Result<SharedRing> {

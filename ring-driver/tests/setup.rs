@@ -413,3 +413,35 @@ fn lent_no_mmap_memory_goes_to_one_ring_only() {
     let misaligned = unsafe { Builder::new(4).no_mmap_memory((odd, rings_len), (sqes, sqes_len)) };
     assert!(matches!(misaligned.build(), Err(SetupError::Invalid(_))));
 }
+
+#[test]
+fn every_constructor_names_the_maximum_of_an_oversize_ring() {
+    let size = |e: &SetupError| {
+        let text = e.to_string();
+        assert!(matches!(e, SetupError::Size(_)), "{e:?}");
+        assert!(
+            text.contains("100000") && text.contains("32768") && text.contains("clamp()"),
+            "{text}"
+        );
+    };
+    size(&ring_io_driver::Ring::new(100_000).unwrap_err());
+    size(&ring_io_driver::SharedRing::new(100_000).unwrap_err());
+    // `?` in an io::Result function keeps the text.
+    let io = (|| -> std::io::Result<()> {
+        ring_io_driver::Ring::new(100_000)?;
+        Ok(())
+    })()
+    .unwrap_err();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(io.to_string().contains("32768"), "{io}");
+    // The Proactor has no Builder: its error names the maximum to ask for.
+    let io = ring_io_driver::Proactor::new(ring_io_driver::ProactorConfig::new(100_000))
+        .expect_err("a 100000-entry Proactor is refused");
+    let text = io.to_string();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput, "{text}");
+    assert!(
+        text.contains("100000") && text.contains("32768") && text.contains("ProactorConfig::new"),
+        "{text}"
+    );
+    assert!(!text.contains("Builder::clamp"), "{text}");
+}

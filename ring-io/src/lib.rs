@@ -32,7 +32,7 @@
 //! ring.submitter().submit_and_wait(1)?;
 //! let cqe = ring.cq().next().expect("one completion");
 //! assert_eq!(cqe.user_data(), 7);
-//! let n = cqe.result().map_err(|e| std::io::Error::from_raw_os_error(e.0))? as usize;
+//! let n = cqe.result()? as usize;
 //! assert!(String::from_utf8_lossy(&buf[..n]).starts_with("Name:"));
 //! # Ok::<(), std::io::Error>(())
 //! ```

@@ -50,6 +50,9 @@
 #![no_std]
 #![allow(non_camel_case_types)]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 mod cqe;
 mod flags;
 mod layout;

@@ -123,6 +123,17 @@ impl fmt::Display for Errno {
 
 impl core::error::Error for Errno {}
 
+#[cfg(feature = "std")]
+impl From<Errno> for std::io::Error {
+    /// The `io::Error` of the same OS error code:
+    /// [`raw_os_error()`](std::io::Error::raw_os_error) gives `errno.0` back,
+    /// so `?` on a `Result<_, Errno>` works in a function returning
+    /// `std::io::Result`.
+    fn from(errno: Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(errno.0)
+    }
+}
+
 /// Turns a raw syscall return into `Ok(value)` or `Err(errno)`.
 #[inline(always)]
 fn check(ret: isize) -> Result<usize, Errno> {
@@ -387,6 +398,20 @@ mod tests {
         assert_eq!(check(-4095), Err(Errno(4095)));
         assert_eq!(Errno::from_result(-4), Some(Errno::EINTR));
         assert_eq!(Errno::from_result(3), None);
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn an_errno_becomes_an_io_error_of_the_same_code() {
+        fn fails() -> std::io::Result<()> {
+            Err(Errno::EPERM)?;
+            Ok(())
+        }
+        let err = fails().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(1));
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        let err = std::io::Error::from(Errno(4000));
+        assert_eq!(err.raw_os_error(), Some(4000));
     }
 
     #[test]

@@ -800,8 +800,34 @@ impl Shared {
     }
 }
 
+/// A setup error as the Proactor's caller can act on it: an oversize ring
+/// names the size to ask [`ProactorConfig::new`] for (the Proactor has no
+/// `Builder::clamp`); the rest converts as every `SetupError` does (an OS
+/// error keeps its code).
+fn proactor_setup_error(e: crate::SetupError) -> io::Error {
+    match e {
+        crate::SetupError::Size(size @ ring_io_core::GeometryError::TooLarge { max, .. }) => {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "invalid ring size: {size}: ask ProactorConfig::new (and cq_entries) \
+                     for at most {max} entries"
+                ),
+            )
+        }
+        e => io::Error::from(e),
+    }
+}
+
 impl Proactor {
     /// Sets up a ring as `config` says on a new thread and starts it.
+    ///
+    /// A refused setup keeps the kernel's error code
+    /// ([`raw_os_error()`](io::Error::raw_os_error)); an oversize ring
+    /// (more than 32768 entries) is `InvalidInput` naming the maximum.
+    /// [`Builder::build`](crate::Builder::build) with the same sizes gives
+    /// the [`SetupError`](crate::SetupError), whose message also explains
+    /// an `EPERM` (io_uring disabled by sysctl, seccomp or a container).
     pub fn new(config: ProactorConfig) -> io::Result<Proactor> {
         // SAFETY: eventfd(2) takes no pointers; the result is checked.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
@@ -830,7 +856,7 @@ impl Proactor {
                 let setup = config
                     .builder()
                     .build()
-                    .map_err(io::Error::from)
+                    .map_err(proactor_setup_error)
                     .and_then(|ring| {
                         if let Some(pool) = &pool {
                             // SAFETY: the pool's memory stays allocated while
