@@ -157,13 +157,33 @@ pub(crate) fn serve(
         .into_inner()
 }
 
+#[path = "cli/mod.rs"]
+#[allow(dead_code, reason = "each example uses part of it")]
+mod cli;
+
 #[allow(dead_code, reason = "the tests include this file for `serve`")]
-fn main() -> io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7000".into());
-    let listener = TcpListener::bind(&addr)?;
-    println!("echoing on {}", listener.local_addr()?);
-    let proactor = Arc::new(Proactor::new(ProactorConfig::new(256))?);
-    serve(proactor, listener, None).map(drop)
+fn main() -> std::process::ExitCode {
+    use cli::Context as _;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = match args.as_slice() {
+        [] => "127.0.0.1:7000",
+        [addr] => addr.as_str(),
+        _ => {
+            let why = format!("expected at most 1 argument, got {}", args.len());
+            return cli::usage("echo", "[ADDRESS:PORT (default 127.0.0.1:7000)]", why);
+        }
+    };
+    // Everything is set up before the first line says the server is on.
+    let run = || -> Result<(), cli::Error> {
+        let proactor =
+            Proactor::new(ProactorConfig::new(256)).context("cannot start a Proactor")?;
+        let listener = TcpListener::bind(addr).context(format!("cannot listen on {addr}"))?;
+        let local = listener
+            .local_addr()
+            .context(format!("cannot read the address of {addr}"))?;
+        println!("echoing on {local}");
+        serve(Arc::new(proactor), listener, None).context(format!("serving {local}"))?;
+        Ok(())
+    };
+    cli::exit("echo", run())
 }

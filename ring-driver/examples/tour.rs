@@ -6,15 +6,29 @@
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use ring_io_driver::Ring;
 use ring_io_ops::{Accept, Fd, Nop, Read, Recv, Send};
 use ring_io_sys::Features;
 
-fn main() -> std::io::Result<()> {
+#[path = "cli/mod.rs"]
+#[allow(dead_code, reason = "each example uses part of it")]
+mod cli;
+
+use cli::{Context as _, Error};
+
+fn main() -> ExitCode {
+    if std::env::args_os().len() > 1 {
+        return cli::usage("tour", "", "takes no arguments");
+    }
+    cli::exit("tour", tour())
+}
+
+fn tour() -> Result<(), Error> {
     let kernel = ring_io_driver::kernel_version().map_or("unknown".into(), |v| v.to_string());
-    let mut ring = Ring::new(64)?;
+    let mut ring = Ring::new(64).context("cannot set up a ring")?;
     println!("ring tour on Linux {kernel}");
     let defaults: Vec<&str> = ring.defaults().iter_names().map(|(name, _)| name).collect();
     println!(
@@ -42,7 +56,10 @@ fn main() -> std::io::Result<()> {
             unsafe { sq.push(Nop::new().build().user_data(i)) }.expect("64 free slots");
         }
     }
-    let submitted = ring.submitter().submit_and_wait(32)?;
+    let submitted = ring
+        .submitter()
+        .submit_and_wait(32)
+        .context("cannot submit the NOPs")?;
     let sum: u64 = ring.cq().map(|cqe| cqe.user_data()).sum();
     println!(
         "\n1. submit/complete: {submitted} NOPs in one enter, 32 completions (user_data sum {sum}) in {:?}",
@@ -50,7 +67,8 @@ fn main() -> std::io::Result<()> {
     );
 
     // 2. A file read.
-    let file = std::fs::File::open("/proc/self/status")?;
+    let status = std::path::Path::new("/proc/self/status");
+    let file = std::fs::File::open(status).map_err(|e| Error::at("cannot open", status, e))?;
     let mut buf = vec![0u8; 256];
     // SAFETY: `buf` and `file` outlive the completion reaped just below.
     unsafe {
@@ -61,9 +79,13 @@ fn main() -> std::io::Result<()> {
         )
     }
     .expect("room");
-    ring.submitter().submit_and_wait(1)?;
+    ring.submitter()
+        .submit_and_wait(1)
+        .context("cannot submit the read")?;
     let cqe = ring.cq().next().expect("one completion");
-    let n = cqe.result()? as usize;
+    let n = cqe
+        .result()
+        .map_err(|e| Error::at("cannot read", status, e))? as usize;
     let first_line = String::from_utf8_lossy(&buf[..n])
         .lines()
         .next()
@@ -72,8 +94,10 @@ fn main() -> std::io::Result<()> {
     println!("\n2. file read: {n} bytes of /proc/self/status, first line {first_line:?}");
 
     // 3. TCP echo over loopback: the server side runs on the ring.
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on 127.0.0.1:0")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listener's address")?;
     let client = std::thread::spawn(move || -> std::io::Result<String> {
         let mut stream = TcpStream::connect(addr)?;
         stream.write_all(b"hello, ring")?;
@@ -87,8 +111,15 @@ fn main() -> std::io::Result<()> {
             .push(Accept::new(Fd(listener.as_raw_fd())).build().user_data(200))
     }
     .expect("room");
-    ring.submitter().submit_and_wait(1)?;
-    let conn = ring.cq().next().expect("accept").result()? as i32;
+    ring.submitter()
+        .submit_and_wait(1)
+        .context("cannot submit the accept")?;
+    let conn = ring
+        .cq()
+        .next()
+        .expect("accept")
+        .result()
+        .map_err(|e| Error::new(format!("cannot accept on {addr}: {e}")))? as i32;
     let mut msg = [0u8; 64];
     // SAFETY: `msg` outlives the recv completion reaped below.
     unsafe {
@@ -99,8 +130,15 @@ fn main() -> std::io::Result<()> {
         )
     }
     .expect("room");
-    ring.submitter().submit_and_wait(1)?;
-    let got = ring.cq().next().expect("recv").result()? as usize;
+    ring.submitter()
+        .submit_and_wait(1)
+        .context("cannot submit the recv")?;
+    let got = ring
+        .cq()
+        .next()
+        .expect("recv")
+        .result()
+        .map_err(|e| Error::new(format!("cannot receive on {addr}: {e}")))? as usize;
     // SAFETY: `msg` outlives the send completion reaped below.
     unsafe {
         ring.sq().push(
@@ -110,9 +148,19 @@ fn main() -> std::io::Result<()> {
         )
     }
     .expect("room");
-    ring.submitter().submit_and_wait(1)?;
-    let sent = ring.cq().next().expect("send").result()?;
-    let echoed = client.join().expect("client thread")?;
+    ring.submitter()
+        .submit_and_wait(1)
+        .context("cannot submit the send")?;
+    let sent = ring
+        .cq()
+        .next()
+        .expect("send")
+        .result()
+        .map_err(|e| Error::new(format!("cannot send on {addr}: {e}")))?;
+    let echoed = client
+        .join()
+        .expect("client thread")
+        .map_err(|e| Error::new(format!("the client of {addr} failed: {e}")))?;
     // SAFETY: closing the accepted connection, owned here.
     unsafe { libc::close(conn) };
     println!(
@@ -120,7 +168,7 @@ fn main() -> std::io::Result<()> {
     );
 
     // 4. What the kernel supports.
-    let probe = ring.probe()?;
+    let probe = ring.probe().context("cannot probe the opcodes")?;
     let features = ring.params().features();
     let names: Vec<&str> = Features::all()
         .iter_names()

@@ -149,13 +149,23 @@ impl fmt::Display for ProbeReport<'_> {
             Some(k) => writeln!(f, "kernel {k}, last opcode {}", probe.last_op)?,
             None => writeln!(f, "kernel unknown, last opcode {}", probe.last_op)?,
         }
+        // Columns as wide as their longest entry (IORING_OP_SYNC_FILE_RANGE
+        // is 25 characters).
+        let width = |of: fn(&ring_io_ops::OpInfo) -> &'static str| {
+            ring_io_ops::ALL
+                .iter()
+                .map(|op| of(op).len())
+                .max()
+                .unwrap_or(0)
+        };
+        let (builders, names) = (width(|op| op.builder), width(|op| op.name));
         let mut count = 0;
         for op in ring_io_ops::ALL.iter() {
             let yes = probe.supports(op.code);
             count += usize::from(yes);
             writeln!(
                 f,
-                "  {:>2} {:<14} {:<22} {:<3}  since {}",
+                "  {:>2} {:<builders$} {:<names$} {:<3}  since {}",
                 op.code,
                 op.builder,
                 op.name,
@@ -195,5 +205,26 @@ mod tests {
         let report = probe.report().to_string();
         assert!(report.contains("RECV_ZC"), "{report}");
         assert!(report.ends_with("3 of 63 opcodes supported\n"), "{report}");
+    }
+
+    #[test]
+    fn the_report_aligns_its_columns_for_the_longest_names() {
+        let probe = Probe::from_supported(&[0, 1, 2], Some(KernelVersion::new(6, 1, 0)));
+        let report = probe.report().to_string();
+        let rows: Vec<&str> = report
+            .lines()
+            .filter(|l| l.contains("IORING_OP_"))
+            .collect();
+        assert_eq!(rows.len(), ring_io_ops::ALL.len(), "{report}");
+        // The yes/no column starts at the same place on every row.
+        let column = |row: &str| {
+            row.find(" yes ")
+                .or_else(|| row.find(" no "))
+                .unwrap_or_else(|| panic!("no yes/no in {row:?}"))
+        };
+        let first = column(rows[0]);
+        for row in &rows {
+            assert_eq!(column(row), first, "misaligned row {row:?} in\n{report}");
+        }
     }
 }

@@ -687,6 +687,10 @@ fn ops_are_futures_for_any_executor() {
 }
 
 #[path = "../examples/echo.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "echo.rs and cp_proactor.rs each load the examples' cli module"
+)]
 mod echo;
 
 #[test]

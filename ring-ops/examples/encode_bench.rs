@@ -13,6 +13,7 @@
 //! (the loop and the arguments without any encoding, to subtract).
 
 use std::hint::black_box;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use ring_io_ops::{Fd, Read, Send};
@@ -20,12 +21,28 @@ use ring_io_sys::io_uring_sqe;
 
 const SLOTS: usize = 256;
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| "by-value".into());
-    let n: u64 = args
-        .next()
-        .map_or(10_000_000, |s| s.parse().expect("a count"));
+const USAGE: &str =
+    "usage: encode_bench [by-value | in-place | baseline] [N (default 10000000, at least 1)]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let refuse = |why: String| {
+        eprintln!("encode_bench: {why}\n{USAGE}");
+        ExitCode::from(2)
+    };
+    if args.len() > 2 {
+        return refuse(format!("expected at most 2 arguments, got {}", args.len()));
+    }
+    let mode = args.first().map_or("by-value", String::as_str).to_owned();
+    if !["by-value", "in-place", "baseline"].contains(&mode.as_str()) {
+        return refuse(format!("unknown mode {mode:?}"));
+    }
+    let n: u64 = match args.get(1).map(|s| s.parse::<u64>()) {
+        None => 10_000_000,
+        Some(Ok(0)) => return refuse("N must be at least 1, not 0".into()),
+        Some(Ok(n)) => n,
+        Some(Err(e)) => return refuse(format!("N {:?} is not a number: {e}", args[1])),
+    };
 
     let mut sq = vec![io_uring_sqe::zeroed(); SLOTS];
     let data = black_box([0u8; 64]);
@@ -67,7 +84,7 @@ fn main() {
                 black_box(&mut *slot);
             }
         }
-        other => panic!("unknown mode {other}: by-value | in-place | baseline"),
+        other => unreachable!("mode {other} was checked"),
     }
     let elapsed = start.elapsed();
     let check: u64 = sq.iter().map(|s| s.user_data).sum();
@@ -75,4 +92,5 @@ fn main() {
         "{mode}: {n} entries in {elapsed:?}, {:.2} ns/entry (checksum {check})",
         elapsed.as_nanos() as f64 / n as f64
     );
+    ExitCode::SUCCESS
 }

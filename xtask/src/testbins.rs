@@ -21,7 +21,7 @@ pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] = &[
 /// Test targets of those packages that are not kernel tests: they run the
 /// example programs through cargo, which the guests do not have (`cargo
 /// test` runs them on the host).
-const NOT_KERNEL_TESTS: &[&str] = &["ring-io-driver.examples_cp"];
+const NOT_KERNEL_TESTS: &[&str] = &["ring-io-driver.examples_cp", "ring-io-driver.examples_cli"];
 
 /// The cargo target directory of the musl builds, apart from the shared one.
 pub(crate) fn target_dir() -> PathBuf {

@@ -18,30 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A failed copy, said the way `cp` says it: `cannot open 'x': No such file
-/// or directory (os error 2)`.
-#[derive(Debug)]
-pub(crate) struct Error(String);
+#[path = "../cli/mod.rs"]
+#[allow(dead_code, reason = "each example uses part of it")]
+mod cli;
 
-impl Error {
-    /// `{doing} '{path}': {cause}`.
-    pub(crate) fn at(doing: &str, path: &Path, cause: impl fmt::Display) -> Error {
-        Error(format!("{doing} '{}': {cause}", path.display()))
-    }
-
-    /// A message of its own.
-    pub(crate) fn new(message: impl fmt::Display) -> Error {
-        Error(message.to_string())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+pub(crate) use cli::Error;
 
 /// The two files of a copy, opened and checked.
 pub(crate) struct Files {
@@ -176,8 +157,8 @@ impl Files {
 pub(crate) fn main(name: &str, copy: impl FnOnce(&Path, &Path) -> Result<u64, Error>) -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let [src, dst] = args.as_slice() else {
-        eprintln!("usage: {name} SRC DST");
-        return ExitCode::from(2);
+        let why = format!("expected 2 arguments, SRC and DST; got {}", args.len());
+        return cli::usage(name, "SRC DST", why);
     };
     let start = Instant::now();
     match copy(Path::new(src), Path::new(dst)) {
@@ -189,9 +170,6 @@ pub(crate) fn main(name: &str, copy: impl FnOnce(&Path, &Path) -> Result<u64, Er
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::exit(name, Err(e)),
     }
 }
