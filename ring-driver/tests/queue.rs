@@ -17,6 +17,13 @@ use ring_io_ops::{
 };
 use ring_io_sys::{__kernel_timespec, Errno};
 
+/// A pipe as two `File`s, `(read end, write end)` (`std::io::pipe` needs
+/// Rust 1.87, above this workspace's rust-version).
+fn pipe_files() -> (std::fs::File, std::fs::File) {
+    let (r, w) = common::pipe();
+    (r.into(), w.into())
+}
+
 fn nop(user_data: u64) -> ring_io_ops::Entry {
     Nop::new().build().user_data(user_data)
 }
@@ -300,7 +307,7 @@ fn timeouts_relative_count_remove_and_linked() {
     assert_eq!(got, [(10, Err(Errno::ECANCELED)), (11, Ok(0))]);
 
     // A link timeout cancels a read that never completes.
-    let (r, _w) = std::io::pipe().unwrap();
+    let (r, _w) = pipe_files();
     let mut buf = [0u8; 8];
     // SAFETY: `buf`, the pipe and `short` outlive both completions.
     unsafe {
@@ -378,7 +385,7 @@ fn wait_with_a_timeout_times_out() {
 #[test]
 fn poll_single_and_multishot() {
     let mut ring = Ring::new(8).unwrap();
-    let (r, mut w) = std::io::pipe().unwrap();
+    let (r, mut w) = pipe_files();
     let events = libc::POLLIN as u32;
     // SAFETY: poll entries carry no pointers; the pipe outlives them.
     unsafe {
@@ -632,7 +639,7 @@ fn defer_taskrun_completes_only_when_the_issuer_waits() {
         Ok(ring) => ring,
         Err(e) => skip!("defer_taskrun_completes_only_when_the_issuer_waits", "{e}"),
     };
-    let (r, mut w) = std::io::pipe().unwrap();
+    let (r, mut w) = pipe_files();
     let mut buf = [0u8; 4];
     // SAFETY: `buf` and the pipe outlive the completion.
     unsafe {
@@ -657,7 +664,7 @@ fn defer_taskrun_completes_only_when_the_issuer_waits() {
 
 #[test]
 fn closing_a_ring_with_ops_in_flight_cancels_them() {
-    let (r, w) = std::io::pipe().unwrap();
+    let (r, w) = pipe_files();
     let mut buf = [0u8; 8];
     {
         let mut ring = Ring::new(4).unwrap();

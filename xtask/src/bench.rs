@@ -42,10 +42,12 @@ fn parse_tables(out: &str) -> Vec<Table> {
                 }
             }
             [_, values @ ..] => {
-                if let Some(t) = tables.last_mut()
-                    && values.len() == t.columns.len()
-                    && values.iter().all(|v| v.parse::<f64>().is_ok())
-                {
+                // (Not a let chain: those need Rust 1.88, above rust-version.)
+                let fits = |t: &Table| {
+                    values.len() == t.columns.len()
+                        && values.iter().all(|v| v.parse::<f64>().is_ok())
+                };
+                if let Some(t) = tables.last_mut().filter(|t| fits(t)) {
                     t.rows.push(f.iter().map(|v| v.to_string()).collect());
                 }
             }

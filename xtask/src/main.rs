@@ -505,6 +505,51 @@ fn ci_main_example() -> Result<bool> {
     step(cargo().args(["run", "-q", "--example", "tour"]))
 }
 
+/// The workspace's `rust-version` (`[workspace.package]` of the root
+/// `Cargo.toml`): the oldest Rust it promises to build with.
+fn msrv(manifest: &str) -> Result<String> {
+    manifest
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rust-version"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .find(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| "the root Cargo.toml has no rust-version = \"x.y\"".into())
+}
+
+/// The declared MSRV builds every crate and test: its toolchain (installed
+/// with the minimal profile if missing) runs `cargo test --workspace
+/// --no-run`, in its own target directory. Build only, to keep CI short.
+fn ci_msrv() -> Result<bool> {
+    let msrv = msrv(&std::fs::read_to_string(root().join("Cargo.toml"))?)?;
+    let has = Command::new("rustup")
+        .args(["run", &msrv, "rustc", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has
+        && !step(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &msrv,
+            "--profile",
+            "minimal",
+        ]))?
+    {
+        return Ok(false);
+    }
+    step(
+        Command::new("cargo")
+            .arg(format!("+{msrv}"))
+            .args(["test", "--workspace", "--no-run"])
+            .current_dir(root())
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env("CARGO_TARGET_DIR", root().join("target/msrv")),
+    )
+}
+
 /// Miri over ring-core's tests, SharedRing's credit release and the
 /// Proactor's fixed-buffer pool, in its own target directory.
 fn ci_miri() -> Result<bool> {
@@ -595,6 +640,7 @@ fn ci(mut args: Args) -> Result<bool> {
         ("clippy", Box::new(ci_clippy)),
         ("doc", Box::new(ci_doc)),
         ("tests", Box::new(ci_test)),
+        ("msrv", Box::new(ci_msrv)),
         ("main example", Box::new(ci_main_example)),
         ("miri", Box::new(ci_miri)),
         ("loom", Box::new(ci_loom)),
@@ -642,7 +688,20 @@ fn ci(mut args: Args) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Args, fuzz_targets, parse_kernels};
+    use super::{Args, fuzz_targets, msrv, parse_kernels};
+
+    #[test]
+    fn the_msrv_is_read_from_the_workspace_manifest() {
+        let manifest = std::fs::read_to_string(super::root().join("Cargo.toml")).unwrap();
+        let v = msrv(&manifest).unwrap();
+        assert!(v.starts_with("1."), "{v}");
+        assert_eq!(
+            msrv("[package]\nrust-version.workspace = true\n[workspace.package]\nrust-version = \"1.85\"\n")
+                .unwrap(),
+            "1.85"
+        );
+        assert!(msrv("[package]\nname = \"x\"\n").is_err());
+    }
 
     #[test]
     fn options_take_both_spellings_and_leftovers_fail() {
