@@ -47,6 +47,12 @@
 //!     Err(err) => println!("no io_uring here: {err}"),
 //! }
 //! ```
+//!
+//! # Features
+//!
+//! - `std` (off by default; `ring-io-driver` turns it on): `From<Errno> for
+//!   std::io::Error`, keeping the code, so `?` turns an [`Errno`] into an
+//!   `io::Error`.
 #![no_std]
 #![allow(non_camel_case_types)]
 

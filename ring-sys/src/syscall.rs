@@ -128,7 +128,8 @@ impl From<Errno> for std::io::Error {
     /// The `io::Error` of the same OS error code:
     /// [`raw_os_error()`](std::io::Error::raw_os_error) gives `errno.0` back,
     /// so `?` on a `Result<_, Errno>` works in a function returning
-    /// `std::io::Result`.
+    /// `std::io::Result`. Needs the `std` feature (which `ring-io-driver`
+    /// turns on).
     fn from(errno: Errno) -> std::io::Error {
         std::io::Error::from_raw_os_error(errno.0)
     }
