@@ -139,10 +139,10 @@ impl BufRing {
             bgid,
             ..Default::default()
         };
+        let op = ring_io_sys::IORING_REGISTER_PBUF_RING;
         // SAFETY: `reg` describes memory this value owns and keeps mapped
         // until it unregisters the group in `drop`.
-        let registered =
-            unsafe { sys::register(fd, ring_io_sys::IORING_REGISTER_PBUF_RING, &reg, 1) };
+        let registered = unsafe { sys::register(fd, op, &reg, 1) };
         if let Err(e) = registered {
             sys::close(fd);
             let old = crate::kernel_version().is_some_and(|v| !v.at_least(5, 19));
@@ -331,13 +331,13 @@ impl Drop for BufRing {
             bgid: self.bgid,
             ..Default::default()
         };
+        let op = ring_io_sys::IORING_UNREGISTER_PBUF_RING;
         // SAFETY: `reg` names the group only. After this the kernel no longer
         // picks buffers from it; requests that already picked one hold a
         // reference to the ring's buffer list until they complete, which the
         // kernel waits for before unregistering (io_unregister_pbuf_ring
         // under the uring lock).
-        let _ =
-            unsafe { sys::register(self.fd, ring_io_sys::IORING_UNREGISTER_PBUF_RING, &reg, 1) };
+        let _ = unsafe { sys::register(self.fd, op, &reg, 1) };
         sys::close(self.fd);
         // The mappings are released after this, by their own Drop.
     }
