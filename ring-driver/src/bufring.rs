@@ -333,10 +333,9 @@ impl Drop for BufRing {
         };
         let op = ring_io_sys::IORING_UNREGISTER_PBUF_RING;
         // SAFETY: `reg` names the group only. After this the kernel no longer
-        // picks buffers from it; requests that already picked one hold a
-        // reference to the ring's buffer list until they complete, which the
-        // kernel waits for before unregistering (io_unregister_pbuf_ring
-        // under the uring lock).
+        // picks buffers from it, and no request that picked one is in flight
+        // (the contract of `new`), so nothing uses the buffers the mappings
+        // free below.
         let _ = unsafe { sys::register(self.fd, op, &reg, 1) };
         sys::close(self.fd);
         // The mappings are released after this, by their own Drop.

@@ -10,11 +10,10 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The examples under test.
 const EXAMPLES: [&str; 4] = ["probe", "shared_nops", "echo", "tour"];
@@ -34,64 +33,22 @@ fn binaries() -> Result<&'static [(String, PathBuf)], &'static str> {
 }
 
 fn build() -> Result<Vec<(String, PathBuf)>, String> {
-    let cargo = env!("CARGO");
-    if !Path::new(cargo).exists() {
-        return Err(format!("no cargo at {cargo} to build the examples"));
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "--message-format=json", "--manifest-path"])
-        .arg(&manifest);
-    for example in EXAMPLES {
-        cmd.args(["--example", example]);
-    }
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
-    assert!(out.status.success(), "cargo build of the examples failed");
-    let json = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
-    let find = |name: &str| -> PathBuf {
-        // One JSON object per line; the example's has `"name":"<name>"` in
-        // its target and the path of the executable it built.
-        let line = json
-            .lines()
-            .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-            .filter(|l| l.contains("\"kind\":[\"example\"]"))
-            .find(|l| l.contains(&format!("\"name\":\"{name}\"")))
-            .unwrap_or_else(|| panic!("cargo reported no build of the example {name}"));
-        let key = "\"executable\":\"";
-        let at = line.find(key).expect("an executable path") + key.len();
-        let end = line[at..].find('"').expect("a closing quote") + at;
-        PathBuf::from(&line[at..end])
-    };
-    Ok(EXAMPLES
-        .iter()
-        .map(|name| (name.to_string(), find(name)))
-        .collect())
+    let paths = common::build_examples(&EXAMPLES)?;
+    Ok(EXAMPLES.iter().map(|n| n.to_string()).zip(paths).collect())
 }
 
 /// Runs the example `name` with `args`, nothing on stdin, at most
 /// [`RUN_LIMIT`] (killed and failed after).
 fn run(bins: &[(String, PathBuf)], name: &str, args: &[&str]) -> Output {
     let bin = &bins.iter().find(|(n, _)| n == name).expect("built").1;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + RUN_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{name} {args:?}: still running after {RUN_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-    child.wait_with_output().unwrap()
+    common::finish_within(child, RUN_LIMIT, &format!("{name} {args:?}"))
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The two examples under test.
 const EXAMPLES: [&str; 2] = ["cp", "cp_proactor"];
@@ -34,36 +34,10 @@ fn binaries() -> Result<&'static [PathBuf; 2], &'static str> {
 }
 
 fn build() -> Result<[PathBuf; 2], String> {
-    let cargo = env!("CARGO");
-    if !Path::new(cargo).exists() {
-        return Err(format!("no cargo at {cargo} to build the examples"));
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "--message-format=json", "--manifest-path"])
-        .arg(&manifest)
-        .args(["--example", EXAMPLES[0], "--example", EXAMPLES[1]]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.stderr(Stdio::inherit()).output().expect("cargo runs");
-    assert!(out.status.success(), "cargo build of the examples failed");
-    let json = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
-    let find = |name: &str| -> PathBuf {
-        // One JSON object per line; the example's has `"name":"<name>"` in
-        // its target and the path of the executable it built.
-        let line = json
-            .lines()
-            .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-            .filter(|l| l.contains("\"kind\":[\"example\"]"))
-            .find(|l| l.contains(&format!("\"name\":\"{name}\"")))
-            .unwrap_or_else(|| panic!("cargo reported no build of the example {name}"));
-        let key = "\"executable\":\"";
-        let at = line.find(key).expect("an executable path") + key.len();
-        let end = line[at..].find('"').expect("a closing quote") + at;
-        PathBuf::from(&line[at..end])
-    };
-    Ok([find(EXAMPLES[0]), find(EXAMPLES[1])])
+    let [cp, proactor]: [PathBuf; 2] = common::build_examples(&EXAMPLES)?
+        .try_into()
+        .expect("one path per example");
+    Ok([cp, proactor])
 }
 
 /// A fresh directory for one test, removed when dropped (also when the test
@@ -96,17 +70,8 @@ fn scratch(test: &str) -> Scratch {
 }
 
 /// Waits for `child` at most [`RUN_LIMIT`] (killing it and failing after).
-fn finish(mut child: Child, what: &str) -> Output {
-    let deadline = Instant::now() + RUN_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {RUN_LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-    child.wait_with_output().unwrap()
+fn finish(child: Child, what: &str) -> Output {
+    common::finish_within(child, RUN_LIMIT, what)
 }
 
 /// Runs `bin SRC DST` with nothing on stdin.

@@ -132,3 +132,65 @@ pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) ->
     }
     cond()
 }
+
+/// Builds the examples `names` of this package with the `cargo` that runs
+/// the tests (release if the tests are), and returns their executables in
+/// the same order; `Err` with the reason where there is no cargo (the
+/// kernel VMs).
+pub fn build_examples(names: &[&str]) -> Result<Vec<std::path::PathBuf>, String> {
+    use std::path::{Path, PathBuf};
+    let cargo = env!("CARGO");
+    if !Path::new(cargo).exists() {
+        return Err(format!("no cargo at {cargo} to build the examples"));
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-q", "--message-format=json", "--manifest-path"])
+        .arg(&manifest);
+    for name in names {
+        cmd.args(["--example", name]);
+    }
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo build of the examples failed");
+    let json = String::from_utf8(out.stdout).expect("cargo prints UTF-8");
+    let find = |name: &str| -> PathBuf {
+        // One JSON object per line; the example's has `"name":"<name>"` in
+        // its target and the path of the executable it built.
+        let line = json
+            .lines()
+            .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
+            .filter(|l| l.contains("\"kind\":[\"example\"]"))
+            .find(|l| l.contains(&format!("\"name\":\"{name}\"")))
+            .unwrap_or_else(|| panic!("cargo reported no build of the example {name}"));
+        let key = "\"executable\":\"";
+        let at = line.find(key).expect("an executable path") + key.len();
+        let end = line[at..].find('"').expect("a closing quote") + at;
+        PathBuf::from(&line[at..end])
+    };
+    Ok(names.iter().map(|name| find(name)).collect())
+}
+
+/// Waits for `child` at most `limit`, killing it and failing the test after
+/// (`what` names it in the message).
+pub fn finish_within(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.wait_with_output().unwrap()
+}
