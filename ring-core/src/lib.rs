@@ -111,6 +111,8 @@ mod credit;
 mod enter;
 mod error;
 mod geometry;
+#[cfg(loom)]
+pub mod loom_model;
 mod shared;
 #[cfg(feature = "sim")]
 mod sim;
