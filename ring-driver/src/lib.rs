@@ -19,7 +19,8 @@
 //! - [`SharedRing`]: many threads pushing and reaping on one ring without a
 //!   lock, with CQ credit so the CQ cannot overflow.
 //! - [`Proactor`]: a safe, owned-buffer, future-based API on a submitter
-//!   thread (work in progress; see its docs for the ops it has).
+//!   thread, for any executor (see its docs for the ops it has and its
+//!   limits).
 //! - [`Kernel`]: the trait between the driver and the kernel, with
 //!   [`Linux`] and [`Sim`] (ring-core's simulated kernel, for tests without a
 //!   kernel that inject `EINTR`, `EBUSY`, short submits and overflow).
@@ -102,6 +103,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bufring;
 mod error;
@@ -138,4 +140,5 @@ pub use setup::{Builder, Params, SETUP_FLAGS};
 #[cfg(not(loom))]
 pub use shared::{PushError, SharedRing};
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use sim::Sim;

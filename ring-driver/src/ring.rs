@@ -1114,7 +1114,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     /// As for [`push`](Self::push).
     #[allow(
         clippy::result_large_err,
-        reason = "the refused entry is handed back by value, as DESIGN asks"
+        reason = "the refused entry is handed back by value, so nothing is lost"
     )]
     pub unsafe fn push128(&mut self, entry: Entry128) -> Result<(), Push128Error> {
         if self.ring.kernel.geometry().sqe_size() != 128 {

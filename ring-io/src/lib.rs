@@ -66,6 +66,7 @@
 //! - `sim` (default): [`Sim`], the simulated kernel behind the
 //!   [`Kernel`] trait, to test code that drives rings without a kernel.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use ring_io_core as protocol;
 pub use ring_io_driver as driver;
@@ -74,6 +75,7 @@ pub use ring_io_sys as sys;
 
 // Real rings and the Proactor.
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use ring_io_driver::Sim;
 pub use ring_io_driver::{
     BufGuard, BufRing, Builder, CancelTarget, Chunks, CompletionQueue, Cqe, FixedBuf, Full,

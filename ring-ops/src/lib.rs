@@ -41,7 +41,7 @@
 //!
 //! # Design decisions
 //!
-//! - **One pattern for every builder** (DESIGN.md convention 6): required
+//! - **One pattern for every builder**: required
 //!   arguments in `new`, options as `const fn` setters (all but `pi`,
 //!   which takes a reference), `pub const CODE`,
 //!   `pub const INFO` (an [`OpInfo`]), `build()` (by value, to an [`Entry`])
@@ -133,10 +133,11 @@
 //! sets. Reproduce with `cargo build --release -p ring-io-ops --example
 //! encode_bench` and `valgrind --tool=callgrind
 //! target/release/examples/encode_bench in-place 1000000` (modes
-//! `by-value`, `in-place`, `baseline`). Wall-clock time on this
-//! shared 2-core machine (load ~4.8) was within noise: medians of five runs
-//! of 50 M entries, 3.5 ns (by value) and 3.3 ns (in place) per entry.
+//! `by-value`, `in-place`, `baseline`). Wall-clock time was within noise
+//! (medians of five runs of 50 M entries on a loaded 2-core machine: 3.5 ns
+//! by value, 3.3 ns in place, per entry).
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "std")]

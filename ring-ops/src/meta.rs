@@ -143,6 +143,7 @@ impl fmt::Display for Unsupported {
 impl core::error::Error for Unsupported {}
 
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl From<Unsupported> for std::io::Error {
     /// An [`ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) error
     /// carrying the [`Unsupported`].

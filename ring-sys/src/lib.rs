@@ -54,6 +54,7 @@
 //!   std::io::Error`, keeping the code, so `?` turns an [`Errno`] into an
 //!   `io::Error`.
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(non_camel_case_types)]
 
 #[cfg(feature = "std")]

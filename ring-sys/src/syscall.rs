@@ -124,6 +124,7 @@ impl fmt::Display for Errno {
 impl core::error::Error for Errno {}
 
 #[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 impl From<Errno> for std::io::Error {
     /// The `io::Error` of the same OS error code:
     /// [`raw_os_error()`](std::io::Error::raw_os_error) gives `errno.0` back,

@@ -485,6 +485,19 @@ fn ci_doc() -> Result<bool> {
     )
 }
 
+/// The docs as docs.rs builds them (nightly, `--cfg docsrs`): the
+/// feature-gated items carry their `doc(cfg)` marks.
+fn ci_docsrs() -> Result<bool> {
+    step(
+        nightly_cargo()
+            .args(["doc", "--no-deps", "--all-features"])
+            .args(["-p", "ring-io", "-p", "ring-io-driver"])
+            .args(["-p", "ring-io-ops", "-p", "ring-io-sys"])
+            .env("RUSTDOCFLAGS", "--cfg docsrs -D warnings")
+            .env("CARGO_TARGET_DIR", root().join("target/docsrs")),
+    )
+}
+
 fn ci_clippy() -> Result<bool> {
     step(cargo().args([
         "clippy",
@@ -642,6 +655,7 @@ fn ci(mut args: Args) -> Result<bool> {
         ("tests", Box::new(ci_test)),
         ("msrv", Box::new(ci_msrv)),
         ("main example", Box::new(ci_main_example)),
+        ("docsrs", Box::new(ci_docsrs)),
         ("miri", Box::new(ci_miri)),
         ("loom", Box::new(ci_loom)),
         ("asan", Box::new(ci_asan)),

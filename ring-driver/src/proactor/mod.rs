@@ -359,7 +359,8 @@ pub struct ProactorStats {
 ///   and on virtual machines above all, a wake-up can cost tens of
 ///   microseconds: a NOP through the Proactor then costs tens of times a
 ///   NOP on a raw [`Ring`], and a 4 KiB page-cached read about five times
-///   (BENCHMARKS.md). Real I/O amortizes it; with a core to spare,
+///   (the project's benchmarks, measured on a 2-vCPU virtual machine). Real
+///   I/O amortizes it; with a core to spare,
 ///   [`ProactorConfig::spin`] avoids it.
 /// - One mutex guards the slab and the queue; every op takes it about three
 ///   times.
