@@ -8,7 +8,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use std::os::fd::AsRawFd;
@@ -1048,4 +1048,63 @@ fn a_wait_for_more_than_the_cq_holds_returns_when_it_is_full() {
         "the backlog came in as slots were handed back"
     );
     assert_eq!(ring.in_flight(), 0);
+}
+
+#[test]
+fn a_cq_tail_no_kernel_could_write_is_an_error_not_a_spin_or_a_read_past_the_ring() {
+    // A second mapping of the ring's shared words (IORING_OFF_SQ_RING)
+    // stands in for a corrupted kernel: it stores a CQ tail 3 rings ahead
+    // of the head while nothing is in flight.
+    let ring = SharedRing::new(8).unwrap();
+    let p = *ring.params().raw();
+    if p.features & ring_io_sys::IORING_FEAT_SINGLE_MMAP == 0 {
+        skip!(
+            "a_cq_tail_no_kernel_could_write_is_an_error",
+            "IORING_FEAT_SINGLE_MMAP needs Linux 5.4"
+        );
+    }
+    let len = (p.cq_off.cqes as usize + p.cq_entries as usize * 32)
+        .max(p.sq_off.array as usize + p.sq_entries as usize * 4);
+    // SAFETY: a shared mapping of the ring fd at the offset the kernel
+    // documents for the rings; checked below, unmapped at the end, and only
+    // the CQ tail word (inside it, aligned) is written.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            ring.as_raw_fd(),
+            ring_io_sys::IORING_OFF_SQ_RING as libc::off_t,
+        )
+    };
+    assert_ne!(
+        base,
+        libc::MAP_FAILED,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: cq_off.tail is a u32 word inside the mapping.
+    let tail = unsafe {
+        &*base
+            .cast::<u8>()
+            .add(p.cq_off.tail as usize)
+            .cast::<AtomicU32>()
+    };
+    let head = tail.load(Ordering::Acquire);
+    tail.store(head.wrapping_add(3 * p.cq_entries), Ordering::Release);
+
+    // Nothing is read past what the kernel could have posted...
+    assert!(ring.pop().is_none(), "a CQE read from a corrupted ring");
+    // ...and every wait says why instead of spinning on a CQ that always
+    // looks ready.
+    let err = ring.submit_and_wait(1).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    let err = ring
+        .submit_and_wait_timeout(1, Duration::from_millis(10))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    tail.store(head, Ordering::Release);
+    // SAFETY: the mapping made above, no longer used.
+    assert_eq!(unsafe { libc::munmap(base, len) }, 0);
 }
