@@ -498,6 +498,26 @@ fn ci_docsrs() -> Result<bool> {
     )
 }
 
+/// `cargo package` of every published crate, in dependency order: each
+/// packages (metadata, license files, no path outside it) and builds from
+/// its package (what `cargo publish` verifies).
+fn ci_package() -> Result<bool> {
+    step(
+        cargo()
+            .args(["package", "--allow-dirty"])
+            .args([
+                "-p",
+                "ring-io-sys",
+                "-p",
+                "ring-io-core",
+                "-p",
+                "ring-io-ops",
+            ])
+            .args(["-p", "ring-io-driver", "-p", "ring-io"])
+            .env("CARGO_TARGET_DIR", root().join("target/package-check")),
+    )
+}
+
 fn ci_clippy() -> Result<bool> {
     step(cargo().args([
         "clippy",
@@ -652,6 +672,7 @@ fn ci(mut args: Args) -> Result<bool> {
         ("fmt", Box::new(ci_fmt)),
         ("clippy", Box::new(ci_clippy)),
         ("doc", Box::new(ci_doc)),
+        ("package", Box::new(ci_package)),
         ("tests", Box::new(ci_test)),
         ("msrv", Box::new(ci_msrv)),
         ("main example", Box::new(ci_main_example)),
