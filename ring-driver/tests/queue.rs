@@ -993,22 +993,7 @@ fn no_mmap_with_caller_provided_memory() {
     }
     let builder = Builder::new(8);
     let (rings_len, sqes_len) = builder.no_mmap_sizes().expect("an 8-entry ring has sizes");
-    let map = |len: usize| {
-        // SAFETY: a fresh private anonymous mapping; checked below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        std::ptr::NonNull::new(p.cast::<u8>()).unwrap()
-    };
-    let (rings, sqes) = (map(rings_len), map(sqes_len));
+    let (rings, sqes) = (common::lend(rings_len), common::lend(sqes_len));
     // Too small: refused before the kernel sees it.
     // SAFETY: the regions outlive every ring built here (unmapped at the end).
     let small = unsafe { Builder::new(8).no_mmap_memory((rings, 4096 / 2), (sqes, sqes_len)) };

@@ -1124,16 +1124,12 @@ impl Proactor {
                 }
             })
             .collect();
-        let Ok(count) = u32::try_from(iovecs.0.len()) else {
+        let Some((count, total)) = iovecs.count_and_total() else {
             return self.failed_op(too_many_buffers(), move |res: io::Result<u32>, _| {
                 drop(fd);
                 (res.map(|n| n as usize), bufs)
             });
         };
-        let total = iovecs
-            .0
-            .iter()
-            .fold(0usize, |t, v| t.saturating_add(v.iov_len));
         let entry = ring_io_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
             .offset(offset)
             .build();
@@ -1169,16 +1165,12 @@ impl Proactor {
                 iov_len: b.len(),
             })
             .collect();
-        let Ok(count) = u32::try_from(iovecs.0.len()) else {
+        let Some((count, total)) = iovecs.count_and_total() else {
             return self.failed_op(too_many_buffers(), move |res: io::Result<u32>, _| {
                 drop(fd);
                 (res.map(|n| n as usize), bufs)
             });
         };
-        let total = iovecs
-            .0
-            .iter()
-            .fold(0usize, |t, v| t.saturating_add(v.iov_len));
         let entry = ring_io_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
             .offset(offset)
             .build();
@@ -1738,6 +1730,19 @@ struct Iovecs(Vec<libc::iovec>);
 // SAFETY: the pointers target the heap memory of buffers the same op owns
 // and moves together with these iovecs; nothing is shared.
 unsafe impl Send for Iovecs {}
+
+impl Iovecs {
+    /// The iovec count as the SQE carries it (`None` if it does not fit)
+    /// and the bytes they span: what a result may report at most.
+    fn count_and_total(&self) -> Option<(u32, usize)> {
+        let count = u32::try_from(self.0.len()).ok()?;
+        let total = self
+            .0
+            .iter()
+            .fold(0usize, |t, v| t.saturating_add(v.iov_len));
+        Some((count, total))
+    }
+}
 
 impl FromIterator<libc::iovec> for Iovecs {
     fn from_iter<I: IntoIterator<Item = libc::iovec>>(iter: I) -> Self {
