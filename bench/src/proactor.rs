@@ -3,7 +3,7 @@
 //! written on the raw ring.
 //!
 //! Depth 32 on the Proactor: 32 futures in flight, driven by [`drive`] on
-//! `ring_io_driver::block_on` (one waker that unparks the thread, every op in
+//! `ring_io_proactor::block_on` (one waker that unparks the thread, every op in
 //! flight polled at each wake-up), either refilling a slot with a new op as
 //! soon as its op completes (`qd32`) or in batches of 32 (`batch32`). The
 //! raw ring runs the loop of the `read4k` rows ([`file_io::ring_depth`]),
@@ -20,13 +20,14 @@ use std::task::Poll;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_driver::{Builder, Op, Proactor, ProactorConfig, block_on};
+use ring_io_driver::Builder;
 use ring_io_ops::{Fd, Nop};
+use ring_io_proactor::{Op, Proactor, ProactorConfig, block_on};
 
 use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
 use crate::median;
 
-#[path = "../../ring-driver/examples/echo.rs"]
+#[path = "../../ring-proactor/examples/echo.rs"]
 #[allow(dead_code, reason = "only `serve` is used here")]
 mod echo;
 

@@ -18,9 +18,8 @@
 //!   buffer rings owned by the library.
 //! - [`SharedRing`]: many threads pushing and reaping on one ring without a
 //!   lock, with CQ credit so the CQ cannot overflow.
-//! - [`Proactor`]: a safe, owned-buffer, future-based API on a submitter
-//!   thread, for any executor (see its docs for the ops it has and its
-//!   limits).
+//! - The safe, owned-buffer, future-based API is a crate of its own,
+//!   `ring-io-proactor`, layered on this crate's public API.
 //! - [`Kernel`]: the trait between the driver and the kernel, with
 //!   [`Linux`] and [`Sim`] (ring-core's simulated kernel, for tests without a
 //!   kernel that inject `EINTR`, `EBUSY`, short submits and overflow).
@@ -31,7 +30,7 @@
 //! `unsafe` is confined to the mmap and syscall modules and to the calls
 //! that keep the [`Kernel`] contracts; `push` is `unsafe` because an
 //! entry's buffers must outlive the operation, which only the caller (or
-//! the [`Proactor`]) can promise.
+//! the `Proactor` of `ring-io-proactor`) can promise.
 //!
 //! # Soundness
 //!
@@ -69,10 +68,10 @@
 //! Completions are input. Any code that can name a ring's fd can post a
 //! CQE into it (`IORING_OP_MSG_RING`), with any `user_data`, `res` and
 //! flags. So the safe layers trust no CQE beyond what its op can return:
-//! the [`Proactor`] tags each request with a random 32-bit tag checked on
-//! every CQE, checks each result against what was asked (a length never
-//! past the buffer, an fd only from ops that create one) and counts what
-//! it did not expect ([`ProactorStats`]); [`SharedRing`] refuses entries
+//! the `Proactor` (`ring-io-proactor`) tags each request with a random
+//! 32-bit tag checked on every CQE, checks each result against what was
+//! asked (a length never past the buffer, an fd only from ops that create
+//! one) and counts what it did not expect; [`SharedRing`] refuses entries
 //! whose completions its credit cannot count (`CQE_SKIP_SUCCESS`, a
 //! `MSG_RING` to itself, the fixed-file table it uses), never lets its
 //! credit underflow whatever CQEs arrive, and its last drop waits until
@@ -108,7 +107,6 @@
 mod bufring;
 mod error;
 mod kernel;
-mod proactor;
 mod probe;
 mod register;
 mod ring;
@@ -126,10 +124,6 @@ mod sys;
 pub use bufring::{BufGuard, BufRing, Chunks};
 pub use error::{SetupError, Unsupported};
 pub use kernel::{Kernel, Linux, WaitArgs, WrongRing};
-pub use proactor::{
-    FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats,
-    block_on,
-};
 pub use probe::{Probe, ProbeReport, kernel_version};
 pub use register::{CancelTarget, Registrar, Restriction};
 pub use ring::{

@@ -434,14 +434,4 @@ fn every_constructor_names_the_maximum_of_an_oversize_ring() {
     .unwrap_err();
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     assert!(io.to_string().contains("32768"), "{io}");
-    // The Proactor has no Builder: its error names the maximum to ask for.
-    let io = ring_io_driver::Proactor::new(ring_io_driver::ProactorConfig::new(100_000))
-        .expect_err("a 100000-entry Proactor is refused");
-    let text = io.to_string();
-    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput, "{text}");
-    assert!(
-        text.contains("100000") && text.contains("32768") && text.contains("ProactorConfig::new"),
-        "{text}"
-    );
-    assert!(!text.contains("Builder::clamp"), "{text}");
 }

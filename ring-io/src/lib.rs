@@ -9,7 +9,8 @@
 //! | [`sys`] | `ring-io-sys` | the kernel ABI of Linux 6.18 under its C names: every struct, constant and flag of `io_uring.h`, raw syscalls |
 //! | [`protocol`] | `ring-io-core` | the ring protocol as a sans-io state machine ([`protocol::SqState`], [`protocol::CqState`], CQ credit, the many-thread claim/commit protocol) and `SimKernel`, an in-memory kernel |
 //! | [`ops`] | `ring-io-ops` | one builder per `IORING_OP_*` (also at the top level) and per-op metadata |
-//! | [`driver`] | `ring-io-driver` | real rings: [`Builder`], [`Ring`], [`SharedRing`], [`BufRing`], [`Probe`], and the [`Proactor`], a safe owned-buffer future-based API |
+//! | [`driver`] | `ring-io-driver` | real rings: [`Builder`], [`Ring`], [`SharedRing`], [`BufRing`], [`Probe`] |
+//! | [`proactor`] | `ring-io-proactor` | the [`Proactor`]: safe owned-buffer futures for any executor, driven by whoever waits |
 //!
 //! The sans-io layer is `protocol`, not `core`: a glob import of a module
 //! named `core` would shadow the `core` crate in the importing module.
@@ -71,18 +72,24 @@
 pub use ring_io_core as protocol;
 pub use ring_io_driver as driver;
 pub use ring_io_ops as ops;
+pub use ring_io_proactor as proactor;
 pub use ring_io_sys as sys;
 
-// Real rings and the Proactor.
+// Real rings.
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use ring_io_driver::Sim;
 pub use ring_io_driver::{
-    BufGuard, BufRing, Builder, CancelTarget, Chunks, CompletionQueue, Cqe, FixedBuf, Full,
-    IntoOpFd, Kernel, KernelVersion, Link, Linkable, Linux, Multi, Op, OpFd, Params, Proactor,
-    ProactorConfig, ProactorStats, Probe, ProbeReport, Push128Error, PushError, Registrar,
+    BufGuard, BufRing, Builder, CancelTarget, Chunks, CompletionQueue, Cqe, Full, Kernel,
+    KernelVersion, Linux, Params, Probe, ProbeReport, Push128Error, PushError, Registrar,
     Restriction, Ring, SETUP_FLAGS, SetupError, SharedRing, SubmissionQueue, Submitter,
-    TIMEOUT_USER_DATA, Unsupported, WaitArgs, WrongRing, block_on, kernel_version,
+    TIMEOUT_USER_DATA, Unsupported, WaitArgs, WrongRing, kernel_version,
+};
+
+// The Proactor.
+pub use ring_io_proactor::{
+    FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats,
+    block_on,
 };
 
 // Entries and their builders, one per opcode.

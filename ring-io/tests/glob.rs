@@ -1,4 +1,4 @@
-//! One name, one concept: glob imports of the facade, and of all four layers
+//! One name, one concept: glob imports of the facade, and of all five layers
 //! at once, compile without an ambiguity. Rust reports an ambiguous glob
 //! import only where the name is used, so every name that two layers once
 //! shared (`Op`, `KernelVersion`, `Unsupported`, `BufRing`,
@@ -71,16 +71,18 @@ mod facade {
         let _ = type_name::<protocol::SqState>();
         let _ = type_name::<ops::OpInfo>();
         let _ = type_name::<driver::Ring>();
+        let _ = type_name::<proactor::Proactor>();
     }
 }
 
-/// The four layers globbed into one module: what `use ring_io_driver::*;
+/// The five layers globbed into one module: what `use ring_io_driver::*;
 /// use ring_io_ops::*;` used to make ambiguous now resolves, each name to
 /// one concept.
 mod layers {
     use super::type_name;
     use ring_io::driver::*;
     use ring_io::ops::*;
+    use ring_io::proactor::*;
     use ring_io::protocol::*;
     use ring_io::sys::*;
 
@@ -91,10 +93,10 @@ mod layers {
         assert_eq!(v, ring_io::driver::KernelVersion::new(6, 1, 0));
         let e: Unsupported = RecvZc::INFO.check(v).unwrap_err();
         let _: ring_io::driver::Unsupported = e;
-        // The driver's future and the ops' trait.
+        // The Proactor's future and the ops' trait.
         assert_eq!(
             type_name::<Op<()>>(),
-            type_name::<ring_io::driver::Op<()>>()
+            type_name::<ring_io::proactor::Op<()>>()
         );
         fn takes_op_code<O: OpCode>(_: O) {}
         takes_op_code(Nop::new());

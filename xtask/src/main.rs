@@ -595,15 +595,8 @@ fn ci_miri() -> Result<bool> {
         )
     };
     Ok(miri(&["test", "-p", "ring-io-core"])?
-        && miri(&[
-            "test",
-            "-p",
-            "ring-io-driver",
-            "--lib",
-            "--",
-            "shared_sync",
-            "proactor::fixed",
-        ])?)
+        && miri(&["test", "-p", "ring-io-driver", "--lib", "--", "shared_sync"])?
+        && miri(&["test", "-p", "ring-io-proactor", "--lib", "--", "fixed::"])?)
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit
@@ -633,12 +626,14 @@ fn ci_asan() -> Result<bool> {
             .args(["test", "-Zbuild-std", "--target", &target])
             .args([
                 "-p",
-                "ring-io-driver",
+                "ring-io-proactor",
                 "--lib",
                 "--test",
                 "proactor",
                 "--test",
                 "proactor_adversarial",
+                "-p",
+                "ring-io-driver",
                 "--test",
                 "bufring",
                 "--test",

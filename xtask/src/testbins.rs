@@ -16,6 +16,7 @@ pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] = &[
     ("ring-io-sys", &["kernel"]),
     ("ring-io-ops", &["kernel"]),
     ("ring-io-driver", &[]),
+    ("ring-io-proactor", &[]),
 ];
 
 /// Test targets of those packages that are not kernel tests: they run the

@@ -133,7 +133,7 @@ pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) ->
     cond()
 }
 
-/// Builds the examples `names` of this package with the `cargo` that runs
+/// Builds the examples `names` (of any crate of the workspace) with the `cargo` that runs
 /// the tests (release if the tests are), and returns their executables in
 /// the same order; `Err` with the reason where there is no cargo (the
 /// kernel VMs).
@@ -143,7 +143,8 @@ pub fn build_examples(names: &[&str]) -> Result<Vec<std::path::PathBuf>, String>
     if !Path::new(cargo).exists() {
         return Err(format!("no cargo at {cargo} to build the examples"));
     }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    // The workspace's manifest: an example may live in any of its crates.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cmd = std::process::Command::new(cargo);
     cmd.args(["build", "-q", "--message-format=json", "--manifest-path"])
         .arg(&manifest);

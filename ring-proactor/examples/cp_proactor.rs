@@ -7,12 +7,12 @@
 //! returns 0. Errors name the path and exit with status 1; nothing is
 //! truncated before both files are checked (`cp_common/mod.rs`).
 //!
-//! Run: `cargo run --release -p ring-io-driver --example cp_proactor -- SRC DST`
+//! Run: `cargo run --release -p ring-io-proactor --example cp_proactor -- SRC DST`
 //!
 //! `tests/proactor.rs` includes this file and checks [`copy`] on a file
 //! whose size is not a multiple of the block.
 
-#[path = "cp_common/mod.rs"]
+#[path = "../../ring-driver/examples/cp_common/mod.rs"]
 #[allow(dead_code, reason = "the tests include this file for `copy` only")]
 mod common;
 
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::task::{Context, Poll};
 
 use common::{Error, Files};
-use ring_io_driver::{Proactor, ProactorConfig, block_on};
+use ring_io_proactor::{Proactor, ProactorConfig, block_on};
 
 const BLOCK: usize = 128 * 1024;
 const TASKS: usize = 16;

@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// A plain `&File` is refused at compile time: nothing would keep it open.
 ///
 /// ```compile_fail
-/// # use ring_io_driver::{Proactor, ProactorConfig};
+/// # use ring_io_proactor::{Proactor, ProactorConfig};
 /// let proactor = Proactor::new(ProactorConfig::new(8)).unwrap();
 /// let file = std::fs::File::open("/dev/zero").unwrap();
 /// // error: a borrowed file could be closed while the kernel still uses it
@@ -36,7 +36,7 @@ use std::sync::Arc;
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use ring_io_driver::{Proactor, ProactorConfig};
+/// # use ring_io_proactor::{Proactor, ProactorConfig};
 /// let proactor = Proactor::new(ProactorConfig::new(8))?;
 /// let file = Arc::new(std::fs::File::open("/dev/zero")?);
 /// let (n, _buf) = proactor.read(&file, Vec::with_capacity(8), 0).wait();

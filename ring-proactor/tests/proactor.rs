@@ -1,6 +1,7 @@
 //! The Proactor on the running kernel: every op it offers, drop
 //! cancellation, back-pressure through a small CQ, and shutdown.
 
+#[path = "../../ring-driver/tests/common/mod.rs"]
 mod common;
 
 use std::future::Future;
@@ -14,7 +15,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_driver::{Op, Proactor, ProactorConfig};
+use ring_io_proactor::{Op, Proactor, ProactorConfig};
 
 fn proactor() -> Proactor {
     Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
@@ -673,7 +674,7 @@ fn ops_are_futures_for_any_executor() {
     let (a, b) = UnixStream::pair().unwrap();
     let b = Arc::new(b);
     let a = Arc::new(a);
-    let out = ring_io_driver::block_on(async {
+    let out = ring_io_proactor::block_on(async {
         let read = p.read(&b, Vec::with_capacity(8), u64::MAX);
         let (n, _) = p.write(&a, b"async".to_vec(), u64::MAX).await;
         n.unwrap();
@@ -1154,8 +1155,8 @@ fn proactor_ops_and_streams_cross_threads() {
     fn send<T: Send>() {}
     send_sync::<Proactor>();
     send::<Op<(io::Result<usize>, Vec<u8>)>>();
-    send::<ring_io_driver::Link<Op<io::Result<()>>, Op<io::Result<()>>>>();
-    send::<ring_io_driver::Multi<Vec<u8>>>();
+    send::<ring_io_proactor::Link<Op<io::Result<()>>, Op<io::Result<()>>>>();
+    send::<ring_io_proactor::Multi<Vec<u8>>>();
     // An op made on one thread completes on another.
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();
@@ -1312,4 +1313,18 @@ fn dropping_the_proactor_with_a_dropped_read_still_armed_returns_promptly() {
             start.elapsed()
         );
     }
+}
+
+#[test]
+fn an_oversize_ring_names_the_maximum_to_ask_proactor_config_for() {
+    // The Proactor has no Builder: its error names the maximum to ask for.
+    let io = Proactor::new(ProactorConfig::new(100_000))
+        .expect_err("a 100000-entry Proactor is refused");
+    let text = io.to_string();
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput, "{text}");
+    assert!(
+        text.contains("100000") && text.contains("32768") && text.contains("ProactorConfig::new"),
+        "{text}"
+    );
+    assert!(!text.contains("Builder::clamp"), "{text}");
 }

@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 
 use ring_io_ops::Entry;
 
-use super::{Op, Shared, Stage, block_on, submit};
+use crate::op::{Op, Stage, block_on, submit};
+use crate::state::Shared;
 
 /// Ops in a chain: what [`Op::link`] and [`Link::link`] accept (an [`Op`],
 /// or a [`Link`] of them). Sealed: implemented by this crate only.
@@ -107,7 +108,7 @@ impl<O: 'static> Part for Op<O> {
 ///
 /// ```
 /// # use std::sync::Arc;
-/// # use ring_io_driver::{Proactor, ProactorConfig};
+/// # use ring_io_proactor::{Proactor, ProactorConfig};
 /// let p = Proactor::new(ProactorConfig::new(16))?;
 /// let file = Arc::new(tempfile_in_tmp()?);
 /// // A short read or write would cancel the rest, so the read goes last.

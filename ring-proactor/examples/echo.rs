@@ -4,7 +4,7 @@
 //! io_uring request with an owned buffer.
 //!
 //! ```text
-//! cargo run -p ring-io-driver --example echo -- 127.0.0.1:7000
+//! cargo run -p ring-io-proactor --example echo -- 127.0.0.1:7000
 //! ```
 //!
 //! `tests/proactor.rs` includes this file and runs [`serve`] against
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 use std::thread;
 
-use ring_io_driver::{Proactor, ProactorConfig};
+use ring_io_proactor::{Proactor, ProactorConfig};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -157,7 +157,7 @@ pub(crate) fn serve(
         .into_inner()
 }
 
-#[path = "cli/mod.rs"]
+#[path = "../../ring-driver/examples/cli/mod.rs"]
 #[allow(dead_code, reason = "each example uses part of it")]
 mod cli;
 

@@ -8,6 +8,7 @@
 //! The tests run one at a time (a process-wide lock): some find the
 //! Proactor's ring among the process's fds, some count fds.
 
+#[path = "../../ring-driver/tests/common/mod.rs"]
 mod common;
 
 use std::future::Future;
@@ -21,7 +22,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_driver::{Proactor, ProactorConfig, Ring};
+use ring_io_driver::Ring;
+use ring_io_proactor::{Proactor, ProactorConfig};
 
 /// One test at a time: fd scans and fd counts must not see other tests'.
 fn serial() -> MutexGuard<'static, ()> {
@@ -304,7 +306,7 @@ fn forged_completions_into_an_idle_proactor_are_counted_not_fatal() {
 struct Reentrant {
     fd: OwnedFd,
     proactor: Arc<Proactor>,
-    started: mpsc::Sender<ring_io_driver::Op<io::Result<()>>>,
+    started: mpsc::Sender<ring_io_proactor::Op<io::Result<()>>>,
 }
 
 impl AsFd for Reentrant {

@@ -1,0 +1,160 @@
+//! How a Proactor is set up ([`ProactorConfig`]) and what it counts ([`ProactorStats`]).
+
+#[cfg(doc)]
+use crate::Proactor;
+use std::time::Duration;
+
+use ring_io_driver::Builder;
+
+/// How a [`Proactor`] sets up its ring and batches.
+#[derive(Debug, Clone)]
+pub struct ProactorConfig {
+    pub(crate) entries: u32,
+    pub(crate) cq_entries: Option<u32>,
+    pub(crate) batch: u32,
+    pub(crate) max_in_flight: Option<u32>,
+    pub(crate) stream_credit: u32,
+    pub(crate) delay: Duration,
+    pub(crate) spin: Duration,
+    pub(crate) fixed: Option<(u16, usize)>,
+    pub(crate) defaults: bool,
+}
+
+impl ProactorConfig {
+    /// A ring of `entries` SQ slots (the CQ gets the kernel's default, twice
+    /// as many), batches of up to `entries`, and the largest safe budget.
+    /// [`Proactor::new`] refuses (`InvalidInput`) a CQ of fewer than 3
+    /// entries (`entries` below 2): it could not hold an op, its
+    /// cancellation and the thread's wake-up read.
+    pub fn new(entries: u32) -> Self {
+        ProactorConfig {
+            entries,
+            cq_entries: None,
+            batch: entries,
+            max_in_flight: None,
+            stream_credit: 8,
+            delay: Duration::ZERO,
+            spin: Duration::ZERO,
+            fixed: None,
+            defaults: true,
+        }
+    }
+
+    /// The CQ size (`IORING_SETUP_CQSIZE`): at least `entries`.
+    pub fn cq_entries(mut self, cq_entries: u32) -> Self {
+        self.cq_entries = Some(cq_entries);
+        self
+    }
+
+    /// Submit as soon as this many entries are pushed, even if more are
+    /// queued (default: the SQ size).
+    pub fn batch(mut self, batch: u32) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// The most user ops in flight at once (default and maximum:
+    /// `(cq_entries - 1) / 2`, leaving room in the CQ for one cancellation
+    /// per op and for the thread's wake-up read); a larger value is
+    /// clamped to that maximum, 0 is raised to 1.
+    pub fn max_in_flight(mut self, max: u32) -> Self {
+        self.max_in_flight = Some(max.max(1));
+        self
+    }
+
+    /// When fewer than [`batch`](Self::batch) new ops are queued, wait up
+    /// to `delay` for more before submitting (default: zero, submit at
+    /// once). Trades latency for fewer `io_uring_enter` calls when many
+    /// threads submit. A delay too long to add to the clock
+    /// (`Duration::MAX`) waits until the batch is full.
+    pub fn submit_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// How long the thread, out of work, keeps polling for more before it
+    /// sleeps in the kernel (default zero: it sleeps at once).
+    ///
+    /// Waking a sleeping thread costs microseconds, and on a virtual
+    /// machine with idle vCPUs tens of them; with a spin, callers that
+    /// queue work while the thread polls wake nobody. Measured on a quiet
+    /// 2-vCPU VM (`cargo xtask bench`'s Proactor rows), 50 µs took 4 KiB
+    /// reads 32 deep from 0.18x to 0.7x of the raw ring's ops/s. But a
+    /// spinning thread burns a core: with other work on the machine it
+    /// takes the CPU from the very threads that would give it work, and
+    /// the same rows fell below 0.01x. Use it only with a core to spare.
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Registers `count` buffers of `size` bytes with the ring
+    /// (`IORING_REGISTER_BUFFERS`): one page-aligned block the kernel pins
+    /// once. Take them with [`Proactor::fixed_buffer`], use them with
+    /// [`Proactor::read_fixed`] and [`Proactor::write_fixed`]. Registration
+    /// counts against `RLIMIT_MEMLOCK`; [`Proactor::new`] fails if the kernel
+    /// refuses it.
+    pub fn fixed_buffers(mut self, count: u16, size: usize) -> Self {
+        self.fixed = Some((count, size));
+        self
+    }
+
+    /// CQ credits a multishot accept holds (default 8, at most the
+    /// budget): headroom for the CQEs it may post between two reaps.
+    pub fn stream_credit(mut self, credits: u32) -> Self {
+        self.stream_credit = credits.max(1);
+        self
+    }
+
+    /// Set the ring up without the [`Builder`]'s fast defaults.
+    pub fn no_defaults(mut self) -> Self {
+        self.defaults = false;
+        self
+    }
+
+    pub(crate) fn builder(&self) -> Builder {
+        let mut b = Builder::new(self.entries);
+        if !self.defaults {
+            b = b.no_defaults();
+        }
+        if let Some(cq) = self.cq_entries {
+            b = b.cq_entries(cq);
+        }
+        b
+    }
+}
+
+/// Counters of a [`Proactor`] (for tests and tuning).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProactorStats {
+    /// Completions dispatched to ops and streams.
+    pub completed: u64,
+    /// Times the thread submitted or waited (at most one `io_uring_enter`
+    /// each; counted by the thread, published at its next update).
+    pub enters: u64,
+    /// Cancellations sent for dropped ops (or at shutdown).
+    pub cancels: u64,
+    /// The kernel's `cq.overflow` counter, as last read (stays 0).
+    pub cq_overflow: u32,
+    /// The most requests (ops, cancellations, wake-up read) in the ring at once.
+    pub max_in_ring: u32,
+    /// The CQ size.
+    pub cq_entries: u32,
+    /// Dropped ops whose last CQE has arrived: their resources (buffers,
+    /// files) are freed right after, outside the Proactor's lock (their
+    /// slot and credit come back when their cancellation's CQE has arrived
+    /// too).
+    pub orphans_freed: u64,
+    /// Multishot requests re-armed: a recv that ran out of buffers, an
+    /// accept the kernel ended on a full CQ.
+    pub stream_restarts: u64,
+    /// Cancellations sent again because the kernel answered the previous
+    /// one with an error (`ENOENT`, `EALREADY`) before the request's own CQE
+    /// arrived.
+    pub cancel_retries: u64,
+    /// CQEs that belong to no request of this Proactor (a `user_data` it
+    /// never used or no longer waits for), ignored. Any code in the process
+    /// that can name the ring's fd can post CQEs into it
+    /// (`IORING_OP_MSG_RING`); they are counted here and change nothing.
+    pub unexpected_cqes: u64,
+}

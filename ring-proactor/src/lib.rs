@@ -1,0 +1,47 @@
+//! A safe, owned-buffer, future-based API over io_uring: the [`Proactor`].
+//!
+//! Each operation takes its buffers and files by value and returns an
+//! [`Op`], a `Future` that runs on any executor (it needs nothing but the
+//! std `Waker`), with a blocking [`Op::wait`] and a minimal [`block_on`].
+//! Dropping an op at any point is safe: what the kernel may still touch
+//! stays with the Proactor until the kernel is done. How it works, what a
+//! drop can lose, and its limits are documented on [`Proactor`].
+//!
+//! Layered on `ring-io-driver`'s public API; `ring-io` re-exports it.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ring_io_proactor::{Proactor, ProactorConfig, block_on};
+//!
+//! let proactor = Proactor::new(ProactorConfig::new(32))?;
+//! let file = Arc::new(std::fs::File::open("/proc/self/status")?);
+//! let (n, buf) = block_on(proactor.read(&file, Vec::with_capacity(4096), 0));
+//! assert_eq!(n?, buf.len());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+// It pushes entries whose pointers target buffers it keeps alive until
+// their CQEs, and hands the kernel's results back as lengths and fds. Each
+// unsafe block says why.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod args;
+mod config;
+mod driver;
+mod fd;
+mod fixed;
+mod link;
+mod multi;
+mod op;
+mod ops;
+mod proactor;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use config::{ProactorConfig, ProactorStats};
+pub use fd::{IntoOpFd, OpFd};
+pub use fixed::FixedBuf;
+pub use link::{Link, Linkable};
+pub use multi::Multi;
+pub use op::{Op, block_on};
+pub use proactor::Proactor;

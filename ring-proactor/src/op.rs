@@ -1,0 +1,443 @@
+//! [`Op`]: the future of one request: submission (credit, slots, linked
+//! chains), completion, and what dropping it at each stage does.
+
+#[cfg(doc)]
+use crate::Proactor;
+use std::fmt;
+use std::future::Future;
+use std::io::{self};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self};
+
+use ring_io_ops::Entry;
+
+use crate::state::*;
+
+/// What turns an op's completion into its output; owns every resource the
+/// entry points to.
+pub(crate) trait Finish<O>: Send + 'static {
+    fn finish(self: Box<Self>, res: io::Result<u32>, flags: u32) -> O;
+}
+
+impl<O, F: FnOnce(io::Result<u32>, u32) -> O + Send + 'static> Finish<O> for F {
+    fn finish(self: Box<Self>, res: io::Result<u32>, flags: u32) -> O {
+        self(res, flags)
+    }
+}
+
+pub enum Stage {
+    /// Not yet polled.
+    New,
+    /// Waiting for credit with this ticket.
+    Credit(u64),
+    /// In the Proactor (queued or in the ring) with this `user_data`.
+    Submitted(u64),
+    /// Fails with this error when polled.
+    Failed(io::Error),
+    /// The output was returned.
+    Finished,
+}
+
+/// An operation of a [`Proactor`]: a `Future` of its output (the result
+/// and the buffers moved in), usable on any executor, or
+/// [`wait`](Op::wait)ed on. Submitted when first polled; dropping it before
+/// it completes cancels the request, and its buffers stay with the
+/// Proactor until the kernel is done with them.
+#[must_use = "an op does nothing until it is polled or waited on"]
+pub struct Op<O: 'static> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) entry: Entry,
+    pub(crate) stage: Stage,
+    pub(crate) finish: Option<Box<dyn Finish<O>>>,
+}
+
+impl<O: 'static> Op<O> {
+    /// Queues the op for the kernel now rather than when first polled, if
+    /// the budget has room (otherwise it is queued when polled, as usual).
+    ///
+    /// Like every Rust future an op does nothing until polled, so
+    /// `let a = p.read(..); let b = p.read(..);` then `a.wait()` and
+    /// `b.wait()` runs the reads one after the other. Started, they run
+    /// together:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ring_io_proactor::{Proactor, ProactorConfig};
+    /// let p = Proactor::new(ProactorConfig::new(16))?;
+    /// let zero = Arc::new(std::fs::File::open("/dev/zero")?);
+    /// let reads: Vec<_> = (0..8)
+    ///     .map(|i| p.read(&zero, Vec::with_capacity(512), i * 512).start())
+    ///     .collect();
+    /// for read in reads {
+    ///     assert_eq!(read.wait().0?, 512);
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// A started op can no longer be [`link`](Op::link)ed: linking it runs
+    /// it unlinked and fails the ops it was linked with (`InvalidInput`).
+    pub fn start(mut self) -> Self {
+        if let Stage::New = self.stage {
+            if let Poll::Ready(Err(e)) =
+                submit(&self.shared, &mut [(self.entry, &mut self.stage)], None)
+            {
+                self.stage = Stage::Failed(e);
+            }
+        }
+        self
+    }
+
+    /// Blocks the calling thread until the op completes.
+    pub fn wait(self) -> O {
+        block_on(self)
+    }
+
+    pub(crate) fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
+        self.stage = Stage::Finished;
+        self.finish
+            .take()
+            .expect("an op completes once")
+            .finish(res, flags)
+    }
+}
+
+impl<O: 'static> Unpin for Op<O> {}
+
+impl<O: 'static> Future for Op<O> {
+    type Output = O;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let this = &mut *self;
+        match std::mem::replace(&mut this.stage, Stage::Finished) {
+            Stage::Finished => panic!("an Op polled after it completed"),
+            Stage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
+            stage @ (Stage::New | Stage::Credit(_)) => {
+                this.stage = stage;
+                // Borrowed, not cloned: the count shares a cache line's
+                // traffic with every other op and the thread.
+                let shared = &this.shared;
+                match submit(
+                    shared,
+                    &mut [(this.entry, &mut this.stage)],
+                    Some(cx.waker()),
+                ) {
+                    Poll::Ready(Err(e)) => Poll::Ready(this.complete(Err(e), 0)),
+                    Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+                }
+            }
+            Stage::Submitted(ud) => {
+                // A waker cloned with the lock released (cloning one is
+                // user code), stored on the second pass.
+                let mut fresh: Option<Waker> = None;
+                loop {
+                    let mut st = this.shared.lock();
+                    let thread_panicked = st.panicked;
+                    let slot = st.slot(ud).expect("a submitted op keeps its slot");
+                    match &mut slot.state {
+                        SlotState::Done(res, flags) => {
+                            let (res, flags) = (*res, *flags);
+                            let mut grave = Graveyard::default();
+                            st.finish(ud, &mut grave);
+                            drop(st);
+                            grave.bury();
+                            drop(fresh);
+                            return Poll::Ready(this.complete(result(res), flags));
+                        }
+                        SlotState::Waiting(_) if thread_panicked => {
+                            drop(st);
+                            panicked(this.finish.take())
+                        }
+                        SlotState::Waiting(waker) => {
+                            this.stage = Stage::Submitted(ud);
+                            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                                drop(st);
+                                drop(fresh);
+                                return Poll::Pending;
+                            }
+                            if let Some(new) = fresh.take() {
+                                let old = waker.replace(new);
+                                drop(st);
+                                drop(old);
+                                return Poll::Pending;
+                            }
+                            drop(st);
+                            fresh = Some(cx.waker().clone());
+                        }
+                        SlotState::Free
+                        | SlotState::Orphan(..)
+                        | SlotState::Reaped
+                        | SlotState::Stream { .. } => {
+                            unreachable!("a live op's slot is neither free nor orphaned")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A dropped op's finishing closure: a result it will never deliver is
+/// turned into its output and dropped, releasing what the result carries
+/// (an opened or accepted fd, the buffers).
+pub(crate) struct OpRelease<O>(pub(crate) Option<Box<dyn Finish<O>>>);
+
+impl<O: 'static> Release for OpRelease<O> {
+    fn release(&mut self, res: i32, flags: u32) {
+        if let Some(finish) = self.0.take() {
+            drop(finish.finish(result(res), flags));
+        }
+    }
+}
+
+impl<O: 'static> Drop for Op<O> {
+    fn drop(&mut self) {
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        let finish = self.finish.take();
+        abandon(
+            &self.shared,
+            stage,
+            finish.map(|f| Box::new(OpRelease(Some(f))) as Box<dyn Release>),
+        );
+    }
+}
+
+/// Drops an op or stream at `stage`. Submitted: results that arrived and
+/// were never taken are released through `resources` (an fd is closed); if
+/// the kernel is done with the request, `resources` are dropped now; if the
+/// thread panicked, they are leaked (nothing will reap the CQE); otherwise
+/// they move into the slot, released when the last CQE arrives, and a
+/// cancellation is queued. Waiting for credit: it leaves the queue, passing
+/// on a wake-up it was given. All user code (the resources' drops, wakers)
+/// runs after the lock is released.
+pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn Release>>) {
+    let mut grave = Graveyard::default();
+    match stage {
+        Stage::Submitted(ud) => {
+            let mut st = shared.lock();
+            let thread_panicked = st.panicked;
+            let slot = st.slot(ud).expect("a submitted op keeps its slot");
+            let (arrived, ended) = match &mut slot.state {
+                SlotState::Done(res, flags) => (vec![(*res, *flags)], true),
+                SlotState::Stream { cqes, ended, .. } => {
+                    (std::mem::take(cqes).into_iter().collect(), *ended)
+                }
+                _ => (Vec::new(), false),
+            };
+            if ended {
+                // The kernel is done: release what arrived, free the slot.
+                st.finish(ud, &mut grave);
+                drop(st);
+                if let Some(resources) = resources {
+                    grave.orphans.push((resources, arrived));
+                }
+                grave.bury();
+                return;
+            }
+            if thread_panicked {
+                drop(st);
+                std::mem::forget(resources);
+                return;
+            }
+            let resources = resources.expect("a submitted op owns its resources");
+            let old = std::mem::replace(&mut slot.state, SlotState::Orphan(resources, arrived));
+            grave.states.push(old);
+            if slot.cancel == Cancel::None {
+                slot.cancel = Cancel::Owed;
+                slot.attempts = 1;
+                st.cancels.push(ud);
+                st.stats.cancels += 1;
+                shared.activity.fetch_add(1, Ordering::Relaxed);
+            }
+            let sleeping = std::mem::take(&mut st.sleeping);
+            drop(st);
+            if sleeping {
+                shared.wake_thread();
+            }
+        }
+        Stage::Credit(ticket) => {
+            let mut st = shared.lock();
+            let own = st.credit_waiters.remove(&ticket);
+            // Woken for credit it will never take: pass the wake-up on.
+            let next = match own {
+                Some(_) => None,
+                None => st.credit_waiters.pop_first().map(|(_, w)| w),
+            };
+            drop(st);
+            if let Some(own) = own {
+                run_user(|| drop(own));
+            }
+            if let Some(next) = next {
+                run_user(|| next.wake());
+            }
+            drop(resources);
+        }
+        Stage::New | Stage::Failed(_) | Stage::Finished => drop(resources),
+    }
+    grave.bury();
+}
+
+impl<O: 'static> fmt::Debug for Op<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::New => "new",
+            Stage::Credit(_) => "waiting for credit",
+            Stage::Submitted(_) => "submitted",
+            Stage::Failed(_) => "failed",
+            Stage::Finished => "finished",
+        };
+        f.debug_struct("Op")
+            .field("opcode", &self.entry.opcode())
+            .field("stage", &stage)
+            .finish()
+    }
+}
+
+pub(crate) fn shut_down(panicked: bool) -> io::Error {
+    let what = if panicked {
+        "the proactor's thread panicked"
+    } else {
+        "the proactor has shut down"
+    };
+    io::Error::new(io::ErrorKind::NotConnected, what)
+}
+
+/// What an op or stream still in the kernel does when the thread has
+/// panicked: its output would carry buffers the kernel may still write, so
+/// it leaks them and panics too (as a poisoned lock would).
+pub(crate) fn panicked(resources: impl Sized) -> ! {
+    std::mem::forget(resources);
+    panic!(
+        "the Proactor's thread panicked while this op was in flight; \
+         its buffers are leaked, not freed, as the kernel may still use them"
+    )
+}
+
+/// Takes credit for `parts` and queues their entries as one linked chain
+/// (each but the last with `IOSQE_IO_LINK`); each part's stage becomes
+/// `Submitted`. The first part's stage holds the credit ticket while the
+/// budget is spent. `Ready(Err)` if the kernel lacks an op, the chain can
+/// never fit the budget, or the Proactor has shut down. Without a `waker`
+/// ([`Op::start`]), an op past the budget is left as it was (not waiting
+/// for credit: no wake-up could reach it).
+pub(crate) fn submit(
+    shared: &Arc<Shared>,
+    parts: &mut [(Entry, &mut Stage)],
+    waker: Option<&Waker>,
+) -> Poll<io::Result<()>> {
+    submit_with(shared, parts, 1, false, waker)
+}
+
+/// [`submit`], each part taking `credits` CQ credits, as a stream (a
+/// multishot request) if `stream`.
+pub(crate) fn submit_with(
+    shared: &Arc<Shared>,
+    parts: &mut [(Entry, &mut Stage)],
+    credits: u32,
+    stream: bool,
+    waker: Option<&Waker>,
+) -> Poll<io::Result<()>> {
+    for (entry, _) in parts.iter() {
+        if let Err(unsupported) = shared.probe.check(entry.opcode()) {
+            return Poll::Ready(Err(unsupported.into()));
+        }
+    }
+    let n = u32::try_from(parts.len())
+        .ok()
+        .and_then(|len| len.checked_mul(credits));
+    let Some(n) = n.filter(|&n| n <= shared.budget && parts.len() <= shared.sq_entries as usize)
+    else {
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a linked chain longer than the Proactor's budget or SQ",
+        )));
+    };
+    // Wakers are cloned before locking (a clone is user code), one per
+    // part; the extra ones are dropped after unlocking.
+    let mut wakers: Vec<Waker> = match waker {
+        Some(w) => (0..parts.len()).map(|_| w.clone()).collect(),
+        None => Vec::new(),
+    };
+    let mut st = shared.lock();
+    if st.shutdown {
+        let e = shut_down(st.panicked);
+        drop(st);
+        drop(wakers);
+        return Poll::Ready(Err(e));
+    }
+    let ticket = match *parts[0].1 {
+        Stage::Credit(t) => Some(t),
+        _ => None,
+    };
+    let room = st.free.len() + (CANCEL_BIT as usize).saturating_sub(st.slots.len());
+    if room < parts.len() {
+        drop(st);
+        drop(wakers);
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the Proactor's slab has no free slot (2^31 requests outstanding)",
+        )));
+    }
+    if st.in_flight.saturating_add(n) > shared.budget {
+        let Some(waker) = wakers.pop() else {
+            return Poll::Pending;
+        };
+        let ticket = ticket.unwrap_or_else(|| {
+            st.next_ticket += 1;
+            st.next_ticket
+        });
+        let old = st.credit_waiters.insert(ticket, waker);
+        *parts[0].1 = Stage::Credit(ticket);
+        drop(st);
+        drop(old);
+        drop(wakers);
+        return Poll::Pending;
+    }
+    let old = ticket.and_then(|ticket| st.credit_waiters.remove(&ticket));
+    st.in_flight += n;
+    let last = parts.len() - 1;
+    for (i, (entry, stage)) in parts.iter_mut().enumerate() {
+        let ud = st
+            .alloc(wakers.pop(), credits, stream)
+            .expect("room for every part was checked");
+        let entry = if i < last { entry.link() } else { *entry };
+        st.queue.push((entry.user_data(ud), credits));
+        **stage = Stage::Submitted(ud);
+    }
+    if st.gathering {
+        shared.more.notify_one();
+    }
+    shared.activity.fetch_add(1, Ordering::Relaxed);
+    let sleeping = std::mem::take(&mut st.sleeping);
+    drop(st);
+    drop(old);
+    if sleeping {
+        shared.wake_thread();
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Runs `future` to completion on the calling thread, parking it while the
+/// future is pending (a minimal executor for [`Op::wait`] and tests).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}

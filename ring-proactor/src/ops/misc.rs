@@ -1,0 +1,58 @@
+//! Ops on no file: NOP, timeouts, and cancellation by file.
+
+use std::io::{self};
+use std::time::Duration;
+
+use ring_io_ops::Fd;
+
+use crate::IntoOpFd;
+use crate::args::*;
+use crate::op::*;
+use crate::proactor::*;
+
+impl Proactor {
+    /// `IORING_OP_NOP`: completes with `Ok(())`.
+    pub fn nop(&self) -> Op<io::Result<()>> {
+        self.op(
+            ring_io_ops::Nop::new().build(),
+            |res: io::Result<u32>, _| res.map(drop),
+        )
+    }
+
+    /// Completes after `duration` (`IORING_OP_TIMEOUT`); a duration past
+    /// `i64::MAX` seconds is clamped there.
+    pub fn timeout(&self, duration: Duration) -> Op<io::Result<()>> {
+        let ts = Box::new(timespec(duration));
+        let entry = ring_io_ops::Timeout::new(&*ts).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(ts);
+            match res {
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+                other => other.map(drop),
+            }
+        })
+    }
+
+    /// A timeout for the op it is linked after (`IORING_OP_LINK_TIMEOUT`):
+    /// `p.read(..).link(p.link_timeout(d))`. If `duration` passes first
+    /// the op fails with `ECANCELED` and this completes with `ETIME`;
+    /// otherwise this completes with `ECANCELED` (the kernel's results,
+    /// as they are). Alone, it fails with `EINVAL`.
+    pub fn link_timeout(&self, duration: Duration) -> Op<io::Result<()>> {
+        let ts = Box::new(timespec(duration));
+        let entry = ring_io_ops::LinkTimeout::new(&*ts).build();
+        self.op(entry, move |res: io::Result<u32>, _| {
+            drop(ts);
+            res.map(drop)
+        })
+    }
+
+    /// Cancels every request on `fd` (`IORING_ASYNC_CANCEL_FD |
+    /// IORING_ASYNC_CANCEL_ALL`, Linux 5.19): returns how many were
+    /// cancelled; they complete with `ECANCELED`.
+    pub fn cancel_fd(&self, fd: impl IntoOpFd) -> Op<io::Result<u32>> {
+        let fd = fd.into_op_fd();
+        let entry = ring_io_ops::AsyncCancel::by_fd(Fd(fd.raw())).all().build();
+        self.op_with(entry, fd, |res: io::Result<u32>, _| res)
+    }
+}

@@ -1,0 +1,5 @@
+//! The ops, grouped by what they act on; each is a method of [`Proactor`](crate::Proactor).
+
+mod fs;
+mod misc;
+mod net;

@@ -1,0 +1,493 @@
+//! [`Proactor`]: setup, shutdown, and the helpers every op is built with.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+#[cfg(doc)]
+use {
+    crate::{FixedBuf, IntoOpFd, Link, Multi},
+    ring_io_core::CqCredit,
+    ring_io_driver::Ring,
+};
+
+use ring_io_ops::Entry;
+
+use ring_io_driver::Probe;
+
+use crate::config::*;
+use crate::driver::*;
+use crate::fixed::Pool;
+use crate::op::*;
+use crate::state::*;
+
+/// How long dropping a [`Proactor`] waits for the last CQEs before it
+/// leaves its thread to finish alone.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A safe, owned-buffer, future-based io_uring driver: a submitter thread
+/// that owns a [`Ring`], and futures for the operations.
+///
+/// # How it works
+///
+/// [`Proactor::new`] spawns one thread that sets up and owns a [`Ring`].
+/// Every operation (`proactor.read(fd, buf, offset)`, ...) returns an
+/// [`Op`], a `Future` that works on any executor (it needs nothing but the
+/// std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
+/// does nothing until first polled (or [`Op::start`]ed, which queues it at
+/// once, so ops made in a row run together); then it takes a *slot* in the
+/// Proactor's slab (the SQE's `user_data` is the slot index plus a random
+/// 32-bit tag, new for every request) and queues its entry for the thread.
+///
+/// The thread loop: take every queued entry (one lock), push them, submit
+/// them with one `io_uring_enter` (a batch is everything queued since the
+/// last enter, cut at [`ProactorConfig::batch`], optionally held up to
+/// [`ProactorConfig::submit_delay`] to fill); when nothing is queued it
+/// sleeps in `io_uring_enter` waiting for a completion. A read of an eventfd
+/// is always armed on the ring, and a caller that queues work while the
+/// thread sleeps writes the eventfd, so new work ends the wait (one write
+/// per sleep, not per op). Each CQE is dispatched to its slot, and the
+/// slot's `Waker` is woken.
+///
+/// # Owned buffers
+///
+/// Each op takes its buffers by value and gives them back with the result:
+/// `read` returns `(io::Result<usize>, Vec<u8>)`. A read fills the vector's
+/// *spare capacity* (`buf.capacity() - buf.len()` bytes after its length)
+/// and extends its length by what was read; a write sends `buf[..]`.
+///
+/// # Files
+///
+/// An op names its file by number, and the kernel resolves the number when
+/// it issues the request (for a linked op, only after the ops before it).
+/// So ops take files as [`IntoOpFd`], which keeps the file open until the
+/// kernel is done: `&Arc<File>` (the op holds a clone), or a file by value
+/// (closed when the op finishes). A plain `&File` does not compile.
+///
+/// # Fixed buffers
+///
+/// With [`ProactorConfig::fixed_buffers`] the Proactor registers a pool of
+/// buffers with the ring; [`Proactor::fixed_buffer`] takes one (a
+/// [`FixedBuf`], back to the pool when dropped), and
+/// [`Proactor::read_fixed`] / [`Proactor::write_fixed`] move it in and hand
+/// it back, sparing the kernel the page mapping of each op.
+///
+/// # Dropping an op
+///
+/// What happens depends on how far the op got; in every case nothing the
+/// kernel may still touch is freed, and nothing the op's result holds leaks:
+///
+/// - Never polled nor [started](Op::start) (or still waiting for credit):
+///   nothing reached the kernel. Its buffers and files are dropped at once
+///   (a file passed by value is closed; [`Proactor::close`] closes its fd
+///   itself).
+/// - Submitted, result not yet arrived: its buffers (and every path,
+///   iovec, sockaddr or timespec the entry points to) move into its slab
+///   slot, and the thread asks the kernel to cancel the request
+///   (`IORING_OP_ASYNC_CANCEL` by `user_data`), again with a backoff (1 ms
+///   doubling to 64 ms) for as long as the kernel answers `ENOENT` or
+///   `EALREADY` and the request's own CQE has not come. The buffers are
+///   freed only when that CQE arrives: never while the kernel may touch
+///   them.
+/// - Completed, result not taken: the result is released (a new fd from
+///   [`open`](Proactor::open), [`accept`](Proactor::accept) or
+///   [`socket`](Proactor::socket) is closed) and the buffers are freed.
+///
+/// What can be lost: the op's effect is not undone. A cancellation may come
+/// too late, so the request may still run to completion: a dropped read or
+/// receive may have consumed data (lost with its buffer), a dropped write
+/// or send may have written, an open may have created its file, an accept
+/// may have taken a connection (which is then closed). A dropped
+/// [`Multi`] releases items that arrived but were not taken the same way
+/// (accepted connections are closed, received chunks dropped).
+///
+/// # Back-pressure
+///
+/// The CQ can never overflow (but for CQEs other code posts into it, see
+/// below, which the kernel keeps in its overflow backlog). Every request the ring carries holds one CQ
+/// credit (ring-core's [`CqCredit`]) from its push until its CQE has been
+/// reaped and the CQ head handed back: at most
+/// [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
+/// most one cancellation per user op (a dropped op keeps its budget until
+/// its cancellation's CQE too has come), and the eventfd read, which
+/// together never exceed the CQ size; the thread pushes nothing without
+/// credit. An op past the budget stays pending (its `wait()` blocks) until
+/// an earlier one completes; nothing fails.
+///
+/// # Linked ops, timeouts, cancellation
+///
+/// [`Op::link`] and [`Link::link`] make a chain of any length
+/// (`IOSQE_IO_LINK`), queued and pushed whole; [`Proactor::link_timeout`]
+/// linked after an op bounds it;
+/// [`Proactor::cancel_fd`] cancels every request on a file.
+///
+/// # Streams
+///
+/// [`Proactor::accept_multi`] and [`Proactor::recv_multi`] are multishot
+/// requests returning a [`Multi`]: items one per completion, with
+/// [`Multi::next_item`] (a future) or [`Multi::wait_next`]. The multishot
+/// recv selects from a buffer ring the stream owns and copies each chunk
+/// out, so its buffer goes back to the kernel at once.
+///
+/// # Completions are input
+///
+/// Any code in the process that can name the ring's fd can post CQEs into
+/// it (`IORING_OP_MSG_RING` from another ring). So a CQE is taken for a
+/// request's only if its `user_data` names a request in flight, tag
+/// included (a guess succeeds with odds of 2^-32 per CQE), and its result
+/// is used only within what the op can return: a read's length at most the
+/// length asked (a larger one fails the op with `InvalidData` and is never
+/// used as a length), an fd only from ops that create one. Anything else is
+/// counted in [`ProactorStats::unexpected_cqes`] and ignored.
+///
+/// # User code
+///
+/// Wakers and the drops of what ops own (an `Arc` of a user's file, say)
+/// run with no lock of the Proactor held, so they may use the Proactor
+/// (start ops) but must not block on an op on the Proactor's thread; a
+/// waker or a drop that panics on the thread ends that call only: the op
+/// still completes, and other ops are not affected.
+///
+/// # Shutdown
+///
+/// Dropping the [`Proactor`] wakes every op waiting for credit (each then
+/// fails with `ErrorKind::NotConnected`), asks every request still in
+/// flight to cancel (retrying as above), frees the buffers of dropped ops
+/// as their CQEs arrive, and joins the thread once every CQE has come. Ops
+/// still alive complete with their kernel result (usually `ECANCELED`); ops
+/// polled after that fail with `ErrorKind::NotConnected`. Dropping waits
+/// at most 2 seconds: if the kernel has not ended every request by then (a
+/// blocking read of a device that ignores cancellation, say), it returns
+/// and leaves the thread to finish alone, still freeing each buffer only
+/// after its CQE.
+///
+/// # Unsupported ops
+///
+/// The thread probes the kernel once; an op the kernel lacks completes at
+/// once with an error of kind `Unsupported` wrapping [`Unsupported`]
+/// (naming the op and the kernel it needs).
+///
+/// [`Unsupported`]: ring_io_ops::Unsupported
+///
+/// # Limits (today)
+///
+/// - Speed: every batch hands work to the thread and completions back, so
+///   it wakes the thread and then the waiting task. On an idle machine,
+///   and on virtual machines above all, a wake-up can cost tens of
+///   microseconds: a NOP through the Proactor then costs tens of times a
+///   NOP on a raw [`Ring`], and a 4 KiB page-cached read about five times
+///   (the project's benchmarks, measured on a 2-vCPU virtual machine). Real
+///   I/O amortizes it; with a core to spare,
+///   [`ProactorConfig::spin`] avoids it.
+/// - One mutex guards the slab and the queue; every op takes it about three
+///   times.
+/// - [`Proactor::accept_multi`] can meet a full CQ under a burst of
+///   connections; it loses none (see there), but it is the one request
+///   whose CQEs are not all covered by credit.
+///
+/// # If the thread panics
+///
+/// A panic of the thread is a bug (a broken invariant), but it does not
+/// leave anyone hanging: ops waiting for a CQE panic too (their output
+/// would carry buffers the kernel may still write, so those buffers, and
+/// the ring, are leaked, never freed), and new ops fail with
+/// `ErrorKind::NotConnected`, "the proactor's thread panicked".
+///
+/// # Example
+///
+/// ```
+/// use std::io::Write;
+/// use std::sync::Arc;
+/// use ring_io_proactor::{Proactor, ProactorConfig};
+///
+/// let proactor = Proactor::new(ProactorConfig::new(32))?;
+/// let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
+/// // Ops keep their files open until the kernel is done: share them by `Arc`.
+/// let rx = Arc::new(rx);
+/// tx.write_all(b"hello")?;
+/// // The buffer moves in, and comes back with the result.
+/// let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), u64::MAX).wait();
+/// assert_eq!(n?, 5);
+/// assert_eq!(buf, b"hello");
+/// proactor.nop().wait()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Proactor {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) thread: Option<JoinHandle<()>>,
+}
+
+/// A setup error as the Proactor's caller can act on it: an oversize ring
+/// names the size to ask [`ProactorConfig::new`] for (the Proactor has no
+/// `Builder::clamp`); the rest converts as every `SetupError` does (an OS
+/// error keeps its code).
+pub(crate) fn proactor_setup_error(e: ring_io_driver::SetupError) -> io::Error {
+    match e {
+        ring_io_driver::SetupError::Size(
+            size @ ring_io_core::GeometryError::TooLarge { max, .. },
+        ) => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "invalid ring size: {size}: ask ProactorConfig::new (and cq_entries) \
+                     for at most {max} entries"
+            ),
+        ),
+        e => io::Error::from(e),
+    }
+}
+
+impl Proactor {
+    /// Sets up a ring as `config` says on a new thread and starts it.
+    ///
+    /// A refused setup keeps the kernel's error code
+    /// ([`raw_os_error()`](io::Error::raw_os_error)); an oversize ring
+    /// (more than 32768 entries) is `InvalidInput` naming the maximum.
+    /// [`Builder::build`](ring_io_driver::Builder::build) with the same sizes gives
+    /// the [`SetupError`](ring_io_driver::SetupError), whose message also explains
+    /// an `EPERM` (io_uring disabled by sysctl, seccomp or a container).
+    pub fn new(config: ProactorConfig) -> io::Result<Proactor> {
+        // SAFETY: eventfd(2) takes no pointers; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a new fd that nothing else owns.
+        let efd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let thread_efd = efd.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("ring-proactor".into())
+            .spawn(move || {
+                // The fixed buffers first: declared before the ring, they are
+                // dropped after it on every path out of here.
+                let pool = match config.fixed.map(|(n, size)| Pool::new(n, size)) {
+                    None => None,
+                    Some(Ok(pool)) => Some(pool),
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                // The ring is set up on its own thread (SINGLE_ISSUER and the
+                // registered ring fd both belong to the thread that submits).
+                let setup = config
+                    .builder()
+                    .build()
+                    .map_err(proactor_setup_error)
+                    .and_then(|ring| {
+                        if let Some(pool) = &pool {
+                            // SAFETY: the pool's memory stays allocated while
+                            // the ring lives: `pool` (and the shared state,
+                            // which holds it too) outlives the ring here and
+                            // in the driver, whose ring is dropped (or
+                            // leaked, after a panic) before its `shared`.
+                            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }?;
+                        }
+                        Ok((ring.probe()?, ring))
+                    });
+                let (probe, ring) = match setup {
+                    Ok(ok) => ok,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                // The ring's fd, duplicated (the Proactor's builder never
+                // asks for REGISTERED_FD_ONLY, so there is one).
+                let ring_fd = match ring
+                    .fd()
+                    .ok_or_else(|| io::Error::other("the Proactor's ring has no fd"))
+                    .and_then(|fd| fd.try_clone_to_owned())
+                {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let cq = ring.params().cq_entries();
+                let limit = cq.saturating_sub(1) / 2;
+                if limit == 0 {
+                    let _ = tx.send(Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "a CQ of {cq} entries has no room for an op, its cancellation \
+                             and the thread's wake-up read (3 are needed): ask for at least \
+                             2 entries, or cq_entries(3)"
+                        ),
+                    )));
+                    return;
+                }
+                let budget = config.max_in_flight.map_or(limit, |m| m.min(limit));
+                let mut state = State::default();
+                state.stats.cq_entries = cq;
+                let shared = Arc::new(Shared {
+                    state: CacheLine(Mutex::new(state)),
+                    more: Condvar::new(),
+                    stopped: Condvar::new(),
+                    wake: File::from(efd),
+                    probe,
+                    budget,
+                    stream_credit: config.stream_credit.clamp(1, budget),
+                    sq_entries: ring.params().sq_entries(),
+                    ring_fd,
+                    fixed: pool.clone(),
+                    activity: AtomicU64::new(0),
+                });
+                if tx.send(Ok(shared.clone())).is_err() {
+                    return;
+                }
+                let driver = Driver::new(ring, shared.clone(), thread_efd, &config);
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| driver.run())) {
+                    shared.fail_all();
+                    std::panic::resume_unwind(panic);
+                }
+            })?;
+        match rx.recv() {
+            Ok(Ok(shared)) => Ok(Proactor {
+                shared,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(io::Error::other("the proactor thread died during setup"))
+            }
+        }
+    }
+
+    /// The opcodes the kernel supports (probed once at start).
+    pub fn probe(&self) -> &Probe {
+        &self.shared.probe
+    }
+
+    /// The most user ops in flight at once.
+    pub fn max_in_flight(&self) -> u32 {
+        self.shared.budget
+    }
+
+    /// Counters, as of now.
+    pub fn stats(&self) -> ProactorStats {
+        self.shared.lock().stats
+    }
+
+    pub(crate) fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> Op<O> {
+        Op {
+            shared: self.shared.clone(),
+            entry,
+            stage: Stage::New,
+            finish: Some(Box::new(finish)),
+        }
+    }
+
+    /// [`op`](Self::op) for an entry naming files: `keep` (the [`OpFd`]s)
+    /// stays alive until the op finishes, or, if its future is dropped,
+    /// until its last CQE.
+    pub(crate) fn op_with<O: 'static>(
+        &self,
+        entry: Entry,
+        keep: impl Send + 'static,
+        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
+    ) -> Op<O> {
+        self.op(entry, move |res: io::Result<u32>, flags| {
+            let out = finish(res, flags);
+            drop(keep);
+            out
+        })
+    }
+
+    /// An error if the running kernel is older than `major.minor`.
+    pub(crate) fn needs(&self, major: u16, minor: u16, what: &'static str) -> Option<io::Error> {
+        let kernel = self.shared.probe.kernel()?;
+        (!kernel.at_least(major, minor)).then(|| {
+            ring_io_ops::Unsupported {
+                what,
+                needs: Some((major, minor)),
+                kernel: Some(kernel),
+            }
+            .into()
+        })
+    }
+
+    /// An op that fails at once with `error` (an argument the kernel would
+    /// never see, such as a path with a NUL byte).
+    pub(crate) fn failed<T: 'static>(&self, error: io::Error) -> Op<io::Result<T>> {
+        self.failed_op(error, |res: io::Result<u32>, _| {
+            res.and_then(|_| Err(io::Error::other("unreachable")))
+        })
+    }
+
+    /// An op that fails at once with `error`: `finish` makes its output
+    /// from `Err(error)`.
+    pub(crate) fn failed_op<O: 'static>(
+        &self,
+        error: io::Error,
+        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
+    ) -> Op<O> {
+        let mut op = self.op(ring_io_ops::Nop::new().build(), finish);
+        op.stage = Stage::Failed(error);
+        op
+    }
+}
+
+impl fmt::Debug for Proactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proactor")
+            .field("max_in_flight", &self.shared.budget)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Proactor {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.shutdown = true;
+        // Ops waiting for credit will never get it: each is woken, and
+        // fails with `NotConnected` when polled.
+        let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
+            .into_values()
+            .collect();
+        drop(st);
+        wake_all(&mut wakers);
+        self.shared.wake_thread();
+        // Wait for the thread to see every request's last CQE, a bounded
+        // time: a request the kernel will not cancel (a blocking read of a
+        // device, say) must not block the caller. The thread then finishes
+        // alone, freeing what the kernel used only after its CQE.
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        // Dropped on its own thread (by a user's Drop the thread ran): that
+        // thread finishes when this returns.
+        let own_thread = self
+            .thread
+            .as_ref()
+            .is_some_and(|t| t.thread().id() == thread::current().id());
+        let mut st = self.shared.lock();
+        while !st.stopped && !own_thread {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = match self.shared.stopped.wait_timeout(st, deadline - now) {
+                Ok((st, _)) => st,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        let stopped = st.stopped;
+        drop(st);
+        if let Some(thread) = self.thread.take() {
+            if stopped {
+                let _ = thread.join();
+            }
+        }
+    }
+}

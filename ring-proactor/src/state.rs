@@ -1,0 +1,433 @@
+//! The slot table: one slot per request in flight (its `user_data` is the
+//! slot index and a random tag), the queue for the driver, credit waiters,
+//! and what must be released outside the lock.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::os::fd::OwnedFd;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
+
+use ring_io_ops::Entry;
+
+use ring_io_driver::Probe;
+
+use crate::config::*;
+use crate::fixed::Pool;
+
+/// The low word of the `user_data` of the eventfd read that wakes the
+/// thread (its high word is a random tag, new at each arming).
+pub(crate) const WAKE_INDEX: u32 = u32::MAX;
+
+/// Set in the low word of a cancellation's `user_data`, whose other bits
+/// are its target's (slot indexes stay below it).
+pub(crate) const CANCEL_BIT: u32 = 1 << 31;
+
+pub struct Shared {
+    pub(crate) state: CacheLine<Mutex<State>>,
+    /// Signalled when an op is queued while the thread gathers a batch.
+    pub(crate) more: Condvar,
+    /// Signalled when the thread stops (`State::stopped`).
+    pub(crate) stopped: Condvar,
+    /// Written by callers to end the thread's wait.
+    pub(crate) wake: File,
+    pub(crate) probe: Probe,
+    pub(crate) budget: u32,
+    pub(crate) stream_credit: u32,
+    pub(crate) sq_entries: u32,
+    /// A duplicate of the ring's fd, to register buffer rings.
+    pub(crate) ring_fd: OwnedFd,
+    /// The fixed buffers registered with the ring, if any.
+    pub(crate) fixed: Option<Arc<Pool>>,
+    /// Bumped whenever work is queued for the thread: what its spin
+    /// watches (a hint; the queue itself is read under the lock).
+    pub(crate) activity: AtomicU64,
+}
+
+/// A value on cache lines of its own: the lock every op and the thread
+/// take must not share a line with the `Arc` counts (every op clones the
+/// `Arc`) or with read-mostly fields.
+#[repr(align(128))]
+pub(crate) struct CacheLine<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+pub(crate) enum SlotState {
+    Free,
+    /// Submitted; the op's future is alive.
+    Waiting(Option<Waker>),
+    /// The CQE arrived: `(res, flags)`.
+    Done(i32, u32),
+    /// A multishot request: its CQEs not yet taken, and whether the last
+    /// one (without `IORING_CQE_F_MORE`) has arrived.
+    Stream {
+        cqes: VecDeque<(i32, u32)>,
+        waker: Option<Waker>,
+        ended: bool,
+    },
+    /// The op's future was dropped: what it owned waits here for the last
+    /// CQE, with the CQEs of a dropped stream that came meanwhile (their
+    /// results, fds say, are released with it).
+    Orphan(Box<dyn Release>, Cqes),
+    /// Done with (the last CQE arrived and, for an op, its future took the
+    /// result or was dropped), but a cancellation's CQE is still owed: the
+    /// slot waits for it (a dropped op keeps its credit until then, so
+    /// cancellations in the ring never outnumber the budget).
+    Reaped,
+}
+
+/// Where a request stands with its cancellation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// None asked for.
+    None,
+    /// A cancellation is queued or in the ring: its CQE is owed.
+    Owed,
+    /// The last cancellation failed before the request's CQE arrived: the
+    /// thread sends another when the backoff has passed.
+    Retry,
+}
+
+pub(crate) struct Slot {
+    /// The random high word of the request's `user_data`: a CQE must name
+    /// it to be taken for this request's.
+    pub(crate) tag: u32,
+    pub(crate) cancel: Cancel,
+    /// Cancellations sent for this request (the backoff's exponent).
+    pub(crate) attempts: u32,
+    /// A multishot request (posts CQEs with `IORING_CQE_F_MORE`).
+    pub(crate) stream: bool,
+    /// CQ credits the request holds (1, or a stream's headroom).
+    pub(crate) credits: u32,
+    /// Of those, still counted in `State::in_flight`.
+    pub(crate) held: u32,
+    pub(crate) state: SlotState,
+}
+
+impl Slot {
+    /// The request is in the kernel: its last CQE has not arrived.
+    pub(crate) fn armed(&self) -> bool {
+        matches!(
+            self.state,
+            SlotState::Waiting(_) | SlotState::Orphan(..) | SlotState::Stream { ended: false, .. }
+        )
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) free: Vec<u32>,
+    /// Random tags for new requests.
+    pub(crate) tags: Tags,
+    /// Entries queued for the thread, `user_data` already set, with the
+    /// CQ credits each takes.
+    pub(crate) queue: Vec<(Entry, u32)>,
+    /// `user_data` of requests to cancel.
+    pub(crate) cancels: Vec<u64>,
+    /// User ops holding credit (queued, or in the ring until their CQE).
+    pub(crate) in_flight: u32,
+    /// Ops waiting for credit, by ticket (first come, first served).
+    pub(crate) credit_waiters: BTreeMap<u64, Waker>,
+    pub(crate) next_ticket: u64,
+    /// The thread is (about to be) blocked in `io_uring_enter`.
+    pub(crate) sleeping: bool,
+    /// The thread waits on `Shared::more` for a batch to fill.
+    pub(crate) gathering: bool,
+    pub(crate) shutdown: bool,
+    pub(crate) stopped: bool,
+    /// The thread panicked (a bug): ops still in the kernel never complete,
+    /// and their resources are leaked rather than freed.
+    pub(crate) panicked: bool,
+    /// Tests: the thread panics at the top of its next turn.
+    #[cfg(test)]
+    pub(crate) inject_panic: bool,
+    /// The next buffer group id for a stream's buffer ring.
+    pub(crate) next_bgid: u16,
+    pub(crate) stats: ProactorStats,
+}
+
+/// A request's `user_data`: its slot index in the low word, its tag in the
+/// high word.
+pub(crate) fn user_data(index: u32, tag: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(index)
+}
+
+/// Random 32-bit tags, drawn from `getrandom(2)` 64 at a time.
+pub(crate) struct Tags {
+    pub(crate) buf: [u32; 64],
+    pub(crate) next: usize,
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags {
+            buf: [0; 64],
+            next: 64,
+        }
+    }
+}
+
+impl Tags {
+    pub(crate) fn next(&mut self) -> u32 {
+        if self.next == self.buf.len() {
+            fill_random(&mut self.buf);
+            self.next = 0;
+        }
+        self.next += 1;
+        self.buf[self.next - 1]
+    }
+}
+
+/// Fills `words` from the kernel's random source (`getrandom(2)`); if that
+/// fails (a seccomp filter, say), from std's randomly keyed hasher.
+pub(crate) fn fill_random(words: &mut [u32]) {
+    let bytes = std::mem::size_of_val(words);
+    let mut done = 0;
+    while done < bytes {
+        // SAFETY: the range `[done, bytes)` of `words` is writable memory
+        // this function borrows mutably; getrandom writes at most `len`
+        // bytes there.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getrandom,
+                words.as_mut_ptr().cast::<u8>().add(done),
+                bytes - done,
+                0,
+            )
+        };
+        if n > 0 {
+            done += n as usize;
+        } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        } else {
+            use std::hash::{BuildHasher, Hasher};
+            let keyed = std::collections::hash_map::RandomState::new();
+            for (i, w) in words.iter_mut().enumerate() {
+                let mut h = keyed.build_hasher();
+                h.write_usize(i);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                h.write_u128(now.map_or(0, |d| d.as_nanos()));
+                *w ^= h.finish() as u32;
+            }
+            return;
+        }
+    }
+}
+
+/// An op's result from a CQE's `res`.
+pub(crate) fn result(res: i32) -> io::Result<u32> {
+    if res < 0 {
+        Err(io::Error::from_raw_os_error(res.wrapping_neg()))
+    } else {
+        Ok(res as u32)
+    }
+}
+
+/// Runs user code (a waker, a `Drop`) on a thread it must not take down:
+/// a panic ends only this call.
+pub(crate) fn run_user(f: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+}
+
+/// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
+/// one task share a waker: a batch of them then costs one wake-up, not one
+/// per op, each of which may be a futex call). Call with no lock held: a
+/// waker is user code; one that panics does not stop the others.
+pub(crate) fn wake_all(wakers: &mut Vec<Waker>) {
+    let mut last: Option<Waker> = None;
+    for w in wakers.drain(..) {
+        if last.as_ref().is_some_and(|l| l.will_wake(&w)) {
+            run_user(|| drop(w));
+        } else if let Some(l) = last.replace(w) {
+            run_user(|| l.wake());
+        }
+    }
+    if let Some(l) = last {
+        run_user(|| l.wake());
+    }
+}
+
+/// What a dropped op or stream owned, and how to release a result it will
+/// never deliver (close an accepted fd, free a buffer).
+pub(crate) trait Release: Send {
+    /// One CQE of the request arrived for nobody: release what it carries.
+    fn release(&mut self, res: i32, flags: u32);
+}
+
+/// CQEs' `(res, flags)`, in order.
+pub(crate) type Cqes = Vec<(i32, u32)>;
+
+/// What must be released outside the lock, in this order: CQE results and
+/// the resources that carried them, then the resources' owners.
+#[derive(Default)]
+pub(crate) struct Graveyard {
+    /// Resources with the CQEs to release through them (none: drop only).
+    pub(crate) orphans: Vec<(Box<dyn Release>, Cqes)>,
+    /// Slot states dropped for their wakers.
+    pub(crate) states: Vec<SlotState>,
+    pub(crate) wakers: Vec<Waker>,
+}
+
+impl Graveyard {
+    /// Releases everything (call with no lock held).
+    pub(crate) fn bury(&mut self) {
+        for (mut release, cqes) in self.orphans.drain(..) {
+            for (res, flags) in cqes {
+                run_user(|| release.release(res, flags));
+            }
+            run_user(|| drop(release));
+        }
+        for state in self.states.drain(..) {
+            run_user(|| drop(state));
+        }
+        wake_all(&mut self.wakers);
+    }
+}
+
+impl State {
+    /// A slot for a new request; `None` if the slab is at its largest.
+    pub(crate) fn alloc(
+        &mut self,
+        waker: Option<Waker>,
+        credits: u32,
+        stream: bool,
+    ) -> Option<u64> {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let index = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&i| i < CANCEL_BIT)?;
+                self.slots.push(Slot {
+                    tag: 0,
+                    cancel: Cancel::None,
+                    attempts: 0,
+                    stream: false,
+                    credits: 1,
+                    held: 0,
+                    state: SlotState::Free,
+                });
+                index
+            }
+        };
+        let tag = self.tags.next();
+        let slot = &mut self.slots[index as usize];
+        slot.tag = tag;
+        slot.credits = credits;
+        slot.stream = stream;
+        slot.held = credits;
+        slot.cancel = Cancel::None;
+        slot.attempts = 0;
+        slot.state = if stream {
+            SlotState::Stream {
+                cqes: VecDeque::new(),
+                waker,
+                ended: false,
+            }
+        } else {
+            SlotState::Waiting(waker)
+        };
+        Some(user_data(index, tag))
+    }
+
+    /// The live slot `ud` names (index and tag), if any.
+    pub(crate) fn slot(&mut self, ud: u64) -> Option<&mut Slot> {
+        let index = ud as u32;
+        if index >= CANCEL_BIT {
+            return None;
+        }
+        let slot = self.slots.get_mut(index as usize)?;
+        (slot.tag == (ud >> 32) as u32 && !matches!(slot.state, SlotState::Free)).then_some(slot)
+    }
+
+    /// The request of slot `ud` is done with: the slot is freed (and its
+    /// credit returned) unless a cancellation's CQE is still owed, in which
+    /// case it waits for that as `Reaped`. The old state goes to `grave`
+    /// (it may hold a waker: dropped after unlocking).
+    pub(crate) fn finish(&mut self, ud: u64, grave: &mut Graveyard) {
+        let index = ud as u32;
+        let slot = &mut self.slots[index as usize];
+        if slot.cancel == Cancel::Owed {
+            let old = std::mem::replace(&mut slot.state, SlotState::Reaped);
+            grave.states.push(old);
+            return;
+        }
+        let held = std::mem::take(&mut slot.held);
+        let old = std::mem::replace(&mut slot.state, SlotState::Free);
+        slot.cancel = Cancel::None;
+        // A new tag at once: nothing names the freed slot any more.
+        slot.tag = slot.tag.wrapping_add(1);
+        grave.states.push(old);
+        self.free.push(index);
+        self.release_credit(held, &mut grave.wakers);
+    }
+
+    /// Credit of a user op came back: wake the first waiter(s).
+    pub(crate) fn release_credit(&mut self, n: u32, wakers: &mut Vec<Waker>) {
+        self.in_flight = self.in_flight.saturating_sub(n);
+        for _ in 0..n {
+            match self.credit_waiters.pop_first() {
+                Some((_, w)) => wakers.push(w),
+                None => break,
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent (every
+        // update is a few plain stores), so a poisoned lock is still used.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After the thread panicked: wakes every waiting op (each panics in
+    /// turn, see [`panicked`]), leaks the resources of dropped ops (the
+    /// kernel may still use them; the ring is leaked too), and refuses new
+    /// ops.
+    pub(crate) fn fail_all(&self) {
+        let mut st = self.lock();
+        st.panicked = true;
+        st.shutdown = true;
+        st.stopped = true;
+        st.sleeping = false;
+        let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
+            .into_values()
+            .collect();
+        for slot in &mut st.slots {
+            match &mut slot.state {
+                SlotState::Waiting(waker) | SlotState::Stream { waker, .. } => {
+                    wakers.extend(waker.take());
+                }
+                SlotState::Orphan(..) => {
+                    if let SlotState::Orphan(resources, cqes) =
+                        std::mem::replace(&mut slot.state, SlotState::Reaped)
+                    {
+                        std::mem::forget(resources);
+                        std::mem::forget(cqes);
+                    }
+                }
+                SlotState::Free | SlotState::Done(..) | SlotState::Reaped => {}
+            }
+        }
+        drop(st);
+        self.stopped.notify_all();
+        wake_all(&mut wakers);
+    }
+
+    /// Ends the thread's wait if it sleeps (called after unlocking).
+    pub(crate) fn wake_thread(&self) {
+        // A failed write means the eventfd counter is saturated, which only
+        // happens if the thread already has a wake-up pending.
+        let _ = (&self.wake).write(&1u64.to_ne_bytes());
+    }
+}

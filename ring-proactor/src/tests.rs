@@ -1,0 +1,200 @@
+//! Unit tests of the slot table, credit and driver without a kernel thread.
+use std::fs::File;
+use std::future::Future;
+use std::io::{self};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Waker};
+use std::thread::{self};
+use std::time::{Duration, Instant};
+
+use ring_io_ops::Entry;
+
+use ring_io_driver::{Probe, Ring};
+
+use crate::config::*;
+use crate::driver::*;
+use crate::op::*;
+use crate::proactor::*;
+use crate::state::*;
+
+use ring_io_ops::KernelVersion;
+
+/// A Proactor's shared state with no thread, over a probe that supports
+/// only `ops`.
+fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
+    let null = || File::open("/dev/null").unwrap();
+    Arc::new(Shared {
+        state: CacheLine(Mutex::new(State::default())),
+        more: Condvar::new(),
+        stopped: Condvar::new(),
+        wake: null(),
+        probe: Probe::from_supported(ops, Some(KernelVersion::new(5, 10, 0))),
+        budget,
+        stream_credit: 1,
+        sq_entries: 4,
+        ring_fd: OwnedFd::from(null()),
+        fixed: None,
+        activity: AtomicU64::new(0),
+    })
+}
+
+fn op(shared: &Arc<Shared>, entry: Entry) -> Op<io::Result<u32>> {
+    Op {
+        shared: shared.clone(),
+        entry,
+        stage: Stage::New,
+        finish: Some(Box::new(|res: io::Result<u32>, _| res)),
+    }
+}
+
+#[test]
+fn a_panic_of_the_thread_fails_waiters_and_leaks_what_the_kernel_may_use() {
+    let p = Proactor::new(ProactorConfig::new(8)).expect("a proactor");
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 returned two new fds that nothing else owns.
+    let (r, _w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let r = Arc::new(r);
+    let mut cx = Context::from_waker(Waker::noop());
+    // Two reads in the kernel that nothing will complete.
+    let mut waited = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    let mut dropped = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    assert!(Pin::new(&mut waited).poll(&mut cx).is_pending());
+    assert!(Pin::new(&mut dropped).poll(&mut cx).is_pending());
+    while p.stats().max_in_ring < 3 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    p.shared.lock().inject_panic = true;
+    p.shared.wake_thread();
+    while !p.shared.lock().panicked {
+        thread::sleep(Duration::from_millis(1));
+    }
+    // The waiter panics instead of hanging, and leaks its buffer (and
+    // so its clone of the file).
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(|| waited.wait()))
+        .expect_err("waiting on an op of a dead thread panics");
+    let msg = panic.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(msg.contains("thread panicked"), "{msg}");
+    // A dropped op leaks its resources too: the kernel may still use them.
+    drop(dropped);
+    assert_eq!(Arc::strong_count(&r), 3, "both reads' resources are leaked");
+    // New ops fail at once with a clear error.
+    let err = p.nop().wait().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotConnected);
+    assert_eq!(err.to_string(), "the proactor's thread panicked");
+    // Dropping the Proactor does not hang.
+    drop(p);
+}
+
+#[test]
+fn an_op_the_kernel_lacks_fails_with_unsupported_and_queues_nothing() {
+    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 2);
+    let entry = ring_io_ops::Socket::new(libc::AF_INET, libc::SOCK_STREAM, 0).build();
+    let err = op(&shared, entry).wait().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    assert_eq!(
+        err.to_string(),
+        "Socket needs Linux 5.19; this kernel is 5.10"
+    );
+    let st = shared.lock();
+    assert!(st.queue.is_empty());
+    assert_eq!(st.in_flight, 0);
+}
+
+#[test]
+fn ops_past_the_budget_wait_for_credit_and_are_woken_in_order() {
+    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 2);
+    let mut cx = Context::from_waker(Waker::noop());
+    let nop = || op(&shared, ring_io_ops::Nop::new().build());
+    let mut ops: Vec<_> = (0..4).map(|_| nop()).collect();
+    for op in &mut ops {
+        assert!(Pin::new(op).poll(&mut cx).is_pending());
+    }
+    {
+        let st = shared.lock();
+        assert_eq!(st.queue.len(), 2, "the budget is 2");
+        assert_eq!(st.in_flight, 2);
+        assert_eq!(st.credit_waiters.len(), 2);
+    }
+    // A dropped waiter leaves the queue.
+    drop(ops.pop());
+    assert_eq!(shared.lock().credit_waiters.len(), 1);
+    // A chain of two waits for two credits.
+    let mut chain = nop().link(nop());
+    assert!(Pin::new(&mut chain).poll(&mut cx).is_pending());
+    assert_eq!(shared.lock().credit_waiters.len(), 2);
+    // The thread reaps both queued ops: the two waiters are woken,
+    // first come first.
+    let mut wakers = Vec::new();
+    shared.lock().release_credit(2, &mut wakers);
+    assert_eq!(wakers.len(), 2);
+    assert!(shared.lock().credit_waiters.is_empty());
+    // The waiting op takes its credit when polled again.
+    assert!(Pin::new(&mut ops[2]).poll(&mut cx).is_pending());
+    assert_eq!(shared.lock().queue.len(), 3);
+    drop(chain);
+}
+
+#[test]
+fn a_cancellation_the_kernel_refuses_is_sent_again_until_one_succeeds() {
+    use ring_io_core::{Geometry, SimCompletion, SimConfig};
+    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 4);
+    // A request the kernel keeps (it posts nothing), dropped: its first
+    // cancellation fails with ENOENT (Linux 6.1 answers so while the
+    // request is still armed), the second succeeds.
+    let mut op = op(&shared, ring_io_ops::Nop::new().build());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+    let Stage::Submitted(ud) = op.stage else {
+        panic!("submitted")
+    };
+    let cancel = ud | u64::from(CANCEL_BIT);
+    let g = Geometry::new(
+        8,
+        16,
+        ring_io_sys::SetupFlags::empty(),
+        ring_io_sys::Features::NODROP,
+    )
+    .unwrap();
+    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+    let sim = ring.sim_mut().inner_mut();
+    sim.script(ud, []);
+    sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
+    sim.script(cancel, [SimCompletion::new(0, 0)]);
+    let efd = OwnedFd::from(File::open("/dev/null").unwrap());
+    let driver = Driver::new(ring, shared.clone(), efd, &ProactorConfig::new(8));
+    let thread = thread::spawn(move || driver.run());
+    drop(op);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shared.lock().stats.cancel_retries < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the cancellation was not retried"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    // The second one succeeded: no third (the backoff is 2 ms).
+    thread::sleep(Duration::from_millis(30));
+    let stats = shared.lock().stats;
+    assert_eq!((stats.cancels, stats.cancel_retries), (1, 1), "{stats:?}");
+    assert_eq!(stats.unexpected_cqes, 0);
+    // The request never ends: stop the thread (its ring is leaked).
+    shared.lock().inject_panic = true;
+    assert!(thread.join().is_err());
+}
+
+#[test]
+fn a_chain_longer_than_the_budget_fails_at_once() {
+    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 1);
+    let (a, b) = op(&shared, ring_io_ops::Nop::new().build())
+        .link(op(&shared, ring_io_ops::Nop::new().build()))
+        .wait();
+    assert_eq!(a.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(b.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    assert!(shared.lock().queue.is_empty());
+}
