@@ -255,6 +255,8 @@ pub struct Builder {
     entries: u32,
     params: io_uring_params,
     defaults: bool,
+    /// Defaults not to add ([`Builder::exclude_defaults`]).
+    excluded: SetupFlags,
     register_ring_fd: bool,
     lent: Option<LentMemory>,
 }
@@ -315,6 +317,7 @@ impl Builder {
             entries,
             params: io_uring_params::default(),
             defaults: true,
+            excluded: SetupFlags::empty(),
             register_ring_fd: true,
             lent: None,
         }
@@ -508,6 +511,7 @@ impl Builder {
             })
             .collect::<SetupFlags>()
             - asked
+            - self.excluded
     }
 
     /// Checks combinations the kernel would reject with a bare `EINVAL`,
@@ -554,6 +558,26 @@ impl Builder {
     /// exits. Turn this off for a ring that is dropped on another thread.
     pub fn register_ring_fd(mut self, yes: bool) -> Self {
         self.register_ring_fd = yes;
+        self
+    }
+
+    /// Keeps the fast defaults but `flags`: a default among them is not
+    /// added (a flag asked for explicitly still is). For a ring several
+    /// threads drive, say, where `COOP_TASKRUN` would leave a request's
+    /// task work on a thread that stopped entering the ring.
+    ///
+    /// ```
+    /// use ring_io_driver::Builder;
+    /// use ring_io_sys::SetupFlags;
+    ///
+    /// let ring = Builder::new(8)
+    ///     .exclude_defaults(SetupFlags::COOP_TASKRUN | SetupFlags::TASKRUN_FLAG)
+    ///     .build()?;
+    /// assert!(!ring.params().flags().contains(SetupFlags::COOP_TASKRUN));
+    /// # Ok::<(), ring_io_driver::SetupError>(())
+    /// ```
+    pub fn exclude_defaults(mut self, flags: SetupFlags) -> Self {
+        self.excluded |= flags;
         self
     }
 

@@ -5,6 +5,13 @@ use crate::Proactor;
 use std::time::Duration;
 
 use ring_io_driver::Builder;
+use ring_io_sys::SetupFlags;
+
+/// The most ops in flight at once unless [`ProactorConfig::max_in_flight`]
+/// says otherwise: enough for a server's idle connections (each holds a
+/// pending receive), a bound on the memory the slot table and the kernel's
+/// overflow backlog may take.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1 << 20;
 
 /// How a [`Proactor`] sets up its ring and batches.
 #[derive(Debug, Clone)]
@@ -13,7 +20,6 @@ pub struct ProactorConfig {
     pub(crate) cq_entries: Option<u32>,
     pub(crate) batch: u32,
     pub(crate) max_in_flight: Option<u32>,
-    pub(crate) stream_credit: u32,
     pub(crate) delay: Duration,
     pub(crate) spin: Duration,
     pub(crate) fixed: Option<(u16, usize)>,
@@ -22,17 +28,17 @@ pub struct ProactorConfig {
 
 impl ProactorConfig {
     /// A ring of `entries` SQ slots (the CQ gets the kernel's default, twice
-    /// as many), batches of up to `entries`, and the largest safe budget.
-    /// [`Proactor::new`] refuses (`InvalidInput`) a CQ of fewer than 3
-    /// entries (`entries` below 2): it could not hold an op, its
-    /// cancellation and the thread's wake-up read.
+    /// as many), batches of up to `entries`, and at most
+    /// [`DEFAULT_MAX_IN_FLIGHT`] ops in flight. Neither size bounds how many
+    /// ops may be in flight: a full SQ is submitted, and completions past a
+    /// full CQ wait in the kernel's overflow backlog (see
+    /// [Back-pressure](Proactor#back-pressure)).
     pub fn new(entries: u32) -> Self {
         ProactorConfig {
             entries,
             cq_entries: None,
             batch: entries,
             max_in_flight: None,
-            stream_credit: 8,
             delay: Duration::ZERO,
             spin: Duration::ZERO,
             fixed: None,
@@ -53,10 +59,12 @@ impl ProactorConfig {
         self
     }
 
-    /// The most user ops in flight at once (default and maximum:
-    /// `(cq_entries - 1) / 2`, leaving room in the CQ for one cancellation
-    /// per op and for the thread's wake-up read); a larger value is
-    /// clamped to that maximum, 0 is raised to 1.
+    /// The most ops in flight at once (default [`DEFAULT_MAX_IN_FLIGHT`];
+    /// 0 is raised to 1): an op past it stays pending (its `wait()`
+    /// blocks) until an earlier one completes, first come first served.
+    /// It bounds memory (the slot table, and the kernel's overflow backlog
+    /// when completions outrun the CQ), not the CQ: a dropped op counts
+    /// until its cancellation has completed too.
     pub fn max_in_flight(mut self, max: u32) -> Self {
         self.max_in_flight = Some(max.max(1));
         self
@@ -99,13 +107,6 @@ impl ProactorConfig {
         self
     }
 
-    /// CQ credits a multishot accept holds (default 8, at most the
-    /// budget): headroom for the CQEs it may post between two reaps.
-    pub fn stream_credit(mut self, credits: u32) -> Self {
-        self.stream_credit = credits.max(1);
-        self
-    }
-
     /// Set the ring up without the [`Builder`]'s fast defaults.
     pub fn no_defaults(mut self) -> Self {
         self.defaults = false;
@@ -113,7 +114,14 @@ impl ProactorConfig {
     }
 
     pub(crate) fn builder(&self) -> Builder {
-        let mut b = Builder::new(self.entries);
+        // Any thread may drive the ring, so: no ring fd registered to one
+        // thread, and no COOP_TASKRUN, under which the kernel queues a
+        // request's task work on the thread that submitted it without
+        // waking it (a thread that submitted, then stopped driving and
+        // sleeps elsewhere, would hold up completions others wait for).
+        let mut b = Builder::new(self.entries)
+            .register_ring_fd(false)
+            .exclude_defaults(SetupFlags::COOP_TASKRUN | SetupFlags::TASKRUN_FLAG);
         if !self.defaults {
             b = b.no_defaults();
         }
@@ -134,8 +142,14 @@ pub struct ProactorStats {
     pub enters: u64,
     /// Cancellations sent for dropped ops (or at shutdown).
     pub cancels: u64,
-    /// The kernel's `cq.overflow` counter, as last read (stays 0).
+    /// The kernel's `cq.overflow` counter, as last read: CQEs the kernel
+    /// dropped because it could not allocate room in its overflow backlog
+    /// (memory exhausted). Stays 0 otherwise; a request whose CQE was
+    /// dropped never completes.
     pub cq_overflow: u32,
+    /// Turns in which the kernel held CQEs in its overflow backlog (the CQ
+    /// had filled): the driver pushed nothing new until it had reaped them.
+    pub overflow_pauses: u64,
     /// The most requests (ops, cancellations, wake-up read) in the ring at once.
     pub max_in_ring: u32,
     /// The CQ size.

@@ -1,16 +1,16 @@
-//! The driver: pushes what callers queued, submits, waits, reaps, and
-//! dispatches each completion to its slot.
+//! The driver: one ring turn at a time, run by whoever holds the driver
+//! token (a waiting caller or the fallback thread, see `drive.rs`): push
+//! what callers queued, submit, wait, reap, and dispatch each completion to
+//! its slot.
 
 use std::collections::VecDeque;
-use std::io::{self};
+use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::{self};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_core::CqCredit;
 use ring_io_core::FlagsRead;
 use ring_io_ops::{Entry, Fd};
 use ring_io_sys::{SqFlags, SqeFlags};
@@ -25,11 +25,36 @@ pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(1);
 
 pub(crate) const RETRY_MAX: Duration = Duration::from_millis(64);
 
-/// The submitter thread's state.
+/// How long a turn may wait in the kernel for a completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Not at all: submit and reap what is there.
+    No,
+    /// Until a completion arrives (or the wake-up read ends the wait), at
+    /// most this long if given.
+    For(Option<Duration>),
+}
+
+/// One ring turn, whatever the kernel behind the ring (`Box<dyn Drive>` in
+/// [`Shared::driver`]).
+pub(crate) trait Drive: Send {
+    /// Runs one turn; what must be released outside every lock (drops of
+    /// what dropped ops owned, wakers) goes to `grave`. `fallback`: the
+    /// fallback thread's turn (it may gather a batch and spin). True once
+    /// the Proactor has shut down and the kernel holds no request: the
+    /// driver must then be [`close`](Drive::close)d.
+    fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool;
+
+    /// Frees the ring and the wake-up buffer. Only after a turn returned
+    /// true: the kernel holds no request. A driver dropped any other way
+    /// (after a panic) leaks both, as the kernel may still use them.
+    fn close(self: Box<Self>);
+}
+
+/// The driver's state: the ring and what only the token holder touches.
 pub(crate) struct Driver<K: Kernel> {
-    /// Leaked if the thread panics: requests may still be in the kernel.
+    /// Leaked unless closed: requests may still be in the kernel.
     pub(crate) ring: ManuallyDrop<Ring<K>>,
-    pub(crate) shared: Arc<Shared>,
     /// The eventfd the wake-up read targets (kept open while it is armed).
     pub(crate) efd: OwnedFd,
     /// The wake-up read's buffer (lives in the heap while it is armed).
@@ -41,62 +66,72 @@ pub(crate) struct Driver<K: Kernel> {
     pub(crate) tags: Tags,
     /// Cancellations to send again, when, for which request.
     pub(crate) retries: Vec<(Instant, u64)>,
-    /// CQ credit of every request in the ring (ops, cancellations, the
-    /// wake-up read): the last gate before the SQ, so the CQ cannot
-    /// overflow whatever the callers do.
-    pub(crate) credit: CqCredit,
+    /// Requests pushed whose last CQE has not been reaped (ops,
+    /// cancellations, the wake-up read).
+    pub(crate) in_ring: u32,
     pub(crate) batch: u32,
     pub(crate) delay: Duration,
     pub(crate) spin: Duration,
-    /// Entries waiting for credit, in order, with the credits each takes.
+    /// Entries taken from the queue and not yet pushed (the kernel showed
+    /// CQ overflow: nothing is pushed until it is drained), in order.
     pub(crate) pending: VecDeque<(Entry, u32)>,
     /// `ProactorStats::enters`, published with other updates.
     pub(crate) enters: u64,
+    /// Every request was asked to cancel at shutdown.
+    pub(crate) shutdown_sent: bool,
     pub(crate) cqes: Vec<Cqe>,
-    pub(crate) grave: Graveyard,
+}
+
+impl<K: Kernel + Send> Drive for Driver<K> {
+    fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
+        Driver::turn(self, shared, wait, fallback, grave)
+    }
+
+    fn close(mut self: Box<Self>) {
+        debug_assert_eq!(self.in_ring, 0);
+        // SAFETY: `turn` returned true: no request is in the ring (the
+        // wake-up read has completed), so the kernel no longer writes the
+        // buffer; neither is used again (`self` is dropped next, and a
+        // ManuallyDrop is not dropped with it).
+        unsafe {
+            ManuallyDrop::drop(&mut self.wake_buf);
+            ManuallyDrop::drop(&mut self.ring);
+        }
+    }
 }
 
 impl<K: Kernel> Driver<K> {
-    pub(crate) fn new(
-        ring: Ring<K>,
-        shared: Arc<Shared>,
-        efd: OwnedFd,
-        config: &ProactorConfig,
-    ) -> Self {
-        let geometry = *ring.kernel().geometry();
+    pub(crate) fn new(ring: Ring<K>, efd: OwnedFd, config: &ProactorConfig) -> Self {
         Driver {
-            credit: CqCredit::for_geometry(&geometry),
             ring: ManuallyDrop::new(ring),
-            shared,
             efd,
             wake_buf: ManuallyDrop::new(Box::new(0)),
             wake_armed: false,
             wake_ud: 0,
             tags: Tags::default(),
             retries: Vec::new(),
+            in_ring: 0,
             batch: config.batch,
             delay: config.delay,
             spin: config.spin,
             pending: VecDeque::new(),
             enters: 0,
+            shutdown_sent: false,
             cqes: Vec::new(),
-            grave: Graveyard::default(),
         }
     }
 
-    /// Pushes an entry, submitting to make room if the SQ is full, and takes
-    /// its CQ credit; hands it back if there is no credit.
-    pub(crate) fn push(&mut self, entry: Entry, credits: u32) -> Result<(), Entry> {
-        let mut entry = self
-            .credit
-            .acquire_n(credits, entry)
-            .map_err(|refused| refused.0)?;
+    /// Pushes an entry, submitting to make room if the SQ is full.
+    pub(crate) fn push(&mut self, mut entry: Entry) {
         loop {
             // SAFETY: every pointer in `entry` targets memory owned by its
             // op's resources, which stay alive (in the op, or orphaned in the
-            // slab, or `wake_buf` here) until its CQE is reaped.
+            // slab, or `wake_buf` here) until its last CQE is reaped.
             match unsafe { self.ring.sq().push(entry) } {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.in_ring += 1;
+                    return;
+                }
                 Err(full) => {
                     entry = full.0;
                     self.submit(false, None);
@@ -120,7 +155,7 @@ impl<K: Kernel> Driver<K> {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
             Err(e) => {
                 // Nothing to do but retry: the requests in the ring own
-                // memory the thread must not abandon. Back off a little.
+                // memory the driver must not abandon. Back off a little.
                 eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
                 thread::sleep(Duration::from_millis(1));
             }
@@ -133,141 +168,151 @@ impl<K: Kernel> Driver<K> {
         let entry = ring_io_ops::Read::new(Fd(self.efd.as_raw_fd()), ptr.cast(), 8)
             .build()
             .user_data(ud);
-        self.wake_armed = self.push(entry, 1).is_ok();
-        if self.wake_armed {
-            self.wake_ud = ud;
-        }
+        self.push(entry);
+        self.wake_armed = true;
+        self.wake_ud = ud;
     }
 
-    /// A cancellation of the request `ud`, with the credit it takes.
+    /// A cancellation of the request `ud`.
     pub(crate) fn cancel_entry(ud: u64) -> (Entry, u32) {
         let entry = ring_io_ops::AsyncCancel::new(ud).build();
         (entry.user_data(ud | u64::from(CANCEL_BIT)), 1)
     }
 
-    pub(crate) fn run(mut self) {
-        let mut shutdown_sent = false;
-        loop {
-            #[cfg(test)]
-            if self.shared.lock().inject_panic {
-                panic!("a panic injected by a test");
-            }
-            let shutdown;
+    /// The kernel holds CQEs in its overflow backlog (the CQ was full).
+    fn overflowed(&self) -> bool {
+        self.ring
+            .kernel()
+            .sq_flags(FlagsRead::Load)
+            .contains(SqFlags::CQ_OVERFLOW)
+    }
+
+    /// One turn (see [`Drive::turn`]).
+    pub(crate) fn turn(
+        &mut self,
+        shared: &Shared,
+        wait: Wait,
+        fallback: bool,
+        grave: &mut Graveyard,
+    ) -> bool {
+        #[cfg(test)]
+        if shared.lock().inject_panic {
+            panic!("a panic injected by a test");
+        }
+        let shutdown;
+        {
+            let mut st = shared.lock();
+            let fresh = st.queue.len() as u32;
+            if self.delay > Duration::ZERO
+                && !st.shutdown
+                && fresh > 0
+                && (self.pending.len() as u32) < self.batch
             {
-                let mut st = self.shared.lock();
-                let fresh = st.queue.len() as u32;
-                if self.delay > Duration::ZERO
-                    && !st.shutdown
-                    && fresh > 0
-                    && (self.pending.len() as u32) < self.batch
-                {
-                    // A partial batch: give callers `delay` to fill it (a
-                    // delay past what an Instant holds waits for a full
-                    // batch or shutdown).
-                    let deadline = Instant::now().checked_add(self.delay);
-                    st.gathering = true;
-                    loop {
-                        let have = self.pending.len() + st.queue.len();
-                        let now = Instant::now();
-                        if have as u32 >= self.batch
-                            || deadline.is_some_and(|d| now >= d)
-                            || st.shutdown
-                        {
-                            break;
-                        }
-                        let wait = deadline.map_or(Duration::MAX, |d| d - now);
-                        st = match self.shared.more.wait_timeout(st, wait) {
-                            Ok((st, _)) => st,
-                            Err(poisoned) => poisoned.into_inner().0,
-                        };
-                    }
-                    st.gathering = false;
-                }
-                let State {
-                    queue,
-                    cancels: to_cancel,
-                    ..
-                } = &mut *st;
-                // Ops before cancellations: a cancel must meet its target
-                // in the kernel, so it never goes ahead of it.
-                self.pending.extend(queue.drain(..));
-                self.pending
-                    .extend(to_cancel.drain(..).map(Self::cancel_entry));
-                // Cancellations whose backoff has passed, for requests still
-                // in the kernel.
-                if !self.retries.is_empty() {
+                // A partial batch: give callers `delay` to fill it (a
+                // delay past what an Instant holds waits for a full
+                // batch or shutdown).
+                let deadline = Instant::now().checked_add(self.delay);
+                st.gathering = true;
+                loop {
+                    let have = self.pending.len() + st.queue.len();
                     let now = Instant::now();
-                    let mut i = 0;
-                    while i < self.retries.len() {
-                        let (due, ud) = self.retries[i];
-                        if due > now {
-                            i += 1;
-                            continue;
-                        }
-                        self.retries.swap_remove(i);
-                        if let Some(slot) = st.slot(ud) {
-                            if slot.cancel == Cancel::Retry && slot.armed() {
-                                slot.cancel = Cancel::Owed;
-                                slot.attempts = slot.attempts.saturating_add(1);
-                                self.pending.push_back(Self::cancel_entry(ud));
-                                st.stats.cancel_retries += 1;
-                            } else if slot.cancel == Cancel::Retry {
-                                slot.cancel = Cancel::None;
-                            }
-                        }
+                    if have as u32 >= self.batch
+                        || deadline.is_some_and(|d| now >= d)
+                        || st.shutdown
+                    {
+                        break;
                     }
+                    let wait = deadline.map_or(Duration::MAX, |d| d - now);
+                    st = match shared.more.wait_timeout(st, wait) {
+                        Ok((st, _)) => st,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
                 }
-                shutdown = st.shutdown;
-                if shutdown && !shutdown_sent {
-                    // Cancel everything in flight not yet asked; ops whose
-                    // futures are alive get their CQE (usually ECANCELED).
-                    // Requests whose cancellation failed are retried above.
-                    let mut n = 0;
-                    for (i, slot) in st.slots.iter_mut().enumerate() {
-                        if slot.armed() && slot.cancel == Cancel::None {
+                st.gathering = false;
+            }
+            let State {
+                queue,
+                cancels: to_cancel,
+                ..
+            } = &mut *st;
+            // Ops before cancellations: a cancel must meet its target in
+            // the kernel, so it never goes ahead of it.
+            self.pending.extend(queue.drain(..));
+            self.pending
+                .extend(to_cancel.drain(..).map(Self::cancel_entry));
+            // Cancellations whose backoff has passed, for requests still in
+            // the kernel.
+            if !self.retries.is_empty() {
+                let now = Instant::now();
+                let mut i = 0;
+                while i < self.retries.len() {
+                    let (due, ud) = self.retries[i];
+                    if due > now {
+                        i += 1;
+                        continue;
+                    }
+                    self.retries.swap_remove(i);
+                    if let Some(slot) = st.slot(ud) {
+                        if slot.cancel == Cancel::Retry && slot.armed() {
                             slot.cancel = Cancel::Owed;
-                            slot.attempts = 1;
-                            self.pending
-                                .push_back(Self::cancel_entry(user_data(i as u32, slot.tag)));
-                            n += 1;
+                            slot.attempts = slot.attempts.saturating_add(1);
+                            self.pending.push_back(Self::cancel_entry(ud));
+                            st.stats.cancel_retries += 1;
+                        } else if slot.cancel == Cancel::Retry {
+                            slot.cancel = Cancel::None;
                         }
                     }
-                    st.stats.cancels += n;
                 }
             }
-            if shutdown && !shutdown_sent {
-                shutdown_sent = true;
-                if self.wake_armed {
-                    // End the wake-up read: the thread writes its own eventfd.
-                    self.shared.wake_thread();
+            shutdown = st.shutdown;
+            if shutdown && !self.shutdown_sent {
+                // Cancel everything in flight not yet asked; ops whose
+                // futures are alive get their CQE (usually ECANCELED).
+                // Requests whose cancellation failed are retried above.
+                let mut n = 0;
+                for (i, slot) in st.slots.iter_mut().enumerate() {
+                    if slot.armed() && slot.cancel == Cancel::None {
+                        slot.cancel = Cancel::Owed;
+                        slot.attempts = 1;
+                        self.pending
+                            .push_back(Self::cancel_entry(user_data(i as u32, slot.tag)));
+                        n += 1;
+                    }
                 }
+                st.stats.cancels += n;
             }
+        }
+        if shutdown && !self.shutdown_sent {
+            self.shutdown_sent = true;
+            if self.wake_armed {
+                // End the wake-up read: the driver writes its own eventfd.
+                shared.wake_driver();
+            }
+        }
+        // While the kernel holds CQEs in its overflow backlog, push
+        // nothing: reap first (the wait below flushes the backlog). The
+        // CQ never loses a CQE (IORING_FEAT_NODROP), and a paused push
+        // bounds the backlog by what is already in flight.
+        let overflowed = self.overflowed();
+        if !overflowed {
             if !self.wake_armed && !shutdown {
                 self.arm_wake();
             }
             let mut pushed = 0;
             while !self.pending.is_empty() {
-                // A linked chain goes in whole: all its credit, and room in
-                // the SQ for all of it (a submit between its members would
-                // cut the link).
+                // A linked chain goes in whole: room in the SQ for all of it
+                // (a submit between its members would cut the link).
                 let n = 1 + self
                     .pending
                     .iter()
                     .take_while(|(e, _)| e.sqe_flags().contains(SqeFlags::IO_LINK))
                     .count() as u32;
-                let need: u32 = self.pending.iter().take(n as usize).map(|(_, c)| c).sum();
-                if self.credit.available() < need {
-                    // No credit: wait for completions first.
-                    break;
-                }
                 if n > 1 && self.ring.sq().space() < n {
                     self.submit(false, None);
                 }
                 for _ in 0..n {
-                    let (entry, credits) = self.pending.pop_front().expect("counted above");
-                    if self.push(entry, credits).is_err() {
-                        unreachable!("credit for the whole chain was checked");
-                    }
+                    let (entry, _) = self.pending.pop_front().expect("counted above");
+                    self.push(entry);
                 }
                 pushed += n;
                 if pushed >= self.batch {
@@ -275,60 +320,73 @@ impl<K: Kernel> Driver<K> {
                     self.submit(false, None);
                 }
             }
-            let in_ring = self.credit.in_flight();
-            if shutdown && in_ring == 0 && self.pending.is_empty() {
-                break;
-            }
-            if self.spin > Duration::ZERO && self.pending.is_empty() && !shutdown {
-                // Submit what was pushed and hand out what completed, then
-                // poll a while for more work before sleeping
-                // (ProactorConfig::spin).
-                self.submit(false, None);
-                self.reap();
-                if self.spin_for_work() {
-                    continue;
-                }
-            }
-            // Sleep only if nothing arrived meanwhile; callers that queue
-            // work after this see `sleeping` and write the eventfd. Blocked
-            // on credit, wait for a completion (there are `in_ring` coming).
-            // With cancellations to retry, sleep no longer than their
-            // backoff.
-            let wait = {
-                let mut st = self.shared.lock();
-                st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
-                st.stats.enters = self.enters;
-                let idle = st.queue.is_empty() && st.cancels.is_empty();
-                st.sleeping = idle && self.wake_armed;
-                (st.sleeping || !self.pending.is_empty() || (shutdown && idle)) && in_ring > 0
-            };
-            let timeout = self
-                .retries
-                .iter()
-                .map(|&(due, _)| due)
-                .min()
-                .map(|due| due.saturating_duration_since(Instant::now()));
-            if wait && timeout == Some(Duration::ZERO) {
-                self.submit(false, None);
-            } else {
-                self.submit(wait, timeout);
-            }
-            self.reap();
         }
-        let mut st = self.shared.lock();
-        st.stats.enters = self.enters;
-        st.stopped = true;
-        st.sleeping = false;
-        st.stats.cq_overflow = self.ring.overflow();
-        drop(st);
-        self.shared.stopped.notify_all();
-        // SAFETY: the wake-up read has completed (no credit is held, so no
-        // request is in the ring): the kernel no longer writes the buffer.
-        unsafe { ManuallyDrop::drop(&mut self.wake_buf) };
-        // SAFETY: as above, no request is in the ring; `self.ring` is not
-        // used again (`self` is dropped next, and a ManuallyDrop is not
-        // dropped with it). On a panic this is never reached: leaked.
-        unsafe { ManuallyDrop::drop(&mut self.ring) };
+        let in_ring = self.in_ring;
+        if shutdown && in_ring == 0 && self.pending.is_empty() {
+            let mut st = shared.lock();
+            st.stats.enters = self.enters;
+            st.stats.cq_overflow = self.ring.overflow();
+            return true;
+        }
+        if fallback
+            && self.spin > Duration::ZERO
+            && self.pending.is_empty()
+            && !shutdown
+            && wait != Wait::No
+        {
+            // Submit what was pushed and hand out what completed, then
+            // poll a while for more work before sleeping
+            // (ProactorConfig::spin).
+            self.submit(false, None);
+            self.reap(shared, grave);
+            // What completed is handed out (the turn ends) before any wait:
+            // the wakers in `grave` run only once the turn has returned.
+            if !grave.is_empty() || self.spin_for_work(shared) {
+                return false;
+            }
+        }
+        // Sleep only if nothing arrived meanwhile; callers that queue work
+        // after this see `sleeping` and write the eventfd. Blocked on a
+        // CQ overflow, wait for a completion (there are `in_ring` coming).
+        // With cancellations to retry, sleep no longer than their backoff.
+        let block = {
+            let mut st = shared.lock();
+            st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+            st.stats.enters = self.enters;
+            if overflowed {
+                st.stats.overflow_pauses += 1;
+            }
+            let idle = st.queue.is_empty() && st.cancels.is_empty();
+            let block = match wait {
+                Wait::No => false,
+                Wait::For(_) => {
+                    (idle && self.wake_armed || !self.pending.is_empty() || (shutdown && idle))
+                        && in_ring > 0
+                }
+            };
+            st.sleeping = block && self.wake_armed;
+            block
+        };
+        let bound = match wait {
+            Wait::For(t) => t,
+            Wait::No => None,
+        };
+        let timeout = self
+            .retries
+            .iter()
+            .map(|&(due, _)| due.saturating_duration_since(Instant::now()))
+            .chain(bound)
+            .min();
+        if block && timeout == Some(Duration::ZERO) {
+            self.submit(false, None);
+        } else {
+            self.submit(block, timeout);
+        }
+        if block {
+            shared.lock().sleeping = false;
+        }
+        self.reap(shared, grave);
+        false
     }
 
     /// Polls, for up to `spin`, for callers' work: true as soon as some is
@@ -336,17 +394,17 @@ impl<K: Kernel> Driver<K> {
     /// batch); false at once if completions are ready (or task work the
     /// kernel wants run, which the wait that follows runs), or once `spin`
     /// has passed.
-    pub(crate) fn spin_for_work(&mut self) -> bool {
-        let seen = self.shared.activity.load(Ordering::Relaxed);
+    pub(crate) fn spin_for_work(&mut self, shared: &Shared) -> bool {
+        let seen = shared.activity.load(Ordering::Relaxed);
         let start = Instant::now();
         let mut turns = 0u32;
         loop {
-            let now = self.shared.activity.load(Ordering::Relaxed);
+            let now = shared.activity.load(Ordering::Relaxed);
             if now != seen {
                 let mut last = now;
                 for _ in 0..64 {
                     std::hint::spin_loop();
-                    let now = self.shared.activity.load(Ordering::Relaxed);
+                    let now = shared.activity.load(Ordering::Relaxed);
                     if now == last {
                         break;
                     }
@@ -374,18 +432,14 @@ impl<K: Kernel> Driver<K> {
     /// Takes every CQE and dispatches it. A CQE is taken for a request's
     /// only if its `user_data` names a request in the kernel (slot index
     /// and tag) or the armed wake-up read; anything else (a forged or stray
-    /// CQE) is counted in `unexpected_cqes` and changes nothing, not even
-    /// the credit.
-    pub(crate) fn reap(&mut self) {
+    /// CQE) is counted in `unexpected_cqes` and changes nothing.
+    pub(crate) fn reap(&mut self, shared: &Shared, grave: &mut Graveyard) {
         self.cqes.clear();
         self.cqes.extend(self.ring.cq());
-        // The CQ view is dropped: the head is handed back, so the credit of
-        // these CQEs may return.
         if self.cqes.is_empty() {
             return;
         }
-        let mut st = self.shared.lock();
-        st.sleeping = false;
+        let mut st = shared.lock();
         let mut released = 0;
         let now = Instant::now();
         for cqe in &self.cqes {
@@ -393,7 +447,7 @@ impl<K: Kernel> Driver<K> {
             let (res, flags) = (cqe.res(), cqe.flags().bits());
             if self.wake_armed && ud == self.wake_ud {
                 self.wake_armed = false;
-                let _ = self.credit.release(1);
+                self.in_ring -= 1;
                 continue;
             }
             let low = ud as u32;
@@ -407,10 +461,10 @@ impl<K: Kernel> Driver<K> {
                         continue;
                     }
                 };
-                let _ = self.credit.release(1);
+                self.in_ring -= 1;
                 slot.cancel = Cancel::None;
                 if let SlotState::Reaped = slot.state {
-                    st.finish(target, &mut self.grave);
+                    st.finish(target, grave);
                 } else if res < 0 && slot.armed() {
                     // The kernel did not cancel it (ENOENT: not found yet,
                     // or completing; EALREADY: running) and its CQE has not
@@ -428,9 +482,8 @@ impl<K: Kernel> Driver<K> {
             };
             // Only a multishot request posts CQEs with IORING_CQE_F_MORE.
             let last = !slot.stream || ring_io_core::cqe_returns_credit(flags);
-            let credits = slot.credits;
             if last {
-                let _ = self.credit.release(credits);
+                self.in_ring -= 1;
             }
             let orphan = matches!(slot.state, SlotState::Orphan(..));
             if last && !orphan {
@@ -441,7 +494,7 @@ impl<K: Kernel> Driver<K> {
             match std::mem::replace(&mut slot.state, SlotState::Free) {
                 SlotState::Waiting(waker) => {
                     slot.state = SlotState::Done(res, flags);
-                    self.grave.wakers.extend(waker);
+                    grave.wakers.extend(waker);
                 }
                 SlotState::Stream {
                     mut cqes,
@@ -449,7 +502,7 @@ impl<K: Kernel> Driver<K> {
                     ended,
                 } => {
                     cqes.push_back((res, flags));
-                    self.grave.wakers.extend(waker.take());
+                    grave.wakers.extend(waker.take());
                     slot.state = SlotState::Stream {
                         cqes,
                         waker,
@@ -462,9 +515,9 @@ impl<K: Kernel> Driver<K> {
                         // The kernel is done with them: released (after
                         // unlocking). The slot and its credit wait for the
                         // cancellation's CQE if it is still owed.
-                        self.grave.orphans.push((resources, cqes));
+                        grave.orphans.push((resources, cqes));
                         slot.state = SlotState::Reaped;
-                        st.finish(ud, &mut self.grave);
+                        st.finish(ud, grave);
                         st.stats.orphans_freed += 1;
                     } else {
                         // More CQEs of a dropped stream are coming.
@@ -474,10 +527,7 @@ impl<K: Kernel> Driver<K> {
                 other => slot.state = other,
             }
         }
-        st.release_credit(released, &mut self.grave.wakers);
+        st.release_credit(released, &mut grave.wakers);
         st.stats.cq_overflow = self.ring.overflow();
-        drop(st);
-        // User code (drops of what dropped ops owned, wakers), unlocked.
-        self.grave.bury();
     }
 }

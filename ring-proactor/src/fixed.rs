@@ -24,7 +24,7 @@ unsafe impl Sync for Pool {}
 
 impl Pool {
     /// `count` zeroed buffers of `size` bytes (page-aligned block).
-    pub(super) fn new(count: u16, size: usize) -> std::io::Result<Arc<Pool>> {
+    pub(crate) fn new(count: u16, size: usize) -> std::io::Result<Arc<Pool>> {
         let bytes = usize::from(count)
             .checked_mul(size)
             .filter(|&b| b > 0 && size <= u32::MAX as usize)

@@ -26,6 +26,7 @@
 
 mod args;
 mod config;
+mod drive;
 mod driver;
 mod fd;
 mod fixed;
@@ -38,10 +39,11 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ProactorConfig, ProactorStats};
+pub use config::{DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
+pub use drive::{Unparker, block_on};
 pub use fd::{IntoOpFd, OpFd};
 pub use fixed::FixedBuf;
 pub use link::{Link, Linkable};
 pub use multi::Multi;
-pub use op::{Op, block_on};
+pub use op::Op;
 pub use proactor::Proactor;

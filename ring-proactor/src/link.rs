@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 
 use ring_io_ops::Entry;
 
-use crate::op::{Op, Stage, block_on, submit};
+use crate::drive::block_on;
+use crate::op::{Op, Stage, submit};
 use crate::state::Shared;
 
 /// Ops in a chain: what [`Op::link`] and [`Link::link`] accept (an [`Op`],

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use ring_io_ops::Entry;
 
+use crate::drive::block_on;
 use crate::op::*;
 use crate::proactor::*;
 use crate::state::*;
@@ -124,6 +125,8 @@ impl<T: 'static> Multi<T> {
                     }
                     self.stage = Stage::Submitted(ud);
                     if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        drop(st);
+                        crate::drive::note_pending(&shared);
                         return Poll::Pending;
                     }
                     // Cloned with the lock released (user code), then
@@ -146,6 +149,7 @@ impl<T: 'static> Multi<T> {
                     };
                     drop(st);
                     drop(old);
+                    crate::drive::note_pending(&shared);
                     return Poll::Pending;
                 }
             }

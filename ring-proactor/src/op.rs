@@ -6,14 +6,14 @@ use crate::Proactor;
 use std::fmt;
 use std::future::Future;
 use std::io::{self};
-use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self};
+use std::sync::{Arc, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use ring_io_ops::Entry;
 
+use crate::drive::block_on;
 use crate::state::*;
 
 /// What turns an op's completion into its output; owns every resource the
@@ -155,12 +155,14 @@ impl<O: 'static> Future for Op<O> {
                             if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                                 drop(st);
                                 drop(fresh);
+                                crate::drive::note_pending(&this.shared);
                                 return Poll::Pending;
                             }
                             if let Some(new) = fresh.take() {
                                 let old = waker.replace(new);
                                 drop(st);
                                 drop(old);
+                                crate::drive::note_pending(&this.shared);
                                 return Poll::Pending;
                             }
                             drop(st);
@@ -251,11 +253,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
                 st.stats.cancels += 1;
                 shared.activity.fetch_add(1, Ordering::Relaxed);
             }
-            let sleeping = std::mem::take(&mut st.sleeping);
-            drop(st);
-            if sleeping {
-                shared.wake_thread();
-            }
+            kick(shared, st, false);
         }
         Stage::Credit(ticket) => {
             let mut st = shared.lock();
@@ -360,6 +358,8 @@ pub(crate) fn submit_with(
         Some(w) => (0..parts.len()).map(|_| w.clone()).collect(),
         None => Vec::new(),
     };
+    // Inside `block_on`, this thread drives next (if nobody else does).
+    let will_drive = waker.is_some() && crate::drive::note_pending(shared);
     let mut st = shared.lock();
     if st.shutdown {
         let e = shut_down(st.panicked);
@@ -410,34 +410,24 @@ pub(crate) fn submit_with(
         shared.more.notify_one();
     }
     shared.activity.fetch_add(1, Ordering::Relaxed);
-    let sleeping = std::mem::take(&mut st.sleeping);
-    drop(st);
+    kick(shared, st, will_drive);
     drop(old);
-    if sleeping {
-        shared.wake_thread();
-    }
     Poll::Ready(Ok(()))
 }
 
-/// Runs `future` to completion on the calling thread, parking it while the
-/// future is pending (a minimal executor for [`Op::wait`] and tests).
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        thread::park();
+/// Work was queued under `st`: makes sure a driver sees it. A driver
+/// sleeping in the kernel is woken (the eventfd); with no driver, the idle
+/// fallback thread is, unless this thread drives next (`will_drive`) or
+/// the fallback is in a grace period after a caller drove (it looks at the
+/// work by itself when the period ends).
+pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
+    let sleeping = std::mem::take(&mut st.sleeping);
+    let idle =
+        !sleeping && !will_drive && st.owner.is_none() && st.fallback_idle && !st.fallback_timed;
+    drop(st);
+    if sleeping {
+        shared.wake_driver();
+    } else if idle {
+        shared.idle.notify_one();
     }
 }

@@ -4,7 +4,6 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
@@ -259,108 +258,67 @@ impl Proactor {
         }
         // SAFETY: `raw` is a new fd that nothing else owns.
         let efd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let thread_efd = efd.try_clone()?;
-        let (tx, rx) = std::sync::mpsc::channel();
+        let driver_efd = efd.try_clone()?;
+        // The fixed buffers first: the ring that has them registered is
+        // closed (or leaked) before the last `Arc` of the pool goes.
+        let pool = config
+            .fixed
+            .map(|(n, size)| Pool::new(n, size))
+            .transpose()?;
+        let ring = config.builder().build().map_err(proactor_setup_error)?;
+        if let Some(pool) = &pool {
+            // SAFETY: the pool's memory stays allocated while the ring
+            // lives: the shared state holds the pool, and its driver closes
+            // the ring (or leaks it, after a panic) before the state goes.
+            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }?;
+        }
+        let probe = ring.probe()?;
+        // The ring's fd, duplicated (the Proactor's builder never asks for
+        // REGISTERED_FD_ONLY, so there is one).
+        let ring_fd = ring
+            .fd()
+            .ok_or_else(|| io::Error::other("the Proactor's ring has no fd"))?
+            .try_clone_to_owned()?;
+        let cq = ring.params().cq_entries();
+        let budget = config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let mut state = State::default();
+        state.stats.cq_entries = cq;
+        let sq_entries = ring.params().sq_entries();
+        let driver: Box<dyn Drive> = Box::new(Driver::new(ring, driver_efd, &config));
+        let shared = Arc::new(Shared {
+            state: CacheLine(Mutex::new(state)),
+            driver: Mutex::new(Some(driver)),
+            more: Condvar::new(),
+            stopped: Condvar::new(),
+            idle: Condvar::new(),
+            wake: File::from(efd),
+            probe,
+            budget,
+            sq_entries,
+            ring_fd,
+            fixed: pool,
+            activity: AtomicU64::new(0),
+        });
+        let fallback = shared.clone();
         let thread = thread::Builder::new()
             .name("ring-proactor".into())
-            .spawn(move || {
-                // The fixed buffers first: declared before the ring, they are
-                // dropped after it on every path out of here.
-                let pool = match config.fixed.map(|(n, size)| Pool::new(n, size)) {
-                    None => None,
-                    Some(Ok(pool)) => Some(pool),
-                    Some(Err(e)) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                // The ring is set up on its own thread (SINGLE_ISSUER and the
-                // registered ring fd both belong to the thread that submits).
-                let setup = config
-                    .builder()
-                    .build()
-                    .map_err(proactor_setup_error)
-                    .and_then(|ring| {
-                        if let Some(pool) = &pool {
-                            // SAFETY: the pool's memory stays allocated while
-                            // the ring lives: `pool` (and the shared state,
-                            // which holds it too) outlives the ring here and
-                            // in the driver, whose ring is dropped (or
-                            // leaked, after a panic) before its `shared`.
-                            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }?;
-                        }
-                        Ok((ring.probe()?, ring))
-                    });
-                let (probe, ring) = match setup {
-                    Ok(ok) => ok,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                // The ring's fd, duplicated (the Proactor's builder never
-                // asks for REGISTERED_FD_ONLY, so there is one).
-                let ring_fd = match ring
-                    .fd()
-                    .ok_or_else(|| io::Error::other("the Proactor's ring has no fd"))
-                    .and_then(|fd| fd.try_clone_to_owned())
-                {
-                    Ok(fd) => fd,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                let cq = ring.params().cq_entries();
-                let limit = cq.saturating_sub(1) / 2;
-                if limit == 0 {
-                    let _ = tx.send(Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "a CQ of {cq} entries has no room for an op, its cancellation \
-                             and the thread's wake-up read (3 are needed): ask for at least \
-                             2 entries, or cq_entries(3)"
-                        ),
-                    )));
-                    return;
-                }
-                let budget = config.max_in_flight.map_or(limit, |m| m.min(limit));
-                let mut state = State::default();
-                state.stats.cq_entries = cq;
-                let shared = Arc::new(Shared {
-                    state: CacheLine(Mutex::new(state)),
-                    more: Condvar::new(),
-                    stopped: Condvar::new(),
-                    wake: File::from(efd),
-                    probe,
-                    budget,
-                    stream_credit: config.stream_credit.clamp(1, budget),
-                    sq_entries: ring.params().sq_entries(),
-                    ring_fd,
-                    fixed: pool.clone(),
-                    activity: AtomicU64::new(0),
-                });
-                if tx.send(Ok(shared.clone())).is_err() {
-                    return;
-                }
-                let driver = Driver::new(ring, shared.clone(), thread_efd, &config);
-                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| driver.run())) {
-                    shared.fail_all();
-                    std::panic::resume_unwind(panic);
-                }
-            })?;
-        match rx.recv() {
-            Ok(Ok(shared)) => Ok(Proactor {
+            .spawn(move || crate::drive::fallback(fallback));
+        match thread {
+            Ok(thread) => Ok(Proactor {
                 shared,
                 thread: Some(thread),
             }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
+            Err(e) => {
+                // Nothing was pushed: the ring can be closed at once.
+                let driver = shared
+                    .driver
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(driver) = driver {
+                    driver.close();
+                }
                 Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(io::Error::other("the proactor thread died during setup"))
             }
         }
     }
@@ -457,35 +415,53 @@ impl Drop for Proactor {
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
             .into_values()
             .collect();
+        // Dropped by code the driver runs on this thread (a user's Drop or
+        // waker): the driver finishes the shutdown when that returns.
+        let driving_here = st.owner == Some(thread::current().id());
         drop(st);
         wake_all(&mut wakers);
-        self.shared.wake_thread();
-        // Wait for the thread to see every request's last CQE, a bounded
-        // time: a request the kernel will not cancel (a blocking read of a
-        // device, say) must not block the caller. The thread then finishes
-        // alone, freeing what the kernel used only after its CQE.
+        self.shared.wake_driver();
+        self.shared.idle.notify_all();
+        if driving_here {
+            return;
+        }
+        // Drive the shutdown here if nobody else does, or wait for the
+        // driver to see every request's last CQE; a bounded time: a request
+        // the kernel will not cancel (a blocking read of a device, say) must
+        // not block the caller. The fallback thread then finishes alone,
+        // freeing what the kernel used only after its CQE.
         let deadline = Instant::now() + SHUTDOWN_GRACE;
-        // Dropped on its own thread (by a user's Drop the thread ran): that
-        // thread finishes when this returns.
-        let own_thread = self
-            .thread
-            .as_ref()
-            .is_some_and(|t| t.thread().id() == thread::current().id());
-        let mut st = self.shared.lock();
-        while !st.stopped && !own_thread {
+        let mut stopped = false;
+        while !stopped {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            st = match self.shared.stopped.wait_timeout(st, deadline - now) {
-                Ok((st, _)) => st,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            if crate::drive::acquire(&self.shared) {
+                while !stopped && Instant::now() < deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    stopped = crate::drive::turn(&self.shared, Wait::For(Some(left)), false);
+                }
+                crate::drive::release(&self.shared, false);
+            } else {
+                let st = self.shared.lock();
+                if st.stopped {
+                    break;
+                }
+                let (st, _) = match self
+                    .shared
+                    .stopped
+                    .wait_timeout(st, (deadline - now).min(Duration::from_millis(10)))
+                {
+                    Ok(woken) => woken,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                stopped = st.stopped;
+            }
         }
-        let stopped = st.stopped;
-        drop(st);
+        let stopped = stopped || self.shared.lock().stopped;
         if let Some(thread) = self.thread.take() {
-            if stopped {
+            if stopped && thread.thread().id() != thread::current().id() {
                 let _ = thread.join();
             }
         }

@@ -16,6 +16,7 @@ use ring_io_ops::Entry;
 use ring_io_driver::Probe;
 
 use crate::config::*;
+use crate::driver::Drive;
 use crate::fixed::Pool;
 
 /// The low word of the `user_data` of the eventfd read that wakes the
@@ -28,15 +29,22 @@ pub(crate) const CANCEL_BIT: u32 = 1 << 31;
 
 pub struct Shared {
     pub(crate) state: CacheLine<Mutex<State>>,
-    /// Signalled when an op is queued while the thread gathers a batch.
+    /// The ring and what only the driver touches. Locked only by the
+    /// thread that holds the driver token (`State::owner`), for one turn
+    /// at a time, so never contended; `None` once closed (or leaked after
+    /// a panic).
+    pub(crate) driver: Mutex<Option<Box<dyn Drive>>>,
+    /// Signalled when an op is queued while the fallback thread gathers a
+    /// batch.
     pub(crate) more: Condvar,
-    /// Signalled when the thread stops (`State::stopped`).
+    /// Signalled when the Proactor stops (`State::stopped`).
     pub(crate) stopped: Condvar,
-    /// Written by callers to end the thread's wait.
+    /// Where the fallback thread waits for work nobody drives.
+    pub(crate) idle: Condvar,
+    /// Written to end the driver's wait in the kernel.
     pub(crate) wake: File,
     pub(crate) probe: Probe,
     pub(crate) budget: u32,
-    pub(crate) stream_credit: u32,
     pub(crate) sq_entries: u32,
     /// A duplicate of the ring's fd, to register buffer rings.
     pub(crate) ring_fd: OwnedFd,
@@ -138,10 +146,30 @@ pub(crate) struct State {
     /// Ops waiting for credit, by ticket (first come, first served).
     pub(crate) credit_waiters: BTreeMap<u64, Waker>,
     pub(crate) next_ticket: u64,
-    /// The thread is (about to be) blocked in `io_uring_enter`.
+    /// The driver is (about to be) blocked in `io_uring_enter` with the
+    /// wake-up read armed: who queues work writes the eventfd.
     pub(crate) sleeping: bool,
-    /// The thread waits on `Shared::more` for a batch to fill.
+    /// The fallback thread waits on `Shared::more` for a batch to fill.
     pub(crate) gathering: bool,
+    /// The thread holding the driver token, and how many times it took it
+    /// (a thread that drives may take it again: a `Drop` or a waker the
+    /// driver runs can wait on an op).
+    pub(crate) owner: Option<std::thread::ThreadId>,
+    pub(crate) depth: u32,
+    /// Times a caller (not the fallback thread) let the token go: the
+    /// fallback thread takes over only after a grace period without one.
+    pub(crate) releases: u64,
+    /// A caller drove since the fallback thread last did: the fallback
+    /// waits a grace period before it takes over (the caller is likely to
+    /// drive again), and is not woken for each op queued meanwhile.
+    pub(crate) caller_drove: bool,
+    /// The fallback thread waits on `Shared::idle`.
+    pub(crate) fallback_idle: bool,
+    /// ... for a grace period only: it looks at the work by itself then, so
+    /// nobody needs to wake it.
+    pub(crate) fallback_timed: bool,
+    /// Callers waiting for the token, woken (one) when it is let go.
+    pub(crate) token_waiters: Vec<Waker>,
     pub(crate) shutdown: bool,
     pub(crate) stopped: bool,
     /// The thread panicked (a bug): ops still in the kernel never complete,
@@ -278,6 +306,11 @@ pub(crate) struct Graveyard {
 }
 
 impl Graveyard {
+    /// Nothing to release.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.orphans.is_empty() && self.states.is_empty() && self.wakers.is_empty()
+    }
+
     /// Releases everything (call with no lock held).
     pub(crate) fn bury(&mut self) {
         for (mut release, cqes) in self.orphans.drain(..) {
@@ -424,10 +457,16 @@ impl Shared {
         wake_all(&mut wakers);
     }
 
-    /// Ends the thread's wait if it sleeps (called after unlocking).
-    pub(crate) fn wake_thread(&self) {
+    /// Ends the driver's wait in the kernel (called after unlocking).
+    pub(crate) fn wake_driver(&self) {
         // A failed write means the eventfd counter is saturated, which only
-        // happens if the thread already has a wake-up pending.
+        // happens if the driver already has a wake-up pending.
         let _ = (&self.wake).write(&1u64.to_ne_bytes());
+    }
+
+    /// Is there work for a driver: ops queued or in flight, cancellations
+    /// to send, or a shutdown to finish.
+    pub(crate) fn has_work(st: &State) -> bool {
+        st.in_flight > 0 || !st.queue.is_empty() || !st.cancels.is_empty() || st.shutdown
     }
 }

@@ -193,17 +193,12 @@ impl Proactor {
             .flags(libc::SOCK_CLOEXEC)
             .multishot()
             .build();
-        let mut multi = Multi::new(
-            self,
-            entry,
-            self.shared.stream_credit,
-            move |res: io::Result<u32>, _| {
-                // The listener stays open while the request lives.
-                let _ = &fd;
-                // SAFETY: a successful accept returns a new fd nothing owns.
-                Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
-            },
-        );
+        let mut multi = Multi::new(self, entry, 1, move |res: io::Result<u32>, _| {
+            // The listener stays open while the request lives.
+            let _ = &fd;
+            // SAFETY: a successful accept returns a new fd nothing owns.
+            Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+        });
         multi.restart_after_success = true;
         multi
     }

@@ -1,0 +1,457 @@
+//! Who drives the ring: the thread that waits.
+//!
+//! One *driver token* (`State::owner`) says which thread may run ring turns
+//! (`Driver::turn`). A thread about to block on the Proactor ([`block_on`],
+//! `Op::wait`, `Multi::wait_next`, `Proactor::park`) takes the token if it
+//! is free and runs turns itself instead of sleeping: its own ops complete
+//! on its own thread, with no wake-up of another. The fallback thread
+//! drives only when work is queued or in flight and nobody else drives (an
+//! executor that never blocks on the Proactor, such as tokio's, relies on
+//! it); after a caller drove, it waits a grace period first, so callers
+//! that drive again and again never wake it.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread, ThreadId};
+use std::time::{Duration, Instant};
+
+use crate::driver::Wait;
+use crate::state::*;
+
+/// How long the fallback thread leaves work alone after a caller let the
+/// token go (the caller is likely to drive again at once).
+pub(crate) const GRACE: Duration = Duration::from_millis(5);
+
+thread_local! {
+    /// This thread's id (cached: `thread::current()` clones an `Arc`).
+    static ME: ThreadId = thread::current().id();
+    /// Nesting depth of [`block_on`] on this thread: while above 0, an op
+    /// queued here is driven here, so the fallback thread is not woken.
+    static BLOCKING: Cell<u32> = const { Cell::new(0) };
+    /// The Proactor of the last op polled (queued or waiting) inside
+    /// [`block_on`] on this thread: the one to drive.
+    static HINT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+}
+
+fn me() -> ThreadId {
+    ME.with(|id| *id)
+}
+
+/// An op of `shared` was polled and is pending: inside [`block_on`], note
+/// it as the Proactor to drive. True if this thread will drive (so nobody
+/// else needs waking for the op's sake).
+pub(crate) fn note_pending(shared: &Arc<Shared>) -> bool {
+    if BLOCKING.with(Cell::get) == 0 {
+        return false;
+    }
+    HINT.with(|h| {
+        let mut h = h.borrow_mut();
+        if !h.as_ref().is_some_and(|s| Arc::ptr_eq(s, shared)) {
+            *h = Some(shared.clone());
+        }
+    });
+    true
+}
+
+/// Takes the driver token for this thread, if free or already this
+/// thread's.
+pub(crate) fn acquire(shared: &Shared) -> bool {
+    let me = me();
+    let mut st = shared.lock();
+    match st.owner {
+        None if !st.stopped => {
+            st.owner = Some(me);
+            st.depth = 1;
+            true
+        }
+        Some(owner) if owner == me => {
+            st.depth += 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Lets the token go (taken by [`acquire`]): wakes a caller waiting for it
+/// if there is one.
+pub(crate) fn release(shared: &Shared, caller: bool) {
+    let mut st = shared.lock();
+    st.depth -= 1;
+    if st.depth > 0 {
+        return;
+    }
+    st.owner = None;
+    if caller {
+        st.caller_drove = true;
+        st.releases += 1;
+    }
+    let waiter = st.token_waiters.pop();
+    // Work left and no caller to take it: the fallback thread, unless it
+    // is already watching (its grace period, which the caller's release
+    // restarts).
+    let kick = waiter.is_none() && Shared::has_work(&st) && st.fallback_idle && !st.fallback_timed;
+    drop(st);
+    if let Some(w) = waiter {
+        run_user(|| w.wake());
+    } else if kick {
+        shared.idle.notify_one();
+    }
+}
+
+/// Runs one turn as the token holder; user code it collected (drops,
+/// wakers) runs after the driver is unlocked. A panic of the turn (a bug)
+/// leaks the ring, fails every op, and goes on. True once the Proactor has
+/// stopped.
+pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
+    let mut grave = Graveyard::default();
+    let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(driver) = guard.as_mut() else {
+        return true;
+    };
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        driver.turn(shared, wait, fallback, &mut grave)
+    }));
+    match outcome {
+        Ok(false) => {
+            drop(guard);
+            grave.bury();
+            false
+        }
+        Ok(true) => {
+            let driver = guard.take().expect("checked above");
+            drop(guard);
+            driver.close();
+            grave.bury();
+            let mut st = shared.lock();
+            st.stopped = true;
+            st.sleeping = false;
+            let waiters = std::mem::take(&mut st.token_waiters);
+            drop(st);
+            shared.stopped.notify_all();
+            shared.idle.notify_all();
+            wake_all(&mut { waiters });
+            true
+        }
+        Err(panic) => {
+            // The kernel may still use what the ring's requests point to:
+            // the ring and those resources are leaked, never freed.
+            std::mem::forget(guard.take());
+            drop(guard);
+            std::mem::forget(grave);
+            shared.fail_all();
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// The waker of [`block_on`]: unparks its thread and, if that thread is
+/// waiting in the kernel as the driver, ends the wait.
+struct Unpark {
+    thread: Thread,
+    woken: AtomicBool,
+    /// The Proactor this thread waits in the kernel for, if it does.
+    in_kernel: Mutex<Option<Arc<Shared>>>,
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if self.thread.id() == me() {
+            // Woken by its own thread (a completion it dispatched): it is
+            // not in the kernel, and polls again next.
+            return;
+        }
+        let driving = self
+            .in_kernel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(shared) = driving {
+            shared.wake_driver();
+        }
+        self.thread.unpark();
+    }
+}
+
+/// Runs `future` to completion on the calling thread. While it is pending
+/// on a [`Proactor`](crate::Proactor)'s op, the thread drives that
+/// Proactor's ring itself if nobody else does (its ops then complete
+/// without a wake-up of another thread); otherwise it parks until woken.
+/// Works with any future: a wake-up from elsewhere ends its wait.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let unpark = Arc::new(Unpark {
+        thread: thread::current(),
+        woken: AtomicBool::new(false),
+        in_kernel: Mutex::new(None),
+    });
+    let waker = Waker::from(unpark.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    /// Ends the blocking state and lets a held token go, even on a panic.
+    struct Blocking {
+        held: Option<Arc<Shared>>,
+    }
+    impl Drop for Blocking {
+        fn drop(&mut self) {
+            BLOCKING.with(|b| b.set(b.get() - 1));
+            HINT.with(|h| h.borrow_mut().take());
+            if let Some(shared) = self.held.take() {
+                release(&shared, true);
+            }
+        }
+    }
+    BLOCKING.with(|b| b.set(b.get() + 1));
+    let mut blocking = Blocking { held: None };
+    loop {
+        unpark.woken.store(false, Ordering::Relaxed);
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        if unpark.woken.load(Ordering::Acquire) {
+            continue;
+        }
+        let hint = HINT.with(|h| h.borrow().clone());
+        if blocking.held.is_none() {
+            if let Some(shared) = hint.filter(|s| acquire(s)) {
+                blocking.held = Some(shared);
+            }
+        }
+        match &blocking.held {
+            Some(shared) => {
+                *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
+                // A wake-up that came before `in_kernel` was set must not be
+                // slept through.
+                let wait = if unpark.woken.load(Ordering::Acquire) {
+                    Wait::No
+                } else {
+                    Wait::For(None)
+                };
+                let stopped = turn(shared, wait, false);
+                unpark
+                    .in_kernel
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if stopped {
+                    // Nothing left to drive: what the future waits for
+                    // completes (or fails) without a driver.
+                    let shared = blocking.held.take().expect("held");
+                    release(&shared, true);
+                    if !unpark.woken.load(Ordering::Acquire) {
+                        thread::park();
+                    }
+                }
+            }
+            None => {
+                if let Some(shared) = HINT.with(|h| h.borrow().clone()) {
+                    // Ask for the token when it is let go; if it was let go
+                    // meanwhile, take it (this thread's op may be queued
+                    // with nobody woken to drive it).
+                    let mut st = shared.lock();
+                    match st.owner {
+                        None if !st.stopped => continue,
+                        Some(_) => st.token_waiters.push(waker.clone()),
+                        None => {}
+                    }
+                }
+                if !unpark.woken.load(Ordering::Acquire) {
+                    thread::park();
+                }
+            }
+        }
+    }
+}
+
+/// The fallback thread: drives while work is queued or in flight and no
+/// caller does; ends when the Proactor has stopped.
+pub(crate) fn fallback(shared: Arc<Shared>) {
+    let me = me();
+    loop {
+        {
+            let mut st = shared.lock();
+            let mut seen = st.releases;
+            let mut quiet_since: Option<Instant> = None;
+            loop {
+                if st.stopped {
+                    return;
+                }
+                if st.owner.is_none() && Shared::has_work(&st) {
+                    if !st.caller_drove || st.shutdown {
+                        break;
+                    }
+                    // A caller drove: take over only after a grace period
+                    // in which no caller did.
+                    if st.releases != seen {
+                        seen = st.releases;
+                        quiet_since = None;
+                    }
+                    let since = *quiet_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= GRACE {
+                        break;
+                    }
+                }
+                st.fallback_idle = true;
+                st.fallback_timed = st.caller_drove;
+                st = if st.caller_drove {
+                    match shared.idle.wait_timeout(st, GRACE) {
+                        Ok((st, _)) => st,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    }
+                } else {
+                    shared.idle.wait(st).unwrap_or_else(|e| e.into_inner())
+                };
+                st.fallback_idle = false;
+                st.fallback_timed = false;
+                if st.caller_drove && !Shared::has_work(&st) && st.releases == seen {
+                    // No caller drove for a grace period and nothing is
+                    // left: new work wakes this thread again.
+                    st.caller_drove = false;
+                }
+            }
+            st.owner = Some(me);
+            st.depth = 1;
+            st.caller_drove = false;
+        }
+        loop {
+            if turn(&shared, Wait::For(None), true) {
+                return;
+            }
+            let st = shared.lock();
+            if !st.token_waiters.is_empty() || !Shared::has_work(&st) {
+                drop(st);
+                release(&shared, false);
+                break;
+            }
+        }
+    }
+}
+
+/// A thread's park state, shared with its [`Unparker`]s.
+#[derive(Default)]
+pub(crate) struct ParkState {
+    /// An unpark came since the last park.
+    woken: AtomicBool,
+    /// The thread drives and may wait in the kernel.
+    in_kernel: AtomicBool,
+}
+
+thread_local! {
+    static PARK: Arc<ParkState> = Arc::new(ParkState::default());
+}
+
+/// Ends a [`Proactor::park`](crate::Proactor::park) of one thread, from any
+/// thread: what an executor that parks on the Proactor calls from its
+/// wakers. Made by [`Proactor::unparker`](crate::Proactor::unparker).
+#[derive(Clone)]
+pub struct Unparker {
+    shared: Arc<Shared>,
+    thread: Thread,
+    park: Arc<ParkState>,
+}
+
+impl Unparker {
+    /// Ends the thread's park: its wait in the kernel if it drives, its
+    /// thread park otherwise. An unpark before the park ends the next one.
+    pub fn unpark(&self) {
+        // SeqCst, as `park`'s: one of the two sees the other's store, so
+        // the parked thread either skips its wait or is woken from it.
+        self.park.woken.store(true, Ordering::SeqCst);
+        if self.thread.id() != me() && self.park.in_kernel.load(Ordering::SeqCst) {
+            self.shared.wake_driver();
+        }
+        self.thread.unpark();
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unparker")
+            .field("thread", &self.thread.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl crate::Proactor {
+    /// Runs one ring turn without blocking, if no other thread drives:
+    /// pushes and submits what ops queued, and completes what the kernel
+    /// has finished (waking their tasks). For executors that integrate the
+    /// Proactor into their own loop; true if it ran the turn.
+    pub fn drive(&self) -> bool {
+        if !acquire(&self.shared) {
+            return false;
+        }
+        let _ = turn(&self.shared, Wait::No, false);
+        release(&self.shared, true);
+        true
+    }
+
+    /// Blocks the calling thread until the Proactor completes something,
+    /// `timeout` passes, or an [`Unparker`] of this thread is used, driving
+    /// the ring meanwhile if no other thread does. What an executor calls
+    /// when its tasks are all pending on the Proactor's ops, so their
+    /// completions are reaped on this thread, with no wake-up of another.
+    ///
+    /// ```
+    /// use ring_io_proactor::{Proactor, ProactorConfig};
+    /// use std::task::{Context, Poll, Waker};
+    /// use std::{future::Future, pin::Pin, sync::Arc};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// // A one-task executor: its waker unparks through the Proactor.
+    /// struct W(ring_io_proactor::Unparker);
+    /// impl std::task::Wake for W {
+    ///     fn wake(self: Arc<Self>) { self.0.unpark() }
+    /// }
+    /// let waker = Waker::from(Arc::new(W(p.unparker())));
+    /// let mut op = p.nop();
+    /// let out = loop {
+    ///     match Pin::new(&mut op).poll(&mut Context::from_waker(&waker)) {
+    ///         Poll::Ready(out) => break out,
+    ///         Poll::Pending => p.park(None),
+    ///     }
+    /// };
+    /// out?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn park(&self, timeout: Option<Duration>) {
+        let park = PARK.with(Arc::clone);
+        if acquire(&self.shared) {
+            park.in_kernel.store(true, Ordering::SeqCst);
+            let wait = if park.woken.swap(false, Ordering::SeqCst) {
+                Wait::No
+            } else {
+                Wait::For(timeout)
+            };
+            let stopped = turn(&self.shared, wait, false);
+            park.in_kernel.store(false, Ordering::SeqCst);
+            release(&self.shared, true);
+            if !stopped {
+                return;
+            }
+        }
+        if park.woken.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        match timeout {
+            Some(t) => thread::park_timeout(t),
+            None => thread::park(),
+        }
+    }
+
+    /// An [`Unparker`] that ends this thread's [`park`](Self::park).
+    pub fn unparker(&self) -> Unparker {
+        Unparker {
+            shared: self.shared.clone(),
+            thread: thread::current(),
+            park: PARK.with(Arc::clone),
+        }
+    }
+}
