@@ -147,7 +147,7 @@ impl TestFile {
         })
     }
 
-    fn fd(&self) -> i32 {
+    pub(crate) fn fd(&self) -> i32 {
         self.file.as_raw_fd()
     }
 }
@@ -276,16 +276,23 @@ pub(crate) fn ring_reads(
     }
 }
 
-/// The same loop on the io-uring crate.
-fn uring_reads(ring: &mut IoUring, f: &TestFile, bufs: &Buffers, depth: usize, ops: u64) {
-    let fd = types::Fd(f.fd());
-    let at = |k: u64| f.offsets[(k % READS) as usize];
-    let read = |k: u64, slot: usize| {
-        opcode::Read::new(fd, bufs.ptr(slot), BLOCK as u32)
-            .offset(at(k))
-            .build()
-            .user_data(slot as u64)
-    };
+/// [`ring_depth`]'s loop on the io-uring crate (waiting for one completion
+/// per enter): `entry(k, slot)` builds request `k` for `slot` (its
+/// `user_data` is set to `slot`); `check(k, slot, result)` sees its
+/// completion's result. Returns with every request completed.
+///
+/// # Safety
+///
+/// Every entry's pointers must stay valid until its completion, and no two
+/// requests in flight may share a slot's memory.
+pub(crate) unsafe fn uring_depth(
+    ring: &mut IoUring,
+    depth: usize,
+    ops: u64,
+    mut entry: impl FnMut(u64, usize) -> io_uring::squeue::Entry,
+    mut check: impl FnMut(u64, usize, i32),
+) {
+    assert!(depth <= DEPTH);
     let mut slot_op = [0u64; DEPTH];
     // The slots to (re)fill: all of them at first.
     let mut reaped: [usize; DEPTH] = std::array::from_fn(|slot| slot);
@@ -300,10 +307,10 @@ fn uring_reads(ring: &mut IoUring, f: &TestFile, bufs: &Buffers, depth: usize, o
                     break;
                 }
                 slot_op[slot] = issued;
-                // SAFETY: the read targets its own slot's buffer (free: never
-                // used, or its read has completed), alive until the loop has
-                // reaped every completion.
-                unsafe { sq.push(&read(issued, slot)) }.expect("fits the SQ");
+                // SAFETY: the caller vouches for the entry's pointers; the
+                // slot is free (never used, or its request has completed).
+                unsafe { sq.push(&entry(issued, slot).user_data(slot as u64)) }
+                    .expect("fits the SQ");
                 issued += 1;
             }
         }
@@ -314,12 +321,41 @@ fn uring_reads(ring: &mut IoUring, f: &TestFile, bufs: &Buffers, depth: usize, o
         n = 0;
         for cqe in ring.completion() {
             let slot = cqe.user_data() as usize;
-            assert_eq!(cqe.result(), BLOCK as i32, "a short or failed read");
-            bufs.check(slot, at(slot_op[slot]));
+            check(slot_op[slot], slot, cqe.result());
             reaped[n] = slot;
             n += 1;
         }
         done += n as u64;
+    }
+}
+
+/// The same loop on the io-uring crate.
+pub(crate) fn uring_reads(
+    ring: &mut IoUring,
+    f: &TestFile,
+    bufs: &Buffers,
+    depth: usize,
+    ops: u64,
+) {
+    let fd = types::Fd(f.fd());
+    let at = |k: u64| f.offsets[(k % READS) as usize];
+    // SAFETY: each read targets its own slot's buffer, which `bufs` keeps
+    // alive past `uring_depth`, which returns only after every completion.
+    unsafe {
+        uring_depth(
+            ring,
+            depth,
+            ops,
+            |k, slot| {
+                opcode::Read::new(fd, bufs.ptr(slot), BLOCK as u32)
+                    .offset(at(k))
+                    .build()
+            },
+            |k, slot, res| {
+                assert_eq!(res, BLOCK as i32, "a short or failed read");
+                bufs.check(slot, at(k));
+            },
+        );
     }
 }
 
@@ -358,6 +394,11 @@ pub(crate) fn alternate_n(rounds: usize, ops: u64, fs: &mut [&mut dyn FnMut(u64)
 /// ring fd), as in the `nop/*/defaults` rows.
 pub(crate) fn rings(entries: u32) -> (Ring, IoUring) {
     let ring = Builder::new(entries).build().expect("ring setup");
+    (ring, uring(entries))
+}
+
+/// The io-uring crate's ring of [`rings`].
+pub(crate) fn uring(entries: u32) -> IoUring {
     let mut b = IoUring::builder();
     b.setup_coop_taskrun()
         .setup_taskrun_flag()
@@ -365,7 +406,7 @@ pub(crate) fn rings(entries: u32) -> (Ring, IoUring) {
     b.setup_no_sqarray();
     let theirs = b.build(entries).expect("io-uring setup");
     let _ = theirs.submitter().register_ring_fd();
-    (ring, theirs)
+    theirs
 }
 
 /// Prints the `read4k/qd1` and `read4k/qd32` table.

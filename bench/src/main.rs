@@ -5,11 +5,16 @@
 //! `ring-bench [--quick] [ROW...]`: prints one line per row,
 //! `row<TAB>ring ns/op<TAB>io-uring ns/op<TAB>ratio` (ratio = io-uring time /
 //! ring time: above 1 means ring is faster), medians of alternating rounds.
+//! Built with the feature `peers` (as `cargo xtask bench` builds it), it
+//! adds the `peers/*` table: the Proactor, tokio-uring, monoio and compio
+//! against the io-uring crate (see `peers/mod.rs`).
 //! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! `shared` rows' loops, with BATCH threads).
 
 mod io;
+#[cfg(feature = "peers")]
+mod peers;
 mod proactor;
 
 use std::hint::black_box;
@@ -396,4 +401,6 @@ fn main() {
     }
     io::rows(rounds, &want);
     proactor::rows(rounds, quick, &want);
+    #[cfg(feature = "peers")]
+    peers::rows(quick, &want);
 }

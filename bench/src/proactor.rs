@@ -36,7 +36,7 @@ const OPS: u64 = 1 << 14;
 /// Client threads of the echo rows.
 const CLIENTS: usize = 4;
 /// Bytes per echo round trip.
-const MSG: usize = 64;
+pub(crate) const MSG: usize = 64;
 
 /// Runs `ops` Proactor ops, `depth` in flight, each slot refilled as soon
 /// as its op completes (`batch`: in batches of `depth`, each submitted
@@ -45,7 +45,7 @@ const MSG: usize = 64;
 /// every op in flight at each wake-up, like `join_all` (one waker per op,
 /// polling only the woken ones, measured about 1.5-2x slower here: the
 /// thread parks more often).
-fn drive<S: ?Sized, O: 'static>(
+pub(crate) fn drive<S: ?Sized, O: 'static>(
     state: &mut S,
     depth: usize,
     batch: bool,
@@ -91,7 +91,7 @@ fn drive<S: ?Sized, O: 'static>(
 }
 
 /// `ops` NOPs through the Proactor's futures, `depth` in flight.
-fn proactor_nops(p: &Proactor, depth: usize, batch: bool, ops: u64) {
+pub(crate) fn proactor_nops(p: &Proactor, depth: usize, batch: bool, ops: u64) {
     drive(
         &mut (),
         depth,
@@ -130,7 +130,7 @@ fn read_op(
 
 /// `ops` 4 KiB reads through the Proactor's futures, `depth` in flight,
 /// into `bufs` (one per slot, allocated once).
-fn proactor_reads(
+pub(crate) fn proactor_reads(
     p: &Proactor,
     f: &TestFile,
     bufs: &mut [Vec<u8>],
@@ -158,13 +158,14 @@ fn proactor_reads(
     );
 }
 
-/// Runs `CLIENTS` client threads against `addr`, each doing `trips`
-/// blocking write + read round trips of `MSG` bytes; returns the time all
-/// took.
-fn clients(addr: SocketAddr, trips: usize) -> Duration {
+/// Runs `conns` client threads against `addr`, each on its own connection
+/// doing `trips` blocking write + read round trips of `MSG` bytes; returns
+/// the time all took. The one client of every echo row (`proactor/echo`,
+/// `peers/echo/*`), whatever the server.
+pub(crate) fn clients(addr: SocketAddr, conns: usize, trips: usize) -> Duration {
     let start = Instant::now();
     thread::scope(|s| {
-        for c in 0..CLIENTS {
+        for c in 0..conns {
             s.spawn(move || {
                 let mut conn = TcpStream::connect(addr).expect("connect");
                 conn.set_nodelay(true).expect("nodelay");
@@ -182,17 +183,48 @@ fn clients(addr: SocketAddr, trips: usize) -> Duration {
     start.elapsed()
 }
 
+/// The echo example (`examples/echo.rs`, `serve`) on a new Proactor
+/// (`ProactorConfig::new(256)`): says `ready` once the Proactor runs, then
+/// serves `conns` connections; returns the bytes echoed.
+pub(crate) fn proactor_echo_server(
+    listener: TcpListener,
+    conns: usize,
+    ready: std::sync::mpsc::Sender<()>,
+) -> io::Result<u64> {
+    let p = Arc::new(Proactor::new(ProactorConfig::new(256))?);
+    let _ = ready.send(());
+    echo::serve(p, listener, Some(conns))
+}
+
 /// Round trips per second of the echo example (`examples/echo.rs`,
 /// `serve`) on a Proactor.
 fn proactor_echo(trips: usize) -> f64 {
+    let took = echo_round(CLIENTS, trips, proactor_echo_server);
+    (CLIENTS * trips) as f64 / took.as_secs_f64()
+}
+
+/// An echo server for [`echo_round`]: serves `conns` connections on the
+/// listener after saying `ready`, returns the bytes echoed.
+pub(crate) type EchoServer = fn(TcpListener, usize, std::sync::mpsc::Sender<()>) -> io::Result<u64>;
+
+/// One echo round: starts `serve` on a new thread with a new loopback
+/// listener, waits until it is ready (its setup is not timed), then runs
+/// [`clients`] (`conns` connections, `trips` round trips each); checks
+/// that every byte came back and returns the clients' time.
+pub(crate) fn echo_round(conns: usize, trips: usize, serve: EchoServer) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
-    let p = Arc::new(Proactor::new(ProactorConfig::new(256)).expect("proactor"));
-    let server = thread::spawn(move || echo::serve(p, listener, Some(CLIENTS)));
-    let took = clients(addr, trips);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || serve(listener, conns, tx));
+    if rx.recv().is_err() {
+        // It ended before it was ready: show why.
+        let outcome = server.join().expect("server");
+        panic!("the echo server did not start: {outcome:?}");
+    }
+    let took = clients(addr, conns, trips);
     let echoed = server.join().expect("server").expect("echo");
-    assert_eq!(echoed, (CLIENTS * trips * MSG) as u64);
-    (CLIENTS * trips) as f64 / took.as_secs_f64()
+    assert_eq!(echoed, (conns * trips * MSG) as u64);
+    took
 }
 
 /// The echo server on the raw ring: accepts `conns` connections (accept
@@ -307,14 +339,7 @@ fn ring_echo_server(
 
 /// Round trips per second of [`ring_echo_server`].
 fn ring_echo(trips: usize) -> f64 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = thread::spawn(move || ring_echo_server(listener, CLIENTS, tx));
-    rx.recv().expect("the server started");
-    let took = clients(addr, trips);
-    let echoed = server.join().expect("server").expect("echo");
-    assert_eq!(echoed, (CLIENTS * trips * MSG) as u64);
+    let took = echo_round(CLIENTS, trips, ring_echo_server);
     (CLIENTS * trips) as f64 / took.as_secs_f64()
 }
 

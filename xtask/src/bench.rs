@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: runs `ring-bench` (ring and the io-uring crate side
-//! by side, alternating, in one run), counts user-space instructions per op
-//! with callgrind, and writes BENCHMARKS.md.
+//! by side, alternating, in one run; with its `peers` feature, the Proactor
+//! beside tokio-uring, monoio and compio too), counts user-space
+//! instructions per op with callgrind, and writes BENCHMARKS.md.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -81,6 +82,35 @@ fn ratios<'t>(tables: &'t [Table], prefix: &str) -> Vec<(&'t str, f64)> {
         .flat_map(|t| &t.rows)
         .filter(|r| r[0].starts_with(prefix))
         .filter_map(|r| Some((r[0].as_str(), r.last()?.parse().ok()?)))
+        .collect()
+}
+
+/// One row of the `peers/*` table (the Proactor and the peer runtimes,
+/// each a ratio to the io-uring crate): `(row, Proactor, [(peer, ratio)])`.
+type PeerRow<'t> = (&'t str, f64, Vec<(&'t str, f64)>);
+
+/// The rows of the `peers/*` table.
+fn peer_rows(tables: &[Table]) -> Vec<PeerRow<'_>> {
+    let Some(t) = tables
+        .iter()
+        .find(|t| t.rows.iter().any(|r| r[0].starts_with("peers/")))
+    else {
+        return Vec::new();
+    };
+    // The columns after the row's name; the first is the io-uring crate's ns/op.
+    let Some(proactor) = t.columns.iter().position(|c| c == "Proactor") else {
+        return Vec::new();
+    };
+    t.rows
+        .iter()
+        .filter_map(|r| {
+            let value = |i: usize| r.get(i + 1)?.parse::<f64>().ok();
+            let peers = (1..t.columns.len())
+                .filter(|&i| i != proactor)
+                .map(|i| Some((t.columns[i].as_str(), value(i)?)))
+                .collect::<Option<Vec<_>>>()?;
+            Some((r[0].as_str(), value(proactor)?, peers))
+        })
         .collect()
 }
 
@@ -175,6 +205,58 @@ fn targets(tables: &[Table], instructions: &[(u32, f64)]) -> Vec<(String, String
             ),
         ));
     }
+    let peers = peer_rows(tables);
+    if !peers.is_empty() {
+        let wanted = [
+            ("peers/nop/qd32", 0.5),
+            ("peers/read4k/qd32", 0.9),
+            ("peers/echo/1conn", 0.9),
+        ];
+        let against: Vec<(&str, f64, f64)> = wanted
+            .iter()
+            .filter_map(|&(name, min)| {
+                let (_, p, _) = peers.iter().find(|(n, _, _)| *n == name)?;
+                Some((name, *p, min))
+            })
+            .collect();
+        if !against.is_empty() {
+            out.push((
+                "Proactor >= 0.5x the io-uring crate on NOP QD32, >= 0.9x on read QD32 and \
+                 echo 1 connection (peers table)"
+                    .to_string(),
+                against
+                    .iter()
+                    .map(|(n, p, _)| format!("{n} {p:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                against.iter().all(|(_, p, min)| p >= min),
+                "The Proactor's submitter thread does every ring turn, so each batch crosses \
+                 threads twice and wakes a sleeping thread (see the notes under the Proactor \
+                 tables)."
+                    .to_string(),
+            ));
+        }
+        // Per row the Proactor is behind on: the fastest peer.
+        let behind: Vec<String> = peers
+            .iter()
+            .filter_map(|(row, p, others)| {
+                let (peer, r) = others.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+                (r > *p).then(|| format!("{row} {p:.3} < {peer} {r:.3}"))
+            })
+            .collect();
+        out.push((
+            "Proactor >= each of tokio-uring, monoio and compio on every peers row".to_string(),
+            if behind.is_empty() {
+                "ahead on every row".to_string()
+            } else {
+                format!("behind the fastest on: {}", behind.join(", "))
+            },
+            behind.is_empty(),
+            "The runtimes drive the ring on the thread that awaits; the Proactor hands every \
+             batch to its own thread and back (see the notes under the Proactor tables)."
+                .to_string(),
+        ));
+    }
     out
 }
 
@@ -232,7 +314,17 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
     args.finish()?;
     let start = Instant::now();
     if !cargo()
-        .args(["build", "--release", "-q", "-p", "ring-bench"])
+        // `peers`: the tokio-uring, monoio and compio rows (those runtimes
+        // are built only here, never by `cargo test --workspace`).
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "ring-bench",
+            "--features",
+            "peers",
+        ])
         .status()?
         .success()
     {
@@ -347,6 +439,30 @@ mod tests {
         assert_eq!(t[1].1, "batch 1 1.200, batch 32 0.700");
         assert_eq!(t[2].1, "shared/threads2 2.000, shared/threads4 1.600");
         assert!(targets(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn the_peers_table_is_judged_column_by_column() {
+        let out = "table\tPeers (load 1.0)\n\
+                   row\tio-uring ns/op\tProactor\ttokio-uring\tmonoio\tcompio\n\
+                   peers/nop/qd32\t60\t0.6\t0.2\t0.7\t0.1\n\
+                   peers/read4k/qd32\t900\t0.95\t0.8\t0.9\t0.9\n\
+                   peers/echo/1conn\t15000\t0.95\t0.9\t0.9\t0.9\n";
+        let t = targets(&parse_tables(out), &[]);
+        assert_eq!(t.len(), 2);
+        assert!(t[0].2, "0.6, 0.95 and 0.95 meet 0.5, 0.9 and 0.9");
+        assert_eq!(
+            t[0].1,
+            "peers/nop/qd32 0.600, peers/read4k/qd32 0.950, peers/echo/1conn 0.950"
+        );
+        assert!(!t[1].2);
+        assert_eq!(
+            t[1].1,
+            "behind the fastest on: peers/nop/qd32 0.600 < monoio 0.700"
+        );
+        let slow = out.replace("\t0.95\t0.8", "\t0.85\t0.8");
+        let t = targets(&parse_tables(&slow), &[]);
+        assert!(!t[0].2, "0.85 misses 0.9 on read QD32");
     }
 
     #[test]

@@ -52,7 +52,9 @@ commands:
         first failure unless --keep-going.
   bench [--quick]
         ring and the io-uring crate side by side (ring-bench, alternating rounds,
-        medians, ratios) plus callgrind instruction counts; writes BENCHMARKS.md.
+        medians, ratios), the Proactor beside tokio-uring, monoio and compio
+        (ring-bench's `peers` feature), plus callgrind instruction counts;
+        writes BENCHMARKS.md.
   help  this text";
 
 fn main() -> ExitCode {

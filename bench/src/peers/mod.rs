@@ -1,0 +1,428 @@
+//! The `peers/*` rows (the bench crate's feature `peers`, which
+//! `cargo xtask bench` turns on): the same workloads on the raw io-uring
+//! crate (the baseline), ring's Proactor and three io_uring runtimes,
+//! tokio-uring, monoio (its io_uring driver) and compio, each written as
+//! its own users would write it (one module per runtime).
+//!
+//! Every system runs in the same process, in rounds that rotate which one
+//! goes first; each number is the median of its rounds, and the table
+//! shows ratio = io-uring time / system time (above 1: faster than the raw
+//! crate), with the 1-minute load average.
+//!
+//! - NOP and 4 KiB read rows: QD1 is one op at a time (a loop awaiting each
+//!   op in the runtime's `block_on`); QD32 keeps 32 ops in flight: 32
+//!   spawned tasks, each awaiting its share of the ops in turn, on the
+//!   runtimes; on the Proactor, 32 op futures polled by one future on
+//!   ring's `block_on` (each slot refilled as its op completes, as in the
+//!   `proactor/*` rows); on the io-uring crate, 32 SQEs, each slot
+//!   refilled as its completion is reaped.
+//! - Echo rows: a loopback TCP echo server on each system, and the same
+//!   std-thread client for all ([`proactor::clients`]).
+
+mod compio_rt;
+mod monoio_rt;
+mod tokio_uring_rt;
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use io_uring::{IoUring, opcode, types};
+use ring_io_proactor::{Proactor, ProactorConfig};
+
+use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
+use crate::median;
+use crate::proactor::{self, EchoServer, MSG};
+
+/// Ops per timed sample in the NOP and read rows.
+const OPS: u64 = 1 << 13;
+/// Echo round trips per connection per timed sample, by connections.
+const TRIPS: [(usize, u64); 2] = [(1, 2000), (16, 250)];
+
+/// The columns after the baseline's ns/op: each system's ratio.
+const SYSTEMS: [&str; 4] = ["Proactor", "tokio-uring", "monoio", "compio"];
+
+/// The 1-minute load average, as `/proc/loadavg` shows it.
+fn load1() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Warms each contender up with `n / 8`, then runs `rounds` rounds of all
+/// of them with `n`, rotating which goes first. Each call returns its own
+/// ns/op; returns each contender's median.
+fn rotate(rounds: usize, n: u64, fs: &mut [&mut dyn FnMut(u64) -> f64]) -> Vec<f64> {
+    for f in fs.iter_mut() {
+        f((n / 8).max(1));
+    }
+    let mut times = vec![Vec::with_capacity(rounds); fs.len()];
+    for round in 0..rounds {
+        for i in 0..fs.len() {
+            let c = (round + i) % fs.len();
+            times[c].push(fs[c](n));
+        }
+    }
+    times.into_iter().map(median).collect()
+}
+
+/// Runs `run(ops)` and returns its ns per op.
+fn per_op(ops: u64, run: impl FnOnce(u64)) -> f64 {
+    let start = Instant::now();
+    run(ops);
+    start.elapsed().as_nanos() as f64 / ops as f64
+}
+
+/// The op numbers task `task` of `tasks` runs, of `ops` in all: every
+/// `tasks`-th from `task` (so together they run each once).
+fn share(task: usize, tasks: usize, ops: u64) -> impl Iterator<Item = u64> {
+    (task as u64..ops).step_by(tasks)
+}
+
+/// Asserts that read `k` of `f` read the whole block it asked for.
+fn check_read(f: &TestFile, k: u64, res: io::Result<usize>, buf: &[u8]) {
+    assert_eq!(res.expect("read"), BLOCK, "a short read");
+    let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+    assert_eq!(
+        head,
+        f.offsets[(k % READS) as usize],
+        "read the wrong block"
+    );
+}
+
+/// `ops` NOPs on the io-uring crate, `depth` in flight.
+fn uring_nops(ring: &mut IoUring, depth: usize, ops: u64) {
+    // SAFETY: a NOP carries no pointers.
+    unsafe {
+        file_io::uring_depth(
+            ring,
+            depth,
+            ops,
+            |_, _| opcode::Nop::new().build(),
+            |_, _, res| assert_eq!(res, 0),
+        );
+    }
+}
+
+/// `ops` 0-byte reads of `f` on the io-uring crate, `depth` in flight: the
+/// baseline of monoio's NOP cells (monoio has no NOP).
+fn uring_empty_reads(ring: &mut IoUring, f: &TestFile, depth: usize, ops: u64) {
+    let fd = types::Fd(f.fd());
+    let nowhere = std::ptr::NonNull::<u8>::dangling().as_ptr();
+    // SAFETY: a 0-byte read writes nothing through its (dangling) pointer.
+    unsafe {
+        file_io::uring_depth(
+            ring,
+            depth,
+            ops,
+            |_, _| opcode::Read::new(fd, nowhere, 0).offset(0).build(),
+            |_, _, res| assert_eq!(res, 0),
+        );
+    }
+}
+
+/// The echo server on the io-uring crate: the raw ring's server of the
+/// `proactor/echo` row (accept SQEs one at a time, then per connection a
+/// recv into its own 16 KiB buffer, a send of what arrived, again for the
+/// rest of a short send, and a recv again; a recv of 0 closes it), with the
+/// fast setup flags of the other io-uring rows.
+fn uring_echo_server(listener: TcpListener, conns: usize, ready: Sender<()>) -> io::Result<u64> {
+    struct Conn {
+        fd: OwnedFd,
+        buf: Vec<u8>,
+        len: usize,
+        sent: usize,
+    }
+    const ACCEPT: u64 = u64::MAX;
+    let recv = |i: usize, c: &mut Conn| {
+        opcode::Recv::new(
+            types::Fd(c.fd.as_raw_fd()),
+            c.buf.as_mut_ptr(),
+            c.buf.len() as u32,
+        )
+        .build()
+        .user_data((i as u64) << 1)
+    };
+    let send = |i: usize, c: &Conn| {
+        opcode::Send::new(
+            types::Fd(c.fd.as_raw_fd()),
+            c.buf[c.sent..c.len].as_ptr(),
+            (c.len - c.sent) as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(((i as u64) << 1) | 1)
+    };
+    let accept = opcode::Accept::new(
+        types::Fd(listener.as_raw_fd()),
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
+    .flags(libc::SOCK_CLOEXEC)
+    .build()
+    .user_data(ACCEPT);
+    let mut ring = file_io::uring(256);
+    let _ = ready.send(());
+    // Each connection has one request in flight at a time, and its buffer
+    // (on the heap, so it stays put when `all` grows) lives until its recv
+    // returns 0, or forever after an error.
+    let mut all: Vec<Option<Conn>> = Vec::with_capacity(conns);
+    // SAFETY: an accept without a peer address carries no pointers.
+    unsafe { ring.submission().push(&accept) }.expect("fits the SQ");
+    let (mut accepted, mut open, mut total) = (0, 0, 0u64);
+    let mut cqes = Vec::with_capacity(256);
+    let result = (|| {
+        while accepted < conns || open > 0 {
+            ring.submit_and_wait(1)?;
+            cqes.clear();
+            cqes.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+            let mut sq = ring.submission();
+            for &(ud, res) in &cqes {
+                if res < 0 {
+                    return Err(io::Error::from_raw_os_error(-res));
+                }
+                if ud == ACCEPT {
+                    // SAFETY: the accept returned a new fd that nothing else owns.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    let i = all.len();
+                    all.push(Some(Conn {
+                        fd,
+                        buf: vec![0; 16 * 1024],
+                        len: 0,
+                        sent: 0,
+                    }));
+                    let c = all[i].as_mut().expect("just pushed");
+                    // SAFETY: the recv targets the connection's own buffer
+                    // (see `all`).
+                    unsafe { sq.push(&recv(i, c)) }.expect("fits the SQ");
+                    accepted += 1;
+                    open += 1;
+                    if accepted < conns {
+                        // SAFETY: as above.
+                        unsafe { sq.push(&accept) }.expect("fits the SQ");
+                    }
+                    continue;
+                }
+                let i = (ud >> 1) as usize;
+                let c = all[i].as_mut().expect("a live connection");
+                if ud & 1 == 0 {
+                    if res == 0 {
+                        all[i] = None;
+                        open -= 1;
+                        continue;
+                    }
+                    (c.len, c.sent) = (res as usize, 0);
+                } else {
+                    c.sent += res as usize;
+                    total += res as u64;
+                }
+                let next = if c.sent < c.len {
+                    send(i, c)
+                } else {
+                    recv(i, c)
+                };
+                // SAFETY: the connection's previous request has completed;
+                // the next targets its own buffer (see `all`).
+                unsafe { sq.push(&next) }.expect("fits the SQ");
+            }
+        }
+        Ok(total)
+    })();
+    if result.is_err() {
+        // Requests may still be in flight: their buffers must not be freed.
+        std::mem::forget(all);
+    }
+    result
+}
+
+/// One echo sample: ns per round trip of `serve` with `conns` connections
+/// of `trips` round trips each.
+fn echo_ns(conns: usize, trips: u64, serve: EchoServer) -> f64 {
+    let took = proactor::echo_round(conns, trips as usize, serve);
+    took.as_nanos() as f64 / (conns as u64 * trips) as f64
+}
+
+/// Prints the `peers/*` table: `rounds` rounds per row (`quick`: fewer).
+pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
+    let names = [
+        "peers/nop/qd1",
+        "peers/nop/qd32",
+        "peers/read4k/qd1",
+        "peers/read4k/qd32",
+        "peers/echo/1conn",
+        "peers/echo/16conn",
+    ];
+    if !names.iter().any(|n| want(n)) {
+        return;
+    }
+    let rounds = if quick { 3 } else { 11 };
+    let (ops, trip_scale) = if quick { (OPS / 4, 4) } else { (OPS, 1) };
+    let load_before = load1();
+    let start = Instant::now();
+    // Every system's runtime (or ring) is made once, outside the timing.
+    let mut raw = file_io::uring(DEPTH as u32);
+    // The same, for monoio's baseline in the nop rows.
+    let mut raw_empty = file_io::uring(DEPTH as u32);
+    // A CQ of 4 x 32: the Proactor's budget, (cq - 1) / 2, must reach 32.
+    let p = Proactor::new(ProactorConfig::new(DEPTH as u32).cq_entries(4 * DEPTH as u32))
+        .expect("proactor");
+    let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
+    let tokio_uring = tokio_uring::Runtime::new(&tokio_uring::builder()).expect("tokio-uring");
+    let mut monoio = monoio_rt::runtime().expect("monoio");
+    let compio = compio::runtime::Runtime::new().expect("compio");
+    let f = file_io::test_file();
+
+    let mut lines = Vec::new();
+    let mut times = Vec::new();
+    let ratio = |base: f64, t: f64| base / t;
+    for depth in [1, DEPTH] {
+        let name = format!("peers/nop/qd{depth}");
+        if !want(&name) {
+            continue;
+        }
+        let t = rotate(
+            rounds,
+            ops,
+            &mut [
+                &mut |n| per_op(n, |n| uring_nops(&mut raw, depth, n)),
+                &mut |n| per_op(n, |n| proactor::proactor_nops(&p, depth, false, n)),
+                &mut |n| per_op(n, |n| tokio_uring_rt::nops(&tokio_uring, depth, n)),
+                &mut |n| per_op(n, |n| monoio_rt::empty_reads(&mut monoio, f, depth, n)),
+                &mut |n| per_op(n, |n| compio_rt::nops(&compio, depth, n)),
+                &mut |n| per_op(n, |n| uring_empty_reads(&mut raw_empty, f, depth, n)),
+            ],
+        );
+        lines.push(format!(
+            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            t[0],
+            ratio(t[0], t[1]),
+            ratio(t[0], t[2]),
+            ratio(t[5], t[3]),
+            ratio(t[0], t[4]),
+        ));
+        times.push(format!(
+            "{name}: io-uring {:.0}, Proactor {:.0}, tokio-uring {:.0}, monoio {:.0} \
+             (0-byte reads; io-uring's {:.0}), compio {:.0}",
+            t[0], t[1], t[2], t[3], t[5], t[4]
+        ));
+    }
+    let raw_bufs = file_io::Buffers::new();
+    for depth in [1, DEPTH] {
+        let name = format!("peers/read4k/qd{depth}");
+        if !want(&name) {
+            continue;
+        }
+        let t = rotate(
+            rounds,
+            ops,
+            &mut [
+                &mut |n| {
+                    per_op(n, |n| {
+                        file_io::uring_reads(&mut raw, f, &raw_bufs, depth, n)
+                    })
+                },
+                &mut |n| {
+                    per_op(n, |n| {
+                        proactor::proactor_reads(&p, f, &mut bufs, depth, false, n)
+                    })
+                },
+                &mut |n| per_op(n, |n| tokio_uring_rt::reads(&tokio_uring, f, depth, n)),
+                &mut |n| per_op(n, |n| monoio_rt::reads(&mut monoio, f, depth, n)),
+                &mut |n| per_op(n, |n| compio_rt::reads(&compio, f, depth, n)),
+            ],
+        );
+        lines.push(format!(
+            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            t[0],
+            ratio(t[0], t[1]),
+            ratio(t[0], t[2]),
+            ratio(t[0], t[3]),
+            ratio(t[0], t[4]),
+        ));
+        times.push(format!(
+            "{name}: io-uring {:.0}, Proactor {:.0}, tokio-uring {:.0}, monoio {:.0}, \
+             compio {:.0}",
+            t[0], t[1], t[2], t[3], t[4]
+        ));
+    }
+    for (conns, trips) in TRIPS {
+        let name = format!("peers/echo/{conns}conn");
+        if !want(&name) {
+            continue;
+        }
+        let servers: [EchoServer; 5] = [
+            uring_echo_server,
+            proactor::proactor_echo_server,
+            tokio_uring_rt::echo_server,
+            monoio_rt::echo_server,
+            compio_rt::echo_server,
+        ];
+        let mut runs: Vec<Box<dyn FnMut(u64) -> f64>> = servers
+            .into_iter()
+            .map(|serve| Box::new(move |n| echo_ns(conns, n, serve)) as Box<dyn FnMut(u64) -> f64>)
+            .collect();
+        let mut fs: Vec<&mut dyn FnMut(u64) -> f64> = runs
+            .iter_mut()
+            .map(|r| &mut **r as &mut dyn FnMut(u64) -> f64)
+            .collect();
+        let t = rotate(rounds, trips / trip_scale, &mut fs);
+        lines.push(format!(
+            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            t[0],
+            ratio(t[0], t[1]),
+            ratio(t[0], t[2]),
+            ratio(t[0], t[3]),
+            ratio(t[0], t[4]),
+        ));
+        times.push(format!(
+            "{name}: io-uring {:.0}, Proactor {:.0}, tokio-uring {:.0}, monoio {:.0}, \
+             compio {:.0}",
+            t[0], t[1], t[2], t[3], t[4]
+        ));
+    }
+    let load_after = load1();
+    println!(
+        "table\tPeer runtimes against the io-uring crate (1-minute load average {load_before} \
+         before the table, {load_after} after)"
+    );
+    println!("row\tio-uring ns/op\t{}", SYSTEMS.join("\t"));
+    for l in &lines {
+        println!("{l}");
+    }
+    println!(
+        "note\tEach system in the same process, {rounds} rounds rotating which goes first, \
+         medians; ratio = io-uring time / the system's time: above 1.00 means faster than the \
+         raw io-uring crate (0.7, with the fast setup flags of the rows above: COOP_TASKRUN, \
+         TASKRUN_FLAG, SUBMIT_ALL, NO_SQARRAY, registered ring fd). tokio-uring 0.5, monoio \
+         0.2 (`RuntimeBuilder::<IoUringDriver>`) and compio 0.19 with their default setup; \
+         each runtime is built once per run, outside the timing (`tokio_uring::start` is \
+         `Runtime::new` + `block_on`), and every sample is one `block_on`. nop and read4k: \
+         {ops} ops per sample. qd1: a loop awaiting one op at a time in `block_on`; qd{DEPTH}: \
+         {DEPTH} ops in flight: {DEPTH} spawned tasks, each awaiting its share of the ops \
+         in turn, on the runtimes; {DEPTH} op futures polled by one future on ring's \
+         `block_on`, each refilled as it completes, on the Proactor \
+         (`ProactorConfig::new({DEPTH})`, CQ of {}); {DEPTH} SQEs, each slot refilled as its \
+         completion is reaped, on the io-uring crate. NOPs: `Proactor::nop`, \
+         `tokio_uring::no_op`, compio through its documented extension point (an `OpCode` \
+         building IORING_OP_NOP, `compio::runtime::submit`); monoio has no NOP and no public \
+         way to submit one, so its nop cells are 0-byte reads of the test file \
+         (`File::read_at` into an empty `Vec`), against the io-uring crate doing the same \
+         0-byte reads. read4k: the file, offsets and checks of the read4k rows, one 4 KiB \
+         `Vec` per task (per slot) reused, each peer's `File` opened from a dup of the file's \
+         fd. echo: a loopback TCP echo server per system, started anew for every sample (its \
+         setup not timed): accept, then a task (a state machine on the io-uring crate) per \
+         connection that reads into a 16 KiB buffer and writes back what arrived, until the \
+         peer closes (the Proactor: the echo example, `examples/echo.rs`); the same client \
+         for all: N std threads, one connection each, {MSG}-byte blocking write + read round \
+         trips ({} per connection per sample for 1conn, {} for 16conn); ns/op = the clients' \
+         time / round trips. {} s for the table.",
+        4 * DEPTH,
+        TRIPS[0].1 / trip_scale,
+        TRIPS[1].1 / trip_scale,
+        start.elapsed().as_secs()
+    );
+    println!("note\tns/op (medians) in this run: {}.", times.join("; "));
+}
