@@ -9,6 +9,7 @@
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! `shared` rows' loops, with BATCH threads).
 
+mod cp;
 mod io;
 mod proactor;
 
@@ -396,4 +397,5 @@ fn main() {
     }
     io::rows(rounds, &want);
     proactor::rows(rounds, quick, &want);
+    cp::rows(rounds, &want);
 }
