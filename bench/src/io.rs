@@ -60,7 +60,7 @@ pub(crate) struct TestFile {
 
 /// The filesystem type of `dir` by `statfs(2)` magic, and whether it is a
 /// RAM filesystem (tmpfs, ramfs).
-fn filesystem(dir: &Path) -> Option<(String, bool)> {
+pub(crate) fn filesystem(dir: &Path) -> Option<(String, bool)> {
     use std::os::unix::ffi::OsStrExt;
     let mut path = dir.as_os_str().as_bytes().to_vec();
     path.push(0);

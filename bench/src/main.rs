@@ -12,6 +12,7 @@
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! `shared` rows' loops, with BATCH threads).
 
+mod cp;
 mod io;
 #[cfg(feature = "peers")]
 mod peers;
@@ -403,4 +404,5 @@ fn main() {
     proactor::rows(rounds, quick, &want);
     #[cfg(feature = "peers")]
     peers::rows(quick, &want);
+    cp::rows(rounds, &want);
 }

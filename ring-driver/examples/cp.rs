@@ -1,9 +1,12 @@
-//! `cp SRC DST` through the ring: up to 16 reads in flight, each followed by
-//! the write of what it read, with a progress bar when stderr is a terminal.
-//! A source that is not a regular file (a pipe, a terminal), or whose size
-//! says less than it holds (a procfs file), is copied in order until a read
-//! returns 0. Errors name the path and exit with status 1; nothing is
-//! truncated before both files are checked (`cp_common/mod.rs`).
+//! `cp SRC DST` through the ring. Between two regular files each block is
+//! spliced (`IORING_OP_SPLICE`) from the source into a pipe, then from the
+//! pipe into the destination, 4 blocks of 1 MiB in flight, each through its
+//! own pipe: the bytes are copied once, in the kernel, as coreutils `cp`
+//! copies them (see `cp_common/mod.rs`). A progress bar is drawn when stderr
+//! is a terminal. A source that is not a regular file (a pipe, a terminal),
+//! or whose size says less than it holds (a procfs file), is read and
+//! written in order until a read returns 0. Errors name the path and exit
+//! with status 1; nothing is truncated before both files are checked.
 //!
 //! Run: `cargo run --release -p ring-io-driver --example cp -- SRC DST`
 
@@ -11,31 +14,25 @@
 mod common;
 
 use std::collections::VecDeque;
-use std::io::{self, IsTerminal};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 
-use common::{Error, Files};
+use common::{DEPTH, Error, Files, Pipe, Progress, REST_BLOCK};
 use ring_io_driver::Ring;
-use ring_io_ops::{Entry, Fd, Read, Write};
+use ring_io_ops::{Entry, Fd, Read, Splice, Write};
 
-const BLOCK: usize = 128 * 1024;
-const DEPTH: usize = 16;
-
-/// One block buffer and what it is doing.
+/// One block's pipe and what it is doing.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
+    /// The pipe is empty.
     Free,
-    Reading {
-        offset: u64,
-        want: usize,
-    },
-    Writing {
-        offset: u64,
-        len: usize,
-        done: usize,
-    },
+    /// Splicing `want` bytes of the source at `offset` into the pipe.
+    Filling { offset: u64, want: usize },
+    /// Splicing the `left` bytes in the pipe into the destination at
+    /// `offset`.
+    Draining { offset: u64, left: usize },
 }
 
 fn main() -> ExitCode {
@@ -44,86 +41,111 @@ fn main() -> ExitCode {
 
 /// Copies `src` to `dst`; returns the bytes copied.
 fn copy(src: &Path, dst: &Path) -> Result<u64, Error> {
-    // Leaked, as the buffers: they stay valid for every request the ring
-    // may still hold when an error returns early (the process ends right
-    // after).
+    // Leaked, as the pipes and the buffer: they stay valid for every
+    // request the ring may still hold when an error returns early (the
+    // process ends right after).
     let files: &'static Files = Box::leak(Box::new(Files::open(src, dst)?));
-    let bufs: &'static mut [Vec<u8>] = vec![vec![0u8; BLOCK]; DEPTH].leak();
     let mut ring = Ring::new(2 * DEPTH as u32)
         .map_err(|e| Error::new(format!("cannot set up a ring: {e}")))?;
-    let progress = io::stderr().is_terminal();
-    let (end, mut copied) = copy_blocks(&mut ring, files, bufs, progress)?;
-    files.resume_at(end)?;
-    copied += copy_rest(&mut ring, files, copied, progress)?;
-    files.sync()?;
-    if progress {
-        eprintln!();
+    let progress = Progress::new(files);
+    let (mut end, mut copied) = (0, 0);
+    if files.size > 0 {
+        match splice_blocks(&mut ring, files, &progress)? {
+            Some(spliced) => (end, copied) = spliced,
+            // Start over, reading and writing all of it.
+            None => {
+                files.restart()?;
+                progress.restart();
+            }
+        }
     }
+    files.resume_at(end)?;
+    copied += copy_rest(&mut ring, files, &progress)?;
+    progress.finish();
     Ok(copied)
 }
 
-/// Copies the blocks below `files.size` at their offsets, `DEPTH` at a time;
-/// returns where the source ended (its size, or less if a read returned 0
-/// first) and the bytes copied.
-fn copy_blocks(
+/// Splices the blocks below `files.size` at their offsets, `DEPTH` at a
+/// time; returns where the source ended (its size, or less if a splice
+/// returned 0 first) and the bytes copied, or `None` if the files cannot be
+/// spliced (after every request has completed; what was copied is to be
+/// copied again).
+fn splice_blocks(
     ring: &mut Ring,
     files: &'static Files,
-    bufs: &'static mut [Vec<u8>],
-    progress: bool,
-) -> Result<(u64, u64), Error> {
+    progress: &Progress,
+) -> Result<Option<(u64, u64)>, Error> {
+    let pipes: &'static [Pipe] = (0..DEPTH)
+        .map(|_| Pipe::new())
+        .collect::<Result<Vec<_>, _>>()?
+        .leak();
     let (ifd, ofd) = (Fd(files.input.as_raw_fd()), Fd(files.output.as_raw_fd()));
-    let size = files.size;
-    let mut end = size;
+    let mut end = files.size;
     let mut slots = [Slot::Free; DEPTH];
-    let (mut next_read, mut copied) = (0u64, 0u64);
-    // Ranges left over by short reads, read again first.
+    let (mut next, mut copied) = (0u64, 0u64);
+    // Ranges left over by short splices, spliced again first.
     let mut again: VecDeque<(u64, usize)> = VecDeque::new();
+    let mut unsupported = false;
     let mut done = Vec::with_capacity(2 * DEPTH);
     loop {
-        // Start reads into free buffers.
-        {
+        // Start filling the free pipes.
+        if !unsupported {
             let mut sq = ring.sq();
             for (i, slot) in slots.iter_mut().enumerate() {
                 if *slot != Slot::Free {
                     continue;
                 }
-                let (offset, len) = match again.pop_front() {
+                let cap = pipes[i].capacity;
+                let (offset, want) = match again.pop_front() {
+                    Some((at, len)) if len > cap => {
+                        again.push_front((at + cap as u64, len - cap));
+                        (at, cap)
+                    }
                     Some(range) => range,
-                    None if next_read < end => {
-                        let len = BLOCK.min((end - next_read) as usize);
-                        next_read += len as u64;
-                        (next_read - len as u64, len)
+                    None if next < end => {
+                        let len = cap.min((end - next) as usize);
+                        next += len as u64;
+                        (next - len as u64, len)
                     }
                     None => break,
                 };
-                let read = Read::new(ifd, bufs[i].as_mut_ptr(), len as u32)
-                    .offset(offset)
-                    .build()
-                    .user_data(i as u64);
-                // SAFETY: `bufs[i]` is used by no other request until this
-                // one completes (its slot says so), and the buffers and the
-                // files are leaked: valid until the process ends.
-                unsafe { sq.push(read) }.map_err(Error::new)?;
-                *slot = Slot::Reading { offset, want: len };
+                let fill = Splice::new(
+                    ifd,
+                    offset as i64,
+                    Fd(pipes[i].write.as_raw_fd()),
+                    -1,
+                    want as u32,
+                );
+                // SAFETY: the files and the pipes are leaked: open until
+                // the process ends; no pointer is involved.
+                unsafe { sq.push(fill.build().user_data(i as u64)) }.map_err(Error::new)?;
+                *slot = Slot::Filling { offset, want };
             }
         }
         if slots.iter().all(|s| *s == Slot::Free) {
-            // Nothing in flight and nothing left to read below `end`.
-            return Ok((end, copied));
+            // Nothing in flight and nothing left below `end`.
+            return Ok((!unsupported).then_some((end, copied)));
         }
         ring.submitter()
             .submit_and_wait(1)
             .map_err(|e| Error::new(format!("io_uring_enter: {e}")))?;
         done.clear();
-        done.extend(ring.cq());
-        for cqe in &done {
-            let i = cqe.user_data() as usize;
-            let Some(&slot) = slots.get(i) else {
+        done.extend(ring.cq().map(|cqe| (cqe.user_data(), cqe.result())));
+        for &(i, result) in &done {
+            let Some(&slot) = slots.get(i as usize) else {
                 return Err(Error::new(format!("a completion for no request: {i}")));
             };
-            let n = cqe.result().map_err(io::Error::from);
+            let i = i as usize;
+            let n = result.map_err(io::Error::from);
+            if let Err(e) = &n {
+                if common::unsupported(e) {
+                    // Let what is in flight end, then start over.
+                    unsupported = true;
+                }
+            }
             slots[i] = match slot {
-                Slot::Reading { offset, want } => {
+                _ if unsupported => Slot::Free,
+                Slot::Filling { offset, want } => {
                     let n = files.read_len(n.map_err(|e| files.reading(e))? as usize, want)?;
                     if n == 0 {
                         // The end of the source, before its size said.
@@ -134,24 +156,20 @@ fn copy_blocks(
                         if n < want && offset + (n as u64) < end {
                             again.push_back((offset + n as u64, want - n));
                         }
-                        Slot::Writing {
-                            offset,
-                            len: n,
-                            done: 0,
-                        }
+                        Slot::Draining { offset, left: n }
                     }
                 }
-                Slot::Writing { offset, len, done } => {
+                Slot::Draining { offset, left } => {
                     let n = n.map_err(|e| files.writing(e))? as usize;
-                    let n = files.written_len(n, len - done)?;
+                    let n = files.written_len(n, left)?;
                     copied += n as u64;
-                    if done + n == len {
+                    progress.add(n as u64);
+                    if n == left {
                         Slot::Free
                     } else {
-                        Slot::Writing {
-                            offset,
-                            len,
-                            done: done + n,
+                        Slot::Draining {
+                            offset: offset + n as u64,
+                            left: left - n,
                         }
                     }
                 }
@@ -159,44 +177,36 @@ fn copy_blocks(
                     return Err(Error::new(format!("a completion for no request: {i}")));
                 }
             };
-            if let Slot::Writing { offset, len, done } = slots[i] {
-                let write = Write::new(ofd, bufs[i][done..].as_ptr(), (len - done) as u32)
-                    .offset(offset + done as u64)
-                    .build()
-                    .user_data(i as u64);
-                // SAFETY: as above: the buffer is this slot's and leaked.
-                unsafe { ring.sq().push(write) }.map_err(Error::new)?;
+            if let Slot::Draining { offset, left } = slots[i] {
+                let drain = Splice::new(
+                    Fd(pipes[i].read.as_raw_fd()),
+                    -1,
+                    ofd,
+                    offset as i64,
+                    left as u32,
+                );
+                // SAFETY: as for the fill: all leaked, no pointers.
+                unsafe { ring.sq().push(drain.build().user_data(i as u64)) }.map_err(Error::new)?;
             }
-        }
-        if progress {
-            let pct = (copied * 100).checked_div(size).unwrap_or(100);
-            let bar = "#".repeat((pct / 4) as usize);
-            eprint!("\r[{bar:<25}] {pct:>3}% {copied}/{size} bytes");
         }
     }
 }
 
 /// Copies the rest of the source, at the file positions, one block at a
-/// time, until a read returns 0; returns the bytes copied. `before` bytes
-/// were copied already (for the progress line).
-fn copy_rest(
-    ring: &mut Ring,
-    files: &'static Files,
-    before: u64,
-    progress: bool,
-) -> Result<u64, Error> {
+/// time, until a read returns 0; returns the bytes copied.
+fn copy_rest(ring: &mut Ring, files: &'static Files, progress: &Progress) -> Result<u64, Error> {
     let (ifd, ofd) = (Fd(files.input.as_raw_fd()), Fd(files.output.as_raw_fd()));
     // Leaked, as in `copy` (untouched pages cost nothing where a read
     // returns 0 at once).
-    let buf: &'static mut [u8] = vec![0u8; BLOCK].leak();
+    let buf: &'static mut [u8] = vec![0u8; REST_BLOCK].leak();
     let mut copied = 0;
     loop {
         // `u64::MAX`: at (and moving) the file position.
-        let read = Read::new(ifd, buf.as_mut_ptr(), BLOCK as u32).offset(u64::MAX);
+        let read = Read::new(ifd, buf.as_mut_ptr(), REST_BLOCK as u32).offset(u64::MAX);
         // SAFETY: `buf` and the files are leaked, and nothing else is in
         // flight (every block request was reaped).
         let n = unsafe { complete(ring, read.build()) }.map_err(|e| files.reading(e))?;
-        let n = files.read_len(n as usize, BLOCK)?;
+        let n = files.read_len(n as usize, REST_BLOCK)?;
         if n == 0 {
             return Ok(copied);
         }
@@ -208,9 +218,7 @@ fn copy_rest(
             done += files.written_len(w as usize, n - done)?;
         }
         copied += n as u64;
-        if progress {
-            eprint!("\r{} bytes", before + copied);
-        }
+        progress.add(n as u64);
     }
 }
 

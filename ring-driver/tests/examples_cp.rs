@@ -1,8 +1,10 @@
 //! The copy examples (`examples/cp.rs` on the raw ring, `examples/cp_proactor.rs`
 //! on the Proactor) run as programs: they never destroy data (the same file
 //! under any name, a directory or a missing source leave the destination as it
-//! was, with an error naming the path and a non-zero exit), and they copy what
-//! `st_size` does not announce (procfs files, pipes) until EOF.
+//! was, with an error naming the path and a non-zero exit), they copy what
+//! `st_size` does not announce (procfs files, pipes) until EOF, they copy
+//! regular files byte for byte at any size (they splice 1 MiB blocks, 4 in
+//! flight), and they draw a progress bar on a terminal only.
 //!
 //! The examples are built with the `cargo` that runs this test; where there is
 //! none (the kernel VMs), the tests skip.
@@ -10,6 +12,7 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -331,23 +334,224 @@ fn a_pipe_destination_gets_every_byte_in_order() {
     }
 }
 
+/// The examples splice blocks of this size (if the kernel grows their pipes
+/// to it), this many in flight.
+const BLOCK: usize = 1 << 20;
+const DEPTH: usize = 4;
+
 #[test]
 fn a_regular_file_is_copied_byte_for_byte() {
     let bins = binaries_or_skip!("a_regular_file_is_copied_byte_for_byte");
     let dir = scratch("regular");
-    let (src, dst) = (dir.join("src.bin"), dir.join("dst.bin"));
-    for len in [1 << 20, (1 << 20) + 12_345, 0] {
+    let (src, dst, fresh) = (
+        dir.join("src.bin"),
+        dir.join("dst.bin"),
+        dir.join("fresh.bin"),
+    );
+    // Empty, less than a page, less than a block, one block, one byte more,
+    // and more blocks than are in flight with a part block at the end.
+    let lens = [
+        0,
+        1,
+        4095,
+        BLOCK - 1,
+        BLOCK,
+        BLOCK + 1,
+        (2 * DEPTH + 1) * BLOCK + 12_345,
+    ];
+    for len in lens {
         let input = data(len);
         std::fs::write(&src, &input).unwrap();
         for bin in bins {
-            // An old, longer destination is replaced, not overwritten in part.
+            // An old, longer destination is replaced, not overwritten in
+            // part; a missing one is created.
             std::fs::write(&dst, data(len + 1000)).unwrap();
-            let out = run(bin, &src, &dst);
-            assert!(out.status.success(), "{}: {}", bin.display(), stderr(&out));
-            let copied = std::fs::read(&dst).unwrap();
-            assert_eq!(copied.len(), input.len(), "{}", bin.display());
-            assert!(copied == input, "{}: the copy differs", bin.display());
+            let _ = std::fs::remove_file(&fresh);
+            for to in [&dst, &fresh] {
+                let out = run(bin, &src, to);
+                let what = format!("{} ({len} bytes to {})", bin.display(), to.display());
+                assert!(out.status.success(), "{what}: {}", stderr(&out));
+                let copied = std::fs::read(to).unwrap();
+                assert_eq!(copied.len(), input.len(), "{what}");
+                assert!(copied == input, "{what}: the copy differs");
+                // stderr is a pipe here: the summary line, and no bar.
+                assert!(
+                    stderr(&out).starts_with("copied "),
+                    "{what}: {}",
+                    stderr(&out)
+                );
+                assert!(!stderr(&out).contains('\r'), "{what}: {:?}", stderr(&out));
+            }
         }
+    }
+}
+
+#[test]
+fn a_write_error_while_splicing_names_the_destination() {
+    let bins = binaries_or_skip!("a_write_error_while_splicing_names_the_destination");
+    let dir = scratch("fsize");
+    let (src, dst) = (dir.join("src.bin"), dir.join("dst.bin"));
+    let input = data(4 * BLOCK);
+    std::fs::write(&src, &input).unwrap();
+    // Past this size every write fails with EFBIG (a write across it is cut
+    // short first): in the middle of the second block.
+    const LIMIT: u64 = (3 * BLOCK / 2) as u64;
+    for bin in bins {
+        let mut cmd = Command::new(bin);
+        cmd.arg(&src)
+            .arg(&dst)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: signal and setrlimit are async-signal-safe and touch only
+        // the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                // An error, not death by SIGXFSZ.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: LIMIT,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let out = finish(
+            cmd.spawn().unwrap(),
+            &format!("{} (RLIMIT_FSIZE)", bin.display()),
+        );
+        assert_refused(&out, bin, &dst);
+        assert!(stderr(&out).contains("error writing"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+        // What was written before the limit is the source's.
+        let copied = std::fs::read(&dst).unwrap();
+        assert!(
+            copied.len() as u64 <= LIMIT,
+            "{}: {}",
+            bin.display(),
+            copied.len()
+        );
+        assert!(copied == input[..copied.len()], "{}", bin.display());
+    }
+}
+
+/// A new pseudo-terminal: its master, its slave opened (not as the
+/// controlling terminal) and the slave's path; or why there is none.
+fn pty() -> Result<(std::fs::File, std::fs::File, PathBuf), String> {
+    use std::os::fd::FromRawFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // SAFETY: posix_openpt returns a new fd or -1.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if master < 0 {
+        return Err(format!("posix_openpt: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new fd that nothing else owns.
+    let master = unsafe { std::fs::File::from_raw_fd(master) };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&master);
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `fd` is a pty master; `name` has room for 128 bytes.
+    let ok = unsafe {
+        libc::grantpt(fd) == 0
+            && libc::unlockpt(fd) == 0
+            && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
+    };
+    if !ok {
+        return Err(format!("pty setup: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    let path = PathBuf::from(name.to_str().unwrap());
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|e| format!("open {path:?}: {e}"))?;
+    Ok((master, slave, path))
+}
+
+/// Runs `bin SRC DST` with stderr on a new pseudo-terminal (and DST the
+/// terminal itself if `dst` is `None`); returns how it ended and what the
+/// terminal showed, or why there is no terminal.
+fn run_on_terminal(bin: &Path, src: &Path, dst: Option<&Path>) -> Result<(Output, String), String> {
+    let (master, slave, path) = pty().map_err(|e| format!("no pseudo-terminal: {e}"))?;
+    // The command (and the slave it holds) is gone after spawning: the
+    // child holds the only slave, and reading the master ends (EIO) when it
+    // exits.
+    let child = Command::new(bin)
+        .arg(src)
+        .arg(dst.unwrap_or(&path))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let reader = thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut master = master;
+        let mut buf = [0u8; 4096];
+        // Until EIO (every slave closed) or EOF.
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let out = finish(child, &format!("{} with a terminal", bin.display()));
+    Ok((out, reader.join().unwrap()))
+}
+
+#[test]
+fn a_terminal_on_stderr_gets_a_progress_bar() {
+    let test = "a_terminal_on_stderr_gets_a_progress_bar";
+    let bins = binaries_or_skip!(test);
+    let dir = scratch("bar");
+    let (src, dst) = (dir.join("src.bin"), dir.join("dst.bin"));
+    let input = data(3 * BLOCK + 1);
+    std::fs::write(&src, &input).unwrap();
+    for bin in bins {
+        let (out, shown) = match run_on_terminal(bin, &src, Some(&dst)) {
+            Ok(run) => run,
+            Err(reason) => skip!(test, "{reason}"),
+        };
+        assert!(out.status.success(), "{}: {shown}", bin.display());
+        assert!(std::fs::read(&dst).unwrap() == input, "{}", bin.display());
+        // Redrawn in place, full at the end, then the summary on a line of
+        // its own (the terminal turns each \n into \r\n).
+        let full = format!("\r[{}] 100% 3.0/3.0 MiB", "#".repeat(30));
+        assert!(shown.contains(&full), "{}: {shown:?}", bin.display());
+        let after = &shown[shown.rfind(&full).unwrap() + full.len()..];
+        assert!(
+            after
+                .trim_start_matches(' ')
+                .starts_with("\r\ncopied 3145729 bytes"),
+            "{}: {shown:?}",
+            bin.display()
+        );
+    }
+}
+
+#[test]
+fn no_progress_bar_among_bytes_copied_to_the_terminal() {
+    let test = "no_progress_bar_among_bytes_copied_to_the_terminal";
+    let bins = binaries_or_skip!(test);
+    let dir = scratch("tty-dst");
+    let src = dir.join("src.txt");
+    std::fs::write(&src, "to the terminal").unwrap();
+    for bin in bins {
+        let (out, shown) = match run_on_terminal(bin, &src, None) {
+            Ok(run) => run,
+            Err(reason) => skip!(test, "{reason}"),
+        };
+        assert!(out.status.success(), "{}: {shown}", bin.display());
+        // The bytes, then the summary, and nothing between them.
+        assert!(
+            shown.starts_with("to the terminalcopied 15 bytes"),
+            "{}: {shown:?}",
+            bin.display()
+        );
     }
 }
 

@@ -1,11 +1,15 @@
-//! `cp SRC DST` on the [`Proactor`]: 16 tasks on one thread, each copying
-//! every 16th block (read into an owned buffer, write it back out, the
-//! buffer reused), joined by a few lines of executor below. Compare with
-//! `examples/cp.rs`, the same copy on the raw ring with `unsafe` pushes.
-//! A source that is not a regular file (a pipe, a terminal), or whose size
-//! says less than it holds (a procfs file), is copied in order until a read
-//! returns 0. Errors name the path and exit with status 1; nothing is
-//! truncated before both files are checked (`cp_common/mod.rs`).
+//! `cp SRC DST` on the [`Proactor`]: between two regular files, 4 tasks on
+//! one thread, each with its own pipe, splice every 4th block of 1 MiB from
+//! the source into their pipe and, linked to it, from the pipe into the
+//! destination (`Proactor::splice` and `Op::link`: one wake-up per block, no
+//! buffer in user space, the bytes copied once, in the kernel, see
+//! `cp_common/mod.rs`), joined by a few lines of executor below. Compare with `examples/cp.rs`, the same copy on the raw ring with
+//! `unsafe` pushes. A progress bar is drawn when stderr is a terminal. A
+//! source that is not a regular file (a pipe, a terminal), or whose size
+//! says less than it holds (a procfs file), is read into an owned buffer and
+//! written back out, in order, until a read returns 0. Errors name the path
+//! and exit with status 1; nothing is truncated before both files are
+//! checked.
 //!
 //! Run: `cargo run --release -p ring-io-proactor --example cp_proactor -- SRC DST`
 //!
@@ -16,17 +20,16 @@
 #[allow(dead_code, reason = "the tests include this file for `copy` only")]
 mod common;
 
+use std::cell::Cell;
 use std::future::Future;
+use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll};
 
-use common::{Error, Files};
+use common::{DEPTH, Error, Files, Pipe, Progress, REST_BLOCK, SPLICE_BLOCK};
 use ring_io_proactor::{Proactor, ProactorConfig, block_on};
-
-const BLOCK: usize = 128 * 1024;
-const TASKS: usize = 16;
 
 /// Polls every future until all are done (none is polled after it ends).
 struct JoinAll<F: Future>(Vec<Task<F>>);
@@ -57,43 +60,103 @@ impl<F: Future> Future for JoinAll<F> {
     }
 }
 
-/// Copies blocks `first`, `first + TASKS`, ... below `files.size` into the
-/// destination at the same offsets; returns where the source ended (its
-/// size, or less if a read returned 0 first) and the bytes copied.
-async fn copy_blocks(p: &Proactor, files: &Files, first: usize) -> Result<(u64, u64), Error> {
-    let size = files.size;
-    let mut buf = Vec::with_capacity(BLOCK);
-    let mut copied = 0;
-    let mut offset = (first * BLOCK) as u64;
-    while offset < size {
-        let want = BLOCK.min((size - offset) as usize);
-        // Read the whole block; a short read continues where it stopped
-        // (reads land in the vector's spare capacity).
-        buf.clear();
-        while buf.len() < want {
-            let at = offset + buf.len() as u64;
-            let spare = buf.capacity() - buf.len();
-            let (n, back) = p.read(&files.input, buf, at).await;
-            buf = back;
-            if files.read_len(n.map_err(|e| files.reading(e))?, spare)? == 0 {
-                // The end of the source, before its size said: what was
-                // read is all there is.
-                write_all(p, files, buf, offset).await?;
-                return Ok((at, copied + (at - offset)));
-            }
-        }
-        buf.truncate(want);
-        buf = write_all(p, files, buf, offset).await?;
-        copied += want as u64;
-        offset += (TASKS * BLOCK) as u64;
+/// Splices blocks `first`, `first + DEPTH`, ... below `files.size` into
+/// the destination at the same offsets, through `pipe`, and stops early if
+/// `stop` is set (another task failed); sets `stop` when it fails. Returns
+/// where the source ended (its size, or less if a splice returned 0 first)
+/// and the bytes copied, or `None` if the files cannot be spliced.
+async fn splice_blocks(
+    p: &Proactor,
+    files: &Files,
+    pipe: &Pipe,
+    first: usize,
+    progress: &Progress,
+    stop: &Cell<bool>,
+) -> Result<Option<(u64, u64)>, Error> {
+    let result = splice_stride(p, files, pipe, first, progress, stop).await;
+    if !matches!(result, Ok(Some(_))) {
+        stop.set(true);
     }
-    Ok((size, copied))
+    result
+}
+
+/// [`splice_blocks`] without setting `stop`.
+async fn splice_stride(
+    p: &Proactor,
+    files: &Files,
+    pipe: &Pipe,
+    first: usize,
+    progress: &Progress,
+    stop: &Cell<bool>,
+) -> Result<Option<(u64, u64)>, Error> {
+    let size = files.size;
+    let mut copied = 0;
+    let mut offset = (first * SPLICE_BLOCK) as u64;
+    while offset < size {
+        let want = SPLICE_BLOCK.min((size - offset) as usize);
+        let mut filled = 0;
+        // A pipe smaller than the block (the kernel did not grow it), or a
+        // short splice, takes several rounds.
+        while filled < want {
+            if stop.get() {
+                return Ok(Some((size, copied)));
+            }
+            let at = offset + filled as u64;
+            let ask = pipe.capacity.min(want - filled);
+            // Fill the pipe, then (linked: without coming back here) empty
+            // it into the destination.
+            let fill = p.splice(&files.input, Some(at), &pipe.write, None, ask as u32);
+            let drain = p.splice(&pipe.read, None, &files.output, Some(at), ask as u32);
+            let (n, w) = fill.link(drain).await;
+            let Some(n) = moved(n).map_err(|e| files.reading(e))? else {
+                return Ok(None);
+            };
+            let n = files.read_len(n, ask)?;
+            let w = match w {
+                // A short fill cancels the drain linked to it.
+                Err(e) if n < ask && e.raw_os_error() == Some(libc::ECANCELED) => 0,
+                w => match moved(w).map_err(|e| files.writing(e))? {
+                    Some(w) => files.written_len(w, n)?,
+                    None => return Ok(None),
+                },
+            };
+            progress.add(w as u64);
+            if n == 0 {
+                // The end of the source, before its size said.
+                return Ok(Some((at, copied)));
+            }
+            // Empty the rest of the pipe into the destination.
+            let mut left = n - w;
+            while left > 0 {
+                let to = at + (n - left) as u64;
+                let w = p.splice(&pipe.read, None, &files.output, Some(to), left as u32);
+                let Some(w) = moved(w.await).map_err(|e| files.writing(e))? else {
+                    return Ok(None);
+                };
+                let w = files.written_len(w, left)?;
+                left -= w;
+                progress.add(w as u64);
+            }
+            filled += n;
+            copied += n as u64;
+        }
+        offset += (DEPTH * SPLICE_BLOCK) as u64;
+    }
+    Ok(Some((size, copied)))
+}
+
+/// The bytes a splice moved, or `None` if these files cannot be spliced.
+fn moved(result: io::Result<usize>) -> io::Result<Option<usize>> {
+    match result {
+        Err(e) if common::unsupported(&e) => Ok(None),
+        other => other.map(Some),
+    }
 }
 
 /// Copies the rest of the source, at the file positions, one block at a
 /// time, until a read returns 0; returns the bytes copied.
-async fn copy_rest(p: &Proactor, files: &Files) -> Result<u64, Error> {
-    let mut buf = Vec::with_capacity(BLOCK);
+async fn copy_rest(p: &Proactor, files: &Files, progress: &Progress) -> Result<u64, Error> {
+    let mut buf = Vec::with_capacity(REST_BLOCK);
     let mut copied = 0;
     loop {
         buf.clear();
@@ -107,6 +170,7 @@ async fn copy_rest(p: &Proactor, files: &Files) -> Result<u64, Error> {
         }
         copied += n as u64;
         buf = write_all(p, files, buf, u64::MAX).await?;
+        progress.add(n as u64);
     }
 }
 
@@ -134,25 +198,45 @@ async fn write_all(
 /// Copies `src` to `dst` on `p` (see `cp_common/mod.rs` for the checks
 /// before any byte moves); returns the bytes copied.
 pub(crate) fn copy(p: &Proactor, src: &Path, dst: &Path) -> Result<u64, Error> {
-    // Each op holds a clone of a file's `Arc` until the kernel is done with
-    // it (see `OpFd`).
+    // Each op holds a clone of a file's (and a pipe's) `Arc` until the
+    // kernel is done with it (see `OpFd`).
     let files = &Files::open(src, dst)?;
-    let tasks = (0..TASKS)
-        .map(|first| (Box::pin(copy_blocks(p, files, first)), None))
-        .collect();
-    let (mut end, mut copied) = (files.size, 0);
-    for result in block_on(JoinAll(tasks)) {
-        let (task_end, n) = result?;
-        end = end.min(task_end);
-        copied += n;
+    let progress = &Progress::new(files);
+    let (mut end, mut copied) = (0, 0);
+    if files.size > 0 {
+        let pipes = (0..DEPTH)
+            .map(|_| Pipe::new())
+            .collect::<Result<Vec<_>, _>>()?;
+        let stop = &Cell::new(false);
+        let tasks = pipes
+            .iter()
+            .enumerate()
+            .map(|(first, pipe)| {
+                let task = splice_blocks(p, files, pipe, first, progress, stop);
+                (Box::pin(task), None)
+            })
+            .collect();
+        let results = block_on(JoinAll(tasks));
+        // An error first, then whether to start over.
+        let done = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        match done.into_iter().collect::<Option<Vec<_>>>() {
+            Some(done) => {
+                end = files.size;
+                for (task_end, n) in done {
+                    end = end.min(task_end);
+                    copied += n;
+                }
+            }
+            // Start over, reading and writing all of it.
+            None => {
+                files.restart()?;
+                progress.restart();
+            }
+        }
     }
     files.resume_at(end)?;
-    copied += block_on(copy_rest(p, files))?;
-    if files.output_regular {
-        p.fsync(&files.output, false)
-            .wait()
-            .map_err(|e| files.writing(e))?;
-    }
+    copied += block_on(copy_rest(p, files, progress))?;
+    progress.finish();
     Ok(copied)
 }
 

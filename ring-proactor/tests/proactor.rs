@@ -1076,7 +1076,7 @@ mod cp;
 fn cp_on_the_proactor_copies_every_byte() {
     let p = proactor();
     let (src, dst) = (temp_path("cp-src"), temp_path("cp-dst"));
-    // Not a multiple of the 128 KiB block, more blocks than tasks.
+    // Not a multiple of the 1 MiB block, more blocks than tasks.
     let data: Vec<u8> = (0..(5 << 20) + 12_345u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
