@@ -36,6 +36,9 @@ thread_local! {
     /// The Proactor of the last op polled (queued or waiting) inside
     /// [`block_on`] on this thread: the one to drive.
     static HINT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+    /// A graveyard to reuse (its vectors keep their capacity); a turn run
+    /// by code a turn's graveyard runs takes a new one.
+    static GRAVE: Cell<Option<Graveyard>> = const { Cell::new(None) };
 }
 
 fn me() -> ThreadId {
@@ -108,7 +111,7 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
 /// leaks the ring, fails every op, and goes on. True once the Proactor has
 /// stopped.
 pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
-    let mut grave = Graveyard::default();
+    let mut grave = GRAVE.with(Cell::take).unwrap_or_default();
     let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
     let Some(driver) = guard.as_mut() else {
         return true;
@@ -120,6 +123,7 @@ pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
         Ok(false) => {
             drop(guard);
             grave.bury();
+            GRAVE.with(|g| g.set(Some(grave)));
             false
         }
         Ok(true) => {
@@ -218,53 +222,54 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if unpark.woken.load(Ordering::Acquire) {
             continue;
         }
-        let hint = HINT.with(|h| h.borrow().clone());
         if blocking.held.is_none() {
-            if let Some(shared) = hint.filter(|s| acquire(s)) {
-                blocking.held = Some(shared);
-            }
-        }
-        match &blocking.held {
-            Some(shared) => {
+            let Some(shared) = HINT.with(|h| h.borrow().clone()) else {
+                // Pending on something else than a Proactor: just sleep.
+                thread::park();
+                continue;
+            };
+            if acquire(&shared) {
+                // While it holds the token, a wake-up from another thread
+                // also ends its wait in the kernel (at worst spuriously).
                 *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-                // A wake-up that came before `in_kernel` was set must not be
-                // slept through.
-                let wait = if unpark.woken.load(Ordering::Acquire) {
-                    Wait::No
-                } else {
-                    Wait::For(None)
-                };
-                let stopped = turn(shared, wait, false);
-                unpark
-                    .in_kernel
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                if stopped {
-                    // Nothing left to drive: what the future waits for
-                    // completes (or fails) without a driver.
-                    let shared = blocking.held.take().expect("held");
-                    release(&shared, true);
-                    if !unpark.woken.load(Ordering::Acquire) {
-                        thread::park();
-                    }
+                blocking.held = Some(shared);
+            } else {
+                // Ask for the token when it is let go; if it was let go
+                // meanwhile, take it (this thread's op may be queued with
+                // nobody woken to drive it).
+                let mut st = shared.lock();
+                match st.owner {
+                    None if !st.stopped => continue,
+                    Some(_) => st.token_waiters.push(waker.clone()),
+                    None => {}
                 }
-            }
-            None => {
-                if let Some(shared) = HINT.with(|h| h.borrow().clone()) {
-                    // Ask for the token when it is let go; if it was let go
-                    // meanwhile, take it (this thread's op may be queued
-                    // with nobody woken to drive it).
-                    let mut st = shared.lock();
-                    match st.owner {
-                        None if !st.stopped => continue,
-                        Some(_) => st.token_waiters.push(waker.clone()),
-                        None => {}
-                    }
-                }
+                drop(st);
                 if !unpark.woken.load(Ordering::Acquire) {
                     thread::park();
                 }
+                continue;
+            }
+        }
+        let shared = blocking.held.as_ref().expect("held");
+        // A wake-up that came before `in_kernel` was set must not be slept
+        // through.
+        let wait = if unpark.woken.load(Ordering::Acquire) {
+            Wait::No
+        } else {
+            Wait::For(None)
+        };
+        if turn(shared, wait, false) {
+            // Nothing left to drive: what the future waits for completes
+            // (or fails) without a driver.
+            unpark
+                .in_kernel
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let shared = blocking.held.take().expect("held");
+            release(&shared, true);
+            if !unpark.woken.load(Ordering::Acquire) {
+                thread::park();
             }
         }
     }

@@ -245,7 +245,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
             }
             let resources = resources.expect("a submitted op owns its resources");
             let old = std::mem::replace(&mut slot.state, SlotState::Orphan(resources, arrived));
-            grave.states.push(old);
+            grave.keep(old);
             if slot.cancel == Cancel::None {
                 slot.cancel = Cancel::Owed;
                 slot.attempts = 1;
@@ -354,10 +354,7 @@ pub(crate) fn submit_with(
     };
     // Wakers are cloned before locking (a clone is user code), one per
     // part; the extra ones are dropped after unlocking.
-    let mut wakers: Vec<Waker> = match waker {
-        Some(w) => (0..parts.len()).map(|_| w.clone()).collect(),
-        None => Vec::new(),
-    };
+    let mut wakers = Wakers::new(waker, parts.len());
     // Inside `block_on`, this thread drives next (if nobody else does).
     let will_drive = waker.is_some() && crate::drive::note_pending(shared);
     let mut st = shared.lock();
@@ -413,6 +410,36 @@ pub(crate) fn submit_with(
     kick(shared, st, will_drive);
     drop(old);
     Poll::Ready(Ok(()))
+}
+
+/// One clone of a waker per part of a chain, without a heap allocation
+/// for the common chain of one.
+struct Wakers {
+    one: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Wakers {
+    fn new(waker: Option<&Waker>, parts: usize) -> Self {
+        match waker {
+            Some(w) if parts == 1 => Wakers {
+                one: Some(w.clone()),
+                more: Vec::new(),
+            },
+            Some(w) => Wakers {
+                one: None,
+                more: (0..parts).map(|_| w.clone()).collect(),
+            },
+            None => Wakers {
+                one: None,
+                more: Vec::new(),
+            },
+        }
+    }
+
+    fn pop(&mut self) -> Option<Waker> {
+        self.one.take().or_else(|| self.more.pop())
+    }
 }
 
 /// Work was queued under `st`: makes sure a driver sees it. A driver

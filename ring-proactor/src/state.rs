@@ -306,6 +306,18 @@ pub(crate) struct Graveyard {
 }
 
 impl Graveyard {
+    /// Keeps `old` to drop after unlocking if dropping it runs user code
+    /// (a waker, what a dropped op owned); drops it now otherwise.
+    pub(crate) fn keep(&mut self, old: SlotState) {
+        match old {
+            SlotState::Free
+            | SlotState::Done(..)
+            | SlotState::Reaped
+            | SlotState::Waiting(None) => {}
+            old => self.states.push(old),
+        }
+    }
+
     /// Nothing to release.
     pub(crate) fn is_empty(&self) -> bool {
         self.orphans.is_empty() && self.states.is_empty() && self.wakers.is_empty()
@@ -391,7 +403,7 @@ impl State {
         let slot = &mut self.slots[index as usize];
         if slot.cancel == Cancel::Owed {
             let old = std::mem::replace(&mut slot.state, SlotState::Reaped);
-            grave.states.push(old);
+            grave.keep(old);
             return;
         }
         let held = std::mem::take(&mut slot.held);
@@ -399,7 +411,7 @@ impl State {
         slot.cancel = Cancel::None;
         // A new tag at once: nothing names the freed slot any more.
         slot.tag = slot.tag.wrapping_add(1);
-        grave.states.push(old);
+        grave.keep(old);
         self.free.push(index);
         self.release_credit(held, &mut grave.wakers);
     }

@@ -266,9 +266,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
     let mut raw = file_io::uring(DEPTH as u32);
     // The same, for monoio's baseline in the nop rows.
     let mut raw_empty = file_io::uring(DEPTH as u32);
-    // A CQ of 4 x 32: the Proactor's budget, (cq - 1) / 2, must reach 32.
-    let p = Proactor::new(ProactorConfig::new(DEPTH as u32).cq_entries(4 * DEPTH as u32))
-        .expect("proactor");
+    // The default configuration, sized for 32 in flight.
+    let p = Proactor::new(ProactorConfig::new(DEPTH as u32)).expect("proactor");
     let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
     let tokio_uring = tokio_uring::Runtime::new(&tokio_uring::builder()).expect("tokio-uring");
     let mut monoio = monoio_rt::runtime().expect("monoio");
