@@ -200,6 +200,13 @@ impl<K: Kernel> Driver<K> {
             panic!("a panic injected by a test");
         }
         let shutdown;
+        // The kernel holds CQEs in its overflow backlog: push nothing this
+        // turn (see below).
+        let overflowed = self.overflowed();
+        // Whether this turn may block in the kernel, decided under the
+        // gathering lock when it can be (not when the fallback thread
+        // spins first): `Some(block)`.
+        let mut decided: Option<bool> = None;
         {
             let mut st = shared.lock();
             let fresh = st.queue.len() as u32;
@@ -281,6 +288,36 @@ impl<K: Kernel> Driver<K> {
                 }
                 st.stats.cancels += n;
             }
+            let spins = fallback && self.spin > Duration::ZERO && !shutdown && wait != Wait::No;
+            let shutting_down = shutdown && !self.shutdown_sent;
+            if !(spins || shutting_down) {
+                // What the ring will hold once this turn has pushed: the
+                // queue was just drained, so the driver is idle once it has
+                // pushed, and may sleep; callers that queue work meanwhile
+                // see `sleeping` and write the eventfd (at worst ending a
+                // wait that had not begun).
+                let (armed, in_ring, pending) = if overflowed {
+                    (self.wake_armed, self.in_ring, self.pending.len())
+                } else {
+                    let arm = !self.wake_armed && !shutdown;
+                    (
+                        self.wake_armed || arm,
+                        self.in_ring + self.pending.len() as u32 + u32::from(arm),
+                        0,
+                    )
+                };
+                let block = match wait {
+                    Wait::No => false,
+                    Wait::For(_) => (armed || pending > 0 || shutdown) && in_ring > 0,
+                };
+                st.sleeping = block && armed;
+                st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+                st.stats.enters = self.enters;
+                if overflowed {
+                    st.stats.overflow_pauses += 1;
+                }
+                decided = Some(block);
+            }
         }
         if shutdown && !self.shutdown_sent {
             self.shutdown_sent = true;
@@ -293,7 +330,6 @@ impl<K: Kernel> Driver<K> {
         // nothing: reap first (the wait below flushes the backlog). The
         // CQ never loses a CQE (IORING_FEAT_NODROP), and a paused push
         // bounds the backlog by what is already in flight.
-        let overflowed = self.overflowed();
         if !overflowed {
             if !self.wake_armed && !shutdown {
                 self.arm_wake();
@@ -349,7 +385,9 @@ impl<K: Kernel> Driver<K> {
         // after this see `sleeping` and write the eventfd. Blocked on a
         // CQ overflow, wait for a completion (there are `in_ring` coming).
         // With cancellations to retry, sleep no longer than their backoff.
-        let block = {
+        let block = if let Some(block) = decided {
+            block
+        } else {
             let mut st = shared.lock();
             st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
             st.stats.enters = self.enters;
@@ -382,10 +420,10 @@ impl<K: Kernel> Driver<K> {
         } else {
             self.submit(block, timeout);
         }
-        if block {
+        if !self.reap(shared, grave) && block {
+            // Nothing reaped (a timeout): the driver no longer sleeps.
             shared.lock().sleeping = false;
         }
-        self.reap(shared, grave);
         false
     }
 
@@ -433,15 +471,18 @@ impl<K: Kernel> Driver<K> {
     /// only if its `user_data` names a request in the kernel (slot index
     /// and tag) or the armed wake-up read; anything else (a forged or stray
     /// CQE) is counted in `unexpected_cqes` and changes nothing.
-    pub(crate) fn reap(&mut self, shared: &Shared, grave: &mut Graveyard) {
+    /// Takes every CQE and dispatches it (see above); false if there was
+    /// none. The driver is awake: `sleeping` is cleared with the dispatch.
+    pub(crate) fn reap(&mut self, shared: &Shared, grave: &mut Graveyard) -> bool {
         self.cqes.clear();
         self.cqes.extend(self.ring.cq());
         if self.cqes.is_empty() {
-            return;
+            return false;
         }
         let mut st = shared.lock();
+        st.sleeping = false;
         let mut released = 0;
-        let now = Instant::now();
+        let mut now = None;
         for cqe in &self.cqes {
             let ud = cqe.user_data();
             let (res, flags) = (cqe.res(), cqe.flags().bits());
@@ -472,6 +513,7 @@ impl<K: Kernel> Driver<K> {
                     slot.cancel = Cancel::Retry;
                     let shift = slot.attempts.saturating_sub(1).min(6);
                     let backoff = (RETRY_FIRST * (1 << shift)).min(RETRY_MAX);
+                    let now = *now.get_or_insert_with(Instant::now);
                     self.retries.push((now + backoff, target));
                 }
                 continue;
@@ -529,5 +571,6 @@ impl<K: Kernel> Driver<K> {
         }
         st.release_credit(released, &mut grave.wakers);
         st.stats.cq_overflow = self.ring.overflow();
+        true
     }
 }

@@ -196,6 +196,10 @@ impl<O: 'static> Release for OpRelease<O> {
 
 impl<O: 'static> Drop for Op<O> {
     fn drop(&mut self) {
+        if matches!(self.stage, Stage::Finished) && self.finish.is_none() {
+            // The common case: the output was returned, nothing is left.
+            return;
+        }
         let stage = std::mem::replace(&mut self.stage, Stage::Finished);
         let finish = self.finish.take();
         abandon(

@@ -325,6 +325,18 @@ impl Graveyard {
 
     /// Releases everything (call with no lock held).
     pub(crate) fn bury(&mut self) {
+        if self.orphans.is_empty() && self.states.is_empty() {
+            if self.wakers.len() == 1 {
+                // The common case: one op completed.
+                if let Some(w) = self.wakers.pop() {
+                    run_user(|| w.wake());
+                }
+                return;
+            }
+            if self.wakers.is_empty() {
+                return;
+            }
+        }
         for (mut release, cqes) in self.orphans.drain(..) {
             for (res, flags) in cqes {
                 run_user(|| release.release(res, flags));
