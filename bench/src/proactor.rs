@@ -395,8 +395,8 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
     ];
     let names = rows.map(|(n, _)| n);
     if names.iter().any(|n| want(n)) {
-        // A CQ of 4 x 32: the Proactor's budget, (cq - 1) / 2, must reach 32.
-        let config = ProactorConfig::new(DEPTH as u32).cq_entries(4 * DEPTH as u32);
+        // The default configuration, sized for 32 in flight.
+        let config = ProactorConfig::new(DEPTH as u32);
         let plain = Proactor::new(config.clone()).expect("proactor");
         let spinning = Proactor::new(config.spin(Duration::from_micros(50))).expect("proactor");
         let mut ring = Builder::new(DEPTH as u32).build().expect("ring setup");

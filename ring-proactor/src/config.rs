@@ -80,7 +80,7 @@ impl ProactorConfig {
         self
     }
 
-    /// How long the thread, out of work, keeps polling for more before it
+    /// How long the fallback thread, out of work, keeps polling for more before it
     /// sleeps in the kernel (default zero: it sleeps at once).
     ///
     /// Waking a sleeping thread costs microseconds, and on a virtual
@@ -137,8 +137,8 @@ impl ProactorConfig {
 pub struct ProactorStats {
     /// Completions dispatched to ops and streams.
     pub completed: u64,
-    /// Times the thread submitted or waited (at most one `io_uring_enter`
-    /// each; counted by the thread, published at its next update).
+    /// Times a driver submitted or waited (at most one `io_uring_enter`
+    /// each; published at the driver's next update).
     pub enters: u64,
     /// Cancellations sent for dropped ops (or at shutdown).
     pub cancels: u64,

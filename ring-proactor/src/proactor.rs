@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 #[cfg(doc)]
 use {
     crate::{FixedBuf, IntoOpFd, Link, Multi},
-    ring_io_core::CqCredit,
     ring_io_driver::Ring,
 };
 
@@ -30,29 +29,55 @@ use crate::state::*;
 /// leaves its thread to finish alone.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// A safe, owned-buffer, future-based io_uring driver: a submitter thread
-/// that owns a [`Ring`], and futures for the operations.
+/// A safe, owned-buffer, future-based io_uring driver: one [`Ring`], driven
+/// by whichever thread waits on it, and futures for the operations.
 ///
 /// # How it works
 ///
-/// [`Proactor::new`] spawns one thread that sets up and owns a [`Ring`].
-/// Every operation (`proactor.read(fd, buf, offset)`, ...) returns an
+/// [`Proactor::new`] sets up a [`Ring`] and a fallback thread. Every
+/// operation (`proactor.read(fd, buf, offset)`, ...) returns an
 /// [`Op`], a `Future` that works on any executor (it needs nothing but the
 /// std [`Waker`]) and has a blocking [`Op::wait`]. Like every Rust future it
 /// does nothing until first polled (or [`Op::start`]ed, which queues it at
 /// once, so ops made in a row run together); then it takes a *slot* in the
 /// Proactor's slab (the SQE's `user_data` is the slot index plus a random
-/// 32-bit tag, new for every request) and queues its entry for the thread.
+/// 32-bit tag, new for every request) and queues its entry for the driver.
 ///
-/// The thread loop: take every queued entry (one lock), push them, submit
+/// # Who drives the ring
+///
+/// A *ring turn* takes every queued entry (one lock), pushes them, submits
 /// them with one `io_uring_enter` (a batch is everything queued since the
 /// last enter, cut at [`ProactorConfig::batch`], optionally held up to
-/// [`ProactorConfig::submit_delay`] to fill); when nothing is queued it
-/// sleeps in `io_uring_enter` waiting for a completion. A read of an eventfd
-/// is always armed on the ring, and a caller that queues work while the
-/// thread sleeps writes the eventfd, so new work ends the wait (one write
-/// per sleep, not per op). Each CQE is dispatched to its slot, and the
-/// slot's `Waker` is woken.
+/// [`ProactorConfig::submit_delay`] to fill), waits there for a completion
+/// if there is nothing else to do, and dispatches each CQE to its slot,
+/// waking the slot's `Waker`. One thread at a time runs turns: the holder
+/// of the Proactor's *driver token*.
+///
+/// - A thread about to block on the Proactor ([`Op::wait`], [`block_on`],
+///   [`Multi::wait_next`], [`Proactor::park`]) takes the token if it is
+///   free and runs turns itself until its future is ready: its op is
+///   pushed, submitted, completed and handed back on its own thread, with
+///   no wake-up of another thread (one `io_uring_enter` per batch).
+///   [`Proactor::drive`] runs one turn without blocking, for executors that
+///   integrate the Proactor into their own loop.
+/// - The fallback thread drives only work nobody else drives: ops polled
+///   by an executor that never blocks on the Proactor (tokio's, say), a
+///   cancellation of a dropped op, work left when the last waiting caller
+///   returned. After a caller drove, it waits 5 ms without one before it
+///   takes over, so a caller that drives again and again never wakes it;
+///   otherwise it is woken once per change of driver, never per batch.
+/// - A driver waiting in the kernel keeps a read of an eventfd armed on the
+///   ring; a thread that queues work meanwhile writes the eventfd (one
+///   write per sleep, not per op), and so does a [`block_on`] waker or an
+///   [`Unparker`] woken from another thread.
+///
+/// Any thread may submit, so the ring is set up without `COOP_TASKRUN`
+/// (the kernel would leave a request's task work on the thread that
+/// submitted it, unwoken, even after that thread stopped driving) and
+/// without a registered ring fd (a per-thread index).
+///
+/// [`block_on`]: crate::block_on
+/// [`Unparker`]: crate::Unparker
 ///
 /// # Owned buffers
 ///
@@ -88,7 +113,7 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   itself).
 /// - Submitted, result not yet arrived: its buffers (and every path,
 ///   iovec, sockaddr or timespec the entry points to) move into its slab
-///   slot, and the thread asks the kernel to cancel the request
+///   slot, and the driver asks the kernel to cancel the request
 ///   (`IORING_OP_ASYNC_CANCEL` by `user_data`), again with a backoff (1 ms
 ///   doubling to 64 ms) for as long as the kernel answers `ENOENT` or
 ///   `EALREADY` and the request's own CQE has not come. The buffers are
@@ -108,16 +133,21 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///
 /// # Back-pressure
 ///
-/// The CQ can never overflow (but for CQEs other code posts into it, see
-/// below, which the kernel keeps in its overflow backlog). Every request the ring carries holds one CQ
-/// credit (ring-core's [`CqCredit`]) from its push until its CQE has been
-/// reaped and the CQ head handed back: at most
-/// [`ProactorConfig::max_in_flight`] user ops (default `(cq - 1) / 2`), at
-/// most one cancellation per user op (a dropped op keeps its budget until
-/// its cancellation's CQE too has come), and the eventfd read, which
-/// together never exceed the CQ size; the thread pushes nothing without
-/// credit. An op past the budget stays pending (its `wait()` blocks) until
-/// an earlier one completes; nothing fails.
+/// Neither ring size limits how many ops are in flight, so requests that
+/// wait for readiness (an idle connection's receive, an accept, a poll)
+/// never stop new work: a server holds as many idle connections as it
+/// has file descriptors. What bounds memory is
+/// [`ProactorConfig::max_in_flight`] (default
+/// [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT), 2^20): an op
+/// past it stays pending (its `wait()` blocks) until an earlier one
+/// completes, first come first served; nothing fails. A full SQ is
+/// submitted to make room. When completions outrun the CQ, the kernel keeps
+/// the rest in its overflow backlog (`IORING_FEAT_NODROP`, every supported
+/// kernel) and flags it; the driver then pushes nothing new until it has
+/// reaped, its next wait flushing the backlog into the CQ
+/// ([`ProactorStats::overflow_pauses`] counts those turns). No completion
+/// is lost, unless the kernel cannot allocate its backlog entry (memory
+/// exhausted), which [`ProactorStats::cq_overflow`] would count.
 ///
 /// # Linked ops, timeouts, cancellation
 ///
@@ -148,27 +178,29 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// # User code
 ///
 /// Wakers and the drops of what ops own (an `Arc` of a user's file, say)
-/// run with no lock of the Proactor held, so they may use the Proactor
-/// (start ops) but must not block on an op on the Proactor's thread; a
-/// waker or a drop that panics on the thread ends that call only: the op
-/// still completes, and other ops are not affected.
+/// run with no lock of the Proactor held and after the ring turn that
+/// completed them, on the driving thread: they may use the Proactor, even
+/// block on an op (the driving thread takes its token again); a waker or a
+/// drop that panics ends that call only: the op still completes, and other
+/// ops are not affected.
 ///
 /// # Shutdown
 ///
 /// Dropping the [`Proactor`] wakes every op waiting for credit (each then
 /// fails with `ErrorKind::NotConnected`), asks every request still in
 /// flight to cancel (retrying as above), frees the buffers of dropped ops
-/// as their CQEs arrive, and joins the thread once every CQE has come. Ops
+/// as their CQEs arrive (driving the ring itself if nobody else does), and
+/// joins the fallback thread once every CQE has come. Ops
 /// still alive complete with their kernel result (usually `ECANCELED`); ops
 /// polled after that fail with `ErrorKind::NotConnected`. Dropping waits
 /// at most 2 seconds: if the kernel has not ended every request by then (a
 /// blocking read of a device that ignores cancellation, say), it returns
-/// and leaves the thread to finish alone, still freeing each buffer only
-/// after its CQE.
+/// and leaves the fallback thread to finish alone, still freeing each
+/// buffer only after its CQE.
 ///
 /// # Unsupported ops
 ///
-/// The thread probes the kernel once; an op the kernel lacks completes at
+/// The Proactor probes the kernel once; an op the kernel lacks completes at
 /// once with an error of kind `Unsupported` wrapping [`Unsupported`]
 /// (naming the op and the kernel it needs).
 ///
@@ -176,23 +208,18 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///
 /// # Limits (today)
 ///
-/// - Speed: every batch hands work to the thread and completions back, so
-///   it wakes the thread and then the waiting task. On an idle machine,
-///   and on virtual machines above all, a wake-up can cost tens of
-///   microseconds: a NOP through the Proactor then costs tens of times a
-///   NOP on a raw [`Ring`], and a 4 KiB page-cached read about five times
-///   (the project's benchmarks, measured on a 2-vCPU virtual machine). Real
-///   I/O amortizes it; with a core to spare,
-///   [`ProactorConfig::spin`] avoids it.
-/// - One mutex guards the slab and the queue; every op takes it about three
-///   times.
-/// - [`Proactor::accept_multi`] can meet a full CQ under a burst of
-///   connections; it loses none (see there), but it is the one request
-///   whose CQEs are not all covered by credit.
+/// - Speed: a caller that waits drives the ring with one `io_uring_enter`
+///   per batch, but the bookkeeping around each op (slot, queue, dispatch,
+///   wakers) costs about 2000 user-space instructions per NOP, ten times a
+///   raw [`Ring`]'s (the project's benchmarks compare it with tokio-uring,
+///   monoio and compio). Work driven by the fallback thread still crosses
+///   threads twice per batch; [`ProactorConfig::spin`] trades a core for it.
+/// - One mutex guards the slab and the queue; every op takes it about
+///   three times.
 ///
-/// # If the thread panics
+/// # If a ring turn panics
 ///
-/// A panic of the thread is a bug (a broken invariant), but it does not
+/// A panic of a ring turn is a bug (a broken invariant), but it does not
 /// leave anyone hanging: ops waiting for a CQE panic too (their output
 /// would carry buffers the kernel may still write, so those buffers, and
 /// the ring, are leaked, never freed), and new ops fail with

@@ -702,7 +702,7 @@ mod echo;
 fn echo_server_returns_every_byte_to_several_clients() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    // A small ring: 8 clients share a budget of 15 ops.
+    // A small ring: 8 clients' requests outnumber its 8 SQ entries.
     let p = Arc::new(Proactor::new(ProactorConfig::new(8).cq_entries(32)).unwrap());
     const CLIENTS: usize = 8;
     const BYTES: usize = 256 * 1024;

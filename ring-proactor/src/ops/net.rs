@@ -174,16 +174,13 @@ impl Proactor {
     /// request (`IORING_ACCEPT_MULTISHOT`, Linux 5.19): a [`Multi`] of new
     /// sockets (`SOCK_CLOEXEC`).
     ///
-    /// The request holds [`ProactorConfig::stream_credit`] CQ credits. The
-    /// kernel posts one CQE per connection, and nothing bounds how many
-    /// arrive between two reaps of the thread: a burst of more connections
-    /// than that headroom can find the CQ full. No connection is lost: the
-    /// kernel then ends the request with a last, successful CQE (newer
-    /// kernels), and the stream delivers it and re-arms the request (counted
-    /// in [`ProactorStats::stream_restarts`]); or it keeps the CQE in its
-    /// overflow backlog (`IORING_FEAT_NODROP`), which the thread flushes.
-    /// Either way the CQ overflow counter stays 0. Single-shot
-    /// [`accept`](Self::accept) in a loop never exceeds its credit.
+    /// The kernel posts one CQE per connection, and nothing bounds how
+    /// many arrive between two reaps: a burst can find the CQ full. No
+    /// connection is lost: the kernel keeps the CQEs in its overflow
+    /// backlog (`IORING_FEAT_NODROP`), which the driver flushes, or ends the
+    /// request with a last, successful CQE (newer kernels), which the
+    /// stream delivers before it re-arms the request (counted in
+    /// [`ProactorStats::stream_restarts`]).
     pub fn accept_multi(&self, fd: impl IntoOpFd) -> Multi<OwnedFd> {
         let fd = fd.into_op_fd();
         if let Some(e) = self.needs(5, 19, "multishot accept (IORING_ACCEPT_MULTISHOT)") {
@@ -209,8 +206,7 @@ impl Proactor {
     /// [`Multi`] of received chunks, copied out so the buffer goes back to
     /// the kernel at once; it ends at end of stream.
     ///
-    /// The CQ cannot overflow: the request holds `buffers + 1` credits and
-    /// each of its CQEs but the last consumes a buffer, which comes back
+    /// Each of its CQEs but the last consumes a buffer, which comes back
     /// only after the CQE has been taken. When the kernel runs out of
     /// buffers (`ENOBUFS`, the consumer being slow) the stream re-arms the
     /// request once its queued chunks are taken.
@@ -218,16 +214,6 @@ impl Proactor {
         let fd = fd.into_op_fd();
         if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
             return Multi::failed(self, e);
-        }
-        let credits = u32::from(buffers) + 1;
-        if credits > self.shared.budget {
-            return Multi::failed(
-                self,
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "more buffers than the Proactor's budget of in-flight ops",
-                ),
-            );
         }
         let bgid = {
             let mut st = self.shared.lock();
@@ -247,7 +233,7 @@ impl Proactor {
             .multishot()
             .build();
         let mut bufs = bufs;
-        let mut multi = Multi::new(self, entry, credits, move |res: io::Result<u32>, flags| {
+        let mut multi = Multi::new(self, entry, 1, move |res: io::Result<u32>, flags| {
             // The socket stays open while the request lives.
             let _ = &fd;
             // A failed receive may name a buffer too (consumed before
