@@ -1,7 +1,9 @@
 //! A TCP echo server on the [`Proactor`]: every connection is a task of a
 //! tiny single-threaded executor written below (the Proactor's futures need
 //! nothing but the std `Waker`), and every accept, recv and send is an
-//! io_uring request with an owned buffer.
+//! io_uring request with an owned buffer. With no task ready, the executor
+//! parks on the Proactor ([`Proactor::park`]), which drives the ring on
+//! this thread: completions are reaped here, with no other thread woken.
 //!
 //! ```text
 //! cargo run -p ring-io-proactor --example echo -- 127.0.0.1:7000
@@ -19,9 +21,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
-use std::thread;
 
-use ring_io_proactor::{Proactor, ProactorConfig};
+use ring_io_proactor::{Proactor, ProactorConfig, Unparker};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -38,7 +39,7 @@ impl Spawner {
 /// The indices of the tasks to poll, filled by their wakers.
 struct Ready {
     queue: Mutex<VecDeque<usize>>,
-    thread: thread::Thread,
+    unparker: Unparker,
 }
 
 struct TaskWaker(Arc<Ready>, usize);
@@ -46,15 +47,15 @@ struct TaskWaker(Arc<Ready>, usize);
 impl Wake for TaskWaker {
     fn wake(self: Arc<Self>) {
         self.0.queue.lock().unwrap().push_back(self.1);
-        self.0.thread.unpark();
+        self.0.unparker.unpark();
     }
 }
 
 /// Runs `first` and every task it spawns until all have finished.
-fn run(spawner: &Spawner, first: impl Future<Output = ()> + 'static) {
+fn run(proactor: &Proactor, spawner: &Spawner, first: impl Future<Output = ()> + 'static) {
     let ready = Arc::new(Ready {
         queue: Mutex::new(VecDeque::new()),
-        thread: thread::current(),
+        unparker: proactor.unparker(),
     });
     let mut tasks: Vec<Option<(Task, Waker)>> = Vec::new();
     let mut live = 0;
@@ -71,7 +72,8 @@ fn run(spawner: &Spawner, first: impl Future<Output = ()> + 'static) {
             return;
         }
         let Some(index) = ready.queue.lock().unwrap().pop_front() else {
-            thread::park();
+            // Every task waits: run the ring here until one is woken.
+            proactor.park(None);
             continue;
         };
         let Some((task, waker)) = tasks[index].as_mut() else {
@@ -129,7 +131,8 @@ pub(crate) fn serve(
     let spawner = Spawner::default();
     let result = Rc::new(RefCell::new(Ok(0u64)));
     let (s, r) = (spawner.clone(), result.clone());
-    run(&spawner, async move {
+    let driver = proactor.clone();
+    run(&driver, &spawner, async move {
         let mut accepted = 0;
         while connections.is_none_or(|n| accepted < n) {
             let conn = match proactor.accept(&listener).await {

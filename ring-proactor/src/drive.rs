@@ -366,10 +366,16 @@ impl Unparker {
     /// Ends the thread's park: its wait in the kernel if it drives, its
     /// thread park otherwise. An unpark before the park ends the next one.
     pub fn unpark(&self) {
+        if self.thread.id() == me() {
+            // Woken by its own thread, which is not parked (a completion
+            // this thread dispatched, or a task it polled): the park in
+            // progress, if any, returns after its turn anyway.
+            return;
+        }
         // SeqCst, as `park`'s: one of the two sees the other's store, so
         // the parked thread either skips its wait or is woken from it.
         self.park.woken.store(true, Ordering::SeqCst);
-        if self.thread.id() != me() && self.park.in_kernel.load(Ordering::SeqCst) {
+        if self.park.in_kernel.load(Ordering::SeqCst) {
             self.shared.wake_driver();
         }
         self.thread.unpark();
