@@ -240,13 +240,34 @@ impl<K: Kernel> Driver<K> {
             let State {
                 queue,
                 cancels: to_cancel,
+                shutdown: stopping,
                 ..
             } = &mut *st;
-            // Ops before cancellations: a cancel must meet its target in
-            // the kernel, so it never goes ahead of it.
-            self.pending.extend(queue.drain(..));
-            self.pending
-                .extend(to_cancel.drain(..).map(Self::cancel_entry));
+            // The common case: nothing held back, and the SQ has room for
+            // the whole queue (so every linked chain fits whole): push it
+            // straight from the queue (cheap stores into the SQ; nothing
+            // here enters the kernel).
+            let direct = !overflowed && self.pending.is_empty() && {
+                if !self.wake_armed && !*stopping {
+                    self.arm_wake();
+                }
+                let want = queue.len() + to_cancel.len();
+                want <= self.batch as usize && want <= self.ring.sq().space() as usize
+            };
+            if direct {
+                for (entry, _) in queue.drain(..) {
+                    self.push(entry);
+                }
+                for ud in to_cancel.drain(..) {
+                    self.push(Self::cancel_entry(ud).0);
+                }
+            } else {
+                // Ops before cancellations: a cancel must meet its target
+                // in the kernel, so it never goes ahead of it.
+                self.pending.extend(queue.drain(..));
+                self.pending
+                    .extend(to_cancel.drain(..).map(Self::cancel_entry));
+            }
             // Cancellations whose backoff has passed, for requests still in
             // the kernel.
             if !self.retries.is_empty() {
