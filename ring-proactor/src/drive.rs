@@ -112,18 +112,30 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
 /// stopped.
 pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
     let mut grave = GRAVE.with(Cell::take).unwrap_or_default();
+    let stopped = turn_with(shared, wait, fallback, &mut grave);
+    GRAVE.with(|g| g.set(Some(grave)));
+    stopped
+}
+
+/// [`turn`] with the caller's graveyard (emptied again on return), which
+/// a thread that turns again and again keeps.
+pub(crate) fn turn_with(
+    shared: &Shared,
+    wait: Wait,
+    fallback: bool,
+    grave: &mut Graveyard,
+) -> bool {
     let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
     let Some(driver) = guard.as_mut() else {
         return true;
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        driver.turn(shared, wait, fallback, &mut grave)
+        driver.turn(shared, wait, fallback, grave)
     }));
     match outcome {
         Ok(false) => {
             drop(guard);
             grave.bury();
-            GRAVE.with(|g| g.set(Some(grave)));
             false
         }
         Ok(true) => {
@@ -146,7 +158,7 @@ pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
             // the ring and those resources are leaked, never freed.
             std::mem::forget(guard.take());
             drop(guard);
-            std::mem::forget(grave);
+            std::mem::forget(std::mem::take(grave));
             shared.fail_all();
             std::panic::resume_unwind(panic)
         }
@@ -214,6 +226,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
     BLOCKING.with(|b| b.set(b.get() + 1));
     let mut blocking = Blocking { held: None };
+    let mut grave = Graveyard::default();
     loop {
         unpark.woken.store(false, Ordering::Relaxed);
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
@@ -258,7 +271,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         } else {
             Wait::For(None)
         };
-        if turn(shared, wait, false) {
+        if turn_with(shared, wait, false, &mut grave) {
             // Nothing left to drive: what the future waits for completes
             // (or fails) without a driver.
             unpark
@@ -279,6 +292,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 /// caller does; ends when the Proactor has stopped.
 pub(crate) fn fallback(shared: Arc<Shared>) {
     let me = me();
+    let mut grave = Graveyard::default();
     loop {
         {
             let mut st = shared.lock();
@@ -326,7 +340,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
             st.caller_drove = false;
         }
         loop {
-            if turn(&shared, Wait::For(None), true) {
+            if turn_with(&shared, Wait::For(None), true, &mut grave) {
                 return;
             }
             let st = shared.lock();

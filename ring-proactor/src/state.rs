@@ -431,6 +431,9 @@ impl State {
     /// Credit of a user op came back: wake the first waiter(s).
     pub(crate) fn release_credit(&mut self, n: u32, wakers: &mut Vec<Waker>) {
         self.in_flight = self.in_flight.saturating_sub(n);
+        if self.credit_waiters.is_empty() {
+            return;
+        }
         for _ in 0..n {
             match self.credit_waiters.pop_first() {
                 Some((_, w)) => wakers.push(w),
