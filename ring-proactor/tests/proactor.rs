@@ -154,8 +154,9 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
     drop(op);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        // The count first: the thread frees the resources and counts them
-        // in one locked step, so a count of 1 is seen only after that.
+        // The count first: the thread counts the orphan (under its lock)
+        // before it frees the resources, so a count of 2 read before the
+        // stat moved was read before the CQE.
         let count = Arc::strong_count(&r);
         if p.stats().orphans_freed > 0 {
             break;
@@ -167,11 +168,28 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
         );
         thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(Arc::strong_count(&r), 1, "let go after the CQE");
+    only_owner(&r, "the cancelled read's pipe");
     // A completed op lets it go at once.
     let (n, _) = p.write(&r, b"x".to_vec(), u64::MAX).wait();
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
     assert_eq!(Arc::strong_count(&r), 1);
+}
+
+/// Waits (at most 5 s) until the test holds the only reference to `arc`:
+/// the Proactor counts a dropped op in `orphans_freed` under its lock when
+/// the op's last CQE is reaped, and frees what the op held just after,
+/// outside the lock (`ProactorStats::orphans_freed`), so the reference goes
+/// a moment after the count moves.
+fn only_owner<T>(arc: &Arc<T>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(arc) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{what} is still held 5 s after its last CQE ({} references)",
+            Arc::strong_count(arc)
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
@@ -985,11 +1003,7 @@ fn multishot_accept_yields_every_connection() {
         );
         thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(
-        Arc::strong_count(&listener),
-        1,
-        "the socket is let go after the last CQE"
-    );
+    only_owner(&listener, "the dropped accept stream's socket");
     assert_eq!(p.stats().cq_overflow, 0);
 }
 
