@@ -435,3 +435,189 @@ fn every_constructor_names_the_maximum_of_an_oversize_ring() {
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     assert!(io.to_string().contains("32768"), "{io}");
 }
+
+// ---- io_uring disabled by sysctl (Linux 6.6) ----
+//
+// These change `kernel.io_uring_disabled` and `kernel.io_uring_group`, which
+// are global to the machine: they run only where `cargo xtask test-kernel`'s
+// guest init says the machine is a throwaway VM (`RING_XTASK_VM=1`), and put
+// the old values back when they end, even by a panic.
+
+const DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+const GROUP: &str = "/proc/sys/kernel/io_uring_group";
+/// The user and group `nobody`/`nogroup`: no capabilities, no io_uring group.
+const NOBODY: libc::uid_t = 65534;
+
+/// Whether `test` may change the io_uring sysctls here (else it printed why).
+fn sysctls_are_ours(test: &str) -> bool {
+    if std::env::var_os("RING_XTASK_VM").is_none() {
+        eprintln!(
+            "ring-skip: {test}: changes the kernel.io_uring_disabled sysctl, so runs only in \
+             the throwaway VM of `cargo xtask test-kernel`"
+        );
+        return false;
+    }
+    if !std::path::Path::new(DISABLED).exists() {
+        eprintln!("ring-skip: {test}: the kernel.io_uring_disabled sysctl needs Linux 6.6");
+        return false;
+    }
+    true
+}
+
+/// A sysctl set for a while: the old value is written back on drop.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Sysctl {
+        let old = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::fs::write(path, value).unwrap_or_else(|e| panic!("{path} = {value}: {e}"));
+        Sysctl { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// Runs `f` on a new thread whose credentials alone are those of `nobody`:
+/// uid and gid 65534, no supplementary groups, hence no capabilities. The
+/// raw system calls change only the calling thread (libc's `setuid` would
+/// change every thread of the process); the thread ends after `f`.
+fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: credential system calls with no pointer but
+            // setgroups' null list of length 0; they affect this thread only.
+            unsafe {
+                let none: *const libc::gid_t = std::ptr::null();
+                assert_eq!(libc::syscall(libc::SYS_setgroups, 0, none), 0, "setgroups");
+                assert_eq!(
+                    libc::syscall(libc::SYS_setresgid, NOBODY, NOBODY, NOBODY),
+                    0,
+                    "setresgid"
+                );
+                assert_eq!(
+                    libc::syscall(libc::SYS_setresuid, NOBODY, NOBODY, NOBODY),
+                    0,
+                    "setresuid"
+                );
+            }
+            f()
+        })
+        .join()
+        .expect("the unprivileged thread panicked")
+    })
+}
+
+/// Asserts that `e` is the kernel's `EPERM`, explained by `because`.
+fn refused(what: &str, e: &SetupError, because: &[&str]) {
+    let text = e.to_string();
+    assert!(
+        matches!(e, SetupError::Setup(ring_io_sys::Errno::EPERM)),
+        "{what}: {e:?}: {text}"
+    );
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{what}: {text}");
+    assert!(
+        text.starts_with("io_uring_setup failed: operation not permitted (EPERM, errno 1)"),
+        "{what}: {text}"
+    );
+    for words in because {
+        assert!(text.contains(words), "{what}: `{words}` not in: {text}");
+    }
+    let io = std::io::Error::from(SetupError::Setup(ring_io_sys::Errno::EPERM));
+    assert_eq!(io.kind(), std::io::ErrorKind::PermissionDenied, "{what}");
+}
+
+/// Every way to set up a ring, with the error of each.
+fn every_setup() -> Vec<(&'static str, Result<(), SetupError>)> {
+    vec![
+        ("Ring::new", ring_io_driver::Ring::new(8).map(drop)),
+        (
+            "Builder::no_defaults",
+            Builder::new(8).no_defaults().build().map(drop),
+        ),
+        (
+            "Builder::sqpoll",
+            Builder::new(8).sqpoll(10).build().map(drop),
+        ),
+        (
+            "Builder::cq_entries",
+            Builder::new(8).cq_entries(64).build().map(drop),
+        ),
+        (
+            "SharedRing::new",
+            ring_io_driver::SharedRing::new(8).map(drop),
+        ),
+    ]
+}
+
+/// The probe (an `io::Result`) keeps the error code: an `io::Error` has no
+/// room for the explanation too.
+fn io_setups_keep_eperm() {
+    let e = ring_io_driver::Probe::current()
+        .map(drop)
+        .expect_err("the probe's ring is refused");
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "Probe::current: {e}");
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied,
+        "Probe::current: {e}"
+    );
+}
+
+#[test]
+fn io_uring_disabled_2_refuses_every_setup_and_the_error_names_the_sysctl() {
+    let test = "io_uring_disabled_2_refuses_every_setup_and_the_error_names_the_sysctl";
+    if !sysctls_are_ours(test) {
+        return;
+    }
+    let because = ["kernel.io_uring_disabled = 2", "disabled for every process"];
+    {
+        let _off = Sysctl::set(DISABLED, "2");
+        // Even root (CAP_SYS_ADMIN) is refused.
+        for (what, r) in every_setup() {
+            refused(what, &r.expect_err(what), &because);
+        }
+        io_setups_keep_eperm();
+        for (what, r) in as_nobody(every_setup) {
+            refused(what, &r.expect_err(what), &because);
+        }
+    }
+    // Put back, the same setups work: it was the sysctl.
+    for (what, r) in every_setup() {
+        r.unwrap_or_else(|e| panic!("{what} with io_uring enabled again: {e}"));
+    }
+}
+
+#[test]
+fn io_uring_disabled_1_refuses_users_outside_the_io_uring_group() {
+    let test = "io_uring_disabled_1_refuses_users_outside_the_io_uring_group";
+    if !sysctls_are_ours(test) {
+        return;
+    }
+    let because = [
+        "kernel.io_uring_disabled = 1",
+        "kernel.io_uring_group",
+        "CAP_SYS_ADMIN",
+    ];
+    let _group = Sysctl::set(GROUP, "-1");
+    let _restricted = Sysctl::set(DISABLED, "1");
+    // root has CAP_SYS_ADMIN: allowed.
+    for (what, r) in every_setup() {
+        r.unwrap_or_else(|e| panic!("{what} as root with io_uring_disabled = 1: {e}"));
+    }
+    // nobody, in no io_uring group: refused, and told why.
+    for (what, r) in as_nobody(every_setup) {
+        refused(what, &r.expect_err(what), &because);
+    }
+    // nobody's group made the io_uring group: allowed.
+    let _nogroup = Sysctl::set(GROUP, &NOBODY.to_string());
+    for (what, r) in as_nobody(every_setup) {
+        r.unwrap_or_else(|e| panic!("{what} as a member of kernel.io_uring_group: {e}"));
+    }
+}
