@@ -16,6 +16,11 @@ pub(crate) const TESTS_DIR: &str = "tests";
 pub(crate) const TIMEOUT_PARAM: &str = "ring.timeout";
 /// Seconds a test binary may run when the command line does not say.
 pub(crate) const DEFAULT_TIMEOUT: u64 = 120;
+/// The environment variable init sets (to `1`) for the tests: they run in a
+/// throwaway VM, so a test may change what is global to the machine (such
+/// as the `kernel.io_uring_disabled` sysctl), which it must never do
+/// elsewhere. ring-driver's tests read it by this name.
+pub(crate) const VM_ENV: &str = "RING_XTASK_VM";
 
 /// The value of `ring.timeout=SECS` on a kernel command line.
 fn timeout_from_cmdline(cmdline: &str) -> Option<u64> {
@@ -120,6 +125,7 @@ pub(crate) fn init() -> ! {
         std::env::set_var("HOME", "/tmp");
         std::env::set_var("TMPDIR", "/tmp");
         std::env::set_var("RUST_BACKTRACE", "1");
+        std::env::set_var(VM_ENV, "1");
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     println!("{MARK} kernel {}", release.trim());

@@ -10,11 +10,13 @@
 //! and the arguments are handled here. Built for musl, the same binary is the
 //! VM's `/init` (it knows by being PID 1).
 
+mod arch;
 mod bench;
 mod cpio;
 mod guest;
 mod json;
 mod kernels;
+mod matrix;
 mod runner;
 mod summary;
 mod testbins;
@@ -22,10 +24,7 @@ mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
-
-use summary::{MARK, Summary};
-use vm::Accel;
+use std::time::Instant;
 
 /// Errors are reported as text and end the command.
 pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -34,22 +33,29 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  test-kernel [--kernel K]... [--accel kvm|tcg|auto] [--timeout SECS] [-p PACKAGE]... [-v]
-        run the kernel tests on each K: 5.10, 6.1, 6.12 (Debian's kernels, downloaded
-        once into target/xtask/kernels), all (those three), host (this machine, no VM),
-        or the path of a bzImage; K may be a comma-separated list; default: all.
-        --accel: default tcg; auto tries KVM and falls back to TCG.
-        --timeout: seconds each test binary may run before it counts as hung
-        (default 120); a guest gets 60 s plus that per binary.
+  test-kernel [--kernel K]... [--arch A]... [--accel kvm|tcg|auto] [--timeout SECS]
+              [--jobs N] [-p PACKAGE]... [-v]
+        run the kernel tests on each K and architecture A. K: 5.10, 6.1, 6.12, newest
+        (Debian's kernels; newest: trixie-backports'), all (those four), host (this
+        machine, no VM), or the path of a kernel image; A: x86_64, aarch64, riscv64
+        or all (default: this machine's). Both may be comma-separated lists. Kernels
+        are downloaded once into target/xtask/kernels/A/K ($RING_XTASK_KERNELS if
+        set); riscv64 has 6.12 and newest only. Prints a table of every pair.
+        --accel: default tcg; auto tries KVM (this machine's architecture) and falls
+        back to TCG. --timeout: seconds each test binary may run before it counts
+        as hung (default 120, riscv64 300); a guest gets 60 s (180 s under another
+        architecture) plus that per binary. --jobs: VMs run at once (default 1).
         -p: test these packages instead of the kernel-test list; -v: show the console.
+        Needs qemu-system-x86 / -arm / -misc; riscv64 also gcc-riscv64-linux-gnu.
   fuzz [--seconds N] [--dir DIR]
         run every [[bin]] target of DIR/Cargo.toml (default: fuzz/) for N seconds each
         (default 30) with `cargo +nightly fuzz run`; needs nightly and cargo-fuzz.
-  ci [--no-kernel] [--keep-going] [--accel A] [--fuzz-seconds N]
+  ci [--no-kernel] [--keep-going] [--accel A] [--arch A] [--fuzz-seconds N]
         what .ci/run runs: fmt, clippy, docs (rustdoc -D warnings), tests, the main
         example, Miri, loom, fuzz smoke (if there are targets; N default 10),
-        AddressSanitizer on the Proactor, the kernel matrix (all); stops at the
-        first failure unless --keep-going.
+        AddressSanitizer on the Proactor, the kernel matrix (all kernels on
+        x86_64 and aarch64 unless --arch); stops at the first failure unless
+        --keep-going.
   bench [--quick]
         ring and the io-uring crate side by side (ring-bench, alternating rounds,
         medians, ratios), the Proactor beside tokio-uring, monoio and compio
@@ -73,7 +79,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             Ok(true)
         }
-        "test-kernel" => test_kernel(args),
+        "test-kernel" => matrix::test_kernel(args),
         "fuzz" => fuzz(args),
         "ci" => ci(args),
         "bench" => bench::bench(args),
@@ -162,222 +168,6 @@ impl Args {
             Some(a) => Err(format!("unexpected argument `{a}` (try `cargo xtask help`)").into()),
         }
     }
-}
-
-/// A kernel to test on.
-enum Kernel {
-    /// This machine, no VM.
-    Host,
-    /// A Debian long-term series.
-    Series(&'static kernels::Series),
-    /// A bzImage the user passed.
-    Image(PathBuf),
-}
-
-impl Kernel {
-    fn name(&self) -> String {
-        match self {
-            Kernel::Host => "host".into(),
-            Kernel::Series(s) => s.name.into(),
-            Kernel::Image(p) => p.display().to_string(),
-        }
-    }
-}
-
-fn parse_kernels(specs: &[String]) -> Result<Vec<Kernel>> {
-    let mut out = Vec::new();
-    for spec in specs
-        .iter()
-        .flat_map(|s| s.split(','))
-        .filter(|s| !s.is_empty())
-    {
-        match spec {
-            "all" => out.extend(kernels::SERIES.iter().map(Kernel::Series)),
-            "host" => out.push(Kernel::Host),
-            _ => match kernels::SERIES.iter().find(|s| s.name == spec) {
-                Some(s) => out.push(Kernel::Series(s)),
-                None if Path::new(spec).is_file() => out.push(Kernel::Image(spec.into())),
-                None => {
-                    return Err(format!(
-                        "--kernel `{spec}`: not 5.10, 6.1, 6.12, all, host, nor a kernel image file"
-                    )
-                    .into());
-                }
-            },
-        }
-    }
-    if out.is_empty() {
-        out.extend(kernels::SERIES.iter().map(Kernel::Series));
-    }
-    Ok(out)
-}
-
-/// The last `n` lines of `text`, indented.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..]
-        .iter()
-        .map(|l| format!("    | {}\n", l.trim_end_matches('\r')))
-        .collect()
-}
-
-/// A directory removed when the run ends, however it ends.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `cargo xtask test-kernel`: returns whether every kernel passed.
-fn test_kernel(mut args: Args) -> Result<bool> {
-    let kernels = parse_kernels(&args.values(&["--kernel", "-k"])?)?;
-    let mut accel = Accel::parse(args.value(&["--accel"])?.as_deref().unwrap_or("tcg"))?;
-    let timeout = Duration::from_secs(args.number(&["--timeout"], guest::DEFAULT_TIMEOUT)?);
-    let mut packages = args.values(&["--package", "-p"])?;
-    let verbose = args.flag(&["--verbose", "-v"]);
-    args.finish()?;
-    if packages.is_empty() {
-        packages = testbins::KERNEL_TESTS
-            .iter()
-            .map(|(p, _)| p.to_string())
-            .collect();
-    }
-    let any_vm = kernels.iter().any(|k| !matches!(k, Kernel::Host));
-    if any_vm {
-        vm::check_qemu()?;
-    }
-
-    let t0 = Instant::now();
-    testbins::ensure_musl()?;
-    let tests = testbins::build_tests(&packages)?;
-    let work = root().join("target/xtask");
-    // Per run, so that runs beside each other (a shared tree) do not mix.
-    let run_dir = RemoveOnDrop(work.join("run").join(std::process::id().to_string()));
-    let stage = run_dir.0.join(guest::TESTS_DIR);
-    testbins::stage(&tests, &stage)?;
-    let initrd = run_dir.0.join("initramfs.cpio");
-    if any_vm {
-        let init = testbins::build_init()?;
-        vm::initramfs(&init, &stage, &initrd)?;
-    }
-    if accel == Accel::Auto && !vm::kvm_usable() {
-        accel = Accel::Tcg;
-    }
-    eprintln!(
-        "xtask: built {} test binaries in {:.1} s: {}",
-        tests.len(),
-        t0.elapsed().as_secs_f64(),
-        tests
-            .iter()
-            .map(|t| t.label.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let limits = vm::Limits {
-        // Boot and power-off take seconds; the rest is the binaries.
-        guest: Duration::from_secs(60) + timeout * u32::try_from(tests.len()).unwrap_or(u32::MAX),
-        per_binary: timeout,
-        // A KVM guest reaches init in about a second where KVM works.
-        probe: Duration::from_secs(15),
-    };
-    let mut results = Vec::new();
-    for kernel in &kernels {
-        let name = kernel.name();
-        let mut notes = String::new();
-        let image = match kernel {
-            Kernel::Host => None,
-            Kernel::Series(s) => match kernels::obtain(s) {
-                Ok(image) => Some(image),
-                Err(e) => {
-                    let report = format!("kernel {name}: FAILED: could not obtain it: {e}\n");
-                    print!("{report}");
-                    results.push((false, report));
-                    continue;
-                }
-            },
-            Kernel::Image(p) => Some(p.clone()),
-        };
-        let start = Instant::now();
-        let (transcript, mut summary) = match image {
-            None => {
-                let release =
-                    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-                let mut t = format!("{MARK} kernel {}\n", release.trim());
-                runner::run_dir(&stage, timeout, Some((&mut t, verbose)));
-                t.push_str(&format!("{MARK} done\n"));
-                let s = Summary::parse(&t);
-                (t, s)
-            }
-            Some(image) => {
-                eprintln!("xtask: booting {name} ({})", image.display());
-                let kvm = accel != Accel::Tcg;
-                let mut boot = vm::boot(&image, &initrd, kvm, &limits, verbose)?;
-                if boot.kvm_failed {
-                    let why = match tail(&boot.stderr, 1).trim() {
-                        "" => format!("no sign of life within {} s", limits.probe.as_secs()),
-                        err => err.to_string(),
-                    };
-                    if accel == Accel::Auto {
-                        eprintln!("xtask: KVM does not work here ({why}): using TCG from now on");
-                        accel = Accel::Tcg;
-                        boot = vm::boot(&image, &initrd, false, &limits, verbose)?;
-                    } else {
-                        notes.push_str(&format!("  KVM failed: {why} (try --accel tcg)\n"));
-                    }
-                }
-                let mut s = Summary::parse(&boot.console);
-                if boot.timed_out {
-                    s.failed.push(format!(
-                        "the guest timed out after {} s",
-                        limits.guest.as_secs()
-                    ));
-                }
-                let transcript =
-                    format!("{}\n---- qemu stderr ----\n{}", boot.console, boot.stderr);
-                (transcript, s)
-            }
-        };
-        let took = start.elapsed();
-        let log = logs.join(format!("{}.log", name.replace('/', "_")));
-        std::fs::write(&log, &transcript)?;
-        if !summary.complete || summary.binaries == 0 {
-            notes.push_str(&format!(
-                "  console tail ({}):\n{}",
-                log.display(),
-                tail(&transcript, 30)
-            ));
-        }
-        summary
-            .release
-            .get_or_insert_with(|| "release unknown".into());
-        let report = format!("{}{notes}", summary.report(&name, took));
-        print!("{report}");
-        if !summary.ok() {
-            println!("  full log: {}", log.display());
-        }
-        results.push((summary.ok(), report));
-    }
-    drop(run_dir);
-    if results.len() > 1 {
-        println!("\n==== summary");
-        for (_, report) in &results {
-            print!(
-                "{}",
-                report
-                    .lines()
-                    .next()
-                    .map(|l| format!("{l}\n"))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    Ok(results.iter().all(|(ok, _)| *ok))
 }
 
 /// The `[[bin]]` names of a cargo-fuzz manifest.
@@ -663,6 +453,9 @@ fn ci(mut args: Args) -> Result<bool> {
     let no_kernel = args.flag(&["--no-kernel"]);
     let keep_going = args.flag(&["--keep-going"]);
     let accel = args.value(&["--accel"])?.unwrap_or_else(|| "tcg".into());
+    let arch = args
+        .value(&["--arch"])?
+        .unwrap_or_else(|| "x86_64,aarch64".into());
     let fuzz_seconds = args.number(&["--fuzz-seconds"], 10)?;
     args.finish()?;
     let mut steps: Vec<Step> = vec![
@@ -683,10 +476,15 @@ fn ci(mut args: Args) -> Result<bool> {
         ),
     ];
     if !no_kernel {
-        let args = ["--kernel", "all", "--accel", &accel]
-            .map(String::from)
-            .to_vec();
-        steps.push(("kernel matrix", Box::new(move || test_kernel(Args(args)))));
+        let args = [
+            "--kernel", "all", "--arch", &arch, "--accel", &accel, "--jobs", "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        steps.push((
+            "kernel matrix",
+            Box::new(move || matrix::test_kernel(Args(args))),
+        ));
     }
     let start = Instant::now();
     let mut failed = Vec::new();
@@ -720,7 +518,7 @@ fn ci(mut args: Args) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Args, fuzz_targets, msrv, parse_kernels};
+    use super::{Args, fuzz_targets, msrv};
 
     #[test]
     fn the_msrv_is_read_from_the_workspace_manifest() {
@@ -758,21 +556,6 @@ mod tests {
         let mut c = Args(vec!["--seconds".into(), "x".into()]);
         assert!(c.number(&["--seconds"], 1).is_err());
         assert!(Args(vec!["stray".into()]).finish().is_err());
-    }
-
-    #[test]
-    fn kernel_specs_expand() {
-        let names = |s: &[&str]| {
-            let specs: Vec<String> = s.iter().map(|x| x.to_string()).collect();
-            parse_kernels(&specs).map(|k| k.iter().map(|k| k.name()).collect::<Vec<_>>())
-        };
-        assert_eq!(names(&["all"]).unwrap(), ["5.10", "6.1", "6.12"]);
-        assert_eq!(names(&[]).unwrap(), ["5.10", "6.1", "6.12"]);
-        assert_eq!(
-            names(&["host,6.12", "5.10"]).unwrap(),
-            ["host", "6.12", "5.10"]
-        );
-        assert!(names(&["4.19"]).is_err());
     }
 
     #[test]

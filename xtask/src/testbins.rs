@@ -1,13 +1,12 @@
-//! Builds the kernel tests (and the guest's init) as static musl binaries.
+//! Builds the kernel tests (and the guest's init) as static binaries for a
+//! guest architecture ([`Arch::target`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::arch::Arch;
 use crate::json::Json;
 use crate::{Result, cargo, root};
-
-/// The target every guest binary is built for: static, no libc needed.
-pub(crate) const MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// The packages whose tests run against a kernel, with their test targets
 /// (empty: every test target of the package, `cargo test --tests`).
@@ -24,32 +23,46 @@ pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] = &[
 /// test` runs them on the host).
 const NOT_KERNEL_TESTS: &[&str] = &["ring-io-driver.examples_cp", "ring-io-driver.examples_cli"];
 
-/// The cargo target directory of the musl builds, apart from the shared one.
+/// The cargo target directory of the guest builds, apart from the shared
+/// one (each target has its own directory inside).
 pub(crate) fn target_dir() -> PathBuf {
     root().join("target/xtask/musl")
 }
 
-/// Installs the musl standard library with rustup if this toolchain lacks it
-/// (a toolchain component, like the crates cargo fetches).
-pub(crate) fn ensure_musl() -> Result<()> {
+/// Installs the standard library of `arch`'s target with rustup if this
+/// toolchain lacks it (a toolchain component, like the crates cargo
+/// fetches), and checks the linker it needs.
+pub(crate) fn ensure_target(arch: Arch) -> Result<()> {
+    if let Some(missing) = arch.missing_build_tool() {
+        return Err(missing.into());
+    }
+    let target = arch.target();
     let out = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", MUSL])
+        .args(["--print", "target-libdir", "--target", target])
         .current_dir(root())
         .output()?;
     let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && Path::new(&libdir).is_dir() {
+    // The directory exists for every target; its libraries only once installed.
+    let installed = out.status.success()
+        && std::fs::read_dir(&libdir).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+        });
+    if installed {
         return Ok(());
     }
-    eprintln!("xtask: installing the {MUSL} standard library: rustup target add {MUSL}");
+    eprintln!("xtask: installing the {target} standard library: rustup target add {target}");
     let ok = Command::new("rustup")
-        .args(["target", "add", MUSL])
+        .args(["target", "add", target])
         .current_dir(root())
         .status()
         .is_ok_and(|s| s.success());
     if ok {
         Ok(())
     } else {
-        Err(format!("the {MUSL} target is missing and `rustup target add {MUSL}` failed").into())
+        Err(
+            format!("the {target} target is missing and `rustup target add {target}` failed")
+                .into(),
+        )
     }
 }
 
@@ -64,16 +77,17 @@ pub(crate) struct Artifact {
 
 /// Runs a cargo build command with `--message-format=json` and returns the
 /// executables it produced (test harnesses only when `tests`).
-fn artifacts(package: &str, args: &[&str], tests: bool) -> Result<Vec<Artifact>> {
+fn artifacts(arch: Arch, package: &str, args: &[&str], tests: bool) -> Result<Vec<Artifact>> {
     let mut cmd = cargo();
     cmd.args(args)
         .args([
             "--message-format=json-render-diagnostics",
             "--target",
-            MUSL,
+            arch.target(),
             "-p",
             package,
         ])
+        .envs(arch.cargo_env())
         .env("CARGO_TARGET_DIR", target_dir())
         // Line tables keep backtraces readable while the initramfs stays small.
         .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only")
@@ -81,7 +95,7 @@ fn artifacts(package: &str, args: &[&str], tests: bool) -> Result<Vec<Artifact>>
         .stderr(Stdio::inherit());
     let out = cmd.output()?;
     if !out.status.success() {
-        return Err(format!("building {package} for {MUSL} failed: {cmd:?}").into());
+        return Err(format!("building {package} for {} failed: {cmd:?}", arch.target()).into());
     }
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -123,7 +137,7 @@ fn artifacts(package: &str, args: &[&str], tests: bool) -> Result<Vec<Artifact>>
 
 /// Builds the kernel tests of `packages` (each with the targets of
 /// [`KERNEL_TESTS`], or all its test targets if it is not listed).
-pub(crate) fn build_tests(packages: &[String]) -> Result<Vec<Artifact>> {
+pub(crate) fn build_tests(arch: Arch, packages: &[String]) -> Result<Vec<Artifact>> {
     let mut all = Vec::new();
     for package in packages {
         let targets = KERNEL_TESTS
@@ -138,7 +152,7 @@ pub(crate) fn build_tests(packages: &[String]) -> Result<Vec<Artifact>> {
         for t in targets {
             args.extend(["--test", t]);
         }
-        let mut found = artifacts(package, &args, true)?;
+        let mut found = artifacts(arch, package, &args, true)?;
         found.retain(|a| !NOT_KERNEL_TESTS.contains(&a.label.as_str()));
         if found.is_empty() {
             return Err(format!("{package}: cargo built no test binary").into());
@@ -148,9 +162,9 @@ pub(crate) fn build_tests(packages: &[String]) -> Result<Vec<Artifact>> {
     Ok(all)
 }
 
-/// Builds this xtask for musl: the guest's `/init`.
-pub(crate) fn build_init() -> Result<PathBuf> {
-    let found = artifacts("xtask", &["build", "--bin", "xtask"], false)?;
+/// Builds this xtask for `arch`: the guest's `/init`.
+pub(crate) fn build_init(arch: Arch) -> Result<PathBuf> {
+    let found = artifacts(arch, "xtask", &["build", "--bin", "xtask"], false)?;
     found
         .into_iter()
         .next()

@@ -8,12 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::Result;
+use crate::arch::Arch;
 use crate::cpio::Cpio;
 use crate::guest::TESTS_DIR;
 use crate::summary::MARK;
-
-/// The qemu binary.
-pub(crate) const QEMU: &str = "qemu-system-x86_64";
 
 /// How the guest's CPU is run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,12 +36,14 @@ impl Accel {
     }
 }
 
-/// Fails with the install command if qemu is missing.
-pub(crate) fn check_qemu() -> Result<()> {
-    match Command::new(QEMU).arg("--version").output() {
+/// Fails with the install command if `arch`'s qemu is missing.
+pub(crate) fn check_qemu(arch: Arch) -> Result<()> {
+    let qemu = arch.qemu();
+    match Command::new(qemu).arg("--version").output() {
         Ok(o) if o.status.success() => Ok(()),
         _ => Err(format!(
-            "{QEMU} not found: install it (`apt-get install -y qemu-system-x86`), or use --kernel host"
+            "{qemu} not found: install it (`apt-get install -y {}`), or use --kernel host",
+            arch.qemu_package()
         )
         .into()),
     }
@@ -121,10 +121,11 @@ pub(crate) struct Limits {
     pub(crate) probe: Duration,
 }
 
-/// Boots `kernel` with `initrd` and waits for it to power off, at most
-/// `limits.guest`. With `kvm`, a guest that shows no sign of life within
-/// `limits.probe` is given up (`kvm_failed`).
+/// Boots `kernel` (built for `arch`) with `initrd` and waits for it to
+/// power off, at most `limits.guest`. With `kvm`, a guest that shows no sign
+/// of life within `limits.probe` is given up (`kvm_failed`).
 pub(crate) fn boot(
+    arch: Arch,
     kernel: &Path,
     initrd: &Path,
     kvm: bool,
@@ -132,14 +133,12 @@ pub(crate) fn boot(
     echo: bool,
 ) -> Result<Boot> {
     let (timeout, probe) = (limits.guest, limits.probe);
-    let mut cmd = Command::new(QEMU);
-    if kvm {
-        cmd.args(["-accel", "kvm", "-cpu", "host"]);
-    } else {
-        cmd.args(["-accel", "tcg", "-cpu", "max"]);
-    }
+    let qemu = arch.qemu();
+    let mut cmd = Command::new(qemu);
+    cmd.args(arch.machine(kvm));
     let append = format!(
-        "console=ttyS0 panic=-1 oops=panic quiet loglevel=3 rdinit=/init {}={}",
+        "console={} panic=-1 oops=panic quiet loglevel=3 rdinit=/init {}={}",
+        arch.console(),
         crate::guest::TIMEOUT_PARAM,
         limits.per_binary.as_secs()
     );
@@ -154,7 +153,7 @@ pub(crate) fn boot(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("{QEMU}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("{qemu}: {e}"))?;
     let console = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let t1 = pump(child.stdout.take().expect("piped"), console.clone(), echo);
