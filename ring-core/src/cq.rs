@@ -60,6 +60,65 @@ impl CqBatch {
     }
 }
 
+/// The single-threaded reap path, bound to its queue: taken with
+/// [`CqState::reader`], it holds the CQEs ready as the tail was last
+/// handled, hands their indices out ([`pop_front`](Self::pop_front); the
+/// caller copies each CQE out), and [`release`](Self::release) consumes
+/// those read and says which head to store. Holding the queue borrowed, it
+/// needs no check when it releases: nothing else can move the queue's
+/// indices meanwhile, and it gives only ready CQEs. Dropped without
+/// `release`, it consumed nothing.
+#[must_use = "the CQEs a reader gave are consumed only by release"]
+#[derive(Debug)]
+pub struct CqReader<'q> {
+    cq: &'q mut CqState,
+    batch: CqBatch,
+}
+
+impl CqReader<'_> {
+    /// The index of the next CQE (`None` once all ready are read).
+    #[inline]
+    pub fn pop_front(&mut self) -> Option<u32> {
+        self.batch.pop_front()
+    }
+
+    /// The CQEs ready and not read yet.
+    #[inline]
+    pub const fn rest(&self) -> &CqBatch {
+        &self.batch
+    }
+
+    /// The queue, with the CQEs read so far not yet consumed.
+    #[inline]
+    pub fn queue(&self) -> &CqState {
+        self.cq
+    }
+
+    /// Consumes the CQEs read (each copied out) and returns the head to
+    /// store to the kernel's `cq.head` if it moved
+    /// ([`CqState::poll_release_head`]).
+    #[must_use]
+    #[inline]
+    pub fn release(&mut self) -> Option<u32> {
+        // By construction: the batch was the queue's ready CQEs when taken
+        // and the queue was borrowed since; its start is within them.
+        self.cq.head = self.batch.start;
+        self.cq.poll_release_head()
+    }
+
+    /// Handles the kernel's `cq.tail` as [`CqState::handle_tail`] does
+    /// (call [`release`](Self::release) first: the CQEs read are consumed
+    /// here if not) and takes every CQE ready after it.
+    #[inline]
+    pub fn handle_tail(&mut self, tail: u32) -> Result<(), CoreError> {
+        self.cq.head = self.batch.start;
+        self.cq.debug_check();
+        let handled = self.cq.handle_tail(tail);
+        self.batch = self.cq.peek_batch(u32::MAX);
+        handled
+    }
+}
+
 /// What [`CqState::reap_mixed`] consumed in an
 /// `IORING_SETUP_CQE_MIXED` ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -274,6 +333,16 @@ impl CqState {
         Some(batch)
     }
 
+    /// A [`CqReader`] over the CQEs ready now, holding the queue until it
+    /// is dropped.
+    #[inline]
+    pub fn reader(&mut self) -> CqReader<'_> {
+        CqReader {
+            batch: self.peek_batch(u32::MAX),
+            cq: self,
+        }
+    }
+
     /// The CQEs ready now, up to `max`, without consuming them (fixed-size
     /// rings): read some or all of them, then [`advance`](Self::advance) by
     /// how many were read (liburing's `io_uring_for_each_cqe` and
@@ -433,6 +502,35 @@ mod tests {
         );
         assert_eq!(q.head(), 0);
         assert_eq!(q.poll_release_head(), Some(0));
+    }
+
+    #[test]
+    fn a_reader_releases_what_it_read() {
+        let mut q = cq(u32::MAX - 1, SetupFlags::empty());
+        q.handle_tail(1).unwrap();
+        let mut r = q.reader();
+        assert_eq!(r.rest().len(), 3);
+        assert_eq!(r.pop_front(), Some(u32::MAX - 1));
+        assert_eq!(r.pop_front(), Some(u32::MAX));
+        assert_eq!(r.queue().ready(), 3, "nothing consumed before release");
+        assert_eq!(r.release(), Some(0));
+        assert_eq!(r.release(), None, "releasing again hands nothing back");
+        assert_eq!(r.queue().ready(), 1);
+        // A new tail: what was read is consumed, the rest and the new
+        // CQEs are ready; a refused tail leaves the reader as it was.
+        assert_eq!(r.pop_front(), Some(0));
+        r.handle_tail(3).unwrap();
+        assert_eq!((r.rest().start(), r.rest().len()), (1, 2));
+        assert!(r.handle_tail(8).is_err());
+        assert_eq!(r.rest().len(), 2);
+        assert_eq!(r.pop_front(), Some(1));
+        // Dropped without release: the CQE read stays unconsumed.
+        drop(r);
+        assert_eq!((q.head(), q.released(), q.ready()), (1, 0, 2));
+        let mut r = q.reader();
+        assert_eq!(r.pop_front(), Some(1));
+        assert_eq!(r.release(), Some(2));
+        assert_eq!(q.space(), 3);
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn decide_enter(input: &EnterInput) -> Option<Enter> {
     // Entries are consumed only inside io_uring_enter (io_submit_sqes);
     // GETEVENTS with min_complete = wait_nr when fewer are ready.
     let must_wait = input.wait_nr > input.cq_ready;
-    if input.to_submit == 0 && !must_wait {
+    if !must_wait && input.to_submit == 0 {
         return None;
     }
     let mut flags = EnterFlags::empty();

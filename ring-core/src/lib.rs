@@ -120,7 +120,7 @@ mod sq;
 pub mod sync;
 
 pub use bufring::{BufRingError, BufRingState, TakenBufs};
-pub use cq::{CqBatch, CqState, MixedCqe};
+pub use cq::{CqBatch, CqReader, CqState, MixedCqe};
 pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
 pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};
 pub use error::{ClaimError, CoreError, CreditRefused, GeometryError, SqFull};
@@ -128,4 +128,4 @@ pub use geometry::Geometry;
 pub use shared::{SharedCq, SharedSq, SubmitGate};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimCompletion, SimConfig, SimKernel};
-pub use sq::{Reservation, SqCursor, SqState};
+pub use sq::{Reservation, SqPusher, SqState};

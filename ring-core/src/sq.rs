@@ -62,24 +62,26 @@ impl Reservation {
     }
 }
 
-/// The free SQ slots, handed out one at a time without touching the queue:
-/// the single-threaded push path. Taken with [`SqState::cursor`],
-/// it gives ring indices from [`next_index`](Self::next_index) (the
-/// caller writes an SQE into each at once); [`SqState::finish_cursor`]
-/// then reserves and commits every index it gave, in one step. Being a
-/// small value the caller keeps in registers, it spares a push the loads
-/// and stores of the queue's indices.
-#[must_use = "the slots a cursor gave are pushed only by finish_cursor"]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SqCursor {
-    // Two words, so the cursor fits one register when passed by value.
+/// The single-threaded push path, bound to its queue: taken with
+/// [`SqState::pusher`], it hands out free slots one at a time
+/// ([`next_index`](Self::next_index); the caller writes an SQE into each at
+/// once) and [`publish`](Self::publish) commits every slot it gave and says
+/// which tail to store. It keeps its indices in registers (a push touches
+/// no field of the queue), and holding the queue borrowed it needs no check
+/// when it commits: nothing else can move the queue's indices meanwhile,
+/// and it gives only free slots. Dropped without `publish` (or
+/// [`handle_head`](Self::handle_head)), it pushed nothing.
+#[must_use = "the slots a pusher gave are pushed only by publish"]
+#[derive(Debug)]
+pub struct SqPusher<'q> {
+    sq: &'q mut SqState,
     next: u32,
     end: u32,
 }
 
-impl SqCursor {
+impl SqPusher<'_> {
     /// The ring index of the next free slot, or `None` when the free space
-    /// seen when the cursor was taken is used up.
+    /// seen when the pusher was taken (or last handled a head) is used up.
     #[inline]
     pub fn next_index(&mut self) -> Option<u32> {
         if self.next == self.end {
@@ -94,6 +96,51 @@ impl SqCursor {
     #[inline]
     pub const fn space(&self) -> u32 {
         self.end.wrapping_sub(self.next)
+    }
+
+    /// The queue, with the slots given so far not yet committed.
+    #[inline]
+    pub fn queue(&self) -> &SqState {
+        self.sq
+    }
+
+    /// Commits the slots given so far (their SQEs are written), then
+    /// handles the kernel's `sq.head` as [`SqState::handle_head`] does and
+    /// takes the free space it shows. A refused head changes nothing but
+    /// the commit.
+    #[inline]
+    pub fn handle_head(&mut self, head: u32) -> Result<(), CoreError> {
+        self.commit_given();
+        let handled = self.sq.handle_head(head);
+        self.end = self.sq.head.wrapping_add(self.sq.entries);
+        handled
+    }
+
+    /// The kernel's `sq.dropped` counter was observed
+    /// ([`SqState::handle_dropped`]).
+    pub fn handle_dropped(&mut self, dropped: u32) {
+        self.sq.handle_dropped(dropped);
+    }
+
+    /// Commits every slot given (their SQEs are written), then
+    /// [`poll_publish`](SqState::poll_publish): the new tail to store to the
+    /// kernel's `sq.tail`, if committed entries wait to be published. Call
+    /// again after more pushes; without any, `None`.
+    #[must_use]
+    #[inline]
+    pub fn publish(&mut self) -> Option<u32> {
+        self.commit_given();
+        self.sq.poll_publish()
+    }
+
+    #[inline]
+    fn commit_given(&mut self) {
+        // By construction: taken with no reservation open and the queue
+        // borrowed since, the pusher gave slots from `reserved` on, within
+        // the free space (its end moves only with a handled head).
+        self.sq.reserved = self.next;
+        self.sq.committed = self.next;
+        self.sq.debug_check();
     }
 }
 
@@ -265,38 +312,19 @@ impl SqState {
         Ok(r)
     }
 
-    /// A cursor over the free slots (see [`SqCursor`]), or `None` while a
-    /// reservation is uncommitted (nothing can be committed past it).
+    /// A [`SqPusher`] over the free slots, holding the queue until it is
+    /// dropped, or `None` while a reservation is uncommitted (nothing can be
+    /// committed past it).
     #[inline]
-    pub fn cursor(&self) -> Option<SqCursor> {
+    pub fn pusher(&mut self) -> Option<SqPusher<'_>> {
         if self.reserved != self.committed {
             return None;
         }
-        Some(SqCursor {
+        Some(SqPusher {
             next: self.reserved,
             end: self.head.wrapping_add(self.entries),
+            sq: self,
         })
-    }
-
-    /// Reserve and commit the slots `cursor` gave since it was taken or
-    /// last finished (their SQEs are written): every index below its next
-    /// one. A cursor that ends before the reserved slots or past the free
-    /// space, or a queue with an uncommitted reservation, is an error and
-    /// changes nothing. (Finishing a cursor again is harmless: nothing new
-    /// below its next index.)
-    #[inline]
-    pub fn finish_cursor(&mut self, cursor: SqCursor) -> Result<(), CoreError> {
-        if self.committed != self.reserved || cursor.next.wrapping_sub(self.reserved) > self.space()
-        {
-            return Err(CoreError::ReservationOutOfOrder {
-                expected: self.reserved,
-                got: cursor.next,
-            });
-        }
-        self.reserved = cursor.next;
-        self.committed = cursor.next;
-        self.debug_check();
-        Ok(())
     }
 
     /// Mark a reservation's SQEs as written. Reservations are committed in
@@ -356,6 +384,30 @@ impl SqState {
         self.head = head;
         self.debug_check();
         Ok(())
+    }
+
+    /// `io_uring_enter` on a ring without SQPOLL returned `submitted` (it
+    /// consumed that many entries). If that is every entry pending, the
+    /// kernel's head is the published tail, recorded here without a load of
+    /// `sq.head` (`true`); otherwise nothing changes (`false`): load the
+    /// head and [`handle_head`](Self::handle_head) it.
+    ///
+    /// Why the count proves the head: without SQPOLL the kernel consumes
+    /// entries only inside the call, in order from its head, stops at the
+    /// first it drops (an invalid SQ-array index, counted in `sq.dropped`,
+    /// not in the result) and returns how many it consumed. Its head is
+    /// never behind the one last handled here and never past the published
+    /// tail, so `pending()` entries consumed leave it exactly at the tail,
+    /// with none dropped. (Under SQPOLL the result says how many the thread
+    /// was asked to take, not what it took: never call this there.)
+    #[inline]
+    pub fn handle_submitted(&mut self, submitted: u32) -> bool {
+        if submitted != self.pending() {
+            return false;
+        }
+        self.head = self.published;
+        self.debug_check();
+        true
     }
 
     /// Why `head` was refused by [`handle_head`](Self::handle_head).
@@ -507,45 +559,55 @@ mod tests {
     }
 
     #[test]
-    fn cursor_pushes_then_finishes_once() {
+    fn pusher_pushes_then_publishes() {
         let mut q = sq(u32::MAX - 1);
         let first = q.reserve_committed(1).unwrap();
-        let mut c = q.cursor().unwrap();
-        assert_eq!(c.space(), 3);
-        assert_eq!(c.next_index(), Some(u32::MAX));
-        assert_eq!(c.next_index(), Some(0));
-        assert_eq!(q.space(), 3, "nothing moves before finish");
-        let stale = c;
-        assert_eq!(c.next_index(), Some(1));
-        assert_eq!(c.next_index(), None);
-        assert_eq!(c.space(), 0);
-        q.finish_cursor(c).unwrap();
-        assert_eq!((q.space(), q.unpublished(), q.uncommitted()), (0, 4, 0));
-        assert!(q.finish_cursor(stale).is_err(), "behind the reserved slots");
-        q.finish_cursor(c).unwrap();
-        assert_eq!(q.space(), 0, "finishing again adds nothing");
-        assert_eq!(q.poll_publish(), Some(2));
-        assert_eq!(first.start(), u32::MAX - 1);
-        q.handle_head(0).unwrap();
-        let open = q.reserve(1).unwrap();
-        assert_eq!(q.cursor(), None, "not past an uncommitted reservation");
-        q.commit(open).unwrap();
-        let c = q.cursor().unwrap();
-        assert_eq!(c.space(), 1);
-        let other = sq(7).cursor().unwrap();
+        let mut p = q.pusher().unwrap();
+        assert_eq!(p.space(), 3);
+        assert_eq!(p.next_index(), Some(u32::MAX));
+        assert_eq!(p.next_index(), Some(0));
+        assert_eq!(p.queue().space(), 3, "nothing moves before publish");
+        assert_eq!(p.next_index(), Some(1));
+        assert_eq!(p.next_index(), None);
+        assert_eq!(p.space(), 0);
+        assert_eq!(p.publish(), Some(2), "the slot reserved before, and three");
+        assert_eq!(p.publish(), None, "publishing again adds nothing");
+        assert_eq!(p.queue().space(), 0);
+        // The kernel consumes two; the pusher takes the room it freed.
+        assert_eq!(p.handle_head(0), Ok(()));
+        assert_eq!(p.space(), 2);
+        assert_eq!(p.next_index(), Some(2));
+        // A head past the tail is refused, after committing what was given.
         assert_eq!(
-            q.finish_cursor(other),
-            Err(CoreError::ReservationOutOfOrder {
-                expected: 3,
-                got: 7
-            })
+            p.handle_head(7),
+            Err(CoreError::HeadPastTail { head: 7, tail: 2 })
         );
-        let open = q.reserve(0).unwrap();
-        let mut late = c;
-        assert_eq!(late.next_index(), Some(3));
-        q.cancel(open).unwrap();
-        q.finish_cursor(c).unwrap();
-        assert_eq!(q.space(), 1);
+        assert_eq!((p.space(), p.queue().unpublished()), (1, 1));
+        assert_eq!(p.publish(), Some(3));
+        assert_eq!(first.start(), u32::MAX - 1);
+        // Dropped unpublished: what it gave is not pushed.
+        let mut p = q.pusher().unwrap();
+        assert_eq!(p.next_index(), Some(3));
+        drop(p);
+        assert_eq!((q.space(), q.unpublished()), (1, 0));
+        let open = q.reserve(1).unwrap();
+        assert!(q.pusher().is_none(), "not past an uncommitted reservation");
+        q.commit(open).unwrap();
+        assert_eq!(q.pusher().map(|p| p.space()), Some(0));
+    }
+
+    #[test]
+    fn a_count_of_everything_pending_proves_the_head() {
+        let mut q = sq(u32::MAX);
+        let r = q.reserve_committed(3).unwrap();
+        assert_eq!(q.poll_publish(), Some(r.end()));
+        assert!(!q.handle_submitted(2), "two of three: the head is unknown");
+        assert!(!q.handle_submitted(4), "more than pending: not a count");
+        assert_eq!(q.head(), u32::MAX, "refused counts change nothing");
+        assert!(q.handle_submitted(3));
+        assert_eq!((q.head(), q.pending(), q.space()), (2, 0, 4));
+        assert!(q.handle_submitted(0), "nothing pending, nothing consumed");
+        assert_eq!(q.head(), 2);
     }
 
     #[test]

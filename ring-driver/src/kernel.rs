@@ -139,7 +139,11 @@ pub unsafe trait Kernel {
     /// As for [`cqe`](Self::cqe).
     unsafe fn cqe32(&self, index: u32) -> Result<io_uring_cqe32, WrongRing>;
     /// `io_uring_enter(2)` as decided; with `IORING_ENTER_EXT_ARG`, `wait`
-    /// says what the `io_uring_getevents_arg` carries.
+    /// says what the `io_uring_getevents_arg` carries. The implementation
+    /// names the ring: [`Linux`] passes the index the calling thread
+    /// registered, with `IORING_ENTER_REGISTERED_RING`, where there is one,
+    /// else the fd (the ring decides with `registered_ring` false, so the
+    /// flag is never set in `enter.flags`).
     ///
     /// # Safety
     ///
@@ -147,7 +151,8 @@ pub unsafe trait Kernel {
     /// [`set_sq_tail`](Self::set_sq_tail).
     unsafe fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno>;
     /// True if the ring fd is registered in the calling thread's table, so
-    /// enters may pass `IORING_ENTER_REGISTERED_RING`.
+    /// [`enter`](Self::enter) may name it by its index
+    /// (`IORING_ENTER_REGISTERED_RING`).
     #[inline]
     fn registered_here(&self) -> bool {
         false

@@ -220,6 +220,25 @@ fn stuck(head: u32, pending: u32) -> io::Error {
     )
 }
 
+/// What is left of a wait without a deadline after its first attempt
+/// (see `Ring::enter_fast`).
+#[derive(Debug, Clone, Copy)]
+enum Slow {
+    /// The general loop, having submitted this many.
+    Loop { submitted: u32 },
+    /// The CQ tail was refused.
+    CqTail(CoreError),
+    /// The enter submitted `submitted`, fewer than pending: load the SQ
+    /// head, then look at the CQ if `look` (for `target` CQEs).
+    SqHead {
+        submitted: u32,
+        look: bool,
+        target: u32,
+    },
+    /// The enter failed.
+    Failed(Errno),
+}
+
 /// An io_uring instance: the kernel's rings and the application's side of
 /// them (from ring-core).
 ///
@@ -362,8 +381,11 @@ impl<K: Kernel> Ring<K> {
     /// The submission queue.
     #[inline]
     pub fn sq(&mut self) -> SubmissionQueue<'_, K> {
-        let cursor = self.sq.cursor().expect("a Ring leaves no reservation open");
-        SubmissionQueue { ring: self, cursor }
+        let pusher = self.sq.pusher().expect("a Ring leaves no reservation open");
+        SubmissionQueue {
+            kernel: &mut self.kernel,
+            pusher,
+        }
     }
 
     /// The completion queue: loads the kernel's tail once; hands the head
@@ -373,15 +395,13 @@ impl<K: Kernel> Ring<K> {
         // A tail the kernel could not have written is refused: the view
         // shows what was known (the submitter's calls report the error).
         let _ = self.sync_cq();
-        let empty = self.cq.peek_batch(0);
-        let mut cq = CompletionQueue {
-            ring: self,
-            fast: empty,
-            general: empty,
-            taken: 0,
-        };
-        cq.take_ready();
-        cq
+        CompletionQueue {
+            kernel: &mut self.kernel,
+            reader: self.cq.reader(),
+            stash: &mut self.stash,
+            general: self.cq_general,
+            cq_general: &mut self.cq_general,
+        }
     }
 
     /// The submitter: `io_uring_enter` as ring-core decides.
@@ -454,84 +474,23 @@ impl<K: Kernel> Ring<K> {
     /// `io_cqring_wait`, and returns at once).
     #[inline]
     fn cq_target(&self, want: u32) -> u32 {
-        self.cq.wait_target(want.saturating_sub(self.stash_len()))
+        // The stash holds CQEs only while views read the general path.
+        let want = if self.cq_general {
+            want.saturating_sub(self.stash_len())
+        } else {
+            want
+        };
+        self.cq.wait_target(want)
     }
 
     #[inline]
     fn read_cqe(&self, index: u32) -> Cqe {
-        self.read_cqe_sized(index, self.kernel.geometry().cqe_size() == 32)
+        read_cqe(&self.kernel, index)
     }
 
-    /// The CQE at `index`, 32 bytes if `cqe32` (as the geometry says).
-    #[inline]
-    fn read_cqe_sized(&self, index: u32, cqe32: bool) -> Cqe {
-        // Every caller takes `index` from a batch of ring-core's CQ: at or
-        // above the released head, below the tail handled, which was loaded
-        // from the kernel since (the contract of both reads).
-        let raw = if cqe32 {
-            // SAFETY: as said above.
-            match unsafe { self.kernel.cqe32(index) } {
-                Ok(raw) => raw,
-                // A 16-byte ring (only for a kernel whose geometry
-                // changed): the 16 bytes there are.
-                Err(_) => io_uring_cqe32 {
-                    // SAFETY: as said above.
-                    cqe: unsafe { self.kernel.cqe(index) },
-                    big_cqe: [0; 2],
-                },
-            }
-        } else {
-            io_uring_cqe32 {
-                // SAFETY: as said above.
-                cqe: unsafe { self.kernel.cqe(index) },
-                big_cqe: [0; 2],
-            }
-        };
-        Cqe { raw }
-    }
-
-    /// In a `CQE_MIXED` ring, the CQE at the head of `batch`: `Ok(Some)`
-    /// with the CQE and the slots it takes (2 for a 32-byte one), `Ok(None)`
-    /// for a padding slot (`IORING_CQE_F_SKIP`, one slot, no CQE), or
-    /// `Err(())` if `batch` is empty or ends inside a 32-byte CQE (the rest
-    /// is not visible yet: nothing is consumed).
     #[inline]
     fn mixed_cqe(&self, batch: &ring_io_core::CqBatch) -> Result<Option<(Cqe, u32)>, ()> {
-        if batch.is_empty() {
-            return Err(());
-        }
-        let index = batch.start();
-        // SAFETY: `batch` is ring-core's: at or above the released head,
-        // below the tail handled.
-        let cqe = unsafe { self.kernel.cqe(index) };
-        let flags = CqeFlags::from_bits_retain(cqe.flags);
-        if flags.contains(CqeFlags::SKIP) {
-            return Ok(None);
-        }
-        if !flags.contains(CqeFlags::BIG) {
-            let raw = io_uring_cqe32 {
-                cqe,
-                big_cqe: [0; 2],
-            };
-            return Ok(Some((Cqe { raw }, 1)));
-        }
-        if batch.len() < 2 {
-            return Err(());
-        }
-        // The second 16-byte slot holds the two extra words (the kernel
-        // never lets a 32-byte CQE wrap: it pads with a SKIP instead).
-        // SAFETY: as above; the batch holds two or more.
-        let second = unsafe { self.kernel.cqe(index.wrapping_add(1)) };
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&second.user_data.to_ne_bytes());
-        bytes[8..12].copy_from_slice(&second.res.to_ne_bytes());
-        bytes[12..].copy_from_slice(&second.flags.to_ne_bytes());
-        let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-        let raw = io_uring_cqe32 {
-            cqe,
-            big_cqe: [word(0), word(8)],
-        };
-        Ok(Some((Cqe { raw }, 2)))
+        mixed_cqe(&self.kernel, batch)
     }
 
     /// Moves every ready CQE into the stash (so the kernel can flush its
@@ -746,7 +705,9 @@ impl<K: Kernel> Ring<K> {
             setup: geometry.setup_flags(),
             features: geometry.features(),
             timeout,
-            registered_ring: self.kernel.registered_here(),
+            // The kernel's `enter` names the ring (fd, or the index this
+            // thread registered, with its flag): nothing to decide here.
+            registered_ring: false,
             ..EnterInput::default()
         };
         input.sq_flags = self.kernel.sq_flags(input.flags_read());
@@ -769,44 +730,125 @@ impl<K: Kernel> Ring<K> {
             self.publish();
             return self.enter_loop(wait_nr, wait, 0);
         }
+        self.enter_now(wait_nr)
+    }
+
+    /// [`enter`](Self::enter) without a deadline: its first attempt inline,
+    /// anything else (a retry, an error, a ring the general loop serves)
+    /// in [`enter_slow`](Self::enter_slow).
+    #[inline]
+    fn enter_now(&mut self, wait_nr: u32) -> io::Result<u32> {
+        // Ok(n) built here, apart from the slow path's result: merged with
+        // it, the result would be kept in memory.
+        match self.enter_fast(wait_nr) {
+            Ok(n) => Ok(n),
+            Err(slow) => self.enter_slow(wait_nr, slow),
+        }
+    }
+
+    /// The first attempt of [`enter_now`](Self::enter_now): `Ok` with what
+    /// the call submitted when done, else what is left to do.
+    #[inline]
+    fn enter_fast(&mut self, wait_nr: u32) -> Result<u32, Slow> {
         // Nothing to publish here: entries are committed only by the SQ
-        // view's cursor, which publishes when the view is dropped. (A view
-        // leaked with `mem::forget` after refilling its cursor leaves what
-        // it committed to the next view's drop.)
-        // With entries to submit (and no SQPOLL thread that may have
-        // consumed them already) the ring is entered anyway, so the CQ tail
+        // view's pusher, which publishes when the view is dropped. (A view
+        // leaked with `mem::forget` after refilling leaves what it
+        // committed to the next view's drop.)
+        // What is known before the call is kept in locals: the loads of the
+        // kernel's words order the ring's own memory, which would be read
+        // again.
+        let geometry = *self.kernel.geometry();
+        let setup = geometry.setup_flags();
+        if setup.intersects(SetupFlags::SQPOLL | SetupFlags::IOPOLL) {
+            // A kernel thread that consumes entries, or completions found
+            // only by polling in the call: the general loop.
+            return Err(Slow::Loop { submitted: 0 });
+        }
+        // With entries to submit the ring is entered anyway, so the CQ tail
         // as last loaded will do: it is a lower bound of what is ready, so
         // at most it adds GETEVENTS to this enter, and the kernel returns
         // at once if `min_complete` CQEs are already there. Otherwise the
         // enter would only be for completions: load the tail first, they
         // may be there and spare the syscall.
-        if self.sq.pending() == 0 || self.kernel.geometry().sqpoll() {
-            self.sync_cq()?;
+        let to_submit = self.sq.pending();
+        if to_submit == 0 {
+            if let Err(e) = self.cq.handle_tail(self.kernel.cq_tail()) {
+                return Err(Slow::CqTail(e));
+            }
         }
         let target = self.cq_target(wait_nr);
-        let input = self.enter_input(target, false);
+        let mut input = EnterInput {
+            to_submit,
+            wait_nr: target,
+            cq_ready: self.cq.ready(),
+            setup,
+            features: geometry.features(),
+            timeout: false,
+            // The kernel's `enter` names the ring (fd, or the index this
+            // thread registered, with its flag): nothing to decide here.
+            registered_ring: false,
+            ..EnterInput::default()
+        };
+        input.sq_flags = self.kernel.sq_flags(input.flags_read());
         let Some(decision) = decide_enter(&input) else {
             return Ok(0);
+        };
+        const NO_WAIT: &WaitArgs = &WaitArgs {
+            timeout: None,
+            min_wait: None,
         };
         // SAFETY: every SQE published was written by `push`, whose caller
         // vouches for its pointers, or by this ring for its own timeout
         // (kept alive until its CQE is in); see `publish`.
-        match unsafe { self.kernel.enter(&decision, &wait) } {
+        match unsafe { self.kernel.enter(&decision, NO_WAIT) } {
             Ok(n) => {
-                self.sync_sq_head()?;
+                let look = decision.min_complete > 0;
+                // A count of every entry pending proves the head (ring-core
+                // says when); else it is loaded.
+                if !self.sq.handle_submitted(n) {
+                    return Err(Slow::SqHead {
+                        submitted: n,
+                        look,
+                        target,
+                    });
+                }
                 // See enter_loop: without a deadline, wait until `target`
                 // CQEs are visible. A look at the tail is enough to
                 // decide; it is handled (checked, and a tail no kernel
                 // could have written refused) before any CQE is read, by
                 // the CQ view or by the next call, which reports it.
-                if decision.min_complete > 0 && self.cq.ready_at(self.kernel.cq_tail()) < target {
-                    return self.enter_loop(wait_nr, wait, n);
+                if look && self.cq.ready_at(self.kernel.cq_tail()) < target {
+                    return Err(Slow::Loop { submitted: n });
                 }
                 Ok(n)
             }
-            Err(e) => {
+            Err(e) => Err(Slow::Failed(e)),
+        }
+    }
+
+    /// The rest of [`enter_now`](Self::enter_now) after
+    /// [`enter_fast`](Self::enter_fast) said `slow`.
+    #[cold]
+    #[inline(never)]
+    fn enter_slow(&mut self, wait_nr: u32, slow: Slow) -> io::Result<u32> {
+        let no_wait = WaitArgs::default();
+        match slow {
+            Slow::Loop { submitted } => self.enter_loop(wait_nr, no_wait, submitted),
+            Slow::CqTail(e) => Err(broken("CQ tail", e)),
+            Slow::SqHead {
+                submitted,
+                look,
+                target,
+            } => {
+                self.sync_sq_head()?;
+                if look && self.cq.ready_at(self.kernel.cq_tail()) < target {
+                    return self.enter_loop(wait_nr, no_wait, submitted);
+                }
+                Ok(submitted)
+            }
+            Slow::Failed(e) => {
                 self.enter_failed(e)?;
-                self.enter_loop(wait_nr, wait, 0)
+                self.enter_loop(wait_nr, no_wait, 0)
             }
         }
     }
@@ -947,7 +989,9 @@ impl<K: Kernel> Ring<K> {
                 cq_ready: self.cq.ready(),
                 setup: geometry.setup_flags(),
                 features: geometry.features(),
-                registered_ring: self.kernel.registered_here(),
+                // The kernel's `enter` names the ring (fd, or the index this
+                // thread registered, with its flag): nothing to decide here.
+                registered_ring: false,
                 ..EnterInput::default()
             };
             input.sq_flags = self.kernel.sq_flags(input.flags_read());
@@ -978,6 +1022,90 @@ impl<K: Kernel> Ring<K> {
     }
 }
 
+/// The CQE at `index`, of the size the geometry says. `index` is from a
+/// batch of ring-core's CQ: at or above the released head, below the tail
+/// handled, which was loaded from the kernel since (the contract of the
+/// kernel's reads).
+#[inline]
+fn read_cqe<K: Kernel>(kernel: &K, index: u32) -> Cqe {
+    read_cqe_sized(kernel, index, kernel.geometry().cqe_size() == 32)
+}
+
+/// [`read_cqe`], 32 bytes if `cqe32` (as the geometry says).
+#[inline]
+fn read_cqe_sized<K: Kernel>(kernel: &K, index: u32, cqe32: bool) -> Cqe {
+    // Every caller takes `index` from a batch of ring-core's CQ: at or
+    // above the released head, below the tail handled, which was loaded
+    // from the kernel since (the contract of both reads).
+    let raw = if cqe32 {
+        // SAFETY: as said above.
+        match unsafe { kernel.cqe32(index) } {
+            Ok(raw) => raw,
+            // A 16-byte ring (only for a kernel whose geometry
+            // changed): the 16 bytes there are.
+            Err(_) => io_uring_cqe32 {
+                // SAFETY: as said above.
+                cqe: unsafe { kernel.cqe(index) },
+                big_cqe: [0; 2],
+            },
+        }
+    } else {
+        io_uring_cqe32 {
+            // SAFETY: as said above.
+            cqe: unsafe { kernel.cqe(index) },
+            big_cqe: [0; 2],
+        }
+    };
+    Cqe { raw }
+}
+
+/// In a `CQE_MIXED` ring, the CQE at the head of `batch`: `Ok(Some)`
+/// with the CQE and the slots it takes (2 for a 32-byte one), `Ok(None)`
+/// for a padding slot (`IORING_CQE_F_SKIP`, one slot, no CQE), or
+/// `Err(())` if `batch` is empty or ends inside a 32-byte CQE (the rest
+/// is not visible yet: nothing is consumed).
+#[inline]
+fn mixed_cqe<K: Kernel>(
+    kernel: &K,
+    batch: &ring_io_core::CqBatch,
+) -> Result<Option<(Cqe, u32)>, ()> {
+    if batch.is_empty() {
+        return Err(());
+    }
+    let index = batch.start();
+    // SAFETY: `batch` is ring-core's: at or above the released head,
+    // below the tail handled.
+    let cqe = unsafe { kernel.cqe(index) };
+    let flags = CqeFlags::from_bits_retain(cqe.flags);
+    if flags.contains(CqeFlags::SKIP) {
+        return Ok(None);
+    }
+    if !flags.contains(CqeFlags::BIG) {
+        let raw = io_uring_cqe32 {
+            cqe,
+            big_cqe: [0; 2],
+        };
+        return Ok(Some((Cqe { raw }, 1)));
+    }
+    if batch.len() < 2 {
+        return Err(());
+    }
+    // The second 16-byte slot holds the two extra words (the kernel
+    // never lets a 32-byte CQE wrap: it pads with a SKIP instead).
+    // SAFETY: as above; the batch holds two or more.
+    let second = unsafe { kernel.cqe(index.wrapping_add(1)) };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&second.user_data.to_ne_bytes());
+    bytes[8..12].copy_from_slice(&second.res.to_ne_bytes());
+    bytes[12..].copy_from_slice(&second.flags.to_ne_bytes());
+    let word = |i: usize| u64::from_ne_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let raw = io_uring_cqe32 {
+        cqe,
+        big_cqe: [word(0), word(8)],
+    };
+    Ok(Some((Cqe { raw }, 2)))
+}
+
 impl<K: Kernel> fmt::Debug for Ring<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ring")
@@ -1001,45 +1129,37 @@ impl Ring<Linux> {
 /// The submission queue of a [`Ring`]. Entries pushed are committed and
 /// published to the kernel when the view is dropped.
 pub struct SubmissionQueue<'r, K: Kernel = Linux> {
-    ring: &'r mut Ring<K>,
-    /// The free slots, as ring-core's cursor hands them out (a small value
-    /// kept in registers); ring-core reserves and commits the ones used
-    /// when the view is dropped or refills. A view leaked with
-    /// `mem::forget` pushes nothing: its slots are reused.
-    cursor: ring_io_core::SqCursor,
-}
-
-/// Hands a used-up cursor's slots to ring-core, reads the kernel's head
-/// once (it may have consumed entries since) and takes a new cursor. By
-/// value and inline: a call that took the view's address would move its
-/// cursor out of registers, and an out-of-line call in the push loop costs
-/// the loop its constants.
-#[inline(always)]
-fn refill<K: Kernel>(ring: &mut Ring<K>, cursor: ring_io_core::SqCursor) -> ring_io_core::SqCursor {
-    let _refused = ring.sq.finish_cursor(cursor);
-    debug_assert!(
-        _refused.is_ok(),
-        "the view's cursor is the queue's: {_refused:?}"
-    );
-    // A head the kernel could not have written is refused: the queue
-    // looks as full as before (the submitter's calls report the error).
-    let _ = ring.sync_sq_head();
-    ring.sq.cursor().expect("a Ring leaves no reservation open")
+    kernel: &'r mut K,
+    /// The free slots, as ring-core's pusher hands them out (its indices
+    /// kept in registers); it commits the ones used when the view is
+    /// dropped or refills. A view leaked with `mem::forget` pushes nothing:
+    /// its slots are reused.
+    pusher: ring_io_core::SqPusher<'r>,
 }
 
 impl<K: Kernel> SubmissionQueue<'_, K> {
     /// The ring index of a free slot for one SQE, which the caller writes
     /// at once; `None` if the SQ is full even after reading the kernel's
-    /// head again. The slot is committed when the cursor is finished (on
-    /// drop), so nothing between this and the write may unwind: a
+    /// head again. The slot is committed when the view is dropped or
+    /// refills, so nothing between this and the write may unwind: a
     /// [`Kernel`] promises its methods do not.
     #[inline]
     fn next_index(&mut self) -> Option<u32> {
-        if let Some(index) = self.cursor.next_index() {
+        if let Some(index) = self.pusher.next_index() {
             return Some(index);
         }
-        self.cursor = refill(self.ring, self.cursor);
-        self.cursor.next_index()
+        self.refill();
+        self.pusher.next_index()
+    }
+
+    /// Commits the slots used and reads the kernel's head once (it may
+    /// have consumed entries since) for more. Inline: an out-of-line call
+    /// in the push loop costs the loop its constants.
+    #[inline(always)]
+    fn refill(&mut self) {
+        // A head the kernel could not have written is refused: the queue
+        // looks as full as before (the submitter's calls report the error).
+        let _ = self.pusher.handle_head(self.kernel.sq_head());
     }
 
     /// Pushes one entry, or hands it back if the queue is full.
@@ -1071,9 +1191,9 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         let Some(index) = self.next_index() else {
             return Err(Full(entry));
         };
-        // SAFETY: the cursor hands out free slots only: at or above the
+        // SAFETY: the pusher hands out free slots only: at or above the
         // published tail, below the kernel's head plus `sq_entries`.
-        unsafe { self.ring.kernel.write_sqe(index, entry.as_sqe()) };
+        unsafe { self.kernel.write_sqe(index, entry.as_sqe()) };
         Ok(())
     }
 
@@ -1088,18 +1208,18 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     )]
     pub unsafe fn push_batch(&mut self, entries: &[Entry]) -> Result<(), Full<u32>> {
         let n = u32::try_from(entries.len()).map_err(|_| Full(self.space()))?;
-        if self.cursor.space() < n {
-            self.cursor = refill(self.ring, self.cursor);
-            if self.cursor.space() < n {
-                return Err(Full(self.cursor.space()));
+        if self.pusher.space() < n {
+            self.refill();
+            if self.pusher.space() < n {
+                return Err(Full(self.pusher.space()));
             }
         }
         for entry in entries {
-            let Some(index) = self.cursor.next_index() else {
-                unreachable!("the cursor has room for every entry");
+            let Some(index) = self.pusher.next_index() else {
+                unreachable!("the pusher has room for every entry");
             };
-            // SAFETY: as in `push`: a free slot from the cursor.
-            unsafe { self.ring.kernel.write_sqe(index, entry.as_sqe()) };
+            // SAFETY: as in `push`: a free slot from the pusher.
+            unsafe { self.kernel.write_sqe(index, entry.as_sqe()) };
         }
         Ok(())
     }
@@ -1117,14 +1237,14 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
         reason = "the refused entry is handed back by value, so nothing is lost"
     )]
     pub unsafe fn push128(&mut self, entry: Entry128) -> Result<(), Push128Error> {
-        if self.ring.kernel.geometry().sqe_size() != 128 {
+        if self.kernel.geometry().sqe_size() != 128 {
             return Err(Push128Error::NotSqe128(entry));
         }
         let Some(index) = self.next_index() else {
             return Err(Push128Error::Full(entry));
         };
-        // SAFETY: as in `push`: a free slot from the cursor.
-        if unsafe { self.ring.kernel.write_sqe128(index, entry.as_sqe128()) }.is_err() {
+        // SAFETY: as in `push`: a free slot from the pusher.
+        if unsafe { self.kernel.write_sqe128(index, entry.as_sqe128()) }.is_err() {
             // Only a kernel whose geometry changed gets here, after the
             // slot was taken: fill it with a NOP, so nothing stale in it
             // is submitted, and refuse the entry.
@@ -1132,7 +1252,7 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
                 .build()
                 .user_data(entry.get_user_data());
             // SAFETY: as above; a NOP carries no pointers.
-            unsafe { self.ring.kernel.write_sqe(index, nop.as_sqe()) };
+            unsafe { self.kernel.write_sqe(index, nop.as_sqe()) };
             return Err(Push128Error::NotSqe128(entry));
         }
         Ok(())
@@ -1140,12 +1260,12 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
 
     /// Free slots (as last known; more may have been freed by the kernel).
     pub fn space(&self) -> u32 {
-        self.cursor.space()
+        self.pusher.space()
     }
 
     /// Entries pushed and not yet consumed by the kernel.
     pub fn len(&self) -> u32 {
-        self.ring.sq.entries() - self.cursor.space()
+        self.pusher.queue().entries() - self.pusher.space()
     }
 
     /// True if no entry waits for the kernel.
@@ -1155,25 +1275,27 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
 
     /// The number of slots.
     pub fn capacity(&self) -> u32 {
-        self.ring.sq.entries()
+        self.pusher.queue().entries()
     }
 
     /// Entries the kernel skipped because their SQ-array index was invalid.
     pub fn dropped(&mut self) -> u32 {
-        self.ring.sq.handle_dropped(self.ring.kernel.sq_dropped());
-        self.ring.sq.dropped()
+        self.pusher.handle_dropped(self.kernel.sq_dropped());
+        self.pusher.queue().dropped()
     }
 }
 
 impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
     #[inline]
     fn drop(&mut self) {
-        let _refused = self.ring.sq.finish_cursor(self.cursor);
-        debug_assert!(
-            _refused.is_ok(),
-            "the view's cursor is the queue's: {_refused:?}"
-        );
-        self.ring.publish();
+        // One call publishes everything committed (single-threaded SQ).
+        if let Some(tail) = self.pusher.publish() {
+            // SAFETY: ring-core publishes only committed slots, each
+            // written by `push` (whose caller vouches for the entry's
+            // pointers) or by the ring for its own timeout; its indices
+            // keep the tail within `sq_entries` of the head.
+            unsafe { self.kernel.set_sq_tail(tail) };
+        }
     }
 }
 
@@ -1181,55 +1303,33 @@ impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
 /// read are handed back to the kernel when the view is dropped (a view
 /// leaked with `mem::forget` hands nothing back: its CQEs are read again).
 pub struct CompletionQueue<'r, K: Kernel = Linux> {
-    ring: &'r mut Ring<K>,
-    /// The CQEs ready when the view was made (or last synced) and not read
-    /// yet, kept here so reading one touches no shared state: in `fast`
-    /// when nothing is stashed and CQEs are 16 bytes (the loop then checks
-    /// one length per CQE), otherwise in `general`; the other is empty.
-    fast: ring_io_core::CqBatch,
-    general: ring_io_core::CqBatch,
-    /// How many CQEs the batches held when taken: those read (`taken`
-    /// less what the batches still hold) are consumed by ring-core when the
-    /// view is dropped or synced.
-    taken: u32,
+    kernel: &'r mut K,
+    /// The CQEs of the ring's CQ ready when the view was made (or last
+    /// synced) and not read yet, as ring-core's reader hands them out (its
+    /// indices kept in registers, so reading one touches no shared state);
+    /// it consumes those read when the view is dropped or synced.
+    reader: ring_io_core::CqReader<'r>,
+    /// The ring's stash (CQEs moved out of the CQ to resolve `EBUSY`,
+    /// delivered first) and its flag saying views read the general path.
+    stash: &'r mut VecDeque<Cqe>,
+    cq_general: &'r mut bool,
+    /// Read through the general path (stashed CQEs first, then 32-byte or
+    /// `CQE_MIXED` ones): the ring's `cq_general` when the CQEs were taken.
+    /// Otherwise every CQE is a 16-byte one of the reader's, and the loop
+    /// checks one index per CQE.
+    general: bool,
 }
 
 impl<K: Kernel> CompletionQueue<'_, K> {
-    /// Takes the CQEs ready in the ring's CQ (as its tail was last
-    /// loaded) into the view's batches.
-    #[inline]
-    fn take_ready(&mut self) {
-        let batch = self.ring.cq.peek_batch(u32::MAX);
-        let empty = self.ring.cq.peek_batch(0);
-        self.taken = batch.len();
-        // Both set: after a sync the path may have changed (the stash ran
-        // dry), and what is left of the old batch is in the new one.
-        (self.fast, self.general) = if self.ring.cq_general {
-            (empty, batch)
-        } else {
-            (batch, empty)
-        };
-    }
-
-    /// The batch the next CQE of the ring's CQ comes from.
-    fn batch(&self) -> &ring_io_core::CqBatch {
-        if self.fast.is_empty() {
-            &self.general
-        } else {
-            &self.fast
-        }
-    }
-
     /// The next completion without consuming it.
     pub fn peek(&self) -> Option<Cqe> {
-        if let Some(cqe) = self.ring.stash.front() {
+        if let Some(cqe) = self.stash.front() {
             return Some(*cqe);
         }
-        let batch = self.batch();
-        if self.ring.kernel.geometry().cqe_mixed() {
-            let mut batch = *batch;
+        let mut batch = *self.reader.rest();
+        if self.kernel.geometry().cqe_mixed() {
             loop {
-                match self.ring.mixed_cqe(&batch) {
+                match mixed_cqe(&*self.kernel, &batch) {
                     Ok(Some((cqe, _))) => return Some(cqe),
                     Ok(None) => {
                         let _ = batch.pop_front();
@@ -1238,13 +1338,15 @@ impl<K: Kernel> CompletionQueue<'_, K> {
                 }
             }
         }
-        (!batch.is_empty()).then(|| self.ring.read_cqe(batch.start()))
+        batch
+            .pop_front()
+            .map(|index| read_cqe(&*self.kernel, index))
     }
 
     /// Completions ready to be read (in a `CQE_MIXED` ring, the slots
     /// ready: at most that many CQEs).
     pub fn len(&self) -> usize {
-        self.ring.stash.len() + self.fast.len() as usize + self.general.len() as usize
+        self.stash.len() + self.reader.rest().len() as usize
     }
 
     /// True if none is ready.
@@ -1269,47 +1371,49 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     /// view was made become readable).
     pub fn sync(&mut self) {
         self.hand_back();
-        // A refused tail: nothing new (see `Ring::cq`).
-        let _ = self.ring.sync_cq();
-        self.take_ready();
+        // A tail the kernel could not have written is refused: nothing new
+        // (see `Ring::cq`).
+        let _ = self.reader.handle_tail(self.kernel.cq_tail());
+        self.general = *self.cq_general;
     }
 
     /// Has ring-core consume the CQEs read and hands their slots back to
     /// the kernel.
     #[inline]
     fn hand_back(&mut self) {
-        let read = self.taken - (self.fast.len() + self.general.len());
-        let _refused = self.ring.cq.advance(read);
-        debug_assert!(_refused.is_ok(), "read more CQEs than ready: {_refused:?}");
-        self.ring.release_cq();
+        if let Some(head) = self.reader.release() {
+            // SAFETY: ring-core releases only CQEs its reader gave (below
+            // the tail handled), and each was copied out.
+            unsafe { self.kernel.set_cq_head(head) }
+        }
     }
 
     /// [`next`](Iterator::next) off the fast path: stashed CQEs first, then
-    /// the general batch. Inline like the rest: a call taking the view's
-    /// address would keep its batches in memory.
+    /// 32-byte or `CQE_MIXED` CQEs. Inline like the rest: a call taking the
+    /// view's address would keep its indices in memory.
     #[inline]
     fn next_general(&mut self) -> Option<Cqe> {
-        if let Some(cqe) = self.ring.stash.pop_front() {
-            if self.ring.stash.is_empty() {
-                let geometry = self.ring.kernel.geometry();
-                self.ring.cq_general = geometry.cqe_size() == 32 || geometry.cqe_mixed();
+        if let Some(cqe) = self.stash.pop_front() {
+            if self.stash.is_empty() {
+                let geometry = self.kernel.geometry();
+                *self.cq_general = geometry.cqe_size() == 32 || geometry.cqe_mixed();
             }
             return Some(cqe);
         }
-        if self.ring.kernel.geometry().cqe_mixed() {
+        if self.kernel.geometry().cqe_mixed() {
             loop {
-                let found = self.ring.mixed_cqe(&self.general).ok()?;
+                let found = mixed_cqe(&*self.kernel, self.reader.rest()).ok()?;
                 let slots = found.map_or(1, |(_, slots)| slots);
                 for _ in 0..slots {
-                    let _ = self.general.pop_front();
+                    let _ = self.reader.pop_front();
                 }
                 if let Some((cqe, _)) = found {
                     return Some(cqe);
                 }
             }
         }
-        let index = self.general.pop_front()?;
-        Some(self.ring.read_cqe(index))
+        let index = self.reader.pop_front()?;
+        Some(read_cqe(&*self.kernel, index))
     }
 }
 
@@ -1318,17 +1422,18 @@ impl<K: Kernel> Iterator for CompletionQueue<'_, K> {
 
     #[inline]
     fn next(&mut self) -> Option<Cqe> {
-        if let Some(index) = self.fast.pop_front() {
-            return Some(self.ring.read_cqe_sized(index, false));
+        if !self.general {
+            let index = self.reader.pop_front()?;
+            return Some(read_cqe_sized(&*self.kernel, index, false));
         }
         self.next_general()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let n = self.len();
-        if self.ring.kernel.geometry().cqe_mixed() {
+        if self.kernel.geometry().cqe_mixed() {
             // Slots: a 32-byte CQE takes two, padding none.
-            (self.ring.stash.len(), Some(n))
+            (self.stash.len(), Some(n))
         } else {
             (n, Some(n))
         }
@@ -1370,14 +1475,16 @@ pub struct Submitter<'r, K: Kernel = Linux> {
 
 impl<K: Kernel> Submitter<'_, K> {
     /// Submits the pushed entries; returns how many the kernel consumed.
+    #[inline]
     pub fn submit(&mut self) -> io::Result<u32> {
-        self.ring.enter(0, WaitArgs::default())
+        self.ring.enter_now(0)
     }
 
     /// Submits and waits until at least `want` completions are ready, or
     /// the CQ is full (see [What a wait returns](Submitter#what-a-wait-returns)).
+    #[inline]
     pub fn submit_and_wait(&mut self, want: u32) -> io::Result<u32> {
-        self.ring.enter(want, WaitArgs::default())
+        self.ring.enter_now(want)
     }
 
     /// Submits and waits for `want` completions (or a full CQ), at most

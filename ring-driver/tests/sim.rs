@@ -629,22 +629,33 @@ fn an_sq_head_that_goes_back_or_never_moves_is_an_error_not_a_spin() {
         push_to(&mut ring, [1]);
         ring.submitter().submit_and_wait(1).unwrap();
         assert_eq!(ring.cq().count(), 1);
-        // Back by two: below the head already seen.
+        // Back by two: below the head already seen. A submit whose count
+        // is every entry pending proves the head without reading the word
+        // (the kernel consumed them all); a short one reads it, and refuses
+        // it.
         lies.sq_back.store(2, Relaxed);
         push_to(&mut ring, [2]);
+        assert_eq!(ring.submitter().submit().unwrap(), 1);
+        push_to(&mut ring, [3, 4]);
+        // SAFETY: the simulator acts on no memory an SQE names (as
+        // `Ring::sim_mut` says): injecting a fault breaks nothing.
+        unsafe { ring.kernel_mut() }
+            .sim
+            .inner_mut()
+            .inject(Fault::ShortSubmit(1));
         assert_invalid_data(ring.submitter().submit(), "head");
         lies.sq_back.store(0, Relaxed);
         ring.submitter().submit().unwrap();
         // A head that never moves: the SQ stays full however often the
         // ring enters; waiting for room must end with an error.
         lies.sq_stuck.store(true, Relaxed);
-        push_to(&mut ring, [3, 4, 5, 6]);
+        push_to(&mut ring, [5, 6, 7, 8]);
         let err = ring.submitter().sq_wait().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         assert!(err.to_string().contains("SQ head"), "{err}");
         // With nothing ready, the timed wait before 5.11 needs a slot for
         // its timeout entry, which cannot come.
-        assert_eq!(ring.cq().count(), 5);
+        assert_eq!(ring.cq().count(), 7);
         let err = ring
             .submitter()
             .submit_and_wait_timeout(1, Duration::from_millis(5))

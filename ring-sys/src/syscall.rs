@@ -139,8 +139,10 @@ impl From<Errno> for std::io::Error {
 /// Turns a raw syscall return into `Ok(value)` or `Err(errno)`.
 #[inline(always)]
 fn check(ret: isize) -> Result<usize, Errno> {
-    if (-4095..0).contains(&ret) {
-        Err(Errno(-ret as i32))
+    // -4095..=-1 are errors: as unsigned, the values from -4095 up (one
+    // compare, as the C library's wrappers do).
+    if ret as usize >= -4095isize as usize {
+        Err(Errno((ret as i32).wrapping_neg()))
     } else {
         Ok(ret as usize)
     }

@@ -92,8 +92,8 @@ pub(crate) enum Action {
     Step,
     /// Peek at the next CQE.
     Peek,
-    /// Reap up to this many CQEs; `true`: with `peek_batch` and `advance`.
-    Reap(u32, bool),
+    /// Reap up to this many CQEs, as the mode says.
+    Reap(u32, ReapMode),
     /// Release reaped CQEs to the kernel (store the CQ head).
     Release,
     /// Inject a fault into the next enter.
@@ -104,6 +104,18 @@ pub(crate) enum Action {
     MultishotNext(u8),
 }
 
+/// How [`Action::Reap`] takes its CQEs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReapMode {
+    /// `reap_batch`.
+    Batch,
+    /// `peek_batch`, then `advance`.
+    Peek,
+    /// A `reader`'s `pop_front`, then `release` (which hands the head to
+    /// the kernel, as [`Action::Release`] does).
+    Reader,
+}
+
 /// How [`Action::Reserve`] takes its slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReserveMode {
@@ -111,8 +123,9 @@ pub(crate) enum ReserveMode {
     Open,
     /// `reserve_committed`: no commit needed.
     Committed,
-    /// A `cursor`'s `next_index`, then `finish_cursor`.
-    Cursor,
+    /// A `pusher`'s `next_index`, then `publish` (committing; what it
+    /// publishes is checked on a copy, the queue publishes on `Publish`).
+    Pusher,
 }
 
 impl Action {
@@ -123,7 +136,7 @@ impl Action {
                 match arg >> 6 {
                     0 | 1 => ReserveMode::Open,
                     2 => ReserveMode::Committed,
-                    _ => ReserveMode::Cursor,
+                    _ => ReserveMode::Pusher,
                 },
             ),
             2 | 3 => Action::Commit,
@@ -132,7 +145,14 @@ impl Action {
             7 | 8 => Action::Enter(u32::from(arg % 4)),
             9 => Action::Step,
             10 => Action::Peek,
-            11 | 12 => Action::Reap(u32::from(arg % 6), arg & 0x80 != 0),
+            11 | 12 => Action::Reap(
+                u32::from(arg % 6),
+                match arg >> 6 {
+                    0 => ReapMode::Batch,
+                    1 => ReapMode::Reader,
+                    _ => ReapMode::Peek,
+                },
+            ),
             13 => Action::Release,
             14 => match arg % 8 {
                 0..=5 => Action::Fault(arg),
@@ -223,7 +243,7 @@ impl Harness {
 
     pub(crate) fn apply(&mut self, action: Action) -> Result<(), String> {
         match action {
-            Action::Reserve(n, ReserveMode::Cursor) => self.push_with_cursor(n)?,
+            Action::Reserve(n, ReserveMode::Pusher) => self.push_with_pusher(n)?,
             Action::Reserve(n, mode) => self.reserve(n, mode == ReserveMode::Committed)?,
             Action::Commit => {
                 if let Some((r, uds)) = self.open.pop_front() {
@@ -280,17 +300,12 @@ impl Harness {
                     }
                 }
             }
-            Action::Reap(max, peek) => self.reap(max, peek)?,
+            Action::Reap(max, mode) => self.reap(max, mode)?,
             Action::Release => {
                 while let Some(h) = self.cq.poll_release_head() {
                     self.k.set_cq_head(h);
                 }
-                if self.cfg.credit {
-                    self.credit
-                        .release(self.unreleased_credit)
-                        .map_err(|e| format!("credit: {e}"))?;
-                }
-                self.unreleased_credit = 0;
+                self.release_credit()?;
             }
             Action::Fault(a) => {
                 let f = match a % 6 {
@@ -358,9 +373,9 @@ impl Harness {
         Ok(())
     }
 
-    /// Push `n` entries through a cursor (all or none, as the driver's
-    /// `push_batch` does), then finish it.
-    fn push_with_cursor(&mut self, n: u32) -> Result<(), String> {
+    /// Push `n` entries through a pusher (all or none, as the driver's
+    /// `push_batch` does), then commit them.
+    fn push_with_pusher(&mut self, n: u32) -> Result<(), String> {
         if self.cfg.credit && self.credit.acquire_n(n, ()).is_err() {
             return Ok(());
         }
@@ -371,40 +386,73 @@ impl Harness {
             }
             Ok(())
         };
-        let Some(mut c) = self.sq.cursor() else {
-            if self.sq.uncommitted() == 0 {
-                return Err("cursor refused with nothing uncommitted".into());
+        let uncommitted = self.sq.uncommitted();
+        let start = self.sq.tail().wrapping_add(self.sq.unpublished());
+        let Some(mut p) = self.sq.pusher() else {
+            if uncommitted == 0 {
+                return Err("pusher refused with nothing uncommitted".into());
             }
             return give_back(self);
         };
-        if c.space() != space_before {
-            return Err(format!("cursor space {} != {space_before}", c.space()));
+        if p.space() != space_before {
+            return Err(format!("pusher space {} != {space_before}", p.space()));
         }
-        if n > c.space() {
+        if n > p.space() {
+            drop(p);
             return give_back(self);
         }
-        let indices: Vec<u32> = (0..n).map_while(|_| c.next_index()).collect();
-        let start = self.sq.tail().wrapping_add(self.sq.unpublished());
+        let indices: Vec<u32> = (0..n).map_while(|_| p.next_index()).collect();
         if indices.len() != n as usize
             || indices
                 .iter()
                 .enumerate()
                 .any(|(i, &idx)| idx != start.wrapping_add(i as u32))
         {
-            return Err(format!("cursor gave {indices:?} from {start}"));
+            return Err(format!("pusher gave {indices:?} from {start}"));
         }
+        if p.queue().space() != space_before {
+            return Err("a pusher moved the queue before committing".into());
+        }
+        drop(p);
         if self.sq.space() != space_before {
-            return Err("a cursor moved the queue before finish".into());
+            return Err("a pusher dropped unpublished pushed something".into());
         }
+        // Again, and this time commit: the SQEs are written first.
+        let mut p = self
+            .sq
+            .pusher()
+            .ok_or("pusher refused on the second take")?;
+        let again: Vec<u32> = (0..n).map_while(|_| p.next_index()).collect();
+        if again != indices {
+            return Err(format!("the second pusher gave {again:?}, not {indices:?}"));
+        }
+        drop(p);
         let uds = self.fill(indices.into_iter());
-        self.sq
-            .finish_cursor(c)
-            .map_err(|e| format!("finish_cursor: {e}"))?;
-        if self.sq.space() != space_before - n || self.sq.uncommitted() != 0 {
-            return Err("finish_cursor did not commit n slots".into());
+        // `publish` commits and publishes; the harness publishes on its own
+        // action, so it is checked on a copy, and the queue commits through
+        // `handle_head` with the head it has (which changes nothing else).
+        let mut published = self.sq.clone();
+        let mut p = published
+            .pusher()
+            .ok_or("pusher refused on the third take")?;
+        for _ in 0..n {
+            let _ = p.next_index();
         }
-        if self.sq.finish_cursor(c).is_err() || self.sq.space() != space_before - n {
-            return Err("finishing a cursor again must change nothing".into());
+        let tail = p.publish();
+        let want = start.wrapping_add(n);
+        if (n > 0 || self.sq.unpublished() > 0) && tail != Some(want) {
+            return Err(format!("publish said {tail:?}, not {want}"));
+        }
+        let head = self.sq.head();
+        let mut p = self.sq.pusher().ok_or("pusher refused on the last take")?;
+        for _ in 0..n {
+            let _ = p.next_index();
+        }
+        p.handle_head(head)
+            .map_err(|e| format!("pusher handle_head: {e}"))?;
+        drop(p);
+        if self.sq.space() != space_before - n || self.sq.uncommitted() != 0 {
+            return Err("the pusher did not commit n slots".into());
         }
         // Open reservations can only be empty (nothing was uncommitted).
         self.open.clear();
@@ -493,6 +541,16 @@ impl Harness {
                         return Err("SQPOLL enter must return to_submit".into());
                     }
                 } else {
+                    // A count of every entry pending proves the head
+                    // (checked on a copy: `sync` reads the head itself).
+                    let mut proved = self.sq.clone();
+                    if proved.handle_submitted(n) && proved.head() != self.k.sq_head() {
+                        return Err(format!(
+                            "handle_submitted({n}) proved head {}, the kernel's is {}",
+                            proved.head(),
+                            self.k.sq_head()
+                        ));
+                    }
                     let consumed = self.k.sq_head().wrapping_sub(head_before);
                     let dropped = self.k.sq_dropped().wrapping_sub(dropped_before);
                     if consumed != n + dropped {
@@ -516,12 +574,56 @@ impl Harness {
         Ok(())
     }
 
-    fn reap(&mut self, max: u32, peek: bool) -> Result<(), String> {
+    /// The credit of the CQEs released to the kernel comes back.
+    fn release_credit(&mut self) -> Result<(), String> {
+        if self.cfg.credit {
+            self.credit
+                .release(self.unreleased_credit)
+                .map_err(|e| format!("credit: {e}"))?;
+        }
+        self.unreleased_credit = 0;
+        Ok(())
+    }
+
+    fn reap(&mut self, max: u32, mode: ReapMode) -> Result<(), String> {
         self.cq
             .handle_tail(self.k.cq_tail())
             .map_err(|e| format!("{e}"))?;
         let ready = self.cq.ready();
-        let batch = if peek {
+        let mut release = None;
+        let batch = if mode == ReapMode::Reader {
+            // Read through a reader, then release: nothing is consumed
+            // before, and the head released is just past what was read.
+            let before = self.cq.clone();
+            let mut r = self.cq.reader();
+            if r.rest().len() != ready || r.rest().start() != before.head() {
+                return Err("a reader's CQEs are not the ready ones".into());
+            }
+            let mut n = 0;
+            while n < max {
+                let Some(i) = r.pop_front() else {
+                    break;
+                };
+                if i != before.head().wrapping_add(n) {
+                    return Err("reader pop_front out of order".into());
+                }
+                n += 1;
+            }
+            if *r.queue() != before {
+                return Err("a reader consumed before release".into());
+            }
+            let head = r.release();
+            drop(r);
+            let moved = before.released() != before.head().wrapping_add(n);
+            if head.is_some() != moved
+                || self.cq.head() != before.head().wrapping_add(n)
+                || self.cq.released() != self.cq.head()
+            {
+                return Err(format!("reader release said {head:?}"));
+            }
+            release = Some(head);
+            (n > 0).then(|| before.peek_batch(n))
+        } else if mode == ReapMode::Peek {
             // Read through peek_batch, then advance: nothing is consumed
             // before advance, and advancing past the tail is refused.
             let before = self.cq.clone();
@@ -552,7 +654,7 @@ impl Harness {
             if ready != 0 && max != 0 {
                 return Err("reap_batch returned nothing with CQEs ready".into());
             }
-            return Ok(());
+            return self.hand_back(release);
         };
         if batch.len() != ready.min(max) {
             return Err("reap_batch length".into());
@@ -579,7 +681,19 @@ impl Harness {
                 self.unreleased_credit += 1;
             }
         }
-        Ok(())
+        self.hand_back(release)
+    }
+
+    /// After a reader's release (`Some`; its CQEs copied out): the head to
+    /// the kernel, and the credit back.
+    fn hand_back(&mut self, release: Option<Option<u32>>) -> Result<(), String> {
+        let Some(head) = release else {
+            return Ok(());
+        };
+        if let Some(h) = head {
+            self.k.set_cq_head(h);
+        }
+        self.release_credit()
     }
 
     /// Read what the kernel shows, check the model and every invariant.
@@ -696,7 +810,7 @@ impl Harness {
             let wait = u32::from(defer && !self.expected.is_empty() && self.cq.ready() == 0);
             self.apply(Action::Enter(wait))?;
             self.apply(Action::Step)?;
-            self.apply(Action::Reap(u32::MAX, false))?;
+            self.apply(Action::Reap(u32::MAX, ReapMode::Batch))?;
             self.apply(Action::Release)?;
             if self.published.is_empty()
                 && self.k.in_flight() == 0
