@@ -13,7 +13,7 @@ use ring_io_core::{
     AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, SubmitGate,
     decide_enter, timeout_needs_sqe,
 };
-use ring_io_ops::Entry;
+use ring_io_ops::{Entry, Entry128};
 use ring_io_sys::{Errno, SetupFlags, SqFlags, io_uring_sqe};
 
 use crate::error::{SetupError, Unsupported, os};
@@ -127,8 +127,11 @@ impl<T> From<PushError<T>> for io::Error {
 /// `IORING_SETUP_SQPOLL` the kernel thread consumes the entries and
 /// `submit` only wakes it when it sleeps (after a full fence,
 /// [`FlagsRead::FullFenceThenLoad`]), without the gate; with the SQ full,
-/// pushers retry until the thread has consumed entries. The ring fd is
-/// never registered: registered ring fds live in a per-thread table.
+/// pushers retry until the thread has consumed entries, or wait for it
+/// with [`sq_wait`](SharedRing::sq_wait). The ring fd is never registered:
+/// registered ring fds live in a per-thread table. On a ring set up with
+/// `IORING_SETUP_SQE128`, [`push128`](SharedRing::push128) pushes 128-byte
+/// entries the same way.
 ///
 /// # Completion
 ///
@@ -250,7 +253,9 @@ impl<T> From<PushError<T>> for io::Error {
 /// work in flight; completions forged by another ring (no underflow, and a
 /// drop with an io-wq read in flight whose credit a forged CQE took still
 /// waits for the kernel); the refused entry shapes; timed waits with and
-/// without SQPOLL. `tests/shared_loom.rs`: loom models of the credit stage
+/// without SQPOLL; 128-byte entries across the wrap (and refused on a
+/// 64-byte ring); `sq_wait` waking a sleeping SQPOLL thread and waiting for
+/// room. `tests/shared_loom.rs`: loom models of the credit stage
 /// (with `--cfg loom`), including a naive variant loom shows overflowing;
 /// ring-core's `tests/loom.rs` models the claim/commit queues and the
 /// submit gate (nothing left unsubmitted, one submitter at a time).
@@ -574,6 +579,26 @@ impl SharedRing {
         self.inner.push_batch(entries)
     }
 
+    /// Pushes a 128-byte entry (a ring set up with
+    /// [`Builder::sqe128`]) as [`push`](Self::push) pushes a 64-byte one.
+    /// On a ring of 64-byte SQEs, where it can never fit, it is handed back
+    /// with [`PushError::Refused`] (and nothing is pushed).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push`](Self::push).
+    #[allow(
+        unsafe_code,
+        reason = "declares the caller's contract; the slot write is the map's"
+    )]
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refused entry is handed back by value, so nothing is lost"
+    )]
+    pub unsafe fn push128(&self, entry: Entry128) -> Result<(), PushError<Entry128>> {
+        self.inner.push128(&entry).map_err(|e| e.with(entry))
+    }
+
     /// Submits everything published (by any thread); returns how many
     /// entries this call's `io_uring_enter`s consumed (0 if another thread
     /// is submitting: it takes this thread's entries too, see the type's
@@ -619,6 +644,19 @@ impl SharedRing {
     /// ```
     pub fn submit_and_wait_timeout(&self, want: u32, timeout: Duration) -> io::Result<u32> {
         self.inner.enter(want, Some(timeout))
+    }
+
+    /// Waits until the SQ has a free slot. Under SQPOLL the kernel thread
+    /// frees slots as it consumes entries: if none is free, this sleeps in
+    /// the kernel until it has consumed some (`IORING_ENTER_SQ_WAIT`,
+    /// Linux 5.10), waking it first if it sleeps. Without SQPOLL entering is
+    /// what consumes entries: this submits (as [`submit`](Self::submit)
+    /// does; if another thread is submitting, that thread frees the
+    /// slots). Returns at once if a slot is free. Other threads may take
+    /// the free slot before this thread pushes: push, and on
+    /// [`PushError::SqFull`] wait again.
+    pub fn sq_wait(&self) -> io::Result<()> {
+        self.inner.sq_wait()
     }
 
     /// Reaps up to `max` completions, appending them to `out`; returns how
@@ -705,6 +743,42 @@ impl Inner {
                 }
             }
         }
+        let claim = self.claim(n)?;
+        for (index, entry) in claim.indices().zip(entries) {
+            // SAFETY: `index` is ours: claimed above and not yet committed,
+            // so neither the kernel nor another thread touches its slot.
+            unsafe { self.map.write_sqe(index, entry.as_sqe()) };
+        }
+        self.sq.commit(claim, self.map.sq_tail());
+        Ok(())
+    }
+
+    #[allow(unsafe_code, reason = "writes the slot it claimed")]
+    fn push128(&self, entry: &Entry128) -> Result<(), PushError<()>> {
+        if self.map.geometry().sqe_size() != 128 {
+            return Err(PushError::Refused(
+                (),
+                "a 128-byte entry needs a ring set up with IORING_SETUP_SQE128 (Builder::sqe128)",
+            ));
+        }
+        let sqe = &entry.as_sqe128().sqe;
+        if look_at(sqe) != 0 {
+            let own_fd = self.map.fd().map_or(-1, |fd| fd.as_raw_fd());
+            if let Some(why) = refusal(sqe, own_fd) {
+                return Err(PushError::Refused((), why));
+            }
+        }
+        let claim = self.claim(1)?;
+        // SAFETY: `index` is ours: claimed above and not yet committed, so
+        // neither the kernel nor another thread touches its slot; the ring's
+        // SQEs are 128 bytes (checked above).
+        unsafe { self.map.write_sqe128(claim.start(), entry.as_sqe128()) };
+        self.sq.commit(claim, self.map.sq_tail());
+        Ok(())
+    }
+
+    /// Takes `n` CQ credits and claims `n` SQ slots, or neither.
+    fn claim(&self, n: u32) -> Result<ring_io_core::Reservation, PushError<()>> {
         self.credit
             .acquire_n(n, ())
             .map_err(|_| PushError::NoCredit(()))?;
@@ -728,13 +802,54 @@ impl Inner {
         if !self.used.load(Ordering::Relaxed) {
             self.used.store(true, Ordering::Relaxed);
         }
-        for (index, entry) in claim.indices().zip(entries) {
-            // SAFETY: `index` is ours: claimed above and not yet committed,
-            // so neither the kernel nor another thread touches its slot.
-            unsafe { self.map.write_sqe(index, entry.as_sqe()) };
+        Ok(claim)
+    }
+
+    /// [`SharedRing::sq_wait`].
+    fn sq_wait(&self) -> io::Result<()> {
+        self.check_sound()?;
+        let geometry = *self.map.geometry();
+        if !geometry.sqpoll() {
+            self.submit_gated()?;
+            return Ok(());
         }
-        self.sq.commit(claim, self.map.sq_tail());
-        Ok(())
+        let entries = geometry.sq_entries();
+        loop {
+            // The head first (Acquire: pairs with the kernel's
+            // smp_store_release in io_commit_sqring), then the claims: every
+            // claim the kernel consumed happened before its head store, so
+            // the claims seen are at least the head.
+            let head = self.map.sq_head().load(Ordering::Acquire);
+            let used = self.sq.claimed().wrapping_sub(head);
+            if used < entries {
+                return Ok(());
+            }
+            if used > entries {
+                // A head past every claim: no kernel writes that.
+                self.broken.store(BROKEN_SQ, Ordering::Relaxed);
+                return self.check_sound();
+            }
+            let mut input = EnterInput {
+                to_submit: self.sq_pending(),
+                want_sq_space: true,
+                cq_ready: self.cq_unclaimed(),
+                setup: geometry.setup_flags(),
+                features: geometry.features(),
+                registered_ring: false,
+                ..EnterInput::default()
+            };
+            input.sq_flags = self.sq_flags(input.flags_read());
+            let Some(decision) = decide_enter(&input) else {
+                return Ok(());
+            };
+            match self.map.enter(&decision, None) {
+                // Full when the kernel thread has not yet taken the entries
+                // claims are still writing (the kernel sees only published
+                // ones): look again.
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(os(e)),
+            }
+        }
     }
 
     fn sq_pending(&self) -> u32 {

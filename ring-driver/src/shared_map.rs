@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use ring_io_core::{Enter, Geometry};
-use ring_io_sys::{Errno, io_uring_cqe, io_uring_cqe32, io_uring_sqe};
+use ring_io_sys::{Errno, io_uring_cqe, io_uring_cqe32, io_uring_sqe, io_uring_sqe128};
 
 use crate::kernel::{Kernel, Linux, WaitArgs, enter_ring};
 use crate::ring::Cqe;
@@ -220,6 +220,28 @@ impl SharedMap {
                 .as_ptr()
                 .add(offset)
                 .cast::<io_uring_sqe>()
+                .write(*sqe)
+        }
+    }
+
+    /// Writes the 128-byte `sqe` into the slot of ring index `index`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`write_sqe`](Self::write_sqe), and the ring's SQEs are 128
+    /// bytes (`IORING_SETUP_SQE128`).
+    pub(crate) unsafe fn write_sqe128(&self, index: u32, sqe: &io_uring_sqe128) {
+        debug_assert_eq!(self.geometry.sqe_size(), 128);
+        let offset = self.geometry.sqe_offset(index);
+        // SAFETY: `sqe_offset` masks the index into the SQE array whose size
+        // was checked at setup, with a 128-byte stride (the caller's
+        // promise): the write fits the slot, which the caller owns.
+        unsafe {
+            self.linux
+                .sqes
+                .as_ptr()
+                .add(offset)
+                .cast::<io_uring_sqe128>()
                 .write(*sqe)
         }
     }

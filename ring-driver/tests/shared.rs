@@ -15,8 +15,8 @@ use std::os::fd::AsRawFd;
 
 use ring_io_driver::{Builder, Cqe, PushError, SetupError, SharedRing};
 use ring_io_ops::{
-    Close, DirectSlot, Entry, Fd, Fixed, MsgRingData, MsgRingSendFd, Nop, OpenAt, Read, SendZc,
-    Timeout,
+    Close, DirectSlot, Entry, Entry128, Fd, Fixed, MsgRingData, MsgRingSendFd, Nop, OpenAt, Read,
+    SendZc, Timeout,
 };
 use ring_io_sys::{__kernel_timespec, SqeFlags};
 
@@ -600,6 +600,121 @@ fn sqe128_and_cqe32_strides_across_the_wrap() {
         }
         assert_eq!(ring.in_flight(), 0, "{name}");
     }
+}
+
+#[test]
+fn push128_fills_128_byte_slots_and_a_64_byte_ring_hands_the_entry_back() {
+    // A 64-byte ring: refused as such, handed back, nothing pushed.
+    let small = SharedRing::new(4).unwrap();
+    let entry = Entry128::from(nop(7));
+    // SAFETY: a NOP carries no pointers (and is refused anyway).
+    match unsafe { small.push128(entry) } {
+        Err(PushError::Refused(back, why)) => {
+            assert_eq!(back.get_user_data(), 7);
+            assert!(why.contains("SQE128"), "{why}");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert_eq!((small.pending(), small.in_flight()), (0, 0));
+    // A 128-byte ring: each entry in its own 128-byte slot, across the
+    // wrap (a 64-byte stride would hand the kernel half-entries from the
+    // second slot on), until the SQ is full.
+    let ring = match Builder::new(4).sqe128().build_shared() {
+        Ok(r) => r,
+        Err(SetupError::Unsupported(u)) => skip!("push128_fills_128_byte_slots", "{u}"),
+        Err(e) => panic!("{e}"),
+    };
+    let mut out = Vec::new();
+    for round in 0..3u64 {
+        for i in 0..4 {
+            // SAFETY: as above.
+            unsafe { ring.push128(Entry128::from(nop(round * 10 + i))) }.unwrap();
+        }
+        // SAFETY: as above.
+        match unsafe { ring.push128(Entry128::from(nop(99))) } {
+            Err(PushError::SqFull(back)) => assert_eq!(back.get_user_data(), 99),
+            other => panic!("expected SqFull, got {other:?}"),
+        }
+        ring.submit_and_wait(4).unwrap();
+        out.clear();
+        while ring.reap(&mut out, 8) > 0 {}
+        let got: Vec<u64> = out.iter().map(|c| c.user_data()).collect();
+        let want: Vec<u64> = (0..4).map(|i| round * 10 + i).collect();
+        assert_eq!(got, want, "round {round}");
+        assert!(out.iter().all(|c| c.result() == Ok(0)), "{out:?}");
+    }
+    assert_eq!(ring.in_flight(), 0);
+}
+
+/// Pushes NOPs until the SQ refuses one; returns how many went in.
+fn fill_sq(ring: &SharedRing, first: u64) -> u64 {
+    let mut n = 0;
+    loop {
+        // SAFETY: NOPs carry no pointers.
+        match unsafe { ring.push(nop(first + n)) } {
+            Ok(()) => n += 1,
+            Err(PushError::SqFull(_)) => return n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn sq_wait_without_sqpoll_submits_to_make_room() {
+    let ring = SharedRing::new(4).unwrap();
+    ring.sq_wait().unwrap();
+    assert_eq!(fill_sq(&ring, 0), 4);
+    ring.sq_wait().unwrap();
+    assert_eq!(ring.pending(), 0, "the wait submitted the full SQ");
+    // SAFETY: a NOP carries no pointers.
+    unsafe { ring.push(nop(4)) }.unwrap();
+    ring.submit_and_wait(5).unwrap();
+    let mut out = Vec::new();
+    while ring.reap(&mut out, 8) > 0 {}
+    assert_eq!(out.len(), 5);
+}
+
+#[test]
+fn sq_wait_under_sqpoll_wakes_the_thread_and_waits_until_it_makes_room() {
+    // The kernel thread sleeps after 1 ms without work; pushes do not wake
+    // it, so the SQ fills. sq_wait must wake it (IORING_ENTER_SQ_WAKEUP)
+    // and wait (IORING_ENTER_SQ_WAIT) until it has consumed entries: a
+    // wait that did not wake it would sleep forever.
+    let ring = match Builder::new(4).sqpoll(1).build_shared() {
+        Ok(r) => r,
+        Err(SetupError::Setup(e)) => skip!("sq_wait_under_sqpoll", "SQPOLL setup: {e}"),
+        Err(e) => panic!("{e}"),
+    };
+    if !common::kernel().at_least(5, 10) {
+        skip!(
+            "sq_wait_under_sqpoll",
+            "IORING_ENTER_SQ_WAIT needs Linux 5.10"
+        );
+    }
+    let ring = within(Duration::from_secs(10), "sq_wait under SQPOLL", move || {
+        let mut pushed = 0;
+        for round in 0..5 {
+            // Let the thread go to sleep, then fill the SQ behind its back.
+            std::thread::sleep(Duration::from_millis(20));
+            pushed += fill_sq(&ring, pushed);
+            ring.sq_wait().unwrap();
+            // SAFETY: a NOP carries no pointers.
+            match unsafe { ring.push(nop(pushed)) } {
+                Ok(()) => pushed += 1,
+                Err(e) => panic!("round {round}: no room after sq_wait: {e}"),
+            }
+            ring.submit().unwrap();
+            let mut out = Vec::new();
+            while ring.in_flight() > 0 {
+                ring.submit_and_wait(1).unwrap();
+                ring.reap(&mut out, 16);
+            }
+        }
+        assert!(pushed >= 5 * 5, "{pushed}");
+        ring
+    });
+    assert_eq!(ring.in_flight(), 0);
+    assert_eq!(ring.overflow(), 0);
 }
 
 // --- Completions the credit cannot account for, and the close (issue 13,
