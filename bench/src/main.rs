@@ -10,7 +10,8 @@
 //! against the io-uring crate (see `peers/mod.rs`).
 //! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
-//! `shared` rows' loops, with BATCH threads).
+//! batch-16 `shared` rows' loops, `shared1` or `mutex1` the batch-1 rows',
+//! with BATCH threads).
 
 mod cp;
 mod io;
@@ -141,7 +142,8 @@ fn nop_row(name: &str, batch: u32, defaults: bool, rounds: usize) {
     println!("{name}\t{ours:.1}\t{other:.1}\t{:.3}", other / ours);
 }
 
-/// NOPs per batch in the `shared` rows.
+/// NOPs per batch in the batch-16 `shared` rows (the batch-1 rows push one
+/// per round).
 const SHARED_BATCH: usize = 16;
 
 /// SQ entries of both rings in the `shared` rows (the CQ is twice that):
@@ -153,7 +155,7 @@ const SHARED_ENTRIES: u32 = 128;
 ///
 /// Both sides do the same logical work, as a multi-threaded user of one
 /// ring would: each of `threads` threads, `ops / threads` NOPs in all, in
-/// rounds of `SHARED_BATCH`: push a batch, submit it, then wait until
+/// rounds of `batch` (16 or 1): push a batch, submit it, then wait until
 /// it has taken as many completions back as it pushed, reap them, and only
 /// then push the next batch. So each thread has at most one batch in
 /// flight, on both sides.
@@ -169,42 +171,65 @@ const SHARED_ENTRIES: u32 = 128;
 /// - `Mutex<io_uring::IoUring>` ([`mutex_nops`]): lock, push the batch,
 ///   `submit_and_wait(batch)`, reap it, unlock: the lock is held across
 ///   the whole round, so the completions reaped are the thread's own.
-fn shared_nops(ring: &ring_io_driver::SharedRing, threads: u64, ops: u64) {
+///
+/// Returns what the threads' `submit` and `submit_and_wait` calls
+/// reported: how many calls submitted something, and how many entries they
+/// submitted in all (each entry once: the mean is at least the mean number
+/// of entries per `io_uring_enter` that submitted).
+fn shared_nops(
+    ring: &ring_io_driver::SharedRing,
+    threads: u64,
+    batch: usize,
+    ops: u64,
+) -> (u64, u64) {
     std::thread::scope(|s| {
-        for t in 0..threads {
-            let quota = ops / threads + u64::from(t < ops % threads);
-            s.spawn(move || {
-                let entries = vec![Nop::new().build().user_data(t); SHARED_BATCH];
-                let mut got = Vec::with_capacity(SHARED_BATCH);
-                let mut pushed = 0;
-                while pushed < quota {
-                    let k = (SHARED_BATCH as u64).min(quota - pushed) as usize;
-                    // SAFETY: NOPs carry no pointers.
-                    while unsafe { ring.push_batch(&entries[..k]) }.is_err() {
-                        // Only while another thread's reaped slots wait for
-                        // an earlier slot's release to hand their credit back.
-                        std::thread::yield_now();
-                    }
-                    ring.submit().expect("enter");
-                    let mut owed = k;
-                    loop {
-                        got.clear();
-                        owed -= ring.reap(&mut got, owed);
-                        black_box(&got);
-                        if owed == 0 {
-                            break;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let quota = ops / threads + u64::from(t < ops % threads);
+                s.spawn(move || {
+                    let entries = vec![Nop::new().build().user_data(t); batch];
+                    let mut got = Vec::with_capacity(batch);
+                    let (mut calls, mut submitted) = (0u64, 0u64);
+                    let mut count = |n: u32| {
+                        calls += u64::from(n > 0);
+                        submitted += u64::from(n);
+                    };
+                    let mut pushed = 0;
+                    while pushed < quota {
+                        let k = (batch as u64).min(quota - pushed) as usize;
+                        // SAFETY: NOPs carry no pointers.
+                        while unsafe { ring.push_batch(&entries[..k]) }.is_err() {
+                            // Only while another thread's reaped slots wait
+                            // for an earlier slot's release to hand their
+                            // credit back.
+                            std::thread::yield_now();
                         }
-                        ring.submit_and_wait(1).expect("enter");
+                        count(ring.submit().expect("enter"));
+                        let mut owed = k;
+                        loop {
+                            got.clear();
+                            owed -= ring.reap(&mut got, owed);
+                            black_box(&got);
+                            if owed == 0 {
+                                break;
+                            }
+                            count(ring.submit_and_wait(1).expect("enter"));
+                        }
+                        pushed += k as u64;
                     }
-                    pushed += k as u64;
-                }
-            });
-        }
-    });
+                    (calls, submitted)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    })
 }
 
 /// The `shared` rows' workload on `Mutex<IoUring>` (see [`shared_nops`]).
-fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, ops: u64) {
+fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, batch: usize, ops: u64) {
     std::thread::scope(|s| {
         for t in 0..threads {
             let quota = ops / threads + u64::from(t < ops % threads);
@@ -212,7 +237,7 @@ fn mutex_nops(ring: &std::sync::Mutex<IoUring>, threads: u64, ops: u64) {
                 let entry = opcode::Nop::new().build().user_data(t);
                 let mut pushed = 0;
                 while pushed < quota {
-                    let k = (SHARED_BATCH as u64).min(quota - pushed);
+                    let k = (batch as u64).min(quota - pushed);
                     let mut ring = ring.lock().expect("lock");
                     {
                         let mut sq = ring.submission();
@@ -251,17 +276,28 @@ fn mutex_ring() -> std::sync::Mutex<IoUring> {
 /// `shared/threadsN`: N threads submitting NOPs to one ring, `SharedRing`
 /// (ring column) against `Mutex<io_uring::IoUring>` (io-uring column), both
 /// with SUBMIT_ALL and NO_SQARRAY (a shared ring does not take COOP_TASKRUN).
-fn shared_row(name: &str, threads: u64, rounds: usize) -> f64 {
+/// A `shared` row: prints it; returns the mutex's ns/op and the entries
+/// per submitting call of the SharedRing's runs (see [`shared_nops`]).
+fn shared_row(name: &str, threads: u64, batch: usize, rounds: usize) -> (f64, f64) {
     let ring = shared_ring();
     let theirs = mutex_ring();
+    // A round of one NOP per thread costs a syscall or more: fewer ops per
+    // sample keep the row's time near the others'.
+    let ops = if batch == 1 { OPS / 4 } else { OPS };
+    let combined = std::cell::Cell::new((0u64, 0u64));
     let (ours, other) = alternate(
         rounds,
-        OPS,
-        |n| shared_nops(&ring, threads, n),
-        |n| mutex_nops(&theirs, threads, n),
+        ops,
+        |n| {
+            let (calls, entries) = shared_nops(&ring, threads, batch, n);
+            let (c, e) = combined.get();
+            combined.set((c + calls, e + entries));
+        },
+        |n| mutex_nops(&theirs, threads, batch, n),
     );
     println!("{name}\t{ours:.1}\t{other:.1}\t{:.3}", other / ours);
-    other
+    let (calls, entries) = combined.get();
+    (other, entries as f64 / calls.max(1) as f64)
 }
 
 /// The kernel's share of a one-thread NOP loop of `batch` (the io-uring
@@ -324,7 +360,7 @@ fn shared_note(mutex: f64, rounds: usize) {
         ""
     };
     println!(
-        "note\t**What bounds the `shared` rows.** Each of N threads pushes a batch of \
+        "note\t**What bounds the batch-16 `shared` rows.** Each of N threads pushes a batch of \
          {SHARED_BATCH} NOPs, submits, and waits until it has reaped as many completions as it \
          pushed; ring: one `SharedRing` (lock-free push and reap, one thread at a time \
          entering the kernel to submit for all), io-uring: `Mutex<IoUring>` held for the \
@@ -350,6 +386,47 @@ fn shared_note(mutex: f64, rounds: usize) {
     );
 }
 
+/// The note under the batch-1 `shared` rows: what bounds them, with this
+/// run's numbers. `rows`: (threads, the mutex's ns/op, the SharedRing's
+/// entries per submitting call).
+fn shared_batch1_note(rows: &[(u64, f64, f64)], rounds: usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let (one, one_wall) = kernel_floor(1, OPS / 4, rounds);
+    let (merged, _) = kernel_floor(cores.max(2), OPS / 4, rounds);
+    let per_call: Vec<String> = rows
+        .iter()
+        .filter(|r| r.0 > 1)
+        .map(|(t, _, e)| format!("{e:.2} at {t} threads"))
+        .collect();
+    println!(
+        "note\t**What bounds the batch-1 `shared` rows.** Each of N threads pushes one NOP, \
+         submits, and waits until it has reaped one completion before it pushes the next; \
+         `Mutex<IoUring>`: lock, push, `submit_and_wait(1)`, reap, unlock. A `SharedRing` can \
+         only win here by merging several threads' entries into one `io_uring_enter` (the \
+         thread holding its submit gate enters for every entry published), which saves the \
+         kernel's fixed cost per call: one NOP per call costs {one:.1} ns inside \
+         `io_uring_enter` (of {one_wall:.1} ns per NOP for the whole one-thread loop), {m} NOPs \
+         per call {merged:.1} ns each (each call timed, this run). Measured, its submitting \
+         calls carried {pc} entries on average (at least the mean per enter): almost no \
+         merging. An enter carries only the entries pushed before it starts, and with one op \
+         per round a thread pushes its next entry only after its completion is in; with {cores} \
+         cores, at most {cores} threads push at once, and two entries share an enter only if \
+         both land before the gate holder reads the queue. After an enter, the holder enters \
+         again at once for an entry pushed meanwhile (it must: that entry's thread was told the \
+         holder would submit it, and may never call again), so the threads fall into \
+         alternation, one entering for the other's single entry while the other reaps and \
+         pushes its next. Each op then pays a whole call, plus the protocol's atomic \
+         read-modify-writes and cache-line transfers between cores, which the mutex (unfair: \
+         one thread keeps the lock, the ring and its cache lines) does not.",
+        m = cores.max(2),
+        pc = if per_call.is_empty() {
+            "(not measured)".to_string()
+        } else {
+            per_call.join(", ")
+        },
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--callgrind") {
@@ -365,8 +442,15 @@ fn main() {
             ),
             "io-uring" => uring_nops(&mut IoUring::new(entries).expect("setup"), batch, ops),
             // BATCH is the number of threads here.
-            "shared" => shared_nops(&shared_ring(), u64::from(batch), ops),
-            "mutex" => mutex_nops(&mutex_ring(), u64::from(batch), ops),
+            "shared" => {
+                shared_nops(&shared_ring(), u64::from(batch), SHARED_BATCH, ops);
+            }
+            "mutex" => mutex_nops(&mutex_ring(), u64::from(batch), SHARED_BATCH, ops),
+            // The batch-1 rows' loops.
+            "shared1" => {
+                shared_nops(&shared_ring(), u64::from(batch), 1, ops);
+            }
+            "mutex1" => mutex_nops(&mutex_ring(), u64::from(batch), 1, ops),
             other => panic!("unknown lib {other}"),
         }
         return;
@@ -388,17 +472,26 @@ fn main() {
         }
     }
     let mut mutex_best: Option<f64> = None;
-    for threads in [1, 2, 4] {
-        let name = format!("shared/threads{threads}");
-        if want(&name) {
-            let mutex = shared_row(&name, threads, rounds);
-            if threads > 1 {
-                mutex_best = Some(mutex_best.map_or(mutex, |m| m.min(mutex)));
+    let mut batch1 = Vec::new();
+    for batch in [SHARED_BATCH, 1] {
+        for threads in [1, 2, 4] {
+            let name = format!("shared/threads{threads}/batch{batch}");
+            if want(&name) {
+                let (mutex, per_call) = shared_row(&name, threads, batch, rounds);
+                if threads > 1 && batch == SHARED_BATCH {
+                    mutex_best = Some(mutex_best.map_or(mutex, |m| m.min(mutex)));
+                }
+                if batch == 1 {
+                    batch1.push((threads, mutex, per_call));
+                }
             }
         }
     }
     if let Some(mutex) = mutex_best {
         shared_note(mutex, rounds);
+    }
+    if !batch1.is_empty() {
+        shared_batch1_note(&batch1, rounds);
     }
     io::rows(rounds, &want);
     proactor::rows(rounds, quick, &want);

@@ -4,7 +4,8 @@
 //!   (or on this machine with `--kernel host`), with a summary per kernel.
 //! - `fuzz`: every cargo-fuzz target for a bounded time.
 //! - `ci`: what `.ci/run` runs, in one command.
-//! - `bench`: ring beside the io-uring crate; writes BENCHMARKS.md.
+//! - `bench`: ring beside the io-uring crate (and liburing, for instruction
+//!   counts); writes BENCHMARKS.md.
 //!
 //! Standard library only: the initramfs (cpio), the JSON of cargo's messages
 //! and the arguments are handled here. Built for musl, the same binary is the
@@ -59,8 +60,9 @@ commands:
   bench [--quick]
         ring and the io-uring crate side by side (ring-bench, alternating rounds,
         medians, ratios), the Proactor beside tokio-uring, monoio and compio
-        (ring-bench's `peers` feature), plus callgrind instruction counts;
-        writes BENCHMARKS.md.
+        (ring-bench's `peers` feature), plus callgrind instruction counts beside the
+        io-uring crate and liburing (a C program; valgrind and liburing-dev are
+        installed with apt-get if missing); writes BENCHMARKS.md.
   help  this text";
 
 fn main() -> ExitCode {
