@@ -406,8 +406,8 @@ fn shared_batch1_note(rows: &[(u64, f64, f64)], rounds: usize) {
          thread holding its submit gate enters for every entry published), which saves the \
          kernel's fixed cost per call: one NOP per call costs {one:.1} ns inside \
          `io_uring_enter` (of {one_wall:.1} ns per NOP for the whole one-thread loop), {m} NOPs \
-         per call {merged:.1} ns each (each call timed, this run). Measured, its submitting \
-         calls carried {pc} entries on average (at least the mean per enter): almost no \
+         per call {merged:.1} ns each (each call timed, this run). Measured, the entries its \
+         submitting calls carried on average (at least the mean per enter): {pc}; almost no \
          merging. An enter carries only the entries pushed before it starts, and with one op \
          per round a thread pushes its next entry only after its completion is in; with {cores} \
          cores, at most {cores} threads push at once, and two entries share an enter only if \

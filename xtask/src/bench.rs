@@ -429,7 +429,14 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let release = read("/proc/sys/kernel/osrelease").trim().to_string();
-    format!("{cpu}, {cores} cores, Linux {release}")
+    // Other work on the machine skews every time measured; the counts of
+    // instructions do not move with it.
+    let load = read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cpu}, {cores} cores, Linux {release}, load average {load} at the start")
 }
 
 /// `cargo xtask bench [--quick]`.
