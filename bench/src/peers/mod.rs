@@ -403,7 +403,7 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
          {DEPTH} ops in flight: {DEPTH} spawned tasks, each awaiting its share of the ops \
          in turn, on the runtimes; {DEPTH} op futures polled by one future on ring's \
          `block_on`, each refilled as it completes, on the Proactor \
-         (`ProactorConfig::new({DEPTH})`, CQ of {}); {DEPTH} SQEs, each slot refilled as its \
+         (`ProactorConfig::new({DEPTH})`, the default configuration); {DEPTH} SQEs, each slot refilled as its \
          completion is reaped, on the io-uring crate. NOPs: `Proactor::nop`, \
          `tokio_uring::no_op`, compio through its documented extension point (an `OpCode` \
          building IORING_OP_NOP, `compio::runtime::submit`); monoio has no NOP and no public \
@@ -418,7 +418,6 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
          for all: N std threads, one connection each, {MSG}-byte blocking write + read round \
          trips ({} per connection per sample for 1conn, {} for 16conn); ns/op = the clients' \
          time / round trips. {} s for the table.",
-        4 * DEPTH,
         TRIPS[0].1 / trip_scale,
         TRIPS[1].1 / trip_scale,
         start.elapsed().as_secs()
