@@ -329,10 +329,14 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 };
                 st.fallback_idle = false;
                 st.fallback_timed = false;
-                if st.caller_drove && !Shared::has_work(&st) && st.releases == seen {
-                    // No caller drove for a grace period and nothing is
-                    // left: new work wakes this thread again.
-                    st.caller_drove = false;
+                if st.caller_drove && !Shared::has_work(&st) {
+                    if st.releases == seen {
+                        // No caller drove for a grace period and nothing
+                        // is left: new work wakes this thread again.
+                        st.caller_drove = false;
+                    } else {
+                        seen = st.releases;
+                    }
                 }
             }
             st.owner = Some(me);

@@ -201,3 +201,33 @@ fn a_chain_longer_than_the_budget_fails_at_once() {
     assert_eq!(b.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     assert!(shared.lock().queue.is_empty());
 }
+
+#[test]
+fn the_fallback_thread_stops_watching_once_callers_stop_driving() {
+    // A caller drove (and let the token go) while the fallback thread was
+    // waiting: it watches for a grace period, then, with no work and no
+    // caller since, goes back to an untimed wait (no wake-up every 5 ms
+    // forever).
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    p.nop().wait().unwrap();
+    {
+        let mut st = p.shared.lock();
+        st.caller_drove = true;
+        st.releases += 1;
+    }
+    p.shared.idle.notify_all();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        {
+            let st = p.shared.lock();
+            if !st.caller_drove && st.fallback_idle && !st.fallback_timed {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fallback thread keeps watching"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
