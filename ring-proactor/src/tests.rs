@@ -209,12 +209,14 @@ fn the_fallback_thread_stops_watching_once_callers_stop_driving() {
     // caller since, goes back to an untimed wait (no wake-up every 5 ms
     // forever).
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    p.nop().wait().unwrap();
-    {
-        let mut st = p.shared.lock();
-        st.caller_drove = true;
-        st.releases += 1;
+    // The fallback thread waits (untimed: no caller drove yet).
+    while !p.shared.lock().fallback_idle {
+        thread::sleep(Duration::from_millis(1));
     }
+    // A caller drives (and lets the token go), then another one does while
+    // the fallback thread looks.
+    p.nop().wait().unwrap();
+    p.shared.lock().releases += 1;
     p.shared.idle.notify_all();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
