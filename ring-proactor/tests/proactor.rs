@@ -1345,3 +1345,52 @@ fn an_oversize_ring_names_the_maximum_to_ask_proactor_config_for() {
     );
     assert!(!text.contains("Builder::clamp"), "{text}");
 }
+
+#[test]
+fn a_receive_completes_while_the_thread_that_submitted_it_sleeps_elsewhere() {
+    // Thread A drives the ring (inside `block_on`) and submits a receive,
+    // then stops driving and sleeps outside the Proactor; thread B waits on
+    // the receive. The kernel runs a socket request's completion work on
+    // the thread that submitted it, and io_uring_setup(2) warns against
+    // IORING_SETUP_COOP_TASKRUN where the waiter is not the submitter (no
+    // interrupt then forces that work to run), so the Proactor's ring is
+    // set up without it. (On Linux 6.18 this case completes at once even
+    // with it, measured; the test guards the behaviour on every kernel.)
+    let p = Arc::new(proactor());
+    let (a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let submitter = {
+        let p = p.clone();
+        let b = b.clone();
+        thread::spawn(move || {
+            let mut recv = Some(p.recv(&b, Vec::with_capacity(8), 0));
+            // One poll queues the receive; the NOP's wait drives the ring
+            // here, pushing and submitting both from this thread.
+            ring_io_proactor::block_on(std::future::poll_fn(|cx| {
+                let pending = Pin::new(recv.as_mut().unwrap()).poll(cx).is_pending();
+                assert!(pending, "nothing was sent yet");
+                Poll::Ready(())
+            }));
+            p.nop().wait().unwrap();
+            tx.send(recv.take().unwrap()).unwrap();
+            // Asleep outside the Proactor, far longer than the test waits.
+            thread::sleep(Duration::from_millis(1500));
+        })
+    };
+    let recv = rx.recv().unwrap();
+    let waiter = thread::spawn(move || {
+        let start = Instant::now();
+        let (n, buf) = recv.wait();
+        (n.unwrap(), buf, start.elapsed())
+    });
+    thread::sleep(Duration::from_millis(50));
+    (&a).write_all(b"hi").unwrap();
+    let (n, buf, took) = waiter.join().unwrap();
+    assert_eq!((n, &buf[..]), (2, &b"hi"[..]));
+    assert!(
+        took < Duration::from_millis(1000),
+        "the receive waited {took:?} for its submitter to wake"
+    );
+    submitter.join().unwrap();
+}
