@@ -443,46 +443,10 @@ fn every_constructor_names_the_maximum_of_an_oversize_ring() {
 // guest init says the machine is a throwaway VM (`RING_XTASK_VM=1`), and put
 // the old values back when they end, even by a panic.
 
-const DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+use common::{DISABLED, Sysctl, sysctls_are_ours};
 const GROUP: &str = "/proc/sys/kernel/io_uring_group";
 /// The user and group `nobody`/`nogroup`: no capabilities, no io_uring group.
 const NOBODY: libc::uid_t = 65534;
-
-/// Whether `test` may change the io_uring sysctls here (else it printed why).
-fn sysctls_are_ours(test: &str) -> bool {
-    if std::env::var_os("RING_XTASK_VM").is_none() {
-        eprintln!(
-            "ring-skip: {test}: changes the kernel.io_uring_disabled sysctl, so runs only in \
-             the throwaway VM of `cargo xtask test-kernel`"
-        );
-        return false;
-    }
-    if !std::path::Path::new(DISABLED).exists() {
-        eprintln!("ring-skip: {test}: the kernel.io_uring_disabled sysctl needs Linux 6.6");
-        return false;
-    }
-    true
-}
-
-/// A sysctl set for a while: the old value is written back on drop.
-struct Sysctl {
-    path: &'static str,
-    old: String,
-}
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> Sysctl {
-        let old = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        std::fs::write(path, value).unwrap_or_else(|e| panic!("{path} = {value}: {e}"));
-        Sysctl { path, old }
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.path, self.old.trim());
-    }
-}
 
 /// Runs `f` on a new thread whose credentials alone are those of `nobody`:
 /// uid and gid 65534, no supplementary groups, hence no capabilities. The

@@ -17,7 +17,7 @@ use {
 
 use ring_io_ops::Entry;
 
-use ring_io_driver::Probe;
+use ring_io_driver::{Probe, SetupError};
 
 use crate::config::*;
 use crate::driver::*;
@@ -251,61 +251,63 @@ pub struct Proactor {
 
 /// A setup error as the Proactor's caller can act on it: an oversize ring
 /// names the size to ask [`ProactorConfig::new`] for (the Proactor has no
-/// `Builder::clamp`); the rest converts as every `SetupError` does (an OS
-/// error keeps its code).
-pub(crate) fn proactor_setup_error(e: ring_io_driver::SetupError) -> io::Error {
+/// `Builder::clamp`); the rest stays as the builder said (an `EPERM`
+/// explains io_uring disabled by sysctl, seccomp or a container).
+pub(crate) fn proactor_setup_error(e: SetupError) -> SetupError {
     match e {
-        ring_io_driver::SetupError::Size(
-            size @ ring_io_core::GeometryError::TooLarge { max, .. },
-        ) => io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "invalid ring size: {size}: ask ProactorConfig::new (and cq_entries) \
+        SetupError::Size(size @ ring_io_core::GeometryError::TooLarge { max, .. }) => {
+            SetupError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "invalid ring size: {size}: ask ProactorConfig::new (and cq_entries) \
                      for at most {max} entries"
-            ),
-        ),
-        e => io::Error::from(e),
+                ),
+            ))
+        }
+        e => e,
     }
 }
 
 impl Proactor {
-    /// Sets up a ring as `config` says on a new thread and starts it.
+    /// Sets up a ring as `config` says and starts the fallback thread.
     ///
-    /// A refused setup keeps the kernel's error code
-    /// ([`raw_os_error()`](io::Error::raw_os_error)); an oversize ring
-    /// (more than 32768 entries) is `InvalidInput` naming the maximum.
-    /// [`Builder::build`](ring_io_driver::Builder::build) with the same sizes gives
-    /// the [`SetupError`](ring_io_driver::SetupError), whose message also explains
-    /// an `EPERM` (io_uring disabled by sysctl, seccomp or a container).
-    pub fn new(config: ProactorConfig) -> io::Result<Proactor> {
+    /// The error says why, as [`Builder::build`](ring_io_driver::Builder::build)'s
+    /// does: an `EPERM` explains io_uring disabled by sysctl (with its
+    /// value), seccomp or a container; an oversize ring (more than 32768
+    /// entries) names the maximum to ask [`ProactorConfig::new`] for. `?` in
+    /// a function returning `io::Result` converts it, keeping the kernel's
+    /// error code ([`raw_os_error()`](io::Error::raw_os_error)).
+    pub fn new(config: ProactorConfig) -> Result<Proactor, SetupError> {
         // SAFETY: eventfd(2) takes no pointers; the result is checked.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if raw < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(SetupError::Io(io::Error::last_os_error()));
         }
         // SAFETY: `raw` is a new fd that nothing else owns.
         let efd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let driver_efd = efd.try_clone()?;
+        let driver_efd = efd.try_clone().map_err(SetupError::Io)?;
         // The fixed buffers first: the ring that has them registered is
         // closed (or leaked) before the last `Arc` of the pool goes.
         let pool = config
             .fixed
             .map(|(n, size)| Pool::new(n, size))
-            .transpose()?;
+            .transpose()
+            .map_err(SetupError::Io)?;
         let ring = config.builder().build().map_err(proactor_setup_error)?;
         if let Some(pool) = &pool {
             // SAFETY: the pool's memory stays allocated while the ring
             // lives: the shared state holds the pool, and its driver closes
             // the ring (or leaks it, after a panic) before the state goes.
-            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }?;
+            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }.map_err(SetupError::Io)?;
         }
-        let probe = ring.probe()?;
+        let probe = ring.probe().map_err(SetupError::Io)?;
         // The ring's fd, duplicated (the Proactor's builder never asks for
         // REGISTERED_FD_ONLY, so there is one).
         let ring_fd = ring
             .fd()
-            .ok_or_else(|| io::Error::other("the Proactor's ring has no fd"))?
-            .try_clone_to_owned()?;
+            .ok_or_else(|| io::Error::other("the Proactor's ring has no fd"))
+            .and_then(|fd| fd.try_clone_to_owned())
+            .map_err(SetupError::Io)?;
         let cq = ring.params().cq_entries();
         let budget = config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         let mut state = State::default();
@@ -345,7 +347,7 @@ impl Proactor {
                 if let Some(driver) = driver {
                     driver.close();
                 }
-                Err(e)
+                Err(SetupError::Io(e))
             }
         }
     }

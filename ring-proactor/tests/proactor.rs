@@ -1335,8 +1335,11 @@ fn dropping_the_proactor_with_a_dropped_read_still_armed_returns_promptly() {
 #[test]
 fn an_oversize_ring_names_the_maximum_to_ask_proactor_config_for() {
     // The Proactor has no Builder: its error names the maximum to ask for.
-    let io = Proactor::new(ProactorConfig::new(100_000))
+    let err = Proactor::new(ProactorConfig::new(100_000))
         .expect_err("a 100000-entry Proactor is refused");
+    // Its Display says it, and so does the io::Error `?` makes of it.
+    assert!(err.to_string().contains("ProactorConfig::new"), "{err}");
+    let io = std::io::Error::from(err);
     let text = io.to_string();
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput, "{text}");
     assert!(
@@ -1393,4 +1396,21 @@ fn a_receive_completes_while_the_thread_that_submitted_it_sleeps_elsewhere() {
         "the receive waited {took:?} for its submitter to wake"
     );
     submitter.join().unwrap();
+}
+
+#[test]
+fn a_proactor_refused_by_the_io_uring_disabled_sysctl_says_so() {
+    let test = "a_proactor_refused_by_the_io_uring_disabled_sysctl_says_so";
+    if !common::sysctls_are_ours(test) {
+        return;
+    }
+    {
+        let _off = common::Sysctl::set(common::DISABLED, "2");
+        let err = Proactor::new(ProactorConfig::new(8)).expect_err("io_uring is disabled");
+        let text = err.to_string();
+        assert!(text.contains("kernel.io_uring_disabled = 2"), "{text}");
+        // `?` into an io::Error keeps the kernel's code.
+        assert_eq!(io::Error::from(err).raw_os_error(), Some(libc::EPERM));
+    }
+    proactor().nop().wait().unwrap();
 }

@@ -496,7 +496,7 @@ fn ops_dropped_in_any_state_leak_no_fd() {
 fn sizes_and_durations_at_their_limits_are_errors_or_clamps_not_panics() {
     let _serial = serial();
     // No ring at all.
-    let err = Proactor::new(ProactorConfig::new(0)).unwrap_err();
+    let err = io::Error::from(Proactor::new(ProactorConfig::new(0)).unwrap_err());
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     // The smallest ring (1 SQ entry, 2 CQ entries) still runs many ops at
     // once: a full SQ is submitted, completions past the CQ wait in the

@@ -195,3 +195,42 @@ pub fn finish_within(
     }
     child.wait_with_output().unwrap()
 }
+
+/// The sysctl that disables io_uring (Linux 6.6).
+pub const DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// Whether `test` may change the io_uring sysctls here (else it printed why).
+pub fn sysctls_are_ours(test: &str) -> bool {
+    if std::env::var_os("RING_XTASK_VM").is_none() {
+        eprintln!(
+            "ring-skip: {test}: changes the kernel.io_uring_disabled sysctl, so runs only in \
+             the throwaway VM of `cargo xtask test-kernel`"
+        );
+        return false;
+    }
+    if !std::path::Path::new(DISABLED).exists() {
+        eprintln!("ring-skip: {test}: the kernel.io_uring_disabled sysctl needs Linux 6.6");
+        return false;
+    }
+    true
+}
+
+/// A sysctl set for a while: the old value is written back on drop.
+pub struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    pub fn set(path: &'static str, value: &str) -> Sysctl {
+        let old = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::fs::write(path, value).unwrap_or_else(|e| panic!("{path} = {value}: {e}"));
+        Sysctl { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
