@@ -93,14 +93,19 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
         st.caller_drove = true;
         st.releases += 1;
     }
-    let waiter = st.token_waiters.pop();
+    // Every thread waiting for the token is woken: one that no longer
+    // needs it (its op completed meanwhile) would otherwise swallow the
+    // wake-up and leave the others parked with nobody driving. The first to
+    // come takes it; the others ask again.
+    let mut waiters = std::mem::take(&mut st.token_waiters);
     // Work left and no caller to take it: the fallback thread, unless it
     // is already watching (its grace period, which the caller's release
     // restarts).
-    let kick = waiter.is_none() && Shared::has_work(&st) && st.fallback_idle && !st.fallback_timed;
+    let kick =
+        waiters.is_empty() && Shared::has_work(&st) && st.fallback_idle && !st.fallback_timed;
     drop(st);
-    if let Some(w) = waiter {
-        run_user(|| w.wake());
+    if !waiters.is_empty() {
+        wake_all(&mut waiters);
     } else if kick {
         shared.idle.notify_one();
     }
@@ -400,6 +405,15 @@ impl Unparker {
     }
 }
 
+impl Wake for Unparker {
+    fn wake(self: Arc<Self>) {
+        self.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.unpark();
+    }
+}
+
 impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Unparker")
@@ -468,6 +482,17 @@ impl crate::Proactor {
         }
         if park.woken.swap(false, Ordering::SeqCst) {
             return;
+        }
+        // Another thread drives: ask for the token when it is let go (the
+        // fallback thread lets it go at the end of its turn), so this
+        // executor takes the ring back instead of being served across
+        // threads for as long as anything is in flight.
+        {
+            let mut st = self.shared.lock();
+            if st.owner.is_some() {
+                let waker = Waker::from(Arc::new(self.unparker()));
+                st.token_waiters.push(waker);
+            }
         }
         match timeout {
             Some(t) => thread::park_timeout(t),

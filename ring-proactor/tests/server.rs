@@ -738,9 +738,6 @@ fn any_executor_plain_wait() {
 }
 
 #[test]
-#[ignore = "hangs now and then (on Linux 5.10 in the kernel matrix): a thread \
-            waiting for the driver token can be forgotten (reported, see \
-            a_thread_waiting_for_the_driver_token_is_not_forgotten)"]
 fn any_executor_plain_wait_from_several_threads() {
     let p = proactor();
     // No thread exits while another's ops are in flight: a request is the
@@ -969,8 +966,6 @@ fn ops_polled_by_a_thread_that_never_drives_complete_through_the_fallback() {
 /// fallback thread took the driver token (for an op nobody waited for):
 /// its ops complete on its own thread, as `block_on`'s do.
 #[test]
-#[ignore = "Proactor::park never takes the token back from the fallback thread \
-            while any op stays in flight (reported; block_on does)"]
 fn an_executor_parking_on_the_proactor_takes_over_from_the_fallback() {
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
     // A long-lived op nobody drives: the fallback takes the token (and,
@@ -1053,8 +1048,6 @@ fn an_op_survives_the_exit_of_the_thread_that_submitted_it() {
 /// when X lets the token go, the wake-up it hands to Y (the last to ask)
 /// is lost, and Z sleeps with its op unreaped.
 #[test]
-#[ignore = "Proactor bug: a lost wake-up leaves Z parked, nobody driving \
-            (reported)"]
 fn a_thread_waiting_for_the_driver_token_is_not_forgotten() {
     let p = Arc::new(Proactor::new(ProactorConfig::new(8)).unwrap());
     settle(&p);
@@ -1062,11 +1055,16 @@ fn a_thread_waiting_for_the_driver_token_is_not_forgotten() {
     let (ry, wy) = pipe();
     let (rz, wz) = pipe();
     let (tx, done) = mpsc::channel();
+    // The readers stay alive to the end: a thread that submitted others'
+    // requests cancels them when it exits (see
+    // `an_op_survives_the_exit_of_the_thread_that_submitted_it`).
+    let end = Arc::new(std::sync::Barrier::new(4));
     let reader = |name: &'static str, r: OwnedFd| {
-        let (p, tx) = (p.clone(), tx.clone());
+        let (p, tx, end) = (p.clone(), tx.clone(), end.clone());
         thread::spawn(move || {
             let (n, _) = p.read(r, Vec::with_capacity(8), u64::MAX).wait();
             tx.send((name, n.map_err(|e| e.to_string()))).unwrap();
+            end.wait();
         })
     };
     let a_moment = || thread::sleep(Duration::from_millis(50));
@@ -1082,11 +1080,9 @@ fn a_thread_waiting_for_the_driver_token_is_not_forgotten() {
     // Y's read completes (X dispatches it): Y returns.
     std::fs::File::from(wy).write_all(b"y").unwrap();
     assert_eq!(done.recv_timeout(limit).unwrap(), ("y", Ok(1)));
-    y.join().unwrap();
     // X's read completes: X lets the token go.
     std::fs::File::from(wx).write_all(b"x").unwrap();
     assert_eq!(done.recv_timeout(limit).unwrap(), ("x", Ok(1)));
-    x.join().unwrap();
     a_moment();
     // Z's read completes in the kernel: someone must reap it.
     std::fs::File::from(wz).write_all(b"z").unwrap();
@@ -1096,5 +1092,8 @@ fn a_thread_waiting_for_the_driver_token_is_not_forgotten() {
         Ok(("z", Ok(1))),
         "Z's read was never reaped"
     );
-    z.join().unwrap();
+    end.wait();
+    for t in [x, y, z] {
+        t.join().unwrap();
+    }
 }
