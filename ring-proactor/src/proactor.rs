@@ -216,6 +216,13 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   threads twice per batch; [`ProactorConfig::spin`] trades a core for it.
 /// - One mutex guards the slab and the queue; every op takes it about
 ///   three times.
+/// - The kernel ties a request to the thread that submitted it, and the
+///   thread that drives submits every op queued meanwhile, its own or not.
+///   When that thread exits, the requests it submitted that are still in
+///   flight end with `ECANCELED`, though nobody dropped them. Let threads
+///   that wait on the Proactor live as long as the ops they may have
+///   submitted (a short-lived thread that calls `wait()` while a server's
+///   receives are pending can cancel them).
 ///
 /// # If a ring turn panics
 ///
