@@ -171,4 +171,10 @@ pub struct ProactorStats {
     /// that can name the ring's fd can post CQEs into it
     /// (`IORING_OP_MSG_RING`); they are counted here and change nothing.
     pub unexpected_cqes: u64,
+    /// Times the fallback thread took the ring because work was queued or
+    /// in flight and no caller drove it. Each is one change of driver (one
+    /// thread wake-up). An executor that parks on the Proactor
+    /// ([`Proactor::park`](crate::Proactor::park)) keeps this low; one that
+    /// never blocks on it is served by the fallback throughout.
+    pub fallback_takeovers: u64,
 }

@@ -347,13 +347,17 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
             st.owner = Some(me);
             st.depth = 1;
             st.caller_drove = false;
+            st.stats.fallback_takeovers += 1;
         }
         loop {
             if turn_with(&shared, Wait::For(None), true, &mut grave) {
                 return;
             }
-            let st = shared.lock();
+            let mut st = shared.lock();
             if !st.token_waiters.is_empty() || !Shared::has_work(&st) {
+                // A caller asked for the ring: give it a grace period to
+                // take it, rather than taking it back at once.
+                st.caller_drove |= !st.token_waiters.is_empty();
                 drop(st);
                 release(&shared, false);
                 break;
@@ -480,19 +484,22 @@ impl crate::Proactor {
                 return;
             }
         }
-        if park.woken.swap(false, Ordering::SeqCst) {
-            return;
-        }
         // Another thread drives: ask for the token when it is let go (the
         // fallback thread lets it go at the end of its turn), so this
         // executor takes the ring back instead of being served across
-        // threads for as long as anything is in flight.
+        // threads for as long as anything is in flight. Asked even when
+        // this park returns at once (a wake-up came first): a fallback that
+        // completes each op before the executor parks again would otherwise
+        // never be asked, and serve it across threads for good.
         {
             let mut st = self.shared.lock();
             if st.owner.is_some() {
                 let waker = Waker::from(Arc::new(self.unparker()));
                 st.token_waiters.push(waker);
             }
+        }
+        if park.woken.swap(false, Ordering::SeqCst) {
+            return;
         }
         match timeout {
             Some(t) => thread::park_timeout(t),
