@@ -177,4 +177,9 @@ pub struct ProactorStats {
     /// ([`Proactor::park`](crate::Proactor::park)) keeps this low; one that
     /// never blocks on it is served by the fallback throughout.
     pub fallback_takeovers: u64,
+    /// Requests submitted again because the kernel failed them with
+    /// `ECANCELED` before they ran, after the thread that had submitted
+    /// them (a caller that drove the ring) exited. See the Proactor's
+    /// "Who submits" docs.
+    pub resubmitted: u64,
 }

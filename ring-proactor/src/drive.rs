@@ -15,7 +15,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread, ThreadId};
 use std::time::{Duration, Instant};
@@ -39,6 +39,39 @@ thread_local! {
     /// A graveyard to reuse (its vectors keep their capacity); a turn run
     /// by code a turn's graveyard runs takes a new one.
     static GRAVE: Cell<Option<Graveyard>> = const { Cell::new(None) };
+    /// The Proactors this thread drove: told when it exits.
+    static DROVE: Drove = const { Drove(RefCell::new(Vec::new())) };
+}
+
+/// The Proactors a thread drove (and so may have submitted requests to).
+/// When the thread exits, the kernel fails those still armed with
+/// `ECANCELED` as they become ready; told of the exit, each Proactor
+/// submits them again (`State::resubmits`).
+struct Drove(RefCell<Vec<Weak<Shared>>>);
+
+impl Drop for Drove {
+    fn drop(&mut self) {
+        for proactor in self.0.get_mut().drain(..) {
+            if let Some(shared) = proactor.upgrade() {
+                shared.lock().driver_exited();
+            }
+        }
+    }
+}
+
+/// This thread is about to run a turn of `shared` (and may submit):
+/// remembered, so its exit is reported (see [`Drove`]).
+fn note_driver(shared: &Arc<Shared>) {
+    // During the thread's own exit (a destructor that drives), the list is
+    // gone: its exit is then being reported already, or never will be.
+    let _ = DROVE.try_with(|drove| {
+        let mut drove = drove.0.borrow_mut();
+        if drove.iter().any(|p| p.as_ptr() == Arc::as_ptr(shared)) {
+            return;
+        }
+        drove.retain(|p| p.strong_count() > 0);
+        drove.push(Arc::downgrade(shared));
+    });
 }
 
 fn me() -> ThreadId {
@@ -115,7 +148,7 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
 /// wakers) runs after the driver is unlocked. A panic of the turn (a bug)
 /// leaks the ring, fails every op, and goes on. True once the Proactor has
 /// stopped.
-pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
+pub(crate) fn turn(shared: &Arc<Shared>, wait: Wait, fallback: bool) -> bool {
     let mut grave = GRAVE.with(Cell::take).unwrap_or_default();
     let stopped = turn_with(shared, wait, fallback, &mut grave);
     GRAVE.with(|g| g.set(Some(grave)));
@@ -125,11 +158,14 @@ pub(crate) fn turn(shared: &Shared, wait: Wait, fallback: bool) -> bool {
 /// [`turn`] with the caller's graveyard (emptied again on return), which
 /// a thread that turns again and again keeps.
 pub(crate) fn turn_with(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     wait: Wait,
     fallback: bool,
     grave: &mut Graveyard,
 ) -> bool {
+    if !fallback {
+        note_driver(shared);
+    }
     let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
     let Some(driver) = guard.as_mut() else {
         return true;

@@ -86,14 +86,18 @@ impl<T: 'static> Multi<T> {
                     let thread_panicked = st.panicked;
                     let mut grave = Graveyard::default();
                     let slot = st.slot(ud).expect("a submitted stream keeps its slot");
+                    let born = slot.born;
                     let SlotState::Stream { cqes, waker, ended } = &mut slot.state else {
                         unreachable!("a live stream's slot is a stream");
                     };
                     if let Some((res, flags)) = cqes.pop_front() {
                         let last = cqes.is_empty() && *ended;
+                        // Failed unrun because the thread that submitted
+                        // it exited: it goes again (`State::resubmits`).
+                        let again = last && st.resubmits(born, self.entry.opcode(), res);
                         drop(st);
                         self.stage = Stage::Submitted(ud);
-                        if last && self.restart_on.is_some_and(|e| res == -e) {
+                        if again || last && self.restart_on.is_some_and(|e| res == -e) {
                             self.restart = true;
                             continue;
                         }

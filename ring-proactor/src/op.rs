@@ -136,14 +136,22 @@ impl<O: 'static> Future for Op<O> {
                     let mut st = this.shared.lock();
                     let thread_panicked = st.panicked;
                     let slot = st.slot(ud).expect("a submitted op keeps its slot");
+                    let born = slot.born;
                     match &mut slot.state {
                         SlotState::Done(res, flags) => {
                             let (res, flags) = (*res, *flags);
                             let mut grave = Graveyard::default();
                             st.finish(ud, &mut grave);
+                            let again = st.resubmits(born, this.entry.opcode(), res);
                             drop(st);
                             grave.bury();
                             drop(fresh);
+                            if again {
+                                // Failed unrun because the thread that
+                                // submitted it exited: it goes again.
+                                this.stage = Stage::New;
+                                return Pin::new(this).poll(cx);
+                            }
                             return Poll::Ready(this.complete(result(res), flags));
                         }
                         SlotState::Waiting(_) if thread_panicked => {
@@ -400,9 +408,18 @@ pub(crate) fn submit_with(
     st.in_flight += n;
     let last = parts.len() - 1;
     for (i, (entry, stage)) in parts.iter_mut().enumerate() {
+        if entry.opcode() == ring_io_sys::IORING_OP_ASYNC_CANCEL {
+            // A `cancel_fd`: what ends with ECANCELED from now on may be
+            // its doing, and is not submitted again (`State::resubmits`).
+            st.events += 1;
+            st.last_fd_cancel = st.events;
+        }
         let ud = st
             .alloc(wakers.pop(), credits, stream)
             .expect("room for every part was checked");
+        if last > 0 {
+            st.slots[ud as u32 as usize].born = NEVER;
+        }
         let entry = if i < last { entry.link() } else { *entry };
         st.queue.push((entry.user_data(ud), credits));
         **stage = Stage::Submitted(ud);

@@ -216,13 +216,20 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   threads twice per batch; [`ProactorConfig::spin`] trades a core for it.
 /// - One mutex guards the slab and the queue; every op takes it about
 ///   three times.
-/// - The kernel ties a request to the thread that submitted it, and the
-///   thread that drives submits every op queued meanwhile, its own or not.
-///   When that thread exits, the requests it submitted that are still in
-///   flight end with `ECANCELED`, though nobody dropped them. Let threads
-///   that wait on the Proactor live as long as the ops they may have
-///   submitted (a short-lived thread that calls `wait()` while a server's
-///   receives are pending can cancel them).
+/// - Who submits: the kernel ties a request to the thread that submitted
+///   it, and the thread that drives submits every op queued meanwhile, its
+///   own or not. When that thread exits, the kernel fails the requests it
+///   submitted that are still waiting (for readiness, or queued for its
+///   io-wq workers) with `ECANCELED` as they become ready, without running
+///   them. The Proactor then submits them again, so a short-lived thread
+///   that calls `wait()` does not cancel a server's idle receives
+///   ([`ProactorStats::resubmitted`] counts them). Not submitted again,
+///   and so ended with `ECANCELED`: members of linked chains
+///   ([`Op::link`]), `connect` and timeouts (which cannot simply run
+///   again), and requests made before a [`cancel_fd`](Proactor::cancel_fd)
+///   that was still to come (the `ECANCELED` may be its). Where that
+///   matters, drive from threads that outlive the ops (the thread of an
+///   executor, or one that parks on the Proactor).
 ///
 /// # If a ring turn panics
 ///

@@ -117,8 +117,15 @@ pub(crate) struct Slot {
     pub(crate) credits: u32,
     /// Of those, still counted in `State::in_flight`.
     pub(crate) held: u32,
+    /// [`State::events`] when the request was made, or [`NEVER`] (a
+    /// linked request): see [`State::resubmits`].
+    pub(crate) born: u64,
     pub(crate) state: SlotState,
 }
+
+/// [`Slot::born`] of a request never submitted again (a member of a
+/// linked chain: the chain would have to go again whole).
+pub(crate) const NEVER: u64 = u64::MAX;
 
 impl Slot {
     /// The request is in the kernel: its last CQE has not arrived.
@@ -178,6 +185,13 @@ pub(crate) struct State {
     /// Tests: the thread panics at the top of its next turn.
     #[cfg(test)]
     pub(crate) inject_panic: bool,
+    /// Counts the events below, to order them against [`Slot::born`].
+    pub(crate) events: u64,
+    /// The event at which a thread that drove (and so may have submitted
+    /// requests) last exited.
+    pub(crate) last_exit: u64,
+    /// The event at which a `cancel_fd` was last queued.
+    pub(crate) last_fd_cancel: u64,
     /// The next buffer group id for a stream's buffer ring.
     pub(crate) next_bgid: u16,
     pub(crate) stats: ProactorStats,
@@ -249,6 +263,36 @@ pub(crate) fn fill_random(words: &mut [u32]) {
             return;
         }
     }
+}
+
+/// Opcodes whose `ECANCELED` from an exited submitter means the request
+/// did not run, and which can run again as they were: transfers, polls and
+/// accepts (armed for readiness), and what io-wq runs (queued work of an
+/// exiting task is cancelled before it starts). Not: connect (a second
+/// `connect` on a socket whose first is in progress fails with
+/// `EALREADY`), timeouts (they would start over), cancellations and
+/// closes.
+pub(crate) fn resubmittable(opcode: u8) -> bool {
+    use ring_io_sys::*;
+    matches!(
+        opcode,
+        IORING_OP_READ
+            | IORING_OP_READV
+            | IORING_OP_READ_FIXED
+            | IORING_OP_WRITE
+            | IORING_OP_WRITEV
+            | IORING_OP_WRITE_FIXED
+            | IORING_OP_RECV
+            | IORING_OP_RECVMSG
+            | IORING_OP_SEND
+            | IORING_OP_SENDMSG
+            | IORING_OP_ACCEPT
+            | IORING_OP_POLL_ADD
+            | IORING_OP_SPLICE
+            | IORING_OP_FSYNC
+            | IORING_OP_OPENAT
+            | IORING_OP_STATX
+    )
 }
 
 /// An op's result from a CQE's `res`.
@@ -371,6 +415,7 @@ impl State {
                     stream: false,
                     credits: 1,
                     held: 0,
+                    born: 0,
                     state: SlotState::Free,
                 });
                 index
@@ -384,6 +429,7 @@ impl State {
         slot.held = credits;
         slot.cancel = Cancel::None;
         slot.attempts = 0;
+        slot.born = self.events;
         slot.state = if stream {
             SlotState::Stream {
                 cqes: VecDeque::new(),
@@ -426,6 +472,42 @@ impl State {
         grave.keep(old);
         self.free.push(index);
         self.release_credit(held, &mut grave.wakers);
+    }
+
+    /// A thread that drove this Proactor exited (see [`resubmits`]).
+    ///
+    /// [`resubmits`]: State::resubmits
+    pub(crate) fn driver_exited(&mut self) {
+        self.events += 1;
+        self.last_exit = self.events;
+    }
+
+    /// Whether a request made at event `born` whose (last) CQE says `res`
+    /// goes to the kernel again instead of completing: the kernel ties a
+    /// request to the thread that submitted it, and any thread that drives
+    /// submits every request queued meanwhile. Once that thread has
+    /// exited, a request armed for readiness fails with `ECANCELED` when
+    /// it becomes ready, without having run (the kernel's task-work check
+    /// for an exiting task; on 5.10, the exiting task's io-wq cancels its
+    /// queued work the same way), though nobody cancelled it. Such a
+    /// request is submitted again when: its result is `ECANCELED`; a
+    /// thread that drove exited after it was made (that thread may have
+    /// submitted it); no `cancel_fd` was queued since (which may be what
+    /// cancelled it); it is not part of a linked chain; the Proactor is not
+    /// shutting down (which cancels everything); and its opcode is one
+    /// whose `ECANCELED` means it did not run and that may simply run
+    /// again ([`resubmittable`]). Counted in `stats.resubmitted`.
+    pub(crate) fn resubmits(&mut self, born: u64, opcode: u8, res: i32) -> bool {
+        let again = res == -libc::ECANCELED
+            && born != NEVER
+            && self.last_exit > born
+            && self.last_fd_cancel <= born
+            && !self.shutdown
+            && resubmittable(opcode);
+        if again {
+            self.stats.resubmitted += 1;
+        }
+        again
     }
 
     /// Credit of a user op came back: wake the first waiter(s).
