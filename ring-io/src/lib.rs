@@ -87,9 +87,11 @@ pub use ring_io_driver::{
 };
 
 // The Proactor.
+// (`proactor::Timeout`, the future of `Op::timeout`, stays in its module:
+// `Timeout` here is the op builder.)
 pub use ring_io_proactor::{
-    FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats,
-    block_on,
+    Elapsed, FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig,
+    ProactorStats, block_on,
 };
 
 // Entries and their builders, one per opcode.

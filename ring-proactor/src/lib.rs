@@ -25,6 +25,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
+mod cancel;
 mod config;
 mod drive;
 mod driver;
@@ -39,6 +40,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use cancel::{Elapsed, Timeout};
 pub use config::{DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
 pub use drive::{Unparker, block_on};
 pub use fd::{IntoOpFd, OpFd};

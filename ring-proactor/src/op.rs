@@ -43,9 +43,24 @@ pub enum Stage {
 
 /// An operation of a [`Proactor`]: a `Future` of its output (the result
 /// and the buffers moved in), usable on any executor, or
-/// [`wait`](Op::wait)ed on. Submitted when first polled; dropping it before
-/// it completes cancels the request, and its buffers stay with the
-/// Proactor until the kernel is done with them.
+/// [`wait`](Op::wait)ed on. Submitted when first polled.
+///
+/// # Dropping and cancelling
+///
+/// Dropping an op before it completes is always safe: the request is
+/// cancelled, and its buffers and files stay with the Proactor until the
+/// kernel is done with them (then they are freed or closed). But what the
+/// request did before the cancellation reached it is lost with it: the
+/// bytes a receive or read had taken from a socket or pipe (they are no
+/// longer there to read), the connection an accept had taken (closed), the
+/// file an open had opened (closed). A write or send may have happened.
+/// Dropping is how a `select!` or a timeout combinator of another crate
+/// ends an op, so those can lose data the same way.
+///
+/// To end an op without losing anything, [`cancel`](Op::cancel) it and
+/// keep waiting on it: it completes with `ECANCELED` if the kernel
+/// cancelled it, or with its own output if it had completed first.
+/// [`Op::timeout`] does that when a time has passed.
 #[must_use = "an op does nothing until it is polled or waited on"]
 pub struct Op<O: 'static> {
     pub(crate) shared: Arc<Shared>,
@@ -110,10 +125,21 @@ impl<O: 'static> Future for Op<O> {
     type Output = O;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
-        let this = &mut *self;
+        self.poll_raw(cx).map(|(out, _)| out)
+    }
+}
+
+impl<O: 'static> Op<O> {
+    /// Polls the op: its output and the raw result it was made from (the
+    /// CQE's `res`, or the negated errno of a failure before the kernel).
+    pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        let this = self;
         match std::mem::replace(&mut this.stage, Stage::Finished) {
             Stage::Finished => panic!("an Op polled after it completed"),
-            Stage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
+            Stage::Failed(e) => {
+                let res = -e.raw_os_error().unwrap_or(0);
+                Poll::Ready((this.complete(Err(e), 0), res))
+            }
             stage @ (Stage::New | Stage::Credit(_)) => {
                 this.stage = stage;
                 // Borrowed, not cloned: the count shares a cache line's
@@ -124,7 +150,10 @@ impl<O: 'static> Future for Op<O> {
                     &mut [(this.entry, &mut this.stage)],
                     Some(cx.waker()),
                 ) {
-                    Poll::Ready(Err(e)) => Poll::Ready(this.complete(Err(e), 0)),
+                    Poll::Ready(Err(e)) => {
+                        let res = -e.raw_os_error().unwrap_or(0);
+                        Poll::Ready((this.complete(Err(e), 0), res))
+                    }
                     Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
                 }
             }
@@ -150,9 +179,9 @@ impl<O: 'static> Future for Op<O> {
                                 // Failed unrun because the thread that
                                 // submitted it exited: it goes again.
                                 this.stage = Stage::New;
-                                return Pin::new(this).poll(cx);
+                                return this.poll_raw(cx);
                             }
-                            return Poll::Ready(this.complete(result(res), flags));
+                            return Poll::Ready((this.complete(result(res), flags), res));
                         }
                         SlotState::Waiting(_) if thread_panicked => {
                             drop(st);
@@ -258,14 +287,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
             let resources = resources.expect("a submitted op owns its resources");
             let old = std::mem::replace(&mut slot.state, SlotState::Orphan(resources, arrived));
             grave.keep(old);
-            if slot.cancel == Cancel::None {
-                slot.cancel = Cancel::Owed;
-                slot.attempts = 1;
-                st.cancels.push(ud);
-                st.stats.cancels += 1;
-                shared.activity.fetch_add(1, Ordering::Relaxed);
-            }
-            kick(shared, st, false);
+            request_cancel(shared, st, ud);
         }
         Stage::Credit(ticket) => {
             let mut st = shared.lock();
@@ -461,6 +483,24 @@ impl Wakers {
     fn pop(&mut self) -> Option<Waker> {
         self.one.take().or_else(|| self.more.pop())
     }
+}
+
+/// Asks the kernel to cancel the request `ud`, whose last CQE has not
+/// arrived, unless that was asked already; never submitted again after
+/// (its `ECANCELED` is this cancellation's).
+pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud: u64) {
+    let slot = st
+        .slot(ud)
+        .expect("a request being cancelled keeps its slot");
+    slot.born = NEVER;
+    if slot.cancel == Cancel::None {
+        slot.cancel = Cancel::Owed;
+        slot.attempts = 1;
+        st.cancels.push(ud);
+        st.stats.cancels += 1;
+        shared.activity.fetch_add(1, Ordering::Relaxed);
+    }
+    kick(shared, st, false);
 }
 
 /// Work was queued under `st`: makes sure a driver sees it. A driver

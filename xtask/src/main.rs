@@ -426,6 +426,8 @@ fn ci_asan() -> Result<bool> {
                 "proactor",
                 "--test",
                 "proactor_adversarial",
+                "--test",
+                "cancel",
                 "-p",
                 "ring-io-driver",
                 "--test",
