@@ -52,13 +52,15 @@
 //! let proactor = Proactor::new(ProactorConfig::new(32))?;
 //! // Ops keep their files open until the kernel is done: share them by `Arc`.
 //! let file = Arc::new(std::fs::File::open("/proc/self/status")?);
-//! let (n, buf) = block_on(proactor.read(&file, Vec::with_capacity(4096), 0));
-//! assert!(n? > 0);
-//! assert!(buf.starts_with(b"Name:"));
-//! // The same, as a future awaited by any executor:
-//! let read = proactor.read(&file, Vec::with_capacity(16), 0);
-//! let (n, buf) = block_on(async { read.await });
-//! assert_eq!((n?, &buf[..5]), (16, &b"Name:"[..]));
+//! // A read fills the buffer from its start: `n` bytes of it are the file's.
+//! let (n, buf) = block_on(proactor.read(&file, vec![0u8; 4096], 0));
+//! assert!(buf[..n?].starts_with(b"Name:"));
+//! // The same, as a future awaited by any executor, into bytes 2..7 of
+//! // the same buffer (any `IoBufMut`, or a slice of one).
+//! let read = proactor.read(&file, buf.slice(2..7), 0);
+//! let (n, slice) = block_on(async { read.await });
+//! assert_eq!((n?, &slice[..]), (5, &b"Name:"[..]));
+//! assert!(slice.into_inner().starts_with(b"NaName:"));
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
@@ -66,6 +68,8 @@
 //!
 //! - `sim` (default): [`Sim`], the simulated kernel behind the
 //!   [`Kernel`] trait, to test code that drives rings without a kernel.
+//! - `bytes`: `bytes::Bytes` is an [`IoBuf`] and `bytes::BytesMut` an
+//!   [`IoBufMut`]: buffers of the Proactor's ops.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -90,8 +94,8 @@ pub use ring_io_driver::{
 // (`proactor::Timeout`, the future of `Op::timeout`, stays in its module:
 // `Timeout` here is the op builder.)
 pub use ring_io_proactor::{
-    Elapsed, FixedBuf, IntoOpFd, Link, Linkable, Multi, Op, OpFd, Proactor, ProactorConfig,
-    ProactorStats, block_on,
+    BufResult, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Linkable, Multi, Op, OpFd,
+    Proactor, ProactorConfig, ProactorStats, Slice, block_on, buf,
 };
 
 // Entries and their builders, one per opcode.

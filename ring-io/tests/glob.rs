@@ -33,6 +33,9 @@ mod facade {
             type_name::<Op<()>>(),
             type_name::<Multi<()>>(),
             type_name::<FixedBuf>(),
+            type_name::<Slice<Vec<u8>>>(),
+            type_name::<BufResult<usize, Vec<u8>>>(),
+            type_name::<buf::Slice<Box<[u8]>>>(),
             type_name::<OpFd>(),
             type_name::<Probe>(),
             type_name::<KernelVersion>(),
@@ -63,6 +66,8 @@ mod facade {
         fn takes_op_code<O: OpCode>(_: O) {}
         takes_op_code(Nop::new());
         let _: fn(Op<()>) -> () = block_on::<Op<()>>;
+        fn takes_bufs<R: IoBufMut, W: IoBuf>() {}
+        takes_bufs::<Vec<u8>, &'static str>();
         let _ = kernel_version;
         let _ = TIMEOUT_USER_DATA;
         let _ = SETUP_FLAGS;

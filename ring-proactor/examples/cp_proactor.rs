@@ -7,7 +7,8 @@
 //! `unsafe` pushes. A progress bar is drawn when stderr is a terminal. A
 //! source that is not a regular file (a pipe, a terminal), or whose size
 //! says less than it holds (a procfs file), is read into an owned buffer and
-//! written back out, in order, until a read returns 0. Errors name the path
+//! written back out (a short write's rest as a slice of it), in order, until
+//! a read returns 0. Errors name the path
 //! and exit with status 1; nothing is truncated before both files are
 //! checked.
 //!
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use std::task::{Context, Poll};
 
 use common::{DEPTH, Error, Files, Pipe, Progress, REST_BLOCK, SPLICE_BLOCK};
-use ring_io_proactor::{Proactor, ProactorConfig, block_on};
+use ring_io_proactor::{IoBuf, Proactor, ProactorConfig, block_on};
 
 /// Polls every future until all are done (none is polled after it ends).
 struct JoinAll<F: Future>(Vec<Task<F>>);
@@ -154,40 +155,42 @@ fn moved(result: io::Result<usize>) -> io::Result<Option<usize>> {
 }
 
 /// Copies the rest of the source, at the file positions, one block at a
-/// time, until a read returns 0; returns the bytes copied.
+/// time, until a read returns 0; returns the bytes copied. One buffer: each
+/// read fills it from its start.
 async fn copy_rest(p: &Proactor, files: &Files, progress: &Progress) -> Result<u64, Error> {
-    let mut buf = Vec::with_capacity(REST_BLOCK);
+    let mut buf = vec![0u8; REST_BLOCK];
     let mut copied = 0;
     loop {
-        buf.clear();
-        let spare = buf.capacity();
         // `u64::MAX`: at (and moving) the file position.
         let (n, back) = p.read(&files.input, buf, u64::MAX).await;
         buf = back;
-        let n = files.read_len(n.map_err(|e| files.reading(e))?, spare)?;
+        let n = files.read_len(n.map_err(|e| files.reading(e))?, REST_BLOCK)?;
         if n == 0 {
             return Ok(copied);
         }
         copied += n as u64;
-        buf = write_all(p, files, buf, u64::MAX).await?;
+        buf = write_all(p, files, buf, n, u64::MAX).await?;
         progress.add(n as u64);
     }
 }
 
-/// Writes all of `buf` at `at` (`u64::MAX`: at the file position); a short
-/// write leaves the rest at the front. Hands the emptied buffer back.
+/// Writes the first `len` bytes of `buf` at `at` (`u64::MAX`: at the file
+/// position), a short write followed by one of the rest (a slice of the
+/// same buffer). Hands the buffer back.
 async fn write_all(
     p: &Proactor,
     files: &Files,
     mut buf: Vec<u8>,
+    len: usize,
     mut at: u64,
 ) -> Result<Vec<u8>, Error> {
-    while !buf.is_empty() {
-        let asked = buf.len();
-        let (n, back) = p.write(&files.output, buf, at).await;
-        buf = back;
+    let mut done = 0;
+    while done < len {
+        let asked = len - done;
+        let (n, back) = p.write(&files.output, buf.slice(done..len), at).await;
+        buf = back.into_inner();
         let n = files.written_len(n.map_err(|e| files.writing(e))?, asked)?;
-        buf.drain(..n);
+        done += n;
         if at != u64::MAX {
             at += n as u64;
         }

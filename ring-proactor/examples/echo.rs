@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 
-use ring_io_proactor::{Proactor, ProactorConfig, Unparker};
+use ring_io_proactor::{IoBuf, Proactor, ProactorConfig, Unparker};
 
 type Task = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -96,25 +96,28 @@ async fn echo(proactor: Arc<Proactor>, conn: std::os::fd::OwnedFd) -> io::Result
     // Each op holds a clone of the `Arc` until the kernel is done with the
     // socket (see `OpFd`).
     let conn = Arc::new(conn);
-    let mut buf = Vec::with_capacity(16 * 1024);
+    // One buffer per connection: each receive fills it from its start.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0;
     loop {
-        buf.clear();
         let (n, back) = proactor.recv(&conn, buf, 0).await;
         buf = back;
-        if n? == 0 {
+        let n = n?;
+        if n == 0 {
             // Every op on it has finished: this is the last handle.
             let conn = Arc::try_unwrap(conn).expect("no op holds the socket now");
             proactor.close(conn).await?;
             return Ok(total);
         }
-        // Send it all back (a short send leaves the rest at the front).
-        while !buf.is_empty() {
-            let (n, back) = proactor.send(&conn, buf, libc::MSG_NOSIGNAL).await;
-            buf = back;
-            let n = n?;
-            total += n as u64;
-            buf.drain(..n);
+        // Send the `n` bytes back (after a short send, the rest: a slice).
+        let mut sent = 0;
+        while sent < n {
+            let slice = buf.slice(sent..n);
+            let (k, back) = proactor.send(&conn, slice, libc::MSG_NOSIGNAL).await;
+            buf = back.into_inner();
+            let k = k?;
+            sent += k;
+            total += k as u64;
         }
     }
 }

@@ -6,6 +6,8 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use crate::buf::{IoBuf, IoBufMut};
+
 /// The registered memory: `count` buffers of `size` bytes in one
 /// page-aligned block, and which of them are free.
 pub(super) struct Pool {
@@ -93,7 +95,11 @@ impl Drop for Pool {
 /// mapping them on every op.
 ///
 /// Like a `Vec<u8>` with a fixed capacity: it derefs to its first `len()`
-/// bytes; a fixed read fills the space after them.
+/// bytes; a read fills it from its start, its length becoming
+/// `max(len, n)`. It is also an [`IoBufMut`], so the plain ops
+/// ([`read`](crate::Proactor::read), [`send`](crate::Proactor::send), ...)
+/// and [`slice`](IoBuf::slice)s take it too (as any buffer: the fixed ops
+/// are what spare the page mapping).
 pub struct FixedBuf {
     pool: Arc<Pool>,
     index: u16,
@@ -138,15 +144,37 @@ impl FixedBuf {
     pub(super) fn start(&self) -> *mut u8 {
         self.pool.ptr(self.index)
     }
+}
 
-    /// The kernel wrote `n` more bytes after the first `len()`.
-    ///
-    /// # Safety
-    ///
-    /// `len() + n <= capacity()`, and the bytes were written.
-    pub(super) unsafe fn grow(&mut self, n: usize) {
-        debug_assert!(self.len + n <= self.capacity());
-        self.len += n;
+// SAFETY: the buffer is `capacity()` bytes of the pool's block, which the
+// `Arc` this value holds keeps allocated and which never moves; the pool
+// hands out each index once, so this value alone reaches those bytes; the
+// block was zeroed, so all of them are initialized; the first `len` are
+// its contents.
+unsafe impl IoBuf for FixedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.start()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}
+
+// SAFETY: as above; any bytes are valid, and `set_init` only grows the
+// length, up to the capacity.
+unsafe impl IoBufMut for FixedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.start()
+    }
+
+    unsafe fn set_init(&mut self, n: usize) {
+        debug_assert!(n <= self.capacity());
+        self.len = self.len.max(n);
     }
 }
 
@@ -209,9 +237,14 @@ mod tests {
         assert_eq!(&a[..], b"x12");
         assert_eq!(b.extend_from_slice(b"b"), 1);
         assert_eq!(&b[..], b"b", "buffers do not overlap");
-        // SAFETY: 2 more bytes fit, and the pool's memory is initialized.
-        unsafe { b.grow(2) };
+        // SAFETY: 3 bytes fit, and the pool's memory is initialized.
+        unsafe { b.set_init(3) };
         assert_eq!(&b[..], b"b\0\0");
+        // SAFETY: as above.
+        unsafe { b.set_init(1) };
+        assert_eq!(b.len(), 3, "never shrinks");
+        assert_eq!((b.bytes_init(), b.bytes_total()), (3, 8));
+        assert_eq!(b.stable_ptr(), b.as_ptr());
         let index = a.index();
         drop(a);
         let again = pool.take().unwrap();

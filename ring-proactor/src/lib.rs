@@ -15,16 +15,27 @@
 //!
 //! let proactor = Proactor::new(ProactorConfig::new(32))?;
 //! let file = Arc::new(std::fs::File::open("/proc/self/status")?);
-//! let (n, buf) = block_on(proactor.read(&file, Vec::with_capacity(4096), 0));
-//! assert_eq!(n?, buf.len());
+//! let (n, buf) = block_on(proactor.read(&file, vec![0u8; 4096], 0));
+//! assert!(buf[..n?].starts_with(b"Name:"));
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! Buffers are any [`IoBuf`] (to write from) or [`IoBufMut`] (to read
+//! into): `Vec<u8>`, `Box<[u8]>`, `String`, `&'static str`, a
+//! [`slice`](IoBuf::slice) of a buffer, ...; a read fills the buffer from
+//! its start ([`buf`] has the rules).
+//!
+//! # Features
+//!
+//! - `bytes`: `bytes::Bytes` is an [`IoBuf`], `bytes::BytesMut` an
+//!   [`IoBufMut`].
 // It pushes entries whose pointers target buffers it keeps alive until
 // their CQEs, and hands the kernel's results back as lengths and fds. Each
 // unsafe block says why.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
+pub mod buf;
 mod cancel;
 mod config;
 mod drive;
@@ -40,6 +51,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 pub use cancel::{Elapsed, Timeout};
 pub use config::{DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
 pub use drive::{Unparker, block_on};

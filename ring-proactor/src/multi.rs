@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io::{self};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,6 +23,27 @@ pub(crate) type Convert<T> = Box<dyn FnMut(io::Result<u32>, u32) -> Option<io::R
 /// ended. Submitted when first polled; dropping it cancels the request, and
 /// what the kernel may still write into (a buffer ring) stays with the
 /// Proactor until the last CQE.
+///
+/// It is a [`futures_core::Stream`] (and a
+/// [`FusedStream`](futures_core::stream::FusedStream): after `None` it
+/// stays ended), so the stream combinators of `futures-util` and
+/// `tokio-stream` apply:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use ring_io_proactor::{Proactor, ProactorConfig, block_on};
+/// use futures_util::StreamExt;
+///
+/// let p = Proactor::new(ProactorConfig::new(8))?;
+/// let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0")?);
+/// let addr = listener.local_addr()?;
+/// let _clients = [std::net::TcpStream::connect(addr)?, std::net::TcpStream::connect(addr)?];
+/// # if p.probe().kernel().is_some_and(|k| !k.at_least(5, 19)) { return Ok(()) }
+/// let accepted: Vec<_> = block_on(p.accept_multi(&listener).take(2).collect());
+/// assert_eq!(accepted.len(), 2);
+/// assert!(accepted.iter().all(|conn| conn.is_ok()));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "a stream does nothing until polled"]
 pub struct Multi<T: 'static> {
     pub(crate) shared: Arc<Shared>,
@@ -168,6 +190,20 @@ impl<T: 'static> Multi<T> {
     /// Blocks until the next item, or `None` when the stream has ended.
     pub fn wait_next(&mut self) -> Option<io::Result<T>> {
         block_on(self.next_item())
+    }
+}
+
+impl<T: 'static> futures_core::Stream for Multi<T> {
+    type Item = io::Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
+        Multi::poll_next(self.get_mut(), cx)
+    }
+}
+
+impl<T: 'static> futures_core::stream::FusedStream for Multi<T> {
+    fn is_terminated(&self) -> bool {
+        matches!(self.stage, Stage::Finished)
     }
 }
 

@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 #[cfg(doc)]
 use {
-    crate::{FixedBuf, IntoOpFd, Link, Multi},
+    crate::{BufResult, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Multi, Slice},
     ring_io_driver::Ring,
 };
 
@@ -82,9 +82,16 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// # Owned buffers
 ///
 /// Each op takes its buffers by value and gives them back with the result:
-/// `read` returns `(io::Result<usize>, Vec<u8>)`. A read fills the vector's
-/// *spare capacity* (`buf.capacity() - buf.len()` bytes after its length)
-/// and extends its length by what was read; a write sends `buf[..]`.
+/// `read` returns `(io::Result<usize>, B)` (a [`BufResult`]), for any
+/// buffer `B` that is an [`IoBufMut`] (`Vec<u8>`, `Box<[u8]>`,
+/// [`FixedBuf`], a [`Slice`] of one, ...); writes take any [`IoBuf`] (also
+/// `String`, `&'static str`, `&'static [u8]`). A read fills the buffer
+/// from its start, up to its [`bytes_total`](IoBuf::bytes_total) (a
+/// `Vec`'s capacity), then marks the `n` bytes read initialized (a `Vec`'s
+/// length becomes `max(len, n)`); a write sends the
+/// [`bytes_init`](IoBuf::bytes_init) bytes from its start (a `Vec`'s
+/// length). A read with no room fails with `InvalidInput`, never `Ok(0)`.
+/// The [`buf`](crate::buf) module has the rules and examples.
 ///
 /// # Files
 ///
@@ -160,7 +167,8 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///
 /// [`Proactor::accept_multi`] and [`Proactor::recv_multi`] are multishot
 /// requests returning a [`Multi`]: items one per completion, with
-/// [`Multi::next_item`] (a future) or [`Multi::wait_next`]. The multishot
+/// [`Multi::next_item`] (a future), [`Multi::wait_next`], or as a
+/// `futures_core::Stream`. The multishot
 /// recv selects from a buffer ring the stream owns and copies each chunk
 /// out, so its buffer goes back to the kernel at once.
 ///

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_proactor::{Op, Proactor, ProactorConfig};
+use ring_io_proactor::{IoBuf, Op, Proactor, ProactorConfig};
 
 fn proactor() -> Proactor {
     Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
@@ -70,13 +70,23 @@ fn write_then_read_a_file_with_owned_buffers() {
     assert_eq!(back, data, "the write hands its buffer back unchanged");
     p.fsync(&file, false).wait().unwrap();
     p.fsync(&file, true).wait().unwrap();
-    // Read into the spare capacity after a prefix that must stay.
-    let mut buf = Vec::with_capacity(3 + 20_000);
-    buf.extend_from_slice(b"abc");
+    // A read fills the buffer from its start, up to its capacity; the
+    // length becomes max(len, n): old bytes past `n` stay.
+    let mut buf = Vec::with_capacity(20_000);
+    buf.resize(15_000, 1);
     let (n, buf) = p.read(&file, buf, 100).wait();
-    assert_eq!(n.unwrap(), data.len() - 100);
-    assert_eq!(&buf[..3], b"abc");
-    assert_eq!(&buf[3..], &data[100..]);
+    let n = n.unwrap();
+    assert_eq!(n, data.len() - 100);
+    assert_eq!(&buf[..n], &data[100..]);
+    assert_eq!(buf.len(), 15_000, "max(len, n)");
+    assert!(buf[n..].iter().all(|&b| b == 1));
+    // A shorter length grows to `n`.
+    let (n, buf) = p.read(&file, buf, 9_000).wait();
+    assert_eq!(n.unwrap(), 1_000);
+    assert_eq!(&buf[..1_000], &data[9_000..]);
+    assert_eq!(buf.len(), 15_000);
+    let (n, buf) = p.read(&file, Vec::with_capacity(20_000), 0).wait();
+    assert_eq!((n.unwrap(), buf), (data.len(), data));
     drop(file);
     std::fs::remove_file(&path).unwrap();
 }
@@ -256,14 +266,22 @@ fn fixed_buffers_write_read_and_go_back_to_the_pool() {
     assert_eq!(n.unwrap(), 3000);
     assert_eq!(out.len(), 3000, "handed back unchanged");
     drop(out);
+    // A fixed read fills the buffer from its start, as any read: the
+    // length becomes max(len, n).
     let mut into = back;
     into.clear();
     into.extend_from_slice(b"<>");
     let (n, into) = p.read_fixed(&file, into, 0).wait();
     assert_eq!(n.unwrap(), 3000);
-    assert_eq!(&into[..7], b"<>fixed");
-    assert_eq!(into.len(), 3002);
-    assert!(into[7..].iter().all(|&b| b == 9));
+    assert_eq!(&into[..5], b"fixed");
+    assert_eq!(into.len(), 3000);
+    assert!(into[5..].iter().all(|&b| b == 9));
+    // A FixedBuf is a buffer for the plain ops too, and can be sliced.
+    let (n, into) = p.read(&file, into.slice(10..20), 0).wait();
+    assert_eq!(n.unwrap(), 10);
+    let into = into.into_inner();
+    assert_eq!(into[..15], [&b"fixed"[..], &[9; 5], b"fixed"].concat());
+    assert_eq!(into.len(), 3000);
     drop(into);
     // A dropped read keeps its buffer out of the pool until its CQE.
     let (r, _w) = pipe();
@@ -622,14 +640,15 @@ fn readv_and_writev_split_across_buffers() {
     let (n, back) = p.writev(&a, bufs.clone(), u64::MAX).wait();
     assert_eq!(n.unwrap(), 13);
     assert_eq!(back, bufs);
+    // Each buffer is filled from its start, up to its capacity, in turn.
     let mut first = Vec::with_capacity(6);
     first.extend_from_slice(b"<");
     let read = vec![first, Vec::with_capacity(3), Vec::with_capacity(100)];
     let (n, got) = p.readv(&b, read, u64::MAX).wait();
     assert_eq!(n.unwrap(), 13);
-    assert_eq!(got[0], b"<one-t");
-    assert_eq!(got[1], b"wo-");
-    assert_eq!(got[2], b"three");
+    assert_eq!(got[0], b"one-tw");
+    assert_eq!(got[1], b"o-t");
+    assert_eq!(got[2], b"hree");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ring_io_driver::Ring;
-use ring_io_proactor::{Proactor, ProactorConfig};
+use ring_io_proactor::{IoBuf, Proactor, ProactorConfig};
 
 /// One test at a time: fd scans and fd counts must not see other tests'.
 fn serial() -> MutexGuard<'static, ()> {
@@ -187,8 +187,8 @@ fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() 
         skip!("forged_completions", "IORING_OP_MSG_RING needs Linux 5.18");
     };
     let (p, targets) = new_proactor(ProactorConfig::new(32));
-    // Reads in flight on idle pipes, each with 16 bytes of spare capacity
-    // after a prefix that must stay.
+    // Reads in flight on idle pipes, each into 16 bytes after a prefix
+    // that must stay.
     let pipes: Vec<_> = (0..4).map(|_| pipe()).collect();
     let mut reads: Vec<_> = pipes
         .iter()
@@ -196,7 +196,7 @@ fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() 
             let mut buf = Vec::with_capacity(20);
             buf.extend_from_slice(b"keep");
             let r = Arc::new(r.try_clone().unwrap());
-            p.read(&r, buf, u64::MAX)
+            p.read(&r, buf.slice(4..20), u64::MAX)
         })
         .collect();
     for read in &mut reads {
@@ -232,6 +232,7 @@ fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() 
     for (i, read) in reads.into_iter().enumerate() {
         let (n, buf) = read.wait();
         assert_eq!(n.unwrap(), 16);
+        let buf = buf.into_inner();
         assert_eq!(buf.len(), 20);
         assert_eq!(&buf[..4], b"keep");
         assert!(buf[4..].iter().all(|&b| b == b'a' + i as u8));
@@ -560,11 +561,14 @@ fn sizes_and_durations_at_their_limits_are_errors_or_clamps_not_panics() {
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     drop(r);
-    // Big counts of buffers.
+    // Buffers with no room: refused (not a read of 0 bytes, which would
+    // read as end of file), and handed back.
     let (r, w) = pipe();
     std::fs::File::from(w).write_all(b"abc").unwrap();
-    let (n, bufs) = p.readv(r, vec![Vec::new(); 3], u64::MAX).wait();
-    assert_eq!(n.unwrap(), 0);
+    let (n, bufs) = p.readv(r, vec![Vec::<u8>::new(); 3], u64::MAX).wait();
+    let err = n.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("no room"), "{err}");
     assert_eq!(bufs.len(), 3);
 }
 

@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::pipe;
-use ring_io_proactor::{Proactor, ProactorConfig, Unparker, block_on};
+use ring_io_proactor::{IoBuf, Proactor, ProactorConfig, Unparker, block_on};
 
 /// The name of the Proactor's fallback thread.
 const FALLBACK: &str = "ring-proactor";
@@ -214,21 +214,20 @@ impl ParkExecutor {
 /// Echoes what arrives on `fd` until the peer closes (or resets) it.
 async fn echo(p: Arc<Proactor>, fd: OwnedFd) {
     let fd = Arc::new(fd);
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = vec![0u8; 64];
     loop {
-        buf.clear();
         let (n, back) = p.recv(&fd, buf, 0).await;
         buf = back;
-        match n {
+        let n = match n {
             Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+            Ok(n) => n,
+        };
         let mut sent = 0;
-        while sent < buf.len() {
-            let (n, back) = p.send(&fd, buf.split_off(sent), 0).await;
-            let Ok(n) = n else { return };
-            buf.extend_from_slice(&back);
-            sent += n;
+        while sent < n {
+            let (k, back) = p.send(&fd, buf.slice(sent..n), 0).await;
+            buf = back.into_inner();
+            let Ok(k) = k else { return };
+            sent += k;
         }
     }
 }

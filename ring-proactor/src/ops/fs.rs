@@ -13,44 +13,88 @@ use ring_io_ops::{Entry, Fd};
 use ring_io_sys::FsyncFlags;
 
 use crate::args::*;
+use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
 use crate::op::*;
 use crate::proactor::*;
 use crate::{FixedBuf, IntoOpFd, OpFd};
 
 impl Proactor {
-    /// Reads into the spare capacity of `buf` at `offset` (`u64::MAX`: the
-    /// file position), like `pread(2)`; the length grows by what was read.
-    pub fn read(
+    /// Reads into `buf` at `offset` (`u64::MAX`: the file position), like
+    /// `pread(2)`: fills it **from its start**, up to its
+    /// [`bytes_total`](IoBuf::bytes_total) (a `Vec`'s capacity), and returns
+    /// how many bytes were read (0 at end of file). The buffer's initialized
+    /// length becomes `max(bytes_init, n)` (a `Vec`'s length), so use `n`
+    /// for what was read. A [`slice`](IoBuf::slice) of a buffer reads into
+    /// that range alone.
+    ///
+    /// A buffer with no room (`Vec::new()`, an empty slice), or one longer
+    /// than 4 GiB - 1, fails with `InvalidInput` and comes back, untouched.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use ring_io_proactor::{IoBuf, Proactor, ProactorConfig};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let file = Arc::new(std::fs::File::open("/proc/self/status")?);
+    /// let (n, buf) = p.read(&file, vec![0u8; 4096], 0).wait();
+    /// assert!(buf[..n?].starts_with(b"Name:"));
+    /// // Reused without clearing: filled from the start again.
+    /// let (n, buf) = p.read(&file, buf, 2).wait();
+    /// assert!(buf[..n?].starts_with(b"me:"));
+    /// // Into bytes 4..9 of a buffer.
+    /// let (n, slice) = p.read(&file, buf.slice(4..9), 0).wait();
+    /// assert_eq!(n?, 5);
+    /// assert_eq!(&slice.into_inner()[..9], b"me:\tName:");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn read<B: IoBufMut>(
         &self,
         fd: impl IntoOpFd,
-        buf: Vec<u8>,
+        buf: B,
         offset: u64,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        self.fill_spare(fd.into_op_fd(), buf, |fd, at, len| {
+    ) -> Op<BufResult<usize, B>> {
+        self.fill(fd.into_op_fd(), buf, |fd, at, len| {
             ring_io_ops::Read::new(fd, at, len).offset(offset).build()
         })
     }
 
-    /// An op that fills the spare capacity of `buf`, whose entry `make`
-    /// builds from the fd, the spare capacity's start and its length; the
-    /// vector's length grows by what the kernel wrote.
-    pub(crate) fn fill_spare(
+    /// An op that fills `buf` from its start, whose entry `make` builds
+    /// from the fd, the buffer's start and its room; the buffer marks what
+    /// the kernel wrote initialized. No room, or more than a `u32` holds:
+    /// `InvalidInput`, with the buffer.
+    pub(crate) fn fill<B: IoBufMut>(
         &self,
         fd: OpFd,
-        mut buf: Vec<u8>,
+        mut buf: B,
         make: impl FnOnce(Fd, *mut u8, u32) -> Entry,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        let spare = buf.spare_capacity_mut();
-        let len = u32::try_from(spare.len()).unwrap_or(u32::MAX);
-        let entry = make(Fd(fd.raw()), spare.as_mut_ptr().cast(), len);
+    ) -> Op<BufResult<usize, B>> {
+        let at = buf.stable_mut_ptr();
+        let len = match op_len(buf.bytes_total(), true) {
+            Ok(len) => len,
+            Err(e) => return self.failed_with(e, fd, buf),
+        };
+        let entry = make(Fd(fd.raw()), at, len);
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.and_then(|n| at_most(n, len as usize)).inspect(|&n| {
                 // SAFETY: the kernel wrote `n` bytes, checked to be at most
-                // the `len` it was given, into the spare capacity, which
-                // starts at `buf.len()`.
-                unsafe { buf.set_len(buf.len() + n) };
+                // the `len` (the buffer's `bytes_total`) it was given, from
+                // the buffer's start.
+                unsafe { buf.set_init(n) };
             });
             (res, buf)
+        })
+    }
+
+    /// An op that fails at once with `error`, handing `buf` back.
+    pub(crate) fn failed_with<B: Send + 'static>(
+        &self,
+        error: io::Error,
+        keep: impl Send + 'static,
+        buf: B,
+    ) -> Op<BufResult<usize, B>> {
+        self.failed_op(error, move |res: io::Result<u32>, _| {
+            drop(keep);
+            (res.map(|n| n as usize), buf)
         })
     }
 
@@ -62,25 +106,28 @@ impl Proactor {
     }
 
     /// [`read`](Self::read) into a fixed buffer (`IORING_OP_READ_FIXED`):
-    /// fills the space after its first `len()` bytes.
+    /// fills it from its start, up to its capacity; its length becomes
+    /// `max(len, n)`.
     pub fn read_fixed(
         &self,
         fd: impl IntoOpFd,
         mut buf: FixedBuf,
         offset: u64,
-    ) -> Op<(io::Result<usize>, FixedBuf)> {
+    ) -> Op<BufResult<usize, FixedBuf>> {
         let fd = fd.into_op_fd();
-        let len = u32::try_from(buf.capacity() - buf.len()).unwrap_or(u32::MAX);
-        // SAFETY: `len()` is at most the capacity: still inside the buffer.
-        let at = unsafe { buf.start().add(buf.len()) };
+        let at = buf.stable_mut_ptr();
+        let len = match op_len(buf.bytes_total(), true) {
+            Ok(len) => len,
+            Err(e) => return self.failed_with(e, fd, buf),
+        };
         let entry = ring_io_ops::ReadFixed::new(Fd(fd.raw()), at, len, buf.index())
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             let res = res.and_then(|n| at_most(n, len as usize)).inspect(|&n| {
                 // SAFETY: the kernel wrote `n` bytes, checked to be at most
-                // the `len` it was given, after `len()`.
-                unsafe { buf.grow(n) };
+                // the `len` (the capacity) it was given, from the start.
+                unsafe { buf.set_init(n) };
             });
             (res, buf)
         })
@@ -93,10 +140,13 @@ impl Proactor {
         fd: impl IntoOpFd,
         buf: FixedBuf,
         offset: u64,
-    ) -> Op<(io::Result<usize>, FixedBuf)> {
+    ) -> Op<BufResult<usize, FixedBuf>> {
         let fd = fd.into_op_fd();
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = ring_io_ops::WriteFixed::new(Fd(fd.raw()), buf.start(), len, buf.index())
+        let len = match op_len(buf.bytes_init(), false) {
+            Ok(len) => len,
+            Err(e) => return self.failed_with(e, fd, buf),
+        };
+        let entry = ring_io_ops::WriteFixed::new(Fd(fd.raw()), buf.stable_ptr(), len, buf.index())
             .offset(offset)
             .build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
@@ -105,43 +155,83 @@ impl Proactor {
     }
 
     /// Writes `buf` at `offset` (`u64::MAX`: the file position), like
-    /// `pwrite(2)`.
-    pub fn write(
+    /// `pwrite(2)`: its [`bytes_init`](IoBuf::bytes_init) bytes from the
+    /// start (a `Vec`'s length, a [`slice`](IoBuf::slice)'s initialized
+    /// bytes); returns how many were written (maybe fewer). Any [`IoBuf`]:
+    /// `Vec<u8>`, `Box<[u8]>`, `String`, `&'static str`, ...
+    ///
+    /// A buffer longer than 4 GiB - 1 fails with `InvalidInput` and comes
+    /// back.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use ring_io_proactor::{IoBuf, Proactor, ProactorConfig};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let (tx, rx) = std::os::unix::net::UnixStream::pair()?;
+    /// let (tx, rx) = (Arc::new(tx), Arc::new(rx));
+    /// p.write(&tx, "static ", u64::MAX).wait().0?;
+    /// p.write(&tx, String::from("owned "), u64::MAX).wait().0?;
+    /// p.write(&tx, b"0123456789".to_vec().slice(3..5), u64::MAX).wait().0?;
+    /// let (n, buf) = p.read(&rx, vec![0u8; 64], u64::MAX).wait();
+    /// assert_eq!(&buf[..n?], b"static owned 34");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn write<B: IoBuf>(
         &self,
         fd: impl IntoOpFd,
-        buf: Vec<u8>,
+        buf: B,
         offset: u64,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+    ) -> Op<BufResult<usize, B>> {
         self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
             ring_io_ops::Write::new(fd, at, len).offset(offset).build()
         })
     }
 
-    /// Reads into the spare capacity of each buffer in turn, like
-    /// `preadv(2)`; each length grows by what landed in it.
-    pub fn readv(
+    /// Reads into each buffer in turn, like `preadv(2)`: each is filled
+    /// from its start, up to its [`bytes_total`](IoBuf::bytes_total),
+    /// before the next; each marks what landed in it initialized (a `Vec`'s
+    /// length becomes `max(len, k)` for its `k` bytes). Returns the total.
+    ///
+    /// Buffers with no room at all (none, or all empty) fail with
+    /// `InvalidInput`, as do more buffers than a `u32` counts (the kernel
+    /// itself takes at most 1024, failing with `EINVAL`); the buffers come
+    /// back.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ring_io_proactor::{Proactor, ProactorConfig};
+    /// # let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let file = Arc::new(std::fs::File::open("/proc/self/status")?);
+    /// let (n, bufs) = p.readv(&file, vec![vec![0u8; 2], vec![0u8; 3]], 0).wait();
+    /// assert_eq!(n?, 5);
+    /// assert_eq!((&bufs[0][..], &bufs[1][..]), (&b"Na"[..], &b"me:"[..]));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn readv<B: IoBufMut>(
         &self,
         fd: impl IntoOpFd,
-        mut bufs: Vec<Vec<u8>>,
+        mut bufs: Vec<B>,
         offset: u64,
-    ) -> Op<(io::Result<usize>, Vec<Vec<u8>>)> {
+    ) -> Op<BufResult<usize, Vec<B>>> {
         let fd = fd.into_op_fd();
         let iovecs: Iovecs = bufs
             .iter_mut()
-            .map(|b| {
-                let spare = b.spare_capacity_mut();
-                libc::iovec {
-                    iov_base: spare.as_mut_ptr().cast(),
-                    iov_len: spare.len(),
-                }
+            .map(|b| libc::iovec {
+                iov_base: b.stable_mut_ptr().cast(),
+                iov_len: b.bytes_total(),
             })
             .collect();
         let Some((count, total)) = iovecs.count_and_total() else {
-            return self.failed_op(too_many_buffers(), move |res: io::Result<u32>, _| {
-                drop(fd);
-                (res.map(|n| n as usize), bufs)
-            });
+            return self.failed_with(too_many_buffers(), fd, bufs);
         };
+        if total == 0 {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a readv into buffers with no room (bytes_total() is 0 for each)",
+            );
+            return self.failed_with(e, fd, bufs);
+        }
         let entry = ring_io_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
             .offset(offset)
             .build();
@@ -150,10 +240,12 @@ impl Proactor {
                 let mut left = n;
                 for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
                     let k = left.min(iov.iov_len);
-                    // SAFETY: the kernel filled the iovecs in order, `k`
-                    // bytes of this one (at most its length), which is this
-                    // vector's spare capacity.
-                    unsafe { b.set_len(b.len() + k) };
+                    if k > 0 {
+                        // SAFETY: the kernel filled the iovecs in order, `k`
+                        // bytes of this one (at most its length, the
+                        // buffer's `bytes_total`) from the buffer's start.
+                        unsafe { b.set_init(k) };
+                    }
                     left -= k;
                 }
             });
@@ -162,26 +254,24 @@ impl Proactor {
         })
     }
 
-    /// Writes the buffers in turn, like `pwritev(2)`.
-    pub fn writev(
+    /// Writes the buffers in turn, like `pwritev(2)`: the
+    /// [`bytes_init`](IoBuf::bytes_init) bytes of each; returns the total.
+    pub fn writev<B: IoBuf>(
         &self,
         fd: impl IntoOpFd,
-        bufs: Vec<Vec<u8>>,
+        bufs: Vec<B>,
         offset: u64,
-    ) -> Op<(io::Result<usize>, Vec<Vec<u8>>)> {
+    ) -> Op<BufResult<usize, Vec<B>>> {
         let fd = fd.into_op_fd();
         let iovecs: Iovecs = bufs
             .iter()
             .map(|b| libc::iovec {
-                iov_base: b.as_ptr().cast_mut().cast(),
-                iov_len: b.len(),
+                iov_base: b.stable_ptr().cast_mut().cast(),
+                iov_len: b.bytes_init(),
             })
             .collect();
         let Some((count, total)) = iovecs.count_and_total() else {
-            return self.failed_op(too_many_buffers(), move |res: io::Result<u32>, _| {
-                drop(fd);
-                (res.map(|n| n as usize), bufs)
-            });
+            return self.failed_with(too_many_buffers(), fd, bufs);
         };
         let entry = ring_io_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
             .offset(offset)

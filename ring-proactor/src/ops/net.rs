@@ -12,22 +12,27 @@ use ring_io_ops::{Entry, Fd};
 use ring_io_driver::Cqe;
 
 use crate::args::*;
+use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
 use crate::multi::*;
 use crate::op::*;
 use crate::proactor::*;
 use crate::{IntoOpFd, OpFd};
 
 impl Proactor {
-    /// An op that writes or sends `buf`, whose entry `make` builds from the
-    /// fd, the bytes' start and their length.
-    pub(crate) fn send_bytes(
+    /// An op that writes or sends `buf`'s initialized bytes, whose entry
+    /// `make` builds from the fd, the bytes' start and their length. More
+    /// than a `u32` holds: `InvalidInput`, with the buffer.
+    pub(crate) fn send_bytes<B: IoBuf>(
         &self,
         fd: OpFd,
-        buf: Vec<u8>,
+        buf: B,
         make: impl FnOnce(Fd, *const u8, u32) -> Entry,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let entry = make(Fd(fd.raw()), buf.as_ptr(), len);
+    ) -> Op<BufResult<usize, B>> {
+        let len = match op_len(buf.bytes_init(), false) {
+            Ok(len) => len,
+            Err(e) => return self.failed_with(e, fd, buf),
+        };
+        let entry = make(Fd(fd.raw()), buf.stable_ptr(), len);
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             (res.and_then(|n| at_most(n, len as usize)), buf)
         })
@@ -57,28 +62,37 @@ impl Proactor {
         })
     }
 
-    /// Sends `buf` on the socket `fd` with `MSG_*` `flags`, like `send(2)`.
-    pub fn send(
-        &self,
-        fd: impl IntoOpFd,
-        buf: Vec<u8>,
-        flags: i32,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+    /// Sends `buf`'s initialized bytes (a `Vec`'s length) on the socket
+    /// `fd` with `MSG_*` `flags`, like `send(2)`; see
+    /// [`write`](Self::write) for the buffers it takes.
+    pub fn send<B: IoBuf>(&self, fd: impl IntoOpFd, buf: B, flags: i32) -> Op<BufResult<usize, B>> {
         self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
             ring_io_ops::Send::new(fd, at, len).flags(flags).build()
         })
     }
 
-    /// Receives into the spare capacity of `buf` from the socket `fd` with
-    /// `MSG_*` `flags`, like `recv(2)`; the length grows by what arrived
-    /// (0 at end of stream).
-    pub fn recv(
+    /// Receives into `buf` from the socket `fd` with `MSG_*` `flags`, like
+    /// `recv(2)`: fills it from its start, as [`read`](Self::read) does
+    /// (0 at end of stream; no room is `InvalidInput`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ring_io_proactor::{Proactor, ProactorConfig};
+    /// # let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let (a, b) = (Arc::new(a), Arc::new(b));
+    /// p.send(&a, "ping", 0).wait().0?;
+    /// let (n, buf) = p.recv(&b, vec![0u8; 1024], 0).wait();
+    /// assert_eq!(&buf[..n?], b"ping");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn recv<B: IoBufMut>(
         &self,
         fd: impl IntoOpFd,
-        buf: Vec<u8>,
+        buf: B,
         flags: i32,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
-        self.fill_spare(fd.into_op_fd(), buf, |fd, at, len| {
+    ) -> Op<BufResult<usize, B>> {
+        self.fill(fd.into_op_fd(), buf, |fd, at, len| {
             ring_io_ops::Recv::new(fd, at, len).flags(flags).build()
         })
     }
@@ -115,54 +129,72 @@ impl Proactor {
         self.op_with(entry, fd, |res: io::Result<u32>, _| res)
     }
 
-    /// Sends `buf` to `addr` on the datagram socket `fd`, like `sendmsg(2)`
-    /// with one iovec and a destination.
-    pub fn send_to(
+    /// Sends `buf`'s initialized bytes to `addr` on the datagram socket
+    /// `fd`, like `sendmsg(2)` with one iovec and a destination.
+    pub fn send_to<B: IoBuf>(
         &self,
         fd: impl IntoOpFd,
-        buf: Vec<u8>,
+        buf: B,
         addr: SocketAddr,
-    ) -> Op<(io::Result<usize>, Vec<u8>)> {
+    ) -> Op<BufResult<usize, B>> {
         let fd = fd.into_op_fd();
         let (storage, len) = sockaddr(addr);
-        let mut msg = Msg::new(buf.as_ptr().cast_mut(), buf.len(), storage, len);
+        let size = buf.bytes_init();
+        let mut msg = Msg::new(buf.stable_ptr().cast_mut(), size, storage, len);
         let entry = ring_io_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(msg);
-            let len = buf.len();
-            (res.and_then(|n| at_most(n, len)), buf)
+            (res.and_then(|n| at_most(n, size)), buf)
         })
     }
 
-    /// Receives one message into the spare capacity of `buf` from the
-    /// socket `fd`, like `recvmsg(2)`: the length and the sender (`None`
-    /// if not an IP address).
-    #[allow(
-        clippy::type_complexity,
-        reason = "the result and the buffer, as every op"
-    )]
-    pub fn recv_from(
+    /// Receives one datagram into `buf` from the socket `fd`, like
+    /// `recvmsg(2)`: fills it from its start, as [`read`](Self::read) does
+    /// (no room is `InvalidInput`), and returns the length and the sender
+    /// (`None` if not an IP address). A datagram longer than the room is
+    /// cut (the rest is lost, as with `recv_from(2)`).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use ring_io_proactor::{Proactor, ProactorConfig};
+    /// # let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let a = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0")?);
+    /// let b = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0")?);
+    /// p.send_to(&a, "hi", b.local_addr()?).wait().0?;
+    /// let (res, buf) = p.recv_from(&b, vec![0u8; 64]).wait();
+    /// let (n, from) = res?;
+    /// assert_eq!((&buf[..n], from), (&b"hi"[..], Some(a.local_addr()?)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn recv_from<B: IoBufMut>(
         &self,
         fd: impl IntoOpFd,
-        mut buf: Vec<u8>,
-    ) -> Op<(io::Result<(usize, Option<SocketAddr>)>, Vec<u8>)> {
+        mut buf: B,
+    ) -> Op<BufResult<(usize, Option<SocketAddr>), B>> {
         let fd = fd.into_op_fd();
-        let spare = buf.spare_capacity_mut();
+        let at = buf.stable_mut_ptr();
+        let room = buf.bytes_total();
+        if let Err(e) = op_len(room, true) {
+            return self.failed_op(e, move |res: io::Result<u32>, _| {
+                drop(fd);
+                (res.map(|n| (n as usize, None)), buf)
+            });
+        }
         // SAFETY: all-zero is a valid sockaddr_storage.
         let storage = Box::new(unsafe { std::mem::zeroed() });
         let mut msg = Msg::new(
-            spare.as_mut_ptr().cast(),
-            spare.len(),
+            at,
+            room,
             storage,
             size_of::<libc::sockaddr_storage>() as u32,
         );
         let entry = ring_io_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
-        let len = msg.iov.iov_len;
         self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.and_then(|n| at_most(n, len)).map(|n| {
+            let res = res.and_then(|n| at_most(n, room)).map(|n| {
                 // SAFETY: the kernel wrote `n` bytes, checked to be at most
-                // the spare capacity it was given, into it.
-                unsafe { buf.set_len(buf.len() + n) };
+                // the room (`bytes_total`) it was given, from the buffer's
+                // start.
+                unsafe { buf.set_init(n) };
                 (n, from_sockaddr(&msg.addr, msg.hdr.msg_namelen))
             });
             drop(msg);
