@@ -94,8 +94,9 @@ pub use ring_io_driver::{
 // (`proactor::Timeout`, the future of `Op::timeout`, stays in its module:
 // `Timeout` here is the op builder.)
 pub use ring_io_proactor::{
-    BufResult, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Linkable, Multi, Op, OpFd,
-    Proactor, ProactorConfig, ProactorStats, Slice, block_on, buf,
+    BufResult, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Linkable, LocalOp,
+    LocalProactor, LocalUnparker, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, Slice,
+    block_on, buf,
 };
 
 // Entries and their builders, one per opcode.

@@ -130,6 +130,20 @@ impl ProactorConfig {
         }
         b
     }
+
+    /// The builder of a [`LocalProactor`](crate::LocalProactor)'s ring: one
+    /// thread submits and waits, so the fast defaults stay (task work
+    /// deferred or run cooperatively, the ring fd registered to it).
+    pub(crate) fn local_builder(&self) -> Builder {
+        let mut b = Builder::new(self.entries);
+        if !self.defaults {
+            b = b.no_defaults();
+        }
+        if let Some(cq) = self.cq_entries {
+            b = b.cq_entries(cq);
+        }
+        b
+    }
 }
 
 /// Counters of a [`Proactor`] (for tests and tuning).

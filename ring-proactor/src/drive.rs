@@ -74,7 +74,7 @@ fn note_driver(shared: &Arc<Shared>) {
     });
 }
 
-fn me() -> ThreadId {
+pub(crate) fn me() -> ThreadId {
     ME.with(|id| *id)
 }
 

@@ -1,0 +1,319 @@
+//! [`LocalProactor`]: a Proactor for one thread, the model of monoio and
+//! tokio-uring: no lock, no driver token, no other thread.
+//!
+//! Its state sits in a `RefCell` that is never borrowed while user code
+//! (a waker, a `Drop`) runs: user code collected during a turn runs after
+//! the borrow ends, so it may use the LocalProactor again (drop an op,
+//! wait on one). An op's SQE goes into the SQ when the op is first polled;
+//! the thread submits and reaps when it drives ([`LocalProactor::block_on`],
+//! [`LocalOp::wait`], [`LocalProactor::park`], [`LocalProactor::drive`]).
+
+mod op;
+mod turn;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ring_io_driver::{Probe, Ring, SetupError};
+use ring_io_ops::Entry;
+
+use crate::config::*;
+use crate::op::Finish;
+use crate::state::{Release, Tags};
+
+pub use op::LocalOp;
+pub use turn::LocalUnparker;
+
+/// A Proactor for the thread that made it (`!Send`): the same safe,
+/// owned-buffer ops, each a [`LocalOp`] future, with no lock, no atomic
+/// operation and no other thread on an op's path. The ring is set up with
+/// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` where the
+/// kernel has them (6.1): the kernel runs completion work only when this
+/// thread enters the ring.
+///
+/// Nothing drives it but its thread: ops complete while that thread runs
+/// [`block_on`](LocalProactor::block_on) (or [`LocalOp::wait`]), or an
+/// executor that calls [`park`](LocalProactor::park) when its tasks are all
+/// pending (and [`drive`](LocalProactor::drive) between polls, if it likes)
+/// and wakes it with an [`unparker`](LocalProactor::unparker). An op polled
+/// by an executor that does neither never completes. For an executor with
+/// several threads, use the [`Proactor`](crate::Proactor).
+///
+/// The promises are the Proactor's: the kernel writes only into buffers
+/// the op owns; dropping an op in flight cancels it and keeps its buffers
+/// until the kernel is done with them; a CQE that names no request of this
+/// ring is counted ([`ProactorStats::unexpected_cqes`]) and changes
+/// nothing; dropping the last handle (the LocalProactor and its ops)
+/// cancels what is left and waits (at most 2 s) for the kernel to let go,
+/// leaking the ring and the buffers of a request it would not cancel
+/// rather than freeing memory the kernel may still write.
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(64))?;
+/// let n = p.block_on(async {
+///     let ops: Vec<_> = (0..32).map(|_| p.nop()).collect();
+///     let mut n = 0;
+///     for op in ops {
+///         op.await?;
+///         n += 1;
+///     }
+///     Ok::<_, std::io::Error>(n)
+/// })?;
+/// assert_eq!(n, 32);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct LocalProactor {
+    pub(crate) inner: Rc<Inner>,
+}
+
+/// What the LocalProactor and its ops share.
+pub(crate) struct Inner {
+    pub(crate) st: RefCell<LState>,
+    pub(crate) probe: Probe,
+    /// Ends this thread's wait in the kernel (see [`turn::Park`]).
+    pub(crate) park: Arc<turn::Park>,
+    /// The most user ops in flight at once.
+    pub(crate) budget: u32,
+}
+
+pub(crate) enum LSlotState {
+    Free,
+    /// In the kernel; the op's future is alive.
+    Waiting(Option<std::task::Waker>),
+    /// The CQE arrived: `(res, flags)`.
+    Done(i32, u32),
+    /// The op's future was dropped: what it owned waits for the CQE.
+    Orphan(Box<dyn Release>),
+}
+
+pub(crate) struct LSlot {
+    /// The random high word of the request's `user_data`.
+    pub(crate) tag: u32,
+    /// Cancellations sent for it (the retry backoff's exponent).
+    pub(crate) attempts: u32,
+    pub(crate) state: LSlotState,
+}
+
+impl LSlot {
+    /// The request is in the kernel and was asked to cancel (dropped, or
+    /// cancelled with its future alive).
+    pub(crate) fn cancelling(&self) -> bool {
+        match self.state {
+            LSlotState::Orphan(_) => true,
+            LSlotState::Waiting(_) => self.attempts > 0,
+            LSlotState::Free | LSlotState::Done(..) => false,
+        }
+    }
+}
+
+pub(crate) struct LState {
+    /// Leaked, never dropped, unless the kernel holds no request of it.
+    pub(crate) ring: ManuallyDrop<Ring>,
+    pub(crate) slab: Slab,
+    /// Requests in the kernel (ops, cancellations, the wake-up read).
+    pub(crate) in_ring: u32,
+    /// The eventfd read that ends a wait when another thread wakes this
+    /// one: armed, its `user_data`, and its buffer (heap: the kernel
+    /// writes it while armed).
+    pub(crate) wake_armed: bool,
+    pub(crate) wake_ud: u64,
+    pub(crate) wake_buf: ManuallyDrop<Box<u64>>,
+    /// Cancellations to send again (the kernel had not found the request
+    /// yet, or it was running), when and for which request.
+    pub(crate) retries: Vec<(Instant, u64)>,
+    pub(crate) stats: ProactorStats,
+    /// What a turn leaves to run after its borrow (kept for its capacity).
+    pub(crate) graves: Vec<turn::Grave>,
+}
+
+/// The slot table: one slot per user op in flight.
+pub(crate) struct Slab {
+    pub(crate) slots: Vec<LSlot>,
+    pub(crate) free: Vec<u32>,
+    pub(crate) tags: Tags,
+    /// User ops holding a slot (in the kernel or done, not yet taken).
+    pub(crate) in_flight: u32,
+    /// Ops waiting for `in_flight` to drop below the budget.
+    pub(crate) credit_waiters: VecDeque<std::task::Waker>,
+}
+
+impl LocalProactor {
+    /// Sets up a ring as `config` says (`entries`, `cq_entries`,
+    /// `max_in_flight`; the batching knobs concern the
+    /// [`Proactor`](crate::Proactor)'s driving threads and are ignored; fixed
+    /// buffers are not offered here yet and are refused), with
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` where the kernel has them. Errors as
+    /// [`Proactor::new`](crate::Proactor::new)'s.
+    pub fn new(config: ProactorConfig) -> Result<LocalProactor, SetupError> {
+        if config.fixed.is_some() {
+            return Err(SetupError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "LocalProactor: fixed buffers (ProactorConfig::fixed_buffers) are not offered yet; \
+                 use a Proactor",
+            )));
+        }
+        // SAFETY: eventfd(2) takes no pointers; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(SetupError::Io(io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a new fd that nothing else owns.
+        let efd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let builder = config.local_builder();
+        let ring = match builder.clone().defer_taskrun().build() {
+            Ok(ring) => ring,
+            // Before 6.1 (SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1): the
+            // kernel refuses the flags with EINVAL, or the builder names
+            // them unsupported.
+            Err(_) => builder
+                .build()
+                .map_err(crate::proactor::proactor_setup_error)?,
+        };
+        let probe = ring.probe().map_err(SetupError::Io)?;
+        let stats = ProactorStats {
+            cq_entries: ring.params().cq_entries(),
+            ..ProactorStats::default()
+        };
+        let budget = config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let st = LState {
+            ring: ManuallyDrop::new(ring),
+            slab: Slab {
+                slots: Vec::new(),
+                free: Vec::new(),
+                tags: Tags::default(),
+                in_flight: 0,
+                credit_waiters: VecDeque::new(),
+            },
+            in_ring: 0,
+            wake_armed: false,
+            wake_ud: 0,
+            wake_buf: ManuallyDrop::new(Box::new(0)),
+            retries: Vec::new(),
+            stats,
+            graves: Vec::new(),
+        };
+        Ok(LocalProactor {
+            inner: Rc::new(Inner {
+                st: RefCell::new(st),
+                probe,
+                park: Arc::new(turn::Park::new(efd)),
+                budget,
+            }),
+        })
+    }
+
+    /// The opcodes the kernel supports (probed once at start).
+    pub fn probe(&self) -> &Probe {
+        &self.inner.probe
+    }
+
+    /// The most ops in flight at once (`ProactorConfig::max_in_flight`).
+    pub fn max_in_flight(&self) -> u32 {
+        self.inner.budget
+    }
+
+    /// Counters, as of now. `enters` counts `io_uring_enter` calls.
+    pub fn stats(&self) -> ProactorStats {
+        self.inner.st.borrow().stats
+    }
+
+    /// Whether the ring has `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1).
+    pub fn defers_task_work(&self) -> bool {
+        self.inner
+            .st
+            .borrow()
+            .ring
+            .params()
+            .flags()
+            .contains(ring_io_sys::SetupFlags::DEFER_TASKRUN)
+    }
+
+    /// An op of `entry` whose completion `finish` turns into its output.
+    pub(crate) fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> LocalOp<O> {
+        LocalOp::new(self.inner.clone(), entry, Box::new(finish))
+    }
+
+    /// [`op`](Self::op) keeping `keep` (the files the entry names) alive
+    /// until the op finishes, or, if dropped, until its CQE.
+    pub(crate) fn op_with<O: 'static>(
+        &self,
+        entry: Entry,
+        keep: impl Send + 'static,
+        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
+    ) -> LocalOp<O> {
+        self.op(entry, move |res: io::Result<u32>, flags| {
+            let out = finish(res, flags);
+            drop(keep);
+            out
+        })
+    }
+}
+
+impl fmt::Debug for LocalProactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalProactor")
+            .field("max_in_flight", &self.inner.budget)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long the last handle's drop waits for the kernel to let go of
+/// cancelled requests before it leaks their memory instead.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // No op is alive (each holds an `Rc`): what is left in the kernel
+        // is orphans and the wake-up read. Cancel them all and reap until
+        // the kernel holds nothing, for a bounded time.
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let st = self.st.get_mut();
+        let mut graves = std::mem::take(&mut st.graves);
+        turn::cancel_all(st, &self.park);
+        while st.in_ring > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            turn::cancel_due(st);
+            let wait = st
+                .retries
+                .iter()
+                .map(|&(due, _)| due.saturating_duration_since(Instant::now()))
+                .min()
+                .map_or(left, |r| r.min(left));
+            let _ = st.ring.submitter().submit_and_wait_timeout(1, wait);
+            st.stats.enters += 1;
+            turn::reap(st, &mut graves);
+            // Resources of requests that ended are released (the wake-up
+            // read is cancelled, not re-armed).
+            turn::bury(&mut graves);
+        }
+        if st.in_ring == 0 {
+            // SAFETY: the kernel holds no request: nothing writes the
+            // wake-up buffer any more, and the ring is dropped once.
+            unsafe {
+                ManuallyDrop::drop(&mut st.wake_buf);
+                ManuallyDrop::drop(&mut st.ring);
+            }
+        } else {
+            // The kernel would not let go: leak the ring, and what the
+            // requests own, rather than free memory it may still write.
+            for slot in st.slab.slots.drain(..) {
+                if let LSlotState::Orphan(resources) = slot.state {
+                    std::mem::forget(resources);
+                }
+            }
+        }
+    }
+}

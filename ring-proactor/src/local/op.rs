@@ -1,0 +1,328 @@
+//! [`LocalOp`]: the future of one request of a [`LocalProactor`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use ring_io_ops::Entry;
+
+use super::{Inner, LSlot, LSlotState, LState, LocalProactor, Slab};
+use crate::op::{Finish, OpRelease};
+use crate::state::{CANCEL_BIT, Release, result, run_user, user_data};
+
+pub(crate) enum LStage {
+    /// Not yet polled.
+    New,
+    /// Waiting for the in-flight count to drop below the budget.
+    Credit,
+    /// In a slot with this `user_data`.
+    Submitted(u64),
+    /// Fails with this error when polled.
+    Failed(io::Error),
+    /// The output was returned.
+    Finished,
+}
+
+/// An operation of a [`LocalProactor`]: a `Future` of its output (the
+/// result and the buffers moved in), or [`wait`](LocalOp::wait)ed on. Its
+/// entry goes into the SQ when first polled, and to the kernel at the
+/// thread's next turn. Dropping it is safe at any point, as a
+/// [`Proactor`](crate::Proactor) op's (see [`Op`](crate::Op#dropping-and-cancelling)).
+#[must_use = "an op does nothing until it is polled or waited on"]
+pub struct LocalOp<O: 'static> {
+    pub(crate) inner: Rc<Inner>,
+    pub(crate) entry: Entry,
+    pub(crate) stage: LStage,
+    pub(crate) finish: Option<Box<dyn Finish<O>>>,
+}
+
+impl<O: 'static> LocalOp<O> {
+    pub(crate) fn new(inner: Rc<Inner>, entry: Entry, finish: Box<dyn Finish<O>>) -> Self {
+        LocalOp {
+            inner,
+            entry,
+            stage: LStage::New,
+            finish: Some(finish),
+        }
+    }
+
+    /// Runs the thread's [`LocalProactor`] until the op completes.
+    pub fn wait(self) -> O {
+        LocalProactor {
+            inner: self.inner.clone(),
+        }
+        .block_on(self)
+    }
+
+    /// Asks the kernel to cancel the op, and returns it: it completes as
+    /// usual, with `ECANCELED` if the kernel cancelled it, or with its own
+    /// output if it completed first (see [`Op::cancel`](crate::Op::cancel)).
+    /// An op never polled fails with `ECANCELED` without being submitted.
+    pub fn cancel(mut self) -> Self {
+        match std::mem::replace(&mut self.stage, LStage::Finished) {
+            LStage::New | LStage::Credit => {
+                self.stage = LStage::Failed(io::Error::from_raw_os_error(libc::ECANCELED));
+            }
+            LStage::Submitted(ud) => {
+                self.stage = LStage::Submitted(ud);
+                let mut st = self.inner.st.borrow_mut();
+                let slot = &mut st.slab.slots[ud as u32 as usize];
+                if matches!(slot.state, LSlotState::Waiting(_)) && slot.attempts == 0 {
+                    slot.attempts = 1;
+                    st.push_cancel(ud);
+                }
+            }
+            stage => self.stage = stage,
+        }
+        self
+    }
+
+    fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
+        self.stage = LStage::Finished;
+        self.finish
+            .take()
+            .expect("an op completes once")
+            .finish(res, flags)
+    }
+
+    /// Takes a slot and pushes the entry (the kernel sees it at the next
+    /// turn); waits for room under the budget.
+    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<O> {
+        if let Err(unsupported) = self.inner.probe.check(self.entry.opcode()) {
+            return Poll::Ready(self.complete(Err(unsupported.into()), 0));
+        }
+        // Cloned before borrowing: cloning a waker is user code.
+        let waker = cx.waker().clone();
+        let stage = {
+            let mut st = self.inner.st.borrow_mut();
+            let st = &mut *st;
+            if st.slab.in_flight >= self.inner.budget {
+                st.slab.credit_waiters.push_back(waker);
+                LStage::Credit
+            } else if let Some(ud) = st.slab.alloc(waker) {
+                st.push(self.entry.user_data(ud));
+                LStage::Submitted(ud)
+            } else {
+                LStage::Failed(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
+                ))
+            }
+        };
+        if let LStage::Failed(e) = stage {
+            return Poll::Ready(self.complete(Err(e), 0));
+        }
+        self.stage = stage;
+        Poll::Pending
+    }
+}
+
+impl Slab {
+    /// A slot for a new request, waiting with `waker`; `None` if the slab
+    /// is at its largest.
+    pub(crate) fn alloc(&mut self, waker: Waker) -> Option<u64> {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                let index = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&i| i < CANCEL_BIT)?;
+                self.slots.push(LSlot {
+                    tag: 0,
+                    attempts: 0,
+                    state: LSlotState::Free,
+                });
+                index
+            }
+        };
+        let tag = self.tags.next();
+        let slot = &mut self.slots[index as usize];
+        slot.tag = tag;
+        slot.attempts = 0;
+        slot.state = LSlotState::Waiting(Some(waker));
+        self.in_flight += 1;
+        Some(user_data(index, tag))
+    }
+
+    /// The slot of a request that is done with goes back; a credit waiter
+    /// (to wake after the borrow ends) may take its place.
+    pub(crate) fn free_slot(&mut self, index: u32) -> Option<Waker> {
+        let slot = &mut self.slots[index as usize];
+        slot.state = LSlotState::Free;
+        // A new tag at once: nothing names the freed slot any more.
+        slot.tag = slot.tag.wrapping_add(1);
+        self.free.push(index);
+        self.in_flight -= 1;
+        self.credit_waiters.pop_front()
+    }
+}
+
+impl LState {
+    /// Pushes an entry into the SQ, submitting first if it is full.
+    pub(crate) fn push(&mut self, mut entry: Entry) {
+        loop {
+            // SAFETY: every pointer in `entry` targets memory its op owns
+            // (or the wake-up buffer), kept until the request's CQE: in the
+            // op, or orphaned in its slot, or leaked if the kernel never
+            // lets go.
+            match unsafe { self.ring.sq().push(entry) } {
+                Ok(()) => {
+                    self.in_ring += 1;
+                    self.stats.max_in_ring = self.stats.max_in_ring.max(self.in_ring);
+                    return;
+                }
+                Err(full) => {
+                    entry = full.0;
+                    if let Err(e) = self.ring.submitter().submit() {
+                        // Only a ring that is broken fails here; retrying
+                        // is all that can be done (its requests own memory
+                        // that must not be abandoned).
+                        eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    self.stats.enters += 1;
+                }
+            }
+        }
+    }
+}
+
+impl<O: 'static> Unpin for LocalOp<O> {}
+
+impl<O: 'static> Future for LocalOp<O> {
+    type Output = O;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let this = &mut *self;
+        match std::mem::replace(&mut this.stage, LStage::Finished) {
+            LStage::Finished => panic!("a LocalOp polled after it completed"),
+            LStage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
+            LStage::New | LStage::Credit => this.submit(cx),
+            LStage::Submitted(ud) => {
+                this.stage = LStage::Submitted(ud);
+                let index = ud as u32;
+                let done = {
+                    let mut st = this.inner.st.borrow_mut();
+                    match &mut st.slab.slots[index as usize].state {
+                        LSlotState::Done(res, flags) => {
+                            let (res, flags) = (*res, *flags);
+                            Some((res, flags, st.slab.free_slot(index)))
+                        }
+                        LSlotState::Waiting(waker) => {
+                            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                                return Poll::Pending;
+                            }
+                            None
+                        }
+                        LSlotState::Free | LSlotState::Orphan(_) => {
+                            unreachable!("a live op's slot is neither free nor orphaned")
+                        }
+                    }
+                };
+                if let Some((res, flags, next)) = done {
+                    if let Some(next) = next {
+                        run_user(|| next.wake());
+                    }
+                    return Poll::Ready(this.complete(result(res), flags));
+                }
+                // A new waker, cloned with the state unborrowed (user code).
+                let fresh = cx.waker().clone();
+                let old = match &mut this.inner.st.borrow_mut().slab.slots[index as usize].state {
+                    LSlotState::Waiting(waker) => waker.replace(fresh),
+                    // Completed meanwhile (the clone ran user code that
+                    // drove the ring): taken at the next poll.
+                    _ => Some(fresh),
+                };
+                drop(old);
+                // If it completed meanwhile, the fresh waker is not where a
+                // completion looks: poll again now.
+                if !matches!(
+                    this.inner.st.borrow().slab.slots[index as usize].state,
+                    LSlotState::Waiting(_)
+                ) {
+                    return Pin::new(this).poll(cx);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<O: 'static> Drop for LocalOp<O> {
+    fn drop(&mut self) {
+        let finish = self.finish.take();
+        match std::mem::replace(&mut self.stage, LStage::Finished) {
+            LStage::Submitted(ud) => {
+                let Some(finish) = finish else { return };
+                let mut st = self.inner.st.borrow_mut();
+                let index = ud as u32;
+                let slot = &mut st.slab.slots[index as usize];
+                match std::mem::replace(&mut slot.state, LSlotState::Free) {
+                    LSlotState::Done(res, flags) => {
+                        // Completed, never taken: what the result carries
+                        // (an fd) is released with the resources.
+                        let next = st.slab.free_slot(index);
+                        drop(st);
+                        run_user(|| OpRelease(Some(finish)).release(res, flags));
+                        if let Some(next) = next {
+                            run_user(|| next.wake());
+                        }
+                    }
+                    LSlotState::Waiting(waker) => {
+                        // Still in the kernel: its resources wait in the
+                        // slot for the CQE, and the kernel is asked to
+                        // cancel it.
+                        slot.state = LSlotState::Orphan(Box::new(OpRelease(Some(finish))));
+                        slot.attempts = 1;
+                        st.push_cancel(ud);
+                        drop(st);
+                        drop(waker);
+                    }
+                    LSlotState::Free | LSlotState::Orphan(_) => {
+                        unreachable!("a live op's slot is neither free nor orphaned")
+                    }
+                }
+            }
+            LStage::Credit => {
+                // It may have been woken for room it will not take: pass
+                // the wake-up on.
+                let next = self.inner.st.borrow_mut().slab.credit_waiters.pop_front();
+                drop(finish);
+                if let Some(next) = next {
+                    run_user(|| next.wake());
+                }
+            }
+            LStage::New | LStage::Failed(_) | LStage::Finished => drop(finish),
+        }
+    }
+}
+
+impl LState {
+    /// Asks the kernel to cancel the request `ud`.
+    pub(crate) fn push_cancel(&mut self, ud: u64) {
+        let entry = ring_io_ops::AsyncCancel::new(ud)
+            .build()
+            .user_data(ud | u64::from(CANCEL_BIT));
+        self.push(entry);
+        self.stats.cancels += 1;
+    }
+}
+
+impl<O: 'static> fmt::Debug for LocalOp<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            LStage::New => "new",
+            LStage::Credit => "waiting for room",
+            LStage::Submitted(_) => "submitted",
+            LStage::Failed(_) => "failed",
+            LStage::Finished => "finished",
+        };
+        f.debug_struct("LocalOp")
+            .field("opcode", &self.entry.opcode())
+            .field("stage", &stage)
+            .finish()
+    }
+}

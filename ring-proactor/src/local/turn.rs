@@ -1,0 +1,349 @@
+//! Driving a [`LocalProactor`]: one turn (submit, maybe wait, reap,
+//! dispatch), `block_on`, `park`, `drive`, and the [`LocalUnparker`] that
+//! ends a wait from another thread.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use ring_io_ops::Fd;
+
+use super::{Inner, LSlotState, LState, LocalProactor};
+use crate::driver::{RETRY_FIRST, RETRY_MAX, Wait};
+use crate::state::{CANCEL_BIT, Release, WAKE_INDEX, run_user, user_data};
+
+/// What a turn collected to run after its borrow of the state ends.
+pub(crate) enum Grave {
+    Wake(Waker),
+    /// A dropped op's resources, with the CQE to release through them.
+    Release(Box<dyn Release>, i32, u32),
+}
+
+pub(crate) fn bury(graves: &mut Vec<Grave>) {
+    for grave in graves.drain(..) {
+        match grave {
+            Grave::Wake(w) => run_user(|| w.wake()),
+            Grave::Release(mut resources, res, flags) => run_user(move || {
+                resources.release(res, flags);
+                drop(resources);
+            }),
+        }
+    }
+}
+
+/// The thread's park state, shared with its [`LocalUnparker`]s.
+pub(crate) struct Park {
+    /// A wake-up came since the thread last looked.
+    pub(crate) woken: AtomicBool,
+    /// The thread is (about to be) waiting in the kernel.
+    in_kernel: AtomicBool,
+    /// The eventfd the wake-up read targets.
+    efd: File,
+    thread: ThreadId,
+}
+
+impl Park {
+    pub(crate) fn new(efd: OwnedFd) -> Self {
+        Park {
+            woken: AtomicBool::new(false),
+            in_kernel: AtomicBool::new(false),
+            efd: File::from(efd),
+            thread: thread::current().id(),
+        }
+    }
+}
+
+/// Ends a wait of a [`LocalProactor`]'s thread in the kernel, from any
+/// thread: the waker of its [`block_on`](LocalProactor::block_on), and what
+/// an executor that [`park`](LocalProactor::park)s on it calls from its
+/// wakers.
+#[derive(Clone)]
+pub struct LocalUnparker {
+    park: Arc<Park>,
+}
+
+impl LocalUnparker {
+    /// Ends the thread's current or next wait (a wake-up before it waits
+    /// makes its next turn return at once).
+    pub fn unpark(&self) {
+        // SeqCst, as the turn's: one of the two sees the other's store.
+        self.park.woken.store(true, Ordering::SeqCst);
+        if self.park.thread != crate::drive::me() && self.park.in_kernel.load(Ordering::SeqCst) {
+            // A failed write means the counter is saturated: a wake-up is
+            // pending anyway.
+            let _ = (&self.park.efd).write(&1u64.to_ne_bytes());
+        }
+    }
+}
+
+impl Wake for LocalUnparker {
+    fn wake(self: Arc<Self>) {
+        self.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.unpark();
+    }
+}
+
+impl std::fmt::Debug for LocalUnparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalUnparker")
+            .field("thread", &self.park.thread)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every request in the kernel is asked to cancel (the last handle is
+/// being dropped); the wake-up read is ended by writing its eventfd.
+pub(crate) fn cancel_all(st: &mut LState, park: &Park) {
+    if st.wake_armed {
+        let _ = (&park.efd).write(&1u64.to_ne_bytes());
+    }
+    let mut targets = Vec::new();
+    for (i, slot) in st.slab.slots.iter().enumerate() {
+        if let LSlotState::Orphan(_) | LSlotState::Waiting(_) = slot.state {
+            targets.push(user_data(i as u32, slot.tag));
+        }
+    }
+    for ud in targets {
+        st.push_cancel(ud);
+    }
+}
+
+/// Cancellations whose backoff has passed are sent again, for requests
+/// still in the kernel.
+pub(crate) fn cancel_due(st: &mut LState) {
+    let now = Instant::now();
+    let mut i = 0;
+    while i < st.retries.len() {
+        let (due, ud) = st.retries[i];
+        if due > now {
+            i += 1;
+            continue;
+        }
+        st.retries.swap_remove(i);
+        let index = ud as u32;
+        let live = st
+            .slab
+            .slots
+            .get_mut(index as usize)
+            .filter(|s| s.tag == (ud >> 32) as u32 && s.cancelling());
+        if let Some(slot) = live {
+            slot.attempts = slot.attempts.saturating_add(1);
+            st.push_cancel(ud);
+            st.stats.cancel_retries += 1;
+        }
+    }
+}
+
+/// Takes every CQE and dispatches it; what it frees or wakes goes to
+/// `graves`. A CQE is taken for a request's only if its `user_data` names
+/// a request in the kernel (slot and tag) or the armed wake-up read;
+/// anything else is counted in `unexpected_cqes`.
+pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
+    let LState {
+        ring,
+        slab,
+        in_ring,
+        wake_armed,
+        wake_ud,
+        retries,
+        stats,
+        ..
+    } = st;
+    for cqe in ring.cq() {
+        let ud = cqe.user_data();
+        let (res, flags) = (cqe.res(), cqe.flags().bits());
+        if *wake_armed && ud == *wake_ud {
+            *wake_armed = false;
+            *in_ring -= 1;
+            continue;
+        }
+        let low = ud as u32;
+        if low != WAKE_INDEX && low & CANCEL_BIT != 0 {
+            // A cancellation's CQE (counted only in `in_ring`: a forged one
+            // would make that wrong, so it never goes below 0).
+            *in_ring = in_ring.saturating_sub(1);
+            let target = ud & !u64::from(CANCEL_BIT);
+            let slot = slab
+                .slots
+                .get(target as u32 as usize)
+                .filter(|s| s.tag == (target >> 32) as u32 && s.cancelling());
+            if let (true, Some(slot)) = (res < 0, slot) {
+                // Not found yet, or running: ask again after a backoff.
+                let shift = slot.attempts.saturating_sub(1).min(6);
+                let backoff = (RETRY_FIRST * (1 << shift)).min(RETRY_MAX);
+                retries.push((Instant::now() + backoff, target));
+            }
+            continue;
+        }
+        let Some(slot) = slab.slots.get_mut(low as usize).filter(|s| {
+            s.tag == (ud >> 32) as u32
+                && matches!(s.state, LSlotState::Waiting(_) | LSlotState::Orphan(_))
+        }) else {
+            stats.unexpected_cqes += 1;
+            continue;
+        };
+        *in_ring -= 1;
+        stats.completed += 1;
+        match std::mem::replace(&mut slot.state, LSlotState::Done(res, flags)) {
+            LSlotState::Waiting(waker) => {
+                if let Some(w) = waker {
+                    graves.push(Grave::Wake(w));
+                }
+            }
+            LSlotState::Orphan(resources) => {
+                graves.push(Grave::Release(resources, res, flags));
+                if let Some(next) = slab.free_slot(low) {
+                    graves.push(Grave::Wake(next));
+                }
+                stats.orphans_freed += 1;
+            }
+            LSlotState::Free | LSlotState::Done(..) => unreachable!("checked above"),
+        }
+    }
+}
+
+impl LState {
+    /// Arms the eventfd read that ends a wait when another thread wakes
+    /// this one.
+    fn arm_wake(&mut self, efd: &File) {
+        let ptr: *mut u64 = &mut **self.wake_buf;
+        let ud = user_data(WAKE_INDEX, self.slab.tags.next());
+        let entry = ring_io_ops::Read::new(Fd(efd.as_raw_fd()), ptr.cast(), 8)
+            .build()
+            .user_data(ud);
+        self.push(entry);
+        self.wake_armed = true;
+        self.wake_ud = ud;
+    }
+}
+
+impl Inner {
+    /// One turn: send due cancellations, submit what was pushed, wait for
+    /// a completion if `wait` says so (and no wake-up came), reap and
+    /// dispatch. User code (wakers, drops) runs after the borrow ends.
+    pub(crate) fn turn(&self, wait: Wait) {
+        let mut graves;
+        {
+            let mut st = self.st.borrow_mut();
+            let st = &mut *st;
+            graves = std::mem::take(&mut st.graves);
+            if !st.retries.is_empty() {
+                cancel_due(st);
+            }
+            let mut block = matches!(wait, Wait::For(_));
+            if block {
+                if !st.wake_armed {
+                    st.arm_wake(&self.park.efd);
+                }
+                // SeqCst, as the unparker's: either it sees `in_kernel`
+                // and writes the eventfd, or this sees its `woken`.
+                self.park.in_kernel.store(true, Ordering::SeqCst);
+                if self.park.woken.load(Ordering::SeqCst) {
+                    block = false;
+                }
+            }
+            let bound = match wait {
+                Wait::For(t) => t,
+                Wait::No => None,
+            };
+            let timeout = st
+                .retries
+                .iter()
+                .map(|&(due, _)| due.saturating_duration_since(Instant::now()))
+                .chain(bound)
+                .min();
+            let res = match (block, timeout) {
+                (false, _) => st.ring.submitter().submit(),
+                (true, Some(t)) if t.is_zero() => st.ring.submitter().submit(),
+                (true, Some(t)) => st.ring.submitter().submit_and_wait_timeout(1, t),
+                (true, None) => st.ring.submitter().submit_and_wait(1),
+            };
+            self.park.in_kernel.store(false, Ordering::SeqCst);
+            st.stats.enters += 1;
+            if let Err(e) = res {
+                if e.kind() != std::io::ErrorKind::TimedOut {
+                    // The requests in the ring own memory that must not
+                    // be abandoned: all there is to do is try again.
+                    eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            reap(st, &mut graves);
+            st.stats.cq_overflow = st.ring.overflow();
+        }
+        if !graves.is_empty() {
+            bury(&mut graves);
+        }
+        // The emptied vector goes back for its capacity (unless a nested
+        // turn, run by the user code just buried, put one back first).
+        if let Ok(mut st) = self.st.try_borrow_mut() {
+            if st.graves.capacity() == 0 {
+                st.graves = graves;
+            }
+        }
+    }
+}
+
+impl LocalProactor {
+    /// Runs `future` to completion on this thread, driving the ring while
+    /// it is pending: a turn submits the ops it polled in one
+    /// `io_uring_enter` and waits there for a completion (or a wake-up from
+    /// another thread).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let park = &self.inner.park;
+        let waker = Waker::from(Arc::new(LocalUnparker { park: park.clone() }));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        let out = loop {
+            park.woken.store(false, Ordering::SeqCst);
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                break out;
+            }
+            if park.woken.swap(false, Ordering::SeqCst) {
+                // Woken while polling: submit what it pushed, poll again.
+                self.inner.turn(Wait::No);
+            } else {
+                self.inner.turn(Wait::For(None));
+            }
+        };
+        // A `block_on` inside another's turn (a waker or drop that waits)
+        // may have taken the outer one's wake-up: the outer polls again.
+        park.woken.store(true, Ordering::SeqCst);
+        out
+    }
+
+    /// Blocks the thread until a completion arrives, `timeout` passes, or
+    /// an [`unparker`](LocalProactor::unparker) is used, submitting what
+    /// ops pushed and dispatching what completed: what a single-thread
+    /// executor calls when its tasks are all pending.
+    pub fn park(&self, timeout: Option<Duration>) {
+        if self.inner.park.woken.swap(false, Ordering::SeqCst) {
+            self.inner.turn(Wait::No);
+        } else {
+            self.inner.turn(Wait::For(timeout));
+        }
+    }
+
+    /// One turn without blocking: submits what ops pushed and dispatches
+    /// what completed (waking their tasks).
+    pub fn drive(&self) {
+        self.inner.turn(Wait::No);
+    }
+
+    /// What ends this thread's [`park`](LocalProactor::park) from any
+    /// thread (`Send + Sync`; a `Waker` through `Waker::from(Arc::new(..))`).
+    pub fn unparker(&self) -> LocalUnparker {
+        LocalUnparker {
+            park: self.inner.park.clone(),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The LocalProactor on the running kernel: ops on one thread, driven by
+//! `block_on`, `park` or `drive`; wake-ups from other threads; drops,
+//! cancellation and the budget; shutdown with requests in the kernel.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ring_io_proactor::{LocalProactor, ProactorConfig};
+
+fn local() -> LocalProactor {
+    LocalProactor::new(ProactorConfig::new(16)).expect("a LocalProactor on this kernel")
+}
+
+#[test]
+fn nops_complete_in_one_enter_per_batch() {
+    let p = local();
+    let n = p.block_on(async {
+        let ops: Vec<_> = (0..64).map(|_| p.nop()).collect();
+        let mut n = 0;
+        for op in ops {
+            op.await.unwrap();
+            n += 1;
+        }
+        n
+    });
+    assert_eq!(n, 64);
+    let stats = p.stats();
+    assert_eq!(stats.completed, 64);
+    assert!(stats.enters <= 4 * 64, "{stats:?}");
+    // Polled one at a time, each op waits for one turn.
+    for _ in 0..10 {
+        p.nop().wait().unwrap();
+    }
+    assert_eq!(p.stats().completed, 74);
+}
+
+#[test]
+fn a_timeout_takes_its_time_and_a_cancelled_one_ends_at_once() {
+    let p = local();
+    let start = Instant::now();
+    p.timeout(Duration::from_millis(20)).wait().unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    // Cancelled once submitted: ECANCELED, long before its time.
+    let start = Instant::now();
+    let res = p.block_on(async {
+        let mut t = p.timeout(Duration::from_secs(60));
+        // Submit it (one poll), then cancel it.
+        let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut t).poll(cx))).await;
+        assert!(first.is_pending());
+        t.cancel().await
+    });
+    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // Never polled: not submitted at all.
+    let before = p.stats();
+    let res = p.timeout(Duration::from_secs(60)).cancel().wait();
+    assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(p.stats().completed, before.completed);
+}
+
+#[test]
+fn a_dropped_op_is_cancelled_and_freed_after_its_cqe() {
+    let p = local();
+    let mut t = p.timeout(Duration::from_secs(60));
+    assert!(
+        Pin::new(&mut t)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    p.drive();
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed == 0 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        p.park(Some(Duration::from_millis(10)));
+    }
+    let stats = p.stats();
+    assert_eq!((stats.cancels, stats.orphans_freed), (1, 1), "{stats:?}");
+}
+
+/// A one-shot channel whose sender wakes the receiving task from another
+/// thread.
+#[derive(Default)]
+struct Slot {
+    value: Option<u32>,
+    waker: Option<Waker>,
+}
+
+#[test]
+fn block_on_wakes_for_another_threads_wake_up() {
+    let p = local();
+    let slot = Arc::new(Mutex::new(Slot::default()));
+    let sender = {
+        let slot = slot.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            let mut s = slot.lock().unwrap();
+            s.value = Some(7);
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        })
+    };
+    let start = Instant::now();
+    let got = p.block_on(poll_fn(|cx| {
+        let mut s = slot.lock().unwrap();
+        match s.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }));
+    assert_eq!(got, 7);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    sender.join().unwrap();
+}
+
+#[test]
+fn an_executor_that_parks_is_woken_by_the_unparker() {
+    let p = local();
+    let waker = Waker::from(Arc::new(p.unparker()));
+    let mut cx = Context::from_waker(&waker);
+    // A task pending on an op and on a value another thread sends.
+    let slot = Arc::new(Mutex::new(Slot::default()));
+    let sender = {
+        let slot = slot.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            let mut s = slot.lock().unwrap();
+            s.value = Some(1);
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        })
+    };
+    let mut task = Box::pin(async {
+        p.nop().await.unwrap();
+        poll_fn(|cx| {
+            let mut s = slot.lock().unwrap();
+            match s.value.take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    s.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let v = loop {
+        if let Poll::Ready(v) = task.as_mut().poll(&mut cx) {
+            break v;
+        }
+        assert!(Instant::now() < deadline);
+        p.park(None);
+    };
+    assert_eq!(v, 1);
+    sender.join().unwrap();
+}
+
+#[test]
+fn the_budget_bounds_ops_in_flight_and_each_completes_once() {
+    let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(3)).unwrap();
+    let done = p.block_on(async {
+        let mut ops: Vec<_> = (0..50).map(|_| Some(p.nop())).collect();
+        let mut done = 0;
+        poll_fn(|cx| {
+            for op in ops.iter_mut() {
+                if let Some(o) = op {
+                    if let Poll::Ready(r) = Pin::new(o).poll(cx) {
+                        r.unwrap();
+                        *op = None;
+                        done += 1;
+                    }
+                }
+            }
+            if done == 50 {
+                Poll::Ready(done)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    });
+    assert_eq!(done, 50);
+    let stats = p.stats();
+    assert_eq!(stats.completed, 50);
+    // Three ops and the wake-up read.
+    assert!(stats.max_in_ring <= 4, "{stats:?}");
+}
+
+#[test]
+fn dropping_the_last_handle_with_requests_in_the_kernel_waits_for_them() {
+    let p = local();
+    let mut ops: Vec<_> = (0..8).map(|_| p.timeout(Duration::from_secs(60))).collect();
+    for op in &mut ops {
+        assert!(
+            Pin::new(op)
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+    }
+    // A park arms the read that lets other threads wake this one: it is
+    // in the kernel too.
+    p.park(Some(Duration::from_millis(1)));
+    let start = Instant::now();
+    drop(ops);
+    drop(p);
+    // Cancelled at once, not waited out (for the 2 s after which the
+    // ring would be leaked).
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_local_proactor_is_set_up_with_deferred_task_work_where_the_kernel_has_it() {
+    let p = local();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().unwrap().parse().unwrap();
+    let minor: u32 = parts.next().unwrap().parse().unwrap();
+    assert_eq!(p.defers_task_work(), (major, minor) >= (6, 1), "{release}");
+}
