@@ -230,4 +230,29 @@ fn a_local_proactor_is_set_up_with_deferred_task_work_where_the_kernel_has_it() 
     let major: u32 = parts.next().unwrap().parse().unwrap();
     let minor: u32 = parts.next().unwrap().parse().unwrap();
     assert_eq!(p.defers_task_work(), (major, minor) >= (6, 1), "{release}");
+    assert_eq!(p.has_no_fd(), (major, minor) >= (6, 5), "{release}");
+}
+
+/// A ring without an fd takes one of the thread's 16 registered-ring
+/// slots: the 17th LocalProactor of a thread gets a ring with an fd
+/// instead, and works; dropped, each gives its slot back.
+#[test]
+fn more_local_proactors_than_registered_ring_slots_all_work() {
+    let no_fd = local().has_no_fd();
+    for _round in 0..3 {
+        let ps: Vec<_> = (0..20).map(|_| local()).collect();
+        for p in &ps {
+            p.nop().wait().unwrap();
+        }
+        let without = ps.iter().filter(|p| p.has_no_fd()).count();
+        if no_fd {
+            // The test harness's thread may hold none of its slots.
+            assert!(
+                (15..=16).contains(&without),
+                "{without} rings without an fd"
+            );
+        } else {
+            assert_eq!(without, 0);
+        }
+    }
 }

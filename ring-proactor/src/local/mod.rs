@@ -50,7 +50,9 @@ pub use turn::LocalUnparker;
 /// the op owns; dropping an op in flight cancels it and keeps its buffers
 /// until the kernel is done with them; a CQE that names no request of this
 /// ring is counted ([`ProactorStats::unexpected_cqes`]) and changes
-/// nothing; dropping the last handle (the LocalProactor and its ops)
+/// nothing (from Linux 6.5 the ring has no fd at all,
+/// [`has_no_fd`](LocalProactor::has_no_fd), so no other code in the
+/// process can post one into it); dropping the last handle (the LocalProactor and its ops)
 /// cancels what is left and waits (at most 2 s) for the kernel to let go,
 /// leaking the ring and the buffers of a request it would not cancel
 /// rather than freeing memory the kernel may still write.
@@ -169,15 +171,20 @@ impl LocalProactor {
         // SAFETY: `raw` is a new fd that nothing else owns.
         let efd = unsafe { OwnedFd::from_raw_fd(raw) };
         let builder = config.local_builder();
-        let ring = match builder.clone().defer_taskrun().build() {
-            Ok(ring) => ring,
-            // Before 6.1 (SINGLE_ISSUER 6.0, DEFER_TASKRUN 6.1): the
-            // kernel refuses the flags with EINVAL, or the builder names
-            // them unsupported.
-            Err(_) => builder
-                .build()
-                .map_err(crate::proactor::proactor_setup_error)?,
-        };
+        // The best ring the kernel offers: no fd at all (6.5: nothing else
+        // in the process can name it, so no CQE can be forged into it),
+        // then task work deferred to this thread (6.1), then the defaults.
+        // An older kernel refuses the flags (EINVAL, or the builder names
+        // them unsupported); a thread whose 16 registered-ring slots are
+        // taken refuses the first (EBUSY).
+        let ring = builder
+            .clone()
+            .defer_taskrun()
+            .registered_fd_only()
+            .build()
+            .or_else(|_| builder.clone().defer_taskrun().build())
+            .or_else(|_| builder.build())
+            .map_err(crate::proactor::proactor_setup_error)?;
         let probe = ring.probe().map_err(SetupError::Io)?;
         let stats = ProactorStats {
             cq_entries: ring.params().cq_entries(),
@@ -228,13 +235,22 @@ impl LocalProactor {
 
     /// Whether the ring has `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1).
     pub fn defers_task_work(&self) -> bool {
-        self.inner
-            .st
-            .borrow()
-            .ring
-            .params()
-            .flags()
+        self.setup_flags()
             .contains(ring_io_sys::SetupFlags::DEFER_TASKRUN)
+    }
+
+    /// Whether the ring has no fd (`IORING_SETUP_REGISTERED_FD_ONLY`, Linux
+    /// 6.5): only this thread's registered-ring table names it, so no other
+    /// code in the process can post a completion into it
+    /// (`IORING_OP_MSG_RING` needs an fd).
+    pub fn has_no_fd(&self) -> bool {
+        self.setup_flags()
+            .contains(ring_io_sys::SetupFlags::REGISTERED_FD_ONLY)
+    }
+
+    /// The ring's setup flags.
+    fn setup_flags(&self) -> ring_io_sys::SetupFlags {
+        self.inner.st.borrow().ring.params().flags()
     }
 
     /// An op of `entry` whose completion `finish` turns into its output.
