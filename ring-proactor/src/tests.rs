@@ -233,3 +233,13 @@ fn the_fallback_thread_stops_watching_once_callers_stop_driving() {
         thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[test]
+fn tags_differ_between_proactors_and_from_one_to_the_next() {
+    let (mut a, mut b) = (crate::state::Tags::default(), crate::state::Tags::default());
+    let (a1, a2, b1, b2) = (a.next(), a.next(), b.next(), b.next());
+    // Each false failure has a chance of 2^-64.
+    assert!((a1, a2) != (b1, b2), "two seeds drew the same tags");
+    let c = crate::state::Tags::default().next();
+    assert!((a1, b1) != (c, c));
+}
