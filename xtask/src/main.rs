@@ -428,6 +428,8 @@ fn ci_asan() -> Result<bool> {
                 "proactor_adversarial",
                 "--test",
                 "cancel",
+                "--test",
+                "local",
                 "-p",
                 "ring-io-driver",
                 "--test",
