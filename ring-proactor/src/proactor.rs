@@ -1,5 +1,7 @@
 //! [`Proactor`]: setup, shutdown, and the helpers every op is built with.
 
+#[cfg(doc)]
+use crate::Op;
 use std::fmt;
 use std::fs::File;
 use std::io::{self};
@@ -15,14 +17,11 @@ use {
     ring_io_driver::Ring,
 };
 
-use ring_io_ops::Entry;
-
 use ring_io_driver::{Probe, SetupError};
 
 use crate::config::*;
 use crate::driver::*;
 use crate::fixed::Pool;
-use crate::op::*;
 use crate::state::*;
 
 /// How long dropping a [`Proactor`] waits for the last CQEs before it
@@ -233,7 +232,7 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   that calls `wait()` does not cancel a server's idle receives
 ///   ([`ProactorStats::resubmitted`] counts them). Not submitted again,
 ///   and so ended with `ECANCELED`: members of linked chains
-///   ([`Op::link`]), `connect` and timeouts (which cannot simply run
+///   ([`Op::link`](crate::Op::link)), `connect` and timeouts (which cannot simply run
 ///   again), and requests made before a [`cancel_fd`](Proactor::cancel_fd)
 ///   that was still to come (the `ECANCELED` may be its). Where that
 ///   matters, drive from threads that outlive the ops (the thread of an
@@ -387,64 +386,6 @@ impl Proactor {
     /// Counters, as of now.
     pub fn stats(&self) -> ProactorStats {
         self.shared.lock().stats
-    }
-
-    pub(crate) fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> Op<O> {
-        Op {
-            shared: self.shared.clone(),
-            entry,
-            stage: Stage::New,
-            finish: Some(Box::new(finish)),
-        }
-    }
-
-    /// [`op`](Self::op) for an entry naming files: `keep` (the [`OpFd`]s)
-    /// stays alive until the op finishes, or, if its future is dropped,
-    /// until its last CQE.
-    pub(crate) fn op_with<O: 'static>(
-        &self,
-        entry: Entry,
-        keep: impl Send + 'static,
-        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
-    ) -> Op<O> {
-        self.op(entry, move |res: io::Result<u32>, flags| {
-            let out = finish(res, flags);
-            drop(keep);
-            out
-        })
-    }
-
-    /// An error if the running kernel is older than `major.minor`.
-    pub(crate) fn needs(&self, major: u16, minor: u16, what: &'static str) -> Option<io::Error> {
-        let kernel = self.shared.probe.kernel()?;
-        (!kernel.at_least(major, minor)).then(|| {
-            ring_io_ops::Unsupported {
-                what,
-                needs: Some((major, minor)),
-                kernel: Some(kernel),
-            }
-            .into()
-        })
-    }
-
-    /// An op that fails at once with `error` (an argument the kernel would
-    /// never see, such as a path with a NUL byte).
-    pub(crate) fn failed<T: 'static>(&self, error: io::Error) -> Op<io::Result<T>> {
-        self.failed_op(error, |res: io::Result<u32>, _| {
-            res.and_then(|_| Err(io::Error::other("unreachable")))
-        })
-    }
-
-    /// An op that fails at once with `error`: `finish` makes its output
-    /// from `Err(error)`.
-    pub(crate) fn failed_op<O: 'static>(
-        &self,
-        error: io::Error,
-        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
-    ) -> Op<O> {
-        let mut op = self.op(ring_io_ops::Nop::new().build(), finish);
-        op.stage = Stage::Failed(error);
-        op
     }
 }
 

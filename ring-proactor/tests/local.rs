@@ -256,3 +256,85 @@ fn more_local_proactors_than_registered_ring_slots_all_work() {
         }
     }
 }
+
+fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    let (r, w) = std::io::pipe().unwrap();
+    (r.into(), w.into())
+}
+
+#[test]
+fn files_are_written_and_read_back() {
+    let p = local();
+    let path = std::env::temp_dir().join(format!("ring-local-{}", std::process::id()));
+    let file = Arc::new(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap(),
+    );
+    std::fs::remove_file(&path).unwrap();
+    p.block_on(async {
+        let (n, _) = p.write(&file, b"hello, local".to_vec(), 0).await;
+        assert_eq!(n.unwrap(), 12);
+        p.fsync(&file, true).await.unwrap();
+        let (n, buf) = p.read(&file, vec![0u8; 64], 7).await;
+        assert_eq!(&buf[..n.unwrap()], b"local");
+        let (n, bufs) = p.readv(&file, vec![vec![0u8; 5], vec![0u8; 7]], 0).await;
+        assert_eq!(n.unwrap(), 12);
+        assert_eq!(
+            (&bufs[0][..], &bufs[1][..]),
+            (&b"hello"[..], &b", local"[..])
+        );
+    });
+}
+
+#[test]
+fn a_tcp_echo_between_two_local_ops() {
+    use futures_util::future::join;
+    let p = local();
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let client = Arc::new(std::net::TcpStream::connect(addr).unwrap());
+    p.block_on(async {
+        let server = p.accept(&listener).await.unwrap();
+        let server = Arc::new(server);
+        for i in 0..100u32 {
+            let msg = i.to_le_bytes().to_vec();
+            let (sent, (got, buf)) = join(
+                p.send(&client, msg.clone(), 0),
+                p.recv(&server, Vec::with_capacity(16), 0),
+            )
+            .await;
+            assert_eq!(sent.0.unwrap(), 4);
+            assert_eq!(&buf[..got.unwrap()], &msg[..]);
+        }
+    });
+    assert_eq!(p.stats().completed, 201);
+}
+
+#[test]
+fn a_dropped_read_leaves_the_data_for_the_next() {
+    let p = local();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut read = p.read(&r, vec![0u8; 8], u64::MAX);
+    assert!(
+        Pin::new(&mut read)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    p.drive();
+    drop(read);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().orphans_freed == 0 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        p.park(Some(Duration::from_millis(10)));
+    }
+    use std::io::Write as _;
+    std::fs::File::from(w).write_all(b"kept").unwrap();
+    let (n, buf) = p.read(&r, vec![0u8; 8], u64::MAX).wait();
+    assert_eq!(&buf[..n.unwrap()], b"kept");
+}

@@ -8,7 +8,8 @@
 //! the thread submits and reaps when it drives ([`LocalProactor::block_on`],
 //! [`LocalOp::wait`], [`LocalProactor::park`], [`LocalProactor::drive`]).
 
-mod op;
+pub(crate) mod op;
+mod ops;
 mod turn;
 
 use std::cell::RefCell;
@@ -22,10 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ring_io_driver::{Probe, Ring, SetupError};
-use ring_io_ops::Entry;
 
 use crate::config::*;
-use crate::op::Finish;
 use crate::state::{Release, Tags};
 
 pub use op::LocalOp;
@@ -251,26 +250,6 @@ impl LocalProactor {
     /// The ring's setup flags.
     fn setup_flags(&self) -> ring_io_sys::SetupFlags {
         self.inner.st.borrow().ring.params().flags()
-    }
-
-    /// An op of `entry` whose completion `finish` turns into its output.
-    pub(crate) fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> LocalOp<O> {
-        LocalOp::new(self.inner.clone(), entry, Box::new(finish))
-    }
-
-    /// [`op`](Self::op) keeping `keep` (the files the entry names) alive
-    /// until the op finishes, or, if dropped, until its CQE.
-    pub(crate) fn op_with<O: 'static>(
-        &self,
-        entry: Entry,
-        keep: impl Send + 'static,
-        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
-    ) -> LocalOp<O> {
-        self.op(entry, move |res: io::Result<u32>, flags| {
-            let out = finish(res, flags);
-            drop(keep);
-            out
-        })
     }
 }
 

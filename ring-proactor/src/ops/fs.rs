@@ -9,14 +9,15 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use ring_io_ops::{Entry, Fd};
+use ring_io_ops::Fd;
 use ring_io_sys::FsyncFlags;
 
 use crate::args::*;
 use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
 use crate::op::*;
+use crate::ops::Backend;
 use crate::proactor::*;
-use crate::{FixedBuf, IntoOpFd, OpFd};
+use crate::{FixedBuf, IntoOpFd};
 
 impl Proactor {
     /// Reads into `buf` at `offset` (`u64::MAX`: the file position), like
@@ -53,49 +54,7 @@ impl Proactor {
         buf: B,
         offset: u64,
     ) -> Op<BufResult<usize, B>> {
-        self.fill(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_io_ops::Read::new(fd, at, len).offset(offset).build()
-        })
-    }
-
-    /// An op that fills `buf` from its start, whose entry `make` builds
-    /// from the fd, the buffer's start and its room; the buffer marks what
-    /// the kernel wrote initialized. No room, or more than a `u32` holds:
-    /// `InvalidInput`, with the buffer.
-    pub(crate) fn fill<B: IoBufMut>(
-        &self,
-        fd: OpFd,
-        mut buf: B,
-        make: impl FnOnce(Fd, *mut u8, u32) -> Entry,
-    ) -> Op<BufResult<usize, B>> {
-        let at = buf.stable_mut_ptr();
-        let len = match op_len(buf.bytes_total(), true) {
-            Ok(len) => len,
-            Err(e) => return self.failed_with(e, fd, buf),
-        };
-        let entry = make(Fd(fd.raw()), at, len);
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.and_then(|n| at_most(n, len as usize)).inspect(|&n| {
-                // SAFETY: the kernel wrote `n` bytes, checked to be at most
-                // the `len` (the buffer's `bytes_total`) it was given, from
-                // the buffer's start.
-                unsafe { buf.set_init(n) };
-            });
-            (res, buf)
-        })
-    }
-
-    /// An op that fails at once with `error`, handing `buf` back.
-    pub(crate) fn failed_with<B: Send + 'static>(
-        &self,
-        error: io::Error,
-        keep: impl Send + 'static,
-        buf: B,
-    ) -> Op<BufResult<usize, B>> {
-        self.failed_op(error, move |res: io::Result<u32>, _| {
-            drop(keep);
-            (res.map(|n| n as usize), buf)
-        })
+        read(self, fd, buf, offset)
     }
 
     /// A free fixed buffer (empty), or `None` if all are taken or none were
@@ -183,9 +142,7 @@ impl Proactor {
         buf: B,
         offset: u64,
     ) -> Op<BufResult<usize, B>> {
-        self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_io_ops::Write::new(fd, at, len).offset(offset).build()
-        })
+        write(self, fd, buf, offset)
     }
 
     /// Reads into each buffer in turn, like `preadv(2)`: each is filled
@@ -211,47 +168,10 @@ impl Proactor {
     pub fn readv<B: IoBufMut>(
         &self,
         fd: impl IntoOpFd,
-        mut bufs: Vec<B>,
+        bufs: Vec<B>,
         offset: u64,
     ) -> Op<BufResult<usize, Vec<B>>> {
-        let fd = fd.into_op_fd();
-        let iovecs: Iovecs = bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.stable_mut_ptr().cast(),
-                iov_len: b.bytes_total(),
-            })
-            .collect();
-        let Some((count, total)) = iovecs.count_and_total() else {
-            return self.failed_with(too_many_buffers(), fd, bufs);
-        };
-        if total == 0 {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a readv into buffers with no room (bytes_total() is 0 for each)",
-            );
-            return self.failed_with(e, fd, bufs);
-        }
-        let entry = ring_io_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
-            .offset(offset)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.and_then(|n| at_most(n, total)).inspect(|&n| {
-                let mut left = n;
-                for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
-                    let k = left.min(iov.iov_len);
-                    if k > 0 {
-                        // SAFETY: the kernel filled the iovecs in order, `k`
-                        // bytes of this one (at most its length, the
-                        // buffer's `bytes_total`) from the buffer's start.
-                        unsafe { b.set_init(k) };
-                    }
-                    left -= k;
-                }
-            });
-            drop(iovecs);
-            (res, bufs)
-        })
+        readv(self, fd, bufs, offset)
     }
 
     /// Writes the buffers in turn, like `pwritev(2)`: the
@@ -262,74 +182,24 @@ impl Proactor {
         bufs: Vec<B>,
         offset: u64,
     ) -> Op<BufResult<usize, Vec<B>>> {
-        let fd = fd.into_op_fd();
-        let iovecs: Iovecs = bufs
-            .iter()
-            .map(|b| libc::iovec {
-                iov_base: b.stable_ptr().cast_mut().cast(),
-                iov_len: b.bytes_init(),
-            })
-            .collect();
-        let Some((count, total)) = iovecs.count_and_total() else {
-            return self.failed_with(too_many_buffers(), fd, bufs);
-        };
-        let entry = ring_io_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
-            .offset(offset)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            drop(iovecs);
-            (res.and_then(|n| at_most(n, total)), bufs)
-        })
+        writev(self, fd, bufs, offset)
     }
 
     /// `fsync(2)`, or `fdatasync(2)` with `datasync`.
     pub fn fsync(&self, fd: impl IntoOpFd, datasync: bool) -> Op<io::Result<()>> {
-        let fd = fd.into_op_fd();
-        let flags = if datasync {
-            FsyncFlags::DATASYNC
-        } else {
-            FsyncFlags::empty()
-        };
-        let entry = ring_io_ops::Fsync::new(Fd(fd.raw())).flags(flags).build();
-        self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
+        fsync(self, fd, datasync)
     }
 
     /// Opens `path` (relative to the current directory) with `O_*` `flags`
     /// (`O_CLOEXEC` is added) and `mode`, like `openat(2)`.
     pub fn open(&self, path: impl AsRef<Path>, flags: i32, mode: u32) -> Op<io::Result<OwnedFd>> {
-        let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return self.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
-        };
-        let entry = ring_io_ops::OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
-            .flags(flags | libc::O_CLOEXEC)
-            .mode(mode)
-            .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
-            drop(path);
-            // SAFETY: a successful open returns a new fd that nothing owns.
-            res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-        })
+        open(self, path, flags, mode)
     }
 
     /// Closes `fd`, like `close(2)`. The op owns `fd` until the kernel has
     /// closed it: dropped before it was submitted, it closes `fd` itself.
     pub fn close(&self, fd: OwnedFd) -> Op<io::Result<()>> {
-        let entry = ring_io_ops::Close::new(Fd(fd.as_raw_fd())).build();
-        self.op(entry, move |res: io::Result<u32>, _| match res {
-            // The kernel found no such file to close (it refuses io_uring
-            // fds, say): the fd is still open, and still this op's.
-            Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
-                drop(fd);
-                Err(e)
-            }
-            // Closed by the kernel (other errors come from the file's
-            // flush, after the fd was removed): forget the number.
-            other => {
-                let _ = fd.into_raw_fd();
-                other.map(drop)
-            }
-        })
+        close(self, fd)
     }
 
     /// `statx(2)` of `path` (relative to the current directory) with `AT_*`
@@ -340,21 +210,7 @@ impl Proactor {
         flags: i32,
         mask: u32,
     ) -> Op<io::Result<Box<libc::statx>>> {
-        let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return self.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
-        };
-        // SAFETY: `statx` is plain integers, for which zero is valid.
-        let mut buf: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
-        let entry =
-            ring_io_ops::Statx::new(Fd(libc::AT_FDCWD), path.as_ptr(), (&raw mut *buf).cast())
-                .flags(flags)
-                .mask(mask)
-                .build();
-        self.op(entry, move |res: io::Result<u32>, _| {
-            drop(path);
-            res.map(|_| buf)
-        })
+        statx(self, path, flags, mask)
     }
 
     /// Moves up to `len` bytes from `fd_in` to `fd_out` (one must be a
@@ -367,24 +223,214 @@ impl Proactor {
         off_out: Option<u64>,
         len: u32,
     ) -> Op<io::Result<usize>> {
-        let fd_in = fd_in.into_op_fd();
-        let fd_out = fd_out.into_op_fd();
-        // -1 is "the file position": an offset past i64::MAX must not
-        // become it.
-        let off = |o: Option<u64>| o.map_or(Some(-1), |o| i64::try_from(o).ok());
-        let (Some(at_in), Some(at_out)) = (off(off_in), off(off_out)) else {
-            return self.failed_op(
-                io::Error::new(io::ErrorKind::InvalidInput, "a splice offset past i64::MAX"),
-                move |res: io::Result<u32>, _| {
-                    drop((fd_in, fd_out));
-                    res.map(|n| n as usize)
-                },
-            );
-        };
-        let entry =
-            ring_io_ops::Splice::new(Fd(fd_in.raw()), at_in, Fd(fd_out.raw()), at_out, len).build();
-        self.op_with(entry, (fd_in, fd_out), move |res: io::Result<u32>, _| {
-            res.and_then(|n| at_most(n, len as usize))
-        })
+        splice(self, fd_in, off_in, fd_out, off_out, len)
     }
+}
+
+/// [`Proactor::read`] for either kind of Proactor.
+pub(crate) fn read<P: Backend, B: IoBufMut>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: B,
+    offset: u64,
+) -> P::Op<BufResult<usize, B>> {
+    this.fill(fd.into_op_fd(), buf, |fd, at, len| {
+        ring_io_ops::Read::new(fd, at, len).offset(offset).build()
+    })
+}
+
+/// [`Proactor::write`] for either kind of Proactor.
+pub(crate) fn write<P: Backend, B: IoBuf>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: B,
+    offset: u64,
+) -> P::Op<BufResult<usize, B>> {
+    this.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
+        ring_io_ops::Write::new(fd, at, len).offset(offset).build()
+    })
+}
+
+/// [`Proactor::readv`] for either kind of Proactor.
+pub(crate) fn readv<P: Backend, B: IoBufMut>(
+    this: &P,
+    fd: impl IntoOpFd,
+    mut bufs: Vec<B>,
+    offset: u64,
+) -> P::Op<BufResult<usize, Vec<B>>> {
+    let fd = fd.into_op_fd();
+    let iovecs: Iovecs = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.stable_mut_ptr().cast(),
+            iov_len: b.bytes_total(),
+        })
+        .collect();
+    let Some((count, total)) = iovecs.count_and_total() else {
+        return this.failed_with(too_many_buffers(), fd, bufs);
+    };
+    if total == 0 {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a readv into buffers with no room (bytes_total() is 0 for each)",
+        );
+        return this.failed_with(e, fd, bufs);
+    }
+    let entry = ring_io_ops::Readv::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
+        .offset(offset)
+        .build();
+    this.op_with(entry, fd, move |res: io::Result<u32>, _| {
+        let res = res.and_then(|n| at_most(n, total)).inspect(|&n| {
+            let mut left = n;
+            for (b, iov) in bufs.iter_mut().zip(&iovecs.0) {
+                let k = left.min(iov.iov_len);
+                if k > 0 {
+                    // SAFETY: the kernel filled the iovecs in order, `k`
+                    // bytes of this one (at most its length, the
+                    // buffer's `bytes_total`) from the buffer's start.
+                    unsafe { b.set_init(k) };
+                }
+                left -= k;
+            }
+        });
+        drop(iovecs);
+        (res, bufs)
+    })
+}
+
+/// [`Proactor::writev`] for either kind of Proactor.
+pub(crate) fn writev<P: Backend, B: IoBuf>(
+    this: &P,
+    fd: impl IntoOpFd,
+    bufs: Vec<B>,
+    offset: u64,
+) -> P::Op<BufResult<usize, Vec<B>>> {
+    let fd = fd.into_op_fd();
+    let iovecs: Iovecs = bufs
+        .iter()
+        .map(|b| libc::iovec {
+            iov_base: b.stable_ptr().cast_mut().cast(),
+            iov_len: b.bytes_init(),
+        })
+        .collect();
+    let Some((count, total)) = iovecs.count_and_total() else {
+        return this.failed_with(too_many_buffers(), fd, bufs);
+    };
+    let entry = ring_io_ops::Writev::new(Fd(fd.raw()), iovecs.0.as_ptr().cast(), count)
+        .offset(offset)
+        .build();
+    this.op_with(entry, fd, move |res: io::Result<u32>, _| {
+        drop(iovecs);
+        (res.and_then(|n| at_most(n, total)), bufs)
+    })
+}
+
+/// [`Proactor::fsync`] for either kind of Proactor.
+pub(crate) fn fsync<P: Backend>(
+    this: &P,
+    fd: impl IntoOpFd,
+    datasync: bool,
+) -> P::Op<io::Result<()>> {
+    let fd = fd.into_op_fd();
+    let flags = if datasync {
+        FsyncFlags::DATASYNC
+    } else {
+        FsyncFlags::empty()
+    };
+    let entry = ring_io_ops::Fsync::new(Fd(fd.raw())).flags(flags).build();
+    this.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
+}
+
+/// [`Proactor::open`] for either kind of Proactor.
+pub(crate) fn open<P: Backend>(
+    this: &P,
+    path: impl AsRef<Path>,
+    flags: i32,
+    mode: u32,
+) -> P::Op<io::Result<OwnedFd>> {
+    let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return this.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
+    };
+    let entry = ring_io_ops::OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
+        .flags(flags | libc::O_CLOEXEC)
+        .mode(mode)
+        .build();
+    this.op(entry, move |res: io::Result<u32>, _| {
+        drop(path);
+        // SAFETY: a successful open returns a new fd that nothing owns.
+        res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    })
+}
+
+/// [`Proactor::close`] for either kind of Proactor.
+pub(crate) fn close<P: Backend>(this: &P, fd: OwnedFd) -> P::Op<io::Result<()>> {
+    let entry = ring_io_ops::Close::new(Fd(fd.as_raw_fd())).build();
+    this.op(entry, move |res: io::Result<u32>, _| match res {
+        // The kernel found no such file to close (it refuses io_uring
+        // fds, say): the fd is still open, and still this op's.
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            drop(fd);
+            Err(e)
+        }
+        // Closed by the kernel (other errors come from the file's
+        // flush, after the fd was removed): forget the number.
+        other => {
+            let _ = fd.into_raw_fd();
+            other.map(drop)
+        }
+    })
+}
+
+/// [`Proactor::statx`] for either kind of Proactor.
+pub(crate) fn statx<P: Backend>(
+    this: &P,
+    path: impl AsRef<Path>,
+    flags: i32,
+    mask: u32,
+) -> P::Op<io::Result<Box<libc::statx>>> {
+    let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return this.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
+    };
+    // SAFETY: `statx` is plain integers, for which zero is valid.
+    let mut buf: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
+    let entry = ring_io_ops::Statx::new(Fd(libc::AT_FDCWD), path.as_ptr(), (&raw mut *buf).cast())
+        .flags(flags)
+        .mask(mask)
+        .build();
+    this.op(entry, move |res: io::Result<u32>, _| {
+        drop(path);
+        res.map(|_| buf)
+    })
+}
+
+/// [`Proactor::splice`] for either kind of Proactor.
+pub(crate) fn splice<P: Backend>(
+    this: &P,
+    fd_in: impl IntoOpFd,
+    off_in: Option<u64>,
+    fd_out: impl IntoOpFd,
+    off_out: Option<u64>,
+    len: u32,
+) -> P::Op<io::Result<usize>> {
+    let fd_in = fd_in.into_op_fd();
+    let fd_out = fd_out.into_op_fd();
+    // -1 is "the file position": an offset past i64::MAX must not
+    // become it.
+    let off = |o: Option<u64>| o.map_or(Some(-1), |o| i64::try_from(o).ok());
+    let (Some(at_in), Some(at_out)) = (off(off_in), off(off_out)) else {
+        return this.failed_op(
+            io::Error::new(io::ErrorKind::InvalidInput, "a splice offset past i64::MAX"),
+            move |res: io::Result<u32>, _| {
+                drop((fd_in, fd_out));
+                res.map(|n| n as usize)
+            },
+        );
+    };
+    let entry =
+        ring_io_ops::Splice::new(Fd(fd_in.raw()), at_in, Fd(fd_out.raw()), at_out, len).build();
+    this.op_with(entry, (fd_in, fd_out), move |res: io::Result<u32>, _| {
+        res.and_then(|n| at_most(n, len as usize))
+    })
 }

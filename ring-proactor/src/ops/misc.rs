@@ -7,6 +7,7 @@ use ring_io_ops::{Entry, Fd};
 
 use crate::args::*;
 use crate::op::*;
+use crate::ops::Backend;
 use crate::proactor::*;
 use crate::{IntoOpFd, LocalOp, LocalProactor};
 

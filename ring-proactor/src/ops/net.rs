@@ -7,68 +7,34 @@ use std::io::{self};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use ring_io_ops::{Entry, Fd};
+use ring_io_ops::Fd;
 
 use ring_io_driver::Cqe;
 
+use crate::IntoOpFd;
 use crate::args::*;
 use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
 use crate::multi::*;
 use crate::op::*;
+use crate::ops::Backend;
 use crate::proactor::*;
-use crate::{IntoOpFd, OpFd};
 
 impl Proactor {
-    /// An op that writes or sends `buf`'s initialized bytes, whose entry
-    /// `make` builds from the fd, the bytes' start and their length. More
-    /// than a `u32` holds: `InvalidInput`, with the buffer.
-    pub(crate) fn send_bytes<B: IoBuf>(
-        &self,
-        fd: OpFd,
-        buf: B,
-        make: impl FnOnce(Fd, *const u8, u32) -> Entry,
-    ) -> Op<BufResult<usize, B>> {
-        let len = match op_len(buf.bytes_init(), false) {
-            Ok(len) => len,
-            Err(e) => return self.failed_with(e, fd, buf),
-        };
-        let entry = make(Fd(fd.raw()), buf.stable_ptr(), len);
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            (res.and_then(|n| at_most(n, len as usize)), buf)
-        })
-    }
-
     /// Accepts a connection on the listening socket `fd` (`SOCK_CLOEXEC`).
     pub fn accept(&self, fd: impl IntoOpFd) -> Op<io::Result<OwnedFd>> {
-        let fd = fd.into_op_fd();
-        let entry = ring_io_ops::Accept::new(Fd(fd.raw()))
-            .flags(libc::SOCK_CLOEXEC)
-            .build();
-        self.op_with(entry, fd, |res: io::Result<u32>, _| {
-            // SAFETY: a successful accept returns a new fd that nothing owns.
-            res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-        })
+        accept(self, fd)
     }
 
     /// Connects the socket `fd` to `addr`, like `connect(2)`.
     pub fn connect(&self, fd: impl IntoOpFd, addr: SocketAddr) -> Op<io::Result<()>> {
-        let fd = fd.into_op_fd();
-        let (storage, len) = sockaddr(addr);
-        let entry =
-            ring_io_ops::Connect::new(Fd(fd.raw()), (&raw const *storage).cast(), len).build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            drop(storage);
-            res.map(drop)
-        })
+        connect(self, fd, addr)
     }
 
     /// Sends `buf`'s initialized bytes (a `Vec`'s length) on the socket
     /// `fd` with `MSG_*` `flags`, like `send(2)`; see
     /// [`write`](Self::write) for the buffers it takes.
     pub fn send<B: IoBuf>(&self, fd: impl IntoOpFd, buf: B, flags: i32) -> Op<BufResult<usize, B>> {
-        self.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_io_ops::Send::new(fd, at, len).flags(flags).build()
-        })
+        send(self, fd, buf, flags)
     }
 
     /// Receives into `buf` from the socket `fd` with `MSG_*` `flags`, like
@@ -92,41 +58,25 @@ impl Proactor {
         buf: B,
         flags: i32,
     ) -> Op<BufResult<usize, B>> {
-        self.fill(fd.into_op_fd(), buf, |fd, at, len| {
-            ring_io_ops::Recv::new(fd, at, len).flags(flags).build()
-        })
+        recv(self, fd, buf, flags)
     }
 
     /// Shuts down part of the full-duplex connection on the socket `fd`,
     /// like `shutdown(2)` (`IORING_OP_SHUTDOWN`, Linux 5.11).
     pub fn shutdown(&self, fd: impl IntoOpFd, how: std::net::Shutdown) -> Op<io::Result<()>> {
-        let fd = fd.into_op_fd();
-        let how = match how {
-            std::net::Shutdown::Read => libc::SHUT_RD,
-            std::net::Shutdown::Write => libc::SHUT_WR,
-            std::net::Shutdown::Both => libc::SHUT_RDWR,
-        };
-        let entry = ring_io_ops::Shutdown::new(Fd(fd.raw()), how).build();
-        self.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
+        shutdown(self, fd, how)
     }
 
     /// A new socket, like `socket(2)` with `SOCK_CLOEXEC` added
     /// (`IORING_OP_SOCKET`, Linux 5.19).
     pub fn socket(&self, domain: i32, socket_type: i32, protocol: i32) -> Op<io::Result<OwnedFd>> {
-        let entry =
-            ring_io_ops::Socket::new(domain, socket_type | libc::SOCK_CLOEXEC, protocol).build();
-        self.op(entry, |res: io::Result<u32>, _| {
-            // SAFETY: a successful socket returns a new fd that nothing owns.
-            res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-        })
+        socket(self, domain, socket_type, protocol)
     }
 
     /// Waits until `fd` is ready for `events` (`POLLIN`, `POLLOUT`, ...);
     /// returns the ready events.
     pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> Op<io::Result<u32>> {
-        let fd = fd.into_op_fd();
-        let entry = ring_io_ops::PollAdd::new(Fd(fd.raw()), events).build();
-        self.op_with(entry, fd, |res: io::Result<u32>, _| res)
+        poll(self, fd, events)
     }
 
     /// Sends `buf`'s initialized bytes to `addr` on the datagram socket
@@ -137,15 +87,7 @@ impl Proactor {
         buf: B,
         addr: SocketAddr,
     ) -> Op<BufResult<usize, B>> {
-        let fd = fd.into_op_fd();
-        let (storage, len) = sockaddr(addr);
-        let size = buf.bytes_init();
-        let mut msg = Msg::new(buf.stable_ptr().cast_mut(), size, storage, len);
-        let entry = ring_io_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            drop(msg);
-            (res.and_then(|n| at_most(n, size)), buf)
-        })
+        send_to(self, fd, buf, addr)
     }
 
     /// Receives one datagram into `buf` from the socket `fd`, like
@@ -169,37 +111,9 @@ impl Proactor {
     pub fn recv_from<B: IoBufMut>(
         &self,
         fd: impl IntoOpFd,
-        mut buf: B,
+        buf: B,
     ) -> Op<BufResult<(usize, Option<SocketAddr>), B>> {
-        let fd = fd.into_op_fd();
-        let at = buf.stable_mut_ptr();
-        let room = buf.bytes_total();
-        if let Err(e) = op_len(room, true) {
-            return self.failed_op(e, move |res: io::Result<u32>, _| {
-                drop(fd);
-                (res.map(|n| (n as usize, None)), buf)
-            });
-        }
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let storage = Box::new(unsafe { std::mem::zeroed() });
-        let mut msg = Msg::new(
-            at,
-            room,
-            storage,
-            size_of::<libc::sockaddr_storage>() as u32,
-        );
-        let entry = ring_io_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.and_then(|n| at_most(n, room)).map(|n| {
-                // SAFETY: the kernel wrote `n` bytes, checked to be at most
-                // the room (`bytes_total`) it was given, from the buffer's
-                // start.
-                unsafe { buf.set_init(n) };
-                (n, from_sockaddr(&msg.addr, msg.hdr.msg_namelen))
-            });
-            drop(msg);
-            (res, buf)
-        })
+        recv_from(self, fd, buf)
     }
 
     /// Accepts connections on the listening socket `fd` with one multishot
@@ -298,4 +212,148 @@ impl Proactor {
         multi.restart_on = Some(libc::ENOBUFS);
         multi
     }
+}
+
+/// [`Proactor::accept`] for either kind of Proactor.
+pub(crate) fn accept<P: Backend>(this: &P, fd: impl IntoOpFd) -> P::Op<io::Result<OwnedFd>> {
+    let fd = fd.into_op_fd();
+    let entry = ring_io_ops::Accept::new(Fd(fd.raw()))
+        .flags(libc::SOCK_CLOEXEC)
+        .build();
+    this.op_with(entry, fd, |res: io::Result<u32>, _| {
+        // SAFETY: a successful accept returns a new fd that nothing owns.
+        res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    })
+}
+
+/// [`Proactor::connect`] for either kind of Proactor.
+pub(crate) fn connect<P: Backend>(
+    this: &P,
+    fd: impl IntoOpFd,
+    addr: SocketAddr,
+) -> P::Op<io::Result<()>> {
+    let fd = fd.into_op_fd();
+    let (storage, len) = sockaddr(addr);
+    let entry = ring_io_ops::Connect::new(Fd(fd.raw()), (&raw const *storage).cast(), len).build();
+    this.op_with(entry, fd, move |res: io::Result<u32>, _| {
+        drop(storage);
+        res.map(drop)
+    })
+}
+
+/// [`Proactor::send`] for either kind of Proactor.
+pub(crate) fn send<P: Backend, B: IoBuf>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: B,
+    flags: i32,
+) -> P::Op<BufResult<usize, B>> {
+    this.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
+        ring_io_ops::Send::new(fd, at, len).flags(flags).build()
+    })
+}
+
+/// [`Proactor::recv`] for either kind of Proactor.
+pub(crate) fn recv<P: Backend, B: IoBufMut>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: B,
+    flags: i32,
+) -> P::Op<BufResult<usize, B>> {
+    this.fill(fd.into_op_fd(), buf, |fd, at, len| {
+        ring_io_ops::Recv::new(fd, at, len).flags(flags).build()
+    })
+}
+
+/// [`Proactor::shutdown`] for either kind of Proactor.
+pub(crate) fn shutdown<P: Backend>(
+    this: &P,
+    fd: impl IntoOpFd,
+    how: std::net::Shutdown,
+) -> P::Op<io::Result<()>> {
+    let fd = fd.into_op_fd();
+    let how = match how {
+        std::net::Shutdown::Read => libc::SHUT_RD,
+        std::net::Shutdown::Write => libc::SHUT_WR,
+        std::net::Shutdown::Both => libc::SHUT_RDWR,
+    };
+    let entry = ring_io_ops::Shutdown::new(Fd(fd.raw()), how).build();
+    this.op_with(entry, fd, |res: io::Result<u32>, _| res.map(drop))
+}
+
+/// [`Proactor::socket`] for either kind of Proactor.
+pub(crate) fn socket<P: Backend>(
+    this: &P,
+    domain: i32,
+    socket_type: i32,
+    protocol: i32,
+) -> P::Op<io::Result<OwnedFd>> {
+    let entry =
+        ring_io_ops::Socket::new(domain, socket_type | libc::SOCK_CLOEXEC, protocol).build();
+    this.op(entry, |res: io::Result<u32>, _| {
+        // SAFETY: a successful socket returns a new fd that nothing owns.
+        res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    })
+}
+
+/// [`Proactor::poll`] for either kind of Proactor.
+pub(crate) fn poll<P: Backend>(this: &P, fd: impl IntoOpFd, events: u32) -> P::Op<io::Result<u32>> {
+    let fd = fd.into_op_fd();
+    let entry = ring_io_ops::PollAdd::new(Fd(fd.raw()), events).build();
+    this.op_with(entry, fd, |res: io::Result<u32>, _| res)
+}
+
+/// [`Proactor::send_to`] for either kind of Proactor.
+pub(crate) fn send_to<P: Backend, B: IoBuf>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: B,
+    addr: SocketAddr,
+) -> P::Op<BufResult<usize, B>> {
+    let fd = fd.into_op_fd();
+    let (storage, len) = sockaddr(addr);
+    let size = buf.bytes_init();
+    let mut msg = Msg::new(buf.stable_ptr().cast_mut(), size, storage, len);
+    let entry = ring_io_ops::SendMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+    this.op_with(entry, fd, move |res: io::Result<u32>, _| {
+        drop(msg);
+        (res.and_then(|n| at_most(n, size)), buf)
+    })
+}
+
+/// [`Proactor::recv_from`] for either kind of Proactor.
+pub(crate) fn recv_from<P: Backend, B: IoBufMut>(
+    this: &P,
+    fd: impl IntoOpFd,
+    mut buf: B,
+) -> P::Op<BufResult<(usize, Option<SocketAddr>), B>> {
+    let fd = fd.into_op_fd();
+    let at = buf.stable_mut_ptr();
+    let room = buf.bytes_total();
+    if let Err(e) = op_len(room, true) {
+        return this.failed_op(e, move |res: io::Result<u32>, _| {
+            drop(fd);
+            (res.map(|n| (n as usize, None)), buf)
+        });
+    }
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let storage = Box::new(unsafe { std::mem::zeroed() });
+    let mut msg = Msg::new(
+        at,
+        room,
+        storage,
+        size_of::<libc::sockaddr_storage>() as u32,
+    );
+    let entry = ring_io_ops::RecvMsg::new(Fd(fd.raw()), (&raw mut msg.hdr).cast()).build();
+    this.op_with(entry, fd, move |res: io::Result<u32>, _| {
+        let res = res.and_then(|n| at_most(n, room)).map(|n| {
+            // SAFETY: the kernel wrote `n` bytes, checked to be at most
+            // the room (`bytes_total`) it was given, from the buffer's
+            // start.
+            unsafe { buf.set_init(n) };
+            (n, from_sockaddr(&msg.addr, msg.hdr.msg_namelen))
+        });
+        drop(msg);
+        (res, buf)
+    })
 }

@@ -1,0 +1,165 @@
+//! The ops of a [`LocalProactor`]: the [`Proactor`]'s, on this thread
+//! (each is written once, in `crate::ops`, for both).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+#[cfg(doc)]
+use crate::Proactor;
+use crate::buf::{BufResult, IoBuf, IoBufMut};
+use crate::{IntoOpFd, LocalOp, LocalProactor};
+
+impl LocalProactor {
+    /// [`Proactor::read`], on this thread.
+    pub fn read<B: IoBufMut>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+        offset: u64,
+    ) -> LocalOp<BufResult<usize, B>> {
+        crate::ops::fs::read(self, fd, buf, offset)
+    }
+
+    /// [`Proactor::write`], on this thread.
+    pub fn write<B: IoBuf>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+        offset: u64,
+    ) -> LocalOp<BufResult<usize, B>> {
+        crate::ops::fs::write(self, fd, buf, offset)
+    }
+
+    /// [`Proactor::readv`], on this thread.
+    pub fn readv<B: IoBufMut>(
+        &self,
+        fd: impl IntoOpFd,
+        bufs: Vec<B>,
+        offset: u64,
+    ) -> LocalOp<BufResult<usize, Vec<B>>> {
+        crate::ops::fs::readv(self, fd, bufs, offset)
+    }
+
+    /// [`Proactor::writev`], on this thread.
+    pub fn writev<B: IoBuf>(
+        &self,
+        fd: impl IntoOpFd,
+        bufs: Vec<B>,
+        offset: u64,
+    ) -> LocalOp<BufResult<usize, Vec<B>>> {
+        crate::ops::fs::writev(self, fd, bufs, offset)
+    }
+
+    /// [`Proactor::fsync`], on this thread.
+    pub fn fsync(&self, fd: impl IntoOpFd, datasync: bool) -> LocalOp<io::Result<()>> {
+        crate::ops::fs::fsync(self, fd, datasync)
+    }
+
+    /// [`Proactor::open`], on this thread.
+    pub fn open(
+        &self,
+        path: impl AsRef<Path>,
+        flags: i32,
+        mode: u32,
+    ) -> LocalOp<io::Result<OwnedFd>> {
+        crate::ops::fs::open(self, path, flags, mode)
+    }
+
+    /// [`Proactor::close`], on this thread.
+    pub fn close(&self, fd: OwnedFd) -> LocalOp<io::Result<()>> {
+        crate::ops::fs::close(self, fd)
+    }
+
+    /// [`Proactor::statx`], on this thread.
+    pub fn statx(
+        &self,
+        path: impl AsRef<Path>,
+        flags: i32,
+        mask: u32,
+    ) -> LocalOp<io::Result<Box<libc::statx>>> {
+        crate::ops::fs::statx(self, path, flags, mask)
+    }
+
+    /// [`Proactor::splice`], on this thread.
+    pub fn splice(
+        &self,
+        fd_in: impl IntoOpFd,
+        off_in: Option<u64>,
+        fd_out: impl IntoOpFd,
+        off_out: Option<u64>,
+        len: u32,
+    ) -> LocalOp<io::Result<usize>> {
+        crate::ops::fs::splice(self, fd_in, off_in, fd_out, off_out, len)
+    }
+
+    /// [`Proactor::accept`], on this thread.
+    pub fn accept(&self, fd: impl IntoOpFd) -> LocalOp<io::Result<OwnedFd>> {
+        crate::ops::net::accept(self, fd)
+    }
+
+    /// [`Proactor::connect`], on this thread.
+    pub fn connect(&self, fd: impl IntoOpFd, addr: SocketAddr) -> LocalOp<io::Result<()>> {
+        crate::ops::net::connect(self, fd, addr)
+    }
+
+    /// [`Proactor::send`], on this thread.
+    pub fn send<B: IoBuf>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+        flags: i32,
+    ) -> LocalOp<BufResult<usize, B>> {
+        crate::ops::net::send(self, fd, buf, flags)
+    }
+
+    /// [`Proactor::recv`], on this thread.
+    pub fn recv<B: IoBufMut>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+        flags: i32,
+    ) -> LocalOp<BufResult<usize, B>> {
+        crate::ops::net::recv(self, fd, buf, flags)
+    }
+
+    /// [`Proactor::shutdown`], on this thread.
+    pub fn shutdown(&self, fd: impl IntoOpFd, how: std::net::Shutdown) -> LocalOp<io::Result<()>> {
+        crate::ops::net::shutdown(self, fd, how)
+    }
+
+    /// [`Proactor::socket`], on this thread.
+    pub fn socket(
+        &self,
+        domain: i32,
+        socket_type: i32,
+        protocol: i32,
+    ) -> LocalOp<io::Result<OwnedFd>> {
+        crate::ops::net::socket(self, domain, socket_type, protocol)
+    }
+
+    /// [`Proactor::poll`], on this thread.
+    pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> LocalOp<io::Result<u32>> {
+        crate::ops::net::poll(self, fd, events)
+    }
+
+    /// [`Proactor::send_to`], on this thread.
+    pub fn send_to<B: IoBuf>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+        addr: SocketAddr,
+    ) -> LocalOp<BufResult<usize, B>> {
+        crate::ops::net::send_to(self, fd, buf, addr)
+    }
+
+    /// [`Proactor::recv_from`], on this thread.
+    pub fn recv_from<B: IoBufMut>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+    ) -> LocalOp<BufResult<(usize, Option<SocketAddr>), B>> {
+        crate::ops::net::recv_from(self, fd, buf)
+    }
+}
