@@ -257,10 +257,9 @@ fn more_local_proactors_than_registered_ring_slots_all_work() {
     }
 }
 
-fn pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    let (r, w) = std::io::pipe().unwrap();
-    (r.into(), w.into())
-}
+#[path = "../../ring-driver/tests/common/mod.rs"]
+mod common;
+use common::pipe;
 
 #[test]
 fn files_are_written_and_read_back() {
