@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ring_io_driver::Builder;
 use ring_io_ops::{Fd, Nop};
-use ring_io_proactor::{Op, Proactor, ProactorConfig, block_on};
+use ring_io_proactor::{IoBuf, LocalProactor, Op, Proactor, ProactorConfig, block_on};
 
 use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
 use crate::median;
@@ -50,12 +50,26 @@ pub(crate) fn drive<S: ?Sized, O: 'static>(
     depth: usize,
     batch: bool,
     ops: u64,
-    mut make: impl FnMut(&mut S, u64, usize) -> Op<O>,
-    mut finish: impl FnMut(&mut S, u64, usize, O),
+    make: impl FnMut(&mut S, u64, usize) -> Op<O>,
+    finish: impl FnMut(&mut S, u64, usize, O),
 ) {
-    let mut slots: Vec<Option<(u64, Op<O>)>> = (0..depth).map(|_| None).collect();
+    drive_on(|f| block_on(f), state, depth, batch, ops, make, finish);
+}
+
+/// [`drive`] for any op future, the whole loop run by `run` (a
+/// `block_on`).
+pub(crate) fn drive_on<S: ?Sized, F: Future + Unpin>(
+    run: impl FnOnce(Pin<&mut dyn Future<Output = ()>>),
+    state: &mut S,
+    depth: usize,
+    batch: bool,
+    ops: u64,
+    mut make: impl FnMut(&mut S, u64, usize) -> F,
+    mut finish: impl FnMut(&mut S, u64, usize, F::Output),
+) {
+    let mut slots: Vec<Option<(u64, F)>> = (0..depth).map(|_| None).collect();
     let (mut issued, mut done) = (0u64, 0u64);
-    block_on(poll_fn(|cx| {
+    let all = poll_fn(|cx| {
         loop {
             // A batch starts only when the last one has completed.
             let start = !batch || done == issued;
@@ -87,7 +101,128 @@ pub(crate) fn drive<S: ?Sized, O: 'static>(
                 return Poll::Pending;
             }
         }
-    }));
+    });
+    let all: Pin<&mut dyn Future<Output = ()>> = std::pin::pin!(all);
+    run(all);
+}
+
+#[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
+/// `ops` NOPs through a LocalProactor's futures, `depth` in flight.
+pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
+    drive_on(
+        |f| p.block_on(f),
+        &mut (),
+        depth,
+        false,
+        ops,
+        |_, _, _| p.nop(),
+        |_, _, _, res: io::Result<()>| res.expect("nop"),
+    );
+}
+
+#[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
+/// `ops` 4 KiB reads through a LocalProactor's futures, `depth` in
+/// flight, into `bufs` (one per slot, allocated once).
+pub(crate) fn local_reads(
+    p: &LocalProactor,
+    f: &TestFile,
+    bufs: &mut [Vec<u8>],
+    depth: usize,
+    ops: u64,
+) {
+    let at = |k: u64| f.offsets[(k % READS) as usize];
+    drive_on(
+        |fut| p.block_on(fut),
+        bufs,
+        depth,
+        false,
+        ops,
+        |bufs, k, slot| p.read(&f.file, std::mem::take(&mut bufs[slot]), at(k)),
+        |bufs, k, slot, (res, buf): (io::Result<usize>, Vec<u8>)| {
+            assert_eq!(res.expect("read"), BLOCK, "a short read");
+            let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+            assert_eq!(head, at(k), "read the wrong block");
+            bufs[slot] = buf;
+        },
+    );
+}
+
+#[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
+/// An echo server on a LocalProactor: accepts `conns` connections, each
+/// served by a task (recv into its 16 KiB buffer, send it back, again),
+/// every task polled by one future on the LocalProactor's `block_on`.
+/// Returns the bytes echoed.
+pub(crate) fn local_echo_server(
+    listener: TcpListener,
+    conns: usize,
+    ready: std::sync::mpsc::Sender<()>,
+) -> io::Result<u64> {
+    async fn conn(p: &LocalProactor, fd: OwnedFd) -> io::Result<u64> {
+        let fd = Arc::new(fd);
+        let mut buf = vec![0u8; 16 << 10];
+        let mut total = 0;
+        loop {
+            let (n, b) = p.recv(&fd, buf, 0).await;
+            buf = b;
+            let n = n?;
+            if n == 0 {
+                return Ok(total);
+            }
+            let mut sent = 0;
+            while sent < n {
+                let (m, b) = p.send(&fd, buf.slice(sent..n), 0).await;
+                buf = b.into_inner();
+                sent += m?;
+            }
+            total += n as u64;
+        }
+    }
+    let p = LocalProactor::new(ProactorConfig::new(256))?;
+    let _ = ready.send(());
+    let listener = Arc::new(listener);
+    p.block_on(async {
+        type Task<'a> = Pin<Box<dyn Future<Output = io::Result<u64>> + 'a>>;
+        let mut tasks: Vec<Task<'_>> = Vec::new();
+        let (mut accepted, mut total) = (0, 0);
+        let mut accept = None;
+        poll_fn(|cx| {
+            while accepted < conns {
+                let a = accept.get_or_insert_with(|| p.accept(&listener));
+                match Pin::new(a).poll(cx) {
+                    Poll::Ready(fd) => {
+                        accept = None;
+                        accepted += 1;
+                        match fd {
+                            Ok(fd) => tasks.push(Box::pin(conn(&p, fd))),
+                            Err(e) => return Poll::Ready(Err(e)),
+                        }
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            let mut failed = None;
+            tasks.retain_mut(|t| match t.as_mut().poll(cx) {
+                Poll::Ready(Ok(n)) => {
+                    total += n;
+                    false
+                }
+                Poll::Ready(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                Poll::Pending => true,
+            });
+            if let Some(e) = failed {
+                return Poll::Ready(Err(e));
+            }
+            if accepted == conns && tasks.is_empty() {
+                Poll::Ready(Ok(total))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    })
 }
 
 /// `ops` NOPs through the Proactor's futures, `depth` in flight.

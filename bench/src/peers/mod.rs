@@ -30,7 +30,7 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
-use ring_io_proactor::{Proactor, ProactorConfig};
+use ring_io_proactor::{LocalProactor, Proactor, ProactorConfig};
 
 use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
 use crate::median;
@@ -42,7 +42,13 @@ const OPS: u64 = 1 << 13;
 const TRIPS: [(usize, u64); 2] = [(1, 2000), (16, 250)];
 
 /// The columns after the baseline's ns/op: each system's ratio.
-const SYSTEMS: [&str; 4] = ["Proactor", "tokio-uring", "monoio", "compio"];
+const SYSTEMS: [&str; 5] = [
+    "Proactor",
+    "LocalProactor",
+    "tokio-uring",
+    "monoio",
+    "compio",
+];
 
 /// The 1-minute load average, as `/proc/loadavg` shows it.
 fn load1() -> String {
@@ -269,6 +275,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
     // The default configuration, sized for 32 in flight.
     let p = Proactor::new(ProactorConfig::new(DEPTH as u32)).expect("proactor");
     let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
+    let local = LocalProactor::new(ProactorConfig::new(DEPTH as u32)).expect("LocalProactor");
+    let mut local_bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
     let tokio_uring = tokio_uring::Runtime::new(&tokio_uring::builder()).expect("tokio-uring");
     let mut monoio = monoio_rt::runtime().expect("monoio");
     let compio = compio::runtime::Runtime::new().expect("compio");
@@ -292,20 +300,22 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
                 &mut |n| per_op(n, |n| monoio_rt::empty_reads(&mut monoio, f, depth, n)),
                 &mut |n| per_op(n, |n| compio_rt::nops(&compio, depth, n)),
                 &mut |n| per_op(n, |n| uring_empty_reads(&mut raw_empty, f, depth, n)),
+                &mut |n| per_op(n, |n| proactor::local_nops(&local, depth, n)),
             ],
         );
         lines.push(format!(
-            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
             t[0],
             ratio(t[0], t[1]),
+            ratio(t[0], t[6]),
             ratio(t[0], t[2]),
             ratio(t[5], t[3]),
             ratio(t[0], t[4]),
         ));
         times.push(format!(
-            "{name}: io-uring {:.0}, Proactor {:.0}, tokio-uring {:.0}, monoio {:.0} \
-             (0-byte reads; io-uring's {:.0}), compio {:.0}",
-            t[0], t[1], t[2], t[3], t[5], t[4]
+            "{name}: io-uring {:.0}, Proactor {:.0}, LocalProactor {:.0}, tokio-uring {:.0}, \
+             monoio {:.0} (0-byte reads; io-uring's {:.0}), compio {:.0}",
+            t[0], t[1], t[6], t[2], t[3], t[5], t[4]
         ));
     }
     let raw_bufs = file_io::Buffers::new();
@@ -331,20 +341,26 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
                 &mut |n| per_op(n, |n| tokio_uring_rt::reads(&tokio_uring, f, depth, n)),
                 &mut |n| per_op(n, |n| monoio_rt::reads(&mut monoio, f, depth, n)),
                 &mut |n| per_op(n, |n| compio_rt::reads(&compio, f, depth, n)),
+                &mut |n| {
+                    per_op(n, |n| {
+                        proactor::local_reads(&local, f, &mut local_bufs, depth, n)
+                    })
+                },
             ],
         );
         lines.push(format!(
-            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
             t[0],
             ratio(t[0], t[1]),
+            ratio(t[0], t[5]),
             ratio(t[0], t[2]),
             ratio(t[0], t[3]),
             ratio(t[0], t[4]),
         ));
         times.push(format!(
-            "{name}: io-uring {:.0}, Proactor {:.0}, tokio-uring {:.0}, monoio {:.0}, \
-             compio {:.0}",
-            t[0], t[1], t[2], t[3], t[4]
+            "{name}: io-uring {:.0}, Proactor {:.0}, LocalProactor {:.0}, tokio-uring {:.0}, \
+             monoio {:.0}, compio {:.0}",
+            t[0], t[1], t[5], t[2], t[3], t[4]
         ));
     }
     for (conns, trips) in TRIPS {
@@ -352,12 +368,13 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
         if !want(&name) {
             continue;
         }
-        let servers: [EchoServer; 5] = [
+        let servers: [EchoServer; 6] = [
             uring_echo_server,
             proactor::proactor_echo_server,
             tokio_uring_rt::echo_server,
             monoio_rt::echo_server,
             compio_rt::echo_server,
+            proactor::local_echo_server,
         ];
         let mut runs: Vec<Box<dyn FnMut(u64) -> f64>> = servers
             .into_iter()
@@ -369,17 +386,18 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
             .collect();
         let t = rotate(rounds, trips / trip_scale, &mut fs);
         lines.push(format!(
-            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
             t[0],
             ratio(t[0], t[1]),
+            ratio(t[0], t[5]),
             ratio(t[0], t[2]),
             ratio(t[0], t[3]),
             ratio(t[0], t[4]),
         ));
         times.push(format!(
-            "{name}: io-uring {:.0}, Proactor {:.0}, tokio-uring {:.0}, monoio {:.0}, \
-             compio {:.0}",
-            t[0], t[1], t[2], t[3], t[4]
+            "{name}: io-uring {:.0}, Proactor {:.0}, LocalProactor {:.0}, tokio-uring {:.0}, \
+             monoio {:.0}, compio {:.0}",
+            t[0], t[1], t[5], t[2], t[3], t[4]
         ));
     }
     let load_after = load1();
