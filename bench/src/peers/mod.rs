@@ -421,7 +421,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
          {DEPTH} ops in flight: {DEPTH} spawned tasks, each awaiting its share of the ops \
          in turn, on the runtimes; {DEPTH} op futures polled by one future on ring's \
          `block_on`, each refilled as it completes, on the Proactor \
-         (`ProactorConfig::new({DEPTH})`, the default configuration); {DEPTH} SQEs, each slot refilled as its \
+         (`ProactorConfig::new({DEPTH})`, the default configuration), and the same on a \
+         `LocalProactor` (one thread: `LocalProactor::block_on`); {DEPTH} SQEs, each slot refilled as its \
          completion is reaped, on the io-uring crate. NOPs: `Proactor::nop`, \
          `tokio_uring::no_op`, compio through its documented extension point (an `OpCode` \
          building IORING_OP_NOP, `compio::runtime::submit`); monoio has no NOP and no public \
@@ -432,7 +433,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
          fd. echo: a loopback TCP echo server per system, started anew for every sample (its \
          setup not timed): accept, then a task (a state machine on the io-uring crate) per \
          connection that reads into a 16 KiB buffer and writes back what arrived, until the \
-         peer closes (the Proactor: the echo example, `examples/echo.rs`); the same client \
+         peer closes (the Proactor: the echo example, `examples/echo.rs`; the LocalProactor: \
+         a task per connection, all polled by one future on its `block_on`); the same client \
          for all: N std threads, one connection each, {MSG}-byte blocking write + read round \
          trips ({} per connection per sample for 1conn, {} for 16conn); ns/op = the clients' \
          time / round trips. {} s for the table.",
