@@ -197,62 +197,68 @@ impl<O: 'static> Future for LocalOp<O> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
         let this = &mut *self;
-        match std::mem::replace(&mut this.stage, LStage::Finished) {
-            LStage::Finished => panic!("a LocalOp polled after it completed"),
-            LStage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
-            LStage::New | LStage::Credit => this.submit(cx),
-            LStage::Submitted(ud) => {
-                this.stage = LStage::Submitted(ud);
-                let index = ud as u32;
-                let done = {
-                    let mut st = this.inner.st.borrow_mut();
-                    match &mut st.slab.slots[index as usize].state {
-                        LSlotState::Done(res, flags) => {
-                            let (res, flags) = (*res, *flags);
-                            Some((res, flags, st.slab.free_slot(index)))
-                        }
-                        LSlotState::Waiting(waker) => {
-                            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                                return Poll::Pending;
-                            }
-                            None
-                        }
-                        LSlotState::Free | LSlotState::Orphan(_) => {
-                            unreachable!("a live op's slot is neither free nor orphaned")
-                        }
-                    }
+        let ud = match this.stage {
+            LStage::Submitted(ud) => ud,
+            LStage::New | LStage::Credit => return this.submit(cx),
+            LStage::Failed(_) | LStage::Finished => {
+                return match std::mem::replace(&mut this.stage, LStage::Finished) {
+                    LStage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
+                    _ => panic!("a LocalOp polled after it completed"),
                 };
-                if let Some((res, flags, next)) = done {
-                    if let Some(next) = next {
-                        run_user(|| next.wake());
-                    }
-                    return Poll::Ready(this.complete(result(res), flags));
-                }
-                // A new waker, cloned with the state unborrowed (user code).
-                let fresh = cx.waker().clone();
-                let old = match &mut this.inner.st.borrow_mut().slab.slots[index as usize].state {
-                    LSlotState::Waiting(waker) => waker.replace(fresh),
-                    // Completed meanwhile (the clone ran user code that
-                    // drove the ring): taken at the next poll.
-                    _ => Some(fresh),
-                };
-                drop(old);
-                // If it completed meanwhile, the fresh waker is not where a
-                // completion looks: poll again now.
-                if !matches!(
-                    this.inner.st.borrow().slab.slots[index as usize].state,
-                    LSlotState::Waiting(_)
-                ) {
-                    return Pin::new(this).poll(cx);
-                }
-                Poll::Pending
             }
+        };
+        let index = ud as u32;
+        let done = {
+            let mut st = this.inner.st.borrow_mut();
+            match &mut st.slab.slots[index as usize].state {
+                LSlotState::Done(res, flags) => {
+                    let (res, flags) = (*res, *flags);
+                    Some((res, flags, st.slab.free_slot(index)))
+                }
+                LSlotState::Waiting(waker) => {
+                    if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        return Poll::Pending;
+                    }
+                    None
+                }
+                LSlotState::Free | LSlotState::Orphan(_) => {
+                    unreachable!("a live op's slot is neither free nor orphaned")
+                }
+            }
+        };
+        if let Some((res, flags, next)) = done {
+            if let Some(next) = next {
+                run_user(|| next.wake());
+            }
+            return Poll::Ready(this.complete(result(res), flags));
         }
+        // A new waker, cloned with the state unborrowed (user code).
+        let fresh = cx.waker().clone();
+        let old = match &mut this.inner.st.borrow_mut().slab.slots[index as usize].state {
+            LSlotState::Waiting(waker) => waker.replace(fresh),
+            // Completed meanwhile (the clone ran user code that
+            // drove the ring): taken at the next poll.
+            _ => Some(fresh),
+        };
+        drop(old);
+        // If it completed meanwhile, the fresh waker is not where a
+        // completion looks: poll again now.
+        if !matches!(
+            this.inner.st.borrow().slab.slots[index as usize].state,
+            LSlotState::Waiting(_)
+        ) {
+            return Pin::new(this).poll(cx);
+        }
+        Poll::Pending
     }
 }
 
 impl<O: 'static> Drop for LocalOp<O> {
     fn drop(&mut self) {
+        if self.finish.is_none() {
+            // The common case: the output was returned.
+            return;
+        }
         let finish = self.finish.take();
         match std::mem::replace(&mut self.stage, LStage::Finished) {
             LStage::Submitted(ud) => {

@@ -22,6 +22,8 @@ use crate::state::{CANCEL_BIT, Release, WAKE_INDEX, run_user, user_data};
 /// What a turn collected to run after its borrow of the state ends.
 pub(crate) enum Grave {
     Wake(Waker),
+    /// A waker that repeats one woken in the same turn.
+    Drop(Waker),
     /// A dropped op's resources, with the CQE to release through them.
     Release(Box<dyn Release>, i32, u32),
 }
@@ -30,6 +32,7 @@ pub(crate) fn bury(graves: &mut Vec<Grave>) {
     for grave in graves.drain(..) {
         match grave {
             Grave::Wake(w) => run_user(|| w.wake()),
+            Grave::Drop(w) => run_user(|| drop(w)),
             Grave::Release(mut resources, res, flags) => run_user(move || {
                 resources.release(res, flags);
                 drop(resources);
@@ -158,6 +161,7 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         stats,
         ..
     } = st;
+    let mut last_wake: Option<usize> = None;
     for cqe in ring.cq() {
         let ud = cqe.user_data();
         let (res, flags) = (cqe.res(), cqe.flags().bits());
@@ -196,7 +200,17 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         match std::mem::replace(&mut slot.state, LSlotState::Done(res, flags)) {
             LSlotState::Waiting(waker) => {
                 if let Some(w) = waker {
-                    graves.push(Grave::Wake(w));
+                    // Ops of one task share its waker: one wake-up for
+                    // the task, not one per op (a repeat is dropped after
+                    // the borrow too: dropping a waker may run user code).
+                    let repeat = last_wake
+                        .is_some_and(|i| matches!(&graves[i], Grave::Wake(l) if l.will_wake(&w)));
+                    if repeat {
+                        graves.push(Grave::Drop(w));
+                    } else {
+                        last_wake = Some(graves.len());
+                        graves.push(Grave::Wake(w));
+                    }
                 }
             }
             LSlotState::Orphan(resources) => {
