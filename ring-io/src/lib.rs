@@ -70,6 +70,8 @@
 //!   [`Kernel`] trait, to test code that drives rings without a kernel.
 //! - `bytes`: `bytes::Bytes` is an [`IoBuf`] and `bytes::BytesMut` an
 //!   [`IoBufMut`]: buffers of the Proactor's ops.
+//! - `tokio`: `proactor::tokio::spawn_driver`, a task of a tokio runtime
+//!   that drives the Proactor (instead of its fallback thread).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

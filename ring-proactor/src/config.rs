@@ -74,7 +74,8 @@ impl ProactorConfig {
     /// to `delay` for more before submitting (default: zero, submit at
     /// once). Trades latency for fewer `io_uring_enter` calls when many
     /// threads submit. A delay too long to add to the clock
-    /// (`Duration::MAX`) waits until the batch is full.
+    /// (`Duration::MAX`) waits until the batch is full. Turns that must not
+    /// block ([`Proactor::drive`], a tokio drive task) submit at once.
     pub fn submit_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self

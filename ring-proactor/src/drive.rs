@@ -15,7 +15,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread, ThreadId};
 use std::time::{Duration, Instant};
@@ -133,14 +133,25 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     let mut waiters = std::mem::take(&mut st.token_waiters);
     // Work left and no caller to take it: the fallback thread, unless it
     // is already watching (its grace period, which the caller's release
-    // restarts).
-    let kick =
-        waiters.is_empty() && Shared::has_work(&st) && st.fallback_idle && !st.fallback_timed;
+    // restarts), or an external driver is attached: it takes work queued
+    // while the token was held (in-flight work it watches by itself).
+    let kick = waiters.is_empty()
+        && Shared::has_work(&st)
+        && st.fallback_idle
+        && !st.fallback_timed
+        && st.external.is_none();
+    let external = if waiters.is_empty() && (!st.queue.is_empty() || !st.cancels.is_empty()) {
+        st.external_waker()
+    } else {
+        None
+    };
     drop(st);
     if !waiters.is_empty() {
         wake_all(&mut waiters);
     } else if kick {
         shared.idle.notify_one();
+    } else if let Some(external) = external {
+        run_user(|| external.wake());
     }
 }
 
@@ -187,7 +198,8 @@ pub(crate) fn turn_with(
             let mut st = shared.lock();
             st.stopped = true;
             st.sleeping = false;
-            let waiters = std::mem::take(&mut st.token_waiters);
+            let mut waiters = std::mem::take(&mut st.token_waiters);
+            waiters.extend(st.external_waker());
             drop(st);
             shared.stopped.notify_all();
             shared.idle.notify_all();
@@ -343,6 +355,10 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 if st.stopped {
                     return;
                 }
+                if !st.shutdown && st.external.is_some() {
+                    st = external_attached(&shared, st);
+                    continue;
+                }
                 if st.owner.is_none() && Shared::has_work(&st) {
                     if !st.caller_drove || st.shutdown {
                         break;
@@ -390,7 +406,8 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 return;
             }
             let mut st = shared.lock();
-            if !st.token_waiters.is_empty() || !Shared::has_work(&st) {
+            let external = st.external.is_some() && !st.shutdown;
+            if !st.token_waiters.is_empty() || !Shared::has_work(&st) || external {
                 // A caller asked for the ring: give it a grace period to
                 // take it, rather than taking it back at once.
                 st.caller_drove |= !st.token_waiters.is_empty();
@@ -400,6 +417,47 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// The fallback thread while an external driver is attached: it drives
+/// nothing, and only wakes the external driver when a cancellation is due
+/// to be retried (the external driver keeps no timer). Returns when woken
+/// (a new due time, a detach, a shutdown) or when a due time has passed.
+fn external_attached<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+) -> MutexGuard<'a, State> {
+    let Some(external) = st.external.as_mut() else {
+        return st;
+    };
+    let wait = match external.due {
+        Some(due) => {
+            let now = Instant::now();
+            if due > now {
+                Some(due - now)
+            } else if let Some(waker) = external.waker.take() {
+                external.due = None;
+                drop(st);
+                run_user(|| waker.wake());
+                return shared.lock();
+            } else {
+                // It is not waiting: it runs a turn before it does, as the
+                // time has passed (and tells this thread the next one).
+                None
+            }
+        }
+        None => None,
+    };
+    st.fallback_idle = true;
+    st = match wait {
+        Some(wait) => match shared.idle.wait_timeout(st, wait) {
+            Ok((st, _)) => st,
+            Err(poisoned) => poisoned.into_inner().0,
+        },
+        None => shared.idle.wait(st).unwrap_or_else(|e| e.into_inner()),
+    };
+    st.fallback_idle = false;
+    st
 }
 
 /// A thread's park state, shared with its [`Unparker`]s.

@@ -45,6 +45,14 @@ pub(crate) trait Drive: Send {
     /// driver must then be [`close`](Drive::close)d.
     fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool;
 
+    /// When the next failed cancellation is due to be sent again, if any:
+    /// a driver that never waits in the kernel (an external one) must run
+    /// a turn then.
+    #[cfg(feature = "tokio")]
+    fn next_retry(&self) -> Option<Instant> {
+        None
+    }
+
     /// Frees the ring and the wake-up buffer. Only after a turn returned
     /// true: the kernel holds no request. A driver dropped any other way
     /// (after a panic) leaks both, as the kernel may still use them.
@@ -85,6 +93,11 @@ pub(crate) struct Driver<K: Kernel> {
 impl<K: Kernel + Send> Drive for Driver<K> {
     fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
         Driver::turn(self, shared, wait, fallback, grave)
+    }
+
+    #[cfg(feature = "tokio")]
+    fn next_retry(&self) -> Option<Instant> {
+        self.retries.iter().map(|&(due, _)| due).min()
     }
 
     fn close(mut self: Box<Self>) {
@@ -210,7 +223,10 @@ impl<K: Kernel> Driver<K> {
         {
             let mut st = shared.lock();
             let fresh = st.queue.len() as u32;
+            // Never in a turn that must not block (`Wait::No`: an
+            // executor's own drive, the tokio drive task).
             if self.delay > Duration::ZERO
+                && wait != Wait::No
                 && !st.shutdown
                 && fresh > 0
                 && (self.pending.len() as u32) < self.batch

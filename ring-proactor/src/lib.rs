@@ -51,6 +51,9 @@ mod proactor;
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 pub use cancel::{Elapsed, Timeout};

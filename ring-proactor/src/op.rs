@@ -504,18 +504,29 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 }
 
 /// Work was queued under `st`: makes sure a driver sees it. A driver
-/// sleeping in the kernel is woken (the eventfd); with no driver, the idle
-/// fallback thread is, unless this thread drives next (`will_drive`) or
-/// the fallback is in a grace period after a caller drove (it looks at the
-/// work by itself when the period ends).
+/// sleeping in the kernel is woken (the eventfd); with no driver, an
+/// external driver waiting for work is (`State::external`), else the idle
+/// fallback thread, unless this thread drives next (`will_drive`) or the
+/// fallback is in a grace period after a caller drove (it looks at the work
+/// by itself when the period ends).
 pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
     let sleeping = std::mem::take(&mut st.sleeping);
-    let idle =
-        !sleeping && !will_drive && st.owner.is_none() && st.fallback_idle && !st.fallback_timed;
+    let free = !sleeping && !will_drive && st.owner.is_none();
+    let mut external = None;
+    let idle = if st.external.is_some() {
+        if free {
+            external = st.external_waker();
+        }
+        false
+    } else {
+        free && st.fallback_idle && !st.fallback_timed
+    };
     drop(st);
     if sleeping {
         shared.wake_driver();
     } else if idle {
         shared.idle.notify_one();
+    } else if let Some(waker) = external {
+        run_user(|| waker.wake());
     }
 }

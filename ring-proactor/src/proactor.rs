@@ -65,6 +65,9 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   returned. After a caller drove, it waits 5 ms without one before it
 ///   takes over, so a caller that drives again and again never wakes it;
 ///   otherwise it is woken once per change of driver, never per batch.
+///   With the `tokio` feature, `ring_io_proactor::tokio::spawn_driver`
+///   makes a task of the tokio runtime drive instead: the fallback thread
+///   then stays out.
 /// - A driver waiting in the kernel keeps a read of an eventfd armed on the
 ///   ring; a thread that queues work meanwhile writes the eventfd (one
 ///   write per sleep, not per op), and so does a [`block_on`] waker or an
@@ -407,6 +410,9 @@ impl Drop for Proactor {
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
             .into_values()
             .collect();
+        // An external driver detaches, leaving the shutdown to this thread
+        // and the fallback.
+        wakers.extend(st.external_waker());
         // Dropped by code the driver runs on this thread (a user's Drop or
         // waker): the driver finishes the shutdown when that returns.
         let driving_here = st.owner == Some(thread::current().id());

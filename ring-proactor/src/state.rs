@@ -177,6 +177,11 @@ pub(crate) struct State {
     pub(crate) fallback_timed: bool,
     /// Callers waiting for the token, woken (one) when it is let go.
     pub(crate) token_waiters: Vec<Waker>,
+    /// An external driver is attached (a task of an async runtime: see
+    /// `crate::tokio`): it drives all work, so queued work wakes it rather
+    /// than the fallback thread, which stays out until it detaches (or the
+    /// Proactor shuts down).
+    pub(crate) external: Option<External>,
     pub(crate) shutdown: bool,
     pub(crate) stopped: bool,
     /// The thread panicked (a bug): ops still in the kernel never complete,
@@ -195,6 +200,26 @@ pub(crate) struct State {
     /// The next buffer group id for a stream's buffer ring.
     pub(crate) next_bgid: u16,
     pub(crate) stats: ProactorStats,
+}
+
+/// An external driver's hooks in the state (`State::external`).
+#[derive(Default)]
+pub(crate) struct External {
+    /// Its waker while it waits for work (it watches completions itself):
+    /// whoever queues work with the token free takes and wakes it.
+    pub(crate) waker: Option<Waker>,
+    /// When a cancellation is due to be sent again: the fallback thread
+    /// wakes the external driver then (it never waits in the kernel, so it
+    /// keeps no timer of its own).
+    pub(crate) due: Option<std::time::Instant>,
+}
+
+impl State {
+    /// The external driver's waker, if it waits for work: taken, to be
+    /// woken after unlocking.
+    pub(crate) fn external_waker(&mut self) -> Option<Waker> {
+        self.external.as_mut().and_then(|e| e.waker.take())
+    }
 }
 
 /// A request's `user_data`: its slot index in the low word, its tag in the
@@ -548,6 +573,7 @@ impl Shared {
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
             .into_values()
             .collect();
+        wakers.extend(st.external_waker());
         for slot in &mut st.slots {
             match &mut slot.state {
                 SlotState::Waiting(waker) | SlotState::Stream { waker, .. } => {

@@ -243,3 +243,86 @@ fn tags_differ_between_proactors_and_from_one_to_the_next() {
     let c = crate::state::Tags::default().next();
     assert!((a1, b1) != (c, c));
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_tokio_drive_task_retries_a_refused_cancellation_when_the_fallback_says_it_is_due() {
+    use ring_io_core::{Geometry, SimCompletion, SimConfig};
+    // As above, with a drive task attached: it never waits in the kernel,
+    // so the fallback thread wakes it when the retry is due (and drives
+    // nothing itself). The task dawdles 3 ms after each turn, past the
+    // retry's time (1 ms): the fallback thread finds it not waiting then,
+    // and the task must see for itself that the time has passed (it slept
+    // on, the retry lost, when the fallback thread took the time as done:
+    // seen under TCG on Linux 6.1).
+    *crate::tokio::DAWDLE.lock().unwrap() = Duration::from_millis(3);
+    let mut shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 4);
+    // The drive task watches the ring's fd: an eventfd nothing writes
+    // stands in for the simulated ring's.
+    // SAFETY: eventfd(2) takes no pointers; the result is checked.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(efd >= 0);
+    // SAFETY: a new fd that nothing else owns.
+    Arc::get_mut(&mut shared).unwrap().ring_fd = unsafe { OwnedFd::from_raw_fd(efd) };
+    let mut op = op(&shared, ring_io_ops::Nop::new().build());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+    let Stage::Submitted(ud) = op.stage else {
+        panic!("submitted")
+    };
+    let cancel = ud | u64::from(CANCEL_BIT);
+    let g = Geometry::new(
+        8,
+        16,
+        ring_io_sys::SetupFlags::empty(),
+        ring_io_sys::Features::NODROP,
+    )
+    .unwrap();
+    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+    let sim = ring.sim_mut().inner_mut();
+    sim.script(ud, []);
+    sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
+    sim.script(cancel, [SimCompletion::new(0, 0)]);
+    let efd = OwnedFd::from(File::open("/dev/null").unwrap());
+    let driver = Driver::new(ring, efd, &ProactorConfig::new(8));
+    *shared.driver.lock().unwrap() = Some(Box::new(driver));
+    let rt = ::tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_io()
+        .build()
+        .unwrap();
+    let task = {
+        let _in = rt.enter();
+        crate::tokio::spawn_on(&shared).unwrap()
+    };
+    // Started once the task is attached (it would drive the queued NOP).
+    let fallback = shared.clone();
+    let thread = thread::spawn(move || crate::drive::fallback(fallback));
+    // The queued NOP is pushed by the drive task, then dropped: its
+    // cancellation is refused once, and sent again 1 ms later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !shared.lock().queue.is_empty() {
+        assert!(Instant::now() < deadline, "the drive task did not run");
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(op);
+    while shared.lock().stats.cancel_retries < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the cancellation was not retried: {:?}",
+            shared.lock().stats
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(30));
+    let stats = shared.lock().stats;
+    assert_eq!((stats.cancels, stats.cancel_retries), (1, 1), "{stats:?}");
+    assert_eq!(stats.fallback_takeovers, 0, "{stats:?}");
+    assert!(!task.is_finished());
+    // The request never ends: stop the task, then the fallback thread,
+    // which takes over the ring and panics in its turn (the ring is leaked).
+    rt.block_on(task.stop());
+    shared.lock().inject_panic = true;
+    shared.idle.notify_all();
+    assert!(thread.join().is_err());
+}

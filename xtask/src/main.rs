@@ -313,18 +313,31 @@ fn ci_package() -> Result<bool> {
 }
 
 fn ci_clippy() -> Result<bool> {
-    step(cargo().args([
+    Ok(step(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
         "--",
         "-D",
         "warnings",
-    ]))
+    ]))? && step(cargo().args([
+        "clippy",
+        "-p",
+        "ring-io-proactor",
+        "--all-targets",
+        "--features",
+        "tokio",
+        "--",
+        "-D",
+        "warnings",
+    ]))?)
 }
 
+/// The README's test command, then the Proactor's tests with its `tokio`
+/// feature (the drive task; kept out of the workspace run, which stays fast).
 fn ci_test() -> Result<bool> {
-    step(cargo().args(["test", "--workspace"]))
+    Ok(step(cargo().args(["test", "--workspace"]))?
+        && step(cargo().args(["test", "-p", "ring-io-proactor", "--features", "tokio"]))?)
 }
 
 /// The README's run command, as `.ci/run` runs it.

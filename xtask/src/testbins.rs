@@ -18,6 +18,11 @@ pub(crate) const KERNEL_TESTS: &[(&str, &[&str])] = &[
     ("ring-io-proactor", &[]),
 ];
 
+/// Features the kernel tests of a package are built with: code behind them
+/// has kernel tests of its own (the Proactor's tokio drive task watches the
+/// ring's fd, whose readiness each kernel must signal).
+const KERNEL_TEST_FEATURES: &[(&str, &str)] = &[("ring-io-proactor", "tokio")];
+
 /// Test targets of those packages that are not kernel tests: they run the
 /// example programs through cargo, which the guests do not have (`cargo
 /// test` runs them on the host).
@@ -151,6 +156,9 @@ pub(crate) fn build_tests(arch: Arch, packages: &[String]) -> Result<Vec<Artifac
         }
         for t in targets {
             args.extend(["--test", t]);
+        }
+        if let Some((_, features)) = KERNEL_TEST_FEATURES.iter().find(|(p, _)| p == package) {
+            args.extend(["--features", features]);
         }
         let mut found = artifacts(arch, package, &args, true)?;
         found.retain(|a| !NOT_KERNEL_TESTS.contains(&a.label.as_str()));
