@@ -96,7 +96,7 @@ pub use ring_io_driver::{
 // (`proactor::Timeout`, the future of `Op::timeout`, stays in its module:
 // `Timeout` here is the op builder.)
 pub use ring_io_proactor::{
-    BufResult, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Linkable, LocalOp,
+    BufResult, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Linkable, LocalMulti, LocalOp,
     LocalProactor, LocalUnparker, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, Slice,
     block_on, buf,
 };

@@ -62,7 +62,7 @@ pub use drive::{Unparker, block_on};
 pub use fd::{IntoOpFd, OpFd};
 pub use fixed::FixedBuf;
 pub use link::{Link, Linkable};
-pub use local::{LocalOp, LocalProactor, LocalUnparker};
+pub use local::{LocalMulti, LocalOp, LocalProactor, LocalUnparker};
 pub use multi::Multi;
 pub use op::Op;
 pub use proactor::Proactor;

@@ -337,3 +337,85 @@ fn a_dropped_read_leaves_the_data_for_the_next() {
     let (n, buf) = p.read(&r, vec![0u8; 8], u64::MAX).wait();
     assert_eq!(&buf[..n.unwrap()], b"kept");
 }
+
+#[test]
+fn a_multishot_accept_stream_yields_every_connection_and_ends_on_cancel() {
+    if !common::kernel().at_least(5, 19) {
+        skip!(
+            "a_multishot_accept_stream_yields_every_connection_and_ends_on_cancel",
+            "multishot accept needs Linux 5.19"
+        );
+    }
+    use futures_util::StreamExt as _;
+    let p = local();
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut accepts = p.accept_multi(&listener);
+    const CLIENTS: usize = 20;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut accepted = p.block_on(async {
+        let mut n = 0;
+        // Through the futures Stream trait.
+        while n < CLIENTS / 2 {
+            accepts.next().await.unwrap().unwrap();
+            n += 1;
+        }
+        n
+    });
+    // Cancelled: what it accepted still comes, then it ends.
+    accepts.cancel();
+    while let Some(item) = accepts.wait_next() {
+        match item {
+            Ok(_) => accepted += 1,
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ECANCELED)),
+        }
+    }
+    assert!(accepts.wait_next().is_none(), "ended for good");
+    listener.set_nonblocking(true).unwrap();
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, CLIENTS, "no connection lost");
+    drop(clients);
+}
+
+#[test]
+fn a_dropped_accept_stream_closes_what_it_accepted_and_frees_its_slot() {
+    if !common::kernel().at_least(5, 19) {
+        skip!(
+            "a_dropped_accept_stream_closes_what_it_accepted_and_frees_its_slot",
+            "multishot accept needs Linux 5.19"
+        );
+    }
+    // One op at a time: the stream's slot must come back for the NOP below.
+    let p = LocalProactor::new(ProactorConfig::new(16).max_in_flight(1)).unwrap();
+    let listener = Arc::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut accepts = p.accept_multi(&listener);
+    let _ = accepts.poll_next(&mut Context::from_waker(Waker::noop()));
+    p.drive();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    // The accept's CQE arrives, nobody takes it; then the stream goes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().completed == 0 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        p.park(Some(Duration::from_millis(10)));
+    }
+    drop(accepts);
+    while p.stats().orphans_freed == 0 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        p.park(Some(Duration::from_millis(10)));
+    }
+    // The accepted socket was closed: the client sees end of stream.
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    use std::io::Read as _;
+    let mut b = [0u8; 1];
+    assert_eq!(client.read(&mut b).unwrap_or(0), 0);
+    // Its slot is back: the budget of one lets another op through.
+    p.nop().wait().unwrap();
+    assert_eq!(p.stats().orphans_freed, 1);
+}

@@ -8,6 +8,7 @@
 //! the thread submits and reaps when it drives ([`LocalProactor::block_on`],
 //! [`LocalOp::wait`], [`LocalProactor::park`], [`LocalProactor::drive`]).
 
+mod multi;
 pub(crate) mod op;
 mod ops;
 mod turn;
@@ -27,6 +28,7 @@ use ring_io_driver::{Probe, Ring, SetupError};
 use crate::config::*;
 use crate::state::{Release, Tags};
 
+pub use multi::LocalMulti;
 pub use op::LocalOp;
 pub use turn::LocalUnparker;
 
@@ -94,6 +96,16 @@ pub(crate) enum LSlotState {
     Done(i32, u32),
     /// The op's future was dropped: what it owned waits for the CQE.
     Orphan(Box<dyn Release>),
+    /// A multishot request: its CQEs not yet taken, and whether the last
+    /// one (without `IORING_CQE_F_MORE`) has arrived.
+    Stream {
+        cqes: VecDeque<(i32, u32)>,
+        waker: Option<std::task::Waker>,
+        ended: bool,
+    },
+    /// A dropped stream: what it owned, with the CQEs that came since,
+    /// released when the last one arrives.
+    OrphanStream(Box<dyn Release>, Vec<(i32, u32)>),
 }
 
 pub(crate) struct LSlot {
@@ -109,9 +121,9 @@ impl LSlot {
     /// cancelled with its future alive).
     pub(crate) fn cancelling(&self) -> bool {
         match self.state {
-            LSlotState::Orphan(_) => true,
-            LSlotState::Waiting(_) => self.attempts > 0,
-            LSlotState::Free | LSlotState::Done(..) => false,
+            LSlotState::Orphan(_) | LSlotState::OrphanStream(..) => true,
+            LSlotState::Waiting(_) | LSlotState::Stream { ended: false, .. } => self.attempts > 0,
+            LSlotState::Free | LSlotState::Done(..) | LSlotState::Stream { .. } => false,
         }
     }
 }
@@ -305,8 +317,11 @@ impl Drop for Inner {
             // The kernel would not let go: leak the ring, and what the
             // requests own, rather than free memory it may still write.
             for slot in st.slab.slots.drain(..) {
-                if let LSlotState::Orphan(resources) = slot.state {
-                    std::mem::forget(resources);
+                match slot.state {
+                    LSlotState::Orphan(resources) | LSlotState::OrphanStream(resources, _) => {
+                        std::mem::forget(resources);
+                    }
+                    _ => {}
                 }
             }
         }

@@ -221,7 +221,10 @@ impl<O: 'static> Future for LocalOp<O> {
                     }
                     None
                 }
-                LSlotState::Free | LSlotState::Orphan(_) => {
+                LSlotState::Free
+                | LSlotState::Orphan(_)
+                | LSlotState::Stream { .. }
+                | LSlotState::OrphanStream(..) => {
                     unreachable!("a live op's slot is neither free nor orphaned")
                 }
             }
@@ -287,7 +290,10 @@ impl<O: 'static> Drop for LocalOp<O> {
                         drop(st);
                         drop(waker);
                     }
-                    LSlotState::Free | LSlotState::Orphan(_) => {
+                    LSlotState::Free
+                    | LSlotState::Orphan(_)
+                    | LSlotState::Stream { .. }
+                    | LSlotState::OrphanStream(..) => {
                         unreachable!("a live op's slot is neither free nor orphaned")
                     }
                 }

@@ -3,13 +3,16 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 #[cfg(doc)]
 use crate::Proactor;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
-use crate::{IntoOpFd, LocalOp, LocalProactor};
+use ring_io_ops::Fd;
+
+use crate::ops::Backend;
+use crate::{IntoOpFd, LocalMulti, LocalOp, LocalProactor};
 
 impl LocalProactor {
     /// [`Proactor::read`], on this thread.
@@ -161,5 +164,25 @@ impl LocalProactor {
         buf: B,
     ) -> LocalOp<BufResult<(usize, Option<SocketAddr>), B>> {
         crate::ops::net::recv_from(self, fd, buf)
+    }
+
+    /// [`Proactor::accept_multi`], on this thread: a [`LocalMulti`] of new
+    /// sockets (Linux 5.19).
+    pub fn accept_multi(&self, fd: impl IntoOpFd) -> LocalMulti<OwnedFd> {
+        let fd = fd.into_op_fd();
+        if let Some(e) = self.needs(5, 19, "multishot accept (IORING_ACCEPT_MULTISHOT)") {
+            return LocalMulti::failed(self, e);
+        }
+        let entry = ring_io_ops::Accept::new(Fd(fd.raw()))
+            .flags(libc::SOCK_CLOEXEC)
+            .multishot()
+            .build();
+        LocalMulti::new(self, entry, move |res: io::Result<u32>, _| {
+            // The listener stays open while the request lives.
+            let _ = &fd;
+            // SAFETY: a successful accept returns a new fd nothing owns.
+            Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+        })
+        .restart_after_success()
     }
 }

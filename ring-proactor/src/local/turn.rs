@@ -26,6 +26,24 @@ pub(crate) enum Grave {
     Drop(Waker),
     /// A dropped op's resources, with the CQE to release through them.
     Release(Box<dyn Release>, i32, u32),
+    /// A dropped stream's resources, with the CQEs to release through them.
+    ReleaseAll(Box<dyn Release>, Vec<(i32, u32)>),
+}
+
+/// A stream's CQE arrived: its task is woken (once per turn).
+fn continue_stream(
+    waker: &mut Option<Waker>,
+    graves: &mut Vec<Grave>,
+    last_wake: &mut Option<usize>,
+) {
+    let Some(w) = waker.take() else { return };
+    let repeat = last_wake.is_some_and(|i| matches!(&graves[i], Grave::Wake(l) if l.will_wake(&w)));
+    if repeat {
+        graves.push(Grave::Drop(w));
+    } else {
+        *last_wake = Some(graves.len());
+        graves.push(Grave::Wake(w));
+    }
 }
 
 pub(crate) fn bury(graves: &mut Vec<Grave>) {
@@ -35,6 +53,12 @@ pub(crate) fn bury(graves: &mut Vec<Grave>) {
             Grave::Drop(w) => run_user(|| drop(w)),
             Grave::Release(mut resources, res, flags) => run_user(move || {
                 resources.release(res, flags);
+                drop(resources);
+            }),
+            Grave::ReleaseAll(mut resources, cqes) => run_user(move || {
+                for (res, flags) in cqes {
+                    resources.release(res, flags);
+                }
                 drop(resources);
             }),
         }
@@ -111,7 +135,12 @@ pub(crate) fn cancel_all(st: &mut LState, park: &Park) {
     }
     let mut targets = Vec::new();
     for (i, slot) in st.slab.slots.iter().enumerate() {
-        if let LSlotState::Orphan(_) | LSlotState::Waiting(_) = slot.state {
+        let armed = match slot.state {
+            LSlotState::Orphan(_) | LSlotState::OrphanStream(..) | LSlotState::Waiting(_) => true,
+            LSlotState::Stream { ended, .. } => !ended,
+            LSlotState::Free | LSlotState::Done(..) => false,
+        };
+        if armed {
             targets.push(user_data(i as u32, slot.tag));
         }
     }
@@ -190,13 +219,51 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         }
         let Some(slot) = slab.slots.get_mut(low as usize).filter(|s| {
             s.tag == (ud >> 32) as u32
-                && matches!(s.state, LSlotState::Waiting(_) | LSlotState::Orphan(_))
+                && match s.state {
+                    LSlotState::Waiting(_) | LSlotState::Orphan(_) => true,
+                    LSlotState::OrphanStream(..) => true,
+                    LSlotState::Stream { ended, .. } => !ended,
+                    LSlotState::Free | LSlotState::Done(..) => false,
+                }
         }) else {
             stats.unexpected_cqes += 1;
             continue;
         };
-        *in_ring -= 1;
         stats.completed += 1;
+        match &mut slot.state {
+            LSlotState::Stream { cqes, waker, ended } => {
+                // Only the last CQE of a multishot request comes without
+                // IORING_CQE_F_MORE.
+                cqes.push_back((res, flags));
+                if !ring_io_core::cqe_returns_credit(flags) {
+                    continue_stream(waker, graves, &mut last_wake);
+                    continue;
+                }
+                *ended = true;
+                *in_ring -= 1;
+                continue_stream(waker, graves, &mut last_wake);
+                continue;
+            }
+            LSlotState::OrphanStream(_, cqes) => {
+                cqes.push((res, flags));
+                if !ring_io_core::cqe_returns_credit(flags) {
+                    continue;
+                }
+                *in_ring -= 1;
+                if let LSlotState::OrphanStream(resources, cqes) =
+                    std::mem::replace(&mut slot.state, LSlotState::Free)
+                {
+                    graves.push(Grave::ReleaseAll(resources, cqes));
+                }
+                if let Some(next) = slab.free_slot(low) {
+                    graves.push(Grave::Wake(next));
+                }
+                stats.orphans_freed += 1;
+                continue;
+            }
+            _ => {}
+        }
+        *in_ring -= 1;
         match std::mem::replace(&mut slot.state, LSlotState::Done(res, flags)) {
             LSlotState::Waiting(waker) => {
                 if let Some(w) = waker {
@@ -220,7 +287,10 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
                 }
                 stats.orphans_freed += 1;
             }
-            LSlotState::Free | LSlotState::Done(..) => unreachable!("checked above"),
+            LSlotState::Free
+            | LSlotState::Done(..)
+            | LSlotState::Stream { .. }
+            | LSlotState::OrphanStream(..) => unreachable!("checked above"),
         }
     }
 }

@@ -1,0 +1,282 @@
+//! [`LocalMulti`]: a multishot request of a [`LocalProactor`] as a stream.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use ring_io_ops::Entry;
+
+use super::op::LStage;
+use super::{Inner, LSlotState, LocalProactor};
+use crate::multi::{Convert, MultiRelease};
+use crate::state::{Release, result, run_user};
+
+/// A multishot request of a [`LocalProactor`]: a stream of `io::Result<T>`,
+/// one per completion (a `futures_core::Stream`, or
+/// [`next_item`](LocalMulti::next_item) / [`wait_next`](LocalMulti::wait_next));
+/// `None` once the request has ended. As the
+/// [`Proactor`](crate::Proactor)'s [`Multi`](crate::Multi): submitted when
+/// first polled, cancelled when dropped (what it produced meanwhile is
+/// released: accepted sockets are closed), ended without loss by
+/// [`cancel`](LocalMulti::cancel).
+#[must_use = "a stream does nothing until polled"]
+pub struct LocalMulti<T: 'static> {
+    inner: Rc<Inner>,
+    entry: Entry,
+    stage: LStage,
+    convert: Option<Convert<T>>,
+    /// Re-arm the request when its last CQE is a success: the kernel ended
+    /// a multishot request it could not post more CQEs for (a full CQ).
+    restart_after_success: bool,
+    restart: bool,
+}
+
+impl<T: 'static> LocalMulti<T> {
+    pub(crate) fn new(
+        proactor: &LocalProactor,
+        entry: Entry,
+        convert: impl FnMut(io::Result<u32>, u32) -> Option<io::Result<T>> + Send + 'static,
+    ) -> Self {
+        LocalMulti {
+            inner: proactor.inner.clone(),
+            entry,
+            stage: LStage::New,
+            convert: Some(Box::new(convert)),
+            restart_after_success: false,
+            restart: false,
+        }
+    }
+
+    pub(crate) fn failed(proactor: &LocalProactor, error: io::Error) -> Self {
+        let mut multi = LocalMulti::new(proactor, ring_io_ops::Nop::new().build(), |_, _| None);
+        multi.stage = LStage::Failed(error);
+        multi
+    }
+
+    pub(crate) fn restart_after_success(mut self) -> Self {
+        self.restart_after_success = true;
+        self
+    }
+
+    /// Takes a slot for the request and pushes its entry.
+    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
+        if let Err(unsupported) = self.inner.probe.check(self.entry.opcode()) {
+            self.stage = LStage::Finished;
+            return Poll::Ready(Some(Err(unsupported.into())));
+        }
+        let waker = cx.waker().clone();
+        let mut st = self.inner.st.borrow_mut();
+        let st = &mut *st;
+        if st.slab.in_flight >= self.inner.budget {
+            st.slab.credit_waiters.push_back(waker);
+            self.stage = LStage::Credit;
+            return Poll::Pending;
+        }
+        let Some(ud) = st.slab.alloc(waker) else {
+            self.stage = LStage::Finished;
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
+            ))));
+        };
+        let slot = &mut st.slab.slots[ud as u32 as usize];
+        let LSlotState::Waiting(waker) = std::mem::replace(&mut slot.state, LSlotState::Free)
+        else {
+            unreachable!("a new slot waits");
+        };
+        slot.state = LSlotState::Stream {
+            cqes: VecDeque::new(),
+            waker,
+            ended: false,
+        };
+        st.push(self.entry.user_data(ud));
+        self.stage = LStage::Submitted(ud);
+        Poll::Pending
+    }
+
+    /// The next item, or `None` when the stream has ended.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
+        loop {
+            let ud = match self.stage {
+                LStage::Submitted(ud) => ud,
+                LStage::New | LStage::Credit => return self.submit(cx),
+                LStage::Finished => return Poll::Ready(None),
+                LStage::Failed(_) => {
+                    let LStage::Failed(e) = std::mem::replace(&mut self.stage, LStage::Finished)
+                    else {
+                        unreachable!()
+                    };
+                    return Poll::Ready(Some(Err(e)));
+                }
+            };
+            let index = ud as u32;
+            let mut st = self.inner.st.borrow_mut();
+            let LSlotState::Stream { cqes, waker, ended } =
+                &mut st.slab.slots[index as usize].state
+            else {
+                unreachable!("a live stream's slot is a stream");
+            };
+            if let Some((res, flags)) = cqes.pop_front() {
+                let last = cqes.is_empty() && *ended;
+                drop(st);
+                if last && res >= 0 && self.restart_after_success {
+                    // Delivered below; then the request is armed again.
+                    self.restart = true;
+                }
+                let convert = self.convert.as_mut().expect("a live stream converts");
+                match convert(result(res), flags) {
+                    Some(item) => return Poll::Ready(Some(item)),
+                    None => continue,
+                }
+            }
+            if *ended {
+                let next = st.slab.free_slot(index);
+                drop(st);
+                if let Some(next) = next {
+                    run_user(|| next.wake());
+                }
+                if std::mem::take(&mut self.restart) {
+                    self.inner.st.borrow_mut().stats.stream_restarts += 1;
+                    self.stage = LStage::New;
+                    continue;
+                }
+                self.stage = LStage::Finished;
+                return Poll::Ready(None);
+            }
+            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            drop(st);
+            // Cloned with the state unborrowed (user code), then stored.
+            let fresh = cx.waker().clone();
+            let old = match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
+                LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
+                    waker.replace(fresh)
+                }
+                // Something arrived meanwhile: take it now.
+                _ => Some(fresh),
+            };
+            let again = old.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            drop(old);
+            if !again {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// The next item (a future), or `None` when the stream has ended.
+    pub fn next_item(&mut self) -> impl Future<Output = Option<io::Result<T>>> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
+    /// Runs the thread's [`LocalProactor`] until the next item, or `None`
+    /// when the stream has ended.
+    pub fn wait_next(&mut self) -> Option<io::Result<T>> {
+        let proactor = LocalProactor {
+            inner: self.inner.clone(),
+        };
+        proactor.block_on(self.next_item())
+    }
+
+    /// Asks the kernel to end the stream: the items it produced before the
+    /// cancellation took effect still come, then it ends (possibly after an
+    /// `ECANCELED` item). Nothing is lost, unlike a drop.
+    pub fn cancel(&mut self) {
+        self.restart_after_success = false;
+        self.restart = false;
+        match self.stage {
+            LStage::New | LStage::Credit => self.stage = LStage::Finished,
+            LStage::Submitted(ud) => {
+                let mut st = self.inner.st.borrow_mut();
+                let slot = &mut st.slab.slots[ud as u32 as usize];
+                if matches!(slot.state, LSlotState::Stream { ended: false, .. })
+                    && slot.attempts == 0
+                {
+                    slot.attempts = 1;
+                    st.push_cancel(ud);
+                }
+            }
+            LStage::Failed(_) | LStage::Finished => {}
+        }
+    }
+}
+
+impl<T: 'static> futures_core::Stream for LocalMulti<T> {
+    type Item = io::Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
+        LocalMulti::poll_next(self.get_mut(), cx)
+    }
+}
+
+impl<T: 'static> futures_core::stream::FusedStream for LocalMulti<T> {
+    fn is_terminated(&self) -> bool {
+        matches!(self.stage, LStage::Finished)
+    }
+}
+
+impl<T: 'static> Unpin for LocalMulti<T> {}
+
+impl<T: 'static> Drop for LocalMulti<T> {
+    fn drop(&mut self) {
+        let Some(convert) = self.convert.take() else {
+            return;
+        };
+        let mut release: Box<dyn Release> = Box::new(MultiRelease(convert));
+        let LStage::Submitted(ud) = std::mem::replace(&mut self.stage, LStage::Finished) else {
+            if let LStage::Credit = self.stage {
+                // Woken for room it will not take: pass it on.
+                let next = self.inner.st.borrow_mut().slab.credit_waiters.pop_front();
+                if let Some(next) = next {
+                    run_user(|| next.wake());
+                }
+            }
+            run_user(|| drop(release));
+            return;
+        };
+        let index = ud as u32;
+        let mut st = self.inner.st.borrow_mut();
+        let slot = &mut st.slab.slots[index as usize];
+        let LSlotState::Stream { cqes, waker, ended } =
+            std::mem::replace(&mut slot.state, LSlotState::Free)
+        else {
+            unreachable!("a live stream's slot is a stream");
+        };
+        let arrived: Vec<(i32, u32)> = cqes.into_iter().collect();
+        if ended {
+            // The kernel is done: release what arrived, free the slot.
+            let next = st.slab.free_slot(index);
+            drop(st);
+            run_user(move || {
+                for (res, flags) in arrived {
+                    release.release(res, flags);
+                }
+                drop(release);
+            });
+            drop(waker);
+            if let Some(next) = next {
+                run_user(|| next.wake());
+            }
+            return;
+        }
+        slot.state = LSlotState::OrphanStream(release, arrived);
+        if slot.attempts == 0 {
+            slot.attempts = 1;
+            st.push_cancel(ud);
+        }
+        drop(st);
+        drop(waker);
+    }
+}
+
+impl<T: 'static> fmt::Debug for LocalMulti<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalMulti")
+            .field("opcode", &self.entry.opcode())
+            .finish_non_exhaustive()
+    }
+}
