@@ -220,10 +220,12 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///
 /// - Speed: a caller that waits drives the ring with one `io_uring_enter`
 ///   per batch, but the bookkeeping around each op (slot, queue, dispatch,
-///   wakers) costs about 2000 user-space instructions per NOP, ten times a
-///   raw [`Ring`]'s (the project's benchmarks compare it with tokio-uring,
-///   monoio and compio). Work driven by the fallback thread still crosses
-///   threads twice per batch; [`ProactorConfig::spin`] trades a core for it.
+///   wakers) costs about 1200 user-space instructions per NOP at 32 in
+///   flight (1850 one at a time), eight to thirteen times a raw [`Ring`]'s;
+///   a [`LocalProactor`](crate::LocalProactor), for one thread, about 520
+///   (the project's benchmarks compare both with tokio-uring, monoio and
+///   compio). Work driven by the fallback thread still crosses threads
+///   twice per batch; [`ProactorConfig::spin`] trades a core for it.
 /// - One mutex guards the slab and the queue; every op takes it about
 ///   three times.
 /// - Who submits: the kernel ties a request to the thread that submitted
