@@ -419,3 +419,45 @@ fn a_dropped_accept_stream_closes_what_it_accepted_and_frees_its_slot() {
     p.nop().wait().unwrap();
     assert_eq!(p.stats().orphans_freed, 1);
 }
+
+#[path = "../examples/echo_local.rs"]
+#[allow(dead_code, reason = "only `serve` is used here")]
+mod echo_local;
+
+/// The `echo_local` example's server, 8 clients at once.
+#[test]
+fn the_echo_local_example_serves_eight_clients() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    const CLIENTS: usize = 8;
+    const TRIPS: usize = 50;
+    let server = thread::spawn(move || echo_local::serve(listener, Some(CLIENTS)));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                for t in 0..TRIPS {
+                    let msg = format!("client {c} trip {t:03}");
+                    s.write_all(msg.as_bytes()).unwrap();
+                    let mut back = vec![0u8; msg.len()];
+                    s.read_exact(&mut back).unwrap();
+                    assert_eq!(back, msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let echoed = server.join().unwrap().unwrap();
+    let expect: usize = (0..CLIENTS)
+        .map(|c| {
+            (0..TRIPS)
+                .map(|t| format!("client {c} trip {t:03}").len())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(echoed, expect as u64);
+}
