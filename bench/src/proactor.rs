@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ring_io_driver::Builder;
 use ring_io_ops::{Fd, Nop};
-use ring_io_proactor::{IoBuf, LocalProactor, Op, Proactor, ProactorConfig, block_on};
+use ring_io_proactor::{IoBuf, LocalProactor, MsgFlags, Op, Proactor, ProactorConfig, block_on};
 
 use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
 use crate::median;
@@ -162,7 +162,7 @@ pub(crate) fn local_echo_server(
         let mut buf = vec![0u8; 16 << 10];
         let mut total = 0;
         loop {
-            let (n, b) = p.recv(&fd, buf, 0).await;
+            let (n, b) = p.recv(&fd, buf, MsgFlags::empty()).await;
             buf = b;
             let n = n?;
             if n == 0 {
@@ -170,7 +170,7 @@ pub(crate) fn local_echo_server(
             }
             let mut sent = 0;
             while sent < n {
-                let (m, b) = p.send(&fd, buf.slice(sent..n), 0).await;
+                let (m, b) = p.send(&fd, buf.slice(sent..n), MsgFlags::empty()).await;
                 buf = b.into_inner();
                 sent += m?;
             }
@@ -326,9 +326,10 @@ pub(crate) fn proactor_echo_server(
     conns: usize,
     ready: std::sync::mpsc::Sender<()>,
 ) -> io::Result<u64> {
-    let p = Arc::new(Proactor::new(ProactorConfig::new(256))?);
+    let p = Proactor::new(ProactorConfig::new(256))?;
+    let listener = ring_io_proactor::net::TcpListener::from_std(&p, listener)?;
     let _ = ready.send(());
-    echo::serve(p, listener, Some(conns))
+    Ok(echo::serve(listener, Some(conns)))
 }
 
 /// Round trips per second of the echo example (`examples/echo.rs`,
@@ -621,7 +622,8 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
         );
         println!(
             "note\tA loopback TCP echo server: the echo example (`examples/echo.rs`: a \
-             Proactor, one task per connection on a tiny executor, recv/send futures) against \
+             Proactor's TcpListener, its incoming connections one task each under \
+             `for_each_concurrent` in `block_on`, TcpStream read and write_all futures) against \
              a single-threaded loop on the raw ring (accept, recv and send SQEs, one request in \
              flight per connection). The same driver for both: {CLIENTS} client threads, each \
              doing {trips} blocking write + read round trips of {MSG} bytes; round trips/s = \

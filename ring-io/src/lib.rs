@@ -10,7 +10,7 @@
 //! | [`protocol`] | `ring-io-core` | the ring protocol as a sans-io state machine ([`protocol::SqState`], [`protocol::CqState`], CQ credit, the many-thread claim/commit protocol) and `SimKernel`, an in-memory kernel |
 //! | [`ops`] | `ring-io-ops` | one builder per `IORING_OP_*` (also at the top level) and per-op metadata |
 //! | [`driver`] | `ring-io-driver` | real rings: [`Builder`], [`Ring`], [`SharedRing`], [`BufRing`], [`Probe`] |
-//! | [`proactor`] | `ring-io-proactor` | the [`Proactor`]: safe owned-buffer futures for any executor, driven by whoever waits |
+//! | [`proactor`] | `ring-io-proactor` | the [`Proactor`]: safe owned-buffer futures for any executor, driven by whoever waits; its handles in [`fs`] and [`net`] |
 //!
 //! The sans-io layer is `protocol`, not `core`: a glob import of a module
 //! named `core` would shadow the `core` crate in the importing module.
@@ -95,10 +95,13 @@ pub use ring_io_driver::{
 // The Proactor.
 // (`proactor::Timeout`, the future of `Op::timeout`, stays in its module:
 // `Timeout` here is the op builder.)
+// Its handles stay in their modules (`ring_io::fs::File`,
+// `ring_io::net::TcpStream`, ...), as in std.
 pub use ring_io_proactor::{
-    BufResult, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link, Linkable, LocalMulti, LocalOp,
-    LocalProactor, LocalUnparker, Multi, Op, OpFd, Proactor, ProactorConfig, ProactorStats, Slice,
-    block_on, buf,
+    BufResult, CURRENT_POSITION, Domain, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link,
+    Linkable, LocalMulti, LocalOp, LocalProactor, LocalUnparker, MsgFlags, Multi, Op, OpFd,
+    PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Slice, SocketType, StatxFlags,
+    block_on, buf, fs, net,
 };
 
 // Entries and their builders, one per opcode.

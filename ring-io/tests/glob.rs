@@ -77,6 +77,19 @@ mod facade {
         let _ = type_name::<ops::OpInfo>();
         let _ = type_name::<driver::Ring>();
         let _ = type_name::<proactor::Proactor>();
+        // The Proactor's typed flags, and its handles in their modules.
+        let _ = (MsgFlags::PEEK, PollEvents::IN, StatxFlags::empty());
+        let _ = (
+            Domain::IPV4,
+            SocketType::STREAM,
+            Protocol::TCP,
+            CURRENT_POSITION,
+        );
+        let _ = type_name::<fs::File>();
+        let _ = type_name::<fs::OpenOptions>();
+        let _ = type_name::<fs::Metadata>();
+        let _ = type_name::<net::TcpStream>();
+        let _ = type_name::<net::Incoming<net::UnixStream>>();
     }
 }
 
@@ -114,5 +127,13 @@ mod layers {
         assert!(type_name::<BufRingState>().starts_with("ring_io_core::"));
         let _ = type_name::<Errno>();
         let _ = type_name::<Entry>();
+        let _ = (MsgFlags::PEEK, PollEvents::IN, StatxFlags::empty());
+        let _ = (
+            Domain::IPV4,
+            SocketType::STREAM,
+            Protocol::TCP,
+            CURRENT_POSITION,
+        );
+        let _ = (type_name::<fs::File>(), type_name::<net::UdpSocket>());
     }
 }

@@ -1,15 +1,16 @@
-//! `cp SRC DST` on the [`Proactor`]: between two regular files, 4 tasks on
-//! one thread, each with its own pipe, splice every 4th block of 1 MiB from
-//! the source into their pipe and, linked to it, from the pipe into the
-//! destination (`Proactor::splice` and `Op::link`: one wake-up per block, no
-//! buffer in user space, the bytes copied once, in the kernel, see
-//! `cp_common/mod.rs`), joined by a few lines of executor below. Compare with `examples/cp.rs`, the same copy on the raw ring with
-//! `unsafe` pushes. A progress bar is drawn when stderr is a terminal. A
-//! source that is not a regular file (a pipe, a terminal), or whose size
-//! says less than it holds (a procfs file), is read into an owned buffer and
-//! written back out (a short write's rest as a slice of it), in order, until
-//! a read returns 0. Errors name the path
-//! and exit with status 1; nothing is truncated before both files are
+//! `cp SRC DST` on the [`Proactor`]'s files ([`fs::File`]): between two
+//! regular files, 4 tasks on one thread (`join_all` in [`block_on`]), each
+//! with its own pipe, splice every 4th block of 1 MiB from the source into
+//! their pipe and, linked to it, from the pipe into the destination
+//! (`Proactor::splice` and `Op::link`: one wake-up per block, no buffer in
+//! user space, the bytes copied once, in the kernel, see
+//! `cp_common/mod.rs`). Compare with `examples/cp.rs`, the same copy on the
+//! raw ring with `unsafe` pushes. A progress bar is drawn when stderr is a
+//! terminal. A source that is not a regular file (a pipe, a terminal), or
+//! whose size says less than it holds (a procfs file), is read into an
+//! owned buffer and written back out (`read_at` and `write_all_at` at
+//! [`CURRENT_POSITION`]), in order, until a read returns 0. Errors name the
+//! path and exit with status 1; nothing is truncated before both files are
 //! checked.
 //!
 //! Run: `cargo run --release -p ring-io-proactor --example cp_proactor -- SRC DST`
@@ -22,42 +23,30 @@
 mod common;
 
 use std::cell::Cell;
-use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::process::ExitCode;
-use std::task::{Context, Poll};
 
 use common::{DEPTH, Error, Files, Pipe, Progress, REST_BLOCK, SPLICE_BLOCK};
-use ring_io_proactor::{IoBuf, Proactor, ProactorConfig, block_on};
+use futures_util::future::join_all;
+use ring_io_proactor::{CURRENT_POSITION, IoBuf, Proactor, ProactorConfig, block_on, fs::File};
 
-/// Polls every future until all are done (none is polled after it ends).
-struct JoinAll<F: Future>(Vec<Task<F>>);
+/// The files of a copy as the Proactor's: the source and the destination
+/// that `Files` opened and checked (new descriptors of the same open
+/// files: they share the file positions).
+struct Handles {
+    input: File,
+    output: File,
+}
 
-/// A future and, once it has ended, its output.
-type Task<F> = (Pin<Box<F>>, Option<<F as Future>::Output>);
-
-// The futures are pinned in their boxes; the outputs are never pinned.
-impl<F: Future> Unpin for JoinAll<F> {}
-
-impl<F: Future> Future for JoinAll<F> {
-    type Output = Vec<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<F::Output>> {
-        let mut pending = false;
-        for (future, out) in self.0.iter_mut() {
-            if out.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            return Poll::Pending;
-        }
-        Poll::Ready(self.0.iter_mut().map(|(_, o)| o.take().unwrap()).collect())
+impl Handles {
+    fn new(p: &Proactor, files: &Files) -> Result<Handles, Error> {
+        let input = files.input.try_clone().map_err(|e| files.reading(e))?;
+        let output = files.output.try_clone().map_err(|e| files.writing(e))?;
+        Ok(Handles {
+            input: File::from_std(p, input),
+            output: File::from_std(p, output),
+        })
     }
 }
 
@@ -69,12 +58,13 @@ impl<F: Future> Future for JoinAll<F> {
 async fn splice_blocks(
     p: &Proactor,
     files: &Files,
+    handles: &Handles,
     pipe: &Pipe,
     first: usize,
     progress: &Progress,
     stop: &Cell<bool>,
 ) -> Result<Option<(u64, u64)>, Error> {
-    let result = splice_stride(p, files, pipe, first, progress, stop).await;
+    let result = splice_stride(p, files, handles, pipe, first, progress, stop).await;
     if !matches!(result, Ok(Some(_))) {
         stop.set(true);
     }
@@ -85,6 +75,7 @@ async fn splice_blocks(
 async fn splice_stride(
     p: &Proactor,
     files: &Files,
+    handles: &Handles,
     pipe: &Pipe,
     first: usize,
     progress: &Progress,
@@ -106,8 +97,8 @@ async fn splice_stride(
             let ask = pipe.capacity.min(want - filled);
             // Fill the pipe, then (linked: without coming back here) empty
             // it into the destination.
-            let fill = p.splice(&files.input, Some(at), &pipe.write, None, ask as u32);
-            let drain = p.splice(&pipe.read, None, &files.output, Some(at), ask as u32);
+            let fill = p.splice(&handles.input, Some(at), &pipe.write, None, ask as u32);
+            let drain = p.splice(&pipe.read, None, &handles.output, Some(at), ask as u32);
             let (n, w) = fill.link(drain).await;
             let Some(n) = moved(n).map_err(|e| files.reading(e))? else {
                 return Ok(None);
@@ -130,7 +121,7 @@ async fn splice_stride(
             let mut left = n - w;
             while left > 0 {
                 let to = at + (n - left) as u64;
-                let w = p.splice(&pipe.read, None, &files.output, Some(to), left as u32);
+                let w = p.splice(&pipe.read, None, &handles.output, Some(to), left as u32);
                 let Some(w) = moved(w.await).map_err(|e| files.writing(e))? else {
                     return Ok(None);
                 };
@@ -156,54 +147,34 @@ fn moved(result: io::Result<usize>) -> io::Result<Option<usize>> {
 
 /// Copies the rest of the source, at the file positions, one block at a
 /// time, until a read returns 0; returns the bytes copied. One buffer: each
-/// read fills it from its start.
-async fn copy_rest(p: &Proactor, files: &Files, progress: &Progress) -> Result<u64, Error> {
+/// read fills it from its start, each write sends the bytes read.
+async fn copy_rest(files: &Files, handles: &Handles, progress: &Progress) -> Result<u64, Error> {
     let mut buf = vec![0u8; REST_BLOCK];
     let mut copied = 0;
     loop {
-        // `u64::MAX`: at (and moving) the file position.
-        let (n, back) = p.read(&files.input, buf, u64::MAX).await;
-        buf = back;
+        let (n, back) = handles.input.read_at(buf, CURRENT_POSITION).await;
         let n = files.read_len(n.map_err(|e| files.reading(e))?, REST_BLOCK)?;
         if n == 0 {
             return Ok(copied);
         }
+        let (res, back) = handles
+            .output
+            .write_all_at(back.slice(..n), CURRENT_POSITION)
+            .await;
+        res.map_err(|e| files.writing(e))?;
+        buf = back.into_inner();
         copied += n as u64;
-        buf = write_all(p, files, buf, n, u64::MAX).await?;
         progress.add(n as u64);
     }
-}
-
-/// Writes the first `len` bytes of `buf` at `at` (`u64::MAX`: at the file
-/// position), a short write followed by one of the rest (a slice of the
-/// same buffer). Hands the buffer back.
-async fn write_all(
-    p: &Proactor,
-    files: &Files,
-    mut buf: Vec<u8>,
-    len: usize,
-    mut at: u64,
-) -> Result<Vec<u8>, Error> {
-    let mut done = 0;
-    while done < len {
-        let asked = len - done;
-        let (n, back) = p.write(&files.output, buf.slice(done..len), at).await;
-        buf = back.into_inner();
-        let n = files.written_len(n.map_err(|e| files.writing(e))?, asked)?;
-        done += n;
-        if at != u64::MAX {
-            at += n as u64;
-        }
-    }
-    Ok(buf)
 }
 
 /// Copies `src` to `dst` on `p` (see `cp_common/mod.rs` for the checks
 /// before any byte moves); returns the bytes copied.
 pub(crate) fn copy(p: &Proactor, src: &Path, dst: &Path) -> Result<u64, Error> {
-    // Each op holds a clone of a file's (and a pipe's) `Arc` until the
-    // kernel is done with it (see `OpFd`).
+    // Each op holds a file (and a pipe) open until the kernel is done with
+    // it (see `OpFd`).
     let files = &Files::open(src, dst)?;
+    let handles = &Handles::new(p, files)?;
     let progress = &Progress::new(files);
     let (mut end, mut copied) = (0, 0);
     if files.size > 0 {
@@ -211,15 +182,9 @@ pub(crate) fn copy(p: &Proactor, src: &Path, dst: &Path) -> Result<u64, Error> {
             .map(|_| Pipe::new())
             .collect::<Result<Vec<_>, _>>()?;
         let stop = &Cell::new(false);
-        let tasks = pipes
-            .iter()
-            .enumerate()
-            .map(|(first, pipe)| {
-                let task = splice_blocks(p, files, pipe, first, progress, stop);
-                (Box::pin(task), None)
-            })
-            .collect();
-        let results = block_on(JoinAll(tasks));
+        let tasks = (pipes.iter().enumerate())
+            .map(|(first, pipe)| splice_blocks(p, files, handles, pipe, first, progress, stop));
+        let results = block_on(join_all(tasks));
         // An error first, then whether to start over.
         let done = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         match done.into_iter().collect::<Option<Vec<_>>>() {
@@ -238,7 +203,7 @@ pub(crate) fn copy(p: &Proactor, src: &Path, dst: &Path) -> Result<u64, Error> {
         }
     }
     files.resume_at(end)?;
-    copied += block_on(copy_rest(p, files, progress))?;
+    copied += block_on(copy_rest(files, handles, progress))?;
     progress.finish();
     Ok(copied)
 }

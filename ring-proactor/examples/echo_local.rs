@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use ring_io_proactor::{IoBuf, LocalProactor, ProactorConfig};
+use ring_io_proactor::{IoBuf, LocalProactor, MsgFlags, ProactorConfig};
 
 /// Echoes what arrives on `conn` until the peer closes; returns the bytes.
 async fn echo(p: &LocalProactor, conn: OwnedFd) -> io::Result<u64> {
@@ -21,7 +21,7 @@ async fn echo(p: &LocalProactor, conn: OwnedFd) -> io::Result<u64> {
     let conn = Arc::new(conn);
     let (mut buf, mut total) = (vec![0u8; 16 << 10], 0);
     loop {
-        let (n, b) = p.recv(&conn, buf, 0).await;
+        let (n, b) = p.recv(&conn, buf, MsgFlags::empty()).await;
         let n = n?;
         buf = b;
         if n == 0 {
@@ -29,7 +29,7 @@ async fn echo(p: &LocalProactor, conn: OwnedFd) -> io::Result<u64> {
         }
         let mut sent = 0;
         while sent < n {
-            let (m, slice) = p.send(&conn, buf.slice(sent..n), 0).await;
+            let (m, slice) = p.send(&conn, buf.slice(sent..n), MsgFlags::empty()).await;
             buf = slice.into_inner();
             sent += m?;
         }

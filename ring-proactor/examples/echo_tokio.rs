@@ -11,20 +11,20 @@
 
 use std::{io, net::TcpListener, os::fd::OwnedFd, sync::Arc};
 
-use ring_io_proactor::{Proactor, ProactorConfig};
+use ring_io_proactor::{MsgFlags, Proactor, ProactorConfig};
 
 /// Echoes one connection until the peer closes it.
 async fn echo(p: Arc<Proactor>, conn: OwnedFd) -> io::Result<()> {
     let (conn, mut buf) = (Arc::new(conn), Vec::with_capacity(16 * 1024));
     loop {
         buf.clear();
-        let (n, back) = p.recv(&conn, buf, 0).await;
+        let (n, back) = p.recv(&conn, buf, MsgFlags::empty()).await;
         buf = back;
         if n? == 0 {
             return Ok(());
         }
         while !buf.is_empty() {
-            let (n, back) = p.send(&conn, buf, libc::MSG_NOSIGNAL).await;
+            let (n, back) = p.send(&conn, buf, MsgFlags::NOSIGNAL).await;
             buf = back;
             buf.drain(..n?);
         }

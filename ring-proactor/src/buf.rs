@@ -34,7 +34,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use ring_io_proactor::{IoBuf, Proactor, ProactorConfig};
+//! use ring_io_proactor::{CURRENT_POSITION, IoBuf, Proactor, ProactorConfig};
 //!
 //! let p = Proactor::new(ProactorConfig::new(8))?;
 //! let file = Arc::new(std::fs::File::open("/proc/self/status")?);
@@ -58,9 +58,9 @@
 //! // A write sends the initialized bytes: a `&'static str`, a `String`, ...
 //! let (tx, rx) = std::os::unix::net::UnixStream::pair()?;
 //! let (tx, rx) = (Arc::new(tx), Arc::new(rx));
-//! let (n, _) = p.write(&tx, "hello", u64::MAX).wait();
+//! let (n, _) = p.write(&tx, "hello", CURRENT_POSITION).wait();
 //! assert_eq!(n?, 5);
-//! let (n, buf) = p.read(&rx, Box::<[u8]>::from([0u8; 8]), u64::MAX).wait();
+//! let (n, buf) = p.read(&rx, Box::<[u8]>::from([0u8; 8]), CURRENT_POSITION).wait();
 //! assert_eq!(&buf[..n?], b"hello");
 //! # Ok::<(), std::io::Error>(())
 //! ```

@@ -28,7 +28,7 @@ impl<O: 'static> Op<O> {
     /// `ECANCELED`.
     ///
     /// ```
-    /// use ring_io_proactor::{Proactor, ProactorConfig, block_on};
+    /// use ring_io_proactor::{MsgFlags, Proactor, ProactorConfig, block_on};
     /// use std::{io::Write, os::unix::net::UnixStream, sync::Arc};
     ///
     /// let p = Proactor::new(ProactorConfig::new(8))?;
@@ -36,12 +36,12 @@ impl<O: 'static> Op<O> {
     /// let a = Arc::new(a);
     /// block_on(async {
     ///     // Nothing has arrived: the receive is cancelled.
-    ///     let mut recv = p.recv(&a, Vec::with_capacity(16), 0).start();
+    ///     let mut recv = p.recv(&a, Vec::with_capacity(16), MsgFlags::empty()).start();
     ///     let (res, _buf) = recv.cancel().await;
     ///     assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     ///     // The data came first: the cancelled receive returns it.
     ///     b.write_all(b"late")?;
-    ///     let recv = p.recv(&a, Vec::with_capacity(16), 0).start();
+    ///     let recv = p.recv(&a, Vec::with_capacity(16), MsgFlags::empty()).start();
     ///     std::thread::sleep(std::time::Duration::from_millis(10));
     ///     let (res, buf) = recv.cancel().await;
     ///     assert_eq!(res?, 4);
@@ -90,13 +90,13 @@ impl<O: 'static> Op<O> {
     /// when the future is first polled.
     ///
     /// ```
-    /// use ring_io_proactor::{Proactor, ProactorConfig};
+    /// use ring_io_proactor::{MsgFlags, Proactor, ProactorConfig};
     /// use std::{os::unix::net::UnixStream, sync::Arc, time::Duration};
     ///
     /// let p = Proactor::new(ProactorConfig::new(8))?;
     /// let (a, _b) = UnixStream::pair()?;
     /// let a = Arc::new(a);
-    /// let recv = p.recv(&a, Vec::with_capacity(16), 0);
+    /// let recv = p.recv(&a, Vec::with_capacity(16), MsgFlags::empty());
     /// match ring_io_proactor::block_on(recv.timeout(Duration::from_millis(5))) {
     ///     Ok((res, buf)) => println!("received {:?}", &buf[..res?]),
     ///     Err(elapsed) => {

@@ -22,7 +22,9 @@ use std::sync::Arc;
 /// - an owned file (`File`, `OwnedFd`, `TcpStream`, `TcpListener`,
 ///   `UdpSocket`, `UnixStream`, `UnixListener`, `UnixDatagram`): the op owns
 ///   it and closes it when it finishes;
-/// - `BorrowedFd<'static>`: a file that is never closed (stdin, say).
+/// - `BorrowedFd<'static>`: a file that is never closed (stdin, say);
+/// - a handle of [`fs`](crate::fs) or [`net`](crate::net) by reference
+///   (`&fs::File`, `&net::TcpStream`, ...): the op holds the handle's file.
 ///
 /// A plain `&File` is refused at compile time: nothing would keep it open.
 ///

@@ -20,6 +20,22 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! The [`fs`] and [`net`] modules have the handles most programs use
+//! instead of fds: [`fs::File`], [`net::TcpListener`], [`net::TcpStream`],
+//! [`net::UdpSocket`], [`net::UnixListener`], [`net::UnixStream`], each
+//! holding a clone of its Proactor (a cheap handle: the last clone shuts
+//! it down).
+//!
+//! ```
+//! use ring_io_proactor::{Proactor, ProactorConfig, block_on, fs::File};
+//!
+//! let proactor = Proactor::new(ProactorConfig::new(32))?;
+//! let file = File::open(&proactor, "/proc/self/status").wait()?;
+//! let (n, buf) = block_on(file.read_at(vec![0u8; 4096], 0));
+//! assert!(buf[..n?].starts_with(b"Name:"));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! Buffers are any [`IoBuf`] (to write from) or [`IoBufMut`] (to read
 //! into): `Vec<u8>`, `Box<[u8]>`, `String`, `&'static str`, a
 //! [`slice`](IoBuf::slice) of a buffer, ...; a read fills the buffer from
@@ -42,9 +58,13 @@ mod drive;
 mod driver;
 mod fd;
 mod fixed;
+mod flags;
+pub mod fs;
+mod handle;
 mod link;
 mod local;
 mod multi;
+pub mod net;
 mod op;
 mod ops;
 mod proactor;
@@ -61,6 +81,8 @@ pub use config::{DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
 pub use drive::{Unparker, block_on};
 pub use fd::{IntoOpFd, OpFd};
 pub use fixed::FixedBuf;
+pub use flags::{CURRENT_POSITION, Domain, MsgFlags, PollEvents, Protocol, SocketType, StatxFlags};
+pub use handle::Transfer;
 pub use link::{Link, Linkable};
 pub use local::{LocalMulti, LocalOp, LocalProactor, LocalUnparker};
 pub use multi::Multi;

@@ -100,8 +100,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// An op names its file by number, and the kernel resolves the number when
 /// it issues the request (for a linked op, only after the ops before it).
 /// So ops take files as [`IntoOpFd`], which keeps the file open until the
-/// kernel is done: `&Arc<File>` (the op holds a clone), or a file by value
-/// (closed when the op finishes). A plain `&File` does not compile.
+/// kernel is done: `&Arc<File>` (the op holds a clone), a file by value
+/// (closed when the op finishes), or a handle of [`fs`](crate::fs) or
+/// [`net`](crate::net) by reference (`&fs::File`, `&net::TcpStream`, ...).
+/// A plain `&std::fs::File` does not compile.
 ///
 /// # Fixed buffers
 ///
@@ -194,9 +196,36 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// drop that panics ends that call only: the op still completes, and other
 /// ops are not affected.
 ///
+/// # Clones, and the handles of `fs` and `net`
+///
+/// A `Proactor` is a handle: [`clone`](Clone::clone) is cheap (a
+/// reference count), and every clone is the same Proactor (one ring, one
+/// slab, one fallback thread). So a task, a thread or a typed handle
+/// ([`fs::File`](crate::fs::File), [`net::TcpStream`](crate::net::TcpStream),
+/// ...) keeps a clone of its own, and nothing needs an `Arc<Proactor>`.
+/// The Proactor shuts down when its last clone is dropped (see
+/// [Shutdown](#shutdown)): a handle of `fs` or `net` keeps it running for
+/// as long as the handle lives. Ops and streams are not clones: one alive
+/// after the last clone ends as the shutdown says. An op that makes a
+/// handle (an accept, a connect, an open) holds a clone until it completes,
+/// or, dropped in flight, until its last CQE; the last clone may then be
+/// dropped on the thread that drives, which finishes the shutdown there.
+///
+/// ```
+/// use ring_io_proactor::{Proactor, ProactorConfig, net::UdpSocket};
+///
+/// let p = Proactor::new(ProactorConfig::new(8))?;
+/// // The socket holds a clone: it can move to another thread alone.
+/// let socket = UdpSocket::bind(&p, "127.0.0.1:0")?;
+/// drop(p);
+/// let to = socket.local_addr()?;
+/// std::thread::spawn(move || socket.send_to("hi", to).wait().0).join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Shutdown
 ///
-/// Dropping the [`Proactor`] wakes every op waiting for credit (each then
+/// Dropping the last clone of the [`Proactor`] wakes every op waiting for credit (each then
 /// fails with `ErrorKind::NotConnected`), asks every request still in
 /// flight to cancel (retrying as above), frees the buffers of dropped ops
 /// as their CQEs arrive (driving the ring itself if nobody else does), and
@@ -256,7 +285,7 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// ```
 /// use std::io::Write;
 /// use std::sync::Arc;
-/// use ring_io_proactor::{Proactor, ProactorConfig};
+/// use ring_io_proactor::{CURRENT_POSITION, Proactor, ProactorConfig};
 ///
 /// let proactor = Proactor::new(ProactorConfig::new(32))?;
 /// let (mut tx, rx) = std::os::unix::net::UnixStream::pair()?;
@@ -264,15 +293,25 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// let rx = Arc::new(rx);
 /// tx.write_all(b"hello")?;
 /// // The buffer moves in, and comes back with the result.
-/// let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), u64::MAX).wait();
+/// let (n, buf) = proactor.read(&rx, Vec::with_capacity(16), CURRENT_POSITION).wait();
 /// assert_eq!(n?, 5);
 /// assert_eq!(buf, b"hello");
 /// proactor.nop().wait()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
+#[derive(Clone)]
 pub struct Proactor {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) thread: Option<JoinHandle<()>>,
+    /// Shared by the clones: the last one dropped shuts the Proactor down.
+    #[allow(dead_code, reason = "held for its drop")]
+    owner: Arc<Owner>,
+}
+
+/// What the last clone of a [`Proactor`] shuts down: its fallback thread
+/// (and, through it, the ring).
+struct Owner {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// A setup error as the Proactor's caller can act on it: an oversize ring
@@ -360,8 +399,11 @@ impl Proactor {
             .spawn(move || crate::drive::fallback(fallback));
         match thread {
             Ok(thread) => Ok(Proactor {
+                owner: Arc::new(Owner {
+                    shared: shared.clone(),
+                    thread: Some(thread),
+                }),
                 shared,
-                thread: Some(thread),
             }),
             Err(e) => {
                 // Nothing was pushed: the ring can be closed at once.
@@ -403,7 +445,7 @@ impl fmt::Debug for Proactor {
     }
 }
 
-impl Drop for Proactor {
+impl Drop for Owner {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.shutdown = true;

@@ -15,6 +15,7 @@ use ring_io_ops::Entry;
 
 use ring_io_driver::{Probe, Ring};
 
+use crate::CURRENT_POSITION;
 use crate::config::*;
 use crate::driver::*;
 use crate::op::*;
@@ -63,8 +64,8 @@ fn a_panic_of_the_thread_fails_waiters_and_leaks_what_the_kernel_may_use() {
     let r = Arc::new(r);
     let mut cx = Context::from_waker(Waker::noop());
     // Two reads in the kernel that nothing will complete.
-    let mut waited = p.read(&r, Vec::with_capacity(8), u64::MAX);
-    let mut dropped = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    let mut waited = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
+    let mut dropped = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(Pin::new(&mut waited).poll(&mut cx).is_pending());
     assert!(Pin::new(&mut dropped).poll(&mut cx).is_pending());
     while p.stats().max_in_ring < 3 {

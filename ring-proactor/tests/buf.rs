@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use ring_io_proactor::{IoBuf, IoBufMut, Proactor, ProactorConfig, Slice, block_on};
+use ring_io_proactor::{
+    CURRENT_POSITION, IoBuf, IoBufMut, MsgFlags, Proactor, ProactorConfig, Slice, block_on,
+};
 
 fn proactor() -> Proactor {
     Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
@@ -67,7 +69,7 @@ fn a_zeroed_vec_is_read_into_from_its_start() {
     // A receive as well.
     let (mut a, b) = pair();
     a.write_all(b"abc").unwrap();
-    let (n, buf) = p.recv(&b, vec![0u8; 16], 0).wait();
+    let (n, buf) = p.recv(&b, vec![0u8; 16], MsgFlags::empty()).wait();
     assert_eq!(&buf[..n.unwrap()], b"abc");
     assert_eq!(buf.len(), 16);
 }
@@ -95,10 +97,12 @@ fn a_read_into_a_slice_writes_only_there() {
     // stays queued for the next receive.
     let (mut a, b) = pair();
     a.write_all(&data).unwrap();
-    let (n, slice) = p.recv(&b, vec![0xAA; 64].slice(60..), 0).wait();
+    let (n, slice) = p
+        .recv(&b, vec![0xAA; 64].slice(60..), MsgFlags::empty())
+        .wait();
     assert_eq!(n.unwrap(), 4);
     assert_eq!(slice.into_inner()[60..], data[..4]);
-    let (n, buf) = p.recv(&b, vec![0u8; 128], 0).wait();
+    let (n, buf) = p.recv(&b, vec![0u8; 128], MsgFlags::empty()).wait();
     assert_eq!(buf[..n.unwrap()], data[4..]);
     // A slice of a vector's spare capacity: the bytes between its length
     // and the slice are zeroed, so that the length covers what was read.
@@ -124,7 +128,9 @@ fn a_read_into_a_slice_writes_only_there() {
     assert_eq!(buf[10..12], data[5..7]);
     assert!(buf[..10].iter().chain(&buf[12..]).all(|&b| b == 0xAA));
     // A write sends the slice's initialized bytes.
-    let (n, slice) = p.write(&b, data.clone().slice(90..), u64::MAX).wait();
+    let (n, slice) = p
+        .write(&b, data.clone().slice(90..), CURRENT_POSITION)
+        .wait();
     assert_eq!(n.unwrap(), 10);
     assert_eq!(slice.into_inner(), data, "handed back whole");
     let mut got = [0u8; 10];
@@ -132,7 +138,7 @@ fn a_read_into_a_slice_writes_only_there() {
     assert_eq!(got, data[90..]);
     let mut v = Vec::with_capacity(64);
     v.extend_from_slice(b"0123");
-    let (n, _) = p.write(&b, v.slice(2..30), u64::MAX).wait();
+    let (n, _) = p.write(&b, v.slice(2..30), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 2, "only the initialized bytes of the slice");
     let mut got = [0u8; 2];
     a.read_exact(&mut got).unwrap();
@@ -145,31 +151,35 @@ fn every_buffer_type_writes_and_reads() {
     let (a, b) = UnixStream::pair().unwrap();
     let (a, b) = (Arc::new(a), Arc::new(b));
     // Writes from each kind of IoBuf.
-    let (n, s) = p.write(&a, "str,", u64::MAX).wait();
+    let (n, s) = p.write(&a, "str,", CURRENT_POSITION).wait();
     assert_eq!((n.unwrap(), s), (4, "str,"));
-    let (n, s) = p.write(&a, &b"slice,"[..], u64::MAX).wait();
+    let (n, s) = p.write(&a, &b"slice,"[..], CURRENT_POSITION).wait();
     assert_eq!((n.unwrap(), s), (6, &b"slice,"[..]));
-    let (n, s) = p.send(&a, String::from("string,"), 0).wait();
+    let (n, s) = p
+        .send(&a, String::from("string,"), MsgFlags::empty())
+        .wait();
     assert_eq!((n.unwrap(), &s[..]), (7, "string,"));
     let boxed: Box<[u8]> = b"boxed,".to_vec().into_boxed_slice();
-    let (n, boxed) = p.write(&a, boxed, u64::MAX).wait();
+    let (n, boxed) = p.write(&a, boxed, CURRENT_POSITION).wait();
     assert_eq!((n.unwrap(), &boxed[..]), (6, &b"boxed,"[..]));
-    let (n, _) = p.write(&a, b"vec".to_vec(), u64::MAX).wait();
+    let (n, _) = p.write(&a, b"vec".to_vec(), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 3);
     // Reads into each kind of IoBufMut: a box is filled from its start.
-    let (n, boxed) = p.read(&b, Box::<[u8]>::from([0u8; 10]), u64::MAX).wait();
+    let (n, boxed) = p
+        .read(&b, Box::<[u8]>::from([0u8; 10]), CURRENT_POSITION)
+        .wait();
     assert_eq!(n.unwrap(), 10);
     assert_eq!(&boxed[..], b"str,slice,");
-    let (n, boxed) = p.recv(&b, boxed.slice(4..), 0).wait();
+    let (n, boxed) = p.recv(&b, boxed.slice(4..), MsgFlags::empty()).wait();
     assert_eq!(n.unwrap(), 6);
     assert_eq!(&boxed.into_inner()[..], b"str,string");
-    let (n, v) = p.read(&b, Vec::with_capacity(64), u64::MAX).wait();
+    let (n, v) = p.read(&b, Vec::with_capacity(64), CURRENT_POSITION).wait();
     assert_eq!((n.unwrap(), &v[..]), (10, &b",boxed,vec"[..]));
     // Vectored, with boxes and static strings.
-    let (n, _) = p.writev(&a, vec!["ab", "cde", ""], u64::MAX).wait();
+    let (n, _) = p.writev(&a, vec!["ab", "cde", ""], CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 5);
     let bufs: Vec<Box<[u8]>> = vec![Box::new([0; 2]), Box::new([0; 8])];
-    let (n, bufs) = p.readv(&b, bufs, u64::MAX).wait();
+    let (n, bufs) = p.readv(&b, bufs, CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 5);
     assert_eq!((&bufs[0][..], &bufs[1][..3]), (&b"ab"[..], &b"cde"[..]));
     // Datagrams.
@@ -192,24 +202,32 @@ fn bytes_and_bytes_mut_write_and_read() {
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();
     let (a, b) = (Arc::new(a), Arc::new(b));
-    let (n, back) = p.write(&a, Bytes::from_static(b"static,"), u64::MAX).wait();
+    let (n, back) = p
+        .write(&a, Bytes::from_static(b"static,"), CURRENT_POSITION)
+        .wait();
     assert_eq!((n.unwrap(), &back[..]), (7, &b"static,"[..]));
-    let (n, _) = p.send(&a, Bytes::from(b"shared,".to_vec()), 0).wait();
+    let (n, _) = p
+        .send(&a, Bytes::from(b"shared,".to_vec()), MsgFlags::empty())
+        .wait();
     assert_eq!(n.unwrap(), 7);
     let mut m = BytesMut::with_capacity(32);
     m.extend_from_slice(b"mut,bytes");
-    let (n, _) = p.write(&a, m.slice(..4), u64::MAX).wait();
+    let (n, _) = p.write(&a, m.slice(..4), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 4);
     // Into an empty BytesMut: its length becomes n.
-    let (n, m) = p.read(&b, BytesMut::with_capacity(7), u64::MAX).wait();
+    let (n, m) = p
+        .read(&b, BytesMut::with_capacity(7), CURRENT_POSITION)
+        .wait();
     assert_eq!((n.unwrap(), &m[..]), (7, &b"static,"[..]));
     // Into one that holds more: filled from its start, length max(len, n).
     let mut m = BytesMut::with_capacity(64);
     m.extend_from_slice(&[b'.'; 10]);
-    let (n, m) = p.recv(&b, m.slice(..7), 0).wait();
+    let (n, m) = p.recv(&b, m.slice(..7), MsgFlags::empty()).wait();
     assert_eq!(n.unwrap(), 7);
     assert_eq!(&m.into_inner()[..], b"shared,...");
-    let (n, m) = p.read(&b, BytesMut::with_capacity(64), u64::MAX).wait();
+    let (n, m) = p
+        .read(&b, BytesMut::with_capacity(64), CURRENT_POSITION)
+        .wait();
     assert_eq!((n.unwrap(), &m[..]), (4, &b"mut,"[..]));
 }
 
@@ -222,15 +240,15 @@ fn a_buffer_with_no_room_is_invalid_input_and_comes_back() {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("no room"), "{e}");
     };
-    let (res, buf) = p.read(&b, Vec::new(), u64::MAX).wait();
+    let (res, buf) = p.read(&b, Vec::new(), CURRENT_POSITION).wait();
     no_room(res.unwrap_err());
     assert_eq!(buf.capacity(), 0);
     let mut v = Vec::with_capacity(8);
     v.extend_from_slice(b"full");
-    let (res, buf) = p.recv(&b, v.slice(8..), 0).wait();
+    let (res, buf) = p.recv(&b, v.slice(8..), MsgFlags::empty()).wait();
     no_room(res.unwrap_err());
     assert_eq!(buf.into_inner(), b"full", "handed back unchanged");
-    let (res, buf) = p.read(&b, Box::<[u8]>::from([]), u64::MAX).wait();
+    let (res, buf) = p.read(&b, Box::<[u8]>::from([]), CURRENT_POSITION).wait();
     no_room(res.unwrap_err());
     assert!(buf.is_empty());
     let (res, buf) = p.recv_from(&b, b"xy".to_vec().slice(1..1)).wait();
@@ -246,19 +264,19 @@ fn a_buffer_with_no_room_is_invalid_input_and_comes_back() {
     // reserved: the bytes are never touched), and a slice of it reads.
     let mut huge: Vec<u8> = Vec::new();
     if huge.try_reserve_exact(u32::MAX as usize + 1).is_ok() {
-        let (res, huge) = p.read(&b, huge, u64::MAX).wait();
+        let (res, huge) = p.read(&b, huge, CURRENT_POSITION).wait();
         let e = res.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert!(e.to_string().contains("32-bit"), "{e}");
         assert!(huge.capacity() > u32::MAX as usize);
-        let (n, slice) = p.read(&b, huge.slice(..3), u64::MAX).wait();
+        let (n, slice) = p.read(&b, huge.slice(..3), CURRENT_POSITION).wait();
         assert_eq!(n.unwrap(), 3);
         assert_eq!(&slice[..], b"wai");
     } else {
         eprintln!("ring-skip: a 4 GiB buffer: no address space for it");
     }
     // Nothing was read by the refused ops.
-    let (n, buf) = p.read(&b, vec![0u8; 16], u64::MAX).wait();
+    let (n, buf) = p.read(&b, vec![0u8; 16], CURRENT_POSITION).wait();
     let n = n.unwrap();
     assert!(b"waiting".ends_with(&buf[..n]), "{:?}", &buf[..n]);
 }
@@ -271,7 +289,7 @@ fn readv_fills_each_buffer_from_its_start() {
     let mut second = Vec::with_capacity(6);
     second.extend_from_slice(b"yy");
     let bufs = vec![vec![b'x'; 4], second, Vec::with_capacity(8), vec![b'z'; 3]];
-    let (n, bufs) = p.readv(&b, bufs, u64::MAX).wait();
+    let (n, bufs) = p.readv(&b, bufs, CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 12);
     assert_eq!(bufs[0], b"0123");
     assert_eq!(bufs[1], b"456789", "filled from its start, not after yy");
@@ -280,7 +298,7 @@ fn readv_fills_each_buffer_from_its_start() {
     // Slices: each filled from its own start, nothing past its end.
     a.write_all(b"ABCDEFG").unwrap();
     let bufs = vec![vec![b'.'; 8].slice(2..4), vec![b'.'; 8].slice(5..)];
-    let (n, bufs) = p.readv(&b, bufs, u64::MAX).wait();
+    let (n, bufs) = p.readv(&b, bufs, CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 5);
     let bufs: Vec<Vec<u8>> = bufs.into_iter().map(Slice::into_inner).collect();
     assert_eq!(bufs[0], b"..AB....");
@@ -288,7 +306,9 @@ fn readv_fills_each_buffer_from_its_start() {
     // And writev sends each buffer's initialized bytes.
     let mut half = Vec::with_capacity(16);
     half.extend_from_slice(b"half");
-    let (n, _) = p.writev(&b, vec![half, b"-full".to_vec()], u64::MAX).wait();
+    let (n, _) = p
+        .writev(&b, vec![half, b"-full".to_vec()], CURRENT_POSITION)
+        .wait();
     assert_eq!(n.unwrap(), 9);
     let mut got = [0u8; 9];
     a.read_exact(&mut got).unwrap();
@@ -338,7 +358,7 @@ fn a_user_buffer_type_reads_and_a_dropped_op_frees_it_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     a.write_all(b"mine").unwrap();
     let (n, buf) = p
-        .read(&b, Counted(vec![0; 8], drops.clone()), u64::MAX)
+        .read(&b, Counted(vec![0; 8], drops.clone()), CURRENT_POSITION)
         .wait();
     assert_eq!(&buf.0[..n.unwrap()], b"mine");
     drop(buf);
@@ -346,7 +366,7 @@ fn a_user_buffer_type_reads_and_a_dropped_op_frees_it_once() {
     // In flight, then dropped: the Proactor keeps it until the kernel's
     // CQE, then drops it once.
     let mut op = p
-        .read(&b, Counted(vec![0; 8], drops.clone()), u64::MAX)
+        .read(&b, Counted(vec![0; 8], drops.clone()), CURRENT_POSITION)
         .start();
     let polled = Pin::new(&mut op).poll(&mut Context::from_waker(Waker::noop()));
     assert!(polled.is_pending());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_proactor::{Proactor, ProactorConfig, block_on};
+use ring_io_proactor::{MsgFlags, Proactor, ProactorConfig, block_on};
 
 fn proactor() -> Proactor {
     Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
@@ -33,20 +33,26 @@ fn a_cancelled_receive_whose_data_had_arrived_hands_the_data_back() {
     let (a, mut b) = pair();
     // The data is there before the receive: it completes at submission.
     b.write_all(b"arrived").unwrap();
-    let recv = p.recv(&a, Vec::with_capacity(16), 0).start();
+    let recv = p
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
+        .start();
     let (res, buf) = recv.cancel().wait();
     assert_eq!(res.unwrap(), 7);
     assert_eq!(buf, b"arrived");
     // The data arrives while the receive waits, then it is cancelled
     // before anyone looked at it.
-    let recv = p.recv(&a, Vec::with_capacity(16), 0).start();
+    let recv = p
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
+        .start();
     b.write_all(b"meanwhile").unwrap();
     thread::sleep(Duration::from_millis(20));
     let (res, buf) = recv.cancel().wait();
     assert_eq!(res.unwrap(), 9);
     assert_eq!(buf, b"meanwhile");
     // Nothing arrives: the receive is cancelled, and its buffer is back.
-    let recv = p.recv(&a, Vec::with_capacity(16), 0).start();
+    let recv = p
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
+        .start();
     let (res, buf) = recv.cancel().wait();
     assert!(ecanceled(res));
     assert!(buf.is_empty() && buf.capacity() >= 16);
@@ -56,7 +62,10 @@ fn a_cancelled_receive_whose_data_had_arrived_hands_the_data_back() {
 fn cancelling_an_op_never_polled_submits_nothing() {
     let p = proactor();
     let (a, _b) = pair();
-    let (res, _) = p.recv(&a, Vec::with_capacity(16), 0).cancel().wait();
+    let (res, _) = p
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
+        .cancel()
+        .wait();
     assert!(ecanceled(res));
     let stats = p.stats();
     assert_eq!((stats.completed, stats.cancels), (0, 0), "{stats:?}");
@@ -86,7 +95,7 @@ fn receives_under_timeouts_lose_no_byte() {
     // speed (the race below may see none on a slow one, a TCG VM say).
     let (mut timeouts, mut received) = (0, 0);
     for _ in 0..3 {
-        let recv = p.recv(&a, Vec::with_capacity(64), 0);
+        let recv = p.recv(&a, Vec::with_capacity(64), MsgFlags::empty());
         let (res, buf) = recv
             .timeout(Duration::from_micros(200))
             .wait()
@@ -106,7 +115,7 @@ fn receives_under_timeouts_lose_no_byte() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while got.len() < MESSAGES * 4 {
         assert!(Instant::now() < deadline, "stuck at {} bytes", got.len());
-        let recv = p.recv(&a, Vec::with_capacity(64), 0);
+        let recv = p.recv(&a, Vec::with_capacity(64), MsgFlags::empty());
         match recv.timeout(Duration::from_micros(200)).wait() {
             Ok((res, buf)) => {
                 let n = res.unwrap();
@@ -135,7 +144,7 @@ fn a_timeout_that_passes_hands_the_buffer_back_and_one_that_does_not_costs_a_can
     let (a, mut b) = pair();
     let start = Instant::now();
     let out = p
-        .recv(&a, Vec::with_capacity(16), 0)
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
         .timeout(Duration::from_millis(20))
         .wait();
     assert!(start.elapsed() >= Duration::from_millis(20));
@@ -148,7 +157,7 @@ fn a_timeout_that_passes_hands_the_buffer_back_and_one_that_does_not_costs_a_can
     b.write_all(b"quick").unwrap();
     let cancels = p.stats().cancels;
     let (res, buf) = p
-        .recv(&a, Vec::with_capacity(16), 0)
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
         .timeout(Duration::from_secs(60))
         .wait()
         .expect("in time");
@@ -157,7 +166,7 @@ fn a_timeout_that_passes_hands_the_buffer_back_and_one_that_does_not_costs_a_can
     assert_eq!(p.stats().cancels, cancels + 1, "the timer was cancelled");
     // Into io::Error: TimedOut.
     let e: std::io::Error = p
-        .recv(&a, Vec::with_capacity(16), 0)
+        .recv(&a, Vec::with_capacity(16), MsgFlags::empty())
         .timeout(Duration::ZERO)
         .wait()
         .expect_err("no time at all")

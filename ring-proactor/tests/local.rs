@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_proactor::{LocalProactor, ProactorConfig};
+use ring_io_proactor::{CURRENT_POSITION, LocalProactor, MsgFlags, ProactorConfig};
 
 fn local() -> LocalProactor {
     LocalProactor::new(ProactorConfig::new(16)).expect("a LocalProactor on this kernel")
@@ -303,8 +303,8 @@ fn a_tcp_echo_between_two_local_ops() {
         for i in 0..100u32 {
             let msg = i.to_le_bytes().to_vec();
             let (sent, (got, buf)) = join(
-                p.send(&client, msg.clone(), 0),
-                p.recv(&server, Vec::with_capacity(16), 0),
+                p.send(&client, msg.clone(), MsgFlags::empty()),
+                p.recv(&server, Vec::with_capacity(16), MsgFlags::empty()),
             )
             .await;
             assert_eq!(sent.0.unwrap(), 4);
@@ -319,7 +319,7 @@ fn a_dropped_read_leaves_the_data_for_the_next() {
     let p = local();
     let (r, w) = pipe();
     let r = Arc::new(r);
-    let mut read = p.read(&r, vec![0u8; 8], u64::MAX);
+    let mut read = p.read(&r, vec![0u8; 8], CURRENT_POSITION);
     assert!(
         Pin::new(&mut read)
             .poll(&mut Context::from_waker(Waker::noop()))
@@ -334,7 +334,7 @@ fn a_dropped_read_leaves_the_data_for_the_next() {
     }
     use std::io::Write as _;
     std::fs::File::from(w).write_all(b"kept").unwrap();
-    let (n, buf) = p.read(&r, vec![0u8; 8], u64::MAX).wait();
+    let (n, buf) = p.read(&r, vec![0u8; 8], CURRENT_POSITION).wait();
     assert_eq!(&buf[..n.unwrap()], b"kept");
 }
 

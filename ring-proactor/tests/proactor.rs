@@ -15,7 +15,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_proactor::{IoBuf, Op, Proactor, ProactorConfig};
+use ring_io_proactor::fs::OpenOptions;
+use ring_io_proactor::{
+    CURRENT_POSITION, Domain, IoBuf, MsgFlags, Op, PollEvents, Proactor, ProactorConfig,
+    SocketType, StatxFlags,
+};
 
 fn proactor() -> Proactor {
     Proactor::new(ProactorConfig::new(32)).expect("a proactor on this kernel")
@@ -96,7 +100,7 @@ fn a_pending_read_completes_when_data_arrives() {
     let p = proactor();
     let (r, w) = pipe();
     let r = Arc::new(r);
-    let mut op = p.read(&r, Vec::with_capacity(64), u64::MAX);
+    let mut op = p.read(&r, Vec::with_capacity(64), CURRENT_POSITION);
     let flag = Arc::new(Flag(Mutex::new(0)));
     let waker = Waker::from(flag.clone());
     assert!(poll_once(&mut op, &waker).is_pending());
@@ -118,7 +122,7 @@ fn a_file_passed_by_value_stays_open_until_the_op_finishes() {
     let p = proactor();
     // The read end moves into the op; the op is pending when it is made.
     let (r, w) = pipe();
-    let mut op = p.read(r, Vec::with_capacity(16), u64::MAX);
+    let mut op = p.read(r, Vec::with_capacity(16), CURRENT_POSITION);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     assert!(poll_once(&mut op, &waker).is_pending());
     thread::sleep(Duration::from_millis(5));
@@ -146,7 +150,7 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
     let r = Arc::new(r);
     // The caller lets go of its handle while the read is pending: the op's
     // clone keeps the pipe open.
-    let op = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    let op = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
     assert_eq!(Arc::strong_count(&r), 2);
     drop(r);
     thread::sleep(Duration::from_millis(5));
@@ -157,7 +161,7 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
     // A dropped op lets the file go only after its CQE (the cancel's).
     let (r, _w) = pipe();
     let r = Arc::new(r);
-    let mut op = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    let mut op = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     assert!(poll_once(&mut op, &waker).is_pending());
     thread::sleep(Duration::from_millis(5));
@@ -180,7 +184,7 @@ fn an_op_holds_a_shared_file_until_its_last_cqe() {
     }
     only_owner(&r, "the cancelled read's pipe");
     // A completed op lets it go at once.
-    let (n, _) = p.write(&r, b"x".to_vec(), u64::MAX).wait();
+    let (n, _) = p.write(&r, b"x".to_vec(), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
     assert_eq!(Arc::strong_count(&r), 1);
 }
@@ -210,7 +214,7 @@ fn started_ops_run_together_before_they_are_polled() {
     let (r, w) = pipe();
     let r = Arc::new(r);
     let reads: Vec<_> = (0..10)
-        .map(|_| p.read(&r, Vec::with_capacity(4), u64::MAX).start())
+        .map(|_| p.read(&r, Vec::with_capacity(4), CURRENT_POSITION).start())
         .collect();
     // Seven are in the kernel (with the wake-up read) before any is polled;
     // the other three wait for the budget and go in when polled.
@@ -287,7 +291,7 @@ fn fixed_buffers_write_read_and_go_back_to_the_pool() {
     let (r, _w) = pipe();
     let r = Arc::new(r);
     let taken: Vec<_> = (0..3).map(|_| p.fixed_buffer().unwrap()).collect();
-    let mut op = p.read_fixed(&r, p.fixed_buffer().unwrap(), u64::MAX);
+    let mut op = p.read_fixed(&r, p.fixed_buffer().unwrap(), CURRENT_POSITION);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     assert!(poll_once(&mut op, &waker).is_pending());
     thread::sleep(Duration::from_millis(5));
@@ -331,7 +335,7 @@ fn errors_come_back_as_io_errors_with_the_buffer() {
     let (r, _w) = pipe();
     let r = Arc::new(r);
     // Writing to the read end of a pipe fails with EBADF.
-    let (n, buf) = p.write(&r, b"xyz".to_vec(), u64::MAX).wait();
+    let (n, buf) = p.write(&r, b"xyz".to_vec(), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::EBADF));
     assert_eq!(buf, b"xyz");
 }
@@ -345,7 +349,7 @@ fn dropping_a_pending_read_cancels_it_and_frees_its_buffer_after_the_cqe() {
     let flag = Arc::new(Flag(Mutex::new(0)));
     let waker = Waker::from(flag);
     for round in 0..50u32 {
-        let mut op = p.read(&r, Vec::with_capacity(4096), u64::MAX);
+        let mut op = p.read(&r, Vec::with_capacity(4096), CURRENT_POSITION);
         assert!(poll_once(&mut op, &waker).is_pending());
         if round % 2 == 1 {
             // Give the thread time to submit it, so the cancel meets it in
@@ -370,7 +374,7 @@ fn dropping_a_pending_read_cancels_it_and_frees_its_buffer_after_the_cqe() {
     assert_eq!(stats.cancels, 50);
     // No cancelled read consumed data: what is written now is all read.
     w.write_all(b"after the cancels").unwrap();
-    let (n, buf) = p.read(&r, Vec::with_capacity(64), u64::MAX).wait();
+    let (n, buf) = p.read(&r, Vec::with_capacity(64), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 17);
     assert_eq!(buf, b"after the cancels");
 }
@@ -392,7 +396,7 @@ fn dropped_reads_racing_with_writes_lose_no_bytes_to_live_reads() {
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     let mut live = Vec::new();
     for i in 0..200 {
-        let mut op = p.read(&r, Vec::with_capacity(4), u64::MAX);
+        let mut op = p.read(&r, Vec::with_capacity(4), CURRENT_POSITION);
         let _ = poll_once(&mut op, &waker);
         if i % 2 == 0 {
             drop(op);
@@ -519,27 +523,29 @@ fn timeout_waits_at_least_its_duration() {
 fn open_statx_close() {
     let p = proactor();
     let path = temp_path("open");
-    let fd = p
-        .open(&path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
-        .wait()
-        .unwrap();
+    let create_new = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .clone();
+    let fd = p.open(&path, &create_new).wait().unwrap();
     let fd = Arc::new(fd);
     let (n, _) = p.write(&fd, vec![7; 1234], 0).wait();
     assert_eq!(n.unwrap(), 1234);
-    let st = p.statx(&path, 0, libc::STATX_SIZE).wait().unwrap();
-    assert_eq!(st.stx_size, 1234);
-    assert_eq!(u32::from(st.stx_mode) & 0o777, 0o600);
+    let st = p.statx(&path, StatxFlags::empty()).wait().unwrap();
+    assert_eq!(st.len(), 1234);
+    assert!(st.is_file());
+    assert_eq!(st.mode() & 0o777, 0o600);
     let fd = Arc::try_unwrap(fd).expect("the write has finished with it");
     p.close(fd).wait().unwrap();
-    let err = p
-        .open(&path, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, 0o600)
-        .wait()
-        .unwrap_err();
+    let err = p.open(&path, &create_new).wait().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
-    let err = p.open("/no/such\0path", 0, 0).wait().unwrap_err();
+    let read = OpenOptions::new().read(true).clone();
+    let err = p.open("/no/such\0path", &read).wait().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     std::fs::remove_file(&path).unwrap();
-    let err = p.statx(&path, 0, libc::STATX_SIZE).wait().unwrap_err();
+    let err = p.statx(&path, StatxFlags::empty()).wait().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }
 
@@ -564,17 +570,23 @@ fn accept_connect_send_recv_on_loopback() {
     connect.wait().unwrap();
     let server = accept.wait().unwrap();
     let server = Arc::new(server);
-    let (n, _) = p.send(&client, b"hello over tcp".to_vec(), 0).wait();
+    let (n, _) = p
+        .send(&client, b"hello over tcp".to_vec(), MsgFlags::empty())
+        .wait();
     assert_eq!(n.unwrap(), 14);
     let mut got = Vec::new();
     while got.len() < 14 {
-        let (n, buf) = p.recv(&server, Vec::with_capacity(64), 0).wait();
+        let (n, buf) = p
+            .recv(&server, Vec::with_capacity(64), MsgFlags::empty())
+            .wait();
         assert!(n.unwrap() > 0);
         got.extend_from_slice(&buf);
     }
     assert_eq!(got, b"hello over tcp");
     drop(client);
-    let (n, _) = p.recv(&server, Vec::with_capacity(64), 0).wait();
+    let (n, _) = p
+        .recv(&server, Vec::with_capacity(64), MsgFlags::empty())
+        .wait();
     assert_eq!(n.unwrap(), 0, "end of stream");
     // Connection refused is an error, not a hang.
     let free = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -595,7 +607,7 @@ fn socket_connect_and_shutdown_or_a_clear_unsupported_error() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let kernel = common::kernel();
-    let sock = match p.socket(libc::AF_INET, libc::SOCK_STREAM, 0).wait() {
+    let sock = match p.socket(Domain::IPV4, SocketType::STREAM, None).wait() {
         Ok(sock) => Arc::new(sock),
         Err(e) => {
             // Before 5.19 the op is refused up front, naming what it needs.
@@ -637,14 +649,14 @@ fn readv_and_writev_split_across_buffers() {
     let a = Arc::new(a);
     let b = Arc::new(b);
     let bufs = vec![b"one-".to_vec(), b"two-".to_vec(), b"three".to_vec()];
-    let (n, back) = p.writev(&a, bufs.clone(), u64::MAX).wait();
+    let (n, back) = p.writev(&a, bufs.clone(), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 13);
     assert_eq!(back, bufs);
     // Each buffer is filled from its start, up to its capacity, in turn.
     let mut first = Vec::with_capacity(6);
     first.extend_from_slice(b"<");
     let read = vec![first, Vec::with_capacity(3), Vec::with_capacity(100)];
-    let (n, got) = p.readv(&b, read, u64::MAX).wait();
+    let (n, got) = p.readv(&b, read, CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 13);
     assert_eq!(got[0], b"one-tw");
     assert_eq!(got[1], b"o-t");
@@ -656,14 +668,14 @@ fn poll_reports_readiness() {
     let p = proactor();
     let (a, mut b) = UnixStream::pair().unwrap();
     let a = Arc::new(a);
-    let events = p.poll(&a, libc::POLLOUT as u32).wait().unwrap();
-    assert_ne!(events & libc::POLLOUT as u32, 0);
-    let mut op = p.poll(&a, libc::POLLIN as u32);
+    let events = p.poll(&a, PollEvents::OUT).wait().unwrap();
+    assert!(events.contains(PollEvents::OUT));
+    let mut op = p.poll(&a, PollEvents::IN);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     assert!(poll_once(&mut op, &waker).is_pending());
     b.write_all(b"x").unwrap();
     let events = op.wait().unwrap();
-    assert_ne!(events & libc::POLLIN as u32, 0);
+    assert!(events.contains(PollEvents::IN));
 }
 
 #[test]
@@ -689,9 +701,9 @@ fn dropping_the_proactor_cancels_what_is_in_flight() {
     let (r, _w) = pipe();
     let r = Arc::new(r);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
-    let mut live = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    let mut live = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
     assert!(poll_once(&mut live, &waker).is_pending());
-    let mut dropped = p.read(&r, Vec::with_capacity(16), u64::MAX);
+    let mut dropped = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
     assert!(poll_once(&mut dropped, &waker).is_pending());
     drop(dropped);
     let unpolled = p.nop();
@@ -716,8 +728,8 @@ fn ops_are_futures_for_any_executor() {
     let b = Arc::new(b);
     let a = Arc::new(a);
     let out = ring_io_proactor::block_on(async {
-        let read = p.read(&b, Vec::with_capacity(8), u64::MAX);
-        let (n, _) = p.write(&a, b"async".to_vec(), u64::MAX).await;
+        let read = p.read(&b, Vec::with_capacity(8), CURRENT_POSITION);
+        let (n, _) = p.write(&a, b"async".to_vec(), CURRENT_POSITION).await;
         n.unwrap();
         p.nop().await.unwrap();
         read.await
@@ -726,58 +738,6 @@ fn ops_are_futures_for_any_executor() {
     assert_eq!(n.unwrap(), 5);
     assert_eq!(buf, b"async");
     let _ = a.as_fd().as_raw_fd();
-}
-
-#[path = "../examples/echo.rs"]
-#[allow(
-    clippy::duplicate_mod,
-    reason = "echo.rs and cp_proactor.rs each load the examples' cli module"
-)]
-mod echo;
-
-#[test]
-fn echo_server_returns_every_byte_to_several_clients() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    // A small ring: 8 clients' requests outnumber its 8 SQ entries.
-    let p = Arc::new(Proactor::new(ProactorConfig::new(8).cq_entries(32)).unwrap());
-    const CLIENTS: usize = 8;
-    const BYTES: usize = 256 * 1024;
-    let server = {
-        let p = p.clone();
-        thread::spawn(move || echo::serve(p, listener, Some(CLIENTS)))
-    };
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            thread::spawn(move || {
-                let data: Vec<u8> = (0..BYTES).map(|i| (i * 31 + c * 7) as u8).collect();
-                let mut s = std::net::TcpStream::connect(addr).unwrap();
-                let mut r = s.try_clone().unwrap();
-                let expect = data.clone();
-                let reader = thread::spawn(move || {
-                    let mut got = Vec::new();
-                    r.read_to_end(&mut got).unwrap();
-                    got
-                });
-                // Odd-sized writes so reads and writes interleave.
-                for chunk in data.chunks(7919) {
-                    s.write_all(chunk).unwrap();
-                }
-                s.shutdown(std::net::Shutdown::Write).unwrap();
-                let got = reader.join().unwrap();
-                assert_eq!(got.len(), expect.len(), "client {c}");
-                assert!(got == expect, "client {c}: the bytes differ");
-            })
-        })
-        .collect();
-    for c in clients {
-        c.join().unwrap();
-    }
-    let echoed = server.join().unwrap().unwrap();
-    assert_eq!(echoed, (CLIENTS * BYTES) as u64);
-    let stats = p.stats();
-    assert_eq!(stats.cq_overflow, 0);
-    assert!(stats.max_in_ring <= 32, "{stats:?}");
 }
 
 #[test]
@@ -796,7 +756,10 @@ fn linked_write_then_read_run_in_order() {
     // A failing head cancels the rest of the chain.
     let (r, _w) = pipe();
     let r = Arc::new(r);
-    let ((w, _), n) = p.write(&r, b"x".to_vec(), u64::MAX).link(p.nop()).wait();
+    let ((w, _), n) = p
+        .write(&r, b"x".to_vec(), CURRENT_POSITION)
+        .link(p.nop())
+        .wait();
     assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EBADF));
     assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     drop(file);
@@ -847,7 +810,7 @@ fn a_link_timeout_bounds_a_read_that_never_completes() {
     let r = Arc::new(r);
     let start = Instant::now();
     let ((n, buf), timeout) = p
-        .read(&r, Vec::with_capacity(8), u64::MAX)
+        .read(&r, Vec::with_capacity(8), CURRENT_POSITION)
         .link(p.link_timeout(Duration::from_millis(30)))
         .wait();
     assert!(start.elapsed() >= Duration::from_millis(30));
@@ -859,7 +822,7 @@ fn a_link_timeout_bounds_a_read_that_never_completes() {
     let b = Arc::new(b);
     (&a).write_all(b"quick").unwrap();
     let ((n, buf), timeout) = p
-        .read(&b, Vec::with_capacity(8), u64::MAX)
+        .read(&b, Vec::with_capacity(8), CURRENT_POSITION)
         .link(p.link_timeout(Duration::from_secs(10)))
         .wait();
     assert_eq!(n.unwrap(), 5);
@@ -881,7 +844,7 @@ fn cancel_fd_cancels_pending_reads() {
     let r = Arc::new(r);
     let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
     let mut ops: Vec<_> = (0..3)
-        .map(|_| p.read(&r, Vec::with_capacity(8), u64::MAX))
+        .map(|_| p.read(&r, Vec::with_capacity(8), CURRENT_POSITION))
         .collect();
     for op in &mut ops {
         assert!(poll_once(op, &waker).is_pending());
@@ -1000,7 +963,9 @@ fn multishot_accept_yields_every_connection() {
     for _ in 0..5 {
         let conn = conns.wait_next().expect("a connection").unwrap();
         let conn = Arc::new(conn);
-        let (n, buf) = p.recv(&conn, Vec::with_capacity(4), 0).wait();
+        let (n, buf) = p
+            .recv(&conn, Vec::with_capacity(4), MsgFlags::empty())
+            .wait();
         assert_eq!(n.unwrap(), 1);
         seen.push(buf[0]);
     }
@@ -1097,7 +1062,7 @@ fn dropping_a_multishot_recv_frees_its_buffer_ring_after_the_last_cqe() {
     }
     // Nothing reads the socket any more: the bytes stay there.
     a.write_all(b"second").unwrap();
-    let (n, buf) = p.recv(&b, Vec::with_capacity(16), 0).wait();
+    let (n, buf) = p.recv(&b, Vec::with_capacity(16), MsgFlags::empty()).wait();
     assert_eq!(n.unwrap(), 6);
     assert_eq!(buf, b"second");
 }
@@ -1142,14 +1107,14 @@ fn a_spinning_thread_serves_work_queued_while_it_polls_and_after_it_sleeps() {
         };
         thread::sleep(pause);
         p.nop().wait().unwrap();
-        let read = p.read(&r, Vec::with_capacity(8), u64::MAX).start();
+        let read = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION).start();
         thread::sleep(pause);
         w.write_all(&round.to_le_bytes()).unwrap();
         let (n, buf) = read.wait();
         assert_eq!(n.unwrap(), 4);
         assert_eq!(buf, round.to_le_bytes());
         // A dropped op is cancelled the same way.
-        let mut op = p.read(&r, Vec::with_capacity(8), u64::MAX);
+        let mut op = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
         let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
         assert!(poll_once(&mut op, &waker).is_pending());
         drop(op);
@@ -1198,7 +1163,7 @@ fn proactor_ops_and_streams_cross_threads() {
     let p = proactor();
     let (a, b) = UnixStream::pair().unwrap();
     let b = Arc::new(b);
-    let op = p.read(&b, Vec::with_capacity(8), u64::MAX);
+    let op = p.read(&b, Vec::with_capacity(8), CURRENT_POSITION);
     let t = thread::spawn(move || op.wait());
     (&a).write_all(b"moved").unwrap();
     let (n, buf) = t.join().unwrap();
@@ -1224,15 +1189,15 @@ fn many_threads_dropping_and_completing_ops_leave_nothing_behind() {
                 let b = Arc::new(b);
                 let mut got = 0usize;
                 for i in 0..300u32 {
-                    let mut dropped = p.read(&idle, Vec::with_capacity(16), u64::MAX);
+                    let mut dropped = p.read(&idle, Vec::with_capacity(16), CURRENT_POSITION);
                     let _ = poll_once(&mut dropped, &waker);
                     if (i + t) % 2 == 0 {
                         drop(dropped);
                         p.nop().wait().unwrap();
                     } else {
                         let ((w, _), (r, buf)) = p
-                            .write(&a, b"0123456789".to_vec(), u64::MAX)
-                            .link(p.read(&b, Vec::with_capacity(16), u64::MAX))
+                            .write(&a, b"0123456789".to_vec(), CURRENT_POSITION)
+                            .link(p.read(&b, Vec::with_capacity(16), CURRENT_POSITION))
                             .wait();
                         assert_eq!(w.unwrap(), 10);
                         assert_eq!(r.unwrap(), buf.len());
@@ -1283,7 +1248,7 @@ fn a_dropped_read_never_swallows_later_data_and_the_proactor_drops_promptly() {
         let r = Arc::new(r);
         let mut w = std::fs::File::from(w);
         let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
-        let mut read = p.read(&r, Vec::with_capacity(16), u64::MAX);
+        let mut read = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
         assert!(poll_once(&mut read, &waker).is_pending());
         // Drop it at different points of its way into the kernel.
         match round / 2 % 4 {
@@ -1310,7 +1275,7 @@ fn a_dropped_read_never_swallows_later_data_and_the_proactor_drops_promptly() {
         }
         // So data written now goes to a fresh read.
         w.write_all(b"x").unwrap();
-        let (n, buf) = p.read(&r, Vec::with_capacity(16), u64::MAX).wait();
+        let (n, buf) = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION).wait();
         assert_eq!((n.unwrap(), &buf[..]), (1, &b"x"[..]), "round {round}");
         retries += p.stats().cancel_retries;
         let start = Instant::now();
@@ -1335,7 +1300,7 @@ fn dropping_the_proactor_with_a_dropped_read_still_armed_returns_promptly() {
         let (r, _w) = pipe();
         let r = Arc::new(r);
         let waker = Waker::from(Arc::new(Flag(Mutex::new(0))));
-        let mut read = p.read(&r, Vec::with_capacity(16), u64::MAX);
+        let mut read = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
         assert!(poll_once(&mut read, &waker).is_pending());
         while p.stats().max_in_ring < 2 {
             thread::yield_now();
@@ -1386,7 +1351,7 @@ fn a_receive_completes_while_the_thread_that_submitted_it_sleeps_elsewhere() {
         let p = p.clone();
         let b = b.clone();
         thread::spawn(move || {
-            let mut recv = Some(p.recv(&b, Vec::with_capacity(8), 0));
+            let mut recv = Some(p.recv(&b, Vec::with_capacity(8), MsgFlags::empty()));
             // One poll queues the receive; the NOP's wait drives the ring
             // here, pushing and submitting both from this thread.
             ring_io_proactor::block_on(std::future::poll_fn(|cx| {

@@ -23,7 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ring_io_driver::Ring;
-use ring_io_proactor::{IoBuf, Proactor, ProactorConfig};
+use ring_io_proactor::fs::OpenOptions;
+use ring_io_proactor::{CURRENT_POSITION, IoBuf, Proactor, ProactorConfig};
 
 /// One test at a time: fd scans and fd counts must not see other tests'.
 fn serial() -> MutexGuard<'static, ()> {
@@ -196,7 +197,7 @@ fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() 
             let mut buf = Vec::with_capacity(20);
             buf.extend_from_slice(b"keep");
             let r = Arc::new(r.try_clone().unwrap());
-            p.read(&r, buf.slice(4..20), u64::MAX)
+            p.read(&r, buf.slice(4..20), CURRENT_POSITION)
         })
         .collect();
     for read in &mut reads {
@@ -300,7 +301,7 @@ fn forged_completions_into_an_idle_proactor_are_counted_not_fatal() {
     }
     let (r, w) = pipe();
     std::fs::File::from(w).write_all(b"ok").unwrap();
-    let (n, buf) = p.read(r, Vec::with_capacity(8), u64::MAX).wait();
+    let (n, buf) = p.read(r, Vec::with_capacity(8), CURRENT_POSITION).wait();
     assert_eq!((n.unwrap(), &buf[..]), (2, &b"ok"[..]));
     within(Duration::from_secs(5), "dropping the Proactor", move || {
         drop(p)
@@ -337,7 +338,7 @@ fn a_drop_run_by_the_proactor_may_start_ops() {
         proactor: p.clone(),
         started: tx,
     });
-    let mut read = p.read(&file, Vec::with_capacity(8), u64::MAX);
+    let mut read = p.read(&file, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_once(&mut read).is_pending());
     // The op holds the last reference to the file: dropping the op leaves
     // the file to the Proactor, which drops it once the read's CQE
@@ -380,14 +381,14 @@ fn a_waker_that_panics_harms_only_its_own_task() {
     let r = Arc::new(r);
     let panicky = Arc::new(Panicky(AtomicU32::new(0)));
     let waker = Waker::from(panicky.clone());
-    let mut read = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    let mut read = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(
         Pin::new(&mut read)
             .poll(&mut Context::from_waker(&waker))
             .is_pending()
     );
     // Another task's op, in flight at the same time.
-    let mut other = p.read(&r, Vec::with_capacity(8), u64::MAX);
+    let mut other = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_once(&mut other).is_pending());
     eventually("both reads in the ring", || p.stats().max_in_ring >= 3);
     std::fs::File::from(w)
@@ -414,7 +415,7 @@ fn dropping_the_proactor_wakes_every_op_waiting_for_credit() {
     assert_eq!(p.max_in_flight(), 1);
     // A read that holds the only credit.
     let (r, _w) = pipe();
-    let mut read = p.read(Arc::new(r), Vec::with_capacity(8), u64::MAX);
+    let mut read = p.read(Arc::new(r), Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_once(&mut read).is_pending());
     // Three callers wait for credit, each on its own thread.
     let (tx, rx) = mpsc::channel();
@@ -447,10 +448,11 @@ fn ops_dropped_in_any_state_leak_no_fd() {
     let p = Proactor::new(ProactorConfig::new(32)).unwrap();
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
     let addr = listener.local_addr().unwrap();
+    let read = OpenOptions::new().read(true).clone();
     let mut clients = Vec::new();
     for i in 0..100 {
         // Opened, never polled: dropped before or after its CQE.
-        drop(p.open("/dev/null", libc::O_RDONLY, 0).start());
+        drop(p.open("/dev/null", &read).start());
         // A close never submitted, and one submitted.
         drop(p.close(OwnedFd::from(std::fs::File::open("/dev/null").unwrap())));
         drop(
@@ -464,7 +466,7 @@ fn ops_dropped_in_any_state_leak_no_fd() {
         }
     }
     // Completed and dropped unpolled, for sure.
-    let op = p.open("/dev/null", libc::O_RDONLY, 0).start();
+    let op = p.open("/dev/null", &read).start();
     let done = p.stats().completed;
     p.nop().wait().unwrap();
     eventually("the open completed", || p.stats().completed > done);
@@ -541,10 +543,11 @@ fn sizes_and_durations_at_their_limits_are_errors_or_clamps_not_panics() {
     nop.unwrap();
     assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     // Linking an op that already failed fails the chain.
-    let (open, nop) = p.open("a\0b", libc::O_RDONLY, 0).link(p.nop()).wait();
+    let read = OpenOptions::new().read(true).clone();
+    let (open, nop) = p.open("a\0b", &read).link(p.nop()).wait();
     assert_eq!(open.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     assert_eq!(nop.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
-    let (nop, open) = p.nop().link(p.open("a\0b", libc::O_RDONLY, 0)).wait();
+    let (nop, open) = p.nop().link(p.open("a\0b", &read)).wait();
     assert_eq!(nop.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
     assert_eq!(open.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     // Linking ops of two Proactors fails them.
@@ -565,7 +568,9 @@ fn sizes_and_durations_at_their_limits_are_errors_or_clamps_not_panics() {
     // read as end of file), and handed back.
     let (r, w) = pipe();
     std::fs::File::from(w).write_all(b"abc").unwrap();
-    let (n, bufs) = p.readv(r, vec![Vec::<u8>::new(); 3], u64::MAX).wait();
+    let (n, bufs) = p
+        .readv(r, vec![Vec::<u8>::new(); 3], CURRENT_POSITION)
+        .wait();
     let err = n.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("no room"), "{err}");
@@ -604,7 +609,7 @@ fn the_proactor_dropped_by_a_drop_it_runs_shuts_down_at_once() {
         proactor: Mutex::new(None),
         done: tx,
     });
-    let mut read = p.read(&file, Vec::with_capacity(8), u64::MAX);
+    let mut read = p.read(&file, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_once(&mut read).is_pending());
     // The Proactor's last handle goes into the file, whose last reference
     // the dropped op leaves to the Proactor's thread.

@@ -22,7 +22,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::pipe;
-use ring_io_proactor::{IoBuf, Proactor, ProactorConfig, Unparker, block_on};
+use ring_io_proactor::{
+    CURRENT_POSITION, IoBuf, MsgFlags, Proactor, ProactorConfig, Unparker, block_on,
+};
 
 /// The name of the Proactor's fallback thread.
 const FALLBACK: &str = "ring-proactor";
@@ -216,7 +218,7 @@ async fn echo(p: Arc<Proactor>, fd: OwnedFd) {
     let fd = Arc::new(fd);
     let mut buf = vec![0u8; 64];
     loop {
-        let (n, back) = p.recv(&fd, buf, 0).await;
+        let (n, back) = p.recv(&fd, buf, MsgFlags::empty()).await;
         buf = back;
         let n = match n {
             Ok(0) | Err(_) => return,
@@ -224,7 +226,7 @@ async fn echo(p: Arc<Proactor>, fd: OwnedFd) {
         };
         let mut sent = 0;
         while sent < n {
-            let (k, back) = p.send(&fd, buf.slice(sent..n), 0).await;
+            let (k, back) = p.send(&fd, buf.slice(sent..n), MsgFlags::empty()).await;
             buf = back.into_inner();
             let Ok(k) = k else { return };
             sent += k;
@@ -590,9 +592,9 @@ fn a_million_nops_through_an_8_entry_cq_driven_by_the_caller_each_complete_once(
 async fn workload(p: &Proactor) {
     let (r, w) = pipe();
     let (r, w) = (Arc::new(r), Arc::new(w));
-    let (n, _) = p.write(&w, b"ping".to_vec(), u64::MAX).await;
+    let (n, _) = p.write(&w, b"ping".to_vec(), CURRENT_POSITION).await;
     assert_eq!(n.unwrap(), 4);
-    let (n, buf) = p.read(&r, Vec::with_capacity(16), u64::MAX).await;
+    let (n, buf) = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION).await;
     assert_eq!(n.unwrap(), 4);
     assert_eq!(buf, b"ping");
     p.nop().await.unwrap();
@@ -600,7 +602,7 @@ async fn workload(p: &Proactor) {
     let (r, w) = pipe();
     let (r, w) = (Arc::new(r), Arc::new(w));
     {
-        let mut read = p.read(&r, Vec::with_capacity(16), u64::MAX);
+        let mut read = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION);
         assert!(
             poll_once(&mut read).await.is_pending(),
             "nothing to read yet"
@@ -615,9 +617,9 @@ async fn workload(p: &Proactor) {
         );
         p.timeout(Duration::from_millis(1)).await.unwrap();
     }
-    let (n, _) = p.write(&w, b"after".to_vec(), u64::MAX).await;
+    let (n, _) = p.write(&w, b"after".to_vec(), CURRENT_POSITION).await;
     assert_eq!(n.unwrap(), 5);
-    let (n, buf) = p.read(&r, Vec::with_capacity(16), u64::MAX).await;
+    let (n, buf) = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION).await;
     assert_eq!(n.unwrap(), 5);
     assert_eq!(buf, b"after", "the dropped read took none of it");
 }
@@ -627,16 +629,16 @@ async fn workload(p: &Proactor) {
 fn workload_blocking(p: &Proactor) {
     let (r, w) = pipe();
     let (r, w) = (Arc::new(r), Arc::new(w));
-    let (n, _) = p.write(&w, b"ping".to_vec(), u64::MAX).wait();
+    let (n, _) = p.write(&w, b"ping".to_vec(), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 4);
-    let (n, buf) = p.read(&r, Vec::with_capacity(16), u64::MAX).wait();
+    let (n, buf) = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 4);
     assert_eq!(buf, b"ping");
     p.nop().wait().unwrap();
 
     let (r, w) = pipe();
     let (r, w) = (Arc::new(r), Arc::new(w));
-    drop(p.read(&r, Vec::with_capacity(16), u64::MAX).start());
+    drop(p.read(&r, Vec::with_capacity(16), CURRENT_POSITION).start());
     assert!(
         common::wait_until(Duration::from_secs(10), || {
             p.nop().wait().unwrap();
@@ -644,9 +646,9 @@ fn workload_blocking(p: &Proactor) {
         }),
         "the dropped read still holds its file"
     );
-    let (n, _) = p.write(&w, b"after".to_vec(), u64::MAX).wait();
+    let (n, _) = p.write(&w, b"after".to_vec(), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 5);
-    let (n, buf) = p.read(&r, Vec::with_capacity(16), u64::MAX).wait();
+    let (n, buf) = p.read(&r, Vec::with_capacity(16), CURRENT_POSITION).wait();
     assert_eq!(n.unwrap(), 5);
     assert_eq!(buf, b"after", "the dropped read took none of it");
 }
@@ -848,7 +850,7 @@ fn a_caller_blocking_on_its_op_completes_it_on_its_own_thread() {
         // another thread writes the bytes it reads.
         let (r, w) = pipe();
         let read = RecordWakes {
-            inner: p.read(r, Vec::with_capacity(8), u64::MAX),
+            inner: p.read(r, Vec::with_capacity(8), CURRENT_POSITION),
             woken_on: woken_on.clone(),
         };
         let writer = thread::spawn(move || {
@@ -913,7 +915,7 @@ fn ops_polled_by_a_thread_that_never_drives_complete_through_the_fallback() {
 
         // A read completed by a write that comes later.
         let (r, w) = pipe();
-        let mut read = p.read(r, Vec::with_capacity(8), u64::MAX);
+        let mut read = p.read(r, Vec::with_capacity(8), CURRENT_POSITION);
         assert!(poll_with(&mut read, &waker).is_pending());
         thread::sleep(Duration::from_millis(10));
         assert!(rx.try_recv().is_err(), "nothing to read yet");
@@ -970,7 +972,7 @@ fn an_executor_parking_on_the_proactor_takes_over_from_the_fallback() {
     // A long-lived op nobody drives: the fallback takes the token (and,
     // while the op is in flight, has work to drive).
     let (r, _w) = pipe();
-    let mut idle = p.read(r, Vec::with_capacity(8), u64::MAX);
+    let mut idle = p.read(r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_with(&mut idle, Waker::noop()).is_pending());
     thread::sleep(Duration::from_millis(50));
     // Now an executor that parks on the Proactor.
@@ -1023,7 +1025,7 @@ fn an_executor_parking_on_the_proactor_takes_over_from_the_fallback() {
 fn block_on_takes_over_from_the_fallback() {
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
     let (r, _w) = pipe();
-    let mut idle = p.read(r, Vec::with_capacity(8), u64::MAX);
+    let mut idle = p.read(r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_with(&mut idle, Waker::noop()).is_pending());
     thread::sleep(Duration::from_millis(50));
     let takeovers_before = p.stats().fallback_takeovers;
@@ -1069,13 +1071,13 @@ fn an_op_survives_the_exit_of_the_thread_that_submitted_it() {
     let b = {
         let p = p.clone();
         thread::spawn(move || {
-            let (n, _) = p.read(r2, Vec::with_capacity(8), u64::MAX).wait();
+            let (n, _) = p.read(r2, Vec::with_capacity(8), CURRENT_POSITION).wait();
             n.unwrap();
         })
     };
     thread::sleep(Duration::from_millis(50));
     // A's read, queued while B drives: B's turn submits it.
-    let mut a = p.read(r1, Vec::with_capacity(8), u64::MAX);
+    let mut a = p.read(r1, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_with(&mut a, Waker::noop()).is_pending());
     thread::sleep(Duration::from_millis(50));
     // B's read completes; B returns and exits.
@@ -1104,7 +1106,7 @@ fn a_servers_accepts_and_receives_survive_the_exit_of_the_thread_that_submitted_
     let b = {
         let p = p.clone();
         thread::spawn(move || {
-            let (n, _) = p.read(rb, Vec::with_capacity(8), u64::MAX).wait();
+            let (n, _) = p.read(rb, Vec::with_capacity(8), CURRENT_POSITION).wait();
             n.unwrap();
         })
     };
@@ -1117,7 +1119,7 @@ fn a_servers_accepts_and_receives_survive_the_exit_of_the_thread_that_submitted_
     let mut client = TcpStream::connect(addr).unwrap();
     let server_side = Arc::new(listener.accept().unwrap().0);
     let mut accept = p.accept(&listener);
-    let mut recv = p.recv(&server_side, Vec::with_capacity(16), 0);
+    let mut recv = p.recv(&server_side, Vec::with_capacity(16), MsgFlags::empty());
     // Multishot accept needs Linux 5.19: before, the single-shot requests
     // are the test.
     let mut accepts = multishot.then(|| p.accept_multi(&stream_listener));
@@ -1168,13 +1170,13 @@ fn cancel_fd_still_cancels_requests_whose_submitter_exited() {
     let b = {
         let p = p.clone();
         thread::spawn(move || {
-            let (n, _) = p.read(rb, Vec::with_capacity(8), u64::MAX).wait();
+            let (n, _) = p.read(rb, Vec::with_capacity(8), CURRENT_POSITION).wait();
             n.unwrap();
         })
     };
     thread::sleep(Duration::from_millis(50));
     let ra = Arc::new(ra);
-    let mut a = p.read(&ra, Vec::with_capacity(8), u64::MAX);
+    let mut a = p.read(&ra, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_with(&mut a, Waker::noop()).is_pending());
     thread::sleep(Duration::from_millis(50));
     std::fs::File::from(wb).write_all(b"b").unwrap();
@@ -1208,7 +1210,7 @@ fn a_thread_waiting_for_the_driver_token_is_not_forgotten() {
     let reader = |name: &'static str, r: OwnedFd| {
         let (p, tx, end) = (p.clone(), tx.clone(), end.clone());
         thread::spawn(move || {
-            let (n, _) = p.read(r, Vec::with_capacity(8), u64::MAX).wait();
+            let (n, _) = p.read(r, Vec::with_capacity(8), CURRENT_POSITION).wait();
             tx.send((name, n.map_err(|e| e.to_string()))).unwrap();
             end.wait();
         })

@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ring_io_proactor::tokio::spawn_driver;
-use ring_io_proactor::{Proactor, ProactorConfig};
+use ring_io_proactor::{CURRENT_POSITION, Proactor, ProactorConfig};
 
 /// The name of the Proactor's fallback thread.
 const FALLBACK: &str = "ring-proactor";
@@ -212,7 +212,7 @@ fn ops_in_flight_complete_through_the_fallback_once_the_drive_task_stops() {
     let read = {
         let p = p.clone();
         rt.spawn(async move {
-            let mut read = p.read(&r, Vec::with_capacity(8), u64::MAX);
+            let mut read = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
             assert!(poll_once(&mut read).await.is_pending());
             // Queued after the read: once it completes, the read is in
             // the kernel.
@@ -262,7 +262,7 @@ fn the_fallback_thread_takes_over_when_the_runtime_shuts_down() {
     let r = Arc::new(r);
     // A read in flight from before the drive task: the fallback thread
     // submitted it, and hands the ring over when the task is spawned.
-    let mut read = p.read(&r, Vec::with_capacity(8), u64::MAX).start();
+    let mut read = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION).start();
     wait_until("the read is in the kernel", || p.stats().max_in_ring >= 2);
     let taken = p.stats().fallback_takeovers;
     let _driver = {
@@ -319,7 +319,7 @@ fn a_current_thread_runtime_drives_its_tasks_ops() {
                 }))
             })
             .collect();
-        let mut read = p.read(&r, Vec::with_capacity(8), u64::MAX);
+        let mut read = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION);
         assert!(poll_once(&mut read).await.is_pending());
         p.nop().await.unwrap();
         submitted.send(()).unwrap();
@@ -355,7 +355,7 @@ fn one_drive_task_at_a_time_and_it_ends_with_the_proactor() {
     // In flight when the Proactor is dropped: cancelled, and the drive
     // task ends.
     let (r, _w) = common::pipe();
-    let read = rt.spawn(p.read(r, Vec::with_capacity(8), u64::MAX));
+    let read = rt.spawn(p.read(r, Vec::with_capacity(8), CURRENT_POSITION));
     wait_until("the read is in the kernel", || p.stats().max_in_ring >= 2);
     drop(p);
     wait_until("the drive task ended", || driver.is_finished());
@@ -376,7 +376,7 @@ fn an_op_a_worker_submitted_completes_after_the_runtime_is_gone() {
     // Submitted by the drive task, on a worker thread: when the worker
     // exits, the kernel fails it with ECANCELED, and the Proactor submits
     // it again.
-    let mut read = p.read(&r, Vec::with_capacity(8), u64::MAX).start();
+    let mut read = p.read(&r, Vec::with_capacity(8), CURRENT_POSITION).start();
     let nop = {
         let p = p.clone();
         rt.spawn(async move { p.nop().await })

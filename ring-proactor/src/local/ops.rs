@@ -11,8 +11,12 @@ use crate::Proactor;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use ring_io_ops::Fd;
 
+use crate::fs::{Metadata, OpenOptions};
 use crate::ops::Backend;
-use crate::{IntoOpFd, LocalMulti, LocalOp, LocalProactor};
+use crate::{
+    Domain, IntoOpFd, LocalMulti, LocalOp, LocalProactor, MsgFlags, PollEvents, Protocol,
+    SocketType, StatxFlags,
+};
 
 impl LocalProactor {
     /// [`Proactor::read`], on this thread.
@@ -64,10 +68,9 @@ impl LocalProactor {
     pub fn open(
         &self,
         path: impl AsRef<Path>,
-        flags: i32,
-        mode: u32,
+        options: &OpenOptions,
     ) -> LocalOp<io::Result<OwnedFd>> {
-        crate::ops::fs::open(self, path, flags, mode)
+        crate::ops::fs::open(self, path, options)
     }
 
     /// [`Proactor::close`], on this thread.
@@ -79,10 +82,9 @@ impl LocalProactor {
     pub fn statx(
         &self,
         path: impl AsRef<Path>,
-        flags: i32,
-        mask: u32,
-    ) -> LocalOp<io::Result<Box<libc::statx>>> {
-        crate::ops::fs::statx(self, path, flags, mask)
+        flags: StatxFlags,
+    ) -> LocalOp<io::Result<Metadata>> {
+        crate::ops::fs::statx(self, path, flags)
     }
 
     /// [`Proactor::splice`], on this thread.
@@ -112,7 +114,7 @@ impl LocalProactor {
         &self,
         fd: impl IntoOpFd,
         buf: B,
-        flags: i32,
+        flags: MsgFlags,
     ) -> LocalOp<BufResult<usize, B>> {
         crate::ops::net::send(self, fd, buf, flags)
     }
@@ -122,7 +124,7 @@ impl LocalProactor {
         &self,
         fd: impl IntoOpFd,
         buf: B,
-        flags: i32,
+        flags: MsgFlags,
     ) -> LocalOp<BufResult<usize, B>> {
         crate::ops::net::recv(self, fd, buf, flags)
     }
@@ -135,15 +137,15 @@ impl LocalProactor {
     /// [`Proactor::socket`], on this thread.
     pub fn socket(
         &self,
-        domain: i32,
-        socket_type: i32,
-        protocol: i32,
+        domain: Domain,
+        socket_type: SocketType,
+        protocol: Option<Protocol>,
     ) -> LocalOp<io::Result<OwnedFd>> {
         crate::ops::net::socket(self, domain, socket_type, protocol)
     }
 
     /// [`Proactor::poll`], on this thread.
-    pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> LocalOp<io::Result<u32>> {
+    pub fn poll(&self, fd: impl IntoOpFd, events: PollEvents) -> LocalOp<io::Result<PollEvents>> {
         crate::ops::net::poll(self, fd, events)
     }
 

@@ -2,7 +2,7 @@
 //! close, statx, splice.
 
 #[cfg(doc)]
-use crate::ProactorConfig;
+use crate::{CURRENT_POSITION, ProactorConfig};
 use std::ffi::CString;
 use std::io::{self};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -14,13 +14,15 @@ use ring_io_sys::FsyncFlags;
 
 use crate::args::*;
 use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
+use crate::fs::{Metadata, OpenOptions};
 use crate::op::*;
 use crate::ops::Backend;
 use crate::proactor::*;
-use crate::{FixedBuf, IntoOpFd};
+use crate::{FixedBuf, IntoOpFd, StatxFlags};
 
 impl Proactor {
-    /// Reads into `buf` at `offset` (`u64::MAX`: the file position), like
+    /// Reads into `buf` at `offset` ([`CURRENT_POSITION`]: at the file
+    /// position, as a pipe or a socket needs), like
     /// `pread(2)`: fills it **from its start**, up to its
     /// [`bytes_total`](IoBuf::bytes_total) (a `Vec`'s capacity), and returns
     /// how many bytes were read (0 at end of file). The buffer's initialized
@@ -113,7 +115,8 @@ impl Proactor {
         })
     }
 
-    /// Writes `buf` at `offset` (`u64::MAX`: the file position), like
+    /// Writes `buf` at `offset` ([`CURRENT_POSITION`]: at the file
+    /// position), like
     /// `pwrite(2)`: its [`bytes_init`](IoBuf::bytes_init) bytes from the
     /// start (a `Vec`'s length, a [`slice`](IoBuf::slice)'s initialized
     /// bytes); returns how many were written (maybe fewer). Any [`IoBuf`]:
@@ -124,15 +127,15 @@ impl Proactor {
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// use ring_io_proactor::{IoBuf, Proactor, ProactorConfig};
+    /// use ring_io_proactor::{CURRENT_POSITION, IoBuf, Proactor, ProactorConfig};
     ///
     /// let p = Proactor::new(ProactorConfig::new(8))?;
     /// let (tx, rx) = std::os::unix::net::UnixStream::pair()?;
     /// let (tx, rx) = (Arc::new(tx), Arc::new(rx));
-    /// p.write(&tx, "static ", u64::MAX).wait().0?;
-    /// p.write(&tx, String::from("owned "), u64::MAX).wait().0?;
-    /// p.write(&tx, b"0123456789".to_vec().slice(3..5), u64::MAX).wait().0?;
-    /// let (n, buf) = p.read(&rx, vec![0u8; 64], u64::MAX).wait();
+    /// p.write(&tx, "static ", CURRENT_POSITION).wait().0?;
+    /// p.write(&tx, String::from("owned "), CURRENT_POSITION).wait().0?;
+    /// p.write(&tx, b"0123456789".to_vec().slice(3..5), CURRENT_POSITION).wait().0?;
+    /// let (n, buf) = p.read(&rx, vec![0u8; 64], CURRENT_POSITION).wait();
     /// assert_eq!(&buf[..n?], b"static owned 34");
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -190,10 +193,21 @@ impl Proactor {
         fsync(self, fd, datasync)
     }
 
-    /// Opens `path` (relative to the current directory) with `O_*` `flags`
-    /// (`O_CLOEXEC` is added) and `mode`, like `openat(2)`.
-    pub fn open(&self, path: impl AsRef<Path>, flags: i32, mode: u32) -> Op<io::Result<OwnedFd>> {
-        open(self, path, flags, mode)
+    /// Opens `path` (relative to the current directory) as `options` say
+    /// (always close-on-exec), like `openat(2)`: the new file's fd.
+    /// [`OpenOptions::open`] makes a [`File`](crate::fs::File) of it.
+    ///
+    /// ```
+    /// use ring_io_proactor::{Proactor, ProactorConfig, fs::OpenOptions};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let fd = p.open("/dev/null", OpenOptions::new().write(true)).wait()?;
+    /// let (n, _) = p.write(fd, "discarded", 0).wait();
+    /// assert_eq!(n?, 9);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn open(&self, path: impl AsRef<Path>, options: &OpenOptions) -> Op<io::Result<OwnedFd>> {
+        open(self, path, options)
     }
 
     /// Closes `fd`, like `close(2)`. The op owns `fd` until the kernel has
@@ -202,15 +216,23 @@ impl Proactor {
         close(self, fd)
     }
 
-    /// `statx(2)` of `path` (relative to the current directory) with `AT_*`
-    /// `flags` and `STATX_*` `mask`.
-    pub fn statx(
-        &self,
-        path: impl AsRef<Path>,
-        flags: i32,
-        mask: u32,
-    ) -> Op<io::Result<Box<libc::statx>>> {
-        statx(self, path, flags, mask)
+    /// What `statx(2)` says of `path` (relative to the current directory),
+    /// resolved as `flags` say: size, type, permissions, times, ... (see
+    /// [`Metadata`]; an open [`File`](crate::fs::File) has
+    /// [`metadata`](crate::fs::File::metadata)).
+    ///
+    /// ```
+    /// use ring_io_proactor::{Proactor, ProactorConfig, StatxFlags};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let m = p.statx("/", StatxFlags::empty()).wait()?;
+    /// assert!(m.is_dir());
+    /// let missing = p.statx("/no/such/file", StatxFlags::empty()).wait();
+    /// assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn statx(&self, path: impl AsRef<Path>, flags: StatxFlags) -> Op<io::Result<Metadata>> {
+        statx(self, path, flags)
     }
 
     /// Moves up to `len` bytes from `fd_in` to `fd_out` (one must be a
@@ -345,16 +367,19 @@ pub(crate) fn fsync<P: Backend>(
 pub(crate) fn open<P: Backend>(
     this: &P,
     path: impl AsRef<Path>,
-    flags: i32,
-    mode: u32,
+    options: &OpenOptions,
 ) -> P::Op<io::Result<OwnedFd>> {
+    let flags = match options.flags() {
+        Ok(flags) => flags,
+        Err(e) => return this.failed(e),
+    };
     let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
         Ok(p) => p,
         Err(e) => return this.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
     };
     let entry = ring_io_ops::OpenAt::new(Fd(libc::AT_FDCWD), path.as_ptr())
-        .flags(flags | libc::O_CLOEXEC)
-        .mode(mode)
+        .flags(flags)
+        .mode(options.mode_bits())
         .build();
     this.op(entry, move |res: io::Result<u32>, _| {
         drop(path);
@@ -386,9 +411,8 @@ pub(crate) fn close<P: Backend>(this: &P, fd: OwnedFd) -> P::Op<io::Result<()>> 
 pub(crate) fn statx<P: Backend>(
     this: &P,
     path: impl AsRef<Path>,
-    flags: i32,
-    mask: u32,
-) -> P::Op<io::Result<Box<libc::statx>>> {
+    flags: StatxFlags,
+) -> P::Op<io::Result<Metadata>> {
     let path = match CString::new(path.as_ref().as_os_str().as_bytes()) {
         Ok(p) => p,
         Err(e) => return this.failed(io::Error::new(io::ErrorKind::InvalidInput, e)),
@@ -396,12 +420,12 @@ pub(crate) fn statx<P: Backend>(
     // SAFETY: `statx` is plain integers, for which zero is valid.
     let mut buf: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
     let entry = ring_io_ops::Statx::new(Fd(libc::AT_FDCWD), path.as_ptr(), (&raw mut *buf).cast())
-        .flags(flags)
-        .mask(mask)
+        .flags(flags.bits())
+        .mask(crate::fs::metadata::MASK)
         .build();
     this.op(entry, move |res: io::Result<u32>, _| {
         drop(path);
-        res.map(|_| buf)
+        res.map(|_| Metadata::from_statx(&buf))
     })
 }
 

@@ -18,6 +18,7 @@ use crate::multi::*;
 use crate::op::*;
 use crate::ops::Backend;
 use crate::proactor::*;
+use crate::{Domain, MsgFlags, PollEvents, Protocol, SocketType};
 
 impl Proactor {
     /// Accepts a connection on the listening socket `fd` (`SOCK_CLOEXEC`).
@@ -31,24 +32,43 @@ impl Proactor {
     }
 
     /// Sends `buf`'s initialized bytes (a `Vec`'s length) on the socket
-    /// `fd` with `MSG_*` `flags`, like `send(2)`; see
-    /// [`write`](Self::write) for the buffers it takes.
-    pub fn send<B: IoBuf>(&self, fd: impl IntoOpFd, buf: B, flags: i32) -> Op<BufResult<usize, B>> {
+    /// `fd` with `flags`, like `send(2)`; see [`write`](Self::write) for
+    /// the buffers it takes. Without [`MsgFlags::NOSIGNAL`], a send on a
+    /// connection the peer closed raises `SIGPIPE` (which Rust programs
+    /// ignore by default).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use ring_io_proactor::{MsgFlags, Proactor, ProactorConfig};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// drop(b);
+    /// let (res, _) = p.send(Arc::new(a), "lost", MsgFlags::NOSIGNAL).wait();
+    /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send<B: IoBuf>(
+        &self,
+        fd: impl IntoOpFd,
+        buf: B,
+        flags: MsgFlags,
+    ) -> Op<BufResult<usize, B>> {
         send(self, fd, buf, flags)
     }
 
-    /// Receives into `buf` from the socket `fd` with `MSG_*` `flags`, like
+    /// Receives into `buf` from the socket `fd` with `flags`, like
     /// `recv(2)`: fills it from its start, as [`read`](Self::read) does
     /// (0 at end of stream; no room is `InvalidInput`).
     ///
     /// ```
     /// # use std::sync::Arc;
-    /// # use ring_io_proactor::{Proactor, ProactorConfig};
+    /// # use ring_io_proactor::{MsgFlags, Proactor, ProactorConfig};
     /// # let p = Proactor::new(ProactorConfig::new(8))?;
     /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
     /// let (a, b) = (Arc::new(a), Arc::new(b));
-    /// p.send(&a, "ping", 0).wait().0?;
-    /// let (n, buf) = p.recv(&b, vec![0u8; 1024], 0).wait();
+    /// p.send(&a, "ping", MsgFlags::empty()).wait().0?;
+    /// let (n, buf) = p.recv(&b, vec![0u8; 1024], MsgFlags::empty()).wait();
     /// assert_eq!(&buf[..n?], b"ping");
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -56,7 +76,7 @@ impl Proactor {
         &self,
         fd: impl IntoOpFd,
         buf: B,
-        flags: i32,
+        flags: MsgFlags,
     ) -> Op<BufResult<usize, B>> {
         recv(self, fd, buf, flags)
     }
@@ -67,15 +87,45 @@ impl Proactor {
         shutdown(self, fd, how)
     }
 
-    /// A new socket, like `socket(2)` with `SOCK_CLOEXEC` added
-    /// (`IORING_OP_SOCKET`, Linux 5.19).
-    pub fn socket(&self, domain: i32, socket_type: i32, protocol: i32) -> Op<io::Result<OwnedFd>> {
+    /// A new socket (close-on-exec), like `socket(2)`
+    /// (`IORING_OP_SOCKET`, Linux 5.19); a `protocol` of `None` is the
+    /// domain's default for the type.
+    ///
+    /// ```
+    /// use ring_io_proactor::{Domain, Proactor, ProactorConfig, Protocol, SocketType};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// # if p.probe().kernel().is_some_and(|k| !k.at_least(5, 19)) { return Ok(()) }
+    /// let fd = p.socket(Domain::IPV4, SocketType::DGRAM, Some(Protocol::UDP)).wait()?;
+    /// let socket = std::net::UdpSocket::from(fd);
+    /// assert!(socket.local_addr()?.ip().is_unspecified());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn socket(
+        &self,
+        domain: Domain,
+        socket_type: SocketType,
+        protocol: Option<Protocol>,
+    ) -> Op<io::Result<OwnedFd>> {
         socket(self, domain, socket_type, protocol)
     }
 
-    /// Waits until `fd` is ready for `events` (`POLLIN`, `POLLOUT`, ...);
-    /// returns the ready events.
-    pub fn poll(&self, fd: impl IntoOpFd, events: u32) -> Op<io::Result<u32>> {
+    /// Waits until `fd` is ready for `events` ([`PollEvents::IN`],
+    /// [`PollEvents::OUT`], ...), like `poll(2)` on one file; returns the
+    /// ready events (`ERR` and `HUP` are reported unasked).
+    ///
+    /// ```
+    /// use std::{io::Write, sync::Arc};
+    /// use ring_io_proactor::{PollEvents, Proactor, ProactorConfig};
+    ///
+    /// let p = Proactor::new(ProactorConfig::new(8))?;
+    /// let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+    /// let readable = p.poll(Arc::new(a), PollEvents::IN).start();
+    /// b.write_all(b"!")?;
+    /// assert!(readable.wait()?.contains(PollEvents::IN));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn poll(&self, fd: impl IntoOpFd, events: PollEvents) -> Op<io::Result<PollEvents>> {
         poll(self, fd, events)
     }
 
@@ -246,10 +296,12 @@ pub(crate) fn send<P: Backend, B: IoBuf>(
     this: &P,
     fd: impl IntoOpFd,
     buf: B,
-    flags: i32,
+    flags: MsgFlags,
 ) -> P::Op<BufResult<usize, B>> {
     this.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
-        ring_io_ops::Send::new(fd, at, len).flags(flags).build()
+        ring_io_ops::Send::new(fd, at, len)
+            .flags(flags.bits())
+            .build()
     })
 }
 
@@ -258,10 +310,12 @@ pub(crate) fn recv<P: Backend, B: IoBufMut>(
     this: &P,
     fd: impl IntoOpFd,
     buf: B,
-    flags: i32,
+    flags: MsgFlags,
 ) -> P::Op<BufResult<usize, B>> {
     this.fill(fd.into_op_fd(), buf, |fd, at, len| {
-        ring_io_ops::Recv::new(fd, at, len).flags(flags).build()
+        ring_io_ops::Recv::new(fd, at, len)
+            .flags(flags.bits())
+            .build()
     })
 }
 
@@ -284,12 +338,13 @@ pub(crate) fn shutdown<P: Backend>(
 /// [`Proactor::socket`] for either kind of Proactor.
 pub(crate) fn socket<P: Backend>(
     this: &P,
-    domain: i32,
-    socket_type: i32,
-    protocol: i32,
+    domain: Domain,
+    socket_type: SocketType,
+    protocol: Option<Protocol>,
 ) -> P::Op<io::Result<OwnedFd>> {
-    let entry =
-        ring_io_ops::Socket::new(domain, socket_type | libc::SOCK_CLOEXEC, protocol).build();
+    let protocol = protocol.map_or(0, Protocol::raw);
+    let socket_type = socket_type.raw() | libc::SOCK_CLOEXEC;
+    let entry = ring_io_ops::Socket::new(domain.raw(), socket_type, protocol).build();
     this.op(entry, |res: io::Result<u32>, _| {
         // SAFETY: a successful socket returns a new fd that nothing owns.
         res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
@@ -297,10 +352,16 @@ pub(crate) fn socket<P: Backend>(
 }
 
 /// [`Proactor::poll`] for either kind of Proactor.
-pub(crate) fn poll<P: Backend>(this: &P, fd: impl IntoOpFd, events: u32) -> P::Op<io::Result<u32>> {
+pub(crate) fn poll<P: Backend>(
+    this: &P,
+    fd: impl IntoOpFd,
+    events: PollEvents,
+) -> P::Op<io::Result<PollEvents>> {
     let fd = fd.into_op_fd();
-    let entry = ring_io_ops::PollAdd::new(Fd(fd.raw()), events).build();
-    this.op_with(entry, fd, |res: io::Result<u32>, _| res)
+    let entry = ring_io_ops::PollAdd::new(Fd(fd.raw()), events.bits()).build();
+    this.op_with(entry, fd, |res: io::Result<u32>, _| {
+        res.map(PollEvents::from_bits_retain)
+    })
 }
 
 /// [`Proactor::send_to`] for either kind of Proactor.

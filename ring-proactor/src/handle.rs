@@ -1,0 +1,266 @@
+//! What the typed handles of [`fs`](crate::fs) and [`net`](crate::net)
+//! share: mapping an op's output, the loops of `read_exact` and
+//! `write_all`, and a new socket.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::buf::{BufResult, IoBuf, Slice};
+use crate::flags::{CURRENT_POSITION, Domain, SocketType};
+use crate::op::{Finish, Op, Stage};
+
+impl<O: 'static> Op<O> {
+    /// The op, its output passed through `f` when it completes. `f` runs
+    /// where the output is made: on the thread that polls the op, or, if
+    /// the op was dropped in flight, on the thread that drives when its CQE
+    /// arrives (its output is then dropped); it must not block.
+    pub(crate) fn map<P: 'static>(mut self, f: impl FnOnce(O) -> P + Send + 'static) -> Op<P> {
+        let finish = self.finish.take().expect("an op not yet completed");
+        let stage = std::mem::replace(&mut self.stage, Stage::Finished);
+        let mapped = move |res: io::Result<u32>, flags: u32| f(finish.finish(res, flags));
+        Op {
+            shared: self.shared.clone(),
+            entry: self.entry,
+            stage,
+            finish: Some(Box::new(mapped) as Box<dyn Finish<P>>),
+        }
+        // `self` is dropped with nothing left to release.
+    }
+}
+
+/// The offset `done` bytes after `pos`, or the file position still.
+pub(crate) fn advance(pos: u64, done: usize) -> u64 {
+    if pos == CURRENT_POSITION {
+        pos
+    } else {
+        pos.wrapping_add(done as u64)
+    }
+}
+
+/// What makes the next op of a [`Transfer`]: from the rest of the buffer
+/// and the bytes done so far.
+type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send>;
+
+/// The future of `read_exact`, `read_exact_at`, `write_all` and
+/// `write_all_at` of the [`fs`](crate::fs) and [`net`](crate::net)
+/// handles: ops one after the other, each on the rest of the buffer, until
+/// it is done (a read: filled to its [`bytes_total`](IoBuf::bytes_total);
+/// a write: all its [`bytes_init`](IoBuf::bytes_init) bytes sent). An
+/// interrupted op is retried; a read of 0 bytes before the end fails with
+/// `UnexpectedEof`, a write of 0 with `WriteZero`. The buffer comes back
+/// in every case (after a read's error, with the bytes read so far marked
+/// initialized).
+///
+/// Like an [`Op`], it does nothing until polled or
+/// [`wait`](Self::wait)ed on; dropped, it drops the op in flight (see
+/// [`Op`] for what that may lose).
+///
+/// ```
+/// use ring_io_proactor::{Proactor, ProactorConfig, net::UnixStream};
+///
+/// let p = Proactor::new(ProactorConfig::new(8))?;
+/// let (a, b) = UnixStream::pair(&p)?;
+/// let reading = b.read_exact(Vec::with_capacity(10)); // a `Transfer`
+/// a.write_all("0123456789").wait().0?;
+/// let (res, buf) = reading.wait();
+/// res?;
+/// assert_eq!(buf, b"0123456789");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[must_use = "a transfer does nothing until polled or waited on"]
+pub struct Transfer<B: 'static> {
+    op: Option<Op<BufResult<usize, Slice<B>>>>,
+    /// The buffer, while no op holds it (nothing to do).
+    idle: Option<B>,
+    next: Next<B>,
+    done: usize,
+    total: usize,
+    write: bool,
+}
+
+impl<B: IoBuf> Transfer<B> {
+    /// Fills `buf` to its `bytes_total` with reads.
+    pub(crate) fn read(
+        buf: B,
+        next: impl FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send + 'static,
+    ) -> Self {
+        let total = buf.bytes_total();
+        Transfer::new(buf, total, false, Box::new(next))
+    }
+
+    /// Sends all of `buf`'s `bytes_init` bytes with writes.
+    pub(crate) fn write(
+        buf: B,
+        next: impl FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send + 'static,
+    ) -> Self {
+        let total = buf.bytes_init();
+        Transfer::new(buf, total, true, Box::new(next))
+    }
+
+    fn new(buf: B, total: usize, write: bool, mut next: Next<B>) -> Self {
+        let (op, idle) = if total == 0 {
+            (None, Some(buf))
+        } else {
+            (Some(next(buf.slice(..total), 0)), None)
+        };
+        Transfer {
+            op,
+            idle,
+            next,
+            done: 0,
+            total,
+            write,
+        }
+    }
+
+    /// Blocks the calling thread until the transfer is done (see
+    /// [`block_on`](crate::block_on)).
+    pub fn wait(self) -> BufResult<(), B> {
+        crate::block_on(self)
+    }
+}
+
+impl<B: 'static> Unpin for Transfer<B> {}
+
+impl<B: IoBuf> Future for Transfer<B> {
+    type Output = BufResult<(), B>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<(), B>> {
+        let this = &mut *self;
+        loop {
+            let Some(op) = &mut this.op else {
+                let buf = this.idle.take().expect("a Transfer polled after it ended");
+                return Poll::Ready((Ok(()), buf));
+            };
+            let (res, slice) = match Pin::new(op).poll(cx) {
+                Poll::Ready(out) => out,
+                Poll::Pending => return Poll::Pending,
+            };
+            this.op = None;
+            let buf = slice.into_inner();
+            match res {
+                Ok(0) => {
+                    let (done, total) = (this.done, this.total);
+                    let e = if this.write {
+                        io::Error::new(
+                            io::ErrorKind::WriteZero,
+                            format!("a write took none of the last {} bytes", total - done),
+                        )
+                    } else {
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("the end came after {done} of {total} bytes"),
+                        )
+                    };
+                    return Poll::Ready((Err(e), buf));
+                }
+                Ok(n) => this.done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready((Err(e), buf)),
+            }
+            if this.done >= this.total {
+                return Poll::Ready((Ok(()), buf));
+            }
+            this.op = Some((this.next)(buf.slice(this.done..this.total), this.done));
+        }
+    }
+}
+
+impl<B: 'static> fmt::Debug for Transfer<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transfer")
+            .field("write", &self.write)
+            .field("done", &self.done)
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new socket (close-on-exec, blocking), like `socket(2)`.
+pub(crate) fn socket(domain: Domain, ty: SocketType) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(domain.raw(), ty.raw() | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::ops::Backend;
+    use crate::{Proactor, ProactorConfig, block_on};
+
+    #[test]
+    fn write_all_fails_with_write_zero_and_hands_the_buffer_back() {
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let null = Arc::new(std::fs::File::create("/dev/null").unwrap());
+        let writes = Arc::new(Mutex::new(0));
+        let counted = writes.clone();
+        // Every write sends nothing (an empty slice of the rest): the
+        // kernel says 0.
+        let (res, buf) = block_on(Transfer::write(b"stuck".to_vec(), move |rest, _| {
+            *counted.lock().unwrap() += 1;
+            p.write(&null, rest.into_inner().slice(0..0), 0)
+        }));
+        assert_eq!(res.unwrap_err().kind(), io::ErrorKind::WriteZero);
+        assert_eq!((*writes.lock().unwrap(), &buf[..]), (1, &b"stuck"[..]));
+    }
+
+    #[test]
+    fn read_exact_retries_interrupted_reads_and_counts_from_where_it_was() {
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let zero = Arc::new(std::fs::File::open("/dev/zero").unwrap());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let (res, buf) = block_on(Transfer::read(vec![1u8; 10], move |rest, done| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(done);
+            if seen.len() == 1 {
+                return p.failed_op(io::Error::from(io::ErrorKind::Interrupted), move |r, _| {
+                    (r.map(|n| n as usize), rest)
+                });
+            }
+            // Three bytes at a time.
+            let len = rest.bytes_total().min(3);
+            p.read(&zero, rest.slice(..len), 0)
+        }));
+        res.unwrap();
+        assert_eq!(buf, [0; 10]);
+        assert_eq!(*calls.lock().unwrap(), [0, 0, 3, 6, 9]);
+    }
+
+    #[test]
+    fn advance_keeps_the_file_position() {
+        assert_eq!(advance(CURRENT_POSITION, 10), CURRENT_POSITION);
+        assert_eq!(advance(5, 10), 15);
+    }
+
+    #[test]
+    fn an_op_holding_the_last_clone_shuts_the_proactor_down_when_it_ends() {
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let shared = Arc::downgrade(&p.shared);
+        let listener = crate::net::TcpListener::bind(&p, "127.0.0.1:0").unwrap();
+        // An accept that never completes holds a clone in its closure.
+        let accept = listener.accept().start();
+        drop((listener, p));
+        assert!(shared.upgrade().is_some(), "the accept keeps it alive");
+        // Dropped in flight: cancelled, and its clone released on the
+        // driving thread when its CQE arrives, which then shuts down.
+        drop(accept);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "the Proactor never shut down");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
