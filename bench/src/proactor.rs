@@ -479,45 +479,6 @@ fn ring_echo(trips: usize) -> f64 {
     (CLIENTS * trips) as f64 / took.as_secs_f64()
 }
 
-/// The median time of one wake-up of a parked thread: two threads take
-/// turns `n` times, each parking until the other unparks it (half a round
-/// trip).
-fn wake_up_ns(n: u64) -> f64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let turn = Arc::new(AtomicU64::new(0));
-    let main = thread::current();
-    let other = {
-        let turn = turn.clone();
-        thread::spawn(move || {
-            for i in 0..n {
-                // Acquire/Release: each side's turn store is what the other
-                // waits to see.
-                while turn.load(Ordering::Acquire) != 2 * i + 1 {
-                    thread::park();
-                }
-                turn.store(2 * i + 2, Ordering::Release);
-                main.unpark();
-            }
-        })
-    };
-    let peer = other.thread().clone();
-    let mut samples = Vec::new();
-    let mut start = Instant::now();
-    for i in 0..n {
-        turn.store(2 * i + 1, Ordering::Release);
-        peer.unpark();
-        while turn.load(Ordering::Acquire) != 2 * i + 2 {
-            thread::park();
-        }
-        if i % 100 == 99 {
-            samples.push(start.elapsed().as_nanos() as f64 / 200.0);
-            start = Instant::now();
-        }
-    }
-    other.join().expect("ping-pong thread");
-    median(samples)
-}
-
 /// Prints the Proactor tables.
 pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
     // (name, (reads, in batches, with ProactorConfig::spin)).
@@ -576,26 +537,16 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
              then the next {DEPTH}. Both with the fast defaults. ratio = ring time / Proactor \
              time, the Proactor's share of the raw ring's ops/s (target: at least 0.5)."
         );
-        let wake = wake_up_ns(if quick { 2_000 } else { 20_000 });
         println!(
-            "note\tWhat bounds the NOP rows: each op crosses threads twice (the caller queues \
-             it for the Proactor's thread, which submits it and hands the completion back), \
-             and a thread with nothing to do sleeps, so every batch pays for waking a sleeping \
-             thread at least twice: an eventfd write that ends the Proactor thread's wait in \
-             io_uring_enter (through io_uring's own poll and task work), and a futex wake of \
-             the caller. A wake-up costs {wake:.0} ns in this run between two threads \
-             that take turns at once (a park/unpark ping-pong), and far more, up to tens of \
-             microseconds, when the woken thread's vCPU has gone idle, as the Proactor's do \
-             between batches (this VM idles vCPUs with haltpoll; the same rows ran 4-7x \
-             faster while parallel builds kept its vCPUs from idling, and slower again \
-             beside two CPU-bound processes). perf on this VM puts about \
-             two thirds of the Proactor's NOP time in the scheduler's wake-up path \
-             (finish_task_switch and the unlocks after it) and about a fifth in the \
-             Proactor's own code. Real I/O dilutes it (the read and echo rows). The /spin50us rows run the same with ProactorConfig::spin(50 us): the \
-             thread polls for work that long before it sleeps, so callers wake nobody. \
-             That pays only with a core to spare: measured with two busy processes beside \
-             the bench, the same rows were more than 10x slower than without the spin, so \
-             the default is not to spin."
+            "note\tWhat bounds the NOP rows: the caller that waits drives the ring itself \
+             (one io_uring_enter per batch, no thread wake-up), so what is left is each op's \
+             bookkeeping: about 1200 user-space instructions per NOP at 32 in flight \
+             (callgrind: slot, queue, the Proactor's mutex taken about three times, dispatch, \
+             wakers), against about 35 for a raw NOP at batch 32; a NOP is all bookkeeping, \
+             a read much less so. The single-thread LocalProactor runs about 520 (the peers \
+             table). The /spin50us rows run the same with ProactorConfig::spin(50 us), which \
+             only matters for work the fallback thread drives (nobody waits on it): here the \
+             caller drives, so they match the rows without it."
         );
     }
     let name = "proactor/echo";
