@@ -101,7 +101,8 @@ fn echo_serves_eight_clients_through_the_drive_task() {
         let _in = rt.enter();
         spawn_driver(&p).unwrap()
     };
-    let server = rt.spawn(echo_tokio::serve(p.clone(), listener, Some(CLIENTS)));
+    let listener = ring_io_proactor::net::TcpListener::from_std(&p, listener).unwrap();
+    let server = rt.spawn(echo_tokio::serve(listener, Some(CLIENTS)));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             thread::spawn(move || {
