@@ -32,6 +32,9 @@ fn timeout_from_cmdline(cmdline: &str) -> Option<u64> {
     })
 }
 
+// SAFETY: these are the C library's declarations of mount(2), reboot(2),
+// sync(2), socket(2), ioctl(2) and close(2), with the argument and return
+// types their manual pages give; the C library the guest links defines them.
 unsafe extern "C" {
     fn mount(
         src: *const c_char,

@@ -1,6 +1,5 @@
 //! [`LocalMulti`]: a multishot request of a [`LocalProactor`] as a stream.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -64,38 +63,16 @@ impl<T: 'static> LocalMulti<T> {
 
     /// Takes a slot for the request and pushes its entry.
     fn submit(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
-        if let Err(unsupported) = self.inner.probe.check(self.entry.opcode()) {
-            self.stage = LStage::Finished;
-            return Poll::Ready(Some(Err(unsupported.into())));
+        match self.inner.submit(self.entry, cx, true) {
+            Ok(stage) => {
+                self.stage = stage;
+                Poll::Pending
+            }
+            Err(e) => {
+                self.stage = LStage::Finished;
+                Poll::Ready(Some(Err(e)))
+            }
         }
-        let waker = cx.waker().clone();
-        let mut st = self.inner.st.borrow_mut();
-        let st = &mut *st;
-        if st.slab.in_flight >= self.inner.budget {
-            st.slab.credit_waiters.push_back(waker);
-            self.stage = LStage::Credit;
-            return Poll::Pending;
-        }
-        let Some(ud) = st.slab.alloc(waker) else {
-            self.stage = LStage::Finished;
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
-            ))));
-        };
-        let slot = &mut st.slab.slots[ud as u32 as usize];
-        let LSlotState::Waiting(waker) = std::mem::replace(&mut slot.state, LSlotState::Free)
-        else {
-            unreachable!("a new slot waits");
-        };
-        slot.state = LSlotState::Stream {
-            cqes: VecDeque::new(),
-            waker,
-            ended: false,
-        };
-        st.push(self.entry.user_data(ud));
-        self.stage = LStage::Submitted(ud);
-        Poll::Pending
     }
 
     /// The next item, or `None` when the stream has ended.

@@ -1,5 +1,6 @@
 //! [`LocalOp`]: the future of one request of a [`LocalProactor`].
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -91,39 +92,52 @@ impl<O: 'static> LocalOp<O> {
     /// Takes a slot and pushes the entry (the kernel sees it at the next
     /// turn); waits for room under the budget.
     fn submit(&mut self, cx: &mut Context<'_>) -> Poll<O> {
-        if let Err(unsupported) = self.inner.probe.check(self.entry.opcode()) {
-            return Poll::Ready(self.complete(Err(unsupported.into()), 0));
+        match self.inner.submit(self.entry, cx, false) {
+            Ok(stage) => {
+                self.stage = stage;
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(self.complete(Err(e), 0)),
         }
+    }
+}
+
+impl Inner {
+    /// Takes a slot for `entry` (a multishot request's if `stream`),
+    /// waiting with the task's waker, and pushes it into the SQ (the
+    /// kernel sees it at the next turn): the op's stage then, `Credit` if
+    /// the budget is spent (the waker waits for room). An error if the
+    /// kernel lacks the op or the slab is full.
+    pub(crate) fn submit(
+        &self,
+        entry: Entry,
+        cx: &mut Context<'_>,
+        stream: bool,
+    ) -> io::Result<LStage> {
+        self.probe.check(entry.opcode())?;
         // Cloned before borrowing: cloning a waker is user code.
         let waker = cx.waker().clone();
-        let stage = {
-            let mut st = self.inner.st.borrow_mut();
-            let st = &mut *st;
-            if st.slab.in_flight >= self.inner.budget {
-                st.slab.credit_waiters.push_back(waker);
-                LStage::Credit
-            } else if let Some(ud) = st.slab.alloc(waker) {
-                st.push(self.entry.user_data(ud));
-                LStage::Submitted(ud)
-            } else {
-                LStage::Failed(io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
-                ))
-            }
-        };
-        if let LStage::Failed(e) = stage {
-            return Poll::Ready(self.complete(Err(e), 0));
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if st.slab.in_flight >= self.budget {
+            st.slab.credit_waiters.push_back(waker);
+            return Ok(LStage::Credit);
         }
-        self.stage = stage;
-        Poll::Pending
+        let ud = st.slab.alloc(waker, stream).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
+            )
+        })?;
+        st.push(entry.user_data(ud));
+        Ok(LStage::Submitted(ud))
     }
 }
 
 impl Slab {
-    /// A slot for a new request, waiting with `waker`; `None` if the slab
-    /// is at its largest.
-    pub(crate) fn alloc(&mut self, waker: Waker) -> Option<u64> {
+    /// A slot for a new request (a multishot one's if `stream`), waiting
+    /// with `waker`; `None` if the slab is at its largest.
+    pub(crate) fn alloc(&mut self, waker: Waker, stream: bool) -> Option<u64> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -142,7 +156,15 @@ impl Slab {
         let slot = &mut self.slots[index as usize];
         slot.tag = tag;
         slot.attempts = 0;
-        slot.state = LSlotState::Waiting(Some(waker));
+        slot.state = if stream {
+            LSlotState::Stream {
+                cqes: VecDeque::new(),
+                waker: Some(waker),
+                ended: false,
+            }
+        } else {
+            LSlotState::Waiting(Some(waker))
+        };
         self.in_flight += 1;
         Some(user_data(index, tag))
     }

@@ -30,13 +30,12 @@ pub(crate) enum Grave {
     ReleaseAll(Box<dyn Release>, Vec<(i32, u32)>),
 }
 
-/// A stream's CQE arrived: its task is woken (once per turn).
-fn continue_stream(
-    waker: &mut Option<Waker>,
-    graves: &mut Vec<Grave>,
-    last_wake: &mut Option<usize>,
-) {
-    let Some(w) = waker.take() else { return };
+/// A completion for the task of `waker` (if any): woken once per turn,
+/// however many of its ops completed (ops of one task share its waker). A
+/// repeat is dropped after the borrow too: dropping a waker may run user
+/// code.
+fn wake_once(waker: Option<Waker>, graves: &mut Vec<Grave>, last_wake: &mut Option<usize>) {
+    let Some(w) = waker else { return };
     let repeat = last_wake.is_some_and(|i| matches!(&graves[i], Grave::Wake(l) if l.will_wake(&w)));
     if repeat {
         graves.push(Grave::Drop(w));
@@ -235,13 +234,11 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
                 // Only the last CQE of a multishot request comes without
                 // IORING_CQE_F_MORE.
                 cqes.push_back((res, flags));
-                if !ring_io_core::cqe_returns_credit(flags) {
-                    continue_stream(waker, graves, &mut last_wake);
-                    continue;
+                if ring_io_core::cqe_returns_credit(flags) {
+                    *ended = true;
+                    *in_ring -= 1;
                 }
-                *ended = true;
-                *in_ring -= 1;
-                continue_stream(waker, graves, &mut last_wake);
+                wake_once(waker.take(), graves, &mut last_wake);
                 continue;
             }
             LSlotState::OrphanStream(_, cqes) => {
@@ -265,21 +262,7 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         }
         *in_ring -= 1;
         match std::mem::replace(&mut slot.state, LSlotState::Done(res, flags)) {
-            LSlotState::Waiting(waker) => {
-                if let Some(w) = waker {
-                    // Ops of one task share its waker: one wake-up for
-                    // the task, not one per op (a repeat is dropped after
-                    // the borrow too: dropping a waker may run user code).
-                    let repeat = last_wake
-                        .is_some_and(|i| matches!(&graves[i], Grave::Wake(l) if l.will_wake(&w)));
-                    if repeat {
-                        graves.push(Grave::Drop(w));
-                    } else {
-                        last_wake = Some(graves.len());
-                        graves.push(Grave::Wake(w));
-                    }
-                }
-            }
+            LSlotState::Waiting(waker) => wake_once(waker, graves, &mut last_wake),
             LSlotState::Orphan(resources) => {
                 graves.push(Grave::Release(resources, res, flags));
                 if let Some(next) = slab.free_slot(low) {
