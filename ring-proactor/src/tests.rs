@@ -142,14 +142,13 @@ fn ops_past_the_budget_wait_for_credit_and_are_woken_in_order() {
     drop(chain);
 }
 
-#[test]
-fn a_cancellation_the_kernel_refuses_is_sent_again_until_one_succeeds() {
+/// A NOP of `shared`, submitted, with a simulated ring as its driver on
+/// which the request posts nothing and its first cancellation fails with
+/// ENOENT (Linux 6.1 answers so while the request is still armed), the
+/// second succeeds.
+fn submit_one_whose_first_cancellation_fails(shared: &Arc<Shared>) -> Op<io::Result<u32>> {
     use ring_io_core::{Geometry, SimCompletion, SimConfig};
-    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 4);
-    // A request the kernel keeps (it posts nothing), dropped: its first
-    // cancellation fails with ENOENT (Linux 6.1 answers so while the
-    // request is still armed), the second succeeds.
-    let mut op = op(&shared, ring_io_ops::Nop::new().build());
+    let mut op = op(shared, ring_io_ops::Nop::new().build());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
     let Stage::Submitted(ud) = op.stage else {
@@ -171,6 +170,16 @@ fn a_cancellation_the_kernel_refuses_is_sent_again_until_one_succeeds() {
     let efd = OwnedFd::from(File::open("/dev/null").unwrap());
     let driver = Driver::new(ring, efd, &ProactorConfig::new(8));
     *shared.driver.lock().unwrap() = Some(Box::new(driver));
+    op
+}
+
+#[test]
+fn a_cancellation_the_kernel_refuses_is_sent_again_until_one_succeeds() {
+    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 4);
+    // A request the kernel keeps (it posts nothing), dropped: its first
+    // cancellation fails with ENOENT (Linux 6.1 answers so while the
+    // request is still armed), the second succeeds.
+    let op = submit_one_whose_first_cancellation_fails(&shared);
     let fallback = shared.clone();
     let thread = thread::spawn(move || crate::drive::fallback(fallback));
     drop(op);
@@ -248,7 +257,6 @@ fn tags_differ_between_proactors_and_from_one_to_the_next() {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_tokio_drive_task_retries_a_refused_cancellation_when_the_fallback_says_it_is_due() {
-    use ring_io_core::{Geometry, SimCompletion, SimConfig};
     // As above, with a drive task attached: it never waits in the kernel,
     // so the fallback thread wakes it when the retry is due (and drives
     // nothing itself). The task dawdles 3 ms after each turn, past the
@@ -265,28 +273,7 @@ fn a_tokio_drive_task_retries_a_refused_cancellation_when_the_fallback_says_it_i
     assert!(efd >= 0);
     // SAFETY: a new fd that nothing else owns.
     Arc::get_mut(&mut shared).unwrap().ring_fd = unsafe { OwnedFd::from_raw_fd(efd) };
-    let mut op = op(&shared, ring_io_ops::Nop::new().build());
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
-    let Stage::Submitted(ud) = op.stage else {
-        panic!("submitted")
-    };
-    let cancel = ud | u64::from(CANCEL_BIT);
-    let g = Geometry::new(
-        8,
-        16,
-        ring_io_sys::SetupFlags::empty(),
-        ring_io_sys::Features::NODROP,
-    )
-    .unwrap();
-    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
-    let sim = ring.sim_mut().inner_mut();
-    sim.script(ud, []);
-    sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
-    sim.script(cancel, [SimCompletion::new(0, 0)]);
-    let efd = OwnedFd::from(File::open("/dev/null").unwrap());
-    let driver = Driver::new(ring, efd, &ProactorConfig::new(8));
-    *shared.driver.lock().unwrap() = Some(Box::new(driver));
+    let op = submit_one_whose_first_cancellation_fails(&shared);
     let rt = ::tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_io()
