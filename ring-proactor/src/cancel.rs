@@ -158,7 +158,9 @@ impl<O: 'static> Future for Timeout<O> {
                 shared: this.op.shared.clone(),
                 entry,
                 stage: Stage::New,
-                finish: Some(Box::new(move |_: io::Result<u32>, _| drop(ts))),
+                finish: Some(crate::op::Finisher::new(move |_: io::Result<u32>, _| {
+                    drop(ts)
+                })),
             }
         });
         if Pin::new(timer).poll(cx).is_ready() {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use crate::buf::{BufResult, IoBuf, Slice};
 use crate::flags::{CURRENT_POSITION, Domain, SocketType};
-use crate::op::{Finish, Op, Stage};
+use crate::op::{Op, Stage};
 
 impl<O: 'static> Op<O> {
     /// The op, its output passed through `f` when it completes. `f` runs
@@ -21,12 +21,11 @@ impl<O: 'static> Op<O> {
     pub(crate) fn map<P: 'static>(mut self, f: impl FnOnce(O) -> P + Send + 'static) -> Op<P> {
         let finish = self.finish.take().expect("an op not yet completed");
         let stage = std::mem::replace(&mut self.stage, Stage::Finished);
-        let mapped = move |res: io::Result<u32>, flags: u32| f(finish.finish(res, flags));
         Op {
             shared: self.shared.clone(),
             entry: self.entry,
             stage,
-            finish: Some(Box::new(mapped) as Box<dyn Finish<P>>),
+            finish: Some(finish.map(f)),
         }
         // `self` is dropped with nothing left to release.
     }

@@ -57,6 +57,7 @@ mod config;
 mod drive;
 mod driver;
 mod fd;
+mod finish;
 mod fixed;
 mod flags;
 pub mod fs;

@@ -16,17 +16,7 @@ use ring_io_ops::Entry;
 use crate::drive::block_on;
 use crate::state::*;
 
-/// What turns an op's completion into its output; owns every resource the
-/// entry points to.
-pub(crate) trait Finish<O>: Send + 'static {
-    fn finish(self: Box<Self>, res: io::Result<u32>, flags: u32) -> O;
-}
-
-impl<O, F: FnOnce(io::Result<u32>, u32) -> O + Send + 'static> Finish<O> for F {
-    fn finish(self: Box<Self>, res: io::Result<u32>, flags: u32) -> O {
-        self(res, flags)
-    }
-}
+pub(crate) use crate::finish::{Finish, Finisher};
 
 pub enum Stage {
     /// Not yet polled.
@@ -66,7 +56,7 @@ pub struct Op<O: 'static> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) entry: Entry,
     pub(crate) stage: Stage,
-    pub(crate) finish: Option<Box<dyn Finish<O>>>,
+    pub(crate) finish: Option<Finisher<O>>,
 }
 
 impl<O: 'static> Op<O> {
@@ -115,7 +105,7 @@ impl<O: 'static> Op<O> {
         self.finish
             .take()
             .expect("an op completes once")
-            .finish(res, flags)
+            .call(res, flags)
     }
 }
 
@@ -221,12 +211,12 @@ impl<O: 'static> Op<O> {
 /// A dropped op's finishing closure: a result it will never deliver is
 /// turned into its output and dropped, releasing what the result carries
 /// (an opened or accepted fd, the buffers).
-pub(crate) struct OpRelease<O>(pub(crate) Option<Box<dyn Finish<O>>>);
+pub(crate) struct OpRelease<O>(pub(crate) Option<Finisher<O>>);
 
 impl<O: 'static> Release for OpRelease<O> {
     fn release(&mut self, res: i32, flags: u32) {
         if let Some(finish) = self.0.take() {
-            drop(finish.finish(result(res), flags));
+            drop(finish.call(result(res), flags));
         }
     }
 }

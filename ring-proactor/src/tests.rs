@@ -49,7 +49,7 @@ fn op(shared: &Arc<Shared>, entry: Entry) -> Op<io::Result<u32>> {
         shared: shared.clone(),
         entry,
         stage: Stage::New,
-        finish: Some(Box::new(|res: io::Result<u32>, _| res)),
+        finish: Some(crate::op::Finisher::new(|res: io::Result<u32>, _| res)),
     }
 }
 

@@ -403,7 +403,7 @@ fn ci_miri() -> Result<bool> {
     };
     Ok(miri(&["test", "-p", "ring-io-core"])?
         && miri(&["test", "-p", "ring-io-driver", "--lib", "--", "shared_sync"])?
-        && miri(&["test", "-p", "ring-io-proactor", "--lib", "--", "fixed::"])?)
+        && miri(&["test", "-p", "ring-io-proactor", "--lib", "--", "fixed::", "finish::"])?)
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use ring_io_ops::Entry;
 
 use super::{Inner, LSlot, LSlotState, LState, LocalProactor, Slab};
-use crate::op::{Finish, OpRelease};
+use crate::op::{Finisher, OpRelease};
 use crate::state::{CANCEL_BIT, Release, result, run_user, user_data};
 
 pub(crate) enum LStage {
@@ -37,11 +37,11 @@ pub struct LocalOp<O: 'static> {
     pub(crate) inner: Rc<Inner>,
     pub(crate) entry: Entry,
     pub(crate) stage: LStage,
-    pub(crate) finish: Option<Box<dyn Finish<O>>>,
+    pub(crate) finish: Option<Finisher<O>>,
 }
 
 impl<O: 'static> LocalOp<O> {
-    pub(crate) fn new(inner: Rc<Inner>, entry: Entry, finish: Box<dyn Finish<O>>) -> Self {
+    pub(crate) fn new(inner: Rc<Inner>, entry: Entry, finish: Finisher<O>) -> Self {
         LocalOp {
             inner,
             entry,
@@ -86,7 +86,7 @@ impl<O: 'static> LocalOp<O> {
         self.finish
             .take()
             .expect("an op completes once")
-            .finish(res, flags)
+            .call(res, flags)
     }
 
     /// Takes a slot and pushes the entry (the kernel sees it at the next

@@ -14,7 +14,7 @@ use ring_io_ops::{Entry, Fd};
 use crate::args::at_most;
 use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
 use crate::local::op::LStage;
-use crate::op::{Finish, Op, Stage};
+use crate::op::{Finish, Finisher, Op, Stage};
 use crate::{LocalOp, LocalProactor, OpFd, Proactor};
 
 /// A kind of Proactor: what makes an op's future from its entry and its
@@ -143,7 +143,7 @@ impl Backend for Proactor {
             shared: self.shared.clone(),
             entry,
             stage: Stage::New,
-            finish: Some(Box::new(finish)),
+            finish: Some(Finisher::new(finish)),
         }
     }
 
@@ -166,7 +166,7 @@ impl Backend for LocalProactor {
     type Op<O: 'static> = LocalOp<O>;
 
     fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> LocalOp<O> {
-        LocalOp::new(self.inner.clone(), entry, Box::new(finish))
+        LocalOp::new(self.inner.clone(), entry, Finisher::new(finish))
     }
 
     fn failed_op<O: 'static>(
