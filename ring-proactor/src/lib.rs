@@ -49,6 +49,9 @@
 // their CQEs, and hands the kernel's results back as lengths and fds. Each
 // unsafe block says why.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Under `--cfg loom` only `tests/wake_loom.rs` is built (ring-io-driver
+// has no rings then).
+#![cfg(not(loom))]
 
 mod args;
 pub mod buf;
@@ -75,6 +78,7 @@ mod tests;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
+mod wake;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 pub use cancel::{Elapsed, Timeout};

@@ -121,6 +121,91 @@ fn block_on_wakes_for_another_threads_wake_up() {
     sender.join().unwrap();
 }
 
+/// Ping-pong between two threads and a `block_on` whose future acks each
+/// value they send: every send must wake it (a lost wake-up hangs the
+/// round), whether it is polling, between polls (the senders' wakes then
+/// coalesce and skip the eventfd write) or asleep in the kernel with a NOP
+/// in flight.
+#[test]
+fn wake_ups_from_other_threads_are_never_lost() {
+    const ROUNDS: u64 = 20_000;
+    #[derive(Default)]
+    struct Pong {
+        sent: u64,
+        acked: u64,
+        waker: Option<Waker>,
+    }
+    let p = local();
+    let pong = Arc::new((Mutex::new(Pong::default()), std::sync::Condvar::new()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if Instant::now() > deadline {
+                    eprintln!("a wake-up was lost: block_on still asleep after 60 s");
+                    std::process::exit(1);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let senders: Vec<_> = (0..2)
+        .map(|_| {
+            let pong = pong.clone();
+            thread::spawn(move || {
+                loop {
+                    let (lock, acked) = &*pong;
+                    let mut s = lock.lock().unwrap();
+                    while s.acked < s.sent {
+                        s = acked.wait(s).unwrap();
+                    }
+                    if s.sent == ROUNDS {
+                        return;
+                    }
+                    s.sent += 1;
+                    let waker = s.waker.take();
+                    drop(s);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut nop = Some(p.nop());
+    let got = p.block_on(poll_fn(|cx| {
+        // Sometimes a NOP in flight: the turn then waits in the kernel.
+        if let Some(op) = nop.as_mut() {
+            if let Poll::Ready(res) = Pin::new(op).poll(cx) {
+                res.unwrap();
+                nop = None;
+            }
+        }
+        let (lock, acked) = &*pong;
+        let mut s = lock.lock().unwrap();
+        if s.acked < s.sent {
+            s.acked = s.sent;
+            if s.acked % 64 == 0 && nop.is_none() {
+                nop = Some(p.nop());
+            }
+            acked.notify_all();
+        }
+        if s.acked == ROUNDS {
+            return Poll::Ready(s.acked);
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(got, ROUNDS);
+    for s in senders {
+        s.join().unwrap();
+    }
+    watchdog.join().unwrap();
+}
+
 #[test]
 fn an_executor_that_parks_is_woken_by_the_unparker() {
     let p = local();

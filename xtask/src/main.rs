@@ -403,19 +403,41 @@ fn ci_miri() -> Result<bool> {
     };
     Ok(miri(&["test", "-p", "ring-io-core"])?
         && miri(&["test", "-p", "ring-io-driver", "--lib", "--", "shared_sync"])?
-        && miri(&["test", "-p", "ring-io-proactor", "--lib", "--", "fixed::", "finish::"])?)
+        && miri(&[
+            "test",
+            "-p",
+            "ring-io-proactor",
+            "--lib",
+            "--",
+            "fixed::",
+            "finish::",
+        ])?)
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit
-/// release (`--cfg loom`, own target dir): one cargo invocation, so loom and
-/// ring-core are built once for both test targets (each model's bound is in
-/// its doc comment).
+/// release and the LocalProactor's wake-ups (`--cfg loom`, own target
+/// dir): one cargo invocation, so loom and ring-core are built once for the
+/// three test targets (each model's bound is in its doc comment).
 fn ci_loom() -> Result<bool> {
     step(
         cargo()
             .args(["test", "--profile", "loom"])
-            .args(["-p", "ring-io-core", "-p", "ring-io-driver"])
-            .args(["--test", "loom", "--test", "shared_loom"])
+            .args([
+                "-p",
+                "ring-io-core",
+                "-p",
+                "ring-io-driver",
+                "-p",
+                "ring-io-proactor",
+            ])
+            .args([
+                "--test",
+                "loom",
+                "--test",
+                "shared_loom",
+                "--test",
+                "wake_loom",
+            ])
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", root().join("target/loom")),
     )

@@ -8,7 +8,6 @@ use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use ring_io_ops::Fd;
 use super::{Inner, LSlotState, LState, LocalProactor};
 use crate::driver::{RETRY_FIRST, RETRY_MAX, Wait};
 use crate::state::{CANCEL_BIT, Release, WAKE_INDEX, run_user, user_data};
+use crate::wake::WakeFlag;
 
 /// What a turn collected to run after its borrow of the state ends.
 pub(crate) enum Grave {
@@ -66,10 +66,8 @@ pub(crate) fn bury(graves: &mut Vec<Grave>) {
 
 /// The thread's park state, shared with its [`LocalUnparker`]s.
 pub(crate) struct Park {
-    /// A wake-up came since the thread last looked.
-    pub(crate) woken: AtomicBool,
-    /// The thread is (about to be) waiting in the kernel.
-    in_kernel: AtomicBool,
+    /// A wake-up came since the thread last looked (see [`WakeFlag`]).
+    pub(crate) woken: WakeFlag,
     /// The eventfd the wake-up read targets.
     efd: File,
     thread: ThreadId,
@@ -78,8 +76,7 @@ pub(crate) struct Park {
 impl Park {
     pub(crate) fn new(efd: OwnedFd) -> Self {
         Park {
-            woken: AtomicBool::new(false),
-            in_kernel: AtomicBool::new(false),
+            woken: WakeFlag::new(),
             efd: File::from(efd),
             thread: thread::current().id(),
         }
@@ -99,9 +96,9 @@ impl LocalUnparker {
     /// Ends the thread's current or next wait (a wake-up before it waits
     /// makes its next turn return at once).
     pub fn unpark(&self) {
-        // SeqCst, as the turn's: one of the two sees the other's store.
-        self.park.woken.store(true, Ordering::SeqCst);
-        if self.park.thread != crate::drive::me() && self.park.in_kernel.load(Ordering::SeqCst) {
+        // The first wake-up since the thread looked ends its sleep (or
+        // its next one); the thread itself is not asleep.
+        if self.park.woken.set() && self.park.thread != crate::drive::me() {
             // A failed write means the counter is saturated: a wake-up is
             // pending anyway.
             let _ = (&self.park.efd).write(&1u64.to_ne_bytes());
@@ -311,10 +308,9 @@ impl Inner {
                 if !st.wake_armed {
                     st.arm_wake(&self.park.efd);
                 }
-                // SeqCst, as the unparker's: either it sees `in_kernel`
-                // and writes the eventfd, or this sees its `woken`.
-                self.park.in_kernel.store(true, Ordering::SeqCst);
-                if self.park.woken.load(Ordering::SeqCst) {
+                // A waker that found the flag set left the eventfd
+                // unwritten: the flag is seen here (see `WakeFlag`).
+                if self.park.woken.is_set() {
                     block = false;
                 }
             }
@@ -334,7 +330,6 @@ impl Inner {
                 (true, Some(t)) => st.ring.submitter().submit_and_wait_timeout(1, t),
                 (true, None) => st.ring.submitter().submit_and_wait(1),
             };
-            self.park.in_kernel.store(false, Ordering::SeqCst);
             st.stats.enters += 1;
             if let Err(e) = res {
                 if e.kind() != std::io::ErrorKind::TimedOut {
@@ -371,11 +366,11 @@ impl LocalProactor {
         let mut cx = Context::from_waker(&waker);
         let mut future = pin!(future);
         let out = loop {
-            park.woken.store(false, Ordering::SeqCst);
+            park.woken.take();
             if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 break out;
             }
-            if park.woken.swap(false, Ordering::SeqCst) {
+            if park.woken.is_set() {
                 // Woken while polling: submit what it pushed, poll again.
                 self.inner.turn(Wait::No);
             } else {
@@ -384,7 +379,7 @@ impl LocalProactor {
         };
         // A `block_on` inside another's turn (a waker or drop that waits)
         // may have taken the outer one's wake-up: the outer polls again.
-        park.woken.store(true, Ordering::SeqCst);
+        park.woken.set();
         out
     }
 
@@ -393,7 +388,7 @@ impl LocalProactor {
     /// ops pushed and dispatching what completed: what a single-thread
     /// executor calls when its tasks are all pending.
     pub fn park(&self, timeout: Option<Duration>) {
-        if self.inner.park.woken.swap(false, Ordering::SeqCst) {
+        if self.inner.park.woken.take() {
             self.inner.turn(Wait::No);
         } else {
             self.inner.turn(Wait::For(timeout));
