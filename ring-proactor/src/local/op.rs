@@ -156,7 +156,7 @@ impl Slab {
         let slot = &mut self.slots[index as usize];
         slot.tag = tag;
         slot.attempts = 0;
-        slot.state = if stream {
+        let state = if stream {
             LSlotState::Stream {
                 cqes: VecDeque::new(),
                 waker: Some(waker),
@@ -165,6 +165,7 @@ impl Slab {
         } else {
             LSlotState::Waiting(Some(waker))
         };
+        set_state(&mut slot.state, state);
         self.in_flight += 1;
         Some(user_data(index, tag))
     }
@@ -173,12 +174,24 @@ impl Slab {
     /// (to wake after the borrow ends) may take its place.
     pub(crate) fn free_slot(&mut self, index: u32) -> Option<Waker> {
         let slot = &mut self.slots[index as usize];
-        slot.state = LSlotState::Free;
+        set_state(&mut slot.state, LSlotState::Free);
         // A new tag at once: nothing names the freed slot any more.
         slot.tag = slot.tag.wrapping_add(1);
         self.free.push(index);
         self.in_flight -= 1;
         self.credit_waiters.pop_front()
+    }
+}
+
+/// `*state = new`, without a call to the enum's drop glue when the old
+/// state owns nothing (`Free`, `Done`: every slot on an op's path).
+fn set_state(state: &mut LSlotState, new: LSlotState) {
+    let old = std::mem::replace(state, new);
+    if matches!(old, LSlotState::Free | LSlotState::Done(..)) {
+        // Nothing to drop (forgetting these leaks nothing).
+        std::mem::forget(old);
+    } else {
+        drop(old);
     }
 }
 
