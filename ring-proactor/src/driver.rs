@@ -572,7 +572,7 @@ impl<K: Kernel> Driver<K> {
             let slot = st.slot(ud).expect("looked up above");
             match std::mem::replace(&mut slot.state, SlotState::Free) {
                 SlotState::Waiting(waker) => {
-                    slot.state = SlotState::Done(res, flags);
+                    refill(&mut slot.state, SlotState::Done(res, flags));
                     grave.wakers.extend(waker);
                 }
                 SlotState::Stream {
@@ -582,11 +582,12 @@ impl<K: Kernel> Driver<K> {
                 } => {
                     cqes.push_back((res, flags));
                     grave.wakers.extend(waker.take());
-                    slot.state = SlotState::Stream {
+                    let state = SlotState::Stream {
                         cqes,
                         waker,
                         ended: ended || last,
                     };
+                    refill(&mut slot.state, state);
                 }
                 SlotState::Orphan(resources, mut cqes) => {
                     cqes.push((res, flags));
@@ -595,15 +596,15 @@ impl<K: Kernel> Driver<K> {
                         // unlocking). The slot and its credit wait for the
                         // cancellation's CQE if it is still owed.
                         grave.orphans.push((resources, cqes));
-                        slot.state = SlotState::Reaped;
+                        refill(&mut slot.state, SlotState::Reaped);
                         st.finish(ud, grave);
                         st.stats.orphans_freed += 1;
                     } else {
                         // More CQEs of a dropped stream are coming.
-                        slot.state = SlotState::Orphan(resources, cqes);
+                        refill(&mut slot.state, SlotState::Orphan(resources, cqes));
                     }
                 }
-                other => slot.state = other,
+                other => refill(&mut slot.state, other),
             }
         }
         st.release_credit(released, &mut grave.wakers);

@@ -159,11 +159,18 @@ impl<O: 'static> Op<O> {
                     match &mut slot.state {
                         SlotState::Done(res, flags) => {
                             let (res, flags) = (*res, *flags);
-                            let mut grave = Graveyard::default();
-                            st.finish(ud, &mut grave);
+                            // Credit waiters to wake (usually none: no
+                            // allocation).
+                            let mut wakers = Vec::new();
+                            let old = st.release_slot(ud, &mut wakers);
+                            // `Done` owns nothing (no call to the drop glue).
+                            debug_assert!(matches!(old, SlotState::Done(..)));
+                            std::mem::forget(old);
                             let again = st.resubmits(born, this.entry.opcode(), res);
                             drop(st);
-                            grave.bury();
+                            if !wakers.is_empty() {
+                                wake_all(&mut wakers);
+                            }
                             drop(fresh);
                             if again {
                                 // Failed unrun because the thread that
@@ -344,6 +351,7 @@ pub(crate) fn panicked(resources: impl Sized) -> ! {
 /// never fit the budget, or the Proactor has shut down. Without a `waker`
 /// ([`Op::start`]), an op past the budget is left as it was (not waiting
 /// for credit: no wake-up could reach it).
+#[inline]
 pub(crate) fn submit(
     shared: &Arc<Shared>,
     parts: &mut [(Entry, &mut Stage)],
@@ -354,6 +362,7 @@ pub(crate) fn submit(
 
 /// [`submit`], each part taking `credits` CQ credits, as a stream (a
 /// multishot request) if `stream`.
+#[inline]
 pub(crate) fn submit_with(
     shared: &Arc<Shared>,
     parts: &mut [(Entry, &mut Stage)],

@@ -382,10 +382,10 @@ impl Graveyard {
     /// (a waker, what a dropped op owned); drops it now otherwise.
     pub(crate) fn keep(&mut self, old: SlotState) {
         match old {
-            SlotState::Free
-            | SlotState::Done(..)
-            | SlotState::Reaped
-            | SlotState::Waiting(None) => {}
+            // Nothing to drop: forgotten, without a call to the enum's
+            // drop glue (this is on every op's path).
+            SlotState::Free | SlotState::Done(..) | SlotState::Reaped => std::mem::forget(old),
+            SlotState::Waiting(None) => {}
             old => self.states.push(old),
         }
     }
@@ -420,6 +420,15 @@ impl Graveyard {
         }
         wake_all(&mut self.wakers);
     }
+}
+
+/// `*state = new` where `state` is `Free` (taken out with `mem::replace`,
+/// or a slot from the free list): it owns nothing, so it is forgotten,
+/// without a call to the enum's drop glue (this is on every op's path).
+pub(crate) fn refill(state: &mut SlotState, new: SlotState) {
+    let old = std::mem::replace(state, new);
+    debug_assert!(matches!(old, SlotState::Free));
+    std::mem::forget(old);
 }
 
 impl State {
@@ -458,7 +467,7 @@ impl State {
         slot.cancel = Cancel::None;
         slot.attempts = 0;
         slot.born = self.events;
-        slot.state = if stream {
+        let state = if stream {
             SlotState::Stream {
                 cqes: VecDeque::new(),
                 waker,
@@ -467,6 +476,8 @@ impl State {
         } else {
             SlotState::Waiting(waker)
         };
+        // A slot on the free list is `Free` (only `finish` puts one there).
+        refill(&mut slot.state, state);
         Some(user_data(index, tag))
     }
 
@@ -485,21 +496,26 @@ impl State {
     /// case it waits for that as `Reaped`. The old state goes to `grave`
     /// (it may hold a waker: dropped after unlocking).
     pub(crate) fn finish(&mut self, ud: u64, grave: &mut Graveyard) {
+        let old = self.release_slot(ud, &mut grave.wakers);
+        grave.keep(old);
+    }
+
+    /// [`finish`](State::finish), returning the old state, with the credit
+    /// waiters to wake in `wakers`.
+    pub(crate) fn release_slot(&mut self, ud: u64, wakers: &mut Vec<Waker>) -> SlotState {
         let index = ud as u32;
         let slot = &mut self.slots[index as usize];
         if slot.cancel == Cancel::Owed {
-            let old = std::mem::replace(&mut slot.state, SlotState::Reaped);
-            grave.keep(old);
-            return;
+            return std::mem::replace(&mut slot.state, SlotState::Reaped);
         }
         let held = std::mem::take(&mut slot.held);
         let old = std::mem::replace(&mut slot.state, SlotState::Free);
         slot.cancel = Cancel::None;
         // A new tag at once: nothing names the freed slot any more.
         slot.tag = slot.tag.wrapping_add(1);
-        grave.keep(old);
         self.free.push(index);
-        self.release_credit(held, &mut grave.wakers);
+        self.release_credit(held, wakers);
+        old
     }
 
     /// A thread that drove this Proactor exited (see [`resubmits`]).

@@ -108,6 +108,7 @@ impl Inner {
     /// kernel sees it at the next turn): the op's stage then, `Credit` if
     /// the budget is spent (the waker waits for room). An error if the
     /// kernel lacks the op or the slab is full.
+    #[inline]
     pub(crate) fn submit(
         &self,
         entry: Entry,
