@@ -15,7 +15,7 @@ use ring_io_core::FlagsRead;
 use ring_io_ops::{Entry, Fd};
 use ring_io_sys::{SqFlags, SqeFlags};
 
-use ring_io_driver::{Cqe, Kernel, Ring};
+use ring_io_driver::{Kernel, Ring};
 
 use crate::config::*;
 use crate::state::*;
@@ -87,7 +87,6 @@ pub(crate) struct Driver<K: Kernel> {
     pub(crate) enters: u64,
     /// Every request was asked to cancel at shutdown.
     pub(crate) shutdown_sent: bool,
-    pub(crate) cqes: Vec<Cqe>,
 }
 
 impl<K: Kernel + Send> Drive for Driver<K> {
@@ -130,7 +129,6 @@ impl<K: Kernel> Driver<K> {
             pending: VecDeque::new(),
             enters: 0,
             shutdown_sent: false,
-            cqes: Vec::new(),
         }
     }
 
@@ -511,21 +509,30 @@ impl<K: Kernel> Driver<K> {
     /// Takes every CQE and dispatches it (see above); false if there was
     /// none. The driver is awake: `sleeping` is cleared with the dispatch.
     pub(crate) fn reap(&mut self, shared: &Shared, grave: &mut Graveyard) -> bool {
-        self.cqes.clear();
-        self.cqes.extend(self.ring.cq());
-        if self.cqes.is_empty() {
+        // The CQ is read in place, under the lock (taken at the first
+        // CQE: plain loads from the ring, nothing that blocks).
+        let Driver {
+            ring,
+            wake_armed,
+            wake_ud,
+            in_ring,
+            retries,
+            ..
+        } = self;
+        let cq = ring.cq();
+        if cq.is_empty() {
             return false;
         }
         let mut st = shared.lock();
         st.sleeping = false;
         let mut released = 0;
         let mut now = None;
-        for cqe in &self.cqes {
+        for cqe in cq {
             let ud = cqe.user_data();
             let (res, flags) = (cqe.res(), cqe.flags().bits());
-            if self.wake_armed && ud == self.wake_ud {
-                self.wake_armed = false;
-                self.in_ring -= 1;
+            if *wake_armed && ud == *wake_ud {
+                *wake_armed = false;
+                *in_ring -= 1;
                 continue;
             }
             let low = ud as u32;
@@ -539,7 +546,7 @@ impl<K: Kernel> Driver<K> {
                         continue;
                     }
                 };
-                self.in_ring -= 1;
+                *in_ring -= 1;
                 slot.cancel = Cancel::None;
                 if let SlotState::Reaped = slot.state {
                     st.finish(target, grave);
@@ -551,7 +558,7 @@ impl<K: Kernel> Driver<K> {
                     let shift = slot.attempts.saturating_sub(1).min(6);
                     let backoff = (RETRY_FIRST * (1 << shift)).min(RETRY_MAX);
                     let now = *now.get_or_insert_with(Instant::now);
-                    self.retries.push((now + backoff, target));
+                    retries.push((now + backoff, target));
                 }
                 continue;
             }
@@ -562,7 +569,7 @@ impl<K: Kernel> Driver<K> {
             // Only a multishot request posts CQEs with IORING_CQE_F_MORE.
             let last = !slot.stream || ring_io_core::cqe_returns_credit(flags);
             if last {
-                self.in_ring -= 1;
+                *in_ring -= 1;
             }
             let orphan = matches!(slot.state, SlotState::Orphan(..));
             if last && !orphan {
@@ -608,7 +615,7 @@ impl<K: Kernel> Driver<K> {
             }
         }
         st.release_credit(released, &mut grave.wakers);
-        st.stats.cq_overflow = self.ring.overflow();
+        st.stats.cq_overflow = ring.overflow();
         true
     }
 }
