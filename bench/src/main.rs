@@ -7,7 +7,9 @@
 //! ring time: above 1 means ring is faster), medians of alternating rounds.
 //! Built with the feature `peers` (as `cargo xtask bench` builds it), it
 //! adds the `peers/*` table: the Proactor, tokio-uring, monoio and compio
-//! against the io-uring crate (see `peers/mod.rs`).
+//! against the io-uring crate (see `peers/mod.rs`);
+//! `ring-bench --load N [ROW...]` prints only that table, measured beside
+//! N CPU-bound processes (`ring-bench --burn`) as `peers-loaded/*`.
 //! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! batch-16 `shared` rows' loops, `shared1` or `mutex1` the batch-1 rows',
@@ -455,9 +457,37 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--burn") {
+        // A CPU-bound process for the loaded peers table: spins until
+        // killed.
+        let mut x = 1u64;
+        loop {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
     let quick = args.iter().any(|a| a == "--quick");
+    // `--load N`: the peers table only, beside N CPU-bound processes.
+    let load: usize = args
+        .iter()
+        .position(|a| a == "--load")
+        .and_then(|i| args.get(i + 1))
+        .map_or(0, |n| n.parse().expect("--load N: a number of processes"));
     let rounds = if quick { 5 } else { 21 };
-    let wanted: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let wanted: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|&(i, a)| !a.starts_with("--") && (i == 0 || args[i - 1] != "--load"))
+        .map(|(_, a)| a)
+        .collect();
+    if load > 0 {
+        #[cfg(feature = "peers")]
+        peers::rows(quick, load, &|row: &str| {
+            wanted.is_empty() || wanted.iter().any(|w| row.starts_with(w.as_str()))
+        });
+        #[cfg(not(feature = "peers"))]
+        eprintln!("--load: the peers table needs the `peers` feature");
+        return;
+    }
     let want = |row: &str| wanted.is_empty() || wanted.iter().any(|w| row.starts_with(w.as_str()));
     println!("row\tring ns/op\tio-uring ns/op\tratio");
     for batch in [1, 32, 256] {
@@ -496,6 +526,6 @@ fn main() {
     io::rows(rounds, &want);
     proactor::rows(rounds, quick, &want);
     #[cfg(feature = "peers")]
-    peers::rows(quick, &want);
+    peers::rows(quick, 0, &want);
     cp::rows(rounds, &want);
 }

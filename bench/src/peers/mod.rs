@@ -251,8 +251,39 @@ fn echo_ns(conns: usize, trips: u64, serve: EchoServer) -> f64 {
     took.as_nanos() as f64 / (conns as u64 * trips) as f64
 }
 
+/// CPU-bound processes (this binary with `--burn`) that run while the
+/// loaded table is measured; killed when dropped.
+struct Burners(Vec<std::process::Child>);
+
+impl Burners {
+    fn start(n: usize) -> Burners {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        Burners(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new(&exe)
+                        .arg("--burn")
+                        .spawn()
+                        .expect("a CPU-bound process")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Prints the `peers/*` table: `rounds` rounds per row (`quick`: fewer).
-pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
+/// With `load` > 0, the same rows measured beside `load` CPU-bound
+/// processes, as the `peers-loaded/*` table.
+pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
     let names = [
         "peers/nop/qd1",
         "peers/nop/qd32",
@@ -263,6 +294,15 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
     ];
     if !names.iter().any(|n| want(n)) {
         return;
+    }
+    // The loaded table's rows: named apart, so nothing judges them as the
+    // quiet table's.
+    let prefix = if load > 0 { "peers-loaded" } else { "peers" };
+    let row_name = |name: &str| name.replacen("peers", prefix, 1);
+    let burners = Burners::start(load);
+    if load > 0 {
+        // The burners reach the run queue before the first sample.
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     let rounds = if quick { 3 } else { 11 };
     let (ops, trip_scale) = if quick { (OPS / 4, 4) } else { (OPS, 1) };
@@ -304,7 +344,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
             ],
         );
         lines.push(format!(
-            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            "{}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            row_name(&name),
             t[0],
             ratio(t[0], t[1]),
             ratio(t[0], t[6]),
@@ -349,7 +390,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
             ],
         );
         lines.push(format!(
-            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            "{}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            row_name(&name),
             t[0],
             ratio(t[0], t[1]),
             ratio(t[0], t[5]),
@@ -386,7 +428,8 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
             .collect();
         let t = rotate(rounds, trips / trip_scale, &mut fs);
         lines.push(format!(
-            "{name}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            "{}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+            row_name(&name),
             t[0],
             ratio(t[0], t[1]),
             ratio(t[0], t[5]),
@@ -401,9 +444,15 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
         ));
     }
     let load_after = load1();
+    drop(burners);
+    let beside = if load > 0 {
+        format!(", beside {load} CPU-bound processes")
+    } else {
+        String::new()
+    };
     println!(
-        "table\tPeer runtimes against the io-uring crate (1-minute load average {load_before} \
-         before the table, {load_after} after)"
+        "table\tPeer runtimes against the io-uring crate{beside} (1-minute load average \
+         {load_before} before the table, {load_after} after)"
     );
     println!("row\tio-uring ns/op\t{}", SYSTEMS.join("\t"));
     for l in &lines {
@@ -443,4 +492,13 @@ pub(crate) fn rows(quick: bool, want: &dyn Fn(&str) -> bool) {
         start.elapsed().as_secs()
     );
     println!("note\tns/op (medians) in this run: {}.", times.join("; "));
+    if load > 0 {
+        println!(
+            "note\tThe same rows, rounds and systems as the table above, measured while {load} \
+             processes (this bench with `--burn`: a loop of arithmetic, no I/O) keep the CPUs \
+             busy: each system shares the machine's {} CPUs with them, as a server does with \
+             other work. Reported, not judged (the targets are judged on the quiet table).",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
 }
