@@ -13,7 +13,8 @@
 //! `ring-bench --callgrind LIB BATCH OPS`: runs one NOP loop only, for
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! batch-16 `shared` rows' loops, `shared1` or `mutex1` the batch-1 rows',
-//! with BATCH threads).
+//! with BATCH threads; `proactor` or `local`: NOP futures on a Proactor or
+//! a LocalProactor, BATCH in flight).
 
 mod cp;
 mod io;
@@ -453,6 +454,19 @@ fn main() {
                 shared_nops(&shared_ring(), u64::from(batch), 1, ops);
             }
             "mutex1" => mutex_nops(&mutex_ring(), u64::from(batch), 1, ops),
+            // The Proactors' NOP futures, BATCH in flight (the default
+            // configuration for 32, as the peers rows).
+            "proactor" => {
+                let p = ring_io_proactor::Proactor::new(ring_io_proactor::ProactorConfig::new(32))
+                    .expect("a Proactor");
+                proactor::proactor_nops(&p, batch as usize, false, ops);
+            }
+            "local" => {
+                let p =
+                    ring_io_proactor::LocalProactor::new(ring_io_proactor::ProactorConfig::new(32))
+                        .expect("a LocalProactor");
+                proactor::local_nops(&p, batch as usize, ops);
+            }
             other => panic!("unknown lib {other}"),
         }
         return;

@@ -106,7 +106,6 @@ pub(crate) fn drive_on<S: ?Sized, F: Future + Unpin>(
     run(all);
 }
 
-#[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
 /// `ops` NOPs through a LocalProactor's futures, `depth` in flight.
 pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
     drive_on(

@@ -249,9 +249,10 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
             format!(
                 "The waiting caller drives the ring (one io_uring_enter per batch, no thread \
                  wake-up), but each op's bookkeeping (slot, queue, dispatch, wakers, the \
-                 Proactor's mutex) costs about 1850 user-space instructions (callgrind, NOP at \
-                 QD1), against about 150 for a raw NOP: a NOP is all bookkeeping, a read or a \
-                 round trip much less so. The fallback thread's spin (work nobody waits on): {}.",
+                 Proactor's mutex, taken once to submit and once to complete) costs many \
+                 times a raw NOP's user-space instructions (the Proactors' callgrind table): \
+                 a NOP is all bookkeeping, a read or a round trip much less so. The fallback \
+                 thread's spin (work nobody waits on): {}.",
                 if spin.is_empty() {
                     "not measured in this run".to_string()
                 } else {
@@ -264,16 +265,23 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
         (
             "Proactor",
             "The waiting caller drives the ring; what is left is the Proactor's per-op \
-             bookkeeping, about 1200 user-space instructions per NOP at 32 in flight \
-             (callgrind), which NOPs at QD32 show most.",
+             bookkeeping (the Proactors' callgrind table: user-space instructions per NOP at \
+             QD1 and QD32 against the raw ring's), which NOPs at QD32 show most. Besides \
+             instructions, each op makes atomic read-modify-writes a single-thread runtime \
+             does not: the state mutex locked and unlocked twice (submission, completion) \
+             and once more per turn, the waker's reference count.",
             "All drive the ring on the thread that awaits; the Proactor's per-op bookkeeping \
              (a mutex-guarded slot table that any thread may use, where the runtimes keep \
-             single-threaded state) costs more user-space instructions per op.",
+             single-threaded state) costs more user-space instructions per op (the \
+             Proactors' callgrind table, the LocalProactor's column being that bookkeeping \
+             single-threaded) and atomic read-modify-writes. monoio is the fastest of the \
+             three; where it leads, the LocalProactor is the like-for-like comparison.",
         ),
         (
             "LocalProactor",
-            "About 520 user-space instructions per NOP at 32 in flight (callgrind), against \
-             about 35 for a raw NOP: a slot, a boxed finish, the RefCell and the waker per op.",
+            "Its per-op bookkeeping in user space (the Proactors' callgrind table: a slot, \
+             the RefCell, the waker, the future), against the raw NOP loop's few dozen \
+             instructions at QD32: a NOP is all bookkeeping, a read much less so.",
             "On the nop rows monoio's cells are 0-byte reads (it has no NOP), compared with \
              the io-uring crate doing the same reads: about 3x a NOP's kernel work at QD32, \
              which flatters its ratio; its time above that baseline is in the ns/op note \
@@ -356,6 +364,34 @@ const INSTRUCTIONS_LIMIT: &str = "At batch 1 the fixed cost of one push, one ent
      wait early without an error), and the EBUSY stash. liburing spends about 20 on calls \
      (ring's path is inline). At batch 32 these are shared by the batch and ring is below \
      both.";
+
+/// The Proactors' table: user-space instructions per NOP future at QD1
+/// and QD32 (ring-bench's `--callgrind proactor|local`), beside the raw
+/// ring's NOP loop at the same depth (its own loop, BATCH submitted and
+/// waited for at once: the least a NOP costs).
+fn proactor_instructions(md: &mut String, bin: &str) -> Result<()> {
+    writeln!(
+        md,
+        "\n## The Proactors' user-space instructions per op (callgrind)\n\n\
+         NOP futures (`nop()`) polled by one future on each one's `block_on`, QD ops in \
+         flight, each refilled as it completes (the peers rows' loop); the same difference \
+         of a 20k- and a 40k-op run. What a NOP costs above the raw ring's NOP loop at the \
+         same depth is the Proactor's bookkeeping per op: slot, submission, completion, \
+         waker, future.\n"
+    )?;
+    writeln!(
+        md,
+        "| QD | Proactor | LocalProactor | raw ring (NOP loop, batch QD) |"
+    )?;
+    writeln!(md, "|---:|---:|---:|---:|")?;
+    for depth in [1, 32] {
+        let shared = instructions_per_op(&[bin, "--callgrind", "proactor"], depth)?;
+        let local = instructions_per_op(&[bin, "--callgrind", "local"], depth)?;
+        let raw = instructions_per_op(&[bin, "--callgrind", "ring"], depth)?;
+        writeln!(md, "| {depth} | {shared:.1} | {local:.1} | {raw:.1} |")?;
+    }
+    Ok(())
+}
 
 /// The "Collected : N" total of a callgrind run's stderr.
 fn collected(stderr: &str) -> Option<u64> {
@@ -589,6 +625,7 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
                 ours / theirs
             )?;
         }
+        proactor_instructions(&mut md, &bin)?;
     } else {
         writeln!(md, "valgrind is not installed here: no instruction counts.")?;
     }
