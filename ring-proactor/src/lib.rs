@@ -73,6 +73,7 @@ mod op;
 mod ops;
 mod proactor;
 mod state;
+mod tags;
 #[cfg(test)]
 mod tests;
 #[cfg(feature = "tokio")]

@@ -18,6 +18,7 @@ use ring_io_driver::Probe;
 use crate::config::*;
 use crate::driver::Drive;
 use crate::fixed::Pool;
+pub(crate) use crate::tags::Tags;
 
 /// The low word of the `user_data` of the eventfd read that wakes the
 /// thread (its high word is a random tag, new at each arming).
@@ -226,71 +227,6 @@ impl State {
 /// high word.
 pub(crate) fn user_data(index: u32, tag: u32) -> u64 {
     (u64::from(tag) << 32) | u64::from(index)
-}
-
-/// Unpredictable 32-bit tags: a SplitMix64 sequence from a seed drawn from
-/// `getrandom(2)` (a few instructions per tag, no syscall after the
-/// first). The tags never leave the process: no safe code can read a
-/// ring's CQEs but the ring's owner, so what a forger would have to guess
-/// is the seed.
-#[derive(Default)]
-pub(crate) struct Tags {
-    state: u64,
-    seeded: bool,
-}
-
-impl Tags {
-    #[inline]
-    pub(crate) fn next(&mut self) -> u32 {
-        if !self.seeded {
-            let mut seed = [0u32; 2];
-            fill_random(&mut seed);
-            self.state = (u64::from(seed[0]) << 32) | u64::from(seed[1]);
-            self.seeded = true;
-        }
-        // SplitMix64 (Steele, Lea, Flood 2014).
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) as u32
-    }
-}
-
-/// Fills `words` from the kernel's random source (`getrandom(2)`); if that
-/// fails (a seccomp filter, say), from std's randomly keyed hasher.
-pub(crate) fn fill_random(words: &mut [u32]) {
-    let bytes = std::mem::size_of_val(words);
-    let mut done = 0;
-    while done < bytes {
-        // SAFETY: the range `[done, bytes)` of `words` is writable memory
-        // this function borrows mutably; getrandom writes at most `len`
-        // bytes there.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getrandom,
-                words.as_mut_ptr().cast::<u8>().add(done),
-                bytes - done,
-                0,
-            )
-        };
-        if n > 0 {
-            done += n as usize;
-        } else if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        } else {
-            use std::hash::{BuildHasher, Hasher};
-            let keyed = std::collections::hash_map::RandomState::new();
-            for (i, w) in words.iter_mut().enumerate() {
-                let mut h = keyed.build_hasher();
-                h.write_usize(i);
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                h.write_u128(now.map_or(0, |d| d.as_nanos()));
-                *w ^= h.finish() as u32;
-            }
-            return;
-        }
-    }
 }
 
 /// Opcodes whose `ECANCELED` from an exited submitter means the request
