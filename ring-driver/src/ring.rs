@@ -977,9 +977,19 @@ impl<K: Kernel> Ring<K> {
     }
 }
 
+/// Enters with `IORING_ENTER_SQ_WAIT` that may return in a row with the SQ
+/// still full and its head where it was before `sq_wait` gives up. A
+/// kernel returns from that wait only once its SQPOLL thread made room or a
+/// signal came (then the enter returns 0, or fails with `EINTR`), so this
+/// many returns without room means this many signals while the thread
+/// consumed nothing; a kernel that shows a head that never moves ends here
+/// instead of keeping the caller entering forever.
+const SQ_WAIT_RETURNS: u32 = 4096;
+
 impl<K: Kernel> Ring<K> {
     fn sq_wait(&mut self) -> io::Result<()> {
         self.publish();
+        let mut idle = 0u32;
         loop {
             self.sync_sq_head()?;
             let geometry = *self.kernel.geometry();
@@ -1015,8 +1025,15 @@ impl<K: Kernel> Ring<K> {
                         return Err(stuck(head, self.sq.pending()));
                     }
                 }
-                Err(Errno::EINTR) => {}
+                Err(Errno::EINTR) => self.sync_sq_head()?,
                 Err(e) => return Err(os(e)),
+            }
+            // Under SQPOLL (or after EINTR): returns without room are
+            // bounded (see SQ_WAIT_RETURNS); any progress starts the count
+            // again.
+            idle = if self.sq.head() == head { idle + 1 } else { 0 };
+            if idle >= SQ_WAIT_RETURNS {
+                return Err(stuck(head, self.sq.pending()));
             }
         }
     }
@@ -1535,7 +1552,11 @@ impl<K: Kernel> Submitter<'_, K> {
 
     /// Under SQPOLL, waits until the kernel thread has consumed entries and
     /// the SQ has room (`IORING_ENTER_SQ_WAIT`, Linux 5.10); elsewhere,
-    /// submits, which is what frees room.
+    /// submits, which is what frees room. Fails with
+    /// `io::ErrorKind::InvalidData` when the kernel's SQ head does not move:
+    /// at once without SQPOLL (an enter that consumed nothing will not do
+    /// better), after 4096 wake-ups in a row without room under SQPOLL (a
+    /// kernel wakes the wait early only for a signal).
     pub fn sq_wait(&mut self) -> io::Result<()> {
         self.ring.sq_wait()
     }

@@ -559,7 +559,11 @@ unsafe impl Kernel for Hostile {
 }
 
 fn hostile(features: Features) -> (Ring<Hostile>, Arc<Lies>) {
-    let g = geometry(4, 8, SetupFlags::empty(), features);
+    hostile_with(SetupFlags::empty(), features)
+}
+
+fn hostile_with(flags: SetupFlags, features: Features) -> (Ring<Hostile>, Arc<Lies>) {
+    let g = geometry(4, 8, flags, features);
     let lies = Arc::new(Lies::default());
     let sim = Sim::new(g, SimConfig::new(&g)).unwrap();
     let ring = Ring::with_kernel(Hostile {
@@ -661,6 +665,36 @@ fn an_sq_head_that_goes_back_or_never_moves_is_an_error_not_a_spin() {
             .submit_and_wait_timeout(1, Duration::from_millis(5))
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    });
+}
+
+#[test]
+fn under_sqpoll_waiting_for_room_from_a_kernel_thread_that_never_consumes_is_an_error() {
+    // Under SQPOLL an enter does not consume entries itself: `sq_wait`
+    // enters with IORING_ENTER_SQ_WAIT, which a kernel ends only once the
+    // thread made room (or a signal came), and looks again. A kernel whose
+    // head never moves used to keep it entering forever.
+    let (ring, lies) = hostile_with(SetupFlags::SQPOLL, Features::NODROP);
+    within(Duration::from_secs(5), move || {
+        let mut ring = ring;
+        // The thread consumes while the kernel tells the truth.
+        push_to(&mut ring, [1, 2, 3, 4]);
+        ring.submitter().sq_wait().unwrap();
+        assert!(ring.sq().space() > 0);
+        ring.submitter().submit_and_wait(4).unwrap();
+        assert_eq!(ring.cq().count(), 4);
+        lies.sq_stuck.store(true, Relaxed);
+        push_to(&mut ring, [5, 6, 7, 8]);
+        let err = ring.submitter().sq_wait().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("SQ head"), "{err}");
+        // Every time: the ring's view did not move.
+        let err = ring.submitter().sq_wait().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        // Once the head is told again, the room the thread made is there.
+        lies.sq_stuck.store(false, Relaxed);
+        ring.submitter().sq_wait().unwrap();
+        assert!(ring.sq().space() > 0);
     });
 }
 
