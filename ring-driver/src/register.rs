@@ -11,7 +11,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use ring_io_sys::{
     AsyncCancelFlags, Errno, Features, io_uring_clone_buffers, io_uring_napi, io_uring_restriction,
@@ -72,6 +72,7 @@ pub enum CancelTarget {
 /// Registration on a ring, from any thread.
 ///
 /// ```
+/// use std::os::fd::AsFd;
 /// use ring_io_driver::Ring;
 ///
 /// let ring = Ring::new(8)?;
@@ -79,7 +80,8 @@ pub enum CancelTarget {
 /// let probe = reg.probe()?;
 /// assert!(probe.supports(ring_io_sys::IORING_OP_NOP));
 /// reg.register_files_sparse(16)?;
-/// reg.register_files_update(0, &[0])?; // stdin into slot 0
+/// let stdin = std::io::stdin();
+/// reg.register_files_update(0, &[Some(stdin.as_fd())])?; // into slot 0
 /// reg.unregister_files()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -315,10 +317,16 @@ impl<'r> Registrar<'r> {
         .map_err(|e| self.explain(e, "IORING_REGISTER_CLONE_BUFFERS", (6, 12)))
     }
 
-    /// Registers fixed files (`IORING_REGISTER_FILES`, 5.1). `-1` leaves a
-    /// slot empty. Raises `RLIMIT_NOFILE` once and retries on `EMFILE`, as
-    /// liburing does.
-    pub fn register_files(&self, fds: &[RawFd]) -> io::Result<()> {
+    /// Registers fixed files (`IORING_REGISTER_FILES`, 5.1): slot `i` gets
+    /// the file `fds[i]` names (the kernel takes its own reference, so the
+    /// fd may be closed afterwards), `None` leaves it empty. Raises
+    /// `RLIMIT_NOFILE` once and retries on `EMFILE`, as liburing does.
+    ///
+    /// The fds are borrowed, not raw numbers: a number the caller does not
+    /// own could name another part of the program's file (I/O safety),
+    /// which the ring would then read and write.
+    pub fn register_files(&self, fds: &[Option<BorrowedFd<'_>>]) -> io::Result<()> {
+        let fds = raw_fds(fds);
         let nr = len(fds.len())?;
         self.retry_emfile(nr, || {
             // SAFETY: `fds` is valid for the call; the kernel takes its own
@@ -356,9 +364,15 @@ impl<'r> Registrar<'r> {
     }
 
     /// Replaces fixed files from slot `offset` on (`IORING_REGISTER_FILES_UPDATE`,
-    /// 5.5); `-1` empties a slot, `IORING_REGISTER_FILES_SKIP` (-2) leaves it.
-    /// Returns how many slots were updated.
-    pub fn register_files_update(&self, offset: u32, fds: &[RawFd]) -> io::Result<u32> {
+    /// 5.5): slot `offset + i` gets the file `fds[i]` names, or is emptied
+    /// by `None`. (To leave slots as they are, update the ranges around
+    /// them in separate calls.) Returns how many slots were updated.
+    pub fn register_files_update(
+        &self,
+        offset: u32,
+        fds: &[Option<BorrowedFd<'_>>],
+    ) -> io::Result<u32> {
+        let fds = raw_fds(fds);
         let up = ring_io_sys::io_uring_files_update {
             offset,
             fds: fds.as_ptr() as u64,
@@ -399,8 +413,10 @@ impl<'r> Registrar<'r> {
 
     /// Signals `eventfd` on every completion (`IORING_REGISTER_EVENTFD`, 5.2),
     /// or with `async_only` only on completions that did not complete inline
-    /// (`IORING_REGISTER_EVENTFD_ASYNC`, 5.6).
-    pub fn register_eventfd(&self, eventfd: RawFd, async_only: bool) -> io::Result<()> {
+    /// (`IORING_REGISTER_EVENTFD_ASYNC`, 5.6). The kernel takes its own
+    /// reference to the eventfd, which may be closed afterwards.
+    pub fn register_eventfd(&self, eventfd: impl AsFd, async_only: bool) -> io::Result<()> {
+        let eventfd: RawFd = eventfd.as_fd().as_raw_fd();
         let op = if async_only {
             ring_io_sys::IORING_REGISTER_EVENTFD_ASYNC
         } else {
@@ -655,4 +671,11 @@ fn len(n: usize) -> io::Result<u32> {
             "too many entries for one registration",
         )
     })
+}
+
+/// The fd numbers of a file table for the kernel: `-1` for an empty slot.
+fn raw_fds(fds: &[Option<BorrowedFd<'_>>]) -> Vec<RawFd> {
+    fds.iter()
+        .map(|fd| fd.map_or(-1, |fd| fd.as_raw_fd()))
+        .collect()
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{self, Write as _};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use ring_io_driver::{Builder, Cqe, Kernel as _, Ring};
@@ -430,18 +430,19 @@ fn poll_single_and_multishot() {
 #[test]
 fn eventfd_is_signalled_on_completion() {
     let mut ring = Ring::new(4).unwrap();
-    // SAFETY: plain syscall; closed below.
+    // SAFETY: plain syscall.
     let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    ring.registrar().register_eventfd(efd, false).unwrap();
+    assert!(efd >= 0);
+    // SAFETY: a new fd that nothing else owns.
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    ring.registrar().register_eventfd(&efd, false).unwrap();
     push_nops(&mut ring, [1]);
     ring.submitter().submit_and_wait(1).unwrap();
     let mut count = 0u64;
     // SAFETY: reading 8 bytes into a u64.
-    let n = unsafe { libc::read(efd, (&raw mut count).cast(), 8) };
+    let n = unsafe { libc::read(efd.as_raw_fd(), (&raw mut count).cast(), 8) };
     assert_eq!(n, 8);
     assert!(count >= 1);
-    // SAFETY: closing our eventfd.
-    unsafe { libc::close(efd) };
 }
 
 #[test]
@@ -456,7 +457,7 @@ fn fixed_files_and_buffers_read_and_write() {
         .unwrap();
     let mut ring = Ring::new(8).unwrap();
     ring.registrar()
-        .register_files(&[file.as_raw_fd()])
+        .register_files(&[Some(file.as_fd())])
         .unwrap();
     let mut bufs = vec![vec![0u8; 4096], vec![0u8; 4096]];
     let iov: Vec<libc::iovec> = bufs

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use ring_io_driver::{Builder, CancelTarget, Restriction, Ring};
 
@@ -17,21 +17,21 @@ fn files_register_sparse_update_and_unregister() {
     let ring = Ring::new(4).unwrap();
     let reg = ring.registrar();
     let file = std::fs::File::open("/proc/self/exe").unwrap();
-    reg.register_files(&[file.as_raw_fd(), -1]).unwrap();
+    reg.register_files(&[Some(file.as_fd()), None]).unwrap();
     // Registering twice is refused: the table is already there.
     assert_eq!(
-        reg.register_files(&[file.as_raw_fd()])
+        reg.register_files(&[Some(file.as_fd())])
             .unwrap_err()
             .raw_os_error(),
         Some(libc::EBUSY)
     );
     assert_eq!(
-        reg.register_files_update(1, &[file.as_raw_fd()]).unwrap(),
+        reg.register_files_update(1, &[Some(file.as_fd())]).unwrap(),
         1
     );
     // An update past the table is refused, not ignored.
     assert_eq!(
-        reg.register_files_update(2, &[file.as_raw_fd()])
+        reg.register_files_update(2, &[Some(file.as_fd())])
             .unwrap_err()
             .raw_os_error(),
         Some(libc::EINVAL)
@@ -44,7 +44,7 @@ fn files_register_sparse_update_and_unregister() {
     match reg.register_files_sparse(64) {
         Ok(()) => {
             assert_eq!(
-                reg.register_files_update(63, &[file.as_raw_fd()]).unwrap(),
+                reg.register_files_update(63, &[Some(file.as_fd())]).unwrap(),
                 1
             );
             match reg.register_file_alloc_range(8, 8) {
@@ -140,19 +140,21 @@ fn buffers_clone_between_rings() {
 fn eventfd_and_personality() {
     let ring = Ring::new(4).unwrap();
     let reg = ring.registrar();
-    // SAFETY: plain syscall; the fd is closed below.
+    // SAFETY: plain syscall.
     let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     assert!(efd >= 0);
-    reg.register_eventfd(efd, false).unwrap();
+    // SAFETY: a new fd that nothing else owns.
+    let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+    reg.register_eventfd(&efd, false).unwrap();
     assert_eq!(
-        reg.register_eventfd(efd, false).unwrap_err().raw_os_error(),
+        reg.register_eventfd(&efd, false)
+            .unwrap_err()
+            .raw_os_error(),
         Some(libc::EBUSY)
     );
     reg.unregister_eventfd().unwrap();
-    reg.register_eventfd(efd, true).unwrap();
+    reg.register_eventfd(efd.as_fd(), true).unwrap();
     reg.unregister_eventfd().unwrap();
-    // SAFETY: closing the eventfd created above.
-    unsafe { libc::close(efd) };
 
     let id = reg.register_personality().unwrap();
     assert!(id > 0);
