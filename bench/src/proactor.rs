@@ -412,15 +412,16 @@ fn ring_echo_server(
         while accepted < conns || open > 0 {
             ring.submitter().submit_and_wait(1)?;
             cqes.clear();
-            cqes.extend(ring.cq().map(|c| (c.user_data(), c.res())));
+            // `result()`: an error as an errno (`i32::MIN` too, whose
+            // negation would overflow), a count or fd as a `u32`.
+            cqes.extend(ring.cq().map(|c| (c.user_data(), c.result())));
             let mut sq = ring.sq();
             for &(ud, res) in &cqes {
-                if res < 0 {
-                    return Err(io::Error::from_raw_os_error(-res));
-                }
+                let res = res.map_err(io::Error::from)?;
                 if ud == ACCEPT {
-                    // SAFETY: the accept returned a new fd that nothing else owns.
-                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    // SAFETY: the accept returned a new fd that nothing else
+                    // owns (a non-negative `i32`: the cast is exact).
+                    let fd = unsafe { OwnedFd::from_raw_fd(res as i32) };
                     let i = all.len();
                     all.push(Some(Conn {
                         fd,
