@@ -65,21 +65,46 @@
 //!   ring's kernel is safe to change ([`Ring::sim_mut`]): [`Sim`] acts on no
 //!   memory.
 //!
-//! Completions are input. Any code that can name a ring's fd can post a
-//! CQE into it (`IORING_OP_MSG_RING`), with any `user_data`, `res` and
-//! flags. So the safe layers trust no CQE beyond what its op can return:
-//! the `Proactor` (`ring-io-proactor`) tags each request with a random
-//! 32-bit tag checked on every CQE, checks each result against what was
-//! asked (a length never past the buffer, an fd only from ops that create
-//! one) and counts what it did not expect; [`SharedRing`] refuses entries
-//! whose completions its credit cannot count (`CQE_SKIP_SUCCESS`, a
-//! `MSG_RING` to itself, the fixed-file table it uses), never lets its
-//! credit underflow whatever CQEs arrive, and its last drop waits until
-//! the kernel has freed the ring, so no request outlives it. The limits,
-//! stated where they apply: a forger who guesses a Proactor tag (one in
-//! 2^32 per in-flight request) completes that request early, and a forged
-//! CQE can make [`SharedRing::in_flight`] read low (its drop does not rely
-//! on it).
+//! Completions are input. A CQE the ring's own requests did not post can
+//! only come from an `IORING_OP_MSG_RING` request of some ring in the
+//! process that names this ring by fd (or from
+//! `IORING_REGISTER_SEND_MSG_RING`, Linux 6.13), carrying any `user_data`,
+//! `res` and flags. Under the threat model above (safe code only) that
+//! cannot happen: putting any entry in a ring is `unsafe` ([`push`]
+//! and its kin here, and in every other io_uring crate, such as
+//! `io-uring`), no safe API of these crates sends a `MSG_RING` (the
+//! Proactor offers no such op), and `io_uring_register` is reached safely
+//! only through [`Registrar`]'s typed calls, which do not include
+//! `SEND_MSG_RING`. A forged completion is therefore the work of `unsafe`
+//! code that broke its contract (a `MSG_RING` to the wrong fd, say), and
+//! what the safe layers do about it is defense in depth against such bugs,
+//! not part of the promise: they still trust no CQE beyond what its op can
+//! return. The `Proactor` (`ring-io-proactor`) tags each request with a
+//! random 32-bit tag checked on every CQE, checks each result against what
+//! was asked (a length never past the buffer, an fd only from ops that
+//! create one) and counts what it did not expect; [`SharedRing`] refuses
+//! entries whose completions its credit cannot count (`CQE_SKIP_SUCCESS`,
+//! a `MSG_RING` to itself, the fixed-file table it uses), never lets its
+//! credit underflow whatever CQEs arrive, and its last drop waits until the
+//! kernel has freed the ring, so no request outlives it.
+//!
+//! The limits of that defense, for code that does use `unsafe`: a forger
+//! who guesses a Proactor tag (one in 2^32 per in-flight request and
+//! forged CQE) completes that request early, and a forged CQE can make
+//! [`SharedRing::in_flight`] read low (its drop does not rely on it). The
+//! tags are not secret from the process either: `/proc/self/fdinfo/<ring
+//! fd>`, which safe code can read, lists (on current kernels) the SQEs and
+//! CQEs sitting in the rings with their `user_data`, and a multishot request (a Proactor's
+//! `accept_multi` or `recv_multi` stream) keeps its `user_data` while it
+//! stays armed, so a CQE of a live stream shows it. (Reading it alone
+//! changes nothing; forging with it still needs `unsafe`.) A ring set up
+//! with `IORING_SETUP_REGISTERED_FD_ONLY` ([`Builder::registered_fd_only`],
+//! Linux 6.5) has no fd at all, so neither fdinfo nor `MSG_RING` can reach
+//! it: the Proactor's thread-local `LocalProactor` uses it where the kernel
+//! has it (`has_no_fd()` says so); the shared `Proactor`, which any thread
+//! may enter, cannot.
+//!
+//! [`push`]: SubmissionQueue::push
 //!
 //! Everything else is safe, and what the kernel shows is input: a ring
 //! index no kernel could have written (a head that went back, a tail past

@@ -44,7 +44,8 @@ fn files_register_sparse_update_and_unregister() {
     match reg.register_files_sparse(64) {
         Ok(()) => {
             assert_eq!(
-                reg.register_files_update(63, &[Some(file.as_fd())]).unwrap(),
+                reg.register_files_update(63, &[Some(file.as_fd())])
+                    .unwrap(),
                 1
             );
             match reg.register_file_alloc_range(8, 8) {

@@ -41,6 +41,32 @@
 //! [`slice`](IoBuf::slice) of a buffer, ...; a read fills the buffer from
 //! its start ([`buf`] has the rules).
 //!
+//! # Soundness and forged completions
+//!
+//! The promise is `ring-io-driver`'s (its "Soundness" section): no safe
+//! code can make the kernel use memory its caller does not own, nor make
+//! the Proactor hand out a buffer, fd or `&[u8]` the kernel may still
+//! change. Every op keeps what the kernel may touch until the request's
+//! last CQE, whatever happens to the op.
+//!
+//! A CQE no request of the Proactor posted (a forged one) can only be sent
+//! by an `IORING_OP_MSG_RING` request naming the ring's fd. Under that
+//! threat model (safe code only) none can be forged: pushing any entry is
+//! `unsafe` in every io_uring crate, and no safe API of these crates sends
+//! a `MSG_RING` (the Proactor has no such op). What the Proactor does about
+//! forged CQEs is defense in depth against buggy `unsafe` code (a
+//! `MSG_RING` to the wrong fd): each request's `user_data` carries a random
+//! 32-bit tag, checked on every CQE, and each result is checked against
+//! what the op can return (see "Completions are input" on [`Proactor`]);
+//! anything else is counted in [`ProactorStats::unexpected_cqes`]. The tag
+//! is no secret within the process: `/proc/self/fdinfo/<ring fd>` (safe to
+//! read) lists the CQEs sitting in the CQ with their `user_data`, and a
+//! multishot stream ([`Proactor::accept_multi`], [`Proactor::recv_multi`])
+//! keeps its `user_data` while armed, so its CQEs show it to code that
+//! could then forge one with `unsafe`. A [`LocalProactor`] on Linux 6.5 or
+//! later has no ring fd at all ([`LocalProactor::has_no_fd`]): neither
+//! fdinfo nor `MSG_RING` reaches it.
+//!
 //! # Features
 //!
 //! - `bytes`: `bytes::Bytes` is an [`IoBuf`], `bytes::BytesMut` an

@@ -1,6 +1,7 @@
 //! The Proactor against hostile code in the same process and hostile user
 //! code: forged completions posted into its ring (`IORING_OP_MSG_RING` from
-//! another ring, which needs nothing but the target's fd), `Drop`s and
+//! another ring: it needs the target's fd and an `unsafe` push, so these
+//! tests stand for buggy or hostile `unsafe` code), `Drop`s and
 //! wakers that call back into it or panic, ops dropped in every state, and
 //! arguments at the edges of their types. Only the public API is used: these
 //! tests are the regression net for any rewrite of the Proactor.
@@ -622,5 +623,53 @@ fn the_proactor_dropped_by_a_drop_it_runs_shuts_down_at_once() {
     assert!(
         took < Duration::from_millis(500),
         "dropping the Proactor on its thread took {took:?}"
+    );
+}
+
+#[test]
+fn the_proactor_offers_no_way_to_send_a_msg_ring() {
+    // The soundness docs (ring-io-driver's and the Proactor's) say that no
+    // safe code can forge a completion because pushing an entry is unsafe
+    // and no safe API sends a MSG_RING, the Proactor included. An op that
+    // builds one (whatever its name) must revisit that claim: this fails
+    // when the Proactor's code (comments aside) mentions a MSG_RING.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    if !src.is_dir() {
+        // In a test VM the binary runs without the source tree.
+        skip!(
+            "the_proactor_offers_no_way_to_send_a_msg_ring",
+            "no source tree at {}",
+            src.display()
+        );
+    }
+    let mut dirs = vec![src];
+    let mut found = Vec::new();
+    let mut files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if ["MsgRing", "MSG_RING"].iter().any(|w| code.contains(w)) {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(files > 10, "read only {files} source files");
+    assert!(
+        found.is_empty(),
+        "the Proactor builds a MSG_RING; update the soundness docs (forged \
+         completions) before allowing this:\n{}",
+        found.join("\n")
     );
 }
