@@ -102,7 +102,11 @@ impl BufRing {
     /// When the returned value is dropped, no request that selects a buffer
     /// from group `bgid` may be in flight on `ring` (every such request has
     /// posted its last completion): the kernel writes into a picked buffer
-    /// until the request completes, and dropping frees the buffers.
+    /// until the request completes, and dropping frees the buffers. (A
+    /// request still in flight when `ring` is dropped ends only in the
+    /// kernel's teardown, which this value's own reference to the ring
+    /// holds off and which goes on after both are dropped: leak the value
+    /// with `mem::forget` then.)
     pub unsafe fn new(
         ring: &impl AsRawFd,
         bgid: u16,

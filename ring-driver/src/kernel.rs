@@ -470,8 +470,9 @@ unsafe impl Kernel for Linux {
 ///
 /// # Safety
 ///
-/// As for [`ring_io_sys::io_uring_enter`]: the ring's published SQEs are fully
-/// written and their pointers stay valid until their completions are reaped.
+/// As for [`ring_io_sys::io_uring_enter`]: the ring's published SQEs are
+/// fully written, and each meets the contract of
+/// [`SubmissionQueue::push`](crate::SubmissionQueue::push).
 #[inline]
 pub(crate) unsafe fn enter_ring(
     ring: &crate::sys::RingFd,

@@ -1183,17 +1183,36 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
     ///
     /// # Safety
     ///
-    /// Every buffer, path, iovec, timespec or other pointer the entry
-    /// carries, and every fd it names, must stay valid until the kernel has
-    /// finished the request: until its final completion has been reaped
-    /// (the one without `IORING_CQE_F_MORE`: for multishot requests the
-    /// last one, for zero-copy sends the notification).
+    /// The kernel must be able to carry the entry out touching only what
+    /// the caller owns until the request is finished: until its final
+    /// completion has been reaped (the one without `IORING_CQE_F_MORE`: for
+    /// multishot requests the last one, for zero-copy sends the
+    /// notification).
+    /// - Memory: every buffer, path, iovec, message header, timespec or
+    ///   other pointer the entry carries (in the command area of an
+    ///   `SQE128` entry too) points to memory that stays valid until then,
+    ///   that nothing else reads or writes meanwhile where the kernel
+    ///   writes, and that nothing else writes where it reads. Memory handed
+    ///   over for later requests (`IORING_OP_PROVIDE_BUFFERS`) stays so
+    ///   until the kernel has given every buffer of it back (used by a
+    ///   request whose completion was reaped, or removed with
+    ///   `IORING_OP_REMOVE_BUFFERS`).
+    /// - Files: every fd it names stays open until then and is the caller's
+    ///   to use (owned or borrowed, as I/O safety has it); an entry that
+    ///   closes, installs or replaces files (`IORING_OP_CLOSE`,
+    ///   `IORING_OP_FILES_UPDATE`, `IORING_OP_FIXED_FD_INSTALL`, ...) does
+    ///   so only with files and fd numbers the caller owns.
+    /// - Other rings: an `IORING_OP_MSG_RING` entry posts a completion into
+    ///   (or installs a file in) the ring it names, whose owner may take
+    ///   the completion for one of its own requests: it names only a ring
+    ///   whose owner expects exactly that completion.
     ///
-    /// Two ways that is later than it looks:
+    /// Two ways "finished" is later than it looks:
     /// - Only a completion this entry posted counts. A CQE with the same
-    ///   `user_data` can be posted by any code that can name this ring's fd
-    ///   (`IORING_OP_MSG_RING` from another ring); code that cannot rule
-    ///   that out must not treat a CQE as proof the memory is free.
+    ///   `user_data` can be posted by code that names this ring's fd in an
+    ///   `IORING_OP_MSG_RING` entry of another ring (`unsafe` code breaking
+    ///   the rule above); code that cannot rule that out must not treat a
+    ///   CQE as proof the memory is free.
     /// - If the ring is dropped while the request is in flight, the kernel
     ///   cancels it during an asynchronous teardown that goes on after
     ///   `drop` returns: the memory must then stay valid for the rest of

@@ -546,11 +546,12 @@ impl SharedRing {
     ///
     /// # Safety
     ///
-    /// Every buffer, path, iovec, timespec or other pointer the entry
-    /// carries, and every fd it names, must stay valid until its final
+    /// As for [`SubmissionQueue::push`](crate::SubmissionQueue::push): the
+    /// memory, files and rings the entry names are the caller's until the
+    /// request is finished. Here a request is finished when its final
     /// completion has been reaped (the one without `IORING_CQE_F_MORE`: for
     /// multishot requests the last one, for zero-copy sends the
-    /// notification), or until the last handle of the ring has been dropped
+    /// notification), or when the last handle of the ring has been dropped
     /// (which waits until the kernel has let go of every request). Only a
     /// completion this entry posted counts: a CQE with the same
     /// `user_data` may have been posted by another ring (see the type's

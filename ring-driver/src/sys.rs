@@ -345,7 +345,9 @@ impl RingFd {
     ///
     /// # Safety
     ///
-    /// As for [`ring_io_sys::io_uring_enter2`], less the part about `fd`.
+    /// As for [`ring_io_sys::io_uring_enter2`], less the part about `fd`
+    /// (the ring names itself); every SQE published meets the contract of
+    /// [`SubmissionQueue::push`](crate::SubmissionQueue::push).
     #[inline]
     pub(crate) unsafe fn enter(
         &self,
@@ -379,7 +381,9 @@ impl RingFd {
     ///
     /// # Safety
     ///
-    /// As for [`register`].
+    /// As for [`register`], less the part about `fd` (the ring names
+    /// itself): `arg` is what `opcode` expects, and what it points to stays
+    /// valid for as long as the kernel may use it.
     pub(crate) unsafe fn register<T>(
         &self,
         opcode: u32,
