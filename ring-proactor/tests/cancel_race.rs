@@ -5,10 +5,10 @@
 //! A read of an empty pipe, socket or FIFO waits in one of three places:
 //! - `plain`: the kernel armed a poll; a cancellation finds it (0).
 //! - `async` (`IOSQE_ASYNC`): an io-wq worker takes the read and blocks in
-//!   it (5.10), or tries it and arms a poll (6.1 and later). A
-//!   cancellation that comes while the worker holds it answers `EALREADY`
-//!   (5.10: and interrupts it, `EINTR`) or `ENOENT` (6.1), and there the
-//!   read stays armed until a cancellation is sent again.
+//!   it (5.10: a cancellation answers `EALREADY` and interrupts it,
+//!   `EINTR`), or tries it and arms a poll (6.1 and later): a cancellation
+//!   that comes while the worker holds it answers `EALREADY` or `ENOENT`,
+//!   and the read may stay armed until a cancellation is sent again.
 //! - `linked` after an fsync: the fsync runs in io-wq, and the worker runs
 //!   the read after it, blocking, without a poll. Until the read starts a
 //!   cancellation finds nothing (`ENOENT`: a link member is not cancellable
@@ -20,7 +20,8 @@
 //! ends it: that is what this test asserts, with the counts of answers it
 //! saw (`ring-note` lines). Measured (40 rounds each, first answers):
 //! linked pipe reads got 9-33 `EALREADY` and 7-31 `ENOENT` on 5.10, 6.1 and
-//! 6.18; `async` ones on 6.1 0-8 `ENOENT`, on 5.10 25-29 `EALREADY`.
+//! 6.18; `async` ones on 6.1 0-8 `ENOENT` and 0-4 `EALREADY`, on 5.10
+//! 24-31 `EALREADY`.
 
 #[path = "../../ring-driver/tests/common/mod.rs"]
 mod common;
