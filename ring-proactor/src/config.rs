@@ -182,8 +182,8 @@ pub struct ProactorStats {
     /// arrived.
     pub cancel_retries: u64,
     /// CQEs that belong to no request of this Proactor (a `user_data` it
-    /// never used or no longer waits for), ignored. Any code in the process
-    /// that can name the ring's fd can post CQEs into it
+    /// never used or no longer waits for), ignored. Unsafe code in the
+    /// process that can name the ring's fd can post CQEs into it
     /// (`IORING_OP_MSG_RING`); they are counted here and change nothing.
     pub unexpected_cqes: u64,
     /// Times the fallback thread took the ring because work was queued or

@@ -178,8 +178,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///
 /// # Completions are input
 ///
-/// Any code in the process that can name the ring's fd can post CQEs into
-/// it (`IORING_OP_MSG_RING` from another ring). So a CQE is taken for a
+/// Code in the process that can name the ring's fd can post CQEs into it
+/// (`IORING_OP_MSG_RING` from another ring), though only with `unsafe`
+/// (pushing any entry is; see the crate docs' Soundness section): a bug
+/// there, not safe code, is what this guards against. So a CQE is taken for a
 /// request's only if its `user_data` names a request in flight, tag
 /// included (a guess succeeds with odds of 2^-32 per CQE), and its result
 /// is used only within what the op can return: a read's length at most the

@@ -4,9 +4,11 @@ use std::io;
 
 /// Unpredictable 32-bit tags: a SplitMix64 sequence from a seed drawn from
 /// `getrandom(2)` (a few instructions per tag, no syscall after the
-/// first). The tags never leave the process: no safe code can read a
-/// ring's CQEs but the ring's owner, so what a forger would have to guess
-/// is the seed.
+/// first). What a forger would have to guess is the seed; but a live
+/// multishot request's `user_data` can be read in `/proc/self/fdinfo` of
+/// the ring's fd while its CQEs wait in the CQ, so the tags are defense in
+/// depth against buggy unsafe code (forging needs an unsafe push), not a
+/// secret.
 #[derive(Default)]
 pub(crate) struct Tags {
     state: u64,
