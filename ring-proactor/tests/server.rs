@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
@@ -307,45 +307,169 @@ fn client_process() {
     assert!(commands.next().is_none(), "stdin closes at the end");
 }
 
+/// A server of [`idle_connections_leave_room_for_new_clients`], on its own
+/// thread: how many connections it accepted, its stats, and how to stop it
+/// (it drops its tasks, cancelling their receives, and its Proactor).
+struct IdleServer {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    /// `(max_in_ring, cq_overflow)` so far.
+    stats: Box<dyn Fn() -> (u32, u32)>,
+    stop: Box<dyn FnOnce() -> String>,
+}
+
+/// A listener with the longest backlog (std listens with 128).
+fn idle_listener() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: a listening socket; listen(2) again sets its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 4096) }, 0);
+    listener
+}
+
 #[test]
 fn ten_thousand_idle_connections_leave_room_for_new_clients() {
+    idle_connections_leave_room_for_new_clients("Proactor", || {
+        let p = Arc::new(Proactor::new(ProactorConfig::new(256)).unwrap());
+        let listener = idle_listener();
+        let addr = listener.local_addr().unwrap();
+        let listener = Arc::new(listener);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (unparker_tx, unparker_rx) = mpsc::channel();
+        let server = {
+            let (p, accepted, stop) = (p.clone(), accepted.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut exec = ParkExecutor::new(p.clone());
+                unparker_tx.send(p.unparker()).unwrap();
+                let spawner = exec.spawner();
+                // Two accepts pending at a time.
+                for _ in 0..2 {
+                    spawner.spawn(accept_loop(
+                        p.clone(),
+                        listener.clone(),
+                        spawner.clone(),
+                        accepted.clone(),
+                    ));
+                }
+                exec.run(&stop);
+                exec.foreign.load(Ordering::Relaxed)
+            })
+        };
+        let server_unparker: Unparker = unparker_rx.recv().unwrap();
+        let stats = {
+            let p = p.clone();
+            Box::new(move || {
+                let s = p.stats();
+                (s.max_in_ring, s.cq_overflow)
+            })
+        };
+        IdleServer {
+            addr,
+            accepted,
+            stats,
+            stop: Box::new(move || {
+                stop.store(true, Ordering::Release);
+                server_unparker.unpark();
+                let foreign = server.join().unwrap();
+                let p = Arc::into_inner(p).expect("the server thread let its Proactor go");
+                let stats = format!("{:?}", p.stats());
+                drop(p);
+                format!("{foreign} wake-ups on another thread than the executor's; {stats}")
+            }),
+        }
+    });
+}
+
+/// The same on a LocalProactor: its thread polls every connection's task
+/// at each wake-up (as the echo_local example) and parks on it.
+#[test]
+fn ten_thousand_idle_connections_on_a_local_proactor_leave_room_for_new_clients() {
+    idle_connections_leave_room_for_new_clients("LocalProactor", || {
+        let listener = idle_listener();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+        let (unparker_tx, unparker_rx) = mpsc::channel();
+        let server = {
+            let (accepted, stats) = (accepted.clone(), stats.clone());
+            thread::spawn(move || {
+                let p = ring_io_proactor::LocalProactor::new(ProactorConfig::new(256)).unwrap();
+                let stop = Arc::new(AtomicBool::new(false));
+                unparker_tx.send((p.unparker(), stop.clone())).unwrap();
+                let listener = Arc::new(listener);
+                let mut accepts: Vec<_> = (0..2).map(|_| p.accept(&listener)).collect();
+                let mut tasks: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = Vec::new();
+                let waker = Waker::from(Arc::new(p.unparker()));
+                let mut cx = Context::from_waker(&waker);
+                while !stop.load(Ordering::Acquire) {
+                    for accept in &mut accepts {
+                        while let Poll::Ready(fd) = Pin::new(&mut *accept).poll(&mut cx) {
+                            let fd = Arc::new(fd.expect("accept"));
+                            *accept = p.accept(&listener);
+                            tasks.push(Box::pin(local_echo(&p, fd)));
+                            accepted.fetch_add(1, Ordering::Release);
+                        }
+                    }
+                    tasks.retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
+                    let s = p.stats();
+                    stats.0.store(s.max_in_ring, Ordering::Relaxed);
+                    stats.1.store(s.cq_overflow, Ordering::Relaxed);
+                    p.park(Some(Duration::from_millis(100)));
+                }
+                drop((tasks, accepts));
+                format!("{:?}", p.stats())
+            })
+        };
+        let (unparker, stop) = unparker_rx.recv().unwrap();
+        IdleServer {
+            addr,
+            accepted,
+            stats: Box::new(move || {
+                (
+                    stats.0.load(Ordering::Relaxed),
+                    stats.1.load(Ordering::Relaxed),
+                )
+            }),
+            stop: Box::new(move || {
+                stop.store(true, Ordering::Release);
+                unparker.unpark();
+                server.join().unwrap()
+            }),
+        }
+    });
+}
+
+/// [`echo`] on a LocalProactor.
+async fn local_echo(p: &ring_io_proactor::LocalProactor, fd: Arc<OwnedFd>) {
+    let mut buf = vec![0u8; 64];
+    loop {
+        let (n, back) = p.recv(&fd, buf, MsgFlags::empty()).await;
+        buf = back;
+        let Ok(n @ 1..) = n else { return };
+        let (k, back) = p.send(&fd, buf.slice(..n), MsgFlags::empty()).await;
+        buf = back.into_inner();
+        if k.ok() != Some(n) {
+            return;
+        }
+    }
+}
+
+/// Ten thousand idle connections (a client process holds their other
+/// ends) on the server `start` makes, each with a receive in the kernel,
+/// while new clients are accepted and echoed at once; then a sample of the
+/// idle ones wakes up and is echoed too.
+fn idle_connections_leave_room_for_new_clients(what: &str, start: impl FnOnce() -> IdleServer) {
     const NEW: usize = 10;
+    // One server at a time: both would need twice the fds.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // The server's end of every connection, plus some spare for the
     // listener, the rings and the tests running beside this one.
     if let Err(why) = raise_nofile((IDLE + NEW + 512) as u64) {
         skip!("ten_thousand_idle_connections", "{why}");
     }
-    let p = Arc::new(Proactor::new(ProactorConfig::new(256)).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    // std listens with a short backlog (128): ask for the most.
-    // SAFETY: a listening socket; listen(2) again sets its backlog.
-    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 4096) }, 0);
-    let addr = listener.local_addr().unwrap();
-    let listener = Arc::new(listener);
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (unparker_tx, unparker_rx) = mpsc::channel();
-    let server = {
-        let (p, accepted, stop) = (p.clone(), accepted.clone(), stop.clone());
-        thread::spawn(move || {
-            let mut exec = ParkExecutor::new(p.clone());
-            unparker_tx.send(p.unparker()).unwrap();
-            let spawner = exec.spawner();
-            // Two accepts pending at a time.
-            for _ in 0..2 {
-                spawner.spawn(accept_loop(
-                    p.clone(),
-                    listener.clone(),
-                    spawner.clone(),
-                    accepted.clone(),
-                ));
-            }
-            exec.run(&stop);
-            exec.foreign.load(Ordering::Relaxed)
-        })
-    };
-    let server_unparker: Unparker = unparker_rx.recv().unwrap();
-
+    let server = start();
+    let (addr, accepted) = (server.addr, server.accepted.clone());
     let start = Instant::now();
     let mut client = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -392,10 +516,10 @@ fn ten_thousand_idle_connections_leave_room_for_new_clients() {
     // accepts and the wake-up read): far past what a CQ credit per request
     // allowed ((512 - 1) / 2 = 255 with this ring).
     assert!(
-        common::wait_until(Duration::from_secs(20), || p.stats().max_in_ring as usize
+        common::wait_until(Duration::from_secs(20), || (server.stats)().0 as usize
             > IDLE),
-        "the idle receives did not all reach the ring: {:?}",
-        p.stats()
+        "{what}: the idle receives did not all reach the ring: {:?}",
+        (server.stats)()
     );
     let connected = start.elapsed();
 
@@ -415,17 +539,15 @@ fn ten_thousand_idle_connections_leave_room_for_new_clients() {
     // The idle connections' receives are live too (a sample of them).
     writeln!(to_client, "echo").unwrap();
     assert_eq!(hear(), "echoed");
-    let stats = p.stats();
-    assert_eq!(stats.cq_overflow, 0, "{stats:?}");
+    assert_eq!((server.stats)().1, 0, "{what}: CQEs dropped");
 
     // Shutdown: the executor drops its tasks (cancelling 10,000 receives
     // and the accepts), then the Proactor goes.
     let t = Instant::now();
-    stop.store(true, Ordering::Release);
-    server_unparker.unpark();
-    let foreign = server.join().unwrap();
-    let p = Arc::into_inner(p).expect("the server thread let its Proactor go");
-    drop(p);
+    let IdleServer { stop, stats, .. } = server;
+    // (The Proactor's stats hold a handle of it, which must go first.)
+    drop(stats);
+    let said = stop();
     let teardown = t.elapsed();
     drop(to_client);
     assert!(
@@ -433,9 +555,8 @@ fn ten_thousand_idle_connections_leave_room_for_new_clients() {
         "the client process failed"
     );
     eprintln!(
-        "{IDLE} idle connections in {connected:?}; slowest new client {slowest:?}; \
-         teardown {teardown:?}; {foreign} wake-ups on another thread than the \
-         executor's; {stats:?}"
+        "{what}: {IDLE} idle connections in {connected:?}; slowest new client {slowest:?}; \
+         teardown {teardown:?}; {said}"
     );
 }
 
