@@ -99,9 +99,9 @@ pub use ring_io_driver::{
 // `ring_io::net::TcpStream`, ...), as in std.
 pub use ring_io_proactor::{
     BufResult, CURRENT_POSITION, Domain, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link,
-    Linkable, LocalMulti, LocalOp, LocalProactor, LocalUnparker, MsgFlags, Multi, Op, OpFd,
-    PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Slice, SocketType, StatxFlags,
-    block_on, buf, fs, net,
+    Linkable, LocalMulti, LocalOp, LocalProactor, LocalTimeout, LocalUnparker, MsgFlags, Multi, Op,
+    OpFd, PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Slice, SocketType,
+    StatxFlags, block_on, buf, fs, net,
 };
 
 // Entries and their builders, one per opcode.

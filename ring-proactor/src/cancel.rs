@@ -1,5 +1,5 @@
-//! Cancellation that loses nothing: [`Op::cancel`], [`Op::timeout`] and
-//! [`Multi::cancel`].
+//! Cancellation that loses nothing: [`Op::cancel`], [`Op::timeout`] (and
+//! [`LocalOp::timeout`]) and [`Multi::cancel`].
 //!
 //! Dropping an op also cancels it, but whatever it had done is lost with
 //! it: a receive whose data had arrived drops the data (its buffer is
@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::LocalOp;
 use crate::args::timespec;
 use crate::multi::Multi;
 use crate::op::*;
@@ -107,23 +108,126 @@ impl<O: 'static> Op<O> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn timeout(self, duration: Duration) -> Timeout<O> {
-        Timeout {
-            op: self,
+        Timeout(Deadline::new(self, duration))
+    }
+}
+
+/// An op that [`Deadline`] can time: [`Op`] and [`LocalOp`].
+pub(crate) trait Timed: Unpin {
+    type Output;
+    /// The kernel timer of the same kind of Proactor.
+    type Timer: Future + Unpin;
+    /// Polls the op: its output and the CQE's raw result.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(Self::Output, i32)>;
+    /// Asks the kernel to cancel the op.
+    fn request_cancel(&mut self);
+    /// A timer op of `duration` on the op's Proactor.
+    fn timer(&self, duration: Duration) -> Self::Timer;
+}
+
+/// A timer op owning its timespec (the kernel reads it until the CQE).
+fn timer_parts(duration: Duration) -> (ring_io_ops::Entry, Finisher<()>) {
+    let ts = Box::new(timespec(duration));
+    let entry = ring_io_ops::Timeout::new(&*ts).build();
+    (entry, Finisher::new(move |_: io::Result<u32>, _| drop(ts)))
+}
+
+impl<O: 'static> Timed for Op<O> {
+    type Output = O;
+    type Timer = Op<()>;
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        Op::poll_raw(self, cx)
+    }
+    fn request_cancel(&mut self) {
+        Op::request_cancel(self);
+    }
+    fn timer(&self, duration: Duration) -> Op<()> {
+        let (entry, finish) = timer_parts(duration);
+        Op {
+            shared: self.shared.clone(),
+            entry,
+            stage: Stage::New,
+            finish: Some(finish),
+        }
+    }
+}
+
+impl<O: 'static> Timed for LocalOp<O> {
+    type Output = O;
+    type Timer = LocalOp<()>;
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        LocalOp::poll_raw(self, cx)
+    }
+    fn request_cancel(&mut self) {
+        LocalOp::request_cancel(self);
+    }
+    fn timer(&self, duration: Duration) -> LocalOp<()> {
+        let (entry, finish) = timer_parts(duration);
+        LocalOp::new(self.inner.clone(), entry, finish)
+    }
+}
+
+/// The state of a timed op, for both kinds of Proactor: the op, and its
+/// timer, started when first polled.
+pub(crate) struct Deadline<P: Timed> {
+    op: P,
+    duration: Duration,
+    timer: Option<P::Timer>,
+    expired: bool,
+}
+
+impl<P: Timed> Deadline<P> {
+    fn new(op: P, duration: Duration) -> Self {
+        Deadline {
+            op,
             duration,
             timer: None,
             expired: false,
         }
     }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<P::Output, Elapsed<P::Output>>> {
+        if let Poll::Ready((out, res)) = self.op.poll_raw(cx) {
+            // A timer still running is dropped: cancelled.
+            self.timer = None;
+            return Poll::Ready(if self.expired && res == -libc::ECANCELED {
+                Err(Elapsed(out))
+            } else {
+                Ok(out)
+            });
+        }
+        if self.expired {
+            return Poll::Pending;
+        }
+        let timer = match &mut self.timer {
+            Some(timer) => timer,
+            None => self.timer.insert(self.op.timer(self.duration)),
+        };
+        if Pin::new(timer).poll(cx).is_ready() {
+            // The time is up (or the timer failed: the Proactor shut down,
+            // and so does the op): cancel the op, then wait for its end.
+            self.timer = None;
+            self.expired = true;
+            self.op.request_cancel();
+            return self.poll(cx);
+        }
+        Poll::Pending
+    }
+}
+
+impl<P: Timed + fmt::Debug> fmt::Debug for Deadline<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("op", &self.op)
+            .field("duration", &self.duration)
+            .field("expired", &self.expired)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The future of [`Op::timeout`].
 #[must_use = "a timeout does nothing until polled or waited on"]
-pub struct Timeout<O: 'static> {
-    op: Op<O>,
-    duration: Duration,
-    timer: Option<Op<()>>,
-    expired: bool,
-}
+pub struct Timeout<O: 'static>(Deadline<Op<O>>);
 
 impl<O: 'static> Timeout<O> {
     /// Blocks the calling thread until the op completes or is cancelled.
@@ -132,56 +236,50 @@ impl<O: 'static> Timeout<O> {
     }
 }
 
-impl<O: 'static> Unpin for Timeout<O> {}
-
 impl<O: 'static> Future for Timeout<O> {
     type Output = Result<O, Elapsed<O>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Poll::Ready((out, res)) = this.op.poll_raw(cx) {
-            // A timer still running is dropped: cancelled.
-            this.timer = None;
-            return Poll::Ready(if this.expired && res == -libc::ECANCELED {
-                Err(Elapsed(out))
-            } else {
-                Ok(out)
-            });
-        }
-        if this.expired {
-            return Poll::Pending;
-        }
-        let timer = this.timer.get_or_insert_with(|| {
-            let ts = Box::new(timespec(this.duration));
-            let entry = ring_io_ops::Timeout::new(&*ts).build();
-            Op {
-                shared: this.op.shared.clone(),
-                entry,
-                stage: Stage::New,
-                finish: Some(crate::op::Finisher::new(move |_: io::Result<u32>, _| {
-                    drop(ts)
-                })),
-            }
-        });
-        if Pin::new(timer).poll(cx).is_ready() {
-            // The time is up (or the timer failed: the Proactor shut down,
-            // and so does the op): cancel the op, then wait for its end.
-            this.timer = None;
-            this.expired = true;
-            this.op.request_cancel();
-            return Pin::new(this).poll(cx);
-        }
-        Poll::Pending
+        self.0.poll(cx)
     }
 }
 
 impl<O: 'static> fmt::Debug for Timeout<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Timeout")
-            .field("op", &self.op)
-            .field("duration", &self.duration)
-            .field("expired", &self.expired)
-            .finish_non_exhaustive()
+        self.0.fmt(f)
+    }
+}
+
+/// The future of [`LocalOp::timeout`].
+#[must_use = "a timeout does nothing until polled or waited on"]
+pub struct LocalTimeout<O: 'static>(Deadline<LocalOp<O>>);
+
+impl<O: 'static> LocalTimeout<O> {
+    pub(crate) fn new(op: LocalOp<O>, duration: Duration) -> Self {
+        LocalTimeout(Deadline::new(op, duration))
+    }
+
+    /// Runs the thread's [`LocalProactor`](crate::LocalProactor) until the
+    /// op completes or is cancelled.
+    pub fn wait(self) -> Result<O, Elapsed<O>> {
+        crate::LocalProactor {
+            inner: self.0.op.inner.clone(),
+        }
+        .block_on(self)
+    }
+}
+
+impl<O: 'static> Future for LocalTimeout<O> {
+    type Output = Result<O, Elapsed<O>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.poll(cx)
+    }
+}
+
+impl<O: 'static> fmt::Debug for LocalTimeout<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 

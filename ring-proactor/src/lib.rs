@@ -108,7 +108,7 @@ pub mod tokio;
 mod wake;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
-pub use cancel::{Elapsed, Timeout};
+pub use cancel::{Elapsed, LocalTimeout, Timeout};
 pub use config::{DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
 pub use drive::{Unparker, block_on};
 pub use fd::{IntoOpFd, OpFd};

@@ -63,6 +63,36 @@ impl<O: 'static> LocalOp<O> {
     /// output if it completed first (see [`Op::cancel`](crate::Op::cancel)).
     /// An op never polled fails with `ECANCELED` without being submitted.
     pub fn cancel(mut self) -> Self {
+        self.request_cancel();
+        self
+    }
+
+    /// The op, cancelled if it has not completed after `duration`: its
+    /// output if it completed, or, if the kernel cancelled it,
+    /// [`Elapsed`](crate::Elapsed) holding the output (see
+    /// [`Op::timeout`](crate::Op::timeout)). The time is kept by a kernel
+    /// timeout started when the future is first polled.
+    ///
+    /// ```
+    /// use ring_io_proactor::{LocalProactor, MsgFlags, ProactorConfig};
+    /// use std::{os::unix::net::UnixStream, sync::Arc, time::Duration};
+    ///
+    /// let p = LocalProactor::new(ProactorConfig::new(8))?;
+    /// let (a, _b) = UnixStream::pair()?;
+    /// let a = Arc::new(a);
+    /// let recv = p.recv(&a, Vec::with_capacity(16), MsgFlags::empty());
+    /// let elapsed = p.block_on(recv.timeout(Duration::from_millis(5))).unwrap_err();
+    /// let (res, buf) = elapsed.into_inner();
+    /// assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    /// assert!(buf.is_empty()); // and the buffer is back
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn timeout(self, duration: std::time::Duration) -> crate::LocalTimeout<O> {
+        crate::cancel::LocalTimeout::new(self, duration)
+    }
+
+    /// [`cancel`](LocalOp::cancel) in place.
+    pub(crate) fn request_cancel(&mut self) {
         match std::mem::replace(&mut self.stage, LStage::Finished) {
             LStage::New | LStage::Credit => {
                 self.stage = LStage::Failed(io::Error::from_raw_os_error(libc::ECANCELED));
@@ -78,7 +108,6 @@ impl<O: 'static> LocalOp<O> {
             }
             stage => self.stage = stage,
         }
-        self
     }
 
     fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
@@ -91,13 +120,16 @@ impl<O: 'static> LocalOp<O> {
 
     /// Takes a slot and pushes the entry (the kernel sees it at the next
     /// turn); waits for room under the budget.
-    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<O> {
+    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         match self.inner.submit(self.entry, cx, false) {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(self.complete(Err(e), 0)),
+            Err(e) => {
+                let res = -e.raw_os_error().unwrap_or(0);
+                Poll::Ready((self.complete(Err(e), 0), res))
+            }
         }
     }
 }
@@ -232,13 +264,24 @@ impl<O: 'static> Future for LocalOp<O> {
     type Output = O;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
-        let this = &mut *self;
+        self.poll_raw(cx).map(|(out, _)| out)
+    }
+}
+
+impl<O: 'static> LocalOp<O> {
+    /// Polls the op: its output and the raw result it was made from (the
+    /// CQE's `res`, or the negated errno of a failure before the kernel).
+    pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        let this = self;
         let ud = match this.stage {
             LStage::Submitted(ud) => ud,
             LStage::New | LStage::Credit => return this.submit(cx),
             LStage::Failed(_) | LStage::Finished => {
                 return match std::mem::replace(&mut this.stage, LStage::Finished) {
-                    LStage::Failed(e) => Poll::Ready(this.complete(Err(e), 0)),
+                    LStage::Failed(e) => {
+                        let res = -e.raw_os_error().unwrap_or(0);
+                        Poll::Ready((this.complete(Err(e), 0), res))
+                    }
                     _ => panic!("a LocalOp polled after it completed"),
                 };
             }
@@ -269,7 +312,7 @@ impl<O: 'static> Future for LocalOp<O> {
             if let Some(next) = next {
                 run_user(|| next.wake());
             }
-            return Poll::Ready(this.complete(result(res), flags));
+            return Poll::Ready((this.complete(result(res), flags), res));
         }
         // A new waker, cloned with the state unborrowed (user code).
         let fresh = cx.waker().clone();
@@ -286,7 +329,7 @@ impl<O: 'static> Future for LocalOp<O> {
             this.inner.st.borrow().slab.slots[index as usize].state,
             LSlotState::Waiting(_)
         ) {
-            return Pin::new(this).poll(cx);
+            return this.poll_raw(cx);
         }
         Poll::Pending
     }
