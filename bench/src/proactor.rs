@@ -540,11 +540,11 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
         println!(
             "note\tWhat bounds the NOP rows: the caller that waits drives the ring itself \
              (one io_uring_enter per batch, no thread wake-up), so what is left is each op's \
-             bookkeeping: about 1200 user-space instructions per NOP at 32 in flight \
-             (callgrind: slot, queue, the Proactor's mutex taken about three times, dispatch, \
-             wakers), against about 35 for a raw NOP at batch 32; a NOP is all bookkeeping, \
-             a read much less so. The single-thread LocalProactor runs about 520 (the peers \
-             table). The /spin50us rows run the same with ProactorConfig::spin(50 us), which \
+             bookkeeping (slot, queue, the Proactor's mutex taken once per op and once per \
+             turn, dispatch, wakers): the Proactors' callgrind table below has its \
+             user-space instructions per NOP against the raw ring's; a NOP is all \
+             bookkeeping, a read much less so. The /spin50us rows run the same with \
+             ProactorConfig::spin(50 us), which \
              only matters for work the fallback thread drives (nobody waits on it): here the \
              caller drives, so they match the rows without it."
         );

@@ -148,6 +148,7 @@ impl<O: 'static> Timed for Op<O> {
             entry,
             stage: Stage::New,
             finish: Some(finish),
+            waker: (0, 0),
         }
     }
 }

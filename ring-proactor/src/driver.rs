@@ -580,6 +580,8 @@ impl<K: Kernel> Driver<K> {
             match std::mem::replace(&mut slot.state, SlotState::Free) {
                 SlotState::Waiting(waker) => {
                     refill(&mut slot.state, SlotState::Done(res, flags));
+                    // The op may take it without the lock.
+                    shared.cells.publish(ud as u32, slot.tag, res, flags);
                     grave.wakers.extend(waker);
                 }
                 SlotState::Stream {

@@ -26,6 +26,7 @@ impl<O: 'static> Op<O> {
             entry: self.entry,
             stage,
             finish: Some(finish.map(f)),
+            waker: self.waker,
         }
         // `self` is dropped with nothing left to release.
     }

@@ -82,6 +82,7 @@
 mod args;
 pub mod buf;
 mod cancel;
+mod cells;
 mod config;
 mod drive;
 mod driver;

@@ -57,6 +57,21 @@ pub struct Op<O: 'static> {
     pub(crate) entry: Entry,
     pub(crate) stage: Stage,
     pub(crate) finish: Option<Finisher<O>>,
+    /// The waker stored in the op's slot, as [`waker_id`] shows it (none
+    /// until one is): a poll with the same one needs no lock.
+    pub(crate) waker: WakerId,
+}
+
+/// What tells wakers apart (their data and vtable pointers, as
+/// `Waker::will_wake` compares them), without a clone; `(0, 0)`: none.
+pub(crate) type WakerId = (usize, usize);
+
+/// The [`WakerId`] of `waker`.
+pub(crate) fn waker_id(waker: &Waker) -> WakerId {
+    (
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    )
 }
 
 impl<O: 'static> Op<O> {
@@ -144,10 +159,30 @@ impl<O: 'static> Op<O> {
                         let res = -e.raw_os_error().unwrap_or(0);
                         Poll::Ready((this.complete(Err(e), 0), res))
                     }
-                    Poll::Ready(Ok(())) | Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(())) => {
+                        // In its slot now, with this waker.
+                        this.waker = waker_id(cx.waker());
+                        Poll::Pending
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
             }
             Stage::Submitted(ud) => {
+                // Without the lock: a completion the driver published (not
+                // one that may go to the kernel again: see `resubmits`), or
+                // nothing yet and the same waker as the slot's.
+                match this.shared.cells.completion(ud as u32, (ud >> 32) as u32) {
+                    Some((res, flags)) if res != -libc::ECANCELED => {
+                        this.shared.cells.give_back(ud as u32);
+                        return Poll::Ready((this.complete(result(res), flags), res));
+                    }
+                    None if this.waker == waker_id(cx.waker()) => {
+                        this.stage = Stage::Submitted(ud);
+                        crate::drive::note_pending(&this.shared);
+                        return Poll::Pending;
+                    }
+                    _ => {}
+                }
                 // A waker cloned with the lock released (cloning one is
                 // user code), stored on the second pass.
                 let mut fresh: Option<Waker> = None;
@@ -189,10 +224,12 @@ impl<O: 'static> Op<O> {
                             if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                                 drop(st);
                                 drop(fresh);
+                                this.waker = waker_id(cx.waker());
                                 crate::drive::note_pending(&this.shared);
                                 return Poll::Pending;
                             }
                             if let Some(new) = fresh.take() {
+                                this.waker = waker_id(&new);
                                 let old = waker.replace(new);
                                 drop(st);
                                 drop(old);
@@ -436,7 +473,7 @@ pub(crate) fn submit_with(
             st.last_fd_cancel = st.events;
         }
         let ud = st
-            .alloc(wakers.pop(), credits, stream)
+            .alloc(&shared.cells, wakers.pop(), credits, stream)
             .expect("room for every part was checked");
         if last > 0 {
             st.slots[ud as u32 as usize].born = NEVER;

@@ -15,6 +15,7 @@ use ring_io_ops::Entry;
 
 use ring_io_driver::Probe;
 
+use crate::cells::Cells;
 use crate::config::*;
 use crate::driver::Drive;
 use crate::fixed::Pool;
@@ -54,6 +55,9 @@ pub struct Shared {
     /// Bumped whenever work is queued for the thread: what its spin
     /// watches (a hint; the queue itself is read under the lock).
     pub(crate) activity: AtomicU64,
+    /// Where ops find their completions, and give their slots back,
+    /// without the lock.
+    pub(crate) cells: Cells,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread
@@ -371,10 +375,14 @@ impl State {
     /// A slot for a new request; `None` if the slab is at its largest.
     pub(crate) fn alloc(
         &mut self,
+        cells: &Cells,
         waker: Option<Waker>,
         credits: u32,
         stream: bool,
     ) -> Option<u64> {
+        if self.free.is_empty() {
+            self.take_returned(cells);
+        }
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -414,6 +422,7 @@ impl State {
         };
         // A slot on the free list is `Free` (only `finish` puts one there).
         refill(&mut slot.state, state);
+        cells.reset(index, tag);
         Some(user_data(index, tag))
     }
 
@@ -452,6 +461,22 @@ impl State {
         self.free.push(index);
         self.release_credit(held, wakers);
         old
+    }
+
+    /// Frees the slots whose ops took their published completion and gave
+    /// them back ([`Cells::give_back`]); their credit came back when the
+    /// completion was reaped.
+    pub(crate) fn take_returned(&mut self, cells: &Cells) {
+        // Credit came back at the reap: no waiter to wake here.
+        let mut none = Vec::new();
+        cells.take_returned(|index| {
+            let ud = user_data(index, self.slots[index as usize].tag);
+            let old = self.release_slot(ud, &mut none);
+            // `Done` owns nothing (no call to the drop glue).
+            debug_assert!(matches!(old, SlotState::Done(..)));
+            std::mem::forget(old);
+        });
+        debug_assert!(none.is_empty());
     }
 
     /// A thread that drove this Proactor exited (see [`resubmits`]).

@@ -41,6 +41,7 @@ fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
         ring_fd: OwnedFd::from(null()),
         fixed: None,
         activity: AtomicU64::new(0),
+        cells: crate::cells::Cells::new(),
     })
 }
 
@@ -50,6 +51,7 @@ fn op(shared: &Arc<Shared>, entry: Entry) -> Op<io::Result<u32>> {
         entry,
         stage: Stage::New,
         finish: Some(crate::op::Finisher::new(|res: io::Result<u32>, _| res)),
+        waker: (0, 0),
     }
 }
 

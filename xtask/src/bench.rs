@@ -268,8 +268,8 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              bookkeeping (the Proactors' callgrind table: user-space instructions per NOP at \
              QD1 and QD32 against the raw ring's), which NOPs at QD32 show most. Besides \
              instructions, each op makes atomic read-modify-writes a single-thread runtime \
-             does not: the state mutex locked and unlocked twice (submission, completion) \
-             and once more per turn, the waker's reference count.",
+             does not: the state mutex locked and unlocked to submit it (and once per \
+             turn), the handing back of its slot, the waker's reference count.",
             "All drive the ring on the thread that awaits; the Proactor's per-op bookkeeping \
              (a mutex-guarded slot table that any thread may use, where the runtimes keep \
              single-threaded state) costs more user-space instructions per op (the \

@@ -411,13 +411,15 @@ fn ci_miri() -> Result<bool> {
             "--",
             "fixed::",
             "finish::",
+            "cells::",
         ])?)
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit
-/// release and the LocalProactor's wake-ups (`--cfg loom`, own target
-/// dir): one cargo invocation, so loom and ring-core are built once for the
-/// three test targets (each model's bound is in its doc comment).
+/// release, the LocalProactor's wake-ups and the Proactor's lock-free
+/// completions (`--cfg loom`, own target dir): one cargo invocation, so
+/// loom and ring-core are built once for every test target (each model's
+/// bound is in its doc comment).
 fn ci_loom() -> Result<bool> {
     step(
         cargo()
@@ -437,6 +439,8 @@ fn ci_loom() -> Result<bool> {
                 "shared_loom",
                 "--test",
                 "wake_loom",
+                "--test",
+                "cells_loom",
             ])
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", root().join("target/loom")),

@@ -144,6 +144,7 @@ impl Backend for Proactor {
             entry,
             stage: Stage::New,
             finish: Some(Finisher::new(finish)),
+            waker: (0, 0),
         }
     }
 
