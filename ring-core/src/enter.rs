@@ -150,6 +150,38 @@ pub fn decide_enter(input: &EnterInput) -> Option<Enter> {
     })
 }
 
+/// The enter of a submit on a ring without SQPOLL or IOPOLL, with entries
+/// to submit, no SQ wait and no timeout: liburing's `__io_uring_submit`,
+/// the common case of [`decide_enter`] decided in a few instructions.
+///
+/// The call is always made (entries are consumed only inside it), with
+/// `to_submit` entries, and with `IORING_ENTER_GETEVENTS` and
+/// `min_complete = wait_nr` whenever `wait_nr > 0`: where [`decide_enter`]
+/// leaves GETEVENTS out because `wait_nr` completions are already ready,
+/// this asks the kernel, which counts them in the CQ before it sleeps and
+/// returns at once, so nothing needs the CQ's state here. Only without a
+/// wait can the SQ flags add GETEVENTS (`IORING_SQ_CQ_OVERFLOW`,
+/// `IORING_SQ_TASKRUN`: completions only the kernel can make visible), so
+/// `sq_flags` (the flags word, read as a plain load,
+/// [`FlagsRead::Load`]) is called only then, as liburing reads it only
+/// then. `IORING_ENTER_REGISTERED_RING` is never set here: the caller's
+/// enter names the ring.
+#[must_use]
+#[inline]
+pub fn decide_submit(to_submit: u32, wait_nr: u32, sq_flags: impl FnOnce() -> SqFlags) -> Enter {
+    let getevents = wait_nr > 0 || sq_flags().intersects(SqFlags::CQ_OVERFLOW | SqFlags::TASKRUN);
+    Enter {
+        to_submit,
+        min_complete: wait_nr,
+        flags: if getevents {
+            EnterFlags::GETEVENTS
+        } else {
+            EnterFlags::empty()
+        },
+        ext_arg: false,
+    }
+}
+
 /// [`decide_enter`] for every input (inline too: taking the input's
 /// address for an out-of-line call would keep it in memory on the fast
 /// path).
@@ -381,6 +413,52 @@ mod tests {
                 features: Features::from_bits_retain(features),
             };
             proptest::prop_assert_eq!(decide_enter(&input), decide_enter_general(&input));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: if cfg!(miri) { 16 } else { 4096 },
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Where it applies, `decide_submit` enters as `decide_enter` does,
+        /// except that it may ask for GETEVENTS with `min_complete` already
+        /// ready (the kernel then returns at once); it reads the SQ flags
+        /// only when not waiting.
+        #[test]
+        fn submit_agrees_with_decide_enter(
+            to_submit in 1u32..4, wait_nr in 0u32..4, cq_ready in 0u32..4,
+            setup: u32, sq_flags: u8, features: u32,
+        ) {
+            let setup = SetupFlags::from_bits_retain(setup)
+                - (SetupFlags::SQPOLL | SetupFlags::IOPOLL);
+            let sq_flags = SqFlags::from_bits_retain(u32::from(sq_flags));
+            let input = EnterInput {
+                to_submit, wait_nr, cq_ready, setup, sq_flags,
+                features: Features::from_bits_retain(features),
+                ..EnterInput::default()
+            };
+            let general = decide_enter(&input).expect("entries to submit need an enter");
+            let mut read = false;
+            let fast = decide_submit(to_submit, wait_nr, || {
+                read = true;
+                sq_flags
+            });
+            proptest::prop_assert_eq!(read, wait_nr == 0);
+            proptest::prop_assert_eq!(fast.to_submit, general.to_submit);
+            proptest::prop_assert!(!fast.ext_arg);
+            if general.flags.contains(EnterFlags::GETEVENTS) {
+                proptest::prop_assert_eq!(fast.flags, general.flags);
+                proptest::prop_assert_eq!(fast.min_complete, general.min_complete);
+            } else if fast.flags.contains(EnterFlags::GETEVENTS) {
+                // Asked of the kernel, already there: no wait.
+                proptest::prop_assert!(fast.min_complete <= cq_ready);
+                proptest::prop_assert_eq!(fast.flags, EnterFlags::GETEVENTS);
+            } else {
+                proptest::prop_assert_eq!(fast, general);
+            }
         }
     }
 

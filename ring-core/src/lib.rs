@@ -122,10 +122,10 @@ pub mod sync;
 pub use bufring::{BufRingError, BufRingState, TakenBufs};
 pub use cq::{CqBatch, CqReader, CqState, MixedCqe};
 pub use credit::{AtomicCqCredit, CqCredit, cqe_returns_credit};
-pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, timeout_needs_sqe};
+pub use enter::{Enter, EnterInput, FlagsRead, decide_enter, decide_submit, timeout_needs_sqe};
 pub use error::{ClaimError, CoreError, CreditRefused, GeometryError, SqFull};
 pub use geometry::Geometry;
 pub use shared::{SharedCq, SharedSq, SubmitGate};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimCompletion, SimConfig, SimKernel};
-pub use sq::{Reservation, SqPusher, SqState};
+pub use sq::{Reservation, SqPusher, SqState, SqSubmit};

@@ -133,6 +133,21 @@ impl SqPusher<'_> {
         self.sq.poll_publish()
     }
 
+    /// Commits every slot given (their SQEs are written) and publishes
+    /// everything committed, returning the tail to store to the kernel's
+    /// `sq.tail`: [`publish`](Self::publish) without its `None`, for a
+    /// caller that stores the tail whether or not it moved (storing the
+    /// tail the kernel already has changes nothing for it, and spares a
+    /// compare and a branch on the path that pushed).
+    #[must_use]
+    #[inline]
+    pub fn publish_tail(&mut self) -> u32 {
+        self.commit_given();
+        self.sq.published = self.next;
+        self.sq.debug_check();
+        self.next
+    }
+
     #[inline]
     fn commit_given(&mut self) {
         // By construction: taken with no reservation open and the queue
@@ -141,6 +156,50 @@ impl SqPusher<'_> {
         self.sq.reserved = self.next;
         self.sq.committed = self.next;
         self.sq.debug_check();
+    }
+}
+
+/// The entries pending for one `io_uring_enter` on a ring without SQPOLL,
+/// bound to their queue: taken with [`SqState::submission`] after the last
+/// publish, it holds [`to_submit`](Self::to_submit) and the tail they end
+/// at, and [`handle_submitted`](Self::handle_submitted) takes the call's
+/// result as [`SqState::handle_submitted`] does. Holding the queue borrowed
+/// across the call, it needs to look at none of the queue's indices
+/// afterwards: nothing else can move them meanwhile, so the count and the
+/// tail it took before the call still describe the queue (a caller keeps
+/// them in registers across the system call, where the queue's fields
+/// would be read again from memory).
+#[must_use = "a submission records nothing until its result is handled"]
+#[derive(Debug)]
+pub struct SqSubmit<'q> {
+    sq: &'q mut SqState,
+    tail: u32,
+    pending: u32,
+}
+
+impl SqSubmit<'_> {
+    /// Entries published and not yet consumed: the `to_submit` of the call
+    /// ([`SqState::pending`]).
+    #[inline]
+    pub const fn to_submit(&self) -> u32 {
+        self.pending
+    }
+
+    /// The call returned `submitted`: [`SqState::handle_submitted`] (if it
+    /// is every entry pending, the kernel's head is the published tail,
+    /// recorded without a load, `true`; else nothing changes, `false`:
+    /// load the head and [`handle_head`](SqState::handle_head) it).
+    #[inline]
+    pub fn handle_submitted(self, submitted: u32) -> bool {
+        if submitted != self.pending {
+            return false;
+        }
+        // By construction: `tail` and `pending` were the queue's published
+        // tail and `tail - head` when taken, and the queue was borrowed
+        // since; so this is `SqState::handle_submitted`'s accepted case.
+        self.sq.head = self.tail;
+        self.sq.debug_check();
+        true
     }
 }
 
@@ -410,6 +469,17 @@ impl SqState {
         true
     }
 
+    /// The entries pending, held for one `io_uring_enter` that submits
+    /// them (see [`SqSubmit`]; call after [`poll_publish`](Self::poll_publish)).
+    #[inline]
+    pub fn submission(&mut self) -> SqSubmit<'_> {
+        SqSubmit {
+            tail: self.published,
+            pending: self.pending(),
+            sq: self,
+        }
+    }
+
     /// Why `head` was refused by [`handle_head`](Self::handle_head).
     #[cold]
     #[inline(never)]
@@ -597,6 +667,32 @@ mod tests {
     }
 
     #[test]
+    fn publish_tail_publishes_as_publish_does() {
+        let mut q = sq(u32::MAX - 1);
+        let mut twin = q.clone();
+        let mut p = q.pusher().unwrap();
+        assert_eq!(
+            p.publish_tail(),
+            u32::MAX - 1,
+            "nothing given: the tail as it is"
+        );
+        assert_eq!(p.next_index(), Some(u32::MAX - 1));
+        assert_eq!(p.next_index(), Some(u32::MAX));
+        assert_eq!(p.next_index(), Some(0));
+        assert_eq!(p.publish_tail(), 1);
+        let mut t = twin.pusher().unwrap();
+        assert_eq!(t.publish(), None);
+        let _ = (t.next_index(), t.next_index(), t.next_index());
+        assert_eq!(t.publish(), Some(1));
+        assert_eq!(q, twin, "publish_tail leaves the queue as publish does");
+        assert_eq!((q.tail(), q.pending(), q.unpublished()), (1, 3, 0));
+        let mut p = q.pusher().unwrap();
+        assert_eq!(p.handle_head(1), Ok(()));
+        assert_eq!(p.publish_tail(), 1);
+        assert_eq!((q.pending(), q.space()), (0, 4));
+    }
+
+    #[test]
     fn a_count_of_everything_pending_proves_the_head() {
         let mut q = sq(u32::MAX);
         let r = q.reserve_committed(3).unwrap();
@@ -608,6 +704,22 @@ mod tests {
         assert_eq!((q.head(), q.pending(), q.space()), (2, 0, 4));
         assert!(q.handle_submitted(0), "nothing pending, nothing consumed");
         assert_eq!(q.head(), 2);
+    }
+
+    #[test]
+    fn a_submission_proves_the_head_as_handle_submitted_does() {
+        for submitted in 0..5 {
+            let mut q = sq(u32::MAX - 1);
+            let r = q.reserve_committed(3).unwrap();
+            assert_eq!(q.poll_publish(), Some(r.end()));
+            let mut twin = q.clone();
+            let s = q.submission();
+            assert_eq!(s.to_submit(), 3);
+            let proved = s.handle_submitted(submitted);
+            assert_eq!(proved, twin.handle_submitted(submitted), "{submitted}");
+            assert_eq!(q, twin, "{submitted}");
+            assert_eq!(q.head(), if submitted == 3 { 1 } else { u32::MAX - 1 });
+        }
     }
 
     #[test]

@@ -452,7 +452,7 @@ unsafe impl Kernel for Linux {
         self.raw.ring.registered_here()
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn enter(&mut self, enter: &Enter, wait: &WaitArgs) -> Result<u32, Errno> {
         // SAFETY: the caller's contract: every published SQE was fully
         // written before its tail store, and the pointers it carries stay
@@ -473,7 +473,7 @@ unsafe impl Kernel for Linux {
 /// As for [`ring_io_sys::io_uring_enter`]: the ring's published SQEs are
 /// fully written, and each meets the contract of
 /// [`SubmissionQueue::push`](crate::SubmissionQueue::push).
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn enter_ring(
     ring: &crate::sys::RingFd,
     enter: &Enter,

@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use ring_io_core::{CoreError, EnterInput, decide_enter};
+use ring_io_core::{CoreError, EnterInput, FlagsRead, decide_enter, decide_submit};
 use ring_io_ops::{Entry, Entry128};
 use ring_io_sys::{CqeFlags, Errno, SetupFlags, io_uring_cqe, io_uring_cqe32};
 
@@ -220,6 +220,38 @@ fn stuck(head: u32, pending: u32) -> io::Error {
     )
 }
 
+/// The wait of a call without a deadline.
+const NO_WAIT: &WaitArgs = &WaitArgs {
+    timeout: None,
+    min_wait: None,
+};
+
+/// Which paths a [`Ring`]'s calls and views take, kept up to date by the
+/// stash's users so that each is chosen with one test.
+#[derive(Debug, Clone, Copy)]
+struct Paths {
+    /// CQ views read through their general path: 32-byte CQEs (`CQE32`,
+    /// or `CQE_MIXED` where a CQE may take two slots or be padding), or
+    /// CQEs in the stash (delivered first).
+    cq_general: bool,
+    /// A wait without a deadline tries `Ring::enter_fast` first: no
+    /// SQPOLL, no IOPOLL, and nothing in the stash (so the CQ is where
+    /// every completion waited for must be).
+    enter_fast: bool,
+}
+
+impl Paths {
+    fn new(geometry: &ring_io_core::Geometry, stash_empty: bool) -> Paths {
+        Paths {
+            cq_general: geometry.cqe_size() == 32 || geometry.cqe_mixed() || !stash_empty,
+            enter_fast: stash_empty
+                && !geometry
+                    .setup_flags()
+                    .intersects(SetupFlags::SQPOLL | SetupFlags::IOPOLL),
+        }
+    }
+}
+
 /// What is left of a wait without a deadline after its first attempt
 /// (see `Ring::enter_fast`).
 #[derive(Debug, Clone, Copy)]
@@ -264,11 +296,8 @@ pub struct Ring<K: Kernel = Linux> {
     /// Completions taken out of the CQ while resolving `EBUSY`, delivered
     /// before the CQ's own.
     stash: VecDeque<Cqe>,
-    /// Whether CQ views read through their general path: 32-byte CQEs
-    /// (`CQE32`, or `CQE_MIXED` where a CQE may take two slots or be
-    /// padding), or CQEs in the stash (delivered first). Kept up to date by
-    /// the stash's users, so a view is set up with one test.
-    cq_general: bool,
+    /// The paths views and calls take (general while the stash holds CQEs).
+    paths: Paths,
     defaults: SetupFlags,
 }
 
@@ -342,7 +371,7 @@ impl<K: Kernel> Ring<K> {
             cq: ring_io_core::CqState::with_start(&geometry, kernel.cq_tail()),
             kernel,
             stash: VecDeque::new(),
-            cq_general: geometry.cqe_size() == 32 || geometry.cqe_mixed(),
+            paths: Paths::new(&geometry, true),
             defaults: SetupFlags::empty(),
         }
     }
@@ -399,8 +428,8 @@ impl<K: Kernel> Ring<K> {
             kernel: &mut self.kernel,
             reader: self.cq.reader(),
             stash: &mut self.stash,
-            general: self.cq_general,
-            cq_general: &mut self.cq_general,
+            general: self.paths.cq_general,
+            paths: &mut self.paths,
         }
     }
 
@@ -475,7 +504,7 @@ impl<K: Kernel> Ring<K> {
     #[inline]
     fn cq_target(&self, want: u32) -> u32 {
         // The stash holds CQEs only while views read the general path.
-        let want = if self.cq_general {
+        let want = if self.paths.cq_general {
             want.saturating_sub(self.stash_len())
         } else {
             want
@@ -532,7 +561,7 @@ impl<K: Kernel> Ring<K> {
                 self.stash.push_back(cqe);
             }
         }
-        self.cq_general |= !self.stash.is_empty();
+        self.paths = Paths::new(self.kernel.geometry(), self.stash.is_empty());
         self.release_cq();
         Ok(self.stash.len() - before + dropped)
     }
@@ -738,99 +767,136 @@ impl<K: Kernel> Ring<K> {
     /// in [`enter_slow`](Self::enter_slow).
     #[inline]
     fn enter_now(&mut self, wait_nr: u32) -> io::Result<u32> {
-        // Ok(n) built here, apart from the slow path's result: merged with
-        // it, the result would be kept in memory.
-        match self.enter_fast(wait_nr) {
-            Ok(n) => Ok(n),
-            Err(slow) => self.enter_slow(wait_nr, slow),
-        }
+        self.enter_fast(wait_nr)
     }
 
     /// The first attempt of [`enter_now`](Self::enter_now): `Ok` with what
     /// the call submitted when done, else what is left to do.
     #[inline]
-    fn enter_fast(&mut self, wait_nr: u32) -> Result<u32, Slow> {
+    fn enter_fast(&mut self, wait_nr: u32) -> io::Result<u32> {
         // Nothing to publish here: entries are committed only by the SQ
         // view's pusher, which publishes when the view is dropped. (A view
         // leaked with `mem::forget` after refilling leaves what it
         // committed to the next view's drop.)
-        // What is known before the call is kept in locals: the loads of the
-        // kernel's words order the ring's own memory, which would be read
-        // again.
-        let geometry = *self.kernel.geometry();
-        let setup = geometry.setup_flags();
-        if setup.intersects(SetupFlags::SQPOLL | SetupFlags::IOPOLL) {
-            // A kernel thread that consumes entries, or completions found
-            // only by polling in the call: the general loop.
-            return Err(Slow::Loop { submitted: 0 });
+        if !self.paths.enter_fast {
+            // A kernel thread that consumes entries, completions found only
+            // by polling in the call, or CQEs in the stash: the general
+            // loop.
+            return Self::slow(self.enter_slow(wait_nr, Slow::Loop { submitted: 0 }));
         }
-        // With entries to submit the ring is entered anyway, so the CQ tail
-        // as last loaded will do: it is a lower bound of what is ready, so
-        // at most it adds GETEVENTS to this enter, and the kernel returns
-        // at once if `min_complete` CQEs are already there. Otherwise the
-        // enter would only be for completions: load the tail first, they
-        // may be there and spare the syscall.
-        let to_submit = self.sq.pending();
+        // The stash is empty (`enter_fast`), so the CQ is where the wait's
+        // completions must be.
+        let target = self.cq.wait_target(wait_nr);
+        let submission = self.sq.submission();
+        let to_submit = submission.to_submit();
         if to_submit == 0 {
-            if let Err(e) = self.cq.handle_tail(self.kernel.cq_tail()) {
-                return Err(Slow::CqTail(e));
-            }
+            return self.wait_fast(wait_nr, target);
         }
-        let target = self.cq_target(wait_nr);
-        let mut input = EnterInput {
-            to_submit,
-            wait_nr: target,
-            cq_ready: self.cq.ready(),
-            setup,
-            features: geometry.features(),
-            timeout: false,
-            // The kernel's `enter` names the ring (fd, or the index this
-            // thread registered, with its flag): nothing to decide here.
-            registered_ring: false,
-            ..EnterInput::default()
-        };
-        input.sq_flags = self.kernel.sq_flags(input.flags_read());
-        let Some(decision) = decide_enter(&input) else {
-            return Ok(0);
-        };
-        const NO_WAIT: &WaitArgs = &WaitArgs {
-            timeout: None,
-            min_wait: None,
-        };
+        // Entries to submit: the call is made anyway, and a wait asks the
+        // kernel (which counts what is ready before it sleeps), so neither
+        // the CQ tail nor, when waiting, the SQ flags need a look first.
+        let kernel = &self.kernel;
+        let decision = decide_submit(to_submit, target, || kernel.sq_flags(FlagsRead::Load));
         // SAFETY: every SQE published was written by `push`, whose caller
         // vouches for its pointers, or by this ring for its own timeout
         // (kept alive until its CQE is in); see `publish`.
         match unsafe { self.kernel.enter(&decision, NO_WAIT) } {
             Ok(n) => {
-                let look = decision.min_complete > 0;
                 // A count of every entry pending proves the head (ring-core
                 // says when); else it is loaded.
-                if !self.sq.handle_submitted(n) {
-                    return Err(Slow::SqHead {
-                        submitted: n,
-                        look,
-                        target,
-                    });
+                if !submission.handle_submitted(n) {
+                    return Self::slow(self.enter_slow(
+                        wait_nr,
+                        Slow::SqHead {
+                            submitted: n,
+                            look: target > 0,
+                            target,
+                        },
+                    ));
                 }
                 // See enter_loop: without a deadline, wait until `target`
                 // CQEs are visible. A look at the tail is enough to
                 // decide; it is handled (checked, and a tail no kernel
                 // could have written refused) before any CQE is read, by
                 // the CQ view or by the next call, which reports it.
-                if look && self.cq.ready_at(self.kernel.cq_tail()) < target {
-                    return Err(Slow::Loop { submitted: n });
+                if target > 0 && self.cq.ready_at(self.kernel.cq_tail()) < target {
+                    return Self::slow(self.enter_slow(wait_nr, Slow::Loop { submitted: n }));
                 }
                 Ok(n)
             }
-            Err(e) => Err(Slow::Failed(e)),
+            Err(e) => Self::slow(self.enter_slow(wait_nr, Slow::Failed(e))),
+        }
+    }
+
+    /// [`enter_fast`](Self::enter_fast) with nothing to submit: the enter
+    /// would only be for completions, so the tail is loaded first (they may
+    /// be there and spare the syscall), then ring-core decides.
+    #[inline]
+    fn wait_fast(&mut self, wait_nr: u32, target: u32) -> io::Result<u32> {
+        if let Err(e) = self.cq.handle_tail(self.kernel.cq_tail()) {
+            return Self::slow(self.enter_slow(wait_nr, Slow::CqTail(e)));
+        }
+        let geometry = self.kernel.geometry();
+        let mut input = EnterInput {
+            wait_nr: target,
+            cq_ready: self.cq.ready(),
+            setup: geometry.setup_flags(),
+            features: geometry.features(),
+            ..EnterInput::default()
+        };
+        input.sq_flags = self.kernel.sq_flags(input.flags_read());
+        let Some(decision) = decide_enter(&input) else {
+            return Ok(0);
+        };
+        // SAFETY: as in `enter_fast` (nothing is pending here).
+        match unsafe { self.kernel.enter(&decision, NO_WAIT) } {
+            Ok(n) => {
+                if !self.sq.handle_submitted(n) {
+                    return Self::slow(self.enter_slow(
+                        wait_nr,
+                        Slow::SqHead {
+                            submitted: n,
+                            look: decision.min_complete > 0,
+                            target,
+                        },
+                    ));
+                }
+                if decision.min_complete > 0 && self.cq.ready_at(self.kernel.cq_tail()) < target {
+                    return Self::slow(self.enter_slow(wait_nr, Slow::Loop { submitted: n }));
+                }
+                Ok(n)
+            }
+            Err(e) => Self::slow(self.enter_slow(wait_nr, Slow::Failed(e))),
+        }
+    }
+
+    /// The result of [`enter_slow`](Self::enter_slow) as the caller
+    /// returns it.
+    #[inline(always)]
+    fn slow((submitted, error): (u32, Option<io::Error>)) -> io::Result<u32> {
+        match error {
+            None => Ok(submitted),
+            Some(e) => Err(e),
         }
     }
 
     /// The rest of [`enter_now`](Self::enter_now) after
-    /// [`enter_fast`](Self::enter_fast) said `slow`.
+    /// [`enter_fast`](Self::enter_fast) said `slow`: what the call
+    /// submitted, or the error. A pair, returned in two registers: an
+    /// `io::Result<u32>` would be returned through memory, and the fast
+    /// path's result with it.
     #[cold]
     #[inline(never)]
-    fn enter_slow(&mut self, wait_nr: u32, slow: Slow) -> io::Result<u32> {
+    fn enter_slow(&mut self, wait_nr: u32, slow: Slow) -> (u32, Option<io::Error>) {
+        match self.enter_slow_result(wait_nr, slow) {
+            Ok(n) => (n, None),
+            Err(e) => (0, Some(e)),
+        }
+    }
+
+    /// [`enter_slow`](Self::enter_slow) as a result.
+    #[inline]
+    fn enter_slow_result(&mut self, wait_nr: u32, slow: Slow) -> io::Result<u32> {
         let no_wait = WaitArgs::default();
         match slow {
             Slow::Loop { submitted } => self.enter_loop(wait_nr, no_wait, submitted),
@@ -1324,14 +1390,15 @@ impl<K: Kernel> SubmissionQueue<'_, K> {
 impl<K: Kernel> Drop for SubmissionQueue<'_, K> {
     #[inline]
     fn drop(&mut self) {
-        // One call publishes everything committed (single-threaded SQ).
-        if let Some(tail) = self.pusher.publish() {
-            // SAFETY: ring-core publishes only committed slots, each
-            // written by `push` (whose caller vouches for the entry's
-            // pointers) or by the ring for its own timeout; its indices
-            // keep the tail within `sq_entries` of the head.
-            unsafe { self.kernel.set_sq_tail(tail) };
-        }
+        // One call publishes everything committed (single-threaded SQ);
+        // the tail is stored even if no entry was pushed (the kernel then
+        // reads the value it had), which spares a compare and a branch.
+        let tail = self.pusher.publish_tail();
+        // SAFETY: ring-core publishes only committed slots, each written
+        // by `push` (whose caller vouches for the entry's pointers) or by
+        // the ring for its own timeout; its indices keep the tail within
+        // `sq_entries` of the head.
+        unsafe { self.kernel.set_sq_tail(tail) };
     }
 }
 
@@ -1348,9 +1415,9 @@ pub struct CompletionQueue<'r, K: Kernel = Linux> {
     /// The ring's stash (CQEs moved out of the CQ to resolve `EBUSY`,
     /// delivered first) and its flag saying views read the general path.
     stash: &'r mut VecDeque<Cqe>,
-    cq_general: &'r mut bool,
+    paths: &'r mut Paths,
     /// Read through the general path (stashed CQEs first, then 32-byte or
-    /// `CQE_MIXED` ones): the ring's `cq_general` when the CQEs were taken.
+    /// `CQE_MIXED` ones): the ring's `paths.cq_general` when the CQEs were taken.
     /// Otherwise every CQE is a 16-byte one of the reader's, and the loop
     /// checks one index per CQE.
     general: bool,
@@ -1410,18 +1477,18 @@ impl<K: Kernel> CompletionQueue<'_, K> {
         // A tail the kernel could not have written is refused: nothing new
         // (see `Ring::cq`).
         let _ = self.reader.handle_tail(self.kernel.cq_tail());
-        self.general = *self.cq_general;
+        self.general = self.paths.cq_general;
     }
 
     /// Has ring-core consume the CQEs read and hands their slots back to
-    /// the kernel.
+    /// the kernel (the head is stored even if none was read: the kernel
+    /// then reads the value it had, and a compare and a branch are spared).
     #[inline]
     fn hand_back(&mut self) {
-        if let Some(head) = self.reader.release() {
-            // SAFETY: ring-core releases only CQEs its reader gave (below
-            // the tail handled), and each was copied out.
-            unsafe { self.kernel.set_cq_head(head) }
-        }
+        let head = self.reader.release_head();
+        // SAFETY: ring-core releases only CQEs its reader gave (below the
+        // tail handled), and each was copied out.
+        unsafe { self.kernel.set_cq_head(head) }
     }
 
     /// [`next`](Iterator::next) off the fast path: stashed CQEs first, then
@@ -1431,8 +1498,7 @@ impl<K: Kernel> CompletionQueue<'_, K> {
     fn next_general(&mut self) -> Option<Cqe> {
         if let Some(cqe) = self.stash.pop_front() {
             if self.stash.is_empty() {
-                let geometry = self.kernel.geometry();
-                *self.cq_general = geometry.cqe_size() == 32 || geometry.cqe_mixed();
+                *self.paths = Paths::new(self.kernel.geometry(), true);
             }
             return Some(cqe);
         }

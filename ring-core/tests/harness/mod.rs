@@ -432,6 +432,7 @@ impl Harness {
         // action, so it is checked on a copy, and the queue commits through
         // `handle_head` with the head it has (which changes nothing else).
         let mut published = self.sq.clone();
+        let mut twin = published.clone();
         let mut p = published
             .pusher()
             .ok_or("pusher refused on the third take")?;
@@ -439,9 +440,20 @@ impl Harness {
             let _ = p.next_index();
         }
         let tail = p.publish();
+        drop(p);
         let want = start.wrapping_add(n);
         if (n > 0 || self.sq.unpublished() > 0) && tail != Some(want) {
             return Err(format!("publish said {tail:?}, not {want}"));
+        }
+        // publish_tail: the same queue after, and the tail always.
+        let mut t = twin.pusher().ok_or("pusher refused on a twin")?;
+        for _ in 0..n {
+            let _ = t.next_index();
+        }
+        let always = t.publish_tail();
+        drop(t);
+        if always != want || twin != published {
+            return Err(format!("publish_tail said {always}, not {want}"));
         }
         let head = self.sq.head();
         let mut p = self.sq.pusher().ok_or("pusher refused on the last take")?;
@@ -612,8 +624,18 @@ impl Harness {
             if *r.queue() != before {
                 return Err("a reader consumed before release".into());
             }
+            let mut twin = before.clone();
+            let mut t = twin.reader();
+            for _ in 0..n {
+                let _ = t.pop_front();
+            }
+            let always = t.release_head();
+            drop(t);
             let head = r.release();
             drop(r);
+            if twin != self.cq || always != self.cq.released() {
+                return Err(format!("reader release_head said {always}"));
+            }
             let moved = before.released() != before.head().wrapping_add(n);
             if head.is_some() != moved
                 || self.cq.head() != before.head().wrapping_add(n)
