@@ -153,6 +153,7 @@ impl AtomicCqCredit {
     }
 
     /// Credits taken and not yet returned (a snapshot).
+    #[inline]
     pub fn in_flight(&self) -> u32 {
         // Relaxed: a snapshot; acquire/release decide with RMWs.
         self.taken.load(Ordering::Relaxed)
@@ -164,6 +165,7 @@ impl AtomicCqCredit {
     }
 
     /// Take `n` credits for `request`, all or nothing.
+    #[inline]
     pub fn acquire_n<T>(&self, n: u32, request: T) -> Result<T, CreditRefused<T>> {
         let budget = self.budget;
         // Acquire on success: pairs with the Release in `release`, see the
@@ -182,6 +184,7 @@ impl AtomicCqCredit {
 
     /// A CQE with these flags was consumed: returns whether it gave a credit
     /// back.
+    #[inline]
     pub fn handle_cqe(&self, flags: u32) -> Result<bool, CoreError> {
         if !cqe_returns_credit(flags) {
             return Ok(false);
@@ -191,6 +194,7 @@ impl AtomicCqCredit {
     }
 
     /// Give back `n` credits.
+    #[inline]
     pub fn release(&self, n: u32) -> Result<(), CoreError> {
         // Release: pairs with the Acquire in `acquire_n` (see the type's doc).
         self.taken
@@ -207,6 +211,7 @@ impl AtomicCqCredit {
     /// CQE but answers no request of ours. Returning its "credit" must not
     /// wrap the count (an underflow would refuse every later request, or
     /// read as thousands in flight), so the excess is reported instead.
+    #[inline]
     pub fn release_saturating(&self, n: u32) -> u32 {
         // Release: pairs with the Acquire in `acquire_n` (see the type's
         // doc). The closure always returns Some: the update cannot fail.

@@ -29,8 +29,15 @@ fn marks(entries: u32, start: u32) -> Box<[AtomicU32]> {
 /// advances over them loads with `Acquire` (see `advance_over_marks`).
 /// Walks at most two contiguous pieces of the slice (the run may wrap), so
 /// no per-slot masking or bounds check.
+#[inline]
 fn mark_run(marks: &[AtomicU32], start: u32, n: u32) {
     let len = marks.len();
+    if n == 1 {
+        // One op at a time (the common case of a shared ring): one store,
+        // without the run's set-up.
+        marks[start as usize & (len - 1)].store(start, Ordering::Release);
+        return;
+    }
     let first_slot = start as usize & (len - 1);
     let n = n as usize;
     let first = n.min(len - first_slot);
@@ -82,6 +89,7 @@ fn mark_run(marks: &[AtomicU32], start: u32, n: u32) {
 ///
 /// Every successful CAS is followed by a `SeqCst` fence, the last one
 /// before the function returns: [`SubmitGate::try_enter`] relies on it.
+#[inline]
 fn advance_over_marks(
     index: &AtomicU32,
     marks: &[AtomicU32],
@@ -203,6 +211,7 @@ impl SharedSq {
 
     /// Claim `n` consecutive slots, all or nothing. `sq_head` is the
     /// kernel's `sq.head`.
+    #[inline]
     pub fn claim(&self, n: u32, sq_head: &AtomicU32) -> Result<Reservation, ClaimError> {
         loop {
             // Acquire: pairs with the Release of the claim CAS below, so the
@@ -259,6 +268,7 @@ impl SharedSq {
     /// `sq_tail` over every consecutive committed slot. Returns the tail
     /// after (possibly unchanged, if an earlier claim is still being
     /// filled: its committer will advance over this one).
+    #[inline]
     pub fn commit(&self, claim: Reservation, sq_tail: &AtomicU32) -> u32 {
         // Release marks: the caller's SQE writes happen before them, read
         // with Acquire by whichever thread advances the tail.
@@ -268,11 +278,13 @@ impl SharedSq {
     }
 
     /// Advance `sq_tail` over committed slots (what `commit` does last).
+    #[inline]
     pub fn advance(&self, sq_tail: &AtomicU32) -> u32 {
         advance_over_marks(sq_tail, &self.committed, self.entries, None)
     }
 
     /// The reservation tail (a snapshot).
+    #[inline]
     pub fn claimed(&self) -> u32 {
         // Relaxed: a snapshot for diagnostics; no decision rests on it.
         self.claimed.load(Ordering::Relaxed)
@@ -329,6 +341,7 @@ impl SharedCq {
 
     /// Claim up to `max` ready CQEs. `cq_tail` is the kernel's `cq.tail`.
     /// `Ok(None)` when none is ready.
+    #[inline]
     pub fn claim(&self, max: u32, cq_tail: &AtomicU32) -> Result<Option<CqBatch>, CoreError> {
         loop {
             // Acquire: pairs with the Release of another consumer's claim
@@ -381,6 +394,7 @@ impl SharedCq {
 
     /// Mark a batch's CQEs as copied out and advance the kernel-visible
     /// `cq_head` over every consecutive done slot. Returns the head after.
+    #[inline]
     pub fn release(&self, batch: CqBatch, cq_head: &AtomicU32) -> u32 {
         // Release marks: the caller's CQE reads happen before them, read
         // with Acquire by whichever thread advances the head.
@@ -390,6 +404,7 @@ impl SharedCq {
     }
 
     /// The claim index (a snapshot).
+    #[inline]
     pub fn claimed(&self) -> u32 {
         // Relaxed: a snapshot for diagnostics; no decision rests on it.
         self.claimed.load(Ordering::Relaxed)
@@ -451,6 +466,7 @@ impl SubmitGate {
     /// that moves `sq.tail` (a thread whose commit moved nothing has its
     /// entries published, and submitted, by the thread that moves the
     /// tail over them).
+    #[inline]
     pub fn try_enter(&self) -> bool {
         // No fence of our own: the SeqCst fence SharedSq::commit/advance
         // issued after its sq.tail CAS orders that publication before the
@@ -465,6 +481,7 @@ impl SubmitGate {
         self.try_take()
     }
 
+    #[inline]
     fn try_take(&self) -> bool {
         self.held
             // Acquire: pairs with the Release store in `leave`/`abandon`:
@@ -478,6 +495,7 @@ impl SubmitGate {
     /// (`true`: enter again, then `leave` again) if entries are pending
     /// that a thread may have left to us. `sq_head` and `sq_tail` are the
     /// kernel's `sq.head` and the published `sq.tail`.
+    #[inline]
     pub fn leave(&self, sq_head: &AtomicU32, sq_tail: &AtomicU32) -> bool {
         // Release: pairs with the Acquire CAS of the next submitter.
         self.held.store(0, Ordering::Release);
@@ -502,12 +520,14 @@ impl SubmitGate {
 
     /// Give the gate up without looking for pending entries (after a
     /// failed enter: looping would repeat the failure).
+    #[inline]
     pub fn abandon(&self) {
         // Release: pairs with the Acquire CAS of the next submitter.
         self.held.store(0, Ordering::Release);
     }
 
     /// Whether a thread holds the gate, i.e. is submitting (a snapshot).
+    #[inline]
     pub fn is_held(&self) -> bool {
         // Relaxed: a hint (a waiter's choice to spin or sleep).
         self.held.load(Ordering::Relaxed) != 0

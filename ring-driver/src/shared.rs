@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ring_io_core::{
     AtomicCqCredit, ClaimError, EnterInput, FlagsRead, SharedCq, SharedSq, SubmitGate,
-    decide_enter, timeout_needs_sqe,
+    decide_enter, decide_submit, timeout_needs_sqe,
 };
 use ring_io_ops::{Entry, Entry128};
 use ring_io_sys::{Errno, SetupFlags, SqFlags, io_uring_sqe};
@@ -1050,6 +1050,24 @@ impl Inner {
     /// entries if `submit`, waiting for `wait_nr`), retrying `EINTR`.
     fn enter_once(&self, submit: bool, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
         let geometry = *self.map.geometry();
+        if submit && wait_nr == 0 && !geometry.sqpoll() {
+            // The gate holder's submit (timeouts come only with waits): with
+            // entries pending, ring-core's submit decision, which needs
+            // neither the CQ's indices nor, when waiting, the SQ flags; the
+            // general rules otherwise (nothing pending may still need a
+            // flush of the overflow backlog).
+            let to_submit = self.sq_pending();
+            if to_submit > 0 {
+                let decision = decide_submit(to_submit, 0, || self.sq_flags(FlagsRead::Load));
+                loop {
+                    match self.map.enter(&decision, None) {
+                        Ok(n) => return Ok(n),
+                        Err(Errno::EINTR) => continue,
+                        Err(e) => return Err(os(e)),
+                    }
+                }
+            }
+        }
         loop {
             let mut input = EnterInput {
                 to_submit: if submit { self.sq_pending() } else { 0 },

@@ -255,6 +255,7 @@ impl SharedMap {
     /// ring's `SharedCq` (below the acquired `cq.tail`) and has not released
     /// them, so the kernel wrote them and does not overwrite them yet; and
     /// the run does not wrap: `(index & mask) + n <= cq_entries`.
+    #[inline]
     pub(crate) unsafe fn read_cqes(&self, index: u32, n: u32, mut f: impl FnMut(Cqe)) {
         let n = n as usize;
         // SAFETY: `cqe_offset` masks into the CQE array, whose size was
@@ -319,6 +320,7 @@ impl SharedMap {
     /// `io_uring_enter(2)` on the plain ring fd (registered ring fds are per
     /// thread, so a shared ring never uses them); with
     /// `IORING_ENTER_EXT_ARG`, bounded by `timeout`.
+    #[inline]
     pub(crate) fn enter(&self, enter: &Enter, timeout: Option<Duration>) -> Result<u32, Errno> {
         let wait = WaitArgs {
             timeout,

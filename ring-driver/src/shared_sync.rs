@@ -123,12 +123,18 @@ impl CqRelease {
                 continue;
             }
             let first_slot = (head & self.mask) as usize;
-            let first = count.min(self.credits.len() - first_slot);
-            let n: u32 = self.credits[first_slot..first_slot + first]
-                .iter()
-                .chain(&self.credits[..count - first])
-                .map(|c| c.load(Ordering::Relaxed))
-                .sum();
+            let n: u32 = if count == 1 {
+                // One CQE (the common case of one op at a time): one load,
+                // without the run's set-up.
+                self.credits[first_slot].load(Ordering::Relaxed)
+            } else {
+                let first = count.min(self.credits.len() - first_slot);
+                self.credits[first_slot..first_slot + first]
+                    .iter()
+                    .chain(&self.credits[..count - first])
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .sum()
+            };
             // Release (in AcqRel): the store of cq.head the kernel reads
             // with READ_ONCE before it overwrites a slot
             // (io_get_cqe_overflow): every consumer's CQE reads happen
