@@ -232,8 +232,11 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
             list(&one),
             one.iter().all(|(n, r)| *r >= need(n)),
             "See the note under the first table (the batch-1 shared rows): only merging \
-             several threads' entries into one io_uring_enter can win there, and the measured \
-             entries per submitting call show the submissions were not merged."
+             several threads' entries into one io_uring_enter can win there (the note gives \
+             the entries per submitting call), which needs the threads' pushes to land \
+             together before an enter starts; otherwise each op pays a whole call plus a \
+             one-thread SharedRing round's extra cost over a locked ring (more user-space \
+             instructions, see the callgrind table, and atomic read-modify-writes)."
                 .to_string(),
         ));
     }
