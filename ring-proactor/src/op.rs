@@ -176,7 +176,9 @@ impl<O: 'static> Op<O> {
                         this.shared.cells.give_back(ud as u32);
                         return Poll::Ready((this.complete(result(res), flags), res));
                     }
-                    None if this.waker == waker_id(cx.waker()) => {
+                    None if this.waker == waker_id(cx.waker())
+                        && !this.shared.panicked.load(Ordering::Acquire) =>
+                    {
                         this.stage = Stage::Submitted(ud);
                         crate::drive::note_pending(&this.shared);
                         return Poll::Pending;

@@ -396,6 +396,7 @@ impl Proactor {
             fixed: pool,
             activity: AtomicU64::new(0),
             cells: crate::cells::Cells::new(),
+            panicked: std::sync::atomic::AtomicBool::new(false),
         });
         let fallback = shared.clone();
         let thread = thread::Builder::new()

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -58,6 +58,9 @@ pub struct Shared {
     /// Where ops find their completions, and give their slots back,
     /// without the lock.
     pub(crate) cells: Cells,
+    /// `State::panicked`, for ops that look without the lock: set before
+    /// their wakers are woken.
+    pub(crate) panicked: AtomicBool,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread
@@ -544,6 +547,8 @@ impl Shared {
     pub(crate) fn fail_all(&self) {
         let mut st = self.lock();
         st.panicked = true;
+        // Release: seen by an op woken below that polls without the lock.
+        self.panicked.store(true, Ordering::Release);
         st.shutdown = true;
         st.stopped = true;
         st.sleeping = false;

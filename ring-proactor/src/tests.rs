@@ -42,6 +42,7 @@ fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
         fixed: None,
         activity: AtomicU64::new(0),
         cells: crate::cells::Cells::new(),
+        panicked: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -79,9 +80,13 @@ fn a_panic_of_the_thread_fails_waiters_and_leaks_what_the_kernel_may_use() {
         thread::sleep(Duration::from_millis(1));
     }
     // The waiter panics instead of hanging, and leaks its buffer (and
-    // so its clone of the file).
-    let panic = std::panic::catch_unwind(AssertUnwindSafe(|| waited.wait()))
-        .expect_err("waiting on an op of a dead thread panics");
+    // so its clone of the file), even polled with the waker its slot holds
+    // (which needs no lock to see the op pending: the thread's death must
+    // be seen all the same).
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        Pin::new(&mut waited).poll(&mut cx).is_ready()
+    }))
+    .expect_err("polling an op of a dead thread panics");
     let msg = panic.downcast_ref::<&str>().copied().unwrap_or_default();
     assert!(msg.contains("thread panicked"), "{msg}");
     // A dropped op leaks its resources too: the kernel may still use them.
