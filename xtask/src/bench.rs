@@ -501,6 +501,22 @@ fn machine() -> String {
 }
 
 /// `cargo xtask bench [--quick]`.
+/// Runs ring-bench with `args` (and `--quick`) and parses its tables;
+/// `None` (its stderr printed) if it failed.
+fn run_bench(bin: &str, args: &[&str], quick: bool) -> Result<Option<Vec<Table>>> {
+    let mut run = Command::new(bin);
+    run.args(args);
+    if quick {
+        run.arg("--quick");
+    }
+    let out = run.output()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        return Ok(None);
+    }
+    Ok(Some(parse_tables(&String::from_utf8_lossy(&out.stdout))))
+}
+
 pub(crate) fn bench(mut args: Args) -> Result<bool> {
     let quick = args.flag(&["--quick"]);
     args.finish()?;
@@ -533,16 +549,9 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
     let bin_dir = &target.join("release");
     let bin = bin_dir.join("ring-bench");
     let bin = bin.to_str().ok_or("non-UTF-8 path")?.to_string();
-    let mut run = Command::new(&bin);
-    if quick {
-        run.arg("--quick");
-    }
-    let out = run.output()?;
-    if !out.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let Some(mut tables) = run_bench(&bin, &[], quick)? else {
         return Ok(false);
-    }
-    let mut tables = parse_tables(&String::from_utf8_lossy(&out.stdout));
+    };
     // The peers table again, beside CPU-bound processes (one per CPU):
     // reported beside the quiet one, not judged.
     if tables
@@ -550,17 +559,10 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
         .any(|t| t.rows.iter().any(|r| r[0].starts_with("peers/")))
     {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut run = Command::new(&bin);
-        run.args(["--load", &cpus.to_string()]);
-        if quick {
-            run.arg("--quick");
-        }
-        let out = run.output()?;
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        let Some(loaded) = run_bench(&bin, &["--load", &cpus.to_string()], quick)? else {
             return Ok(false);
-        }
-        tables.extend(parse_tables(&String::from_utf8_lossy(&out.stdout)));
+        };
+        tables.extend(loaded);
     }
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
