@@ -128,7 +128,9 @@ fn block_on_wakes_for_another_threads_wake_up() {
 /// in flight.
 #[test]
 fn wake_ups_from_other_threads_are_never_lost() {
-    const ROUNDS: u64 = 20_000;
+    // Enough to catch a lost wake-up (one stalls the round trips at once)
+    // and quick under an emulated VM, where a round trip takes milliseconds.
+    const ROUNDS: u64 = 5_000;
     #[derive(Default)]
     struct Pong {
         sent: u64,
@@ -138,13 +140,18 @@ fn wake_ups_from_other_threads_are_never_lost() {
     let p = local();
     let pong = Arc::new((Mutex::new(Pong::default()), std::sync::Condvar::new()));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A lost wake-up stalls the round trips for good: no progress for 20 s
+    // fails the test (a slow machine only makes progress slower).
     let watchdog = {
-        let done = done.clone();
+        let (done, pong) = (done.clone(), pong.clone());
         thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let (mut last, mut since) = (u64::MAX, Instant::now());
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if Instant::now() > deadline {
-                    eprintln!("a wake-up was lost: block_on still asleep after 60 s");
+                let now = pong.0.lock().unwrap().acked;
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                } else if since.elapsed() > Duration::from_secs(20) {
+                    eprintln!("a wake-up was lost: no round trip for 20 s, {now} acked");
                     std::process::exit(1);
                 }
                 thread::sleep(Duration::from_millis(20));
