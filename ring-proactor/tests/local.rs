@@ -603,3 +603,89 @@ fn the_echo_local_example_serves_eight_clients() {
         .sum();
     assert_eq!(echoed, expect as u64);
 }
+
+/// A waker that counts its clones, drops and wake-ups.
+#[derive(Default)]
+struct Counted {
+    clones: std::sync::atomic::AtomicUsize,
+    drops: std::sync::atomic::AtomicUsize,
+    wakes: std::sync::atomic::AtomicUsize,
+}
+
+fn counted_waker(c: &Arc<Counted>) -> Waker {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::task::{RawWaker, RawWakerVTable};
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(
+        |p| {
+            // SAFETY: `p` came from `Arc::into_raw` of a `Counted`.
+            let c = unsafe { &*p.cast::<Counted>() };
+            c.clones.fetch_add(1, Relaxed);
+            // SAFETY: as above; one more reference for the clone.
+            unsafe { Arc::increment_strong_count(p.cast::<Counted>()) };
+            RawWaker::new(p, &VTABLE)
+        },
+        |p| {
+            // SAFETY: as above; this consumes the waker's reference.
+            let c = unsafe { Arc::from_raw(p.cast::<Counted>()) };
+            c.wakes.fetch_add(1, Relaxed);
+            c.drops.fetch_add(1, Relaxed);
+        },
+        |p| {
+            // SAFETY: as above.
+            unsafe { &*p.cast::<Counted>() }.wakes.fetch_add(1, Relaxed);
+        },
+        |p| {
+            // SAFETY: as above; this consumes the waker's reference.
+            let c = unsafe { Arc::from_raw(p.cast::<Counted>()) };
+            c.drops.fetch_add(1, Relaxed);
+        },
+    );
+    let raw = RawWaker::new(Arc::into_raw(c.clone()).cast(), &VTABLE);
+    // SAFETY: the vtable keeps the `Arc` count in step with the wakers.
+    unsafe { Waker::from_raw(raw) }
+}
+
+#[test]
+fn one_tasks_many_ops_share_one_clone_of_its_waker_and_wake_it_once_per_turn() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let p = LocalProactor::new(ProactorConfig::new(64)).unwrap();
+    let c = Arc::new(Counted::default());
+    let waker = counted_waker(&c);
+    let mut cx = Context::from_waker(&waker);
+    for round in 0..3 {
+        let mut ops: Vec<_> = (0..32).map(|_| p.nop()).collect();
+        for op in &mut ops {
+            assert!(Pin::new(op).poll(&mut cx).is_pending());
+        }
+        // The first two ops ever clone the waker (the second one's clone
+        // is shared from then on); every later op shares it.
+        assert_eq!(c.clones.load(Relaxed), 2, "round {round}");
+        let wakes = c.wakes.load(Relaxed);
+        p.drive();
+        // All 32 completed in one turn: one wake-up for the task.
+        assert_eq!(c.wakes.load(Relaxed), wakes + 1, "round {round}");
+        for op in &mut ops {
+            assert!(matches!(Pin::new(op).poll(&mut cx), Poll::Ready(Ok(()))));
+        }
+    }
+    // Another task's waker, twice in a row, replaces the shared one: the
+    // old clone is dropped (after the borrow), none leaks.
+    let other = Arc::new(Counted::default());
+    let other_waker = counted_waker(&other);
+    let mut other_cx = Context::from_waker(&other_waker);
+    let mut a = p.nop();
+    let mut b = p.nop();
+    assert!(Pin::new(&mut a).poll(&mut other_cx).is_pending());
+    assert!(Pin::new(&mut b).poll(&mut other_cx).is_pending());
+    assert_eq!(c.drops.load(Relaxed), c.clones.load(Relaxed));
+    p.drive();
+    assert_eq!(other.wakes.load(Relaxed), 1);
+    assert!(Pin::new(&mut a).poll(&mut other_cx).is_ready());
+    assert!(Pin::new(&mut b).poll(&mut other_cx).is_ready());
+    drop(p);
+    // The LocalProactor's last clone goes with it (the ops hold `Rc`s of
+    // it too: gone with them).
+    drop((a, b));
+    assert_eq!(other.drops.load(Relaxed), other.clones.load(Relaxed));
+    assert_eq!(Arc::strong_count(&other), 2, "the test's Arc and its waker");
+}

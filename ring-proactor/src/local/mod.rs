@@ -12,6 +12,7 @@ mod multi;
 pub(crate) mod op;
 mod ops;
 mod turn;
+mod wakers;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ use ring_io_driver::{Probe, Ring, SetupError};
 
 use crate::config::*;
 use crate::state::{Release, Tags};
+use wakers::{SlotWaker, Wakers};
 
 pub use multi::LocalMulti;
 pub use op::LocalOp;
@@ -91,7 +93,7 @@ pub(crate) struct Inner {
 pub(crate) enum LSlotState {
     Free,
     /// In the kernel; the op's future is alive.
-    Waiting(Option<std::task::Waker>),
+    Waiting(SlotWaker),
     /// The CQE arrived: `(res, flags)`.
     Done(i32, u32),
     /// The op's future was dropped: what it owned waits for the CQE.
@@ -100,7 +102,7 @@ pub(crate) enum LSlotState {
     /// one (without `IORING_CQE_F_MORE`) has arrived.
     Stream {
         cqes: VecDeque<(i32, u32)>,
-        waker: Option<std::task::Waker>,
+        waker: SlotWaker,
         ended: bool,
     },
     /// A dropped stream: what it owned, with the CQEs that came since,
@@ -156,7 +158,9 @@ pub(crate) struct Slab {
     /// User ops holding a slot (in the kernel or done, not yet taken).
     pub(crate) in_flight: u32,
     /// Ops waiting for `in_flight` to drop below the budget.
-    pub(crate) credit_waiters: VecDeque<std::task::Waker>,
+    pub(crate) credit_waiters: VecDeque<SlotWaker>,
+    /// The waker that one task's ops share.
+    pub(crate) wakers: Wakers,
 }
 
 impl LocalProactor {
@@ -210,6 +214,7 @@ impl LocalProactor {
                 tags: Tags::default(),
                 in_flight: 0,
                 credit_waiters: VecDeque::new(),
+                wakers: Wakers::default(),
             },
             in_ring: 0,
             wake_armed: false,

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use ring_io_ops::Entry;
 
 use super::op::LStage;
+use super::wakers::SlotWaker;
 use super::{Inner, LSlotState, LocalProactor};
 use crate::multi::{Convert, MultiRelease};
 use crate::state::{Release, result, run_user};
@@ -124,7 +125,7 @@ impl<T: 'static> LocalMulti<T> {
                 self.stage = LStage::Finished;
                 return Poll::Ready(None);
             }
-            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if waker.will_wake(cx.waker()) {
                 return Poll::Pending;
             }
             drop(st);
@@ -132,12 +133,12 @@ impl<T: 'static> LocalMulti<T> {
             let fresh = cx.waker().clone();
             let old = match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
                 LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
-                    waker.replace(fresh)
+                    std::mem::replace(waker, SlotWaker::Own(fresh))
                 }
                 // Something arrived meanwhile: take it now.
-                _ => Some(fresh),
+                _ => SlotWaker::Own(fresh),
             };
-            let again = old.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            let again = old.will_wake(cx.waker());
             drop(old);
             if !again {
                 return Poll::Pending;

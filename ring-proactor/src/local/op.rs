@@ -6,10 +6,11 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use ring_io_ops::Entry;
 
+use super::wakers::{Found, SlotWaker};
 use super::{Inner, LSlot, LSlotState, LState, LocalProactor, Slab};
 use crate::op::{Finisher, OpRelease};
 use crate::state::{CANCEL_BIT, Release, result, run_user, user_data};
@@ -148,21 +149,57 @@ impl Inner {
         stream: bool,
     ) -> io::Result<LStage> {
         self.probe.check(entry.opcode())?;
-        // Cloned before borrowing: cloning a waker is user code.
-        let waker = cx.waker().clone();
         let mut st = self.st.borrow_mut();
-        let st = &mut *st;
-        if st.slab.in_flight >= self.budget {
-            st.slab.credit_waiters.push_back(waker);
+        // The task's shared waker, or a clone made with the state
+        // unborrowed (cloning a waker is user code; so is dropping the
+        // shared waker a new one replaces).
+        let mut replaced = None;
+        let found = if stream {
+            // A stream keeps its own waker.
+            Found::Clone { share: false }
+        } else {
+            st.slab.wakers.find(cx.waker())
+        };
+        let waker = match found {
+            Found::Shared(waker) => waker,
+            Found::Clone { share } => {
+                drop(st);
+                let clone = cx.waker().clone();
+                st = self.st.borrow_mut();
+                let (waker, old) = st.slab.wakers.keep(clone, share);
+                replaced = old;
+                waker
+            }
+        };
+        let stage = st.admit(entry, waker, stream, self.budget);
+        drop(st);
+        drop(replaced);
+        stage
+    }
+}
+
+impl LState {
+    /// Takes a slot for `entry` and pushes it, or, with the budget spent,
+    /// queues `waker` to wait for room.
+    #[inline]
+    fn admit(
+        &mut self,
+        entry: Entry,
+        waker: SlotWaker,
+        stream: bool,
+        budget: u32,
+    ) -> io::Result<LStage> {
+        if self.slab.in_flight >= budget {
+            self.slab.credit_waiters.push_back(waker);
             return Ok(LStage::Credit);
         }
-        let ud = st.slab.alloc(waker, stream).ok_or_else(|| {
+        let ud = self.slab.alloc(waker, stream).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
             )
         })?;
-        st.push(entry.user_data(ud));
+        self.push(entry.user_data(ud));
         Ok(LStage::Submitted(ud))
     }
 }
@@ -170,7 +207,7 @@ impl Inner {
 impl Slab {
     /// A slot for a new request (a multishot one's if `stream`), waiting
     /// with `waker`; `None` if the slab is at its largest.
-    pub(crate) fn alloc(&mut self, waker: Waker, stream: bool) -> Option<u64> {
+    pub(crate) fn alloc(&mut self, waker: SlotWaker, stream: bool) -> Option<u64> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -192,11 +229,11 @@ impl Slab {
         let state = if stream {
             LSlotState::Stream {
                 cqes: VecDeque::new(),
-                waker: Some(waker),
+                waker,
                 ended: false,
             }
         } else {
-            LSlotState::Waiting(Some(waker))
+            LSlotState::Waiting(waker)
         };
         set_state(&mut slot.state, state);
         self.in_flight += 1;
@@ -205,7 +242,7 @@ impl Slab {
 
     /// The slot of a request that is done with goes back; a credit waiter
     /// (to wake after the borrow ends) may take its place.
-    pub(crate) fn free_slot(&mut self, index: u32) -> Option<Waker> {
+    pub(crate) fn free_slot(&mut self, index: u32) -> Option<SlotWaker> {
         let slot = &mut self.slots[index as usize];
         set_state(&mut slot.state, LSlotState::Free);
         // A new tag at once: nothing names the freed slot any more.
@@ -295,7 +332,7 @@ impl<O: 'static> LocalOp<O> {
                     Some((res, flags, st.slab.free_slot(index)))
                 }
                 LSlotState::Waiting(waker) => {
-                    if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    if waker.will_wake(cx.waker()) {
                         return Poll::Pending;
                     }
                     None
@@ -317,10 +354,10 @@ impl<O: 'static> LocalOp<O> {
         // A new waker, cloned with the state unborrowed (user code).
         let fresh = cx.waker().clone();
         let old = match &mut this.inner.st.borrow_mut().slab.slots[index as usize].state {
-            LSlotState::Waiting(waker) => waker.replace(fresh),
+            LSlotState::Waiting(waker) => std::mem::replace(waker, SlotWaker::Own(fresh)),
             // Completed meanwhile (the clone ran user code that
             // drove the ring): taken at the next poll.
-            _ => Some(fresh),
+            _ => SlotWaker::Own(fresh),
         };
         drop(old);
         // If it completed meanwhile, the fresh waker is not where a

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use ring_io_ops::Fd;
 
+use super::wakers::SlotWaker;
 use super::{Inner, LSlotState, LState, LocalProactor};
 use crate::driver::{RETRY_FIRST, RETRY_MAX, Wait};
 use crate::state::{CANCEL_BIT, Release, WAKE_INDEX, run_user, user_data};
@@ -21,9 +22,9 @@ use crate::wake::WakeFlag;
 
 /// What a turn collected to run after its borrow of the state ends.
 pub(crate) enum Grave {
-    Wake(Waker),
+    Wake(SlotWaker),
     /// A waker that repeats one woken in the same turn.
-    Drop(Waker),
+    Drop(SlotWaker),
     /// A dropped op's resources, with the CQE to release through them.
     Release(Box<dyn Release>, i32, u32),
     /// A dropped stream's resources, with the CQEs to release through them.
@@ -34,15 +35,23 @@ pub(crate) enum Grave {
 /// however many of its ops completed (ops of one task share its waker). A
 /// repeat is dropped after the borrow too: dropping a waker may run user
 /// code.
-fn wake_once(waker: Option<Waker>, graves: &mut Vec<Grave>, last_wake: &mut Option<usize>) {
-    let Some(w) = waker else { return };
-    let repeat = last_wake.is_some_and(|i| matches!(&graves[i], Grave::Wake(l) if l.will_wake(&w)));
-    if repeat {
-        graves.push(Grave::Drop(w));
-    } else {
-        *last_wake = Some(graves.len());
-        graves.push(Grave::Wake(w));
+fn wake_once(w: SlotWaker, graves: &mut Vec<Grave>, last_wake: &mut Option<usize>) {
+    if matches!(w, SlotWaker::None) {
+        return;
     }
+    if let Some(Grave::Wake(last)) = last_wake.map(|i| &graves[i]) {
+        if w.shares(last) {
+            // The very waker the last wake-up holds: dropping this clone
+            // is a counter's decrement, no user code.
+            return;
+        }
+        if last.waker().is_some_and(|l| w.will_wake(l)) {
+            graves.push(Grave::Drop(w));
+            return;
+        }
+    }
+    *last_wake = Some(graves.len());
+    graves.push(Grave::Wake(w));
 }
 
 pub(crate) fn bury(graves: &mut Vec<Grave>) {

@@ -1,0 +1,189 @@
+//! The wakers a [`LocalProactor`](super::LocalProactor)'s slots hold: one
+//! task's many ops share one waker instead of each cloning its own.
+//!
+//! Cloning a `Waker` (an atomic increment for `Arc`-based wakers, or any
+//! user code) and dropping it again per op is most of the bookkeeping of a
+//! task that keeps many ops in flight (`join_all`, a loop refilling a
+//! window). A task whose waker is seen twice in a row gets it cloned once
+//! into an `Rc`, which its later ops share with a non-atomic increment;
+//! a turn wakes each shared waker once by reference. Tasks that submit one
+//! op each, interleaved (a server's connections), see no change: each op
+//! clones its task's waker, as before, and no `Rc` is made for them.
+
+use std::rc::Rc;
+use std::task::Waker;
+
+use crate::op::{WakerId, waker_id};
+
+/// A waiting op's waker.
+pub(crate) enum SlotWaker {
+    /// Nobody to wake (the op was never polled with one).
+    None,
+    /// The op's own clone.
+    Own(Waker),
+    /// A clone its task's ops share.
+    Shared(Rc<Waker>),
+}
+
+impl SlotWaker {
+    /// Wakes the task (user code: with the state unborrowed).
+    pub(crate) fn wake(self) {
+        match self {
+            SlotWaker::None => {}
+            SlotWaker::Own(own) => own.wake(),
+            SlotWaker::Shared(shared) => shared.wake_by_ref(),
+        }
+    }
+
+    /// Takes the waker out, leaving `None`.
+    pub(crate) fn take(&mut self) -> SlotWaker {
+        std::mem::replace(self, SlotWaker::None)
+    }
+
+    /// True if this is a shared waker that `other` holds too: dropping
+    /// this one then runs no user code.
+    pub(crate) fn shares(&self, other: &SlotWaker) -> bool {
+        match (self, other) {
+            (SlotWaker::Shared(a), SlotWaker::Shared(b)) => Rc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// The waker, if any.
+    pub(crate) fn waker(&self) -> Option<&Waker> {
+        match self {
+            SlotWaker::None => None,
+            SlotWaker::Own(own) => Some(own),
+            SlotWaker::Shared(shared) => Some(shared),
+        }
+    }
+
+    /// True if waking this wakes the task of `w` (pointer comparison only:
+    /// no user code).
+    #[inline]
+    pub(crate) fn will_wake(&self, w: &Waker) -> bool {
+        self.waker().is_some_and(|own| own.will_wake(w))
+    }
+}
+
+/// The shared waker (kept until another task's replaces it: a waker
+/// outliving its task by a while holds only memory), and who submitted
+/// last (its waker's data and vtable pointers, kept without holding it).
+#[derive(Default)]
+pub(crate) struct Wakers {
+    shared: Option<Rc<Waker>>,
+    last: WakerId,
+}
+
+/// What [`Wakers::find`] found for a task's waker.
+pub(crate) enum Found {
+    /// Its shared clone.
+    Shared(SlotWaker),
+    /// None: clone the waker (with the state unborrowed: user code), and
+    /// share the clone if `share` (the task submitted last as well).
+    Clone { share: bool },
+}
+
+impl Wakers {
+    /// The slot waker for an op of `w`'s task, if it needs no clone. Runs
+    /// no user code.
+    #[inline]
+    pub(crate) fn find(&mut self, w: &Waker) -> Found {
+        if let Some(shared) = &self.shared {
+            if shared.will_wake(w) {
+                return Found::Shared(SlotWaker::Shared(shared.clone()));
+            }
+        }
+        let now = waker_id(w);
+        let share = self.last == now;
+        self.last = now;
+        Found::Clone { share }
+    }
+
+    /// The slot waker for `clone` (a clone of the waker `find` was asked
+    /// about), shared from now on if `share`. The shared waker it replaces
+    /// is returned, to be dropped with the state unborrowed (dropping it
+    /// may drop a waker: user code).
+    pub(crate) fn keep(&mut self, clone: Waker, share: bool) -> (SlotWaker, Option<Rc<Waker>>) {
+        if !share {
+            return (SlotWaker::Own(clone), None);
+        }
+        let shared = Rc::new(clone);
+        let old = self.shared.replace(shared.clone());
+        (SlotWaker::Shared(shared), old)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn shared(found: Found) -> Rc<Waker> {
+        match found {
+            Found::Shared(SlotWaker::Shared(rc)) => rc,
+            _ => panic!("expected the shared waker"),
+        }
+    }
+
+    #[test]
+    fn a_task_seen_twice_in_a_row_gets_one_shared_clone() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let w = Waker::from(count.clone());
+        let mut wakers = Wakers::default();
+        // First op: cloned, not shared.
+        let Found::Clone { share: false } = wakers.find(&w) else {
+            panic!("a first op clones")
+        };
+        // Second op of the same task: cloned once more, now shared.
+        let Found::Clone { share: true } = wakers.find(&w) else {
+            panic!("a second op in a row shares")
+        };
+        let (slot, old) = wakers.keep(w.clone(), true);
+        assert!(old.is_none());
+        assert!(slot.will_wake(&w));
+        // Every later op shares that clone: the task's Arc is not touched.
+        let strong = Arc::strong_count(&count);
+        let more: Vec<_> = (0..10).map(|_| shared(wakers.find(&w))).collect();
+        assert_eq!(Arc::strong_count(&count), strong);
+        assert_eq!(Rc::strong_count(&more[0]), 12);
+        more[3].wake_by_ref();
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn interleaved_tasks_each_clone_and_a_new_sharer_replaces_the_old() {
+        let (a, b) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut wakers = Wakers::default();
+        for _ in 0..5 {
+            assert!(matches!(wakers.find(&wa), Found::Clone { share: false }));
+            assert!(matches!(wakers.find(&wb), Found::Clone { share: false }));
+        }
+        // `a` twice in a row: shared.
+        assert!(matches!(wakers.find(&wa), Found::Clone { share: false }));
+        assert!(matches!(wakers.find(&wa), Found::Clone { share: true }));
+        let (_slot_a, none) = wakers.keep(wa.clone(), true);
+        assert!(none.is_none());
+        // Then `b` twice: it replaces `a`'s, which is handed back to drop.
+        assert!(matches!(wakers.find(&wb), Found::Clone { share: false }));
+        assert!(matches!(wakers.find(&wb), Found::Clone { share: true }));
+        let (slot_b, old) = wakers.keep(wb.clone(), true);
+        let old = old.expect("a's shared waker comes back");
+        assert!(old.will_wake(&wa));
+        assert!(slot_b.will_wake(&wb) && !slot_b.will_wake(&wa));
+        assert!(matches!(wakers.find(&wb), Found::Shared(s) if s.will_wake(&wb)));
+    }
+}
