@@ -9,16 +9,45 @@
 
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use ring_io_core::TakenBufs;
-use ring_io_sys::{io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
+use ring_io_sys::{Errno, io_uring_buf, io_uring_buf_reg, io_uring_buf_status};
 
 use crate::error::{Unsupported, os};
 use crate::ring::Cqe;
-use crate::sys::{self, Mmap};
+use crate::sys::{self, Mmap, Registered};
+
+/// How a [`BufRing`] names its io_uring.
+enum GroupRing {
+    /// A duplicate of the ring's fd, owned (closed on drop).
+    Fd(RawFd),
+    /// The index of a ring that has no fd (`IORING_SETUP_REGISTERED_FD_ONLY`)
+    /// in the table of the thread that set it up.
+    Index(Registered),
+}
+
+impl GroupRing {
+    /// `io_uring_register` on the ring.
+    ///
+    /// # Safety
+    ///
+    /// As [`ring_io_sys::io_uring_register`] for `opcode` and `arg`; an
+    /// `Index` ring is still alive (the contract of
+    /// [`Registrar::buf_ring`](crate::Registrar::buf_ring)).
+    unsafe fn register<T>(&self, opcode: u32, arg: *const T, nr_args: u32) -> Result<u32, Errno> {
+        match self {
+            // SAFETY: the fd is this value's own duplicate of the ring's;
+            // the rest is the caller's contract.
+            GroupRing::Fd(fd) => unsafe { sys::register(*fd, opcode, arg, nr_args) },
+            // SAFETY: forwarded to the caller's contract.
+            GroupRing::Index(r) => unsafe { r.register(opcode, arg, nr_args) },
+        }
+    }
+}
 
 /// A ring of `entries` buffers of `buf_len` bytes, registered as buffer
 /// group `bgid` (`IORING_REGISTER_PBUF_RING`, Linux 5.19). Ops that select a
@@ -73,7 +102,8 @@ use crate::sys::{self, Mmap};
 /// ```
 pub struct BufRing {
     state: ring_io_core::BufRingState,
-    fd: RawFd,
+    /// How it names the io_uring for `io_uring_register`.
+    ring: GroupRing,
     bgid: u16,
     buf_len: u32,
     /// The kernel shows its head (`IORING_REGISTER_PBUF_STATUS`, 6.8).
@@ -81,9 +111,9 @@ pub struct BufRing {
     /// The `io_uring_buf` entries (the tail overlays entry 0's `resv`);
     /// `entries` and `tail` point into it. Kept mapped until after the
     /// group is unregistered in `drop`.
-    _ring_mem: Mmap,
+    _ring_mem: ManuallyDrop<Mmap>,
     /// The buffers, `entries * buf_len` bytes.
-    bufs: Mmap,
+    bufs: ManuallyDrop<Mmap>,
     entries: NonNull<io_uring_buf>,
     tail: NonNull<AtomicU16>,
 }
@@ -113,6 +143,59 @@ impl BufRing {
         entries: u32,
         buf_len: u32,
     ) -> io::Result<BufRing> {
+        let fd = sys::dup(ring.as_raw_fd())?;
+        // SAFETY: forwarded to the caller's contract; the fd is a new
+        // duplicate, which the value owns.
+        unsafe { BufRing::create(GroupRing::Fd(fd), bgid, entries, buf_len) }
+    }
+
+    /// [`BufRing::new`] for `ring`, which may have no fd (then through its
+    /// index in this thread's table: the caller's thread is the one that
+    /// set it up). See [`Registrar::buf_ring`](crate::Registrar::buf_ring).
+    ///
+    /// # Safety
+    ///
+    /// As [`Registrar::buf_ring`](crate::Registrar::buf_ring).
+    pub(crate) unsafe fn on_ring(
+        ring: &sys::RingFd,
+        bgid: u16,
+        entries: u32,
+        buf_len: u32,
+    ) -> io::Result<BufRing> {
+        let name = match (ring.fd(), ring.index_only()) {
+            (Some(fd), _) => GroupRing::Fd(sys::dup(fd.as_raw_fd())?),
+            (None, Some(r)) if r.is_here() => GroupRing::Index(r),
+            (None, _) => return Err(crate::register::not_here()),
+        };
+        // SAFETY: forwarded to the caller's contract; a `Fd` is a new
+        // duplicate, which the value owns.
+        unsafe { BufRing::create(name, bgid, entries, buf_len) }
+    }
+
+    /// Maps, registers and fills the ring (closes a `Fd` name on failure).
+    ///
+    /// # Safety
+    ///
+    /// As [`BufRing::new`].
+    unsafe fn create(
+        ring: GroupRing,
+        bgid: u16,
+        entries: u32,
+        buf_len: u32,
+    ) -> io::Result<BufRing> {
+        // The fd is closed on every error path.
+        struct CloseOnError(Option<RawFd>);
+        impl Drop for CloseOnError {
+            fn drop(&mut self) {
+                if let Some(fd) = self.0 {
+                    sys::close(fd);
+                }
+            }
+        }
+        let mut guard = CloseOnError(match ring {
+            GroupRing::Fd(fd) => Some(fd),
+            GroupRing::Index(_) => None,
+        });
         let mut state = ring_io_core::BufRingState::new(entries, buf_len)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if buf_len == 0 {
@@ -136,7 +219,6 @@ impl BufRing {
             std::mem::offset_of!(ring_io_sys::buf_ring_hdr, tail) as u32,
             1,
         )?;
-        let fd = sys::dup(ring.as_raw_fd())?;
         let reg = io_uring_buf_reg {
             ring_addr: ring_map.base() as u64,
             ring_entries: entries,
@@ -146,9 +228,8 @@ impl BufRing {
         let op = ring_io_sys::IORING_REGISTER_PBUF_RING;
         // SAFETY: `reg` describes memory this value owns and keeps mapped
         // until it unregisters the group in `drop`.
-        let registered = unsafe { sys::register(fd, op, &reg, 1) };
+        let registered = unsafe { ring.register(op, &reg, 1) };
         if let Err(e) = registered {
-            sys::close(fd);
             let old = crate::kernel_version().is_some_and(|v| !v.at_least(5, 19));
             return Err(if e == ring_io_sys::Errno::EINVAL && old {
                 Unsupported {
@@ -162,31 +243,34 @@ impl BufRing {
             });
         }
         // Since 6.8 the kernel shows its head: take only what it consumed.
-        let verify = kernel_head(fd, bgid).is_ok();
+        let verify = kernel_head(&ring, bgid).is_ok();
         state.verify_head(verify);
         // Since 6.12 a failed request names the buffer it selected without
         // consuming it (io_kbuf_commit returns early for `len < 0`).
         let failures_keep = crate::kernel_version().is_none_or(|v| v.at_least(6, 12));
         state.failures_keep_buffer(failures_keep);
-        let mut ring = BufRing {
+        // From here the value owns the name (its drop unregisters the
+        // group and closes a `Fd`).
+        guard.0 = None;
+        let mut this = BufRing {
             state,
-            fd,
+            ring,
             bgid,
             buf_len,
             verify,
-            _ring_mem: ring_map,
-            bufs,
+            _ring_mem: ManuallyDrop::new(ring_map),
+            bufs: ManuallyDrop::new(bufs),
             entries: entries_ptr,
             tail,
         };
         for bid in 0..entries {
             // A fresh ring takes every buffer once.
-            if let Err(e) = ring.give_back(bid as u16) {
+            if let Err(e) = this.give_back(bid as u16) {
                 return Err(io::Error::other(e));
             }
         }
-        ring.publish();
-        Ok(ring)
+        this.publish();
+        Ok(this)
     }
 
     /// The buffer group id, for ops that select a buffer.
@@ -237,7 +321,7 @@ impl BufRing {
         let taken = match self.state.handle_cqe(flags, res) {
             Err(ring_io_core::BufRingError::NotConsumed(_)) if self.verify => {
                 // The head seen is older than the completion: read it again.
-                let head = kernel_head(self.fd, self.bgid).map_err(os)?;
+                let head = kernel_head(&self.ring, self.bgid).map_err(os)?;
                 self.state.handle_head(head).map_err(invalid)?;
                 self.state.handle_cqe(flags, res)
             }
@@ -296,20 +380,13 @@ impl BufRing {
 }
 
 /// The kernel's head of group `bgid` (`IORING_REGISTER_PBUF_STATUS`, 6.8).
-fn kernel_head(fd: RawFd, bgid: u16) -> Result<u16, ring_io_sys::Errno> {
+fn kernel_head(ring: &GroupRing, bgid: u16) -> Result<u16, Errno> {
     let mut status = io_uring_buf_status {
         buf_group: u32::from(bgid),
         ..Default::default()
     };
     // SAFETY: one `io_uring_buf_status`, valid and writable for the call.
-    unsafe {
-        sys::register(
-            fd,
-            ring_io_sys::IORING_REGISTER_PBUF_STATUS,
-            &raw mut status,
-            1,
-        )
-    }?;
+    unsafe { ring.register(ring_io_sys::IORING_REGISTER_PBUF_STATUS, &raw mut status, 1) }?;
     // The kernel's head is a u16 (`io_buffer_list.head`).
     Ok(status.head as u16)
 }
@@ -339,10 +416,23 @@ impl Drop for BufRing {
         // SAFETY: `reg` names the group only. After this the kernel no longer
         // picks buffers from it, and no request that picked one is in flight
         // (the contract of `new`), so nothing uses the buffers the mappings
-        // free below.
-        let _ = unsafe { sys::register(self.fd, op, &reg, 1) };
-        sys::close(self.fd);
-        // The mappings are released after this, by their own Drop.
+        // free below. An `Index` ring is still alive (the contract of
+        // `Registrar::buf_ring`).
+        let unregistered = unsafe { self.ring.register(op, &reg, 1) };
+        match self.ring {
+            GroupRing::Fd(fd) => sys::close(fd),
+            // Not unregistered: dropped on another thread than the ring's
+            // (which cannot name it). The kernel may still pick buffers
+            // from the group: the memory is leaked, never freed under it.
+            GroupRing::Index(_) if unregistered.is_err() => return,
+            GroupRing::Index(_) => {}
+        }
+        // SAFETY: dropped once, here; nothing uses the mappings any more
+        // (see above).
+        unsafe {
+            ManuallyDrop::drop(&mut self.bufs);
+            ManuallyDrop::drop(&mut self._ring_mem);
+        }
     }
 }
 

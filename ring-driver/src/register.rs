@@ -135,6 +135,48 @@ impl<'r> Registrar<'r> {
         Probe::new(self.ring).map_err(|e| self.explain(e, "IORING_REGISTER_PROBE", (5, 6)))
     }
 
+    /// A [`BufRing`](crate::BufRing) registered with this ring as group
+    /// `bgid` (`entries` buffers of `buf_len` bytes), as
+    /// [`BufRing::new`](crate::BufRing::new) makes one, for a ring with or
+    /// without an fd: a ring set up with `IORING_SETUP_REGISTERED_FD_ONLY`
+    /// (6.5) is named through its index in this thread's table, where the
+    /// ring was set up (on another thread the call is refused).
+    ///
+    /// ```
+    /// use ring_io_driver::Builder;
+    ///
+    /// // A ring without an fd, where the kernel has them.
+    /// let Ok(ring) = Builder::new(8).registered_fd_only().build() else {
+    ///     return Ok(()); // before 6.5
+    /// };
+    /// // SAFETY: no request selects from group 3 while `bufs` lives.
+    /// match unsafe { ring.registrar().buf_ring(3, 4, 64) } {
+    ///     Ok(bufs) => assert_eq!((bufs.bgid(), bufs.buf_len()), (3, 64)),
+    ///     Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {} // before 5.19
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// As [`BufRing::new`](crate::BufRing::new): when the returned value is
+    /// dropped, no request that selects a buffer from group `bgid` is in
+    /// flight on this ring. And, for a ring without an fd, the value is
+    /// dropped before the ring (whose index may then name another ring of
+    /// this thread, whose group `bgid` the drop would unregister); dropped
+    /// on another thread, it cannot unregister the group and leaks its
+    /// memory rather than free it under the kernel.
+    pub unsafe fn buf_ring(
+        &self,
+        bgid: u16,
+        entries: u32,
+        buf_len: u32,
+    ) -> io::Result<crate::BufRing> {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe { crate::BufRing::on_ring(self.ring, bgid, entries, buf_len) }
+    }
+
     /// Registers fixed buffers (`IORING_REGISTER_BUFFERS`, 5.1).
     ///
     /// # Safety
@@ -655,7 +697,7 @@ fn raise_nofile_limit(nr: u32) {
 }
 
 /// Why a call on a `REGISTERED_FD_ONLY` ring from another thread is refused.
-fn not_here() -> io::Error {
+pub(crate) fn not_here() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "this ring was set up with IORING_SETUP_REGISTERED_FD_ONLY: it has no fd, only an index \

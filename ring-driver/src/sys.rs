@@ -234,8 +234,35 @@ impl Registered {
 
     /// True on the thread whose table holds the index.
     #[inline]
-    fn is_here(&self) -> bool {
+    pub(crate) fn is_here(&self) -> bool {
         self.thread == thread_tag()
+    }
+
+    /// `io_uring_register` on the ring at this index
+    /// (`IORING_REGISTER_USE_REGISTERED_RING`); refused with [`NOT_HERE`],
+    /// without calling the kernel, on another thread (where the index may
+    /// name another ring).
+    ///
+    /// # Safety
+    ///
+    /// As [`ring_io_sys::io_uring_register`] for `opcode` and `arg`; and
+    /// the ring registered at the index is still alive (after it is
+    /// dropped, the index may be another ring's).
+    pub(crate) unsafe fn register<T>(
+        &self,
+        opcode: u32,
+        arg: *const T,
+        nr_args: u32,
+    ) -> Result<u32, Errno> {
+        if !self.is_here() {
+            return Err(NOT_HERE);
+        }
+        let opcode = opcode | ring_io_sys::IORING_REGISTER_USE_REGISTERED_RING;
+        // SAFETY: the index is this thread's name of the ring (the caller's
+        // contract: still alive); the argument is the caller's contract.
+        unsafe {
+            ring_io_sys::io_uring_register(self.index as i32, opcode, arg.cast::<c_void>(), nr_args)
+        }
     }
 }
 
@@ -290,6 +317,14 @@ impl RingFd {
         match self {
             RingFd::Owned { fd, .. } => Some(fd.as_fd()),
             RingFd::IndexOnly(_) => None,
+        }
+    }
+
+    /// The index of a ring that has no fd (`IORING_SETUP_REGISTERED_FD_ONLY`).
+    pub(crate) fn index_only(&self) -> Option<Registered> {
+        match self {
+            RingFd::IndexOnly(r) => Some(*r),
+            RingFd::Owned { .. } => None,
         }
     }
 

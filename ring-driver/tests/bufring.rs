@@ -268,3 +268,48 @@ fn an_incremental_completion_is_refused_cleanly() {
     let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
     assert_eq!(data.to_vec(), b"still works");
 }
+
+/// `Registrar::buf_ring` on a ring that has no fd: the group is registered
+/// and unregistered through the ring's index in this thread's table.
+#[test]
+fn a_ring_without_an_fd_gets_a_buffer_ring_through_its_index() {
+    let test = "a_ring_without_an_fd_gets_a_buffer_ring_through_its_index";
+    let Ok(mut ring) = ring_io_driver::Builder::new(8).registered_fd_only().build() else {
+        skip!(test, "no IORING_SETUP_REGISTERED_FD_ONLY (Linux 6.5)");
+    };
+    assert!(ring.fd().is_none());
+    // SAFETY: the only request selecting from group 9 is reaped before
+    // `bufs` drops, and `bufs` drops before `ring`, on this thread.
+    let mut bufs = match unsafe { ring.registrar().buf_ring(9, 4, 64) } {
+        Ok(bufs) => bufs,
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => skip!(test, "{e}"),
+        Err(e) => panic!("{e}"),
+    };
+    // The group is the ring's: a second registration of it is refused.
+    // SAFETY: as above (refused, so nothing to drop).
+    let again = unsafe { ring.registrar().buf_ring(9, 4, 64) };
+    assert!(again.is_err(), "group 9 registered twice");
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"through the index").unwrap();
+    let cqe = recv(&mut ring, &bufs, &b, false);
+    // SAFETY: the kernel posted `cqe` for the receive from group 9, taken
+    // once.
+    let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
+    assert_eq!(data.to_vec(), b"through the index");
+    drop(data);
+    drop(bufs);
+    // Dropping unregistered it: the group can be registered again.
+    // SAFETY: no request selects from group 9; dropped before the ring.
+    let renewed = unsafe { ring.registrar().buf_ring(9, 4, 64) }.expect("group 9 is free again");
+    drop(renewed);
+    // On another thread the ring has no name: refused there, not sent.
+    let ring = std::thread::spawn(move || {
+        // SAFETY: refused before anything is registered.
+        let e = unsafe { ring.registrar().buf_ring(10, 4, 64) }.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        ring
+    })
+    .join()
+    .unwrap();
+    drop(ring);
+}
