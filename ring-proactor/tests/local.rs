@@ -689,3 +689,144 @@ fn one_tasks_many_ops_share_one_clone_of_its_waker_and_wake_it_once_per_turn() {
     assert_eq!(other.drops.load(Relaxed), other.clones.load(Relaxed));
     assert_eq!(Arc::strong_count(&other), 2, "the test's Arc and its waker");
 }
+
+#[test]
+fn a_multishot_recv_delivers_every_byte_in_order_through_a_slow_consumer() {
+    let test = "a_multishot_recv_delivers_every_byte_in_order_through_a_slow_consumer";
+    if !common::kernel().at_least(6, 0) {
+        skip!(test, "multishot recv needs Linux 6.0");
+    }
+    use std::io::Write as _;
+    use std::os::unix::net::UnixStream;
+    let p = local();
+    let (a, b) = UnixStream::pair().unwrap();
+    const LEN: usize = 1 << 20;
+    let data: Vec<u8> = (0..LEN).map(|i| (i * 131 % 251) as u8).collect();
+    let expect = data.clone();
+    let writer = thread::spawn(move || {
+        let mut a = a;
+        for chunk in data.chunks(10_007) {
+            a.write_all(chunk).unwrap();
+        }
+    });
+    // Through the ring's name in this thread's table where it has no fd
+    // (6.5+), through its fd before.
+    let mut stream = p.recv_multi(Arc::new(b), 4, 4096);
+    let mut got = Vec::with_capacity(LEN);
+    let mut items = 0u32;
+    while let Some(chunk) = stream.wait_next() {
+        let chunk = chunk.unwrap();
+        assert!(!chunk.is_empty() && chunk.len() <= 4096);
+        got.extend_from_slice(&chunk);
+        items += 1;
+        if items % 50 == 0 {
+            // A slow consumer: the kernel runs out of buffers (ENOBUFS)
+            // and the stream re-arms.
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(got.len(), LEN);
+    assert!(got == expect, "the bytes differ");
+    let stats = p.stats();
+    assert!(
+        stats.stream_restarts > 0,
+        "the slow consumer ran the ring dry: {stats:?}"
+    );
+    assert_eq!(stats.cq_overflow, 0);
+}
+
+#[test]
+fn a_dropped_multishot_recv_frees_its_buffer_group_and_leaves_later_bytes() {
+    let test = "a_dropped_multishot_recv_frees_its_buffer_group_and_leaves_later_bytes";
+    if !common::kernel().at_least(6, 0) {
+        skip!(test, "multishot recv needs Linux 6.0");
+    }
+    use std::io::Write as _;
+    use std::os::unix::net::UnixStream;
+    let p = local();
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let b = Arc::new(b);
+    // Each stream registers a new buffer group, unregistered (through the
+    // ring's index where it has no fd: ring-driver's bufring tests) when
+    // its resources are released after the last CQE.
+    const STREAMS: u64 = 600;
+    for round in 0..STREAMS {
+        let mut stream = p.recv_multi(&b, 2, 64);
+        // Submitted, then dropped: cancelled, its group unregistered once
+        // the last CQE is in.
+        let polled = p.block_on(poll_fn(|cx| Poll::Ready(stream.poll_next(cx))));
+        assert!(polled.is_pending(), "round {round}: {polled:?}");
+        drop(stream);
+        if round % 64 == 63 {
+            // Let the cancellations finish (the budget would bound the
+            // streams in flight anyway).
+            while p.stats().orphans_freed <= round - 32 {
+                p.park(Some(Duration::from_millis(10)));
+            }
+        }
+    }
+    let mut waited = 0;
+    while p.stats().orphans_freed < STREAMS {
+        waited += 1;
+        assert!(waited < 1000, "dropped streams' last CQEs: {:?}", p.stats());
+        p.park(Some(Duration::from_millis(10)));
+    }
+    // Nothing reads the socket any more: the bytes stay there.
+    a.write_all(b"second").unwrap();
+    let (n, buf) = p.recv(&b, Vec::with_capacity(16), MsgFlags::empty()).wait();
+    assert_eq!(n.unwrap(), 6);
+    assert_eq!(buf, b"second");
+    // And a new stream receives.
+    let mut stream = p.recv_multi(&b, 2, 64);
+    a.write_all(b"third").unwrap();
+    assert_eq!(stream.wait_next().unwrap().unwrap(), b"third");
+}
+
+#[test]
+fn drive_alone_delivers_completions_that_arrive_later() {
+    use std::io::Write as _;
+    let p = local();
+    let (r, w) = {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) writes two fds into the array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: both are new fds that nothing else owns.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
+    };
+    let mut read = p.read(Arc::new(r), Vec::with_capacity(8), CURRENT_POSITION);
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(Pin::new(&mut read).poll(&mut cx).is_pending());
+    p.drive();
+    // Completed by a write from another thread after the read is in the
+    // kernel: an executor that only ever calls `drive` (never blocks in
+    // the ring) must still see it.
+    thread::spawn(move || {
+        let mut w = w;
+        w.write_all(b"later").unwrap();
+    })
+    .join()
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        p.drive();
+        if let Poll::Ready((n, buf)) = Pin::new(&mut read).poll(&mut cx) {
+            assert_eq!(n.unwrap(), 5);
+            assert_eq!(buf, b"later");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "drive never delivered the read: {:?}",
+            p.stats()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -148,6 +148,8 @@ pub(crate) struct LState {
     pub(crate) stats: ProactorStats,
     /// What a turn leaves to run after its borrow (kept for its capacity).
     pub(crate) graves: Vec<turn::Grave>,
+    /// The last buffer group id handed to a multishot recv.
+    pub(crate) next_bgid: u16,
 }
 
 /// The slot table: one slot per user op in flight.
@@ -223,6 +225,7 @@ impl LocalProactor {
             retries: Vec::new(),
             stats,
             graves: Vec::new(),
+            next_bgid: 0,
         };
         Ok(LocalProactor {
             inner: Rc::new(Inner {

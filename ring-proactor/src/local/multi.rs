@@ -32,6 +32,9 @@ pub struct LocalMulti<T: 'static> {
     /// Re-arm the request when its last CQE is a success: the kernel ended
     /// a multishot request it could not post more CQEs for (a full CQ).
     restart_after_success: bool,
+    /// Re-arm the request when it ends with this errno (not delivered):
+    /// `ENOBUFS` for a recv whose buffer ring ran dry.
+    restart_on: Option<i32>,
     restart: bool,
 }
 
@@ -47,6 +50,7 @@ impl<T: 'static> LocalMulti<T> {
             stage: LStage::New,
             convert: Some(Box::new(convert)),
             restart_after_success: false,
+            restart_on: None,
             restart: false,
         }
     }
@@ -59,6 +63,11 @@ impl<T: 'static> LocalMulti<T> {
 
     pub(crate) fn restart_after_success(mut self) -> Self {
         self.restart_after_success = true;
+        self
+    }
+
+    pub(crate) fn restart_on(mut self, errno: i32) -> Self {
+        self.restart_on = Some(errno);
         self
     }
 
@@ -101,6 +110,11 @@ impl<T: 'static> LocalMulti<T> {
             if let Some((res, flags)) = cqes.pop_front() {
                 let last = cqes.is_empty() && *ended;
                 drop(st);
+                if last && self.restart_on.is_some_and(|e| res == -e) {
+                    // Not delivered: the request is armed again.
+                    self.restart = true;
+                    continue;
+                }
                 if last && res >= 0 && self.restart_after_success {
                     // Delivered below; then the request is armed again.
                     self.restart = true;
@@ -165,6 +179,7 @@ impl<T: 'static> LocalMulti<T> {
     /// `ECANCELED` item). Nothing is lost, unlike a drop.
     pub fn cancel(&mut self) {
         self.restart_after_success = false;
+        self.restart_on = None;
         self.restart = false;
         match self.stage {
             LStage::New | LStage::Credit => self.stage = LStage::Finished,

@@ -187,4 +187,61 @@ impl LocalProactor {
         })
         .restart_after_success()
     }
+
+    /// [`Proactor::recv_multi`], on this thread: one multishot recv (Linux
+    /// 6.0) into a buffer ring the stream owns, `buffers` buffers (a power
+    /// of two) of `buf_len` bytes; a [`LocalMulti`] of the chunks received,
+    /// copied out so each buffer goes back to the kernel at once. It ends at
+    /// end of stream; when the buffers run out (`ENOBUFS`, the consumer
+    /// being slow) the request is re-armed once the chunks queued are
+    /// taken, losing nothing.
+    ///
+    /// ```
+    /// use ring_io_proactor::{LocalProactor, ProactorConfig};
+    /// use std::{io::Write, os::unix::net::UnixStream, sync::Arc};
+    ///
+    /// let p = LocalProactor::new(ProactorConfig::new(8))?;
+    /// let (mut a, b) = UnixStream::pair()?;
+    /// let mut chunks = p.recv_multi(Arc::new(b), 4, 64);
+    /// a.write_all(b"hello")?;
+    /// match chunks.wait_next() {
+    ///     Some(Ok(chunk)) => assert_eq!(chunk, b"hello"),
+    ///     // Before 6.0 (or 5.19 for buffer rings): the op and kernel named.
+    ///     Some(Err(e)) if e.kind() == std::io::ErrorKind::Unsupported => {}
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn recv_multi(&self, fd: impl IntoOpFd, buffers: u16, buf_len: u32) -> LocalMulti<Vec<u8>> {
+        let fd = fd.into_op_fd();
+        if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
+            return LocalMulti::failed(self, e);
+        }
+        let made = {
+            let mut st = self.inner.st.borrow_mut();
+            st.next_bgid = st.next_bgid.wrapping_add(1);
+            let bgid = 0x8000 | (st.next_bgid & 0x7fff);
+            // SAFETY: the BufRing moves into the stream's resources, which
+            // live (in the stream, or orphaned in the slab) until the last
+            // CQE of the only request that selects from group `bgid`, and
+            // are dropped on this thread before the ring: every stream
+            // holds the LocalProactor, whose drop releases orphans (or
+            // leaks them with the ring) before it drops the ring.
+            unsafe {
+                st.ring
+                    .registrar()
+                    .buf_ring(bgid, u32::from(buffers), buf_len)
+            }
+            .map(|bufs| (bgid, bufs))
+        };
+        let (bgid, bufs) = match made {
+            Ok(made) => made,
+            Err(e) => return LocalMulti::failed(self, e),
+        };
+        let entry = ring_io_ops::Recv::select(Fd(fd.raw()), bgid, 0)
+            .multishot()
+            .build();
+        LocalMulti::new(self, entry, crate::ops::net::recv_chunks(fd, bufs))
+            .restart_on(libc::ENOBUFS)
+    }
 }

@@ -11,7 +11,6 @@ use ring_io_ops::Fd;
 
 use ring_io_driver::Cqe;
 
-use crate::IntoOpFd;
 use crate::args::*;
 use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
 use crate::multi::*;
@@ -19,6 +18,7 @@ use crate::op::*;
 use crate::ops::Backend;
 use crate::proactor::*;
 use crate::{Domain, MsgFlags, PollEvents, Protocol, SocketType};
+use crate::{IntoOpFd, OpFd};
 
 impl Proactor {
     /// Accepts a connection on the listening socket `fd` (`SOCK_CLOEXEC`).
@@ -228,39 +228,49 @@ impl Proactor {
         let entry = ring_io_ops::Recv::select(Fd(fd.raw()), bgid, 0)
             .multishot()
             .build();
-        let mut bufs = bufs;
-        let mut multi = Multi::new(self, entry, 1, move |res: io::Result<u32>, flags| {
-            // The socket stays open while the request lives.
-            let _ = &fd;
-            // A failed receive may name a buffer too (consumed before
-            // 6.12): take it so it goes back to the ring.
-            let raw = match &res {
-                Ok(n) => i32::try_from(*n).unwrap_or(i32::MAX),
-                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
-            };
-            let cqe = Cqe::from(ring_io_sys::io_uring_cqe {
-                res: raw,
-                flags,
-                ..Default::default()
-            });
-            // SAFETY: `res` and `flags` are those of a completion the kernel
-            // posted for this multishot recv (the Proactor matched it by its
-            // user_data), the only request that selects from group `bgid`,
-            // and each of its completions reaches this closure once.
-            let taken = unsafe { bufs.take(&cqe) };
-            if let Err(e) = res {
-                drop(taken);
-                return Some(Err(e));
-            }
-            match taken {
-                Ok(Some(data)) => Some(Ok(data.to_vec())),
-                // End of stream: no buffer, no data.
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            }
-        });
+        let mut multi = Multi::new(self, entry, 1, recv_chunks(fd, bufs));
         multi.restart_on = Some(libc::ENOBUFS);
         multi
+    }
+}
+
+/// What a multishot recv's stream makes of each completion: the chunk
+/// received into a buffer of `bufs` (its group the only one the request
+/// selects from), copied out so the buffer goes back to the kernel at once;
+/// `None` at end of stream. The socket `fd` stays open while the request
+/// lives.
+pub(crate) fn recv_chunks(
+    fd: OpFd,
+    mut bufs: ring_io_driver::BufRing,
+) -> impl FnMut(io::Result<u32>, u32) -> Option<io::Result<Vec<u8>>> + Send + 'static {
+    move |res: io::Result<u32>, flags| {
+        let _ = &fd;
+        // A failed receive may name a buffer too (consumed before 6.12):
+        // take it so it goes back to the ring.
+        let raw = match &res {
+            Ok(n) => i32::try_from(*n).unwrap_or(i32::MAX),
+            Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+        };
+        let cqe = Cqe::from(ring_io_sys::io_uring_cqe {
+            res: raw,
+            flags,
+            ..Default::default()
+        });
+        // SAFETY: `res` and `flags` are those of a completion the kernel
+        // posted for this multishot recv (the Proactor matched it by its
+        // user_data), the only request that selects from the group of
+        // `bufs`, and each of its completions reaches this closure once.
+        let taken = unsafe { bufs.take(&cqe) };
+        if let Err(e) = res {
+            drop(taken);
+            return Some(Err(e));
+        }
+        match taken {
+            Ok(Some(data)) => Some(Ok(data.to_vec())),
+            // End of stream: no buffer, no data.
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
