@@ -327,7 +327,11 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
             .zip(each)
             .map(|(s, t)| t.map_or_else(|| format!("{s} n/a"), |t| format!("{s} {t:.0}")))
             .collect();
-        times.push(format!("{name}: io-uring {base:.0}, {}", ns.join(", ")));
+        times.push(format!(
+            "{}: io-uring {base:.0}, {}",
+            row_name(name),
+            ns.join(", ")
+        ));
     };
     for depth in [1, DEPTH] {
         let name = format!("peers/nop/qd{depth}");
