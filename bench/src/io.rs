@@ -150,6 +150,48 @@ impl TestFile {
     pub(crate) fn fd(&self) -> i32 {
         self.file.as_raw_fd()
     }
+
+    /// Where read `k` of `what` starts.
+    pub(crate) fn offset(&self, what: Reads, k: u64) -> u64 {
+        match what {
+            Reads::Blocks => self.offsets[(k % READS) as usize],
+            Reads::AtEnd => FILE_LEN as u64,
+        }
+    }
+
+    /// Asserts that read `k` of `what` returned what it should: `n` bytes,
+    /// read into the start of `buf` (the whole block at its offset, or
+    /// nothing at the file's end).
+    pub(crate) fn check(&self, what: Reads, k: u64, n: usize, buf: &[u8]) {
+        assert_eq!(n, what.bytes(), "a read of the wrong length");
+        if what == Reads::Blocks {
+            let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+            assert_eq!(head, self.offset(what, k), "read the wrong block");
+        }
+    }
+}
+
+/// What a row's 4 KiB reads read: the same requests (4 KiB asked for,
+/// into the same buffers), at different offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reads {
+    /// The `read4k` rows': a whole block at each of the file's
+    /// [`offsets`](TestFile::offsets), a page-cache hit.
+    Blocks,
+    /// Every read at the file's end: each returns 0 bytes (no page-cache
+    /// lookup, no copy), the `peers/read0` rows'.
+    #[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
+    AtEnd,
+}
+
+impl Reads {
+    /// The bytes each read returns.
+    pub(crate) fn bytes(self) -> usize {
+        match self {
+            Reads::Blocks => BLOCK,
+            Reads::AtEnd => 0,
+        }
+    }
 }
 
 /// `DEPTH` read buffers of `BLOCK` bytes, allocated once, read and written
@@ -329,16 +371,17 @@ pub(crate) unsafe fn uring_depth(
     }
 }
 
-/// The same loop on the io-uring crate.
+/// The same loop on the io-uring crate (`what`: where the reads land).
 pub(crate) fn uring_reads(
     ring: &mut IoUring,
     f: &TestFile,
     bufs: &Buffers,
+    what: Reads,
     depth: usize,
     ops: u64,
 ) {
     let fd = types::Fd(f.fd());
-    let at = |k: u64| f.offsets[(k % READS) as usize];
+    let at = |k: u64| f.offset(what, k);
     // SAFETY: each read targets its own slot's buffer, which `bufs` keeps
     // alive past `uring_depth`, which returns only after every completion.
     unsafe {
@@ -352,8 +395,10 @@ pub(crate) fn uring_reads(
                     .build()
             },
             |k, slot, res| {
-                assert_eq!(res, BLOCK as i32, "a short or failed read");
-                bufs.check(slot, at(k));
+                assert_eq!(res, what.bytes() as i32, "a short or failed read");
+                if what == Reads::Blocks {
+                    bufs.check(slot, at(k));
+                }
             },
         );
     }
@@ -429,7 +474,7 @@ pub(crate) fn rows(rounds: usize, want: &dyn Fn(&str) -> bool) {
             READS,
             &mut [
                 &mut |n| ring_reads(&mut ring, f, &bufs, depth, false, n),
-                &mut |n| uring_reads(&mut theirs, f, &bufs, depth, n),
+                &mut |n| uring_reads(&mut theirs, f, &bufs, Reads::Blocks, depth, n),
                 &mut |n| pread_reads(f, &bufs, n),
             ],
         );

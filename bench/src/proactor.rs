@@ -24,7 +24,7 @@ use ring_io_driver::Builder;
 use ring_io_ops::{Fd, Nop};
 use ring_io_proactor::{IoBuf, LocalProactor, MsgFlags, Op, Proactor, ProactorConfig, block_on};
 
-use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
+use crate::io::{self as file_io, BLOCK, DEPTH, Reads, TestFile};
 use crate::median;
 
 #[path = "../../ring-proactor/examples/echo.rs"]
@@ -121,26 +121,25 @@ pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
 
 #[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
 /// `ops` 4 KiB reads through a LocalProactor's futures, `depth` in
-/// flight, into `bufs` (one per slot, allocated once).
+/// flight, into `bufs` (one per slot, allocated once); `what`: where they
+/// land.
 pub(crate) fn local_reads(
     p: &LocalProactor,
     f: &TestFile,
     bufs: &mut [Vec<u8>],
+    what: Reads,
     depth: usize,
     ops: u64,
 ) {
-    let at = |k: u64| f.offsets[(k % READS) as usize];
     drive_on(
         |fut| p.block_on(fut),
         bufs,
         depth,
         false,
         ops,
-        |bufs, k, slot| p.read(&f.file, std::mem::take(&mut bufs[slot]), at(k)),
+        |bufs, k, slot| p.read(&f.file, std::mem::take(&mut bufs[slot]), f.offset(what, k)),
         |bufs, k, slot, (res, buf): (io::Result<usize>, Vec<u8>)| {
-            assert_eq!(res.expect("read"), BLOCK, "a short read");
-            let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
-            assert_eq!(head, at(k), "read the wrong block");
+            f.check(what, k, res.expect("read"), &buf);
             bufs[slot] = buf;
         },
     );
@@ -263,16 +262,16 @@ fn read_op(
 }
 
 /// `ops` 4 KiB reads through the Proactor's futures, `depth` in flight,
-/// into `bufs` (one per slot, allocated once).
+/// into `bufs` (one per slot, allocated once); `what`: where they land.
 pub(crate) fn proactor_reads(
     p: &Proactor,
     f: &TestFile,
     bufs: &mut [Vec<u8>],
+    what: Reads,
     depth: usize,
     batch: bool,
     ops: u64,
 ) {
-    let at = |k: u64| f.offsets[(k % READS) as usize];
     drive(
         bufs,
         depth,
@@ -281,12 +280,10 @@ pub(crate) fn proactor_reads(
         |bufs, k, slot| {
             let mut buf = std::mem::take(&mut bufs[slot]);
             buf.clear();
-            read_op(p, f, buf, at(k))
+            read_op(p, f, buf, f.offset(what, k))
         },
         |bufs, k, slot, (res, buf)| {
-            assert_eq!(res.expect("read"), BLOCK, "a short read");
-            let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
-            assert_eq!(head, at(k), "read the wrong block");
+            f.check(what, k, res.expect("read"), &buf);
             bufs[slot] = buf;
         },
     );
@@ -512,7 +509,7 @@ pub(crate) fn rows(rounds: usize, quick: bool, want: &dyn Fn(&str) -> bool) {
                     rounds,
                     OPS,
                     &mut [
-                        &mut |n| proactor_reads(p, f, &mut bufs, DEPTH, batch, n),
+                        &mut |n| proactor_reads(p, f, &mut bufs, Reads::Blocks, DEPTH, batch, n),
                         &mut |n| file_io::ring_reads(&mut ring, f, &raw_bufs, DEPTH, batch, n),
                     ],
                 )

@@ -21,10 +21,17 @@ struct Table {
     notes: Vec<String>,
 }
 
+/// Whether `cell` is a value of a row: a number, or "n/a" (a system that
+/// cannot run the row, such as monoio on the NOP rows; a footnote mark may
+/// follow).
+fn is_cell(cell: &str) -> bool {
+    cell.parse::<f64>().is_ok() || cell.starts_with("n/a")
+}
+
 /// Parses ring-bench's tab-separated output: `table<TAB>heading` starts a
 /// table, `row<TAB>column...` names its columns, `note<TAB>text` adds a
-/// line under it, and every line of a name and as many numbers as there
-/// are columns is a row; anything else is ignored.
+/// line under it, and every line of a name and as many values as there
+/// are columns (see [`is_cell`]) is a row; anything else is ignored.
 fn parse_tables(out: &str) -> Vec<Table> {
     let mut tables: Vec<Table> = Vec::new();
     let mut heading = None;
@@ -45,8 +52,7 @@ fn parse_tables(out: &str) -> Vec<Table> {
             [_, values @ ..] => {
                 // (Not a let chain: those need Rust 1.88, above rust-version.)
                 let fits = |t: &Table| {
-                    values.len() == t.columns.len()
-                        && values.iter().all(|v| v.parse::<f64>().is_ok())
+                    values.len() == t.columns.len() && values.iter().all(|v| is_cell(v))
                 };
                 if let Some(t) = tables.last_mut().filter(|t| fits(t)) {
                     t.rows.push(f.iter().map(|v| v.to_string()).collect());
@@ -94,7 +100,8 @@ type PeerRow<'t> = (&'t str, f64, Vec<(&'t str, f64)>);
 const OURS: [&str; 2] = ["Proactor", "LocalProactor"];
 
 /// The rows of the `peers/*` table, for ring's column `ours`: its ratio,
-/// and the peers' (ring's other columns left out).
+/// and the peers' (ring's other columns left out, and a peer's "n/a" cell:
+/// the row is judged against the peers that ran it).
 fn peer_rows<'t>(tables: &'t [Table], ours: &str) -> Vec<PeerRow<'t>> {
     let Some(t) = tables
         .iter()
@@ -112,8 +119,8 @@ fn peer_rows<'t>(tables: &'t [Table], ours: &str) -> Vec<PeerRow<'t>> {
             let value = |i: usize| r.get(i + 1)?.parse::<f64>().ok();
             let peers = (1..t.columns.len())
                 .filter(|&i| !OURS.contains(&t.columns[i].as_str()))
-                .map(|i| Some((t.columns[i].as_str(), value(i)?)))
-                .collect::<Option<Vec<_>>>()?;
+                .filter_map(|i| Some((t.columns[i].as_str(), value(i)?)))
+                .collect();
             Some((r[0].as_str(), value(column)?, peers))
         })
         .collect()
@@ -285,10 +292,11 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
             "Its per-op bookkeeping in user space (the Proactors' callgrind table: a slot, \
              the RefCell, the waker, the future), against the raw NOP loop's few dozen \
              instructions at QD32: a NOP is all bookkeeping, a read much less so.",
-            "On the nop rows monoio's cells are 0-byte reads (it has no NOP), compared with \
-             the io-uring crate doing the same reads: about 3x a NOP's kernel work at QD32, \
-             which flatters its ratio; its time above that baseline is in the ns/op note \
-             under the peers table, beside the LocalProactor's above the NOP baseline.",
+            "Its per-op bookkeeping against the runtimes' (the Proactors' callgrind table \
+             has its instructions per NOP): a NOP or a read at the file's end (read0) is all \
+             bookkeeping, a 4 KiB read or a round trip much less so. monoio has no NOP (its \
+             nop cells are n/a, and the nop rows are judged against tokio-uring and compio): \
+             the read0 rows are where it and the LocalProactor do the same op.",
         ),
     ] {
         let peers = peer_rows(tables, ours);
@@ -754,6 +762,32 @@ mod tests {
             "0.9 is ahead of every peer"
         );
         assert!(find("LocalProactor >= 0.5x").2);
+    }
+
+    #[test]
+    fn a_peer_with_n_a_is_left_out_of_that_row_only() {
+        // monoio has no NOP: n/a (with its footnote mark) on the nop rows.
+        let out = "table\tPeers (load 1.0)\n\
+                   row\tio-uring ns/op\tProactor\tLocalProactor\ttokio-uring\tmonoio\tcompio\n\
+                   peers/nop/qd32\t60\t0.6\t0.9\t0.2\tn/a\u{b9}\t0.7\n\
+                   peers/read0/qd32\t300\t0.4\t0.5\t0.4\t0.6\t0.4\n\
+                   note\t\u{b9} monoio has no NOP.\n";
+        let tables = parse_tables(out);
+        assert_eq!(tables[0].rows.len(), 2, "the row with n/a is a row");
+        assert_eq!(tables[0].rows[0][5], "n/a\u{b9}");
+        let t = targets(&tables, &[]);
+        let find = |what: &str| t.iter().find(|x| x.0.starts_with(what)).unwrap();
+        // The nop row is judged against the peers that ran it.
+        assert_eq!(
+            find("Proactor >= each").1,
+            "behind the fastest on: peers/nop/qd32 0.600 < compio 0.700, \
+             peers/read0/qd32 0.400 < monoio 0.600"
+        );
+        assert_eq!(
+            find("LocalProactor >= each").1,
+            "behind the fastest on: peers/read0/qd32 0.500 < monoio 0.600"
+        );
+        assert_eq!(find("LocalProactor >= 0.5x").1, "peers/nop/qd32 0.900");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use compio::net::TcpStream;
 use compio::runtime::Runtime;
 
 use super::{check_read, share};
-use crate::io::{BLOCK, READS, TestFile};
+use crate::io::{BLOCK, Reads, TestFile};
 
 /// IORING_OP_NOP as a compio operation.
 struct Nop;
@@ -62,33 +62,34 @@ pub(super) fn nops(rt: &Runtime, depth: usize, ops: u64) {
     });
 }
 
-/// Reads `ks` of `f` through `file`, one at a time, into one buffer.
-async fn read_each(file: &File, f: &TestFile, ks: impl Iterator<Item = u64>) {
+/// Reads `ks` of `f` (`what`: where they land) through `file`, one at a
+/// time, into one buffer.
+async fn read_each(file: &File, f: &TestFile, what: Reads, ks: impl Iterator<Item = u64>) {
     let mut buf = Vec::with_capacity(BLOCK);
     for k in ks {
         // compio reads into the spare capacity, after what the Vec holds.
         buf.clear();
-        let BufResult(res, back) = file.read_at(buf, f.offsets[(k % READS) as usize]).await;
-        check_read(f, k, res, &back);
+        let BufResult(res, back) = file.read_at(buf, f.offset(what, k)).await;
+        check_read(f, what, k, res, &back);
         buf = back;
     }
 }
 
-/// `ops` 4 KiB reads of `f`, `depth` in flight.
-pub(super) fn reads(rt: &Runtime, f: &'static TestFile, depth: usize, ops: u64) {
+/// `ops` 4 KiB reads of `f` (`what`: where they land), `depth` in flight.
+pub(super) fn reads(rt: &Runtime, f: &'static TestFile, what: Reads, depth: usize, ops: u64) {
     rt.block_on(async {
         let dup = f.file.try_clone().expect("dup");
         // SAFETY: the fd is a fresh dup that nothing else owns.
         let file = unsafe { File::from_raw_fd(dup.into_raw_fd()) };
         if depth == 1 {
-            read_each(&file, f, 0..ops).await;
+            read_each(&file, f, what, 0..ops).await;
         } else {
             // A compio `File` is a shared handle: each task holds a clone.
             let tasks: Vec<_> = (0..depth)
                 .map(|t| {
                     let file = file.clone();
                     compio::runtime::spawn(async move {
-                        read_each(&file, f, share(t, depth, ops)).await
+                        read_each(&file, f, what, share(t, depth, ops)).await
                     })
                 })
                 .collect();

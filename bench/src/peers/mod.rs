@@ -9,13 +9,16 @@
 //! shows ratio = io-uring time / system time (above 1: faster than the raw
 //! crate), with the 1-minute load average.
 //!
-//! - NOP and 4 KiB read rows: QD1 is one op at a time (a loop awaiting each
-//!   op in the runtime's `block_on`); QD32 keeps 32 ops in flight: 32
+//! - NOP and read rows: QD1 is one op at a time (a loop awaiting each op
+//!   in the runtime's `block_on`); QD32 keeps 32 ops in flight: 32
 //!   spawned tasks, each awaiting its share of the ops in turn, on the
 //!   runtimes; on the Proactor, 32 op futures polled by one future on
 //!   ring's `block_on` (each slot refilled as its op completes, as in the
 //!   `proactor/*` rows); on the io-uring crate, 32 SQEs, each slot
-//!   refilled as its completion is reaped.
+//!   refilled as its completion is reaped. monoio has no NOP: its nop
+//!   cells are n/a. The read rows: 4 KiB reads of the read4k rows' file,
+//!   at its offsets (`read4k`) or all at its end (`read0`: each returns 0
+//!   bytes, the same request from every system, monoio included).
 //! - Echo rows: a loopback TCP echo server on each system, and the same
 //!   std-thread client for all ([`proactor::clients`]).
 
@@ -32,7 +35,7 @@ use std::time::Instant;
 use io_uring::{IoUring, opcode, types};
 use ring_io_proactor::{LocalProactor, Proactor, ProactorConfig};
 
-use crate::io::{self as file_io, BLOCK, DEPTH, READS, TestFile};
+use crate::io::{self as file_io, BLOCK, DEPTH, Reads, TestFile};
 use crate::median;
 use crate::proactor::{self, EchoServer, MSG};
 
@@ -88,15 +91,10 @@ fn share(task: usize, tasks: usize, ops: u64) -> impl Iterator<Item = u64> {
     (task as u64..ops).step_by(tasks)
 }
 
-/// Asserts that read `k` of `f` read the whole block it asked for.
-fn check_read(f: &TestFile, k: u64, res: io::Result<usize>, buf: &[u8]) {
-    assert_eq!(res.expect("read"), BLOCK, "a short read");
-    let head = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
-    assert_eq!(
-        head,
-        f.offsets[(k % READS) as usize],
-        "read the wrong block"
-    );
+/// Asserts that read `k` of `f` (`what`: where it landed) returned what it
+/// should (see [`TestFile::check`]).
+fn check_read(f: &TestFile, what: Reads, k: u64, res: io::Result<usize>, buf: &[u8]) {
+    f.check(what, k, res.expect("read"), buf);
 }
 
 /// `ops` NOPs on the io-uring crate, `depth` in flight.
@@ -108,23 +106,6 @@ fn uring_nops(ring: &mut IoUring, depth: usize, ops: u64) {
             depth,
             ops,
             |_, _| opcode::Nop::new().build(),
-            |_, _, res| assert_eq!(res, 0),
-        );
-    }
-}
-
-/// `ops` 0-byte reads of `f` on the io-uring crate, `depth` in flight: the
-/// baseline of monoio's NOP cells (monoio has no NOP).
-fn uring_empty_reads(ring: &mut IoUring, f: &TestFile, depth: usize, ops: u64) {
-    let fd = types::Fd(f.fd());
-    let nowhere = std::ptr::NonNull::<u8>::dangling().as_ptr();
-    // SAFETY: a 0-byte read writes nothing through its (dangling) pointer.
-    unsafe {
-        file_io::uring_depth(
-            ring,
-            depth,
-            ops,
-            |_, _| opcode::Read::new(fd, nowhere, 0).offset(0).build(),
             |_, _, res| assert_eq!(res, 0),
         );
     }
@@ -280,6 +261,10 @@ impl Drop for Burners {
     }
 }
 
+/// What the monoio column shows on the nop rows: monoio has no NOP (the
+/// table's first note says so and points at the read0 rows).
+const NO_NOP: &str = "n/a\u{b9}";
+
 /// Prints the `peers/*` table: `rounds` rounds per row (`quick`: fewer).
 /// With `load` > 0, the same rows measured beside `load` CPU-bound
 /// processes, as the `peers-loaded/*` table.
@@ -287,6 +272,8 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
     let names = [
         "peers/nop/qd1",
         "peers/nop/qd32",
+        "peers/read0/qd1",
+        "peers/read0/qd32",
         "peers/read4k/qd1",
         "peers/read4k/qd32",
         "peers/echo/1conn",
@@ -310,8 +297,6 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
     let start = Instant::now();
     // Every system's runtime (or ring) is made once, outside the timing.
     let mut raw = file_io::uring(DEPTH as u32);
-    // The same, for monoio's baseline in the nop rows.
-    let mut raw_empty = file_io::uring(DEPTH as u32);
     // The default configuration, sized for 32 in flight.
     let p = Proactor::new(ProactorConfig::new(DEPTH as u32)).expect("proactor");
     let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| Vec::with_capacity(BLOCK)).collect();
@@ -322,88 +307,92 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
     let compio = compio::runtime::Runtime::new().expect("compio");
     let f = file_io::test_file();
 
+    // The table's lines and the note's ns/op, row by row.
     let mut lines = Vec::new();
     let mut times = Vec::new();
-    let ratio = |base: f64, t: f64| base / t;
+    // A row: the io-uring crate's ns/op `base`, then each of `SYSTEMS`' ns/op
+    // (`None`: it cannot run the row), shown as ratio = base / its time.
+    let mut push = |name: &str, base: f64, each: [Option<f64>; SYSTEMS.len()]| {
+        let ratios: Vec<String> = each
+            .iter()
+            .map(|t| t.map_or_else(|| NO_NOP.to_string(), |t| format!("{:.3}", base / t)))
+            .collect();
+        lines.push(format!(
+            "{}\t{base:.1}\t{}",
+            row_name(name),
+            ratios.join("\t")
+        ));
+        let ns: Vec<String> = SYSTEMS
+            .iter()
+            .zip(each)
+            .map(|(s, t)| t.map_or_else(|| format!("{s} n/a"), |t| format!("{s} {t:.0}")))
+            .collect();
+        times.push(format!(
+            "{}: io-uring {base:.0}, {}",
+            row_name(name),
+            ns.join(", ")
+        ));
+    };
     for depth in [1, DEPTH] {
         let name = format!("peers/nop/qd{depth}");
         if !want(&name) {
             continue;
         }
+        // monoio has no NOP (see NO_NOP): the read0 rows compare it.
         let t = rotate(
             rounds,
             ops,
             &mut [
                 &mut |n| per_op(n, |n| uring_nops(&mut raw, depth, n)),
                 &mut |n| per_op(n, |n| proactor::proactor_nops(&p, depth, false, n)),
-                &mut |n| per_op(n, |n| tokio_uring_rt::nops(&tokio_uring, depth, n)),
-                &mut |n| per_op(n, |n| monoio_rt::empty_reads(&mut monoio, f, depth, n)),
-                &mut |n| per_op(n, |n| compio_rt::nops(&compio, depth, n)),
-                &mut |n| per_op(n, |n| uring_empty_reads(&mut raw_empty, f, depth, n)),
                 &mut |n| per_op(n, |n| proactor::local_nops(&local, depth, n)),
+                &mut |n| per_op(n, |n| tokio_uring_rt::nops(&tokio_uring, depth, n)),
+                &mut |n| per_op(n, |n| compio_rt::nops(&compio, depth, n)),
             ],
         );
-        lines.push(format!(
-            "{}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
-            row_name(&name),
+        push(
+            &name,
             t[0],
-            ratio(t[0], t[1]),
-            ratio(t[0], t[6]),
-            ratio(t[0], t[2]),
-            ratio(t[5], t[3]),
-            ratio(t[0], t[4]),
-        ));
-        times.push(format!(
-            "{name}: io-uring {:.0}, Proactor {:.0}, LocalProactor {:.0}, tokio-uring {:.0}, \
-             monoio {:.0} (0-byte reads; io-uring's {:.0}), compio {:.0}",
-            t[0], t[1], t[6], t[2], t[3], t[5], t[4]
-        ));
+            [Some(t[1]), Some(t[2]), Some(t[3]), None, Some(t[4])],
+        );
     }
     let raw_bufs = file_io::Buffers::new();
-    for depth in [1, DEPTH] {
-        let name = format!("peers/read4k/qd{depth}");
-        if !want(&name) {
-            continue;
+    for (label, what) in [("read0", Reads::AtEnd), ("read4k", Reads::Blocks)] {
+        for depth in [1, DEPTH] {
+            let name = format!("peers/{label}/qd{depth}");
+            if !want(&name) {
+                continue;
+            }
+            let t = rotate(
+                rounds,
+                ops,
+                &mut [
+                    &mut |n| {
+                        per_op(n, |n| {
+                            file_io::uring_reads(&mut raw, f, &raw_bufs, what, depth, n)
+                        })
+                    },
+                    &mut |n| {
+                        per_op(n, |n| {
+                            proactor::proactor_reads(&p, f, &mut bufs, what, depth, false, n)
+                        })
+                    },
+                    &mut |n| {
+                        per_op(n, |n| {
+                            proactor::local_reads(&local, f, &mut local_bufs, what, depth, n)
+                        })
+                    },
+                    &mut |n| {
+                        per_op(n, |n| {
+                            tokio_uring_rt::reads(&tokio_uring, f, what, depth, n)
+                        })
+                    },
+                    &mut |n| per_op(n, |n| monoio_rt::reads(&mut monoio, f, what, depth, n)),
+                    &mut |n| per_op(n, |n| compio_rt::reads(&compio, f, what, depth, n)),
+                ],
+            );
+            push(&name, t[0], [1, 2, 3, 4, 5].map(|i| Some(t[i])));
         }
-        let t = rotate(
-            rounds,
-            ops,
-            &mut [
-                &mut |n| {
-                    per_op(n, |n| {
-                        file_io::uring_reads(&mut raw, f, &raw_bufs, depth, n)
-                    })
-                },
-                &mut |n| {
-                    per_op(n, |n| {
-                        proactor::proactor_reads(&p, f, &mut bufs, depth, false, n)
-                    })
-                },
-                &mut |n| per_op(n, |n| tokio_uring_rt::reads(&tokio_uring, f, depth, n)),
-                &mut |n| per_op(n, |n| monoio_rt::reads(&mut monoio, f, depth, n)),
-                &mut |n| per_op(n, |n| compio_rt::reads(&compio, f, depth, n)),
-                &mut |n| {
-                    per_op(n, |n| {
-                        proactor::local_reads(&local, f, &mut local_bufs, depth, n)
-                    })
-                },
-            ],
-        );
-        lines.push(format!(
-            "{}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
-            row_name(&name),
-            t[0],
-            ratio(t[0], t[1]),
-            ratio(t[0], t[5]),
-            ratio(t[0], t[2]),
-            ratio(t[0], t[3]),
-            ratio(t[0], t[4]),
-        ));
-        times.push(format!(
-            "{name}: io-uring {:.0}, Proactor {:.0}, LocalProactor {:.0}, tokio-uring {:.0}, \
-             monoio {:.0}, compio {:.0}",
-            t[0], t[1], t[5], t[2], t[3], t[4]
-        ));
     }
     for (conns, trips) in TRIPS {
         let name = format!("peers/echo/{conns}conn");
@@ -413,10 +402,10 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
         let servers: [EchoServer; 6] = [
             uring_echo_server,
             proactor::proactor_echo_server,
+            proactor::local_echo_server,
             tokio_uring_rt::echo_server,
             monoio_rt::echo_server,
             compio_rt::echo_server,
-            proactor::local_echo_server,
         ];
         let mut runs: Vec<Box<dyn FnMut(u64) -> f64>> = servers
             .into_iter()
@@ -427,21 +416,7 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
             .map(|r| &mut **r as &mut dyn FnMut(u64) -> f64)
             .collect();
         let t = rotate(rounds, trips / trip_scale, &mut fs);
-        lines.push(format!(
-            "{}\t{:.1}\t{:.3}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
-            row_name(&name),
-            t[0],
-            ratio(t[0], t[1]),
-            ratio(t[0], t[5]),
-            ratio(t[0], t[2]),
-            ratio(t[0], t[3]),
-            ratio(t[0], t[4]),
-        ));
-        times.push(format!(
-            "{name}: io-uring {:.0}, Proactor {:.0}, LocalProactor {:.0}, tokio-uring {:.0}, \
-             monoio {:.0}, compio {:.0}",
-            t[0], t[1], t[5], t[2], t[3], t[4]
-        ));
+        push(&name, t[0], [1, 2, 3, 4, 5].map(|i| Some(t[i])));
     }
     let load_after = load1();
     drop(burners);
@@ -459,14 +434,19 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
         println!("{l}");
     }
     println!(
+        "note\t{NO_NOP} monoio has no NOP, and no public way to submit an op of one's own: \
+         the read0 rows, where every system does the same reads, compare it on the cheapest op \
+         it has."
+    );
+    println!(
         "note\tEach system in the same process, {rounds} rounds rotating which goes first, \
          medians; ratio = io-uring time / the system's time: above 1.00 means faster than the \
          raw io-uring crate (0.7, with the fast setup flags of the rows above: COOP_TASKRUN, \
          TASKRUN_FLAG, SUBMIT_ALL, NO_SQARRAY, registered ring fd). tokio-uring 0.5, monoio \
          0.2 (`RuntimeBuilder::<IoUringDriver>`) and compio 0.19 with their default setup; \
          each runtime is built once per run, outside the timing (`tokio_uring::start` is \
-         `Runtime::new` + `block_on`), and every sample is one `block_on`. nop and read4k: \
-         {ops} ops per sample. qd1: a loop awaiting one op at a time in `block_on`; qd{DEPTH}: \
+         `Runtime::new` + `block_on`), and every sample is one `block_on`. nop, read0 and \
+         read4k: {ops} ops per sample. qd1: a loop awaiting one op at a time in `block_on`; qd{DEPTH}: \
          {DEPTH} ops in flight: {DEPTH} spawned tasks, each awaiting its share of the ops \
          in turn, on the runtimes; {DEPTH} op futures polled by one future on ring's \
          `block_on`, each refilled as it completes, on the Proactor \
@@ -474,12 +454,14 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
          `LocalProactor` (one thread: `LocalProactor::block_on`); {DEPTH} SQEs, each slot refilled as its \
          completion is reaped, on the io-uring crate. NOPs: `Proactor::nop`, \
          `tokio_uring::no_op`, compio through its documented extension point (an `OpCode` \
-         building IORING_OP_NOP, `compio::runtime::submit`); monoio has no NOP and no public \
-         way to submit one, so its nop cells are 0-byte reads of the test file \
-         (`File::read_at` into an empty `Vec`), against the io-uring crate doing the same \
-         0-byte reads. read4k: the file, offsets and checks of the read4k rows, one 4 KiB \
-         `Vec` per task (per slot) reused, each peer's `File` opened from a dup of the file's \
-         fd. echo: a loopback TCP echo server per system, started anew for every sample (its \
+         building IORING_OP_NOP, `compio::runtime::submit`); monoio: none ({NO_NOP}). read4k: \
+         the file, offsets and checks of the read4k rows, one 4 KiB `Vec` per task (per slot) \
+         reused, each peer's `File` opened from a dup of the file's fd. read0: the same reads \
+         (4 KiB asked for, the same buffers and fds) with every offset at the file's end \
+         ({end} MiB), so each returns 0 bytes: one IORING_OP_READ per op from every system, \
+         the io-uring crate's included, with no page to look up and nothing to copy, what \
+         read4k costs less the kernel's copy (reads of length 0 would not do: ring's \
+         Proactors refuse a read into a buffer with no room without submitting it). echo: a loopback TCP echo server per system, started anew for every sample (its \
          setup not timed): accept, then a task (a state machine on the io-uring crate) per \
          connection that reads into a 16 KiB buffer and writes back what arrived, until the \
          peer closes (the Proactor: the echo example, `examples/echo.rs`; the LocalProactor: \
@@ -489,7 +471,8 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
          time / round trips. {} s for the table.",
         TRIPS[0].1 / trip_scale,
         TRIPS[1].1 / trip_scale,
-        start.elapsed().as_secs()
+        start.elapsed().as_secs(),
+        end = f.offset(Reads::AtEnd, 0) >> 20,
     );
     println!("note\tns/op (medians) in this run: {}.", times.join("; "));
     if load > 0 {

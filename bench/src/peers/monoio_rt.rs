@@ -14,7 +14,7 @@ use monoio::net::TcpStream;
 use monoio::{IoUringDriver, Runtime, RuntimeBuilder};
 
 use super::{check_read, share};
-use crate::io::{BLOCK, READS, TestFile};
+use crate::io::{BLOCK, Reads, TestFile};
 
 /// A monoio runtime on its io_uring driver, default settings.
 pub(super) fn runtime() -> io::Result<Runtime<IoUringDriver>> {
@@ -49,24 +49,20 @@ fn with_tasks<Fut: Future<Output = ()> + 'static>(
     });
 }
 
-/// `ops` 0-byte reads of `f` (monoio has no NOP), `depth` in flight.
-pub(super) fn empty_reads(rt: &mut Runtime<IoUringDriver>, f: &TestFile, depth: usize, ops: u64) {
-    with_tasks(rt, f, depth, |file, t| async move {
-        for _ in share(t, depth, ops) {
-            let (res, _) = file.read_at(Vec::<u8>::new(), 0).await;
-            assert_eq!(res.expect("0-byte read"), 0);
-        }
-    });
-}
-
-/// `ops` 4 KiB reads of `f`, `depth` in flight.
-pub(super) fn reads(rt: &mut Runtime<IoUringDriver>, f: &'static TestFile, depth: usize, ops: u64) {
+/// `ops` 4 KiB reads of `f` (`what`: where they land), `depth` in flight.
+pub(super) fn reads(
+    rt: &mut Runtime<IoUringDriver>,
+    f: &'static TestFile,
+    what: Reads,
+    depth: usize,
+    ops: u64,
+) {
     with_tasks(rt, f, depth, |file, t| async move {
         let mut buf = Vec::with_capacity(BLOCK);
         for k in share(t, depth, ops) {
             buf.clear();
-            let (res, back) = file.read_at(buf, f.offsets[(k % READS) as usize]).await;
-            check_read(f, k, res, &back);
+            let (res, back) = file.read_at(buf, f.offset(what, k)).await;
+            check_read(f, what, k, res, &back);
             buf = back;
         }
     });

@@ -12,7 +12,7 @@ use tokio_uring::fs::File;
 use tokio_uring::net::TcpStream;
 
 use super::{check_read, share};
-use crate::io::{BLOCK, READS, TestFile};
+use crate::io::{BLOCK, Reads, TestFile};
 
 /// `ops` NOPs (`tokio_uring::no_op`), `depth` in flight.
 pub(super) fn nops(rt: &Runtime, depth: usize, ops: u64) {
@@ -38,30 +38,31 @@ pub(super) fn nops(rt: &Runtime, depth: usize, ops: u64) {
     });
 }
 
-/// Reads `ks` of `f` through `file`, one at a time, into one buffer.
-async fn read_each(file: &File, f: &TestFile, ks: impl Iterator<Item = u64>) {
+/// Reads `ks` of `f` (`what`: where they land) through `file`, one at a
+/// time, into one buffer.
+async fn read_each(file: &File, f: &TestFile, what: Reads, ks: impl Iterator<Item = u64>) {
     let mut buf = Vec::with_capacity(BLOCK);
     for k in ks {
         buf.clear();
-        let (res, back) = file.read_at(buf, f.offsets[(k % READS) as usize]).await;
-        check_read(f, k, res, &back);
+        let (res, back) = file.read_at(buf, f.offset(what, k)).await;
+        check_read(f, what, k, res, &back);
         buf = back;
     }
 }
 
-/// `ops` 4 KiB reads of `f`, `depth` in flight.
-pub(super) fn reads(rt: &Runtime, f: &'static TestFile, depth: usize, ops: u64) {
+/// `ops` 4 KiB reads of `f` (`what`: where they land), `depth` in flight.
+pub(super) fn reads(rt: &Runtime, f: &'static TestFile, what: Reads, depth: usize, ops: u64) {
     rt.block_on(async {
         let file = Rc::new(File::from_std(f.file.try_clone().expect("dup")));
         if depth == 1 {
-            read_each(&file, f, 0..ops).await;
+            read_each(&file, f, what, 0..ops).await;
         } else {
             let tasks: Vec<_> = (0..depth)
                 .map(|t| {
                     let file = file.clone();
-                    tokio_uring::spawn(
-                        async move { read_each(&file, f, share(t, depth, ops)).await },
-                    )
+                    tokio_uring::spawn(async move {
+                        read_each(&file, f, what, share(t, depth, ops)).await
+                    })
                 })
                 .collect();
             for task in tasks {
