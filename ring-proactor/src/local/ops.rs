@@ -217,23 +217,30 @@ impl LocalProactor {
         if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
             return LocalMulti::failed(self, e);
         }
-        let made = {
-            let mut st = self.inner.st.borrow_mut();
-            st.next_bgid = st.next_bgid.wrapping_add(1);
-            let bgid = 0x8000 | (st.next_bgid & 0x7fff);
-            // SAFETY: the BufRing moves into the stream's resources, which
-            // live (in the stream, or orphaned in the slab) until the last
-            // CQE of the only request that selects from group `bgid`, and
-            // are dropped on this thread before the ring: every stream
-            // holds the LocalProactor, whose drop releases orphans (or
-            // leaks them with the ring) before it drops the ring.
-            unsafe {
-                st.ring
-                    .registrar()
-                    .buf_ring(bgid, u32::from(buffers), buf_len)
-            }
-            .map(|bufs| (bgid, bufs))
-        };
+        let mut st = self.inner.st.borrow_mut();
+        let mut next = st.next_bgid;
+        let made = crate::ops::net::register_group(
+            || {
+                next = next.wrapping_add(1);
+                next
+            },
+            |bgid| {
+                // SAFETY: the BufRing moves into the stream's resources,
+                // which live (in the stream, or orphaned in the slab) until
+                // the last CQE of the only request that selects from group
+                // `bgid`, and are dropped on this thread before the ring:
+                // every stream holds the LocalProactor, whose drop releases
+                // orphans (or leaks them with the ring) before it drops the
+                // ring.
+                unsafe {
+                    st.ring
+                        .registrar()
+                        .buf_ring(bgid, u32::from(buffers), buf_len)
+                }
+            },
+        );
+        st.next_bgid = next;
+        drop(st);
         let (bgid, bufs) = match made {
             Ok(made) => made,
             Err(e) => return LocalMulti::failed(self, e),

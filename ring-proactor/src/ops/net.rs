@@ -211,18 +211,26 @@ impl Proactor {
         if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
             return Multi::failed(self, e);
         }
-        let bgid = {
+        let next = || {
             let mut st = self.shared.lock();
             st.next_bgid = st.next_bgid.wrapping_add(1);
-            0x8000 | (st.next_bgid & 0x7fff)
+            st.next_bgid
         };
-        // SAFETY: the BufRing moves into the stream's resources, which stay
-        // alive (in the stream, or orphaned in the slab) until the last CQE
-        // of the only request that selects from group `bgid`.
-        let bufs = match unsafe {
-            ring_io_driver::BufRing::new(&self.shared.ring_fd, bgid, u32::from(buffers), buf_len)
-        } {
-            Ok(b) => b,
+        let made = register_group(next, |bgid| {
+            // SAFETY: the BufRing moves into the stream's resources, which
+            // stay alive (in the stream, or orphaned in the slab) until the
+            // last CQE of the only request that selects from group `bgid`.
+            unsafe {
+                ring_io_driver::BufRing::new(
+                    &self.shared.ring_fd,
+                    bgid,
+                    u32::from(buffers),
+                    buf_len,
+                )
+            }
+        });
+        let (bgid, bufs) = match made {
+            Ok(made) => made,
             Err(e) => return Multi::failed(self, e),
         };
         let entry = ring_io_ops::Recv::select(Fd(fd.raw()), bgid, 0)
@@ -232,6 +240,32 @@ impl Proactor {
         multi.restart_on = Some(libc::ENOBUFS);
         multi
     }
+}
+
+/// The Proactors' buffer group ids: the upper half of the 16-bit space
+/// (what a user registers on a raw ring of their own never meets them).
+const GROUP_IDS: u16 = 0x8000;
+
+/// Registers a multishot recv's buffer ring under the next free group id:
+/// `next` counts on (wrapping), `register` tries an id. An id still held by
+/// a live stream (a long-lived connection's, after the count wrapped) is
+/// refused by the kernel with `EEXIST`, and the next is tried; an error
+/// only when every one of the 32,768 ids is in use.
+pub(crate) fn register_group(
+    mut next: impl FnMut() -> u16,
+    mut register: impl FnMut(u16) -> io::Result<ring_io_driver::BufRing>,
+) -> io::Result<(u16, ring_io_driver::BufRing)> {
+    for _ in 0..GROUP_IDS {
+        let bgid = GROUP_IDS | (next() & (GROUP_IDS - 1));
+        match register(bgid) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            other => return other.map(|bufs| (bgid, bufs)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "every buffer group id of the Proactor (32,768) is held by a live multishot recv",
+    ))
 }
 
 /// What a multishot recv's stream makes of each completion: the chunk
@@ -427,4 +461,70 @@ pub(crate) fn recv_from<P: Backend, B: IoBufMut>(
         drop(msg);
         (res, buf)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group id held by a live stream (the kernel's EEXIST) is skipped;
+    /// an error only once every id is held.
+    #[test]
+    fn a_group_id_in_use_is_skipped_and_exhaustion_is_an_error() {
+        let ring = ring_io_driver::Ring::new(8).unwrap();
+        let fd = ring.fd().expect("a ring with an fd");
+        let mut count = 0x7ffeu16;
+        let mut tried = Vec::new();
+        let held = [0xffff, 0x8000];
+        let made = register_group(
+            || {
+                count = count.wrapping_add(1);
+                count
+            },
+            |bgid| {
+                tried.push(bgid);
+                if held.contains(&bgid) {
+                    return Err(io::Error::from_raw_os_error(libc::EEXIST));
+                }
+                // SAFETY: no request selects from the group.
+                unsafe { ring_io_driver::BufRing::new(&fd, bgid, 2, 64) }
+            },
+        );
+        let (bgid, bufs) = match made {
+            Ok(made) => made,
+            // Before 5.19 (buffer rings): nothing more to see.
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => return,
+            Err(e) => panic!("{e}"),
+        };
+        // 0x7fff and 0x8000 map to 0xffff and 0x8000 (both held), then 0x8001.
+        assert_eq!(tried, [0xffff, 0x8000, 0x8001]);
+        assert_eq!((bgid, bufs.bgid()), (0x8001, 0x8001));
+        // Every id held: a clear error after one try of each.
+        let mut tries = 0u32;
+        let mut n = 0u16;
+        let e = register_group(
+            || {
+                n = n.wrapping_add(1);
+                n
+            },
+            |_| {
+                tries += 1;
+                Err(io::Error::from_raw_os_error(libc::EEXIST))
+            },
+        )
+        .unwrap_err();
+        assert_eq!(tries, 0x8000);
+        assert!(e.to_string().contains("32,768"), "{e}");
+        // Any other error is returned at once.
+        let mut tries = 0;
+        let e = register_group(
+            || 1,
+            |_| {
+                tries += 1;
+                Err(io::Error::from_raw_os_error(libc::ENOMEM))
+            },
+        )
+        .unwrap_err();
+        assert_eq!((tries, e.raw_os_error()), (1, Some(libc::ENOMEM)));
+    }
 }
