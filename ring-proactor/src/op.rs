@@ -487,7 +487,7 @@ pub(crate) fn submit_with(
     if st.gathering {
         shared.more.notify_one();
     }
-    shared.activity.fetch_add(1, Ordering::Relaxed);
+    shared.note_activity(&mut st);
     kick(shared, st, will_drive);
     drop(old);
     Poll::Ready(Ok(()))
@@ -536,7 +536,7 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
         slot.attempts = 1;
         st.cancels.push(ud);
         st.stats.cancels += 1;
-        shared.activity.fetch_add(1, Ordering::Relaxed);
+        shared.note_activity(&mut st);
     }
     kick(shared, st, false);
 }

@@ -53,7 +53,8 @@ pub struct Shared {
     /// The fixed buffers registered with the ring, if any.
     pub(crate) fixed: Option<Arc<Pool>>,
     /// Bumped whenever work is queued for the thread: what its spin
-    /// watches (a hint; the queue itself is read under the lock).
+    /// watches (a hint; the queue itself is read under the lock). Written
+    /// under the state lock only ([`Shared::note_activity`]).
     pub(crate) activity: AtomicU64,
     /// Where ops find their completions, and give their slots back,
     /// without the lock.
@@ -534,6 +535,15 @@ impl State {
 }
 
 impl Shared {
+    /// Bumps [`activity`](Shared::activity): work was queued under the
+    /// state lock, which `_locked` proves is held, so no other writer runs
+    /// and a load and a store do (no atomic read-modify-write per op).
+    #[inline]
+    pub(crate) fn note_activity(&self, _locked: &mut State) {
+        let n = self.activity.load(Ordering::Relaxed);
+        self.activity.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state consistent (every
         // update is a few plain stores), so a poisoned lock is still used.
