@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use crate::buf::{BufResult, IoBuf, Slice};
 use crate::flags::{CURRENT_POSITION, Domain, SocketType};
 use crate::op::{Op, Stage};
+use crate::{Proactor, Runtime};
 
 impl<O: 'static> Op<O> {
     /// The op, its output passed through `f` when it completes. `f` runs
@@ -41,9 +42,12 @@ pub(crate) fn advance(pos: u64, done: usize) -> u64 {
     }
 }
 
-/// What makes the next op of a [`Transfer`]: from the rest of the buffer
-/// and the bytes done so far.
-type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send>;
+/// The op of a [`Transfer`] on the runtime `R`.
+type TransferOp<B, R> = <R as Runtime>::Op<BufResult<usize, Slice<B>>>;
+
+/// What makes the next op of a [`Transfer`]: from the runtime, the rest of
+/// the buffer and the bytes done so far.
+type Next<B, R> = Box<dyn FnMut(&R, Slice<B>, usize) -> TransferOp<B, R> + Send>;
 
 /// The future of `read_exact`, `read_exact_at`, `write_all` and
 /// `write_all_at` of the [`fs`](crate::fs) and [`net`](crate::net)
@@ -57,7 +61,8 @@ type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> 
 ///
 /// Like an [`Op`], it does nothing until polled or
 /// [`wait`](Self::wait)ed on; dropped, it drops the op in flight (see
-/// [`Op`] for what that may lose).
+/// [`Op`] for what that may lose). Its ops are those of the handle's
+/// runtime `R` (see [`Runtime`]).
 ///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, net::UnixStream};
@@ -72,42 +77,46 @@ type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> 
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[must_use = "a transfer does nothing until polled or waited on"]
-pub struct Transfer<B: 'static> {
-    op: Option<Op<BufResult<usize, Slice<B>>>>,
+pub struct Transfer<B: 'static, R: Runtime = Proactor> {
+    runtime: R,
+    op: Option<TransferOp<B, R>>,
     /// The buffer, while no op holds it (nothing to do).
     idle: Option<B>,
-    next: Next<B>,
+    next: Next<B, R>,
     done: usize,
     total: usize,
     write: bool,
 }
 
-impl<B: IoBuf> Transfer<B> {
-    /// Fills `buf` to its `bytes_total` with reads.
+impl<B: IoBuf, R: Runtime> Transfer<B, R> {
+    /// Fills `buf` to its `bytes_total` with reads of `runtime`.
     pub(crate) fn read(
+        runtime: &R,
         buf: B,
-        next: impl FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send + 'static,
+        next: impl FnMut(&R, Slice<B>, usize) -> TransferOp<B, R> + Send + 'static,
     ) -> Self {
         let total = buf.bytes_total();
-        Transfer::new(buf, total, false, Box::new(next))
+        Transfer::new(runtime, buf, total, false, Box::new(next))
     }
 
-    /// Sends all of `buf`'s `bytes_init` bytes with writes.
+    /// Sends all of `buf`'s `bytes_init` bytes with writes of `runtime`.
     pub(crate) fn write(
+        runtime: &R,
         buf: B,
-        next: impl FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send + 'static,
+        next: impl FnMut(&R, Slice<B>, usize) -> TransferOp<B, R> + Send + 'static,
     ) -> Self {
         let total = buf.bytes_init();
-        Transfer::new(buf, total, true, Box::new(next))
+        Transfer::new(runtime, buf, total, true, Box::new(next))
     }
 
-    fn new(buf: B, total: usize, write: bool, mut next: Next<B>) -> Self {
+    fn new(runtime: &R, buf: B, total: usize, write: bool, mut next: Next<B, R>) -> Self {
         let (op, idle) = if total == 0 {
             (None, Some(buf))
         } else {
-            (Some(next(buf.slice(..total), 0)), None)
+            (Some(next(runtime, buf.slice(..total), 0)), None)
         };
         Transfer {
+            runtime: runtime.clone(),
             op,
             idle,
             next,
@@ -118,15 +127,16 @@ impl<B: IoBuf> Transfer<B> {
     }
 
     /// Blocks the calling thread until the transfer is done (see
-    /// [`block_on`](crate::block_on)).
+    /// [`Runtime::block_on`]: a LocalProactor's is driven meanwhile).
     pub fn wait(self) -> BufResult<(), B> {
-        crate::block_on(self)
+        let runtime = self.runtime.clone();
+        runtime.block_on(self)
     }
 }
 
-impl<B: 'static> Unpin for Transfer<B> {}
+impl<B: 'static, R: Runtime> Unpin for Transfer<B, R> {}
 
-impl<B: IoBuf> Future for Transfer<B> {
+impl<B: IoBuf, R: Runtime> Future for Transfer<B, R> {
     type Output = BufResult<(), B>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<(), B>> {
@@ -165,12 +175,13 @@ impl<B: IoBuf> Future for Transfer<B> {
             if this.done >= this.total {
                 return Poll::Ready((Ok(()), buf));
             }
-            this.op = Some((this.next)(buf.slice(this.done..this.total), this.done));
+            let rest = buf.slice(this.done..this.total);
+            this.op = Some((this.next)(&this.runtime, rest, this.done));
         }
     }
 }
 
-impl<B: 'static> fmt::Debug for Transfer<B> {
+impl<B: 'static, R: Runtime> fmt::Debug for Transfer<B, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transfer")
             .field("write", &self.write)
@@ -208,7 +219,7 @@ mod tests {
         let counted = writes.clone();
         // Every write sends nothing (an empty slice of the rest): the
         // kernel says 0.
-        let (res, buf) = block_on(Transfer::write(b"stuck".to_vec(), move |rest, _| {
+        let (res, buf) = block_on(Transfer::write(&p, b"stuck".to_vec(), move |p, rest, _| {
             *counted.lock().unwrap() += 1;
             p.write(&null, rest.into_inner().slice(0..0), 0)
         }));
@@ -222,7 +233,7 @@ mod tests {
         let zero = Arc::new(std::fs::File::open("/dev/zero").unwrap());
         let calls = Arc::new(Mutex::new(Vec::new()));
         let seen = calls.clone();
-        let (res, buf) = block_on(Transfer::read(vec![1u8; 10], move |rest, done| {
+        let (res, buf) = block_on(Transfer::read(&p, vec![1u8; 10], move |p, rest, done| {
             let mut seen = seen.lock().unwrap();
             seen.push(done);
             if seen.len() == 1 {

@@ -99,6 +99,7 @@ pub mod net;
 mod op;
 mod ops;
 mod proactor;
+mod runtime;
 mod state;
 mod tags;
 #[cfg(test)]
@@ -121,3 +122,4 @@ pub use local::{LocalMulti, LocalOp, LocalProactor, LocalUnparker};
 pub use multi::Multi;
 pub use op::Op;
 pub use proactor::Proactor;
+pub use runtime::Runtime;
