@@ -76,6 +76,22 @@ type Next<B, R> = Box<dyn FnMut(&R, Slice<B>, usize) -> TransferOp<B, R> + Send>
 /// assert_eq!(buf, b"0123456789");
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// On a [`LocalProactor`](crate::LocalProactor), polled with the writes
+/// on its thread:
+///
+/// ```
+/// use futures_util::future::join;
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::UnixStream};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let (a, b) = UnixStream::pair(&p)?;
+/// let reading = b.read_exact(Vec::with_capacity(10)); // a `Transfer<_, LocalProactor>`
+/// let ((res, buf), _) = p.block_on(join(reading, a.write_all("0123456789")));
+/// res?;
+/// assert_eq!(buf, b"0123456789");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "a transfer does nothing until polled or waited on"]
 pub struct Transfer<B: 'static, R: Runtime = Proactor> {
     runtime: R,

@@ -9,7 +9,10 @@
 //!
 //! Each handle holds a clone of its [`Proactor`] (see
 //! [Clones](Proactor#clones-and-the-handles-of-fs-and-net)): a task or a
-//! thread needs only its socket.
+//! thread needs only its socket. The same handles run on a
+//! [`LocalProactor`](crate::LocalProactor) (`TcpStream<LocalProactor>`,
+//! ...: see [`Runtime`]), where they stay on its thread; the
+//! `echo_local` example is a server built on them.
 //!
 //! An echo server, one task per connection on a single thread (with
 //! `futures-util`'s `for_each_concurrent`):
@@ -86,7 +89,22 @@ use crate::{IntoOpFd, OpFd, Runtime};
 ///
 /// `S` is the listener's stream, `R` its runtime (see [`Runtime`]): the
 /// default is a [`Proactor`]'s; a [`LocalProactor`](crate::LocalProactor)'s
-/// listener yields an `Incoming<TcpStream<LocalProactor>, LocalProactor>`.
+/// listener yields an `Incoming<TcpStream<LocalProactor>, LocalProactor>`:
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::TcpListener};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let clients: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr)).collect();
+/// let accepted: Vec<_> = p.block_on(listener.incoming().take(3).collect());
+/// for (stream, client) in accepted.into_iter().zip(clients) {
+///     assert_eq!(stream?.peer_addr()?, client?.local_addr()?);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "a stream does nothing until polled"]
 pub struct Incoming<S: 'static, R: Runtime = Proactor> {
     proactor: R,

@@ -34,6 +34,21 @@ use crate::{LocalProactor, Op};
 /// assert_eq!(stream.peer_addr()?, peer);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// On a [`LocalProactor`], whose ops complete while its thread drives it
+/// (here its `block_on`, through `wait`):
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::TcpListener};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+/// let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// let (stream, peer) = listener.accept().wait()?;
+/// assert_eq!(peer, client.local_addr()?);
+/// assert_eq!(stream.peer_addr()?, peer);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct TcpListener<R: Runtime = Proactor> {
     inner: Arc<std::net::TcpListener>,
     proactor: R,
@@ -213,6 +228,27 @@ impl<R: Runtime> TcpListener<R> {
 /// let client = TcpStream::connect(&p, listener.local_addr()?).wait()?;
 /// let (server, _) = listener.accept().wait()?;
 /// block_on(async {
+///     client.write_all(b"hello".to_vec()).await.0?;
+///     let (n, buf) = server.read(vec![0u8; 64]).await;
+///     assert_eq!(&buf[..n?], b"hello");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// On a [`LocalProactor`], the accept and the connect at once on its
+/// thread:
+///
+/// ```
+/// use futures_util::future::join;
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::{TcpListener, TcpStream}};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// p.block_on(async {
+///     let (accepted, client) = join(listener.accept(), TcpStream::connect(&p, addr)).await;
+///     let ((server, _), client) = (accepted?, client?);
 ///     client.write_all(b"hello".to_vec()).await.0?;
 ///     let (n, buf) = server.read(vec![0u8; 64]).await;
 ///     assert_eq!(&buf[..n?], b"hello");

@@ -31,6 +31,21 @@ use crate::{IntoOpFd, OpFd, Runtime};
 /// assert_eq!((&buf[..n], from), (&b"datagram"[..], a.local_addr()?));
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// On a [`LocalProactor`]:
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::UdpSocket};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let a = UdpSocket::bind(&p, "127.0.0.1:0")?;
+/// let b = UdpSocket::bind(&p, "127.0.0.1:0")?;
+/// a.send_to("datagram", b.local_addr()?).wait().0?;
+/// let (res, buf) = b.recv_from(vec![0u8; 64]).wait();
+/// let (n, from) = res?;
+/// assert_eq!((&buf[..n], from), (&b"datagram"[..], a.local_addr()?));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct UdpSocket<R: Runtime = Proactor> {
     inner: Arc<std::net::UdpSocket>,
     proactor: R,

@@ -41,6 +41,24 @@ use crate::{IntoOpFd, OpFd, Runtime};
 /// std::fs::remove_file(&path)?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// On a [`LocalProactor`] (the connect first: the client's connection
+/// waits in the backlog for the accept):
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::{UnixListener, UnixStream}};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let path = std::env::temp_dir().join(format!("unix-listener-local-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let listener = UnixListener::bind(&p, &path)?;
+/// let client = UnixStream::connect(&p, &path).wait()?;
+/// let (server, peer) = listener.accept().wait()?;
+/// assert!(peer.is_unnamed());
+/// # drop((server, client));
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct UnixListener<R: Runtime = Proactor> {
     inner: Arc<std::os::unix::net::UnixListener>,
     proactor: R,
@@ -203,6 +221,22 @@ impl<R: Runtime> UnixListener<R> {
 /// let p = Proactor::new(ProactorConfig::new(8))?;
 /// let (a, b) = UnixStream::pair(&p)?;
 /// block_on(async {
+///     a.write_all("over a pair").await.0?;
+///     let (n, buf) = b.read(vec![0u8; 64]).await;
+///     assert_eq!(&buf[..n?], b"over a pair");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// On a [`LocalProactor`]:
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::UnixStream};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let (a, b) = UnixStream::pair(&p)?;
+/// p.block_on(async {
 ///     a.write_all("over a pair").await.0?;
 ///     let (n, buf) = b.read(vec![0u8; 64]).await;
 ///     assert_eq!(&buf[..n?], b"over a pair");
