@@ -26,8 +26,11 @@ use crate::{LocalMulti, LocalOp, LocalProactor, Multi, Op, OpFd, Proactor};
 /// [`Op`](Runtime::Op): an [`Op`] of a Proactor, `Send`, for any executor
 /// on any thread; a [`LocalOp`] of a LocalProactor, which, like the handle,
 /// stays on the thread (neither is `Send`), with no lock or atomic
-/// operation on its path. The methods are the same, so code written once
-/// runs on either:
+/// operation on its path. A handle's constructor takes a reference to its
+/// runtime (`&impl AsRef<R>`): `&runtime`, or a reference to what holds
+/// one (`&Arc<Proactor>`, `&Rc<LocalProactor>`, ...); the handle's `R` is
+/// the runtime's type. The methods are the same, so code written once runs
+/// on either:
 ///
 /// ```
 /// use ring_io_proactor::{LocalProactor, Proactor, ProactorConfig, Runtime, fs::File};
@@ -57,7 +60,7 @@ use crate::{LocalMulti, LocalOp, LocalProactor, Multi, Op, OpFd, Proactor};
 /// // error: `Rc<..>` cannot be sent between threads safely
 /// std::thread::spawn(move || drop(socket));
 /// ```
-pub trait Runtime: sealed::Sealed + Clone + fmt::Debug + 'static {
+pub trait Runtime: sealed::Sealed + AsRef<Self> + Clone + fmt::Debug + 'static {
     /// The future of an op: [`Op`] for a [`Proactor`], [`LocalOp`] for a
     /// [`LocalProactor`].
     type Op<O: 'static>: Future<Output = O> + Unpin + fmt::Debug;
@@ -304,6 +307,24 @@ impl sealed::Sealed for LocalProactor {
 
     fn cancel_multi<T: 'static>(_: Token, multi: &mut LocalMulti<T>) {
         multi.cancel();
+    }
+}
+
+/// A handle's constructor takes its runtime as a `&impl AsRef<R>`: a
+/// reference to the Proactor, or to what holds one (an `Arc<Proactor>`,
+/// ...).
+impl AsRef<Proactor> for Proactor {
+    fn as_ref(&self) -> &Proactor {
+        self
+    }
+}
+
+/// A handle's constructor takes its runtime as a `&impl AsRef<R>`: a
+/// reference to the LocalProactor, or to what holds one (an
+/// `Rc<LocalProactor>`, ...).
+impl AsRef<LocalProactor> for LocalProactor {
+    fn as_ref(&self) -> &LocalProactor {
+        self
     }
 }
 

@@ -676,3 +676,35 @@ fn a_local_proactor_lives_while_a_handle_does() {
     drop(socket);
     last.nop().wait().unwrap();
 }
+
+#[test]
+fn constructors_take_the_runtime_or_anything_that_refers_to_it() {
+    // As before the handles were generic: `&Arc<Proactor>` and
+    // `&&Proactor` (deref coercions then) as well as `&Proactor`.
+    let shared = std::sync::Arc::new(Proactor::new(ProactorConfig::new(8)).unwrap());
+    let by_arc: UdpSocket = UdpSocket::bind(&shared, "127.0.0.1:0").unwrap();
+    let p: &Proactor = &shared;
+    let by_ref_ref: UdpSocket = UdpSocket::bind(&p, "127.0.0.1:0").unwrap();
+    let by_value: UdpSocket = UdpSocket::bind(p, "127.0.0.1:0").unwrap();
+    let to = by_value.local_addr().unwrap();
+    by_arc.send_to("a", to).wait().0.unwrap();
+    by_ref_ref.send_to("b", to).wait().0.unwrap();
+    let mut got = [
+        by_value.recv(vec![0u8; 1]).wait(),
+        by_value.recv(vec![0u8; 1]).wait(),
+    ]
+    .map(|(n, buf)| (n.unwrap(), buf[0]));
+    got.sort();
+    assert_eq!(got, [(1, b'a'), (1, b'b')]);
+    // The same for a LocalProactor behind an `Rc`.
+    let local = std::rc::Rc::new(local());
+    let socket: UdpSocket<LocalProactor> = UdpSocket::bind(&local, "127.0.0.1:0").unwrap();
+    let (a, _b) = UnixStream::pair(&*local).unwrap();
+    let _: &UnixStream<LocalProactor> = &a;
+    socket
+        .send_to("self", socket.local_addr().unwrap())
+        .wait()
+        .0
+        .unwrap();
+    assert_eq!(socket.recv(vec![0u8; 8]).wait().0.unwrap(), 4);
+}

@@ -96,7 +96,8 @@ impl<R: Runtime> File<R> {
     /// assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn open(proactor: &R, path: impl AsRef<Path>) -> R::Op<io::Result<File<R>>> {
+    pub fn open(proactor: &impl AsRef<R>, path: impl AsRef<Path>) -> R::Op<io::Result<File<R>>> {
+        let proactor = proactor.as_ref();
         OpenOptions::new().read(true).open(proactor, path)
     }
 
@@ -114,7 +115,8 @@ impl<R: Runtime> File<R> {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn create(proactor: &R, path: impl AsRef<Path>) -> R::Op<io::Result<File<R>>> {
+    pub fn create(proactor: &impl AsRef<R>, path: impl AsRef<Path>) -> R::Op<io::Result<File<R>>> {
+        let proactor = proactor.as_ref();
         OpenOptions::new()
             .write(true)
             .create(true)
@@ -317,7 +319,8 @@ impl<R: Runtime> File<R> {
     /// assert_eq!(&buf[..n?], b"Name:");
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &R, file: std::fs::File) -> File<R> {
+    pub fn from_std(proactor: &impl AsRef<R>, file: std::fs::File) -> File<R> {
+        let proactor = proactor.as_ref();
         File {
             inner: Arc::new(file),
             proactor: proactor.clone(),

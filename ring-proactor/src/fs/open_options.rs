@@ -200,9 +200,10 @@ impl OpenOptions {
     /// See [`OpenOptions`] for an example.
     pub fn open<R: Runtime>(
         &self,
-        proactor: &R,
+        proactor: &impl AsRef<R>,
         path: impl AsRef<Path>,
     ) -> R::Op<io::Result<File<R>>> {
+        let proactor = proactor.as_ref();
         let open = crate::ops::fs::open(proactor, path, self);
         proactor.map_with(open, |p, fd| Ok(File::from_std(p, fd?.into())))
     }

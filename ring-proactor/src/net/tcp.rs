@@ -67,7 +67,8 @@ impl<R: Runtime> TcpListener<R> {
     /// assert!(listener.local_addr()?.ip().is_loopback());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn bind(proactor: &R, addr: impl ToSocketAddrs) -> io::Result<TcpListener<R>> {
+    pub fn bind(proactor: &impl AsRef<R>, addr: impl ToSocketAddrs) -> io::Result<TcpListener<R>> {
+        let proactor = proactor.as_ref();
         TcpListener::from_std(proactor, std::net::TcpListener::bind(addr)?)
     }
 
@@ -155,7 +156,8 @@ impl<R: Runtime> TcpListener<R> {
     /// listener.accept().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &R, listener: std::net::TcpListener) -> io::Result<Self> {
+    pub fn from_std(proactor: &impl AsRef<R>, listener: std::net::TcpListener) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         listener.set_nonblocking(false)?;
         Ok(TcpListener {
             inner: Arc::new(listener),
@@ -284,7 +286,8 @@ impl<R: Runtime> TcpStream<R> {
     /// assert_eq!(stream.peer_addr()?, listener.local_addr()?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn connect(proactor: &R, addr: SocketAddr) -> R::Op<io::Result<TcpStream<R>>> {
+    pub fn connect(proactor: &impl AsRef<R>, addr: SocketAddr) -> R::Op<io::Result<TcpStream<R>>> {
+        let proactor = proactor.as_ref();
         let socket = match socket(Domain::for_address(addr), SocketType::STREAM) {
             Ok(socket) => Arc::new(std::net::TcpStream::from(socket)),
             Err(e) => return proactor.failed(e),
@@ -444,7 +447,8 @@ impl<R: Runtime> TcpStream<R> {
     /// stream.write_all("over io_uring").wait().0?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &R, stream: std::net::TcpStream) -> io::Result<Self> {
+    pub fn from_std(proactor: &impl AsRef<R>, stream: std::net::TcpStream) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         stream.set_nonblocking(false)?;
         Ok(TcpStream {
             inner: Arc::new(stream),

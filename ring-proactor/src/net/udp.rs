@@ -55,7 +55,8 @@ impl<R: Runtime> UdpSocket<R> {
     /// A socket bound to `addr` (the first of its addresses that binds, as
     /// [`std::net::UdpSocket::bind`]: a name is resolved on this thread,
     /// blocking). See [`UdpSocket`] for an example.
-    pub fn bind(proactor: &R, addr: impl ToSocketAddrs) -> io::Result<UdpSocket<R>> {
+    pub fn bind(proactor: &impl AsRef<R>, addr: impl ToSocketAddrs) -> io::Result<UdpSocket<R>> {
+        let proactor = proactor.as_ref();
         UdpSocket::from_std(proactor, std::net::UdpSocket::bind(addr)?)
     }
 
@@ -144,7 +145,8 @@ impl<R: Runtime> UdpSocket<R> {
     /// assert_eq!(n?, 4);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &R, socket: std::net::UdpSocket) -> io::Result<Self> {
+    pub fn from_std(proactor: &impl AsRef<R>, socket: std::net::UdpSocket) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         socket.set_nonblocking(false)?;
         Ok(UdpSocket {
             inner: Arc::new(socket),

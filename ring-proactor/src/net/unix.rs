@@ -68,7 +68,8 @@ impl<R: Runtime> UnixListener<R> {
     /// A listener bound to the path `path` (created; as
     /// [`std::os::unix::net::UnixListener::bind`]). See [`UnixListener`]
     /// for an example.
-    pub fn bind(proactor: &R, path: impl AsRef<Path>) -> io::Result<UnixListener<R>> {
+    pub fn bind(proactor: &impl AsRef<R>, path: impl AsRef<Path>) -> io::Result<UnixListener<R>> {
+        let proactor = proactor.as_ref();
         UnixListener::from_std(proactor, std::os::unix::net::UnixListener::bind(path)?)
     }
 
@@ -148,7 +149,11 @@ impl<R: Runtime> UnixListener<R> {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &R, listener: std::os::unix::net::UnixListener) -> io::Result<Self> {
+    pub fn from_std(
+        proactor: &impl AsRef<R>,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         listener.set_nonblocking(false)?;
         Ok(UnixListener {
             inner: Arc::new(listener),
@@ -260,7 +265,11 @@ impl<R: Runtime> UnixStream<R> {
     /// Connects to the socket at the path `path` (`IORING_OP_CONNECT`), on
     /// a new socket. A path of 108 bytes or more, or with a NUL byte, is
     /// `InvalidInput`. See [`UnixListener`] for an example.
-    pub fn connect(proactor: &R, path: impl AsRef<Path>) -> R::Op<io::Result<UnixStream<R>>> {
+    pub fn connect(
+        proactor: &impl AsRef<R>,
+        path: impl AsRef<Path>,
+    ) -> R::Op<io::Result<UnixStream<R>>> {
+        let proactor = proactor.as_ref();
         let addr = match sockaddr_un(path.as_ref()) {
             Ok(addr) => addr,
             Err(e) => return proactor.failed(e),
@@ -286,7 +295,8 @@ impl<R: Runtime> UnixStream<R> {
 
     /// Two streams connected to each other (`socketpair(2)`).
     /// See [`UnixStream`] for an example.
-    pub fn pair(proactor: &R) -> io::Result<(UnixStream<R>, UnixStream<R>)> {
+    pub fn pair(proactor: &impl AsRef<R>) -> io::Result<(UnixStream<R>, UnixStream<R>)> {
+        let proactor = proactor.as_ref();
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
         Ok((
             UnixStream::from_std(proactor, a)?,
@@ -404,7 +414,11 @@ impl<R: Runtime> UnixStream<R> {
     /// assert_eq!(&buf[..n?], b"from std");
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &R, stream: std::os::unix::net::UnixStream) -> io::Result<Self> {
+    pub fn from_std(
+        proactor: &impl AsRef<R>,
+        stream: std::os::unix::net::UnixStream,
+    ) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         stream.set_nonblocking(false)?;
         Ok(UnixStream {
             inner: Arc::new(stream),
