@@ -12,7 +12,7 @@ use ring_io_ops::Fd;
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::fs::{Metadata, OpenOptions, metadata};
-use crate::handle::{Transfer, advance};
+use crate::handle::Transfer;
 use crate::ops::Backend;
 use crate::proactor::Proactor;
 use crate::{IntoOpFd, OpFd, Runtime};
@@ -184,9 +184,8 @@ impl<R: Runtime> File<R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> Transfer<B, R> {
-        let file = self.inner.clone();
-        Transfer::read(&self.proactor, buf, move |p, rest, done| {
-            crate::ops::fs::read(p, &file, rest, advance(pos, done))
+        Transfer::read(&self.proactor, &self.inner, pos, buf, |p, fd, rest, at| {
+            crate::ops::fs::read(p, fd, rest, at)
         })
     }
 
@@ -209,9 +208,8 @@ impl<R: Runtime> File<R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> Transfer<B, R> {
-        let file = self.inner.clone();
-        Transfer::write(&self.proactor, buf, move |p, rest, done| {
-            crate::ops::fs::write(p, &file, rest, advance(pos, done))
+        Transfer::write(&self.proactor, &self.inner, pos, buf, |p, fd, rest, at| {
+            crate::ops::fs::write(p, fd, rest, at)
         })
     }
 

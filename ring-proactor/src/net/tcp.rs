@@ -351,9 +351,8 @@ impl<R: Runtime> TcpStream<R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn read_exact<B: IoBufMut>(&self, buf: B) -> Transfer<B, R> {
-        let socket = self.inner.clone();
-        Transfer::read(&self.proactor, buf, move |p, rest, _| {
-            crate::ops::net::recv(p, &socket, rest, MsgFlags::empty())
+        Transfer::read(&self.proactor, &self.inner, 0, buf, |p, fd, rest, _| {
+            crate::ops::net::recv(p, fd, rest, MsgFlags::empty())
         })
     }
 
@@ -380,9 +379,8 @@ impl<R: Runtime> TcpStream<R> {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn write_all<B: IoBuf>(&self, buf: B) -> Transfer<B, R> {
-        let socket = self.inner.clone();
-        Transfer::write(&self.proactor, buf, move |p, rest, _| {
-            crate::ops::net::send(p, &socket, rest, MsgFlags::NOSIGNAL)
+        Transfer::write(&self.proactor, &self.inner, 0, buf, |p, fd, rest, _| {
+            crate::ops::net::send(p, fd, rest, MsgFlags::NOSIGNAL)
         })
     }
 
