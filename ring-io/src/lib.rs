@@ -10,7 +10,7 @@
 //! | [`protocol`] | `ring-io-core` | the ring protocol as a sans-io state machine ([`protocol::SqState`], [`protocol::CqState`], CQ credit, the many-thread claim/commit protocol) and `SimKernel`, an in-memory kernel |
 //! | [`ops`] | `ring-io-ops` | one builder per `IORING_OP_*` (also at the top level) and per-op metadata |
 //! | [`driver`] | `ring-io-driver` | real rings: [`Builder`], [`Ring`], [`SharedRing`], [`BufRing`], [`Probe`] |
-//! | [`proactor`] | `ring-io-proactor` | the [`Proactor`]: safe owned-buffer futures for any executor, driven by whoever waits; its handles in [`fs`] and [`net`] |
+//! | [`proactor`] | `ring-io-proactor` | the [`Proactor`]: safe owned-buffer futures for any executor, driven by whoever waits, and the single-thread [`LocalProactor`]; their handles in [`fs`] and [`net`] (generic over the [`Runtime`]) |
 //!
 //! The sans-io layer is `protocol`, not `core`: a glob import of a module
 //! named `core` would shadow the `core` crate in the importing module.
@@ -100,8 +100,8 @@ pub use ring_io_driver::{
 pub use ring_io_proactor::{
     BufResult, CURRENT_POSITION, Domain, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link,
     Linkable, LocalMulti, LocalOp, LocalProactor, LocalTimeout, LocalUnparker, MsgFlags, Multi, Op,
-    OpFd, PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Slice, SocketType,
-    StatxFlags, block_on, buf, fs, net,
+    OpFd, PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Runtime, Slice,
+    SocketType, StatxFlags, block_on, buf, fs, net,
 };
 
 // Entries and their builders, one per opcode.

@@ -90,6 +90,10 @@ mod facade {
         let _ = type_name::<fs::Metadata>();
         let _ = type_name::<net::TcpStream>();
         let _ = type_name::<net::Incoming<net::UnixStream>>();
+        // The handles of either runtime.
+        fn takes_runtime<R: Runtime>(_: &fs::File<R>) {}
+        let _ = takes_runtime::<LocalProactor>;
+        let _ = type_name::<net::TcpStream<LocalProactor>>();
     }
 }
 

@@ -63,6 +63,14 @@ impl OpFd {
         self.raw
     }
 
+    /// The file numbered `raw`, kept open by `keep`.
+    pub(crate) fn shared_raw(raw: RawFd, keep: Arc<dyn Send + Sync>) -> OpFd {
+        OpFd {
+            raw,
+            keep: Keep::Shared(keep),
+        }
+    }
+
     fn shared<F: AsFd + Send + Sync + 'static>(file: Arc<F>) -> OpFd {
         OpFd {
             raw: file.as_fd().as_raw_fd(),

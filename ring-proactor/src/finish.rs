@@ -19,7 +19,7 @@ type Storage = MaybeUninit<[usize; 8]>;
 
 /// A [`Finish`] closure, called at most once; dropped uncalled, it drops
 /// the closure (and what it owns).
-pub(crate) struct Finisher<O> {
+pub struct Finisher<O> {
     /// The closure, or a `Box` of it if it does not fit.
     storage: Storage,
     /// Moves the closure out of `storage` and calls it.

@@ -5,13 +5,15 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::buf::{BufResult, IoBuf, Slice};
 use crate::flags::{CURRENT_POSITION, Domain, SocketType};
 use crate::op::{Op, Stage};
+use crate::{OpFd, Proactor, Runtime};
 
 impl<O: 'static> Op<O> {
     /// The op, its output passed through `f` when it completes. `f` runs
@@ -41,9 +43,13 @@ pub(crate) fn advance(pos: u64, done: usize) -> u64 {
     }
 }
 
-/// What makes the next op of a [`Transfer`]: from the rest of the buffer
-/// and the bytes done so far.
-type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send>;
+/// The op of a [`Transfer`] on the runtime `R`.
+type TransferOp<B, R> = <R as Runtime>::Op<BufResult<usize, Slice<B>>>;
+
+/// What makes each op of a [`Transfer`]: from the runtime, the handle's
+/// file, the rest of the buffer and the offset to do it at. A function,
+/// not a closure: a transfer allocates nothing of its own.
+pub(crate) type Make<B, R> = fn(&R, OpFd, Slice<B>, u64) -> TransferOp<B, R>;
 
 /// The future of `read_exact`, `read_exact_at`, `write_all` and
 /// `write_all_at` of the [`fs`](crate::fs) and [`net`](crate::net)
@@ -57,7 +63,8 @@ type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> 
 ///
 /// Like an [`Op`], it does nothing until polled or
 /// [`wait`](Self::wait)ed on; dropped, it drops the op in flight (see
-/// [`Op`] for what that may lose).
+/// [`Op`] for what that may lose). Its ops are those of the handle's
+/// runtime `R` (see [`Runtime`]).
 ///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, net::UnixStream};
@@ -71,46 +78,89 @@ type Next<B> = Box<dyn FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> 
 /// assert_eq!(buf, b"0123456789");
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// On a [`LocalProactor`](crate::LocalProactor), polled with the writes
+/// on its thread:
+///
+/// ```
+/// use futures_util::future::join;
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::UnixStream};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let (a, b) = UnixStream::pair(&p)?;
+/// let reading = b.read_exact(Vec::with_capacity(10)); // a `Transfer<_, LocalProactor>`
+/// let ((res, buf), _) = p.block_on(join(reading, a.write_all("0123456789")));
+/// res?;
+/// assert_eq!(buf, b"0123456789");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "a transfer does nothing until polled or waited on"]
-pub struct Transfer<B: 'static> {
-    op: Option<Op<BufResult<usize, Slice<B>>>>,
+pub struct Transfer<B: 'static, R: Runtime = Proactor> {
+    runtime: R,
+    /// The handle's file, shared with each op.
+    file: SharedFd,
+    make: Make<B, R>,
+    /// Where the first op goes; the next go on from there.
+    pos: u64,
+    op: Option<TransferOp<B, R>>,
     /// The buffer, while no op holds it (nothing to do).
     idle: Option<B>,
-    next: Next<B>,
     done: usize,
     total: usize,
     write: bool,
 }
 
-impl<B: IoBuf> Transfer<B> {
-    /// Fills `buf` to its `bytes_total` with reads.
-    pub(crate) fn read(
+impl<B: IoBuf, R: Runtime> Transfer<B, R> {
+    /// Fills `buf` to its `bytes_total` with reads of `runtime` on `file`
+    /// made by `make`, the first at `pos`.
+    pub(crate) fn read<F: AsFd + Send + Sync + 'static>(
+        runtime: &R,
+        file: &Arc<F>,
+        pos: u64,
         buf: B,
-        next: impl FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send + 'static,
+        make: Make<B, R>,
     ) -> Self {
         let total = buf.bytes_total();
-        Transfer::new(buf, total, false, Box::new(next))
+        Transfer::new(runtime, SharedFd::new(file), pos, make, buf, total, false)
     }
 
-    /// Sends all of `buf`'s `bytes_init` bytes with writes.
-    pub(crate) fn write(
+    /// Sends all of `buf`'s `bytes_init` bytes with writes of `runtime` on
+    /// `file` made by `make`, the first at `pos`.
+    pub(crate) fn write<F: AsFd + Send + Sync + 'static>(
+        runtime: &R,
+        file: &Arc<F>,
+        pos: u64,
         buf: B,
-        next: impl FnMut(Slice<B>, usize) -> Op<BufResult<usize, Slice<B>>> + Send + 'static,
+        make: Make<B, R>,
     ) -> Self {
         let total = buf.bytes_init();
-        Transfer::new(buf, total, true, Box::new(next))
+        Transfer::new(runtime, SharedFd::new(file), pos, make, buf, total, true)
     }
 
-    fn new(buf: B, total: usize, write: bool, mut next: Next<B>) -> Self {
+    fn new(
+        runtime: &R,
+        file: SharedFd,
+        pos: u64,
+        make: Make<B, R>,
+        buf: B,
+        total: usize,
+        write: bool,
+    ) -> Self {
         let (op, idle) = if total == 0 {
             (None, Some(buf))
         } else {
-            (Some(next(buf.slice(..total), 0)), None)
+            (
+                Some(make(runtime, file.op_fd(), buf.slice(..total), pos)),
+                None,
+            )
         };
         Transfer {
+            runtime: runtime.clone(),
+            file,
+            make,
+            pos,
             op,
             idle,
-            next,
             done: 0,
             total,
             write,
@@ -118,15 +168,16 @@ impl<B: IoBuf> Transfer<B> {
     }
 
     /// Blocks the calling thread until the transfer is done (see
-    /// [`block_on`](crate::block_on)).
+    /// [`Runtime::block_on`]: a LocalProactor's is driven meanwhile).
     pub fn wait(self) -> BufResult<(), B> {
-        crate::block_on(self)
+        let runtime = self.runtime.clone();
+        runtime.block_on(self)
     }
 }
 
-impl<B: 'static> Unpin for Transfer<B> {}
+impl<B: 'static, R: Runtime> Unpin for Transfer<B, R> {}
 
-impl<B: IoBuf> Future for Transfer<B> {
+impl<B: IoBuf, R: Runtime> Future for Transfer<B, R> {
     type Output = BufResult<(), B>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BufResult<(), B>> {
@@ -165,18 +216,41 @@ impl<B: IoBuf> Future for Transfer<B> {
             if this.done >= this.total {
                 return Poll::Ready((Ok(()), buf));
             }
-            this.op = Some((this.next)(buf.slice(this.done..this.total), this.done));
+            let rest = buf.slice(this.done..this.total);
+            let at = advance(this.pos, this.done);
+            this.op = Some((this.make)(&this.runtime, this.file.op_fd(), rest, at));
         }
     }
 }
 
-impl<B: 'static> fmt::Debug for Transfer<B> {
+impl<B: 'static, R: Runtime> fmt::Debug for Transfer<B, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transfer")
             .field("write", &self.write)
             .field("done", &self.done)
             .field("total", &self.total)
             .finish_non_exhaustive()
+    }
+}
+
+/// A handle's file as a [`Transfer`] keeps it: each of its ops holds it
+/// open (as an [`OpFd`] of the `Arc` the handle shares).
+struct SharedFd {
+    raw: RawFd,
+    keep: Arc<dyn Send + Sync>,
+}
+
+impl SharedFd {
+    fn new<F: AsFd + Send + Sync + 'static>(file: &Arc<F>) -> Self {
+        SharedFd {
+            raw: file.as_fd().as_raw_fd(),
+            keep: file.clone(),
+        }
+    }
+
+    /// What the next op holds.
+    fn op_fd(&self) -> OpFd {
+        OpFd::shared_raw(self.raw, self.keep.clone())
     }
 }
 
@@ -193,7 +267,8 @@ pub(crate) fn socket(domain: Domain, ty: SocketType) -> io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
     use super::*;
@@ -202,41 +277,54 @@ mod tests {
 
     #[test]
     fn write_all_fails_with_write_zero_and_hands_the_buffer_back() {
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();
         let null = Arc::new(std::fs::File::create("/dev/null").unwrap());
-        let writes = Arc::new(Mutex::new(0));
-        let counted = writes.clone();
         // Every write sends nothing (an empty slice of the rest): the
         // kernel says 0.
-        let (res, buf) = block_on(Transfer::write(b"stuck".to_vec(), move |rest, _| {
-            *counted.lock().unwrap() += 1;
-            p.write(&null, rest.into_inner().slice(0..0), 0)
-        }));
+        let (res, buf) = block_on(Transfer::write(
+            &p,
+            &null,
+            0,
+            b"stuck".to_vec(),
+            |p, fd, rest, at| {
+                WRITES.fetch_add(1, Ordering::Relaxed);
+                crate::ops::fs::write(p, fd, rest.into_inner().slice(0..0), at)
+            },
+        ));
         assert_eq!(res.unwrap_err().kind(), io::ErrorKind::WriteZero);
-        assert_eq!((*writes.lock().unwrap(), &buf[..]), (1, &b"stuck"[..]));
+        let writes = WRITES.load(Ordering::Relaxed);
+        assert_eq!((writes, &buf[..]), (1, &b"stuck"[..]));
     }
 
     #[test]
     fn read_exact_retries_interrupted_reads_and_counts_from_where_it_was() {
+        static AT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();
         let zero = Arc::new(std::fs::File::open("/dev/zero").unwrap());
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let seen = calls.clone();
-        let (res, buf) = block_on(Transfer::read(vec![1u8; 10], move |rest, done| {
-            let mut seen = seen.lock().unwrap();
-            seen.push(done);
-            if seen.len() == 1 {
-                return p.failed_op(io::Error::from(io::ErrorKind::Interrupted), move |r, _| {
-                    (r.map(|n| n as usize), rest)
-                });
-            }
-            // Three bytes at a time.
-            let len = rest.bytes_total().min(3);
-            p.read(&zero, rest.slice(..len), 0)
-        }));
+        let (res, buf) = block_on(Transfer::read(
+            &p,
+            &zero,
+            100,
+            vec![1u8; 10],
+            |p, fd, rest, at| {
+                let mut seen = AT.lock().unwrap();
+                seen.push(at);
+                if seen.len() == 1 {
+                    let e = io::Error::from(io::ErrorKind::Interrupted);
+                    return p.failed_op(e, move |r, _| {
+                        drop(fd);
+                        (r.map(|n| n as usize), rest)
+                    });
+                }
+                // Three bytes at a time.
+                let len = rest.bytes_total().min(3);
+                crate::ops::fs::read(p, fd, rest.slice(..len), at)
+            },
+        ));
         res.unwrap();
         assert_eq!(buf, [0; 10]);
-        assert_eq!(*calls.lock().unwrap(), [0, 0, 3, 6, 9]);
+        assert_eq!(*AT.lock().unwrap(), [100, 100, 103, 106, 109]);
     }
 
     #[test]

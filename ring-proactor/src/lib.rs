@@ -36,6 +36,39 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! A program that does its I/O on one thread can take a [`LocalProactor`]
+//! instead: the same ops, each a [`LocalOp`], with no lock, no atomic
+//! operation and no other thread. The same handles run on it
+//! (`File<LocalProactor>`, `TcpStream<LocalProactor>`, ...: each handle is
+//! generic over its [`Runtime`], the Proactor by default), and stay on its
+//! thread:
+//!
+//! ```
+//! use ring_io_proactor::{IoBuf, LocalProactor, ProactorConfig};
+//! use ring_io_proactor::net::{TcpListener, TcpStream};
+//!
+//! let p = LocalProactor::new(ProactorConfig::new(32))?;
+//! let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+//! let addr = listener.local_addr()?;
+//! let echoed = p.block_on(async {
+//!     let server = async {
+//!         let (conn, _) = listener.accept().await?;
+//!         let (n, buf) = conn.read(vec![0u8; 64]).await;
+//!         conn.write_all(buf.slice(..n?)).await.0
+//!     };
+//!     let client = async {
+//!         let conn = TcpStream::connect(&p, addr).await?;
+//!         conn.write_all("echo").await.0?;
+//!         let (res, buf) = conn.read_exact(vec![0u8; 4]).await;
+//!         res.map(|()| buf)
+//!     };
+//!     let (served, echoed) = futures_util::future::join(server, client).await;
+//!     served.and(echoed)
+//! })?;
+//! assert_eq!(echoed, b"echo");
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! Buffers are any [`IoBuf`] (to write from) or [`IoBufMut`] (to read
 //! into): `Vec<u8>`, `Box<[u8]>`, `String`, `&'static str`, a
 //! [`slice`](IoBuf::slice) of a buffer, ...; a read fills the buffer from
@@ -99,6 +132,7 @@ pub mod net;
 mod op;
 mod ops;
 mod proactor;
+mod runtime;
 mod state;
 mod tags;
 #[cfg(test)]
@@ -121,3 +155,4 @@ pub use local::{LocalMulti, LocalOp, LocalProactor, LocalUnparker};
 pub use multi::Multi;
 pub use op::Op;
 pub use proactor::Proactor;
+pub use runtime::Runtime;

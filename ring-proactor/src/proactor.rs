@@ -213,6 +213,11 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// or, dropped in flight, until its last CQE; the last clone may then be
 /// dropped on the thread that drives, which finishes the shutdown there.
 ///
+/// The same handles run on a [`LocalProactor`](crate::LocalProactor)
+/// (`File<LocalProactor>`: see [`Runtime`](crate::Runtime)), whose clones
+/// are `Rc`s; there an op that makes a handle holds it weakly, as nothing
+/// but its own thread could finish a shutdown.
+///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, net::UdpSocket};
 ///

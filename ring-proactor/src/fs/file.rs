@@ -1,5 +1,5 @@
-//! [`File`]: an open file of a [`Proactor`], with positional reads and
-//! writes.
+//! [`File`]: an open file of a [`Proactor`] or a [`LocalProactor`], with
+//! positional reads and writes.
 
 use std::ffi::CString;
 use std::fmt;
@@ -12,22 +12,26 @@ use ring_io_ops::Fd;
 
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::fs::{Metadata, OpenOptions, metadata};
-use crate::handle::{Transfer, advance};
-use crate::op::Op;
+use crate::handle::Transfer;
 use crate::ops::Backend;
 use crate::proactor::Proactor;
-use crate::{IntoOpFd, OpFd};
+use crate::{IntoOpFd, OpFd, Runtime};
+#[cfg(doc)]
+use crate::{LocalProactor, Op};
 
-/// An open file whose reads and writes are ops of a [`Proactor`], as
+/// An open file whose reads and writes are ops of its runtime `R`, as
 /// tokio-uring's and monoio's: each takes a buffer by value and hands it
 /// back with the result ([`BufResult`]), at an explicit offset (the file
 /// has no position of its own).
 ///
-/// The file holds a clone of its Proactor (see
+/// `R` is a [`Proactor`] (the default: `File` is `File<Proactor>`, whose
+/// ops are [`Op`]s for any executor) or a [`LocalProactor`] (its ops are
+/// [`LocalOp`](crate::LocalOp)s, and the file stays on its thread); see
+/// [`Runtime`]. The file holds a clone of its runtime (see
 /// [Clones](Proactor#clones-and-the-handles-of-fs-and-net)), and its ops
 /// keep it open until the kernel is done with them. It closes when
 /// dropped, or, with its error reported, with [`close`](Self::close).
-/// `&File` is an [`IntoOpFd`]: the Proactor's other ops
+/// `&File` is an [`IntoOpFd`]: the runtime's other ops
 /// ([`splice`](Proactor::splice), [`readv`](Proactor::readv), ...) take it.
 ///
 /// ```
@@ -50,12 +54,35 @@ use crate::{IntoOpFd, OpFd};
 /// std::fs::remove_file(&path)?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct File {
+///
+/// The same on a [`LocalProactor`], on this thread:
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, fs::OpenOptions};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let path = std::env::temp_dir().join(format!("local-file-doc-{}", std::process::id()));
+/// p.block_on(async {
+///     let mut options = OpenOptions::new();
+///     let file = options.read(true).write(true).create(true).open(&p, &path).await?;
+///     let (res, _) = file.write_all_at("hello, world", 0).await;
+///     res?;
+///     file.sync_data().await?;
+///     let (res, buf) = file.read_exact_at(vec![0u8; 5], 7).await;
+///     res?;
+///     assert_eq!(buf, b"world");
+///     assert_eq!(file.metadata().await?.len(), 12);
+///     file.close().await
+/// })?;
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct File<R: Runtime = Proactor> {
     inner: Arc<std::fs::File>,
-    proactor: Proactor,
+    proactor: R,
 }
 
-impl File {
+impl<R: Runtime> File<R> {
     /// Opens `path` for reading (as [`std::fs::File::open`]).
     ///
     /// ```
@@ -69,7 +96,8 @@ impl File {
     /// assert_eq!(missing.unwrap_err().kind(), std::io::ErrorKind::NotFound);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn open(proactor: &Proactor, path: impl AsRef<Path>) -> Op<io::Result<File>> {
+    pub fn open(proactor: &impl AsRef<R>, path: impl AsRef<Path>) -> R::Op<io::Result<File<R>>> {
+        let proactor = proactor.as_ref();
         OpenOptions::new().read(true).open(proactor, path)
     }
 
@@ -87,7 +115,8 @@ impl File {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn create(proactor: &Proactor, path: impl AsRef<Path>) -> Op<io::Result<File>> {
+    pub fn create(proactor: &impl AsRef<R>, path: impl AsRef<Path>) -> R::Op<io::Result<File<R>>> {
+        let proactor = proactor.as_ref();
         OpenOptions::new()
             .write(true)
             .create(true)
@@ -112,8 +141,8 @@ impl File {
     /// assert_eq!(slice.into_inner(), b"..Name:.");
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn read_at<B: IoBufMut>(&self, buf: B, pos: u64) -> Op<BufResult<usize, B>> {
-        self.proactor.read(&self.inner, buf, pos)
+    pub fn read_at<B: IoBufMut>(&self, buf: B, pos: u64) -> R::Op<BufResult<usize, B>> {
+        crate::ops::fs::read(&self.proactor, &self.inner, buf, pos)
     }
 
     /// Writes `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes at byte
@@ -131,8 +160,8 @@ impl File {
     /// assert_eq!((n?, buf.as_str()), (8, "anything"));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> Op<BufResult<usize, B>> {
-        self.proactor.write(&self.inner, buf, pos)
+    pub fn write_at<B: IoBuf>(&self, buf: B, pos: u64) -> R::Op<BufResult<usize, B>> {
+        crate::ops::fs::write(&self.proactor, &self.inner, buf, pos)
     }
 
     /// Fills `buf` to its [`bytes_total`](IoBuf::bytes_total) from byte
@@ -154,10 +183,9 @@ impl File {
     /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> Transfer<B> {
-        let (file, p) = (self.inner.clone(), self.proactor.clone());
-        Transfer::read(buf, move |rest, done| {
-            p.read(&file, rest, advance(pos, done))
+    pub fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> Transfer<B, R> {
+        Transfer::read(&self.proactor, &self.inner, pos, buf, |p, fd, rest, at| {
+            crate::ops::fs::read(p, fd, rest, at)
         })
     }
 
@@ -179,10 +207,9 @@ impl File {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> Transfer<B> {
-        let (file, p) = (self.inner.clone(), self.proactor.clone());
-        Transfer::write(buf, move |rest, done| {
-            p.write(&file, rest, advance(pos, done))
+    pub fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> Transfer<B, R> {
+        Transfer::write(&self.proactor, &self.inner, pos, buf, |p, fd, rest, at| {
+            crate::ops::fs::write(p, fd, rest, at)
         })
     }
 
@@ -200,8 +227,8 @@ impl File {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn sync_all(&self) -> Op<io::Result<()>> {
-        self.proactor.fsync(&self.inner, false)
+    pub fn sync_all(&self) -> R::Op<io::Result<()>> {
+        crate::ops::fs::fsync(&self.proactor, &self.inner, false)
     }
 
     /// Flushes the file's data (and only the metadata needed to read it
@@ -218,8 +245,8 @@ impl File {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn sync_data(&self) -> Op<io::Result<()>> {
-        self.proactor.fsync(&self.inner, true)
+    pub fn sync_data(&self) -> R::Op<io::Result<()>> {
+        crate::ops::fs::fsync(&self.proactor, &self.inner, true)
     }
 
     /// What `statx(2)` says of the open file: size, type, permissions,
@@ -234,7 +261,7 @@ impl File {
     /// assert_eq!((m.file_type(), m.len()), (FileType::CharDevice, 0));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn metadata(&self) -> Op<io::Result<Metadata>> {
+    pub fn metadata(&self) -> R::Op<io::Result<Metadata>> {
         let fd: OpFd = (&self.inner).into_op_fd();
         let path = CString::default();
         // SAFETY: `statx` is plain integers, for which zero is valid.
@@ -264,14 +291,17 @@ impl File {
     /// file.close().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn close(self) -> Op<io::Result<()>> {
+    pub fn close(self) -> R::Op<io::Result<()>> {
         match Arc::try_unwrap(self.inner) {
-            Ok(file) => self.proactor.close(file.into()),
+            Ok(file) => crate::ops::fs::close(&self.proactor, file.into()),
             // It closes with the last op that holds it.
-            Err(shared) => self.proactor.nop().map(move |res| {
-                drop(shared);
-                res
-            }),
+            Err(shared) => {
+                let nop = ring_io_ops::Nop::new().build();
+                self.proactor.op(nop, move |res: io::Result<u32>, _| {
+                    drop(shared);
+                    res.map(drop)
+                })
+            }
         }
     }
 
@@ -287,7 +317,8 @@ impl File {
     /// assert_eq!(&buf[..n?], b"Name:");
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &Proactor, file: std::fs::File) -> File {
+    pub fn from_std(proactor: &impl AsRef<R>, file: std::fs::File) -> File<R> {
+        let proactor = proactor.as_ref();
         File {
             inner: Arc::new(file),
             proactor: proactor.clone(),
@@ -332,7 +363,7 @@ impl File {
         Arc::try_unwrap(self.inner).or_else(|shared| shared.try_clone())
     }
 
-    /// The Proactor whose ops this file's are.
+    /// The runtime whose ops this file's are.
     ///
     /// ```
     /// use ring_io_proactor::{Proactor, ProactorConfig, fs::File};
@@ -342,32 +373,32 @@ impl File {
     /// file.proactor().nop().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn proactor(&self) -> &Proactor {
+    pub fn proactor(&self) -> &R {
         &self.proactor
     }
 }
 
-impl AsFd for File {
+impl<R: Runtime> AsFd for File<R> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
     }
 }
 
-impl AsRawFd for File {
+impl<R: Runtime> AsRawFd for File<R> {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.as_raw_fd()
     }
 }
 
-/// The Proactor's ops take `&File`: the op holds the file open until the
+/// The runtime's ops take `&File`: the op holds the file open until the
 /// kernel is done with it.
-impl IntoOpFd for &File {
+impl<R: Runtime> IntoOpFd for &File<R> {
     fn into_op_fd(self) -> OpFd {
         (&self.inner).into_op_fd()
     }
 }
 
-impl fmt::Debug for File {
+impl<R: Runtime> fmt::Debug for File<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("File")
             .field("fd", &self.inner.as_raw_fd())

@@ -3,13 +3,15 @@
 use std::io;
 use std::path::Path;
 
+use crate::Runtime;
 use crate::fs::File;
-use crate::op::Op;
-use crate::proactor::Proactor;
+use crate::ops::Backend;
+#[cfg(doc)]
+use crate::{LocalProactor, Proactor};
 
 /// How to open a [`File`]: which access, whether to create or truncate it,
-/// with which permissions; then [`open`](Self::open) on a [`Proactor`]
-/// (`IORING_OP_OPENAT`). The options and their errors are those of
+/// with which permissions; then [`open`](Self::open) on a [`Proactor`] or
+/// a [`LocalProactor`] (`IORING_OP_OPENAT`). The options and their errors are those of
 /// [`std::fs::OpenOptions`]; the file is always opened close-on-exec.
 ///
 /// ```
@@ -190,16 +192,20 @@ impl OpenOptions {
     }
 
     /// Opens `path` (relative to the current directory) with these
-    /// options: an op of the [`File`].
+    /// options: an op of `proactor` (see [`Runtime`]) whose output is the
+    /// [`File`].
     ///
     /// Options that do not go together fail with `InvalidInput`, as std's
     /// do: no access at all, or creating or truncating without writing.
     /// See [`OpenOptions`] for an example.
-    pub fn open(&self, proactor: &Proactor, path: impl AsRef<Path>) -> Op<io::Result<File>> {
-        let p = proactor.clone();
-        proactor
-            .open(path, self)
-            .map(move |fd| fd.map(|fd| File::from_std(&p, fd.into())))
+    pub fn open<R: Runtime>(
+        &self,
+        proactor: &impl AsRef<R>,
+        path: impl AsRef<Path>,
+    ) -> R::Op<io::Result<File<R>>> {
+        let proactor = proactor.as_ref();
+        let open = crate::ops::fs::open(proactor, path, self);
+        proactor.map_with(open, |p, fd| Ok(File::from_std(p, fd?.into())))
     }
 
     /// The `O_*` flags these options ask for (`O_CLOEXEC` included), or

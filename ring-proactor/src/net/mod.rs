@@ -9,7 +9,10 @@
 //!
 //! Each handle holds a clone of its [`Proactor`] (see
 //! [Clones](Proactor#clones-and-the-handles-of-fs-and-net)): a task or a
-//! thread needs only its socket.
+//! thread needs only its socket. The same handles run on a
+//! [`LocalProactor`](crate::LocalProactor) (`TcpStream<LocalProactor>`,
+//! ...: see [`Runtime`]), where they stay on its thread; the
+//! `echo_local` example is a server built on them.
 //!
 //! An echo server, one task per connection on a single thread (with
 //! `futures-util`'s `for_each_concurrent`):
@@ -65,11 +68,10 @@ pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};
 
-use crate::multi::Multi;
-use crate::op::Op;
 use crate::ops::Backend;
 use crate::proactor::Proactor;
-use crate::{IntoOpFd, OpFd};
+use crate::runtime::sealed::{Sealed, Token};
+use crate::{IntoOpFd, OpFd, Runtime};
 
 /// The connections a listener accepts, as a `futures_core::Stream` that
 /// never ends: from [`TcpListener::incoming`] and
@@ -84,33 +86,52 @@ use crate::{IntoOpFd, OpFd};
 /// Dropping the stream cancels its accept, and a connection the kernel
 /// accepted meanwhile is closed. To stop without losing one,
 /// [`cancel`](Self::cancel) the stream and take what it still yields.
+///
+/// `S` is the listener's stream, `R` its runtime (see [`Runtime`]): the
+/// default is a [`Proactor`]'s; a [`LocalProactor`](crate::LocalProactor)'s
+/// listener yields an `Incoming<TcpStream<LocalProactor>, LocalProactor>`:
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::TcpListener};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let clients: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr)).collect();
+/// let accepted: Vec<_> = p.block_on(listener.incoming().take(3).collect());
+/// for (stream, client) in accepted.into_iter().zip(clients) {
+///     assert_eq!(stream?.peer_addr()?, client?.local_addr()?);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use = "a stream does nothing until polled"]
-pub struct Incoming<S: 'static> {
-    proactor: Proactor,
+pub struct Incoming<S: 'static, R: Runtime = Proactor> {
+    proactor: R,
     listener: Box<dyn Fn() -> OpFd + Send + Sync>,
-    accepting: Accepting,
-    make: fn(OwnedFd, &Proactor) -> S,
+    accepting: Accepting<R>,
+    make: fn(OwnedFd, &R) -> S,
     cancelled: bool,
 }
 
-enum Accepting {
-    Multi(Multi<OwnedFd>),
+enum Accepting<R: Runtime> {
+    Multi(<R as Sealed>::Multi<OwnedFd>),
     /// Before 5.19: one accept at a time.
-    One(Option<Op<io::Result<OwnedFd>>>),
+    One(Option<R::Op<io::Result<OwnedFd>>>),
 }
 
-impl<S: 'static> Incoming<S> {
+impl<S: 'static, R: Runtime> Incoming<S, R> {
     pub(crate) fn new<L: IntoOpFd>(
-        proactor: &Proactor,
+        proactor: &R,
         listener: impl Fn() -> L + Send + Sync + 'static,
-        make: fn(OwnedFd, &Proactor) -> S,
+        make: fn(OwnedFd, &R) -> S,
     ) -> Self {
         let listener: Box<dyn Fn() -> OpFd + Send + Sync> =
             Box::new(move || listener().into_op_fd());
         let accepting = if proactor.needs(5, 19, "multishot accept").is_some() {
             Accepting::One(None)
         } else {
-            Accepting::Multi(proactor.accept_multi(listener()))
+            Accepting::Multi(proactor.accept_multi_of(Token(()), listener()))
         };
         Incoming {
             proactor: proactor.clone(),
@@ -146,37 +167,42 @@ impl<S: 'static> Incoming<S> {
     pub fn cancel(&mut self) {
         self.cancelled = true;
         match &mut self.accepting {
-            Accepting::Multi(multi) => multi.cancel(),
+            Accepting::Multi(multi) => R::cancel_multi(Token(()), multi),
             Accepting::One(op) => {
                 if let Some(op) = op {
-                    op.request_cancel();
+                    R::cancel_of(Token(()), op);
                 }
             }
         }
     }
 }
 
-impl<S: 'static> futures_core::Stream for Incoming<S> {
+impl<S: 'static, R: Runtime> Unpin for Incoming<S, R> {}
+
+impl<S: 'static, R: Runtime> futures_core::Stream for Incoming<S, R> {
     type Item = io::Result<S>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<S>>> {
         let this = self.get_mut();
         loop {
             let accepted = match &mut this.accepting {
-                Accepting::Multi(multi) => match multi.poll_next(cx) {
+                Accepting::Multi(multi) => match R::poll_multi(Token(()), multi, cx) {
                     Poll::Ready(Some(accepted)) => accepted,
                     Poll::Ready(None) if this.cancelled => return Poll::Ready(None),
                     Poll::Ready(None) => {
                         // The kernel ended the request: accept again.
-                        this.accepting =
-                            Accepting::Multi(this.proactor.accept_multi((this.listener)()));
+                        let listener = (this.listener)();
+                        let multi = this.proactor.accept_multi_of(Token(()), listener);
+                        this.accepting = Accepting::Multi(multi);
                         continue;
                     }
                     Poll::Pending => return Poll::Pending,
                 },
                 Accepting::One(None) if this.cancelled => return Poll::Ready(None),
                 Accepting::One(op) => {
-                    let accept = op.get_or_insert_with(|| this.proactor.accept((this.listener)()));
+                    let accept = op.get_or_insert_with(|| {
+                        crate::ops::net::accept(&this.proactor, (this.listener)())
+                    });
                     match Pin::new(accept).poll(cx) {
                         Poll::Ready(accepted) => {
                             *op = None;
@@ -199,7 +225,7 @@ impl<S: 'static> futures_core::Stream for Incoming<S> {
     }
 }
 
-impl<S: 'static> fmt::Debug for Incoming<S> {
+impl<S: 'static, R: Runtime> fmt::Debug for Incoming<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let how = match self.accepting {
             Accepting::Multi(_) => "multishot",

@@ -13,13 +13,15 @@ use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::flags::{Domain, MsgFlags, SocketType};
 use crate::handle::{Transfer, socket};
 use crate::net::Incoming;
-use crate::op::Op;
 use crate::ops::Backend;
 use crate::proactor::Proactor;
-use crate::{IntoOpFd, OpFd};
+use crate::{IntoOpFd, OpFd, Runtime};
+#[cfg(doc)]
+use crate::{LocalProactor, Op};
 
-/// A TCP socket listening for connections, whose accepts are ops of a
-/// [`Proactor`].
+/// A TCP socket listening for connections, whose accepts are ops of its
+/// runtime `R`: a [`Proactor`] (the default) or a [`LocalProactor`] (see
+/// [`Runtime`]).
 ///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, net::TcpListener};
@@ -32,12 +34,27 @@ use crate::{IntoOpFd, OpFd};
 /// assert_eq!(stream.peer_addr()?, peer);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct TcpListener {
+///
+/// On a [`LocalProactor`], whose ops complete while its thread drives it
+/// (here its `block_on`, through `wait`):
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::TcpListener};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+/// let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// let (stream, peer) = listener.accept().wait()?;
+/// assert_eq!(peer, client.local_addr()?);
+/// assert_eq!(stream.peer_addr()?, peer);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct TcpListener<R: Runtime = Proactor> {
     inner: Arc<std::net::TcpListener>,
-    proactor: Proactor,
+    proactor: R,
 }
 
-impl TcpListener {
+impl<R: Runtime> TcpListener<R> {
     /// A listener bound to `addr` (the first of its addresses that binds,
     /// as [`std::net::TcpListener::bind`]: a name is resolved on this
     /// thread, blocking).
@@ -50,13 +67,14 @@ impl TcpListener {
     /// assert!(listener.local_addr()?.ip().is_loopback());
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn bind(proactor: &Proactor, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    pub fn bind(proactor: &impl AsRef<R>, addr: impl ToSocketAddrs) -> io::Result<TcpListener<R>> {
+        let proactor = proactor.as_ref();
         TcpListener::from_std(proactor, std::net::TcpListener::bind(addr)?)
     }
 
     /// Accepts a connection: the stream and the peer's address.
     /// See [`TcpListener`] for an example.
-    pub fn accept(&self) -> Op<io::Result<(TcpStream, SocketAddr)>> {
+    pub fn accept(&self) -> R::Op<io::Result<(TcpStream<R>, SocketAddr)>> {
         let fd: OpFd = (&self.inner).into_op_fd();
         // The peer's address, and its length (updated by the kernel).
         // SAFETY: all-zero is a valid sockaddr_storage.
@@ -68,19 +86,23 @@ impl TcpListener {
             .flags(libc::SOCK_CLOEXEC)
             .peer_addr((&raw mut addr.0).cast(), &raw mut addr.1)
             .build();
-        let p = self.proactor.clone();
-        self.proactor
-            .op_with(entry, fd, move |res: io::Result<u32>, _| {
-                // SAFETY: a successful accept returns a new fd that nothing
-                // owns.
-                let fd = res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })?;
-                let stream = TcpStream::from_owned(fd, &p);
-                let peer = match from_sockaddr(&addr.0, addr.1) {
-                    Some(peer) => peer,
-                    None => stream.peer_addr()?,
-                };
-                Ok((stream, peer))
-            })
+        let accept =
+            self.proactor
+                .op_with(entry, fd, move |res: io::Result<u32>, _| -> io::Result<_> {
+                    // SAFETY: a successful accept returns a new fd that nothing
+                    // owns.
+                    let fd = res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })?;
+                    Ok((fd, from_sockaddr(&addr.0, addr.1)))
+                });
+        self.proactor.map_with(accept, |p, accepted| {
+            let (fd, peer) = accepted?;
+            let stream = TcpStream::from_owned(fd, p);
+            let peer = match peer {
+                Some(peer) => peer,
+                None => stream.peer_addr()?,
+            };
+            Ok((stream, peer))
+        })
     }
 
     /// The connections, as a stream (multishot from Linux 5.19; see
@@ -100,7 +122,7 @@ impl TcpListener {
     /// }
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn incoming(&self) -> Incoming<TcpStream> {
+    pub fn incoming(&self) -> Incoming<TcpStream<R>, R> {
         let inner = self.inner.clone();
         Incoming::new(&self.proactor, move || inner.clone(), TcpStream::from_owned)
     }
@@ -134,7 +156,8 @@ impl TcpListener {
     /// listener.accept().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &Proactor, listener: std::net::TcpListener) -> io::Result<Self> {
+    pub fn from_std(proactor: &impl AsRef<R>, listener: std::net::TcpListener) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         listener.set_nonblocking(false)?;
         Ok(TcpListener {
             inner: Arc::new(listener),
@@ -175,7 +198,7 @@ impl TcpListener {
         &self.inner
     }
 
-    /// The Proactor whose ops this listener's are.
+    /// The runtime whose ops this listener's are.
     ///
     /// ```
     /// use ring_io_proactor::{Proactor, ProactorConfig, net::TcpListener};
@@ -185,17 +208,19 @@ impl TcpListener {
     /// listener.proactor().nop().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn proactor(&self) -> &Proactor {
+    pub fn proactor(&self) -> &R {
         &self.proactor
     }
 }
 
-/// A TCP connection whose reads and writes are ops of a [`Proactor`],
+/// A TCP connection whose reads and writes are ops of its runtime `R` (a
+/// [`Proactor`], the default, or a [`LocalProactor`]: see [`Runtime`]),
 /// each taking a buffer by value and handing it back with the result.
 ///
 /// Reads and writes take `&self`, so a task may read and write at once
-/// (joining the two futures), and the stream may be shared (`Arc`)
-/// between tasks. It closes when dropped (once its ops are done).
+/// (joining the two futures), and the stream may be shared (`Arc`, or
+/// `Rc` on a LocalProactor) between tasks. It closes when dropped (once
+/// its ops are done).
 ///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, block_on, net::{TcpListener, TcpStream}};
@@ -212,13 +237,34 @@ impl TcpListener {
 /// })?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct TcpStream {
+///
+/// On a [`LocalProactor`], the accept and the connect at once on its
+/// thread:
+///
+/// ```
+/// use futures_util::future::join;
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::{TcpListener, TcpStream}};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let listener = TcpListener::bind(&p, "127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// p.block_on(async {
+///     let (accepted, client) = join(listener.accept(), TcpStream::connect(&p, addr)).await;
+///     let ((server, _), client) = (accepted?, client?);
+///     client.write_all(b"hello".to_vec()).await.0?;
+///     let (n, buf) = server.read(vec![0u8; 64]).await;
+///     assert_eq!(&buf[..n?], b"hello");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct TcpStream<R: Runtime = Proactor> {
     inner: Arc<std::net::TcpStream>,
-    proactor: Proactor,
+    proactor: R,
 }
 
-impl TcpStream {
-    pub(crate) fn from_owned(fd: OwnedFd, proactor: &Proactor) -> TcpStream {
+impl<R: Runtime> TcpStream<R> {
+    pub(crate) fn from_owned(fd: OwnedFd, proactor: &R) -> TcpStream<R> {
         TcpStream {
             inner: Arc::new(fd.into()),
             proactor: proactor.clone(),
@@ -240,16 +286,17 @@ impl TcpStream {
     /// assert_eq!(stream.peer_addr()?, listener.local_addr()?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn connect(proactor: &Proactor, addr: SocketAddr) -> Op<io::Result<TcpStream>> {
+    pub fn connect(proactor: &impl AsRef<R>, addr: SocketAddr) -> R::Op<io::Result<TcpStream<R>>> {
+        let proactor = proactor.as_ref();
         let socket = match socket(Domain::for_address(addr), SocketType::STREAM) {
             Ok(socket) => Arc::new(std::net::TcpStream::from(socket)),
             Err(e) => return proactor.failed(e),
         };
-        let p = proactor.clone();
-        proactor.connect(socket.clone(), addr).map(move |res| {
+        let connect = crate::ops::net::connect(proactor, socket.clone(), addr);
+        proactor.map_with(connect, move |p, res| {
             res.map(|()| TcpStream {
                 inner: socket,
-                proactor: p,
+                proactor: p.clone(),
             })
         })
     }
@@ -259,8 +306,8 @@ impl TcpStream {
     /// least a byte, waiting for it); returns how many bytes, 0 at the end
     /// of the stream. See [`Proactor::read`] for the buffers it takes.
     /// See [`TcpStream`] for an example.
-    pub fn read<B: IoBufMut>(&self, buf: B) -> Op<BufResult<usize, B>> {
-        self.proactor.recv(&self.inner, buf, MsgFlags::empty())
+    pub fn read<B: IoBufMut>(&self, buf: B) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::recv(&self.proactor, &self.inner, buf, MsgFlags::empty())
     }
 
     /// Sends `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes; returns how
@@ -277,8 +324,8 @@ impl TcpStream {
     /// assert_eq!((n?, buf), (12, "static bytes"));
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn write<B: IoBuf>(&self, buf: B) -> Op<BufResult<usize, B>> {
-        self.proactor.send(&self.inner, buf, MsgFlags::NOSIGNAL)
+    pub fn write<B: IoBuf>(&self, buf: B) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::send(&self.proactor, &self.inner, buf, MsgFlags::NOSIGNAL)
     }
 
     /// Fills `buf` to its [`bytes_total`](IoBuf::bytes_total), with as
@@ -303,9 +350,10 @@ impl TcpStream {
     /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn read_exact<B: IoBufMut>(&self, buf: B) -> Transfer<B> {
-        let (socket, p) = (self.inner.clone(), self.proactor.clone());
-        Transfer::read(buf, move |rest, _| p.recv(&socket, rest, MsgFlags::empty()))
+    pub fn read_exact<B: IoBufMut>(&self, buf: B) -> Transfer<B, R> {
+        Transfer::read(&self.proactor, &self.inner, 0, buf, |p, fd, rest, _| {
+            crate::ops::net::recv(p, fd, rest, MsgFlags::empty())
+        })
     }
 
     /// Sends all of `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes, with
@@ -330,10 +378,9 @@ impl TcpStream {
     /// assert_eq!(reader.join().unwrap()?.len(), 8 << 20);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn write_all<B: IoBuf>(&self, buf: B) -> Transfer<B> {
-        let (socket, p) = (self.inner.clone(), self.proactor.clone());
-        Transfer::write(buf, move |rest, _| {
-            p.send(&socket, rest, MsgFlags::NOSIGNAL)
+    pub fn write_all<B: IoBuf>(&self, buf: B) -> Transfer<B, R> {
+        Transfer::write(&self.proactor, &self.inner, 0, buf, |p, fd, rest, _| {
+            crate::ops::net::send(p, fd, rest, MsgFlags::NOSIGNAL)
         })
     }
 
@@ -398,7 +445,8 @@ impl TcpStream {
     /// stream.write_all("over io_uring").wait().0?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &Proactor, stream: std::net::TcpStream) -> io::Result<Self> {
+    pub fn from_std(proactor: &impl AsRef<R>, stream: std::net::TcpStream) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         stream.set_nonblocking(false)?;
         Ok(TcpStream {
             inner: Arc::new(stream),
@@ -441,7 +489,7 @@ impl TcpStream {
         &self.inner
     }
 
-    /// The Proactor whose ops this stream's are.
+    /// The runtime whose ops this stream's are.
     ///
     /// ```
     /// # use ring_io_proactor::{Proactor, ProactorConfig, net::{TcpListener, TcpStream}};
@@ -451,34 +499,34 @@ impl TcpStream {
     /// client.proactor().nop().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn proactor(&self) -> &Proactor {
+    pub fn proactor(&self) -> &R {
         &self.proactor
     }
 }
 
 macro_rules! fd_traits {
     ($($ty:ident),*) => {$(
-        impl AsFd for $ty {
+        impl<R: Runtime> AsFd for $ty<R> {
             fn as_fd(&self) -> BorrowedFd<'_> {
                 self.inner.as_fd()
             }
         }
 
-        impl AsRawFd for $ty {
+        impl<R: Runtime> AsRawFd for $ty<R> {
             fn as_raw_fd(&self) -> RawFd {
                 self.inner.as_raw_fd()
             }
         }
 
-        /// The Proactor's ops take `&handle`: the op holds the socket open
+        /// The runtime's ops take `&handle`: the op holds the socket open
         /// until the kernel is done with it.
-        impl IntoOpFd for &$ty {
+        impl<R: Runtime> IntoOpFd for &$ty<R> {
             fn into_op_fd(self) -> OpFd {
                 (&self.inner).into_op_fd()
             }
         }
 
-        impl fmt::Debug for $ty {
+        impl<R: Runtime> fmt::Debug for $ty<R> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($ty))
                     .field("fd", &self.inner.as_raw_fd())

@@ -6,15 +6,18 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
+#[cfg(doc)]
+use crate::LocalProactor;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::flags::MsgFlags;
 use crate::net::tcp::fd_traits;
-use crate::op::Op;
+use crate::ops::Backend;
 use crate::proactor::Proactor;
-use crate::{IntoOpFd, OpFd};
+use crate::{IntoOpFd, OpFd, Runtime};
 
-/// A UDP socket whose sends and receives are ops of a [`Proactor`], each
-/// taking a buffer by value and handing it back with the result.
+/// A UDP socket whose sends and receives are ops of its runtime `R` (a
+/// [`Proactor`], the default, or a [`LocalProactor`]: see [`Runtime`]),
+/// each taking a buffer by value and handing it back with the result.
 ///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, net::UdpSocket};
@@ -28,31 +31,48 @@ use crate::{IntoOpFd, OpFd};
 /// assert_eq!((&buf[..n], from), (&b"datagram"[..], a.local_addr()?));
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct UdpSocket {
+///
+/// On a [`LocalProactor`]:
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::UdpSocket};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let a = UdpSocket::bind(&p, "127.0.0.1:0")?;
+/// let b = UdpSocket::bind(&p, "127.0.0.1:0")?;
+/// a.send_to("datagram", b.local_addr()?).wait().0?;
+/// let (res, buf) = b.recv_from(vec![0u8; 64]).wait();
+/// let (n, from) = res?;
+/// assert_eq!((&buf[..n], from), (&b"datagram"[..], a.local_addr()?));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct UdpSocket<R: Runtime = Proactor> {
     inner: Arc<std::net::UdpSocket>,
-    proactor: Proactor,
+    proactor: R,
 }
 
-impl UdpSocket {
+impl<R: Runtime> UdpSocket<R> {
     /// A socket bound to `addr` (the first of its addresses that binds, as
     /// [`std::net::UdpSocket::bind`]: a name is resolved on this thread,
     /// blocking). See [`UdpSocket`] for an example.
-    pub fn bind(proactor: &Proactor, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+    pub fn bind(proactor: &impl AsRef<R>, addr: impl ToSocketAddrs) -> io::Result<UdpSocket<R>> {
+        let proactor = proactor.as_ref();
         UdpSocket::from_std(proactor, std::net::UdpSocket::bind(addr)?)
     }
 
     /// Sends `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes as one
     /// datagram to `addr`; returns how many were sent. See [`UdpSocket`]
     /// for an example.
-    pub fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> Op<BufResult<usize, B>> {
-        self.proactor.send_to(&self.inner, buf, addr)
+    pub fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::send_to(&self.proactor, &self.inner, buf, addr)
     }
 
     /// Receives one datagram into `buf` (filled from its start; a longer
     /// datagram is cut, the rest lost); returns its length and its sender.
     /// See [`UdpSocket`] for an example.
-    pub fn recv_from<B: IoBufMut>(&self, buf: B) -> Op<BufResult<(usize, SocketAddr), B>> {
-        self.proactor.recv_from(&self.inner, buf).map(|(res, buf)| {
+    pub fn recv_from<B: IoBufMut>(&self, buf: B) -> R::Op<BufResult<(usize, SocketAddr), B>> {
+        let recv = crate::ops::net::recv_from(&self.proactor, &self.inner, buf);
+        R::map(recv, |(res, buf)| {
             let res = res.and_then(|(n, from)| {
                 let from = from.ok_or_else(|| {
                     io::Error::new(io::ErrorKind::InvalidData, "a datagram from no IP address")
@@ -80,22 +100,22 @@ impl UdpSocket {
     /// assert_eq!(&buf[..n?], b"to b");
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn connect(&self, addr: SocketAddr) -> Op<io::Result<()>> {
-        self.proactor.connect(&self.inner, addr)
+    pub fn connect(&self, addr: SocketAddr) -> R::Op<io::Result<()>> {
+        crate::ops::net::connect(&self.proactor, &self.inner, addr)
     }
 
     /// Sends `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes as one
     /// datagram to the [`connect`](Self::connect)ed peer. See
     /// [`connect`](Self::connect) for an example.
-    pub fn send<B: IoBuf>(&self, buf: B) -> Op<BufResult<usize, B>> {
-        self.proactor.send(&self.inner, buf, MsgFlags::empty())
+    pub fn send<B: IoBuf>(&self, buf: B) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::send(&self.proactor, &self.inner, buf, MsgFlags::empty())
     }
 
     /// Receives one datagram from the [`connect`](Self::connect)ed peer
     /// into `buf` (filled from its start; a longer datagram is cut). See
     /// [`connect`](Self::connect) for an example.
-    pub fn recv<B: IoBufMut>(&self, buf: B) -> Op<BufResult<usize, B>> {
-        self.proactor.recv(&self.inner, buf, MsgFlags::empty())
+    pub fn recv<B: IoBufMut>(&self, buf: B) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::recv(&self.proactor, &self.inner, buf, MsgFlags::empty())
     }
 
     /// The local address. See [`UdpSocket`] for an example.
@@ -125,7 +145,8 @@ impl UdpSocket {
     /// assert_eq!(n?, 4);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn from_std(proactor: &Proactor, socket: std::net::UdpSocket) -> io::Result<Self> {
+    pub fn from_std(proactor: &impl AsRef<R>, socket: std::net::UdpSocket) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         socket.set_nonblocking(false)?;
         Ok(UdpSocket {
             inner: Arc::new(socket),
@@ -165,7 +186,7 @@ impl UdpSocket {
         &self.inner
     }
 
-    /// The Proactor whose ops this socket's are.
+    /// The runtime whose ops this socket's are.
     ///
     /// ```
     /// use ring_io_proactor::{Proactor, ProactorConfig, net::UdpSocket};
@@ -175,7 +196,7 @@ impl UdpSocket {
     /// socket.proactor().nop().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn proactor(&self) -> &Proactor {
+    pub fn proactor(&self) -> &R {
         &self.proactor
     }
 }

@@ -11,18 +11,20 @@ use std::sync::Arc;
 
 use ring_io_ops::Fd;
 
+#[cfg(doc)]
+use crate::LocalProactor;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::flags::{Domain, MsgFlags, SocketType};
 use crate::handle::{Transfer, socket};
 use crate::net::Incoming;
 use crate::net::tcp::fd_traits;
-use crate::op::Op;
 use crate::ops::Backend;
 use crate::proactor::Proactor;
-use crate::{IntoOpFd, OpFd};
+use crate::{IntoOpFd, OpFd, Runtime};
 
 /// A Unix domain socket listening for connections, whose accepts are ops
-/// of a [`Proactor`].
+/// of its runtime `R`: a [`Proactor`] (the default) or a
+/// [`LocalProactor`] (see [`Runtime`]).
 ///
 /// ```
 /// use ring_io_proactor::{Proactor, ProactorConfig, net::{UnixListener, UnixStream}};
@@ -39,26 +41,45 @@ use crate::{IntoOpFd, OpFd};
 /// std::fs::remove_file(&path)?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct UnixListener {
+///
+/// On a [`LocalProactor`] (the connect first: the client's connection
+/// waits in the backlog for the accept):
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::{UnixListener, UnixStream}};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let path = std::env::temp_dir().join(format!("unix-listener-local-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_file(&path);
+/// let listener = UnixListener::bind(&p, &path)?;
+/// let client = UnixStream::connect(&p, &path).wait()?;
+/// let (server, peer) = listener.accept().wait()?;
+/// assert!(peer.is_unnamed());
+/// # drop((server, client));
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct UnixListener<R: Runtime = Proactor> {
     inner: Arc<std::os::unix::net::UnixListener>,
-    proactor: Proactor,
+    proactor: R,
 }
 
-impl UnixListener {
+impl<R: Runtime> UnixListener<R> {
     /// A listener bound to the path `path` (created; as
     /// [`std::os::unix::net::UnixListener::bind`]). See [`UnixListener`]
     /// for an example.
-    pub fn bind(proactor: &Proactor, path: impl AsRef<Path>) -> io::Result<UnixListener> {
+    pub fn bind(proactor: &impl AsRef<R>, path: impl AsRef<Path>) -> io::Result<UnixListener<R>> {
+        let proactor = proactor.as_ref();
         UnixListener::from_std(proactor, std::os::unix::net::UnixListener::bind(path)?)
     }
 
     /// Accepts a connection: the stream and the peer's address (from
     /// `getpeername(2)`; usually unnamed). See [`UnixListener`] for an
     /// example.
-    pub fn accept(&self) -> Op<io::Result<(UnixStream, SocketAddr)>> {
-        let p = self.proactor.clone();
-        self.proactor.accept(&self.inner).map(move |fd| {
-            let stream = UnixStream::from_owned(fd?, &p);
+    pub fn accept(&self) -> R::Op<io::Result<(UnixStream<R>, SocketAddr)>> {
+        let accept = crate::ops::net::accept(&self.proactor, &self.inner);
+        self.proactor.map_with(accept, |p, fd| {
+            let stream = UnixStream::from_owned(fd?, p);
             let peer = stream.peer_addr()?;
             Ok((stream, peer))
         })
@@ -84,7 +105,7 @@ impl UnixListener {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn incoming(&self) -> Incoming<UnixStream> {
+    pub fn incoming(&self) -> Incoming<UnixStream<R>, R> {
         let inner = self.inner.clone();
         Incoming::new(
             &self.proactor,
@@ -129,9 +150,10 @@ impl UnixListener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn from_std(
-        proactor: &Proactor,
+        proactor: &impl AsRef<R>,
         listener: std::os::unix::net::UnixListener,
     ) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         listener.set_nonblocking(false)?;
         Ok(UnixListener {
             inner: Arc::new(listener),
@@ -174,7 +196,7 @@ impl UnixListener {
         &self.inner
     }
 
-    /// The Proactor whose ops this listener's are.
+    /// The runtime whose ops this listener's are.
     ///
     /// ```
     /// use ring_io_proactor::{Proactor, ProactorConfig, net::UnixListener};
@@ -187,13 +209,14 @@ impl UnixListener {
     /// std::fs::remove_file(&path)?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn proactor(&self) -> &Proactor {
+    pub fn proactor(&self) -> &R {
         &self.proactor
     }
 }
 
-/// A Unix domain stream socket whose reads and writes are ops of a
-/// [`Proactor`], each taking a buffer by value and handing it back with
+/// A Unix domain stream socket whose reads and writes are ops of its
+/// runtime `R` (a [`Proactor`], the default, or a [`LocalProactor`]: see
+/// [`Runtime`]), each taking a buffer by value and handing it back with
 /// the result. Reads and writes take `&self` (see
 /// [`TcpStream`](crate::net::TcpStream)).
 ///
@@ -210,13 +233,29 @@ impl UnixListener {
 /// })?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub struct UnixStream {
+///
+/// On a [`LocalProactor`]:
+///
+/// ```
+/// use ring_io_proactor::{LocalProactor, ProactorConfig, net::UnixStream};
+///
+/// let p = LocalProactor::new(ProactorConfig::new(8))?;
+/// let (a, b) = UnixStream::pair(&p)?;
+/// p.block_on(async {
+///     a.write_all("over a pair").await.0?;
+///     let (n, buf) = b.read(vec![0u8; 64]).await;
+///     assert_eq!(&buf[..n?], b"over a pair");
+///     Ok::<(), std::io::Error>(())
+/// })?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct UnixStream<R: Runtime = Proactor> {
     inner: Arc<std::os::unix::net::UnixStream>,
-    proactor: Proactor,
+    proactor: R,
 }
 
-impl UnixStream {
-    pub(crate) fn from_owned(fd: OwnedFd, proactor: &Proactor) -> UnixStream {
+impl<R: Runtime> UnixStream<R> {
+    pub(crate) fn from_owned(fd: OwnedFd, proactor: &R) -> UnixStream<R> {
         UnixStream {
             inner: Arc::new(fd.into()),
             proactor: proactor.clone(),
@@ -226,7 +265,11 @@ impl UnixStream {
     /// Connects to the socket at the path `path` (`IORING_OP_CONNECT`), on
     /// a new socket. A path of 108 bytes or more, or with a NUL byte, is
     /// `InvalidInput`. See [`UnixListener`] for an example.
-    pub fn connect(proactor: &Proactor, path: impl AsRef<Path>) -> Op<io::Result<UnixStream>> {
+    pub fn connect(
+        proactor: &impl AsRef<R>,
+        path: impl AsRef<Path>,
+    ) -> R::Op<io::Result<UnixStream<R>>> {
+        let proactor = proactor.as_ref();
         let addr = match sockaddr_un(path.as_ref()) {
             Ok(addr) => addr,
             Err(e) => return proactor.failed(e),
@@ -238,19 +281,22 @@ impl UnixStream {
         let fd: OpFd = (&socket).into_op_fd();
         let len = size_of::<libc::sockaddr_un>() as u32;
         let entry = ring_io_ops::Connect::new(Fd(fd.raw()), (&raw const *addr).cast(), len).build();
-        let p = proactor.clone();
-        proactor.op_with(entry, fd, move |res: io::Result<u32>, _| {
+        let connect = proactor.op_with(entry, fd, move |res: io::Result<u32>, _| {
             drop(addr);
-            res.map(|_| UnixStream {
-                inner: socket,
-                proactor: p,
+            res.map(|_| socket)
+        });
+        proactor.map_with(connect, |p, socket| {
+            Ok(UnixStream {
+                inner: socket?,
+                proactor: p.clone(),
             })
         })
     }
 
     /// Two streams connected to each other (`socketpair(2)`).
     /// See [`UnixStream`] for an example.
-    pub fn pair(proactor: &Proactor) -> io::Result<(UnixStream, UnixStream)> {
+    pub fn pair(proactor: &impl AsRef<R>) -> io::Result<(UnixStream<R>, UnixStream<R>)> {
+        let proactor = proactor.as_ref();
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
         Ok((
             UnixStream::from_std(proactor, a)?,
@@ -262,8 +308,8 @@ impl UnixStream {
     /// [`bytes_total`](IoBuf::bytes_total), with what has arrived (at
     /// least a byte, waiting for it); returns how many bytes, 0 at the end
     /// of the stream. See [`UnixStream`] for an example.
-    pub fn read<B: IoBufMut>(&self, buf: B) -> Op<BufResult<usize, B>> {
-        self.proactor.recv(&self.inner, buf, MsgFlags::empty())
+    pub fn read<B: IoBufMut>(&self, buf: B) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::recv(&self.proactor, &self.inner, buf, MsgFlags::empty())
     }
 
     /// Sends `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes; returns how
@@ -280,8 +326,8 @@ impl UnixStream {
     /// assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn write<B: IoBuf>(&self, buf: B) -> Op<BufResult<usize, B>> {
-        self.proactor.send(&self.inner, buf, MsgFlags::NOSIGNAL)
+    pub fn write<B: IoBuf>(&self, buf: B) -> R::Op<BufResult<usize, B>> {
+        crate::ops::net::send(&self.proactor, &self.inner, buf, MsgFlags::NOSIGNAL)
     }
 
     /// Fills `buf` to its [`bytes_total`](IoBuf::bytes_total), with as
@@ -300,19 +346,19 @@ impl UnixStream {
     /// assert_eq!(&buf[..3], b"abc");
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn read_exact<B: IoBufMut>(&self, buf: B) -> Transfer<B> {
-        let (socket, p) = (self.inner.clone(), self.proactor.clone());
-        Transfer::read(buf, move |rest, _| p.recv(&socket, rest, MsgFlags::empty()))
+    pub fn read_exact<B: IoBufMut>(&self, buf: B) -> Transfer<B, R> {
+        Transfer::read(&self.proactor, &self.inner, 0, buf, |p, fd, rest, _| {
+            crate::ops::net::recv(p, fd, rest, MsgFlags::empty())
+        })
     }
 
     /// Sends all of `buf`'s [`bytes_init`](IoBuf::bytes_init) bytes, with
     /// as many sends as it takes; a send of 0 bytes fails with
     /// `WriteZero`. The buffer comes back in every case. See
     /// [`UnixStream`] for an example.
-    pub fn write_all<B: IoBuf>(&self, buf: B) -> Transfer<B> {
-        let (socket, p) = (self.inner.clone(), self.proactor.clone());
-        Transfer::write(buf, move |rest, _| {
-            p.send(&socket, rest, MsgFlags::NOSIGNAL)
+    pub fn write_all<B: IoBuf>(&self, buf: B) -> Transfer<B, R> {
+        Transfer::write(&self.proactor, &self.inner, 0, buf, |p, fd, rest, _| {
+            crate::ops::net::send(p, fd, rest, MsgFlags::NOSIGNAL)
         })
     }
 
@@ -367,9 +413,10 @@ impl UnixStream {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn from_std(
-        proactor: &Proactor,
+        proactor: &impl AsRef<R>,
         stream: std::os::unix::net::UnixStream,
     ) -> io::Result<Self> {
+        let proactor = proactor.as_ref();
         stream.set_nonblocking(false)?;
         Ok(UnixStream {
             inner: Arc::new(stream),
@@ -411,7 +458,7 @@ impl UnixStream {
         &self.inner
     }
 
-    /// The Proactor whose ops this stream's are.
+    /// The runtime whose ops this stream's are.
     ///
     /// ```
     /// use ring_io_proactor::{Proactor, ProactorConfig, net::UnixStream};
@@ -421,7 +468,7 @@ impl UnixStream {
     /// a.proactor().nop().wait()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn proactor(&self) -> &Proactor {
+    pub fn proactor(&self) -> &R {
         &self.proactor
     }
 }

@@ -13,19 +13,21 @@ use ring_io_ops::{Entry, Fd};
 
 use crate::args::at_most;
 use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
-use crate::local::op::LStage;
-use crate::op::{Finish, Finisher, Op, Stage};
-use crate::{LocalOp, LocalProactor, OpFd, Proactor};
+use crate::op::{Finish, Finisher};
+use crate::runtime::sealed::Token;
+#[cfg(doc)]
+use crate::{LocalProactor, Proactor};
+use crate::{OpFd, Runtime};
 
-/// A kind of Proactor: what makes an op's future from its entry and its
-/// finish (the closure that owns what the entry points to and turns the
-/// completion into the op's output).
-pub(crate) trait Backend {
-    /// The future of an op.
-    type Op<O: 'static>;
-
+/// What the ops are made of, for either kind of Proactor (every
+/// [`Runtime`]): an op of an entry and its finish (the closure that owns
+/// what the entry points to and turns the completion into the op's
+/// output), and what is built on that.
+pub(crate) trait Backend: Runtime {
     /// An op of `entry` whose completion `finish` turns into its output.
-    fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> Self::Op<O>;
+    fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> Self::Op<O> {
+        self.op_of(Token(()), entry, Finisher::new(finish))
+    }
 
     /// An op that fails at once with `error`: `finish` makes its output
     /// from `Err(error)`.
@@ -33,10 +35,34 @@ pub(crate) trait Backend {
         &self,
         error: io::Error,
         finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
-    ) -> Self::Op<O>;
+    ) -> Self::Op<O> {
+        self.failed_of(Token(()), error, Finisher::new(finish))
+    }
 
     /// The opcodes the kernel supports.
-    fn kernel_probe(&self) -> &Probe;
+    fn kernel_probe(&self) -> &Probe {
+        self.probe_of(Token(()))
+    }
+
+    /// `op`, its output passed through `f` when it completes: where the op
+    /// is polled or, if it was dropped in flight, where its CQE is reaped
+    /// (its output is then dropped); `f` must not block.
+    fn map<O: 'static, P: 'static>(
+        op: Self::Op<O>,
+        f: impl FnOnce(O) -> P + Send + 'static,
+    ) -> Self::Op<P> {
+        Self::map_of(Token(()), op, f)
+    }
+
+    /// [`map`](Backend::map), `f` also given this runtime (to make a
+    /// handle of it).
+    fn map_with<O: 'static, T: 'static>(
+        &self,
+        op: Self::Op<O>,
+        f: impl FnOnce(&Self, O) -> io::Result<T> + Send + 'static,
+    ) -> Self::Op<io::Result<T>> {
+        self.map_with_of(Token(()), op, f)
+    }
 
     /// [`op`](Backend::op) for an entry naming files: `keep` (the
     /// [`OpFd`]s) stays alive until the op finishes, or, if its future is
@@ -135,52 +161,4 @@ pub(crate) trait Backend {
     }
 }
 
-impl Backend for Proactor {
-    type Op<O: 'static> = Op<O>;
-
-    fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> Op<O> {
-        Op {
-            shared: self.shared.clone(),
-            entry,
-            stage: Stage::New,
-            finish: Some(Finisher::new(finish)),
-            waker: (0, 0),
-        }
-    }
-
-    fn failed_op<O: 'static>(
-        &self,
-        error: io::Error,
-        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
-    ) -> Op<O> {
-        let mut op = self.op(ring_io_ops::Nop::new().build(), finish);
-        op.stage = Stage::Failed(error);
-        op
-    }
-
-    fn kernel_probe(&self) -> &Probe {
-        &self.shared.probe
-    }
-}
-
-impl Backend for LocalProactor {
-    type Op<O: 'static> = LocalOp<O>;
-
-    fn op<O: 'static>(&self, entry: Entry, finish: impl Finish<O>) -> LocalOp<O> {
-        LocalOp::new(self.inner.clone(), entry, Finisher::new(finish))
-    }
-
-    fn failed_op<O: 'static>(
-        &self,
-        error: io::Error,
-        finish: impl FnOnce(io::Result<u32>, u32) -> O + Send + 'static,
-    ) -> LocalOp<O> {
-        let mut op = self.op(ring_io_ops::Nop::new().build(), finish);
-        op.stage = LStage::Failed(error);
-        op
-    }
-
-    fn kernel_probe(&self) -> &Probe {
-        &self.inner.probe
-    }
-}
+impl<R: Runtime> Backend for R {}
