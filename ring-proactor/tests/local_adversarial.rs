@@ -748,6 +748,143 @@ fn a_buffer_or_a_file_whose_drop_uses_the_local_proactor_works() {
 }
 
 // ---------------------------------------------------------------------------
+// The budget: ops waiting for room.
+
+/// An op waiting for room that is dropped must not keep a place in the
+/// queue: the room it was owed goes to the next waiter. Here the budget is
+/// one, held by a read; a NOP of task A and one of task B wait, and B's is
+/// dropped; when the read completes, A must be woken.
+#[test]
+fn an_op_dropped_while_waiting_for_room_gives_its_turn_to_the_next() {
+    let _serial = serial();
+    let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    let (a_counts, b_counts) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
+    let (wa, wb) = (hook_waker(&a_counts, false), hook_waker(&b_counts, false));
+    let (r, w) = pipe();
+    let mut read = p.read(Arc::new(r), Vec::with_capacity(4), CURRENT_POSITION);
+    assert!(poll_once(&mut read).is_pending());
+    let mut a = p.nop();
+    let mut b = p.nop();
+    assert!(poll_with(&mut a, &wa).is_pending());
+    assert!(poll_with(&mut b, &wb).is_pending());
+    drop(b);
+    // Whatever it was woken for, A polls again and still finds no room.
+    if a_counts.wakes() > 0 {
+        assert!(poll_with(&mut a, &wa).is_pending());
+    }
+    let woken = a_counts.wakes();
+    write_all(&w, b"done");
+    park_until(&p, "the read", || poll_once(&mut read).is_ready());
+    assert!(
+        a_counts.wakes() > woken,
+        "room came back but the op waiting for it was not woken"
+    );
+    assert!(poll_with(&mut a, &wa).is_pending());
+    park_until(&p, "A", || poll_with(&mut a, &wa).is_ready());
+}
+
+/// An op polled again while it waits for room (its task was woken for
+/// something else) waits in one place in the queue: the room that comes
+/// back after it took its own goes to the next waiter, not to it again.
+#[test]
+fn an_op_polled_twice_while_waiting_for_room_waits_once() {
+    let _serial = serial();
+    let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    let (a_counts, b_counts) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
+    let (wa, wb) = (hook_waker(&a_counts, false), hook_waker(&b_counts, false));
+    let (r1, w1) = pipe();
+    let (r2, w2) = pipe();
+    let mut first = p.read(Arc::new(r1), Vec::with_capacity(4), CURRENT_POSITION);
+    assert!(poll_once(&mut first).is_pending());
+    // A: a read on another idle pipe, polled three times while it waits.
+    let mut a = p.read(Arc::new(r2), Vec::with_capacity(4), CURRENT_POSITION);
+    for _ in 0..3 {
+        assert!(poll_with(&mut a, &wa).is_pending());
+    }
+    let mut b = p.nop();
+    assert!(poll_with(&mut b, &wb).is_pending());
+    // The first read completes and is taken: A is woken, takes the room
+    // and holds it.
+    write_all(&w1, b"one!");
+    park_until(&p, "the first read", || poll_once(&mut first).is_ready());
+    assert!(a_counts.wakes() > 0, "A woken for the room");
+    assert!(poll_with(&mut a, &wa).is_pending());
+    p.drive();
+    // A completes: its room goes to B.
+    write_all(&w2, b"two!");
+    park_until(&p, "A done", || poll_with(&mut a, &wa).is_ready());
+    park_until(&p, "B woken for the room A gave back", || {
+        b_counts.wakes() > 0
+    });
+    park_until(&p, "B", || poll_with(&mut b, &wb).is_ready());
+}
+
+/// The same for an op waiting for room ahead of another that is a
+/// dropped stream, a cancelled op, or a dropped timed op.
+#[test]
+fn streams_and_cancelled_ops_waiting_for_room_give_their_turn_on() {
+    let _serial = serial();
+    let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let (a_counts, b_counts) = (Arc::new(Counts::default()), Arc::new(Counts::default()));
+    let (wa, wb) = (hook_waker(&a_counts, false), hook_waker(&b_counts, false));
+    for round in 0..3 {
+        let (r, w) = pipe();
+        let mut read = p.read(Arc::new(r), Vec::with_capacity(4), CURRENT_POSITION);
+        assert!(poll_once(&mut read).is_pending());
+        // B waits first, then A (but see round 2); B goes without ever
+        // getting room.
+        let mut a = p.nop();
+        match round {
+            0 => {
+                let mut stream = p.accept_multi(&listener);
+                let mut next = stream.next_item();
+                match poll_with(&mut next, &wb) {
+                    Poll::Pending => {}
+                    Poll::Ready(Some(Err(e))) if e.kind() == io::ErrorKind::Unsupported => {
+                        skip!("streams_waiting_for_room", "{e}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+                drop(next);
+                assert!(poll_with(&mut a, &wa).is_pending());
+                drop(stream);
+            }
+            1 => {
+                let mut b = p.nop();
+                assert!(poll_with(&mut b, &wb).is_pending());
+                assert!(poll_with(&mut a, &wa).is_pending());
+                let mut b = b.cancel();
+                let res = poll_with(&mut b, &wb);
+                assert!(
+                    matches!(&res, Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc::ECANCELED)),
+                    "{res:?}"
+                );
+            }
+            _ => {
+                // A waits first this time; the op and its timer both wait
+                // for room after it.
+                assert!(poll_with(&mut a, &wa).is_pending());
+                let mut b = p.nop().timeout(Duration::from_secs(60));
+                assert!(poll_with(&mut b, &wb).is_pending());
+                drop(b);
+            }
+        }
+        if a_counts.wakes() > 0 {
+            assert!(poll_with(&mut a, &wa).is_pending());
+        }
+        let woken = a_counts.wakes();
+        write_all(&w, b"done");
+        park_until(&p, "the read", || poll_once(&mut read).is_ready());
+        assert!(
+            a_counts.wakes() > woken,
+            "round {round}: room came back but the op waiting for it was not woken"
+        );
+        park_until(&p, "A", || poll_with(&mut a, &wa).is_ready());
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Every drop point.
 
 #[test]

@@ -159,8 +159,12 @@ pub(crate) struct Slab {
     pub(crate) tags: Tags,
     /// User ops holding a slot (in the kernel or done, not yet taken).
     pub(crate) in_flight: u32,
-    /// Ops waiting for `in_flight` to drop below the budget.
-    pub(crate) credit_waiters: VecDeque<SlotWaker>,
+    /// Ops waiting for `in_flight` to drop below the budget, by ticket
+    /// (first come, first served): one place per op, however often it is
+    /// polled, left when it is dropped or cancelled.
+    pub(crate) credit_waiters: VecDeque<(u64, SlotWaker)>,
+    /// The last ticket given out.
+    pub(crate) next_ticket: u64,
     /// The waker that one task's ops share.
     pub(crate) wakers: Wakers,
 }
@@ -217,6 +221,7 @@ impl LocalProactor {
                 in_flight: 0,
                 credit_waiters: VecDeque::new(),
                 wakers: Wakers::default(),
+                next_ticket: 0,
             },
             in_ring: 0,
             wake_armed: false,
