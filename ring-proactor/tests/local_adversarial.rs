@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::io::{self, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
@@ -28,6 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::pipe;
+use ring_io_driver::Ring;
 use ring_io_proactor::fs::OpenOptions;
 use ring_io_proactor::{
     CURRENT_POSITION, IoBuf, IoBufMut, LocalOp, LocalProactor, Proactor, ProactorConfig,
@@ -882,6 +883,276 @@ fn streams_and_cancelled_ops_waiting_for_room_give_their_turn_on() {
         );
         park_until(&p, "A", || poll_with(&mut a, &wa).is_ready());
     }
+}
+
+// ---------------------------------------------------------------------------
+// Forged completions.
+
+/// The fds of io_uring instances, as an attacker finds them.
+fn ring_fds() -> Vec<RawFd> {
+    fds()
+        .into_iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
+        })
+        .collect()
+}
+
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointer.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// The attacker: a ring of its own that posts completions into others.
+struct Forger {
+    ring: Ring,
+    flags: bool,
+}
+
+impl Forger {
+    /// `None` if the kernel lacks `IORING_OP_MSG_RING` (Linux 5.18).
+    fn new() -> Option<Forger> {
+        let ring = Ring::new(64).expect("a ring");
+        let probe = ring.probe().expect("a probe");
+        if probe.check(ring_io_sys::IORING_OP_MSG_RING).is_err() {
+            return None;
+        }
+        Some(Forger {
+            ring,
+            flags: common::kernel().at_least(6, 3),
+        })
+    }
+
+    fn forge(&mut self, target: RawFd, user_data: u64, res: i32, flags: u32) -> bool {
+        let mut op = ring_io_ops::MsgRingData::new(ring_io_ops::Fd(target), res, user_data);
+        if self.flags {
+            op = op.cqe_flags(flags);
+        }
+        // SAFETY: a MSG_RING data entry carries no pointer: the kernel
+        // touches no memory of this process for it.
+        unsafe { self.ring.sq().push(op.build()) }.expect("room in the SQ");
+        self.ring.submitter().submit_and_wait(1).expect("enter");
+        let cqe = self.ring.cq().next().expect("the MSG_RING's own CQE");
+        cqe.res() >= 0
+    }
+
+    fn spray(&mut self, targets: &[RawFd], guesses: &[u64], results: &[i32], flags: &[u32]) -> u64 {
+        let mut landed = 0;
+        for &t in targets {
+            for &ud in guesses {
+                for &res in results {
+                    for &f in flags {
+                        landed += u64::from(self.forge(t, ud, res, f));
+                    }
+                }
+            }
+        }
+        landed
+    }
+}
+
+/// `user_data` values worth guessing: small numbers, slot indexes with
+/// small tags, and with the high bit of either word set (the low word's
+/// is what marks a cancellation's CQE).
+fn guesses() -> Vec<u64> {
+    let mut g: Vec<u64> = (0..64).collect();
+    for tag in 0..4u64 {
+        for index in 0..8u64 {
+            for high in [0, 1 << 63, 1 << 31] {
+                g.push(high | (tag << 32) | index);
+            }
+        }
+    }
+    g.extend([u64::MAX, u64::MAX - 1, 1 << 63, u32::MAX as u64]);
+    g.sort_unstable();
+    g.dedup();
+    g
+}
+
+/// A LocalProactor whose ring has an fd, and that fd: on Linux 6.5 and
+/// later a ring has none unless the thread's 16 registered-ring slots are
+/// taken, so LocalProactors are made (and kept, in the first element)
+/// until one has an fd.
+fn local_with_fd(config: ProactorConfig) -> (Vec<LocalProactor>, LocalProactor, Vec<RawFd>) {
+    let mut keep = Vec::new();
+    loop {
+        let before = ring_fds();
+        let p = LocalProactor::new(config.clone()).expect("a LocalProactor");
+        if !p.has_no_fd() {
+            let fds: Vec<RawFd> = ring_fds()
+                .into_iter()
+                .filter(|fd| !before.contains(fd))
+                .collect();
+            assert!(!fds.is_empty(), "the ring's fd is among the process's");
+            return (keep, p, fds);
+        }
+        keep.push(p);
+        assert!(keep.len() <= 16, "17 LocalProactors without an fd");
+    }
+}
+
+#[test]
+fn forged_completions_complete_nothing_early_overflow_nothing_and_are_counted() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!(
+            "local_forged_completions",
+            "IORING_OP_MSG_RING needs Linux 5.18"
+        );
+    };
+    let (_keep, p, targets) = local_with_fd(ProactorConfig::new(32));
+    // Reads in flight on idle pipes, each into 16 bytes after a prefix
+    // that must stay.
+    let pipes: Vec<_> = (0..4).map(|_| pipe()).collect();
+    let mut reads: Vec<_> = pipes
+        .iter()
+        .map(|(r, _)| {
+            let mut buf = Vec::with_capacity(20);
+            buf.extend_from_slice(b"keep");
+            p.read(
+                Arc::new(r.try_clone().unwrap()),
+                buf.slice(4..20),
+                CURRENT_POSITION,
+            )
+        })
+        .collect();
+    for read in &mut reads {
+        assert!(poll_once(read).is_pending());
+    }
+    // In the kernel, with the wake-up read armed.
+    p.park(Some(Duration::ZERO));
+    let results = [
+        i32::MAX,
+        1 << 20,
+        17,
+        16,
+        0,
+        -libc::ECANCELED,
+        -libc::ENOENT,
+        1,
+    ];
+    let flags = [
+        0,
+        ring_io_sys::IORING_CQE_F_MORE,
+        ring_io_sys::IORING_CQE_F_BUFFER | (3 << ring_io_sys::IORING_CQE_BUFFER_SHIFT),
+    ];
+    let landed = forger.spray(&targets, &guesses(), &results, &flags);
+    assert!(landed > 0, "the kernel refused every forged completion");
+    park_until(&p, "every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    let stats = p.stats();
+    assert_eq!(stats.unexpected_cqes, landed, "{stats:?}");
+    assert_eq!(
+        stats.completed, 0,
+        "a forged CQE completed an op: {stats:?}"
+    );
+    for read in &mut reads {
+        assert!(poll_once(read).is_pending(), "a read completed early");
+    }
+    // The real completions still arrive, each within its capacity.
+    for (i, (_, w)) in pipes.iter().enumerate() {
+        write_all(w, &[b'a' + i as u8; 32]);
+    }
+    for (i, read) in reads.into_iter().enumerate() {
+        let (n, buf) = read.wait();
+        assert_eq!(n.unwrap(), 16);
+        let buf = buf.into_inner();
+        assert_eq!(buf.len(), 20);
+        assert_eq!(&buf[..4], b"keep");
+        assert!(buf[4..].iter().all(|&b| b == b'a' + i as u8));
+    }
+    p.nop().wait().unwrap();
+    // Dropped ops are still cancelled and freed, and the LocalProactor
+    // still waits for the kernel at shutdown: orphans in the kernel, then
+    // forgeries into it, then the drop.
+    let mut canaries: Vec<_> = pipes
+        .iter()
+        .map(|(r, _)| {
+            p.read(
+                Arc::new(r.try_clone().unwrap()),
+                Canary::new(),
+                CURRENT_POSITION,
+            )
+        })
+        .collect();
+    for read in &mut canaries {
+        assert!(poll_once(read).is_pending());
+    }
+    p.park(Some(Duration::ZERO));
+    drop(canaries);
+    let landed2 = forger.spray(&targets, &guesses(), &[0, -libc::ENOENT], &[0]);
+    p.park(Some(Duration::ZERO));
+    let start = Instant::now();
+    drop(p);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "shutdown waited {:?}",
+        start.elapsed()
+    );
+    for (_, w) in &pipes {
+        write_all(w, &[b'z'; 64]);
+    }
+    thread::sleep(Duration::from_millis(5));
+    graves_untouched();
+    assert!(landed2 > 0);
+}
+
+#[test]
+fn a_forged_completion_never_hands_out_or_closes_an_fd_it_does_not_own() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("local_forged_fd", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    let (_keep, p, targets) = local_with_fd(ProactorConfig::new(32));
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut accept = p.accept(&listener);
+    assert!(poll_once(&mut accept).is_pending());
+    p.drive();
+    let (victim, _w) = pipe();
+    let victim_fd = victim.as_raw_fd();
+    let landed = forger.spray(&targets, &guesses(), &[victim_fd], &[0]);
+    assert!(landed > 0);
+    park_until(&p, "every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    assert!(poll_once(&mut accept).is_pending(), "accepted early");
+    let _client = TcpStream::connect(addr).unwrap();
+    let fd = accept.wait().unwrap();
+    assert_ne!(fd.as_raw_fd(), victim_fd);
+    drop(fd);
+    drop(p);
+    assert!(is_open(victim_fd), "the victim's fd was closed");
+}
+
+#[test]
+fn forged_completions_into_an_idle_local_proactor_are_counted_not_fatal() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("local_forged_idle", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    // A small CQ: more forgeries than it holds.
+    let (_keep, p, targets) = local_with_fd(ProactorConfig::new(4));
+    p.nop().wait().unwrap();
+    let landed = forger.spray(&targets, &guesses(), &[0, i32::MIN, i32::MAX], &[0]);
+    assert!(landed > 0);
+    p.nop().wait().unwrap();
+    park_until(&p, "every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    assert_eq!(p.stats().unexpected_cqes, landed);
+    for _ in 0..10 {
+        p.nop().wait().unwrap();
+    }
+    let (r, w) = pipe();
+    write_all(&w, b"ok");
+    let (n, buf) = p.read(r, Vec::with_capacity(8), CURRENT_POSITION).wait();
+    assert_eq!((n.unwrap(), &buf[..]), (2, &b"ok"[..]));
+    let start = Instant::now();
+    drop(p);
+    assert!(start.elapsed() < Duration::from_secs(1));
 }
 
 // ---------------------------------------------------------------------------

@@ -134,8 +134,15 @@ pub(crate) struct LState {
     /// Leaked, never dropped, unless the kernel holds no request of it.
     pub(crate) ring: ManuallyDrop<Ring>,
     pub(crate) slab: Slab,
-    /// Requests in the kernel (ops, cancellations, the wake-up read).
+    /// Requests in the kernel that own memory (ops and the wake-up read):
+    /// each is counted down only by a CQE that names it (slot and tag),
+    /// so forged CQEs cannot make the ring look empty while the kernel
+    /// may still write what they own.
     pub(crate) in_ring: u32,
+    /// Cancellations in the kernel (they own no memory). Their CQEs
+    /// cannot be told from forged ones once the target's slot is freed:
+    /// one that arrives while none is counted here is unexpected.
+    pub(crate) cancels_in_ring: u32,
     /// The eventfd read that ends a wait when another thread wakes this
     /// one: armed, its `user_data`, and its buffer (heap: the kernel
     /// writes it while armed).
@@ -224,6 +231,7 @@ impl LocalProactor {
                 next_ticket: 0,
             },
             in_ring: 0,
+            cancels_in_ring: 0,
             wake_armed: false,
             wake_ud: 0,
             wake_buf: ManuallyDrop::new(Box::new(0)),

@@ -349,7 +349,8 @@ impl LState {
             match unsafe { self.ring.sq().push(entry) } {
                 Ok(()) => {
                     self.in_ring += 1;
-                    self.stats.max_in_ring = self.stats.max_in_ring.max(self.in_ring);
+                    let all = self.in_ring + self.cancels_in_ring;
+                    self.stats.max_in_ring = self.stats.max_in_ring.max(all);
                     return;
                 }
                 Err(full) => {
@@ -505,6 +506,9 @@ impl LState {
             .build()
             .user_data(ud | u64::from(CANCEL_BIT));
         self.push(entry);
+        // Counted apart from the requests that own memory.
+        self.in_ring -= 1;
+        self.cancels_in_ring += 1;
         self.stats.cancels += 1;
     }
 }
