@@ -1825,3 +1825,67 @@ fn a_waker_whose_clone_drives_the_proactor_loses_no_completion() {
     drop(p);
     assert_eq!(counts.live.load(Ordering::SeqCst), 0, "a waker leaked");
 }
+
+/// A LocalMulti polled with a waker whose clones are new allocations
+/// (for which `will_wake` is false), whose clone drives the ring so that
+/// an item arrives while the stream stores the waker: the poll returns
+/// that item, or stores the waker to be woken; it never returns `Pending`
+/// with an item waiting and no waker stored.
+#[test]
+fn a_stream_whose_waker_clone_drives_loses_no_item() {
+    let _serial = serial();
+    let p = Rc::new(local(16));
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let mut stream = p.accept_multi(&listener);
+    let first = Arc::new(Counts::default());
+    match poll_with(&mut stream.next_item(), &hook_waker(&first, true)) {
+        Poll::Ready(Some(Err(e))) if e.kind() == io::ErrorKind::Unsupported => {
+            skip!("a_stream_whose_waker_clone_drives", "{e}");
+        }
+        Poll::Pending => {}
+        other => panic!("{other:?}"),
+    }
+    p.drive();
+    let clients: Rc<RefCell<Vec<TcpStream>>> = Rc::default();
+    {
+        let (p, clients) = (p.clone(), clients.clone());
+        set_hook(move |event| {
+            if event == Event::Clone {
+                // A connection arrives and is accepted while the stream
+                // clones the waker it is about to store.
+                clients.borrow_mut().push(TcpStream::connect(addr).unwrap());
+                let start = Instant::now();
+                let done = p.stats().completed;
+                while p.stats().completed == done && start.elapsed() < Duration::from_secs(5) {
+                    p.park(Some(Duration::from_millis(1)));
+                }
+            }
+        });
+    }
+    for round in 0..5 {
+        // Another task's waker each round (the stream moved between
+        // tasks): the waker stored before is woken by the new item, but
+        // that is another task's.
+        let counts = Arc::new(Counts::default());
+        let waker = hook_waker(&counts, true);
+        let polled = poll_with(&mut stream.next_item(), &waker);
+        match polled {
+            Poll::Ready(Some(fd)) => drop(fd.unwrap()),
+            Poll::Pending => {
+                clear_hook();
+                let lost = poll_once(&mut stream.next_item()).is_ready() && counts.wakes() == 0;
+                assert!(
+                    !lost,
+                    "round {round}: an item arrived during the waker's clone; the poll \
+                     returned Pending and its waker was never woken"
+                );
+                panic!("round {round}: no item, though one was accepted during the poll");
+            }
+            Poll::Ready(None) => panic!("the stream ended"),
+        }
+    }
+    clear_hook();
+    drop(stream);
+    drop(clients);
+}

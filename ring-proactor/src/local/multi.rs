@@ -147,14 +147,16 @@ impl<T: 'static> LocalMulti<T> {
             drop(st);
             // Cloned with the state unborrowed (user code), then stored.
             let fresh = cx.waker().clone();
-            let old = match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
-                LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
-                    std::mem::replace(waker, SlotWaker::Own(fresh))
-                }
-                // Something arrived meanwhile: take it now.
-                _ => SlotWaker::Own(fresh),
-            };
-            let again = old.will_wake(cx.waker());
+            let (old, again) =
+                match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
+                    LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
+                        (std::mem::replace(waker, SlotWaker::Own(fresh)), false)
+                    }
+                    // Something arrived meanwhile: take it now. (Not told
+                    // by `will_wake`: a clone may have another data
+                    // pointer, and the waker is not stored.)
+                    _ => (SlotWaker::Own(fresh), true),
+                };
             drop(old);
             if !again {
                 return Poll::Pending;
