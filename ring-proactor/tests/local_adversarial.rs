@@ -1889,3 +1889,57 @@ fn a_stream_whose_waker_clone_drives_loses_no_item() {
     drop(stream);
     drop(clients);
 }
+
+/// An op first polled with a waker whose clones are new allocations: its
+/// slot stores a clone, so the op must not remember the caller's waker as
+/// the stored one. Here the caller's waker is dropped and another task's
+/// waker comes to live at its address (with the same vtable: the same
+/// `will_wake` identity, which a dead waker's address gives no right to);
+/// polled with it, the op must store it, and wake it when it completes.
+#[test]
+fn an_op_never_takes_a_new_waker_at_a_dead_wakers_address_for_the_stored_one() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (r, w) = pipe();
+    let mut read = p.read(Arc::new(r), Vec::with_capacity(4), CURRENT_POSITION);
+    let first = Arc::new(Counts::default());
+    let second = Arc::new(Counts::default());
+    let w1 = hook_waker(&first, true);
+    let dead = w1.data();
+    assert!(poll_with(&mut read, &w1).is_pending());
+    drop(w1);
+    // Another task's waker at the same address (the allocator hands the
+    // freed block out again; others made meanwhile are kept).
+    let mut others = Vec::new();
+    let w2 = loop {
+        let w = hook_waker(&second, true);
+        if w.data() == dead {
+            break w;
+        }
+        others.push(w);
+        if others.len() > 1000 {
+            skip!(
+                "an_op_never_takes_a_new_waker_at_a_dead_wakers_address",
+                "the allocator never reused the freed waker's block"
+            );
+        }
+    };
+    drop(others);
+    assert!(poll_with(&mut read, &w2).is_pending());
+    write_all(&w, b"data");
+    let start = Instant::now();
+    while second.wakes() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the op completed but woke the dead waker's clone ({} wake-ups), \
+             not the waker it was last polled with",
+            first.wakes()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let (n, buf) = match poll_with(&mut read, &w2) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("woken but pending"),
+    };
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"data"[..]));
+}
