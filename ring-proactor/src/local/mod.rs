@@ -306,6 +306,13 @@ impl Drop for Inner {
         // the kernel holds nothing, for a bounded time.
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let st = self.st.get_mut();
+        // The waker kept for a task's ops (user code when dropped: a panic
+        // of it stays here), and those of ops that waited for room.
+        let kept = std::mem::take(&mut st.slab.wakers);
+        crate::state::run_user(|| drop(kept));
+        for (_, waiter) in st.slab.credit_waiters.drain(..) {
+            crate::state::run_user(|| drop(waiter));
+        }
         let mut graves = std::mem::take(&mut st.graves);
         turn::cancel_all(st, &self.park);
         while st.in_ring > 0 {

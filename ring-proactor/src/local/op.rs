@@ -181,7 +181,11 @@ impl Inner {
         };
         let (stage, old) = st.admit(entry, waker, stream, self.budget, ticket);
         drop(st);
-        drop(replaced);
+        if let Some(replaced) = replaced {
+            // Another task's waker (the one its ops shared): a panic of
+            // its drop must not come out of this task's poll.
+            run_user(|| drop(replaced));
+        }
         drop(old);
         stage
     }
