@@ -94,7 +94,7 @@ impl<T: 'static> Multi<T> {
                     self.stage = stage;
                     let shared = self.shared.clone();
                     let parts = &mut [(self.entry, &mut self.stage)];
-                    match submit_with(&shared, parts, self.credits, true, Some(cx.waker())) {
+                    match submit_with(&shared, parts, self.credits, true, Some(cx.waker()), None) {
                         Poll::Ready(Err(e)) => {
                             self.stage = Stage::Finished;
                             return Poll::Ready(Some(Err(e)));

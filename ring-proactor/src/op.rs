@@ -150,18 +150,25 @@ impl<O: 'static> Op<O> {
                 // Borrowed, not cloned: the count shares a cache line's
                 // traffic with every other op and the thread.
                 let shared = &this.shared;
-                match submit(
+                let mut stored = (0, 0);
+                match submit_with(
                     shared,
                     &mut [(this.entry, &mut this.stage)],
+                    1,
+                    false,
                     Some(cx.waker()),
+                    Some(&mut stored),
                 ) {
                     Poll::Ready(Err(e)) => {
                         let res = -e.raw_os_error().unwrap_or(0);
                         Poll::Ready((this.complete(Err(e), 0), res))
                     }
                     Poll::Ready(Ok(())) => {
-                        // In its slot now, with this waker.
-                        this.waker = waker_id(cx.waker());
+                        // In its slot now, with a clone of this waker: the
+                        // clone's identity, not this one's (a clone may
+                        // have another data pointer, and this waker's may
+                        // be another's once it is dropped).
+                        this.waker = stored;
                         Poll::Pending
                     }
                     Poll::Pending => Poll::Pending,
@@ -396,11 +403,13 @@ pub(crate) fn submit(
     parts: &mut [(Entry, &mut Stage)],
     waker: Option<&Waker>,
 ) -> Poll<io::Result<()>> {
-    submit_with(shared, parts, 1, false, waker)
+    submit_with(shared, parts, 1, false, waker, None)
 }
 
 /// [`submit`], each part taking `credits` CQ credits, as a stream (a
-/// multishot request) if `stream`.
+/// multishot request) if `stream`; once submitted, `stored` (if given)
+/// says which waker the (single) part's slot holds, as [`waker_id`] shows
+/// it.
 #[inline]
 pub(crate) fn submit_with(
     shared: &Arc<Shared>,
@@ -408,6 +417,7 @@ pub(crate) fn submit_with(
     credits: u32,
     stream: bool,
     waker: Option<&Waker>,
+    stored: Option<&mut WakerId>,
 ) -> Poll<io::Result<()>> {
     for (entry, _) in parts.iter() {
         if let Err(unsupported) = shared.probe.check(entry.opcode()) {
@@ -465,6 +475,9 @@ pub(crate) fn submit_with(
         return Poll::Pending;
     }
     let old = ticket.and_then(|ticket| st.credit_waiters.remove(&ticket));
+    if let Some(stored) = stored {
+        *stored = wakers.one.as_ref().map_or((0, 0), waker_id);
+    }
     st.in_flight += n;
     let last = parts.len() - 1;
     for (i, (entry, stage)) in parts.iter_mut().enumerate() {

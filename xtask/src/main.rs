@@ -469,6 +469,8 @@ fn ci_asan() -> Result<bool> {
                 "cancel",
                 "--test",
                 "local",
+                "--test",
+                "local_adversarial",
                 "-p",
                 "ring-io-driver",
                 "--test",

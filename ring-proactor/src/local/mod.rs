@@ -134,8 +134,15 @@ pub(crate) struct LState {
     /// Leaked, never dropped, unless the kernel holds no request of it.
     pub(crate) ring: ManuallyDrop<Ring>,
     pub(crate) slab: Slab,
-    /// Requests in the kernel (ops, cancellations, the wake-up read).
+    /// Requests in the kernel that own memory (ops and the wake-up read):
+    /// each is counted down only by a CQE that names it (slot and tag),
+    /// so forged CQEs cannot make the ring look empty while the kernel
+    /// may still write what they own.
     pub(crate) in_ring: u32,
+    /// Cancellations in the kernel (they own no memory). Their CQEs
+    /// cannot be told from forged ones once the target's slot is freed:
+    /// one that arrives while none is counted here is unexpected.
+    pub(crate) cancels_in_ring: u32,
     /// The eventfd read that ends a wait when another thread wakes this
     /// one: armed, its `user_data`, and its buffer (heap: the kernel
     /// writes it while armed).
@@ -159,8 +166,12 @@ pub(crate) struct Slab {
     pub(crate) tags: Tags,
     /// User ops holding a slot (in the kernel or done, not yet taken).
     pub(crate) in_flight: u32,
-    /// Ops waiting for `in_flight` to drop below the budget.
-    pub(crate) credit_waiters: VecDeque<SlotWaker>,
+    /// Ops waiting for `in_flight` to drop below the budget, by ticket
+    /// (first come, first served): one place per op, however often it is
+    /// polled, left when it is dropped or cancelled.
+    pub(crate) credit_waiters: VecDeque<(u64, SlotWaker)>,
+    /// The last ticket given out.
+    pub(crate) next_ticket: u64,
     /// The waker that one task's ops share.
     pub(crate) wakers: Wakers,
 }
@@ -217,8 +228,10 @@ impl LocalProactor {
                 in_flight: 0,
                 credit_waiters: VecDeque::new(),
                 wakers: Wakers::default(),
+                next_ticket: 0,
             },
             in_ring: 0,
+            cancels_in_ring: 0,
             wake_armed: false,
             wake_ud: 0,
             wake_buf: ManuallyDrop::new(Box::new(0)),
@@ -293,6 +306,13 @@ impl Drop for Inner {
         // the kernel holds nothing, for a bounded time.
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let st = self.st.get_mut();
+        // The waker kept for a task's ops (user code when dropped: a panic
+        // of it stays here), and those of ops that waited for room.
+        let kept = std::mem::take(&mut st.slab.wakers);
+        crate::state::run_user(|| drop(kept));
+        for (_, waiter) in st.slab.credit_waiters.drain(..) {
+            crate::state::run_user(|| drop(waiter));
+        }
         let mut graves = std::mem::take(&mut st.graves);
         turn::cancel_all(st, &self.park);
         while st.in_ring > 0 {

@@ -71,9 +71,10 @@ impl<T: 'static> LocalMulti<T> {
         self
     }
 
-    /// Takes a slot for the request and pushes its entry.
-    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<T>>> {
-        match self.inner.submit(self.entry, cx, true) {
+    /// Takes a slot for the request and pushes its entry (or waits for
+    /// room, with `ticket` if it waited before).
+    fn submit(&mut self, cx: &mut Context<'_>, ticket: Option<u64>) -> Poll<Option<io::Result<T>>> {
+        match self.inner.submit(self.entry, cx, true, ticket) {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
@@ -90,7 +91,8 @@ impl<T: 'static> LocalMulti<T> {
         loop {
             let ud = match self.stage {
                 LStage::Submitted(ud) => ud,
-                LStage::New | LStage::Credit => return self.submit(cx),
+                LStage::New => return self.submit(cx, None),
+                LStage::Credit(ticket) => return self.submit(cx, Some(ticket)),
                 LStage::Finished => return Poll::Ready(None),
                 LStage::Failed(_) => {
                     let LStage::Failed(e) = std::mem::replace(&mut self.stage, LStage::Finished)
@@ -145,14 +147,16 @@ impl<T: 'static> LocalMulti<T> {
             drop(st);
             // Cloned with the state unborrowed (user code), then stored.
             let fresh = cx.waker().clone();
-            let old = match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
-                LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
-                    std::mem::replace(waker, SlotWaker::Own(fresh))
-                }
-                // Something arrived meanwhile: take it now.
-                _ => SlotWaker::Own(fresh),
-            };
-            let again = old.will_wake(cx.waker());
+            let (old, again) =
+                match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
+                    LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
+                        (std::mem::replace(waker, SlotWaker::Own(fresh)), false)
+                    }
+                    // Something arrived meanwhile: take it now. (Not told
+                    // by `will_wake`: a clone may have another data
+                    // pointer, and the waker is not stored.)
+                    _ => (SlotWaker::Own(fresh), true),
+                };
             drop(old);
             if !again {
                 return Poll::Pending;
@@ -182,7 +186,11 @@ impl<T: 'static> LocalMulti<T> {
         self.restart_on = None;
         self.restart = false;
         match self.stage {
-            LStage::New | LStage::Credit => self.stage = LStage::Finished,
+            LStage::New => self.stage = LStage::Finished,
+            LStage::Credit(ticket) => {
+                self.stage = LStage::Finished;
+                self.inner.leave_credit_queue(ticket);
+            }
             LStage::Submitted(ud) => {
                 let mut st = self.inner.st.borrow_mut();
                 let slot = &mut st.slab.slots[ud as u32 as usize];
@@ -220,16 +228,17 @@ impl<T: 'static> Drop for LocalMulti<T> {
             return;
         };
         let mut release: Box<dyn Release> = Box::new(MultiRelease(convert));
-        let LStage::Submitted(ud) = std::mem::replace(&mut self.stage, LStage::Finished) else {
-            if let LStage::Credit = self.stage {
-                // Woken for room it will not take: pass it on.
-                let next = self.inner.st.borrow_mut().slab.credit_waiters.pop_front();
-                if let Some(next) = next {
-                    run_user(|| next.wake());
+        let ud = match std::mem::replace(&mut self.stage, LStage::Finished) {
+            LStage::Submitted(ud) => ud,
+            stage => {
+                if let LStage::Credit(ticket) = stage {
+                    // It leaves the queue, passing on a wake-up it was
+                    // given.
+                    self.inner.leave_credit_queue(ticket);
                 }
+                run_user(|| drop(release));
+                return;
             }
-            run_user(|| drop(release));
-            return;
         };
         let index = ud as u32;
         let mut st = self.inner.st.borrow_mut();

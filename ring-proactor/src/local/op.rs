@@ -18,8 +18,9 @@ use crate::state::{CANCEL_BIT, Release, result, run_user, user_data};
 pub(crate) enum LStage {
     /// Not yet polled.
     New,
-    /// Waiting for the in-flight count to drop below the budget.
-    Credit,
+    /// Waiting for the in-flight count to drop below the budget, with
+    /// this ticket (its place in `Slab::credit_waiters`).
+    Credit(u64),
     /// In a slot with this `user_data`.
     Submitted(u64),
     /// Fails with this error when polled.
@@ -95,8 +96,12 @@ impl<O: 'static> LocalOp<O> {
     /// [`cancel`](LocalOp::cancel) in place.
     pub(crate) fn request_cancel(&mut self) {
         match std::mem::replace(&mut self.stage, LStage::Finished) {
-            LStage::New | LStage::Credit => {
+            LStage::New => {
                 self.stage = LStage::Failed(io::Error::from_raw_os_error(libc::ECANCELED));
+            }
+            LStage::Credit(ticket) => {
+                self.stage = LStage::Failed(io::Error::from_raw_os_error(libc::ECANCELED));
+                self.inner.leave_credit_queue(ticket);
             }
             LStage::Submitted(ud) => {
                 self.stage = LStage::Submitted(ud);
@@ -120,9 +125,10 @@ impl<O: 'static> LocalOp<O> {
     }
 
     /// Takes a slot and pushes the entry (the kernel sees it at the next
-    /// turn); waits for room under the budget.
-    fn submit(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
-        match self.inner.submit(self.entry, cx, false) {
+    /// turn); waits for room under the budget (with `ticket`, if it
+    /// waited before).
+    fn submit(&mut self, cx: &mut Context<'_>, ticket: Option<u64>) -> Poll<(O, i32)> {
+        match self.inner.submit(self.entry, cx, false, ticket) {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
@@ -139,14 +145,16 @@ impl Inner {
     /// Takes a slot for `entry` (a multishot request's if `stream`),
     /// waiting with the task's waker, and pushes it into the SQ (the
     /// kernel sees it at the next turn): the op's stage then, `Credit` if
-    /// the budget is spent (the waker waits for room). An error if the
-    /// kernel lacks the op or the slab is full.
+    /// the budget is spent (the waker waits for room, in the place of
+    /// `ticket` if the op waited before). An error if the kernel lacks the
+    /// op or the slab is full.
     #[inline]
     pub(crate) fn submit(
         &self,
         entry: Entry,
         cx: &mut Context<'_>,
         stream: bool,
+        ticket: Option<u64>,
     ) -> io::Result<LStage> {
         self.probe.check(entry.opcode())?;
         let mut st = self.st.borrow_mut();
@@ -171,16 +179,23 @@ impl Inner {
                 waker
             }
         };
-        let stage = st.admit(entry, waker, stream, self.budget);
+        let (stage, old) = st.admit(entry, waker, stream, self.budget, ticket);
         drop(st);
-        drop(replaced);
+        if let Some(replaced) = replaced {
+            // Another task's waker (the one its ops shared): a panic of
+            // its drop must not come out of this task's poll.
+            run_user(|| drop(replaced));
+        }
+        drop(old);
         stage
     }
 }
 
 impl LState {
     /// Takes a slot for `entry` and pushes it, or, with the budget spent,
-    /// queues `waker` to wait for room.
+    /// queues `waker` to wait for room (in the place of `ticket`, if the
+    /// op waited before). Also returns a waker to drop after the borrow
+    /// (the op's entry in the queue that it replaced or left).
     #[inline]
     fn admit(
         &mut self,
@@ -188,23 +203,85 @@ impl LState {
         waker: SlotWaker,
         stream: bool,
         budget: u32,
-    ) -> io::Result<LStage> {
+        ticket: Option<u64>,
+    ) -> (io::Result<LStage>, Option<SlotWaker>) {
         if self.slab.in_flight >= budget {
-            self.slab.credit_waiters.push_back(waker);
-            return Ok(LStage::Credit);
+            let (ticket, old) = self.slab.wait_for_room(ticket, waker);
+            return (Ok(LStage::Credit(ticket)), old);
         }
-        let ud = self.slab.alloc(waker, stream).ok_or_else(|| {
-            io::Error::new(
+        // Room: an op that waited leaves the queue (if it was not woken
+        // out of it).
+        let own = ticket.and_then(|t| self.slab.leave_queue(t));
+        let Some(ud) = self.slab.alloc(waker, stream) else {
+            let e = io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
-            )
-        })?;
+            );
+            return (Err(e), own);
+        };
         self.push(entry.user_data(ud));
-        Ok(LStage::Submitted(ud))
+        (Ok(LStage::Submitted(ud)), own)
+    }
+}
+
+impl Inner {
+    /// An op or stream waiting for room with `ticket` goes without it
+    /// (dropped or cancelled): it leaves the queue, or, if it was woken
+    /// out of it for room it will not take, the next waiter is woken in
+    /// its place.
+    pub(crate) fn leave_credit_queue(&self, ticket: u64) {
+        let (own, next) = {
+            let mut st = self.st.borrow_mut();
+            match st.slab.leave_queue(ticket) {
+                Some(own) => (Some(own), None),
+                None => (None, st.slab.credit_waiters.pop_front().map(|(_, w)| w)),
+            }
+        };
+        // User code, after the borrow.
+        if let Some(own) = own {
+            run_user(|| drop(own));
+        }
+        if let Some(next) = next {
+            run_user(|| next.wake());
+        }
     }
 }
 
 impl Slab {
+    /// Waits for room with `waker`, in the place of `ticket` (an op that
+    /// waited before and was polled again keeps its place: one entry per
+    /// op), or at the end with a new ticket; returns the ticket and the
+    /// waker it replaced (to drop after the borrow).
+    pub(crate) fn wait_for_room(
+        &mut self,
+        ticket: Option<u64>,
+        waker: SlotWaker,
+    ) -> (u64, Option<SlotWaker>) {
+        let ticket = ticket.unwrap_or_else(|| {
+            self.next_ticket += 1;
+            self.next_ticket
+        });
+        // Tickets are in order: older ones first.
+        let at = self.credit_waiters.partition_point(|&(t, _)| t < ticket);
+        match self.credit_waiters.get_mut(at) {
+            Some((t, w)) if *t == ticket => (ticket, Some(std::mem::replace(w, waker))),
+            _ => {
+                self.credit_waiters.insert(at, (ticket, waker));
+                (ticket, None)
+            }
+        }
+    }
+
+    /// Takes `ticket` out of the queue: its waker, or `None` if it was
+    /// woken (taken out by [`free_slot`](Slab::free_slot)).
+    pub(crate) fn leave_queue(&mut self, ticket: u64) -> Option<SlotWaker> {
+        let at = self.credit_waiters.partition_point(|&(t, _)| t < ticket);
+        match self.credit_waiters.get(at) {
+            Some(&(t, _)) if t == ticket => self.credit_waiters.remove(at).map(|(_, w)| w),
+            _ => None,
+        }
+    }
+
     /// A slot for a new request (a multishot one's if `stream`), waiting
     /// with `waker`; `None` if the slab is at its largest.
     pub(crate) fn alloc(&mut self, waker: SlotWaker, stream: bool) -> Option<u64> {
@@ -249,7 +326,7 @@ impl Slab {
         slot.tag = slot.tag.wrapping_add(1);
         self.free.push(index);
         self.in_flight -= 1;
-        self.credit_waiters.pop_front()
+        self.credit_waiters.pop_front().map(|(_, w)| w)
     }
 }
 
@@ -276,7 +353,8 @@ impl LState {
             match unsafe { self.ring.sq().push(entry) } {
                 Ok(()) => {
                     self.in_ring += 1;
-                    self.stats.max_in_ring = self.stats.max_in_ring.max(self.in_ring);
+                    let all = self.in_ring + self.cancels_in_ring;
+                    self.stats.max_in_ring = self.stats.max_in_ring.max(all);
                     return;
                 }
                 Err(full) => {
@@ -312,7 +390,8 @@ impl<O: 'static> LocalOp<O> {
         let this = self;
         let ud = match this.stage {
             LStage::Submitted(ud) => ud,
-            LStage::New | LStage::Credit => return this.submit(cx),
+            LStage::New => return this.submit(cx, None),
+            LStage::Credit(ticket) => return this.submit(cx, Some(ticket)),
             LStage::Failed(_) | LStage::Finished => {
                 return match std::mem::replace(&mut this.stage, LStage::Finished) {
                     LStage::Failed(e) => {
@@ -414,14 +493,10 @@ impl<O: 'static> Drop for LocalOp<O> {
                     }
                 }
             }
-            LStage::Credit => {
-                // It may have been woken for room it will not take: pass
-                // the wake-up on.
-                let next = self.inner.st.borrow_mut().slab.credit_waiters.pop_front();
+            LStage::Credit(ticket) => {
+                // It leaves the queue, passing on a wake-up it was given.
+                self.inner.leave_credit_queue(ticket);
                 drop(finish);
-                if let Some(next) = next {
-                    run_user(|| next.wake());
-                }
             }
             LStage::New | LStage::Failed(_) | LStage::Finished => drop(finish),
         }
@@ -435,6 +510,9 @@ impl LState {
             .build()
             .user_data(ud | u64::from(CANCEL_BIT));
         self.push(entry);
+        // Counted apart from the requests that own memory.
+        self.in_ring -= 1;
+        self.cancels_in_ring += 1;
         self.stats.cancels += 1;
     }
 }
@@ -443,7 +521,7 @@ impl<O: 'static> fmt::Debug for LocalOp<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.stage {
             LStage::New => "new",
-            LStage::Credit => "waiting for room",
+            LStage::Credit(_) => "waiting for room",
             LStage::Submitted(_) => "submitted",
             LStage::Failed(_) => "failed",
             LStage::Finished => "finished",

@@ -189,6 +189,7 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         ring,
         slab,
         in_ring,
+        cancels_in_ring,
         wake_armed,
         wake_ud,
         retries,
@@ -206,9 +207,16 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         }
         let low = ud as u32;
         if low != WAKE_INDEX && low & CANCEL_BIT != 0 {
-            // A cancellation's CQE (counted only in `in_ring`: a forged one
-            // would make that wrong, so it never goes below 0).
-            *in_ring = in_ring.saturating_sub(1);
+            // A cancellation's CQE, or a forged one: with none in the
+            // ring, unexpected. (A forged one that takes a real one's
+            // count makes that one unexpected when it comes: cancellations
+            // own no memory, so nothing is freed early; and a real one
+            // still asks again below.)
+            if *cancels_in_ring == 0 {
+                stats.unexpected_cqes += 1;
+            } else {
+                *cancels_in_ring -= 1;
+            }
             let target = ud & !u64::from(CANCEL_BIT);
             let slot = slab
                 .slots
