@@ -412,6 +412,7 @@ fn ci_miri() -> Result<bool> {
             "fixed::",
             "finish::",
             "cells::",
+            "wakers::",
         ])?)
 }
 

@@ -174,7 +174,7 @@ impl Inner {
                 drop(st);
                 let clone = cx.waker().clone();
                 st = self.st.borrow_mut();
-                let (waker, old) = st.slab.wakers.keep(clone, share);
+                let (waker, old) = st.slab.wakers.keep(clone, cx.waker(), share);
                 replaced = old;
                 waker
             }

@@ -100,12 +100,22 @@ impl Wakers {
         Found::Clone { share }
     }
 
-    /// The slot waker for `clone` (a clone of the waker `find` was asked
-    /// about), shared from now on if `share`. The shared waker it replaces
-    /// is returned, to be dropped with the state unborrowed (dropping it
-    /// may drop a waker: user code).
-    pub(crate) fn keep(&mut self, clone: Waker, share: bool) -> (SlotWaker, Option<Rc<Waker>>) {
-        if !share {
+    /// The slot waker for `clone` (a clone of `original`, the waker `find`
+    /// was asked about), shared from now on if `share`. The shared waker it
+    /// replaces is returned, to be dropped with the state unborrowed
+    /// (dropping it may drop a waker: user code).
+    ///
+    /// A clone that does not `will_wake` its original (`will_wake` compares
+    /// vtable addresses, and a vtable may exist at two: Miri gives each use
+    /// its own) is not shared: `find` would never match it, and every op
+    /// would make a new one.
+    pub(crate) fn keep(
+        &mut self,
+        clone: Waker,
+        original: &Waker,
+        share: bool,
+    ) -> (SlotWaker, Option<Rc<Waker>>) {
+        if !share || !clone.will_wake(original) {
             return (SlotWaker::Own(clone), None);
         }
         let shared = Rc::new(clone);
@@ -117,16 +127,35 @@ impl Wakers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use std::cell::Cell;
+    use std::task::{RawWaker, RawWakerVTable};
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
+    thread_local! {
+        static WAKES: Cell<usize> = const { Cell::new(0) };
     }
+
+    /// Wakers of static "tasks" (their address is the data pointer) whose
+    /// clone keeps the one vtable (a static: one address, under Miri too),
+    /// or, for `SPLIT`, returns an identical vtable at another address.
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(
+        |p| RawWaker::new(p, &VTABLE),
+        |_| WAKES.with(|w| w.set(w.get() + 1)),
+        |_| WAKES.with(|w| w.set(w.get() + 1)),
+        |_| {},
+    );
+    static SPLIT: RawWakerVTable =
+        RawWakerVTable::new(|p| RawWaker::new(p, &SPLIT_CLONE), |_| {}, |_| {}, |_| {});
+    static SPLIT_CLONE: RawWakerVTable =
+        RawWakerVTable::new(|p| RawWaker::new(p, &SPLIT_CLONE), |_| {}, |_| {}, |_| {});
+
+    fn waker(task: &'static u8, vtable: &'static RawWakerVTable) -> Waker {
+        // SAFETY: the vtable's functions ignore the data pointer, which is
+        // a static's.
+        unsafe { Waker::from_raw(RawWaker::new(std::ptr::from_ref(task).cast(), vtable)) }
+    }
+
+    static A: u8 = 0;
+    static B: u8 = 0;
 
     fn shared(found: Found) -> Rc<Waker> {
         match found {
@@ -137,8 +166,7 @@ mod tests {
 
     #[test]
     fn a_task_seen_twice_in_a_row_gets_one_shared_clone() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let w = Waker::from(count.clone());
+        let w = waker(&A, &VTABLE);
         let mut wakers = Wakers::default();
         // First op: cloned, not shared.
         let Found::Clone { share: false } = wakers.find(&w) else {
@@ -148,25 +176,20 @@ mod tests {
         let Found::Clone { share: true } = wakers.find(&w) else {
             panic!("a second op in a row shares")
         };
-        let (slot, old) = wakers.keep(w.clone(), true);
+        let (slot, old) = wakers.keep(w.clone(), &w, true);
         assert!(old.is_none());
-        assert!(slot.will_wake(&w));
-        // Every later op shares that clone: the task's Arc is not touched.
-        let strong = Arc::strong_count(&count);
+        assert!(matches!(slot, SlotWaker::Shared(_)) && slot.will_wake(&w));
+        // Every later op shares that clone, with no call to the waker.
         let more: Vec<_> = (0..10).map(|_| shared(wakers.find(&w))).collect();
-        assert_eq!(Arc::strong_count(&count), strong);
         assert_eq!(Rc::strong_count(&more[0]), 12);
-        more[3].wake_by_ref();
-        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        let before = WAKES.with(Cell::get);
+        SlotWaker::Shared(more[3].clone()).wake();
+        assert_eq!(WAKES.with(Cell::get), before + 1);
     }
 
     #[test]
     fn interleaved_tasks_each_clone_and_a_new_sharer_replaces_the_old() {
-        let (a, b) = (
-            Arc::new(Count(AtomicUsize::new(0))),
-            Arc::new(Count(AtomicUsize::new(0))),
-        );
-        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let (wa, wb) = (waker(&A, &VTABLE), waker(&B, &VTABLE));
         let mut wakers = Wakers::default();
         for _ in 0..5 {
             assert!(matches!(wakers.find(&wa), Found::Clone { share: false }));
@@ -175,15 +198,31 @@ mod tests {
         // `a` twice in a row: shared.
         assert!(matches!(wakers.find(&wa), Found::Clone { share: false }));
         assert!(matches!(wakers.find(&wa), Found::Clone { share: true }));
-        let (_slot_a, none) = wakers.keep(wa.clone(), true);
+        let (_slot_a, none) = wakers.keep(wa.clone(), &wa, true);
         assert!(none.is_none());
         // Then `b` twice: it replaces `a`'s, which is handed back to drop.
         assert!(matches!(wakers.find(&wb), Found::Clone { share: false }));
         assert!(matches!(wakers.find(&wb), Found::Clone { share: true }));
-        let (slot_b, old) = wakers.keep(wb.clone(), true);
+        let (slot_b, old) = wakers.keep(wb.clone(), &wb, true);
         let old = old.expect("a's shared waker comes back");
         assert!(old.will_wake(&wa));
         assert!(slot_b.will_wake(&wb) && !slot_b.will_wake(&wa));
         assert!(matches!(wakers.find(&wb), Found::Shared(s) if s.will_wake(&wb)));
+    }
+
+    #[test]
+    fn a_clone_that_does_not_match_its_original_is_not_shared() {
+        // Its vtable at another address: `find` could never match it.
+        let w = waker(&A, &SPLIT);
+        let mut wakers = Wakers::default();
+        for op in 0..5 {
+            let Found::Clone { share } = wakers.find(&w) else {
+                panic!("op {op}: nothing to share")
+            };
+            assert_eq!(share, op > 0);
+            let (slot, old) = wakers.keep(w.clone(), &w, share);
+            assert!(matches!(slot, SlotWaker::Own(_)), "op {op}: no Rc made");
+            assert!(old.is_none());
+        }
     }
 }
