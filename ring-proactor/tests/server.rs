@@ -1092,6 +1092,25 @@ fn ops_polled_by_a_thread_that_never_drives_complete_through_the_fallback() {
     assert_eq!(p.stats().completed, 2 * (1 + 1 + 100 + 1) + 1);
 }
 
+/// Waits for the fallback thread to take the ring for an op nobody drives
+/// (after its grace period; longer on a loaded machine).
+fn fallback_takes_over(p: &Proactor) {
+    let start = Instant::now();
+    while p.stats().fallback_takeovers == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the fallback never drove the idle read"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Completions the fallback thread may dispatch, beyond two per takeover,
+/// because the caller was preempted at the wrong moment (1 in the turn it
+/// is in when the caller first waits, the rest slack for a loaded
+/// machine): a caller that never takes the ring back leaves it all 1000.
+const PREEMPTED: u64 = 8;
+
 /// An executor that parks on the Proactor drives it, even after the
 /// fallback thread took the driver token (for an op nobody waited for):
 /// its ops complete on its own thread, as `block_on`'s do.
@@ -1103,7 +1122,7 @@ fn an_executor_parking_on_the_proactor_takes_over_from_the_fallback() {
     let (r, _w) = pipe();
     let mut idle = p.read(r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_with(&mut idle, Waker::noop()).is_pending());
-    thread::sleep(Duration::from_millis(50));
+    fallback_takes_over(&p);
     // Now an executor that parks on the Proactor.
     let woken_on = Arc::new(Mutex::new(Vec::new()));
     /// Records the waking thread and unparks the executor.
@@ -1136,10 +1155,13 @@ fn an_executor_parking_on_the_proactor_takes_over_from_the_fallback() {
     // (a slow or preempted machine, such as a TCG VM, sees a few), and each
     // such takeover ends at the executor's next park: at most the op in
     // flight and the one that parks are dispatched by it. A park that does
-    // not take the ring back leaves every op to the fallback.
+    // not take the ring back leaves every op to the fallback. (A few more
+    // are allowed: a caller preempted between queuing an op and parking,
+    // on a loaded machine, leaves that op to the fallback's turn in
+    // progress; seen once in about 90 runs beside 3 CPU-bound processes.)
     let takeovers = p.stats().fallback_takeovers - takeovers_before;
     assert!(
-        by_fallback <= 1 + 2 * takeovers,
+        by_fallback <= PREEMPTED + 2 * takeovers,
         "{by_fallback} of {} completions dispatched by the fallback thread, \
          which took the ring {takeovers} times",
         woken_on.len()
@@ -1156,7 +1178,7 @@ fn block_on_takes_over_from_the_fallback() {
     let (r, _w) = pipe();
     let mut idle = p.read(r, Vec::with_capacity(8), CURRENT_POSITION);
     assert!(poll_with(&mut idle, Waker::noop()).is_pending());
-    thread::sleep(Duration::from_millis(50));
+    fallback_takes_over(&p);
     let takeovers_before = p.stats().fallback_takeovers;
     assert!(
         takeovers_before >= 1,
@@ -1174,10 +1196,11 @@ fn block_on_takes_over_from_the_fallback() {
     });
     let woken_on = woken_on.lock().unwrap();
     let by_fallback = woken_on.iter().filter(|t| *t == FALLBACK).count() as u64;
-    // As in the test above: at most two per time the fallback took the ring.
+    // As in the test above: at most two per time the fallback took the ring
+    // (and a few for a preempted caller).
     let takeovers = p.stats().fallback_takeovers - takeovers_before;
     assert!(
-        by_fallback <= 1 + 2 * takeovers,
+        by_fallback <= PREEMPTED + 2 * takeovers,
         "{by_fallback} of {} completions dispatched by the fallback thread, \
          which took the ring {takeovers} times",
         woken_on.len()
