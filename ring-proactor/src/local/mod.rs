@@ -60,6 +60,10 @@ pub use turn::LocalUnparker;
 /// leaking the ring and the buffers of a request it would not cancel
 /// rather than freeing memory the kernel may still write.
 ///
+/// Linked chains ([`LocalOp::link`], bounded by a
+/// [`link_timeout`](LocalProactor::link_timeout)) work as the Proactor's:
+/// each chain goes to the kernel whole, in one submission.
+///
 /// ```
 /// use ring_io_proactor::{LocalProactor, ProactorConfig};
 ///
@@ -81,7 +85,7 @@ pub struct LocalProactor {
 }
 
 /// What the LocalProactor and its ops share.
-pub(crate) struct Inner {
+pub struct Inner {
     pub(crate) st: RefCell<LState>,
     pub(crate) probe: Probe,
     /// Ends this thread's wait in the kernel (see [`turn::Park`]).
