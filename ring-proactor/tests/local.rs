@@ -1156,3 +1156,89 @@ fn a_chain_waiting_for_credit_holds_one_place_in_the_queue_however_often_polled(
     }
     assert!(first.is_none() && reads.iter().all(Option::is_none));
 }
+
+#[test]
+fn local_fixed_buffers_write_read_and_go_back_to_the_pool() {
+    use ring_io_proactor::IoBuf;
+    let none = local();
+    assert!(none.fixed_buffer().is_none(), "none registered");
+    let p = LocalProactor::new(ProactorConfig::new(16).fixed_buffers(4, 4096)).unwrap();
+    let mut bufs: Vec<_> = (0..4).map(|_| p.fixed_buffer().unwrap()).collect();
+    assert!(p.fixed_buffer().is_none(), "all four taken");
+    let mut indices: Vec<u16> = bufs.iter().map(|b| b.index()).collect();
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2, 3]);
+    let mut out = bufs.pop().unwrap();
+    let back = bufs.pop().unwrap();
+    drop(bufs);
+    // Write from one, read into another after a prefix.
+    let file = temp_file("fixed");
+    assert_eq!(out.extend_from_slice(&[9; 5000]), 4096, "as much as fits");
+    out.truncate(3000);
+    out[..5].copy_from_slice(b"fixed");
+    let (n, out) = p.write_fixed(&file, out, 0).wait();
+    assert_eq!(n.unwrap(), 3000);
+    assert_eq!(out.len(), 3000, "handed back unchanged");
+    drop(out);
+    // A fixed read fills the buffer from its start, as any read: the
+    // length becomes max(len, n).
+    let mut into = back;
+    into.clear();
+    into.extend_from_slice(b"<>");
+    let (n, into) = p.read_fixed(&file, into, 0).wait();
+    assert_eq!(n.unwrap(), 3000);
+    assert_eq!(&into[..5], b"fixed");
+    assert_eq!(into.len(), 3000);
+    assert!(into[5..].iter().all(|&b| b == 9));
+    // A FixedBuf is a buffer for the plain ops too, and can be sliced.
+    let (n, into) = p.read(&file, into.slice(10..20), 0).wait();
+    assert_eq!(n.unwrap(), 10);
+    let into = into.into_inner();
+    assert_eq!(into[..15], [&b"fixed"[..], &[9; 5], b"fixed"].concat());
+    // Fixed ops link like any other.
+    let mut head = p.fixed_buffer().unwrap();
+    head.extend_from_slice(b"FIX");
+    let ((w, head), (r, into)) = p
+        .write_fixed(&file, head, 0)
+        .link(p.read_fixed(&file, into, 0))
+        .wait();
+    assert_eq!((w.unwrap(), r.unwrap()), (3, 3000));
+    assert_eq!(&into[..8], b"FIXed\x09\x09\x09");
+    drop((head, into));
+    // A dropped read keeps its buffer out of the pool until its CQE.
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let taken: Vec<_> = (0..3).map(|_| p.fixed_buffer().unwrap()).collect();
+    let mut op = p.read_fixed(&r, p.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(
+        Pin::new(&mut op)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    p.drive();
+    drop(op);
+    drop(taken);
+    let free = || {
+        std::iter::from_fn(|| p.fixed_buffer())
+            .collect::<Vec<_>>()
+            .len()
+    };
+    assert_eq!(free(), 3, "the read's buffer came back before its CQE");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().orphans_freed == 0 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        p.park(Some(Duration::from_millis(1)));
+    }
+    assert_eq!(free(), 4, "every buffer back in the pool");
+    // A buffer outlives its LocalProactor (the pool is kept for it).
+    let mut kept = p.fixed_buffer().unwrap();
+    drop(p);
+    kept.extend_from_slice(b"still mine");
+    assert_eq!(&kept[..], b"still mine");
+    // An empty pool is refused at setup.
+    let err = LocalProactor::new(ProactorConfig::new(8).fixed_buffers(0, 4096)).unwrap_err();
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+}
