@@ -100,9 +100,10 @@ impl ProactorConfig {
     /// Registers `count` buffers of `size` bytes with the ring
     /// (`IORING_REGISTER_BUFFERS`): one page-aligned block the kernel pins
     /// once. Take them with [`Proactor::fixed_buffer`], use them with
-    /// [`Proactor::read_fixed`] and [`Proactor::write_fixed`]. Registration
-    /// counts against `RLIMIT_MEMLOCK`; [`Proactor::new`] fails if the kernel
-    /// refuses it.
+    /// [`Proactor::read_fixed`] and [`Proactor::write_fixed`] (a
+    /// [`LocalProactor`](crate::LocalProactor) has the same methods).
+    /// Registration counts against `RLIMIT_MEMLOCK`; [`Proactor::new`] (and
+    /// `LocalProactor::new`) fails if the kernel refuses it.
     pub fn fixed_buffers(mut self, count: u16, size: usize) -> Self {
         self.fixed = Some((count, size));
         self

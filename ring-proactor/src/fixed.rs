@@ -80,7 +80,9 @@ impl Drop for Pool {
         // SAFETY: allocated in `new` with this layout; no FixedBuf is left
         // (each holds the Arc), and the ring that registered the block is
         // gone: the Proactor's shared state, which holds the Arc too, outlives
-        // the thread's ring (or, after a panic, is leaked with it).
+        // the thread's ring (or, after a panic, is leaked with it); a
+        // LocalProactor's state holds it too, and drops it after closing its
+        // ring (or leaking it, with the FixedBufs of requests still in it).
         unsafe { dealloc(self.base.as_ptr(), self.layout) }
     }
 }
@@ -88,7 +90,9 @@ impl Drop for Pool {
 /// A buffer registered with a [`Proactor`](crate::Proactor)'s ring
 /// ([`ProactorConfig::fixed_buffers`](crate::ProactorConfig::fixed_buffers)),
 /// taken with [`Proactor::fixed_buffer`](crate::Proactor::fixed_buffer) and
-/// given back to the pool when dropped. Used by
+/// given back to the pool when dropped (or a
+/// [`LocalProactor`](crate::LocalProactor)'s, through its methods of the
+/// same names). Used by
 /// [`read_fixed`](crate::Proactor::read_fixed) and
 /// [`write_fixed`](crate::Proactor::write_fixed), which move it in and hand
 /// it back: the kernel pinned its pages once, at registration, instead of

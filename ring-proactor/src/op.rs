@@ -429,10 +429,7 @@ pub(crate) fn submit_with(
         .and_then(|len| len.checked_mul(credits));
     let Some(n) = n.filter(|&n| n <= shared.budget && parts.len() <= shared.sq_entries as usize)
     else {
-        return Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a linked chain longer than the Proactor's budget or SQ",
-        )));
+        return Poll::Ready(Err(crate::link::too_long()));
     };
     // Wakers are cloned before locking (a clone is user code), one per
     // part; the extra ones are dropped after unlocking.

@@ -830,3 +830,415 @@ fn drive_alone_delivers_completions_that_arrive_later() {
         thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// A file in the temp dir, open for reading and writing, its name removed.
+fn temp_file(name: &str) -> Arc<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("ring-local-{}-{name}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    Arc::new(file)
+}
+
+/// Polls `f` (with a waker that wakes nothing) and drives `p` until `f` is
+/// ready; fails after 10 s without it.
+fn drive_until<F: Future + Unpin>(p: &LocalProactor, f: &mut F, what: &str) -> F::Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Poll::Ready(out) = Pin::new(&mut *f).poll(&mut Context::from_waker(Waker::noop())) {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "{what}: {:?}", p.stats());
+        p.park(Some(Duration::from_millis(1)));
+    }
+}
+
+#[test]
+fn linked_local_ops_run_in_order_and_stop_at_the_first_failure() {
+    let p = local();
+    let file = temp_file("link");
+    // write -> write -> fsync -> read, each op with its own output.
+    let ((((w1, _), (w2, _)), sync), (r, buf)) = p
+        .write(&file, b"one,".to_vec(), 0)
+        .link(p.write(&file, b"two".to_vec(), 4))
+        .link(p.fsync(&file, false))
+        .link(p.read(&file, Vec::with_capacity(16), 0))
+        .wait();
+    assert_eq!((w1.unwrap(), w2.unwrap()), (4, 3));
+    sync.unwrap();
+    assert_eq!(r.unwrap(), 7);
+    assert_eq!(buf, b"one,two");
+    // Right-nested, awaited in a task: one chain too. The read falls short
+    // (7 bytes of 16: a failure, for a chain) and cancels every op after
+    // it and none before.
+    let (first, (short, (third, fourth))) = p.block_on(async {
+        p.nop()
+            .link(
+                p.read(&file, Vec::with_capacity(16), 0)
+                    .link(p.nop().link(p.read(&file, Vec::with_capacity(4), 0))),
+            )
+            .await
+    });
+    first.unwrap();
+    assert_eq!(short.0.unwrap(), 7);
+    assert_eq!(third.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert_eq!(fourth.0.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    // A failing head (a write to a pipe's read end) cancels the rest.
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let ((w, _), n) = p
+        .write(&r, b"x".to_vec(), CURRENT_POSITION)
+        .link(p.nop())
+        .wait();
+    assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    let stats = p.stats();
+    assert_eq!(
+        (stats.unexpected_cqes, stats.cq_overflow),
+        (0, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_chain_goes_to_the_kernel_whole_even_when_the_sq_is_nearly_full() {
+    // An 8-entry SQ holding 7 entries: the chain's two do not fit. Pushed
+    // one by one, with a submit when the SQ is full, the kernel would take
+    // the first as a chain of one (its link flag dangling at the end of the
+    // submission) and the second alone: the NOP would then succeed after
+    // the failed write. Pushed whole (after a submit that makes room), the
+    // NOP is cancelled with the chain.
+    let p = LocalProactor::new(ProactorConfig::new(8)).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut nops: Vec<_> = (0..7).map(|_| p.nop()).collect();
+    for nop in &mut nops {
+        assert!(Pin::new(nop).poll(&mut cx).is_pending());
+    }
+    assert_eq!(p.stats().enters, 0, "the NOPs wait in the SQ");
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let mut chain = p.write(&r, b"x".to_vec(), CURRENT_POSITION).link(p.nop());
+    assert!(Pin::new(&mut chain).poll(&mut cx).is_pending());
+    assert_eq!(p.stats().enters, 1, "the SQ had no room for the chain");
+    let ((w, _), n) = drive_until(&p, &mut chain, "the chain");
+    assert_eq!(w.unwrap_err().raw_os_error(), Some(libc::EBADF));
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    for mut nop in nops {
+        drive_until(&p, &mut nop, "a NOP").unwrap();
+    }
+}
+
+#[test]
+fn a_linked_timeout_bounds_a_local_read() {
+    let p = local();
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let start = Instant::now();
+    let mut bounded = p
+        .read(&r, Vec::with_capacity(8), CURRENT_POSITION)
+        .link(p.link_timeout(Duration::from_millis(20)));
+    let ((n, buf), timeout) = drive_until(&p, &mut bounded, "the bounded read");
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    assert_eq!(n.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    assert!(buf.is_empty());
+    assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ETIME));
+    // Completing first cancels the timeout.
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let b = Arc::new(b);
+    use std::io::Write as _;
+    (&a).write_all(b"quick").unwrap();
+    let ((n, buf), timeout) = p
+        .read(&b, Vec::with_capacity(8), CURRENT_POSITION)
+        .link(p.link_timeout(Duration::from_secs(60)))
+        .wait();
+    assert_eq!(n.unwrap(), 5);
+    assert_eq!(buf, b"quick");
+    assert_eq!(timeout.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    // Alone, the kernel refuses it.
+    let alone = p.link_timeout(Duration::from_millis(1)).wait();
+    assert_eq!(alone.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+}
+
+#[test]
+fn a_local_chain_that_cannot_be_linked_fails_each_op_clearly() {
+    use std::io::ErrorKind::InvalidInput;
+    let p = LocalProactor::new(ProactorConfig::new(4).max_in_flight(3)).unwrap();
+    // A polled op runs alone; the op linked after it fails.
+    let mut polled = p.nop();
+    assert!(
+        Pin::new(&mut polled)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    let (polled, next) = polled.link(p.nop()).wait();
+    polled.unwrap();
+    let err = next.unwrap_err();
+    assert_eq!(err.kind(), InvalidInput);
+    assert_eq!(err.to_string(), "a started or polled op cannot be linked");
+    // An op that failed already: the rest fail as the kernel would fail
+    // them, with ECANCELED.
+    let options = ring_io_proactor::fs::OpenOptions::new().read(true).clone();
+    let (open, next) = p.open("a\0b", &options).link(p.nop()).wait();
+    assert_eq!(open.unwrap_err().kind(), InvalidInput);
+    assert_eq!(next.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+    // Ops of two LocalProactors.
+    let q = local();
+    let (a, b) = p.nop().link(q.nop()).wait();
+    for e in [a.unwrap_err(), b.unwrap_err()] {
+        assert_eq!(e.to_string(), "linked ops must come from the same Proactor");
+    }
+    // Longer than the budget (3), or than the SQ (4) with a larger budget:
+    // every op fails, none is submitted.
+    let before = p.stats().completed;
+    let mut four = p.nop().link(p.nop()).link(p.nop().link(p.nop()));
+    let ((a, b), (c, d)) = drive_until(&p, &mut four, "a chain longer than the budget");
+    let ((e, f), (g, h)) = {
+        let q = LocalProactor::new(ProactorConfig::new(4)).unwrap();
+        let chain = q.nop().link(q.nop()).link(q.nop().link(q.nop()));
+        let five = chain.link(q.nop());
+        let (four, fifth) = five.wait();
+        assert!(fifth.is_err());
+        four
+    };
+    for e in [a, b, c, d, e, f, g, h] {
+        let e = e.unwrap_err();
+        assert_eq!(e.kind(), InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            "a linked chain longer than the Proactor's budget or SQ"
+        );
+    }
+    assert_eq!(p.stats().completed, before);
+    // As long as the budget, it runs.
+    let ((a, b), c) = p.nop().link(p.nop()).link(p.nop()).wait();
+    a.and(b).and(c).unwrap();
+}
+
+#[test]
+fn a_chain_takes_credit_for_all_its_ops_and_a_dropped_chain_gives_it_back() {
+    use std::io::Write as _;
+    let p = LocalProactor::new(ProactorConfig::new(16).max_in_flight(4)).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut w = std::fs::File::from(w);
+    // Two reads wait in the kernel: room for two more ops.
+    let mut reads: Vec<_> = (0..2)
+        .map(|_| p.read(&r, vec![0u8; 1], CURRENT_POSITION))
+        .collect();
+    for read in &mut reads {
+        assert!(Pin::new(read).poll(&mut cx).is_pending());
+    }
+    // A chain of three waits for credit for all three: never submitted.
+    let mut nops = p.nop().link(p.nop()).link(p.nop());
+    for _ in 0..3 {
+        assert!(Pin::new(&mut nops).poll(&mut cx).is_pending());
+        p.drive();
+    }
+    assert_eq!(p.stats().completed, 0, "{:?}", p.stats());
+    // One read completes (either: both wait on the pipe): the chain fits,
+    // and runs.
+    w.write_all(b"1").unwrap();
+    let mut either = poll_fn(|cx| {
+        for (i, read) in reads.iter_mut().enumerate() {
+            if let Poll::Ready((n, _)) = Pin::new(read).poll(cx) {
+                return Poll::Ready((i, n));
+            }
+        }
+        Poll::Pending
+    });
+    let (i, n) = drive_until(&p, &mut either, "a read");
+    assert_eq!(n.unwrap(), 1);
+    drop(either);
+    drop(reads.remove(i));
+    let ((a, b), c) = drive_until(&p, &mut nops, "the chain");
+    a.and(b).and(c).unwrap();
+    // A chain in the kernel (a read that waits, then two NOPs) holds three
+    // credits; a chain of two waits behind it. Dropped mid-flight, the
+    // first is cancelled whole and gives its credit back once each op's CQE
+    // has come: the second runs.
+    let mut held = p
+        .read(&r, vec![0u8; 1], CURRENT_POSITION)
+        .link(p.nop().link(p.nop()));
+    assert!(Pin::new(&mut held).poll(&mut cx).is_pending());
+    p.drive();
+    let mut waiting = p.nop().link(p.nop());
+    assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+    p.drive();
+    assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+    let freed = p.stats().orphans_freed;
+    drop(held);
+    let (a, b) = drive_until(&p, &mut waiting, "the chain behind the dropped one");
+    a.and(b).unwrap();
+    assert_eq!(p.stats().orphans_freed, freed + 3, "{:?}", p.stats());
+    // The dropped chain's read took nothing: the data goes to the read
+    // still waiting.
+    w.write_all(b"2").unwrap();
+    let (n, buf) = drive_until(&p, &mut reads[0], "the last read");
+    assert_eq!((n.unwrap(), &buf[..]), (1, &b"2"[..]));
+}
+
+/// Two reads fill a budget of two; a chain of two waits for credit,
+/// polled again and again (as a `join` polls every future of its task),
+/// and an op of another task waits behind it. An entry more that the chain
+/// left in the queue would take a wake-up meant for the op, which would
+/// then never be woken.
+#[test]
+fn a_chain_waiting_for_credit_holds_one_place_in_the_queue_however_often_polled() {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let p = LocalProactor::new(ProactorConfig::new(16).max_in_flight(2)).unwrap();
+    let mut idle = Context::from_waker(Waker::noop());
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut reads: Vec<_> = (0..2)
+        .map(|_| Some(p.read(&r, vec![0u8; 1], CURRENT_POSITION)))
+        .collect();
+    for read in reads.iter_mut().flatten() {
+        assert!(Pin::new(read).poll(&mut idle).is_pending());
+    }
+    let first_task = Arc::new(Counted::default());
+    let first_waker = counted_waker(&first_task);
+    let mut first_cx = Context::from_waker(&first_waker);
+    let mut first = Some(p.nop().link(p.nop()));
+    for _ in 0..4 {
+        let chain = first.as_mut().unwrap();
+        assert!(Pin::new(chain).poll(&mut first_cx).is_pending());
+    }
+    let op_task = Arc::new(Counted::default());
+    let op_waker = counted_waker(&op_task);
+    let mut op = p.nop();
+    assert!(
+        Pin::new(&mut op)
+            .poll(&mut Context::from_waker(&op_waker))
+            .is_pending()
+    );
+    // The reads complete and are taken: the chain runs, and the op behind
+    // it, polled (as an executor polls a task) only when woken, is woken
+    // for room and runs too.
+    std::fs::File::from(w).write_all(b"ab").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the op behind the chain was never woken for room: {:?}",
+            p.stats()
+        );
+        for read in &mut reads {
+            if let Some(r) = read {
+                if let Poll::Ready((n, _)) = Pin::new(r).poll(&mut idle) {
+                    assert_eq!(n.unwrap(), 1);
+                    *read = None;
+                }
+            }
+        }
+        if let Some(f) = &mut first {
+            if let Poll::Ready((a, b)) = Pin::new(f).poll(&mut first_cx) {
+                a.and(b).unwrap();
+                first = None;
+            }
+        }
+        let wakes = op_task.wakes.load(Relaxed);
+        if wakes > seen {
+            seen = wakes;
+            if let Poll::Ready(res) = Pin::new(&mut op).poll(&mut Context::from_waker(&op_waker)) {
+                res.unwrap();
+                break;
+            }
+        }
+        p.park(Some(Duration::from_millis(1)));
+    }
+    assert!(first.is_none() && reads.iter().all(Option::is_none));
+}
+
+#[test]
+fn local_fixed_buffers_write_read_and_go_back_to_the_pool() {
+    use ring_io_proactor::IoBuf;
+    let none = local();
+    assert!(none.fixed_buffer().is_none(), "none registered");
+    let p = LocalProactor::new(ProactorConfig::new(16).fixed_buffers(4, 4096)).unwrap();
+    let mut bufs: Vec<_> = (0..4).map(|_| p.fixed_buffer().unwrap()).collect();
+    assert!(p.fixed_buffer().is_none(), "all four taken");
+    let mut indices: Vec<u16> = bufs.iter().map(|b| b.index()).collect();
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2, 3]);
+    let mut out = bufs.pop().unwrap();
+    let back = bufs.pop().unwrap();
+    drop(bufs);
+    // Write from one, read into another after a prefix.
+    let file = temp_file("fixed");
+    assert_eq!(out.extend_from_slice(&[9; 5000]), 4096, "as much as fits");
+    out.truncate(3000);
+    out[..5].copy_from_slice(b"fixed");
+    let (n, out) = p.write_fixed(&file, out, 0).wait();
+    assert_eq!(n.unwrap(), 3000);
+    assert_eq!(out.len(), 3000, "handed back unchanged");
+    drop(out);
+    // A fixed read fills the buffer from its start, as any read: the
+    // length becomes max(len, n).
+    let mut into = back;
+    into.clear();
+    into.extend_from_slice(b"<>");
+    let (n, into) = p.read_fixed(&file, into, 0).wait();
+    assert_eq!(n.unwrap(), 3000);
+    assert_eq!(&into[..5], b"fixed");
+    assert_eq!(into.len(), 3000);
+    assert!(into[5..].iter().all(|&b| b == 9));
+    // A FixedBuf is a buffer for the plain ops too, and can be sliced.
+    let (n, into) = p.read(&file, into.slice(10..20), 0).wait();
+    assert_eq!(n.unwrap(), 10);
+    let into = into.into_inner();
+    assert_eq!(into[..15], [&b"fixed"[..], &[9; 5], b"fixed"].concat());
+    // Fixed ops link like any other.
+    let mut head = p.fixed_buffer().unwrap();
+    head.extend_from_slice(b"FIX");
+    let ((w, head), (r, into)) = p
+        .write_fixed(&file, head, 0)
+        .link(p.read_fixed(&file, into, 0))
+        .wait();
+    assert_eq!((w.unwrap(), r.unwrap()), (3, 3000));
+    assert_eq!(&into[..8], b"FIXed\x09\x09\x09");
+    drop((head, into));
+    // A dropped read keeps its buffer out of the pool until its CQE.
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let taken: Vec<_> = (0..3).map(|_| p.fixed_buffer().unwrap()).collect();
+    let mut op = p.read_fixed(&r, p.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(
+        Pin::new(&mut op)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    p.drive();
+    drop(op);
+    drop(taken);
+    let free = || {
+        std::iter::from_fn(|| p.fixed_buffer())
+            .collect::<Vec<_>>()
+            .len()
+    };
+    assert_eq!(free(), 3, "the read's buffer came back before its CQE");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.stats().orphans_freed == 0 {
+        assert!(Instant::now() < deadline, "{:?}", p.stats());
+        p.park(Some(Duration::from_millis(1)));
+    }
+    assert_eq!(free(), 4, "every buffer back in the pool");
+    // A buffer outlives its LocalProactor (the pool is kept for it).
+    let mut kept = p.fixed_buffer().unwrap();
+    drop(p);
+    kept.extend_from_slice(b"still mine");
+    assert_eq!(&kept[..], b"still mine");
+    // An empty pool is refused at setup.
+    let err = LocalProactor::new(ProactorConfig::new(8).fixed_buffers(0, 4096)).unwrap_err();
+    assert_eq!(
+        std::io::Error::from(err).kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+}

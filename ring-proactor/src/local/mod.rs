@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use ring_io_driver::{Probe, Ring, SetupError};
 
 use crate::config::*;
+use crate::fixed::Pool;
 use crate::state::{Release, Tags};
 use wakers::{SlotWaker, Wakers};
 
@@ -60,6 +61,14 @@ pub use turn::LocalUnparker;
 /// leaking the ring and the buffers of a request it would not cancel
 /// rather than freeing memory the kernel may still write.
 ///
+/// Linked chains ([`LocalOp::link`], bounded by a
+/// [`link_timeout`](LocalProactor::link_timeout)) work as the Proactor's:
+/// each chain goes to the kernel whole, in one submission. So do fixed
+/// buffers ([`ProactorConfig::fixed_buffers`]): taken with
+/// [`fixed_buffer`](LocalProactor::fixed_buffer), used by
+/// [`read_fixed`](LocalProactor::read_fixed) and
+/// [`write_fixed`](LocalProactor::write_fixed).
+///
 /// ```
 /// use ring_io_proactor::{LocalProactor, ProactorConfig};
 ///
@@ -81,13 +90,16 @@ pub struct LocalProactor {
 }
 
 /// What the LocalProactor and its ops share.
-pub(crate) struct Inner {
+pub struct Inner {
     pub(crate) st: RefCell<LState>,
     pub(crate) probe: Probe,
     /// Ends this thread's wait in the kernel (see [`turn::Park`]).
     pub(crate) park: Arc<turn::Park>,
     /// The most user ops in flight at once.
     pub(crate) budget: u32,
+    /// The fixed buffers registered with the ring, if any (dropped after
+    /// the ring: see `Drop for Inner`).
+    pub(crate) fixed: Option<Arc<Pool>>,
 }
 
 pub(crate) enum LSlotState {
@@ -178,19 +190,19 @@ pub(crate) struct Slab {
 
 impl LocalProactor {
     /// Sets up a ring as `config` says (`entries`, `cq_entries`,
-    /// `max_in_flight`; the batching knobs concern the
-    /// [`Proactor`](crate::Proactor)'s driving threads and are ignored; fixed
-    /// buffers are not offered here yet and are refused), with
+    /// `max_in_flight`, `fixed_buffers`; the batching knobs concern the
+    /// [`Proactor`](crate::Proactor)'s driving threads and are ignored), with
     /// `SINGLE_ISSUER | DEFER_TASKRUN` where the kernel has them. Errors as
-    /// [`Proactor::new`](crate::Proactor::new)'s.
+    /// [`Proactor::new`](crate::Proactor::new)'s (which include the kernel
+    /// refusing to register the fixed buffers).
     pub fn new(config: ProactorConfig) -> Result<LocalProactor, SetupError> {
-        if config.fixed.is_some() {
-            return Err(SetupError::Io(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "LocalProactor: fixed buffers (ProactorConfig::fixed_buffers) are not offered yet; \
-                 use a Proactor",
-            )));
-        }
+        // The fixed buffers first: the ring that has them registered is
+        // closed (or leaked) before the last `Arc` of the pool goes.
+        let fixed = config
+            .fixed
+            .map(|(n, size)| Pool::new(n, size))
+            .transpose()
+            .map_err(SetupError::Io)?;
         // SAFETY: eventfd(2) takes no pointers; the result is checked.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if raw < 0 {
@@ -213,6 +225,14 @@ impl LocalProactor {
             .or_else(|_| builder.clone().defer_taskrun().build())
             .or_else(|_| builder.build())
             .map_err(crate::proactor::proactor_setup_error)?;
+        if let Some(pool) = &fixed {
+            // SAFETY: the pool's memory stays allocated while the ring
+            // lives: `Inner` holds the pool, and its drop closes the ring
+            // (or leaks it, with the resources of the requests still in
+            // it, among them each FixedBuf one uses) before the pool's
+            // `Arc` goes.
+            unsafe { ring.registrar().register_buffers(&pool.iovecs()) }.map_err(SetupError::Io)?;
+        }
         let probe = ring.probe().map_err(SetupError::Io)?;
         let stats = ProactorStats {
             cq_entries: ring.params().cq_entries(),
@@ -246,6 +266,7 @@ impl LocalProactor {
                 probe,
                 park: Arc::new(turn::Park::new(efd)),
                 budget,
+                fixed,
             }),
         })
     }

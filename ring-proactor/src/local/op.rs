@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use ring_io_ops::Entry;
 
@@ -15,7 +15,7 @@ use super::{Inner, LSlot, LSlotState, LState, LocalProactor, Slab};
 use crate::op::{Finisher, OpRelease};
 use crate::state::{CANCEL_BIT, Release, result, run_user, user_data};
 
-pub(crate) enum LStage {
+pub enum LStage {
     /// Not yet polled.
     New,
     /// Waiting for the in-flight count to drop below the budget, with
@@ -189,6 +189,41 @@ impl Inner {
         drop(old);
         stage
     }
+
+    /// The linked chain `parts`, submitted whole: a slot for each entry,
+    /// credit for all of them, and all pushed into the SQ at once, each
+    /// but the last with `IOSQE_IO_LINK` (the kernel must see the whole
+    /// chain in one submission: a chain cut by an enter would run as two).
+    /// Each part's stage becomes `Submitted`; with the budget short of room
+    /// for them all, the first part's becomes `Credit` and `waker` waits
+    /// for room (`Pending`). An error if the kernel lacks an op, the chain
+    /// can never fit the budget or the SQ, or the slab is full.
+    pub(crate) fn submit_chain(
+        &self,
+        parts: &mut [(Entry, &mut LStage)],
+        waker: &Waker,
+    ) -> Poll<io::Result<()>> {
+        for (entry, _) in parts.iter() {
+            if let Err(unsupported) = self.probe.check(entry.opcode()) {
+                return Poll::Ready(Err(unsupported.into()));
+            }
+        }
+        let sq_entries = self.st.borrow().ring.params().sq_entries();
+        if parts.len() > self.budget.min(sq_entries) as usize {
+            return Poll::Ready(Err(crate::link::too_long()));
+        }
+        // The chain's slots share one clone of the task's waker, made with
+        // the state unborrowed (cloning a waker is user code; so is dropping
+        // the last clone, after the borrow).
+        let shared = Rc::new(waker.clone());
+        let (admitted, old) = self
+            .st
+            .borrow_mut()
+            .admit_chain(parts, &shared, self.budget);
+        drop(old);
+        drop(shared);
+        admitted
+    }
 }
 
 impl LState {
@@ -213,11 +248,7 @@ impl LState {
         // out of it).
         let own = ticket.and_then(|t| self.slab.leave_queue(t));
         let Some(ud) = self.slab.alloc(waker, stream) else {
-            let e = io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
-            );
-            return (Err(e), own);
+            return (Err(slab_full()), own);
         };
         self.push(entry.user_data(ud));
         (Ok(LStage::Submitted(ud)), own)
@@ -245,6 +276,62 @@ impl Inner {
             run_user(|| next.wake());
         }
     }
+}
+
+impl LState {
+    /// [`admit`](LState::admit) for a linked chain: slots (each waiting with
+    /// `waker`) and credit for every part, or none; see
+    /// [`Inner::submit_chain`]. Also returns a waker to drop after the
+    /// borrow (the chain's entry in the queue that it replaced or left).
+    fn admit_chain(
+        &mut self,
+        parts: &mut [(Entry, &mut LStage)],
+        waker: &Rc<Waker>,
+        budget: u32,
+    ) -> (Poll<io::Result<()>>, Option<SlotWaker>) {
+        // The first op holds the chain's ticket while it waits.
+        let ticket = match *parts[0].1 {
+            LStage::Credit(ticket) => Some(ticket),
+            _ => None,
+        };
+        let n = parts.len() as u32;
+        if self.slab.in_flight.saturating_add(n) > budget {
+            // Polled again, or woken for room but not enough for all its
+            // ops, it keeps its place: the waiters behind it are woken
+            // after it, so the room it needs builds up.
+            let waiting = SlotWaker::Shared(waker.clone());
+            let (ticket, old) = self.slab.wait_for_room(ticket, waiting);
+            *parts[0].1 = LStage::Credit(ticket);
+            return (Poll::Pending, old);
+        }
+        let own = ticket.and_then(|t| self.slab.leave_queue(t));
+        let room =
+            self.slab.free.len() + (CANCEL_BIT as usize).saturating_sub(self.slab.slots.len());
+        if room < parts.len() {
+            return (Poll::Ready(Err(slab_full())), own);
+        }
+        let last = parts.len() - 1;
+        let mut entries = Vec::with_capacity(parts.len());
+        for (i, (entry, stage)) in parts.iter_mut().enumerate() {
+            let ud = self
+                .slab
+                .alloc(SlotWaker::Shared(waker.clone()), false)
+                .expect("room for every part was checked");
+            let entry = if i < last { entry.link() } else { *entry };
+            entries.push(entry.user_data(ud));
+            **stage = LStage::Submitted(ud);
+        }
+        self.push_chain(&entries);
+        (Poll::Ready(Ok(())), own)
+    }
+}
+
+/// The slab has no slot left for a new request.
+fn slab_full() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "the LocalProactor's slab has no free slot (2^31 requests outstanding)",
+    )
 }
 
 impl Slab {
@@ -351,25 +438,46 @@ impl LState {
             // op, or orphaned in its slot, or leaked if the kernel never
             // lets go.
             match unsafe { self.ring.sq().push(entry) } {
-                Ok(()) => {
-                    self.in_ring += 1;
-                    let all = self.in_ring + self.cancels_in_ring;
-                    self.stats.max_in_ring = self.stats.max_in_ring.max(all);
-                    return;
-                }
+                Ok(()) => return self.pushed(1),
                 Err(full) => {
                     entry = full.0;
-                    if let Err(e) = self.ring.submitter().submit() {
-                        // Only a ring that is broken fails here; retrying
-                        // is all that can be done (its requests own memory
-                        // that must not be abandoned).
-                        eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                    self.stats.enters += 1;
+                    self.make_room();
                 }
             }
         }
+    }
+
+    /// Pushes a linked chain's entries into the SQ all at once, submitting
+    /// first while it lacks room for them all (never between two of them:
+    /// the kernel would run the chain cut in two). At most the SQ's size.
+    fn push_chain(&mut self, entries: &[Entry]) {
+        loop {
+            // SAFETY: as in `push`, for every entry.
+            match unsafe { self.ring.sq().push_batch(entries) } {
+                Ok(()) => return self.pushed(entries.len() as u32),
+                Err(_) => self.make_room(),
+            }
+        }
+    }
+
+    /// `n` requests went into the SQ.
+    #[inline]
+    fn pushed(&mut self, n: u32) {
+        self.in_ring += n;
+        let all = self.in_ring + self.cancels_in_ring;
+        self.stats.max_in_ring = self.stats.max_in_ring.max(all);
+    }
+
+    /// Submits what the SQ holds, to make room in it.
+    fn make_room(&mut self) {
+        if let Err(e) = self.ring.submitter().submit() {
+            // Only a ring that is broken fails here; retrying is all that
+            // can be done (its requests own memory that must not be
+            // abandoned).
+            eprintln!("ring-proactor: io_uring_enter failed: {e}; retrying");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.stats.enters += 1;
     }
 }
 

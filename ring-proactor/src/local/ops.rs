@@ -6,15 +6,15 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-#[cfg(doc)]
-use crate::Proactor;
 use crate::buf::{BufResult, IoBuf, IoBufMut};
+#[cfg(doc)]
+use crate::{Proactor, ProactorConfig};
 use ring_io_ops::Fd;
 
 use crate::fs::{Metadata, OpenOptions};
 use crate::ops::Backend;
 use crate::{
-    Domain, IntoOpFd, LocalMulti, LocalOp, LocalProactor, MsgFlags, PollEvents, Protocol,
+    Domain, FixedBuf, IntoOpFd, LocalMulti, LocalOp, LocalProactor, MsgFlags, PollEvents, Protocol,
     SocketType, StatxFlags,
 };
 
@@ -37,6 +37,51 @@ impl LocalProactor {
         offset: u64,
     ) -> LocalOp<BufResult<usize, B>> {
         crate::ops::fs::write(self, fd, buf, offset)
+    }
+
+    /// [`Proactor::fixed_buffer`], on this thread: a free fixed buffer
+    /// (empty), or `None` if all are taken or none were registered
+    /// ([`ProactorConfig::fixed_buffers`]). It goes back to the pool when
+    /// dropped.
+    ///
+    /// ```
+    /// use ring_io_proactor::{CURRENT_POSITION, LocalProactor, ProactorConfig};
+    /// use std::{os::unix::net::UnixStream, sync::Arc};
+    ///
+    /// let p = LocalProactor::new(ProactorConfig::new(8).fixed_buffers(2, 4096))?;
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (a, b) = (Arc::new(a), Arc::new(b));
+    /// let mut out = p.fixed_buffer().expect("two are free");
+    /// out.extend_from_slice(b"registered");
+    /// let (n, out) = p.write_fixed(&a, out, CURRENT_POSITION).wait();
+    /// assert_eq!(n?, 10);
+    /// drop(out); // back to the pool
+    /// let (n, into) = p.read_fixed(&b, p.fixed_buffer().unwrap(), CURRENT_POSITION).wait();
+    /// assert_eq!(&into[..n?], b"registered");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn fixed_buffer(&self) -> Option<FixedBuf> {
+        self.inner.fixed.as_ref()?.take()
+    }
+
+    /// [`Proactor::read_fixed`], on this thread.
+    pub fn read_fixed(
+        &self,
+        fd: impl IntoOpFd,
+        buf: FixedBuf,
+        offset: u64,
+    ) -> LocalOp<BufResult<usize, FixedBuf>> {
+        crate::ops::fs::read_fixed(self, fd, buf, offset)
+    }
+
+    /// [`Proactor::write_fixed`], on this thread.
+    pub fn write_fixed(
+        &self,
+        fd: impl IntoOpFd,
+        buf: FixedBuf,
+        offset: u64,
+    ) -> LocalOp<BufResult<usize, FixedBuf>> {
+        crate::ops::fs::write_fixed(self, fd, buf, offset)
     }
 
     /// [`Proactor::readv`], on this thread.

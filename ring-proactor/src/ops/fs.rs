@@ -13,7 +13,7 @@ use ring_io_ops::Fd;
 use ring_io_sys::FsyncFlags;
 
 use crate::args::*;
-use crate::buf::{BufResult, IoBuf, IoBufMut, op_len};
+use crate::buf::{BufResult, IoBuf, IoBufMut};
 use crate::fs::{Metadata, OpenOptions};
 use crate::op::*;
 use crate::ops::Backend;
@@ -72,26 +72,10 @@ impl Proactor {
     pub fn read_fixed(
         &self,
         fd: impl IntoOpFd,
-        mut buf: FixedBuf,
+        buf: FixedBuf,
         offset: u64,
     ) -> Op<BufResult<usize, FixedBuf>> {
-        let fd = fd.into_op_fd();
-        let at = buf.stable_mut_ptr();
-        let len = match op_len(buf.bytes_total(), true) {
-            Ok(len) => len,
-            Err(e) => return self.failed_with(e, fd, buf),
-        };
-        let entry = ring_io_ops::ReadFixed::new(Fd(fd.raw()), at, len, buf.index())
-            .offset(offset)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            let res = res.and_then(|n| at_most(n, len as usize)).inspect(|&n| {
-                // SAFETY: the kernel wrote `n` bytes, checked to be at most
-                // the `len` (the capacity) it was given, from the start.
-                unsafe { buf.set_init(n) };
-            });
-            (res, buf)
-        })
+        read_fixed(self, fd, buf, offset)
     }
 
     /// [`write`](Self::write) from a fixed buffer (`IORING_OP_WRITE_FIXED`):
@@ -102,17 +86,7 @@ impl Proactor {
         buf: FixedBuf,
         offset: u64,
     ) -> Op<BufResult<usize, FixedBuf>> {
-        let fd = fd.into_op_fd();
-        let len = match op_len(buf.bytes_init(), false) {
-            Ok(len) => len,
-            Err(e) => return self.failed_with(e, fd, buf),
-        };
-        let entry = ring_io_ops::WriteFixed::new(Fd(fd.raw()), buf.stable_ptr(), len, buf.index())
-            .offset(offset)
-            .build();
-        self.op_with(entry, fd, move |res: io::Result<u32>, _| {
-            (res.and_then(|n| at_most(n, len as usize)), buf)
-        })
+        write_fixed(self, fd, buf, offset)
     }
 
     /// Writes `buf` at `offset` ([`CURRENT_POSITION`]: at the file
@@ -258,6 +232,38 @@ pub(crate) fn read<P: Backend, B: IoBufMut>(
 ) -> P::Op<BufResult<usize, B>> {
     this.fill(fd.into_op_fd(), buf, |fd, at, len| {
         ring_io_ops::Read::new(fd, at, len).offset(offset).build()
+    })
+}
+
+/// [`Proactor::read_fixed`] for either kind of Proactor: a [`read`] whose
+/// entry names the buffer's index in the ring's table.
+pub(crate) fn read_fixed<P: Backend>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: FixedBuf,
+    offset: u64,
+) -> P::Op<BufResult<usize, FixedBuf>> {
+    let index = buf.index();
+    this.fill(fd.into_op_fd(), buf, |fd, at, len| {
+        ring_io_ops::ReadFixed::new(fd, at, len, index)
+            .offset(offset)
+            .build()
+    })
+}
+
+/// [`Proactor::write_fixed`] for either kind of Proactor: a [`write`] whose
+/// entry names the buffer's index in the ring's table.
+pub(crate) fn write_fixed<P: Backend>(
+    this: &P,
+    fd: impl IntoOpFd,
+    buf: FixedBuf,
+    offset: u64,
+) -> P::Op<BufResult<usize, FixedBuf>> {
+    let index = buf.index();
+    this.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
+        ring_io_ops::WriteFixed::new(fd, at, len, index)
+            .offset(offset)
+            .build()
     })
 }
 

@@ -21,7 +21,7 @@ impl Proactor {
     /// Completes after `duration` (`IORING_OP_TIMEOUT`); a duration past
     /// `i64::MAX` seconds is clamped there.
     pub fn timeout(&self, duration: Duration) -> Op<io::Result<()>> {
-        let (entry, finish) = timeout(duration);
+        let (entry, finish) = timeout(duration, false);
         self.op(entry, finish)
     }
 
@@ -31,12 +31,8 @@ impl Proactor {
     /// otherwise this completes with `ECANCELED` (the kernel's results,
     /// as they are). Alone, it fails with `EINVAL`.
     pub fn link_timeout(&self, duration: Duration) -> Op<io::Result<()>> {
-        let ts = Box::new(timespec(duration));
-        let entry = ring_io_ops::LinkTimeout::new(&*ts).build();
-        self.op(entry, move |res: io::Result<u32>, _| {
-            drop(ts);
-            res.map(drop)
-        })
+        let (entry, finish) = timeout(duration, true);
+        self.op(entry, finish)
     }
 
     /// Cancels every request on `fd` (`IORING_ASYNC_CANCEL_FD |
@@ -60,19 +56,26 @@ fn nop() -> (
     )
 }
 
-/// The entry and finish of a timeout: the timespec lives in the finish.
+/// The entry and finish of a timeout (`linked`: of an
+/// `IORING_OP_LINK_TIMEOUT`, which reports its `ETIME` as it is): the
+/// timespec lives in the finish.
 fn timeout(
     duration: Duration,
+    linked: bool,
 ) -> (
     Entry,
     impl FnOnce(io::Result<u32>, u32) -> io::Result<()> + Send + 'static,
 ) {
     let ts = Box::new(timespec(duration));
-    let entry = ring_io_ops::Timeout::new(&*ts).build();
+    let entry = if linked {
+        ring_io_ops::LinkTimeout::new(&*ts).build()
+    } else {
+        ring_io_ops::Timeout::new(&*ts).build()
+    };
     (entry, move |res: io::Result<u32>, _| {
         drop(ts);
         match res {
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            Err(e) if !linked && e.raw_os_error() == Some(libc::ETIME) => Ok(()),
             other => other.map(drop),
         }
     })
@@ -87,7 +90,15 @@ impl LocalProactor {
 
     /// [`Proactor::timeout`], on this thread.
     pub fn timeout(&self, duration: Duration) -> LocalOp<io::Result<()>> {
-        let (entry, finish) = timeout(duration);
+        let (entry, finish) = timeout(duration, false);
+        self.op(entry, finish)
+    }
+
+    /// [`Proactor::link_timeout`], on this thread: a timeout for the op it
+    /// is linked after, `p.read(..).link(p.link_timeout(d))` (see
+    /// [`LocalOp::link`]).
+    pub fn link_timeout(&self, duration: Duration) -> LocalOp<io::Result<()>> {
+        let (entry, finish) = timeout(duration, true);
         self.op(entry, finish)
     }
 
