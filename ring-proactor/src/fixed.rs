@@ -111,6 +111,11 @@ pub struct FixedBuf {
 }
 
 impl FixedBuf {
+    /// True if it was taken from `pool`.
+    pub(crate) fn is_from(&self, pool: &Arc<Pool>) -> bool {
+        Arc::ptr_eq(&self.pool, pool)
+    }
+
     /// Its index in the ring's buffer table (`buf_index` of the SQE).
     pub fn index(&self) -> u16 {
         self.index

@@ -110,6 +110,10 @@ pub(crate) mod sealed {
         /// The opcodes the kernel supports.
         fn probe_of(&self, token: Token) -> &Probe;
 
+        /// Whether `buf` is one of the fixed buffers registered with the
+        /// ring.
+        fn owns_of(&self, token: Token, buf: &crate::FixedBuf) -> bool;
+
         /// `op`, its output passed through `f` where it is made (see
         /// [`Op::map`]).
         fn map_of<O: 'static, P: 'static>(
@@ -184,6 +188,13 @@ impl sealed::Sealed for Proactor {
         &self.shared.probe
     }
 
+    fn owns_of(&self, _: Token, buf: &crate::FixedBuf) -> bool {
+        self.shared
+            .fixed
+            .as_ref()
+            .is_some_and(|pool| buf.is_from(pool))
+    }
+
     fn map_of<O: 'static, P: 'static>(
         _: Token,
         op: Op<O>,
@@ -254,6 +265,13 @@ impl sealed::Sealed for LocalProactor {
 
     fn probe_of(&self, _: Token) -> &Probe {
         &self.inner.probe
+    }
+
+    fn owns_of(&self, _: Token, buf: &crate::FixedBuf) -> bool {
+        self.inner
+            .fixed
+            .as_ref()
+            .is_some_and(|pool| buf.is_from(pool))
     }
 
     fn map_of<O: 'static, P: 'static>(

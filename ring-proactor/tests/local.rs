@@ -1242,3 +1242,36 @@ fn local_fixed_buffers_write_read_and_go_back_to_the_pool() {
         std::io::ErrorKind::InvalidInput
     );
 }
+
+#[test]
+fn a_fixed_buffer_of_another_runtime_is_refused_clearly_and_comes_back() {
+    use ring_io_proactor::Proactor;
+    let file = temp_file("fixed-foreign");
+    let a = LocalProactor::new(ProactorConfig::new(8).fixed_buffers(2, 4096)).unwrap();
+    let b = LocalProactor::new(ProactorConfig::new(8).fixed_buffers(2, 4096)).unwrap();
+    let shared = Proactor::new(ProactorConfig::new(8).fixed_buffers(2, 4096)).unwrap();
+    let none = local();
+    let mut buf = a.fixed_buffer().unwrap();
+    buf.extend_from_slice(b"a's");
+    let index = buf.index();
+    // The same index exists in b's table: without the check the kernel
+    // would see an address outside b's buffer (EFAULT).
+    let (res, buf) = b.write_fixed(&file, buf, 0).wait();
+    let e = res.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("another"), "{e}");
+    let (res, buf) = b.read_fixed(&file, buf, 0).wait();
+    assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let (res, buf) = shared.write_fixed(&file, buf, 0).wait();
+    assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    let (res, buf) = none.read_fixed(&file, buf, 0).wait();
+    assert_eq!(res.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    // Handed back whole, still a's: it works there and goes back to a's pool.
+    assert_eq!((buf.index(), &buf[..]), (index, &b"a's"[..]));
+    let (n, buf) = a.write_fixed(&file, buf, 0).wait();
+    assert_eq!(n.unwrap(), 3);
+    drop(buf);
+    assert_eq!((0..2).filter_map(|_| a.fixed_buffer()).count(), 2);
+    // Nothing was submitted for the refused ops.
+    assert_eq!(b.stats().completed + none.stats().completed, 0);
+}

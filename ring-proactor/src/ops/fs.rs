@@ -243,6 +243,9 @@ pub(crate) fn read_fixed<P: Backend>(
     buf: FixedBuf,
     offset: u64,
 ) -> P::Op<BufResult<usize, FixedBuf>> {
+    if let Err(e) = this.owns(&buf) {
+        return this.failed_with(e, fd.into_op_fd(), buf);
+    }
     let index = buf.index();
     this.fill(fd.into_op_fd(), buf, |fd, at, len| {
         ring_io_ops::ReadFixed::new(fd, at, len, index)
@@ -259,6 +262,9 @@ pub(crate) fn write_fixed<P: Backend>(
     buf: FixedBuf,
     offset: u64,
 ) -> P::Op<BufResult<usize, FixedBuf>> {
+    if let Err(e) = this.owns(&buf) {
+        return this.failed_with(e, fd.into_op_fd(), buf);
+    }
     let index = buf.index();
     this.send_bytes(fd.into_op_fd(), buf, |fd, at, len| {
         ring_io_ops::WriteFixed::new(fd, at, len, index)

@@ -44,6 +44,20 @@ pub(crate) trait Backend: Runtime {
         self.probe_of(Token(()))
     }
 
+    /// `Ok` if `buf` is one of this runtime's fixed buffers (registered
+    /// with its ring); else the `InvalidInput` error to fail its op with
+    /// (the kernel would refuse it with a bare `EFAULT`).
+    fn owns(&self, buf: &crate::FixedBuf) -> io::Result<()> {
+        if self.owns_of(Token(()), buf) {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "this FixedBuf belongs to another Proactor's (or LocalProactor's) fixed buffers: \
+             only the runtime whose fixed_buffer() handed it out can use it",
+        ))
+    }
+
     /// `op`, its output passed through `f` when it completes: where the op
     /// is polled or, if it was dropped in flight, where its CQE is reaped
     /// (its output is then dropped); `f` must not block.
