@@ -68,7 +68,8 @@ impl Proactor {
 
     /// [`read`](Self::read) into a fixed buffer (`IORING_OP_READ_FIXED`):
     /// fills it from its start, up to its capacity; its length becomes
-    /// `max(len, n)`.
+    /// `max(len, n)`. A buffer of another runtime's pool fails with
+    /// `InvalidInput`, and comes back.
     pub fn read_fixed(
         &self,
         fd: impl IntoOpFd,
