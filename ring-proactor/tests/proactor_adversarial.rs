@@ -628,6 +628,9 @@ fn the_proactor_dropped_by_a_drop_it_runs_shuts_down_at_once() {
 
 #[test]
 fn the_proactor_offers_no_way_to_send_a_msg_ring() {
+    // Serialized as every test here: it opens fds (the source files) that
+    // the fd-counting tests would otherwise see come and go.
+    let _serial = serial();
     // The soundness docs (ring-io-driver's and the Proactor's) say that no
     // safe code can forge a completion because pushing an entry is unsafe
     // and no safe API sends a MSG_RING, the Proactor included. An op that
