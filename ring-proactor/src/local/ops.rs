@@ -270,13 +270,12 @@ impl LocalProactor {
                 next
             },
             |bgid| {
-                // SAFETY: the BufRing moves into the stream's resources,
-                // which live (in the stream, or orphaned in the slab) until
-                // the last CQE of the only request that selects from group
-                // `bgid`, and are dropped on this thread before the ring:
-                // every stream holds the LocalProactor, whose drop releases
-                // orphans (or leaks them with the ring) before it drops the
-                // ring.
+                // The stream's resources (which the BufRing joins) hold the
+                // LocalProactor; its drop releases orphans (or leaks them
+                // with the ring) before it drops the ring.
+                // SAFETY: the BufRing lives until the last CQE of the only
+                // request selecting from `bgid`, and is dropped on this
+                // thread before the ring (see above).
                 unsafe {
                     st.ring
                         .registrar()
