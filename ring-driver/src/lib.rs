@@ -79,7 +79,31 @@
 //! code that broke its contract (a `MSG_RING` to the wrong fd, say), and
 //! what the safe layers do about it is defense in depth against such bugs,
 //! not part of the promise: they still trust no CQE beyond what its op can
-//! return. The `Proactor` (`ring-io-proactor`) tags each request with a
+//! return.
+//!
+//! Forging takes `unsafe`, on a plain ring as on a shared one (both
+//! fail to compile with E0133, a call to an `unsafe fn`):
+//!
+//! ```compile_fail,E0133
+//! use ring_io_driver::Ring;
+//! use ring_io_ops::{Fd, MsgRingData};
+//! use std::os::fd::AsRawFd;
+//! let (mut forger, victim) = (Ring::new(4)?, Ring::new(4)?);
+//! let target = Fd(victim.fd().expect("a ring with an fd").as_raw_fd());
+//! // A completion with any `user_data`, `res` and flags for `victim`'s CQ:
+//! forger.sq().push(MsgRingData::new(target, i32::MAX, 0).build());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! ```compile_fail,E0133
+//! use ring_io_driver::{Ring, SharedRing};
+//! use ring_io_ops::{Fd, MsgRingData};
+//! use std::os::fd::AsRawFd;
+//! let (forger, victim) = (SharedRing::new(4)?, Ring::new(4)?);
+//! let target = Fd(victim.fd().expect("a ring with an fd").as_raw_fd());
+//! forger.push(MsgRingData::new(target, i32::MAX, 0).build());
+//! # Ok::<(), std::io::Error>(())
+//! ``` The `Proactor` (`ring-io-proactor`) tags each request with a
 //! random 32-bit tag checked on every CQE, checks each result against what
 //! was asked (a length never past the buffer, an fd only from ops that
 //! create one) and counts what it did not expect; [`SharedRing`] refuses
