@@ -103,7 +103,9 @@
 //! let target = Fd(victim.fd().expect("a ring with an fd").as_raw_fd());
 //! forger.push(MsgRingData::new(target, i32::MAX, 0).build());
 //! # Ok::<(), std::io::Error>(())
-//! ``` The `Proactor` (`ring-io-proactor`) tags each request with a
+//! ```
+//!
+//! The `Proactor` (`ring-io-proactor`) tags each request with a
 //! random 32-bit tag checked on every CQE, checks each result against what
 //! was asked (a length never past the buffer, an fd only from ops that
 //! create one) and counts what it did not expect; [`SharedRing`] refuses
