@@ -447,3 +447,488 @@ fn a_chain_relinked_past_the_budget_hands_back_no_buffer_the_kernel_still_uses()
     });
     graves_untouched();
 }
+
+// ---------------------------------------------------------------------------
+// Chains at the edges of the SQ, the CQ and the budget.
+
+/// A watchdog for a test that could hang on this thread (a LocalProactor
+/// is `!Send`): exits the process if `step` has not been called for 20 s.
+struct Watchdog {
+    done: Arc<AtomicBool>,
+    progress: Arc<AtomicU32>,
+}
+
+impl Watchdog {
+    fn new(what: &'static str) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(AtomicU32::new(0));
+        let (d, p) = (done.clone(), progress.clone());
+        thread::spawn(move || {
+            let (mut last, mut since) = (u32::MAX, Instant::now());
+            while !d.load(Ordering::SeqCst) {
+                let now = p.load(Ordering::SeqCst);
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                } else if since.elapsed() > Duration::from_secs(20) {
+                    eprintln!("{what}: no progress for 20 s (at step {now}): a hang");
+                    std::process::exit(1);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watchdog { done, progress }
+    }
+
+    fn step(&self) {
+        self.progress.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Many NOPs and chains pushed in one pass into a 2-entry SQ with a 4-entry
+/// CQ: each push into the full SQ submits, completions pile up past the CQ
+/// (the kernel's backlog), and every chain still goes in whole: a chain
+/// whose head fails cancels its NOP, whatever the SQ held.
+#[test]
+fn local_chains_pushed_into_a_full_sq_and_cq_go_in_whole_and_nothing_hangs() {
+    let _serial = serial();
+    let dog = Watchdog::new("chains into a full SQ and CQ");
+    let p = LocalProactor::new(ProactorConfig::new(2)).unwrap();
+    let (r, _w) = pipe();
+    let r = Arc::new(r);
+    let mut nops: Vec<_> = (0..24).map(|_| p.nop()).collect();
+    // A write to a pipe's read end fails (EBADF): the NOP after it must be
+    // cancelled, never run alone.
+    let mut chains: Vec<_> = (0..8)
+        .map(|_| p.write(&r, b"x".to_vec(), CURRENT_POSITION).link(p.nop()))
+        .collect();
+    let mut ok = Vec::new();
+    for (i, nop) in nops.iter_mut().enumerate() {
+        assert!(poll_once(nop).is_pending());
+        if i % 3 == 0 {
+            let chain = &mut chains[i / 3];
+            assert!(poll_once(chain).is_pending());
+            let mut good = p.nop().link(p.nop());
+            assert!(poll_once(&mut good).is_pending());
+            ok.push(good);
+        }
+        dog.step();
+    }
+    for mut chain in chains {
+        let ((w, _), n) = drive_until(&p, &mut chain, Duration::from_secs(10), "a chain");
+        assert_eq!(errno(&w), Some(libc::EBADF));
+        assert_eq!(errno(&n), Some(libc::ECANCELED), "the chain was cut: {n:?}");
+        dog.step();
+    }
+    for mut nop in nops {
+        drive_until(&p, &mut nop, Duration::from_secs(10), "a NOP").unwrap();
+        dog.step();
+    }
+    for mut chain in ok {
+        let (a, b) = drive_until(&p, &mut chain, Duration::from_secs(10), "a chain of NOPs");
+        a.and(b).unwrap();
+        dog.step();
+    }
+    let stats = p.stats();
+    assert_eq!(
+        (stats.cq_overflow, stats.unexpected_cqes),
+        (0, 0),
+        "{stats:?}"
+    );
+    // A chain longer than the SQ is refused, clearly, and submits nothing.
+    let ((a, b), (c, d)) = drive_until(
+        &p,
+        &mut p.nop().link(p.nop()).link(p.nop().link(p.nop())),
+        Duration::from_secs(10),
+        "a chain of four",
+    );
+    for e in [a, b, c, d] {
+        let e = e.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            "a linked chain longer than the Proactor's budget or SQ"
+        );
+    }
+    let (a, b) = p.nop().link(p.nop()).wait();
+    a.and(b).unwrap();
+}
+
+/// Link timeouts of zero and of `Duration::MAX`, two in a row, at the head
+/// of a chain and alone: every op completes once, with the kernel's answer,
+/// and a chain bounded by an endless timeout ends when its op does.
+#[test]
+fn link_timeouts_at_their_limits_complete_every_op_once() {
+    let _serial = serial();
+    let dog = Watchdog::new("link timeouts at their limits");
+    let p = LocalProactor::new(ProactorConfig::new(16)).unwrap();
+    let q = Proactor::new(ProactorConfig::new(16)).unwrap();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    // Zero: the read is cancelled at once, its buffer back untouched.
+    let ((n, buf), t) = p
+        .read(&r, Canary::new(), CURRENT_POSITION)
+        .link(p.link_timeout(Duration::ZERO))
+        .wait();
+    assert_eq!(
+        (errno(&n), errno(&t)),
+        (Some(libc::ECANCELED), Some(libc::ETIME))
+    );
+    assert!(buf.bytes.iter().all(|&b| b == 0));
+    let ((n, _), t) = q
+        .read(&r, Canary::new(), CURRENT_POSITION)
+        .link(q.link_timeout(Duration::ZERO))
+        .wait();
+    assert_eq!(
+        (errno(&n), errno(&t)),
+        (Some(libc::ECANCELED), Some(libc::ETIME))
+    );
+    dog.step();
+    // MAX: clamped, never ends first; the read ends it.
+    let mut bounded = p
+        .read(&r, vec![0u8; 4], CURRENT_POSITION)
+        .link(p.link_timeout(Duration::MAX));
+    assert!(poll_once(&mut bounded).is_pending());
+    p.park(Some(Duration::from_millis(5)));
+    assert!(
+        poll_once(&mut bounded).is_pending(),
+        "an endless timeout ended"
+    );
+    write_all(&w, b"1234");
+    let ((n, buf), t) = drive_until(&p, &mut bounded, Duration::from_secs(10), "the read");
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"1234"[..]));
+    assert_eq!(errno(&t), Some(libc::ECANCELED));
+    let bounded = q
+        .read(&r, vec![0u8; 4], CURRENT_POSITION)
+        .link(q.link_timeout(Duration::MAX));
+    write_all(&w, b"5678");
+    let ((n, buf), t) = within(Duration::from_secs(5), "the read", move || bounded.wait());
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"5678"[..]));
+    assert_eq!(errno(&t), Some(libc::ECANCELED));
+    dog.step();
+    // An endless chain dropped: cancelled, its buffer kept until the end.
+    let mut dropped = p
+        .read(&r, Canary::new(), CURRENT_POSITION)
+        .link(p.link_timeout(Duration::MAX));
+    assert!(poll_once(&mut dropped).is_pending());
+    p.drive();
+    let freed = p.stats().orphans_freed;
+    drop(dropped);
+    park_until(&p, "the dropped chain's CQEs", || {
+        p.stats().orphans_freed >= freed + 2
+    });
+    let mut dropped = q
+        .read(&r, Canary::new(), CURRENT_POSITION)
+        .link(q.link_timeout(Duration::MAX));
+    assert!(poll_once(&mut dropped).is_pending());
+    let freed = q.stats().orphans_freed;
+    drop(dropped);
+    eventually("the dropped chain's CQEs", || {
+        q.stats().orphans_freed >= freed + 2
+    });
+    write_all(&w, &[9u8; CANARY_LEN]);
+    dog.step();
+    // Two in a row, a timeout at the head, one alone: whatever the kernel
+    // answers, each op completes once and nothing is left in flight.
+    let ((nop, t1), t2) = p
+        .nop()
+        .link(p.link_timeout(Duration::from_secs(60)))
+        .link(p.link_timeout(Duration::from_secs(60)))
+        .wait();
+    assert!(
+        nop.is_ok() || errno(&nop) == Some(libc::ECANCELED),
+        "{nop:?}"
+    );
+    assert!(t1.is_err() && t2.is_err(), "{t1:?} {t2:?}");
+    let ((nop, t1), t2) = q
+        .nop()
+        .link(q.link_timeout(Duration::from_secs(60)))
+        .link(q.link_timeout(Duration::from_secs(60)))
+        .wait();
+    assert!(
+        nop.is_ok() || errno(&nop) == Some(libc::ECANCELED),
+        "{nop:?}"
+    );
+    assert!(t1.is_err() && t2.is_err(), "{t1:?} {t2:?}");
+    let (t, nop) = p.link_timeout(Duration::ZERO).link(p.nop()).wait();
+    assert_eq!(errno(&t), Some(libc::EINVAL), "{t:?}");
+    assert!(nop.is_err(), "{nop:?}");
+    let (t, nop) = q.link_timeout(Duration::MAX).link(q.nop()).wait();
+    assert_eq!(errno(&t), Some(libc::EINVAL), "{t:?}");
+    assert!(nop.is_err(), "{nop:?}");
+    assert_eq!(
+        errno(&q.link_timeout(Duration::MAX).wait()),
+        Some(libc::EINVAL)
+    );
+    dog.step();
+    // Nothing is left reading the pipe, and both still run.
+    p.nop().wait().unwrap();
+    q.nop().wait().unwrap();
+    let (n, buf) = p.read(&r, vec![0u8; 128], CURRENT_POSITION).wait();
+    assert_eq!(&buf[..n.unwrap()], &[9u8; CANARY_LEN][..]);
+    let start = Instant::now();
+    drop(p);
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(q)
+    });
+    assert!(start.elapsed() < Duration::from_secs(3));
+    graves_untouched();
+}
+
+// ---------------------------------------------------------------------------
+// Chains dropped at every point.
+
+/// Chains of `read -> read -> link_timeout`, and chains that make fds
+/// (open, accept), dropped at every point: never polled, in the SQ, in the
+/// kernel, after the kernel completed the first op, after it completed all
+/// of them (never taken), after the Link took its first op's output, and
+/// while waiting for credit; then the handle dropped with a chain in
+/// flight, the last chain ending the LocalProactor. No buffer is written
+/// after it was let go, no fd is left open, the drop is quick. (Each chain
+/// reads its own pipe: a dropped read whose cancellation has not reached
+/// the kernel yet may take what is written next, as documented.)
+#[test]
+fn local_chains_dropped_at_every_point_leak_no_fd_and_free_no_buffer_early() {
+    let _serial = serial();
+    let dog = Watchdog::new("local chains dropped at every point");
+    let before = fds().len();
+    let p = LocalProactor::new(ProactorConfig::new(16).max_in_flight(64)).unwrap();
+    let tight = LocalProactor::new(ProactorConfig::new(16).max_in_flight(4)).unwrap();
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let read_only = OpenOptions::new().read(true).clone();
+    let mut clients = Vec::new();
+    let mut pipes = Vec::new();
+    let mut chain = |p: &LocalProactor| {
+        let (r, w) = pipe();
+        let r = Arc::new(r);
+        let c = p
+            .read(&r, Canary::new(), CURRENT_POSITION)
+            .link(p.read(&r, Canary::new(), CURRENT_POSITION))
+            .link(p.link_timeout(Duration::from_secs(60)));
+        pipes.push(w.try_clone().unwrap());
+        (c, w)
+    };
+    for i in 0..20 {
+        // Never polled.
+        drop(chain(&p));
+        // In the SQ.
+        let (mut c, _w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        drop(c);
+        // In the kernel.
+        let (mut c, _w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        p.drive();
+        drop(c);
+        // The first op completed (a full read: the chain goes on).
+        let (mut c, w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        p.drive();
+        let done = p.stats().completed;
+        write_all(&w, &[1u8; CANARY_LEN]);
+        park_until(&p, "the first read", || p.stats().completed > done);
+        if i % 2 == 0 {
+            // The Link takes the first output (its buffer) and holds it.
+            assert!(poll_once(&mut c).is_pending());
+        }
+        drop(c);
+        // All completed, never taken.
+        let (mut c, w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        p.drive();
+        let done = p.stats().completed;
+        write_all(&w, &[2u8; 2 * CANARY_LEN]);
+        park_until(&p, "the whole chain", || p.stats().completed >= done + 3);
+        drop(c);
+        // Ops that make fds: completed, never taken.
+        let mut c = p.open("/dev/null", &read_only).link(p.nop());
+        assert!(poll_once(&mut c).is_pending());
+        let done = p.stats().completed;
+        park_until(&p, "the open", || p.stats().completed >= done + 2);
+        drop(c);
+        let mut c = p.accept(&listener).link(p.nop());
+        assert!(poll_once(&mut c).is_pending());
+        p.drive();
+        clients.push(TcpStream::connect(addr).unwrap());
+        if i % 2 == 0 {
+            let done = p.stats().completed;
+            park_until(&p, "the accept", || p.stats().completed >= done + 2);
+        }
+        drop(c);
+        // Waiting for credit: the budget held by timeouts.
+        if i % 5 == 0 {
+            let mut full: Vec<_> = (0..2)
+                .map(|_| tight.timeout(Duration::from_secs(60)))
+                .collect();
+            for t in &mut full {
+                assert!(poll_once(t).is_pending());
+            }
+            let (mut c, _w) = chain(&tight);
+            assert!(poll_once(&mut c).is_pending());
+            tight.drive();
+            assert!(poll_once(&mut c).is_pending());
+            drop(c);
+            drop(full);
+        }
+        dog.step();
+    }
+    // The handles go while a chain is in the kernel: the chain keeps the
+    // LocalProactor, and its drop ends it (cancelling, waiting for the
+    // CQEs).
+    let (mut last, last_w) = chain(&p);
+    assert!(poll_once(&mut last).is_pending());
+    p.drive();
+    drop(p);
+    drop(tight);
+    let start = Instant::now();
+    drop(last);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    for w in &pipes {
+        // A closed read end: EPIPE, nothing written anywhere.
+        let _ = std::fs::File::from(w.try_clone().unwrap()).write_all(&[3u8; 4096]);
+    }
+    assert!(graves_untouched() >= 20 * 10);
+    drop((clients, listener, pipes, last_w));
+    let after = fds().len();
+    assert_eq!(
+        after,
+        before,
+        "fds leaked: {before} before, {after} after: {}",
+        fd_names()
+    );
+}
+
+/// What each open fd is (for a leak's message).
+fn fd_names() -> String {
+    fds()
+        .iter()
+        .map(|fd| {
+            let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+            format!(
+                "{fd}: {}",
+                link.map_or("?".into(), |l| l.display().to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The same on the Proactor, and its last clone dropped with a chain in
+/// the kernel (each op then ends with `ECANCELED`) and with a chain waiting
+/// for credit (each op fails with `NotConnected`).
+#[test]
+fn chains_dropped_at_every_point_leak_no_fd_and_free_no_buffer_early() {
+    let _serial = serial();
+    let before = fds().len();
+    let p = Proactor::new(ProactorConfig::new(16).max_in_flight(64)).unwrap();
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = listener.local_addr().unwrap();
+    let read_only = OpenOptions::new().read(true).clone();
+    let mut clients = Vec::new();
+    let mut pipes = Vec::new();
+    let mut chain = |p: &Proactor| {
+        let (r, w) = pipe();
+        let r = Arc::new(r);
+        let c = p
+            .read(&r, Canary::new(), CURRENT_POSITION)
+            .link(p.read(&r, Canary::new(), CURRENT_POSITION))
+            .link(p.link_timeout(Duration::from_secs(60)));
+        pipes.push(w.try_clone().unwrap());
+        (c, w)
+    };
+    for i in 0..20 {
+        drop(chain(&p));
+        // Queued (or in the kernel already: the fallback thread drives).
+        let (mut c, _w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        drop(c);
+        // The first op completed.
+        let (mut c, w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        let done = p.stats().completed;
+        write_all(&w, &[1u8; CANARY_LEN]);
+        eventually("the first read", || p.stats().completed > done);
+        if i % 2 == 0 {
+            assert!(poll_once(&mut c).is_pending());
+        }
+        drop(c);
+        // All completed, never taken.
+        let (mut c, w) = chain(&p);
+        assert!(poll_once(&mut c).is_pending());
+        let done = p.stats().completed;
+        write_all(&w, &[2u8; 2 * CANARY_LEN]);
+        eventually("the whole chain", || p.stats().completed >= done + 3);
+        drop(c);
+        // Ops that make fds (the fallback thread may complete them before
+        // the first poll returns: then the Link holds the outputs).
+        let done = p.stats().completed;
+        let mut c = p.open("/dev/null", &read_only).link(p.nop());
+        let _ = poll_once(&mut c);
+        eventually("the open", || p.stats().completed >= done + 2);
+        drop(c);
+        let mut c = p.accept(&listener).link(p.nop());
+        assert!(poll_once(&mut c).is_pending());
+        let done = p.stats().completed;
+        clients.push(TcpStream::connect(addr).unwrap());
+        if i % 2 == 0 {
+            eventually("the accept", || p.stats().completed >= done + 2);
+        }
+        drop(c);
+    }
+    // The last clone dropped: a chain in the kernel is cancelled, a chain
+    // waiting for credit fails clearly.
+    let tight = Proactor::new(ProactorConfig::new(16).max_in_flight(5)).unwrap();
+    let mut in_kernel = chain(&tight);
+    assert!(poll_once(&mut in_kernel.0).is_pending());
+    let mut timeout = tight.timeout(Duration::from_secs(60));
+    assert!(poll_once(&mut timeout).is_pending());
+    let mut waiting = chain(&tight);
+    assert!(poll_once(&mut waiting.0).is_pending());
+    eventually("the chain in the ring", || tight.stats().max_in_ring >= 4);
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(tight)
+    });
+    let (c, w) = in_kernel;
+    drop(w);
+    let (((a, _), (b, _)), t) = within(Duration::from_secs(3), "the cancelled chain", move || {
+        c.wait()
+    });
+    for res in [a.map(drop), b.map(drop), t] {
+        assert_eq!(errno(&res), Some(libc::ECANCELED), "{res:?}");
+    }
+    assert_eq!(errno(&timeout.wait()), Some(libc::ECANCELED));
+    let (c, w) = waiting;
+    drop(w);
+    let (((a, _), (b, _)), t) = within(Duration::from_secs(3), "the waiting chain", move || {
+        c.wait()
+    });
+    for e in [a.unwrap_err(), b.unwrap_err(), t.unwrap_err()] {
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected, "{e}");
+        assert_eq!(e.to_string(), "the proactor has shut down");
+    }
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(p)
+    });
+    for w in &pipes {
+        let _ = std::fs::File::from(w.try_clone().unwrap()).write_all(&[3u8; 4096]);
+    }
+    assert!(graves_untouched() >= 20 * 8);
+    drop((clients, listener, pipes));
+    let after = fds().len();
+    assert_eq!(
+        after,
+        before,
+        "fds leaked: {before} before, {after} after: {}",
+        fd_names()
+    );
+}
