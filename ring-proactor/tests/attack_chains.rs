@@ -808,6 +808,15 @@ fn local_chains_dropped_at_every_point_leak_no_fd_and_free_no_buffer_early() {
     );
 }
 
+/// The bytes waiting in a pipe.
+fn pipe_len(fd: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", io::Error::last_os_error());
+    n as usize
+}
+
 /// What each open fd is (for a leak's message).
 fn fd_names() -> String {
     fds()
@@ -931,4 +940,400 @@ fn chains_dropped_at_every_point_leak_no_fd_and_free_no_buffer_early() {
         "fds leaked: {before} before, {after} after: {}",
         fd_names()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Wakers of chains that run hostile code.
+
+thread_local! {
+    /// What a local [`Hook`] waker runs when woken (once).
+    static LOCAL_ACTION: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+}
+
+/// A waker that counts its wake-ups and runs an action on the first one:
+/// this thread's [`LOCAL_ACTION`] if `local`, else its own.
+struct Hook {
+    wakes: AtomicU32,
+    local: bool,
+    action: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Hook {
+    fn new(local: bool, action: Option<Box<dyn FnOnce() + Send>>) -> Arc<Hook> {
+        Arc::new(Hook {
+            wakes: AtomicU32::new(0),
+            local,
+            action: Mutex::new(action),
+        })
+    }
+    fn wakes(&self) -> u32 {
+        self.wakes.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for Hook {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        if self.local {
+            if let Some(f) = LOCAL_ACTION.with(|a| a.borrow_mut().take()) {
+                f();
+            }
+        } else if let Some(f) = self.action.lock().unwrap().take() {
+            f();
+        }
+    }
+}
+
+/// A LocalProactor chain's waker that drops the chain when its first op
+/// completes (the second in the kernel), one that panics, and one that
+/// starts a new chain: the dropped chain's buffers wait for their CQEs,
+/// the panic ends only the wake-up, the new chain runs.
+#[test]
+fn local_chain_wakers_that_drop_the_chain_panic_or_start_chains_break_nothing() {
+    let _serial = serial();
+    let dog = Watchdog::new("local chain wakers");
+    let p = Rc::new(LocalProactor::new(ProactorConfig::new(16)).unwrap());
+    let (r1, w1) = pipe();
+    let (r2, w2) = pipe();
+    let (r1, r2) = (Arc::new(r1), Arc::new(r2));
+    // 1. Dropped by its own waker, mid-chain.
+    let hook = Hook::new(true, None);
+    let waker = Waker::from(hook.clone());
+    let chain = Rc::new(RefCell::new(Some(
+        p.read(&r1, Canary::new(), CURRENT_POSITION).link(p.read(
+            &r2,
+            Canary::new(),
+            CURRENT_POSITION,
+        )),
+    )));
+    assert!(poll_with(chain.borrow_mut().as_mut().unwrap(), &waker).is_pending());
+    let victim = chain.clone();
+    LOCAL_ACTION.with(|a| {
+        *a.borrow_mut() = Some(Box::new(move || drop(victim.borrow_mut().take())));
+    });
+    p.drive();
+    let freed = p.stats().orphans_freed;
+    write_all(&w1, &[1u8; CANARY_LEN]);
+    park_until(&p, "the waker's drop", || chain.borrow().is_none());
+    park_until(&p, "the second read's CQE", || {
+        p.stats().orphans_freed > freed
+    });
+    write_all(&w2, &[2u8; CANARY_LEN]);
+    p.park(Some(Duration::from_millis(2)));
+    graves_untouched();
+    // The second read took nothing: the bytes are still there.
+    let (n, buf) = p.read(&r2, vec![0u8; 128], CURRENT_POSITION).wait();
+    assert_eq!(&buf[..n.unwrap()], &[2u8; CANARY_LEN][..]);
+    dog.step();
+    // 2. A waker that panics: the turn goes on, the chain completes when
+    // polled, another task's op completes too.
+    let hook = Hook::new(true, None);
+    let waker = Waker::from(hook.clone());
+    let mut chain = p.read(&r1, vec![0u8; 4], CURRENT_POSITION).link(p.nop());
+    assert!(poll_with(&mut chain, &waker).is_pending());
+    let mut other = p.read(&r2, vec![0u8; 4], CURRENT_POSITION);
+    assert!(poll_once(&mut other).is_pending());
+    LOCAL_ACTION.with(|a| *a.borrow_mut() = Some(Box::new(|| panic!("a chain's waker panics"))));
+    write_all(&w1, b"abcd");
+    write_all(&w2, b"efgh");
+    park_until(&p, "the panicking wake-up", || hook.wakes() > 0);
+    let ((n, buf), nop) = drive_until(&p, &mut chain, Duration::from_secs(10), "the chain");
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"abcd"[..]));
+    nop.unwrap();
+    let (n, buf) = drive_until(&p, &mut other, Duration::from_secs(10), "the other op");
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"efgh"[..]));
+    dog.step();
+    // 3. A waker that starts a chain on the same LocalProactor (inside the
+    // turn that woke it) and leaves it for later.
+    let started = Rc::new(RefCell::new(None));
+    let (q, s) = (p.clone(), started.clone());
+    LOCAL_ACTION.with(|a| {
+        *a.borrow_mut() = Some(Box::new(move || {
+            let mut c = q.nop().link(q.nop());
+            assert!(poll_once(&mut c).is_pending());
+            *s.borrow_mut() = Some(c);
+        }))
+    });
+    let hook = Hook::new(true, None);
+    let waker = Waker::from(hook.clone());
+    let mut chain = p.nop().link(p.nop());
+    assert!(poll_with(&mut chain, &waker).is_pending());
+    park_until(&p, "the waker", || started.borrow().is_some());
+    let (a, b) = drive_until(&p, &mut chain, Duration::from_secs(10), "the chain");
+    a.and(b).unwrap();
+    let mut inner = started.borrow_mut().take().unwrap();
+    let (a, b) = drive_until(
+        &p,
+        &mut inner,
+        Duration::from_secs(10),
+        "the chain its waker started",
+    );
+    a.and(b).unwrap();
+    let stats = p.stats();
+    assert_eq!(
+        (stats.unexpected_cqes, stats.cq_overflow),
+        (0, 0),
+        "{stats:?}"
+    );
+    drop((w1, w2));
+}
+
+/// A Proactor chain's waker that drops the Proactor's last clone (on the
+/// thread that drives), and one that panics.
+#[test]
+fn chain_wakers_that_drop_the_proactor_or_panic_break_nothing() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(16)).unwrap();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    // A waker that panics, and another task's op.
+    let hook = Hook::new(false, Some(Box::new(|| panic!("a chain's waker panics"))));
+    let waker = Waker::from(hook.clone());
+    let mut chain = p.read(&r, vec![0u8; 4], CURRENT_POSITION).link(p.nop());
+    assert!(poll_with(&mut chain, &waker).is_pending());
+    write_all(&w, b"abcd");
+    eventually("the panicking wake-up", || hook.wakes() > 0);
+    let other = p.nop();
+    within(Duration::from_secs(5), "another op", move || other.wait()).unwrap();
+    let ((n, buf), nop) = within(Duration::from_secs(5), "the chain", move || chain.wait());
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"abcd"[..]));
+    nop.unwrap();
+    // A waker that drops the last clone of the Proactor.
+    let last = Arc::new(Mutex::new(Some(p)));
+    let take = last.clone();
+    let hook = Hook::new(
+        false,
+        Some(Box::new(move || drop(take.lock().unwrap().take()))),
+    );
+    let waker = Waker::from(hook.clone());
+    let mut chain = {
+        let guard = last.lock().unwrap();
+        let p = guard.as_ref().unwrap();
+        p.read(&r, vec![0u8; 4], CURRENT_POSITION).link(p.nop())
+    };
+    assert!(poll_with(&mut chain, &waker).is_pending());
+    write_all(&w, b"efgh");
+    eventually("the Proactor dropped by the waker", || {
+        last.lock().unwrap().is_none()
+    });
+    let ((n, buf), nop) = within(Duration::from_secs(5), "the chain", move || chain.wait());
+    assert_eq!((n.unwrap(), &buf[..]), (4, &b"efgh"[..]));
+    nop.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Fixed buffers.
+
+/// A file in the temp dir, open for reading and writing, its name removed.
+fn temp_file(name: &str) -> Arc<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("ring-attack-{}-{name}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    Arc::new(file)
+}
+
+/// Configs at the limits: errors (never a panic or an abort), each saying
+/// what is wrong; what no kernel registers is refused before a byte is
+/// allocated (a 2 GiB buffer was zeroed, twice, before the kernel's bare
+/// `EFAULT`).
+#[test]
+fn fixed_buffer_configs_at_their_limits_are_clear_errors() {
+    let _serial = serial();
+    let before = fds().len();
+    for (count, size) in [
+        (0, 4096),
+        (1, 0),
+        (1, (1 << 30) + 1),
+        (1, u32::MAX as usize + 1),
+        (u16::MAX, usize::MAX),
+        (u16::MAX, 4096),
+        (16385, 1),
+        (2, 1 << 31),
+    ] {
+        let config = ProactorConfig::new(8).fixed_buffers(count, size);
+        let start = Instant::now();
+        for e in [
+            LocalProactor::new(config.clone()).map(drop),
+            Proactor::new(config).map(drop),
+        ] {
+            let e = io::Error::from(e.expect_err("refused"));
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::InvalidInput,
+                "{count} x {size}: {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains("fixed buffers") && msg.contains("1 GiB"),
+                "{count} x {size}: {msg}"
+            );
+            assert!(!msg.contains("map the ring"), "{count} x {size}: {msg}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "{count} x {size}: refused only after {:?}",
+            start.elapsed()
+        );
+    }
+    // The largest count and size the kernel takes are still accepted (or
+    // refused by the kernel: RLIMIT_MEMLOCK, or 1024 buffers before 5.13).
+    for (count, size) in [(16384, 1), (1, 1 << 20)] {
+        let config = ProactorConfig::new(8).fixed_buffers(count, size);
+        if let Err(e) = LocalProactor::new(config) {
+            let e = io::Error::from(e);
+            assert!(e.raw_os_error().is_some(), "{count} x {size}: {e:?}");
+        }
+    }
+    assert_eq!(fds().len(), before, "a refused setup left fds open");
+}
+
+/// Fixed buffers attacked on both runtimes: used after their runtime is
+/// gone, on a runtime of the other kind, sliced out of range, at offsets
+/// past `i64::MAX`, empty, and dropped in flight (alone and in chains).
+#[test]
+fn fixed_buffers_survive_hostile_use_on_both_runtimes() {
+    let _serial = serial();
+    let dog = Watchdog::new("fixed buffers");
+    let file = temp_file("fixed");
+    let local = LocalProactor::new(ProactorConfig::new(16).fixed_buffers(4, 4096)).unwrap();
+    let shared = Proactor::new(ProactorConfig::new(16).fixed_buffers(4, 4096)).unwrap();
+    // Out of range slices: a clear panic, and the buffer goes back.
+    for (lo, hi) in [(0, 4097), (5, 3), (4096, usize::MAX)] {
+        let buf = local.fixed_buffer().unwrap();
+        let panic = std::panic::catch_unwind(AssertUnwindSafe(move || {
+            let _ = buf.slice(lo..hi);
+        }))
+        .expect_err("an out of range slice panics");
+        let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("slice"), "{lo}..{hi}: {msg}");
+    }
+    let all: Vec<_> = std::iter::from_fn(|| local.fixed_buffer()).collect();
+    assert_eq!(all.len(), 4, "a panicking slice kept its buffer");
+    drop(all);
+    // The other kind's buffer: refused, handed back whole.
+    let mut theirs = shared.fixed_buffer().unwrap();
+    theirs.extend_from_slice(b"shared's");
+    let (res, theirs) = local.write_fixed(&file, theirs, 0).wait();
+    let e = res.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("another"), "{e}");
+    let (res, mut mine) = shared
+        .read_fixed(&file, local.fixed_buffer().unwrap(), 0)
+        .wait();
+    assert_eq!(res.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    // As plain buffers, any runtime takes them (a slice too).
+    mine.extend_from_slice(b"0123456789");
+    let (n, mine) = shared.write(&file, mine.slice(2..6), 0).wait();
+    assert_eq!(n.unwrap(), 4);
+    let (n, theirs) = local.read(&file, theirs.slice(1..3), 0).wait();
+    assert_eq!(n.unwrap(), 2);
+    let theirs = theirs.into_inner();
+    assert_eq!(&theirs[..], b"s23red's");
+    dog.step();
+    // Offsets: past i64::MAX (not the current position) the kernel says
+    // EINVAL; the buffer comes back untouched. An empty write is Ok(0).
+    let mine = mine.into_inner();
+    for (name, res, buf) in [
+        (
+            "local read",
+            local.read_fixed(&file, mine, u64::MAX - 1).wait(),
+        ),
+        (
+            "shared write",
+            shared.write_fixed(&file, theirs, u64::MAX - 1).wait(),
+        ),
+    ]
+    .map(|(name, (res, buf))| (name, res, buf))
+    {
+        assert_eq!(errno(&res), Some(libc::EINVAL), "{name}: {res:?}");
+        assert!(!buf.is_empty(), "{name}: handed back as it was");
+        drop(buf);
+    }
+    let (n, empty) = local
+        .write_fixed(&file, local.fixed_buffer().unwrap(), 0)
+        .wait();
+    assert_eq!((n.unwrap(), empty.len()), (0, 0));
+    drop(empty);
+    assert_eq!(
+        file.metadata().unwrap().len(),
+        4,
+        "nothing else was written"
+    );
+    dog.step();
+    // Dropped in flight, alone and as the second op of a chain: each
+    // buffer stays out of the pool until its CQE, and the kernel writes
+    // none after it is back.
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut alone = local.read_fixed(&r, local.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(poll_once(&mut alone).is_pending());
+    let mut chain =
+        local
+            .nop()
+            .link(local.read_fixed(&r, local.fixed_buffer().unwrap(), CURRENT_POSITION));
+    assert!(poll_once(&mut chain).is_pending());
+    local.drive();
+    let freed = local.stats().orphans_freed;
+    drop(alone);
+    drop(chain);
+    let free = |p: &LocalProactor| {
+        std::iter::from_fn(|| p.fixed_buffer())
+            .collect::<Vec<_>>()
+            .len()
+    };
+    assert!(free(&local) <= 2, "a buffer came back before its CQE");
+    park_until(&local, "the dropped reads' CQEs", || {
+        local.stats().orphans_freed >= freed + 2
+    });
+    assert_eq!(free(&local), 4);
+    write_all(&w, &[0xEE; 4096]);
+    local.park(Some(Duration::from_millis(2)));
+    let bufs: Vec<_> = std::iter::from_fn(|| local.fixed_buffer()).collect();
+    for mut b in bufs {
+        // SAFETY: the pool's memory is initialized (zeroed at setup).
+        unsafe { b.set_init(b.capacity()) };
+        assert!(
+            !b.contains(&0xEE),
+            "the kernel wrote buffer {} after it came back",
+            b.index()
+        );
+    }
+    dog.step();
+    assert_eq!(pipe_len(&r), 4096, "a dropped read took bytes");
+    // The same on the Proactor, and with the Proactor dropped meanwhile:
+    // the buffers outlive it.
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut alone = shared.read_fixed(&r, shared.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(poll_once(&mut alone).is_pending());
+    let mut kept = shared.fixed_buffer().unwrap();
+    eventually("the read in the ring", || shared.stats().max_in_ring >= 2);
+    let freed = shared.stats().orphans_freed;
+    drop(alone);
+    eventually("the dropped read's CQE", || {
+        shared.stats().orphans_freed > freed
+    });
+    write_all(&w, &[0xDD; 4096]);
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(shared)
+    });
+    // SAFETY: as above.
+    unsafe { kept.set_init(kept.capacity()) };
+    assert!(!kept.contains(&0xDD));
+    assert_eq!(pipe_len(&r), 4096, "the dropped read took bytes");
+    // Still a buffer, for any runtime's plain ops.
+    kept.clear();
+    let (n, kept) = local.read(&r, kept, CURRENT_POSITION).wait();
+    assert_eq!(n.unwrap(), 4096);
+    assert!(kept.iter().all(|&b| b == 0xDD));
+    drop((w, local));
 }
