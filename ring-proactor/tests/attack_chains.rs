@@ -1476,3 +1476,196 @@ fn local_recv_multi_at_its_limits_and_dropped_everywhere() {
         fd_names()
     );
 }
+
+// ---------------------------------------------------------------------------
+// The typed handles, generic over the runtime.
+
+/// Gives a runtime's ops a moment to reach the kernel (and its
+/// completions to be reaped): a LocalProactor is driven, a Proactor's
+/// threads are left a moment.
+trait Settle {
+    fn settle(&self);
+}
+
+impl Settle for LocalProactor {
+    fn settle(&self) {
+        self.park(Some(Duration::from_millis(1)));
+    }
+}
+
+impl Settle for Proactor {
+    fn settle(&self) {
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What `handles_attacked` checks on one runtime: files, sockets and
+/// transfers dropped, forgotten and mis-sized at every point.
+fn handles_attacked<R: Runtime + Settle>(rt: &R, name: &str) {
+    use futures_util::StreamExt;
+    let path = std::env::temp_dir().join(format!("ring-attack-{}-{name}", std::process::id()));
+    // Opens dropped before polling, in flight, and completed, never taken.
+    drop(File::create(rt, &path));
+    let mut open = File::create(rt, &path);
+    let _ = poll_once(&mut open);
+    drop(open);
+    let mut open = File::open(rt, &path);
+    let _ = poll_once(&mut open);
+    for _ in 0..5 {
+        rt.settle();
+    }
+    drop(open);
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .clone();
+    let file = rt.block_on(rw.open(rt, &path)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // Transfers at the edges: nothing to do, past i64::MAX, the end.
+    let (res, buf) = rt.block_on(file.write_all_at(Vec::new(), 0));
+    assert!(res.is_ok() && buf.is_empty());
+    let (res, buf) = rt.block_on(file.write_all_at(b"0123456789".to_vec(), u64::MAX - 3));
+    assert_eq!(errno(&res), Some(libc::EINVAL), "{name}: {res:?}");
+    assert_eq!(buf, b"0123456789", "{name}: handed back");
+    rt.block_on(file.write_all_at(b"0123456789".to_vec(), 0))
+        .0
+        .unwrap();
+    let (res, buf) = rt.block_on(file.read_exact_at(Vec::with_capacity(16), 4));
+    let e = res.unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{name}: {e}");
+    assert_eq!(e.to_string(), "the end came after 6 of 16 bytes");
+    assert_eq!(buf, b"456789", "{name}: what was read is kept");
+    let (res, buf) = rt.block_on(file.read_exact_at(Vec::new(), 0));
+    assert!(res.is_ok() && buf.is_empty());
+    // A transfer dropped mid-way (part of its buffer filled, the rest in
+    // the kernel) and one whose handle is dropped first.
+    let (a, b) = RtUnixStream::pair(rt).unwrap();
+    let mut reading = b.read_exact(Canary::new());
+    assert!(poll_once(&mut reading).is_pending());
+    rt.block_on(a.write_all(vec![1u8; 10])).0.unwrap();
+    for _ in 0..5 {
+        rt.settle();
+        assert!(poll_once(&mut reading).is_pending());
+    }
+    drop(reading);
+    for _ in 0..5 {
+        rt.settle();
+    }
+    rt.block_on(a.write_all(vec![2u8; 3 * CANARY_LEN]))
+        .0
+        .unwrap();
+    let reading = b.read_exact(vec![0u8; 2 * CANARY_LEN]);
+    drop(b);
+    let (res, buf) = rt.block_on(reading);
+    res.unwrap();
+    assert!(
+        buf.iter().all(|&x| x == 2),
+        "{name}: the dropped transfer took bytes"
+    );
+    // A write to the closed peer: the kernel's EPIPE, the buffer back.
+    let (res, buf) = rt.block_on(a.write_all(vec![3u8; 16]));
+    assert_eq!(res.unwrap_err().kind(), io::ErrorKind::BrokenPipe, "{name}");
+    assert_eq!(buf.len(), 16);
+    // A write_all that fills the socket, dropped mid-way.
+    let (a, _peer) = RtUnixStream::pair(rt).unwrap();
+    let mut writing = a.write_all(vec![3u8; 8 << 20]);
+    for _ in 0..5 {
+        if poll_once(&mut writing).is_ready() {
+            panic!("{name}: 8 MiB written into an idle socket");
+        }
+        rt.settle();
+    }
+    drop(writing);
+    drop(a);
+    // Accepts dropped in flight and completed (a connection nobody takes
+    // is closed), and a stream of them with connections queued.
+    let listener = ring_io_proactor::net::TcpListener::bind(rt, "127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut clients = Vec::new();
+    let mut accept = listener.accept();
+    assert!(poll_once(&mut accept).is_pending());
+    rt.settle();
+    drop(accept);
+    let mut accept = listener.accept();
+    assert!(poll_once(&mut accept).is_pending());
+    clients.push(TcpStream::connect(addr).unwrap());
+    for _ in 0..5 {
+        rt.settle();
+    }
+    drop(accept);
+    let mut incoming = listener.incoming();
+    assert!(poll_once(&mut incoming.next()).is_pending());
+    for _ in 0..3 {
+        clients.push(TcpStream::connect(addr).unwrap());
+    }
+    for _ in 0..5 {
+        rt.settle();
+    }
+    drop(incoming);
+    // A refused connection says so; the listener still accepts.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let e = rt.block_on(RtTcpStream::connect(rt, closed)).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{name}: {e}");
+    let client = TcpStream::connect(addr).unwrap();
+    let (stream, peer) = rt.block_on(listener.accept()).unwrap();
+    assert_eq!(peer, client.local_addr().unwrap());
+    drop((stream, client, listener, file));
+    // Every connection was closed (by the runtime, or with the listener's
+    // backlog): each client sees the end, none hangs.
+    for mut c in clients.drain(..) {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        let n = io::Read::read(&mut c, &mut byte);
+        assert!(
+            matches!(n, Ok(0))
+                || n.as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+            "{name}: {n:?}"
+        );
+    }
+}
+
+/// The handles of `fs` and `net`, and their transfers, attacked on both
+/// runtimes; then the runtimes are dropped (the LocalProactor by its last
+/// handle's drop), leaving no fd open and no buffer written after its drop.
+#[test]
+fn handles_and_transfers_attacked_on_both_runtimes_leak_nothing() {
+    let _serial = serial();
+    let dog = Watchdog::new("handles");
+    let before = fds().len();
+    let local = LocalProactor::new(ProactorConfig::new(16)).unwrap();
+    handles_attacked(&local, "local");
+    dog.step();
+    let shared = Proactor::new(ProactorConfig::new(16)).unwrap();
+    handles_attacked(&shared, "shared");
+    dog.step();
+    // A handle outlives its runtime's handle, and its last op ends the
+    // runtime.
+    let (a, b) = RtUnixStream::pair(&local).unwrap();
+    drop(local);
+    let mut reading = b.read_exact(vec![0u8; 4]);
+    assert!(poll_once(&mut reading).is_pending());
+    drop(b);
+    let rt = a.proactor().clone();
+    rt.block_on(a.write_all("last")).0.unwrap();
+    let (res, buf) = rt.block_on(reading);
+    res.unwrap();
+    assert_eq!(buf, b"last");
+    drop((a, rt));
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(shared)
+    });
+    thread::sleep(Duration::from_millis(2));
+    graves_untouched();
+    let after = fds().len();
+    assert_eq!(
+        after,
+        before,
+        "fds leaked: {before} before, {after} after: {}",
+        fd_names()
+    );
+}
