@@ -38,7 +38,7 @@ use common::pipe;
 use ring_io_proactor::fs::{File, OpenOptions};
 use ring_io_proactor::net::{TcpStream as RtTcpStream, UnixStream as RtUnixStream};
 use ring_io_proactor::{
-    CURRENT_POSITION, IoBuf, IoBufMut, LocalProactor, MsgFlags, Proactor, ProactorConfig, Runtime,
+    CURRENT_POSITION, IoBuf, IoBufMut, LocalProactor, Proactor, ProactorConfig, Runtime,
 };
 
 /// One test at a time: fd counts must not see other tests' fds.
@@ -1668,4 +1668,294 @@ fn handles_and_transfers_attacked_on_both_runtimes_leak_nothing() {
         "fds leaked: {before} before, {after} after: {}",
         fd_names()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Forgotten futures.
+
+/// `mem::forget` of a chain, a transfer and a fixed-buffer read in flight
+/// (safe, and a leak by definition): what they own is leaked, never
+/// freed, so the kernel may finish with it; the runtime runs on with the
+/// rest of its budget and buffers, and a Proactor still shuts down. (The
+/// CI's LeakSanitizer is told about these leaks: `.ci/lsan.supp`.)
+#[test]
+fn forgotten_ops_chains_and_transfers_leak_but_break_nothing() {
+    let _serial = serial();
+    let dog = Watchdog::new("forgotten futures");
+    let p = LocalProactor::new(
+        ProactorConfig::new(16)
+            .max_in_flight(6)
+            .fixed_buffers(2, 64),
+    )
+    .unwrap();
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let mut chain = p.read(&r, Canary::new(), CURRENT_POSITION).link(p.read(
+        &r,
+        Canary::new(),
+        CURRENT_POSITION,
+    ));
+    assert!(poll_once(&mut chain).is_pending());
+    let mut fixed = p.read_fixed(&r, p.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(poll_once(&mut fixed).is_pending());
+    let (a, b) = RtUnixStream::pair(&p).unwrap();
+    let mut transfer = b.read_exact(Canary::new());
+    assert!(poll_once(&mut transfer).is_pending());
+    p.drive();
+    std::mem::forget(chain);
+    std::mem::forget(fixed);
+    std::mem::forget(transfer);
+    // The kernel completes them into leaked memory.
+    write_all(&w, &[5u8; 3 * CANARY_LEN]);
+    p.block_on(a.write_all(vec![6u8; CANARY_LEN])).0.unwrap();
+    for _ in 0..5 {
+        p.park(Some(Duration::from_millis(1)));
+    }
+    dog.step();
+    // Four of six credits (one per forgotten op) and one of two fixed
+    // buffers are gone for good; the rest work.
+    let (x, y) = p.nop().link(p.nop()).wait();
+    x.and(y).unwrap();
+    let mut three = p.nop().link(p.nop()).link(p.nop());
+    assert!(poll_once(&mut three).is_pending());
+    p.park(Some(Duration::from_millis(2)));
+    assert!(
+        poll_once(&mut three).is_pending(),
+        "a chain of three fits in two credits"
+    );
+    drop(three);
+    let bufs: Vec<_> = std::iter::from_fn(|| p.fixed_buffer()).collect();
+    assert_eq!(
+        bufs.len(),
+        1,
+        "the forgotten read's buffer never comes back"
+    );
+    drop(bufs);
+    let stats = p.stats();
+    assert_eq!(
+        (stats.unexpected_cqes, stats.cq_overflow),
+        (0, 0),
+        "{stats:?}"
+    );
+    graves_untouched();
+    dog.step();
+    // The Proactor: a forgotten op in flight does not stop its shutdown.
+    let q = Proactor::new(ProactorConfig::new(16)).unwrap();
+    let (r2, w2) = pipe();
+    let mut op = q
+        .read(Arc::new(r2), Canary::new(), CURRENT_POSITION)
+        .link(q.nop());
+    assert!(poll_once(&mut op).is_pending());
+    std::mem::forget(op);
+    q.nop().wait().unwrap();
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(q)
+    });
+    write_all(&w2, &[7u8; CANARY_LEN]);
+    drop((w, w2, a));
+}
+
+// ---------------------------------------------------------------------------
+// Forged completions (an `unsafe` MSG_RING push: buggy unsafe code).
+
+/// The fds of io_uring instances, as an attacker finds them.
+fn ring_fds() -> Vec<RawFd> {
+    fds()
+        .into_iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
+        })
+        .collect()
+}
+
+/// The attacker: a ring of its own that posts completions into others.
+struct Forger {
+    ring: ring_io_driver::Ring,
+    flags: bool,
+}
+
+impl Forger {
+    /// `None` if the kernel lacks `IORING_OP_MSG_RING` (Linux 5.18).
+    fn new() -> Option<Forger> {
+        let ring = ring_io_driver::Ring::new(64).expect("a ring");
+        let probe = ring.probe().expect("a probe");
+        if probe.check(ring_io_sys::IORING_OP_MSG_RING).is_err() {
+            return None;
+        }
+        Some(Forger {
+            ring,
+            flags: common::kernel().at_least(6, 3),
+        })
+    }
+
+    /// Posts a CQE for every guess, result and flag into every target;
+    /// how many landed.
+    fn spray(&mut self, targets: &[RawFd], results: &[i32], flags: &[u32]) -> u64 {
+        let mut guesses: Vec<u64> = (0..64).collect();
+        for tag in 0..4u64 {
+            for index in 0..8u64 {
+                for high in [0, 1 << 63, 1 << 31] {
+                    guesses.push(high | (tag << 32) | index);
+                }
+            }
+        }
+        guesses.extend([u64::MAX, u64::MAX - 1, u32::MAX as u64]);
+        let mut landed = 0;
+        for &t in targets {
+            for &ud in &guesses {
+                for &res in results {
+                    for &f in flags {
+                        let mut op = ring_io_ops::MsgRingData::new(ring_io_ops::Fd(t), res, ud);
+                        if self.flags {
+                            op = op.cqe_flags(f);
+                        }
+                        // SAFETY: a MSG_RING data entry carries no pointer:
+                        // the kernel touches no memory of this process.
+                        unsafe { self.ring.sq().push(op.build()) }.expect("room in the SQ");
+                        self.ring.submitter().submit_and_wait(1).expect("enter");
+                        let cqe = self.ring.cq().next().expect("the MSG_RING's own CQE");
+                        landed += u64::from(cqe.res() >= 0);
+                    }
+                }
+            }
+        }
+        landed
+    }
+}
+
+const FORGED_RESULTS: [i32; 6] = [
+    0,
+    1,
+    CANARY_LEN as i32,
+    i32::MAX,
+    -libc::ECANCELED,
+    -libc::ETIME,
+];
+const FORGED_FLAGS: [u32; 3] = [
+    0,
+    ring_io_sys::IORING_CQE_F_MORE,
+    ring_io_sys::IORING_CQE_F_BUFFER | (1 << ring_io_sys::IORING_CQE_BUFFER_SHIFT),
+];
+
+/// Forged completions sprayed at a Proactor with a chain bounded by a link
+/// timeout and a fixed-buffer read in flight: none completes early, each
+/// is counted, the real completions come after.
+#[test]
+fn forged_completions_finish_no_chain_member_nor_fixed_read_early() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("forged_chains", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    let before = ring_fds();
+    let p = Proactor::new(ProactorConfig::new(32).fixed_buffers(2, 64)).unwrap();
+    let targets: Vec<RawFd> = ring_fds()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    assert!(!targets.is_empty());
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let (r2, w2) = pipe();
+    let mut chain = p
+        .read(&r, Canary::new(), CURRENT_POSITION)
+        .link(p.read(&r, Canary::new(), CURRENT_POSITION))
+        .link(p.link_timeout(Duration::from_secs(60)));
+    assert!(poll_once(&mut chain).is_pending());
+    let mut fixed = p.read_fixed(Arc::new(r2), p.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(poll_once(&mut fixed).is_pending());
+    eventually("the reads in the ring", || p.stats().max_in_ring >= 5);
+    let landed = forger.spray(&targets, &FORGED_RESULTS, &FORGED_FLAGS);
+    assert!(landed > 0);
+    eventually("every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    assert_eq!(p.stats().unexpected_cqes, landed);
+    assert_eq!(p.stats().completed, 0, "{:?}", p.stats());
+    assert!(poll_once(&mut chain).is_pending() && poll_once(&mut fixed).is_pending());
+    write_all(&w, &[1u8; 2 * CANARY_LEN]);
+    write_all(&w2, b"fixed");
+    let (((a, buf_a), (b, buf_b)), t) = chain.wait();
+    assert_eq!((a.unwrap(), b.unwrap()), (CANARY_LEN, CANARY_LEN));
+    assert!(
+        buf_a
+            .bytes
+            .iter()
+            .chain(buf_b.bytes.iter())
+            .all(|&x| x == 1)
+    );
+    assert_eq!(errno(&t), Some(libc::ECANCELED));
+    let (n, buf) = fixed.wait();
+    assert_eq!(&buf[..n.unwrap()], b"fixed");
+    within(Duration::from_secs(3), "dropping the Proactor", move || {
+        drop(p)
+    });
+}
+
+/// The same at a LocalProactor whose ring has an fd, with a multishot
+/// receive in flight too (forged buffer ids among the flags).
+#[test]
+fn local_forged_completions_finish_no_chain_member_fixed_read_or_stream_early() {
+    let _serial = serial();
+    let Some(mut forger) = Forger::new() else {
+        skip!("local_forged_chains", "IORING_OP_MSG_RING needs Linux 5.18");
+    };
+    // Since 6.5 a ring has no fd while the thread's 16 registered-ring
+    // slots last: made (and kept) until one has an fd.
+    let mut keep = Vec::new();
+    let (p, targets) = loop {
+        let before = ring_fds();
+        let p = LocalProactor::new(ProactorConfig::new(32).fixed_buffers(2, 64)).unwrap();
+        if !p.has_no_fd() {
+            let fds: Vec<RawFd> = ring_fds()
+                .into_iter()
+                .filter(|fd| !before.contains(fd))
+                .collect();
+            break (p, fds);
+        }
+        keep.push(p);
+        assert!(keep.len() <= 16, "17 LocalProactors without an fd");
+    };
+    assert!(!targets.is_empty());
+    let (r, w) = pipe();
+    let r = Arc::new(r);
+    let (r2, w2) = pipe();
+    let (sa, sb) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut chain = p
+        .read(&r, Canary::new(), CURRENT_POSITION)
+        .link(p.read(&r, Canary::new(), CURRENT_POSITION))
+        .link(p.link_timeout(Duration::from_secs(60)));
+    assert!(poll_once(&mut chain).is_pending());
+    let mut fixed = p.read_fixed(Arc::new(r2), p.fixed_buffer().unwrap(), CURRENT_POSITION);
+    assert!(poll_once(&mut fixed).is_pending());
+    let mut stream = (common::kernel().at_least(6, 0)).then(|| p.recv_multi(Arc::new(sb), 4, 64));
+    if let Some(s) = &mut stream {
+        assert!(poll_once(&mut s.next_item()).is_pending());
+    }
+    p.drive();
+    let landed = forger.spray(&targets, &FORGED_RESULTS, &FORGED_FLAGS);
+    assert!(landed > 0);
+    park_until(&p, "every forgery counted", || {
+        p.stats().unexpected_cqes >= landed
+    });
+    assert_eq!(p.stats().unexpected_cqes, landed);
+    assert!(poll_once(&mut chain).is_pending() && poll_once(&mut fixed).is_pending());
+    if let Some(s) = &mut stream {
+        assert!(
+            poll_once(&mut s.next_item()).is_pending(),
+            "the stream got a forged item"
+        );
+    }
+    write_all(&w, &[1u8; 2 * CANARY_LEN]);
+    write_all(&w2, b"fixed");
+    (&sa).write_all(b"chunk").unwrap();
+    let (((a, _), (b, _)), t) = drive_until(&p, &mut chain, Duration::from_secs(10), "the chain");
+    assert_eq!((a.unwrap(), b.unwrap()), (CANARY_LEN, CANARY_LEN));
+    assert_eq!(errno(&t), Some(libc::ECANCELED));
+    let (n, buf) = drive_until(&p, &mut fixed, Duration::from_secs(10), "the fixed read");
+    assert_eq!(&buf[..n.unwrap()], b"fixed");
+    if let Some(mut s) = stream {
+        assert_eq!(s.wait_next().unwrap().unwrap(), b"chunk");
+    }
+    drop((keep, sa));
 }
