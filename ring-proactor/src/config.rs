@@ -103,7 +103,9 @@ impl ProactorConfig {
     /// [`Proactor::read_fixed`] and [`Proactor::write_fixed`] (a
     /// [`LocalProactor`](crate::LocalProactor) has the same methods).
     /// Registration counts against `RLIMIT_MEMLOCK`; [`Proactor::new`] (and
-    /// `LocalProactor::new`) fails if the kernel refuses it.
+    /// `LocalProactor::new`) fails if the kernel refuses it, and with
+    /// `InvalidInput`, before allocating, for what no kernel registers: no
+    /// buffer, more than 16384, or one larger than 1 GiB.
     pub fn fixed_buffers(mut self, count: u16, size: usize) -> Self {
         self.fixed = Some((count, size));
         self

@@ -6,6 +6,8 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use ring_io_driver::SetupError;
+
 use crate::buf::{IoBuf, IoBufMut};
 
 /// The registered memory: `count` buffers of `size` bytes in one
@@ -24,23 +26,33 @@ unsafe impl Send for Pool {}
 // SAFETY: as above; the free list is behind a mutex.
 unsafe impl Sync for Pool {}
 
+/// The most buffers the kernel registers (`IORING_MAX_REG_BUFFERS`; 1024
+/// before Linux 5.13, which then refuses more with `EINVAL`).
+const MAX_COUNT: u16 = 1 << 14;
+/// The largest buffer the kernel registers (`SZ_1G`, every version).
+const MAX_SIZE: usize = 1 << 30;
+
 impl Pool {
-    /// `count` zeroed buffers of `size` bytes (page-aligned block).
-    pub(crate) fn new(count: u16, size: usize) -> std::io::Result<Arc<Pool>> {
+    /// `count` zeroed buffers of `size` bytes (page-aligned block). Refused
+    /// before anything is allocated: what no kernel registers (more than
+    /// 16384 buffers, or one larger than 1 GiB; the kernel would answer
+    /// only after the whole block was zeroed, with a bare `EINVAL` or
+    /// `EFAULT`).
+    pub(crate) fn new(count: u16, size: usize) -> Result<Arc<Pool>, SetupError> {
+        let invalid = SetupError::Invalid(
+            "fixed buffers: 1 to 16384 of them, each of 1 byte to 1 GiB \
+             (the most the kernel registers)",
+        );
         let bytes = usize::from(count)
             .checked_mul(size)
-            .filter(|&b| b > 0 && size <= u32::MAX as usize)
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "fixed buffers: count and size must be non-zero, size at most 4 GiB",
-                )
-            })?;
-        let layout = Layout::from_size_align(bytes, 4096)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            .filter(|&b| b > 0 && size <= MAX_SIZE && count <= MAX_COUNT)
+            .ok_or(invalid)?;
+        let layout = Layout::from_size_align(bytes, 4096).map_err(|e| {
+            SetupError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        })?;
         // SAFETY: the layout has a non-zero size.
         let base = NonNull::new(unsafe { alloc_zeroed(layout) })
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+            .ok_or_else(|| SetupError::Io(std::io::Error::from(std::io::ErrorKind::OutOfMemory)))?;
         Ok(Arc::new(Pool {
             base,
             layout,
@@ -261,5 +273,7 @@ mod tests {
         assert!(again.is_empty(), "taken empty");
         assert!(Pool::new(0, 8).is_err());
         assert!(Pool::new(1, 0).is_err());
+        assert!(Pool::new(1, MAX_SIZE + 1).is_err());
+        assert!(Pool::new(MAX_COUNT + 1, 8).is_err());
     }
 }

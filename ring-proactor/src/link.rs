@@ -265,7 +265,9 @@ impl Chains for LocalProactor {
 /// (`p.open("a\0b", ..)`), with `ECANCELED`, as the kernel fails the rest of
 /// a chain; if an op was started or polled on its own (it runs unlinked, and
 /// completes as usual) or the ops come from different Proactors, with
-/// `InvalidInput`.
+/// `InvalidInput`. A chain that was polled (even one still waiting for
+/// credit) counts as polled: linked again, its first op runs alone and its
+/// other ops fail.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -295,6 +297,11 @@ pub struct Link<A: Linkable, B: Linkable<Runtime = A::Runtime>> {
     second: B,
     a: Option<A::Out>,
     b: Option<B::Out>,
+    /// Whether the ops form a chain to submit whole (all were new, of one
+    /// Proactor). If not, each op is polled on its own: one in the kernel
+    /// already, or waiting for credit (a chain polled, then linked again),
+    /// must not be submitted again, nor one that failed.
+    whole: bool,
 }
 
 impl<O: 'static> Op<O> {
@@ -345,7 +352,8 @@ impl<O: 'static> LocalOp<O> {
 impl<A: Linkable, B: Linkable<Runtime = A::Runtime>> Link<A, B> {
     fn new(mut first: A, mut second: B) -> Self {
         let home = first.home().clone();
-        if !first.all_new(&home) || !second.all_new(&home) {
+        let whole = first.all_new(&home) && second.all_new(&home);
+        if !whole {
             let error = if first.any_failed() || second.any_failed() {
                 io::Error::from_raw_os_error(libc::ECANCELED)
             } else if !A::Runtime::same(&home, second.home()) {
@@ -367,6 +375,7 @@ impl<A: Linkable, B: Linkable<Runtime = A::Runtime>> Link<A, B> {
             second,
             a: None,
             b: None,
+            whole,
         }
     }
 
@@ -451,7 +460,7 @@ impl<A: Linkable, B: Linkable<Runtime = A::Runtime>> Future for Link<A, B> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if !this.queued() {
+        if this.whole && !this.queued() {
             let home = this.home().clone();
             let mut parts = Vec::new();
             this.collect(&mut parts);

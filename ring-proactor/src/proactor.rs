@@ -364,8 +364,7 @@ impl Proactor {
         let pool = config
             .fixed
             .map(|(n, size)| Pool::new(n, size))
-            .transpose()
-            .map_err(SetupError::Io)?;
+            .transpose()?;
         let ring = config.builder().build().map_err(proactor_setup_error)?;
         if let Some(pool) = &pool {
             // SAFETY: the pool's memory stays allocated while the ring

@@ -472,6 +472,8 @@ fn ci_asan() -> Result<bool> {
                 "local",
                 "--test",
                 "local_adversarial",
+                "--test",
+                "attack_chains",
                 "-p",
                 "ring-io-driver",
                 "--test",

@@ -201,8 +201,7 @@ impl LocalProactor {
         let fixed = config
             .fixed
             .map(|(n, size)| Pool::new(n, size))
-            .transpose()
-            .map_err(SetupError::Io)?;
+            .transpose()?;
         // SAFETY: eventfd(2) takes no pointers; the result is checked.
         let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if raw < 0 {
