@@ -584,33 +584,25 @@ impl<K: Kernel> Driver<K> {
                     shared.cells.publish(ud as u32, slot.tag, res, flags);
                     grave.wakers.extend(waker);
                 }
-                SlotState::Stream {
-                    mut cqes,
-                    mut waker,
-                    ended,
-                } => {
-                    cqes.push_back((res, flags));
-                    grave.wakers.extend(waker.take());
-                    let state = SlotState::Stream {
-                        cqes,
-                        waker,
-                        ended: ended || last,
-                    };
-                    refill(&mut slot.state, state);
+                SlotState::Stream(mut stream) => {
+                    stream.cqes.push_back((res, flags));
+                    grave.wakers.extend(stream.waker.take());
+                    stream.ended |= last;
+                    refill(&mut slot.state, SlotState::Stream(stream));
                 }
-                SlotState::Orphan(resources, mut cqes) => {
-                    cqes.push((res, flags));
+                SlotState::Orphan(mut orphan) => {
+                    orphan.1.push((res, flags));
                     if last {
                         // The kernel is done with them: released (after
                         // unlocking). The slot and its credit wait for the
                         // cancellation's CQE if it is still owed.
-                        grave.orphans.push((resources, cqes));
+                        grave.orphans.push(*orphan);
                         refill(&mut slot.state, SlotState::Reaped);
                         st.finish(ud, grave);
                         st.stats.orphans_freed += 1;
                     } else {
                         // More CQEs of a dropped stream are coming.
-                        refill(&mut slot.state, SlotState::Orphan(resources, cqes));
+                        refill(&mut slot.state, SlotState::Orphan(orphan));
                     }
                 }
                 other => refill(&mut slot.state, other),

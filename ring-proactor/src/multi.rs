@@ -109,9 +109,10 @@ impl<T: 'static> Multi<T> {
                     let mut grave = Graveyard::default();
                     let slot = st.slot(ud).expect("a submitted stream keeps its slot");
                     let born = slot.born;
-                    let SlotState::Stream { cqes, waker, ended } = &mut slot.state else {
+                    let SlotState::Stream(stream) = &mut slot.state else {
                         unreachable!("a live stream's slot is a stream");
                     };
+                    let StreamSlot { cqes, waker, ended } = &mut **stream;
                     if let Some((res, flags)) = cqes.pop_front() {
                         let last = cqes.is_empty() && *ended;
                         // Failed unrun because the thread that submitted
@@ -161,9 +162,9 @@ impl<T: 'static> Multi<T> {
                     let fresh = cx.waker().clone();
                     let mut st = shared.lock();
                     let old = match st.slot(ud).map(|s| &mut s.state) {
-                        Some(SlotState::Stream { waker, cqes, ended }) => {
-                            if cqes.is_empty() && !*ended {
-                                waker.replace(fresh)
+                        Some(SlotState::Stream(stream)) => {
+                            if stream.cqes.is_empty() && !stream.ended {
+                                stream.waker.replace(fresh)
                             } else {
                                 // Something arrived meanwhile: take it now.
                                 drop(st);

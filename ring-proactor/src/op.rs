@@ -251,7 +251,7 @@ impl<O: 'static> Op<O> {
                         SlotState::Free
                         | SlotState::Orphan(..)
                         | SlotState::Reaped
-                        | SlotState::Stream { .. } => {
+                        | SlotState::Stream(..) => {
                             unreachable!("a live op's slot is neither free nor orphaned")
                         }
                     }
@@ -307,9 +307,10 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
             let slot = st.slot(ud).expect("a submitted op keeps its slot");
             let (arrived, ended) = match &mut slot.state {
                 SlotState::Done(res, flags) => (vec![(*res, *flags)], true),
-                SlotState::Stream { cqes, ended, .. } => {
-                    (std::mem::take(cqes).into_iter().collect(), *ended)
-                }
+                SlotState::Stream(stream) => (
+                    std::mem::take(&mut stream.cqes).into_iter().collect(),
+                    stream.ended,
+                ),
                 _ => (Vec::new(), false),
             };
             if ended {
@@ -328,7 +329,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
                 return;
             }
             let resources = resources.expect("a submitted op owns its resources");
-            let old = std::mem::replace(&mut slot.state, SlotState::Orphan(resources, arrived));
+            let old = std::mem::replace(&mut slot.state, SlotState::Orphan(Box::new((resources, arrived))));
             grave.keep(old);
             request_cancel(shared, st, ud);
         }

@@ -83,22 +83,38 @@ pub(crate) enum SlotState {
     Waiting(Option<Waker>),
     /// The CQE arrived: `(res, flags)`.
     Done(i32, u32),
-    /// A multishot request: its CQEs not yet taken, and whether the last
-    /// one (without `IORING_CQE_F_MORE`) has arrived.
-    Stream {
-        cqes: VecDeque<(i32, u32)>,
-        waker: Option<Waker>,
-        ended: bool,
-    },
+    /// A multishot request (boxed: every op's path moves slot states, so
+    /// they stay three words).
+    Stream(Box<StreamSlot>),
     /// The op's future was dropped: what it owned waits here for the last
     /// CQE, with the CQEs of a dropped stream that came meanwhile (their
-    /// results, fds say, are released with it).
-    Orphan(Box<dyn Release>, Cqes),
+    /// results, fds say, are released with it). Boxed, as a stream is.
+    Orphan(Box<(Box<dyn Release>, Cqes)>),
     /// Done with (the last CQE arrived and, for an op, its future took the
     /// result or was dropped), but a cancellation's CQE is still owed: the
     /// slot waits for it (a dropped op keeps its credit until then, so
     /// cancellations in the ring never outnumber the budget).
     Reaped,
+}
+
+/// A multishot request's slot: its CQEs not yet taken, and whether the
+/// last one (without `IORING_CQE_F_MORE`) has arrived.
+pub(crate) struct StreamSlot {
+    pub(crate) cqes: VecDeque<(i32, u32)>,
+    pub(crate) waker: Option<Waker>,
+    pub(crate) ended: bool,
+}
+
+impl StreamSlot {
+    /// The state of a new stream's slot.
+    #[cold]
+    fn new(waker: Option<Waker>) -> SlotState {
+        SlotState::Stream(Box::new(StreamSlot {
+            cqes: VecDeque::new(),
+            waker,
+            ended: false,
+        }))
+    }
 }
 
 /// Where a request stands with its cancellation.
@@ -141,8 +157,8 @@ impl Slot {
     pub(crate) fn armed(&self) -> bool {
         matches!(
             self.state,
-            SlotState::Waiting(_) | SlotState::Orphan(..) | SlotState::Stream { ended: false, .. }
-        )
+            SlotState::Waiting(_) | SlotState::Orphan(..)
+        ) || matches!(&self.state, SlotState::Stream(s) if !s.ended)
     }
 }
 
@@ -375,6 +391,17 @@ pub(crate) fn refill(state: &mut SlotState, new: SlotState) {
     std::mem::forget(old);
 }
 
+/// `*state = new` where `state` owns nothing (`Done`, `Free` or
+/// `Reaped`): overwritten without the enum's drop glue.
+#[inline]
+fn refill_any(state: &mut SlotState, new: SlotState) {
+    debug_assert!(matches!(
+        state,
+        SlotState::Done(..) | SlotState::Free | SlotState::Reaped
+    ));
+    std::mem::forget(std::mem::replace(state, new));
+}
+
 impl State {
     /// A slot for a new request; `None` if the slab is at its largest.
     pub(crate) fn alloc(
@@ -389,22 +416,7 @@ impl State {
         }
         let index = match self.free.pop() {
             Some(i) => i,
-            None => {
-                let index = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&i| i < CANCEL_BIT)?;
-                self.slots.push(Slot {
-                    tag: 0,
-                    cancel: Cancel::None,
-                    attempts: 0,
-                    stream: false,
-                    credits: 1,
-                    held: 0,
-                    born: 0,
-                    state: SlotState::Free,
-                });
-                index
-            }
+            None => self.new_slot()?,
         };
         let tag = self.tags.next();
         let slot = &mut self.slots[index as usize];
@@ -416,11 +428,7 @@ impl State {
         slot.attempts = 0;
         slot.born = self.events;
         let state = if stream {
-            SlotState::Stream {
-                cqes: VecDeque::new(),
-                waker,
-                ended: false,
-            }
+            StreamSlot::new(waker)
         } else {
             SlotState::Waiting(waker)
         };
@@ -428,6 +436,26 @@ impl State {
         refill(&mut slot.state, state);
         cells.reset(index, tag);
         Some(user_data(index, tag))
+    }
+
+    /// A new `Free` slot at the end of the table (not on the free list);
+    /// `None` if the table is at its largest.
+    #[cold]
+    fn new_slot(&mut self) -> Option<u32> {
+        let index = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|&i| i < CANCEL_BIT)?;
+        self.slots.push(Slot {
+            tag: 0,
+            cancel: Cancel::None,
+            attempts: 0,
+            stream: false,
+            credits: 1,
+            held: 0,
+            born: 0,
+            state: SlotState::Free,
+        });
+        Some(index)
     }
 
     /// The live slot `ud` names (index and tag), if any.
@@ -471,16 +499,24 @@ impl State {
     /// them back ([`Cells::give_back`]); their credit came back when the
     /// completion was reaped.
     pub(crate) fn take_returned(&mut self, cells: &Cells) {
-        // Credit came back at the reap: no waiter to wake here.
-        let mut none = Vec::new();
+        let State { slots, free, .. } = self;
         cells.take_returned(|index| {
-            let ud = user_data(index, self.slots[index as usize].tag);
-            let old = self.release_slot(ud, &mut none);
-            // `Done` owns nothing (no call to the drop glue).
-            debug_assert!(matches!(old, SlotState::Done(..)));
-            std::mem::forget(old);
+            let slot = &mut slots[index as usize];
+            // `Done` owns nothing: overwritten without the drop glue.
+            debug_assert!(matches!(slot.state, SlotState::Done(..)));
+            if slot.cancel == Cancel::Owed {
+                // (`release_slot`, whose credit part is done: the credit
+                // came back when the completion was reaped.)
+                refill_any(&mut slot.state, SlotState::Reaped);
+                return;
+            }
+            debug_assert_eq!(slot.held, 0);
+            refill_any(&mut slot.state, SlotState::Free);
+            slot.cancel = Cancel::None;
+            // A new tag at once: nothing names the freed slot any more.
+            slot.tag = slot.tag.wrapping_add(1);
+            free.push(index);
         });
-        debug_assert!(none.is_empty());
     }
 
     /// A thread that drove this Proactor exited (see [`resubmits`]).
@@ -568,15 +604,13 @@ impl Shared {
         wakers.extend(st.external_waker());
         for slot in &mut st.slots {
             match &mut slot.state {
-                SlotState::Waiting(waker) | SlotState::Stream { waker, .. } => {
-                    wakers.extend(waker.take());
-                }
+                SlotState::Waiting(waker) => wakers.extend(waker.take()),
+                SlotState::Stream(stream) => wakers.extend(stream.waker.take()),
                 SlotState::Orphan(..) => {
-                    if let SlotState::Orphan(resources, cqes) =
+                    if let SlotState::Orphan(orphan) =
                         std::mem::replace(&mut slot.state, SlotState::Reaped)
                     {
-                        std::mem::forget(resources);
-                        std::mem::forget(cqes);
+                        std::mem::forget(orphan);
                     }
                 }
                 SlotState::Free | SlotState::Done(..) | SlotState::Reaped => {}
