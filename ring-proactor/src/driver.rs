@@ -151,6 +151,37 @@ impl<K: Kernel> Driver<K> {
         }
     }
 
+    /// Pushes `entries` in order through one view of the SQ (one load of
+    /// the kernel's head, one store of the tail), submitting to make room
+    /// whenever it is full.
+    pub(crate) fn push_all(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        let mut pushed = 0;
+        let mut sq = self.ring.sq();
+        for mut entry in entries {
+            loop {
+                // SAFETY: every pointer in `entry` targets memory owned by
+                // its op's resources, which stay alive (in the op, or
+                // orphaned in the slab) until its last CQE is reaped.
+                match unsafe { sq.push(entry) } {
+                    Ok(()) => {
+                        pushed += 1;
+                        break;
+                    }
+                    Err(full) => {
+                        entry = full.0;
+                        drop(sq);
+                        self.in_ring += pushed;
+                        pushed = 0;
+                        self.submit(false, None);
+                        sq = self.ring.sq();
+                    }
+                }
+            }
+        }
+        drop(sq);
+        self.in_ring += pushed;
+    }
+
     /// Submits; with `wait`, waits for a completion, at most `timeout` if
     /// one is given.
     pub(crate) fn submit(&mut self, wait: bool, timeout: Option<Duration>) {
@@ -269,11 +300,9 @@ impl<K: Kernel> Driver<K> {
                 want <= self.batch as usize && want <= self.ring.sq().space() as usize
             };
             if direct {
-                for (entry, _) in queue.drain(..) {
-                    self.push(entry);
-                }
-                for ud in to_cancel.drain(..) {
-                    self.push(Self::cancel_entry(ud).0);
+                self.push_all(queue.drain(..).map(|(entry, _)| entry));
+                if !to_cancel.is_empty() {
+                    self.push_all(to_cancel.drain(..).map(|ud| Self::cancel_entry(ud).0));
                 }
             } else {
                 // Ops before cancellations: a cancel must meet its target
