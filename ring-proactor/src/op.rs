@@ -151,13 +151,12 @@ impl<O: 'static> Op<O> {
                 // traffic with every other op and the thread.
                 let shared = &this.shared;
                 let mut stored = (0, 0);
-                match submit_with(
+                match submit_one(
                     shared,
-                    &mut [(this.entry, &mut this.stage)],
-                    1,
-                    false,
-                    Some(cx.waker()),
-                    Some(&mut stored),
+                    this.entry,
+                    &mut this.stage,
+                    cx.waker(),
+                    &mut stored,
                 ) {
                     Poll::Ready(Err(e)) => {
                         let res = -e.raw_os_error().unwrap_or(0);
@@ -502,6 +501,59 @@ pub(crate) fn submit_with(
     kick(shared, st, will_drive);
     drop(old);
     Poll::Ready(Ok(()))
+}
+
+/// [`submit_with`] of one op (one credit, not a stream) polled with
+/// `waker`: nearly every op's first poll, without a chain's loops.
+/// Anything out of the common way (an op waiting for credit, an opcode
+/// the kernel lacks, a `cancel_fd`, a shutdown, a spent budget, a full
+/// slab) goes through [`submit_with`].
+#[inline]
+pub(crate) fn submit_one(
+    shared: &Arc<Shared>,
+    entry: Entry,
+    stage: &mut Stage,
+    waker: &Waker,
+    stored: &mut WakerId,
+) -> Poll<io::Result<()>> {
+    let opcode = entry.opcode();
+    let usual = matches!(stage, Stage::New)
+        && opcode != ring_io_sys::IORING_OP_ASYNC_CANCEL
+        && shared.probe.check(opcode).is_ok();
+    if usual {
+        // Cloned before locking (a clone is user code).
+        let waker = waker.clone();
+        let id = waker_id(&waker);
+        // Inside `block_on`, this thread drives next (if nobody else does).
+        let will_drive = crate::drive::note_pending(shared);
+        let mut st = shared.lock();
+        let room = !st.free.is_empty() || st.slots.len() < CANCEL_BIT as usize;
+        if !st.shutdown && room && st.in_flight < shared.budget {
+            st.in_flight += 1;
+            let ud = st
+                .alloc(&shared.cells, Some(waker), 1, false)
+                .expect("room was checked");
+            st.queue.push((entry.user_data(ud), 1));
+            *stage = Stage::Submitted(ud);
+            *stored = id;
+            if st.gathering {
+                shared.more.notify_one();
+            }
+            shared.note_activity(&mut st);
+            kick(shared, st, will_drive);
+            return Poll::Ready(Ok(()));
+        }
+        drop(st);
+        drop(waker);
+    }
+    submit_with(
+        shared,
+        &mut [(entry, stage)],
+        1,
+        false,
+        Some(waker),
+        Some(stored),
+    )
 }
 
 /// One clone of a waker per part of a chain, without a heap allocation
