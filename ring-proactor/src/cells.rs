@@ -3,8 +3,9 @@
 //!
 //! Each slot of the slot table has a [`Cell`] here, at an address that
 //! never changes: the cells live in chunks of growing size (64, 128, 256,
-//! ... cells), allocated once, under the Proactor's lock, and freed only
-//! with the table, so an op that holds the Proactor can read its cell at
+//! ... cells), each allocated once (the first with the table, each other
+//! under the Proactor's lock when a slot in it is first made) and freed
+//! only with the table, so an op that holds the Proactor can read its cell at
 //! any time.
 //!
 //! - The driver, under the lock, publishes a completion: the result and
@@ -58,7 +59,12 @@ pub(crate) fn done_word(tag: u32) -> u64 {
 
 /// The cells of every slot, and the stack of slots ops gave back.
 pub(crate) struct Cells {
-    /// Chunk `k`: `FIRST << k` cells, or null until a slot in it is made.
+    /// Chunk 0, made with the cells: the cells of the first `FIRST` slots
+    /// (the free list hands the lowest indexes out again and again),
+    /// found with no lookup of their chunk.
+    first: Box<[Cell]>,
+    /// Chunk `k` (`k > 0`): `FIRST << k` cells, or null until a slot in
+    /// it is made.
     chunks: [AtomicPtr<Cell>; CHUNKS],
     /// The top of the returned-slots stack, or [`EMPTY`].
     returned: AtomicU32,
@@ -75,6 +81,7 @@ fn locate(index: u32) -> (usize, usize) {
 impl Cells {
     pub(crate) fn new() -> Self {
         Cells {
+            first: (0..FIRST).map(|_| Cell::default()).collect(),
             chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             returned: AtomicU32::new(EMPTY),
         }
@@ -86,7 +93,7 @@ impl Cells {
     #[inline]
     pub(crate) fn reset(&self, index: u32, tag: u32) {
         let (k, _) = locate(index);
-        if self.chunks[k].load(Ordering::Acquire).is_null() {
+        if k > 0 && self.chunks[k].load(Ordering::Acquire).is_null() {
             let chunk: Box<[Cell]> = (0..FIRST << k).map(|_| Cell::default()).collect();
             // Release: the zeroed cells before the pointer.
             self.chunks[k].store(Box::into_raw(chunk).cast::<Cell>(), Ordering::Release);
@@ -100,6 +107,9 @@ impl Cells {
     /// The cell of slot `index`, if its chunk was made.
     #[inline]
     pub(crate) fn get(&self, index: u32) -> Option<&Cell> {
+        if let Some(cell) = self.first.get(index as usize) {
+            return Some(cell);
+        }
         let (k, at) = locate(index);
         let chunk = self.chunks.get(k)?.load(Ordering::Acquire);
         if chunk.is_null() {
@@ -180,7 +190,8 @@ impl Cells {
 
 impl Drop for Cells {
     fn drop(&mut self) {
-        for (k, chunk) in self.chunks.iter().enumerate() {
+        // (Chunk 0 is `first`, dropped with it.)
+        for (k, chunk) in self.chunks.iter().enumerate().skip(1) {
             // (`&mut self`: nothing else uses the cells any more.)
             let ptr = chunk.load(Ordering::Acquire);
             if !ptr.is_null() {
@@ -221,7 +232,9 @@ mod tests {
     #[test]
     fn a_published_result_is_seen_for_its_tag_only() {
         let cells = Cells::new();
-        assert!(cells.get(5).is_none());
+        // The first chunk is made with the table, the next when needed.
+        assert!(cells.get(5).is_some());
+        assert!(cells.get(FIRST as u32).is_none());
         cells.reset(5, 7);
         assert_eq!(cells.completion(5, 7), None);
         cells.publish(5, 7, -4, 2);

@@ -23,34 +23,38 @@ use ring_io_core::loom_model::{Bound, check};
 // Release/Acquire (the op reads the result before it was stored).
 #[test]
 fn an_op_sees_the_result_published_before_its_done_word() {
-    check(Bound::preemptions(3), || {
-        let cells = Arc::new(Cells::new());
-        let lock = Arc::new(Mutex::new(()));
-        {
-            let _held = lock.lock().unwrap();
-            cells.reset(1, 7);
-        }
-        let driver = {
-            let (cells, lock) = (cells.clone(), lock.clone());
-            thread::spawn(move || {
+    // Slot 1 is in the first chunk (made with the cells: two cells under
+    // loom), slot 3 in the second (made by `reset`, under the lock).
+    for slot in [1, 3] {
+        check(Bound::preemptions(3), move || {
+            let cells = Arc::new(Cells::new());
+            let lock = Arc::new(Mutex::new(()));
+            {
                 let _held = lock.lock().unwrap();
-                cells.publish(1, 7, 4096, 2);
-            })
-        };
-        let mut seen = None;
-        for _ in 0..3 {
-            if let Some(done) = cells.completion(1, 7) {
-                seen = Some(done);
-                break;
+                cells.reset(slot, 7);
             }
-            thread::yield_now();
-        }
-        driver.join().unwrap();
-        let done = seen.or_else(|| cells.completion(1, 7));
-        assert_eq!(done, Some((4096, 2)), "the result, whole");
-        // Another tag's op sees nothing.
-        assert_eq!(cells.completion(1, 8), None);
-    });
+            let driver = {
+                let (cells, lock) = (cells.clone(), lock.clone());
+                thread::spawn(move || {
+                    let _held = lock.lock().unwrap();
+                    cells.publish(slot, 7, 4096, 2);
+                })
+            };
+            let mut seen = None;
+            for _ in 0..3 {
+                if let Some(done) = cells.completion(slot, 7) {
+                    seen = Some(done);
+                    break;
+                }
+                thread::yield_now();
+            }
+            driver.join().unwrap();
+            let done = seen.or_else(|| cells.completion(slot, 7));
+            assert_eq!(done, Some((4096, 2)), "the result, whole");
+            // Another tag's op sees nothing.
+            assert_eq!(cells.completion(slot, 8), None);
+        });
+    }
 }
 
 /// Two ops hand back two slots each while the lock holder takes the
