@@ -137,21 +137,21 @@ impl<O: 'static> Future for Op<O> {
 impl<O: 'static> Op<O> {
     /// Polls the op: its output and the raw result it was made from (the
     /// CQE's `res`, or the negated errno of a failure before the kernel).
+    ///
+    /// The stage is matched in place, never taken out: a waker whose
+    /// clone panics (user code) leaves the op `Submitted`, so dropping it
+    /// then cancels the request and keeps its buffers until the kernel is
+    /// done with them.
     pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         let this = self;
-        match std::mem::replace(&mut this.stage, Stage::Finished) {
-            Stage::Finished => panic!("an Op polled after it completed"),
-            Stage::Failed(e) => {
-                let res = -e.raw_os_error().unwrap_or(0);
-                Poll::Ready((this.complete(Err(e), 0), res))
-            }
-            stage @ (Stage::New | Stage::Credit(_)) => {
-                this.stage = stage;
+        let ud = match this.stage {
+            Stage::Submitted(ud) => ud,
+            Stage::New | Stage::Credit(_) => {
                 // Borrowed, not cloned: the count shares a cache line's
                 // traffic with every other op and the thread.
                 let shared = &this.shared;
                 let mut stored = (0, 0);
-                match submit_one(
+                return match submit_one(
                     shared,
                     this.entry,
                     &mut this.stage,
@@ -171,89 +171,111 @@ impl<O: 'static> Op<O> {
                         Poll::Pending
                     }
                     Poll::Pending => Poll::Pending,
-                }
+                };
             }
-            Stage::Submitted(ud) => {
-                // Without the lock: a completion the driver published (not
-                // one that may go to the kernel again: see `resubmits`), or
-                // nothing yet and the same waker as the slot's.
-                match this.shared.cells.completion(ud as u32, (ud >> 32) as u32) {
-                    Some((res, flags)) if res != -libc::ECANCELED => {
-                        this.shared.cells.give_back(ud as u32);
-                        return Poll::Ready((this.complete(result(res), flags), res));
+            Stage::Failed(_) | Stage::Finished => return this.poll_done(),
+        };
+        // Without the lock: a completion the driver published (not one
+        // that may go to the kernel again: see `resubmits`), or nothing yet
+        // and the same waker as the slot's.
+        let cells = &this.shared.cells;
+        match cells.completion(ud as u32, (ud >> 32) as u32) {
+            Some((res, flags)) if res != -libc::ECANCELED => {
+                cells.give_back(ud as u32);
+                return Poll::Ready((this.complete(result(res), flags), res));
+            }
+            None if this.waker == waker_id(cx.waker())
+                && !this.shared.panicked.load(Ordering::Acquire) =>
+            {
+                crate::drive::note_pending(&this.shared);
+                return Poll::Pending;
+            }
+            _ => {}
+        }
+        this.poll_locked(ud, cx)
+    }
+
+    /// [`poll_raw`](Op::poll_raw) of a failed or finished op.
+    #[cold]
+    fn poll_done(&mut self) -> Poll<(O, i32)> {
+        match std::mem::replace(&mut self.stage, Stage::Finished) {
+            Stage::Failed(e) => {
+                let res = -e.raw_os_error().unwrap_or(0);
+                Poll::Ready((self.complete(Err(e), 0), res))
+            }
+            _ => panic!("an Op polled after it completed"),
+        }
+    }
+
+    /// [`poll_raw`](Op::poll_raw) of a submitted op, under the lock: its
+    /// completion, one that goes to the kernel again, a new waker, or a
+    /// panicked thread.
+    #[inline(never)]
+    fn poll_locked(&mut self, ud: u64, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        let this = self;
+        // A waker cloned with the lock released (cloning one is
+        // user code), stored on the second pass.
+        let mut fresh: Option<Waker> = None;
+        loop {
+            let mut st = this.shared.lock();
+            let thread_panicked = st.panicked;
+            let slot = st.slot(ud).expect("a submitted op keeps its slot");
+            let born = slot.born;
+            match &mut slot.state {
+                SlotState::Done(res, flags) => {
+                    let (res, flags) = (*res, *flags);
+                    // Credit waiters to wake (usually none: no
+                    // allocation).
+                    let mut wakers = Vec::new();
+                    let old = st.release_slot(ud, &mut wakers);
+                    // `Done` owns nothing (no call to the drop glue).
+                    debug_assert!(matches!(old, SlotState::Done(..)));
+                    std::mem::forget(old);
+                    let again = st.resubmits(born, this.entry.opcode(), res);
+                    // The slot is gone: so is the stage, before any user
+                    // code runs (a drop of the op then finds no slot to
+                    // cancel, and the kernel is done with its buffers).
+                    this.stage = if again { Stage::New } else { Stage::Finished };
+                    drop(st);
+                    if !wakers.is_empty() {
+                        wake_all(&mut wakers);
                     }
-                    None if this.waker == waker_id(cx.waker())
-                        && !this.shared.panicked.load(Ordering::Acquire) =>
-                    {
-                        this.stage = Stage::Submitted(ud);
+                    drop(fresh);
+                    if again {
+                        // Failed unrun because the thread that
+                        // submitted it exited: it goes again.
+                        return this.poll_raw(cx);
+                    }
+                    return Poll::Ready((this.complete(result(res), flags), res));
+                }
+                SlotState::Waiting(_) if thread_panicked => {
+                    drop(st);
+                    panicked(this.finish.take())
+                }
+                SlotState::Waiting(waker) => {
+                    if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        drop(st);
+                        drop(fresh);
+                        this.waker = waker_id(cx.waker());
                         crate::drive::note_pending(&this.shared);
                         return Poll::Pending;
                     }
-                    _ => {}
-                }
-                // A waker cloned with the lock released (cloning one is
-                // user code), stored on the second pass.
-                let mut fresh: Option<Waker> = None;
-                loop {
-                    let mut st = this.shared.lock();
-                    let thread_panicked = st.panicked;
-                    let slot = st.slot(ud).expect("a submitted op keeps its slot");
-                    let born = slot.born;
-                    match &mut slot.state {
-                        SlotState::Done(res, flags) => {
-                            let (res, flags) = (*res, *flags);
-                            // Credit waiters to wake (usually none: no
-                            // allocation).
-                            let mut wakers = Vec::new();
-                            let old = st.release_slot(ud, &mut wakers);
-                            // `Done` owns nothing (no call to the drop glue).
-                            debug_assert!(matches!(old, SlotState::Done(..)));
-                            std::mem::forget(old);
-                            let again = st.resubmits(born, this.entry.opcode(), res);
-                            drop(st);
-                            if !wakers.is_empty() {
-                                wake_all(&mut wakers);
-                            }
-                            drop(fresh);
-                            if again {
-                                // Failed unrun because the thread that
-                                // submitted it exited: it goes again.
-                                this.stage = Stage::New;
-                                return this.poll_raw(cx);
-                            }
-                            return Poll::Ready((this.complete(result(res), flags), res));
-                        }
-                        SlotState::Waiting(_) if thread_panicked => {
-                            drop(st);
-                            panicked(this.finish.take())
-                        }
-                        SlotState::Waiting(waker) => {
-                            this.stage = Stage::Submitted(ud);
-                            if waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                                drop(st);
-                                drop(fresh);
-                                this.waker = waker_id(cx.waker());
-                                crate::drive::note_pending(&this.shared);
-                                return Poll::Pending;
-                            }
-                            if let Some(new) = fresh.take() {
-                                this.waker = waker_id(&new);
-                                let old = waker.replace(new);
-                                drop(st);
-                                drop(old);
-                                crate::drive::note_pending(&this.shared);
-                                return Poll::Pending;
-                            }
-                            drop(st);
-                            fresh = Some(cx.waker().clone());
-                        }
-                        SlotState::Free
-                        | SlotState::Orphan(..)
-                        | SlotState::Reaped
-                        | SlotState::Stream(..) => {
-                            unreachable!("a live op's slot is neither free nor orphaned")
-                        }
+                    if let Some(new) = fresh.take() {
+                        this.waker = waker_id(&new);
+                        let old = waker.replace(new);
+                        drop(st);
+                        drop(old);
+                        crate::drive::note_pending(&this.shared);
+                        return Poll::Pending;
                     }
+                    drop(st);
+                    fresh = Some(cx.waker().clone());
+                }
+                SlotState::Free
+                | SlotState::Orphan(..)
+                | SlotState::Reaped
+                | SlotState::Stream(..) => {
+                    unreachable!("a live op's slot is neither free nor orphaned")
                 }
             }
         }
@@ -328,7 +350,10 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
                 return;
             }
             let resources = resources.expect("a submitted op owns its resources");
-            let old = std::mem::replace(&mut slot.state, SlotState::Orphan(Box::new((resources, arrived))));
+            let old = std::mem::replace(
+                &mut slot.state,
+                SlotState::Orphan(Box::new((resources, arrived))),
+            );
             grave.keep(old);
             request_cancel(shared, st, ud);
         }

@@ -155,10 +155,8 @@ pub(crate) const NEVER: u64 = u64::MAX;
 impl Slot {
     /// The request is in the kernel: its last CQE has not arrived.
     pub(crate) fn armed(&self) -> bool {
-        matches!(
-            self.state,
-            SlotState::Waiting(_) | SlotState::Orphan(..)
-        ) || matches!(&self.state, SlotState::Stream(s) if !s.ended)
+        matches!(self.state, SlotState::Waiting(_) | SlotState::Orphan(..))
+            || matches!(&self.state, SlotState::Stream(s) if !s.ended)
     }
 }
 

@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -406,6 +406,42 @@ fn a_waker_that_panics_harms_only_its_own_task() {
     let (n, _) = within(Duration::from_secs(5), "the other op", move || other.wait());
     assert_eq!(n.unwrap(), 8);
     // The Proactor lives on for everyone.
+    p.nop().wait().unwrap();
+}
+
+/// A waker whose clone panics.
+fn clone_panics() -> Waker {
+    fn clone(_: *const ()) -> RawWaker {
+        panic!("a waker whose clone panics")
+    }
+    fn ignore(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, ignore, ignore, ignore);
+    // SAFETY: no function of the vtable uses the data pointer, and each is
+    // safe to call from any thread (clone never returns).
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+}
+
+#[test]
+fn an_op_polled_with_a_waker_whose_clone_panics_is_still_cancelled_when_dropped() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (r, _w) = pipe();
+    let mut read = p.read(Arc::new(r), Vec::with_capacity(8), CURRENT_POSITION);
+    assert!(poll_once(&mut read).is_pending());
+    eventually("the read in the ring", || p.stats().max_in_ring >= 2);
+    // Another task polls it: storing its waker means a clone, which panics.
+    let waker = clone_panics();
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
+    }));
+    assert!(polled.is_err(), "the clone panicked");
+    // Still in flight: dropped, it is cancelled, its buffer kept until the
+    // kernel's CQE (not freed at once, while the kernel may write it).
+    drop(read);
+    eventually("the cancellation sent", || p.stats().cancels == 1);
+    eventually("the buffer released after its CQE", || {
+        p.stats().orphans_freed == 1
+    });
     p.nop().wait().unwrap();
 }
 
