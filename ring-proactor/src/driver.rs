@@ -555,6 +555,7 @@ impl<K: Kernel> Driver<K> {
         let mut st = shared.lock();
         st.sleeping = false;
         let mut released = 0;
+        let mut completed = 0;
         let mut now = None;
         for cqe in cq {
             let ud = cqe.user_data();
@@ -595,6 +596,21 @@ impl<K: Kernel> Driver<K> {
                 st.stats.unexpected_cqes += 1;
                 continue;
             };
+            if let SlotState::Waiting(waker) = &mut slot.state {
+                // The common case: the one CQE of an op whose future is
+                // alive (not a stream: `alloc` gives streams their own
+                // state). Its credit comes back, the op may take the
+                // result without the lock, and its waker is woken after
+                // unlocking.
+                let waker = waker.take();
+                refill_done(&mut slot.state, res, flags);
+                *in_ring -= 1;
+                released += std::mem::take(&mut slot.held);
+                completed += 1;
+                shared.cells.publish(ud as u32, slot.tag, res, flags);
+                grave.wakers.extend(waker);
+                continue;
+            }
             // Only a multishot request posts CQEs with IORING_CQE_F_MORE.
             let last = !slot.stream || ring_io_core::cqe_returns_credit(flags);
             if last {
@@ -637,6 +653,7 @@ impl<K: Kernel> Driver<K> {
                 other => refill(&mut slot.state, other),
             }
         }
+        st.stats.completed += completed;
         st.release_credit(released, &mut grave.wakers);
         st.stats.cq_overflow = ring.overflow();
         true

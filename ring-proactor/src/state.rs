@@ -389,6 +389,15 @@ pub(crate) fn refill(state: &mut SlotState, new: SlotState) {
     std::mem::forget(old);
 }
 
+/// `*state = Done(res, flags)` where `state` is `Waiting(None)` (its
+/// waker taken): it owns nothing, so it is overwritten without the enum's
+/// drop glue (this is on every op's path).
+#[inline]
+pub(crate) fn refill_done(state: &mut SlotState, res: i32, flags: u32) {
+    debug_assert!(matches!(state, SlotState::Waiting(None)));
+    std::mem::forget(std::mem::replace(state, SlotState::Done(res, flags)));
+}
+
 /// `*state = new` where `state` owns nothing (`Done`, `Free` or
 /// `Reaped`): overwritten without the enum's drop glue.
 #[inline]
