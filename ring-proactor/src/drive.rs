@@ -81,6 +81,7 @@ pub(crate) fn me() -> ThreadId {
 /// An op of `shared` was polled and is pending: inside [`block_on`], note
 /// it as the Proactor to drive. True if this thread will drive (so nobody
 /// else needs waking for the op's sake).
+#[inline]
 pub(crate) fn note_pending(shared: &Arc<Shared>) -> bool {
     if BLOCKING.with(Cell::get) == 0 {
         return false;
