@@ -563,11 +563,17 @@ impl State {
     }
 
     /// Credit of a user op came back: wake the first waiter(s).
+    #[inline]
     pub(crate) fn release_credit(&mut self, n: u32, wakers: &mut Vec<Waker>) {
         self.in_flight = self.in_flight.saturating_sub(n);
-        if self.credit_waiters.is_empty() {
-            return;
+        if !self.credit_waiters.is_empty() {
+            self.credit_to_waiters(n, wakers);
         }
+    }
+
+    /// The first `n` credit waiters, to wake.
+    #[cold]
+    fn credit_to_waiters(&mut self, n: u32, wakers: &mut Vec<Waker>) {
         for _ in 0..n {
             match self.credit_waiters.pop_first() {
                 Some((_, w)) => wakers.push(w),
