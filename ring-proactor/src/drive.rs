@@ -223,6 +223,9 @@ pub(crate) fn turn_with(
 /// waiting in the kernel as the driver, ends the wait.
 struct Unpark {
     thread: Thread,
+    /// `thread`'s id (read on every wake-up: kept here, not behind the
+    /// `Thread`'s pointer).
+    id: ThreadId,
     woken: AtomicBool,
     /// The Proactor this thread waits in the kernel for, if it does.
     in_kernel: Mutex<Option<Arc<Shared>>>,
@@ -232,9 +235,10 @@ impl Wake for Unpark {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
+    #[inline]
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        if self.thread.id() == me() {
+        if self.id == me() {
             // Woken by its own thread (a completion it dispatched): it is
             // not in the kernel, and polls again next.
             return;
@@ -259,6 +263,7 @@ impl Wake for Unpark {
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let unpark = Arc::new(Unpark {
         thread: thread::current(),
+        id: me(),
         woken: AtomicBool::new(false),
         in_kernel: Mutex::new(None),
     });
