@@ -108,7 +108,7 @@ pub(crate) struct StreamSlot {
 impl StreamSlot {
     /// The state of a new stream's slot.
     #[cold]
-    fn new(waker: Option<Waker>) -> SlotState {
+    fn slot_state(waker: Option<Waker>) -> SlotState {
         SlotState::Stream(Box::new(StreamSlot {
             cqes: VecDeque::new(),
             waker,
@@ -434,13 +434,12 @@ impl State {
         slot.cancel = Cancel::None;
         slot.attempts = 0;
         slot.born = self.events;
-        let state = if stream {
-            StreamSlot::new(waker)
-        } else {
-            SlotState::Waiting(waker)
-        };
         // A slot on the free list is `Free` (only `finish` puts one there).
-        refill(&mut slot.state, state);
+        if stream {
+            refill(&mut slot.state, StreamSlot::slot_state(waker));
+        } else {
+            refill(&mut slot.state, SlotState::Waiting(waker));
+        }
         cells.reset(index, tag);
         Some(user_data(index, tag))
     }
