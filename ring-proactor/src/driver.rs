@@ -241,6 +241,9 @@ impl<K: Kernel> Driver<K> {
         if shared.lock().inject_panic {
             panic!("a panic injected by a test");
         }
+        if let Some(stopped) = self.plain_turn(shared, wait, fallback, grave) {
+            return stopped;
+        }
         let shutdown;
         // The kernel holds CQEs in its overflow backlog: push nothing this
         // turn (see below).
@@ -489,6 +492,67 @@ impl<K: Kernel> Driver<K> {
             shared.lock().sleeping = false;
         }
         false
+    }
+
+    /// The turn as it nearly always goes, if it does: the wake-up read is
+    /// armed, nothing is held back (no CQ overflow, no pending entries, no
+    /// cancellation to retry), no batch to gather, no spin, no shutdown,
+    /// and the queue fits the SQ and the batch whole; `None` otherwise
+    /// (the general turn then runs, from the start). It does what the
+    /// general turn does in that case, without its other checks: push the
+    /// queue, decide under the same lock whether to sleep, submit (and
+    /// wait), reap.
+    #[inline]
+    fn plain_turn(
+        &mut self,
+        shared: &Shared,
+        wait: Wait,
+        fallback: bool,
+        grave: &mut Graveyard,
+    ) -> Option<bool> {
+        let plain = self.wake_armed
+            && self.pending.is_empty()
+            && self.retries.is_empty()
+            && self.delay.is_zero()
+            && (!fallback || self.spin.is_zero());
+        if !plain || self.overflowed() {
+            return None;
+        }
+        let mut st = shared.lock();
+        // (Whole: a submit to make room would cut a linked chain.)
+        let want = st.queue.len();
+        if st.shutdown
+            || !st.cancels.is_empty()
+            || want > self.batch as usize
+            || want > self.ring.sq().space() as usize
+        {
+            return None;
+        }
+        if !st.queue.is_empty() {
+            self.push_all(st.queue.drain(..).map(|(entry, _)| entry));
+        }
+        // Idle once it has pushed: it may sleep (callers that queue work
+        // meanwhile see `sleeping` and write the eventfd, which the armed
+        // read turns into a CQE).
+        let in_ring = self.in_ring;
+        let (block, bound) = match wait {
+            Wait::No => (false, None),
+            Wait::For(bound) => (in_ring > 0, bound),
+        };
+        st.sleeping = block;
+        st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+        st.stats.enters = self.enters;
+        drop(st);
+        if block && bound == Some(Duration::ZERO) {
+            self.submit(false, None);
+        } else {
+            self.submit(block, bound);
+        }
+        if !self.reap(shared, grave) && block {
+            // Nothing reaped (a timeout): the driver no longer sleeps.
+            shared.lock().sleeping = false;
+        }
+        Some(false)
     }
 
     /// Polls, for up to `spin`, for callers' work: true as soon as some is
