@@ -519,17 +519,26 @@ impl<K: Kernel> Driver<K> {
             return None;
         }
         let mut st = shared.lock();
-        // (Whole: a submit to make room would cut a linked chain.)
         let want = st.queue.len();
-        if st.shutdown
-            || !st.cancels.is_empty()
-            || want > self.batch as usize
-            || want > self.ring.sq().space() as usize
-        {
+        if st.shutdown || !st.cancels.is_empty() || want > self.batch as usize {
             return None;
         }
-        if !st.queue.is_empty() {
-            self.push_all(st.queue.drain(..).map(|(entry, _)| entry));
+        if want > 0 {
+            // One view of the SQ, which must take the queue whole (a
+            // submit to make room would cut a linked chain).
+            let mut sq = self.ring.sq();
+            if want > sq.space() as usize {
+                return None;
+            }
+            for (entry, _) in st.queue.drain(..) {
+                // SAFETY: every pointer in `entry` targets memory owned by
+                // its op's resources, which stay alive (in the op, or
+                // orphaned in the slab) until its last CQE is reaped.
+                let pushed = unsafe { sq.push(entry) };
+                assert!(pushed.is_ok(), "the SQ had room for the queue");
+            }
+            drop(sq);
+            self.in_ring += want as u32;
         }
         // Idle once it has pushed: it may sleep (callers that queue work
         // meanwhile see `sleeping` and write the eventfd, which the armed
