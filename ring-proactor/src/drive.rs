@@ -178,6 +178,12 @@ pub(crate) fn turn_with(
     if !fallback {
         note_driver(shared);
     }
+    turn_noted(shared, wait, fallback, grave)
+}
+
+/// [`turn_with`] by a thread already noted as a driver of `shared`
+/// ([`note_driver`]: [`block_on`] notes it once when it takes the token).
+fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
     let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
     let Some(driver) = guard.as_mut() else {
         return true;
@@ -301,6 +307,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 continue;
             };
             if acquire(&shared) {
+                // It may submit from now on: its exit is to be reported.
+                note_driver(&shared);
                 // While it holds the token, a wake-up from another thread
                 // also ends its wait in the kernel (at worst spuriously).
                 *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
@@ -330,7 +338,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         } else {
             Wait::For(None)
         };
-        if turn_with(shared, wait, false, &mut grave) {
+        if turn_noted(shared, wait, false, &mut grave) {
             // Nothing left to drive: what the future waits for completes
             // (or fails) without a driver.
             unpark
