@@ -635,7 +635,7 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// fallback thread, unless this thread drives next (`will_drive`) or the
 /// fallback is in a grace period after a caller drove (it looks at the work
 /// by itself when the period ends).
-#[inline]
+#[inline(always)]
 pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
     let sleeping = std::mem::take(&mut st.sleeping);
     let free = !sleeping && !will_drive && st.owner.is_none();

@@ -411,6 +411,7 @@ fn refill_any(state: &mut SlotState, new: SlotState) {
 
 impl State {
     /// A slot for a new request; `None` if the slab is at its largest.
+    #[inline(always)]
     pub(crate) fn alloc(
         &mut self,
         cells: &Cells,
@@ -592,6 +593,7 @@ impl Shared {
         self.activity.store(n.wrapping_add(1), Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the state consistent (every
         // update is a few plain stores), so a poisoned lock is still used.
