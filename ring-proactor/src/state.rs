@@ -419,12 +419,12 @@ impl State {
         credits: u32,
         stream: bool,
     ) -> Option<u64> {
-        if self.free.is_empty() {
-            self.take_returned(cells);
-        }
         let index = match self.free.pop() {
             Some(i) => i,
-            None => self.new_slot()?,
+            None => match self.take_returned(cells) {
+                Some(i) => i,
+                None => self.new_slot()?,
+            },
         };
         let tag = self.tags.next();
         let slot = &mut self.slots[index as usize];
@@ -504,9 +504,14 @@ impl State {
 
     /// Frees the slots whose ops took their published completion and gave
     /// them back ([`Cells::give_back`]); their credit came back when the
-    /// completion was reaped.
-    pub(crate) fn take_returned(&mut self, cells: &Cells) {
+    /// completion was reaped. The first one freed is returned, for the
+    /// caller to use at once, the others go on the free list (an op that
+    /// completes and one made in its place, the usual pattern, never touch
+    /// the list).
+    #[inline]
+    pub(crate) fn take_returned(&mut self, cells: &Cells) -> Option<u32> {
         let State { slots, free, .. } = self;
+        let mut first = None;
         cells.take_returned(|index| {
             let slot = &mut slots[index as usize];
             // `Done` owns nothing: overwritten without the drop glue.
@@ -522,8 +527,13 @@ impl State {
             slot.cancel = Cancel::None;
             // A new tag at once: nothing names the freed slot any more.
             slot.tag = slot.tag.wrapping_add(1);
-            free.push(index);
+            if first.is_none() {
+                first = Some(index);
+            } else {
+                free.push(index);
+            }
         });
+        first
     }
 
     /// A thread that drove this Proactor exited (see [`resubmits`]).
