@@ -665,14 +665,14 @@ impl<K: Kernel> Driver<K> {
                 }
                 continue;
             }
-            let Some(slot) = st.slot(ud).filter(|slot| slot.armed()) else {
+            let Some(slot) = st.slot(ud) else {
                 st.stats.unexpected_cqes += 1;
                 continue;
             };
             if let SlotState::Waiting(waker) = &mut slot.state {
                 // The common case: the one CQE of an op whose future is
-                // alive (not a stream: `alloc` gives streams their own
-                // state). Its credit comes back, the op may take the
+                // alive (armed: its CQE had not come; not a stream:
+                // `alloc` gives streams their own state). Its credit comes back, the op may take the
                 // result without the lock, and its waker is woken after
                 // unlocking.
                 let waker = waker.take();
@@ -682,6 +682,11 @@ impl<K: Kernel> Driver<K> {
                 completed += 1;
                 shared.cells.publish(ud as u32, slot.tag, res, flags);
                 grave.wakers.extend(waker);
+                continue;
+            }
+            if !slot.armed() {
+                // Its last CQE came already.
+                st.stats.unexpected_cqes += 1;
                 continue;
             }
             // Only a multishot request posts CQEs with IORING_CQE_F_MORE.
