@@ -13,6 +13,9 @@
 //! - The op reads its cell with Acquire; if it sees its own tag done, the
 //!   result is there, and it hands the slot back with [`Cells::give_back`]:
 //!   a push onto a stack of returned slots (a compare-and-swap), no lock.
+//!   (The Proactor first keeps such slots on the op's thread, whose next
+//!   op usually takes one at once; the ones it hands over go as a chain,
+//!   [`Cells::give_back_all`], one compare-and-swap for all.)
 //! - The allocator, under the lock, takes every returned slot at once
 //!   ([`Cells::take_returned`]) when it has no free one. Only one thread
 //!   takes at a time (the lock holder) and it takes the whole stack, so a
@@ -152,15 +155,30 @@ impl Cells {
     /// the lock: the allocator frees it when it next needs a slot.
     #[inline]
     pub(crate) fn give_back(&self, index: u32) {
-        let Some(cell) = self.get(index) else { return };
+        self.give_back_all(&[index]);
+    }
+
+    /// Hands the slots `indexes` back at once, with one compare-and-swap:
+    /// linked in their order, then pushed as a chain.
+    pub(crate) fn give_back_all(&self, indexes: &[u32]) {
+        let (Some(&first), Some(&last)) = (indexes.first(), indexes.last()) else {
+            return;
+        };
+        for pair in indexes.windows(2) {
+            if let Some(cell) = self.get(pair[0]) {
+                // Relaxed: published by the compare-and-swap below.
+                cell.next.store(pair[1], Ordering::Relaxed);
+            }
+        }
+        let Some(tail) = self.get(last) else { return };
         let mut top = self.returned.load(Ordering::Relaxed);
         loop {
-            cell.next.store(top, Ordering::Relaxed);
-            // Release: the link (and the op's reads of the result) before
-            // the taker sees the slot.
+            tail.next.store(top, Ordering::Relaxed);
+            // Release: the links (and the ops' reads of their results)
+            // before the taker sees the slots.
             match self.returned.compare_exchange_weak(
                 top,
-                index,
+                first,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {

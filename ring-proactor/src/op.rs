@@ -181,7 +181,7 @@ impl<O: 'static> Op<O> {
         let cells = &this.shared.cells;
         match cells.completion(ud as u32, (ud >> 32) as u32) {
             Some((res, flags)) if res != -libc::ECANCELED => {
-                cells.give_back(ud as u32);
+                give_back(cells, ud as u32);
                 return Poll::Ready((this.complete(result(res), flags), res));
             }
             None if this.waker == waker_id(cx.waker())

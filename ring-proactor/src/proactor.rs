@@ -399,7 +399,7 @@ impl Proactor {
             ring_fd,
             fixed: pool,
             activity: AtomicU64::new(0),
-            cells: crate::cells::Cells::new(),
+            cells: Arc::new(crate::cells::Cells::new()),
             panicked: std::sync::atomic::AtomicBool::new(false),
         });
         let fallback = shared.clone();

@@ -2,6 +2,7 @@
 //! slot index and a random tag), the queue for the driver, credit waiters,
 //! and what must be released outside the lock.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -57,8 +58,9 @@ pub struct Shared {
     /// under the state lock only ([`Shared::note_activity`]).
     pub(crate) activity: AtomicU64,
     /// Where ops find their completions, and give their slots back,
-    /// without the lock.
-    pub(crate) cells: Cells,
+    /// without the lock (an `Arc`: a thread that keeps slots given back,
+    /// [`give_back`], holds the cells they belong to).
+    pub(crate) cells: Arc<Cells>,
     /// `State::panicked`, for ops that look without the lock: set before
     /// their wakers are woken.
     pub(crate) panicked: AtomicBool,
@@ -245,6 +247,87 @@ impl State {
     }
 }
 
+/// Slots a thread keeps at most ([`give_back`]) before it hands them over.
+const KEEP: usize = 32;
+
+thread_local! {
+    /// Slots whose ops, polled on this thread, took their completions and
+    /// gave them back ([`give_back`]), and the cells they belong to.
+    static KEPT: RefCell<Kept> = const {
+        RefCell::new(Kept {
+            cells: None,
+            slots: Vec::new(),
+        })
+    };
+}
+
+/// See [`KEPT`].
+struct Kept {
+    cells: Option<Arc<Cells>>,
+    slots: Vec<u32>,
+}
+
+impl Kept {
+    /// Hands the kept slots over, to keep slots of `cells` from now on.
+    #[cold]
+    fn switch(&mut self, cells: &Arc<Cells>) {
+        self.hand_over();
+        if !self
+            .cells
+            .as_ref()
+            .is_some_and(|own| Arc::ptr_eq(own, cells))
+        {
+            self.cells = Some(cells.clone());
+        }
+    }
+
+    /// Hands every kept slot to the shared stack of returned slots.
+    fn hand_over(&mut self) {
+        if let Some(cells) = &self.cells {
+            cells.give_back_all(&self.slots);
+        }
+        self.slots.clear();
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        // The thread exits: its slots go back to their table.
+        self.hand_over();
+    }
+}
+
+/// Gives slot `index` of `cells` back (its op took the published
+/// completion), without the lock. The thread keeps it, with no atomic
+/// read-modify-write, for its next allocation from the same table (an op
+/// that completes is usually followed by a new one on the same thread),
+/// up to [`KEEP`] slots: past that, or when an op of another table gives
+/// one back here, or when the thread exits, the kept slots go onto the
+/// table's shared stack, one compare-and-swap for all
+/// ([`Cells::give_back_all`]), where any allocator takes them.
+#[inline(always)]
+pub(crate) fn give_back(cells: &Arc<Cells>, index: u32) {
+    let kept = KEPT.try_with(|kept| {
+        let Ok(mut kept) = kept.try_borrow_mut() else {
+            return false;
+        };
+        if !kept
+            .cells
+            .as_ref()
+            .is_some_and(|own| Arc::ptr_eq(own, cells))
+            || kept.slots.len() >= KEEP
+        {
+            kept.switch(cells);
+        }
+        kept.slots.push(index);
+        true
+    });
+    if kept != Ok(true) {
+        // (The thread's keeping is gone: it is exiting.)
+        cells.give_back(index);
+    }
+}
+
 /// A request's `user_data`: its slot index in the low word, its tag in the
 /// high word.
 pub(crate) fn user_data(index: u32, tag: u32) -> u64 {
@@ -421,7 +504,7 @@ impl State {
     ) -> Option<u64> {
         let index = match self.free.pop() {
             Some(i) => i,
-            None => match self.take_returned(cells) {
+            None => match self.take_kept(cells).or_else(|| self.take_returned(cells)) {
                 Some(i) => i,
                 None => self.new_slot()?,
             },
@@ -510,30 +593,58 @@ impl State {
     /// the list).
     #[inline]
     pub(crate) fn take_returned(&mut self, cells: &Cells) -> Option<u32> {
-        let State { slots, free, .. } = self;
         let mut first = None;
-        cells.take_returned(|index| {
-            let slot = &mut slots[index as usize];
-            // `Done` owns nothing: overwritten without the drop glue.
-            debug_assert!(matches!(slot.state, SlotState::Done(..)));
-            if slot.cancel == Cancel::Owed {
-                // (`release_slot`, whose credit part is done: the credit
-                // came back when the completion was reaped.)
-                refill_any(&mut slot.state, SlotState::Reaped);
-                return;
-            }
-            debug_assert_eq!(slot.held, 0);
-            refill_any(&mut slot.state, SlotState::Free);
-            slot.cancel = Cancel::None;
-            // A new tag at once: nothing names the freed slot any more.
-            slot.tag = slot.tag.wrapping_add(1);
-            if first.is_none() {
-                first = Some(index);
-            } else {
-                free.push(index);
-            }
-        });
+        cells.take_returned(|index| self.free_returned(index, &mut first));
         first
+    }
+
+    /// A slot of `cells` that this thread kept ([`give_back`]), freed for
+    /// the caller to use: no atomic read-modify-write.
+    #[inline]
+    pub(crate) fn take_kept(&mut self, cells: &Cells) -> Option<u32> {
+        KEPT.try_with(|kept| {
+            let mut kept = kept.try_borrow_mut().ok()?;
+            if !kept
+                .cells
+                .as_deref()
+                .is_some_and(|own| std::ptr::eq(own, cells))
+            {
+                return None;
+            }
+            let mut first = None;
+            while first.is_none() {
+                let index = kept.slots.pop()?;
+                self.free_returned(index, &mut first);
+            }
+            first
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Frees slot `index`, which its op gave back: into `first` if that is
+    /// empty (for the caller to use at once), onto the free list otherwise.
+    #[inline]
+    fn free_returned(&mut self, index: u32, first: &mut Option<u32>) {
+        let slot = &mut self.slots[index as usize];
+        // `Done` owns nothing: overwritten without the drop glue.
+        debug_assert!(matches!(slot.state, SlotState::Done(..)));
+        if slot.cancel == Cancel::Owed {
+            // (`release_slot`, whose credit part is done: the credit came
+            // back when the completion was reaped.)
+            refill_any(&mut slot.state, SlotState::Reaped);
+            return;
+        }
+        debug_assert_eq!(slot.held, 0);
+        refill_any(&mut slot.state, SlotState::Free);
+        slot.cancel = Cancel::None;
+        // A new tag at once: nothing names the freed slot any more.
+        slot.tag = slot.tag.wrapping_add(1);
+        if first.is_none() {
+            *first = Some(index);
+        } else {
+            self.free.push(index);
+        }
     }
 
     /// A thread that drove this Proactor exited (see [`resubmits`]).
@@ -656,5 +767,58 @@ impl Shared {
     /// to send, or a shutdown to finish.
     pub(crate) fn has_work(st: &State) -> bool {
         st.in_flight > 0 || !st.queue.is_empty() || !st.cancels.is_empty() || st.shutdown
+    }
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+
+    fn taken(cells: &Cells) -> Vec<u32> {
+        let mut taken = Vec::new();
+        cells.take_returned(|i| taken.push(i));
+        taken.sort_unstable();
+        taken
+    }
+
+    #[test]
+    fn slots_a_thread_kept_go_back_when_it_exits_or_keeps_too_many() {
+        let cells = Arc::new(Cells::new());
+        for i in 0..100 {
+            cells.reset(i, 0);
+        }
+        // Kept by a thread that exits: handed over at its exit.
+        let on_thread = cells.clone();
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                give_back(&on_thread, i);
+            }
+            assert_eq!(taken(&on_thread), [0; 0], "kept, not handed over yet");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(taken(&cells), [0, 1, 2]);
+        // On this thread: past KEEP, the kept ones are handed over at once.
+        for i in 10..10 + KEEP as u32 + 1 {
+            give_back(&cells, i);
+        }
+        assert_eq!(taken(&cells), (10..10 + KEEP as u32).collect::<Vec<_>>());
+        // A slot of another table: this one's kept slot is handed over.
+        let other = Arc::new(Cells::new());
+        other.reset(0, 0);
+        give_back(&other, 0);
+        assert_eq!(taken(&cells), [10 + KEEP as u32]);
+        // The allocator of the kept table takes them without the stack.
+        let mut st = State::default();
+        for _ in 0..2 {
+            st.new_slot();
+        }
+        st.slots[0].state = SlotState::Done(0, 0);
+        st.slots[1].state = SlotState::Done(0, 0);
+        other.reset(1, 0);
+        give_back(&other, 1);
+        let first = st.take_kept(&other);
+        assert!(matches!(first, Some(0 | 1)), "{first:?}");
+        assert!(taken(&other).is_empty(), "nothing went through the stack");
     }
 }

@@ -41,7 +41,7 @@ fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
         ring_fd: OwnedFd::from(null()),
         fixed: None,
         activity: AtomicU64::new(0),
-        cells: crate::cells::Cells::new(),
+        cells: Arc::new(crate::cells::Cells::new()),
         panicked: std::sync::atomic::AtomicBool::new(false),
     })
 }

@@ -57,10 +57,11 @@ fn an_op_sees_the_result_published_before_its_done_word() {
     }
 }
 
-/// Two ops hand back two slots each while the lock holder takes the
-/// returned ones (twice, then once more at the end): every slot is taken
-/// once, its link read intact. Bound: 2 preemptions, 3 threads.
-// Catches: `take_returned`'s swap without Acquire, or `give_back`'s
+/// Two ops hand back two slots each (one by one, and as a chain) while
+/// the lock holder takes the returned ones (twice, then once more at the
+/// end): every slot is taken once, its link read intact. Bound: 2
+/// preemptions, 3 threads.
+// Catches: `take_returned`'s swap without Acquire, or `give_back_all`'s
 // compare-and-swap without Release (a link read before it was written:
 // a slot lost or taken twice).
 #[test]
@@ -70,13 +71,21 @@ fn slots_handed_back_are_taken_once_each() {
         for i in 0..4 {
             cells.reset(i, 0);
         }
+        // One op's thread hands its slots back one at a time, the other
+        // both at once, as a chain (a thread handing over the slots it
+        // kept).
         let ops: Vec<_> = [[0, 1], [2, 3]]
             .into_iter()
-            .map(|slots| {
+            .enumerate()
+            .map(|(op, slots)| {
                 let cells = cells.clone();
                 thread::spawn(move || {
-                    for i in slots {
-                        cells.give_back(i);
+                    if op == 0 {
+                        for i in slots {
+                            cells.give_back(i);
+                        }
+                    } else {
+                        cells.give_back_all(&slots);
                     }
                 })
             })
