@@ -256,15 +256,16 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///
 /// - Speed: a caller that waits drives the ring with one `io_uring_enter`
 ///   per batch, but the bookkeeping around each op (slot, queue, dispatch,
-///   wakers) costs about 1000 user-space instructions per NOP at 32 in
-///   flight (1600 one at a time), ten to thirty times a raw [`Ring`]'s; a
+///   wakers) costs about 700 user-space instructions per NOP at 32 in
+///   flight (1200 one at a time), ten to twenty times a raw [`Ring`]'s; a
 ///   [`LocalProactor`](crate::LocalProactor), for one thread, about 600
 ///   (the project's benchmarks compare both with tokio-uring, monoio and
 ///   compio). Work driven by the fallback thread still crosses threads
 ///   twice per batch; [`ProactorConfig::spin`] trades a core for it.
 /// - One mutex guards the slab and the queue; an op takes it once, to be
-///   submitted (the driver takes it once per turn). A completed op finds
-///   its result, and gives its slot back, without it.
+///   submitted (the driver takes it twice per turn: to push, and to
+///   dispatch what completed). A completed op finds its result, and gives
+///   its slot back, without it.
 /// - Who submits: the kernel ties a request to the thread that submitted
 ///   it, and the thread that drives submits every op queued meanwhile, its
 ///   own or not. When that thread exits, the kernel fails the requests it
