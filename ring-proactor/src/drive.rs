@@ -268,33 +268,33 @@ pub(crate) fn turn_with(
     grave: &mut Graveyard,
 ) -> Turned {
     match turn_out(shared, wait, fallback, grave) {
-        Out::Stopped => Turned::Stopped,
-        Out::In => Turned::Kept,
-        Out::Out(tenure) if back(shared, tenure) => Turned::Kept,
-        Out::Out(_) => Turned::Lost,
+        After::Stopped => Turned::Stopped,
+        After::Holding => Turned::Kept,
+        After::SteppedOut(tenure) if back(shared, tenure) => Turned::Kept,
+        After::SteppedOut(_) => Turned::Lost,
     }
 }
 
 /// Where a [`turn_out`] left the token holder.
-enum Out {
+enum After {
     /// Holding the token (no user code ran).
-    In,
+    Holding,
     /// Stepped out with this tenure: the turn's user code ran, and
     /// [`back`] is still to come.
-    Out(u64),
+    SteppedOut(u64),
     /// The Proactor has stopped.
     Stopped,
 }
 
 /// [`turn_with`] that stays stepped out after the turn's user code, for a
 /// caller that runs more of it at once ([`block_on`] polls its future).
-fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> Out {
+fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> After {
     if !fallback {
         note_driver(shared);
     }
     let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
     let Some(driver) = guard.as_mut() else {
-        return Out::Stopped;
+        return After::Stopped;
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         driver.turn(shared, wait, fallback, grave)
@@ -303,11 +303,11 @@ fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Gravey
         Ok(false) => {
             drop(guard);
             if grave.is_empty() {
-                return Out::In;
+                return After::Holding;
             }
             let tenure = step_out(shared);
             grave.bury();
-            Out::Out(tenure)
+            After::SteppedOut(tenure)
         }
         Ok(true) => {
             let driver = guard.take().expect("checked above");
@@ -323,7 +323,7 @@ fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Gravey
             shared.stopped.notify_all();
             shared.idle.notify_all();
             wake_all(&mut { waiters });
-            Out::Stopped
+            After::Stopped
         }
         Err(panic) => {
             // The kernel may still use what the ring's requests point to:
@@ -479,9 +479,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         // The turn's wakers and drops run stepped out, and the thread stays
         // out to poll the future (one `back` for both).
         match turn_out(shared, wait, false, &mut grave) {
-            Out::In => {}
-            Out::Out(tenure) => blocking.out = Some(tenure),
-            Out::Stopped => {
+            After::Holding => {}
+            After::SteppedOut(tenure) => blocking.out = Some(tenure),
+            After::Stopped => {
                 // Nothing left to drive: what the future waits for
                 // completes (or fails) without a driver.
                 unpark
