@@ -195,6 +195,12 @@ pub struct ProactorStats {
     /// ([`Proactor::park`](crate::Proactor::park)) keeps this low; one that
     /// never blocks on it is served by the fallback throughout.
     pub fallback_takeovers: u64,
+    /// Times a thread took the driver token over from a holder that was
+    /// running user code between its turns (a future polled by
+    /// [`block_on`](crate::block_on) that computes, a waker or a `Drop`
+    /// that blocks), so that user code never holds the ring up for the
+    /// other threads.
+    pub token_takeovers: u64,
     /// Requests submitted again because the kernel failed them with
     /// `ECANCELED` before they ran, after the thread that had submitted
     /// them (a caller that drove the ring) exited. See the Proactor's

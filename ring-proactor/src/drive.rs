@@ -9,6 +9,15 @@
 //! executor that never blocks on the Proactor, such as tokio's, relies on
 //! it); after a caller drove, it waits a grace period first, so callers
 //! that drive again and again never wake it.
+//!
+//! The holder runs user code between its turns (the future `block_on`
+//! polls, the wakers and drops a turn collected): it *steps out* first
+//! ([`step_out`]), and a thread that wants the token meanwhile takes it
+//! over ([`acquire`]; the fallback thread after its grace period). The
+//! handover is one compare-and-exchange on `Shared::out` (the holder's
+//! tenure, or 0), which the holder's [`back`] races: exactly one of the
+//! two wins. Everything the token guards is behind the state and driver
+//! mutexes, which order the old holder's turn before the new one's.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -96,22 +105,94 @@ pub(crate) fn note_pending(shared: &Arc<Shared>) -> bool {
 }
 
 /// Takes the driver token for this thread, if free or already this
-/// thread's.
+/// thread's, or if its holder runs user code between its turns (taken
+/// over: see [`step_out`]).
 pub(crate) fn acquire(shared: &Shared) -> bool {
     let me = me();
     let mut st = shared.lock();
     match st.owner {
         None if !st.stopped => {
-            st.owner = Some(me);
-            st.depth = 1;
+            take(shared, &mut st, me);
             true
         }
         Some(owner) if owner == me => {
+            // Code this thread runs between its turns drives (a waker that
+            // waits on an op): it is no longer out, nobody may take over.
+            shared.out.store(0, Ordering::Relaxed);
             st.depth += 1;
             true
         }
-        _ => false,
+        Some(_) => !st.stopped && take_over(shared, &mut st, me),
+        None => false,
     }
+}
+
+/// Gives the token to `me` (under the state lock), with a new tenure.
+fn take(shared: &Shared, st: &mut State, me: ThreadId) {
+    st.owner = Some(me);
+    st.depth = 1;
+    let tenure = shared.tenure.load(Ordering::Relaxed) + 1;
+    shared.tenure.store(tenure, Ordering::Relaxed);
+}
+
+/// Takes the token over (under the state lock) if its holder runs user
+/// code between its turns: true if taken.
+fn take_over(shared: &Shared, st: &mut State, me: ThreadId) -> bool {
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    // The holder's [`back`] races this exchange: one of the two wins.
+    if tenure == 0
+        || shared
+            .out
+            .compare_exchange(tenure, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return false;
+    }
+    take(shared, st, me);
+    st.stats.token_takeovers += 1;
+    true
+}
+
+/// Whether the token's holder runs user code between its turns (under
+/// the state lock: the tenure is stable).
+fn holder_out(shared: &Shared, st: &State) -> bool {
+    st.owner.is_some()
+        && shared.out.load(Ordering::Acquire) == shared.tenure.load(Ordering::Relaxed)
+}
+
+/// The token's holder (this thread) is about to run user code: a future
+/// it polls, the wakers and drops its turn collected. Until [`back`],
+/// another thread that wants the token may take it over, so user code that
+/// computes or blocks never holds up the other threads' ops. Returns the
+/// tenure to come back to.
+#[inline]
+pub(crate) fn step_out(shared: &Shared) -> u64 {
+    // Written by this thread when it took the token (or by a turn of it
+    // that took it back): nobody else writes it while this thread holds it
+    // and is not out.
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    shared.out.store(tenure, Ordering::Release);
+    tenure
+}
+
+/// Back from the user code of [`step_out`]: true if this thread still
+/// holds the token. If not, it was taken over: the thread must neither
+/// turn nor let the token go (it is another's).
+#[inline]
+pub(crate) fn back(shared: &Shared, tenure: u64) -> bool {
+    shared
+        .out
+        .compare_exchange(tenure, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+        || still_held(shared, tenure)
+}
+
+/// Not out any more: the user code drove on this thread (an `acquire`
+/// here ended the step out), or the token was taken over.
+#[cold]
+fn still_held(shared: &Shared, tenure: u64) -> bool {
+    let st = shared.lock();
+    st.owner == Some(me()) && shared.tenure.load(Ordering::Relaxed) == tenure
 }
 
 /// Lets the token go (taken by [`acquire`]): wakes a caller waiting for it
@@ -156,15 +237,27 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     }
 }
 
+/// What a [`turn`] left the token holder with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Turned {
+    /// It still holds the token.
+    Kept,
+    /// The token was taken over while the turn's user code ran (see
+    /// [`step_out`]): the thread neither turns again nor lets it go.
+    Lost,
+    /// The Proactor has stopped.
+    Stopped,
+}
+
 /// Runs one turn as the token holder; user code it collected (drops,
-/// wakers) runs after the driver is unlocked. A panic of the turn (a bug)
-/// leaks the ring, fails every op, and goes on. True once the Proactor has
-/// stopped.
-pub(crate) fn turn(shared: &Arc<Shared>, wait: Wait, fallback: bool) -> bool {
+/// wakers) runs after the driver is unlocked, stepped out (another thread
+/// may take the token over meanwhile). A panic of the turn (a bug) leaks
+/// the ring, fails every op, and goes on.
+pub(crate) fn turn(shared: &Arc<Shared>, wait: Wait, fallback: bool) -> Turned {
     let mut grave = GRAVE.with(Cell::take).unwrap_or_default();
-    let stopped = turn_with(shared, wait, fallback, &mut grave);
+    let turned = turn_with(shared, wait, fallback, &mut grave);
     GRAVE.with(|g| g.set(Some(grave)));
-    stopped
+    turned
 }
 
 /// [`turn`] with the caller's graveyard (emptied again on return), which
@@ -174,7 +267,29 @@ pub(crate) fn turn_with(
     wait: Wait,
     fallback: bool,
     grave: &mut Graveyard,
-) -> bool {
+) -> Turned {
+    match turn_out(shared, wait, fallback, grave) {
+        After::Stopped => Turned::Stopped,
+        After::Holding => Turned::Kept,
+        After::SteppedOut(tenure) if back(shared, tenure) => Turned::Kept,
+        After::SteppedOut(_) => Turned::Lost,
+    }
+}
+
+/// Where a [`turn_out`] left the token holder.
+enum After {
+    /// Holding the token (no user code ran).
+    Holding,
+    /// Stepped out with this tenure: the turn's user code ran, and
+    /// [`back`] is still to come.
+    SteppedOut(u64),
+    /// The Proactor has stopped.
+    Stopped,
+}
+
+/// [`turn_with`] that stays stepped out after the turn's user code, for a
+/// caller that runs more of it at once ([`block_on`] polls its future).
+fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> After {
     if !fallback {
         note_driver(shared);
     }
@@ -183,10 +298,10 @@ pub(crate) fn turn_with(
 
 /// [`turn_with`] by a thread already noted as a driver of `shared`
 /// ([`note_driver`]: [`block_on`] notes it once when it takes the token).
-fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
+fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> After {
     let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
     let Some(driver) = guard.as_mut() else {
-        return true;
+        return After::Stopped;
     };
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         driver.turn(shared, wait, fallback, grave)
@@ -194,8 +309,12 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
     match outcome {
         Ok(false) => {
             drop(guard);
+            if grave.is_empty() {
+                return After::Holding;
+            }
+            let tenure = step_out(shared);
             grave.bury();
-            false
+            After::SteppedOut(tenure)
         }
         Ok(true) => {
             let driver = guard.take().expect("checked above");
@@ -211,7 +330,7 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             shared.stopped.notify_all();
             shared.idle.notify_all();
             wake_all(&mut { waiters });
-            true
+            After::Stopped
         }
         Err(panic) => {
             // The kernel may still use what the ring's requests point to:
@@ -279,22 +398,55 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     /// Ends the blocking state and lets a held token go, even on a panic.
     struct Blocking {
         held: Option<Arc<Shared>>,
+        /// The tenure of a step out in progress (the future is polled).
+        out: Option<u64>,
+    }
+    impl Blocking {
+        /// Back from polling the future: forgets a token taken over
+        /// meanwhile.
+        #[inline]
+        fn back(&mut self, unpark: &Unpark) {
+            if let (Some(tenure), Some(shared)) = (self.out.take(), self.held.as_ref()) {
+                if !back(shared, tenure) {
+                    self.held = None;
+                    unpark
+                        .in_kernel
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                }
+            }
+        }
     }
     impl Drop for Blocking {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(b.get() - 1));
             HINT.with(|h| h.borrow_mut().take());
             if let Some(shared) = self.held.take() {
-                release(&shared, true);
+                // A panic of the future: back from it first.
+                let kept = self.out.take().is_none_or(|tenure| back(&shared, tenure));
+                if kept {
+                    release(&shared, true);
+                }
             }
         }
     }
     BLOCKING.with(|b| b.set(b.get() + 1));
-    let mut blocking = Blocking { held: None };
+    let mut blocking = Blocking {
+        held: None,
+        out: None,
+    };
     let mut grave = Graveyard::default();
     loop {
         unpark.woken.store(false, Ordering::Relaxed);
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+        // The future is user code: while it runs, another thread may take
+        // the token over (it must not wait for a future that computes).
+        if blocking.out.is_none() {
+            blocking.out = blocking.held.as_deref().map(step_out);
+        }
+        let polled = future.as_mut().poll(&mut cx);
+        blocking.back(&unpark);
+        if let Poll::Ready(out) = polled {
             return out;
         }
         if unpark.woken.load(Ordering::Acquire) {
@@ -338,18 +490,24 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         } else {
             Wait::For(None)
         };
-        if turn_noted(shared, wait, false, &mut grave) {
-            // Nothing left to drive: what the future waits for completes
-            // (or fails) without a driver.
-            unpark
-                .in_kernel
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            let shared = blocking.held.take().expect("held");
-            release(&shared, true);
-            if !unpark.woken.load(Ordering::Acquire) {
-                thread::park();
+        // The turn's wakers and drops run stepped out, and the thread stays
+        // out to poll the future (one `back` for both).
+        match turn_noted(shared, wait, false, &mut grave) {
+            After::Holding => {}
+            After::SteppedOut(tenure) => blocking.out = Some(tenure),
+            After::Stopped => {
+                // Nothing left to drive: what the future waits for
+                // completes (or fails) without a driver.
+                unpark
+                    .in_kernel
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                let shared = blocking.held.take().expect("held");
+                release(&shared, true);
+                if !unpark.woken.load(Ordering::Acquire) {
+                    thread::park();
+                }
             }
         }
     }
@@ -365,6 +523,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
             let mut st = shared.lock();
             let mut seen = st.releases;
             let mut quiet_since: Option<Instant> = None;
+            let mut taken = false;
             loop {
                 if st.stopped {
                     return;
@@ -373,8 +532,12 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     st = external_attached(&shared, st);
                     continue;
                 }
-                if st.owner.is_none() && Shared::has_work(&st) {
-                    if !st.caller_drove || st.shutdown {
+                // A holder running user code between its turns holds the
+                // ring up for work nobody waits on: taken over too, after
+                // a grace period (it is likely to turn again at once).
+                let out = holder_out(&shared, &st);
+                if (st.owner.is_none() || out) && Shared::has_work(&st) {
+                    if st.owner.is_none() && (!st.caller_drove || st.shutdown) {
                         break;
                     }
                     // A caller drove: take over only after a grace period
@@ -385,12 +548,18 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     }
                     let since = *quiet_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= GRACE {
-                        break;
+                        if st.owner.is_none() {
+                            break;
+                        }
+                        if take_over(&shared, &mut st, me) {
+                            taken = true;
+                            break;
+                        }
                     }
                 }
                 st.fallback_idle = true;
-                st.fallback_timed = st.caller_drove;
-                st = if st.caller_drove {
+                st.fallback_timed = st.caller_drove || out;
+                st = if st.fallback_timed {
                     match shared.idle.wait_timeout(st, GRACE) {
                         Ok((st, _)) => st,
                         Err(poisoned) => poisoned.into_inner().0,
@@ -410,14 +579,19 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     }
                 }
             }
-            st.owner = Some(me);
-            st.depth = 1;
+            if !taken {
+                take(&shared, &mut st, me);
+            }
             st.caller_drove = false;
             st.stats.fallback_takeovers += 1;
         }
         loop {
-            if turn_with(&shared, Wait::For(None), true, &mut grave) {
-                return;
+            match turn_with(&shared, Wait::For(None), true, &mut grave) {
+                Turned::Stopped => return,
+                // Taken over while the turn's user code ran: the new holder
+                // lets it go in time.
+                Turned::Lost => break,
+                Turned::Kept => {}
             }
             let mut st = shared.lock();
             let external = st.external.is_some() && !st.shutdown;
@@ -543,8 +717,9 @@ impl crate::Proactor {
         if !acquire(&self.shared) {
             return false;
         }
-        let _ = turn(&self.shared, Wait::No, false);
-        release(&self.shared, true);
+        if turn(&self.shared, Wait::No, false) != Turned::Lost {
+            release(&self.shared, true);
+        }
         true
     }
 
@@ -585,10 +760,12 @@ impl crate::Proactor {
             } else {
                 Wait::For(timeout)
             };
-            let stopped = turn(&self.shared, wait, false);
+            let turned = turn(&self.shared, wait, false);
             park.in_kernel.store(false, Ordering::SeqCst);
-            release(&self.shared, true);
-            if !stopped {
+            if turned != Turned::Lost {
+                release(&self.shared, true);
+            }
+            if turned != Turned::Stopped {
                 return;
             }
         }

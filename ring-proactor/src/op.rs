@@ -638,7 +638,12 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 #[inline(always)]
 pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
     let sleeping = std::mem::take(&mut st.sleeping);
-    let free = !sleeping && !will_drive && st.owner.is_none();
+    // A holder running user code between its turns (see
+    // `drive::step_out`) may take long: the fallback thread looks, and
+    // takes the token over if it stays out (`sleeping` may be left over
+    // from the holder's last wait).
+    let out = st.owner.is_some() && shared.out.load(std::sync::atomic::Ordering::Relaxed) != 0;
+    let free = !will_drive && ((!sleeping && st.owner.is_none()) || out);
     let mut external = None;
     let idle = if st.external.is_some() {
         if free {
@@ -651,7 +656,8 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
     drop(st);
     if sleeping {
         shared.wake_driver();
-    } else if idle {
+    }
+    if idle {
         shared.idle.notify_one();
     } else if let Some(waker) = external {
         run_user(|| waker.wake());

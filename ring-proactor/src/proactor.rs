@@ -20,6 +20,7 @@ use {
 use ring_io_driver::{Probe, SetupError};
 
 use crate::config::*;
+use crate::drive::Turned;
 use crate::driver::*;
 use crate::fixed::Pool;
 use crate::state::*;
@@ -68,6 +69,15 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   With the `tokio` feature, `ring_io_proactor::tokio::spawn_driver`
 ///   makes a task of the tokio runtime drive instead: the fallback thread
 ///   then stays out.
+/// - No user code holds the ring up. A holder runs user code between its
+///   turns: the future a [`block_on`] polls, the wakers and the drops its
+///   turn collected. Meanwhile a thread about to block on the Proactor
+///   takes the token over, and so does the fallback thread (after the
+///   same grace period) for work nobody waits on; the holder, back from
+///   its user code, asks for the token again if it still needs it
+///   ([`ProactorStats::token_takeovers`] counts them). So a future that
+///   computes for a second inside `block_on`, or a waker that blocks,
+///   delays only its own task.
 /// - A driver waiting in the kernel keeps a read of an eventfd armed on the
 ///   ring; a thread that queues work meanwhile writes the eventfd (one
 ///   write per sleep, not per op), and so does a [`block_on`] waker or an
@@ -402,6 +412,8 @@ impl Proactor {
             activity: AtomicU64::new(0),
             cells: Arc::new(crate::cells::Cells::new()),
             panicked: std::sync::atomic::AtomicBool::new(false),
+            tenure: AtomicU64::new(0),
+            out: AtomicU64::new(0),
         });
         let fallback = shared.clone();
         let thread = thread::Builder::new()
@@ -490,11 +502,18 @@ impl Drop for Owner {
                 break;
             }
             if crate::drive::acquire(&self.shared) {
-                while !stopped && Instant::now() < deadline {
+                let mut kept = true;
+                while !stopped && kept && Instant::now() < deadline {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    stopped = crate::drive::turn(&self.shared, Wait::For(Some(left)), false);
+                    match crate::drive::turn(&self.shared, Wait::For(Some(left)), false) {
+                        Turned::Stopped => stopped = true,
+                        Turned::Lost => kept = false,
+                        Turned::Kept => {}
+                    }
                 }
-                crate::drive::release(&self.shared, false);
+                if kept {
+                    crate::drive::release(&self.shared, false);
+                }
             } else {
                 let st = self.shared.lock();
                 if st.stopped {

@@ -64,6 +64,15 @@ pub struct Shared {
     /// `State::panicked`, for ops that look without the lock: set before
     /// their wakers are woken.
     pub(crate) panicked: AtomicBool,
+    /// The current tenure of the driver token: a number new each time a
+    /// thread takes it. Written under the state lock.
+    pub(crate) tenure: AtomicU64,
+    /// The tenure of a token holder that is running user code between its
+    /// turns (the future a `block_on` polls, the wakers and drops a turn
+    /// collected), 0 if none: another thread that wants the token may take
+    /// it over then (see `crate::drive::step_out`), so no user code holds
+    /// the ring up for everyone.
+    pub(crate) out: AtomicU64,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread

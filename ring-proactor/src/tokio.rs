@@ -108,7 +108,7 @@ use ::tokio::runtime::Handle;
 use ::tokio::task::JoinHandle;
 
 use crate::Proactor;
-use crate::drive::{acquire, release, turn_with};
+use crate::drive::{Turned, acquire, release, turn_with};
 use crate::driver::Wait;
 use crate::state::{External, Graveyard, Shared};
 
@@ -256,7 +256,16 @@ fn step(shared: &Arc<Shared>, grave: &mut Graveyard, overflows: &mut u64) -> Ste
         return Step::Busy;
     }
     let held = Held(shared);
-    let stopped = turn_with(shared, Wait::No, false, grave);
+    let stopped = match turn_with(shared, Wait::No, false, grave) {
+        Turned::Stopped => true,
+        Turned::Kept => false,
+        Turned::Lost => {
+            // Taken over while the turn's wakers ran: the token is
+            // another's now, not this task's to let go.
+            std::mem::forget(held);
+            return Step::Busy;
+        }
+    };
     let due = if stopped {
         None
     } else {

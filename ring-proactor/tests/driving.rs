@@ -1,0 +1,265 @@
+//! The driver token is never held hostage by user code. A thread that
+//! holds it (a `block_on` between its turns, a driver running the wakers
+//! and drops its turn collected) runs user code that may take long (a
+//! CPU-bound future, a waker or a `Drop` that blocks); meanwhile every
+//! other thread's ops must go on completing: a thread about to block takes
+//! the token over, and the fallback thread takes it over for ops nobody
+//! waits on.
+//!
+//! The tests are progress-based, not timed: the user code that holds on
+//! runs until the other thread's op has completed, or gives up after
+//! [`LIMIT`]; giving up fails the test (before the fix, each gave up).
+
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ring_io_proactor::{Proactor, ProactorConfig, block_on};
+
+/// How long user code holds on at most, waiting for another thread's op.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Spins until `flag` is set or [`LIMIT`] has passed: true if it was set.
+fn spin_until(flag: &AtomicBool) -> bool {
+    let start = Instant::now();
+    while !flag.load(Ordering::Acquire) {
+        if start.elapsed() > LIMIT {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    true
+}
+
+/// A thread in `block_on` that drove the ring (an op of its own
+/// completed) and then computes until `done` is set; its result says
+/// whether `done` was set before it gave up. Returns once it computes.
+fn busy_block_on(p: &Proactor, done: Arc<AtomicBool>) -> thread::JoinHandle<bool> {
+    let p = p.clone();
+    let (started, rx) = mpsc::channel();
+    let busy = thread::spawn(move || {
+        block_on(async {
+            p.nop().await.expect("a NOP");
+            started.send(()).unwrap();
+            let seen = spin_until(&done);
+            p.nop().await.expect("a NOP after");
+            seen
+        })
+    });
+    rx.recv().unwrap();
+    busy
+}
+
+#[test]
+fn a_cpu_bound_future_in_block_on_does_not_hold_up_another_threads_wait() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let busy = busy_block_on(&p, done.clone());
+    for _ in 0..10 {
+        p.nop().wait().expect("this thread's NOP");
+    }
+    done.store(true, Ordering::Release);
+    assert!(
+        busy.join().unwrap(),
+        "this thread's ops completed only after the busy thread gave up computing"
+    );
+}
+
+/// Counts its wake-ups and unparks the thread that polls.
+struct Unpark(thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+#[test]
+fn a_cpu_bound_future_in_block_on_does_not_hold_up_an_op_nobody_waits_on() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let busy = busy_block_on(&p, done.clone());
+    // An executor that only polls (tokio's, say): the fallback thread
+    // must take the ring over.
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let start = Instant::now();
+    for _ in 0..10 {
+        let mut op = p.nop();
+        loop {
+            if let Poll::Ready(res) = Pin::new(&mut op).poll(&mut cx) {
+                res.expect("a NOP");
+                break;
+            }
+            assert!(
+                start.elapsed() < LIMIT,
+                "the op never completed: {:?}",
+                p.stats()
+            );
+            thread::park_timeout(Duration::from_millis(100));
+        }
+    }
+    done.store(true, Ordering::Release);
+    assert!(
+        busy.join().unwrap(),
+        "the polled ops completed only after the busy thread gave up computing"
+    );
+}
+
+/// A waker that, the first time it is woken, blocks until `done` is set
+/// (at most [`LIMIT`]) and records whether it was; `entered` is told when
+/// it starts blocking.
+struct Blocker {
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    done: Arc<AtomicBool>,
+    seen: mpsc::Sender<bool>,
+}
+
+impl Wake for Blocker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let Some(entered) = self.entered.lock().unwrap().take() else {
+            return;
+        };
+        entered.send(()).unwrap();
+        let seen = spin_until(&self.done);
+        self.seen.send(seen).unwrap();
+    }
+}
+
+/// Polls a NOP of `p` once with a [`Blocker`] waker; returns the channels
+/// saying when the waker blocks and whether it saw `done`, and the op.
+fn blocked_waker(
+    p: &Proactor,
+    done: &Arc<AtomicBool>,
+) -> (
+    mpsc::Receiver<()>,
+    mpsc::Receiver<bool>,
+    impl Future + Unpin,
+) {
+    let (entered_tx, entered) = mpsc::channel();
+    let (seen_tx, seen) = mpsc::channel();
+    let waker = Waker::from(Arc::new(Blocker {
+        entered: Mutex::new(Some(entered_tx)),
+        done: done.clone(),
+        seen: seen_tx,
+    }));
+    let mut op = p.nop();
+    assert!(
+        Pin::new(&mut op)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    (entered, seen, op)
+}
+
+#[test]
+fn a_waker_that_blocks_on_the_fallback_thread_does_not_hold_up_another_threads_wait() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // Nobody waits on the op: the fallback thread completes it and runs
+    // its waker, which blocks.
+    let (entered, seen, _op) = blocked_waker(&p, &done);
+    entered.recv_timeout(LIMIT).expect("the waker was run");
+    for _ in 0..10 {
+        p.nop().wait().expect("this thread's NOP");
+    }
+    done.store(true, Ordering::Release);
+    assert!(
+        seen.recv().unwrap(),
+        "this thread's ops completed only after the blocking waker gave up"
+    );
+}
+
+#[test]
+fn a_waker_that_blocks_on_a_driving_thread_does_not_hold_up_another_threads_wait() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let (entered, seen, _op) = blocked_waker(&p, &done);
+    // A thread that drives again and again: its turn completes the op and
+    // runs the blocking waker (or the fallback thread does; either way the
+    // token's holder blocks).
+    let driver = {
+        let (p, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                p.nop().wait().expect("the driver's NOP");
+            }
+        })
+    };
+    entered.recv_timeout(LIMIT).expect("the waker was run");
+    for _ in 0..10 {
+        p.nop().wait().expect("this thread's NOP");
+    }
+    done.store(true, Ordering::Release);
+    assert!(
+        seen.recv().unwrap(),
+        "this thread's ops completed only after the blocking waker gave up"
+    );
+    driver.join().unwrap();
+}
+
+/// A file whose drop blocks until `done` is set (at most [`LIMIT`]) and
+/// records whether it was.
+struct SlowDrop {
+    fd: OwnedFd,
+    done: Arc<AtomicBool>,
+    seen: mpsc::Sender<bool>,
+    entered: mpsc::Sender<()>,
+}
+
+impl std::os::fd::AsFd for SlowDrop {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        let _ = self.entered.send(());
+        let seen = spin_until(&self.done);
+        let _ = self.seen.send(seen);
+    }
+}
+
+#[test]
+fn a_resource_whose_drop_blocks_does_not_hold_up_another_threads_wait() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let (seen_tx, seen) = mpsc::channel();
+    let (entered_tx, entered) = mpsc::channel();
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    let file = Arc::new(SlowDrop {
+        fd: r.into(),
+        done: done.clone(),
+        seen: seen_tx,
+        entered: entered_tx,
+    });
+    // A read polled once and dropped: the op keeps the file until its
+    // CQE, and whoever reaps that CQE drops the file.
+    let mut read = p.read(&file, Vec::with_capacity(8), 0);
+    assert!(
+        Pin::new(&mut read)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    drop(read);
+    drop(file);
+    std::io::Write::write_all(&mut w, b"x").unwrap();
+    entered.recv_timeout(LIMIT).expect("the file was dropped");
+    for _ in 0..10 {
+        p.nop().wait().expect("this thread's NOP");
+    }
+    done.store(true, Ordering::Release);
+    assert!(
+        seen.recv().unwrap(),
+        "this thread's ops completed only after the blocking drop gave up"
+    );
+}
