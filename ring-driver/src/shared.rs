@@ -925,13 +925,10 @@ impl Inner {
     /// every waiter, a signal): the wait then goes on, for what is left of
     /// the timeout. A timeout too large for a deadline (`Duration::MAX`)
     /// waits without one.
+    #[inline]
     fn enter(&self, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
         self.check_sound()?;
-        let sqpoll = self
-            .map
-            .geometry()
-            .setup_flags()
-            .contains(SetupFlags::SQPOLL);
+        let sqpoll = self.map.geometry().sqpoll();
         let submitted = if sqpoll {
             // Only wakes the kernel thread if it sleeps.
             self.enter_once(true, 0, None)?
@@ -941,6 +938,14 @@ impl Inner {
         if wait_nr == 0 {
             return Ok(submitted);
         }
+        self.wait(submitted, wait_nr, timeout)
+    }
+
+    /// The waiting part of [`enter`](Self::enter), out of line: a submit
+    /// without a wait keeps a small frame.
+    #[inline(never)]
+    fn wait(&self, submitted: u32, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
+        let sqpoll = self.map.geometry().sqpoll();
         let want = wait_nr.min(self.map.geometry().cq_entries());
         let deadline = match timeout {
             None => None,
@@ -1027,7 +1032,7 @@ impl Inner {
             // On an error, `held` opens the gate: entries others left to us
             // stay pending for the next submit of any thread (SubmitGate's
             // doc).
-            let n = self.enter_once(true, 0, None)?;
+            let n = self.enter_submit()?;
             total += n;
             if n == 0 && idle {
                 // Twice nothing consumed, the second time with entries
@@ -1046,28 +1051,33 @@ impl Inner {
         }
     }
 
-    /// One `io_uring_enter` as ring-core decides (submitting the pending
-    /// entries if `submit`, waiting for `wait_nr`), retrying `EINTR`.
-    fn enter_once(&self, submit: bool, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
-        let geometry = *self.map.geometry();
-        if submit && wait_nr == 0 && !geometry.sqpoll() {
-            // The gate holder's submit (timeouts come only with waits): with
-            // entries pending, ring-core's submit decision, which needs
-            // neither the CQ's indices nor, when waiting, the SQ flags; the
-            // general rules otherwise (nothing pending may still need a
-            // flush of the overflow backlog).
-            let to_submit = self.sq_pending();
-            if to_submit > 0 {
-                let decision = decide_submit(to_submit, 0, || self.sq_flags(FlagsRead::Load));
-                loop {
-                    match self.map.enter(&decision, None) {
-                        Ok(n) => return Ok(n),
-                        Err(Errno::EINTR) => continue,
-                        Err(e) => return Err(os(e)),
-                    }
-                }
+    /// The gate holder's submit on a ring without SQPOLL (timeouts come
+    /// only with waits): with entries pending, ring-core's submit decision,
+    /// which needs neither the CQ's indices nor, when waiting, the SQ
+    /// flags; [`enter_once`](Self::enter_once)'s general rules otherwise
+    /// (nothing pending may still need a flush of the overflow backlog).
+    #[inline]
+    fn enter_submit(&self) -> io::Result<u32> {
+        let to_submit = self.sq_pending();
+        if to_submit == 0 {
+            return self.enter_once(true, 0, None);
+        }
+        let decision = decide_submit(to_submit, 0, || self.sq_flags(FlagsRead::Load));
+        loop {
+            match self.map.enter(&decision, None) {
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(os(e)),
             }
         }
+    }
+
+    /// One `io_uring_enter` as ring-core decides in general (submitting the
+    /// pending entries if `submit`, waiting for `wait_nr`), retrying
+    /// `EINTR`.
+    #[inline(never)]
+    fn enter_once(&self, submit: bool, wait_nr: u32, timeout: Option<Duration>) -> io::Result<u32> {
+        let geometry = self.map.geometry();
         loop {
             let mut input = EnterInput {
                 to_submit: if submit { self.sq_pending() } else { 0 },
