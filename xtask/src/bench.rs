@@ -239,11 +239,15 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
             list(&one),
             one.iter().all(|(n, r)| *r >= need(n)),
             "See the note under the first table (the batch-1 shared rows): only merging \
-             several threads' entries into one io_uring_enter can win there (the note gives \
-             the entries per submitting call), which needs the threads' pushes to land \
-             together before an enter starts; otherwise each op pays a whole call plus a \
-             one-thread SharedRing round's extra cost over a locked ring (more user-space \
-             instructions, see the callgrind table, and atomic read-modify-writes)."
+             several threads' entries into one io_uring_enter can win there, and the note \
+             measures what that costs in this run: with the threads on both cores each op's \
+             push, submit and reap move the ring's shared words and its SQE and CQE between \
+             the cores (one cache line's round trip is timed), which costs more than a merged \
+             NOP saves in the kernel, so even lockstep merging (every enter carrying an entry \
+             of each thread, estimated from the measured per-call costs) stays below the \
+             target. A combining window (the gate holder waiting 1-2 us for the other \
+             threads' entries) was tried: it raised the entries per enter to 1.3-1.9 and lost \
+             in every run (2-thread ratio 0.37 against 0.79 unchanged, back to back)."
                 .to_string(),
         ));
     }
