@@ -180,7 +180,6 @@ pub(crate) enum Reads {
     Blocks,
     /// Every read at the file's end: each returns 0 bytes (no page-cache
     /// lookup, no copy), the `peers/read0` rows'.
-    #[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
     AtEnd,
 }
 
@@ -314,6 +313,34 @@ pub(crate) fn ring_reads(
                 assert_eq!(cqe.res(), BLOCK as i32, "a short or failed read");
                 bufs.check(slot, at(k));
             },
+        );
+    }
+}
+
+/// `ops` reads at the file's end on ring, `depth` in flight (each returns
+/// 0): the `peers/read0` rows' reads, for `--callgrind read0-ring`.
+pub(crate) fn ring_reads_at_end(
+    ring: &mut Ring,
+    f: &TestFile,
+    bufs: &Buffers,
+    depth: u32,
+    ops: u64,
+) {
+    let fd = Fd(f.fd());
+    let end = f.offset(Reads::AtEnd, 0);
+    // SAFETY: as in `ring_reads`.
+    unsafe {
+        ring_depth(
+            ring,
+            depth as usize,
+            false,
+            ops,
+            |_, slot| {
+                ring_io_ops::Read::new(fd, bufs.ptr(slot), BLOCK as u32)
+                    .offset(end)
+                    .build()
+            },
+            |_, _, cqe| assert_eq!(cqe.res(), 0, "a read at the end returns 0"),
         );
     }
 }

@@ -14,7 +14,11 @@
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! batch-16 `shared` rows' loops, `shared1` or `mutex1` the batch-1 rows',
 //! with BATCH threads; `proactor` or `local`: NOP futures on a Proactor or
-//! a LocalProactor, BATCH in flight).
+//! a LocalProactor, BATCH in flight; `read0-local`, `read0-ring`,
+//! `read0-io-uring` and, with `peers`, `read0-monoio`: the `peers/read0`
+//! rows' reads at the test file's end, BATCH in flight). The instructions
+//! per op are the difference of two runs' totals (OPS and 2 OPS) over OPS:
+//! what setup costs (the test file, the runtime) cancels out.
 
 mod cp;
 mod io;
@@ -675,6 +679,29 @@ fn main() {
                         .expect("a LocalProactor");
                 proactor::local_nops(&p, batch as usize, ops);
             }
+            "read0-local" => {
+                let p =
+                    ring_io_proactor::LocalProactor::new(ring_io_proactor::ProactorConfig::new(32))
+                        .expect("a LocalProactor");
+                let mut bufs: Vec<Vec<u8>> =
+                    (0..batch).map(|_| Vec::with_capacity(io::BLOCK)).collect();
+                let f = io::test_file();
+                proactor::local_reads(&p, f, &mut bufs, io::Reads::AtEnd, batch as usize, ops);
+            }
+            "read0-ring" => {
+                let mut ring = Builder::new(io::DEPTH as u32).build().expect("setup");
+                io::ring_reads_at_end(&mut ring, io::test_file(), &io::Buffers::new(), batch, ops);
+            }
+            "read0-io-uring" => io::uring_reads(
+                &mut io::uring(io::DEPTH as u32),
+                io::test_file(),
+                &io::Buffers::new(),
+                io::Reads::AtEnd,
+                batch as usize,
+                ops,
+            ),
+            #[cfg(feature = "peers")]
+            "read0-monoio" => peers::monoio_reads(io::Reads::AtEnd, batch as usize, ops),
             other => panic!("unknown lib {other}"),
         }
         return;

@@ -119,7 +119,6 @@ pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
     );
 }
 
-#[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
 /// `ops` 4 KiB reads through a LocalProactor's futures, `depth` in
 /// flight, into `bufs` (one per slot, allocated once); `what`: where they
 /// land.

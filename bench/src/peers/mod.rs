@@ -91,6 +91,13 @@ fn share(task: usize, tasks: usize, ops: u64) -> impl Iterator<Item = u64> {
     (task as u64..ops).step_by(tasks)
 }
 
+/// `ops` reads of the test file on a new monoio runtime (`what`: where
+/// they land), `depth` in flight: for `ring-bench --callgrind read0-monoio`.
+pub(crate) fn monoio_reads(what: Reads, depth: usize, ops: u64) {
+    let mut rt = monoio_rt::runtime().expect("monoio");
+    monoio_rt::reads(&mut rt, file_io::test_file(), what, depth, ops);
+}
+
 /// Asserts that read `k` of `f` (`what`: where it landed) returned what it
 /// should (see [`TestFile::check`]).
 fn check_read(f: &TestFile, what: Reads, k: u64, res: io::Result<usize>, buf: &[u8]) {
