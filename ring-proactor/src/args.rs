@@ -134,16 +134,23 @@ pub(crate) fn sockaddr(addr: SocketAddr) -> (Box<libc::sockaddr_storage>, u32) {
 /// `n`, the bytes a completion reports for an op on `max` bytes, if it is
 /// at most `max`: a larger count is no result the kernel gives (a forged
 /// CQE, say), and is never used as a length.
+#[inline]
 pub(crate) fn at_most(n: u32, max: usize) -> io::Result<usize> {
     let n = n as usize;
     if n <= max {
         Ok(n)
     } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a completion reported {n} bytes for an op on {max}"),
-        ))
+        Err(too_many_bytes(n, max))
     }
+}
+
+/// A completion reported `n` bytes for an op on `max`.
+#[cold]
+fn too_many_bytes(n: usize, max: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("a completion reported {n} bytes for an op on {max}"),
+    )
 }
 
 pub(crate) fn too_many_buffers() -> io::Error {

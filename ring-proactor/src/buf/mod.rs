@@ -352,24 +352,32 @@ unsafe impl IoBufMut for bytes::BytesMut {
 /// The length an op's entry carries for a buffer of `len` bytes, or the
 /// error naming why it cannot: a read with no room (`read`), or more bytes
 /// than the entry's 32-bit length holds.
+#[inline]
 pub(crate) fn op_len(len: usize, read: bool) -> io::Result<u32> {
+    match u32::try_from(len) {
+        Ok(n) if n > 0 || !read => Ok(n),
+        _ => Err(op_len_error(len, read)),
+    }
+}
+
+/// Why `op_len` refuses `len`.
+#[cold]
+fn op_len_error(len: usize, read: bool) -> io::Error {
     if read && len == 0 {
-        return Err(io::Error::new(
+        return io::Error::new(
             io::ErrorKind::InvalidInput,
             "a read into a buffer with no room (bytes_total() is 0): \
              pass a buffer with capacity, such as vec![0; n] or Vec::with_capacity(n)",
-        ));
+        );
     }
-    u32::try_from(len).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a buffer of {len} bytes is longer than an op's 32-bit length: \
-                 pass a slice of it (buf.slice(..n)) of at most {} bytes",
-                u32::MAX
-            ),
-        )
-    })
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "a buffer of {len} bytes is longer than an op's 32-bit length: \
+             pass a slice of it (buf.slice(..n)) of at most {} bytes",
+            u32::MAX
+        ),
+    )
 }
 
 #[cfg(test)]

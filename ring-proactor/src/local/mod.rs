@@ -22,6 +22,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use ring_io_driver::{Probe, Ring, SetupError};
@@ -95,6 +96,9 @@ pub struct Inner {
     pub(crate) probe: Probe,
     /// Ends this thread's wait in the kernel (see [`turn::Park`]).
     pub(crate) park: Arc<turn::Park>,
+    /// The waker [`block_on`](LocalProactor::block_on) polls with (it
+    /// unparks this thread); `Slab::wakers` shares it with the ops it polls.
+    pub(crate) waker: Rc<Waker>,
     /// The most user ops in flight at once.
     pub(crate) budget: u32,
     /// The fixed buffers registered with the ring, if any (dropped after
@@ -110,16 +114,22 @@ pub(crate) enum LSlotState {
     Done(i32, u32),
     /// The op's future was dropped: what it owned waits for the CQE.
     Orphan(Box<dyn Release>),
-    /// A multishot request: its CQEs not yet taken, and whether the last
-    /// one (without `IORING_CQE_F_MORE`) has arrived.
-    Stream {
-        cqes: VecDeque<(i32, u32)>,
-        waker: SlotWaker,
-        ended: bool,
-    },
+    /// A multishot request (boxed: the slots of single ops stay small).
+    Stream(Box<StreamSlot>),
     /// A dropped stream: what it owned, with the CQEs that came since,
     /// released when the last one arrives.
-    OrphanStream(Box<dyn Release>, Vec<(i32, u32)>),
+    OrphanStream(Box<OrphanedStream>),
+}
+
+/// What a dropped stream owned, and the CQEs that came since.
+pub(crate) type OrphanedStream = (Box<dyn Release>, Vec<(i32, u32)>);
+
+/// A multishot request's slot: its CQEs not yet taken, its waker, and
+/// whether the last CQE (without `IORING_CQE_F_MORE`) has arrived.
+pub(crate) struct StreamSlot {
+    pub(crate) cqes: VecDeque<(i32, u32)>,
+    pub(crate) waker: SlotWaker,
+    pub(crate) ended: bool,
 }
 
 pub(crate) struct LSlot {
@@ -136,8 +146,9 @@ impl LSlot {
     pub(crate) fn cancelling(&self) -> bool {
         match self.state {
             LSlotState::Orphan(_) | LSlotState::OrphanStream(..) => true,
-            LSlotState::Waiting(_) | LSlotState::Stream { ended: false, .. } => self.attempts > 0,
-            LSlotState::Free | LSlotState::Done(..) | LSlotState::Stream { .. } => false,
+            LSlotState::Waiting(_) => self.attempts > 0,
+            LSlotState::Stream(ref s) => !s.ended && self.attempts > 0,
+            LSlotState::Free | LSlotState::Done(..) => false,
         }
     }
 }
@@ -238,6 +249,8 @@ impl LocalProactor {
             ..ProactorStats::default()
         };
         let budget = config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let park = Arc::new(turn::Park::new(efd));
+        let waker = Rc::new(Waker::from(Arc::new(LocalUnparker::new(park.clone()))));
         let st = LState {
             ring: ManuallyDrop::new(ring),
             slab: Slab {
@@ -246,7 +259,7 @@ impl LocalProactor {
                 tags: Tags::default(),
                 in_flight: 0,
                 credit_waiters: VecDeque::new(),
-                wakers: Wakers::default(),
+                wakers: Wakers::new(waker.clone()),
                 next_ticket: 0,
             },
             in_ring: 0,
@@ -263,7 +276,8 @@ impl LocalProactor {
             inner: Rc::new(Inner {
                 st: RefCell::new(st),
                 probe,
-                park: Arc::new(turn::Park::new(efd)),
+                park,
+                waker,
                 budget,
                 fixed,
             }),
@@ -333,7 +347,6 @@ impl Drop for Inner {
         for (_, waiter) in st.slab.credit_waiters.drain(..) {
             crate::state::run_user(|| drop(waiter));
         }
-        let mut graves = std::mem::take(&mut st.graves);
         turn::cancel_all(st, &self.park);
         while st.in_ring > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -349,10 +362,12 @@ impl Drop for Inner {
                 .map_or(left, |r| r.min(left));
             let _ = st.ring.submitter().submit_and_wait_timeout(1, wait);
             st.stats.enters += 1;
-            turn::reap(st, &mut graves);
+            turn::reap(st, &self.park);
             // Resources of requests that ended are released (the wake-up
             // read is cancelled, not re-armed).
+            let mut graves = std::mem::take(&mut st.graves);
             turn::bury(&mut graves);
+            st.graves = graves;
         }
         if st.in_ring == 0 {
             // SAFETY: the kernel holds no request: nothing writes the
@@ -366,9 +381,8 @@ impl Drop for Inner {
             // requests own, rather than free memory it may still write.
             for slot in st.slab.slots.drain(..) {
                 match slot.state {
-                    LSlotState::Orphan(resources) | LSlotState::OrphanStream(resources, _) => {
-                        std::mem::forget(resources);
-                    }
+                    LSlotState::Orphan(resources) => std::mem::forget(resources),
+                    LSlotState::OrphanStream(orphan) => std::mem::forget(orphan),
                     _ => {}
                 }
             }

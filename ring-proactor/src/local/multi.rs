@@ -11,7 +11,7 @@ use ring_io_ops::Entry;
 
 use super::op::LStage;
 use super::wakers::SlotWaker;
-use super::{Inner, LSlotState, LocalProactor};
+use super::{Inner, LSlotState, LocalProactor, StreamSlot};
 use crate::multi::{Convert, MultiRelease};
 use crate::state::{Release, result, run_user};
 
@@ -74,7 +74,7 @@ impl<T: 'static> LocalMulti<T> {
     /// Takes a slot for the request and pushes its entry (or waits for
     /// room, with `ticket` if it waited before).
     fn submit(&mut self, cx: &mut Context<'_>, ticket: Option<u64>) -> Poll<Option<io::Result<T>>> {
-        match self.inner.submit(self.entry, cx, true, ticket) {
+        match self.inner.submit(&self.entry, cx, true, ticket) {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
@@ -104,11 +104,10 @@ impl<T: 'static> LocalMulti<T> {
             };
             let index = ud as u32;
             let mut st = self.inner.st.borrow_mut();
-            let LSlotState::Stream { cqes, waker, ended } =
-                &mut st.slab.slots[index as usize].state
-            else {
+            let LSlotState::Stream(s) = &mut st.slab.slots[index as usize].state else {
                 unreachable!("a live stream's slot is a stream");
             };
+            let StreamSlot { cqes, waker, ended } = &mut **s;
             if let Some((res, flags)) = cqes.pop_front() {
                 let last = cqes.is_empty() && *ended;
                 drop(st);
@@ -149,9 +148,10 @@ impl<T: 'static> LocalMulti<T> {
             let fresh = cx.waker().clone();
             let (old, again) =
                 match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
-                    LSlotState::Stream { cqes, waker, ended } if cqes.is_empty() && !*ended => {
-                        (std::mem::replace(waker, SlotWaker::Own(fresh)), false)
-                    }
+                    LSlotState::Stream(s) if s.cqes.is_empty() && !s.ended => (
+                        std::mem::replace(&mut s.waker, SlotWaker::Own(fresh)),
+                        false,
+                    ),
                     // Something arrived meanwhile: take it now. (Not told
                     // by `will_wake`: a clone may have another data
                     // pointer, and the waker is not stored.)
@@ -194,9 +194,7 @@ impl<T: 'static> LocalMulti<T> {
             LStage::Submitted(ud) => {
                 let mut st = self.inner.st.borrow_mut();
                 let slot = &mut st.slab.slots[ud as u32 as usize];
-                if matches!(slot.state, LSlotState::Stream { ended: false, .. })
-                    && slot.attempts == 0
-                {
+                if matches!(&slot.state, LSlotState::Stream(s) if !s.ended) && slot.attempts == 0 {
                     slot.attempts = 1;
                     st.push_cancel(ud);
                 }
@@ -243,11 +241,10 @@ impl<T: 'static> Drop for LocalMulti<T> {
         let index = ud as u32;
         let mut st = self.inner.st.borrow_mut();
         let slot = &mut st.slab.slots[index as usize];
-        let LSlotState::Stream { cqes, waker, ended } =
-            std::mem::replace(&mut slot.state, LSlotState::Free)
-        else {
+        let LSlotState::Stream(s) = std::mem::replace(&mut slot.state, LSlotState::Free) else {
             unreachable!("a live stream's slot is a stream");
         };
+        let StreamSlot { cqes, waker, ended } = *s;
         let arrived: Vec<(i32, u32)> = cqes.into_iter().collect();
         if ended {
             // The kernel is done: release what arrived, free the slot.
@@ -265,7 +262,7 @@ impl<T: 'static> Drop for LocalMulti<T> {
             }
             return;
         }
-        slot.state = LSlotState::OrphanStream(release, arrived);
+        slot.state = LSlotState::OrphanStream(Box::new((release, arrived)));
         if slot.attempts == 0 {
             slot.attempts = 1;
             st.push_cancel(ud);

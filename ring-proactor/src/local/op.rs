@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use ring_io_ops::Entry;
 
 use super::wakers::{Found, SlotWaker};
-use super::{Inner, LSlot, LSlotState, LState, LocalProactor, Slab};
+use super::{Inner, LSlot, LSlotState, LState, LocalProactor, Slab, StreamSlot};
 use crate::op::{Finisher, OpRelease};
 use crate::state::{CANCEL_BIT, Release, result, run_user, user_data};
 
@@ -128,7 +128,7 @@ impl<O: 'static> LocalOp<O> {
     /// turn); waits for room under the budget (with `ticket`, if it
     /// waited before).
     fn submit(&mut self, cx: &mut Context<'_>, ticket: Option<u64>) -> Poll<(O, i32)> {
-        match self.inner.submit(self.entry, cx, false, ticket) {
+        match self.inner.submit(&self.entry, cx, false, ticket) {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
@@ -151,42 +151,81 @@ impl Inner {
     #[inline]
     pub(crate) fn submit(
         &self,
-        entry: Entry,
+        entry: &Entry,
         cx: &mut Context<'_>,
         stream: bool,
         ticket: Option<u64>,
     ) -> io::Result<LStage> {
         self.probe.check(entry.opcode())?;
         let mut st = self.st.borrow_mut();
-        // The task's shared waker, or a clone made with the state
-        // unborrowed (cloning a waker is user code; so is dropping the
-        // shared waker a new one replaces).
-        let mut replaced = None;
+        // A stream keeps its own waker.
         let found = if stream {
-            // A stream keeps its own waker.
             Found::Clone { share: false }
         } else {
             st.slab.wakers.find(cx.waker())
         };
+        match found {
+            Found::Shared(waker) if ticket.is_none() && st.slab.in_flight < self.budget => {
+                // The common case: an op that never waited for room, of a
+                // task whose waker its ops share (no clone, and no drop but
+                // a counter's decrement: no user code).
+                match st.slab.alloc(waker, stream) {
+                    Ok(ud) => {
+                        st.push(entry.user_data(ud));
+                        Ok(LStage::Submitted(ud))
+                    }
+                    Err(waker) => {
+                        drop(st);
+                        drop(waker);
+                        Err(slab_full())
+                    }
+                }
+            }
+            found => {
+                drop(st);
+                self.submit_slow(entry, cx, stream, ticket, found)
+            }
+        }
+    }
+
+    /// [`submit`](Inner::submit) for an op whose waker must be cloned, or
+    /// that waits or waited for room, with what `Wakers::find` `found`.
+    fn submit_slow(
+        &self,
+        entry: &Entry,
+        cx: &mut Context<'_>,
+        stream: bool,
+        ticket: Option<u64>,
+        found: Found,
+    ) -> io::Result<LStage> {
+        // The task's shared waker, or a clone made with the state
+        // unborrowed (cloning a waker is user code; so is dropping the
+        // shared waker a new one replaces).
+        let mut replaced = None;
         let waker = match found {
             Found::Shared(waker) => waker,
             Found::Clone { share } => {
-                drop(st);
                 let clone = cx.waker().clone();
-                st = self.st.borrow_mut();
-                let (waker, old) = st.slab.wakers.keep(clone, cx.waker(), share);
+                let (waker, old) = self
+                    .st
+                    .borrow_mut()
+                    .slab
+                    .wakers
+                    .keep(clone, cx.waker(), share);
                 replaced = old;
                 waker
             }
         };
-        let (stage, old) = st.admit(entry, waker, stream, self.budget, ticket);
-        drop(st);
+        let (stage, left) = self
+            .st
+            .borrow_mut()
+            .admit(entry, waker, stream, self.budget, ticket);
         if let Some(replaced) = replaced {
             // Another task's waker (the one its ops shared): a panic of
             // its drop must not come out of this task's poll.
             run_user(|| drop(replaced));
         }
-        drop(old);
+        drop(left);
         stage
     }
 
@@ -229,29 +268,30 @@ impl Inner {
 impl LState {
     /// Takes a slot for `entry` and pushes it, or, with the budget spent,
     /// queues `waker` to wait for room (in the place of `ticket`, if the
-    /// op waited before). Also returns a waker to drop after the borrow
-    /// (the op's entry in the queue that it replaced or left).
-    #[inline]
+    /// op waited before). Also returns the wakers to drop after the borrow
+    /// (the op's entry in the queue that it replaced or left, and `waker`
+    /// if the slab is full).
     fn admit(
         &mut self,
-        entry: Entry,
+        entry: &Entry,
         waker: SlotWaker,
         stream: bool,
         budget: u32,
         ticket: Option<u64>,
-    ) -> (io::Result<LStage>, Option<SlotWaker>) {
+    ) -> (io::Result<LStage>, [Option<SlotWaker>; 2]) {
         if self.slab.in_flight >= budget {
             let (ticket, old) = self.slab.wait_for_room(ticket, waker);
-            return (Ok(LStage::Credit(ticket)), old);
+            return (Ok(LStage::Credit(ticket)), [old, None]);
         }
         // Room: an op that waited leaves the queue (if it was not woken
         // out of it).
         let own = ticket.and_then(|t| self.slab.leave_queue(t));
-        let Some(ud) = self.slab.alloc(waker, stream) else {
-            return (Err(slab_full()), own);
+        let ud = match self.slab.alloc(waker, stream) {
+            Ok(ud) => ud,
+            Err(waker) => return (Err(slab_full()), [own, Some(waker)]),
         };
         self.push(entry.user_data(ud));
-        (Ok(LStage::Submitted(ud)), own)
+        (Ok(LStage::Submitted(ud)), [own, None])
     }
 }
 
@@ -313,10 +353,9 @@ impl LState {
         let last = parts.len() - 1;
         let mut entries = Vec::with_capacity(parts.len());
         for (i, (entry, stage)) in parts.iter_mut().enumerate() {
-            let ud = self
-                .slab
-                .alloc(SlotWaker::Shared(waker.clone()), false)
-                .expect("room for every part was checked");
+            let Ok(ud) = self.slab.alloc(SlotWaker::Shared(waker.clone()), false) else {
+                unreachable!("room for every part was checked");
+            };
             let entry = if i < last { entry.link() } else { *entry };
             entries.push(entry.user_data(ud));
             **stage = LStage::Submitted(ud);
@@ -370,42 +409,51 @@ impl Slab {
     }
 
     /// A slot for a new request (a multishot one's if `stream`), waiting
-    /// with `waker`; `None` if the slab is at its largest.
-    pub(crate) fn alloc(&mut self, waker: SlotWaker, stream: bool) -> Option<u64> {
+    /// with `waker`; the waker back if the slab is at its largest.
+    #[inline]
+    pub(crate) fn alloc(&mut self, waker: SlotWaker, stream: bool) -> Result<u64, SlotWaker> {
         let index = match self.free.pop() {
             Some(i) => i,
-            None => {
-                let index = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&i| i < CANCEL_BIT)?;
-                self.slots.push(LSlot {
-                    tag: 0,
-                    attempts: 0,
-                    state: LSlotState::Free,
-                });
-                index
-            }
+            None => match self.grow() {
+                Some(i) => i,
+                None => return Err(waker),
+            },
         };
         let tag = self.tags.next();
         let slot = &mut self.slots[index as usize];
         slot.tag = tag;
         slot.attempts = 0;
         let state = if stream {
-            LSlotState::Stream {
+            LSlotState::Stream(Box::new(StreamSlot {
                 cqes: VecDeque::new(),
                 waker,
                 ended: false,
-            }
+            }))
         } else {
             LSlotState::Waiting(waker)
         };
         set_state(&mut slot.state, state);
         self.in_flight += 1;
-        Some(user_data(index, tag))
+        Ok(user_data(index, tag))
+    }
+
+    /// A new free slot's index, `None` if the slab is at its largest.
+    #[cold]
+    fn grow(&mut self) -> Option<u32> {
+        let index = u32::try_from(self.slots.len())
+            .ok()
+            .filter(|&i| i < CANCEL_BIT)?;
+        self.slots.push(LSlot {
+            tag: 0,
+            attempts: 0,
+            state: LSlotState::Free,
+        });
+        Some(index)
     }
 
     /// The slot of a request that is done with goes back; a credit waiter
     /// (to wake after the borrow ends) may take its place.
+    #[inline]
     pub(crate) fn free_slot(&mut self, index: u32) -> Option<SlotWaker> {
         let slot = &mut self.slots[index as usize];
         set_state(&mut slot.state, LSlotState::Free);
@@ -413,12 +461,16 @@ impl Slab {
         slot.tag = slot.tag.wrapping_add(1);
         self.free.push(index);
         self.in_flight -= 1;
+        if self.credit_waiters.is_empty() {
+            return None;
+        }
         self.credit_waiters.pop_front().map(|(_, w)| w)
     }
 }
 
 /// `*state = new`, without a call to the enum's drop glue when the old
 /// state owns nothing (`Free`, `Done`: every slot on an op's path).
+#[inline(always)]
 fn set_state(state: &mut LSlotState, new: LSlotState) {
     let old = std::mem::replace(state, new);
     if matches!(old, LSlotState::Free | LSlotState::Done(..)) {
@@ -431,6 +483,7 @@ fn set_state(state: &mut LSlotState, new: LSlotState) {
 
 impl LState {
     /// Pushes an entry into the SQ, submitting first if it is full.
+    #[inline]
     pub(crate) fn push(&mut self, mut entry: Entry) {
         loop {
             // SAFETY: every pointer in `entry` targets memory its op owns
@@ -494,53 +547,68 @@ impl<O: 'static> Future for LocalOp<O> {
 impl<O: 'static> LocalOp<O> {
     /// Polls the op: its output and the raw result it was made from (the
     /// CQE's `res`, or the negated errno of a failure before the kernel).
+    #[inline]
     pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
-        let this = self;
-        let ud = match this.stage {
-            LStage::Submitted(ud) => ud,
-            LStage::New => return this.submit(cx, None),
-            LStage::Credit(ticket) => return this.submit(cx, Some(ticket)),
-            LStage::Failed(_) | LStage::Finished => {
-                return match std::mem::replace(&mut this.stage, LStage::Finished) {
-                    LStage::Failed(e) => {
-                        let res = -e.raw_os_error().unwrap_or(0);
-                        Poll::Ready((this.complete(Err(e), 0), res))
-                    }
-                    _ => panic!("a LocalOp polled after it completed"),
-                };
-            }
-        };
-        let index = ud as u32;
-        let done = {
-            let mut st = this.inner.st.borrow_mut();
-            match &mut st.slab.slots[index as usize].state {
-                LSlotState::Done(res, flags) => {
-                    let (res, flags) = (*res, *flags);
-                    Some((res, flags, st.slab.free_slot(index)))
-                }
-                LSlotState::Waiting(waker) => {
-                    if waker.will_wake(cx.waker()) {
-                        return Poll::Pending;
-                    }
-                    None
-                }
-                LSlotState::Free
-                | LSlotState::Orphan(_)
-                | LSlotState::Stream { .. }
-                | LSlotState::OrphanStream(..) => {
-                    unreachable!("a live op's slot is neither free nor orphaned")
-                }
-            }
-        };
-        if let Some((res, flags, next)) = done {
-            if let Some(next) = next {
-                run_user(|| next.wake());
-            }
-            return Poll::Ready((this.complete(result(res), flags), res));
+        match self.stage {
+            LStage::Submitted(ud) => self.poll_submitted(ud, cx),
+            LStage::New => self.submit(cx, None),
+            _ => self.poll_other(cx),
         }
+    }
+
+    /// [`poll_raw`](Self::poll_raw) for an op in a slot (`ud`).
+    #[inline]
+    fn poll_submitted(&mut self, ud: u64, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        let index = ud as u32;
+        let mut st = self.inner.st.borrow_mut();
+        match st.slab.slots[index as usize].state {
+            LSlotState::Done(res, flags) => {
+                let next = st.slab.free_slot(index);
+                drop(st);
+                if let Some(next) = next {
+                    run_user(|| next.wake());
+                }
+                Poll::Ready((self.complete(result(res), flags), res))
+            }
+            LSlotState::Waiting(ref waker) if waker.will_wake(cx.waker()) => Poll::Pending,
+            LSlotState::Waiting(_) => {
+                drop(st);
+                self.new_waker(index, cx)
+            }
+            LSlotState::Free
+            | LSlotState::Orphan(_)
+            | LSlotState::Stream(_)
+            | LSlotState::OrphanStream(..) => {
+                unreachable!("a live op's slot is neither free nor orphaned")
+            }
+        }
+    }
+
+    /// [`poll_raw`](Self::poll_raw) for an op waiting for room, failed, or
+    /// finished.
+    #[cold]
+    fn poll_other(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        match std::mem::replace(&mut self.stage, LStage::Finished) {
+            LStage::Credit(ticket) => {
+                self.stage = LStage::Credit(ticket);
+                self.submit(cx, Some(ticket))
+            }
+            LStage::Failed(e) => {
+                let res = -e.raw_os_error().unwrap_or(0);
+                Poll::Ready((self.complete(Err(e), 0), res))
+            }
+            LStage::Finished => panic!("a LocalOp polled after it completed"),
+            LStage::New | LStage::Submitted(_) => unreachable!("polled by poll_raw"),
+        }
+    }
+
+    /// The op in slot `index`, still in the kernel, polled with a waker
+    /// that its slot's would not wake: it waits with a clone of it.
+    #[inline(never)]
+    fn new_waker(&mut self, index: u32, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         // A new waker, cloned with the state unborrowed (user code).
         let fresh = cx.waker().clone();
-        let old = match &mut this.inner.st.borrow_mut().slab.slots[index as usize].state {
+        let old = match &mut self.inner.st.borrow_mut().slab.slots[index as usize].state {
             LSlotState::Waiting(waker) => std::mem::replace(waker, SlotWaker::Own(fresh)),
             // Completed meanwhile (the clone ran user code that
             // drove the ring): taken at the next poll.
@@ -550,21 +618,31 @@ impl<O: 'static> LocalOp<O> {
         // If it completed meanwhile, the fresh waker is not where a
         // completion looks: poll again now.
         if !matches!(
-            this.inner.st.borrow().slab.slots[index as usize].state,
+            self.inner.st.borrow().slab.slots[index as usize].state,
             LSlotState::Waiting(_)
         ) {
-            return this.poll_raw(cx);
+            return self.poll_raw(cx);
         }
         Poll::Pending
     }
 }
 
 impl<O: 'static> Drop for LocalOp<O> {
+    #[inline]
     fn drop(&mut self) {
         if self.finish.is_none() {
             // The common case: the output was returned.
             return;
         }
+        self.drop_unfinished();
+    }
+}
+
+impl<O: 'static> LocalOp<O> {
+    /// Drops an op whose output was not returned: cancels it if it is in
+    /// the kernel, keeping what it owns until the CQE.
+    #[inline(never)]
+    fn drop_unfinished(&mut self) {
         let finish = self.finish.take();
         match std::mem::replace(&mut self.stage, LStage::Finished) {
             LStage::Submitted(ud) => {
@@ -595,7 +673,7 @@ impl<O: 'static> Drop for LocalOp<O> {
                     }
                     LSlotState::Free
                     | LSlotState::Orphan(_)
-                    | LSlotState::Stream { .. }
+                    | LSlotState::Stream(_)
                     | LSlotState::OrphanStream(..) => {
                         unreachable!("a live op's slot is neither free nor orphaned")
                     }

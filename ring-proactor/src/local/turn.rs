@@ -8,14 +8,14 @@ use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use ring_io_ops::Fd;
 
 use super::wakers::SlotWaker;
-use super::{Inner, LSlotState, LState, LocalProactor};
+use super::{Inner, LSlotState, LState, LocalProactor, StreamSlot};
 use crate::driver::{RETRY_FIRST, RETRY_MAX, Wait};
 use crate::state::{CANCEL_BIT, Release, WAKE_INDEX, run_user, user_data};
 use crate::wake::WakeFlag;
@@ -102,6 +102,10 @@ pub struct LocalUnparker {
 }
 
 impl LocalUnparker {
+    pub(crate) fn new(park: Arc<Park>) -> Self {
+        LocalUnparker { park }
+    }
+
     /// Ends the thread's current or next wait (a wake-up before it waits
     /// makes its next turn return at once).
     pub fn unpark(&self) {
@@ -142,7 +146,7 @@ pub(crate) fn cancel_all(st: &mut LState, park: &Park) {
     for (i, slot) in st.slab.slots.iter().enumerate() {
         let armed = match slot.state {
             LSlotState::Orphan(_) | LSlotState::OrphanStream(..) | LSlotState::Waiting(_) => true,
-            LSlotState::Stream { ended, .. } => !ended,
+            LSlotState::Stream(ref s) => !s.ended,
             LSlotState::Free | LSlotState::Done(..) => false,
         };
         if armed {
@@ -181,10 +185,11 @@ pub(crate) fn cancel_due(st: &mut LState) {
 }
 
 /// Takes every CQE and dispatches it; what it frees or wakes goes to
-/// `graves`. A CQE is taken for a request's only if its `user_data` names
-/// a request in the kernel (slot and tag) or the armed wake-up read;
-/// anything else is counted in `unexpected_cqes`.
-pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
+/// `st.graves`, but for the thread's own waker (`block_on`'s), woken here
+/// by setting `park`'s flag (no user code). A CQE is taken for a request's
+/// only if its `user_data` names a request in the kernel (slot and tag) or
+/// the armed wake-up read; anything else is counted in `unexpected_cqes`.
+pub(crate) fn reap(st: &mut LState, park: &Park) {
     let LState {
         ring,
         slab,
@@ -194,9 +199,11 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         wake_ud,
         retries,
         stats,
+        graves,
         ..
     } = st;
     let mut last_wake: Option<usize> = None;
+    let mut woke_own = false;
     for cqe in ring.cq() {
         let ud = cqe.user_data();
         let (res, flags) = (cqe.res(), cqe.flags().bits());
@@ -235,7 +242,7 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
                 && match s.state {
                     LSlotState::Waiting(_) | LSlotState::Orphan(_) => true,
                     LSlotState::OrphanStream(..) => true,
-                    LSlotState::Stream { ended, .. } => !ended,
+                    LSlotState::Stream(ref s) => !s.ended,
                     LSlotState::Free | LSlotState::Done(..) => false,
                 }
         }) else {
@@ -244,7 +251,8 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         };
         stats.completed += 1;
         match &mut slot.state {
-            LSlotState::Stream { cqes, waker, ended } => {
+            LSlotState::Stream(s) => {
+                let StreamSlot { cqes, waker, ended } = &mut **s;
                 // Only the last CQE of a multishot request comes without
                 // IORING_CQE_F_MORE.
                 cqes.push_back((res, flags));
@@ -255,15 +263,17 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
                 wake_once(waker.take(), graves, &mut last_wake);
                 continue;
             }
-            LSlotState::OrphanStream(_, cqes) => {
+            LSlotState::OrphanStream(orphan) => {
+                let cqes = &mut orphan.1;
                 cqes.push((res, flags));
                 if !ring_io_core::cqe_returns_credit(flags) {
                     continue;
                 }
                 *in_ring -= 1;
-                if let LSlotState::OrphanStream(resources, cqes) =
+                if let LSlotState::OrphanStream(orphan) =
                     std::mem::replace(&mut slot.state, LSlotState::Free)
                 {
+                    let (resources, cqes) = *orphan;
                     graves.push(Grave::ReleaseAll(resources, cqes));
                 }
                 if let Some(next) = slab.free_slot(low) {
@@ -276,7 +286,15 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
         }
         *in_ring -= 1;
         match std::mem::replace(&mut slot.state, LSlotState::Done(res, flags)) {
-            LSlotState::Waiting(waker) => wake_once(waker, graves, &mut last_wake),
+            LSlotState::Waiting(waker) => {
+                if slab.wakers.is_own(&waker) {
+                    // Not the last `Rc` of it: dropped here, no user code.
+                    drop(waker);
+                    woke_own = true;
+                } else {
+                    wake_once(waker, graves, &mut last_wake);
+                }
+            }
             LSlotState::Orphan(resources) => {
                 graves.push(Grave::Release(resources, res, flags));
                 if let Some(next) = slab.free_slot(low) {
@@ -286,9 +304,13 @@ pub(crate) fn reap(st: &mut LState, graves: &mut Vec<Grave>) {
             }
             LSlotState::Free
             | LSlotState::Done(..)
-            | LSlotState::Stream { .. }
+            | LSlotState::Stream(_)
             | LSlotState::OrphanStream(..) => unreachable!("checked above"),
         }
+    }
+    if woke_own {
+        // What waking the own waker does, on this thread (which is awake).
+        park.woken.set();
     }
 }
 
@@ -312,11 +334,9 @@ impl Inner {
     /// a completion if `wait` says so (and no wake-up came), reap and
     /// dispatch. User code (wakers, drops) runs after the borrow ends.
     pub(crate) fn turn(&self, wait: Wait) {
-        let mut graves;
-        {
+        let mut graves = {
             let mut st = self.st.borrow_mut();
             let st = &mut *st;
-            graves = std::mem::take(&mut st.graves);
             if !st.retries.is_empty() {
                 cancel_due(st);
             }
@@ -356,12 +376,14 @@ impl Inner {
                     thread::sleep(Duration::from_millis(1));
                 }
             }
-            reap(st, &mut graves);
+            reap(st, &self.park);
             st.stats.cq_overflow = st.ring.overflow();
-        }
-        if !graves.is_empty() {
-            bury(&mut graves);
-        }
+            if st.graves.is_empty() {
+                return;
+            }
+            std::mem::take(&mut st.graves)
+        };
+        bury(&mut graves);
         // The emptied vector goes back for its capacity (unless a nested
         // turn, run by the user code just buried, put one back first).
         if let Ok(mut st) = self.st.try_borrow_mut() {
@@ -379,8 +401,9 @@ impl LocalProactor {
     /// another thread).
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let park = &self.inner.park;
-        let waker = Waker::from(Arc::new(LocalUnparker { park: park.clone() }));
-        let mut cx = Context::from_waker(&waker);
+        // The LocalProactor's own waker: the ops polled with it share it
+        // (see `Wakers`).
+        let mut cx = Context::from_waker(&self.inner.waker);
         let mut future = pin!(future);
         let out = loop {
             park.woken.take();

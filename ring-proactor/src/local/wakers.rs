@@ -67,12 +67,19 @@ impl SlotWaker {
 }
 
 /// The shared waker (kept until another task's replaces it: a waker
-/// outliving its task by a while holds only memory), and who submitted
-/// last (its waker's data and vtable pointers, kept without holding it).
+/// outliving its task by a while holds only memory), who submitted last
+/// (its waker's data and vtable pointers, kept without holding it), and
+/// the thread's own waker, which every op polled by its
+/// [`block_on`](super::LocalProactor::block_on) shares.
 #[derive(Default)]
 pub(crate) struct Wakers {
     shared: Option<Rc<Waker>>,
     last: WakerId,
+    /// The waker of the LocalProactor's `block_on` (one for the
+    /// LocalProactor's life, which holds another `Rc` of it): waking it
+    /// sets the thread's park flag and dropping a clone of the `Rc` is a
+    /// counter's decrement, neither runs user code.
+    own: Option<Rc<Waker>>,
 }
 
 /// What [`Wakers::find`] found for a task's waker.
@@ -85,10 +92,34 @@ pub(crate) enum Found {
 }
 
 impl Wakers {
+    /// The wakers of a LocalProactor whose `block_on` polls with `own`.
+    pub(crate) fn new(own: Rc<Waker>) -> Self {
+        Wakers {
+            own: Some(own),
+            ..Wakers::default()
+        }
+    }
+
+    /// True if `w` holds the thread's own waker (see [`Wakers`]): it may
+    /// be dropped with the state borrowed, and waking it is setting the
+    /// park flag.
+    #[inline]
+    pub(crate) fn is_own(&self, w: &SlotWaker) -> bool {
+        match (w, &self.own) {
+            (SlotWaker::Shared(w), Some(own)) => Rc::ptr_eq(w, own),
+            _ => false,
+        }
+    }
+
     /// The slot waker for an op of `w`'s task, if it needs no clone. Runs
     /// no user code.
     #[inline]
     pub(crate) fn find(&mut self, w: &Waker) -> Found {
+        if let Some(own) = &self.own {
+            if own.will_wake(w) {
+                return Found::Shared(SlotWaker::Shared(own.clone()));
+            }
+        }
         if let Some(shared) = &self.shared {
             if shared.will_wake(w) {
                 return Found::Shared(SlotWaker::Shared(shared.clone()));
