@@ -691,6 +691,43 @@ fn one_tasks_many_ops_share_one_clone_of_its_waker_and_wake_it_once_per_turn() {
 }
 
 #[test]
+fn block_on_polls_with_one_waker_and_sees_a_completion_its_poll_reaped() {
+    // In a thread, with a deadline: a lost wake-up waits in the kernel
+    // for a completion that has already come, forever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let p = local();
+        // One waker for the LocalProactor's life, which its ops share.
+        let first = p.block_on(poll_fn(|cx| Poll::Ready(cx.waker().clone())));
+        let same = p.block_on(poll_fn(|cx| Poll::Ready(cx.waker().will_wake(&first))));
+        let mut op = p.nop();
+        let mut polls = 0;
+        let out = p.block_on(poll_fn(|cx| {
+            polls += 1;
+            match Pin::new(&mut op).poll(cx) {
+                Poll::Ready(out) => Poll::Ready(out),
+                Poll::Pending => {
+                    // Submitted, waiting with block_on's waker: a turn run
+                    // here, inside the poll, reaps it and wakes that waker.
+                    let done = p.stats().completed;
+                    while p.stats().completed == done {
+                        p.drive();
+                    }
+                    Poll::Pending
+                }
+            }
+        }));
+        tx.send((same, out.is_ok(), polls)).unwrap();
+    });
+    let (same, ok, polls) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("block_on waited for a completion its own poll had reaped");
+    assert!(same, "block_on polls with one waker");
+    assert!(ok);
+    assert_eq!(polls, 2, "polled again at once, not after a wait");
+}
+
+#[test]
 fn a_multishot_recv_delivers_every_byte_in_order_through_a_slow_consumer() {
     let test = "a_multishot_recv_delivers_every_byte_in_order_through_a_slow_consumer";
     if !common::kernel().at_least(6, 0) {

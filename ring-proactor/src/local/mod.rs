@@ -14,7 +14,7 @@ mod ops;
 mod turn;
 mod wakers;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -99,6 +99,12 @@ pub struct Inner {
     /// The waker [`block_on`](LocalProactor::block_on) polls with (it
     /// unparks this thread); `Slab::wakers` shares it with the ops it polls.
     pub(crate) waker: Rc<Waker>,
+    /// A turn woke `waker` (the completion of an op that waits with it):
+    /// what waking it through its vtable does to `park.woken`, without an
+    /// atomic operation, as it happens on this thread. Wherever this thread
+    /// looks at `park.woken` (block_on, park, a turn about to wait), it
+    /// looks at this too.
+    pub(crate) own_woken: Cell<bool>,
     /// The most user ops in flight at once.
     pub(crate) budget: u32,
     /// The fixed buffers registered with the ring, if any (dropped after
@@ -278,6 +284,7 @@ impl LocalProactor {
                 probe,
                 park,
                 waker,
+                own_woken: Cell::new(false),
                 budget,
                 fixed,
             }),
@@ -362,7 +369,7 @@ impl Drop for Inner {
                 .map_or(left, |r| r.min(left));
             let _ = st.ring.submitter().submit_and_wait_timeout(1, wait);
             st.stats.enters += 1;
-            turn::reap(st, &self.park);
+            turn::reap(st, &self.own_woken);
             // Resources of requests that ended are released (the wake-up
             // read is cancelled, not re-armed).
             let mut graves = std::mem::take(&mut st.graves);

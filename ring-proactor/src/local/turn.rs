@@ -2,6 +2,7 @@
 //! dispatch), `block_on`, `park`, `drive`, and the [`LocalUnparker`] that
 //! ends a wait from another thread.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::future::Future;
 use std::io::Write as _;
@@ -186,10 +187,10 @@ pub(crate) fn cancel_due(st: &mut LState) {
 
 /// Takes every CQE and dispatches it; what it frees or wakes goes to
 /// `st.graves`, but for the thread's own waker (`block_on`'s), woken here
-/// by setting `park`'s flag (no user code). A CQE is taken for a request's
+/// by setting `own_woken` (no user code; see [`Inner::own_woken`]). A CQE is taken for a request's
 /// only if its `user_data` names a request in the kernel (slot and tag) or
 /// the armed wake-up read; anything else is counted in `unexpected_cqes`.
-pub(crate) fn reap(st: &mut LState, park: &Park) {
+pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
     let LState {
         ring,
         slab,
@@ -309,8 +310,7 @@ pub(crate) fn reap(st: &mut LState, park: &Park) {
         }
     }
     if woke_own {
-        // What waking the own waker does, on this thread (which is awake).
-        park.woken.set();
+        own_woken.set(true);
     }
 }
 
@@ -346,8 +346,9 @@ impl Inner {
                     st.arm_wake(&self.park.efd);
                 }
                 // A waker that found the flag set left the eventfd
-                // unwritten: the flag is seen here (see `WakeFlag`).
-                if self.park.woken.is_set() {
+                // unwritten: the flag is seen here (see `WakeFlag`); so is
+                // a wake-up of the own waker by a turn since.
+                if self.park.woken.is_set() || self.own_woken.get() {
                     block = false;
                 }
             }
@@ -376,7 +377,7 @@ impl Inner {
                     thread::sleep(Duration::from_millis(1));
                 }
             }
-            reap(st, &self.park);
+            reap(st, &self.own_woken);
             st.stats.cq_overflow = st.ring.overflow();
             if st.graves.is_empty() {
                 return;
@@ -405,12 +406,14 @@ impl LocalProactor {
         // (see `Wakers`).
         let mut cx = Context::from_waker(&self.inner.waker);
         let mut future = pin!(future);
+        let own_woken = &self.inner.own_woken;
         let out = loop {
             park.woken.take();
+            own_woken.set(false);
             if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 break out;
             }
-            if park.woken.is_set() {
+            if park.woken.is_set() || own_woken.get() {
                 // Woken while polling: submit what it pushed, poll again.
                 self.inner.turn(Wait::No);
             } else {
@@ -428,7 +431,8 @@ impl LocalProactor {
     /// ops pushed and dispatching what completed: what a single-thread
     /// executor calls when its tasks are all pending.
     pub fn park(&self, timeout: Option<Duration>) {
-        if self.inner.park.woken.take() {
+        // Both flags are taken (`|`, not `||`).
+        if self.inner.own_woken.replace(false) | self.inner.park.woken.take() {
             self.inner.turn(Wait::No);
         } else {
             self.inner.turn(Wait::For(timeout));
