@@ -187,9 +187,10 @@ pub(crate) fn cancel_due(st: &mut LState) {
 
 /// Takes every CQE and dispatches it; what it frees or wakes goes to
 /// `st.graves`, but for the thread's own waker (`block_on`'s), woken here
-/// by setting `own_woken` (no user code; see [`Inner::own_woken`]). A CQE is taken for a request's
-/// only if its `user_data` names a request in the kernel (slot and tag) or
-/// the armed wake-up read; anything else is counted in `unexpected_cqes`.
+/// by setting `own_woken` (no user code; see [`Inner::own_woken`]). A CQE
+/// is taken for a request's only if its `user_data` names a request in the
+/// kernel (slot and tag) or the armed wake-up read; anything else is
+/// counted in `unexpected_cqes`.
 pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
     let LState {
         ring,
@@ -238,21 +239,47 @@ pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
             }
             continue;
         }
-        let Some(slot) = slab.slots.get_mut(low as usize).filter(|s| {
-            s.tag == (ud >> 32) as u32
-                && match s.state {
-                    LSlotState::Waiting(_) | LSlotState::Orphan(_) => true,
-                    LSlotState::OrphanStream(..) => true,
-                    LSlotState::Stream(ref s) => !s.ended,
-                    LSlotState::Free | LSlotState::Done(..) => false,
-                }
-        }) else {
+        let Some(slot) = slab
+            .slots
+            .get_mut(low as usize)
+            .filter(|s| s.tag == (ud >> 32) as u32)
+        else {
             stats.unexpected_cqes += 1;
             continue;
         };
-        stats.completed += 1;
         match &mut slot.state {
-            LSlotState::Stream(s) => {
+            LSlotState::Waiting(_) => {
+                // The common case: a single op's CQE.
+                stats.completed += 1;
+                *in_ring -= 1;
+                let LSlotState::Waiting(waker) =
+                    std::mem::replace(&mut slot.state, LSlotState::Done(res, flags))
+                else {
+                    unreachable!("matched above");
+                };
+                if slab.wakers.is_own(&waker) {
+                    // Not the last `Rc` of it: dropped here, no user code.
+                    drop(waker);
+                    woke_own = true;
+                } else {
+                    wake_once(waker, graves, &mut last_wake);
+                }
+            }
+            LSlotState::Orphan(_) => {
+                stats.completed += 1;
+                *in_ring -= 1;
+                if let LSlotState::Orphan(resources) =
+                    std::mem::replace(&mut slot.state, LSlotState::Free)
+                {
+                    graves.push(Grave::Release(resources, res, flags));
+                }
+                if let Some(next) = slab.free_slot(low) {
+                    graves.push(Grave::Wake(next));
+                }
+                stats.orphans_freed += 1;
+            }
+            LSlotState::Stream(s) if !s.ended => {
+                stats.completed += 1;
                 let StreamSlot { cqes, waker, ended } = &mut **s;
                 // Only the last CQE of a multishot request comes without
                 // IORING_CQE_F_MORE.
@@ -262,11 +289,10 @@ pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
                     *in_ring -= 1;
                 }
                 wake_once(waker.take(), graves, &mut last_wake);
-                continue;
             }
             LSlotState::OrphanStream(orphan) => {
-                let cqes = &mut orphan.1;
-                cqes.push((res, flags));
+                stats.completed += 1;
+                orphan.1.push((res, flags));
                 if !ring_io_core::cqe_returns_credit(flags) {
                     continue;
                 }
@@ -281,32 +307,11 @@ pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
                     graves.push(Grave::Wake(next));
                 }
                 stats.orphans_freed += 1;
-                continue;
             }
-            _ => {}
-        }
-        *in_ring -= 1;
-        match std::mem::replace(&mut slot.state, LSlotState::Done(res, flags)) {
-            LSlotState::Waiting(waker) => {
-                if slab.wakers.is_own(&waker) {
-                    // Not the last `Rc` of it: dropped here, no user code.
-                    drop(waker);
-                    woke_own = true;
-                } else {
-                    wake_once(waker, graves, &mut last_wake);
-                }
+            // Its request is not in the kernel: no CQE of it can come.
+            LSlotState::Free | LSlotState::Done(..) | LSlotState::Stream(_) => {
+                stats.unexpected_cqes += 1;
             }
-            LSlotState::Orphan(resources) => {
-                graves.push(Grave::Release(resources, res, flags));
-                if let Some(next) = slab.free_slot(low) {
-                    graves.push(Grave::Wake(next));
-                }
-                stats.orphans_freed += 1;
-            }
-            LSlotState::Free
-            | LSlotState::Done(..)
-            | LSlotState::Stream(_)
-            | LSlotState::OrphanStream(..) => unreachable!("checked above"),
         }
     }
     if woke_own {
