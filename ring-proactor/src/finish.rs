@@ -76,6 +76,29 @@ impl<O> Finisher<O> {
         unsafe { (this.call)(&mut this.storage, res, flags) }
     }
 
+    /// Calls the closure in `slot` where it lies, leaving `None`: what
+    /// `slot.take().unwrap().call(res, flags)` does, without first moving
+    /// the finisher out of the slot.
+    ///
+    /// # Panics
+    ///
+    /// If `slot` is `None`.
+    #[inline]
+    pub(crate) fn call_in(slot: &mut Option<Self>, res: io::Result<u32>, flags: u32) -> O {
+        let this = slot.as_mut().expect("a finisher is called once");
+        let call = this.call;
+        // Spent from here: `call` moves the closure out (and drops it even
+        // if it panics), so dropping what is left must not drop it again.
+        this.drop = drop_nothing;
+        // SAFETY: `call` was made by `new` for the closure in the storage,
+        // which is still there (never called: `call_in` and `call` consume
+        // the finisher, and `drop` is now a no-op).
+        let out = unsafe { call(&mut this.storage, res, flags) };
+        // The spent finisher owns nothing: forgotten, not dropped.
+        std::mem::forget(slot.take());
+        out
+    }
+
     /// A finisher that calls `self`, then `f` with its output.
     pub(crate) fn map<P>(self, f: impl FnOnce(O) -> P + Send + 'static) -> Finisher<P>
     where
@@ -105,6 +128,12 @@ unsafe fn call_inline<F: Finish<O>, O>(
     let f = unsafe { storage.cast::<F>().read() };
     f(res, flags)
 }
+
+/// The drop of a spent finisher (its closure was moved out and called).
+///
+/// # Safety
+/// None needed: it touches nothing (`unsafe` only for its type).
+unsafe fn drop_nothing(_: *mut Storage) {}
 
 /// # Safety
 /// As [`call_inline`].
@@ -224,6 +253,42 @@ mod tests {
             let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ok(f)));
             assert!(caught.is_err());
             assert_eq!(drops.load(Ordering::SeqCst), 1, "big: {big}");
+        }
+    }
+
+    #[test]
+    fn a_closure_called_in_place_runs_once_and_a_panic_drops_it_once() {
+        for big in [false, true] {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (c, pad) = (Counted(drops.clone()), [1usize; 16]);
+            let mut slot = Some(if big {
+                Finisher::new(move |res: io::Result<u32>, flags| {
+                    let _c = &c;
+                    res.unwrap() as usize + flags as usize + pad.len()
+                })
+            } else {
+                Finisher::new(move |res: io::Result<u32>, flags| {
+                    let _c = &c;
+                    res.unwrap() as usize + flags as usize
+                })
+            });
+            let out = Finisher::call_in(&mut slot, Ok(7), 3);
+            assert_eq!(out, if big { 26 } else { 10 });
+            assert!(slot.is_none());
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "big: {big}");
+            // A panic leaves a spent finisher in the slot: dropping it
+            // drops nothing again.
+            let c = Counted(drops.clone());
+            let mut slot: Option<Finisher<usize>> = Some(Finisher::new(move |_, _| {
+                let _c = &c;
+                panic!("finish")
+            }));
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Finisher::call_in(&mut slot, Ok(0), 0)
+            }));
+            assert!(caught.is_err() && slot.is_some());
+            drop(slot);
+            assert_eq!(drops.load(Ordering::SeqCst), 2, "big: {big}");
         }
     }
 

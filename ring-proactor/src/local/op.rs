@@ -118,10 +118,7 @@ impl<O: 'static> LocalOp<O> {
 
     fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
         self.stage = LStage::Finished;
-        self.finish
-            .take()
-            .expect("an op completes once")
-            .call(res, flags)
+        Finisher::call_in(&mut self.finish, res, flags)
     }
 
     /// Takes a slot and pushes the entry (the kernel sees it at the next
