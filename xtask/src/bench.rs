@@ -239,15 +239,15 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
             list(&one),
             one.iter().all(|(n, r)| *r >= need(n)),
             "See the note under the first table (the batch-1 shared rows): only merging \
-             several threads' entries into one io_uring_enter can win there, and the note \
-             measures what that costs in this run: with the threads on both cores each op's \
-             push, submit and reap move the ring's shared words and its SQE and CQE between \
-             the cores (one cache line's round trip is timed), which costs more than a merged \
-             NOP saves in the kernel, so even lockstep merging (every enter carrying an entry \
-             of each thread, estimated from the measured per-call costs) stays below the \
-             target. A combining window (the gate holder waiting 1-2 us for the other \
-             threads' entries) was tried: it raised the entries per enter to 1.3-1.9 and lost \
-             in every run (2-thread ratio 0.37 against 0.79 unchanged, back to back)."
+             several threads' entries into one io_uring_enter can win there. The note \
+             measures, in each run, each call's cost on 1 and 2 threads, one cache line's \
+             round trip between the cores and what a merged NOP saves in the kernel, and from \
+             them whether lockstep merging (every enter carrying an entry of each thread) \
+             would reach the target; where it would, the threads' schedule does not give \
+             lockstep. A combining window (the gate holder waiting 1-2 us for the other \
+             threads' entries) raised the entries per enter to 1.3-1.9 and lost in every run \
+             (2-thread ratio 0.37 against 0.79 unchanged, back to back): at 2 threads each \
+             push and reap then moved the ring's shared words between the cores."
                 .to_string(),
         ));
     }
