@@ -298,6 +298,19 @@ fn the_kernel_writes_no_mmap_memory_after_the_ring_is_dropped() {
     assert_eq!((cqe.user_data, cqe.res), (77, -libc::ECANCELED));
 }
 
+/// The range `[start, end)` of the mapping that holds `addr`, from
+/// `/proc/self/maps`.
+fn vma(addr: usize) -> Option<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    maps.lines().find_map(|line| {
+        let range = line.split_whitespace().next()?;
+        let (start, end) = range.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start..end).contains(&addr).then_some((start, end))
+    })
+}
+
 #[test]
 fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
     // The safe `no_mmap()`: the library allocates the rings and must never
@@ -328,11 +341,15 @@ fn a_no_mmap_ring_hands_its_memory_back_unmapped() {
         unsafe { libc::mincore(addr as *mut libc::c_void, 4096, vec.as_mut_ptr()) == 0 }
     };
     assert!(regions.iter().all(|&a| a != 0 && mapped(a)));
+    // The mapping (its exact range) each region lies in before the drop:
+    // other tests' threads may map new memory at a freed address at any
+    // time, so "nothing mapped there" alone would be racy.
+    let before: Vec<_> = regions.iter().map(|&a| vma(a)).collect();
     drop(ring);
-    for addr in regions {
+    for (addr, before) in regions.into_iter().zip(before) {
         assert!(
-            !mapped(addr),
-            "the ring memory at {addr:#x} is still mapped after the drop"
+            !mapped(addr) || vma(addr) != before,
+            "the ring memory at {addr:#x} is still mapped after the drop ({before:x?})"
         );
     }
     // Fresh memory at the same address gets fresh pages, which the ring's
