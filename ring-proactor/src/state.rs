@@ -22,6 +22,12 @@ use crate::driver::Drive;
 use crate::fixed::Pool;
 pub(crate) use crate::tags::Tags;
 
+mod grave;
+mod kept;
+
+pub(crate) use grave::*;
+pub(crate) use kept::*;
+
 /// The low word of the `user_data` of the eventfd read that wakes the
 /// thread (its high word is a random tag, new at each arming).
 pub(crate) const WAKE_INDEX: u32 = u32::MAX;
@@ -256,87 +262,6 @@ impl State {
     }
 }
 
-/// Slots a thread keeps at most ([`give_back`]) before it hands them over.
-const KEEP: usize = 32;
-
-thread_local! {
-    /// Slots whose ops, polled on this thread, took their completions and
-    /// gave them back ([`give_back`]), and the cells they belong to.
-    static KEPT: RefCell<Kept> = const {
-        RefCell::new(Kept {
-            cells: None,
-            slots: Vec::new(),
-        })
-    };
-}
-
-/// See [`KEPT`].
-struct Kept {
-    cells: Option<Arc<Cells>>,
-    slots: Vec<u32>,
-}
-
-impl Kept {
-    /// Hands the kept slots over, to keep slots of `cells` from now on.
-    #[cold]
-    fn switch(&mut self, cells: &Arc<Cells>) {
-        self.hand_over();
-        if !self
-            .cells
-            .as_ref()
-            .is_some_and(|own| Arc::ptr_eq(own, cells))
-        {
-            self.cells = Some(cells.clone());
-        }
-    }
-
-    /// Hands every kept slot to the shared stack of returned slots.
-    fn hand_over(&mut self) {
-        if let Some(cells) = &self.cells {
-            cells.give_back_all(&self.slots);
-        }
-        self.slots.clear();
-    }
-}
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        // The thread exits: its slots go back to their table.
-        self.hand_over();
-    }
-}
-
-/// Gives slot `index` of `cells` back (its op took the published
-/// completion), without the lock. The thread keeps it, with no atomic
-/// read-modify-write, for its next allocation from the same table (an op
-/// that completes is usually followed by a new one on the same thread),
-/// up to [`KEEP`] slots: past that, or when an op of another table gives
-/// one back here, or when the thread exits, the kept slots go onto the
-/// table's shared stack, one compare-and-swap for all
-/// ([`Cells::give_back_all`]), where any allocator takes them.
-#[inline(always)]
-pub(crate) fn give_back(cells: &Arc<Cells>, index: u32) {
-    let kept = KEPT.try_with(|kept| {
-        let Ok(mut kept) = kept.try_borrow_mut() else {
-            return false;
-        };
-        if !kept
-            .cells
-            .as_ref()
-            .is_some_and(|own| Arc::ptr_eq(own, cells))
-            || kept.slots.len() >= KEEP
-        {
-            kept.switch(cells);
-        }
-        kept.slots.push(index);
-        true
-    });
-    if kept != Ok(true) {
-        // (The thread's keeping is gone: it is exiting.)
-        cells.give_back(index);
-    }
-}
-
 /// A request's `user_data`: its slot index in the low word, its tag in the
 /// high word.
 pub(crate) fn user_data(index: u32, tag: u32) -> u64 {
@@ -379,96 +304,6 @@ pub(crate) fn result(res: i32) -> io::Result<u32> {
         Err(io::Error::from_raw_os_error(res.wrapping_neg()))
     } else {
         Ok(res as u32)
-    }
-}
-
-/// Runs user code (a waker, a `Drop`) on a thread it must not take down:
-/// a panic ends only this call.
-pub(crate) fn run_user(f: impl FnOnce()) {
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
-}
-
-/// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
-/// one task share a waker: a batch of them then costs one wake-up, not one
-/// per op, each of which may be a futex call). Call with no lock held: a
-/// waker is user code; one that panics does not stop the others.
-pub(crate) fn wake_all(wakers: &mut Vec<Waker>) {
-    let mut last: Option<Waker> = None;
-    for w in wakers.drain(..) {
-        if last.as_ref().is_some_and(|l| l.will_wake(&w)) {
-            run_user(|| drop(w));
-        } else if let Some(l) = last.replace(w) {
-            run_user(|| l.wake());
-        }
-    }
-    if let Some(l) = last {
-        run_user(|| l.wake());
-    }
-}
-
-/// What a dropped op or stream owned, and how to release a result it will
-/// never deliver (close an accepted fd, free a buffer).
-pub(crate) trait Release: Send {
-    /// One CQE of the request arrived for nobody: release what it carries.
-    fn release(&mut self, res: i32, flags: u32);
-}
-
-/// CQEs' `(res, flags)`, in order.
-pub(crate) type Cqes = Vec<(i32, u32)>;
-
-/// What must be released outside the lock, in this order: CQE results and
-/// the resources that carried them, then the resources' owners.
-#[derive(Default)]
-pub(crate) struct Graveyard {
-    /// Resources with the CQEs to release through them (none: drop only).
-    pub(crate) orphans: Vec<(Box<dyn Release>, Cqes)>,
-    /// Slot states dropped for their wakers.
-    pub(crate) states: Vec<SlotState>,
-    pub(crate) wakers: Vec<Waker>,
-}
-
-impl Graveyard {
-    /// Keeps `old` to drop after unlocking if dropping it runs user code
-    /// (a waker, what a dropped op owned); drops it now otherwise.
-    pub(crate) fn keep(&mut self, old: SlotState) {
-        match old {
-            // Nothing to drop: forgotten, without a call to the enum's
-            // drop glue (this is on every op's path).
-            SlotState::Free | SlotState::Done(..) | SlotState::Reaped => std::mem::forget(old),
-            SlotState::Waiting(None) => {}
-            old => self.states.push(old),
-        }
-    }
-
-    /// Nothing to release.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.orphans.is_empty() && self.states.is_empty() && self.wakers.is_empty()
-    }
-
-    /// Releases everything (call with no lock held).
-    pub(crate) fn bury(&mut self) {
-        if self.orphans.is_empty() && self.states.is_empty() {
-            if self.wakers.len() == 1 {
-                // The common case: one op completed.
-                if let Some(w) = self.wakers.pop() {
-                    run_user(|| w.wake());
-                }
-                return;
-            }
-            if self.wakers.is_empty() {
-                return;
-            }
-        }
-        for (mut release, cqes) in self.orphans.drain(..) {
-            for (res, flags) in cqes {
-                run_user(|| release.release(res, flags));
-            }
-            run_user(|| drop(release));
-        }
-        for state in self.states.drain(..) {
-            run_user(|| drop(state));
-        }
-        wake_all(&mut self.wakers);
     }
 }
 
@@ -776,58 +611,5 @@ impl Shared {
     /// to send, or a shutdown to finish.
     pub(crate) fn has_work(st: &State) -> bool {
         st.in_flight > 0 || !st.queue.is_empty() || !st.cancels.is_empty() || st.shutdown
-    }
-}
-
-#[cfg(test)]
-mod kept_tests {
-    use super::*;
-
-    fn taken(cells: &Cells) -> Vec<u32> {
-        let mut taken = Vec::new();
-        cells.take_returned(|i| taken.push(i));
-        taken.sort_unstable();
-        taken
-    }
-
-    #[test]
-    fn slots_a_thread_kept_go_back_when_it_exits_or_keeps_too_many() {
-        let cells = Arc::new(Cells::new());
-        for i in 0..100 {
-            cells.reset(i, 0);
-        }
-        // Kept by a thread that exits: handed over at its exit.
-        let on_thread = cells.clone();
-        std::thread::spawn(move || {
-            for i in 0..3 {
-                give_back(&on_thread, i);
-            }
-            assert_eq!(taken(&on_thread), [0; 0], "kept, not handed over yet");
-        })
-        .join()
-        .unwrap();
-        assert_eq!(taken(&cells), [0, 1, 2]);
-        // On this thread: past KEEP, the kept ones are handed over at once.
-        for i in 10..10 + KEEP as u32 + 1 {
-            give_back(&cells, i);
-        }
-        assert_eq!(taken(&cells), (10..10 + KEEP as u32).collect::<Vec<_>>());
-        // A slot of another table: this one's kept slot is handed over.
-        let other = Arc::new(Cells::new());
-        other.reset(0, 0);
-        give_back(&other, 0);
-        assert_eq!(taken(&cells), [10 + KEEP as u32]);
-        // The allocator of the kept table takes them without the stack.
-        let mut st = State::default();
-        for _ in 0..2 {
-            st.new_slot();
-        }
-        st.slots[0].state = SlotState::Done(0, 0);
-        st.slots[1].state = SlotState::Done(0, 0);
-        other.reset(1, 0);
-        give_back(&other, 1);
-        let first = st.take_kept(&other);
-        assert!(matches!(first, Some(0 | 1)), "{first:?}");
-        assert!(taken(&other).is_empty(), "nothing went through the stack");
     }
 }

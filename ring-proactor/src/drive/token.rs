@@ -1,0 +1,142 @@
+//! The driver token: who may run ring turns, taken (`acquire`), let go
+//! (`release`), and taken over from a holder running user code between its
+//! turns (`step_out` / `back`).
+
+use std::sync::atomic::Ordering;
+use std::thread::ThreadId;
+
+use super::me;
+use crate::state::*;
+
+/// Takes the driver token for this thread, if free or already this
+/// thread's, or if its holder runs user code between its turns (taken
+/// over: see [`step_out`]).
+pub(crate) fn acquire(shared: &Shared) -> bool {
+    let me = me();
+    let mut st = shared.lock();
+    match st.owner {
+        None if !st.stopped => {
+            take(shared, &mut st, me);
+            true
+        }
+        Some(owner) if owner == me => {
+            // Code this thread runs between its turns drives (a waker that
+            // waits on an op): it is no longer out, nobody may take over.
+            shared.out.store(0, Ordering::Relaxed);
+            st.depth += 1;
+            true
+        }
+        Some(_) => !st.stopped && take_over(shared, &mut st, me),
+        None => false,
+    }
+}
+
+/// Gives the token to `me` (under the state lock), with a new tenure.
+pub(super) fn take(shared: &Shared, st: &mut State, me: ThreadId) {
+    st.owner = Some(me);
+    st.depth = 1;
+    let tenure = shared.tenure.load(Ordering::Relaxed) + 1;
+    shared.tenure.store(tenure, Ordering::Relaxed);
+}
+
+/// Takes the token over (under the state lock) if its holder runs user
+/// code between its turns: true if taken.
+pub(super) fn take_over(shared: &Shared, st: &mut State, me: ThreadId) -> bool {
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    // The holder's [`back`] races this exchange: one of the two wins.
+    if tenure == 0
+        || shared
+            .out
+            .compare_exchange(tenure, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return false;
+    }
+    take(shared, st, me);
+    st.stats.token_takeovers += 1;
+    true
+}
+
+/// Whether the token's holder runs user code between its turns (under
+/// the state lock: the tenure is stable).
+pub(super) fn holder_out(shared: &Shared, st: &State) -> bool {
+    st.owner.is_some()
+        && shared.out.load(Ordering::Acquire) == shared.tenure.load(Ordering::Relaxed)
+}
+
+/// The token's holder (this thread) is about to run user code: a future
+/// it polls, the wakers and drops its turn collected. Until [`back`],
+/// another thread that wants the token may take it over, so user code that
+/// computes or blocks never holds up the other threads' ops. Returns the
+/// tenure to come back to.
+#[inline]
+pub(crate) fn step_out(shared: &Shared) -> u64 {
+    // Written by this thread when it took the token (or by a turn of it
+    // that took it back): nobody else writes it while this thread holds it
+    // and is not out.
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    shared.out.store(tenure, Ordering::Release);
+    tenure
+}
+
+/// Back from the user code of [`step_out`]: true if this thread still
+/// holds the token. If not, it was taken over: the thread must neither
+/// turn nor let the token go (it is another's).
+#[inline]
+pub(crate) fn back(shared: &Shared, tenure: u64) -> bool {
+    shared
+        .out
+        .compare_exchange(tenure, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+        || still_held(shared, tenure)
+}
+
+/// Not out any more: the user code drove on this thread (an `acquire`
+/// here ended the step out), or the token was taken over.
+#[cold]
+fn still_held(shared: &Shared, tenure: u64) -> bool {
+    let st = shared.lock();
+    st.owner == Some(me()) && shared.tenure.load(Ordering::Relaxed) == tenure
+}
+
+/// Lets the token go (taken by [`acquire`]): wakes a caller waiting for it
+/// if there is one.
+pub(crate) fn release(shared: &Shared, caller: bool) {
+    let mut st = shared.lock();
+    st.depth -= 1;
+    if st.depth > 0 {
+        return;
+    }
+    st.owner = None;
+    if caller {
+        st.caller_drove = true;
+        st.releases += 1;
+    }
+    // Every thread waiting for the token is woken: one that no longer
+    // needs it (its op completed meanwhile) would otherwise swallow the
+    // wake-up and leave the others parked with nobody driving. The first to
+    // come takes it; the others ask again.
+    let mut waiters = std::mem::take(&mut st.token_waiters);
+    // Work left and no caller to take it: the fallback thread, unless it
+    // is already watching (its grace period, which the caller's release
+    // restarts), or an external driver is attached: it takes work queued
+    // while the token was held (in-flight work it watches by itself).
+    let kick = waiters.is_empty()
+        && Shared::has_work(&st)
+        && st.fallback_idle
+        && !st.fallback_timed
+        && st.external.is_none();
+    let external = if waiters.is_empty() && (!st.queue.is_empty() || !st.cancels.is_empty()) {
+        st.external_waker()
+    } else {
+        None
+    };
+    drop(st);
+    if !waiters.is_empty() {
+        wake_all(&mut waiters);
+    } else if kick {
+        shared.idle.notify_one();
+    } else if let Some(external) = external {
+        run_user(|| external.wake());
+    }
+}

@@ -1,0 +1,95 @@
+//! What must run outside the locks: user code (wakers, the drops of what
+//! dropped ops owned), collected in a [`Graveyard`] and run by
+//! [`run_user`], where a panic ends only that call.
+
+use super::*;
+
+/// Runs user code (a waker, a `Drop`) on a thread it must not take down:
+/// a panic ends only this call.
+pub(crate) fn run_user(f: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+}
+
+/// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
+/// one task share a waker: a batch of them then costs one wake-up, not one
+/// per op, each of which may be a futex call). Call with no lock held: a
+/// waker is user code; one that panics does not stop the others.
+pub(crate) fn wake_all(wakers: &mut Vec<Waker>) {
+    let mut last: Option<Waker> = None;
+    for w in wakers.drain(..) {
+        if last.as_ref().is_some_and(|l| l.will_wake(&w)) {
+            run_user(|| drop(w));
+        } else if let Some(l) = last.replace(w) {
+            run_user(|| l.wake());
+        }
+    }
+    if let Some(l) = last {
+        run_user(|| l.wake());
+    }
+}
+
+/// What a dropped op or stream owned, and how to release a result it will
+/// never deliver (close an accepted fd, free a buffer).
+pub(crate) trait Release: Send {
+    /// One CQE of the request arrived for nobody: release what it carries.
+    fn release(&mut self, res: i32, flags: u32);
+}
+
+/// CQEs' `(res, flags)`, in order.
+pub(crate) type Cqes = Vec<(i32, u32)>;
+
+/// What must be released outside the lock, in this order: CQE results and
+/// the resources that carried them, then the resources' owners.
+#[derive(Default)]
+pub(crate) struct Graveyard {
+    /// Resources with the CQEs to release through them (none: drop only).
+    pub(crate) orphans: Vec<(Box<dyn Release>, Cqes)>,
+    /// Slot states dropped for their wakers.
+    pub(crate) states: Vec<SlotState>,
+    pub(crate) wakers: Vec<Waker>,
+}
+
+impl Graveyard {
+    /// Keeps `old` to drop after unlocking if dropping it runs user code
+    /// (a waker, what a dropped op owned); drops it now otherwise.
+    pub(crate) fn keep(&mut self, old: SlotState) {
+        match old {
+            // Nothing to drop: forgotten, without a call to the enum's
+            // drop glue (this is on every op's path).
+            SlotState::Free | SlotState::Done(..) | SlotState::Reaped => std::mem::forget(old),
+            SlotState::Waiting(None) => {}
+            old => self.states.push(old),
+        }
+    }
+
+    /// Nothing to release.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.orphans.is_empty() && self.states.is_empty() && self.wakers.is_empty()
+    }
+
+    /// Releases everything (call with no lock held).
+    pub(crate) fn bury(&mut self) {
+        if self.orphans.is_empty() && self.states.is_empty() {
+            if self.wakers.len() == 1 {
+                // The common case: one op completed.
+                if let Some(w) = self.wakers.pop() {
+                    run_user(|| w.wake());
+                }
+                return;
+            }
+            if self.wakers.is_empty() {
+                return;
+            }
+        }
+        for (mut release, cqes) in self.orphans.drain(..) {
+            for (res, flags) in cqes {
+                run_user(|| release.release(res, flags));
+            }
+            run_user(|| drop(release));
+        }
+        for state in self.states.drain(..) {
+            run_user(|| drop(state));
+        }
+        wake_all(&mut self.wakers);
+    }
+}
