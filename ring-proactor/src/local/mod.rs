@@ -11,6 +11,7 @@
 mod multi;
 pub(crate) mod op;
 mod ops;
+mod slab;
 mod turn;
 mod wakers;
 
