@@ -291,6 +291,24 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             }
         }
     }
+    /// Takes the ring of the Proactor this thread's ops wait on if it is
+    /// free (or held by code stepped out), or asks for it when it is let go.
+    #[cold]
+    fn ask_for_ring(blocking: &mut Blocking, unpark: &Unpark, waker: &Waker) {
+        let Some(shared) = HINT.with(|h| h.borrow().clone()) else {
+            return;
+        };
+        if acquire(&shared) {
+            note_driver(&shared);
+            *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
+            blocking.held = Some(shared);
+            return;
+        }
+        let mut st = shared.lock();
+        if st.owner.is_some() && !st.token_waiters.iter().any(|w| w.will_wake(waker)) {
+            st.token_waiters.push(waker.clone());
+        }
+    }
     impl Drop for Blocking {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(b.get() - 1));
@@ -323,6 +341,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return out;
         }
         if unpark.woken.load(Ordering::Acquire) {
+            if blocking.held.is_none() {
+                // Woken before it asked for the ring: another thread (the
+                // fallback) completed its op first. It asks anyway, as
+                // `park` does, or that thread could serve it across threads
+                // for as long as anything is in flight.
+                ask_for_ring(&mut blocking, &unpark, &waker);
+            }
             continue;
         }
         if blocking.held.is_none() {
@@ -395,6 +420,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
         {
             let mut st = shared.lock();
             let mut seen = st.releases;
+            let mut seen_out = None;
             let mut quiet_since: Option<Instant> = None;
             let mut taken = false;
             loop {
@@ -406,32 +432,35 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     continue;
                 }
                 // A holder running user code between its turns holds the
-                // ring up for work nobody waits on: taken over too, after
-                // a grace period (it is likely to turn again at once).
+                // ring up for work nobody waits on: taken over too, if it
+                // stays in one step out for a grace period (one that turns
+                // between short step outs drives the work itself).
                 let out = holder_out(&shared, &st);
-                if (st.owner.is_none() || out) && Shared::has_work(&st) {
+                if (st.owner.is_none() || out.is_some()) && Shared::has_work(&st) {
                     if st.owner.is_none() && (!st.caller_drove || st.shutdown) {
                         break;
                     }
                     // A caller drove: take over only after a grace period
                     // in which no caller did.
-                    if st.releases != seen {
+                    if st.releases != seen || out != seen_out {
                         seen = st.releases;
+                        seen_out = out;
                         quiet_since = None;
                     }
                     let since = *quiet_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= GRACE {
-                        if st.owner.is_none() {
-                            break;
-                        }
-                        if take_over(&shared, &mut st, me) {
-                            taken = true;
-                            break;
+                        match out {
+                            None => break,
+                            Some(out) if take_over_from(&shared, &mut st, me, out) => {
+                                taken = true;
+                                break;
+                            }
+                            Some(_) => {}
                         }
                     }
                 }
                 st.fallback_idle = true;
-                st.fallback_timed = st.caller_drove || out;
+                st.fallback_timed = st.caller_drove || out.is_some();
                 st = if st.fallback_timed {
                     match shared.idle.wait_timeout(st, GRACE) {
                         Ok((st, _)) => st,

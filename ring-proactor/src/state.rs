@@ -73,11 +73,12 @@ pub struct Shared {
     /// The current tenure of the driver token: a number new each time a
     /// thread takes it. Written under the state lock.
     pub(crate) tenure: AtomicU64,
-    /// The tenure of a token holder that is running user code between its
-    /// turns (the future a `block_on` polls, the wakers and drops a turn
-    /// collected), 0 if none: another thread that wants the token may take
-    /// it over then (see `crate::drive::step_out`), so no user code holds
-    /// the ring up for everyone.
+    /// The step out in progress of a token holder running user code
+    /// between its turns (the future a `block_on` polls, the wakers and
+    /// drops a turn collected): its tenure in the high bits, its number in
+    /// the low ones; 0 if none. Another thread that wants the token may
+    /// take it over then (see `crate::drive::step_out`), so no user code
+    /// holds the ring up for everyone.
     pub(crate) out: AtomicU64,
 }
 

@@ -2,6 +2,7 @@
 //! (`release`), and taken over from a holder running user code between its
 //! turns (`step_out` / `back`).
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::thread::ThreadId;
 
@@ -42,13 +43,17 @@ pub(super) fn take(shared: &Shared, st: &mut State, me: ThreadId) {
 /// Takes the token over (under the state lock) if its holder runs user
 /// code between its turns: true if taken.
 pub(super) fn take_over(shared: &Shared, st: &mut State, me: ThreadId) -> bool {
-    let tenure = shared.tenure.load(Ordering::Relaxed);
+    holder_out(shared, st).is_some_and(|out| take_over_from(shared, st, me, out))
+}
+
+/// Takes the token over (under the state lock) if its holder is still in
+/// the step out `out` (a value [`holder_out`] read): true if taken.
+pub(super) fn take_over_from(shared: &Shared, st: &mut State, me: ThreadId, out: u64) -> bool {
     // The holder's [`back`] races this exchange: one of the two wins.
-    if tenure == 0
-        || shared
-            .out
-            .compare_exchange(tenure, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
+    if shared
+        .out
+        .compare_exchange(out, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
     {
         return false;
     }
@@ -57,38 +62,57 @@ pub(super) fn take_over(shared: &Shared, st: &mut State, me: ThreadId) -> bool {
     true
 }
 
-/// Whether the token's holder runs user code between its turns (under
-/// the state lock: the tenure is stable).
-pub(super) fn holder_out(shared: &Shared, st: &State) -> bool {
-    st.owner.is_some()
-        && shared.out.load(Ordering::Acquire) == shared.tenure.load(Ordering::Relaxed)
+/// The step out in progress of the token's holder, if it runs user code
+/// between its turns (under the state lock: the tenure is stable). Each
+/// step out has a value of its own: the fallback thread takes the token
+/// over only from a holder that stayed in one step out for its grace
+/// period, not from one that turns between short ones.
+pub(super) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
+    let out = shared.out.load(Ordering::Acquire);
+    (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == shared.tenure.load(Ordering::Relaxed))
+        .then_some(out)
+}
+
+/// Low bits of a step out's value: which step out of the tenure (the high
+/// bits) it is.
+const EPISODE_BITS: u32 = 16;
+
+thread_local! {
+    /// Step outs of this thread, counted (their values differ).
+    static EPISODE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The token's holder (this thread) is about to run user code: a future
 /// it polls, the wakers and drops its turn collected. Until [`back`],
 /// another thread that wants the token may take it over, so user code that
 /// computes or blocks never holds up the other threads' ops. Returns the
-/// tenure to come back to.
+/// step out's value (its tenure and its number) to come back with.
 #[inline]
 pub(crate) fn step_out(shared: &Shared) -> u64 {
     // Written by this thread when it took the token (or by a turn of it
     // that took it back): nobody else writes it while this thread holds it
     // and is not out.
     let tenure = shared.tenure.load(Ordering::Relaxed);
-    shared.out.store(tenure, Ordering::Release);
-    tenure
+    let episode = EPISODE.with(|e| {
+        let n = e.get().wrapping_add(1);
+        e.set(n);
+        n & ((1 << EPISODE_BITS) - 1)
+    });
+    let out = (tenure << EPISODE_BITS) | episode;
+    shared.out.store(out, Ordering::Release);
+    out
 }
 
 /// Back from the user code of [`step_out`]: true if this thread still
 /// holds the token. If not, it was taken over: the thread must neither
 /// turn nor let the token go (it is another's).
 #[inline]
-pub(crate) fn back(shared: &Shared, tenure: u64) -> bool {
+pub(crate) fn back(shared: &Shared, out: u64) -> bool {
     shared
         .out
-        .compare_exchange(tenure, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(out, 0, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
-        || still_held(shared, tenure)
+        || still_held(shared, out >> EPISODE_BITS)
 }
 
 /// Not out any more: the user code drove on this thread (an `acquire`
