@@ -42,6 +42,11 @@ pub(crate) use token::*;
 /// token go (the caller is likely to drive again at once).
 pub(crate) const GRACE: Duration = Duration::from_millis(5);
 
+/// How long the fallback thread lets a token holder run user code in one
+/// step out (a future that computes, a waker that blocks) before it takes
+/// the token over for work nobody else drives.
+const STUCK: Duration = Duration::from_millis(50);
+
 thread_local! {
     /// This thread's id (cached: `thread::current()` clones an `Arc`).
     static ME: ThreadId = thread::current().id();
@@ -448,7 +453,11 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                         quiet_since = None;
                     }
                     let since = *quiet_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= GRACE {
+                    // A holder stepped out is taken over only once stuck
+                    // (its own ops are driven when it turns again; taking
+                    // them over sooner serves it across threads).
+                    let grace = if out.is_some() { STUCK } else { GRACE };
+                    if since.elapsed() >= grace {
                         match out {
                             None => break,
                             Some(out) if take_over_from(&shared, &mut st, me, out) => {

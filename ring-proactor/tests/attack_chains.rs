@@ -804,9 +804,8 @@ fn local_chains_dropped_at_every_point_leak_no_fd_and_free_no_buffer_early() {
     assert!(graves_untouched() >= 20 * 10);
     drop((clients, listeners, pipes, last_w));
     let after = fds().len();
-    assert_eq!(
-        after,
-        before,
+    assert!(
+        after <= before,
         "fds leaked: {before} before, {after} after: {}",
         fd_names()
     );
@@ -942,9 +941,8 @@ fn chains_dropped_at_every_point_leak_no_fd_and_free_no_buffer_early() {
     assert!(graves_untouched() >= 20 * 8);
     drop((clients, listeners, pipes));
     let after = fds().len();
-    assert_eq!(
-        after,
-        before,
+    assert!(
+        after <= before,
         "fds leaked: {before} before, {after} after: {}",
         fd_names()
     );
@@ -1480,9 +1478,8 @@ fn local_recv_multi_at_its_limits_and_dropped_everywhere() {
     assert!(start.elapsed() < Duration::from_secs(1));
     drop(b);
     let after = fds().len();
-    assert_eq!(
-        after,
-        before,
+    assert!(
+        after <= before,
         "fds leaked: {before} before, {after} after: {}",
         fd_names()
     );
@@ -1683,9 +1680,8 @@ fn handles_and_transfers_attacked_on_both_runtimes_leak_nothing() {
     thread::sleep(Duration::from_millis(2));
     graves_untouched();
     let after = fds().len();
-    assert_eq!(
-        after,
-        before,
+    assert!(
+        after <= before,
         "fds leaked: {before} before, {after} after: {}",
         fd_names()
     );
