@@ -36,6 +36,15 @@ fn spin_until(flag: &AtomicBool) -> bool {
     true
 }
 
+/// Ten ops of this thread, each waited on, then `done` set: the user
+/// code holding on elsewhere gave up if they could not complete.
+fn waits_then_done(p: &Proactor, done: &AtomicBool) {
+    for _ in 0..10 {
+        p.nop().wait().expect("this thread's NOP");
+    }
+    done.store(true, Ordering::Release);
+}
+
 /// A thread in `block_on` that drove the ring (an op of its own
 /// completed) and then computes until `done` is set; its result says
 /// whether `done` was set before it gave up. Returns once it computes.
@@ -60,10 +69,7 @@ fn a_cpu_bound_future_in_block_on_does_not_hold_up_another_threads_wait() {
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let busy = busy_block_on(&p, done.clone());
-    for _ in 0..10 {
-        p.nop().wait().expect("this thread's NOP");
-    }
-    done.store(true, Ordering::Release);
+    waits_then_done(&p, &done);
     assert!(
         busy.join().unwrap(),
         "this thread's ops completed only after the busy thread gave up computing"
@@ -168,10 +174,7 @@ fn a_waker_that_blocks_on_the_fallback_thread_does_not_hold_up_another_threads_w
     // its waker, which blocks.
     let (entered, seen, _op) = blocked_waker(&p, &done);
     entered.recv_timeout(LIMIT).expect("the waker was run");
-    for _ in 0..10 {
-        p.nop().wait().expect("this thread's NOP");
-    }
-    done.store(true, Ordering::Release);
+    waits_then_done(&p, &done);
     assert!(
         seen.recv().unwrap(),
         "this thread's ops completed only after the blocking waker gave up"
@@ -195,10 +198,7 @@ fn a_waker_that_blocks_on_a_driving_thread_does_not_hold_up_another_threads_wait
         })
     };
     entered.recv_timeout(LIMIT).expect("the waker was run");
-    for _ in 0..10 {
-        p.nop().wait().expect("this thread's NOP");
-    }
-    done.store(true, Ordering::Release);
+    waits_then_done(&p, &done);
     assert!(
         seen.recv().unwrap(),
         "this thread's ops completed only after the blocking waker gave up"
@@ -254,10 +254,7 @@ fn a_resource_whose_drop_blocks_does_not_hold_up_another_threads_wait() {
     drop(file);
     std::io::Write::write_all(&mut w, b"x").unwrap();
     entered.recv_timeout(LIMIT).expect("the file was dropped");
-    for _ in 0..10 {
-        p.nop().wait().expect("this thread's NOP");
-    }
-    done.store(true, Ordering::Release);
+    waits_then_done(&p, &done);
     assert!(
         seen.recv().unwrap(),
         "this thread's ops completed only after the blocking drop gave up"
