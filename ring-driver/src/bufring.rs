@@ -213,7 +213,9 @@ impl BufRing {
         let page = 4096;
         let ring_bytes = (entries as usize * size_of::<io_uring_buf>()).div_ceil(page) * page;
         let ring_map = Mmap::anonymous(ring_bytes)?;
-        let bufs = Mmap::anonymous(bufs_len)?;
+        // The buffers' pages are made as data lands in them: a large group
+        // costs address space, not memory, until used.
+        let bufs = Mmap::anonymous_lazy(bufs_len)?;
         let entries_ptr = ring_map.ptr::<io_uring_buf>(0, entries as usize)?;
         let tail = ring_map.ptr::<AtomicU16>(
             std::mem::offset_of!(ring_io_sys::buf_ring_hdr, tail) as u32,

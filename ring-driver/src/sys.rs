@@ -45,18 +45,32 @@ impl Mmap {
     }
 
     /// Maps `len` bytes of zeroed anonymous memory (for `IORING_SETUP_NO_MMAP`
-    /// rings and provided-buffer rings), page aligned. Dropping it unmaps it
-    /// (never frees it for reuse in place): the kernel may write a ring's
-    /// memory after the ring is dropped, into pages it holds references to,
-    /// which no mapping shows once this one is gone.
+    /// rings and provided-buffer rings), page aligned, its pages made at
+    /// once. Dropping it unmaps it (never frees it for reuse in place): the
+    /// kernel may write a ring's memory after the ring is dropped, into
+    /// pages it holds references to, which no mapping shows once this one
+    /// is gone.
     pub(crate) fn anonymous(len: usize) -> io::Result<Mmap> {
+        Self::anonymous_with(len, libc::MAP_POPULATE)
+    }
+
+    /// [`anonymous`](Mmap::anonymous) without making its pages: each is
+    /// made when first written (by the kernel too: its copies to user
+    /// memory fault pages in). For provided buffers, which may be many and
+    /// large, and of which a receive touches only what it fills: memory is
+    /// committed as data arrives, not for the whole group at once.
+    pub(crate) fn anonymous_lazy(len: usize) -> io::Result<Mmap> {
+        Self::anonymous_with(len, 0)
+    }
+
+    fn anonymous_with(len: usize, flags: libc::c_int) -> io::Result<Mmap> {
         // SAFETY: a fresh private anonymous mapping; the result is checked.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             )

@@ -314,3 +314,43 @@ fn a_ring_without_an_fd_gets_a_buffer_ring_through_its_index() {
     .unwrap();
     drop(ring);
 }
+
+/// Pages of `len` bytes at `base` that are in memory (`mincore`).
+fn resident_pages(base: *const u8, len: usize) -> usize {
+    let page = 4096;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `base` is page aligned and `base..base + len` is one mapping
+    // (a buffer ring's buffers); `vec` has a byte per page of it.
+    let rc = unsafe { libc::mincore(base as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+    vec.iter().filter(|&&b| b & 1 != 0).count()
+}
+
+#[test]
+fn a_large_group_commits_memory_only_where_data_lands() {
+    // 1024 buffers of 64 KiB: 64 MiB of address space.
+    const ENTRIES: u32 = 1024;
+    const LEN: u32 = 64 * 1024;
+    let (mut ring, mut bufs) = match setup(ENTRIES, LEN) {
+        Ok(r) => r,
+        Err(e) => skip!("a_large_group_commits_memory_only_where_data_lands", "{e}"),
+    };
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"landed").unwrap();
+    let cqe = recv(&mut ring, &bufs, &b, false);
+    // SAFETY: the kernel posted `cqe` for the receive; this is its first take.
+    let data = unsafe { bufs.take(&cqe) }.unwrap().expect("a buffer");
+    assert_eq!(data.to_vec(), b"landed");
+    // The buffers are one mapping, buffer `bid` at `bid * LEN` in it.
+    let at = data.as_slice().expect("one buffer").as_ptr();
+    let base = at.wrapping_sub(usize::from(data.bid()) * LEN as usize);
+    let all = (ENTRIES * LEN) as usize;
+    let resident = resident_pages(base, all);
+    drop(data);
+    // One page was written (a transparent huge page may bring 512 in).
+    assert!(
+        resident <= 1024,
+        "{resident} of {} pages in memory after one 6-byte receive",
+        all / 4096
+    );
+}
