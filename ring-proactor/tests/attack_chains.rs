@@ -20,68 +20,28 @@
 #[path = "../../ring-driver/tests/common/mod.rs"]
 mod common;
 
+mod adversary;
+
 use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use adversary::*;
 use common::pipe;
 use ring_io_proactor::fs::{File, OpenOptions};
 use ring_io_proactor::net::{TcpStream as RtTcpStream, UnixStream as RtUnixStream};
 use ring_io_proactor::{
     CURRENT_POSITION, IoBuf, IoBufMut, LocalProactor, Proactor, ProactorConfig, Runtime,
 };
-
-/// One test at a time: fd counts must not see other tests' fds.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn poll_with<F: Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
-    Pin::new(f).poll(&mut Context::from_waker(waker))
-}
-
-fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    poll_with(f, Waker::noop())
-}
-
-/// The process's open fds.
-fn fds() -> Vec<RawFd> {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn write_all(fd: &OwnedFd, bytes: &[u8]) {
-    std::fs::File::from(fd.try_clone().unwrap())
-        .write_all(bytes)
-        .unwrap();
-}
-
-/// Parks `p` (1 ms at a time) until `cond` holds; fails after 10 s
-/// without it (each call waits for one event, not for a whole test).
-fn park_until(p: &LocalProactor, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}: {:?}",
-            p.stats()
-        );
-        p.park(Some(Duration::from_millis(1)));
-    }
-}
 
 /// Polls `f` (a waker that wakes nothing) and parks `p` until `f` is
 /// ready; fails after `limit` without it.
@@ -101,109 +61,12 @@ fn drive_until<F: Future + Unpin>(
     }
 }
 
-/// Waits (at most 10 s) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Runs `f` on a thread; fails the test if it does not return within
-/// `limit` (the thread is left behind, stuck).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: still blocked after {limit:?}"),
-    }
-}
-
 fn errno(res: &io::Result<impl Sized>) -> Option<i32> {
     res.as_ref().err().and_then(io::Error::raw_os_error)
 }
 
 // ---------------------------------------------------------------------------
 // Buffers that show a write after they were handed back.
-
-/// Memory of dropped [`Canary`] buffers, filled with [`DEAD`] and kept
-/// (leaked, reachable from here) so that a write into it after the drop
-/// shows.
-static GRAVES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-const DEAD: u8 = 0xAA;
-const CANARY_LEN: usize = 64;
-
-/// A read buffer that, when dropped, fills its memory with [`DEAD`] and
-/// leaves it to [`GRAVES`] instead of freeing it: if the kernel wrote it
-/// after the runtime let it go, the graves show it.
-struct Canary {
-    bytes: Box<[u8]>,
-}
-
-impl Canary {
-    fn new() -> Canary {
-        Canary {
-            bytes: vec![0u8; CANARY_LEN].into_boxed_slice(),
-        }
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.bytes);
-        let mut bytes = std::mem::ManuallyDrop::new(bytes);
-        bytes.fill(DEAD);
-        GRAVES.lock().unwrap().push(bytes.as_mut_ptr() as usize);
-    }
-}
-
-/// Every grave still holds only [`DEAD`] bytes; how many there are.
-fn graves_untouched() -> usize {
-    let graves = GRAVES.lock().unwrap();
-    for &at in graves.iter() {
-        // SAFETY: each grave is a leaked allocation of CANARY_LEN bytes,
-        // never freed; the kernel writes it only in the bug looked for.
-        let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, CANARY_LEN) };
-        assert!(
-            bytes.iter().all(|&b| b == DEAD),
-            "a buffer was written after the runtime handed it back: {bytes:?}"
-        );
-    }
-    graves.len()
-}
-
-// SAFETY: a boxed slice's bytes are on the heap, all initialized, its own
-// (the `Drop` above only runs when the value goes).
-unsafe impl IoBuf for Canary {
-    fn stable_ptr(&self) -> *const u8 {
-        self.bytes.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.bytes.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-// SAFETY: as above; every byte is initialized already.
-unsafe impl IoBufMut for Canary {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.bytes.as_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, _n: usize) {}
-}
 
 // ---------------------------------------------------------------------------
 // Re-linking: a chain that cannot be linked is never submitted.
@@ -450,45 +313,6 @@ fn a_chain_relinked_past_the_budget_hands_back_no_buffer_the_kernel_still_uses()
 
 // ---------------------------------------------------------------------------
 // Chains at the edges of the SQ, the CQ and the budget.
-
-/// A watchdog for a test that could hang on this thread (a LocalProactor
-/// is `!Send`): exits the process if `step` has not been called for 20 s.
-struct Watchdog {
-    done: Arc<AtomicBool>,
-    progress: Arc<AtomicU32>,
-}
-
-impl Watchdog {
-    fn new(what: &'static str) -> Watchdog {
-        let done = Arc::new(AtomicBool::new(false));
-        let progress = Arc::new(AtomicU32::new(0));
-        let (d, p) = (done.clone(), progress.clone());
-        thread::spawn(move || {
-            let (mut last, mut since) = (u32::MAX, Instant::now());
-            while !d.load(Ordering::SeqCst) {
-                let now = p.load(Ordering::SeqCst);
-                if now != last {
-                    (last, since) = (now, Instant::now());
-                } else if since.elapsed() > Duration::from_secs(20) {
-                    eprintln!("{what}: no progress for 20 s (at step {now}): a hang");
-                    std::process::exit(1);
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Watchdog { done, progress }
-    }
-
-    fn step(&self) {
-        self.progress.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-    }
-}
 
 /// Many NOPs and chains pushed in one pass into a 2-entry SQ with a 4-entry
 /// CQ: each push into the full SQ submits, completions pile up past the CQ
@@ -1775,72 +1599,6 @@ fn forgotten_ops_chains_and_transfers_leak_but_break_nothing() {
 // ---------------------------------------------------------------------------
 // Forged completions (an `unsafe` MSG_RING push: buggy unsafe code).
 
-/// The fds of io_uring instances, as an attacker finds them.
-fn ring_fds() -> Vec<RawFd> {
-    fds()
-        .into_iter()
-        .filter(|fd| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
-        })
-        .collect()
-}
-
-/// The attacker: a ring of its own that posts completions into others.
-struct Forger {
-    ring: ring_io_driver::Ring,
-    flags: bool,
-}
-
-impl Forger {
-    /// `None` if the kernel lacks `IORING_OP_MSG_RING` (Linux 5.18).
-    fn new() -> Option<Forger> {
-        let ring = ring_io_driver::Ring::new(64).expect("a ring");
-        let probe = ring.probe().expect("a probe");
-        if probe.check(ring_io_sys::IORING_OP_MSG_RING).is_err() {
-            return None;
-        }
-        Some(Forger {
-            ring,
-            flags: common::kernel().at_least(6, 3),
-        })
-    }
-
-    /// Posts a CQE for every guess, result and flag into every target;
-    /// how many landed.
-    fn spray(&mut self, targets: &[RawFd], results: &[i32], flags: &[u32]) -> u64 {
-        let mut guesses: Vec<u64> = (0..64).collect();
-        for tag in 0..4u64 {
-            for index in 0..8u64 {
-                for high in [0, 1 << 63, 1 << 31] {
-                    guesses.push(high | (tag << 32) | index);
-                }
-            }
-        }
-        guesses.extend([u64::MAX, u64::MAX - 1, u32::MAX as u64]);
-        let mut landed = 0;
-        for &t in targets {
-            for &ud in &guesses {
-                for &res in results {
-                    for &f in flags {
-                        let mut op = ring_io_ops::MsgRingData::new(ring_io_ops::Fd(t), res, ud);
-                        if self.flags {
-                            op = op.cqe_flags(f);
-                        }
-                        // SAFETY: a MSG_RING data entry carries no pointer:
-                        // the kernel touches no memory of this process.
-                        unsafe { self.ring.sq().push(op.build()) }.expect("room in the SQ");
-                        self.ring.submitter().submit_and_wait(1).expect("enter");
-                        let cqe = self.ring.cq().next().expect("the MSG_RING's own CQE");
-                        landed += u64::from(cqe.res() >= 0);
-                    }
-                }
-            }
-        }
-        landed
-    }
-}
-
 const FORGED_RESULTS: [i32; 6] = [
     0,
     1,
@@ -1882,7 +1640,7 @@ fn forged_completions_finish_no_chain_member_nor_fixed_read_early() {
     let mut fixed = p.read_fixed(Arc::new(r2), p.fixed_buffer().unwrap(), CURRENT_POSITION);
     assert!(poll_once(&mut fixed).is_pending());
     eventually("the reads in the ring", || p.stats().max_in_ring >= 5);
-    let landed = forger.spray(&targets, &FORGED_RESULTS, &FORGED_FLAGS);
+    let landed = forger.spray(&targets, &guesses(), &FORGED_RESULTS, &FORGED_FLAGS);
     assert!(landed > 0);
     eventually("every forgery counted", || {
         p.stats().unexpected_cqes >= landed
@@ -1950,7 +1708,7 @@ fn local_forged_completions_finish_no_chain_member_fixed_read_or_stream_early() 
         assert!(poll_once(&mut s.next_item()).is_pending());
     }
     p.drive();
-    let landed = forger.spray(&targets, &FORGED_RESULTS, &FORGED_FLAGS);
+    let landed = forger.spray(&targets, &guesses(), &FORGED_RESULTS, &FORGED_FLAGS);
     assert!(landed > 0);
     park_until(&p, "every forgery counted", || {
         p.stats().unexpected_cqes >= landed

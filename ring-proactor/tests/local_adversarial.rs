@@ -14,6 +14,8 @@
 #[path = "../../ring-driver/tests/common/mod.rs"]
 mod common;
 
+mod adversary;
+
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::io::{self, Write as _};
@@ -22,114 +24,20 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use adversary::*;
 use common::pipe;
-use ring_io_driver::Ring;
 use ring_io_proactor::fs::OpenOptions;
 use ring_io_proactor::{
     CURRENT_POSITION, IoBuf, IoBufMut, LocalOp, LocalProactor, Proactor, ProactorConfig,
 };
 
-/// One test at a time: fd scans and fd counts must not see other tests'.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn local(entries: u32) -> LocalProactor {
     LocalProactor::new(ProactorConfig::new(entries)).expect("a LocalProactor")
-}
-
-fn poll_with<F: Future + Unpin>(f: &mut F, waker: &Waker) -> Poll<F::Output> {
-    Pin::new(f).poll(&mut Context::from_waker(waker))
-}
-
-fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    poll_with(f, Waker::noop())
-}
-
-/// The process's open fds.
-fn fds() -> Vec<RawFd> {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn write_all(fd: &OwnedFd, bytes: &[u8]) {
-    std::fs::File::from(fd.try_clone().unwrap())
-        .write_all(bytes)
-        .unwrap();
-}
-
-/// Parks `p` (1 ms at a time) until `cond` holds; fails after 10 s
-/// without it (each call waits for one event, not for a whole test).
-fn park_until(p: &LocalProactor, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}: {:?}",
-            p.stats()
-        );
-        p.park(Some(Duration::from_millis(1)));
-    }
-}
-
-/// Waits (at most 10 s) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// A watchdog for a test that could hang on this thread (a LocalProactor
-/// is `!Send`, so the test cannot move to another thread): exits the
-/// process if `progress` has not moved for 20 s.
-struct Watchdog {
-    done: Arc<AtomicBool>,
-    progress: Arc<AtomicU32>,
-}
-
-impl Watchdog {
-    fn new(what: &'static str) -> Watchdog {
-        let done = Arc::new(AtomicBool::new(false));
-        let progress = Arc::new(AtomicU32::new(0));
-        let (d, p) = (done.clone(), progress.clone());
-        thread::spawn(move || {
-            let (mut last, mut since) = (u32::MAX, Instant::now());
-            while !d.load(Ordering::SeqCst) {
-                let now = p.load(Ordering::SeqCst);
-                if now != last {
-                    (last, since) = (now, Instant::now());
-                } else if since.elapsed() > Duration::from_secs(20) {
-                    eprintln!("{what}: no progress for 20 s (at step {now}): a hang");
-                    std::process::exit(1);
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Watchdog { done, progress }
-    }
-
-    fn step(&self) {
-        self.progress.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -285,73 +193,6 @@ unsafe fn hook_drop(p: *const ()) {
 
 // ---------------------------------------------------------------------------
 // Buffers and files that watch what happens to them.
-
-/// Memory of dropped [`Canary`] buffers, filled with [`DEAD`] and kept
-/// (leaked) so that a write into it after the drop shows.
-static GRAVES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-const DEAD: u8 = 0xAA;
-const CANARY_LEN: usize = 64;
-
-/// A read buffer that, when dropped, fills its memory with [`DEAD`] and
-/// leaves it to [`GRAVES`] instead of freeing it: if the kernel wrote it
-/// after the LocalProactor let it go, the graves show it.
-struct Canary {
-    bytes: Box<[u8]>,
-}
-
-impl Canary {
-    fn new() -> Canary {
-        Canary {
-            bytes: vec![0u8; CANARY_LEN].into_boxed_slice(),
-        }
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.bytes);
-        let mut bytes = std::mem::ManuallyDrop::new(bytes);
-        bytes.fill(DEAD);
-        GRAVES.lock().unwrap().push(bytes.as_mut_ptr() as usize);
-    }
-}
-
-/// Every grave still holds only [`DEAD`] bytes.
-fn graves_untouched() -> usize {
-    let graves = GRAVES.lock().unwrap();
-    for &at in graves.iter() {
-        // SAFETY: each grave is a leaked allocation of CANARY_LEN bytes,
-        // never freed; the kernel writes it only in the bug looked for.
-        let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, CANARY_LEN) };
-        assert!(
-            bytes.iter().all(|&b| b == DEAD),
-            "a buffer was written after the LocalProactor dropped it: {bytes:?}"
-        );
-    }
-    graves.len()
-}
-
-// SAFETY: a boxed slice's bytes are on the heap, all initialized, its own
-// (the `Drop` above only runs when the value goes).
-unsafe impl IoBuf for Canary {
-    fn stable_ptr(&self) -> *const u8 {
-        self.bytes.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.bytes.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.bytes.len()
-    }
-}
-
-// SAFETY: as above; every byte is initialized already.
-unsafe impl IoBufMut for Canary {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.bytes.as_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, _n: usize) {}
-}
 
 thread_local! {
     /// The LocalProactor that `Drop`s below use.
@@ -980,88 +821,6 @@ fn streams_and_cancelled_ops_waiting_for_room_give_their_turn_on() {
 
 // ---------------------------------------------------------------------------
 // Forged completions.
-
-/// The fds of io_uring instances, as an attacker finds them.
-fn ring_fds() -> Vec<RawFd> {
-    fds()
-        .into_iter()
-        .filter(|fd| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
-        })
-        .collect()
-}
-
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD takes no pointer.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
-/// The attacker: a ring of its own that posts completions into others.
-struct Forger {
-    ring: Ring,
-    flags: bool,
-}
-
-impl Forger {
-    /// `None` if the kernel lacks `IORING_OP_MSG_RING` (Linux 5.18).
-    fn new() -> Option<Forger> {
-        let ring = Ring::new(64).expect("a ring");
-        let probe = ring.probe().expect("a probe");
-        if probe.check(ring_io_sys::IORING_OP_MSG_RING).is_err() {
-            return None;
-        }
-        Some(Forger {
-            ring,
-            flags: common::kernel().at_least(6, 3),
-        })
-    }
-
-    fn forge(&mut self, target: RawFd, user_data: u64, res: i32, flags: u32) -> bool {
-        let mut op = ring_io_ops::MsgRingData::new(ring_io_ops::Fd(target), res, user_data);
-        if self.flags {
-            op = op.cqe_flags(flags);
-        }
-        // SAFETY: a MSG_RING data entry carries no pointer: the kernel
-        // touches no memory of this process for it.
-        unsafe { self.ring.sq().push(op.build()) }.expect("room in the SQ");
-        self.ring.submitter().submit_and_wait(1).expect("enter");
-        let cqe = self.ring.cq().next().expect("the MSG_RING's own CQE");
-        cqe.res() >= 0
-    }
-
-    fn spray(&mut self, targets: &[RawFd], guesses: &[u64], results: &[i32], flags: &[u32]) -> u64 {
-        let mut landed = 0;
-        for &t in targets {
-            for &ud in guesses {
-                for &res in results {
-                    for &f in flags {
-                        landed += u64::from(self.forge(t, ud, res, f));
-                    }
-                }
-            }
-        }
-        landed
-    }
-}
-
-/// `user_data` values worth guessing: small numbers, slot indexes with
-/// small tags, and with the high bit of either word set (the low word's
-/// is what marks a cancellation's CQE).
-fn guesses() -> Vec<u64> {
-    let mut g: Vec<u64> = (0..64).collect();
-    for tag in 0..4u64 {
-        for index in 0..8u64 {
-            for high in [0, 1 << 63, 1 << 31] {
-                g.push(high | (tag << 32) | index);
-            }
-        }
-    }
-    g.extend([u64::MAX, u64::MAX - 1, 1 << 63, u32::MAX as u64]);
-    g.sort_unstable();
-    g.dedup();
-    g
-}
 
 /// A LocalProactor whose ring has an fd, and that fd: on Linux 6.5 and
 /// later a ring has none unless the thread's 16 registered-ring slots are

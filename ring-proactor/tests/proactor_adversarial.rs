@@ -12,162 +12,23 @@
 #[path = "../../ring-driver/tests/common/mod.rs"]
 mod common;
 
+mod adversary;
+
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ring_io_driver::Ring;
+use adversary::*;
+use common::pipe;
 use ring_io_proactor::fs::OpenOptions;
 use ring_io_proactor::{CURRENT_POSITION, IoBuf, Proactor, ProactorConfig};
-
-/// One test at a time: fd scans and fd counts must not see other tests'.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two fds pipe2 writes.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
-    // SAFETY: pipe2 returned two new fds that nothing else owns.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
-}
-
-/// The process's open fds.
-fn fds() -> Vec<RawFd> {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// The fds of io_uring instances, as an attacker finds them: by trying
-/// every fd number.
-fn ring_fds() -> Vec<RawFd> {
-    fds()
-        .into_iter()
-        .filter(|fd| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                .is_ok_and(|l| l.to_string_lossy() == "anon_inode:[io_uring]")
-        })
-        .collect()
-}
-
-/// Whether `fd` is open.
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD takes no pointer.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
-/// Waits (at most 10 s) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Runs `f` on a thread; fails the test if it does not return within
-/// `limit` (the thread is left behind, stuck).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: still blocked after {limit:?}"),
-    }
-}
-
-/// The attacker: a ring of its own that posts completions into other rings.
-struct Forger {
-    ring: Ring,
-    /// Whether the kernel lets it choose the target CQE's flags (6.3).
-    flags: bool,
-}
-
-impl Forger {
-    /// `None` if the kernel lacks `IORING_OP_MSG_RING` (Linux 5.18).
-    fn new() -> Option<Forger> {
-        let ring = Ring::new(64).expect("a ring");
-        let probe = ring.probe().expect("a probe");
-        if probe.check(ring_io_sys::IORING_OP_MSG_RING).is_err() {
-            return None;
-        }
-        Some(Forger {
-            ring,
-            flags: common::kernel().at_least(6, 3),
-        })
-    }
-
-    /// Posts a CQE with `user_data`, `res` and `flags` (if the kernel lets
-    /// it pass flags) into the ring `target`; returns whether it landed.
-    fn forge(&mut self, target: RawFd, user_data: u64, res: i32, flags: u32) -> bool {
-        let mut op = ring_io_ops::MsgRingData::new(ring_io_ops::Fd(target), res, user_data);
-        if self.flags {
-            op = op.cqe_flags(flags);
-        }
-        // SAFETY: a MSG_RING data entry carries no pointer: the kernel
-        // touches no memory of this process for it.
-        unsafe { self.ring.sq().push(op.build()) }.expect("room in the SQ");
-        self.ring.submitter().submit_and_wait(1).expect("enter");
-        let cqe = self.ring.cq().next().expect("the MSG_RING's own CQE");
-        cqe.res() >= 0
-    }
-
-    /// Posts a CQE for every `user_data` in `guesses` with each `res` in
-    /// `results` into every ring in `targets`; returns how many landed.
-    fn spray(&mut self, targets: &[RawFd], guesses: &[u64], results: &[i32], flags: &[u32]) -> u64 {
-        let mut landed = 0;
-        for &t in targets {
-            for &ud in guesses {
-                for &res in results {
-                    for &f in flags {
-                        landed += u64::from(self.forge(t, ud, res, f));
-                    }
-                }
-            }
-        }
-        landed
-    }
-}
-
-/// `user_data` values worth guessing: small numbers, and slot indexes
-/// combined with small generations and with the high bits set (both
-/// halves of a 64-bit value as an index and a tag).
-fn guesses() -> Vec<u64> {
-    let mut g: Vec<u64> = (0..64).collect();
-    for generation in 0..4u64 {
-        for index in 0..8u64 {
-            for high in [0, 1 << 63, 1 << 31] {
-                g.push(high | (generation << 32) | index);
-            }
-        }
-    }
-    g.extend([u64::MAX, u64::MAX - 1, 1 << 63, u32::MAX as u64]);
-    g.sort_unstable();
-    g.dedup();
-    g
-}
 
 /// The io_uring fds a new Proactor made (the attacker finds them by
 /// comparing scans before and after; its own ring exists before both).
