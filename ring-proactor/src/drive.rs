@@ -470,8 +470,16 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 }
                 st.fallback_idle = true;
                 st.fallback_timed = st.caller_drove || out.is_some();
+                // With a holder, only one stuck in user code is looked for:
+                // that takes a step out of `STUCK`, so looking every
+                // `STUCK` will do (an idle server's holder waits in the
+                // kernel for as long as its connections are idle: the
+                // fallback sleeps meanwhile, it does not poll). Its
+                // release wakes this thread (`State::fallback_long`).
+                st.fallback_long = st.fallback_timed && st.owner.is_some();
+                let wait = if st.fallback_long { STUCK } else { GRACE };
                 st = if st.fallback_timed {
-                    match shared.idle.wait_timeout(st, GRACE) {
+                    match shared.idle.wait_timeout(st, wait) {
                         Ok((st, _)) => st,
                         Err(poisoned) => poisoned.into_inner().0,
                     }
@@ -480,6 +488,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 };
                 st.fallback_idle = false;
                 st.fallback_timed = false;
+                st.fallback_long = false;
                 if st.caller_drove && !Shared::has_work(&st) {
                     if st.releases == seen {
                         // No caller drove for a grace period and nothing

@@ -66,14 +66,18 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   returned. After a caller drove, it waits 5 ms without one before it
 ///   takes over, so a caller that drives again and again never wakes it;
 ///   otherwise it is woken once per change of driver, never per batch.
+///   While a caller holds the ring (an idle server's `block_on`, waiting in
+///   the kernel), it wakes only every 50 ms, to see that the holder is not
+///   stuck in user code.
 ///   With the `tokio` feature, `ring_io_proactor::tokio::spawn_driver`
 ///   makes a task of the tokio runtime drive instead: the fallback thread
 ///   then stays out.
 /// - No user code holds the ring up. A holder runs user code between its
 ///   turns: the future a [`block_on`] polls, the wakers and the drops its
 ///   turn collected. Meanwhile a thread about to block on the Proactor
-///   takes the token over, and so does the fallback thread (after the
-///   same grace period) for work nobody waits on; the holder, back from
+///   takes the token over, and so does the fallback thread (once the
+///   holder has run user code for 50 ms) for work nobody waits on; the
+///   holder, back from
 ///   its user code, asks for the token again if it still needs it
 ///   ([`ProactorStats::token_takeovers`] counts them). So a future that
 ///   computes for a second inside `block_on`, or a waker that blocks,

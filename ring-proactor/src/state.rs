@@ -216,6 +216,10 @@ pub(crate) struct State {
     /// ... for a grace period only: it looks at the work by itself then, so
     /// nobody needs to wake it.
     pub(crate) fallback_timed: bool,
+    /// ... a long one (`STUCK`: a holder is watched for getting stuck in
+    /// user code between its turns), so the holder's release wakes it
+    /// (which a grace period's short wait does not need).
+    pub(crate) fallback_long: bool,
     /// Callers waiting for the token, woken (one) when it is let go.
     pub(crate) token_waiters: Vec<Waker>,
     /// An external driver is attached (a task of an async runtime: see

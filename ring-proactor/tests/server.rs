@@ -1397,3 +1397,97 @@ fn a_thread_waiting_for_the_driver_token_is_not_forgotten() {
         t.join().unwrap();
     }
 }
+
+/// The threads of this process named [`FALLBACK`] (Proactors' fallback
+/// threads).
+fn fallback_threads() -> Vec<u32> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|e| {
+            let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+            (comm.trim() == FALLBACK).then_some(tid)
+        })
+        .collect()
+}
+
+/// How many times thread `tid` of this process has gone to sleep.
+fn sleeps(tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// A server whose connections are idle (a caller blocks in the ring with
+/// receives pending) lets the fallback thread sleep: it does not wake
+/// every few milliseconds to look, as an idle server should cost nothing.
+#[test]
+fn an_idle_server_leaves_the_fallback_thread_asleep() {
+    // This Proactor's fallback thread: the one that was not there before
+    // (other tests make Proactors at the same time: tried again if two
+    // came at once).
+    let (p, fallback) = (0..100)
+        .find_map(|_| {
+            let before = fallback_threads();
+            let p = Proactor::new(ProactorConfig::new(8)).expect("proactor");
+            // (The thread names itself once it runs.)
+            let start = Instant::now();
+            loop {
+                let new: Vec<u32> = fallback_threads()
+                    .into_iter()
+                    .filter(|t| !before.contains(t))
+                    .collect();
+                if !new.is_empty() || start.elapsed() > Duration::from_secs(1) {
+                    return (new.len() == 1).then(|| (p, new[0]));
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+        .expect("a Proactor's fallback thread");
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (_c, d) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (b, d) = (Arc::new(b), Arc::new(d));
+    let server = {
+        let (p, b, d) = (p.clone(), b.clone(), d.clone());
+        thread::spawn(move || {
+            // A receive only polled (a task of an executor that does not
+            // drive), then a `wait` (set-up, say): the caller drives the
+            // ring and lets it go with the receive still in flight.
+            let mut polled = p.recv(&d, Vec::with_capacity(8), MsgFlags::empty());
+            assert!(
+                Pin::new(&mut polled)
+                    .poll(&mut Context::from_waker(Waker::noop()))
+                    .is_pending()
+            );
+            p.nop().wait().expect("a NOP");
+            // An idle connection: a receive that waits until the test
+            // writes, in `block_on`, which drives the ring meanwhile.
+            let (n, _) = block_on(p.recv(&b, Vec::with_capacity(8), MsgFlags::empty()));
+            drop(polled);
+            n.expect("the receive")
+        })
+    };
+    // The server waits in the kernel once its receive is in the ring
+    // (beside the other one and the read of the eventfd that wakes a
+    // driver).
+    let start = Instant::now();
+    while p.stats().max_in_ring < 3 {
+        assert!(start.elapsed() < Duration::from_secs(10), "{:?}", p.stats());
+        thread::sleep(Duration::from_millis(1));
+    }
+    thread::sleep(Duration::from_millis(50));
+    let before = sleeps(fallback);
+    thread::sleep(Duration::from_millis(500));
+    let woke = sleeps(fallback) - before;
+    (&a).write_all(b"x").unwrap();
+    assert_eq!(server.join().unwrap(), 1);
+    // 500 ms with a 5 ms look-around is 100 wake-ups; a fallback that
+    // only watches for a holder stuck in user code wakes a few times.
+    assert!(
+        woke <= 20,
+        "the fallback thread woke {woke} times in 500 ms of an idle server"
+    );
+}

@@ -143,12 +143,13 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     let mut waiters = std::mem::take(&mut st.token_waiters);
     // Work left and no caller to take it: the fallback thread, unless it
     // is already watching (its grace period, which the caller's release
-    // restarts), or an external driver is attached: it takes work queued
-    // while the token was held (in-flight work it watches by itself).
+    // restarts; not its long watch of a holder, which is this one), or an
+    // external driver is attached: it takes work queued while the token
+    // was held (in-flight work it watches by itself).
     let kick = waiters.is_empty()
         && Shared::has_work(&st)
         && st.fallback_idle
-        && !st.fallback_timed
+        && (!st.fallback_timed || st.fallback_long)
         && st.external.is_none();
     let external = if waiters.is_empty() && (!st.queue.is_empty() || !st.cancels.is_empty()) {
         st.external_waker()
