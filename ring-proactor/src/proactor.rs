@@ -77,11 +77,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   turn collected. Meanwhile a thread about to block on the Proactor
 ///   takes the token over, and so does the fallback thread (once the
 ///   holder has run user code for 50 ms) for work nobody waits on; the
-///   holder, back from
-///   its user code, asks for the token again if it still needs it
-///   ([`ProactorStats::token_takeovers`] counts them). So a future that
-///   computes for a second inside `block_on`, or a waker that blocks,
-///   delays only its own task.
+///   holder, back from its user code, asks for the token again if it
+///   still needs it ([`ProactorStats::token_takeovers`] counts them). So
+///   a future that computes for a second inside `block_on`, or a waker
+///   that blocks, delays only its own task.
 /// - A driver waiting in the kernel keeps a read of an eventfd armed on the
 ///   ring; a thread that queues work meanwhile writes the eventfd (one
 ///   write per sleep, not per op), and so does a [`block_on`] waker or an
