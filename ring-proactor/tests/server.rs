@@ -1450,9 +1450,12 @@ fn an_idle_server_leaves_the_fallback_thread_asleep() {
     let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
     let (_c, d) = std::os::unix::net::UnixStream::pair().unwrap();
     let (b, d) = (Arc::new(b), Arc::new(d));
+    let (tid_tx, tid) = mpsc::channel();
     let server = {
         let (p, b, d) = (p.clone(), b.clone(), d.clone());
         thread::spawn(move || {
+            // SAFETY: gettid takes nothing and cannot fail.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
             // A receive only polled (a task of an executor that does not
             // drive), then a `wait` (set-up, say): the caller drives the
             // ring and lets it go with the receive still in flight.
@@ -1479,11 +1482,18 @@ fn an_idle_server_leaves_the_fallback_thread_asleep() {
         thread::sleep(Duration::from_millis(1));
     }
     thread::sleep(Duration::from_millis(50));
-    let before = sleeps(fallback);
+    let server_tid = tid.recv().unwrap();
+    let (before, server_before) = (sleeps(fallback), sleeps(server_tid));
     thread::sleep(Duration::from_millis(500));
     let woke = sleeps(fallback) - before;
+    let server_woke = sleeps(server_tid) - server_before;
     (&a).write_all(b"x").unwrap();
     assert_eq!(server.join().unwrap(), 1);
+    // The holder sleeps in the kernel until its receive completes.
+    assert!(
+        server_woke <= 2,
+        "the idle server's thread woke {server_woke} times in 500 ms"
+    );
     // 500 ms with a 5 ms look-around is 100 wake-ups; a fallback that
     // only watches for a holder stuck in user code wakes a few times.
     assert!(
