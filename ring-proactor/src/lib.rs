@@ -151,7 +151,7 @@ pub use fixed::FixedBuf;
 pub use flags::{CURRENT_POSITION, Domain, MsgFlags, PollEvents, Protocol, SocketType, StatxFlags};
 pub use handle::Transfer;
 pub use link::{Link, Linkable};
-pub use local::{LocalMulti, LocalOp, LocalProactor, LocalUnparker};
+pub use local::{LocalMulti, LocalOp, LocalProactor, LocalTask, LocalUnparker};
 pub use multi::Multi;
 pub use op::Op;
 pub use proactor::Proactor;
