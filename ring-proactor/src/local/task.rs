@@ -207,11 +207,13 @@ impl Tasks {
         }
         {
             let mut ready = self.ready.lock();
-            if ready.is_empty() {
-                return;
-            }
+            // Not empty if this pass is nested in a task's poll: the ids
+            // an outer pass took and has not polled yet are polled here.
             let mut local = self.local.borrow_mut();
             if local.is_empty() {
+                if ready.is_empty() {
+                    return;
+                }
                 std::mem::swap(&mut *local, &mut *ready);
             } else {
                 local.extend(ready.drain(..));
