@@ -9,7 +9,6 @@
 //! Tests that count fds or dropped buffers take the process-wide lock.
 
 #[path = "../../ring-driver/tests/common/mod.rs"]
-#[allow(dead_code, reason = "the adversary module uses part of it")]
 mod common;
 
 mod adversary;

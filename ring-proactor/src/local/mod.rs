@@ -54,6 +54,10 @@ pub use turn::LocalUnparker;
 /// by an executor that does neither never completes. For an executor with
 /// several threads, use the [`Proactor`](crate::Proactor).
 ///
+/// Its `block_on` is an executor of its own for tasks: one task per
+/// connection, [`spawn`](LocalProactor::spawn)ed from inside it, each
+/// polled only when one of its ops completes (or its waker is used).
+///
 /// The promises are the Proactor's: the kernel writes only into buffers
 /// the op owns; dropping an op in flight cancels it and keeps its buffers
 /// until the kernel is done with them; a CQE that names no request of this

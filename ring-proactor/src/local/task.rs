@@ -436,7 +436,6 @@ impl<T> Drop for Completion<T> {
 /// panicked, or the outermost [`block_on`](LocalProactor::block_on) of its
 /// LocalProactor returned first (see [`LocalProactor::spawn`]). Polling it
 /// again after it returned the output panics too.
-#[must_use = "dropping a LocalTask detaches its task; await it for the output"]
 pub struct LocalTask<T> {
     join: Rc<Join<T>>,
 }
