@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::{LocalProactor, LocalUnparker};
+use super::{Inner, LocalProactor, LocalUnparker};
+use crate::driver::Wait;
 
 /// A task's slot index (low 32 bits) and the slot's generation (high 32
 /// bits): a waker of a task that ended names no later task of its slot (a
@@ -130,6 +131,15 @@ impl Wake for TaskWaker {
     }
 }
 
+impl Inner {
+    /// A `block_on` starts; the guard's drop ends it (dropping the tasks
+    /// left if it is the outermost).
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        self.tasks.depth.set(self.tasks.depth.get() + 1);
+        Entered(self)
+    }
+}
+
 impl Tasks {
     pub(crate) fn new(unparker: LocalUnparker) -> Tasks {
         Tasks {
@@ -143,13 +153,6 @@ impl Tasks {
             depth: Cell::new(0),
             closing: Cell::new(false),
         }
-    }
-
-    /// A `block_on` starts; the guard's drop ends it (dropping the tasks
-    /// left if it is the outermost).
-    pub(crate) fn enter(&self) -> Entered<'_> {
-        self.depth.set(self.depth.get() + 1);
-        Entered(self)
     }
 
     /// Puts `future` in a slot and queues it (it is first polled by the
@@ -362,14 +365,24 @@ impl Drop for Running<'_> {
     }
 }
 
-/// A running `block_on` (see [`Tasks::enter`]).
-pub(crate) struct Entered<'a>(&'a Tasks);
+/// A running `block_on` (see [`Inner::enter`]).
+pub(crate) struct Entered<'a>(&'a Inner);
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        let tasks = self.0;
+        let tasks = &self.0.tasks;
         let panic = if tasks.depth.get() == 1 && tasks.live.get() > 0 {
-            tasks.drop_all()
+            let panic = tasks.drop_all();
+            // The cancellations of their ops go to the kernel now, and
+            // what it cancels at once is released (the rest is released
+            // by later turns, or by the LocalProactor's drop).
+            // (Two turns: under DEFER_TASKRUN the kernel posts the
+            // cancelled requests' completions as task work, which the
+            // second runs.)
+            for _ in 0..2 {
+                self.0.turn(Wait::No);
+            }
+            panic
         } else {
             None
         };
@@ -511,8 +524,11 @@ impl LocalProactor {
     ///   call). Waking it again before it is polled does nothing more.
     /// - Tasks belong to the LocalProactor's outermost `block_on`, as those
     ///   of `tokio_uring::start`: when it returns (or unwinds), the tasks
-    ///   not finished are dropped, their ops cancelled (their buffers and
-    ///   fds released as any dropped op's). So a task that holds a clone of
+    ///   not finished are dropped and their ops cancelled: `block_on`
+    ///   submits the cancellations before it returns, and releases the
+    ///   buffers and fds of the requests the kernel ended at once (those of
+    ///   the others go as later turns, or the LocalProactor's drop, reap
+    ///   their completions, as for any dropped op). So a task that holds a clone of
     ///   the LocalProactor (an `Rc` cycle) cannot keep the ring alive. A
     ///   [`LocalTask`] of a dropped task panics when awaited.
     /// - A task that panics is dropped, and the panic propagates out of

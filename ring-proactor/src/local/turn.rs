@@ -411,7 +411,7 @@ impl LocalProactor {
     /// turns the ring. When the outermost `block_on` returns (or unwinds),
     /// the tasks left are dropped.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        let _tasks = self.inner.tasks.enter();
+        let _tasks = self.inner.enter();
         let park = &self.inner.park;
         // The LocalProactor's own waker: the ops polled with it share it
         // (see `Wakers`).
