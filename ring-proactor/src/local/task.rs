@@ -204,8 +204,18 @@ impl Tasks {
     /// Polls each task woken since the last pass, once (those woken during
     /// the pass wait for the next: a task that wakes itself does not hold
     /// the thread).
+    #[inline]
     pub(crate) fn run_ready(&self) {
-        if self.live.get() == 0 || self.closing.get() {
+        // No task: nothing to look at (`block_on` without tasks pays this
+        // test only).
+        if self.live.get() != 0 {
+            self.run_ready_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn run_ready_slow(&self) {
+        if self.closing.get() {
             return;
         }
         {
