@@ -112,6 +112,29 @@ impl Signal {
     }
 }
 
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `catch_unwind`, for a panic the test expects: the panic hook (message,
+/// and a backtrace under `RUST_BACKTRACE`, seconds under AddressSanitizer)
+/// is skipped on this thread meanwhile.
+fn expect_panic<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let out = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    out
+}
+
 /// The panic message of a caught panic.
 fn message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -329,7 +352,7 @@ fn the_outermost_block_on_drops_its_tasks_their_buffers_and_fds_go_and_no_cycle_
     });
     // A handle of a dropped task panics when awaited.
     let last = handles.pop().unwrap();
-    let caught = catch_unwind(AssertUnwindSafe(|| p.block_on(last))).unwrap_err();
+    let caught = expect_panic(|| p.block_on(last)).unwrap_err();
     assert!(message(&*caught).contains("after its task was dropped"));
     // No cycle is left: the last handle closes the ring and every fd.
     drop((p, handles, peers));
@@ -339,11 +362,11 @@ fn the_outermost_block_on_drops_its_tasks_their_buffers_and_fds_go_and_no_cycle_
 #[test]
 fn spawn_outside_block_on_panics_and_leaves_the_local_proactor_usable() {
     let p = local();
-    let caught = catch_unwind(AssertUnwindSafe(|| drop(p.spawn(async { 1 })))).unwrap_err();
+    let caught = expect_panic(|| drop(p.spawn(async { 1 }))).unwrap_err();
     assert!(message(&*caught).contains("outside block_on"));
     assert_eq!(p.block_on(async { p.spawn(async { 2 }).await }), 2);
     // After block_on, outside again.
-    assert!(catch_unwind(AssertUnwindSafe(|| drop(p.spawn(async {})))).is_err());
+    assert!(expect_panic(|| drop(p.spawn(async {}))).is_err());
 }
 
 #[test]
@@ -351,7 +374,7 @@ fn a_tasks_panic_propagates_out_of_block_on_and_the_local_proactor_stays_usable(
     let p = local();
     let dropped = Rc::new(Cell::new(0));
     let bad_handle = Rc::new(RefCell::new(None));
-    let caught = catch_unwind(AssertUnwindSafe(|| {
+    let caught = expect_panic(|| {
         p.block_on(async {
             let (p2, d) = (p.clone(), dropped.clone());
             drop(p.spawn(async move {
@@ -366,7 +389,7 @@ fn a_tasks_panic_propagates_out_of_block_on_and_the_local_proactor_stays_usable(
             *bad_handle.borrow_mut() = Some(bad);
             pending::<()>().await;
         })
-    }))
+    })
     .unwrap_err();
     assert_eq!(message(&*caught), "a task's panic");
     assert_eq!(
@@ -377,7 +400,7 @@ fn a_tasks_panic_propagates_out_of_block_on_and_the_local_proactor_stays_usable(
     // The panicked task's handle says so.
     let bad = bad_handle.borrow_mut().take().unwrap();
     assert!(bad.is_finished());
-    let caught = catch_unwind(AssertUnwindSafe(|| p.block_on(bad))).unwrap_err();
+    let caught = expect_panic(|| p.block_on(bad)).unwrap_err();
     assert!(message(&*caught).contains("the task panicked"));
     // Usable: new tasks run.
     let p2 = p.clone();
@@ -410,11 +433,11 @@ fn a_panic_out_of_a_nested_block_on_loses_no_other_tasks_wake_up() {
                         1
                     }));
                 }
-                let caught = catch_unwind(AssertUnwindSafe(|| {
+                let caught = expect_panic(|| {
                     p.block_on(async {
                         p.spawn(async { panic!("nested") }).await;
                     })
-                }));
+                });
                 assert!(caught.is_err());
                 let mut after = Vec::new();
                 for _ in 0..4 {
