@@ -459,58 +459,65 @@ fn a_panic_out_of_a_nested_block_on_loses_no_other_tasks_wake_up() {
 }
 
 #[test]
-fn drops_of_tasks_at_the_end_may_spawn_drop_handles_and_wait_on_ops() {
-    let p = local();
-    let (dropped, spawned_polls, spawned_dropped) = (
-        Rc::new(Cell::new(0)),
-        Rc::new(Cell::new(0)),
-        Rc::new(Cell::new(0)),
-    );
-    p.block_on(async {
-        let mut handles = Vec::new();
-        for i in 0..10 {
-            let (p2, d, sp, sd) = (
-                p.clone(),
-                dropped.clone(),
-                spawned_polls.clone(),
-                spawned_dropped.clone(),
-            );
-            // A handle of the previous task, dropped with this one.
-            let previous: Option<LocalTask<()>> = handles.pop();
-            let on_drop = OnDrop(move || {
-                d.set(d.get() + 1);
-                // An op waited on: a nested block_on, which polls no task.
-                p2.nop().wait().unwrap();
-                // A task spawned now is dropped too, never polled.
-                let sd = sd.clone();
-                let count = OnDrop(move || sd.set(sd.get() + 1));
-                drop(p2.spawn(counted(&sp, async move {
-                    let _count = count;
-                    pending::<()>().await;
-                })));
-            });
-            handles.push(p.spawn(async move {
-                let _on_drop = on_drop;
-                let _previous = previous;
-                if i % 2 == 0 {
-                    pending::<()>().await;
-                }
-            }));
-        }
-        // Rounds enough for the tasks spawned by the finished ones to run.
-        for _ in 0..3 {
+fn drops_of_tasks_at_the_end_may_spawn_drop_handles_and_wait_on_ops_and_tasks() {
+    within(Duration::from_secs(20), "drops that wait", || {
+        let p = local();
+        let (dropped, spawned_dropped, waited) = (
+            Rc::new(Cell::new(0)),
+            Rc::new(Cell::new(0)),
+            Rc::new(Cell::new(0)),
+        );
+        p.block_on(async {
+            let mut handles = Vec::new();
+            for i in 0..10 {
+                let (p2, d, sd, w) = (
+                    p.clone(),
+                    dropped.clone(),
+                    spawned_dropped.clone(),
+                    waited.clone(),
+                );
+                // A handle of the previous task, dropped with this one.
+                let previous: Option<LocalTask<()>> = handles.pop();
+                let on_drop = OnDrop(move || {
+                    d.set(d.get() + 1);
+                    // An op waited on (a nested block_on).
+                    p2.nop().wait().unwrap();
+                    // A task spawned and waited for, in a nested block_on.
+                    let p3 = p2.clone();
+                    let n = p2.block_on(async {
+                        p2.spawn(async move {
+                            p3.nop().await.unwrap();
+                            1
+                        })
+                        .await
+                    });
+                    w.set(w.get() + n);
+                    // A task spawned and left: dropped at the end.
+                    let sd = sd.clone();
+                    let count = OnDrop(move || sd.set(sd.get() + 1));
+                    drop(p2.spawn(async move {
+                        let _count = count;
+                        pending::<()>().await;
+                    }));
+                });
+                handles.push(p.spawn(async move {
+                    let _on_drop = on_drop;
+                    let _previous = previous;
+                    if i % 2 == 0 {
+                        pending::<()>().await;
+                    }
+                }));
+            }
             yield_now().await;
-        }
+        });
+        // The five pending tasks were dropped at the end, the five finished
+        // ones as they finished; every drop got its nested task's value;
+        // what they left was dropped at the end.
+        assert_eq!(dropped.get(), 10);
+        assert_eq!(waited.get(), 10);
+        assert_eq!(spawned_dropped.get(), 10);
+        assert_eq!(p.block_on(async { p.spawn(async { 4 }).await }), 4);
     });
-    // The five pending tasks were dropped at the end; the five finished
-    // ones ran their drops as they finished (spawning tasks dropped at the
-    // end too).
-    assert_eq!(dropped.get(), 10);
-    assert_eq!(spawned_dropped.get(), 10);
-    // The five spawned by finished tasks ran before the end; the five
-    // spawned during the end were never polled.
-    assert_eq!(spawned_polls.get(), 5);
-    assert_eq!(p.block_on(async { p.spawn(async { 4 }).await }), 4);
 }
 
 thread_local! {

@@ -53,9 +53,6 @@ pub(crate) struct Tasks {
     /// How many `block_on`s of this LocalProactor run (nested) on its
     /// thread: the outermost drops the tasks left when it returns.
     depth: Cell<u32>,
-    /// The outermost `block_on` is dropping the tasks left: none is polled
-    /// (by a `block_on` that a task's drop runs) meanwhile.
-    closing: Cell<bool>,
 }
 
 /// The queue of woken tasks, which their wakers push onto from any thread.
@@ -151,7 +148,6 @@ impl Tasks {
                 unparker,
             }),
             depth: Cell::new(0),
-            closing: Cell::new(false),
         }
     }
 
@@ -215,9 +211,6 @@ impl Tasks {
 
     #[inline(never)]
     fn run_ready_slow(&self) {
-        if self.closing.get() {
-            return;
-        }
         {
             let mut ready = self.ready.lock();
             // Not empty if this pass is nested in a task's poll: the ids
@@ -309,10 +302,11 @@ impl Tasks {
         }
     }
 
-    /// Drops every task left, none polled meanwhile (tasks spawned by the
-    /// drops are dropped too); returns the first panic of a drop.
+    /// Drops every task left (and those spawned by the drops); returns the
+    /// first panic of a drop. None is polled meanwhile, unless a drop runs
+    /// a `block_on`: that one runs the tasks as any nested `block_on` (it
+    /// may wait for a task it spawns).
     fn drop_all(&self) -> Option<Box<dyn std::any::Any + Send>> {
-        let was_closing = self.closing.replace(true);
         let mut panic = None;
         while self.live.get() > 0 {
             let mut dropped = false;
@@ -349,7 +343,6 @@ impl Tasks {
         }
         self.local.borrow_mut().clear();
         self.ready.lock().clear();
-        self.closing.set(was_closing);
         panic
     }
 }
