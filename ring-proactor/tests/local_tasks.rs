@@ -520,6 +520,103 @@ fn drops_of_tasks_at_the_end_may_spawn_drop_handles_and_wait_on_ops_and_tasks() 
     });
 }
 
+/// Pending until `go` is set, keeping its waker in `waker`.
+async fn wait_for(go: Rc<Cell<bool>>, waker: Rc<RefCell<Option<Waker>>>) {
+    poll_fn(|cx| {
+        if go.get() {
+            Poll::Ready(())
+        } else {
+            *waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+#[test]
+fn a_park_in_a_task_takes_no_other_tasks_wake_up() {
+    within(Duration::from_secs(20), "a park in a task", || {
+        let p = local();
+        let gates: Vec<(Rc<Cell<bool>>, Rc<RefCell<Option<Waker>>>)> =
+            (0..3).map(|_| Default::default()).collect();
+        let [(go_a, wa), (go_b, wb), (go_c, wc)] = &gates[..] else {
+            unreachable!()
+        };
+        p.block_on(async {
+            let b = p.spawn(wait_for(go_b.clone(), wb.clone()));
+            let (go, w, go_b, wb) = (go_c.clone(), wc.clone(), go_b.clone(), wb.clone());
+            let c = p.spawn(async move {
+                wait_for(go, w).await;
+                go_b.set(true);
+                let waker = wb.borrow_mut().take().unwrap();
+                waker.wake();
+            });
+            let (go, w, p2) = (go_a.clone(), wa.clone(), p.clone());
+            let a = p.spawn(async move {
+                wait_for(go, w).await;
+                // Takes the thread's wake-up flag, which `c` set for `b`
+                // (queued, not yet polled), in this same pass.
+                p2.park(Some(Duration::ZERO));
+                b.await;
+            });
+            yield_now().await;
+            // One pass: `c` (which wakes `b`), then `a` (which parks).
+            go_c.set(true);
+            let waker = wc.borrow_mut().take().unwrap();
+            waker.wake();
+            go_a.set(true);
+            let waker = wa.borrow_mut().take().unwrap();
+            waker.wake();
+            // Nothing is in the kernel: if `b`'s wake-up were lost, the
+            // turn would wait for ever.
+            a.await;
+            c.await;
+        });
+    });
+}
+
+#[test]
+fn a_park_in_a_task_takes_no_wake_up_of_the_main_future() {
+    within(Duration::from_secs(20), "a park in a task", || {
+        let p = local();
+        let gates: Vec<(Rc<Cell<bool>>, Rc<RefCell<Option<Waker>>>)> =
+            (0..3).map(|_| Default::default()).collect();
+        let [(go_a, wa), (go_main, wmain), (go_c, wc)] = &gates[..] else {
+            unreachable!()
+        };
+        p.block_on(async {
+            let (go, w, go_main2, wmain2) =
+                (go_c.clone(), wc.clone(), go_main.clone(), wmain.clone());
+            let c = p.spawn(async move {
+                wait_for(go, w).await;
+                go_main2.set(true);
+                let waker = wmain2.borrow_mut().take().unwrap();
+                waker.wake();
+            });
+            let (go, w, p2) = (go_a.clone(), wa.clone(), p.clone());
+            let a = p.spawn(async move {
+                wait_for(go, w).await;
+                // Takes the thread's wake-up flag, which `c` set for the
+                // main future, in this same pass.
+                p2.park(Some(Duration::ZERO));
+            });
+            yield_now().await;
+            // One pass: `c` (which wakes this future), then `a` (parks).
+            go_c.set(true);
+            let waker = wc.borrow_mut().take().unwrap();
+            waker.wake();
+            go_a.set(true);
+            let waker = wa.borrow_mut().take().unwrap();
+            waker.wake();
+            // Nothing is in the kernel: if this future's wake-up were lost,
+            // the turn would wait for ever.
+            wait_for(go_main.clone(), wmain.clone()).await;
+            a.await;
+            c.await;
+        });
+    });
+}
+
 thread_local! {
     static SPAWNER: RefCell<Option<LocalProactor>> = const { RefCell::new(None) };
     static SPAWNED: Cell<u32> = const { Cell::new(0) };

@@ -46,7 +46,7 @@ pub(crate) struct Tasks {
     /// Tasks alive (in a slot, idle or running): with none, `block_on`
     /// looks at no queue.
     live: Cell<usize>,
-    /// Ids a pass of [`run_ready`](Tasks::run_ready) took from `ready` and
+    /// Ids a pass of [`run_tasks`](Inner::run_tasks) took from `ready` and
     /// has not polled yet (a `block_on` nested in a task polls them too).
     local: RefCell<VecDeque<Id>>,
     ready: Arc<Ready>,
@@ -135,6 +135,30 @@ impl Inner {
         self.tasks.depth.set(self.tasks.depth.get() + 1);
         Entered(self)
     }
+
+    /// Polls each task woken since the last pass, once (those woken during
+    /// the pass wait for the next: a task that wakes itself does not hold
+    /// the thread).
+    #[inline]
+    pub(crate) fn run_tasks(&self) {
+        // No task: nothing to look at (`block_on` without tasks pays this
+        // test only).
+        if self.tasks.live.get() != 0 {
+            self.run_tasks_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn run_tasks_slow(&self) {
+        let enters = self.st.borrow().stats.enters;
+        if self.tasks.run_ready() && self.st.borrow().stats.enters != enters {
+            // A task turned the ring (a `park` in it): that may have taken
+            // the thread's wake-up flag, set by a wake-up of this round (of
+            // a task, or of `block_on`'s future) on the thread, without an
+            // eventfd write. The turn after this pass must not wait.
+            self.park.woken.set();
+        }
+    }
 }
 
 impl Tasks {
@@ -197,20 +221,9 @@ impl Tasks {
         self.live.set(self.live.get() - 1);
     }
 
-    /// Polls each task woken since the last pass, once (those woken during
-    /// the pass wait for the next: a task that wakes itself does not hold
-    /// the thread).
-    #[inline]
-    pub(crate) fn run_ready(&self) {
-        // No task: nothing to look at (`block_on` without tasks pays this
-        // test only).
-        if self.live.get() != 0 {
-            self.run_ready_slow();
-        }
-    }
-
-    #[inline(never)]
-    fn run_ready_slow(&self) {
+    /// Polls the tasks queued (see [`Inner::run_tasks`]); true if it
+    /// looked at any.
+    fn run_ready(&self) -> bool {
         {
             let mut ready = self.ready.lock();
             // Not empty if this pass is nested in a task's poll: the ids
@@ -218,7 +231,7 @@ impl Tasks {
             let mut local = self.local.borrow_mut();
             if local.is_empty() {
                 if ready.is_empty() {
-                    return;
+                    return false;
                 }
                 std::mem::swap(&mut *local, &mut *ready);
             } else {
@@ -230,11 +243,7 @@ impl Tasks {
             let Some(id) = next else { break };
             self.poll(id);
         }
-        // A task's poll may have taken the thread's wake-up flag (a `park`
-        // in it) after a wake-up queued another: the turn must not wait.
-        if !self.ready.lock().is_empty() {
-            self.ready.unparker.unpark();
-        }
+        true
     }
 
     /// Polls the task `id` names, if it is still there.

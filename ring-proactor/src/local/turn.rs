@@ -424,7 +424,7 @@ impl LocalProactor {
             if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 break out;
             }
-            self.inner.tasks.run_ready();
+            self.inner.run_tasks();
             if park.woken.is_set() || own_woken.get() {
                 // Woken while polling: submit what it pushed, poll again.
                 self.inner.turn(Wait::No);
