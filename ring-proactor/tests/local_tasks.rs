@@ -520,6 +520,9 @@ fn drops_of_tasks_at_the_end_may_spawn_drop_handles_and_wait_on_ops_and_tasks() 
     });
 }
 
+/// A flag, and the waker of whoever waits for it.
+type Gate = (Rc<Cell<bool>>, Rc<RefCell<Option<Waker>>>);
+
 /// Pending until `go` is set, keeping its waker in `waker`.
 async fn wait_for(go: Rc<Cell<bool>>, waker: Rc<RefCell<Option<Waker>>>) {
     poll_fn(|cx| {
@@ -537,8 +540,7 @@ async fn wait_for(go: Rc<Cell<bool>>, waker: Rc<RefCell<Option<Waker>>>) {
 fn a_park_in_a_task_takes_no_other_tasks_wake_up() {
     within(Duration::from_secs(20), "a park in a task", || {
         let p = local();
-        let gates: Vec<(Rc<Cell<bool>>, Rc<RefCell<Option<Waker>>>)> =
-            (0..3).map(|_| Default::default()).collect();
+        let gates: Vec<Gate> = (0..3).map(|_| Default::default()).collect();
         let [(go_a, wa), (go_b, wb), (go_c, wc)] = &gates[..] else {
             unreachable!()
         };
@@ -579,8 +581,7 @@ fn a_park_in_a_task_takes_no_other_tasks_wake_up() {
 fn a_park_in_a_task_takes_no_wake_up_of_the_main_future() {
     within(Duration::from_secs(20), "a park in a task", || {
         let p = local();
-        let gates: Vec<(Rc<Cell<bool>>, Rc<RefCell<Option<Waker>>>)> =
-            (0..3).map(|_| Default::default()).collect();
+        let gates: Vec<Gate> = (0..3).map(|_| Default::default()).collect();
         let [(go_a, wa), (go_main, wmain), (go_c, wc)] = &gates[..] else {
             unreachable!()
         };
