@@ -415,6 +415,37 @@ fn a_tasks_panic_propagates_out_of_block_on_and_the_local_proactor_stays_usable(
 }
 
 #[test]
+fn a_panic_of_a_tasks_drop_at_the_end_propagates_once_every_task_is_dropped() {
+    let p = local();
+    let dropped = Rc::new(Cell::new(0));
+    let caught = expect_panic(|| {
+        p.block_on(async {
+            for i in 0..3 {
+                let d = dropped.clone();
+                drop(p.spawn(async move {
+                    let _count = OnDrop(move || {
+                        d.set(d.get() + 1);
+                        if i == 0 {
+                            panic!("a task's drop");
+                        }
+                    });
+                    pending::<()>().await;
+                }));
+            }
+            yield_now().await;
+        })
+    })
+    .unwrap_err();
+    assert_eq!(message(&*caught), "a task's drop");
+    assert_eq!(
+        dropped.get(),
+        3,
+        "every task dropped, the panicking one first"
+    );
+    assert_eq!(p.block_on(async { p.spawn(async { 5 }).await }), 5);
+}
+
+#[test]
 fn a_panic_out_of_a_nested_block_on_loses_no_other_tasks_wake_up() {
     within(
         Duration::from_secs(20),

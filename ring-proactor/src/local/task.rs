@@ -525,28 +525,36 @@ impl LocalProactor {
     /// How tasks run:
     ///
     /// - Each `block_on` round polls its own future, then each task woken
-    ///   since the last round, once (a new task counts as woken), then turns
-    ///   the ring (submits, reaps), waiting in the kernel only if nothing was
-    ///   woken meanwhile. A completion, or any other wake-up, polls only the
-    ///   task it wakes, however many tasks wait: a server's ten thousand idle
-    ///   connections cost nothing when one of them wakes.
+    ///   since the last round, once, in the order of their wake-ups (a new
+    ///   task counts as woken), then turns the ring (submits, reaps),
+    ///   waiting in the kernel only if nothing was woken meanwhile. A
+    ///   completion, or any other wake-up, polls only the task it wakes,
+    ///   however many tasks wait: a server's ten thousand idle connections
+    ///   cost nothing when one of them wakes. (`block_on`'s own future is
+    ///   polled at every round.)
     /// - Each task has its own waker (`Send + Sync`): woken from another
     ///   thread, it queues the task and ends the thread's wait in the
     ///   kernel; woken on the thread, it queues the task only (no system
     ///   call). Waking it again before it is polled does nothing more.
+    /// - A `block_on` nested in a task (a [`LocalOp::wait`](crate::LocalOp::wait),
+    ///   say) runs the other tasks while it waits, so it may wait for one
+    ///   of them; the task that runs it is polled again after, if woken
+    ///   meanwhile.
     /// - Tasks belong to the LocalProactor's outermost `block_on`, as those
     ///   of `tokio_uring::start`: when it returns (or unwinds), the tasks
-    ///   not finished are dropped and their ops cancelled: `block_on`
-    ///   submits the cancellations before it returns, and releases the
-    ///   buffers and fds of the requests the kernel ended at once (those of
-    ///   the others go as later turns, or the LocalProactor's drop, reap
-    ///   their completions, as for any dropped op). So a task that holds a clone of
-    ///   the LocalProactor (an `Rc` cycle) cannot keep the ring alive. A
-    ///   [`LocalTask`] of a dropped task panics when awaited.
+    ///   not finished are dropped (and those their drops spawn) and their
+    ///   ops cancelled: `block_on` submits the cancellations before it
+    ///   returns, and releases the buffers and fds of the requests the
+    ///   kernel ended at once (those of the others go as later turns, or the
+    ///   LocalProactor's drop, reap their completions, as for any dropped
+    ///   op). So a task that holds a clone of the LocalProactor (an `Rc`
+    ///   cycle) cannot keep the ring alive. A [`LocalTask`] of a dropped
+    ///   task panics when awaited.
     /// - A task that panics is dropped, and the panic propagates out of
     ///   `block_on`, as one of `block_on`'s own future does (the tasks are
     ///   then dropped as above, if it was the outermost). The LocalProactor
-    ///   stays usable.
+    ///   stays usable. (A panic of a task's drop at the end propagates too,
+    ///   once every task is dropped.)
     ///
     /// # Panics
     ///
