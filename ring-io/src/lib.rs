@@ -99,8 +99,8 @@ pub use ring_io_driver::{
 // `ring_io::net::TcpStream`, ...), as in std.
 pub use ring_io_proactor::{
     BufResult, CURRENT_POSITION, Domain, Elapsed, FixedBuf, IntoOpFd, IoBuf, IoBufMut, Link,
-    Linkable, LocalMulti, LocalOp, LocalProactor, LocalTimeout, LocalUnparker, MsgFlags, Multi, Op,
-    OpFd, PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Runtime, Slice,
+    Linkable, LocalMulti, LocalOp, LocalProactor, LocalTask, LocalTimeout, LocalUnparker, MsgFlags,
+    Multi, Op, OpFd, PollEvents, Proactor, ProactorConfig, ProactorStats, Protocol, Runtime, Slice,
     SocketType, StatxFlags, block_on, buf, fs, net,
 };
 

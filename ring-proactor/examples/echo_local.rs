@@ -1,17 +1,17 @@
 //! A TCP echo server on a `LocalProactor`: one thread, no executor crate.
-//! Each connection is a task (an `async` block) on a `net::TcpStream` of
-//! the LocalProactor; one future polls them all on the LocalProactor's
-//! `block_on`, which submits and reaps for all of them in one
-//! `io_uring_enter` per turn.
+//! Each connection is a task (`LocalProactor::spawn`) on a
+//! `net::TcpStream` of the LocalProactor, polled only when one of its ops
+//! completes; the LocalProactor's `block_on` runs the accept loop and the
+//! tasks, and submits and reaps for all of them in one `io_uring_enter`
+//! per turn.
 //!
 //! `cargo run --release -p ring-io-proactor --example echo_local [ADDR]`
 
-use std::future::{Future, poll_fn};
+use std::cell::Cell;
 use std::io;
-use std::pin::Pin;
-use std::task::Poll;
+use std::rc::Rc;
 
-use futures_core::Stream;
+use futures_util::StreamExt;
 use ring_io_proactor::net::{TcpListener, TcpStream};
 use ring_io_proactor::{IoBuf, LocalProactor, ProactorConfig};
 
@@ -36,36 +36,31 @@ async fn echo(conn: TcpStream<LocalProactor>) -> io::Result<u64> {
 pub(crate) fn serve(listener: std::net::TcpListener, conns: Option<usize>) -> io::Result<u64> {
     let p = LocalProactor::new(ProactorConfig::new(256))?;
     let listener = TcpListener::from_std(&p, listener)?;
-    // One multishot accept for every connection (Linux 5.19; before, one
-    // accept at a time).
-    let mut incoming = listener.incoming();
-    let (mut tasks, mut accepted, mut total) = (Vec::new(), 0, 0);
-    p.block_on(poll_fn(|cx| {
-        while conns.is_none_or(|c| accepted < c) {
-            let Poll::Ready(Some(conn)) = Pin::new(&mut incoming).poll_next(cx) else {
-                break;
-            };
-            accepted += 1;
-            tasks.push(Box::pin(echo(conn?)));
+    let total = Rc::new(Cell::new(0));
+    p.block_on(async {
+        // One multishot accept for every connection (Linux 5.19; before,
+        // one accept at a time).
+        let mut incoming = listener.incoming().take(conns.unwrap_or(usize::MAX));
+        let mut tasks = Vec::new();
+        while let Some(conn) = incoming.next().await {
+            let (conn, total) = (conn?, total.clone());
+            let task = p.spawn(async move {
+                match echo(conn).await {
+                    Ok(n) => total.set(total.get() + n),
+                    Err(e) => eprintln!("a connection failed: {e}"),
+                }
+            });
+            if conns.is_some() {
+                tasks.push(task);
+            } // else detached: it runs until its client leaves.
         }
-        // Every task is polled at each wake-up; those that end go.
-        tasks.retain_mut(|t| match t.as_mut().poll(cx) {
-            Poll::Ready(Ok(n)) => {
-                total += n;
-                false
-            }
-            Poll::Ready(Err(e)) => {
-                eprintln!("a connection failed: {e}");
-                false
-            }
-            Poll::Pending => true,
-        });
-        if conns.is_some_and(|c| accepted == c) && tasks.is_empty() {
-            Poll::Ready(Ok(total))
-        } else {
-            Poll::Pending
+        // Every connection served (the tasks not awaited would be dropped
+        // when `block_on` returns).
+        for task in tasks {
+            task.await;
         }
-    }))
+        Ok(total.get())
+    })
 }
 
 #[allow(dead_code, reason = "the tests include this file for `serve`")]

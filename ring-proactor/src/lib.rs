@@ -41,7 +41,9 @@
 //! operation and no other thread. The same handles run on it
 //! (`File<LocalProactor>`, `TcpStream<LocalProactor>`, ...: each handle is
 //! generic over its [`Runtime`], the Proactor by default), and stay on its
-//! thread:
+//! thread; its [`block_on`](LocalProactor::block_on) runs tasks
+//! ([`LocalProactor::spawn`], one per connection, each polled only when
+//! woken):
 //!
 //! ```
 //! use ring_io_proactor::{IoBuf, LocalProactor, ProactorConfig};
@@ -151,7 +153,7 @@ pub use fixed::FixedBuf;
 pub use flags::{CURRENT_POSITION, Domain, MsgFlags, PollEvents, Protocol, SocketType, StatxFlags};
 pub use handle::Transfer;
 pub use link::{Link, Linkable};
-pub use local::{LocalMulti, LocalOp, LocalProactor, LocalUnparker};
+pub use local::{LocalMulti, LocalOp, LocalProactor, LocalTask, LocalUnparker};
 pub use multi::Multi;
 pub use op::Op;
 pub use proactor::Proactor;

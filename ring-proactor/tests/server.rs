@@ -380,8 +380,10 @@ fn ten_thousand_idle_connections_leave_room_for_new_clients() {
     });
 }
 
-/// The same on a LocalProactor: its thread polls every connection's task
-/// at each wake-up (as the echo_local example) and parks on it.
+/// The same on a LocalProactor: a task per connection
+/// (`LocalProactor::spawn`, as the echo_local example), two accept loops,
+/// all in its `block_on`, which polls a task only when one of its ops
+/// completes.
 #[test]
 fn ten_thousand_idle_connections_on_a_local_proactor_leave_room_for_new_clients() {
     idle_connections_leave_room_for_new_clients("LocalProactor", || {
@@ -397,26 +399,37 @@ fn ten_thousand_idle_connections_on_a_local_proactor_leave_room_for_new_clients(
                 let stop = Arc::new(AtomicBool::new(false));
                 unparker_tx.send((p.unparker(), stop.clone())).unwrap();
                 let listener = Arc::new(listener);
-                let mut accepts: Vec<_> = (0..2).map(|_| p.accept(&listener)).collect();
-                let mut tasks: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = Vec::new();
-                let waker = Waker::from(Arc::new(p.unparker()));
-                let mut cx = Context::from_waker(&waker);
-                while !stop.load(Ordering::Acquire) {
-                    for accept in &mut accepts {
-                        while let Poll::Ready(fd) = Pin::new(&mut *accept).poll(&mut cx) {
-                            let fd = Arc::new(fd.expect("accept"));
-                            *accept = p.accept(&listener);
-                            tasks.push(Box::pin(local_echo(&p, fd)));
-                            accepted.fetch_add(1, Ordering::Release);
-                        }
+                p.block_on(async {
+                    for _ in 0..2 {
+                        let (p2, listener, accepted) =
+                            (p.clone(), listener.clone(), accepted.clone());
+                        drop(p.spawn(async move {
+                            loop {
+                                let fd = Arc::new(p2.accept(&listener).await.expect("accept"));
+                                drop(p2.spawn(local_echo(p2.clone(), fd)));
+                                accepted.fetch_add(1, Ordering::Release);
+                            }
+                        }));
                     }
-                    tasks.retain_mut(|t| t.as_mut().poll(&mut cx).is_pending());
-                    let s = p.stats();
-                    stats.0.store(s.max_in_ring, Ordering::Relaxed);
-                    stats.1.store(s.cq_overflow, Ordering::Relaxed);
-                    p.park(Some(Duration::from_millis(100)));
-                }
-                drop((tasks, accepts));
+                    // Until stopped (the unparker wakes this future), the
+                    // stats at each poll and at least every 100 ms.
+                    let mut tick = p.timeout(Duration::from_millis(100));
+                    std::future::poll_fn(|cx| {
+                        let s = p.stats();
+                        stats.0.store(s.max_in_ring, Ordering::Relaxed);
+                        stats.1.store(s.cq_overflow, Ordering::Relaxed);
+                        if stop.load(Ordering::Acquire) {
+                            return Poll::Ready(());
+                        }
+                        while Pin::new(&mut tick).poll(cx).is_ready() {
+                            tick = p.timeout(Duration::from_millis(100));
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                    // Returning drops the tasks: 10,000 receives and the
+                    // accepts are cancelled.
+                });
                 format!("{:?}", p.stats())
             })
         };
@@ -440,7 +453,7 @@ fn ten_thousand_idle_connections_on_a_local_proactor_leave_room_for_new_clients(
 }
 
 /// [`echo`] on a LocalProactor.
-async fn local_echo(p: &ring_io_proactor::LocalProactor, fd: Arc<OwnedFd>) {
+async fn local_echo(p: ring_io_proactor::LocalProactor, fd: Arc<OwnedFd>) {
     let mut buf = vec![0u8; 64];
     loop {
         let (n, back) = p.recv(&fd, buf, MsgFlags::empty()).await;

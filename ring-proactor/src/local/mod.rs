@@ -12,6 +12,7 @@ mod multi;
 pub(crate) mod op;
 mod ops;
 mod slab;
+mod task;
 mod turn;
 mod wakers;
 
@@ -35,6 +36,7 @@ use wakers::{SlotWaker, Wakers};
 
 pub use multi::LocalMulti;
 pub use op::LocalOp;
+pub use task::LocalTask;
 pub use turn::LocalUnparker;
 
 /// A Proactor for the thread that made it (`!Send`): the same safe,
@@ -51,6 +53,10 @@ pub use turn::LocalUnparker;
 /// and wakes it with an [`unparker`](LocalProactor::unparker). An op polled
 /// by an executor that does neither never completes. For an executor with
 /// several threads, use the [`Proactor`](crate::Proactor).
+///
+/// Its `block_on` is an executor of its own for tasks: one task per
+/// connection, [`spawn`](LocalProactor::spawn)ed from inside it, each
+/// polled only when one of its ops completes (or its waker is used).
 ///
 /// The promises are the Proactor's: the kernel writes only into buffers
 /// the op owns; dropping an op in flight cancels it and keeps its buffers
@@ -111,6 +117,8 @@ pub struct Inner {
     /// The fixed buffers registered with the ring, if any (dropped after
     /// the ring: see `Drop for Inner`).
     pub(crate) fixed: Option<Arc<Pool>>,
+    /// The tasks of [`spawn`](LocalProactor::spawn) (see `task.rs`).
+    pub(crate) tasks: task::Tasks,
 }
 
 pub(crate) enum LSlotState {
@@ -283,11 +291,12 @@ impl LocalProactor {
             inner: Rc::new(Inner {
                 st: RefCell::new(st),
                 probe,
-                park,
+                park: park.clone(),
                 waker,
                 own_woken: Cell::new(false),
                 budget,
                 fixed,
+                tasks: task::Tasks::new(LocalUnparker::new(park.clone())),
             }),
         })
     }

@@ -405,7 +405,13 @@ impl LocalProactor {
     /// it is pending: a turn submits the ops it polled in one
     /// `io_uring_enter` and waits there for a completion (or a wake-up from
     /// another thread).
+    ///
+    /// Tasks [`spawn`](LocalProactor::spawn)ed in it run in it: each round
+    /// polls `future`, then the tasks woken since the last round, then
+    /// turns the ring. When the outermost `block_on` returns (or unwinds),
+    /// the tasks left are dropped.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _tasks = self.inner.enter();
         let park = &self.inner.park;
         // The LocalProactor's own waker: the ops polled with it share it
         // (see `Wakers`).
@@ -418,6 +424,7 @@ impl LocalProactor {
             if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
                 break out;
             }
+            self.inner.run_tasks();
             if park.woken.is_set() || own_woken.get() {
                 // Woken while polling: submit what it pushed, poll again.
                 self.inner.turn(Wait::No);
