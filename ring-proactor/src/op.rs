@@ -156,7 +156,7 @@ impl<O: 'static> Op<O> {
                 let mut stored = (0, 0);
                 return match submit_one(
                     shared,
-                    this.entry,
+                    &this.entry,
                     &mut this.stage,
                     cx.waker(),
                     &mut stored,
@@ -445,12 +445,21 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 #[inline(always)]
 pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
     let sleeping = std::mem::take(&mut st.sleeping);
+    if will_drive {
+        // This thread drives next: only a driver sleeping in the kernel
+        // (another thread's turn) is to be woken, nobody else.
+        drop(st);
+        if sleeping {
+            shared.wake_driver();
+        }
+        return;
+    }
     // A holder running user code between its turns (see
     // `drive::step_out`) may take long: the fallback thread looks, and
     // takes the token over if it stays out (`sleeping` may be left over
     // from the holder's last wait).
     let out = st.owner.is_some() && shared.out.load(std::sync::atomic::Ordering::Relaxed) != 0;
-    let free = !will_drive && ((!sleeping && st.owner.is_none()) || out);
+    let free = (!sleeping && st.owner.is_none()) || out;
     let mut external = None;
     let idle = if st.external.is_some() {
         if free {

@@ -110,7 +110,7 @@ pub(crate) fn submit_with(
             st.slots[ud as u32 as usize].born = NEVER;
         }
         let entry = if i < last { entry.link() } else { *entry };
-        st.queue.push((entry.user_data(ud), credits));
+        st.queue.push(entry.user_data(ud));
         **stage = Stage::Submitted(ud);
     }
     if st.gathering {
@@ -130,7 +130,7 @@ pub(crate) fn submit_with(
 #[inline]
 pub(crate) fn submit_one(
     shared: &Arc<Shared>,
-    entry: Entry,
+    entry: &Entry,
     stage: &mut Stage,
     waker: &Waker,
     stored: &mut WakerId,
@@ -152,7 +152,7 @@ pub(crate) fn submit_one(
             let ud = st
                 .alloc(&shared.cells, Some(waker), 1, false)
                 .expect("room was checked");
-            st.queue.push((entry.user_data(ud), 1));
+            st.queue.push(entry.user_data(ud));
             *stage = Stage::Submitted(ud);
             *stored = id;
             if st.gathering {
@@ -167,7 +167,7 @@ pub(crate) fn submit_one(
     }
     submit_with(
         shared,
-        &mut [(entry, stage)],
+        &mut [(*entry, stage)],
         1,
         false,
         Some(waker),
