@@ -140,11 +140,13 @@ pub(crate) fn submit_one(
         && opcode != ring_io_sys::IORING_OP_ASYNC_CANCEL
         && shared.probe.check(opcode).is_ok();
     if usual {
+        // Inside `block_on`, this thread drives next (if nobody else does);
+        // a spare waker of the same task it kept is taken rather than a
+        // new clone.
+        let (will_drive, spare) = crate::drive::note_pending_waker(shared, waker);
         // Cloned before locking (a clone is user code).
-        let waker = waker.clone();
+        let waker = spare.unwrap_or_else(|| waker.clone());
         let id = waker_id(&waker);
-        // Inside `block_on`, this thread drives next (if nobody else does).
-        let will_drive = crate::drive::note_pending(shared);
         let mut st = shared.lock();
         let room = !st.free.is_empty() || st.slots.len() < CANCEL_BIT as usize;
         if !st.shutdown && room && st.in_flight < shared.budget {

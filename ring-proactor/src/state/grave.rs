@@ -12,9 +12,22 @@ pub(crate) fn run_user(f: impl FnOnce()) {
 
 /// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
 /// one task share a waker: a batch of them then costs one wake-up, not one
-/// per op, each of which may be a futex call). Call with no lock held: a
-/// waker is user code; one that panics does not stop the others.
+/// per op, each of which may be a futex call). Repeats of one waker only
+/// are kept as spares for the task's next ops if this thread is inside
+/// `block_on` (see `crate::drive::keep_spares`), dropped otherwise (as
+/// repeats among other wakers are). Call with no lock
+/// held: a waker is user code; one that panics does not stop the others.
 pub(crate) fn wake_all(wakers: &mut Vec<Waker>) {
+    // The usual batch: ops of one task. (`will_wake` compares pointers: no
+    // user code runs.)
+    if let [first, rest @ ..] = &wakers[..] {
+        if !rest.is_empty() && rest.iter().all(|w| first.will_wake(w)) {
+            if let Some(w) = crate::drive::keep_spares(wakers) {
+                run_user(|| w.wake());
+            }
+            return;
+        }
+    }
     let mut last: Option<Waker> = None;
     for w in wakers.drain(..) {
         if last.as_ref().is_some_and(|l| l.will_wake(&w)) {
