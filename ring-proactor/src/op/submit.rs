@@ -127,7 +127,7 @@ pub(crate) fn submit_with(
 /// Anything out of the common way (an op waiting for credit, an opcode
 /// the kernel lacks, a `cancel_fd`, a shutdown, a spent budget, a full
 /// slab) goes through [`submit_with`].
-#[inline]
+#[inline(always)]
 pub(crate) fn submit_one(
     shared: &Arc<Shared>,
     entry: &Entry,
