@@ -177,9 +177,9 @@ fn note_pending_with(shared: &Arc<Shared>, waker: Option<&Waker>) -> (bool, Opti
 
 /// Moves `wakers`, each of which wakes the same task, to this thread's
 /// spares if it is inside [`block_on`] (see [`Hint::spares`]) but one,
-/// returned to be woken; drops the others otherwise. `wakers` is left
-/// empty. No lock may be held (a drop is user code).
-pub(crate) fn keep_spares(wakers: &mut Vec<Waker>) -> Option<Waker> {
+/// returned to be woken if `wake`; drops the others otherwise. `wakers`
+/// is left empty. No lock may be held (a drop is user code).
+pub(crate) fn keep_spares(wakers: &mut Vec<Waker>, wake: bool) -> Option<Waker> {
     let kept = BLOCKING.with(Cell::get) > 0
         && HINT
             .try_with(|h| {
@@ -200,6 +200,10 @@ pub(crate) fn keep_spares(wakers: &mut Vec<Waker>) -> Option<Waker> {
             })
             .unwrap_or(false);
     if kept {
+        if !wake {
+            SPARE.with(|s| s.set(true));
+            return None;
+        }
         return HINT.with(|h| {
             let mut h = h.borrow_mut();
             let one = h.spares.pop();
@@ -207,7 +211,7 @@ pub(crate) fn keep_spares(wakers: &mut Vec<Waker>) -> Option<Waker> {
             one
         });
     }
-    let one = wakers.pop();
+    let one = if wake { wakers.pop() } else { None };
     for w in wakers.drain(..) {
         run_user(|| drop(w));
     }
@@ -321,6 +325,8 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             let driver = guard.take().expect("checked above");
             drop(guard);
             driver.close();
+            // Wakes all: a `block_on` that turned parks next, not polls.
+            grave.own = (0, 0);
             grave.bury();
             let mut st = shared.lock();
             st.stopped = true;
@@ -464,7 +470,12 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         held: None,
         out: None,
     };
-    let mut grave = Graveyard::default();
+    // Its turns keep this waker's clones rather than waking them: the
+    // future is polled after each turn anyway.
+    let mut grave = Graveyard {
+        own: crate::op::waker_id(&waker),
+        ..Graveyard::default()
+    };
     let mut scratch = Vec::new();
     loop {
         unpark.woken.store(false, Ordering::Relaxed);
