@@ -95,6 +95,11 @@ impl Cells {
     /// time), before the slot's op can look at it.
     #[inline]
     pub(crate) fn reset(&self, index: u32, tag: u32) {
+        if let Some(cell) = self.first.get(index as usize) {
+            // Relaxed: as below.
+            cell.done.store(u64::from(tag) << 32, Ordering::Relaxed);
+            return;
+        }
         let (k, _) = locate(index);
         if k > 0 && self.chunks[k].load(Ordering::Acquire).is_null() {
             let chunk: Box<[Cell]> = (0..FIRST << k).map(|_| Cell::default()).collect();

@@ -54,8 +54,18 @@ thread_local! {
     /// queued here is driven here, so the fallback thread is not woken.
     static BLOCKING: Cell<u32> = const { Cell::new(0) };
     /// The Proactor of the last op polled (queued or waiting) inside
-    /// [`block_on`] on this thread: the one to drive.
-    static HINT: RefCell<Option<Arc<Shared>>> = const { RefCell::new(None) };
+    /// [`block_on`] on this thread: the one to drive; and spare wakers.
+    static HINT: RefCell<Hint> = const {
+        RefCell::new(Hint {
+            shared: None,
+            spares: Vec::new(),
+        })
+    };
+    /// `HINT`'s spares are not empty (a look without its borrow).
+    static SPARE: Cell<bool> = const { Cell::new(false) };
+    /// The Proactor in `HINT` (null if none), to compare without its
+    /// borrow.
+    static HINT_PTR: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
     /// A graveyard to reuse (its vectors keep their capacity); a turn run
     /// by code a turn's graveyard runs takes a new one.
     static GRAVE: Cell<Option<Graveyard>> = const { Cell::new(None) };
@@ -98,21 +108,138 @@ pub(crate) fn me() -> ThreadId {
     ME.with(|id| *id)
 }
 
+/// What a thread inside [`block_on`] keeps ([`HINT`]).
+pub(crate) struct Hint {
+    /// The Proactor to drive.
+    shared: Option<Arc<Shared>>,
+    /// Wakers a turn of this thread found repeated (ops of one task that
+    /// completed together: [`wake_all`] wakes the task once), kept until
+    /// the future is next polled: an op of that task submitted meanwhile
+    /// takes one instead of cloning its waker (a clone and a drop fewer,
+    /// each an atomic read-modify-write of the task's count for most
+    /// executors). Those not taken are dropped after the poll
+    /// ([`drop_spares`]).
+    spares: Vec<Waker>,
+}
+
+/// `shared` is now the Proactor to drive ([`Hint::shared`]).
+#[cold]
+fn note_hint(shared: &Arc<Shared>) {
+    let old = HINT.with(|h| h.borrow_mut().shared.replace(shared.clone()));
+    HINT_PTR.with(|p| p.set(Arc::as_ptr(shared)));
+    drop(old);
+}
+
+/// Spare wakers kept at most ([`keep_spares`]).
+const SPARES: usize = 1024;
+
 /// An op of `shared` was polled and is pending: inside [`block_on`], note
 /// it as the Proactor to drive. True if this thread will drive (so nobody
 /// else needs waking for the op's sake).
 #[inline]
 pub(crate) fn note_pending(shared: &Arc<Shared>) -> bool {
+    note_pending_with(shared, None).0
+}
+
+/// [`note_pending`] for an op about to store a clone of `waker`: also a
+/// spare waker that wakes the same task ([`Hint::spares`]), to store
+/// instead of a new clone, if this thread kept one.
+#[inline]
+pub(crate) fn note_pending_waker(shared: &Arc<Shared>, waker: &Waker) -> (bool, Option<Waker>) {
+    note_pending_with(shared, Some(waker))
+}
+
+#[inline(always)]
+fn note_pending_with(shared: &Arc<Shared>, waker: Option<&Waker>) -> (bool, Option<Waker>) {
     if BLOCKING.with(Cell::get) == 0 {
-        return false;
+        return (false, None);
     }
-    HINT.with(|h| {
-        let mut h = h.borrow_mut();
-        if !h.as_ref().is_some_and(|s| Arc::ptr_eq(s, shared)) {
-            *h = Some(shared.clone());
+    if HINT_PTR.with(Cell::get) != Arc::as_ptr(shared) {
+        note_hint(shared);
+    }
+    let spare = match waker {
+        Some(waker) if SPARE.with(Cell::get) => HINT.with(|h| {
+            let mut h = h.borrow_mut();
+            // (`will_wake` compares the wakers' data and vtable pointers:
+            // no user code runs.)
+            let spare = if h.spares.last()?.will_wake(waker) {
+                h.spares.pop()
+            } else {
+                None
+            };
+            SPARE.with(|s| s.set(!h.spares.is_empty()));
+            spare
+        }),
+        _ => None,
+    };
+    (true, spare)
+}
+
+/// Moves `wakers`, each of which wakes the same task, to this thread's
+/// spares if it is inside [`block_on`] (see [`Hint::spares`]) but one,
+/// returned to be woken if `wake`; drops the others otherwise. `wakers`
+/// is left empty. No lock may be held (a drop is user code).
+pub(crate) fn keep_spares(wakers: &mut Vec<Waker>, wake: bool) -> Option<Waker> {
+    let kept = BLOCKING.with(Cell::get) > 0
+        && HINT
+            .try_with(|h| {
+                let Ok(mut h) = h.try_borrow_mut() else {
+                    return false;
+                };
+                if h.spares.len() + wakers.len() > SPARES {
+                    return false;
+                }
+                // Moved, not dropped: no user code runs here (the spares
+                // are usually none: the vectors trade places).
+                if h.spares.is_empty() {
+                    std::mem::swap(&mut h.spares, wakers);
+                } else {
+                    h.spares.append(wakers);
+                }
+                true
+            })
+            .unwrap_or(false);
+    if kept {
+        if !wake {
+            SPARE.with(|s| s.set(true));
+            return None;
         }
+        return HINT.with(|h| {
+            let mut h = h.borrow_mut();
+            let one = h.spares.pop();
+            SPARE.with(|s| s.set(!h.spares.is_empty()));
+            one
+        });
+    }
+    let one = if wake { wakers.pop() } else { None };
+    for w in wakers.drain(..) {
+        run_user(|| drop(w));
+    }
+    one
+}
+
+/// Drops the spare wakers this thread kept (see [`Hint::spares`]) that no
+/// op took, through `scratch` (an empty vector whose capacity the spares
+/// take over, and give back). No lock may be held (a drop is user code).
+#[inline]
+fn drop_spares(scratch: &mut Vec<Waker>) {
+    if !SPARE.with(Cell::get) {
+        return;
+    }
+    let any = HINT.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.spares.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut h.spares, scratch);
+        SPARE.with(|s| s.set(false));
+        true
     });
-    true
+    if any {
+        for w in scratch.drain(..) {
+            run_user(|| drop(w));
+        }
+    }
 }
 
 /// What a [`turn`] left the token holder with.
@@ -198,6 +325,8 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             let driver = guard.take().expect("checked above");
             drop(guard);
             driver.close();
+            // Wakes all: a `block_on` that turned parks next, not polls.
+            grave.own = (0, 0);
             grave.bury();
             let mut st = shared.lock();
             st.stopped = true;
@@ -300,7 +429,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     /// free (or held by code stepped out), or asks for it when it is let go.
     #[cold]
     fn ask_for_ring(blocking: &mut Blocking, unpark: &Unpark, waker: &Waker) {
-        let Some(shared) = HINT.with(|h| h.borrow().clone()) else {
+        let Some(shared) = HINT.with(|h| h.borrow().shared.clone()) else {
             return;
         };
         if acquire(&shared) {
@@ -317,7 +446,16 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     impl Drop for Blocking {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(b.get() - 1));
-            HINT.with(|h| h.borrow_mut().take());
+            let (hint, spares) = HINT.with(|h| {
+                let mut h = h.borrow_mut();
+                (h.shared.take(), std::mem::take(&mut h.spares))
+            });
+            SPARE.with(|s| s.set(false));
+            HINT_PTR.with(|p| p.set(std::ptr::null()));
+            drop(hint);
+            for w in spares {
+                run_user(|| drop(w));
+            }
             if let Some(shared) = self.held.take() {
                 // A panic of the future: back from it first.
                 let kept = self.out.take().is_none_or(|tenure| back(&shared, tenure));
@@ -332,7 +470,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         held: None,
         out: None,
     };
-    let mut grave = Graveyard::default();
+    // Its turns keep this waker's clones rather than waking them: the
+    // future is polled after each turn anyway.
+    let mut grave = Graveyard {
+        own: crate::op::waker_id(&waker),
+        ..Graveyard::default()
+    };
+    let mut scratch = Vec::new();
     loop {
         unpark.woken.store(false, Ordering::Relaxed);
         // The future is user code: while it runs, another thread may take
@@ -341,6 +485,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             blocking.out = blocking.held.as_deref().map(step_out);
         }
         let polled = future.as_mut().poll(&mut cx);
+        // Spares its ops did not take (user code: still stepped out).
+        drop_spares(&mut scratch);
         blocking.back(&unpark);
         if let Poll::Ready(out) = polled {
             return out;
@@ -356,7 +502,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             continue;
         }
         if blocking.held.is_none() {
-            let Some(shared) = HINT.with(|h| h.borrow().clone()) else {
+            let Some(shared) = HINT.with(|h| h.borrow().shared.clone()) else {
                 // Pending on something else than a Proactor: just sleep.
                 thread::park();
                 continue;

@@ -145,37 +145,12 @@ impl<O: 'static> Op<O> {
     /// clone panics (user code) leaves the op `Submitted`, so dropping it
     /// then cancels the request and keeps its buffers until the kernel is
     /// done with them.
+    #[inline(always)]
     pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         let this = self;
         let ud = match this.stage {
             Stage::Submitted(ud) => ud,
-            Stage::New | Stage::Credit(_) => {
-                // Borrowed, not cloned: the count shares a cache line's
-                // traffic with every other op and the thread.
-                let shared = &this.shared;
-                let mut stored = (0, 0);
-                return match submit_one(
-                    shared,
-                    this.entry,
-                    &mut this.stage,
-                    cx.waker(),
-                    &mut stored,
-                ) {
-                    Poll::Ready(Err(e)) => {
-                        let res = -e.raw_os_error().unwrap_or(0);
-                        Poll::Ready((this.complete(Err(e), 0), res))
-                    }
-                    Poll::Ready(Ok(())) => {
-                        // In its slot now, with a clone of this waker: the
-                        // clone's identity, not this one's (a clone may
-                        // have another data pointer, and this waker's may
-                        // be another's once it is dropped).
-                        this.waker = stored;
-                        Poll::Pending
-                    }
-                    Poll::Pending => Poll::Pending,
-                };
-            }
+            Stage::New | Stage::Credit(_) => return this.poll_new(cx),
             Stage::Failed(_) | Stage::Finished => return this.poll_done(),
         };
         // Without the lock: a completion the driver published (not one
@@ -196,6 +171,39 @@ impl<O: 'static> Op<O> {
             _ => {}
         }
         this.poll_locked(ud, cx)
+    }
+
+    /// [`poll_raw`](Op::poll_raw) of an op not yet submitted (new or
+    /// waiting for credit): a call of its own, so the far more frequent
+    /// poll of a submitted op keeps a small frame.
+    #[inline(never)]
+    fn poll_new(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
+        let this = self;
+        // Borrowed, not cloned: the count shares a cache line's traffic
+        // with every other op and the thread.
+        let shared = &this.shared;
+        let mut stored = (0, 0);
+        match submit_one(
+            shared,
+            &this.entry,
+            &mut this.stage,
+            cx.waker(),
+            &mut stored,
+        ) {
+            Poll::Ready(Err(e)) => {
+                let res = -e.raw_os_error().unwrap_or(0);
+                Poll::Ready((this.complete(Err(e), 0), res))
+            }
+            Poll::Ready(Ok(())) => {
+                // In its slot now, with a clone of this waker: the clone's
+                // identity, not this one's (a clone may have another data
+                // pointer, and this waker's may be another's once it is
+                // dropped).
+                this.waker = stored;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// [`poll_raw`](Op::poll_raw) of a failed or finished op.
@@ -445,12 +453,21 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 #[inline(always)]
 pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
     let sleeping = std::mem::take(&mut st.sleeping);
+    if will_drive {
+        // This thread drives next: only a driver sleeping in the kernel
+        // (another thread's turn) is to be woken, nobody else.
+        drop(st);
+        if sleeping {
+            shared.wake_driver();
+        }
+        return;
+    }
     // A holder running user code between its turns (see
     // `drive::step_out`) may take long: the fallback thread looks, and
     // takes the token over if it stays out (`sleeping` may be left over
     // from the holder's last wait).
     let out = st.owner.is_some() && shared.out.load(std::sync::atomic::Ordering::Relaxed) != 0;
-    let free = !will_drive && ((!sleeping && st.owner.is_none()) || out);
+    let free = (!sleeping && st.owner.is_none()) || out;
     let mut external = None;
     let idle = if st.external.is_some() {
         if free {

@@ -184,9 +184,9 @@ pub(crate) struct State {
     pub(crate) free: Vec<u32>,
     /// Random tags for new requests.
     pub(crate) tags: Tags,
-    /// Entries queued for the thread, `user_data` already set, with the
-    /// CQ credits each takes.
-    pub(crate) queue: Vec<(Entry, u32)>,
+    /// Entries queued for the thread, `user_data` already set (their
+    /// credits are counted in the slots).
+    pub(crate) queue: Vec<Entry>,
     /// `user_data` of requests to cancel.
     pub(crate) cancels: Vec<u64>,
     /// User ops holding credit (queued, or in the ring until their CQE).

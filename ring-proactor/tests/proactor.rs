@@ -740,6 +740,74 @@ fn ops_are_futures_for_any_executor() {
     let _ = a.as_fd().as_raw_fd();
 }
 
+/// A task's waker for [`a_batch_of_one_tasks_ops_wakes_it_once_and_its_next_ops_reuse_its_wakers`]:
+/// counts its wake-ups and passes them on to `block_on`'s.
+struct Task {
+    woken: Mutex<u32>,
+    outer: Mutex<Option<Waker>>,
+}
+
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        *self.woken.lock().unwrap() += 1;
+        if let Some(outer) = &*self.outer.lock().unwrap() {
+            outer.wake_by_ref();
+        }
+    }
+}
+
+#[test]
+fn a_batch_of_one_tasks_ops_wakes_it_once_and_its_next_ops_reuse_its_wakers() {
+    // Eight NOPs of one task complete in one turn of the thread in
+    // `block_on`: the task is woken once, and the seven other clones of
+    // its waker are kept for its next ops (no clone, no drop), not
+    // dropped; none outlives the ops. The task's count of references is
+    // what shows it: its own two (`task`, `waker`), plus the clones.
+    let p = proactor();
+    let task = Arc::new(Task {
+        woken: Mutex::new(0),
+        outer: Mutex::new(None),
+    });
+    let waker = Waker::from(task.clone());
+    let mut ops: Vec<Op<io::Result<()>>> = Vec::new();
+    let mut round = 0;
+    let mut kept = Vec::new();
+    ring_io_proactor::block_on(std::future::poll_fn(|cx| {
+        *task.outer.lock().unwrap() = Some(cx.waker().clone());
+        let mut inner = Context::from_waker(&waker);
+        loop {
+            if ops.is_empty() {
+                if round == 2 {
+                    return Poll::Ready(());
+                }
+                round += 1;
+                // The clones kept from the last batch (none before the
+                // first), in the poll that took its results.
+                kept.push(Arc::strong_count(&task) - 2);
+                ops = (0..8).map(|_| p.nop()).collect();
+            }
+            ops.retain_mut(|op| match Pin::new(op).poll(&mut inner) {
+                Poll::Ready(res) => {
+                    res.unwrap();
+                    false
+                }
+                Poll::Pending => true,
+            });
+            if !ops.is_empty() {
+                return Poll::Pending;
+            }
+        }
+    }));
+    assert_eq!(*task.woken.lock().unwrap(), 2, "one wake-up per batch");
+    assert_eq!(kept, [0, 7], "the first batch's wakers, but the one woken");
+    task.outer.lock().unwrap().take();
+    drop(waker);
+    assert_eq!(Arc::strong_count(&task), 1, "no clone outlives the ops");
+}
+
 #[test]
 fn linked_write_then_read_run_in_order() {
     let p = proactor();

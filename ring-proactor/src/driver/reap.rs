@@ -32,6 +32,32 @@ impl<K: Kernel> Driver<K> {
         for cqe in cq {
             let ud = cqe.user_data();
             let (res, flags) = (cqe.res(), cqe.flags().bits());
+            // The common case first: the one CQE of an op whose future is
+            // alive (armed: its CQE had not come; not a stream: `alloc`
+            // gives streams their own state). Neither the wake-up read nor
+            // a cancellation names a slot (their low words are at or above
+            // CANCEL_BIT). Its credit comes back, the op may take the
+            // result without the lock, and its waker is woken after
+            // unlocking.
+            if let Some(Slot {
+                state: state @ SlotState::Waiting(_),
+                held,
+                tag,
+                ..
+            }) = st.slot(ud)
+            {
+                let SlotState::Waiting(waker) = state else {
+                    unreachable!("matched above")
+                };
+                let waker = waker.take();
+                refill_done(state, res, flags);
+                *in_ring -= 1;
+                released += std::mem::take(held);
+                completed += 1;
+                shared.cells.publish(ud as u32, *tag, res, flags);
+                grave.wakers.extend(waker);
+                continue;
+            }
             if *wake_armed && ud == *wake_ud {
                 *wake_armed = false;
                 *in_ring -= 1;
@@ -68,21 +94,6 @@ impl<K: Kernel> Driver<K> {
                 st.stats.unexpected_cqes += 1;
                 continue;
             };
-            if let SlotState::Waiting(waker) = &mut slot.state {
-                // The common case: the one CQE of an op whose future is
-                // alive (armed: its CQE had not come; not a stream:
-                // `alloc` gives streams their own state). Its credit comes back, the op may take the
-                // result without the lock, and its waker is woken after
-                // unlocking.
-                let waker = waker.take();
-                refill_done(&mut slot.state, res, flags);
-                *in_ring -= 1;
-                released += std::mem::take(&mut slot.held);
-                completed += 1;
-                shared.cells.publish(ud as u32, slot.tag, res, flags);
-                grave.wakers.extend(waker);
-                continue;
-            }
             if !slot.armed() {
                 // Its last CQE came already.
                 st.stats.unexpected_cqes += 1;

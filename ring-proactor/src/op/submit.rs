@@ -110,7 +110,7 @@ pub(crate) fn submit_with(
             st.slots[ud as u32 as usize].born = NEVER;
         }
         let entry = if i < last { entry.link() } else { *entry };
-        st.queue.push((entry.user_data(ud), credits));
+        st.queue.push(entry.user_data(ud));
         **stage = Stage::Submitted(ud);
     }
     if st.gathering {
@@ -127,10 +127,10 @@ pub(crate) fn submit_with(
 /// Anything out of the common way (an op waiting for credit, an opcode
 /// the kernel lacks, a `cancel_fd`, a shutdown, a spent budget, a full
 /// slab) goes through [`submit_with`].
-#[inline]
+#[inline(always)]
 pub(crate) fn submit_one(
     shared: &Arc<Shared>,
-    entry: Entry,
+    entry: &Entry,
     stage: &mut Stage,
     waker: &Waker,
     stored: &mut WakerId,
@@ -140,11 +140,13 @@ pub(crate) fn submit_one(
         && opcode != ring_io_sys::IORING_OP_ASYNC_CANCEL
         && shared.probe.check(opcode).is_ok();
     if usual {
+        // Inside `block_on`, this thread drives next (if nobody else does);
+        // a spare waker of the same task it kept is taken rather than a
+        // new clone.
+        let (will_drive, spare) = crate::drive::note_pending_waker(shared, waker);
         // Cloned before locking (a clone is user code).
-        let waker = waker.clone();
+        let waker = spare.unwrap_or_else(|| waker.clone());
         let id = waker_id(&waker);
-        // Inside `block_on`, this thread drives next (if nobody else does).
-        let will_drive = crate::drive::note_pending(shared);
         let mut st = shared.lock();
         let room = !st.free.is_empty() || st.slots.len() < CANCEL_BIT as usize;
         if !st.shutdown && room && st.in_flight < shared.budget {
@@ -152,7 +154,7 @@ pub(crate) fn submit_one(
             let ud = st
                 .alloc(&shared.cells, Some(waker), 1, false)
                 .expect("room was checked");
-            st.queue.push((entry.user_data(ud), 1));
+            st.queue.push(entry.user_data(ud));
             *stage = Stage::Submitted(ud);
             *stored = id;
             if st.gathering {
@@ -167,7 +169,7 @@ pub(crate) fn submit_one(
     }
     submit_with(
         shared,
-        &mut [(entry, stage)],
+        &mut [(*entry, stage)],
         1,
         false,
         Some(waker),

@@ -12,9 +12,29 @@ pub(crate) fn run_user(f: impl FnOnce()) {
 
 /// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
 /// one task share a waker: a batch of them then costs one wake-up, not one
-/// per op, each of which may be a futex call). Call with no lock held: a
-/// waker is user code; one that panics does not stop the others.
+/// per op, each of which may be a futex call). Repeats of one waker only
+/// are kept as spares for the task's next ops if this thread is inside
+/// `block_on` (see `crate::drive::keep_spares`), dropped otherwise (as
+/// repeats among other wakers are). Call with no lock
+/// held: a waker is user code; one that panics does not stop the others.
 pub(crate) fn wake_all(wakers: &mut Vec<Waker>) {
+    wake_all_but(wakers, (0, 0));
+}
+
+/// [`wake_all`], but a batch of clones of `own` (see [`Graveyard::own`])
+/// is kept, none woken.
+fn wake_all_but(wakers: &mut Vec<Waker>, own: crate::op::WakerId) {
+    // The usual batch: ops of one task. (`will_wake` compares pointers: no
+    // user code runs.)
+    if let [first, rest @ ..] = &wakers[..] {
+        if !rest.is_empty() && rest.iter().all(|w| first.will_wake(w)) {
+            let wake = crate::op::waker_id(first) != own;
+            if let Some(w) = crate::drive::keep_spares(wakers, wake) {
+                run_user(|| w.wake());
+            }
+            return;
+        }
+    }
     let mut last: Option<Waker> = None;
     for w in wakers.drain(..) {
         if last.as_ref().is_some_and(|l| l.will_wake(&w)) {
@@ -47,6 +67,13 @@ pub(crate) struct Graveyard {
     /// Slot states dropped for their wakers.
     pub(crate) states: Vec<SlotState>,
     pub(crate) wakers: Vec<Waker>,
+    /// The waker of the `block_on` that runs these turns and polls its
+    /// future right after each ([`waker_id`]; `(0, 0)`: none): a wake-up
+    /// of it would only ask for that poll, so its clones are not woken
+    /// but kept as spares (see `crate::drive::keep_spares`).
+    ///
+    /// [`waker_id`]: crate::op::waker_id
+    pub(crate) own: crate::op::WakerId,
 }
 
 impl Graveyard {
@@ -73,7 +100,13 @@ impl Graveyard {
             if self.wakers.len() == 1 {
                 // The common case: one op completed.
                 if let Some(w) = self.wakers.pop() {
-                    run_user(|| w.wake());
+                    if crate::op::waker_id(&w) == self.own {
+                        // Its task is polled next anyway: dropped, not
+                        // woken.
+                        run_user(|| drop(w));
+                    } else {
+                        run_user(|| w.wake());
+                    }
                 }
                 return;
             }
@@ -90,6 +123,6 @@ impl Graveyard {
         for state in self.states.drain(..) {
             run_user(|| drop(state));
         }
-        wake_all(&mut self.wakers);
+        wake_all_but(&mut self.wakers, self.own);
     }
 }
