@@ -116,6 +116,7 @@ impl<O: 'static> LocalOp<O> {
         }
     }
 
+    #[inline(always)]
     fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
         self.stage = LStage::Finished;
         Finisher::call_in(&mut self.finish, res, flags)
@@ -438,7 +439,7 @@ impl<O: 'static> LocalOp<O> {
     }
 
     /// [`poll_raw`](Self::poll_raw) for an op in a slot (`ud`).
-    #[inline]
+    #[inline(never)]
     fn poll_submitted(&mut self, ud: u64, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         let index = ud as u32;
         let mut st = self.inner.st.borrow_mut();
