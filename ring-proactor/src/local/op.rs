@@ -169,7 +169,7 @@ impl Inner {
                 // a counter's decrement: no user code).
                 match st.slab.alloc(waker, stream) {
                     Ok(ud) => {
-                        st.push(entry.user_data(ud));
+                        st.push_ud(entry, ud);
                         Ok(LStage::Submitted(ud))
                     }
                     Err(waker) => {
@@ -380,6 +380,20 @@ impl LState {
                 }
             }
         }
+    }
+
+    /// [`push`](Self::push) of `entry` with `user_data` `ud`: the entry
+    /// copied once, from where it lies into the SQ slot (a copy made
+    /// first, to hand back if the SQ is full, is made only then).
+    #[inline]
+    pub(crate) fn push_ud(&mut self, entry: &Entry, ud: u64) {
+        // SAFETY: as in `push`: every pointer in `entry` targets memory
+        // its op owns, kept until the request's CQE (in the op, or
+        // orphaned in its slot, or leaked if the kernel never lets go).
+        if unsafe { self.ring.sq().push(entry.user_data(ud)) }.is_ok() {
+            return self.pushed(1);
+        }
+        self.push(entry.user_data(ud));
     }
 
     /// Pushes a linked chain's entries into the SQ all at once, submitting
