@@ -385,7 +385,6 @@ impl Inner {
                 }
             }
             reap(st, &self.own_woken);
-            st.stats.cq_overflow = st.ring.overflow();
             if st.graves.is_empty() {
                 return;
             }
