@@ -106,8 +106,17 @@ pub(crate) fn drive_on<S: ?Sized, F: Future + Unpin>(
     run(all);
 }
 
-/// `ops` NOPs through a LocalProactor's futures, `depth` in flight.
+/// `ops` NOPs through a LocalProactor's futures, `depth` in flight (at
+/// depth 1, a loop awaiting each in `block_on`, as the peers' QD1 rows).
 pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
+    if depth == 1 {
+        p.block_on(async {
+            for _ in 0..ops {
+                p.nop().await.expect("nop");
+            }
+        });
+        return;
+    }
     drive_on(
         |f| p.block_on(f),
         &mut (),
@@ -121,7 +130,8 @@ pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
 
 /// `ops` 4 KiB reads through a LocalProactor's futures, `depth` in
 /// flight, into `bufs` (one per slot, allocated once); `what`: where they
-/// land.
+/// land. At depth 1, a loop awaiting each in `block_on`, as the peers'
+/// QD1 rows.
 pub(crate) fn local_reads(
     p: &LocalProactor,
     f: &TestFile,
@@ -130,6 +140,21 @@ pub(crate) fn local_reads(
     depth: usize,
     ops: u64,
 ) {
+    if depth == 1 {
+        // One op at a time: a loop awaiting each op in `block_on`, as the
+        // peers' QD1 rows run.
+        let buf = std::mem::take(&mut bufs[0]);
+        bufs[0] = p.block_on(async {
+            let mut buf = buf;
+            for k in 0..ops {
+                let (res, back) = p.read(&f.file, buf, f.offset(what, k)).await;
+                f.check(what, k, res.expect("read"), &back);
+                buf = back;
+            }
+            buf
+        });
+        return;
+    }
     drive_on(
         |fut| p.block_on(fut),
         bufs,
@@ -222,8 +247,17 @@ pub(crate) fn local_echo_server(
     })
 }
 
-/// `ops` NOPs through the Proactor's futures, `depth` in flight.
+/// `ops` NOPs through the Proactor's futures, `depth` in flight (at depth
+/// 1, a loop awaiting each in `block_on`, as the peers' QD1 rows).
 pub(crate) fn proactor_nops(p: &Proactor, depth: usize, batch: bool, ops: u64) {
+    if depth == 1 {
+        block_on(async {
+            for _ in 0..ops {
+                p.nop().await.expect("nop");
+            }
+        });
+        return;
+    }
     drive(
         &mut (),
         depth,
@@ -261,7 +295,8 @@ fn read_op(
 }
 
 /// `ops` 4 KiB reads through the Proactor's futures, `depth` in flight,
-/// into `bufs` (one per slot, allocated once); `what`: where they land.
+/// into `bufs` (one per slot, allocated once); `what`: where they land. At
+/// depth 1, a loop awaiting each in `block_on`, as the peers' QD1 rows.
 pub(crate) fn proactor_reads(
     p: &Proactor,
     f: &TestFile,
@@ -271,6 +306,21 @@ pub(crate) fn proactor_reads(
     batch: bool,
     ops: u64,
 ) {
+    if depth == 1 {
+        // One op at a time, as in `local_reads`.
+        let buf = std::mem::take(&mut bufs[0]);
+        bufs[0] = block_on(async {
+            let mut buf = buf;
+            for k in 0..ops {
+                buf.clear();
+                let (res, back) = read_op(p, f, buf, f.offset(what, k)).await;
+                f.check(what, k, res.expect("read"), &back);
+                buf = back;
+            }
+            buf
+        });
+        return;
+    }
     drive(
         bufs,
         depth,

@@ -57,6 +57,7 @@ impl WakeFlag {
 
     /// Whether a wake-up came since [`take`](Self::take): the thread must
     /// not sleep.
+    #[inline]
     pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }

@@ -388,8 +388,8 @@ fn proactor_instructions(md: &mut String, bin: &str) -> Result<()> {
     writeln!(
         md,
         "\n## The Proactors' user-space instructions per op (callgrind)\n\n\
-         NOP futures (`nop()`) polled by one future on each one's `block_on`, QD ops in \
-         flight, each refilled as it completes (the peers rows' loop); the same difference \
+         NOP futures (`nop()`) on each one's `block_on`, as in the peers rows: at QD1 a loop \
+         awaiting each, at QD32 one future polling 32, each refilled as it completes; the same difference \
          of a 20k- and a 40k-op run. What a NOP costs above the raw ring's NOP loop at the \
          same depth is the Proactor's bookkeeping per op: slot, submission, completion, \
          waker, future.\n"

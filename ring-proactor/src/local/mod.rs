@@ -313,7 +313,10 @@ impl LocalProactor {
 
     /// Counters, as of now. `enters` counts `io_uring_enter` calls.
     pub fn stats(&self) -> ProactorStats {
-        self.inner.st.borrow().stats
+        let mut st = self.inner.st.borrow_mut();
+        // The kernel's count, read when asked (not at every turn).
+        st.stats.cq_overflow = st.ring.overflow();
+        st.stats
     }
 
     /// Whether the ring has `IORING_SETUP_DEFER_TASKRUN` (Linux 6.1).

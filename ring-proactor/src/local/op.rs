@@ -116,6 +116,7 @@ impl<O: 'static> LocalOp<O> {
         }
     }
 
+    #[inline(always)]
     fn complete(&mut self, res: io::Result<u32>, flags: u32) -> O {
         self.stage = LStage::Finished;
         Finisher::call_in(&mut self.finish, res, flags)
@@ -168,7 +169,7 @@ impl Inner {
                 // a counter's decrement: no user code).
                 match st.slab.alloc(waker, stream) {
                     Ok(ud) => {
-                        st.push(entry.user_data(ud));
+                        st.push_ud(entry, ud);
                         Ok(LStage::Submitted(ud))
                     }
                     Err(waker) => {
@@ -381,6 +382,20 @@ impl LState {
         }
     }
 
+    /// [`push`](Self::push) of `entry` with `user_data` `ud`: the entry
+    /// copied once, from where it lies into the SQ slot (a copy made
+    /// first, to hand back if the SQ is full, is made only then).
+    #[inline]
+    pub(crate) fn push_ud(&mut self, entry: &Entry, ud: u64) {
+        // SAFETY: as in `push`: every pointer in `entry` targets memory
+        // its op owns, kept until the request's CQE (in the op, or
+        // orphaned in its slot, or leaked if the kernel never lets go).
+        if unsafe { self.ring.sq().push(entry.user_data(ud)) }.is_ok() {
+            return self.pushed(1);
+        }
+        self.push(entry.user_data(ud));
+    }
+
     /// Pushes a linked chain's entries into the SQ all at once, submitting
     /// first while it lacks room for them all (never between two of them:
     /// the kernel would run the chain cut in two). At most the SQ's size.
@@ -438,7 +453,7 @@ impl<O: 'static> LocalOp<O> {
     }
 
     /// [`poll_raw`](Self::poll_raw) for an op in a slot (`ud`).
-    #[inline]
+    #[inline(never)]
     fn poll_submitted(&mut self, ud: u64, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         let index = ud as u32;
         let mut st = self.inner.st.borrow_mut();

@@ -190,7 +190,9 @@ pub(crate) fn cancel_due(st: &mut LState) {
 /// by setting `own_woken` (no user code; see [`Inner::own_woken`]). A CQE
 /// is taken for a request's only if its `user_data` names a request in the
 /// kernel (slot and tag) or the armed wake-up read; anything else is
-/// counted in `unexpected_cqes`.
+/// counted in `unexpected_cqes`. Inlined into the turn: one call, one
+/// frame per turn (about 20 instructions).
+#[inline(always)]
 pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
     let LState {
         ring,
@@ -383,7 +385,6 @@ impl Inner {
                 }
             }
             reap(st, &self.own_woken);
-            st.stats.cq_overflow = st.ring.overflow();
             if st.graves.is_empty() {
                 return;
             }

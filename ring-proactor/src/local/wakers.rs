@@ -105,10 +105,9 @@ impl Wakers {
     /// park flag.
     #[inline]
     pub(crate) fn is_own(&self, w: &SlotWaker) -> bool {
-        match (w, &self.own) {
-            (SlotWaker::Shared(w), Some(own)) => Rc::ptr_eq(w, own),
-            _ => false,
-        }
+        // One comparison: no `Rc` is at the null address `None` gives.
+        let own = self.own.as_ref().map_or(std::ptr::null(), Rc::as_ptr);
+        matches!(w, SlotWaker::Shared(w) if std::ptr::eq(Rc::as_ptr(w), own))
     }
 
     /// The slot waker for an op of `w`'s task, if it needs no clone. Runs
