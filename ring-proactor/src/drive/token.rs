@@ -22,8 +22,12 @@ pub(crate) fn acquire(shared: &Shared) -> bool {
         }
         Some(owner) if owner == me => {
             // Code this thread runs between its turns drives (a waker that
-            // waits on an op): it is no longer out, nobody may take over.
-            shared.out.store(0, Ordering::Relaxed);
+            // waits on an op): it is no longer out, nobody may take over
+            // until the matching `release`, which steps it out again (the
+            // user code goes on: it may compute or block for long).
+            // Swapped under the state lock: no taker races it.
+            let out = shared.out.swap(0, Ordering::Relaxed);
+            st.outs.push(out);
             st.depth += 1;
             true
         }
@@ -36,6 +40,9 @@ pub(crate) fn acquire(shared: &Shared) -> bool {
 pub(super) fn take(shared: &Shared, st: &mut State, me: ThreadId) {
     st.owner = Some(me);
     st.depth = 1;
+    // The step outs of the last holder's outer frames: that holder sees its
+    // token taken (`back` fails) and never releases them.
+    st.outs.clear();
     let tenure = shared.tenure.load(Ordering::Relaxed) + 1;
     shared.tenure.store(tenure, Ordering::Relaxed);
 }
@@ -129,8 +136,16 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     let mut st = shared.lock();
     st.depth -= 1;
     if st.depth > 0 {
+        // Back to the user code of the frame that took the token again
+        // (see `acquire`): stepped out again, with the value that frame
+        // comes `back` with, so another thread may take the token over
+        // while that code goes on.
+        if let Some(out) = st.outs.pop() {
+            shared.out.store(out, Ordering::Release);
+        }
         return;
     }
+    st.outs.clear();
     st.owner = None;
     if caller {
         st.caller_drove = true;

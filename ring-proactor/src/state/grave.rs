@@ -7,7 +7,20 @@ use super::*;
 /// Runs user code (a waker, a `Drop`) on a thread it must not take down:
 /// a panic ends only this call.
 pub(crate) fn run_user(f: impl FnOnce()) {
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        drop_payload(payload);
+    }
+}
+
+/// Drops a panic's payload, which is user code too: a payload whose drop
+/// panics (`panic_any` of such a value) would otherwise unwind out of
+/// [`run_user`], through the driver (the fallback thread would die, a
+/// holder would keep the token). The payload of that panic is leaked.
+#[cold]
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 /// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
