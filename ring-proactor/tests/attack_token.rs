@@ -115,6 +115,18 @@ fn waits_then_done(p: &Proactor, done: &AtomicBool) {
 /// an op only polled completes (the fallback thread drives), and a
 /// non-blocking drive gets the token (once the fallback lets it go).
 fn sound_after(p: &Proactor) {
+    others_ops_complete(p);
+    let q = p.clone();
+    within("a drive by another thread", move || {
+        eventually("the token to be free for a drive", || q.drive());
+    });
+    // And this thread too.
+    p.nop().wait().expect("a NOP of the test's thread");
+}
+
+/// On other threads, waits complete and an op only polled completes (the
+/// fallback thread drives).
+fn others_ops_complete(p: &Proactor) {
     let q = p.clone();
     within("another thread's waits", move || {
         for _ in 0..10 {
@@ -123,12 +135,6 @@ fn sound_after(p: &Proactor) {
     });
     let q = p.clone();
     within("an op only polled", move || polled_only_nop(&q));
-    let q = p.clone();
-    within("a drive by another thread", move || {
-        eventually("the token to be free for a drive", || q.drive());
-    });
-    // And this thread too.
-    p.nop().wait().expect("a NOP of the test's thread");
 }
 
 /// A thread in `block_on` that drives (an op of its own completes), then
@@ -323,7 +329,7 @@ impl Wake for RunOnWake {
 
 /// Polls a NOP of `p` once with a waker that runs `f` when woken; returns
 /// the op (to keep alive).
-fn nop_waking(p: &Proactor, f: impl FnOnce() + Send + 'static) -> impl Future + Unpin {
+fn nop_waking<F: FnOnce() + Send + 'static>(p: &Proactor, f: F) -> impl Future + Unpin + use<F> {
     let waker = Waker::from(Arc::new(RunOnWake(Mutex::new(Some(Box::new(f))))));
     let mut op = p.nop();
     assert!(
@@ -434,4 +440,414 @@ fn a_waker_whose_panic_payload_panics_on_drop_on_a_driving_thread() {
         let _ = catch_unwind(AssertUnwindSafe(|| q.drive()));
     });
     sound_after(&p);
+}
+
+#[test]
+fn the_future_drops_the_last_handle_of_the_proactor_while_it_holds_the_token() {
+    // The future, stepped out as the token's holder, drops the last
+    // `Proactor` (the shutdown is left to the driver: this thread), then
+    // awaits ops made before: they complete (or fail), nothing hangs.
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+    let results = within("a block_on that drops the last handle", move || {
+        block_on(async move {
+            p.nop().await.expect("a NOP");
+            let nop = p.nop();
+            // Never completes by itself: the shutdown cancels it.
+            let read = p.read(r, Vec::with_capacity(8), 0);
+            let timeout = p.timeout(Duration::from_secs(3600));
+            drop(p);
+            (nop.await.is_ok(), read.await.0.is_err(), timeout.await.is_err())
+        })
+    });
+    drop(w);
+    assert!(results.1 && results.2, "{results:?}");
+}
+
+#[test]
+fn a_waker_drops_the_last_handle_and_ops_of_the_proactor() {
+    // The fallback thread's turn runs a waker that drops the last handle
+    // and an op (in flight) of the Proactor: its shutdown completes.
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (dropped_tx, dropped) = mpsc::channel();
+    let timeout = p.timeout(Duration::from_secs(3600));
+    let mut pending = Box::pin(p.timeout(Duration::from_secs(3600)));
+    assert!(
+        pending
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    let holder = Mutex::new(Some((p.clone(), timeout, pending)));
+    let _op = nop_waking(&p, move || {
+        drop(holder.lock().unwrap().take());
+        dropped_tx.send(()).unwrap();
+    });
+    drop(p);
+    dropped.recv_timeout(WATCHDOG).expect("the waker ran");
+}
+
+#[test]
+fn park_with_hostile_durations_while_another_thread_holds_the_token() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let busy = reenter_then_compute(&p, done.clone(), |_| {});
+    let q = p.clone();
+    within("parks while another thread holds the token", move || {
+        // Zero: returns at once (taken over or not).
+        for _ in 0..100 {
+            q.park(Some(Duration::ZERO));
+        }
+        // The longest: an op of this thread completes it, whoever drives.
+        let waker = Waker::from(Arc::new(q.unparker()));
+        let mut op = q.nop();
+        while Pin::new(&mut op)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+        {
+            q.park(Some(Duration::MAX));
+        }
+        // And an unpark from another thread, with nothing in flight here.
+        let unparker = q.unparker();
+        let unparks = thread::spawn(move || {
+            for _ in 0..3 {
+                thread::sleep(Duration::from_millis(5));
+                unparker.unpark();
+            }
+        });
+        q.park(Some(Duration::MAX));
+        q.park(None);
+        unparks.join().unwrap();
+        done.store(true, Ordering::Release);
+    });
+    assert!(busy.join().unwrap());
+    sound_after(&p);
+}
+
+#[test]
+fn park_with_the_longest_timeout_as_the_driver_returns_on_a_completion() {
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    let q = p.clone();
+    within("a park for Duration::MAX", move || {
+        let waker = Waker::from(Arc::new(q.unparker()));
+        let mut read = q.read(r, Vec::with_capacity(8), 0);
+        assert!(
+            Pin::new(&mut read)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        let writer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(10));
+            std::io::Write::write_all(&mut w, b"x").unwrap();
+            w
+        });
+        loop {
+            q.park(Some(Duration::MAX));
+            if let Poll::Ready((res, buf)) =
+                Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
+            {
+                assert_eq!(res.expect("the read"), 1);
+                assert_eq!(buf, b"x");
+                break;
+            }
+        }
+        writer.join().unwrap();
+    });
+    sound_after(&p);
+}
+
+#[test]
+fn a_fallback_that_spins_for_ever_holds_up_nobody() {
+    // `ProactorConfig::spin` at its largest: the fallback thread polls for
+    // work between its turns without end (while anything is in flight).
+    let p = Proactor::new(ProactorConfig::new(8).spin(Duration::MAX)).unwrap();
+    let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+    // In flight for good: the fallback spins while it is.
+    let mut read = p.read(r, Vec::with_capacity(8), 0);
+    assert!(
+        Pin::new(&mut read)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    // (A drive may not get the token meanwhile: the fallback thread
+    // drives, as it does without a spin, while the read is in flight.)
+    others_ops_complete(&p);
+    let done = Arc::new(AtomicBool::new(false));
+    let busy = reenter_then_compute(&p, done.clone(), |p| {
+        p.drive();
+    });
+    let q = p.clone();
+    within("ops of others", move || waits_then_done(&q, &done));
+    assert!(busy.join().unwrap());
+    drop(read);
+    drop(w);
+    sound_after(&p);
+    // The shutdown ends the spin.
+    within("the drop of the Proactor", move || drop(p));
+}
+
+#[test]
+fn sixty_five_thousand_step_outs_in_one_tenure() {
+    // A future that wakes itself again and again: each poll is a step out
+    // of the same tenure, and the 16-bit step out number wraps. Meanwhile
+    // another thread takes the token over now and then; every op of both
+    // completes once, and the token stays sound.
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let waits = {
+        let (p, stop) = (p.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                p.nop().wait().expect("a NOP");
+                n += 1;
+            }
+            n
+        })
+    };
+    let q = p.clone();
+    let polls = within("the future that wakes itself", move || {
+        block_on(async move {
+            q.nop().await.expect("a NOP");
+            let mut polls = 0u64;
+            std::future::poll_fn(|cx| {
+                polls += 1;
+                if polls > 3 * 65_536 {
+                    return Poll::Ready(());
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            })
+            .await;
+            q.nop().await.expect("a NOP after");
+            polls
+        })
+    });
+    stop.store(true, Ordering::Release);
+    let n = waits.join().unwrap();
+    assert!(polls > 3 * 65_536);
+    eventually("every NOP to be counted", || p.stats().completed == n + 2);
+    sound_after(&p);
+}
+
+/// Counts the NOPs completed, for [`many_threads_take_the_token_from_each_other`].
+struct Counts {
+    /// NOPs polled at least once (each completes once, dropped or not).
+    made: AtomicU64,
+    /// NOPs whose result a thread took.
+    taken: AtomicU64,
+    /// Threads still at work.
+    working: AtomicU64,
+}
+
+impl Counts {
+    fn took(&self, res: std::io::Result<()>) {
+        res.expect("a NOP");
+        self.taken.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[test]
+fn many_threads_take_the_token_from_each_other() {
+    const ROUNDS: u64 = 150;
+    let p = Proactor::new(ProactorConfig::new(16)).unwrap();
+    let counts = Arc::new(Counts {
+        made: AtomicU64::new(0),
+        taken: AtomicU64::new(0),
+        working: AtomicU64::new(6),
+    });
+    let mut threads = Vec::new();
+    // Each kind of thread, as a closure over the Proactor and the counts.
+    type Kind = fn(&Proactor, &Counts);
+    let kinds: [Kind; 6] = [
+        // Waits.
+        |p, c| {
+            for _ in 0..ROUNDS {
+                c.made.fetch_add(1, Ordering::AcqRel);
+                c.took(p.nop().wait());
+            }
+        },
+        // A block_on whose future computes until another thread's op
+        // completes (so others take the token over from it).
+        |p, c| {
+            block_on(async {
+                for _ in 0..ROUNDS / 3 {
+                    c.made.fetch_add(2, Ordering::AcqRel);
+                    let (a, b) = (p.nop(), p.nop());
+                    c.took(a.await);
+                    c.took(b.await);
+                    let seen = c.taken.load(Ordering::Acquire);
+                    let start = Instant::now();
+                    while c.taken.load(Ordering::Acquire) == seen
+                        && c.working.load(Ordering::Acquire) > 1
+                    {
+                        assert!(start.elapsed() < LIMIT, "nobody else progressed");
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        },
+        // An executor that parks on the Proactor.
+        |p, c| {
+            let waker = Waker::from(Arc::new(p.unparker()));
+            let mut cx = Context::from_waker(&waker);
+            for _ in 0..ROUNDS / 3 {
+                let mut ops: Vec<_> = (0..3).map(|_| Some(p.nop())).collect();
+                c.made.fetch_add(3, Ordering::AcqRel);
+                while ops.iter().any(Option::is_some) {
+                    for slot in &mut ops {
+                        if let Some(op) = slot {
+                            if let Poll::Ready(res) = Pin::new(op).poll(&mut cx) {
+                                c.took(res);
+                                *slot = None;
+                            }
+                        }
+                    }
+                    if ops.iter().any(Option::is_some) {
+                        p.park(Some(Duration::from_millis(1)));
+                    }
+                }
+            }
+        },
+        // An executor that drives without blocking.
+        |p, c| {
+            let mut cx = Context::from_waker(Waker::noop());
+            for _ in 0..ROUNDS {
+                let mut op = p.nop();
+                c.made.fetch_add(1, Ordering::AcqRel);
+                loop {
+                    if let Poll::Ready(res) = Pin::new(&mut op).poll(&mut cx) {
+                        c.took(res);
+                        break;
+                    }
+                    if !p.drive() {
+                        thread::yield_now();
+                    }
+                }
+            }
+        },
+        // Ops polled once and dropped (some mid-takeover).
+        |p, c| {
+            let mut cx = Context::from_waker(Waker::noop());
+            for i in 0..ROUNDS {
+                let mut op = p.nop();
+                c.made.fetch_add(1, Ordering::AcqRel);
+                if let Poll::Ready(res) = Pin::new(&mut op).poll(&mut cx) {
+                    c.took(res);
+                }
+                drop(op);
+                if i % 8 == 0 {
+                    p.drive();
+                }
+                thread::yield_now();
+            }
+        },
+        // An executor that only polls (the fallback thread drives).
+        |p, c| {
+            for _ in 0..ROUNDS / 10 {
+                c.made.fetch_add(1, Ordering::AcqRel);
+                polled_only_nop(p);
+                c.taken.fetch_add(1, Ordering::AcqRel);
+            }
+        },
+    ];
+    for kind in kinds {
+        let (p, counts) = (p.clone(), counts.clone());
+        threads.push(thread::spawn(move || {
+            kind(&p, &counts);
+            counts.working.fetch_sub(1, Ordering::AcqRel);
+        }));
+    }
+    let q = p.clone();
+    let c = counts.clone();
+    within("every thread's ops", move || {
+        for t in threads {
+            t.join().unwrap();
+        }
+        eventually("every NOP's completion", || {
+            q.stats().completed == c.made.load(Ordering::Acquire)
+        });
+    });
+    let stats = p.stats();
+    assert!(stats.token_takeovers > 0, "{stats:?}");
+    assert!(counts.taken.load(Ordering::Acquire) <= stats.completed);
+    sound_after(&p);
+}
+
+/// Set in the child process of
+/// [`a_thread_that_waits_in_a_thread_local_destructor`].
+const CHILD: &str = "RING_ATTACK_TOKEN_CHILD";
+
+/// A thread-local value whose drop, at its thread's exit, uses the
+/// Proactor every way a thread can.
+struct UsesOnDrop(Proactor);
+
+impl Drop for UsesOnDrop {
+    fn drop(&mut self) {
+        let p = &self.0;
+        p.nop().wait().expect("a wait at thread exit");
+        let q = p.clone();
+        block_on(async move { q.nop().await }).expect("a block_on at thread exit");
+        p.drive();
+        p.park(Some(Duration::from_millis(1)));
+        let waker = Waker::from(Arc::new(p.unparker()));
+        let mut op = p.nop();
+        while Pin::new(&mut op)
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+        {
+            p.park(Some(Duration::from_millis(10)));
+        }
+    }
+}
+
+thread_local! {
+    static AT_EXIT: std::cell::RefCell<Option<UsesOnDrop>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_thread_that_waits_in_a_thread_local_destructor_child() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let q = p.clone();
+    thread::spawn(move || {
+        // Set first: its destructor runs after the Proactor's own
+        // thread-locals of this thread are gone.
+        AT_EXIT.with(|a| *a.borrow_mut() = Some(UsesOnDrop(q.clone())));
+        q.nop().wait().expect("a NOP");
+        let r = q.clone();
+        block_on(async move { r.nop().await }).expect("a NOP");
+        q.drive();
+        q.park(Some(Duration::from_millis(1)));
+        let _ = q.unparker();
+    })
+    .join()
+    .unwrap();
+    sound_after(&p);
+}
+
+#[test]
+fn a_thread_that_waits_in_a_thread_local_destructor() {
+    // In a child process: the hole was an abort.
+    let exe = std::env::current_exe().unwrap();
+    let child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "a_thread_that_waits_in_a_thread_local_destructor_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "the child failed: {:?}\n{}",
+        child.status,
+        String::from_utf8_lossy(&child.stderr)
+    );
 }
