@@ -259,9 +259,11 @@ pub(crate) enum Turned {
 /// may take the token over meanwhile). A panic of the turn (a bug) leaks
 /// the ring, fails every op, and goes on.
 pub(crate) fn turn(shared: &Arc<Shared>, wait: Wait, fallback: bool) -> Turned {
-    let mut grave = GRAVE.with(Cell::take).unwrap_or_default();
+    // (A thread-local destructor at the thread's exit may drive after the
+    // graveyard is gone: it takes a new one.)
+    let mut grave = GRAVE.try_with(Cell::take).ok().flatten().unwrap_or_default();
     let turned = turn_with(shared, wait, fallback, &mut grave);
-    GRAVE.with(|g| g.set(Some(grave)));
+    let _ = GRAVE.try_with(|g| g.set(Some(grave)));
     turned
 }
 
@@ -402,6 +404,20 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
+    if HINT.try_with(|_| ()).is_err() {
+        // A thread-local destructor at the thread's exit, run after this
+        // thread's hint is gone: it polls and sleeps, outside the blocking
+        // state (its ops wake the fallback thread, which drives them).
+        loop {
+            unpark.woken.store(false, Ordering::Relaxed);
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            if !unpark.woken.load(Ordering::Acquire) {
+                thread::park();
+            }
+        }
+    }
     /// Ends the blocking state and lets a held token go, even on a panic.
     struct Blocking {
         held: Option<Arc<Shared>>,

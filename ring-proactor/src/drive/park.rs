@@ -27,6 +27,14 @@ thread_local! {
     static PARK: Arc<ParkState> = Arc::new(ParkState::default());
 }
 
+/// This thread's park state; a new one in a thread-local destructor at the
+/// thread's exit that ran after it (an unparker of the thread then ends
+/// its thread park, not its wait in the kernel: the park's timeout does).
+fn park_state() -> Arc<ParkState> {
+    PARK.try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(ParkState::default()))
+}
+
 /// Ends a [`Proactor::park`](crate::Proactor::park) of one thread, from any
 /// thread: what an executor that parks on the Proactor calls from its
 /// wakers. Made by [`Proactor::unparker`](crate::Proactor::unparker).
@@ -118,7 +126,7 @@ impl crate::Proactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn park(&self, timeout: Option<Duration>) {
-        let park = PARK.with(Arc::clone);
+        let park = park_state();
         if acquire(&self.shared) {
             park.in_kernel.store(true, Ordering::SeqCst);
             let wait = if park.woken.swap(false, Ordering::SeqCst) {
@@ -163,7 +171,7 @@ impl crate::Proactor {
         Unparker {
             shared: self.shared.clone(),
             thread: thread::current(),
-            park: PARK.with(Arc::clone),
+            park: park_state(),
         }
     }
 }
