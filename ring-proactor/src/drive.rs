@@ -71,6 +71,9 @@ thread_local! {
     static GRAVE: Cell<Option<Graveyard>> = const { Cell::new(None) };
     /// The Proactors this thread drove: told when it exits.
     static DROVE: Drove = const { Drove(RefCell::new(Vec::new())) };
+    /// [`DROVE`] is gone: this thread's exit was reported (see
+    /// [`exited`]). No destructor: readable to the thread's very end.
+    static EXITED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The Proactors a thread drove (and so may have submitted requests to).
@@ -81,6 +84,7 @@ struct Drove(RefCell<Vec<Weak<Shared>>>);
 
 impl Drop for Drove {
     fn drop(&mut self) {
+        EXITED.with(|e| e.set(true));
         for proactor in self.0.get_mut().drain(..) {
             if let Some(shared) = proactor.upgrade() {
                 shared.lock().driver_exited();
@@ -102,6 +106,16 @@ fn note_driver(shared: &Arc<Shared>) {
         drove.retain(|p| p.strong_count() > 0);
         drove.push(Arc::downgrade(shared));
     });
+}
+
+/// This thread is exiting and its exit was reported to the Proactors it
+/// drove ([`Drove`]): a destructor of another thread-local runs. It must
+/// not drive any more: a request it submitted would fail with `ECANCELED`
+/// once ready, and no exit reported after it would submit it again. It
+/// leaves the ring to the fallback thread (or another caller).
+#[inline]
+pub(crate) fn exited() -> bool {
+    EXITED.with(Cell::get)
 }
 
 pub(crate) fn me() -> ThreadId {
@@ -404,10 +418,11 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
-    if HINT.try_with(|_| ()).is_err() {
-        // A thread-local destructor at the thread's exit, run after this
-        // thread's hint is gone: it polls and sleeps, outside the blocking
-        // state (its ops wake the fallback thread, which drives them).
+    if exited() || HINT.try_with(|_| ()).is_err() {
+        // A thread-local destructor at the thread's exit, run after its
+        // exit was reported (see `exited`) or this thread's hint is gone:
+        // it polls and sleeps, outside the blocking state (its ops wake
+        // the fallback thread, which drives them).
         loop {
             unpark.woken.store(false, Ordering::Relaxed);
             if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {

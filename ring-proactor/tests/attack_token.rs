@@ -802,8 +802,33 @@ impl Drop for UsesOnDrop {
     }
 }
 
+/// A read of `.1` that `.2` receives, made and driven by this value's
+/// drop at its thread's exit.
+type ReadOp = ring_io_proactor::Op<(std::io::Result<usize>, Vec<u8>)>;
+
+/// A thread-local value whose drop, at its thread's exit, makes a read
+/// and drives the ring once (pushing the read to the kernel from the
+/// exiting thread), then hands the read to another thread.
+struct SubmitsOnDrop(Proactor, Option<std::os::unix::net::UnixStream>, mpsc::Sender<ReadOp>);
+
+impl Drop for SubmitsOnDrop {
+    fn drop(&mut self) {
+        let p = &self.0;
+        let mut read = p.read(self.1.take().unwrap(), Vec::with_capacity(8), 0);
+        assert!(
+            Pin::new(&mut read)
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        p.drive();
+        self.2.send(read).unwrap();
+    }
+}
+
 thread_local! {
     static AT_EXIT: std::cell::RefCell<Option<UsesOnDrop>> =
+        const { std::cell::RefCell::new(None) };
+    static SUBMIT_AT_EXIT: std::cell::RefCell<Option<SubmitsOnDrop>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -827,6 +852,33 @@ fn a_thread_that_waits_in_a_thread_local_destructor_child() {
     })
     .join()
     .unwrap();
+    sound_after(&p);
+    // A read the exiting thread submitted after its exit was reported
+    // (the kernel fails it with ECANCELED once ready, as the thread is
+    // gone): it must complete with the data all the same.
+    let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let q = p.clone();
+    thread::spawn(move || {
+        SUBMIT_AT_EXIT.with(|a| *a.borrow_mut() = Some(SubmitsOnDrop(q.clone(), Some(r), tx)));
+        q.nop().wait().expect("a NOP");
+    })
+    .join()
+    .unwrap();
+    let mut read = rx.recv_timeout(WATCHDOG).expect("the read");
+    std::io::Write::write_all(&mut w, b"x").unwrap();
+    let res = within("the read made at thread exit", move || {
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        loop {
+            if let Poll::Ready((res, buf)) =
+                Pin::new(&mut read).poll(&mut Context::from_waker(&waker))
+            {
+                break res.map(|n| buf[..n].to_vec());
+            }
+            thread::park_timeout(Duration::from_millis(50));
+        }
+    });
+    assert_eq!(res.expect("the read made at thread exit"), b"x");
     sound_after(&p);
 }
 

@@ -6,13 +6,18 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::thread::ThreadId;
 
-use super::me;
+use super::{exited, me};
 use crate::state::*;
 
 /// Takes the driver token for this thread, if free or already this
 /// thread's, or if its holder runs user code between its turns (taken
 /// over: see [`step_out`]).
 pub(crate) fn acquire(shared: &Shared) -> bool {
+    if exited() {
+        // Never in a thread whose exit was reported (see `exited`): it does
+        // not hold the token either (a thread exits with its frames gone).
+        return false;
+    }
     let me = me();
     let mut st = shared.lock();
     match st.owner {
