@@ -598,6 +598,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 pub(crate) fn fallback(shared: Arc<Shared>) {
     let me = me();
     let mut grave = Graveyard::default();
+    // The external driver's step out seen at the last look (see below).
+    let mut watched = None;
     loop {
         {
             let mut st = shared.lock();
@@ -610,7 +612,44 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     return;
                 }
                 if !st.shutdown && st.external.is_some() {
-                    st = external_attached(&shared, st);
+                    // The external driver (the only one) runs user code
+                    // stepped out: if it stays in one step out for a
+                    // while (a waker that blocks its worker thread), the
+                    // work of other threads' executors waits for it. Seen
+                    // in the same step out a while apart: taken over for
+                    // one turn (that does not wait in the kernel).
+                    let out = holder_out(&shared, &st).filter(|_| Shared::has_work(&st));
+                    if out.is_none() {
+                        watched = None;
+                        st = external_attached(&shared, st);
+                        continue;
+                    }
+                    if out != watched {
+                        watched = out;
+                        st.fallback_idle = true;
+                        // Kicks need not wake it: it looks again anyway.
+                        st.fallback_timed = true;
+                        st = match shared.idle.wait_timeout(st, STUCK) {
+                            Ok((st, _)) => st,
+                            Err(poisoned) => poisoned.into_inner().0,
+                        };
+                        st.fallback_idle = false;
+                        st.fallback_timed = false;
+                        continue;
+                    }
+                    watched = None;
+                    if let Some(out) = out {
+                        if take_over_from(&shared, &mut st, me, out) {
+                            st.stats.fallback_takeovers += 1;
+                            drop(st);
+                            match turn_with(&shared, Wait::No, true, &mut grave) {
+                                Turned::Stopped => return,
+                                Turned::Lost => {}
+                                Turned::Kept => release(&shared, false),
+                            }
+                            st = shared.lock();
+                        }
+                    }
                     continue;
                 }
                 // A holder running user code between its turns holds the

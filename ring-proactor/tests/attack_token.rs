@@ -903,3 +903,152 @@ fn a_thread_that_waits_in_a_thread_local_destructor() {
         String::from_utf8_lossy(&child.stderr)
     );
 }
+
+/// The tokio drive task (`--features tokio`): takeovers from and by it,
+/// and its runtime gone or the task aborted while it runs user code
+/// stepped out.
+#[cfg(feature = "tokio")]
+mod drive_task {
+    use super::*;
+    use ring_io_proactor::tokio::spawn_driver;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .build()
+            .unwrap()
+    }
+
+    /// Polls a NOP of `p` once with a waker that, when woken, blocks until
+    /// `done` is set (at most [`LIMIT`]) and sends whether it was; and
+    /// `entered` first. Returns the channels and the op.
+    fn blocking_waker(
+        p: &Proactor,
+        done: &Arc<AtomicBool>,
+    ) -> (mpsc::Receiver<()>, mpsc::Receiver<bool>, impl Future + Unpin + use<>) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (seen_tx, seen) = mpsc::channel();
+        let done = done.clone();
+        let op = nop_waking(p, move || {
+            let on = thread::current().name().map(str::to_owned);
+            entered_tx.send(()).unwrap();
+            assert_ne!(on.as_deref(), Some("ring-proactor"), "the fallback ran it");
+            seen_tx.send(spin_until(&done)).unwrap();
+        });
+        (entered, seen, op)
+    }
+
+    #[test]
+    fn a_waker_that_blocks_in_the_drive_task_holds_up_nobody() {
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let done = Arc::new(AtomicBool::new(false));
+        let (entered, seen, _op) = blocking_waker(&p, &done);
+        entered.recv_timeout(WATCHDOG).expect("the drive task ran the waker");
+        let q = p.clone();
+        within("ops of others while the drive task's waker blocks", move || {
+            waits_then_done(&q, &done);
+        });
+        assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
+        assert!(p.stats().token_takeovers > 0, "{:?}", p.stats());
+        // Tasks go on being served by it.
+        let q = p.clone();
+        within("a task's op", move || {
+            rt.block_on(async move {
+                tokio::spawn(async move { q.nop().await })
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+        sound_after(&p);
+    }
+
+    #[test]
+    fn an_op_only_polled_while_the_drive_tasks_waker_blocks() {
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let done = Arc::new(AtomicBool::new(false));
+        let (entered, seen, _op) = blocking_waker(&p, &done);
+        entered.recv_timeout(WATCHDOG).expect("the drive task ran the waker");
+        let q = p.clone();
+        within("an op only polled while the drive task's waker blocks", move || {
+            polled_only_nop(&q);
+            done.store(true, Ordering::Release);
+        });
+        assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
+        drop(rt);
+        sound_after(&p);
+    }
+
+    #[test]
+    fn the_drive_task_takes_over_from_a_computing_block_on() {
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let done = Arc::new(AtomicBool::new(false));
+        let busy = reenter_then_compute(&p, done.clone(), |_| {});
+        let q = p.clone();
+        within("a task's ops while a block_on computes", move || {
+            rt.block_on(async move {
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        q.nop().await.expect("a task's NOP");
+                    }
+                })
+                .await
+                .unwrap();
+            });
+            done.store(true, Ordering::Release);
+        });
+        assert!(busy.join().unwrap(), "{:?}", p.stats());
+        assert!(p.stats().token_takeovers > 0, "{:?}", p.stats());
+        sound_after(&p);
+    }
+
+    /// The drive task blocks in a waker it runs (stepped out); `end` ends
+    /// its runtime or the task meanwhile; others' ops complete, and once
+    /// the task is gone the fallback thread drives.
+    fn drive_task_ends_while_stepped_out(end: impl FnOnce(tokio::runtime::Runtime, ring_io_proactor::tokio::DriverHandle) -> Option<tokio::runtime::Runtime>) {
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let done = Arc::new(AtomicBool::new(false));
+        let (entered, seen, _op) = blocking_waker(&p, &done);
+        entered.recv_timeout(WATCHDOG).expect("the drive task ran the waker");
+        let rt = end(rt, driver);
+        let q = p.clone();
+        within("ops of others while the drive task's waker blocks", move || {
+            waits_then_done(&q, &done);
+        });
+        assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
+        drop(rt);
+        sound_after(&p);
+        // Only the fallback thread drives ops only polled now: again.
+        let q = p.clone();
+        within("ops only polled", move || {
+            for _ in 0..5 {
+                polled_only_nop(&q);
+            }
+        });
+    }
+
+    #[test]
+    fn the_runtime_shuts_down_while_the_drive_task_runs_a_waker() {
+        drive_task_ends_while_stepped_out(|rt, _driver| {
+            rt.shutdown_background();
+            None
+        });
+    }
+
+    #[test]
+    fn the_drive_task_is_aborted_while_it_runs_a_waker() {
+        drive_task_ends_while_stepped_out(|rt, driver| {
+            driver.abort();
+            Some(rt)
+        });
+    }
+}
