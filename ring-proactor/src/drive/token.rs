@@ -48,7 +48,7 @@ pub(super) fn take(shared: &Shared, st: &mut State, me: ThreadId) {
     // The step outs of the last holder's outer frames: that holder sees its
     // token taken (`back` fails) and never releases them.
     st.outs.clear();
-    let tenure = shared.tenure.load(Ordering::Relaxed) + 1;
+    let tenure = shared.tenure.load(Ordering::Relaxed).wrapping_add(1);
     shared.tenure.store(tenure, Ordering::Relaxed);
 }
 
@@ -81,13 +81,17 @@ pub(super) fn take_over_from(shared: &Shared, st: &mut State, me: ThreadId, out:
 /// period, not from one that turns between short ones.
 pub(super) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
     let out = shared.out.load(Ordering::Acquire);
-    (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == shared.tenure.load(Ordering::Relaxed))
-        .then_some(out)
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == tenure & TENURE_MASK).then_some(out)
 }
 
 /// Low bits of a step out's value: which step out of the tenure (the high
 /// bits) it is.
 const EPISODE_BITS: u32 = 16;
+
+/// The bits of a tenure a step out's value keeps (the tenure wraps there:
+/// after 2^48 tokens taken).
+const TENURE_MASK: u64 = u64::MAX >> EPISODE_BITS;
 
 thread_local! {
     /// Step outs of this thread, counted (their values differ).
@@ -105,12 +109,14 @@ pub(crate) fn step_out(shared: &Shared) -> u64 {
     // that took it back): nobody else writes it while this thread holds it
     // and is not out.
     let tenure = shared.tenure.load(Ordering::Relaxed);
+    // 1 to 2^16 - 1: never 0, so a value is never 0 ("not out") even
+    // where the tenure's kept bits are.
     let episode = EPISODE.with(|e| {
-        let n = e.get().wrapping_add(1);
+        let n = e.get() % ((1 << EPISODE_BITS) - 1) + 1;
         e.set(n);
-        n & ((1 << EPISODE_BITS) - 1)
+        n
     });
-    let out = (tenure << EPISODE_BITS) | episode;
+    let out = ((tenure & TENURE_MASK) << EPISODE_BITS) | episode;
     shared.out.store(out, Ordering::Release);
     out
 }
@@ -132,7 +138,7 @@ pub(crate) fn back(shared: &Shared, out: u64) -> bool {
 #[cold]
 fn still_held(shared: &Shared, tenure: u64) -> bool {
     let st = shared.lock();
-    st.owner == Some(me()) && shared.tenure.load(Ordering::Relaxed) == tenure
+    st.owner == Some(me()) && shared.tenure.load(Ordering::Relaxed) & TENURE_MASK == tenure
 }
 
 /// Lets the token go (taken by [`acquire`]): wakes a caller waiting for it
