@@ -275,7 +275,11 @@ pub(crate) enum Turned {
 pub(crate) fn turn(shared: &Arc<Shared>, wait: Wait, fallback: bool) -> Turned {
     // (A thread-local destructor at the thread's exit may drive after the
     // graveyard is gone: it takes a new one.)
-    let mut grave = GRAVE.try_with(Cell::take).ok().flatten().unwrap_or_default();
+    let mut grave = GRAVE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let turned = turn_with(shared, wait, fallback, &mut grave);
     let _ = GRAVE.try_with(|g| g.set(Some(grave)));
     turned

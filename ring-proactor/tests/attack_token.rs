@@ -169,10 +169,13 @@ fn reentry_holds_up_nobody(reenter: impl FnOnce(&Proactor) + Send + 'static) {
     let done = Arc::new(AtomicBool::new(false));
     let busy = reenter_then_compute(&p, done.clone(), reenter);
     let q = p.clone();
-    within("ops of others while the re-entered thread computes", move || {
-        polled_only_nop(&q);
-        waits_then_done(&q, &done);
-    });
+    within(
+        "ops of others while the re-entered thread computes",
+        move || {
+            polled_only_nop(&q);
+            waits_then_done(&q, &done);
+        },
+    );
     assert!(
         busy.join().unwrap(),
         "others' ops completed only after the thread that re-entered gave up computing: {:?}",
@@ -272,9 +275,12 @@ fn a_nested_block_on_taken_over_while_it_computes() {
     };
     entered.recv_timeout(WATCHDOG).unwrap();
     let q = p.clone();
-    within("ops of others while the nested future computes", move || {
-        waits_then_done(&q, &inner_done);
-    });
+    within(
+        "ops of others while the nested future computes",
+        move || {
+            waits_then_done(&q, &inner_done);
+        },
+    );
     assert!(nested.join().unwrap(), "the nested future gave up");
     assert!(p.stats().token_takeovers > 0, "{:?}", p.stats());
     sound_after(&p);
@@ -426,19 +432,22 @@ fn a_waker_whose_panic_payload_panics_on_drop_on_a_driving_thread() {
     // token must not stay its own.
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
     let q = p.clone();
-    within("drives whose waker's panic payload panics on drop", move || {
-        let ran = Arc::new(AtomicBool::new(false));
-        let r = ran.clone();
-        let _op = nop_waking(&q, move || {
-            r.store(true, Ordering::Release);
-            std::panic::panic_any(PanicsOnDrop);
-        });
-        while !ran.load(Ordering::Acquire) {
+    within(
+        "drives whose waker's panic payload panics on drop",
+        move || {
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = ran.clone();
+            let _op = nop_waking(&q, move || {
+                r.store(true, Ordering::Release);
+                std::panic::panic_any(PanicsOnDrop);
+            });
+            while !ran.load(Ordering::Acquire) {
+                let _ = catch_unwind(AssertUnwindSafe(|| q.drive()));
+            }
+            // The thread drives again after the panic.
             let _ = catch_unwind(AssertUnwindSafe(|| q.drive()));
-        }
-        // The thread drives again after the panic.
-        let _ = catch_unwind(AssertUnwindSafe(|| q.drive()));
-    });
+        },
+    );
     sound_after(&p);
 }
 
@@ -457,7 +466,11 @@ fn the_future_drops_the_last_handle_of_the_proactor_while_it_holds_the_token() {
             let read = p.read(r, Vec::with_capacity(8), 0);
             let timeout = p.timeout(Duration::from_secs(3600));
             drop(p);
-            (nop.await.is_ok(), read.await.0.is_err(), timeout.await.is_err())
+            (
+                nop.await.is_ok(),
+                read.await.0.is_err(),
+                timeout.await.is_err(),
+            )
         })
     });
     drop(w);
@@ -809,7 +822,11 @@ type ReadOp = ring_io_proactor::Op<(std::io::Result<usize>, Vec<u8>)>;
 /// A thread-local value whose drop, at its thread's exit, makes a read
 /// and drives the ring once (pushing the read to the kernel from the
 /// exiting thread), then hands the read to another thread.
-struct SubmitsOnDrop(Proactor, Option<std::os::unix::net::UnixStream>, mpsc::Sender<ReadOp>);
+struct SubmitsOnDrop(
+    Proactor,
+    Option<std::os::unix::net::UnixStream>,
+    mpsc::Sender<ReadOp>,
+);
 
 impl Drop for SubmitsOnDrop {
     fn drop(&mut self) {
@@ -926,7 +943,11 @@ mod drive_task {
     fn blocking_waker(
         p: &Proactor,
         done: &Arc<AtomicBool>,
-    ) -> (mpsc::Receiver<()>, mpsc::Receiver<bool>, impl Future + Unpin + use<>) {
+    ) -> (
+        mpsc::Receiver<()>,
+        mpsc::Receiver<bool>,
+        impl Future + Unpin + use<>,
+    ) {
         let (entered_tx, entered) = mpsc::channel();
         let (seen_tx, seen) = mpsc::channel();
         let done = done.clone();
@@ -946,11 +967,16 @@ mod drive_task {
         let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
         let done = Arc::new(AtomicBool::new(false));
         let (entered, seen, _op) = blocking_waker(&p, &done);
-        entered.recv_timeout(WATCHDOG).expect("the drive task ran the waker");
+        entered
+            .recv_timeout(WATCHDOG)
+            .expect("the drive task ran the waker");
         let q = p.clone();
-        within("ops of others while the drive task's waker blocks", move || {
-            waits_then_done(&q, &done);
-        });
+        within(
+            "ops of others while the drive task's waker blocks",
+            move || {
+                waits_then_done(&q, &done);
+            },
+        );
         assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
         assert!(p.stats().token_takeovers > 0, "{:?}", p.stats());
         // Tasks go on being served by it.
@@ -973,12 +999,17 @@ mod drive_task {
         let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
         let done = Arc::new(AtomicBool::new(false));
         let (entered, seen, _op) = blocking_waker(&p, &done);
-        entered.recv_timeout(WATCHDOG).expect("the drive task ran the waker");
+        entered
+            .recv_timeout(WATCHDOG)
+            .expect("the drive task ran the waker");
         let q = p.clone();
-        within("an op only polled while the drive task's waker blocks", move || {
-            polled_only_nop(&q);
-            done.store(true, Ordering::Release);
-        });
+        within(
+            "an op only polled while the drive task's waker blocks",
+            move || {
+                polled_only_nop(&q);
+                done.store(true, Ordering::Release);
+            },
+        );
         assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
         drop(rt);
         sound_after(&p);
@@ -1012,18 +1043,28 @@ mod drive_task {
     /// The drive task blocks in a waker it runs (stepped out); `end` ends
     /// its runtime or the task meanwhile; others' ops complete, and once
     /// the task is gone the fallback thread drives.
-    fn drive_task_ends_while_stepped_out(end: impl FnOnce(tokio::runtime::Runtime, ring_io_proactor::tokio::DriverHandle) -> Option<tokio::runtime::Runtime>) {
+    fn drive_task_ends_while_stepped_out(
+        end: impl FnOnce(
+            tokio::runtime::Runtime,
+            ring_io_proactor::tokio::DriverHandle,
+        ) -> Option<tokio::runtime::Runtime>,
+    ) {
         let rt = runtime();
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();
         let driver = rt.block_on(async { spawn_driver(&p).unwrap() });
         let done = Arc::new(AtomicBool::new(false));
         let (entered, seen, _op) = blocking_waker(&p, &done);
-        entered.recv_timeout(WATCHDOG).expect("the drive task ran the waker");
+        entered
+            .recv_timeout(WATCHDOG)
+            .expect("the drive task ran the waker");
         let rt = end(rt, driver);
         let q = p.clone();
-        within("ops of others while the drive task's waker blocks", move || {
-            waits_then_done(&q, &done);
-        });
+        within(
+            "ops of others while the drive task's waker blocks",
+            move || {
+                waits_then_done(&q, &done);
+            },
+        );
         assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
         drop(rt);
         sound_after(&p);
