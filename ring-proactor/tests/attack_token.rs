@@ -1016,6 +1016,61 @@ mod drive_task {
     }
 
     #[test]
+    fn a_waker_in_the_drive_task_that_waits_then_blocks_holds_up_nobody() {
+        // The waker re-enters the token on the drive task's worker (a wait),
+        // then blocks: the drive task must still be taken over from.
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let done = Arc::new(AtomicBool::new(false));
+        let (entered_tx, entered) = mpsc::channel();
+        let (seen_tx, seen) = mpsc::channel();
+        let _op = {
+            let (q, done) = (p.clone(), done.clone());
+            nop_waking(&p, move || {
+                q.nop().wait().expect("the waker's NOP");
+                entered_tx.send(()).unwrap();
+                seen_tx.send(spin_until(&done)).unwrap();
+            })
+        };
+        entered.recv_timeout(WATCHDOG).expect("the waker ran");
+        let q = p.clone();
+        within("ops of others while the waker blocks", move || {
+            polled_only_nop(&q);
+            waits_then_done(&q, &done);
+        });
+        assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
+        drop(rt);
+        sound_after(&p);
+    }
+
+    #[test]
+    fn a_waker_in_the_drive_task_whose_panic_payload_panics_on_drop() {
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let (ran_tx, ran) = mpsc::channel();
+        let _op = nop_waking(&p, move || {
+            ran_tx.send(()).unwrap();
+            std::panic::panic_any(PanicsOnDrop);
+        });
+        ran.recv_timeout(WATCHDOG).expect("the waker ran");
+        // The drive task goes on serving tasks.
+        let q = p.clone();
+        within("a task's op", move || {
+            rt.block_on(async move {
+                tokio::spawn(async move { q.nop().await })
+                    .await
+                    .unwrap()
+                    .unwrap()
+            });
+            assert!(!driver.is_finished(), "the drive task died");
+            drop(rt);
+        });
+        sound_after(&p);
+    }
+
+    #[test]
     fn the_drive_task_takes_over_from_a_computing_block_on() {
         let rt = runtime();
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();
