@@ -601,6 +601,36 @@ fn a_fallback_that_spins_for_ever_holds_up_nobody() {
 }
 
 #[test]
+fn a_wait_that_queues_as_the_spinning_fallback_takes_the_queue_is_seen() {
+    // The fallback thread takes the ring a grace period (5 ms) after a
+    // caller let it go, and with `spin` polls for work queued after its
+    // turn took the queue. A wait queued in between (its thread then asks
+    // for the ring and sleeps, with nothing else to wake anyone) must end
+    // the spin: with `Duration::MAX` nothing else would.
+    let p = Proactor::new(ProactorConfig::new(8).spin(Duration::MAX)).unwrap();
+    let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+    // In flight for good: the fallback drives (and spins) while it is.
+    let mut read = p.read(r, Vec::with_capacity(8), 0);
+    assert!(
+        Pin::new(&mut read)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    let q = p.clone();
+    // A race: before the fix, this hung in about half the runs.
+    within("waits timed to meet the fallback's takeover", move || {
+        for i in 0..400u64 {
+            q.nop().wait().expect("a NOP");
+            // Around the grace period, in steps of 10 µs.
+            thread::sleep(Duration::from_micros(4_800 + (i % 50) * 10));
+        }
+    });
+    drop(read);
+    drop(w);
+    sound_after(&p);
+}
+
+#[test]
 fn sixty_five_thousand_step_outs_in_one_tenure() {
     // A future that wakes itself again and again: each poll is a step out
     // of the same tenure, and the 16-bit step out number wraps. Meanwhile
@@ -1072,25 +1102,33 @@ mod drive_task {
 
     #[test]
     fn the_drive_task_takes_over_from_a_computing_block_on() {
-        let rt = runtime();
+        let rt = Arc::new(runtime());
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();
         let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
-        let done = Arc::new(AtomicBool::new(false));
-        let busy = reenter_then_compute(&p, done.clone(), |_| {});
-        let q = p.clone();
-        within("a task's ops while a block_on computes", move || {
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    for _ in 0..10 {
-                        q.nop().await.expect("a task's NOP");
-                    }
-                })
-                .await
-                .unwrap();
+        // The block_on holds the token as it computes only if its own NOP
+        // was not completed by the drive task's turn first (then there is
+        // nothing to take over): tried until a takeover came, a few times.
+        for _ in 0..20 {
+            let done = Arc::new(AtomicBool::new(false));
+            let busy = reenter_then_compute(&p, done.clone(), |_| {});
+            let (q, rt) = (p.clone(), rt.clone());
+            within("a task's ops while a block_on computes", move || {
+                rt.block_on(async move {
+                    tokio::spawn(async move {
+                        for _ in 0..10 {
+                            q.nop().await.expect("a task's NOP");
+                        }
+                    })
+                    .await
+                    .unwrap();
+                });
+                done.store(true, Ordering::Release);
             });
-            done.store(true, Ordering::Release);
-        });
-        assert!(busy.join().unwrap(), "{:?}", p.stats());
+            assert!(busy.join().unwrap(), "{:?}", p.stats());
+            if p.stats().token_takeovers > 0 {
+                break;
+            }
+        }
         assert!(p.stats().token_takeovers > 0, "{:?}", p.stats());
         sound_after(&p);
     }
