@@ -379,6 +379,53 @@ fn a_waker_on_the_fallback_thread_that_waits_then_blocks_holds_up_nobody() {
 }
 
 #[test]
+fn wakers_of_two_proactors_that_wait_on_each_other_while_both_hold_a_token() {
+    // Each Proactor's fallback thread runs a waker (stepped out, holding
+    // its Proactor's token) that waits on an op of the other Proactor,
+    // meets the other waker there (both hold a token and wait), and waits
+    // on the other Proactor again: each must get the other's ring (taken
+    // over from the other's step out), with no deadlock.
+    use std::sync::atomic::AtomicUsize;
+    let p1 = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let p2 = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let met = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    thread_local! {
+        /// This thread runs one of the wakers (the other may run nested in
+        /// it: a turn of the first one's wait completes the second's op;
+        /// then they cannot meet).
+        static IN_WAKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let waker_of = |mine: &Proactor, other: &Proactor| {
+        let (other, met, tx) = (other.clone(), met.clone(), tx.clone());
+        nop_waking(mine, move || {
+            let nested = IN_WAKER.with(|w| w.replace(true));
+            other.nop().wait().expect("the other Proactor's NOP");
+            met.fetch_add(1, Ordering::AcqRel);
+            let start = Instant::now();
+            while !nested && met.load(Ordering::Acquire) < 2 && start.elapsed() < LIMIT {
+                std::hint::spin_loop();
+            }
+            other.nop().wait().expect("the other Proactor's NOP");
+            IN_WAKER.with(|w| w.set(nested));
+            tx.send(nested || met.load(Ordering::Acquire) >= 2).unwrap();
+        })
+    };
+    let _op1 = waker_of(&p1, &p2);
+    let _op2 = waker_of(&p2, &p1);
+    for _ in 0..2 {
+        assert!(
+            rx.recv_timeout(WATCHDOG).expect("a waker finished"),
+            "the wakers never met: {:?} {:?}",
+            p1.stats(),
+            p2.stats()
+        );
+    }
+    sound_after(&p1);
+    sound_after(&p2);
+}
+
+#[test]
 fn a_waker_that_panics_or_drops_the_proactor_while_the_holder_buries() {
     // Wakers run by the token's holder (stepped out): one panics, one
     // drives and panics, one drops a handle of the Proactor.
