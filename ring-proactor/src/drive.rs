@@ -338,6 +338,13 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
                 return After::Holding;
             }
             let tenure = step_out(shared);
+            if fallback {
+                // Threads that asked for the token during this turn sleep
+                // until it is let go, and no thread watches the fallback
+                // thread for getting stuck in this user code: woken, they
+                // take the token over if it stays out.
+                wake_token_waiters(shared);
+            }
             grave.bury();
             After::SteppedOut(tenure)
         }
@@ -369,6 +376,13 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             std::panic::resume_unwind(panic)
         }
     }
+}
+
+/// Wakes the threads waiting for the token (see [`turn_noted`]).
+#[cold]
+fn wake_token_waiters(shared: &Shared) {
+    let mut waiters = std::mem::take(&mut shared.lock().token_waiters);
+    wake_all(&mut waiters);
 }
 
 /// The waker of [`block_on`]: unparks its thread and, if that thread is
@@ -556,6 +570,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 let mut st = shared.lock();
                 match st.owner {
                     None if !st.stopped => continue,
+                    // Stepped out since: taken over (asked, it would sleep
+                    // for as long as the holder's user code runs).
+                    Some(_) if !st.stopped && holder_out(&shared, &st).is_some() => continue,
                     Some(_) => st.token_waiters.push(waker.clone()),
                     None => {}
                 }

@@ -110,7 +110,7 @@ use ::tokio::runtime::Handle;
 use ::tokio::task::JoinHandle;
 
 use crate::Proactor;
-use crate::drive::{Turned, acquire, release, turn_with};
+use crate::drive::{Turned, acquire, holder_out, release, turn_with};
 use crate::driver::Wait;
 use crate::state::{External, Graveyard, Shared};
 
@@ -329,8 +329,9 @@ impl Future for DriveTask {
                     if st.shutdown || st.stopped {
                         return Poll::Ready(());
                     }
-                    if st.owner.is_none() {
-                        // Let go meanwhile: try again.
+                    if st.owner.is_none() || holder_out(shared, &st).is_some() {
+                        // Let go meanwhile, or its holder stepped out (it
+                        // runs user code, maybe for long): try again.
                         drop(st);
                         continue;
                     }

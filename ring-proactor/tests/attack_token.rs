@@ -379,6 +379,77 @@ fn a_waker_on_the_fallback_thread_that_waits_then_blocks_holds_up_nobody() {
 }
 
 #[test]
+fn a_thread_that_asked_for_the_token_during_the_fallbacks_turn_takes_it_over() {
+    // The fallback thread waits in the kernel for a read; a thread's wait
+    // wakes it and asks for the token (the fallback holds it) just as the
+    // read completes: the fallback's turn then runs the read's waker,
+    // which blocks until that thread's op completed. Nobody else watches
+    // the fallback thread: the thread that asked must take the token over.
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let waits = Arc::new(AtomicU64::new(0));
+    let (go_tx, go) = mpsc::channel::<()>();
+    let waiter = {
+        let (p, waits) = (p.clone(), waits.clone());
+        thread::Builder::new()
+            .name("waiter".into())
+            .spawn(move || {
+                while go.recv().is_ok() {
+                    p.nop().wait().expect("a NOP");
+                    waits.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+            .unwrap()
+    };
+    let q = p.clone();
+    within(
+        "rounds of a wait meeting the fallback's blocking waker",
+        move || {
+            for round in 0..100u64 {
+                let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+                let (seen_tx, seen) = mpsc::channel();
+                let waits_w = waits.clone();
+                let waker =
+                    Waker::from(Arc::new(RunOnWake(Mutex::new(Some(Box::new(move || {
+                        if thread::current().name() == Some("waiter") {
+                            // The waiting thread's own turn completed the read
+                            // (the fallback did not have it): nothing to test.
+                            let _ = seen_tx.send(true);
+                            return;
+                        }
+                        let start = Instant::now();
+                        while waits_w.load(Ordering::Acquire) <= round && start.elapsed() < LIMIT {
+                            std::hint::spin_loop();
+                        }
+                        let _ = seen_tx.send(waits_w.load(Ordering::Acquire) > round);
+                    }))))));
+                let mut read = q.read(r, Vec::with_capacity(8), 0);
+                assert!(
+                    Pin::new(&mut read)
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_pending()
+                );
+                // Let the fallback thread take the read (and sleep on it).
+                thread::sleep(Duration::from_micros(200 + round * 10));
+                go_tx.send(()).unwrap();
+                std::io::Write::write_all(&mut w, b"x").unwrap();
+                assert!(
+                    seen.recv_timeout(WATCHDOG).expect("the waker ran"),
+                    "round {round}: the waiting thread's op completed only after the \
+                 fallback's waker gave up: {:?}",
+                    q.stats()
+                );
+                eventually("the wait of the round", || {
+                    waits.load(Ordering::Acquire) > round
+                });
+            }
+            drop(go_tx);
+            waiter.join().unwrap();
+        },
+    );
+    sound_after(&p);
+}
+
+#[test]
 fn wakers_of_two_proactors_that_wait_on_each_other_while_both_hold_a_token() {
     // Each Proactor's fallback thread runs a waker (stepped out, holding
     // its Proactor's token) that waits on an op of the other Proactor,

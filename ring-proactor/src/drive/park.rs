@@ -10,7 +10,7 @@ use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use super::{Turned, acquire, me, release, turn};
+use super::{Turned, acquire, holder_out, me, release, turn};
 use crate::driver::Wait;
 use crate::state::*;
 
@@ -152,6 +152,11 @@ impl crate::Proactor {
         // never be asked, and serve it across threads for good.
         {
             let mut st = self.shared.lock();
+            if st.owner.is_some() && !st.stopped && holder_out(&self.shared, &st).is_some() {
+                // Its holder runs user code (stepped out since this
+                // thread tried): the next park takes the token over.
+                return;
+            }
             if st.owner.is_some() {
                 let waker = Waker::from(Arc::new(self.unparker()));
                 st.token_waiters.push(waker);

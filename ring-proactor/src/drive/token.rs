@@ -79,7 +79,7 @@ pub(super) fn take_over_from(shared: &Shared, st: &mut State, me: ThreadId, out:
 /// step out has a value of its own: the fallback thread takes the token
 /// over only from a holder that stayed in one step out for its grace
 /// period, not from one that turns between short ones.
-pub(super) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
+pub(crate) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
     let out = shared.out.load(Ordering::Acquire);
     let tenure = shared.tenure.load(Ordering::Relaxed);
     (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == tenure & TENURE_MASK).then_some(out)
