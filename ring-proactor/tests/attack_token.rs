@@ -163,26 +163,34 @@ fn reenter_then_compute(
 }
 
 /// Runs the re-entry attack: while the thread that re-entered computes,
-/// an op only polled and another thread's waits complete.
-fn reentry_holds_up_nobody(reenter: impl FnOnce(&Proactor) + Send + 'static) {
-    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let busy = reenter_then_compute(&p, done.clone(), reenter);
-    let q = p.clone();
-    within(
-        "ops of others while the re-entered thread computes",
-        move || {
-            polled_only_nop(&q);
-            waits_then_done(&q, &done);
-        },
-    );
-    assert!(
-        busy.join().unwrap(),
-        "others' ops completed only after the thread that re-entered gave up computing: {:?}",
-        p.stats()
-    );
-    assert!(p.stats().token_takeovers > 0, "{:?}", p.stats());
-    sound_after(&p);
+/// an op only polled and another thread's waits complete. The computing
+/// thread holds the token only if its first op was not completed by the
+/// fallback thread first (then nothing needs taking over): the attack is
+/// run on new Proactors until a takeover came, a few times at most.
+fn reentry_holds_up_nobody(reenter: fn(&Proactor)) {
+    for _ in 0..10 {
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let busy = reenter_then_compute(&p, done.clone(), reenter);
+        let q = p.clone();
+        within(
+            "ops of others while the re-entered thread computes",
+            move || {
+                polled_only_nop(&q);
+                waits_then_done(&q, &done);
+            },
+        );
+        assert!(
+            busy.join().unwrap(),
+            "others' ops completed only after the thread that re-entered gave up computing: {:?}",
+            p.stats()
+        );
+        sound_after(&p);
+        if p.stats().token_takeovers > 0 {
+            return;
+        }
+    }
+    panic!("the thread that re-entered never held the token as it computed");
 }
 
 #[test]
