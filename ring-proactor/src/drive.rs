@@ -71,6 +71,9 @@ thread_local! {
     static GRAVE: Cell<Option<Graveyard>> = const { Cell::new(None) };
     /// The Proactors this thread drove: told when it exits.
     static DROVE: Drove = const { Drove(RefCell::new(Vec::new())) };
+    /// [`DROVE`] is gone: this thread's exit was reported (see
+    /// [`exited`]). No destructor: readable to the thread's very end.
+    static EXITED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The Proactors a thread drove (and so may have submitted requests to).
@@ -81,6 +84,7 @@ struct Drove(RefCell<Vec<Weak<Shared>>>);
 
 impl Drop for Drove {
     fn drop(&mut self) {
+        EXITED.with(|e| e.set(true));
         for proactor in self.0.get_mut().drain(..) {
             if let Some(shared) = proactor.upgrade() {
                 shared.lock().driver_exited();
@@ -102,6 +106,16 @@ fn note_driver(shared: &Arc<Shared>) {
         drove.retain(|p| p.strong_count() > 0);
         drove.push(Arc::downgrade(shared));
     });
+}
+
+/// This thread is exiting and its exit was reported to the Proactors it
+/// drove ([`Drove`]): a destructor of another thread-local runs. It must
+/// not drive any more: a request it submitted would fail with `ECANCELED`
+/// once ready, and no exit reported after it would submit it again. It
+/// leaves the ring to the fallback thread (or another caller).
+#[inline]
+pub(crate) fn exited() -> bool {
+    EXITED.with(Cell::get)
 }
 
 pub(crate) fn me() -> ThreadId {
@@ -259,9 +273,15 @@ pub(crate) enum Turned {
 /// may take the token over meanwhile). A panic of the turn (a bug) leaks
 /// the ring, fails every op, and goes on.
 pub(crate) fn turn(shared: &Arc<Shared>, wait: Wait, fallback: bool) -> Turned {
-    let mut grave = GRAVE.with(Cell::take).unwrap_or_default();
+    // (A thread-local destructor at the thread's exit may drive after the
+    // graveyard is gone: it takes a new one.)
+    let mut grave = GRAVE
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let turned = turn_with(shared, wait, fallback, &mut grave);
-    GRAVE.with(|g| g.set(Some(grave)));
+    let _ = GRAVE.try_with(|g| g.set(Some(grave)));
     turned
 }
 
@@ -318,6 +338,13 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
                 return After::Holding;
             }
             let tenure = step_out(shared);
+            if fallback {
+                // Threads that asked for the token during this turn sleep
+                // until it is let go, and no thread watches the fallback
+                // thread for getting stuck in this user code: woken, they
+                // take the token over if it stays out.
+                wake_token_waiters(shared);
+            }
             grave.bury();
             After::SteppedOut(tenure)
         }
@@ -349,6 +376,13 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             std::panic::resume_unwind(panic)
         }
     }
+}
+
+/// Wakes the threads waiting for the token (see [`turn_noted`]).
+#[cold]
+fn wake_token_waiters(shared: &Shared) {
+    let mut waiters = std::mem::take(&mut shared.lock().token_waiters);
+    wake_all(&mut waiters);
 }
 
 /// The waker of [`block_on`]: unparks its thread and, if that thread is
@@ -402,6 +436,21 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     let waker = Waker::from(unpark.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
+    if exited() || HINT.try_with(|_| ()).is_err() {
+        // A thread-local destructor at the thread's exit, run after its
+        // exit was reported (see `exited`) or this thread's hint is gone:
+        // it polls and sleeps, outside the blocking state (its ops wake
+        // the fallback thread, which drives them).
+        loop {
+            unpark.woken.store(false, Ordering::Relaxed);
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            if !unpark.woken.load(Ordering::Acquire) {
+                thread::park();
+            }
+        }
+    }
     /// Ends the blocking state and lets a held token go, even on a panic.
     struct Blocking {
         held: Option<Arc<Shared>>,
@@ -521,6 +570,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 let mut st = shared.lock();
                 match st.owner {
                     None if !st.stopped => continue,
+                    // Stepped out since: taken over (asked, it would sleep
+                    // for as long as the holder's user code runs).
+                    Some(_) if !st.stopped && holder_out(&shared, &st).is_some() => continue,
                     Some(_) => st.token_waiters.push(waker.clone()),
                     None => {}
                 }
@@ -567,6 +619,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 pub(crate) fn fallback(shared: Arc<Shared>) {
     let me = me();
     let mut grave = Graveyard::default();
+    // The external driver's step out seen at the last look (see below).
+    let mut watched = None;
     loop {
         {
             let mut st = shared.lock();
@@ -579,7 +633,44 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     return;
                 }
                 if !st.shutdown && st.external.is_some() {
-                    st = external_attached(&shared, st);
+                    // The external driver (the only one) runs user code
+                    // stepped out: if it stays in one step out for a
+                    // while (a waker that blocks its worker thread), the
+                    // work of other threads' executors waits for it. Seen
+                    // in the same step out a while apart: taken over for
+                    // one turn (that does not wait in the kernel).
+                    let out = holder_out(&shared, &st).filter(|_| Shared::has_work(&st));
+                    if out.is_none() {
+                        watched = None;
+                        st = external_attached(&shared, st);
+                        continue;
+                    }
+                    if out != watched {
+                        watched = out;
+                        st.fallback_idle = true;
+                        // Kicks need not wake it: it looks again anyway.
+                        st.fallback_timed = true;
+                        st = match shared.idle.wait_timeout(st, STUCK) {
+                            Ok((st, _)) => st,
+                            Err(poisoned) => poisoned.into_inner().0,
+                        };
+                        st.fallback_idle = false;
+                        st.fallback_timed = false;
+                        continue;
+                    }
+                    watched = None;
+                    if let Some(out) = out {
+                        if take_over_from(&shared, &mut st, me, out) {
+                            st.stats.fallback_takeovers += 1;
+                            drop(st);
+                            match turn_with(&shared, Wait::No, true, &mut grave) {
+                                Turned::Stopped => return,
+                                Turned::Lost => {}
+                                Turned::Kept => release(&shared, false),
+                            }
+                            st = shared.lock();
+                        }
+                    }
                     continue;
                 }
                 // A holder running user code between its turns holds the

@@ -254,6 +254,10 @@ impl<K: Kernel> Driver<K> {
         // gathering lock when it can be (not when the fallback thread
         // spins first): `Some(block)`.
         let mut decided: Option<bool> = None;
+        // `Shared::activity` when this turn took the queue (under the state
+        // lock, as every op that queues bumps it): work queued later shows
+        // as a change, which the spin below watches for.
+        let drained_at;
         {
             let mut st = shared.lock();
             let fresh = st.queue.len() as u32;
@@ -287,6 +291,7 @@ impl<K: Kernel> Driver<K> {
                 }
                 st.gathering = false;
             }
+            drained_at = shared.activity.load(Ordering::Relaxed);
             let State {
                 queue,
                 cancels: to_cancel,
@@ -446,7 +451,7 @@ impl<K: Kernel> Driver<K> {
             self.reap(shared, grave);
             // What completed is handed out (the turn ends) before any wait:
             // the wakers in `grave` run only once the turn has returned.
-            if !grave.is_empty() || self.spin_for_work(shared) {
+            if !grave.is_empty() || self.spin_for_work(shared, drained_at) {
                 return false;
             }
         }
@@ -573,8 +578,10 @@ impl<K: Kernel> Driver<K> {
     /// batch); false at once if completions are ready (or task work the
     /// kernel wants run, which the wait that follows runs), or once `spin`
     /// has passed.
-    pub(crate) fn spin_for_work(&mut self, shared: &Shared) -> bool {
-        let seen = shared.activity.load(Ordering::Relaxed);
+    ///
+    /// `seen` is [`Shared::activity`] when the turn took the queue: work
+    /// queued since (before the spin began, too) ends it at once.
+    pub(crate) fn spin_for_work(&mut self, shared: &Shared, seen: u64) -> bool {
         let start = Instant::now();
         let mut turns = 0u32;
         loop {

@@ -473,7 +473,9 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
         if free {
             external = st.external_waker();
         }
-        false
+        // The external driver runs user code stepped out: the fallback
+        // thread watches in case it stays out (see `drive::fallback`).
+        out && st.fallback_idle && !st.fallback_timed
     } else {
         free && st.fallback_idle && !st.fallback_timed
     };
@@ -483,7 +485,8 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
     }
     if idle {
         shared.idle.notify_one();
-    } else if let Some(waker) = external {
+    }
+    if let Some(waker) = external {
         run_user(|| waker.wake());
     }
 }

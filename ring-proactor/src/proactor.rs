@@ -71,7 +71,7 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   stuck in user code.
 ///   With the `tokio` feature, `ring_io_proactor::tokio::spawn_driver`
 ///   makes a task of the tokio runtime drive instead: the fallback thread
-///   then stays out.
+///   then stays out (unless that task gets stuck in user code, below).
 /// - No user code holds the ring up. A holder runs user code between its
 ///   turns: the future a [`block_on`] polls, the wakers and the drops its
 ///   turn collected. Meanwhile a thread about to block on the Proactor

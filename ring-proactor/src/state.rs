@@ -204,6 +204,10 @@ pub(crate) struct State {
     /// driver runs can wait on an op).
     pub(crate) owner: Option<std::thread::ThreadId>,
     pub(crate) depth: u32,
+    /// For each of the holder's frames below the top (`depth - 1` of
+    /// them), the step out (`Shared::out`) its re-entry ended: restored
+    /// when the re-entry lets go, as that frame's user code goes on.
+    pub(crate) outs: Vec<u64>,
     /// Times a caller (not the fallback thread) let the token go: the
     /// fallback thread takes over only after a grace period without one.
     pub(crate) releases: u64,

@@ -323,3 +323,46 @@ fn a_tokio_drive_task_retries_a_refused_cancellation_when_the_fallback_says_it_i
     shared.idle.notify_all();
     assert!(thread.join().is_err());
 }
+
+#[test]
+fn a_holder_stepped_out_past_the_48_bit_tenure_is_still_taken_over() {
+    // A step out's value keeps the tenure's low 48 bits: past 2^48 tokens
+    // taken (a busy `drive` loop of years), a holder running user code must
+    // still be taken over (and the value must never be 0: "not out").
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    // The next take is the 2^48th.
+    p.shared
+        .tenure
+        .store((1 << 48) - 1, std::sync::atomic::Ordering::Relaxed);
+    let done = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let busy = {
+        let (p, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            crate::block_on(async {
+                p.nop().await.unwrap();
+                started_tx.send(()).unwrap();
+                // Computes until the other thread's ops completed.
+                let start = Instant::now();
+                while !done.load(Ordering::Acquire) {
+                    if start.elapsed() > Duration::from_secs(10) {
+                        return false;
+                    }
+                    std::hint::spin_loop();
+                }
+                true
+            })
+        })
+    };
+    started.recv().unwrap();
+    for _ in 0..10 {
+        p.nop().wait().unwrap();
+    }
+    done.store(true, Ordering::Release);
+    assert!(
+        busy.join().unwrap(),
+        "the other thread's ops completed only after the holder gave up"
+    );
+    assert!(p.stats().token_takeovers > 0);
+}

@@ -17,7 +17,9 @@
 //!   is woken only if a cancellation the kernel refused has to be sent
 //!   again later (the drive task keeps no timer; rare), and then it only
 //!   wakes the drive task. [`ProactorStats::fallback_takeovers`] stays
-//!   where it was.
+//!   where it was. Unless the drive task gets stuck in user code its turn
+//!   runs (a waker that blocks its worker thread) with work to do: after
+//!   50 ms of that, the fallback thread takes the ring over for a turn.
 //! - **Threads that block** on the Proactor ([`Op::wait`], [`block_on`],
 //!   [`Proactor::park`]) still drive the ring themselves: the drive task
 //!   holds the ring only for the length of one non-blocking turn, and lets
@@ -108,7 +110,7 @@ use ::tokio::runtime::Handle;
 use ::tokio::task::JoinHandle;
 
 use crate::Proactor;
-use crate::drive::{Turned, acquire, release, turn_with};
+use crate::drive::{Turned, acquire, holder_out, release, turn_with};
 use crate::driver::Wait;
 use crate::state::{External, Graveyard, Shared};
 
@@ -327,8 +329,9 @@ impl Future for DriveTask {
                     if st.shutdown || st.stopped {
                         return Poll::Ready(());
                     }
-                    if st.owner.is_none() {
-                        // Let go meanwhile: try again.
+                    if st.owner.is_none() || holder_out(shared, &st).is_some() {
+                        // Let go meanwhile, or its holder stepped out (it
+                        // runs user code, maybe for long): try again.
                         drop(st);
                         continue;
                     }

@@ -10,7 +10,7 @@ use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use super::{Turned, acquire, me, release, turn};
+use super::{Turned, acquire, holder_out, me, release, turn};
 use crate::driver::Wait;
 use crate::state::*;
 
@@ -25,6 +25,14 @@ pub(crate) struct ParkState {
 
 thread_local! {
     static PARK: Arc<ParkState> = Arc::new(ParkState::default());
+}
+
+/// This thread's park state; a new one in a thread-local destructor at the
+/// thread's exit that ran after it (an unparker of the thread then ends
+/// its thread park, not its wait in the kernel: the park's timeout does).
+fn park_state() -> Arc<ParkState> {
+    PARK.try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(ParkState::default()))
 }
 
 /// Ends a [`Proactor::park`](crate::Proactor::park) of one thread, from any
@@ -118,7 +126,7 @@ impl crate::Proactor {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn park(&self, timeout: Option<Duration>) {
-        let park = PARK.with(Arc::clone);
+        let park = park_state();
         if acquire(&self.shared) {
             park.in_kernel.store(true, Ordering::SeqCst);
             let wait = if park.woken.swap(false, Ordering::SeqCst) {
@@ -144,6 +152,11 @@ impl crate::Proactor {
         // never be asked, and serve it across threads for good.
         {
             let mut st = self.shared.lock();
+            if st.owner.is_some() && !st.stopped && holder_out(&self.shared, &st).is_some() {
+                // Its holder runs user code (stepped out since this
+                // thread tried): the next park takes the token over.
+                return;
+            }
             if st.owner.is_some() {
                 let waker = Waker::from(Arc::new(self.unparker()));
                 st.token_waiters.push(waker);
@@ -163,7 +176,7 @@ impl crate::Proactor {
         Unparker {
             shared: self.shared.clone(),
             thread: thread::current(),
-            park: PARK.with(Arc::clone),
+            park: park_state(),
         }
     }
 }

@@ -6,13 +6,18 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::thread::ThreadId;
 
-use super::me;
+use super::{exited, me};
 use crate::state::*;
 
 /// Takes the driver token for this thread, if free or already this
 /// thread's, or if its holder runs user code between its turns (taken
 /// over: see [`step_out`]).
 pub(crate) fn acquire(shared: &Shared) -> bool {
+    if exited() {
+        // Never in a thread whose exit was reported (see `exited`): it does
+        // not hold the token either (a thread exits with its frames gone).
+        return false;
+    }
     let me = me();
     let mut st = shared.lock();
     match st.owner {
@@ -22,8 +27,12 @@ pub(crate) fn acquire(shared: &Shared) -> bool {
         }
         Some(owner) if owner == me => {
             // Code this thread runs between its turns drives (a waker that
-            // waits on an op): it is no longer out, nobody may take over.
-            shared.out.store(0, Ordering::Relaxed);
+            // waits on an op): it is no longer out, nobody may take over
+            // until the matching `release`, which steps it out again (the
+            // user code goes on: it may compute or block for long).
+            // Swapped under the state lock: no taker races it.
+            let out = shared.out.swap(0, Ordering::Relaxed);
+            st.outs.push(out);
             st.depth += 1;
             true
         }
@@ -36,7 +45,10 @@ pub(crate) fn acquire(shared: &Shared) -> bool {
 pub(super) fn take(shared: &Shared, st: &mut State, me: ThreadId) {
     st.owner = Some(me);
     st.depth = 1;
-    let tenure = shared.tenure.load(Ordering::Relaxed) + 1;
+    // The step outs of the last holder's outer frames: that holder sees its
+    // token taken (`back` fails) and never releases them.
+    st.outs.clear();
+    let tenure = shared.tenure.load(Ordering::Relaxed).wrapping_add(1);
     shared.tenure.store(tenure, Ordering::Relaxed);
 }
 
@@ -67,15 +79,19 @@ pub(super) fn take_over_from(shared: &Shared, st: &mut State, me: ThreadId, out:
 /// step out has a value of its own: the fallback thread takes the token
 /// over only from a holder that stayed in one step out for its grace
 /// period, not from one that turns between short ones.
-pub(super) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
+pub(crate) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
     let out = shared.out.load(Ordering::Acquire);
-    (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == shared.tenure.load(Ordering::Relaxed))
-        .then_some(out)
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == tenure & TENURE_MASK).then_some(out)
 }
 
 /// Low bits of a step out's value: which step out of the tenure (the high
 /// bits) it is.
 const EPISODE_BITS: u32 = 16;
+
+/// The bits of a tenure a step out's value keeps (the tenure wraps there:
+/// after 2^48 tokens taken).
+const TENURE_MASK: u64 = u64::MAX >> EPISODE_BITS;
 
 thread_local! {
     /// Step outs of this thread, counted (their values differ).
@@ -93,12 +109,14 @@ pub(crate) fn step_out(shared: &Shared) -> u64 {
     // that took it back): nobody else writes it while this thread holds it
     // and is not out.
     let tenure = shared.tenure.load(Ordering::Relaxed);
+    // 1 to 2^16 - 1: never 0, so a value is never 0 ("not out") even
+    // where the tenure's kept bits are.
     let episode = EPISODE.with(|e| {
-        let n = e.get().wrapping_add(1);
+        let n = e.get() % ((1 << EPISODE_BITS) - 1) + 1;
         e.set(n);
-        n & ((1 << EPISODE_BITS) - 1)
+        n
     });
-    let out = (tenure << EPISODE_BITS) | episode;
+    let out = ((tenure & TENURE_MASK) << EPISODE_BITS) | episode;
     shared.out.store(out, Ordering::Release);
     out
 }
@@ -120,7 +138,7 @@ pub(crate) fn back(shared: &Shared, out: u64) -> bool {
 #[cold]
 fn still_held(shared: &Shared, tenure: u64) -> bool {
     let st = shared.lock();
-    st.owner == Some(me()) && shared.tenure.load(Ordering::Relaxed) == tenure
+    st.owner == Some(me()) && shared.tenure.load(Ordering::Relaxed) & TENURE_MASK == tenure
 }
 
 /// Lets the token go (taken by [`acquire`]): wakes a caller waiting for it
@@ -129,8 +147,16 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     let mut st = shared.lock();
     st.depth -= 1;
     if st.depth > 0 {
+        // Back to the user code of the frame that took the token again
+        // (see `acquire`): stepped out again, with the value that frame
+        // comes `back` with, so another thread may take the token over
+        // while that code goes on.
+        if let Some(out) = st.outs.pop() {
+            shared.out.store(out, Ordering::Release);
+        }
         return;
     }
+    st.outs.clear();
     st.owner = None;
     if caller {
         st.caller_drove = true;

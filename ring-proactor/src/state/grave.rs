@@ -7,7 +7,26 @@ use super::*;
 /// Runs user code (a waker, a `Drop`) on a thread it must not take down:
 /// a panic ends only this call.
 pub(crate) fn run_user(f: impl FnOnce()) {
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(f));
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        drop_payload(payload);
+    }
+}
+
+/// Drops a panic's payload, which is user code too: a payload whose drop
+/// panics (`panic_any` of such a value) would otherwise unwind out of
+/// [`run_user`], through the driver (the fallback thread would die, a
+/// holder would keep the token). The payload of that panic is dropped the
+/// same way; past a few such in a row (each drop panicking with another),
+/// the last is leaked.
+#[cold]
+fn drop_payload(mut payload: Box<dyn std::any::Any + Send>) {
+    for _ in 0..4 {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+            Ok(()) => return,
+            Err(again) => payload = again,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 /// Wakes `wakers`, skipping repeats of the task just woken (ops joined in
