@@ -128,6 +128,31 @@ pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
     );
 }
 
+/// `ops` NOPs through a LocalProactor's futures awaited in spawned tasks:
+/// `tasks` tasks, each awaiting its share of NOPs one after the other
+/// (`block_on`'s own future only awaits their handles).
+pub(crate) fn local_task_nops(p: &LocalProactor, tasks: usize, ops: u64) {
+    let tasks = tasks.max(1) as u64;
+    p.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                // Task `t`'s share: `ops / tasks`, and one more for the
+                // first `ops % tasks`.
+                let n = ops / tasks + u64::from(t < ops % tasks);
+                let p2 = p.clone();
+                p.spawn(async move {
+                    for _ in 0..n {
+                        p2.nop().await.expect("nop");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await;
+        }
+    });
+}
+
 /// `ops` 4 KiB reads through a LocalProactor's futures, `depth` in
 /// flight, into `bufs` (one per slot, allocated once); `what`: where they
 /// land. At depth 1, a loop awaiting each in `block_on`, as the peers'
