@@ -3,11 +3,15 @@
 //!
 //! A task's future sits in a slot of the LocalProactor's task table, on its
 //! thread; its waker (`Send + Sync`) holds only the slot's id, a "queued"
-//! flag and the ready queue (a `Mutex<VecDeque>`, which any thread may push
-//! onto). Waking a task that is not queued yet pushes its id and unparks the
-//! thread as a [`LocalUnparker`] does (a write to the eventfd only from
-//! another thread, and only for the first wake-up since the thread looked);
-//! waking it again before it is polled does nothing. `block_on`'s loop
+//! flag and the ready queues. Waking a task that is not queued yet pushes
+//! its id: on the LocalProactor's thread (the common case: a completion
+//! reaped by a turn, a task waking another) onto a queue only that thread
+//! touches (a `RefCell`, no lock), setting the thread's wake-up flag; from
+//! another thread onto a `Mutex<VecDeque>`, noting it there for the thread
+//! (which takes that lock only then) and unparking the thread as a
+//! [`LocalUnparker`] does (a write to the eventfd only for the first
+//! wake-up since the thread looked). Waking it again before it is polled
+//! does nothing. `block_on`'s loop
 //! polls its own future, then the tasks whose ids are queued (each once),
 //! then turns the ring, waiting only if nothing was woken meanwhile: a
 //! wake-up polls the one task it names, however many tasks wait.
@@ -28,8 +32,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::thread::ThreadId;
 
+use super::turn::Park;
 use super::{Inner, LocalProactor, LocalUnparker};
 use crate::driver::Wait;
 
@@ -55,24 +61,72 @@ pub(crate) struct Tasks {
     depth: Cell<u32>,
 }
 
-/// The queue of woken tasks, which their wakers push onto from any thread.
+/// The queues of woken tasks, which their wakers push onto: `own` on the
+/// LocalProactor's thread, `foreign` from any other.
 struct Ready {
-    ids: Mutex<VecDeque<Id>>,
+    /// The LocalProactor's thread (which made it, and alone uses it).
+    owner: ThreadId,
+    /// Touched on `owner` only (see `unsafe impl Sync`), never borrowed
+    /// while user code runs.
+    own: RefCell<VecDeque<Id>>,
+    foreign: Mutex<VecDeque<Id>>,
+    /// `foreign` may hold ids: set (under its lock) by a push there,
+    /// cleared by the thread before it drains it, so a pass takes the lock
+    /// only when another thread woke a task.
+    foreign_pending: AtomicBool,
     unparker: LocalUnparker,
+    park: Arc<Park>,
 }
+
+// SAFETY: `own` (the one field that is not `Sync`) is only touched on the
+// thread `owner`: by `TaskWaker::wake_by_ref` after checking that it runs
+// there (thread ids are never reused), and by `Tasks`, which lives in the
+// LocalProactor's `Inner` (`!Send`, made on that thread, as `Ready` is). A
+// drop elsewhere (of the last `Arc`, held by a waker) has the field to
+// itself. Every other field is `Sync`.
+unsafe impl Sync for Ready {}
 
 impl Ready {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Id>> {
         // Nothing panics while holding it (but an allocation failure,
         // which aborts): a poisoned queue is intact.
-        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+        self.foreign.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `id` and ends the thread's wait (or makes its next turn not
-    /// wait).
+    /// wait), from any thread.
     fn push(&self, id: Id) {
-        self.lock().push_back(id);
-        self.unparker.unpark();
+        if crate::drive::me() == self.owner {
+            self.push_own(id);
+        } else {
+            {
+                let mut foreign = self.lock();
+                foreign.push_back(id);
+                self.foreign_pending.store(true, Ordering::Relaxed);
+            }
+            // After the push: the thread that takes the wake-up flag this
+            // sets (Release, Acquire) sees `foreign_pending`.
+            self.unparker.unpark();
+        }
+    }
+
+    /// [`push`](Self::push) on the LocalProactor's thread: no lock, no
+    /// system call (the thread is not asleep), only the wake-up flag, which
+    /// makes its next turn not wait.
+    fn push_own(&self, id: Id) {
+        self.own.borrow_mut().push_back(id);
+        self.park.woken.set();
+    }
+
+    /// Moves what other threads pushed onto `own` (on the LocalProactor's
+    /// thread).
+    fn take_foreign(&self) {
+        if self.foreign_pending.load(Ordering::Relaxed) {
+            let mut foreign = self.lock();
+            // Under the lock: a push after this sets it again.
+            self.foreign_pending.store(false, Ordering::Relaxed);
+            self.own.borrow_mut().extend(foreign.drain(..));
+        }
     }
 }
 
@@ -99,7 +153,7 @@ enum State {
 
 struct Task {
     future: BoxFuture,
-    /// `Waker::from(flag.clone())`, made once.
+    /// `task_waker(flag.clone())`, made once.
     waker: Waker,
     flag: Arc<TaskWaker>,
 }
@@ -116,16 +170,78 @@ struct TaskWaker {
     ready: Arc<Ready>,
 }
 
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+impl TaskWaker {
+    /// Queues the task unless it is queued (runs no user code).
+    fn wake(&self) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             self.ready.push(self.id);
         }
     }
+}
+
+/// The vtable of the tasks' wakers: a static (one address), so that a turn
+/// can tell a task's waker ([`wake_if_task`]) and wake it without running
+/// user code. Its data pointer is an `Arc<TaskWaker>`'s (`Arc::into_raw`).
+static TASK_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+/// The waker of the task `flag` belongs to (it takes that `Arc`).
+fn task_waker(flag: Arc<TaskWaker>) -> Waker {
+    let raw = RawWaker::new(Arc::into_raw(flag).cast(), &TASK_VTABLE);
+    // SAFETY: the data pointer is an `Arc<TaskWaker>`'s, whose count this
+    // waker now owns; the vtable's functions treat it as such (see theirs),
+    // and `TaskWaker` is `Send + Sync`, as a `Waker` must be.
+    unsafe { Waker::from_raw(raw) }
+}
+
+/// # Safety
+///
+/// `p` comes from `Arc::into_raw` of an `Arc<TaskWaker>` whose count the
+/// waker being cloned owns (alive during the call).
+unsafe fn waker_clone(p: *const ()) -> RawWaker {
+    // SAFETY: per the contract, `p` is a live `Arc<TaskWaker>`'s.
+    unsafe { Arc::increment_strong_count(p.cast::<TaskWaker>()) };
+    RawWaker::new(p, &TASK_VTABLE)
+}
+
+/// # Safety
+///
+/// As [`waker_clone`]'s; the call takes the waker's count.
+unsafe fn waker_wake(p: *const ()) {
+    // SAFETY: per the contract, the count is the waker's, given up here.
+    let flag = unsafe { Arc::from_raw(p.cast::<TaskWaker>()) };
+    flag.wake();
+}
+
+/// # Safety
+///
+/// As [`waker_clone`]'s.
+unsafe fn waker_wake_by_ref(p: *const ()) {
+    // SAFETY: per the contract, `p` points to a live `TaskWaker`.
+    unsafe { &*p.cast::<TaskWaker>() }.wake();
+}
+
+/// # Safety
+///
+/// As [`waker_wake`]'s.
+unsafe fn waker_drop(p: *const ()) {
+    // SAFETY: per the contract, the count is the waker's, given up here.
+    drop(unsafe { Arc::from_raw(p.cast::<TaskWaker>()) });
+}
+
+/// If `w` is a task's waker (of any LocalProactor), wakes it and returns
+/// true: that runs no user code (it pushes the task's id onto its queue),
+/// so a turn does it with the state borrowed, and dropping such a waker
+/// (an `Arc`'s decrement) runs none either.
+#[inline]
+pub(crate) fn wake_if_task(w: &Waker) -> bool {
+    if !std::ptr::eq(w.vtable(), &TASK_VTABLE) {
+        return false;
+    }
+    // SAFETY: a waker with this vtable was made by `task_waker` (or cloned
+    // from one): its data is a live `Arc<TaskWaker>`'s while `w` is.
+    unsafe { &*w.data().cast::<TaskWaker>() }.wake();
+    true
 }
 
 impl Inner {
@@ -162,14 +278,20 @@ impl Inner {
 }
 
 impl Tasks {
-    pub(crate) fn new(unparker: LocalUnparker) -> Tasks {
+    /// The tasks of the LocalProactor that `park` parks (made on its
+    /// thread).
+    pub(crate) fn new(park: Arc<Park>) -> Tasks {
         Tasks {
             slab: RefCell::default(),
             live: Cell::new(0),
             local: RefCell::default(),
             ready: Arc::new(Ready {
-                ids: Mutex::default(),
-                unparker,
+                owner: crate::drive::me(),
+                own: RefCell::default(),
+                foreign: Mutex::default(),
+                foreign_pending: AtomicBool::new(false),
+                unparker: LocalUnparker::new(park.clone()),
+                park,
             }),
             depth: Cell::new(0),
         }
@@ -198,7 +320,7 @@ impl Tasks {
                 queued: AtomicBool::new(true),
                 ready: self.ready.clone(),
             });
-            let waker = Waker::from(flag.clone());
+            let waker = task_waker(flag.clone());
             slot.state = State::Idle(Task {
                 future,
                 waker,
@@ -207,7 +329,7 @@ impl Tasks {
             id
         };
         self.live.set(self.live.get() + 1);
-        self.ready.push(id);
+        self.ready.push_own(id);
     }
 
     /// Frees the slot of a task taken out of it.
@@ -224,8 +346,9 @@ impl Tasks {
     /// Polls the tasks queued (see [`Inner::run_tasks`]); true if it
     /// looked at any.
     fn run_ready(&self) -> bool {
+        self.ready.take_foreign();
         {
-            let mut ready = self.ready.lock();
+            let mut ready = self.ready.own.borrow_mut();
             // Not empty if this pass is nested in a task's poll: the ids
             // an outer pass took and has not polled yet are polled here.
             let mut local = self.local.borrow_mut();
@@ -305,7 +428,7 @@ impl Tasks {
                 drop(slab);
                 if rewake {
                     // Its `queued` flag is still set: nobody else queues it.
-                    self.ready.push(id);
+                    self.ready.push_own(id);
                 }
             }
         }
@@ -351,6 +474,7 @@ impl Tasks {
             }
         }
         self.local.borrow_mut().clear();
+        self.ready.own.borrow_mut().clear();
         self.ready.lock().clear();
         panic
     }

@@ -263,6 +263,10 @@ pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
                     // Not the last `Rc` of it: dropped here, no user code.
                     drop(waker);
                     woke_own = true;
+                } else if waker.waker().is_some_and(super::task::wake_if_task) {
+                    // A spawned task's: queued now, and dropped here (no
+                    // user code either).
+                    drop(waker);
                 } else {
                     wake_once(waker, graves, &mut last_wake);
                 }
