@@ -52,9 +52,11 @@ pub(crate) struct Tasks {
     /// Tasks alive (in a slot, idle or running): with none, `block_on`
     /// looks at no queue.
     live: Cell<usize>,
-    /// Ids a pass of [`run_tasks`](Inner::run_tasks) took from `ready` and
-    /// has not polled yet (a `block_on` nested in a task polls them too).
-    local: RefCell<VecDeque<Id>>,
+    /// How many ids at the front of `ready.own` the running pass of
+    /// [`run_tasks`](Inner::run_tasks) has yet to poll (those queued
+    /// before it began; a `block_on` nested in a task polls them too, with
+    /// those queued since).
+    round: Cell<usize>,
     ready: Arc<Ready>,
     /// How many `block_on`s of this LocalProactor run (nested) on its
     /// thread: the outermost drops the tasks left when it returns.
@@ -75,7 +77,6 @@ struct Ready {
     /// only when another thread woke a task.
     foreign_pending: AtomicBool,
     unparker: LocalUnparker,
-    park: Arc<Park>,
 }
 
 // SAFETY: `own` (the one field that is not `Sync`) is only touched on the
@@ -111,11 +112,12 @@ impl Ready {
     }
 
     /// [`push`](Self::push) on the LocalProactor's thread: no lock, no
-    /// system call (the thread is not asleep), only the wake-up flag, which
-    /// makes its next turn not wait.
+    /// system call (the thread is not asleep), no atomic operation: a turn
+    /// does not wait while a task is queued ([`Tasks::queued`]), and the
+    /// wake-up flag is left alone, so `block_on` does not poll its own
+    /// future for a round that only woke tasks.
     fn push_own(&self, id: Id) {
         self.own.borrow_mut().push_back(id);
-        self.park.woken.set();
     }
 
     /// Moves what other threads pushed onto `own` (on the LocalProactor's
@@ -143,7 +145,8 @@ struct Slot {
 
 enum State {
     Free,
-    Idle(Task),
+    /// (Boxed: taking it out to poll it, and back, moves a pointer.)
+    Idle(Box<Task>),
     /// Taken out to be polled, up the stack; `rewake`: a nested pass found
     /// it queued meanwhile (it is queued again after its poll).
     Running {
@@ -284,14 +287,13 @@ impl Tasks {
         Tasks {
             slab: RefCell::default(),
             live: Cell::new(0),
-            local: RefCell::default(),
+            round: Cell::new(0),
             ready: Arc::new(Ready {
                 owner: crate::drive::me(),
                 own: RefCell::default(),
                 foreign: Mutex::default(),
                 foreign_pending: AtomicBool::new(false),
-                unparker: LocalUnparker::new(park.clone()),
-                park,
+                unparker: LocalUnparker::new(park),
             }),
             depth: Cell::new(0),
         }
@@ -321,11 +323,11 @@ impl Tasks {
                 ready: self.ready.clone(),
             });
             let waker = task_waker(flag.clone());
-            slot.state = State::Idle(Task {
+            slot.state = State::Idle(Box::new(Task {
                 future,
                 waker,
                 flag,
-            });
+            }));
             id
         };
         self.live.set(self.live.get() + 1);
@@ -343,26 +345,29 @@ impl Tasks {
         self.live.set(self.live.get() - 1);
     }
 
+    /// Whether a task was woken on the thread and waits for a pass of
+    /// [`run_tasks`](Inner::run_tasks): the thread must not sleep. (One
+    /// woken from another thread has set the thread's wake-up flag.)
+    #[inline]
+    pub(crate) fn queued(&self) -> bool {
+        self.live.get() != 0 && !self.ready.own.borrow().is_empty()
+    }
+
     /// Polls the tasks queued (see [`Inner::run_tasks`]); true if it
     /// looked at any.
     fn run_ready(&self) -> bool {
         self.ready.take_foreign();
-        {
-            let mut ready = self.ready.own.borrow_mut();
-            // Not empty if this pass is nested in a task's poll: the ids
-            // an outer pass took and has not polled yet are polled here.
-            let mut local = self.local.borrow_mut();
-            if local.is_empty() {
-                if ready.is_empty() {
-                    return false;
-                }
-                std::mem::swap(&mut *local, &mut *ready);
-            } else {
-                local.extend(ready.drain(..));
-            }
+        // Every id queued now: if this pass is nested in a task's poll,
+        // those the outer pass has yet to poll (at the front) are polled
+        // here, and the outer one ends when this one does.
+        let queued = self.ready.own.borrow().len();
+        if queued == 0 {
+            return false;
         }
-        loop {
-            let next = self.local.borrow_mut().pop_front();
+        self.round.set(queued);
+        while self.round.get() > 0 {
+            self.round.set(self.round.get() - 1);
+            let next = self.ready.own.borrow_mut().pop_front();
             let Some(id) = next else { break };
             self.poll(id);
         }
@@ -473,7 +478,7 @@ impl Tasks {
                 break;
             }
         }
-        self.local.borrow_mut().clear();
+        self.round.set(0);
         self.ready.own.borrow_mut().clear();
         self.ready.lock().clear();
         panic
@@ -485,7 +490,7 @@ impl Tasks {
 struct Running<'a> {
     tasks: &'a Tasks,
     index: usize,
-    task: Option<Task>,
+    task: Option<Box<Task>>,
 }
 
 impl Drop for Running<'_> {
@@ -648,14 +653,15 @@ impl LocalProactor {
     ///
     /// How tasks run:
     ///
-    /// - Each `block_on` round polls its own future, then each task woken
-    ///   since the last round, once, in the order of their wake-ups (a new
-    ///   task counts as woken), then turns the ring (submits, reaps),
-    ///   waiting in the kernel only if nothing was woken meanwhile. A
-    ///   completion, or any other wake-up, polls only the task it wakes,
-    ///   however many tasks wait: a server's ten thousand idle connections
-    ///   cost nothing when one of them wakes. (`block_on`'s own future is
-    ///   polled at every round.)
+    /// - Each `block_on` round polls its own future (if its waker was used
+    ///   since it was last polled), then each task woken since the last
+    ///   round, once, in the order of their wake-ups (a new task counts as
+    ///   woken), then turns the ring (submits, reaps), waiting in the
+    ///   kernel only if nothing was woken meanwhile. A completion, or any
+    ///   other wake-up, polls only the task it wakes, however many tasks
+    ///   wait: a server's ten thousand idle connections cost nothing when
+    ///   one of them wakes (nor does `block_on`'s own future, when it only
+    ///   awaits them).
     /// - Each task has its own waker (`Send + Sync`): woken from another
     ///   thread, it queues the task and ends the thread's wait in the
     ///   kernel; woken on the thread, it queues the task only (no system
