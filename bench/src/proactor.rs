@@ -196,15 +196,16 @@ pub(crate) fn local_reads(
 
 #[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
 /// An echo server on a LocalProactor: accepts `conns` connections, each
-/// served by a task (recv into its 16 KiB buffer, send it back, again),
-/// every task polled by one future on the LocalProactor's `block_on`.
-/// Returns the bytes echoed.
+/// served by a task spawned on the LocalProactor (recv into its 16 KiB
+/// buffer, send it back, again), polled only when one of its ops completes,
+/// as monoio's server spawns one task per connection
+/// (`examples/echo_local.rs` does the same). Returns the bytes echoed.
 pub(crate) fn local_echo_server(
     listener: TcpListener,
     conns: usize,
     ready: std::sync::mpsc::Sender<()>,
 ) -> io::Result<u64> {
-    async fn conn(p: &LocalProactor, fd: OwnedFd) -> io::Result<u64> {
+    async fn conn(p: LocalProactor, fd: OwnedFd) -> io::Result<u64> {
         let fd = Arc::new(fd);
         let mut buf = vec![0u8; 16 << 10];
         let mut total = 0;
@@ -228,47 +229,16 @@ pub(crate) fn local_echo_server(
     let _ = ready.send(());
     let listener = Arc::new(listener);
     p.block_on(async {
-        type Task<'a> = Pin<Box<dyn Future<Output = io::Result<u64>> + 'a>>;
-        let mut tasks: Vec<Task<'_>> = Vec::new();
-        let (mut accepted, mut total) = (0, 0);
-        let mut accept = None;
-        poll_fn(|cx| {
-            while accepted < conns {
-                let a = accept.get_or_insert_with(|| p.accept(&listener));
-                match Pin::new(a).poll(cx) {
-                    Poll::Ready(fd) => {
-                        accept = None;
-                        accepted += 1;
-                        match fd {
-                            Ok(fd) => tasks.push(Box::pin(conn(&p, fd))),
-                            Err(e) => return Poll::Ready(Err(e)),
-                        }
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            let mut failed = None;
-            tasks.retain_mut(|t| match t.as_mut().poll(cx) {
-                Poll::Ready(Ok(n)) => {
-                    total += n;
-                    false
-                }
-                Poll::Ready(Err(e)) => {
-                    failed = Some(e);
-                    false
-                }
-                Poll::Pending => true,
-            });
-            if let Some(e) = failed {
-                return Poll::Ready(Err(e));
-            }
-            if accepted == conns && tasks.is_empty() {
-                Poll::Ready(Ok(total))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        let mut tasks = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let fd = p.accept(&listener).await?;
+            tasks.push(p.spawn(conn(p.clone(), fd)));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await?;
+        }
+        Ok(total)
     })
 }
 
