@@ -232,13 +232,20 @@ unsafe fn waker_drop(p: *const ()) {
     drop(unsafe { Arc::from_raw(p.cast::<TaskWaker>()) });
 }
 
+/// Whether `w` is a task's waker (of any LocalProactor): cloning,
+/// waking and dropping it run no user code.
+#[inline]
+pub(crate) fn is_task_waker(w: &Waker) -> bool {
+    std::ptr::eq(w.vtable(), &TASK_VTABLE)
+}
+
 /// If `w` is a task's waker (of any LocalProactor), wakes it and returns
 /// true: that runs no user code (it pushes the task's id onto its queue),
 /// so a turn does it with the state borrowed, and dropping such a waker
 /// (an `Arc`'s decrement) runs none either.
 #[inline]
 pub(crate) fn wake_if_task(w: &Waker) -> bool {
-    if !std::ptr::eq(w.vtable(), &TASK_VTABLE) {
+    if !is_task_waker(w) {
         return false;
     }
     // SAFETY: a waker with this vtable was made by `task_waker` (or cloned
