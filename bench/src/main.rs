@@ -14,7 +14,8 @@
 //! instruction counting under valgrind (LIB `shared` or `mutex`: the
 //! batch-16 `shared` rows' loops, `shared1` or `mutex1` the batch-1 rows',
 //! with BATCH threads; `proactor` or `local`: NOP futures on a Proactor or
-//! a LocalProactor, BATCH in flight; `read0-local`, `read0-ring`,
+//! a LocalProactor, BATCH in flight; `local-task`: NOPs awaited one at a
+//! time by each of BATCH tasks spawned on a LocalProactor; `read0-local`, `read0-ring`,
 //! `read0-io-uring` and, with `peers`, `read0-monoio`: the `peers/read0`
 //! rows' reads at the test file's end, BATCH in flight). The instructions
 //! per op are the difference of two runs' totals (OPS and 2 OPS) over OPS:
@@ -678,6 +679,13 @@ fn main() {
                     ring_io_proactor::LocalProactor::new(ring_io_proactor::ProactorConfig::new(32))
                         .expect("a LocalProactor");
                 proactor::local_nops(&p, batch as usize, ops);
+            }
+            // NOPs awaited in BATCH spawned tasks, one at a time each.
+            "local-task" => {
+                let p =
+                    ring_io_proactor::LocalProactor::new(ring_io_proactor::ProactorConfig::new(32))
+                        .expect("a LocalProactor");
+                proactor::local_task_nops(&p, batch as usize, ops);
             }
             "read0-local" => {
                 let p =

@@ -128,6 +128,31 @@ pub(crate) fn local_nops(p: &LocalProactor, depth: usize, ops: u64) {
     );
 }
 
+/// `ops` NOPs through a LocalProactor's futures awaited in spawned tasks:
+/// `tasks` tasks, each awaiting its share of NOPs one after the other
+/// (`block_on`'s own future only awaits their handles).
+pub(crate) fn local_task_nops(p: &LocalProactor, tasks: usize, ops: u64) {
+    let tasks = tasks.max(1) as u64;
+    p.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|t| {
+                // Task `t`'s share: `ops / tasks`, and one more for the
+                // first `ops % tasks`.
+                let n = ops / tasks + u64::from(t < ops % tasks);
+                let p2 = p.clone();
+                p.spawn(async move {
+                    for _ in 0..n {
+                        p2.nop().await.expect("nop");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await;
+        }
+    });
+}
+
 /// `ops` 4 KiB reads through a LocalProactor's futures, `depth` in
 /// flight, into `bufs` (one per slot, allocated once); `what`: where they
 /// land. At depth 1, a loop awaiting each in `block_on`, as the peers'
@@ -171,15 +196,16 @@ pub(crate) fn local_reads(
 
 #[cfg_attr(not(feature = "peers"), allow(dead_code, reason = "the peers rows"))]
 /// An echo server on a LocalProactor: accepts `conns` connections, each
-/// served by a task (recv into its 16 KiB buffer, send it back, again),
-/// every task polled by one future on the LocalProactor's `block_on`.
-/// Returns the bytes echoed.
+/// served by a task spawned on the LocalProactor (recv into its 16 KiB
+/// buffer, send it back, again), polled only when one of its ops completes,
+/// as monoio's server spawns one task per connection
+/// (`examples/echo_local.rs` does the same). Returns the bytes echoed.
 pub(crate) fn local_echo_server(
     listener: TcpListener,
     conns: usize,
     ready: std::sync::mpsc::Sender<()>,
 ) -> io::Result<u64> {
-    async fn conn(p: &LocalProactor, fd: OwnedFd) -> io::Result<u64> {
+    async fn conn(p: LocalProactor, fd: OwnedFd) -> io::Result<u64> {
         let fd = Arc::new(fd);
         let mut buf = vec![0u8; 16 << 10];
         let mut total = 0;
@@ -203,47 +229,16 @@ pub(crate) fn local_echo_server(
     let _ = ready.send(());
     let listener = Arc::new(listener);
     p.block_on(async {
-        type Task<'a> = Pin<Box<dyn Future<Output = io::Result<u64>> + 'a>>;
-        let mut tasks: Vec<Task<'_>> = Vec::new();
-        let (mut accepted, mut total) = (0, 0);
-        let mut accept = None;
-        poll_fn(|cx| {
-            while accepted < conns {
-                let a = accept.get_or_insert_with(|| p.accept(&listener));
-                match Pin::new(a).poll(cx) {
-                    Poll::Ready(fd) => {
-                        accept = None;
-                        accepted += 1;
-                        match fd {
-                            Ok(fd) => tasks.push(Box::pin(conn(&p, fd))),
-                            Err(e) => return Poll::Ready(Err(e)),
-                        }
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            let mut failed = None;
-            tasks.retain_mut(|t| match t.as_mut().poll(cx) {
-                Poll::Ready(Ok(n)) => {
-                    total += n;
-                    false
-                }
-                Poll::Ready(Err(e)) => {
-                    failed = Some(e);
-                    false
-                }
-                Poll::Pending => true,
-            });
-            if let Some(e) = failed {
-                return Poll::Ready(Err(e));
-            }
-            if accepted == conns && tasks.is_empty() {
-                Poll::Ready(Ok(total))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        let mut tasks = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let fd = p.accept(&listener).await?;
+            tasks.push(p.spawn(conn(p.clone(), fd)));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await?;
+        }
+        Ok(total)
     })
 }
 

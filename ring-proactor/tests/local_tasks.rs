@@ -298,8 +298,10 @@ fn a_wake_up_polls_only_the_woken_task_among_a_thousand_idle_ones() {
     // The busy task: once per completion (and its first poll).
     assert!(busy_polls.get() <= STEPS + 2, "{}", busy_polls.get());
     assert!(remote_polls.get() <= 3, "{}", remote_polls.get());
-    // The main future: about once per round, not once per task.
-    assert!(main_polls.get() <= STEPS + 10, "{}", main_polls.get());
+    // The main future: only when its waker is used (its own yield, a
+    // handle's task ending), not for the rounds that only woke a task (the
+    // busy task's 100 completions).
+    assert!(main_polls.get() <= 10, "{}", main_polls.get());
 }
 
 #[test]

@@ -115,3 +115,65 @@ fn a_waker_that_finds_the_flag_set_is_seen_without_its_write() {
 fn a_waker_that_finds_the_threads_own_flag_is_seen() {
     model(Bound::preemptions(3).threads(2), 1, true);
 }
+
+/// The foreign queue of a LocalProactor's tasks (`src/local/task.rs`,
+/// `Ready`): a waker on another thread pushes its task's id onto a
+/// `Mutex<VecDeque>` and sets `foreign_pending` (Relaxed) under the lock,
+/// then wakes the thread (`set`, and the eventfd if it found the flag
+/// clear). The thread takes the flag, then looks at `foreign_pending`
+/// (Relaxed, outside the lock) and takes the lock only if it is set,
+/// clearing it under the lock. No id may be left in the queue with the
+/// thread asleep.
+fn tasks_model(bound: Bound, wakers: usize) {
+    check(bound, move || {
+        let flag = Arc::new(WakeFlag::new());
+        let efd = Arc::new(EventFd::default());
+        let queue = Arc::new(Mutex::new(Vec::new()));
+        let pending = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = (0..wakers)
+            .map(|i| {
+                let (flag, efd) = (flag.clone(), efd.clone());
+                let (queue, pending) = (queue.clone(), pending.clone());
+                thread::spawn(move || {
+                    {
+                        let mut q = queue.lock().unwrap();
+                        q.push(i);
+                        pending.store(true, Ordering::Relaxed);
+                    }
+                    if flag.set() {
+                        efd.write();
+                    }
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        loop {
+            flag.take();
+            if pending.load(Ordering::Relaxed) {
+                let mut q = queue.lock().unwrap();
+                pending.store(false, Ordering::Relaxed);
+                seen.append(&mut q);
+            }
+            if seen.len() == wakers {
+                break;
+            }
+            if flag.is_set() {
+                thread::yield_now();
+            } else {
+                efd.wait();
+            }
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// Two wakers of tasks on other threads: every id is taken, none waits in
+/// the queue with the thread asleep. Bound: 3 preemptions, 3 threads.
+// Catches: `foreign_pending` set after the wake-up instead of before it
+// (checked: loom finds the thread asleep with an id left in the queue).
+#[test]
+fn a_task_woken_from_another_thread_is_taken_from_the_foreign_queue() {
+    tasks_model(Bound::preemptions(3).threads(3), 2);
+}

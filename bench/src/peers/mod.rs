@@ -472,7 +472,7 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
          setup not timed): accept, then a task (a state machine on the io-uring crate) per \
          connection that reads into a 16 KiB buffer and writes back what arrived, until the \
          peer closes (the Proactor: the echo example, `examples/echo.rs`; the LocalProactor: \
-         a task per connection, all polled by one future on its `block_on`); the same client \
+         a task per connection spawned on it (`LocalProactor::spawn`), as on monoio); the same client \
          for all: N std threads, one connection each, {MSG}-byte blocking write + read round \
          trips ({} per connection per sample for 1conn, {} for 16conn); ns/op = the clients' \
          time / round trips. {} s for the table.",

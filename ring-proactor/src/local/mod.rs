@@ -296,7 +296,7 @@ impl LocalProactor {
                 own_woken: Cell::new(false),
                 budget,
                 fixed,
-                tasks: task::Tasks::new(LocalUnparker::new(park.clone())),
+                tasks: task::Tasks::new(park.clone()),
             }),
         })
     }

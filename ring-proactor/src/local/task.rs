@@ -3,11 +3,15 @@
 //!
 //! A task's future sits in a slot of the LocalProactor's task table, on its
 //! thread; its waker (`Send + Sync`) holds only the slot's id, a "queued"
-//! flag and the ready queue (a `Mutex<VecDeque>`, which any thread may push
-//! onto). Waking a task that is not queued yet pushes its id and unparks the
-//! thread as a [`LocalUnparker`] does (a write to the eventfd only from
-//! another thread, and only for the first wake-up since the thread looked);
-//! waking it again before it is polled does nothing. `block_on`'s loop
+//! flag and the ready queues. Waking a task that is not queued yet pushes
+//! its id: on the LocalProactor's thread (the common case: a completion
+//! reaped by a turn, a task waking another) onto a queue only that thread
+//! touches (a `RefCell`, no lock), setting the thread's wake-up flag; from
+//! another thread onto a `Mutex<VecDeque>`, noting it there for the thread
+//! (which takes that lock only then) and unparking the thread as a
+//! [`LocalUnparker`] does (a write to the eventfd only for the first
+//! wake-up since the thread looked). Waking it again before it is polled
+//! does nothing. `block_on`'s loop
 //! polls its own future, then the tasks whose ids are queued (each once),
 //! then turns the ring, waiting only if nothing was woken meanwhile: a
 //! wake-up polls the one task it names, however many tasks wait.
@@ -28,8 +32,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::thread::ThreadId;
 
+use super::turn::Park;
 use super::{Inner, LocalProactor, LocalUnparker};
 use crate::driver::Wait;
 
@@ -46,33 +52,83 @@ pub(crate) struct Tasks {
     /// Tasks alive (in a slot, idle or running): with none, `block_on`
     /// looks at no queue.
     live: Cell<usize>,
-    /// Ids a pass of [`run_tasks`](Inner::run_tasks) took from `ready` and
-    /// has not polled yet (a `block_on` nested in a task polls them too).
-    local: RefCell<VecDeque<Id>>,
+    /// How many ids at the front of `ready.own` the running pass of
+    /// [`run_tasks`](Inner::run_tasks) has yet to poll (those queued
+    /// before it began; a `block_on` nested in a task polls them too, with
+    /// those queued since).
+    round: Cell<usize>,
     ready: Arc<Ready>,
     /// How many `block_on`s of this LocalProactor run (nested) on its
     /// thread: the outermost drops the tasks left when it returns.
     depth: Cell<u32>,
 }
 
-/// The queue of woken tasks, which their wakers push onto from any thread.
+/// The queues of woken tasks, which their wakers push onto: `own` on the
+/// LocalProactor's thread, `foreign` from any other.
 struct Ready {
-    ids: Mutex<VecDeque<Id>>,
+    /// The LocalProactor's thread (which made it, and alone uses it).
+    owner: ThreadId,
+    /// Touched on `owner` only (see `unsafe impl Sync`), never borrowed
+    /// while user code runs.
+    own: RefCell<VecDeque<Id>>,
+    foreign: Mutex<VecDeque<Id>>,
+    /// `foreign` may hold ids: set (under its lock) by a push there,
+    /// cleared by the thread before it drains it, so a pass takes the lock
+    /// only when another thread woke a task.
+    foreign_pending: AtomicBool,
     unparker: LocalUnparker,
 }
+
+// SAFETY: `own` (the one field that is not `Sync`) is only touched on the
+// thread `owner`: by `TaskWaker::wake_by_ref` after checking that it runs
+// there (thread ids are never reused), and by `Tasks`, which lives in the
+// LocalProactor's `Inner` (`!Send`, made on that thread, as `Ready` is). A
+// drop elsewhere (of the last `Arc`, held by a waker) has the field to
+// itself. Every other field is `Sync`.
+unsafe impl Sync for Ready {}
 
 impl Ready {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Id>> {
         // Nothing panics while holding it (but an allocation failure,
         // which aborts): a poisoned queue is intact.
-        self.ids.lock().unwrap_or_else(PoisonError::into_inner)
+        self.foreign.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `id` and ends the thread's wait (or makes its next turn not
-    /// wait).
+    /// wait), from any thread.
     fn push(&self, id: Id) {
-        self.lock().push_back(id);
-        self.unparker.unpark();
+        if crate::drive::me() == self.owner {
+            self.push_own(id);
+        } else {
+            {
+                let mut foreign = self.lock();
+                foreign.push_back(id);
+                self.foreign_pending.store(true, Ordering::Relaxed);
+            }
+            // After the push: the thread that takes the wake-up flag this
+            // sets (Release, Acquire) sees `foreign_pending`.
+            self.unparker.unpark();
+        }
+    }
+
+    /// [`push`](Self::push) on the LocalProactor's thread: no lock, no
+    /// system call (the thread is not asleep), no atomic operation: a turn
+    /// does not wait while a task is queued ([`Tasks::queued`]), and the
+    /// wake-up flag is left alone, so `block_on` does not poll its own
+    /// future for a round that only woke tasks.
+    fn push_own(&self, id: Id) {
+        self.own.borrow_mut().push_back(id);
+    }
+
+    /// Moves what other threads pushed onto `own` (on the LocalProactor's
+    /// thread).
+    fn take_foreign(&self) {
+        if self.foreign_pending.load(Ordering::Relaxed) {
+            let mut foreign = self.lock();
+            // Under the lock: a push after this sets it again.
+            self.foreign_pending.store(false, Ordering::Relaxed);
+            self.own.borrow_mut().extend(foreign.drain(..));
+        }
     }
 }
 
@@ -89,7 +145,8 @@ struct Slot {
 
 enum State {
     Free,
-    Idle(Task),
+    /// (Boxed: taking it out to poll it, and back, moves a pointer.)
+    Idle(Box<Task>),
     /// Taken out to be polled, up the stack; `rewake`: a nested pass found
     /// it queued meanwhile (it is queued again after its poll).
     Running {
@@ -99,7 +156,7 @@ enum State {
 
 struct Task {
     future: BoxFuture,
-    /// `Waker::from(flag.clone())`, made once.
+    /// `task_waker(flag.clone())`, made once.
     waker: Waker,
     flag: Arc<TaskWaker>,
 }
@@ -116,16 +173,85 @@ struct TaskWaker {
     ready: Arc<Ready>,
 }
 
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+impl TaskWaker {
+    /// Queues the task unless it is queued (runs no user code).
+    fn wake(&self) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             self.ready.push(self.id);
         }
     }
+}
+
+/// The vtable of the tasks' wakers: a static (one address), so that a turn
+/// can tell a task's waker ([`wake_if_task`]) and wake it without running
+/// user code. Its data pointer is an `Arc<TaskWaker>`'s (`Arc::into_raw`).
+static TASK_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+/// The waker of the task `flag` belongs to (it takes that `Arc`).
+fn task_waker(flag: Arc<TaskWaker>) -> Waker {
+    let raw = RawWaker::new(Arc::into_raw(flag).cast(), &TASK_VTABLE);
+    // SAFETY: the data pointer is an `Arc<TaskWaker>`'s, whose count this
+    // waker now owns; the vtable's functions treat it as such (see theirs),
+    // and `TaskWaker` is `Send + Sync`, as a `Waker` must be.
+    unsafe { Waker::from_raw(raw) }
+}
+
+/// # Safety
+///
+/// `p` comes from `Arc::into_raw` of an `Arc<TaskWaker>` whose count the
+/// waker being cloned owns (alive during the call).
+unsafe fn waker_clone(p: *const ()) -> RawWaker {
+    // SAFETY: per the contract, `p` is a live `Arc<TaskWaker>`'s.
+    unsafe { Arc::increment_strong_count(p.cast::<TaskWaker>()) };
+    RawWaker::new(p, &TASK_VTABLE)
+}
+
+/// # Safety
+///
+/// As [`waker_clone`]'s; the call takes the waker's count.
+unsafe fn waker_wake(p: *const ()) {
+    // SAFETY: per the contract, the count is the waker's, given up here.
+    let flag = unsafe { Arc::from_raw(p.cast::<TaskWaker>()) };
+    flag.wake();
+}
+
+/// # Safety
+///
+/// As [`waker_clone`]'s.
+unsafe fn waker_wake_by_ref(p: *const ()) {
+    // SAFETY: per the contract, `p` points to a live `TaskWaker`.
+    unsafe { &*p.cast::<TaskWaker>() }.wake();
+}
+
+/// # Safety
+///
+/// As [`waker_wake`]'s.
+unsafe fn waker_drop(p: *const ()) {
+    // SAFETY: per the contract, the count is the waker's, given up here.
+    drop(unsafe { Arc::from_raw(p.cast::<TaskWaker>()) });
+}
+
+/// Whether `w` is a task's waker (of any LocalProactor): cloning,
+/// waking and dropping it run no user code.
+#[inline]
+pub(crate) fn is_task_waker(w: &Waker) -> bool {
+    std::ptr::eq(w.vtable(), &TASK_VTABLE)
+}
+
+/// If `w` is a task's waker (of any LocalProactor), wakes it and returns
+/// true: that runs no user code (it pushes the task's id onto its queue),
+/// so a turn does it with the state borrowed, and dropping such a waker
+/// (an `Arc`'s decrement) runs none either.
+#[inline]
+pub(crate) fn wake_if_task(w: &Waker) -> bool {
+    if !is_task_waker(w) {
+        return false;
+    }
+    // SAFETY: a waker with this vtable was made by `task_waker` (or cloned
+    // from one): its data is a live `Arc<TaskWaker>`'s while `w` is.
+    unsafe { &*w.data().cast::<TaskWaker>() }.wake();
+    true
 }
 
 impl Inner {
@@ -162,14 +288,19 @@ impl Inner {
 }
 
 impl Tasks {
-    pub(crate) fn new(unparker: LocalUnparker) -> Tasks {
+    /// The tasks of the LocalProactor that `park` parks (made on its
+    /// thread).
+    pub(crate) fn new(park: Arc<Park>) -> Tasks {
         Tasks {
             slab: RefCell::default(),
             live: Cell::new(0),
-            local: RefCell::default(),
+            round: Cell::new(0),
             ready: Arc::new(Ready {
-                ids: Mutex::default(),
-                unparker,
+                owner: crate::drive::me(),
+                own: RefCell::default(),
+                foreign: Mutex::default(),
+                foreign_pending: AtomicBool::new(false),
+                unparker: LocalUnparker::new(park),
             }),
             depth: Cell::new(0),
         }
@@ -198,16 +329,16 @@ impl Tasks {
                 queued: AtomicBool::new(true),
                 ready: self.ready.clone(),
             });
-            let waker = Waker::from(flag.clone());
-            slot.state = State::Idle(Task {
+            let waker = task_waker(flag.clone());
+            slot.state = State::Idle(Box::new(Task {
                 future,
                 waker,
                 flag,
-            });
+            }));
             id
         };
         self.live.set(self.live.get() + 1);
-        self.ready.push(id);
+        self.ready.push_own(id);
     }
 
     /// Frees the slot of a task taken out of it.
@@ -221,25 +352,29 @@ impl Tasks {
         self.live.set(self.live.get() - 1);
     }
 
+    /// Whether a task was woken on the thread and waits for a pass of
+    /// [`run_tasks`](Inner::run_tasks): the thread must not sleep. (One
+    /// woken from another thread has set the thread's wake-up flag.)
+    #[inline]
+    pub(crate) fn queued(&self) -> bool {
+        self.live.get() != 0 && !self.ready.own.borrow().is_empty()
+    }
+
     /// Polls the tasks queued (see [`Inner::run_tasks`]); true if it
     /// looked at any.
     fn run_ready(&self) -> bool {
-        {
-            let mut ready = self.ready.lock();
-            // Not empty if this pass is nested in a task's poll: the ids
-            // an outer pass took and has not polled yet are polled here.
-            let mut local = self.local.borrow_mut();
-            if local.is_empty() {
-                if ready.is_empty() {
-                    return false;
-                }
-                std::mem::swap(&mut *local, &mut *ready);
-            } else {
-                local.extend(ready.drain(..));
-            }
+        self.ready.take_foreign();
+        // Every id queued now: if this pass is nested in a task's poll,
+        // those the outer pass has yet to poll (at the front) are polled
+        // here, and the outer one ends when this one does.
+        let queued = self.ready.own.borrow().len();
+        if queued == 0 {
+            return false;
         }
-        loop {
-            let next = self.local.borrow_mut().pop_front();
+        self.round.set(queued);
+        while self.round.get() > 0 {
+            self.round.set(self.round.get() - 1);
+            let next = self.ready.own.borrow_mut().pop_front();
             let Some(id) = next else { break };
             self.poll(id);
         }
@@ -305,7 +440,7 @@ impl Tasks {
                 drop(slab);
                 if rewake {
                     // Its `queued` flag is still set: nobody else queues it.
-                    self.ready.push(id);
+                    self.ready.push_own(id);
                 }
             }
         }
@@ -350,7 +485,8 @@ impl Tasks {
                 break;
             }
         }
-        self.local.borrow_mut().clear();
+        self.round.set(0);
+        self.ready.own.borrow_mut().clear();
         self.ready.lock().clear();
         panic
     }
@@ -361,7 +497,7 @@ impl Tasks {
 struct Running<'a> {
     tasks: &'a Tasks,
     index: usize,
-    task: Option<Task>,
+    task: Option<Box<Task>>,
 }
 
 impl Drop for Running<'_> {
@@ -524,14 +660,15 @@ impl LocalProactor {
     ///
     /// How tasks run:
     ///
-    /// - Each `block_on` round polls its own future, then each task woken
-    ///   since the last round, once, in the order of their wake-ups (a new
-    ///   task counts as woken), then turns the ring (submits, reaps),
-    ///   waiting in the kernel only if nothing was woken meanwhile. A
-    ///   completion, or any other wake-up, polls only the task it wakes,
-    ///   however many tasks wait: a server's ten thousand idle connections
-    ///   cost nothing when one of them wakes. (`block_on`'s own future is
-    ///   polled at every round.)
+    /// - Each `block_on` round polls its own future (if its waker was used
+    ///   since it was last polled), then each task woken since the last
+    ///   round, once, in the order of their wake-ups (a new task counts as
+    ///   woken), then turns the ring (submits, reaps), waiting in the
+    ///   kernel only if nothing was woken meanwhile. A completion, or any
+    ///   other wake-up, polls only the task it wakes, however many tasks
+    ///   wait: a server's ten thousand idle connections cost nothing when
+    ///   one of them wakes (nor does `block_on`'s own future, when it only
+    ///   awaits them).
     /// - Each task has its own waker (`Send + Sync`): woken from another
     ///   thread, it queues the task and ends the thread's wait in the
     ///   kernel; woken on the thread, it queues the task only (no system

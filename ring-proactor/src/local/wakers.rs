@@ -110,8 +110,8 @@ impl Wakers {
         matches!(w, SlotWaker::Shared(w) if std::ptr::eq(Rc::as_ptr(w), own))
     }
 
-    /// The slot waker for an op of `w`'s task, if it needs no clone. Runs
-    /// no user code.
+    /// The slot waker for an op of `w`'s task, if it needs no clone (or a
+    /// clone that runs no user code: a spawned task's). Runs no user code.
     #[inline]
     pub(crate) fn find(&mut self, w: &Waker) -> Found {
         if let Some(own) = &self.own {
@@ -123,6 +123,12 @@ impl Wakers {
             if shared.will_wake(w) {
                 return Found::Shared(SlotWaker::Shared(shared.clone()));
             }
+        }
+        if super::task::is_task_waker(w) {
+            // A spawned task's: its clone (an `Arc`'s increment) and drop
+            // run no user code, so the op needs no clone outside the
+            // state's borrow (and a turn wakes it in place).
+            return Found::Shared(SlotWaker::Own(w.clone()));
         }
         let now = waker_id(w);
         let share = self.last == now;
