@@ -193,13 +193,19 @@ pub struct ProactorStats {
     /// in flight and no caller drove it. Each is one change of driver (one
     /// thread wake-up). An executor that parks on the Proactor
     /// ([`Proactor::park`](crate::Proactor::park)) keeps this low; one that
-    /// never blocks on it is served by the fallback throughout.
+    /// never blocks on it is served by the fallback throughout. (The
+    /// fallback thread taking the ring over from a holder stuck in user
+    /// code is counted in [`token_takeovers`](Self::token_takeovers).)
     pub fallback_takeovers: u64,
     /// Times a thread took the driver token over from a holder that was
     /// running user code between its turns (a future polled by
     /// [`block_on`](crate::block_on) that computes, a waker or a `Drop`
     /// that blocks), so that user code never holds the ring up for the
-    /// other threads.
+    /// other threads: a thread about to block on the Proactor, or the
+    /// fallback thread, for work nobody waits on, once the holder has
+    /// stayed 50 ms in its user code (a slow or overloaded machine can
+    /// show a few of those with no user code to blame: a holder preempted
+    /// there looks stuck).
     pub token_takeovers: u64,
     /// Requests submitted again because the kernel failed them with
     /// `ECANCELED` before they ran, after the thread that had submitted

@@ -661,7 +661,6 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     watched = None;
                     if let Some(out) = out {
                         if take_over_from(&shared, &mut st, me, out) {
-                            st.stats.fallback_takeovers += 1;
                             drop(st);
                             match turn_with(&shared, Wait::No, true, &mut grave) {
                                 Turned::Stopped => return,
@@ -738,9 +737,11 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
             }
             if !taken {
                 take(&shared, &mut st, me);
+                // (A takeover from a stuck holder is counted in
+                // `token_takeovers`.)
+                st.stats.fallback_takeovers += 1;
             }
             st.caller_drove = false;
-            st.stats.fallback_takeovers += 1;
         }
         loop {
             match turn_with(&shared, Wait::For(None), true, &mut grave) {

@@ -19,7 +19,8 @@
 //!   wakes the drive task. [`ProactorStats::fallback_takeovers`] stays
 //!   where it was. Unless the drive task gets stuck in user code its turn
 //!   runs (a waker that blocks its worker thread) with work to do: after
-//!   50 ms of that, the fallback thread takes the ring over for a turn.
+//!   50 ms of that, the fallback thread takes the ring over for a turn
+//!   (counted in [`ProactorStats::token_takeovers`]).
 //! - **Threads that block** on the Proactor ([`Op::wait`], [`block_on`],
 //!   [`Proactor::park`]) still drive the ring themselves: the drive task
 //!   holds the ring only for the length of one non-blocking turn, and lets
@@ -93,6 +94,7 @@
 //! [`Op::wait`]: crate::Op::wait
 //! [`block_on`]: crate::block_on
 //! [`ProactorStats::fallback_takeovers`]: crate::ProactorStats::fallback_takeovers
+//! [`ProactorStats::token_takeovers`]: crate::ProactorStats::token_takeovers
 //! [`ProactorStats::resubmitted`]: crate::ProactorStats::resubmitted
 //! [`ProactorConfig::submit_delay`]: crate::ProactorConfig::submit_delay
 

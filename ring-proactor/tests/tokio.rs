@@ -186,11 +186,16 @@ fn nops_from_many_tasks_complete_once_each_through_the_drive_task() {
         "{stats:?}"
     );
     assert_eq!(stats.fallback_takeovers, 0, "{stats:?}");
-    assert_eq!(
-        on_fallback.load(Ordering::Relaxed),
-        0,
-        "tasks woken by the fallback thread"
-    );
+    // Tasks are woken by the fallback thread only in a turn it took over
+    // from a drive task stuck 50 ms in user code (preempted there: seen
+    // under TCG).
+    if stats.token_takeovers == 0 {
+        assert_eq!(
+            on_fallback.load(Ordering::Relaxed),
+            0,
+            "tasks woken by the fallback thread"
+        );
+    }
     assert!(!driver.is_finished());
     eprintln!(
         "ring-note: tokio: {} NOPs from {TASKS} tasks on 4 workers in {} enters",
@@ -334,7 +339,9 @@ fn a_current_thread_runtime_drives_its_tasks_ops() {
     writer.join().unwrap();
     let stats = p.stats();
     assert_eq!(stats.fallback_takeovers, 0, "{stats:?}");
-    assert_eq!(on_fallback.load(Ordering::Relaxed), 0);
+    if stats.token_takeovers == 0 {
+        assert_eq!(on_fallback.load(Ordering::Relaxed), 0);
+    }
     drop(rt);
     // Without a drive task the fallback thread drives again.
     pollster::block_on(p.nop()).unwrap();
