@@ -24,20 +24,25 @@
 //! queued notes it, and the task is queued again once its poll returns.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
-use std::thread::ThreadId;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use super::turn::Park;
 use super::{Inner, LocalProactor, LocalUnparker};
 use crate::driver::Wait;
+
+mod join;
+mod waker;
+
+pub use join::LocalTask;
+use join::{Completion, Join, JoinState};
+use waker::{Ready, TaskWaker, task_waker};
+pub(crate) use waker::{is_task_waker, wake_if_task};
 
 /// A task's slot index (low 32 bits) and the slot's generation (high 32
 /// bits): a waker of a task that ended names no later task of its slot (a
@@ -61,75 +66,6 @@ pub(crate) struct Tasks {
     /// How many `block_on`s of this LocalProactor run (nested) on its
     /// thread: the outermost drops the tasks left when it returns.
     depth: Cell<u32>,
-}
-
-/// The queues of woken tasks, which their wakers push onto: `own` on the
-/// LocalProactor's thread, `foreign` from any other.
-struct Ready {
-    /// The LocalProactor's thread (which made it, and alone uses it).
-    owner: ThreadId,
-    /// Touched on `owner` only (see `unsafe impl Sync`), never borrowed
-    /// while user code runs.
-    own: RefCell<VecDeque<Id>>,
-    foreign: Mutex<VecDeque<Id>>,
-    /// `foreign` may hold ids: set (under its lock) by a push there,
-    /// cleared by the thread before it drains it, so a pass takes the lock
-    /// only when another thread woke a task.
-    foreign_pending: AtomicBool,
-    unparker: LocalUnparker,
-}
-
-// SAFETY: `own` (the one field that is not `Sync`) is only touched on the
-// thread `owner`: by `TaskWaker::wake_by_ref` after checking that it runs
-// there (thread ids are never reused), and by `Tasks`, which lives in the
-// LocalProactor's `Inner` (`!Send`, made on that thread, as `Ready` is). A
-// drop elsewhere (of the last `Arc`, held by a waker) has the field to
-// itself. Every other field is `Sync`.
-unsafe impl Sync for Ready {}
-
-impl Ready {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Id>> {
-        // Nothing panics while holding it (but an allocation failure,
-        // which aborts): a poisoned queue is intact.
-        self.foreign.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Queues `id` and ends the thread's wait (or makes its next turn not
-    /// wait), from any thread.
-    fn push(&self, id: Id) {
-        if crate::drive::me() == self.owner {
-            self.push_own(id);
-        } else {
-            {
-                let mut foreign = self.lock();
-                foreign.push_back(id);
-                self.foreign_pending.store(true, Ordering::Relaxed);
-            }
-            // After the push: the thread that takes the wake-up flag this
-            // sets (Release, Acquire) sees `foreign_pending`.
-            self.unparker.unpark();
-        }
-    }
-
-    /// [`push`](Self::push) on the LocalProactor's thread: no lock, no
-    /// system call (the thread is not asleep), no atomic operation: a turn
-    /// does not wait while a task is queued ([`Tasks::queued`]), and the
-    /// wake-up flag is left alone, so `block_on` does not poll its own
-    /// future for a round that only woke tasks.
-    fn push_own(&self, id: Id) {
-        self.own.borrow_mut().push_back(id);
-    }
-
-    /// Moves what other threads pushed onto `own` (on the LocalProactor's
-    /// thread).
-    fn take_foreign(&self) {
-        if self.foreign_pending.load(Ordering::Relaxed) {
-            let mut foreign = self.lock();
-            // Under the lock: a push after this sets it again.
-            self.foreign_pending.store(false, Ordering::Relaxed);
-            self.own.borrow_mut().extend(foreign.drain(..));
-        }
-    }
 }
 
 #[derive(Default)]
@@ -159,99 +95,6 @@ struct Task {
     /// `task_waker(flag.clone())`, made once.
     waker: Waker,
     flag: Arc<TaskWaker>,
-}
-
-/// A task's waker: `Send + Sync`, it holds no part of the task.
-struct TaskWaker {
-    id: Id,
-    /// The task's id is in a ready queue (or is being handed to a poll that
-    /// will look at the task anyway), or the task is gone: a wake-up has
-    /// nothing to do. Cleared (Acquire) just before the task is polled, so
-    /// the poll sees what every skipped waker did before it set the flag
-    /// (Release).
-    queued: AtomicBool,
-    ready: Arc<Ready>,
-}
-
-impl TaskWaker {
-    /// Queues the task unless it is queued (runs no user code).
-    fn wake(&self) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.ready.push(self.id);
-        }
-    }
-}
-
-/// The vtable of the tasks' wakers: a static (one address), so that a turn
-/// can tell a task's waker ([`wake_if_task`]) and wake it without running
-/// user code. Its data pointer is an `Arc<TaskWaker>`'s (`Arc::into_raw`).
-static TASK_VTABLE: RawWakerVTable =
-    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
-
-/// The waker of the task `flag` belongs to (it takes that `Arc`).
-fn task_waker(flag: Arc<TaskWaker>) -> Waker {
-    let raw = RawWaker::new(Arc::into_raw(flag).cast(), &TASK_VTABLE);
-    // SAFETY: the data pointer is an `Arc<TaskWaker>`'s, whose count this
-    // waker now owns; the vtable's functions treat it as such (see theirs),
-    // and `TaskWaker` is `Send + Sync`, as a `Waker` must be.
-    unsafe { Waker::from_raw(raw) }
-}
-
-/// # Safety
-///
-/// `p` comes from `Arc::into_raw` of an `Arc<TaskWaker>` whose count the
-/// waker being cloned owns (alive during the call).
-unsafe fn waker_clone(p: *const ()) -> RawWaker {
-    // SAFETY: per the contract, `p` is a live `Arc<TaskWaker>`'s.
-    unsafe { Arc::increment_strong_count(p.cast::<TaskWaker>()) };
-    RawWaker::new(p, &TASK_VTABLE)
-}
-
-/// # Safety
-///
-/// As [`waker_clone`]'s; the call takes the waker's count.
-unsafe fn waker_wake(p: *const ()) {
-    // SAFETY: per the contract, the count is the waker's, given up here.
-    let flag = unsafe { Arc::from_raw(p.cast::<TaskWaker>()) };
-    flag.wake();
-}
-
-/// # Safety
-///
-/// As [`waker_clone`]'s.
-unsafe fn waker_wake_by_ref(p: *const ()) {
-    // SAFETY: per the contract, `p` points to a live `TaskWaker`.
-    unsafe { &*p.cast::<TaskWaker>() }.wake();
-}
-
-/// # Safety
-///
-/// As [`waker_wake`]'s.
-unsafe fn waker_drop(p: *const ()) {
-    // SAFETY: per the contract, the count is the waker's, given up here.
-    drop(unsafe { Arc::from_raw(p.cast::<TaskWaker>()) });
-}
-
-/// Whether `w` is a task's waker (of any LocalProactor): cloning,
-/// waking and dropping it run no user code.
-#[inline]
-pub(crate) fn is_task_waker(w: &Waker) -> bool {
-    std::ptr::eq(w.vtable(), &TASK_VTABLE)
-}
-
-/// If `w` is a task's waker (of any LocalProactor), wakes it and returns
-/// true: that runs no user code (it pushes the task's id onto its queue),
-/// so a turn does it with the state borrowed, and dropping such a waker
-/// (an `Arc`'s decrement) runs none either.
-#[inline]
-pub(crate) fn wake_if_task(w: &Waker) -> bool {
-    if !is_task_waker(w) {
-        return false;
-    }
-    // SAFETY: a waker with this vtable was made by `task_waker` (or cloned
-    // from one): its data is a live `Arc<TaskWaker>`'s while `w` is.
-    unsafe { &*w.data().cast::<TaskWaker>() }.wake();
-    true
 }
 
 impl Inner {
@@ -542,111 +385,6 @@ impl Drop for Entered<'_> {
                 resume_unwind(panic);
             }
         }
-    }
-}
-
-/// What a task and its [`LocalTask`] share: the task's fate and the waker
-/// of whoever awaits it.
-struct Join<T> {
-    state: Cell<JoinState<T>>,
-    waker: Cell<Option<Waker>>,
-}
-
-enum JoinState<T> {
-    Running,
-    Done(T),
-    /// The output was taken.
-    Taken,
-    /// The task was dropped before it finished.
-    Dropped,
-}
-
-/// Owned by a task's future: its drop, finished or not, tells the
-/// [`LocalTask`] and wakes whoever awaits it.
-struct Completion<T> {
-    join: Rc<Join<T>>,
-    done: bool,
-}
-
-impl<T> Completion<T> {
-    fn complete(mut self, out: T) {
-        self.done = true;
-        if Rc::strong_count(&self.join) > 1 {
-            self.join.state.set(JoinState::Done(out));
-        } // else: detached, nobody will take it (dropped here).
-    }
-}
-
-impl<T> Drop for Completion<T> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.join.state.set(JoinState::Dropped);
-        }
-        if let Some(waker) = self.join.waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-/// The handle of a task run by [`LocalProactor::spawn`]: a future of its
-/// output. Dropping it detaches the task, which runs on.
-///
-/// # Panics
-///
-/// Awaiting it panics if its task was dropped before it finished: it
-/// panicked, or the outermost [`block_on`](LocalProactor::block_on) of its
-/// LocalProactor returned first (see [`LocalProactor::spawn`]). Polling it
-/// again after it returned the output panics too.
-pub struct LocalTask<T> {
-    join: Rc<Join<T>>,
-}
-
-impl<T> LocalTask<T> {
-    /// Whether the task has ended: it finished (the output waits here
-    /// unless it was taken), or it was dropped.
-    pub fn is_finished(&self) -> bool {
-        let state = self.join.state.replace(JoinState::Running);
-        let running = matches!(state, JoinState::Running);
-        self.join.state.set(state);
-        !running
-    }
-}
-
-impl<T> Future for LocalTask<T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let join = &self.join;
-        match join.state.replace(JoinState::Taken) {
-            JoinState::Done(out) => Poll::Ready(out),
-            JoinState::Running => {
-                join.state.set(JoinState::Running);
-                match join.waker.take() {
-                    Some(w) if w.will_wake(cx.waker()) => join.waker.set(Some(w)),
-                    old => {
-                        join.waker.set(Some(cx.waker().clone()));
-                        drop(old);
-                    }
-                }
-                Poll::Pending
-            }
-            JoinState::Dropped => {
-                join.state.set(JoinState::Dropped);
-                panic!(
-                    "a LocalTask awaited after its task was dropped: the task panicked, \
-                     or the outermost LocalProactor::block_on returned before it finished"
-                )
-            }
-            JoinState::Taken => panic!("a LocalTask polled after it returned its output"),
-        }
-    }
-}
-
-impl<T> fmt::Debug for LocalTask<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalTask")
-            .field("finished", &self.is_finished())
-            .finish_non_exhaustive()
     }
 }
 

@@ -1,0 +1,143 @@
+//! What a thread inside [`block_on`] keeps: the Proactor it drives (the
+//! last one an op noted) and the spare wakers of a task whose ops a turn
+//! completed together.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::task::Waker;
+
+use super::*;
+
+/// What a thread inside [`block_on`] keeps ([`HINT`]).
+pub(crate) struct Hint {
+    /// The Proactor to drive.
+    pub(super) shared: Option<Arc<Shared>>,
+    /// Wakers a turn of this thread found repeated (ops of one task that
+    /// completed together: [`wake_all`] wakes the task once), kept until
+    /// the future is next polled: an op of that task submitted meanwhile
+    /// takes one instead of cloning its waker (a clone and a drop fewer,
+    /// each an atomic read-modify-write of the task's count for most
+    /// executors). Those not taken are dropped after the poll
+    /// ([`drop_spares`]).
+    pub(super) spares: Vec<Waker>,
+}
+
+/// `shared` is now the Proactor to drive ([`Hint::shared`]).
+#[cold]
+fn note_hint(shared: &Arc<Shared>) {
+    let old = HINT.with(|h| h.borrow_mut().shared.replace(shared.clone()));
+    HINT_PTR.with(|p| p.set(Arc::as_ptr(shared)));
+    drop(old);
+}
+
+/// Spare wakers kept at most ([`keep_spares`]).
+const SPARES: usize = 1024;
+
+/// An op of `shared` was polled and is pending: inside [`block_on`], note
+/// it as the Proactor to drive. True if this thread will drive (so nobody
+/// else needs waking for the op's sake).
+#[inline]
+pub(crate) fn note_pending(shared: &Arc<Shared>) -> bool {
+    note_pending_with(shared, None).0
+}
+
+/// [`note_pending`] for an op about to store a clone of `waker`: also a
+/// spare waker that wakes the same task ([`Hint::spares`]), to store
+/// instead of a new clone, if this thread kept one.
+#[inline]
+pub(crate) fn note_pending_waker(shared: &Arc<Shared>, waker: &Waker) -> (bool, Option<Waker>) {
+    note_pending_with(shared, Some(waker))
+}
+
+#[inline(always)]
+fn note_pending_with(shared: &Arc<Shared>, waker: Option<&Waker>) -> (bool, Option<Waker>) {
+    if BLOCKING.with(Cell::get) == 0 {
+        return (false, None);
+    }
+    if HINT_PTR.with(Cell::get) != Arc::as_ptr(shared) {
+        note_hint(shared);
+    }
+    let spare = match waker {
+        Some(waker) if SPARE.with(Cell::get) => HINT.with(|h| {
+            let mut h = h.borrow_mut();
+            // (`will_wake` compares the wakers' data and vtable pointers:
+            // no user code runs.)
+            let spare = if h.spares.last()?.will_wake(waker) {
+                h.spares.pop()
+            } else {
+                None
+            };
+            SPARE.with(|s| s.set(!h.spares.is_empty()));
+            spare
+        }),
+        _ => None,
+    };
+    (true, spare)
+}
+
+/// Moves `wakers`, each of which wakes the same task, to this thread's
+/// spares if it is inside [`block_on`] (see [`Hint::spares`]) but one,
+/// returned to be woken if `wake`; drops the others otherwise. `wakers`
+/// is left empty. No lock may be held (a drop is user code).
+pub(crate) fn keep_spares(wakers: &mut Vec<Waker>, wake: bool) -> Option<Waker> {
+    let kept = BLOCKING.with(Cell::get) > 0
+        && HINT
+            .try_with(|h| {
+                let Ok(mut h) = h.try_borrow_mut() else {
+                    return false;
+                };
+                if h.spares.len() + wakers.len() > SPARES {
+                    return false;
+                }
+                // Moved, not dropped: no user code runs here (the spares
+                // are usually none: the vectors trade places).
+                if h.spares.is_empty() {
+                    std::mem::swap(&mut h.spares, wakers);
+                } else {
+                    h.spares.append(wakers);
+                }
+                true
+            })
+            .unwrap_or(false);
+    if kept {
+        if !wake {
+            SPARE.with(|s| s.set(true));
+            return None;
+        }
+        return HINT.with(|h| {
+            let mut h = h.borrow_mut();
+            let one = h.spares.pop();
+            SPARE.with(|s| s.set(!h.spares.is_empty()));
+            one
+        });
+    }
+    let one = if wake { wakers.pop() } else { None };
+    for w in wakers.drain(..) {
+        run_user(|| drop(w));
+    }
+    one
+}
+
+/// Drops the spare wakers this thread kept (see [`Hint::spares`]) that no
+/// op took, through `scratch` (an empty vector whose capacity the spares
+/// take over, and give back). No lock may be held (a drop is user code).
+#[inline]
+pub(super) fn drop_spares(scratch: &mut Vec<Waker>) {
+    if !SPARE.with(Cell::get) {
+        return;
+    }
+    let any = HINT.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.spares.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut h.spares, scratch);
+        SPARE.with(|s| s.set(false));
+        true
+    });
+    if any {
+        for w in scratch.drain(..) {
+            run_user(|| drop(w));
+        }
+    }
+}
