@@ -146,6 +146,8 @@ fn message(payload: &(dyn std::any::Any + Send)) -> String {
 
 #[test]
 fn tasks_return_their_values_to_their_handles() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let out = p.block_on(async {
         let p1 = p.clone();
@@ -176,6 +178,8 @@ fn tasks_return_their_values_to_their_handles() {
 
 #[test]
 fn a_dropped_handle_detaches_its_task_which_runs_to_the_end() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let steps = Rc::new(Cell::new(0));
     p.block_on(async {
@@ -196,6 +200,8 @@ fn a_dropped_handle_detaches_its_task_which_runs_to_the_end() {
 
 #[test]
 fn wake_ups_from_other_threads_end_the_wait_and_none_is_lost() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     // Four tasks, each answering 2,000 rounds of its own thread: a task
     // waits for the thread's count, then raises its own, which the thread
     // waits for. A lost wake-up leaves a pair stuck.
@@ -255,6 +261,8 @@ fn wake_ups_from_other_threads_end_the_wait_and_none_is_lost() {
 
 #[test]
 fn a_wake_up_polls_only_the_woken_task_among_a_thousand_idle_ones() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     const IDLE: usize = 1_000;
     const STEPS: u32 = 100;
     let p = local();
@@ -363,6 +371,8 @@ fn the_outermost_block_on_drops_its_tasks_their_buffers_and_fds_go_and_no_cycle_
 
 #[test]
 fn spawn_outside_block_on_panics_and_leaves_the_local_proactor_usable() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let caught = expect_panic(|| drop(p.spawn(async { 1 }))).unwrap_err();
     assert!(message(&*caught).contains("outside block_on"));
@@ -373,6 +383,8 @@ fn spawn_outside_block_on_panics_and_leaves_the_local_proactor_usable() {
 
 #[test]
 fn a_tasks_panic_propagates_out_of_block_on_and_the_local_proactor_stays_usable() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let dropped = Rc::new(Cell::new(0));
     let bad_handle = Rc::new(RefCell::new(None));
@@ -418,6 +430,8 @@ fn a_tasks_panic_propagates_out_of_block_on_and_the_local_proactor_stays_usable(
 
 #[test]
 fn a_panic_of_a_tasks_drop_at_the_end_propagates_once_every_task_is_dropped() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let dropped = Rc::new(Cell::new(0));
     let caught = expect_panic(|| {
@@ -449,6 +463,8 @@ fn a_panic_of_a_tasks_drop_at_the_end_propagates_once_every_task_is_dropped() {
 
 #[test]
 fn a_panic_out_of_a_nested_block_on_loses_no_other_tasks_wake_up() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(
         Duration::from_secs(20),
         "tasks after a nested panic",
@@ -493,6 +509,8 @@ fn a_panic_out_of_a_nested_block_on_loses_no_other_tasks_wake_up() {
 
 #[test]
 fn drops_of_tasks_at_the_end_may_spawn_drop_handles_and_wait_on_ops_and_tasks() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(Duration::from_secs(20), "drops that wait", || {
         let p = local();
         let (dropped, spawned_dropped, waited) = (
@@ -571,6 +589,8 @@ async fn wait_for(go: Rc<Cell<bool>>, waker: Rc<RefCell<Option<Waker>>>) {
 
 #[test]
 fn a_park_in_a_task_takes_no_other_tasks_wake_up() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(Duration::from_secs(20), "a park in a task", || {
         let p = local();
         let gates: Vec<Gate> = (0..3).map(|_| Default::default()).collect();
@@ -612,6 +632,8 @@ fn a_park_in_a_task_takes_no_other_tasks_wake_up() {
 
 #[test]
 fn a_park_in_a_task_takes_no_wake_up_of_the_main_future() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(Duration::from_secs(20), "a park in a task", || {
         let p = local();
         let gates: Vec<Gate> = (0..3).map(|_| Default::default()).collect();
@@ -675,6 +697,8 @@ impl Wake for SpawningWaker {
 
 #[test]
 fn a_waker_that_spawns_runs_from_a_turn_without_a_borrow_error() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     SPAWNER.with(|s| *s.borrow_mut() = Some(p.clone()));
     p.block_on(async {
@@ -711,6 +735,8 @@ fn a_waker_that_spawns_runs_from_a_turn_without_a_borrow_error() {
 
 #[test]
 fn a_block_on_nested_in_a_task_runs_the_other_tasks_it_waits_for() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(Duration::from_secs(20), "a nested block_on", || {
         let p = local();
         let value = Rc::new(Cell::new(0));
@@ -745,6 +771,8 @@ fn a_block_on_nested_in_a_task_runs_the_other_tasks_it_waits_for() {
 
 #[test]
 fn a_task_woken_while_a_nested_block_on_runs_in_it_is_polled_again() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(
         Duration::from_secs(20),
         "a task woken in its own poll",
@@ -776,6 +804,8 @@ fn a_task_woken_while_a_nested_block_on_runs_in_it_is_polled_again() {
 
 #[test]
 fn a_task_that_always_wakes_itself_starves_neither_the_main_future_nor_other_tasks() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     within(Duration::from_secs(20), "a spinning task", || {
         let p = local();
         let spins = Rc::new(Cell::new(0u32));
@@ -805,6 +835,8 @@ fn a_task_that_always_wakes_itself_starves_neither_the_main_future_nor_other_tas
 
 #[test]
 fn a_stale_waker_polls_no_later_task_of_its_slot_and_outlives_the_local_proactor() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let stale: Rc<RefCell<Option<Waker>>> = Rc::default();
     let later = Rc::new(Cell::new(0));
@@ -857,6 +889,8 @@ fn a_stale_waker_polls_no_later_task_of_its_slot_and_outlives_the_local_proactor
 /// example of `spawn`'s docs, at scale, with each task's fd released.
 #[test]
 fn a_task_per_socket_reads_what_its_peer_writes() {
+    // One test at a time: one of them counts the fds of the process.
+    let _serial = serial();
     let p = local();
     let mut peers = Vec::new();
     let total = p.block_on(async {
