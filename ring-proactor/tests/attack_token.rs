@@ -229,7 +229,9 @@ fn a_future_that_waited_on_a_stream_then_computes_holds_up_nobody() {
     reentry_holds_up_nobody(|p| {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut accepts = p.accept_multi(listener);
+        // (A clone: on a kernel without multishot accept the stream fails
+        // at once and drops its fd; the listener stays for the connect.)
+        let mut accepts = p.accept_multi(listener.try_clone().unwrap());
         let _client = std::net::TcpStream::connect(addr).unwrap();
         // An old kernel fails the stream: a wait all the same.
         let _ = accepts.wait_next().expect("an item");
