@@ -29,8 +29,8 @@ pub(super) struct Ready {
 }
 
 // SAFETY: `own` (the one field that is not `Sync`) is only touched on the
-// thread `owner`: by `TaskWaker::wake_by_ref` after checking that it runs
-// there (thread ids are never reused), and by `Tasks`, which lives in the
+// thread `owner`: by `Ready::push` after checking that it runs there
+// (`crate::drive::me() == owner`; thread ids are never reused), and by `Tasks`, which lives in the
 // LocalProactor's `Inner` (`!Send`, made on that thread, as `Ready` is). A
 // drop elsewhere (of the last `Arc`, held by a waker) has the field to
 // itself. Every other field is `Sync`.
