@@ -134,7 +134,15 @@ pub(crate) fn init() -> ! {
     println!("{MARK} kernel {}", release.trim());
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let timeout = Duration::from_secs(timeout_from_cmdline(&cmdline).unwrap_or(DEFAULT_TIMEOUT));
-    crate::runner::run_dir(Path::new("/").join(TESTS_DIR).as_path(), timeout, None);
+    let plan = std::fs::read_to_string(Path::new("/").join(crate::runner::Plan::FILE))
+        .map(|t| crate::runner::Plan::parse(&t))
+        .unwrap_or_default();
+    crate::runner::run_dir(
+        Path::new("/").join(TESTS_DIR).as_path(),
+        timeout,
+        &plan,
+        None,
+    );
     println!("{MARK} done");
     let _ = std::io::stdout().flush();
     // SAFETY: sync(2) and reboot(2) take no pointers; PID 1 may power off.

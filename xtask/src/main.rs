@@ -35,7 +35,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   test-kernel [--kernel K]... [--arch A]... [--accel kvm|tcg|auto] [--timeout SECS]
-              [--jobs N] [-p PACKAGE]... [-v]
+              [--jobs N] [-p PACKAGE]... [--bin NAME]... [--repeat N] [--filter TEST]... [-v]
         run the kernel tests on each K and architecture A. K: 5.10, 6.1, 6.12, newest
         (Debian's kernels; newest: trixie-backports'), all (those four), host (this
         machine, no VM), or the path of a kernel image; A: x86_64, aarch64, riscv64
@@ -46,7 +46,10 @@ commands:
         back to TCG. --timeout: seconds each test binary may run before it counts
         as hung (default 120, riscv64 300); a guest gets 60 s (180 s under another
         architecture) plus that per binary. --jobs: VMs run at once (default 1).
-        -p: test these packages instead of the kernel-test list; -v: show the console.
+        -p: test these packages instead of the kernel-test list; --bin: only these test
+        binaries (`server`, or `ring-io-proactor.server`); --repeat: run each binary N
+        times (to catch a rare failure); --filter: run only the tests whose names
+        contain TEST (libtest's filter); -v: show the console.
         Needs qemu-system-x86 / -arm / -misc; riscv64 also gcc-riscv64-linux-gnu.
   fuzz [--seconds N] [--dir DIR]
         run every [[bin]] target of DIR/Cargo.toml (default: fuzz/) for N seconds each

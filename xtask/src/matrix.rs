@@ -143,20 +143,31 @@ struct Built {
     stage: PathBuf,
     initrd: PathBuf,
     binaries: usize,
+    plan: runner::Plan,
 }
 
 /// Builds `arch`'s test binaries (and, for VMs, its init and initramfs)
 /// into `dir`.
-fn build(arch: Arch, packages: &[String], dir: &Path, vm: bool) -> Result<Built> {
+fn build(arch: Arch, what: &What, dir: &Path, vm: bool) -> Result<Built> {
     let t0 = Instant::now();
     testbins::ensure_target(arch)?;
-    let tests = testbins::build_tests(arch, packages)?;
+    let mut tests = testbins::build_tests(arch, &what.packages)?;
+    if !what.bins.is_empty() {
+        tests.retain(|t| {
+            what.bins
+                .iter()
+                .any(|b| t.label == *b || t.label.ends_with(&format!(".{b}")))
+        });
+        if tests.is_empty() {
+            return Err(format!("no test binary is named {}", what.bins.join(" or ")).into());
+        }
+    }
     let stage = dir.join(guest::TESTS_DIR);
     testbins::stage(&tests, &stage)?;
     let initrd = dir.join("initramfs.cpio");
     if vm {
         let init = testbins::build_init(arch)?;
-        vm::initramfs(&init, &stage, &initrd)?;
+        vm::initramfs(&init, &stage, &what.plan, &initrd)?;
     }
     eprintln!(
         "xtask: built {} {} test binaries in {:.1} s: {}",
@@ -173,7 +184,16 @@ fn build(arch: Arch, packages: &[String], dir: &Path, vm: bool) -> Result<Built>
         stage,
         initrd,
         binaries: tests.len(),
+        plan: what.plan.clone(),
     })
+}
+
+/// Which tests a run builds and runs.
+struct What {
+    packages: Vec<String>,
+    /// `--bin`: only these test binaries (`server` or `ring-io-proactor.server`).
+    bins: Vec<String>,
+    plan: runner::Plan,
 }
 
 /// What every run shares.
@@ -206,7 +226,12 @@ fn run_one(
         None => {
             let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
             let mut t = format!("{MARK} kernel {}\n", release.trim());
-            runner::run_dir(&built.stage, timeout, Some((&mut t, ctx.verbose)));
+            runner::run_dir(
+                &built.stage,
+                timeout,
+                &built.plan,
+                Some((&mut t, ctx.verbose)),
+            );
             t.push_str(&format!("{MARK} done\n"));
             let s = Summary::parse(&t);
             (t, s)
@@ -216,7 +241,10 @@ fn run_one(
                 // Boot and power-off take seconds (a minute or two for
                 // another architecture under TCG); the rest is the binaries.
                 guest: Duration::from_secs(if Some(arch) == Arch::host() { 60 } else { 180 })
-                    + timeout * u32::try_from(built.binaries).unwrap_or(u32::MAX),
+                    + timeout
+                        * u32::try_from(built.binaries)
+                            .unwrap_or(u32::MAX)
+                            .saturating_mul(built.plan.repeat.max(1)),
                 per_binary: timeout,
                 // A KVM guest reaches init in about a second where KVM works.
                 probe: Duration::from_secs(15),
@@ -308,6 +336,10 @@ pub(crate) fn test_kernel(mut args: Args) -> Result<bool> {
     let jobs = args.number(&["--jobs", "-j"], 1)?.max(1);
     let mut packages = args.values(&["--package", "-p"])?;
     let verbose = args.flag(&["--verbose", "-v"]);
+    let bins = args.values(&["--bin"])?;
+    let repeat = u32::try_from(args.number(&["--repeat"], 1)?.max(1))
+        .map_err(|_| "--repeat is too large")?;
+    let filters = args.values(&["--filter"])?;
     args.finish()?;
     if packages.is_empty() {
         packages = testbins::KERNEL_TESTS
@@ -315,6 +347,11 @@ pub(crate) fn test_kernel(mut args: Args) -> Result<bool> {
             .map(|(p, _)| p.to_string())
             .collect();
     }
+    let what = What {
+        packages,
+        bins,
+        plan: runner::Plan { repeat, filters },
+    };
     let host = Arch::host();
 
     // The matrix, architecture by architecture, in the order asked for.
@@ -361,10 +398,7 @@ pub(crate) fn test_kernel(mut args: Args) -> Result<bool> {
             continue;
         }
         let vm = mine.iter().any(|(_, j)| !matches!(j.kernel, Kernel::Host));
-        built.push((
-            arch,
-            build(arch, &packages, &run_dir.0.join(arch.name()), vm)?,
-        ));
+        built.push((arch, build(arch, &what, &run_dir.0.join(arch.name()), vm)?));
     }
     if accel == Accel::Auto && !vm::kvm_usable() {
         accel = Accel::Tcg;

@@ -15,6 +15,44 @@ use crate::summary::MARK;
 /// shown, so a skip line sits right under its test.
 pub(crate) const TEST_ARGS: &[&str] = &["--test-threads=1", "--nocapture"];
 
+/// What to run of each binary, beyond [`TEST_ARGS`]: how many times, and
+/// which tests (libtest's name filters). Written by `test-kernel --repeat
+/// --filter` into the initramfs as [`Plan::FILE`], one `repeat N` line and
+/// a `filter NAME` line per filter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Plan {
+    pub(crate) repeat: u32,
+    pub(crate) filters: Vec<String>,
+}
+
+impl Plan {
+    /// Its name in the initramfs's root.
+    pub(crate) const FILE: &'static str = "xtask-plan";
+
+    pub(crate) fn to_text(&self) -> String {
+        let mut t = format!("repeat {}\n", self.repeat.max(1));
+        for f in &self.filters {
+            t.push_str(&format!("filter {f}\n"));
+        }
+        t
+    }
+
+    pub(crate) fn parse(text: &str) -> Plan {
+        let mut plan = Plan {
+            repeat: 1,
+            filters: Vec::new(),
+        };
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("repeat ") {
+                plan.repeat = n.trim().parse().unwrap_or(1).max(1);
+            } else if let Some(f) = line.strip_prefix("filter ") {
+                plan.filters.push(f.to_string());
+            }
+        }
+        plan
+    }
+}
+
 /// The binaries of `dir`, sorted by name.
 pub(crate) fn binaries(dir: &Path) -> Vec<PathBuf> {
     let mut bins: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -55,12 +93,20 @@ fn run_one(cmd: &mut Command, timeout: Duration) -> String {
 /// `capture`, the transcript is appended there (and echoed to stdout when
 /// `echo`); without, it goes to this process's stdout and the binaries
 /// inherit stdout and stderr.
-pub(crate) fn run_dir(dir: &Path, timeout: Duration, mut capture: Option<(&mut String, bool)>) {
+pub(crate) fn run_dir(
+    dir: &Path,
+    timeout: Duration,
+    plan: &Plan,
+    mut capture: Option<(&mut String, bool)>,
+) {
     let bins = binaries(dir);
-    for bin in &bins {
+    let runs = bins
+        .iter()
+        .flat_map(|b| std::iter::repeat_n(b, plan.repeat.max(1) as usize));
+    for bin in runs {
         let label = bin.file_name().unwrap_or_default().to_string_lossy();
         let mut cmd = Command::new(bin);
-        cmd.args(TEST_ARGS).stdin(Stdio::null());
+        cmd.args(TEST_ARGS).args(&plan.filters).stdin(Stdio::null());
         match capture.as_mut() {
             None => {
                 println!("{MARK} begin {label}");
@@ -98,7 +144,7 @@ pub(crate) fn run_dir(dir: &Path, timeout: Duration, mut capture: Option<(&mut S
 
 #[cfg(test)]
 mod tests {
-    use super::{run_dir, run_one};
+    use super::{Plan, run_dir, run_one};
     use crate::summary::Summary;
     use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
@@ -145,7 +191,12 @@ mod tests {
         );
         fake("b.hang", "printf 'test stuck ... '\nsleep 30");
         let mut t = String::new();
-        run_dir(&dir, Duration::from_millis(300), Some((&mut t, false)));
+        run_dir(
+            &dir,
+            Duration::from_millis(300),
+            &Plan::default(),
+            Some((&mut t, false)),
+        );
         t.push_str("ring-xtask: done\n");
         let _ = std::fs::remove_dir_all(&dir);
         let s = Summary::parse(&t);
@@ -159,5 +210,38 @@ mod tests {
             ["b.hang: stuck: no result (exit=timeout after 0 s)"]
         );
         assert_eq!(s.binaries, 2);
+    }
+
+    #[test]
+    fn a_plan_survives_its_file() {
+        let plan = Plan {
+            repeat: 7,
+            filters: vec!["many_threads".into(), "a b".into()],
+        };
+        assert_eq!(Plan::parse(&plan.to_text()), plan);
+        assert_eq!(Plan::parse("").repeat, 1);
+        assert_eq!(Plan::parse("repeat 0\n").repeat, 1);
+    }
+
+    #[test]
+    fn a_plan_repeats_each_binary_and_passes_its_filters() {
+        let dir = std::env::temp_dir().join(format!("xtask-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("echo-args");
+        std::fs::write(&bin, "#!/bin/sh\necho \"args: $*\"\n").unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut t = String::new();
+        let plan = Plan {
+            repeat: 3,
+            filters: vec!["only_this".into()],
+        };
+        run_dir(&dir, Duration::from_secs(10), &plan, Some((&mut t, false)));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            t.matches("args: --test-threads=1 --nocapture only_this")
+                .count(),
+            3,
+            "{t}"
+        );
     }
 }

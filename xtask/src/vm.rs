@@ -58,8 +58,13 @@ pub(crate) fn kvm_usable() -> bool {
         .is_ok()
 }
 
-/// Writes the initramfs: `/init` and the test binaries of `stage`.
-pub(crate) fn initramfs(init: &Path, stage: &Path, out: &Path) -> Result<()> {
+/// Writes the initramfs: `/init`, the test binaries of `stage` and the plan.
+pub(crate) fn initramfs(
+    init: &Path,
+    stage: &Path,
+    plan: &crate::runner::Plan,
+    out: &Path,
+) -> Result<()> {
     let mut c = Cpio::new();
     for d in ["dev", "proc", "sys", "tmp", "bin", TESTS_DIR] {
         c.dir(d, 0o755);
@@ -67,6 +72,7 @@ pub(crate) fn initramfs(init: &Path, stage: &Path, out: &Path) -> Result<()> {
     c.char_dev("dev/console", 0o600, 5, 1);
     c.char_dev("dev/null", 0o666, 1, 3);
     c.file("init", 0o755, &std::fs::read(init)?);
+    c.file(crate::runner::Plan::FILE, 0o644, plan.to_text().as_bytes());
     for bin in crate::runner::binaries(stage) {
         let name = bin
             .file_name()
