@@ -33,11 +33,13 @@ use crate::driver::Wait;
 use crate::state::*;
 
 mod fallback;
+mod handover;
 mod hint;
 mod park;
 mod token;
 
 pub(crate) use fallback::fallback;
+pub(crate) use handover::Handover;
 pub(crate) use hint::*;
 pub use park::Unparker;
 pub(crate) use token::*;
@@ -207,14 +209,9 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             if grave.is_empty() {
                 return After::Holding;
             }
+            // (Threads that asked for the token during this turn are woken
+            // to take it over.)
             let tenure = step_out(shared);
-            if fallback {
-                // Threads that asked for the token during this turn sleep
-                // until it is let go, and no thread watches the fallback
-                // thread for getting stuck in this user code: woken, they
-                // take the token over if it stays out.
-                wake_token_waiters(shared);
-            }
             grave.bury();
             After::SteppedOut(tenure)
         }
@@ -228,7 +225,7 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             let mut st = shared.lock();
             st.stopped = true;
             st.sleeping = false;
-            let mut waiters = std::mem::take(&mut st.token_waiters);
+            let mut waiters = take_waiters(shared, &mut st);
             waiters.extend(st.external_waker());
             drop(st);
             shared.stopped.notify_all();
@@ -246,13 +243,6 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             std::panic::resume_unwind(panic)
         }
     }
-}
-
-/// Wakes the threads waiting for the token (see [`turn_noted`]).
-#[cold]
-fn wake_token_waiters(shared: &Shared) {
-    let mut waiters = std::mem::take(&mut shared.lock().token_waiters);
-    wake_all(&mut waiters);
 }
 
 /// The waker of [`block_on`]: unparks its thread and, if that thread is
@@ -358,8 +348,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return;
         }
         let mut st = shared.lock();
-        if st.owner.is_some() && !st.token_waiters.iter().any(|w| w.will_wake(waker)) {
-            st.token_waiters.push(waker.clone());
+        if st.owner.is_some() {
+            // (Out already: the next round takes it over.)
+            ask(&shared, &mut st, waker);
         }
     }
     impl Drop for Blocking {
@@ -438,13 +429,14 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 // meanwhile, take it (this thread's op may be queued with
                 // nobody woken to drive it).
                 let mut st = shared.lock();
-                match st.owner {
-                    None if !st.stopped => continue,
-                    // Stepped out since: taken over (asked, it would sleep
-                    // for as long as the holder's user code runs).
-                    Some(_) if !st.stopped && holder_out(&shared, &st).is_some() => continue,
-                    Some(_) => st.token_waiters.push(waker.clone()),
-                    None => {}
+                if st.owner.is_none() {
+                    if !st.stopped {
+                        continue;
+                    }
+                } else if !ask(&shared, &mut st, &waker) && !st.stopped {
+                    // Stepped out since: taken over. If it steps out only
+                    // after this ask, it wakes this thread (see `ask`).
+                    continue;
                 }
                 drop(st);
                 if !unpark.woken.load(Ordering::Acquire) {

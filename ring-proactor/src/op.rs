@@ -466,7 +466,12 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
     // `drive::step_out`) may take long: the fallback thread looks, and
     // takes the token over if it stays out (`sleeping` may be left over
     // from the holder's last wait).
-    let out = st.owner.is_some() && shared.out.load(std::sync::atomic::Ordering::Relaxed) != 0;
+    let out = st.owner.is_some()
+        && shared
+            .handover
+            .out
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0;
     let free = (!sleeping && st.owner.is_none()) || out;
     let mut external = None;
     let idle = if st.external.is_some() {

@@ -416,7 +416,7 @@ impl Proactor {
             cells: Arc::new(crate::cells::Cells::new()),
             panicked: std::sync::atomic::AtomicBool::new(false),
             tenure: AtomicU64::new(0),
-            out: AtomicU64::new(0),
+            handover: crate::drive::Handover::new(),
         });
         let fallback = shared.clone();
         let thread = thread::Builder::new()

@@ -73,13 +73,9 @@ pub struct Shared {
     /// The current tenure of the driver token: a number new each time a
     /// thread takes it. Written under the state lock.
     pub(crate) tenure: AtomicU64,
-    /// The step out in progress of a token holder running user code
-    /// between its turns (the future a `block_on` polls, the wakers and
-    /// drops a turn collected): its tenure in the high bits, its number in
-    /// the low ones; 0 if none. Another thread that wants the token may
-    /// take it over then (see `crate::drive::step_out`), so no user code
-    /// holds the ring up for everyone.
-    pub(crate) out: AtomicU64,
+    /// The holder's step out and whether a thread asked for the token
+    /// (read without the lock).
+    pub(crate) handover: crate::drive::Handover,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread

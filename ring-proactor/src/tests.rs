@@ -44,7 +44,7 @@ fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
         cells: Arc::new(crate::cells::Cells::new()),
         panicked: std::sync::atomic::AtomicBool::new(false),
         tenure: AtomicU64::new(0),
-        out: AtomicU64::new(0),
+        handover: crate::drive::Handover::new(),
     })
 }
 

@@ -112,7 +112,7 @@ use ::tokio::runtime::Handle;
 use ::tokio::task::JoinHandle;
 
 use crate::Proactor;
-use crate::drive::{Turned, acquire, holder_out, release, turn_with};
+use crate::drive::{Turned, acquire, ask, release, turn_with};
 use crate::driver::Wait;
 use crate::state::{External, Graveyard, Shared};
 
@@ -331,15 +331,14 @@ impl Future for DriveTask {
                     if st.shutdown || st.stopped {
                         return Poll::Ready(());
                     }
-                    if st.owner.is_none() || holder_out(shared, &st).is_some() {
+                    // (Asked once: each wake-up by the fd would otherwise
+                    // add a waker. A holder that steps out after the ask
+                    // wakes it.)
+                    if st.owner.is_none() || !ask(shared, &mut st, &waker) {
                         // Let go meanwhile, or its holder stepped out (it
                         // runs user code, maybe for long): try again.
                         drop(st);
                         continue;
-                    }
-                    let asked = st.token_waiters.iter().any(|w| w.will_wake(&waker));
-                    if !asked {
-                        st.token_waiters.push(waker);
                     }
                     return Poll::Pending;
                 }

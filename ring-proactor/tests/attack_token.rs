@@ -459,6 +459,91 @@ fn a_thread_that_asked_for_the_token_during_the_fallbacks_turn_takes_it_over() {
     sound_after(&p);
 }
 
+/// How a thread that asks for the token waits for its op in
+/// [`an_asker_takes_the_token_over_when_the_holder_steps_out`].
+type Asker = fn(&Proactor, ring_io_proactor::Op<(std::io::Result<usize>, Vec<u8>)>) -> usize;
+
+/// A holder waits in the kernel for a read; another thread, whose op the
+/// holder already submitted, asks for the token then (`asker`: the holder
+/// is not out, so it sleeps until the token is let go). The holder's read
+/// completes, and its future computes until that thread's op completed:
+/// it never lets the token go, so its step out must wake the thread that
+/// asked, which takes the token over. Nothing else would: the fallback
+/// thread sleeps (no executor only polls), and the asker's op queues
+/// nothing new.
+fn an_asker_takes_the_token_over_when_the_holder_steps_out(asker: Asker) {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (holder_r, mut holder_w) = UnixStream::pair().unwrap();
+    let (asker_r, asker_w) = UnixStream::pair().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let (q, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            block_on(async {
+                // Its turns take the token, and it waits in the kernel.
+                let (res, _) = q.read(holder_r, Vec::with_capacity(1), 0).await;
+                assert_eq!(res.expect("the holder's read"), 1);
+                // Stepped out: the asker's op completes as soon as written,
+                // but only a driver reaps it.
+                (&asker_w).write_all(b"a").unwrap();
+                spin_until(&done)
+            })
+        })
+    };
+    // The holder takes the token and waits in the kernel.
+    thread::sleep(Duration::from_millis(50));
+    let mut op = p.read(asker_r, Vec::with_capacity(1), 0);
+    // Submitted by the holder's turn (the poll wakes it in the kernel).
+    assert!(
+        Pin::new(&mut op)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    let asking = {
+        let (q, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            let n = asker(&q, op);
+            done.store(true, Ordering::Release);
+            n
+        })
+    };
+    // The asker asks (and sleeps) while the holder is in the kernel.
+    thread::sleep(Duration::from_millis(100));
+    holder_w.write_all(b"h").unwrap();
+    let progressed = within("the holder's block_on", move || holder.join().unwrap());
+    assert!(
+        progressed,
+        "the thread that asked slept through the holder's step out: {:?}",
+        p.stats()
+    );
+    assert_eq!(asking.join().unwrap(), 1);
+    sound_after(&p);
+}
+
+#[test]
+fn a_wait_that_asked_while_the_holder_was_in_the_kernel_takes_over_when_it_steps_out() {
+    an_asker_takes_the_token_over_when_the_holder_steps_out(|_, op| {
+        let (res, _) = op.wait();
+        res.expect("the asker's read")
+    });
+}
+
+#[test]
+fn a_park_that_asked_while_the_holder_was_in_the_kernel_takes_over_when_it_steps_out() {
+    an_asker_takes_the_token_over_when_the_holder_steps_out(|p, mut op| {
+        let waker = Waker::from(Arc::new(p.unparker()));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready((res, _)) = Pin::new(&mut op).poll(&mut cx) {
+                return res.expect("the asker's read");
+            }
+            p.park(None);
+        }
+    });
+}
+
 #[test]
 fn wakers_of_two_proactors_that_wait_on_each_other_while_both_hold_a_token() {
     // Each Proactor's fallback thread runs a waker (stepped out, holding

@@ -420,8 +420,8 @@ fn ci_miri() -> Result<bool> {
 }
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit
-/// release, the LocalProactor's wake-ups and the Proactor's lock-free
-/// completions (`--cfg loom`, own target dir): one cargo invocation, so
+/// release, the LocalProactor's wake-ups, the Proactor's lock-free
+/// completions and its driver token's handover (`--cfg loom`, own target dir): one cargo invocation, so
 /// loom and ring-core are built once for every test target (each model's
 /// bound is in its doc comment).
 fn ci_loom() -> Result<bool> {
@@ -445,6 +445,8 @@ fn ci_loom() -> Result<bool> {
                 "wake_loom",
                 "--test",
                 "cells_loom",
+                "--test",
+                "handover_loom",
             ])
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", root().join("target/loom")),

@@ -10,7 +10,7 @@ use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use super::{Turned, acquire, holder_out, me, release, turn};
+use super::{Turned, acquire, ask, me, release, turn};
 use crate::driver::Wait;
 use crate::state::*;
 
@@ -25,6 +25,38 @@ pub(crate) struct ParkState {
 
 thread_local! {
     static PARK: Arc<ParkState> = Arc::new(ParkState::default());
+    /// The waker this thread asks for the token with in `park`, and the
+    /// Proactor it is for: the same one each time, so asking again while
+    /// the same holder holds on does not add another (`State::token_waiters`
+    /// dedupes with `will_wake`).
+    static PARK_WAKER: std::cell::RefCell<Option<(*const Shared, Waker)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// This thread's waker for asking `p` for the token (see [`PARK_WAKER`]).
+fn park_waker(p: &crate::Proactor) -> Waker {
+    let make = || Waker::from(Arc::new(p.unparker()));
+    let ptr = Arc::as_ptr(&p.shared);
+    PARK_WAKER
+        .try_with(|cached| {
+            let mut cached = cached.borrow_mut();
+            match cached.as_ref() {
+                // (The cached waker holds its Proactor: the pointer is not
+                // another's reused.)
+                Some((cached_ptr, waker)) if *cached_ptr == ptr => waker.clone(),
+                _ => {
+                    let waker = make();
+                    // The old one is dropped after the borrow ends: its
+                    // drop runs no user code, but it may be the last
+                    // handle of its Proactor.
+                    let old = cached.replace((ptr, waker.clone()));
+                    drop(cached);
+                    drop(old);
+                    waker
+                }
+            }
+        })
+        .unwrap_or_else(|_| make())
 }
 
 /// This thread's park state; a new one in a thread-local destructor at the
@@ -151,15 +183,13 @@ impl crate::Proactor {
         // completes each op before the executor parks again would otherwise
         // never be asked, and serve it across threads for good.
         {
+            let waker = park_waker(self);
             let mut st = self.shared.lock();
-            if st.owner.is_some() && !st.stopped && holder_out(&self.shared, &st).is_some() {
+            if st.owner.is_some() && !ask(&self.shared, &mut st, &waker) && !st.stopped {
                 // Its holder runs user code (stepped out since this
-                // thread tried): the next park takes the token over.
+                // thread tried): the next park takes the token over. (One
+                // that steps out only after this ask wakes this thread.)
                 return;
-            }
-            if st.owner.is_some() {
-                let waker = Waker::from(Arc::new(self.unparker()));
-                st.token_waiters.push(waker);
             }
         }
         if park.woken.swap(false, Ordering::SeqCst) {

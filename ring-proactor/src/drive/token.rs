@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
+use std::task::Waker;
 use std::thread::ThreadId;
 
 use super::{exited, me};
@@ -31,7 +32,7 @@ pub(crate) fn acquire(shared: &Shared) -> bool {
             // until the matching `release`, which steps it out again (the
             // user code goes on: it may compute or block for long).
             // Swapped under the state lock: no taker races it.
-            let out = shared.out.swap(0, Ordering::Relaxed);
+            let out = shared.handover.out.swap(0, Ordering::Relaxed);
             st.outs.push(out);
             st.depth += 1;
             true
@@ -63,6 +64,7 @@ pub(super) fn take_over(shared: &Shared, st: &mut State, me: ThreadId) -> bool {
 pub(super) fn take_over_from(shared: &Shared, st: &mut State, me: ThreadId, out: u64) -> bool {
     // The holder's [`back`] races this exchange: one of the two wins.
     if shared
+        .handover
         .out
         .compare_exchange(out, 0, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
@@ -80,7 +82,7 @@ pub(super) fn take_over_from(shared: &Shared, st: &mut State, me: ThreadId, out:
 /// over only from a holder that stayed in one step out for its grace
 /// period, not from one that turns between short ones.
 pub(crate) fn holder_out(shared: &Shared, st: &State) -> Option<u64> {
-    let out = shared.out.load(Ordering::Acquire);
+    let out = shared.handover.out.load(Ordering::Acquire);
     let tenure = shared.tenure.load(Ordering::Relaxed);
     (st.owner.is_some() && out != 0 && out >> EPISODE_BITS == tenure & TENURE_MASK).then_some(out)
 }
@@ -117,8 +119,42 @@ pub(crate) fn step_out(shared: &Shared) -> u64 {
         n
     });
     let out = ((tenure & TENURE_MASK) << EPISODE_BITS) | episode;
-    shared.out.store(out, Ordering::Release);
+    if shared.handover.step_out(out) {
+        // A thread asked for the token while this one turned, and sleeps
+        // until it is let go: it would sleep for as long as this user
+        // code runs. Woken, it takes the token over.
+        wake_token_waiters(shared);
+    }
     out
+}
+
+/// Asks, under the state lock, to be woken by `waker` when the token is
+/// let go or its holder steps out: false if the holder is out already
+/// (the caller takes the token over instead of sleeping). Either this
+/// sees the holder out or the holder's [`step_out`] sees the ask (see
+/// [`Handover`](super::Handover)).
+pub(crate) fn ask(shared: &Shared, st: &mut State, waker: &Waker) -> bool {
+    if !st.token_waiters.iter().any(|w| w.will_wake(waker)) {
+        st.token_waiters.push(waker.clone());
+    }
+    let out = shared.handover.ask();
+    let tenure = shared.tenure.load(Ordering::Relaxed);
+    !(st.owner.is_some() && out != 0 && out >> EPISODE_BITS == tenure & TENURE_MASK)
+}
+
+/// The threads waiting for the token (under the state lock), to wake
+/// once it is unlocked.
+pub(crate) fn take_waiters(shared: &Shared, st: &mut State) -> Vec<Waker> {
+    shared.handover.answered();
+    std::mem::take(&mut st.token_waiters)
+}
+
+/// Wakes the threads waiting for the token (see [`step_out`]).
+#[cold]
+#[inline(never)]
+fn wake_token_waiters(shared: &Shared) {
+    let mut waiters = take_waiters(shared, &mut shared.lock());
+    wake_all(&mut waiters);
 }
 
 /// Back from the user code of [`step_out`]: true if this thread still
@@ -127,6 +163,7 @@ pub(crate) fn step_out(shared: &Shared) -> u64 {
 #[inline]
 pub(crate) fn back(shared: &Shared, out: u64) -> bool {
     shared
+        .handover
         .out
         .compare_exchange(out, 0, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
@@ -152,7 +189,14 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
         // comes `back` with, so another thread may take the token over
         // while that code goes on.
         if let Some(out) = st.outs.pop() {
-            shared.out.store(out, Ordering::Release);
+            shared.handover.out.store(out, Ordering::Release);
+            // Threads that asked for the token meanwhile take it over
+            // (under the lock: `ask` sees this `out`, or was seen here).
+            if !st.token_waiters.is_empty() {
+                let mut waiters = take_waiters(shared, &mut st);
+                drop(st);
+                wake_all(&mut waiters);
+            }
         }
         return;
     }
@@ -166,7 +210,7 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     // needs it (its op completed meanwhile) would otherwise swallow the
     // wake-up and leave the others parked with nobody driving. The first to
     // come takes it; the others ask again.
-    let mut waiters = std::mem::take(&mut st.token_waiters);
+    let mut waiters = take_waiters(shared, &mut st);
     // Work left and no caller to take it: the fallback thread, unless it
     // is already watching (its grace period, which the caller's release
     // restarts; not its long watch of a holder, which is this one), or an
