@@ -24,6 +24,9 @@ use std::time::Duration;
 pub(crate) const MARK: &str = "ring-xtask:";
 /// The prefix of a kernel test's skip line (on stderr).
 pub(crate) const SKIP: &str = "ring-skip: ";
+/// The prefix of the lines a test binary's fatal-signal handler prints
+/// (ring-driver/tests/common/crash.rs), a backtrace after them.
+const CRASH: &str = "ring-crash: ";
 /// How many lines of a failed test's output a report shows.
 const FAILURE_LINES: usize = 8;
 
@@ -59,6 +62,46 @@ struct Binary {
     results: usize,
     /// How many libtest's `test result:` line counted (passed, failed, ignored).
     announced: Option<usize>,
+    /// A fatal-signal report printed while no test was pending (a thread
+    /// left running by an earlier test, or the binary's exit): its lines
+    /// and its backtrace's frames, one line each.
+    crash: Vec<String>,
+    /// The last frame seen was the handler's own: its `at` line goes too.
+    crash_skipping: bool,
+}
+
+impl Binary {
+    /// Keeps `line` if it belongs to a crash report (see [`CRASH`]).
+    fn crash_line(&mut self, line: &str) -> bool {
+        let t = line.trim();
+        if t.starts_with(CRASH) {
+            self.crash.push(t.to_string());
+            self.crash_skipping = true;
+            return true;
+        }
+        if self.crash.is_empty() || self.crash.len() >= 40 {
+            return false;
+        }
+        if let Some(at) = t.strip_prefix("at ") {
+            if !self.crash_skipping {
+                if let Some(frame) = self.crash.last_mut() {
+                    frame.push_str(&format!(" ({at})"));
+                }
+            }
+            return true;
+        }
+        match t.split_once(": ") {
+            Some((n, name)) if n.parse::<u32>().is_ok() => {
+                // The handler's own frames say nothing.
+                self.crash_skipping = name.contains("crash::report") || name == "<unknown>";
+                if !self.crash_skipping {
+                    self.crash.push(t.to_string());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The passed + failed + ignored counts of a `test result:` line.
@@ -144,7 +187,11 @@ impl Summary {
                     self.output.insert(who.clone(), p.output);
                     self.failed.push(who);
                 } else if exit != "0" && b.failures == 0 {
-                    self.failed.push(format!("{label}: exited with {exit}"));
+                    let who = format!("{label}: exited with {exit}");
+                    if !b.crash.is_empty() {
+                        self.output.insert(who.clone(), b.crash);
+                    }
+                    self.failed.push(who);
                 } else if let Some(n) = b.announced.filter(|n| *n != b.results) {
                     // Never pass silently: every test libtest counted must
                     // have been seen and counted here.
@@ -160,6 +207,9 @@ impl Summary {
             return;
         }
         let Some(b) = bin.as_mut() else { return };
+        if b.pending.is_none() && b.crash_line(line) {
+            return;
+        }
         let result = if let Some(rest) = line.strip_prefix("test ") {
             let Some((name, outcome)) = rest.split_once(" ... ") else {
                 if b.pending.is_none() {
@@ -439,6 +489,29 @@ ring-xtask: done\r
                 .failed
                 .iter()
                 .any(|f| f.contains("counted"))
+        );
+    }
+
+    #[test]
+    fn a_crash_between_tests_shows_its_report() {
+        // A thread left by test x dies after x passed: the handler's report
+        // and the backtrace's frames (not the handler's own) are shown.
+        let t = "ring-xtask: begin b\ntest x ... ok\n\
+                 ring-crash: signal 11 (code 1) at address 0x10\n\
+                 ring-crash: in thread \"fallback\"\n   0: b::common::crash::report\n\
+                 \x20            at ./crash.rs:56:21\n   1: <unknown>\n   2: ring::drive::turn\n\
+                 \x20            at ./src/drive.rs:10:5\nring-xtask: end b exit=signal 11\nring-xtask: done\n";
+        let s = Summary::parse(t);
+        assert_eq!(s.passed, ["b: x"]);
+        assert_eq!(s.failed, ["b: exited with signal 11"]);
+        let report = s.report("k", Duration::ZERO).to_string();
+        assert!(
+            report.contains(
+                "    | ring-crash: signal 11 (code 1) at address 0x10\n\
+                 \x20   | ring-crash: in thread \"fallback\"\n\
+                 \x20   | 2: ring::drive::turn (./src/drive.rs:10:5)\n"
+            ),
+            "{report}"
         );
     }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the kernel tests.
 #![allow(dead_code, unreachable_pub)]
 
+mod crash;
+
 /// Skips the current test with a reason: prints `ring-skip: <test>: <reason>`
 /// on stderr (counted by `cargo xtask test-kernel`) and returns.
 #[macro_export]
