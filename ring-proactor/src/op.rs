@@ -482,7 +482,10 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
         // thread watches in case it stays out (see `drive::fallback`).
         out && st.fallback_idle && !st.fallback_timed
     } else {
-        free && st.fallback_idle && !st.fallback_timed
+        // With a holder (not out), the fallback is woken too if it sleeps
+        // without a timeout: it then watches the holder, which may step
+        // out for long while this op is in flight (see `drive::fallback`).
+        (free || st.owner.is_some()) && st.fallback_idle && !st.fallback_timed
     };
     drop(st);
     if sleeping {

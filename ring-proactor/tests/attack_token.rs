@@ -545,6 +545,67 @@ fn a_park_that_asked_while_the_holder_was_in_the_kernel_takes_over_when_it_steps
 }
 
 #[test]
+fn an_op_only_polled_completes_while_the_holder_that_submitted_it_computes() {
+    // An executor that only polls (it never drives) queues a read while
+    // the holder waits in the kernel: the holder's turn submits it. Then
+    // the holder's future computes until that read completed, and the
+    // read's data comes only then. Nobody asks for the token and no op is
+    // queued: the fallback thread must notice the holder stuck in user
+    // code with work in flight, and take the ring over.
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let (holder_r, mut holder_w) = UnixStream::pair().unwrap();
+    let (polled_r, polled_w) = UnixStream::pair().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let (q, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            block_on(async {
+                let (res, _) = q.read(holder_r, Vec::with_capacity(1), 0).await;
+                assert_eq!(res.expect("the holder's read"), 1);
+                (&polled_w).write_all(b"p").unwrap();
+                spin_until(&done)
+            })
+        })
+    };
+    // The holder takes the token and waits in the kernel.
+    thread::sleep(Duration::from_millis(50));
+    let polled = {
+        let (q, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            let waker = Waker::from(Arc::new(Unpark(thread::current())));
+            let mut cx = Context::from_waker(&waker);
+            let mut op = q.read(polled_r, Vec::with_capacity(1), 0);
+            let start = Instant::now();
+            let n = loop {
+                if let Poll::Ready((res, _)) = Pin::new(&mut op).poll(&mut cx) {
+                    break res.expect("the polled read");
+                }
+                if start.elapsed() > LIMIT {
+                    break 0;
+                }
+                thread::park_timeout(Duration::from_millis(50));
+            };
+            done.store(true, Ordering::Release);
+            n
+        })
+    };
+    // The holder's turn submits the polled read (its poll woke the holder
+    // in the kernel), and waits in the kernel again.
+    thread::sleep(Duration::from_millis(100));
+    holder_w.write_all(b"h").unwrap();
+    let progressed = within("the holder's block_on", move || holder.join().unwrap());
+    assert!(
+        progressed,
+        "the polled read completed only after the holder gave up: {:?}",
+        p.stats()
+    );
+    assert_eq!(polled.join().unwrap(), 1);
+    sound_after(&p);
+}
+
+#[test]
 fn wakers_of_two_proactors_that_wait_on_each_other_while_both_hold_a_token() {
     // Each Proactor's fallback thread runs a waker (stepped out, holding
     // its Proactor's token) that waits on an op of the other Proactor,

@@ -100,7 +100,14 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     }
                 }
                 st.fallback_idle = true;
-                st.fallback_timed = st.caller_drove || out.is_some();
+                // A holder with work in flight is watched too: it may step
+                // out for long once a completion comes (a future that
+                // computes), with ops of executors that only poll in
+                // flight, and nobody asks for the token or queues work
+                // that would tell this thread.
+                st.fallback_timed = st.caller_drove
+                    || out.is_some()
+                    || (st.owner.is_some() && Shared::has_work(&st));
                 // With a holder, only one stuck in user code is looked for:
                 // that takes a step out of `STUCK`, so looking every
                 // `STUCK` will do (an idle server's holder waits in the
