@@ -459,6 +459,52 @@ fn a_thread_that_asked_for_the_token_during_the_fallbacks_turn_takes_it_over() {
     sound_after(&p);
 }
 
+/// A token holder of [`holder_that_computes`] and what the test uses.
+struct Holder {
+    /// A byte written here completes the holder's read.
+    wake: std::os::unix::net::UnixStream,
+    /// Readable once the holder's read completed (its data comes then).
+    other: std::os::unix::net::UnixStream,
+    /// Set by the test when the other thread's op completed.
+    done: Arc<AtomicBool>,
+    /// The holder: true if `done` was set before it gave up.
+    thread: thread::JoinHandle<bool>,
+}
+
+/// A thread whose `block_on` takes `p`'s token and waits in the kernel
+/// for a read; once [`Holder::wake`] completes it, the future (stepped
+/// out, the token still held) makes [`Holder::other`] readable and
+/// computes until [`Holder::done`] is set or [`LIMIT`] passes. Returns
+/// once the holder waits in the kernel.
+fn holder_that_computes(p: &Proactor) -> Holder {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let (holder_r, wake) = UnixStream::pair().unwrap();
+    let (other, other_w) = UnixStream::pair().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (q, done) = (p.clone(), done.clone());
+        thread::spawn(move || {
+            block_on(async {
+                let (res, _) = q.read(holder_r, Vec::with_capacity(1), 0).await;
+                assert_eq!(res.expect("the holder's read"), 1);
+                // Stepped out: the other op completes as soon as written,
+                // but only a driver reaps it.
+                (&other_w).write_all(b"o").unwrap();
+                spin_until(&done)
+            })
+        })
+    };
+    // The holder takes the token and waits in the kernel.
+    thread::sleep(Duration::from_millis(50));
+    Holder {
+        wake,
+        other,
+        done,
+        thread,
+    }
+}
+
 /// How a thread that asks for the token waits for its op in
 /// [`an_asker_takes_the_token_over_when_the_holder_steps_out`].
 type Asker = fn(&Proactor, ring_io_proactor::Op<(std::io::Result<usize>, Vec<u8>)>) -> usize;
@@ -473,27 +519,13 @@ type Asker = fn(&Proactor, ring_io_proactor::Op<(std::io::Result<usize>, Vec<u8>
 /// nothing new.
 fn an_asker_takes_the_token_over_when_the_holder_steps_out(asker: Asker) {
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    let (holder_r, mut holder_w) = UnixStream::pair().unwrap();
-    let (asker_r, asker_w) = UnixStream::pair().unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let holder = {
-        let (q, done) = (p.clone(), done.clone());
-        thread::spawn(move || {
-            block_on(async {
-                // Its turns take the token, and it waits in the kernel.
-                let (res, _) = q.read(holder_r, Vec::with_capacity(1), 0).await;
-                assert_eq!(res.expect("the holder's read"), 1);
-                // Stepped out: the asker's op completes as soon as written,
-                // but only a driver reaps it.
-                (&asker_w).write_all(b"a").unwrap();
-                spin_until(&done)
-            })
-        })
-    };
-    // The holder takes the token and waits in the kernel.
-    thread::sleep(Duration::from_millis(50));
+    let Holder {
+        mut wake,
+        other: asker_r,
+        done,
+        thread: holder,
+    } = holder_that_computes(&p);
     let mut op = p.read(asker_r, Vec::with_capacity(1), 0);
     // Submitted by the holder's turn (the poll wakes it in the kernel).
     assert!(
@@ -511,7 +543,7 @@ fn an_asker_takes_the_token_over_when_the_holder_steps_out(asker: Asker) {
     };
     // The asker asks (and sleeps) while the holder is in the kernel.
     thread::sleep(Duration::from_millis(100));
-    holder_w.write_all(b"h").unwrap();
+    wake.write_all(b"h").unwrap();
     let progressed = within("the holder's block_on", move || holder.join().unwrap());
     assert!(
         progressed,
@@ -553,24 +585,13 @@ fn an_op_only_polled_completes_while_the_holder_that_submitted_it_computes() {
     // queued: the fallback thread must notice the holder stuck in user
     // code with work in flight, and take the ring over.
     use std::io::Write;
-    use std::os::unix::net::UnixStream;
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    let (holder_r, mut holder_w) = UnixStream::pair().unwrap();
-    let (polled_r, polled_w) = UnixStream::pair().unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let holder = {
-        let (q, done) = (p.clone(), done.clone());
-        thread::spawn(move || {
-            block_on(async {
-                let (res, _) = q.read(holder_r, Vec::with_capacity(1), 0).await;
-                assert_eq!(res.expect("the holder's read"), 1);
-                (&polled_w).write_all(b"p").unwrap();
-                spin_until(&done)
-            })
-        })
-    };
-    // The holder takes the token and waits in the kernel.
-    thread::sleep(Duration::from_millis(50));
+    let Holder {
+        mut wake,
+        other: polled_r,
+        done,
+        thread: holder,
+    } = holder_that_computes(&p);
     let polled = {
         let (q, done) = (p.clone(), done.clone());
         thread::spawn(move || {
@@ -594,7 +615,7 @@ fn an_op_only_polled_completes_while_the_holder_that_submitted_it_computes() {
     // The holder's turn submits the polled read (its poll woke the holder
     // in the kernel), and waits in the kernel again.
     thread::sleep(Duration::from_millis(100));
-    holder_w.write_all(b"h").unwrap();
+    wake.write_all(b"h").unwrap();
     let progressed = within("the holder's block_on", move || holder.join().unwrap());
     assert!(
         progressed,
