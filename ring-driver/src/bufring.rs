@@ -308,6 +308,25 @@ impl BufRing {
     /// (where the ring reads the kernel's head with
     /// `IORING_REGISTER_PBUF_STATUS`), a buffer the kernel has not consumed.
     ///
+    /// Not for safe code: a completion built by hand (here naming buffer
+    /// 0, which a request in flight may have picked) does not compile
+    /// without `unsafe`:
+    ///
+    /// ```compile_fail,E0133
+    /// use ring_io_driver::{BufRing, Cqe};
+    /// use ring_io_sys::{IORING_CQE_F_BUFFER, io_uring_cqe};
+    ///
+    /// fn take_forged(bufs: &mut BufRing) {
+    ///     let cqe = Cqe::from(io_uring_cqe {
+    ///         res: 5,
+    ///         // Buffer id 0 (the upper 16 bits).
+    ///         flags: IORING_CQE_F_BUFFER,
+    ///         ..Default::default()
+    ///     });
+    ///     let _ = bufs.take(&cqe);
+    /// }
+    /// ```
+    ///
     /// # Safety
     ///
     /// `cqe` is a completion the kernel posted for a request that selected

@@ -52,6 +52,14 @@
 //!   which the kernel's asynchronous teardown may still write after the
 //!   drop) and [`BufRing::new`] (the kernel writes into the buffers it
 //!   picks).
+//! - [`Registrar::buf_ring`]: [`BufRing::new`] for the registrar's ring,
+//!   which may have no fd (`IORING_SETUP_REGISTERED_FD_ONLY`): besides
+//!   `new`'s contract (no request selecting from the group in flight when
+//!   the value is dropped, since the drop frees the buffers), such a ring
+//!   is named by its index in the thread's table of registered rings, which
+//!   names another ring once this one is closed, so the value must be
+//!   dropped before the ring (or its drop would unregister the group of
+//!   whatever ring took the index).
 //! - [`BufRing::take`]: the completion must be one the kernel posted for a
 //!   request on the buffer group. The buffer ring checks what it can (a
 //!   buffer it never lent, one already taken, one the kernel has not

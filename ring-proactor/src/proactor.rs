@@ -356,6 +356,19 @@ pub(crate) fn proactor_setup_error(e: SetupError) -> SetupError {
 }
 
 impl Proactor {
+    /// A Proactor over `shared` with no fallback thread: the unit tests'
+    /// (whose driver is a simulated ring, driven by the thread that waits).
+    #[cfg(test)]
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Proactor {
+        Proactor {
+            owner: Arc::new(Owner {
+                shared: shared.clone(),
+                thread: None,
+            }),
+            shared,
+        }
+    }
+
     /// Sets up a ring as `config` says and starts the fallback thread.
     ///
     /// The error says why, as [`Builder::build`](ring_io_driver::Builder::build)'s

@@ -1,4 +1,5 @@
-//! Unit tests of the slot table, credit and driver without a kernel thread.
+//! Unit tests of the slot table, credit and driver without a kernel thread,
+//! and of the ops' result checks against completions no kernel gives.
 use std::fs::File;
 use std::future::Future;
 use std::io::{self};
@@ -27,6 +28,14 @@ use ring_io_ops::KernelVersion;
 /// A Proactor's shared state with no thread, over a probe that supports
 /// only `ops`.
 fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
+    shared_probing(
+        Probe::from_supported(ops, Some(KernelVersion::new(5, 10, 0))),
+        budget,
+    )
+}
+
+/// A Proactor's shared state with no thread, over `probe`.
+fn shared_probing(probe: Probe, budget: u32) -> Arc<Shared> {
     let null = || File::open("/dev/null").unwrap();
     Arc::new(Shared {
         state: CacheLine(Mutex::new(State::default())),
@@ -35,7 +44,7 @@ fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
         more: Condvar::new(),
         stopped: Condvar::new(),
         wake: null(),
-        probe: Probe::from_supported(ops, Some(KernelVersion::new(5, 10, 0))),
+        probe,
         budget,
         sq_entries: 4,
         ring_fd: OwnedFd::from(null()),
@@ -365,4 +374,237 @@ fn a_holder_stepped_out_past_the_48_bit_tenure_is_still_taken_over() {
         "the other thread's ops completed only after the holder gave up"
     );
     assert!(p.stats().token_takeovers > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Completions that carry an op's real user_data and a result no kernel
+// gives for it (a MSG_RING forgery that guessed the 32-bit tag, or a
+// kernel bug): the result checks, not the tag, must hold them.
+
+/// A Proactor with no thread over a probe of every opcode (Linux 6.18);
+/// its driver is installed by [`complete_with`].
+fn sim_proactor() -> Proactor {
+    let all: Vec<u8> = (0..ring_io_sys::IORING_OP_LAST).collect();
+    let probe = Probe::from_supported(&all, Some(KernelVersion::new(6, 18, 0)));
+    Proactor::from_shared(shared_probing(probe, 8))
+}
+
+/// `op`'s output when its request completes with `res`: `op` (of a fresh
+/// [`sim_proactor`]) is submitted, then a simulated ring becomes the
+/// Proactor's driver, scripted to answer the request's real `user_data`
+/// (slot and tag) with one CQE of result `res`.
+fn complete_with<O: 'static>(p: &Proactor, mut op: Op<O>, res: i32) -> O {
+    use ring_io_core::{Geometry, SimCompletion, SimConfig};
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+    let Stage::Submitted(ud) = op.stage else {
+        panic!("submitted")
+    };
+    let g = Geometry::new(
+        8,
+        16,
+        ring_io_sys::SetupFlags::empty(),
+        ring_io_sys::Features::NODROP,
+    )
+    .unwrap();
+    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
+    ring.sim_mut()
+        .inner_mut()
+        .script(ud, [SimCompletion::new(res, 0)]);
+    let efd = OwnedFd::from(File::open("/dev/null").unwrap());
+    let driver = Driver::new(ring, efd, &ProactorConfig::new(8));
+    *p.shared.driver.lock().unwrap() = Some(Box::new(driver));
+    let out = op.wait();
+    let stats = p.stats();
+    assert_eq!(stats.unexpected_cqes, 0, "the CQE was the op's: {stats:?}");
+    out
+}
+
+/// `complete_with` on a fresh Proactor, `make` building the op.
+fn hostile<O: 'static>(res: i32, make: impl FnOnce(&Proactor) -> Op<O>) -> O {
+    let p = sim_proactor();
+    let op = make(&p);
+    complete_with(&p, op, res)
+}
+
+/// A file for the ops to name (the simulated ring never touches it).
+fn null() -> Arc<File> {
+    Arc::new(File::open("/dev/null").unwrap())
+}
+
+#[track_caller]
+fn assert_invalid_data<T: std::fmt::Debug>(res: io::Result<T>, what: &str) {
+    let err = res.expect_err(what);
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}: {err}");
+}
+
+#[test]
+fn a_read_whose_completion_claims_more_than_its_room_fails_and_keeps_its_buffer() {
+    // A read into a Vec of capacity 8 holding 3 bytes: a result past the
+    // capacity would have `set_len` it past its allocation.
+    for res in [9, 4096, i32::MAX] {
+        let (n, buf) = hostile(res, |p| {
+            let mut buf = Vec::with_capacity(8);
+            buf.extend_from_slice(b"abc");
+            p.read(null(), buf, 0)
+        });
+        assert!(
+            buf.len() <= buf.capacity(),
+            "{} > {}",
+            buf.len(),
+            buf.capacity()
+        );
+        assert_invalid_data(n, &format!("a read of 8 bytes completing with {res}"));
+        assert_eq!(buf, b"abc", "the buffer is unchanged");
+        let (n, buf) = hostile(res, |p| {
+            p.recv(null(), Vec::with_capacity(8), crate::MsgFlags::empty())
+        });
+        assert!(buf.len() <= buf.capacity());
+        assert_invalid_data(n, &format!("a recv of 8 bytes completing with {res}"));
+        assert!(buf.is_empty());
+        let (n, buf) = hostile(res, |p| p.recv_from(null(), Vec::with_capacity(8)));
+        assert!(buf.len() <= buf.capacity());
+        assert_invalid_data(n, &format!("a recv_from of 8 bytes completing with {res}"));
+        assert!(buf.is_empty());
+        let (n, bufs) = hostile(res, |p| {
+            p.readv(
+                null(),
+                vec![Vec::with_capacity(4), Vec::with_capacity(4)],
+                0,
+            )
+        });
+        assert!(
+            bufs.iter().all(|b| b.is_empty()),
+            "readv's buffers unchanged"
+        );
+        assert_invalid_data(n, &format!("a readv of 8 bytes completing with {res}"));
+    }
+    // The most the op could read is taken as it is.
+    let (n, buf) = hostile(8, |p| p.read(null(), Vec::with_capacity(8), 0));
+    assert_eq!((n.unwrap(), buf.len()), (8, 8));
+    let (n, bufs) = hostile(6, |p| {
+        p.readv(
+            null(),
+            vec![Vec::with_capacity(4), Vec::with_capacity(4)],
+            0,
+        )
+    });
+    assert_eq!(n.unwrap(), 6);
+    assert_eq!((bufs[0].len(), bufs[1].len()), (4, 2));
+}
+
+#[test]
+fn a_write_whose_completion_claims_more_than_it_sent_fails() {
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for res in [5, i32::MAX] {
+        let what = |op: &str| format!("a {op} of 4 bytes completing with {res}");
+        let (n, _) = hostile(res, |p| p.write(null(), b"abcd".to_vec(), 0));
+        assert_invalid_data(n, &what("write"));
+        let (n, _) = hostile(res, |p| {
+            p.send(null(), b"abcd".to_vec(), crate::MsgFlags::empty())
+        });
+        assert_invalid_data(n, &what("send"));
+        let (n, _) = hostile(res, |p| p.send_to(null(), b"abcd".to_vec(), addr));
+        assert_invalid_data(n, &what("send_to"));
+        let (n, _) = hostile(res, |p| {
+            p.writev(null(), vec![b"ab".to_vec(), b"cd".to_vec()], 0)
+        });
+        assert_invalid_data(n, &what("writev"));
+        let n = hostile(res, |p| p.splice(null(), None, null(), None, 4));
+        assert_invalid_data(n, &what("splice"));
+    }
+    let (n, _) = hostile(4, |p| p.write(null(), b"abcd".to_vec(), 0));
+    assert_eq!(n.unwrap(), 4);
+}
+
+/// Whether `fd` is open in this process.
+fn is_open(fd: std::os::fd::RawFd) -> bool {
+    // SAFETY: F_GETFD takes no pointer; a closed fd fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+#[test]
+fn a_completion_naming_an_fd_hands_out_or_closes_nothing_for_an_op_that_makes_none() {
+    // The result is the number of a file the test owns: an op that makes
+    // no fd must not take it as one (an `OwnedFd` of it would close the
+    // test's file when dropped).
+    use std::os::fd::AsRawFd;
+    let mine = File::open("/dev/null").unwrap();
+    let res = mine.as_raw_fd();
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    hostile(res, |p| p.fsync(null(), false)).unwrap();
+    hostile(res, |p| p.connect(null(), addr)).unwrap();
+    hostile(res, |p| p.shutdown(null(), std::net::Shutdown::Both)).unwrap();
+    // A positive count for an op that returns none is no count either.
+    hostile(i32::MAX, |p| p.fsync(null(), true)).unwrap();
+    assert!(is_open(res), "the test's file was closed");
+    drop(mine);
+}
+
+/// `op` of a LocalProactor, completed by the kernel with `res` and the
+/// op's real user_data: its entry is swapped, before it is submitted, for
+/// a NOP that injects `res` (`IORING_NOP_INJECT_RESULT`), so the op's own
+/// finish gets a result its request could never give. `None` on kernels
+/// before 6.10, which lack the flag.
+fn local_hostile<O: 'static>(
+    res: i32,
+    make: impl FnOnce(&crate::LocalProactor) -> crate::LocalOp<O>,
+) -> Option<O> {
+    let p = crate::LocalProactor::new(ProactorConfig::new(8)).unwrap();
+    if p.probe().kernel().is_some_and(|k| !k.at_least(6, 10)) {
+        eprintln!("skipped: IORING_NOP_INJECT_RESULT needs Linux 6.10");
+        return None;
+    }
+    let mut op = make(&p);
+    op.entry = ring_io_ops::Nop::new().inject_result(res).build();
+    let out = op.wait();
+    assert_eq!(p.stats().unexpected_cqes, 0);
+    Some(out)
+}
+
+#[test]
+fn a_local_op_whose_completion_claims_more_than_its_buffer_fails_and_keeps_it() {
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for res in [9, i32::MAX] {
+        let Some((n, buf)) = local_hostile(res, |p| {
+            let mut buf = Vec::with_capacity(8);
+            buf.extend_from_slice(b"abc");
+            p.read(null(), buf, 0)
+        }) else {
+            return;
+        };
+        assert!(
+            buf.len() <= buf.capacity(),
+            "{} > {}",
+            buf.len(),
+            buf.capacity()
+        );
+        assert_invalid_data(n, &format!("a local read of 8 bytes completing with {res}"));
+        assert_eq!(buf, b"abc", "the buffer is unchanged");
+        let (n, buf) = local_hostile(res, |p| p.recv_from(null(), Vec::with_capacity(8))).unwrap();
+        assert!(buf.is_empty());
+        assert_invalid_data(n, "a local recv_from");
+        let (n, bufs) = local_hostile(res, |p| {
+            p.readv(
+                null(),
+                vec![Vec::with_capacity(4), Vec::with_capacity(4)],
+                0,
+            )
+        })
+        .unwrap();
+        assert!(bufs.iter().all(|b| b.is_empty()));
+        assert_invalid_data(n, "a local readv");
+        let (n, _) = local_hostile(res, |p| p.send_to(null(), vec![0; 8], addr)).unwrap();
+        assert_invalid_data(n, "a local send_to");
+    }
+    // The full count is taken as it is.
+    let (n, buf) = local_hostile(8, |p| p.read(null(), Vec::with_capacity(8), 0)).unwrap();
+    assert_eq!((n.unwrap(), buf.len()), (8, 8));
+    // A count (or fd number) for an op that has none changes nothing.
+    use std::os::fd::AsRawFd;
+    let mine = File::open("/dev/null").unwrap();
+    local_hostile(mine.as_raw_fd(), |p| p.fsync(null(), false))
+        .unwrap()
+        .unwrap();
+    assert!(is_open(mine.as_raw_fd()));
 }

@@ -156,10 +156,35 @@ fn check(ret: isize) -> Result<usize, Errno> {
 ///
 /// # Safety
 ///
-/// `params` must point to a valid, writable [`io_uring_params`]. With
-/// `IORING_SETUP_NO_MMAP`, `params.sq_off.user_addr` and
-/// `params.cq_off.user_addr` must point to memory that stays mapped, and is
-/// used for nothing else, for as long as the ring exists.
+/// `params` must point to a valid, writable [`io_uring_params`].
+///
+/// With `IORING_SETUP_NO_MMAP`, `params.sq_off.user_addr` (the SQEs) and
+/// `params.cq_off.user_addr` (the SQ and CQ rings) must each point to a
+/// page-aligned region, valid for reads and writes for the size the kernel
+/// needs for the requested geometry, of private anonymous memory of this
+/// process (`MAP_PRIVATE | MAP_ANONYMOUS`, huge pages allowed; not shared
+/// with a file or another mapping), the two not overlapping and neither
+/// given to another ring. Once the call succeeds the regions belong to the
+/// ring for good. While the caller holds the ring it accesses them only as
+/// the ring's shared memory, by the io_uring protocol (the application's
+/// side of the indices, SQEs and CQEs). It never frees or reuses them in
+/// place, not even after closing the ring: the kernel pins their pages and
+/// tears a ring down asynchronously, after the last close returns (later
+/// still while another thread's registered-ring table holds it),
+/// cancelling the requests still in flight and writing their completions
+/// into these pages then. No caller can observe when that ends, so the one
+/// thing allowed after the close is unmapping them (`munmap`): the kernel
+/// holds its own references to the pages, and its late writes go to pages
+/// no mapping shows. (If the call fails, no request ever ran on the ring
+/// and nothing is written there later: the regions are the caller's
+/// again, as ring-driver's `Builder` takes them to be when it lends them
+/// to another setup.)
+///
+/// With `IORING_SETUP_SQPOLL` the kernel's thread consumes each SQE once
+/// its tail is published, with no [`io_uring_enter`] call (and, with
+/// `IORING_SETUP_R_DISABLED`, from `IORING_REGISTER_ENABLE_RINGS` on):
+/// every SQE published to such a ring must meet [`io_uring_enter`]'s
+/// contract from the moment it is published.
 #[inline]
 pub unsafe fn io_uring_setup(entries: u32, params: *mut io_uring_params) -> Result<i32, Errno> {
     // SAFETY: the caller guarantees `params` is valid; the syscall reads and
@@ -186,13 +211,51 @@ pub unsafe fn io_uring_setup(entries: u32, params: *mut io_uring_params) -> Resu
 ///
 /// # Safety
 ///
-/// `fd` must be an io_uring fd (or registered index, with
-/// `IORING_ENTER_REGISTERED_RING`) whose SQ entries up to the published tail
-/// are fully written, and every buffer, iovec, path or other pointer they
-/// carry must stay valid until the operation's completion is reaped. `sig`
-/// must be null or point to a valid kernel `sigset_t`. `flags` must not
-/// contain `IORING_ENTER_EXT_ARG` or `IORING_ENTER_EXT_ARG_REG` (use
-/// [`io_uring_enter2`]).
+/// `fd` must be an io_uring fd the caller may use (or, with
+/// `IORING_ENTER_REGISTERED_RING`, an index in this thread's table of
+/// registered rings). `sig` must be null or point to a valid kernel
+/// `sigset_t`. `flags` must not contain `IORING_ENTER_EXT_ARG` or
+/// `IORING_ENTER_EXT_ARG_REG` (use [`io_uring_enter2`]).
+///
+/// Every SQE the call may submit (those between the kernel's SQ head and
+/// the published tail, up to `to_submit` of them) must be fully written,
+/// and the kernel must be able to carry each one out touching only what
+/// the caller owns until its request is finished: until its final
+/// completion has been reaped (the one without `IORING_CQE_F_MORE`: for
+/// multishot requests the last one, for zero-copy sends the notification).
+/// - Memory: every buffer, path, iovec, message header, timespec or other
+///   pointer the SQE carries (in the command area of an `SQE128` entry
+///   too) points to memory that stays valid until then, that nothing else
+///   reads or writes meanwhile where the kernel writes, and that nothing
+///   else writes where it reads. Memory handed over for later requests
+///   (`IORING_OP_PROVIDE_BUFFERS`) stays so until the kernel has given
+///   every buffer of it back (used by a request whose completion was
+///   reaped, or removed with `IORING_OP_REMOVE_BUFFERS`). An SQE that
+///   names registered resources (fixed buffers and files, a buffer group)
+///   relies on [`io_uring_register`]'s contract for them.
+/// - Files: every fd it names stays open until then and is the caller's
+///   to use (owned or borrowed, as I/O safety has it); an SQE that closes,
+///   installs or replaces files (`IORING_OP_CLOSE`,
+///   `IORING_OP_FILES_UPDATE`, `IORING_OP_FIXED_FD_INSTALL`, ...) does so
+///   only with files and fd numbers the caller owns.
+/// - Other rings: an `IORING_OP_MSG_RING` SQE posts a completion into (or
+///   installs a file in) the ring it names, whose owner may take the
+///   completion for one of its own requests: it names only a ring whose
+///   owner expects exactly that completion.
+///
+/// Two ways "finished" is later than it looks:
+/// - Only a completion this SQE's request posted counts. A CQE with the
+///   same `user_data` can be posted by code that names this ring's fd in
+///   an `IORING_OP_MSG_RING` SQE of another ring (or with
+///   `IORING_REGISTER_SEND_MSG_RING`); a caller that cannot rule that out
+///   must not treat a CQE as proof the memory is free.
+/// - If the ring is closed while the request is in flight, the kernel
+///   cancels it during an asynchronous teardown that goes on after the
+///   last close returns, and nothing tells the caller when it ends: the
+///   memory must then stay valid for the rest of the process (leak it).
+///
+/// This is the contract of `ring_io_driver::SubmissionQueue::push`, which
+/// writes and publishes the SQEs this call submits.
 #[inline]
 pub unsafe fn io_uring_enter(
     fd: i32,
@@ -250,9 +313,49 @@ pub unsafe fn io_uring_enter2(
 ///
 /// # Safety
 ///
-/// `arg` must point to what `opcode` expects, `nr_args` entries long, valid
-/// for reads and (for opcodes that write back) writes. Registered buffers
-/// must stay valid until they are unregistered or the ring is closed.
+/// `fd` must be an io_uring fd the caller may use (or, with
+/// `IORING_REGISTER_USE_REGISTERED_RING`, an index in this thread's table
+/// of registered rings; or -1 for the opcodes above that take no ring).
+/// `arg` must point to what `opcode` expects, `nr_args` entries long,
+/// valid for reads and (for opcodes that write back) writes for the
+/// call. What the kernel keeps after the call returns must stay as it
+/// needs it:
+/// - Buffers (`IORING_REGISTER_BUFFERS`, `_BUFFERS2`, `_BUFFERS_UPDATE`,
+///   `IORING_REGISTER_CLONE_BUFFERS`): the kernel pins their pages and
+///   reads and writes them for every fixed-buffer request, for as long as
+///   any ring holds them. Their memory must not be freed, reused in place
+///   (handed back to an allocator), or accessed in ways that race with
+///   that I/O until all of these hold: it has been unregistered from this
+///   ring (`IORING_UNREGISTER_BUFFERS`, a replacing update) and from every
+///   ring it was cloned into, and every request that used it is finished
+///   (as [`io_uring_enter`] says: an unregister does not end the requests
+///   in flight, which keep their own reference). Closing the ring is not
+///   enough: the kernel tears it down after the last close returns, and
+///   requests in flight keep using the buffers until they are cancelled
+///   then, which no caller can observe; after such a close the memory may
+///   only be unmapped (the kernel keeps its own page references), never
+///   reused in place.
+/// - A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): its entries
+///   (unless `IOU_PBUF_RING_MMAP` has the kernel allocate them) and the
+///   buffers they point to are the kernel's, as above, until the group is
+///   unregistered (`IORING_UNREGISTER_PBUF_RING`) and every request that
+///   selected from it is finished; the caller writes entries and the tail
+///   only as the protocol allows, and takes a buffer back only from a
+///   completion the kernel posted for a request on that group.
+/// - Memory the ring keeps for its lifetime (`IORING_REGISTER_MEM_REGION`,
+///   `IORING_REGISTER_ZCRX_IFQ`'s area and refill ring,
+///   `IORING_REGISTER_RESIZE_RINGS` with `IORING_SETUP_NO_MMAP`): it
+///   belongs to the ring for good, as [`io_uring_setup`]'s `NO_MMAP`
+///   regions do. So does user memory that any opcode not named here keeps
+///   past the call.
+/// - Files (`IORING_REGISTER_FILES`, `_FILES2`, `_FILES_UPDATE`,
+///   `IORING_REGISTER_EVENTFD`, `_EVENTFD_ASYNC`): every fd is the
+///   caller's to use (I/O safety); the kernel takes its own reference.
+/// - `IORING_REGISTER_SEND_MSG_RING` posts a completion into the ring its
+///   SQE names: as [`io_uring_enter`]'s rule for `IORING_OP_MSG_RING`.
+/// - `IORING_REGISTER_ENABLE_RINGS` on an `IORING_SETUP_SQPOLL` ring
+///   starts the kernel's thread, which consumes the SQEs published: as
+///   [`io_uring_setup`] says for `SQPOLL`.
 #[inline]
 pub unsafe fn io_uring_register(
     fd: i32,
