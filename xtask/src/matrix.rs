@@ -272,6 +272,17 @@ fn run_one(
                 }
             }
             let mut s = Summary::parse(&boot.console);
+            if let Some(line) = boot
+                .console
+                .lines()
+                .find(|l| l.contains("Initramfs unpacking failed"))
+            {
+                s.failed.push(format!(
+                    "the guest could not unpack its test binaries ({}): the last ones are \
+                     missing or cut short",
+                    line.trim()
+                ));
+            }
             if boot.timed_out {
                 s.failed.push(format!(
                     "the guest timed out after {} s",
@@ -282,6 +293,15 @@ fn run_one(
             (transcript, s)
         }
     };
+    // Every binary staged must have run (each time asked), or the run
+    // counts as failed: a binary missing from the guest is no pass.
+    let runs = built.binaries * built.plan.repeat.max(1) as usize;
+    if summary.complete && summary.binaries < runs {
+        summary.failed.push(format!(
+            "only {} of {runs} test binary runs reached their end",
+            summary.binaries
+        ));
+    }
     let took = start.elapsed();
     let log = ctx
         .logs

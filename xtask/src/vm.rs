@@ -127,6 +127,21 @@ pub(crate) struct Limits {
     pub(crate) probe: Duration,
 }
 
+/// The guest's memory in MiB for an initramfs of `initrd_len` bytes: the
+/// kernel unpacks the initramfs into RAM while its image is still there
+/// (two copies at the peak), and the files stay in RAM; the tests need the
+/// rest. With too little, unpacking fails part way ("Initramfs unpacking
+/// failed: write error"): the last test binaries are then missing, and one
+/// cut short dies of SIGSEGV as it starts (seen with 335 MB of aarch64
+/// test binaries in 1 GiB).
+pub(crate) fn guest_memory_mib(initrd_len: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let initrd = initrd_len.div_ceil(MIB);
+    // 1 GiB for the kernel and the tests, two copies of the initramfs,
+    // rounded up to 256 MiB.
+    (1024 + 2 * initrd).div_ceil(256) * 256
+}
+
 /// Boots `kernel` (built for `arch`) with `initrd` and waits for it to
 /// power off, at most `limits.guest`. With `kvm`, a guest that shows no sign
 /// of life within `limits.probe` is given up (`kvm_failed`).
@@ -148,7 +163,9 @@ pub(crate) fn boot(
         crate::guest::TIMEOUT_PARAM,
         limits.per_binary.as_secs()
     );
-    cmd.args(["-m", "1G", "-smp", "2", "-nodefaults", "-no-reboot"])
+    let initrd_len = std::fs::metadata(initrd)?.len();
+    let memory = format!("{}M", guest_memory_mib(initrd_len));
+    cmd.args(["-m", &memory, "-smp", "2", "-nodefaults", "-no-reboot"])
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none"])
         .arg("-kernel")
         .arg(kernel)
@@ -200,4 +217,19 @@ pub(crate) fn boot(
         timed_out,
         kvm_failed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_memory_mib;
+
+    #[test]
+    fn the_guest_holds_two_copies_of_its_initramfs_and_a_gib_more() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(guest_memory_mib(0), 1024);
+        // The aarch64 kernel matrix's 335 MB: 1024 + 2 x 320 MiB = 1664 MiB.
+        assert_eq!(guest_memory_mib(335_140 * 1024), 1792);
+        let big = guest_memory_mib(600 * MIB);
+        assert!(big >= 1024 + 1200 && big % 256 == 0, "{big}");
+    }
 }
