@@ -417,13 +417,20 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 thread::park();
                 continue;
             };
-            if acquire(&shared) {
+            let took = acquire_how(&shared);
+            if took != Took::No {
                 // It may submit from now on: its exit is to be reported.
                 note_driver(&shared);
                 // While it holds the token, a wake-up from another thread
                 // also ends its wait in the kernel (at worst spuriously).
                 *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
                 blocking.held = Some(shared);
+                if took == Took::Over {
+                    // The old holder may have completed this thread's op,
+                    // its waker stuck behind that holder's user code: the
+                    // future is polled again before the kernel is waited on.
+                    continue;
+                }
             } else {
                 // Ask for the token when it is let go; if it was let go
                 // meanwhile, take it (this thread's op may be queued with

@@ -10,7 +10,7 @@ use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use super::{Turned, acquire, ask, me, release, turn};
+use super::{Took, Turned, acquire, acquire_how, ask, me, release, turn};
 use crate::driver::Wait;
 use crate::state::*;
 
@@ -159,9 +159,14 @@ impl crate::Proactor {
     /// ```
     pub fn park(&self, timeout: Option<Duration>) {
         let park = park_state();
-        if acquire(&self.shared) {
+        let took = acquire_how(&self.shared);
+        if took != Took::No {
             park.in_kernel.store(true, Ordering::SeqCst);
-            let wait = if park.woken.swap(false, Ordering::SeqCst) {
+            // Taken over: the old holder may have completed this
+            // executor's ops, their wakers stuck behind its user code (see
+            // `Took::Over`): one turn without waiting, and the executor
+            // polls again.
+            let wait = if park.woken.swap(false, Ordering::SeqCst) || took == Took::Over {
                 Wait::No
             } else {
                 Wait::For(timeout)

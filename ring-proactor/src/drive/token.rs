@@ -13,15 +13,36 @@ use crate::state::*;
 /// Takes the driver token for this thread, if free or already this
 /// thread's, or if its holder runs user code between its turns (taken
 /// over: see [`step_out`]).
+#[inline]
 pub(crate) fn acquire(shared: &Shared) -> bool {
+    acquire_how(shared) != Took::No
+}
+
+/// How [`acquire_how`] got the token, if it did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Took {
+    /// Not taken.
+    No,
+    /// Free, or already this thread's.
+    Yes,
+    /// Taken over from a holder running user code between its turns. That
+    /// holder's turn may have dispatched this thread's completions whose
+    /// wakers it has not run yet (they wait behind the user code): the new
+    /// holder looks at its own ops before it waits in the kernel, or it
+    /// would wait for what already happened.
+    Over,
+}
+
+/// [`acquire`], saying how.
+pub(crate) fn acquire_how(shared: &Shared) -> Took {
     if exited() {
         // Never in a thread whose exit was reported (see `exited`): it does
         // not hold the token either (a thread exits with its frames gone).
-        return false;
+        return Took::No;
     }
     let me = me();
     let mut st = shared.lock();
-    match st.owner {
+    let took = match st.owner {
         None if !st.stopped => {
             take(shared, &mut st, me);
             true
@@ -37,9 +58,16 @@ pub(crate) fn acquire(shared: &Shared) -> bool {
             st.depth += 1;
             true
         }
-        Some(_) => !st.stopped && take_over(shared, &mut st, me),
+        Some(_) => {
+            return if !st.stopped && take_over(shared, &mut st, me) {
+                Took::Over
+            } else {
+                Took::No
+            };
+        }
         None => false,
-    }
+    };
+    if took { Took::Yes } else { Took::No }
 }
 
 /// Gives the token to `me` (under the state lock), with a new tenure.
