@@ -406,6 +406,7 @@ fn ci_miri() -> Result<bool> {
     };
     Ok(miri(&["test", "-p", "ring-io-core"])?
         && miri(&["test", "-p", "ring-io-driver", "--lib", "--", "shared_sync"])?
+        && miri(&["test", "-p", "ring-io-driver", "--test", "sim"])?
         && miri(&[
             "test",
             "-p",
@@ -421,9 +422,9 @@ fn ci_miri() -> Result<bool> {
 
 /// loom over ring-core's concurrent protocols and SharedRing's credit
 /// release, the LocalProactor's wake-ups, the Proactor's lock-free
-/// completions and its driver token's handover (`--cfg loom`, own target dir): one cargo invocation, so
-/// loom and ring-core are built once for every test target (each model's
-/// bound is in its doc comment).
+/// completions and its driver token's handover (`--cfg loom`, own target
+/// dir): one cargo invocation, so loom and ring-core are built once for
+/// every test target (each model's bound is in its doc comment).
 fn ci_loom() -> Result<bool> {
     step(
         cargo()
