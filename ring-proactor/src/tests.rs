@@ -160,19 +160,21 @@ fn ops_past_the_budget_wait_for_credit_and_are_woken_in_order() {
     drop(chain);
 }
 
-/// A NOP of `shared`, submitted, with a simulated ring as its driver on
-/// which the request posts nothing and its first cancellation fails with
-/// ENOENT (Linux 6.1 answers so while the request is still armed), the
-/// second succeeds.
-fn submit_one_whose_first_cancellation_fails(shared: &Arc<Shared>) -> Op<io::Result<u32>> {
-    use ring_io_core::{Geometry, SimCompletion, SimConfig};
-    let mut op = op(shared, ring_io_ops::Nop::new().build());
+/// Polls `op` once (it must stay pending) and returns its request's
+/// `user_data` (slot and tag).
+fn poll_submitted<O: 'static>(op: &mut Op<O>) -> u64 {
     let mut cx = Context::from_waker(Waker::noop());
-    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+    assert!(Pin::new(&mut *op).poll(&mut cx).is_pending());
     let Stage::Submitted(ud) = op.stage else {
         panic!("submitted")
     };
-    let cancel = ud | u64::from(CANCEL_BIT);
+    ud
+}
+
+/// Makes a simulated ring (8 SQ, 16 CQ entries), scripted by `script`,
+/// `shared`'s driver.
+fn install_sim_driver(shared: &Shared, script: impl FnOnce(&mut ring_io_core::SimKernel)) {
+    use ring_io_core::{Geometry, SimConfig};
     let g = Geometry::new(
         8,
         16,
@@ -181,13 +183,26 @@ fn submit_one_whose_first_cancellation_fails(shared: &Arc<Shared>) -> Op<io::Res
     )
     .unwrap();
     let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
-    let sim = ring.sim_mut().inner_mut();
-    sim.script(ud, []);
-    sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
-    sim.script(cancel, [SimCompletion::new(0, 0)]);
+    script(ring.sim_mut().inner_mut());
     let efd = OwnedFd::from(File::open("/dev/null").unwrap());
     let driver = Driver::new(ring, efd, &ProactorConfig::new(8));
     *shared.driver.lock().unwrap() = Some(Box::new(driver));
+}
+
+/// A NOP of `shared`, submitted, with a simulated ring as its driver on
+/// which the request posts nothing and its first cancellation fails with
+/// ENOENT (Linux 6.1 answers so while the request is still armed), the
+/// second succeeds.
+fn submit_one_whose_first_cancellation_fails(shared: &Arc<Shared>) -> Op<io::Result<u32>> {
+    use ring_io_core::SimCompletion;
+    let mut op = op(shared, ring_io_ops::Nop::new().build());
+    let ud = poll_submitted(&mut op);
+    let cancel = ud | u64::from(CANCEL_BIT);
+    install_sim_driver(shared, |sim| {
+        sim.script(ud, []);
+        sim.script(cancel, [SimCompletion::new(-libc::ENOENT, 0)]);
+        sim.script(cancel, [SimCompletion::new(0, 0)]);
+    });
     op
 }
 
@@ -394,26 +409,11 @@ fn sim_proactor() -> Proactor {
 /// Proactor's driver, scripted to answer the request's real `user_data`
 /// (slot and tag) with one CQE of result `res`.
 fn complete_with<O: 'static>(p: &Proactor, mut op: Op<O>, res: i32) -> O {
-    use ring_io_core::{Geometry, SimCompletion, SimConfig};
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
-    let Stage::Submitted(ud) = op.stage else {
-        panic!("submitted")
-    };
-    let g = Geometry::new(
-        8,
-        16,
-        ring_io_sys::SetupFlags::empty(),
-        ring_io_sys::Features::NODROP,
-    )
-    .unwrap();
-    let mut ring = Ring::simulated(g, SimConfig::new(&g)).unwrap();
-    ring.sim_mut()
-        .inner_mut()
-        .script(ud, [SimCompletion::new(res, 0)]);
-    let efd = OwnedFd::from(File::open("/dev/null").unwrap());
-    let driver = Driver::new(ring, efd, &ProactorConfig::new(8));
-    *p.shared.driver.lock().unwrap() = Some(Box::new(driver));
+    use ring_io_core::SimCompletion;
+    let ud = poll_submitted(&mut op);
+    install_sim_driver(&p.shared, |sim| {
+        sim.script(ud, [SimCompletion::new(res, 0)]);
+    });
     let out = op.wait();
     let stats = p.stats();
     assert_eq!(stats.unexpected_cqes, 0, "the CQE was the op's: {stats:?}");

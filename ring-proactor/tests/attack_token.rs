@@ -463,8 +463,9 @@ fn a_thread_that_asked_for_the_token_during_the_fallbacks_turn_takes_it_over() {
 struct Holder {
     /// A byte written here completes the holder's read.
     wake: std::os::unix::net::UnixStream,
-    /// Readable once the holder's read completed (its data comes then).
-    other: std::os::unix::net::UnixStream,
+    /// Readable once the holder's read completed (its data comes then):
+    /// the other thread's op reads it (taken out by the test).
+    other: Option<std::os::unix::net::UnixStream>,
     /// Set by the test when the other thread's op completed.
     done: Arc<AtomicBool>,
     /// The holder: true if `done` was set before it gave up.
@@ -499,9 +500,40 @@ fn holder_that_computes(p: &Proactor) -> Holder {
     thread::sleep(Duration::from_millis(50));
     Holder {
         wake,
-        other,
+        other: Some(other),
         done,
         thread,
+    }
+}
+
+impl Holder {
+    /// Runs `other` (an op on [`Holder::other`], waited for one way or
+    /// another; its byte count) on a thread of its own and, once that
+    /// thread had 100 ms to get to its wait, completes the holder's read:
+    /// the holder then computes until `other` returned. Fails with `what`
+    /// if the holder gave up first, or if `other` read no byte.
+    fn against(
+        mut self,
+        p: &Proactor,
+        other: impl FnOnce(&Proactor) -> usize + Send + 'static,
+        what: &str,
+    ) {
+        use std::io::Write;
+        let other = {
+            let (q, done) = (p.clone(), self.done.clone());
+            thread::spawn(move || {
+                let n = other(&q);
+                done.store(true, Ordering::Release);
+                n
+            })
+        };
+        thread::sleep(Duration::from_millis(100));
+        self.wake.write_all(b"h").unwrap();
+        let holder = self.thread;
+        let progressed = within("the holder's block_on", move || holder.join().unwrap());
+        assert!(progressed, "{what}: {:?}", p.stats());
+        assert_eq!(other.join().unwrap(), 1);
+        sound_after(p);
     }
 }
 
@@ -518,40 +550,22 @@ type Asker = fn(&Proactor, ring_io_proactor::Op<(std::io::Result<usize>, Vec<u8>
 /// thread sleeps (no executor only polls), and the asker's op queues
 /// nothing new.
 fn an_asker_takes_the_token_over_when_the_holder_steps_out(asker: Asker) {
-    use std::io::Write;
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    let Holder {
-        mut wake,
-        other: asker_r,
-        done,
-        thread: holder,
-    } = holder_that_computes(&p);
-    let mut op = p.read(asker_r, Vec::with_capacity(1), 0);
+    let mut holder = holder_that_computes(&p);
+    let other = holder.other.take().expect("the other stream");
+    let mut op = p.read(other, Vec::with_capacity(1), 0);
     // Submitted by the holder's turn (the poll wakes it in the kernel).
     assert!(
         Pin::new(&mut op)
             .poll(&mut Context::from_waker(Waker::noop()))
             .is_pending()
     );
-    let asking = {
-        let (q, done) = (p.clone(), done.clone());
-        thread::spawn(move || {
-            let n = asker(&q, op);
-            done.store(true, Ordering::Release);
-            n
-        })
-    };
     // The asker asks (and sleeps) while the holder is in the kernel.
-    thread::sleep(Duration::from_millis(100));
-    wake.write_all(b"h").unwrap();
-    let progressed = within("the holder's block_on", move || holder.join().unwrap());
-    assert!(
-        progressed,
-        "the thread that asked slept through the holder's step out: {:?}",
-        p.stats()
+    holder.against(
+        &p,
+        move |q| asker(q, op),
+        "the thread that asked slept through the holder's step out",
     );
-    assert_eq!(asking.join().unwrap(), 1);
-    sound_after(&p);
 }
 
 #[test]
@@ -584,22 +598,19 @@ fn an_op_only_polled_completes_while_the_holder_that_submitted_it_computes() {
     // read's data comes only then. Nobody asks for the token and no op is
     // queued: the fallback thread must notice the holder stuck in user
     // code with work in flight, and take the ring over.
-    use std::io::Write;
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    let Holder {
-        mut wake,
-        other: polled_r,
-        done,
-        thread: holder,
-    } = holder_that_computes(&p);
-    let polled = {
-        let (q, done) = (p.clone(), done.clone());
-        thread::spawn(move || {
+    let mut holder = holder_that_computes(&p);
+    let polled_r = holder.other.take().expect("the other stream");
+    // The holder's turn submits the polled read (its poll woke the holder
+    // in the kernel), and waits in the kernel again.
+    holder.against(
+        &p,
+        move |q| {
             let waker = Waker::from(Arc::new(Unpark(thread::current())));
             let mut cx = Context::from_waker(&waker);
             let mut op = q.read(polled_r, Vec::with_capacity(1), 0);
             let start = Instant::now();
-            let n = loop {
+            loop {
                 if let Poll::Ready((res, _)) = Pin::new(&mut op).poll(&mut cx) {
                     break res.expect("the polled read");
                 }
@@ -607,23 +618,10 @@ fn an_op_only_polled_completes_while_the_holder_that_submitted_it_computes() {
                     break 0;
                 }
                 thread::park_timeout(Duration::from_millis(50));
-            };
-            done.store(true, Ordering::Release);
-            n
-        })
-    };
-    // The holder's turn submits the polled read (its poll woke the holder
-    // in the kernel), and waits in the kernel again.
-    thread::sleep(Duration::from_millis(100));
-    wake.write_all(b"h").unwrap();
-    let progressed = within("the holder's block_on", move || holder.join().unwrap());
-    assert!(
-        progressed,
-        "the polled read completed only after the holder gave up: {:?}",
-        p.stats()
+            }
+        },
+        "the polled read completed only after the holder gave up",
     );
-    assert_eq!(polled.join().unwrap(), 1);
-    sound_after(&p);
 }
 
 #[test]

@@ -11,6 +11,9 @@
 
 use std::io::Write as _;
 
+// SAFETY: `.init_array` holds pointers to `extern "C" fn()`s the C runtime
+// calls once before `main`, single-threaded; `install` is one, and touches
+// nothing that needs std's runtime (only sigaction(2)).
 #[used]
 #[unsafe(link_section = ".init_array")]
 static INSTALL: extern "C" fn() = install;
