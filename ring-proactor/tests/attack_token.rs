@@ -570,19 +570,60 @@ fn an_asker_takes_the_token_over_when_the_holder_steps_out(asker: Asker) {
 
 #[test]
 fn a_wait_that_asked_while_the_holder_was_in_the_kernel_takes_over_when_it_steps_out() {
-    an_asker_takes_the_token_over_when_the_holder_steps_out(|_, op| {
-        let (res, _) = op.wait();
+    an_asker_takes_the_token_over_when_the_holder_steps_out(|_, mut op| {
+        let mut own: Option<(Waker, Arc<AtomicBool>)> = None;
+        let (res, _) = block_on(std::future::poll_fn(|cx| {
+            let (waker, _) = own.get_or_insert_with(|| woken_elsewhere(cx.waker().clone()));
+            Pin::new(&mut op).poll(&mut Context::from_waker(waker))
+        }));
+        asked_and_drove(&own.expect("polled").1);
         res.expect("the asker's read")
     });
+}
+
+/// A waker that wakes `inner` and records whether it was woken on another
+/// thread than this one.
+fn woken_elsewhere(inner: Waker) -> (Waker, Arc<AtomicBool>) {
+    struct Elsewhere(thread::ThreadId, Arc<AtomicBool>, Waker);
+    impl Wake for Elsewhere {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if thread::current().id() != self.0 {
+                self.1.store(true, Ordering::Release);
+            }
+            self.2.wake_by_ref();
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let waker = Waker::from(Arc::new(Elsewhere(
+        thread::current().id(),
+        flag.clone(),
+        inner,
+    )));
+    (waker, flag)
+}
+
+/// The asker's read completed on its own thread: it took the token over
+/// when the holder stepped out (a completion from another thread means the
+/// fallback thread rescued it, after it watched the holder for `STUCK`).
+fn asked_and_drove(woken_elsewhere: &AtomicBool) {
+    assert!(
+        !woken_elsewhere.load(Ordering::Acquire),
+        "the asker's read was completed by another thread: it slept through the \
+         holder's step out until the fallback thread took over"
+    );
 }
 
 #[test]
 fn a_park_that_asked_while_the_holder_was_in_the_kernel_takes_over_when_it_steps_out() {
     an_asker_takes_the_token_over_when_the_holder_steps_out(|p, mut op| {
-        let waker = Waker::from(Arc::new(p.unparker()));
+        let (waker, elsewhere) = woken_elsewhere(Waker::from(Arc::new(p.unparker())));
         let mut cx = Context::from_waker(&waker);
         loop {
             if let Poll::Ready((res, _)) = Pin::new(&mut op).poll(&mut cx) {
+                asked_and_drove(&elsewhere);
                 return res.expect("the asker's read");
             }
             p.park(None);
