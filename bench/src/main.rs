@@ -494,6 +494,132 @@ fn line_round_trip(rounds: usize) -> f64 {
     median(times)
 }
 
+/// One voluntary context switch on one core, in ns: two threads pinned to
+/// the same CPU hand a turn back and forth, each waking the other
+/// (`unpark`, a futex wake) and blocking until woken again (`park`, a
+/// futex wait), so every hand-off is one thread blocking and the other
+/// resuming on that core. Timed in chunks of 200 hand-off pairs, `rounds`
+/// x 10 chunks, median chunk, halved (two switches per pair).
+fn switch_cost(rounds: usize) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const CHUNK: u64 = 200;
+    const CHUNKS: u64 = 10;
+    /// Pins the calling thread to CPU 0 (false if it cannot be).
+    fn pin() -> bool {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+        // bit 0 of it; sched_setaffinity reads `size_of` bytes of it.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(0, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        // Whose turn it is: odd for the helper, even for the timer.
+        let turn = AtomicU64::new(0);
+        let me = std::thread::current();
+        std::thread::scope(|s| {
+            let helper = s.spawn(|| {
+                assert!(pin(), "sched_setaffinity");
+                for i in 0..CHUNK * CHUNKS {
+                    while turn.load(Ordering::Acquire) != 2 * i + 1 {
+                        std::thread::park();
+                    }
+                    turn.store(2 * i + 2, Ordering::Release);
+                    me.unpark();
+                }
+            });
+            assert!(pin(), "sched_setaffinity");
+            for c in 0..CHUNKS {
+                let start = Instant::now();
+                for i in c * CHUNK..(c + 1) * CHUNK {
+                    turn.store(2 * i + 1, Ordering::Release);
+                    helper.thread().unpark();
+                    while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                        std::thread::park();
+                    }
+                }
+                times.push(start.elapsed().as_nanos() as f64 / (2 * CHUNK) as f64);
+            }
+        });
+        // Back on every CPU for what runs next.
+        // SAFETY: as in `pin`, with every CPU set.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+    median(times)
+}
+
+/// The batch-1 note's bound for more threads than cores (the rows'
+/// largest count): an enter carries entries of at most `cores` threads
+/// unless the others pushed theirs and gave their cores up before it (a
+/// thread preempted at its time slice does so once in milliseconds, not
+/// once per op), so each entry past `cores` in an enter costs a voluntary
+/// switch. `[push, reap]`: their `m`-thread costs per op (`m` = `cores`,
+/// at least 2); `contended`: lockstep at `m` threads with those costs.
+fn more_threads_bound(
+    rows: &[Batch1Row],
+    cores: u32,
+    m: u32,
+    [push, reap]: [f64; 2],
+    contended: f64,
+    rounds: usize,
+) -> String {
+    let Some(many) = rows.iter().rfind(|r| r.threads > u64::from(m)) else {
+        return String::new();
+    };
+    let n = many.threads as u32;
+    let switch = switch_cost(rounds);
+    // k entries per enter, k from m + 1 to n: a round of k ops runs their
+    // pushes and reaps on `cores` cores, k - m switches (one core's block
+    // and another thread's resume each) likewise, and the k-NOP enter on
+    // one core while the others wait for its completions.
+    let per_k: Vec<(u32, f64, f64)> = (m + 1..=n)
+        .map(|k| {
+            let (kernel, _) = kernel_floor(k, OPS / 4, rounds);
+            let user = (push + reap) * f64::from(k) / f64::from(cores);
+            let switches = f64::from(k - m) * switch / f64::from(cores);
+            (k, kernel, (user + switches) / f64::from(k) + kernel)
+        })
+        .collect();
+    let best = per_k
+        .iter()
+        .map(|&(_, _, per_op)| per_op)
+        .fold(contended, f64::min);
+    let ratio = many.mutex / best;
+    let cases: Vec<String> = per_k
+        .iter()
+        .map(|&(k, kernel, per_op)| {
+            format!("{k} entries per enter {per_op:.1} ns ({kernel:.1} ns of it in the kernel)")
+        })
+        .collect();
+    format!(
+        " With {n} threads on {cores} cores, at most {cores} threads run at once, so an enter \
+         carries more than {m} entries only if the threads past {m} pushed theirs and gave up \
+         their cores before it: blocked (a voluntary switch, {switch:.0} ns here: two threads \
+         pinned to one core waking each other, median per switch) or preempted (once per time \
+         slice, milliseconds, not once per op). Lockstep with pushing and reaping at their \
+         {m}-thread cost and one switch per entry past {m}, per NOP: {m} entries per enter \
+         {contended:.1} ns (as above), {cases}. The best, {best:.1} ns, against the mutex's \
+         {mutex:.1} ns/op at {n} threads, is a ratio of {ratio:.2}: {verdict}.",
+        cases = cases.join(", "),
+        mutex = many.mutex,
+        verdict = if ratio >= 1.5 {
+            "the 1.5x target is within reach of lockstep in this run, which the threads' \
+             schedule does not give"
+        } else {
+            "below the 1.5x target in every lockstep, so on this machine the cores, the \
+             switches and the ring's shared words rule it out"
+        },
+    )
+}
+
 /// The note under the batch-1 `shared` rows: what bounds them, with this
 /// run's numbers.
 fn shared_batch1_note(rows: &[Batch1Row], rounds: usize) {
@@ -544,6 +670,7 @@ fn shared_batch1_note(rows: &[Batch1Row], rounds: usize) {
         })
         .unwrap_or_default();
     let trip = line_round_trip(rounds);
+    let more_threads = more_threads_bound(rows, cores, m, [p2, r2], contended, rounds);
     let save = one - merged;
     let per_call: Vec<String> = rows
         .iter()
@@ -615,7 +742,7 @@ fn shared_batch1_note(rows: &[Batch1Row], rounds: usize) {
          and CQE cross to and from the core that enters; the mutex's thread, re-taking the \
          lock before a sleeping waiter wakes, keeps them all in its cache. A merged entry \
          saves {save:.0} ns of kernel time ({one:.0} less {merged:.0}), {trips:.1} round \
-         trips.{contended_text} Tried (issue \
+         trips.{contended_text}{more_threads} Tried (issue \
          17): a combining window in which the gate's holder waited, at most 1-2 us, for the \
          other threads' next entries, with the gate handed to a pusher waiting for it instead \
          of re-entered for that pusher's entry alone. It reached 1.3 to 1.6 entries per enter \

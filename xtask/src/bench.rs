@@ -244,7 +244,9 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              round trip between the cores and what a merged NOP saves in the kernel, and from \
              them whether lockstep merging (every enter carrying an entry of each thread) \
              would reach the target; where it would, the threads' schedule does not give \
-             lockstep. A combining window (the gate holder waiting 1-2 us for the other \
+             lockstep. With more threads than cores (4 on 2), it adds a voluntary context \
+             switch's cost (measured) for each entry an enter carries past the core count: \
+             only threads that gave up their cores can have pushed them. A combining window (the gate holder waiting 1-2 us for the other \
              threads' entries) raised the entries per enter to 1.3-1.9 and lost in every run \
              (2-thread ratio 0.37 against 0.79 unchanged, back to back): at 2 threads each \
              push and reap then moved the ring's shared words between the cores."
