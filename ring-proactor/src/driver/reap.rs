@@ -55,7 +55,9 @@ impl<K: Kernel> Driver<K> {
                 released += std::mem::take(held);
                 completed += 1;
                 shared.cells.publish(ud as u32, *tag, res, flags);
-                grave.wakers.extend(waker);
+                if let Some(waker) = waker {
+                    grave.wakers.push(waker);
+                }
                 continue;
             }
             if *wake_armed && ud == *wake_ud {
@@ -115,11 +117,15 @@ impl<K: Kernel> Driver<K> {
                     refill(&mut slot.state, SlotState::Done(res, flags));
                     // The op may take it without the lock.
                     shared.cells.publish(ud as u32, slot.tag, res, flags);
-                    grave.wakers.extend(waker);
+                    if let Some(waker) = waker {
+                        grave.wakers.push(waker);
+                    }
                 }
                 SlotState::Stream(mut stream) => {
                     stream.cqes.push_back((res, flags));
-                    grave.wakers.extend(stream.waker.take());
+                    if let Some(waker) = stream.waker.take() {
+                        grave.wakers.push(waker);
+                    }
                     stream.ended |= last;
                     refill(&mut slot.state, SlotState::Stream(stream));
                 }
