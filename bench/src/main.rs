@@ -823,6 +823,22 @@ fn main() {
                 let f = io::test_file();
                 proactor::local_reads(&p, f, &mut bufs, io::Reads::AtEnd, batch as usize, ops);
             }
+            "read0-proactor" => {
+                let p = ring_io_proactor::Proactor::new(ring_io_proactor::ProactorConfig::new(32))
+                    .expect("a Proactor");
+                let mut bufs: Vec<Vec<u8>> =
+                    (0..batch).map(|_| Vec::with_capacity(io::BLOCK)).collect();
+                let f = io::test_file();
+                proactor::proactor_reads(
+                    &p,
+                    &f,
+                    &mut bufs,
+                    io::Reads::AtEnd,
+                    batch as usize,
+                    false,
+                    ops,
+                );
+            }
             "read0-ring" => {
                 let mut ring = Builder::new(io::DEPTH as u32).build().expect("setup");
                 io::ring_reads_at_end(&mut ring, io::test_file(), &io::Buffers::new(), batch, ops);

@@ -206,6 +206,7 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
     match outcome {
         Ok(false) => {
             drop(guard);
+            grave.drop_own_one();
             if grave.is_empty() {
                 return After::Holding;
             }

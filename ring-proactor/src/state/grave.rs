@@ -108,6 +108,23 @@ impl Graveyard {
         }
     }
 
+    /// If all there is to release is one clone of [`own`](Self::own) (a
+    /// `block_on` turn that completed its one op: the QD1 loop), drops it
+    /// here: it is `block_on`'s own waker, which `block_on` still holds,
+    /// so no user code runs, and the caller need not step out for it (the
+    /// future is polled next anyway, stepped out).
+    #[inline]
+    pub(crate) fn drop_own_one(&mut self) {
+        if let [w] = &self.wakers[..] {
+            if crate::op::waker_id(w) == self.own
+                && self.orphans.is_empty()
+                && self.states.is_empty()
+            {
+                self.wakers.clear();
+            }
+        }
+    }
+
     /// Nothing to release.
     pub(crate) fn is_empty(&self) -> bool {
         self.orphans.is_empty() && self.states.is_empty() && self.wakers.is_empty()
