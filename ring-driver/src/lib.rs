@@ -195,3 +195,4 @@ pub use shared::{PushError, SharedRing};
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use sim::Sim;
+pub use sys::ThreadRegistration;

@@ -345,10 +345,58 @@ impl Ring<Linux> {
         self.defaults
     }
 
-    /// True if `io_uring_enter` uses the registered ring index (on the thread
-    /// that set the ring up).
+    /// True if `io_uring_enter` on the calling thread uses a registered
+    /// ring index (the one registered at setup, on the thread that set the
+    /// ring up, or a live [`ThreadRegistration`](crate::ThreadRegistration)
+    /// of this thread put to use).
     pub fn uses_registered_fd(&self) -> bool {
         self.kernel.registered_here()
+    }
+
+    /// Registers this ring's fd in the calling thread's table of rings
+    /// (`IORING_REGISTER_RING_FDS`, Linux 5.18) for a thread other than
+    /// the one that set it up, or for a ring set up without it: once put
+    /// to use ([`use_thread_registration`](Self::use_thread_registration)),
+    /// this thread's enters skip the fd lookup. The registration lasts
+    /// until the returned value is dropped, on this thread.
+    ///
+    /// Errors: the kernel's (`EINVAL` before 5.18, `EBUSY` when the
+    /// thread's 16 slots are taken); `Unsupported` for a ring without an
+    /// fd (`REGISTERED_FD_ONLY`), which is in its thread's table already.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use ring_io_driver::Builder;
+    /// let mut ring = Builder::new(8).register_ring_fd(false).build()?;
+    /// # let Ok(here) = ring.register_thread() else { return Ok(()) }; // before 5.18
+    /// # /*
+    /// let here = ring.register_thread()?;
+    /// # */
+    /// assert!(ring.use_thread_registration(&here));
+    /// assert!(ring.uses_registered_fd());
+    /// ring.submitter().submit()?; // by the index
+    /// drop(here);
+    /// assert!(!ring.uses_registered_fd());
+    /// ring.submitter().submit()?; // by the fd again
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn register_thread(&self) -> io::Result<crate::ThreadRegistration> {
+        self.kernel.raw.ring.register_lease(self.kernel.raw.id)
+    }
+
+    /// Enters through `registration` (made by
+    /// [`register_thread`](Self::register_thread)) on its thread from now
+    /// on, while it lives; any other thread, or any enter after it is
+    /// dropped, uses the fd (each enter checks). Replaces a registration
+    /// put to use before. False, changing nothing, if `registration` is
+    /// another ring's, or this ring was registered when it was set up (it
+    /// keeps that).
+    pub fn use_thread_registration(&mut self, registration: &crate::ThreadRegistration) -> bool {
+        match registration.lease_for(self.kernel.raw.id) {
+            Some(at) => self.kernel.raw.ring.use_lease(at),
+            None => false,
+        }
     }
 
     /// Registration on this ring.

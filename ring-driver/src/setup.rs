@@ -160,7 +160,14 @@ pub(crate) struct RawRing {
     pub(crate) sqes: Mmap,
     /// Defaults that were applied (not asked for by the caller).
     pub(crate) defaults: SetupFlags,
+    /// A number no other ring of the process has (a
+    /// [`ThreadRegistration`](crate::ThreadRegistration) names its ring by
+    /// it: a mapping's address may be reused once the ring is gone).
+    pub(crate) id: u64,
 }
+
+/// Ring ids ([`RawRing::id`]), never reused.
+static NEXT_RING_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl RawRing {
     /// The mapping that holds the CQ ring.
@@ -696,6 +703,7 @@ impl Builder {
             cq_ring,
             sqes,
             defaults: SetupFlags::empty(),
+            id: NEXT_RING_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         // Every offset the kernel reported must lie inside what was mapped,
         // so the queue views can use them without further checks. (`raw`

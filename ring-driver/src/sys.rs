@@ -2,8 +2,10 @@
 //! safe interfaces whose preconditions are checked here.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -232,24 +234,75 @@ fn renew_tag_on_fork() {
 /// A ring's index in one thread's registered-ring table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Registered {
-    index: u32,
     thread: u64,
+    /// The index (low 8 bits; the kernel's are below 16) and a lease (the
+    /// rest), in one word (a `Registered` stays two words). Lease 0: the
+    /// ring's own
+    /// registration (at setup, or by the builder), which the ring
+    /// unregisters when it drops. Otherwise a [`ThreadRegistration`]'s:
+    /// the index names this ring only while the calling thread's
+    /// [`LEASES`] entry for it holds this lease (the registration is
+    /// alive), and the ring never unregisters it.
+    word: u64,
 }
+
+thread_local! {
+    /// For each slot of this thread's registered-ring table, the lease of
+    /// the live [`ThreadRegistration`] that holds it (0: none).
+    static LEASES: [Cell<u64>; MAX_REGISTERED] = const { [const { Cell::new(0) }; MAX_REGISTERED] };
+}
+
+/// Slots in a thread's registered-ring table (the kernel's
+/// `IO_RINGFD_REG_MAX`).
+const MAX_REGISTERED: usize = 16;
+
+/// Numbers of [`ThreadRegistration`] leases, never reused (0 is none).
+static NEXT_LEASE: AtomicU64 = AtomicU64::new(1);
 
 impl Registered {
     /// `index`, registered by the calling thread.
     fn here(index: u32) -> Registered {
+        Registered::leased(index, 0)
+    }
+
+    /// `index`, registered by the calling thread for `lease`.
+    fn leased(index: u32, lease: u64) -> Registered {
         renew_tag_on_fork();
         Registered {
-            index,
             thread: thread_tag(),
+            word: (lease << 8) | u64::from(index & 0xff),
         }
     }
 
-    /// True on the thread whose table holds the index.
+    /// The index in the thread's table.
+    #[inline]
+    fn index(&self) -> u32 {
+        (self.word & 0xff) as u32
+    }
+
+    /// The lease (0: the ring's own registration).
+    #[inline]
+    fn lease(&self) -> u64 {
+        self.word >> 8
+    }
+
+    /// True on the thread whose table holds the index, while it holds it
+    /// for this ring (a lease whose registration was dropped names nothing).
     #[inline]
     pub(crate) fn is_here(&self) -> bool {
-        self.thread == thread_tag()
+        self.thread == thread_tag() && (self.lease() == 0 || self.lease_live())
+    }
+
+    /// The lease's registration is alive (on the calling thread, whose
+    /// table it is in: checked by the caller).
+    #[inline(always)]
+    fn lease_live(&self) -> bool {
+        LEASES
+            .try_with(|l| {
+                l.get(self.index() as usize)
+                    .is_some_and(|c| c.get() == self.lease())
+            })
+            .unwrap_or(false)
     }
 
     /// `io_uring_register` on the ring at this index
@@ -275,7 +328,12 @@ impl Registered {
         // SAFETY: the index is this thread's name of the ring (the caller's
         // contract: still alive); the argument is the caller's contract.
         unsafe {
-            ring_io_sys::io_uring_register(self.index as i32, opcode, arg.cast::<c_void>(), nr_args)
+            ring_io_sys::io_uring_register(
+                self.index() as i32,
+                opcode,
+                arg.cast::<c_void>(),
+                nr_args,
+            )
         }
     }
 }
@@ -370,9 +428,9 @@ impl RingFd {
             RingFd::Owned {
                 registered: Some(r),
                 ..
-            } if r.is_here() => Ok(Name::Index(r.index)),
+            } if r.is_here() => Ok(Name::Index(r.index())),
             RingFd::Owned { fd, .. } => Ok(Name::Fd(fd.as_raw_fd())),
-            RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index)),
+            RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index())),
             RingFd::IndexOnly(_) => Err(NOT_HERE),
         }
     }
@@ -382,7 +440,7 @@ impl RingFd {
     fn for_register(&self) -> Result<Name, Errno> {
         match self {
             RingFd::Owned { fd, .. } => Ok(Name::Fd(fd.as_raw_fd())),
-            RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index)),
+            RingFd::IndexOnly(r) if r.is_here() => Ok(Name::Index(r.index())),
             RingFd::IndexOnly(_) => Err(NOT_HERE),
         }
     }
@@ -517,7 +575,7 @@ impl Drop for RingFd {
     /// entry cannot be removed: it keeps the ring alive until the
     /// registering thread unregisters it or exits (the kernel then frees the
     /// ring). Nothing of it is touched meanwhile: the index is never used
-    /// again.
+    /// again. A [`ThreadRegistration`]'s index is its own to unregister.
     fn drop(&mut self) {
         let index = match self {
             RingFd::Owned {
@@ -525,9 +583,9 @@ impl Drop for RingFd {
                 ..
             }
             | RingFd::IndexOnly(r)
-                if r.is_here() =>
+                if r.lease() == 0 && r.is_here() =>
             {
-                r.index
+                r.index()
             }
             _ => return,
         };
@@ -539,6 +597,141 @@ impl Drop for RingFd {
         // A failure leaves the entry, which the kernel drops when the thread
         // exits. (The OwnedFd, if any, closes itself after this.)
         let _ = unsafe { self.register(ring_io_sys::IORING_UNREGISTER_RING_FDS, &raw const up, 1) };
+    }
+}
+
+impl RingFd {
+    /// Registers the ring's fd in the calling thread's table for a
+    /// [`ThreadRegistration`] of ring `ring` (its id).
+    pub(crate) fn register_lease(&self, ring: u64) -> std::io::Result<ThreadRegistration> {
+        let RingFd::Owned { fd, .. } = self else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a ring without an fd (REGISTERED_FD_ONLY) is registered on its thread already",
+            ));
+        };
+        let mut up = ring_io_sys::io_uring_rsrc_update {
+            offset: u32::MAX,
+            data: fd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: one update, valid and writable for the call, on the
+        // ring's own fd.
+        let n = unsafe {
+            register(
+                fd.as_raw_fd(),
+                ring_io_sys::IORING_REGISTER_RING_FDS,
+                &raw mut up,
+                1,
+            )
+        }?;
+        if n != 1 {
+            return Err(std::io::Error::other(
+                "IORING_REGISTER_RING_FDS registered nothing",
+            ));
+        }
+        let index = up.offset;
+        let lease = NEXT_LEASE.fetch_add(1, Ordering::Relaxed);
+        let reg = ThreadRegistration {
+            at: Registered::leased(index, lease),
+            ring,
+            _this_thread: PhantomData,
+        };
+        // (Dropped, `reg` unregisters the index whatever happens below.)
+        // (`index` is below 16: the kernel's table has 16 slots.)
+        let slot = index < 0x100
+            && LEASES
+                .try_with(|l| l.get(index as usize).map(|c| c.set(lease)).is_some())
+                .unwrap_or(false);
+        if !slot {
+            return Err(std::io::Error::other(
+                "the kernel gave a registered-ring index out of the table's range",
+            ));
+        }
+        Ok(reg)
+    }
+
+    /// Enters through `at` (a [`ThreadRegistration`]'s lease) from now on,
+    /// on its thread while it lives. False, changing nothing, for a ring
+    /// that has no fd or has its own registration.
+    pub(crate) fn use_lease(&mut self, at: Registered) -> bool {
+        match self {
+            RingFd::Owned { registered, .. } if registered.is_none_or(|r| r.lease() != 0) => {
+                *registered = Some(at);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A ring's fd registered in the calling thread's table of rings
+/// (`IORING_REGISTER_RING_FDS`, Linux 5.18), so that the ring's enters on
+/// this thread skip the kernel's fd lookup (and, in a process with more
+/// than one thread, a reference count on the ring's file per call); made
+/// by [`Ring::register_thread`](crate::Ring::register_thread) and put to
+/// use by [`Ring::use_thread_registration`](crate::Ring::use_thread_registration).
+///
+/// The index means this ring only in this thread's table, so the value is
+/// neither `Send` nor `Sync`. Dropped, it removes the ring from the table
+/// (the ring then enters by its fd again); a ring that goes first leaves
+/// its file alive in the kernel until then. A ring that uses it checks on
+/// each enter that the registration is alive and that the calling thread
+/// is its own; on any other thread, or after the drop, it enters by fd.
+///
+/// ```compile_fail,E0277
+/// fn send<T: Send>(_: T) {}
+/// let ring = ring_io_driver::Ring::new(8).unwrap();
+/// send(ring.register_thread().unwrap());
+/// ```
+#[derive(Debug)]
+pub struct ThreadRegistration {
+    at: Registered,
+    /// The id of the ring registered ([`RawRing::id`](crate::setup)).
+    ring: u64,
+    _this_thread: PhantomData<*const ()>,
+}
+
+impl ThreadRegistration {
+    /// The index in the calling thread's table.
+    pub fn index(&self) -> u32 {
+        self.at.index()
+    }
+
+    pub(crate) fn lease_for(&self, ring: u64) -> Option<Registered> {
+        (self.ring == ring).then_some(self.at)
+    }
+}
+
+impl Drop for ThreadRegistration {
+    fn drop(&mut self) {
+        // The child of a `fork` has a copy of this value but an empty
+        // table (its thread has a new tag): nothing of it to remove there.
+        if self.at.thread != thread_tag() {
+            return;
+        }
+        let _ = LEASES.try_with(|l| {
+            if let Some(c) = l.get(self.at.index() as usize) {
+                c.set(0);
+            }
+        });
+        let up = ring_io_sys::io_uring_rsrc_update {
+            offset: self.at.index(),
+            ..Default::default()
+        };
+        // SAFETY: one update, valid for the call; the ring is named by this
+        // thread's index, which holds it until this very call (the table
+        // keeps its file alive even if its fd was closed). A failure leaves
+        // the entry, which the kernel drops when the thread exits.
+        let _ = unsafe {
+            ring_io_sys::io_uring_register(
+                self.at.index() as i32,
+                ring_io_sys::IORING_UNREGISTER_RING_FDS
+                    | ring_io_sys::IORING_REGISTER_USE_REGISTERED_RING,
+                (&raw const up).cast::<c_void>(),
+                1,
+            )
+        };
     }
 }
 

@@ -706,6 +706,122 @@ fn registered_ring_fd_is_used_on_the_building_thread_only() {
     assert_eq!(ring.uses_registered_fd(), kernel.at_least(5, 18));
 }
 
+/// A ring set up without registering its fd, and this thread's
+/// registration of it put to use; `None` (the test skips) before 5.18.
+fn ring_registered_here(test: &str) -> Option<(Ring, ring_io_driver::ThreadRegistration)> {
+    let mut ring = Builder::new(4).register_ring_fd(false).build().unwrap();
+    assert!(!ring.uses_registered_fd());
+    match ring.register_thread() {
+        Ok(reg) => {
+            assert!(ring.use_thread_registration(&reg));
+            Some((ring, reg))
+        }
+        Err(e) if !common::kernel().at_least(5, 18) => {
+            eprintln!("ring-skip: {test}: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_thread_registration_names_the_ring_on_its_thread_while_it_lives() {
+    let test = "a_thread_registration_names_the_ring_on_its_thread_while_it_lives";
+    let Some((mut ring, reg)) = ring_registered_here(test) else {
+        return;
+    };
+    assert!(ring.uses_registered_fd());
+    // The ring's fd now names a pipe: an enter by fd fails (not a ring),
+    // an enter by this thread's index reaches the ring (whose file the
+    // registration keeps alive).
+    let fd = ring.fd().unwrap().as_raw_fd();
+    let (rd, _wr) = common::pipe();
+    // SAFETY: `fd` stays open (now on the pipe); the ring's OwnedFd closes
+    // it, once, when the ring drops.
+    assert_eq!(unsafe { libc::dup2(rd.as_raw_fd(), fd) }, fd);
+    push_nops(&mut ring, [1]);
+    ring.submitter().submit_and_wait(1).unwrap();
+    assert_eq!(reap_all(&mut ring)[0].user_data(), 1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Another thread: its table does not hold the ring, so the fd
+            // is used, which is a pipe now.
+            assert!(!ring.uses_registered_fd());
+            push_nops(&mut ring, [2]);
+            assert!(ring.submitter().submit().is_err(), "entered by the fd");
+        });
+    });
+    // Back on its thread, the entry pushed over there goes in by the index.
+    assert_eq!(ring.submitter().submit_and_wait(1).unwrap(), 1);
+    assert_eq!(reap_all(&mut ring)[0].user_data(), 2);
+    drop(reg);
+    // Unregistered: by the fd again (the pipe), so the enter fails.
+    assert!(!ring.uses_registered_fd());
+    push_nops(&mut ring, [3]);
+    assert!(ring.submitter().submit().is_err(), "entered by the fd");
+}
+
+#[test]
+fn a_dropped_thread_registration_frees_its_slot_and_names_nothing() {
+    let test = "a_dropped_thread_registration_frees_its_slot_and_names_nothing";
+    // A fresh thread: its registered-ring table (16 slots) starts empty.
+    std::thread::spawn(move || {
+        let Some((mut a, reg)) = ring_registered_here(test) else {
+            return;
+        };
+        let index = reg.index();
+        drop(reg);
+        // Slots come back: 40 registrations, each dropped (some after
+        // their ring), never run out of the 16.
+        for i in 0..40 {
+            let ring = Builder::new(1).register_ring_fd(false).build().unwrap();
+            let reg = ring
+                .register_thread()
+                .unwrap_or_else(|e| panic!("{i}: {e}"));
+            if i % 2 == 0 {
+                drop(ring);
+            }
+            drop(reg);
+        }
+        // Ring `b` takes `a`'s old slot: `a` must not enter `b` through it.
+        let mut b = Builder::new(4).register_ring_fd(false).build().unwrap();
+        let b_reg = b.register_thread().unwrap();
+        assert_eq!(b_reg.index(), index, "the lowest free slot is reused");
+        assert!(b.use_thread_registration(&b_reg));
+        assert!(!a.uses_registered_fd());
+        push_nops(&mut a, [7]);
+        // Had `a` entered `b`, nothing of `a`'s would be submitted.
+        assert_eq!(a.submitter().submit().unwrap(), 1);
+        let got = common::wait_until(Duration::from_secs(2), || !a.cq().is_empty());
+        assert!(got, "a's NOP completed on a");
+        assert_eq!(reap_all(&mut a)[0].user_data(), 7);
+        assert!(b.cq().is_empty());
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_thread_registration_serves_only_its_own_ring_and_keeps_a_setup_registration() {
+    let test = "a_thread_registration_serves_only_its_own_ring_and_keeps_a_setup_registration";
+    let Some((_ring, reg)) = ring_registered_here(test) else {
+        return;
+    };
+    let mut other = Builder::new(4).register_ring_fd(false).build().unwrap();
+    assert!(!other.use_thread_registration(&reg), "another ring's");
+    assert!(!other.uses_registered_fd());
+    // A ring registered at setup keeps that registration.
+    let mut set_up = Ring::new(4).unwrap();
+    assert!(set_up.uses_registered_fd());
+    let mine = set_up.register_thread().unwrap();
+    assert!(!set_up.use_thread_registration(&mine));
+    drop(mine);
+    assert!(set_up.uses_registered_fd());
+    push_nops(&mut set_up, [1]);
+    set_up.submitter().submit_and_wait(1).unwrap();
+    assert_eq!(reap_all(&mut set_up)[0].user_data(), 1);
+}
+
 #[test]
 fn min_wait_returns_with_what_is_ready_once_it_has_passed() {
     let mut ring = Ring::new(4).unwrap();
