@@ -831,7 +831,7 @@ fn main() {
                 let f = io::test_file();
                 proactor::proactor_reads(
                     &p,
-                    &f,
+                    f,
                     &mut bufs,
                     io::Reads::AtEnd,
                     batch as usize,

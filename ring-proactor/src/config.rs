@@ -212,4 +212,9 @@ pub struct ProactorStats {
     /// them (a caller that drove the ring) exited. See the Proactor's
     /// "Who submits" docs.
     pub resubmitted: u64,
+    /// Times a thread that drove the ring for long in one `block_on`
+    /// registered the ring's fd in its own table of rings
+    /// (`IORING_REGISTER_RING_FDS`, Linux 5.18), so its enters skip the fd
+    /// lookup; the registration ends with its hold of the driver token.
+    pub thread_registrations: u64,
 }

@@ -246,6 +246,39 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
     }
 }
 
+/// Turns one hold of the driver token by [`block_on`] runs before its
+/// thread registers the ring's fd in its own table of rings (two syscalls,
+/// a register and, when the hold ends, an unregister, that each later
+/// enter repays by skipping the kernel's fd lookup: a hold as short as an
+/// `Op::wait` does not register).
+const REGISTER_AFTER: u32 = 64;
+
+/// Registers the ring's fd in this thread's table (the driver token's
+/// holder, between its turns), counted in `thread_registrations`. `None`
+/// where the kernel cannot (before 5.18: not tried again on this
+/// Proactor) or this thread's table is full.
+#[cold]
+fn register_thread(shared: &Shared) -> Option<ring_io_driver::ThreadRegistration> {
+    if shared.no_thread_registration.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
+    let registered = guard.as_mut()?.register_thread();
+    drop(guard);
+    match registered {
+        Ok(Some(registration)) => {
+            shared.lock().stats.thread_registrations += 1;
+            Some(registration)
+        }
+        // EBUSY: this thread's 16 slots are taken (by other rings).
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => None,
+        Ok(None) | Err(_) => {
+            shared.no_thread_registration.store(true, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// The waker of [`block_on`]: unparks its thread and, if that thread is
 /// waiting in the kernel as the driver, ends the wait.
 struct Unpark {
@@ -317,15 +350,37 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         held: Option<Arc<Shared>>,
         /// The tenure of a step out in progress (the future is polled).
         out: Option<u64>,
+        /// Turns run since the token was taken (counted until
+        /// [`REGISTER_AFTER`]).
+        turns: u32,
+        /// This thread's registration of the ring's fd, made once this
+        /// hold of the token has run [`REGISTER_AFTER`] turns, dropped
+        /// (unregistered) when the hold ends: the registration keeps the
+        /// ring's file alive, so it never outlasts a hold (a ring closed
+        /// meanwhile is freed as the hold ends).
+        registration: Option<ring_io_driver::ThreadRegistration>,
     }
     impl Blocking {
+        /// The token was just taken: a new hold.
+        fn hold(&mut self, shared: Arc<Shared>) {
+            self.held = Some(shared);
+            self.turns = 0;
+        }
+
+        /// The hold of the token ended (let go, taken over, or the
+        /// Proactor stopped).
+        fn unhold(&mut self) -> Option<Arc<Shared>> {
+            self.registration = None;
+            self.held.take()
+        }
+
         /// Back from polling the future: forgets a token taken over
         /// meanwhile.
         #[inline]
         fn back(&mut self, unpark: &Unpark) {
             if let (Some(tenure), Some(shared)) = (self.out.take(), self.held.as_ref()) {
                 if !back(shared, tenure) {
-                    self.held = None;
+                    self.unhold();
                     unpark
                         .in_kernel
                         .lock()
@@ -345,7 +400,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if acquire(&shared) {
             note_driver(&shared);
             *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-            blocking.held = Some(shared);
+            blocking.hold(shared);
             return;
         }
         let mut st = shared.lock();
@@ -367,7 +422,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             for w in spares {
                 run_user(|| drop(w));
             }
-            if let Some(shared) = self.held.take() {
+            if let Some(shared) = self.unhold() {
                 // A panic of the future: back from it first.
                 let kept = self.out.take().is_none_or(|tenure| back(&shared, tenure));
                 if kept {
@@ -380,6 +435,8 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut blocking = Blocking {
         held: None,
         out: None,
+        turns: 0,
+        registration: None,
     };
     // Its turns keep this waker's clones rather than waking them: the
     // future is polled after each turn anyway.
@@ -425,7 +482,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 // While it holds the token, a wake-up from another thread
                 // also ends its wait in the kernel (at worst spuriously).
                 *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-                blocking.held = Some(shared);
+                blocking.hold(shared);
                 if took == Took::Over {
                     // The old holder may have completed this thread's op,
                     // its waker stuck behind that holder's user code: the
@@ -453,6 +510,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 continue;
             }
         }
+        if blocking.registration.is_none() && blocking.turns < REGISTER_AFTER {
+            blocking.turns += 1;
+            if blocking.turns == REGISTER_AFTER {
+                let shared = blocking.held.as_ref().expect("held");
+                blocking.registration = register_thread(shared);
+            }
+        }
         let shared = blocking.held.as_ref().expect("held");
         // A wake-up that came before `in_kernel` was set must not be slept
         // through.
@@ -474,7 +538,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
-                let shared = blocking.held.take().expect("held");
+                let shared = blocking.unhold().expect("held");
                 release(&shared, true);
                 if !unpark.woken.load(Ordering::Acquire) {
                     thread::park();

@@ -15,7 +15,7 @@ use ring_io_core::FlagsRead;
 use ring_io_ops::{Entry, Fd};
 use ring_io_sys::{SqFlags, SqeFlags};
 
-use ring_io_driver::{Kernel, Ring};
+use ring_io_driver::{Kernel, Linux, Ring};
 
 use crate::config::*;
 use crate::state::*;
@@ -55,6 +55,14 @@ pub(crate) trait Drive: Send {
         None
     }
 
+    /// Registers the ring's fd in the calling thread's table of rings and
+    /// has the ring enter through it on this thread while it lives (see
+    /// [`ThreadRegistration`](ring_io_driver::ThreadRegistration)).
+    /// `Ok(None)`: a ring that is not the kernel's (a simulated one).
+    fn register_thread(&mut self) -> std::io::Result<Option<ring_io_driver::ThreadRegistration>> {
+        Ok(None)
+    }
+
     /// Frees the ring and the wake-up buffer. Only after a turn returned
     /// true: the kernel holds no request. A driver dropped any other way
     /// (after a panic) leaks both, as the kernel may still use them.
@@ -91,9 +99,20 @@ pub(crate) struct Driver<K: Kernel> {
     pub(crate) shutdown_sent: bool,
 }
 
-impl<K: Kernel + Send> Drive for Driver<K> {
+impl<K: Kernel + Send + 'static> Drive for Driver<K> {
     fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
         Driver::turn(self, shared, wait, fallback, grave)
+    }
+
+    fn register_thread(&mut self) -> std::io::Result<Option<ring_io_driver::ThreadRegistration>> {
+        let ring: &mut Ring<K> = &mut self.ring;
+        let Some(ring) = (ring as &mut dyn std::any::Any).downcast_mut::<Ring<Linux>>() else {
+            return Ok(None);
+        };
+        let registration = ring.register_thread()?;
+        Ok(ring
+            .use_thread_registration(&registration)
+            .then_some(registration))
     }
 
     #[cfg(feature = "tokio")]

@@ -430,6 +430,7 @@ impl Proactor {
             panicked: std::sync::atomic::AtomicBool::new(false),
             tenure: AtomicU64::new(0),
             handover: crate::drive::Handover::new(),
+            no_thread_registration: std::sync::atomic::AtomicBool::new(false),
         });
         let fallback = shared.clone();
         let thread = thread::Builder::new()

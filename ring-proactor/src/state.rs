@@ -76,6 +76,9 @@ pub struct Shared {
     /// The holder's step out and whether a thread asked for the token
     /// (read without the lock).
     pub(crate) handover: crate::drive::Handover,
+    /// The kernel cannot register the ring's fd in a thread's table (before
+    /// 5.18), or the ring is not the kernel's: `block_on` does not try.
+    pub(crate) no_thread_registration: AtomicBool,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread

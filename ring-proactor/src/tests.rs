@@ -54,6 +54,7 @@ fn shared_probing(probe: Probe, budget: u32) -> Arc<Shared> {
         panicked: std::sync::atomic::AtomicBool::new(false),
         tenure: AtomicU64::new(0),
         handover: crate::drive::Handover::new(),
+        no_thread_registration: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

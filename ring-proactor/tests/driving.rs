@@ -49,11 +49,22 @@ fn waits_then_done(p: &Proactor, done: &AtomicBool) {
 /// completed) and then computes until `done` is set; its result says
 /// whether `done` was set before it gave up. Returns once it computes.
 fn busy_block_on(p: &Proactor, done: Arc<AtomicBool>) -> thread::JoinHandle<bool> {
+    busy_block_on_after(p, 1, done)
+}
+
+/// [`busy_block_on`] after `ops` ops of its own, one at a time.
+fn busy_block_on_after(
+    p: &Proactor,
+    ops: usize,
+    done: Arc<AtomicBool>,
+) -> thread::JoinHandle<bool> {
     let p = p.clone();
     let (started, rx) = mpsc::channel();
     let busy = thread::spawn(move || {
         block_on(async {
-            p.nop().await.expect("a NOP");
+            for _ in 0..ops {
+                p.nop().await.expect("a NOP");
+            }
             started.send(()).unwrap();
             let seen = spin_until(&done);
             p.nop().await.expect("a NOP after");
@@ -270,4 +281,69 @@ fn a_resource_whose_drop_blocks_does_not_hold_up_another_threads_wait() {
         "this thread's ops completed only after the blocking drop (on thread {dropper}) gave up: {:?}",
         p.stats()
     );
+}
+
+/// Whether the kernel registers rings in a thread's table
+/// (`IORING_REGISTER_RING_FDS`, 5.18).
+fn kernel_registers_rings() -> bool {
+    ring_io_driver::kernel_version().is_some_and(|v| v.at_least(5, 18))
+}
+
+#[test]
+fn a_long_block_on_registers_the_ring_in_its_thread_for_its_hold_only() {
+    let test = "a_long_block_on_registers_the_ring_in_its_thread_for_its_hold_only";
+    let registers = kernel_registers_rings();
+    // A fresh thread: its table of rings (16 slots) starts empty. Forty
+    // Proactors, one after another, each driven for 200 turns by this
+    // thread's `block_on`, each register their ring there; a registration
+    // kept past its hold of the token (past the `block_on`, or past the
+    // Proactor, which every other one drops inside its future) would fill
+    // the table by the 17th, whose registration would fail.
+    thread::spawn(move || {
+        for i in 0..40 {
+            let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+            let kept = block_on(async {
+                for _ in 0..200 {
+                    p.nop().await.expect("a NOP");
+                }
+                (i % 2 == 0).then_some(p)
+            });
+            if let Some(p) = kept {
+                let n = p.stats().thread_registrations;
+                if registers {
+                    assert!(n >= 1, "Proactor {i} did not register its ring: {n}");
+                } else {
+                    assert_eq!(n, 0, "Proactor {i} registered on a kernel without it");
+                }
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    if !registers {
+        eprintln!("ring-skip: {test}: no IORING_REGISTER_RING_FDS (5.18)");
+    }
+}
+
+#[test]
+fn a_thread_that_registered_the_ring_and_computes_is_taken_over_by_one_without() {
+    // The busy thread drives for 200 turns (and registers the ring in its
+    // table), then computes; this thread takes the token over and enters
+    // by the ring's fd: the busy thread's index means nothing here.
+    let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let busy = busy_block_on_after(&p, 200, done.clone());
+    waits_then_done(&p, &done);
+    assert!(busy.join().unwrap(), "this thread's waits completed");
+    let stats = p.stats();
+    assert!(stats.token_takeovers >= 1, "{stats:?}");
+    if kernel_registers_rings() {
+        assert!(stats.thread_registrations >= 1, "{stats:?}");
+    }
+    // And both threads go on.
+    block_on(async {
+        for _ in 0..100 {
+            p.nop().await.expect("a NOP");
+        }
+    });
 }

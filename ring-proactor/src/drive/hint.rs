@@ -121,11 +121,16 @@ pub(crate) fn keep_spares(wakers: &mut Vec<Waker>, wake: bool) -> Option<Waker> 
 /// Drops the spare wakers this thread kept (see [`Hint::spares`]) that no
 /// op took, through `scratch` (an empty vector whose capacity the spares
 /// take over, and give back). No lock may be held (a drop is user code).
-#[inline]
+#[inline(always)]
 pub(super) fn drop_spares(scratch: &mut Vec<Waker>) {
-    if !SPARE.with(Cell::get) {
-        return;
+    if SPARE.with(Cell::get) {
+        drop_kept_spares(scratch);
     }
+}
+
+/// [`drop_spares`] once this thread kept some.
+#[inline(never)]
+fn drop_kept_spares(scratch: &mut Vec<Waker>) {
     let any = HINT.with(|h| {
         let mut h = h.borrow_mut();
         if h.spares.is_empty() {
