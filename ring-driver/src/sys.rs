@@ -632,9 +632,20 @@ impl RingFd {
         }
         let index = up.offset;
         let lease = NEXT_LEASE.fetch_add(1, Ordering::Relaxed);
+        // The fd to unregister by: naming the ring by its index
+        // (IORING_REGISTER_USE_REGISTERED_RING) needs 6.3, and the ring's
+        // own fd may be closed first.
+        let fd = match fd.try_clone() {
+            Ok(fd) => fd,
+            Err(e) => {
+                unregister_index(fd.as_raw_fd(), index);
+                return Err(e);
+            }
+        };
         let reg = ThreadRegistration {
             at: Registered::leased(index, lease),
             ring,
+            fd,
             _this_thread: PhantomData,
         };
         // (Dropped, `reg` unregisters the index whatever happens below.)
@@ -673,9 +684,11 @@ impl RingFd {
 /// use by [`Ring::use_thread_registration`](crate::Ring::use_thread_registration).
 ///
 /// The index means this ring only in this thread's table, so the value is
-/// neither `Send` nor `Sync`. Dropped, it removes the ring from the table
-/// (the ring then enters by its fd again); a ring that goes first leaves
-/// its file alive in the kernel until then. A ring that uses it checks on
+/// neither `Send` nor `Sync`. It holds a duplicate of the ring's fd (to
+/// unregister by: naming the ring by its index needs Linux 6.3). Dropped,
+/// it removes the ring from the table (the ring then enters by its fd
+/// again); a ring that goes first leaves its file alive in the kernel
+/// until then. A ring that uses it checks on
 /// each enter that the registration is alive and that the calling thread
 /// is its own; on any other thread, or after the drop, it enters by fd.
 ///
@@ -689,7 +702,28 @@ pub struct ThreadRegistration {
     at: Registered,
     /// The id of the ring registered ([`RawRing::id`](crate::setup)).
     ring: u64,
+    /// A duplicate of the ring's fd, to unregister by.
+    fd: OwnedFd,
     _this_thread: PhantomData<*const ()>,
+}
+
+/// Removes `index` from the calling thread's table of rings, by `ring`, an
+/// io_uring fd (any: the table is the thread's, not the ring's). A failure
+/// leaves the entry, which the kernel drops when the thread exits.
+fn unregister_index(ring: RawFd, index: u32) {
+    let up = ring_io_sys::io_uring_rsrc_update {
+        offset: index,
+        ..Default::default()
+    };
+    // SAFETY: one update, valid for the call, on an io_uring fd.
+    let _ = unsafe {
+        register(
+            ring,
+            ring_io_sys::IORING_UNREGISTER_RING_FDS,
+            &raw const up,
+            1,
+        )
+    };
 }
 
 impl ThreadRegistration {
@@ -715,23 +749,7 @@ impl Drop for ThreadRegistration {
                 c.set(0);
             }
         });
-        let up = ring_io_sys::io_uring_rsrc_update {
-            offset: self.at.index(),
-            ..Default::default()
-        };
-        // SAFETY: one update, valid for the call; the ring is named by this
-        // thread's index, which holds it until this very call (the table
-        // keeps its file alive even if its fd was closed). A failure leaves
-        // the entry, which the kernel drops when the thread exits.
-        let _ = unsafe {
-            ring_io_sys::io_uring_register(
-                self.at.index() as i32,
-                ring_io_sys::IORING_UNREGISTER_RING_FDS
-                    | ring_io_sys::IORING_REGISTER_USE_REGISTERED_RING,
-                (&raw const up).cast::<c_void>(),
-                1,
-            )
-        };
+        unregister_index(self.fd.as_raw_fd(), self.at.index());
     }
 }
 
