@@ -514,6 +514,14 @@ fn switch_cost(rounds: usize) -> f64 {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
         }
     }
+    // This thread's CPUs, to go back to after each round.
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, which
+    // sched_getaffinity fills (`size_of` bytes of it).
+    let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let got =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before) };
+    assert_eq!(got, 0, "sched_getaffinity");
     let mut times = Vec::new();
     for _ in 0..rounds {
         // Whose turn it is: odd for the helper, even for the timer.
@@ -543,15 +551,11 @@ fn switch_cost(rounds: usize) -> f64 {
                 times.push(start.elapsed().as_nanos() as f64 / (2 * CHUNK) as f64);
             }
         });
-        // Back on every CPU for what runs next.
-        // SAFETY: as in `pin`, with every CPU set.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for cpu in 0..libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(cpu, &mut set);
-            }
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
+        // Back on its CPUs for what runs next.
+        // SAFETY: `before` is a valid set, read for `size_of` bytes.
+        let back =
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &before) };
+        assert_eq!(back, 0, "sched_setaffinity");
     }
     median(times)
 }

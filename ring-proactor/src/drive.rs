@@ -247,10 +247,11 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
 }
 
 /// Turns one hold of the driver token by [`block_on`] runs before its
-/// thread registers the ring's fd in its own table of rings (two syscalls,
-/// a register and, when the hold ends, an unregister, that each later
-/// enter repays by skipping the kernel's fd lookup: a hold as short as an
-/// `Op::wait` does not register).
+/// thread registers the ring's fd in its own table of rings (four
+/// syscalls: the register and a duplicate of the fd to unregister by, and
+/// when the hold ends the unregister and the close, which later enters
+/// repay by skipping the kernel's fd lookup, some 25 ns each here: a hold
+/// as short as an `Op::wait` does not register).
 const REGISTER_AFTER: u32 = 64;
 
 /// Registers the ring's fd in this thread's table (the driver token's
