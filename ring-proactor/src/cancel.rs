@@ -342,7 +342,7 @@ impl<T: 'static> Multi<T> {
             stage @ Stage::Failed(_) => self.stage = stage,
         }
         self.restart_on = None;
-        self.restart_after_success = false;
+        self.restart_from = None;
         self.restart = false;
     }
 }

@@ -53,9 +53,12 @@ pub struct Multi<T: 'static> {
     pub(crate) convert: Option<Convert<T>>,
     /// Re-arm the request when it ends with this errno.
     pub(crate) restart_on: Option<i32>,
-    /// Re-arm the request when its last CQE is a success: the kernel ended
-    /// a multishot request it could not post more CQEs for (a full CQ).
-    pub(crate) restart_after_success: bool,
+    /// Re-arm the request when its last CQE's result is at least this (its
+    /// item delivered first): the kernel ended a multishot request it
+    /// could not post more CQEs for (a full CQ) with a last CQE that
+    /// carries a result. 0 for an accept (an fd); 1 for a receive, whose
+    /// last CQE of 0 bytes is the end of the stream.
+    pub(crate) restart_from: Option<i32>,
     pub(crate) restart: bool,
 }
 
@@ -73,7 +76,7 @@ impl<T: 'static> Multi<T> {
             stage: Stage::New,
             convert: Some(Box::new(convert)),
             restart_on: None,
-            restart_after_success: false,
+            restart_from: None,
             restart: false,
         }
     }
@@ -124,7 +127,7 @@ impl<T: 'static> Multi<T> {
                             self.restart = true;
                             continue;
                         }
-                        if last && res >= 0 && self.restart_after_success {
+                        if last && self.restart_from.is_some_and(|min| res >= min) {
                             // The item is delivered below; then the request
                             // is re-armed.
                             self.restart = true;

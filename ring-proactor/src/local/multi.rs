@@ -29,9 +29,9 @@ pub struct LocalMulti<T: 'static> {
     entry: Entry,
     stage: LStage,
     convert: Option<Convert<T>>,
-    /// Re-arm the request when its last CQE is a success: the kernel ended
-    /// a multishot request it could not post more CQEs for (a full CQ).
-    restart_after_success: bool,
+    /// Re-arm the request when its last CQE's result is at least this (see
+    /// [`Multi::restart_from`](crate::Multi)).
+    restart_from: Option<i32>,
     /// Re-arm the request when it ends with this errno (not delivered):
     /// `ENOBUFS` for a recv whose buffer ring ran dry.
     restart_on: Option<i32>,
@@ -49,7 +49,7 @@ impl<T: 'static> LocalMulti<T> {
             entry,
             stage: LStage::New,
             convert: Some(Box::new(convert)),
-            restart_after_success: false,
+            restart_from: None,
             restart_on: None,
             restart: false,
         }
@@ -61,8 +61,9 @@ impl<T: 'static> LocalMulti<T> {
         multi
     }
 
-    pub(crate) fn restart_after_success(mut self) -> Self {
-        self.restart_after_success = true;
+    /// Re-arm the request after a last CQE whose result is at least `min`.
+    pub(crate) fn restart_from(mut self, min: i32) -> Self {
+        self.restart_from = Some(min);
         self
     }
 
@@ -116,7 +117,7 @@ impl<T: 'static> LocalMulti<T> {
                     self.restart = true;
                     continue;
                 }
-                if last && res >= 0 && self.restart_after_success {
+                if last && self.restart_from.is_some_and(|min| res >= min) {
                     // Delivered below; then the request is armed again.
                     self.restart = true;
                 }
@@ -182,7 +183,7 @@ impl<T: 'static> LocalMulti<T> {
     /// cancellation took effect still come, then it ends (possibly after an
     /// `ECANCELED` item). Nothing is lost, unlike a drop.
     pub fn cancel(&mut self) {
-        self.restart_after_success = false;
+        self.restart_from = None;
         self.restart_on = None;
         self.restart = false;
         match self.stage {

@@ -230,7 +230,7 @@ impl LocalProactor {
             // SAFETY: a successful accept returns a new fd nothing owns.
             Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
         })
-        .restart_after_success()
+        .restart_from(0)
     }
 
     /// [`Proactor::recv_multi`], on this thread: one multishot recv (Linux
@@ -294,5 +294,6 @@ impl LocalProactor {
             .build();
         LocalMulti::new(self, entry, crate::ops::net::recv_chunks(fd, bufs))
             .restart_on(libc::ENOBUFS)
+            .restart_from(1)
     }
 }

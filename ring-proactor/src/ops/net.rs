@@ -192,7 +192,7 @@ impl Proactor {
             // SAFETY: a successful accept returns a new fd nothing owns.
             Some(res.map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
         });
-        multi.restart_after_success = true;
+        multi.restart_from = Some(0);
         multi
     }
 
@@ -205,7 +205,9 @@ impl Proactor {
     /// Each of its CQEs but the last consumes a buffer, which comes back
     /// only after the CQE has been taken. When the kernel runs out of
     /// buffers (`ENOBUFS`, the consumer being slow) the stream re-arms the
-    /// request once its queued chunks are taken.
+    /// request once its queued chunks are taken; so it does when the kernel
+    /// ends the request because the CQ is full (its last CQE then carries
+    /// a chunk): only a last CQE of 0 bytes, or an error, ends the stream.
     pub fn recv_multi(&self, fd: impl IntoOpFd, buffers: u16, buf_len: u32) -> Multi<Vec<u8>> {
         let fd = fd.into_op_fd();
         if let Some(e) = self.needs(6, 0, "multishot recv (IORING_RECV_MULTISHOT)") {
@@ -238,6 +240,7 @@ impl Proactor {
             .build();
         let mut multi = Multi::new(self, entry, 1, recv_chunks(fd, bufs));
         multi.restart_on = Some(libc::ENOBUFS);
+        multi.restart_from = Some(1);
         multi
     }
 }
