@@ -460,6 +460,22 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(out) = polled {
             return out;
         }
+        if let Some(held) = &blocking.held {
+            let hinted = hint::hinted();
+            if !hinted.is_null() && !std::ptr::eq(Arc::as_ptr(held), hinted) {
+                // The future now waits on another Proactor's ops (it waits
+                // on ops of two): this one is let go (its fallback thread
+                // drives what is left of it, woken when the other was
+                // noted) and the other's taken next.
+                unpark
+                    .in_kernel
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                let old = blocking.unhold().expect("held");
+                release(&old, true);
+            }
+        }
         if unpark.woken.load(Ordering::Acquire) {
             if blocking.held.is_none() {
                 // Woken before it asked for the ring: another thread (the

@@ -347,3 +347,71 @@ fn a_thread_that_registered_the_ring_and_computes_is_taken_over_by_one_without()
         }
     });
 }
+
+/// Runs `f` on a thread of its own; `None` if it has not returned after
+/// `limit` (the thread is left behind).
+fn returns_within<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+#[test]
+fn one_block_on_awaits_ops_of_two_proactors_one_after_the_other() {
+    // `block_on` drives one Proactor at a time. After the first op it
+    // holds the first Proactor's token; the next op is the second's,
+    // queued as this thread's to drive (nobody woken): `block_on` must
+    // let the first go and drive the second, back and forth.
+    let p0 = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let p1 = Proactor::new(ProactorConfig::new(8)).unwrap();
+    // Both fallback threads asleep, with no work.
+    thread::sleep(Duration::from_millis(20));
+    let (q0, q1) = (p0.clone(), p1.clone());
+    let done = returns_within(LIMIT, move || {
+        block_on(async {
+            for _ in 0..50 {
+                q1.nop().await.expect("p1's NOP");
+                q0.nop().await.expect("p0's NOP");
+            }
+        })
+    });
+    assert!(
+        done.is_some(),
+        "ops of two Proactors awaited in turn in one block_on still wait: {:?} {:?}",
+        p0.stats(),
+        p1.stats()
+    );
+}
+
+#[test]
+fn one_block_on_waiting_on_two_proactors_completes_the_op_of_the_one_it_does_not_drive() {
+    // The future waits for whichever comes first: a NOP on `p0` or a
+    // receive on `p1` that never completes. `block_on` drives `p1` (noted
+    // last); the NOP, queued as this thread's to drive, must be driven by
+    // `p0`'s fallback thread, woken when `p1` was noted after it.
+    let p0 = Proactor::new(ProactorConfig::new(8)).unwrap();
+    let p1 = Proactor::new(ProactorConfig::new(8)).unwrap();
+    thread::sleep(Duration::from_millis(20));
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (q0, q1) = (p0.clone(), p1.clone());
+    let done = returns_within(LIMIT, move || {
+        let nop = q0.nop();
+        let never = q1.recv(Arc::new(a), Vec::with_capacity(8), Default::default());
+        match block_on(futures_util::future::select(nop, never)) {
+            futures_util::future::Either::Left((res, _recv)) => res.is_ok(),
+            futures_util::future::Either::Right(_) => false,
+        }
+    });
+    assert_eq!(
+        done,
+        Some(true),
+        "the NOP on the Proactor block_on did not drive: {:?} {:?}",
+        p0.stats(),
+        p1.stats()
+    );
+}

@@ -22,12 +22,27 @@ pub(crate) struct Hint {
     pub(super) spares: Vec<Waker>,
 }
 
-/// `shared` is now the Proactor to drive ([`Hint::shared`]).
+/// `shared` is now the Proactor to drive ([`Hint::shared`]). One noted
+/// before in this `block_on` (its future waits on ops of two Proactors)
+/// is kicked: its ops polled here were queued as this thread's to drive
+/// (`will_drive`, nobody woken), but `block_on` drives one Proactor, the
+/// last noted (see `block_on`), so whoever drives the other is woken (its
+/// fallback thread, if nobody holds its token).
 #[cold]
 fn note_hint(shared: &Arc<Shared>) {
     let old = HINT.with(|h| h.borrow_mut().shared.replace(shared.clone()));
     HINT_PTR.with(|p| p.set(Arc::as_ptr(shared)));
+    if let Some(old) = &old {
+        // (No lock is held where ops note themselves.)
+        crate::op::kick(old, old.lock(), false);
+    }
     drop(old);
+}
+
+/// The Proactor noted last in this thread's `block_on` (null: none).
+#[inline]
+pub(super) fn hinted() -> *const Shared {
+    HINT_PTR.with(Cell::get)
 }
 
 /// Spare wakers kept at most ([`keep_spares`]).
