@@ -61,7 +61,7 @@ impl<O: 'static> Op<O> {
         let shared = self.shared.clone();
         let canceled = || Stage::Failed(io::Error::from_raw_os_error(libc::ECANCELED));
         match std::mem::replace(&mut self.stage, Stage::Finished) {
-            Stage::New => self.stage = canceled(),
+            Stage::New | Stage::Unbudgeted => self.stage = canceled(),
             Stage::Credit(ticket) => {
                 // Leaves the credit queue, passing on a wake-up it was given.
                 self.stage = canceled();
@@ -146,7 +146,9 @@ impl<O: 'static> Timed for Op<O> {
         Op {
             shared: self.shared.clone(),
             entry,
-            stage: Stage::New,
+            // Past the budget if need be: the op it times may hold the
+            // last credit, which comes back only at its end.
+            stage: Stage::Unbudgeted,
             finish: Some(finish),
             waker: (0, 0),
         }
@@ -164,7 +166,10 @@ impl<O: 'static> Timed for LocalOp<O> {
     }
     fn timer(&self, duration: Duration) -> LocalOp<()> {
         let (entry, finish) = timer_parts(duration);
-        LocalOp::new(self.inner.clone(), entry, finish)
+        let mut timer = LocalOp::new(self.inner.clone(), entry, finish);
+        // Past the budget if need be, as the Proactor's.
+        timer.stage = crate::local::op::LStage::Unbudgeted;
+        timer
     }
 }
 
@@ -327,7 +332,7 @@ impl<T: 'static> Multi<T> {
     pub fn cancel(&mut self) {
         let shared = self.shared.clone();
         match std::mem::replace(&mut self.stage, Stage::Finished) {
-            Stage::New | Stage::Finished => {}
+            Stage::New | Stage::Unbudgeted | Stage::Finished => {}
             Stage::Credit(ticket) => abandon(&shared, Stage::Credit(ticket), None),
             Stage::Submitted(ud) => {
                 self.stage = Stage::Submitted(ud);

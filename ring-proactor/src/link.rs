@@ -188,10 +188,10 @@ impl Chains for Proactor {
         Arc::ptr_eq(a, b)
     }
     fn is_new(stage: &Stage) -> bool {
-        matches!(stage, Stage::New)
+        matches!(stage, Stage::New | Stage::Unbudgeted)
     }
     fn is_queued(stage: &Stage) -> bool {
-        !matches!(stage, Stage::New | Stage::Credit(_))
+        !matches!(stage, Stage::New | Stage::Unbudgeted | Stage::Credit(_))
     }
     fn is_failed(stage: &Stage) -> bool {
         matches!(stage, Stage::Failed(_))
@@ -218,10 +218,10 @@ impl Chains for LocalProactor {
         Rc::ptr_eq(a, b)
     }
     fn is_new(stage: &LStage) -> bool {
-        matches!(stage, LStage::New)
+        matches!(stage, LStage::New | LStage::Unbudgeted)
     }
     fn is_queued(stage: &LStage) -> bool {
-        !matches!(stage, LStage::New | LStage::Credit(_))
+        !matches!(stage, LStage::New | LStage::Unbudgeted | LStage::Credit(_))
     }
     fn is_failed(stage: &LStage) -> bool {
         matches!(stage, LStage::Failed(_))

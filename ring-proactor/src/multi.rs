@@ -93,7 +93,7 @@ impl<T: 'static> Multi<T> {
             match std::mem::replace(&mut self.stage, Stage::Finished) {
                 Stage::Finished => return Poll::Ready(None),
                 Stage::Failed(e) => return Poll::Ready(Some(Err(e))),
-                stage @ (Stage::New | Stage::Credit(_)) => {
+                stage @ (Stage::New | Stage::Unbudgeted | Stage::Credit(_)) => {
                     self.stage = stage;
                     let shared = self.shared.clone();
                     let parts = &mut [(self.entry, &mut self.stage)];

@@ -24,6 +24,11 @@ pub(crate) use submit::*;
 pub enum Stage {
     /// Not yet polled.
     New,
+    /// Not yet polled, and submitted then whatever the budget says: a
+    /// timer of [`Op::timeout`], which must run while its op holds the last
+    /// credit (it holds one too, going over `max_in_flight` by at most one
+    /// per timed op).
+    Unbudgeted,
     /// Waiting for credit with this ticket.
     Credit(u64),
     /// In the Proactor (queued or in the ring) with this `user_data`.
@@ -150,7 +155,7 @@ impl<O: 'static> Op<O> {
         let this = self;
         let ud = match this.stage {
             Stage::Submitted(ud) => ud,
-            Stage::New | Stage::Credit(_) => return this.poll_new(cx),
+            Stage::New | Stage::Unbudgeted | Stage::Credit(_) => return this.poll_new(cx),
             Stage::Failed(_) | Stage::Finished => return this.poll_done(),
         };
         // Without the lock: a completion the driver published (not one
@@ -385,7 +390,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
             }
             drop(resources);
         }
-        Stage::New | Stage::Failed(_) | Stage::Finished => drop(resources),
+        Stage::New | Stage::Unbudgeted | Stage::Failed(_) | Stage::Finished => drop(resources),
     }
     grave.bury();
 }
@@ -393,7 +398,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
 impl<O: 'static> fmt::Debug for Op<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.stage {
-            Stage::New => "new",
+            Stage::New | Stage::Unbudgeted => "new",
             Stage::Credit(_) => "waiting for credit",
             Stage::Submitted(_) => "submitted",
             Stage::Failed(_) => "failed",

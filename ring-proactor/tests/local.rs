@@ -1312,3 +1312,25 @@ fn a_fixed_buffer_of_another_runtime_is_refused_clearly_and_comes_back() {
     // Nothing was submitted for the refused ops.
     assert_eq!(b.stats().completed + none.stats().completed, 0);
 }
+
+#[test]
+fn a_timeout_fires_while_its_op_holds_the_last_credit() {
+    // The timer of `timeout` is an op too: with the budget spent by the
+    // op it times, it goes past the budget rather than wait for a credit
+    // that only the timed op's end gives back.
+    let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let start = Instant::now();
+    let out = p
+        .recv(Arc::new(a), Vec::with_capacity(8), MsgFlags::empty())
+        .timeout(Duration::from_millis(5))
+        .wait();
+    assert!(out.is_err(), "nothing was sent, yet the receive completed");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // Both gave their credits back: the next op runs.
+    p.nop().wait().expect("a NOP after");
+}

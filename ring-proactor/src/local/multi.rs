@@ -75,7 +75,7 @@ impl<T: 'static> LocalMulti<T> {
     /// Takes a slot for the request and pushes its entry (or waits for
     /// room, with `ticket` if it waited before).
     fn submit(&mut self, cx: &mut Context<'_>, ticket: Option<u64>) -> Poll<Option<io::Result<T>>> {
-        match self.inner.submit(&self.entry, cx, true, ticket) {
+        match self.inner.submit(&self.entry, cx, true, ticket, false) {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
@@ -92,7 +92,7 @@ impl<T: 'static> LocalMulti<T> {
         loop {
             let ud = match self.stage {
                 LStage::Submitted(ud) => ud,
-                LStage::New => return self.submit(cx, None),
+                LStage::New | LStage::Unbudgeted => return self.submit(cx, None),
                 LStage::Credit(ticket) => return self.submit(cx, Some(ticket)),
                 LStage::Finished => return Poll::Ready(None),
                 LStage::Failed(_) => {
@@ -187,7 +187,7 @@ impl<T: 'static> LocalMulti<T> {
         self.restart_on = None;
         self.restart = false;
         match self.stage {
-            LStage::New => self.stage = LStage::Finished,
+            LStage::New | LStage::Unbudgeted => self.stage = LStage::Finished,
             LStage::Credit(ticket) => {
                 self.stage = LStage::Finished;
                 self.inner.leave_credit_queue(ticket);

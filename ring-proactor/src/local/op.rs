@@ -18,6 +18,10 @@ use crate::state::{CANCEL_BIT, Release, result, run_user};
 pub enum LStage {
     /// Not yet polled.
     New,
+    /// Not yet polled, and submitted then whatever the budget says: a
+    /// timer of [`LocalOp::timeout`] (see
+    /// [`Stage::Unbudgeted`](crate::op::Stage::Unbudgeted)).
+    Unbudgeted,
     /// Waiting for the in-flight count to drop below the budget, with
     /// this ticket (its place in `Slab::credit_waiters`).
     Credit(u64),
@@ -96,7 +100,7 @@ impl<O: 'static> LocalOp<O> {
     /// [`cancel`](LocalOp::cancel) in place.
     pub(crate) fn request_cancel(&mut self) {
         match std::mem::replace(&mut self.stage, LStage::Finished) {
-            LStage::New => {
+            LStage::New | LStage::Unbudgeted => {
                 self.stage = LStage::Failed(io::Error::from_raw_os_error(libc::ECANCELED));
             }
             LStage::Credit(ticket) => {
@@ -126,7 +130,11 @@ impl<O: 'static> LocalOp<O> {
     /// turn); waits for room under the budget (with `ticket`, if it
     /// waited before).
     fn submit(&mut self, cx: &mut Context<'_>, ticket: Option<u64>) -> Poll<(O, i32)> {
-        match self.inner.submit(&self.entry, cx, false, ticket) {
+        let unbudgeted = matches!(self.stage, LStage::Unbudgeted);
+        match self
+            .inner
+            .submit(&self.entry, cx, false, ticket, unbudgeted)
+        {
             Ok(stage) => {
                 self.stage = stage;
                 Poll::Pending
@@ -153,7 +161,10 @@ impl Inner {
         cx: &mut Context<'_>,
         stream: bool,
         ticket: Option<u64>,
+        unbudgeted: bool,
     ) -> io::Result<LStage> {
+        // A timer of `LocalOp::timeout` goes past the budget.
+        let budget = if unbudgeted { u32::MAX } else { self.budget };
         self.probe.check(entry.opcode())?;
         let mut st = self.st.borrow_mut();
         // A stream keeps its own waker.
@@ -163,7 +174,7 @@ impl Inner {
             st.slab.wakers.find(cx.waker())
         };
         match found {
-            Found::Shared(waker) if ticket.is_none() && st.slab.in_flight < self.budget => {
+            Found::Shared(waker) if ticket.is_none() && st.slab.in_flight < budget => {
                 // The common case: an op that never waited for room, of a
                 // task whose waker its ops share (no clone, and no drop but
                 // a counter's decrement: no user code).
@@ -181,7 +192,7 @@ impl Inner {
             }
             found => {
                 drop(st);
-                self.submit_slow(entry, cx, stream, ticket, found)
+                self.submit_slow(entry, cx, stream, ticket, found, budget)
             }
         }
     }
@@ -195,6 +206,7 @@ impl Inner {
         stream: bool,
         ticket: Option<u64>,
         found: Found,
+        budget: u32,
     ) -> io::Result<LStage> {
         // The task's shared waker, or a clone made with the state
         // unborrowed (cloning a waker is user code; so is dropping the
@@ -217,7 +229,7 @@ impl Inner {
         let (stage, left) = self
             .st
             .borrow_mut()
-            .admit(entry, waker, stream, self.budget, ticket);
+            .admit(entry, waker, stream, budget, ticket);
         if let Some(replaced) = replaced {
             // Another task's waker (the one its ops shared): a panic of
             // its drop must not come out of this task's poll.
@@ -447,7 +459,7 @@ impl<O: 'static> LocalOp<O> {
     pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<(O, i32)> {
         match self.stage {
             LStage::Submitted(ud) => self.poll_submitted(ud, cx),
-            LStage::New => self.submit(cx, None),
+            LStage::New | LStage::Unbudgeted => self.submit(cx, None),
             _ => self.poll_other(cx),
         }
     }
@@ -494,7 +506,9 @@ impl<O: 'static> LocalOp<O> {
                 Poll::Ready((self.complete(Err(e), 0), res))
             }
             LStage::Finished => panic!("a LocalOp polled after it completed"),
-            LStage::New | LStage::Submitted(_) => unreachable!("polled by poll_raw"),
+            LStage::New | LStage::Unbudgeted | LStage::Submitted(_) => {
+                unreachable!("polled by poll_raw")
+            }
         }
     }
 
@@ -580,7 +594,7 @@ impl<O: 'static> LocalOp<O> {
                 self.inner.leave_credit_queue(ticket);
                 drop(finish);
             }
-            LStage::New | LStage::Failed(_) | LStage::Finished => drop(finish),
+            LStage::New | LStage::Unbudgeted | LStage::Failed(_) | LStage::Finished => drop(finish),
         }
     }
 }
@@ -602,7 +616,7 @@ impl LState {
 impl<O: 'static> fmt::Debug for LocalOp<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.stage {
-            LStage::New => "new",
+            LStage::New | LStage::Unbudgeted => "new",
             LStage::Credit(_) => "waiting for room",
             LStage::Submitted(_) => "submitted",
             LStage::Failed(_) => "failed",

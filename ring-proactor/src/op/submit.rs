@@ -75,7 +75,10 @@ pub(crate) fn submit_with(
             "the Proactor's slab has no free slot (2^31 requests outstanding)",
         )));
     }
-    if st.in_flight.saturating_add(n) > shared.budget {
+    // A timer of `Op::timeout` goes past the budget (see
+    // `Stage::Unbudgeted`).
+    let unbudgeted = matches!(*parts[0].1, Stage::Unbudgeted);
+    if st.in_flight.saturating_add(n) > shared.budget && !unbudgeted {
         let Some(waker) = wakers.pop() else {
             return Poll::Pending;
         };
