@@ -1819,3 +1819,36 @@ fn an_op_never_takes_a_new_waker_at_a_dead_wakers_address_for_the_stored_one() {
     };
     assert_eq!((n.unwrap(), &buf[..]), (4, &b"data"[..]));
 }
+
+#[test]
+fn a_park_in_a_waker_run_by_block_on_leaves_block_on_its_wake_up() {
+    // `block_on`'s NOP and an op polled with a hook waker complete in one
+    // turn: the reap marks `block_on`'s own waker woken, then the hook
+    // waker's wake (run by the turn, after the reap) parks. That park took
+    // the wake-up: `block_on` then waited in the kernel for a completion
+    // that had come (the hang seen about once in 50 runs of
+    // wakers_that_use_the_local_proactor_in_clone_wake_and_drop_break_nothing
+    // on 5.10 aarch64, where a hook waits on an op and then parks).
+    let _serial = serial();
+    let dog = Watchdog::new("a_park_in_a_waker_run_by_block_on");
+    let p = Rc::new(local(8));
+    let counts = Arc::new(Counts::default());
+    let parks = Rc::new(Cell::new(0u32));
+    {
+        let (p, parks) = (p.clone(), parks.clone());
+        set_hook(move |event| {
+            if let Event::Wake = event {
+                p.park(Some(Duration::ZERO));
+                parks.set(parks.get() + 1);
+            }
+        });
+    }
+    let mut other = p.nop();
+    assert!(poll_with(&mut other, &hook_waker(&counts, false)).is_pending());
+    p.block_on(async { p.nop().await.unwrap() });
+    dog.step();
+    clear_hook();
+    assert_eq!(parks.get(), 1, "the hook waker was woken, and parked");
+    drop(other);
+    drop(dog);
+}

@@ -65,7 +65,7 @@ pub(crate) struct Tasks {
     ready: Arc<Ready>,
     /// How many `block_on`s of this LocalProactor run (nested) on its
     /// thread: the outermost drops the tasks left when it returns.
-    depth: Cell<u32>,
+    pub(crate) depth: Cell<u32>,
 }
 
 #[derive(Default)]

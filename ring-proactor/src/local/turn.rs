@@ -473,10 +473,19 @@ impl LocalProactor {
     /// executor calls when its tasks are all pending.
     pub fn park(&self, timeout: Option<Duration>) {
         // Both flags are taken (`|`, not `||`).
-        if self.inner.own_woken.replace(false) | self.inner.park.woken.take() {
+        let woken = self.inner.own_woken.replace(false) | self.inner.park.woken.take();
+        if woken {
             self.inner.turn(Wait::No);
         } else {
             self.inner.turn(Wait::For(timeout));
+        }
+        if woken && self.inner.tasks.depth.get() > 0 {
+            // A park inside a `block_on` (a waker or drop it runs that
+            // parks) took a wake-up that may be the `block_on`'s (its own
+            // waker's, or the one a nested `block_on` left it): given
+            // back, or the `block_on` waits in the kernel for a completion
+            // that already came.
+            self.inner.park.woken.set();
         }
     }
 
