@@ -547,23 +547,8 @@ impl RingFd {
             registered: registered @ None,
         } = self
         {
-            let mut up = ring_io_sys::io_uring_rsrc_update {
-                offset: u32::MAX,
-                data: fd.as_raw_fd() as u64,
-                ..Default::default()
-            };
-            // SAFETY: one update, valid and writable for the call, on the
-            // ring's own fd.
-            let n = unsafe {
-                register(
-                    fd.as_raw_fd(),
-                    ring_io_sys::IORING_REGISTER_RING_FDS,
-                    &raw mut up,
-                    1,
-                )
-            };
-            if n == Ok(1) {
-                *registered = Some(Registered::here(up.offset));
+            if let Ok(index) = register_in_table(fd.as_raw_fd()) {
+                *registered = Some(Registered::here(index));
             }
         }
     }
@@ -610,27 +595,7 @@ impl RingFd {
                 "a ring without an fd (REGISTERED_FD_ONLY) is registered on its thread already",
             ));
         };
-        let mut up = ring_io_sys::io_uring_rsrc_update {
-            offset: u32::MAX,
-            data: fd.as_raw_fd() as u64,
-            ..Default::default()
-        };
-        // SAFETY: one update, valid and writable for the call, on the
-        // ring's own fd.
-        let n = unsafe {
-            register(
-                fd.as_raw_fd(),
-                ring_io_sys::IORING_REGISTER_RING_FDS,
-                &raw mut up,
-                1,
-            )
-        }?;
-        if n != 1 {
-            return Err(std::io::Error::other(
-                "IORING_REGISTER_RING_FDS registered nothing",
-            ));
-        }
-        let index = up.offset;
+        let index = register_in_table(fd.as_raw_fd())?;
         let lease = NEXT_LEASE.fetch_add(1, Ordering::Relaxed);
         // The fd to unregister by: naming the ring by its index
         // (IORING_REGISTER_USE_REGISTERED_RING) needs 6.3, and the ring's
@@ -705,6 +670,25 @@ pub struct ThreadRegistration {
     /// A duplicate of the ring's fd, to unregister by.
     fd: OwnedFd,
     _this_thread: PhantomData<*const ()>,
+}
+
+/// Registers the ring `fd` (its own fd) in the calling thread's table of
+/// rings (`IORING_REGISTER_RING_FDS`, 5.18) at any free slot: its index.
+fn register_in_table(fd: RawFd) -> std::io::Result<u32> {
+    let mut up = ring_io_sys::io_uring_rsrc_update {
+        offset: u32::MAX,
+        data: fd as u64,
+        ..Default::default()
+    };
+    // SAFETY: one update, valid and writable for the call, on the ring's
+    // own fd.
+    let n = unsafe { register(fd, ring_io_sys::IORING_REGISTER_RING_FDS, &raw mut up, 1) }?;
+    if n != 1 {
+        return Err(std::io::Error::other(
+            "IORING_REGISTER_RING_FDS registered nothing",
+        ));
+    }
+    Ok(up.offset)
 }
 
 /// Removes `index` from the calling thread's table of rings, by `ring`, an

@@ -362,15 +362,23 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         registration: Option<ring_io_driver::ThreadRegistration>,
     }
     impl Blocking {
-        /// The token was just taken: a new hold.
-        fn hold(&mut self, shared: Arc<Shared>) {
+        /// The token was just taken: a new hold. While it lasts, a
+        /// wake-up from another thread also ends this thread's wait in the
+        /// kernel (at worst spuriously).
+        fn hold(&mut self, shared: Arc<Shared>, unpark: &Unpark) {
+            *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
             self.held = Some(shared);
             self.turns = 0;
         }
 
         /// The hold of the token ended (let go, taken over, or the
         /// Proactor stopped).
-        fn unhold(&mut self) -> Option<Arc<Shared>> {
+        fn unhold(&mut self, unpark: &Unpark) -> Option<Arc<Shared>> {
+            unpark
+                .in_kernel
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
             self.registration = None;
             self.held.take()
         }
@@ -381,12 +389,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         fn back(&mut self, unpark: &Unpark) {
             if let (Some(tenure), Some(shared)) = (self.out.take(), self.held.as_ref()) {
                 if !back(shared, tenure) {
-                    self.unhold();
-                    unpark
-                        .in_kernel
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take();
+                    self.unhold(unpark);
                 }
             }
         }
@@ -400,8 +403,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         };
         if acquire(&shared) {
             note_driver(&shared);
-            *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-            blocking.hold(shared);
+            blocking.hold(shared, unpark);
             return;
         }
         let mut st = shared.lock();
@@ -423,7 +425,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             for w in spares {
                 run_user(|| drop(w));
             }
-            if let Some(shared) = self.unhold() {
+            // (The hold ends with the `block_on`: its `Unpark` goes too.)
+            self.registration = None;
+            if let Some(shared) = self.held.take() {
                 // A panic of the future: back from it first.
                 let kept = self.out.take().is_none_or(|tenure| back(&shared, tenure));
                 if kept {
@@ -467,12 +471,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
                 // on ops of two): this one is let go (its fallback thread
                 // drives what is left of it, woken when the other was
                 // noted) and the other's taken next.
-                unpark
-                    .in_kernel
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                let old = blocking.unhold().expect("held");
+                let old = blocking.unhold(&unpark).expect("held");
                 release(&old, true);
             }
         }
@@ -496,10 +495,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             if took != Took::No {
                 // It may submit from now on: its exit is to be reported.
                 note_driver(&shared);
-                // While it holds the token, a wake-up from another thread
-                // also ends its wait in the kernel (at worst spuriously).
-                *unpark.in_kernel.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
-                blocking.hold(shared);
+                blocking.hold(shared, &unpark);
                 if took == Took::Over {
                     // The old holder may have completed this thread's op,
                     // its waker stuck behind that holder's user code: the
@@ -550,12 +546,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             After::Stopped => {
                 // Nothing left to drive: what the future waits for
                 // completes (or fails) without a driver.
-                unpark
-                    .in_kernel
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                let shared = blocking.unhold().expect("held");
+                let shared = blocking.unhold(&unpark).expect("held");
                 release(&shared, true);
                 if !unpark.woken.load(Ordering::Acquire) {
                     thread::park();
