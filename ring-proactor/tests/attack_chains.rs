@@ -40,7 +40,8 @@ use common::pipe;
 use ring_io_proactor::fs::{File, OpenOptions};
 use ring_io_proactor::net::{TcpStream as RtTcpStream, UnixStream as RtUnixStream};
 use ring_io_proactor::{
-    CURRENT_POSITION, IoBuf, IoBufMut, LocalProactor, Proactor, ProactorConfig, Runtime,
+    CURRENT_POSITION, IoBuf, IoBufMut, LocalProactor, Proactor, ProactorConfig, ProactorStats,
+    Runtime,
 };
 
 /// Polls `f` (a waker that wakes nothing) and parks `p` until `f` is
@@ -1317,17 +1318,38 @@ fn local_recv_multi_at_its_limits_and_dropped_everywhere() {
 /// threads are left a moment.
 trait Settle {
     fn settle(&self);
+    fn stats(&self) -> ProactorStats;
+
+    /// Settles until the runtime has freed more than `freed` dropped ops
+    /// (`orphans_freed`), and a moment more: what they held (a handle's
+    /// file) is released by then. A dropped op holds its file until the
+    /// kernel is done with it, which can take a cancellation retried
+    /// after a backoff (a receive the kernel runs in a worker thread).
+    fn settle_orphans(&self, freed: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.stats().orphans_freed <= freed {
+            assert!(Instant::now() < deadline, "a dropped op was never freed");
+            self.settle();
+        }
+        self.settle();
+    }
 }
 
 impl Settle for LocalProactor {
     fn settle(&self) {
         self.park(Some(Duration::from_millis(1)));
     }
+    fn stats(&self) -> ProactorStats {
+        LocalProactor::stats(self)
+    }
 }
 
 impl Settle for Proactor {
     fn settle(&self) {
         thread::sleep(Duration::from_millis(1));
+    }
+    fn stats(&self) -> ProactorStats {
+        Proactor::stats(self)
     }
 }
 
@@ -1380,10 +1402,11 @@ fn handles_attacked<R: Runtime + Settle>(rt: &R, name: &str) {
         rt.settle();
         assert!(poll_once(&mut reading).is_pending());
     }
+    // Until its request is done, the dropped transfer holds `b`'s file
+    // open (and could take bytes written meanwhile).
+    let freed = Settle::stats(rt).orphans_freed;
     drop(reading);
-    for _ in 0..5 {
-        rt.settle();
-    }
+    rt.settle_orphans(freed);
     rt.block_on(a.write_all(vec![2u8; 3 * CANARY_LEN]))
         .0
         .unwrap();
