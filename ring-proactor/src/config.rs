@@ -13,6 +13,21 @@ use ring_io_sys::SetupFlags;
 /// overflow backlog may take.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1 << 20;
 
+/// How long credit may stay free for the first op waiting for it before
+/// that op is woken anyway. A returned credit wakes the first waiter(s);
+/// an op polled once and then kept (never polled again) does not take
+/// it, and the ops behind it would wait with the credit free. The
+/// Proactor's fallback thread watches for that, and wakes the next
+/// waiter once the credit has stayed free this long (counted in
+/// [`ProactorStats::credit_lapses`]). A [`LocalProactor`] does the same
+/// in its turns: at once in a turn about to wait in the kernel (all its
+/// thread had to run has run), after this long over turns that do not
+/// wait. A waiter that comes late keeps its place: it is first again
+/// when polled.
+///
+/// [`LocalProactor`]: crate::LocalProactor
+pub const CREDIT_LAPSE: Duration = Duration::from_millis(10);
+
 /// How a [`Proactor`] sets up its ring and batches.
 #[derive(Debug, Clone)]
 pub struct ProactorConfig {
@@ -217,4 +232,11 @@ pub struct ProactorStats {
     /// (`IORING_REGISTER_RING_FDS`, Linux 5.18), so its enters skip the fd
     /// lookup; the registration ends with its hold of the driver token.
     pub thread_registrations: u64,
+    /// Credit wake-ups passed on: credit was free for the first op
+    /// waiting for it, and stayed free (see
+    /// [`CREDIT_LAPSE`](crate::CREDIT_LAPSE)), because the op woken for it
+    /// had not taken it (an op polled once and then kept, never polled
+    /// again). The first waiter is woken then; the one that did not come
+    /// keeps its place in the queue for when it is polled.
+    pub credit_lapses: u64,
 }

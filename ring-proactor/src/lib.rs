@@ -146,7 +146,7 @@ mod wake;
 
 pub use buf::{BufResult, IoBuf, IoBufMut, Slice};
 pub use cancel::{Elapsed, LocalTimeout, Timeout};
-pub use config::{DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
+pub use config::{CREDIT_LAPSE, DEFAULT_MAX_IN_FLIGHT, ProactorConfig, ProactorStats};
 pub use drive::{Unparker, block_on};
 pub use fd::{IntoOpFd, OpFd};
 pub use fixed::FixedBuf;

@@ -379,10 +379,10 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
             // Woken for credit it will never take: pass the wake-up on.
             let next = match own {
                 Some(_) => None,
-                None => st.credit_waiters.pop_first().map(|(_, w)| w),
+                None => st.credit_waiters.pop_first().map(|(_, (w, _))| w),
             };
             drop(st);
-            if let Some(own) = own {
+            if let Some((own, _)) = own {
                 run_user(|| drop(own));
             }
             if let Some(next) = next {

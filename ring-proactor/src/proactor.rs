@@ -492,6 +492,7 @@ impl Drop for Owner {
         // fails with `NotConnected` when polled.
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
             .into_values()
+            .map(|(w, _)| w)
             .collect();
         // An external driver detaches, leaving the shutdown to this thread
         // and the fallback.

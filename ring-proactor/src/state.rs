@@ -190,8 +190,9 @@ pub(crate) struct State {
     pub(crate) cancels: Vec<u64>,
     /// User ops holding credit (queued, or in the ring until their CQE).
     pub(crate) in_flight: u32,
-    /// Ops waiting for credit, by ticket (first come, first served).
-    pub(crate) credit_waiters: BTreeMap<u64, Waker>,
+    /// Ops waiting for credit, by ticket (first come, first served), with
+    /// the credits each needs.
+    pub(crate) credit_waiters: BTreeMap<u64, (Waker, u32)>,
     pub(crate) next_ticket: u64,
     /// The driver is (about to be) blocked in `io_uring_enter` with the
     /// wake-up read armed: who queues work writes the eventfd.
@@ -544,12 +545,20 @@ impl State {
         }
     }
 
+    /// The ticket of the first op waiting for credit, if the credit it
+    /// needs is free: the wake-up that credit brought went to waiters that
+    /// have not taken it (yet). See `drive::fallback`'s `watch_credit`.
+    pub(crate) fn credit_unclaimed(&self, budget: u32) -> Option<u64> {
+        let (&ticket, &(_, need)) = self.credit_waiters.first_key_value()?;
+        (self.in_flight.saturating_add(need) <= budget).then_some(ticket)
+    }
+
     /// The first `n` credit waiters, to wake.
     #[cold]
     fn credit_to_waiters(&mut self, n: u32, wakers: &mut Vec<Waker>) {
         for _ in 0..n {
             match self.credit_waiters.pop_first() {
-                Some((_, w)) => wakers.push(w),
+                Some((_, (w, _))) => wakers.push(w),
                 None => break,
             }
         }
@@ -587,6 +596,7 @@ impl Shared {
         st.sleeping = false;
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
             .into_values()
+            .map(|(w, _)| w)
             .collect();
         wakers.extend(st.external_waker());
         for slot in &mut st.slots {

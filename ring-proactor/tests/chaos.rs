@@ -149,12 +149,6 @@ struct World {
     file: Arc<std::fs::File>,
     /// The tokio runtime tasks are spawned on (the runtime is the run's).
     tokio: tokio::runtime::Handle,
-    /// Whether the known hole (the ignored test below) may be hit: an op
-    /// waiting for credit kept unpolled (`CHAOS_KNOWN_HOLES`). (Three more
-    /// the chaos found are fixed: `block_on` of ops on two Proactors,
-    /// `Op::timeout` on a small budget, `recv_multi` ending after a CQ
-    /// overflow; their tests run, and the chaos meets them.)
-    known_holes: bool,
     /// Counts ops completed and checked (to show the run did something).
     checked: AtomicU64,
     /// `recv_multi` streams that ended before their chunks were taken
@@ -1038,16 +1032,9 @@ impl Worker {
                 if done {
                     return;
                 }
-                if let KeptItem::Op(op, _) = &kept.item {
-                    // An op kept waiting for credit, unpolled, takes the
-                    // wake-up of the next credit: a known hole (see the
-                    // ignored test below), avoided unless asked for.
-                    let waits_for_credit = format!("{op:?}").contains("waiting for credit");
-                    if waits_for_credit && !self.w.known_holes {
-                        drop(kept);
-                        return;
-                    }
-                }
+                // (An op kept waiting for credit, unpolled, may take the
+                // wake-up of the next credit: the fallback thread passes it
+                // on, see `a_kept_op_waiting_for_credit_...` below.)
                 self.kept.push(kept);
             }
             15 => {
@@ -1248,7 +1235,6 @@ fn run(seed: u64) {
         failures: Mutex::new(Vec::new()),
         file: Arc::new(temp_file(seed)),
         tokio: tokio_rt.handle().clone(),
-        known_holes: std::env::var_os("CHAOS_KNOWN_HOLES").is_some(),
         checked: AtomicU64::new(0),
         multi_ended_early: AtomicU64::new(0),
     });
@@ -1487,10 +1473,8 @@ fn chaos() {
 }
 
 // ---------------------------------------------------------------------------
-// Holes the chaos found, each as a small deterministic test. Three are
-// fixed (their tests run, and the chaos no longer steps around them); one
-// is open: its test is ignored, and the chaos avoids it unless
-// `CHAOS_KNOWN_HOLES` is set.
+// Holes the chaos found, each as a small deterministic test. All four are
+// fixed: their tests run, and the chaos no longer steps around them.
 
 /// Whether the kernel has multishot receives (`recv_multi`, Linux 6.0).
 fn multishot_recv() -> bool {
@@ -1572,11 +1556,13 @@ fn op_timeout_never_fires_when_its_op_holds_the_last_credit() {
     assert!(elapsed, "nothing was sent, yet the receive completed");
 }
 
-/// Open. Giving the credit to the woken waiter (reserving it until the
-/// waiter is polled or dropped) fixes this test but deadlocks a waker that
-/// waits on an op of the same Proactor while its own task holds such a
-/// credit (chaos seed 1 then hangs): the fix needs a reservation that
-/// lapses. Found by the chaos's ops polled once and kept (with a small budget).
+/// Fixed (the fallback thread wakes the next waiter once the credit has
+/// stayed free for `CREDIT_LAPSE`: `drive::fallback`'s `watch_credit`).
+/// Giving the credit to the woken waiter instead (reserving it until the
+/// waiter is polled or dropped) deadlocks a waker that waits on an op of
+/// the same Proactor while its own task holds such a credit (chaos seed 1
+/// hung that way). Found by the chaos's ops polled once and kept (with a
+/// small budget).
 /// A credit coming back wakes the first op waiting for credit only
 /// (`state.rs`, `State::release_credit` / `credit_to_waiters`); the
 /// credit itself is not given to it (`in_flight` drops, and any op
@@ -1587,7 +1573,6 @@ fn op_timeout_never_fires_when_its_op_holds_the_last_credit() {
 /// credit free. (A waiter in the crate's `block_on` is not hurt: it polls
 /// again after each ring turn.)
 #[test]
-#[ignore = "hole: an op kept unpolled while waiting for credit swallows the wake-up of the next waiter"]
 fn a_kept_op_waiting_for_credit_leaves_others_waiting_with_credit_free() {
     let _serial = serial();
     let p = Proactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
@@ -1607,11 +1592,106 @@ fn a_kept_op_waiting_for_credit_leaves_others_waiting_with_credit_free() {
         futures_executor::block_on(q.nop())
     });
     let stats = p.stats();
-    drop((timer, kept));
     out.unwrap_or_else(|| {
         panic!("a NOP waiting for credit behind a kept op still waits after 5 s, with the credit free: {stats:?}")
     })
     .expect("the NOP");
+    assert!(stats.credit_lapses >= 1, "{stats:?}");
+    // The kept op lost nothing: polled again, it takes its credit.
+    assert!(
+        format!("{kept:?}").contains("waiting for credit"),
+        "{kept:?}"
+    );
+    kept.wait().expect("the kept NOP");
+    drop(timer);
+}
+
+/// An op polled once (waiting for credit) and then kept.
+fn kept_waiting_for_credit(p: &Proactor) -> impl Future + Unpin + std::fmt::Debug {
+    let mut kept = p.nop();
+    let polled = Pin::new(&mut kept).poll(&mut Context::from_waker(Waker::noop()));
+    assert!(polled.is_pending());
+    assert!(
+        format!("{kept:?}").contains("waiting for credit"),
+        "{kept:?}"
+    );
+    kept
+}
+
+/// A NOP on another thread's executor that does not drive, behind ops
+/// kept waiting for credit: it completes in time, after `lapses` lapses.
+fn a_nop_behind_kept_ops_completes(p: &Proactor, lapses: u64) {
+    let q = p.clone();
+    let out = returns_within(Duration::from_secs(5), move || {
+        futures_executor::block_on(q.nop())
+    });
+    let stats = p.stats();
+    out.unwrap_or_else(|| panic!("a NOP behind kept ops still waits after 5 s: {stats:?}"))
+        .expect("the NOP");
+    assert!(stats.credit_lapses >= lapses, "{stats:?}");
+}
+
+/// The lapse of a credit wake-up while the fallback thread drives, waiting
+/// in the kernel for a request that never completes (an idle receive):
+/// its wait is bounded by its next look at the credit waiters.
+#[test]
+fn a_lost_credit_wake_up_is_passed_on_while_the_fallback_waits_in_the_kernel() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(2)).unwrap();
+    let (a, _b) = pair();
+    let idle = p.recv(&a, Vec::with_capacity(8), MsgFlags::empty()).start();
+    let timer = p.timeout(Duration::from_millis(20)).start();
+    let kept = kept_waiting_for_credit(&p);
+    a_nop_behind_kept_ops_completes(&p, 1);
+    drop((kept, timer, idle));
+}
+
+/// The same while a `block_on` on another thread holds the driver token,
+/// waiting in the kernel: its ops (a timer and a receive) hold the whole
+/// budget, queued with no wake-up of the fallback thread (the holder
+/// drives them). The first op to wait for credit wakes the fallback
+/// thread, which looks at the credit waiters from then on and passes the
+/// wake-up on that the timer's credit brought.
+#[test]
+fn a_lost_credit_wake_up_is_passed_on_while_a_block_on_holds_the_ring() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(2)).unwrap();
+    let (a, b) = pair();
+    let q = p.clone();
+    let holder = thread::spawn(move || {
+        block_on(async {
+            let timer = q.timeout(Duration::from_millis(50));
+            let recv = q.recv(&a, Vec::with_capacity(8), MsgFlags::empty());
+            futures_util::future::join(timer, recv).await
+        })
+    });
+    // Both in the kernel (beside the wake-up read): no credit left.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stats().max_in_ring < 3 {
+        assert!(Instant::now() < deadline, "the holder's ops never went in");
+        thread::sleep(Duration::from_millis(1));
+    }
+    let kept = kept_waiting_for_credit(&p);
+    a_nop_behind_kept_ops_completes(&p, 1);
+    (&*b).write_all(b"done").unwrap();
+    let (timer, (res, buf)) = holder.join().unwrap();
+    timer.expect("the timer");
+    assert_eq!(res.unwrap(), 4);
+    assert_eq!(buf, b"done");
+    assert_eq!(p.stats().fallback_takeovers, 0, "the holder drove");
+    drop(kept);
+}
+
+/// Two kept ops in a row: each lapse passes the wake-up one further.
+#[test]
+fn lost_credit_wake_ups_are_passed_on_past_several_kept_ops() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    let timer = p.timeout(Duration::from_millis(20)).start();
+    let first = kept_waiting_for_credit(&p);
+    let second = kept_waiting_for_credit(&p);
+    a_nop_behind_kept_ops_completes(&p, 2);
+    drop((first, second, timer));
 }
 
 /// Fixed (`recv_multi` re-arms after a last CQE that carries data: Multi's

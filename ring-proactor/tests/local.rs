@@ -1334,3 +1334,74 @@ fn a_timeout_fires_while_its_op_holds_the_last_credit() {
     // Both gave their credits back: the next op runs.
     p.nop().wait().expect("a NOP after");
 }
+
+/// An op polled once (waiting for room) and then kept, and a task of a
+/// `futures` `LocalPool` waiting for room behind it: the slot the timer
+/// frees (when its result is taken) wakes the kept op only. `step` moves the LocalProactor on; the
+/// task must still complete within 5 s.
+fn a_task_behind_a_kept_op_completes(step: impl Fn(&LocalProactor)) {
+    use futures_util::task::LocalSpawnExt;
+    let p = std::rc::Rc::new(LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap());
+    // Holds the only slot for 20 ms.
+    let timer = p.timeout(Duration::from_millis(20));
+    let mut timer = std::pin::pin!(timer);
+    assert!(
+        timer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    let mut kept = p.nop();
+    assert!(
+        Pin::new(&mut kept)
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending()
+    );
+    assert!(format!("{kept:?}").contains("waiting for"), "{kept:?}");
+    let mut pool = futures_executor::LocalPool::new();
+    let (q, done) = (p.clone(), std::rc::Rc::new(std::cell::Cell::new(None)));
+    let out = done.clone();
+    pool.spawner()
+        .spawn_local(async move { out.set(Some(q.nop().await)) })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut timed_out = false;
+    loop {
+        // The timer is taken when done: that frees its slot.
+        if !timed_out {
+            let poll = timer.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            timed_out = poll.is_ready();
+        }
+        pool.run_until_stalled();
+        if let Some(res) = done.take() {
+            res.expect("the NOP");
+            break;
+        }
+        let stats = p.stats();
+        assert!(
+            Instant::now() < deadline,
+            "a task behind a kept op still waits after 5 s: {stats:?}"
+        );
+        step(&p);
+    }
+    assert!(p.stats().credit_lapses >= 1, "{:?}", p.stats());
+    // The kept op lost nothing: polled again, it takes its slot.
+    assert!(format!("{kept:?}").contains("waiting for"), "{kept:?}");
+    kept.wait().expect("the kept NOP");
+}
+
+/// Parked: the turn about to wait in the kernel wakes the next waiter.
+#[test]
+fn a_kept_op_waiting_for_room_does_not_hold_up_the_waiters_behind_it_when_parked() {
+    a_task_behind_a_kept_op_completes(|p| p.park(Some(Duration::from_millis(50))));
+}
+
+/// Driven only (turns that never wait): the next waiter is woken once the
+/// room has stayed free for `CREDIT_LAPSE`.
+#[test]
+fn a_kept_op_waiting_for_room_does_not_hold_up_the_waiters_behind_it_when_driven() {
+    a_task_behind_a_kept_op_completes(|p| {
+        p.drive();
+        thread::sleep(Duration::from_millis(1));
+    });
+}

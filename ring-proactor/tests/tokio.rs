@@ -397,3 +397,42 @@ fn an_op_a_worker_submitted_completes_after_the_runtime_is_gone() {
     assert_eq!((n.unwrap(), &buf[..]), (5, &b"after"[..]));
     assert_eq!(p.stats().resubmitted, 1, "{:?}", p.stats());
 }
+
+/// A credit wake-up that went to an op polled once and kept (never polled
+/// again) is passed on while the drive task is attached: the fallback
+/// thread, which drives nothing then, still looks at the credit waiters,
+/// and a task waiting for credit behind the kept op gets it.
+#[test]
+fn a_lost_credit_wake_up_is_passed_on_while_the_drive_task_is_attached() {
+    let rt = multi_thread(2);
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    let driver = {
+        let _in = rt.enter();
+        spawn_driver(&p).unwrap()
+    };
+    // Holds the only credit for 20 ms.
+    let timer = p.timeout(Duration::from_millis(20)).start();
+    let mut kept = p.nop();
+    let polled = Pin::new(&mut kept).poll(&mut Context::from_waker(Waker::noop()));
+    assert!(polled.is_pending());
+    let q = p.clone();
+    let task = rt.spawn(async move { q.nop().await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !task.is_finished() {
+        let stats = p.stats();
+        assert!(
+            Instant::now() < deadline,
+            "a task behind a kept op still waits after 5 s: {stats:?}"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    rt.block_on(task).unwrap().expect("the NOP");
+    let stats = p.stats();
+    assert!(stats.credit_lapses >= 1, "{stats:?}");
+    assert_eq!(
+        stats.fallback_takeovers, 0,
+        "the drive task drove: {stats:?}"
+    );
+    assert!(!driver.is_finished());
+    drop((kept, timer));
+}

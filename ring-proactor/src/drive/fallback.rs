@@ -16,6 +16,11 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
     let mut grave = Graveyard::default();
     // The external driver's step out seen at the last look (see below).
     let mut watched = None;
+    // The first credit waiter seen with its credit free, and since when
+    // (see `watch_credit`).
+    let mut credit_seen = None;
+    // How long until the credit waiters are looked at again, if any wait.
+    let mut look;
     loop {
         {
             let mut st = shared.lock();
@@ -27,6 +32,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 if st.stopped {
                     return;
                 }
+                (st, look) = watch_credit(&shared, st, &mut credit_seen);
                 if !st.shutdown && st.external.is_some() {
                     // The external driver (the only one) runs user code
                     // stepped out: if it stays in one step out for a
@@ -37,7 +43,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     let out = holder_out(&shared, &st).filter(|_| Shared::has_work(&st));
                     if out.is_none() {
                         watched = None;
-                        st = external_attached(&shared, st);
+                        st = external_attached(&shared, st, look);
                         continue;
                     }
                     if out != watched {
@@ -45,7 +51,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                         st.fallback_idle = true;
                         // Kicks need not wake it: it looks again anyway.
                         st.fallback_timed = true;
-                        st = match shared.idle.wait_timeout(st, STUCK) {
+                        st = match shared.idle.wait_timeout(st, at_most(STUCK, look)) {
                             Ok((st, _)) => st,
                             Err(poisoned) => poisoned.into_inner().0,
                         };
@@ -116,13 +122,19 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 // release wakes this thread (`State::fallback_long`).
                 st.fallback_long = st.fallback_timed && st.owner.is_some();
                 let wait = if st.fallback_long { STUCK } else { GRACE };
-                st = if st.fallback_timed {
-                    match shared.idle.wait_timeout(st, wait) {
+                // (A look at the credit waiters bounds the wait without
+                // making it timed: kicks still wake this thread.)
+                let wait = if st.fallback_timed {
+                    Some(at_most(wait, look))
+                } else {
+                    look
+                };
+                st = match wait {
+                    Some(wait) => match shared.idle.wait_timeout(st, wait) {
                         Ok((st, _)) => st,
                         Err(poisoned) => poisoned.into_inner().0,
-                    }
-                } else {
-                    shared.idle.wait(st).unwrap_or_else(|e| e.into_inner())
+                    },
+                    None => shared.idle.wait(st).unwrap_or_else(|e| e.into_inner()),
                 };
                 st.fallback_idle = false;
                 st.fallback_timed = false;
@@ -146,7 +158,9 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
             st.caller_drove = false;
         }
         loop {
-            match turn_with(&shared, Wait::For(None), true, &mut grave) {
+            // (Waiting in the kernel no longer than until the next look at
+            // the credit waiters.)
+            match turn_with(&shared, Wait::For(look), true, &mut grave) {
                 Turned::Stopped => return,
                 // Taken over while the turn's user code ran: the new holder
                 // lets it go in time.
@@ -154,6 +168,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 Turned::Kept => {}
             }
             let mut st = shared.lock();
+            (st, look) = watch_credit(&shared, st, &mut credit_seen);
             let external = st.external.is_some() && !st.shutdown;
             if !st.token_waiters.is_empty() || !Shared::has_work(&st) || external {
                 // A caller asked for the ring: give it a grace period to
@@ -174,6 +189,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
 fn external_attached<'a>(
     shared: &'a Shared,
     mut st: MutexGuard<'a, State>,
+    look: Option<Duration>,
 ) -> MutexGuard<'a, State> {
     let Some(external) = st.external.as_mut() else {
         return st;
@@ -197,6 +213,10 @@ fn external_attached<'a>(
         None => None,
     };
     st.fallback_idle = true;
+    let wait = match wait {
+        Some(wait) => Some(at_most(wait, look)),
+        None => look,
+    };
     st = match wait {
         Some(wait) => match shared.idle.wait_timeout(st, wait) {
             Ok((st, _)) => st,
@@ -206,4 +226,59 @@ fn external_attached<'a>(
     };
     st.fallback_idle = false;
     st
+}
+
+/// `wait`, or less if the next look at the credit waiters comes sooner.
+fn at_most(wait: Duration, look: Option<Duration>) -> Duration {
+    look.map_or(wait, |look| look.min(wait))
+}
+
+/// Looks at the ops waiting for credit. A returned credit wakes the first
+/// waiter(s), which take it when polled; one polled once and then kept
+/// never takes it, and the waiters behind it would sleep with the credit
+/// free. So if the first waiter's credit is free, and it is still first
+/// with its credit free [`CREDIT_LAPSE`](crate::CREDIT_LAPSE) later (no
+/// returned credit woke it meanwhile: that takes it out of the queue), it
+/// is woken: out of the queue, its wake-up run after unlocking (a woken
+/// op that finds no credit goes back to its place). Returns the lock and
+/// how long until the next look: `None` with nobody waiting for credit;
+/// with waiters, at most `STUCK` (a returned credit does not wake this
+/// thread: it sees the waiter's credit free at its next look).
+fn watch_credit<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+    seen: &mut Option<(u64, Instant)>,
+) -> (MutexGuard<'a, State>, Option<Duration>) {
+    loop {
+        if st.credit_waiters.is_empty() {
+            *seen = None;
+            return (st, None);
+        }
+        let Some(first) = st.credit_unclaimed(shared.budget) else {
+            *seen = None;
+            return (st, Some(STUCK));
+        };
+        let now = Instant::now();
+        match *seen {
+            Some((ticket, since)) if ticket == first => {
+                let waited = now.saturating_duration_since(since);
+                if waited < crate::CREDIT_LAPSE {
+                    return (st, Some(crate::CREDIT_LAPSE - waited));
+                }
+                *seen = None;
+                let (_, (waker, _)) = st
+                    .credit_waiters
+                    .pop_first()
+                    .expect("a first waiter was seen");
+                st.stats.credit_lapses += 1;
+                drop(st);
+                run_user(|| waker.wake());
+                st = shared.lock();
+            }
+            _ => {
+                *seen = Some((first, now));
+                return (st, Some(crate::CREDIT_LAPSE));
+            }
+        }
+    }
 }

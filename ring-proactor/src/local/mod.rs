@@ -195,6 +195,9 @@ pub(crate) struct LState {
     pub(crate) graves: Vec<turn::Grave>,
     /// The last buffer group id handed to a multishot recv.
     pub(crate) next_bgid: u16,
+    /// The first credit waiter seen with its room free by a turn that did
+    /// not block, and since when (see `turn::credit_lapse`).
+    pub(crate) credit_seen: Option<(u64, Instant)>,
 }
 
 /// The slot table: one slot per user op in flight.
@@ -207,7 +210,8 @@ pub(crate) struct Slab {
     /// Ops waiting for `in_flight` to drop below the budget, by ticket
     /// (first come, first served): one place per op, however often it is
     /// polled, left when it is dropped or cancelled.
-    pub(crate) credit_waiters: VecDeque<(u64, SlotWaker)>,
+    /// Each with the slots it needs (a chain's length).
+    pub(crate) credit_waiters: VecDeque<(u64, SlotWaker, u32)>,
     /// The last ticket given out.
     pub(crate) next_ticket: u64,
     /// The waker that one task's ops share.
@@ -286,6 +290,7 @@ impl LocalProactor {
             stats,
             graves: Vec::new(),
             next_bgid: 0,
+            credit_seen: None,
         };
         Ok(LocalProactor {
             inner: Rc::new(Inner {
@@ -364,7 +369,7 @@ impl Drop for Inner {
         // of it stays here), and those of ops that waited for room.
         let kept = std::mem::take(&mut st.slab.wakers);
         crate::state::run_user(|| drop(kept));
-        for (_, waiter) in st.slab.credit_waiters.drain(..) {
+        for (_, waiter, _) in st.slab.credit_waiters.drain(..) {
             crate::state::run_user(|| drop(waiter));
         }
         turn::cancel_all(st, &self.park);

@@ -290,7 +290,7 @@ impl LState {
         ticket: Option<u64>,
     ) -> (io::Result<LStage>, [Option<SlotWaker>; 2]) {
         if self.slab.in_flight >= budget {
-            let (ticket, old) = self.slab.wait_for_room(ticket, waker);
+            let (ticket, old) = self.slab.wait_for_room(ticket, waker, 1);
             return (Ok(LStage::Credit(ticket)), [old, None]);
         }
         // Room: an op that waited leaves the queue (if it was not woken
@@ -315,7 +315,7 @@ impl Inner {
             let mut st = self.st.borrow_mut();
             match st.slab.leave_queue(ticket) {
                 Some(own) => (Some(own), None),
-                None => (None, st.slab.credit_waiters.pop_front().map(|(_, w)| w)),
+                None => (None, st.slab.credit_waiters.pop_front().map(|(_, w, _)| w)),
             }
         };
         // User code, after the borrow.
@@ -350,7 +350,7 @@ impl LState {
             // ops, it keeps its place: the waiters behind it are woken
             // after it, so the room it needs builds up.
             let waiting = SlotWaker::Shared(waker.clone());
-            let (ticket, old) = self.slab.wait_for_room(ticket, waiting);
+            let (ticket, old) = self.slab.wait_for_room(ticket, waiting, n);
             *parts[0].1 = LStage::Credit(ticket);
             return (Poll::Pending, old);
         }

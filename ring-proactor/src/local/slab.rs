@@ -17,25 +17,26 @@ pub(super) fn slab_full() -> io::Error {
 }
 
 impl Slab {
-    /// Waits for room with `waker`, in the place of `ticket` (an op that
-    /// waited before and was polled again keeps its place: one entry per
-    /// op), or at the end with a new ticket; returns the ticket and the
-    /// waker it replaced (to drop after the borrow).
+    /// Waits for room for `need` slots with `waker`, in the place of
+    /// `ticket` (an op that waited before and was polled again keeps its
+    /// place: one entry per op), or at the end with a new ticket; returns
+    /// the ticket and the waker it replaced (to drop after the borrow).
     pub(crate) fn wait_for_room(
         &mut self,
         ticket: Option<u64>,
         waker: SlotWaker,
+        need: u32,
     ) -> (u64, Option<SlotWaker>) {
         let ticket = ticket.unwrap_or_else(|| {
             self.next_ticket += 1;
             self.next_ticket
         });
         // Tickets are in order: older ones first.
-        let at = self.credit_waiters.partition_point(|&(t, _)| t < ticket);
+        let at = self.credit_waiters.partition_point(|&(t, ..)| t < ticket);
         match self.credit_waiters.get_mut(at) {
-            Some((t, w)) if *t == ticket => (ticket, Some(std::mem::replace(w, waker))),
+            Some((t, w, _)) if *t == ticket => (ticket, Some(std::mem::replace(w, waker))),
             _ => {
-                self.credit_waiters.insert(at, (ticket, waker));
+                self.credit_waiters.insert(at, (ticket, waker, need));
                 (ticket, None)
             }
         }
@@ -44,9 +45,9 @@ impl Slab {
     /// Takes `ticket` out of the queue: its waker, or `None` if it was
     /// woken (taken out by [`free_slot`](Slab::free_slot)).
     pub(crate) fn leave_queue(&mut self, ticket: u64) -> Option<SlotWaker> {
-        let at = self.credit_waiters.partition_point(|&(t, _)| t < ticket);
+        let at = self.credit_waiters.partition_point(|&(t, ..)| t < ticket);
         match self.credit_waiters.get(at) {
-            Some(&(t, _)) if t == ticket => self.credit_waiters.remove(at).map(|(_, w)| w),
+            Some(&(t, ..)) if t == ticket => self.credit_waiters.remove(at).map(|(_, w, _)| w),
             _ => None,
         }
     }
@@ -107,7 +108,14 @@ impl Slab {
         if self.credit_waiters.is_empty() {
             return None;
         }
-        self.credit_waiters.pop_front().map(|(_, w)| w)
+        self.credit_waiters.pop_front().map(|(_, w, _)| w)
+    }
+
+    /// The ticket of the first op waiting for room, if the room it needs
+    /// (under `budget`) is free.
+    pub(crate) fn credit_unclaimed(&self, budget: u32) -> Option<u64> {
+        let &(ticket, _, need) = self.credit_waiters.front()?;
+        (self.in_flight.saturating_add(need) <= budget).then_some(ticket)
     }
 }
 

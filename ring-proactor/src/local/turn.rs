@@ -87,6 +87,39 @@ pub(crate) fn bury(graves: &mut Vec<Grave>) {
     }
 }
 
+/// The first op waiting for room, woken if the room it needs is free and
+/// nobody came for it: a slot freed wakes the first waiter(s), and one
+/// polled once and then kept (never polled again) does not take it, so
+/// the waiters behind it would wait with the room free. A turn about to
+/// `block` in the kernel wakes it at once (all this thread had to run has
+/// run: the woken waiter is not coming); one that does not block, once
+/// the room has stayed free for [`CREDIT_LAPSE`](crate::CREDIT_LAPSE)
+/// over its turns (an executor that only `drive`s). Out of the queue; a
+/// woken op that finds no room goes back to its place.
+#[cold]
+fn credit_lapse(st: &mut LState, budget: u32, block: bool) -> Option<SlotWaker> {
+    let Some(first) = st.slab.credit_unclaimed(budget) else {
+        st.credit_seen = None;
+        return None;
+    };
+    if !block {
+        let now = Instant::now();
+        match st.credit_seen {
+            Some((ticket, since))
+                if ticket == first
+                    && now.saturating_duration_since(since) >= crate::CREDIT_LAPSE => {}
+            Some((ticket, _)) if ticket == first => return None,
+            _ => {
+                st.credit_seen = Some((first, now));
+                return None;
+            }
+        }
+    }
+    st.credit_seen = None;
+    st.stats.credit_lapses += 1;
+    st.slab.credit_waiters.pop_front().map(|(_, w, _)| w)
+}
+
 /// The thread's park state, shared with its [`LocalUnparker`]s.
 pub(crate) struct Park {
     /// A wake-up came since the thread last looked (see [`WakeFlag`]).
@@ -370,6 +403,13 @@ impl Inner {
                 // a wake-up of the own waker by a turn since, and a task
                 // woken on the thread (which sets neither).
                 if self.park.woken.is_set() || self.own_woken.get() || self.tasks.queued() {
+                    block = false;
+                }
+            }
+            if !st.slab.credit_waiters.is_empty() {
+                if let Some(w) = credit_lapse(st, self.budget, block) {
+                    // Woken after the borrow, instead of waiting.
+                    st.graves.push(Grave::Wake(w));
                     block = false;
                 }
             }

@@ -86,9 +86,16 @@ pub(crate) fn submit_with(
             st.next_ticket += 1;
             st.next_ticket
         });
-        let old = st.credit_waiters.insert(ticket, waker);
+        // The first waiter: the fallback thread starts watching for a
+        // wake-up that nobody takes (see `drive::fallback`); one asleep
+        // without a timeout is woken for it.
+        let watch = st.credit_waiters.is_empty() && st.fallback_idle && !st.fallback_timed;
+        let old = st.credit_waiters.insert(ticket, (waker, n));
         *parts[0].1 = Stage::Credit(ticket);
         drop(st);
+        if watch {
+            shared.idle.notify_all();
+        }
         drop(old);
         drop(wakers);
         return Poll::Pending;
