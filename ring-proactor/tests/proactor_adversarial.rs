@@ -573,3 +573,52 @@ fn the_proactor_offers_no_way_to_send_a_msg_ring() {
         found.join("\n")
     );
 }
+
+/// `block_on`'s NOP and an op polled with a waker that parks on the
+/// Proactor complete in one turn: the park, run by `block_on`'s turn
+/// (nested: this thread holds the token), takes no wake-up of
+/// `block_on`'s (its waker and flag are its own, not the thread's park
+/// state), so `block_on` returns. (The LocalProactor had this hang:
+/// `local_adversarial`'s `a_park_in_a_waker_run_by_block_on_...`.) The
+/// park returns at once, or after waiting its 1 ms in the kernel (nothing
+/// else completes: a longer park would hold `block_on` up that long, as
+/// any waker that blocks does).
+#[test]
+fn a_park_in_a_waker_run_by_block_on_leaves_block_on_its_wake_up() {
+    let _serial = serial();
+    let dog = Watchdog::new("a_park_in_a_waker_run_by_block_on (Proactor)");
+    struct Parks {
+        p: Proactor,
+        timeout: Option<Duration>,
+        parks: AtomicU32,
+    }
+    impl Wake for Parks {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.p.park(self.timeout);
+            self.parks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    for timeout in [Some(Duration::ZERO), Some(Duration::from_millis(1))] {
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let parks = Arc::new(Parks {
+            p: p.clone(),
+            timeout,
+            parks: AtomicU32::new(0),
+        });
+        let waker = Waker::from(parks.clone());
+        for _ in 0..50 {
+            let mut other = p.nop();
+            assert!(poll_with(&mut other, &waker).is_pending());
+            let start = Instant::now();
+            ring_io_proactor::block_on(async { p.nop().await.unwrap() });
+            assert!(start.elapsed() < Duration::from_secs(10), "{timeout:?}");
+            dog.step();
+            drop(other);
+        }
+        assert!(parks.parks.load(Ordering::Relaxed) >= 1, "{timeout:?}");
+    }
+    drop(dog);
+}
