@@ -636,28 +636,13 @@ impl Wake for HostileWaker {
                 self.inner.wake_by_ref();
             }
             WakerMode::Waits => {
-                // Woken first: on a small budget the task may hold the
-                // credit the NOP waits for (the test's own deadlock).
+                // Woken first, so the task runs meanwhile if another
+                // thread polls it. (Never on a small budget, where the task
+                // may hold the credit the NOP waits for: see `hostile`.)
                 self.inner.wake_by_ref();
                 let h = lock(&self.handle).as_ref().map(Handle::clone_handle);
                 if let Some(h) = h {
-                    let nop = h.p().nop();
-                    let res = if self.world.small_budget[h.index].is_some() {
-                        // So may a task of the thread that runs this waker
-                        // (a driver): its `recv_multi`s hold their credits
-                        // until it polls them again, after this returns
-                        // (the test's own deadlock too, seed
-                        // 0x68ecb8b7a2342fd8): the wait gives up.
-                        match nop.timeout(Duration::from_millis(100)).wait() {
-                            Ok(res) => res,
-                            Err(elapsed) => match elapsed.into_inner() {
-                                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(()),
-                                other => other,
-                            },
-                        }
-                    } else {
-                        nop.wait()
-                    };
+                    let res = h.p().nop().wait();
                     if let Err(e) = &res {
                         if !(self.world.gone(h.index) && is_shutdown(e)) {
                             self.world
@@ -893,7 +878,17 @@ impl Worker {
             // credit itself (its NOP barges ahead of its task), for ever
             // (seed 0x61cf6ceb6f3d37d4: millions of NOPs, the task starved).
             3 if self.w.small_budget[h.index].is_none() => WakerMode::StartsOp,
-            4 => WakerMode::Waits,
+            // Not on a small budget either: run by a thread that drives
+            // (a park, a block_on), it may wait for credit that a task of
+            // that thread holds, as its `recv_multi` streams keep their
+            // credits until it polls them again, after this waker returns
+            // (seed 0x68ecb8b7a2342fd8: gdb showed the waker's wait inside
+            // the park's turn of the task holding the streams). A wait
+            // that gives up needs a timer, whose credit comes back only
+            // after the waker returns: the task, woken for credit, finds
+            // it taken, over and over (seed 0x462f51ca5b8d7095, the
+            // StartsOp livelock). Both are the test's own.
+            4 if self.w.small_budget[h.index].is_none() => WakerMode::Waits,
             5 => WakerMode::DropsHandle,
             _ => WakerMode::Plain,
         };
