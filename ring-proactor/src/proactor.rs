@@ -164,7 +164,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// [`ProactorConfig::max_in_flight`] (default
 /// [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT), 2^20): an op
 /// past it stays pending (its `wait()` blocks) until an earlier one
-/// completes, first come first served; nothing fails. A full SQ is
+/// completes, first come first served; nothing fails. A completion wakes
+/// the first op waiting; if that one is never polled again (a future
+/// kept and forgotten), the next is woken once the credit has stayed free
+/// for [`CREDIT_LAPSE`](crate::CREDIT_LAPSE). A full SQ is
 /// submitted to make room. When completions outrun the CQ, the kernel keeps
 /// the rest in its overflow backlog (`IORING_FEAT_NODROP`, every supported
 /// kernel) and flags it; the driver then pushes nothing new until it has
