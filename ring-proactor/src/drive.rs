@@ -76,7 +76,13 @@ thread_local! {
     /// by code a turn's graveyard runs takes a new one.
     static GRAVE: Cell<Option<Graveyard>> = const { Cell::new(None) };
     /// The Proactors this thread drove: told when it exits.
-    static DROVE: Drove = const { Drove(RefCell::new(Vec::new())) };
+    static DROVE: Drove = const {
+        Drove(RefCell::new(DroveList {
+            proactors: Vec::new(),
+            chains: Vec::new(),
+            prune_at: CHAINS_PRUNED_AT,
+        }))
+    };
     /// [`DROVE`] is gone: this thread's exit was reported (see
     /// [`exited`]). No destructor: readable to the thread's very end.
     static EXITED: Cell<bool> = const { Cell::new(false) };
@@ -85,18 +91,83 @@ thread_local! {
 /// The Proactors a thread drove (and so may have submitted requests to).
 /// When the thread exits, the kernel fails those still armed with
 /// `ECANCELED` as they become ready; told of the exit, each Proactor
-/// submits them again (`State::resubmits`).
-struct Drove(RefCell<Vec<Weak<Shared>>>);
+/// submits them again (`State::resubmits`). Not the members of linked
+/// chains: the kernel no longer runs the rest of a chain whose submitter
+/// has exited (it fails the next request, unrun, with `EFAULT`), nor fires
+/// its linked timeout (which then ends with `ECANCELED` and cancels
+/// nothing: a receive it was to bound would wait for ever). So the exit
+/// cancels the members of the chains the thread submitted that are still
+/// in the kernel, through the Proactor (another thread submits the
+/// cancellations): each ends with `ECANCELED`.
+struct Drove(RefCell<DroveList>);
+
+struct DroveList {
+    proactors: Vec<Weak<Shared>>,
+    /// The members of linked chains this thread submitted (Proactor,
+    /// `user_data`), some long completed (see [`note_chains`]).
+    chains: Vec<(*const Shared, u64)>,
+    /// The length of `chains` at which completed members are dropped.
+    prune_at: usize,
+}
+
+/// [`DroveList::prune_at`] at first.
+const CHAINS_PRUNED_AT: usize = 64;
 
 impl Drop for Drove {
     fn drop(&mut self) {
         EXITED.with(|e| e.set(true));
-        for proactor in self.0.get_mut().drain(..) {
-            if let Some(shared) = proactor.upgrade() {
-                shared.lock().driver_exited();
+        let list = self.0.get_mut();
+        let chains = std::mem::take(&mut list.chains);
+        for proactor in list.proactors.drain(..) {
+            let Some(shared) = proactor.upgrade() else {
+                continue;
+            };
+            let me = Arc::as_ptr(&shared);
+            let mut st = shared.lock();
+            st.driver_exited();
+            let mut asked = false;
+            for &(_, ud) in chains.iter().filter(|(p, _)| *p == me) {
+                asked |= st.ask_cancel(ud);
+            }
+            if asked {
+                shared.note_activity(&mut st);
+                crate::op::kick(&shared, st, false);
             }
         }
     }
+}
+
+/// This thread submits the members of linked chains in `chained` (their
+/// `user_data`; emptied) to `shared`: remembered, so its exit cancels
+/// those still in the kernel (see [`Drove`]). Members that completed are
+/// dropped from the list when it grows.
+pub(crate) fn note_chains(shared: &Shared, chained: &mut Vec<u64>) {
+    let me: *const Shared = shared;
+    let _ = DROVE.try_with(|drove| {
+        let Ok(mut list) = drove.0.try_borrow_mut() else {
+            return;
+        };
+        if list.chains.len() >= list.prune_at {
+            let live: Vec<*const Shared> = list
+                .proactors
+                .iter()
+                .filter(|p| p.strong_count() > 0)
+                .map(Weak::as_ptr)
+                .collect();
+            let mut st = shared.lock();
+            list.chains.retain(|&(p, ud)| {
+                if p == me {
+                    st.slot(ud).is_some_and(|slot| slot.armed())
+                } else {
+                    live.contains(&p)
+                }
+            });
+            drop(st);
+            list.prune_at = (2 * list.chains.len()).max(CHAINS_PRUNED_AT);
+        }
+        list.chains.extend(chained.iter().map(|&ud| (me, ud)));
+    });
+    chained.clear();
 }
 
 /// This thread is about to run a turn of `shared` (and may submit):
@@ -105,12 +176,15 @@ fn note_driver(shared: &Arc<Shared>) {
     // During the thread's own exit (a destructor that drives), the list is
     // gone: its exit is then being reported already, or never will be.
     let _ = DROVE.try_with(|drove| {
-        let mut drove = drove.0.borrow_mut();
-        if drove.iter().any(|p| p.as_ptr() == Arc::as_ptr(shared)) {
+        let Ok(mut drove) = drove.0.try_borrow_mut() else {
+            return;
+        };
+        let proactors = &mut drove.proactors;
+        if proactors.iter().any(|p| p.as_ptr() == Arc::as_ptr(shared)) {
             return;
         }
-        drove.retain(|p| p.strong_count() > 0);
-        drove.push(Arc::downgrade(shared));
+        proactors.retain(|p| p.strong_count() > 0);
+        proactors.push(Arc::downgrade(shared));
     });
 }
 

@@ -97,11 +97,18 @@ pub(crate) struct Driver<K: Kernel> {
     pub(crate) enters: u64,
     /// Every request was asked to cancel at shutdown.
     pub(crate) shutdown_sent: bool,
+    /// `user_data` of the members of linked chains this turn pushed, for
+    /// the thread that submits them (see `drive::note_chains`).
+    pub(crate) chained: Vec<u64>,
 }
 
 impl<K: Kernel + Send + 'static> Drive for Driver<K> {
     fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
-        Driver::turn(self, shared, wait, fallback, grave)
+        let stopped = Driver::turn(self, shared, wait, fallback, grave);
+        if !self.chained.is_empty() {
+            crate::drive::note_chains(shared, &mut self.chained);
+        }
+        stopped
     }
 
     fn register_thread(&mut self) -> std::io::Result<Option<ring_io_driver::ThreadRegistration>> {
@@ -150,6 +157,7 @@ impl<K: Kernel> Driver<K> {
             pending: VecDeque::new(),
             enters: 0,
             shutdown_sent: false,
+            chained: Vec::new(),
         }
     }
 
@@ -201,6 +209,29 @@ impl<K: Kernel> Driver<K> {
         }
         drop(sq);
         self.in_ring += pushed;
+    }
+
+    /// Notes the members of linked chains among `entries` (in push order:
+    /// a chain is contiguous), which this thread is about to submit: if it
+    /// exits while they are in the kernel, the kernel no longer runs the
+    /// rest of a chain nor fires its linked timeout, so its exit cancels
+    /// them (`drive::Drove`). The fallback thread notes none (it exits
+    /// only when its Proactor has stopped).
+    #[inline]
+    fn note_linked(chained: &mut Vec<u64>, entries: &[Entry], fallback: bool) {
+        if fallback {
+            return;
+        }
+        let mut after_link = false;
+        for entry in entries {
+            let link = entry
+                .sqe_flags()
+                .intersects(SqeFlags::IO_LINK | SqeFlags::IO_HARDLINK);
+            if link || after_link {
+                chained.push(entry.get_user_data());
+            }
+            after_link = link;
+        }
     }
 
     /// Submits; with `wait`, waits for a completion, at most `timeout` if
@@ -329,6 +360,7 @@ impl<K: Kernel> Driver<K> {
                 want <= self.batch as usize && want <= self.ring.sq().space() as usize
             };
             if direct {
+                Self::note_linked(&mut self.chained, queue, fallback);
                 self.push_all(queue.drain(..));
                 if !to_cancel.is_empty() {
                     self.push_all(to_cancel.drain(..).map(Self::cancel_entry));
@@ -441,6 +473,9 @@ impl<K: Kernel> Driver<K> {
                 }
                 for _ in 0..n {
                     let entry = self.pending.pop_front().expect("counted above");
+                    if n > 1 && !fallback {
+                        self.chained.push(entry.get_user_data());
+                    }
                     self.push(entry);
                 }
                 pushed += n;
@@ -556,6 +591,7 @@ impl<K: Kernel> Driver<K> {
             if want > sq.space() as usize {
                 return None;
             }
+            Self::note_linked(&mut self.chained, &st.queue, fallback);
             for &entry in &st.queue {
                 // SAFETY: every pointer in `entry` targets memory owned by
                 // its op's resources, which stay alive (in the op, or

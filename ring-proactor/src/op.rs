@@ -435,15 +435,11 @@ pub(crate) fn panicked(resources: impl Sized) -> ! {
 /// arrived, unless that was asked already; never submitted again after
 /// (its `ECANCELED` is this cancellation's).
 pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud: u64) {
-    let slot = st
-        .slot(ud)
-        .expect("a request being cancelled keeps its slot");
-    slot.born = NEVER;
-    if slot.cancel == Cancel::None {
-        slot.cancel = Cancel::Owed;
-        slot.attempts = 1;
-        st.cancels.push(ud);
-        st.stats.cancels += 1;
+    assert!(
+        st.slot(ud).is_some(),
+        "a request being cancelled keeps its slot"
+    );
+    if st.ask_cancel(ud) {
         shared.note_activity(&mut st);
     }
     kick(shared, st, false);

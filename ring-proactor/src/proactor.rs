@@ -293,9 +293,15 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   and so ended with `ECANCELED`: members of linked chains
 ///   ([`Op::link`](crate::Op::link)), `connect` and timeouts (which cannot simply run
 ///   again), and requests made before a [`cancel_fd`](Proactor::cancel_fd)
-///   that was still to come (the `ECANCELED` may be its). Where that
+///   that was still to come (the `ECANCELED` may be its). The kernel runs
+///   no more of a chain whose submitter exited, nor fires its linked
+///   timeout's cancellation, so the exit cancels the chains the thread
+///   submitted that are still in the kernel: a read bounded by
+///   [`link_timeout`](Proactor::link_timeout) still ends. Where that
 ///   matters, drive from threads that outlive the ops (the thread of an
-///   executor, or one that parks on the Proactor).
+///   executor, or one that parks on the Proactor). (A Proactor's own
+///   fallback thread exits when that Proactor shuts down: a waker it runs
+///   that waits on another Proactor's op drives that one from it.)
 ///
 /// # If a ring turn panics
 ///

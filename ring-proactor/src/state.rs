@@ -159,15 +159,20 @@ pub(crate) struct Slot {
     pub(crate) credits: u32,
     /// Of those, still counted in `State::in_flight`.
     pub(crate) held: u32,
-    /// [`State::events`] when the request was made, or [`NEVER`] (a
-    /// linked request): see [`State::resubmits`].
+    /// [`State::events`] when the request was made (with [`LINKED`] for a
+    /// member of a linked chain), or [`NEVER`] (cancelled): see
+    /// [`State::resubmits`] and [`State::exit_failed`].
     pub(crate) born: u64,
     pub(crate) state: SlotState,
 }
 
-/// [`Slot::born`] of a request never submitted again (a member of a
-/// linked chain: the chain would have to go again whole).
+/// [`Slot::born`] of a request cancelled (never submitted again).
 pub(crate) const NEVER: u64 = u64::MAX;
+
+/// In [`Slot::born`]: a member of a linked chain, never submitted again
+/// (the chain would have to go again whole). Set, the birth is past any
+/// `last_exit`, so [`State::resubmits`] passes it over.
+pub(crate) const LINKED: u64 = 1 << 63;
 
 impl Slot {
     /// The request is in the kernel: its last CQE has not arrived.
@@ -500,6 +505,25 @@ impl State {
         }
     }
 
+    /// Queues a cancellation of the request `ud` if it is in the kernel
+    /// and none was asked yet; true if one was queued. Either way a
+    /// request of the slot is never submitted again (its `ECANCELED` may
+    /// be this cancellation's).
+    pub(crate) fn ask_cancel(&mut self, ud: u64) -> bool {
+        let Some(slot) = self.slot(ud) else {
+            return false;
+        };
+        slot.born = NEVER;
+        if !slot.armed() || slot.cancel != Cancel::None {
+            return false;
+        }
+        slot.cancel = Cancel::Owed;
+        slot.attempts = 1;
+        self.cancels.push(ud);
+        self.stats.cancels += 1;
+        true
+    }
+
     /// A thread that drove this Proactor exited (see [`resubmits`]).
     ///
     /// [`resubmits`]: State::resubmits
@@ -524,6 +548,7 @@ impl State {
     /// whose `ECANCELED` means it did not run and that may simply run
     /// again ([`resubmittable`]). Counted in `stats.resubmitted`.
     pub(crate) fn resubmits(&mut self, born: u64, opcode: u8, res: i32) -> bool {
+        // (`LINKED` births are above any `last_exit`: never again.)
         let again = res == -libc::ECANCELED
             && born != NEVER
             && self.last_exit > born
@@ -534,6 +559,22 @@ impl State {
             self.stats.resubmitted += 1;
         }
         again
+    }
+
+    /// The result a linked request born at `born` completes with when the
+    /// kernel says `res`: `ECANCELED` for an `EFAULT` after a thread that
+    /// drove exited (the kernel fails the next request of a chain with
+    /// `EFAULT`, unrun, when the thread that submitted the chain has
+    /// exited: its task work runs on the kernel's fallback, which may not
+    /// submit), as the other requests such an exit ends; `res` otherwise.
+    #[inline]
+    pub(crate) fn exit_failed(last_exit: u64, born: u64, res: i32) -> i32 {
+        if res == -libc::EFAULT && born != NEVER && born & LINKED != 0 && last_exit > born & !LINKED
+        {
+            -libc::ECANCELED
+        } else {
+            res
+        }
     }
 
     /// Credit of a user op came back: wake the first waiter(s).

@@ -629,3 +629,56 @@ fn a_local_op_whose_completion_claims_more_than_its_buffer_fails_and_keeps_it() 
         .unwrap();
     assert!(is_open(mine.as_raw_fd()));
 }
+
+/// The kernel fails the next request of a linked chain, unrun, with
+/// `EFAULT` when the thread that submitted the chain has exited (its task
+/// work runs on the kernel's fallback, which may not submit). After a
+/// thread that drove exited, such an `EFAULT` of a chain member is the
+/// `ECANCELED` the docs promise; before it, or for a request alone, an
+/// `EFAULT` stays what it is.
+#[test]
+fn a_chain_member_failed_with_efault_after_a_driver_exited_ends_with_ecanceled() {
+    use ring_io_core::SimCompletion;
+    for (linked, exited, want) in [
+        (true, true, libc::ECANCELED),
+        (true, false, libc::EFAULT),
+        (false, true, libc::EFAULT),
+    ] {
+        let p = sim_proactor();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut chain = std::pin::pin!(p.nop().link(p.nop()));
+        let mut alone = p.nop();
+        if linked {
+            assert!(chain.as_mut().poll(&mut cx).is_pending());
+        } else {
+            assert!(Pin::new(&mut alone).poll(&mut cx).is_pending());
+        }
+        let uds: Vec<u64> = p
+            .shared
+            .lock()
+            .queue
+            .iter()
+            .map(|e| e.get_user_data())
+            .collect();
+        if exited {
+            p.shared.lock().driver_exited();
+        }
+        install_sim_driver(&p.shared, |sim| {
+            if let [first, second] = uds[..] {
+                sim.script(first, [SimCompletion::new(0, 0)]);
+                sim.script(second, [SimCompletion::new(-libc::EFAULT, 0)]);
+            } else {
+                sim.script(uds[0], [SimCompletion::new(-libc::EFAULT, 0)]);
+            }
+        });
+        let res = if linked {
+            let (first, second) = crate::block_on(chain.as_mut());
+            first.expect("the first NOP");
+            second
+        } else {
+            alone.wait()
+        };
+        let got = res.expect_err("failed").raw_os_error();
+        assert_eq!(got, Some(want), "linked {linked}, exited {exited}");
+    }
+}

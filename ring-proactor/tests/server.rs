@@ -1279,6 +1279,58 @@ fn an_op_survives_the_exit_of_the_thread_that_submitted_it() {
     assert_eq!(stats.resubmitted, 1, "the kernel failed A's read once");
 }
 
+/// A linked chain keeps its promise when the thread that happened to
+/// submit it exits: a read bounded by a linked timeout ends (with
+/// `ECANCELED`) instead of waiting for ever. Once the submitter has
+/// exited, the kernel no longer fires the linked timeout's cancellation
+/// (the timeout ends with `ECANCELED` and leaves the read armed), nor runs
+/// the rest of a chain; the exit cancels the chains it submitted, through
+/// the Proactor.
+#[test]
+fn a_linked_timeout_still_ends_its_read_when_the_thread_that_submitted_it_exits() {
+    let p = Arc::new(Proactor::new(ProactorConfig::new(8)).unwrap());
+    settle(&p);
+    let (r1, _w1) = pipe();
+    let (r2, w2) = pipe();
+    // B drives: it waits in the kernel for a read of its own.
+    let b = {
+        let p = p.clone();
+        thread::spawn(move || {
+            let (n, _) = p.read(r2, Vec::with_capacity(8), CURRENT_POSITION).wait();
+            n.unwrap();
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    // A read that nothing will feed, bounded by a linked timeout: queued
+    // while B drives, so B's turn submits the chain.
+    let mut chain = p
+        .read(r1, Vec::with_capacity(8), CURRENT_POSITION)
+        .link(p.link_timeout(Duration::from_millis(200)));
+    assert!(poll_with(&mut chain, Waker::noop()).is_pending());
+    thread::sleep(Duration::from_millis(50));
+    // B's read completes; B returns and exits, before the timeout.
+    std::fs::File::from(w2).write_all(b"b").unwrap();
+    b.join().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(chain.wait());
+    });
+    let ((read, _), timeout) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the read bounded by a linked timeout ended");
+    assert_eq!(
+        read.unwrap_err().raw_os_error(),
+        Some(libc::ECANCELED),
+        "the read, cancelled"
+    );
+    // The timeout fired (ETIME), or was ended with the chain (ECANCELED).
+    let timeout = timeout.unwrap_err().raw_os_error();
+    assert!(
+        matches!(timeout, Some(libc::ETIME) | Some(libc::ECANCELED)),
+        "{timeout:?}"
+    );
+}
+
 /// A thread that drove the ring for a while (submitting a server's accepts
 /// and receives queued meanwhile), then exited: the requests it submitted
 /// are failed by the kernel as they become ready, and the Proactor submits

@@ -117,7 +117,7 @@ pub(crate) fn submit_with(
             .alloc(&shared.cells, wakers.pop(), credits, stream)
             .expect("room for every part was checked");
         if last > 0 {
-            st.slots[ud as u32 as usize].born = NEVER;
+            st.slots[ud as u32 as usize].born |= LINKED;
         }
         let entry = if i < last { entry.link() } else { *entry };
         st.queue.push(entry.user_data(ud));
