@@ -217,7 +217,7 @@ impl<K: Kernel> Driver<K> {
     /// rest of a chain nor fires its linked timeout, so its exit cancels
     /// them (`drive::Drove`). The fallback thread notes none (it exits
     /// only when its Proactor has stopped).
-    #[inline]
+    #[cold]
     fn note_linked(chained: &mut Vec<u64>, entries: &[Entry], fallback: bool) {
         if fallback {
             return;
@@ -346,8 +346,11 @@ impl<K: Kernel> Driver<K> {
                 queue,
                 cancels: to_cancel,
                 shutdown: stopping,
+                chains_queued,
                 ..
             } = &mut *st;
+            // (Chains that go to `pending` are noted as they are pushed.)
+            let chains = std::mem::take(chains_queued);
             // The common case: nothing held back, and the SQ has room for
             // the whole queue (so every linked chain fits whole): push it
             // straight from the queue (cheap stores into the SQ; nothing
@@ -360,7 +363,9 @@ impl<K: Kernel> Driver<K> {
                 want <= self.batch as usize && want <= self.ring.sq().space() as usize
             };
             if direct {
-                Self::note_linked(&mut self.chained, queue, fallback);
+                if chains {
+                    Self::note_linked(&mut self.chained, queue, fallback);
+                }
                 self.push_all(queue.drain(..));
                 if !to_cancel.is_empty() {
                     self.push_all(to_cancel.drain(..).map(Self::cancel_entry));
@@ -591,7 +596,9 @@ impl<K: Kernel> Driver<K> {
             if want > sq.space() as usize {
                 return None;
             }
-            Self::note_linked(&mut self.chained, &st.queue, fallback);
+            if std::mem::take(&mut st.chains_queued) {
+                Self::note_linked(&mut self.chained, &st.queue, fallback);
+            }
             for &entry in &st.queue {
                 // SAFETY: every pointer in `entry` targets memory owned by
                 // its op's resources, which stay alive (in the op, or

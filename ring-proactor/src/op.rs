@@ -159,11 +159,12 @@ impl<O: 'static> Op<O> {
             Stage::Failed(_) | Stage::Finished => return this.poll_done(),
         };
         // Without the lock: a completion the driver published (not one
-        // that may go to the kernel again: see `resubmits`), or nothing yet
-        // and the same waker as the slot's.
+        // that may go to the kernel again, see `resubmits`, nor one whose
+        // submitter may have exited, see `exit_failed`), or nothing yet and
+        // the same waker as the slot's.
         let cells = &this.shared.cells;
         match cells.completion(ud as u32, (ud >> 32) as u32) {
-            Some((res, flags)) if res != -libc::ECANCELED => {
+            Some((res, flags)) if res != -libc::ECANCELED && res != -libc::EFAULT => {
                 give_back(cells, ud as u32);
                 return Poll::Ready((this.complete(result(res), flags), res));
             }
@@ -235,11 +236,13 @@ impl<O: 'static> Op<O> {
         loop {
             let mut st = this.shared.lock();
             let thread_panicked = st.panicked;
+            let last_exit = st.last_exit;
             let slot = st.slot(ud).expect("a submitted op keeps its slot");
             let born = slot.born;
             match &mut slot.state {
                 SlotState::Done(res, flags) => {
-                    let (res, flags) = (*res, *flags);
+                    let res = State::exit_failed(last_exit, born, *res);
+                    let flags = *flags;
                     // Credit waiters to wake (usually none: no
                     // allocation).
                     let mut wakers = Vec::new();

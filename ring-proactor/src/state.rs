@@ -204,6 +204,9 @@ pub(crate) struct State {
     pub(crate) sleeping: bool,
     /// The fallback thread waits on `Shared::more` for a batch to fill.
     pub(crate) gathering: bool,
+    /// `queue` holds a linked chain (its members are noted for the thread
+    /// that submits them: `Driver::note_linked`).
+    pub(crate) chains_queued: bool,
     /// The thread holding the driver token, and how many times it took it
     /// (a thread that drives may take it again: a `Drop` or a waker the
     /// driver runs can wait on an op).

@@ -26,7 +26,6 @@ impl<K: Kernel> Driver<K> {
         }
         let mut st = shared.lock();
         st.sleeping = false;
-        let last_exit = st.last_exit;
         let mut released = 0;
         let mut completed = 0;
         let mut now = None;
@@ -44,7 +43,6 @@ impl<K: Kernel> Driver<K> {
                 state: state @ SlotState::Waiting(_),
                 held,
                 tag,
-                born,
                 ..
             }) = st.slot(ud)
             {
@@ -52,7 +50,6 @@ impl<K: Kernel> Driver<K> {
                     unreachable!("matched above")
                 };
                 let waker = waker.take();
-                let res = State::exit_failed(last_exit, *born, res);
                 refill_done(state, res, flags);
                 *in_ring -= 1;
                 released += std::mem::take(held);
@@ -117,7 +114,6 @@ impl<K: Kernel> Driver<K> {
             let slot = st.slot(ud).expect("looked up above");
             match std::mem::replace(&mut slot.state, SlotState::Free) {
                 SlotState::Waiting(waker) => {
-                    let res = State::exit_failed(last_exit, slot.born, res);
                     refill(&mut slot.state, SlotState::Done(res, flags));
                     // The op may take it without the lock.
                     shared.cells.publish(ud as u32, slot.tag, res, flags);

@@ -118,6 +118,7 @@ pub(crate) fn submit_with(
             .expect("room for every part was checked");
         if last > 0 {
             st.slots[ud as u32 as usize].born |= LINKED;
+            st.chains_queued = true;
         }
         let entry = if i < last { entry.link() } else { *entry };
         st.queue.push(entry.user_data(ud));
