@@ -179,11 +179,19 @@ fn note_driver(shared: &Arc<Shared>) {
         let Ok(mut drove) = drove.0.try_borrow_mut() else {
             return;
         };
-        let proactors = &mut drove.proactors;
+        let DroveList {
+            proactors, chains, ..
+        } = &mut *drove;
         if proactors.iter().any(|p| p.as_ptr() == Arc::as_ptr(shared)) {
             return;
         }
+        let before = proactors.len();
         proactors.retain(|p| p.strong_count() > 0);
+        if proactors.len() < before {
+            // The chains of a Proactor gone go too: its address (the
+            // Weak kept it from reuse until now) may be another's next.
+            chains.retain(|&(c, _)| proactors.iter().any(|p| p.as_ptr() == c));
+        }
         proactors.push(Arc::downgrade(shared));
     });
 }
