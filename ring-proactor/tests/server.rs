@@ -1513,21 +1513,30 @@ fn sleeps(tid: u32) -> u64 {
 #[test]
 fn an_idle_server_leaves_the_fallback_thread_asleep() {
     // This Proactor's fallback thread: the one that was not there before
-    // (other tests make Proactors at the same time: tried again if two
-    // came at once).
+    // (other tests make and drop Proactors at the same time: tried again
+    // if two came at once, or if another came or went in the 50 ms after:
+    // the first new one seen may be another test's, whose own names itself
+    // first, and which may exit before this one looks at it).
     let (p, fallback) = (0..100)
         .find_map(|_| {
             let before = fallback_threads();
             let p = Proactor::new(ProactorConfig::new(8)).expect("proactor");
+            let new = || -> Vec<u32> {
+                fallback_threads()
+                    .into_iter()
+                    .filter(|t| !before.contains(t))
+                    .collect()
+            };
             // (The thread names itself once it runs.)
             let start = Instant::now();
             loop {
-                let new: Vec<u32> = fallback_threads()
-                    .into_iter()
-                    .filter(|t| !before.contains(t))
-                    .collect();
-                if !new.is_empty() || start.elapsed() > Duration::from_secs(1) {
-                    return (new.len() == 1).then(|| (p, new[0]));
+                let seen = new();
+                if !seen.is_empty() || start.elapsed() > Duration::from_secs(1) {
+                    if seen.len() != 1 {
+                        return None;
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                    return (new() == seen).then(|| (p, seen[0]));
                 }
                 thread::sleep(Duration::from_millis(1));
             }
