@@ -1241,6 +1241,25 @@ fn block_on_takes_over_from_the_fallback() {
     );
 }
 
+/// Has thread B submit `op`, then exit: B drives (it waits in the kernel
+/// for a read of its own), `op` is polled once (queued while B drives, so
+/// B's turn submits it), then B's read completes and B returns and exits.
+fn submitted_by_a_thread_that_exits<F: Future + Unpin>(p: &Arc<Proactor>, op: &mut F) {
+    let (r2, w2) = pipe();
+    let b = {
+        let p = p.clone();
+        thread::spawn(move || {
+            let (n, _) = p.read(r2, Vec::with_capacity(8), CURRENT_POSITION).wait();
+            n.unwrap();
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    assert!(poll_with(op, Waker::noop()).is_pending());
+    thread::sleep(Duration::from_millis(50));
+    std::fs::File::from(w2).write_all(b"b").unwrap();
+    b.join().unwrap();
+}
+
 /// An op keeps going when the thread that happened to submit it (a caller
 /// that drove the ring while it waited) exits. The kernel ties a request
 /// to the task that submitted it: when that task has exited, a request
@@ -1252,23 +1271,8 @@ fn an_op_survives_the_exit_of_the_thread_that_submitted_it() {
     let p = Arc::new(Proactor::new(ProactorConfig::new(8)).unwrap());
     settle(&p);
     let (r1, w1) = pipe();
-    let (r2, w2) = pipe();
-    // B drives: it waits in the kernel for a read of its own.
-    let b = {
-        let p = p.clone();
-        thread::spawn(move || {
-            let (n, _) = p.read(r2, Vec::with_capacity(8), CURRENT_POSITION).wait();
-            n.unwrap();
-        })
-    };
-    thread::sleep(Duration::from_millis(50));
-    // A's read, queued while B drives: B's turn submits it.
     let mut a = p.read(r1, Vec::with_capacity(8), CURRENT_POSITION);
-    assert!(poll_with(&mut a, Waker::noop()).is_pending());
-    thread::sleep(Duration::from_millis(50));
-    // B's read completes; B returns and exits.
-    std::fs::File::from(w2).write_all(b"b").unwrap();
-    b.join().unwrap();
+    submitted_by_a_thread_that_exits(&p, &mut a);
     // Then A's data arrives.
     std::fs::File::from(w1).write_all(b"for a").unwrap();
     let (n, buf) = a.wait();
@@ -1291,26 +1295,12 @@ fn a_linked_timeout_still_ends_its_read_when_the_thread_that_submitted_it_exits(
     let p = Arc::new(Proactor::new(ProactorConfig::new(8)).unwrap());
     settle(&p);
     let (r1, _w1) = pipe();
-    let (r2, w2) = pipe();
-    // B drives: it waits in the kernel for a read of its own.
-    let b = {
-        let p = p.clone();
-        thread::spawn(move || {
-            let (n, _) = p.read(r2, Vec::with_capacity(8), CURRENT_POSITION).wait();
-            n.unwrap();
-        })
-    };
-    thread::sleep(Duration::from_millis(50));
-    // A read that nothing will feed, bounded by a linked timeout: queued
-    // while B drives, so B's turn submits the chain.
+    // A read that nothing will feed, bounded by a linked timeout; B exits
+    // before the timeout.
     let mut chain = p
         .read(r1, Vec::with_capacity(8), CURRENT_POSITION)
         .link(p.link_timeout(Duration::from_millis(200)));
-    assert!(poll_with(&mut chain, Waker::noop()).is_pending());
-    thread::sleep(Duration::from_millis(50));
-    // B's read completes; B returns and exits, before the timeout.
-    std::fs::File::from(w2).write_all(b"b").unwrap();
-    b.join().unwrap();
+    submitted_by_a_thread_that_exits(&p, &mut chain);
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(chain.wait());

@@ -51,7 +51,8 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                         st.fallback_idle = true;
                         // Kicks need not wake it: it looks again anyway.
                         st.fallback_timed = true;
-                        st = match shared.idle.wait_timeout(st, at_most(STUCK, look)) {
+                        let wait = bounded(Some(STUCK), look).unwrap_or(STUCK);
+                        st = match shared.idle.wait_timeout(st, wait) {
                             Ok((st, _)) => st,
                             Err(poisoned) => poisoned.into_inner().0,
                         };
@@ -124,11 +125,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 let wait = if st.fallback_long { STUCK } else { GRACE };
                 // (A look at the credit waiters bounds the wait without
                 // making it timed: kicks still wake this thread.)
-                let wait = if st.fallback_timed {
-                    Some(at_most(wait, look))
-                } else {
-                    look
-                };
+                let wait = bounded(st.fallback_timed.then_some(wait), look);
                 st = match wait {
                     Some(wait) => match shared.idle.wait_timeout(st, wait) {
                         Ok((st, _)) => st,
@@ -213,10 +210,7 @@ fn external_attached<'a>(
         None => None,
     };
     st.fallback_idle = true;
-    let wait = match wait {
-        Some(wait) => Some(at_most(wait, look)),
-        None => look,
-    };
+    let wait = bounded(wait, look);
     st = match wait {
         Some(wait) => match shared.idle.wait_timeout(st, wait) {
             Ok((st, _)) => st,
@@ -228,9 +222,13 @@ fn external_attached<'a>(
     st
 }
 
-/// `wait`, or less if the next look at the credit waiters comes sooner.
-fn at_most(wait: Duration, look: Option<Duration>) -> Duration {
-    look.map_or(wait, |look| look.min(wait))
+/// The longer `wait` (`None`: until woken), or less if the next look at
+/// the credit waiters (`look`) comes sooner.
+fn bounded(wait: Option<Duration>, look: Option<Duration>) -> Option<Duration> {
+    match (wait, look) {
+        (Some(wait), Some(look)) => Some(wait.min(look)),
+        (wait, look) => wait.or(look),
+    }
 }
 
 /// Looks at the ops waiting for credit. A returned credit wakes the first
