@@ -278,16 +278,36 @@ fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Gravey
 /// [`turn_with`] by a thread already noted as a driver of `shared`
 /// ([`note_driver`]: [`block_on`] notes it once when it takes the token).
 fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> After {
-    let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(driver) = guard.as_mut() else {
+    // SAFETY: every caller holds the token and is not stepped out
+    // (`block_on` after its `back`, or on a hold with no step out since;
+    // `turn_with`'s callers after `acquire`), and the turn runs no user
+    // code that could drive (its wakers and drops wait in `grave`). A
+    // panic of the turn is caught inside.
+    let outcome = unsafe {
+        shared.driver.with(|slot| {
+            let driver = slot.as_mut()?;
+            let turned = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                driver.turn(shared, wait, fallback, grave)
+            }));
+            Some(match turned {
+                Ok(false) => Ok(None),
+                // Closed below, out of the cell.
+                Ok(true) => Ok(slot.take()),
+                Err(panic) => {
+                    // The kernel may still use what the ring's requests
+                    // point to: the ring and those resources are leaked,
+                    // never freed.
+                    std::mem::forget(slot.take());
+                    Err(panic)
+                }
+            })
+        })
+    };
+    let Some(outcome) = outcome else {
         return After::Stopped;
     };
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        driver.turn(shared, wait, fallback, grave)
-    }));
     match outcome {
-        Ok(false) => {
-            drop(guard);
+        Ok(None) => {
             grave.drop_own_one();
             if grave.is_empty() {
                 return After::Holding;
@@ -298,9 +318,7 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             grave.bury();
             After::SteppedOut(tenure)
         }
-        Ok(true) => {
-            let driver = guard.take().expect("checked above");
-            drop(guard);
+        Ok(Some(driver)) => {
             driver.close();
             // Wakes all: a `block_on` that turned parks next, not polls.
             grave.own = (0, 0);
@@ -317,10 +335,7 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             After::Stopped
         }
         Err(panic) => {
-            // The kernel may still use what the ring's requests point to:
-            // the ring and those resources are leaked, never freed.
-            std::mem::forget(guard.take());
-            drop(guard);
+            // What the turn collected is leaked with the ring.
             std::mem::forget(std::mem::take(grave));
             shared.fail_all();
             std::panic::resume_unwind(panic)
@@ -345,9 +360,13 @@ fn register_thread(shared: &Shared) -> Option<ring_io_driver::ThreadRegistration
     if shared.no_thread_registration.load(Ordering::Relaxed) {
         return None;
     }
-    let mut guard = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
-    let registered = guard.as_mut()?.register_thread();
-    drop(guard);
+    // SAFETY: `block_on` calls this holding the token, back from its
+    // step out, and registering runs no user code.
+    let registered = unsafe {
+        shared
+            .driver
+            .with(|d| d.as_mut().map(|d| d.register_thread()))
+    }?;
     match registered {
         Ok(Some(registration)) => {
             shared.lock().stats.thread_registrations += 1;

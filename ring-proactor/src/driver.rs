@@ -20,7 +20,10 @@ use ring_io_driver::{Kernel, Linux, Ring};
 use crate::config::*;
 use crate::state::*;
 
+mod cell;
 mod reap;
+
+pub(crate) use cell::DriverCell;
 
 /// The first and the longest wait before a failed cancellation is retried.
 pub(crate) const RETRY_FIRST: Duration = Duration::from_millis(1);

@@ -424,7 +424,7 @@ impl Proactor {
         let driver: Box<dyn Drive> = Box::new(Driver::new(ring, driver_efd, &config));
         let shared = Arc::new(Shared {
             state: CacheLine(Mutex::new(state)),
-            driver: Mutex::new(Some(driver)),
+            driver: DriverCell::new(Some(driver)),
             more: Condvar::new(),
             stopped: Condvar::new(),
             idle: Condvar::new(),
@@ -455,11 +455,9 @@ impl Proactor {
             }),
             Err(e) => {
                 // Nothing was pushed: the ring can be closed at once.
-                let driver = shared
-                    .driver
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
+                // SAFETY: no other thread can reach `shared`: the
+                // fallback thread was not spawned.
+                let driver = unsafe { shared.driver.with(Option::take) };
                 if let Some(driver) = driver {
                     driver.close();
                 }

@@ -18,7 +18,7 @@ use ring_io_driver::Probe;
 
 use crate::cells::Cells;
 use crate::config::*;
-use crate::driver::Drive;
+use crate::driver::DriverCell;
 use crate::fixed::Pool;
 pub(crate) use crate::tags::Tags;
 
@@ -38,11 +38,10 @@ pub(crate) const CANCEL_BIT: u32 = 1 << 31;
 
 pub struct Shared {
     pub(crate) state: CacheLine<Mutex<State>>,
-    /// The ring and what only the driver touches. Locked only by the
+    /// The ring and what only the driver touches, reached only by the
     /// thread that holds the driver token (`State::owner`), for one turn
-    /// at a time, so never contended; `None` once closed (or leaked after
-    /// a panic).
-    pub(crate) driver: Mutex<Option<Box<dyn Drive>>>,
+    /// at a time; `None` once closed (or leaked after a panic).
+    pub(crate) driver: DriverCell,
     /// Signalled when an op is queued while the fallback thread gathers a
     /// batch.
     pub(crate) more: Condvar,

@@ -273,8 +273,13 @@ fn step(shared: &Arc<Shared>, grave: &mut Graveyard, overflows: &mut u64) -> Ste
     let due = if stopped {
         None
     } else {
-        let driver = shared.driver.lock().unwrap_or_else(|e| e.into_inner());
-        driver.as_ref().and_then(|d| d.next_retry())
+        // SAFETY: this task holds the token and is back from the turn's
+        // step out (`Turned::Kept`); reading the retries runs no user code.
+        unsafe {
+            shared
+                .driver
+                .with(|d| d.as_ref().and_then(|d| d.next_retry()))
+        }
     };
     let mut st = shared.lock();
     let again =

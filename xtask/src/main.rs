@@ -417,6 +417,7 @@ fn ci_miri() -> Result<bool> {
             "finish::",
             "cells::",
             "wakers::",
+            "driver::cell::",
         ])?)
 }
 
