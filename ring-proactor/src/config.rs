@@ -13,17 +13,19 @@ use ring_io_sys::SetupFlags;
 /// overflow backlog may take.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1 << 20;
 
-/// How long credit may stay free for the first op waiting for it before
-/// that op is woken anyway. A returned credit wakes the first waiter(s);
-/// an op polled once and then kept (never polled again) does not take
-/// it, and the ops behind it would wait with the credit free. The
-/// Proactor's fallback thread watches for that, and wakes the next
-/// waiter once the credit has stayed free this long (counted in
-/// [`ProactorStats::credit_lapses`]). A [`LocalProactor`] does the same
-/// in its turns: at once in a turn about to wait in the kernel (all its
-/// thread had to run has run), after this long over turns that do not
-/// wait. A waiter that comes late keeps its place: it is first again
-/// when polled.
+/// How long credit that came back stays granted to the op it woke. Credit
+/// that comes back (an op past the budget waits for it, first come, first
+/// served) is granted to the first waiters it covers, which are woken to
+/// take it: no other op may take it meanwhile (not even one that the woken
+/// op's own waker starts). An op polled once and then kept (never polled
+/// again) would hold its grant for ever, and the ops behind it would wait
+/// with the credit unused: a grant not taken within this time lapses, and
+/// the credit goes on to the next waiters (counted in
+/// [`ProactorStats::credit_lapses`]). The Proactor's fallback thread
+/// watches for that; a [`LocalProactor`] does in its turns: at once in a
+/// turn about to wait in the kernel (all its thread had to run has run),
+/// after this long over turns that do not wait. An op whose grant lapsed
+/// loses nothing: it is first again when polled.
 ///
 /// [`LocalProactor`]: crate::LocalProactor
 pub const CREDIT_LAPSE: Duration = Duration::from_millis(10);
@@ -232,11 +234,10 @@ pub struct ProactorStats {
     /// (`IORING_REGISTER_RING_FDS`, Linux 5.18), so its enters skip the fd
     /// lookup; the registration ends with its hold of the driver token.
     pub thread_registrations: u64,
-    /// Credit wake-ups passed on: credit was free for the first op
-    /// waiting for it, and stayed free (see
-    /// [`CREDIT_LAPSE`](crate::CREDIT_LAPSE)), because the op woken for it
+    /// Grants of credit that lapsed (see
+    /// [`CREDIT_LAPSE`](crate::CREDIT_LAPSE)): the op woken for the credit
     /// had not taken it (an op polled once and then kept, never polled
-    /// again). The first waiter is woken then; the one that did not come
-    /// keeps its place in the queue for when it is polled.
+    /// again), so it went on to the next waiters; the op that did not come
+    /// is first in the queue again when it is polled.
     pub credit_lapses: u64,
 }

@@ -379,18 +379,18 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
         Stage::Credit(ticket) => {
             let mut st = shared.lock();
             let own = st.credit_waiters.remove(&ticket);
-            // Woken for credit it will never take: pass the wake-up on.
-            let next = match own {
-                Some(_) => None,
-                None => st.credit_waiters.pop_first().map(|(_, (w, _))| w),
-            };
+            // Granted credit it will never take: it goes on to the next
+            // waiters.
+            let mut next = Vec::new();
+            if own.is_none() && st.grants.contains_key(&ticket) {
+                st.take_grant(ticket);
+                st.grant(&mut next);
+            }
             drop(st);
             if let Some((own, _)) = own {
                 run_user(|| drop(own));
             }
-            if let Some(next) = next {
-                run_user(|| next.wake());
-            }
+            wake_all(&mut next);
             drop(resources);
         }
         Stage::New | Stage::Unbudgeted | Stage::Failed(_) | Stage::Finished => drop(resources),

@@ -164,10 +164,12 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// [`ProactorConfig::max_in_flight`] (default
 /// [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT), 2^20): an op
 /// past it stays pending (its `wait()` blocks) until an earlier one
-/// completes, first come first served; nothing fails. A completion wakes
-/// the first op waiting; if that one is never polled again (a future
-/// kept and forgotten), the next is woken once the credit has stayed free
-/// for [`CREDIT_LAPSE`](crate::CREDIT_LAPSE). A full SQ is
+/// completes, first come first served; nothing fails. The credit a
+/// completion gives back is granted to the first op waiting, which is
+/// woken to take it: an op started meanwhile cannot (a waker that starts
+/// an op when woken once starved its own task that way); if the woken op
+/// is never polled again (a future kept and forgotten), its grant lapses
+/// after [`CREDIT_LAPSE`](crate::CREDIT_LAPSE) and the next is woken. A full SQ is
 /// submitted to make room. When completions outrun the CQ, the kernel keeps
 /// the rest in its overflow backlog (`IORING_FEAT_NODROP`, every supported
 /// kernel) and flags it; the driver then pushes nothing new until it has
@@ -420,6 +422,7 @@ impl Proactor {
         let budget = config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         let mut state = State::default();
         state.stats.cq_entries = cq;
+        state.budget = budget;
         let sq_entries = ring.params().sq_entries();
         let driver: Box<dyn Drive> = Box::new(Driver::new(ring, driver_efd, &config));
         let shared = Arc::new(Shared {

@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
+use std::time::Instant;
 
 use ring_io_ops::Entry;
 
@@ -22,6 +23,7 @@ use crate::driver::DriverCell;
 use crate::fixed::Pool;
 pub(crate) use crate::tags::Tags;
 
+mod credit;
 mod grave;
 mod kept;
 
@@ -194,10 +196,17 @@ pub(crate) struct State {
     pub(crate) cancels: Vec<u64>,
     /// User ops holding credit (queued, or in the ring until their CQE).
     pub(crate) in_flight: u32,
+    /// The most credit ops may hold ([`Shared::budget`]).
+    pub(crate) budget: u32,
     /// Ops waiting for credit, by ticket (first come, first served), with
     /// the credits each needs.
     pub(crate) credit_waiters: BTreeMap<u64, (Waker, u32)>,
     pub(crate) next_ticket: u64,
+    /// Credit that came back, granted to the waiters it woke (by ticket):
+    /// how much, and until when (see `state/credit.rs`).
+    pub(crate) grants: BTreeMap<u64, (u32, Instant)>,
+    /// The credit in `grants`, which no other op may take.
+    pub(crate) reserved: u32,
     /// The driver is (about to be) blocked in `io_uring_enter` with the
     /// wake-up read armed: who queues work writes the eventfd.
     pub(crate) sleeping: bool,
@@ -576,34 +585,6 @@ impl State {
             -libc::ECANCELED
         } else {
             res
-        }
-    }
-
-    /// Credit of a user op came back: wake the first waiter(s).
-    #[inline]
-    pub(crate) fn release_credit(&mut self, n: u32, wakers: &mut Vec<Waker>) {
-        self.in_flight = self.in_flight.saturating_sub(n);
-        if !self.credit_waiters.is_empty() {
-            self.credit_to_waiters(n, wakers);
-        }
-    }
-
-    /// The ticket of the first op waiting for credit, if the credit it
-    /// needs is free: the wake-up that credit brought went to waiters that
-    /// have not taken it (yet). See `drive::fallback`'s `watch_credit`.
-    pub(crate) fn credit_unclaimed(&self, budget: u32) -> Option<u64> {
-        let (&ticket, &(_, need)) = self.credit_waiters.first_key_value()?;
-        (self.in_flight.saturating_add(need) <= budget).then_some(ticket)
-    }
-
-    /// The first `n` credit waiters, to wake.
-    #[cold]
-    fn credit_to_waiters(&mut self, n: u32, wakers: &mut Vec<Waker>) {
-        for _ in 0..n {
-            match self.credit_waiters.pop_first() {
-                Some((_, (w, _))) => wakers.push(w),
-                None => break,
-            }
         }
     }
 }

@@ -38,7 +38,10 @@ fn shared_with(ops: &[u8], budget: u32) -> Arc<Shared> {
 fn shared_probing(probe: Probe, budget: u32) -> Arc<Shared> {
     let null = || File::open("/dev/null").unwrap();
     Arc::new(Shared {
-        state: CacheLine(Mutex::new(State::default())),
+        state: CacheLine(Mutex::new(State {
+            budget,
+            ..State::default()
+        })),
         driver: DriverCell::new(None),
         idle: Condvar::new(),
         more: Condvar::new(),
@@ -149,16 +152,87 @@ fn ops_past_the_budget_wait_for_credit_and_are_woken_in_order() {
     let mut chain = nop().link(nop());
     assert!(Pin::new(&mut chain).poll(&mut cx).is_pending());
     assert_eq!(shared.lock().credit_waiters.len(), 2);
-    // The thread reaps both queued ops: the two waiters are woken,
-    // first come first.
+    // The thread reaps both queued ops: their credit is granted to the
+    // waiters it covers, first come first: the op, not the chain behind
+    // it (two credits, one left).
     let mut wakers = Vec::new();
     shared.lock().release_credit(2, &mut wakers);
-    assert_eq!(wakers.len(), 2);
-    assert!(shared.lock().credit_waiters.is_empty());
-    // The waiting op takes its credit when polled again.
-    assert!(Pin::new(&mut ops[2]).poll(&mut cx).is_pending());
+    assert_eq!(wakers.len(), 1);
+    {
+        let st = shared.lock();
+        assert_eq!(st.credit_waiters.len(), 1, "the chain waits on");
+        assert_eq!((st.in_flight, st.reserved), (0, 1));
+    }
+    // A new op takes the credit left, not the granted one.
+    let mut late = nop();
+    assert!(Pin::new(&mut late).poll(&mut cx).is_pending());
+    let mut later = nop();
+    assert!(Pin::new(&mut later).poll(&mut cx).is_pending());
     assert_eq!(shared.lock().queue.len(), 3);
-    drop(chain);
+    assert!(format!("{later:?}").contains("waiting for credit"));
+    // The woken op takes its granted credit when polled again.
+    assert!(Pin::new(&mut ops[2]).poll(&mut cx).is_pending());
+    {
+        let st = shared.lock();
+        assert_eq!(st.queue.len(), 4);
+        assert_eq!((st.in_flight, st.reserved), (2, 0));
+    }
+    drop((chain, later));
+}
+
+/// A grant not taken within `CREDIT_LAPSE` (its op was kept, never polled
+/// again) goes on to the next waiter; the op whose grant lapsed waits
+/// again in its place when polled. A woken op dropped passes its grant on
+/// at once.
+#[test]
+fn granted_credit_lapses_to_the_next_waiter_or_passes_on_when_its_op_is_dropped() {
+    let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], 1);
+    let mut cx = Context::from_waker(Waker::noop());
+    let nop = || op(&shared, ring_io_ops::Nop::new().build());
+    let mut first = nop();
+    assert!(Pin::new(&mut first).poll(&mut cx).is_pending());
+    let mut ops: Vec<_> = (0..3).map(|_| nop()).collect();
+    for op in &mut ops {
+        assert!(Pin::new(op).poll(&mut cx).is_pending());
+    }
+    let mut wakers = Vec::new();
+    shared.lock().release_credit(1, &mut wakers);
+    assert_eq!(wakers.len(), 1);
+    // Not yet lapsed: nothing moves.
+    let now = Instant::now();
+    let next = shared.lock().lapse_grants(now, &mut wakers);
+    assert_eq!(wakers.len(), 1);
+    let due = next.expect("a grant is left");
+    assert!(due > now && due <= now + crate::CREDIT_LAPSE);
+    // Lapsed: the next waiter is granted it, and the lapse is counted.
+    let next = shared.lock().lapse_grants(due, &mut wakers);
+    assert_eq!(wakers.len(), 2);
+    assert!(next.is_some_and(|at| at > due));
+    {
+        let st = shared.lock();
+        assert_eq!(st.stats.credit_lapses, 1);
+        assert_eq!(st.reserved, 1);
+        assert_eq!(st.credit_waiters.len(), 1);
+    }
+    // The op whose grant lapsed finds no room: it waits again, first.
+    assert!(Pin::new(&mut ops[0]).poll(&mut cx).is_pending());
+    assert!(format!("{:?}", ops[0]).contains("waiting for credit"));
+    assert_eq!(shared.lock().credit_waiters.len(), 2);
+    // The op granted it now is dropped: the grant goes on at once, to the
+    // first in line (the op whose grant lapsed).
+    drop(ops.remove(1));
+    {
+        let st = shared.lock();
+        assert_eq!(st.reserved, 1);
+        assert_eq!(st.credit_waiters.len(), 1);
+    }
+    assert!(Pin::new(&mut ops[0]).poll(&mut cx).is_pending());
+    {
+        let st = shared.lock();
+        assert_eq!(st.queue.len(), 2, "the first op and the one granted");
+        assert_eq!((st.in_flight, st.reserved), (1, 0));
+    }
+    drop((first, ops));
 }
 
 /// Polls `op` once (it must stay pending) and returns its request's

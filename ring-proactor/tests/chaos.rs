@@ -892,20 +892,21 @@ impl Worker {
             0 => WakerMode::PanicAfter,
             1 => WakerMode::Sleeps(self.rng.below(3000)),
             2 => WakerMode::Twice,
-            // Not on a small budget: woken for credit, it would take the
-            // credit itself (its NOP barges ahead of its task), for ever
-            // (seed 0x61cf6ceb6f3d37d4: millions of NOPs, the task starved).
-            3 if self.w.small_budget[h.index].is_none() => WakerMode::StartsOp,
-            // Not on a small budget either: run by a thread that drives
-            // (a park, a block_on), it may wait for credit that a task of
-            // that thread holds, as its `recv_multi` streams keep their
+            // On a small budget too: woken for credit, it once took that
+            // credit itself (its NOP barged ahead of its task), for ever
+            // (seed 0x61cf6ceb6f3d37d4: millions of NOPs, the task
+            // starved). Credit that comes back is now granted to the op
+            // it wakes (see a_waker_that_starts_an_op_when_woken_...).
+            3 => WakerMode::StartsOp,
+            // Not on a small budget: run by a thread that drives (a park,
+            // a block_on), it may wait for credit that a task of that
+            // thread holds, as its `recv_multi` streams keep their
             // credits until it polls them again, after this waker returns
             // (seed 0x68ecb8b7a2342fd8: gdb showed the waker's wait inside
             // the park's turn of the task holding the streams). A wait
-            // that gives up needs a timer, whose credit comes back only
-            // after the waker returns: the task, woken for credit, finds
-            // it taken, over and over (seed 0x462f51ca5b8d7095, the
-            // StartsOp livelock). Both are the test's own.
+            // that gives up needs a timer, which needs credit that the
+            // task may hold (seed 0x462f51ca5b8d7095). Both are the
+            // test's own.
             4 if self.w.small_budget[h.index].is_none() => WakerMode::Waits,
             5 => WakerMode::DropsHandle,
             _ => WakerMode::Plain,
@@ -1713,6 +1714,65 @@ fn lost_credit_wake_ups_are_passed_on_past_several_kept_ops() {
     let second = kept_waiting_for_credit(&p);
     a_nop_behind_kept_ops_completes(&p, 2);
     drop((first, second, timer));
+}
+
+/// A waker that starts an op of its Proactor whenever it is woken (an
+/// executor that wakes its reactor through the ring, say) does not starve
+/// its own op of credit. Woken because credit came back, it would take
+/// that credit itself, before its task polls, for ever: the credit woken
+/// waiters are given is theirs until they poll (or it lapses).
+#[test]
+fn a_waker_that_starts_an_op_when_woken_does_not_take_its_own_ops_credit() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    struct Starts {
+        p: Proactor,
+        started: Mutex<Vec<Op<io::Result<()>>>>,
+        wakes: AtomicU64,
+        thread: thread::Thread,
+    }
+    impl Wake for Starts {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            // Kept, not dropped: it holds the credit it took until its
+            // time has passed.
+            let op = self.p.timeout(Duration::from_millis(50)).start();
+            self.started.lock().unwrap().push(op);
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+            self.thread.unpark();
+        }
+    }
+    let starts = Arc::new(Starts {
+        p: p.clone(),
+        started: Mutex::new(Vec::new()),
+        wakes: AtomicU64::new(0),
+        thread: thread::current(),
+    });
+    let waker = Waker::from(starts.clone());
+    // The budget's one credit is held for 20 ms.
+    let timer = p.timeout(Duration::from_millis(20)).start();
+    let mut op = p.nop();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Poll::Ready(res) = Pin::new(&mut op).poll(&mut Context::from_waker(&waker)) {
+            res.expect("the NOP");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the NOP still waits for credit after 2 s: its waker was woken {} times \
+             and took the credit each time ({:?})",
+            starts.wakes.load(Ordering::Relaxed),
+            p.stats()
+        );
+        thread::park_timeout(Duration::from_millis(5));
+    }
+    assert!(starts.wakes.load(Ordering::Relaxed) >= 1);
+    timer.wait().expect("the timer");
+    let started = std::mem::take(&mut *starts.started.lock().unwrap());
+    drop(started);
 }
 
 /// Fixed (`recv_multi` re-arms after a last CQE that carries data: Multi's

@@ -1405,3 +1405,81 @@ fn a_kept_op_waiting_for_room_does_not_hold_up_the_waiters_behind_it_when_driven
         thread::sleep(Duration::from_millis(1));
     });
 }
+
+/// A waker that starts an op whenever it is woken (here: spawns a task
+/// that takes a slot; a waker must be `Send`, so it finds its
+/// LocalProactor through a thread-local) does not take its own op's room:
+/// woken because a slot came back, its task finds the slot still there,
+/// not taken by the task the waker spawned (which ran first, and once
+/// took it: the NOP completed only after a spawned task's timer).
+#[test]
+fn a_waker_that_starts_an_op_when_woken_does_not_take_its_own_ops_room() {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    use std::task::Wake;
+    thread_local! {
+        static LP: RefCell<Option<Rc<LocalProactor>>> = const { RefCell::new(None) };
+        static SPAWNED_DONE: Cell<u32> = const { Cell::new(0) };
+    }
+    struct Spawns {
+        inner: Waker,
+    }
+    impl Wake for Spawns {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            LP.with(|lp| {
+                if let Some(p) = lp.borrow().as_ref() {
+                    let q = p.clone();
+                    // Detached: it takes a slot when it runs.
+                    drop(p.spawn(async move {
+                        q.timeout(Duration::from_millis(1)).await.expect("a timer");
+                        SPAWNED_DONE.with(|d| d.set(d.get() + 1));
+                    }));
+                }
+            });
+            self.inner.wake_by_ref();
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let p = Rc::new(LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap());
+        LP.with(|lp| *lp.borrow_mut() = Some(p.clone()));
+        let out = p.block_on(async {
+            // Holds the only slot for 20 ms.
+            let mut timer = std::pin::pin!(p.timeout(Duration::from_millis(20)));
+            let mut timed_out = false;
+            poll_fn(|cx| {
+                assert!(timer.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            let mut op = p.nop();
+            let out = poll_fn(|cx| {
+                let hostile = Waker::from(Arc::new(Spawns {
+                    inner: cx.waker().clone(),
+                }));
+                let polled = Pin::new(&mut op).poll(&mut Context::from_waker(&hostile));
+                // The timer's slot comes back as its result is taken,
+                // after the NOP was polled: the NOP's waker runs now.
+                if !timed_out {
+                    timed_out = timer.as_mut().poll(cx).is_ready();
+                }
+                polled
+            })
+            .await;
+            (out, SPAWNED_DONE.with(Cell::get))
+        });
+        LP.with(|lp| lp.borrow_mut().take());
+        let _ = tx.send(out);
+    });
+    let (out, spawned_done) = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the NOP still waits for room after 5 s");
+    out.expect("the NOP");
+    assert_eq!(
+        spawned_done, 0,
+        "a task its waker spawned took the room the NOP was woken for"
+    );
+}

@@ -16,9 +16,6 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
     let mut grave = Graveyard::default();
     // The external driver's step out seen at the last look (see below).
     let mut watched = None;
-    // The first credit waiter seen with its credit free, and since when
-    // (see `watch_credit`).
-    let mut credit_seen = None;
     // How long until the credit waiters are looked at again, if any wait.
     let mut look;
     loop {
@@ -32,7 +29,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 if st.stopped {
                     return;
                 }
-                (st, look) = watch_credit(&shared, st, &mut credit_seen);
+                (st, look) = watch_credit(&shared, st);
                 if !st.shutdown && st.external.is_some() {
                     // The external driver (the only one) runs user code
                     // stepped out: if it stays in one step out for a
@@ -165,7 +162,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 Turned::Kept => {}
             }
             let mut st = shared.lock();
-            (st, look) = watch_credit(&shared, st, &mut credit_seen);
+            (st, look) = watch_credit(&shared, st);
             let external = st.external.is_some() && !st.shutdown;
             if !st.token_waiters.is_empty() || !Shared::has_work(&st) || external {
                 // A caller asked for the ring: give it a grace period to
@@ -231,52 +228,36 @@ fn bounded(wait: Option<Duration>, look: Option<Duration>) -> Option<Duration> {
     }
 }
 
-/// Looks at the ops waiting for credit. A returned credit wakes the first
-/// waiter(s), which take it when polled; one polled once and then kept
-/// never takes it, and the waiters behind it would sleep with the credit
-/// free. So if the first waiter's credit is free, and it is still first
-/// with its credit free [`CREDIT_LAPSE`](crate::CREDIT_LAPSE) later (no
-/// returned credit woke it meanwhile: that takes it out of the queue), it
-/// is woken: out of the queue, its wake-up run after unlocking (a woken
-/// op that finds no credit goes back to its place). Returns the lock and
-/// how long until the next look: `None` with nobody waiting for credit;
-/// with waiters, at most `STUCK` (a returned credit does not wake this
-/// thread: it sees the waiter's credit free at its next look).
+/// Looks at the credit granted to woken waiters (see `state/credit.rs`):
+/// a grant not taken within [`CREDIT_LAPSE`](crate::CREDIT_LAPSE) (its op
+/// was polled once and then kept, never polled again) lapses, and the
+/// credit goes on to the next waiters, woken after unlocking. Returns the
+/// lock and how long until the next look: `None` with nobody waiting for
+/// credit or granted it; until the next grant lapses if any; else, with
+/// waiters, `STUCK` (credit that comes back is granted by whoever reaps
+/// it, which does not wake this thread: it sees the grant at its next
+/// look).
 fn watch_credit<'a>(
     shared: &'a Shared,
     mut st: MutexGuard<'a, State>,
-    seen: &mut Option<(u64, Instant)>,
 ) -> (MutexGuard<'a, State>, Option<Duration>) {
     loop {
-        if st.credit_waiters.is_empty() {
-            *seen = None;
+        if st.credit_waiters.is_empty() && st.grants.is_empty() {
             return (st, None);
         }
-        let Some(first) = st.credit_unclaimed(shared.budget) else {
-            *seen = None;
-            return (st, Some(STUCK));
-        };
         let now = Instant::now();
-        match *seen {
-            Some((ticket, since)) if ticket == first => {
-                let waited = now.saturating_duration_since(since);
-                if waited < crate::CREDIT_LAPSE {
-                    return (st, Some(crate::CREDIT_LAPSE - waited));
-                }
-                *seen = None;
-                let (_, (waker, _)) = st
-                    .credit_waiters
-                    .pop_first()
-                    .expect("a first waiter was seen");
-                st.stats.credit_lapses += 1;
-                drop(st);
-                run_user(|| waker.wake());
-                st = shared.lock();
-            }
-            _ => {
-                *seen = Some((first, now));
-                return (st, Some(crate::CREDIT_LAPSE));
-            }
+        let mut wakers = Vec::new();
+        let next = st.lapse_grants(now, &mut wakers);
+        if !wakers.is_empty() {
+            drop(st);
+            wake_all(&mut wakers);
+            st = shared.lock();
+            continue;
         }
+        let look = match next {
+            Some(at) => at.saturating_duration_since(now),
+            None => STUCK,
+        };
+        return (st, Some(look));
     }
 }

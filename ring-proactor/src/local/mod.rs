@@ -195,9 +195,6 @@ pub(crate) struct LState {
     pub(crate) graves: Vec<turn::Grave>,
     /// The last buffer group id handed to a multishot recv.
     pub(crate) next_bgid: u16,
-    /// The first credit waiter seen with its room free by a turn that did
-    /// not block, and since when (see `turn::credit_lapse`).
-    pub(crate) credit_seen: Option<(u64, Instant)>,
 }
 
 /// The slot table: one slot per user op in flight.
@@ -214,6 +211,13 @@ pub(crate) struct Slab {
     pub(crate) credit_waiters: VecDeque<(u64, SlotWaker, u32)>,
     /// The last ticket given out.
     pub(crate) next_ticket: u64,
+    /// The most slots ops may hold (`ProactorConfig::max_in_flight`).
+    pub(crate) budget: u32,
+    /// Room that came back, granted to the waiters it woke: ticket, slots,
+    /// until when (see [`Slab::grant_first`]).
+    pub(crate) grants: Vec<(u64, u32, Instant)>,
+    /// The slots in `grants`, which no other op may take.
+    pub(crate) reserved: u32,
     /// The waker that one task's ops share.
     pub(crate) wakers: Wakers,
 }
@@ -280,6 +284,9 @@ impl LocalProactor {
                 credit_waiters: VecDeque::new(),
                 wakers: Wakers::new(waker.clone()),
                 next_ticket: 0,
+                budget,
+                grants: Vec::new(),
+                reserved: 0,
             },
             in_ring: 0,
             cancels_in_ring: 0,
@@ -290,7 +297,6 @@ impl LocalProactor {
             stats,
             graves: Vec::new(),
             next_bgid: 0,
-            credit_seen: None,
         };
         Ok(LocalProactor {
             inner: Rc::new(Inner {

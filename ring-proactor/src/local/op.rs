@@ -174,7 +174,7 @@ impl Inner {
             st.slab.wakers.find(cx.waker())
         };
         match found {
-            Found::Shared(waker) if ticket.is_none() && st.slab.in_flight < budget => {
+            Found::Shared(waker) if ticket.is_none() && st.slab.has_room(1, budget) => {
                 // The common case: an op that never waited for room, of a
                 // task whose waker its ops share (no clone, and no drop but
                 // a counter's decrement: no user code).
@@ -289,7 +289,11 @@ impl LState {
         budget: u32,
         ticket: Option<u64>,
     ) -> (io::Result<LStage>, [Option<SlotWaker>; 2]) {
-        if self.slab.in_flight >= budget {
+        if let Some(ticket) = ticket {
+            // Granted room (if any) is this op's now.
+            self.slab.take_grant(ticket);
+        }
+        if !self.slab.has_room(1, budget) {
             let (ticket, old) = self.slab.wait_for_room(ticket, waker, 1);
             return (Ok(LStage::Credit(ticket)), [old, None]);
         }
@@ -308,21 +312,26 @@ impl LState {
 impl Inner {
     /// An op or stream waiting for room with `ticket` goes without it
     /// (dropped or cancelled): it leaves the queue, or, if it was woken
-    /// out of it for room it will not take, the next waiter is woken in
-    /// its place.
+    /// out of it and granted room it will not take, the room goes on to
+    /// the next waiters.
     pub(crate) fn leave_credit_queue(&self, ticket: u64) {
-        let (own, next) = {
+        let mut next = Vec::new();
+        let own = {
             let mut st = self.st.borrow_mut();
-            match st.slab.leave_queue(ticket) {
-                Some(own) => (Some(own), None),
-                None => (None, st.slab.credit_waiters.pop_front().map(|(_, w, _)| w)),
+            let own = st.slab.leave_queue(ticket);
+            if own.is_none() {
+                st.slab.take_grant(ticket);
+                while let Some(w) = st.slab.grant_first() {
+                    next.push(w);
+                }
             }
+            own
         };
         // User code, after the borrow.
         if let Some(own) = own {
             run_user(|| drop(own));
         }
-        if let Some(next) = next {
+        for next in next {
             run_user(|| next.wake());
         }
     }
@@ -345,7 +354,10 @@ impl LState {
             _ => None,
         };
         let n = parts.len() as u32;
-        if self.slab.in_flight.saturating_add(n) > budget {
+        if let Some(ticket) = ticket {
+            self.slab.take_grant(ticket);
+        }
+        if !self.slab.has_room(n, budget) {
             // Polled again, or woken for room but not enough for all its
             // ops, it keeps its place: the waiters behind it are woken
             // after it, so the room it needs builds up.

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::time::Instant;
 
 use super::wakers::SlotWaker;
 use super::{LSlot, LSlotState, Slab, StreamSlot};
@@ -95,8 +96,9 @@ impl Slab {
         Some(index)
     }
 
-    /// The slot of a request that is done with goes back; a credit waiter
-    /// (to wake after the borrow ends) may take its place.
+    /// The slot of a request that is done with goes back; it is granted
+    /// to the first credit waiter if that covers it (its waker returned,
+    /// to wake after the borrow ends).
     #[inline]
     pub(crate) fn free_slot(&mut self, index: u32) -> Option<SlotWaker> {
         let slot = &mut self.slots[index as usize];
@@ -108,14 +110,46 @@ impl Slab {
         if self.credit_waiters.is_empty() {
             return None;
         }
-        self.credit_waiters.pop_front().map(|(_, w, _)| w)
+        self.grant_first()
     }
 
-    /// The ticket of the first op waiting for room, if the room it needs
-    /// (under `budget`) is free.
-    pub(crate) fn credit_unclaimed(&self, budget: u32) -> Option<u64> {
-        let &(ticket, _, need) = self.credit_waiters.front()?;
-        (self.in_flight.saturating_add(need) <= budget).then_some(ticket)
+    /// Room under `budget` for `n` more slots besides those held and
+    /// those granted.
+    #[inline]
+    pub(crate) fn has_room(&self, n: u32, budget: u32) -> bool {
+        self.in_flight
+            .saturating_add(self.reserved)
+            .saturating_add(n)
+            <= budget
+    }
+
+    /// The waiter with `ticket` polls: its grant, if it has one, is its
+    /// room again (it takes it as any op takes room, or waits again).
+    #[inline]
+    pub(crate) fn take_grant(&mut self, ticket: u64) {
+        if let Some(at) = self.grants.iter().position(|&(t, ..)| t == ticket) {
+            let (_, need, _) = self.grants.swap_remove(at);
+            self.reserved -= need;
+        }
+    }
+
+    /// Grants the room there is to the first waiter if it covers it, for
+    /// [`CREDIT_LAPSE`](crate::CREDIT_LAPSE), out of the queue: its waker,
+    /// to wake. Room that comes back is the woken op's until it polls, so
+    /// an op started meanwhile (by its own waker, say) does not take it;
+    /// a grant not taken in time lapses (see `turn::credit_lapse`), and a
+    /// woken op that finds no room waits again in its place.
+    #[cold]
+    pub(crate) fn grant_first(&mut self) -> Option<SlotWaker> {
+        let &(_, _, need) = self.credit_waiters.front()?;
+        if !self.has_room(need, self.budget) {
+            return None;
+        }
+        let (ticket, waker, need) = self.credit_waiters.pop_front()?;
+        self.grants
+            .push((ticket, need, Instant::now() + crate::CREDIT_LAPSE));
+        self.reserved += need;
+        Some(waker)
     }
 }
 

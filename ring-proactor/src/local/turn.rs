@@ -87,37 +87,37 @@ pub(crate) fn bury(graves: &mut Vec<Grave>) {
     }
 }
 
-/// The first op waiting for room, woken if the room it needs is free and
-/// nobody came for it: a slot freed wakes the first waiter(s), and one
-/// polled once and then kept (never polled again) does not take it, so
-/// the waiters behind it would wait with the room free. A turn about to
-/// `block` in the kernel wakes it at once (all this thread had to run has
-/// run: the woken waiter is not coming); one that does not block, once
-/// the room has stayed free for [`CREDIT_LAPSE`](crate::CREDIT_LAPSE)
-/// over its turns (an executor that only `drive`s). Out of the queue; a
-/// woken op that finds no room goes back to its place.
+/// Room granted to woken waiters that they did not take (an op polled
+/// once and then kept, never polled again), passed on: a turn about to
+/// `block` in the kernel ends every grant at once (all this thread had to
+/// run has run: the woken op is not coming); one that does not block, the
+/// grants older than [`CREDIT_LAPSE`](crate::CREDIT_LAPSE) (an executor
+/// that only `drive`s). The room goes to the next waiters (also room left
+/// free otherwise: a grant given back unused), whose wakers go to
+/// `graves`; true if any did. An op whose grant lapsed waits again in its
+/// place when polled.
 #[cold]
-fn credit_lapse(st: &mut LState, budget: u32, block: bool) -> Option<SlotWaker> {
-    let Some(first) = st.slab.credit_unclaimed(budget) else {
-        st.credit_seen = None;
-        return None;
-    };
-    if !block {
-        let now = Instant::now();
-        match st.credit_seen {
-            Some((ticket, since))
-                if ticket == first
-                    && now.saturating_duration_since(since) >= crate::CREDIT_LAPSE => {}
-            Some((ticket, _)) if ticket == first => return None,
-            _ => {
-                st.credit_seen = Some((first, now));
-                return None;
-            }
+fn credit_lapse(st: &mut LState, block: bool) -> bool {
+    let now = Instant::now();
+    let slab = &mut st.slab;
+    let mut lapsed = 0;
+    let mut freed = 0;
+    slab.grants.retain(|&(_, need, until)| {
+        let keep = !block && until > now;
+        if !keep {
+            lapsed += 1;
+            freed += need;
         }
+        keep
+    });
+    slab.reserved -= freed;
+    st.stats.credit_lapses += lapsed;
+    let mut woke = false;
+    while let Some(w) = st.slab.grant_first() {
+        st.graves.push(Grave::Wake(w));
+        woke = true;
     }
-    st.credit_seen = None;
-    st.stats.credit_lapses += 1;
-    st.slab.credit_waiters.pop_front().map(|(_, w, _)| w)
+    woke
 }
 
 /// The thread's park state, shared with its [`LocalUnparker`]s.
@@ -406,10 +406,9 @@ impl Inner {
                     block = false;
                 }
             }
-            if !st.slab.credit_waiters.is_empty() {
-                if let Some(w) = credit_lapse(st, self.budget, block) {
-                    // Woken after the borrow, instead of waiting.
-                    st.graves.push(Grave::Wake(w));
+            if !st.slab.credit_waiters.is_empty() || !st.slab.grants.is_empty() {
+                // Woken after the borrow, instead of waiting.
+                if credit_lapse(st, block) {
                     block = false;
                 }
             }

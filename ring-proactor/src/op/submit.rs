@@ -66,6 +66,10 @@ pub(crate) fn submit_with(
         Stage::Credit(t) => Some(t),
         _ => None,
     };
+    if let Some(ticket) = ticket {
+        // Granted credit (if any) is this op's room now.
+        st.take_grant(ticket);
+    }
     let room = st.free.len() + (CANCEL_BIT as usize).saturating_sub(st.slots.len());
     if room < parts.len() {
         drop(st);
@@ -78,7 +82,7 @@ pub(crate) fn submit_with(
     // A timer of `Op::timeout` goes past the budget (see
     // `Stage::Unbudgeted`).
     let unbudgeted = matches!(*parts[0].1, Stage::Unbudgeted);
-    if st.in_flight.saturating_add(n) > shared.budget && !unbudgeted {
+    if !st.has_room(n) && !unbudgeted {
         let Some(waker) = wakers.pop() else {
             return Poll::Pending;
         };
@@ -160,7 +164,7 @@ pub(crate) fn submit_one(
         let id = waker_id(&waker);
         let mut st = shared.lock();
         let room = !st.free.is_empty() || st.slots.len() < CANCEL_BIT as usize;
-        if !st.shutdown && room && st.in_flight < shared.budget {
+        if !st.shutdown && room && st.has_room(1) {
             st.in_flight += 1;
             let ud = st
                 .alloc(&shared.cells, Some(waker), 1, false)
