@@ -1594,22 +1594,20 @@ fn op_timeout_never_fires_when_its_op_holds_the_last_credit() {
     assert!(elapsed, "nothing was sent, yet the receive completed");
 }
 
-/// Fixed (the fallback thread wakes the next waiter once the credit has
-/// stayed free for `CREDIT_LAPSE`: `drive::fallback`'s `watch_credit`).
-/// Giving the credit to the woken waiter instead (reserving it until the
-/// waiter is polled or dropped) deadlocks a waker that waits on an op of
-/// the same Proactor while its own task holds such a credit (chaos seed 1
-/// hung that way). Found by the chaos's ops polled once and kept (with a
-/// small budget).
-/// A credit coming back wakes the first op waiting for credit only
-/// (`state.rs`, `State::release_credit` / `credit_to_waiters`); the
-/// credit itself is not given to it (`in_flight` drops, and any op
-/// polled next takes it). If that first waiter is an op polled once and
-/// kept unpolled (a `select!` branch that lost, a future stored for
-/// later), its wake-up is lost for everyone: the next waiter, on an
-/// executor that does not drive the Proactor, sleeps for ever with the
+/// Fixed (a grant of returned credit lapses after `CREDIT_LAPSE` and goes
+/// on to the next waiter: `state/credit.rs`, and the fallback thread's
+/// `watch_credit`). Found by the chaos's ops polled once and kept (with a
+/// small budget), when returned credit only woke the first op waiting for
+/// it, which took it when polled: if that first waiter is an op polled
+/// once and kept unpolled (a `select!` branch that lost, a future stored
+/// for later), its wake-up was lost for everyone: the next waiter, on an
+/// executor that does not drive the Proactor, slept for ever with the
 /// credit free. (A waiter in the crate's `block_on` is not hurt: it polls
-/// again after each ring turn.)
+/// again after each ring turn.) A grant that never lapses (the credit
+/// reserved until its waiter is polled or dropped) would deadlock a
+/// waker that waits on an op of the same Proactor while its own task
+/// holds such a grant (chaos seed 1 hung that way); a lapsing one delays
+/// that waker by `CREDIT_LAPSE` at most.
 #[test]
 fn a_kept_op_waiting_for_credit_leaves_others_waiting_with_credit_free() {
     let _serial = serial();
@@ -1773,6 +1771,59 @@ fn a_waker_that_starts_an_op_when_woken_does_not_take_its_own_ops_credit() {
     timer.wait().expect("the timer");
     let started = std::mem::take(&mut *starts.started.lock().unwrap());
     drop(started);
+}
+
+/// A waker that waits on an op of its Proactor, run by the thread whose
+/// turn granted its own task the credit that op needs: the task cannot
+/// take its grant until the waker returns, and the waker waits for the
+/// grant to go. It lapses after `CREDIT_LAPSE` (a grant that never lapsed
+/// deadlocked here), and both complete. (If the fallback thread took the
+/// ring over and reaped instead, the task takes its grant meanwhile and
+/// nothing lapses: either way, nothing may hang.)
+#[test]
+fn a_waker_that_waits_on_an_op_needing_its_own_tasks_grant_is_delayed_not_deadlocked() {
+    let _serial = serial();
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+    struct Waits {
+        p: Proactor,
+        inner: Waker,
+        waited: AtomicBool,
+    }
+    impl Wake for Waits {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            if !self.waited.swap(true, Ordering::Relaxed) {
+                self.p.nop().wait().expect("the waker's NOP");
+            }
+            self.inner.wake_by_ref();
+        }
+    }
+    let q = p.clone();
+    let out = returns_within(Duration::from_secs(5), move || {
+        block_on(async {
+            // Holds the only credit for 20 ms, then its turn grants it to
+            // the NOP below and runs the NOP's waker.
+            let timer = q.timeout(Duration::from_millis(20));
+            let mut op = q.nop();
+            let mut hostile = None;
+            let nop = std::future::poll_fn(|cx| {
+                let w = hostile.get_or_insert_with(|| {
+                    Waker::from(Arc::new(Waits {
+                        p: q.clone(),
+                        inner: cx.waker().clone(),
+                        waited: AtomicBool::new(false),
+                    }))
+                });
+                Pin::new(&mut op).poll(&mut Context::from_waker(w))
+            });
+            futures_util::future::join(timer, nop).await
+        })
+    });
+    let (timer, nop) = out.expect("deadlocked: still waiting after 5 s");
+    timer.expect("the timer");
+    nop.expect("the NOP");
 }
 
 /// Fixed (`recv_multi` re-arms after a last CQE that carries data: Multi's
