@@ -12,6 +12,7 @@ mod multi;
 pub(crate) mod op;
 mod ops;
 mod slab;
+mod submit;
 mod task;
 mod turn;
 mod wakers;
