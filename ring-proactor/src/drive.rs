@@ -71,6 +71,9 @@ thread_local! {
     };
     /// `HINT`'s spares are not empty (a look without its borrow).
     static SPARE: Cell<bool> = const { Cell::new(false) };
+    /// A clone of this thread's `block_on` waker that a turn took from a
+    /// completed op, kept for the next op (see [`keep_own`]).
+    static OWN_SPARE: Cell<Option<Waker>> = const { Cell::new(None) };
     /// The Proactor in `HINT` (null if none), to compare without its
     /// borrow.
     static HINT_PTR: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };

@@ -182,6 +182,11 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             });
             SPARE.with(|s| s.set(false));
             HINT_PTR.with(|p| p.set(std::ptr::null()));
+            // The own waker kept for the next op goes too: it would keep
+            // this `block_on`'s `Unpark` alive, and with it the Proactor
+            // whose ring it waits in (its drop runs no user code).
+            let own = OWN_SPARE.try_with(Cell::take).ok().flatten();
+            drop(own);
             drop(hint);
             for w in spares {
                 run_user(|| drop(w));

@@ -120,7 +120,9 @@ impl Graveyard {
                 && self.orphans.is_empty()
                 && self.states.is_empty()
             {
-                self.wakers.clear();
+                if let Some(own) = self.wakers.pop() {
+                    crate::drive::keep_own(own);
+                }
             }
         }
     }
