@@ -285,7 +285,7 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              QD1 and QD32 against the raw ring's), which NOPs at QD32 show most. Besides \
              instructions, each op makes atomic read-modify-writes a single-thread runtime \
              does not: the state mutex locked and unlocked to submit it (and twice per \
-             turn), the Proactor's, the file's and the waker's reference counts.",
+             turn), the Proactor's and the file's reference counts.",
             "All drive the ring on the thread that awaits; the Proactor's per-op bookkeeping \
              (a mutex-guarded slot table that any thread may use, where the runtimes keep \
              single-threaded state) costs more user-space instructions per op (the \
@@ -293,10 +293,10 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              Proactor, the LocalProactor and monoio) and atomic read-modify-writes: per op \
              at QD1 the state mutex three times (submit, the turn's push, its reap: two \
              each), the token's step out (a fence) and its return (a compare-exchange), \
-             and an increment and a decrement of three reference counts (the \
-             Proactor's, the file's, the waker's): 14, where a single-thread runtime's \
-             counts are not atomic; at QD32 the turn's share is spread over the batch and \
-             the waker's clones are kept for the next ops, leaving 6. Kernel time is not \
+             and an increment and a decrement of two reference counts (the Proactor's, \
+             the file's): 12, where a single-thread runtime's counts are not atomic (the \
+             waker's clones are kept for the next ops); at QD32 the turn's share is \
+             spread over the batch, leaving 6. Kernel time is not \
              where it loses: its driving thread enters through its own registration of \
              the ring's fd. monoio is the fastest of the three; where it leads, the \
              LocalProactor is the like-for-like comparison.",
