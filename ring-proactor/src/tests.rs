@@ -758,3 +758,112 @@ fn a_chain_member_failed_with_efault_after_a_driver_exited_ends_with_ecanceled()
         assert_eq!(got, Some(want), "linked {linked}, exited {exited}");
     }
 }
+
+/// Credit under random interleavings of ops that come, wait, are polled
+/// again, are dropped, complete, and grants that lapse: what is granted is
+/// what is reserved, in flight and reserved stay within the budget, no op
+/// is both waiting and granted, no room is left free while the first
+/// waiter fits, and in the end every op completes.
+#[test]
+fn credit_grants_keep_their_invariants_under_random_interleavings() {
+    for seed in 1..=200u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let budget = 1 + next(4) as u32;
+        let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], budget);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut ops: Vec<Op<io::Result<u32>>> = Vec::new();
+        let check = |shared: &Shared, what: &str| {
+            let st = shared.lock();
+            let granted: u32 = st.grants.values().map(|&(need, _)| need).sum();
+            assert_eq!(st.reserved, granted, "seed {seed}, {what}");
+            assert!(st.in_flight + st.reserved <= budget, "seed {seed}, {what}");
+            assert!(
+                st.grants.keys().all(|t| !st.credit_waiters.contains_key(t)),
+                "seed {seed}, {what}: a waiter both queued and granted"
+            );
+            if let Some((_, &(_, need))) = st.credit_waiters.first_key_value() {
+                assert!(!st.has_room(need), "seed {seed}, {what}: room left free");
+            }
+        };
+        // Completes op `i` (submitted): its slot and credit come back.
+        let complete = |ops: &mut Vec<Op<io::Result<u32>>>, i: usize| {
+            let op = ops.swap_remove(i);
+            let Stage::Submitted(ud) = op.stage else {
+                unreachable!("submitted")
+            };
+            let mut wakers = Vec::new();
+            let old = shared.lock().release_slot(ud, &mut wakers);
+            drop(old);
+            wake_all(&mut wakers);
+            // Its slot is gone: never polled or dropped again.
+            std::mem::forget(op);
+        };
+        let waiting = |op: &Op<io::Result<u32>>| matches!(op.stage, Stage::Credit(_));
+        for step in 0..60 {
+            match next(6) {
+                0 | 1 if ops.len() < 12 => {
+                    let mut op = op(&shared, ring_io_ops::Nop::new().build());
+                    assert!(Pin::new(&mut op).poll(&mut cx).is_pending());
+                    ops.push(op);
+                }
+                2 => {
+                    if let Some(i) = (0..ops.len()).find(|&i| waiting(&ops[i])) {
+                        assert!(Pin::new(&mut ops[i]).poll(&mut cx).is_pending());
+                    }
+                }
+                3 => {
+                    let at = next(ops.len().max(1) as u64) as usize;
+                    if ops.get(at).is_some_and(waiting) {
+                        drop(ops.swap_remove(at));
+                    }
+                }
+                4 => {
+                    let submitted: Vec<_> = (0..ops.len()).filter(|&i| !waiting(&ops[i])).collect();
+                    if !submitted.is_empty() {
+                        let i = submitted[next(submitted.len() as u64) as usize];
+                        complete(&mut ops, i);
+                    }
+                }
+                _ => {
+                    let later = Instant::now() + crate::CREDIT_LAPSE * 2;
+                    let at = if next(2) == 0 { Instant::now() } else { later };
+                    let mut wakers = Vec::new();
+                    shared.lock().lapse_grants(at, &mut wakers);
+                    wake_all(&mut wakers);
+                }
+            }
+            check(&shared, &format!("step {step}"));
+        }
+        // The end: grants lapse, waiting ops are polled, submitted ones
+        // complete, until none is left.
+        for _ in 0..100 {
+            if ops.is_empty() {
+                break;
+            }
+            let mut wakers = Vec::new();
+            let later = Instant::now() + crate::CREDIT_LAPSE * 2;
+            shared.lock().lapse_grants(later, &mut wakers);
+            wake_all(&mut wakers);
+            for op in ops.iter_mut().filter(|op| waiting(op)) {
+                assert!(Pin::new(op).poll(&mut cx).is_pending());
+            }
+            while let Some(i) = (0..ops.len()).find(|&i| !waiting(&ops[i])) {
+                complete(&mut ops, i);
+            }
+            check(&shared, "draining");
+        }
+        assert!(
+            ops.is_empty(),
+            "seed {seed}: {} ops never got credit",
+            ops.len()
+        );
+        let st = shared.lock();
+        assert_eq!((st.in_flight, st.reserved), (0, 0), "seed {seed}");
+    }
+}
