@@ -1483,3 +1483,87 @@ fn a_waker_that_starts_an_op_when_woken_does_not_take_its_own_ops_room() {
         "a task its waker spawned took the room the NOP was woken for"
     );
 }
+
+/// Ops of a LocalProactor with a small budget, at random, as a polling
+/// executor runs them (no-op wakers: it polls what it likes): made and
+/// polled once, polled again, dropped (waiting for room, or in flight),
+/// kept unpolled for a while, the ring moved on by `drive` or `park`. Room
+/// that came back is granted to the op it woke, so ops kept unpolled hold
+/// grants until they lapse; in the end every op still alive completes,
+/// and the ops that finished got their results.
+#[test]
+fn local_credit_under_random_interleavings_completes_every_op() {
+    use ring_io_proactor::LocalOp;
+    let noop = Waker::noop();
+    for seed in 1..=40u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let budget = 1 + next(3) as u32;
+        let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(budget)).unwrap();
+        let mut ops: Vec<LocalOp<std::io::Result<()>>> = Vec::new();
+        let mut done = 0;
+        let poll = |op: &mut LocalOp<std::io::Result<()>>| match Pin::new(op)
+            .poll(&mut Context::from_waker(noop))
+        {
+            Poll::Ready(res) => {
+                res.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+                true
+            }
+            Poll::Pending => false,
+        };
+        for _ in 0..50 {
+            match next(6) {
+                0 | 1 if ops.len() < 10 => {
+                    let mut op = if next(2) == 0 {
+                        p.nop()
+                    } else {
+                        p.timeout(Duration::from_micros(next(2000)))
+                    };
+                    if poll(&mut op) {
+                        done += 1;
+                    } else {
+                        ops.push(op);
+                    }
+                }
+                2 if !ops.is_empty() => {
+                    let i = next(ops.len() as u64) as usize;
+                    if poll(&mut ops[i]) {
+                        drop(ops.swap_remove(i));
+                        done += 1;
+                    }
+                }
+                3 if !ops.is_empty() => {
+                    let i = next(ops.len() as u64) as usize;
+                    drop(ops.swap_remove(i));
+                }
+                4 => p.drive(),
+                _ => p.park(Some(Duration::from_micros(500))),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ops.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "seed {seed}: {} ops still pending after 5 s: {:?}",
+                ops.len(),
+                p.stats()
+            );
+            let mut i = 0;
+            while i < ops.len() {
+                if poll(&mut ops[i]) {
+                    drop(ops.swap_remove(i));
+                    done += 1;
+                } else {
+                    i += 1;
+                }
+            }
+            p.park(Some(Duration::from_millis(1)));
+        }
+        assert!(done > 0, "seed {seed}: nothing completed");
+    }
+}
