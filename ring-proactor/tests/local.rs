@@ -1336,9 +1336,10 @@ fn a_timeout_fires_while_its_op_holds_the_last_credit() {
 }
 
 /// An op polled once (waiting for room) and then kept, and a task of a
-/// `futures` `LocalPool` waiting for room behind it: the slot the timer
-/// frees (when its result is taken) wakes the kept op only. `step` moves the LocalProactor on; the
-/// task must still complete within 5 s.
+/// `futures` `LocalPool` waiting for room behind it: the room the timer
+/// gives back (when its CQE is reaped) is granted to the kept op only.
+/// `step` moves the LocalProactor on; the task must still complete within
+/// 5 s.
 fn a_task_behind_a_kept_op_completes(step: impl Fn(&LocalProactor)) {
     use futures_util::task::LocalSpawnExt;
     let p = std::rc::Rc::new(LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap());
@@ -1367,7 +1368,7 @@ fn a_task_behind_a_kept_op_completes(step: impl Fn(&LocalProactor)) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut timed_out = false;
     loop {
-        // The timer is taken when done: that frees its slot.
+        // The timer is taken when done (its room came back at its CQE).
         if !timed_out {
             let poll = timer.as_mut().poll(&mut Context::from_waker(Waker::noop()));
             timed_out = poll.is_ready();
@@ -1461,8 +1462,8 @@ fn a_waker_that_starts_an_op_when_woken_does_not_take_its_own_ops_room() {
                     inner: cx.waker().clone(),
                 }));
                 let polled = Pin::new(&mut op).poll(&mut Context::from_waker(&hostile));
-                // The timer's slot comes back as its result is taken,
-                // after the NOP was polled: the NOP's waker runs now.
+                // The timer's room comes back with its CQE, in a turn
+                // after the NOP was polled: the NOP's waker runs then.
                 if !timed_out {
                     timed_out = timer.as_mut().poll(cx).is_ready();
                 }
@@ -1566,4 +1567,40 @@ fn local_credit_under_random_interleavings_completes_every_op() {
         }
         assert!(done > 0, "seed {seed}: nothing completed");
     }
+}
+
+/// An op done but kept, or forgotten (`mem::forget`, safe code), holds no
+/// room: the budget is whole for the ops after it. Its room came back only
+/// when its result was taken, so on a budget of one a forgotten op stopped
+/// every op after it, for ever (found by the local chaos: seed
+/// 0x9da3aaf7653116cb, a chain of two that waited behind forgotten NOPs).
+#[test]
+fn an_op_done_but_kept_or_forgotten_holds_no_room() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(1)).unwrap();
+        let mut kept = p.nop();
+        let mut forgotten = p.nop();
+        let noop = &mut Context::from_waker(Waker::noop());
+        assert!(Pin::new(&mut kept).poll(noop).is_pending());
+        // Both CQEs reaped (the second op took the room when the first's
+        // came back).
+        while p.stats().completed < 1 {
+            p.park(Some(Duration::from_millis(1)));
+        }
+        assert!(Pin::new(&mut forgotten).poll(noop).is_pending());
+        while p.stats().completed < 2 {
+            p.park(Some(Duration::from_millis(1)));
+        }
+        std::mem::forget(forgotten);
+        // The budget is whole: an op, then a chain as long as it.
+        p.nop().wait().expect("a NOP after them");
+        let out = p.block_on(async { p.nop().await });
+        let _ = tx.send(out);
+        drop(kept);
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("an op still waits for room after 5 s: the kept and forgotten ops hold it");
+    out.expect("the NOP");
 }

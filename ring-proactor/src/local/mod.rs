@@ -203,7 +203,10 @@ pub(crate) struct Slab {
     pub(crate) slots: Vec<LSlot>,
     pub(crate) free: Vec<u32>,
     pub(crate) tags: Tags,
-    /// User ops holding a slot (in the kernel or done, not yet taken).
+    /// User requests in the kernel (an op until its CQE, a stream until
+    /// it is done with): what the budget bounds. An op done but not yet
+    /// taken keeps its slot, not its room (as the Proactor's credit comes
+    /// back at the reap).
     pub(crate) in_flight: u32,
     /// Ops waiting for `in_flight` to drop below the budget, by ticket
     /// (first come, first served): one place per op, however often it is

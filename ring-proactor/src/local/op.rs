@@ -175,11 +175,9 @@ impl<O: 'static> LocalOp<O> {
         let mut st = self.inner.st.borrow_mut();
         match st.slab.slots[index as usize].state {
             LSlotState::Done(res, flags) => {
-                let next = st.slab.free_slot(index);
+                // (Its room came back with its CQE.)
+                st.slab.free_done(index);
                 drop(st);
-                if let Some(next) = next {
-                    run_user(|| next.wake());
-                }
                 Poll::Ready((self.complete(result(res), flags), res))
             }
             LSlotState::Waiting(ref waker) if waker.will_wake(cx.waker()) => Poll::Pending,
@@ -267,13 +265,11 @@ impl<O: 'static> LocalOp<O> {
                 match std::mem::replace(&mut slot.state, LSlotState::Free) {
                     LSlotState::Done(res, flags) => {
                         // Completed, never taken: what the result carries
-                        // (an fd) is released with the resources.
-                        let next = st.slab.free_slot(index);
+                        // (an fd) is released with the resources. (Its
+                        // room came back with its CQE.)
+                        st.slab.free_done(index);
                         drop(st);
                         run_user(|| OpRelease(Some(finish)).release(res, flags));
-                        if let Some(next) = next {
-                            run_user(|| next.wake());
-                        }
                     }
                     LSlotState::Waiting(waker) => {
                         // Still in the kernel: its resources wait in the

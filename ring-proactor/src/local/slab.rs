@@ -96,16 +96,34 @@ impl Slab {
         Some(index)
     }
 
-    /// The slot of a request that is done with goes back; it is granted
-    /// to the first credit waiter if that covers it (its waker returned,
-    /// to wake after the borrow ends).
+    /// The slot of a request that is done with goes back, and its room:
+    /// granted to the first credit waiter if that covers it (its waker
+    /// returned, to wake after the borrow ends). For a stream or an
+    /// orphan; an op whose room came back with its CQE
+    /// ([`release_room`](Slab::release_room)) gives its slot back with
+    /// [`free_done`](Slab::free_done).
     #[inline]
     pub(crate) fn free_slot(&mut self, index: u32) -> Option<SlotWaker> {
+        self.free_done(index);
+        self.release_room()
+    }
+
+    /// The slot of an op done with goes back (its room came back with its
+    /// CQE).
+    #[inline]
+    pub(crate) fn free_done(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
         set_state(&mut slot.state, LSlotState::Free);
         // A new tag at once: nothing names the freed slot any more.
         slot.tag = slot.tag.wrapping_add(1);
         self.free.push(index);
+    }
+
+    /// A request's room comes back (its last CQE came): granted to the
+    /// first credit waiter if that covers it (its waker returned, to wake
+    /// after the borrow ends).
+    #[inline]
+    pub(crate) fn release_room(&mut self) -> Option<SlotWaker> {
         self.in_flight -= 1;
         if self.credit_waiters.is_empty() {
             return None;

@@ -312,6 +312,11 @@ pub(crate) fn reap(st: &mut LState, own_woken: &Cell<bool>) {
                 } else {
                     wake_other(waker, graves, &mut last_wake);
                 }
+                // Its room comes back now, not when its result is taken:
+                // an op kept (or forgotten) once done holds none.
+                if let Some(next) = slab.release_room() {
+                    graves.push(Grave::Wake(next));
+                }
             }
             LSlotState::Orphan(_) => {
                 stats.completed += 1;
