@@ -132,6 +132,7 @@ pub(crate) trait Backend: Runtime {
     /// from the fd, the buffer's start and its room; the buffer marks what
     /// the kernel wrote initialized. No room, or more than a `u32` holds:
     /// `InvalidInput`, with the buffer.
+    #[inline]
     fn fill<B: IoBufMut>(
         &self,
         fd: OpFd,
