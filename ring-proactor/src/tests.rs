@@ -793,7 +793,7 @@ fn credit_grants_keep_their_invariants_under_random_interleavings() {
         };
         // Completes op `i` (submitted): its slot and credit come back.
         let complete = |ops: &mut Vec<Op<io::Result<u32>>>, i: usize| {
-            let op = ops.swap_remove(i);
+            let mut op = ops.swap_remove(i);
             let Stage::Submitted(ud) = op.stage else {
                 unreachable!("submitted")
             };
@@ -801,8 +801,11 @@ fn credit_grants_keep_their_invariants_under_random_interleavings() {
             let old = shared.lock().release_slot(ud, &mut wakers);
             drop(old);
             wake_all(&mut wakers);
-            // Its slot is gone: never polled or dropped again.
-            std::mem::forget(op);
+            // Its slot is gone: the op ends as if it had taken its output
+            // (its drop then releases nothing).
+            op.stage = Stage::Finished;
+            op.finish = None;
+            drop(op);
         };
         let waiting = |op: &Op<io::Result<u32>>| matches!(op.stage, Stage::Credit(_));
         for step in 0..60 {
