@@ -1576,18 +1576,12 @@ fn forgotten_ops_chains_and_transfers_leak_but_break_nothing() {
         p.park(Some(Duration::from_millis(1)));
     }
     dog.step();
-    // Four of six credits (one per forgotten op) and one of two fixed
-    // buffers are gone for good; the rest work.
+    // One of two fixed buffers is gone for good; the credits of the
+    // forgotten ops whose last CQE came are back (a forgotten op done
+    // holds no room; a stream never told to stop keeps its own), and the
+    // rest work.
     let (x, y) = p.nop().link(p.nop()).wait();
     x.and(y).unwrap();
-    let mut three = p.nop().link(p.nop()).link(p.nop());
-    assert!(poll_once(&mut three).is_pending());
-    p.park(Some(Duration::from_millis(2)));
-    assert!(
-        poll_once(&mut three).is_pending(),
-        "a chain of three fits in two credits"
-    );
-    drop(three);
     let bufs: Vec<_> = std::iter::from_fn(|| p.fixed_buffer()).collect();
     assert_eq!(
         bufs.len(),
