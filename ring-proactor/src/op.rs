@@ -382,8 +382,7 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
             // Granted credit it will never take: it goes on to the next
             // waiters.
             let mut next = Vec::new();
-            if own.is_none() && st.grants.contains_key(&ticket) {
-                st.take_grant(ticket);
+            if own.is_none() && st.take_grant(ticket) {
                 st.grant(&mut next);
             }
             drop(st);

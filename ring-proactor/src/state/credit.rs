@@ -31,11 +31,14 @@ impl State {
 
     /// The waiter with `ticket` polls: its grant, if it has one, is its
     /// room again (it takes it as any op takes room, or waits again).
+    /// True if it had one.
     #[inline]
-    pub(crate) fn take_grant(&mut self, ticket: u64) {
-        if let Some((need, _)) = self.grants.remove(&ticket) {
-            self.reserved -= need;
-        }
+    pub(crate) fn take_grant(&mut self, ticket: u64) -> bool {
+        let Some((need, _)) = self.grants.remove(&ticket) else {
+            return false;
+        };
+        self.reserved -= need;
+        true
     }
 
     /// Credit of a user op came back: granted to the first waiters it
