@@ -240,4 +240,11 @@ pub struct ProactorStats {
     /// again), so it went on to the next waiters; the op that did not come
     /// is first in the queue again when it is polled.
     pub credit_lapses: u64,
+    /// Ops that a [`block_on`](crate::block_on) driving the ring pushed
+    /// into the SQ itself as its future polled them (no queue, and a turn
+    /// that takes the Proactor's lock only to reap), once its turns had
+    /// found nothing else to do for a while. Work from other threads
+    /// (queued ops, cancellations) ends that until its turns are quiet
+    /// again.
+    pub holder_pushes: u64,
 }

@@ -14,10 +14,18 @@
 //! polls, the wakers and drops a turn collected): it *steps out* first
 //! ([`step_out`]), and a thread that wants the token meanwhile takes it
 //! over ([`acquire`]; the fallback thread after its grace period). The
-//! handover is one compare-and-exchange on `Shared::out` (the holder's
+//! handover is one compare-and-exchange on `Handover::out` (the holder's
 //! tenure, or 0), which the holder's [`back`] races: exactly one of the
-//! two wins. Everything the token guards is behind the state and driver
-//! mutexes, which order the old holder's turn before the new one's.
+//! two wins. The driver is reached only by the holder, back from its step
+//! out (`DriverCell`); the state lock, which every taking of the token
+//! takes, orders the old holder's turn before the new one's.
+//!
+//! A `block_on` holder whose turns found nothing but its own work pushes
+//! the ops its future submits into the SQ itself, under the state lock
+//! that a submission takes anyway, while it is stepped out: a takeover
+//! needs that lock too, so while it holds it, in a step out nobody ended
+//! ([`holding_here`]), it still owns the driver. Its next turn then
+//! enters without looking at the state (see `State::direct`).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -277,12 +285,21 @@ fn turn_out(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Gravey
     if !fallback {
         note_driver(shared);
     }
-    turn_noted(shared, wait, fallback, grave)
+    turn_noted(shared, wait, fallback, false, grave)
 }
 
 /// [`turn_with`] by a thread already noted as a driver of `shared`
 /// ([`note_driver`]: [`block_on`] notes it once when it takes the token).
-fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Graveyard) -> After {
+/// `holder`: a `block_on`'s turn, which may let its future push its own
+/// ops next, and then turns without the state lock until its reap (see
+/// `State::direct`).
+fn turn_noted(
+    shared: &Arc<Shared>,
+    wait: Wait,
+    fallback: bool,
+    holder: bool,
+    grave: &mut Graveyard,
+) -> After {
     // SAFETY: every caller holds the token and is not stepped out
     // (`block_on` after its `back`, or on a hold with no step out since;
     // `turn_with`'s callers after `acquire`), and the turn runs no user
@@ -292,7 +309,15 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
         shared.driver.with(|slot| {
             let driver = slot.as_mut()?;
             let turned = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                driver.turn(shared, wait, fallback, grave)
+                if holder
+                    && shared.direct.load(Ordering::Relaxed)
+                    && driver.turn_direct(shared, wait, grave)
+                {
+                    // (A turn without the lock never finds a shutdown.)
+                    false
+                } else {
+                    driver.turn(shared, wait, fallback, holder, grave)
+                }
             }));
             Some(match turned {
                 Ok(false) => Ok(None),
@@ -320,6 +345,9 @@ fn turn_noted(shared: &Arc<Shared>, wait: Wait, fallback: bool, grave: &mut Grav
             // (Threads that asked for the token during this turn are woken
             // to take it over.)
             let tenure = step_out(shared);
+            // A `block_on`'s wakers and drops run in its step out as its
+            // future does (their ops may go straight into the SQ).
+            let _polling = polling(holder.then_some((&**shared, tenure)));
             grave.bury();
             After::SteppedOut(tenure)
         }

@@ -46,10 +46,29 @@ pub(crate) enum Wait {
 pub(crate) trait Drive: Send {
     /// Runs one turn; what must be released outside every lock (drops of
     /// what dropped ops owned, wakers) goes to `grave`. `fallback`: the
-    /// fallback thread's turn (it may gather a batch and spin). True once
-    /// the Proactor has shut down and the kernel holds no request: the
-    /// driver must then be [`close`](Drive::close)d.
-    fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool;
+    /// fallback thread's turn (it may gather a batch and spin); `holder`: a
+    /// `block_on`'s, which may let its future push its own ops next (see
+    /// [`State::direct`]). True once the Proactor has shut down and the
+    /// kernel holds no request: the driver must then be
+    /// [`close`](Drive::close)d.
+    fn turn(
+        &mut self,
+        shared: &Shared,
+        wait: Wait,
+        fallback: bool,
+        holder: bool,
+        grave: &mut Graveyard,
+    ) -> bool;
+
+    /// The turn of a `block_on` holder that pushed its own ops, without
+    /// the state lock until its reap (see [`State::direct`]); false, doing
+    /// nothing, if the driver cannot (the caller turns as usual).
+    fn turn_direct(&mut self, shared: &Shared, wait: Wait, grave: &mut Graveyard) -> bool;
+
+    /// Pushes the holder's own op, with `user_data` `ud`, into the SQ (see
+    /// [`State::direct`]): the requests in the ring then, or `None`,
+    /// pushing nothing, if the driver cannot now.
+    fn push_direct(&mut self, entry: &Entry, ud: u64) -> Option<u32>;
 
     /// When the next failed cancellation is due to be sent again, if any:
     /// a driver that never waits in the kernel (an external one) must run
@@ -107,12 +126,28 @@ pub(crate) struct Driver<K: Kernel> {
 }
 
 impl<K: Kernel + Send + 'static> Drive for Driver<K> {
-    fn turn(&mut self, shared: &Shared, wait: Wait, fallback: bool, grave: &mut Graveyard) -> bool {
-        let stopped = Driver::turn(self, shared, wait, fallback, grave);
+    fn turn(
+        &mut self,
+        shared: &Shared,
+        wait: Wait,
+        fallback: bool,
+        holder: bool,
+        grave: &mut Graveyard,
+    ) -> bool {
+        let stopped = Driver::turn(self, shared, wait, fallback, holder, grave);
         if !self.chained.is_empty() {
             crate::drive::note_chains(shared, &mut self.chained);
         }
         stopped
+    }
+
+    fn turn_direct(&mut self, shared: &Shared, wait: Wait, grave: &mut Graveyard) -> bool {
+        // (No chain: the holder pushes single ops only.)
+        Driver::turn_direct(self, shared, wait, grave)
+    }
+
+    fn push_direct(&mut self, entry: &Entry, ud: u64) -> Option<u32> {
+        Driver::push_direct(self, entry, ud)
     }
 
     fn register_thread(&mut self) -> std::io::Result<Option<ring_io_driver::ThreadRegistration>> {

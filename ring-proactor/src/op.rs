@@ -447,6 +447,29 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
     kick(shared, st, false);
 }
 
+/// Work of a thread that drives next was queued (or pushed) under `st`:
+/// true if the fallback thread is to be woken (after unlocking) to watch.
+/// That thread's future may block in user code before it turns (on
+/// another thread that waits for this very op), holding the token in a
+/// step out of its `block_on`, or before it took the token: the fallback
+/// thread takes the token over once the holder stays out, or takes the
+/// free token once nobody took it for a grace period (see
+/// `drive::fallback`), but only if it looks. It looks every `STUCK` while
+/// a holder has work and every `GRACE` after a caller drove; one asleep
+/// without a timeout is woken once, told a caller drives (it then looks
+/// with a timeout, and leaves the work to that caller for its grace
+/// period).
+#[inline]
+pub(crate) fn watch_holder(st: &mut State) -> bool {
+    let watch = st.fallback_idle && !st.fallback_timed;
+    if watch {
+        // (Woken: it looks with a timeout from now on; no more wake-ups.)
+        st.fallback_timed = true;
+        st.caller_drove = true;
+    }
+    watch
+}
+
 /// Work was queued under `st`: makes sure a driver sees it. A driver
 /// sleeping in the kernel is woken (the eventfd); with no driver, an
 /// external driver waiting for work is (`State::external`), else the idle
@@ -455,13 +478,18 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// by itself when the period ends).
 #[inline(always)]
 pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: bool) {
-    let sleeping = std::mem::take(&mut st.sleeping);
+    let sleeping = st.take_sleeping(shared);
     if will_drive {
         // This thread drives next: only a driver sleeping in the kernel
-        // (another thread's turn) is to be woken, nobody else.
+        // (another thread's turn) is to be woken, and the fallback thread
+        // if it sleeps without a timeout (see `watch_holder`).
+        let watch = watch_holder(&mut st);
         drop(st);
         if sleeping {
             shared.wake_driver();
+        }
+        if watch {
+            shared.idle.notify_one();
         }
         return;
     }

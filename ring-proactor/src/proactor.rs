@@ -59,7 +59,17 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   pushed, submitted, completed and handed back on its own thread, with
 ///   no wake-up of another thread (one `io_uring_enter` per batch).
 ///   [`Proactor::drive`] runs one turn without blocking, for executors that
-///   integrate the Proactor into their own loop.
+///   integrate the Proactor into their own loop. Once a [`block_on`]'s
+///   turns find nothing but its own work (16 in a row), the ops its future
+///   submits go straight into the SQ and its turn takes the Proactor's
+///   lock only to reap, until another thread's work or a cancellation
+///   needs its turn to look ([`ProactorStats::holder_pushes`] counts
+///   them).
+/// - A future may also block in user code right after it submitted an op,
+///   before its thread turns (on another thread that waits for that op):
+///   the fallback thread is told a caller is to drive, and takes the
+///   ring if that caller has not within 5 ms (50 ms for one holding the
+///   token), so the op reaches the kernel.
 /// - The fallback thread drives only work nobody else drives: ops polled
 ///   by an executor that never blocks on the Proactor (tokio's, say), a
 ///   cancellation of a dropped op, work left when the last waiting caller
@@ -443,6 +453,7 @@ impl Proactor {
             tenure: AtomicU64::new(0),
             handover: crate::drive::Handover::new(),
             no_thread_registration: std::sync::atomic::AtomicBool::new(false),
+            direct: std::sync::atomic::AtomicBool::new(false),
         });
         let fallback = shared.clone();
         let thread = thread::Builder::new()
@@ -498,6 +509,8 @@ impl Drop for Owner {
     fn drop(&mut self) {
         let mut st = self.shared.lock();
         st.shutdown = true;
+        // (The eventfd is written below.)
+        st.set_direct(&self.shared, false);
         // Ops waiting for credit will never get it: each is woken, and
         // fails with `NotConnected` when polled.
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)

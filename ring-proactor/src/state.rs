@@ -81,6 +81,8 @@ pub struct Shared {
     /// The kernel cannot register the ring's fd in a thread's table (before
     /// 5.18), or the ring is not the kernel's: `block_on` does not try.
     pub(crate) no_thread_registration: AtomicBool,
+    /// `State::direct`, for the holder's turn to read without the lock.
+    pub(crate) direct: AtomicBool,
 }
 
 /// A value on cache lines of its own: the lock every op and the thread
@@ -209,8 +211,22 @@ pub(crate) struct State {
     /// The credit in `grants`, which no other op may take.
     pub(crate) reserved: u32,
     /// The driver is (about to be) blocked in `io_uring_enter` with the
-    /// wake-up read armed: who queues work writes the eventfd.
+    /// wake-up read armed: who queues work writes the eventfd (see
+    /// [`State::take_sleeping`]).
     pub(crate) sleeping: bool,
+    /// The token's holder is a `block_on` polling its future, stepped out
+    /// after a turn that found nothing but its own work: the ops that
+    /// future submits go straight into the SQ (`drive::holding_here`), and
+    /// its next turn enters without looking at the state (no lock) unless
+    /// this is cleared first. Set (with `sleeping`, so that work queued
+    /// meanwhile wakes it) by that turn's reap, under this lock, once
+    /// `direct_streak` turns in a row were plain ([`DIRECT_AFTER`]);
+    /// cleared by whatever needs the holder's turn to look (work queued,
+    /// a cancellation, the token changing hands, a shutdown).
+    pub(crate) direct: bool,
+    /// The holder's `block_on` turns in a row whose reap found nothing but
+    /// its own work (reset by another thread's work).
+    pub(crate) direct_streak: u8,
     /// The fallback thread waits on `Shared::more` for a batch to fill.
     pub(crate) gathering: bool,
     /// `queue` holds a linked chain (its members are noted for the thread
@@ -280,7 +296,49 @@ pub(crate) struct External {
     pub(crate) due: Option<std::time::Instant>,
 }
 
+/// How many plain `block_on` turns in a row let the holder push its own
+/// ops (see [`State::direct`]): a holder that other threads' work keeps
+/// interrupting turns under the lock, where that work costs them no
+/// eventfd write.
+pub(crate) const DIRECT_AFTER: u8 = 16;
+
 impl State {
+    /// Sets [`State::direct`] (and its copy in `shared`).
+    #[inline]
+    pub(crate) fn set_direct(&mut self, shared: &Shared, on: bool) {
+        if self.direct != on {
+            self.direct = on;
+            shared.direct.store(on, Ordering::Relaxed);
+        }
+    }
+
+    /// Work was queued (or asked for) that the driver must see: whether a
+    /// driver may be blocked in the kernel, to be woken by the eventfd
+    /// (cleared: one write will do). A holder pushing its own ops
+    /// ([`State::direct`]) must look at the state on its next turn: that
+    /// ends; if it is this thread (polling its future, so not in the
+    /// kernel), nobody needs waking.
+    #[inline]
+    pub(crate) fn take_sleeping(&mut self, shared: &Shared) -> bool {
+        if self.direct {
+            self.set_direct(shared, false);
+            if crate::drive::holding_here(shared) {
+                self.sleeping = false;
+            } else {
+                self.direct_streak = 0;
+            }
+        }
+        std::mem::take(&mut self.sleeping)
+    }
+
+    /// The driver token changes hands, or the holder lets it go: whoever
+    /// turns next is not in the kernel, and looks at the state.
+    #[inline]
+    pub(crate) fn token_moved(&mut self, shared: &Shared) {
+        self.set_direct(shared, false);
+        self.direct_streak = 0;
+        self.sleeping = false;
+    }
     /// The external driver's waker, if it waits for work: taken, to be
     /// woken after unlocking.
     pub(crate) fn external_waker(&mut self) -> Option<Waker> {
@@ -390,6 +448,7 @@ impl Shared {
         self.panicked.store(true, Ordering::Release);
         st.shutdown = true;
         st.stopped = true;
+        st.set_direct(self, false);
         st.sleeping = false;
         let mut wakers: Vec<Waker> = std::mem::take(&mut st.credit_waiters)
             .into_values()

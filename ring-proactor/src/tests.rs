@@ -58,6 +58,7 @@ fn shared_probing(probe: Probe, budget: u32) -> Arc<Shared> {
         tenure: AtomicU64::new(0),
         handover: crate::drive::Handover::new(),
         no_thread_registration: std::sync::atomic::AtomicBool::new(false),
+        direct: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

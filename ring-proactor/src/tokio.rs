@@ -173,7 +173,7 @@ pub(crate) fn spawn_on(shared: &Arc<Shared>) -> io::Result<DriverHandle> {
     st.external = Some(External::default());
     // A driver waiting in the kernel (the fallback thread, say) ends its
     // wait and lets the ring go to the drive task.
-    let sleeping = std::mem::take(&mut st.sleeping);
+    let sleeping = st.take_sleeping(&shared);
     let overflows = st.stats.overflow_pauses;
     drop(st);
     // From here on, dropping the task detaches it.

@@ -491,6 +491,8 @@ fn ci_asan() -> Result<bool> {
                 "driving",
                 "--test",
                 "handles",
+                "--test",
+                "holder_pushes",
                 "-p",
                 "ring-io-driver",
                 "--test",

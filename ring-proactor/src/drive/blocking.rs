@@ -223,7 +223,12 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         if blocking.out.is_none() {
             blocking.out = blocking.held.as_deref().map(step_out);
         }
-        let polled = future.as_mut().poll(&mut cx);
+        let polled = {
+            // The ops it submits may go straight into the SQ (see
+            // `holding_here`).
+            let _polling = polling(blocking.held.as_deref().zip(blocking.out));
+            future.as_mut().poll(&mut cx)
+        };
         // Spares its ops did not take (user code: still stepped out).
         drop_spares(&mut scratch);
         blocking.back(&unpark);
@@ -306,7 +311,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         };
         // The turn's wakers and drops run stepped out, and the thread stays
         // out to poll the future (one `back` for both).
-        match turn_noted(shared, wait, false, &mut grave) {
+        match turn_noted(shared, wait, false, true, &mut grave) {
             After::Holding => {}
             After::SteppedOut(tenure) => blocking.out = Some(tenure),
             After::Stopped => {

@@ -74,6 +74,7 @@ pub(crate) fn acquire_how(shared: &Shared) -> Took {
 pub(super) fn take(shared: &Shared, st: &mut State, me: ThreadId) {
     st.owner = Some(me);
     st.depth = 1;
+    st.token_moved(shared);
     // The step outs of the last holder's outer frames: that holder sees its
     // token taken (`back` fails) and never releases them.
     st.outs.clear();
@@ -156,6 +157,50 @@ pub(crate) fn step_out(shared: &Shared) -> u64 {
     out
 }
 
+thread_local! {
+    /// The Proactor whose token this thread holds while it polls the
+    /// future of a [`block_on`](super::block_on) (or runs what its turn
+    /// collected), and the step out it does that in (null and 0
+    /// otherwise). See [`holding_here`].
+    static HOLDING: Cell<(*const Shared, u64)> = const { Cell::new((std::ptr::null(), 0)) };
+}
+
+/// A `block_on` is about to poll its future (or run what its turn
+/// collected) holding `shared`'s token, stepped out with `out`: until the
+/// guard returned is dropped (after the poll, or as a panic unwinds it),
+/// [`holding_here`] knows. A nested `block_on` polls inside it, and the
+/// guard puts back what was before. One that does not hold a token
+/// (`None`) leaves what is there: nested in the future of one that holds
+/// its token, its thread still holds it, in the outer's step out.
+#[inline]
+pub(crate) fn polling(held: Option<(&Shared, u64)>) -> Polling {
+    HOLDING.with(|h| match held {
+        Some((shared, out)) => Polling(h.replace((std::ptr::from_ref(shared), out))),
+        None => Polling(h.get()),
+    })
+}
+
+/// See [`polling`].
+pub(crate) struct Polling((*const Shared, u64));
+
+impl Drop for Polling {
+    #[inline]
+    fn drop(&mut self) {
+        HOLDING.with(|h| h.set(self.0));
+    }
+}
+
+/// Under the state lock: this thread holds `shared`'s token and polls the
+/// future of a `block_on` (or runs what its turn collected) in a step out
+/// that nobody ended. Taking the token over needs this lock, and this
+/// thread is not inside a turn, so it may reach the driver until it
+/// unlocks (`push_direct`), and it turns next (it is not in the kernel).
+#[inline]
+pub(crate) fn holding_here(shared: &Shared) -> bool {
+    let (held, out) = HOLDING.with(Cell::get);
+    std::ptr::eq(held, shared) && out != 0 && shared.handover.out.load(Ordering::Relaxed) == out
+}
+
 /// Asks, under the state lock, to be woken by `waker` when the token is
 /// let go or its holder steps out: false if the holder is out already
 /// (the caller takes the token over instead of sleeping). Either this
@@ -230,6 +275,7 @@ pub(crate) fn release(shared: &Shared, caller: bool) {
     }
     st.outs.clear();
     st.owner = None;
+    st.token_moved(shared);
     if caller {
         st.caller_drove = true;
         st.releases += 1;

@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::Drive;
 
 /// Where a Proactor keeps its driver (`None` once closed, or leaked after
-/// a panic). Only the thread that holds the driver token, and is not
-/// stepped out (see `drive::step_out`), reaches it: the token's protocol
-/// (taken and let go under the state lock, taken over only by the
-/// compare-exchange that ends a step out, which the holder's `back` races)
-/// gives it to one thread at a time, so the driver needs no lock of its
-/// own. It had a mutex, locked once per turn and never contended: two
+/// a panic). Only the thread that holds the driver token reaches it: not
+/// stepped out (see `drive::step_out`), or stepped out but holding the
+/// state lock in a step out nobody ended (`drive::holding_here`: a
+/// `block_on` pushing its own ops). The token's protocol (taken and let go
+/// under the state lock, taken over only under that lock by the
+/// compare-exchange that ends a step out, which the holder's `back`
+/// races) gives it to one thread at a time, so the driver needs no lock
+/// of its own. It had a mutex, locked once per turn and never contended: two
 /// atomic read-modify-writes per turn, which is most of a turn's cost
 /// above the kernel's at QD1.
 ///
@@ -43,12 +45,16 @@ impl DriverCell {
     ///
     /// # Safety
     ///
-    /// The calling thread holds the driver token and is not stepped out
-    /// (its `back` succeeded, or it has not stepped out since it took the
-    /// token), or no other thread can reach this cell yet (the Proactor is
-    /// being built); and `f` does not call `with` on this cell again. Then
-    /// no other thread is inside `with` until the token changes hands,
-    /// which happens only after this call returns.
+    /// The calling thread holds the driver token and either is not
+    /// stepped out (its `back` succeeded, or it has not stepped out since
+    /// it took the token), or is stepped out in a step out nobody ended
+    /// and holds the state lock for the whole call (`drive::holding_here`,
+    /// checked under it: a takeover needs that lock); or no other thread
+    /// can reach this cell yet (the Proactor is being built). And the
+    /// calling thread is not inside `with` already (`f` does not call it
+    /// again, and a step out is never taken inside it). Then no other
+    /// thread is inside `with` until the token changes hands, which
+    /// happens only after this call returns.
     #[inline]
     pub(crate) unsafe fn with<R>(&self, f: impl FnOnce(&mut Option<Box<dyn Drive>>) -> R) -> R {
         #[cfg(debug_assertions)]

@@ -8,8 +8,9 @@ impl<K: Kernel> Driver<K> {
     /// and tag) or the armed wake-up read; anything else (a forged or stray
     /// CQE) is counted in `unexpected_cqes` and changes nothing.
     /// False if there was none. The driver is awake: `sleeping` is
-    /// cleared with the dispatch.
-    pub(crate) fn reap(&mut self, shared: &Shared, grave: &mut Graveyard) -> bool {
+    /// cleared with the dispatch, unless `holder` (a `block_on`'s turn)
+    /// lets the holder push its own ops next (see [`Driver::decide_direct`]).
+    pub(crate) fn reap(&mut self, shared: &Shared, holder: bool, grave: &mut Graveyard) -> bool {
         // The CQ is read in place, under the lock (taken at the first
         // CQE: plain loads from the ring, nothing that blocks).
         let Driver {
@@ -150,6 +151,7 @@ impl<K: Kernel> Driver<K> {
         st.stats.completed += completed;
         st.release_credit(released, &mut grave.wakers);
         st.stats.cq_overflow = ring.overflow();
+        self.decide_direct(shared, &mut st, holder);
         true
     }
 }

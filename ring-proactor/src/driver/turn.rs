@@ -12,13 +12,14 @@ impl<K: Kernel> Driver<K> {
         shared: &Shared,
         wait: Wait,
         fallback: bool,
+        holder: bool,
         grave: &mut Graveyard,
     ) -> bool {
         #[cfg(test)]
         if shared.lock().inject_panic {
             panic!("a panic injected by a test");
         }
-        if let Some(stopped) = self.plain_turn(shared, wait, fallback, grave) {
+        if let Some(stopped) = self.plain_turn(shared, wait, fallback, holder, grave) {
             return stopped;
         }
         let shutdown;
@@ -232,7 +233,7 @@ impl<K: Kernel> Driver<K> {
             // poll a while for more work before sleeping
             // (ProactorConfig::spin).
             self.submit(false, None);
-            self.reap(shared, grave);
+            self.reap(shared, false, grave);
             // What completed is handed out (the turn ends) before any wait:
             // the wakers in `grave` run only once the turn has returned.
             if !grave.is_empty() || self.spin_for_work(shared, drained_at) {
@@ -278,11 +279,104 @@ impl<K: Kernel> Driver<K> {
         } else {
             self.submit(block, timeout);
         }
-        if !self.reap(shared, grave) && block {
-            // Nothing reaped (a timeout): the driver no longer sleeps.
-            shared.lock().sleeping = false;
-        }
+        self.reaped(shared, block, holder, grave);
         false
+    }
+
+    /// The end of a turn that may have waited (`block`): reaps.
+    #[inline(always)]
+    fn reaped(&mut self, shared: &Shared, block: bool, holder: bool, grave: &mut Graveyard) {
+        if !self.reap(shared, holder, grave) && block {
+            // Nothing reaped (a timeout): the driver no longer sleeps (and
+            // its next turn looks at the state).
+            let mut st = shared.lock();
+            st.sleeping = false;
+            st.set_direct(shared, false);
+        }
+    }
+
+    /// The turn of a `block_on` holder that pushed its own ops (see
+    /// [`State::direct`], read without the lock just before): nothing else
+    /// was queued or asked of it since its last reap, or the eventfd was
+    /// written (which ends the wait), so it submits what is in the SQ and
+    /// waits without looking at the state; only the reap takes the lock.
+    /// `false` if the driver itself is not in its plain way (the caller
+    /// then turns as usual).
+    #[inline]
+    pub(crate) fn turn_direct(
+        &mut self,
+        shared: &Shared,
+        wait: Wait,
+        grave: &mut Graveyard,
+    ) -> bool {
+        if !self.wake_armed
+            || !self.pending.is_empty()
+            || !self.retries.is_empty()
+            || self.overflowed()
+        {
+            return false;
+        }
+        // (`sleeping` was set with `direct`, and stays set until work
+        // queued by another thread takes it and writes the eventfd.)
+        let (block, bound) = match wait {
+            Wait::No => (false, None),
+            Wait::For(bound) => (self.in_ring > 0, bound),
+        };
+        if block && bound == Some(Duration::ZERO) {
+            self.submit(false, None);
+        } else {
+            self.submit(block, bound);
+        }
+        self.reaped(shared, block, true, grave);
+        true
+    }
+
+    /// Pushes `entry`, with `user_data` `ud`, for the holder's own op (see
+    /// [`State::direct`]): the requests in the ring then, or `None`,
+    /// pushing nothing, if the driver is not in its plain way, or the SQ
+    /// has no room or holds a batch already.
+    #[inline]
+    pub(crate) fn push_direct(&mut self, entry: &Entry, ud: u64) -> Option<u32> {
+        if !self.wake_armed || !self.pending.is_empty() || self.overflowed() {
+            return None;
+        }
+        let mut sq = self.ring.sq();
+        if sq.space() == 0 || sq.len() >= self.batch {
+            return None;
+        }
+        // SAFETY: every pointer in `entry` targets memory owned by its
+        // op's resources, which stay alive (in the op, or orphaned in the
+        // slab) until its last CQE is reaped.
+        unsafe { sq.push(entry.user_data(ud)) }.ok()?;
+        self.in_ring += 1;
+        Some(self.in_ring)
+    }
+
+    /// At the end of a reap, under the state lock: whether the holder
+    /// pushes its own ops until its next turn (see [`State::direct`]):
+    /// only a `block_on` (`holder`) whose turns were plain for
+    /// [`DIRECT_AFTER`] reaps in a row. `sleeping` goes with it: work
+    /// queued while it is set writes the eventfd.
+    #[inline]
+    pub(crate) fn decide_direct(&self, shared: &Shared, st: &mut State, holder: bool) {
+        let plain = holder
+            && self.wake_armed
+            && self.pending.is_empty()
+            && self.retries.is_empty()
+            && self.delay.is_zero()
+            && !st.shutdown
+            && st.queue.is_empty()
+            && st.cancels.is_empty()
+            && !self.overflowed();
+        st.stats.enters = self.enters;
+        st.direct_streak = if plain {
+            st.direct_streak.saturating_add(1)
+        } else {
+            0
+        };
+        let direct = st.direct_streak >= DIRECT_AFTER;
+        st.set_direct(shared, direct);
+        st.sleeping = direct;
     }
 
     /// The turn as it nearly always goes, if it does: the wake-up read is
@@ -299,6 +393,7 @@ impl<K: Kernel> Driver<K> {
         shared: &Shared,
         wait: Wait,
         fallback: bool,
+        holder: bool,
         grave: &mut Graveyard,
     ) -> Option<bool> {
         let plain = self.wake_armed
@@ -353,10 +448,7 @@ impl<K: Kernel> Driver<K> {
         } else {
             self.submit(block, bound);
         }
-        if !self.reap(shared, grave) && block {
-            // Nothing reaped (a timeout): the driver no longer sleeps.
-            shared.lock().sleeping = false;
-        }
+        self.reaped(shared, block, holder, grave);
         Some(false)
     }
 

@@ -169,9 +169,40 @@ pub(crate) fn submit_one(
             let ud = st
                 .alloc(&shared.cells, Some(waker), 1, false)
                 .expect("room was checked");
-            st.queue.push(entry.user_data(ud));
             *stage = Stage::Submitted(ud);
             *stored = id;
+            if st.direct && crate::drive::holding_here(shared) {
+                // The holder's own op, polled by its `block_on`: straight
+                // into the SQ, no queue; it turns next, and nobody else
+                // needs telling.
+                // SAFETY: `holding_here`, checked under the state lock
+                // held for the whole call: this thread holds the driver
+                // token, in a step out nobody ended (a takeover needs
+                // this lock), and polls its `block_on`'s future or runs
+                // what its turn collected, after that turn's `with`
+                // returned, so it is inside no call of `with`; pushing
+                // runs no user code.
+                let pushed = unsafe {
+                    shared
+                        .driver
+                        .with(|d| d.as_mut().and_then(|d| d.push_direct(entry, ud)))
+                };
+                if let Some(in_ring) = pushed {
+                    st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+                    st.stats.holder_pushes += 1;
+                    if watch_holder(&mut st) {
+                        drop(st);
+                        shared.idle.notify_one();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                // The SQ is full, or the driver left its plain way: the
+                // holder's next turn looks at the queue (and this thread,
+                // not in the kernel, needs no waking).
+                st.set_direct(shared, false);
+                st.sleeping = false;
+            }
+            st.queue.push(entry.user_data(ud));
             if st.gathering {
                 shared.more.notify_one();
             }
