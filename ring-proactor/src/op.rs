@@ -379,12 +379,16 @@ pub(crate) fn abandon(shared: &Shared, stage: Stage, resources: Option<Box<dyn R
         Stage::Credit(ticket) => {
             let mut st = shared.lock();
             let own = st.credit_waiters.remove(&ticket);
-            // Granted credit it will never take: it goes on to the next
-            // waiters.
+            // Granted credit it will never take goes on to the next
+            // waiters; so does credit it held them from as the first in
+            // the queue (a chain that needed more than there was, with
+            // ops behind it that fit: nothing else would wake them until
+            // some request completed, if any ever did).
             let mut next = Vec::new();
-            if own.is_none() && st.take_grant(ticket) {
-                st.grant(&mut next);
+            if own.is_none() {
+                st.take_grant(ticket);
             }
+            st.grant(&mut next);
             drop(st);
             if let Some((own, _)) = own {
                 run_user(|| drop(own));

@@ -729,6 +729,43 @@ fn an_op_dropped_while_waiting_for_room_gives_its_turn_to_the_next() {
     park_until(&p, "A", || poll_with(&mut a, &wa).is_ready());
 }
 
+/// A chain first in the queue, needing more room than there is, holds up
+/// the single op behind it (room builds up for the chain); dropped, it
+/// must let that op have the room there is. The requests in flight never
+/// complete (idle reads): nothing else would wake the op.
+#[test]
+fn a_chain_first_in_the_queue_dropped_lets_the_ops_behind_it_that_fit_go() {
+    let _serial = serial();
+    let p = LocalProactor::new(ProactorConfig::new(8).max_in_flight(3)).unwrap();
+    let (r1, _w1) = pipe();
+    let (r2, _w2) = pipe();
+    let mut idle1 = p.read(Arc::new(r1), Vec::with_capacity(4), CURRENT_POSITION);
+    let mut idle2 = p.read(Arc::new(r2), Vec::with_capacity(4), CURRENT_POSITION);
+    assert!(poll_once(&mut idle1).is_pending());
+    assert!(poll_once(&mut idle2).is_pending());
+    // The third credit: a timer that ends soon.
+    let mut timer = p.timeout(Duration::from_millis(20));
+    assert!(poll_once(&mut timer).is_pending());
+    let mut chain = p.nop().link(p.nop()).link(p.nop());
+    assert!(poll_once(&mut chain).is_pending());
+    let counts = Arc::new(Counts::default());
+    let waker = hook_waker(&counts, false);
+    let mut single = p.nop();
+    assert!(poll_with(&mut single, &waker).is_pending());
+    // The timer's credit comes back: one free, the chain needs three.
+    // (The op is not polled again: nothing woke its task.)
+    park_until(&p, "the timer", || poll_once(&mut timer).is_ready());
+    let woken = counts.wakes();
+    drop(chain);
+    assert!(
+        counts.wakes() > woken,
+        "the chain left the queue; the op behind it, which fits, was not woken"
+    );
+    park_until(&p, "the op behind the chain", || {
+        poll_with(&mut single, &waker).is_ready()
+    });
+}
+
 /// An op polled again while it waits for room (its task was woken for
 /// something else) waits in one place in the queue: the room that comes
 /// back after it took its own goes to the next waiter, not to it again.

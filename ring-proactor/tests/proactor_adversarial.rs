@@ -622,3 +622,50 @@ fn a_park_in_a_waker_run_by_block_on_leaves_block_on_its_wake_up() {
     }
     drop(dog);
 }
+
+/// A chain first in the queue for credit, needing more than there is,
+/// holds up the single op behind it (credit builds up for the chain);
+/// dropped, it must let that op have the credit there is. The requests in
+/// flight never complete (idle reads): only the fallback thread's look at
+/// the credit waiters (every `CREDIT_LAPSE` or more) would wake the op.
+#[test]
+fn a_chain_first_in_the_queue_dropped_lets_the_ops_behind_it_that_fit_go() {
+    let p = Proactor::new(ProactorConfig::new(8).max_in_flight(3)).unwrap();
+    let (r1, _w1) = pipe();
+    let (r2, _w2) = pipe();
+    let mut idle1 = p.read(Arc::new(r1), Vec::with_capacity(4), CURRENT_POSITION);
+    let mut idle2 = p.read(Arc::new(r2), Vec::with_capacity(4), CURRENT_POSITION);
+    assert!(poll_once(&mut idle1).is_pending());
+    assert!(poll_once(&mut idle2).is_pending());
+    // The third credit: a timer that ends soon.
+    let mut timer = p.timeout(Duration::from_millis(20));
+    assert!(poll_once(&mut timer).is_pending());
+    let mut chain = p.nop().link(p.nop()).link(p.nop());
+    assert!(poll_once(&mut chain).is_pending());
+    let (tx, rx) = mpsc::channel();
+    let waker = Waker::from(Arc::new(Signal(Mutex::new(tx))));
+    let mut single = p.nop();
+    assert!(poll_with(&mut single, &waker).is_pending());
+    // The timer's credit comes back (the fallback thread drives): one
+    // free, the chain needs three.
+    // (The op is not polled again: nothing woke its task.)
+    eventually("the timer", || poll_once(&mut timer).is_ready());
+    while rx.try_recv().is_ok() {}
+    drop(chain);
+    // Woken by the drop itself (the fallback thread's look at the credit
+    // waiters would wake it too, but only later).
+    rx.try_recv()
+        .expect("the chain left the queue; the op behind it, which fits, was not woken");
+    eventually("the op behind the chain", || {
+        poll_with(&mut single, &waker).is_ready()
+    });
+}
+
+/// A waker that sends on a channel.
+struct Signal(Mutex<mpsc::Sender<()>>);
+
+impl Wake for Signal {
+    fn wake(self: Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}

@@ -151,6 +151,48 @@ impl Slab {
         }
     }
 
+    /// An op waiting for room with `ticket` goes without it (dropped or
+    /// cancelled): it leaves the queue (its waker returned, to drop after
+    /// the borrow), or, if it was woken out of it and granted room it will
+    /// not take, gives the room back. Either way the next waiters that fit
+    /// are granted room (their wakers pushed to `next`, to wake after the
+    /// borrow): the room it gave back, or the room it held them from, as
+    /// the first in the queue (a chain that needed more than there was,
+    /// with ops behind it that fit: nothing else would wake them until
+    /// some request completed, if any ever did).
+    pub(crate) fn leave(&mut self, ticket: u64, next: &mut Vec<SlotWaker>) -> Option<SlotWaker> {
+        let own = self.leave_queue(ticket);
+        if own.is_none() {
+            self.take_grant(ticket);
+        }
+        while let Some(w) = self.grant_first() {
+            next.push(w);
+        }
+        own
+    }
+
+    /// Grants given before `now` lapse (every grant, with `None`), and the
+    /// room they held, with any left free, goes to the next waiters, whose
+    /// wakers go to `wake` (to wake after the borrow); returns how many
+    /// lapsed.
+    pub(crate) fn lapse(&mut self, now: Option<Instant>, mut wake: impl FnMut(SlotWaker)) -> u64 {
+        let mut lapsed = 0;
+        let mut freed = 0;
+        self.grants.retain(|&(_, need, until)| {
+            let keep = now.is_some_and(|now| until > now);
+            if !keep {
+                lapsed += 1;
+                freed += need;
+            }
+            keep
+        });
+        self.reserved -= freed;
+        while let Some(w) = self.grant_first() {
+            wake(w);
+        }
+        lapsed
+    }
+
     /// Grants the room there is to the first waiter if it covers it, for
     /// [`CREDIT_LAPSE`](crate::CREDIT_LAPSE), out of the queue: its waker,
     /// to wake. Room that comes back is the woken op's until it polls, so
@@ -181,5 +223,202 @@ fn set_state(state: &mut LSlotState, new: LSlotState) {
         std::mem::forget(old);
     } else {
         drop(old);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+    use std::task::Waker;
+
+    use super::super::wakers::{SlotWaker, Wakers};
+    use super::super::{LSlotState, Slab};
+    use crate::tags::Tags;
+
+    fn slab(budget: u32) -> Slab {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            tags: Tags::default(),
+            in_flight: 0,
+            credit_waiters: VecDeque::new(),
+            wakers: Wakers::new(Rc::new(Waker::noop().clone())),
+            next_ticket: 0,
+            budget,
+            grants: Vec::new(),
+            reserved: 0,
+        }
+    }
+
+    /// An op of the model: the slots it needs, and where it is.
+    #[derive(Debug)]
+    enum Model {
+        /// Not yet polled.
+        New(u32),
+        /// Waiting for room (queued, granted, or woken and lapsed) with
+        /// this ticket.
+        Credit(u64, u32),
+        /// Holds these slots: ops whose CQEs have not come.
+        Submitted(Vec<u32>),
+    }
+
+    /// What `LState::admit` and `admit_chain` do with the slab, for an op
+    /// needing `need` slots, polled with `ticket` if it waited before.
+    fn admit(slab: &mut Slab, ticket: Option<u64>, need: u32) -> Model {
+        if let Some(ticket) = ticket {
+            slab.take_grant(ticket);
+        }
+        if !slab.has_room(need, slab.budget) {
+            let (ticket, old) = slab.wait_for_room(ticket, SlotWaker::None, need);
+            drop(old);
+            return Model::Credit(ticket, need);
+        }
+        if let Some(ticket) = ticket {
+            drop(slab.leave_queue(ticket));
+        }
+        let slots = (0..need)
+            .map(|_| {
+                let ud = slab.alloc(SlotWaker::None, false).ok().expect("room");
+                ud as u32
+            })
+            .collect();
+        Model::Submitted(slots)
+    }
+
+    #[test]
+    fn room_and_grants_keep_their_invariants_under_random_interleavings() {
+        for seed in 1..=300u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let budget = 1 + next(4) as u32;
+            let mut slab = slab(budget);
+            let mut ops: Vec<Model> = Vec::new();
+            let check = |slab: &Slab, what: &str| {
+                let granted: u32 = slab.grants.iter().map(|&(_, need, _)| need).sum();
+                assert_eq!(slab.reserved, granted, "seed {seed}, {what}");
+                assert!(
+                    slab.in_flight + slab.reserved <= budget,
+                    "seed {seed}, {what}"
+                );
+                assert!(
+                    slab.grants
+                        .iter()
+                        .all(|&(t, ..)| slab.credit_waiters.iter().all(|&(w, ..)| w != t)),
+                    "seed {seed}, {what}: a waiter both queued and granted"
+                );
+                assert!(
+                    slab.credit_waiters
+                        .iter()
+                        .zip(slab.credit_waiters.iter().skip(1))
+                        .all(|(a, b)| a.0 < b.0),
+                    "seed {seed}, {what}: the queue is out of order"
+                );
+                if let Some(&(_, _, need)) = slab.credit_waiters.front() {
+                    assert!(
+                        !slab.has_room(need, budget),
+                        "seed {seed}, {what}: room left free while the first waiter fits"
+                    );
+                }
+                let held = slab
+                    .slots
+                    .iter()
+                    .filter(|s| !matches!(s.state, LSlotState::Free))
+                    .count();
+                assert_eq!(held as u32, slab.in_flight, "seed {seed}, {what}");
+            };
+            // One of op `i`'s slots completes (its CQE: its room comes
+            // back, then its slot).
+            let complete = |slab: &mut Slab, ops: &mut Vec<Model>, i: usize| {
+                let Model::Submitted(slots) = &mut ops[i] else {
+                    unreachable!("submitted")
+                };
+                let index = slots.pop().expect("a slot");
+                if slots.is_empty() {
+                    ops.swap_remove(i);
+                }
+                drop(slab.release_room());
+                slab.free_done(index);
+            };
+            for step in 0..80 {
+                match next(7) {
+                    0 | 1 if ops.len() < 12 => {
+                        let need = 1 + next(budget.min(3) as u64) as u32;
+                        ops.push(Model::New(need));
+                    }
+                    2 => {
+                        // An op not yet submitted is polled.
+                        let pending: Vec<_> = (0..ops.len())
+                            .filter(|&i| !matches!(ops[i], Model::Submitted(_)))
+                            .collect();
+                        if !pending.is_empty() {
+                            let i = pending[next(pending.len() as u64) as usize];
+                            ops[i] = match ops[i] {
+                                Model::New(need) => admit(&mut slab, None, need),
+                                Model::Credit(t, need) => admit(&mut slab, Some(t), need),
+                                Model::Submitted(_) => unreachable!(),
+                            };
+                        }
+                    }
+                    3 => {
+                        // An op waiting for room is dropped.
+                        let at = next(ops.len().max(1) as u64) as usize;
+                        if let Some(&Model::Credit(ticket, _)) = ops.get(at) {
+                            ops.swap_remove(at);
+                            let mut next = Vec::new();
+                            drop(slab.leave(ticket, &mut next));
+                        }
+                    }
+                    4 | 5 => {
+                        let submitted: Vec<_> = (0..ops.len())
+                            .filter(|&i| matches!(ops[i], Model::Submitted(_)))
+                            .collect();
+                        if !submitted.is_empty() {
+                            let i = submitted[next(submitted.len() as u64) as usize];
+                            complete(&mut slab, &mut ops, i);
+                        }
+                    }
+                    _ => {
+                        // A turn about to block lapses every grant; one
+                        // that does not, none this young.
+                        let now = (next(2) == 0).then(std::time::Instant::now);
+                        slab.lapse(now, drop);
+                    }
+                }
+                check(&slab, &format!("step {step}"));
+            }
+            // The end: grants lapse, every op not submitted is polled,
+            // submitted ones complete, until none is left.
+            for _ in 0..200 {
+                if ops.is_empty() {
+                    break;
+                }
+                slab.lapse(None, drop);
+                for op in &mut ops {
+                    *op = match *op {
+                        Model::New(need) => admit(&mut slab, None, need),
+                        Model::Credit(t, need) => admit(&mut slab, Some(t), need),
+                        Model::Submitted(ref mut slots) => Model::Submitted(std::mem::take(slots)),
+                    };
+                }
+                while let Some(i) = (0..ops.len()).find(|&i| matches!(ops[i], Model::Submitted(_)))
+                {
+                    complete(&mut slab, &mut ops, i);
+                }
+                check(&slab, "draining");
+            }
+            assert!(
+                ops.is_empty(),
+                "seed {seed}: {} ops never got room",
+                ops.len()
+            );
+            assert_eq!((slab.in_flight, slab.reserved), (0, 0), "seed {seed}");
+            assert!(slab.credit_waiters.is_empty() && slab.grants.is_empty());
+        }
     }
 }

@@ -183,17 +183,7 @@ impl Inner {
     /// the next waiters.
     pub(crate) fn leave_credit_queue(&self, ticket: u64) {
         let mut next = Vec::new();
-        let own = {
-            let mut st = self.st.borrow_mut();
-            let own = st.slab.leave_queue(ticket);
-            if own.is_none() {
-                st.slab.take_grant(ticket);
-                while let Some(w) = st.slab.grant_first() {
-                    next.push(w);
-                }
-            }
-            own
-        };
+        let own = self.st.borrow_mut().slab.leave(ticket, &mut next);
         // User code, after the borrow.
         if let Some(own) = own {
             run_user(|| drop(own));

@@ -98,26 +98,15 @@ pub(crate) fn bury(graves: &mut Vec<Grave>) {
 /// place when polled.
 #[cold]
 fn credit_lapse(st: &mut LState, block: bool) -> bool {
-    let now = Instant::now();
-    let slab = &mut st.slab;
-    let mut lapsed = 0;
-    let mut freed = 0;
-    slab.grants.retain(|&(_, need, until)| {
-        let keep = !block && until > now;
-        if !keep {
-            lapsed += 1;
-            freed += need;
-        }
-        keep
-    });
-    slab.reserved -= freed;
-    st.stats.credit_lapses += lapsed;
-    let mut woke = false;
-    while let Some(w) = st.slab.grant_first() {
-        st.graves.push(Grave::Wake(w));
-        woke = true;
-    }
-    woke
+    let LState {
+        slab,
+        stats,
+        graves,
+        ..
+    } = st;
+    let before = graves.len();
+    stats.credit_lapses += slab.lapse((!block).then(Instant::now), |w| graves.push(Grave::Wake(w)));
+    graves.len() > before
 }
 
 /// The thread's park state, shared with its [`LocalUnparker`]s.
