@@ -284,17 +284,19 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              bookkeeping (the Proactors' callgrind table: user-space instructions per NOP at \
              QD1 and QD32 against the raw ring's), which NOPs at QD32 show most. Besides \
              instructions, each op makes atomic read-modify-writes a single-thread runtime \
-             does not: the state mutex locked and unlocked to submit it (and twice per \
-             turn), the Proactor's and the file's reference counts.",
+             does not: the state mutex locked and unlocked to submit it (and once or \
+             twice per turn), the Proactor's and the file's reference counts.",
             "All drive the ring on the thread that awaits; the Proactor's per-op bookkeeping \
              (a mutex-guarded slot table that any thread may use, where the runtimes keep \
              single-threaded state) costs more user-space instructions per op (the \
              Proactors' callgrind tables: the read0 one counts the same read on the \
              Proactor, the LocalProactor and monoio) and atomic read-modify-writes: per op \
-             at QD1 the state mutex three times (submit, the turn's push, its reap: two \
-             each), the token's step out (a fence) and its return (a compare-exchange), \
-             and an increment and a decrement of two reference counts (the Proactor's, \
-             the file's): 12, where a single-thread runtime's counts are not atomic (the \
+             at QD1 the state mutex twice (submit and reap: two each; a block_on that \
+             finds nothing but its own work pushes its ops into the SQ as it submits them, \
+             so its turn takes no lock of its own: ProactorStats::holder_pushes), the \
+             token's step out (a fence) and its return (a compare-exchange), and an \
+             increment and a decrement of two reference counts (the Proactor's, the \
+             file's): 10, where a single-thread runtime's counts are not atomic (the \
              waker's clones are kept for the next ops); at QD32 the turn's share is \
              spread over the batch, leaving 6. Kernel time is not \
              where it loses: its driving thread enters through its own registration of \
