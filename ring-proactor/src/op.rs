@@ -463,12 +463,16 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// without a timeout is woken once, told a caller drives (it then looks
 /// with a timeout, and leaves the work to that caller for its grace
 /// period).
+///
+/// Not with an external driver attached: the fallback thread then watches
+/// only that driver's step outs (a kick of work nobody drives wakes it).
 #[inline]
 pub(crate) fn watch_holder(st: &mut State) -> bool {
-    let watch = st.fallback_idle && !st.fallback_timed;
+    let watch = st.fallback_idle && !st.fallback_timed && st.external.is_none();
     if watch {
-        // (Woken: it looks with a timeout from now on; no more wake-ups.)
-        st.fallback_timed = true;
+        // Being woken: no more wake-ups until it sleeps again (it sets
+        // both flags before each sleep).
+        st.fallback_idle = false;
         st.caller_drove = true;
     }
     watch
