@@ -461,14 +461,22 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// `drive::fallback`), but only if it looks. It looks every `STUCK` while
 /// a holder has work and every `GRACE` after a caller drove; one asleep
 /// without a timeout is woken once, told a caller drives (it then looks
-/// with a timeout, and leaves the work to that caller for its grace
-/// period).
+/// with a timeout, and leaves the work to that caller for `STUCK`, as it
+/// does a holder's).
 ///
 /// Not with an external driver attached: the fallback thread then watches
 /// only that driver's step outs (a kick of work nobody drives wakes it).
 #[inline]
 pub(crate) fn watch_holder(st: &mut State) -> bool {
-    let watch = st.fallback_idle && !st.fallback_timed && st.external.is_none();
+    if st.external.is_some() {
+        return false;
+    }
+    if st.owner.is_none() {
+        // The caller is about to take the token (see `caller_coming`).
+        st.caller_drove = true;
+        st.caller_coming = true;
+    }
+    let watch = st.fallback_idle && !st.fallback_timed;
     if watch {
         // Being woken: no more wake-ups until it sleeps again (it sets
         // both flags before each sleep).

@@ -248,6 +248,12 @@ pub(crate) struct State {
     /// waits a grace period before it takes over (the caller is likely to
     /// drive again), and is not woken for each op queued meanwhile.
     pub(crate) caller_drove: bool,
+    /// A thread about to drive queued work while nobody held the token
+    /// (`kick` of a thread that drives next): the fallback thread leaves
+    /// the work to it for `STUCK`, not `GRACE` (it may be slow to come,
+    /// and completions are best dispatched on its own thread). Cleared
+    /// when the token is taken or let go.
+    pub(crate) caller_coming: bool,
     /// The fallback thread waits on `Shared::idle`.
     pub(crate) fallback_idle: bool,
     /// ... for a grace period only: it looks at the work by itself then, so
@@ -338,6 +344,7 @@ impl State {
         self.set_direct(shared, false);
         self.direct_streak = 0;
         self.sleeping = false;
+        self.caller_coming = false;
     }
     /// The external driver's waker, if it waits for work: taken, to be
     /// woken after unlocking.

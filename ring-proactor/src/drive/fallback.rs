@@ -90,8 +90,13 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     let since = *quiet_since.get_or_insert_with(Instant::now);
                     // A holder stepped out is taken over only once stuck
                     // (its own ops are driven when it turns again; taking
-                    // them over sooner serves it across threads).
-                    let grace = if out.is_some() { STUCK } else { GRACE };
+                    // them over sooner serves it across threads), and so
+                    // is the work of a caller about to take the token.
+                    let grace = if out.is_some() || st.caller_coming {
+                        STUCK
+                    } else {
+                        GRACE
+                    };
                     if since.elapsed() >= grace {
                         match out {
                             None => break,
