@@ -63,6 +63,12 @@ pub(crate) const GRACE: Duration = Duration::from_millis(5);
 /// the token over for work nobody else drives.
 const STUCK: Duration = Duration::from_millis(50);
 
+/// How long the fallback thread, woken only to watch a caller that drives
+/// next (`State::kick_watch`), lets it stay away before it takes the work:
+/// a deadlock breaker (the caller's future blocks on what that work would
+/// do), not a latency help.
+const KICK_PATIENCE: Duration = Duration::from_secs(1);
+
 thread_local! {
     /// This thread's id (cached: `thread::current()` clones an `Arc`).
     static ME: ThreadId = thread::current().id();

@@ -479,9 +479,11 @@ pub(crate) fn watch_holder(st: &mut State) -> bool {
     let watch = st.fallback_idle && !st.fallback_timed;
     if watch {
         // Being woken: no more wake-ups until it sleeps again (it sets
-        // both flags before each sleep).
+        // both flags before each sleep). It only breaks a deadlock here:
+        // patient (see `State::kick_watch`).
         st.fallback_idle = false;
         st.caller_drove = true;
+        st.kick_watch = true;
     }
     watch
 }
@@ -509,6 +511,8 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
         }
         return;
     }
+    // Work of others: the fallback thread watches with its usual grace.
+    st.kick_watch = false;
     // A holder running user code between its turns (see
     // `drive::step_out`) may take long: the fallback thread looks, and
     // takes the token over if it stays out (`sleeping` may be left over

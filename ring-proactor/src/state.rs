@@ -254,6 +254,12 @@ pub(crate) struct State {
     /// and completions are best dispatched on its own thread). Cleared
     /// when the token is taken or let go.
     pub(crate) caller_coming: bool,
+    /// The fallback thread was woken only to watch a caller that drives
+    /// next (`op::watch_holder`): until it sleeps untimed again, or other
+    /// threads' work comes, it takes over only after `KICK_PATIENCE`,
+    /// never sooner (a caller that is merely slow, on a loaded machine,
+    /// keeps its completions on its own thread).
+    pub(crate) kick_watch: bool,
     /// The fallback thread waits on `Shared::idle`.
     pub(crate) fallback_idle: bool,
     /// ... for a grace period only: it looks at the work by itself then, so

@@ -637,19 +637,21 @@ fn a_chain_first_in_the_queue_dropped_lets_the_ops_behind_it_that_fit_go() {
     let mut idle2 = p.read(Arc::new(r2), Vec::with_capacity(4), CURRENT_POSITION);
     assert!(poll_once(&mut idle1).is_pending());
     assert!(poll_once(&mut idle2).is_pending());
-    // The third credit: a timer that ends soon.
-    let mut timer = p.timeout(Duration::from_millis(20));
-    assert!(poll_once(&mut timer).is_pending());
+    // The third credit: a read that ends when the test writes.
+    let (r3, w3) = pipe();
+    let mut third = p.read(Arc::new(r3), Vec::with_capacity(4), CURRENT_POSITION);
+    assert!(poll_once(&mut third).is_pending());
     let mut chain = p.nop().link(p.nop()).link(p.nop());
     assert!(poll_once(&mut chain).is_pending());
     let (tx, rx) = mpsc::channel();
     let waker = Waker::from(Arc::new(Signal(Mutex::new(tx))));
     let mut single = p.nop();
     assert!(poll_with(&mut single, &waker).is_pending());
-    // The timer's credit comes back (the fallback thread drives): one
-    // free, the chain needs three.
-    // (The op is not polled again: nothing woke its task.)
-    eventually("the timer", || poll_once(&mut timer).is_ready());
+    // The third read's credit comes back (the fallback thread drives):
+    // one free, the chain needs three. (The op is not polled again:
+    // nothing woke its task.)
+    write_all(&w3, b"done");
+    eventually("the third read", || poll_once(&mut third).is_ready());
     while rx.try_recv().is_ok() {}
     drop(chain);
     // Woken by the drop itself (the fallback thread's look at the credit

@@ -92,7 +92,9 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     // (its own ops are driven when it turns again; taking
                     // them over sooner serves it across threads), and so
                     // is the work of a caller about to take the token.
-                    let grace = if out.is_some() || st.caller_coming {
+                    let grace = if st.kick_watch {
+                        KICK_PATIENCE
+                    } else if out.is_some() || st.caller_coming {
                         STUCK
                     } else {
                         GRACE
@@ -124,6 +126,10 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                 // fallback sleeps meanwhile, it does not poll). Its
                 // release wakes this thread (`State::fallback_long`).
                 st.fallback_long = st.fallback_timed && st.owner.is_some();
+                if !st.fallback_timed {
+                    // Nothing to watch: a kick wakes it again.
+                    st.kick_watch = false;
+                }
                 let wait = if st.fallback_long { STUCK } else { GRACE };
                 // (A look at the credit waiters bounds the wait without
                 // making it timed: kicks still wake this thread.)
