@@ -67,9 +67,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   them).
 /// - A future may also block in user code right after it submitted an op,
 ///   before its thread turns (on another thread that waits for that op):
-///   the fallback thread is told a caller is to drive, and takes the
-///   ring if that caller has not within 5 ms (50 ms for one holding the
-///   token), so the op reaches the kernel.
+///   the fallback thread, woken to watch, takes the ring if that caller
+///   has not driven within a second, so the op reaches the kernel (it
+///   waits that long so that a caller merely slow, on a loaded machine,
+///   keeps its completions on its own thread).
 /// - The fallback thread drives only work nobody else drives: ops polled
 ///   by an executor that never blocks on the Proactor (tokio's, say), a
 ///   cancellation of a dropped op, work left when the last waiting caller
