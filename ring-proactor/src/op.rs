@@ -460,9 +460,9 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// free token once nobody took it for a grace period (see
 /// `drive::fallback`), but only if it looks. It looks every `STUCK` while
 /// a holder has work and every `GRACE` after a caller drove; one asleep
-/// without a timeout is woken once, told a caller drives (it then looks
-/// with a timeout, and leaves the work to that caller for `STUCK`, as it
-/// does a holder's).
+/// without a timeout is woken once, told a caller drives: it then looks
+/// with a timeout, and, woken only for this, leaves the work to that
+/// caller for `KICK_PATIENCE` (see `State::kick_watch`).
 ///
 /// Not with an external driver attached: the fallback thread then watches
 /// only that driver's step outs (a kick of work nobody drives wakes it).
