@@ -464,12 +464,26 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// with a timeout, and, woken only for this, leaves the work to that
 /// caller for `KICK_PATIENCE` (see `State::kick_watch`).
 ///
-/// Not with an external driver attached: the fallback thread then watches
-/// only that driver's step outs (a kick of work nobody drives wakes it).
+/// With an external driver (the tokio drive task) attached, which takes
+/// the token over from a holder stepped out but is told only of work
+/// nobody drives: the fallback thread is woken (if it sleeps untimed)
+/// when the holder is out, to take it over for a turn if it stays out, as
+/// for others' work; and when nobody holds the token, to wake the
+/// external driver for the work once nobody took the token for
+/// `KICK_PATIENCE`.
 #[inline]
-pub(crate) fn watch_holder(st: &mut State) -> bool {
+pub(crate) fn watch_holder(shared: &Shared, st: &mut State) -> bool {
     if st.external.is_some() {
-        return false;
+        let free = st.owner.is_none();
+        if free {
+            st.kick_watch = true;
+        }
+        let out = crate::drive::holder_out(shared, st).is_some();
+        let watch = (free || out) && st.fallback_idle && !st.fallback_timed;
+        if watch {
+            st.fallback_idle = false;
+        }
+        return watch;
     }
     if st.owner.is_none() {
         // The caller is about to take the token (see `caller_coming`).
@@ -501,7 +515,7 @@ pub(crate) fn kick(shared: &Shared, mut st: MutexGuard<'_, State>, will_drive: b
         // This thread drives next: only a driver sleeping in the kernel
         // (another thread's turn) is to be woken, and the fallback thread
         // if it sleeps without a timeout (see `watch_holder`).
-        let watch = watch_holder(&mut st);
+        let watch = watch_holder(shared, &mut st);
         drop(st);
         if sleeping {
             shared.wake_driver();

@@ -70,7 +70,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 ///   the fallback thread, woken to watch, takes the ring if that caller
 ///   has not driven within a second, so the op reaches the kernel (it
 ///   waits that long so that a caller merely slow, on a loaded machine,
-///   keeps its completions on its own thread).
+///   keeps its completions on its own thread). With a tokio drive task
+///   attached, the fallback thread wakes that task for the op instead
+///   (or, if the token's holder is stuck in user code, takes the ring
+///   over for a turn, as below).
 /// - The fallback thread drives only work nobody else drives: ops polled
 ///   by an executor that never blocks on the Proactor (tokio's, say), a
 ///   cancellation of a dropped op, work left when the last waiting caller

@@ -1414,6 +1414,56 @@ mod drive_task {
     }
 
     #[test]
+    fn a_block_on_that_queues_then_blocks_while_the_drive_tasks_waker_blocks() {
+        // The drive task is stepped out in a waker that blocks until a
+        // block_on on another thread is done. That block_on's future
+        // queues a write (its thread drives next, so nobody is told), then
+        // blocks until a third thread has read what it wrote: the
+        // fallback thread must see the work nobody drives and drive it.
+        let rt = runtime();
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let _driver = rt.block_on(async { spawn_driver(&p).unwrap() });
+        let done = Arc::new(AtomicBool::new(false));
+        let (entered, seen, _op) = blocking_waker(&p, &done);
+        entered
+            .recv_timeout(WATCHDOG)
+            .expect("the drive task ran the waker");
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = Arc::new(a);
+        let (read_tx, read_rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            let mut got = [0u8; 5];
+            std::io::Read::read_exact(&mut b, &mut got).unwrap();
+            read_tx.send(got).unwrap();
+        });
+        let q = p.clone();
+        let got = within("a block_on that queues, then blocks", move || {
+            let got = block_on(async {
+                let mut write = q.write(&a, b"hello".to_vec(), 0);
+                let polled =
+                    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut write).poll(cx))).await;
+                assert!(polled.is_pending());
+                // (Less than the waker blocks for: the drive task's return
+                // must not be what submits the write.)
+                let got = read_rx.recv_timeout(LIMIT / 2);
+                let (n, _) = write.await;
+                assert_eq!(n.expect("the write"), 5);
+                got
+            });
+            done.store(true, Ordering::Release);
+            got
+        });
+        assert_eq!(
+            &got.expect("the queued write never reached the kernel"),
+            b"hello"
+        );
+        reader.join().unwrap();
+        assert!(seen.recv_timeout(WATCHDOG).unwrap(), "{:?}", p.stats());
+        drop(rt);
+        sound_after(&p);
+    }
+
+    #[test]
     fn a_waker_in_the_drive_task_whose_panic_payload_panics_on_drop() {
         let rt = runtime();
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();

@@ -192,42 +192,66 @@ fn an_op_the_holder_pushed_reaches_the_kernel_while_its_future_blocks() {
 
 #[test]
 fn an_op_queued_by_a_block_on_whose_future_then_blocks_reaches_the_kernel() {
-    // The first thing the future does: queue a write (its thread has not
-    // taken the token yet: it takes it once the future returns), then
-    // block in user code until another thread has read what it wrote.
-    // Nobody drives: the fallback thread must take the ring once the
-    // caller that was to drive has not, and submit it. Then the same once
-    // the thread holds the token (stepped out, before it pushes its own).
     for warm in [0, 3] {
         let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-        let (a, mut b) = UnixStream::pair().unwrap();
-        let a = Arc::new(a);
-        let (read_tx, read_rx) = mpsc::channel();
-        let reader = thread::spawn(move || {
-            let mut got = [0u8; 5];
-            b.read_exact(&mut got).unwrap();
-            read_tx.send(got).unwrap();
-        });
-        let got = block_on(async {
-            nops(&p, warm).await;
-            let mut write = p.write(&a, b"hello".to_vec(), 0);
-            let polled =
-                std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut write).poll(cx))).await;
-            assert!(polled.is_pending());
-            let got = read_rx.recv_timeout(LIMIT);
-            let (n, _) = write.await;
-            assert_eq!(n.expect("the write"), 5);
-            got
-        });
-        assert_eq!(
-            &got.unwrap_or_else(|e| panic!(
-                "after {warm} ops: the queued write never reached the kernel: {e}"
-            )),
-            b"hello"
-        );
-        reader.join().unwrap();
+        queued_then_blocks(&p, warm);
         assert_eq!(p.stats().holder_pushes, 0, "(not pushed by the holder)");
     }
+}
+
+/// The same with the tokio drive task attached: the fallback thread then
+/// drives nothing itself, and the drive task is not told of work a
+/// thread that drives next queues.
+#[cfg(feature = "tokio")]
+#[test]
+fn an_op_queued_by_a_block_on_whose_future_then_blocks_reaches_the_kernel_beside_a_drive_task() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .build()
+        .unwrap();
+    for warm in [0, 3] {
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let driver = rt.block_on(async { ring_io_proactor::tokio::spawn_driver(&p).unwrap() });
+        // The drive task waits for work.
+        thread::sleep(Duration::from_millis(20));
+        queued_then_blocks(&p, warm);
+        driver.abort();
+    }
+}
+
+/// The first thing `block_on`'s future does after `warm` NOPs: queue a
+/// write (its thread has not taken the token yet when `warm` is 0: it
+/// takes it once the future returns; else it holds it, stepped out), then
+/// block in user code until another thread has read what it wrote.
+/// Nobody drives: another driver must take the ring once the caller that
+/// was to drive has not, and submit it.
+fn queued_then_blocks(p: &Proactor, warm: usize) {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let a = Arc::new(a);
+    let (read_tx, read_rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut got = [0u8; 5];
+        b.read_exact(&mut got).unwrap();
+        read_tx.send(got).unwrap();
+    });
+    let got = block_on(async {
+        nops(p, warm).await;
+        let mut write = p.write(&a, b"hello".to_vec(), 0);
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut write).poll(cx))).await;
+        assert!(polled.is_pending());
+        let got = read_rx.recv_timeout(LIMIT);
+        let (n, _) = write.await;
+        assert_eq!(n.expect("the write"), 5);
+        got
+    });
+    assert_eq!(
+        &got.unwrap_or_else(|e| panic!(
+            "after {warm} ops: the queued write never reached the kernel: {e}"
+        )),
+        b"hello"
+    );
+    reader.join().unwrap();
 }
 
 #[test]

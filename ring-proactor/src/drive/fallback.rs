@@ -38,6 +38,43 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     // in the same step out a while apart: taken over for
                     // one turn (that does not wait in the kernel).
                     let out = holder_out(&shared, &st).filter(|_| Shared::has_work(&st));
+                    if out.is_none() && st.kick_watch && st.owner.is_none() && Shared::has_work(&st)
+                    {
+                        // Work of a thread that was to drive next (its
+                        // kick woke this thread, see `op::watch_holder`)
+                        // and has not taken the free token: its future
+                        // may block first, and nobody told the external
+                        // driver. Once nobody took the token for
+                        // `KICK_PATIENCE`, the external driver is woken
+                        // for it.
+                        watched = None;
+                        if st.releases != seen {
+                            seen = st.releases;
+                            quiet_since = None;
+                        }
+                        let since = *quiet_since.get_or_insert_with(Instant::now);
+                        let left = KICK_PATIENCE.saturating_sub(since.elapsed());
+                        if left.is_zero() {
+                            st.kick_watch = false;
+                            quiet_since = None;
+                            if let Some(waker) = st.external_waker() {
+                                drop(st);
+                                run_user(|| waker.wake());
+                                st = shared.lock();
+                            }
+                            continue;
+                        }
+                        st.fallback_idle = true;
+                        st.fallback_timed = true;
+                        let wait = bounded(Some(left), look).unwrap_or(left);
+                        st = match shared.idle.wait_timeout(st, wait) {
+                            Ok((st, _)) => st,
+                            Err(poisoned) => poisoned.into_inner().0,
+                        };
+                        st.fallback_idle = false;
+                        st.fallback_timed = false;
+                        continue;
+                    }
                     if out.is_none() {
                         watched = None;
                         st = external_attached(&shared, st, look);
@@ -218,6 +255,8 @@ fn external_attached<'a>(
         None => None,
     };
     st.fallback_idle = true;
+    // Nothing to watch: a kick wakes it again (see `op::watch_holder`).
+    st.kick_watch = false;
     let wait = bounded(wait, look);
     st = match wait {
         Some(wait) => match shared.idle.wait_timeout(st, wait) {

@@ -190,7 +190,7 @@ pub(crate) fn submit_one(
                 if let Some(in_ring) = pushed {
                     st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
                     st.stats.holder_pushes += 1;
-                    if watch_holder(&mut st) {
+                    if watch_holder(shared, &mut st) {
                         drop(st);
                         shared.idle.notify_one();
                     }
