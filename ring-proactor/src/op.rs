@@ -485,18 +485,16 @@ pub(crate) fn watch_holder(shared: &Shared, st: &mut State) -> bool {
         }
         return watch;
     }
-    if st.owner.is_none() {
-        // The caller is about to take the token (see `caller_coming`).
-        st.caller_drove = true;
-        st.caller_coming = true;
-    }
+    // The caller may be about to take the token (see `caller_coming`).
+    let free = st.owner.is_none();
+    st.caller_coming |= free;
     let watch = st.fallback_idle && !st.fallback_timed;
+    st.caller_drove |= free || watch;
     if watch {
         // Being woken: no more wake-ups until it sleeps again (it sets
         // both flags before each sleep). It only breaks a deadlock here:
         // patient (see `State::kick_watch`).
         st.fallback_idle = false;
-        st.caller_drove = true;
         st.kick_watch = true;
     }
     watch

@@ -318,17 +318,31 @@ impl<K: Kernel> Driver<K> {
         }
         // (`sleeping` was set with `direct`, and stays set until work
         // queued by another thread takes it and writes the eventfd.)
-        let (block, bound) = match wait {
+        let (block, bound) = self.blocking(wait);
+        self.enter(block, bound);
+        self.reaped(shared, block, true, grave);
+        true
+    }
+
+    /// Whether a turn that `wait`s blocks in the kernel (only with
+    /// requests in the ring to wait for), and for how long at most.
+    #[inline(always)]
+    fn blocking(&self, wait: Wait) -> (bool, Option<Duration>) {
+        match wait {
             Wait::No => (false, None),
             Wait::For(bound) => (self.in_ring > 0, bound),
-        };
+        }
+    }
+
+    /// Submits, and waits as [`blocking`](Self::blocking) said (a bound of
+    /// zero: not at all).
+    #[inline(always)]
+    fn enter(&mut self, block: bool, bound: Option<Duration>) {
         if block && bound == Some(Duration::ZERO) {
             self.submit(false, None);
         } else {
             self.submit(block, bound);
         }
-        self.reaped(shared, block, true, grave);
-        true
     }
 
     /// Pushes `entry`, with `user_data` `ud`, for the holder's own op (see
@@ -434,20 +448,12 @@ impl<K: Kernel> Driver<K> {
         // Idle once it has pushed: it may sleep (callers that queue work
         // meanwhile see `sleeping` and write the eventfd, which the armed
         // read turns into a CQE).
-        let in_ring = self.in_ring;
-        let (block, bound) = match wait {
-            Wait::No => (false, None),
-            Wait::For(bound) => (in_ring > 0, bound),
-        };
+        let (block, bound) = self.blocking(wait);
         st.sleeping = block;
-        st.stats.max_in_ring = st.stats.max_in_ring.max(in_ring);
+        st.stats.max_in_ring = st.stats.max_in_ring.max(self.in_ring);
         st.stats.enters = self.enters;
         drop(st);
-        if block && bound == Some(Duration::ZERO) {
-            self.submit(false, None);
-        } else {
-            self.submit(block, bound);
-        }
+        self.enter(block, bound);
         self.reaped(shared, block, holder, grave);
         Some(false)
     }
