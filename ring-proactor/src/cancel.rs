@@ -144,7 +144,7 @@ impl<O: 'static> Timed for Op<O> {
     fn timer(&self, duration: Duration) -> Op<()> {
         let (entry, finish) = timer_parts(duration);
         Op {
-            shared: self.shared.clone(),
+            shared: crate::op::OpShared::new(std::sync::Arc::clone(&self.shared)),
             entry,
             // Past the budget if need be: the op it times may hold the
             // last credit, which comes back only at its end.

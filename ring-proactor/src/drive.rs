@@ -88,6 +88,12 @@ thread_local! {
     /// A clone of this thread's `block_on` waker that a turn took from a
     /// completed op, kept for the next op (see [`keep_own`]).
     static OWN_SPARE: Cell<Option<Waker>> = const { Cell::new(None) };
+    /// The reference to its Proactor of the last op dropped inside
+    /// [`block_on`] on this thread, kept for the next op (see
+    /// [`keep_shared`]): an `Arc::into_raw`, or null. (A raw pointer: a
+    /// thread-local without a destructor is the cheapest to reach. The
+    /// outermost `block_on` drops it as it returns, panicking or not.)
+    static OWN_SHARED: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
     /// The Proactor in `HINT` (null if none), to compare without its
     /// borrow.
     static HINT_PTR: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };

@@ -24,7 +24,7 @@ impl<O: 'static> Op<O> {
         let finish = self.finish.take().expect("an op not yet completed");
         let stage = std::mem::replace(&mut self.stage, Stage::Finished);
         Op {
-            shared: self.shared.clone(),
+            shared: crate::op::OpShared::new(std::sync::Arc::clone(&self.shared)),
             entry: self.entry,
             stage,
             finish: Some(finish.map(f)),
@@ -331,6 +331,41 @@ mod tests {
     fn advance_keeps_the_file_position() {
         assert_eq!(advance(CURRENT_POSITION, 10), CURRENT_POSITION);
         assert_eq!(advance(5, 10), 15);
+    }
+
+    /// Waits until nothing holds `shared` (its fallback thread ends once
+    /// the last handle is gone).
+    fn freed(shared: &std::sync::Weak<crate::state::Shared>, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.upgrade().is_some() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn the_reference_an_op_keeps_for_the_next_goes_when_block_on_returns() {
+        // Ops dropped inside `block_on` leave their reference to the
+        // Proactor for the next op (`drive::keep_shared`): the last one
+        // must go with the outermost `block_on`, and one of another
+        // Proactor must not be taken.
+        let p = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let q = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let (ps, qs) = (Arc::downgrade(&p.shared), Arc::downgrade(&q.shared));
+        crate::block_on(async {
+            for _ in 0..3 {
+                p.nop().await.unwrap();
+            }
+            // Kept: p's. An op of q clones q's; dropped, it replaces p's.
+            q.nop().await.unwrap();
+            crate::block_on(async { p.nop().await.unwrap() });
+            q.nop().await.unwrap();
+        });
+        drop(p);
+        freed(&ps, "p outlived its last handle and block_on");
+        crate::block_on(async { q.nop().await.unwrap() });
+        drop(q);
+        freed(&qs, "q outlived its last handle and block_on");
     }
 
     #[test]

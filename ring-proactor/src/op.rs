@@ -6,6 +6,7 @@ use crate::Proactor;
 use std::fmt;
 use std::future::Future;
 use std::io::{self};
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -61,13 +62,33 @@ pub enum Stage {
 /// [`Op::timeout`] does that when a time has passed.
 #[must_use = "an op does nothing until it is polled or waited on"]
 pub struct Op<O: 'static> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: OpShared,
     pub(crate) entry: Entry,
     pub(crate) stage: Stage,
     pub(crate) finish: Option<Finisher<O>>,
     /// The waker stored in the op's slot, as [`waker_id`] shows it (none
     /// until one is): a poll with the same one needs no lock.
     pub(crate) waker: WakerId,
+}
+
+/// An op's reference to its Proactor: an `Arc` that the op's drop hands
+/// on to `drive::keep_shared`. Not `Clone` (as a `ManuallyDrop` of it
+/// would be, a clone then never dropped): `.clone()` clones the `Arc`,
+/// through `Deref`.
+pub(crate) struct OpShared(ManuallyDrop<Arc<Shared>>);
+
+impl OpShared {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        OpShared(ManuallyDrop::new(shared))
+    }
+}
+
+impl std::ops::Deref for OpShared {
+    type Target = Arc<Shared>;
+
+    fn deref(&self) -> &Arc<Shared> {
+        &self.0
+    }
 }
 
 /// What tells wakers apart (their data and vtable pointers, as
@@ -316,14 +337,17 @@ impl<O: 'static> Release for OpRelease<O> {
 
 impl<O: 'static> Drop for Op<O> {
     fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used after.
+        let shared = unsafe { ManuallyDrop::take(&mut self.shared.0) };
         if matches!(self.stage, Stage::Finished) && self.finish.is_none() {
             // The common case: the output was returned, nothing is left.
+            crate::drive::keep_shared(shared);
             return;
         }
         let stage = std::mem::replace(&mut self.stage, Stage::Finished);
         let finish = self.finish.take();
         abandon(
-            &self.shared,
+            &shared,
             stage,
             finish.map(|f| Box::new(OpRelease(Some(f))) as Box<dyn Release>),
         );
@@ -471,19 +495,10 @@ pub(crate) fn request_cancel(shared: &Shared, mut st: MutexGuard<'_, State>, ud:
 /// for others' work; and when nobody holds the token, to wake the
 /// external driver for the work once nobody took the token for
 /// `KICK_PATIENCE`.
-#[inline]
+#[inline(always)]
 pub(crate) fn watch_holder(shared: &Shared, st: &mut State) -> bool {
     if st.external.is_some() {
-        let free = st.owner.is_none();
-        if free {
-            st.kick_watch = true;
-        }
-        let out = crate::drive::holder_out(shared, st).is_some();
-        let watch = (free || out) && st.fallback_idle && !st.fallback_timed;
-        if watch {
-            st.fallback_idle = false;
-        }
-        return watch;
+        return watch_beside_external(shared, st);
     }
     // The caller may be about to take the token (see `caller_coming`).
     let free = st.owner.is_none();
@@ -496,6 +511,21 @@ pub(crate) fn watch_holder(shared: &Shared, st: &mut State) -> bool {
         // patient (see `State::kick_watch`).
         st.fallback_idle = false;
         st.kick_watch = true;
+    }
+    watch
+}
+
+/// [`watch_holder`] with an external driver attached.
+#[cold]
+fn watch_beside_external(shared: &Shared, st: &mut State) -> bool {
+    let free = st.owner.is_none();
+    if free {
+        st.kick_watch = true;
+    }
+    let out = crate::drive::holder_out(shared, st).is_some();
+    let watch = (free || out) && st.fallback_idle && !st.fallback_timed;
+    if watch {
+        st.fallback_idle = false;
     }
     watch
 }

@@ -170,7 +170,7 @@ impl sealed::Sealed for Proactor {
 
     fn op_of<O: 'static>(&self, _: Token, entry: Entry, finish: Finisher<O>) -> Op<O> {
         Op {
-            shared: self.shared.clone(),
+            shared: crate::op::OpShared::new(crate::drive::shared_ref(&self.shared)),
             entry,
             stage: crate::op::Stage::New,
             finish: Some(finish),

@@ -64,7 +64,7 @@ fn shared_probing(probe: Probe, budget: u32) -> Arc<Shared> {
 
 fn op(shared: &Arc<Shared>, entry: Entry) -> Op<io::Result<u32>> {
     Op {
-        shared: shared.clone(),
+        shared: crate::op::OpShared::new(shared.clone()),
         entry,
         stage: Stage::New,
         finish: Some(crate::op::Finisher::new(|res: io::Result<u32>, _| res)),

@@ -188,6 +188,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             let own = OWN_SPARE.try_with(Cell::take).ok().flatten();
             drop(own);
             drop(hint);
+            if BLOCKING.with(Cell::get) == 0 {
+                // The Proactor reference kept for the next op: none comes.
+                drop_kept_shared();
+            }
             for w in spares {
                 run_user(|| drop(w));
             }

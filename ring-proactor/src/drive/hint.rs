@@ -156,6 +156,50 @@ pub(crate) fn keep_own(own: Waker) {
     }
 }
 
+/// A reference to `shared` for a new op: inside [`block_on`], the one the
+/// last op dropped on this thread kept ([`keep_shared`]) if it is
+/// `shared`'s, else a clone. At QD1 (an op awaited, dropped, the next
+/// made), every op: an increment and a decrement of the Proactor's count
+/// fewer, two atomic read-modify-writes.
+#[inline]
+pub(crate) fn shared_ref(shared: &Arc<Shared>) -> Arc<Shared> {
+    if OWN_SHARED.with(Cell::get) == Arc::as_ptr(shared) {
+        OWN_SHARED.with(|s| s.set(std::ptr::null()));
+        // SAFETY: the pointer is an `Arc::into_raw` that `keep_shared`
+        // left there, and taking it out (the null above) makes this the
+        // only `from_raw` of it.
+        return unsafe { Arc::from_raw(Arc::as_ptr(shared)) };
+    }
+    shared.clone()
+}
+
+/// The reference to its Proactor of an op being dropped: kept inside
+/// [`block_on`], for the next op ([`shared_ref`]); it replaces the one
+/// kept before, which is dropped, as it is when the outermost `block_on`
+/// returns ([`drop_kept_shared`]). (A reference keeps the Proactor's
+/// memory, not the Proactor: the last handle's drop shuts it down.)
+#[inline]
+pub(crate) fn keep_shared(shared: Arc<Shared>) {
+    if BLOCKING.with(Cell::get) > 0 {
+        let old = OWN_SHARED.with(|s| s.replace(Arc::into_raw(shared)));
+        if !old.is_null() {
+            // SAFETY: an `Arc::into_raw` kept here, taken out by the
+            // replace.
+            drop(unsafe { Arc::from_raw(old) });
+        }
+    }
+}
+
+/// Drops the Proactor reference kept for the next op, if any (see
+/// [`keep_shared`]).
+pub(super) fn drop_kept_shared() {
+    let old = OWN_SHARED.with(|s| s.replace(std::ptr::null()));
+    if !old.is_null() {
+        // SAFETY: an `Arc::into_raw` kept here, taken out by the replace.
+        drop(unsafe { Arc::from_raw(old) });
+    }
+}
+
 /// Drops the spare wakers this thread kept (see [`Hint::spares`]) that no
 /// op took, through `scratch` (an empty vector whose capacity the spares
 /// take over, and give back). No lock may be held (a drop is user code).
