@@ -91,6 +91,32 @@ fn ratios<'t>(tables: &'t [Table], prefix: &str) -> Vec<(&'t str, f64)> {
         .collect()
 }
 
+/// What the split table (user and kernel time per QD1 read) says of the
+/// Proactor against monoio, as the end of a sentence: ": in this run, ..."
+/// and a full stop, or a full stop alone without the table.
+fn split_note(tables: &[Table]) -> String {
+    let row = |system: &str| {
+        let name = format!("split/read0/qd1/{system}");
+        let r = tables.iter().flat_map(|t| &t.rows).find(|r| r[0] == name)?;
+        let value = |i: usize| r.get(i)?.parse::<f64>().ok();
+        Some((value(2)?, value(3)?, value(4)))
+    };
+    let (Some(p), Some(m)) = (row("Proactor"), row("monoio")) else {
+        return ".".to_string();
+    };
+    let error = |e: Option<f64>| e.map_or_else(String::new, |e| format!(" (std. error {e:.0})"));
+    format!(
+        ": per QD1 read at the file's end in this run (the split table), the Proactor spent \
+         {:.0} ns in user space and {:.0} ns in the kernel{}, monoio {:.0} and {:.0}{}.",
+        p.0,
+        p.1,
+        error(p.2),
+        m.0,
+        m.1,
+        error(m.2)
+    )
+}
+
 /// One row of the `peers/*` table (the Proactor and the peer runtimes,
 /// each a ratio to the io-uring crate): `(row, Proactor, [(peer, ratio)])`.
 type PeerRow<'t> = (&'t str, f64, Vec<(&'t str, f64)>);
@@ -286,22 +312,26 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              instructions, each op makes atomic read-modify-writes a single-thread runtime \
              does not: the state mutex locked and unlocked to submit it (and once or \
              twice per turn), the Proactor's and the file's reference counts.",
-            "All drive the ring on the thread that awaits; the Proactor's per-op bookkeeping \
-             (a mutex-guarded slot table that any thread may use, where the runtimes keep \
-             single-threaded state) costs more user-space instructions per op (the \
-             Proactors' callgrind tables: the read0 one counts the same read on the \
-             Proactor, the LocalProactor and monoio) and atomic read-modify-writes: per op \
-             at QD1 the state mutex twice (submit and reap: two each; a block_on that \
-             finds nothing but its own work pushes its ops into the SQ as it submits them, \
-             so its turn takes no lock of its own: ProactorStats::holder_pushes), the \
-             token's step out (a fence) and its return (a compare-exchange), and an \
-             increment and a decrement of two reference counts (the Proactor's, the \
-             file's): 10, where a single-thread runtime's counts are not atomic (the \
-             waker's clones are kept for the next ops); at QD32 the turn's share is \
-             spread over the batch, leaving 6. Kernel time is not \
-             where it loses: its driving thread enters through its own registration of \
-             the ring's fd. monoio is the fastest of the three; where it leads, the \
-             LocalProactor is the like-for-like comparison.",
+            format!(
+                "All drive the ring on the thread that awaits; the Proactor's per-op \
+                 bookkeeping (a mutex-guarded slot table that any thread may use, where the \
+                 runtimes keep single-threaded state) costs more user-space instructions per \
+                 op (the Proactors' callgrind tables: the read0 one counts the same read on \
+                 the Proactor, the LocalProactor and monoio) and atomic read-modify-writes: \
+                 per op at QD1 the state mutex twice (submit and reap: two each; a block_on \
+                 that finds nothing but its own work pushes its ops into the SQ as it \
+                 submits them, so its turn takes no lock of its own: \
+                 ProactorStats::holder_pushes), the token's step out (a fence) and its return \
+                 (a compare-exchange), and an increment and a decrement of the file's \
+                 reference count: 8, where a single-thread runtime's counts are not atomic \
+                 (the Proactor's own count is spared: an op dropped inside block_on leaves \
+                 its reference to the next op, as the waker's clones are kept); at QD32 the \
+                 turn's share is spread over the batch. What it loses, it loses mostly in \
+                 user space, not in the kernel (its driving thread enters through its own \
+                 registration of the ring's fd){} monoio is the fastest of the three; where it leads, the \
+                 LocalProactor is the like-for-like comparison.",
+                split_note(tables)
+            ),
         ),
         (
             "LocalProactor",
@@ -312,7 +342,8 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
              has its instructions per NOP): a NOP or a read at the file's end (read0) is all \
              bookkeeping, a 4 KiB read or a round trip much less so. monoio has no NOP (its \
              nop cells are n/a, and the nop rows are judged against tokio-uring and compio): \
-             the read0 rows are where it and the LocalProactor do the same op.",
+             the read0 rows are where it and the LocalProactor do the same op."
+                .to_string(),
         ),
     ] {
         let peers = peer_rows(tables, ours);
@@ -362,7 +393,7 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
                 format!("behind the fastest on: {}", behind.join(", "))
             },
             behind.is_empty(),
-            limit_peers.to_string(),
+            limit_peers,
         ));
     }
     let cp = ratios(tables, "cp/");
@@ -711,7 +742,7 @@ pub(crate) fn bench(mut args: Args) -> Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Instructions, collected, parse_tables, targets, write_table};
+    use super::{Instructions, collected, parse_tables, split_note, targets, write_table};
 
     #[test]
     fn targets_are_judged_on_the_runs_ratios() {
@@ -827,6 +858,21 @@ mod tests {
             "behind the fastest on: peers/read0/qd32 0.500 < monoio 0.600"
         );
         assert_eq!(find("LocalProactor >= 0.5x").1, "peers/nop/qd32 0.900");
+    }
+
+    #[test]
+    fn the_split_note_names_the_proactors_and_monoios_times() {
+        let out = "table\tSplit\n\
+                   row\tns/op\tuser ns/op\tkernel ns/op\tsplit's std. error ns/op\n\
+                   split/read0/qd1/io-uring\t560\t60\t500\t7.0\n\
+                   split/read0/qd1/Proactor\t680\t155\t525\t10.2\n\
+                   split/read0/qd1/monoio\t640\t125\t515\t9.6\n";
+        let note = split_note(&parse_tables(out));
+        assert!(
+            note.contains("the Proactor spent 155 ns in user space and 525 ns in the kernel (std. error 10), monoio 125 and 515 (std. error 10)."),
+            "{note}"
+        );
+        assert_eq!(split_note(&parse_tables("")), ".");
     }
 
     #[test]

@@ -427,6 +427,25 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
     }
     let load_after = load1();
     drop(burners);
+    let split = (load == 0 && want("peers/read0/qd1")).then(|| {
+        split_rows(
+            quick,
+            &mut [
+                ("io-uring", &mut |n| {
+                    file_io::uring_reads(&mut raw, f, &raw_bufs, Reads::AtEnd, 1, n)
+                }),
+                ("Proactor", &mut |n| {
+                    proactor::proactor_reads(&p, f, &mut bufs, Reads::AtEnd, 1, false, n)
+                }),
+                ("LocalProactor", &mut |n| {
+                    proactor::local_reads(&local, f, &mut local_bufs, Reads::AtEnd, 1, n)
+                }),
+                ("monoio", &mut |n| {
+                    monoio_rt::reads(&mut monoio, f, Reads::AtEnd, 1, n)
+                }),
+            ],
+        )
+    });
     let beside = if load > 0 {
         format!(", beside {load} CPU-bound processes")
     } else {
@@ -482,6 +501,9 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
         end = f.offset(Reads::AtEnd, 0) >> 20,
     );
     println!("note\tns/op (medians) in this run: {}.", times.join("; "));
+    if let Some(split) = split {
+        print!("{split}");
+    }
     if load > 0 {
         println!(
             "note\tThe same rows, rounds and systems as the table above, measured while {load} \
@@ -491,4 +513,98 @@ pub(crate) fn rows(quick: bool, load: usize, want: &dyn Fn(&str) -> bool) {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
     }
+}
+
+/// This thread's user and kernel CPU time so far, in ns (`getrusage`).
+fn thread_times() -> (f64, f64) {
+    // SAFETY: `getrusage` writes the `rusage` it is given, nothing else.
+    let ru = unsafe {
+        let mut ru = std::mem::zeroed::<libc::rusage>();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut ru), 0);
+        ru
+    };
+    let ns = |t: libc::timeval| t.tv_sec as f64 * 1e9 + t.tv_usec as f64 * 1e3;
+    (ns(ru.ru_utime), ns(ru.ru_stime))
+}
+
+/// The read0/qd1 loop of each system run long enough for the kernel's
+/// tick-sampled accounting to split its time between user space and the
+/// kernel: rounds rotating which goes first, each system's user and
+/// kernel time summed over its rounds (all of it on this thread: every
+/// system drives the ring on the thread that awaits). Returns the table.
+fn split_rows(quick: bool, systems: &mut [(&str, &mut dyn FnMut(u64))]) -> String {
+    let (rounds, ops) = if quick { (2, 150_000) } else { (3, 1_500_000) };
+    let mut sums = vec![(0.0, 0.0, 0.0); systems.len()];
+    for (_, run) in systems.iter_mut() {
+        run(ops / 10);
+    }
+    for round in 0..rounds {
+        for i in 0..systems.len() {
+            let c = (round + i) % systems.len();
+            let (u0, k0) = thread_times();
+            let start = Instant::now();
+            (systems[c].1)(ops);
+            let wall = start.elapsed().as_nanos() as f64;
+            let (u1, k1) = thread_times();
+            sums[c].0 += wall;
+            sums[c].1 += u1 - u0;
+            sums[c].2 += k1 - k0;
+        }
+    }
+    let n = (rounds as u64 * ops) as f64;
+    // The split's standard error: each tick samples the thread in user
+    // space or in the kernel, a binomial draw.
+    let hz = config_hz();
+    let mut out = String::from(
+        "table\tWhere a QD1 read's time goes: user space and the kernel (read0/qd1)\n\
+         row\tns/op\tuser ns/op\tkernel ns/op\tsplit's std. error ns/op\n",
+    );
+    for ((name, _), (wall, user, kernel)) in systems.iter().zip(&sums) {
+        let error = hz.map_or_else(
+            || "-".to_string(),
+            |hz| {
+                let samples = (user + kernel) / 1e9 * hz;
+                let p = user / (user + kernel);
+                let ns_per_tick = 1e9 / hz;
+                format!("{:.1}", ns_per_tick * (samples * p * (1.0 - p)).sqrt() / n)
+            },
+        );
+        out += &format!(
+            "split/read0/qd1/{name}\t{:.1}\t{:.1}\t{:.1}\t{error}\n",
+            wall / n,
+            user / n,
+            kernel / n
+        );
+    }
+    out += &format!(
+        "note\tThe read0/qd1 loop of the peers table, {rounds} rounds of {ops} reads per system, \
+         rotating which goes first; the user and kernel time of the thread that runs it \
+         (getrusage RUSAGE_THREAD: every system drives the ring on the thread that awaits, \
+         so its work is there), summed over the rounds, per op. The kernel splits a thread's \
+         time between user space and the kernel by sampling it at each tick \
+         (CONFIG_TICK_CPU_ACCOUNTING; {} ticks per second here), so the split is an \
+         estimate, with the standard error shown, and the sum exact. The io-uring crate, the \
+         LocalProactor and monoio each keep their ring to one thread. The Proactor's ring is \
+         set up for any thread to submit: no COOP_TASKRUN, no DEFER_TASKRUN. The \
+         LocalProactor's has DEFER_TASKRUN and SINGLE_ISSUER, the io-uring crate's \
+         COOP_TASKRUN, and monoio's none of these, with an eventfd registered to signal each \
+         completion.\n",
+        hz.map_or_else(|| "unknown".to_string(), |hz| format!("{hz:.0}"))
+    );
+    out
+}
+
+/// The kernel's tick rate (`CONFIG_HZ`), from `/proc/config.gz` if the
+/// kernel exposes its configuration (read with `zcat`).
+fn config_hz() -> Option<f64> {
+    let out = std::process::Command::new("zcat")
+        .arg("/proc/config.gz")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ="))?
+        .trim()
+        .parse()
+        .ok()
 }
