@@ -326,9 +326,11 @@ fn targets(tables: &[Table], instructions: &[Instructions]) -> Vec<(String, Stri
                  reference count: 8, where a single-thread runtime's counts are not atomic \
                  (the Proactor's own count is spared: an op dropped inside block_on leaves \
                  its reference to the next op, as the waker's clones are kept); at QD32 the \
-                 turn's share is spread over the batch. What it loses, it loses mostly in \
-                 user space, not in the kernel (its driving thread enters through its own \
-                 registration of the ring's fd){} monoio is the fastest of the three; where it leads, the \
+                 turn's share is spread over the batch. Most of what it loses is lost in \
+                 user space (its driving thread enters through its own registration of the \
+                 ring's fd; like monoio's, its ring goes without DEFER_TASKRUN, which needs a \
+                 single submitting thread and gives the LocalProactor the least kernel time \
+                 in the split table){} monoio is the fastest of the three; where it leads, the \
                  LocalProactor is the like-for-like comparison.",
                 split_note(tables)
             ),
