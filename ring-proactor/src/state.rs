@@ -258,7 +258,9 @@ pub(crate) struct State {
     /// next (`op::watch_holder`): until it sleeps untimed again, or other
     /// threads' work comes, it takes over only after `KICK_PATIENCE`,
     /// never sooner (a caller that is merely slow, on a loaded machine,
-    /// keeps its completions on its own thread).
+    /// keeps its completions on its own thread). With an external driver
+    /// attached, it wakes that driver instead, after as long, if nobody
+    /// took the free token meanwhile.
     pub(crate) kick_watch: bool,
     /// The fallback thread waits on `Shared::idle`.
     pub(crate) fallback_idle: bool,
