@@ -587,8 +587,8 @@ fn split_rows(quick: bool, systems: &mut [(&str, &mut dyn FnMut(u64))]) -> Strin
          LocalProactor and monoio each keep their ring to one thread. The Proactor's ring is \
          set up for any thread to submit: no COOP_TASKRUN, no DEFER_TASKRUN. The \
          LocalProactor's has DEFER_TASKRUN and SINGLE_ISSUER, the io-uring crate's \
-         COOP_TASKRUN, and monoio's none of these, with an eventfd registered to signal each \
-         completion.\n",
+         COOP_TASKRUN, and monoio's none of these (nor an eventfd: its `sync` feature is off \
+         here).\n",
         hz.map_or_else(|| "unknown".to_string(), |hz| format!("{hz:.0}"))
     );
     out
