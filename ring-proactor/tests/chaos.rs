@@ -1174,6 +1174,20 @@ fn fds() -> usize {
         .count()
 }
 
+/// What this process's open fds are, for a failure's message.
+fn open_fds() -> String {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return "(unknown)".into();
+    };
+    dir.flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!("{} {}", e.file_name().to_string_lossy(), target.display())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The soft limit on this process's open fds, raised to the hard one.
 fn fd_limit() -> usize {
     let mut lim = libc::rlimit {
@@ -1282,10 +1296,24 @@ fn run(seed: u64) {
     let live: Vec<_> = (0..shape.proactors)
         .map(|_| Arc::new(AtomicUsize::new(0)))
         .collect();
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("a tokio runtime");
+    let mut tokio_builder = tokio::runtime::Builder::new_multi_thread();
+    tokio_builder.worker_threads(2);
+    // With the `tokio` feature, a third of the seeds drive one Proactor
+    // from a tokio drive task (chosen from the seed, not its stream of
+    // choices, which stays the same with and without the feature): the
+    // fallback thread then stays out, and block_ons, waits and the drive
+    // task take the ring from each other.
+    #[cfg(feature = "tokio")]
+    let driven = (seed % 3 == 1).then(|| (seed / 3) as usize % shape.proactors);
+    #[cfg(feature = "tokio")]
+    tokio_builder.enable_io();
+    let tokio_rt = tokio_builder.build().expect("a tokio runtime");
+    #[cfg(feature = "tokio")]
+    let drive_task = driven.map(|i| {
+        configs[i].push_str(", a tokio drive task");
+        let _enter = tokio_rt.enter();
+        ring_io_proactor::tokio::spawn_driver(&proactors[i]).expect("a drive task")
+    });
     let world = Arc::new(World {
         seed,
         status: (0..shape.threads).map(|_| Mutex::new(Vec::new())).collect(),
@@ -1413,6 +1441,9 @@ fn run(seed: u64) {
     let checked = world.checked.load(Ordering::Relaxed);
     assert!(checked > 0, "{}: nothing was checked", context(&world));
     let what = context(&world);
+    // (Its handle holds the runtime's I/O driver, and with it fds.)
+    #[cfg(feature = "tokio")]
+    drop(drive_task);
     tokio_rt.shutdown_timeout(Duration::from_secs(5));
     // Every waker the run made (they hold the world) is gone, once the
     // drivers have run or dropped those a turn collected.
@@ -1441,8 +1472,10 @@ fn run(seed: u64) {
     }
     let after = fds();
     assert_eq!(
-        after, expected,
-        "chaos: fds leaked: {before} before, {after} after ({leaked} Proactors with forgotten ops)\n{what}"
+        after,
+        expected,
+        "chaos: fds leaked: {before} before, {after} after ({leaked} Proactors with forgotten ops): {}\n{what}",
+        open_fds()
     );
 }
 
