@@ -91,8 +91,9 @@ thread_local! {
     /// The reference to its Proactor of the last op dropped inside
     /// [`block_on`] on this thread, kept for the next op (see
     /// [`keep_shared`]): an `Arc::into_raw`, or null. (A raw pointer: a
-    /// thread-local without a destructor is the cheapest to reach. The
-    /// outermost `block_on` drops it as it returns, panicking or not.)
+    /// thread-local without a destructor is the cheapest to reach.
+    /// `block_on` drops it after each poll of its future, and the
+    /// outermost as it returns, panicking or not.)
     static OWN_SHARED: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
     /// The Proactor in `HINT` (null if none), to compare without its
     /// borrow.

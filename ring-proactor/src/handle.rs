@@ -366,6 +366,29 @@ mod tests {
         crate::block_on(async { q.nop().await.unwrap() });
         drop(q);
         freed(&qs, "q outlived its last handle and block_on");
+        // Nor is it kept while the future waits on something else: it
+        // goes after the poll in which the op was dropped. (An op of a
+        // Proactor this `block_on` does not drive: one it drives is held
+        // by it anyway.)
+        let r = Proactor::new(ProactorConfig::new(8)).unwrap();
+        let rs = Arc::downgrade(&r.shared);
+        let mut op = r.nop();
+        crate::block_on(&mut op).unwrap();
+        drop(r);
+        crate::block_on(async move {
+            drop(op);
+            let mut yielded = false;
+            std::future::poll_fn(|cx| {
+                if yielded {
+                    return std::task::Poll::Ready(());
+                }
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            })
+            .await;
+            freed(&rs, "r outlived the poll that dropped its last op");
+        });
     }
 
     #[test]

@@ -235,6 +235,11 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         };
         // Spares its ops did not take (user code: still stepped out).
         drop_spares(&mut scratch);
+        // And the Proactor reference its ops left for a next op that did
+        // not come in this poll (at QD1 the next op took it): a Proactor
+        // whose last op and handle went in this poll is not kept for as
+        // long as the future waits on something else.
+        drop_kept_shared();
         blocking.back(&unpark);
         if let Poll::Ready(out) = polled {
             return out;

@@ -175,9 +175,10 @@ pub(crate) fn shared_ref(shared: &Arc<Shared>) -> Arc<Shared> {
 
 /// The reference to its Proactor of an op being dropped: kept inside
 /// [`block_on`], for the next op ([`shared_ref`]); it replaces the one
-/// kept before, which is dropped, as it is when the outermost `block_on`
-/// returns ([`drop_kept_shared`]). (A reference keeps the Proactor's
-/// memory, not the Proactor: the last handle's drop shuts it down.)
+/// kept before, which is dropped, as it is after the poll of the
+/// `block_on`'s future in which it was kept ([`drop_kept_shared`]). (A
+/// reference keeps the Proactor's memory and its ring's fd, not the
+/// Proactor: the last handle's drop shuts it down.)
 #[inline]
 pub(crate) fn keep_shared(shared: Arc<Shared>) {
     if BLOCKING.with(Cell::get) > 0 {
@@ -191,8 +192,17 @@ pub(crate) fn keep_shared(shared: Arc<Shared>) {
 }
 
 /// Drops the Proactor reference kept for the next op, if any (see
-/// [`keep_shared`]).
+/// [`keep_shared`]): after each poll of a `block_on`'s future, and when
+/// the outermost returns.
+#[inline(always)]
 pub(super) fn drop_kept_shared() {
+    if !OWN_SHARED.with(Cell::get).is_null() {
+        drop_kept_shared_now();
+    }
+}
+
+#[inline(never)]
+fn drop_kept_shared_now() {
     let old = OWN_SHARED.with(|s| s.replace(std::ptr::null()));
     if !old.is_null() {
         // SAFETY: an `Arc::into_raw` kept here, taken out by the replace.
