@@ -29,6 +29,23 @@ const LIMIT: Duration = Duration::from_secs(10);
 /// expected to push its own (the Proactor waits for 16 quiet turns).
 const WARM: usize = 40;
 
+/// A socket pair: the writing end, and what a thread reads from the other
+/// (the first 5 bytes, sent once read), and that thread.
+fn five_bytes_reader() -> (
+    Arc<UnixStream>,
+    mpsc::Receiver<[u8; 5]>,
+    thread::JoinHandle<()>,
+) {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let (read_tx, read_rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut got = [0u8; 5];
+        b.read_exact(&mut got).unwrap();
+        read_tx.send(got).unwrap();
+    });
+    (Arc::new(a), read_rx, reader)
+}
+
 /// Awaits `n` NOPs one at a time.
 async fn nops(p: &Proactor, n: usize) {
     for _ in 0..n {
@@ -155,14 +172,7 @@ fn an_op_the_holder_pushed_reaches_the_kernel_while_its_future_blocks() {
     // the SQ, not yet entered: the fallback thread must see the holder
     // stuck with work in flight, take the ring over and submit it.
     let p = Proactor::new(ProactorConfig::new(8)).unwrap();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    let a = Arc::new(a);
-    let (read_tx, read_rx) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut got = [0u8; 5];
-        b.read_exact(&mut got).unwrap();
-        read_tx.send(got).unwrap();
-    });
+    let (a, read_rx, reader) = five_bytes_reader();
     let got = block_on(async {
         nops(&p, WARM).await;
         let pushed = p.stats().holder_pushes;
@@ -227,14 +237,7 @@ fn an_op_queued_by_a_block_on_whose_future_then_blocks_reaches_the_kernel_beside
 /// Nobody drives: another driver must take the ring once the caller that
 /// was to drive has not, and submit it.
 fn queued_then_blocks(p: &Proactor, warm: usize) {
-    let (a, mut b) = UnixStream::pair().unwrap();
-    let a = Arc::new(a);
-    let (read_tx, read_rx) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut got = [0u8; 5];
-        b.read_exact(&mut got).unwrap();
-        read_tx.send(got).unwrap();
-    });
+    let (a, read_rx, reader) = five_bytes_reader();
     let got = block_on(async {
         nops(p, warm).await;
         let mut write = p.write(&a, b"hello".to_vec(), 0);

@@ -64,15 +64,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                             }
                             continue;
                         }
-                        st.fallback_idle = true;
-                        st.fallback_timed = true;
-                        let wait = bounded(Some(left), look).unwrap_or(left);
-                        st = match shared.idle.wait_timeout(st, wait) {
-                            Ok((st, _)) => st,
-                            Err(poisoned) => poisoned.into_inner().0,
-                        };
-                        st.fallback_idle = false;
-                        st.fallback_timed = false;
+                        st = watch_for(&shared, st, left, look);
                         continue;
                     }
                     if out.is_none() {
@@ -82,16 +74,7 @@ pub(crate) fn fallback(shared: Arc<Shared>) {
                     }
                     if out != watched {
                         watched = out;
-                        st.fallback_idle = true;
-                        // Kicks need not wake it: it looks again anyway.
-                        st.fallback_timed = true;
-                        let wait = bounded(Some(STUCK), look).unwrap_or(STUCK);
-                        st = match shared.idle.wait_timeout(st, wait) {
-                            Ok((st, _)) => st,
-                            Err(poisoned) => poisoned.into_inner().0,
-                        };
-                        st.fallback_idle = false;
-                        st.fallback_timed = false;
+                        st = watch_for(&shared, st, STUCK, look);
                         continue;
                     }
                     watched = None;
@@ -266,6 +249,27 @@ fn external_attached<'a>(
         None => shared.idle.wait(st).unwrap_or_else(|e| e.into_inner()),
     };
     st.fallback_idle = false;
+    st
+}
+
+/// The fallback thread beside an external driver, watching: it sleeps
+/// for `wait` (less if the next look at the credit waiters, `look`, comes
+/// sooner), timed, so kicks need not wake it: it looks again anyway.
+fn watch_for<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+    wait: Duration,
+    look: Option<Duration>,
+) -> MutexGuard<'a, State> {
+    st.fallback_idle = true;
+    st.fallback_timed = true;
+    let wait = bounded(Some(wait), look).unwrap_or(wait);
+    st = match shared.idle.wait_timeout(st, wait) {
+        Ok((st, _)) => st,
+        Err(poisoned) => poisoned.into_inner().0,
+    };
+    st.fallback_idle = false;
+    st.fallback_timed = false;
     st
 }
 

@@ -39,6 +39,25 @@ pub(crate) fn fds() -> Vec<RawFd> {
         .collect()
 }
 
+/// The number of this process's open fds once it is back to `before`,
+/// waiting up to 5 s for it (a thread may still be closing what the
+/// runtime released: a count at once would race it), with what they are
+/// (for a failure's message).
+pub(crate) fn fds_settled(before: usize) -> (usize, String) {
+    let start = std::time::Instant::now();
+    while fds().len() != before && start.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let open: Vec<String> = fds()
+        .into_iter()
+        .map(|fd| {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+            format!("{fd} {}", target.display())
+        })
+        .collect();
+    (open.len(), open.join(", "))
+}
+
 /// The fds of io_uring instances, as an attacker finds them: by trying
 /// every fd number.
 pub(crate) fn ring_fds() -> Vec<RawFd> {
