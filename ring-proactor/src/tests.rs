@@ -760,6 +760,18 @@ fn a_chain_member_failed_with_efault_after_a_driver_exited_ends_with_ecanceled()
     }
 }
 
+/// A xorshift generator seeded with `seed`: each call, a number below its
+/// argument (for the randomized tests of the credit and the slab).
+pub(crate) fn seeded(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    }
+}
+
 /// Credit under random interleavings of ops that come, wait, are polled
 /// again, are dropped, complete, and grants that lapse: what is granted is
 /// what is reserved, in flight and reserved stay within the budget, no op
@@ -768,13 +780,7 @@ fn a_chain_member_failed_with_efault_after_a_driver_exited_ends_with_ecanceled()
 #[test]
 fn credit_grants_keep_their_invariants_under_random_interleavings() {
     for seed in 1..=200u64 {
-        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = seeded(seed);
         let budget = 1 + next(4) as u32;
         let shared = shared_with(&[ring_io_sys::IORING_OP_NOP], budget);
         let mut cx = Context::from_waker(Waker::noop());

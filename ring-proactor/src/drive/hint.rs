@@ -164,11 +164,9 @@ pub(crate) fn keep_own(own: Waker) {
 #[inline]
 pub(crate) fn shared_ref(shared: &Arc<Shared>) -> Arc<Shared> {
     if OWN_SHARED.with(Cell::get) == Arc::as_ptr(shared) {
-        OWN_SHARED.with(|s| s.set(std::ptr::null()));
-        // SAFETY: the pointer is an `Arc::into_raw` that `keep_shared`
-        // left there, and taking it out (the null above) makes this the
-        // only `from_raw` of it.
-        return unsafe { Arc::from_raw(Arc::as_ptr(shared)) };
+        if let Some(kept) = swap_kept(std::ptr::null()) {
+            return kept;
+        }
     }
     shared.clone()
 }
@@ -182,12 +180,7 @@ pub(crate) fn shared_ref(shared: &Arc<Shared>) -> Arc<Shared> {
 #[inline]
 pub(crate) fn keep_shared(shared: Arc<Shared>) {
     if BLOCKING.with(Cell::get) > 0 {
-        let old = OWN_SHARED.with(|s| s.replace(Arc::into_raw(shared)));
-        if !old.is_null() {
-            // SAFETY: an `Arc::into_raw` kept here, taken out by the
-            // replace.
-            drop(unsafe { Arc::from_raw(old) });
-        }
+        drop(swap_kept(Arc::into_raw(shared)));
     }
 }
 
@@ -203,11 +196,16 @@ pub(super) fn drop_kept_shared() {
 
 #[inline(never)]
 fn drop_kept_shared_now() {
-    let old = OWN_SHARED.with(|s| s.replace(std::ptr::null()));
-    if !old.is_null() {
-        // SAFETY: an `Arc::into_raw` kept here, taken out by the replace.
-        drop(unsafe { Arc::from_raw(old) });
-    }
+    drop(swap_kept(std::ptr::null()));
+}
+
+/// Puts `new` (an `Arc::into_raw` whose reference it hands over, or null)
+/// in [`OWN_SHARED`], and returns the reference that was there, if any.
+#[inline(always)]
+fn swap_kept(new: *const Shared) -> Option<Arc<Shared>> {
+    let old = OWN_SHARED.with(|s| s.replace(new));
+    // SAFETY: a non-null `old` is an `into_raw` the cell owned, taken out.
+    (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
 }
 
 /// Drops the spare wakers this thread kept (see [`Hint::spares`]) that no

@@ -289,13 +289,7 @@ mod tests {
     #[test]
     fn room_and_grants_keep_their_invariants_under_random_interleavings() {
         for seed in 1..=300u64 {
-            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = move |n: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % n
-            };
+            let mut next = crate::tests::seeded(seed);
             let budget = 1 + next(4) as u32;
             let mut slab = slab(budget);
             let mut ops: Vec<Model> = Vec::new();
